@@ -1,0 +1,116 @@
+// Package array defines what a storage array offers: pools, thin volumes,
+// snapshots and clones. The engine in array/store implements it locally and
+// array/client implements it over gRPC; array/testsuite holds the
+// conformance suite that both must pass.
+package array
+
+import (
+	"context"
+	"time"
+)
+
+// BlockSize is the unit of allocation, change tracking and checksums.
+const BlockSize = 4096
+
+// Info describes an array.
+type Info struct {
+	Name          string
+	ID            string
+	Version       string
+	CapacityBytes int64
+	FreeBytes     int64
+	Now           time.Time
+	BlockSize     int64
+}
+
+// Pool groups volumes.
+type Pool struct {
+	Name        string
+	Created     time.Time
+	VolumeCount int64
+}
+
+// VolumeSpec asks for a volume.
+type VolumeSpec struct {
+	Name      string
+	Pool      string
+	SizeBytes int64
+	Labels    map[string]string
+}
+
+// Volume is a thin block device.
+type Volume struct {
+	Name          string
+	Pool          string
+	SizeBytes     int64
+	Created       time.Time
+	Source        string // "volume@snapshot" it was cloned from
+	UsedBytes     int64
+	SnapshotCount int64
+	Labels        map[string]string
+}
+
+// Snapshot is a read-only point-in-time image of a volume.
+type Snapshot struct {
+	Volume    string
+	Name      string
+	GUID      string
+	SizeBytes int64
+	Created   time.Time
+	UsedBytes int64
+	Labels    map[string]string
+}
+
+// Ref returns "volume@snapshot".
+func (s Snapshot) Ref() string { return s.Volume + "@" + s.Name }
+
+// Extent is a byte range of a volume. Zero means it reads as zeros.
+type Extent struct {
+	Offset int64
+	Length int64
+	Zero   bool
+}
+
+// End returns the offset just past the extent.
+func (e Extent) End() int64 { return e.Offset + e.Length }
+
+// CloneSpec asks for a volume cloned from a snapshot. Empty Pool keeps the
+// source's pool; zero SizeBytes keeps the snapshot's size.
+type CloneSpec struct {
+	Volume    string
+	Snapshot  string
+	Name      string
+	Pool      string
+	SizeBytes int64
+	Labels    map[string]string
+}
+
+// Array is the interface every array implementation offers, local or remote.
+type Array interface {
+	Info(ctx context.Context) (Info, error)
+
+	CreatePool(ctx context.Context, name string) (Pool, error)
+	GetPool(ctx context.Context, name string) (Pool, error)
+	ListPools(ctx context.Context) ([]Pool, error)
+	DeletePool(ctx context.Context, name string) error
+
+	CreateVolume(ctx context.Context, spec VolumeSpec) (Volume, error)
+	GetVolume(ctx context.Context, name string) (Volume, error)
+	// ListVolumes lists the volumes of a pool, or of every pool when pool is "".
+	ListVolumes(ctx context.Context, pool string) ([]Volume, error)
+	DeleteVolume(ctx context.Context, name string) error
+	ExtendVolume(ctx context.Context, name string, sizeBytes int64) (Volume, error)
+	WriteVolume(ctx context.Context, name string, off int64, p []byte, fua bool) error
+	ReadVolume(ctx context.Context, name string, off int64, p []byte) error
+	FlushVolume(ctx context.Context, name string) error
+
+	CreateSnapshot(ctx context.Context, volume, name string, labels map[string]string) (Snapshot, error)
+	GetSnapshot(ctx context.Context, volume, name string) (Snapshot, error)
+	ListSnapshots(ctx context.Context, volume string) ([]Snapshot, error)
+	DeleteSnapshot(ctx context.Context, volume, name string) error
+	ReadSnapshot(ctx context.Context, volume, name string, off int64, p []byte) error
+	CloneSnapshot(ctx context.Context, spec CloneSpec) (Volume, error)
+	// Diff lists the extents of snapshot that differ from base, both of
+	// volume's lineage. An empty base lists every allocated extent.
+	Diff(ctx context.Context, volume, base, snapshot string) ([]Extent, error)
+}
