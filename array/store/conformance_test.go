@@ -1,0 +1,23 @@
+package store_test
+
+import (
+	"testing"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/array/testsuite"
+)
+
+func openTemp(t *testing.T) *store.Store {
+	t.Helper()
+	s, err := store.Open(t.TempDir(), store.Options{Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	testsuite.Run(t, func(t *testing.T) array.Array { return openTemp(t) })
+}

@@ -1,0 +1,436 @@
+package store
+
+import (
+	"context"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/errdefs"
+)
+
+var blockPool = sync.Pool{New: func() any { b := make([]byte, bs); return &b }}
+
+// beginIO pins the volume's chain for one request; the caller must
+// s.io.RUnlock when done.
+func (s *Store) beginIO(v *volume) (*layer, int64, error) {
+	s.io.RLock()
+	if s.closed.Load() {
+		s.io.RUnlock()
+		return nil, 0, errdefs.Unavailable("array %s is shutting down", s.opts.Name)
+	}
+	if v.deleted {
+		s.io.RUnlock()
+		return nil, 0, errdefs.NotFound("volume %q was deleted", v.rec.Name)
+	}
+	return v.live, v.rec.Size, nil
+}
+
+func checkRange(name string, off, length, size int64) error {
+	if off < 0 || length < 0 || off+length > size {
+		return errdefs.InvalidArgument("offset", "range [%d, %d) is outside %s's %d bytes", off, off+length, name, size)
+	}
+	return nil
+}
+
+// lockBlocks takes the stripe locks of blocks [fb, lb] in ascending stripe
+// order, so concurrent writers cannot deadlock.
+func (v *volume) lockBlocks(fb, lb int64) func() {
+	n := int64(len(v.stripes))
+	if lb-fb+1 >= n {
+		for i := range v.stripes {
+			v.stripes[i].Lock()
+		}
+		return func() {
+			for i := range v.stripes {
+				v.stripes[i].Unlock()
+			}
+		}
+	}
+	s0, s1 := fb%n, lb%n
+	var ranges [2][2]int64
+	if s0 <= s1 {
+		ranges[0] = [2]int64{s0, s1}
+		ranges[1] = [2]int64{1, 0}
+	} else {
+		ranges[0] = [2]int64{0, s1}
+		ranges[1] = [2]int64{s0, n - 1}
+	}
+	for _, r := range ranges {
+		for i := r[0]; i <= r[1]; i++ {
+			v.stripes[i].Lock()
+		}
+	}
+	return func() {
+		for _, r := range ranges {
+			for i := r[0]; i <= r[1]; i++ {
+				v.stripes[i].Unlock()
+			}
+		}
+	}
+}
+
+func (s *Store) write(v *volume, p []byte, off int64, fua bool) error {
+	l, size, err := s.beginIO(v)
+	if err != nil {
+		return err
+	}
+	defer s.io.RUnlock()
+	if v.rec.ReadOnly {
+		return errdefs.FailedPrecondition("volume %q is a replication target and read-only; promote it or fail over first", v.rec.Name)
+	}
+	if err := checkRange(v.rec.Name, off, int64(len(p)), size); err != nil {
+		return err
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	end := off + int64(len(p))
+	unlock := v.lockBlocks(off/bs, (end-1)/bs)
+	err = writeLayer(l, p, off)
+	unlock()
+	if err != nil {
+		return err
+	}
+	if fua {
+		return s.flushLayer(l)
+	}
+	return nil
+}
+
+// writeLayer writes p at off into the writable layer l. Whole blocks go
+// straight to the file; a partial block this layer does not hold yet is
+// first filled from the view below, so the layer only ever holds whole
+// blocks.
+func writeLayer(l *layer, p []byte, off int64) error {
+	end := off + int64(len(p))
+	aLo := (off + bs - 1) / bs * bs
+	aHi := end / bs * bs
+	if aLo >= aHi {
+		for at := off; at < end; {
+			blkEnd := min((at/bs+1)*bs, end)
+			if err := writePartial(l, p[at-off:blkEnd-off], at); err != nil {
+				return err
+			}
+			at = blkEnd
+		}
+		return nil
+	}
+	if off < aLo {
+		if err := writePartial(l, p[:aLo-off], off); err != nil {
+			return err
+		}
+	}
+	if _, err := l.f.WriteAt(p[aLo-off:aHi-off], aLo); err != nil {
+		return err
+	}
+	l.markPresent(uint64(aLo/bs), uint64(aHi/bs))
+	if aHi < end {
+		return writePartial(l, p[aHi-off:], aHi)
+	}
+	return nil
+}
+
+func writePartial(l *layer, data []byte, at int64) error {
+	blk := at / bs
+	l.mu.RLock()
+	has := l.present.Test(uint64(blk))
+	l.mu.RUnlock()
+	if has {
+		_, err := l.f.WriteAt(data, at)
+		return err
+	}
+	bp := blockPool.Get().(*[]byte)
+	defer blockPool.Put(bp)
+	buf := *bp
+	if err := readView(l, buf, blk*bs); err != nil {
+		return err
+	}
+	copy(buf[at-blk*bs:], data)
+	if _, err := l.f.WriteAt(buf, blk*bs); err != nil {
+		return err
+	}
+	l.markPresent(uint64(blk), uint64(blk+1))
+	return nil
+}
+
+func (l *layer) markPresent(lo, hi uint64) {
+	l.mu.Lock()
+	l.present.SetRange(lo, hi)
+	l.zero.ClearRange(lo, hi)
+	l.mu.Unlock()
+	l.unsynced.Store(true)
+}
+
+func (s *Store) read(v *volume, p []byte, off int64) error {
+	l, size, err := s.beginIO(v)
+	if err != nil {
+		return err
+	}
+	defer s.io.RUnlock()
+	if err := checkRange(v.rec.Name, off, int64(len(p)), size); err != nil {
+		return err
+	}
+	return readView(l, p, off)
+}
+
+func (s *Store) flush(v *volume) error {
+	l, _, err := s.beginIO(v)
+	if err != nil {
+		return err
+	}
+	defer s.io.RUnlock()
+	return s.flushLayer(l)
+}
+
+// flushLayer makes l's data and bitmaps durable: data first, so a bitmap
+// on disk never names a block whose data could be lost.
+func (s *Store) flushLayer(l *layer) error {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	sets := l.takeDirty()
+	dirty := false
+	for _, cs := range sets {
+		dirty = dirty || len(cs.chunks) > 0
+	}
+	if l.unsynced.Swap(false) || dirty {
+		if err := fdatasync(l.f); err != nil {
+			l.unsynced.Store(true)
+			l.remarkDirty(sets)
+			return err
+		}
+	}
+	if !dirty {
+		return nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, cs := range sets {
+			if err := putChunkSet(tx, l.id, cs); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		l.remarkDirty(sets)
+	}
+	return err
+}
+
+// zeroRange makes [off, off+length) read as zeros. Whole blocks are
+// punched out of the layer file; they are marked zero only where older
+// layers hold data, so discarding unwritten space changes nothing.
+func (s *Store) zeroRange(v *volume, off, length int64, fua bool) error {
+	l, size, err := s.beginIO(v)
+	if err != nil {
+		return err
+	}
+	defer s.io.RUnlock()
+	if v.rec.ReadOnly {
+		return errdefs.FailedPrecondition("volume %q is a replication target and read-only", v.rec.Name)
+	}
+	if err := checkRange(v.rec.Name, off, length, size); err != nil {
+		return err
+	}
+	if length == 0 {
+		return nil
+	}
+	end := off + length
+	unlock := v.lockBlocks(off/bs, (end-1)/bs)
+	err = zeroLayer(l, off, end)
+	unlock()
+	if err != nil {
+		return err
+	}
+	if fua {
+		return s.flushLayer(l)
+	}
+	return nil
+}
+
+func zeroLayer(l *layer, off, end int64) error {
+	aLo := (off + bs - 1) / bs * bs
+	aHi := end / bs * bs
+	if aLo >= aHi {
+		return writeLayer(l, zeroBlock[:end-off], off)
+	}
+	if off < aLo {
+		if err := writeLayer(l, zeroBlock[:aLo-off], off); err != nil {
+			return err
+		}
+	}
+	if aHi < end {
+		if err := writeLayer(l, zeroBlock[:end-aHi], aHi); err != nil {
+			return err
+		}
+	}
+	if err := punchHole(l.f, aLo, aHi-aLo); err != nil {
+		return err
+	}
+	lo, hi := uint64(aLo/bs), uint64(aHi/bs)
+	below := resolve(l.parent, lo, hi, nil)
+	l.mu.Lock()
+	l.present.ClearRange(lo, hi)
+	l.zero.ClearRange(lo, hi)
+	for _, pc := range below {
+		if pc.l != nil {
+			l.zero.SetRange(pc.lo, pc.hi)
+		}
+	}
+	l.mu.Unlock()
+	l.unsynced.Store(true)
+	return nil
+}
+
+// allocation describes [off, off+length) of the view topped by l as
+// extents that are data or zero (unallocated).
+func allocation(l *layer, off, length int64) []array.Extent {
+	end := off + length
+	var out []array.Extent
+	for _, pc := range resolve(l, uint64(off/bs), uint64((end+bs-1)/bs), nil) {
+		e := array.Extent{Offset: max(int64(pc.lo)*bs, off), Zero: pc.l == nil}
+		e.Length = min(int64(pc.hi)*bs, end) - e.Offset
+		if n := len(out); n > 0 && out[n-1].Zero == e.Zero {
+			out[n-1].Length += e.Length
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// Handle is direct access to one volume or snapshot for the data path,
+// without a name lookup per request.
+type Handle struct {
+	s    *Store
+	v    *volume
+	snap *snapshot
+}
+
+// OpenVolume returns a read-write handle on a volume.
+func (s *Store) OpenVolume(ctx context.Context, name string) (*Handle, error) {
+	v, err := s.lookup(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return &Handle{s: s, v: v}, nil
+}
+
+// OpenSnapshot returns a read-only handle on a snapshot.
+func (s *Store) OpenSnapshot(ctx context.Context, volume, name string) (*Handle, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	v, sn, err := s.snapshotLocked(volume, name)
+	if err != nil {
+		return nil, err
+	}
+	return &Handle{s: s, v: v, snap: sn}, nil
+}
+
+// Name returns "volume" or "volume@snapshot".
+func (h *Handle) Name() string {
+	if h.snap != nil {
+		return h.snap.rec.Volume + "@" + h.snap.rec.Name
+	}
+	return h.v.rec.Name
+}
+
+// ReadOnly reports whether writes are refused.
+func (h *Handle) ReadOnly() bool { return h.snap != nil || h.v.rec.ReadOnly }
+
+// Size returns the current size in bytes.
+func (h *Handle) Size() int64 {
+	h.s.io.RLock()
+	defer h.s.io.RUnlock()
+	if h.snap != nil {
+		return h.snap.rec.Size
+	}
+	return h.v.rec.Size
+}
+
+// begin pins the handle's view; the caller must h.s.io.RUnlock.
+func (h *Handle) begin() (*layer, int64, error) {
+	if h.snap == nil {
+		return h.s.beginIO(h.v)
+	}
+	h.s.io.RLock()
+	if h.s.closed.Load() || h.snap.deleted {
+		h.s.io.RUnlock()
+		return nil, 0, errdefs.NotFound("snapshot %s was deleted", h.Name())
+	}
+	return h.snap.layer, h.snap.rec.Size, nil
+}
+
+func (h *Handle) readOnlyErr() error {
+	return errdefs.FailedPrecondition("%s is read-only", h.Name())
+}
+
+// ReadAt fills p from off.
+func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l, size, err := h.begin()
+	if err != nil {
+		return err
+	}
+	defer h.s.io.RUnlock()
+	if err := checkRange(h.Name(), off, int64(len(p)), size); err != nil {
+		return err
+	}
+	return readView(l, p, off)
+}
+
+// WriteAt writes p at off; with fua it is durable on return.
+func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if h.snap != nil {
+		return h.readOnlyErr()
+	}
+	return h.s.write(h.v, p, off, fua)
+}
+
+// Flush makes every acknowledged write to the volume durable, whichever
+// handle or connection made it.
+func (h *Handle) Flush(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if h.snap != nil {
+		return nil
+	}
+	return h.s.flush(h.v)
+}
+
+// Zero makes a range read as zeros, freeing whole blocks.
+func (h *Handle) Zero(ctx context.Context, off, length int64, fua bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if h.snap != nil {
+		return h.readOnlyErr()
+	}
+	return h.s.zeroRange(h.v, off, length, fua)
+}
+
+// Allocation describes a range as data and zero extents.
+func (h *Handle) Allocation(ctx context.Context, off, length int64) ([]array.Extent, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	l, size, err := h.begin()
+	if err != nil {
+		return nil, err
+	}
+	defer h.s.io.RUnlock()
+	if err := checkRange(h.Name(), off, length, size); err != nil {
+		return nil, err
+	}
+	return allocation(l, off, length), nil
+}

@@ -1,0 +1,374 @@
+package store
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/bitmap"
+	"github.com/volrep/volrep/errdefs"
+)
+
+func (s *Store) snapshotLocked(volume, name string) (*volume, *snapshot, error) {
+	v, err := s.volumeLocked(volume)
+	if err != nil {
+		return nil, nil, err
+	}
+	sn, ok := v.snaps[name]
+	if !ok {
+		return nil, nil, errdefs.NotFound("snapshot %q of volume %q not found on array %s", name, volume, s.opts.Name)
+	}
+	return v, sn, nil
+}
+
+func snapshotOf(sn *snapshot) array.Snapshot {
+	return array.Snapshot{
+		Volume: sn.rec.Volume, Name: sn.rec.Name, GUID: sn.rec.GUID, SizeBytes: sn.rec.Size,
+		Created: sn.rec.Created, UsedBytes: sn.layer.usedBytes(), Labels: maps.Clone(sn.rec.Labels),
+	}
+}
+
+// SnapshotRequest names one member of a crash-consistent snapshot set.
+type SnapshotRequest struct {
+	Volume string
+	Name   string
+	Labels map[string]string
+	// GUID keeps a replicated snapshot's identity; empty makes a new one.
+	GUID string
+}
+
+// CreateSnapshot takes a point-in-time snapshot. Taking it again returns
+// the existing one.
+func (s *Store) CreateSnapshot(ctx context.Context, volume, name string, labels map[string]string) (array.Snapshot, error) {
+	out, err := s.CreateSnapshots(ctx, []SnapshotRequest{{Volume: volume, Name: name, Labels: labels}})
+	if err != nil {
+		return array.Snapshot{}, err
+	}
+	return out[0], nil
+}
+
+// CreateSnapshots snapshots several volumes at one write barrier and in one
+// transaction, so the set is crash-consistent across its members.
+func (s *Store) CreateSnapshots(ctx context.Context, reqs []SnapshotRequest) ([]array.Snapshot, error) {
+	if len(reqs) == 0 {
+		return nil, errdefs.InvalidArgument("volumes", "no volumes to snapshot")
+	}
+	seen := map[string]bool{}
+	for _, r := range reqs {
+		if err := array.CheckName("volume", r.Volume); err != nil {
+			return nil, err
+		}
+		if err := array.CheckName("name", r.Name); err != nil {
+			return nil, err
+		}
+		if seen[r.Volume] {
+			return nil, errdefs.InvalidArgument("volume", "volume %q is listed twice in one snapshot set", r.Volume)
+		}
+		seen[r.Volume] = true
+	}
+	// Flush outside the locks, so the barrier below only waits for writes
+	// that arrive meanwhile instead of for the whole dirty page cache.
+	for _, r := range reqs {
+		if v, err := s.lookup(ctx, r.Volume); err == nil {
+			if err := s.flush(v); err != nil {
+				return nil, err
+			}
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	vols := make([]*volume, len(reqs))
+	existing := 0
+	for i, r := range reqs {
+		v, err := s.volumeLocked(r.Volume)
+		if err != nil {
+			return nil, err
+		}
+		vols[i] = v
+		if _, ok := v.snaps[r.Name]; ok {
+			existing++
+		}
+	}
+	if existing == len(reqs) {
+		out := make([]array.Snapshot, len(reqs))
+		for i, r := range reqs {
+			out[i] = snapshotOf(vols[i].snaps[r.Name])
+		}
+		return out, nil
+	}
+	if existing > 0 {
+		return nil, errdefs.AlreadyExists("some volumes of the set already have a snapshot with the requested name; use a new name")
+	}
+
+	s.io.Lock()
+	defer s.io.Unlock()
+	now := s.opts.Now().UTC()
+	sets := make([][]chunkSet, len(reqs))
+	news := make([]*layer, len(reqs))
+	recs := make([]snapRec, len(reqs))
+	fail := func(err error) ([]array.Snapshot, error) {
+		for i, v := range vols {
+			if sets[i] != nil {
+				v.live.remarkDirty(sets[i])
+				v.live.unsynced.Store(true)
+			}
+			if news[i] != nil {
+				s.dropLayerFile(news[i])
+			}
+		}
+		return nil, err
+	}
+	for i, v := range vols {
+		sets[i] = v.live.takeDirty()
+		if err := fdatasync(v.live.f); err != nil {
+			return fail(err)
+		}
+		v.live.unsynced.Store(false)
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for i, v := range vols {
+			old := v.live
+			for _, cs := range sets[i] {
+				if err := putChunkSet(tx, old.id, cs); err != nil {
+					return err
+				}
+			}
+			nl, err := s.newLayer(tx, old)
+			if err != nil {
+				return err
+			}
+			news[i] = nl
+			r := layerRec{ID: old.id, File: old.file, Frozen: true}
+			if old.parent != nil {
+				r.Parent = old.parent.id
+			}
+			if err := putJSON(tx.Bucket(bucketLayers), u64key(old.id), r); err != nil {
+				return err
+			}
+			vr := v.rec
+			vr.Live = nl.id
+			if err := putJSON(tx.Bucket(bucketVolumes), []byte(vr.Name), vr); err != nil {
+				return err
+			}
+			guid := reqs[i].GUID
+			if guid == "" {
+				guid = uuid.NewString()
+			}
+			recs[i] = snapRec{Volume: v.rec.Name, Name: reqs[i].Name, GUID: guid, Size: v.rec.Size,
+				Layer: old.id, Created: now, Labels: reqs[i].Labels}
+			if err := putJSON(tx.Bucket(bucketSnapshots), snapKey(v.rec.Name, reqs[i].Name), recs[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(err)
+	}
+	out := make([]array.Snapshot, len(reqs))
+	for i, v := range vols {
+		old, nl := v.live, news[i]
+		old.frozen, old.snapshot, old.volume = true, true, false
+		nl.volume = true
+		old.children[nl] = struct{}{}
+		s.layers[nl.id] = nl
+		v.live = nl
+		v.rec.Live = nl.id
+		sn := &snapshot{rec: recs[i], layer: old}
+		v.snaps[recs[i].Name] = sn
+		out[i] = snapshotOf(sn)
+	}
+	return out, nil
+}
+
+// GetSnapshot returns a snapshot.
+func (s *Store) GetSnapshot(ctx context.Context, volume, name string) (array.Snapshot, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.check(ctx); err != nil {
+		return array.Snapshot{}, err
+	}
+	_, sn, err := s.snapshotLocked(volume, name)
+	if err != nil {
+		return array.Snapshot{}, err
+	}
+	return snapshotOf(sn), nil
+}
+
+// ListSnapshots lists a volume's snapshots, oldest first.
+func (s *Store) ListSnapshots(ctx context.Context, volume string) ([]array.Snapshot, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	v, err := s.volumeLocked(volume)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]array.Snapshot, 0, len(v.snaps))
+	for _, sn := range v.snaps {
+		out = append(out, snapshotOf(sn))
+	}
+	slices.SortFunc(out, func(a, b array.Snapshot) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out, nil
+}
+
+// ReadSnapshot fills p from a snapshot at off.
+func (s *Store) ReadSnapshot(ctx context.Context, volume, name string, off int64, p []byte) error {
+	h, err := s.OpenSnapshot(ctx, volume, name)
+	if err != nil {
+		return err
+	}
+	return h.ReadAt(ctx, p, off)
+}
+
+// DeleteSnapshot deletes a snapshot and merges its layer away.
+func (s *Store) DeleteSnapshot(ctx context.Context, volume, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	v, sn, err := s.snapshotLocked(volume, name)
+	if err != nil {
+		return err
+	}
+	// First forget the snapshot; its layer then only matters as the base
+	// of the layers above it, which is what lets the merge overwrite it.
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSnapshots).Delete(snapKey(volume, name))
+	}); err != nil {
+		return err
+	}
+	s.io.Lock()
+	sn.deleted = true
+	s.io.Unlock()
+	delete(v.snaps, name)
+	sn.layer.snapshot = false
+	return s.collectLayer(ctx, sn.layer)
+}
+
+// CloneSnapshot creates a writable volume on top of a snapshot in O(1).
+func (s *Store) CloneSnapshot(ctx context.Context, spec array.CloneSpec) (array.Volume, error) {
+	if err := array.CheckName("name", spec.Name); err != nil {
+		return array.Volume{}, err
+	}
+	if spec.SizeBytes != 0 {
+		if err := checkSize("size_bytes", spec.SizeBytes); err != nil {
+			return array.Volume{}, err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return array.Volume{}, err
+	}
+	src, sn, err := s.snapshotLocked(spec.Volume, spec.Snapshot)
+	if err != nil {
+		return array.Volume{}, err
+	}
+	pool := spec.Pool
+	if pool == "" {
+		pool = src.rec.Pool
+	}
+	size := spec.SizeBytes
+	if size == 0 {
+		size = sn.rec.Size
+	}
+	if size < sn.rec.Size {
+		return array.Volume{}, errdefs.InvalidArgument("size_bytes", "%d is smaller than snapshot %s's %d bytes", size, spec.Volume+"@"+spec.Snapshot, sn.rec.Size)
+	}
+	source := spec.Volume + "@" + spec.Snapshot
+	if v, ok := s.vols[spec.Name]; ok {
+		if v.rec.Source == source && v.rec.Pool == pool && v.rec.Size == size {
+			return s.volumeOf(v), nil
+		}
+		return array.Volume{}, errdefs.AlreadyExists("volume %q already exists with another source, pool or size; pick another name", spec.Name)
+	}
+	if _, ok := s.pools[pool]; !ok {
+		return array.Volume{}, s.noPool(pool)
+	}
+	rec := volRec{Name: spec.Name, Pool: pool, Size: size, Created: s.opts.Now().UTC(), Source: source, Labels: spec.Labels}
+	v, err := s.addVolume(rec, sn.layer)
+	if err != nil {
+		return array.Volume{}, err
+	}
+	return s.volumeOf(v), nil
+}
+
+// Diff lists the extents of snapshot that differ from base. Both must be
+// of one lineage, base older. With an empty base it lists every allocated
+// extent.
+func (s *Store) Diff(ctx context.Context, volume, base, snap string) ([]array.Extent, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	_, to, err := s.snapshotLocked(volume, snap)
+	if err != nil {
+		return nil, err
+	}
+	var from *layer
+	if base != "" {
+		_, b, err := s.snapshotLocked(volume, base)
+		if err != nil {
+			return nil, err
+		}
+		from = b.layer
+		if !chainContains(to.layer, from) {
+			return nil, errdefs.FailedPrecondition("snapshot %q is not older than %q in volume %q's lineage; swap them or send a full copy", base, snap, volume)
+		}
+	}
+	return diffLayers(ctx, to.layer, from, to.rec.Size)
+}
+
+// diffLayers lists what the view topped by to changes relative to the view
+// topped by its ancestor from (nil: relative to nothing, data only).
+func diffLayers(ctx context.Context, to, from *layer, size int64) ([]array.Extent, error) {
+	cand := bitmap.New()
+	for l := to; l != from; l = l.parent {
+		l.mu.RLock()
+		cand.Or(l.present)
+		if from != nil {
+			cand.Or(l.zero)
+		}
+		l.mu.RUnlock()
+	}
+	limit := uint64((size + bs - 1) / bs)
+	var out []array.Extent
+	var err error
+	cand.Runs(0, limit, func(lo, hi uint64) bool {
+		if err = ctx.Err(); err != nil {
+			return false
+		}
+		for _, pc := range resolve(to, lo, hi, nil) {
+			zero := pc.l == nil
+			if zero && from == nil {
+				continue
+			}
+			e := array.Extent{Offset: int64(pc.lo) * bs, Length: int64(pc.hi-pc.lo) * bs, Zero: zero}
+			if n := len(out); n > 0 && out[n-1].End() == e.Offset && out[n-1].Zero == zero {
+				out[n-1].Length += e.Length
+				continue
+			}
+			out = append(out, e)
+		}
+		return true
+	})
+	return out, err
+}

@@ -1,0 +1,415 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/errdefs"
+)
+
+// Version is reported by Info.
+const Version = "0.1.0"
+
+// Options configure a Store.
+type Options struct {
+	// Name is the array's name, reported by Info.
+	Name   string
+	Logger *slog.Logger
+	// Now is the clock; tests inject a fake one.
+	Now func() time.Time
+}
+
+// Store is a local array. It is safe for concurrent use.
+type Store struct {
+	dir  string
+	opts Options
+	db   *bolt.DB
+	lock *os.File
+	id   string
+
+	// mu guards the namespace (pools, volumes, snapshots, layer graph) and
+	// serialises structural changes.
+	mu     sync.RWMutex
+	pools  map[string]*poolRec
+	vols   map[string]*volume
+	layers map[uint64]*layer
+	next   uint64
+	closed atomic.Bool
+
+	// io is held shared by every read and write and exclusively while a
+	// volume's chain changes, which makes snapshots a write barrier.
+	io sync.RWMutex
+}
+
+type volume struct {
+	rec   volRec
+	live  *layer
+	snaps map[string]*snapshot
+	// deleted is set under io's write lock, so I/O through a Handle that
+	// outlived the volume fails instead of touching a reused layer.
+	deleted bool
+	// stripes serialise writes that touch the same block, so two partial
+	// writes to one block cannot lose each other's read-modify-write.
+	stripes [256]sync.Mutex
+}
+
+type snapshot struct {
+	rec     snapRec
+	layer   *layer
+	deleted bool
+}
+
+var _ array.Array = (*Store)(nil)
+
+// Open opens or creates the array in dir. Only one process may hold it.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "layers"), 0o750); err != nil {
+		return nil, fmt.Errorf("array data dir %s: %w", dir, err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("array data dir %s: %w", dir, err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, errdefs.FailedPrecondition("array data dir %s is in use by another process; stop it or use another data_dir", dir)
+	}
+	db, err := bolt.Open(filepath.Join(dir, "meta.db"), 0o640, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("array metadata %s: %w", dir, err)
+	}
+	s := &Store{dir: dir, opts: opts, db: db, lock: lock,
+		pools: map[string]*poolRec{}, vols: map[string]*volume{}, layers: map[uint64]*layer{}}
+	if err := s.load(); err != nil {
+		s.closeFiles()
+		return nil, err
+	}
+	if err := s.collect(context.Background()); err != nil {
+		s.closeFiles()
+		return nil, fmt.Errorf("array %s: finishing interrupted merges: %w", dir, err)
+	}
+	return s, nil
+}
+
+func (s *Store) load() error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := createBuckets(tx); err != nil {
+			return err
+		}
+		meta := tx.Bucket(bucketMeta)
+		if id := meta.Get(keyArrayID); id != nil {
+			s.id = string(id)
+		} else {
+			s.id = uuid.NewString()
+			if err := meta.Put(keyArrayID, []byte(s.id)); err != nil {
+				return err
+			}
+		}
+		if v := meta.Get(keyNextLayer); v != nil {
+			if err := json.Unmarshal(v, &s.next); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketPools).ForEach(func(k, v []byte) error {
+			var p poolRec
+			if err := json.Unmarshal(v, &p); err != nil {
+				return err
+			}
+			s.pools[p.Name] = &p
+			return nil
+		}); err != nil {
+			return err
+		}
+		parents := map[uint64]uint64{}
+		if err := tx.Bucket(bucketLayers).ForEach(func(k, v []byte) error {
+			var r layerRec
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			l, err := s.openLayer(tx, r)
+			if err != nil {
+				return err
+			}
+			s.layers[r.ID] = l
+			parents[r.ID] = r.Parent
+			return nil
+		}); err != nil {
+			return err
+		}
+		for id, pid := range parents {
+			if pid == 0 {
+				continue
+			}
+			p := s.layers[pid]
+			if p == nil {
+				return fmt.Errorf("layer %d: parent %d is missing", id, pid)
+			}
+			s.layers[id].parent = p
+			p.children[s.layers[id]] = struct{}{}
+		}
+		if err := tx.Bucket(bucketVolumes).ForEach(func(k, v []byte) error {
+			var r volRec
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			l := s.layers[r.Live]
+			if l == nil {
+				return fmt.Errorf("volume %s: layer %d is missing", r.Name, r.Live)
+			}
+			l.volume = true
+			s.vols[r.Name] = &volume{rec: r, live: l, snaps: map[string]*snapshot{}}
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketSnapshots).ForEach(func(k, v []byte) error {
+			var r snapRec
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			vol, l := s.vols[r.Volume], s.layers[r.Layer]
+			if vol == nil || l == nil {
+				return fmt.Errorf("snapshot %s@%s: volume or layer %d is missing", r.Volume, r.Name, r.Layer)
+			}
+			l.snapshot = true
+			vol.snaps[r.Name] = &snapshot{rec: r, layer: l}
+			return nil
+		})
+	})
+}
+
+func (s *Store) openLayer(tx *bolt.Tx, r layerRec) (*layer, error) {
+	f, err := os.OpenFile(filepath.Join(s.dir, "layers", r.File), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	present, zero, err := loadBitmaps(tx, r.ID)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &layer{id: r.ID, file: r.File, f: f, frozen: r.Frozen, present: present, zero: zero,
+		children: map[*layer]struct{}{}}, nil
+}
+
+// newLayer creates an empty layer file and its record inside tx. The caller
+// links it into the in-memory graph after the transaction commits.
+func (s *Store) newLayer(tx *bolt.Tx, parent *layer) (*layer, error) {
+	s.next++
+	if err := putJSON(tx.Bucket(bucketMeta), keyNextLayer, s.next); err != nil {
+		return nil, err
+	}
+	r := layerRec{ID: s.next, File: fmt.Sprintf("%016x-%s.dat", s.next, uuid.NewString()[:8])}
+	if parent != nil {
+		r.Parent = parent.id
+	}
+	if err := putJSON(tx.Bucket(bucketLayers), u64key(r.ID), r); err != nil {
+		return nil, err
+	}
+	l, err := s.openLayer(tx, r)
+	if err != nil {
+		return nil, err
+	}
+	l.parent = parent
+	// The directory entry must be durable before any bitmap names the file.
+	if err := syncDir(filepath.Join(s.dir, "layers")); err != nil {
+		l.f.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (s *Store) dropLayerFile(l *layer) {
+	l.f.Close()
+	if err := os.Remove(filepath.Join(s.dir, "layers", l.file)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.opts.Logger.Warn("removing layer file", "layer", l.id, "err", err)
+	}
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func (s *Store) putLayerRec(tx *bolt.Tx, l *layer) error {
+	r := layerRec{ID: l.id, File: l.file, Frozen: l.frozen}
+	if l.parent != nil {
+		r.Parent = l.parent.id
+	}
+	return putJSON(tx.Bucket(bucketLayers), u64key(l.id), r)
+}
+
+// Close flushes every volume and releases the data directory.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Swap(true) {
+		return nil
+	}
+	// Wait for in-flight I/O; later I/O sees closed and fails.
+	s.io.Lock()
+	defer s.io.Unlock()
+	var errs []error
+	for _, v := range s.vols {
+		errs = append(errs, s.flushLayer(v.live))
+	}
+	errs = append(errs, s.closeFiles())
+	return errors.Join(errs...)
+}
+
+func (s *Store) closeFiles() error {
+	for _, l := range s.layers {
+		l.f.Close()
+	}
+	err := s.db.Close()
+	s.lock.Close()
+	return err
+}
+
+func (s *Store) check(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.closed.Load() {
+		return errdefs.Unavailable("array %s is shutting down", s.opts.Name)
+	}
+	return nil
+}
+
+// Dir returns the data directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Info describes the array and the space left on its filesystem.
+func (s *Store) Info(ctx context.Context) (array.Info, error) {
+	if err := ctx.Err(); err != nil {
+		return array.Info{}, err
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.dir, &st); err != nil {
+		return array.Info{}, err
+	}
+	return array.Info{
+		Name: s.opts.Name, ID: s.id, Version: Version,
+		CapacityBytes: int64(st.Blocks) * st.Bsize,
+		FreeBytes:     int64(st.Bavail) * st.Bsize,
+		Now:           s.opts.Now(), BlockSize: bs,
+	}, nil
+}
+
+// CreatePool creates a pool; an existing one is returned as is.
+func (s *Store) CreatePool(ctx context.Context, name string) (array.Pool, error) {
+	if err := array.CheckName("pool", name); err != nil {
+		return array.Pool{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return array.Pool{}, err
+	}
+	if p, ok := s.pools[name]; ok {
+		return s.poolOf(p), nil
+	}
+	p := &poolRec{Name: name, Created: s.opts.Now().UTC()}
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return putJSON(tx.Bucket(bucketPools), []byte(name), p)
+	}); err != nil {
+		return array.Pool{}, err
+	}
+	s.pools[name] = p
+	return s.poolOf(p), nil
+}
+
+func (s *Store) poolOf(p *poolRec) array.Pool {
+	n := int64(0)
+	for _, v := range s.vols {
+		if v.rec.Pool == p.Name {
+			n++
+		}
+	}
+	return array.Pool{Name: p.Name, Created: p.Created, VolumeCount: n}
+}
+
+// GetPool returns a pool.
+func (s *Store) GetPool(ctx context.Context, name string) (array.Pool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.check(ctx); err != nil {
+		return array.Pool{}, err
+	}
+	p, ok := s.pools[name]
+	if !ok {
+		return array.Pool{}, s.noPool(name)
+	}
+	return s.poolOf(p), nil
+}
+
+func (s *Store) noPool(name string) error {
+	names := make([]string, 0, len(s.pools))
+	for n := range s.pools {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return errdefs.NotFound("pool %q not found on array %s; existing pools: [%s]; create it first", name, s.opts.Name, strings.Join(names, ", "))
+}
+
+// ListPools lists pools by name.
+func (s *Store) ListPools(ctx context.Context) ([]array.Pool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	out := make([]array.Pool, 0, len(s.pools))
+	for _, p := range s.pools {
+		out = append(out, s.poolOf(p))
+	}
+	slices.SortFunc(out, func(a, b array.Pool) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// DeletePool deletes an empty pool.
+func (s *Store) DeletePool(ctx context.Context, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	p, ok := s.pools[name]
+	if !ok {
+		return s.noPool(name)
+	}
+	if n := s.poolOf(p).VolumeCount; n > 0 {
+		return errdefs.FailedPrecondition("pool %q holds %d volumes; delete them first", name, n)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPools).Delete([]byte(name)) }); err != nil {
+		return err
+	}
+	delete(s.pools, name)
+	return nil
+}

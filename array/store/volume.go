@@ -1,0 +1,237 @@
+package store
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/errdefs"
+)
+
+func checkSize(field string, size int64) error {
+	if size <= 0 || size%bs != 0 {
+		return errdefs.InvalidArgument(field, "%d is not a positive multiple of %d bytes", size, bs)
+	}
+	return nil
+}
+
+// CreateVolume creates a thin volume. Creating the same volume again is a
+// no-op; the same name with another pool or size is ALREADY_EXISTS.
+func (s *Store) CreateVolume(ctx context.Context, spec array.VolumeSpec) (array.Volume, error) {
+	if err := array.CheckName("name", spec.Name); err != nil {
+		return array.Volume{}, err
+	}
+	if err := array.CheckName("pool", spec.Pool); err != nil {
+		return array.Volume{}, err
+	}
+	if err := checkSize("size_bytes", spec.SizeBytes); err != nil {
+		return array.Volume{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return array.Volume{}, err
+	}
+	if v, ok := s.vols[spec.Name]; ok {
+		if v.rec.Pool == spec.Pool && v.rec.Size == spec.SizeBytes && v.rec.Source == "" {
+			return s.volumeOf(v), nil
+		}
+		return array.Volume{}, errdefs.AlreadyExists("volume %q already exists in pool %q with %d bytes; pick another name or delete it", spec.Name, v.rec.Pool, v.rec.Size)
+	}
+	if _, ok := s.pools[spec.Pool]; !ok {
+		return array.Volume{}, s.noPool(spec.Pool)
+	}
+	rec := volRec{Name: spec.Name, Pool: spec.Pool, Size: spec.SizeBytes, Created: s.opts.Now().UTC(), Labels: spec.Labels}
+	v, err := s.addVolume(rec, nil)
+	if err != nil {
+		return array.Volume{}, err
+	}
+	return s.volumeOf(v), nil
+}
+
+// addVolume persists a volume with a new writable layer on top of parent.
+func (s *Store) addVolume(rec volRec, parent *layer) (*volume, error) {
+	var l *layer
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		if l, err = s.newLayer(tx, parent); err != nil {
+			return err
+		}
+		rec.Live = l.id
+		return putJSON(tx.Bucket(bucketVolumes), []byte(rec.Name), rec)
+	})
+	if err != nil {
+		if l != nil {
+			s.dropLayerFile(l)
+		}
+		return nil, err
+	}
+	l.volume = true
+	s.layers[l.id] = l
+	if parent != nil {
+		parent.children[l] = struct{}{}
+	}
+	v := &volume{rec: rec, live: l, snaps: map[string]*snapshot{}}
+	s.vols[rec.Name] = v
+	return v, nil
+}
+
+func (s *Store) volumeOf(v *volume) array.Volume {
+	return array.Volume{
+		Name: v.rec.Name, Pool: v.rec.Pool, SizeBytes: v.rec.Size, Created: v.rec.Created,
+		Source: v.rec.Source, UsedBytes: v.live.usedBytes(), SnapshotCount: int64(len(v.snaps)),
+		Labels: maps.Clone(v.rec.Labels),
+	}
+}
+
+func (s *Store) volumeLocked(name string) (*volume, error) {
+	v, ok := s.vols[name]
+	if !ok {
+		return nil, errdefs.NotFound("volume %q not found on array %s", name, s.opts.Name)
+	}
+	return v, nil
+}
+
+func (s *Store) lookup(ctx context.Context, name string) (*volume, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	return s.volumeLocked(name)
+}
+
+// GetVolume returns a volume.
+func (s *Store) GetVolume(ctx context.Context, name string) (array.Volume, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.check(ctx); err != nil {
+		return array.Volume{}, err
+	}
+	v, err := s.volumeLocked(name)
+	if err != nil {
+		return array.Volume{}, err
+	}
+	return s.volumeOf(v), nil
+}
+
+// ListVolumes lists the volumes of pool, or of every pool, by name.
+func (s *Store) ListVolumes(ctx context.Context, pool string) ([]array.Volume, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	if _, ok := s.pools[pool]; pool != "" && !ok {
+		return nil, s.noPool(pool)
+	}
+	out := []array.Volume{}
+	for _, v := range s.vols {
+		if pool == "" || v.rec.Pool == pool {
+			out = append(out, s.volumeOf(v))
+		}
+	}
+	slices.SortFunc(out, func(a, b array.Volume) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// DeleteVolume deletes a volume that has no snapshots.
+func (s *Store) DeleteVolume(ctx context.Context, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	v, err := s.volumeLocked(name)
+	if err != nil {
+		return err
+	}
+	if n := len(v.snaps); n > 0 {
+		names := slices.Sorted(maps.Keys(v.snaps))
+		return errdefs.FailedPrecondition("volume %q has %d snapshots (%s); delete them first", name, n, strings.Join(names[:min(n, 5)], ", "))
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketVolumes).Delete([]byte(name)); err != nil {
+			return err
+		}
+		return deleteLayerRec(tx, v.live.id)
+	}); err != nil {
+		return err
+	}
+	s.io.Lock()
+	v.deleted = true
+	s.io.Unlock()
+	delete(s.vols, name)
+	l := v.live
+	delete(s.layers, l.id)
+	s.dropLayerFile(l)
+	if p := l.parent; p != nil {
+		delete(p.children, l)
+		return s.collectLayer(ctx, p)
+	}
+	return nil
+}
+
+// ExtendVolume grows a volume. Asking for the current size is a no-op.
+func (s *Store) ExtendVolume(ctx context.Context, name string, size int64) (array.Volume, error) {
+	if err := checkSize("size_bytes", size); err != nil {
+		return array.Volume{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return array.Volume{}, err
+	}
+	v, err := s.volumeLocked(name)
+	if err != nil {
+		return array.Volume{}, err
+	}
+	if size < v.rec.Size {
+		return array.Volume{}, errdefs.InvalidArgument("size_bytes", "%d is smaller than volume %q's %d bytes; volumes cannot shrink", size, name, v.rec.Size)
+	}
+	if size == v.rec.Size {
+		return s.volumeOf(v), nil
+	}
+	rec := v.rec
+	rec.Size = size
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return putJSON(tx.Bucket(bucketVolumes), []byte(name), rec)
+	}); err != nil {
+		return array.Volume{}, err
+	}
+	s.io.Lock()
+	v.rec = rec
+	s.io.Unlock()
+	return s.volumeOf(v), nil
+}
+
+// WriteVolume writes p at off. With fua the data is durable on return.
+func (s *Store) WriteVolume(ctx context.Context, name string, off int64, p []byte, fua bool) error {
+	v, err := s.lookup(ctx, name)
+	if err != nil {
+		return err
+	}
+	return s.write(v, p, off, fua)
+}
+
+// ReadVolume fills p from off.
+func (s *Store) ReadVolume(ctx context.Context, name string, off int64, p []byte) error {
+	v, err := s.lookup(ctx, name)
+	if err != nil {
+		return err
+	}
+	return s.read(v, p, off)
+}
+
+// FlushVolume makes every write acknowledged so far durable.
+func (s *Store) FlushVolume(ctx context.Context, name string) error {
+	v, err := s.lookup(ctx, name)
+	if err != nil {
+		return err
+	}
+	return s.flush(v)
+}
