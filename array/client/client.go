@@ -1,0 +1,218 @@
+// Package client is array.Array over gRPC, for the driver and for peer
+// arrays. Errors come back as engine errors of the same kind (the
+// connection's interceptors map status codes back), so callers cannot tell
+// a remote array from a local one.
+package client
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"google.golang.org/grpc"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/wire"
+	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
+)
+
+// maxIO is the largest read or write sent in one message.
+const maxIO = 4 << 20
+
+// Client talks to one array.
+type Client struct {
+	arrays  arrayv1.ArrayServiceClient
+	volumes arrayv1.VolumeServiceClient
+}
+
+var _ array.Array = (*Client)(nil)
+
+// New returns a client over an established connection.
+func New(cc grpc.ClientConnInterface) *Client {
+	return &Client{arrays: arrayv1.NewArrayServiceClient(cc), volumes: arrayv1.NewVolumeServiceClient(cc)}
+}
+
+func (c *Client) Info(ctx context.Context) (array.Info, error) {
+	r, err := c.arrays.GetArrayInfo(ctx, &arrayv1.GetArrayInfoRequest{})
+	if err != nil {
+		return array.Info{}, err
+	}
+	return wire.InfoFromPB(r.GetInfo()), nil
+}
+
+func (c *Client) CreatePool(ctx context.Context, name string) (array.Pool, error) {
+	r, err := c.arrays.CreatePool(ctx, &arrayv1.CreatePoolRequest{Name: name})
+	if err != nil {
+		return array.Pool{}, err
+	}
+	return wire.PoolFromPB(r.GetPool()), nil
+}
+
+func (c *Client) GetPool(ctx context.Context, name string) (array.Pool, error) {
+	r, err := c.arrays.GetPool(ctx, &arrayv1.GetPoolRequest{Name: name})
+	if err != nil {
+		return array.Pool{}, err
+	}
+	return wire.PoolFromPB(r.GetPool()), nil
+}
+
+func (c *Client) ListPools(ctx context.Context) ([]array.Pool, error) {
+	r, err := c.arrays.ListPools(ctx, &arrayv1.ListPoolsRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return wire.Map(r.GetPools(), wire.PoolFromPB), nil
+}
+
+func (c *Client) DeletePool(ctx context.Context, name string) error {
+	_, err := c.arrays.DeletePool(ctx, &arrayv1.DeletePoolRequest{Name: name})
+	return err
+}
+
+func (c *Client) CreateVolume(ctx context.Context, spec array.VolumeSpec) (array.Volume, error) {
+	r, err := c.volumes.CreateVolume(ctx, &arrayv1.CreateVolumeRequest{Name: spec.Name, Pool: spec.Pool, SizeBytes: spec.SizeBytes, Labels: spec.Labels})
+	if err != nil {
+		return array.Volume{}, err
+	}
+	return wire.VolumeFromPB(r.GetVolume()), nil
+}
+
+func (c *Client) GetVolume(ctx context.Context, name string) (array.Volume, error) {
+	r, err := c.volumes.GetVolume(ctx, &arrayv1.GetVolumeRequest{Name: name})
+	if err != nil {
+		return array.Volume{}, err
+	}
+	return wire.VolumeFromPB(r.GetVolume()), nil
+}
+
+func (c *Client) ListVolumes(ctx context.Context, pool string) ([]array.Volume, error) {
+	r, err := c.volumes.ListVolumes(ctx, &arrayv1.ListVolumesRequest{Pool: pool})
+	if err != nil {
+		return nil, err
+	}
+	return wire.Map(r.GetVolumes(), wire.VolumeFromPB), nil
+}
+
+func (c *Client) DeleteVolume(ctx context.Context, name string) error {
+	_, err := c.volumes.DeleteVolume(ctx, &arrayv1.DeleteVolumeRequest{Name: name})
+	return err
+}
+
+func (c *Client) ExtendVolume(ctx context.Context, name string, size int64) (array.Volume, error) {
+	r, err := c.volumes.ExtendVolume(ctx, &arrayv1.ExtendVolumeRequest{Name: name, SizeBytes: size})
+	if err != nil {
+		return array.Volume{}, err
+	}
+	return wire.VolumeFromPB(r.GetVolume()), nil
+}
+
+// WriteVolume splits large writes; with fua only the last piece carries
+// it, which is enough because FUA flushes the whole volume.
+func (c *Client) WriteVolume(ctx context.Context, name string, off int64, p []byte, fua bool) error {
+	if len(p) == 0 {
+		if fua {
+			return c.FlushVolume(ctx, name)
+		}
+		return nil
+	}
+	for len(p) > 0 {
+		n := min(len(p), maxIO)
+		req := &arrayv1.WriteVolumeRequest{Name: name, Offset: off, Data: p[:n], Fua: fua && n == len(p)}
+		if _, err := c.volumes.WriteVolume(ctx, req); err != nil {
+			return err
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+func (c *Client) ReadVolume(ctx context.Context, name string, off int64, p []byte) error {
+	return readChunks(p, off, func(off, n int64) ([]byte, error) {
+		r, err := c.volumes.ReadVolume(ctx, &arrayv1.ReadVolumeRequest{Name: name, Offset: off, Length: n})
+		return r.GetData(), err
+	})
+}
+
+func readChunks(p []byte, off int64, read func(off, n int64) ([]byte, error)) error {
+	for len(p) > 0 {
+		n := min(len(p), maxIO)
+		data, err := read(off, int64(n))
+		if err != nil {
+			return err
+		}
+		if len(data) != n {
+			return errors.New("array returned a short read")
+		}
+		copy(p, data)
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+func (c *Client) FlushVolume(ctx context.Context, name string) error {
+	_, err := c.volumes.FlushVolume(ctx, &arrayv1.FlushVolumeRequest{Name: name})
+	return err
+}
+
+func (c *Client) CreateSnapshot(ctx context.Context, volume, name string, labels map[string]string) (array.Snapshot, error) {
+	r, err := c.volumes.CreateSnapshot(ctx, &arrayv1.CreateSnapshotRequest{Volume: volume, Name: name, Labels: labels})
+	if err != nil {
+		return array.Snapshot{}, err
+	}
+	return wire.SnapshotFromPB(r.GetSnapshot()), nil
+}
+
+func (c *Client) GetSnapshot(ctx context.Context, volume, name string) (array.Snapshot, error) {
+	r, err := c.volumes.GetSnapshot(ctx, &arrayv1.GetSnapshotRequest{Volume: volume, Name: name})
+	if err != nil {
+		return array.Snapshot{}, err
+	}
+	return wire.SnapshotFromPB(r.GetSnapshot()), nil
+}
+
+func (c *Client) ListSnapshots(ctx context.Context, volume string) ([]array.Snapshot, error) {
+	r, err := c.volumes.ListSnapshots(ctx, &arrayv1.ListSnapshotsRequest{Volume: volume})
+	if err != nil {
+		return nil, err
+	}
+	return wire.Map(r.GetSnapshots(), wire.SnapshotFromPB), nil
+}
+
+func (c *Client) DeleteSnapshot(ctx context.Context, volume, name string) error {
+	_, err := c.volumes.DeleteSnapshot(ctx, &arrayv1.DeleteSnapshotRequest{Volume: volume, Name: name})
+	return err
+}
+
+func (c *Client) ReadSnapshot(ctx context.Context, volume, name string, off int64, p []byte) error {
+	return readChunks(p, off, func(off, n int64) ([]byte, error) {
+		r, err := c.volumes.ReadSnapshot(ctx, &arrayv1.ReadSnapshotRequest{Volume: volume, Name: name, Offset: off, Length: n})
+		return r.GetData(), err
+	})
+}
+
+func (c *Client) CloneSnapshot(ctx context.Context, spec array.CloneSpec) (array.Volume, error) {
+	r, err := c.volumes.CloneSnapshot(ctx, &arrayv1.CloneSnapshotRequest{Volume: spec.Volume, Snapshot: spec.Snapshot,
+		Name: spec.Name, Pool: spec.Pool, SizeBytes: spec.SizeBytes, Labels: spec.Labels})
+	if err != nil {
+		return array.Volume{}, err
+	}
+	return wire.VolumeFromPB(r.GetVolume()), nil
+}
+
+func (c *Client) Diff(ctx context.Context, volume, base, snapshot string) ([]array.Extent, error) {
+	stream, err := c.volumes.DiffSnapshots(ctx, &arrayv1.DiffSnapshotsRequest{Volume: volume, Base: base, Snapshot: snapshot})
+	if err != nil {
+		return nil, err
+	}
+	var out []array.Extent
+	for {
+		r, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, wire.ExtentsFromPB(r.GetExtents())...)
+	}
+}

@@ -1,0 +1,634 @@
+package nbd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// conn is one client connection. During negotiation only the connection
+// goroutine uses it. In the transmission phase it runs:
+//
+//   - the reader (the connection goroutine): parses requests, reads WRITE
+//     payloads straight into pooled buffers and hands requests to
+//   - Workers worker goroutines, which call the Device and build replies,
+//     then hand them to
+//   - the writer goroutine, which sends replies in batches with writev
+//     (header and payload of a READ in one system call, without copying).
+//
+// A per-connection budget (MaxInflightBytes) bounds the payload memory held
+// by requests between reader and writer.
+type conn struct {
+	s      *Server
+	nc     net.Conn
+	remote net.Addr
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	br     *bufio.Reader
+	bw     *bufio.Writer // negotiation only
+
+	// Negotiated state.
+	fixed, noZeroes, structured bool
+	metaSet                     bool   // base:allocation selected ...
+	metaExport                  string // ... for this export name
+
+	// The attached export.
+	dev        Device
+	release    func()
+	exportName string
+	size       uint64
+	readOnly   bool
+	meta       bool // BLOCK_STATUS allowed
+	fastZero   bool // dev implements FastZeroer
+
+	// Transmission phase.
+	work     chan *request
+	replies  chan *request
+	inflight atomic.Int64
+	budget   int64
+	freed    chan struct{} // signalled when budget is released
+	vec      [][]byte      // writer's iovec backing array
+	nb       net.Buffers   // writer's current writev
+	batch    []*request
+}
+
+// request carries one request from the reader to a worker and its reply
+// from the worker to the writer.
+type request struct {
+	typ, flags uint16
+	handle     uint64
+	off        uint64
+	length     uint32
+	preErr     uint32 // error found by the reader
+	buf        *[]byte
+	budget     int64
+	ok         bool // reply reports success
+	hdrLen     int
+	payload    []byte
+	// hdr holds the reply header and small reply payloads (error
+	// messages, the block status context ID).
+	hdr [structReplyHeaderLen + 8 + maxErrMsg]byte
+}
+
+const maxErrMsg = 80
+
+var reqPool = sync.Pool{New: func() any { return new(request) }}
+
+// transmit runs the transmission phase until DISC, a protocol violation,
+// a connection error or shutdown.
+func (c *conn) transmit() {
+	workers := c.s.opts.Workers
+	c.work = make(chan *request, workers)
+	c.replies = make(chan *request, 2*workers)
+	c.budget = max(c.s.opts.MaxInflightBytes, 1)
+	c.freed = make(chan struct{}, 1)
+	c.vec = make([][]byte, 0, 2*maxBatch)
+	c.batch = make([]*request, 0, maxBatch)
+
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range c.work {
+				c.handle(r)
+				c.replies <- r
+			}
+		}()
+	}
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writeLoop()
+	}()
+
+	err := c.readLoop()
+	close(c.work)
+	wg.Wait()
+	close(c.replies)
+	<-writerDone
+	switch {
+	case err == nil:
+		c.log.Debug("nbd: client disconnected")
+	case c.ctx.Err() != nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNRESET):
+		c.log.Debug("nbd: connection ended", "err", err)
+	default:
+		c.log.Warn("nbd: connection dropped", "export", c.s.opts.LogName(c.exportName), "err", err)
+	}
+}
+
+// readLoop reads requests until NBD_CMD_DISC (nil) or an error.
+func (c *conn) readLoop() error {
+	for {
+		h, err := c.br.Peek(requestHeaderLen)
+		if err != nil {
+			return err
+		}
+		if be.Uint32(h) != requestMagic {
+			return errors.New("nbd: bad request magic")
+		}
+		r := reqPool.Get().(*request)
+		r.flags = be.Uint16(h[4:])
+		r.typ = be.Uint16(h[6:])
+		r.handle = be.Uint64(h[8:])
+		r.off = be.Uint64(h[16:])
+		r.length = be.Uint32(h[24:])
+		r.preErr, r.buf, r.budget, r.payload, r.ok = 0, nil, 0, nil, false
+		c.br.Discard(requestHeaderLen)
+		c.s.requests.Add(1)
+
+		switch r.typ {
+		case cmdDisc:
+			reqPool.Put(r)
+			return nil
+		case cmdWrite:
+			if e := c.checkWrite(r); e != 0 {
+				// The payload must be consumed to stay in step.
+				r.preErr = e
+				if _, err := c.br.Discard(int(r.length)); err != nil {
+					reqPool.Put(r)
+					return err
+				}
+				break
+			}
+			if r.length == 0 {
+				break
+			}
+			if !c.acquire(r) {
+				reqPool.Put(r)
+				return c.ctx.Err()
+			}
+			r.buf = getBuf(int(r.length))
+			if _, err := io.ReadFull(c.br, *r.buf); err != nil {
+				c.releaseReq(r)
+				return err
+			}
+		case cmdRead:
+			if r.length <= MaxRequestSize && r.length > 0 {
+				if !c.acquire(r) {
+					reqPool.Put(r)
+					return c.ctx.Err()
+				}
+			}
+		}
+		c.work <- r
+	}
+}
+
+// checkWrite validates a WRITE before its payload is read.
+func (c *conn) checkWrite(r *request) uint32 {
+	switch {
+	case r.flags&^cmdFlagFUA != 0:
+		return errInval
+	case c.readOnly:
+		return errPerm
+	case r.length > MaxRequestSize:
+		return errInval
+	case !c.inRange(r):
+		return errNoSpc
+	}
+	return 0
+}
+
+func (c *conn) inRange(r *request) bool {
+	return r.off <= c.size && uint64(r.length) <= c.size-r.off
+}
+
+// acquire takes r.length bytes of the connection's in-flight budget,
+// waiting for replies to be written if needed. A request larger than the
+// whole budget runs when nothing else is in flight. Only the reader calls
+// acquire.
+func (c *conn) acquire(r *request) bool {
+	n := int64(r.length)
+	for {
+		cur := c.inflight.Load()
+		if cur == 0 || cur+n <= c.budget {
+			if c.inflight.CompareAndSwap(cur, cur+n) {
+				r.budget = n
+				return true
+			}
+			continue
+		}
+		select {
+		case <-c.freed:
+		case <-c.ctx.Done():
+			return false
+		}
+	}
+}
+
+// releaseReq returns a finished request's buffer, budget and struct.
+func (c *conn) releaseReq(r *request) {
+	if r.buf != nil {
+		putBuf(r.buf)
+		r.buf = nil
+	}
+	r.payload = nil
+	if r.budget != 0 {
+		c.inflight.Add(-r.budget)
+		r.budget = 0
+		select {
+		case c.freed <- struct{}{}:
+		default:
+		}
+	}
+	reqPool.Put(r)
+}
+
+// Error messages sent with structured error replies.
+const (
+	msgBadFlags    = "command flags not valid for this command"
+	msgReadOnly    = "export is read-only"
+	msgRange       = "request extends beyond the end of the export"
+	msgTooBig      = "request larger than the 32 MiB maximum block size"
+	msgDevice      = "device error"
+	msgNoMeta      = "no metadata context negotiated"
+	msgUnknownCmd  = "unknown command"
+	msgNotFast     = "zeroing this range is not faster than writing"
+	msgZeroLength  = "zero-length block status request"
+	msgShutdown    = "server shutting down"
+	msgNoSpace     = "no space left on the device"
+	msgInvalid     = "invalid request"
+	msgUnsupported = "operation not supported"
+)
+
+// handle executes r on the device and builds its reply in r.
+func (c *conn) handle(r *request) {
+	if r.preErr != 0 {
+		c.errorReply(r, r.preErr, preErrMsg(r.preErr))
+		return
+	}
+	ctx := c.ctx
+	fua := r.flags&cmdFlagFUA != 0
+	switch r.typ {
+	case cmdRead:
+		allowed := uint16(cmdFlagFUA)
+		if c.structured {
+			allowed |= cmdFlagDF
+		}
+		switch {
+		case r.flags&^allowed != 0:
+			c.errorReply(r, errInval, msgBadFlags)
+		case r.length > MaxRequestSize:
+			c.errorReply(r, errInval, msgTooBig)
+		case !c.inRange(r):
+			c.errorReply(r, errInval, msgRange)
+		case r.length == 0:
+			c.okReply(r)
+		default:
+			r.buf = getBuf(int(r.length))
+			if err := c.dev.ReadAt(ctx, *r.buf, int64(r.off)); err != nil {
+				c.deviceError(r, err)
+				return
+			}
+			c.dataReply(r, *r.buf)
+		}
+	case cmdWrite:
+		if r.length > 0 {
+			if err := c.dev.WriteAt(ctx, *r.buf, int64(r.off), fua); err != nil {
+				c.deviceError(r, err)
+				return
+			}
+		}
+		c.okReply(r)
+	case cmdFlush:
+		if r.flags&^cmdFlagFUA != 0 {
+			c.errorReply(r, errInval, msgBadFlags)
+			return
+		}
+		if err := c.dev.Flush(ctx); err != nil {
+			c.deviceError(r, err)
+			return
+		}
+		c.okReply(r)
+	case cmdTrim:
+		switch {
+		case r.flags&^cmdFlagFUA != 0:
+			c.errorReply(r, errInval, msgBadFlags)
+		case c.readOnly:
+			c.errorReply(r, errPerm, msgReadOnly)
+		case !c.inRange(r):
+			c.errorReply(r, errInval, msgRange)
+		case r.length == 0:
+			c.okReply(r)
+		default:
+			if err := c.dev.Trim(ctx, int64(r.off), int64(r.length), fua); err != nil {
+				c.deviceError(r, err)
+				return
+			}
+			c.okReply(r)
+		}
+	case cmdWriteZeroes:
+		noHole := r.flags&cmdFlagNoHole != 0
+		switch {
+		case r.flags&^(cmdFlagFUA|cmdFlagNoHole|cmdFlagFastZero) != 0:
+			c.errorReply(r, errInval, msgBadFlags)
+		case c.readOnly:
+			c.errorReply(r, errPerm, msgReadOnly)
+		case !c.inRange(r):
+			c.errorReply(r, errNoSpc, msgRange)
+		case r.flags&cmdFlagFastZero != 0 && c.fastZero &&
+			!c.dev.(FastZeroer).CanFastZero(int64(r.off), int64(r.length), noHole):
+			c.errorReply(r, errNotSup, msgNotFast)
+		case r.length == 0:
+			c.okReply(r)
+		default:
+			if err := c.dev.WriteZeroes(ctx, int64(r.off), int64(r.length), noHole, fua); err != nil {
+				c.deviceError(r, err)
+				return
+			}
+			c.okReply(r)
+		}
+	case cmdBlockStatus:
+		switch {
+		case r.flags&^(cmdFlagFUA|cmdFlagReqOne) != 0:
+			c.errorReply(r, errInval, msgBadFlags)
+		case !c.meta:
+			c.errorReply(r, errInval, msgNoMeta)
+		case r.length == 0:
+			c.errorReply(r, errInval, msgZeroLength)
+		case !c.inRange(r):
+			c.errorReply(r, errInval, msgRange)
+		default:
+			c.blockStatus(r)
+		}
+	case cmdCache:
+		// Advisory; the device has no separate cache to warm.
+		switch {
+		case r.flags&^cmdFlagFUA != 0:
+			c.errorReply(r, errInval, msgBadFlags)
+		case !c.inRange(r):
+			c.errorReply(r, errInval, msgRange)
+		default:
+			c.okReply(r)
+		}
+	default:
+		c.errorReply(r, errInval, msgUnknownCmd)
+	}
+}
+
+func preErrMsg(e uint32) string {
+	switch e {
+	case errPerm:
+		return msgReadOnly
+	case errNoSpc:
+		return msgRange
+	default:
+		return msgInvalid
+	}
+}
+
+// maxExtents bounds the descriptors of one block status reply; clients ask
+// again for the rest.
+const maxExtents = 1 << 14
+
+func (c *conn) blockStatus(r *request) {
+	extents, err := c.dev.BlockStatus(c.ctx, int64(r.off), int64(r.length))
+	if err != nil {
+		c.deviceError(r, err)
+		return
+	}
+	limit := maxExtents
+	if r.flags&cmdFlagReqOne != 0 {
+		limit = 1
+	}
+	r.buf = getBuf(8 * min(len(extents)+1, limit))
+	out := (*r.buf)[:0]
+	left := uint64(r.length)
+	var lastFlags uint32
+	for _, e := range extents {
+		if left == 0 {
+			break
+		}
+		if e.Length <= 0 {
+			continue
+		}
+		n := min(uint64(e.Length), left)
+		var fl uint32
+		if e.Hole {
+			fl = stateHole | stateZero
+		} else if e.Zero {
+			fl = stateZero
+		}
+		left -= n
+		if len(out) > 0 && fl == lastFlags {
+			// Merge with the previous descriptor (lengths stay < 2^32
+			// because the request length is a uint32).
+			prev := be.Uint32(out[len(out)-8:])
+			be.PutUint32(out[len(out)-8:], prev+uint32(n))
+			continue
+		}
+		if len(out)/8 >= limit {
+			break
+		}
+		out = be.AppendUint32(out, uint32(n))
+		out = be.AppendUint32(out, fl)
+		lastFlags = fl
+	}
+	if len(out) == 0 {
+		// The device described nothing: claim "allocated, data" for the
+		// whole range, which is always safe.
+		out = be.AppendUint32(out, r.length)
+		out = be.AppendUint32(out, 0)
+	}
+	r.payload = out
+	h := r.hdr[:]
+	be.PutUint32(h[0:], structReplyMagic)
+	be.PutUint16(h[4:], replyFlagDone)
+	be.PutUint16(h[6:], replyTypeBlockStatus)
+	be.PutUint64(h[8:], r.handle)
+	be.PutUint32(h[16:], uint32(4+len(out)))
+	be.PutUint32(h[20:], metaBaseAllocationID)
+	r.hdrLen = 24
+	r.ok = true
+}
+
+// okReply builds a successful reply without data.
+func (c *conn) okReply(r *request) {
+	r.ok = true
+	if r.typ == cmdRead && c.structured {
+		// A READ must get a structured reply; zero bytes: just DONE.
+		c.structHeader(r, replyFlagDone, replyTypeNone, 0)
+		r.hdrLen = structReplyHeaderLen
+		return
+	}
+	c.simpleHeader(r, 0)
+}
+
+// dataReply builds a successful READ reply carrying data.
+func (c *conn) dataReply(r *request, data []byte) {
+	r.ok = true
+	r.payload = data
+	if c.structured {
+		// One OFFSET_DATA chunk, final: the data is already read, so no
+		// error can follow.
+		c.structHeader(r, replyFlagDone, replyTypeOffsetData, uint32(8+len(data)))
+		be.PutUint64(r.hdr[structReplyHeaderLen:], r.off)
+		r.hdrLen = structReplyHeaderLen + 8
+		return
+	}
+	c.simpleHeader(r, 0)
+}
+
+// errorReply builds an error reply: a structured NBD_REPLY_TYPE_ERROR with
+// a message when structured replies are negotiated, else a simple reply.
+func (c *conn) errorReply(r *request, errno uint32, msg string) {
+	r.ok = false
+	if r.buf != nil {
+		putBuf(r.buf)
+		r.buf = nil
+	}
+	r.payload = nil
+	if !c.structured {
+		c.simpleHeader(r, errno)
+		return
+	}
+	msg = msg[:min(len(msg), maxErrMsg)]
+	c.structHeader(r, replyFlagDone, replyTypeError, uint32(6+len(msg)))
+	be.PutUint32(r.hdr[20:], errno)
+	be.PutUint16(r.hdr[24:], uint16(len(msg)))
+	copy(r.hdr[26:], msg)
+	r.hdrLen = 26 + len(msg)
+}
+
+func (c *conn) deviceError(r *request, err error) {
+	errno := errnoOf(err)
+	msg := msgDevice
+	switch errno {
+	case errShutdown:
+		msg = msgShutdown
+	case errNoSpc:
+		msg = msgNoSpace
+	case errPerm:
+		msg = msgReadOnly
+	case errInval:
+		msg = msgInvalid
+	case errNotSup:
+		msg = msgUnsupported
+	}
+	if errno == errIO && c.ctx.Err() == nil {
+		c.log.Warn("nbd: device error", "export", c.s.opts.LogName(c.exportName),
+			"command", r.typ, "offset", r.off, "length", r.length, "err", err)
+	}
+	c.errorReply(r, errno, msg)
+}
+
+// errnoOf maps a device error to a protocol error value.
+func errnoOf(err error) uint32 {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, syscall.ESHUTDOWN):
+		return errShutdown
+	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EROFS):
+		return errPerm
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, syscall.EFBIG):
+		return errNoSpc
+	case errors.Is(err, syscall.EINVAL):
+		return errInval
+	case errors.Is(err, syscall.ENOTSUP), errors.Is(err, syscall.EOPNOTSUPP):
+		return errNotSup
+	default:
+		return errIO
+	}
+}
+
+func (c *conn) simpleHeader(r *request, errno uint32) {
+	h := r.hdr[:]
+	be.PutUint32(h[0:], simpleReplyMagic)
+	be.PutUint32(h[4:], errno)
+	be.PutUint64(h[8:], r.handle)
+	r.hdrLen = simpleReplyLen
+}
+
+func (c *conn) structHeader(r *request, flags, typ uint16, length uint32) {
+	h := r.hdr[:]
+	be.PutUint32(h[0:], structReplyMagic)
+	be.PutUint16(h[4:], flags)
+	be.PutUint16(h[6:], typ)
+	be.PutUint64(h[8:], r.handle)
+	be.PutUint32(h[16:], length)
+}
+
+// Writer batching limits: replies queued together go out in one writev.
+const (
+	maxBatch      = 128
+	maxBatchBytes = 8 << 20
+)
+
+// writeLoop sends replies until c.replies is closed. After a write error it
+// keeps draining (and freeing) replies so that workers never block, and
+// cancels the connection so that the reader stops.
+func (c *conn) writeLoop() {
+	failed := false
+	for {
+		r, ok := <-c.replies
+		if !ok {
+			return
+		}
+		batch := append(c.batch[:0], r)
+		bytes := r.hdrLen + len(r.payload)
+		closed := false
+	gather:
+		for len(batch) < maxBatch && bytes < maxBatchBytes {
+			select {
+			case r, ok := <-c.replies:
+				if !ok {
+					closed = true
+					break gather
+				}
+				batch = append(batch, r)
+				bytes += r.hdrLen + len(r.payload)
+			default:
+				break gather
+			}
+		}
+		if !failed {
+			vec := c.vec[:0]
+			for _, r := range batch {
+				vec = append(vec, r.hdr[:r.hdrLen])
+				if len(r.payload) > 0 {
+					vec = append(vec, r.payload)
+				}
+			}
+			c.nb = vec
+			if _, err := c.nb.WriteTo(c.nc); err != nil {
+				failed = true
+				if c.ctx.Err() == nil {
+					c.log.Debug("nbd: writing replies failed", "err", err)
+				}
+				c.cancel()
+			}
+			clear(vec) // drop references to the buffers
+		}
+		for i, r := range batch {
+			if !failed {
+				c.account(r)
+			}
+			c.releaseReq(r)
+			batch[i] = nil
+		}
+		if closed {
+			return
+		}
+	}
+}
+
+func (c *conn) account(r *request) {
+	if !r.ok {
+		c.s.errors.Add(1)
+		return
+	}
+	switch r.typ {
+	case cmdRead:
+		c.s.bytesRead.Add(int64(r.length))
+	case cmdWrite:
+		c.s.bytesWritten.Add(int64(r.length))
+	}
+}

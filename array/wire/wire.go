@@ -1,0 +1,73 @@
+// Package wire converts array types to and from their protobuf messages,
+// so the gRPC service and client cannot disagree on a field.
+package wire
+
+import (
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/volrep/volrep/array"
+	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
+)
+
+func InfoToPB(i array.Info) *arrayv1.ArrayInfo {
+	return &arrayv1.ArrayInfo{Name: i.Name, Id: i.ID, Version: i.Version, CapacityBytes: i.CapacityBytes,
+		FreeBytes: i.FreeBytes, Now: timestamppb.New(i.Now), BlockSize: i.BlockSize}
+}
+
+func InfoFromPB(p *arrayv1.ArrayInfo) array.Info {
+	return array.Info{Name: p.GetName(), ID: p.GetId(), Version: p.GetVersion(), CapacityBytes: p.GetCapacityBytes(),
+		FreeBytes: p.GetFreeBytes(), Now: p.GetNow().AsTime(), BlockSize: p.GetBlockSize()}
+}
+
+func PoolToPB(p array.Pool) *arrayv1.Pool {
+	return &arrayv1.Pool{Name: p.Name, Created: timestamppb.New(p.Created), VolumeCount: p.VolumeCount}
+}
+
+func PoolFromPB(p *arrayv1.Pool) array.Pool {
+	return array.Pool{Name: p.GetName(), Created: p.GetCreated().AsTime(), VolumeCount: p.GetVolumeCount()}
+}
+
+func VolumeToPB(v array.Volume) *arrayv1.Volume {
+	return &arrayv1.Volume{Name: v.Name, Pool: v.Pool, SizeBytes: v.SizeBytes, Created: timestamppb.New(v.Created),
+		Source: v.Source, UsedBytes: v.UsedBytes, SnapshotCount: v.SnapshotCount, Labels: v.Labels}
+}
+
+func VolumeFromPB(v *arrayv1.Volume) array.Volume {
+	return array.Volume{Name: v.GetName(), Pool: v.GetPool(), SizeBytes: v.GetSizeBytes(), Created: v.GetCreated().AsTime(),
+		Source: v.GetSource(), UsedBytes: v.GetUsedBytes(), SnapshotCount: v.GetSnapshotCount(), Labels: v.GetLabels()}
+}
+
+func SnapshotToPB(s array.Snapshot) *arrayv1.Snapshot {
+	return &arrayv1.Snapshot{Volume: s.Volume, Name: s.Name, Guid: s.GUID, SizeBytes: s.SizeBytes,
+		Created: timestamppb.New(s.Created), UsedBytes: s.UsedBytes, Labels: s.Labels}
+}
+
+func SnapshotFromPB(s *arrayv1.Snapshot) array.Snapshot {
+	return array.Snapshot{Volume: s.GetVolume(), Name: s.GetName(), GUID: s.GetGuid(), SizeBytes: s.GetSizeBytes(),
+		Created: s.GetCreated().AsTime(), UsedBytes: s.GetUsedBytes(), Labels: s.GetLabels()}
+}
+
+func ExtentsToPB(es []array.Extent) []*arrayv1.Extent {
+	out := make([]*arrayv1.Extent, len(es))
+	for i, e := range es {
+		out[i] = &arrayv1.Extent{Offset: e.Offset, Length: e.Length, Zero: e.Zero}
+	}
+	return out
+}
+
+func ExtentsFromPB(es []*arrayv1.Extent) []array.Extent {
+	out := make([]array.Extent, len(es))
+	for i, e := range es {
+		out[i] = array.Extent{Offset: e.GetOffset(), Length: e.GetLength(), Zero: e.GetZero()}
+	}
+	return out
+}
+
+// Map converts a slice element by element.
+func Map[A, B any](in []A, f func(A) B) []B {
+	out := make([]B, len(in))
+	for i, a := range in {
+		out[i] = f(a)
+	}
+	return out
+}

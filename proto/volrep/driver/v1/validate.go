@@ -1,0 +1,121 @@
+package driverv1
+
+// Validate methods for every request of the driver API. The server's
+// validation interceptor calls them before a handler runs; a failure comes
+// back as INVALID_ARGUMENT naming the field. Every request message has one,
+// even when there is nothing to check, and a test in package server fails
+// when an RPC's request lacks it.
+//
+// Backends, volume ids and snapshot ids use the array's name charset:
+// 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or
+// digit (Cinder's UUIDs fit).
+
+import (
+	v "github.com/volrep/volrep/validation"
+)
+
+// validateVolumeType checks an optional volume type: its extra spec keys
+// must be non-empty.
+func validateVolumeType(field string, t *VolumeType) error {
+	if t == nil {
+		return nil
+	}
+	return v.MapKeys(field+".extra_specs", t.GetExtraSpecs())
+}
+
+// Validate accepts every ListBackendsRequest.
+func (x *ListBackendsRequest) Validate() error { return nil }
+
+// Validate checks the backend.
+func (x *GetVolumeStatsRequest) Validate() error { return v.Name("backend", x.GetBackend()) }
+
+// Validate checks the ids, the size and the volume type.
+func (x *CreateVolumeRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("volume_id", x.GetVolumeId()),
+		v.SizeGB("size_gb", x.GetSizeGb()),
+		validateVolumeType("volume_type", x.GetVolumeType()),
+		v.OptionalName("group_id", x.GetGroupId()),
+	)
+}
+
+// Validate checks the ids.
+func (x *DeleteVolumeRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("volume_id", x.GetVolumeId()),
+	)
+}
+
+// Validate checks the ids and the new size.
+func (x *ExtendVolumeRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("volume_id", x.GetVolumeId()),
+		v.SizeGB("new_size_gb", x.GetNewSizeGb()),
+	)
+}
+
+// Validate checks the ids.
+func (x *GetVolumeRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("volume_id", x.GetVolumeId()),
+	)
+}
+
+// Validate checks the backend.
+func (x *ListVolumesRequest) Validate() error { return v.Name("backend", x.GetBackend()) }
+
+// Validate checks the ids.
+func (x *CreateSnapshotRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("snapshot_id", x.GetSnapshotId()),
+		v.Name("volume_id", x.GetVolumeId()),
+	)
+}
+
+// Validate checks the ids.
+func (x *DeleteSnapshotRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("snapshot_id", x.GetSnapshotId()),
+		v.Name("volume_id", x.GetVolumeId()),
+	)
+}
+
+// Validate checks the backend and, if given, the volume id; an empty
+// volume_id lists the snapshots of every volume of the backend.
+func (x *ListSnapshotsRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.OptionalName("volume_id", x.GetVolumeId()),
+	)
+}
+
+// Validate checks the ids, the size (0 keeps the snapshot's) and the
+// volume type.
+func (x *CreateVolumeFromSnapshotRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("volume_id", x.GetVolumeId()),
+		v.Name("snapshot_id", x.GetSnapshotId()),
+		v.Name("source_volume_id", x.GetSourceVolumeId()),
+		v.OptionalSizeGB("size_gb", x.GetSizeGb()),
+		validateVolumeType("volume_type", x.GetVolumeType()),
+	)
+}
+
+// Validate checks the ids, the size (0 keeps the source's) and the volume
+// type.
+func (x *CreateClonedVolumeRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("volume_id", x.GetVolumeId()),
+		v.Name("source_volume_id", x.GetSourceVolumeId()),
+		v.OptionalSizeGB("size_gb", x.GetSizeGb()),
+		validateVolumeType("volume_type", x.GetVolumeType()),
+	)
+}

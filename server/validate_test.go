@@ -1,0 +1,248 @@
+package server
+
+import (
+	"errors"
+	"sort"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/volrep/volrep/errdefs"
+	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
+	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
+)
+
+type validatable interface{ Validate() error }
+
+// apiPackages are the proto packages whose requests the servers validate.
+// Referencing the File_ descriptors links the Go packages in.
+var apiPackages = map[protoreflect.FullName]protoreflect.FileDescriptor{
+	"volrep.array.v1":  arrayv1.File_volrep_array_v1_array_service_proto,
+	"volrep.driver.v1": driverv1.File_volrep_driver_v1_driver_service_proto,
+}
+
+// rpcInputs lists every RPC's request message of the API packages, by the
+// RPC's full name.
+func rpcInputs(t *testing.T) map[string]protoreflect.MessageDescriptor {
+	t.Helper()
+	out := map[string]protoreflect.MessageDescriptor{}
+	for pkg := range apiPackages {
+		protoregistry.GlobalFiles.RangeFilesByPackage(pkg, func(fd protoreflect.FileDescriptor) bool {
+			svcs := fd.Services()
+			for i := range svcs.Len() {
+				methods := svcs.Get(i).Methods()
+				for j := range methods.Len() {
+					m := methods.Get(j)
+					out[string(m.FullName())] = m.Input()
+				}
+			}
+			return true
+		})
+	}
+	return out
+}
+
+// hasValidate reports whether the Go type of md implements Validate() error.
+func hasValidate(t *testing.T, md protoreflect.MessageDescriptor) bool {
+	t.Helper()
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(md.FullName())
+	if err != nil {
+		t.Fatalf("no Go type for %s: %v", md.FullName(), err)
+	}
+	_, ok := mt.New().Interface().(validatable)
+	return ok
+}
+
+// TestEveryRPCRequestHasValidate fails when an RPC's request message has no
+// Validate method: add one to validate.go beside the generated code.
+func TestEveryRPCRequestHasValidate(t *testing.T) {
+	inputs := rpcInputs(t)
+	// The APIs as of this test; more is fine, fewer means the walk broke.
+	if len(inputs) < 5+15+12 {
+		t.Fatalf("found only %d RPCs in %v", len(inputs), apiPackages)
+	}
+	var missing []string
+	for rpc, md := range inputs {
+		if !hasValidate(t, md) {
+			missing = append(missing, rpc+" ("+string(md.FullName())+")")
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Fatalf("requests without a Validate() error method:\n  %s", strings.Join(missing, "\n  "))
+	}
+}
+
+// TestHasValidateDetectsMissing shows the check above can fail: a response
+// message has no Validate method.
+func TestHasValidateDetectsMissing(t *testing.T) {
+	if hasValidate(t, (&arrayv1.GetVolumeResponse{}).ProtoReflect().Descriptor()) {
+		t.Fatal("hasValidate is true for a message without Validate")
+	}
+}
+
+var (
+	volType = &driverv1.VolumeType{Name: "gold", ExtraSpecs: map[string]string{"replication_enabled": "<is> True"}}
+	badType = &driverv1.VolumeType{Name: "gold", ExtraSpecs: map[string]string{"": "x"}}
+	mib4    = make([]byte, 4<<20)
+)
+
+// validateCases holds, for every request type, at least one valid request
+// (field "") and invalid ones with the field that must be named.
+var validateCases = []struct {
+	name  string
+	req   proto.Message
+	field string
+}{
+	// array: ArrayService
+	{"info", &arrayv1.GetArrayInfoRequest{}, ""},
+	{"create pool", &arrayv1.CreatePoolRequest{Name: "p1"}, ""},
+	{"create pool empty", &arrayv1.CreatePoolRequest{}, "name"},
+	{"create pool slash", &arrayv1.CreatePoolRequest{Name: "a/b"}, "name"},
+	{"get pool", &arrayv1.GetPoolRequest{Name: "p1"}, ""},
+	{"get pool at", &arrayv1.GetPoolRequest{Name: "p@1"}, "name"},
+	{"list pools", &arrayv1.ListPoolsRequest{}, ""},
+	{"delete pool", &arrayv1.DeletePoolRequest{Name: "p1"}, ""},
+	{"delete pool empty", &arrayv1.DeletePoolRequest{}, "name"},
+
+	// array: VolumeService
+	{"create volume", &arrayv1.CreateVolumeRequest{Name: "v1", Pool: "p1", SizeBytes: 1 << 30, Labels: map[string]string{"a": ""}}, ""},
+	{"create volume no pool", &arrayv1.CreateVolumeRequest{Name: "v1", SizeBytes: 4096}, "pool"},
+	{"create volume zero", &arrayv1.CreateVolumeRequest{Name: "v1", Pool: "p1"}, "size_bytes"},
+	{"create volume negative", &arrayv1.CreateVolumeRequest{Name: "v1", Pool: "p1", SizeBytes: -4096}, "size_bytes"},
+	{"create volume unaligned", &arrayv1.CreateVolumeRequest{Name: "v1", Pool: "p1", SizeBytes: 4097}, "size_bytes"},
+	{"create volume label", &arrayv1.CreateVolumeRequest{Name: "v1", Pool: "p1", SizeBytes: 4096, Labels: map[string]string{"": "x"}}, "labels"},
+	{"get volume", &arrayv1.GetVolumeRequest{Name: "v1"}, ""},
+	{"get volume empty", &arrayv1.GetVolumeRequest{}, "name"},
+	{"list volumes", &arrayv1.ListVolumesRequest{}, ""},
+	{"list volumes pool", &arrayv1.ListVolumesRequest{Pool: "p1"}, ""},
+	{"list volumes bad pool", &arrayv1.ListVolumesRequest{Pool: "-p"}, "pool"},
+	{"delete volume", &arrayv1.DeleteVolumeRequest{Name: "v1"}, ""},
+	{"delete volume empty", &arrayv1.DeleteVolumeRequest{}, "name"},
+	{"extend volume", &arrayv1.ExtendVolumeRequest{Name: "v1", SizeBytes: 8192}, ""},
+	{"extend volume zero", &arrayv1.ExtendVolumeRequest{Name: "v1"}, "size_bytes"},
+	{"extend volume unaligned", &arrayv1.ExtendVolumeRequest{Name: "v1", SizeBytes: 5000}, "size_bytes"},
+	{"write", &arrayv1.WriteVolumeRequest{Name: "v1", Offset: 100, Data: []byte("x")}, ""},
+	{"write 4MiB", &arrayv1.WriteVolumeRequest{Name: "v1", Data: mib4}, ""},
+	{"write empty", &arrayv1.WriteVolumeRequest{Name: "v1"}, "data"},
+	{"write too big", &arrayv1.WriteVolumeRequest{Name: "v1", Data: make([]byte, 4<<20+1)}, "data"},
+	{"write negative offset", &arrayv1.WriteVolumeRequest{Name: "v1", Offset: -1, Data: []byte("x")}, "offset"},
+	{"read", &arrayv1.ReadVolumeRequest{Name: "v1", Length: 4 << 20}, ""},
+	{"read zero", &arrayv1.ReadVolumeRequest{Name: "v1"}, "length"},
+	{"read too long", &arrayv1.ReadVolumeRequest{Name: "v1", Length: 4<<20 + 1}, "length"},
+	{"read negative offset", &arrayv1.ReadVolumeRequest{Name: "v1", Offset: -4096, Length: 1}, "offset"},
+	{"read overflow", &arrayv1.ReadVolumeRequest{Name: "v1", Offset: 1<<63 - 1, Length: 2}, "offset"},
+	{"flush", &arrayv1.FlushVolumeRequest{Name: "v1"}, ""},
+	{"flush empty", &arrayv1.FlushVolumeRequest{}, "name"},
+	{"create snapshot", &arrayv1.CreateSnapshotRequest{Volume: "v1", Name: "s1"}, ""},
+	{"create snapshot no volume", &arrayv1.CreateSnapshotRequest{Name: "s1"}, "volume"},
+	{"create snapshot no name", &arrayv1.CreateSnapshotRequest{Volume: "v1"}, "name"},
+	{"create snapshot label", &arrayv1.CreateSnapshotRequest{Volume: "v1", Name: "s1", Labels: map[string]string{" ": "x"}}, "labels"},
+	{"get snapshot", &arrayv1.GetSnapshotRequest{Volume: "v1", Name: "s1"}, ""},
+	{"get snapshot no name", &arrayv1.GetSnapshotRequest{Volume: "v1"}, "name"},
+	{"list snapshots", &arrayv1.ListSnapshotsRequest{Volume: "v1"}, ""},
+	{"list snapshots empty", &arrayv1.ListSnapshotsRequest{}, "volume"},
+	{"delete snapshot", &arrayv1.DeleteSnapshotRequest{Volume: "v1", Name: "s1"}, ""},
+	{"delete snapshot no volume", &arrayv1.DeleteSnapshotRequest{Name: "s1"}, "volume"},
+	{"read snapshot", &arrayv1.ReadSnapshotRequest{Volume: "v1", Name: "s1", Length: 512}, ""},
+	{"read snapshot no length", &arrayv1.ReadSnapshotRequest{Volume: "v1", Name: "s1"}, "length"},
+	{"read snapshot no name", &arrayv1.ReadSnapshotRequest{Volume: "v1", Length: 1}, "name"},
+	{"clone", &arrayv1.CloneSnapshotRequest{Volume: "v1", Snapshot: "s1", Name: "v2"}, ""},
+	{"clone sized", &arrayv1.CloneSnapshotRequest{Volume: "v1", Snapshot: "s1", Name: "v2", Pool: "p2", SizeBytes: 8192}, ""},
+	{"clone unaligned", &arrayv1.CloneSnapshotRequest{Volume: "v1", Snapshot: "s1", Name: "v2", SizeBytes: 10}, "size_bytes"},
+	{"clone negative", &arrayv1.CloneSnapshotRequest{Volume: "v1", Snapshot: "s1", Name: "v2", SizeBytes: -4096}, "size_bytes"},
+	{"clone no snapshot", &arrayv1.CloneSnapshotRequest{Volume: "v1", Name: "v2"}, "snapshot"},
+	{"clone no name", &arrayv1.CloneSnapshotRequest{Volume: "v1", Snapshot: "s1"}, "name"},
+	{"clone bad pool", &arrayv1.CloneSnapshotRequest{Volume: "v1", Snapshot: "s1", Name: "v2", Pool: "p/2"}, "pool"},
+	{"diff", &arrayv1.DiffSnapshotsRequest{Volume: "v1", Snapshot: "s2"}, ""},
+	{"diff base", &arrayv1.DiffSnapshotsRequest{Volume: "v1", Base: "s1", Snapshot: "s2"}, ""},
+	{"diff no snapshot", &arrayv1.DiffSnapshotsRequest{Volume: "v1", Base: "s1"}, "snapshot"},
+	{"diff bad base", &arrayv1.DiffSnapshotsRequest{Volume: "v1", Base: "s@1", Snapshot: "s2"}, "base"},
+
+	// driver
+	{"list backends", &driverv1.ListBackendsRequest{}, ""},
+	{"stats", &driverv1.GetVolumeStatsRequest{Backend: "pure-1"}, ""},
+	{"stats no backend", &driverv1.GetVolumeStatsRequest{}, "backend"},
+	{"d create", &driverv1.CreateVolumeRequest{Backend: "pure-1", VolumeId: "6f1c0b9e-8a57-4c4e-9d4f-0f3e1a2b3c4d", SizeGb: 1, VolumeType: volType}, ""},
+	{"d create no type", &driverv1.CreateVolumeRequest{Backend: "pure-1", VolumeId: "v", SizeGb: 10, GroupId: "g1"}, ""},
+	{"d create no backend", &driverv1.CreateVolumeRequest{VolumeId: "v", SizeGb: 1}, "backend"},
+	{"d create no id", &driverv1.CreateVolumeRequest{Backend: "b", SizeGb: 1}, "volume_id"},
+	{"d create zero", &driverv1.CreateVolumeRequest{Backend: "b", VolumeId: "v"}, "size_gb"},
+	{"d create huge", &driverv1.CreateVolumeRequest{Backend: "b", VolumeId: "v", SizeGb: 1 << 40}, "size_gb"},
+	{"d create spec key", &driverv1.CreateVolumeRequest{Backend: "b", VolumeId: "v", SizeGb: 1, VolumeType: badType}, "volume_type.extra_specs"},
+	{"d create group", &driverv1.CreateVolumeRequest{Backend: "b", VolumeId: "v", SizeGb: 1, GroupId: "g/1"}, "group_id"},
+	{"d delete", &driverv1.DeleteVolumeRequest{Backend: "b", VolumeId: "v"}, ""},
+	{"d delete no id", &driverv1.DeleteVolumeRequest{Backend: "b"}, "volume_id"},
+	{"d extend", &driverv1.ExtendVolumeRequest{Backend: "b", VolumeId: "v", NewSizeGb: 2}, ""},
+	{"d extend zero", &driverv1.ExtendVolumeRequest{Backend: "b", VolumeId: "v"}, "new_size_gb"},
+	{"d get", &driverv1.GetVolumeRequest{Backend: "b", VolumeId: "v"}, ""},
+	{"d get no backend", &driverv1.GetVolumeRequest{VolumeId: "v"}, "backend"},
+	{"d list", &driverv1.ListVolumesRequest{Backend: "b"}, ""},
+	{"d list no backend", &driverv1.ListVolumesRequest{}, "backend"},
+	{"d snap", &driverv1.CreateSnapshotRequest{Backend: "b", SnapshotId: "s", VolumeId: "v"}, ""},
+	{"d snap no id", &driverv1.CreateSnapshotRequest{Backend: "b", VolumeId: "v"}, "snapshot_id"},
+	{"d snap no volume", &driverv1.CreateSnapshotRequest{Backend: "b", SnapshotId: "s"}, "volume_id"},
+	{"d del snap", &driverv1.DeleteSnapshotRequest{Backend: "b", SnapshotId: "s", VolumeId: "v"}, ""},
+	{"d del snap no id", &driverv1.DeleteSnapshotRequest{Backend: "b", VolumeId: "v"}, "snapshot_id"},
+	{"d list snaps", &driverv1.ListSnapshotsRequest{Backend: "b"}, ""},
+	{"d list snaps volume", &driverv1.ListSnapshotsRequest{Backend: "b", VolumeId: "v"}, ""},
+	{"d list snaps bad volume", &driverv1.ListSnapshotsRequest{Backend: "b", VolumeId: "v/1"}, "volume_id"},
+	{"d from snap", &driverv1.CreateVolumeFromSnapshotRequest{Backend: "b", VolumeId: "v2", SnapshotId: "s", SourceVolumeId: "v"}, ""},
+	{"d from snap sized", &driverv1.CreateVolumeFromSnapshotRequest{Backend: "b", VolumeId: "v2", SnapshotId: "s", SourceVolumeId: "v", SizeGb: 5, VolumeType: volType}, ""},
+	{"d from snap negative", &driverv1.CreateVolumeFromSnapshotRequest{Backend: "b", VolumeId: "v2", SnapshotId: "s", SourceVolumeId: "v", SizeGb: -1}, "size_gb"},
+	{"d from snap no source", &driverv1.CreateVolumeFromSnapshotRequest{Backend: "b", VolumeId: "v2", SnapshotId: "s"}, "source_volume_id"},
+	{"d from snap spec", &driverv1.CreateVolumeFromSnapshotRequest{Backend: "b", VolumeId: "v2", SnapshotId: "s", SourceVolumeId: "v", VolumeType: badType}, "volume_type.extra_specs"},
+	{"d clone", &driverv1.CreateClonedVolumeRequest{Backend: "b", VolumeId: "v2", SourceVolumeId: "v"}, ""},
+	{"d clone no source", &driverv1.CreateClonedVolumeRequest{Backend: "b", VolumeId: "v2"}, "source_volume_id"},
+	{"d clone negative", &driverv1.CreateClonedVolumeRequest{Backend: "b", VolumeId: "v2", SourceVolumeId: "v", SizeGb: -2}, "size_gb"},
+}
+
+func TestValidateRules(t *testing.T) {
+	for _, tc := range validateCases {
+		t.Run(tc.name, func(t *testing.T) {
+			v, ok := tc.req.(validatable)
+			if !ok {
+				t.Fatalf("%T has no Validate method", tc.req)
+			}
+			err := v.Validate()
+			if tc.field == "" {
+				if err != nil {
+					t.Fatalf("valid request rejected: %v", err)
+				}
+				return
+			}
+			var e *errdefs.Error
+			if !errors.As(err, &e) || e.Kind != errdefs.KindInvalidArgument {
+				t.Fatalf("got %v, want an invalid-argument error for %s", err, tc.field)
+			}
+			if e.Field != tc.field || !strings.HasPrefix(e.Error(), tc.field+": ") {
+				t.Fatalf("error %q names field %q, want %q", e.Error(), e.Field, tc.field)
+			}
+		})
+	}
+}
+
+// TestValidateRulesCoverEveryRequest asks for a valid example of every
+// RPC's request in validateCases, so a Validate that rejects everything
+// cannot slip in with a new RPC.
+func TestValidateRulesCoverEveryRequest(t *testing.T) {
+	valid := map[protoreflect.FullName]bool{}
+	for _, tc := range validateCases {
+		if tc.field == "" {
+			valid[tc.req.ProtoReflect().Descriptor().FullName()] = true
+		}
+	}
+	var missing []string
+	for rpc, md := range rpcInputs(t) {
+		if !valid[md.FullName()] {
+			missing = append(missing, rpc)
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Fatalf("validateCases has no valid request for:\n  %s", strings.Join(missing, "\n  "))
+	}
+}
