@@ -1,0 +1,54 @@
+// Command volrepd is the volrep daemon: it hosts arrays and runs Cinder
+// driver backends, as its configuration says.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/volrep/volrep/config"
+	"github.com/volrep/volrep/daemon"
+	"github.com/volrep/volrep/deploy/demo"
+)
+
+func main() {
+	cfgPath := flag.String("config", "", "cinder.conf-style configuration file (default: the embedded demo)")
+	check := flag.Bool("check-config", false, "validate the configuration, print one FILE:LINE: line per problem, and exit (0 valid, 2 problems)")
+	flag.Parse()
+
+	cfg, err := load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "volrepd: %v\n", err)
+		os.Exit(1)
+	}
+	if *check {
+		for _, p := range cfg.Problems {
+			fmt.Println(p)
+		}
+		if len(cfg.Problems) > 0 {
+			fmt.Fprintf(os.Stderr, "volrepd: %s: %d problem(s)\n", cfg.File, len(cfg.Problems))
+			os.Exit(2)
+		}
+		fmt.Fprintf(os.Stderr, "volrepd: %s: configuration is valid\n", cfg.File)
+		return
+	}
+	log := daemon.NewLogger(cfg.Daemon, os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := daemon.Run(ctx, cfg, daemon.Options{Logger: log, Announce: os.Stdout}); err != nil {
+		log.Error("volrepd failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func load(path string) (*config.Config, error) {
+	if path == "" {
+		return config.Parse(demo.Name, demo.Config)
+	}
+	return config.Load(path)
+}
+

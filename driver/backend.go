@@ -1,0 +1,278 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/config"
+	"github.com/volrep/volrep/errdefs"
+)
+
+// Dialer opens a client to the array at addr, authenticated by token.
+// Closing the returned func releases the connection.
+type Dialer func(addr, token string) (array.Array, func() error, error)
+
+// Options configure the driver.
+type Options struct {
+	Logger *slog.Logger
+	Dial   Dialer
+	Now    func() time.Time
+	// RetryMin and RetryMax bound the backoff between attempts to bring a
+	// down backend up.
+	RetryMin, RetryMax time.Duration
+	// CheckInterval is how often an up backend checks that its arrays answer.
+	CheckInterval time.Duration
+	// OnState is told whenever a backend goes up or down (health, metrics).
+	OnState func(State)
+	// ConfigFile names the configuration in reasons, for file:line.
+	ConfigFile string
+}
+
+func (o *Options) defaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = time.Second
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 30 * time.Second
+	}
+	if o.CheckInterval <= 0 {
+		o.CheckInterval = 10 * time.Second
+	}
+	if o.OnState == nil {
+		o.OnState = func(State) {}
+	}
+}
+
+// State is a backend's health as ListBackends reports it.
+type State struct {
+	Name              string
+	VolumeBackendName string
+	Up                bool
+	Reason            string
+	ActiveBackendID   string
+	PrimaryArray      string
+	Targets           []config.ReplicationDevice
+}
+
+// Backend is one cinder.conf backend section at run time.
+type Backend struct {
+	cfg  config.Backend
+	opts Options
+	log  *slog.Logger
+
+	primary array.Array
+	targets map[string]array.Array
+	closers []func() error
+
+	mu     sync.RWMutex
+	up     bool
+	reason string
+	active string
+	stats  *Stats
+
+	ops  opLocks
+	wake chan struct{}
+}
+
+func newBackend(cfg config.Backend, opts Options) *Backend {
+	b := &Backend{cfg: cfg, opts: opts, active: "default", wake: make(chan struct{}, 1),
+		targets: map[string]array.Array{},
+		log:     opts.Logger.With("backend", cfg.Section)}
+	if len(cfg.Problems) > 0 {
+		b.reason = cfg.Problems.Error()
+		return b
+	}
+	b.reason = "starting"
+	var err error
+	var closer func() error
+	if b.primary, closer, err = opts.Dial(cfg.SanIP, cfg.APIToken.Reveal()); err != nil {
+		b.reason = fmt.Sprintf("san_ip %s: %v", cfg.SanIP, err)
+		return b
+	}
+	b.closers = append(b.closers, closer)
+	for _, rd := range cfg.ReplicationDevices {
+		a, closer, err := opts.Dial(rd.SanIP, rd.APIToken.Reveal())
+		if err != nil {
+			b.reason = fmt.Sprintf("replication_device %s san_ip %s: %v", rd.BackendID, rd.SanIP, err)
+			b.primary = nil
+			return b
+		}
+		b.closers = append(b.closers, closer)
+		b.targets[rd.BackendID] = a
+	}
+	return b
+}
+
+// Name returns the backend's section name.
+func (b *Backend) Name() string { return b.cfg.Section }
+
+// Config returns the backend's configuration.
+func (b *Backend) Config() config.Backend { return b.cfg }
+
+// State reports whether the backend is up, and why not.
+func (b *Backend) State() State {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return State{Name: b.cfg.Section, VolumeBackendName: b.cfg.VolumeBackendName, Up: b.up, Reason: b.reason,
+		ActiveBackendID: b.active, PrimaryArray: b.cfg.SanIP, Targets: b.cfg.ReplicationDevices}
+}
+
+func (b *Backend) setState(up bool, reason string) {
+	b.mu.Lock()
+	changed := b.up != up || b.reason != reason
+	b.up, b.reason = up, reason
+	b.mu.Unlock()
+	if !changed {
+		return
+	}
+	if up {
+		b.log.Info("backend is up", "array", b.cfg.SanIP)
+	} else {
+		b.log.Error("backend is down", "reason", reason)
+	}
+	b.opts.OnState(b.State())
+}
+
+// ready returns an error saying why calls cannot be served now.
+func (b *Backend) ready() error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if !b.up {
+		return errdefs.Unavailable("backend %s is down: %s", b.cfg.Section, b.reason)
+	}
+	return nil
+}
+
+// run keeps the backend converged until ctx ends: it retries with backoff
+// while down and checks its arrays while up.
+func (b *Backend) run(ctx context.Context) {
+	if b.primary == nil {
+		b.setState(false, b.reason)
+		return
+	}
+	delay := b.opts.RetryMin
+	for ctx.Err() == nil {
+		if err := b.converge(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			b.setState(false, err.Error())
+			if !sleep(ctx, delay, b.wake) {
+				return
+			}
+			delay = min(2*delay, b.opts.RetryMax)
+			continue
+		}
+		b.setState(true, "")
+		delay = b.opts.RetryMin
+		for sleep(ctx, b.opts.CheckInterval, b.wake) {
+			if err := b.check(ctx); err != nil {
+				if ctx.Err() == nil {
+					b.setState(false, err.Error())
+				}
+				break
+			}
+		}
+	}
+}
+
+// Reconverge asks the backend to re-run its setup now.
+func (b *Backend) Reconverge() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	case <-wake:
+		return true
+	}
+}
+
+// converge makes the arrays match the configuration, idempotently, so a
+// restart or a reload re-applies it.
+func (b *Backend) converge(ctx context.Context) error {
+	if err := b.check(ctx); err != nil {
+		return err
+	}
+	if _, err := b.primary.CreatePool(ctx, b.cfg.Pool); err != nil {
+		return fmt.Errorf("creating pool %q on the primary array: %w", b.cfg.Pool, err)
+	}
+	return nil
+}
+
+// check asks the primary array who it is, to catch an unreachable array or
+// a rejected token.
+func (b *Backend) check(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := b.primary.Info(cctx); err != nil {
+		return b.arrayError("primary array", "san_ip", b.cfg.SanIP, "pure_api_token", err)
+	}
+	return nil
+}
+
+// arrayError turns a failed call to an array into a reason an operator can
+// act on: which array, which config key, and what to check.
+func (b *Backend) arrayError(what, addrKey, addr, tokenKey string, err error) error {
+	where := fmt.Sprintf("%s:%d", b.cfgFile(), b.cfg.Line)
+	switch {
+	case errdefs.IsUnauthenticated(err):
+		return errdefs.Unavailable("%s at %s rejected the token: check %s in [%s] (%s)", what, addr, tokenKey, b.cfg.Section, where)
+	case errdefs.IsUnavailable(err) || errdefs.Is(err, errdefs.KindDeadlineExceeded):
+		return errdefs.Unavailable("%s at %s (%s in [%s], %s) is unreachable: %s; check that it runs and the address is right", what, addr, addrKey, b.cfg.Section, where, shortErr(err))
+	}
+	return fmt.Errorf("%s at %s: %w", what, addr, err)
+}
+
+func (b *Backend) cfgFile() string {
+	if b.opts.ConfigFile != "" {
+		return b.opts.ConfigFile
+	}
+	return "cinder.conf"
+}
+
+// shortErr trims gRPC's long connection error down to its cause.
+func shortErr(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, "dial tcp "); i >= 0 {
+		return s[i:]
+	}
+	return s
+}
+
+func (b *Backend) close() {
+	for _, c := range b.closers {
+		c()
+	}
+}
+
+// active returns the array that serves volumes now: the primary, or the
+// replication target after a failover.
+func (b *Backend) activeArray() array.Array {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if a, ok := b.targets[b.active]; ok {
+		return a
+	}
+	return b.primary
+}

@@ -1,0 +1,214 @@
+// Package service serves the driver over gRPC as DriverService. It only
+// translates: requests arrive validated by the interceptor chain, and
+// engine errors go back unmapped for package server to turn into codes.
+package service
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/volrep/volrep/driver"
+	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
+)
+
+// Service implements DriverService.
+type Service struct {
+	driverv1.UnimplementedDriverServiceServer
+	d *driver.Driver
+}
+
+// New returns the service for d.
+func New(d *driver.Driver) *Service { return &Service{d: d} }
+
+// Register adds DriverService to g.
+func (s *Service) Register(g grpc.ServiceRegistrar) { driverv1.RegisterDriverServiceServer(g, s) }
+
+var replStatus = map[string]driverv1.ReplicationStatus{
+	driver.ReplDisabled:      driverv1.ReplicationStatus_REPLICATION_STATUS_DISABLED,
+	driver.ReplEnabled:       driverv1.ReplicationStatus_REPLICATION_STATUS_ENABLED,
+	driver.ReplError:         driverv1.ReplicationStatus_REPLICATION_STATUS_ERROR,
+	driver.ReplFailingOver:   driverv1.ReplicationStatus_REPLICATION_STATUS_FAILING_OVER,
+	driver.ReplFailedOver:    driverv1.ReplicationStatus_REPLICATION_STATUS_FAILED_OVER,
+	driver.ReplNotCapable:    driverv1.ReplicationStatus_REPLICATION_STATUS_NOT_CAPABLE,
+	driver.ReplFailoverError: driverv1.ReplicationStatus_REPLICATION_STATUS_FAILOVER_ERROR,
+}
+
+func modelUpdate(m driver.ModelUpdate) *driverv1.ModelUpdate {
+	return &driverv1.ModelUpdate{ProviderId: m.ProviderID, ReplicationStatus: replStatus[m.ReplicationStatus],
+		Status: m.Status, Metadata: m.Metadata}
+}
+
+func volumeType(vt *driverv1.VolumeType) driver.VolumeType {
+	return driver.VolumeType{ID: vt.GetId(), Name: vt.GetName(), ExtraSpecs: vt.GetExtraSpecs()}
+}
+
+func (s *Service) ListBackends(ctx context.Context, _ *driverv1.ListBackendsRequest) (*driverv1.ListBackendsResponse, error) {
+	out := &driverv1.ListBackendsResponse{}
+	for _, st := range s.d.States() {
+		b := &driverv1.Backend{Name: st.Name, VolumeBackendName: st.VolumeBackendName, Up: st.Up, Reason: st.Reason,
+			ActiveBackendId: st.ActiveBackendID, PrimaryArray: st.PrimaryArray}
+		for _, t := range st.Targets {
+			b.ReplicationTargets = append(b.ReplicationTargets, &driverv1.ReplicationTarget{BackendId: t.BackendID, SanIp: t.SanIP, Type: t.Type})
+		}
+		out.Backends = append(out.Backends, b)
+	}
+	return out, nil
+}
+
+func (s *Service) GetVolumeStats(ctx context.Context, req *driverv1.GetVolumeStatsRequest) (*driverv1.GetVolumeStatsResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	st, err := b.GetVolumeStats(ctx, req.GetRefresh())
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.GetVolumeStatsResponse{
+		VolumeBackendName: st.VolumeBackendName, VendorName: st.VendorName, DriverVersion: st.DriverVersion,
+		StorageProtocol: st.StorageProtocol, TotalCapacityGb: st.TotalCapacityGB, FreeCapacityGb: st.FreeCapacityGB,
+		ProvisionedCapacityGb: st.ProvisionedCapacityGB, ThinProvisioningSupport: st.ThinProvisioning,
+		ReplicationEnabled: st.ReplicationEnabled, ReplicationTargets: st.ReplicationTargets,
+		ReplicationType: st.ReplicationType, ReplicationCount: st.ReplicationCount, ActiveBackendId: st.ActiveBackendID,
+		ConsistentGroupSnapshotEnabled: st.ConsistentGroupSnapshot, ConsistentGroupReplicationEnabled: st.ConsistentGroupReplication,
+		ReservedPercentage: st.ReservedPercentage, MaxOverSubscriptionRatio: st.MaxOverSubscriptionRatio,
+		BackendStateUp: st.Up, BackendStateReason: st.Reason,
+	}, nil
+}
+
+func (s *Service) CreateVolume(ctx context.Context, req *driverv1.CreateVolumeRequest) (*driverv1.CreateVolumeResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	m, err := b.CreateVolume(ctx, req.GetVolumeId(), req.GetSizeGb(), volumeType(req.GetVolumeType()))
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.CreateVolumeResponse{ModelUpdate: modelUpdate(m)}, nil
+}
+
+func (s *Service) DeleteVolume(ctx context.Context, req *driverv1.DeleteVolumeRequest) (*driverv1.DeleteVolumeResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.DeleteVolumeResponse{}, b.DeleteVolume(ctx, req.GetVolumeId())
+}
+
+func (s *Service) ExtendVolume(ctx context.Context, req *driverv1.ExtendVolumeRequest) (*driverv1.ExtendVolumeResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.ExtendVolumeResponse{}, b.ExtendVolume(ctx, req.GetVolumeId(), req.GetNewSizeGb())
+}
+
+func volumePB(v driver.Volume) *driverv1.Volume {
+	return &driverv1.Volume{Id: v.ID, SizeGb: v.SizeGB, ProviderId: v.ProviderID, ReplicationStatus: replStatus[v.ReplicationStatus],
+		Source: v.Source, UsedBytes: v.UsedBytes}
+}
+
+func (s *Service) GetVolume(ctx context.Context, req *driverv1.GetVolumeRequest) (*driverv1.GetVolumeResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	v, err := b.GetVolume(ctx, req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.GetVolumeResponse{Volume: volumePB(v)}, nil
+}
+
+func (s *Service) ListVolumes(ctx context.Context, req *driverv1.ListVolumesRequest) (*driverv1.ListVolumesResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	vs, err := b.ListVolumes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := &driverv1.ListVolumesResponse{}
+	for _, v := range vs {
+		out.Volumes = append(out.Volumes, volumePB(v))
+	}
+	return out, nil
+}
+
+func (s *Service) CreateSnapshot(ctx context.Context, req *driverv1.CreateSnapshotRequest) (*driverv1.CreateSnapshotResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	m, err := b.CreateSnapshot(ctx, req.GetSnapshotId(), req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.CreateSnapshotResponse{ModelUpdate: modelUpdate(m)}, nil
+}
+
+func (s *Service) DeleteSnapshot(ctx context.Context, req *driverv1.DeleteSnapshotRequest) (*driverv1.DeleteSnapshotResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.DeleteSnapshotResponse{}, b.DeleteSnapshot(ctx, req.GetSnapshotId(), req.GetVolumeId())
+}
+
+func (s *Service) ListSnapshots(ctx context.Context, req *driverv1.ListSnapshotsRequest) (*driverv1.ListSnapshotsResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	ids := []string{req.GetVolumeId()}
+	if ids[0] == "" {
+		vs, err := b.ListVolumes(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ids = ids[:0]
+		for _, v := range vs {
+			ids = append(ids, v.ID)
+		}
+	}
+	out := &driverv1.ListSnapshotsResponse{}
+	for _, id := range ids {
+		ss, err := b.ListSnapshots(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		for _, sn := range ss {
+			out.Snapshots = append(out.Snapshots, &driverv1.Snapshot{Id: sn.ID, VolumeId: sn.VolumeID, SizeGb: sn.SizeGB,
+				ProviderId: sn.ProviderID, Guid: sn.GUID, Created: sn.Created.UTC().Format(time.RFC3339)})
+		}
+	}
+	return out, nil
+}
+
+func (s *Service) CreateVolumeFromSnapshot(ctx context.Context, req *driverv1.CreateVolumeFromSnapshotRequest) (*driverv1.CreateVolumeFromSnapshotResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	m, err := b.CreateVolumeFromSnapshot(ctx, req.GetVolumeId(), req.GetSnapshotId(), req.GetSourceVolumeId(), req.GetSizeGb(), volumeType(req.GetVolumeType()))
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.CreateVolumeFromSnapshotResponse{ModelUpdate: modelUpdate(m)}, nil
+}
+
+func (s *Service) CreateClonedVolume(ctx context.Context, req *driverv1.CreateClonedVolumeRequest) (*driverv1.CreateClonedVolumeResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	m, err := b.CreateClonedVolume(ctx, req.GetVolumeId(), req.GetSourceVolumeId(), req.GetSizeGb(), volumeType(req.GetVolumeType()))
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.CreateClonedVolumeResponse{ModelUpdate: modelUpdate(m)}, nil
+}

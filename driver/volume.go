@@ -1,0 +1,240 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/driver/extraspecs"
+	"github.com/volrep/volrep/errdefs"
+)
+
+// Cinder's fields.ReplicationStatus values.
+const (
+	ReplDisabled      = "disabled"
+	ReplEnabled       = "enabled"
+	ReplError         = "error"
+	ReplFailingOver   = "failing-over"
+	ReplFailedOver    = "failed-over"
+	ReplNotCapable    = "not-capable"
+	ReplFailoverError = "failover-error"
+)
+
+// VolumeType is the volume type a volume is created with.
+type VolumeType struct {
+	ID, Name   string
+	ExtraSpecs map[string]string
+}
+
+// ModelUpdate is what Cinder's manager stores on the volume after a call.
+type ModelUpdate struct {
+	ProviderID        string
+	ReplicationStatus string
+	Status            string
+	Metadata          map[string]string
+}
+
+// Volume is a volume as the driver reports it.
+type Volume struct {
+	ID                string
+	SizeGB            int64
+	ProviderID        string
+	ReplicationStatus string
+	ReplicationType   string
+	Source            string
+	UsedBytes         int64
+}
+
+// placement decides from the volume type how a new volume is replicated,
+// and refuses types the backend cannot honour.
+func (b *Backend) placement(vt VolumeType) (string, error) {
+	kinds, err := extraspecs.ReplicationTypes(vt.ExtraSpecs)
+	if err != nil || len(kinds) == 0 {
+		return extraspecs.None, err
+	}
+	have := map[string]bool{
+		extraspecs.Async: len(b.cfg.AsyncTargets()) > 0,
+		extraspecs.Sync:  len(b.cfg.SyncTargets()) > 0,
+	}
+	for _, k := range kinds {
+		if have[k] {
+			return k, nil
+		}
+	}
+	return "", errdefs.FailedPrecondition("volume type %q asks for %v replication, but backend %s has no replication_device of that type; add one to [%s] or use another volume type",
+		vt.Name, kinds, b.cfg.Section, b.cfg.Section)
+}
+
+// replicate puts a new volume where its replication type says. Async and
+// sync replication arrive with protection groups and pods; until a backend
+// has them it refuses replicated types rather than creating a volume that
+// silently is not replicated.
+func (b *Backend) replicate(ctx context.Context, name, kind string) (string, error) {
+	if kind == extraspecs.None {
+		return ReplDisabled, nil
+	}
+	return "", errdefs.FailedPrecondition("%s replication is not available on backend %s yet", kind, b.cfg.Section)
+}
+
+func (b *Backend) volumeLabels(id string, vt VolumeType, kind string) map[string]string {
+	l := map[string]string{labelVolumeID: id, labelBackend: b.cfg.Section}
+	if vt.Name != "" {
+		l[labelVolumeType] = vt.Name
+	}
+	if kind != "" {
+		l[labelReplType] = kind
+	}
+	return l
+}
+
+// CreateVolume creates a volume, replicated as its type asks. Creating an
+// existing volume of the same size again succeeds.
+func (b *Backend) CreateVolume(ctx context.Context, id string, sizeGB int64, vt VolumeType) (ModelUpdate, error) {
+	if err := b.ready(); err != nil {
+		return ModelUpdate{}, err
+	}
+	release, err := b.ops.acquire("volume "+id, "create")
+	if err != nil {
+		return ModelUpdate{}, err
+	}
+	defer release()
+	kind, err := b.placement(vt)
+	if err != nil {
+		return ModelUpdate{}, err
+	}
+	name := volumeName(id)
+	_, err = b.activeArray().CreateVolume(ctx, array.VolumeSpec{Name: name, Pool: b.cfg.Pool, SizeBytes: sizeGB * gib,
+		Labels: b.volumeLabels(id, vt, kind)})
+	if errdefs.IsAlreadyExists(err) {
+		return ModelUpdate{}, errdefs.AlreadyExists("volume %s already exists on backend %s with another size or source", id, b.cfg.Section)
+	}
+	if err != nil {
+		return ModelUpdate{}, err
+	}
+	return b.finishCreate(ctx, name, kind)
+}
+
+func (b *Backend) finishCreate(ctx context.Context, name, kind string) (ModelUpdate, error) {
+	status, err := b.replicate(ctx, name, kind)
+	if err != nil {
+		return ModelUpdate{}, err
+	}
+	return ModelUpdate{ProviderID: name, ReplicationStatus: status}, nil
+}
+
+// DeleteVolume deletes a volume; a volume that is already gone is success.
+func (b *Backend) DeleteVolume(ctx context.Context, id string) error {
+	if err := b.ready(); err != nil {
+		return err
+	}
+	release, err := b.ops.acquire("volume "+id, "delete")
+	if err != nil {
+		return err
+	}
+	defer release()
+	err = b.activeArray().DeleteVolume(ctx, volumeName(id))
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if errdefs.IsFailedPrecondition(err) {
+		return errdefs.FailedPrecondition("volume %s still has snapshots; delete them first (%v)", id, err)
+	}
+	return err
+}
+
+// ExtendVolume grows a volume to newSizeGB.
+func (b *Backend) ExtendVolume(ctx context.Context, id string, newSizeGB int64) error {
+	if err := b.ready(); err != nil {
+		return err
+	}
+	release, err := b.ops.acquire("volume "+id, "extend")
+	if err != nil {
+		return err
+	}
+	defer release()
+	_, err = b.activeArray().ExtendVolume(ctx, volumeName(id), newSizeGB*gib)
+	return b.volumeErr(id, err)
+}
+
+func (b *Backend) volumeErr(id string, err error) error {
+	if errdefs.IsNotFound(err) {
+		return errdefs.NotFound("volume %s not found on backend %s", id, b.cfg.Section)
+	}
+	return err
+}
+
+func (b *Backend) volumeOf(v array.Volume) (Volume, bool) {
+	id, ok := volumeID(v.Name)
+	if !ok {
+		return Volume{}, false
+	}
+	status := ReplDisabled
+	if v.Labels[labelReplType] != "" {
+		status = ReplEnabled
+	}
+	return Volume{ID: id, SizeGB: v.SizeBytes / gib, ProviderID: v.Name, ReplicationStatus: status,
+		ReplicationType: v.Labels[labelReplType], Source: v.Source, UsedBytes: v.UsedBytes}, true
+}
+
+// GetVolume returns one volume.
+func (b *Backend) GetVolume(ctx context.Context, id string) (Volume, error) {
+	if err := b.ready(); err != nil {
+		return Volume{}, err
+	}
+	v, err := b.activeArray().GetVolume(ctx, volumeName(id))
+	if err != nil {
+		return Volume{}, b.volumeErr(id, err)
+	}
+	out, _ := b.volumeOf(v)
+	return out, nil
+}
+
+// ListVolumes lists the driver's volumes in the backend's pool.
+func (b *Backend) ListVolumes(ctx context.Context) ([]Volume, error) {
+	if err := b.ready(); err != nil {
+		return nil, err
+	}
+	vs, err := b.activeArray().ListVolumes(ctx, b.cfg.Pool)
+	if err != nil {
+		return nil, err
+	}
+	out := []Volume{}
+	for _, v := range vs {
+		if dv, ok := b.volumeOf(v); ok {
+			out = append(out, dv)
+		}
+	}
+	return out, nil
+}
+
+// CreateClonedVolume makes a new volume from the current content of
+// another, through a snapshot that is dropped again at once; the data is
+// shared copy-on-write.
+func (b *Backend) CreateClonedVolume(ctx context.Context, id, srcID string, sizeGB int64, vt VolumeType) (ModelUpdate, error) {
+	if err := b.ready(); err != nil {
+		return ModelUpdate{}, err
+	}
+	release, err := b.ops.acquire("volume "+id, "create")
+	if err != nil {
+		return ModelUpdate{}, err
+	}
+	defer release()
+	kind, err := b.placement(vt)
+	if err != nil {
+		return ModelUpdate{}, err
+	}
+	a := b.activeArray()
+	src, tmp := volumeName(srcID), "clone-for-"+id
+	if _, err := a.CreateSnapshot(ctx, src, tmp, nil); err != nil {
+		return ModelUpdate{}, b.volumeErr(srcID, err)
+	}
+	_, err = a.CloneSnapshot(ctx, array.CloneSpec{Volume: src, Snapshot: tmp, Name: volumeName(id), Pool: b.cfg.Pool,
+		SizeBytes: sizeGB * gib, Labels: b.volumeLabels(id, vt, kind)})
+	if derr := a.DeleteSnapshot(ctx, src, tmp); derr != nil && err == nil {
+		err = fmt.Errorf("dropping temporary snapshot %s@%s: %w", src, tmp, derr)
+	}
+	if err != nil {
+		return ModelUpdate{}, err
+	}
+	return b.finishCreate(ctx, volumeName(id), kind)
+}
