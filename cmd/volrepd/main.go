@@ -51,4 +51,3 @@ func load(path string) (*config.Config, error) {
 	}
 	return config.Load(path)
 }
-
