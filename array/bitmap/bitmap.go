@@ -1,49 +1,57 @@
-// Package bitmap is a sparse bitmap over block numbers, stored as dense
-// chunks of 65536 bits. Chunks are the unit of persistence, so flushing a
-// layer's allocation map costs O(chunks touched), not O(volume size), and
-// scans skip untouched 256 MiB regions (at 4 KiB blocks) in O(1).
+// Package bitmap is a sparse bitmap over block numbers, split into chunks
+// of 65536 bits. Each chunk is a roaring bitmap, so its cost follows the
+// bits set (or the runs they form), not the range it covers; chunks are the
+// unit of persistence, so flushing a layer's allocation map costs
+// O(chunks touched), and a scan skips untouched 256 MiB regions (at 4 KiB
+// blocks) without looking at them.
 package bitmap
 
 import (
-	"encoding/binary"
 	"fmt"
-	"math/bits"
 	"slices"
+
+	"github.com/RoaringBitmap/roaring/v2"
 )
 
-const (
-	// ChunkBits is the number of bits in one chunk.
-	ChunkBits  = 1 << 16
-	chunkWords = ChunkBits / 64
-	// ChunkBytes is the size of a marshalled chunk.
-	ChunkBytes = chunkWords * 8
-)
-
-type chunk struct {
-	w [chunkWords]uint64
-	n int // bits set, so empty chunks can be dropped and counts are O(chunks)
-}
+// ChunkBits is the number of bits in one chunk.
+const ChunkBits = 1 << 16
 
 // Bitmap is not safe for concurrent mutation; its owner locks.
 type Bitmap struct {
-	chunks map[uint32]*chunk
+	chunks map[uint32]*roaring.Bitmap
+	keys   []uint32 // sorted keys of chunks, for ordered scans
 	dirty  map[uint32]struct{}
 }
 
 // New returns an empty bitmap.
 func New() *Bitmap {
-	return &Bitmap{chunks: map[uint32]*chunk{}, dirty: map[uint32]struct{}{}}
+	return &Bitmap{chunks: map[uint32]*roaring.Bitmap{}, dirty: map[uint32]struct{}{}}
 }
 
-func split(i uint64) (uint32, int, uint64) {
-	return uint32(i >> 16), int(i&(ChunkBits-1)) >> 6, 1 << (i & 63)
+func (b *Bitmap) chunk(ci uint32, create bool) *roaring.Bitmap {
+	c := b.chunks[ci]
+	if c == nil && create {
+		c = roaring.New()
+		b.chunks[ci] = c
+		i, _ := slices.BinarySearch(b.keys, ci)
+		b.keys = slices.Insert(b.keys, i, ci)
+	}
+	return c
+}
+
+func (b *Bitmap) dropIfEmpty(ci uint32, c *roaring.Bitmap) {
+	if c.IsEmpty() {
+		delete(b.chunks, ci)
+		if i, ok := slices.BinarySearch(b.keys, ci); ok {
+			b.keys = slices.Delete(b.keys, i, i+1)
+		}
+	}
 }
 
 // Test reports whether bit i is set.
 func (b *Bitmap) Test(i uint64) bool {
-	ci, wi, m := split(i)
-	c := b.chunks[ci]
-	return c != nil && c.w[wi]&m != 0
+	c := b.chunks[uint32(i>>16)]
+	return c != nil && c.Contains(uint32(i&(ChunkBits-1)))
 }
 
 // Set sets bit i.
@@ -53,53 +61,36 @@ func (b *Bitmap) Set(i uint64) { b.SetRange(i, i+1) }
 func (b *Bitmap) Clear(i uint64) { b.ClearRange(i, i+1) }
 
 // SetRange sets bits [lo, hi).
-func (b *Bitmap) SetRange(lo, hi uint64) { b.apply(lo, hi, true) }
-
-// ClearRange clears bits [lo, hi).
-func (b *Bitmap) ClearRange(lo, hi uint64) { b.apply(lo, hi, false) }
-
-func (b *Bitmap) apply(lo, hi uint64, set bool) {
+func (b *Bitmap) SetRange(lo, hi uint64) {
 	for lo < hi {
 		ci := uint32(lo >> 16)
-		end := min(hi, (uint64(ci)+1)<<16)
-		c := b.chunks[ci]
-		if c == nil {
-			if !set {
-				lo = end
-				continue
-			}
-			c = &chunk{}
-			b.chunks[ci] = c
-		}
-		changed := false
-		for lo < end {
-			wi := int(lo&(ChunkBits-1)) >> 6
-			bit := lo & 63
-			n := min(64-bit, end-lo)
-			var m uint64
-			if n == 64 {
-				m = ^uint64(0)
-			} else {
-				m = ((1 << n) - 1) << bit
-			}
-			old := c.w[wi]
-			if set {
-				c.w[wi] |= m
-			} else {
-				c.w[wi] &^= m
-			}
-			if d := bits.OnesCount64(c.w[wi]) - bits.OnesCount64(old); d != 0 {
-				c.n += d
-				changed = true
-			}
-			lo += n
-		}
-		if changed {
+		base := uint64(ci) << 16
+		end := min(hi, base+ChunkBits)
+		c := b.chunk(ci, true)
+		n := c.GetCardinality()
+		c.AddRange(lo-base, end-base)
+		if c.GetCardinality() != n {
 			b.dirty[ci] = struct{}{}
 		}
-		if c.n == 0 {
-			delete(b.chunks, ci)
+		lo = end
+	}
+}
+
+// ClearRange clears bits [lo, hi).
+func (b *Bitmap) ClearRange(lo, hi uint64) {
+	for lo < hi {
+		ci := uint32(lo >> 16)
+		base := uint64(ci) << 16
+		end := min(hi, base+ChunkBits)
+		if c := b.chunks[ci]; c != nil {
+			n := c.GetCardinality()
+			c.RemoveRange(lo-base, end-base)
+			if c.GetCardinality() != n {
+				b.dirty[ci] = struct{}{}
+			}
+			b.dropIfEmpty(ci, c)
 		}
+		lo = end
 	}
 }
 
@@ -107,7 +98,7 @@ func (b *Bitmap) apply(lo, hi uint64, set bool) {
 func (b *Bitmap) Count() uint64 {
 	var n uint64
 	for _, c := range b.chunks {
-		n += uint64(c.n)
+		n += c.GetCardinality()
 	}
 	return n
 }
@@ -119,53 +110,31 @@ func (b *Bitmap) Empty() bool { return len(b.chunks) == 0 }
 func (b *Bitmap) NextSet(i uint64) (uint64, bool) {
 	ci := uint32(i >> 16)
 	if c := b.chunks[ci]; c != nil {
-		if j, ok := c.nextSet(int(i & (ChunkBits - 1))); ok {
-			return uint64(ci)<<16 + uint64(j), true
+		if v := c.NextValue(uint32(i & (ChunkBits - 1))); v >= 0 {
+			return uint64(ci)<<16 + uint64(v), true
 		}
 	}
-	// Find the nearest later chunk without sorting: scans cross chunks
-	// rarely, and the map is small (one entry per 256 MiB touched).
-	next, found := uint32(0), false
-	for k := range b.chunks {
-		if k > ci && (!found || k < next) {
-			next, found = k, true
-		}
-	}
-	if !found {
+	k, _ := slices.BinarySearch(b.keys, ci+1)
+	if k == len(b.keys) || (ci == ^uint32(0)) {
 		return 0, false
 	}
-	j, _ := b.chunks[next].nextSet(0)
-	return uint64(next)<<16 + uint64(j), true
-}
-
-func (c *chunk) nextSet(off int) (int, bool) {
-	wi := off >> 6
-	w := c.w[wi] &^ ((1 << (off & 63)) - 1)
-	for {
-		if w != 0 {
-			return wi<<6 + bits.TrailingZeros64(w), true
-		}
-		wi++
-		if wi == chunkWords {
-			return 0, false
-		}
-		w = c.w[wi]
-	}
+	next := b.keys[k]
+	return uint64(next)<<16 + uint64(b.chunks[next].Minimum()), true
 }
 
 // NextClear returns the first clear bit at or after i.
 func (b *Bitmap) NextClear(i uint64) uint64 {
 	for {
-		ci, wi, _ := split(i)
+		ci := uint32(i >> 16)
 		c := b.chunks[ci]
 		if c == nil {
 			return i
 		}
-		w := ^c.w[wi] &^ ((1 << (i & 63)) - 1)
-		if w != 0 {
-			return uint64(ci)<<16 + uint64(wi)<<6 + uint64(bits.TrailingZeros64(w))
+		v := c.NextAbsentValue(uint32(i & (ChunkBits - 1)))
+		if v >= 0 && v < ChunkBits {
+			return uint64(ci)<<16 + uint64(v)
 		}
-		i = (i | 63) + 1
+		i = (uint64(ci) + 1) << 16
 	}
 }
 
@@ -185,32 +154,13 @@ func (b *Bitmap) Runs(from, to uint64, fn func(lo, hi uint64) bool) {
 	}
 }
 
-func (b *Bitmap) sortedFrom(ci uint32) []uint32 {
-	keys := make([]uint32, 0, len(b.chunks))
-	for k := range b.chunks {
-		if k >= ci {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	return keys
-}
-
 // Or sets every bit that is set in o.
 func (b *Bitmap) Or(o *Bitmap) {
 	for ci, oc := range o.chunks {
-		c := b.chunks[ci]
-		if c == nil {
-			c = &chunk{}
-			b.chunks[ci] = c
-		}
-		n := 0
-		for wi := range c.w {
-			c.w[wi] |= oc.w[wi]
-			n += bits.OnesCount64(c.w[wi])
-		}
-		if n != c.n {
-			c.n = n
+		c := b.chunk(ci, true)
+		n := c.GetCardinality()
+		c.Or(oc)
+		if c.GetCardinality() != n {
 			b.dirty[ci] = struct{}{}
 		}
 	}
@@ -223,18 +173,12 @@ func (b *Bitmap) AndNot(o *Bitmap) {
 		if c == nil {
 			continue
 		}
-		n := 0
-		for wi := range c.w {
-			c.w[wi] &^= oc.w[wi]
-			n += bits.OnesCount64(c.w[wi])
-		}
-		if n != c.n {
-			c.n = n
+		n := c.GetCardinality()
+		c.AndNot(oc)
+		if c.GetCardinality() != n {
 			b.dirty[ci] = struct{}{}
 		}
-		if n == 0 {
-			delete(b.chunks, ci)
-		}
+		b.dropIfEmpty(ci, c)
 	}
 }
 
@@ -242,9 +186,9 @@ func (b *Bitmap) AndNot(o *Bitmap) {
 func (b *Bitmap) Clone() *Bitmap {
 	n := New()
 	for ci, c := range b.chunks {
-		cc := *c
-		n.chunks[ci] = &cc
+		n.chunks[ci] = c.Clone()
 	}
+	n.keys = slices.Clone(b.keys)
 	return n
 }
 
@@ -268,7 +212,7 @@ func (b *Bitmap) MarkDirty(cis []uint32) {
 }
 
 // AllChunks returns every non-empty chunk index, sorted.
-func (b *Bitmap) AllChunks() []uint32 { return b.sortedFrom(0) }
+func (b *Bitmap) AllChunks() []uint32 { return slices.Clone(b.keys) }
 
 // MarshalChunk encodes chunk ci; nil means the chunk is empty.
 func (b *Bitmap) MarshalChunk(ci uint32) []byte {
@@ -276,27 +220,35 @@ func (b *Bitmap) MarshalChunk(ci uint32) []byte {
 	if c == nil {
 		return nil
 	}
-	buf := make([]byte, ChunkBytes)
-	for wi, w := range c.w {
-		binary.LittleEndian.PutUint64(buf[wi*8:], w)
+	c.RunOptimize()
+	data, err := c.ToBytes()
+	if err != nil {
+		// ToBytes only fails writing to a failing writer; a bytes.Buffer does not fail.
+		panic(fmt.Sprintf("bitmap: encoding chunk %d: %v", ci, err))
 	}
-	return buf
+	return data
 }
 
 // UnmarshalChunk replaces chunk ci with data from MarshalChunk.
 func (b *Bitmap) UnmarshalChunk(ci uint32, data []byte) error {
-	if len(data) != ChunkBytes {
-		return fmt.Errorf("bitmap chunk %d: %d bytes, want %d", ci, len(data), ChunkBytes)
+	c := roaring.New()
+	if err := c.UnmarshalBinary(data); err != nil {
+		return fmt.Errorf("bitmap chunk %d: %w", ci, err)
 	}
-	c := &chunk{}
-	for wi := range c.w {
-		c.w[wi] = binary.LittleEndian.Uint64(data[wi*8:])
-		c.n += bits.OnesCount64(c.w[wi])
+	if c.GetCardinality() > 0 && c.Maximum() >= ChunkBits {
+		return fmt.Errorf("bitmap chunk %d: bit %d is out of range", ci, c.Maximum())
 	}
-	if c.n == 0 {
+	if old := b.chunks[ci]; old != nil {
 		delete(b.chunks, ci)
+		if i, ok := slices.BinarySearch(b.keys, ci); ok {
+			b.keys = slices.Delete(b.keys, i, i+1)
+		}
+	}
+	if c.IsEmpty() {
 		return nil
 	}
 	b.chunks[ci] = c
+	i, _ := slices.BinarySearch(b.keys, ci)
+	b.keys = slices.Insert(b.keys, i, ci)
 	return nil
 }

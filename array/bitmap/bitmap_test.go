@@ -122,7 +122,7 @@ func TestSetOpsAndPersistence(t *testing.T) {
 	if r.Count() != c.Count() || !r.Test(149) || r.Test(150) {
 		t.Fatal("round trip lost bits")
 	}
-	if err := r.UnmarshalChunk(0, []byte{1}); err == nil {
+	if err := r.UnmarshalChunk(0, []byte{1, 2, 3}); err == nil {
 		t.Fatal("short chunk accepted")
 	}
 	// Clearing everything drops the chunk, so empty maps cost nothing to persist.

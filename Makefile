@@ -1,0 +1,78 @@
+# volrep: `make run` starts the embedded demo, `make test` checks everything.
+# Both install what they need on a fresh machine: Go tools pinned below
+# into .bin/, and Debian packages with apt-get when a command is missing.
+
+SHELL := /bin/bash
+BIN   := $(CURDIR)/.bin
+export PATH := $(BIN):$(PATH)
+export GOFLAGS := -buildvcs=false
+
+BUF_VERSION                := v1.47.2
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+GRPCURL_VERSION            := v1.9.2
+HEALTH_PROBE_VERSION       := v0.4.40
+
+# command → Debian package, for the real clients the tests drive.
+DEB_TOOLS := qemu-img:qemu-utils qemu-io:qemu-utils nbdinfo:libnbd-bin nbdcopy:libnbd-bin \
+             nbdkit:nbdkit fio:fio rsync:rsync systemd-analyze:systemd
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: all run test generate check-generated lint unit e2e bench tools deps clean
+
+all: test
+
+run:
+	go run ./cmd/volrepd
+
+test: deps tools check-generated lint
+	VOLREP_E2E_REQUIRE=1 go test -race -count=1 -timeout 30m ./...
+
+unit:
+	go test -race ./...
+
+bench: deps tools
+	go run ./bench
+
+generate: tools
+	buf generate
+
+# Generated code is committed; regenerating must not change it.
+check-generated: generate
+	@if [ -n "$$(git status --porcelain -- proto)" ]; then \
+		echo "make generate changed committed files:"; git status --porcelain -- proto; exit 1; fi
+
+lint: tools
+	buf lint
+	go vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+tools: $(BIN)/.buf-$(BUF_VERSION) $(BIN)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION) \
+       $(BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) \
+       $(BIN)/.grpc-health-probe-$(HEALTH_PROBE_VERSION)
+
+$(BIN)/.buf-%:
+	GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$*
+	@touch $@
+$(BIN)/.protoc-gen-go-%:
+	GOBIN=$(BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$*
+	@touch $@
+$(BIN)/.protoc-gen-go-grpc-%:
+	GOBIN=$(BIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$*
+	@touch $@
+$(BIN)/.grpcurl-%:
+	GOBIN=$(BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$*
+	@touch $@
+$(BIN)/.grpc-health-probe-%:
+	GOBIN=$(BIN) go install github.com/grpc-ecosystem/grpc-health-probe@$*
+	@touch $@
+
+deps:
+	@missing=""; for pair in $(DEB_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+
+clean:
+	rm -rf $(BIN) .volrep-demo

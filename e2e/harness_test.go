@@ -1,0 +1,281 @@
+// Package e2e starts the real volrepd and drives it with the clients an
+// operator would use: grpcurl, grpc-health-probe, the volrep CLI, and the
+// NBD tools. Run it through `make test`, which installs those tools and
+// sets VOLREP_E2E_REQUIRE=1 so a missing tool fails instead of skipping.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"text/template"
+	"time"
+
+	"google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/client"
+	"github.com/volrep/volrep/server"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds volrepd and volrep once per test run.
+func binaries(t *testing.T) (volrepd, volrep string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "volrep-e2e-bin")
+		if buildErr != nil {
+			return
+		}
+		for _, cmd := range []string{"volrepd", "volrep"} {
+			out, err := exec.Command("go", "build", "-race", "-o", filepath.Join(binDir, cmd), "github.com/volrep/volrep/cmd/"+cmd).CombinedOutput()
+			if err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", cmd, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, "volrepd"), filepath.Join(binDir, "volrep")
+}
+
+// tool finds an external client, failing under `make test` and skipping
+// (loudly) in a bare `go test` when it is not installed.
+func tool(t *testing.T, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, dir := range []string{"../.bin", os.Getenv("HOME") + "/go/bin"} {
+		if p, err := exec.LookPath(filepath.Join(dir, name)); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("VOLREP_E2E_REQUIRE") != "" {
+		t.Fatalf("%s is not installed; `make test` installs it", name)
+	}
+	t.Skipf("SKIPPED: %s is not installed; run `make test` to install the e2e tools", name)
+	return ""
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// Daemon is one volrepd process with two arrays and the driver API.
+type Daemon struct {
+	t              *testing.T
+	Dir, Conf      string
+	DriverAddr     string
+	ArrayA, ArrayB string
+	NBDA, NBDB     string
+	TokenA, TokenB string
+	DriverToken    string
+	cmd            *exec.Cmd
+	out            *syncBuffer
+	exited         chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Config holds what a test may change in the generated configuration.
+type Config struct {
+	*Daemon
+	// Backend is the [demo] section body after san_ip and the token.
+	Backend string
+	// Extra is appended to the file.
+	Extra string
+}
+
+const confTemplate = `[DEFAULT]
+enabled_backends = demo
+
+[volrep]
+driver_listen = {{.DriverAddr}}
+log_level = debug
+{{- if .DriverToken}}
+driver_api_token = {{.DriverToken}}
+{{- end}}
+state_dir = {{.Dir}}/driver
+
+[array:site-a]
+data_dir = {{.Dir}}/site-a
+listen = {{.ArrayA}}
+nbd_listen = {{.NBDA}}
+api_token = {{.TokenA}}
+
+[array:site-b]
+data_dir = {{.Dir}}/site-b
+listen = {{.ArrayB}}
+nbd_listen = {{.NBDB}}
+api_token = {{.TokenB}}
+
+[demo]
+volume_backend_name = demo
+san_ip = {{.ArrayA}}
+pure_api_token = {{.TokenA}}
+{{.Backend}}
+{{.Extra}}
+`
+
+// NewDaemon prepares a daemon in a temp dir; customise then Start.
+func NewDaemon(t *testing.T) *Daemon {
+	return &Daemon{t: t, Dir: t.TempDir(), DriverAddr: freePort(t), ArrayA: freePort(t), ArrayB: freePort(t),
+		NBDA: freePort(t), NBDB: freePort(t), TokenA: "token-a-" + t.Name(), TokenB: "token-b"}
+}
+
+// WriteConfig writes the configuration file.
+func (d *Daemon) WriteConfig(backend, extra string) {
+	d.t.Helper()
+	var buf bytes.Buffer
+	if err := template.Must(template.New("c").Parse(confTemplate)).Execute(&buf, Config{Daemon: d, Backend: backend, Extra: extra}); err != nil {
+		d.t.Fatal(err)
+	}
+	d.Conf = filepath.Join(d.Dir, "volrep.conf")
+	if err := os.WriteFile(d.Conf, buf.Bytes(), 0o600); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// DefaultBackend replicates demo to site-b asynchronously.
+func (d *Daemon) DefaultBackend() string {
+	return fmt.Sprintf("replication_device = backend_id:site-b,san_ip:%s,api_token:%s,type:async", d.ArrayB, d.TokenB)
+}
+
+// Start runs volrepd and waits until the driver API answers health checks.
+func (d *Daemon) Start() {
+	d.t.Helper()
+	if d.Conf == "" {
+		d.WriteConfig(d.DefaultBackend(), "")
+	}
+	volrepd, _ := binaries(d.t)
+	d.out = &syncBuffer{}
+	d.cmd = exec.Command(volrepd, "--config", d.Conf)
+	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	d.exited = make(chan struct{})
+	go func() { d.cmd.Wait(); close(d.exited) }()
+	d.t.Cleanup(d.Stop)
+	d.waitServing()
+}
+
+func (d *Daemon) waitServing() {
+	d.t.Helper()
+	cc, err := server.Dial(d.DriverAddr, d.DriverToken)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer cc.Close()
+	h := grpc_health_v1.NewHealthClient(cc)
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-d.exited:
+			d.t.Fatalf("volrepd exited during start-up:\n%s", d.out)
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		r, err := h.Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: "backend/demo"})
+		cancel()
+		if err == nil && r.GetStatus() == grpc_health_v1.HealthCheckResponse_SERVING {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.t.Fatalf("volrepd did not become ready:\n%s", d.out)
+}
+
+// Stop sends SIGTERM and waits for a clean exit.
+func (d *Daemon) Stop() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-d.exited:
+		return
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(20 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.exited
+		d.t.Errorf("volrepd did not stop on SIGTERM within 20s:\n%s", d.out)
+	}
+}
+
+// Kill sends SIGKILL: the crash tests' power cut.
+func (d *Daemon) Kill() {
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.exited
+}
+
+// Logs returns everything the daemon printed.
+func (d *Daemon) Logs() string { return d.out.String() }
+
+// Array returns a client for site-a ("a") or site-b ("b").
+func (d *Daemon) Array(which string) array.Array {
+	d.t.Helper()
+	addr, token := d.ArrayA, d.TokenA
+	if which == "b" {
+		addr, token = d.ArrayB, d.TokenB
+	}
+	cc, err := server.Dial(addr, token)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.t.Cleanup(func() { cc.Close() })
+	return client.New(cc)
+}
+
+// run executes a command and returns its combined output, failing the test
+// on a non-zero exit unless allowFail.
+func run(t *testing.T, allowFail bool, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil && !allowFail {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out), err
+}
