@@ -35,6 +35,7 @@ func runTool(t *testing.T, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = t.TempDir() // fio leaves verify state files in its working directory
 	out, err := cmd.CombinedOutput()
 	t.Logf("$ %s %s\n%s", name, strings.Join(args, " "), truncate(string(out), 4000))
 	return string(out), err
