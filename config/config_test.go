@@ -1,0 +1,287 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mustParse(t *testing.T, data []byte) *Config {
+	t.Helper()
+	cfg, err := Parse("t.conf", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestSeedLab(t *testing.T) {
+	cfg, err := Load("testdata/seed-lab.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Problems) != 0 {
+		t.Fatalf("the seed lab config must load cleanly:\n%v", cfg.Problems)
+	}
+	if len(cfg.Backends) != 2 {
+		t.Fatalf("got %d backends, want 2", len(cfg.Backends))
+	}
+	async, sync := cfg.Backends[0], cfg.Backends[1]
+	want := ReplicationDevice{
+		BackendID: "pure2-async", SanIP: "10.0.0.20:7401",
+		APIToken: "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", Type: "async", Line: 24,
+	}
+	if got := async.AsyncTargets(); !reflect.DeepEqual(got, []ReplicationDevice{want}) {
+		t.Errorf("puredriver-1 async targets = %#v, want %#v", got, want)
+	}
+	if got := async.SyncTargets(); len(got) != 0 {
+		t.Errorf("puredriver-1 sync targets = %v, want none", got)
+	}
+	if got := sync.SyncTargets(); len(got) != 1 || got[0].BackendID != "pure2-sync" || got[0].Type != "sync" {
+		t.Errorf("puredriver-2 sync targets = %+v, want pure2-sync", got)
+	}
+	if async.VolumeDriver != "cinder.volume.drivers.pure.PureISCSIDriver" || async.SanIP != "10.0.0.10:7401" ||
+		async.APIToken.Reveal() != "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" {
+		t.Errorf("puredriver-1 = %+v", async)
+	}
+	// The lab's values, not the defaults.
+	if async.ReplicaInterval != time.Hour || async.RetentionShortTerm != 24*time.Hour ||
+		async.RetentionPerDay != 5 || async.RetentionDays != 7 {
+		t.Errorf("puredriver-1 schedule = %v %v %d %d", async.ReplicaInterval, async.RetentionShortTerm, async.RetentionPerDay, async.RetentionDays)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	cfg := mustParse(t, conf(
+		"[DEFAULT]",
+		"enabled_backends = b1",
+		"[b1]",
+		"san_ip = array.example.com",
+		"pure_api_token = tok-primary-0001",
+		"[array:a]",
+		"data_dir = /tmp/a",
+		"listen = 127.0.0.1:7401",
+		"api_token = tok-array-a-01",
+	))
+	if len(cfg.Problems) != 0 {
+		t.Fatal(cfg.Problems)
+	}
+	want := Backend{
+		Section: "b1", VolumeBackendName: "b1", SanIP: "array.example.com:7401", APIToken: "tok-primary-0001",
+		ReplicaInterval: 3600 * time.Second, RetentionShortTerm: 14400 * time.Second, RetentionPerDay: 3, RetentionDays: 7,
+		PGName: "cinder-group", PodName: "cinder-pod", Pool: "cinder", SyncTimeout: 5 * time.Second, PreferredArray: "primary",
+		ReservedPercentage: 0, MaxOverSubscriptionRatio: 20, Line: 3,
+	}
+	if got := cfg.Backends[0]; !reflect.DeepEqual(got, want) {
+		t.Errorf("backend:\n got %#v\nwant %#v", got, want)
+	}
+	wantDaemon := Daemon{DriverListen: "127.0.0.1:7400", LogFormat: "text", LogLevel: "info", StateDir: "/var/lib/volrep/driver"}
+	if cfg.Daemon != wantDaemon {
+		t.Errorf("daemon = %+v, want %+v", cfg.Daemon, wantDaemon)
+	}
+	wantArray := Array{Name: "a", DataDir: "/tmp/a", Listen: "127.0.0.1:7401", APIToken: "tok-array-a-01", Pools: []string{"cinder"}, Line: 6}
+	if !reflect.DeepEqual(cfg.Arrays, []Array{wantArray}) {
+		t.Errorf("arrays = %#v, want %#v", cfg.Arrays, wantArray)
+	}
+}
+
+func TestSettingsAreRead(t *testing.T) {
+	cfg := mustParse(t, conf(
+		"[DEFAULT]",
+		"enabled_backends = b1",
+		"[volrep]",
+		"driver_listen = :7400",
+		"driver_api_token = tok-driver-01",
+		"metrics_listen = 127.0.0.1:9100",
+		"log_format = journal",
+		"log_level = debug",
+		"state_dir = /srv/volrep",
+		"[array:a]",
+		"data_dir = /tmp/a",
+		"listen = 127.0.0.1:7401",
+		"api_token = tok-array-a-01",
+		"nbd_listen = 127.0.0.1:10809",
+		"pools = gold, silver, gold",
+		"[b1]",
+		"volume_backend_name = pure-gold",
+		"san_ip = [fd00::10]:7401",
+		"pure_api_token = tok-primary-0001",
+		"replication_device = backend_id:s1, san_ip:fd00::20 , api_token:tok-s1-000001, type:sync,",
+		"pure_replication_pg_name = pg1",
+		"pure_replication_pod_name = pod1",
+		"volrep_pool = gold",
+		"volrep_sync_timeout = 250",
+		"volrep_preferred_array = s1",
+		"reserved_percentage = 5",
+		"max_over_subscription_ratio = 2.5",
+	))
+	if len(cfg.Problems) != 0 {
+		t.Fatal(cfg.Problems)
+	}
+	d := cfg.Daemon
+	if d.DriverListen != ":7400" || d.DriverAPIToken.Reveal() != "tok-driver-01" || d.MetricsListen != "127.0.0.1:9100" ||
+		d.LogFormat != "journal" || d.LogLevel != "debug" || d.StateDir != "/srv/volrep" {
+		t.Errorf("daemon = %+v", d)
+	}
+	a := cfg.Arrays[0]
+	if a.NBDListen != "127.0.0.1:10809" || !reflect.DeepEqual(a.Pools, []string{"gold", "silver"}) {
+		t.Errorf("array = %+v", a)
+	}
+	b := cfg.Backends[0]
+	wantDev := []ReplicationDevice{{BackendID: "s1", SanIP: "[fd00::20]:7401", APIToken: "tok-s1-000001", Type: "sync", Line: 20}}
+	if b.VolumeBackendName != "pure-gold" || b.SanIP != "[fd00::10]:7401" || !reflect.DeepEqual(b.ReplicationDevices, wantDev) ||
+		b.PGName != "pg1" || b.PodName != "pod1" || b.Pool != "gold" || b.SyncTimeout != 250*time.Millisecond ||
+		b.PreferredArray != "s1" || b.ReservedPercentage != 5 || b.MaxOverSubscriptionRatio != 2.5 {
+		t.Errorf("backend = %+v", b)
+	}
+}
+
+func TestBackendDefaults(t *testing.T) {
+	cfg := mustParse(t, conf(
+		"[DEFAULT]",
+		"enabled_backends = b1, b2",
+		"[backend_defaults]",
+		"san_ip = 10.0.0.10",
+		"pure_api_token = tok-shared-0001",
+		"pure_replica_interval_default = 600",
+		"replication_device = backend_id:r1,san_ip:10.0.0.20,api_token:tok-r1-000001",
+		"use_chap_auth = True",
+		"[b1]",
+		"pure_replica_interval_default = 60",
+		"[b2]",
+		"san_ip = 10.0.0.11",
+		"replication_device = backend_id:r2,san_ip:10.0.0.21,api_token:tok-r2-000002,type:sync",
+	))
+	if len(cfg.Problems) != 0 {
+		t.Fatal(cfg.Problems)
+	}
+	b1, b2 := cfg.Backends[0], cfg.Backends[1]
+	if b1.SanIP != "10.0.0.10:7401" || b1.APIToken.Reveal() != "tok-shared-0001" || b1.ReplicaInterval != time.Minute {
+		t.Errorf("b1 = %+v: want san_ip and token inherited, interval overridden", b1)
+	}
+	if len(b1.ReplicationDevices) != 1 || b1.ReplicationDevices[0].BackendID != "r1" || b1.ReplicationDevices[0].Line != 7 {
+		t.Errorf("b1 devices = %+v, want r1 from [backend_defaults] line 7", b1.ReplicationDevices)
+	}
+	if b2.SanIP != "10.0.0.11:7401" || b2.APIToken.Reveal() != "tok-shared-0001" || b2.ReplicaInterval != 10*time.Minute {
+		t.Errorf("b2 = %+v: want san_ip overridden, token and interval inherited", b2)
+	}
+	// A backend's own replication_device list replaces the default list.
+	if len(b2.ReplicationDevices) != 1 || b2.ReplicationDevices[0].BackendID != "r2" {
+		t.Errorf("b2 devices = %+v, want only r2", b2.ReplicationDevices)
+	}
+}
+
+func TestBackendDefaultsProblems(t *testing.T) {
+	cfg := mustParse(t, conf(
+		"[DEFAULT]",
+		"enabled_backends = b1, b2",
+		"[backend_defaults]",
+		"pure_replica_interval_default = never",
+		"pure_api_tokn = tok-shared-0001",
+		"[b1]",
+		"san_ip = 10.0.0.10",
+		"pure_api_token = tok-primary-0001",
+		"[b2]",
+		"san_ip = 10.0.0.11",
+		"pure_api_token = tok-primary-0002",
+		"pure_replica_interval_default = 60",
+	))
+	interval := `t.conf:4: pure_replica_interval_default in [backend_defaults] must be a whole number of seconds greater than 0; got "never"`
+	unknown := `t.conf:5: unknown key "pure_api_tokn" in [backend_defaults]; did you mean "pure_api_token"?`
+	// Reported once file-wide, and against each backend it reaches: b2
+	// overrides the interval but may have lost the misspelt key.
+	check := func(what string, got Problems, want ...string) {
+		t.Helper()
+		if g := problemLines(got); !reflect.DeepEqual(g, want) {
+			t.Errorf("%s:\n got %q\nwant %q", what, g, want)
+		}
+	}
+	check("file", cfg.Problems, interval, unknown)
+	check("b1", cfg.Backends[0].Problems, interval, unknown)
+	check("b2", cfg.Backends[1].Problems, unknown)
+
+	// And checked when no backend uses them at all.
+	cfg = mustParse(t, conf("[backend_defaults]", "pure_replica_interval_default = 0", "[array:a]", "data_dir = /a", "listen = :1", "api_token = tok-array-a-01"))
+	check("unused defaults", cfg.Problems,
+		`t.conf:2: pure_replica_interval_default in [backend_defaults] must be a whole number of seconds greater than 0; got "0"`)
+}
+
+// A problem in one backend (or array) is its own: the others load and are
+// usable, and the problem is attached where the daemon will report it.
+func TestProblemsStayWithTheirBackend(t *testing.T) {
+	cfg := mustParse(t, conf(
+		"[DEFAULT]",
+		"enabled_backends = bad, good, missing",
+		"[bad]",
+		"san_ip = 10.0.0.10",
+		"pure_api_token = tok-primary-0001",
+		"replication_device = backend_id:r1,san_ip:10.0.0.20,api_tokn:tok-r1-000001",
+		"[good]",
+		"san_ip = 10.0.0.11",
+		"pure_api_token = tok-primary-0002",
+		"replication_device = backend_id:r1,san_ip:10.0.0.21,api_token:tok-r1-000002",
+		"[array:a]",
+		"data_dir = /tmp/a",
+		"listen = nowhere",
+		"api_token = tok-array-a-01",
+		"[array:b]",
+		"data_dir = /tmp/b",
+		"listen = 127.0.0.1:7402",
+		"api_token = tok-array-b-01",
+	))
+	if len(cfg.Backends) != 3 {
+		t.Fatalf("got %d backends, want all 3 including those with problems", len(cfg.Backends))
+	}
+	bad, good, missing := cfg.Backends[0], cfg.Backends[1], cfg.Backends[2]
+	want := Problem{File: "t.conf", Line: 6, Section: "bad", Key: "replication_device",
+		Message: `unknown key "api_tokn" in replication_device "r1" of [bad]; did you mean "api_token"?`}
+	if !reflect.DeepEqual(bad.Problems, Problems{want}) {
+		t.Errorf("bad.Problems = %#v, want %#v", bad.Problems, want)
+	}
+	if len(good.Problems) != 0 || good.SanIP != "10.0.0.11:7401" || len(good.AsyncTargets()) != 1 {
+		t.Errorf("good = %+v, want usable", good)
+	}
+	if len(missing.Problems) != 1 || missing.Line != 2 || missing.Problems[0].Key != "enabled_backends" {
+		t.Errorf("missing = %+v, want one problem at enabled_backends", missing)
+	}
+	if len(cfg.Arrays[0].Problems) != 1 || cfg.Arrays[0].Problems[0].Line != 13 || len(cfg.Arrays[1].Problems) != 0 {
+		t.Errorf("arrays = %+v, want a problem in a only", cfg.Arrays)
+	}
+	if len(cfg.Problems) != 3 {
+		t.Errorf("file-wide problems = %v, want the 3 above", cfg.Problems)
+	}
+}
+
+func TestProblemsError(t *testing.T) {
+	ps := Problems{{File: "f", Line: 2, Message: "b"}, {File: "f", Line: 10, Message: "a"}}
+	if got := ps.Error(); got != "f:2: b\nf:10: a" {
+		t.Errorf("Error() = %q", got)
+	}
+	if err := ps.Err(); err == nil || err.Error() != ps.Error() {
+		t.Errorf("Err() = %v", err)
+	}
+	if err := (Problems{}).Err(); err != nil {
+		t.Errorf("Err() of no problems = %v, want nil", err)
+	}
+	var one error = ps[0]
+	if one.Error() != "f:2: b" {
+		t.Errorf("Problem.Error() = %q", one)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	_, err := Load("testdata/no-such.conf")
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load of a missing file: err = %v, want not-exist", err)
+	}
+	cfg, err := Load("testdata/typos.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.File != "testdata/typos.conf" || len(cfg.Problems) == 0 || !strings.HasPrefix(cfg.Problems[0].String(), "testdata/typos.conf:") {
+		t.Errorf("Load(typos.conf): File %q, problems %v", cfg.File, cfg.Problems)
+	}
+}

@@ -1,0 +1,94 @@
+package config
+
+import (
+	"slices"
+	"strings"
+)
+
+// Keys of volrep's own sections.
+var (
+	daemonKeys = []string{"driver_listen", "driver_api_token", "metrics_listen", "log_format", "log_level", "state_dir"}
+	arrayKeys  = []string{"data_dir", "listen", "api_token", "nbd_listen", "pools"}
+)
+
+func (p *parser) readDaemon() Daemon {
+	s := volrepSection
+	p.checkKeys(nil, s, daemonKeys, "")
+	d := Daemon{
+		DriverListen:  p.checkAddr(nil, "driver_listen", "127.0.0.1:7400", "", true, s),
+		MetricsListen: p.checkAddr(nil, "metrics_listen", "", "", true, s),
+		LogFormat:     p.checkChoice(nil, "log_format", "text", []string{"text", "json", "journal"}, s),
+		LogLevel:      p.checkChoice(nil, "log_level", "info", []string{"debug", "info", "warn", "error"}, s),
+		StateDir:      "/var/lib/volrep/driver",
+	}
+	// An empty token means what leaving it out means: no token required.
+	if v, ok := p.first("driver_api_token", s); ok {
+		d.DriverAPIToken = p.secret(v.text)
+	}
+	if v, ok := p.first("state_dir", s); ok {
+		if v.text == "" {
+			p.report(nil, v.line, s, v.key, "state_dir in [%s] is empty; set a directory or delete the line for %s", s, d.StateDir)
+		} else {
+			d.StateDir = v.text
+		}
+	}
+	return d
+}
+
+func (p *parser) readArrays() []Array {
+	var arrays []Array
+	dataDirs := map[string]value{}
+	for _, s := range p.ix.sections {
+		if !strings.HasPrefix(s, arrayPrefix) {
+			continue
+		}
+		a := Array{Name: strings.TrimPrefix(s, arrayPrefix), Line: p.ix.headerLine(s), Pools: []string{"cinder"}}
+		to := &a.Problems
+		p.checkKeys(to, s, arrayKeys, "")
+		if !validName(a.Name) {
+			p.report(to, a.Line, s, "", "[%s]: an array name must be 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit", s)
+		}
+		if v, ok := p.required(to, s, "data_dir", "the directory that holds the array's data", s); ok {
+			a.DataDir = v.text
+			// Two engines in one directory would corrupt each other's data.
+			if prev, dup := dataDirs[v.text]; dup {
+				p.report(to, v.line, s, v.key, "data_dir in [%s] is also the data_dir of [%s] (line %d); give each array its own directory",
+					s, prev.section, prev.line)
+			} else {
+				dataDirs[v.text] = v
+			}
+		}
+		if v, ok := p.required(to, s, "listen", "the host:port the array API serves on", s); ok {
+			a.Listen = p.addr(to, v, "", true)
+		}
+		if v, ok := p.required(to, s, "api_token", "the token that clients of this array must present", s); ok {
+			a.APIToken = p.secret(v.text)
+		}
+		a.NBDListen = p.checkAddr(to, "nbd_listen", "", "", true, s)
+		if v, ok := p.first("pools", s); ok {
+			a.Pools = p.pools(to, v)
+		}
+		arrays = append(arrays, a)
+	}
+	return arrays
+}
+
+func (p *parser) pools(to *Problems, v value) []string {
+	var pools []string
+	for _, name := range strings.Split(v.text, ",") {
+		name = strings.TrimSpace(name)
+		switch {
+		case name == "":
+		case !validName(name):
+			p.report(to, v.line, v.section, v.key, "pools in [%s] lists %q; a pool name must be 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
+				v.section, name)
+		case !slices.Contains(pools, name):
+			pools = append(pools, name)
+		}
+	}
+	if len(pools) == 0 {
+		p.report(to, v.line, v.section, v.key, "pools in [%s] names no pool; list pool names or delete the line for cinder", v.section)
+		return []string{"cinder"}
+	}
+	return pools
+}
