@@ -85,6 +85,28 @@ type CloneSpec struct {
 	Labels    map[string]string
 }
 
+// ExportSpec asks for an NBD attachment of a volume, or of a snapshot
+// (always read-only).
+type ExportSpec struct {
+	Volume       string
+	Snapshot     string
+	AttachmentID string
+	ReadOnly     bool
+}
+
+// Export is an authorised NBD attachment. Name is the export name clients
+// must use, and a secret.
+type Export struct {
+	Name         string
+	Volume       string
+	Snapshot     string
+	AttachmentID string
+	ReadOnly     bool
+	Host         string
+	Port         int
+	Created      time.Time
+}
+
 // Array is the interface every array implementation offers, local or remote.
 type Array interface {
 	Info(ctx context.Context) (Info, error)
@@ -113,4 +135,13 @@ type Array interface {
 	// Diff lists the extents of snapshot that differ from base, both of
 	// volume's lineage. An empty base lists every allocated extent.
 	Diff(ctx context.Context, volume, base, snapshot string) ([]Extent, error)
+
+	// CreateExport authorises one NBD attachment; the same spec again
+	// returns the same export.
+	CreateExport(ctx context.Context, spec ExportSpec) (Export, error)
+	// DeleteExport revokes the export called name or, with name empty,
+	// volume's exports for attachmentID (all of them when it is empty too).
+	// It returns how many it revoked.
+	DeleteExport(ctx context.Context, name, volume, attachmentID string) (int, error)
+	ListExports(ctx context.Context, volume string) ([]Export, error)
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/client"
+	"github.com/volrep/volrep/array/export"
+	"github.com/volrep/volrep/array/nbd"
 	"github.com/volrep/volrep/array/service"
 	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/config"
@@ -68,15 +70,26 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			log.Error("array not started: its configuration has problems", "array", a.Name, "problems", a.Problems.Error())
 			continue
 		}
-		st, lis, srv, err := startArray(ctx, a, log)
+		h, err := startArray(ctx, a, log)
 		if err != nil {
 			cancel()
 			wg.Wait()
 			return fmt.Errorf("array %s: %w", a.Name, err)
 		}
-		stores = append(stores, st)
-		serve(srv, lis)
-		fmt.Fprintf(opts.Announce, "volrepd: array %s API on %s (data %s)\n", a.Name, lis.Addr(), a.DataDir)
+		stores = append(stores, h.store)
+		serve(h.api, h.apiLis)
+		fmt.Fprintf(opts.Announce, "volrepd: array %s API on %s (data %s)\n", a.Name, h.apiLis.Addr(), a.DataDir)
+		if h.nbdLis != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := h.nbd.Serve(ctx, h.nbdLis); err != nil {
+					errs <- fmt.Errorf("array %s NBD: %w", a.Name, err)
+					cancel()
+				}
+			}()
+			fmt.Fprintf(opts.Announce, "volrepd: array %s NBD on %s\n", a.Name, h.nbdLis.Addr())
+		}
 	}
 
 	dsrv := server.New(server.Options{Name: "driver", Logger: log, Token: cfg.Daemon.DriverAPIToken.Reveal()})
@@ -120,25 +133,53 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	return errors.Join(all...)
 }
 
-func startArray(ctx context.Context, a config.Array, log *slog.Logger) (*store.Store, net.Listener, *server.Server, error) {
-	st, err := store.Open(a.DataDir, store.Options{Name: a.Name, Logger: log.With("array", a.Name)})
-	if err != nil {
-		return nil, nil, nil, err
+// hostedArray is one array this process serves.
+type hostedArray struct {
+	store  *store.Store
+	api    *server.Server
+	apiLis net.Listener
+	nbd    *nbd.Server
+	nbdLis net.Listener
+}
+
+func startArray(ctx context.Context, a config.Array, log *slog.Logger) (*hostedArray, error) {
+	alog := log.With("array", a.Name)
+	h := &hostedArray{}
+	var err error
+	// NBD listens first, so the store can hand out the address it really has.
+	nbdAddr := ""
+	if a.NBDListen != "" {
+		if h.nbdLis, err = server.Listen(ctx, a.NBDListen); err != nil {
+			return nil, fmt.Errorf("nbd_listen: %w", err)
+		}
+		nbdAddr = h.nbdLis.Addr().String()
+	}
+	fail := func(err error) (*hostedArray, error) {
+		if h.nbdLis != nil {
+			h.nbdLis.Close()
+		}
+		if h.store != nil {
+			h.store.Close()
+		}
+		return nil, err
+	}
+	if h.store, err = store.Open(a.DataDir, store.Options{Name: a.Name, Logger: alog, NBDAddress: nbdAddr}); err != nil {
+		return fail(err)
 	}
 	for _, p := range a.Pools {
-		if _, err := st.CreatePool(ctx, p); err != nil {
-			st.Close()
-			return nil, nil, nil, fmt.Errorf("creating pool %q: %w", p, err)
+		if _, err := h.store.CreatePool(ctx, p); err != nil {
+			return fail(fmt.Errorf("creating pool %q: %w", p, err))
 		}
 	}
-	srv := server.New(server.Options{Name: "array " + a.Name, Logger: log, Token: a.APIToken.Reveal()})
-	service.New(st).Register(srv.GRPC())
-	lis, err := server.Listen(ctx, a.Listen)
-	if err != nil {
-		st.Close()
-		return nil, nil, nil, err
+	h.api = server.New(server.Options{Name: "array " + a.Name, Logger: log, Token: a.APIToken.Reveal()})
+	service.New(h.store).Register(h.api.GRPC())
+	if h.apiLis, err = server.Listen(ctx, a.Listen); err != nil {
+		return fail(err)
 	}
-	return st, lis, srv, nil
+	if h.nbdLis != nil {
+		h.nbd = nbd.NewServer(export.New(h.store), nbd.Options{Logger: alog, LogName: export.Redact})
+	}
+	return h, nil
 }
 
 // dialArray reaches an array over its gRPC API, local or remote alike.

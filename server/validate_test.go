@@ -108,6 +108,15 @@ var validateCases = []struct {
 	{"delete pool", &arrayv1.DeletePoolRequest{Name: "p1"}, ""},
 	{"delete pool empty", &arrayv1.DeletePoolRequest{}, "name"},
 
+	// array: ExportService
+	{"create export", &arrayv1.CreateExportRequest{Volume: "v1", AttachmentId: "host1"}, ""},
+	{"create export no attachment", &arrayv1.CreateExportRequest{Volume: "v1"}, "attachment_id"},
+	{"create export bad snapshot", &arrayv1.CreateExportRequest{Volume: "v1", Snapshot: "a/b", AttachmentId: "h"}, "snapshot"},
+	{"delete export by name", &arrayv1.DeleteExportRequest{Name: "abc"}, ""},
+	{"delete export by volume", &arrayv1.DeleteExportRequest{Volume: "v1", AttachmentId: "h"}, ""},
+	{"delete export nothing", &arrayv1.DeleteExportRequest{}, "volume"},
+	{"list exports", &arrayv1.ListExportsRequest{}, ""},
+
 	// array: VolumeService
 	{"create volume", &arrayv1.CreateVolumeRequest{Name: "v1", Pool: "p1", SizeBytes: 1 << 30, Labels: map[string]string{"a": ""}}, ""},
 	{"create volume no pool", &arrayv1.CreateVolumeRequest{Name: "v1", SizeBytes: 4096}, "pool"},
@@ -163,6 +172,11 @@ var validateCases = []struct {
 	{"diff bad base", &arrayv1.DiffSnapshotsRequest{Volume: "v1", Base: "s@1", Snapshot: "s2"}, "base"},
 
 	// driver
+	{"initialize connection", &driverv1.InitializeConnectionRequest{Backend: "b", VolumeId: "v", Connector: &driverv1.Connector{Host: "compute-1"}}, ""},
+	{"initialize connection no host", &driverv1.InitializeConnectionRequest{Backend: "b", VolumeId: "v"}, "connector.host"},
+	{"terminate connection", &driverv1.TerminateConnectionRequest{Backend: "b", VolumeId: "v", Connector: &driverv1.Connector{Host: "compute-1"}}, ""},
+	{"terminate connection force", &driverv1.TerminateConnectionRequest{Backend: "b", VolumeId: "v"}, ""},
+	{"terminate connection bad host", &driverv1.TerminateConnectionRequest{Backend: "b", VolumeId: "v", Connector: &driverv1.Connector{Host: "a b"}}, "connector.host"},
 	{"list backends", &driverv1.ListBackendsRequest{}, ""},
 	{"stats", &driverv1.GetVolumeStatsRequest{Backend: "pure-1"}, ""},
 	{"stats no backend", &driverv1.GetVolumeStatsRequest{}, "backend"},

@@ -23,13 +23,15 @@ const maxIO = 4 << 20
 type Client struct {
 	arrays  arrayv1.ArrayServiceClient
 	volumes arrayv1.VolumeServiceClient
+	exports arrayv1.ExportServiceClient
 }
 
 var _ array.Array = (*Client)(nil)
 
 // New returns a client over an established connection.
 func New(cc grpc.ClientConnInterface) *Client {
-	return &Client{arrays: arrayv1.NewArrayServiceClient(cc), volumes: arrayv1.NewVolumeServiceClient(cc)}
+	return &Client{arrays: arrayv1.NewArrayServiceClient(cc), volumes: arrayv1.NewVolumeServiceClient(cc),
+		exports: arrayv1.NewExportServiceClient(cc)}
 }
 
 func (c *Client) Info(ctx context.Context) (array.Info, error) {
@@ -215,4 +217,29 @@ func (c *Client) Diff(ctx context.Context, volume, base, snapshot string) ([]arr
 		}
 		out = append(out, wire.ExtentsFromPB(r.GetExtents())...)
 	}
+}
+
+func (c *Client) CreateExport(ctx context.Context, spec array.ExportSpec) (array.Export, error) {
+	r, err := c.exports.CreateExport(ctx, &arrayv1.CreateExportRequest{Volume: spec.Volume, Snapshot: spec.Snapshot,
+		AttachmentId: spec.AttachmentID, ReadOnly: spec.ReadOnly})
+	if err != nil {
+		return array.Export{}, err
+	}
+	return wire.ExportFromPB(r.GetExport()), nil
+}
+
+func (c *Client) DeleteExport(ctx context.Context, name, volume, attachmentID string) (int, error) {
+	r, err := c.exports.DeleteExport(ctx, &arrayv1.DeleteExportRequest{Name: name, Volume: volume, AttachmentId: attachmentID})
+	if err != nil {
+		return 0, err
+	}
+	return int(r.GetDeleted()), nil
+}
+
+func (c *Client) ListExports(ctx context.Context, volume string) ([]array.Export, error) {
+	r, err := c.exports.ListExports(ctx, &arrayv1.ListExportsRequest{Volume: volume})
+	if err != nil {
+		return nil, err
+	}
+	return wire.Map(r.GetExports(), wire.ExportFromPB), nil
 }

@@ -17,6 +17,7 @@ import (
 type Service struct {
 	arrayv1.UnimplementedArrayServiceServer
 	arrayv1.UnimplementedVolumeServiceServer
+	arrayv1.UnimplementedExportServiceServer
 	a array.Array
 }
 
@@ -27,6 +28,7 @@ func New(a array.Array) *Service { return &Service{a: a} }
 func (s *Service) Register(g grpc.ServiceRegistrar) {
 	arrayv1.RegisterArrayServiceServer(g, s)
 	arrayv1.RegisterVolumeServiceServer(g, s)
+	arrayv1.RegisterExportServiceServer(g, s)
 }
 
 func (s *Service) GetArrayInfo(ctx context.Context, _ *arrayv1.GetArrayInfoRequest) (*arrayv1.GetArrayInfoResponse, error) {

@@ -10,7 +10,7 @@ import (
 
 func openTemp(t *testing.T) *store.Store {
 	t.Helper()
-	s, err := store.Open(t.TempDir(), store.Options{Name: "test"})
+	s, err := store.Open(t.TempDir(), store.Options{Name: "test", NBDAddress: "127.0.0.1:10809"})
 	if err != nil {
 		t.Fatal(err)
 	}

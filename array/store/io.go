@@ -303,9 +303,10 @@ func allocation(l *layer, off, length int64) []array.Extent {
 // Handle is direct access to one volume or snapshot for the data path,
 // without a name lookup per request.
 type Handle struct {
-	s    *Store
-	v    *volume
-	snap *snapshot
+	s      *Store
+	v      *volume
+	snap   *snapshot
+	export *export // set for NBD connections; revoking it ends their I/O
 }
 
 // OpenVolume returns a read-write handle on a volume.
@@ -340,7 +341,18 @@ func (h *Handle) Name() string {
 }
 
 // ReadOnly reports whether writes are refused.
-func (h *Handle) ReadOnly() bool { return h.snap != nil || h.v.rec.ReadOnly }
+func (h *Handle) ReadOnly() bool {
+	return h.snap != nil || h.v.rec.ReadOnly || (h.export != nil && h.export.rec.ReadOnly)
+}
+
+// revoked fails I/O through an export that has been revoked since the
+// connection opened it.
+func (h *Handle) revoked() error {
+	if h.export != nil && h.export.revoked.Load() {
+		return errdefs.FailedPrecondition("the attachment of %s was terminated", h.Name())
+	}
+	return nil
+}
 
 // Size returns the current size in bytes.
 func (h *Handle) Size() int64 {
@@ -374,6 +386,9 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := h.revoked(); err != nil {
+		return err
+	}
 	l, size, err := h.begin()
 	if err != nil {
 		return err
@@ -390,7 +405,10 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64, fua bool) err
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if h.snap != nil {
+	if err := h.revoked(); err != nil {
+		return err
+	}
+	if h.ReadOnly() {
 		return h.readOnlyErr()
 	}
 	return h.s.write(h.v, p, off, fua)
@@ -400,6 +418,9 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64, fua bool) err
 // handle or connection made it.
 func (h *Handle) Flush(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := h.revoked(); err != nil {
 		return err
 	}
 	if h.snap != nil {
@@ -413,7 +434,10 @@ func (h *Handle) Zero(ctx context.Context, off, length int64, fua bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if h.snap != nil {
+	if err := h.revoked(); err != nil {
+		return err
+	}
+	if h.ReadOnly() {
 		return h.readOnlyErr()
 	}
 	return h.s.zeroRange(h.v, off, length, fua)
@@ -422,6 +446,9 @@ func (h *Handle) Zero(ctx context.Context, off, length int64, fua bool) error {
 // Allocation describes a range as data and zero extents.
 func (h *Handle) Allocation(ctx context.Context, off, length int64) ([]array.Extent, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := h.revoked(); err != nil {
 		return nil, err
 	}
 	l, size, err := h.begin()

@@ -32,6 +32,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; tests inject a fake one.
 	Now func() time.Time
+	// NBDAddress is where this array serves NBD ("host:port"); empty
+	// means it does not, and CreateExport refuses.
+	NBDAddress string
 }
 
 // Store is a local array. It is safe for concurrent use.
@@ -46,8 +49,9 @@ type Store struct {
 	// serialises structural changes.
 	mu     sync.RWMutex
 	pools  map[string]*poolRec
-	vols   map[string]*volume
-	layers map[uint64]*layer
+	vols    map[string]*volume
+	layers  map[uint64]*layer
+	exports map[string]*export
 	next   uint64
 	closed atomic.Bool
 
@@ -101,7 +105,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("array metadata %s: %w", dir, err)
 	}
 	s := &Store{dir: dir, opts: opts, db: db, lock: lock,
-		pools: map[string]*poolRec{}, vols: map[string]*volume{}, layers: map[uint64]*layer{}}
+		pools: map[string]*poolRec{}, vols: map[string]*volume{}, layers: map[uint64]*layer{},
+		exports: map[string]*export{}}
 	if err := s.load(); err != nil {
 		s.closeFiles()
 		return nil, err
@@ -116,6 +121,9 @@ func Open(dir string, opts Options) (*Store, error) {
 func (s *Store) load() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		if err := createBuckets(tx); err != nil {
+			return err
+		}
+		if err := s.loadExports(tx); err != nil {
 			return err
 		}
 		meta := tx.Bucket(bucketMeta)
@@ -247,6 +255,8 @@ func (s *Store) dropLayerFile(l *layer) {
 		s.opts.Logger.Warn("removing layer file", "layer", l.id, "err", err)
 	}
 }
+
+func unixTime(sec int64) time.Time { return time.Unix(sec, 0).UTC() }
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)

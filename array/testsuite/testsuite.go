@@ -31,6 +31,7 @@ func Run(t *testing.T, open Opener) {
 		{"Clones", testClones},
 		{"Diff", testDiff},
 		{"Errors", testErrors},
+		{"Exports", testExports},
 		{"Property", testProperty},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -319,4 +320,50 @@ func testErrors(t *testing.T, a array.Array) {
 	_, err = a.GetVolume(ctx, "ghost")
 	wantKind(t, err, errdefs.KindNotFound, "get unknown volume")
 	wantKind(t, a.DeleteSnapshot(ctx, "ghost", "s"), errdefs.KindNotFound, "delete unknown snapshot")
+}
+
+// testExports needs an array that serves NBD (or says it does).
+func testExports(t *testing.T, a array.Array) {
+	ctx := setup(t, a)
+	mVol(t)(a.CreateVolume(ctx, array.VolumeSpec{Name: "ev", Pool: "p1", SizeBytes: mib}))
+	mSnap(t)(a.CreateSnapshot(ctx, "ev", "es", nil))
+	e1, err := a.CreateExport(ctx, array.ExportSpec{Volume: "ev", AttachmentID: "host1"})
+	ok(t, err)
+	if len(e1.Name) < 20 || e1.Host == "" || e1.Port == 0 || e1.ReadOnly || e1.Volume != "ev" {
+		t.Fatalf("CreateExport = %+v", e1)
+	}
+	again, err := a.CreateExport(ctx, array.ExportSpec{Volume: "ev", AttachmentID: "host1"})
+	ok(t, err)
+	if again.Name != e1.Name {
+		t.Fatal("re-creating an export made a new one")
+	}
+	e2, err := a.CreateExport(ctx, array.ExportSpec{Volume: "ev", AttachmentID: "host2"})
+	ok(t, err)
+	if e2.Name == e1.Name {
+		t.Fatal("two attachments share an export name")
+	}
+	se, err := a.CreateExport(ctx, array.ExportSpec{Volume: "ev", Snapshot: "es", AttachmentID: "host1"})
+	ok(t, err)
+	if !se.ReadOnly || se.Name == e1.Name {
+		t.Fatalf("snapshot export = %+v", se)
+	}
+	_, err = a.CreateExport(ctx, array.ExportSpec{Volume: "nope", AttachmentID: "h"})
+	wantKind(t, err, errdefs.KindNotFound, "export of unknown volume")
+	if l, err := a.ListExports(ctx, "ev"); err != nil || len(l) != 3 {
+		t.Fatalf("ListExports = %v, %v", l, err)
+	}
+	if n, err := a.DeleteExport(ctx, e1.Name, "", ""); err != nil || n != 1 {
+		t.Fatalf("DeleteExport by name = %d, %v", n, err)
+	}
+	if n, err := a.DeleteExport(ctx, "", "ev", "host2"); err != nil || n != 1 {
+		t.Fatalf("DeleteExport by attachment = %d, %v", n, err)
+	}
+	if n, err := a.DeleteExport(ctx, "", "ev", "host2"); err != nil || n != 0 {
+		t.Fatalf("DeleteExport again = %d, %v", n, err)
+	}
+	// Deleting the snapshot revokes its export.
+	ok(t, a.DeleteSnapshot(ctx, "ev", "es"))
+	if l, err := a.ListExports(ctx, ""); err != nil || len(l) != 0 {
+		t.Fatalf("exports left: %v, %v", l, err)
+	}
 }

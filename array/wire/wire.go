@@ -71,3 +71,13 @@ func Map[A, B any](in []A, f func(A) B) []B {
 	}
 	return out
 }
+
+func ExportToPB(e array.Export) *arrayv1.Export {
+	return &arrayv1.Export{Name: e.Name, Volume: e.Volume, Snapshot: e.Snapshot, AttachmentId: e.AttachmentID,
+		ReadOnly: e.ReadOnly, Host: e.Host, Port: int32(e.Port), Created: timestamppb.New(e.Created)}
+}
+
+func ExportFromPB(e *arrayv1.Export) array.Export {
+	return array.Export{Name: e.GetName(), Volume: e.GetVolume(), Snapshot: e.GetSnapshot(), AttachmentID: e.GetAttachmentId(),
+		ReadOnly: e.GetReadOnly(), Host: e.GetHost(), Port: int(e.GetPort()), Created: e.GetCreated().AsTime()}
+}

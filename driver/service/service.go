@@ -212,3 +212,27 @@ func (s *Service) CreateClonedVolume(ctx context.Context, req *driverv1.CreateCl
 	}
 	return &driverv1.CreateClonedVolumeResponse{ModelUpdate: modelUpdate(m)}, nil
 }
+
+func (s *Service) InitializeConnection(ctx context.Context, req *driverv1.InitializeConnectionRequest) (*driverv1.InitializeConnectionResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	c := req.GetConnector()
+	ci, err := b.InitializeConnection(ctx, req.GetVolumeId(), req.GetSnapshotId(),
+		driver.Connector{Host: c.GetHost(), IP: c.GetIp(), Initiator: c.GetInitiator(), Multipath: c.GetMultipath()})
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.InitializeConnectionResponse{ConnectionInfo: &driverv1.ConnectionInfo{DriverVolumeType: ci.DriverVolumeType, Data: ci.Data}}, nil
+}
+
+func (s *Service) TerminateConnection(ctx context.Context, req *driverv1.TerminateConnectionRequest) (*driverv1.TerminateConnectionResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	c := req.GetConnector()
+	err = b.TerminateConnection(ctx, req.GetVolumeId(), req.GetSnapshotId(), driver.Connector{Host: c.GetHost(), IP: c.GetIp()})
+	return &driverv1.TerminateConnectionResponse{}, err
+}

@@ -130,3 +130,26 @@ func (x *DiffSnapshotsRequest) Validate() error {
 		v.Name("snapshot", x.GetSnapshot()),
 	)
 }
+
+// Validate checks the volume, the optional snapshot and the attachment id.
+func (x *CreateExportRequest) Validate() error {
+	return v.First(
+		v.Name("volume", x.GetVolume()),
+		v.OptionalName("snapshot", x.GetSnapshot()),
+		v.Name("attachment_id", x.GetAttachmentId()),
+	)
+}
+
+// Validate needs either the export name or the volume and attachment id.
+func (x *DeleteExportRequest) Validate() error {
+	if x.GetName() != "" {
+		return v.Name("name", x.GetName())
+	}
+	return v.First(
+		v.Name("volume", x.GetVolume()),
+		v.OptionalName("attachment_id", x.GetAttachmentId()),
+	)
+}
+
+// Validate checks the optional volume.
+func (x *ListExportsRequest) Validate() error { return v.OptionalName("volume", x.GetVolume()) }

@@ -1928,6 +1928,356 @@ func (x *CreateClonedVolumeResponse) GetModelUpdate() *ModelUpdate {
 	return nil
 }
 
+// Connector describes the host attaching a volume, as os-brick reports it.
+type Connector struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Host          string                 `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	Ip            string                 `protobuf:"bytes,2,opt,name=ip,proto3" json:"ip,omitempty"`
+	Initiator     string                 `protobuf:"bytes,3,opt,name=initiator,proto3" json:"initiator,omitempty"`
+	Multipath     bool                   `protobuf:"varint,4,opt,name=multipath,proto3" json:"multipath,omitempty"`
+	Extra         map[string]string      `protobuf:"bytes,5,rep,name=extra,proto3" json:"extra,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Connector) Reset() {
+	*x = Connector{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Connector) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Connector) ProtoMessage() {}
+
+func (x *Connector) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Connector.ProtoReflect.Descriptor instead.
+func (*Connector) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *Connector) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *Connector) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
+func (x *Connector) GetInitiator() string {
+	if x != nil {
+		return x.Initiator
+	}
+	return ""
+}
+
+func (x *Connector) GetMultipath() bool {
+	if x != nil {
+		return x.Multipath
+	}
+	return false
+}
+
+func (x *Connector) GetExtra() map[string]string {
+	if x != nil {
+		return x.Extra
+	}
+	return nil
+}
+
+// ConnectionInfo is Cinder's connection_info.
+type ConnectionInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Always "nbd".
+	DriverVolumeType string `protobuf:"bytes,1,opt,name=driver_volume_type,json=driverVolumeType,proto3" json:"driver_volume_type,omitempty"`
+	// host, port, export_name, uri ("nbd://host:port/export"), read_only,
+	// volume_id and, for snapshots, snapshot_id.
+	Data          map[string]string `protobuf:"bytes,2,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectionInfo) Reset() {
+	*x = ConnectionInfo{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectionInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectionInfo) ProtoMessage() {}
+
+func (x *ConnectionInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectionInfo.ProtoReflect.Descriptor instead.
+func (*ConnectionInfo) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ConnectionInfo) GetDriverVolumeType() string {
+	if x != nil {
+		return x.DriverVolumeType
+	}
+	return ""
+}
+
+func (x *ConnectionInfo) GetData() map[string]string {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type InitializeConnectionRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Backend   string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	VolumeId  string                 `protobuf:"bytes,2,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	Connector *Connector             `protobuf:"bytes,3,opt,name=connector,proto3" json:"connector,omitempty"`
+	// Attach this snapshot of the volume, read-only (initialize_connection_snapshot).
+	SnapshotId    string `protobuf:"bytes,4,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InitializeConnectionRequest) Reset() {
+	*x = InitializeConnectionRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InitializeConnectionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InitializeConnectionRequest) ProtoMessage() {}
+
+func (x *InitializeConnectionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InitializeConnectionRequest.ProtoReflect.Descriptor instead.
+func (*InitializeConnectionRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *InitializeConnectionRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *InitializeConnectionRequest) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+func (x *InitializeConnectionRequest) GetConnector() *Connector {
+	if x != nil {
+		return x.Connector
+	}
+	return nil
+}
+
+func (x *InitializeConnectionRequest) GetSnapshotId() string {
+	if x != nil {
+		return x.SnapshotId
+	}
+	return ""
+}
+
+type InitializeConnectionResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConnectionInfo *ConnectionInfo        `protobuf:"bytes,1,opt,name=connection_info,json=connectionInfo,proto3" json:"connection_info,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *InitializeConnectionResponse) Reset() {
+	*x = InitializeConnectionResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InitializeConnectionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InitializeConnectionResponse) ProtoMessage() {}
+
+func (x *InitializeConnectionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InitializeConnectionResponse.ProtoReflect.Descriptor instead.
+func (*InitializeConnectionResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *InitializeConnectionResponse) GetConnectionInfo() *ConnectionInfo {
+	if x != nil {
+		return x.ConnectionInfo
+	}
+	return nil
+}
+
+type TerminateConnectionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	VolumeId      string                 `protobuf:"bytes,2,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	Connector     *Connector             `protobuf:"bytes,3,opt,name=connector,proto3" json:"connector,omitempty"`
+	SnapshotId    string                 `protobuf:"bytes,4,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminateConnectionRequest) Reset() {
+	*x = TerminateConnectionRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminateConnectionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminateConnectionRequest) ProtoMessage() {}
+
+func (x *TerminateConnectionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminateConnectionRequest.ProtoReflect.Descriptor instead.
+func (*TerminateConnectionRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *TerminateConnectionRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *TerminateConnectionRequest) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+func (x *TerminateConnectionRequest) GetConnector() *Connector {
+	if x != nil {
+		return x.Connector
+	}
+	return nil
+}
+
+func (x *TerminateConnectionRequest) GetSnapshotId() string {
+	if x != nil {
+		return x.SnapshotId
+	}
+	return ""
+}
+
+type TerminateConnectionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminateConnectionResponse) Reset() {
+	*x = TerminateConnectionResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminateConnectionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminateConnectionResponse) ProtoMessage() {}
+
+func (x *TerminateConnectionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminateConnectionResponse.ProtoReflect.Descriptor instead.
+func (*TerminateConnectionResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{35}
+}
+
 var File_volrep_driver_v1_driver_service_proto protoreflect.FileDescriptor
 
 const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
@@ -2075,7 +2425,38 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\vvolume_type\x18\x05 \x01(\v2\x1c.volrep.driver.v1.VolumeTypeR\n" +
 	"volumeType\"^\n" +
 	"\x1aCreateClonedVolumeResponse\x12@\n" +
-	"\fmodel_update\x18\x01 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate*\xed\x02\n" +
+	"\fmodel_update\x18\x01 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\"\xe3\x01\n" +
+	"\tConnector\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12\x0e\n" +
+	"\x02ip\x18\x02 \x01(\tR\x02ip\x12\x1c\n" +
+	"\tinitiator\x18\x03 \x01(\tR\tinitiator\x12\x1c\n" +
+	"\tmultipath\x18\x04 \x01(\bR\tmultipath\x12<\n" +
+	"\x05extra\x18\x05 \x03(\v2&.volrep.driver.v1.Connector.ExtraEntryR\x05extra\x1a8\n" +
+	"\n" +
+	"ExtraEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb7\x01\n" +
+	"\x0eConnectionInfo\x12,\n" +
+	"\x12driver_volume_type\x18\x01 \x01(\tR\x10driverVolumeType\x12>\n" +
+	"\x04data\x18\x02 \x03(\v2*.volrep.driver.v1.ConnectionInfo.DataEntryR\x04data\x1a7\n" +
+	"\tDataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb0\x01\n" +
+	"\x1bInitializeConnectionRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
+	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\x129\n" +
+	"\tconnector\x18\x03 \x01(\v2\x1b.volrep.driver.v1.ConnectorR\tconnector\x12\x1f\n" +
+	"\vsnapshot_id\x18\x04 \x01(\tR\n" +
+	"snapshotId\"i\n" +
+	"\x1cInitializeConnectionResponse\x12I\n" +
+	"\x0fconnection_info\x18\x01 \x01(\v2 .volrep.driver.v1.ConnectionInfoR\x0econnectionInfo\"\xaf\x01\n" +
+	"\x1aTerminateConnectionRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
+	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\x129\n" +
+	"\tconnector\x18\x03 \x01(\v2\x1b.volrep.driver.v1.ConnectorR\tconnector\x12\x1f\n" +
+	"\vsnapshot_id\x18\x04 \x01(\tR\n" +
+	"snapshotId\"\x1d\n" +
+	"\x1bTerminateConnectionResponse*\xed\x02\n" +
 	"\x11ReplicationStatus\x12\"\n" +
 	"\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n" +
@@ -2086,7 +2467,7 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x1eREPLICATION_STATUS_NOT_CAPABLE\x10\x06\x12%\n" +
 	"!REPLICATION_STATUS_FAILOVER_ERROR\x10\a\x12\x1f\n" +
 	"\x1bREPLICATION_STATUS_ENABLING\x10\b\x12 \n" +
-	"\x1cREPLICATION_STATUS_DISABLING\x10\t2\xc3\t\n" +
+	"\x1cREPLICATION_STATUS_DISABLING\x10\t2\xae\v\n" +
 	"\rDriverService\x12]\n" +
 	"\fListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12c\n" +
 	"\x0eGetVolumeStats\x12'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n" +
@@ -2099,7 +2480,9 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x0eDeleteSnapshot\x12'.volrep.driver.v1.DeleteSnapshotRequest\x1a(.volrep.driver.v1.DeleteSnapshotResponse\x12`\n" +
 	"\rListSnapshots\x12&.volrep.driver.v1.ListSnapshotsRequest\x1a'.volrep.driver.v1.ListSnapshotsResponse\x12\x81\x01\n" +
 	"\x18CreateVolumeFromSnapshot\x121.volrep.driver.v1.CreateVolumeFromSnapshotRequest\x1a2.volrep.driver.v1.CreateVolumeFromSnapshotResponse\x12o\n" +
-	"\x12CreateClonedVolume\x12+.volrep.driver.v1.CreateClonedVolumeRequest\x1a,.volrep.driver.v1.CreateClonedVolumeResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
+	"\x12CreateClonedVolume\x12+.volrep.driver.v1.CreateClonedVolumeRequest\x1a,.volrep.driver.v1.CreateClonedVolumeResponse\x12u\n" +
+	"\x14InitializeConnection\x12-.volrep.driver.v1.InitializeConnectionRequest\x1a..volrep.driver.v1.InitializeConnectionResponse\x12r\n" +
+	"\x13TerminateConnection\x12,.volrep.driver.v1.TerminateConnectionRequest\x1a-.volrep.driver.v1.TerminateConnectionResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
 
 var (
 	file_volrep_driver_v1_driver_service_proto_rawDescOnce sync.Once
@@ -2114,7 +2497,7 @@ func file_volrep_driver_v1_driver_service_proto_rawDescGZIP() []byte {
 }
 
 var file_volrep_driver_v1_driver_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(ReplicationStatus)(0),                   // 0: volrep.driver.v1.ReplicationStatus
 	(*ModelUpdate)(nil),                      // 1: volrep.driver.v1.ModelUpdate
@@ -2147,13 +2530,21 @@ var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(*CreateVolumeFromSnapshotResponse)(nil), // 28: volrep.driver.v1.CreateVolumeFromSnapshotResponse
 	(*CreateClonedVolumeRequest)(nil),        // 29: volrep.driver.v1.CreateClonedVolumeRequest
 	(*CreateClonedVolumeResponse)(nil),       // 30: volrep.driver.v1.CreateClonedVolumeResponse
-	nil,                                      // 31: volrep.driver.v1.ModelUpdate.MetadataEntry
-	nil,                                      // 32: volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	(*Connector)(nil),                        // 31: volrep.driver.v1.Connector
+	(*ConnectionInfo)(nil),                   // 32: volrep.driver.v1.ConnectionInfo
+	(*InitializeConnectionRequest)(nil),      // 33: volrep.driver.v1.InitializeConnectionRequest
+	(*InitializeConnectionResponse)(nil),     // 34: volrep.driver.v1.InitializeConnectionResponse
+	(*TerminateConnectionRequest)(nil),       // 35: volrep.driver.v1.TerminateConnectionRequest
+	(*TerminateConnectionResponse)(nil),      // 36: volrep.driver.v1.TerminateConnectionResponse
+	nil,                                      // 37: volrep.driver.v1.ModelUpdate.MetadataEntry
+	nil,                                      // 38: volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	nil,                                      // 39: volrep.driver.v1.Connector.ExtraEntry
+	nil,                                      // 40: volrep.driver.v1.ConnectionInfo.DataEntry
 }
 var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	0,  // 0: volrep.driver.v1.ModelUpdate.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
-	31, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
-	32, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	37, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
+	38, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
 	4,  // 3: volrep.driver.v1.Backend.replication_targets:type_name -> volrep.driver.v1.ReplicationTarget
 	0,  // 4: volrep.driver.v1.Volume.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
 	3,  // 5: volrep.driver.v1.ListBackendsResponse.backends:type_name -> volrep.driver.v1.Backend
@@ -2167,35 +2558,44 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	1,  // 13: volrep.driver.v1.CreateVolumeFromSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	2,  // 14: volrep.driver.v1.CreateClonedVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
 	1,  // 15: volrep.driver.v1.CreateClonedVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	7,  // 16: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
-	9,  // 17: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
-	11, // 18: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
-	13, // 19: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
-	15, // 20: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
-	17, // 21: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
-	19, // 22: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
-	21, // 23: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
-	23, // 24: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
-	25, // 25: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
-	27, // 26: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
-	29, // 27: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
-	8,  // 28: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
-	10, // 29: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
-	12, // 30: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
-	14, // 31: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
-	16, // 32: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
-	18, // 33: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
-	20, // 34: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
-	22, // 35: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
-	24, // 36: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
-	26, // 37: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
-	28, // 38: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
-	30, // 39: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
-	28, // [28:40] is the sub-list for method output_type
-	16, // [16:28] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	39, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
+	40, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
+	31, // 18: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
+	32, // 19: volrep.driver.v1.InitializeConnectionResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
+	31, // 20: volrep.driver.v1.TerminateConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
+	7,  // 21: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
+	9,  // 22: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
+	11, // 23: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
+	13, // 24: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
+	15, // 25: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
+	17, // 26: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
+	19, // 27: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
+	21, // 28: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
+	23, // 29: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
+	25, // 30: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
+	27, // 31: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
+	29, // 32: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
+	33, // 33: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
+	35, // 34: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
+	8,  // 35: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
+	10, // 36: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
+	12, // 37: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
+	14, // 38: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
+	16, // 39: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
+	18, // 40: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
+	20, // 41: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
+	22, // 42: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
+	24, // 43: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
+	26, // 44: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
+	28, // 45: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
+	30, // 46: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
+	34, // 47: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
+	36, // 48: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
+	35, // [35:49] is the sub-list for method output_type
+	21, // [21:35] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_volrep_driver_v1_driver_service_proto_init() }
@@ -2209,7 +2609,7 @@ func file_volrep_driver_v1_driver_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_driver_v1_driver_service_proto_rawDesc), len(file_volrep_driver_v1_driver_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   32,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,8 @@ const (
 	DriverService_ListSnapshots_FullMethodName            = "/volrep.driver.v1.DriverService/ListSnapshots"
 	DriverService_CreateVolumeFromSnapshot_FullMethodName = "/volrep.driver.v1.DriverService/CreateVolumeFromSnapshot"
 	DriverService_CreateClonedVolume_FullMethodName       = "/volrep.driver.v1.DriverService/CreateClonedVolume"
+	DriverService_InitializeConnection_FullMethodName     = "/volrep.driver.v1.DriverService/InitializeConnection"
+	DriverService_TerminateConnection_FullMethodName      = "/volrep.driver.v1.DriverService/TerminateConnection"
 )
 
 // DriverServiceClient is the client API for DriverService service.
@@ -56,6 +58,14 @@ type DriverServiceClient interface {
 	ListSnapshots(ctx context.Context, in *ListSnapshotsRequest, opts ...grpc.CallOption) (*ListSnapshotsResponse, error)
 	CreateVolumeFromSnapshot(ctx context.Context, in *CreateVolumeFromSnapshotRequest, opts ...grpc.CallOption) (*CreateVolumeFromSnapshotResponse, error)
 	CreateClonedVolume(ctx context.Context, in *CreateClonedVolumeRequest, opts ...grpc.CallOption) (*CreateClonedVolumeResponse, error)
+	// InitializeConnection attaches a volume (or, with snapshot_id, a
+	// snapshot read-only) for one connector and returns Cinder-style
+	// connection info for NBD. The export name in it is a per-attachment
+	// secret that TerminateConnection revokes.
+	InitializeConnection(ctx context.Context, in *InitializeConnectionRequest, opts ...grpc.CallOption) (*InitializeConnectionResponse, error)
+	// TerminateConnection revokes the connector's attachment; with no
+	// connector host it revokes every attachment of the volume (force detach).
+	TerminateConnection(ctx context.Context, in *TerminateConnectionRequest, opts ...grpc.CallOption) (*TerminateConnectionResponse, error)
 }
 
 type driverServiceClient struct {
@@ -186,6 +196,26 @@ func (c *driverServiceClient) CreateClonedVolume(ctx context.Context, in *Create
 	return out, nil
 }
 
+func (c *driverServiceClient) InitializeConnection(ctx context.Context, in *InitializeConnectionRequest, opts ...grpc.CallOption) (*InitializeConnectionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(InitializeConnectionResponse)
+	err := c.cc.Invoke(ctx, DriverService_InitializeConnection_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) TerminateConnection(ctx context.Context, in *TerminateConnectionRequest, opts ...grpc.CallOption) (*TerminateConnectionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TerminateConnectionResponse)
+	err := c.cc.Invoke(ctx, DriverService_TerminateConnection_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServiceServer is the server API for DriverService service.
 // All implementations must embed UnimplementedDriverServiceServer
 // for forward compatibility.
@@ -209,6 +239,14 @@ type DriverServiceServer interface {
 	ListSnapshots(context.Context, *ListSnapshotsRequest) (*ListSnapshotsResponse, error)
 	CreateVolumeFromSnapshot(context.Context, *CreateVolumeFromSnapshotRequest) (*CreateVolumeFromSnapshotResponse, error)
 	CreateClonedVolume(context.Context, *CreateClonedVolumeRequest) (*CreateClonedVolumeResponse, error)
+	// InitializeConnection attaches a volume (or, with snapshot_id, a
+	// snapshot read-only) for one connector and returns Cinder-style
+	// connection info for NBD. The export name in it is a per-attachment
+	// secret that TerminateConnection revokes.
+	InitializeConnection(context.Context, *InitializeConnectionRequest) (*InitializeConnectionResponse, error)
+	// TerminateConnection revokes the connector's attachment; with no
+	// connector host it revokes every attachment of the volume (force detach).
+	TerminateConnection(context.Context, *TerminateConnectionRequest) (*TerminateConnectionResponse, error)
 	mustEmbedUnimplementedDriverServiceServer()
 }
 
@@ -254,6 +292,12 @@ func (UnimplementedDriverServiceServer) CreateVolumeFromSnapshot(context.Context
 }
 func (UnimplementedDriverServiceServer) CreateClonedVolume(context.Context, *CreateClonedVolumeRequest) (*CreateClonedVolumeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateClonedVolume not implemented")
+}
+func (UnimplementedDriverServiceServer) InitializeConnection(context.Context, *InitializeConnectionRequest) (*InitializeConnectionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method InitializeConnection not implemented")
+}
+func (UnimplementedDriverServiceServer) TerminateConnection(context.Context, *TerminateConnectionRequest) (*TerminateConnectionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TerminateConnection not implemented")
 }
 func (UnimplementedDriverServiceServer) mustEmbedUnimplementedDriverServiceServer() {}
 func (UnimplementedDriverServiceServer) testEmbeddedByValue()                       {}
@@ -492,6 +536,42 @@ func _DriverService_CreateClonedVolume_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DriverService_InitializeConnection_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(InitializeConnectionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).InitializeConnection(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_InitializeConnection_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).InitializeConnection(ctx, req.(*InitializeConnectionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_TerminateConnection_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TerminateConnectionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).TerminateConnection(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_TerminateConnection_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).TerminateConnection(ctx, req.(*TerminateConnectionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DriverService_ServiceDesc is the grpc.ServiceDesc for DriverService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -546,6 +626,14 @@ var DriverService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateClonedVolume",
 			Handler:    _DriverService_CreateClonedVolume_Handler,
+		},
+		{
+			MethodName: "InitializeConnection",
+			Handler:    _DriverService_InitializeConnection_Handler,
+		},
+		{
+			MethodName: "TerminateConnection",
+			Handler:    _DriverService_TerminateConnection_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -119,3 +119,33 @@ func (x *CreateClonedVolumeRequest) Validate() error {
 		validateVolumeType("volume_type", x.GetVolumeType()),
 	)
 }
+
+func validateConnector(field string, c *Connector, required bool) error {
+	if c.GetHost() == "" {
+		if required {
+			return v.Required(field+".host", "")
+		}
+		return nil
+	}
+	return v.Name(field+".host", c.GetHost())
+}
+
+// Validate checks the ids and that the connector names its host.
+func (x *InitializeConnectionRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("volume_id", x.GetVolumeId()),
+		validateConnector("connector", x.GetConnector(), true),
+		v.OptionalName("snapshot_id", x.GetSnapshotId()),
+	)
+}
+
+// Validate checks the ids; a missing connector host means every attachment.
+func (x *TerminateConnectionRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("volume_id", x.GetVolumeId()),
+		validateConnector("connector", x.GetConnector(), false),
+		v.OptionalName("snapshot_id", x.GetSnapshotId()),
+	)
+}

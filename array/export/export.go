@@ -1,0 +1,110 @@
+// Package export serves a store's volumes and snapshots over NBD. It admits
+// only connections that present an export name the store authorised
+// (CreateExport), and adapts store handles to the NBD server's Device.
+package export
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"syscall"
+
+	"github.com/volrep/volrep/errdefs"
+
+	"github.com/volrep/volrep/array/nbd"
+	"github.com/volrep/volrep/array/store"
+)
+
+// Exports is the nbd.Exports of one store.
+type Exports struct {
+	s *store.Store
+}
+
+// New returns the exports of s.
+func New(s *store.Store) *Exports { return &Exports{s: s} }
+
+// Open admits a connection that presented an authorised export name.
+func (e *Exports) Open(ctx context.Context, name string, _ net.Addr) (nbd.Device, func(), error) {
+	h, err := e.s.OpenExport(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return device{h}, func() {}, nil
+}
+
+// List reveals nothing: export names are per-attachment secrets.
+func (e *Exports) List(context.Context) []string { return nil }
+
+// Redact shortens an export name for logs, so a refused or accepted name
+// in the journal cannot be replayed.
+func Redact(name string) string {
+	if len(name) <= 6 {
+		return "…"
+	}
+	return name[:6] + "…"
+}
+
+type device struct{ h *store.Handle }
+
+func (d device) Size() int64    { return d.h.Size() }
+func (d device) ReadOnly() bool { return d.h.ReadOnly() }
+
+func (d device) ReadAt(ctx context.Context, p []byte, off int64) error { return errno(d.h.ReadAt(ctx, p, off)) }
+
+func (d device) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
+	return errno(d.h.WriteAt(ctx, p, off, fua))
+}
+
+func (d device) Flush(ctx context.Context) error { return errno(d.h.Flush(ctx)) }
+
+// Trim discards by zeroing: the store frees whole blocks, and reads after
+// a trim are defined (zeros) rather than whatever was there.
+func (d device) Trim(ctx context.Context, off, length int64, fua bool) error {
+	return errno(d.h.Zero(ctx, off, length, fua))
+}
+
+// WriteZeroes frees whole blocks even with NO_HOLE: unallocated blocks
+// read as zeros, and the protocol lets a server ignore the hint.
+func (d device) WriteZeroes(ctx context.Context, off, length int64, _, fua bool) error {
+	return errno(d.h.Zero(ctx, off, length, fua))
+}
+
+func (d device) BlockStatus(ctx context.Context, off, length int64) ([]nbd.Extent, error) {
+	ext, err := d.h.Allocation(ctx, off, length)
+	if err != nil {
+		return nil, errno(err)
+	}
+	out := make([]nbd.Extent, len(ext))
+	for i, e := range ext {
+		out[i] = nbd.Extent{Length: e.Length, Hole: e.Zero, Zero: e.Zero}
+	}
+	return out, nil
+}
+
+// Description names the volume, for NBD_INFO_DESCRIPTION.
+func (d device) Description() string { return d.h.Name() }
+
+var _ nbd.Describer = device{}
+
+// errno gives engine errors the errno the NBD server replies with: a write
+// to a read-only or revoked export is EPERM, a bad range EINVAL, a full
+// disk ENOSPC, anything else EIO.
+func errno(err error) error {
+	if err == nil {
+		return nil
+	}
+	var e syscall.Errno
+	switch errdefs.KindOf(err) {
+	case errdefs.KindFailedPrecondition:
+		e = syscall.EPERM
+	case errdefs.KindInvalidArgument:
+		e = syscall.EINVAL
+	case errdefs.KindResourceExhausted:
+		e = syscall.ENOSPC
+	case errdefs.KindNotFound, errdefs.KindUnavailable:
+		e = syscall.ESHUTDOWN
+	default:
+		return err
+	}
+	return fmt.Errorf("%w: %w", e, err)
+}

@@ -1,0 +1,107 @@
+package driver
+
+import (
+	"context"
+	"net"
+	"strconv"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/errdefs"
+)
+
+// Connector is the attaching host, as os-brick describes it.
+type Connector struct {
+	Host, IP, Initiator string
+	Multipath           bool
+}
+
+// ConnectionInfo is Cinder's connection_info.
+type ConnectionInfo struct {
+	DriverVolumeType string
+	Data             map[string]string
+}
+
+// InitializeConnection authorises the connector's host to attach a volume,
+// or a snapshot read-only, and says where to connect over NBD. The export
+// name is a secret for this attachment; TerminateConnection revokes it.
+func (b *Backend) InitializeConnection(ctx context.Context, volumeID, snapshotID string, c Connector) (ConnectionInfo, error) {
+	if err := b.ready(); err != nil {
+		return ConnectionInfo{}, err
+	}
+	spec := array.ExportSpec{Volume: volumeName(volumeID), AttachmentID: c.Host}
+	if snapshotID != "" {
+		spec.Snapshot = snapshotName(snapshotID)
+	}
+	e, err := b.activeArray().CreateExport(ctx, spec)
+	if errdefs.IsNotFound(err) {
+		if snapshotID != "" {
+			return ConnectionInfo{}, errdefs.NotFound("snapshot %s of volume %s not found on backend %s", snapshotID, volumeID, b.cfg.Section)
+		}
+		return ConnectionInfo{}, b.volumeErr(volumeID, err)
+	}
+	if err != nil {
+		return ConnectionInfo{}, err
+	}
+	host := e.Host
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		// The array listens on every address; clients reach it where the
+		// driver does.
+		host, _, _ = net.SplitHostPort(b.activeAddr())
+	}
+	hostPort := net.JoinHostPort(host, strconv.Itoa(e.Port))
+	data := map[string]string{
+		"host": host, "port": strconv.Itoa(e.Port), "export_name": e.Name,
+		"uri":       "nbd://" + hostPort + "/" + e.Name,
+		"read_only": strconv.FormatBool(e.ReadOnly), "volume_id": volumeID,
+		"access_mode": "rw",
+	}
+	if e.ReadOnly {
+		data["access_mode"] = "ro"
+	}
+	if snapshotID != "" {
+		data["snapshot_id"] = snapshotID
+	}
+	b.log.Info("attachment authorised", "volume", volumeID, "snapshot", snapshotID, "host", c.Host, "nbd", hostPort)
+	return ConnectionInfo{DriverVolumeType: "nbd", Data: data}, nil
+}
+
+// TerminateConnection revokes the connector host's attachment of a volume
+// (or snapshot); with no host it revokes them all. Connections still open
+// on a revoked export fail their next request.
+func (b *Backend) TerminateConnection(ctx context.Context, volumeID, snapshotID string, c Connector) error {
+	if err := b.ready(); err != nil {
+		return err
+	}
+	a := b.activeArray()
+	vol := volumeName(volumeID)
+	exports, err := a.ListExports(ctx, vol)
+	if err != nil {
+		return err
+	}
+	snap := ""
+	if snapshotID != "" {
+		snap = snapshotName(snapshotID)
+	}
+	for _, e := range exports {
+		if e.Snapshot != snap || (c.Host != "" && e.AttachmentID != c.Host) {
+			continue
+		}
+		if _, err := a.DeleteExport(ctx, e.Name, "", ""); err != nil {
+			return err
+		}
+		b.log.Info("attachment revoked", "volume", volumeID, "snapshot", snapshotID, "host", e.AttachmentID)
+	}
+	return nil
+}
+
+// activeAddr is the API address of the array serving the backend now.
+func (b *Backend) activeAddr() string {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, rd := range b.cfg.ReplicationDevices {
+		if rd.BackendID == b.active {
+			return rd.SanIP
+		}
+	}
+	return b.cfg.SanIP
+}
