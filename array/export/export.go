@@ -49,7 +49,9 @@ type device struct{ h *store.Handle }
 func (d device) Size() int64    { return d.h.Size() }
 func (d device) ReadOnly() bool { return d.h.ReadOnly() }
 
-func (d device) ReadAt(ctx context.Context, p []byte, off int64) error { return errno(d.h.ReadAt(ctx, p, off)) }
+func (d device) ReadAt(ctx context.Context, p []byte, off int64) error {
+	return errno(d.h.ReadAt(ctx, p, off))
+}
 
 func (d device) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
 	return errno(d.h.WriteAt(ctx, p, off, fua))

@@ -47,13 +47,13 @@ type Store struct {
 
 	// mu guards the namespace (pools, volumes, snapshots, layer graph) and
 	// serialises structural changes.
-	mu     sync.RWMutex
-	pools  map[string]*poolRec
+	mu      sync.RWMutex
+	pools   map[string]*poolRec
 	vols    map[string]*volume
 	layers  map[uint64]*layer
 	exports map[string]*export
-	next   uint64
-	closed atomic.Bool
+	next    uint64
+	closed  atomic.Bool
 
 	// io is held shared by every read and write and exclusively while a
 	// volume's chain changes, which makes snapshots a write barrier.
