@@ -107,6 +107,15 @@ type Export struct {
 	Created      time.Time
 }
 
+// Group is a consistency group: volumes snapshotted at one write barrier.
+type Group struct {
+	Name    string
+	Pool    string
+	Members []string
+	Created time.Time
+	Labels  map[string]string
+}
+
 // Array is the interface every array implementation offers, local or remote.
 type Array interface {
 	Info(ctx context.Context) (Info, error)
@@ -144,4 +153,13 @@ type Array interface {
 	// It returns how many it revoked.
 	DeleteExport(ctx context.Context, name, volume, attachmentID string) (int, error)
 	ListExports(ctx context.Context, volume string) ([]Export, error)
+
+	CreateGroup(ctx context.Context, name, pool string, labels map[string]string) (Group, error)
+	GetGroup(ctx context.Context, name string) (Group, error)
+	ListGroups(ctx context.Context) ([]Group, error)
+	DeleteGroup(ctx context.Context, name string) error
+	AddMembers(ctx context.Context, group string, volumes []string) (Group, error)
+	RemoveMembers(ctx context.Context, group string, volumes []string) (Group, error)
+	// CreateGroupSnapshot snapshots every member at one write barrier.
+	CreateGroupSnapshot(ctx context.Context, group, snapshot string, labels map[string]string) ([]Snapshot, error)
 }

@@ -24,6 +24,7 @@ type Client struct {
 	arrays  arrayv1.ArrayServiceClient
 	volumes arrayv1.VolumeServiceClient
 	exports arrayv1.ExportServiceClient
+	groups  arrayv1.ConsistencyGroupServiceClient
 }
 
 var _ array.Array = (*Client)(nil)
@@ -31,7 +32,7 @@ var _ array.Array = (*Client)(nil)
 // New returns a client over an established connection.
 func New(cc grpc.ClientConnInterface) *Client {
 	return &Client{arrays: arrayv1.NewArrayServiceClient(cc), volumes: arrayv1.NewVolumeServiceClient(cc),
-		exports: arrayv1.NewExportServiceClient(cc)}
+		exports: arrayv1.NewExportServiceClient(cc), groups: arrayv1.NewConsistencyGroupServiceClient(cc)}
 }
 
 func (c *Client) Info(ctx context.Context) (array.Info, error) {
@@ -242,4 +243,57 @@ func (c *Client) ListExports(ctx context.Context, volume string) ([]array.Export
 		return nil, err
 	}
 	return wire.Map(r.GetExports(), wire.ExportFromPB), nil
+}
+
+func (c *Client) CreateGroup(ctx context.Context, name, pool string, labels map[string]string) (array.Group, error) {
+	r, err := c.groups.CreateGroup(ctx, &arrayv1.CreateGroupRequest{Name: name, Pool: pool, Labels: labels})
+	if err != nil {
+		return array.Group{}, err
+	}
+	return wire.GroupFromPB(r.GetGroup()), nil
+}
+
+func (c *Client) GetGroup(ctx context.Context, name string) (array.Group, error) {
+	r, err := c.groups.GetGroup(ctx, &arrayv1.GetGroupRequest{Name: name})
+	if err != nil {
+		return array.Group{}, err
+	}
+	return wire.GroupFromPB(r.GetGroup()), nil
+}
+
+func (c *Client) ListGroups(ctx context.Context) ([]array.Group, error) {
+	r, err := c.groups.ListGroups(ctx, &arrayv1.ListGroupsRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return wire.Map(r.GetGroups(), wire.GroupFromPB), nil
+}
+
+func (c *Client) DeleteGroup(ctx context.Context, name string) error {
+	_, err := c.groups.DeleteGroup(ctx, &arrayv1.DeleteGroupRequest{Name: name})
+	return err
+}
+
+func (c *Client) AddMembers(ctx context.Context, group string, volumes []string) (array.Group, error) {
+	r, err := c.groups.AddMembers(ctx, &arrayv1.AddMembersRequest{Name: group, Volumes: volumes})
+	if err != nil {
+		return array.Group{}, err
+	}
+	return wire.GroupFromPB(r.GetGroup()), nil
+}
+
+func (c *Client) RemoveMembers(ctx context.Context, group string, volumes []string) (array.Group, error) {
+	r, err := c.groups.RemoveMembers(ctx, &arrayv1.RemoveMembersRequest{Name: group, Volumes: volumes})
+	if err != nil {
+		return array.Group{}, err
+	}
+	return wire.GroupFromPB(r.GetGroup()), nil
+}
+
+func (c *Client) CreateGroupSnapshot(ctx context.Context, group, snapshot string, labels map[string]string) ([]array.Snapshot, error) {
+	r, err := c.groups.CreateGroupSnapshot(ctx, &arrayv1.CreateGroupSnapshotRequest{Name: group, Snapshot: snapshot, Labels: labels})
+	if err != nil {
+		return nil, err
+	}
+	return wire.Map(r.GetSnapshots(), wire.SnapshotFromPB), nil
 }

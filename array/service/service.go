@@ -18,6 +18,7 @@ type Service struct {
 	arrayv1.UnimplementedArrayServiceServer
 	arrayv1.UnimplementedVolumeServiceServer
 	arrayv1.UnimplementedExportServiceServer
+	arrayv1.UnimplementedConsistencyGroupServiceServer
 	a array.Array
 }
 
@@ -29,6 +30,7 @@ func (s *Service) Register(g grpc.ServiceRegistrar) {
 	arrayv1.RegisterArrayServiceServer(g, s)
 	arrayv1.RegisterVolumeServiceServer(g, s)
 	arrayv1.RegisterExportServiceServer(g, s)
+	arrayv1.RegisterConsistencyGroupServiceServer(g, s)
 }
 
 func (s *Service) GetArrayInfo(ctx context.Context, _ *arrayv1.GetArrayInfoRequest) (*arrayv1.GetArrayInfoResponse, error) {

@@ -28,6 +28,7 @@ type layer struct {
 	children map[*layer]struct{}
 	snapshot bool
 	volume   bool // some volume writes into this layer
+	staging  bool // an incoming transfer writes into this layer
 
 	mu      sync.RWMutex
 	present *bitmap.Bitmap

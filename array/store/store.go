@@ -52,8 +52,11 @@ type Store struct {
 	vols    map[string]*volume
 	layers  map[uint64]*layer
 	exports map[string]*export
-	next    uint64
-	closed  atomic.Bool
+	groups  map[string]*groupRec
+	// receiving holds the volumes a transfer is being staged into.
+	receiving map[string]*Receiver
+	next      uint64
+	closed    atomic.Bool
 
 	// io is held shared by every read and write and exclusively while a
 	// volume's chain changes, which makes snapshots a write barrier.
@@ -106,7 +109,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s := &Store{dir: dir, opts: opts, db: db, lock: lock,
 		pools: map[string]*poolRec{}, vols: map[string]*volume{}, layers: map[uint64]*layer{},
-		exports: map[string]*export{}}
+		exports: map[string]*export{}, groups: map[string]*groupRec{},
+		receiving: map[string]*Receiver{}}
 	if err := s.load(); err != nil {
 		s.closeFiles()
 		return nil, err
@@ -124,6 +128,9 @@ func (s *Store) load() error {
 			return err
 		}
 		if err := s.loadExports(tx); err != nil {
+			return err
+		}
+		if err := s.loadGroups(tx); err != nil {
 			return err
 		}
 		meta := tx.Bucket(bucketMeta)
@@ -190,6 +197,9 @@ func (s *Store) load() error {
 			s.vols[r.Name] = &volume{rec: r, live: l, snaps: map[string]*snapshot{}}
 			return nil
 		}); err != nil {
+			return err
+		}
+		if err := s.loadReceives(tx); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketSnapshots).ForEach(func(k, v []byte) error {
@@ -265,14 +275,6 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
-}
-
-func (s *Store) putLayerRec(tx *bolt.Tx, l *layer) error {
-	r := layerRec{ID: l.id, File: l.file, Frozen: l.frozen}
-	if l.parent != nil {
-		r.Parent = l.parent.id
-	}
-	return putJSON(tx.Bucket(bucketLayers), u64key(l.id), r)
 }
 
 // Close flushes every volume and releases the data directory.

@@ -154,6 +154,11 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 		names := slices.Sorted(maps.Keys(v.snaps))
 		return errdefs.FailedPrecondition("volume %q has %d snapshots (%s); delete them first", name, n, strings.Join(names[:min(n, 5)], ", "))
 	}
+	if g := s.groupOfVolume(name); g != nil {
+		if err := s.removeMembersLocked(g, []string{name}); err != nil {
+			return err
+		}
+	}
 	// Cinder deletes only detached volumes, so exports left are stale.
 	if _, err := s.revokeLocked(func(e *exportRec) bool { return e.Volume == name }); err != nil {
 		return err

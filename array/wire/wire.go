@@ -81,3 +81,11 @@ func ExportFromPB(e *arrayv1.Export) array.Export {
 	return array.Export{Name: e.GetName(), Volume: e.GetVolume(), Snapshot: e.GetSnapshot(), AttachmentID: e.GetAttachmentId(),
 		ReadOnly: e.GetReadOnly(), Host: e.GetHost(), Port: int(e.GetPort()), Created: e.GetCreated().AsTime()}
 }
+
+func GroupToPB(g array.Group) *arrayv1.ConsistencyGroup {
+	return &arrayv1.ConsistencyGroup{Name: g.Name, Pool: g.Pool, Members: g.Members, Created: timestamppb.New(g.Created), Labels: g.Labels}
+}
+
+func GroupFromPB(g *arrayv1.ConsistencyGroup) array.Group {
+	return array.Group{Name: g.GetName(), Pool: g.GetPool(), Members: g.GetMembers(), Created: g.GetCreated().AsTime(), Labels: g.GetLabels()}
+}

@@ -1,0 +1,59 @@
+package store
+
+import (
+	"context"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Records is a small transactional key-value area in the array's
+// metadata store, for the layers above the engine (links, replicas), so
+// everything an array knows commits in one bbolt file.
+func (s *Store) PutRecord(ctx context.Context, bucket, key string, data []byte) error {
+	if err := s.checkOpen(ctx); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(recordBucket(bucket))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(key), data)
+	})
+}
+
+// DeleteRecord removes a record; a missing one is not an error.
+func (s *Store) DeleteRecord(ctx context.Context, bucket, key string) error {
+	if err := s.checkOpen(ctx); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(recordBucket(bucket))
+		if b == nil {
+			return nil
+		}
+		return b.Delete([]byte(key))
+	})
+}
+
+// Records calls fn for every record of a bucket, in key order.
+func (s *Store) Records(ctx context.Context, bucket string, fn func(key string, data []byte) error) error {
+	if err := s.checkOpen(ctx); err != nil {
+		return err
+	}
+	return s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(recordBucket(bucket))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error { return fn(string(k), v) })
+	})
+}
+
+func recordBucket(name string) []byte { return []byte("rec:" + name) }
+
+func (s *Store) checkOpen(ctx context.Context) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.check(ctx)
+}

@@ -1,0 +1,167 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"google.golang.org/grpc"
+
+	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/array/wire"
+	"github.com/volrep/volrep/errdefs"
+	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
+)
+
+// CheckpointEvery bounds how much staged data a crash of the receiver can
+// cost: a resumed transfer re-sends at most this much.
+const CheckpointEvery = 64 << 20
+
+// Service receives snapshots into a store.
+type Service struct {
+	arrayv1.UnimplementedTransferServiceServer
+	s   *store.Store
+	log *slog.Logger
+	dec *zstd.Decoder
+	// Metrics, if set, is told about every committed transfer.
+	OnReceived func(bytes int64, d time.Duration)
+}
+
+// NewService returns the receiving side of TransferService for s.
+func NewService(s *store.Store, log *slog.Logger) *Service {
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0))
+	if err != nil {
+		panic(err) // only fails on bad options
+	}
+	return &Service{s: s, log: log, dec: dec}
+}
+
+// Register adds TransferService to g.
+func (t *Service) Register(g grpc.ServiceRegistrar) { arrayv1.RegisterTransferServiceServer(g, t) }
+
+// Receive runs one transfer: header, ready, data, trailer, commit.
+func (t *Service) Receive(stream arrayv1.TransferService_ReceiveServer) error {
+	ctx := stream.Context()
+	start := time.Now()
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	h := first.GetHeader()
+	if h == nil {
+		return errdefs.InvalidArgument("header", "the first message must be the header")
+	}
+	r, err := t.s.BeginReceive(ctx, store.ReceiveSpec{
+		TransferID: h.GetTransferId(), Volume: h.GetVolume(), Pool: h.GetPool(), SizeBytes: h.GetSizeBytes(),
+		VolumeLabels: h.GetVolumeLabels(), BaseGUID: h.GetBaseGuid(), ReadOnly: h.GetReadOnly(),
+		Snapshot: store.SnapshotRequest{Name: h.GetSnapshotName(), GUID: h.GetSnapshotGuid(), Labels: h.GetSnapshotLabels()},
+		Created:  h.GetSnapshotCreated().AsTime(),
+	})
+	if err != nil {
+		return err
+	}
+	defer r.Release()
+	if snap, done := r.Done(); done {
+		if err := stream.Send(&arrayv1.ReceiveResponse{Msg: &arrayv1.ReceiveResponse_Ready{Ready: &arrayv1.ReceiveReady{AlreadyReceived: true}}}); err != nil {
+			return err
+		}
+		return stream.Send(&arrayv1.ReceiveResponse{Msg: &arrayv1.ReceiveResponse_Committed{Committed: &arrayv1.ReceiveCommitted{Snapshot: wire.SnapshotToPB(snap)}}})
+	}
+	resume := r.Cursor()
+	if err := stream.Send(&arrayv1.ReceiveResponse{Msg: &arrayv1.ReceiveResponse_Ready{Ready: &arrayv1.ReceiveReady{ResumeOffset: resume}}}); err != nil {
+		return err
+	}
+	log := t.log.With("volume", h.GetVolume(), "snapshot", h.GetSnapshotName(), "transfer", h.GetTransferId())
+	if resume > 0 {
+		log.Info("resuming transfer", "from_offset", resume)
+	}
+	var d digest
+	var crcs []uint32
+	var buf []byte
+	cursor, sinceCheckpoint := resume, int64(0)
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return errdefs.Aborted("the sender ended the transfer without a trailer; it will resume from offset %d", cursor)
+		}
+		if err != nil {
+			// Keep what is staged, so the sender's retry resumes.
+			if cerr := r.Checkpoint(context.WithoutCancel(ctx), cursor); cerr != nil {
+				log.Warn("checkpoint after a broken transfer failed", "err", cerr)
+			}
+			return err
+		}
+		switch m := msg.Msg.(type) {
+		case *arrayv1.ReceiveRequest_Data:
+			c := m.Data
+			if c.GetOffset() < cursor {
+				return errdefs.InvalidArgument("data.offset", "offset %d goes backwards (cursor %d)", c.GetOffset(), cursor)
+			}
+			data := c.GetData()
+			if h.GetCompressed() {
+				if buf, err = t.dec.DecodeAll(data, buf[:0]); err != nil {
+					return errdefs.InvalidArgument("data", "zstd: %v", err)
+				}
+				data = buf
+			}
+			if int64(len(data)) != c.GetLength() {
+				return errdefs.InvalidArgument("data", "%d bytes at %d, header says %d", len(data), c.GetOffset(), c.GetLength())
+			}
+			crcs = blockCRCs(data, crcs)
+			if len(crcs) != len(c.GetCrc32C()) {
+				return errdefs.InvalidArgument("crc32c", "%d checksums for %d blocks at %d", len(c.GetCrc32C()), len(crcs), c.GetOffset())
+			}
+			for i, want := range c.GetCrc32C() {
+				if crcs[i] != want {
+					return errdefs.Aborted("block at %d failed its CRC-32C check (got %08x, want %08x); resend", c.GetOffset()+int64(i)*blockSize, crcs[i], want)
+				}
+			}
+			if err := r.Write(data, c.GetOffset()); err != nil {
+				return err
+			}
+			d.data(c.GetOffset(), crcs)
+			cursor = c.GetOffset() + int64(len(data))
+			sinceCheckpoint += int64(len(data))
+		case *arrayv1.ReceiveRequest_Zero:
+			z := m.Zero
+			if z.GetOffset() < cursor {
+				return errdefs.InvalidArgument("zero.offset", "offset %d goes backwards (cursor %d)", z.GetOffset(), cursor)
+			}
+			if err := r.Zero(z.GetOffset(), z.GetLength()); err != nil {
+				return err
+			}
+			d.zero(z.GetOffset(), z.GetLength())
+			cursor = z.GetOffset() + z.GetLength()
+		case *arrayv1.ReceiveRequest_Trailer:
+			tr := m.Trailer
+			if tr.GetBlocks() != d.blocks || tr.GetDigest() != d.sum {
+				r.Abort()
+				return errdefs.Aborted("transfer of %s@%s does not verify: %d blocks (digest %016x) received, sender says %d (%016x); it was discarded, send it again",
+					h.GetVolume(), h.GetSnapshotName(), d.blocks, d.sum, tr.GetBlocks(), tr.GetDigest())
+			}
+			snap, err := r.Commit(ctx)
+			if err != nil {
+				return fmt.Errorf("committing %s@%s: %w", h.GetVolume(), h.GetSnapshotName(), err)
+			}
+			log.Info("snapshot received", "bytes", r.Bytes(), "resumed_from", resume, "duration", time.Since(start).Round(time.Millisecond))
+			if t.OnReceived != nil {
+				t.OnReceived(r.Bytes(), time.Since(start))
+			}
+			return stream.Send(&arrayv1.ReceiveResponse{Msg: &arrayv1.ReceiveResponse_Committed{Committed: &arrayv1.ReceiveCommitted{
+				Snapshot: wire.SnapshotToPB(snap), BytesReceived: r.Bytes()}}})
+		default:
+			return errdefs.InvalidArgument("msg", "unexpected %T after the header", m)
+		}
+		if sinceCheckpoint >= CheckpointEvery {
+			if err := r.Checkpoint(ctx, cursor); err != nil {
+				return err
+			}
+			sinceCheckpoint = 0
+		}
+	}
+}
+
