@@ -12,12 +12,16 @@ import (
 	"net"
 	"sync"
 
+	"google.golang.org/grpc"
+
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/client"
 	"github.com/volrep/volrep/array/export"
 	"github.com/volrep/volrep/array/nbd"
+	"github.com/volrep/volrep/array/replication"
 	"github.com/volrep/volrep/array/service"
 	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/array/transfer"
 	"github.com/volrep/volrep/config"
 	"github.com/volrep/volrep/driver"
 	driverservice "github.com/volrep/volrep/driver/service"
@@ -78,6 +82,12 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 		stores = append(stores, h.store)
 		serve(h.api, h.apiLis)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer h.repl.Close()
+			h.repl.Run(ctx)
+		}()
 		fmt.Fprintf(opts.Announce, "volrepd: array %s API on %s (data %s)\n", a.Name, h.apiLis.Addr(), a.DataDir)
 		if h.nbdLis != nil {
 			wg.Add(1)
@@ -136,6 +146,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 // hostedArray is one array this process serves.
 type hostedArray struct {
 	store  *store.Store
+	repl   *replication.Engine
 	api    *server.Server
 	apiLis net.Listener
 	nbd    *nbd.Server
@@ -171,8 +182,13 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger) (*hostedA
 			return fail(fmt.Errorf("creating pool %q: %w", p, err))
 		}
 	}
+	if h.repl, err = replication.New(ctx, h.store, replication.Options{Logger: alog, Dial: dialPeer}); err != nil {
+		return fail(err)
+	}
 	h.api = server.New(server.Options{Name: "array " + a.Name, Logger: log, Token: a.APIToken.Reveal()})
 	service.New(h.store).Register(h.api.GRPC())
+	service.NewReplication(h.repl).Register(h.api.GRPC())
+	transfer.NewService(h.store, alog).Register(h.api.GRPC())
 	if h.apiLis, err = server.Listen(ctx, a.Listen); err != nil {
 		return fail(err)
 	}
@@ -190,3 +206,6 @@ func dialArray(addr, token string) (array.Array, func() error, error) {
 	}
 	return client.New(cc), cc.Close, nil
 }
+
+// dialPeer connects an array's replication engine to a peer array.
+func dialPeer(addr, token string) (*grpc.ClientConn, error) { return server.Dial(addr, token) }

@@ -123,6 +123,13 @@ func (b *Bitmap) NextSet(i uint64) (uint64, bool) {
 }
 
 // NextClear returns the first clear bit at or after i.
+//
+// roaring's NextAbsentValue is only a hint here: in v2.30 an array
+// container holding 65535 answers 0 (a uint16 overflow), and a bitmap
+// container whose run of set bits crosses a 64-bit word answers the first
+// bit of the next word even when it is set. So an answer below the query
+// means "none left in this chunk", and a set answer means "look again from
+// there"; i only grows, so the loop ends.
 func (b *Bitmap) NextClear(i uint64) uint64 {
 	for {
 		ci := uint32(i >> 16)
@@ -130,11 +137,16 @@ func (b *Bitmap) NextClear(i uint64) uint64 {
 		if c == nil {
 			return i
 		}
-		v := c.NextAbsentValue(uint32(i & (ChunkBits - 1)))
-		if v >= 0 && v < ChunkBits {
+		q := uint32(i & (ChunkBits - 1))
+		v := c.NextAbsentValue(q)
+		switch {
+		case v < int64(q) || v >= ChunkBits:
+			i = (uint64(ci) + 1) << 16
+		case c.Contains(uint32(v)):
+			i = uint64(ci)<<16 + uint64(max(v, int64(q)+1))
+		default:
 			return uint64(ci)<<16 + uint64(v)
 		}
-		i = (uint64(ci) + 1) << 16
 	}
 }
 

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"testing"
 
@@ -16,9 +17,11 @@ import (
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/client"
+	"github.com/volrep/volrep/array/replication"
 	"github.com/volrep/volrep/array/service"
 	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/array/testsuite"
+	"github.com/volrep/volrep/array/transfer"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 	"github.com/volrep/volrep/server"
 )
@@ -34,6 +37,12 @@ func serve(t *testing.T) string {
 	}
 	srv := server.New(server.Options{Name: "array test", Token: token})
 	service.New(st).Register(srv.GRPC())
+	eng, err := replication.New(t.Context(), st, replication.Options{Dial: func(a, t string) (*grpc.ClientConn, error) { return server.Dial(a, t) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	service.NewReplication(eng).Register(srv.GRPC())
+	transfer.NewService(st, slog.New(slog.DiscardHandler)).Register(srv.GRPC())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -164,4 +164,3 @@ func (t *Service) Receive(stream arrayv1.TransferService_ReceiveServer) error {
 		}
 	}
 }
-

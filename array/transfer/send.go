@@ -269,3 +269,11 @@ func CheckExtents(es []array.Extent) error {
 	}
 	return nil
 }
+
+// Target names where a snapshot lands on the receiver.
+type Target struct {
+	Volume     string
+	Pool       string
+	TransferID string
+	Labels     map[string]string
+}

@@ -14,7 +14,7 @@ import (
 var commandGroups = []func(*app) *cobra.Command{
 	newBackendCmd,
 	newStatsCmd,
-	newVolumeCmd,
+	newVolumeCmdWithAttach, // volume, plus attach and detach (attach.go)
 	newSnapshotCmd,
 }
 

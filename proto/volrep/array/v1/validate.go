@@ -153,3 +153,160 @@ func (x *DeleteExportRequest) Validate() error {
 
 // Validate checks the optional volume.
 func (x *ListExportsRequest) Validate() error { return v.OptionalName("volume", x.GetVolume()) }
+
+// Validate checks the link name and address.
+func (x *CreateLinkRequest) Validate() error {
+	return v.First(
+		v.Name("name", x.GetName()),
+		v.Required("address", x.GetAddress()),
+		v.NonNegative("bandwidth_limit", x.GetBandwidthLimit()),
+	)
+}
+
+// Validate checks the link name.
+func (x *GetLinkRequest) Validate() error { return v.Name("name", x.GetName()) }
+
+// Validate accepts every ListLinksRequest.
+func (x *ListLinksRequest) Validate() error { return nil }
+
+// Validate checks the link name.
+func (x *DeleteLinkRequest) Validate() error { return v.Name("name", x.GetName()) }
+
+// Validate checks the group and pool names.
+func (x *CreateGroupRequest) Validate() error {
+	return v.First(v.Name("name", x.GetName()), v.Name("pool", x.GetPool()), v.MapKeys("labels", x.GetLabels()))
+}
+
+// Validate checks the group name.
+func (x *GetGroupRequest) Validate() error { return v.Name("name", x.GetName()) }
+
+// Validate accepts every ListGroupsRequest.
+func (x *ListGroupsRequest) Validate() error { return nil }
+
+// Validate checks the group name.
+func (x *DeleteGroupRequest) Validate() error { return v.Name("name", x.GetName()) }
+
+func validateVolumes(field string, vols []string) error {
+	if len(vols) == 0 {
+		return v.Required(field, "")
+	}
+	for _, vol := range vols {
+		if err := v.Name(field, vol); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Validate checks the group and volume names.
+func (x *AddMembersRequest) Validate() error {
+	return v.First(v.Name("name", x.GetName()), validateVolumes("volumes", x.GetVolumes()))
+}
+
+// Validate checks the group and volume names.
+func (x *RemoveMembersRequest) Validate() error {
+	return v.First(v.Name("name", x.GetName()), validateVolumes("volumes", x.GetVolumes()))
+}
+
+// Validate checks the group and snapshot names.
+func (x *CreateGroupSnapshotRequest) Validate() error {
+	return v.First(v.Name("name", x.GetName()), v.Name("snapshot", x.GetSnapshot()), v.MapKeys("labels", x.GetLabels()))
+}
+
+func validateRetention(field string, r *Retention) error {
+	if r == nil {
+		return nil
+	}
+	return v.First(
+		v.NonNegative(field+".all_for_seconds", r.GetAllForSeconds()),
+		v.NonNegative(field+".per_day", int64(r.GetPerDay())),
+		v.NonNegative(field+".days", int64(r.GetDays())),
+	)
+}
+
+func validateSchedule(interval, rpo int64, target, source *Retention) error {
+	return v.First(
+		v.NonNegative("interval_seconds", interval),
+		v.NonNegative("rpo_seconds", rpo),
+		validateRetention("target_retention", target),
+		validateRetention("source_retention", source),
+	)
+}
+
+// Validate checks the names the mode needs and the schedule.
+func (x *ReplicateEntityRequest) Validate() error {
+	err := v.First(
+		v.OptionalName("name", x.GetName()),
+		v.Name("volume", x.GetVolume()),
+		v.Name("link", x.GetLink()),
+		v.OptionalName("remote_volume", x.GetRemoteVolume()),
+		validateSchedule(x.GetIntervalSeconds(), x.GetRpoSeconds(), x.GetTargetRetention(), x.GetSourceRetention()),
+	)
+	if err != nil {
+		return err
+	}
+	switch x.GetMode() {
+	case ReplicaMode_REPLICA_MODE_UNSPECIFIED, ReplicaMode_REPLICA_MODE_CREATE_TARGET:
+		return v.Name("remote_pool", x.GetRemotePool())
+	case ReplicaMode_REPLICA_MODE_EXISTING_TARGET:
+		return v.Name("remote_volume", x.GetRemoteVolume())
+	case ReplicaMode_REPLICA_MODE_USE_BASE:
+		return v.First(v.Name("local_snapshot", x.GetLocalSnapshot()), v.Name("remote_snapshot", x.GetRemoteSnapshot()))
+	}
+	return v.OneOf("mode", x.GetMode().String(), "CREATE_TARGET", "EXISTING_TARGET", "USE_BASE")
+}
+
+// Validate checks the names and the schedule.
+func (x *ReplicateConsGroupRequest) Validate() error {
+	for local, remote := range x.GetMemberMappings() {
+		if err := v.First(v.Name("member_mappings", local), v.Name("member_mappings", remote)); err != nil {
+			return err
+		}
+	}
+	return v.First(
+		v.OptionalName("name", x.GetName()),
+		v.Name("group", x.GetGroup()),
+		v.Name("link", x.GetLink()),
+		v.Name("remote_pool", x.GetRemotePool()),
+		v.OptionalName("remote_group", x.GetRemoteGroup()),
+		validateSchedule(x.GetIntervalSeconds(), x.GetRpoSeconds(), x.GetTargetRetention(), x.GetSourceRetention()),
+	)
+}
+
+// Validate checks the replica name.
+func (x *GetReplicaRequest) Validate() error { return v.Name("name", x.GetName()) }
+
+// Validate checks the optional entity name.
+func (x *ListReplicasRequest) Validate() error { return v.OptionalName("local_entity", x.GetLocalEntity()) }
+
+// Validate checks the replica name and the schedule.
+func (x *UpdateReplicaRequest) Validate() error {
+	return v.First(
+		v.Name("name", x.GetName()),
+		validateSchedule(x.GetIntervalSeconds(), x.GetRpoSeconds(), x.GetTargetRetention(), x.GetSourceRetention()),
+	)
+}
+
+// Validate checks the replica name.
+func (x *DeleteReplicaRequest) Validate() error { return v.Name("name", x.GetName()) }
+
+// Validate checks the replica name.
+func (x *SuspendReplicaRequest) Validate() error { return v.Name("name", x.GetName()) }
+
+// Validate checks the replica name.
+func (x *ResumeReplicaRequest) Validate() error { return v.Name("name", x.GetName()) }
+
+// Validate checks the replica name.
+func (x *SyncReplicaRequest) Validate() error { return v.Name("name", x.GetName()) }
+
+// Validate checks the replica name and the type.
+func (x *ChangeReplicaTypeRequest) Validate() error {
+	if x.GetReplicationType() == ReplicationType_REPLICATION_TYPE_UNSPECIFIED {
+		return v.First(v.Name("name", x.GetName()), v.Required("replication_type", ""))
+	}
+	return v.Name("name", x.GetName())
+}
+
+// Validate accepts the stream's messages; the receiver checks each one in
+// the order the protocol needs, since a stream request is not a request.
+func (x *ReceiveRequest) Validate() error { return nil }

@@ -1,0 +1,139 @@
+package array
+
+import (
+	"context"
+	"time"
+)
+
+// Link states.
+const (
+	LinkConnected    = "connected"
+	LinkUnreachable  = "unreachable"
+	LinkUnauthorized = "unauthorized"
+)
+
+// LinkSpec asks for a connection to a peer array.
+type LinkSpec struct {
+	Name    string
+	Address string
+	Token   string
+	// BandwidthLimit caps replication on the link in bytes per second; 0 is unlimited.
+	BandwidthLimit int64
+	Compression    bool
+}
+
+// Link is an authenticated connection to a peer array.
+type Link struct {
+	Name            string
+	Address         string
+	State           string
+	RemoteArrayName string
+	RemoteArrayID   string
+	LastError       string
+	LastChecked     time.Time
+	ClockSkew       time.Duration
+	BandwidthLimit  int64
+	Compression     bool
+}
+
+// Replica kinds, modes, types and states, in InfiniSDK's terms.
+const (
+	KindVolume = "volume"
+	KindGroup  = "group"
+
+	ModeCreateTarget   = "create_target"
+	ModeExistingTarget = "existing_target"
+	ModeUseBase        = "use_base"
+
+	TypeAsync = "async"
+	TypeSync  = "sync"
+
+	StateInitializing = "initializing"
+	StateActive       = "active"
+	StateSuspended    = "suspended"
+	StateDegraded     = "degraded"
+	StateError        = "error"
+
+	SyncIdle       = "idle"
+	SyncInProgress = "sync_in_progress"
+	SyncInSync     = "in_sync"
+	SyncOutOfSync  = "out_of_sync"
+
+	RPOOk      = "ok"
+	RPOLagging = "lagging"
+)
+
+// Retention keeps every snapshot for AllFor, then PerDay snapshots a day
+// for Days days.
+type Retention struct {
+	AllFor time.Duration
+	PerDay int
+	Days   int
+}
+
+// ReplicaSpec asks for a replica of a local volume or consistency group.
+type ReplicaSpec struct {
+	Name string
+	Kind string
+	// Local is the local volume or group.
+	Local string
+	Link  string
+	Mode  string
+	// RemotePool is where CREATE_TARGET creates the remote entity.
+	RemotePool string
+	// RemoteEntity is the remote volume or group (default: Local's name).
+	RemoteEntity string
+	// MemberMappings maps local members to remote volume names (default: same names).
+	MemberMappings map[string]string
+	// LocalSnapshot and RemoteSnapshot are USE_BASE's common starting point.
+	LocalSnapshot, RemoteSnapshot string
+	Type                          string
+	Interval, RPO                 time.Duration
+	TargetRetention               Retention
+	SourceRetention               Retention
+}
+
+// Replica is a replica and how it is doing.
+type Replica struct {
+	ReplicaSpec
+	State            string
+	SyncState        string
+	Message          string
+	RPOState         string
+	LastSynchronized time.Time
+	LastSyncBytes    int64
+	LastSyncDuration time.Duration
+	Throughput       float64
+	Lag              time.Duration
+	LastSnapshot     string
+	Created          time.Time
+	TotalBytesSent   int64
+}
+
+// ReplicaUpdate changes a replica's schedule; zero fields stay as they are.
+type ReplicaUpdate struct {
+	Interval, RPO   time.Duration
+	TargetRetention *Retention
+	SourceRetention *Retention
+}
+
+// Replication is what an array offers for replicating to peers.
+type Replication interface {
+	CreateLink(ctx context.Context, spec LinkSpec) (Link, error)
+	GetLink(ctx context.Context, name string) (Link, error)
+	ListLinks(ctx context.Context) ([]Link, error)
+	DeleteLink(ctx context.Context, name string) error
+
+	// ReplicateEntity creates a replica of a volume or, with Kind group,
+	// a consistency group; an identical request returns the existing one.
+	ReplicateEntity(ctx context.Context, spec ReplicaSpec) (Replica, error)
+	GetReplica(ctx context.Context, name string) (Replica, error)
+	ListReplicas(ctx context.Context, local string) ([]Replica, error)
+	UpdateReplica(ctx context.Context, name string, u ReplicaUpdate) (Replica, error)
+	DeleteReplica(ctx context.Context, name string, deleteRemote bool) error
+	SuspendReplica(ctx context.Context, name string) (Replica, error)
+	ResumeReplica(ctx context.Context, name string) (Replica, error)
+	// SyncReplica replicates now; with wait it returns when the data is on the target.
+	SyncReplica(ctx context.Context, name string, wait bool) (Replica, error)
+	ChangeReplicaType(ctx context.Context, name, typ string) (Replica, error)
+}

@@ -1,0 +1,417 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/retention"
+	"github.com/volrep/volrep/array/transfer"
+	"github.com/volrep/volrep/errdefs"
+	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
+)
+
+// schedule starts each replica's cycle when its interval, a retry or a
+// sync request falls due, until ctx ends.
+func (e *Engine) schedule(ctx context.Context) {
+	for {
+		e.mu.Lock()
+		now := e.opts.Clock.Now()
+		next := now.Add(time.Hour)
+		for _, r := range e.replicas {
+			if r.rec.Spec.Type != array.TypeAsync || r.rec.Suspended || r.busy {
+				continue
+			}
+			tick := r.syncNow || !now.Before(r.rec.NextTick)
+			retry := r.err != nil && !now.Before(r.retryAt)
+			if tick || retry {
+				r.busy, r.syncNow = true, false
+				waiters := r.waiters
+				r.waiters = nil
+				e.wg.Add(1)
+				go e.runCycle(ctx, r, tick, waiters)
+				continue
+			}
+			next = minTime(next, r.rec.NextTick)
+			if r.err != nil {
+				next = minTime(next, r.retryAt)
+			}
+		}
+		e.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.kick:
+		case <-e.opts.Clock.At(next):
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func (e *Engine) runCycle(ctx context.Context, r *replica, tick bool, waiters []chan error) {
+	defer e.wg.Done()
+	err := e.cycle(ctx, r, tick)
+	e.mu.Lock()
+	now := e.opts.Clock.Now()
+	r.busy = false
+	if tick {
+		next := r.rec.NextTick.Add(r.rec.Spec.Interval)
+		for !next.After(now) {
+			next = next.Add(r.rec.Spec.Interval)
+		}
+		r.rec.NextTick = next
+	}
+	name := r.rec.Spec.Name
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// Shutting down: not a replication failure.
+	case err != nil:
+		if r.err == nil {
+			e.log.Warn("replication failed; retrying with backoff", "replica", name, "link", r.rec.Spec.Link, "err", err)
+		}
+		r.err = err
+		r.backoff = min(max(2*r.backoff, e.opts.RetryMin), e.opts.RetryMax, r.rec.Spec.Interval)
+		r.retryAt = now.Add(r.backoff)
+	default:
+		if r.err != nil {
+			e.log.Info("replication recovered", "replica", name, "link", r.rec.Spec.Link)
+		}
+		r.err, r.backoff = nil, 0
+	}
+	rec := r.rec
+	view := e.view(r)
+	e.mu.Unlock()
+	if ctx.Err() == nil {
+		if serr := e.save(context.WithoutCancel(ctx), recReplicas, name, rec); serr != nil {
+			e.log.Error("saving replica state", "replica", name, "err", serr)
+		}
+	}
+	for _, w := range waiters {
+		w <- err
+	}
+	if e.opts.OnCycle != nil {
+		e.opts.OnCycle(view, err)
+	}
+	e.wake()
+}
+
+// members maps the entity's local member volumes to their remote names.
+func (e *Engine) members(ctx context.Context, spec array.ReplicaSpec) (map[string]string, error) {
+	if spec.Kind == array.KindVolume {
+		return map[string]string{spec.Local: spec.RemoteEntity}, nil
+	}
+	g, err := e.s.GetGroup(ctx, spec.Local)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, m := range g.Members {
+		out[m] = m
+		if to, ok := spec.MemberMappings[m]; ok {
+			out[m] = to
+		}
+	}
+	return out, nil
+}
+
+// cycle takes a snapshot (on a tick) and ships the newest pending one to
+// the target, then applies retention on both sides.
+func (e *Engine) cycle(ctx context.Context, r *replica, tick bool) error {
+	e.mu.Lock()
+	spec := r.rec.Spec
+	l := e.links[spec.Link]
+	failing := r.err != nil
+	e.mu.Unlock()
+	if l == nil {
+		return errdefs.FailedPrecondition("link %q of replica %q no longer exists", spec.Link, spec.Name)
+	}
+	if failing || l.view().State != array.LinkConnected {
+		l.reconnect(ctx)
+	}
+	members, err := e.members(ctx, spec)
+	if err != nil {
+		return err
+	}
+	if tick && len(members) > 0 {
+		if err := e.takeSnapshot(ctx, r, spec, members); err != nil {
+			return err
+		}
+	}
+	e.mu.Lock()
+	pending := r.rec.Pending
+	e.mu.Unlock()
+	defer func() {
+		for member := range members {
+			e.pruneLocal(ctx, spec, member, func(snaps []array.Snapshot) map[string]bool {
+				return keepSet(snaps, e.opts.Clock.Now(), spec.SourceRetention)
+			})
+		}
+	}()
+	if pending == "" {
+		return nil
+	}
+	start := e.opts.Clock.Now()
+	wallStart := time.Now()
+	var bytes int64
+	var created time.Time
+	for member, remote := range members {
+		res, snap, err := e.ship(ctx, l, spec, member, remote, pending)
+		if errors.Is(err, errNoSnapshot) {
+			continue // joined the group after the snapshot was taken
+		}
+		if err != nil {
+			return e.classify(l, member, err)
+		}
+		bytes += res.WireBytes
+		created = snap.Created
+	}
+	took := time.Since(wallStart)
+	e.mu.Lock()
+	r.rec.Pending = ""
+	r.rec.Initialized = true
+	r.rec.LastSnapshot = pending
+	if !created.IsZero() {
+		r.rec.LastSync = created
+	}
+	r.rec.LastSyncBytes = bytes
+	r.rec.LastSyncDuration = took
+	r.rec.TotalBytes += bytes
+	if took > 0 {
+		r.throughput = float64(bytes) / took.Seconds()
+	}
+	e.mu.Unlock()
+	e.log.Info("replicated", "replica", spec.Name, "snapshot", pending, "bytes", bytes, "duration", took.Round(time.Millisecond),
+		"members", len(members), "lag", e.opts.Clock.Now().Sub(start))
+	for member, remote := range members {
+		if err := e.pruneRemote(ctx, l, spec, remote); err != nil {
+			e.log.Warn("target retention", "replica", spec.Name, "volume", member, "err", err)
+		}
+	}
+	if spec.Kind == array.KindGroup {
+		if err := e.collectRemote(ctx, l, spec, members); err != nil {
+			e.log.Warn("removing remote copies of former members", "replica", spec.Name, "err", err)
+		}
+	}
+	return nil
+}
+
+// classify makes a failure to reach the peer UNAVAILABLE (the replica is
+// degraded and retries) and keeps other kinds.
+func (e *Engine) classify(l *link, member string, err error) error {
+	k := errdefs.KindOf(err)
+	if k == errdefs.KindUnavailable || k == errdefs.KindDeadlineExceeded || k == errdefs.KindCanceled || k == errdefs.KindUnknown {
+		return errdefs.Unavailable("shipping %s over link %q to %s: %v", member, l.rec.Name, l.rec.Address, err)
+	}
+	return fmt.Errorf("shipping %s over link %q: %w", member, l.rec.Name, err)
+}
+
+func (e *Engine) takeSnapshot(ctx context.Context, r *replica, spec array.ReplicaSpec, members map[string]string) error {
+	e.mu.Lock()
+	seq := r.rec.Seq + 1
+	e.mu.Unlock()
+	name := fmt.Sprintf("%s.%d", spec.Name, seq)
+	labels := map[string]string{LabelReplica: spec.Name}
+	var err error
+	if spec.Kind == array.KindGroup {
+		_, err = e.s.CreateGroupSnapshot(ctx, spec.Local, name, labels)
+	} else {
+		_, err = e.s.CreateSnapshot(ctx, spec.Local, name, labels)
+	}
+	if err != nil {
+		return fmt.Errorf("snapshot %s: %w", name, err)
+	}
+	e.mu.Lock()
+	r.rec.Seq = seq
+	r.rec.Pending = name
+	rec := r.rec
+	e.mu.Unlock()
+	return e.save(ctx, recReplicas, spec.Name, rec)
+}
+
+var errNoSnapshot = errors.New("member has no such snapshot")
+
+// ship sends one member's snapshot as a delta from the newest snapshot
+// both sides hold, or in full when they hold none.
+func (e *Engine) ship(ctx context.Context, l *link, spec array.ReplicaSpec, member, remote, snapName string) (transfer.Result, array.Snapshot, error) {
+	snap, err := e.s.GetSnapshot(ctx, member, snapName)
+	if errdefs.IsNotFound(err) {
+		return transfer.Result{}, snap, errNoSnapshot
+	}
+	if err != nil {
+		return transfer.Result{}, snap, err
+	}
+	base, err := e.commonBase(ctx, l, member, remote, snap)
+	if err != nil {
+		return transfer.Result{}, snap, err
+	}
+	job, err := e.Job(ctx, member, base, snap, transfer.Target{Volume: remote, Pool: spec.RemotePool, TransferID: transferID(spec.Name, member, snap.GUID),
+		Labels: map[string]string{LabelReplica: spec.Name, LabelSourceVolume: member, LabelSourceArray: e.id}})
+	if err != nil {
+		return transfer.Result{}, snap, err
+	}
+	res, err := transfer.Send(ctx, l.xfer, job, transfer.Options{Compress: l.rec.Compression, Limiter: l.limiter})
+	return res, snap, err
+}
+
+// commonBase finds the newest snapshot of member older than snap that the
+// remote volume also holds (by GUID); nil means none, so a full copy.
+func (e *Engine) commonBase(ctx context.Context, l *link, member, remote string, snap array.Snapshot) (*array.Snapshot, error) {
+	rs, err := l.peer.ListSnapshots(ctx, remote)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return nil, err
+	}
+	have := map[string]bool{}
+	for _, s := range rs {
+		have[s.GUID] = true
+	}
+	local, err := e.s.ListSnapshots(ctx, member)
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(local, func(s array.Snapshot) bool { return s.GUID == snap.GUID })
+	for j := i - 1; j >= 0; j-- {
+		if have[local[j].GUID] {
+			return &local[j], nil
+		}
+	}
+	return nil, nil
+}
+
+// Job builds the transfer of snap from volume, as a delta from base when
+// base is not nil.
+func (e *Engine) Job(ctx context.Context, volume string, base *array.Snapshot, snap array.Snapshot, t transfer.Target) (transfer.Job, error) {
+	baseName, baseGUID := "", ""
+	if base != nil {
+		baseName, baseGUID = base.Name, base.GUID
+	}
+	ext, err := e.s.Diff(ctx, volume, baseName, snap.Name)
+	if err != nil {
+		return transfer.Job{}, err
+	}
+	h, err := e.s.OpenSnapshot(ctx, volume, snap.Name)
+	if err != nil {
+		return transfer.Job{}, err
+	}
+	return transfer.Job{Extents: ext, Source: h, Header: &arrayv1.ReceiveHeader{
+		TransferId: t.TransferID, Volume: t.Volume, Pool: t.Pool, SizeBytes: snap.SizeBytes, VolumeLabels: t.Labels,
+		BaseGuid: baseGUID, SnapshotName: snap.Name, SnapshotGuid: snap.GUID, SnapshotCreated: timestamppb.New(snap.Created),
+		SnapshotLabels: snap.Labels, SourceArrayId: e.id, ReadOnly: true,
+	}}, nil
+}
+
+// keepSet applies a retention policy to snapshots.
+func keepSet(snaps []array.Snapshot, now time.Time, p array.Retention) map[string]bool {
+	times := make([]time.Time, len(snaps))
+	for i, s := range snaps {
+		times[i] = s.Created
+	}
+	keep := map[string]bool{}
+	for i, k := range retention.Keep(times, now, p) {
+		if k {
+			keep[snaps[i].Name] = true
+		}
+	}
+	return keep
+}
+
+// pruneLocal deletes the replica's snapshots of member that keep does not
+// want, always sparing the newest, the one pending and the newest one the
+// target holds, so the next transfer can stay a delta.
+func (e *Engine) pruneLocal(ctx context.Context, spec array.ReplicaSpec, member string, keep func([]array.Snapshot) map[string]bool) {
+	all, err := e.s.ListSnapshots(ctx, member)
+	if err != nil {
+		return
+	}
+	var ours []array.Snapshot
+	for _, s := range all {
+		if s.Labels[LabelReplica] == spec.Name {
+			ours = append(ours, s)
+		}
+	}
+	e.mu.Lock()
+	spare := map[string]bool{}
+	if r := e.replicas[spec.Name]; r != nil {
+		spare[r.rec.Pending] = true
+		spare[r.rec.LastSnapshot] = true
+		if len(ours) > 0 {
+			spare[ours[len(ours)-1].Name] = true
+		}
+	}
+	e.mu.Unlock()
+	wanted := keep(ours)
+	for _, s := range ours {
+		if wanted[s.Name] || spare[s.Name] {
+			continue
+		}
+		if err := e.s.DeleteSnapshot(ctx, member, s.Name); err != nil && !errdefs.IsNotFound(err) {
+			e.log.Warn("source retention", "replica", spec.Name, "snapshot", s.Ref(), "err", err)
+		}
+	}
+}
+
+// pruneRemote applies target retention to the replica's snapshots on the peer.
+func (e *Engine) pruneRemote(ctx context.Context, l *link, spec array.ReplicaSpec, remote string) error {
+	all, err := l.peer.ListSnapshots(ctx, remote)
+	if err != nil {
+		return err
+	}
+	var ours []array.Snapshot
+	for _, s := range all {
+		if s.Labels[LabelReplica] == spec.Name {
+			ours = append(ours, s)
+		}
+	}
+	keep := keepSet(ours, e.opts.Clock.Now(), spec.TargetRetention)
+	for _, s := range ours {
+		if !keep[s.Name] {
+			if err := l.peer.DeleteSnapshot(ctx, remote, s.Name); err != nil && !errdefs.IsNotFound(err) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// collectRemote removes the remote copies of volumes that are no longer
+// members: the replica made them, and nothing else refers to them.
+func (e *Engine) collectRemote(ctx context.Context, l *link, spec array.ReplicaSpec, members map[string]string) error {
+	vols, err := l.peer.ListVolumes(ctx, spec.RemotePool)
+	if err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	for remote := range maps.Values(members) {
+		keep[remote] = true
+	}
+	for _, v := range vols {
+		if v.Labels[LabelReplica] != spec.Name || keep[v.Name] {
+			continue
+		}
+		snaps, err := l.peer.ListSnapshots(ctx, v.Name)
+		if err != nil {
+			return err
+		}
+		for _, s := range snaps {
+			if err := l.peer.DeleteSnapshot(ctx, v.Name, s.Name); err != nil && !errdefs.IsNotFound(err) {
+				return err
+			}
+		}
+		if err := l.peer.DeleteVolume(ctx, v.Name); err != nil && !errdefs.IsNotFound(err) {
+			return err
+		}
+		e.log.Info("removed remote copy of a former member", "replica", spec.Name, "remote_volume", v.Name)
+	}
+	return nil
+}

@@ -1,0 +1,236 @@
+package replication
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/client"
+	"github.com/volrep/volrep/errdefs"
+	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
+)
+
+// linkRec is stored with the peer's token, which the array needs to act
+// on the peer; it is never returned by the API.
+type linkRec struct {
+	Name           string `json:"name"`
+	Address        string `json:"address"`
+	Token          string `json:"token"`
+	BandwidthLimit int64  `json:"bandwidth_limit,omitempty"`
+	Compression    bool   `json:"compression,omitempty"`
+}
+
+type link struct {
+	rec     linkRec
+	cc      *grpc.ClientConn
+	peer    *client.Client
+	xfer    arrayv1.TransferServiceClient
+	limiter *rate.Limiter
+
+	mu                   sync.Mutex
+	state, lastErr       string
+	remoteName, remoteID string
+	checked              time.Time
+	skew                 time.Duration
+}
+
+func (e *Engine) dialLink(r linkRec) (*link, error) {
+	cc, err := e.opts.Dial(r.Address, r.Token)
+	if err != nil {
+		return nil, err
+	}
+	l := &link{rec: r, cc: cc, peer: client.New(cc), xfer: arrayv1.NewTransferServiceClient(cc), state: array.LinkUnreachable, lastErr: "not checked yet"}
+	if r.BandwidthLimit > 0 {
+		l.limiter = rate.NewLimiter(rate.Limit(r.BandwidthLimit), int(max(r.BandwidthLimit/10, 256<<10)))
+	}
+	return l, nil
+}
+
+func (l *link) view() array.Link {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return array.Link{Name: l.rec.Name, Address: l.rec.Address, State: l.state, RemoteArrayName: l.remoteName,
+		RemoteArrayID: l.remoteID, LastError: l.lastErr, LastChecked: l.checked, ClockSkew: l.skew,
+		BandwidthLimit: l.rec.BandwidthLimit, Compression: l.rec.Compression}
+}
+
+// check asks the peer who it is: reachability, token and clock in one call.
+func (e *Engine) check(ctx context.Context, l *link) {
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	sent := e.opts.Clock.Now()
+	info, err := l.peer.Info(cctx)
+	now := e.opts.Clock.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	prev := l.state
+	l.checked = now
+	switch {
+	case err == nil:
+		l.state, l.lastErr = array.LinkConnected, ""
+		l.remoteName, l.remoteID = info.Name, info.ID
+		l.skew = info.Now.Sub(sent.Add(now.Sub(sent) / 2))
+	case errdefs.IsUnauthenticated(err):
+		l.state, l.lastErr = array.LinkUnauthorized, "the peer refused the token: "+err.Error()
+	default:
+		l.state, l.lastErr = array.LinkUnreachable, err.Error()
+	}
+	if prev != l.state && ctx.Err() == nil {
+		if l.state == array.LinkConnected {
+			e.log.Info("link connected", "link", l.rec.Name, "address", l.rec.Address, "remote_array", l.remoteName)
+		} else {
+			e.log.Warn("link down", "link", l.rec.Name, "address", l.rec.Address, "state", l.state, "err", l.lastErr)
+		}
+	}
+}
+
+func (e *Engine) checkLinks(ctx context.Context) {
+	for {
+		e.mu.Lock()
+		ls := make([]*link, 0, len(e.links))
+		for _, l := range e.links {
+			ls = append(ls, l)
+		}
+		e.mu.Unlock()
+		for _, l := range ls {
+			e.check(ctx, l)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(e.opts.LinkCheckInterval):
+		}
+	}
+}
+
+// CreateLink connects to a peer. The same name and address again updates
+// the token and options.
+func (e *Engine) CreateLink(ctx context.Context, spec array.LinkSpec) (array.Link, error) {
+	if err := array.CheckName("name", spec.Name); err != nil {
+		return array.Link{}, err
+	}
+	if spec.Address == "" {
+		return array.Link{}, errdefs.InvalidArgument("address", "is required: the peer array's API host:port")
+	}
+	if spec.BandwidthLimit < 0 {
+		return array.Link{}, errdefs.InvalidArgument("bandwidth_limit", "must not be negative")
+	}
+	e.mu.Lock()
+	old := e.links[spec.Name]
+	e.mu.Unlock()
+	if old != nil && old.rec.Address != spec.Address {
+		return array.Link{}, errdefs.AlreadyExists("link %q already points at %s; delete it first to point it elsewhere", spec.Name, old.rec.Address)
+	}
+	r := linkRec{Name: spec.Name, Address: spec.Address, Token: spec.Token, BandwidthLimit: spec.BandwidthLimit, Compression: spec.Compression}
+	if old != nil && old.rec == r {
+		return old.view(), nil
+	}
+	l, err := e.dialLink(r)
+	if err != nil {
+		return array.Link{}, errdefs.InvalidArgument("address", "%v", err)
+	}
+	if err := e.save(ctx, recLinks, r.Name, r); err != nil {
+		l.cc.Close()
+		return array.Link{}, err
+	}
+	e.check(ctx, l)
+	e.mu.Lock()
+	e.links[r.Name] = l
+	e.mu.Unlock()
+	if old != nil {
+		old.cc.Close()
+	}
+	e.log.Info("link configured", "link", r.Name, "address", r.Address, "state", l.view().State)
+	return l.view(), nil
+}
+
+func (e *Engine) linkLocked(name string) (*link, error) {
+	l, ok := e.links[name]
+	if !ok {
+		names := make([]string, 0, len(e.links))
+		for n := range e.links {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		return nil, errdefs.NotFound("link %q not found; links: [%s]", name, strings.Join(names, ", "))
+	}
+	return l, nil
+}
+
+// GetLink returns a link and its state as last checked.
+func (e *Engine) GetLink(ctx context.Context, name string) (array.Link, error) {
+	e.mu.Lock()
+	l, err := e.linkLocked(name)
+	e.mu.Unlock()
+	if err != nil {
+		return array.Link{}, err
+	}
+	return l.view(), nil
+}
+
+// ListLinks lists links by name.
+func (e *Engine) ListLinks(ctx context.Context) ([]array.Link, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := []array.Link{}
+	for _, l := range e.links {
+		out = append(out, l.view())
+	}
+	slices.SortFunc(out, func(a, b array.Link) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// DeleteLink removes a link no replica uses.
+func (e *Engine) DeleteLink(ctx context.Context, name string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	l, err := e.linkLocked(name)
+	if err != nil {
+		return err
+	}
+	for _, r := range e.replicas {
+		if r.rec.Spec.Link == name {
+			return errdefs.FailedPrecondition("link %q is used by replica %q; delete the replica first", name, r.rec.Spec.Name)
+		}
+	}
+	if err := e.s.DeleteRecord(ctx, recLinks, name); err != nil {
+		return err
+	}
+	delete(e.links, name)
+	l.cc.Close()
+	return nil
+}
+
+// reconnect makes one fresh connection attempt now, instead of waiting out
+// gRPC's own reconnect backoff, which knows nothing of our schedule, and
+// waits for that attempt's outcome (at most a few seconds).
+func (l *link) reconnect(ctx context.Context) {
+	l.cc.ResetConnectBackoff()
+	l.cc.Connect()
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	tried := false
+	for {
+		s := l.cc.GetState()
+		switch s {
+		case connectivity.Ready:
+			return
+		case connectivity.Connecting:
+			tried = true
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			if tried {
+				return
+			}
+		}
+		if !l.cc.WaitForStateChange(ctx, s) {
+			return
+		}
+	}
+}

@@ -1,0 +1,429 @@
+package replication
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/errdefs"
+)
+
+// replicaRec is what survives a restart.
+type replicaRec struct {
+	Spec        array.ReplicaSpec `json:"spec"`
+	Suspended   bool              `json:"suspended,omitempty"`
+	Initialized bool              `json:"initialized,omitempty"`
+	Seq         int64             `json:"seq"`
+	Created     time.Time         `json:"created"`
+	NextTick    time.Time         `json:"next_tick"`
+	// Pending is the newest snapshot taken for the replica and not yet on
+	// the target.
+	Pending          string        `json:"pending,omitempty"`
+	LastSync         time.Time     `json:"last_sync"`
+	LastSyncBytes    int64         `json:"last_sync_bytes"`
+	LastSyncDuration time.Duration `json:"last_sync_duration"`
+	LastSnapshot     string        `json:"last_snapshot,omitempty"`
+	TotalBytes       int64         `json:"total_bytes"`
+}
+
+// replica is a replica's record plus its run-time state, guarded by Engine.mu.
+type replica struct {
+	rec        replicaRec
+	busy       bool
+	syncNow    bool
+	err        error
+	retryAt    time.Time
+	backoff    time.Duration
+	throughput float64
+	waiters    []chan error
+}
+
+func (e *Engine) view(r *replica) array.Replica {
+	now := e.opts.Clock.Now()
+	out := array.Replica{ReplicaSpec: r.rec.Spec, LastSynchronized: r.rec.LastSync, LastSyncBytes: r.rec.LastSyncBytes,
+		LastSyncDuration: r.rec.LastSyncDuration, Throughput: r.throughput, LastSnapshot: r.rec.LastSnapshot,
+		Created: r.rec.Created, TotalBytesSent: r.rec.TotalBytes, SyncState: array.SyncIdle, RPOState: array.RPOOk}
+	out.MemberMappings = maps.Clone(r.rec.Spec.MemberMappings)
+	switch {
+	case r.rec.Suspended:
+		out.State = array.StateSuspended
+	case r.err != nil && errdefs.IsUnavailable(r.err):
+		out.State, out.Message = array.StateDegraded, r.err.Error()
+	case r.err != nil:
+		out.State, out.Message = array.StateError, r.err.Error()
+	case !r.rec.Initialized:
+		out.State = array.StateInitializing
+	default:
+		out.State = array.StateActive
+	}
+	if r.busy {
+		out.SyncState = array.SyncInProgress
+	}
+	if !r.rec.LastSync.IsZero() {
+		out.Lag = now.Sub(r.rec.LastSync)
+	}
+	if r.rec.LastSync.IsZero() || out.Lag > r.rec.Spec.RPO {
+		out.RPOState = array.RPOLagging
+	}
+	return out
+}
+
+func (e *Engine) replicaLocked(name string) (*replica, error) {
+	r, ok := e.replicas[name]
+	if !ok {
+		return nil, errdefs.NotFound("replica %q not found on array %s", name, e.s.Dir())
+	}
+	return r, nil
+}
+
+// normalise fills defaults and checks the spec against the local array.
+func (e *Engine) normalise(ctx context.Context, spec *array.ReplicaSpec) error {
+	if spec.Kind == "" {
+		spec.Kind = array.KindVolume
+	}
+	if spec.Mode == "" {
+		spec.Mode = array.ModeCreateTarget
+	}
+	if spec.Type == "" {
+		spec.Type = array.TypeAsync
+	}
+	if spec.Name == "" {
+		spec.Name = spec.Local + "-to-" + spec.Link
+	}
+	for field, v := range map[string]string{"name": spec.Name, "local": spec.Local, "link": spec.Link} {
+		if err := array.CheckName(field, v); err != nil {
+			return err
+		}
+	}
+	if spec.RemoteEntity == "" {
+		spec.RemoteEntity = spec.Local
+	}
+	if spec.Interval <= 0 {
+		spec.Interval = time.Hour
+	}
+	if spec.RPO <= 0 {
+		spec.RPO = 2 * spec.Interval
+	}
+	switch spec.Type {
+	case array.TypeAsync:
+	case array.TypeSync:
+		return errdefs.FailedPrecondition("replica %q: SYNC replication is served by pods; create it as ASYNC and change its type", spec.Name)
+	default:
+		return errdefs.InvalidArgument("replication_type", "%q is not ASYNC or SYNC", spec.Type)
+	}
+	switch spec.Kind {
+	case array.KindVolume:
+		if _, err := e.s.GetVolume(ctx, spec.Local); err != nil {
+			return err
+		}
+		if spec.Mode != array.ModeUseBase && len(spec.MemberMappings) == 0 {
+			spec.MemberMappings = map[string]string{spec.Local: spec.RemoteEntity}
+		}
+	case array.KindGroup:
+		if _, err := e.s.GetGroup(ctx, spec.Local); err != nil {
+			return err
+		}
+		if spec.Mode == array.ModeUseBase {
+			return errdefs.InvalidArgument("mode", "USE_BASE applies to volumes; replicate the group with CREATE_TARGET")
+		}
+	default:
+		return errdefs.InvalidArgument("kind", "%q is not volume or group", spec.Kind)
+	}
+	if spec.MemberMappings == nil {
+		spec.MemberMappings = map[string]string{}
+	}
+	if spec.Kind == array.KindVolume && spec.Mode == array.ModeUseBase {
+		spec.MemberMappings = map[string]string{spec.Local: spec.RemoteEntity}
+	}
+	return nil
+}
+
+// ReplicateEntity creates a replica of a volume or consistency group.
+func (e *Engine) ReplicateEntity(ctx context.Context, spec array.ReplicaSpec) (array.Replica, error) {
+	if err := e.normalise(ctx, &spec); err != nil {
+		return array.Replica{}, err
+	}
+	e.mu.Lock()
+	l, err := e.linkLocked(spec.Link)
+	old := e.replicas[spec.Name]
+	e.mu.Unlock()
+	if err != nil {
+		return array.Replica{}, err
+	}
+	if old != nil {
+		if reflect.DeepEqual(old.rec.Spec, spec) {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			return e.view(old), nil
+		}
+		return array.Replica{}, errdefs.AlreadyExists("replica %q already exists with another configuration; use UpdateReplica or another name", spec.Name)
+	}
+	if err := e.checkTarget(ctx, l, &spec); err != nil {
+		return array.Replica{}, err
+	}
+	now := e.opts.Clock.Now()
+	r := &replica{rec: replicaRec{Spec: spec, Created: now, NextTick: now}}
+	if spec.Mode == array.ModeUseBase {
+		// The base is already on both sides: the replica starts active.
+		r.rec.Initialized = true
+		r.rec.LastSnapshot = spec.LocalSnapshot
+	}
+	if err := e.save(ctx, recReplicas, spec.Name, r.rec); err != nil {
+		return array.Replica{}, err
+	}
+	e.mu.Lock()
+	e.replicas[spec.Name] = r
+	v := e.view(r)
+	e.mu.Unlock()
+	e.log.Info("replica created", "replica", spec.Name, "local", spec.Local, "link", spec.Link, "mode", spec.Mode,
+		"interval", spec.Interval, "remote_pool", spec.RemotePool)
+	e.wake()
+	return v, nil
+}
+
+// checkTarget verifies the remote side the mode relies on.
+func (e *Engine) checkTarget(ctx context.Context, l *link, spec *array.ReplicaSpec) error {
+	unavailable := func(err error) error {
+		if errdefs.IsUnavailable(err) || errdefs.Is(err, errdefs.KindDeadlineExceeded) {
+			return errdefs.Unavailable("link %q to %s: peer unreachable: %v", spec.Link, l.rec.Address, err)
+		}
+		return err
+	}
+	switch spec.Mode {
+	case array.ModeCreateTarget:
+		if err := array.CheckName("remote_pool", spec.RemotePool); err != nil {
+			return err
+		}
+		if _, err := l.peer.GetPool(ctx, spec.RemotePool); err != nil {
+			if errdefs.IsNotFound(err) {
+				return errdefs.NotFound("remote pool %q not found on the array behind link %q; create it there first", spec.RemotePool, spec.Link)
+			}
+			return unavailable(err)
+		}
+		for _, remote := range spec.MemberMappings {
+			v, err := l.peer.GetVolume(ctx, remote)
+			if err == nil && v.Labels[LabelReplica] != spec.Name {
+				return errdefs.AlreadyExists("remote volume %q already exists on the array behind link %q; use EXISTING_TARGET to copy onto it", remote, spec.Link)
+			}
+			if err != nil && !errdefs.IsNotFound(err) {
+				return unavailable(err)
+			}
+		}
+	case array.ModeExistingTarget:
+		if spec.Kind != array.KindVolume {
+			return errdefs.InvalidArgument("mode", "EXISTING_TARGET applies to volumes")
+		}
+		local, err := e.s.GetVolume(ctx, spec.Local)
+		if err != nil {
+			return err
+		}
+		remote, err := l.peer.GetVolume(ctx, spec.RemoteEntity)
+		if err != nil {
+			if errdefs.IsNotFound(err) {
+				return errdefs.NotFound("remote volume %q not found on the array behind link %q", spec.RemoteEntity, spec.Link)
+			}
+			return unavailable(err)
+		}
+		if remote.SizeBytes != local.SizeBytes {
+			return errdefs.FailedPrecondition("remote volume %q has %d bytes, local %q has %d; EXISTING_TARGET needs the same size", spec.RemoteEntity, remote.SizeBytes, spec.Local, local.SizeBytes)
+		}
+		spec.RemotePool = remote.Pool
+	case array.ModeUseBase:
+		if spec.LocalSnapshot == "" || spec.RemoteSnapshot == "" {
+			return errdefs.InvalidArgument("local_snapshot", "USE_BASE needs local_snapshot and remote_snapshot")
+		}
+		ls, err := e.s.GetSnapshot(ctx, spec.Local, spec.LocalSnapshot)
+		if err != nil {
+			return err
+		}
+		rs, err := l.peer.GetSnapshot(ctx, spec.RemoteEntity, spec.RemoteSnapshot)
+		if err != nil {
+			if errdefs.IsNotFound(err) {
+				return errdefs.NotFound("remote snapshot %s@%s not found on the array behind link %q", spec.RemoteEntity, spec.RemoteSnapshot, spec.Link)
+			}
+			return unavailable(err)
+		}
+		if ls.GUID != rs.GUID {
+			return errdefs.FailedPrecondition("local snapshot %s@%s (GUID %s) and remote snapshot %s@%s (GUID %s) do not hold the same data; pick a pair replicated from one another, or use CREATE_TARGET",
+				spec.Local, spec.LocalSnapshot, ls.GUID, spec.RemoteEntity, spec.RemoteSnapshot, rs.GUID)
+		}
+		remote, err := l.peer.GetVolume(ctx, spec.RemoteEntity)
+		if err != nil {
+			return unavailable(err)
+		}
+		spec.RemotePool = remote.Pool
+	default:
+		return errdefs.InvalidArgument("mode", "%q is not CREATE_TARGET, EXISTING_TARGET or USE_BASE", spec.Mode)
+	}
+	return nil
+}
+
+// GetReplica returns a replica and its state.
+func (e *Engine) GetReplica(ctx context.Context, name string) (array.Replica, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, err := e.replicaLocked(name)
+	if err != nil {
+		return array.Replica{}, err
+	}
+	return e.view(r), nil
+}
+
+// ListReplicas lists replicas, of one local entity or all.
+func (e *Engine) ListReplicas(ctx context.Context, local string) ([]array.Replica, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := []array.Replica{}
+	for _, r := range e.replicas {
+		if local == "" || r.rec.Spec.Local == local {
+			out = append(out, e.view(r))
+		}
+	}
+	slices.SortFunc(out, func(a, b array.Replica) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// update changes a replica's record under the lock and persists it.
+func (e *Engine) update(ctx context.Context, name string, f func(r *replica) error) (array.Replica, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, err := e.replicaLocked(name)
+	if err != nil {
+		return array.Replica{}, err
+	}
+	old := r.rec
+	if err := f(r); err != nil {
+		r.rec = old
+		return array.Replica{}, err
+	}
+	if err := e.save(ctx, recReplicas, name, r.rec); err != nil {
+		r.rec = old
+		return array.Replica{}, err
+	}
+	e.wake()
+	return e.view(r), nil
+}
+
+// UpdateReplica changes the interval, RPO and retention.
+func (e *Engine) UpdateReplica(ctx context.Context, name string, u array.ReplicaUpdate) (array.Replica, error) {
+	return e.update(ctx, name, func(r *replica) error {
+		s := &r.rec.Spec
+		if u.Interval > 0 && u.Interval != s.Interval {
+			s.Interval = u.Interval
+			r.rec.NextTick = e.opts.Clock.Now().Add(u.Interval)
+		}
+		if u.RPO > 0 {
+			s.RPO = u.RPO
+		}
+		if u.TargetRetention != nil {
+			s.TargetRetention = *u.TargetRetention
+		}
+		if u.SourceRetention != nil {
+			s.SourceRetention = *u.SourceRetention
+		}
+		return nil
+	})
+}
+
+// SuspendReplica stops shipping until ResumeReplica.
+func (e *Engine) SuspendReplica(ctx context.Context, name string) (array.Replica, error) {
+	return e.update(ctx, name, func(r *replica) error { r.rec.Suspended = true; return nil })
+}
+
+// ResumeReplica restarts shipping, at once.
+func (e *Engine) ResumeReplica(ctx context.Context, name string) (array.Replica, error) {
+	return e.update(ctx, name, func(r *replica) error {
+		r.rec.Suspended = false
+		r.syncNow = true
+		return nil
+	})
+}
+
+// SyncReplica takes and ships a snapshot now.
+func (e *Engine) SyncReplica(ctx context.Context, name string, wait bool) (array.Replica, error) {
+	done := make(chan error, 1)
+	e.mu.Lock()
+	r, err := e.replicaLocked(name)
+	if err != nil {
+		e.mu.Unlock()
+		return array.Replica{}, err
+	}
+	if r.rec.Suspended {
+		e.mu.Unlock()
+		return array.Replica{}, errdefs.FailedPrecondition("replica %q is suspended; resume it first", name)
+	}
+	r.syncNow = true
+	r.waiters = append(r.waiters, done)
+	e.mu.Unlock()
+	e.wake()
+	if wait {
+		select {
+		case err := <-done:
+			if err != nil {
+				return array.Replica{}, err
+			}
+		case <-ctx.Done():
+			return array.Replica{}, ctx.Err()
+		}
+	}
+	return e.GetReplica(ctx, name)
+}
+
+// ChangeReplicaType switches between async and sync.
+func (e *Engine) ChangeReplicaType(ctx context.Context, name, typ string) (array.Replica, error) {
+	return e.update(ctx, name, func(r *replica) error {
+		if !r.rec.Initialized {
+			return errdefs.FailedPrecondition("replica %q is INITIALIZING; change its type after the first copy completes", name)
+		}
+		switch typ {
+		case array.TypeAsync:
+			r.rec.Spec.Type = typ
+			return nil
+		case array.TypeSync:
+			return errdefs.FailedPrecondition("replica %q: SYNC replication of this entity needs a pod on this array", name)
+		}
+		return errdefs.InvalidArgument("replication_type", "%q is not ASYNC or SYNC", typ)
+	})
+}
+
+// DeleteReplica stops replicating and removes the replica's snapshots on
+// this array; with deleteRemote it also removes the remote copies.
+func (e *Engine) DeleteReplica(ctx context.Context, name string, deleteRemote bool) error {
+	e.mu.Lock()
+	r, err := e.replicaLocked(name)
+	if err == nil && r.busy {
+		err = errdefs.Aborted("replica %q is replicating now; retry when the cycle ends", name)
+	}
+	var l *link
+	if err == nil {
+		l = e.links[r.rec.Spec.Link]
+		delete(e.replicas, name)
+	}
+	e.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := e.s.DeleteRecord(ctx, recReplicas, name); err != nil {
+		return err
+	}
+	members, _ := e.members(ctx, r.rec.Spec)
+	for member := range members {
+		e.pruneLocal(ctx, r.rec.Spec, member, func([]array.Snapshot) map[string]bool { return nil })
+	}
+	if deleteRemote && l != nil {
+		return e.collectRemote(ctx, l, r.rec.Spec, map[string]string{})
+	}
+	return nil
+}
+
+// transferID names a transfer across retries, so the receiver resumes it.
+func transferID(replica, member, guid string) string {
+	sum := sha256.Sum256([]byte(replica + "\x00" + member + "\x00" + guid))
+	return "x" + hex.EncodeToString(sum[:20])
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
+)
+
+// newVolumeCmdWithAttach is the volume group with attach and detach, the
+// NBD attachment commands (InitializeConnection, TerminateConnection).
+func newVolumeCmdWithAttach(a *app) *cobra.Command {
+	cmd := newVolumeCmd(a)
+	cmd.AddCommand(newVolumeAttachCmd(a), newVolumeDetachCmd(a))
+	return cmd
+}
+
+// attachTableKeys are the connection_info data keys the table shows, in
+// this order; -o json shows the whole response.
+var attachTableKeys = []string{"uri", "host", "port", "export_name", "read_only"}
+
+func newVolumeAttachCmd(a *app) *cobra.Command {
+	var host, snapshot string
+	cmd := &cobra.Command{
+		Use:   "attach ID --host HOST [--snapshot SNAPID]",
+		Short: "Authorise a host to attach a volume over NBD (InitializeConnection)",
+		Long: `Authorise HOST to attach volume ID, or with --snapshot its snapshot SNAPID
+read-only, and print where to connect: an NBD URI whose export name is a secret
+for this attachment. Attaching the same volume to the same host again returns
+the same export. 'volrep volume detach' revokes it.
+
+Any NBD client can use the URI, for example:
+  qemu-img convert -n -f raw -O raw image.raw nbd://HOST:PORT/EXPORT
+  nbdcopy nbd://HOST:PORT/EXPORT backup.raw`,
+		Example: `  volrep volume attach vol-1 --host compute-1
+  volrep -o json volume attach vol-1 --host backup-1 --snapshot snap-1`,
+		Args: exactIDs(1, "a volume ID"),
+		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
+			id := args[0]
+			if host == "" {
+				return usageErrorf("--host must name the attaching host")
+			}
+			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
+				backend, err := a.backendName(ctx, c)
+				if err != nil {
+					return err
+				}
+				resp, err := c.InitializeConnection(ctx, &driverv1.InitializeConnectionRequest{
+					Backend:    backend,
+					VolumeId:   id,
+					Connector:  &driverv1.Connector{Host: host},
+					SnapshotId: snapshot,
+				})
+				if err != nil {
+					return rpcError(fmt.Sprintf("attach %s to host %q", attachObject(id, snapshot), host), err)
+				}
+				return a.render(resp, func(w io.Writer) {
+					ci := resp.GetConnectionInfo()
+					row(w, "driver_volume_type", dash(ci.GetDriverVolumeType()))
+					for _, k := range attachTableKeys {
+						row(w, k, dash(ci.GetData()[k]))
+					}
+				})
+			})
+		}),
+	}
+	cmd.Flags().StringVar(&host, "host", "", "the attaching host (the connector's host; required)")
+	cmd.Flags().StringVar(&snapshot, "snapshot", "", "attach this snapshot of the volume, read-only")
+	_ = cmd.MarkFlagRequired("host")
+	return cmd
+}
+
+func newVolumeDetachCmd(a *app) *cobra.Command {
+	var host, snapshot string
+	cmd := &cobra.Command{
+		Use:   "detach ID [--host HOST] [--snapshot SNAPID]",
+		Short: "Revoke NBD attachments of a volume (TerminateConnection)",
+		Long: `Revoke HOST's attachment of volume ID (or, with --snapshot, of its snapshot
+SNAPID). Without --host every attachment is revoked (force detach). The export
+name stops working at once: new connections are refused, and connections that
+are still open fail their next request.`,
+		Example: `  volrep volume detach vol-1 --host compute-1
+  volrep volume detach vol-1`,
+		Args: exactIDs(1, "a volume ID"),
+		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
+			id := args[0]
+			if cmd.Flags().Changed("host") && host == "" {
+				return usageErrorf("--host is empty; leave it out to detach every host")
+			}
+			from, done := "from every host", "from every host"
+			if host != "" {
+				from, done = fmt.Sprintf("from host %q", host), "from host "+host
+			}
+			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
+				backend, err := a.backendName(ctx, c)
+				if err != nil {
+					return err
+				}
+				req := &driverv1.TerminateConnectionRequest{Backend: backend, VolumeId: id, SnapshotId: snapshot}
+				if host != "" {
+					req.Connector = &driverv1.Connector{Host: host}
+				}
+				resp, err := c.TerminateConnection(ctx, req)
+				if err != nil {
+					return rpcError("detach "+attachObject(id, snapshot)+" "+from, err)
+				}
+				return a.render(resp, func(w io.Writer) {
+					if snapshot != "" {
+						fmt.Fprintf(w, "detached snapshot %s of volume %s %s\n", snapshot, id, done)
+						return
+					}
+					fmt.Fprintf(w, "detached volume %s %s\n", id, done)
+				})
+			})
+		}),
+	}
+	cmd.Flags().StringVar(&host, "host", "", "the host whose attachment to revoke (default: every host)")
+	cmd.Flags().StringVar(&snapshot, "snapshot", "", "revoke attachments of this snapshot of the volume instead")
+	return cmd
+}
+
+// attachObject names what an attachment is of: `volume "v"` or
+// `snapshot "s" of volume "v"`.
+func attachObject(volume, snapshot string) string {
+	if snapshot != "" {
+		return fmt.Sprintf("snapshot %q of volume %q", snapshot, volume)
+	}
+	return fmt.Sprintf("volume %q", volume)
+}
