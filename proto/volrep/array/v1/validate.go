@@ -277,7 +277,9 @@ func (x *ReplicateConsGroupRequest) Validate() error {
 func (x *GetReplicaRequest) Validate() error { return v.Name("name", x.GetName()) }
 
 // Validate checks the optional entity name.
-func (x *ListReplicasRequest) Validate() error { return v.OptionalName("local_entity", x.GetLocalEntity()) }
+func (x *ListReplicasRequest) Validate() error {
+	return v.OptionalName("local_entity", x.GetLocalEntity())
+}
 
 // Validate checks the replica name and the schedule.
 func (x *UpdateReplicaRequest) Validate() error {
