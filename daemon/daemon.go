@@ -14,7 +14,6 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/client"
 	"github.com/volrep/volrep/array/export"
 	"github.com/volrep/volrep/array/nbd"
@@ -199,12 +198,12 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger) (*hostedA
 }
 
 // dialArray reaches an array over its gRPC API, local or remote alike.
-func dialArray(addr, token string) (array.Array, func() error, error) {
+func dialArray(addr, token string) (driver.Conn, error) {
 	cc, err := server.Dial(addr, token)
 	if err != nil {
-		return nil, nil, err
+		return driver.Conn{}, err
 	}
-	return client.New(cc), cc.Close, nil
+	return driver.Conn{Array: client.New(cc), Replication: client.NewReplication(cc), Close: cc.Close}, nil
 }
 
 // dialPeer connects an array's replication engine to a peer array.

@@ -13,9 +13,15 @@ import (
 	"github.com/volrep/volrep/errdefs"
 )
 
-// Dialer opens a client to the array at addr, authenticated by token.
-// Closing the returned func releases the connection.
-type Dialer func(addr, token string) (array.Array, func() error, error)
+// Conn is a connection to one array: its storage and its replication.
+type Conn struct {
+	Array       array.Array
+	Replication array.Replication
+	Close       func() error
+}
+
+// Dialer opens a connection to the array at addr, authenticated by token.
+type Dialer func(addr, token string) (Conn, error)
 
 // Options configure the driver.
 type Options struct {
@@ -71,9 +77,10 @@ type Backend struct {
 	opts Options
 	log  *slog.Logger
 
-	primary array.Array
-	targets map[string]array.Array
-	closers []func() error
+	primary Conn
+	targets map[string]Conn
+	// replErr is why replication is not set up yet; setup is retried while up.
+	replErr error
 
 	mu     sync.RWMutex
 	up     bool
@@ -87,7 +94,7 @@ type Backend struct {
 
 func newBackend(cfg config.Backend, opts Options) *Backend {
 	b := &Backend{cfg: cfg, opts: opts, active: "default", wake: make(chan struct{}, 1),
-		targets: map[string]array.Array{},
+		targets: map[string]Conn{},
 		log:     opts.Logger.With("backend", cfg.Section)}
 	if len(cfg.Problems) > 0 {
 		b.reason = cfg.Problems.Error()
@@ -95,21 +102,19 @@ func newBackend(cfg config.Backend, opts Options) *Backend {
 	}
 	b.reason = "starting"
 	var err error
-	var closer func() error
-	if b.primary, closer, err = opts.Dial(cfg.SanIP, cfg.APIToken.Reveal()); err != nil {
+	if b.primary, err = opts.Dial(cfg.SanIP, cfg.APIToken.Reveal()); err != nil {
 		b.reason = fmt.Sprintf("san_ip %s: %v", cfg.SanIP, err)
 		return b
 	}
-	b.closers = append(b.closers, closer)
 	for _, rd := range cfg.ReplicationDevices {
-		a, closer, err := opts.Dial(rd.SanIP, rd.APIToken.Reveal())
+		c, err := opts.Dial(rd.SanIP, rd.APIToken.Reveal())
 		if err != nil {
 			b.reason = fmt.Sprintf("replication_device %s san_ip %s: %v", rd.BackendID, rd.SanIP, err)
-			b.primary = nil
+			b.close()
+			b.primary = Conn{}
 			return b
 		}
-		b.closers = append(b.closers, closer)
-		b.targets[rd.BackendID] = a
+		b.targets[rd.BackendID] = c
 	}
 	return b
 }
@@ -157,7 +162,7 @@ func (b *Backend) ready() error {
 // run keeps the backend converged until ctx ends: it retries with backoff
 // while down and checks its arrays while up.
 func (b *Backend) run(ctx context.Context) {
-	if b.primary == nil {
+	if b.primary.Array == nil {
 		b.setState(false, b.reason)
 		return
 	}
@@ -176,12 +181,16 @@ func (b *Backend) run(ctx context.Context) {
 		}
 		b.setState(true, "")
 		delay = b.opts.RetryMin
+		b.setupReplication(ctx)
 		for sleep(ctx, b.opts.CheckInterval, b.wake) {
 			if err := b.check(ctx); err != nil {
 				if ctx.Err() == nil {
 					b.setState(false, err.Error())
 				}
 				break
+			}
+			if b.replicationPending() {
+				b.setupReplication(ctx)
 			}
 		}
 	}
@@ -214,7 +223,7 @@ func (b *Backend) converge(ctx context.Context) error {
 	if err := b.check(ctx); err != nil {
 		return err
 	}
-	if _, err := b.primary.CreatePool(ctx, b.cfg.Pool); err != nil {
+	if _, err := b.primary.Array.CreatePool(ctx, b.cfg.Pool); err != nil {
 		return fmt.Errorf("creating pool %q on the primary array: %w", b.cfg.Pool, err)
 	}
 	return nil
@@ -225,7 +234,7 @@ func (b *Backend) converge(ctx context.Context) error {
 func (b *Backend) check(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := b.primary.Info(cctx); err != nil {
+	if _, err := b.primary.Array.Info(cctx); err != nil {
 		return b.arrayError("primary array", "san_ip", b.cfg.SanIP, "pure_api_token", err)
 	}
 	return nil
@@ -261,18 +270,30 @@ func shortErr(err error) string {
 }
 
 func (b *Backend) close() {
-	for _, c := range b.closers {
-		c()
+	for _, c := range append([]Conn{b.primary}, mapsValues(b.targets)...) {
+		if c.Close != nil {
+			c.Close()
+		}
 	}
+}
+
+func mapsValues[K comparable, V any](m map[K]V) []V {
+	out := make([]V, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
 }
 
 // active returns the array that serves volumes now: the primary, or the
 // replication target after a failover.
-func (b *Backend) activeArray() array.Array {
+func (b *Backend) activeArray() array.Array { return b.activeConn().Array }
+
+func (b *Backend) activeConn() Conn {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	if a, ok := b.targets[b.active]; ok {
-		return a
+	if c, ok := b.targets[b.active]; ok {
+		return c
 	}
 	return b.primary
 }

@@ -65,17 +65,6 @@ func (b *Backend) placement(vt VolumeType) (string, error) {
 		vt.Name, kinds, b.cfg.Section, b.cfg.Section)
 }
 
-// replicate puts a new volume where its replication type says. Async and
-// sync replication arrive with protection groups and pods; until a backend
-// has them it refuses replicated types rather than creating a volume that
-// silently is not replicated.
-func (b *Backend) replicate(ctx context.Context, name, kind string) (string, error) {
-	if kind == extraspecs.None {
-		return ReplDisabled, nil
-	}
-	return "", errdefs.FailedPrecondition("%s replication is not available on backend %s yet", kind, b.cfg.Section)
-}
-
 func (b *Backend) volumeLabels(id string, vt VolumeType, kind string) map[string]string {
 	l := map[string]string{labelVolumeID: id, labelBackend: b.cfg.Section}
 	if vt.Name != "" {
@@ -163,17 +152,19 @@ func (b *Backend) volumeErr(id string, err error) error {
 	return err
 }
 
-func (b *Backend) volumeOf(v array.Volume) (Volume, bool) {
+// volumeOf describes a volume; replicated says which of the backend's
+// groups (protection group or pod) it is in, if any.
+func (b *Backend) volumeOf(v array.Volume, replicated string) (Volume, bool) {
 	id, ok := volumeID(v.Name)
 	if !ok {
 		return Volume{}, false
 	}
 	status := ReplDisabled
-	if v.Labels[labelReplType] != "" {
+	if replicated != "" {
 		status = ReplEnabled
 	}
 	return Volume{ID: id, SizeGB: v.SizeBytes / gib, ProviderID: v.Name, ReplicationStatus: status,
-		ReplicationType: v.Labels[labelReplType], Source: v.Source, UsedBytes: v.UsedBytes}, true
+		ReplicationType: replicated, Source: v.Source, UsedBytes: v.UsedBytes}, true
 }
 
 // GetVolume returns one volume.
@@ -185,7 +176,11 @@ func (b *Backend) GetVolume(ctx context.Context, id string) (Volume, error) {
 	if err != nil {
 		return Volume{}, b.volumeErr(id, err)
 	}
-	out, _ := b.volumeOf(v)
+	kind, err := b.replicationOf(ctx, v.Name)
+	if err != nil {
+		return Volume{}, err
+	}
+	out, _ := b.volumeOf(v, kind)
 	return out, nil
 }
 
@@ -194,13 +189,26 @@ func (b *Backend) ListVolumes(ctx context.Context) ([]Volume, error) {
 	if err := b.ready(); err != nil {
 		return nil, err
 	}
-	vs, err := b.activeArray().ListVolumes(ctx, b.cfg.Pool)
+	a := b.activeArray()
+	vs, err := a.ListVolumes(ctx, b.cfg.Pool)
 	if err != nil {
 		return nil, err
 	}
+	groups, err := a.ListGroups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	kinds := map[string]string{}
+	for _, g := range groups {
+		if g.Name == b.cfg.PGName {
+			for _, m := range g.Members {
+				kinds[m] = extraspecs.Async
+			}
+		}
+	}
 	out := []Volume{}
 	for _, v := range vs {
-		if dv, ok := b.volumeOf(v); ok {
+		if dv, ok := b.volumeOf(v, kinds[v.Name]); ok {
 			out = append(out, dv)
 		}
 	}

@@ -207,6 +207,12 @@ var validateCases = []struct {
 	{"diff bad base", &arrayv1.DiffSnapshotsRequest{Volume: "v1", Base: "s@1", Snapshot: "s2"}, "base"},
 
 	// driver
+	{"retype", &driverv1.RetypeRequest{Backend: "b", VolumeId: "v", NewType: &driverv1.VolumeType{Name: "t"}}, ""},
+	{"retype no volume", &driverv1.RetypeRequest{Backend: "b"}, "volume_id"},
+	{"replication info", &driverv1.GetReplicationInfoRequest{Backend: "b", VolumeId: "v"}, ""},
+	{"replication info no volume", &driverv1.GetReplicationInfoRequest{Backend: "b"}, "volume_id"},
+	{"schedule", &driverv1.SetReplicationScheduleRequest{Backend: "b", IntervalSeconds: 60}, ""},
+	{"schedule zero interval", &driverv1.SetReplicationScheduleRequest{Backend: "b"}, "interval_seconds"},
 	{"initialize connection", &driverv1.InitializeConnectionRequest{Backend: "b", VolumeId: "v", Connector: &driverv1.Connector{Host: "compute-1"}}, ""},
 	{"initialize connection no host", &driverv1.InitializeConnectionRequest{Backend: "b", VolumeId: "v"}, "connector.host"},
 	{"terminate connection", &driverv1.TerminateConnectionRequest{Backend: "b", VolumeId: "v", Connector: &driverv1.Connector{Host: "compute-1"}}, ""},

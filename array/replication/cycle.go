@@ -160,6 +160,12 @@ func (e *Engine) cycle(ctx context.Context, r *replica, tick bool) error {
 		}
 	}()
 	if pending == "" {
+		if len(members) == 0 {
+			// An empty group has nothing to initialize.
+			e.mu.Lock()
+			r.rec.Initialized = true
+			e.mu.Unlock()
+		}
 		return nil
 	}
 	start := e.opts.Clock.Now()

@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/volrep/volrep/array"
 
 	"github.com/volrep/volrep/driver"
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
@@ -235,4 +238,64 @@ func (s *Service) TerminateConnection(ctx context.Context, req *driverv1.Termina
 	c := req.GetConnector()
 	err = b.TerminateConnection(ctx, req.GetVolumeId(), req.GetSnapshotId(), driver.Connector{Host: c.GetHost(), IP: c.GetIp()})
 	return &driverv1.TerminateConnectionResponse{}, err
+}
+
+func (s *Service) Retype(ctx context.Context, req *driverv1.RetypeRequest) (*driverv1.RetypeResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	ok, m, err := b.Retype(ctx, req.GetVolumeId(), volumeType(req.GetNewType()))
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.RetypeResponse{Retyped: ok, ModelUpdate: modelUpdate(m)}, nil
+}
+
+var health = map[string]driverv1.ReplicationHealth{
+	driver.Healthy:  driverv1.ReplicationHealth_REPLICATION_HEALTH_HEALTHY,
+	driver.Degraded: driverv1.ReplicationHealth_REPLICATION_HEALTH_DEGRADED,
+	driver.Error:    driverv1.ReplicationHealth_REPLICATION_HEALTH_ERROR,
+}
+
+func optTS(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func (s *Service) GetReplicationInfo(ctx context.Context, req *driverv1.GetReplicationInfoRequest) (*driverv1.GetReplicationInfoResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	ri, err := b.GetReplicationInfo(ctx, req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	out := &driverv1.GetReplicationInfoResponse{Status: health[ri.Status], StatusMessage: ri.Message, LastSyncTime: optTS(ri.LastSyncTime),
+		LastSyncDurationSeconds: ri.LastSyncDuration.Seconds(), LastSyncBytes: ri.LastSyncBytes, LagSeconds: int64(ri.Lag / time.Second)}
+	for _, t := range ri.Targets {
+		out.Targets = append(out.Targets, &driverv1.TargetReplicationInfo{BackendId: t.BackendID, Type: t.Type, Status: health[t.Status],
+			StatusMessage: t.Message, LastSyncTime: optTS(t.LastSyncTime), LastSyncDurationSeconds: t.LastSyncDuration.Seconds(),
+			LastSyncBytes: t.LastSyncBytes, LagSeconds: int64(t.Lag / time.Second), LastSnapshot: t.LastSnapshot})
+	}
+	return out, nil
+}
+
+func (s *Service) SetReplicationSchedule(ctx context.Context, req *driverv1.SetReplicationScheduleRequest) (*driverv1.SetReplicationScheduleResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	sch, err := b.SetReplicationSchedule(ctx, driver.Schedule{Interval: time.Duration(req.GetIntervalSeconds()) * time.Second,
+		Retention: array.Retention{AllFor: time.Duration(req.GetRetentionShortTermSeconds()) * time.Second,
+			PerDay: int(req.GetRetentionLongTermPerDay()), Days: int(req.GetRetentionLongTermDays())}})
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.SetReplicationScheduleResponse{IntervalSeconds: int64(sch.Interval / time.Second),
+		RetentionShortTermSeconds: int64(sch.Retention.AllFor / time.Second), RetentionLongTermPerDay: int64(sch.Retention.PerDay),
+		RetentionLongTermDays: int64(sch.Retention.Days)}, nil
 }

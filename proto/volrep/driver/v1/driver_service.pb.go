@@ -9,6 +9,7 @@ package driverv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -99,6 +100,58 @@ func (x ReplicationStatus) Number() protoreflect.EnumNumber {
 // Deprecated: Use ReplicationStatus.Descriptor instead.
 func (ReplicationStatus) EnumDescriptor() ([]byte, []int) {
 	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{0}
+}
+
+type ReplicationHealth int32
+
+const (
+	ReplicationHealth_REPLICATION_HEALTH_UNSPECIFIED ReplicationHealth = 0
+	ReplicationHealth_REPLICATION_HEALTH_HEALTHY     ReplicationHealth = 1
+	ReplicationHealth_REPLICATION_HEALTH_DEGRADED    ReplicationHealth = 2
+	ReplicationHealth_REPLICATION_HEALTH_ERROR       ReplicationHealth = 3
+)
+
+// Enum value maps for ReplicationHealth.
+var (
+	ReplicationHealth_name = map[int32]string{
+		0: "REPLICATION_HEALTH_UNSPECIFIED",
+		1: "REPLICATION_HEALTH_HEALTHY",
+		2: "REPLICATION_HEALTH_DEGRADED",
+		3: "REPLICATION_HEALTH_ERROR",
+	}
+	ReplicationHealth_value = map[string]int32{
+		"REPLICATION_HEALTH_UNSPECIFIED": 0,
+		"REPLICATION_HEALTH_HEALTHY":     1,
+		"REPLICATION_HEALTH_DEGRADED":    2,
+		"REPLICATION_HEALTH_ERROR":       3,
+	}
+)
+
+func (x ReplicationHealth) Enum() *ReplicationHealth {
+	p := new(ReplicationHealth)
+	*p = x
+	return p
+}
+
+func (x ReplicationHealth) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReplicationHealth) Descriptor() protoreflect.EnumDescriptor {
+	return file_volrep_driver_v1_driver_service_proto_enumTypes[1].Descriptor()
+}
+
+func (ReplicationHealth) Type() protoreflect.EnumType {
+	return &file_volrep_driver_v1_driver_service_proto_enumTypes[1]
+}
+
+func (x ReplicationHealth) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReplicationHealth.Descriptor instead.
+func (ReplicationHealth) EnumDescriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{1}
 }
 
 // ModelUpdate is what Cinder's manager stores on the volume after a call.
@@ -2278,11 +2331,523 @@ func (*TerminateConnectionResponse) Descriptor() ([]byte, []int) {
 	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{35}
 }
 
+type RetypeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	VolumeId      string                 `protobuf:"bytes,2,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	NewType       *VolumeType            `protobuf:"bytes,3,opt,name=new_type,json=newType,proto3" json:"new_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetypeRequest) Reset() {
+	*x = RetypeRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetypeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetypeRequest) ProtoMessage() {}
+
+func (x *RetypeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetypeRequest.ProtoReflect.Descriptor instead.
+func (*RetypeRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *RetypeRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *RetypeRequest) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+func (x *RetypeRequest) GetNewType() *VolumeType {
+	if x != nil {
+		return x.NewType
+	}
+	return nil
+}
+
+type RetypeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when the driver cannot retype in place and Cinder should migrate.
+	Retyped       bool         `protobuf:"varint,1,opt,name=retyped,proto3" json:"retyped,omitempty"`
+	ModelUpdate   *ModelUpdate `protobuf:"bytes,2,opt,name=model_update,json=modelUpdate,proto3" json:"model_update,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetypeResponse) Reset() {
+	*x = RetypeResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetypeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetypeResponse) ProtoMessage() {}
+
+func (x *RetypeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetypeResponse.ProtoReflect.Descriptor instead.
+func (*RetypeResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *RetypeResponse) GetRetyped() bool {
+	if x != nil {
+		return x.Retyped
+	}
+	return false
+}
+
+func (x *RetypeResponse) GetModelUpdate() *ModelUpdate {
+	if x != nil {
+		return x.ModelUpdate
+	}
+	return nil
+}
+
+type TargetReplicationInfo struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	BackendId string                 `protobuf:"bytes,1,opt,name=backend_id,json=backendId,proto3" json:"backend_id,omitempty"`
+	// "async" or "sync".
+	Type                    string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Status                  ReplicationHealth      `protobuf:"varint,3,opt,name=status,proto3,enum=volrep.driver.v1.ReplicationHealth" json:"status,omitempty"`
+	StatusMessage           string                 `protobuf:"bytes,4,opt,name=status_message,json=statusMessage,proto3" json:"status_message,omitempty"`
+	LastSyncTime            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_sync_time,json=lastSyncTime,proto3" json:"last_sync_time,omitempty"`
+	LastSyncDurationSeconds float64                `protobuf:"fixed64,6,opt,name=last_sync_duration_seconds,json=lastSyncDurationSeconds,proto3" json:"last_sync_duration_seconds,omitempty"`
+	LastSyncBytes           int64                  `protobuf:"varint,7,opt,name=last_sync_bytes,json=lastSyncBytes,proto3" json:"last_sync_bytes,omitempty"`
+	LagSeconds              int64                  `protobuf:"varint,8,opt,name=lag_seconds,json=lagSeconds,proto3" json:"lag_seconds,omitempty"`
+	// The newest snapshot of the volume on the target.
+	LastSnapshot  string `protobuf:"bytes,9,opt,name=last_snapshot,json=lastSnapshot,proto3" json:"last_snapshot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TargetReplicationInfo) Reset() {
+	*x = TargetReplicationInfo{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TargetReplicationInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TargetReplicationInfo) ProtoMessage() {}
+
+func (x *TargetReplicationInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TargetReplicationInfo.ProtoReflect.Descriptor instead.
+func (*TargetReplicationInfo) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *TargetReplicationInfo) GetBackendId() string {
+	if x != nil {
+		return x.BackendId
+	}
+	return ""
+}
+
+func (x *TargetReplicationInfo) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *TargetReplicationInfo) GetStatus() ReplicationHealth {
+	if x != nil {
+		return x.Status
+	}
+	return ReplicationHealth_REPLICATION_HEALTH_UNSPECIFIED
+}
+
+func (x *TargetReplicationInfo) GetStatusMessage() string {
+	if x != nil {
+		return x.StatusMessage
+	}
+	return ""
+}
+
+func (x *TargetReplicationInfo) GetLastSyncTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSyncTime
+	}
+	return nil
+}
+
+func (x *TargetReplicationInfo) GetLastSyncDurationSeconds() float64 {
+	if x != nil {
+		return x.LastSyncDurationSeconds
+	}
+	return 0
+}
+
+func (x *TargetReplicationInfo) GetLastSyncBytes() int64 {
+	if x != nil {
+		return x.LastSyncBytes
+	}
+	return 0
+}
+
+func (x *TargetReplicationInfo) GetLagSeconds() int64 {
+	if x != nil {
+		return x.LagSeconds
+	}
+	return 0
+}
+
+func (x *TargetReplicationInfo) GetLastSnapshot() string {
+	if x != nil {
+		return x.LastSnapshot
+	}
+	return ""
+}
+
+type GetReplicationInfoRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	VolumeId      string                 `protobuf:"bytes,2,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReplicationInfoRequest) Reset() {
+	*x = GetReplicationInfoRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReplicationInfoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReplicationInfoRequest) ProtoMessage() {}
+
+func (x *GetReplicationInfoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReplicationInfoRequest.ProtoReflect.Descriptor instead.
+func (*GetReplicationInfoRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *GetReplicationInfoRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *GetReplicationInfoRequest) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+type GetReplicationInfoResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The worst of the targets.
+	Status                  ReplicationHealth        `protobuf:"varint,1,opt,name=status,proto3,enum=volrep.driver.v1.ReplicationHealth" json:"status,omitempty"`
+	StatusMessage           string                   `protobuf:"bytes,2,opt,name=status_message,json=statusMessage,proto3" json:"status_message,omitempty"`
+	LastSyncTime            *timestamppb.Timestamp   `protobuf:"bytes,3,opt,name=last_sync_time,json=lastSyncTime,proto3" json:"last_sync_time,omitempty"`
+	LastSyncDurationSeconds float64                  `protobuf:"fixed64,4,opt,name=last_sync_duration_seconds,json=lastSyncDurationSeconds,proto3" json:"last_sync_duration_seconds,omitempty"`
+	LastSyncBytes           int64                    `protobuf:"varint,5,opt,name=last_sync_bytes,json=lastSyncBytes,proto3" json:"last_sync_bytes,omitempty"`
+	LagSeconds              int64                    `protobuf:"varint,6,opt,name=lag_seconds,json=lagSeconds,proto3" json:"lag_seconds,omitempty"`
+	Targets                 []*TargetReplicationInfo `protobuf:"bytes,7,rep,name=targets,proto3" json:"targets,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
+}
+
+func (x *GetReplicationInfoResponse) Reset() {
+	*x = GetReplicationInfoResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReplicationInfoResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReplicationInfoResponse) ProtoMessage() {}
+
+func (x *GetReplicationInfoResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReplicationInfoResponse.ProtoReflect.Descriptor instead.
+func (*GetReplicationInfoResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *GetReplicationInfoResponse) GetStatus() ReplicationHealth {
+	if x != nil {
+		return x.Status
+	}
+	return ReplicationHealth_REPLICATION_HEALTH_UNSPECIFIED
+}
+
+func (x *GetReplicationInfoResponse) GetStatusMessage() string {
+	if x != nil {
+		return x.StatusMessage
+	}
+	return ""
+}
+
+func (x *GetReplicationInfoResponse) GetLastSyncTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSyncTime
+	}
+	return nil
+}
+
+func (x *GetReplicationInfoResponse) GetLastSyncDurationSeconds() float64 {
+	if x != nil {
+		return x.LastSyncDurationSeconds
+	}
+	return 0
+}
+
+func (x *GetReplicationInfoResponse) GetLastSyncBytes() int64 {
+	if x != nil {
+		return x.LastSyncBytes
+	}
+	return 0
+}
+
+func (x *GetReplicationInfoResponse) GetLagSeconds() int64 {
+	if x != nil {
+		return x.LagSeconds
+	}
+	return 0
+}
+
+func (x *GetReplicationInfoResponse) GetTargets() []*TargetReplicationInfo {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+type SetReplicationScheduleRequest struct {
+	state                     protoimpl.MessageState `protogen:"open.v1"`
+	Backend                   string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	IntervalSeconds           int64                  `protobuf:"varint,2,opt,name=interval_seconds,json=intervalSeconds,proto3" json:"interval_seconds,omitempty"`
+	RetentionShortTermSeconds int64                  `protobuf:"varint,3,opt,name=retention_short_term_seconds,json=retentionShortTermSeconds,proto3" json:"retention_short_term_seconds,omitempty"`
+	RetentionLongTermPerDay   int64                  `protobuf:"varint,4,opt,name=retention_long_term_per_day,json=retentionLongTermPerDay,proto3" json:"retention_long_term_per_day,omitempty"`
+	RetentionLongTermDays     int64                  `protobuf:"varint,5,opt,name=retention_long_term_days,json=retentionLongTermDays,proto3" json:"retention_long_term_days,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
+}
+
+func (x *SetReplicationScheduleRequest) Reset() {
+	*x = SetReplicationScheduleRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetReplicationScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetReplicationScheduleRequest) ProtoMessage() {}
+
+func (x *SetReplicationScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetReplicationScheduleRequest.ProtoReflect.Descriptor instead.
+func (*SetReplicationScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *SetReplicationScheduleRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *SetReplicationScheduleRequest) GetIntervalSeconds() int64 {
+	if x != nil {
+		return x.IntervalSeconds
+	}
+	return 0
+}
+
+func (x *SetReplicationScheduleRequest) GetRetentionShortTermSeconds() int64 {
+	if x != nil {
+		return x.RetentionShortTermSeconds
+	}
+	return 0
+}
+
+func (x *SetReplicationScheduleRequest) GetRetentionLongTermPerDay() int64 {
+	if x != nil {
+		return x.RetentionLongTermPerDay
+	}
+	return 0
+}
+
+func (x *SetReplicationScheduleRequest) GetRetentionLongTermDays() int64 {
+	if x != nil {
+		return x.RetentionLongTermDays
+	}
+	return 0
+}
+
+type SetReplicationScheduleResponse struct {
+	state                     protoimpl.MessageState `protogen:"open.v1"`
+	IntervalSeconds           int64                  `protobuf:"varint,1,opt,name=interval_seconds,json=intervalSeconds,proto3" json:"interval_seconds,omitempty"`
+	RetentionShortTermSeconds int64                  `protobuf:"varint,2,opt,name=retention_short_term_seconds,json=retentionShortTermSeconds,proto3" json:"retention_short_term_seconds,omitempty"`
+	RetentionLongTermPerDay   int64                  `protobuf:"varint,3,opt,name=retention_long_term_per_day,json=retentionLongTermPerDay,proto3" json:"retention_long_term_per_day,omitempty"`
+	RetentionLongTermDays     int64                  `protobuf:"varint,4,opt,name=retention_long_term_days,json=retentionLongTermDays,proto3" json:"retention_long_term_days,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
+}
+
+func (x *SetReplicationScheduleResponse) Reset() {
+	*x = SetReplicationScheduleResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetReplicationScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetReplicationScheduleResponse) ProtoMessage() {}
+
+func (x *SetReplicationScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetReplicationScheduleResponse.ProtoReflect.Descriptor instead.
+func (*SetReplicationScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *SetReplicationScheduleResponse) GetIntervalSeconds() int64 {
+	if x != nil {
+		return x.IntervalSeconds
+	}
+	return 0
+}
+
+func (x *SetReplicationScheduleResponse) GetRetentionShortTermSeconds() int64 {
+	if x != nil {
+		return x.RetentionShortTermSeconds
+	}
+	return 0
+}
+
+func (x *SetReplicationScheduleResponse) GetRetentionLongTermPerDay() int64 {
+	if x != nil {
+		return x.RetentionLongTermPerDay
+	}
+	return 0
+}
+
+func (x *SetReplicationScheduleResponse) GetRetentionLongTermDays() int64 {
+	if x != nil {
+		return x.RetentionLongTermDays
+	}
+	return 0
+}
+
 var File_volrep_driver_v1_driver_service_proto protoreflect.FileDescriptor
 
 const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\n" +
-	"%volrep/driver/v1/driver_service.proto\x12\x10volrep.driver.v1\"\xa0\x02\n" +
+	"%volrep/driver/v1/driver_service.proto\x12\x10volrep.driver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x02\n" +
 	"\vModelUpdate\x12\x1f\n" +
 	"\vprovider_id\x18\x01 \x01(\tR\n" +
 	"providerId\x12R\n" +
@@ -2456,7 +3021,49 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\tconnector\x18\x03 \x01(\v2\x1b.volrep.driver.v1.ConnectorR\tconnector\x12\x1f\n" +
 	"\vsnapshot_id\x18\x04 \x01(\tR\n" +
 	"snapshotId\"\x1d\n" +
-	"\x1bTerminateConnectionResponse*\xed\x02\n" +
+	"\x1bTerminateConnectionResponse\"\x7f\n" +
+	"\rRetypeRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
+	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\x127\n" +
+	"\bnew_type\x18\x03 \x01(\v2\x1c.volrep.driver.v1.VolumeTypeR\anewType\"l\n" +
+	"\x0eRetypeResponse\x12\x18\n" +
+	"\aretyped\x18\x01 \x01(\bR\aretyped\x12@\n" +
+	"\fmodel_update\x18\x02 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\"\x9b\x03\n" +
+	"\x15TargetReplicationInfo\x12\x1d\n" +
+	"\n" +
+	"backend_id\x18\x01 \x01(\tR\tbackendId\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12;\n" +
+	"\x06status\x18\x03 \x01(\x0e2#.volrep.driver.v1.ReplicationHealthR\x06status\x12%\n" +
+	"\x0estatus_message\x18\x04 \x01(\tR\rstatusMessage\x12@\n" +
+	"\x0elast_sync_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\flastSyncTime\x12;\n" +
+	"\x1alast_sync_duration_seconds\x18\x06 \x01(\x01R\x17lastSyncDurationSeconds\x12&\n" +
+	"\x0flast_sync_bytes\x18\a \x01(\x03R\rlastSyncBytes\x12\x1f\n" +
+	"\vlag_seconds\x18\b \x01(\x03R\n" +
+	"lagSeconds\x12#\n" +
+	"\rlast_snapshot\x18\t \x01(\tR\flastSnapshot\"R\n" +
+	"\x19GetReplicationInfoRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
+	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\"\x8b\x03\n" +
+	"\x1aGetReplicationInfoResponse\x12;\n" +
+	"\x06status\x18\x01 \x01(\x0e2#.volrep.driver.v1.ReplicationHealthR\x06status\x12%\n" +
+	"\x0estatus_message\x18\x02 \x01(\tR\rstatusMessage\x12@\n" +
+	"\x0elast_sync_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\flastSyncTime\x12;\n" +
+	"\x1alast_sync_duration_seconds\x18\x04 \x01(\x01R\x17lastSyncDurationSeconds\x12&\n" +
+	"\x0flast_sync_bytes\x18\x05 \x01(\x03R\rlastSyncBytes\x12\x1f\n" +
+	"\vlag_seconds\x18\x06 \x01(\x03R\n" +
+	"lagSeconds\x12A\n" +
+	"\atargets\x18\a \x03(\v2'.volrep.driver.v1.TargetReplicationInfoR\atargets\"\x9c\x02\n" +
+	"\x1dSetReplicationScheduleRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12)\n" +
+	"\x10interval_seconds\x18\x02 \x01(\x03R\x0fintervalSeconds\x12?\n" +
+	"\x1cretention_short_term_seconds\x18\x03 \x01(\x03R\x19retentionShortTermSeconds\x12<\n" +
+	"\x1bretention_long_term_per_day\x18\x04 \x01(\x03R\x17retentionLongTermPerDay\x127\n" +
+	"\x18retention_long_term_days\x18\x05 \x01(\x03R\x15retentionLongTermDays\"\x83\x02\n" +
+	"\x1eSetReplicationScheduleResponse\x12)\n" +
+	"\x10interval_seconds\x18\x01 \x01(\x03R\x0fintervalSeconds\x12?\n" +
+	"\x1cretention_short_term_seconds\x18\x02 \x01(\x03R\x19retentionShortTermSeconds\x12<\n" +
+	"\x1bretention_long_term_per_day\x18\x03 \x01(\x03R\x17retentionLongTermPerDay\x127\n" +
+	"\x18retention_long_term_days\x18\x04 \x01(\x03R\x15retentionLongTermDays*\xed\x02\n" +
 	"\x11ReplicationStatus\x12\"\n" +
 	"\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n" +
@@ -2467,7 +3074,12 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x1eREPLICATION_STATUS_NOT_CAPABLE\x10\x06\x12%\n" +
 	"!REPLICATION_STATUS_FAILOVER_ERROR\x10\a\x12\x1f\n" +
 	"\x1bREPLICATION_STATUS_ENABLING\x10\b\x12 \n" +
-	"\x1cREPLICATION_STATUS_DISABLING\x10\t2\xae\v\n" +
+	"\x1cREPLICATION_STATUS_DISABLING\x10\t*\x96\x01\n" +
+	"\x11ReplicationHealth\x12\"\n" +
+	"\x1eREPLICATION_HEALTH_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aREPLICATION_HEALTH_HEALTHY\x10\x01\x12\x1f\n" +
+	"\x1bREPLICATION_HEALTH_DEGRADED\x10\x02\x12\x1c\n" +
+	"\x18REPLICATION_HEALTH_ERROR\x10\x032\xe9\r\n" +
 	"\rDriverService\x12]\n" +
 	"\fListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12c\n" +
 	"\x0eGetVolumeStats\x12'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n" +
@@ -2482,7 +3094,10 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x18CreateVolumeFromSnapshot\x121.volrep.driver.v1.CreateVolumeFromSnapshotRequest\x1a2.volrep.driver.v1.CreateVolumeFromSnapshotResponse\x12o\n" +
 	"\x12CreateClonedVolume\x12+.volrep.driver.v1.CreateClonedVolumeRequest\x1a,.volrep.driver.v1.CreateClonedVolumeResponse\x12u\n" +
 	"\x14InitializeConnection\x12-.volrep.driver.v1.InitializeConnectionRequest\x1a..volrep.driver.v1.InitializeConnectionResponse\x12r\n" +
-	"\x13TerminateConnection\x12,.volrep.driver.v1.TerminateConnectionRequest\x1a-.volrep.driver.v1.TerminateConnectionResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
+	"\x13TerminateConnection\x12,.volrep.driver.v1.TerminateConnectionRequest\x1a-.volrep.driver.v1.TerminateConnectionResponse\x12K\n" +
+	"\x06Retype\x12\x1f.volrep.driver.v1.RetypeRequest\x1a .volrep.driver.v1.RetypeResponse\x12o\n" +
+	"\x12GetReplicationInfo\x12+.volrep.driver.v1.GetReplicationInfoRequest\x1a,.volrep.driver.v1.GetReplicationInfoResponse\x12{\n" +
+	"\x16SetReplicationSchedule\x12/.volrep.driver.v1.SetReplicationScheduleRequest\x1a0.volrep.driver.v1.SetReplicationScheduleResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
 
 var (
 	file_volrep_driver_v1_driver_service_proto_rawDescOnce sync.Once
@@ -2496,106 +3111,128 @@ func file_volrep_driver_v1_driver_service_proto_rawDescGZIP() []byte {
 	return file_volrep_driver_v1_driver_service_proto_rawDescData
 }
 
-var file_volrep_driver_v1_driver_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_volrep_driver_v1_driver_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(ReplicationStatus)(0),                   // 0: volrep.driver.v1.ReplicationStatus
-	(*ModelUpdate)(nil),                      // 1: volrep.driver.v1.ModelUpdate
-	(*VolumeType)(nil),                       // 2: volrep.driver.v1.VolumeType
-	(*Backend)(nil),                          // 3: volrep.driver.v1.Backend
-	(*ReplicationTarget)(nil),                // 4: volrep.driver.v1.ReplicationTarget
-	(*Volume)(nil),                           // 5: volrep.driver.v1.Volume
-	(*Snapshot)(nil),                         // 6: volrep.driver.v1.Snapshot
-	(*ListBackendsRequest)(nil),              // 7: volrep.driver.v1.ListBackendsRequest
-	(*ListBackendsResponse)(nil),             // 8: volrep.driver.v1.ListBackendsResponse
-	(*GetVolumeStatsRequest)(nil),            // 9: volrep.driver.v1.GetVolumeStatsRequest
-	(*GetVolumeStatsResponse)(nil),           // 10: volrep.driver.v1.GetVolumeStatsResponse
-	(*CreateVolumeRequest)(nil),              // 11: volrep.driver.v1.CreateVolumeRequest
-	(*CreateVolumeResponse)(nil),             // 12: volrep.driver.v1.CreateVolumeResponse
-	(*DeleteVolumeRequest)(nil),              // 13: volrep.driver.v1.DeleteVolumeRequest
-	(*DeleteVolumeResponse)(nil),             // 14: volrep.driver.v1.DeleteVolumeResponse
-	(*ExtendVolumeRequest)(nil),              // 15: volrep.driver.v1.ExtendVolumeRequest
-	(*ExtendVolumeResponse)(nil),             // 16: volrep.driver.v1.ExtendVolumeResponse
-	(*GetVolumeRequest)(nil),                 // 17: volrep.driver.v1.GetVolumeRequest
-	(*GetVolumeResponse)(nil),                // 18: volrep.driver.v1.GetVolumeResponse
-	(*ListVolumesRequest)(nil),               // 19: volrep.driver.v1.ListVolumesRequest
-	(*ListVolumesResponse)(nil),              // 20: volrep.driver.v1.ListVolumesResponse
-	(*CreateSnapshotRequest)(nil),            // 21: volrep.driver.v1.CreateSnapshotRequest
-	(*CreateSnapshotResponse)(nil),           // 22: volrep.driver.v1.CreateSnapshotResponse
-	(*DeleteSnapshotRequest)(nil),            // 23: volrep.driver.v1.DeleteSnapshotRequest
-	(*DeleteSnapshotResponse)(nil),           // 24: volrep.driver.v1.DeleteSnapshotResponse
-	(*ListSnapshotsRequest)(nil),             // 25: volrep.driver.v1.ListSnapshotsRequest
-	(*ListSnapshotsResponse)(nil),            // 26: volrep.driver.v1.ListSnapshotsResponse
-	(*CreateVolumeFromSnapshotRequest)(nil),  // 27: volrep.driver.v1.CreateVolumeFromSnapshotRequest
-	(*CreateVolumeFromSnapshotResponse)(nil), // 28: volrep.driver.v1.CreateVolumeFromSnapshotResponse
-	(*CreateClonedVolumeRequest)(nil),        // 29: volrep.driver.v1.CreateClonedVolumeRequest
-	(*CreateClonedVolumeResponse)(nil),       // 30: volrep.driver.v1.CreateClonedVolumeResponse
-	(*Connector)(nil),                        // 31: volrep.driver.v1.Connector
-	(*ConnectionInfo)(nil),                   // 32: volrep.driver.v1.ConnectionInfo
-	(*InitializeConnectionRequest)(nil),      // 33: volrep.driver.v1.InitializeConnectionRequest
-	(*InitializeConnectionResponse)(nil),     // 34: volrep.driver.v1.InitializeConnectionResponse
-	(*TerminateConnectionRequest)(nil),       // 35: volrep.driver.v1.TerminateConnectionRequest
-	(*TerminateConnectionResponse)(nil),      // 36: volrep.driver.v1.TerminateConnectionResponse
-	nil,                                      // 37: volrep.driver.v1.ModelUpdate.MetadataEntry
-	nil,                                      // 38: volrep.driver.v1.VolumeType.ExtraSpecsEntry
-	nil,                                      // 39: volrep.driver.v1.Connector.ExtraEntry
-	nil,                                      // 40: volrep.driver.v1.ConnectionInfo.DataEntry
+	(ReplicationHealth)(0),                   // 1: volrep.driver.v1.ReplicationHealth
+	(*ModelUpdate)(nil),                      // 2: volrep.driver.v1.ModelUpdate
+	(*VolumeType)(nil),                       // 3: volrep.driver.v1.VolumeType
+	(*Backend)(nil),                          // 4: volrep.driver.v1.Backend
+	(*ReplicationTarget)(nil),                // 5: volrep.driver.v1.ReplicationTarget
+	(*Volume)(nil),                           // 6: volrep.driver.v1.Volume
+	(*Snapshot)(nil),                         // 7: volrep.driver.v1.Snapshot
+	(*ListBackendsRequest)(nil),              // 8: volrep.driver.v1.ListBackendsRequest
+	(*ListBackendsResponse)(nil),             // 9: volrep.driver.v1.ListBackendsResponse
+	(*GetVolumeStatsRequest)(nil),            // 10: volrep.driver.v1.GetVolumeStatsRequest
+	(*GetVolumeStatsResponse)(nil),           // 11: volrep.driver.v1.GetVolumeStatsResponse
+	(*CreateVolumeRequest)(nil),              // 12: volrep.driver.v1.CreateVolumeRequest
+	(*CreateVolumeResponse)(nil),             // 13: volrep.driver.v1.CreateVolumeResponse
+	(*DeleteVolumeRequest)(nil),              // 14: volrep.driver.v1.DeleteVolumeRequest
+	(*DeleteVolumeResponse)(nil),             // 15: volrep.driver.v1.DeleteVolumeResponse
+	(*ExtendVolumeRequest)(nil),              // 16: volrep.driver.v1.ExtendVolumeRequest
+	(*ExtendVolumeResponse)(nil),             // 17: volrep.driver.v1.ExtendVolumeResponse
+	(*GetVolumeRequest)(nil),                 // 18: volrep.driver.v1.GetVolumeRequest
+	(*GetVolumeResponse)(nil),                // 19: volrep.driver.v1.GetVolumeResponse
+	(*ListVolumesRequest)(nil),               // 20: volrep.driver.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),              // 21: volrep.driver.v1.ListVolumesResponse
+	(*CreateSnapshotRequest)(nil),            // 22: volrep.driver.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil),           // 23: volrep.driver.v1.CreateSnapshotResponse
+	(*DeleteSnapshotRequest)(nil),            // 24: volrep.driver.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil),           // 25: volrep.driver.v1.DeleteSnapshotResponse
+	(*ListSnapshotsRequest)(nil),             // 26: volrep.driver.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),            // 27: volrep.driver.v1.ListSnapshotsResponse
+	(*CreateVolumeFromSnapshotRequest)(nil),  // 28: volrep.driver.v1.CreateVolumeFromSnapshotRequest
+	(*CreateVolumeFromSnapshotResponse)(nil), // 29: volrep.driver.v1.CreateVolumeFromSnapshotResponse
+	(*CreateClonedVolumeRequest)(nil),        // 30: volrep.driver.v1.CreateClonedVolumeRequest
+	(*CreateClonedVolumeResponse)(nil),       // 31: volrep.driver.v1.CreateClonedVolumeResponse
+	(*Connector)(nil),                        // 32: volrep.driver.v1.Connector
+	(*ConnectionInfo)(nil),                   // 33: volrep.driver.v1.ConnectionInfo
+	(*InitializeConnectionRequest)(nil),      // 34: volrep.driver.v1.InitializeConnectionRequest
+	(*InitializeConnectionResponse)(nil),     // 35: volrep.driver.v1.InitializeConnectionResponse
+	(*TerminateConnectionRequest)(nil),       // 36: volrep.driver.v1.TerminateConnectionRequest
+	(*TerminateConnectionResponse)(nil),      // 37: volrep.driver.v1.TerminateConnectionResponse
+	(*RetypeRequest)(nil),                    // 38: volrep.driver.v1.RetypeRequest
+	(*RetypeResponse)(nil),                   // 39: volrep.driver.v1.RetypeResponse
+	(*TargetReplicationInfo)(nil),            // 40: volrep.driver.v1.TargetReplicationInfo
+	(*GetReplicationInfoRequest)(nil),        // 41: volrep.driver.v1.GetReplicationInfoRequest
+	(*GetReplicationInfoResponse)(nil),       // 42: volrep.driver.v1.GetReplicationInfoResponse
+	(*SetReplicationScheduleRequest)(nil),    // 43: volrep.driver.v1.SetReplicationScheduleRequest
+	(*SetReplicationScheduleResponse)(nil),   // 44: volrep.driver.v1.SetReplicationScheduleResponse
+	nil,                                      // 45: volrep.driver.v1.ModelUpdate.MetadataEntry
+	nil,                                      // 46: volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	nil,                                      // 47: volrep.driver.v1.Connector.ExtraEntry
+	nil,                                      // 48: volrep.driver.v1.ConnectionInfo.DataEntry
+	(*timestamppb.Timestamp)(nil),            // 49: google.protobuf.Timestamp
 }
 var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	0,  // 0: volrep.driver.v1.ModelUpdate.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
-	37, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
-	38, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
-	4,  // 3: volrep.driver.v1.Backend.replication_targets:type_name -> volrep.driver.v1.ReplicationTarget
+	45, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
+	46, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	5,  // 3: volrep.driver.v1.Backend.replication_targets:type_name -> volrep.driver.v1.ReplicationTarget
 	0,  // 4: volrep.driver.v1.Volume.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
-	3,  // 5: volrep.driver.v1.ListBackendsResponse.backends:type_name -> volrep.driver.v1.Backend
-	2,  // 6: volrep.driver.v1.CreateVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
-	1,  // 7: volrep.driver.v1.CreateVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	5,  // 8: volrep.driver.v1.GetVolumeResponse.volume:type_name -> volrep.driver.v1.Volume
-	5,  // 9: volrep.driver.v1.ListVolumesResponse.volumes:type_name -> volrep.driver.v1.Volume
-	1,  // 10: volrep.driver.v1.CreateSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	6,  // 11: volrep.driver.v1.ListSnapshotsResponse.snapshots:type_name -> volrep.driver.v1.Snapshot
-	2,  // 12: volrep.driver.v1.CreateVolumeFromSnapshotRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
-	1,  // 13: volrep.driver.v1.CreateVolumeFromSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	2,  // 14: volrep.driver.v1.CreateClonedVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
-	1,  // 15: volrep.driver.v1.CreateClonedVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	39, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
-	40, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
-	31, // 18: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
-	32, // 19: volrep.driver.v1.InitializeConnectionResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
-	31, // 20: volrep.driver.v1.TerminateConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
-	7,  // 21: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
-	9,  // 22: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
-	11, // 23: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
-	13, // 24: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
-	15, // 25: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
-	17, // 26: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
-	19, // 27: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
-	21, // 28: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
-	23, // 29: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
-	25, // 30: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
-	27, // 31: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
-	29, // 32: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
-	33, // 33: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
-	35, // 34: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
-	8,  // 35: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
-	10, // 36: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
-	12, // 37: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
-	14, // 38: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
-	16, // 39: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
-	18, // 40: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
-	20, // 41: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
-	22, // 42: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
-	24, // 43: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
-	26, // 44: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
-	28, // 45: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
-	30, // 46: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
-	34, // 47: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
-	36, // 48: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
-	35, // [35:49] is the sub-list for method output_type
-	21, // [21:35] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	4,  // 5: volrep.driver.v1.ListBackendsResponse.backends:type_name -> volrep.driver.v1.Backend
+	3,  // 6: volrep.driver.v1.CreateVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
+	2,  // 7: volrep.driver.v1.CreateVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	6,  // 8: volrep.driver.v1.GetVolumeResponse.volume:type_name -> volrep.driver.v1.Volume
+	6,  // 9: volrep.driver.v1.ListVolumesResponse.volumes:type_name -> volrep.driver.v1.Volume
+	2,  // 10: volrep.driver.v1.CreateSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	7,  // 11: volrep.driver.v1.ListSnapshotsResponse.snapshots:type_name -> volrep.driver.v1.Snapshot
+	3,  // 12: volrep.driver.v1.CreateVolumeFromSnapshotRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
+	2,  // 13: volrep.driver.v1.CreateVolumeFromSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	3,  // 14: volrep.driver.v1.CreateClonedVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
+	2,  // 15: volrep.driver.v1.CreateClonedVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	47, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
+	48, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
+	32, // 18: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
+	33, // 19: volrep.driver.v1.InitializeConnectionResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
+	32, // 20: volrep.driver.v1.TerminateConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
+	3,  // 21: volrep.driver.v1.RetypeRequest.new_type:type_name -> volrep.driver.v1.VolumeType
+	2,  // 22: volrep.driver.v1.RetypeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	1,  // 23: volrep.driver.v1.TargetReplicationInfo.status:type_name -> volrep.driver.v1.ReplicationHealth
+	49, // 24: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
+	1,  // 25: volrep.driver.v1.GetReplicationInfoResponse.status:type_name -> volrep.driver.v1.ReplicationHealth
+	49, // 26: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
+	40, // 27: volrep.driver.v1.GetReplicationInfoResponse.targets:type_name -> volrep.driver.v1.TargetReplicationInfo
+	8,  // 28: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
+	10, // 29: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
+	12, // 30: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
+	14, // 31: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
+	16, // 32: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
+	18, // 33: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
+	20, // 34: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
+	22, // 35: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
+	24, // 36: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
+	26, // 37: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
+	28, // 38: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
+	30, // 39: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
+	34, // 40: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
+	36, // 41: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
+	38, // 42: volrep.driver.v1.DriverService.Retype:input_type -> volrep.driver.v1.RetypeRequest
+	41, // 43: volrep.driver.v1.DriverService.GetReplicationInfo:input_type -> volrep.driver.v1.GetReplicationInfoRequest
+	43, // 44: volrep.driver.v1.DriverService.SetReplicationSchedule:input_type -> volrep.driver.v1.SetReplicationScheduleRequest
+	9,  // 45: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
+	11, // 46: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
+	13, // 47: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
+	15, // 48: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
+	17, // 49: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
+	19, // 50: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
+	21, // 51: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
+	23, // 52: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
+	25, // 53: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
+	27, // 54: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
+	29, // 55: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
+	31, // 56: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
+	35, // 57: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
+	37, // 58: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
+	39, // 59: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
+	42, // 60: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
+	44, // 61: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
+	45, // [45:62] is the sub-list for method output_type
+	28, // [28:45] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_volrep_driver_v1_driver_service_proto_init() }
@@ -2608,8 +3245,8 @@ func file_volrep_driver_v1_driver_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_driver_v1_driver_service_proto_rawDesc), len(file_volrep_driver_v1_driver_service_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   40,
+			NumEnums:      2,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

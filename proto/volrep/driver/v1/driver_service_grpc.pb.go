@@ -33,6 +33,9 @@ const (
 	DriverService_CreateClonedVolume_FullMethodName       = "/volrep.driver.v1.DriverService/CreateClonedVolume"
 	DriverService_InitializeConnection_FullMethodName     = "/volrep.driver.v1.DriverService/InitializeConnection"
 	DriverService_TerminateConnection_FullMethodName      = "/volrep.driver.v1.DriverService/TerminateConnection"
+	DriverService_Retype_FullMethodName                   = "/volrep.driver.v1.DriverService/Retype"
+	DriverService_GetReplicationInfo_FullMethodName       = "/volrep.driver.v1.DriverService/GetReplicationInfo"
+	DriverService_SetReplicationSchedule_FullMethodName   = "/volrep.driver.v1.DriverService/SetReplicationSchedule"
 )
 
 // DriverServiceClient is the client API for DriverService service.
@@ -66,6 +69,16 @@ type DriverServiceClient interface {
 	// TerminateConnection revokes the connector's attachment; with no
 	// connector host it revokes every attachment of the volume (force detach).
 	TerminateConnection(ctx context.Context, in *TerminateConnectionRequest, opts ...grpc.CallOption) (*TerminateConnectionResponse, error)
+	// Retype moves a volume between volume types: unreplicated, async
+	// (protection group) and sync (pod), without copying data already in place.
+	Retype(ctx context.Context, in *RetypeRequest, opts ...grpc.CallOption) (*RetypeResponse, error)
+	// GetReplicationInfo reports how a volume's replication is doing, in the
+	// csi-addons shape: last sync, lag and a status.
+	GetReplicationInfo(ctx context.Context, in *GetReplicationInfoRequest, opts ...grpc.CallOption) (*GetReplicationInfoResponse, error)
+	// SetReplicationSchedule changes the backend's protection-group interval
+	// and retention at run time (seed 003's task 5). A restart re-applies
+	// the configuration's pure_replica_* values.
+	SetReplicationSchedule(ctx context.Context, in *SetReplicationScheduleRequest, opts ...grpc.CallOption) (*SetReplicationScheduleResponse, error)
 }
 
 type driverServiceClient struct {
@@ -216,6 +229,36 @@ func (c *driverServiceClient) TerminateConnection(ctx context.Context, in *Termi
 	return out, nil
 }
 
+func (c *driverServiceClient) Retype(ctx context.Context, in *RetypeRequest, opts ...grpc.CallOption) (*RetypeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetypeResponse)
+	err := c.cc.Invoke(ctx, DriverService_Retype_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) GetReplicationInfo(ctx context.Context, in *GetReplicationInfoRequest, opts ...grpc.CallOption) (*GetReplicationInfoResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetReplicationInfoResponse)
+	err := c.cc.Invoke(ctx, DriverService_GetReplicationInfo_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) SetReplicationSchedule(ctx context.Context, in *SetReplicationScheduleRequest, opts ...grpc.CallOption) (*SetReplicationScheduleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetReplicationScheduleResponse)
+	err := c.cc.Invoke(ctx, DriverService_SetReplicationSchedule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServiceServer is the server API for DriverService service.
 // All implementations must embed UnimplementedDriverServiceServer
 // for forward compatibility.
@@ -247,6 +290,16 @@ type DriverServiceServer interface {
 	// TerminateConnection revokes the connector's attachment; with no
 	// connector host it revokes every attachment of the volume (force detach).
 	TerminateConnection(context.Context, *TerminateConnectionRequest) (*TerminateConnectionResponse, error)
+	// Retype moves a volume between volume types: unreplicated, async
+	// (protection group) and sync (pod), without copying data already in place.
+	Retype(context.Context, *RetypeRequest) (*RetypeResponse, error)
+	// GetReplicationInfo reports how a volume's replication is doing, in the
+	// csi-addons shape: last sync, lag and a status.
+	GetReplicationInfo(context.Context, *GetReplicationInfoRequest) (*GetReplicationInfoResponse, error)
+	// SetReplicationSchedule changes the backend's protection-group interval
+	// and retention at run time (seed 003's task 5). A restart re-applies
+	// the configuration's pure_replica_* values.
+	SetReplicationSchedule(context.Context, *SetReplicationScheduleRequest) (*SetReplicationScheduleResponse, error)
 	mustEmbedUnimplementedDriverServiceServer()
 }
 
@@ -298,6 +351,15 @@ func (UnimplementedDriverServiceServer) InitializeConnection(context.Context, *I
 }
 func (UnimplementedDriverServiceServer) TerminateConnection(context.Context, *TerminateConnectionRequest) (*TerminateConnectionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TerminateConnection not implemented")
+}
+func (UnimplementedDriverServiceServer) Retype(context.Context, *RetypeRequest) (*RetypeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Retype not implemented")
+}
+func (UnimplementedDriverServiceServer) GetReplicationInfo(context.Context, *GetReplicationInfoRequest) (*GetReplicationInfoResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetReplicationInfo not implemented")
+}
+func (UnimplementedDriverServiceServer) SetReplicationSchedule(context.Context, *SetReplicationScheduleRequest) (*SetReplicationScheduleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetReplicationSchedule not implemented")
 }
 func (UnimplementedDriverServiceServer) mustEmbedUnimplementedDriverServiceServer() {}
 func (UnimplementedDriverServiceServer) testEmbeddedByValue()                       {}
@@ -572,6 +634,60 @@ func _DriverService_TerminateConnection_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DriverService_Retype_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetypeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).Retype(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_Retype_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).Retype(ctx, req.(*RetypeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_GetReplicationInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetReplicationInfoRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).GetReplicationInfo(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_GetReplicationInfo_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).GetReplicationInfo(ctx, req.(*GetReplicationInfoRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_SetReplicationSchedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetReplicationScheduleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).SetReplicationSchedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_SetReplicationSchedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).SetReplicationSchedule(ctx, req.(*SetReplicationScheduleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DriverService_ServiceDesc is the grpc.ServiceDesc for DriverService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -634,6 +750,18 @@ var DriverService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TerminateConnection",
 			Handler:    _DriverService_TerminateConnection_Handler,
+		},
+		{
+			MethodName: "Retype",
+			Handler:    _DriverService_Retype_Handler,
+		},
+		{
+			MethodName: "GetReplicationInfo",
+			Handler:    _DriverService_GetReplicationInfo_Handler,
+		},
+		{
+			MethodName: "SetReplicationSchedule",
+			Handler:    _DriverService_SetReplicationSchedule_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

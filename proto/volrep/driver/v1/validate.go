@@ -149,3 +149,28 @@ func (x *TerminateConnectionRequest) Validate() error {
 		v.OptionalName("snapshot_id", x.GetSnapshotId()),
 	)
 }
+
+// Validate checks the ids and the new type.
+func (x *RetypeRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("volume_id", x.GetVolumeId()),
+		validateVolumeType("new_type", x.GetNewType()),
+	)
+}
+
+// Validate checks the ids.
+func (x *GetReplicationInfoRequest) Validate() error {
+	return v.First(v.Name("backend", x.GetBackend()), v.Name("volume_id", x.GetVolumeId()))
+}
+
+// Validate checks the backend and that the schedule is sane.
+func (x *SetReplicationScheduleRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Positive("interval_seconds", x.GetIntervalSeconds()),
+		v.NonNegative("retention_short_term_seconds", x.GetRetentionShortTermSeconds()),
+		v.NonNegative("retention_long_term_per_day", x.GetRetentionLongTermPerDay()),
+		v.NonNegative("retention_long_term_days", x.GetRetentionLongTermDays()),
+	)
+}

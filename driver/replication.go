@@ -1,0 +1,306 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/driver/extraspecs"
+	"github.com/volrep/volrep/errdefs"
+)
+
+// pgReplica names the protection group's replica to one async target.
+func (b *Backend) pgReplica(backendID string) string { return b.cfg.PGName + "." + backendID }
+
+func (b *Backend) retention() array.Retention {
+	return array.Retention{AllFor: b.cfg.RetentionShortTerm, PerDay: b.cfg.RetentionPerDay, Days: b.cfg.RetentionDays}
+}
+
+// setupReplication makes the primary array's links and protection group
+// match the configuration. A target that cannot be reached leaves the
+// backend up with replication pending; it is retried while the backend is up.
+func (b *Backend) setupReplication(ctx context.Context) {
+	err := b.convergeAsync(ctx)
+	b.mu.Lock()
+	was := b.replErr
+	b.replErr = err
+	b.mu.Unlock()
+	switch {
+	case err != nil && ctx.Err() == nil && (was == nil || was.Error() != err.Error()):
+		b.log.Warn("replication setup incomplete; retrying", "pg", b.cfg.PGName, "err", err)
+	case err == nil && len(b.cfg.AsyncTargets()) > 0:
+		b.mu.RLock()
+		interval, ret := b.cfg.ReplicaInterval, b.retention()
+		b.mu.RUnlock()
+		b.log.Info("protection group converged", "pg", b.cfg.PGName, "interval", interval,
+			"retention", ret, "targets", len(b.cfg.AsyncTargets()))
+	}
+}
+
+func (b *Backend) replicationPending() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.replErr != nil
+}
+
+func (b *Backend) ensureGroup(ctx context.Context) error {
+	_, err := b.primary.Array.CreateGroup(ctx, b.cfg.PGName, b.cfg.Pool, map[string]string{labelBackend: b.cfg.Section})
+	return err
+}
+
+// convergeAsync creates or updates, idempotently, the links to every async
+// target and the protection group's replica to each, with the interval and
+// retention of the configuration.
+func (b *Backend) convergeAsync(ctx context.Context) error {
+	async := b.cfg.AsyncTargets()
+	if len(async) == 0 {
+		return nil
+	}
+	if err := b.ensureGroup(ctx); err != nil {
+		return fmt.Errorf("protection group %q: %w", b.cfg.PGName, err)
+	}
+	var errs []error
+	for _, rd := range async {
+		if err := b.convergeTarget(ctx, rd.BackendID, rd.SanIP, rd.APIToken.Reveal()); err != nil {
+			errs = append(errs, fmt.Errorf("replication_device %s (%s): %w", rd.BackendID, rd.SanIP, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (b *Backend) convergeTarget(ctx context.Context, id, addr, token string) error {
+	t := b.targets[id]
+	if _, err := t.Array.CreatePool(ctx, b.cfg.Pool); err != nil {
+		return fmt.Errorf("creating pool %q on the target: %w", b.cfg.Pool, err)
+	}
+	r := b.primary.Replication
+	if _, err := r.CreateLink(ctx, array.LinkSpec{Name: id, Address: addr, Token: token}); err != nil {
+		return fmt.Errorf("linking the primary array to it: %w", err)
+	}
+	b.mu.RLock()
+	ret := b.retention()
+	interval := b.cfg.ReplicaInterval
+	b.mu.RUnlock()
+	spec := array.ReplicaSpec{Name: b.pgReplica(id), Kind: array.KindGroup, Local: b.cfg.PGName, Link: id,
+		Mode: array.ModeCreateTarget, RemotePool: b.cfg.Pool, Type: array.TypeAsync, Interval: interval,
+		TargetRetention: ret, SourceRetention: ret}
+	_, err := r.ReplicateEntity(ctx, spec)
+	if errdefs.IsAlreadyExists(err) {
+		_, err = r.UpdateReplica(ctx, spec.Name, array.ReplicaUpdate{Interval: interval, RPO: 2 * interval, TargetRetention: &ret, SourceRetention: &ret})
+	}
+	return err
+}
+
+// replicationOf reports how a volume is replicated now, from the groups it
+// is a member of on the active array.
+func (b *Backend) replicationOf(ctx context.Context, name string) (string, error) {
+	g, err := b.activeArray().GetGroup(ctx, b.cfg.PGName)
+	if errdefs.IsNotFound(err) {
+		return extraspecs.None, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if slices.Contains(g.Members, name) {
+		return extraspecs.Async, nil
+	}
+	return extraspecs.None, nil
+}
+
+// replicate puts a new volume where its replication type says.
+func (b *Backend) replicate(ctx context.Context, name, kind string) (string, error) {
+	switch kind {
+	case extraspecs.None:
+		return ReplDisabled, nil
+	case extraspecs.Async:
+		if err := b.ensureGroup(ctx); err != nil {
+			return "", err
+		}
+		if _, err := b.primary.Array.AddMembers(ctx, b.cfg.PGName, []string{name}); err != nil {
+			return "", fmt.Errorf("adding %s to protection group %q: %w", name, b.cfg.PGName, err)
+		}
+		// Protect the new volume now rather than at the next interval.
+		for _, rd := range b.cfg.AsyncTargets() {
+			if _, err := b.primary.Replication.SyncReplica(ctx, b.pgReplica(rd.BackendID), false); err != nil {
+				b.log.Warn("could not start the first copy of a new volume; it will go at the next interval",
+					"volume", name, "backend_id", rd.BackendID, "err", err)
+			}
+		}
+		return ReplEnabled, nil
+	}
+	return "", errdefs.FailedPrecondition("%s replication is not available on backend %s yet", kind, b.cfg.Section)
+}
+
+// unreplicate takes a volume out of replication; its remote copy is
+// removed by the protection group's next cycle.
+func (b *Backend) unreplicate(ctx context.Context, name, kind string) error {
+	if kind == extraspecs.Async {
+		_, err := b.primary.Array.RemoveMembers(ctx, b.cfg.PGName, []string{name})
+		return err
+	}
+	return nil
+}
+
+// Retype moves a volume to another volume type's replication.
+func (b *Backend) Retype(ctx context.Context, id string, vt VolumeType) (bool, ModelUpdate, error) {
+	if err := b.ready(); err != nil {
+		return false, ModelUpdate{}, err
+	}
+	release, err := b.ops.acquire("volume "+id, "retype")
+	if err != nil {
+		return false, ModelUpdate{}, err
+	}
+	defer release()
+	want, err := b.placement(vt)
+	if err != nil {
+		return false, ModelUpdate{}, err
+	}
+	name := volumeName(id)
+	if _, err := b.activeArray().GetVolume(ctx, name); err != nil {
+		return false, ModelUpdate{}, b.volumeErr(id, err)
+	}
+	have, err := b.replicationOf(ctx, name)
+	if err != nil {
+		return false, ModelUpdate{}, err
+	}
+	if have != want {
+		if err := b.unreplicate(ctx, name, have); err != nil {
+			return false, ModelUpdate{}, err
+		}
+	}
+	status, err := b.replicate(ctx, name, want)
+	if err != nil {
+		return false, ModelUpdate{}, err
+	}
+	b.log.Info("volume retyped", "volume", id, "from", have, "to", want, "type", vt.Name)
+	return true, ModelUpdate{ProviderID: name, ReplicationStatus: status}, nil
+}
+
+// Health values of GetReplicationInfo, as csi-addons names them.
+const (
+	Healthy  = "healthy"
+	Degraded = "degraded"
+	Error    = "error"
+)
+
+// TargetInfo is one target's view of a volume's replication.
+type TargetInfo struct {
+	BackendID, Type  string
+	Status, Message  string
+	LastSyncTime     time.Time
+	LastSyncDuration time.Duration
+	LastSyncBytes    int64
+	Lag              time.Duration
+	LastSnapshot     string
+}
+
+// ReplicationInfo is GetReplicationInfo's answer: the worst target first.
+type ReplicationInfo struct {
+	TargetInfo
+	Targets []TargetInfo
+}
+
+var healthRank = map[string]int{Healthy: 0, Degraded: 1, Error: 2}
+
+// GetReplicationInfo reports a volume's replication to each target.
+func (b *Backend) GetReplicationInfo(ctx context.Context, id string) (ReplicationInfo, error) {
+	if err := b.ready(); err != nil {
+		return ReplicationInfo{}, err
+	}
+	name := volumeName(id)
+	if _, err := b.activeArray().GetVolume(ctx, name); err != nil {
+		return ReplicationInfo{}, b.volumeErr(id, err)
+	}
+	kind, err := b.replicationOf(ctx, name)
+	if err != nil {
+		return ReplicationInfo{}, err
+	}
+	if kind == extraspecs.None {
+		return ReplicationInfo{}, errdefs.FailedPrecondition("volume %s is not replicated: its volume type does not enable replication", id)
+	}
+	var out ReplicationInfo
+	for _, rd := range b.cfg.AsyncTargets() {
+		ti := b.targetInfo(ctx, rd.BackendID, name)
+		out.Targets = append(out.Targets, ti)
+		if len(out.Targets) == 1 || healthRank[ti.Status] > healthRank[out.Status] {
+			out.TargetInfo = ti
+		}
+	}
+	return out, nil
+}
+
+func (b *Backend) targetInfo(ctx context.Context, id, name string) TargetInfo {
+	ti := TargetInfo{BackendID: id, Type: extraspecs.Async}
+	rep, err := b.primary.Replication.GetReplica(ctx, b.pgReplica(id))
+	if err != nil {
+		ti.Status, ti.Message = Error, fmt.Sprintf("protection group replica %s: %v", b.pgReplica(id), err)
+		return ti
+	}
+	ti.LastSyncDuration, ti.LastSyncBytes = rep.LastSyncDuration, rep.LastSyncBytes
+	ti.LastSyncTime, ti.LastSnapshot = rep.LastSynchronized, rep.LastSnapshot
+	// The volume's own newest copy on the target, which differs from the
+	// group's when the volume joined after the last cycle.
+	if snaps, err := b.targets[id].Array.ListSnapshots(ctx, name); err == nil {
+		ti.LastSyncTime, ti.LastSnapshot = time.Time{}, ""
+		for _, s := range snaps {
+			if s.Created.After(ti.LastSyncTime) {
+				ti.LastSyncTime, ti.LastSnapshot = s.Created, s.Name
+			}
+		}
+	} else if !errdefs.IsNotFound(err) {
+		ti.Message = fmt.Sprintf("target unreachable: %v; ", err)
+	} else {
+		ti.LastSyncTime, ti.LastSnapshot = time.Time{}, ""
+	}
+	if !ti.LastSyncTime.IsZero() {
+		ti.Lag = b.opts.Now().Sub(ti.LastSyncTime)
+	}
+	switch {
+	case rep.State == array.StateError:
+		ti.Status, ti.Message = Error, ti.Message+rep.Message
+	case rep.State == array.StateDegraded:
+		ti.Status, ti.Message = Degraded, ti.Message+rep.Message
+	case rep.State == array.StateSuspended:
+		ti.Status, ti.Message = Degraded, ti.Message+"replication is suspended"
+	case ti.LastSyncTime.IsZero():
+		ti.Status, ti.Message = Degraded, ti.Message+"the first copy has not reached the target yet"
+	case ti.Lag > rep.RPO:
+		ti.Status, ti.Message = Degraded, ti.Message+fmt.Sprintf("lag %s exceeds the RPO of %s", ti.Lag.Round(time.Second), rep.RPO)
+	default:
+		ti.Status = Healthy
+	}
+	return ti
+}
+
+// Schedule is a protection group's interval and retention.
+type Schedule struct {
+	Interval  time.Duration
+	Retention array.Retention
+}
+
+// SetReplicationSchedule changes the protection group's schedule now, on
+// every async target; a restart re-applies the configuration's values.
+func (b *Backend) SetReplicationSchedule(ctx context.Context, s Schedule) (Schedule, error) {
+	if err := b.ready(); err != nil {
+		return Schedule{}, err
+	}
+	if len(b.cfg.AsyncTargets()) == 0 {
+		return Schedule{}, errdefs.FailedPrecondition("backend %s has no async replication_device, so no protection group", b.cfg.Section)
+	}
+	ret := s.Retention
+	for _, rd := range b.cfg.AsyncTargets() {
+		if _, err := b.primary.Replication.UpdateReplica(ctx, b.pgReplica(rd.BackendID),
+			array.ReplicaUpdate{Interval: s.Interval, RPO: 2 * s.Interval, TargetRetention: &ret, SourceRetention: &ret}); err != nil {
+			return Schedule{}, err
+		}
+	}
+	b.mu.Lock()
+	b.cfg.ReplicaInterval = s.Interval
+	b.cfg.RetentionShortTerm, b.cfg.RetentionPerDay, b.cfg.RetentionDays = ret.AllFor, ret.PerDay, ret.Days
+	b.mu.Unlock()
+	b.log.Info("replication schedule changed", "pg", b.cfg.PGName, "interval", s.Interval, "retention", ret)
+	return s, nil
+}
