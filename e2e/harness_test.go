@@ -92,9 +92,13 @@ type Daemon struct {
 	NBDA, NBDB     string
 	TokenA, TokenB string
 	DriverToken    string
-	cmd            *exec.Cmd
-	out            *syncBuffer
-	exited         chan struct{}
+	// ReadyService is the health service Start waits for ("backend/demo"
+	// by default; "" waits for the daemon as a whole).
+	ReadyService string
+	readySet     bool
+	cmd          *exec.Cmd
+	out          *syncBuffer
+	exited       chan struct{}
 }
 
 type syncBuffer struct {
@@ -173,6 +177,18 @@ func (d *Daemon) WriteConfig(backend, extra string) {
 	}
 }
 
+// WriteRaw writes a configuration of the test's own.
+func (d *Daemon) WriteRaw(text string) {
+	d.t.Helper()
+	d.Conf = filepath.Join(d.Dir, "volrep.conf")
+	if err := os.WriteFile(d.Conf, []byte(text), 0o600); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// WaitFor sets the health service Start waits for.
+func (d *Daemon) WaitFor(service string) { d.ReadyService, d.readySet = service, true }
+
 // DefaultBackend replicates demo to site-b asynchronously.
 func (d *Daemon) DefaultBackend() string {
 	return fmt.Sprintf("replication_device = backend_id:site-b,san_ip:%s,api_token:%s,type:async", d.ArrayB, d.TokenB)
@@ -213,7 +229,11 @@ func (d *Daemon) waitServing() {
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		r, err := h.Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: "backend/demo"})
+		svc := "backend/demo"
+		if d.readySet {
+			svc = d.ReadyService
+		}
+		r, err := h.Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: svc})
 		cancel()
 		if err == nil && r.GetStatus() == grpc_health_v1.HealthCheckResponse_SERVING {
 			return
