@@ -144,6 +144,9 @@ type Array interface {
 	// Diff lists the extents of snapshot that differ from base, both of
 	// volume's lineage. An empty base lists every allocated extent.
 	Diff(ctx context.Context, volume, base, snapshot string) ([]Extent, error)
+	// Checksums returns the CRC-32C of each 4 KiB block of a snapshot's
+	// range, so arrays can compare a snapshot and its replica cheaply.
+	Checksums(ctx context.Context, volume, snapshot string, off, length int64) ([]uint32, error)
 
 	// CreateExport authorises one NBD attachment; the same spec again
 	// returns the same export.

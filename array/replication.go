@@ -136,4 +136,58 @@ type Replication interface {
 	// SyncReplica replicates now; with wait it returns when the data is on the target.
 	SyncReplica(ctx context.Context, name string, wait bool) (Replica, error)
 	ChangeReplicaType(ctx context.Context, name, typ string) (Replica, error)
+
+	Operations
+}
+
+// Operation states.
+const (
+	OpRunning   = "running"
+	OpSucceeded = "succeeded"
+	OpFailed    = "failed"
+	OpCanceled  = "canceled"
+)
+
+// SnapshotReplicateSpec asks to send one snapshot over a link.
+type SnapshotReplicateSpec struct {
+	Volume, Snapshot string
+	Link             string
+	RemotePool       string
+	// RemoteVolume defaults to Volume.
+	RemoteVolume string
+	ForceFull    bool
+}
+
+// SnapshotReplicateResult is what a snapshot replication did.
+type SnapshotReplicateResult struct {
+	BaseSnapshot, BaseGUID       string
+	Incremental                  bool
+	BytesSent, BytesTotal        int64
+	ResumedFrom                  int64
+	RemoteVolume, RemoteSnapshot string
+	AlreadyPresent               bool
+}
+
+// Operation is long-running work and how far it has come.
+type Operation struct {
+	ID, Kind, Target  string
+	State, Phase      string
+	Done, Total       int64
+	Rate              float64
+	ETA               time.Duration
+	Started, Finished time.Time
+	Err, ErrCode      string
+	Result            SnapshotReplicateResult
+}
+
+// Operations follows an array's long-running work.
+type Operations interface {
+	// ReplicateSnapshot starts sending a snapshot and returns the operation's id.
+	ReplicateSnapshot(ctx context.Context, spec SnapshotReplicateSpec) (string, error)
+	GetOperation(ctx context.Context, id string) (Operation, error)
+	ListOperations(ctx context.Context) ([]Operation, error)
+	// WatchOperation calls fn with the operation as it progresses, until it
+	// finishes, fn fails or ctx ends.
+	WatchOperation(ctx context.Context, id string, fn func(Operation) error) error
+	CancelOperation(ctx context.Context, id string) (Operation, error)
 }

@@ -187,6 +187,7 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger) (*hostedA
 	h.api = server.New(server.Options{Name: "array " + a.Name, Logger: log, Token: a.APIToken.Reveal()})
 	service.New(h.store).Register(h.api.GRPC())
 	service.NewReplication(h.repl).Register(h.api.GRPC())
+	service.NewOperations(h.repl).Register(h.api.GRPC())
 	transfer.NewService(h.store, alog).Register(h.api.GRPC())
 	if h.apiLis, err = server.Listen(ctx, a.Listen); err != nil {
 		return fail(err)

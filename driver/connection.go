@@ -105,3 +105,15 @@ func (b *Backend) activeAddr() string {
 	}
 	return b.cfg.SanIP
 }
+
+// activeToken is the API token of the array serving the backend now.
+func (b *Backend) activeToken() string {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, rd := range b.cfg.ReplicationDevices {
+		if rd.BackendID == b.active {
+			return rd.APIToken.Reveal()
+		}
+	}
+	return b.cfg.APIToken.Reveal()
+}

@@ -152,6 +152,16 @@ var validateCases = []struct {
 	{"change type unspecified", &arrayv1.ChangeReplicaTypeRequest{Name: "r"}, "replication_type"},
 	{"receive", &arrayv1.ReceiveRequest{}, ""},
 
+	{"replicate snapshot", &arrayv1.ReplicateSnapshotRequest{Volume: "v", Snapshot: "s", Link: "l", RemotePool: "p"}, ""},
+	{"replicate snapshot no link", &arrayv1.ReplicateSnapshotRequest{Volume: "v", Snapshot: "s", RemotePool: "p"}, "link"},
+	{"checksum", &arrayv1.ChecksumSnapshotRequest{Volume: "v", Snapshot: "s", Length: 4096}, ""},
+	{"checksum too long", &arrayv1.ChecksumSnapshotRequest{Volume: "v", Snapshot: "s", Length: 65 << 20}, "length"},
+	{"get operation", &arrayv1.GetOperationRequest{Id: "op"}, ""},
+	{"list operations", &arrayv1.ListOperationsRequest{}, ""},
+	{"watch operation", &arrayv1.WatchOperationRequest{Id: "op"}, ""},
+	{"cancel operation", &arrayv1.CancelOperationRequest{Id: "op"}, ""},
+	{"cancel operation no id", &arrayv1.CancelOperationRequest{}, "id"},
+
 	// array: VolumeService
 	{"create volume", &arrayv1.CreateVolumeRequest{Name: "v1", Pool: "p1", SizeBytes: 1 << 30, Labels: map[string]string{"a": ""}}, ""},
 	{"create volume no pool", &arrayv1.CreateVolumeRequest{Name: "v1", SizeBytes: 4096}, "pool"},
@@ -207,6 +217,14 @@ var validateCases = []struct {
 	{"diff bad base", &arrayv1.DiffSnapshotsRequest{Volume: "v1", Base: "s@1", Snapshot: "s2"}, "base"},
 
 	// driver
+	{"snapshot replicate", &driverv1.SnapshotReplicateRequest{Backend: "a", SnapshotId: "s", VolumeId: "v", DestinationBackend: "b"}, ""},
+	{"snapshot replicate to itself", &driverv1.SnapshotReplicateRequest{Backend: "a", SnapshotId: "s", VolumeId: "v", DestinationBackend: "a"}, "destination_backend"},
+	{"driver get operation", &driverv1.GetOperationRequest{Backend: "a", OperationId: "op1"}, ""},
+	{"driver get operation no id", &driverv1.GetOperationRequest{Backend: "a"}, "operation_id"},
+	{"driver watch operation", &driverv1.WatchOperationRequest{Backend: "a", OperationId: "op1"}, ""},
+	{"driver cancel operation", &driverv1.CancelOperationRequest{Backend: "a", OperationId: "op1"}, ""},
+	{"verify snapshot", &driverv1.VerifySnapshotRequest{Backend: "a", SnapshotId: "s", VolumeId: "v", DestinationBackend: "b"}, ""},
+	{"verify snapshot no destination", &driverv1.VerifySnapshotRequest{Backend: "a", SnapshotId: "s", VolumeId: "v"}, "destination_backend"},
 	{"retype", &driverv1.RetypeRequest{Backend: "b", VolumeId: "v", NewType: &driverv1.VolumeType{Name: "t"}}, ""},
 	{"retype no volume", &driverv1.RetypeRequest{Backend: "b"}, "volume_id"},
 	{"replication info", &driverv1.GetReplicationInfoRequest{Backend: "b", VolumeId: "v"}, ""},

@@ -297,3 +297,11 @@ func (c *Client) CreateGroupSnapshot(ctx context.Context, group, snapshot string
 	}
 	return wire.Map(r.GetSnapshots(), wire.SnapshotFromPB), nil
 }
+
+func (c *Client) Checksums(ctx context.Context, volume, snapshot string, off, length int64) ([]uint32, error) {
+	r, err := c.volumes.ChecksumSnapshot(ctx, &arrayv1.ChecksumSnapshotRequest{Volume: volume, Snapshot: snapshot, Offset: off, Length: length})
+	if err != nil {
+		return nil, err
+	}
+	return r.GetCrc32C(), nil
+}

@@ -42,6 +42,7 @@ func serve(t *testing.T) string {
 		t.Fatal(err)
 	}
 	service.NewReplication(eng).Register(srv.GRPC())
+	service.NewOperations(eng).Register(srv.GRPC())
 	transfer.NewService(st, slog.New(slog.DiscardHandler)).Register(srv.GRPC())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

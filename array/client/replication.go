@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"errors"
+	"io"
 	"time"
 
 	"google.golang.org/grpc"
@@ -15,13 +17,15 @@ import (
 type Replication struct {
 	links    arrayv1.LinkServiceClient
 	replicas arrayv1.ReplicaServiceClient
+	ops      arrayv1.OperationServiceClient
 }
 
 var _ array.Replication = (*Replication)(nil)
 
 // NewReplication returns a replication client over cc.
 func NewReplication(cc grpc.ClientConnInterface) *Replication {
-	return &Replication{links: arrayv1.NewLinkServiceClient(cc), replicas: arrayv1.NewReplicaServiceClient(cc)}
+	return &Replication{links: arrayv1.NewLinkServiceClient(cc), replicas: arrayv1.NewReplicaServiceClient(cc),
+		ops: arrayv1.NewOperationServiceClient(cc)}
 }
 
 func (c *Replication) CreateLink(ctx context.Context, spec array.LinkSpec) (array.Link, error) {
@@ -151,4 +155,56 @@ func (c *Replication) ChangeReplicaType(ctx context.Context, name, typ string) (
 		return array.Replica{}, err
 	}
 	return wire.ReplicaFromPB(r.GetReplica()), nil
+}
+
+func (c *Replication) ReplicateSnapshot(ctx context.Context, s array.SnapshotReplicateSpec) (string, error) {
+	r, err := c.replicas.ReplicateSnapshot(ctx, &arrayv1.ReplicateSnapshotRequest{Volume: s.Volume, Snapshot: s.Snapshot, Link: s.Link,
+		RemotePool: s.RemotePool, RemoteVolume: s.RemoteVolume, ForceFullCopy: s.ForceFull})
+	if err != nil {
+		return "", err
+	}
+	return r.GetOperationId(), nil
+}
+
+func (c *Replication) GetOperation(ctx context.Context, id string) (array.Operation, error) {
+	r, err := c.ops.GetOperation(ctx, &arrayv1.GetOperationRequest{Id: id})
+	if err != nil {
+		return array.Operation{}, err
+	}
+	return wire.OperationFromPB(r.GetOperation()), nil
+}
+
+func (c *Replication) ListOperations(ctx context.Context) ([]array.Operation, error) {
+	r, err := c.ops.ListOperations(ctx, &arrayv1.ListOperationsRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return wire.Map(r.GetOperations(), wire.OperationFromPB), nil
+}
+
+func (c *Replication) WatchOperation(ctx context.Context, id string, fn func(array.Operation) error) error {
+	stream, err := c.ops.WatchOperation(ctx, &arrayv1.WatchOperationRequest{Id: id})
+	if err != nil {
+		return err
+	}
+	for {
+		r, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(wire.OperationFromPB(r.GetOperation())); err != nil {
+			return err
+		}
+	}
+}
+
+func (c *Replication) CancelOperation(ctx context.Context, id string) (array.Operation, error) {
+	r, err := c.ops.CancelOperation(ctx, &arrayv1.CancelOperationRequest{Id: id})
+	if err != nil {
+		return array.Operation{}, err
+	}
+	return wire.OperationFromPB(r.GetOperation()), nil
 }

@@ -55,8 +55,13 @@ type Engine struct {
 	mu       sync.Mutex
 	links    map[string]*link
 	replicas map[string]*replica
+	ops      map[string]*operation
 	kick     chan struct{}
 	wg       sync.WaitGroup
+	// runCtx bounds work started by API calls, such as snapshot
+	// replication; it ends with Run.
+	runCtx    context.Context
+	cancelRun context.CancelFunc
 }
 
 var _ array.Replication = (*Engine)(nil)
@@ -83,7 +88,8 @@ func New(ctx context.Context, s *store.Store, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{s: s, opts: opts, log: opts.Logger, id: info.ID, links: map[string]*link{}, replicas: map[string]*replica{},
-		kick: make(chan struct{}, 1)}
+		ops: map[string]*operation{}, kick: make(chan struct{}, 1)}
+	e.runCtx, e.cancelRun = context.WithCancel(context.Background())
 	if err := s.Records(ctx, recLinks, func(_ string, data []byte) error {
 		var r linkRec
 		if err := json.Unmarshal(data, &r); err != nil {
@@ -116,6 +122,8 @@ func New(ctx context.Context, s *store.Store, opts Options) (*Engine, error) {
 // Run checks links and runs replication schedules until ctx ends, then
 // waits for cycles in flight.
 func (e *Engine) Run(ctx context.Context) {
+	stop := context.AfterFunc(ctx, e.cancelRun)
+	defer stop()
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
@@ -127,6 +135,7 @@ func (e *Engine) Run(ctx context.Context) {
 
 // Close releases the links' connections; call it after Run returns.
 func (e *Engine) Close() {
+	e.cancelRun()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, l := range e.links {

@@ -154,3 +154,54 @@ func (s *Replication) ChangeReplicaType(ctx context.Context, req *arrayv1.Change
 	}
 	return &arrayv1.ChangeReplicaTypeResponse{Replica: wire.ReplicaToPB(r)}, nil
 }
+
+func (s *Replication) ReplicateSnapshot(ctx context.Context, req *arrayv1.ReplicateSnapshotRequest) (*arrayv1.ReplicateSnapshotResponse, error) {
+	id, err := s.r.ReplicateSnapshot(ctx, array.SnapshotReplicateSpec{Volume: req.GetVolume(), Snapshot: req.GetSnapshot(), Link: req.GetLink(),
+		RemotePool: req.GetRemotePool(), RemoteVolume: req.GetRemoteVolume(), ForceFull: req.GetForceFullCopy()})
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.ReplicateSnapshotResponse{OperationId: id}, nil
+}
+
+// Operations serves OperationService.
+type Operations struct {
+	arrayv1.UnimplementedOperationServiceServer
+	o array.Operations
+}
+
+// NewOperations returns OperationService over o.
+func NewOperations(o array.Operations) *Operations { return &Operations{o: o} }
+
+// Register adds OperationService to g.
+func (s *Operations) Register(g grpc.ServiceRegistrar) { arrayv1.RegisterOperationServiceServer(g, s) }
+
+func (s *Operations) GetOperation(ctx context.Context, req *arrayv1.GetOperationRequest) (*arrayv1.GetOperationResponse, error) {
+	o, err := s.o.GetOperation(ctx, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.GetOperationResponse{Operation: wire.OperationToPB(o)}, nil
+}
+
+func (s *Operations) ListOperations(ctx context.Context, _ *arrayv1.ListOperationsRequest) (*arrayv1.ListOperationsResponse, error) {
+	os, err := s.o.ListOperations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.ListOperationsResponse{Operations: wire.Map(os, wire.OperationToPB)}, nil
+}
+
+func (s *Operations) WatchOperation(req *arrayv1.WatchOperationRequest, stream arrayv1.OperationService_WatchOperationServer) error {
+	return s.o.WatchOperation(stream.Context(), req.GetId(), func(o array.Operation) error {
+		return stream.Send(&arrayv1.WatchOperationResponse{Operation: wire.OperationToPB(o)})
+	})
+}
+
+func (s *Operations) CancelOperation(ctx context.Context, req *arrayv1.CancelOperationRequest) (*arrayv1.CancelOperationResponse, error) {
+	o, err := s.o.CancelOperation(ctx, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.CancelOperationResponse{Operation: wire.OperationToPB(o)}, nil
+}

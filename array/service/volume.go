@@ -122,3 +122,11 @@ func (s *Service) DiffSnapshots(req *arrayv1.DiffSnapshotsRequest, stream arrayv
 	}
 	return nil
 }
+
+func (s *Service) ChecksumSnapshot(ctx context.Context, req *arrayv1.ChecksumSnapshotRequest) (*arrayv1.ChecksumSnapshotResponse, error) {
+	sums, err := s.a.Checksums(ctx, req.GetVolume(), req.GetSnapshot(), req.GetOffset(), req.GetLength())
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.ChecksumSnapshotResponse{Crc32C: sums}, nil
+}

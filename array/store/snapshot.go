@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"hash/crc32"
 	"maps"
 	"slices"
 	"strings"
@@ -374,4 +375,34 @@ func diffLayers(ctx context.Context, to, from *layer, size int64) ([]array.Exten
 		return true
 	})
 	return out, err
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Checksums returns the CRC-32C of each block of a snapshot's range.
+func (s *Store) Checksums(ctx context.Context, volume, snap string, off, length int64) ([]uint32, error) {
+	if off%bs != 0 || length <= 0 {
+		return nil, errdefs.InvalidArgument("offset", "checksums cover whole blocks from a block boundary")
+	}
+	h, err := s.OpenSnapshot(ctx, volume, snap)
+	if err != nil {
+		return nil, err
+	}
+	length = min(length, h.Size()-off)
+	if length <= 0 {
+		return nil, errdefs.InvalidArgument("offset", "%d is past the end of %s@%s", off, volume, snap)
+	}
+	out := make([]uint32, 0, (length+bs-1)/bs)
+	buf := make([]byte, min(length, 1<<20))
+	for length > 0 {
+		n := min(length, int64(len(buf)))
+		if err := h.ReadAt(ctx, buf[:n], off); err != nil {
+			return nil, err
+		}
+		for p := buf[:n]; len(p) > 0; p = p[min(len(p), bs):] {
+			out = append(out, crc32.Checksum(p[:min(len(p), bs)], castagnoli))
+		}
+		off, length = off+n, length-n
+	}
+	return out, nil
 }

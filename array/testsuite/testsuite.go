@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"testing"
 
@@ -32,6 +33,7 @@ func Run(t *testing.T, open Opener) {
 		{"Diff", testDiff},
 		{"Errors", testErrors},
 		{"Exports", testExports},
+		{"Checksums", testChecksums},
 		{"Property", testProperty},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -366,4 +368,28 @@ func testExports(t *testing.T, a array.Array) {
 	if l, err := a.ListExports(ctx, ""); err != nil || len(l) != 0 {
 		t.Fatalf("exports left: %v, %v", l, err)
 	}
+}
+
+func testChecksums(t *testing.T, a array.Array) {
+	ctx := setup(t, a)
+	mVol(t)(a.CreateVolume(ctx, array.VolumeSpec{Name: "ck", Pool: "p1", SizeBytes: mib}))
+	ok(t, a.WriteVolume(ctx, "ck", 4096, bytes.Repeat([]byte{7}, 5000), false))
+	mSnap(t)(a.CreateSnapshot(ctx, "ck", "s", nil))
+	sums, err := a.Checksums(ctx, "ck", "s", 0, 4*4096)
+	ok(t, err)
+	data := make([]byte, 4*4096)
+	ok(t, a.ReadSnapshot(ctx, "ck", "s", 0, data))
+	if len(sums) != 4 {
+		t.Fatalf("%d checksums for 4 blocks", len(sums))
+	}
+	for i := range sums {
+		if want := crc32.Checksum(data[i*4096:(i+1)*4096], crc32.MakeTable(crc32.Castagnoli)); sums[i] != want {
+			t.Fatalf("block %d: checksum %08x, want %08x", i, sums[i], want)
+		}
+	}
+	if sums[0] == sums[1] || sums[2] == sums[1] || sums[0] != sums[3] {
+		t.Fatalf("checksums do not follow the data: %x", sums)
+	}
+	_, err = a.Checksums(ctx, "ck", "nope", 0, 4096)
+	wantKind(t, err, errdefs.KindNotFound, "checksums of an unknown snapshot")
 }

@@ -109,3 +109,28 @@ func ReplicaFromPB(r *arrayv1.Replica) array.Replica {
 		TotalBytesSent: r.GetTotalBytesSent(),
 	}
 }
+
+var opStates = map[string]arrayv1.OperationState{
+	array.OpRunning: arrayv1.OperationState_OPERATION_STATE_RUNNING, array.OpSucceeded: arrayv1.OperationState_OPERATION_STATE_SUCCEEDED,
+	array.OpFailed: arrayv1.OperationState_OPERATION_STATE_FAILED, array.OpCanceled: arrayv1.OperationState_OPERATION_STATE_CANCELED}
+
+func OperationToPB(o array.Operation) *arrayv1.Operation {
+	r := o.Result
+	return &arrayv1.Operation{Id: o.ID, Kind: o.Kind, Target: o.Target, State: opStates[o.State], Phase: o.Phase,
+		BytesDone: o.Done, BytesTotal: o.Total, RateBytesPerSecond: o.Rate, EtaSeconds: o.ETA.Seconds(),
+		Started: ts(o.Started), Finished: ts(o.Finished), Error: o.Err, ErrorCode: o.ErrCode,
+		SnapshotReplicate: &arrayv1.SnapshotReplicateResult{BaseSnapshot: r.BaseSnapshot, BaseGuid: r.BaseGUID, Incremental: r.Incremental,
+			BytesSent: r.BytesSent, BytesTotal: r.BytesTotal, ResumedFrom: r.ResumedFrom, RemoteVolume: r.RemoteVolume,
+			RemoteSnapshot: r.RemoteSnapshot, AlreadyPresent: r.AlreadyPresent}}
+}
+
+func OperationFromPB(o *arrayv1.Operation) array.Operation {
+	r := o.GetSnapshotReplicate()
+	return array.Operation{ID: o.GetId(), Kind: o.GetKind(), Target: o.GetTarget(), State: reverse(opStates, o.GetState()), Phase: o.GetPhase(),
+		Done: o.GetBytesDone(), Total: o.GetBytesTotal(), Rate: o.GetRateBytesPerSecond(),
+		ETA: time.Duration(o.GetEtaSeconds() * float64(time.Second)), Started: fromTS(o.GetStarted()), Finished: fromTS(o.GetFinished()),
+		Err: o.GetError(), ErrCode: o.GetErrorCode(),
+		Result: array.SnapshotReplicateResult{BaseSnapshot: r.GetBaseSnapshot(), BaseGUID: r.GetBaseGuid(), Incremental: r.GetIncremental(),
+			BytesSent: r.GetBytesSent(), BytesTotal: r.GetBytesTotal(), ResumedFrom: r.GetResumedFrom(), RemoteVolume: r.GetRemoteVolume(),
+			RemoteSnapshot: r.GetRemoteSnapshot(), AlreadyPresent: r.GetAlreadyPresent()}}
+}

@@ -6,6 +6,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
+	_ "net/http/pprof" // served only when VOLREP_PPROF is set
 	"os"
 	"os/signal"
 	"syscall"
@@ -37,6 +39,10 @@ func main() {
 		return
 	}
 	log := daemon.NewLogger(cfg.Daemon, os.Stderr)
+	if addr := os.Getenv("VOLREP_PPROF"); addr != "" {
+		// Opt-in profiling (go tool pprof http://ADDR/debug/pprof/profile).
+		go func() { log.Warn("pprof server stopped", "err", http.ListenAndServe(addr, nil)) }()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := daemon.Run(ctx, cfg, daemon.Options{Logger: log, Announce: os.Stdout}); err != nil {

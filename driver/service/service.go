@@ -5,6 +5,7 @@ package service
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -298,4 +299,76 @@ func (s *Service) SetReplicationSchedule(ctx context.Context, req *driverv1.SetR
 	return &driverv1.SetReplicationScheduleResponse{IntervalSeconds: int64(sch.Interval / time.Second),
 		RetentionShortTermSeconds: int64(sch.Retention.AllFor / time.Second), RetentionLongTermPerDay: int64(sch.Retention.PerDay),
 		RetentionLongTermDays: int64(sch.Retention.Days)}, nil
+}
+
+func (s *Service) SnapshotReplicate(ctx context.Context, req *driverv1.SnapshotReplicateRequest) (*driverv1.SnapshotReplicateResponse, error) {
+	id, err := s.d.SnapshotReplicate(ctx, req.GetBackend(), req.GetSnapshotId(), req.GetVolumeId(), req.GetDestinationBackend(), req.GetForceFullCopy())
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.SnapshotReplicateResponse{OperationId: id}, nil
+}
+
+var opStates = map[string]driverv1.OperationState{
+	array.OpRunning: driverv1.OperationState_OPERATION_STATE_RUNNING, array.OpSucceeded: driverv1.OperationState_OPERATION_STATE_SUCCEEDED,
+	array.OpFailed: driverv1.OperationState_OPERATION_STATE_FAILED, array.OpCanceled: driverv1.OperationState_OPERATION_STATE_CANCELED}
+
+func operationPB(o array.Operation) *driverv1.Operation {
+	base, _ := strings.CutPrefix(o.Result.BaseSnapshot, "snapshot-")
+	return &driverv1.Operation{Id: o.ID, Kind: o.Kind, Target: o.Target, State: opStates[o.State], Phase: o.Phase,
+		BytesDone: o.Done, BytesTotal: o.Total, RateBytesPerSecond: o.Rate, EtaSeconds: o.ETA.Seconds(),
+		Started: optTS(o.Started), Finished: optTS(o.Finished), Error: o.Err, ErrorCode: o.ErrCode,
+		BaseSnapshotId: base, Incremental: o.Result.Incremental, BytesSent: o.Result.BytesSent,
+		ResumedFrom: o.Result.ResumedFrom, AlreadyPresent: o.Result.AlreadyPresent}
+}
+
+func (s *Service) operations(backend string) (array.Operations, error) {
+	b, err := s.d.Backend(backend)
+	if err != nil {
+		return nil, err
+	}
+	return b.Operations()
+}
+
+func (s *Service) GetOperation(ctx context.Context, req *driverv1.GetOperationRequest) (*driverv1.GetOperationResponse, error) {
+	ops, err := s.operations(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	o, err := ops.GetOperation(ctx, req.GetOperationId())
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.GetOperationResponse{Operation: operationPB(o)}, nil
+}
+
+func (s *Service) WatchOperation(req *driverv1.WatchOperationRequest, stream driverv1.DriverService_WatchOperationServer) error {
+	ops, err := s.operations(req.GetBackend())
+	if err != nil {
+		return err
+	}
+	return ops.WatchOperation(stream.Context(), req.GetOperationId(), func(o array.Operation) error {
+		return stream.Send(&driverv1.WatchOperationResponse{Operation: operationPB(o)})
+	})
+}
+
+func (s *Service) CancelOperation(ctx context.Context, req *driverv1.CancelOperationRequest) (*driverv1.CancelOperationResponse, error) {
+	ops, err := s.operations(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	o, err := ops.CancelOperation(ctx, req.GetOperationId())
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.CancelOperationResponse{Operation: operationPB(o)}, nil
+}
+
+func (s *Service) VerifySnapshot(ctx context.Context, req *driverv1.VerifySnapshotRequest) (*driverv1.VerifySnapshotResponse, error) {
+	v, err := s.d.VerifySnapshot(ctx, req.GetBackend(), req.GetSnapshotId(), req.GetVolumeId(), req.GetDestinationBackend())
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.VerifySnapshotResponse{Match: v.Match, BlocksCompared: v.Blocks, FirstMismatchOffset: v.FirstMismatch,
+		SourceCrc32C: v.SourceCRC, DestinationCrc32C: v.DestCRC, SizeBytes: v.Size}, nil
 }

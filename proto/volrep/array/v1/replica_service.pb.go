@@ -1745,6 +1745,136 @@ func (x *ChangeReplicaTypeResponse) GetReplica() *Replica {
 	return nil
 }
 
+type ReplicateSnapshotRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Volume     string                 `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	Snapshot   string                 `protobuf:"bytes,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	Link       string                 `protobuf:"bytes,3,opt,name=link,proto3" json:"link,omitempty"`
+	RemotePool string                 `protobuf:"bytes,4,opt,name=remote_pool,json=remotePool,proto3" json:"remote_pool,omitempty"`
+	// Default: the local volume's name.
+	RemoteVolume  string `protobuf:"bytes,5,opt,name=remote_volume,json=remoteVolume,proto3" json:"remote_volume,omitempty"`
+	ForceFullCopy bool   `protobuf:"varint,6,opt,name=force_full_copy,json=forceFullCopy,proto3" json:"force_full_copy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicateSnapshotRequest) Reset() {
+	*x = ReplicateSnapshotRequest{}
+	mi := &file_volrep_array_v1_replica_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicateSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicateSnapshotRequest) ProtoMessage() {}
+
+func (x *ReplicateSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_replica_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicateSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*ReplicateSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_replica_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ReplicateSnapshotRequest) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *ReplicateSnapshotRequest) GetSnapshot() string {
+	if x != nil {
+		return x.Snapshot
+	}
+	return ""
+}
+
+func (x *ReplicateSnapshotRequest) GetLink() string {
+	if x != nil {
+		return x.Link
+	}
+	return ""
+}
+
+func (x *ReplicateSnapshotRequest) GetRemotePool() string {
+	if x != nil {
+		return x.RemotePool
+	}
+	return ""
+}
+
+func (x *ReplicateSnapshotRequest) GetRemoteVolume() string {
+	if x != nil {
+		return x.RemoteVolume
+	}
+	return ""
+}
+
+func (x *ReplicateSnapshotRequest) GetForceFullCopy() bool {
+	if x != nil {
+		return x.ForceFullCopy
+	}
+	return false
+}
+
+type ReplicateSnapshotResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The operation's id, for OperationService.
+	OperationId   string `protobuf:"bytes,1,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicateSnapshotResponse) Reset() {
+	*x = ReplicateSnapshotResponse{}
+	mi := &file_volrep_array_v1_replica_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicateSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicateSnapshotResponse) ProtoMessage() {}
+
+func (x *ReplicateSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_replica_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicateSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*ReplicateSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_replica_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ReplicateSnapshotResponse) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
 var File_volrep_array_v1_replica_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
@@ -1864,7 +1994,17 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12K\n" +
 	"\x10replication_type\x18\x02 \x01(\x0e2 .volrep.array.v1.ReplicationTypeR\x0freplicationType\"O\n" +
 	"\x19ChangeReplicaTypeResponse\x122\n" +
-	"\areplica\x18\x01 \x01(\v2\x18.volrep.array.v1.ReplicaR\areplica*j\n" +
+	"\areplica\x18\x01 \x01(\v2\x18.volrep.array.v1.ReplicaR\areplica\"\xd0\x01\n" +
+	"\x18ReplicateSnapshotRequest\x12\x16\n" +
+	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x1a\n" +
+	"\bsnapshot\x18\x02 \x01(\tR\bsnapshot\x12\x12\n" +
+	"\x04link\x18\x03 \x01(\tR\x04link\x12\x1f\n" +
+	"\vremote_pool\x18\x04 \x01(\tR\n" +
+	"remotePool\x12#\n" +
+	"\rremote_volume\x18\x05 \x01(\tR\fremoteVolume\x12&\n" +
+	"\x0fforce_full_copy\x18\x06 \x01(\bR\rforceFullCopy\">\n" +
+	"\x19ReplicateSnapshotResponse\x12!\n" +
+	"\foperation_id\x18\x01 \x01(\tR\voperationId*j\n" +
 	"\x0fReplicationType\x12 \n" +
 	"\x1cREPLICATION_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REPLICATION_TYPE_ASYNC\x10\x01\x12\x19\n" +
@@ -1895,7 +2035,7 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"EntityKind\x12\x1b\n" +
 	"\x17ENTITY_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ENTITY_KIND_VOLUME\x10\x01\x12!\n" +
-	"\x1dENTITY_KIND_CONSISTENCY_GROUP\x10\x022\xe2\a\n" +
+	"\x1dENTITY_KIND_CONSISTENCY_GROUP\x10\x022\xce\b\n" +
 	"\x0eReplicaService\x12d\n" +
 	"\x0fReplicateEntity\x12'.volrep.array.v1.ReplicateEntityRequest\x1a(.volrep.array.v1.ReplicateEntityResponse\x12m\n" +
 	"\x12ReplicateConsGroup\x12*.volrep.array.v1.ReplicateConsGroupRequest\x1a+.volrep.array.v1.ReplicateConsGroupResponse\x12U\n" +
@@ -1907,7 +2047,8 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\x0eSuspendReplica\x12&.volrep.array.v1.SuspendReplicaRequest\x1a'.volrep.array.v1.SuspendReplicaResponse\x12^\n" +
 	"\rResumeReplica\x12%.volrep.array.v1.ResumeReplicaRequest\x1a&.volrep.array.v1.ResumeReplicaResponse\x12X\n" +
 	"\vSyncReplica\x12#.volrep.array.v1.SyncReplicaRequest\x1a$.volrep.array.v1.SyncReplicaResponse\x12j\n" +
-	"\x11ChangeReplicaType\x12).volrep.array.v1.ChangeReplicaTypeRequest\x1a*.volrep.array.v1.ChangeReplicaTypeResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
+	"\x11ChangeReplicaType\x12).volrep.array.v1.ChangeReplicaTypeRequest\x1a*.volrep.array.v1.ChangeReplicaTypeResponse\x12j\n" +
+	"\x11ReplicateSnapshot\x12).volrep.array.v1.ReplicateSnapshotRequest\x1a*.volrep.array.v1.ReplicateSnapshotResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
 
 var (
 	file_volrep_array_v1_replica_service_proto_rawDescOnce sync.Once
@@ -1922,7 +2063,7 @@ func file_volrep_array_v1_replica_service_proto_rawDescGZIP() []byte {
 }
 
 var file_volrep_array_v1_replica_service_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_volrep_array_v1_replica_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_volrep_array_v1_replica_service_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_volrep_array_v1_replica_service_proto_goTypes = []any{
 	(ReplicationType)(0),               // 0: volrep.array.v1.ReplicationType
 	(ReplicaMode)(0),                   // 1: volrep.array.v1.ReplicaMode
@@ -1952,27 +2093,29 @@ var file_volrep_array_v1_replica_service_proto_goTypes = []any{
 	(*SyncReplicaResponse)(nil),        // 25: volrep.array.v1.SyncReplicaResponse
 	(*ChangeReplicaTypeRequest)(nil),   // 26: volrep.array.v1.ChangeReplicaTypeRequest
 	(*ChangeReplicaTypeResponse)(nil),  // 27: volrep.array.v1.ChangeReplicaTypeResponse
-	nil,                                // 28: volrep.array.v1.Replica.MemberMappingsEntry
-	nil,                                // 29: volrep.array.v1.ReplicateConsGroupRequest.MemberMappingsEntry
-	(*timestamppb.Timestamp)(nil),      // 30: google.protobuf.Timestamp
+	(*ReplicateSnapshotRequest)(nil),   // 28: volrep.array.v1.ReplicateSnapshotRequest
+	(*ReplicateSnapshotResponse)(nil),  // 29: volrep.array.v1.ReplicateSnapshotResponse
+	nil,                                // 30: volrep.array.v1.Replica.MemberMappingsEntry
+	nil,                                // 31: volrep.array.v1.ReplicateConsGroupRequest.MemberMappingsEntry
+	(*timestamppb.Timestamp)(nil),      // 32: google.protobuf.Timestamp
 }
 var file_volrep_array_v1_replica_service_proto_depIdxs = []int32{
 	5,  // 0: volrep.array.v1.Replica.kind:type_name -> volrep.array.v1.EntityKind
-	28, // 1: volrep.array.v1.Replica.member_mappings:type_name -> volrep.array.v1.Replica.MemberMappingsEntry
+	30, // 1: volrep.array.v1.Replica.member_mappings:type_name -> volrep.array.v1.Replica.MemberMappingsEntry
 	0,  // 2: volrep.array.v1.Replica.replication_type:type_name -> volrep.array.v1.ReplicationType
 	2,  // 3: volrep.array.v1.Replica.state:type_name -> volrep.array.v1.ReplicaState
 	3,  // 4: volrep.array.v1.Replica.sync_state:type_name -> volrep.array.v1.SyncState
 	4,  // 5: volrep.array.v1.Replica.rpo_state:type_name -> volrep.array.v1.RPOState
 	6,  // 6: volrep.array.v1.Replica.target_retention:type_name -> volrep.array.v1.Retention
 	6,  // 7: volrep.array.v1.Replica.source_retention:type_name -> volrep.array.v1.Retention
-	30, // 8: volrep.array.v1.Replica.last_synchronized:type_name -> google.protobuf.Timestamp
-	30, // 9: volrep.array.v1.Replica.created:type_name -> google.protobuf.Timestamp
+	32, // 8: volrep.array.v1.Replica.last_synchronized:type_name -> google.protobuf.Timestamp
+	32, // 9: volrep.array.v1.Replica.created:type_name -> google.protobuf.Timestamp
 	1,  // 10: volrep.array.v1.ReplicateEntityRequest.mode:type_name -> volrep.array.v1.ReplicaMode
 	0,  // 11: volrep.array.v1.ReplicateEntityRequest.replication_type:type_name -> volrep.array.v1.ReplicationType
 	6,  // 12: volrep.array.v1.ReplicateEntityRequest.target_retention:type_name -> volrep.array.v1.Retention
 	6,  // 13: volrep.array.v1.ReplicateEntityRequest.source_retention:type_name -> volrep.array.v1.Retention
 	7,  // 14: volrep.array.v1.ReplicateEntityResponse.replica:type_name -> volrep.array.v1.Replica
-	29, // 15: volrep.array.v1.ReplicateConsGroupRequest.member_mappings:type_name -> volrep.array.v1.ReplicateConsGroupRequest.MemberMappingsEntry
+	31, // 15: volrep.array.v1.ReplicateConsGroupRequest.member_mappings:type_name -> volrep.array.v1.ReplicateConsGroupRequest.MemberMappingsEntry
 	0,  // 16: volrep.array.v1.ReplicateConsGroupRequest.replication_type:type_name -> volrep.array.v1.ReplicationType
 	6,  // 17: volrep.array.v1.ReplicateConsGroupRequest.target_retention:type_name -> volrep.array.v1.Retention
 	6,  // 18: volrep.array.v1.ReplicateConsGroupRequest.source_retention:type_name -> volrep.array.v1.Retention
@@ -1997,18 +2140,20 @@ var file_volrep_array_v1_replica_service_proto_depIdxs = []int32{
 	22, // 37: volrep.array.v1.ReplicaService.ResumeReplica:input_type -> volrep.array.v1.ResumeReplicaRequest
 	24, // 38: volrep.array.v1.ReplicaService.SyncReplica:input_type -> volrep.array.v1.SyncReplicaRequest
 	26, // 39: volrep.array.v1.ReplicaService.ChangeReplicaType:input_type -> volrep.array.v1.ChangeReplicaTypeRequest
-	9,  // 40: volrep.array.v1.ReplicaService.ReplicateEntity:output_type -> volrep.array.v1.ReplicateEntityResponse
-	11, // 41: volrep.array.v1.ReplicaService.ReplicateConsGroup:output_type -> volrep.array.v1.ReplicateConsGroupResponse
-	13, // 42: volrep.array.v1.ReplicaService.GetReplica:output_type -> volrep.array.v1.GetReplicaResponse
-	15, // 43: volrep.array.v1.ReplicaService.ListReplicas:output_type -> volrep.array.v1.ListReplicasResponse
-	17, // 44: volrep.array.v1.ReplicaService.UpdateReplica:output_type -> volrep.array.v1.UpdateReplicaResponse
-	19, // 45: volrep.array.v1.ReplicaService.DeleteReplica:output_type -> volrep.array.v1.DeleteReplicaResponse
-	21, // 46: volrep.array.v1.ReplicaService.SuspendReplica:output_type -> volrep.array.v1.SuspendReplicaResponse
-	23, // 47: volrep.array.v1.ReplicaService.ResumeReplica:output_type -> volrep.array.v1.ResumeReplicaResponse
-	25, // 48: volrep.array.v1.ReplicaService.SyncReplica:output_type -> volrep.array.v1.SyncReplicaResponse
-	27, // 49: volrep.array.v1.ReplicaService.ChangeReplicaType:output_type -> volrep.array.v1.ChangeReplicaTypeResponse
-	40, // [40:50] is the sub-list for method output_type
-	30, // [30:40] is the sub-list for method input_type
+	28, // 40: volrep.array.v1.ReplicaService.ReplicateSnapshot:input_type -> volrep.array.v1.ReplicateSnapshotRequest
+	9,  // 41: volrep.array.v1.ReplicaService.ReplicateEntity:output_type -> volrep.array.v1.ReplicateEntityResponse
+	11, // 42: volrep.array.v1.ReplicaService.ReplicateConsGroup:output_type -> volrep.array.v1.ReplicateConsGroupResponse
+	13, // 43: volrep.array.v1.ReplicaService.GetReplica:output_type -> volrep.array.v1.GetReplicaResponse
+	15, // 44: volrep.array.v1.ReplicaService.ListReplicas:output_type -> volrep.array.v1.ListReplicasResponse
+	17, // 45: volrep.array.v1.ReplicaService.UpdateReplica:output_type -> volrep.array.v1.UpdateReplicaResponse
+	19, // 46: volrep.array.v1.ReplicaService.DeleteReplica:output_type -> volrep.array.v1.DeleteReplicaResponse
+	21, // 47: volrep.array.v1.ReplicaService.SuspendReplica:output_type -> volrep.array.v1.SuspendReplicaResponse
+	23, // 48: volrep.array.v1.ReplicaService.ResumeReplica:output_type -> volrep.array.v1.ResumeReplicaResponse
+	25, // 49: volrep.array.v1.ReplicaService.SyncReplica:output_type -> volrep.array.v1.SyncReplicaResponse
+	27, // 50: volrep.array.v1.ReplicaService.ChangeReplicaType:output_type -> volrep.array.v1.ChangeReplicaTypeResponse
+	29, // 51: volrep.array.v1.ReplicaService.ReplicateSnapshot:output_type -> volrep.array.v1.ReplicateSnapshotResponse
+	41, // [41:52] is the sub-list for method output_type
+	30, // [30:41] is the sub-list for method input_type
 	30, // [30:30] is the sub-list for extension type_name
 	30, // [30:30] is the sub-list for extension extendee
 	0,  // [0:30] is the sub-list for field type_name
@@ -2025,7 +2170,7 @@ func file_volrep_array_v1_replica_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_replica_service_proto_rawDesc), len(file_volrep_array_v1_replica_service_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	ReplicaService_ResumeReplica_FullMethodName      = "/volrep.array.v1.ReplicaService/ResumeReplica"
 	ReplicaService_SyncReplica_FullMethodName        = "/volrep.array.v1.ReplicaService/SyncReplica"
 	ReplicaService_ChangeReplicaType_FullMethodName  = "/volrep.array.v1.ReplicaService/ChangeReplicaType"
+	ReplicaService_ReplicateSnapshot_FullMethodName  = "/volrep.array.v1.ReplicaService/ReplicateSnapshot"
 )
 
 // ReplicaServiceClient is the client API for ReplicaService service.
@@ -60,6 +61,11 @@ type ReplicaServiceClient interface {
 	// ChangeReplicaType switches between SYNC and ASYNC without a full
 	// resync; refused while the replica is INITIALIZING.
 	ChangeReplicaType(ctx context.Context, in *ChangeReplicaTypeRequest, opts ...grpc.CallOption) (*ChangeReplicaTypeResponse, error)
+	// ReplicateSnapshot sends one snapshot over a link as a long-running
+	// operation (see OperationService): the delta from the newest snapshot
+	// both sides hold, or every allocated block with force_full_copy. Running
+	// it again after an interruption resumes where the receiver stopped.
+	ReplicateSnapshot(ctx context.Context, in *ReplicateSnapshotRequest, opts ...grpc.CallOption) (*ReplicateSnapshotResponse, error)
 }
 
 type replicaServiceClient struct {
@@ -170,6 +176,16 @@ func (c *replicaServiceClient) ChangeReplicaType(ctx context.Context, in *Change
 	return out, nil
 }
 
+func (c *replicaServiceClient) ReplicateSnapshot(ctx context.Context, in *ReplicateSnapshotRequest, opts ...grpc.CallOption) (*ReplicateSnapshotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReplicateSnapshotResponse)
+	err := c.cc.Invoke(ctx, ReplicaService_ReplicateSnapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReplicaServiceServer is the server API for ReplicaService service.
 // All implementations must embed UnimplementedReplicaServiceServer
 // for forward compatibility.
@@ -199,6 +215,11 @@ type ReplicaServiceServer interface {
 	// ChangeReplicaType switches between SYNC and ASYNC without a full
 	// resync; refused while the replica is INITIALIZING.
 	ChangeReplicaType(context.Context, *ChangeReplicaTypeRequest) (*ChangeReplicaTypeResponse, error)
+	// ReplicateSnapshot sends one snapshot over a link as a long-running
+	// operation (see OperationService): the delta from the newest snapshot
+	// both sides hold, or every allocated block with force_full_copy. Running
+	// it again after an interruption resumes where the receiver stopped.
+	ReplicateSnapshot(context.Context, *ReplicateSnapshotRequest) (*ReplicateSnapshotResponse, error)
 	mustEmbedUnimplementedReplicaServiceServer()
 }
 
@@ -238,6 +259,9 @@ func (UnimplementedReplicaServiceServer) SyncReplica(context.Context, *SyncRepli
 }
 func (UnimplementedReplicaServiceServer) ChangeReplicaType(context.Context, *ChangeReplicaTypeRequest) (*ChangeReplicaTypeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ChangeReplicaType not implemented")
+}
+func (UnimplementedReplicaServiceServer) ReplicateSnapshot(context.Context, *ReplicateSnapshotRequest) (*ReplicateSnapshotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReplicateSnapshot not implemented")
 }
 func (UnimplementedReplicaServiceServer) mustEmbedUnimplementedReplicaServiceServer() {}
 func (UnimplementedReplicaServiceServer) testEmbeddedByValue()                        {}
@@ -440,6 +464,24 @@ func _ReplicaService_ChangeReplicaType_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReplicaService_ReplicateSnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplicateSnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicaServiceServer).ReplicateSnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReplicaService_ReplicateSnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicaServiceServer).ReplicateSnapshot(ctx, req.(*ReplicateSnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ReplicaService_ServiceDesc is the grpc.ServiceDesc for ReplicaService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -486,6 +528,10 @@ var ReplicaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ChangeReplicaType",
 			Handler:    _ReplicaService_ChangeReplicaType_Handler,
+		},
+		{
+			MethodName: "ReplicateSnapshot",
+			Handler:    _ReplicaService_ReplicateSnapshot_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

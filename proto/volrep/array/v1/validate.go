@@ -312,3 +312,36 @@ func (x *ChangeReplicaTypeRequest) Validate() error {
 // Validate accepts the stream's messages; the receiver checks each one in
 // the order the protocol needs, since a stream request is not a request.
 func (x *ReceiveRequest) Validate() error { return nil }
+
+// Validate checks the names and the link.
+func (x *ReplicateSnapshotRequest) Validate() error {
+	return v.First(
+		v.Name("volume", x.GetVolume()),
+		v.Name("snapshot", x.GetSnapshot()),
+		v.Name("link", x.GetLink()),
+		v.Name("remote_pool", x.GetRemotePool()),
+		v.OptionalName("remote_volume", x.GetRemoteVolume()),
+	)
+}
+
+// Validate checks the names and the range (at most 64 MiB).
+func (x *ChecksumSnapshotRequest) Validate() error {
+	return v.First(
+		v.Name("volume", x.GetVolume()),
+		v.Name("snapshot", x.GetSnapshot()),
+		v.BlockAligned("offset", x.GetOffset()),
+		v.IORange("offset", x.GetOffset(), "length", x.GetLength(), 1, 64*v.MiB),
+	)
+}
+
+// Validate checks the operation id.
+func (x *GetOperationRequest) Validate() error { return v.Name("id", x.GetId()) }
+
+// Validate accepts every ListOperationsRequest.
+func (x *ListOperationsRequest) Validate() error { return nil }
+
+// Validate checks the operation id.
+func (x *WatchOperationRequest) Validate() error { return v.Name("id", x.GetId()) }
+
+// Validate checks the operation id.
+func (x *CancelOperationRequest) Validate() error { return v.Name("id", x.GetId()) }

@@ -1758,6 +1758,119 @@ func (x *DiffSnapshotsResponse) GetExtents() []*Extent {
 	return nil
 }
 
+type ChecksumSnapshotRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Volume   string                 `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	Snapshot string                 `protobuf:"bytes,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	Offset   int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	// At most 64 MiB per call.
+	Length        int64 `protobuf:"varint,4,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChecksumSnapshotRequest) Reset() {
+	*x = ChecksumSnapshotRequest{}
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChecksumSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChecksumSnapshotRequest) ProtoMessage() {}
+
+func (x *ChecksumSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChecksumSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*ChecksumSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ChecksumSnapshotRequest) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *ChecksumSnapshotRequest) GetSnapshot() string {
+	if x != nil {
+		return x.Snapshot
+	}
+	return ""
+}
+
+func (x *ChecksumSnapshotRequest) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ChecksumSnapshotRequest) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+type ChecksumSnapshotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Crc32C        []uint32               `protobuf:"fixed32,1,rep,packed,name=crc32c,proto3" json:"crc32c,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChecksumSnapshotResponse) Reset() {
+	*x = ChecksumSnapshotResponse{}
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChecksumSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChecksumSnapshotResponse) ProtoMessage() {}
+
+func (x *ChecksumSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChecksumSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*ChecksumSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ChecksumSnapshotResponse) GetCrc32C() []uint32 {
+	if x != nil {
+		return x.Crc32C
+	}
+	return nil
+}
+
 var File_volrep_array_v1_volume_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
@@ -1884,8 +1997,14 @@ const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\x04base\x18\x02 \x01(\tR\x04base\x12\x1a\n" +
 	"\bsnapshot\x18\x03 \x01(\tR\bsnapshot\"J\n" +
 	"\x15DiffSnapshotsResponse\x121\n" +
-	"\aextents\x18\x01 \x03(\v2\x17.volrep.array.v1.ExtentR\aextents2\xfe\n" +
-	"\n" +
+	"\aextents\x18\x01 \x03(\v2\x17.volrep.array.v1.ExtentR\aextents\"}\n" +
+	"\x17ChecksumSnapshotRequest\x12\x16\n" +
+	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x1a\n" +
+	"\bsnapshot\x18\x02 \x01(\tR\bsnapshot\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x16\n" +
+	"\x06length\x18\x04 \x01(\x03R\x06length\"2\n" +
+	"\x18ChecksumSnapshotResponse\x12\x16\n" +
+	"\x06crc32c\x18\x01 \x03(\aR\x06crc32c2\xe7\v\n" +
 	"\rVolumeService\x12[\n" +
 	"\fCreateVolume\x12$.volrep.array.v1.CreateVolumeRequest\x1a%.volrep.array.v1.CreateVolumeResponse\x12R\n" +
 	"\tGetVolume\x12!.volrep.array.v1.GetVolumeRequest\x1a\".volrep.array.v1.GetVolumeResponse\x12X\n" +
@@ -1902,7 +2021,8 @@ const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\x0eDeleteSnapshot\x12&.volrep.array.v1.DeleteSnapshotRequest\x1a'.volrep.array.v1.DeleteSnapshotResponse\x12[\n" +
 	"\fReadSnapshot\x12$.volrep.array.v1.ReadSnapshotRequest\x1a%.volrep.array.v1.ReadSnapshotResponse\x12^\n" +
 	"\rCloneSnapshot\x12%.volrep.array.v1.CloneSnapshotRequest\x1a&.volrep.array.v1.CloneSnapshotResponse\x12`\n" +
-	"\rDiffSnapshots\x12%.volrep.array.v1.DiffSnapshotsRequest\x1a&.volrep.array.v1.DiffSnapshotsResponse0\x01B8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
+	"\rDiffSnapshots\x12%.volrep.array.v1.DiffSnapshotsRequest\x1a&.volrep.array.v1.DiffSnapshotsResponse0\x01\x12g\n" +
+	"\x10ChecksumSnapshot\x12(.volrep.array.v1.ChecksumSnapshotRequest\x1a).volrep.array.v1.ChecksumSnapshotResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
 
 var (
 	file_volrep_array_v1_volume_service_proto_rawDescOnce sync.Once
@@ -1916,63 +2036,65 @@ func file_volrep_array_v1_volume_service_proto_rawDescGZIP() []byte {
 	return file_volrep_array_v1_volume_service_proto_rawDescData
 }
 
-var file_volrep_array_v1_volume_service_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_volrep_array_v1_volume_service_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_volrep_array_v1_volume_service_proto_goTypes = []any{
-	(*Volume)(nil),                 // 0: volrep.array.v1.Volume
-	(*Snapshot)(nil),               // 1: volrep.array.v1.Snapshot
-	(*Extent)(nil),                 // 2: volrep.array.v1.Extent
-	(*CreateVolumeRequest)(nil),    // 3: volrep.array.v1.CreateVolumeRequest
-	(*CreateVolumeResponse)(nil),   // 4: volrep.array.v1.CreateVolumeResponse
-	(*GetVolumeRequest)(nil),       // 5: volrep.array.v1.GetVolumeRequest
-	(*GetVolumeResponse)(nil),      // 6: volrep.array.v1.GetVolumeResponse
-	(*ListVolumesRequest)(nil),     // 7: volrep.array.v1.ListVolumesRequest
-	(*ListVolumesResponse)(nil),    // 8: volrep.array.v1.ListVolumesResponse
-	(*DeleteVolumeRequest)(nil),    // 9: volrep.array.v1.DeleteVolumeRequest
-	(*DeleteVolumeResponse)(nil),   // 10: volrep.array.v1.DeleteVolumeResponse
-	(*ExtendVolumeRequest)(nil),    // 11: volrep.array.v1.ExtendVolumeRequest
-	(*ExtendVolumeResponse)(nil),   // 12: volrep.array.v1.ExtendVolumeResponse
-	(*WriteVolumeRequest)(nil),     // 13: volrep.array.v1.WriteVolumeRequest
-	(*WriteVolumeResponse)(nil),    // 14: volrep.array.v1.WriteVolumeResponse
-	(*ReadVolumeRequest)(nil),      // 15: volrep.array.v1.ReadVolumeRequest
-	(*ReadVolumeResponse)(nil),     // 16: volrep.array.v1.ReadVolumeResponse
-	(*FlushVolumeRequest)(nil),     // 17: volrep.array.v1.FlushVolumeRequest
-	(*FlushVolumeResponse)(nil),    // 18: volrep.array.v1.FlushVolumeResponse
-	(*CreateSnapshotRequest)(nil),  // 19: volrep.array.v1.CreateSnapshotRequest
-	(*CreateSnapshotResponse)(nil), // 20: volrep.array.v1.CreateSnapshotResponse
-	(*GetSnapshotRequest)(nil),     // 21: volrep.array.v1.GetSnapshotRequest
-	(*GetSnapshotResponse)(nil),    // 22: volrep.array.v1.GetSnapshotResponse
-	(*ListSnapshotsRequest)(nil),   // 23: volrep.array.v1.ListSnapshotsRequest
-	(*ListSnapshotsResponse)(nil),  // 24: volrep.array.v1.ListSnapshotsResponse
-	(*DeleteSnapshotRequest)(nil),  // 25: volrep.array.v1.DeleteSnapshotRequest
-	(*DeleteSnapshotResponse)(nil), // 26: volrep.array.v1.DeleteSnapshotResponse
-	(*ReadSnapshotRequest)(nil),    // 27: volrep.array.v1.ReadSnapshotRequest
-	(*ReadSnapshotResponse)(nil),   // 28: volrep.array.v1.ReadSnapshotResponse
-	(*CloneSnapshotRequest)(nil),   // 29: volrep.array.v1.CloneSnapshotRequest
-	(*CloneSnapshotResponse)(nil),  // 30: volrep.array.v1.CloneSnapshotResponse
-	(*DiffSnapshotsRequest)(nil),   // 31: volrep.array.v1.DiffSnapshotsRequest
-	(*DiffSnapshotsResponse)(nil),  // 32: volrep.array.v1.DiffSnapshotsResponse
-	nil,                            // 33: volrep.array.v1.Volume.LabelsEntry
-	nil,                            // 34: volrep.array.v1.Snapshot.LabelsEntry
-	nil,                            // 35: volrep.array.v1.CreateVolumeRequest.LabelsEntry
-	nil,                            // 36: volrep.array.v1.CreateSnapshotRequest.LabelsEntry
-	nil,                            // 37: volrep.array.v1.CloneSnapshotRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),  // 38: google.protobuf.Timestamp
+	(*Volume)(nil),                   // 0: volrep.array.v1.Volume
+	(*Snapshot)(nil),                 // 1: volrep.array.v1.Snapshot
+	(*Extent)(nil),                   // 2: volrep.array.v1.Extent
+	(*CreateVolumeRequest)(nil),      // 3: volrep.array.v1.CreateVolumeRequest
+	(*CreateVolumeResponse)(nil),     // 4: volrep.array.v1.CreateVolumeResponse
+	(*GetVolumeRequest)(nil),         // 5: volrep.array.v1.GetVolumeRequest
+	(*GetVolumeResponse)(nil),        // 6: volrep.array.v1.GetVolumeResponse
+	(*ListVolumesRequest)(nil),       // 7: volrep.array.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),      // 8: volrep.array.v1.ListVolumesResponse
+	(*DeleteVolumeRequest)(nil),      // 9: volrep.array.v1.DeleteVolumeRequest
+	(*DeleteVolumeResponse)(nil),     // 10: volrep.array.v1.DeleteVolumeResponse
+	(*ExtendVolumeRequest)(nil),      // 11: volrep.array.v1.ExtendVolumeRequest
+	(*ExtendVolumeResponse)(nil),     // 12: volrep.array.v1.ExtendVolumeResponse
+	(*WriteVolumeRequest)(nil),       // 13: volrep.array.v1.WriteVolumeRequest
+	(*WriteVolumeResponse)(nil),      // 14: volrep.array.v1.WriteVolumeResponse
+	(*ReadVolumeRequest)(nil),        // 15: volrep.array.v1.ReadVolumeRequest
+	(*ReadVolumeResponse)(nil),       // 16: volrep.array.v1.ReadVolumeResponse
+	(*FlushVolumeRequest)(nil),       // 17: volrep.array.v1.FlushVolumeRequest
+	(*FlushVolumeResponse)(nil),      // 18: volrep.array.v1.FlushVolumeResponse
+	(*CreateSnapshotRequest)(nil),    // 19: volrep.array.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil),   // 20: volrep.array.v1.CreateSnapshotResponse
+	(*GetSnapshotRequest)(nil),       // 21: volrep.array.v1.GetSnapshotRequest
+	(*GetSnapshotResponse)(nil),      // 22: volrep.array.v1.GetSnapshotResponse
+	(*ListSnapshotsRequest)(nil),     // 23: volrep.array.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),    // 24: volrep.array.v1.ListSnapshotsResponse
+	(*DeleteSnapshotRequest)(nil),    // 25: volrep.array.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil),   // 26: volrep.array.v1.DeleteSnapshotResponse
+	(*ReadSnapshotRequest)(nil),      // 27: volrep.array.v1.ReadSnapshotRequest
+	(*ReadSnapshotResponse)(nil),     // 28: volrep.array.v1.ReadSnapshotResponse
+	(*CloneSnapshotRequest)(nil),     // 29: volrep.array.v1.CloneSnapshotRequest
+	(*CloneSnapshotResponse)(nil),    // 30: volrep.array.v1.CloneSnapshotResponse
+	(*DiffSnapshotsRequest)(nil),     // 31: volrep.array.v1.DiffSnapshotsRequest
+	(*DiffSnapshotsResponse)(nil),    // 32: volrep.array.v1.DiffSnapshotsResponse
+	(*ChecksumSnapshotRequest)(nil),  // 33: volrep.array.v1.ChecksumSnapshotRequest
+	(*ChecksumSnapshotResponse)(nil), // 34: volrep.array.v1.ChecksumSnapshotResponse
+	nil,                              // 35: volrep.array.v1.Volume.LabelsEntry
+	nil,                              // 36: volrep.array.v1.Snapshot.LabelsEntry
+	nil,                              // 37: volrep.array.v1.CreateVolumeRequest.LabelsEntry
+	nil,                              // 38: volrep.array.v1.CreateSnapshotRequest.LabelsEntry
+	nil,                              // 39: volrep.array.v1.CloneSnapshotRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),    // 40: google.protobuf.Timestamp
 }
 var file_volrep_array_v1_volume_service_proto_depIdxs = []int32{
-	38, // 0: volrep.array.v1.Volume.created:type_name -> google.protobuf.Timestamp
-	33, // 1: volrep.array.v1.Volume.labels:type_name -> volrep.array.v1.Volume.LabelsEntry
-	38, // 2: volrep.array.v1.Snapshot.created:type_name -> google.protobuf.Timestamp
-	34, // 3: volrep.array.v1.Snapshot.labels:type_name -> volrep.array.v1.Snapshot.LabelsEntry
-	35, // 4: volrep.array.v1.CreateVolumeRequest.labels:type_name -> volrep.array.v1.CreateVolumeRequest.LabelsEntry
+	40, // 0: volrep.array.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	35, // 1: volrep.array.v1.Volume.labels:type_name -> volrep.array.v1.Volume.LabelsEntry
+	40, // 2: volrep.array.v1.Snapshot.created:type_name -> google.protobuf.Timestamp
+	36, // 3: volrep.array.v1.Snapshot.labels:type_name -> volrep.array.v1.Snapshot.LabelsEntry
+	37, // 4: volrep.array.v1.CreateVolumeRequest.labels:type_name -> volrep.array.v1.CreateVolumeRequest.LabelsEntry
 	0,  // 5: volrep.array.v1.CreateVolumeResponse.volume:type_name -> volrep.array.v1.Volume
 	0,  // 6: volrep.array.v1.GetVolumeResponse.volume:type_name -> volrep.array.v1.Volume
 	0,  // 7: volrep.array.v1.ListVolumesResponse.volumes:type_name -> volrep.array.v1.Volume
 	0,  // 8: volrep.array.v1.ExtendVolumeResponse.volume:type_name -> volrep.array.v1.Volume
-	36, // 9: volrep.array.v1.CreateSnapshotRequest.labels:type_name -> volrep.array.v1.CreateSnapshotRequest.LabelsEntry
+	38, // 9: volrep.array.v1.CreateSnapshotRequest.labels:type_name -> volrep.array.v1.CreateSnapshotRequest.LabelsEntry
 	1,  // 10: volrep.array.v1.CreateSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
 	1,  // 11: volrep.array.v1.GetSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
 	1,  // 12: volrep.array.v1.ListSnapshotsResponse.snapshots:type_name -> volrep.array.v1.Snapshot
-	37, // 13: volrep.array.v1.CloneSnapshotRequest.labels:type_name -> volrep.array.v1.CloneSnapshotRequest.LabelsEntry
+	39, // 13: volrep.array.v1.CloneSnapshotRequest.labels:type_name -> volrep.array.v1.CloneSnapshotRequest.LabelsEntry
 	0,  // 14: volrep.array.v1.CloneSnapshotResponse.volume:type_name -> volrep.array.v1.Volume
 	2,  // 15: volrep.array.v1.DiffSnapshotsResponse.extents:type_name -> volrep.array.v1.Extent
 	3,  // 16: volrep.array.v1.VolumeService.CreateVolume:input_type -> volrep.array.v1.CreateVolumeRequest
@@ -1990,23 +2112,25 @@ var file_volrep_array_v1_volume_service_proto_depIdxs = []int32{
 	27, // 28: volrep.array.v1.VolumeService.ReadSnapshot:input_type -> volrep.array.v1.ReadSnapshotRequest
 	29, // 29: volrep.array.v1.VolumeService.CloneSnapshot:input_type -> volrep.array.v1.CloneSnapshotRequest
 	31, // 30: volrep.array.v1.VolumeService.DiffSnapshots:input_type -> volrep.array.v1.DiffSnapshotsRequest
-	4,  // 31: volrep.array.v1.VolumeService.CreateVolume:output_type -> volrep.array.v1.CreateVolumeResponse
-	6,  // 32: volrep.array.v1.VolumeService.GetVolume:output_type -> volrep.array.v1.GetVolumeResponse
-	8,  // 33: volrep.array.v1.VolumeService.ListVolumes:output_type -> volrep.array.v1.ListVolumesResponse
-	10, // 34: volrep.array.v1.VolumeService.DeleteVolume:output_type -> volrep.array.v1.DeleteVolumeResponse
-	12, // 35: volrep.array.v1.VolumeService.ExtendVolume:output_type -> volrep.array.v1.ExtendVolumeResponse
-	14, // 36: volrep.array.v1.VolumeService.WriteVolume:output_type -> volrep.array.v1.WriteVolumeResponse
-	16, // 37: volrep.array.v1.VolumeService.ReadVolume:output_type -> volrep.array.v1.ReadVolumeResponse
-	18, // 38: volrep.array.v1.VolumeService.FlushVolume:output_type -> volrep.array.v1.FlushVolumeResponse
-	20, // 39: volrep.array.v1.VolumeService.CreateSnapshot:output_type -> volrep.array.v1.CreateSnapshotResponse
-	22, // 40: volrep.array.v1.VolumeService.GetSnapshot:output_type -> volrep.array.v1.GetSnapshotResponse
-	24, // 41: volrep.array.v1.VolumeService.ListSnapshots:output_type -> volrep.array.v1.ListSnapshotsResponse
-	26, // 42: volrep.array.v1.VolumeService.DeleteSnapshot:output_type -> volrep.array.v1.DeleteSnapshotResponse
-	28, // 43: volrep.array.v1.VolumeService.ReadSnapshot:output_type -> volrep.array.v1.ReadSnapshotResponse
-	30, // 44: volrep.array.v1.VolumeService.CloneSnapshot:output_type -> volrep.array.v1.CloneSnapshotResponse
-	32, // 45: volrep.array.v1.VolumeService.DiffSnapshots:output_type -> volrep.array.v1.DiffSnapshotsResponse
-	31, // [31:46] is the sub-list for method output_type
-	16, // [16:31] is the sub-list for method input_type
+	33, // 31: volrep.array.v1.VolumeService.ChecksumSnapshot:input_type -> volrep.array.v1.ChecksumSnapshotRequest
+	4,  // 32: volrep.array.v1.VolumeService.CreateVolume:output_type -> volrep.array.v1.CreateVolumeResponse
+	6,  // 33: volrep.array.v1.VolumeService.GetVolume:output_type -> volrep.array.v1.GetVolumeResponse
+	8,  // 34: volrep.array.v1.VolumeService.ListVolumes:output_type -> volrep.array.v1.ListVolumesResponse
+	10, // 35: volrep.array.v1.VolumeService.DeleteVolume:output_type -> volrep.array.v1.DeleteVolumeResponse
+	12, // 36: volrep.array.v1.VolumeService.ExtendVolume:output_type -> volrep.array.v1.ExtendVolumeResponse
+	14, // 37: volrep.array.v1.VolumeService.WriteVolume:output_type -> volrep.array.v1.WriteVolumeResponse
+	16, // 38: volrep.array.v1.VolumeService.ReadVolume:output_type -> volrep.array.v1.ReadVolumeResponse
+	18, // 39: volrep.array.v1.VolumeService.FlushVolume:output_type -> volrep.array.v1.FlushVolumeResponse
+	20, // 40: volrep.array.v1.VolumeService.CreateSnapshot:output_type -> volrep.array.v1.CreateSnapshotResponse
+	22, // 41: volrep.array.v1.VolumeService.GetSnapshot:output_type -> volrep.array.v1.GetSnapshotResponse
+	24, // 42: volrep.array.v1.VolumeService.ListSnapshots:output_type -> volrep.array.v1.ListSnapshotsResponse
+	26, // 43: volrep.array.v1.VolumeService.DeleteSnapshot:output_type -> volrep.array.v1.DeleteSnapshotResponse
+	28, // 44: volrep.array.v1.VolumeService.ReadSnapshot:output_type -> volrep.array.v1.ReadSnapshotResponse
+	30, // 45: volrep.array.v1.VolumeService.CloneSnapshot:output_type -> volrep.array.v1.CloneSnapshotResponse
+	32, // 46: volrep.array.v1.VolumeService.DiffSnapshots:output_type -> volrep.array.v1.DiffSnapshotsResponse
+	34, // 47: volrep.array.v1.VolumeService.ChecksumSnapshot:output_type -> volrep.array.v1.ChecksumSnapshotResponse
+	32, // [32:48] is the sub-list for method output_type
+	16, // [16:32] is the sub-list for method input_type
 	16, // [16:16] is the sub-list for extension type_name
 	16, // [16:16] is the sub-list for extension extendee
 	0,  // [0:16] is the sub-list for field type_name
@@ -2023,7 +2147,7 @@ func file_volrep_array_v1_volume_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_volume_service_proto_rawDesc), len(file_volrep_array_v1_volume_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   38,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

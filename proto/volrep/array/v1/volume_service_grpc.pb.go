@@ -19,21 +19,22 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	VolumeService_CreateVolume_FullMethodName   = "/volrep.array.v1.VolumeService/CreateVolume"
-	VolumeService_GetVolume_FullMethodName      = "/volrep.array.v1.VolumeService/GetVolume"
-	VolumeService_ListVolumes_FullMethodName    = "/volrep.array.v1.VolumeService/ListVolumes"
-	VolumeService_DeleteVolume_FullMethodName   = "/volrep.array.v1.VolumeService/DeleteVolume"
-	VolumeService_ExtendVolume_FullMethodName   = "/volrep.array.v1.VolumeService/ExtendVolume"
-	VolumeService_WriteVolume_FullMethodName    = "/volrep.array.v1.VolumeService/WriteVolume"
-	VolumeService_ReadVolume_FullMethodName     = "/volrep.array.v1.VolumeService/ReadVolume"
-	VolumeService_FlushVolume_FullMethodName    = "/volrep.array.v1.VolumeService/FlushVolume"
-	VolumeService_CreateSnapshot_FullMethodName = "/volrep.array.v1.VolumeService/CreateSnapshot"
-	VolumeService_GetSnapshot_FullMethodName    = "/volrep.array.v1.VolumeService/GetSnapshot"
-	VolumeService_ListSnapshots_FullMethodName  = "/volrep.array.v1.VolumeService/ListSnapshots"
-	VolumeService_DeleteSnapshot_FullMethodName = "/volrep.array.v1.VolumeService/DeleteSnapshot"
-	VolumeService_ReadSnapshot_FullMethodName   = "/volrep.array.v1.VolumeService/ReadSnapshot"
-	VolumeService_CloneSnapshot_FullMethodName  = "/volrep.array.v1.VolumeService/CloneSnapshot"
-	VolumeService_DiffSnapshots_FullMethodName  = "/volrep.array.v1.VolumeService/DiffSnapshots"
+	VolumeService_CreateVolume_FullMethodName     = "/volrep.array.v1.VolumeService/CreateVolume"
+	VolumeService_GetVolume_FullMethodName        = "/volrep.array.v1.VolumeService/GetVolume"
+	VolumeService_ListVolumes_FullMethodName      = "/volrep.array.v1.VolumeService/ListVolumes"
+	VolumeService_DeleteVolume_FullMethodName     = "/volrep.array.v1.VolumeService/DeleteVolume"
+	VolumeService_ExtendVolume_FullMethodName     = "/volrep.array.v1.VolumeService/ExtendVolume"
+	VolumeService_WriteVolume_FullMethodName      = "/volrep.array.v1.VolumeService/WriteVolume"
+	VolumeService_ReadVolume_FullMethodName       = "/volrep.array.v1.VolumeService/ReadVolume"
+	VolumeService_FlushVolume_FullMethodName      = "/volrep.array.v1.VolumeService/FlushVolume"
+	VolumeService_CreateSnapshot_FullMethodName   = "/volrep.array.v1.VolumeService/CreateSnapshot"
+	VolumeService_GetSnapshot_FullMethodName      = "/volrep.array.v1.VolumeService/GetSnapshot"
+	VolumeService_ListSnapshots_FullMethodName    = "/volrep.array.v1.VolumeService/ListSnapshots"
+	VolumeService_DeleteSnapshot_FullMethodName   = "/volrep.array.v1.VolumeService/DeleteSnapshot"
+	VolumeService_ReadSnapshot_FullMethodName     = "/volrep.array.v1.VolumeService/ReadSnapshot"
+	VolumeService_CloneSnapshot_FullMethodName    = "/volrep.array.v1.VolumeService/CloneSnapshot"
+	VolumeService_DiffSnapshots_FullMethodName    = "/volrep.array.v1.VolumeService/DiffSnapshots"
+	VolumeService_ChecksumSnapshot_FullMethodName = "/volrep.array.v1.VolumeService/ChecksumSnapshot"
 )
 
 // VolumeServiceClient is the client API for VolumeService service.
@@ -68,6 +69,9 @@ type VolumeServiceClient interface {
 	// DiffSnapshots lists the extents that differ between two snapshots of
 	// one lineage, in O(changed blocks).
 	DiffSnapshots(ctx context.Context, in *DiffSnapshotsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DiffSnapshotsResponse], error)
+	// ChecksumSnapshot returns the CRC-32C of each 4 KiB block of a range,
+	// so two arrays can compare a snapshot and its replica without moving data.
+	ChecksumSnapshot(ctx context.Context, in *ChecksumSnapshotRequest, opts ...grpc.CallOption) (*ChecksumSnapshotResponse, error)
 }
 
 type volumeServiceClient struct {
@@ -237,6 +241,16 @@ func (c *volumeServiceClient) DiffSnapshots(ctx context.Context, in *DiffSnapsho
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type VolumeService_DiffSnapshotsClient = grpc.ServerStreamingClient[DiffSnapshotsResponse]
 
+func (c *volumeServiceClient) ChecksumSnapshot(ctx context.Context, in *ChecksumSnapshotRequest, opts ...grpc.CallOption) (*ChecksumSnapshotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ChecksumSnapshotResponse)
+	err := c.cc.Invoke(ctx, VolumeService_ChecksumSnapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VolumeServiceServer is the server API for VolumeService service.
 // All implementations must embed UnimplementedVolumeServiceServer
 // for forward compatibility.
@@ -269,6 +283,9 @@ type VolumeServiceServer interface {
 	// DiffSnapshots lists the extents that differ between two snapshots of
 	// one lineage, in O(changed blocks).
 	DiffSnapshots(*DiffSnapshotsRequest, grpc.ServerStreamingServer[DiffSnapshotsResponse]) error
+	// ChecksumSnapshot returns the CRC-32C of each 4 KiB block of a range,
+	// so two arrays can compare a snapshot and its replica without moving data.
+	ChecksumSnapshot(context.Context, *ChecksumSnapshotRequest) (*ChecksumSnapshotResponse, error)
 	mustEmbedUnimplementedVolumeServiceServer()
 }
 
@@ -323,6 +340,9 @@ func (UnimplementedVolumeServiceServer) CloneSnapshot(context.Context, *CloneSna
 }
 func (UnimplementedVolumeServiceServer) DiffSnapshots(*DiffSnapshotsRequest, grpc.ServerStreamingServer[DiffSnapshotsResponse]) error {
 	return status.Error(codes.Unimplemented, "method DiffSnapshots not implemented")
+}
+func (UnimplementedVolumeServiceServer) ChecksumSnapshot(context.Context, *ChecksumSnapshotRequest) (*ChecksumSnapshotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ChecksumSnapshot not implemented")
 }
 func (UnimplementedVolumeServiceServer) mustEmbedUnimplementedVolumeServiceServer() {}
 func (UnimplementedVolumeServiceServer) testEmbeddedByValue()                       {}
@@ -608,6 +628,24 @@ func _VolumeService_DiffSnapshots_Handler(srv interface{}, stream grpc.ServerStr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type VolumeService_DiffSnapshotsServer = grpc.ServerStreamingServer[DiffSnapshotsResponse]
 
+func _VolumeService_ChecksumSnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ChecksumSnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VolumeServiceServer).ChecksumSnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VolumeService_ChecksumSnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VolumeServiceServer).ChecksumSnapshot(ctx, req.(*ChecksumSnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VolumeService_ServiceDesc is the grpc.ServiceDesc for VolumeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -670,6 +708,10 @@ var VolumeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CloneSnapshot",
 			Handler:    _VolumeService_CloneSnapshot_Handler,
+		},
+		{
+			MethodName: "ChecksumSnapshot",
+			Handler:    _VolumeService_ChecksumSnapshot_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

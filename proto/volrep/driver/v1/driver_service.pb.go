@@ -154,6 +154,61 @@ func (ReplicationHealth) EnumDescriptor() ([]byte, []int) {
 	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{1}
 }
 
+type OperationState int32
+
+const (
+	OperationState_OPERATION_STATE_UNSPECIFIED OperationState = 0
+	OperationState_OPERATION_STATE_RUNNING     OperationState = 1
+	OperationState_OPERATION_STATE_SUCCEEDED   OperationState = 2
+	OperationState_OPERATION_STATE_FAILED      OperationState = 3
+	OperationState_OPERATION_STATE_CANCELED    OperationState = 4
+)
+
+// Enum value maps for OperationState.
+var (
+	OperationState_name = map[int32]string{
+		0: "OPERATION_STATE_UNSPECIFIED",
+		1: "OPERATION_STATE_RUNNING",
+		2: "OPERATION_STATE_SUCCEEDED",
+		3: "OPERATION_STATE_FAILED",
+		4: "OPERATION_STATE_CANCELED",
+	}
+	OperationState_value = map[string]int32{
+		"OPERATION_STATE_UNSPECIFIED": 0,
+		"OPERATION_STATE_RUNNING":     1,
+		"OPERATION_STATE_SUCCEEDED":   2,
+		"OPERATION_STATE_FAILED":      3,
+		"OPERATION_STATE_CANCELED":    4,
+	}
+)
+
+func (x OperationState) Enum() *OperationState {
+	p := new(OperationState)
+	*p = x
+	return p
+}
+
+func (x OperationState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OperationState) Descriptor() protoreflect.EnumDescriptor {
+	return file_volrep_driver_v1_driver_service_proto_enumTypes[2].Descriptor()
+}
+
+func (OperationState) Type() protoreflect.EnumType {
+	return &file_volrep_driver_v1_driver_service_proto_enumTypes[2]
+}
+
+func (x OperationState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OperationState.Descriptor instead.
+func (OperationState) EnumDescriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{2}
+}
+
 // ModelUpdate is what Cinder's manager stores on the volume after a call.
 type ModelUpdate struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2843,6 +2898,750 @@ func (x *SetReplicationScheduleResponse) GetRetentionLongTermDays() int64 {
 	return 0
 }
 
+type SnapshotReplicateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The source backend.
+	Backend            string `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	SnapshotId         string `protobuf:"bytes,2,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	VolumeId           string `protobuf:"bytes,3,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	DestinationBackend string `protobuf:"bytes,4,opt,name=destination_backend,json=destinationBackend,proto3" json:"destination_backend,omitempty"`
+	ForceFullCopy      bool   `protobuf:"varint,5,opt,name=force_full_copy,json=forceFullCopy,proto3" json:"force_full_copy,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *SnapshotReplicateRequest) Reset() {
+	*x = SnapshotReplicateRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotReplicateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotReplicateRequest) ProtoMessage() {}
+
+func (x *SnapshotReplicateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotReplicateRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotReplicateRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *SnapshotReplicateRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *SnapshotReplicateRequest) GetSnapshotId() string {
+	if x != nil {
+		return x.SnapshotId
+	}
+	return ""
+}
+
+func (x *SnapshotReplicateRequest) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+func (x *SnapshotReplicateRequest) GetDestinationBackend() string {
+	if x != nil {
+		return x.DestinationBackend
+	}
+	return ""
+}
+
+func (x *SnapshotReplicateRequest) GetForceFullCopy() bool {
+	if x != nil {
+		return x.ForceFullCopy
+	}
+	return false
+}
+
+type SnapshotReplicateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OperationId   string                 `protobuf:"bytes,1,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotReplicateResponse) Reset() {
+	*x = SnapshotReplicateResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotReplicateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotReplicateResponse) ProtoMessage() {}
+
+func (x *SnapshotReplicateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotReplicateResponse.ProtoReflect.Descriptor instead.
+func (*SnapshotReplicateResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *SnapshotReplicateResponse) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
+type Operation struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Id                 string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Kind               string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Target             string                 `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	State              OperationState         `protobuf:"varint,4,opt,name=state,proto3,enum=volrep.driver.v1.OperationState" json:"state,omitempty"`
+	Phase              string                 `protobuf:"bytes,5,opt,name=phase,proto3" json:"phase,omitempty"`
+	BytesDone          int64                  `protobuf:"varint,6,opt,name=bytes_done,json=bytesDone,proto3" json:"bytes_done,omitempty"`
+	BytesTotal         int64                  `protobuf:"varint,7,opt,name=bytes_total,json=bytesTotal,proto3" json:"bytes_total,omitempty"`
+	RateBytesPerSecond float64                `protobuf:"fixed64,8,opt,name=rate_bytes_per_second,json=rateBytesPerSecond,proto3" json:"rate_bytes_per_second,omitempty"`
+	EtaSeconds         float64                `protobuf:"fixed64,9,opt,name=eta_seconds,json=etaSeconds,proto3" json:"eta_seconds,omitempty"`
+	Started            *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=started,proto3" json:"started,omitempty"`
+	Finished           *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=finished,proto3" json:"finished,omitempty"`
+	Error              string                 `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	ErrorCode          string                 `protobuf:"bytes,13,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	// For snapshot replication: the base used ("" for a full copy).
+	BaseSnapshotId string `protobuf:"bytes,14,opt,name=base_snapshot_id,json=baseSnapshotId,proto3" json:"base_snapshot_id,omitempty"`
+	Incremental    bool   `protobuf:"varint,15,opt,name=incremental,proto3" json:"incremental,omitempty"`
+	// Bytes on the wire in the last run.
+	BytesSent      int64 `protobuf:"varint,16,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
+	ResumedFrom    int64 `protobuf:"varint,17,opt,name=resumed_from,json=resumedFrom,proto3" json:"resumed_from,omitempty"`
+	AlreadyPresent bool  `protobuf:"varint,18,opt,name=already_present,json=alreadyPresent,proto3" json:"already_present,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Operation) Reset() {
+	*x = Operation{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Operation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Operation) ProtoMessage() {}
+
+func (x *Operation) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Operation.ProtoReflect.Descriptor instead.
+func (*Operation) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *Operation) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Operation) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Operation) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *Operation) GetState() OperationState {
+	if x != nil {
+		return x.State
+	}
+	return OperationState_OPERATION_STATE_UNSPECIFIED
+}
+
+func (x *Operation) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *Operation) GetBytesDone() int64 {
+	if x != nil {
+		return x.BytesDone
+	}
+	return 0
+}
+
+func (x *Operation) GetBytesTotal() int64 {
+	if x != nil {
+		return x.BytesTotal
+	}
+	return 0
+}
+
+func (x *Operation) GetRateBytesPerSecond() float64 {
+	if x != nil {
+		return x.RateBytesPerSecond
+	}
+	return 0
+}
+
+func (x *Operation) GetEtaSeconds() float64 {
+	if x != nil {
+		return x.EtaSeconds
+	}
+	return 0
+}
+
+func (x *Operation) GetStarted() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Started
+	}
+	return nil
+}
+
+func (x *Operation) GetFinished() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Finished
+	}
+	return nil
+}
+
+func (x *Operation) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Operation) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *Operation) GetBaseSnapshotId() string {
+	if x != nil {
+		return x.BaseSnapshotId
+	}
+	return ""
+}
+
+func (x *Operation) GetIncremental() bool {
+	if x != nil {
+		return x.Incremental
+	}
+	return false
+}
+
+func (x *Operation) GetBytesSent() int64 {
+	if x != nil {
+		return x.BytesSent
+	}
+	return 0
+}
+
+func (x *Operation) GetResumedFrom() int64 {
+	if x != nil {
+		return x.ResumedFrom
+	}
+	return 0
+}
+
+func (x *Operation) GetAlreadyPresent() bool {
+	if x != nil {
+		return x.AlreadyPresent
+	}
+	return false
+}
+
+type GetOperationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	OperationId   string                 `protobuf:"bytes,2,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOperationRequest) Reset() {
+	*x = GetOperationRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOperationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOperationRequest) ProtoMessage() {}
+
+func (x *GetOperationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOperationRequest.ProtoReflect.Descriptor instead.
+func (*GetOperationRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *GetOperationRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *GetOperationRequest) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
+type GetOperationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Operation     *Operation             `protobuf:"bytes,1,opt,name=operation,proto3" json:"operation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOperationResponse) Reset() {
+	*x = GetOperationResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOperationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOperationResponse) ProtoMessage() {}
+
+func (x *GetOperationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOperationResponse.ProtoReflect.Descriptor instead.
+func (*GetOperationResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *GetOperationResponse) GetOperation() *Operation {
+	if x != nil {
+		return x.Operation
+	}
+	return nil
+}
+
+type WatchOperationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	OperationId   string                 `protobuf:"bytes,2,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchOperationRequest) Reset() {
+	*x = WatchOperationRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchOperationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchOperationRequest) ProtoMessage() {}
+
+func (x *WatchOperationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchOperationRequest.ProtoReflect.Descriptor instead.
+func (*WatchOperationRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *WatchOperationRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *WatchOperationRequest) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
+type WatchOperationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Operation     *Operation             `protobuf:"bytes,1,opt,name=operation,proto3" json:"operation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchOperationResponse) Reset() {
+	*x = WatchOperationResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchOperationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchOperationResponse) ProtoMessage() {}
+
+func (x *WatchOperationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchOperationResponse.ProtoReflect.Descriptor instead.
+func (*WatchOperationResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *WatchOperationResponse) GetOperation() *Operation {
+	if x != nil {
+		return x.Operation
+	}
+	return nil
+}
+
+type CancelOperationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	OperationId   string                 `protobuf:"bytes,2,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelOperationRequest) Reset() {
+	*x = CancelOperationRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelOperationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelOperationRequest) ProtoMessage() {}
+
+func (x *CancelOperationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelOperationRequest.ProtoReflect.Descriptor instead.
+func (*CancelOperationRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *CancelOperationRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *CancelOperationRequest) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
+type CancelOperationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Operation     *Operation             `protobuf:"bytes,1,opt,name=operation,proto3" json:"operation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelOperationResponse) Reset() {
+	*x = CancelOperationResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelOperationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelOperationResponse) ProtoMessage() {}
+
+func (x *CancelOperationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelOperationResponse.ProtoReflect.Descriptor instead.
+func (*CancelOperationResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *CancelOperationResponse) GetOperation() *Operation {
+	if x != nil {
+		return x.Operation
+	}
+	return nil
+}
+
+type VerifySnapshotRequest struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Backend            string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	SnapshotId         string                 `protobuf:"bytes,2,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	VolumeId           string                 `protobuf:"bytes,3,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	DestinationBackend string                 `protobuf:"bytes,4,opt,name=destination_backend,json=destinationBackend,proto3" json:"destination_backend,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *VerifySnapshotRequest) Reset() {
+	*x = VerifySnapshotRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifySnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifySnapshotRequest) ProtoMessage() {}
+
+func (x *VerifySnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifySnapshotRequest.ProtoReflect.Descriptor instead.
+func (*VerifySnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *VerifySnapshotRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *VerifySnapshotRequest) GetSnapshotId() string {
+	if x != nil {
+		return x.SnapshotId
+	}
+	return ""
+}
+
+func (x *VerifySnapshotRequest) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+func (x *VerifySnapshotRequest) GetDestinationBackend() string {
+	if x != nil {
+		return x.DestinationBackend
+	}
+	return ""
+}
+
+type VerifySnapshotResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Match          bool                   `protobuf:"varint,1,opt,name=match,proto3" json:"match,omitempty"`
+	BlocksCompared int64                  `protobuf:"varint,2,opt,name=blocks_compared,json=blocksCompared,proto3" json:"blocks_compared,omitempty"`
+	// -1 when everything matches.
+	FirstMismatchOffset int64  `protobuf:"varint,3,opt,name=first_mismatch_offset,json=firstMismatchOffset,proto3" json:"first_mismatch_offset,omitempty"`
+	SourceCrc32C        uint32 `protobuf:"fixed32,4,opt,name=source_crc32c,json=sourceCrc32c,proto3" json:"source_crc32c,omitempty"`
+	DestinationCrc32C   uint32 `protobuf:"fixed32,5,opt,name=destination_crc32c,json=destinationCrc32c,proto3" json:"destination_crc32c,omitempty"`
+	SizeBytes           int64  `protobuf:"varint,6,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *VerifySnapshotResponse) Reset() {
+	*x = VerifySnapshotResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifySnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifySnapshotResponse) ProtoMessage() {}
+
+func (x *VerifySnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifySnapshotResponse.ProtoReflect.Descriptor instead.
+func (*VerifySnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *VerifySnapshotResponse) GetMatch() bool {
+	if x != nil {
+		return x.Match
+	}
+	return false
+}
+
+func (x *VerifySnapshotResponse) GetBlocksCompared() int64 {
+	if x != nil {
+		return x.BlocksCompared
+	}
+	return 0
+}
+
+func (x *VerifySnapshotResponse) GetFirstMismatchOffset() int64 {
+	if x != nil {
+		return x.FirstMismatchOffset
+	}
+	return 0
+}
+
+func (x *VerifySnapshotResponse) GetSourceCrc32C() uint32 {
+	if x != nil {
+		return x.SourceCrc32C
+	}
+	return 0
+}
+
+func (x *VerifySnapshotResponse) GetDestinationCrc32C() uint32 {
+	if x != nil {
+		return x.DestinationCrc32C
+	}
+	return 0
+}
+
+func (x *VerifySnapshotResponse) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
 var File_volrep_driver_v1_driver_service_proto protoreflect.FileDescriptor
 
 const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
@@ -3063,7 +3862,70 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x10interval_seconds\x18\x01 \x01(\x03R\x0fintervalSeconds\x12?\n" +
 	"\x1cretention_short_term_seconds\x18\x02 \x01(\x03R\x19retentionShortTermSeconds\x12<\n" +
 	"\x1bretention_long_term_per_day\x18\x03 \x01(\x03R\x17retentionLongTermPerDay\x127\n" +
-	"\x18retention_long_term_days\x18\x04 \x01(\x03R\x15retentionLongTermDays*\xed\x02\n" +
+	"\x18retention_long_term_days\x18\x04 \x01(\x03R\x15retentionLongTermDays\"\xcb\x01\n" +
+	"\x18SnapshotReplicateRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1f\n" +
+	"\vsnapshot_id\x18\x02 \x01(\tR\n" +
+	"snapshotId\x12\x1b\n" +
+	"\tvolume_id\x18\x03 \x01(\tR\bvolumeId\x12/\n" +
+	"\x13destination_backend\x18\x04 \x01(\tR\x12destinationBackend\x12&\n" +
+	"\x0fforce_full_copy\x18\x05 \x01(\bR\rforceFullCopy\">\n" +
+	"\x19SnapshotReplicateResponse\x12!\n" +
+	"\foperation_id\x18\x01 \x01(\tR\voperationId\"\x83\x05\n" +
+	"\tOperation\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06target\x18\x03 \x01(\tR\x06target\x126\n" +
+	"\x05state\x18\x04 \x01(\x0e2 .volrep.driver.v1.OperationStateR\x05state\x12\x14\n" +
+	"\x05phase\x18\x05 \x01(\tR\x05phase\x12\x1d\n" +
+	"\n" +
+	"bytes_done\x18\x06 \x01(\x03R\tbytesDone\x12\x1f\n" +
+	"\vbytes_total\x18\a \x01(\x03R\n" +
+	"bytesTotal\x121\n" +
+	"\x15rate_bytes_per_second\x18\b \x01(\x01R\x12rateBytesPerSecond\x12\x1f\n" +
+	"\veta_seconds\x18\t \x01(\x01R\n" +
+	"etaSeconds\x124\n" +
+	"\astarted\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x126\n" +
+	"\bfinished\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\bfinished\x12\x14\n" +
+	"\x05error\x18\f \x01(\tR\x05error\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\r \x01(\tR\terrorCode\x12(\n" +
+	"\x10base_snapshot_id\x18\x0e \x01(\tR\x0ebaseSnapshotId\x12 \n" +
+	"\vincremental\x18\x0f \x01(\bR\vincremental\x12\x1d\n" +
+	"\n" +
+	"bytes_sent\x18\x10 \x01(\x03R\tbytesSent\x12!\n" +
+	"\fresumed_from\x18\x11 \x01(\x03R\vresumedFrom\x12'\n" +
+	"\x0falready_present\x18\x12 \x01(\bR\x0ealreadyPresent\"R\n" +
+	"\x13GetOperationRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12!\n" +
+	"\foperation_id\x18\x02 \x01(\tR\voperationId\"Q\n" +
+	"\x14GetOperationResponse\x129\n" +
+	"\toperation\x18\x01 \x01(\v2\x1b.volrep.driver.v1.OperationR\toperation\"T\n" +
+	"\x15WatchOperationRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12!\n" +
+	"\foperation_id\x18\x02 \x01(\tR\voperationId\"S\n" +
+	"\x16WatchOperationResponse\x129\n" +
+	"\toperation\x18\x01 \x01(\v2\x1b.volrep.driver.v1.OperationR\toperation\"U\n" +
+	"\x16CancelOperationRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12!\n" +
+	"\foperation_id\x18\x02 \x01(\tR\voperationId\"T\n" +
+	"\x17CancelOperationResponse\x129\n" +
+	"\toperation\x18\x01 \x01(\v2\x1b.volrep.driver.v1.OperationR\toperation\"\xa0\x01\n" +
+	"\x15VerifySnapshotRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1f\n" +
+	"\vsnapshot_id\x18\x02 \x01(\tR\n" +
+	"snapshotId\x12\x1b\n" +
+	"\tvolume_id\x18\x03 \x01(\tR\bvolumeId\x12/\n" +
+	"\x13destination_backend\x18\x04 \x01(\tR\x12destinationBackend\"\xfe\x01\n" +
+	"\x16VerifySnapshotResponse\x12\x14\n" +
+	"\x05match\x18\x01 \x01(\bR\x05match\x12'\n" +
+	"\x0fblocks_compared\x18\x02 \x01(\x03R\x0eblocksCompared\x122\n" +
+	"\x15first_mismatch_offset\x18\x03 \x01(\x03R\x13firstMismatchOffset\x12#\n" +
+	"\rsource_crc32c\x18\x04 \x01(\aR\fsourceCrc32c\x12-\n" +
+	"\x12destination_crc32c\x18\x05 \x01(\aR\x11destinationCrc32c\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x06 \x01(\x03R\tsizeBytes*\xed\x02\n" +
 	"\x11ReplicationStatus\x12\"\n" +
 	"\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n" +
@@ -3079,7 +3941,13 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x1eREPLICATION_HEALTH_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aREPLICATION_HEALTH_HEALTHY\x10\x01\x12\x1f\n" +
 	"\x1bREPLICATION_HEALTH_DEGRADED\x10\x02\x12\x1c\n" +
-	"\x18REPLICATION_HEALTH_ERROR\x10\x032\xe9\r\n" +
+	"\x18REPLICATION_HEALTH_ERROR\x10\x03*\xa7\x01\n" +
+	"\x0eOperationState\x12\x1f\n" +
+	"\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n" +
+	"\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n" +
+	"\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n" +
+	"\x18OPERATION_STATE_CANCELED\x10\x042\xea\x11\n" +
 	"\rDriverService\x12]\n" +
 	"\fListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12c\n" +
 	"\x0eGetVolumeStats\x12'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n" +
@@ -3097,7 +3965,12 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x13TerminateConnection\x12,.volrep.driver.v1.TerminateConnectionRequest\x1a-.volrep.driver.v1.TerminateConnectionResponse\x12K\n" +
 	"\x06Retype\x12\x1f.volrep.driver.v1.RetypeRequest\x1a .volrep.driver.v1.RetypeResponse\x12o\n" +
 	"\x12GetReplicationInfo\x12+.volrep.driver.v1.GetReplicationInfoRequest\x1a,.volrep.driver.v1.GetReplicationInfoResponse\x12{\n" +
-	"\x16SetReplicationSchedule\x12/.volrep.driver.v1.SetReplicationScheduleRequest\x1a0.volrep.driver.v1.SetReplicationScheduleResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
+	"\x16SetReplicationSchedule\x12/.volrep.driver.v1.SetReplicationScheduleRequest\x1a0.volrep.driver.v1.SetReplicationScheduleResponse\x12l\n" +
+	"\x11SnapshotReplicate\x12*.volrep.driver.v1.SnapshotReplicateRequest\x1a+.volrep.driver.v1.SnapshotReplicateResponse\x12]\n" +
+	"\fGetOperation\x12%.volrep.driver.v1.GetOperationRequest\x1a&.volrep.driver.v1.GetOperationResponse\x12e\n" +
+	"\x0eWatchOperation\x12'.volrep.driver.v1.WatchOperationRequest\x1a(.volrep.driver.v1.WatchOperationResponse0\x01\x12f\n" +
+	"\x0fCancelOperation\x12(.volrep.driver.v1.CancelOperationRequest\x1a).volrep.driver.v1.CancelOperationResponse\x12c\n" +
+	"\x0eVerifySnapshot\x12'.volrep.driver.v1.VerifySnapshotRequest\x1a(.volrep.driver.v1.VerifySnapshotResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
 
 var (
 	file_volrep_driver_v1_driver_service_proto_rawDescOnce sync.Once
@@ -3111,128 +3984,156 @@ func file_volrep_driver_v1_driver_service_proto_rawDescGZIP() []byte {
 	return file_volrep_driver_v1_driver_service_proto_rawDescData
 }
 
-var file_volrep_driver_v1_driver_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_volrep_driver_v1_driver_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(ReplicationStatus)(0),                   // 0: volrep.driver.v1.ReplicationStatus
 	(ReplicationHealth)(0),                   // 1: volrep.driver.v1.ReplicationHealth
-	(*ModelUpdate)(nil),                      // 2: volrep.driver.v1.ModelUpdate
-	(*VolumeType)(nil),                       // 3: volrep.driver.v1.VolumeType
-	(*Backend)(nil),                          // 4: volrep.driver.v1.Backend
-	(*ReplicationTarget)(nil),                // 5: volrep.driver.v1.ReplicationTarget
-	(*Volume)(nil),                           // 6: volrep.driver.v1.Volume
-	(*Snapshot)(nil),                         // 7: volrep.driver.v1.Snapshot
-	(*ListBackendsRequest)(nil),              // 8: volrep.driver.v1.ListBackendsRequest
-	(*ListBackendsResponse)(nil),             // 9: volrep.driver.v1.ListBackendsResponse
-	(*GetVolumeStatsRequest)(nil),            // 10: volrep.driver.v1.GetVolumeStatsRequest
-	(*GetVolumeStatsResponse)(nil),           // 11: volrep.driver.v1.GetVolumeStatsResponse
-	(*CreateVolumeRequest)(nil),              // 12: volrep.driver.v1.CreateVolumeRequest
-	(*CreateVolumeResponse)(nil),             // 13: volrep.driver.v1.CreateVolumeResponse
-	(*DeleteVolumeRequest)(nil),              // 14: volrep.driver.v1.DeleteVolumeRequest
-	(*DeleteVolumeResponse)(nil),             // 15: volrep.driver.v1.DeleteVolumeResponse
-	(*ExtendVolumeRequest)(nil),              // 16: volrep.driver.v1.ExtendVolumeRequest
-	(*ExtendVolumeResponse)(nil),             // 17: volrep.driver.v1.ExtendVolumeResponse
-	(*GetVolumeRequest)(nil),                 // 18: volrep.driver.v1.GetVolumeRequest
-	(*GetVolumeResponse)(nil),                // 19: volrep.driver.v1.GetVolumeResponse
-	(*ListVolumesRequest)(nil),               // 20: volrep.driver.v1.ListVolumesRequest
-	(*ListVolumesResponse)(nil),              // 21: volrep.driver.v1.ListVolumesResponse
-	(*CreateSnapshotRequest)(nil),            // 22: volrep.driver.v1.CreateSnapshotRequest
-	(*CreateSnapshotResponse)(nil),           // 23: volrep.driver.v1.CreateSnapshotResponse
-	(*DeleteSnapshotRequest)(nil),            // 24: volrep.driver.v1.DeleteSnapshotRequest
-	(*DeleteSnapshotResponse)(nil),           // 25: volrep.driver.v1.DeleteSnapshotResponse
-	(*ListSnapshotsRequest)(nil),             // 26: volrep.driver.v1.ListSnapshotsRequest
-	(*ListSnapshotsResponse)(nil),            // 27: volrep.driver.v1.ListSnapshotsResponse
-	(*CreateVolumeFromSnapshotRequest)(nil),  // 28: volrep.driver.v1.CreateVolumeFromSnapshotRequest
-	(*CreateVolumeFromSnapshotResponse)(nil), // 29: volrep.driver.v1.CreateVolumeFromSnapshotResponse
-	(*CreateClonedVolumeRequest)(nil),        // 30: volrep.driver.v1.CreateClonedVolumeRequest
-	(*CreateClonedVolumeResponse)(nil),       // 31: volrep.driver.v1.CreateClonedVolumeResponse
-	(*Connector)(nil),                        // 32: volrep.driver.v1.Connector
-	(*ConnectionInfo)(nil),                   // 33: volrep.driver.v1.ConnectionInfo
-	(*InitializeConnectionRequest)(nil),      // 34: volrep.driver.v1.InitializeConnectionRequest
-	(*InitializeConnectionResponse)(nil),     // 35: volrep.driver.v1.InitializeConnectionResponse
-	(*TerminateConnectionRequest)(nil),       // 36: volrep.driver.v1.TerminateConnectionRequest
-	(*TerminateConnectionResponse)(nil),      // 37: volrep.driver.v1.TerminateConnectionResponse
-	(*RetypeRequest)(nil),                    // 38: volrep.driver.v1.RetypeRequest
-	(*RetypeResponse)(nil),                   // 39: volrep.driver.v1.RetypeResponse
-	(*TargetReplicationInfo)(nil),            // 40: volrep.driver.v1.TargetReplicationInfo
-	(*GetReplicationInfoRequest)(nil),        // 41: volrep.driver.v1.GetReplicationInfoRequest
-	(*GetReplicationInfoResponse)(nil),       // 42: volrep.driver.v1.GetReplicationInfoResponse
-	(*SetReplicationScheduleRequest)(nil),    // 43: volrep.driver.v1.SetReplicationScheduleRequest
-	(*SetReplicationScheduleResponse)(nil),   // 44: volrep.driver.v1.SetReplicationScheduleResponse
-	nil,                                      // 45: volrep.driver.v1.ModelUpdate.MetadataEntry
-	nil,                                      // 46: volrep.driver.v1.VolumeType.ExtraSpecsEntry
-	nil,                                      // 47: volrep.driver.v1.Connector.ExtraEntry
-	nil,                                      // 48: volrep.driver.v1.ConnectionInfo.DataEntry
-	(*timestamppb.Timestamp)(nil),            // 49: google.protobuf.Timestamp
+	(OperationState)(0),                      // 2: volrep.driver.v1.OperationState
+	(*ModelUpdate)(nil),                      // 3: volrep.driver.v1.ModelUpdate
+	(*VolumeType)(nil),                       // 4: volrep.driver.v1.VolumeType
+	(*Backend)(nil),                          // 5: volrep.driver.v1.Backend
+	(*ReplicationTarget)(nil),                // 6: volrep.driver.v1.ReplicationTarget
+	(*Volume)(nil),                           // 7: volrep.driver.v1.Volume
+	(*Snapshot)(nil),                         // 8: volrep.driver.v1.Snapshot
+	(*ListBackendsRequest)(nil),              // 9: volrep.driver.v1.ListBackendsRequest
+	(*ListBackendsResponse)(nil),             // 10: volrep.driver.v1.ListBackendsResponse
+	(*GetVolumeStatsRequest)(nil),            // 11: volrep.driver.v1.GetVolumeStatsRequest
+	(*GetVolumeStatsResponse)(nil),           // 12: volrep.driver.v1.GetVolumeStatsResponse
+	(*CreateVolumeRequest)(nil),              // 13: volrep.driver.v1.CreateVolumeRequest
+	(*CreateVolumeResponse)(nil),             // 14: volrep.driver.v1.CreateVolumeResponse
+	(*DeleteVolumeRequest)(nil),              // 15: volrep.driver.v1.DeleteVolumeRequest
+	(*DeleteVolumeResponse)(nil),             // 16: volrep.driver.v1.DeleteVolumeResponse
+	(*ExtendVolumeRequest)(nil),              // 17: volrep.driver.v1.ExtendVolumeRequest
+	(*ExtendVolumeResponse)(nil),             // 18: volrep.driver.v1.ExtendVolumeResponse
+	(*GetVolumeRequest)(nil),                 // 19: volrep.driver.v1.GetVolumeRequest
+	(*GetVolumeResponse)(nil),                // 20: volrep.driver.v1.GetVolumeResponse
+	(*ListVolumesRequest)(nil),               // 21: volrep.driver.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),              // 22: volrep.driver.v1.ListVolumesResponse
+	(*CreateSnapshotRequest)(nil),            // 23: volrep.driver.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil),           // 24: volrep.driver.v1.CreateSnapshotResponse
+	(*DeleteSnapshotRequest)(nil),            // 25: volrep.driver.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil),           // 26: volrep.driver.v1.DeleteSnapshotResponse
+	(*ListSnapshotsRequest)(nil),             // 27: volrep.driver.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),            // 28: volrep.driver.v1.ListSnapshotsResponse
+	(*CreateVolumeFromSnapshotRequest)(nil),  // 29: volrep.driver.v1.CreateVolumeFromSnapshotRequest
+	(*CreateVolumeFromSnapshotResponse)(nil), // 30: volrep.driver.v1.CreateVolumeFromSnapshotResponse
+	(*CreateClonedVolumeRequest)(nil),        // 31: volrep.driver.v1.CreateClonedVolumeRequest
+	(*CreateClonedVolumeResponse)(nil),       // 32: volrep.driver.v1.CreateClonedVolumeResponse
+	(*Connector)(nil),                        // 33: volrep.driver.v1.Connector
+	(*ConnectionInfo)(nil),                   // 34: volrep.driver.v1.ConnectionInfo
+	(*InitializeConnectionRequest)(nil),      // 35: volrep.driver.v1.InitializeConnectionRequest
+	(*InitializeConnectionResponse)(nil),     // 36: volrep.driver.v1.InitializeConnectionResponse
+	(*TerminateConnectionRequest)(nil),       // 37: volrep.driver.v1.TerminateConnectionRequest
+	(*TerminateConnectionResponse)(nil),      // 38: volrep.driver.v1.TerminateConnectionResponse
+	(*RetypeRequest)(nil),                    // 39: volrep.driver.v1.RetypeRequest
+	(*RetypeResponse)(nil),                   // 40: volrep.driver.v1.RetypeResponse
+	(*TargetReplicationInfo)(nil),            // 41: volrep.driver.v1.TargetReplicationInfo
+	(*GetReplicationInfoRequest)(nil),        // 42: volrep.driver.v1.GetReplicationInfoRequest
+	(*GetReplicationInfoResponse)(nil),       // 43: volrep.driver.v1.GetReplicationInfoResponse
+	(*SetReplicationScheduleRequest)(nil),    // 44: volrep.driver.v1.SetReplicationScheduleRequest
+	(*SetReplicationScheduleResponse)(nil),   // 45: volrep.driver.v1.SetReplicationScheduleResponse
+	(*SnapshotReplicateRequest)(nil),         // 46: volrep.driver.v1.SnapshotReplicateRequest
+	(*SnapshotReplicateResponse)(nil),        // 47: volrep.driver.v1.SnapshotReplicateResponse
+	(*Operation)(nil),                        // 48: volrep.driver.v1.Operation
+	(*GetOperationRequest)(nil),              // 49: volrep.driver.v1.GetOperationRequest
+	(*GetOperationResponse)(nil),             // 50: volrep.driver.v1.GetOperationResponse
+	(*WatchOperationRequest)(nil),            // 51: volrep.driver.v1.WatchOperationRequest
+	(*WatchOperationResponse)(nil),           // 52: volrep.driver.v1.WatchOperationResponse
+	(*CancelOperationRequest)(nil),           // 53: volrep.driver.v1.CancelOperationRequest
+	(*CancelOperationResponse)(nil),          // 54: volrep.driver.v1.CancelOperationResponse
+	(*VerifySnapshotRequest)(nil),            // 55: volrep.driver.v1.VerifySnapshotRequest
+	(*VerifySnapshotResponse)(nil),           // 56: volrep.driver.v1.VerifySnapshotResponse
+	nil,                                      // 57: volrep.driver.v1.ModelUpdate.MetadataEntry
+	nil,                                      // 58: volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	nil,                                      // 59: volrep.driver.v1.Connector.ExtraEntry
+	nil,                                      // 60: volrep.driver.v1.ConnectionInfo.DataEntry
+	(*timestamppb.Timestamp)(nil),            // 61: google.protobuf.Timestamp
 }
 var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	0,  // 0: volrep.driver.v1.ModelUpdate.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
-	45, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
-	46, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
-	5,  // 3: volrep.driver.v1.Backend.replication_targets:type_name -> volrep.driver.v1.ReplicationTarget
+	57, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
+	58, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	6,  // 3: volrep.driver.v1.Backend.replication_targets:type_name -> volrep.driver.v1.ReplicationTarget
 	0,  // 4: volrep.driver.v1.Volume.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
-	4,  // 5: volrep.driver.v1.ListBackendsResponse.backends:type_name -> volrep.driver.v1.Backend
-	3,  // 6: volrep.driver.v1.CreateVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
-	2,  // 7: volrep.driver.v1.CreateVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	6,  // 8: volrep.driver.v1.GetVolumeResponse.volume:type_name -> volrep.driver.v1.Volume
-	6,  // 9: volrep.driver.v1.ListVolumesResponse.volumes:type_name -> volrep.driver.v1.Volume
-	2,  // 10: volrep.driver.v1.CreateSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	7,  // 11: volrep.driver.v1.ListSnapshotsResponse.snapshots:type_name -> volrep.driver.v1.Snapshot
-	3,  // 12: volrep.driver.v1.CreateVolumeFromSnapshotRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
-	2,  // 13: volrep.driver.v1.CreateVolumeFromSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	3,  // 14: volrep.driver.v1.CreateClonedVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
-	2,  // 15: volrep.driver.v1.CreateClonedVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	47, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
-	48, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
-	32, // 18: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
-	33, // 19: volrep.driver.v1.InitializeConnectionResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
-	32, // 20: volrep.driver.v1.TerminateConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
-	3,  // 21: volrep.driver.v1.RetypeRequest.new_type:type_name -> volrep.driver.v1.VolumeType
-	2,  // 22: volrep.driver.v1.RetypeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	5,  // 5: volrep.driver.v1.ListBackendsResponse.backends:type_name -> volrep.driver.v1.Backend
+	4,  // 6: volrep.driver.v1.CreateVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
+	3,  // 7: volrep.driver.v1.CreateVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	7,  // 8: volrep.driver.v1.GetVolumeResponse.volume:type_name -> volrep.driver.v1.Volume
+	7,  // 9: volrep.driver.v1.ListVolumesResponse.volumes:type_name -> volrep.driver.v1.Volume
+	3,  // 10: volrep.driver.v1.CreateSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	8,  // 11: volrep.driver.v1.ListSnapshotsResponse.snapshots:type_name -> volrep.driver.v1.Snapshot
+	4,  // 12: volrep.driver.v1.CreateVolumeFromSnapshotRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
+	3,  // 13: volrep.driver.v1.CreateVolumeFromSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	4,  // 14: volrep.driver.v1.CreateClonedVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
+	3,  // 15: volrep.driver.v1.CreateClonedVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	59, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
+	60, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
+	33, // 18: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
+	34, // 19: volrep.driver.v1.InitializeConnectionResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
+	33, // 20: volrep.driver.v1.TerminateConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
+	4,  // 21: volrep.driver.v1.RetypeRequest.new_type:type_name -> volrep.driver.v1.VolumeType
+	3,  // 22: volrep.driver.v1.RetypeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	1,  // 23: volrep.driver.v1.TargetReplicationInfo.status:type_name -> volrep.driver.v1.ReplicationHealth
-	49, // 24: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
+	61, // 24: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
 	1,  // 25: volrep.driver.v1.GetReplicationInfoResponse.status:type_name -> volrep.driver.v1.ReplicationHealth
-	49, // 26: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
-	40, // 27: volrep.driver.v1.GetReplicationInfoResponse.targets:type_name -> volrep.driver.v1.TargetReplicationInfo
-	8,  // 28: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
-	10, // 29: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
-	12, // 30: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
-	14, // 31: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
-	16, // 32: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
-	18, // 33: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
-	20, // 34: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
-	22, // 35: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
-	24, // 36: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
-	26, // 37: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
-	28, // 38: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
-	30, // 39: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
-	34, // 40: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
-	36, // 41: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
-	38, // 42: volrep.driver.v1.DriverService.Retype:input_type -> volrep.driver.v1.RetypeRequest
-	41, // 43: volrep.driver.v1.DriverService.GetReplicationInfo:input_type -> volrep.driver.v1.GetReplicationInfoRequest
-	43, // 44: volrep.driver.v1.DriverService.SetReplicationSchedule:input_type -> volrep.driver.v1.SetReplicationScheduleRequest
-	9,  // 45: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
-	11, // 46: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
-	13, // 47: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
-	15, // 48: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
-	17, // 49: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
-	19, // 50: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
-	21, // 51: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
-	23, // 52: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
-	25, // 53: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
-	27, // 54: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
-	29, // 55: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
-	31, // 56: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
-	35, // 57: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
-	37, // 58: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
-	39, // 59: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
-	42, // 60: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
-	44, // 61: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
-	45, // [45:62] is the sub-list for method output_type
-	28, // [28:45] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	61, // 26: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
+	41, // 27: volrep.driver.v1.GetReplicationInfoResponse.targets:type_name -> volrep.driver.v1.TargetReplicationInfo
+	2,  // 28: volrep.driver.v1.Operation.state:type_name -> volrep.driver.v1.OperationState
+	61, // 29: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
+	61, // 30: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
+	48, // 31: volrep.driver.v1.GetOperationResponse.operation:type_name -> volrep.driver.v1.Operation
+	48, // 32: volrep.driver.v1.WatchOperationResponse.operation:type_name -> volrep.driver.v1.Operation
+	48, // 33: volrep.driver.v1.CancelOperationResponse.operation:type_name -> volrep.driver.v1.Operation
+	9,  // 34: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
+	11, // 35: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
+	13, // 36: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
+	15, // 37: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
+	17, // 38: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
+	19, // 39: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
+	21, // 40: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
+	23, // 41: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
+	25, // 42: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
+	27, // 43: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
+	29, // 44: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
+	31, // 45: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
+	35, // 46: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
+	37, // 47: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
+	39, // 48: volrep.driver.v1.DriverService.Retype:input_type -> volrep.driver.v1.RetypeRequest
+	42, // 49: volrep.driver.v1.DriverService.GetReplicationInfo:input_type -> volrep.driver.v1.GetReplicationInfoRequest
+	44, // 50: volrep.driver.v1.DriverService.SetReplicationSchedule:input_type -> volrep.driver.v1.SetReplicationScheduleRequest
+	46, // 51: volrep.driver.v1.DriverService.SnapshotReplicate:input_type -> volrep.driver.v1.SnapshotReplicateRequest
+	49, // 52: volrep.driver.v1.DriverService.GetOperation:input_type -> volrep.driver.v1.GetOperationRequest
+	51, // 53: volrep.driver.v1.DriverService.WatchOperation:input_type -> volrep.driver.v1.WatchOperationRequest
+	53, // 54: volrep.driver.v1.DriverService.CancelOperation:input_type -> volrep.driver.v1.CancelOperationRequest
+	55, // 55: volrep.driver.v1.DriverService.VerifySnapshot:input_type -> volrep.driver.v1.VerifySnapshotRequest
+	10, // 56: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
+	12, // 57: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
+	14, // 58: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
+	16, // 59: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
+	18, // 60: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
+	20, // 61: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
+	22, // 62: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
+	24, // 63: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
+	26, // 64: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
+	28, // 65: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
+	30, // 66: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
+	32, // 67: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
+	36, // 68: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
+	38, // 69: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
+	40, // 70: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
+	43, // 71: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
+	45, // 72: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
+	47, // 73: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
+	50, // 74: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
+	52, // 75: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
+	54, // 76: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
+	56, // 77: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
+	56, // [56:78] is the sub-list for method output_type
+	34, // [34:56] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_volrep_driver_v1_driver_service_proto_init() }
@@ -3245,8 +4146,8 @@ func file_volrep_driver_v1_driver_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_driver_v1_driver_service_proto_rawDesc), len(file_volrep_driver_v1_driver_service_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   47,
+			NumEnums:      3,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -36,6 +36,11 @@ const (
 	DriverService_Retype_FullMethodName                   = "/volrep.driver.v1.DriverService/Retype"
 	DriverService_GetReplicationInfo_FullMethodName       = "/volrep.driver.v1.DriverService/GetReplicationInfo"
 	DriverService_SetReplicationSchedule_FullMethodName   = "/volrep.driver.v1.DriverService/SetReplicationSchedule"
+	DriverService_SnapshotReplicate_FullMethodName        = "/volrep.driver.v1.DriverService/SnapshotReplicate"
+	DriverService_GetOperation_FullMethodName             = "/volrep.driver.v1.DriverService/GetOperation"
+	DriverService_WatchOperation_FullMethodName           = "/volrep.driver.v1.DriverService/WatchOperation"
+	DriverService_CancelOperation_FullMethodName          = "/volrep.driver.v1.DriverService/CancelOperation"
+	DriverService_VerifySnapshot_FullMethodName           = "/volrep.driver.v1.DriverService/VerifySnapshot"
 )
 
 // DriverServiceClient is the client API for DriverService service.
@@ -79,6 +84,20 @@ type DriverServiceClient interface {
 	// and retention at run time (seed 003's task 5). A restart re-applies
 	// the configuration's pure_replica_* values.
 	SetReplicationSchedule(ctx context.Context, in *SetReplicationScheduleRequest, opts ...grpc.CallOption) (*SetReplicationScheduleResponse, error)
+	// SnapshotReplicate sends a snapshot from this backend to another
+	// (Cinder's snapshot_replicate blueprint): only the delta from the newest
+	// snapshot both sides hold, unless force_full_copy. It starts an
+	// operation and returns its id; WatchOperation follows it. Running it
+	// again after an interruption resumes the transfer.
+	SnapshotReplicate(ctx context.Context, in *SnapshotReplicateRequest, opts ...grpc.CallOption) (*SnapshotReplicateResponse, error)
+	GetOperation(ctx context.Context, in *GetOperationRequest, opts ...grpc.CallOption) (*GetOperationResponse, error)
+	// WatchOperation streams progress (bytes, rate, ETA, phase) until the
+	// operation finishes.
+	WatchOperation(ctx context.Context, in *WatchOperationRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOperationResponse], error)
+	CancelOperation(ctx context.Context, in *CancelOperationRequest, opts ...grpc.CallOption) (*CancelOperationResponse, error)
+	// VerifySnapshot compares a snapshot with its replica on another backend
+	// block by block, by checksum, and reports the first mismatch.
+	VerifySnapshot(ctx context.Context, in *VerifySnapshotRequest, opts ...grpc.CallOption) (*VerifySnapshotResponse, error)
 }
 
 type driverServiceClient struct {
@@ -259,6 +278,65 @@ func (c *driverServiceClient) SetReplicationSchedule(ctx context.Context, in *Se
 	return out, nil
 }
 
+func (c *driverServiceClient) SnapshotReplicate(ctx context.Context, in *SnapshotReplicateRequest, opts ...grpc.CallOption) (*SnapshotReplicateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SnapshotReplicateResponse)
+	err := c.cc.Invoke(ctx, DriverService_SnapshotReplicate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) GetOperation(ctx context.Context, in *GetOperationRequest, opts ...grpc.CallOption) (*GetOperationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetOperationResponse)
+	err := c.cc.Invoke(ctx, DriverService_GetOperation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) WatchOperation(ctx context.Context, in *WatchOperationRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOperationResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &DriverService_ServiceDesc.Streams[0], DriverService_WatchOperation_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchOperationRequest, WatchOperationResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DriverService_WatchOperationClient = grpc.ServerStreamingClient[WatchOperationResponse]
+
+func (c *driverServiceClient) CancelOperation(ctx context.Context, in *CancelOperationRequest, opts ...grpc.CallOption) (*CancelOperationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelOperationResponse)
+	err := c.cc.Invoke(ctx, DriverService_CancelOperation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) VerifySnapshot(ctx context.Context, in *VerifySnapshotRequest, opts ...grpc.CallOption) (*VerifySnapshotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifySnapshotResponse)
+	err := c.cc.Invoke(ctx, DriverService_VerifySnapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServiceServer is the server API for DriverService service.
 // All implementations must embed UnimplementedDriverServiceServer
 // for forward compatibility.
@@ -300,6 +378,20 @@ type DriverServiceServer interface {
 	// and retention at run time (seed 003's task 5). A restart re-applies
 	// the configuration's pure_replica_* values.
 	SetReplicationSchedule(context.Context, *SetReplicationScheduleRequest) (*SetReplicationScheduleResponse, error)
+	// SnapshotReplicate sends a snapshot from this backend to another
+	// (Cinder's snapshot_replicate blueprint): only the delta from the newest
+	// snapshot both sides hold, unless force_full_copy. It starts an
+	// operation and returns its id; WatchOperation follows it. Running it
+	// again after an interruption resumes the transfer.
+	SnapshotReplicate(context.Context, *SnapshotReplicateRequest) (*SnapshotReplicateResponse, error)
+	GetOperation(context.Context, *GetOperationRequest) (*GetOperationResponse, error)
+	// WatchOperation streams progress (bytes, rate, ETA, phase) until the
+	// operation finishes.
+	WatchOperation(*WatchOperationRequest, grpc.ServerStreamingServer[WatchOperationResponse]) error
+	CancelOperation(context.Context, *CancelOperationRequest) (*CancelOperationResponse, error)
+	// VerifySnapshot compares a snapshot with its replica on another backend
+	// block by block, by checksum, and reports the first mismatch.
+	VerifySnapshot(context.Context, *VerifySnapshotRequest) (*VerifySnapshotResponse, error)
 	mustEmbedUnimplementedDriverServiceServer()
 }
 
@@ -360,6 +452,21 @@ func (UnimplementedDriverServiceServer) GetReplicationInfo(context.Context, *Get
 }
 func (UnimplementedDriverServiceServer) SetReplicationSchedule(context.Context, *SetReplicationScheduleRequest) (*SetReplicationScheduleResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetReplicationSchedule not implemented")
+}
+func (UnimplementedDriverServiceServer) SnapshotReplicate(context.Context, *SnapshotReplicateRequest) (*SnapshotReplicateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SnapshotReplicate not implemented")
+}
+func (UnimplementedDriverServiceServer) GetOperation(context.Context, *GetOperationRequest) (*GetOperationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetOperation not implemented")
+}
+func (UnimplementedDriverServiceServer) WatchOperation(*WatchOperationRequest, grpc.ServerStreamingServer[WatchOperationResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchOperation not implemented")
+}
+func (UnimplementedDriverServiceServer) CancelOperation(context.Context, *CancelOperationRequest) (*CancelOperationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelOperation not implemented")
+}
+func (UnimplementedDriverServiceServer) VerifySnapshot(context.Context, *VerifySnapshotRequest) (*VerifySnapshotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifySnapshot not implemented")
 }
 func (UnimplementedDriverServiceServer) mustEmbedUnimplementedDriverServiceServer() {}
 func (UnimplementedDriverServiceServer) testEmbeddedByValue()                       {}
@@ -688,6 +795,89 @@ func _DriverService_SetReplicationSchedule_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DriverService_SnapshotReplicate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SnapshotReplicateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).SnapshotReplicate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_SnapshotReplicate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).SnapshotReplicate(ctx, req.(*SnapshotReplicateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_GetOperation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetOperationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).GetOperation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_GetOperation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).GetOperation(ctx, req.(*GetOperationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_WatchOperation_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchOperationRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DriverServiceServer).WatchOperation(m, &grpc.GenericServerStream[WatchOperationRequest, WatchOperationResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DriverService_WatchOperationServer = grpc.ServerStreamingServer[WatchOperationResponse]
+
+func _DriverService_CancelOperation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelOperationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).CancelOperation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_CancelOperation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).CancelOperation(ctx, req.(*CancelOperationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_VerifySnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifySnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).VerifySnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_VerifySnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).VerifySnapshot(ctx, req.(*VerifySnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DriverService_ServiceDesc is the grpc.ServiceDesc for DriverService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -763,7 +953,29 @@ var DriverService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "SetReplicationSchedule",
 			Handler:    _DriverService_SetReplicationSchedule_Handler,
 		},
+		{
+			MethodName: "SnapshotReplicate",
+			Handler:    _DriverService_SnapshotReplicate_Handler,
+		},
+		{
+			MethodName: "GetOperation",
+			Handler:    _DriverService_GetOperation_Handler,
+		},
+		{
+			MethodName: "CancelOperation",
+			Handler:    _DriverService_CancelOperation_Handler,
+		},
+		{
+			MethodName: "VerifySnapshot",
+			Handler:    _DriverService_VerifySnapshot_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchOperation",
+			Handler:       _DriverService_WatchOperation_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "volrep/driver/v1/driver_service.proto",
 }

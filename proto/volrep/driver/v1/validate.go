@@ -174,3 +174,44 @@ func (x *SetReplicationScheduleRequest) Validate() error {
 		v.NonNegative("retention_long_term_days", x.GetRetentionLongTermDays()),
 	)
 }
+
+// Validate checks the ids and that the destination is another backend.
+func (x *SnapshotReplicateRequest) Validate() error {
+	if err := v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("snapshot_id", x.GetSnapshotId()),
+		v.Name("volume_id", x.GetVolumeId()),
+		v.Name("destination_backend", x.GetDestinationBackend()),
+	); err != nil {
+		return err
+	}
+	if x.GetDestinationBackend() == x.GetBackend() {
+		return v.OneOf("destination_backend", x.GetDestinationBackend(), "a backend other than "+x.GetBackend())
+	}
+	return nil
+}
+
+// Validate checks the backend and the operation id.
+func (x *GetOperationRequest) Validate() error {
+	return v.First(v.Name("backend", x.GetBackend()), v.Name("operation_id", x.GetOperationId()))
+}
+
+// Validate checks the backend and the operation id.
+func (x *WatchOperationRequest) Validate() error {
+	return v.First(v.Name("backend", x.GetBackend()), v.Name("operation_id", x.GetOperationId()))
+}
+
+// Validate checks the backend and the operation id.
+func (x *CancelOperationRequest) Validate() error {
+	return v.First(v.Name("backend", x.GetBackend()), v.Name("operation_id", x.GetOperationId()))
+}
+
+// Validate checks the ids.
+func (x *VerifySnapshotRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("snapshot_id", x.GetSnapshotId()),
+		v.Name("volume_id", x.GetVolumeId()),
+		v.Name("destination_backend", x.GetDestinationBackend()),
+	)
+}
