@@ -25,6 +25,12 @@ type sites struct {
 
 func startSites(t *testing.T, backend string) *sites {
 	t.Helper()
+	return startSitesWith(t, "puredriver-1", backend)
+}
+
+// startSitesWith is startSites with enabled_backends of the test's choosing.
+func startSitesWith(t *testing.T, enabled, backend string) *sites {
+	t.Helper()
 	a := NewDaemon(t)
 	b := &Daemon{t: t, Dir: t.TempDir(), DriverAddr: freePort(t), ArrayB: a.ArrayB, NBDB: a.NBDB, TokenB: a.TokenB}
 	b.WriteRaw(fmt.Sprintf(`[volrep]
@@ -39,7 +45,7 @@ api_token = %s
 	b.WaitFor("")
 	b.Start()
 	a.WriteRaw(fmt.Sprintf(`[DEFAULT]
-enabled_backends = puredriver-1
+enabled_backends = %s
 
 [volrep]
 driver_listen = %s
@@ -53,7 +59,7 @@ api_token = %s
 
 [puredriver-1]
 %s
-`, a.DriverAddr, a.Dir, a.Dir, a.ArrayA, a.NBDA, a.TokenA, strings.NewReplacer(
+`, enabled, a.DriverAddr, a.Dir, a.Dir, a.ArrayA, a.NBDA, a.TokenA, strings.NewReplacer(
 		"SITE_A", a.ArrayA, "TOKEN_A", a.TokenA, "SITE_B", a.ArrayB, "TOKEN_B", a.TokenB).Replace(backend)))
 	a.WaitFor("backend/puredriver-1")
 	a.Start()

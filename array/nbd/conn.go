@@ -18,9 +18,12 @@ import (
 //   - the reader (the connection goroutine): parses requests, reads WRITE
 //     payloads straight into pooled buffers and hands requests to
 //   - Workers worker goroutines, which call the Device and build replies,
-//     then hand them to
-//   - the writer goroutine, which sends replies in batches with writev
-//     (header and payload of a READ in one system call, without copying).
+//     then queue them with send: the worker that finds nobody writing
+//     becomes the writer and sends everything queued, in batches with
+//     writev (header and payload of a READ in one system call, without
+//     copying), until the queue is empty. An uncontended reply thus goes
+//     out from the worker that made it, without waking another goroutine,
+//     and replies that pile up while one is written go out together.
 //
 // A per-connection budget (MaxInflightBytes) bounds the payload memory held
 // by requests between reader and writer.
@@ -50,13 +53,22 @@ type conn struct {
 
 	// Transmission phase.
 	work     chan *request
-	replies  chan *request
 	inflight atomic.Int64
 	budget   int64
 	freed    chan struct{} // signalled when budget is released
-	vec      [][]byte      // writer's iovec backing array
-	nb       net.Buffers   // writer's current writev
-	batch    []*request
+	// exact makes the reader read the next request header alone, without
+	// buffering what follows (see readLoop).
+	exact bool
+
+	// Replies (see send). wmu guards queue, spare and writing; the
+	// goroutine that set writing owns vec, nb and wfailed.
+	wmu     sync.Mutex
+	queue   []*request
+	spare   []*request
+	writing bool
+	wfailed bool        // a write failed: replies are dropped from now on
+	vec     [][]byte    // writer's iovec backing array
+	nb      net.Buffers // writer's current writev
 }
 
 // request carries one request from the reader to a worker and its reply
@@ -86,11 +98,11 @@ var reqPool = sync.Pool{New: func() any { return new(request) }}
 func (c *conn) transmit() {
 	workers := c.s.opts.Workers
 	c.work = make(chan *request, workers)
-	c.replies = make(chan *request, 2*workers)
 	c.budget = max(c.s.opts.MaxInflightBytes, 1)
 	c.freed = make(chan struct{}, 1)
 	c.vec = make([][]byte, 0, 2*maxBatch)
-	c.batch = make([]*request, 0, maxBatch)
+	c.queue = make([]*request, 0, maxBatch)
+	c.spare = make([]*request, 0, maxBatch)
 
 	var wg sync.WaitGroup
 	for range workers {
@@ -99,21 +111,16 @@ func (c *conn) transmit() {
 			defer wg.Done()
 			for r := range c.work {
 				c.handle(r)
-				c.replies <- r
+				c.send(r)
 			}
 		}()
 	}
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.writeLoop()
-	}()
 
 	err := c.readLoop()
 	close(c.work)
+	// Every worker has sent its last reply, and a writer empties the queue
+	// before it gives up the role, so nothing is left unsent.
 	wg.Wait()
-	close(c.replies)
-	<-writerDone
 	switch {
 	case err == nil:
 		c.log.Debug("nbd: client disconnected")
@@ -126,11 +133,29 @@ func (c *conn) transmit() {
 }
 
 // readLoop reads requests until NBD_CMD_DISC (nil) or an error.
+//
+// Headers are normally read through c.br, which takes in as much as the
+// socket holds, so that a stream of small requests costs few system calls.
+// After a WRITE whose payload was at least the buffer's size (read straight
+// into its buffer, bypassing c.br), the next header is read alone when c.br
+// is empty: a client streaming large writes would otherwise have half of
+// each payload pulled into c.br and copied out again.
 func (c *conn) readLoop() error {
+	var hdr [requestHeaderLen]byte
 	for {
-		h, err := c.br.Peek(requestHeaderLen)
-		if err != nil {
-			return err
+		var h []byte
+		if c.exact && c.br.Buffered() == 0 {
+			if _, err := io.ReadFull(c.nc, hdr[:]); err != nil {
+				return err
+			}
+			h = hdr[:]
+		} else {
+			p, err := c.br.Peek(requestHeaderLen)
+			if err != nil {
+				return err
+			}
+			h = hdr[:copy(hdr[:], p)]
+			c.br.Discard(requestHeaderLen)
 		}
 		if be.Uint32(h) != requestMagic {
 			return errors.New("nbd: bad request magic")
@@ -142,7 +167,7 @@ func (c *conn) readLoop() error {
 		r.off = be.Uint64(h[16:])
 		r.length = be.Uint32(h[24:])
 		r.preErr, r.buf, r.budget, r.payload, r.ok = 0, nil, 0, nil, false
-		c.br.Discard(requestHeaderLen)
+		c.exact = r.typ == cmdWrite && r.length >= readBufferSize
 		c.s.requests.Add(1)
 
 		switch r.typ {
@@ -556,67 +581,64 @@ func (c *conn) structHeader(r *request, flags, typ uint16, length uint32) {
 	be.PutUint32(h[16:], length)
 }
 
-// Writer batching limits: replies queued together go out in one writev.
-const (
-	maxBatch      = 128
-	maxBatchBytes = 8 << 20
-)
+// Writer batching limit: at most this many replies go out in one writev.
+const maxBatch = 128
 
-// writeLoop sends replies until c.replies is closed. After a write error it
-// keeps draining (and freeing) replies so that workers never block, and
-// cancels the connection so that the reader stops.
-func (c *conn) writeLoop() {
-	failed := false
-	for {
-		r, ok := <-c.replies
-		if !ok {
-			return
+// send queues r's reply. Unless another goroutine is writing already, the
+// caller becomes the writer: it sends everything queued, in batches, until
+// the queue is empty, then gives the role up. After a write error replies
+// are dropped (and freed) instead, and the connection is cancelled so that
+// the reader stops.
+func (c *conn) send(r *request) {
+	c.wmu.Lock()
+	c.queue = append(c.queue, r)
+	if c.writing {
+		c.wmu.Unlock()
+		return
+	}
+	c.writing = true
+	for len(c.queue) > 0 {
+		batch := c.queue
+		c.queue = c.spare[:0]
+		c.wmu.Unlock()
+		for i := 0; i < len(batch); i += maxBatch {
+			c.writeBatch(batch[i:min(i+maxBatch, len(batch))])
 		}
-		batch := append(c.batch[:0], r)
-		bytes := r.hdrLen + len(r.payload)
-		closed := false
-	gather:
-		for len(batch) < maxBatch && bytes < maxBatchBytes {
-			select {
-			case r, ok := <-c.replies:
-				if !ok {
-					closed = true
-					break gather
-				}
-				batch = append(batch, r)
-				bytes += r.hdrLen + len(r.payload)
-			default:
-				break gather
+		c.wmu.Lock()
+		c.spare = batch[:0]
+	}
+	c.writing = false
+	c.wmu.Unlock()
+}
+
+// writeBatch writes the replies of batch with one writev and frees them.
+// Only the writer calls it.
+func (c *conn) writeBatch(batch []*request) {
+	if !c.wfailed {
+		vec := c.vec[:0]
+		for _, r := range batch {
+			vec = append(vec, r.hdr[:r.hdrLen])
+			if len(r.payload) > 0 {
+				vec = append(vec, r.payload)
 			}
 		}
-		if !failed {
-			vec := c.vec[:0]
-			for _, r := range batch {
-				vec = append(vec, r.hdr[:r.hdrLen])
-				if len(r.payload) > 0 {
-					vec = append(vec, r.payload)
-				}
+		c.nb = vec
+		if _, err := c.nb.WriteTo(c.nc); err != nil {
+			c.wfailed = true
+			if c.ctx.Err() == nil {
+				c.log.Debug("nbd: writing replies failed", "err", err)
 			}
-			c.nb = vec
-			if _, err := c.nb.WriteTo(c.nc); err != nil {
-				failed = true
-				if c.ctx.Err() == nil {
-					c.log.Debug("nbd: writing replies failed", "err", err)
-				}
-				c.cancel()
-			}
-			clear(vec) // drop references to the buffers
+			c.cancel()
 		}
-		for i, r := range batch {
-			if !failed {
-				c.account(r)
-			}
-			c.releaseReq(r)
-			batch[i] = nil
+		clear(vec) // drop references to the buffers
+		c.vec = vec[:0]
+	}
+	for i, r := range batch {
+		if !c.wfailed {
+			c.account(r)
 		}
-		if closed {
-			return
-		}
+		c.releaseReq(r)
+		batch[i] = nil
 	}
 }
 

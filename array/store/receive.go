@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -48,8 +49,14 @@ type Receiver struct {
 	spec ReceiveSpec
 	v    *volume
 	l    *layer
-	rec  receiveRec
 	done *array.Snapshot
+
+	// mu guards rec, which Checkpoint may persist from another goroutine
+	// while Write goes on.
+	mu  sync.Mutex
+	rec receiveRec
+	// syncMu lets one checkpoint run at a time.
+	syncMu sync.Mutex
 }
 
 func (s *Store) loadReceives(tx *bolt.Tx) error {
@@ -228,10 +235,18 @@ func (r *Receiver) Done() (array.Snapshot, bool) {
 }
 
 // Cursor is the offset below which everything is durably staged.
-func (r *Receiver) Cursor() int64 { return r.rec.Cursor }
+func (r *Receiver) Cursor() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rec.Cursor
+}
 
 // Bytes counts data bytes staged so far, across resumes.
-func (r *Receiver) Bytes() int64 { return r.rec.Bytes }
+func (r *Receiver) Bytes() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rec.Bytes
+}
 
 func (r *Receiver) checkBlocks(off, length int64) error {
 	if off%bs != 0 || length%bs != 0 || off < 0 || off+length > r.spec.SizeBytes {
@@ -249,7 +264,9 @@ func (r *Receiver) Write(p []byte, off int64) error {
 		return err
 	}
 	r.l.markPresent(uint64(off/bs), uint64((off+int64(len(p)))/bs))
+	r.mu.Lock()
 	r.rec.Bytes += int64(len(p))
+	r.mu.Unlock()
 	return nil
 }
 
@@ -271,16 +288,22 @@ func (r *Receiver) Zero(off, length int64) error {
 }
 
 // Checkpoint makes everything staged below cursor durable, so a new
-// transfer with the same id resumes there.
+// transfer with the same id resumes there. It may run while Write goes on
+// above cursor: the data of every block marked so far is synced before
+// the bitmap that names it is stored.
 func (r *Receiver) Checkpoint(ctx context.Context, cursor int64) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
+	r.mu.Lock()
+	rec := r.rec
+	r.mu.Unlock()
 	sets, err := r.syncStaging()
 	if err != nil {
 		return err
 	}
-	rec := r.rec
 	rec.Cursor = cursor
 	err = r.s.db.Update(func(tx *bolt.Tx) error {
 		for _, cs := range sets {
@@ -294,7 +317,9 @@ func (r *Receiver) Checkpoint(ctx context.Context, cursor int64) error {
 		r.l.remarkDirty(sets)
 		return err
 	}
-	r.rec = rec
+	r.mu.Lock()
+	r.rec.Cursor = cursor
+	r.mu.Unlock()
 	return nil
 }
 
@@ -325,6 +350,8 @@ func (r *Receiver) Commit(ctx context.Context) (array.Snapshot, error) {
 	if v.deleted {
 		return array.Snapshot{}, errdefs.Aborted("volume %q was deleted while receiving", v.rec.Name)
 	}
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
 	s.io.Lock()
 	defer s.io.Unlock()
 	sets, err := r.syncStaging()

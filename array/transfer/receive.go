@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -17,9 +18,13 @@ import (
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 )
 
-// CheckpointEvery bounds how much staged data a crash of the receiver can
-// cost: a resumed transfer re-sends at most this much.
-const CheckpointEvery = 64 << 20
+// CheckpointEvery and CheckpointPeriod bound how much staged data a crash
+// of the receiver can cost: a resumed transfer re-sends at most about
+// twice this much (one checkpoint may still be syncing when it dies).
+const (
+	CheckpointEvery  = 16 << 20
+	CheckpointPeriod = time.Second
+)
 
 // Service receives snapshots into a store.
 type Service struct {
@@ -82,7 +87,9 @@ func (t *Service) Receive(stream arrayv1.TransferService_ReceiveServer) error {
 	var d digest
 	var crcs []uint32
 	var buf []byte
-	cursor, sinceCheckpoint := resume, int64(0)
+	cursor, sinceCheckpoint, lastCheckpoint := resume, int64(0), time.Now()
+	cp := newCheckpointer(r)
+	defer cp.wait()
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -90,6 +97,7 @@ func (t *Service) Receive(stream arrayv1.TransferService_ReceiveServer) error {
 		}
 		if err != nil {
 			// Keep what is staged, so the sender's retry resumes.
+			cp.wait()
 			if cerr := r.Checkpoint(context.WithoutCancel(ctx), cursor); cerr != nil {
 				log.Warn("checkpoint after a broken transfer failed", "err", cerr)
 			}
@@ -143,6 +151,9 @@ func (t *Service) Receive(stream arrayv1.TransferService_ReceiveServer) error {
 				return errdefs.Aborted("transfer of %s@%s does not verify: %d blocks (digest %016x) received, sender says %d (%016x); it was discarded, send it again",
 					h.GetVolume(), h.GetSnapshotName(), d.blocks, d.sum, tr.GetBlocks(), tr.GetDigest())
 			}
+			if err := cp.wait(); err != nil {
+				return err
+			}
 			snap, err := r.Commit(ctx)
 			if err != nil {
 				return fmt.Errorf("committing %s@%s: %w", h.GetVolume(), h.GetSnapshotName(), err)
@@ -156,11 +167,75 @@ func (t *Service) Receive(stream arrayv1.TransferService_ReceiveServer) error {
 		default:
 			return errdefs.InvalidArgument("msg", "unexpected %T after the header", m)
 		}
-		if sinceCheckpoint >= CheckpointEvery {
-			if err := r.Checkpoint(ctx, cursor); err != nil {
+		if sinceCheckpoint >= CheckpointEvery || (sinceCheckpoint > 0 && time.Since(lastCheckpoint) >= CheckpointPeriod) {
+			if err := cp.start(ctx, cursor); err != nil {
 				return err
 			}
-			sinceCheckpoint = 0
+			sinceCheckpoint, lastCheckpoint = 0, time.Now()
 		}
 	}
+}
+
+// checkpointer syncs staged data in the background, so receiving never
+// waits for the disk to flush. One checkpoint runs at a time; a request
+// made meanwhile is remembered and run next, at the newest cursor, so the
+// durable cursor never lags far behind.
+type checkpointer struct {
+	r       *store.Receiver
+	mu      sync.Mutex
+	running bool
+	pending int64 // newest cursor asked for while running; -1 for none
+	err     error
+	idle    *sync.Cond
+}
+
+func newCheckpointer(r *store.Receiver) *checkpointer {
+	c := &checkpointer{r: r, pending: -1}
+	c.idle = sync.NewCond(&c.mu)
+	return c
+}
+
+// start asks for a checkpoint at cursor; it returns the error of an
+// earlier one, if it failed.
+func (c *checkpointer) start(ctx context.Context, cursor int64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	if c.running {
+		c.pending = cursor
+		return nil
+	}
+	c.running = true
+	go c.run(ctx, cursor)
+	return nil
+}
+
+func (c *checkpointer) run(ctx context.Context, cursor int64) {
+	for {
+		err := c.r.Checkpoint(ctx, cursor)
+		c.mu.Lock()
+		if err != nil && c.err == nil {
+			c.err = err
+		}
+		if c.pending < 0 || err != nil {
+			c.running = false
+			c.idle.Broadcast()
+			c.mu.Unlock()
+			return
+		}
+		cursor, c.pending = c.pending, -1
+		c.mu.Unlock()
+	}
+}
+
+// wait waits until no checkpoint runs and returns the first error.
+func (c *checkpointer) wait() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.running {
+		c.idle.Wait()
+	}
+	return c.err
 }

@@ -16,6 +16,8 @@ var commandGroups = []func(*app) *cobra.Command{
 	newStatsCmd,
 	newVolumeCmdWithAttach, // volume, plus attach and detach (attach.go)
 	newSnapshotCmd,
+	newReplicationCmd,
+	newOperationCmd,
 }
 
 const rootLong = `volrep talks to volrepd, the Cinder-style volume driver with replication,

@@ -16,6 +16,8 @@ func newSnapshotCmd(a *app) *cobra.Command {
 		newSnapshotCreateCmd(a),
 		newSnapshotDeleteCmd(a),
 		newSnapshotListCmd(a),
+		newSnapshotReplicateCmd(a),
+		newSnapshotVerifyCmd(a),
 	)
 	return cmd
 }

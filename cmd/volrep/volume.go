@@ -20,6 +20,7 @@ func newVolumeCmd(a *app) *cobra.Command {
 		newVolumeShowCmd(a),
 		newVolumeCloneCmd(a),
 		newVolumeFromSnapshotCmd(a),
+		newVolumeRetypeCmd(a),
 	)
 	return cmd
 }

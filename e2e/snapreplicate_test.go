@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"regexp"
+	"syscall"
+	"testing"
+	"time"
+
+	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
+)
+
+// twoBackends runs site-a (its array and a driver with backends pure-a and
+// pure-b) and site-b (pure-b's array) as separate processes, so the
+// receiving array can be killed on its own.
+func twoBackends(t *testing.T) *sites {
+	return startSitesWith(t, "puredriver-1, pure-b", `volume_backend_name = pure-a
+san_ip = SITE_A
+pure_api_token = TOKEN_A
+
+[pure-b]
+volume_backend_name = pure-b
+san_ip = SITE_B
+pure_api_token = TOKEN_B
+`)
+}
+
+func watchOp(t *testing.T, dc driverv1.DriverServiceClient, id string, each func(*driverv1.Operation)) *driverv1.Operation {
+	t.Helper()
+	stream, err := dc.WatchOperation(t.Context(), &driverv1.WatchOperationRequest{Backend: "puredriver-1", OperationId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last *driverv1.Operation
+	for {
+		r, err := stream.Recv()
+		if err == io.EOF {
+			return last
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r.GetOperation()
+		if each != nil {
+			each(last)
+		}
+	}
+}
+
+// TestSnapshotReplicateResumeAfterSIGKILL kills the receiving daemon at
+// about half of a snapshot's transfer, restarts it and replicates again:
+// the second run sends under 60% of the data, and the replica verifies.
+func TestSnapshotReplicateResumeAfterSIGKILL(t *testing.T) {
+	s := twoBackends(t)
+	ctx := t.Context()
+	dc := driverClient(t, s.a)
+	const size = 512 << 20
+	if _, err := dc.CreateVolume(ctx, &driverv1.CreateVolumeRequest{Backend: "puredriver-1", VolumeId: "big", SizeGb: 1}); err != nil {
+		t.Fatal(err)
+	}
+	a := s.a.Array("a")
+	start := time.Now()
+	// Random data, stamped per 4 KiB block so no two blocks are alike.
+	buf := make([]byte, 4<<20)
+	rand.NewChaCha8([32]byte{1}).Read(buf)
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		for b := 0; b < len(buf); b += 4096 {
+			binary.LittleEndian.PutUint64(buf[b:], uint64(off)+uint64(b))
+		}
+		if err := a.WriteVolume(ctx, "volume-big-cinder", off, buf, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("wrote %d MiB in %s", size>>20, time.Since(start))
+	if _, err := dc.CreateSnapshot(ctx, &driverv1.CreateSnapshotRequest{Backend: "puredriver-1", SnapshotId: "s1", VolumeId: "big"}); err != nil {
+		t.Fatal(err)
+	}
+	req := &driverv1.SnapshotReplicateRequest{Backend: "puredriver-1", SnapshotId: "s1", VolumeId: "big", DestinationBackend: "pure-b"}
+	resp, err := dc.SnapshotReplicate(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	first := watchOp(t, dc, resp.GetOperationId(), func(o *driverv1.Operation) {
+		if !killed && o.GetBytesTotal() > 0 && o.GetBytesDone() >= o.GetBytesTotal()/2 {
+			killed = true
+			s.b.cmd.Process.Signal(syscall.SIGKILL)
+		}
+	})
+	<-s.b.exited
+	if !killed || first.GetState() != driverv1.OperationState_OPERATION_STATE_FAILED {
+		t.Fatalf("first run: killed=%v, operation %v", killed, first)
+	}
+	t.Logf("first run: %d of %d bytes when the receiver died (%s): %s", first.GetBytesDone(), first.GetBytesTotal(), time.Since(start), first.GetError())
+	s.b.Start()
+	// The driver sees pure-b again once its health check passes.
+	var second *driverv1.Operation
+	waitFor(t, func() bool {
+		resp, err = dc.SnapshotReplicate(ctx, req)
+		return err == nil
+	})
+	second = watchOp(t, dc, resp.GetOperationId(), nil)
+	total := second.GetBytesTotal()
+	t.Logf("second run: resumed from %d, sent %d of %d bytes (%.0f%%)", second.GetResumedFrom(), second.GetBytesSent(), total,
+		100*float64(second.GetBytesSent())/float64(total))
+	if second.GetState() != driverv1.OperationState_OPERATION_STATE_SUCCEEDED || total != size {
+		t.Fatalf("second run: %v", second)
+	}
+	if second.GetBytesSent() >= total*6/10 || second.GetResumedFrom() == 0 {
+		t.Fatalf("second run sent %d of %d bytes (resumed from %d): not a resume", second.GetBytesSent(), total, second.GetResumedFrom())
+	}
+	v, err := dc.VerifySnapshot(ctx, &driverv1.VerifySnapshotRequest{Backend: "puredriver-1", SnapshotId: "s1", VolumeId: "big", DestinationBackend: "pure-b"})
+	if err != nil || !v.GetMatch() || v.GetBlocksCompared() != (1<<30)/4096 {
+		t.Fatalf("VerifySnapshot = %v, %v", v, err)
+	}
+	t.Logf("verified by checksum at %s", time.Since(start))
+	// Byte for byte, not just by checksum.
+	b := s.b.Array("b")
+	got, want := make([]byte, 4<<20), make([]byte, 4<<20)
+	for off := int64(0); off < size; off += int64(len(got)) {
+		if err := a.ReadSnapshot(ctx, "volume-big-cinder", "snapshot-s1", off, want); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.ReadSnapshot(ctx, "volume-big-cinder", "snapshot-s1", off, got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("replica differs in the 4 MiB at %d", off)
+		}
+	}
+
+	t.Logf("compared byte for byte at %s", time.Since(start))
+	// An incremental one through the CLI, with its progress bar.
+	if err := a.WriteVolume(ctx, "volume-big-cinder", 300<<20, bytes.Repeat([]byte{7}, 1<<20), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dc.CreateSnapshot(ctx, &driverv1.CreateSnapshotRequest{Backend: "puredriver-1", SnapshotId: "s2", VolumeId: "big"}); err != nil {
+		t.Fatal(err)
+	}
+	out, code := volrep(t, s.a, "-b", "puredriver-1", "snapshot", "replicate", "s2", "--volume", "big", "--to", "pure-b")
+	if code != 0 || !regexp.MustCompile(`incremental\s+true`).MatchString(out) || !regexp.MustCompile(`base_snapshot\s+s1`).MatchString(out) ||
+		!regexp.MustCompile(`bytes_sent\s+`+fmt.Sprint(1<<20)+`\n`).MatchString(out) {
+		t.Fatalf("CLI snapshot replicate (exit %d):\n%s", code, out)
+	}
+	out, code = volrep(t, s.a, "-b", "puredriver-1", "snapshot", "verify", "s2", "--volume", "big", "--against", "pure-b")
+	if code != 0 || !regexp.MustCompile(`match\s+true`).MatchString(out) {
+		t.Fatalf("CLI snapshot verify (exit %d):\n%s", code, out)
+	}
+}
