@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -66,7 +67,17 @@ func main() {
 	only := flag.String("run", "", "regexp of benchmark ids to run")
 	dir := flag.String("dir", "", "scratch directory (default: a temp dir under ./.bench)")
 	quick := flag.Bool("quick", false, "smaller sizes, for a smoke test")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the in-process benchmarks to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 

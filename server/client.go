@@ -28,6 +28,10 @@ func Dial(addr, token string, opts ...grpc.DialOption) (*grpc.ClientConn, error)
 			grpc.MaxCallRecvMsgSize(DefaultMaxMsgSize),
 			grpc.MaxCallSendMsgSize(DefaultMaxMsgSize),
 		),
+		grpc.WithInitialWindowSize(windowSize),
+		grpc.WithInitialConnWindowSize(2 * windowSize),
+		grpc.WithReadBufferSize(socketBuffer),
+		grpc.WithWriteBufferSize(socketBuffer),
 		grpc.WithChainUnaryInterceptor(UnaryClientInterceptor()),
 		grpc.WithChainStreamInterceptor(StreamClientInterceptor()),
 	}

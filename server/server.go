@@ -22,6 +22,12 @@ import (
 // received, on both servers and clients.
 const DefaultMaxMsgSize = 16 << 20
 
+// Flow-control window and socket buffer sizes for every connection.
+const (
+	windowSize   = 8 << 20
+	socketBuffer = 256 << 10
+)
+
 // DefaultStopTimeout is how long Serve waits for in-flight calls after its
 // context ends before it cuts them off.
 const DefaultStopTimeout = 10 * time.Second
@@ -77,6 +83,13 @@ func New(opts Options) *Server {
 		grpc.ChainUnaryInterceptor(unaryChain(log, opts.Token, opts.ExtraUnary)...),
 		grpc.ChainStreamInterceptor(streamChain(log, opts.Token, opts.ExtraStream)...),
 		grpc.MaxRecvMsgSize(size),
+		// Bulk transfers (snapshot shipping) stream megabyte messages; the
+		// default 64 KiB flow-control window and 32 KiB socket buffers
+		// would stall them on loopback and LAN alike.
+		grpc.InitialWindowSize(windowSize),
+		grpc.InitialConnWindowSize(2*windowSize),
+		grpc.ReadBufferSize(socketBuffer),
+		grpc.WriteBufferSize(socketBuffer),
 		grpc.MaxSendMsgSize(size),
 	)
 	hs := health.NewServer()

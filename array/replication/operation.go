@@ -39,7 +39,7 @@ func (o *operation) update(f func(op *array.Operation), progress bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	f(&o.op)
-	if progress && time.Since(o.lastUpdate) < 100*time.Millisecond {
+	if progress && time.Since(o.lastUpdate) < 25*time.Millisecond {
 		return
 	}
 	o.lastUpdate = time.Now()

@@ -22,8 +22,8 @@ import (
 // of the receiver can cost: a resumed transfer re-sends at most about
 // twice this much (one checkpoint may still be syncing when it dies).
 const (
-	CheckpointEvery  = 16 << 20
-	CheckpointPeriod = time.Second
+	CheckpointEvery  = 32 << 20
+	CheckpointPeriod = 2 * time.Second
 )
 
 // Service receives snapshots into a store.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -72,9 +73,14 @@ type chunk struct {
 	zero bool
 	n    int64
 	data []byte // wire form
+	raw  []byte // the read buffer, back to bufs once sent
 	crcs []uint32
 	err  error
 }
+
+// bufs recycles read buffers: Send has copied a message into gRPC's own
+// buffers by the time it returns.
+var bufs = sync.Pool{New: func() any { b := make([]byte, ChunkSize); return &b }}
 
 // Send ships job over a new Receive stream and waits for the commit.
 func Send(ctx context.Context, c arrayv1.TransferServiceClient, job Job, opts Options) (Result, error) {
@@ -154,7 +160,11 @@ func Send(ctx context.Context, c arrayv1.TransferServiceClient, job Job, opts Op
 			res.WireBytes += int64(len(ch.data))
 			done += ch.n
 		}
-		if err := stream.Send(msg); err != nil {
+		err := stream.Send(msg)
+		if ch.raw != nil {
+			bufs.Put(&ch.raw)
+		}
+		if err != nil {
 			return res, recvErr(stream, err)
 		}
 		report("sending", done)
@@ -240,12 +250,12 @@ func produce(ctx context.Context, job Job, from int64, compress bool, out chan<-
 		}
 		for off < end {
 			n := min(int64(ChunkSize), end-off)
-			buf := make([]byte, n)
+			buf := (*bufs.Get().(*[]byte))[:n]
 			if err := job.Source.ReadAt(ctx, buf, off); err != nil {
 				send(chunk{err: fmt.Errorf("reading %d bytes at %d: %w", n, off, err)})
 				return
 			}
-			c := chunk{off: off, n: n, data: buf, crcs: blockCRCs(buf, make([]uint32, 0, (n+blockSize-1)/blockSize))}
+			c := chunk{off: off, n: n, data: buf, raw: buf, crcs: blockCRCs(buf, make([]uint32, 0, (n+blockSize-1)/blockSize))}
 			if enc != nil {
 				c.data = enc.EncodeAll(buf, make([]byte, 0, n/2))
 			}

@@ -18,6 +18,7 @@ var commandGroups = []func(*app) *cobra.Command{
 	newSnapshotCmd,
 	newReplicationCmd,
 	newOperationCmd,
+	newDoctorCmd, // doctor.go
 }
 
 const rootLong = `volrep talks to volrepd, the Cinder-style volume driver with replication,

@@ -20,10 +20,9 @@ class VolumeManagerTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        from cinder import context
         from cinder import objects
         cls.objects = objects
-        cls.ctxt = context.get_admin_context()
+        cls.ctxt = vs.admin_context()
         cls.manager = vs.volume_manager()
         cls.async_type = vs.volume_type_in_db(vs.ASYNC_SPECS)
         cls.plain_type = vs.volume_type_in_db({})

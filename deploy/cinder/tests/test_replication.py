@@ -20,10 +20,9 @@ class FailoverTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        from cinder import context
         from cinder import exception
         from cinder import objects
-        cls.ctxt = context.get_admin_context()
+        cls.ctxt = vs.admin_context()
         cls.exception, cls.objects = exception, objects
         cls.manager = vs.volume_manager()
         cls.driver = cls.manager.driver

@@ -29,6 +29,8 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+# The driver first: it decides how grpc is imported (see _import_grpc).
+from volrep_cinder import driver as _driver  # noqa: E402,F401
 import grpc  # noqa: E402
 
 from volrep_cinder.gen.volrep.array.v1 import group_service_pb2  # noqa: E402
@@ -131,6 +133,9 @@ def setup_cinder():
     lines += ['', '[database]', 'connection = sqlite://',
               '', '[oslo_concurrency]', 'lock_path = %s' % tmp,
               '', '[coordination]', 'backend_url = file://%s' % tmp,
+              # oslo.messaging's metrics thread would hold the exit 60s.
+              '', '[oslo_messaging_metrics]',
+              'metrics_thread_stop_timeout = 1',
               '', '[%s]' % EXPLICIT_GROUP,
               'volume_driver = volrep_cinder.driver.VolrepDriver',
               'volume_backend_name = %s' % vbn,
@@ -206,6 +211,13 @@ def wait_for(cond, what, timeout=30.0):
             raise AssertionError('timed out after %.0fs waiting for %s' %
                                  (timeout, what))
         time.sleep(0.2)
+
+
+def admin_context():
+    """An admin request context with a project, as the API would pass on
+    (Cinder's user messages about failures need one)."""
+    from cinder import context
+    return context.RequestContext('user', 'project', is_admin=True)
 
 
 def new_id():

@@ -22,11 +22,11 @@ replication_device and the pure_* options keep their Cinder meaning; volrepd
 reads them, this driver does not need them.
 """
 
+import sys
 import time
 
 from eventlet import patcher as eventlet_patcher
 from eventlet import tpool
-import grpc
 from oslo_config import cfg
 from oslo_log import log as logging
 
@@ -37,8 +37,48 @@ from cinder.objects import fields
 from cinder.volume import configuration
 from cinder.volume import driver
 
-from volrep_cinder.gen.volrep.driver.v1 import driver_service_pb2 as pb
-from volrep_cinder.gen.volrep.driver.v1 import driver_service_pb2_grpc as pb_grpc
+
+
+def _import_grpc():
+    """Import grpc; under eventlet, bound to native threads.
+
+    cinder-volume monkey-patches threading before it loads a driver, and
+    grpc's Python layer keeps its calls' state behind threading locks. With
+    green locks, a call made from eventlet's native thread pool fails as
+    soon as two calls contend ("cannot switch to a different thread"); made
+    from a green thread instead, it blocks every green thread while it
+    waits in C. So grpc is imported with the original threading modules in
+    sys.modules, which binds its locks to real threads, and every call runs
+    in the native pool (_invoke). Nothing to do without monkey-patching, or
+    if something imported grpc first (its calls then run in green threads).
+    """
+    global _GRPC_NATIVE
+    if 'grpc' in sys.modules or not eventlet_patcher.is_monkey_patched(
+            'thread'):
+        import grpc
+        return grpc
+    names = ('threading', '_thread', 'queue', 'time')
+    saver = eventlet_patcher.SysModulesSaver(names)
+    try:
+        for name in names:
+            sys.modules[name] = eventlet_patcher.original(name)
+        import grpc
+        # Every module of grpc's that takes threading, imported now.
+        from grpc import _channel, _common, _interceptor  # noqa: F401
+        from grpc import _plugin_wrapping, _utilities  # noqa: F401
+        from grpc._cython import cygrpc  # noqa: F401
+    finally:
+        saver.restore()
+    _GRPC_NATIVE = True
+    return grpc
+
+
+_GRPC_NATIVE = False
+grpc = _import_grpc()
+
+from volrep_cinder.gen.volrep.driver.v1 import driver_service_pb2 as pb  # noqa
+from volrep_cinder.gen.volrep.driver.v1 import (  # noqa: E402
+    driver_service_pb2_grpc as pb_grpc)
 
 LOG = logging.getLogger(__name__)
 
@@ -298,8 +338,8 @@ class VolrepDriver(driver.VolumeDriver):
     def _invoke(fn, request, **kwargs):
         # cinder-volume runs on eventlet. A gRPC call blocks in C, which
         # would stall every green thread, so it runs in a native thread, as
-        # the RBD driver does with librbd.
-        if eventlet_patcher.is_monkey_patched('thread'):
+        # the RBD driver does with librbd (see _import_grpc).
+        if _GRPC_NATIVE:
             return tpool.execute(fn, request, **kwargs)
         return fn(request, **kwargs)
 

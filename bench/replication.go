@@ -1,0 +1,266 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/replication"
+	"github.com/volrep/volrep/array/service"
+	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/array/transfer"
+	"github.com/volrep/volrep/server"
+)
+
+// P1 and P2: snapshot replication between two arrays on this disk, over
+// the real gRPC transfer path on loopback, against rsync and cp of raw
+// images of the same data in the same run.
+func init() {
+	register("P1", "incremental-replicate", incrementalReplicate)
+	register("P2", "full-replicate", fullReplicate)
+}
+
+// pair is a source array with a replication engine and a target array
+// behind a gRPC server, linked as "target".
+type pair struct {
+	src  *store.Store
+	eng  *replication.Engine
+	stop func()
+}
+
+func newPair(ctx context.Context, env *Env, name string) (*pair, error) {
+	srcDir, dstDir := filepath.Join(env.Dir, name+"-src"), filepath.Join(env.Dir, name+"-dst")
+	src, err := store.Open(srcDir, store.Options{Name: name + "-src"})
+	if err != nil {
+		return nil, err
+	}
+	dst, err := store.Open(dstDir, store.Options{Name: name + "-dst"})
+	if err != nil {
+		src.Close()
+		return nil, err
+	}
+	for _, s := range []*store.Store{src, dst} {
+		if _, err := s.CreatePool(ctx, "bench"); err != nil {
+			return nil, err
+		}
+	}
+	log := slog.New(slog.DiscardHandler)
+	srv := server.New(server.Options{Name: "target", Token: "bench", Logger: log})
+	service.New(dst).Register(srv.GRPC())
+	transfer.NewService(dst, log).Register(srv.GRPC())
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { srv.Serve(sctx, lis); close(served) }()
+	stopServer := func() { cancel(); <-served }
+	eng, err := replication.New(ctx, src, replication.Options{Logger: log,
+		Dial: func(a, t string) (*grpc.ClientConn, error) { return server.Dial(a, t) }})
+	if err != nil {
+		stopServer()
+		return nil, err
+	}
+	if _, err := eng.CreateLink(ctx, array.LinkSpec{Name: "target", Address: lis.Addr().String(), Token: "bench"}); err != nil {
+		eng.Close()
+		stopServer()
+		return nil, err
+	}
+	return &pair{src: src, eng: eng, stop: func() {
+		eng.Close()
+		stopServer()
+		src.Close()
+		dst.Close()
+		os.RemoveAll(srcDir)
+		os.RemoveAll(dstDir)
+	}}, nil
+}
+
+// replicate runs one snapshot replication to completion and times it.
+func (p *pair) replicate(ctx context.Context, spec array.SnapshotReplicateSpec) (array.Operation, time.Duration, error) {
+	spec.Link, spec.RemotePool = "target", "bench"
+	start := time.Now()
+	id, err := p.eng.ReplicateSnapshot(ctx, spec)
+	if err != nil {
+		return array.Operation{}, 0, err
+	}
+	var last array.Operation
+	err = p.eng.WatchOperation(ctx, id, func(o array.Operation) error { last = o; return nil })
+	took := time.Since(start)
+	if err == nil && last.State != array.OpSucceeded {
+		err = fmt.Errorf("operation %s: %s", last.State, last.Err)
+	}
+	return last, took, err
+}
+
+// image fills a volume and a raw file with the same pseudo-random data.
+func image(ctx context.Context, s *store.Store, vol, file string, size int64) error {
+	if _, err := s.CreateVolume(ctx, array.VolumeSpec{Name: vol, Pool: "bench", SizeBytes: size}); err != nil {
+		return err
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 4<<20)
+	rand.NewChaCha8([32]byte{7}).Read(buf)
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		for b := 0; b < len(buf); b += 4096 {
+			binary.LittleEndian.PutUint64(buf[b:], uint64(off)+uint64(b))
+		}
+		if err := s.WriteVolume(ctx, vol, off, buf, false); err != nil {
+			return err
+		}
+		if _, err := f.WriteAt(buf, off); err != nil {
+			return err
+		}
+	}
+	if err := s.FlushVolume(ctx, vol); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+func benchSize(env *Env) int64 {
+	if env.Quick {
+		return 512 << 20
+	}
+	return 4 << 30
+}
+
+// incrementalReplicate changes 1% of a 4 GiB volume's 64 KiB blocks and
+// times the incremental SnapshotReplicate against rsync of the same two
+// raw images.
+func incrementalReplicate(ctx context.Context, env *Env) ([]Row, error) {
+	p, err := newPair(ctx, env, "p1")
+	if err != nil {
+		return nil, err
+	}
+	defer p.stop()
+	size := benchSize(env)
+	srcImg, dstDir := filepath.Join(env.Dir, "p1-src.img"), filepath.Join(env.Dir, "p1-rsync")
+	defer os.Remove(srcImg)
+	defer os.RemoveAll(dstDir)
+	if err := image(ctx, p.src, "vol", srcImg, size); err != nil {
+		return nil, err
+	}
+	if _, err := p.src.CreateSnapshot(ctx, "vol", "s1", nil); err != nil {
+		return nil, err
+	}
+	if _, _, err := p.replicate(ctx, array.SnapshotReplicateSpec{Volume: "vol", Snapshot: "s1"}); err != nil {
+		return nil, err
+	}
+	os.MkdirAll(dstDir, 0o755)
+	dstImg := filepath.Join(dstDir, "p1-src.img")
+	if out, err := exec.CommandContext(ctx, "cp", srcImg, dstImg).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("cp: %v %s", err, out)
+	}
+	// The copy is from an hour ago, as a real previous sync would be; with
+	// both stamped in the same second rsync would skip the file unread.
+	hourAgo := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(dstImg, hourAgo, hourAgo); err != nil {
+		return nil, err
+	}
+	// Change 1% of the 64 KiB blocks, the same ones in the volume and the file.
+	const blk = 64 << 10
+	r := rand.New(rand.NewPCG(1, 1))
+	f, err := os.OpenFile(srcImg, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	changed := map[int64]bool{}
+	for int64(len(changed)) < size/blk/100 {
+		changed[r.Int64N(size/blk)] = true
+	}
+	data := bytes.Repeat([]byte{0x5a}, blk)
+	for b := range changed {
+		binary.LittleEndian.PutUint64(data, uint64(b))
+		if err := p.src.WriteVolume(ctx, "vol", b*blk, data, false); err != nil {
+			return nil, err
+		}
+		if _, err := f.WriteAt(data, b*blk); err != nil {
+			return nil, err
+		}
+	}
+	f.Sync()
+	f.Close()
+	if _, err := p.src.CreateSnapshot(ctx, "vol", "s2", nil); err != nil {
+		return nil, err
+	}
+	syscall.Sync()
+	op, took, err := p.replicate(ctx, array.SnapshotReplicateSpec{Volume: "vol", Snapshot: "s2"})
+	if err != nil {
+		return nil, err
+	}
+	if !op.Result.Incremental {
+		return nil, fmt.Errorf("P1 replication was not incremental")
+	}
+	syscall.Sync()
+	start := time.Now()
+	if out, err := exec.CommandContext(ctx, "rsync", "--inplace", "--no-whole-file", srcImg, dstDir+"/").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("rsync: %v %s", err, out)
+	}
+	rsyncTook := time.Since(start)
+	changedBytes := int64(len(changed)) * blk
+	return []Row{
+		{ID: "P1", Name: "incremental-replicate", Volrep: took.Seconds(), Baseline: rsyncTook.Seconds(), Unit: "s",
+			Note: fmt.Sprintf("%d GiB volume, 1%% of 64 KiB blocks changed; baseline rsync --inplace --no-whole-file; goal >= 20x", size>>30)},
+		{ID: "P1w", Name: "incremental-wire-bytes", Volrep: float64(op.Result.BytesSent) / mib, Baseline: float64(changedBytes) / mib,
+			Unit: "MiB", Note: "bytes on the wire vs bytes changed; goal sent <= 1.1x changed (ratio >= 0.91)"},
+	}, nil
+}
+
+// fullReplicate times force_full_copy of a fully written 4 GiB volume
+// against cp of a raw image of the same size on the same disk, each made
+// durable (fsync) before the clock stops, as the receiver's commit is.
+func fullReplicate(ctx context.Context, env *Env) ([]Row, error) {
+	p, err := newPair(ctx, env, "p2")
+	if err != nil {
+		return nil, err
+	}
+	defer p.stop()
+	size := benchSize(env)
+	srcImg, copyImg := filepath.Join(env.Dir, "p2-src.img"), filepath.Join(env.Dir, "p2-copy.img")
+	defer os.Remove(srcImg)
+	defer os.Remove(copyImg)
+	if err := image(ctx, p.src, "vol", srcImg, size); err != nil {
+		return nil, err
+	}
+	if _, err := p.src.CreateSnapshot(ctx, "vol", "s1", nil); err != nil {
+		return nil, err
+	}
+	var volrep, cp []time.Duration
+	for i := 0; i < 3; i++ {
+		// Start each from a clean page cache writeback state, so neither
+		// pays for the other's dirty pages.
+		syscall.Sync()
+		_, took, err := p.replicate(ctx, array.SnapshotReplicateSpec{Volume: "vol", Snapshot: "s1", RemoteVolume: fmt.Sprintf("copy%d", i), ForceFull: true})
+		if err != nil {
+			return nil, err
+		}
+		volrep = append(volrep, took)
+		syscall.Sync()
+		start := time.Now()
+		if out, err := exec.CommandContext(ctx, "sh", "-c", `cp "$1" "$2" && sync "$2"`, "cp", srcImg, copyImg).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("cp: %v %s", err, out)
+		}
+		cp = append(cp, time.Since(start))
+		os.Remove(copyImg)
+	}
+	return []Row{{ID: "P2", Name: "full-replicate", Volrep: median(volrep).Seconds(), Baseline: median(cp).Seconds(), Unit: "s",
+		Note: fmt.Sprintf("%d GiB fully written, force_full_copy vs cp+fsync, median of 3; goal volrep <= 1.25x cp (ratio >= 0.8)", size>>30)}}, nil
+}
