@@ -92,13 +92,14 @@ func ReplicaToPB(r array.Replica) *arrayv1.Replica {
 		RpoSeconds: int64(r.RPO / time.Second), RpoState: rpoStates[r.RPOState], TargetRetention: RetentionToPB(r.TargetRetention),
 		SourceRetention: RetentionToPB(r.SourceRetention), LastSynchronized: ts(r.LastSynchronized), LastSyncBytes: r.LastSyncBytes,
 		LastSyncDurationSeconds: r.LastSyncDuration.Seconds(), ThroughputBytesPerSecond: r.Throughput,
-		LagSeconds: int64(r.Lag / time.Second), LastSnapshot: r.LastSnapshot, Created: ts(r.Created), TotalBytesSent: r.TotalBytesSent}
+		LagSeconds: int64(r.Lag / time.Second), LastSnapshot: r.LastSnapshot, Created: ts(r.Created), TotalBytesSent: r.TotalBytesSent,
+		Mode: modes[r.Mode]}
 }
 
 func ReplicaFromPB(r *arrayv1.Replica) array.Replica {
 	return array.Replica{
 		ReplicaSpec: array.ReplicaSpec{Name: r.GetName(), Kind: reverse(kinds, r.GetKind()), Local: r.GetLocalEntity(), Link: r.GetLink(),
-			RemotePool: r.GetRemotePool(), RemoteEntity: r.GetRemoteEntity(), MemberMappings: r.GetMemberMappings(),
+			RemotePool: r.GetRemotePool(), RemoteEntity: r.GetRemoteEntity(), MemberMappings: r.GetMemberMappings(), Mode: Mode(r.GetMode()),
 			Type: reverse(types, r.GetReplicationType()), Interval: time.Duration(r.GetIntervalSeconds()) * time.Second,
 			RPO: time.Duration(r.GetRpoSeconds()) * time.Second, TargetRetention: RetentionFromPB(r.GetTargetRetention()),
 			SourceRetention: RetentionFromPB(r.GetSourceRetention())},

@@ -434,8 +434,10 @@ type Replica struct {
 	LastSnapshot   string                 `protobuf:"bytes,22,opt,name=last_snapshot,json=lastSnapshot,proto3" json:"last_snapshot,omitempty"`
 	Created        *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=created,proto3" json:"created,omitempty"`
 	TotalBytesSent int64                  `protobuf:"varint,24,opt,name=total_bytes_sent,json=totalBytesSent,proto3" json:"total_bytes_sent,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// How the replica was set up.
+	Mode          ReplicaMode `protobuf:"varint,25,opt,name=mode,proto3,enum=volrep.array.v1.ReplicaMode" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Replica) Reset() {
@@ -634,6 +636,13 @@ func (x *Replica) GetTotalBytesSent() int64 {
 		return x.TotalBytesSent
 	}
 	return 0
+}
+
+func (x *Replica) GetMode() ReplicaMode {
+	if x != nil {
+		return x.Mode
+	}
+	return ReplicaMode_REPLICA_MODE_UNSPECIFIED
 }
 
 type ReplicateEntityRequest struct {
@@ -1883,7 +1892,8 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\tRetention\x12&\n" +
 	"\x0fall_for_seconds\x18\x01 \x01(\x03R\rallForSeconds\x12\x17\n" +
 	"\aper_day\x18\x02 \x01(\x05R\x06perDay\x12\x12\n" +
-	"\x04days\x18\x03 \x01(\x05R\x04days\"\xec\t\n" +
+	"\x04days\x18\x03 \x01(\x05R\x04days\"\x9e\n" +
+	"\n" +
 	"\aReplica\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1b.volrep.array.v1.EntityKindR\x04kind\x12!\n" +
@@ -1913,7 +1923,8 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"lagSeconds\x12#\n" +
 	"\rlast_snapshot\x18\x16 \x01(\tR\flastSnapshot\x124\n" +
 	"\acreated\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12(\n" +
-	"\x10total_bytes_sent\x18\x18 \x01(\x03R\x0etotalBytesSent\x1aA\n" +
+	"\x10total_bytes_sent\x18\x18 \x01(\x03R\x0etotalBytesSent\x120\n" +
+	"\x04mode\x18\x19 \x01(\x0e2\x1c.volrep.array.v1.ReplicaModeR\x04mode\x1aA\n" +
 	"\x13MemberMappingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc7\x04\n" +
@@ -2110,53 +2121,54 @@ var file_volrep_array_v1_replica_service_proto_depIdxs = []int32{
 	6,  // 7: volrep.array.v1.Replica.source_retention:type_name -> volrep.array.v1.Retention
 	32, // 8: volrep.array.v1.Replica.last_synchronized:type_name -> google.protobuf.Timestamp
 	32, // 9: volrep.array.v1.Replica.created:type_name -> google.protobuf.Timestamp
-	1,  // 10: volrep.array.v1.ReplicateEntityRequest.mode:type_name -> volrep.array.v1.ReplicaMode
-	0,  // 11: volrep.array.v1.ReplicateEntityRequest.replication_type:type_name -> volrep.array.v1.ReplicationType
-	6,  // 12: volrep.array.v1.ReplicateEntityRequest.target_retention:type_name -> volrep.array.v1.Retention
-	6,  // 13: volrep.array.v1.ReplicateEntityRequest.source_retention:type_name -> volrep.array.v1.Retention
-	7,  // 14: volrep.array.v1.ReplicateEntityResponse.replica:type_name -> volrep.array.v1.Replica
-	31, // 15: volrep.array.v1.ReplicateConsGroupRequest.member_mappings:type_name -> volrep.array.v1.ReplicateConsGroupRequest.MemberMappingsEntry
-	0,  // 16: volrep.array.v1.ReplicateConsGroupRequest.replication_type:type_name -> volrep.array.v1.ReplicationType
-	6,  // 17: volrep.array.v1.ReplicateConsGroupRequest.target_retention:type_name -> volrep.array.v1.Retention
-	6,  // 18: volrep.array.v1.ReplicateConsGroupRequest.source_retention:type_name -> volrep.array.v1.Retention
-	7,  // 19: volrep.array.v1.ReplicateConsGroupResponse.replica:type_name -> volrep.array.v1.Replica
-	7,  // 20: volrep.array.v1.GetReplicaResponse.replica:type_name -> volrep.array.v1.Replica
-	7,  // 21: volrep.array.v1.ListReplicasResponse.replicas:type_name -> volrep.array.v1.Replica
-	6,  // 22: volrep.array.v1.UpdateReplicaRequest.target_retention:type_name -> volrep.array.v1.Retention
-	6,  // 23: volrep.array.v1.UpdateReplicaRequest.source_retention:type_name -> volrep.array.v1.Retention
-	7,  // 24: volrep.array.v1.UpdateReplicaResponse.replica:type_name -> volrep.array.v1.Replica
-	7,  // 25: volrep.array.v1.SuspendReplicaResponse.replica:type_name -> volrep.array.v1.Replica
-	7,  // 26: volrep.array.v1.ResumeReplicaResponse.replica:type_name -> volrep.array.v1.Replica
-	7,  // 27: volrep.array.v1.SyncReplicaResponse.replica:type_name -> volrep.array.v1.Replica
-	0,  // 28: volrep.array.v1.ChangeReplicaTypeRequest.replication_type:type_name -> volrep.array.v1.ReplicationType
-	7,  // 29: volrep.array.v1.ChangeReplicaTypeResponse.replica:type_name -> volrep.array.v1.Replica
-	8,  // 30: volrep.array.v1.ReplicaService.ReplicateEntity:input_type -> volrep.array.v1.ReplicateEntityRequest
-	10, // 31: volrep.array.v1.ReplicaService.ReplicateConsGroup:input_type -> volrep.array.v1.ReplicateConsGroupRequest
-	12, // 32: volrep.array.v1.ReplicaService.GetReplica:input_type -> volrep.array.v1.GetReplicaRequest
-	14, // 33: volrep.array.v1.ReplicaService.ListReplicas:input_type -> volrep.array.v1.ListReplicasRequest
-	16, // 34: volrep.array.v1.ReplicaService.UpdateReplica:input_type -> volrep.array.v1.UpdateReplicaRequest
-	18, // 35: volrep.array.v1.ReplicaService.DeleteReplica:input_type -> volrep.array.v1.DeleteReplicaRequest
-	20, // 36: volrep.array.v1.ReplicaService.SuspendReplica:input_type -> volrep.array.v1.SuspendReplicaRequest
-	22, // 37: volrep.array.v1.ReplicaService.ResumeReplica:input_type -> volrep.array.v1.ResumeReplicaRequest
-	24, // 38: volrep.array.v1.ReplicaService.SyncReplica:input_type -> volrep.array.v1.SyncReplicaRequest
-	26, // 39: volrep.array.v1.ReplicaService.ChangeReplicaType:input_type -> volrep.array.v1.ChangeReplicaTypeRequest
-	28, // 40: volrep.array.v1.ReplicaService.ReplicateSnapshot:input_type -> volrep.array.v1.ReplicateSnapshotRequest
-	9,  // 41: volrep.array.v1.ReplicaService.ReplicateEntity:output_type -> volrep.array.v1.ReplicateEntityResponse
-	11, // 42: volrep.array.v1.ReplicaService.ReplicateConsGroup:output_type -> volrep.array.v1.ReplicateConsGroupResponse
-	13, // 43: volrep.array.v1.ReplicaService.GetReplica:output_type -> volrep.array.v1.GetReplicaResponse
-	15, // 44: volrep.array.v1.ReplicaService.ListReplicas:output_type -> volrep.array.v1.ListReplicasResponse
-	17, // 45: volrep.array.v1.ReplicaService.UpdateReplica:output_type -> volrep.array.v1.UpdateReplicaResponse
-	19, // 46: volrep.array.v1.ReplicaService.DeleteReplica:output_type -> volrep.array.v1.DeleteReplicaResponse
-	21, // 47: volrep.array.v1.ReplicaService.SuspendReplica:output_type -> volrep.array.v1.SuspendReplicaResponse
-	23, // 48: volrep.array.v1.ReplicaService.ResumeReplica:output_type -> volrep.array.v1.ResumeReplicaResponse
-	25, // 49: volrep.array.v1.ReplicaService.SyncReplica:output_type -> volrep.array.v1.SyncReplicaResponse
-	27, // 50: volrep.array.v1.ReplicaService.ChangeReplicaType:output_type -> volrep.array.v1.ChangeReplicaTypeResponse
-	29, // 51: volrep.array.v1.ReplicaService.ReplicateSnapshot:output_type -> volrep.array.v1.ReplicateSnapshotResponse
-	41, // [41:52] is the sub-list for method output_type
-	30, // [30:41] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	1,  // 10: volrep.array.v1.Replica.mode:type_name -> volrep.array.v1.ReplicaMode
+	1,  // 11: volrep.array.v1.ReplicateEntityRequest.mode:type_name -> volrep.array.v1.ReplicaMode
+	0,  // 12: volrep.array.v1.ReplicateEntityRequest.replication_type:type_name -> volrep.array.v1.ReplicationType
+	6,  // 13: volrep.array.v1.ReplicateEntityRequest.target_retention:type_name -> volrep.array.v1.Retention
+	6,  // 14: volrep.array.v1.ReplicateEntityRequest.source_retention:type_name -> volrep.array.v1.Retention
+	7,  // 15: volrep.array.v1.ReplicateEntityResponse.replica:type_name -> volrep.array.v1.Replica
+	31, // 16: volrep.array.v1.ReplicateConsGroupRequest.member_mappings:type_name -> volrep.array.v1.ReplicateConsGroupRequest.MemberMappingsEntry
+	0,  // 17: volrep.array.v1.ReplicateConsGroupRequest.replication_type:type_name -> volrep.array.v1.ReplicationType
+	6,  // 18: volrep.array.v1.ReplicateConsGroupRequest.target_retention:type_name -> volrep.array.v1.Retention
+	6,  // 19: volrep.array.v1.ReplicateConsGroupRequest.source_retention:type_name -> volrep.array.v1.Retention
+	7,  // 20: volrep.array.v1.ReplicateConsGroupResponse.replica:type_name -> volrep.array.v1.Replica
+	7,  // 21: volrep.array.v1.GetReplicaResponse.replica:type_name -> volrep.array.v1.Replica
+	7,  // 22: volrep.array.v1.ListReplicasResponse.replicas:type_name -> volrep.array.v1.Replica
+	6,  // 23: volrep.array.v1.UpdateReplicaRequest.target_retention:type_name -> volrep.array.v1.Retention
+	6,  // 24: volrep.array.v1.UpdateReplicaRequest.source_retention:type_name -> volrep.array.v1.Retention
+	7,  // 25: volrep.array.v1.UpdateReplicaResponse.replica:type_name -> volrep.array.v1.Replica
+	7,  // 26: volrep.array.v1.SuspendReplicaResponse.replica:type_name -> volrep.array.v1.Replica
+	7,  // 27: volrep.array.v1.ResumeReplicaResponse.replica:type_name -> volrep.array.v1.Replica
+	7,  // 28: volrep.array.v1.SyncReplicaResponse.replica:type_name -> volrep.array.v1.Replica
+	0,  // 29: volrep.array.v1.ChangeReplicaTypeRequest.replication_type:type_name -> volrep.array.v1.ReplicationType
+	7,  // 30: volrep.array.v1.ChangeReplicaTypeResponse.replica:type_name -> volrep.array.v1.Replica
+	8,  // 31: volrep.array.v1.ReplicaService.ReplicateEntity:input_type -> volrep.array.v1.ReplicateEntityRequest
+	10, // 32: volrep.array.v1.ReplicaService.ReplicateConsGroup:input_type -> volrep.array.v1.ReplicateConsGroupRequest
+	12, // 33: volrep.array.v1.ReplicaService.GetReplica:input_type -> volrep.array.v1.GetReplicaRequest
+	14, // 34: volrep.array.v1.ReplicaService.ListReplicas:input_type -> volrep.array.v1.ListReplicasRequest
+	16, // 35: volrep.array.v1.ReplicaService.UpdateReplica:input_type -> volrep.array.v1.UpdateReplicaRequest
+	18, // 36: volrep.array.v1.ReplicaService.DeleteReplica:input_type -> volrep.array.v1.DeleteReplicaRequest
+	20, // 37: volrep.array.v1.ReplicaService.SuspendReplica:input_type -> volrep.array.v1.SuspendReplicaRequest
+	22, // 38: volrep.array.v1.ReplicaService.ResumeReplica:input_type -> volrep.array.v1.ResumeReplicaRequest
+	24, // 39: volrep.array.v1.ReplicaService.SyncReplica:input_type -> volrep.array.v1.SyncReplicaRequest
+	26, // 40: volrep.array.v1.ReplicaService.ChangeReplicaType:input_type -> volrep.array.v1.ChangeReplicaTypeRequest
+	28, // 41: volrep.array.v1.ReplicaService.ReplicateSnapshot:input_type -> volrep.array.v1.ReplicateSnapshotRequest
+	9,  // 42: volrep.array.v1.ReplicaService.ReplicateEntity:output_type -> volrep.array.v1.ReplicateEntityResponse
+	11, // 43: volrep.array.v1.ReplicaService.ReplicateConsGroup:output_type -> volrep.array.v1.ReplicateConsGroupResponse
+	13, // 44: volrep.array.v1.ReplicaService.GetReplica:output_type -> volrep.array.v1.GetReplicaResponse
+	15, // 45: volrep.array.v1.ReplicaService.ListReplicas:output_type -> volrep.array.v1.ListReplicasResponse
+	17, // 46: volrep.array.v1.ReplicaService.UpdateReplica:output_type -> volrep.array.v1.UpdateReplicaResponse
+	19, // 47: volrep.array.v1.ReplicaService.DeleteReplica:output_type -> volrep.array.v1.DeleteReplicaResponse
+	21, // 48: volrep.array.v1.ReplicaService.SuspendReplica:output_type -> volrep.array.v1.SuspendReplicaResponse
+	23, // 49: volrep.array.v1.ReplicaService.ResumeReplica:output_type -> volrep.array.v1.ResumeReplicaResponse
+	25, // 50: volrep.array.v1.ReplicaService.SyncReplica:output_type -> volrep.array.v1.SyncReplicaResponse
+	27, // 51: volrep.array.v1.ReplicaService.ChangeReplicaType:output_type -> volrep.array.v1.ChangeReplicaTypeResponse
+	29, // 52: volrep.array.v1.ReplicaService.ReplicateSnapshot:output_type -> volrep.array.v1.ReplicateSnapshotResponse
+	42, // [42:53] is the sub-list for method output_type
+	31, // [31:42] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_replica_service_proto_init() }
