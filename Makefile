@@ -16,6 +16,9 @@ HEALTH_PROBE_VERSION       := v0.4.40
 # command → Debian package, for the real clients the tests drive.
 DEB_TOOLS := qemu-img:qemu-utils qemu-io:qemu-utils nbdinfo:libnbd-bin nbdcopy:libnbd-bin \
              nbdkit:nbdkit fio:fio rsync:rsync systemd-analyze:systemd
+# Python module → Debian package, for the Cinder driver and its stubs.
+# Debian's python3 (not a pyenv one on PATH) sees these packages.
+DEB_PYTHON := grpc_tools:python3-grpc-tools grpc:python3-grpcio cinder:python3-cinder
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: all run test generate check-generated lint unit e2e bench tools deps clean
@@ -34,13 +37,15 @@ unit:
 bench: deps tools
 	go run ./bench
 
-generate: tools
+generate: tools deps
 	buf generate
+	./deploy/cinder/generate.sh
 
 # Generated code is committed; regenerating must not change it.
+GENERATED := proto deploy/cinder/volrep_cinder/gen
 check-generated: generate
-	@if [ -n "$$(git status --porcelain -- proto)" ]; then \
-		echo "make generate changed committed files:"; git status --porcelain -- proto; exit 1; fi
+	@if [ -n "$$(git status --porcelain -- $(GENERATED))" ]; then \
+		echo "make generate changed committed files:"; git status --porcelain -- $(GENERATED); exit 1; fi
 
 lint: tools
 	buf lint
@@ -70,6 +75,8 @@ $(BIN)/.grpc-health-probe-%:
 deps:
 	@missing=""; for pair in $(DEB_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	for pair in $(DEB_PYTHON); do mod=$${pair%%:*}; pkg=$${pair##*:}; \
+		/usr/bin/python3 -c "import $$mod" >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi

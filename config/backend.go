@@ -33,6 +33,8 @@ var backendKeys = []string{
 // (it has no host data path, CHAP or image cache of its own), but rejecting
 // them would keep one file from serving both.
 var ignoredBackendKeys = []string{
+	// The Cinder driver's own options (deploy/cinder), in a file both read.
+	"volrep_address", "volrep_token", "volrep_timeout",
 	"use_multipath_for_image_xfer", "enforce_multipath_for_image_xfer",
 	"use_chap_auth", "chap_username", "chap_password",
 	"san_login", "san_password", "san_thin_provision",

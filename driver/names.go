@@ -30,4 +30,6 @@ const (
 	labelVolumeType = "cinder.volume_type"
 	labelBackend    = "cinder.backend"
 	labelReplType   = "volrep.replication_type"
+	// labelReplicaOwner marks snapshots a replica took (replication.LabelReplica).
+	labelReplicaOwner = "volrep.replica"
 )

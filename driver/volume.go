@@ -121,7 +121,11 @@ func (b *Backend) DeleteVolume(ctx context.Context, id string) error {
 		return err
 	}
 	defer release()
-	err = b.activeArray().DeleteVolume(ctx, volumeName(id))
+	a, name := b.activeArray(), volumeName(id)
+	if err := b.dropReplicationSnapshots(ctx, a, name); err != nil {
+		return err
+	}
+	err = a.DeleteVolume(ctx, name)
 	if errdefs.IsNotFound(err) {
 		return nil
 	}
@@ -129,6 +133,35 @@ func (b *Backend) DeleteVolume(ctx context.Context, id string) error {
 		return errdefs.FailedPrecondition("volume %s still has snapshots; delete them first (%v)", id, err)
 	}
 	return err
+}
+
+// dropReplicationSnapshots takes a volume out of replication and deletes
+// the snapshots replication took of it, which are the array's, not the
+// user's: only Cinder's own snapshots should keep a volume from going.
+func (b *Backend) dropReplicationSnapshots(ctx context.Context, a array.Array, name string) error {
+	kind, err := b.replicationOf(ctx, name)
+	if err != nil {
+		return err
+	}
+	if err := b.unreplicate(ctx, name, kind); err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	snaps, err := a.ListSnapshots(ctx, name)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, s := range snaps {
+		if _, ok := snapshotID(s.Name); ok || s.Labels[labelReplicaOwner] == "" {
+			continue
+		}
+		if err := a.DeleteSnapshot(ctx, name, s.Name); err != nil && !errdefs.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
 }
 
 // ExtendVolume grows a volume to newSizeGB.

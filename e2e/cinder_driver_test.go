@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"text/template"
 	"time"
 )
 
@@ -34,17 +35,61 @@ func cinderPython(t *testing.T) string {
 	return ""
 }
 
+// cinderConf is volrepd's configuration and, as an operator would share
+// one file, the Python suite's cinder.conf: backend demo replicates site-a
+// to site-b asynchronously; demo-b, on site-b in a pool of its own, is where
+// snapshot_replicate sends snapshots. The driver API wants a token, which
+// the Cinder driver reads from [volrep] here.
+const cinderConf = `[DEFAULT]
+enabled_backends = demo, demo-b
+
+[volrep]
+driver_listen = {{.DriverAddr}}
+driver_api_token = {{.DriverToken}}
+log_level = debug
+state_dir = {{.Dir}}/driver
+
+[array:site-a]
+data_dir = {{.Dir}}/site-a
+listen = {{.ArrayA}}
+nbd_listen = {{.NBDA}}
+api_token = {{.TokenA}}
+
+[array:site-b]
+data_dir = {{.Dir}}/site-b
+listen = {{.ArrayB}}
+nbd_listen = {{.NBDB}}
+api_token = {{.TokenB}}
+
+[demo]
+volume_backend_name = demo
+volume_driver = volrep_cinder.driver.VolrepDriver
+san_ip = {{.ArrayA}}
+pure_api_token = {{.TokenA}}
+replication_device = backend_id:site-b,san_ip:{{.ArrayB}},api_token:{{.TokenB}},type:async
+
+[demo-b]
+volume_backend_name = demo-b
+volume_driver = volrep_cinder.driver.VolrepDriver
+san_ip = {{.ArrayB}}
+pure_api_token = {{.TokenB}}
+volrep_pool = cinder-b
+`
+
 // TestCinderDriver runs the Python suite deploy/cinder/tests against a real
 // volrepd: the Cinder driver (deploy/cinder/volrep_cinder) driven through
 // Cinder's own configuration, objects, VolumeManager (in-memory sqlite, fake
-// messaging) and scheduler filters. The daemon's configuration file is also
-// the suite's cinder.conf, as an operator shares one file, and its driver
-// API wants a token, which the driver reads from that file.
+// messaging) and scheduler filters, and under eventlet as cinder-volume
+// runs it.
 func TestCinderDriver(t *testing.T) {
 	python := cinderPython(t)
 	d := NewDaemon(t)
 	d.DriverToken = "driver-token-cinder"
-	d.WriteConfig(d.DefaultBackend()+"\nvolume_driver = volrep_cinder.driver.VolrepDriver", "")
+	var conf strings.Builder
+	if err := template.Must(template.New("cinder").Parse(cinderConf)).Execute(&conf, d); err != nil {
+		t.Fatal(err)
+	}
+	d.WriteRaw(conf.String())
 	d.Start()
 
 	cinderLog := filepath.Join(t.TempDir(), "cinder.log")
@@ -54,6 +99,7 @@ func TestCinderDriver(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"VOLREP_CONF="+d.Conf,
 		"VOLREP_BACKEND=demo",
+		"VOLREP_DEST_BACKEND=demo-b",
 		"VOLREP_ADDR="+d.DriverAddr,
 		"VOLREP_TOKEN="+d.DriverToken,
 		"VOLREP_ARRAY_ADDR="+d.ArrayA,

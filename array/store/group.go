@@ -145,6 +145,7 @@ func (s *Store) DeleteGroup(ctx context.Context, name string) error {
 // AddMembers adds volumes to a group. A volume already in it is skipped; a
 // volume in another group is refused.
 func (s *Store) AddMembers(ctx context.Context, name string, volumes []string) (array.Group, error) {
+	defer s.groupChanged(name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(ctx); err != nil {
@@ -177,6 +178,7 @@ func (s *Store) AddMembers(ctx context.Context, name string, volumes []string) (
 
 // RemoveMembers removes volumes from a group; absent ones are skipped.
 func (s *Store) RemoveMembers(ctx context.Context, name string, volumes []string) (array.Group, error) {
+	defer s.groupChanged(name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(ctx); err != nil {

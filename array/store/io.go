@@ -71,13 +71,52 @@ func (v *volume) lockBlocks(fb, lb int64) func() {
 	}
 }
 
-func (s *Store) write(v *volume, p []byte, off int64, fua bool) error {
+// Mirror is told of every change to a volume, in the order the changes
+// were made, so a sync replica can put each on the peer before it is
+// acknowledged.
+type Mirror interface {
+	// Write and Zero are called right after the local change, with the
+	// changed blocks still locked, so two changes to one block reach the
+	// mirror in the order they were made here. They must only queue the
+	// change; the wait they return blocks until the peer has it (or the
+	// mirror gave up on the peer), and is called after the locks are released.
+	Write(off int64, p []byte) (wait func() error)
+	Zero(off, length int64) (wait func() error)
+	// Flush makes every change mirrored so far durable on the peer.
+	Flush() error
+}
+
+// SetMirror makes every change to volume go through m as well; nil stops it.
+func (s *Store) SetMirror(ctx context.Context, volume string, m Mirror) error {
+	v, err := s.lookup(ctx, volume)
+	if err != nil {
+		return err
+	}
+	s.io.Lock()
+	v.mirror = m
+	s.io.Unlock()
+	return nil
+}
+
+// mirrored says how a write treats the volume's mirror.
+type mirrored bool
+
+const (
+	// fromClient is a client's write: refused on read-only volumes, and
+	// mirrored.
+	fromClient mirrored = false
+	// fromPeer is the sync peer applying a mirrored write to its copy,
+	// which clients cannot write.
+	fromPeer mirrored = true
+)
+
+func (s *Store) write(v *volume, p []byte, off int64, fua bool, how mirrored) error {
 	l, size, err := s.beginIO(v)
 	if err != nil {
 		return err
 	}
 	defer s.io.RUnlock()
-	if v.rec.ReadOnly {
+	if v.rec.ReadOnly && how == fromClient {
 		return errdefs.FailedPrecondition("volume %q is a replication target and read-only; promote it or fail over first", v.rec.Name)
 	}
 	if err := checkRange(v.rec.Name, off, int64(len(p)), size); err != nil {
@@ -87,14 +126,38 @@ func (s *Store) write(v *volume, p []byte, off int64, fua bool) error {
 		return nil
 	}
 	end := off + int64(len(p))
+	m := v.mirror
+	if how == fromPeer {
+		m = nil
+	}
+	var wait func() error
 	unlock := v.lockBlocks(off/bs, (end-1)/bs)
 	err = writeLayer(l, p, off)
+	if err == nil && m != nil {
+		wait = m.Write(off, p)
+	}
 	unlock()
 	if err != nil {
 		return err
 	}
+	if wait != nil {
+		if err := wait(); err != nil {
+			return err
+		}
+	}
 	if fua {
-		return s.flushLayer(l)
+		return s.flushVolume(v, l, m)
+	}
+	return nil
+}
+
+// flushVolume flushes the local layer, then the mirror.
+func (s *Store) flushVolume(v *volume, l *layer, m Mirror) error {
+	if err := s.flushLayer(l); err != nil {
+		return err
+	}
+	if m != nil {
+		return m.Flush()
 	}
 	return nil
 }
@@ -181,7 +244,7 @@ func (s *Store) flush(v *volume) error {
 		return err
 	}
 	defer s.io.RUnlock()
-	return s.flushLayer(l)
+	return s.flushVolume(v, l, v.mirror)
 }
 
 // flushLayer makes l's data and bitmaps durable: data first, so a bitmap
@@ -221,13 +284,13 @@ func (s *Store) flushLayer(l *layer) error {
 // zeroRange makes [off, off+length) read as zeros. Whole blocks are
 // punched out of the layer file; they are marked zero only where older
 // layers hold data, so discarding unwritten space changes nothing.
-func (s *Store) zeroRange(v *volume, off, length int64, fua bool) error {
+func (s *Store) zeroRange(v *volume, off, length int64, fua bool, how mirrored) error {
 	l, size, err := s.beginIO(v)
 	if err != nil {
 		return err
 	}
 	defer s.io.RUnlock()
-	if v.rec.ReadOnly {
+	if v.rec.ReadOnly && how == fromClient {
 		return errdefs.FailedPrecondition("volume %q is a replication target and read-only", v.rec.Name)
 	}
 	if err := checkRange(v.rec.Name, off, length, size); err != nil {
@@ -237,15 +300,73 @@ func (s *Store) zeroRange(v *volume, off, length int64, fua bool) error {
 		return nil
 	}
 	end := off + length
+	m := v.mirror
+	if how == fromPeer {
+		m = nil
+	}
+	var wait func() error
 	unlock := v.lockBlocks(off/bs, (end-1)/bs)
 	err = zeroLayer(l, off, end)
+	if err == nil && m != nil {
+		wait = m.Zero(off, length)
+	}
 	unlock()
 	if err != nil {
 		return err
 	}
-	if fua {
-		return s.flushLayer(l)
+	if wait != nil {
+		if err := wait(); err != nil {
+			return err
+		}
 	}
+	if fua {
+		return s.flushVolume(v, l, m)
+	}
+	return nil
+}
+
+// ApplyMirrored writes a change the sync peer mirrored here. It bypasses
+// the read-only guard that keeps clients off a pod's passive copy, and is
+// not mirrored back.
+func (s *Store) ApplyMirrored(ctx context.Context, volume string, off int64, p []byte) error {
+	v, err := s.lookup(ctx, volume)
+	if err != nil {
+		return err
+	}
+	return s.write(v, p, off, false, fromPeer)
+}
+
+// ApplyMirroredZero zeroes a range the sync peer zeroed.
+func (s *Store) ApplyMirroredZero(ctx context.Context, volume string, off, length int64) error {
+	v, err := s.lookup(ctx, volume)
+	if err != nil {
+		return err
+	}
+	return s.zeroRange(v, off, length, false, fromPeer)
+}
+
+// ReadLocked reads a range with its blocks locked against writes, and
+// calls fn with the data while they are locked, so a resync can queue the
+// data to the mirror in order with the writes around it.
+func (s *Store) ReadLocked(ctx context.Context, volume string, off int64, p []byte, fn func([]byte)) error {
+	v, err := s.lookup(ctx, volume)
+	if err != nil {
+		return err
+	}
+	l, size, err := s.beginIO(v)
+	if err != nil {
+		return err
+	}
+	defer s.io.RUnlock()
+	if err := checkRange(v.rec.Name, off, int64(len(p)), size); err != nil {
+		return err
+	}
+	unlock := v.lockBlocks(off/bs, (off+int64(len(p))-1)/bs)
+	defer unlock()
+	if err := readView(l, p, off); err != nil {
+		return err
+	}
+	fn(p)
 	return nil
 }
 
@@ -411,7 +532,7 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64, fua bool) err
 	if h.ReadOnly() {
 		return h.readOnlyErr()
 	}
-	return h.s.write(h.v, p, off, fua)
+	return h.s.write(h.v, p, off, fua, fromClient)
 }
 
 // Flush makes every acknowledged write to the volume durable, whichever
@@ -440,7 +561,7 @@ func (h *Handle) Zero(ctx context.Context, off, length int64, fua bool) error {
 	if h.ReadOnly() {
 		return h.readOnlyErr()
 	}
-	return h.s.zeroRange(h.v, off, length, fua)
+	return h.s.zeroRange(h.v, off, length, fua, fromClient)
 }
 
 // Allocation describes a range as data and zero extents.

@@ -55,8 +55,12 @@ type Store struct {
 	groups  map[string]*groupRec
 	// receiving holds the volumes a transfer is being staged into.
 	receiving map[string]*Receiver
-	next      uint64
-	closed    atomic.Bool
+	// groupObserver is told when a group's membership changes.
+	groupObserver atomic.Pointer[func(group string)]
+	// wasClean is whether the previous run closed the store.
+	wasClean bool
+	next     uint64
+	closed   atomic.Bool
 
 	// io is held shared by every read and write and exclusively while a
 	// volume's chain changes, which makes snapshots a write barrier.
@@ -73,6 +77,8 @@ type volume struct {
 	// stripes serialise writes that touch the same block, so two partial
 	// writes to one block cannot lose each other's read-modify-write.
 	stripes [256]sync.Mutex
+	// mirror, set under io's write lock, sees every client change.
+	mirror Mirror
 }
 
 type snapshot struct {
@@ -118,6 +124,19 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := s.collect(context.Background()); err != nil {
 		s.closeFiles()
 		return nil, fmt.Errorf("array %s: finishing interrupted merges: %w", dir, err)
+	}
+	// The marker exists only between a Close and the next Open, so its
+	// absence means the last run ended without closing the store.
+	marker := filepath.Join(dir, "clean")
+	if err := os.Remove(marker); err == nil {
+		s.wasClean = true
+	} else if !errors.Is(err, os.ErrNotExist) {
+		s.closeFiles()
+		return nil, err
+	}
+	if err := syncDir(dir); err != nil {
+		s.closeFiles()
+		return nil, err
 	}
 	return s, nil
 }
@@ -292,7 +311,13 @@ func (s *Store) Close() error {
 		errs = append(errs, s.flushLayer(v.live))
 	}
 	errs = append(errs, s.closeFiles())
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, "clean"), nil, 0o640); err != nil {
+		return err
+	}
+	return syncDir(s.dir)
 }
 
 func (s *Store) closeFiles() error {
@@ -312,6 +337,20 @@ func (s *Store) check(ctx context.Context) error {
 		return errdefs.Unavailable("array %s is shutting down", s.opts.Name)
 	}
 	return nil
+}
+
+// WasClean reports whether the previous run closed the store cleanly;
+// after a crash, layers above the engine re-check what they cannot trust.
+func (s *Store) WasClean() bool { return s.wasClean }
+
+// ObserveGroups registers fn to be told, outside any lock, whenever a
+// consistency group's membership changes.
+func (s *Store) ObserveGroups(fn func(group string)) { s.groupObserver.Store(&fn) }
+
+func (s *Store) groupChanged(group string) {
+	if fn := s.groupObserver.Load(); fn != nil {
+		(*fn)(group)
+	}
 }
 
 // Dir returns the data directory.

@@ -158,6 +158,7 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 		if err := s.removeMembersLocked(g, []string{name}); err != nil {
 			return err
 		}
+		defer s.groupChanged(g.Name)
 	}
 	// Cinder deletes only detached volumes, so exports left are stale.
 	if _, err := s.revokeLocked(func(e *exportRec) bool { return e.Volume == name }); err != nil {
@@ -224,7 +225,7 @@ func (s *Store) WriteVolume(ctx context.Context, name string, off int64, p []byt
 	if err != nil {
 		return err
 	}
-	return s.write(v, p, off, fua)
+	return s.write(v, p, off, fua, fromClient)
 }
 
 // ReadVolume fills p from off.

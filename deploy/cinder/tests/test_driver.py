@@ -209,6 +209,42 @@ class DriverTest(unittest.TestCase):
             backend=vs.BACKEND, volume_id=src.id)).snapshots
         self.assertNotIn(snap.id, [s.id for s in snaps])
 
+    # ---- snapshot_replicate ---------------------------------------------
+
+    def test_snapshot_replicate_full_then_incremental(self):
+        dest = vs.DEST_BACKEND
+        if not dest:
+            self.skipTest('no VOLREP_DEST_BACKEND to replicate snapshots to')
+        vol, _ = self.create(None)
+        snaps = []
+        for _ in range(2):
+            snap = self.snapshot(vol)
+            self.driver.create_snapshot(snap)
+            self.addCleanup(self.driver.delete_snapshot, snap)
+            snaps.append(snap)
+        op = self.driver.snapshot_replicate(self.ctxt, snaps[0], dest)
+        self.assertEqual('succeeded', op['state'])
+        self.assertFalse(op['incremental'])
+        op = self.driver.snapshot_replicate(self.ctxt, snaps[1], dest)
+        self.assertEqual('succeeded', op['state'])
+        self.assertTrue(op['incremental'])
+        self.assertEqual(snaps[0].id, op['base_snapshot_id'])
+        again = self.driver.snapshot_replicate(self.ctxt, snaps[1], dest)
+        self.assertTrue(again['already_present'])
+        v = self.driver.verify_snapshot(self.ctxt, snaps[1], dest)
+        self.assertTrue(v['match'], v)
+        self.assertEqual(-1, v['first_mismatch_offset'])
+
+    def test_snapshot_replicate_to_an_unknown_backend(self):
+        vol, _ = self.create(None)
+        snap = self.snapshot(vol)
+        self.driver.create_snapshot(snap)
+        self.addCleanup(self.driver.delete_snapshot, snap)
+        with self.assertRaises(self.exception.VolumeBackendAPIException) as c:
+            self.driver.snapshot_replicate(self.ctxt, snap, 'no-such-backend')
+        self.assertIn('INVALID_ARGUMENT', str(c.exception))
+        self.assertIn('destination_backend', str(c.exception))
+
     # ---- attachments ----------------------------------------------------
 
     def test_initialize_and_terminate_connection(self):
@@ -217,6 +253,9 @@ class DriverTest(unittest.TestCase):
                      'initiator': 'iqn.1993-08.org.debian:01:abc',
                      'multipath': False, 'platform': 'x86_64',
                      'os_type': 'linux2', 'do_local_attach': False}
+        self.driver.validate_connector(connector)
+        with self.assertRaises(self.exception.InvalidConnectorException):
+            self.driver.validate_connector({'ip': '127.0.0.1'})
         info = self.driver.initialize_connection(vol, connector)
         self.assertEqual('nbd', info['driver_volume_type'])
         data = info['data']

@@ -11,6 +11,9 @@ starts one and sets these):
     VOLREP_ARRAY_ADDR,  the primary array's API and token, to check on the
     VOLREP_ARRAY_TOKEN  array itself where volumes were put
     VOLREP_PG_NAME      the protection group (default cinder-group)
+    VOLREP_DEST_BACKEND another backend of the same volrepd, to replicate
+                        snapshots to (snapshot_replicate)
+    VOLREP_LOG_FILE     where Cinder logs (default: stderr)
 
 Cinder is configured once per process, as cinder-volume does: oslo.config
 reads VOLREP_CONF (if given) and a small file of our own with an in-memory
@@ -45,6 +48,7 @@ TOKEN = os.environ.get('VOLREP_TOKEN', '')
 ARRAY_ADDR = os.environ.get('VOLREP_ARRAY_ADDR', '')
 ARRAY_TOKEN = os.environ.get('VOLREP_ARRAY_TOKEN', '')
 PG_NAME = os.environ.get('VOLREP_PG_NAME', 'cinder-group')
+DEST_BACKEND = os.environ.get('VOLREP_DEST_BACKEND', '')
 
 # A second backend section that names the daemon with volrep_address and
 # volrep_token and finds the backend by volume_backend_name.

@@ -276,7 +276,8 @@ class VolrepDriver(driver.VolumeDriver):
 
     Version history:
         1.0.0 - Volumes, snapshots, clones, NBD attachments, retype, stats,
-                async replication through the backend's protection group.
+                async replication through the backend's protection group,
+                snapshot_replicate between volrep backends.
     """
 
     VERSION = '1.0.0'
@@ -515,38 +516,59 @@ class VolrepDriver(driver.VolumeDriver):
             volume_id=snapshot.volume_id), missing_ok=True)
 
     def snapshot_replicate(self, context, snapshot, destination_backend,
-                           force_full_copy=False, wait=True, poll=1.0):
+                           force_full_copy=False, wait=True, poll=0.5):
         """Send a snapshot to another volrep backend (the snapshot_replicate
-        blueprint): a delta from the newest snapshot both sides hold unless
-        force_full_copy. Not part of Cinder's driver API; for tools.
+        blueprint): only the delta from the newest snapshot both sides hold,
+        unless force_full_copy. Running it again after an interruption
+        resumes the transfer. Not part of Cinder's driver API; for tools.
 
-        Returns the operation as a dict; with wait, once it has finished,
-        raising VolumeBackendAPIException if it failed.
+        Returns the operation as a dict: at once with wait=False, else once
+        it has finished, raising VolumeBackendAPIException if it failed.
         """
         r = self._call('SnapshotReplicate', pb.SnapshotReplicateRequest(
             backend=self._backend, snapshot_id=snapshot.id,
             volume_id=snapshot.volume_id,
             destination_backend=destination_backend,
             force_full_copy=force_full_copy))
-        op_id = r.operation_id
-        while True:
-            op = self._call('GetOperation', pb.GetOperationRequest(
-                backend=self._backend, operation_id=op_id)).operation
-            if not wait or op.state != pb.OPERATION_STATE_RUNNING:
-                break
+        op = self.get_operation(r.operation_id)
+        while wait and op['state'] == 'running':
             time.sleep(poll)
-        out = {'id': op.id, 'state': pb.OperationState.Name(op.state),
-               'phase': op.phase, 'bytes_done': op.bytes_done,
-               'bytes_total': op.bytes_total, 'bytes_sent': op.bytes_sent,
-               'incremental': op.incremental,
-               'base_snapshot_id': op.base_snapshot_id,
-               'already_present': op.already_present, 'error': op.error}
-        if wait and op.state != pb.OPERATION_STATE_SUCCEEDED:
+            op = self.get_operation(r.operation_id)
+        if wait and op['state'] != 'succeeded':
             raise exception.VolumeBackendAPIException(data=_(
-                'snapshot_replicate %(snap)s to %(dest)s: %(state)s: '
-                '%(err)s') % {'snap': snapshot.id, 'dest': destination_backend,
-                              'state': out['state'], 'err': op.error})
-        return out
+                'snapshot_replicate of %(snap)s to %(dest)s %(state)s: '
+                '%(err)s (%(code)s)') % {
+                    'snap': snapshot.id, 'dest': destination_backend,
+                    'state': op['state'], 'err': op['error'],
+                    'code': op['error_code']})
+        return op
+
+    def get_operation(self, operation_id):
+        """A long-running operation of this backend (GetOperation), as a
+        dict; state is running, succeeded, failed or canceled."""
+        op = self._call('GetOperation', pb.GetOperationRequest(
+            backend=self._backend, operation_id=operation_id)).operation
+        state = pb.OperationState.Name(op.state)
+        return {'id': op.id, 'kind': op.kind, 'target': op.target,
+                'state': state[len('OPERATION_STATE_'):].lower(),
+                'phase': op.phase, 'bytes_done': op.bytes_done,
+                'bytes_total': op.bytes_total, 'bytes_sent': op.bytes_sent,
+                'incremental': op.incremental,
+                'base_snapshot_id': op.base_snapshot_id,
+                'resumed_from': op.resumed_from,
+                'already_present': op.already_present,
+                'error': op.error, 'error_code': op.error_code}
+
+    def verify_snapshot(self, context, snapshot, destination_backend):
+        """Compare a snapshot with its replica on another volrep backend,
+        block by block (VerifySnapshot)."""
+        r = self._call('VerifySnapshot', pb.VerifySnapshotRequest(
+            backend=self._backend, snapshot_id=snapshot.id,
+            volume_id=snapshot.volume_id,
+            destination_backend=destination_backend))
+        return {'match': r.match, 'blocks_compared': r.blocks_compared,
+                'first_mismatch_offset': r.first_mismatch_offset,
+                'size_bytes': r.size_bytes}
 
     # ---- attachments ----------------------------------------------------
 
@@ -559,6 +581,11 @@ class VolrepDriver(driver.VolumeDriver):
 
     def remove_export(self, context, volume):
         pass
+
+    def validate_connector(self, connector):
+        # The host names the attachment; TerminateConnection revokes by it.
+        if not (connector or {}).get('host'):
+            raise exception.InvalidConnectorException(missing='host')
 
     def initialize_connection(self, volume, connector, **kwargs):
         r = self._call('InitializeConnection', pb.InitializeConnectionRequest(

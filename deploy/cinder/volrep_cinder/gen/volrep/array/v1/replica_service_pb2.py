@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/replica_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n%volrep/array/v1/replica_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"C\n\tRetention\x12\x17\n\x0f\x61ll_for_seconds\x18\x01 \x01(\x03\x12\x0f\n\x07per_day\x18\x02 \x01(\x05\x12\x0c\n\x04\x64\x61ys\x18\x03 \x01(\x05\"\x96\x07\n\x07Replica\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.volrep.array.v1.EntityKind\x12\x14\n\x0clocal_entity\x18\x03 \x01(\t\x12\x0c\n\x04link\x18\x04 \x01(\t\x12\x13\n\x0bremote_pool\x18\x05 \x01(\t\x12\x15\n\rremote_entity\x18\x06 \x01(\t\x12\x45\n\x0fmember_mappings\x18\x07 \x03(\x0b\x32,.volrep.array.v1.Replica.MemberMappingsEntry\x12:\n\x10replication_type\x18\x08 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12,\n\x05state\x18\t \x01(\x0e\x32\x1d.volrep.array.v1.ReplicaState\x12.\n\nsync_state\x18\n \x01(\x0e\x32\x1a.volrep.array.v1.SyncState\x12\x15\n\rstate_message\x18\x0b \x01(\t\x12\x18\n\x10interval_seconds\x18\x0c \x01(\x03\x12\x13\n\x0brpo_seconds\x18\r \x01(\x03\x12,\n\trpo_state\x18\x0e \x01(\x0e\x32\x19.volrep.array.v1.RPOState\x12\x34\n\x10target_retention\x18\x0f \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x10 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x35\n\x11last_synchronized\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0flast_sync_bytes\x18\x12 \x01(\x03\x12\"\n\x1alast_sync_duration_seconds\x18\x13 \x01(\x01\x12#\n\x1bthroughput_bytes_per_second\x18\x14 \x01(\x01\x12\x13\n\x0blag_seconds\x18\x15 \x01(\x03\x12\x15\n\rlast_snapshot\x18\x16 \x01(\t\x12+\n\x07\x63reated\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10total_bytes_sent\x18\x18 \x01(\x03\x1a\x35\n\x13MemberMappingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa4\x03\n\x16ReplicateEntityRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12*\n\x04mode\x18\x04 \x01(\x0e\x32\x1c.volrep.array.v1.ReplicaMode\x12\x13\n\x0bremote_pool\x18\x05 \x01(\t\x12\x15\n\rremote_volume\x18\x06 \x01(\t\x12\x16\n\x0elocal_snapshot\x18\x07 \x01(\t\x12\x17\n\x0fremote_snapshot\x18\x08 \x01(\t\x12:\n\x10replication_type\x18\t \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12\x18\n\x10interval_seconds\x18\n \x01(\x03\x12\x13\n\x0brpo_seconds\x18\x0b \x01(\x03\x12\x34\n\x10target_retention\x18\x0c \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\r \x01(\x0b\x32\x1a.volrep.array.v1.Retention\"D\n\x17ReplicateEntityResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"\xd8\x03\n\x19ReplicateConsGroupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12\x13\n\x0bremote_pool\x18\x04 \x01(\t\x12\x14\n\x0cremote_group\x18\x05 \x01(\t\x12W\n\x0fmember_mappings\x18\x06 \x03(\x0b\x32>.volrep.array.v1.ReplicateConsGroupRequest.MemberMappingsEntry\x12:\n\x10replication_type\x18\x07 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12\x18\n\x10interval_seconds\x18\x08 \x01(\x03\x12\x13\n\x0brpo_seconds\x18\t \x01(\x03\x12\x34\n\x10target_retention\x18\n \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x0b \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x1a\x35\n\x13MemberMappingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"G\n\x1aReplicateConsGroupResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"!\n\x11GetReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x12GetReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"+\n\x13ListReplicasRequest\x12\x14\n\x0clocal_entity\x18\x01 \x01(\t\"B\n\x14ListReplicasResponse\x12*\n\x08replicas\x18\x01 \x03(\x0b\x32\x18.volrep.array.v1.Replica\"\xbf\x01\n\x14UpdateReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x03\x12\x13\n\x0brpo_seconds\x18\x03 \x01(\x03\x12\x34\n\x10target_retention\x18\x04 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x05 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\"B\n\x15UpdateReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\";\n\x14\x44\x65leteReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rdelete_remote\x18\x02 \x01(\x08\"\x17\n\x15\x44\x65leteReplicaResponse\"%\n\x15SuspendReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x16SuspendReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"$\n\x14ResumeReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x15ResumeReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"0\n\x12SyncReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04wait\x18\x02 \x01(\x08\"@\n\x13SyncReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"d\n\x18\x43hangeReplicaTypeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12:\n\x10replication_type\x18\x02 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\"F\n\x19\x43hangeReplicaTypeResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"\x8f\x01\n\x18ReplicateSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12\x13\n\x0bremote_pool\x18\x04 \x01(\t\x12\x15\n\rremote_volume\x18\x05 \x01(\t\x12\x17\n\x0f\x66orce_full_copy\x18\x06 \x01(\x08\"1\n\x19ReplicateSnapshotResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t*j\n\x0fReplicationType\x12 \n\x1cREPLICATION_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16REPLICATION_TYPE_ASYNC\x10\x01\x12\x19\n\x15REPLICATION_TYPE_SYNC\x10\x02*\x88\x01\n\x0bReplicaMode\x12\x1c\n\x18REPLICA_MODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICA_MODE_CREATE_TARGET\x10\x01\x12 \n\x1cREPLICA_MODE_EXISTING_TARGET\x10\x02\x12\x19\n\x15REPLICA_MODE_USE_BASE\x10\x03*\xb9\x01\n\x0cReplicaState\x12\x1d\n\x19REPLICA_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICA_STATE_INITIALIZING\x10\x01\x12\x18\n\x14REPLICA_STATE_ACTIVE\x10\x02\x12\x1b\n\x17REPLICA_STATE_SUSPENDED\x10\x03\x12\x1a\n\x16REPLICA_STATE_DEGRADED\x10\x04\x12\x17\n\x13REPLICA_STATE_ERROR\x10\x05*\x91\x01\n\tSyncState\x12\x1a\n\x16SYNC_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSYNC_STATE_IDLE\x10\x01\x12\x1f\n\x1bSYNC_STATE_SYNC_IN_PROGRESS\x10\x02\x12\x16\n\x12SYNC_STATE_IN_SYNC\x10\x03\x12\x1a\n\x16SYNC_STATE_OUT_OF_SYNC\x10\x04*N\n\x08RPOState\x12\x19\n\x15RPO_STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cRPO_STATE_OK\x10\x01\x12\x15\n\x11RPO_STATE_LAGGING\x10\x02*d\n\nEntityKind\x12\x1b\n\x17\x45NTITY_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45NTITY_KIND_VOLUME\x10\x01\x12!\n\x1d\x45NTITY_KIND_CONSISTENCY_GROUP\x10\x02\x32\xce\x08\n\x0eReplicaService\x12\x64\n\x0fReplicateEntity\x12\'.volrep.array.v1.ReplicateEntityRequest\x1a(.volrep.array.v1.ReplicateEntityResponse\x12m\n\x12ReplicateConsGroup\x12*.volrep.array.v1.ReplicateConsGroupRequest\x1a+.volrep.array.v1.ReplicateConsGroupResponse\x12U\n\nGetReplica\x12\".volrep.array.v1.GetReplicaRequest\x1a#.volrep.array.v1.GetReplicaResponse\x12[\n\x0cListReplicas\x12$.volrep.array.v1.ListReplicasRequest\x1a%.volrep.array.v1.ListReplicasResponse\x12^\n\rUpdateReplica\x12%.volrep.array.v1.UpdateReplicaRequest\x1a&.volrep.array.v1.UpdateReplicaResponse\x12^\n\rDeleteReplica\x12%.volrep.array.v1.DeleteReplicaRequest\x1a&.volrep.array.v1.DeleteReplicaResponse\x12\x61\n\x0eSuspendReplica\x12&.volrep.array.v1.SuspendReplicaRequest\x1a\'.volrep.array.v1.SuspendReplicaResponse\x12^\n\rResumeReplica\x12%.volrep.array.v1.ResumeReplicaRequest\x1a&.volrep.array.v1.ResumeReplicaResponse\x12X\n\x0bSyncReplica\x12#.volrep.array.v1.SyncReplicaRequest\x1a$.volrep.array.v1.SyncReplicaResponse\x12j\n\x11\x43hangeReplicaType\x12).volrep.array.v1.ChangeReplicaTypeRequest\x1a*.volrep.array.v1.ChangeReplicaTypeResponse\x12j\n\x11ReplicateSnapshot\x12).volrep.array.v1.ReplicateSnapshotRequest\x1a*.volrep.array.v1.ReplicateSnapshotResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n%volrep/array/v1/replica_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"C\n\tRetention\x12\x17\n\x0f\x61ll_for_seconds\x18\x01 \x01(\x03\x12\x0f\n\x07per_day\x18\x02 \x01(\x05\x12\x0c\n\x04\x64\x61ys\x18\x03 \x01(\x05\"\xc2\x07\n\x07Replica\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.volrep.array.v1.EntityKind\x12\x14\n\x0clocal_entity\x18\x03 \x01(\t\x12\x0c\n\x04link\x18\x04 \x01(\t\x12\x13\n\x0bremote_pool\x18\x05 \x01(\t\x12\x15\n\rremote_entity\x18\x06 \x01(\t\x12\x45\n\x0fmember_mappings\x18\x07 \x03(\x0b\x32,.volrep.array.v1.Replica.MemberMappingsEntry\x12:\n\x10replication_type\x18\x08 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12,\n\x05state\x18\t \x01(\x0e\x32\x1d.volrep.array.v1.ReplicaState\x12.\n\nsync_state\x18\n \x01(\x0e\x32\x1a.volrep.array.v1.SyncState\x12\x15\n\rstate_message\x18\x0b \x01(\t\x12\x18\n\x10interval_seconds\x18\x0c \x01(\x03\x12\x13\n\x0brpo_seconds\x18\r \x01(\x03\x12,\n\trpo_state\x18\x0e \x01(\x0e\x32\x19.volrep.array.v1.RPOState\x12\x34\n\x10target_retention\x18\x0f \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x10 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x35\n\x11last_synchronized\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0flast_sync_bytes\x18\x12 \x01(\x03\x12\"\n\x1alast_sync_duration_seconds\x18\x13 \x01(\x01\x12#\n\x1bthroughput_bytes_per_second\x18\x14 \x01(\x01\x12\x13\n\x0blag_seconds\x18\x15 \x01(\x03\x12\x15\n\rlast_snapshot\x18\x16 \x01(\t\x12+\n\x07\x63reated\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10total_bytes_sent\x18\x18 \x01(\x03\x12*\n\x04mode\x18\x19 \x01(\x0e\x32\x1c.volrep.array.v1.ReplicaMode\x1a\x35\n\x13MemberMappingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa4\x03\n\x16ReplicateEntityRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12*\n\x04mode\x18\x04 \x01(\x0e\x32\x1c.volrep.array.v1.ReplicaMode\x12\x13\n\x0bremote_pool\x18\x05 \x01(\t\x12\x15\n\rremote_volume\x18\x06 \x01(\t\x12\x16\n\x0elocal_snapshot\x18\x07 \x01(\t\x12\x17\n\x0fremote_snapshot\x18\x08 \x01(\t\x12:\n\x10replication_type\x18\t \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12\x18\n\x10interval_seconds\x18\n \x01(\x03\x12\x13\n\x0brpo_seconds\x18\x0b \x01(\x03\x12\x34\n\x10target_retention\x18\x0c \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\r \x01(\x0b\x32\x1a.volrep.array.v1.Retention\"D\n\x17ReplicateEntityResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"\xd8\x03\n\x19ReplicateConsGroupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12\x13\n\x0bremote_pool\x18\x04 \x01(\t\x12\x14\n\x0cremote_group\x18\x05 \x01(\t\x12W\n\x0fmember_mappings\x18\x06 \x03(\x0b\x32>.volrep.array.v1.ReplicateConsGroupRequest.MemberMappingsEntry\x12:\n\x10replication_type\x18\x07 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12\x18\n\x10interval_seconds\x18\x08 \x01(\x03\x12\x13\n\x0brpo_seconds\x18\t \x01(\x03\x12\x34\n\x10target_retention\x18\n \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x0b \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x1a\x35\n\x13MemberMappingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"G\n\x1aReplicateConsGroupResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"!\n\x11GetReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x12GetReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"+\n\x13ListReplicasRequest\x12\x14\n\x0clocal_entity\x18\x01 \x01(\t\"B\n\x14ListReplicasResponse\x12*\n\x08replicas\x18\x01 \x03(\x0b\x32\x18.volrep.array.v1.Replica\"\xbf\x01\n\x14UpdateReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x03\x12\x13\n\x0brpo_seconds\x18\x03 \x01(\x03\x12\x34\n\x10target_retention\x18\x04 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x05 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\"B\n\x15UpdateReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\";\n\x14\x44\x65leteReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rdelete_remote\x18\x02 \x01(\x08\"\x17\n\x15\x44\x65leteReplicaResponse\"%\n\x15SuspendReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x16SuspendReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"$\n\x14ResumeReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x15ResumeReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"0\n\x12SyncReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04wait\x18\x02 \x01(\x08\"@\n\x13SyncReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"d\n\x18\x43hangeReplicaTypeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12:\n\x10replication_type\x18\x02 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\"F\n\x19\x43hangeReplicaTypeResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"\x8f\x01\n\x18ReplicateSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12\x13\n\x0bremote_pool\x18\x04 \x01(\t\x12\x15\n\rremote_volume\x18\x05 \x01(\t\x12\x17\n\x0f\x66orce_full_copy\x18\x06 \x01(\x08\"1\n\x19ReplicateSnapshotResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t*j\n\x0fReplicationType\x12 \n\x1cREPLICATION_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16REPLICATION_TYPE_ASYNC\x10\x01\x12\x19\n\x15REPLICATION_TYPE_SYNC\x10\x02*\x88\x01\n\x0bReplicaMode\x12\x1c\n\x18REPLICA_MODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICA_MODE_CREATE_TARGET\x10\x01\x12 \n\x1cREPLICA_MODE_EXISTING_TARGET\x10\x02\x12\x19\n\x15REPLICA_MODE_USE_BASE\x10\x03*\xb9\x01\n\x0cReplicaState\x12\x1d\n\x19REPLICA_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICA_STATE_INITIALIZING\x10\x01\x12\x18\n\x14REPLICA_STATE_ACTIVE\x10\x02\x12\x1b\n\x17REPLICA_STATE_SUSPENDED\x10\x03\x12\x1a\n\x16REPLICA_STATE_DEGRADED\x10\x04\x12\x17\n\x13REPLICA_STATE_ERROR\x10\x05*\x91\x01\n\tSyncState\x12\x1a\n\x16SYNC_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSYNC_STATE_IDLE\x10\x01\x12\x1f\n\x1bSYNC_STATE_SYNC_IN_PROGRESS\x10\x02\x12\x16\n\x12SYNC_STATE_IN_SYNC\x10\x03\x12\x1a\n\x16SYNC_STATE_OUT_OF_SYNC\x10\x04*N\n\x08RPOState\x12\x19\n\x15RPO_STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cRPO_STATE_OK\x10\x01\x12\x15\n\x11RPO_STATE_LAGGING\x10\x02*d\n\nEntityKind\x12\x1b\n\x17\x45NTITY_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45NTITY_KIND_VOLUME\x10\x01\x12!\n\x1d\x45NTITY_KIND_CONSISTENCY_GROUP\x10\x02\x32\xce\x08\n\x0eReplicaService\x12\x64\n\x0fReplicateEntity\x12\'.volrep.array.v1.ReplicateEntityRequest\x1a(.volrep.array.v1.ReplicateEntityResponse\x12m\n\x12ReplicateConsGroup\x12*.volrep.array.v1.ReplicateConsGroupRequest\x1a+.volrep.array.v1.ReplicateConsGroupResponse\x12U\n\nGetReplica\x12\".volrep.array.v1.GetReplicaRequest\x1a#.volrep.array.v1.GetReplicaResponse\x12[\n\x0cListReplicas\x12$.volrep.array.v1.ListReplicasRequest\x1a%.volrep.array.v1.ListReplicasResponse\x12^\n\rUpdateReplica\x12%.volrep.array.v1.UpdateReplicaRequest\x1a&.volrep.array.v1.UpdateReplicaResponse\x12^\n\rDeleteReplica\x12%.volrep.array.v1.DeleteReplicaRequest\x1a&.volrep.array.v1.DeleteReplicaResponse\x12\x61\n\x0eSuspendReplica\x12&.volrep.array.v1.SuspendReplicaRequest\x1a\'.volrep.array.v1.SuspendReplicaResponse\x12^\n\rResumeReplica\x12%.volrep.array.v1.ResumeReplicaRequest\x1a&.volrep.array.v1.ResumeReplicaResponse\x12X\n\x0bSyncReplica\x12#.volrep.array.v1.SyncReplicaRequest\x1a$.volrep.array.v1.SyncReplicaResponse\x12j\n\x11\x43hangeReplicaType\x12).volrep.array.v1.ChangeReplicaTypeRequest\x1a*.volrep.array.v1.ChangeReplicaTypeResponse\x12j\n\x11ReplicateSnapshot\x12).volrep.array.v1.ReplicateSnapshotRequest\x1a*.volrep.array.v1.ReplicateSnapshotResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -46,8 +46,8 @@ _REPLICATIONTYPE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=3384,
-  serialized_end=3490,
+  serialized_start=3428,
+  serialized_end=3534,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICATIONTYPE)
 
@@ -77,8 +77,8 @@ _REPLICAMODE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=3493,
-  serialized_end=3629,
+  serialized_start=3537,
+  serialized_end=3673,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICAMODE)
 
@@ -116,8 +116,8 @@ _REPLICASTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=3632,
-  serialized_end=3817,
+  serialized_start=3676,
+  serialized_end=3861,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICASTATE)
 
@@ -151,8 +151,8 @@ _SYNCSTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=3820,
-  serialized_end=3965,
+  serialized_start=3864,
+  serialized_end=4009,
 )
 _sym_db.RegisterEnumDescriptor(_SYNCSTATE)
 
@@ -178,8 +178,8 @@ _RPOSTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=3967,
-  serialized_end=4045,
+  serialized_start=4011,
+  serialized_end=4089,
 )
 _sym_db.RegisterEnumDescriptor(_RPOSTATE)
 
@@ -205,8 +205,8 @@ _ENTITYKIND = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=4047,
-  serialized_end=4147,
+  serialized_start=4091,
+  serialized_end=4191,
 )
 _sym_db.RegisterEnumDescriptor(_ENTITYKIND)
 
@@ -316,8 +316,8 @@ _REPLICA_MEMBERMAPPINGSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1026,
-  serialized_end=1079,
+  serialized_start=1070,
+  serialized_end=1123,
 )
 
 _REPLICA = _descriptor.Descriptor(
@@ -495,6 +495,13 @@ _REPLICA = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='mode', full_name='volrep.array.v1.Replica.mode', index=24,
+      number=25, type=14, cpp_type=8, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -508,7 +515,7 @@ _REPLICA = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=161,
-  serialized_end=1079,
+  serialized_end=1123,
 )
 
 
@@ -622,8 +629,8 @@ _REPLICATEENTITYREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1082,
-  serialized_end=1502,
+  serialized_start=1126,
+  serialized_end=1546,
 )
 
 
@@ -653,8 +660,8 @@ _REPLICATEENTITYRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1504,
-  serialized_end=1572,
+  serialized_start=1548,
+  serialized_end=1616,
 )
 
 
@@ -691,8 +698,8 @@ _REPLICATECONSGROUPREQUEST_MEMBERMAPPINGSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1026,
-  serialized_end=1079,
+  serialized_start=1070,
+  serialized_end=1123,
 )
 
 _REPLICATECONSGROUPREQUEST = _descriptor.Descriptor(
@@ -791,8 +798,8 @@ _REPLICATECONSGROUPREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1575,
-  serialized_end=2047,
+  serialized_start=1619,
+  serialized_end=2091,
 )
 
 
@@ -822,8 +829,8 @@ _REPLICATECONSGROUPRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2049,
-  serialized_end=2120,
+  serialized_start=2093,
+  serialized_end=2164,
 )
 
 
@@ -853,8 +860,8 @@ _GETREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2122,
-  serialized_end=2155,
+  serialized_start=2166,
+  serialized_end=2199,
 )
 
 
@@ -884,8 +891,8 @@ _GETREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2157,
-  serialized_end=2220,
+  serialized_start=2201,
+  serialized_end=2264,
 )
 
 
@@ -915,8 +922,8 @@ _LISTREPLICASREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2222,
-  serialized_end=2265,
+  serialized_start=2266,
+  serialized_end=2309,
 )
 
 
@@ -946,8 +953,8 @@ _LISTREPLICASRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2267,
-  serialized_end=2333,
+  serialized_start=2311,
+  serialized_end=2377,
 )
 
 
@@ -1005,8 +1012,8 @@ _UPDATEREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2336,
-  serialized_end=2527,
+  serialized_start=2380,
+  serialized_end=2571,
 )
 
 
@@ -1036,8 +1043,8 @@ _UPDATEREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2529,
-  serialized_end=2595,
+  serialized_start=2573,
+  serialized_end=2639,
 )
 
 
@@ -1074,8 +1081,8 @@ _DELETEREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2597,
-  serialized_end=2656,
+  serialized_start=2641,
+  serialized_end=2700,
 )
 
 
@@ -1098,8 +1105,8 @@ _DELETEREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2658,
-  serialized_end=2681,
+  serialized_start=2702,
+  serialized_end=2725,
 )
 
 
@@ -1129,8 +1136,8 @@ _SUSPENDREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2683,
-  serialized_end=2720,
+  serialized_start=2727,
+  serialized_end=2764,
 )
 
 
@@ -1160,8 +1167,8 @@ _SUSPENDREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2722,
-  serialized_end=2789,
+  serialized_start=2766,
+  serialized_end=2833,
 )
 
 
@@ -1191,8 +1198,8 @@ _RESUMEREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2791,
-  serialized_end=2827,
+  serialized_start=2835,
+  serialized_end=2871,
 )
 
 
@@ -1222,8 +1229,8 @@ _RESUMEREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2829,
-  serialized_end=2895,
+  serialized_start=2873,
+  serialized_end=2939,
 )
 
 
@@ -1260,8 +1267,8 @@ _SYNCREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2897,
-  serialized_end=2945,
+  serialized_start=2941,
+  serialized_end=2989,
 )
 
 
@@ -1291,8 +1298,8 @@ _SYNCREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2947,
-  serialized_end=3011,
+  serialized_start=2991,
+  serialized_end=3055,
 )
 
 
@@ -1329,8 +1336,8 @@ _CHANGEREPLICATYPEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3013,
-  serialized_end=3113,
+  serialized_start=3057,
+  serialized_end=3157,
 )
 
 
@@ -1360,8 +1367,8 @@ _CHANGEREPLICATYPERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3115,
-  serialized_end=3185,
+  serialized_start=3159,
+  serialized_end=3229,
 )
 
 
@@ -1426,8 +1433,8 @@ _REPLICATESNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3188,
-  serialized_end=3331,
+  serialized_start=3232,
+  serialized_end=3375,
 )
 
 
@@ -1457,8 +1464,8 @@ _REPLICATESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3333,
-  serialized_end=3382,
+  serialized_start=3377,
+  serialized_end=3426,
 )
 
 _REPLICA_MEMBERMAPPINGSENTRY.containing_type = _REPLICA
@@ -1472,6 +1479,7 @@ _REPLICA.fields_by_name['target_retention'].message_type = _RETENTION
 _REPLICA.fields_by_name['source_retention'].message_type = _RETENTION
 _REPLICA.fields_by_name['last_synchronized'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
 _REPLICA.fields_by_name['created'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
+_REPLICA.fields_by_name['mode'].enum_type = _REPLICAMODE
 _REPLICATEENTITYREQUEST.fields_by_name['mode'].enum_type = _REPLICAMODE
 _REPLICATEENTITYREQUEST.fields_by_name['replication_type'].enum_type = _REPLICATIONTYPE
 _REPLICATEENTITYREQUEST.fields_by_name['target_retention'].message_type = _RETENTION
@@ -1723,8 +1731,8 @@ _REPLICASERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=4150,
-  serialized_end=5252,
+  serialized_start=4194,
+  serialized_end=5296,
   methods=[
   _descriptor.MethodDescriptor(
     name='ReplicateEntity',
