@@ -61,6 +61,10 @@ const (
 
 	RPOOk      = "ok"
 	RPOLagging = "lagging"
+
+	PeerOnline    = "online"
+	PeerOffline   = "offline"
+	PeerResyncing = "resyncing"
 )
 
 // Retention keeps every snapshot for AllFor, then PerDay snapshots a day
@@ -91,6 +95,9 @@ type ReplicaSpec struct {
 	Interval, RPO                 time.Duration
 	TargetRetention               Retention
 	SourceRetention               Retention
+	// SyncTimeout is how long a SYNC replica's write may wait for the
+	// peer before the pod carries on without it.
+	SyncTimeout time.Duration
 }
 
 // Replica is a replica and how it is doing.
@@ -108,6 +115,11 @@ type Replica struct {
 	LastSnapshot     string
 	Created          time.Time
 	TotalBytesSent   int64
+	// SYNC replicas: the peer's state (PeerOnline, PeerOffline,
+	// PeerResyncing), what the last resync sent, and what is still dirty.
+	PeerState       string
+	LastResyncBytes int64
+	DirtyBytes      int64
 }
 
 // ReplicaUpdate changes a replica's schedule; zero fields stay as they are.

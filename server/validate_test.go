@@ -151,6 +151,7 @@ var validateCases = []struct {
 	{"change type", &arrayv1.ChangeReplicaTypeRequest{Name: "r", ReplicationType: arrayv1.ReplicationType_REPLICATION_TYPE_SYNC}, ""},
 	{"change type unspecified", &arrayv1.ChangeReplicaTypeRequest{Name: "r"}, "replication_type"},
 	{"receive", &arrayv1.ReceiveRequest{}, ""},
+	{"mirror", &arrayv1.MirrorRequest{}, ""},
 
 	{"replicate snapshot", &arrayv1.ReplicateSnapshotRequest{Volume: "v", Snapshot: "s", Link: "l", RemotePool: "p"}, ""},
 	{"replicate snapshot no link", &arrayv1.ReplicateSnapshotRequest{Volume: "v", Snapshot: "s", RemotePool: "p"}, "link"},

@@ -67,7 +67,7 @@ func (c *Replication) ReplicateEntity(ctx context.Context, s array.ReplicaSpec) 
 		r, err = c.replicas.ReplicateConsGroup(ctx, &arrayv1.ReplicateConsGroupRequest{Name: s.Name, Group: s.Local, Link: s.Link,
 			RemotePool: s.RemotePool, RemoteGroup: s.RemoteEntity, MemberMappings: s.MemberMappings, ReplicationType: wire.TypeToPB(s.Type),
 			IntervalSeconds: secs(s.Interval), RpoSeconds: secs(s.RPO), TargetRetention: wire.RetentionToPB(s.TargetRetention),
-			SourceRetention: wire.RetentionToPB(s.SourceRetention)})
+			SourceRetention: wire.RetentionToPB(s.SourceRetention), SyncTimeoutMs: s.SyncTimeout.Milliseconds()})
 	} else {
 		mode := arrayv1.ReplicaMode_REPLICA_MODE_UNSPECIFIED
 		switch s.Mode {
@@ -81,7 +81,8 @@ func (c *Replication) ReplicateEntity(ctx context.Context, s array.ReplicaSpec) 
 		r, err = c.replicas.ReplicateEntity(ctx, &arrayv1.ReplicateEntityRequest{Name: s.Name, Volume: s.Local, Link: s.Link, Mode: mode,
 			RemotePool: s.RemotePool, RemoteVolume: s.RemoteEntity, LocalSnapshot: s.LocalSnapshot, RemoteSnapshot: s.RemoteSnapshot,
 			ReplicationType: wire.TypeToPB(s.Type), IntervalSeconds: secs(s.Interval), RpoSeconds: secs(s.RPO),
-			TargetRetention: wire.RetentionToPB(s.TargetRetention), SourceRetention: wire.RetentionToPB(s.SourceRetention)})
+			TargetRetention: wire.RetentionToPB(s.TargetRetention), SourceRetention: wire.RetentionToPB(s.SourceRetention),
+			SyncTimeoutMs: s.SyncTimeout.Milliseconds()})
 	}
 	if err != nil {
 		return array.Replica{}, err

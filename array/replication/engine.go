@@ -8,7 +8,9 @@ package replication
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -56,6 +58,7 @@ type Engine struct {
 	links    map[string]*link
 	replicas map[string]*replica
 	ops      map[string]*operation
+	pods     map[string]*pod
 	kick     chan struct{}
 	wg       sync.WaitGroup
 	// runCtx bounds work started by API calls, such as snapshot
@@ -88,7 +91,7 @@ func New(ctx context.Context, s *store.Store, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{s: s, opts: opts, log: opts.Logger, id: info.ID, links: map[string]*link{}, replicas: map[string]*replica{},
-		ops: map[string]*operation{}, kick: make(chan struct{}, 1)}
+		ops: map[string]*operation{}, pods: map[string]*pod{}, kick: make(chan struct{}, 1)}
 	e.runCtx, e.cancelRun = context.WithCancel(context.Background())
 	if err := s.Records(ctx, recLinks, func(_ string, data []byte) error {
 		var r linkRec
@@ -116,7 +119,95 @@ func New(ctx context.Context, s *store.Store, opts Options) (*Engine, error) {
 		e.Close()
 		return nil, err
 	}
+	// Pods mirror from the first write on: install them before the array
+	// serves anything.
+	for _, r := range e.replicas {
+		if r.rec.Spec.Type == array.TypeSync {
+			if err := e.addPod(ctx, r); err != nil {
+				e.Close()
+				return nil, fmt.Errorf("pod %s: %w", r.rec.Spec.Name, err)
+			}
+		}
+	}
+	s.ObserveGroups(func(group string) {
+		e.mu.Lock()
+		var ps []*pod
+		for name, p := range e.pods {
+			if r := e.replicas[name]; r != nil && r.rec.Spec.Kind == array.KindGroup && r.rec.Spec.Local == group {
+				ps = append(ps, p)
+			}
+		}
+		e.mu.Unlock()
+		for _, p := range ps {
+			if err := p.refresh(context.Background()); err != nil {
+				e.log.Warn("pod membership", "pod", p.name, "err", err)
+			}
+		}
+	})
 	return e, nil
+}
+
+func (e *Engine) addPod(ctx context.Context, r *replica) error {
+	p, err := e.startPod(ctx, r)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.pods[r.rec.Spec.Name] = p
+	e.mu.Unlock()
+	return nil
+}
+
+func (e *Engine) removePod(ctx context.Context, name string, p *pod) {
+	p.stop(ctx)
+	e.mu.Lock()
+	if e.pods[name] == p {
+		delete(e.pods, name)
+	}
+	e.mu.Unlock()
+}
+
+// setSynced records whether a pod member's peer copy is complete.
+func (e *Engine) setSynced(ctx context.Context, name, member string, synced bool) {
+	e.mu.Lock()
+	r := e.replicas[name]
+	if r == nil {
+		e.mu.Unlock()
+		return
+	}
+	has := slices.Contains(r.rec.SyncMembers, member)
+	switch {
+	case synced && !has:
+		r.rec.SyncMembers = append(r.rec.SyncMembers, member)
+		r.rec.Initialized = true
+	case !synced && has:
+		r.rec.SyncMembers = slices.DeleteFunc(r.rec.SyncMembers, func(m string) bool { return m == member })
+	default:
+		e.mu.Unlock()
+		return
+	}
+	rec := r.rec
+	e.mu.Unlock()
+	if err := e.save(ctx, recReplicas, name, rec); err != nil {
+		e.log.Error("saving pod membership", "pod", name, "err", err)
+	}
+}
+
+// waitSynced waits until a pod's peer holds every acknowledged write.
+func (e *Engine) waitSynced(ctx context.Context, name string, p *pod) (array.Replica, error) {
+	for {
+		p.mu.Lock()
+		synced := p.synced
+		p.mu.Unlock()
+		if synced {
+			return e.GetReplica(ctx, name)
+		}
+		select {
+		case <-ctx.Done():
+			return array.Replica{}, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // Run checks links and runs replication schedules until ctx ends, then

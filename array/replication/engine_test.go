@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -61,7 +62,8 @@ func (tg *target) start() {
 		tg.t.Fatal(err)
 	}
 	tg.addr = lis.Addr().String()
-	srv := server.New(server.Options{Name: "site-b", Token: token, Logger: slog.New(slog.DiscardHandler)})
+	// A short stop timeout: halting is a peer outage, not a graceful drain.
+	srv := server.New(server.Options{Name: "site-b", Token: token, Logger: slog.New(slog.DiscardHandler), StopTimeout: 10 * time.Millisecond})
 	service.New(tg.st).Register(srv.GRPC())
 	ts := transfer.NewService(tg.st, slog.New(slog.DiscardHandler))
 	ts.OnReceived = func(int64, time.Duration) { tg.commit++ }
@@ -94,7 +96,7 @@ func newSource(t *testing.T, clk *clock.Fake) *source {
 	if _, err := st.CreatePool(ctx, "cinder"); err != nil {
 		t.Fatal(err)
 	}
-	eng, err := replication.New(ctx, st, replication.Options{Clock: clk, RetryMax: time.Minute, Logger: slog.New(slog.DiscardHandler),
+	eng, err := replication.New(ctx, st, replication.Options{Clock: clk, RetryMax: time.Minute, Logger: testLogger(),
 		Dial: func(a, tk string) (*grpc.ClientConn, error) { return server.Dial(a, tk) }})
 	if err != nil {
 		t.Fatal(err)
@@ -323,4 +325,11 @@ func TestTargetOutage(t *testing.T) {
 	if w := []string{"r.1", "r.4"}; !slices.Equal(names(got), w) {
 		t.Fatalf("target has %v, want %v", names(got), w)
 	}
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("VOLREP_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
 }

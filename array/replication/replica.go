@@ -30,6 +30,9 @@ type replicaRec struct {
 	LastSyncDuration time.Duration `json:"last_sync_duration"`
 	LastSnapshot     string        `json:"last_snapshot,omitempty"`
 	TotalBytes       int64         `json:"total_bytes"`
+	// SyncMembers are the members of a SYNC replica whose copy on the
+	// peer is complete but for the dirty blocks.
+	SyncMembers []string `json:"sync_members,omitempty"`
 }
 
 // replica is a replica's record plus its run-time state, guarded by Engine.mu.
@@ -64,6 +67,14 @@ func (e *Engine) view(r *replica) array.Replica {
 	}
 	if r.busy {
 		out.SyncState = array.SyncInProgress
+	}
+	if p := e.pods[r.rec.Spec.Name]; p != nil {
+		p.view(&out)
+		out.RPOState = array.RPOOk
+		if out.PeerState != array.PeerOnline {
+			out.RPOState = array.RPOLagging
+		}
+		return out
 	}
 	if !r.rec.LastSync.IsZero() {
 		out.Lag = now.Sub(r.rec.LastSync)
@@ -113,7 +124,12 @@ func (e *Engine) normalise(ctx context.Context, spec *array.ReplicaSpec) error {
 	switch spec.Type {
 	case array.TypeAsync:
 	case array.TypeSync:
-		return errdefs.FailedPrecondition("replica %q: SYNC replication is served by pods; create it as ASYNC and change its type", spec.Name)
+		if spec.Mode != array.ModeCreateTarget {
+			return errdefs.InvalidArgument("mode", "a SYNC replica (pod) creates its remote copies; use CREATE_TARGET")
+		}
+		if spec.SyncTimeout <= 0 {
+			spec.SyncTimeout = defaultSyncTimeout
+		}
 	default:
 		return errdefs.InvalidArgument("replication_type", "%q is not ASYNC or SYNC", spec.Type)
 	}
@@ -179,12 +195,18 @@ func (e *Engine) ReplicateEntity(ctx context.Context, spec array.ReplicaSpec) (a
 	}
 	e.mu.Lock()
 	e.replicas[spec.Name] = r
-	v := e.view(r)
 	e.mu.Unlock()
-	e.log.Info("replica created", "replica", spec.Name, "local", spec.Local, "link", spec.Link, "mode", spec.Mode,
+	if spec.Type == array.TypeSync {
+		if err := e.addPod(ctx, r); err != nil {
+			return array.Replica{}, err
+		}
+	}
+	e.log.Info("replica created", "replica", spec.Name, "type", spec.Type, "local", spec.Local, "link", spec.Link, "mode", spec.Mode,
 		"interval", spec.Interval, "remote_pool", spec.RemotePool)
 	e.wake()
-	return v, nil
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.view(r), nil
 }
 
 // checkTarget verifies the remote side the mode relies on.
@@ -358,6 +380,14 @@ func (e *Engine) SyncReplica(ctx context.Context, name string, wait bool) (array
 		e.mu.Unlock()
 		return array.Replica{}, errdefs.FailedPrecondition("replica %q is suspended; resume it first", name)
 	}
+	if p := e.pods[name]; p != nil {
+		e.mu.Unlock()
+		p.wake()
+		if wait {
+			return e.waitSynced(ctx, name, p)
+		}
+		return e.GetReplica(ctx, name)
+	}
 	r.syncNow = true
 	r.waiters = append(r.waiters, done)
 	e.mu.Unlock()
@@ -375,21 +405,66 @@ func (e *Engine) SyncReplica(ctx context.Context, name string, wait bool) (array
 	return e.GetReplica(ctx, name)
 }
 
-// ChangeReplicaType switches between async and sync.
+// ChangeReplicaType switches between async and sync without a full
+// resync: to sync, the peer's copies catch up with a delta from the newest
+// snapshot both sides hold, then mirroring takes over; to async, the pod
+// stops and the schedule ships deltas from the pod's last snapshot.
 func (e *Engine) ChangeReplicaType(ctx context.Context, name, typ string) (array.Replica, error) {
-	return e.update(ctx, name, func(r *replica) error {
-		if !r.rec.Initialized {
-			return errdefs.FailedPrecondition("replica %q is INITIALIZING; change its type after the first copy completes", name)
+	if typ != array.TypeAsync && typ != array.TypeSync {
+		return array.Replica{}, errdefs.InvalidArgument("replication_type", "%q is not ASYNC or SYNC", typ)
+	}
+	e.mu.Lock()
+	r, err := e.replicaLocked(name)
+	if err != nil {
+		e.mu.Unlock()
+		return array.Replica{}, err
+	}
+	if !r.rec.Initialized && r.rec.Spec.Type == array.TypeAsync {
+		e.mu.Unlock()
+		return array.Replica{}, errdefs.FailedPrecondition("replica %q is INITIALIZING; change its type after the first copy completes", name)
+	}
+	if p := e.pods[name]; typ == array.TypeAsync && p != nil && len(p.unready()) > 0 {
+		e.mu.Unlock()
+		return array.Replica{}, errdefs.FailedPrecondition("replica %q is INITIALIZING its peer copies; change its type after they complete", name)
+	}
+	if r.busy {
+		e.mu.Unlock()
+		return array.Replica{}, errdefs.Aborted("replica %q is replicating now; retry when the cycle ends", name)
+	}
+	from := r.rec.Spec.Type
+	if from == typ {
+		v := e.view(r)
+		e.mu.Unlock()
+		return v, nil
+	}
+	old := r.rec
+	r.rec.Spec.Type = typ
+	if typ == array.TypeSync && r.rec.Spec.SyncTimeout <= 0 {
+		r.rec.Spec.SyncTimeout = defaultSyncTimeout
+	}
+	if typ == array.TypeAsync {
+		r.rec.SyncMembers = nil
+		r.rec.NextTick = e.opts.Clock.Now()
+	}
+	rec := r.rec
+	p := e.pods[name]
+	e.mu.Unlock()
+	if err := e.save(ctx, recReplicas, name, rec); err != nil {
+		e.mu.Lock()
+		r.rec = old
+		e.mu.Unlock()
+		return array.Replica{}, err
+	}
+	if typ == array.TypeSync {
+		if err := e.addPod(ctx, r); err != nil {
+			return array.Replica{}, err
 		}
-		switch typ {
-		case array.TypeAsync:
-			r.rec.Spec.Type = typ
-			return nil
-		case array.TypeSync:
-			return errdefs.FailedPrecondition("replica %q: SYNC replication of this entity needs a pod on this array", name)
-		}
-		return errdefs.InvalidArgument("replication_type", "%q is not ASYNC or SYNC", typ)
-	})
+	} else if p != nil {
+		e.removePod(ctx, name, p)
+	}
+	e.log.Info("replica type changed", "replica", name, "from", from, "to", typ)
+	e.wake()
+	return e.GetReplica(ctx, name)
 }
 
 // DeleteReplica stops replicating and removes the replica's snapshots on
@@ -401,13 +476,18 @@ func (e *Engine) DeleteReplica(ctx context.Context, name string, deleteRemote bo
 		err = errdefs.Aborted("replica %q is replicating now; retry when the cycle ends", name)
 	}
 	var l *link
+	var p *pod
 	if err == nil {
 		l = e.links[r.rec.Spec.Link]
+		p = e.pods[name]
 		delete(e.replicas, name)
 	}
 	e.mu.Unlock()
 	if err != nil {
 		return err
+	}
+	if p != nil {
+		e.removePod(ctx, name, p)
 	}
 	if err := e.s.DeleteRecord(ctx, recReplicas, name); err != nil {
 		return err

@@ -65,7 +65,7 @@ func (s *Replication) ReplicateEntity(ctx context.Context, req *arrayv1.Replicat
 		RemotePool: req.GetRemotePool(), RemoteEntity: req.GetRemoteVolume(), LocalSnapshot: req.GetLocalSnapshot(),
 		RemoteSnapshot: req.GetRemoteSnapshot(), Type: wire.Type(req.GetReplicationType()), Interval: seconds(req.GetIntervalSeconds()),
 		RPO: seconds(req.GetRpoSeconds()), TargetRetention: wire.RetentionFromPB(req.GetTargetRetention()),
-		SourceRetention: wire.RetentionFromPB(req.GetSourceRetention()),
+		SourceRetention: wire.RetentionFromPB(req.GetSourceRetention()), SyncTimeout: time.Duration(req.GetSyncTimeoutMs()) * time.Millisecond,
 	})
 	if err != nil {
 		return nil, err
@@ -79,6 +79,7 @@ func (s *Replication) ReplicateConsGroup(ctx context.Context, req *arrayv1.Repli
 		RemotePool: req.GetRemotePool(), RemoteEntity: req.GetRemoteGroup(), MemberMappings: req.GetMemberMappings(),
 		Type: wire.Type(req.GetReplicationType()), Interval: seconds(req.GetIntervalSeconds()), RPO: seconds(req.GetRpoSeconds()),
 		TargetRetention: wire.RetentionFromPB(req.GetTargetRetention()), SourceRetention: wire.RetentionFromPB(req.GetSourceRetention()),
+		SyncTimeout: time.Duration(req.GetSyncTimeoutMs()) * time.Millisecond,
 	})
 	if err != nil {
 		return nil, err

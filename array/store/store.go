@@ -156,6 +156,8 @@ func (s *Store) load() error {
 		if id := meta.Get(keyArrayID); id != nil {
 			s.id = string(id)
 		} else {
+			// A new array has nothing to distrust.
+			s.wasClean = true
 			s.id = uuid.NewString()
 			if err := meta.Put(keyArrayID, []byte(s.id)); err != nil {
 				return err

@@ -93,7 +93,8 @@ func ReplicaToPB(r array.Replica) *arrayv1.Replica {
 		SourceRetention: RetentionToPB(r.SourceRetention), LastSynchronized: ts(r.LastSynchronized), LastSyncBytes: r.LastSyncBytes,
 		LastSyncDurationSeconds: r.LastSyncDuration.Seconds(), ThroughputBytesPerSecond: r.Throughput,
 		LagSeconds: int64(r.Lag / time.Second), LastSnapshot: r.LastSnapshot, Created: ts(r.Created), TotalBytesSent: r.TotalBytesSent,
-		Mode: modes[r.Mode]}
+		Mode: modes[r.Mode], PeerState: r.PeerState, LastResyncBytes: r.LastResyncBytes, DirtyBytes: r.DirtyBytes,
+		SyncTimeoutMs: r.SyncTimeout.Milliseconds()}
 }
 
 func ReplicaFromPB(r *arrayv1.Replica) array.Replica {
@@ -102,12 +103,12 @@ func ReplicaFromPB(r *arrayv1.Replica) array.Replica {
 			RemotePool: r.GetRemotePool(), RemoteEntity: r.GetRemoteEntity(), MemberMappings: r.GetMemberMappings(), Mode: Mode(r.GetMode()),
 			Type: reverse(types, r.GetReplicationType()), Interval: time.Duration(r.GetIntervalSeconds()) * time.Second,
 			RPO: time.Duration(r.GetRpoSeconds()) * time.Second, TargetRetention: RetentionFromPB(r.GetTargetRetention()),
-			SourceRetention: RetentionFromPB(r.GetSourceRetention())},
+			SourceRetention: RetentionFromPB(r.GetSourceRetention()), SyncTimeout: time.Duration(r.GetSyncTimeoutMs()) * time.Millisecond},
 		State: reverse(states, r.GetState()), SyncState: reverse(syncStates, r.GetSyncState()), Message: r.GetStateMessage(),
 		RPOState: reverse(rpoStates, r.GetRpoState()), LastSynchronized: fromTS(r.GetLastSynchronized()), LastSyncBytes: r.GetLastSyncBytes(),
 		LastSyncDuration: time.Duration(r.GetLastSyncDurationSeconds() * float64(time.Second)), Throughput: r.GetThroughputBytesPerSecond(),
 		Lag: time.Duration(r.GetLagSeconds()) * time.Second, LastSnapshot: r.GetLastSnapshot(), Created: fromTS(r.GetCreated()),
-		TotalBytesSent: r.GetTotalBytesSent(),
+		TotalBytesSent: r.GetTotalBytesSent(), PeerState: r.GetPeerState(), LastResyncBytes: r.GetLastResyncBytes(), DirtyBytes: r.GetDirtyBytes(),
 	}
 }
 

@@ -435,7 +435,15 @@ type Replica struct {
 	Created        *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=created,proto3" json:"created,omitempty"`
 	TotalBytesSent int64                  `protobuf:"varint,24,opt,name=total_bytes_sent,json=totalBytesSent,proto3" json:"total_bytes_sent,omitempty"`
 	// How the replica was set up.
-	Mode          ReplicaMode `protobuf:"varint,25,opt,name=mode,proto3,enum=volrep.array.v1.ReplicaMode" json:"mode,omitempty"`
+	Mode ReplicaMode `protobuf:"varint,25,opt,name=mode,proto3,enum=volrep.array.v1.ReplicaMode" json:"mode,omitempty"`
+	// SYNC replicas (pods): the peer's state: "online", "offline" or "resyncing".
+	PeerState string `protobuf:"bytes,26,opt,name=peer_state,json=peerState,proto3" json:"peer_state,omitempty"`
+	// SYNC replicas: bytes the last resync sent, and the blocks still to send.
+	LastResyncBytes int64 `protobuf:"varint,27,opt,name=last_resync_bytes,json=lastResyncBytes,proto3" json:"last_resync_bytes,omitempty"`
+	DirtyBytes      int64 `protobuf:"varint,28,opt,name=dirty_bytes,json=dirtyBytes,proto3" json:"dirty_bytes,omitempty"`
+	// SYNC replicas: how long a write may wait for the peer before the pod
+	// carries on without it.
+	SyncTimeoutMs int64 `protobuf:"varint,29,opt,name=sync_timeout_ms,json=syncTimeoutMs,proto3" json:"sync_timeout_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -645,13 +653,43 @@ func (x *Replica) GetMode() ReplicaMode {
 	return ReplicaMode_REPLICA_MODE_UNSPECIFIED
 }
 
+func (x *Replica) GetPeerState() string {
+	if x != nil {
+		return x.PeerState
+	}
+	return ""
+}
+
+func (x *Replica) GetLastResyncBytes() int64 {
+	if x != nil {
+		return x.LastResyncBytes
+	}
+	return 0
+}
+
+func (x *Replica) GetDirtyBytes() int64 {
+	if x != nil {
+		return x.DirtyBytes
+	}
+	return 0
+}
+
+func (x *Replica) GetSyncTimeoutMs() int64 {
+	if x != nil {
+		return x.SyncTimeoutMs
+	}
+	return 0
+}
+
 type ReplicateEntityRequest struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Volume     string                 `protobuf:"bytes,2,opt,name=volume,proto3" json:"volume,omitempty"`
-	Link       string                 `protobuf:"bytes,3,opt,name=link,proto3" json:"link,omitempty"`
-	Mode       ReplicaMode            `protobuf:"varint,4,opt,name=mode,proto3,enum=volrep.array.v1.ReplicaMode" json:"mode,omitempty"`
-	RemotePool string                 `protobuf:"bytes,5,opt,name=remote_pool,json=remotePool,proto3" json:"remote_pool,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SYNC: how long a write may wait for the peer (default 5000 ms).
+	SyncTimeoutMs int64       `protobuf:"varint,14,opt,name=sync_timeout_ms,json=syncTimeoutMs,proto3" json:"sync_timeout_ms,omitempty"`
+	Name          string      `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Volume        string      `protobuf:"bytes,2,opt,name=volume,proto3" json:"volume,omitempty"`
+	Link          string      `protobuf:"bytes,3,opt,name=link,proto3" json:"link,omitempty"`
+	Mode          ReplicaMode `protobuf:"varint,4,opt,name=mode,proto3,enum=volrep.array.v1.ReplicaMode" json:"mode,omitempty"`
+	RemotePool    string      `protobuf:"bytes,5,opt,name=remote_pool,json=remotePool,proto3" json:"remote_pool,omitempty"`
 	// EXISTING_TARGET: the remote volume; CREATE_TARGET: its name (default: the local name).
 	RemoteVolume string `protobuf:"bytes,6,opt,name=remote_volume,json=remoteVolume,proto3" json:"remote_volume,omitempty"`
 	// USE_BASE: snapshots that hold the same data on both sides.
@@ -694,6 +732,13 @@ func (x *ReplicateEntityRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ReplicateEntityRequest.ProtoReflect.Descriptor instead.
 func (*ReplicateEntityRequest) Descriptor() ([]byte, []int) {
 	return file_volrep_array_v1_replica_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReplicateEntityRequest) GetSyncTimeoutMs() int64 {
+	if x != nil {
+		return x.SyncTimeoutMs
+	}
+	return 0
 }
 
 func (x *ReplicateEntityRequest) GetName() string {
@@ -832,11 +877,13 @@ func (x *ReplicateEntityResponse) GetReplica() *Replica {
 }
 
 type ReplicateConsGroupRequest struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Group      string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
-	Link       string                 `protobuf:"bytes,3,opt,name=link,proto3" json:"link,omitempty"`
-	RemotePool string                 `protobuf:"bytes,4,opt,name=remote_pool,json=remotePool,proto3" json:"remote_pool,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SYNC: how long a write may wait for the peer (default 5000 ms).
+	SyncTimeoutMs int64  `protobuf:"varint,12,opt,name=sync_timeout_ms,json=syncTimeoutMs,proto3" json:"sync_timeout_ms,omitempty"`
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Group         string `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	Link          string `protobuf:"bytes,3,opt,name=link,proto3" json:"link,omitempty"`
+	RemotePool    string `protobuf:"bytes,4,opt,name=remote_pool,json=remotePool,proto3" json:"remote_pool,omitempty"`
 	// The remote group's name (default: the local name).
 	RemoteGroup     string            `protobuf:"bytes,5,opt,name=remote_group,json=remoteGroup,proto3" json:"remote_group,omitempty"`
 	MemberMappings  map[string]string `protobuf:"bytes,6,rep,name=member_mappings,json=memberMappings,proto3" json:"member_mappings,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
@@ -877,6 +924,13 @@ func (x *ReplicateConsGroupRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ReplicateConsGroupRequest.ProtoReflect.Descriptor instead.
 func (*ReplicateConsGroupRequest) Descriptor() ([]byte, []int) {
 	return file_volrep_array_v1_replica_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ReplicateConsGroupRequest) GetSyncTimeoutMs() int64 {
+	if x != nil {
+		return x.SyncTimeoutMs
+	}
+	return 0
 }
 
 func (x *ReplicateConsGroupRequest) GetName() string {
@@ -1892,8 +1946,7 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\tRetention\x12&\n" +
 	"\x0fall_for_seconds\x18\x01 \x01(\x03R\rallForSeconds\x12\x17\n" +
 	"\aper_day\x18\x02 \x01(\x05R\x06perDay\x12\x12\n" +
-	"\x04days\x18\x03 \x01(\x05R\x04days\"\x9e\n" +
-	"\n" +
+	"\x04days\x18\x03 \x01(\x05R\x04days\"\xb2\v\n" +
 	"\aReplica\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1b.volrep.array.v1.EntityKindR\x04kind\x12!\n" +
@@ -1924,11 +1977,18 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\rlast_snapshot\x18\x16 \x01(\tR\flastSnapshot\x124\n" +
 	"\acreated\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12(\n" +
 	"\x10total_bytes_sent\x18\x18 \x01(\x03R\x0etotalBytesSent\x120\n" +
-	"\x04mode\x18\x19 \x01(\x0e2\x1c.volrep.array.v1.ReplicaModeR\x04mode\x1aA\n" +
+	"\x04mode\x18\x19 \x01(\x0e2\x1c.volrep.array.v1.ReplicaModeR\x04mode\x12\x1d\n" +
+	"\n" +
+	"peer_state\x18\x1a \x01(\tR\tpeerState\x12*\n" +
+	"\x11last_resync_bytes\x18\x1b \x01(\x03R\x0flastResyncBytes\x12\x1f\n" +
+	"\vdirty_bytes\x18\x1c \x01(\x03R\n" +
+	"dirtyBytes\x12&\n" +
+	"\x0fsync_timeout_ms\x18\x1d \x01(\x03R\rsyncTimeoutMs\x1aA\n" +
 	"\x13MemberMappingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc7\x04\n" +
-	"\x16ReplicateEntityRequest\x12\x12\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xef\x04\n" +
+	"\x16ReplicateEntityRequest\x12&\n" +
+	"\x0fsync_timeout_ms\x18\x0e \x01(\x03R\rsyncTimeoutMs\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06volume\x18\x02 \x01(\tR\x06volume\x12\x12\n" +
 	"\x04link\x18\x03 \x01(\tR\x04link\x120\n" +
@@ -1946,8 +2006,9 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\x10target_retention\x18\f \x01(\v2\x1a.volrep.array.v1.RetentionR\x0ftargetRetention\x12E\n" +
 	"\x10source_retention\x18\r \x01(\v2\x1a.volrep.array.v1.RetentionR\x0fsourceRetention\"M\n" +
 	"\x17ReplicateEntityResponse\x122\n" +
-	"\areplica\x18\x01 \x01(\v2\x18.volrep.array.v1.ReplicaR\areplica\"\xf0\x04\n" +
-	"\x19ReplicateConsGroupRequest\x12\x12\n" +
+	"\areplica\x18\x01 \x01(\v2\x18.volrep.array.v1.ReplicaR\areplica\"\x98\x05\n" +
+	"\x19ReplicateConsGroupRequest\x12&\n" +
+	"\x0fsync_timeout_ms\x18\f \x01(\x03R\rsyncTimeoutMs\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x12\n" +
 	"\x04link\x18\x03 \x01(\tR\x04link\x12\x1f\n" +

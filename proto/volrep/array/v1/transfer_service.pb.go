@@ -644,6 +644,414 @@ func (*ReceiveResponse_Ready) isReceiveResponse_Msg() {}
 
 func (*ReceiveResponse_Committed) isReceiveResponse_Msg() {}
 
+type MirrorOpen struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sync replica (pod) the stream serves.
+	Pod           string `protobuf:"bytes,1,opt,name=pod,proto3" json:"pod,omitempty"`
+	SourceArrayId string `protobuf:"bytes,2,opt,name=source_array_id,json=sourceArrayId,proto3" json:"source_array_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MirrorOpen) Reset() {
+	*x = MirrorOpen{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MirrorOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MirrorOpen) ProtoMessage() {}
+
+func (x *MirrorOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MirrorOpen.ProtoReflect.Descriptor instead.
+func (*MirrorOpen) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *MirrorOpen) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *MirrorOpen) GetSourceArrayId() string {
+	if x != nil {
+		return x.SourceArrayId
+	}
+	return ""
+}
+
+type MirrorWrite struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Volume        string                 `protobuf:"bytes,2,opt,name=volume,proto3" json:"volume,omitempty"`
+	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MirrorWrite) Reset() {
+	*x = MirrorWrite{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MirrorWrite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MirrorWrite) ProtoMessage() {}
+
+func (x *MirrorWrite) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MirrorWrite.ProtoReflect.Descriptor instead.
+func (*MirrorWrite) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *MirrorWrite) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *MirrorWrite) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *MirrorWrite) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *MirrorWrite) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type MirrorZero struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Volume        string                 `protobuf:"bytes,2,opt,name=volume,proto3" json:"volume,omitempty"`
+	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Length        int64                  `protobuf:"varint,4,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MirrorZero) Reset() {
+	*x = MirrorZero{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MirrorZero) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MirrorZero) ProtoMessage() {}
+
+func (x *MirrorZero) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MirrorZero.ProtoReflect.Descriptor instead.
+func (*MirrorZero) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *MirrorZero) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *MirrorZero) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *MirrorZero) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *MirrorZero) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+type MirrorFlush struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Volumes       []string               `protobuf:"bytes,2,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MirrorFlush) Reset() {
+	*x = MirrorFlush{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MirrorFlush) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MirrorFlush) ProtoMessage() {}
+
+func (x *MirrorFlush) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MirrorFlush.ProtoReflect.Descriptor instead.
+func (*MirrorFlush) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *MirrorFlush) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *MirrorFlush) GetVolumes() []string {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+type MirrorRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*MirrorRequest_Open
+	//	*MirrorRequest_Write
+	//	*MirrorRequest_Zero
+	//	*MirrorRequest_Flush
+	Msg           isMirrorRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MirrorRequest) Reset() {
+	*x = MirrorRequest{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MirrorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MirrorRequest) ProtoMessage() {}
+
+func (x *MirrorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MirrorRequest.ProtoReflect.Descriptor instead.
+func (*MirrorRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *MirrorRequest) GetMsg() isMirrorRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *MirrorRequest) GetOpen() *MirrorOpen {
+	if x != nil {
+		if x, ok := x.Msg.(*MirrorRequest_Open); ok {
+			return x.Open
+		}
+	}
+	return nil
+}
+
+func (x *MirrorRequest) GetWrite() *MirrorWrite {
+	if x != nil {
+		if x, ok := x.Msg.(*MirrorRequest_Write); ok {
+			return x.Write
+		}
+	}
+	return nil
+}
+
+func (x *MirrorRequest) GetZero() *MirrorZero {
+	if x != nil {
+		if x, ok := x.Msg.(*MirrorRequest_Zero); ok {
+			return x.Zero
+		}
+	}
+	return nil
+}
+
+func (x *MirrorRequest) GetFlush() *MirrorFlush {
+	if x != nil {
+		if x, ok := x.Msg.(*MirrorRequest_Flush); ok {
+			return x.Flush
+		}
+	}
+	return nil
+}
+
+type isMirrorRequest_Msg interface {
+	isMirrorRequest_Msg()
+}
+
+type MirrorRequest_Open struct {
+	Open *MirrorOpen `protobuf:"bytes,1,opt,name=open,proto3,oneof"`
+}
+
+type MirrorRequest_Write struct {
+	Write *MirrorWrite `protobuf:"bytes,2,opt,name=write,proto3,oneof"`
+}
+
+type MirrorRequest_Zero struct {
+	Zero *MirrorZero `protobuf:"bytes,3,opt,name=zero,proto3,oneof"`
+}
+
+type MirrorRequest_Flush struct {
+	Flush *MirrorFlush `protobuf:"bytes,4,opt,name=flush,proto3,oneof"`
+}
+
+func (*MirrorRequest_Open) isMirrorRequest_Msg() {}
+
+func (*MirrorRequest_Write) isMirrorRequest_Msg() {}
+
+func (*MirrorRequest_Zero) isMirrorRequest_Msg() {}
+
+func (*MirrorRequest_Flush) isMirrorRequest_Msg() {}
+
+type MirrorResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Empty when the change is applied.
+	Error         string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MirrorResponse) Reset() {
+	*x = MirrorResponse{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MirrorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MirrorResponse) ProtoMessage() {}
+
+func (x *MirrorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MirrorResponse.ProtoReflect.Descriptor instead.
+func (*MirrorResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *MirrorResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *MirrorResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_volrep_array_v1_transfer_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
@@ -701,9 +1109,37 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\x0fReceiveResponse\x125\n" +
 	"\x05ready\x18\x01 \x01(\v2\x1d.volrep.array.v1.ReceiveReadyH\x00R\x05ready\x12A\n" +
 	"\tcommitted\x18\x02 \x01(\v2!.volrep.array.v1.ReceiveCommittedH\x00R\tcommittedB\x05\n" +
-	"\x03msg2c\n" +
+	"\x03msg\"F\n" +
+	"\n" +
+	"MirrorOpen\x12\x10\n" +
+	"\x03pod\x18\x01 \x01(\tR\x03pod\x12&\n" +
+	"\x0fsource_array_id\x18\x02 \x01(\tR\rsourceArrayId\"c\n" +
+	"\vMirrorWrite\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
+	"\x06volume\x18\x02 \x01(\tR\x06volume\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"f\n" +
+	"\n" +
+	"MirrorZero\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
+	"\x06volume\x18\x02 \x01(\tR\x06volume\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x16\n" +
+	"\x06length\x18\x04 \x01(\x03R\x06length\"9\n" +
+	"\vMirrorFlush\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x18\n" +
+	"\avolumes\x18\x02 \x03(\tR\avolumes\"\xe8\x01\n" +
+	"\rMirrorRequest\x121\n" +
+	"\x04open\x18\x01 \x01(\v2\x1b.volrep.array.v1.MirrorOpenH\x00R\x04open\x124\n" +
+	"\x05write\x18\x02 \x01(\v2\x1c.volrep.array.v1.MirrorWriteH\x00R\x05write\x121\n" +
+	"\x04zero\x18\x03 \x01(\v2\x1b.volrep.array.v1.MirrorZeroH\x00R\x04zero\x124\n" +
+	"\x05flush\x18\x04 \x01(\v2\x1c.volrep.array.v1.MirrorFlushH\x00R\x05flushB\x05\n" +
+	"\x03msg\"8\n" +
+	"\x0eMirrorResponse\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error2\xb2\x01\n" +
 	"\x0fTransferService\x12P\n" +
-	"\aReceive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x010\x01B8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
+	"\aReceive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x010\x01\x12M\n" +
+	"\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x010\x01B8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
 
 var (
 	file_volrep_array_v1_transfer_service_proto_rawDescOnce sync.Once
@@ -717,7 +1153,7 @@ func file_volrep_array_v1_transfer_service_proto_rawDescGZIP() []byte {
 	return file_volrep_array_v1_transfer_service_proto_rawDescData
 }
 
-var file_volrep_array_v1_transfer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_volrep_array_v1_transfer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_volrep_array_v1_transfer_service_proto_goTypes = []any{
 	(*ReceiveHeader)(nil),         // 0: volrep.array.v1.ReceiveHeader
 	(*DataChunk)(nil),             // 1: volrep.array.v1.DataChunk
@@ -727,29 +1163,41 @@ var file_volrep_array_v1_transfer_service_proto_goTypes = []any{
 	(*ReceiveReady)(nil),          // 5: volrep.array.v1.ReceiveReady
 	(*ReceiveCommitted)(nil),      // 6: volrep.array.v1.ReceiveCommitted
 	(*ReceiveResponse)(nil),       // 7: volrep.array.v1.ReceiveResponse
-	nil,                           // 8: volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
-	nil,                           // 9: volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(*Snapshot)(nil),              // 11: volrep.array.v1.Snapshot
+	(*MirrorOpen)(nil),            // 8: volrep.array.v1.MirrorOpen
+	(*MirrorWrite)(nil),           // 9: volrep.array.v1.MirrorWrite
+	(*MirrorZero)(nil),            // 10: volrep.array.v1.MirrorZero
+	(*MirrorFlush)(nil),           // 11: volrep.array.v1.MirrorFlush
+	(*MirrorRequest)(nil),         // 12: volrep.array.v1.MirrorRequest
+	(*MirrorResponse)(nil),        // 13: volrep.array.v1.MirrorResponse
+	nil,                           // 14: volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
+	nil,                           // 15: volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*Snapshot)(nil),              // 17: volrep.array.v1.Snapshot
 }
 var file_volrep_array_v1_transfer_service_proto_depIdxs = []int32{
-	8,  // 0: volrep.array.v1.ReceiveHeader.volume_labels:type_name -> volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
-	10, // 1: volrep.array.v1.ReceiveHeader.snapshot_created:type_name -> google.protobuf.Timestamp
-	9,  // 2: volrep.array.v1.ReceiveHeader.snapshot_labels:type_name -> volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
+	14, // 0: volrep.array.v1.ReceiveHeader.volume_labels:type_name -> volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
+	16, // 1: volrep.array.v1.ReceiveHeader.snapshot_created:type_name -> google.protobuf.Timestamp
+	15, // 2: volrep.array.v1.ReceiveHeader.snapshot_labels:type_name -> volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
 	0,  // 3: volrep.array.v1.ReceiveRequest.header:type_name -> volrep.array.v1.ReceiveHeader
 	1,  // 4: volrep.array.v1.ReceiveRequest.data:type_name -> volrep.array.v1.DataChunk
 	2,  // 5: volrep.array.v1.ReceiveRequest.zero:type_name -> volrep.array.v1.ZeroExtent
 	3,  // 6: volrep.array.v1.ReceiveRequest.trailer:type_name -> volrep.array.v1.ReceiveTrailer
-	11, // 7: volrep.array.v1.ReceiveCommitted.snapshot:type_name -> volrep.array.v1.Snapshot
+	17, // 7: volrep.array.v1.ReceiveCommitted.snapshot:type_name -> volrep.array.v1.Snapshot
 	5,  // 8: volrep.array.v1.ReceiveResponse.ready:type_name -> volrep.array.v1.ReceiveReady
 	6,  // 9: volrep.array.v1.ReceiveResponse.committed:type_name -> volrep.array.v1.ReceiveCommitted
-	4,  // 10: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
-	7,  // 11: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
-	11, // [11:12] is the sub-list for method output_type
-	10, // [10:11] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	8,  // 10: volrep.array.v1.MirrorRequest.open:type_name -> volrep.array.v1.MirrorOpen
+	9,  // 11: volrep.array.v1.MirrorRequest.write:type_name -> volrep.array.v1.MirrorWrite
+	10, // 12: volrep.array.v1.MirrorRequest.zero:type_name -> volrep.array.v1.MirrorZero
+	11, // 13: volrep.array.v1.MirrorRequest.flush:type_name -> volrep.array.v1.MirrorFlush
+	4,  // 14: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
+	12, // 15: volrep.array.v1.TransferService.Mirror:input_type -> volrep.array.v1.MirrorRequest
+	7,  // 16: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
+	13, // 17: volrep.array.v1.TransferService.Mirror:output_type -> volrep.array.v1.MirrorResponse
+	16, // [16:18] is the sub-list for method output_type
+	14, // [14:16] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_transfer_service_proto_init() }
@@ -768,13 +1216,19 @@ func file_volrep_array_v1_transfer_service_proto_init() {
 		(*ReceiveResponse_Ready)(nil),
 		(*ReceiveResponse_Committed)(nil),
 	}
+	file_volrep_array_v1_transfer_service_proto_msgTypes[12].OneofWrappers = []any{
+		(*MirrorRequest_Open)(nil),
+		(*MirrorRequest_Write)(nil),
+		(*MirrorRequest_Zero)(nil),
+		(*MirrorRequest_Flush)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_transfer_service_proto_rawDesc), len(file_volrep_array_v1_transfer_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	TransferService_Receive_FullMethodName = "/volrep.array.v1.TransferService/Receive"
+	TransferService_Mirror_FullMethodName  = "/volrep.array.v1.TransferService/Mirror"
 )
 
 // TransferServiceClient is the client API for TransferService service.
@@ -34,6 +35,10 @@ const (
 // Every call requires the metadata header "authorization: Bearer <api token>".
 type TransferServiceClient interface {
 	Receive(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReceiveRequest, ReceiveResponse], error)
+	// Mirror carries a pod's writes from the array that takes them to its
+	// peer, in order; the peer applies each to its copy and acknowledges it
+	// by sequence number before the writer's client is answered.
+	Mirror(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[MirrorRequest, MirrorResponse], error)
 }
 
 type transferServiceClient struct {
@@ -57,6 +62,19 @@ func (c *transferServiceClient) Receive(ctx context.Context, opts ...grpc.CallOp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TransferService_ReceiveClient = grpc.BidiStreamingClient[ReceiveRequest, ReceiveResponse]
 
+func (c *transferServiceClient) Mirror(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[MirrorRequest, MirrorResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &TransferService_ServiceDesc.Streams[1], TransferService_Mirror_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[MirrorRequest, MirrorResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TransferService_MirrorClient = grpc.BidiStreamingClient[MirrorRequest, MirrorResponse]
+
 // TransferServiceServer is the server API for TransferService service.
 // All implementations must embed UnimplementedTransferServiceServer
 // for forward compatibility.
@@ -69,6 +87,10 @@ type TransferService_ReceiveClient = grpc.BidiStreamingClient[ReceiveRequest, Re
 // Every call requires the metadata header "authorization: Bearer <api token>".
 type TransferServiceServer interface {
 	Receive(grpc.BidiStreamingServer[ReceiveRequest, ReceiveResponse]) error
+	// Mirror carries a pod's writes from the array that takes them to its
+	// peer, in order; the peer applies each to its copy and acknowledges it
+	// by sequence number before the writer's client is answered.
+	Mirror(grpc.BidiStreamingServer[MirrorRequest, MirrorResponse]) error
 	mustEmbedUnimplementedTransferServiceServer()
 }
 
@@ -81,6 +103,9 @@ type UnimplementedTransferServiceServer struct{}
 
 func (UnimplementedTransferServiceServer) Receive(grpc.BidiStreamingServer[ReceiveRequest, ReceiveResponse]) error {
 	return status.Error(codes.Unimplemented, "method Receive not implemented")
+}
+func (UnimplementedTransferServiceServer) Mirror(grpc.BidiStreamingServer[MirrorRequest, MirrorResponse]) error {
+	return status.Error(codes.Unimplemented, "method Mirror not implemented")
 }
 func (UnimplementedTransferServiceServer) mustEmbedUnimplementedTransferServiceServer() {}
 func (UnimplementedTransferServiceServer) testEmbeddedByValue()                         {}
@@ -110,6 +135,13 @@ func _TransferService_Receive_Handler(srv interface{}, stream grpc.ServerStream)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TransferService_ReceiveServer = grpc.BidiStreamingServer[ReceiveRequest, ReceiveResponse]
 
+func _TransferService_Mirror_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(TransferServiceServer).Mirror(&grpc.GenericServerStream[MirrorRequest, MirrorResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TransferService_MirrorServer = grpc.BidiStreamingServer[MirrorRequest, MirrorResponse]
+
 // TransferService_ServiceDesc is the grpc.ServiceDesc for TransferService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -121,6 +153,12 @@ var TransferService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Receive",
 			Handler:       _TransferService_Receive_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Mirror",
+			Handler:       _TransferService_Mirror_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},

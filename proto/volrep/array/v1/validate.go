@@ -345,3 +345,6 @@ func (x *WatchOperationRequest) Validate() error { return v.Name("id", x.GetId()
 
 // Validate checks the operation id.
 func (x *CancelOperationRequest) Validate() error { return v.Name("id", x.GetId()) }
+
+// Validate accepts the stream's messages; the peer checks each in order.
+func (x *MirrorRequest) Validate() error { return nil }

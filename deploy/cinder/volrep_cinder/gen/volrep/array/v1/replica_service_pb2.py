@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/replica_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n%volrep/array/v1/replica_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"C\n\tRetention\x12\x17\n\x0f\x61ll_for_seconds\x18\x01 \x01(\x03\x12\x0f\n\x07per_day\x18\x02 \x01(\x05\x12\x0c\n\x04\x64\x61ys\x18\x03 \x01(\x05\"\xc2\x07\n\x07Replica\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.volrep.array.v1.EntityKind\x12\x14\n\x0clocal_entity\x18\x03 \x01(\t\x12\x0c\n\x04link\x18\x04 \x01(\t\x12\x13\n\x0bremote_pool\x18\x05 \x01(\t\x12\x15\n\rremote_entity\x18\x06 \x01(\t\x12\x45\n\x0fmember_mappings\x18\x07 \x03(\x0b\x32,.volrep.array.v1.Replica.MemberMappingsEntry\x12:\n\x10replication_type\x18\x08 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12,\n\x05state\x18\t \x01(\x0e\x32\x1d.volrep.array.v1.ReplicaState\x12.\n\nsync_state\x18\n \x01(\x0e\x32\x1a.volrep.array.v1.SyncState\x12\x15\n\rstate_message\x18\x0b \x01(\t\x12\x18\n\x10interval_seconds\x18\x0c \x01(\x03\x12\x13\n\x0brpo_seconds\x18\r \x01(\x03\x12,\n\trpo_state\x18\x0e \x01(\x0e\x32\x19.volrep.array.v1.RPOState\x12\x34\n\x10target_retention\x18\x0f \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x10 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x35\n\x11last_synchronized\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0flast_sync_bytes\x18\x12 \x01(\x03\x12\"\n\x1alast_sync_duration_seconds\x18\x13 \x01(\x01\x12#\n\x1bthroughput_bytes_per_second\x18\x14 \x01(\x01\x12\x13\n\x0blag_seconds\x18\x15 \x01(\x03\x12\x15\n\rlast_snapshot\x18\x16 \x01(\t\x12+\n\x07\x63reated\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10total_bytes_sent\x18\x18 \x01(\x03\x12*\n\x04mode\x18\x19 \x01(\x0e\x32\x1c.volrep.array.v1.ReplicaMode\x1a\x35\n\x13MemberMappingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa4\x03\n\x16ReplicateEntityRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12*\n\x04mode\x18\x04 \x01(\x0e\x32\x1c.volrep.array.v1.ReplicaMode\x12\x13\n\x0bremote_pool\x18\x05 \x01(\t\x12\x15\n\rremote_volume\x18\x06 \x01(\t\x12\x16\n\x0elocal_snapshot\x18\x07 \x01(\t\x12\x17\n\x0fremote_snapshot\x18\x08 \x01(\t\x12:\n\x10replication_type\x18\t \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12\x18\n\x10interval_seconds\x18\n \x01(\x03\x12\x13\n\x0brpo_seconds\x18\x0b \x01(\x03\x12\x34\n\x10target_retention\x18\x0c \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\r \x01(\x0b\x32\x1a.volrep.array.v1.Retention\"D\n\x17ReplicateEntityResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"\xd8\x03\n\x19ReplicateConsGroupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12\x13\n\x0bremote_pool\x18\x04 \x01(\t\x12\x14\n\x0cremote_group\x18\x05 \x01(\t\x12W\n\x0fmember_mappings\x18\x06 \x03(\x0b\x32>.volrep.array.v1.ReplicateConsGroupRequest.MemberMappingsEntry\x12:\n\x10replication_type\x18\x07 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12\x18\n\x10interval_seconds\x18\x08 \x01(\x03\x12\x13\n\x0brpo_seconds\x18\t \x01(\x03\x12\x34\n\x10target_retention\x18\n \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x0b \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x1a\x35\n\x13MemberMappingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"G\n\x1aReplicateConsGroupResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"!\n\x11GetReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x12GetReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"+\n\x13ListReplicasRequest\x12\x14\n\x0clocal_entity\x18\x01 \x01(\t\"B\n\x14ListReplicasResponse\x12*\n\x08replicas\x18\x01 \x03(\x0b\x32\x18.volrep.array.v1.Replica\"\xbf\x01\n\x14UpdateReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x03\x12\x13\n\x0brpo_seconds\x18\x03 \x01(\x03\x12\x34\n\x10target_retention\x18\x04 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x05 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\"B\n\x15UpdateReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\";\n\x14\x44\x65leteReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rdelete_remote\x18\x02 \x01(\x08\"\x17\n\x15\x44\x65leteReplicaResponse\"%\n\x15SuspendReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x16SuspendReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"$\n\x14ResumeReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x15ResumeReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"0\n\x12SyncReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04wait\x18\x02 \x01(\x08\"@\n\x13SyncReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"d\n\x18\x43hangeReplicaTypeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12:\n\x10replication_type\x18\x02 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\"F\n\x19\x43hangeReplicaTypeResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"\x8f\x01\n\x18ReplicateSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12\x13\n\x0bremote_pool\x18\x04 \x01(\t\x12\x15\n\rremote_volume\x18\x05 \x01(\t\x12\x17\n\x0f\x66orce_full_copy\x18\x06 \x01(\x08\"1\n\x19ReplicateSnapshotResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t*j\n\x0fReplicationType\x12 \n\x1cREPLICATION_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16REPLICATION_TYPE_ASYNC\x10\x01\x12\x19\n\x15REPLICATION_TYPE_SYNC\x10\x02*\x88\x01\n\x0bReplicaMode\x12\x1c\n\x18REPLICA_MODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICA_MODE_CREATE_TARGET\x10\x01\x12 \n\x1cREPLICA_MODE_EXISTING_TARGET\x10\x02\x12\x19\n\x15REPLICA_MODE_USE_BASE\x10\x03*\xb9\x01\n\x0cReplicaState\x12\x1d\n\x19REPLICA_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICA_STATE_INITIALIZING\x10\x01\x12\x18\n\x14REPLICA_STATE_ACTIVE\x10\x02\x12\x1b\n\x17REPLICA_STATE_SUSPENDED\x10\x03\x12\x1a\n\x16REPLICA_STATE_DEGRADED\x10\x04\x12\x17\n\x13REPLICA_STATE_ERROR\x10\x05*\x91\x01\n\tSyncState\x12\x1a\n\x16SYNC_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSYNC_STATE_IDLE\x10\x01\x12\x1f\n\x1bSYNC_STATE_SYNC_IN_PROGRESS\x10\x02\x12\x16\n\x12SYNC_STATE_IN_SYNC\x10\x03\x12\x1a\n\x16SYNC_STATE_OUT_OF_SYNC\x10\x04*N\n\x08RPOState\x12\x19\n\x15RPO_STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cRPO_STATE_OK\x10\x01\x12\x15\n\x11RPO_STATE_LAGGING\x10\x02*d\n\nEntityKind\x12\x1b\n\x17\x45NTITY_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45NTITY_KIND_VOLUME\x10\x01\x12!\n\x1d\x45NTITY_KIND_CONSISTENCY_GROUP\x10\x02\x32\xce\x08\n\x0eReplicaService\x12\x64\n\x0fReplicateEntity\x12\'.volrep.array.v1.ReplicateEntityRequest\x1a(.volrep.array.v1.ReplicateEntityResponse\x12m\n\x12ReplicateConsGroup\x12*.volrep.array.v1.ReplicateConsGroupRequest\x1a+.volrep.array.v1.ReplicateConsGroupResponse\x12U\n\nGetReplica\x12\".volrep.array.v1.GetReplicaRequest\x1a#.volrep.array.v1.GetReplicaResponse\x12[\n\x0cListReplicas\x12$.volrep.array.v1.ListReplicasRequest\x1a%.volrep.array.v1.ListReplicasResponse\x12^\n\rUpdateReplica\x12%.volrep.array.v1.UpdateReplicaRequest\x1a&.volrep.array.v1.UpdateReplicaResponse\x12^\n\rDeleteReplica\x12%.volrep.array.v1.DeleteReplicaRequest\x1a&.volrep.array.v1.DeleteReplicaResponse\x12\x61\n\x0eSuspendReplica\x12&.volrep.array.v1.SuspendReplicaRequest\x1a\'.volrep.array.v1.SuspendReplicaResponse\x12^\n\rResumeReplica\x12%.volrep.array.v1.ResumeReplicaRequest\x1a&.volrep.array.v1.ResumeReplicaResponse\x12X\n\x0bSyncReplica\x12#.volrep.array.v1.SyncReplicaRequest\x1a$.volrep.array.v1.SyncReplicaResponse\x12j\n\x11\x43hangeReplicaType\x12).volrep.array.v1.ChangeReplicaTypeRequest\x1a*.volrep.array.v1.ChangeReplicaTypeResponse\x12j\n\x11ReplicateSnapshot\x12).volrep.array.v1.ReplicateSnapshotRequest\x1a*.volrep.array.v1.ReplicateSnapshotResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n%volrep/array/v1/replica_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"C\n\tRetention\x12\x17\n\x0f\x61ll_for_seconds\x18\x01 \x01(\x03\x12\x0f\n\x07per_day\x18\x02 \x01(\x05\x12\x0c\n\x04\x64\x61ys\x18\x03 \x01(\x05\"\x9f\x08\n\x07Replica\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.volrep.array.v1.EntityKind\x12\x14\n\x0clocal_entity\x18\x03 \x01(\t\x12\x0c\n\x04link\x18\x04 \x01(\t\x12\x13\n\x0bremote_pool\x18\x05 \x01(\t\x12\x15\n\rremote_entity\x18\x06 \x01(\t\x12\x45\n\x0fmember_mappings\x18\x07 \x03(\x0b\x32,.volrep.array.v1.Replica.MemberMappingsEntry\x12:\n\x10replication_type\x18\x08 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12,\n\x05state\x18\t \x01(\x0e\x32\x1d.volrep.array.v1.ReplicaState\x12.\n\nsync_state\x18\n \x01(\x0e\x32\x1a.volrep.array.v1.SyncState\x12\x15\n\rstate_message\x18\x0b \x01(\t\x12\x18\n\x10interval_seconds\x18\x0c \x01(\x03\x12\x13\n\x0brpo_seconds\x18\r \x01(\x03\x12,\n\trpo_state\x18\x0e \x01(\x0e\x32\x19.volrep.array.v1.RPOState\x12\x34\n\x10target_retention\x18\x0f \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x10 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x35\n\x11last_synchronized\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0flast_sync_bytes\x18\x12 \x01(\x03\x12\"\n\x1alast_sync_duration_seconds\x18\x13 \x01(\x01\x12#\n\x1bthroughput_bytes_per_second\x18\x14 \x01(\x01\x12\x13\n\x0blag_seconds\x18\x15 \x01(\x03\x12\x15\n\rlast_snapshot\x18\x16 \x01(\t\x12+\n\x07\x63reated\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10total_bytes_sent\x18\x18 \x01(\x03\x12*\n\x04mode\x18\x19 \x01(\x0e\x32\x1c.volrep.array.v1.ReplicaMode\x12\x12\n\npeer_state\x18\x1a \x01(\t\x12\x19\n\x11last_resync_bytes\x18\x1b \x01(\x03\x12\x13\n\x0b\x64irty_bytes\x18\x1c \x01(\x03\x12\x17\n\x0fsync_timeout_ms\x18\x1d \x01(\x03\x1a\x35\n\x13MemberMappingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbd\x03\n\x16ReplicateEntityRequest\x12\x17\n\x0fsync_timeout_ms\x18\x0e \x01(\x03\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12*\n\x04mode\x18\x04 \x01(\x0e\x32\x1c.volrep.array.v1.ReplicaMode\x12\x13\n\x0bremote_pool\x18\x05 \x01(\t\x12\x15\n\rremote_volume\x18\x06 \x01(\t\x12\x16\n\x0elocal_snapshot\x18\x07 \x01(\t\x12\x17\n\x0fremote_snapshot\x18\x08 \x01(\t\x12:\n\x10replication_type\x18\t \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12\x18\n\x10interval_seconds\x18\n \x01(\x03\x12\x13\n\x0brpo_seconds\x18\x0b \x01(\x03\x12\x34\n\x10target_retention\x18\x0c \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\r \x01(\x0b\x32\x1a.volrep.array.v1.Retention\"D\n\x17ReplicateEntityResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"\xf1\x03\n\x19ReplicateConsGroupRequest\x12\x17\n\x0fsync_timeout_ms\x18\x0c \x01(\x03\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12\x13\n\x0bremote_pool\x18\x04 \x01(\t\x12\x14\n\x0cremote_group\x18\x05 \x01(\t\x12W\n\x0fmember_mappings\x18\x06 \x03(\x0b\x32>.volrep.array.v1.ReplicateConsGroupRequest.MemberMappingsEntry\x12:\n\x10replication_type\x18\x07 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12\x18\n\x10interval_seconds\x18\x08 \x01(\x03\x12\x13\n\x0brpo_seconds\x18\t \x01(\x03\x12\x34\n\x10target_retention\x18\n \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x0b \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x1a\x35\n\x13MemberMappingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"G\n\x1aReplicateConsGroupResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"!\n\x11GetReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x12GetReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"+\n\x13ListReplicasRequest\x12\x14\n\x0clocal_entity\x18\x01 \x01(\t\"B\n\x14ListReplicasResponse\x12*\n\x08replicas\x18\x01 \x03(\x0b\x32\x18.volrep.array.v1.Replica\"\xbf\x01\n\x14UpdateReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x03\x12\x13\n\x0brpo_seconds\x18\x03 \x01(\x03\x12\x34\n\x10target_retention\x18\x04 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x05 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\"B\n\x15UpdateReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\";\n\x14\x44\x65leteReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rdelete_remote\x18\x02 \x01(\x08\"\x17\n\x15\x44\x65leteReplicaResponse\"%\n\x15SuspendReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x16SuspendReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"$\n\x14ResumeReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x15ResumeReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"0\n\x12SyncReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04wait\x18\x02 \x01(\x08\"@\n\x13SyncReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"d\n\x18\x43hangeReplicaTypeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12:\n\x10replication_type\x18\x02 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\"F\n\x19\x43hangeReplicaTypeResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"\x8f\x01\n\x18ReplicateSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12\x13\n\x0bremote_pool\x18\x04 \x01(\t\x12\x15\n\rremote_volume\x18\x05 \x01(\t\x12\x17\n\x0f\x66orce_full_copy\x18\x06 \x01(\x08\"1\n\x19ReplicateSnapshotResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t*j\n\x0fReplicationType\x12 \n\x1cREPLICATION_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16REPLICATION_TYPE_ASYNC\x10\x01\x12\x19\n\x15REPLICATION_TYPE_SYNC\x10\x02*\x88\x01\n\x0bReplicaMode\x12\x1c\n\x18REPLICA_MODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICA_MODE_CREATE_TARGET\x10\x01\x12 \n\x1cREPLICA_MODE_EXISTING_TARGET\x10\x02\x12\x19\n\x15REPLICA_MODE_USE_BASE\x10\x03*\xb9\x01\n\x0cReplicaState\x12\x1d\n\x19REPLICA_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICA_STATE_INITIALIZING\x10\x01\x12\x18\n\x14REPLICA_STATE_ACTIVE\x10\x02\x12\x1b\n\x17REPLICA_STATE_SUSPENDED\x10\x03\x12\x1a\n\x16REPLICA_STATE_DEGRADED\x10\x04\x12\x17\n\x13REPLICA_STATE_ERROR\x10\x05*\x91\x01\n\tSyncState\x12\x1a\n\x16SYNC_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSYNC_STATE_IDLE\x10\x01\x12\x1f\n\x1bSYNC_STATE_SYNC_IN_PROGRESS\x10\x02\x12\x16\n\x12SYNC_STATE_IN_SYNC\x10\x03\x12\x1a\n\x16SYNC_STATE_OUT_OF_SYNC\x10\x04*N\n\x08RPOState\x12\x19\n\x15RPO_STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cRPO_STATE_OK\x10\x01\x12\x15\n\x11RPO_STATE_LAGGING\x10\x02*d\n\nEntityKind\x12\x1b\n\x17\x45NTITY_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45NTITY_KIND_VOLUME\x10\x01\x12!\n\x1d\x45NTITY_KIND_CONSISTENCY_GROUP\x10\x02\x32\xce\x08\n\x0eReplicaService\x12\x64\n\x0fReplicateEntity\x12\'.volrep.array.v1.ReplicateEntityRequest\x1a(.volrep.array.v1.ReplicateEntityResponse\x12m\n\x12ReplicateConsGroup\x12*.volrep.array.v1.ReplicateConsGroupRequest\x1a+.volrep.array.v1.ReplicateConsGroupResponse\x12U\n\nGetReplica\x12\".volrep.array.v1.GetReplicaRequest\x1a#.volrep.array.v1.GetReplicaResponse\x12[\n\x0cListReplicas\x12$.volrep.array.v1.ListReplicasRequest\x1a%.volrep.array.v1.ListReplicasResponse\x12^\n\rUpdateReplica\x12%.volrep.array.v1.UpdateReplicaRequest\x1a&.volrep.array.v1.UpdateReplicaResponse\x12^\n\rDeleteReplica\x12%.volrep.array.v1.DeleteReplicaRequest\x1a&.volrep.array.v1.DeleteReplicaResponse\x12\x61\n\x0eSuspendReplica\x12&.volrep.array.v1.SuspendReplicaRequest\x1a\'.volrep.array.v1.SuspendReplicaResponse\x12^\n\rResumeReplica\x12%.volrep.array.v1.ResumeReplicaRequest\x1a&.volrep.array.v1.ResumeReplicaResponse\x12X\n\x0bSyncReplica\x12#.volrep.array.v1.SyncReplicaRequest\x1a$.volrep.array.v1.SyncReplicaResponse\x12j\n\x11\x43hangeReplicaType\x12).volrep.array.v1.ChangeReplicaTypeRequest\x1a*.volrep.array.v1.ChangeReplicaTypeResponse\x12j\n\x11ReplicateSnapshot\x12).volrep.array.v1.ReplicateSnapshotRequest\x1a*.volrep.array.v1.ReplicateSnapshotResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -46,8 +46,8 @@ _REPLICATIONTYPE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=3428,
-  serialized_end=3534,
+  serialized_start=3571,
+  serialized_end=3677,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICATIONTYPE)
 
@@ -77,8 +77,8 @@ _REPLICAMODE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=3537,
-  serialized_end=3673,
+  serialized_start=3680,
+  serialized_end=3816,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICAMODE)
 
@@ -116,8 +116,8 @@ _REPLICASTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=3676,
-  serialized_end=3861,
+  serialized_start=3819,
+  serialized_end=4004,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICASTATE)
 
@@ -151,8 +151,8 @@ _SYNCSTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=3864,
-  serialized_end=4009,
+  serialized_start=4007,
+  serialized_end=4152,
 )
 _sym_db.RegisterEnumDescriptor(_SYNCSTATE)
 
@@ -178,8 +178,8 @@ _RPOSTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=4011,
-  serialized_end=4089,
+  serialized_start=4154,
+  serialized_end=4232,
 )
 _sym_db.RegisterEnumDescriptor(_RPOSTATE)
 
@@ -205,8 +205,8 @@ _ENTITYKIND = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=4091,
-  serialized_end=4191,
+  serialized_start=4234,
+  serialized_end=4334,
 )
 _sym_db.RegisterEnumDescriptor(_ENTITYKIND)
 
@@ -316,8 +316,8 @@ _REPLICA_MEMBERMAPPINGSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1070,
-  serialized_end=1123,
+  serialized_start=1163,
+  serialized_end=1216,
 )
 
 _REPLICA = _descriptor.Descriptor(
@@ -502,6 +502,34 @@ _REPLICA = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='peer_state', full_name='volrep.array.v1.Replica.peer_state', index=25,
+      number=26, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='last_resync_bytes', full_name='volrep.array.v1.Replica.last_resync_bytes', index=26,
+      number=27, type=3, cpp_type=2, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='dirty_bytes', full_name='volrep.array.v1.Replica.dirty_bytes', index=27,
+      number=28, type=3, cpp_type=2, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='sync_timeout_ms', full_name='volrep.array.v1.Replica.sync_timeout_ms', index=28,
+      number=29, type=3, cpp_type=2, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -515,7 +543,7 @@ _REPLICA = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=161,
-  serialized_end=1123,
+  serialized_end=1216,
 )
 
 
@@ -527,91 +555,98 @@ _REPLICATEENTITYREQUEST = _descriptor.Descriptor(
   containing_type=None,
   fields=[
     _descriptor.FieldDescriptor(
-      name='name', full_name='volrep.array.v1.ReplicateEntityRequest.name', index=0,
+      name='sync_timeout_ms', full_name='volrep.array.v1.ReplicateEntityRequest.sync_timeout_ms', index=0,
+      number=14, type=3, cpp_type=2, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='name', full_name='volrep.array.v1.ReplicateEntityRequest.name', index=1,
       number=1, type=9, cpp_type=9, label=1,
       has_default_value=False, default_value=_b("").decode('utf-8'),
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='volume', full_name='volrep.array.v1.ReplicateEntityRequest.volume', index=1,
+      name='volume', full_name='volrep.array.v1.ReplicateEntityRequest.volume', index=2,
       number=2, type=9, cpp_type=9, label=1,
       has_default_value=False, default_value=_b("").decode('utf-8'),
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='link', full_name='volrep.array.v1.ReplicateEntityRequest.link', index=2,
+      name='link', full_name='volrep.array.v1.ReplicateEntityRequest.link', index=3,
       number=3, type=9, cpp_type=9, label=1,
       has_default_value=False, default_value=_b("").decode('utf-8'),
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='mode', full_name='volrep.array.v1.ReplicateEntityRequest.mode', index=3,
+      name='mode', full_name='volrep.array.v1.ReplicateEntityRequest.mode', index=4,
       number=4, type=14, cpp_type=8, label=1,
       has_default_value=False, default_value=0,
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='remote_pool', full_name='volrep.array.v1.ReplicateEntityRequest.remote_pool', index=4,
+      name='remote_pool', full_name='volrep.array.v1.ReplicateEntityRequest.remote_pool', index=5,
       number=5, type=9, cpp_type=9, label=1,
       has_default_value=False, default_value=_b("").decode('utf-8'),
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='remote_volume', full_name='volrep.array.v1.ReplicateEntityRequest.remote_volume', index=5,
+      name='remote_volume', full_name='volrep.array.v1.ReplicateEntityRequest.remote_volume', index=6,
       number=6, type=9, cpp_type=9, label=1,
       has_default_value=False, default_value=_b("").decode('utf-8'),
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='local_snapshot', full_name='volrep.array.v1.ReplicateEntityRequest.local_snapshot', index=6,
+      name='local_snapshot', full_name='volrep.array.v1.ReplicateEntityRequest.local_snapshot', index=7,
       number=7, type=9, cpp_type=9, label=1,
       has_default_value=False, default_value=_b("").decode('utf-8'),
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='remote_snapshot', full_name='volrep.array.v1.ReplicateEntityRequest.remote_snapshot', index=7,
+      name='remote_snapshot', full_name='volrep.array.v1.ReplicateEntityRequest.remote_snapshot', index=8,
       number=8, type=9, cpp_type=9, label=1,
       has_default_value=False, default_value=_b("").decode('utf-8'),
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='replication_type', full_name='volrep.array.v1.ReplicateEntityRequest.replication_type', index=8,
+      name='replication_type', full_name='volrep.array.v1.ReplicateEntityRequest.replication_type', index=9,
       number=9, type=14, cpp_type=8, label=1,
       has_default_value=False, default_value=0,
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='interval_seconds', full_name='volrep.array.v1.ReplicateEntityRequest.interval_seconds', index=9,
+      name='interval_seconds', full_name='volrep.array.v1.ReplicateEntityRequest.interval_seconds', index=10,
       number=10, type=3, cpp_type=2, label=1,
       has_default_value=False, default_value=0,
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='rpo_seconds', full_name='volrep.array.v1.ReplicateEntityRequest.rpo_seconds', index=10,
+      name='rpo_seconds', full_name='volrep.array.v1.ReplicateEntityRequest.rpo_seconds', index=11,
       number=11, type=3, cpp_type=2, label=1,
       has_default_value=False, default_value=0,
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='target_retention', full_name='volrep.array.v1.ReplicateEntityRequest.target_retention', index=11,
+      name='target_retention', full_name='volrep.array.v1.ReplicateEntityRequest.target_retention', index=12,
       number=12, type=11, cpp_type=10, label=1,
       has_default_value=False, default_value=None,
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='source_retention', full_name='volrep.array.v1.ReplicateEntityRequest.source_retention', index=12,
+      name='source_retention', full_name='volrep.array.v1.ReplicateEntityRequest.source_retention', index=13,
       number=13, type=11, cpp_type=10, label=1,
       has_default_value=False, default_value=None,
       message_type=None, enum_type=None, containing_type=None,
@@ -629,8 +664,8 @@ _REPLICATEENTITYREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1126,
-  serialized_end=1546,
+  serialized_start=1219,
+  serialized_end=1664,
 )
 
 
@@ -660,8 +695,8 @@ _REPLICATEENTITYRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1548,
-  serialized_end=1616,
+  serialized_start=1666,
+  serialized_end=1734,
 )
 
 
@@ -698,8 +733,8 @@ _REPLICATECONSGROUPREQUEST_MEMBERMAPPINGSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1070,
-  serialized_end=1123,
+  serialized_start=1163,
+  serialized_end=1216,
 )
 
 _REPLICATECONSGROUPREQUEST = _descriptor.Descriptor(
@@ -710,77 +745,84 @@ _REPLICATECONSGROUPREQUEST = _descriptor.Descriptor(
   containing_type=None,
   fields=[
     _descriptor.FieldDescriptor(
-      name='name', full_name='volrep.array.v1.ReplicateConsGroupRequest.name', index=0,
+      name='sync_timeout_ms', full_name='volrep.array.v1.ReplicateConsGroupRequest.sync_timeout_ms', index=0,
+      number=12, type=3, cpp_type=2, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='name', full_name='volrep.array.v1.ReplicateConsGroupRequest.name', index=1,
       number=1, type=9, cpp_type=9, label=1,
       has_default_value=False, default_value=_b("").decode('utf-8'),
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='group', full_name='volrep.array.v1.ReplicateConsGroupRequest.group', index=1,
+      name='group', full_name='volrep.array.v1.ReplicateConsGroupRequest.group', index=2,
       number=2, type=9, cpp_type=9, label=1,
       has_default_value=False, default_value=_b("").decode('utf-8'),
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='link', full_name='volrep.array.v1.ReplicateConsGroupRequest.link', index=2,
+      name='link', full_name='volrep.array.v1.ReplicateConsGroupRequest.link', index=3,
       number=3, type=9, cpp_type=9, label=1,
       has_default_value=False, default_value=_b("").decode('utf-8'),
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='remote_pool', full_name='volrep.array.v1.ReplicateConsGroupRequest.remote_pool', index=3,
+      name='remote_pool', full_name='volrep.array.v1.ReplicateConsGroupRequest.remote_pool', index=4,
       number=4, type=9, cpp_type=9, label=1,
       has_default_value=False, default_value=_b("").decode('utf-8'),
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='remote_group', full_name='volrep.array.v1.ReplicateConsGroupRequest.remote_group', index=4,
+      name='remote_group', full_name='volrep.array.v1.ReplicateConsGroupRequest.remote_group', index=5,
       number=5, type=9, cpp_type=9, label=1,
       has_default_value=False, default_value=_b("").decode('utf-8'),
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='member_mappings', full_name='volrep.array.v1.ReplicateConsGroupRequest.member_mappings', index=5,
+      name='member_mappings', full_name='volrep.array.v1.ReplicateConsGroupRequest.member_mappings', index=6,
       number=6, type=11, cpp_type=10, label=3,
       has_default_value=False, default_value=[],
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='replication_type', full_name='volrep.array.v1.ReplicateConsGroupRequest.replication_type', index=6,
+      name='replication_type', full_name='volrep.array.v1.ReplicateConsGroupRequest.replication_type', index=7,
       number=7, type=14, cpp_type=8, label=1,
       has_default_value=False, default_value=0,
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='interval_seconds', full_name='volrep.array.v1.ReplicateConsGroupRequest.interval_seconds', index=7,
+      name='interval_seconds', full_name='volrep.array.v1.ReplicateConsGroupRequest.interval_seconds', index=8,
       number=8, type=3, cpp_type=2, label=1,
       has_default_value=False, default_value=0,
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='rpo_seconds', full_name='volrep.array.v1.ReplicateConsGroupRequest.rpo_seconds', index=8,
+      name='rpo_seconds', full_name='volrep.array.v1.ReplicateConsGroupRequest.rpo_seconds', index=9,
       number=9, type=3, cpp_type=2, label=1,
       has_default_value=False, default_value=0,
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='target_retention', full_name='volrep.array.v1.ReplicateConsGroupRequest.target_retention', index=9,
+      name='target_retention', full_name='volrep.array.v1.ReplicateConsGroupRequest.target_retention', index=10,
       number=10, type=11, cpp_type=10, label=1,
       has_default_value=False, default_value=None,
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
-      name='source_retention', full_name='volrep.array.v1.ReplicateConsGroupRequest.source_retention', index=10,
+      name='source_retention', full_name='volrep.array.v1.ReplicateConsGroupRequest.source_retention', index=11,
       number=11, type=11, cpp_type=10, label=1,
       has_default_value=False, default_value=None,
       message_type=None, enum_type=None, containing_type=None,
@@ -798,8 +840,8 @@ _REPLICATECONSGROUPREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1619,
-  serialized_end=2091,
+  serialized_start=1737,
+  serialized_end=2234,
 )
 
 
@@ -829,8 +871,8 @@ _REPLICATECONSGROUPRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2093,
-  serialized_end=2164,
+  serialized_start=2236,
+  serialized_end=2307,
 )
 
 
@@ -860,8 +902,8 @@ _GETREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2166,
-  serialized_end=2199,
+  serialized_start=2309,
+  serialized_end=2342,
 )
 
 
@@ -891,8 +933,8 @@ _GETREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2201,
-  serialized_end=2264,
+  serialized_start=2344,
+  serialized_end=2407,
 )
 
 
@@ -922,8 +964,8 @@ _LISTREPLICASREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2266,
-  serialized_end=2309,
+  serialized_start=2409,
+  serialized_end=2452,
 )
 
 
@@ -953,8 +995,8 @@ _LISTREPLICASRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2311,
-  serialized_end=2377,
+  serialized_start=2454,
+  serialized_end=2520,
 )
 
 
@@ -1012,8 +1054,8 @@ _UPDATEREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2380,
-  serialized_end=2571,
+  serialized_start=2523,
+  serialized_end=2714,
 )
 
 
@@ -1043,8 +1085,8 @@ _UPDATEREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2573,
-  serialized_end=2639,
+  serialized_start=2716,
+  serialized_end=2782,
 )
 
 
@@ -1081,8 +1123,8 @@ _DELETEREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2641,
-  serialized_end=2700,
+  serialized_start=2784,
+  serialized_end=2843,
 )
 
 
@@ -1105,8 +1147,8 @@ _DELETEREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2702,
-  serialized_end=2725,
+  serialized_start=2845,
+  serialized_end=2868,
 )
 
 
@@ -1136,8 +1178,8 @@ _SUSPENDREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2727,
-  serialized_end=2764,
+  serialized_start=2870,
+  serialized_end=2907,
 )
 
 
@@ -1167,8 +1209,8 @@ _SUSPENDREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2766,
-  serialized_end=2833,
+  serialized_start=2909,
+  serialized_end=2976,
 )
 
 
@@ -1198,8 +1240,8 @@ _RESUMEREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2835,
-  serialized_end=2871,
+  serialized_start=2978,
+  serialized_end=3014,
 )
 
 
@@ -1229,8 +1271,8 @@ _RESUMEREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2873,
-  serialized_end=2939,
+  serialized_start=3016,
+  serialized_end=3082,
 )
 
 
@@ -1267,8 +1309,8 @@ _SYNCREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2941,
-  serialized_end=2989,
+  serialized_start=3084,
+  serialized_end=3132,
 )
 
 
@@ -1298,8 +1340,8 @@ _SYNCREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2991,
-  serialized_end=3055,
+  serialized_start=3134,
+  serialized_end=3198,
 )
 
 
@@ -1336,8 +1378,8 @@ _CHANGEREPLICATYPEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3057,
-  serialized_end=3157,
+  serialized_start=3200,
+  serialized_end=3300,
 )
 
 
@@ -1367,8 +1409,8 @@ _CHANGEREPLICATYPERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3159,
-  serialized_end=3229,
+  serialized_start=3302,
+  serialized_end=3372,
 )
 
 
@@ -1433,8 +1475,8 @@ _REPLICATESNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3232,
-  serialized_end=3375,
+  serialized_start=3375,
+  serialized_end=3518,
 )
 
 
@@ -1464,8 +1506,8 @@ _REPLICATESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3377,
-  serialized_end=3426,
+  serialized_start=3520,
+  serialized_end=3569,
 )
 
 _REPLICA_MEMBERMAPPINGSENTRY.containing_type = _REPLICA
@@ -1731,8 +1773,8 @@ _REPLICASERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=4194,
-  serialized_end=5296,
+  serialized_start=4337,
+  serialized_end=5439,
   methods=[
   _descriptor.MethodDescriptor(
     name='ReplicateEntity',

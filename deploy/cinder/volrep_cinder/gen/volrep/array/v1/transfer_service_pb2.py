@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/transfer_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$volrep/array/v1/volume_service.proto\"\x8f\x04\n\rReceiveHeader\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12G\n\rvolume_labels\x18\x05 \x03(\x0b\x32\x30.volrep.array.v1.ReceiveHeader.VolumeLabelsEntry\x12\x11\n\tbase_guid\x18\x06 \x01(\t\x12\x15\n\rsnapshot_name\x18\x07 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x08 \x01(\t\x12\x34\n\x10snapshot_created\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\n \x03(\x0b\x32\x32.volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry\x12\x17\n\x0fsource_array_id\x18\x0b \x01(\t\x12\x12\n\ncompressed\x18\x0c \x01(\x08\x12\x11\n\tread_only\x18\r \x01(\x08\x1a\x33\n\x11VolumeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x03(\x07\x12\x0e\n\x06length\x18\x04 \x01(\x03\",\n\nZeroExtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\"0\n\x0eReceiveTrailer\x12\x0e\n\x06\x62locks\x18\x01 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x06\"\xd6\x01\n\x0eReceiveRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.volrep.array.v1.ReceiveHeaderH\x00\x12*\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunkH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.ZeroExtentH\x00\x12\x32\n\x07trailer\x18\x04 \x01(\x0b\x32\x1f.volrep.array.v1.ReceiveTrailerH\x00\x42\x05\n\x03msg\"?\n\x0cReceiveReady\x12\x15\n\rresume_offset\x18\x01 \x01(\x03\x12\x18\n\x10\x61lready_received\x18\x02 \x01(\x08\"W\n\x10ReceiveCommitted\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x03\"\x80\x01\n\x0fReceiveResponse\x12.\n\x05ready\x18\x01 \x01(\x0b\x32\x1d.volrep.array.v1.ReceiveReadyH\x00\x12\x36\n\tcommitted\x18\x02 \x01(\x0b\x32!.volrep.array.v1.ReceiveCommittedH\x00\x42\x05\n\x03msg2c\n\x0fTransferService\x12P\n\x07Receive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x01\x30\x01\x42\x38Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$volrep/array/v1/volume_service.proto\"\x8f\x04\n\rReceiveHeader\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12G\n\rvolume_labels\x18\x05 \x03(\x0b\x32\x30.volrep.array.v1.ReceiveHeader.VolumeLabelsEntry\x12\x11\n\tbase_guid\x18\x06 \x01(\t\x12\x15\n\rsnapshot_name\x18\x07 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x08 \x01(\t\x12\x34\n\x10snapshot_created\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\n \x03(\x0b\x32\x32.volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry\x12\x17\n\x0fsource_array_id\x18\x0b \x01(\t\x12\x12\n\ncompressed\x18\x0c \x01(\x08\x12\x11\n\tread_only\x18\r \x01(\x08\x1a\x33\n\x11VolumeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x03(\x07\x12\x0e\n\x06length\x18\x04 \x01(\x03\",\n\nZeroExtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\"0\n\x0eReceiveTrailer\x12\x0e\n\x06\x62locks\x18\x01 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x06\"\xd6\x01\n\x0eReceiveRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.volrep.array.v1.ReceiveHeaderH\x00\x12*\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunkH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.ZeroExtentH\x00\x12\x32\n\x07trailer\x18\x04 \x01(\x0b\x32\x1f.volrep.array.v1.ReceiveTrailerH\x00\x42\x05\n\x03msg\"?\n\x0cReceiveReady\x12\x15\n\rresume_offset\x18\x01 \x01(\x03\x12\x18\n\x10\x61lready_received\x18\x02 \x01(\x08\"W\n\x10ReceiveCommitted\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x03\"\x80\x01\n\x0fReceiveResponse\x12.\n\x05ready\x18\x01 \x01(\x0b\x32\x1d.volrep.array.v1.ReceiveReadyH\x00\x12\x36\n\tcommitted\x18\x02 \x01(\x0b\x32!.volrep.array.v1.ReceiveCommittedH\x00\x42\x05\n\x03msg\"2\n\nMirrorOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\"H\n\x0bMirrorWrite\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"I\n\nMirrorZero\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"+\n\x0bMirrorFlush\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07volumes\x18\x02 \x03(\t\"\xce\x01\n\rMirrorRequest\x12+\n\x04open\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorOpenH\x00\x12-\n\x05write\x18\x02 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x04 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x42\x05\n\x03msg\",\n\x0eMirrorResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t2\xb2\x01\n\x0fTransferService\x12P\n\x07Receive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x01\x30\x01\x12M\n\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x01\x30\x01\x42\x38Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,volrep_dot_array_dot_v1_dot_volume__service__pb2.DESCRIPTOR,])
 
@@ -516,6 +516,279 @@ _RECEIVERESPONSE = _descriptor.Descriptor(
   serialized_end=1331,
 )
 
+
+_MIRROROPEN = _descriptor.Descriptor(
+  name='MirrorOpen',
+  full_name='volrep.array.v1.MirrorOpen',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='pod', full_name='volrep.array.v1.MirrorOpen.pod', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='source_array_id', full_name='volrep.array.v1.MirrorOpen.source_array_id', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=1333,
+  serialized_end=1383,
+)
+
+
+_MIRRORWRITE = _descriptor.Descriptor(
+  name='MirrorWrite',
+  full_name='volrep.array.v1.MirrorWrite',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='seq', full_name='volrep.array.v1.MirrorWrite.seq', index=0,
+      number=1, type=4, cpp_type=4, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='volume', full_name='volrep.array.v1.MirrorWrite.volume', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='offset', full_name='volrep.array.v1.MirrorWrite.offset', index=2,
+      number=3, type=3, cpp_type=2, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='data', full_name='volrep.array.v1.MirrorWrite.data', index=3,
+      number=4, type=12, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b(""),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=1385,
+  serialized_end=1457,
+)
+
+
+_MIRRORZERO = _descriptor.Descriptor(
+  name='MirrorZero',
+  full_name='volrep.array.v1.MirrorZero',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='seq', full_name='volrep.array.v1.MirrorZero.seq', index=0,
+      number=1, type=4, cpp_type=4, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='volume', full_name='volrep.array.v1.MirrorZero.volume', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='offset', full_name='volrep.array.v1.MirrorZero.offset', index=2,
+      number=3, type=3, cpp_type=2, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='length', full_name='volrep.array.v1.MirrorZero.length', index=3,
+      number=4, type=3, cpp_type=2, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=1459,
+  serialized_end=1532,
+)
+
+
+_MIRRORFLUSH = _descriptor.Descriptor(
+  name='MirrorFlush',
+  full_name='volrep.array.v1.MirrorFlush',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='seq', full_name='volrep.array.v1.MirrorFlush.seq', index=0,
+      number=1, type=4, cpp_type=4, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='volumes', full_name='volrep.array.v1.MirrorFlush.volumes', index=1,
+      number=2, type=9, cpp_type=9, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=1534,
+  serialized_end=1577,
+)
+
+
+_MIRRORREQUEST = _descriptor.Descriptor(
+  name='MirrorRequest',
+  full_name='volrep.array.v1.MirrorRequest',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='open', full_name='volrep.array.v1.MirrorRequest.open', index=0,
+      number=1, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='write', full_name='volrep.array.v1.MirrorRequest.write', index=1,
+      number=2, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='zero', full_name='volrep.array.v1.MirrorRequest.zero', index=2,
+      number=3, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='flush', full_name='volrep.array.v1.MirrorRequest.flush', index=3,
+      number=4, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+    _descriptor.OneofDescriptor(
+      name='msg', full_name='volrep.array.v1.MirrorRequest.msg',
+      index=0, containing_type=None, fields=[]),
+  ],
+  serialized_start=1580,
+  serialized_end=1786,
+)
+
+
+_MIRRORRESPONSE = _descriptor.Descriptor(
+  name='MirrorResponse',
+  full_name='volrep.array.v1.MirrorResponse',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='seq', full_name='volrep.array.v1.MirrorResponse.seq', index=0,
+      number=1, type=4, cpp_type=4, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='error', full_name='volrep.array.v1.MirrorResponse.error', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=1788,
+  serialized_end=1832,
+)
+
 _RECEIVEHEADER_VOLUMELABELSENTRY.containing_type = _RECEIVEHEADER
 _RECEIVEHEADER_SNAPSHOTLABELSENTRY.containing_type = _RECEIVEHEADER
 _RECEIVEHEADER.fields_by_name['volume_labels'].message_type = _RECEIVEHEADER_VOLUMELABELSENTRY
@@ -546,6 +819,22 @@ _RECEIVERESPONSE.fields_by_name['ready'].containing_oneof = _RECEIVERESPONSE.one
 _RECEIVERESPONSE.oneofs_by_name['msg'].fields.append(
   _RECEIVERESPONSE.fields_by_name['committed'])
 _RECEIVERESPONSE.fields_by_name['committed'].containing_oneof = _RECEIVERESPONSE.oneofs_by_name['msg']
+_MIRRORREQUEST.fields_by_name['open'].message_type = _MIRROROPEN
+_MIRRORREQUEST.fields_by_name['write'].message_type = _MIRRORWRITE
+_MIRRORREQUEST.fields_by_name['zero'].message_type = _MIRRORZERO
+_MIRRORREQUEST.fields_by_name['flush'].message_type = _MIRRORFLUSH
+_MIRRORREQUEST.oneofs_by_name['msg'].fields.append(
+  _MIRRORREQUEST.fields_by_name['open'])
+_MIRRORREQUEST.fields_by_name['open'].containing_oneof = _MIRRORREQUEST.oneofs_by_name['msg']
+_MIRRORREQUEST.oneofs_by_name['msg'].fields.append(
+  _MIRRORREQUEST.fields_by_name['write'])
+_MIRRORREQUEST.fields_by_name['write'].containing_oneof = _MIRRORREQUEST.oneofs_by_name['msg']
+_MIRRORREQUEST.oneofs_by_name['msg'].fields.append(
+  _MIRRORREQUEST.fields_by_name['zero'])
+_MIRRORREQUEST.fields_by_name['zero'].containing_oneof = _MIRRORREQUEST.oneofs_by_name['msg']
+_MIRRORREQUEST.oneofs_by_name['msg'].fields.append(
+  _MIRRORREQUEST.fields_by_name['flush'])
+_MIRRORREQUEST.fields_by_name['flush'].containing_oneof = _MIRRORREQUEST.oneofs_by_name['msg']
 DESCRIPTOR.message_types_by_name['ReceiveHeader'] = _RECEIVEHEADER
 DESCRIPTOR.message_types_by_name['DataChunk'] = _DATACHUNK
 DESCRIPTOR.message_types_by_name['ZeroExtent'] = _ZEROEXTENT
@@ -554,6 +843,12 @@ DESCRIPTOR.message_types_by_name['ReceiveRequest'] = _RECEIVEREQUEST
 DESCRIPTOR.message_types_by_name['ReceiveReady'] = _RECEIVEREADY
 DESCRIPTOR.message_types_by_name['ReceiveCommitted'] = _RECEIVECOMMITTED
 DESCRIPTOR.message_types_by_name['ReceiveResponse'] = _RECEIVERESPONSE
+DESCRIPTOR.message_types_by_name['MirrorOpen'] = _MIRROROPEN
+DESCRIPTOR.message_types_by_name['MirrorWrite'] = _MIRRORWRITE
+DESCRIPTOR.message_types_by_name['MirrorZero'] = _MIRRORZERO
+DESCRIPTOR.message_types_by_name['MirrorFlush'] = _MIRRORFLUSH
+DESCRIPTOR.message_types_by_name['MirrorRequest'] = _MIRRORREQUEST
+DESCRIPTOR.message_types_by_name['MirrorResponse'] = _MIRRORRESPONSE
 _sym_db.RegisterFileDescriptor(DESCRIPTOR)
 
 ReceiveHeader = _reflection.GeneratedProtocolMessageType('ReceiveHeader', (_message.Message,), dict(
@@ -628,6 +923,48 @@ ReceiveResponse = _reflection.GeneratedProtocolMessageType('ReceiveResponse', (_
   ))
 _sym_db.RegisterMessage(ReceiveResponse)
 
+MirrorOpen = _reflection.GeneratedProtocolMessageType('MirrorOpen', (_message.Message,), dict(
+  DESCRIPTOR = _MIRROROPEN,
+  __module__ = 'volrep.array.v1.transfer_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.MirrorOpen)
+  ))
+_sym_db.RegisterMessage(MirrorOpen)
+
+MirrorWrite = _reflection.GeneratedProtocolMessageType('MirrorWrite', (_message.Message,), dict(
+  DESCRIPTOR = _MIRRORWRITE,
+  __module__ = 'volrep.array.v1.transfer_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.MirrorWrite)
+  ))
+_sym_db.RegisterMessage(MirrorWrite)
+
+MirrorZero = _reflection.GeneratedProtocolMessageType('MirrorZero', (_message.Message,), dict(
+  DESCRIPTOR = _MIRRORZERO,
+  __module__ = 'volrep.array.v1.transfer_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.MirrorZero)
+  ))
+_sym_db.RegisterMessage(MirrorZero)
+
+MirrorFlush = _reflection.GeneratedProtocolMessageType('MirrorFlush', (_message.Message,), dict(
+  DESCRIPTOR = _MIRRORFLUSH,
+  __module__ = 'volrep.array.v1.transfer_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.MirrorFlush)
+  ))
+_sym_db.RegisterMessage(MirrorFlush)
+
+MirrorRequest = _reflection.GeneratedProtocolMessageType('MirrorRequest', (_message.Message,), dict(
+  DESCRIPTOR = _MIRRORREQUEST,
+  __module__ = 'volrep.array.v1.transfer_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.MirrorRequest)
+  ))
+_sym_db.RegisterMessage(MirrorRequest)
+
+MirrorResponse = _reflection.GeneratedProtocolMessageType('MirrorResponse', (_message.Message,), dict(
+  DESCRIPTOR = _MIRRORRESPONSE,
+  __module__ = 'volrep.array.v1.transfer_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.MirrorResponse)
+  ))
+_sym_db.RegisterMessage(MirrorResponse)
+
 
 DESCRIPTOR.has_options = True
 DESCRIPTOR._options = _descriptor._ParseOptions(descriptor_pb2.FileOptions(), _b('Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1'))
@@ -642,8 +979,8 @@ _TRANSFERSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=1333,
-  serialized_end=1432,
+  serialized_start=1835,
+  serialized_end=2013,
   methods=[
   _descriptor.MethodDescriptor(
     name='Receive',
@@ -652,6 +989,15 @@ _TRANSFERSERVICE = _descriptor.ServiceDescriptor(
     containing_service=None,
     input_type=_RECEIVEREQUEST,
     output_type=_RECEIVERESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
+    name='Mirror',
+    full_name='volrep.array.v1.TransferService.Mirror',
+    index=1,
+    containing_service=None,
+    input_type=_MIRRORREQUEST,
+    output_type=_MIRRORRESPONSE,
     options=None,
   ),
 ])

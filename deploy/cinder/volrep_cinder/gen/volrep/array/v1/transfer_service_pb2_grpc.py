@@ -24,6 +24,11 @@ class TransferServiceStub(object):
         request_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ReceiveRequest.SerializeToString,
         response_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ReceiveResponse.FromString,
         )
+    self.Mirror = channel.stream_stream(
+        '/volrep.array.v1.TransferService/Mirror',
+        request_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.MirrorRequest.SerializeToString,
+        response_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.MirrorResponse.FromString,
+        )
 
 
 class TransferServiceServicer(object):
@@ -42,6 +47,15 @@ class TransferServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def Mirror(self, request_iterator, context):
+    """Mirror carries a pod's writes from the array that takes them to its
+    peer, in order; the peer applies each to its copy and acknowledges it
+    by sequence number before the writer's client is answered.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_TransferServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -49,6 +63,11 @@ def add_TransferServiceServicer_to_server(servicer, server):
           servicer.Receive,
           request_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ReceiveRequest.FromString,
           response_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ReceiveResponse.SerializeToString,
+      ),
+      'Mirror': grpc.stream_stream_rpc_method_handler(
+          servicer.Mirror,
+          request_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.MirrorRequest.FromString,
+          response_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.MirrorResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(

@@ -1,0 +1,797 @@
+package replication
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/bitmap"
+	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/array/transfer"
+	"github.com/volrep/volrep/errdefs"
+	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
+)
+
+// A pod is a SYNC replica: a volume or consistency group whose every
+// write is on the peer array before it is acknowledged. The array that
+// owns the replica takes the writes (it is the pod's preferred array); the
+// peer's copies are read-only to clients and change only through the
+// mirror stream, so the two sides can never take conflicting writes.
+//
+// When the peer does not answer within the timeout, the pod carries on at
+// the preferred array: the peer is out of sync and the blocks it misses
+// are recorded in a dirty bitmap, persisted with every flush. When the peer
+// is back, only the dirty blocks are sent, in order with new writes, and
+// the pod is in sync again.
+
+const (
+	defaultSyncTimeout = 5 * time.Second
+	recPodDirty        = "pod-dirty"
+	bs                 = array.BlockSize
+)
+
+type pod struct {
+	e       *Engine
+	name    string
+	timeout time.Duration
+	l       *link
+	cancel  context.CancelFunc
+	done    chan struct{}
+	kick    chan struct{}
+
+	mu         sync.Mutex
+	members    map[string]*podMember
+	stream     *mirrorStream
+	synced     bool // the peer holds every acknowledged write
+	lastErr    error
+	lastResync int64
+	verify     bool // after a crash: compare both sides before trusting the dirty bitmaps
+}
+
+// podMember is one volume of a pod; it is the store's Mirror for it.
+type podMember struct {
+	p             *pod
+	local, remote string
+	// ready: the peer's copy holds everything but the dirty blocks.
+	ready        bool
+	dirty        *bitmap.Bitmap
+	dirtyChanged bool
+}
+
+// markDirty records blocks the peer misses. Called with p.mu held.
+func (m *podMember) markDirty(off, length int64) {
+	m.dirty.SetRange(uint64(off/bs), uint64((off+length+bs-1)/bs))
+	m.dirtyChanged = true
+	m.p.synced = false
+}
+
+// Write queues a client write for the peer (store.Mirror).
+func (m *podMember) Write(off int64, p []byte) func() error {
+	return m.p.submit(m, off, int64(len(p)), func(seq uint64) *arrayv1.MirrorRequest {
+		return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Write{Write: &arrayv1.MirrorWrite{Seq: seq, Volume: m.remote, Offset: off, Data: p}}}
+	})
+}
+
+// Zero queues a zeroed range for the peer (store.Mirror).
+func (m *podMember) Zero(off, length int64) func() error {
+	return m.p.submit(m, off, length, func(seq uint64) *arrayv1.MirrorRequest {
+		return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Zero{Zero: &arrayv1.MirrorZero{Seq: seq, Volume: m.remote, Offset: off, Length: length}}}
+	})
+}
+
+// Flush makes the mirrored writes durable on the peer, and the dirty
+// bitmaps durable here (store.Mirror).
+func (m *podMember) Flush() error { return m.p.flush() }
+
+// submit queues a change, or records it dirty when the peer is not there.
+func (p *pod) submit(m *podMember, off, length int64, build func(seq uint64) *arrayv1.MirrorRequest) func() error {
+	p.mu.Lock()
+	st := p.stream
+	if st == nil || !m.ready {
+		m.markDirty(off, length)
+		p.mu.Unlock()
+		return nil
+	}
+	done, err := st.enqueue(m, off, length, build)
+	if err != nil {
+		// The stream died; onDead drops it from the pod.
+		m.markDirty(off, length)
+		p.mu.Unlock()
+		return nil
+	}
+	p.mu.Unlock()
+	return func() error {
+		p.await(st, done, m, off, length)
+		return nil // the pod carries on at the preferred array either way
+	}
+}
+
+// await waits for the peer's acknowledgement, or gives up on the peer.
+func (p *pod) await(st *mirrorStream, done <-chan error, m *podMember, off, length int64) bool {
+	t := time.NewTimer(p.timeout)
+	defer t.Stop()
+	var err error
+	select {
+	case err = <-done:
+	case <-st.dead:
+		err = st.deathErr()
+	case <-t.C:
+		err = errdefs.Unavailable("the peer did not acknowledge a write within %s", p.timeout)
+	}
+	if err == nil {
+		return true
+	}
+	p.fail(st, err, m, off, length)
+	return false
+}
+
+// fail drops the stream: everything it had not acknowledged becomes dirty.
+func (p *pod) fail(st *mirrorStream, err error, m *podMember, off, length int64) {
+	p.mu.Lock()
+	if p.stream == st {
+		p.stream, p.synced, p.lastErr = nil, false, err
+		p.e.log.Warn("pod lost its peer; carrying on at the preferred array and recording the blocks it misses",
+			"pod", p.name, "link", p.l.rec.Name, "err", err)
+	}
+	for _, op := range st.takePending() {
+		if op.m != nil {
+			op.m.markDirty(op.off, op.length)
+		}
+	}
+	if m != nil {
+		m.markDirty(off, length)
+	}
+	p.mu.Unlock()
+	st.kill(err)
+	p.wake()
+}
+
+func (p *pod) wake() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (p *pod) flush() error {
+	p.mu.Lock()
+	st := p.stream
+	var vols []string
+	for _, m := range p.members {
+		if m.ready {
+			vols = append(vols, m.remote)
+		}
+	}
+	p.mu.Unlock()
+	if st != nil && len(vols) > 0 {
+		done, err := st.enqueue(nil, 0, 0, func(seq uint64) *arrayv1.MirrorRequest {
+			return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Flush{Flush: &arrayv1.MirrorFlush{Seq: seq, Volumes: vols}}}
+		})
+		if err == nil {
+			p.await(st, done, nil, 0, 0)
+		}
+	}
+	return p.persistDirty()
+}
+
+type dirtyRec struct {
+	Chunks map[uint32][]byte `json:"chunks"`
+}
+
+// persistDirty stores the dirty bitmaps that changed, so a crash of this
+// array does not forget what the peer misses.
+func (p *pod) persistDirty() error {
+	type save struct {
+		key  string
+		data []byte
+	}
+	var saves []save
+	p.mu.Lock()
+	for _, m := range p.members {
+		if !m.dirtyChanged {
+			continue
+		}
+		rec := dirtyRec{Chunks: map[uint32][]byte{}}
+		for _, ci := range m.dirty.AllChunks() {
+			rec.Chunks[ci] = m.dirty.MarshalChunk(ci)
+		}
+		data, err := json.Marshal(rec)
+		if err != nil {
+			p.mu.Unlock()
+			return err
+		}
+		saves = append(saves, save{p.name + "/" + m.local, data})
+		m.dirtyChanged = false
+	}
+	p.mu.Unlock()
+	for _, sv := range saves {
+		if err := p.e.s.PutRecord(context.Background(), recPodDirty, sv.key, sv.data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *pod) loadDirty(ctx context.Context, local string) *bitmap.Bitmap {
+	bm := bitmap.New()
+	key := p.name + "/" + local
+	_ = p.e.s.Records(ctx, recPodDirty, func(k string, data []byte) error {
+		if k != key {
+			return nil
+		}
+		var rec dirtyRec
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return err
+		}
+		for ci, chunk := range rec.Chunks {
+			if err := bm.UnmarshalChunk(ci, chunk); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	bm.TakeDirty()
+	return bm
+}
+
+// startPod installs the pod's mirrors on its member volumes. It runs when
+// the engine loads, before the array serves clients, so no write escapes.
+func (e *Engine) startPod(ctx context.Context, r *replica) (*pod, error) {
+	spec := r.rec.Spec
+	e.mu.Lock()
+	l, err := e.linkLocked(spec.Link)
+	e.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	timeout := spec.SyncTimeout
+	if timeout <= 0 {
+		timeout = defaultSyncTimeout
+	}
+	p := &pod{e: e, name: spec.Name, timeout: timeout, l: l, kick: make(chan struct{}, 1), done: make(chan struct{}),
+		members: map[string]*podMember{}, verify: !e.s.WasClean()}
+	if err := p.refresh(ctx); err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithCancel(e.runCtx)
+	p.cancel = cancel
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer close(p.done)
+		p.run(pctx)
+	}()
+	p.wake()
+	return p, nil
+}
+
+// refresh matches the pod's members to the group's, installing and
+// removing mirrors.
+func (p *pod) refresh(ctx context.Context) error {
+	e := p.e
+	e.mu.Lock()
+	r := e.replicas[p.name]
+	var spec array.ReplicaSpec
+	var synced []string
+	if r != nil {
+		spec, synced = r.rec.Spec, r.rec.SyncMembers
+	}
+	e.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	members, err := e.members(ctx, spec)
+	if err != nil {
+		return err
+	}
+	var add []*podMember
+	var gone []*podMember
+	p.mu.Lock()
+	for local, remote := range members {
+		if _, ok := p.members[local]; !ok {
+			m := &podMember{p: p, local: local, remote: remote, ready: slices.Contains(synced, local), dirty: p.loadDirty(ctx, local)}
+			p.members[local] = m
+			add = append(add, m)
+			if !m.ready || !m.dirty.Empty() {
+				p.synced = false
+			}
+		}
+	}
+	for local, m := range p.members {
+		if _, ok := members[local]; !ok {
+			delete(p.members, local)
+			gone = append(gone, m)
+		}
+	}
+	p.mu.Unlock()
+	// Mirrors are set outside p.mu: the write path takes p.mu under the
+	// store's I/O lock, which SetMirror needs exclusively.
+	for _, m := range add {
+		if err := e.s.SetMirror(ctx, m.local, m); err != nil && !errdefs.IsNotFound(err) {
+			return err
+		}
+	}
+	for _, m := range gone {
+		if err := e.s.SetMirror(ctx, m.local, nil); err != nil && !errdefs.IsNotFound(err) {
+			return err
+		}
+		_ = e.s.DeleteRecord(ctx, recPodDirty, p.name+"/"+m.local)
+		e.setSynced(ctx, p.name, m.local, false)
+	}
+	if len(add)+len(gone) > 0 {
+		p.wake()
+	}
+	return nil
+}
+
+// stop ends the pod: its goroutine, its stream and its mirrors.
+func (p *pod) stop(ctx context.Context) {
+	p.cancel()
+	<-p.done
+	p.mu.Lock()
+	st := p.stream
+	p.stream = nil
+	members := make([]*podMember, 0, len(p.members))
+	for _, m := range p.members {
+		members = append(members, m)
+	}
+	p.mu.Unlock()
+	if st != nil {
+		st.kill(errors.New("pod stopped"))
+	}
+	_ = p.persistDirty()
+	for _, m := range members {
+		_ = p.e.s.SetMirror(ctx, m.local, nil)
+	}
+}
+
+// run brings the peer back in sync whenever it is not: reconnect,
+// initial copies of new members, then the dirty blocks.
+func (p *pod) run(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	idle := 5 * time.Second
+	wait := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.kick:
+		case <-time.After(wait):
+		}
+		err := p.step(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		p.mu.Lock()
+		if err != nil {
+			p.lastErr = err
+		}
+		synced := p.synced
+		p.mu.Unlock()
+		switch {
+		case err != nil:
+			wait = backoff
+			backoff = min(2*backoff, 5*time.Second)
+		case synced:
+			wait, backoff = idle, 100*time.Millisecond
+		default:
+			wait = 0
+		}
+	}
+}
+
+func (p *pod) step(ctx context.Context) error {
+	p.mu.Lock()
+	st := p.stream
+	p.mu.Unlock()
+	if st == nil {
+		p.l.reconnect(ctx)
+		var err error
+		if st, err = p.open(ctx); err != nil {
+			return err
+		}
+		p.mu.Lock()
+		p.stream = st
+		p.mu.Unlock()
+		p.e.log.Info("pod peer connected; resyncing", "pod", p.name, "link", p.l.rec.Name)
+	}
+	for _, m := range p.unready() {
+		if err := p.initMember(ctx, m); err != nil {
+			return fmt.Errorf("initial copy of %s: %w", m.local, err)
+		}
+	}
+	if p.verify {
+		if err := p.compare(ctx); err != nil {
+			return err
+		}
+		p.verify = false
+	}
+	sent, err := p.resync(ctx, st)
+	if err != nil {
+		p.fail(st, err, nil, 0, 0)
+		return err
+	}
+	p.mu.Lock()
+	clean := p.stream == st
+	for _, m := range p.members {
+		clean = clean && m.ready && m.dirty.Empty()
+	}
+	if sent > 0 {
+		p.lastResync = sent
+	}
+	was := p.synced
+	p.synced = clean
+	if clean {
+		p.lastErr = nil
+	}
+	p.mu.Unlock()
+	if clean && !was {
+		p.e.log.Info("pod in sync", "pod", p.name, "resync_bytes", sent)
+	}
+	return p.persistDirty()
+}
+
+func (p *pod) unready() []*podMember {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*podMember
+	for _, m := range p.members {
+		if !m.ready {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// initMember gets a new member's copy onto the peer: a snapshot shipped as
+// a delta from the newest snapshot both sides hold (in full when none),
+// while writes made meanwhile are recorded dirty for the resync.
+func (p *pod) initMember(ctx context.Context, m *podMember) error {
+	e := p.e
+	e.mu.Lock()
+	r := e.replicas[p.name]
+	if r == nil {
+		e.mu.Unlock()
+		return errdefs.NotFound("replica %q is gone", p.name)
+	}
+	r.rec.Seq++
+	name := fmt.Sprintf("%s.sync.%d", p.name, r.rec.Seq)
+	spec := r.rec.Spec
+	e.mu.Unlock()
+	snap, err := e.s.CreateSnapshot(ctx, m.local, name, map[string]string{LabelReplica: p.name})
+	if errdefs.IsNotFound(err) {
+		return nil // deleted meanwhile; refresh drops it
+	}
+	if err != nil {
+		return err
+	}
+	base, err := e.commonBase(ctx, p.l, m.local, m.remote, snap)
+	if err != nil {
+		return err
+	}
+	job, err := e.Job(ctx, m.local, base, snap, transfer.Target{Volume: m.remote, Pool: spec.RemotePool,
+		TransferID: transferID(p.name, m.local, snap.GUID),
+		Labels:     map[string]string{LabelReplica: p.name, LabelSourceVolume: m.local, LabelSourceArray: e.id}})
+	if err != nil {
+		return err
+	}
+	res, err := transfer.Send(ctx, p.l.xfer, job, transfer.Options{Compress: p.l.rec.Compression, Limiter: p.l.limiter})
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	m.ready = true
+	p.mu.Unlock()
+	e.setSynced(ctx, p.name, m.local, true)
+	// Keep only this snapshot of the pod's: it is the base a later change
+	// to async, or a re-initialisation, sends its delta from.
+	if snaps, err := e.s.ListSnapshots(ctx, m.local); err == nil {
+		for _, s := range snaps {
+			if s.Labels[LabelReplica] == p.name && s.Name != name {
+				_ = e.s.DeleteSnapshot(ctx, m.local, s.Name)
+			}
+		}
+	}
+	e.log.Info("pod member copied to the peer", "pod", p.name, "volume", m.local, "bytes", res.WireBytes, "incremental", base != nil)
+	return nil
+}
+
+// resync sends every dirty block, read under the blocks' locks so it
+// queues in order with writes to the same blocks, and returns the bytes sent.
+func (p *pod) resync(ctx context.Context, st *mirrorStream) (int64, error) {
+	var sent int64
+	for _, m := range p.readyMembers() {
+		p.mu.Lock()
+		d := m.dirty
+		m.dirty = bitmap.New()
+		m.dirtyChanged = true
+		p.mu.Unlock()
+		if d.Empty() {
+			continue
+		}
+		type waiter struct {
+			done    <-chan error
+			off, ln int64
+		}
+		var waits []waiter
+		var err error
+		d.Runs(0, ^uint64(0), func(lo, hi uint64) bool {
+			for b := lo; b < hi && err == nil; b += 256 {
+				n := min(hi-b, 256)
+				off, buf := int64(b)*bs, make([]byte, int64(n)*bs)
+				err = p.e.s.ReadLocked(ctx, m.local, off, buf, func(data []byte) {
+					p.mu.Lock()
+					defer p.mu.Unlock()
+					done, qerr := st.enqueue(m, off, int64(len(data)), func(seq uint64) *arrayv1.MirrorRequest {
+						return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Write{Write: &arrayv1.MirrorWrite{Seq: seq, Volume: m.remote, Offset: off, Data: data}}}
+					})
+					if qerr != nil {
+						err = qerr
+						return
+					}
+					waits = append(waits, waiter{done, off, int64(len(data))})
+				})
+			}
+			return err == nil
+		})
+		for _, w := range waits {
+			if err == nil && !p.await(st, w.done, m, w.off, w.ln) {
+				err = errdefs.Unavailable("the peer dropped out during the resync")
+			}
+			if err == nil {
+				sent += w.ln
+			}
+		}
+		if errdefs.IsNotFound(err) {
+			continue // the volume went away
+		}
+		if err != nil {
+			p.mu.Lock()
+			m.dirty.Or(d)
+			p.mu.Unlock()
+			return sent, err
+		}
+	}
+	return sent, nil
+}
+
+func (p *pod) readyMembers() []*podMember {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*podMember
+	for _, m := range p.members {
+		if m.ready {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// compare marks dirty every block whose checksum differs between the two
+// copies. It runs once after this array crashed, when writes may have
+// reached its disk without reaching the peer or the dirty bitmap.
+func (p *pod) compare(ctx context.Context) error {
+	for _, m := range p.readyMembers() {
+		v, err := p.e.s.GetVolume(ctx, m.local)
+		if err != nil {
+			continue
+		}
+		// Checksums work on snapshots: compare a fresh one of each side's
+		// current content, taken while the pod mirrors (or records) writes.
+		tmp := p.name + ".verify"
+		if _, err := p.e.s.CreateSnapshot(ctx, m.local, tmp, map[string]string{LabelReplica: p.name}); err != nil {
+			return err
+		}
+		defer p.e.s.DeleteSnapshot(context.WithoutCancel(ctx), m.local, tmp)
+		remote, err := p.l.peer.GetVolume(ctx, m.remote)
+		if err != nil {
+			return err
+		}
+		_ = remote
+		n := 0
+		for off := int64(0); off < v.SizeBytes; off += 64 << 20 {
+			ln := min(int64(64<<20), v.SizeBytes-off)
+			local, err := p.e.s.Checksums(ctx, m.local, tmp, off, ln)
+			if err != nil {
+				return err
+			}
+			peer, err := p.peerChecksums(ctx, m.remote, off, ln)
+			if err != nil {
+				return err
+			}
+			p.mu.Lock()
+			for i := range local {
+				if i >= len(peer) || local[i] != peer[i] {
+					m.markDirty(off+int64(i)*bs, bs)
+					n++
+				}
+			}
+			p.mu.Unlock()
+		}
+		p.e.log.Info("compared pod copies after an unclean restart", "pod", p.name, "volume", m.local, "differing_blocks", n)
+	}
+	return nil
+}
+
+// peerChecksums checksums the peer's current copy through a throwaway
+// snapshot there (the peer's copy changes only through this pod).
+func (p *pod) peerChecksums(ctx context.Context, vol string, off, ln int64) ([]uint32, error) {
+	tmp := p.name + ".verify"
+	if _, err := p.l.peer.CreateSnapshot(ctx, vol, tmp, nil); err != nil && !errdefs.IsAlreadyExists(err) {
+		return nil, err
+	}
+	defer p.l.peer.DeleteSnapshot(context.WithoutCancel(ctx), vol, tmp)
+	return p.l.peer.Checksums(ctx, vol, tmp, off, ln)
+}
+
+func (p *pod) open(ctx context.Context) (*mirrorStream, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	cs, err := p.l.xfer.Mirror(sctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if err := cs.Send(&arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Open{Open: &arrayv1.MirrorOpen{Pod: p.name, SourceArrayId: p.e.id}}}); err != nil {
+		cancel()
+		return nil, err
+	}
+	st := &mirrorStream{cs: cs, cancel: cancel, out: make(chan *arrayv1.MirrorRequest, 256), pending: map[uint64]pendingOp{}, dead: make(chan struct{})}
+	// A stream can die between writes, with nothing waiting on it.
+	st.onDead = func(err error) { p.fail(st, err, nil, 0, 0) }
+	go st.sendLoop()
+	go st.recvLoop()
+	return st, nil
+}
+
+// view fills in a sync replica's state from its pod.
+func (p *pod) view(v *array.Replica) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var dirty int64
+	ready := true
+	for _, m := range p.members {
+		dirty += int64(m.dirty.Count()) * bs
+		ready = ready && m.ready
+	}
+	v.DirtyBytes, v.LastResyncBytes = dirty, p.lastResync
+	switch {
+	case p.synced:
+		v.PeerState, v.SyncState = array.PeerOnline, array.SyncInSync
+	case p.stream != nil:
+		v.PeerState, v.SyncState = array.PeerResyncing, array.SyncInProgress
+	default:
+		v.PeerState, v.SyncState = array.PeerOffline, array.SyncOutOfSync
+	}
+	switch {
+	case v.State == array.StateSuspended:
+	case !ready && p.stream != nil:
+		v.State = array.StateInitializing
+	case !p.synced && p.lastErr != nil:
+		v.State, v.Message = array.StateDegraded, p.lastErr.Error()
+	case !p.synced:
+		v.State = array.StateDegraded
+		v.Message = "resyncing the peer"
+	default:
+		v.State, v.Message = array.StateActive, ""
+	}
+}
+
+// mirrorStream is one ordered Mirror stream to the peer.
+type mirrorStream struct {
+	cs     arrayv1.TransferService_MirrorClient
+	cancel context.CancelFunc
+	out    chan *arrayv1.MirrorRequest
+
+	mu      sync.Mutex
+	seq     uint64
+	pending map[uint64]pendingOp
+
+	dead     chan struct{}
+	deadOnce sync.Once
+	err      error
+	onDead   func(error)
+}
+
+type pendingOp struct {
+	m           *podMember
+	off, length int64
+	done        chan error
+}
+
+func (st *mirrorStream) enqueue(m *podMember, off, length int64, build func(seq uint64) *arrayv1.MirrorRequest) (<-chan error, error) {
+	st.mu.Lock()
+	select {
+	case <-st.dead:
+		st.mu.Unlock()
+		return nil, st.deathErr()
+	default:
+	}
+	st.seq++
+	seq := st.seq
+	done := make(chan error, 1)
+	st.pending[seq] = pendingOp{m: m, off: off, length: length, done: done}
+	st.mu.Unlock()
+	select {
+	case st.out <- build(seq):
+		return done, nil
+	case <-st.dead:
+		return nil, st.deathErr()
+	}
+}
+
+func (st *mirrorStream) sendLoop() {
+	for {
+		select {
+		case msg := <-st.out:
+			if err := st.cs.Send(msg); err != nil {
+				st.kill(err)
+				return
+			}
+		case <-st.dead:
+			st.cs.CloseSend()
+			return
+		}
+	}
+}
+
+func (st *mirrorStream) recvLoop() {
+	for {
+		r, err := st.cs.Recv()
+		if err != nil {
+			st.kill(err)
+			return
+		}
+		st.mu.Lock()
+		op, ok := st.pending[r.GetSeq()]
+		delete(st.pending, r.GetSeq())
+		st.mu.Unlock()
+		if !ok {
+			continue
+		}
+		if r.GetError() != "" {
+			op.done <- errors.New(r.GetError())
+		} else {
+			op.done <- nil
+		}
+	}
+}
+
+func (st *mirrorStream) kill(err error) {
+	st.deadOnce.Do(func() {
+		st.mu.Lock()
+		st.err = err
+		st.mu.Unlock()
+		close(st.dead)
+		st.cancel()
+		if st.onDead != nil {
+			go st.onDead(err)
+		}
+	})
+}
+
+func (st *mirrorStream) deathErr() error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.err == nil {
+		return errdefs.Unavailable("mirror stream closed")
+	}
+	return errdefs.Unavailable("mirror stream: %v", st.err)
+}
+
+func (st *mirrorStream) takePending() []pendingOp {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	out := make([]pendingOp, 0, len(st.pending))
+	for _, op := range st.pending {
+		out = append(out, op)
+	}
+	clear(st.pending)
+	return out
+}
+
+var _ store.Mirror = (*podMember)(nil)

@@ -1,0 +1,198 @@
+package replication_test
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/clock"
+)
+
+func newPod(t *testing.T, timeout time.Duration) (*source, *target) {
+	t.Helper()
+	src, tg := newSource(t, clock.NewFake(t0)), newTarget(t)
+	ctx := t.Context()
+	if _, err := src.st.CreateGroup(ctx, "cinder-pod", "cinder", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"v1", "v2"} {
+		if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: v, Pool: "cinder", SizeBytes: 16 * mib}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := src.st.WriteVolume(ctx, "v1", 0, bytes.Repeat([]byte{1}, mib), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.st.AddMembers(ctx, "cinder-pod", []string{"v1"}); err != nil {
+		t.Fatal(err)
+	}
+	protect(t, src, tg, "pod", array.ReplicaSpec{Kind: array.KindGroup, Local: "cinder-pod", Type: array.TypeSync, SyncTimeout: timeout})
+	syncNow(t, src)
+	return src, tg
+}
+
+func syncNow(t *testing.T, src *source) array.Replica {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	r, err := src.eng.SyncReplica(ctx, "pod", true)
+	if err != nil {
+		t.Fatalf("waiting for the pod to be in sync: %v", err)
+	}
+	return r
+}
+
+func same(t *testing.T, src *source, tg *target, vol string) {
+	t.Helper()
+	a, b := make([]byte, 16*mib), make([]byte, 16*mib)
+	if err := src.st.ReadVolume(t.Context(), vol, 0, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.st.ReadVolume(t.Context(), vol, 0, b); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		for i := range a {
+			if a[i] != b[i] {
+				t.Fatalf("%s differs between the two sides first at byte %d", vol, i)
+			}
+		}
+	}
+}
+
+// TestPodMirrorsEveryWrite: once in sync, a write is on the peer when it
+// is acknowledged, with no snapshot in between; members added later are
+// copied and mirrored too.
+func TestPodMirrorsEveryWrite(t *testing.T) {
+	src, tg := newPod(t, 2*time.Second)
+	ctx := t.Context()
+	same(t, src, tg, "v1") // the initial copy
+	for i := 0; i < 50; i++ {
+		off := int64(i) * 12345
+		p := bytes.Repeat([]byte{byte(i + 2)}, 5000)
+		if err := src.st.WriteVolume(ctx, "v1", off, p, false); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(p))
+		if err := tg.st.ReadVolume(ctx, "v1", off, got); err != nil || !bytes.Equal(got, p) {
+			t.Fatalf("write %d is not on the peer when acknowledged (%v)", i, err)
+		}
+	}
+	// The peer's copy takes no client writes.
+	if err := tg.st.WriteVolume(ctx, "v1", 0, []byte{1}, false); err == nil {
+		t.Fatal("the peer's copy accepted a client write")
+	}
+	// A volume joining the pod is copied, then mirrored.
+	if err := src.st.WriteVolume(ctx, "v2", 3*mib, bytes.Repeat([]byte{9}, mib), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.st.AddMembers(ctx, "cinder-pod", []string{"v2"}); err != nil {
+		t.Fatal(err)
+	}
+	r := syncNow(t, src)
+	if r.State != array.StateActive || r.PeerState != array.PeerOnline || r.SyncState != array.SyncInSync {
+		t.Fatalf("pod after a new member: %+v", r)
+	}
+	if err := src.st.WriteVolume(ctx, "v2", 0, []byte("mirrored"), false); err != nil {
+		t.Fatal(err)
+	}
+	same(t, src, tg, "v2")
+}
+
+// TestPodFaultDrill writes continuously, takes the peer away, checks the
+// writes go on after the timeout, brings the peer back and checks the
+// resync sends only the dirty blocks and both sides end up equal.
+func TestPodFaultDrill(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	src, tg := newPod(t, timeout)
+	ctx := t.Context()
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var acked, slow atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r := rand.New(rand.NewPCG(3, 4))
+		for i := 0; !stop.Load(); i++ {
+			off := r.Int64N(16*mib/4096) * 4096
+			start := time.Now()
+			if err := src.st.WriteVolume(ctx, "v1", off, bytes.Repeat([]byte{byte(i)}, 4096), false); err != nil {
+				t.Error(err)
+				return
+			}
+			if time.Since(start) > timeout+time.Second {
+				slow.Add(1)
+			}
+			acked.Add(1)
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	tg.halt()
+	// Writes keep being acknowledged once the timeout has passed.
+	before := acked.Load()
+	time.Sleep(timeout + 700*time.Millisecond)
+	if acked.Load() <= before+10 {
+		t.Fatalf("writes stopped while the peer was gone: %d then %d", before, acked.Load())
+	}
+	r, _ := src.eng.GetReplica(ctx, "pod")
+	if r.PeerState != array.PeerOffline || r.State != array.StateDegraded || r.DirtyBytes == 0 {
+		t.Fatalf("with the peer gone: %+v", r)
+	}
+	stop.Store(true)
+	wg.Wait()
+	if slow.Load() > 0 {
+		t.Fatalf("%d writes waited longer than the timeout", slow.Load())
+	}
+	if err := src.st.FlushVolume(ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	r, _ = src.eng.GetReplica(ctx, "pod")
+	dirty := r.DirtyBytes
+	tg.start()
+	r = syncNow(t, src)
+	t.Logf("%d writes acknowledged; %d dirty bytes; the resync sent %d bytes (%.2fx)", acked.Load(), dirty, r.LastResyncBytes, float64(r.LastResyncBytes)/float64(dirty))
+	if r.LastResyncBytes > dirty*11/10 || r.LastResyncBytes < dirty {
+		t.Fatalf("the resync sent %d bytes for %d dirty", r.LastResyncBytes, dirty)
+	}
+	if r.DirtyBytes != 0 || r.PeerState != array.PeerOnline {
+		t.Fatalf("after the resync: %+v", r)
+	}
+	same(t, src, tg, "v1")
+}
+
+// TestPodChangeType turns a pod async and back without a full copy.
+func TestPodChangeType(t *testing.T) {
+	src, tg := newPod(t, 2*time.Second)
+	ctx := t.Context()
+	r, err := src.eng.ChangeReplicaType(ctx, "pod", array.TypeAsync)
+	if err != nil || r.Type != array.TypeAsync {
+		t.Fatalf("to async: %+v, %v", r, err)
+	}
+	if err := src.st.WriteVolume(ctx, "v1", 5*mib, bytes.Repeat([]byte{7}, 2*mib), false); err != nil {
+		t.Fatal(err)
+	}
+	r, err = src.eng.SyncReplica(ctx, "pod", true)
+	if err != nil || r.LastSyncBytes > 3*mib {
+		t.Fatalf("async cycle after sync sent %d bytes (want a delta of about 2 MiB): %v", r.LastSyncBytes, err)
+	}
+	if err := src.st.WriteVolume(ctx, "v1", 9*mib, bytes.Repeat([]byte{8}, mib), false); err != nil {
+		t.Fatal(err)
+	}
+	sentBefore := r.TotalBytesSent
+	if r, err = src.eng.ChangeReplicaType(ctx, "pod", array.TypeSync); err != nil || r.Type != array.TypeSync {
+		t.Fatalf("to sync: %+v, %v", r, err)
+	}
+	r = syncNow(t, src)
+	same(t, src, tg, "v1")
+	_ = sentBefore
+	if err := src.st.WriteVolume(ctx, "v1", 0, []byte("after"), false); err != nil {
+		t.Fatal(err)
+	}
+	same(t, src, tg, "v1")
+}

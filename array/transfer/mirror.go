@@ -1,0 +1,62 @@
+package transfer
+
+import (
+	"errors"
+	"io"
+
+	"github.com/volrep/volrep/errdefs"
+	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
+)
+
+// Mirror applies a pod's writes to this array's copies, in the order they
+// arrive, and acknowledges each once applied (a flush once durable). The
+// copies stay read-only to clients: only the pod's writer changes them.
+func (t *Service) Mirror(stream arrayv1.TransferService_MirrorServer) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	open := first.GetOpen()
+	if open == nil {
+		return errdefs.InvalidArgument("open", "the first message must name the pod")
+	}
+	log := t.log.With("pod", open.GetPod())
+	log.Info("mirror stream open", "source_array", open.GetSourceArrayId())
+	defer log.Info("mirror stream closed")
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var seq uint64
+		switch m := msg.Msg.(type) {
+		case *arrayv1.MirrorRequest_Write:
+			seq = m.Write.GetSeq()
+			err = t.s.ApplyMirrored(ctx, m.Write.GetVolume(), m.Write.GetOffset(), m.Write.GetData())
+		case *arrayv1.MirrorRequest_Zero:
+			seq = m.Zero.GetSeq()
+			err = t.s.ApplyMirroredZero(ctx, m.Zero.GetVolume(), m.Zero.GetOffset(), m.Zero.GetLength())
+		case *arrayv1.MirrorRequest_Flush:
+			seq = m.Flush.GetSeq()
+			for _, v := range m.Flush.GetVolumes() {
+				if err = t.s.FlushVolume(ctx, v); err != nil && !errdefs.IsNotFound(err) {
+					break
+				}
+				err = nil
+			}
+		default:
+			return errdefs.InvalidArgument("msg", "unexpected %T on a mirror stream", m)
+		}
+		resp := &arrayv1.MirrorResponse{Seq: seq}
+		if err != nil {
+			resp.Error = err.Error()
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
