@@ -15,7 +15,8 @@ HEALTH_PROBE_VERSION       := v0.4.40
 
 # command → Debian package, for the real clients the tests drive.
 DEB_TOOLS := qemu-img:qemu-utils qemu-io:qemu-utils nbdinfo:libnbd-bin nbdcopy:libnbd-bin \
-             nbdkit:nbdkit fio:fio rsync:rsync systemd-analyze:systemd
+             nbdkit:nbdkit fio:fio rsync:rsync systemd-analyze:systemd journalctl:systemd \
+             promtool:prometheus
 # Python module → Debian package, for the Cinder driver and its stubs.
 # Debian's python3 (not a pyenv one on PATH) sees these packages.
 DEB_PYTHON := grpc_tools:python3-grpc-tools grpc:python3-grpcio cinder:python3-cinder
@@ -79,7 +80,7 @@ deps:
 		/usr/bin/python3 -c "import $$mod" >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
 
 clean:
 	rm -rf $(BIN) .volrep-demo

@@ -78,7 +78,7 @@ func TestDefaults(t *testing.T) {
 	if got := cfg.Backends[0]; !reflect.DeepEqual(got, want) {
 		t.Errorf("backend:\n got %#v\nwant %#v", got, want)
 	}
-	wantDaemon := Daemon{DriverListen: "127.0.0.1:7400", LogFormat: "text", LogLevel: "info", StateDir: "/var/lib/volrep/driver"}
+	wantDaemon := Daemon{DriverListen: "127.0.0.1:7400", LogFormat: "auto", LogLevel: "info", StateDir: "/var/lib/volrep/driver"}
 	if cfg.Daemon != wantDaemon {
 		t.Errorf("daemon = %+v, want %+v", cfg.Daemon, wantDaemon)
 	}

@@ -23,7 +23,7 @@ func ExampleLoad_typos() {
 	// Output:
 	// testdata/typos.conf:5: enabled_backends in [DEFAULT] lists "puredriver-4" but there is no [puredriver-4] section; did you mean "puredriver_4"?
 	// testdata/typos.conf:6: unknown key "enabled_backend" in [DEFAULT]; did you mean "enabled_backends"?
-	// testdata/typos.conf:11: log_format in [volrep] must be one of text, json, journal; got "jsno"; did you mean "json"?
+	// testdata/typos.conf:11: log_format in [volrep] must be one of auto, text, json, journal; got "jsno"; did you mean "json"?
 	// testdata/typos.conf:12: unknown key "log_levle" in [volrep]; did you mean "log_level"?
 	// testdata/typos.conf:16: listen in [array:site-a] has a bad port; use a number from 1 to 65535; got "127.0.0.1:74o1"
 	// testdata/typos.conf:19: unknown section [arrays:site-b] is ignored; did you mean [array:site-b]?

@@ -226,7 +226,7 @@ func TestRules(t *testing.T) {
 				"api_token = tok-array-a-01",
 			),
 			want: []string{
-				`t.conf:3: log_format in [volrep] must be one of text, json, journal; got "yaml"`,
+				`t.conf:3: log_format in [volrep] must be one of auto, text, json, journal; got "yaml"`,
 				`t.conf:4: log_level in [volrep] must be one of debug, info, warn, error; got "warning"`,
 				`t.conf:5: unknown key "log_levle" in [volrep]; did you mean "log_level"?`,
 				`t.conf:6: state_dir in [volrep] is empty; set a directory or delete the line for /var/lib/volrep/driver`,

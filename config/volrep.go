@@ -17,9 +17,10 @@ func (p *parser) readDaemon() Daemon {
 	d := Daemon{
 		DriverListen:  p.checkAddr(nil, "driver_listen", "127.0.0.1:7400", "", true, s),
 		MetricsListen: p.checkAddr(nil, "metrics_listen", "", "", true, s),
-		LogFormat:     p.checkChoice(nil, "log_format", "text", []string{"text", "json", "journal"}, s),
-		LogLevel:      p.checkChoice(nil, "log_level", "info", []string{"debug", "info", "warn", "error"}, s),
-		StateDir:      "/var/lib/volrep/driver",
+		// auto: journald when stderr is the journal (under systemd), else text.
+		LogFormat: p.checkChoice(nil, "log_format", "auto", []string{"auto", "text", "json", "journal"}, s),
+		LogLevel:  p.checkChoice(nil, "log_level", "info", []string{"debug", "info", "warn", "error"}, s),
+		StateDir:  "/var/lib/volrep/driver",
 	}
 	// An empty token means what leaving it out means: no token required.
 	if v, ok := p.first("driver_api_token", s); ok {

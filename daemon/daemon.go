@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/client"
 	"github.com/volrep/volrep/array/export"
 	"github.com/volrep/volrep/array/nbd"
@@ -24,6 +25,7 @@ import (
 	"github.com/volrep/volrep/config"
 	"github.com/volrep/volrep/driver"
 	driverservice "github.com/volrep/volrep/driver/service"
+	"github.com/volrep/volrep/metrics"
 	"github.com/volrep/volrep/server"
 )
 
@@ -48,7 +50,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, len(cfg.Arrays)+2)
+	// Each array may report two errors (API, NBD); the driver API and the
+	// metrics server one each.
+	errs := make(chan error, 2*len(cfg.Arrays)+2)
 	serve := func(s *server.Server, lis net.Listener) {
 		wg.Add(1)
 		go func() {
@@ -58,6 +62,13 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 				cancel()
 			}
 		}()
+	}
+
+	// The metrics registry exists only when metrics_listen is set; every
+	// hook below is skipped when it is nil.
+	var reg *metrics.Registry
+	if cfg.Daemon.MetricsListen != "" {
+		reg = metrics.New()
 	}
 
 	var stores []*store.Store
@@ -73,7 +84,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			log.Error("array not started: its configuration has problems", "array", a.Name, "problems", a.Problems.Error())
 			continue
 		}
-		h, err := startArray(ctx, a, log)
+		h, err := startArray(ctx, a, log, reg)
 		if err != nil {
 			cancel()
 			wg.Wait()
@@ -101,13 +112,26 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 	}
 
-	dsrv := server.New(server.Options{Name: "driver", Logger: log, Token: cfg.Daemon.DriverAPIToken.Reveal()})
+	dopts := server.Options{Name: "driver", Logger: log, Token: cfg.Daemon.DriverAPIToken.Reveal()}
+	if reg != nil {
+		dopts.ExtraUnary = []grpc.UnaryServerInterceptor{reg.UnaryServerInterceptor("driver")}
+		dopts.ExtraStream = []grpc.StreamServerInterceptor{reg.StreamServerInterceptor("driver")}
+	}
+	dsrv := server.New(dopts)
 	d := driver.New(cfg.Backends, driver.Options{
 		Logger: log, Dial: dialArray, ConfigFile: cfg.File,
-		OnState: func(st driver.State) { dsrv.SetServingStatus("backend/"+st.Name, st.Up) },
+		OnState: func(st driver.State) {
+			dsrv.SetServingStatus("backend/"+st.Name, st.Up)
+			if reg != nil {
+				reg.SetBackendUp(st.Name, st.Up)
+			}
+		},
 	})
 	for _, st := range d.States() {
 		dsrv.SetServingStatus("backend/"+st.Name, false)
+		if reg != nil {
+			reg.SetBackendUp(st.Name, false)
+		}
 	}
 	driverservice.New(d).Register(dsrv.GRPC())
 	lis, err := server.Listen(ctx, cfg.Daemon.DriverListen)
@@ -118,6 +142,23 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	serve(dsrv, lis)
 	fmt.Fprintf(opts.Announce, "volrepd: driver API on %s (backends: %d)\n", lis.Addr(), len(cfg.Backends))
+	if reg != nil {
+		mlis, err := server.Listen(ctx, cfg.Daemon.MetricsListen)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("metrics_listen: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := metrics.ServeListener(ctx, mlis, reg); err != nil {
+				errs <- err
+				cancel()
+			}
+		}()
+		fmt.Fprintf(opts.Announce, "volrepd: metrics on http://%s/metrics\n", mlis.Addr())
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -152,7 +193,7 @@ type hostedArray struct {
 	nbdLis net.Listener
 }
 
-func startArray(ctx context.Context, a config.Array, log *slog.Logger) (*hostedArray, error) {
+func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metrics.Registry) (*hostedArray, error) {
 	alog := log.With("array", a.Name)
 	h := &hostedArray{}
 	var err error
@@ -181,10 +222,21 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger) (*hostedA
 			return fail(fmt.Errorf("creating pool %q: %w", p, err))
 		}
 	}
-	if h.repl, err = replication.New(ctx, h.store, replication.Options{Logger: alog, Dial: dialPeer}); err != nil {
+	ropts := replication.Options{Logger: alog, Dial: dialPeer}
+	sopts := server.Options{Name: "array " + a.Name, Logger: log, Token: a.APIToken.Reveal()}
+	if reg != nil {
+		ropts.OnCycle = reg.ReplicationCycle(a.Name)
+		sopts.ExtraUnary = []grpc.UnaryServerInterceptor{reg.UnaryServerInterceptor("array " + a.Name)}
+		sopts.ExtraStream = []grpc.StreamServerInterceptor{reg.StreamServerInterceptor("array " + a.Name)}
+	}
+	if h.repl, err = replication.New(ctx, h.store, ropts); err != nil {
 		return fail(err)
 	}
-	h.api = server.New(server.Options{Name: "array " + a.Name, Logger: log, Token: a.APIToken.Reveal()})
+	if reg != nil {
+		repl := h.repl
+		reg.Replicas(a.Name, func(ctx context.Context) ([]array.Replica, error) { return repl.ListReplicas(ctx, "") })
+	}
+	h.api = server.New(sopts)
 	service.New(h.store).Register(h.api.GRPC())
 	service.NewReplication(h.repl).Register(h.api.GRPC())
 	service.NewOperations(h.repl).Register(h.api.GRPC())

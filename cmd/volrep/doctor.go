@@ -387,6 +387,12 @@ func checkArrays(ctx context.Context, rep *doctorReport, cfg *config.Config) {
 	for i, r := range refs {
 		checkArray(rep, cfg.File, r, probes[i])
 	}
+	// Links after every array, so each area prints as one block.
+	for i, r := range refs {
+		if r.primary && r.addr != "" && r.token != "" && probes[i].err == nil {
+			checkLinks(rep, fmt.Sprintf("%s:%d", cfg.File, r.line), r, probes[i])
+		}
+	}
 }
 
 func checkArray(rep *doctorReport, file string, r arrayRef, p arrayProbe) {
@@ -422,9 +428,6 @@ func checkArray(rep *doctorReport, file string, r arrayRef, p arrayProbe) {
 		c.Fix = "synchronise the clocks of this host and the array (chrony, NTP): replication lag and RPO are computed from them"
 	}
 	rep.add(c)
-	if r.primary {
-		checkLinks(rep, where, r, p)
-	}
 }
 
 // checkLinks reports the primary array's links: each async
@@ -471,7 +474,7 @@ func checkLinks(rep *doctorReport, where string, r arrayRef, p arrayProbe) {
 		if !seen[id] {
 			rep.add(doctorCheck{Area: "link", Name: prefix + id, Status: statusFail,
 				Detail: fmt.Sprintf("missing: replication_device %s has no link on the primary array yet", id),
-				Fix: fmt.Sprintf("volrepd creates it when replication converges; check replication_device %s (%s:%d) and journalctl -u volrepd",
+				Fix: fmt.Sprintf("volrepd makes it once it reaches replication_device %s (%s:%d) with its token: see that array's check above, and journalctl -u volrepd",
 					id, fileOf(where), d.Line)})
 		}
 	}
@@ -485,12 +488,11 @@ func fileOf(where string) string {
 }
 
 func formatSkew(d time.Duration) string {
-	sign := "+"
+	d = d.Round(time.Millisecond)
 	if d < 0 {
-		sign = "-"
-		d = -d
+		return "-" + (-d).String()
 	}
-	return sign + d.Round(time.Millisecond).String()
+	return "+" + d.String()
 }
 
 // errMessage is an error's message without gRPC's "rpc error: code = ..."
@@ -594,6 +596,8 @@ func printBackendSummary(w io.Writer, b backendSummary) {
 
 func summaryLine(rep *doctorReport) string {
 	switch {
+	case rep.Failures == 0 && rep.Warnings == 0 && rep.Daemon == "":
+		return "The file is fine. Only the file was checked (--offline)."
 	case rep.Failures == 0 && rep.Warnings == 0:
 		return "Everything checked is fine."
 	case rep.Failures == 0:

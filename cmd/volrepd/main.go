@@ -38,7 +38,11 @@ func main() {
 		fmt.Fprintf(os.Stderr, "volrepd: %s: configuration is valid\n", cfg.File)
 		return
 	}
-	log := daemon.NewLogger(cfg.Daemon, os.Stderr)
+	log, err := daemon.NewLogger(cfg.Daemon, os.Stderr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "volrepd: %v\n", err)
+		os.Exit(1)
+	}
 	if addr := os.Getenv("VOLREP_PPROF"); addr != "" {
 		// Opt-in profiling (go tool pprof http://ADDR/debug/pprof/profile).
 		go func() { log.Warn("pprof server stopped", "err", http.ListenAndServe(addr, nil)) }()

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
+	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
+	"github.com/volrep/volrep/server"
+)
+
+// fakeArray is a test double for the two array calls doctor makes. It is
+// served by the real server package, so a wrong token meets the real
+// auth interceptor and comes back UNAUTHENTICATED.
+type fakeArray struct {
+	arrayv1.UnimplementedArrayServiceServer
+	arrayv1.UnimplementedLinkServiceServer
+	name  string
+	skew  time.Duration
+	links []*arrayv1.Link
+}
+
+func (f *fakeArray) GetArrayInfo(context.Context, *arrayv1.GetArrayInfoRequest) (*arrayv1.GetArrayInfoResponse, error) {
+	return &arrayv1.GetArrayInfoResponse{Info: &arrayv1.ArrayInfo{Name: f.name, Id: "id-" + f.name, Now: timestamppb.New(time.Now().Add(f.skew))}}, nil
+}
+
+func (f *fakeArray) ListLinks(context.Context, *arrayv1.ListLinksRequest) (*arrayv1.ListLinksResponse, error) {
+	return &arrayv1.ListLinksResponse{Links: f.links}, nil
+}
+
+// startFakeArray serves f with token on a loopback port until the test ends.
+func startFakeArray(t *testing.T, f *fakeArray, token string) string {
+	t.Helper()
+	srv := server.New(server.Options{Name: "array " + f.name, Token: token, Logger: slog.New(slog.DiscardHandler)})
+	arrayv1.RegisterArrayServiceServer(srv.GRPC(), f)
+	arrayv1.RegisterLinkServiceServer(srv.GRPC(), f)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, lis) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("fake array %s: %v", f.name, err)
+		}
+	})
+	return lis.Addr().String()
+}
+
+func writeConf(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "volrep.conf")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const goodConf = `[DEFAULT]
+enabled_backends = pure1
+
+[volrep]
+driver_listen = %s
+
+[pure1]
+san_ip = %s
+pure_api_token = primary-secret-token
+replication_device = backend_id:pure2-async,san_ip:%s,api_token:target-secret-token
+pure_replica_interval_default = 600
+`
+
+// noTokens fails the test if output shows any token of the test configs.
+func noTokens(t *testing.T, out string) {
+	t.Helper()
+	for _, tok := range []string{"primary-secret-token", "target-secret-token", "wrong-secret-token"} {
+		if strings.Contains(out, tok) {
+			t.Errorf("output shows the token %q:\n%s", tok, out)
+		}
+	}
+}
+
+func TestDoctorOfflineTypo(t *testing.T) {
+	conf := writeConf(t, fmt.Sprintf(goodConf, "127.0.0.1:7400", "10.0.0.10", "10.0.0.20")+
+		"replication_device = bakend_id:pure3,san_ip:10.0.0.30,api_token:target-secret-token\n")
+	r := volrep(t, nil, "doctor", "--config", conf, "--offline")
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	want := conf + `:12: unknown key "bakend_id" in replication_device of [pure1]; did you mean "backend_id"?`
+	if !strings.Contains(r.stdout, "\n  "+want+"\n") {
+		t.Errorf("stdout lacks the problem line\n  %s\ngot:\n%s", want, r.stdout)
+	}
+	if !strings.Contains(r.stdout, "1 problem(s)") || !strings.Contains(r.stderr, "doctor found 1 problem(s)") {
+		t.Errorf("the summary does not count the problem:\n%s\n%s", r.stdout, r.stderr)
+	}
+	noTokens(t, r.stdout+r.stderr)
+}
+
+func TestDoctorOfflineValid(t *testing.T) {
+	conf := writeConf(t, fmt.Sprintf(goodConf, "127.0.0.1:7400", "10.0.0.10", "10.0.0.20"))
+	r := volrep(t, nil, "doctor", "--config", conf, "--offline")
+	if r.code != 0 {
+		t.Fatalf("exit %d, want 0\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{
+		"no problems",
+		"Backend [pure1] (line 7)",
+		"10.0.0.10:7401 (pure_api_token set)",
+		"pure2-async: async 10.0.0.20:7401 (api_token set, line 10)",
+		"cinder-group: every 10m; keep all for 4h, then 3 a day for 7 days",
+		"The file is fine. Only the file was checked (--offline).",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	noTokens(t, r.stdout+r.stderr)
+}
+
+func TestDoctorOfflineNeedsConfig(t *testing.T) {
+	if r := volrep(t, nil, "doctor", "--offline"); r.code != exitUsage {
+		t.Errorf("doctor --offline without --config: exit %d, want %d", r.code, exitUsage)
+	}
+	if r := volrep(t, nil, "doctor", "--config", filepath.Join(t.TempDir(), "missing.conf"), "--offline"); r.code != 1 || !strings.Contains(r.stderr, "missing.conf") {
+		t.Errorf("missing file: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+func TestBackendFix(t *testing.T) {
+	for _, c := range []struct{ reason, status, fix string }{
+		{`/etc/volrep/volrep.conf:31: unknown key "bakend_id" in replication_device of [demo]; did you mean "backend_id"?`, statusFail,
+			"fix the key at /etc/volrep/volrep.conf:31 and send SIGHUP (systemctl reload volrepd)"},
+		{"primary array at 10.0.0.10:7401 (san_ip in [pure1], /etc/volrep/volrep.conf:12) is unreachable: dial tcp 10.0.0.10:7401: connect: connection refused; check that it runs and the address is right", statusFail,
+			"check the array is running and reachable from this host"},
+		{"primary array at 10.0.0.10:7401 rejected the token: check pure_api_token in [pure1] (/etc/volrep/volrep.conf:12)", statusFail,
+			"check the token (/etc/volrep/volrep.conf:12): it must equal the array's api_token"},
+		{"/etc/volrep/volrep.conf:40: [pure2] has no san_ip; set it", statusFail,
+			"fix the configuration at /etc/volrep/volrep.conf:40 and send SIGHUP (systemctl reload volrepd)"},
+		{"starting", statusWarn, "the backend is still starting; run volrep doctor again in a few seconds"},
+		{"something else", statusFail, "see journalctl -u volrepd"},
+	} {
+		status, fix := backendFix(c.reason)
+		if status != c.status || fix != c.fix {
+			t.Errorf("backendFix(%q) = %s, %q; want %s, %q", c.reason, status, fix, c.status, c.fix)
+		}
+	}
+}
+
+func TestDoctorOnlineDaemonOnly(t *testing.T) {
+	f, addr := startFake(t)
+	f.mu.Lock()
+	f.backends = []*driverv1.Backend{
+		{Name: "pure1", Up: true, ActiveBackendId: "default", ReplicationTargets: []*driverv1.ReplicationTarget{{BackendId: "pure2-async", Type: "async"}}},
+		{Name: "pure2", Reason: `/etc/volrep/volrep.conf:31: unknown key "bakend_id" in replication_device of [pure2]; did you mean "backend_id"?`},
+	}
+	f.mu.Unlock()
+	r := volrep(t, nil, "--addr", addr, "doctor")
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1 (a backend is down)\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{
+		"OK     volrepd at " + addr + ": answers; 2 backend(s)",
+		"OK     [pure1]: up; active default; targets pure2-async(async)",
+		`FAIL   [pure2]: down: /etc/volrep/volrep.conf:31: unknown key "bakend_id"`,
+		"fix: fix the key at /etc/volrep/volrep.conf:31 and send SIGHUP (systemctl reload volrepd)",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+
+	f.mu.Lock()
+	f.backends = f.backends[:1]
+	f.mu.Unlock()
+	if r := volrep(t, nil, "--addr", addr, "doctor"); r.code != 0 {
+		t.Errorf("all backends up: exit %d, want 0\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestDoctorDaemonDown(t *testing.T) {
+	addr := closedAddr(t)
+	r := volrep(t, nil, "--addr", addr, "doctor")
+	if r.code != 1 || !strings.Contains(r.stdout, "FAIL   volrepd at "+addr+": ListBackends failed") || !strings.Contains(r.stdout, "UNAVAILABLE") {
+		t.Errorf("exit %d, stdout:\n%s", r.code, r.stdout)
+	}
+}
+
+// TestDoctorArrays checks the arrays of a config file directly: a good
+// primary with a connected link, then a target whose token is wrong, an
+// array far off in time, and one that is not there.
+func TestDoctorArrays(t *testing.T) {
+	_, daddr := startFake(t, "pure1")
+	target := &fakeArray{name: "site-b"}
+	taddr := startFakeArray(t, target, "target-secret-token")
+	primary := &fakeArray{name: "site-a", links: []*arrayv1.Link{{Name: "pure2-async", Address: taddr, State: arrayv1.LinkState_LINK_STATE_CONNECTED, RemoteArrayName: "site-b"}}}
+	paddr := startFakeArray(t, primary, "primary-secret-token")
+
+	conf := writeConf(t, fmt.Sprintf(goodConf, daddr, paddr, taddr))
+	// The daemon's address comes from driver_listen.
+	r := volrep(t, nil, "doctor", "--config", conf)
+	if r.code != 0 {
+		t.Fatalf("exit %d, want 0\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{
+		"OK     volrepd at " + daddr,
+		"OK     [pure1] primary array at " + paddr + ": array site-a answers, token accepted; clock skew",
+		"OK     [pure1] replication_device pure2-async at " + taddr + ": array site-b answers",
+		"OK     [pure1] primary site-a: link pure2-async -> " + taddr + ": connected to array site-b",
+		"Everything checked is fine.",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+
+	// Wrong target token, a skewed primary, a link the peer refuses.
+	primary.skew = 30 * time.Second
+	primary.links[0].State, primary.links[0].LastError = arrayv1.LinkState_LINK_STATE_UNAUTHORIZED, "invalid token"
+	bad := writeConf(t, strings.Replace(fmt.Sprintf(goodConf, daddr, paddr, taddr), "api_token:target-secret-token", "api_token:wrong-secret-token", 1))
+	r = volrep(t, nil, "doctor", "--config", bad)
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{
+		"FAIL   [pure1] replication_device pure2-async at " + taddr + ": rejected the token (UNAUTHENTICATED): invalid token",
+		"fix: check the token: api_token of the replication_device pure2-async in [pure1] (" + bad + ":10) must equal the array's api_token",
+		"WARN   [pure1] primary array at " + paddr + ": array site-a answers, token accepted; clock skew +30",
+		"FAIL   [pure1] primary site-a: link pure2-async -> " + taddr + ": the peer rejected the link's token (UNAUTHENTICATED): invalid token",
+		"2 problem(s), 1 warning(s).",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	noTokens(t, r.stdout+r.stderr)
+
+	// The same as JSON.
+	r = volrep(t, nil, "-o", "json", "doctor", "--config", bad)
+	var rep doctorReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("-o json: %v\n%s", err, r.stdout)
+	}
+	if r.code != 1 || rep.Failures != 2 || rep.Warnings != 1 || len(rep.Backends) != 1 || rep.Backends[0].SanIP != paddr {
+		t.Errorf("exit %d, report %+v", r.code, rep)
+	}
+	noTokens(t, r.stdout)
+
+	// A missing link and an unreachable target.
+	primary.skew, primary.links = 0, nil
+	gone := closedAddr(t)
+	r = volrep(t, nil, "doctor", "--config", writeConf(t, fmt.Sprintf(goodConf, daddr, paddr, gone)))
+	for _, want := range []string{
+		"FAIL   [pure1] replication_device pure2-async at " + gone + ": unreachable:",
+		"fix: check the array is running and reachable from this host",
+		"FAIL   [pure1] primary site-a: link pure2-async: missing",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1", r.code)
+	}
+}
+
+func TestDialable(t *testing.T) {
+	for in, want := range map[string]string{
+		"0.0.0.0:7400":   "127.0.0.1:7400",
+		"[::]:7400":      "127.0.0.1:7400",
+		":7400":          "127.0.0.1:7400",
+		"10.1.2.3:7400":  "10.1.2.3:7400",
+		"localhost:7400": "localhost:7400",
+	} {
+		if got := dialable(in); got != want {
+			t.Errorf("dialable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestFormatSkew(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0:                       "+0s",
+		-300 * time.Microsecond: "+0s", // rounds to zero: no "-0s"
+		1500 * time.Millisecond: "+1.5s",
+		-3 * time.Second:        "-3s",
+	} {
+		if got := formatSkew(d); got != want {
+			t.Errorf("formatSkew(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
