@@ -15,6 +15,9 @@ import (
 // pgReplica names the protection group's replica to one async target.
 func (b *Backend) pgReplica(backendID string) string { return b.cfg.PGName + "." + backendID }
 
+// podReplica names the pod's replica to its sync target.
+func (b *Backend) podReplica(backendID string) string { return b.cfg.PodName + "." + backendID }
+
 func (b *Backend) retention() array.Retention {
 	return array.Retention{AllFor: b.cfg.RetentionShortTerm, PerDay: b.cfg.RetentionPerDay, Days: b.cfg.RetentionDays}
 }
@@ -23,7 +26,7 @@ func (b *Backend) retention() array.Retention {
 // match the configuration. A target that cannot be reached leaves the
 // backend up with replication pending; it is retried while the backend is up.
 func (b *Backend) setupReplication(ctx context.Context) {
-	err := b.convergeAsync(ctx)
+	err := errors.Join(b.convergeAsync(ctx), b.convergeSync(ctx))
 	b.mu.Lock()
 	was := b.replErr
 	b.replErr = err
@@ -47,7 +50,51 @@ func (b *Backend) replicationPending() bool {
 }
 
 func (b *Backend) ensureGroup(ctx context.Context) error {
-	_, err := b.primary.Array.CreateGroup(ctx, b.cfg.PGName, b.cfg.Pool, map[string]string{labelBackend: b.cfg.Section})
+	return b.ensureGroupNamed(ctx, b.cfg.PGName)
+}
+
+func (b *Backend) ensureGroupNamed(ctx context.Context, name string) error {
+	_, err := b.primary.Array.CreateGroup(ctx, name, b.cfg.Pool, map[string]string{labelBackend: b.cfg.Section})
+	return err
+}
+
+// convergeSync creates, idempotently, the pod stretched to each sync
+// target: a consistency group with a SYNC replica.
+func (b *Backend) convergeSync(ctx context.Context) error {
+	sync := b.cfg.SyncTargets()
+	if len(sync) == 0 {
+		return nil
+	}
+	if err := b.ensureGroupNamed(ctx, b.cfg.PodName); err != nil {
+		return fmt.Errorf("pod %q: %w", b.cfg.PodName, err)
+	}
+	var errs []error
+	for _, rd := range sync {
+		if err := b.convergePod(ctx, rd.BackendID, rd.SanIP, rd.APIToken.Reveal()); err != nil {
+			errs = append(errs, fmt.Errorf("replication_device %s (%s): %w", rd.BackendID, rd.SanIP, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (b *Backend) convergePod(ctx context.Context, id, addr, token string) error {
+	t := b.targets[id]
+	if _, err := t.Array.CreatePool(ctx, b.cfg.Pool); err != nil {
+		return fmt.Errorf("creating pool %q on the target: %w", b.cfg.Pool, err)
+	}
+	r := b.primary.Replication
+	if _, err := r.CreateLink(ctx, array.LinkSpec{Name: id, Address: addr, Token: token}); err != nil {
+		return fmt.Errorf("linking the primary array to it: %w", err)
+	}
+	spec := array.ReplicaSpec{Name: b.podReplica(id), Kind: array.KindGroup, Local: b.cfg.PodName, Link: id,
+		Mode: array.ModeCreateTarget, RemotePool: b.cfg.Pool, Type: array.TypeSync, SyncTimeout: b.cfg.SyncTimeout}
+	_, err := r.ReplicateEntity(ctx, spec)
+	if errdefs.IsAlreadyExists(err) {
+		// The pod exists with other settings (say, another timeout); it
+		// keeps them until it is recreated.
+		b.log.Warn("pod exists with other settings; keeping them", "pod", b.cfg.PodName, "backend_id", id)
+		return nil
+	}
 	return err
 }
 
@@ -97,15 +144,17 @@ func (b *Backend) convergeTarget(ctx context.Context, id, addr, token string) er
 // replicationOf reports how a volume is replicated now, from the groups it
 // is a member of on the active array.
 func (b *Backend) replicationOf(ctx context.Context, name string) (string, error) {
-	g, err := b.activeArray().GetGroup(ctx, b.cfg.PGName)
-	if errdefs.IsNotFound(err) {
-		return extraspecs.None, nil
-	}
-	if err != nil {
-		return "", err
-	}
-	if slices.Contains(g.Members, name) {
-		return extraspecs.Async, nil
+	for _, kg := range []struct{ kind, group string }{{extraspecs.Async, b.cfg.PGName}, {extraspecs.Sync, b.cfg.PodName}} {
+		g, err := b.activeArray().GetGroup(ctx, kg.group)
+		if errdefs.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if slices.Contains(g.Members, name) {
+			return kg.kind, nil
+		}
 	}
 	return extraspecs.None, nil
 }
@@ -130,15 +179,37 @@ func (b *Backend) replicate(ctx context.Context, name, kind string) (string, err
 			}
 		}
 		return ReplEnabled, nil
+	case extraspecs.Sync:
+		if err := b.ensureGroupNamed(ctx, b.cfg.PodName); err != nil {
+			return "", err
+		}
+		if _, err := b.primary.Array.AddMembers(ctx, b.cfg.PodName, []string{name}); err != nil {
+			return "", fmt.Errorf("adding %s to pod %q: %w", name, b.cfg.PodName, err)
+		}
+		// The volume is protected when this returns: its copy is on the
+		// peer and every later write is mirrored.
+		for _, rd := range b.cfg.SyncTargets() {
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			_, err := b.primary.Replication.SyncReplica(wctx, b.podReplica(rd.BackendID), true)
+			cancel()
+			if err != nil {
+				b.log.Warn("the new volume's pod copy is not in sync yet; it will catch up", "volume", name, "backend_id", rd.BackendID, "err", err)
+			}
+		}
+		return ReplEnabled, nil
 	}
-	return "", errdefs.FailedPrecondition("%s replication is not available on backend %s yet", kind, b.cfg.Section)
+	return "", errdefs.FailedPrecondition("replication type %q is not supported", kind)
 }
 
 // unreplicate takes a volume out of replication; its remote copy is
 // removed by the protection group's next cycle.
 func (b *Backend) unreplicate(ctx context.Context, name, kind string) error {
-	if kind == extraspecs.Async {
+	switch kind {
+	case extraspecs.Async:
 		_, err := b.primary.Array.RemoveMembers(ctx, b.cfg.PGName, []string{name})
+		return err
+	case extraspecs.Sync:
+		_, err := b.primary.Array.RemoveMembers(ctx, b.cfg.PodName, []string{name})
 		return err
 	}
 	return nil
@@ -222,8 +293,17 @@ func (b *Backend) GetReplicationInfo(ctx context.Context, id string) (Replicatio
 		return ReplicationInfo{}, errdefs.FailedPrecondition("volume %s is not replicated: its volume type does not enable replication", id)
 	}
 	var out ReplicationInfo
-	for _, rd := range b.cfg.AsyncTargets() {
-		ti := b.targetInfo(ctx, rd.BackendID, name)
+	targets := b.cfg.AsyncTargets()
+	if kind == extraspecs.Sync {
+		targets = b.cfg.SyncTargets()
+	}
+	for _, rd := range targets {
+		var ti TargetInfo
+		if kind == extraspecs.Sync {
+			ti = b.podInfo(ctx, rd.BackendID)
+		} else {
+			ti = b.targetInfo(ctx, rd.BackendID, name)
+		}
 		out.Targets = append(out.Targets, ti)
 		if len(out.Targets) == 1 || healthRank[ti.Status] > healthRank[out.Status] {
 			out.TargetInfo = ti
@@ -303,4 +383,28 @@ func (b *Backend) SetReplicationSchedule(ctx context.Context, s Schedule) (Sched
 	b.mu.Unlock()
 	b.log.Info("replication schedule changed", "pg", b.cfg.PGName, "interval", s.Interval, "retention", ret)
 	return s, nil
+}
+
+// podInfo reports a sync target: in sync means nothing is lost if the
+// primary goes now.
+func (b *Backend) podInfo(ctx context.Context, id string) TargetInfo {
+	ti := TargetInfo{BackendID: id, Type: extraspecs.Sync}
+	rep, err := b.primary.Replication.GetReplica(ctx, b.podReplica(id))
+	if err != nil {
+		ti.Status, ti.Message = Error, fmt.Sprintf("pod replica %s: %v", b.podReplica(id), err)
+		return ti
+	}
+	ti.LastSyncBytes = rep.LastResyncBytes
+	switch rep.PeerState {
+	case array.PeerOnline:
+		ti.Status, ti.LastSyncTime = Healthy, b.opts.Now()
+	case array.PeerResyncing:
+		ti.Status, ti.Message = Degraded, fmt.Sprintf("resyncing the peer: %d bytes to go", rep.DirtyBytes)
+	default:
+		ti.Status, ti.Message = Degraded, fmt.Sprintf("the peer is out of sync (%d bytes behind): %s", rep.DirtyBytes, rep.Message)
+	}
+	if rep.State == array.StateError {
+		ti.Status = Error
+	}
+	return ti
 }

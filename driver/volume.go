@@ -233,9 +233,10 @@ func (b *Backend) ListVolumes(ctx context.Context) ([]Volume, error) {
 	}
 	kinds := map[string]string{}
 	for _, g := range groups {
-		if g.Name == b.cfg.PGName {
-			for _, m := range g.Members {
-				kinds[m] = extraspecs.Async
+		kind := map[string]string{b.cfg.PGName: extraspecs.Async, b.cfg.PodName: extraspecs.Sync}[g.Name]
+		for _, m := range g.Members {
+			if kind != "" {
+				kinds[m] = kind
 			}
 		}
 	}

@@ -5,6 +5,7 @@ package export
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"syscall"
@@ -59,6 +60,24 @@ func (d device) WriteAt(ctx context.Context, p []byte, off int64, fua bool) erro
 
 func (d device) Flush(ctx context.Context) error { return errno(d.h.Flush(ctx)) }
 
+// ReadAtNoWait and WriteAtNoWait let the server serve reads from the page
+// cache, and whole-block writes to unmirrored volumes, on the connection's
+// reader goroutine (nbd.QuickDevice).
+func (d device) ReadAtNoWait(ctx context.Context, p []byte, off int64) error {
+	return quick(d.h.ReadAtNoWait(ctx, p, off))
+}
+
+func (d device) WriteAtNoWait(ctx context.Context, p []byte, off int64) error {
+	return quick(d.h.WriteAtNoWait(ctx, p, off))
+}
+
+func quick(err error) error {
+	if errors.Is(err, store.ErrWouldBlock) {
+		return nbd.ErrWouldBlock
+	}
+	return errno(err)
+}
+
 // Trim discards by zeroing: the store frees whole blocks, and reads after
 // a trim are defined (zeros) rather than whatever was there.
 func (d device) Trim(ctx context.Context, off, length int64, fua bool) error {
@@ -86,7 +105,10 @@ func (d device) BlockStatus(ctx context.Context, off, length int64) ([]nbd.Exten
 // Description names the volume, for NBD_INFO_DESCRIPTION.
 func (d device) Description() string { return d.h.Name() }
 
-var _ nbd.Describer = device{}
+var (
+	_ nbd.Describer   = device{}
+	_ nbd.QuickDevice = device{}
+)
 
 // errno gives engine errors the errno the NBD server replies with: a write
 // to a read-only or revoked export is EPERM, a bad range EINVAL, a full

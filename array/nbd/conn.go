@@ -50,6 +50,7 @@ type conn struct {
 	readOnly   bool
 	meta       bool // BLOCK_STATUS allowed
 	fastZero   bool // dev implements FastZeroer
+	quick      QuickDevice
 
 	// Transmission phase.
 	work     chan *request
@@ -204,8 +205,59 @@ func (c *conn) readLoop() error {
 				}
 			}
 		}
+		if c.quick != nil && c.tryQuick(r) {
+			c.send(r)
+			continue
+		}
 		c.work <- r
 	}
+}
+
+// tryQuick serves a READ, or a WRITE without FUA, on the reader goroutine
+// when the device can do it without waiting (QuickDevice), and builds its
+// reply. It reports false when r must go to a worker: other commands,
+// requests a worker answers with an error, and ErrWouldBlock.
+func (c *conn) tryQuick(r *request) bool {
+	if r.preErr != 0 || r.flags&cmdFlagFUA != 0 || r.length == 0 {
+		return false
+	}
+	switch r.typ {
+	case cmdWrite:
+		err := c.quick.WriteAtNoWait(c.ctx, *r.buf, int64(r.off))
+		switch {
+		case errors.Is(err, ErrWouldBlock):
+			return false
+		case err != nil:
+			c.deviceError(r, err)
+		default:
+			c.okReply(r)
+		}
+		return true
+	case cmdRead:
+		if r.flags&^c.readFlags() != 0 || r.length > MaxRequestSize || !c.inRange(r) {
+			return false
+		}
+		r.buf = getBuf(int(r.length))
+		err := c.quick.ReadAtNoWait(c.ctx, *r.buf, int64(r.off))
+		switch {
+		case errors.Is(err, ErrWouldBlock):
+			return false // handle reads into r.buf again
+		case err != nil:
+			c.deviceError(r, err)
+		default:
+			c.dataReply(r, *r.buf)
+		}
+		return true
+	}
+	return false
+}
+
+// readFlags are the command flags a READ may carry.
+func (c *conn) readFlags() uint16 {
+	if c.structured {
+		return cmdFlagFUA | cmdFlagDF
+	}
+	return cmdFlagFUA
 }
 
 // checkWrite validates a WRITE before its payload is read.
@@ -295,12 +347,8 @@ func (c *conn) handle(r *request) {
 	fua := r.flags&cmdFlagFUA != 0
 	switch r.typ {
 	case cmdRead:
-		allowed := uint16(cmdFlagFUA)
-		if c.structured {
-			allowed |= cmdFlagDF
-		}
 		switch {
-		case r.flags&^allowed != 0:
+		case r.flags&^c.readFlags() != 0:
 			c.errorReply(r, errInval, msgBadFlags)
 		case r.length > MaxRequestSize:
 			c.errorReply(r, errInval, msgTooBig)
@@ -309,7 +357,9 @@ func (c *conn) handle(r *request) {
 		case r.length == 0:
 			c.okReply(r)
 		default:
-			r.buf = getBuf(int(r.length))
+			if r.buf == nil { // else tryQuick left it
+				r.buf = getBuf(int(r.length))
+			}
 			if err := c.dev.ReadAt(ctx, *r.buf, int64(r.off)); err != nil {
 				c.deviceError(r, err)
 				return

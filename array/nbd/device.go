@@ -2,6 +2,7 @@ package nbd
 
 import (
 	"context"
+	"errors"
 	"net"
 )
 
@@ -72,6 +73,25 @@ type Extent struct {
 // implement FastZeroer are assumed to zero fast (thin volumes unmap).
 type FastZeroer interface {
 	CanFastZero(off, length int64, noHole bool) bool
+}
+
+// ErrWouldBlock is returned by the methods of a QuickDevice when serving
+// the request now would mean waiting (for a disk, a network peer, ...).
+var ErrWouldBlock = errors.New("nbd: the request would wait")
+
+// QuickDevice may be implemented by a Device that can serve some READs and
+// WRITEs (those without FUA) at once, for example from the page cache. The
+// server tries them on the connection's reader goroutine, which saves
+// handing each request to a worker goroutine (a wake-up that costs more
+// than a cached 4 KiB read or write), and hands a request to a worker, for
+// the ordinary ReadAt or WriteAt, only when the method returns
+// ErrWouldBlock. While a method runs the connection reads no further
+// requests, so it must not wait. When it returns ErrWouldBlock it must not
+// have changed anything that the ordinary call would not change the same
+// way; it may have filled part of p.
+type QuickDevice interface {
+	ReadAtNoWait(ctx context.Context, p []byte, off int64) error
+	WriteAtNoWait(ctx context.Context, p []byte, off int64) error
 }
 
 // Describer may be implemented by a Device to give NBD_INFO_DESCRIPTION, a

@@ -338,6 +338,7 @@ func (c *conn) attach(name string, dev Device, release func()) {
 	c.readOnly = dev.ReadOnly()
 	c.meta = c.metaSet && c.metaExport == name
 	_, c.fastZero = dev.(FastZeroer)
+	c.quick, _ = dev.(QuickDevice)
 	c.log.Debug("nbd: export attached", "export", c.s.opts.LogName(name),
 		"size", c.size, "read_only", c.readOnly, "structured", c.structured)
 }
@@ -347,7 +348,7 @@ func (c *conn) releaseDevice() {
 		c.release()
 		c.release = nil
 	}
-	c.dev = nil
+	c.dev, c.quick = nil, nil
 }
 
 func (c *conn) transmissionFlags(dev Device) uint16 {

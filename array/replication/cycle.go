@@ -402,22 +402,55 @@ func (e *Engine) collectRemote(ctx context.Context, l *link, spec array.ReplicaS
 		keep[remote] = true
 	}
 	for _, v := range vols {
-		if v.Labels[LabelReplica] != spec.Name || keep[v.Name] {
+		if v.Labels[LabelReplica] != spec.Name || keep[v.Name] || e.coveredElsewhere(ctx, spec.Name, v.Labels[LabelSourceVolume]) {
 			continue
 		}
-		snaps, err := l.peer.ListSnapshots(ctx, v.Name)
-		if err != nil {
-			return err
-		}
-		for _, s := range snaps {
-			if err := l.peer.DeleteSnapshot(ctx, v.Name, s.Name); err != nil && !errdefs.IsNotFound(err) {
-				return err
-			}
-		}
-		if err := l.peer.DeleteVolume(ctx, v.Name); err != nil && !errdefs.IsNotFound(err) {
+		if err := e.dropRemote(ctx, l, v.Name); err != nil {
 			return err
 		}
 		e.log.Info("removed remote copy of a former member", "replica", spec.Name, "remote_volume", v.Name)
 	}
 	return nil
+}
+
+// dropRemote deletes a remote copy and its snapshots.
+func (e *Engine) dropRemote(ctx context.Context, l *link, vol string) error {
+	snaps, err := l.peer.ListSnapshots(ctx, vol)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, s := range snaps {
+		if err := l.peer.DeleteSnapshot(ctx, vol, s.Name); err != nil && !errdefs.IsNotFound(err) {
+			return err
+		}
+	}
+	if err := l.peer.DeleteVolume(ctx, vol); err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+// coveredElsewhere reports whether another replica of this array still
+// replicates vol, and so still needs its remote copy: a volume moved from
+// a protection group to a pod keeps the copy it already has there.
+func (e *Engine) coveredElsewhere(ctx context.Context, except, vol string) bool {
+	e.mu.Lock()
+	var specs []array.ReplicaSpec
+	for name, r := range e.replicas {
+		if name != except {
+			specs = append(specs, r.rec.Spec)
+		}
+	}
+	e.mu.Unlock()
+	for _, spec := range specs {
+		if ms, err := e.members(ctx, spec); err == nil {
+			if _, ok := ms[vol]; ok {
+				return true
+			}
+		}
+	}
+	return false
 }

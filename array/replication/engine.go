@@ -195,6 +195,9 @@ func (e *Engine) setSynced(ctx context.Context, name, member string, synced bool
 
 // waitSynced waits until a pod's peer holds every acknowledged write.
 func (e *Engine) waitSynced(ctx context.Context, name string, p *pod) (array.Replica, error) {
+	if err := p.refresh(ctx); err != nil {
+		return array.Replica{}, err
+	}
 	for {
 		p.mu.Lock()
 		synced := p.synced

@@ -322,6 +322,13 @@ func (p *pod) refresh(ctx context.Context) error {
 		}
 		_ = e.s.DeleteRecord(ctx, recPodDirty, p.name+"/"+m.local)
 		e.setSynced(ctx, p.name, m.local, false)
+		// The peer's copy goes with the membership, unless another
+		// replica (the protection group, after a retype) still uses it.
+		if !e.coveredElsewhere(ctx, p.name, m.local) {
+			if err := e.dropRemote(ctx, p.l, m.remote); err != nil {
+				e.log.Warn("removing the peer's copy of a former pod member", "pod", p.name, "volume", m.local, "err", err)
+			}
+		}
 	}
 	if len(add)+len(gone) > 0 {
 		p.wake()

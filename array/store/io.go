@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
@@ -519,6 +520,49 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) error {
 		return err
 	}
 	return readView(l, p, off)
+}
+
+// ErrWouldBlock is returned by the NoWait methods of a Handle when the
+// request cannot be served without waiting: for the disk, or for a sync
+// mirror's peer. The caller then makes the ordinary call, from a goroutine
+// that may wait.
+var ErrWouldBlock = errors.New("store: the request would wait")
+
+// ReadAtNoWait is ReadAt serving only what the page cache holds; otherwise
+// it returns ErrWouldBlock (p may then be partly filled).
+func (h *Handle) ReadAtNoWait(ctx context.Context, p []byte, off int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := h.revoked(); err != nil {
+		return err
+	}
+	l, size, err := h.begin()
+	if err != nil {
+		return err
+	}
+	defer h.s.io.RUnlock()
+	if err := checkRange(h.Name(), off, int64(len(p)), size); err != nil {
+		return err
+	}
+	return readViewWith(l, p, off, readFullNoWait)
+}
+
+// WriteAtNoWait is WriteAt without fua, for writes that go straight to the
+// page cache: whole blocks of a volume without a mirror. Anything else
+// returns ErrWouldBlock before changing anything (a partial block may have
+// to be read from the disk first, and a mirrored write waits for the peer).
+func (h *Handle) WriteAtNoWait(ctx context.Context, p []byte, off int64) error {
+	if off%bs != 0 || len(p)%bs != 0 {
+		return ErrWouldBlock
+	}
+	h.s.io.RLock()
+	mirrored := h.v.mirror != nil
+	h.s.io.RUnlock()
+	if mirrored {
+		return ErrWouldBlock
+	}
+	return h.WriteAt(ctx, p, off, false)
 }
 
 // WriteAt writes p at off; with fua it is durable on return.

@@ -107,6 +107,11 @@ func appendPiece(out []piece, p piece) []piece {
 
 // readView fills p from the view whose newest layer is top.
 func readView(top *layer, p []byte, off int64) error {
+	return readViewWith(top, p, off, readFull)
+}
+
+// readViewWith is readView reading layer files with read.
+func readViewWith(top *layer, p []byte, off int64, read func(*os.File, []byte, int64) error) error {
 	if len(p) == 0 {
 		return nil
 	}
@@ -121,7 +126,10 @@ func readView(top *layer, p []byte, off int64) error {
 			clear(dst)
 			continue
 		}
-		if err := readFull(pc.l.f, dst, s); err != nil {
+		if err := read(pc.l.f, dst, s); err != nil {
+			if err == ErrWouldBlock {
+				return err
+			}
 			return fmt.Errorf("read layer %d at %d: %w", pc.l.id, s, err)
 		}
 	}
@@ -137,6 +145,30 @@ func readFull(f *os.File, p []byte, off int64) error {
 		return nil
 	}
 	return err
+}
+
+// readFullNoWait is readFull taking only what the page cache holds
+// (preadv2 with RWF_NOWAIT): it returns ErrWouldBlock, with p possibly
+// partly filled, as soon as a part of p would have to come from the disk.
+func readFullNoWait(f *os.File, p []byte, off int64) error {
+	iov := [][]byte{p}
+	for len(p) > 0 {
+		iov[0] = p
+		n, err := unix.Preadv2(int(f.Fd()), iov, off, unix.RWF_NOWAIT)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN || err == unix.EOPNOTSUPP || err == unix.ENOSYS:
+			return ErrWouldBlock
+		case err != nil:
+			return &os.PathError{Op: "preadv2", Path: f.Name(), Err: err}
+		case n == 0:
+			clear(p) // the sparse file's end reads as zeros
+			return nil
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
 }
 
 func punchHole(f *os.File, off, length int64) error {

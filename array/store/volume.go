@@ -141,6 +141,14 @@ func (s *Store) ListVolumes(ctx context.Context, pool string) ([]array.Volume, e
 
 // DeleteVolume deletes a volume that has no snapshots.
 func (s *Store) DeleteVolume(ctx context.Context, name string) error {
+	// The group observer runs after the lock is released (defers run last
+	// first), since it calls back into the store.
+	changed := ""
+	defer func() {
+		if changed != "" {
+			s.groupChanged(changed)
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(ctx); err != nil {
@@ -158,7 +166,7 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 		if err := s.removeMembersLocked(g, []string{name}); err != nil {
 			return err
 		}
-		defer s.groupChanged(g.Name)
+		changed = g.Name
 	}
 	// Cinder deletes only detached volumes, so exports left are stale.
 	if _, err := s.revokeLocked(func(e *exportRec) bool { return e.Volume == name }); err != nil {
