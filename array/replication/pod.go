@@ -61,6 +61,10 @@ type podMember struct {
 	ready        bool
 	dirty        *bitmap.Bitmap
 	dirtyChanged bool
+	// unflushed are blocks the peer acknowledged but has not yet made
+	// durable: a peer that dies loses them with its page cache's bitmap,
+	// so on failure they become dirty, and a flush to the peer clears them.
+	unflushed *bitmap.Bitmap
 }
 
 // markDirty records blocks the peer misses. Called with p.mu held.
@@ -124,6 +128,17 @@ func (p *pod) await(st *mirrorStream, done <-chan error, m *podMember, off, leng
 		err = errdefs.Unavailable("the peer did not acknowledge a write within %s", p.timeout)
 	}
 	if err == nil {
+		p.mu.Lock()
+		switch {
+		case m == nil:
+		case p.stream == st:
+			m.unflushed.SetRange(uint64(off/bs), uint64((off+length+bs-1)/bs))
+		default:
+			// The stream failed after acknowledging: fail has already
+			// turned the unflushed blocks dirty, and this one must be too.
+			m.markDirty(off, length)
+		}
+		p.mu.Unlock()
 		return true
 	}
 	p.fail(st, err, m, off, length)
@@ -146,6 +161,13 @@ func (p *pod) fail(st *mirrorStream, err error, m *podMember, off, length int64)
 	if m != nil {
 		m.markDirty(off, length)
 	}
+	for _, mm := range p.members {
+		if !mm.unflushed.Empty() {
+			mm.dirty.Or(mm.unflushed)
+			mm.dirtyChanged, p.synced = true, false
+			mm.unflushed = bitmap.New()
+		}
+	}
 	p.mu.Unlock()
 	st.kill(err)
 	p.wake()
@@ -162,9 +184,11 @@ func (p *pod) flush() error {
 	p.mu.Lock()
 	st := p.stream
 	var vols []string
+	covered := map[*podMember]*bitmap.Bitmap{}
 	for _, m := range p.members {
 		if m.ready {
 			vols = append(vols, m.remote)
+			covered[m] = m.unflushed.Clone()
 		}
 	}
 	p.mu.Unlock()
@@ -172,11 +196,30 @@ func (p *pod) flush() error {
 		done, err := st.enqueue(nil, 0, 0, func(seq uint64) *arrayv1.MirrorRequest {
 			return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Flush{Flush: &arrayv1.MirrorFlush{Seq: seq, Volumes: vols}}}
 		})
-		if err == nil {
-			p.await(st, done, nil, 0, 0)
+		if err == nil && p.await(st, done, nil, 0, 0) {
+			p.mu.Lock()
+			if p.stream == st {
+				for m, bm := range covered {
+					m.unflushed.AndNot(bm)
+				}
+			}
+			p.mu.Unlock()
 		}
 	}
 	return p.persistDirty()
+}
+
+// unflushedBlocks reports whether the peer holds writes it has not made
+// durable yet.
+func (p *pod) unflushedBlocks() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range p.members {
+		if !m.unflushed.Empty() {
+			return true
+		}
+	}
+	return false
 }
 
 type dirtyRec struct {
@@ -294,7 +337,8 @@ func (p *pod) refresh(ctx context.Context) error {
 	p.mu.Lock()
 	for local, remote := range members {
 		if _, ok := p.members[local]; !ok {
-			m := &podMember{p: p, local: local, remote: remote, ready: slices.Contains(synced, local), dirty: p.loadDirty(ctx, local)}
+			m := &podMember{p: p, local: local, remote: remote, ready: slices.Contains(synced, local), dirty: p.loadDirty(ctx, local),
+				unflushed: bitmap.New()}
 			p.members[local] = m
 			add = append(add, m)
 			if !m.ready || !m.dirty.Empty() {
@@ -384,6 +428,9 @@ func (p *pod) run(ctx context.Context) {
 		case err != nil:
 			wait = backoff
 			backoff = min(2*backoff, 5*time.Second)
+		case synced && p.unflushedBlocks():
+			// Bound what a peer crash can cost: flush it every second.
+			wait, backoff = time.Second, 100*time.Millisecond
 		case synced:
 			wait, backoff = idle, 100*time.Millisecond
 		default:
@@ -421,6 +468,10 @@ func (p *pod) step(ctx context.Context) error {
 	sent, err := p.resync(ctx, st)
 	if err != nil {
 		p.fail(st, err, nil, 0, 0)
+		return err
+	}
+	// In sync means durable there too.
+	if err := p.flush(); err != nil {
 		return err
 	}
 	p.mu.Lock()

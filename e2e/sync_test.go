@@ -1,0 +1,163 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/volrep/volrep/array"
+	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
+)
+
+const syncBackend = `volume_backend_name = puredriver-1
+san_ip = SITE_A
+pure_api_token = TOKEN_A
+replication_device = backend_id:pure2-sync,san_ip:SITE_B,api_token:TOKEN_B,type:sync
+volrep_sync_timeout = 500
+`
+
+var syncType = &driverv1.VolumeType{Name: "sync", ExtraSpecs: map[string]string{
+	"replication_enabled": "<is> True", "replication_type": "<in> sync"}}
+
+// TestSyncWriteOnPeerAtOnce writes over NBD on the primary with qemu-io and
+// a flush, and reads the same bytes from the peer's copy right away, with
+// no snapshot in between.
+func TestSyncWriteOnPeerAtOnce(t *testing.T) {
+	qemuIO := tool(t, "qemu-io")
+	s := startSites(t, syncBackend)
+	ctx := t.Context()
+	dc := driverClient(t, s.a)
+	r, err := dc.CreateVolume(ctx, &driverv1.CreateVolumeRequest{Backend: "puredriver-1", VolumeId: "sv", SizeGb: 1, VolumeType: syncType})
+	if err != nil || r.GetModelUpdate().GetReplicationStatus() != driverv1.ReplicationStatus_REPLICATION_STATUS_ENABLED {
+		t.Fatalf("CreateVolume of a sync type: %v, %v", r, err)
+	}
+	uri := attachURI(t, dc, "puredriver-1", "sv")
+	b := s.b.Array("b")
+	for i, w := range []struct {
+		off, n int64
+		pat    byte
+	}{{0, 4096, 0x11}, {1000, 3000, 0x22}, {7 << 20, 1 << 20, 0x33}, {(1 << 30) - 512, 512, 0x44}} {
+		run(t, false, qemuIO, "-f", "raw", "-c", fmt.Sprintf("write -P %#x %d %d", w.pat, w.off, w.n), "-c", "flush", uri)
+		got := make([]byte, w.n)
+		if err := b.ReadVolume(ctx, "volume-sv-cinder", w.off, got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, bytes.Repeat([]byte{w.pat}, int(w.n))) {
+			t.Fatalf("write %d is not on the peer's copy right after qemu-io returned", i)
+		}
+	}
+	snaps, _ := b.ListSnapshots(ctx, "volume-sv-cinder")
+	for _, sn := range snaps {
+		if !strings.Contains(sn.Name, ".sync.") {
+			t.Fatalf("unexpected snapshot %s on the peer: the data came some other way", sn.Name)
+		}
+	}
+	info, err := dc.GetReplicationInfo(ctx, &driverv1.GetReplicationInfoRequest{Backend: "puredriver-1", VolumeId: "sv"})
+	if err != nil || info.GetStatus() != driverv1.ReplicationHealth_REPLICATION_HEALTH_HEALTHY || info.GetTargets()[0].GetType() != "sync" {
+		t.Fatalf("GetReplicationInfo = %v, %v", info, err)
+	}
+	st, err := dc.GetVolumeStats(ctx, &driverv1.GetVolumeStatsRequest{Backend: "puredriver-1"})
+	if err != nil || !strings.Contains(strings.Join(st.GetReplicationType(), ","), "sync") {
+		t.Fatalf("stats = %v, %v", st, err)
+	}
+	// The peer's copy refuses clients.
+	if err := b.WriteVolume(ctx, "volume-sv-cinder", 0, []byte{1}, false); err == nil {
+		t.Fatal("the peer's copy accepted a client write")
+	}
+}
+
+// TestSyncFaultDrill writes continuously to a pod volume, SIGKILLs the
+// peer's process, checks the writes go on after the timeout, restarts the
+// peer and checks the resync sent only the dirty blocks and every
+// acknowledged write is on both sides.
+func TestSyncFaultDrill(t *testing.T) {
+	s := startSites(t, syncBackend)
+	ctx := t.Context()
+	dc := driverClient(t, s.a)
+	if _, err := dc.CreateVolume(ctx, &driverv1.CreateVolumeRequest{Backend: "puredriver-1", VolumeId: "fd", SizeGb: 1, VolumeType: syncType}); err != nil {
+		t.Fatal(err)
+	}
+	a, repl := s.a.Array("a"), s.replicas(t)
+	const size = 64 << 20 // the region written
+	want := make([]byte, size)
+	var mu sync.Mutex
+	var stop atomic.Bool
+	var acked atomic.Int64
+	var slowest atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r := rand.New(rand.NewPCG(5, 6))
+		for i := 0; !stop.Load(); i++ {
+			off := r.Int64N(size/4096) * 4096
+			p := bytes.Repeat([]byte{byte(i%250 + 1)}, 4096)
+			start := time.Now()
+			if err := a.WriteVolume(ctx, "volume-fd-cinder", off, p, false); err != nil {
+				t.Error(err)
+				return
+			}
+			if d := time.Since(start); d > time.Duration(slowest.Load()) {
+				slowest.Store(int64(d))
+			}
+			mu.Lock()
+			copy(want[off:], p)
+			mu.Unlock()
+			acked.Add(1)
+			time.Sleep(500 * time.Microsecond)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	s.b.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.b.exited
+	before := acked.Load()
+	time.Sleep(1500 * time.Millisecond)
+	if acked.Load() < before+50 {
+		t.Fatalf("writes stalled without the peer: %d then %d", before, acked.Load())
+	}
+	rep, err := repl.GetReplica(ctx, "cinder-pod.pure2-sync")
+	if err != nil || rep.PeerState != array.PeerOffline || rep.DirtyBytes == 0 {
+		t.Fatalf("with the peer killed: %+v, %v", rep, err)
+	}
+	stop.Store(true)
+	<-done
+	if err := a.FlushVolume(ctx, "volume-fd-cinder"); err != nil {
+		t.Fatal(err)
+	}
+	rep, _ = repl.GetReplica(ctx, "cinder-pod.pure2-sync")
+	dirty := rep.DirtyBytes
+	t.Logf("%d writes acknowledged, the slowest in %s (timeout 500ms); %d dirty bytes", acked.Load(), time.Duration(slowest.Load()), dirty)
+	if time.Duration(slowest.Load()) > 2*time.Second {
+		t.Fatalf("a write waited %s for a dead peer", time.Duration(slowest.Load()))
+	}
+	s.b.Start()
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	rep, err = repl.SyncReplica(cctx, "cinder-pod.pure2-sync", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the resync sent %d bytes for %d dirty (%.2fx)", rep.LastResyncBytes, dirty, float64(rep.LastResyncBytes)/float64(dirty))
+	if rep.LastResyncBytes > dirty*11/10 || rep.LastResyncBytes < dirty || rep.PeerState != array.PeerOnline {
+		t.Fatalf("resync: %+v", rep)
+	}
+	b := s.b.Array("b")
+	got := make([]byte, 4<<20)
+	for off := int64(0); off < size; off += int64(len(got)) {
+		if err := b.ReadVolume(ctx, "volume-fd-cinder", off, got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want[off:off+int64(len(got))]) {
+			t.Fatalf("the peer's copy lacks acknowledged writes in the 4 MiB at %d", off)
+		}
+		if err := a.ReadVolume(ctx, "volume-fd-cinder", off, got); err != nil || !bytes.Equal(got, want[off:off+int64(len(got))]) {
+			t.Fatalf("the primary lacks acknowledged writes in the 4 MiB at %d (%v)", off, err)
+		}
+	}
+}
