@@ -103,9 +103,12 @@ type Daemon struct {
 	// by default; "" waits for the daemon as a whole).
 	ReadyService string
 	readySet     bool
-	cmd          *exec.Cmd
-	out          *syncBuffer
-	exited       chan struct{}
+	// Prefix runs the daemon under another command, such as
+	// "ip netns exec NS".
+	Prefix []string
+	cmd    *exec.Cmd
+	out    *syncBuffer
+	exited chan struct{}
 }
 
 type syncBuffer struct {
@@ -209,7 +212,8 @@ func (d *Daemon) Start() {
 	}
 	volrepd, _ := binaries(d.t)
 	d.out = &syncBuffer{}
-	d.cmd = exec.Command(volrepd, "--config", d.Conf)
+	args := append(append([]string{}, d.Prefix...), volrepd, "--config", d.Conf)
+	d.cmd = exec.Command(args[0], args[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)

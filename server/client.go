@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -28,6 +30,7 @@ func Dial(addr, token string, opts ...grpc.DialOption) (*grpc.ClientConn, error)
 			grpc.MaxCallRecvMsgSize(DefaultMaxMsgSize),
 			grpc.MaxCallSendMsgSize(DefaultMaxMsgSize),
 		),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.WithInitialWindowSize(windowSize),
 		grpc.WithInitialConnWindowSize(2 * windowSize),
 		grpc.WithReadBufferSize(socketBuffer),

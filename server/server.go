@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 )
 
@@ -86,6 +87,8 @@ func New(opts Options) *Server {
 		// Bulk transfers (snapshot shipping) stream megabyte messages; the
 		// default 64 KiB flow-control window and 32 KiB socket buffers
 		// would stall them on loopback and LAN alike.
+		// Peers ping to find a connection a partition cut silently.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.InitialWindowSize(windowSize),
 		grpc.InitialConnWindowSize(2*windowSize),
 		grpc.ReadBufferSize(socketBuffer),

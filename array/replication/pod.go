@@ -61,6 +61,8 @@ type podMember struct {
 	ready        bool
 	dirty        *bitmap.Bitmap
 	dirtyChanged bool
+	// resyncing are dirty blocks on their way to the peer.
+	resyncing *bitmap.Bitmap
 	// unflushed are blocks the peer acknowledged but has not yet made
 	// durable: a peer that dies loses them with its page cache's bitmap,
 	// so on failure they become dirty, and a flush to the peer clears them.
@@ -338,7 +340,7 @@ func (p *pod) refresh(ctx context.Context) error {
 	for local, remote := range members {
 		if _, ok := p.members[local]; !ok {
 			m := &podMember{p: p, local: local, remote: remote, ready: slices.Contains(synced, local), dirty: p.loadDirty(ctx, local),
-				unflushed: bitmap.New()}
+				unflushed: bitmap.New(), resyncing: bitmap.New()}
 			p.members[local] = m
 			add = append(add, m)
 			if !m.ready || !m.dirty.Empty() {
@@ -567,6 +569,7 @@ func (p *pod) resync(ctx context.Context, st *mirrorStream) (int64, error) {
 		p.mu.Lock()
 		d := m.dirty
 		m.dirty = bitmap.New()
+		m.resyncing = d
 		m.dirtyChanged = true
 		p.mu.Unlock()
 		if d.Empty() {
@@ -605,13 +608,16 @@ func (p *pod) resync(ctx context.Context, st *mirrorStream) (int64, error) {
 				sent += w.ln
 			}
 		}
+		p.mu.Lock()
+		m.resyncing = bitmap.New()
+		if err != nil && !errdefs.IsNotFound(err) {
+			m.dirty.Or(d)
+		}
+		p.mu.Unlock()
 		if errdefs.IsNotFound(err) {
 			continue // the volume went away
 		}
 		if err != nil {
-			p.mu.Lock()
-			m.dirty.Or(d)
-			p.mu.Unlock()
 			return sent, err
 		}
 	}
@@ -699,10 +705,31 @@ func (p *pod) open(ctx context.Context) (*mirrorStream, error) {
 		return nil, err
 	}
 	st := &mirrorStream{cs: cs, cancel: cancel, out: make(chan *arrayv1.MirrorRequest, 256), pending: map[uint64]pendingOp{}, dead: make(chan struct{})}
-	// A stream can die between writes, with nothing waiting on it.
-	st.onDead = func(err error) { p.fail(st, err, nil, 0, 0) }
 	go st.sendLoop()
 	go st.recvLoop()
+	// Prove the peer answers before client writes wait on it: a stream
+	// over a connection that a partition silently cut would take them and
+	// stall each for the timeout.
+	hello, err := st.enqueue(nil, 0, 0, func(seq uint64) *arrayv1.MirrorRequest {
+		return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Flush{Flush: &arrayv1.MirrorFlush{Seq: seq}}}
+	})
+	if err == nil {
+		t := time.NewTimer(p.timeout)
+		select {
+		case err = <-hello:
+		case <-st.dead:
+			err = st.deathErr()
+		case <-t.C:
+			err = errdefs.Unavailable("the peer did not answer within %s", p.timeout)
+		}
+		t.Stop()
+	}
+	if err != nil {
+		st.kill(err)
+		return nil, err
+	}
+	// From now on a stream that dies drops out of the pod, even between writes.
+	st.onDead = func(err error) { p.fail(st, err, nil, 0, 0) }
 	return st, nil
 }
 
@@ -713,7 +740,7 @@ func (p *pod) view(v *array.Replica) {
 	var dirty int64
 	ready := true
 	for _, m := range p.members {
-		dirty += int64(m.dirty.Count()) * bs
+		dirty += int64(m.dirty.Count()+m.resyncing.Count()) * bs
 		ready = ready && m.ready
 	}
 	v.DirtyBytes, v.LastResyncBytes = dirty, p.lastResync
@@ -752,7 +779,7 @@ type mirrorStream struct {
 	dead     chan struct{}
 	deadOnce sync.Once
 	err      error
-	onDead   func(error)
+	onDead   func(error) // set once the stream is proven, before it is shared
 }
 
 type pendingOp struct {

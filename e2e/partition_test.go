@@ -1,0 +1,173 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/volrep/volrep/array"
+	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
+)
+
+// netns is a network namespace the test owns.
+type netns struct {
+	t    *testing.T
+	name string
+}
+
+func sh(t *testing.T, cmd string) error {
+	t.Helper()
+	out, err := exec.Command("sh", "-c", cmd).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v: %s", cmd, err, out)
+	}
+	return nil
+}
+
+// partitionable builds two namespaces, A and B, joined by a veth pair
+// (10.77.0.1 ↔ 10.77.0.2), and each also joined to the test's own
+// namespace (10.78.N.1 ↔ 10.78.N.2), so the test reaches both while the
+// A–B link can be cut on its own.
+func partitionable(t *testing.T) (a, b string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED: the partition drill needs root to create network namespaces")
+	}
+	for _, tool := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("VOLREP_E2E_REQUIRE") != "" {
+				t.Fatalf("%s is not installed", tool)
+			}
+			t.Skipf("SKIPPED: %s is not installed", tool)
+		}
+	}
+	id := fmt.Sprintf("%d", os.Getpid()%10000)
+	a, b = "vra"+id, "vrb"+id
+	steps := []string{
+		"ip netns add " + a, "ip netns add " + b,
+		"ip link add va" + id + " type veth peer name vb" + id,
+		"ip link set va" + id + " netns " + a, "ip link set vb" + id + " netns " + b,
+		"ip -n " + a + " addr add 10.77.0.1/24 dev va" + id, "ip -n " + b + " addr add 10.77.0.2/24 dev vb" + id,
+		"ip -n " + a + " link set va" + id + " up", "ip -n " + b + " link set vb" + id + " up",
+		"ip -n " + a + " link set lo up", "ip -n " + b + " link set lo up",
+	}
+	for i, ns := range []string{a, b} {
+		host, peer := fmt.Sprintf("h%d%s", i, id), fmt.Sprintf("n%d%s", i, id)
+		steps = append(steps,
+			"ip link add "+host+" type veth peer name "+peer,
+			"ip link set "+peer+" netns "+ns,
+			fmt.Sprintf("ip addr add 10.78.%d.1/24 dev %s", i, host),
+			fmt.Sprintf("ip -n %s addr add 10.78.%d.2/24 dev %s", ns, i, peer),
+			"ip link set "+host+" up", fmt.Sprintf("ip -n %s link set %s up", ns, peer))
+	}
+	t.Cleanup(func() {
+		exec.Command("ip", "netns", "del", a).Run()
+		exec.Command("ip", "netns", "del", b).Run()
+		exec.Command("ip", "link", "del", "h0"+id).Run()
+		exec.Command("ip", "link", "del", "h1"+id).Run()
+	})
+	for _, st := range steps {
+		if err := sh(t, st); err != nil {
+			// As the issue asks: a machine without namespaces skips, loudly.
+			t.Skipf("SKIPPED LOUDLY: this machine cannot build network namespaces for the partition drill: %v", err)
+		}
+	}
+	return a, b
+}
+
+// TestPartitionDrill runs each array in its own network namespace and cuts
+// the link between them with nftables: the preferred side keeps taking
+// writes, the other side refuses them, and healing resyncs.
+func TestPartitionDrill(t *testing.T) {
+	nsA, nsB := partitionable(t)
+	qemuIO := tool(t, "qemu-io")
+	ctx := t.Context()
+	// The test reaches B over its own link (10.78.1.2); A reaches B over
+	// the link the drill cuts (10.77.0.2).
+	b := &Daemon{t: t, Dir: t.TempDir(), DriverAddr: "10.78.1.2:7500", ArrayB: "10.78.1.2:7402", TokenB: "tb",
+		Prefix: []string{"ip", "netns", "exec", nsB}}
+	b.WriteRaw(fmt.Sprintf("[volrep]\ndriver_listen = %s\n\n[array:site-b]\ndata_dir = %s/b\nlisten = 0.0.0.0:7402\nnbd_listen = 0.0.0.0:10810\napi_token = tb\n", b.DriverAddr, b.Dir))
+	b.WaitFor("")
+	b.Start()
+	a := &Daemon{t: t, Dir: t.TempDir(), DriverAddr: "10.78.0.2:7400", ArrayA: "10.78.0.2:7401", TokenA: "ta",
+		Prefix: []string{"ip", "netns", "exec", nsA}}
+	a.WriteRaw(fmt.Sprintf(`[DEFAULT]
+enabled_backends = puredriver-1
+
+[volrep]
+driver_listen = 0.0.0.0:7400
+
+[array:site-a]
+data_dir = %s/a
+listen = 0.0.0.0:7401
+nbd_listen = 0.0.0.0:10809
+api_token = ta
+
+[puredriver-1]
+san_ip = 10.78.0.2:7401
+pure_api_token = ta
+replication_device = backend_id:pure2-sync,san_ip:10.77.0.2:7402,api_token:tb,type:sync
+volrep_sync_timeout = 500
+`, a.Dir))
+	a.WaitFor("backend/puredriver-1")
+	a.Start()
+	dc := driverClient(t, a)
+	if _, err := dc.CreateVolume(ctx, &driverv1.CreateVolumeRequest{Backend: "puredriver-1", VolumeId: "pv", SizeGb: 1, VolumeType: syncType}); err != nil {
+		t.Fatal(err)
+	}
+	uri := attachURI(t, dc, "puredriver-1", "pv")
+	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x01 0 1M", "-c", "flush", uri)
+	repl := (&sites{a: a}).replicas(t)
+	if r, err := repl.GetReplica(ctx, "cinder-pod.pure2-sync"); err != nil || r.PeerState != array.PeerOnline {
+		t.Fatalf("before the partition: %+v, %v", r, err)
+	}
+
+	// Cut A ↔ B both ways.
+	cut := "add table inet drill; add chain inet drill out { type filter hook output priority 0; }; add rule inet drill out ip daddr 10.77.0.0/24 drop; add chain inet drill in { type filter hook input priority 0; }; add rule inet drill in ip saddr 10.77.0.0/24 drop"
+	for _, ns := range []string{nsA, nsB} {
+		if err := sh(t, fmt.Sprintf("ip netns exec %s nft '%s'", ns, cut)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x02 1M 2M", "-c", "flush", uri)
+	t.Logf("the preferred side took a write %s after the cut (timeout 500ms)", time.Since(start).Round(time.Millisecond))
+	r, err := repl.GetReplica(ctx, "cinder-pod.pure2-sync")
+	if err != nil || r.PeerState == array.PeerOnline || r.DirtyBytes < 2<<20 {
+		t.Fatalf("during the partition: %+v, %v", r, err)
+	}
+	// The other side refuses writes: its copy is passive while A is preferred.
+	cc := b.Array("b")
+	if err := cc.WriteVolume(ctx, "volume-pv-cinder", 0, []byte{9}, false); err == nil {
+		t.Fatal("the non-preferred side accepted a write during the partition")
+	}
+	got := make([]byte, 4096)
+	if err := cc.ReadVolume(ctx, "volume-pv-cinder", 1<<20, got); err != nil || got[0] != 0 {
+		t.Fatalf("the cut-off side has data it cannot have: %v %x", err, got[0])
+	}
+
+	// Heal.
+	for _, ns := range []string{nsA, nsB} {
+		if err := sh(t, fmt.Sprintf("ip netns exec %s nft delete table inet drill", ns)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	r, err = repl.SyncReplica(cctx, "cinder-pod.pure2-sync", true)
+	if err != nil || r.PeerState != array.PeerOnline || r.LastResyncBytes > (2<<20)*11/10 {
+		t.Fatalf("after healing: %+v, %v", r, err)
+	}
+	want := make([]byte, 3<<20)
+	if err := a.Array("a").ReadVolume(ctx, "volume-pv-cinder", 0, want); err != nil {
+		t.Fatal(err)
+	}
+	have := make([]byte, 3<<20)
+	if err := cc.ReadVolume(ctx, "volume-pv-cinder", 0, have); err != nil || !bytes.Equal(have, want) || want[2<<20] != 0x02 {
+		t.Fatalf("after healing the two sides differ (%v)", err)
+	}
+}
