@@ -94,6 +94,15 @@ func (m *podMember) Zero(off, length int64) func() error {
 // bitmaps durable here (store.Mirror).
 func (m *podMember) Flush() error { return m.p.flush() }
 
+// Diverged marks a range the local write failed on, after the peer may
+// have applied it: the resync copies this side's content over (store.Mirror).
+func (m *podMember) Diverged(off, length int64) {
+	m.p.mu.Lock()
+	m.markDirty(off, length)
+	m.p.mu.Unlock()
+	m.p.wake()
+}
+
 // submit queues a change, or records it dirty when the peer is not there.
 func (p *pod) submit(m *podMember, off, length int64, build func(seq uint64) *arrayv1.MirrorRequest) func() error {
 	p.mu.Lock()
@@ -103,14 +112,13 @@ func (p *pod) submit(m *podMember, off, length int64, build func(seq uint64) *ar
 		p.mu.Unlock()
 		return nil
 	}
+	p.mu.Unlock()
 	done, err := st.enqueue(m, off, length, build)
 	if err != nil {
-		// The stream died; onDead drops it from the pod.
-		m.markDirty(off, length)
-		p.mu.Unlock()
+		// The stream died; fail drops it from the pod.
+		p.fail(st, err, m, off, length)
 		return nil
 	}
-	p.mu.Unlock()
 	return func() error {
 		p.await(st, done, m, off, length)
 		return nil // the pod carries on at the preferred array either way
@@ -704,8 +712,7 @@ func (p *pod) open(ctx context.Context) (*mirrorStream, error) {
 		cancel()
 		return nil, err
 	}
-	st := &mirrorStream{cs: cs, cancel: cancel, out: make(chan *arrayv1.MirrorRequest, 256), pending: map[uint64]pendingOp{}, dead: make(chan struct{})}
-	go st.sendLoop()
+	st := &mirrorStream{cs: cs, cancel: cancel, pending: map[uint64]pendingOp{}, dead: make(chan struct{})}
 	go st.recvLoop()
 	// Prove the peer answers before client writes wait on it: a stream
 	// over a connection that a partition silently cut would take them and
@@ -770,7 +777,7 @@ func (p *pod) view(v *array.Replica) {
 type mirrorStream struct {
 	cs     arrayv1.TransferService_MirrorClient
 	cancel context.CancelFunc
-	out    chan *arrayv1.MirrorRequest
+	sendMu sync.Mutex
 
 	mu      sync.Mutex
 	seq     uint64
@@ -801,27 +808,18 @@ func (st *mirrorStream) enqueue(m *podMember, off, length int64, build func(seq 
 	done := make(chan error, 1)
 	st.pending[seq] = pendingOp{m: m, off: off, length: length, done: done}
 	st.mu.Unlock()
-	select {
-	case st.out <- build(seq):
-		return done, nil
-	case <-st.dead:
+	// Sent here rather than by a sender goroutine: one hop less on every
+	// write. Callers hold the blocks' locks, which keeps writes to one
+	// block in order; a Send stuck on a dead peer is released when a
+	// waiter's timeout kills the stream, which cancels its context.
+	st.sendMu.Lock()
+	err := st.cs.Send(build(seq))
+	st.sendMu.Unlock()
+	if err != nil {
+		st.kill(err)
 		return nil, st.deathErr()
 	}
-}
-
-func (st *mirrorStream) sendLoop() {
-	for {
-		select {
-		case msg := <-st.out:
-			if err := st.cs.Send(msg); err != nil {
-				st.kill(err)
-				return
-			}
-		case <-st.dead:
-			st.cs.CloseSend()
-			return
-		}
-	}
+	return done, nil
 }
 
 func (st *mirrorStream) recvLoop() {

@@ -85,6 +85,9 @@ type Mirror interface {
 	Zero(off, length int64) (wait func() error)
 	// Flush makes every change mirrored so far durable on the peer.
 	Flush() error
+	// Diverged says a change the mirror was given failed here, so the
+	// range may now differ between the two copies.
+	Diverged(off, length int64)
 }
 
 // SetMirror makes every change to volume go through m as well; nil stops it.
@@ -133,18 +136,23 @@ func (s *Store) write(v *volume, p []byte, off int64, fua bool, how mirrored) er
 	}
 	var wait func() error
 	unlock := v.lockBlocks(off/bs, (end-1)/bs)
-	err = writeLayer(l, p, off)
-	if err == nil && m != nil {
+	// The mirror gets the write first, so the peer works on it while the
+	// local write runs; the block locks keep both in the same order.
+	if m != nil {
 		wait = m.Write(off, p)
 	}
+	err = writeLayer(l, p, off)
 	unlock()
-	if err != nil {
-		return err
-	}
 	if wait != nil {
-		if err := wait(); err != nil {
-			return err
+		if werr := wait(); werr != nil && err == nil {
+			err = werr
 		}
+	}
+	if err != nil {
+		if m != nil {
+			m.Diverged(off, int64(len(p)))
+		}
+		return err
 	}
 	if fua {
 		return s.flushVolume(v, l, m)
@@ -307,18 +315,21 @@ func (s *Store) zeroRange(v *volume, off, length int64, fua bool, how mirrored) 
 	}
 	var wait func() error
 	unlock := v.lockBlocks(off/bs, (end-1)/bs)
-	err = zeroLayer(l, off, end)
-	if err == nil && m != nil {
+	if m != nil {
 		wait = m.Zero(off, length)
 	}
+	err = zeroLayer(l, off, end)
 	unlock()
-	if err != nil {
-		return err
-	}
 	if wait != nil {
-		if err := wait(); err != nil {
-			return err
+		if werr := wait(); werr != nil && err == nil {
+			err = werr
 		}
+	}
+	if err != nil {
+		if m != nil {
+			m.Diverged(off, length)
+		}
+		return err
 	}
 	if fua {
 		return s.flushVolume(v, l, m)

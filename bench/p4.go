@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc/health/grpc_health_v1"
+
+	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
+	"github.com/volrep/volrep/server"
+)
+
+// P4: the cost of synchronous replication on the write path. fio's nbd
+// engine writes random 4 KiB blocks at QD1 to a volume in a pod (every
+// write mirrored to the second array before it is acknowledged) and to an
+// unreplicated volume of the same backend, in the same run, interleaved.
+func init() {
+	register("P4", "sync-write-latency", syncWriteLatency)
+}
+
+const p4Conf = `[DEFAULT]
+enabled_backends = bench
+
+[volrep]
+driver_listen = %[1]s
+log_level = warn
+
+[array:a]
+data_dir = %[5]s/a
+listen = %[2]s
+nbd_listen = 127.0.0.1:0
+api_token = ta
+
+[array:b]
+data_dir = %[5]s/b
+listen = %[3]s
+nbd_listen = %[4]s
+api_token = tb
+
+[bench]
+san_ip = %[2]s
+pure_api_token = ta
+replication_device = backend_id:b,san_ip:%[3]s,api_token:tb,type:sync
+volrep_sync_timeout = 5000
+`
+
+func syncWriteLatency(ctx context.Context, env *Env) ([]Row, error) {
+	bin, err := buildVolrepd(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(env.Dir, "p4")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	var addrs [4]string
+	for i := range addrs {
+		if addrs[i], err = freeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	conf := filepath.Join(dir, "volrep.conf")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, p4Conf, addrs[0], addrs[1], addrs[2], addrs[3], dir), 0o600); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "volrepd.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--config", conf)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		logf.Close()
+	}()
+	cc, err := server.Dial(addrs[0], "")
+	if err != nil {
+		return nil, err
+	}
+	defer cc.Close()
+	health := grpc_health_v1.NewHealthClient(cc)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		c, cancel := context.WithTimeout(ctx, time.Second)
+		r, err := health.Check(c, &grpc_health_v1.HealthCheckRequest{Service: "backend/bench"})
+		cancel()
+		if err == nil && r.GetStatus() == grpc_health_v1.HealthCheckResponse_SERVING {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, errors.New("volrepd did not become ready in 30s")
+		}
+	}
+	drv := driverv1.NewDriverServiceClient(cc)
+	uris := map[string]string{}
+	for _, v := range []struct {
+		id string
+		vt *driverv1.VolumeType
+	}{
+		{"plain", nil},
+		{"pod", &driverv1.VolumeType{Name: "sync", ExtraSpecs: map[string]string{"replication_enabled": "<is> True", "replication_type": "<in> sync"}}},
+	} {
+		if _, err := drv.CreateVolume(ctx, &driverv1.CreateVolumeRequest{Backend: "bench", VolumeId: v.id, SizeGb: 1, VolumeType: v.vt}); err != nil {
+			return nil, fmt.Errorf("CreateVolume %s: %w", v.id, err)
+		}
+		r, err := drv.InitializeConnection(ctx, &driverv1.InitializeConnectionRequest{Backend: "bench", VolumeId: v.id, Connector: &driverv1.Connector{Host: "bench"}})
+		if err != nil {
+			return nil, err
+		}
+		uris[v.id] = r.GetConnectionInfo().GetData()["uri"]
+	}
+	runtime := 10 * time.Second
+	if env.Quick {
+		runtime = 3 * time.Second
+	}
+	var p50, p99 [2][]float64
+	for rep := 0; rep < 2; rep++ {
+		for i, id := range []string{"pod", "plain"} {
+			a, b, err := fioLatency(ctx, env, uris[id], runtime)
+			if err != nil {
+				return nil, fmt.Errorf("fio on %s: %w", id, err)
+			}
+			p50[i], p99[i] = append(p50[i], a), append(p99[i], b)
+		}
+	}
+	note := fmt.Sprintf("fio nbd randwrite 4k QD1, %s x2 interleaved, median; volrep=pod volume (mirrored), baseline=unreplicated volume; goal ratio >= 0.67 (<= 1.5x)", runtime)
+	return []Row{
+		{ID: "P4", Name: "sync-write-latency-p50", Volrep: medianF(p50[0]), Baseline: medianF(p50[1]), Unit: "us", Note: note},
+		{ID: "P4p99", Name: "sync-write-latency-p99", Volrep: medianF(p99[0]), Baseline: medianF(p99[1]), Unit: "us", Note: "same runs, 99th percentile"},
+	}, nil
+}
+
+// fioLatency returns the p50 and p99 completion latency in microseconds.
+func fioLatency(ctx context.Context, env *Env, uri string, runtime time.Duration) (p50, p99 float64, err error) {
+	out := filepath.Join(env.Dir, "fio-p4.json")
+	args := []string{"--name=p4", "--ioengine=nbd", "--uri=" + uri, "--rw=randwrite", "--bs=4k", "--iodepth=1",
+		"--size=256m", fmt.Sprintf("--runtime=%d", int(runtime.Seconds())), "--time_based", "--ramp_time=1",
+		"--randrepeat=0", "--norandommap", "--output-format=json", "--output=" + out}
+	if _, err := timed(ctx, "fio", args...); err != nil {
+		return 0, 0, err
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		return 0, 0, err
+	}
+	var r fioResult
+	if err := json.Unmarshal(b, &r); err != nil || len(r.Jobs) != 1 {
+		return 0, 0, fmt.Errorf("fio output: %v", err)
+	}
+	pc := r.Jobs[0].Write.ClatNS.Percentile
+	return pc["50.000000"] / 1e3, pc["99.000000"] / 1e3, nil
+}
