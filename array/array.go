@@ -48,6 +48,8 @@ type Volume struct {
 	UsedBytes     int64
 	SnapshotCount int64
 	Labels        map[string]string
+	// ReadOnly volumes are replica targets: only replication writes them.
+	ReadOnly bool
 }
 
 // Snapshot is a read-only point-in-time image of a volume.
@@ -165,4 +167,9 @@ type Array interface {
 	RemoveMembers(ctx context.Context, group string, volumes []string) (Group, error)
 	// CreateGroupSnapshot snapshots every member at one write barrier.
 	CreateGroupSnapshot(ctx context.Context, group, snapshot string, labels map[string]string) ([]Snapshot, error)
+
+	// SetReadOnly promotes a replica target (false) or demotes a volume to one (true).
+	SetReadOnly(ctx context.Context, volume string, readOnly bool) error
+	// CreateSnapshotSet snapshots volumes at one write barrier.
+	CreateSnapshotSet(ctx context.Context, volumes []string, name string, labels map[string]string) ([]Snapshot, error)
 }

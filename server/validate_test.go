@@ -152,6 +152,10 @@ var validateCases = []struct {
 	{"change type unspecified", &arrayv1.ChangeReplicaTypeRequest{Name: "r"}, "replication_type"},
 	{"receive", &arrayv1.ReceiveRequest{}, ""},
 	{"mirror", &arrayv1.MirrorRequest{}, ""},
+	{"set read only", &arrayv1.SetVolumeReadOnlyRequest{Name: "v", ReadOnly: true}, ""},
+	{"set read only no name", &arrayv1.SetVolumeReadOnlyRequest{}, "name"},
+	{"snapshot set", &arrayv1.CreateSnapshotSetRequest{Volumes: []string{"a", "b"}, Name: "s"}, ""},
+	{"snapshot set no volumes", &arrayv1.CreateSnapshotSetRequest{Name: "s"}, "volumes"},
 
 	{"replicate snapshot", &arrayv1.ReplicateSnapshotRequest{Volume: "v", Snapshot: "s", Link: "l", RemotePool: "p"}, ""},
 	{"replicate snapshot no link", &arrayv1.ReplicateSnapshotRequest{Volume: "v", Snapshot: "s", RemotePool: "p"}, "link"},

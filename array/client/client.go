@@ -305,3 +305,16 @@ func (c *Client) Checksums(ctx context.Context, volume, snapshot string, off, le
 	}
 	return r.GetCrc32C(), nil
 }
+
+func (c *Client) SetReadOnly(ctx context.Context, volume string, readOnly bool) error {
+	_, err := c.volumes.SetVolumeReadOnly(ctx, &arrayv1.SetVolumeReadOnlyRequest{Name: volume, ReadOnly: readOnly})
+	return err
+}
+
+func (c *Client) CreateSnapshotSet(ctx context.Context, volumes []string, name string, labels map[string]string) ([]array.Snapshot, error) {
+	r, err := c.volumes.CreateSnapshotSet(ctx, &arrayv1.CreateSnapshotSetRequest{Volumes: volumes, Name: name, Labels: labels})
+	if err != nil {
+		return nil, err
+	}
+	return wire.Map(r.GetSnapshots(), wire.SnapshotFromPB), nil
+}

@@ -67,9 +67,12 @@ type conn struct {
 	queue   []*request
 	spare   []*request
 	writing bool
-	wfailed bool        // a write failed: replies are dropped from now on
-	vec     [][]byte    // writer's iovec backing array
-	nb      net.Buffers // writer's current writev
+	// held counts the replies the reader queued without writing (see
+	// readLoop), and heldBytes their payload.
+	held, heldBytes int
+	wfailed         bool        // a write failed: replies are dropped from now on
+	vec             [][]byte    // writer's iovec backing array
+	nb              net.Buffers // writer's current writev
 }
 
 // request carries one request from the reader to a worker and its reply
@@ -118,6 +121,7 @@ func (c *conn) transmit() {
 	}
 
 	err := c.readLoop()
+	c.kick() // replies the reader held
 	close(c.work)
 	// Every worker has sent its last reply, and a writer empties the queue
 	// before it gives up the role, so nothing is left unsent.
@@ -144,6 +148,11 @@ func (c *conn) transmit() {
 func (c *conn) readLoop() error {
 	var hdr [requestHeaderLen]byte
 	for {
+		if !c.nextBuffered() {
+			// About to wait for the client: first send the replies held
+			// for requests served here (see below).
+			c.kick()
+		}
 		var h []byte
 		if c.exact && c.br.Buffered() == 0 {
 			if _, err := io.ReadFull(c.nc, hdr[:]); err != nil {
@@ -206,11 +215,35 @@ func (c *conn) readLoop() error {
 			}
 		}
 		if c.quick != nil && c.tryQuick(r) {
-			c.send(r)
+			// While the next request is already here in full, hold the
+			// reply: serving that one cannot wait for the client, and
+			// the replies then go out together, in one system call.
+			c.sendOrHold(r, c.nextBuffered())
 			continue
 		}
-		c.work <- r
+		select {
+		case c.work <- r:
+		default:
+			c.kick() // the workers are all busy: don't keep replies waiting
+			c.work <- r
+		}
 	}
+}
+
+// maxHeldBytes bounds the READ payload of the replies the reader holds.
+const maxHeldBytes = 1 << 20
+
+// nextBuffered reports whether c.br holds the next request in full.
+func (c *conn) nextBuffered() bool {
+	n := c.br.Buffered()
+	if n < requestHeaderLen {
+		return false
+	}
+	h, _ := c.br.Peek(requestHeaderLen)
+	if be.Uint16(h[6:]) == cmdWrite {
+		return n-requestHeaderLen >= int(be.Uint32(h[24:]))
+	}
+	return true
 }
 
 // tryQuick serves a READ, or a WRITE without FUA, on the reader goroutine
@@ -294,6 +327,7 @@ func (c *conn) acquire(r *request) bool {
 			}
 			continue
 		}
+		c.kick() // held replies hold budget
 		select {
 		case <-c.freed:
 		case <-c.ctx.Done():
@@ -642,7 +676,35 @@ const maxBatch = 128
 func (c *conn) send(r *request) {
 	c.wmu.Lock()
 	c.queue = append(c.queue, r)
-	if c.writing {
+	c.writeQueued()
+}
+
+// sendOrHold is send, except that with more it may queue r's reply
+// without writing it (up to maxBatch replies and maxHeldBytes of payload):
+// a writer already at work takes it along, and otherwise the reader's next
+// send or kick does.
+func (c *conn) sendOrHold(r *request, more bool) {
+	c.wmu.Lock()
+	c.queue = append(c.queue, r)
+	if more && c.held < maxBatch && c.heldBytes < maxHeldBytes {
+		c.held++
+		c.heldBytes += len(r.payload)
+		c.wmu.Unlock()
+		return
+	}
+	c.writeQueued()
+}
+
+// kick writes whatever is queued, unless a writer is at work already.
+func (c *conn) kick() {
+	c.wmu.Lock()
+	c.writeQueued()
+}
+
+// writeQueued is send and kick's writer loop. It is called with c.wmu
+// held and returns with it released.
+func (c *conn) writeQueued() {
+	if c.writing || len(c.queue) == 0 {
 		c.wmu.Unlock()
 		return
 	}
@@ -650,6 +712,7 @@ func (c *conn) send(r *request) {
 	for len(c.queue) > 0 {
 		batch := c.queue
 		c.queue = c.spare[:0]
+		c.held, c.heldBytes = 0, 0
 		c.wmu.Unlock()
 		for i := 0; i < len(batch); i += maxBatch {
 			c.writeBatch(batch[i:min(i+maxBatch, len(batch))])

@@ -267,6 +267,9 @@ func (e *Engine) ship(ctx context.Context, l *link, spec array.ReplicaSpec, memb
 	if err != nil {
 		return transfer.Result{}, snap, err
 	}
+	// EXISTING_TARGET's first copy lands on a writable volume the caller
+	// named; every later one finds it a replica target.
+	job.Header.Overwrite = spec.Mode == array.ModeExistingTarget && base == nil
 	res, err := transfer.Send(ctx, l.xfer, job, transfer.Options{Compress: l.rec.Compression, Limiter: l.limiter})
 	return res, snap, err
 }

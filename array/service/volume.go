@@ -130,3 +130,22 @@ func (s *Service) ChecksumSnapshot(ctx context.Context, req *arrayv1.ChecksumSna
 	}
 	return &arrayv1.ChecksumSnapshotResponse{Crc32C: sums}, nil
 }
+
+func (s *Service) SetVolumeReadOnly(ctx context.Context, req *arrayv1.SetVolumeReadOnlyRequest) (*arrayv1.SetVolumeReadOnlyResponse, error) {
+	if err := s.a.SetReadOnly(ctx, req.GetName(), req.GetReadOnly()); err != nil {
+		return nil, err
+	}
+	v, err := s.a.GetVolume(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.SetVolumeReadOnlyResponse{Volume: wire.VolumeToPB(v)}, nil
+}
+
+func (s *Service) CreateSnapshotSet(ctx context.Context, req *arrayv1.CreateSnapshotSetRequest) (*arrayv1.CreateSnapshotSetResponse, error) {
+	ss, err := s.a.CreateSnapshotSet(ctx, req.GetVolumes(), req.GetName(), req.GetLabels())
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.CreateSnapshotSetResponse{Snapshots: wire.Map(ss, wire.SnapshotToPB)}, nil
+}

@@ -345,13 +345,28 @@ func (s *Store) ApplyMirrored(ctx context.Context, volume string, off int64, p [
 	if err != nil {
 		return err
 	}
+	if err := refusePromoted(v); err != nil {
+		return err
+	}
 	return s.write(v, p, off, false, fromPeer)
+}
+
+// refusePromoted keeps a pod's former writer from overwriting a copy that
+// a failover promoted.
+func refusePromoted(v *volume) error {
+	if !v.rec.ReadOnly {
+		return errdefs.FailedPrecondition("volume %q is writable here (promoted by a failover); it takes no mirrored writes until it is demoted", v.rec.Name)
+	}
+	return nil
 }
 
 // ApplyMirroredZero zeroes a range the sync peer zeroed.
 func (s *Store) ApplyMirroredZero(ctx context.Context, volume string, off, length int64) error {
 	v, err := s.lookup(ctx, volume)
 	if err != nil {
+		return err
+	}
+	if err := refusePromoted(v); err != nil {
 		return err
 	}
 	return s.zeroRange(v, off, length, false, fromPeer)

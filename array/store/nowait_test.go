@@ -20,6 +20,7 @@ type nopMirror struct{}
 func (nopMirror) Write(int64, []byte) func() error { return func() error { return nil } }
 func (nopMirror) Zero(int64, int64) func() error   { return func() error { return nil } }
 func (nopMirror) Flush() error                     { return nil }
+func (nopMirror) Diverged(int64, int64)            {}
 
 // The NoWait methods serve what needs no waiting, refuse the rest with
 // ErrWouldBlock before changing anything, and otherwise behave like

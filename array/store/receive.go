@@ -39,6 +39,9 @@ type ReceiveSpec struct {
 	Created  time.Time
 	// ReadOnly makes the target volume a read-only replica target.
 	ReadOnly bool
+	// Overwrite allows receiving into a writable volume (a first copy
+	// onto an existing target); otherwise a promoted volume refuses.
+	Overwrite bool
 }
 
 // Receiver stages one incoming snapshot in a layer of its own, invisible
@@ -107,6 +110,9 @@ func (s *Store) BeginReceive(ctx context.Context, spec ReceiveSpec) (*Receiver, 
 				r.done = &snap
 				return r, nil
 			}
+		}
+		if !v.rec.ReadOnly && !spec.Overwrite {
+			return nil, errdefs.FailedPrecondition("volume %q on array %s is writable (promoted by a failover, or not a replica target); it takes no replicated data until it is demoted", spec.Volume, s.opts.Name)
 		}
 		if sn, taken := v.snaps[spec.Snapshot.Name]; taken {
 			return nil, errdefs.AlreadyExists("volume %q on array %s already has a different snapshot called %q (GUID %s)", spec.Volume, s.opts.Name, spec.Snapshot.Name, sn.rec.GUID)

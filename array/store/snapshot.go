@@ -406,3 +406,12 @@ func (s *Store) Checksums(ctx context.Context, volume, snap string, off, length 
 	}
 	return out, nil
 }
+
+// CreateSnapshotSet snapshots volumes at one write barrier, with one name.
+func (s *Store) CreateSnapshotSet(ctx context.Context, volumes []string, name string, labels map[string]string) ([]array.Snapshot, error) {
+	reqs := make([]SnapshotRequest, len(volumes))
+	for i, v := range volumes {
+		reqs[i] = SnapshotRequest{Volume: v, Name: name, Labels: labels}
+	}
+	return s.CreateSnapshots(ctx, reqs)
+}

@@ -84,7 +84,7 @@ func (s *Store) volumeOf(v *volume) array.Volume {
 	return array.Volume{
 		Name: v.rec.Name, Pool: v.rec.Pool, SizeBytes: v.rec.Size, Created: v.rec.Created,
 		Source: v.rec.Source, UsedBytes: v.live.usedBytes(), SnapshotCount: int64(len(v.snaps)),
-		Labels: maps.Clone(v.rec.Labels),
+		Labels: maps.Clone(v.rec.Labels), ReadOnly: v.rec.ReadOnly,
 	}
 }
 

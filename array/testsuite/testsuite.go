@@ -34,6 +34,7 @@ func Run(t *testing.T, open Opener) {
 		{"Errors", testErrors},
 		{"Exports", testExports},
 		{"Checksums", testChecksums},
+		{"ReadOnlyAndSnapshotSets", testReadOnlyAndSets},
 		{"Property", testProperty},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -392,4 +393,23 @@ func testChecksums(t *testing.T, a array.Array) {
 	}
 	_, err = a.Checksums(ctx, "ck", "nope", 0, 4096)
 	wantKind(t, err, errdefs.KindNotFound, "checksums of an unknown snapshot")
+}
+
+func testReadOnlyAndSets(t *testing.T, a array.Array) {
+	ctx := setup(t, a)
+	mVol(t)(a.CreateVolume(ctx, array.VolumeSpec{Name: "ro", Pool: "p1", SizeBytes: mib}))
+	mVol(t)(a.CreateVolume(ctx, array.VolumeSpec{Name: "ro2", Pool: "p1", SizeBytes: mib}))
+	ok(t, a.SetReadOnly(ctx, "ro", true))
+	if v := mVol(t)(a.GetVolume(ctx, "ro")); !v.ReadOnly {
+		t.Fatal("demoted volume is not read-only")
+	}
+	wantKind(t, a.WriteVolume(ctx, "ro", 0, []byte{1}, false), errdefs.KindFailedPrecondition, "write to a read-only volume")
+	ok(t, a.SetReadOnly(ctx, "ro", false))
+	ok(t, a.WriteVolume(ctx, "ro", 0, []byte{1}, false))
+	ok(t, a.WriteVolume(ctx, "ro2", 0, []byte{2}, false))
+	set := mSnaps(t)(a.CreateSnapshotSet(ctx, []string{"ro", "ro2"}, "set1", nil))
+	if len(set) != 2 || set[0].Name != "set1" || set[1].Name != "set1" || set[0].Created != set[1].Created {
+		t.Fatalf("CreateSnapshotSet = %+v", set)
+	}
+	wantKind(t, a.SetReadOnly(ctx, "nope", true), errdefs.KindNotFound, "demote an unknown volume")
 }

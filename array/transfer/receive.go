@@ -62,7 +62,7 @@ func (t *Service) Receive(stream arrayv1.TransferService_ReceiveServer) error {
 	}
 	r, err := t.s.BeginReceive(ctx, store.ReceiveSpec{
 		TransferID: h.GetTransferId(), Volume: h.GetVolume(), Pool: h.GetPool(), SizeBytes: h.GetSizeBytes(),
-		VolumeLabels: h.GetVolumeLabels(), BaseGUID: h.GetBaseGuid(), ReadOnly: h.GetReadOnly(),
+		VolumeLabels: h.GetVolumeLabels(), BaseGUID: h.GetBaseGuid(), ReadOnly: h.GetReadOnly(), Overwrite: h.GetOverwrite(),
 		Snapshot: store.SnapshotRequest{Name: h.GetSnapshotName(), GUID: h.GetSnapshotGuid(), Labels: h.GetSnapshotLabels()},
 		Created:  h.GetSnapshotCreated().AsTime(),
 	})

@@ -40,7 +40,11 @@ type ReceiveHeader struct {
 	// Data messages are zstd-compressed.
 	Compressed bool `protobuf:"varint,12,opt,name=compressed,proto3" json:"compressed,omitempty"`
 	// Make the target volume read-only (a replica target).
-	ReadOnly      bool `protobuf:"varint,13,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	ReadOnly bool `protobuf:"varint,13,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	// Copy onto a writable volume (EXISTING_TARGET's first copy). Without
+	// it a writable volume refuses the transfer: it was promoted, and its
+	// own writes must not be replaced.
+	Overwrite     bool `protobuf:"varint,14,opt,name=overwrite,proto3" json:"overwrite,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -162,6 +166,13 @@ func (x *ReceiveHeader) GetCompressed() bool {
 func (x *ReceiveHeader) GetReadOnly() bool {
 	if x != nil {
 		return x.ReadOnly
+	}
+	return false
+}
+
+func (x *ReceiveHeader) GetOverwrite() bool {
+	if x != nil {
+		return x.Overwrite
 	}
 	return false
 }
@@ -1056,7 +1067,7 @@ var File_volrep_array_v1_transfer_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\n" +
-	"&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$volrep/array/v1/volume_service.proto\"\xc6\x05\n" +
+	"&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$volrep/array/v1/volume_service.proto\"\xe4\x05\n" +
 	"\rReceiveHeader\x12\x1f\n" +
 	"\vtransfer_id\x18\x01 \x01(\tR\n" +
 	"transferId\x12\x16\n" +
@@ -1075,7 +1086,8 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\n" +
 	"compressed\x18\f \x01(\bR\n" +
 	"compressed\x12\x1b\n" +
-	"\tread_only\x18\r \x01(\bR\breadOnly\x1a?\n" +
+	"\tread_only\x18\r \x01(\bR\breadOnly\x12\x1c\n" +
+	"\toverwrite\x18\x0e \x01(\bR\toverwrite\x1a?\n" +
 	"\x11VolumeLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aA\n" +

@@ -348,3 +348,11 @@ func (x *CancelOperationRequest) Validate() error { return v.Name("id", x.GetId(
 
 // Validate accepts the stream's messages; the peer checks each in order.
 func (x *MirrorRequest) Validate() error { return nil }
+
+// Validate checks the volume name.
+func (x *SetVolumeReadOnlyRequest) Validate() error { return v.Name("name", x.GetName()) }
+
+// Validate checks the volumes and the snapshot name.
+func (x *CreateSnapshotSetRequest) Validate() error {
+	return v.First(validateVolumes("volumes", x.GetVolumes()), v.Name("name", x.GetName()), v.MapKeys("labels", x.GetLabels()))
+}

@@ -34,7 +34,9 @@ type Volume struct {
 	UsedBytes     int64 `protobuf:"varint,6,opt,name=used_bytes,json=usedBytes,proto3" json:"used_bytes,omitempty"`
 	SnapshotCount int64 `protobuf:"varint,7,opt,name=snapshot_count,json=snapshotCount,proto3" json:"snapshot_count,omitempty"`
 	// Free-form labels, for example the driver's backend and replication state.
-	Labels        map[string]string `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Labels map[string]string `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// A replica target: clients may read it, only replication writes it.
+	ReadOnly      bool `protobuf:"varint,9,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -123,6 +125,13 @@ func (x *Volume) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *Volume) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
 }
 
 type Snapshot struct {
@@ -1871,11 +1880,211 @@ func (x *ChecksumSnapshotResponse) GetCrc32C() []uint32 {
 	return nil
 }
 
+type SetVolumeReadOnlyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	ReadOnly      bool                   `protobuf:"varint,2,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetVolumeReadOnlyRequest) Reset() {
+	*x = SetVolumeReadOnlyRequest{}
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetVolumeReadOnlyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetVolumeReadOnlyRequest) ProtoMessage() {}
+
+func (x *SetVolumeReadOnlyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetVolumeReadOnlyRequest.ProtoReflect.Descriptor instead.
+func (*SetVolumeReadOnlyRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *SetVolumeReadOnlyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetVolumeReadOnlyRequest) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
+}
+
+type SetVolumeReadOnlyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volume        *Volume                `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetVolumeReadOnlyResponse) Reset() {
+	*x = SetVolumeReadOnlyResponse{}
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetVolumeReadOnlyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetVolumeReadOnlyResponse) ProtoMessage() {}
+
+func (x *SetVolumeReadOnlyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetVolumeReadOnlyResponse.ProtoReflect.Descriptor instead.
+func (*SetVolumeReadOnlyResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *SetVolumeReadOnlyResponse) GetVolume() *Volume {
+	if x != nil {
+		return x.Volume
+	}
+	return nil
+}
+
+type CreateSnapshotSetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volumes       []string               `protobuf:"bytes,1,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSnapshotSetRequest) Reset() {
+	*x = CreateSnapshotSetRequest{}
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSnapshotSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSnapshotSetRequest) ProtoMessage() {}
+
+func (x *CreateSnapshotSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSnapshotSetRequest.ProtoReflect.Descriptor instead.
+func (*CreateSnapshotSetRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *CreateSnapshotSetRequest) GetVolumes() []string {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+func (x *CreateSnapshotSetRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateSnapshotSetRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+type CreateSnapshotSetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Snapshots     []*Snapshot            `protobuf:"bytes,1,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSnapshotSetResponse) Reset() {
+	*x = CreateSnapshotSetResponse{}
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSnapshotSetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSnapshotSetResponse) ProtoMessage() {}
+
+func (x *CreateSnapshotSetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSnapshotSetResponse.ProtoReflect.Descriptor instead.
+func (*CreateSnapshotSetResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *CreateSnapshotSetResponse) GetSnapshots() []*Snapshot {
+	if x != nil {
+		return x.Snapshots
+	}
+	return nil
+}
+
 var File_volrep_array_v1_volume_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\n" +
-	"$volrep/array/v1/volume_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdb\x02\n" +
+	"$volrep/array/v1/volume_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x02\n" +
 	"\x06Volume\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04pool\x18\x02 \x01(\tR\x04pool\x12\x1d\n" +
@@ -1886,7 +2095,8 @@ const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\n" +
 	"used_bytes\x18\x06 \x01(\x03R\tusedBytes\x12%\n" +
 	"\x0esnapshot_count\x18\a \x01(\x03R\rsnapshotCount\x12;\n" +
-	"\x06labels\x18\b \x03(\v2#.volrep.array.v1.Volume.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\b \x03(\v2#.volrep.array.v1.Volume.LabelsEntryR\x06labels\x12\x1b\n" +
+	"\tread_only\x18\t \x01(\bR\breadOnly\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb8\x02\n" +
@@ -2004,7 +2214,21 @@ const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x16\n" +
 	"\x06length\x18\x04 \x01(\x03R\x06length\"2\n" +
 	"\x18ChecksumSnapshotResponse\x12\x16\n" +
-	"\x06crc32c\x18\x01 \x03(\aR\x06crc32c2\xe7\v\n" +
+	"\x06crc32c\x18\x01 \x03(\aR\x06crc32c\"K\n" +
+	"\x18SetVolumeReadOnlyRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
+	"\tread_only\x18\x02 \x01(\bR\breadOnly\"L\n" +
+	"\x19SetVolumeReadOnlyResponse\x12/\n" +
+	"\x06volume\x18\x01 \x01(\v2\x17.volrep.array.v1.VolumeR\x06volume\"\xd2\x01\n" +
+	"\x18CreateSnapshotSetRequest\x12\x18\n" +
+	"\avolumes\x18\x01 \x03(\tR\avolumes\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12M\n" +
+	"\x06labels\x18\x03 \x03(\v25.volrep.array.v1.CreateSnapshotSetRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"T\n" +
+	"\x19CreateSnapshotSetResponse\x127\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x19.volrep.array.v1.SnapshotR\tsnapshots2\xbf\r\n" +
 	"\rVolumeService\x12[\n" +
 	"\fCreateVolume\x12$.volrep.array.v1.CreateVolumeRequest\x1a%.volrep.array.v1.CreateVolumeResponse\x12R\n" +
 	"\tGetVolume\x12!.volrep.array.v1.GetVolumeRequest\x1a\".volrep.array.v1.GetVolumeResponse\x12X\n" +
@@ -2022,7 +2246,9 @@ const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\fReadSnapshot\x12$.volrep.array.v1.ReadSnapshotRequest\x1a%.volrep.array.v1.ReadSnapshotResponse\x12^\n" +
 	"\rCloneSnapshot\x12%.volrep.array.v1.CloneSnapshotRequest\x1a&.volrep.array.v1.CloneSnapshotResponse\x12`\n" +
 	"\rDiffSnapshots\x12%.volrep.array.v1.DiffSnapshotsRequest\x1a&.volrep.array.v1.DiffSnapshotsResponse0\x01\x12g\n" +
-	"\x10ChecksumSnapshot\x12(.volrep.array.v1.ChecksumSnapshotRequest\x1a).volrep.array.v1.ChecksumSnapshotResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
+	"\x10ChecksumSnapshot\x12(.volrep.array.v1.ChecksumSnapshotRequest\x1a).volrep.array.v1.ChecksumSnapshotResponse\x12j\n" +
+	"\x11SetVolumeReadOnly\x12).volrep.array.v1.SetVolumeReadOnlyRequest\x1a*.volrep.array.v1.SetVolumeReadOnlyResponse\x12j\n" +
+	"\x11CreateSnapshotSet\x12).volrep.array.v1.CreateSnapshotSetRequest\x1a*.volrep.array.v1.CreateSnapshotSetResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
 
 var (
 	file_volrep_array_v1_volume_service_proto_rawDescOnce sync.Once
@@ -2036,104 +2262,116 @@ func file_volrep_array_v1_volume_service_proto_rawDescGZIP() []byte {
 	return file_volrep_array_v1_volume_service_proto_rawDescData
 }
 
-var file_volrep_array_v1_volume_service_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_volrep_array_v1_volume_service_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_volrep_array_v1_volume_service_proto_goTypes = []any{
-	(*Volume)(nil),                   // 0: volrep.array.v1.Volume
-	(*Snapshot)(nil),                 // 1: volrep.array.v1.Snapshot
-	(*Extent)(nil),                   // 2: volrep.array.v1.Extent
-	(*CreateVolumeRequest)(nil),      // 3: volrep.array.v1.CreateVolumeRequest
-	(*CreateVolumeResponse)(nil),     // 4: volrep.array.v1.CreateVolumeResponse
-	(*GetVolumeRequest)(nil),         // 5: volrep.array.v1.GetVolumeRequest
-	(*GetVolumeResponse)(nil),        // 6: volrep.array.v1.GetVolumeResponse
-	(*ListVolumesRequest)(nil),       // 7: volrep.array.v1.ListVolumesRequest
-	(*ListVolumesResponse)(nil),      // 8: volrep.array.v1.ListVolumesResponse
-	(*DeleteVolumeRequest)(nil),      // 9: volrep.array.v1.DeleteVolumeRequest
-	(*DeleteVolumeResponse)(nil),     // 10: volrep.array.v1.DeleteVolumeResponse
-	(*ExtendVolumeRequest)(nil),      // 11: volrep.array.v1.ExtendVolumeRequest
-	(*ExtendVolumeResponse)(nil),     // 12: volrep.array.v1.ExtendVolumeResponse
-	(*WriteVolumeRequest)(nil),       // 13: volrep.array.v1.WriteVolumeRequest
-	(*WriteVolumeResponse)(nil),      // 14: volrep.array.v1.WriteVolumeResponse
-	(*ReadVolumeRequest)(nil),        // 15: volrep.array.v1.ReadVolumeRequest
-	(*ReadVolumeResponse)(nil),       // 16: volrep.array.v1.ReadVolumeResponse
-	(*FlushVolumeRequest)(nil),       // 17: volrep.array.v1.FlushVolumeRequest
-	(*FlushVolumeResponse)(nil),      // 18: volrep.array.v1.FlushVolumeResponse
-	(*CreateSnapshotRequest)(nil),    // 19: volrep.array.v1.CreateSnapshotRequest
-	(*CreateSnapshotResponse)(nil),   // 20: volrep.array.v1.CreateSnapshotResponse
-	(*GetSnapshotRequest)(nil),       // 21: volrep.array.v1.GetSnapshotRequest
-	(*GetSnapshotResponse)(nil),      // 22: volrep.array.v1.GetSnapshotResponse
-	(*ListSnapshotsRequest)(nil),     // 23: volrep.array.v1.ListSnapshotsRequest
-	(*ListSnapshotsResponse)(nil),    // 24: volrep.array.v1.ListSnapshotsResponse
-	(*DeleteSnapshotRequest)(nil),    // 25: volrep.array.v1.DeleteSnapshotRequest
-	(*DeleteSnapshotResponse)(nil),   // 26: volrep.array.v1.DeleteSnapshotResponse
-	(*ReadSnapshotRequest)(nil),      // 27: volrep.array.v1.ReadSnapshotRequest
-	(*ReadSnapshotResponse)(nil),     // 28: volrep.array.v1.ReadSnapshotResponse
-	(*CloneSnapshotRequest)(nil),     // 29: volrep.array.v1.CloneSnapshotRequest
-	(*CloneSnapshotResponse)(nil),    // 30: volrep.array.v1.CloneSnapshotResponse
-	(*DiffSnapshotsRequest)(nil),     // 31: volrep.array.v1.DiffSnapshotsRequest
-	(*DiffSnapshotsResponse)(nil),    // 32: volrep.array.v1.DiffSnapshotsResponse
-	(*ChecksumSnapshotRequest)(nil),  // 33: volrep.array.v1.ChecksumSnapshotRequest
-	(*ChecksumSnapshotResponse)(nil), // 34: volrep.array.v1.ChecksumSnapshotResponse
-	nil,                              // 35: volrep.array.v1.Volume.LabelsEntry
-	nil,                              // 36: volrep.array.v1.Snapshot.LabelsEntry
-	nil,                              // 37: volrep.array.v1.CreateVolumeRequest.LabelsEntry
-	nil,                              // 38: volrep.array.v1.CreateSnapshotRequest.LabelsEntry
-	nil,                              // 39: volrep.array.v1.CloneSnapshotRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),    // 40: google.protobuf.Timestamp
+	(*Volume)(nil),                    // 0: volrep.array.v1.Volume
+	(*Snapshot)(nil),                  // 1: volrep.array.v1.Snapshot
+	(*Extent)(nil),                    // 2: volrep.array.v1.Extent
+	(*CreateVolumeRequest)(nil),       // 3: volrep.array.v1.CreateVolumeRequest
+	(*CreateVolumeResponse)(nil),      // 4: volrep.array.v1.CreateVolumeResponse
+	(*GetVolumeRequest)(nil),          // 5: volrep.array.v1.GetVolumeRequest
+	(*GetVolumeResponse)(nil),         // 6: volrep.array.v1.GetVolumeResponse
+	(*ListVolumesRequest)(nil),        // 7: volrep.array.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),       // 8: volrep.array.v1.ListVolumesResponse
+	(*DeleteVolumeRequest)(nil),       // 9: volrep.array.v1.DeleteVolumeRequest
+	(*DeleteVolumeResponse)(nil),      // 10: volrep.array.v1.DeleteVolumeResponse
+	(*ExtendVolumeRequest)(nil),       // 11: volrep.array.v1.ExtendVolumeRequest
+	(*ExtendVolumeResponse)(nil),      // 12: volrep.array.v1.ExtendVolumeResponse
+	(*WriteVolumeRequest)(nil),        // 13: volrep.array.v1.WriteVolumeRequest
+	(*WriteVolumeResponse)(nil),       // 14: volrep.array.v1.WriteVolumeResponse
+	(*ReadVolumeRequest)(nil),         // 15: volrep.array.v1.ReadVolumeRequest
+	(*ReadVolumeResponse)(nil),        // 16: volrep.array.v1.ReadVolumeResponse
+	(*FlushVolumeRequest)(nil),        // 17: volrep.array.v1.FlushVolumeRequest
+	(*FlushVolumeResponse)(nil),       // 18: volrep.array.v1.FlushVolumeResponse
+	(*CreateSnapshotRequest)(nil),     // 19: volrep.array.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil),    // 20: volrep.array.v1.CreateSnapshotResponse
+	(*GetSnapshotRequest)(nil),        // 21: volrep.array.v1.GetSnapshotRequest
+	(*GetSnapshotResponse)(nil),       // 22: volrep.array.v1.GetSnapshotResponse
+	(*ListSnapshotsRequest)(nil),      // 23: volrep.array.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),     // 24: volrep.array.v1.ListSnapshotsResponse
+	(*DeleteSnapshotRequest)(nil),     // 25: volrep.array.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil),    // 26: volrep.array.v1.DeleteSnapshotResponse
+	(*ReadSnapshotRequest)(nil),       // 27: volrep.array.v1.ReadSnapshotRequest
+	(*ReadSnapshotResponse)(nil),      // 28: volrep.array.v1.ReadSnapshotResponse
+	(*CloneSnapshotRequest)(nil),      // 29: volrep.array.v1.CloneSnapshotRequest
+	(*CloneSnapshotResponse)(nil),     // 30: volrep.array.v1.CloneSnapshotResponse
+	(*DiffSnapshotsRequest)(nil),      // 31: volrep.array.v1.DiffSnapshotsRequest
+	(*DiffSnapshotsResponse)(nil),     // 32: volrep.array.v1.DiffSnapshotsResponse
+	(*ChecksumSnapshotRequest)(nil),   // 33: volrep.array.v1.ChecksumSnapshotRequest
+	(*ChecksumSnapshotResponse)(nil),  // 34: volrep.array.v1.ChecksumSnapshotResponse
+	(*SetVolumeReadOnlyRequest)(nil),  // 35: volrep.array.v1.SetVolumeReadOnlyRequest
+	(*SetVolumeReadOnlyResponse)(nil), // 36: volrep.array.v1.SetVolumeReadOnlyResponse
+	(*CreateSnapshotSetRequest)(nil),  // 37: volrep.array.v1.CreateSnapshotSetRequest
+	(*CreateSnapshotSetResponse)(nil), // 38: volrep.array.v1.CreateSnapshotSetResponse
+	nil,                               // 39: volrep.array.v1.Volume.LabelsEntry
+	nil,                               // 40: volrep.array.v1.Snapshot.LabelsEntry
+	nil,                               // 41: volrep.array.v1.CreateVolumeRequest.LabelsEntry
+	nil,                               // 42: volrep.array.v1.CreateSnapshotRequest.LabelsEntry
+	nil,                               // 43: volrep.array.v1.CloneSnapshotRequest.LabelsEntry
+	nil,                               // 44: volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),     // 45: google.protobuf.Timestamp
 }
 var file_volrep_array_v1_volume_service_proto_depIdxs = []int32{
-	40, // 0: volrep.array.v1.Volume.created:type_name -> google.protobuf.Timestamp
-	35, // 1: volrep.array.v1.Volume.labels:type_name -> volrep.array.v1.Volume.LabelsEntry
-	40, // 2: volrep.array.v1.Snapshot.created:type_name -> google.protobuf.Timestamp
-	36, // 3: volrep.array.v1.Snapshot.labels:type_name -> volrep.array.v1.Snapshot.LabelsEntry
-	37, // 4: volrep.array.v1.CreateVolumeRequest.labels:type_name -> volrep.array.v1.CreateVolumeRequest.LabelsEntry
+	45, // 0: volrep.array.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	39, // 1: volrep.array.v1.Volume.labels:type_name -> volrep.array.v1.Volume.LabelsEntry
+	45, // 2: volrep.array.v1.Snapshot.created:type_name -> google.protobuf.Timestamp
+	40, // 3: volrep.array.v1.Snapshot.labels:type_name -> volrep.array.v1.Snapshot.LabelsEntry
+	41, // 4: volrep.array.v1.CreateVolumeRequest.labels:type_name -> volrep.array.v1.CreateVolumeRequest.LabelsEntry
 	0,  // 5: volrep.array.v1.CreateVolumeResponse.volume:type_name -> volrep.array.v1.Volume
 	0,  // 6: volrep.array.v1.GetVolumeResponse.volume:type_name -> volrep.array.v1.Volume
 	0,  // 7: volrep.array.v1.ListVolumesResponse.volumes:type_name -> volrep.array.v1.Volume
 	0,  // 8: volrep.array.v1.ExtendVolumeResponse.volume:type_name -> volrep.array.v1.Volume
-	38, // 9: volrep.array.v1.CreateSnapshotRequest.labels:type_name -> volrep.array.v1.CreateSnapshotRequest.LabelsEntry
+	42, // 9: volrep.array.v1.CreateSnapshotRequest.labels:type_name -> volrep.array.v1.CreateSnapshotRequest.LabelsEntry
 	1,  // 10: volrep.array.v1.CreateSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
 	1,  // 11: volrep.array.v1.GetSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
 	1,  // 12: volrep.array.v1.ListSnapshotsResponse.snapshots:type_name -> volrep.array.v1.Snapshot
-	39, // 13: volrep.array.v1.CloneSnapshotRequest.labels:type_name -> volrep.array.v1.CloneSnapshotRequest.LabelsEntry
+	43, // 13: volrep.array.v1.CloneSnapshotRequest.labels:type_name -> volrep.array.v1.CloneSnapshotRequest.LabelsEntry
 	0,  // 14: volrep.array.v1.CloneSnapshotResponse.volume:type_name -> volrep.array.v1.Volume
 	2,  // 15: volrep.array.v1.DiffSnapshotsResponse.extents:type_name -> volrep.array.v1.Extent
-	3,  // 16: volrep.array.v1.VolumeService.CreateVolume:input_type -> volrep.array.v1.CreateVolumeRequest
-	5,  // 17: volrep.array.v1.VolumeService.GetVolume:input_type -> volrep.array.v1.GetVolumeRequest
-	7,  // 18: volrep.array.v1.VolumeService.ListVolumes:input_type -> volrep.array.v1.ListVolumesRequest
-	9,  // 19: volrep.array.v1.VolumeService.DeleteVolume:input_type -> volrep.array.v1.DeleteVolumeRequest
-	11, // 20: volrep.array.v1.VolumeService.ExtendVolume:input_type -> volrep.array.v1.ExtendVolumeRequest
-	13, // 21: volrep.array.v1.VolumeService.WriteVolume:input_type -> volrep.array.v1.WriteVolumeRequest
-	15, // 22: volrep.array.v1.VolumeService.ReadVolume:input_type -> volrep.array.v1.ReadVolumeRequest
-	17, // 23: volrep.array.v1.VolumeService.FlushVolume:input_type -> volrep.array.v1.FlushVolumeRequest
-	19, // 24: volrep.array.v1.VolumeService.CreateSnapshot:input_type -> volrep.array.v1.CreateSnapshotRequest
-	21, // 25: volrep.array.v1.VolumeService.GetSnapshot:input_type -> volrep.array.v1.GetSnapshotRequest
-	23, // 26: volrep.array.v1.VolumeService.ListSnapshots:input_type -> volrep.array.v1.ListSnapshotsRequest
-	25, // 27: volrep.array.v1.VolumeService.DeleteSnapshot:input_type -> volrep.array.v1.DeleteSnapshotRequest
-	27, // 28: volrep.array.v1.VolumeService.ReadSnapshot:input_type -> volrep.array.v1.ReadSnapshotRequest
-	29, // 29: volrep.array.v1.VolumeService.CloneSnapshot:input_type -> volrep.array.v1.CloneSnapshotRequest
-	31, // 30: volrep.array.v1.VolumeService.DiffSnapshots:input_type -> volrep.array.v1.DiffSnapshotsRequest
-	33, // 31: volrep.array.v1.VolumeService.ChecksumSnapshot:input_type -> volrep.array.v1.ChecksumSnapshotRequest
-	4,  // 32: volrep.array.v1.VolumeService.CreateVolume:output_type -> volrep.array.v1.CreateVolumeResponse
-	6,  // 33: volrep.array.v1.VolumeService.GetVolume:output_type -> volrep.array.v1.GetVolumeResponse
-	8,  // 34: volrep.array.v1.VolumeService.ListVolumes:output_type -> volrep.array.v1.ListVolumesResponse
-	10, // 35: volrep.array.v1.VolumeService.DeleteVolume:output_type -> volrep.array.v1.DeleteVolumeResponse
-	12, // 36: volrep.array.v1.VolumeService.ExtendVolume:output_type -> volrep.array.v1.ExtendVolumeResponse
-	14, // 37: volrep.array.v1.VolumeService.WriteVolume:output_type -> volrep.array.v1.WriteVolumeResponse
-	16, // 38: volrep.array.v1.VolumeService.ReadVolume:output_type -> volrep.array.v1.ReadVolumeResponse
-	18, // 39: volrep.array.v1.VolumeService.FlushVolume:output_type -> volrep.array.v1.FlushVolumeResponse
-	20, // 40: volrep.array.v1.VolumeService.CreateSnapshot:output_type -> volrep.array.v1.CreateSnapshotResponse
-	22, // 41: volrep.array.v1.VolumeService.GetSnapshot:output_type -> volrep.array.v1.GetSnapshotResponse
-	24, // 42: volrep.array.v1.VolumeService.ListSnapshots:output_type -> volrep.array.v1.ListSnapshotsResponse
-	26, // 43: volrep.array.v1.VolumeService.DeleteSnapshot:output_type -> volrep.array.v1.DeleteSnapshotResponse
-	28, // 44: volrep.array.v1.VolumeService.ReadSnapshot:output_type -> volrep.array.v1.ReadSnapshotResponse
-	30, // 45: volrep.array.v1.VolumeService.CloneSnapshot:output_type -> volrep.array.v1.CloneSnapshotResponse
-	32, // 46: volrep.array.v1.VolumeService.DiffSnapshots:output_type -> volrep.array.v1.DiffSnapshotsResponse
-	34, // 47: volrep.array.v1.VolumeService.ChecksumSnapshot:output_type -> volrep.array.v1.ChecksumSnapshotResponse
-	32, // [32:48] is the sub-list for method output_type
-	16, // [16:32] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	0,  // 16: volrep.array.v1.SetVolumeReadOnlyResponse.volume:type_name -> volrep.array.v1.Volume
+	44, // 17: volrep.array.v1.CreateSnapshotSetRequest.labels:type_name -> volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
+	1,  // 18: volrep.array.v1.CreateSnapshotSetResponse.snapshots:type_name -> volrep.array.v1.Snapshot
+	3,  // 19: volrep.array.v1.VolumeService.CreateVolume:input_type -> volrep.array.v1.CreateVolumeRequest
+	5,  // 20: volrep.array.v1.VolumeService.GetVolume:input_type -> volrep.array.v1.GetVolumeRequest
+	7,  // 21: volrep.array.v1.VolumeService.ListVolumes:input_type -> volrep.array.v1.ListVolumesRequest
+	9,  // 22: volrep.array.v1.VolumeService.DeleteVolume:input_type -> volrep.array.v1.DeleteVolumeRequest
+	11, // 23: volrep.array.v1.VolumeService.ExtendVolume:input_type -> volrep.array.v1.ExtendVolumeRequest
+	13, // 24: volrep.array.v1.VolumeService.WriteVolume:input_type -> volrep.array.v1.WriteVolumeRequest
+	15, // 25: volrep.array.v1.VolumeService.ReadVolume:input_type -> volrep.array.v1.ReadVolumeRequest
+	17, // 26: volrep.array.v1.VolumeService.FlushVolume:input_type -> volrep.array.v1.FlushVolumeRequest
+	19, // 27: volrep.array.v1.VolumeService.CreateSnapshot:input_type -> volrep.array.v1.CreateSnapshotRequest
+	21, // 28: volrep.array.v1.VolumeService.GetSnapshot:input_type -> volrep.array.v1.GetSnapshotRequest
+	23, // 29: volrep.array.v1.VolumeService.ListSnapshots:input_type -> volrep.array.v1.ListSnapshotsRequest
+	25, // 30: volrep.array.v1.VolumeService.DeleteSnapshot:input_type -> volrep.array.v1.DeleteSnapshotRequest
+	27, // 31: volrep.array.v1.VolumeService.ReadSnapshot:input_type -> volrep.array.v1.ReadSnapshotRequest
+	29, // 32: volrep.array.v1.VolumeService.CloneSnapshot:input_type -> volrep.array.v1.CloneSnapshotRequest
+	31, // 33: volrep.array.v1.VolumeService.DiffSnapshots:input_type -> volrep.array.v1.DiffSnapshotsRequest
+	33, // 34: volrep.array.v1.VolumeService.ChecksumSnapshot:input_type -> volrep.array.v1.ChecksumSnapshotRequest
+	35, // 35: volrep.array.v1.VolumeService.SetVolumeReadOnly:input_type -> volrep.array.v1.SetVolumeReadOnlyRequest
+	37, // 36: volrep.array.v1.VolumeService.CreateSnapshotSet:input_type -> volrep.array.v1.CreateSnapshotSetRequest
+	4,  // 37: volrep.array.v1.VolumeService.CreateVolume:output_type -> volrep.array.v1.CreateVolumeResponse
+	6,  // 38: volrep.array.v1.VolumeService.GetVolume:output_type -> volrep.array.v1.GetVolumeResponse
+	8,  // 39: volrep.array.v1.VolumeService.ListVolumes:output_type -> volrep.array.v1.ListVolumesResponse
+	10, // 40: volrep.array.v1.VolumeService.DeleteVolume:output_type -> volrep.array.v1.DeleteVolumeResponse
+	12, // 41: volrep.array.v1.VolumeService.ExtendVolume:output_type -> volrep.array.v1.ExtendVolumeResponse
+	14, // 42: volrep.array.v1.VolumeService.WriteVolume:output_type -> volrep.array.v1.WriteVolumeResponse
+	16, // 43: volrep.array.v1.VolumeService.ReadVolume:output_type -> volrep.array.v1.ReadVolumeResponse
+	18, // 44: volrep.array.v1.VolumeService.FlushVolume:output_type -> volrep.array.v1.FlushVolumeResponse
+	20, // 45: volrep.array.v1.VolumeService.CreateSnapshot:output_type -> volrep.array.v1.CreateSnapshotResponse
+	22, // 46: volrep.array.v1.VolumeService.GetSnapshot:output_type -> volrep.array.v1.GetSnapshotResponse
+	24, // 47: volrep.array.v1.VolumeService.ListSnapshots:output_type -> volrep.array.v1.ListSnapshotsResponse
+	26, // 48: volrep.array.v1.VolumeService.DeleteSnapshot:output_type -> volrep.array.v1.DeleteSnapshotResponse
+	28, // 49: volrep.array.v1.VolumeService.ReadSnapshot:output_type -> volrep.array.v1.ReadSnapshotResponse
+	30, // 50: volrep.array.v1.VolumeService.CloneSnapshot:output_type -> volrep.array.v1.CloneSnapshotResponse
+	32, // 51: volrep.array.v1.VolumeService.DiffSnapshots:output_type -> volrep.array.v1.DiffSnapshotsResponse
+	34, // 52: volrep.array.v1.VolumeService.ChecksumSnapshot:output_type -> volrep.array.v1.ChecksumSnapshotResponse
+	36, // 53: volrep.array.v1.VolumeService.SetVolumeReadOnly:output_type -> volrep.array.v1.SetVolumeReadOnlyResponse
+	38, // 54: volrep.array.v1.VolumeService.CreateSnapshotSet:output_type -> volrep.array.v1.CreateSnapshotSetResponse
+	37, // [37:55] is the sub-list for method output_type
+	19, // [19:37] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_volume_service_proto_init() }
@@ -2147,7 +2385,7 @@ func file_volrep_array_v1_volume_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_volume_service_proto_rawDesc), len(file_volrep_array_v1_volume_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

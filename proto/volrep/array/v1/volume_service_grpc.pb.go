@@ -19,22 +19,24 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	VolumeService_CreateVolume_FullMethodName     = "/volrep.array.v1.VolumeService/CreateVolume"
-	VolumeService_GetVolume_FullMethodName        = "/volrep.array.v1.VolumeService/GetVolume"
-	VolumeService_ListVolumes_FullMethodName      = "/volrep.array.v1.VolumeService/ListVolumes"
-	VolumeService_DeleteVolume_FullMethodName     = "/volrep.array.v1.VolumeService/DeleteVolume"
-	VolumeService_ExtendVolume_FullMethodName     = "/volrep.array.v1.VolumeService/ExtendVolume"
-	VolumeService_WriteVolume_FullMethodName      = "/volrep.array.v1.VolumeService/WriteVolume"
-	VolumeService_ReadVolume_FullMethodName       = "/volrep.array.v1.VolumeService/ReadVolume"
-	VolumeService_FlushVolume_FullMethodName      = "/volrep.array.v1.VolumeService/FlushVolume"
-	VolumeService_CreateSnapshot_FullMethodName   = "/volrep.array.v1.VolumeService/CreateSnapshot"
-	VolumeService_GetSnapshot_FullMethodName      = "/volrep.array.v1.VolumeService/GetSnapshot"
-	VolumeService_ListSnapshots_FullMethodName    = "/volrep.array.v1.VolumeService/ListSnapshots"
-	VolumeService_DeleteSnapshot_FullMethodName   = "/volrep.array.v1.VolumeService/DeleteSnapshot"
-	VolumeService_ReadSnapshot_FullMethodName     = "/volrep.array.v1.VolumeService/ReadSnapshot"
-	VolumeService_CloneSnapshot_FullMethodName    = "/volrep.array.v1.VolumeService/CloneSnapshot"
-	VolumeService_DiffSnapshots_FullMethodName    = "/volrep.array.v1.VolumeService/DiffSnapshots"
-	VolumeService_ChecksumSnapshot_FullMethodName = "/volrep.array.v1.VolumeService/ChecksumSnapshot"
+	VolumeService_CreateVolume_FullMethodName      = "/volrep.array.v1.VolumeService/CreateVolume"
+	VolumeService_GetVolume_FullMethodName         = "/volrep.array.v1.VolumeService/GetVolume"
+	VolumeService_ListVolumes_FullMethodName       = "/volrep.array.v1.VolumeService/ListVolumes"
+	VolumeService_DeleteVolume_FullMethodName      = "/volrep.array.v1.VolumeService/DeleteVolume"
+	VolumeService_ExtendVolume_FullMethodName      = "/volrep.array.v1.VolumeService/ExtendVolume"
+	VolumeService_WriteVolume_FullMethodName       = "/volrep.array.v1.VolumeService/WriteVolume"
+	VolumeService_ReadVolume_FullMethodName        = "/volrep.array.v1.VolumeService/ReadVolume"
+	VolumeService_FlushVolume_FullMethodName       = "/volrep.array.v1.VolumeService/FlushVolume"
+	VolumeService_CreateSnapshot_FullMethodName    = "/volrep.array.v1.VolumeService/CreateSnapshot"
+	VolumeService_GetSnapshot_FullMethodName       = "/volrep.array.v1.VolumeService/GetSnapshot"
+	VolumeService_ListSnapshots_FullMethodName     = "/volrep.array.v1.VolumeService/ListSnapshots"
+	VolumeService_DeleteSnapshot_FullMethodName    = "/volrep.array.v1.VolumeService/DeleteSnapshot"
+	VolumeService_ReadSnapshot_FullMethodName      = "/volrep.array.v1.VolumeService/ReadSnapshot"
+	VolumeService_CloneSnapshot_FullMethodName     = "/volrep.array.v1.VolumeService/CloneSnapshot"
+	VolumeService_DiffSnapshots_FullMethodName     = "/volrep.array.v1.VolumeService/DiffSnapshots"
+	VolumeService_ChecksumSnapshot_FullMethodName  = "/volrep.array.v1.VolumeService/ChecksumSnapshot"
+	VolumeService_SetVolumeReadOnly_FullMethodName = "/volrep.array.v1.VolumeService/SetVolumeReadOnly"
+	VolumeService_CreateSnapshotSet_FullMethodName = "/volrep.array.v1.VolumeService/CreateSnapshotSet"
 )
 
 // VolumeServiceClient is the client API for VolumeService service.
@@ -72,6 +74,13 @@ type VolumeServiceClient interface {
 	// ChecksumSnapshot returns the CRC-32C of each 4 KiB block of a range,
 	// so two arrays can compare a snapshot and its replica without moving data.
 	ChecksumSnapshot(ctx context.Context, in *ChecksumSnapshotRequest, opts ...grpc.CallOption) (*ChecksumSnapshotResponse, error)
+	// SetVolumeReadOnly promotes a replica target to a writable volume
+	// (failover), or demotes a volume to a read-only replica target
+	// (failback). A read-only volume takes replicated data only.
+	SetVolumeReadOnly(ctx context.Context, in *SetVolumeReadOnlyRequest, opts ...grpc.CallOption) (*SetVolumeReadOnlyResponse, error)
+	// CreateSnapshotSet snapshots several volumes at one write barrier,
+	// crash-consistent across them, with the same name on each.
+	CreateSnapshotSet(ctx context.Context, in *CreateSnapshotSetRequest, opts ...grpc.CallOption) (*CreateSnapshotSetResponse, error)
 }
 
 type volumeServiceClient struct {
@@ -251,6 +260,26 @@ func (c *volumeServiceClient) ChecksumSnapshot(ctx context.Context, in *Checksum
 	return out, nil
 }
 
+func (c *volumeServiceClient) SetVolumeReadOnly(ctx context.Context, in *SetVolumeReadOnlyRequest, opts ...grpc.CallOption) (*SetVolumeReadOnlyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetVolumeReadOnlyResponse)
+	err := c.cc.Invoke(ctx, VolumeService_SetVolumeReadOnly_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *volumeServiceClient) CreateSnapshotSet(ctx context.Context, in *CreateSnapshotSetRequest, opts ...grpc.CallOption) (*CreateSnapshotSetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateSnapshotSetResponse)
+	err := c.cc.Invoke(ctx, VolumeService_CreateSnapshotSet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VolumeServiceServer is the server API for VolumeService service.
 // All implementations must embed UnimplementedVolumeServiceServer
 // for forward compatibility.
@@ -286,6 +315,13 @@ type VolumeServiceServer interface {
 	// ChecksumSnapshot returns the CRC-32C of each 4 KiB block of a range,
 	// so two arrays can compare a snapshot and its replica without moving data.
 	ChecksumSnapshot(context.Context, *ChecksumSnapshotRequest) (*ChecksumSnapshotResponse, error)
+	// SetVolumeReadOnly promotes a replica target to a writable volume
+	// (failover), or demotes a volume to a read-only replica target
+	// (failback). A read-only volume takes replicated data only.
+	SetVolumeReadOnly(context.Context, *SetVolumeReadOnlyRequest) (*SetVolumeReadOnlyResponse, error)
+	// CreateSnapshotSet snapshots several volumes at one write barrier,
+	// crash-consistent across them, with the same name on each.
+	CreateSnapshotSet(context.Context, *CreateSnapshotSetRequest) (*CreateSnapshotSetResponse, error)
 	mustEmbedUnimplementedVolumeServiceServer()
 }
 
@@ -343,6 +379,12 @@ func (UnimplementedVolumeServiceServer) DiffSnapshots(*DiffSnapshotsRequest, grp
 }
 func (UnimplementedVolumeServiceServer) ChecksumSnapshot(context.Context, *ChecksumSnapshotRequest) (*ChecksumSnapshotResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ChecksumSnapshot not implemented")
+}
+func (UnimplementedVolumeServiceServer) SetVolumeReadOnly(context.Context, *SetVolumeReadOnlyRequest) (*SetVolumeReadOnlyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetVolumeReadOnly not implemented")
+}
+func (UnimplementedVolumeServiceServer) CreateSnapshotSet(context.Context, *CreateSnapshotSetRequest) (*CreateSnapshotSetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateSnapshotSet not implemented")
 }
 func (UnimplementedVolumeServiceServer) mustEmbedUnimplementedVolumeServiceServer() {}
 func (UnimplementedVolumeServiceServer) testEmbeddedByValue()                       {}
@@ -646,6 +688,42 @@ func _VolumeService_ChecksumSnapshot_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VolumeService_SetVolumeReadOnly_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetVolumeReadOnlyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VolumeServiceServer).SetVolumeReadOnly(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VolumeService_SetVolumeReadOnly_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VolumeServiceServer).SetVolumeReadOnly(ctx, req.(*SetVolumeReadOnlyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _VolumeService_CreateSnapshotSet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateSnapshotSetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VolumeServiceServer).CreateSnapshotSet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VolumeService_CreateSnapshotSet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VolumeServiceServer).CreateSnapshotSet(ctx, req.(*CreateSnapshotSetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VolumeService_ServiceDesc is the grpc.ServiceDesc for VolumeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -712,6 +790,14 @@ var VolumeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ChecksumSnapshot",
 			Handler:    _VolumeService_ChecksumSnapshot_Handler,
+		},
+		{
+			MethodName: "SetVolumeReadOnly",
+			Handler:    _VolumeService_SetVolumeReadOnly_Handler,
+		},
+		{
+			MethodName: "CreateSnapshotSet",
+			Handler:    _VolumeService_CreateSnapshotSet_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

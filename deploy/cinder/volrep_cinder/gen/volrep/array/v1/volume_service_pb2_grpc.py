@@ -96,6 +96,16 @@ class VolumeServiceStub(object):
         request_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.ChecksumSnapshotRequest.SerializeToString,
         response_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.ChecksumSnapshotResponse.FromString,
         )
+    self.SetVolumeReadOnly = channel.unary_unary(
+        '/volrep.array.v1.VolumeService/SetVolumeReadOnly',
+        request_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.SetVolumeReadOnlyRequest.SerializeToString,
+        response_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.SetVolumeReadOnlyResponse.FromString,
+        )
+    self.CreateSnapshotSet = channel.unary_unary(
+        '/volrep.array.v1.VolumeService/CreateSnapshotSet',
+        request_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.CreateSnapshotSetRequest.SerializeToString,
+        response_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.CreateSnapshotSetResponse.FromString,
+        )
 
 
 class VolumeServiceServicer(object):
@@ -219,6 +229,23 @@ class VolumeServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def SetVolumeReadOnly(self, request, context):
+    """SetVolumeReadOnly promotes a replica target to a writable volume
+    (failover), or demotes a volume to a read-only replica target
+    (failback). A read-only volume takes replicated data only.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def CreateSnapshotSet(self, request, context):
+    """CreateSnapshotSet snapshots several volumes at one write barrier,
+    crash-consistent across them, with the same name on each.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_VolumeServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -301,6 +328,16 @@ def add_VolumeServiceServicer_to_server(servicer, server):
           servicer.ChecksumSnapshot,
           request_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.ChecksumSnapshotRequest.FromString,
           response_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.ChecksumSnapshotResponse.SerializeToString,
+      ),
+      'SetVolumeReadOnly': grpc.unary_unary_rpc_method_handler(
+          servicer.SetVolumeReadOnly,
+          request_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.SetVolumeReadOnlyRequest.FromString,
+          response_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.SetVolumeReadOnlyResponse.SerializeToString,
+      ),
+      'CreateSnapshotSet': grpc.unary_unary_rpc_method_handler(
+          servicer.CreateSnapshotSet,
+          request_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.CreateSnapshotSetRequest.FromString,
+          response_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.CreateSnapshotSetResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(
