@@ -168,6 +168,10 @@ type Array interface {
 	// CreateGroupSnapshot snapshots every member at one write barrier.
 	CreateGroupSnapshot(ctx context.Context, group, snapshot string, labels map[string]string) ([]Snapshot, error)
 
+	// AdoptSnapshot snapshots a volume under a GUID another array's
+	// snapshot has, asserting both hold the same data, so later transfers
+	// between them can be deltas from it.
+	AdoptSnapshot(ctx context.Context, volume, name, guid string, labels map[string]string) (Snapshot, error)
 	// SetReadOnly promotes a replica target (false) or demotes a volume to one (true).
 	SetReadOnly(ctx context.Context, volume string, readOnly bool) error
 	// CreateSnapshotSet snapshots volumes at one write barrier.

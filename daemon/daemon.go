@@ -119,7 +119,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	dsrv := server.New(dopts)
 	d := driver.New(cfg.Backends, driver.Options{
-		Logger: log, Dial: dialArray, ConfigFile: cfg.File,
+		Logger: log, Dial: dialArray, ConfigFile: cfg.File, StateDir: cfg.Daemon.StateDir,
 		OnState: func(st driver.State) {
 			dsrv.SetServingStatus("backend/"+st.Name, st.Up)
 			if reg != nil {

@@ -37,6 +37,8 @@ type Options struct {
 	OnState func(State)
 	// ConfigFile names the configuration in reasons, for file:line.
 	ConfigFile string
+	// StateDir holds the driver's own state: which array serves each backend.
+	StateDir string
 }
 
 func (o *Options) defaults() {
@@ -87,6 +89,11 @@ type Backend struct {
 	reason string
 	active string
 	stats  *Stats
+	// podOnline is each sync target's pod state as last seen, for choosing
+	// a failover target when the primary can no longer be asked.
+	podOnline map[string]bool
+	// failMu serialises failovers and failbacks.
+	failMu sync.Mutex
 
 	ops  opLocks
 	wake chan struct{}
@@ -100,8 +107,13 @@ func newBackend(cfg config.Backend, opts Options) *Backend {
 		b.reason = cfg.Problems.Error()
 		return b
 	}
+	st, err := b.loadState()
+	if err != nil {
+		b.reason = "driver state: " + err.Error()
+		return b
+	}
+	b.active = st.ActiveBackendID
 	b.reason = "starting"
-	var err error
 	if b.primary, err = opts.Dial(cfg.SanIP, cfg.APIToken.Reveal()); err != nil {
 		b.reason = fmt.Sprintf("san_ip %s: %v", cfg.SanIP, err)
 		return b
@@ -181,7 +193,9 @@ func (b *Backend) run(ctx context.Context) {
 		}
 		b.setState(true, "")
 		delay = b.opts.RetryMin
-		b.setupReplication(ctx)
+		if !b.failedOver() {
+			b.setupReplication(ctx)
+		}
 		for sleep(ctx, b.opts.CheckInterval, b.wake) {
 			if err := b.check(ctx); err != nil {
 				if ctx.Err() == nil {
@@ -189,9 +203,10 @@ func (b *Backend) run(ctx context.Context) {
 				}
 				break
 			}
-			if b.replicationPending() {
+			if b.replicationPending() && !b.failedOver() {
 				b.setupReplication(ctx)
 			}
+			b.watchPods(ctx)
 		}
 	}
 }
@@ -223,21 +238,31 @@ func (b *Backend) converge(ctx context.Context) error {
 	if err := b.check(ctx); err != nil {
 		return err
 	}
-	if _, err := b.primary.Array.CreatePool(ctx, b.cfg.Pool); err != nil {
-		return fmt.Errorf("creating pool %q on the primary array: %w", b.cfg.Pool, err)
+	if _, err := b.activeArray().CreatePool(ctx, b.cfg.Pool); err != nil {
+		return fmt.Errorf("creating pool %q on the active array: %w", b.cfg.Pool, err)
 	}
 	return nil
 }
 
-// check asks the primary array who it is, to catch an unreachable array or
-// a rejected token.
+// check asks the array serving the backend who it is, to catch an
+// unreachable array or a rejected token.
 func (b *Backend) check(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := b.primary.Array.Info(cctx); err != nil {
+	if _, err := b.activeArray().Info(cctx); err != nil {
+		if b.failedOver() {
+			return b.arrayError("secondary array "+b.State().ActiveBackendID, "replication_device", b.activeAddr(), "api_token", err)
+		}
 		return b.arrayError("primary array", "san_ip", b.cfg.SanIP, "pure_api_token", err)
 	}
 	return nil
+}
+
+// failedOver reports whether a replication target serves the backend.
+func (b *Backend) failedOver() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.active != "default"
 }
 
 // arrayError turns a failed call to an array into a reason an operator can

@@ -161,6 +161,11 @@ func (b *Backend) replicationOf(ctx context.Context, name string) (string, error
 
 // replicate puts a new volume where its replication type says.
 func (b *Backend) replicate(ctx context.Context, name, kind string) (string, error) {
+	if kind != extraspecs.None && b.failedOver() {
+		// The volume lives on the secondary, unreplicated, until failback
+		// brings it home.
+		return ReplFailedOver, nil
+	}
 	switch kind {
 	case extraspecs.None:
 		return ReplDisabled, nil
@@ -395,6 +400,7 @@ func (b *Backend) podInfo(ctx context.Context, id string) TargetInfo {
 		return ti
 	}
 	ti.LastSyncBytes = rep.LastResyncBytes
+	b.notePod(id, rep.PeerState == array.PeerOnline)
 	switch rep.PeerState {
 	case array.PeerOnline:
 		ti.Status, ti.LastSyncTime = Healthy, b.opts.Now()

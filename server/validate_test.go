@@ -222,6 +222,11 @@ var validateCases = []struct {
 	{"diff bad base", &arrayv1.DiffSnapshotsRequest{Volume: "v1", Base: "s@1", Snapshot: "s2"}, "base"},
 
 	// driver
+	{"failover host", &driverv1.FailoverHostRequest{Backend: "b", VolumeIds: []string{"v"}, SecondaryId: "site-b"}, ""},
+	{"failover host choose", &driverv1.FailoverHostRequest{Backend: "b"}, ""},
+	{"failover host bad volume", &driverv1.FailoverHostRequest{Backend: "b", VolumeIds: []string{"a/b"}}, "volume_ids"},
+	{"failover completed", &driverv1.FailoverCompletedRequest{Backend: "b", ActiveBackendId: "site-b"}, ""},
+	{"failover completed no id", &driverv1.FailoverCompletedRequest{Backend: "b"}, "active_backend_id"},
 	{"snapshot replicate", &driverv1.SnapshotReplicateRequest{Backend: "a", SnapshotId: "s", VolumeId: "v", DestinationBackend: "b"}, ""},
 	{"snapshot replicate to itself", &driverv1.SnapshotReplicateRequest{Backend: "a", SnapshotId: "s", VolumeId: "v", DestinationBackend: "a"}, "destination_backend"},
 	{"driver get operation", &driverv1.GetOperationRequest{Backend: "a", OperationId: "op1"}, ""},

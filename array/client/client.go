@@ -318,3 +318,11 @@ func (c *Client) CreateSnapshotSet(ctx context.Context, volumes []string, name s
 	}
 	return wire.Map(r.GetSnapshots(), wire.SnapshotFromPB), nil
 }
+
+func (c *Client) AdoptSnapshot(ctx context.Context, volume, name, guid string, labels map[string]string) (array.Snapshot, error) {
+	r, err := c.volumes.CreateSnapshot(ctx, &arrayv1.CreateSnapshotRequest{Volume: volume, Name: name, Guid: guid, Labels: labels})
+	if err != nil {
+		return array.Snapshot{}, err
+	}
+	return wire.SnapshotFromPB(r.GetSnapshot()), nil
+}

@@ -61,7 +61,13 @@ func (s *Service) FlushVolume(ctx context.Context, req *arrayv1.FlushVolumeReque
 }
 
 func (s *Service) CreateSnapshot(ctx context.Context, req *arrayv1.CreateSnapshotRequest) (*arrayv1.CreateSnapshotResponse, error) {
-	sn, err := s.a.CreateSnapshot(ctx, req.GetVolume(), req.GetName(), req.GetLabels())
+	var sn array.Snapshot
+	var err error
+	if req.GetGuid() != "" {
+		sn, err = s.a.AdoptSnapshot(ctx, req.GetVolume(), req.GetName(), req.GetGuid(), req.GetLabels())
+	} else {
+		sn, err = s.a.CreateSnapshot(ctx, req.GetVolume(), req.GetName(), req.GetLabels())
+	}
 	if err != nil {
 		return nil, err
 	}

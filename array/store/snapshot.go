@@ -415,3 +415,18 @@ func (s *Store) CreateSnapshotSet(ctx context.Context, volumes []string, name st
 	}
 	return s.CreateSnapshots(ctx, reqs)
 }
+
+// AdoptSnapshot snapshots a volume under a given GUID.
+func (s *Store) AdoptSnapshot(ctx context.Context, volume, name, guid string, labels map[string]string) (array.Snapshot, error) {
+	if guid == "" {
+		return array.Snapshot{}, errdefs.InvalidArgument("guid", "is required to adopt an identity")
+	}
+	out, err := s.CreateSnapshots(ctx, []SnapshotRequest{{Volume: volume, Name: name, Labels: labels, GUID: guid}})
+	if err != nil {
+		return array.Snapshot{}, err
+	}
+	if out[0].GUID != guid {
+		return array.Snapshot{}, errdefs.AlreadyExists("snapshot %s@%s already exists with another identity", volume, name)
+	}
+	return out[0], nil
+}

@@ -412,4 +412,10 @@ func testReadOnlyAndSets(t *testing.T, a array.Array) {
 		t.Fatalf("CreateSnapshotSet = %+v", set)
 	}
 	wantKind(t, a.SetReadOnly(ctx, "nope", true), errdefs.KindNotFound, "demote an unknown volume")
+	ad := mSnap(t)(a.AdoptSnapshot(ctx, "ro2", "adopted", "guid-from-elsewhere", nil))
+	if ad.GUID != "guid-from-elsewhere" {
+		t.Fatalf("AdoptSnapshot kept GUID %q", ad.GUID)
+	}
+	_, err := a.AdoptSnapshot(ctx, "ro2", "adopted", "another-guid", nil)
+	wantKind(t, err, errdefs.KindAlreadyExists, "adopt an existing name with another identity")
 }

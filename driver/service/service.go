@@ -372,3 +372,27 @@ func (s *Service) VerifySnapshot(ctx context.Context, req *driverv1.VerifySnapsh
 	return &driverv1.VerifySnapshotResponse{Match: v.Match, BlocksCompared: v.Blocks, FirstMismatchOffset: v.FirstMismatch,
 		SourceCrc32C: v.SourceCRC, DestinationCrc32C: v.DestCRC, SizeBytes: v.Size}, nil
 }
+
+func (s *Service) FailoverHost(ctx context.Context, req *driverv1.FailoverHostRequest) (*driverv1.FailoverHostResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	res, err := b.FailoverHost(ctx, req.GetVolumeIds(), req.GetSecondaryId())
+	if err != nil {
+		return nil, err
+	}
+	out := &driverv1.FailoverHostResponse{ActiveBackendId: res.ActiveBackendID, FailbackBytes: res.FailbackBytes}
+	for _, v := range res.Volumes {
+		out.VolumeUpdates = append(out.VolumeUpdates, &driverv1.VolumeUpdate{VolumeId: v.VolumeID, Updates: modelUpdate(v.Updates)})
+	}
+	return out, nil
+}
+
+func (s *Service) FailoverCompleted(ctx context.Context, req *driverv1.FailoverCompletedRequest) (*driverv1.FailoverCompletedResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.FailoverCompletedResponse{}, b.FailoverCompleted(ctx, req.GetActiveBackendId())
+}

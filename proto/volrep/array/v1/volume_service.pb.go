@@ -1044,10 +1044,14 @@ func (*FlushVolumeResponse) Descriptor() ([]byte, []int) {
 }
 
 type CreateSnapshotRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Volume        string                 `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Volume string                 `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	Name   string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Labels map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Give the snapshot this identity instead of a new one: the caller
+	// asserts that another array's snapshot with this GUID holds the same
+	// data (a failback across a pod that was in sync relies on it).
+	Guid          string `protobuf:"bytes,4,opt,name=guid,proto3" json:"guid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1101,6 +1105,13 @@ func (x *CreateSnapshotRequest) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *CreateSnapshotRequest) GetGuid() string {
+	if x != nil {
+		return x.Guid
+	}
+	return ""
 }
 
 type CreateSnapshotResponse struct {
@@ -2159,11 +2170,12 @@ const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\x04data\x18\x01 \x01(\fR\x04data\"(\n" +
 	"\x12FlushVolumeRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x15\n" +
-	"\x13FlushVolumeResponse\"\xca\x01\n" +
+	"\x13FlushVolumeResponse\"\xde\x01\n" +
 	"\x15CreateSnapshotRequest\x12\x16\n" +
 	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12J\n" +
-	"\x06labels\x18\x03 \x03(\v22.volrep.array.v1.CreateSnapshotRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x03 \x03(\v22.volrep.array.v1.CreateSnapshotRequest.LabelsEntryR\x06labels\x12\x12\n" +
+	"\x04guid\x18\x04 \x01(\tR\x04guid\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"O\n" +

@@ -3642,6 +3642,337 @@ func (x *VerifySnapshotResponse) GetSizeBytes() int64 {
 	return 0
 }
 
+type FailoverHostRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Backend string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	// The volumes of the backend, as Cinder passes them.
+	VolumeIds []string `protobuf:"bytes,2,rep,name=volume_ids,json=volumeIds,proto3" json:"volume_ids,omitempty"`
+	// A replication_device backend_id, "default" to fail back, or empty to let the driver choose.
+	SecondaryId   string   `protobuf:"bytes,3,opt,name=secondary_id,json=secondaryId,proto3" json:"secondary_id,omitempty"`
+	GroupIds      []string `protobuf:"bytes,4,rep,name=group_ids,json=groupIds,proto3" json:"group_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverHostRequest) Reset() {
+	*x = FailoverHostRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverHostRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverHostRequest) ProtoMessage() {}
+
+func (x *FailoverHostRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverHostRequest.ProtoReflect.Descriptor instead.
+func (*FailoverHostRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *FailoverHostRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *FailoverHostRequest) GetVolumeIds() []string {
+	if x != nil {
+		return x.VolumeIds
+	}
+	return nil
+}
+
+func (x *FailoverHostRequest) GetSecondaryId() string {
+	if x != nil {
+		return x.SecondaryId
+	}
+	return ""
+}
+
+func (x *FailoverHostRequest) GetGroupIds() []string {
+	if x != nil {
+		return x.GroupIds
+	}
+	return nil
+}
+
+type VolumeUpdate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	VolumeId      string                 `protobuf:"bytes,1,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	Updates       *ModelUpdate           `protobuf:"bytes,2,opt,name=updates,proto3" json:"updates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeUpdate) Reset() {
+	*x = VolumeUpdate{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeUpdate) ProtoMessage() {}
+
+func (x *VolumeUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeUpdate.ProtoReflect.Descriptor instead.
+func (*VolumeUpdate) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *VolumeUpdate) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+func (x *VolumeUpdate) GetUpdates() *ModelUpdate {
+	if x != nil {
+		return x.Updates
+	}
+	return nil
+}
+
+type GroupUpdate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GroupId       string                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	Updates       *ModelUpdate           `protobuf:"bytes,2,opt,name=updates,proto3" json:"updates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupUpdate) Reset() {
+	*x = GroupUpdate{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupUpdate) ProtoMessage() {}
+
+func (x *GroupUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupUpdate.ProtoReflect.Descriptor instead.
+func (*GroupUpdate) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *GroupUpdate) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *GroupUpdate) GetUpdates() *ModelUpdate {
+	if x != nil {
+		return x.Updates
+	}
+	return nil
+}
+
+type FailoverHostResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ActiveBackendId string                 `protobuf:"bytes,1,opt,name=active_backend_id,json=activeBackendId,proto3" json:"active_backend_id,omitempty"`
+	VolumeUpdates   []*VolumeUpdate        `protobuf:"bytes,2,rep,name=volume_updates,json=volumeUpdates,proto3" json:"volume_updates,omitempty"`
+	GroupUpdates    []*GroupUpdate         `protobuf:"bytes,3,rep,name=group_updates,json=groupUpdates,proto3" json:"group_updates,omitempty"`
+	// Data sent back to the primary by a failback: only what changed since the failover.
+	FailbackBytes int64 `protobuf:"varint,4,opt,name=failback_bytes,json=failbackBytes,proto3" json:"failback_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverHostResponse) Reset() {
+	*x = FailoverHostResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverHostResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverHostResponse) ProtoMessage() {}
+
+func (x *FailoverHostResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverHostResponse.ProtoReflect.Descriptor instead.
+func (*FailoverHostResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *FailoverHostResponse) GetActiveBackendId() string {
+	if x != nil {
+		return x.ActiveBackendId
+	}
+	return ""
+}
+
+func (x *FailoverHostResponse) GetVolumeUpdates() []*VolumeUpdate {
+	if x != nil {
+		return x.VolumeUpdates
+	}
+	return nil
+}
+
+func (x *FailoverHostResponse) GetGroupUpdates() []*GroupUpdate {
+	if x != nil {
+		return x.GroupUpdates
+	}
+	return nil
+}
+
+func (x *FailoverHostResponse) GetFailbackBytes() int64 {
+	if x != nil {
+		return x.FailbackBytes
+	}
+	return 0
+}
+
+type FailoverCompletedRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Backend         string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	ActiveBackendId string                 `protobuf:"bytes,2,opt,name=active_backend_id,json=activeBackendId,proto3" json:"active_backend_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *FailoverCompletedRequest) Reset() {
+	*x = FailoverCompletedRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverCompletedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverCompletedRequest) ProtoMessage() {}
+
+func (x *FailoverCompletedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverCompletedRequest.ProtoReflect.Descriptor instead.
+func (*FailoverCompletedRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *FailoverCompletedRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *FailoverCompletedRequest) GetActiveBackendId() string {
+	if x != nil {
+		return x.ActiveBackendId
+	}
+	return ""
+}
+
+type FailoverCompletedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverCompletedResponse) Reset() {
+	*x = FailoverCompletedResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverCompletedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverCompletedResponse) ProtoMessage() {}
+
+func (x *FailoverCompletedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverCompletedResponse.ProtoReflect.Descriptor instead.
+func (*FailoverCompletedResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{59}
+}
+
 var File_volrep_driver_v1_driver_service_proto protoreflect.FileDescriptor
 
 const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
@@ -3925,7 +4256,28 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\rsource_crc32c\x18\x04 \x01(\aR\fsourceCrc32c\x12-\n" +
 	"\x12destination_crc32c\x18\x05 \x01(\aR\x11destinationCrc32c\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\x06 \x01(\x03R\tsizeBytes*\xed\x02\n" +
+	"size_bytes\x18\x06 \x01(\x03R\tsizeBytes\"\x8e\x01\n" +
+	"\x13FailoverHostRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1d\n" +
+	"\n" +
+	"volume_ids\x18\x02 \x03(\tR\tvolumeIds\x12!\n" +
+	"\fsecondary_id\x18\x03 \x01(\tR\vsecondaryId\x12\x1b\n" +
+	"\tgroup_ids\x18\x04 \x03(\tR\bgroupIds\"d\n" +
+	"\fVolumeUpdate\x12\x1b\n" +
+	"\tvolume_id\x18\x01 \x01(\tR\bvolumeId\x127\n" +
+	"\aupdates\x18\x02 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\aupdates\"a\n" +
+	"\vGroupUpdate\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x127\n" +
+	"\aupdates\x18\x02 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\aupdates\"\xf4\x01\n" +
+	"\x14FailoverHostResponse\x12*\n" +
+	"\x11active_backend_id\x18\x01 \x01(\tR\x0factiveBackendId\x12E\n" +
+	"\x0evolume_updates\x18\x02 \x03(\v2\x1e.volrep.driver.v1.VolumeUpdateR\rvolumeUpdates\x12B\n" +
+	"\rgroup_updates\x18\x03 \x03(\v2\x1d.volrep.driver.v1.GroupUpdateR\fgroupUpdates\x12%\n" +
+	"\x0efailback_bytes\x18\x04 \x01(\x03R\rfailbackBytes\"`\n" +
+	"\x18FailoverCompletedRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12*\n" +
+	"\x11active_backend_id\x18\x02 \x01(\tR\x0factiveBackendId\"\x1b\n" +
+	"\x19FailoverCompletedResponse*\xed\x02\n" +
 	"\x11ReplicationStatus\x12\"\n" +
 	"\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n" +
@@ -3947,7 +4299,7 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n" +
 	"\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n" +
 	"\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n" +
-	"\x18OPERATION_STATE_CANCELED\x10\x042\xea\x11\n" +
+	"\x18OPERATION_STATE_CANCELED\x10\x042\xb7\x13\n" +
 	"\rDriverService\x12]\n" +
 	"\fListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12c\n" +
 	"\x0eGetVolumeStats\x12'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n" +
@@ -3970,7 +4322,9 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\fGetOperation\x12%.volrep.driver.v1.GetOperationRequest\x1a&.volrep.driver.v1.GetOperationResponse\x12e\n" +
 	"\x0eWatchOperation\x12'.volrep.driver.v1.WatchOperationRequest\x1a(.volrep.driver.v1.WatchOperationResponse0\x01\x12f\n" +
 	"\x0fCancelOperation\x12(.volrep.driver.v1.CancelOperationRequest\x1a).volrep.driver.v1.CancelOperationResponse\x12c\n" +
-	"\x0eVerifySnapshot\x12'.volrep.driver.v1.VerifySnapshotRequest\x1a(.volrep.driver.v1.VerifySnapshotResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
+	"\x0eVerifySnapshot\x12'.volrep.driver.v1.VerifySnapshotRequest\x1a(.volrep.driver.v1.VerifySnapshotResponse\x12]\n" +
+	"\fFailoverHost\x12%.volrep.driver.v1.FailoverHostRequest\x1a&.volrep.driver.v1.FailoverHostResponse\x12l\n" +
+	"\x11FailoverCompleted\x12*.volrep.driver.v1.FailoverCompletedRequest\x1a+.volrep.driver.v1.FailoverCompletedResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
 
 var (
 	file_volrep_driver_v1_driver_service_proto_rawDescOnce sync.Once
@@ -3985,7 +4339,7 @@ func file_volrep_driver_v1_driver_service_proto_rawDescGZIP() []byte {
 }
 
 var file_volrep_driver_v1_driver_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(ReplicationStatus)(0),                   // 0: volrep.driver.v1.ReplicationStatus
 	(ReplicationHealth)(0),                   // 1: volrep.driver.v1.ReplicationHealth
@@ -4044,16 +4398,22 @@ var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(*CancelOperationResponse)(nil),          // 54: volrep.driver.v1.CancelOperationResponse
 	(*VerifySnapshotRequest)(nil),            // 55: volrep.driver.v1.VerifySnapshotRequest
 	(*VerifySnapshotResponse)(nil),           // 56: volrep.driver.v1.VerifySnapshotResponse
-	nil,                                      // 57: volrep.driver.v1.ModelUpdate.MetadataEntry
-	nil,                                      // 58: volrep.driver.v1.VolumeType.ExtraSpecsEntry
-	nil,                                      // 59: volrep.driver.v1.Connector.ExtraEntry
-	nil,                                      // 60: volrep.driver.v1.ConnectionInfo.DataEntry
-	(*timestamppb.Timestamp)(nil),            // 61: google.protobuf.Timestamp
+	(*FailoverHostRequest)(nil),              // 57: volrep.driver.v1.FailoverHostRequest
+	(*VolumeUpdate)(nil),                     // 58: volrep.driver.v1.VolumeUpdate
+	(*GroupUpdate)(nil),                      // 59: volrep.driver.v1.GroupUpdate
+	(*FailoverHostResponse)(nil),             // 60: volrep.driver.v1.FailoverHostResponse
+	(*FailoverCompletedRequest)(nil),         // 61: volrep.driver.v1.FailoverCompletedRequest
+	(*FailoverCompletedResponse)(nil),        // 62: volrep.driver.v1.FailoverCompletedResponse
+	nil,                                      // 63: volrep.driver.v1.ModelUpdate.MetadataEntry
+	nil,                                      // 64: volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	nil,                                      // 65: volrep.driver.v1.Connector.ExtraEntry
+	nil,                                      // 66: volrep.driver.v1.ConnectionInfo.DataEntry
+	(*timestamppb.Timestamp)(nil),            // 67: google.protobuf.Timestamp
 }
 var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	0,  // 0: volrep.driver.v1.ModelUpdate.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
-	57, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
-	58, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	63, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
+	64, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
 	6,  // 3: volrep.driver.v1.Backend.replication_targets:type_name -> volrep.driver.v1.ReplicationTarget
 	0,  // 4: volrep.driver.v1.Volume.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
 	5,  // 5: volrep.driver.v1.ListBackendsResponse.backends:type_name -> volrep.driver.v1.Backend
@@ -4067,73 +4427,81 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	3,  // 13: volrep.driver.v1.CreateVolumeFromSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	4,  // 14: volrep.driver.v1.CreateClonedVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
 	3,  // 15: volrep.driver.v1.CreateClonedVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	59, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
-	60, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
+	65, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
+	66, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
 	33, // 18: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
 	34, // 19: volrep.driver.v1.InitializeConnectionResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
 	33, // 20: volrep.driver.v1.TerminateConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
 	4,  // 21: volrep.driver.v1.RetypeRequest.new_type:type_name -> volrep.driver.v1.VolumeType
 	3,  // 22: volrep.driver.v1.RetypeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	1,  // 23: volrep.driver.v1.TargetReplicationInfo.status:type_name -> volrep.driver.v1.ReplicationHealth
-	61, // 24: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
+	67, // 24: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
 	1,  // 25: volrep.driver.v1.GetReplicationInfoResponse.status:type_name -> volrep.driver.v1.ReplicationHealth
-	61, // 26: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
+	67, // 26: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
 	41, // 27: volrep.driver.v1.GetReplicationInfoResponse.targets:type_name -> volrep.driver.v1.TargetReplicationInfo
 	2,  // 28: volrep.driver.v1.Operation.state:type_name -> volrep.driver.v1.OperationState
-	61, // 29: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
-	61, // 30: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
+	67, // 29: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
+	67, // 30: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
 	48, // 31: volrep.driver.v1.GetOperationResponse.operation:type_name -> volrep.driver.v1.Operation
 	48, // 32: volrep.driver.v1.WatchOperationResponse.operation:type_name -> volrep.driver.v1.Operation
 	48, // 33: volrep.driver.v1.CancelOperationResponse.operation:type_name -> volrep.driver.v1.Operation
-	9,  // 34: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
-	11, // 35: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
-	13, // 36: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
-	15, // 37: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
-	17, // 38: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
-	19, // 39: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
-	21, // 40: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
-	23, // 41: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
-	25, // 42: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
-	27, // 43: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
-	29, // 44: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
-	31, // 45: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
-	35, // 46: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
-	37, // 47: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
-	39, // 48: volrep.driver.v1.DriverService.Retype:input_type -> volrep.driver.v1.RetypeRequest
-	42, // 49: volrep.driver.v1.DriverService.GetReplicationInfo:input_type -> volrep.driver.v1.GetReplicationInfoRequest
-	44, // 50: volrep.driver.v1.DriverService.SetReplicationSchedule:input_type -> volrep.driver.v1.SetReplicationScheduleRequest
-	46, // 51: volrep.driver.v1.DriverService.SnapshotReplicate:input_type -> volrep.driver.v1.SnapshotReplicateRequest
-	49, // 52: volrep.driver.v1.DriverService.GetOperation:input_type -> volrep.driver.v1.GetOperationRequest
-	51, // 53: volrep.driver.v1.DriverService.WatchOperation:input_type -> volrep.driver.v1.WatchOperationRequest
-	53, // 54: volrep.driver.v1.DriverService.CancelOperation:input_type -> volrep.driver.v1.CancelOperationRequest
-	55, // 55: volrep.driver.v1.DriverService.VerifySnapshot:input_type -> volrep.driver.v1.VerifySnapshotRequest
-	10, // 56: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
-	12, // 57: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
-	14, // 58: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
-	16, // 59: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
-	18, // 60: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
-	20, // 61: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
-	22, // 62: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
-	24, // 63: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
-	26, // 64: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
-	28, // 65: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
-	30, // 66: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
-	32, // 67: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
-	36, // 68: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
-	38, // 69: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
-	40, // 70: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
-	43, // 71: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
-	45, // 72: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
-	47, // 73: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
-	50, // 74: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
-	52, // 75: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
-	54, // 76: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
-	56, // 77: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
-	56, // [56:78] is the sub-list for method output_type
-	34, // [34:56] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	3,  // 34: volrep.driver.v1.VolumeUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
+	3,  // 35: volrep.driver.v1.GroupUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
+	58, // 36: volrep.driver.v1.FailoverHostResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	59, // 37: volrep.driver.v1.FailoverHostResponse.group_updates:type_name -> volrep.driver.v1.GroupUpdate
+	9,  // 38: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
+	11, // 39: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
+	13, // 40: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
+	15, // 41: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
+	17, // 42: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
+	19, // 43: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
+	21, // 44: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
+	23, // 45: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
+	25, // 46: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
+	27, // 47: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
+	29, // 48: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
+	31, // 49: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
+	35, // 50: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
+	37, // 51: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
+	39, // 52: volrep.driver.v1.DriverService.Retype:input_type -> volrep.driver.v1.RetypeRequest
+	42, // 53: volrep.driver.v1.DriverService.GetReplicationInfo:input_type -> volrep.driver.v1.GetReplicationInfoRequest
+	44, // 54: volrep.driver.v1.DriverService.SetReplicationSchedule:input_type -> volrep.driver.v1.SetReplicationScheduleRequest
+	46, // 55: volrep.driver.v1.DriverService.SnapshotReplicate:input_type -> volrep.driver.v1.SnapshotReplicateRequest
+	49, // 56: volrep.driver.v1.DriverService.GetOperation:input_type -> volrep.driver.v1.GetOperationRequest
+	51, // 57: volrep.driver.v1.DriverService.WatchOperation:input_type -> volrep.driver.v1.WatchOperationRequest
+	53, // 58: volrep.driver.v1.DriverService.CancelOperation:input_type -> volrep.driver.v1.CancelOperationRequest
+	55, // 59: volrep.driver.v1.DriverService.VerifySnapshot:input_type -> volrep.driver.v1.VerifySnapshotRequest
+	57, // 60: volrep.driver.v1.DriverService.FailoverHost:input_type -> volrep.driver.v1.FailoverHostRequest
+	61, // 61: volrep.driver.v1.DriverService.FailoverCompleted:input_type -> volrep.driver.v1.FailoverCompletedRequest
+	10, // 62: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
+	12, // 63: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
+	14, // 64: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
+	16, // 65: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
+	18, // 66: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
+	20, // 67: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
+	22, // 68: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
+	24, // 69: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
+	26, // 70: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
+	28, // 71: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
+	30, // 72: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
+	32, // 73: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
+	36, // 74: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
+	38, // 75: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
+	40, // 76: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
+	43, // 77: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
+	45, // 78: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
+	47, // 79: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
+	50, // 80: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
+	52, // 81: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
+	54, // 82: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
+	56, // 83: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
+	60, // 84: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
+	62, // 85: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
+	62, // [62:86] is the sub-list for method output_type
+	38, // [38:62] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_volrep_driver_v1_driver_service_proto_init() }
@@ -4147,7 +4515,7 @@ func file_volrep_driver_v1_driver_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_driver_v1_driver_service_proto_rawDesc), len(file_volrep_driver_v1_driver_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   58,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

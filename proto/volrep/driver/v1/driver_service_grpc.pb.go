@@ -41,6 +41,8 @@ const (
 	DriverService_WatchOperation_FullMethodName           = "/volrep.driver.v1.DriverService/WatchOperation"
 	DriverService_CancelOperation_FullMethodName          = "/volrep.driver.v1.DriverService/CancelOperation"
 	DriverService_VerifySnapshot_FullMethodName           = "/volrep.driver.v1.DriverService/VerifySnapshot"
+	DriverService_FailoverHost_FullMethodName             = "/volrep.driver.v1.DriverService/FailoverHost"
+	DriverService_FailoverCompleted_FullMethodName        = "/volrep.driver.v1.DriverService/FailoverCompleted"
 )
 
 // DriverServiceClient is the client API for DriverService service.
@@ -98,6 +100,14 @@ type DriverServiceClient interface {
 	// VerifySnapshot compares a snapshot with its replica on another backend
 	// block by block, by checksum, and reports the first mismatch.
 	VerifySnapshot(ctx context.Context, in *VerifySnapshotRequest, opts ...grpc.CallOption) (*VerifySnapshotResponse, error)
+	// FailoverHost moves the backend to a replication target (Cinder's
+	// failover_host), or home with secondary_id "default". Without a
+	// secondary_id it picks a sync target whose pod is in sync, else the
+	// async target with the newest replicated snapshot. The choice persists.
+	FailoverHost(ctx context.Context, in *FailoverHostRequest, opts ...grpc.CallOption) (*FailoverHostResponse, error)
+	// FailoverCompleted records that the backend now serves from
+	// active_backend_id (Cinder's failover_completed, active-active flow).
+	FailoverCompleted(ctx context.Context, in *FailoverCompletedRequest, opts ...grpc.CallOption) (*FailoverCompletedResponse, error)
 }
 
 type driverServiceClient struct {
@@ -337,6 +347,26 @@ func (c *driverServiceClient) VerifySnapshot(ctx context.Context, in *VerifySnap
 	return out, nil
 }
 
+func (c *driverServiceClient) FailoverHost(ctx context.Context, in *FailoverHostRequest, opts ...grpc.CallOption) (*FailoverHostResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FailoverHostResponse)
+	err := c.cc.Invoke(ctx, DriverService_FailoverHost_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) FailoverCompleted(ctx context.Context, in *FailoverCompletedRequest, opts ...grpc.CallOption) (*FailoverCompletedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FailoverCompletedResponse)
+	err := c.cc.Invoke(ctx, DriverService_FailoverCompleted_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServiceServer is the server API for DriverService service.
 // All implementations must embed UnimplementedDriverServiceServer
 // for forward compatibility.
@@ -392,6 +422,14 @@ type DriverServiceServer interface {
 	// VerifySnapshot compares a snapshot with its replica on another backend
 	// block by block, by checksum, and reports the first mismatch.
 	VerifySnapshot(context.Context, *VerifySnapshotRequest) (*VerifySnapshotResponse, error)
+	// FailoverHost moves the backend to a replication target (Cinder's
+	// failover_host), or home with secondary_id "default". Without a
+	// secondary_id it picks a sync target whose pod is in sync, else the
+	// async target with the newest replicated snapshot. The choice persists.
+	FailoverHost(context.Context, *FailoverHostRequest) (*FailoverHostResponse, error)
+	// FailoverCompleted records that the backend now serves from
+	// active_backend_id (Cinder's failover_completed, active-active flow).
+	FailoverCompleted(context.Context, *FailoverCompletedRequest) (*FailoverCompletedResponse, error)
 	mustEmbedUnimplementedDriverServiceServer()
 }
 
@@ -467,6 +505,12 @@ func (UnimplementedDriverServiceServer) CancelOperation(context.Context, *Cancel
 }
 func (UnimplementedDriverServiceServer) VerifySnapshot(context.Context, *VerifySnapshotRequest) (*VerifySnapshotResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifySnapshot not implemented")
+}
+func (UnimplementedDriverServiceServer) FailoverHost(context.Context, *FailoverHostRequest) (*FailoverHostResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FailoverHost not implemented")
+}
+func (UnimplementedDriverServiceServer) FailoverCompleted(context.Context, *FailoverCompletedRequest) (*FailoverCompletedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FailoverCompleted not implemented")
 }
 func (UnimplementedDriverServiceServer) mustEmbedUnimplementedDriverServiceServer() {}
 func (UnimplementedDriverServiceServer) testEmbeddedByValue()                       {}
@@ -878,6 +922,42 @@ func _DriverService_VerifySnapshot_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DriverService_FailoverHost_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FailoverHostRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).FailoverHost(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_FailoverHost_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).FailoverHost(ctx, req.(*FailoverHostRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_FailoverCompleted_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FailoverCompletedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).FailoverCompleted(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_FailoverCompleted_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).FailoverCompleted(ctx, req.(*FailoverCompletedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DriverService_ServiceDesc is the grpc.ServiceDesc for DriverService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -968,6 +1048,14 @@ var DriverService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifySnapshot",
 			Handler:    _DriverService_VerifySnapshot_Handler,
+		},
+		{
+			MethodName: "FailoverHost",
+			Handler:    _DriverService_FailoverHost_Handler,
+		},
+		{
+			MethodName: "FailoverCompleted",
+			Handler:    _DriverService_FailoverCompleted_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

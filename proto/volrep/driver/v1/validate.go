@@ -215,3 +215,24 @@ func (x *VerifySnapshotRequest) Validate() error {
 		v.Name("destination_backend", x.GetDestinationBackend()),
 	)
 }
+
+// Validate checks the backend and the ids; the secondary is checked
+// against the configuration by the driver, which can list the choices.
+func (x *FailoverHostRequest) Validate() error {
+	for _, id := range x.GetVolumeIds() {
+		if err := v.Name("volume_ids", id); err != nil {
+			return err
+		}
+	}
+	for _, id := range x.GetGroupIds() {
+		if err := v.Name("group_ids", id); err != nil {
+			return err
+		}
+	}
+	return v.First(v.Name("backend", x.GetBackend()), v.OptionalName("secondary_id", x.GetSecondaryId()))
+}
+
+// Validate checks the backend and the active backend id.
+func (x *FailoverCompletedRequest) Validate() error {
+	return v.First(v.Name("backend", x.GetBackend()), v.Name("active_backend_id", x.GetActiveBackendId()))
+}

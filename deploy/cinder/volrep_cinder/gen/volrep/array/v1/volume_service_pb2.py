@@ -20,7 +20,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/volume_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n$volrep/array/v1/volume_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x02\n\x06Volume\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x16\n\x0esnapshot_count\x18\x07 \x01(\x03\x12\x33\n\x06labels\x18\x08 \x03(\x0b\x32#.volrep.array.v1.Volume.LabelsEntry\x12\x11\n\tread_only\x18\t \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf1\x01\n\x08Snapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04guid\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x35\n\x06labels\x18\x07 \x03(\x0b\x32%.volrep.array.v1.Snapshot.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\x06\x45xtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\x12\x0c\n\x04zero\x18\x03 \x01(\x08\"\xb6\x01\n\x13\x43reateVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12@\n\x06labels\x18\x04 \x03(\x0b\x32\x30.volrep.array.v1.CreateVolumeRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x14\x43reateVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\" \n\x10GetVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x11GetVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\"\n\x12ListVolumesRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\"?\n\x13ListVolumesResponse\x12(\n\x07volumes\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Volume\"#\n\x13\x44\x65leteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"7\n\x13\x45xtendVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"?\n\x14\x45xtendVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"M\n\x12WriteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0b\n\x03\x66ua\x18\x04 \x01(\x08\"\x15\n\x13WriteVolumeResponse\"A\n\x11ReadVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\"\"\n\x12ReadVolumeResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\"\n\x12\x46lushVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x46lushVolumeResponse\"\xa8\x01\n\x15\x43reateSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x42\n\x06labels\x18\x03 \x03(\x0b\x32\x32.volrep.array.v1.CreateSnapshotRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x16\x43reateSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"2\n\x12GetSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"B\n\x13GetSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"&\n\x14ListSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\"E\n\x15ListSnapshotsResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot\"5\n\x15\x44\x65leteSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"S\n\x13ReadSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"$\n\x14ReadSnapshotResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xda\x01\n\x14\x43loneSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x41\n\x06labels\x18\x06 \x03(\x0b\x32\x31.volrep.array.v1.CloneSnapshotRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x15\x43loneSnapshotResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"F\n\x14\x44iffSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04\x62\x61se\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"A\n\x15\x44iffSnapshotsResponse\x12(\n\x07\x65xtents\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"[\n\x17\x43hecksumSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"*\n\x18\x43hecksumSnapshotResponse\x12\x0e\n\x06\x63rc32c\x18\x01 \x03(\x07\";\n\x18SetVolumeReadOnlyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tread_only\x18\x02 \x01(\x08\"D\n\x19SetVolumeReadOnlyResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\xaf\x01\n\x18\x43reateSnapshotSetRequest\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x45\n\x06labels\x18\x03 \x03(\x0b\x32\x35.volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x19\x43reateSnapshotSetResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot2\xbf\r\n\rVolumeService\x12[\n\x0c\x43reateVolume\x12$.volrep.array.v1.CreateVolumeRequest\x1a%.volrep.array.v1.CreateVolumeResponse\x12R\n\tGetVolume\x12!.volrep.array.v1.GetVolumeRequest\x1a\".volrep.array.v1.GetVolumeResponse\x12X\n\x0bListVolumes\x12#.volrep.array.v1.ListVolumesRequest\x1a$.volrep.array.v1.ListVolumesResponse\x12[\n\x0c\x44\x65leteVolume\x12$.volrep.array.v1.DeleteVolumeRequest\x1a%.volrep.array.v1.DeleteVolumeResponse\x12[\n\x0c\x45xtendVolume\x12$.volrep.array.v1.ExtendVolumeRequest\x1a%.volrep.array.v1.ExtendVolumeResponse\x12X\n\x0bWriteVolume\x12#.volrep.array.v1.WriteVolumeRequest\x1a$.volrep.array.v1.WriteVolumeResponse\x12U\n\nReadVolume\x12\".volrep.array.v1.ReadVolumeRequest\x1a#.volrep.array.v1.ReadVolumeResponse\x12X\n\x0b\x46lushVolume\x12#.volrep.array.v1.FlushVolumeRequest\x1a$.volrep.array.v1.FlushVolumeResponse\x12\x61\n\x0e\x43reateSnapshot\x12&.volrep.array.v1.CreateSnapshotRequest\x1a\'.volrep.array.v1.CreateSnapshotResponse\x12X\n\x0bGetSnapshot\x12#.volrep.array.v1.GetSnapshotRequest\x1a$.volrep.array.v1.GetSnapshotResponse\x12^\n\rListSnapshots\x12%.volrep.array.v1.ListSnapshotsRequest\x1a&.volrep.array.v1.ListSnapshotsResponse\x12\x61\n\x0e\x44\x65leteSnapshot\x12&.volrep.array.v1.DeleteSnapshotRequest\x1a\'.volrep.array.v1.DeleteSnapshotResponse\x12[\n\x0cReadSnapshot\x12$.volrep.array.v1.ReadSnapshotRequest\x1a%.volrep.array.v1.ReadSnapshotResponse\x12^\n\rCloneSnapshot\x12%.volrep.array.v1.CloneSnapshotRequest\x1a&.volrep.array.v1.CloneSnapshotResponse\x12`\n\rDiffSnapshots\x12%.volrep.array.v1.DiffSnapshotsRequest\x1a&.volrep.array.v1.DiffSnapshotsResponse0\x01\x12g\n\x10\x43hecksumSnapshot\x12(.volrep.array.v1.ChecksumSnapshotRequest\x1a).volrep.array.v1.ChecksumSnapshotResponse\x12j\n\x11SetVolumeReadOnly\x12).volrep.array.v1.SetVolumeReadOnlyRequest\x1a*.volrep.array.v1.SetVolumeReadOnlyResponse\x12j\n\x11\x43reateSnapshotSet\x12).volrep.array.v1.CreateSnapshotSetRequest\x1a*.volrep.array.v1.CreateSnapshotSetResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n$volrep/array/v1/volume_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x02\n\x06Volume\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x16\n\x0esnapshot_count\x18\x07 \x01(\x03\x12\x33\n\x06labels\x18\x08 \x03(\x0b\x32#.volrep.array.v1.Volume.LabelsEntry\x12\x11\n\tread_only\x18\t \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf1\x01\n\x08Snapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04guid\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x35\n\x06labels\x18\x07 \x03(\x0b\x32%.volrep.array.v1.Snapshot.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\x06\x45xtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\x12\x0c\n\x04zero\x18\x03 \x01(\x08\"\xb6\x01\n\x13\x43reateVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12@\n\x06labels\x18\x04 \x03(\x0b\x32\x30.volrep.array.v1.CreateVolumeRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x14\x43reateVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\" \n\x10GetVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x11GetVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\"\n\x12ListVolumesRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\"?\n\x13ListVolumesResponse\x12(\n\x07volumes\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Volume\"#\n\x13\x44\x65leteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"7\n\x13\x45xtendVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"?\n\x14\x45xtendVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"M\n\x12WriteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0b\n\x03\x66ua\x18\x04 \x01(\x08\"\x15\n\x13WriteVolumeResponse\"A\n\x11ReadVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\"\"\n\x12ReadVolumeResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\"\n\x12\x46lushVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x46lushVolumeResponse\"\xb6\x01\n\x15\x43reateSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x42\n\x06labels\x18\x03 \x03(\x0b\x32\x32.volrep.array.v1.CreateSnapshotRequest.LabelsEntry\x12\x0c\n\x04guid\x18\x04 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x16\x43reateSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"2\n\x12GetSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"B\n\x13GetSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"&\n\x14ListSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\"E\n\x15ListSnapshotsResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot\"5\n\x15\x44\x65leteSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"S\n\x13ReadSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"$\n\x14ReadSnapshotResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xda\x01\n\x14\x43loneSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x41\n\x06labels\x18\x06 \x03(\x0b\x32\x31.volrep.array.v1.CloneSnapshotRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x15\x43loneSnapshotResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"F\n\x14\x44iffSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04\x62\x61se\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"A\n\x15\x44iffSnapshotsResponse\x12(\n\x07\x65xtents\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"[\n\x17\x43hecksumSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"*\n\x18\x43hecksumSnapshotResponse\x12\x0e\n\x06\x63rc32c\x18\x01 \x03(\x07\";\n\x18SetVolumeReadOnlyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tread_only\x18\x02 \x01(\x08\"D\n\x19SetVolumeReadOnlyResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\xaf\x01\n\x18\x43reateSnapshotSetRequest\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x45\n\x06labels\x18\x03 \x03(\x0b\x32\x35.volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x19\x43reateSnapshotSetResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot2\xbf\r\n\rVolumeService\x12[\n\x0c\x43reateVolume\x12$.volrep.array.v1.CreateVolumeRequest\x1a%.volrep.array.v1.CreateVolumeResponse\x12R\n\tGetVolume\x12!.volrep.array.v1.GetVolumeRequest\x1a\".volrep.array.v1.GetVolumeResponse\x12X\n\x0bListVolumes\x12#.volrep.array.v1.ListVolumesRequest\x1a$.volrep.array.v1.ListVolumesResponse\x12[\n\x0c\x44\x65leteVolume\x12$.volrep.array.v1.DeleteVolumeRequest\x1a%.volrep.array.v1.DeleteVolumeResponse\x12[\n\x0c\x45xtendVolume\x12$.volrep.array.v1.ExtendVolumeRequest\x1a%.volrep.array.v1.ExtendVolumeResponse\x12X\n\x0bWriteVolume\x12#.volrep.array.v1.WriteVolumeRequest\x1a$.volrep.array.v1.WriteVolumeResponse\x12U\n\nReadVolume\x12\".volrep.array.v1.ReadVolumeRequest\x1a#.volrep.array.v1.ReadVolumeResponse\x12X\n\x0b\x46lushVolume\x12#.volrep.array.v1.FlushVolumeRequest\x1a$.volrep.array.v1.FlushVolumeResponse\x12\x61\n\x0e\x43reateSnapshot\x12&.volrep.array.v1.CreateSnapshotRequest\x1a\'.volrep.array.v1.CreateSnapshotResponse\x12X\n\x0bGetSnapshot\x12#.volrep.array.v1.GetSnapshotRequest\x1a$.volrep.array.v1.GetSnapshotResponse\x12^\n\rListSnapshots\x12%.volrep.array.v1.ListSnapshotsRequest\x1a&.volrep.array.v1.ListSnapshotsResponse\x12\x61\n\x0e\x44\x65leteSnapshot\x12&.volrep.array.v1.DeleteSnapshotRequest\x1a\'.volrep.array.v1.DeleteSnapshotResponse\x12[\n\x0cReadSnapshot\x12$.volrep.array.v1.ReadSnapshotRequest\x1a%.volrep.array.v1.ReadSnapshotResponse\x12^\n\rCloneSnapshot\x12%.volrep.array.v1.CloneSnapshotRequest\x1a&.volrep.array.v1.CloneSnapshotResponse\x12`\n\rDiffSnapshots\x12%.volrep.array.v1.DiffSnapshotsRequest\x1a&.volrep.array.v1.DiffSnapshotsResponse0\x01\x12g\n\x10\x43hecksumSnapshot\x12(.volrep.array.v1.ChecksumSnapshotRequest\x1a).volrep.array.v1.ChecksumSnapshotResponse\x12j\n\x11SetVolumeReadOnly\x12).volrep.array.v1.SetVolumeReadOnlyRequest\x1a*.volrep.array.v1.SetVolumeReadOnlyResponse\x12j\n\x11\x43reateSnapshotSet\x12).volrep.array.v1.CreateSnapshotSetRequest\x1a*.volrep.array.v1.CreateSnapshotSetResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -946,6 +946,13 @@ _CREATESNAPSHOTREQUEST = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='guid', full_name='volrep.array.v1.CreateSnapshotRequest.guid', index=3,
+      number=4, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -959,7 +966,7 @@ _CREATESNAPSHOTREQUEST = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=1568,
-  serialized_end=1736,
+  serialized_end=1750,
 )
 
 
@@ -989,8 +996,8 @@ _CREATESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1738,
-  serialized_end=1807,
+  serialized_start=1752,
+  serialized_end=1821,
 )
 
 
@@ -1027,8 +1034,8 @@ _GETSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1809,
-  serialized_end=1859,
+  serialized_start=1823,
+  serialized_end=1873,
 )
 
 
@@ -1058,8 +1065,8 @@ _GETSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1861,
-  serialized_end=1927,
+  serialized_start=1875,
+  serialized_end=1941,
 )
 
 
@@ -1089,8 +1096,8 @@ _LISTSNAPSHOTSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1929,
-  serialized_end=1967,
+  serialized_start=1943,
+  serialized_end=1981,
 )
 
 
@@ -1120,8 +1127,8 @@ _LISTSNAPSHOTSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1969,
-  serialized_end=2038,
+  serialized_start=1983,
+  serialized_end=2052,
 )
 
 
@@ -1158,8 +1165,8 @@ _DELETESNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2040,
-  serialized_end=2093,
+  serialized_start=2054,
+  serialized_end=2107,
 )
 
 
@@ -1182,8 +1189,8 @@ _DELETESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2095,
-  serialized_end=2119,
+  serialized_start=2109,
+  serialized_end=2133,
 )
 
 
@@ -1234,8 +1241,8 @@ _READSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2121,
-  serialized_end=2204,
+  serialized_start=2135,
+  serialized_end=2218,
 )
 
 
@@ -1265,8 +1272,8 @@ _READSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2206,
-  serialized_end=2242,
+  serialized_start=2220,
+  serialized_end=2256,
 )
 
 
@@ -1368,8 +1375,8 @@ _CLONESNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2245,
-  serialized_end=2463,
+  serialized_start=2259,
+  serialized_end=2477,
 )
 
 
@@ -1399,8 +1406,8 @@ _CLONESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2465,
-  serialized_end=2529,
+  serialized_start=2479,
+  serialized_end=2543,
 )
 
 
@@ -1444,8 +1451,8 @@ _DIFFSNAPSHOTSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2531,
-  serialized_end=2601,
+  serialized_start=2545,
+  serialized_end=2615,
 )
 
 
@@ -1475,8 +1482,8 @@ _DIFFSNAPSHOTSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2603,
-  serialized_end=2668,
+  serialized_start=2617,
+  serialized_end=2682,
 )
 
 
@@ -1527,8 +1534,8 @@ _CHECKSUMSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2670,
-  serialized_end=2761,
+  serialized_start=2684,
+  serialized_end=2775,
 )
 
 
@@ -1558,8 +1565,8 @@ _CHECKSUMSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2763,
-  serialized_end=2805,
+  serialized_start=2777,
+  serialized_end=2819,
 )
 
 
@@ -1596,8 +1603,8 @@ _SETVOLUMEREADONLYREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2807,
-  serialized_end=2866,
+  serialized_start=2821,
+  serialized_end=2880,
 )
 
 
@@ -1627,8 +1634,8 @@ _SETVOLUMEREADONLYRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2868,
-  serialized_end=2936,
+  serialized_start=2882,
+  serialized_end=2950,
 )
 
 
@@ -1709,8 +1716,8 @@ _CREATESNAPSHOTSETREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2939,
-  serialized_end=3114,
+  serialized_start=2953,
+  serialized_end=3128,
 )
 
 
@@ -1740,8 +1747,8 @@ _CREATESNAPSHOTSETRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3116,
-  serialized_end=3189,
+  serialized_start=3130,
+  serialized_end=3203,
 )
 
 _VOLUME_LABELSENTRY.containing_type = _VOLUME
@@ -2153,8 +2160,8 @@ _VOLUMESERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=3192,
-  serialized_end=4919,
+  serialized_start=3206,
+  serialized_end=4933,
   methods=[
   _descriptor.MethodDescriptor(
     name='CreateVolume',

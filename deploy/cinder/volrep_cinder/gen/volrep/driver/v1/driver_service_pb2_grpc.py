@@ -127,6 +127,16 @@ class DriverServiceStub(object):
         request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.VerifySnapshotRequest.SerializeToString,
         response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.VerifySnapshotResponse.FromString,
         )
+    self.FailoverHost = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/FailoverHost',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverHostRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverHostResponse.FromString,
+        )
+    self.FailoverCompleted = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/FailoverCompleted',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverCompletedRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverCompletedResponse.FromString,
+        )
 
 
 class DriverServiceServicer(object):
@@ -304,6 +314,24 @@ class DriverServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def FailoverHost(self, request, context):
+    """FailoverHost moves the backend to a replication target (Cinder's
+    failover_host), or home with secondary_id "default". Without a
+    secondary_id it picks a sync target whose pod is in sync, else the
+    async target with the newest replicated snapshot. The choice persists.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def FailoverCompleted(self, request, context):
+    """FailoverCompleted records that the backend now serves from
+    active_backend_id (Cinder's failover_completed, active-active flow).
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_DriverServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -416,6 +444,16 @@ def add_DriverServiceServicer_to_server(servicer, server):
           servicer.VerifySnapshot,
           request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.VerifySnapshotRequest.FromString,
           response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.VerifySnapshotResponse.SerializeToString,
+      ),
+      'FailoverHost': grpc.unary_unary_rpc_method_handler(
+          servicer.FailoverHost,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverHostRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverHostResponse.SerializeToString,
+      ),
+      'FailoverCompleted': grpc.unary_unary_rpc_method_handler(
+          servicer.FailoverCompleted,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverCompletedRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverCompletedResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(
