@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -32,8 +33,14 @@ import (
 // Options configure a daemon run.
 type Options struct {
 	Logger *slog.Logger
+	// Level is the logger's level, which a reload sets from log_level.
+	Level *slog.LevelVar
 	// Announce receives one line per listening address, for the operator.
 	Announce io.Writer
+	// Reload delivers a signal (SIGHUP) for each reload request; Load
+	// re-reads the configuration then. Both nil means no reload.
+	Reload <-chan os.Signal
+	Load   func() (*config.Config, error)
 }
 
 // Run serves cfg until ctx ends. Problems confined to a backend or an
@@ -44,9 +51,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if opts.Announce == nil {
 		opts.Announce = io.Discard
 	}
-	for _, p := range cfg.Problems {
-		log.Error("config problem", "file", p.File, "line", p.Line, "section", p.Section, "key", p.Key, "problem", p.Message)
-	}
+	logProblems(log, cfg)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -171,7 +176,17 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	go server.Watchdog(ctx)
 	log.Info("volrepd is serving", "arrays", len(stores), "backends", len(cfg.Backends))
-	<-ctx.Done()
+	rl := &reloader{opts: opts, driver: d, health: dsrv, reg: reg, running: cfg}
+	for serving := true; serving; {
+		select {
+		case <-ctx.Done():
+			serving = false
+		case <-opts.Reload:
+			if opts.Load != nil {
+				rl.reload(ctx)
+			}
+		}
+	}
 	_ = server.NotifyStopping()
 	log.Info("volrepd is stopping")
 	wg.Wait()

@@ -5,14 +5,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/volrep/volrep/array"
+	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
 )
 
 // TestGrpcurl lists both APIs through reflection and creates a volume the
@@ -86,28 +90,20 @@ func TestHealthProbe(t *testing.T) {
 	}
 }
 
-// TestConfigTypoMarksBackendDown starts the daemon with a misspelled key
-// in a replication_device: the daemon serves, and the backend is down with
-// the file, line and a suggestion.
-func TestConfigTypoMarksBackendDown(t *testing.T) {
+// TestTypoDrill is the seed's troubleshooting story: a misspelled key in
+// a replication_device. The daemon serves, and the backend is down with
+// the file, line and a suggestion in ListBackends, health, the log and
+// `volrep doctor`. Fixing the file and sending SIGHUP brings the backend
+// up without a restart.
+func TestTypoDrill(t *testing.T) {
 	probe := tool(t, "grpc-health-probe")
 	grpcurl := tool(t, "grpcurl")
 	d := NewDaemon(t)
 	d.WriteConfig(fmt.Sprintf("replication_device = bakend_id:site-b,san_ip:%s,api_token:%s,type:async", d.ArrayB, d.TokenB), "")
-	volrepd, _ := binaries(t)
-	d.out = &syncBuffer{}
-	d.cmd = exec.Command(volrepd, "--config", d.Conf)
-	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d.exited = make(chan struct{})
-	go func() { d.cmd.Wait(); close(d.exited) }()
-	t.Cleanup(d.Stop)
-	waitFor(t, func() bool {
-		_, err := run(t, true, probe, "-addr", d.DriverAddr)
-		return err == nil
-	})
+	d.WaitFor("")
+	d.Start()
+	pid := d.cmd.Process.Pid
+
 	out, _ := run(t, false, grpcurl, "-plaintext", d.DriverAddr, "volrep.driver.v1.DriverService/ListBackends")
 	want := regexp.MustCompile(`volrep\.conf:\d+: .*bakend_id.*did you mean \\"backend_id\\"`)
 	if !want.MatchString(out) || strings.Contains(out, `"up": true`) {
@@ -121,6 +117,71 @@ func TestConfigTypoMarksBackendDown(t *testing.T) {
 	}
 	if strings.Contains(out+d.Logs(), d.TokenB) || strings.Contains(out+d.Logs(), d.TokenA) {
 		t.Fatal("a token appears in ListBackends or the log")
+	}
+	dout, code := doctor(t, "--config", d.Conf)
+	if code == 0 || !regexp.MustCompile(`volrep\.conf:\d+: .*bakend_id.*did you mean "backend_id"`).MatchString(dout) ||
+		!strings.Contains(dout, "FAIL   [demo]: down") {
+		t.Fatalf("doctor exit %d does not report the down backend and the typo:\n%s", code, dout)
+	}
+
+	// The fix: correct the key and reload, as `systemctl reload volrepd` does.
+	d.WriteConfig(d.DefaultBackend(), "")
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	d.WaitFor("backend/demo")
+	d.waitServing()
+	if d.cmd.Process.Pid != pid || !strings.Contains(d.Logs(), "configuration reloaded") {
+		t.Fatalf("backend not brought up by a reload of the same process:\n%s", d.Logs())
+	}
+	if out, err := run(t, true, probe, "-addr", d.DriverAddr, "-service", "backend/demo"); err != nil {
+		t.Fatalf("backend/demo after the fix: %v\n%s", err, out)
+	}
+	// The fixed backend really replicates: its link to site-b connects.
+	waitLink(t, d, "site-b", array.LinkConnected)
+	if dout, code := doctor(t, "--config", d.Conf); code != 0 {
+		t.Fatalf("doctor after the fix: exit %d\n%s", code, dout)
+	}
+}
+
+// TestReloadKeepsWhatItCannotApply: a reload that cannot read the file
+// keeps the running configuration; one that changes a listener says a
+// restart is needed; an unchanged backend keeps running untouched.
+func TestReloadKeepsWhatItCannotApply(t *testing.T) {
+	d := NewDaemon(t)
+	d.Start()
+	c := driverClient(t, d)
+	createVolume(t, c, "vol-reload", 1)
+	hup := func(wantLog string) {
+		t.Helper()
+		n := strings.Count(d.Logs(), wantLog)
+		if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return strings.Count(d.Logs(), wantLog) > n })
+	}
+
+	conf, err := os.ReadFile(d.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(d.Conf); err != nil {
+		t.Fatal(err)
+	}
+	hup("previous configuration stays in force")
+	if err := os.WriteFile(d.Conf, bytes.Replace(conf, []byte("driver_listen = "+d.DriverAddr), []byte("driver_listen = 127.0.0.1:1"), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hup("configuration reloaded")
+	if !strings.Contains(d.Logs(), "needs a restart") || !strings.Contains(d.Logs(), "[volrep] driver_listen") {
+		t.Fatalf("a changed driver_listen is not named as needing a restart:\n%s", d.Logs())
+	}
+	if !regexp.MustCompile(`configuration reloaded.*unchanged="?\[demo\]`).MatchString(d.Logs()) {
+		t.Fatalf("the unchanged backend was not kept:\n%s", d.Logs())
+	}
+	// Still served on the old address, by the same backend.
+	if _, err := c.GetVolume(t.Context(), &driverv1.GetVolumeRequest{Backend: "demo", VolumeId: "vol-reload"}); err != nil {
+		t.Fatalf("GetVolume after the reloads: %v", err)
 	}
 }
 
@@ -248,4 +309,62 @@ func TestCrashSIGKILL(t *testing.T) {
 	if _, err := a.GetSnapshot(ctx, "crash", "mid"); err != nil {
 		t.Fatalf("snapshot lost after SIGKILL: %v", err)
 	}
+}
+
+// TestSystemdNotifyProtocol runs volrepd the way systemd does, with
+// NOTIFY_SOCKET and WATCHDOG_USEC, on a socket the test owns: READY=1 once
+// serving, WATCHDOG=1 pings, and on SIGHUP the notify-reload sequence
+// RELOADING=1 with MONOTONIC_USEC, then READY=1 again.
+func TestSystemdNotifyProtocol(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	msgs := make(chan string, 256)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	next := func(want string) string {
+		t.Helper()
+		deadline := time.After(20 * time.Second)
+		for {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					t.Fatalf("notify socket closed waiting for %q", want)
+				}
+				if strings.Contains(m, want) {
+					return m
+				}
+			case <-deadline:
+				t.Fatalf("no %q on the notify socket", want)
+			}
+		}
+	}
+	d := NewDaemon(t)
+	d.Env = []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=400000"}
+	d.Start()
+	next("READY=1")
+	next("WATCHDOG=1")
+	next("WATCHDOG=1")
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	m := next("RELOADING=1")
+	if !regexp.MustCompile(`MONOTONIC_USEC=\d+`).MatchString(m) {
+		t.Fatalf("RELOADING=1 without MONOTONIC_USEC: %q", m)
+	}
+	next("READY=1")
+	d.Stop()
+	next("STOPPING=1")
 }

@@ -106,6 +106,8 @@ type Daemon struct {
 	// Prefix runs the daemon under another command, such as
 	// "ip netns exec NS".
 	Prefix []string
+	// Env is added to the daemon's environment.
+	Env    []string
 	cmd    *exec.Cmd
 	out    *syncBuffer
 	exited chan struct{}
@@ -215,6 +217,7 @@ func (d *Daemon) Start() {
 	args := append(append([]string{}, d.Prefix...), volrepd, "--config", d.Conf)
 	d.cmd = exec.Command(args[0], args[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	d.cmd.Env = append(os.Environ(), d.Env...)
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}

@@ -37,12 +37,27 @@ var stderrIsJournal = journal.StderrIsJournalStream
 //
 // level is debug, info, warn or error ("" is info).
 func New(format, level string, stderr io.Writer) (*slog.Logger, error) {
+	lv, err := ParseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	return NewLeveled(format, lv, stderr)
+}
+
+// ParseLevel reads a log_level: debug, info, warn or error ("" is info).
+func ParseLevel(level string) (slog.Level, error) {
 	var lv slog.Level
 	if level != "" {
 		if err := lv.UnmarshalText([]byte(level)); err != nil {
-			return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+			return lv, fmt.Errorf("log level %q: want debug, info, warn or error", level)
 		}
 	}
+	return lv, nil
+}
+
+// NewLeveled is New with the level given as a slog.Leveler, such as a
+// *slog.LevelVar that a configuration reload can change.
+func NewLeveled(format string, lv slog.Leveler, stderr io.Writer) (*slog.Logger, error) {
 	text := func() *slog.Logger { return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv})) }
 	switch strings.ToLower(format) {
 	case FormatJournal:

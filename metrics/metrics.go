@@ -44,6 +44,8 @@ type Registry struct {
 	cycles    *prometheus.CounterVec
 	rpc       *prometheus.HistogramVec
 	backendUp *prometheus.GaugeVec
+	reloads   *prometheus.CounterVec
+	reloadOK  prometheus.Gauge
 	replicas  *replicaCollector
 
 	mu        sync.Mutex
@@ -72,13 +74,22 @@ func New() *Registry {
 			Namespace: namespace, Name: "backend_up",
 			Help: "1 when the driver backend is up, 0 when it is down (volrep backend list shows why).",
 		}, []string{"backend"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "config_reloads_total",
+			Help: "Configuration reloads (SIGHUP) by result: ok, or failed when the file could not be read and the previous configuration stayed.",
+		}, []string{"result"}),
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "config_last_reload_successful",
+			Help: "1 when the last configuration load (start or SIGHUP) read the file, 0 when it failed.",
+		}),
 		replicas:  newReplicaCollector(),
 		lastTotal: map[[2]string]int64{},
 	}
+	r.reloadOK.Set(1)
 	r.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		r.transfer, r.cycles, r.rpc, r.backendUp, r.replicas,
+		r.transfer, r.cycles, r.rpc, r.backendUp, r.reloads, r.reloadOK, r.replicas,
 	)
 	return r
 }
@@ -159,6 +170,19 @@ func (r *Registry) SetBackendUp(backend string, up bool) {
 		v = 1
 	}
 	r.backendUp.WithLabelValues(backend).Set(v)
+}
+
+// ForgetBackend drops a backend that a reload removed.
+func (r *Registry) ForgetBackend(backend string) { r.backendUp.DeleteLabelValues(backend) }
+
+// ConfigReloaded counts a reload and records whether it read the file.
+func (r *Registry) ConfigReloaded(ok bool) {
+	result, v := "ok", 1.0
+	if !ok {
+		result, v = "failed", 0
+	}
+	r.reloads.WithLabelValues(result).Inc()
+	r.reloadOK.Set(v)
 }
 
 // Serve serves reg's metrics at http://addr/metrics until ctx ends, then

@@ -160,8 +160,13 @@ func (p *pod) fail(st *mirrorStream, err error, m *podMember, off, length int64)
 	p.mu.Lock()
 	if p.stream == st {
 		p.stream, p.synced, p.lastErr = nil, false, err
-		p.e.log.Warn("pod lost its peer; carrying on at the preferred array and recording the blocks it misses",
-			"pod", p.name, "link", p.l.rec.Name, "err", err)
+		if errors.Is(err, context.Canceled) {
+			// The engine is stopping: nothing is lost, and nothing to warn of.
+			p.e.log.Info("pod stream closed", "pod", p.name, "link", p.l.rec.Name)
+		} else {
+			p.e.log.Warn("pod lost its peer; carrying on at the preferred array and recording the blocks it misses",
+				"pod", p.name, "link", p.l.rec.Name, "err", err)
+		}
 	}
 	for _, op := range st.takePending() {
 		if op.m != nil {

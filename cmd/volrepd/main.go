@@ -38,7 +38,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "volrepd: %s: configuration is valid\n", cfg.File)
 		return
 	}
-	log, err := daemon.NewLogger(cfg.Daemon, os.Stderr)
+	log, level, err := daemon.NewLogger(cfg.Daemon, os.Stderr)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "volrepd: %v\n", err)
 		os.Exit(1)
@@ -49,7 +49,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := daemon.Run(ctx, cfg, daemon.Options{Logger: log, Announce: os.Stdout}); err != nil {
+	// SIGHUP (systemctl reload) re-reads the file and re-converges.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	opts := daemon.Options{Logger: log, Level: level, Announce: os.Stdout,
+		Reload: hup, Load: func() (*config.Config, error) { return load(*cfgPath) }}
+	if err := daemon.Run(ctx, cfg, opts); err != nil {
 		log.Error("volrepd failed", "err", err)
 		os.Exit(1)
 	}
