@@ -1,10 +1,7 @@
 """Failover and failback through Cinder's VolumeManager.failover, which
 calls the driver's failover_host and records what Cinder records: the
 service's active_backend_id, replication_status and disabled flag, and each
-volume's status and replication_status.
-
-volrepd's FailoverHost RPC is still being written: until the daemon offers
-it, the test skips and says so."""
+volume's status and replication_status."""
 
 import unittest
 
@@ -32,25 +29,16 @@ class FailoverTest(unittest.TestCase):
         cls.target = targets[0].backend_id
 
     def require_failover_host(self):
-        if not self.driver.has_rpc('FailoverHost'):
-            self.skipTest('SKIPPED: volrepd\'s driver API has no FailoverHost '
-                          'RPC yet (proto/volrep/driver/v1); this test runs '
-                          'once it is there and generate.sh has been run')
-        # A target that does not exist: a daemon that has the RPC refuses it
+        self.assertTrue(self.driver.has_rpc('FailoverHost'),
+                        'volrepd\'s driver API has no FailoverHost RPC')
+        # A target that does not exist is refused
         # (InvalidReplicationTarget) without changing anything.
         req = pb.FailoverHostRequest()
         from volrep_cinder.driver import _set_fields
         _set_fields(req, backend=vs.BACKEND,
                     secondary_id__secondary_backend_id__backend_id='no-such')
-        try:
+        with self.assertRaises(self.exception.InvalidReplicationTarget):
             self.driver._call('FailoverHost', req, invalid_target=True)
-        except NotImplementedError:
-            self.skipTest('SKIPPED: volrepd answers FailoverHost with '
-                          'UNIMPLEMENTED')
-        except self.exception.InvalidReplicationTarget:
-            pass
-        else:
-            self.fail('FailoverHost to an unknown backend_id succeeded')
 
     def service(self):
         return self.objects.Service.get_by_args(self.ctxt, vs.HOST,
