@@ -176,6 +176,16 @@ func (b *Backend) failover(ctx context.Context, volumeIDs []string, target strin
 		b.log.Warn("could not suspend the protection group on the primary; carrying on", "backend_id", target, "err", err)
 	}
 	cancel()
+	if len(volumeIDs) == 0 {
+		// No list from the volume manager (the CLI): every volume the
+		// target holds a copy of, since the primary may not answer.
+		copies := b.onTargetArray(target)
+		ids, err := volumesOn(ctx, t.Array, func(v array.Volume) bool { return slices.Contains(copies, v.Labels[labelReplicaOf]) })
+		if err != nil {
+			return FailoverResult{}, fmt.Errorf("listing the copies on %s: %w", target, err)
+		}
+		volumeIDs = ids
+	}
 	res := FailoverResult{ActiveBackendID: target}
 	b.mu.RLock()
 	podInSync := false
@@ -232,6 +242,18 @@ func (b *Backend) failback(ctx context.Context, volumeIDs []string, from string)
 	if _, err := t.Replication.CreateLink(ctx, array.LinkSpec{Name: link, Address: b.cfg.SanIP, Token: b.cfg.APIToken.Reveal()}); err != nil {
 		return FailoverResult{}, fmt.Errorf("linking %s back to the primary: %w", from, err)
 	}
+	if len(volumeIDs) == 0 {
+		// Promoted copies, and volumes created while failed over; not
+		// the volumes of other backends that share the array.
+		copies := b.onTargetArray(from)
+		ids, err := volumesOn(ctx, t.Array, func(v array.Volume) bool {
+			return !v.ReadOnly && (slices.Contains(copies, v.Labels[labelReplicaOf]) || v.Labels[labelBackend] == b.cfg.Section)
+		})
+		if err != nil {
+			return FailoverResult{}, fmt.Errorf("listing the volumes %s serves: %w", from, err)
+		}
+		volumeIDs = ids
+	}
 	res := FailoverResult{ActiveBackendID: "default"}
 	stamp := fmt.Sprintf("failback.%d", b.opts.Now().Unix())
 	for _, id := range volumeIDs {
@@ -262,6 +284,22 @@ func (b *Backend) failback(ctx context.Context, volumeIDs []string, from string)
 	}
 	b.log.Warn("backend failed back", "from", from, "volumes", len(res.Volumes), "bytes_sent", res.FailbackBytes)
 	return res, nil
+}
+
+// volumesOn lists the Cinder volume ids of the driver's volumes on a that
+// keep accepts.
+func volumesOn(ctx context.Context, a array.Array, keep func(array.Volume) bool) ([]string, error) {
+	vols, err := a.ListVolumes(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, v := range vols {
+		if id, ok := volumeID(v.Name); ok && keep(v) {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
 }
 
 // bringHome sends one volume's changes since failover back to the primary.

@@ -1,12 +1,18 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/volrep/volrep/array/client"
+	"github.com/volrep/volrep/server"
 )
 
 // volrep runs the CLI against d and returns stdout+stderr and the exit code.
@@ -109,5 +115,67 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	// output at all is a failure.
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// TestCLIFailover fails a backend over and back with the CLI alone, as an
+// operator would in a drill: no --volume, so volrepd finds the replicated
+// volumes itself, and the failback prints what it sent.
+func TestCLIFailover(t *testing.T) {
+	d := NewDaemon(t)
+	d.Start()
+	repl := []string{"--spec", "replication_enabled=<is> True", "--spec", "replication_type=<in> async"}
+	for _, args := range [][]string{
+		append([]string{"volume", "create", "v-rep", "--size", "1"}, repl...),
+		{"volume", "create", "v-plain", "--size", "1"},
+	} {
+		if out, code := volrep(t, d, args...); code != 0 {
+			t.Fatalf("%v (exit %d):\n%s", args, code, out)
+		}
+	}
+	a, b := d.Array("a"), d.Array("b")
+	ctx := t.Context()
+	if err := a.WriteVolume(ctx, "volume-v-rep-cinder", 0, pattern(0x11, 4<<20), true); err != nil {
+		t.Fatal(err)
+	}
+	cc, err := server.Dial(d.ArrayA, d.TokenA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	if _, err := client.NewReplication(cc).SyncReplica(ctx, "cinder-group.site-b", true); err != nil {
+		t.Fatal(err)
+	}
+
+	out, code := volrep(t, d, "backend", "failover", "--to", "site-b")
+	if code != 0 || !regexp.MustCompile(`ACTIVE\s+site-b`).MatchString(out) ||
+		!regexp.MustCompile(`v-rep\s+-\s+failed-over`).MatchString(out) || strings.Contains(out, "v-plain") {
+		t.Fatalf("backend failover (exit %d):\n%s", code, out)
+	}
+	if out, _ := volrep(t, d, "backend", "list"); !regexp.MustCompile(`demo\s+yes\s+site-b`).MatchString(out) {
+		t.Fatalf("backend list after failover:\n%s", out)
+	}
+	out, code = volrep(t, d, "backend", "failover", "--to", "site-b")
+	if code == 0 || !strings.Contains(out, "already serves") || !strings.Contains(out, "INVALID_ARGUMENT") {
+		t.Fatalf("second failover (exit %d):\n%s", code, out)
+	}
+	// The promoted copy takes writes: 1 MiB of them go home on failback.
+	if err := b.WriteVolume(ctx, "volume-v-rep-cinder", 8<<20, pattern(0x22, 1<<20), true); err != nil {
+		t.Fatal(err)
+	}
+	out, code = volrep(t, d, "-o", "json", "backend", "failback")
+	var resp struct {
+		Active string `json:"active_backend_id"`
+		Sent   string `json:"failback_bytes"`
+	}
+	if err := json.Unmarshal([]byte(out), &resp); err != nil || code != 0 || resp.Active != "default" {
+		t.Fatalf("backend failback (exit %d): %v\n%s", code, err, out)
+	}
+	if sent, _ := strconv.ParseInt(resp.Sent, 10, 64); sent < 1<<20 || sent > 11<<20/10 {
+		t.Fatalf("failback sent %s bytes for 1 MiB written since failover", resp.Sent)
+	}
+	got := make([]byte, 1<<20)
+	if err := a.ReadVolume(ctx, "volume-v-rep-cinder", 8<<20, got); err != nil || !bytes.Equal(got, pattern(0x22, 1<<20)) {
+		t.Fatalf("the write made while failed over is not on the primary: %v", err)
 	}
 }

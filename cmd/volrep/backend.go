@@ -29,6 +29,7 @@ its replication targets, and why it is down.`,
 			})
 		}),
 	})
+	cmd.AddCommand(failoverCmds(a)...)
 	return cmd
 }
 
