@@ -5,28 +5,29 @@ import (
 	"fmt"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/config"
 	"github.com/volrep/volrep/errdefs"
 )
 
-// SnapshotReplicate sends a snapshot from backend src to backend dst, as
+// SnapshotReplicate sends a snapshot from backend src to dst, as
 // Cinder's snapshot_replicate blueprint describes: the source array ships
 // the delta from the newest snapshot both arrays hold (all of it with
-// forceFull) over a link the driver sets up. It returns the operation's id
-// on the source array.
+// forceFull) over a link the driver sets up. dst is another backend, or a
+// replication_device backend_id of src. It returns the operation's id on
+// the source array.
 func (d *Driver) SnapshotReplicate(ctx context.Context, src, snapID, volID, dst string, forceFull bool) (string, error) {
 	from, to, err := d.pair(src, dst)
 	if err != nil {
 		return "", err
 	}
-	link := "backend." + to.cfg.Section
-	if _, err := to.activeArray().CreatePool(ctx, to.cfg.Pool); err != nil {
-		return "", fmt.Errorf("destination backend %s: %w", dst, err)
+	if _, err := to.array.CreatePool(ctx, to.pool); err != nil {
+		return "", fmt.Errorf("destination %s: %w", dst, err)
 	}
-	if _, err := from.activeConn().Replication.CreateLink(ctx, array.LinkSpec{Name: link, Address: to.activeAddr(), Token: to.activeToken()}); err != nil {
+	if _, err := from.activeConn().Replication.CreateLink(ctx, array.LinkSpec{Name: to.link, Address: to.addr, Token: to.token}); err != nil {
 		return "", fmt.Errorf("linking backend %s to %s: %w", src, dst, err)
 	}
 	id, err := from.activeConn().Replication.ReplicateSnapshot(ctx, array.SnapshotReplicateSpec{Volume: volumeName(volID),
-		Snapshot: snapshotName(snapID), Link: link, RemotePool: to.cfg.Pool, ForceFull: forceFull})
+		Snapshot: snapshotName(snapID), Link: to.link, RemotePool: to.pool, ForceFull: forceFull})
 	if errdefs.IsNotFound(err) {
 		return "", errdefs.NotFound("snapshot %s of volume %s on backend %s: %v", snapID, volID, src, err)
 	}
@@ -37,26 +38,55 @@ func (d *Driver) SnapshotReplicate(ctx context.Context, src, snapID, volID, dst 
 	return id, nil
 }
 
-// pair returns two distinct backends that are both up.
-func (d *Driver) pair(src, dst string) (*Backend, *Backend, error) {
+// destination is where a snapshot is replicated to: another backend's
+// active array, or one of the source backend's replication targets.
+type destination struct {
+	array       array.Array
+	addr, token string
+	pool, link  string
+}
+
+// pair returns the source backend, up, and the destination dst names: a
+// backend (up, and not the source), or else a replication_device
+// backend_id of the source.
+func (d *Driver) pair(src, dst string) (*Backend, destination, error) {
 	from, err := d.Backend(src)
 	if err != nil {
-		return nil, nil, err
+		return nil, destination{}, err
+	}
+	if err := from.ready(); err != nil {
+		return nil, destination{}, err
 	}
 	to, err := d.Backend(dst)
 	if err != nil {
-		return nil, nil, errdefs.InvalidArgument("destination_backend", "%v", err)
+		rd, ok := from.device(dst)
+		if !ok {
+			return nil, destination{}, errdefs.InvalidArgument("destination_backend", "%q is neither a backend nor a replication_device backend_id of %s: %v", dst, src, err)
+		}
+		if rd.SanIP == from.activeAddr() {
+			return nil, destination{}, errdefs.InvalidArgument("destination_backend", "%q is the array backend %s serves from now; name another", dst, src)
+		}
+		return from, destination{array: from.targets[rd.BackendID].Array, addr: rd.SanIP, token: rd.APIToken.Reveal(),
+			pool: from.cfg.Pool, link: "device." + rd.BackendID}, nil
 	}
 	if from == to {
-		return nil, nil, errdefs.InvalidArgument("destination_backend", "is the source backend %s; name another backend", src)
-	}
-	if err := from.ready(); err != nil {
-		return nil, nil, err
+		return nil, destination{}, errdefs.InvalidArgument("destination_backend", "is the source backend %s; name another backend or a replication_device backend_id", src)
 	}
 	if err := to.ready(); err != nil {
-		return nil, nil, err
+		return nil, destination{}, err
 	}
-	return from, to, nil
+	return from, destination{array: to.activeArray(), addr: to.activeAddr(), token: to.activeToken(),
+		pool: to.cfg.Pool, link: "backend." + to.cfg.Section}, nil
+}
+
+// device returns the replication_device with backend_id id.
+func (b *Backend) device(id string) (config.ReplicationDevice, bool) {
+	for _, rd := range b.cfg.ReplicationDevices {
+		if rd.BackendID == id {
+			return rd, true
+		}
+	}
+	return config.ReplicationDevice{}, false
 }
 
 // Operations returns the operations API of the backend's active array.
@@ -88,7 +118,7 @@ func (d *Driver) VerifySnapshot(ctx context.Context, src, snapID, volID, dst str
 		return Verification{}, err
 	}
 	vol, snap := volumeName(volID), snapshotName(snapID)
-	a, b := from.activeArray(), to.activeArray()
+	a, b := from.activeArray(), to.array
 	sa, err := a.GetSnapshot(ctx, vol, snap)
 	if err != nil {
 		return Verification{}, err

@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/volrep/volrep/array/client"
+	"github.com/volrep/volrep/errdefs"
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
+	"github.com/volrep/volrep/server"
 )
 
 // twoBackends runs site-a (its array and a driver with backends pure-a and
@@ -32,7 +35,17 @@ pure_api_token = TOKEN_B
 
 func watchOp(t *testing.T, dc driverv1.DriverServiceClient, id string, each func(*driverv1.Operation)) *driverv1.Operation {
 	t.Helper()
-	stream, err := dc.WatchOperation(t.Context(), &driverv1.WatchOperationRequest{Backend: "puredriver-1", OperationId: id})
+	return watchOpEach(t, dc, "puredriver-1", id, each)
+}
+
+func watchOpOn(t *testing.T, dc driverv1.DriverServiceClient, backend, id string) *driverv1.Operation {
+	t.Helper()
+	return watchOpEach(t, dc, backend, id, nil)
+}
+
+func watchOpEach(t *testing.T, dc driverv1.DriverServiceClient, backend, id string, each func(*driverv1.Operation)) *driverv1.Operation {
+	t.Helper()
+	stream, err := dc.WatchOperation(t.Context(), &driverv1.WatchOperationRequest{Backend: backend, OperationId: id})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,5 +165,56 @@ func TestSnapshotReplicateResumeAfterSIGKILL(t *testing.T) {
 	out, code = volrep(t, s.a, "-b", "puredriver-1", "snapshot", "verify", "s2", "--volume", "big", "--against", "pure-b")
 	if code != 0 || !regexp.MustCompile(`match\s+true`).MatchString(out) {
 		t.Fatalf("CLI snapshot verify (exit %d):\n%s", code, out)
+	}
+}
+
+// TestSnapshotReplicateToReplicationDevice sends a snapshot to the
+// backend's own async target: the protection group has already shipped a
+// snapshot there, so only what was written after it goes.
+func TestSnapshotReplicateToReplicationDevice(t *testing.T) {
+	d := NewDaemon(t)
+	d.Start()
+	ctx := t.Context()
+	dc := driverClient(t, d)
+	if _, err := dc.CreateVolume(ctx, &driverv1.CreateVolumeRequest{Backend: "demo", VolumeId: "v", SizeGb: 1,
+		VolumeType: &driverv1.VolumeType{Name: "async", ExtraSpecs: map[string]string{"replication_enabled": "<is> True", "replication_type": "<in> async"}}}); err != nil {
+		t.Fatal(err)
+	}
+	a := d.Array("a")
+	if err := a.WriteVolume(ctx, "volume-v-cinder", 0, pattern(0x31, 8<<20), true); err != nil {
+		t.Fatal(err)
+	}
+	cc, err := server.Dial(d.ArrayA, d.TokenA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	rep, err := client.NewReplication(cc).SyncReplica(ctx, "cinder-group.site-b", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WriteVolume(ctx, "volume-v-cinder", 64<<20, pattern(0x32, 1<<20), true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dc.CreateSnapshot(ctx, &driverv1.CreateSnapshotRequest{Backend: "demo", SnapshotId: "s1", VolumeId: "v"}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := dc.SnapshotReplicate(ctx, &driverv1.SnapshotReplicateRequest{Backend: "demo", SnapshotId: "s1", VolumeId: "v", DestinationBackend: "site-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := watchOpOn(t, dc, "demo", r.GetOperationId())
+	if op.GetState() != driverv1.OperationState_OPERATION_STATE_SUCCEEDED || !op.GetIncremental() ||
+		op.GetBaseSnapshotId() != rep.LastSnapshot || op.GetBytesSent() < 1<<20 || op.GetBytesSent() > 11<<20/10 {
+		t.Fatalf("replicating s1 to the replication target after %s: %v", rep.LastSnapshot, op)
+	}
+	v, err := dc.VerifySnapshot(ctx, &driverv1.VerifySnapshotRequest{Backend: "demo", SnapshotId: "s1", VolumeId: "v", DestinationBackend: "site-b"})
+	if err != nil || !v.GetMatch() {
+		t.Fatalf("verify s1 on site-b: %v, %v", v, err)
+	}
+	// Naming neither a backend nor a replication_device says which exist.
+	_, err = dc.SnapshotReplicate(ctx, &driverv1.SnapshotReplicateRequest{Backend: "demo", SnapshotId: "s1", VolumeId: "v", DestinationBackend: "site-c"})
+	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "replication_device") {
+		t.Fatalf("unknown destination: %v", err)
 	}
 }

@@ -37,7 +37,8 @@ func newSnapshotReplicateCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "replicate SNAPID --volume VOLID --to BACKEND",
 		Short: "Send a snapshot to another backend (SnapshotReplicate)",
-		Long: `Send snapshot SNAPID of volume --volume from this backend to backend --to.
+		Long: `Send snapshot SNAPID of volume --volume from this backend to --to: another
+backend, or a replication_device backend_id of this one.
 Only the blocks that changed since the newest snapshot both backends hold
 are sent, unless --force-full-copy. A progress bar follows the transfer;
 interrupted, it resumes from where it stopped when run again.`,
@@ -63,7 +64,7 @@ interrupted, it resumes from where it stopped when run again.`,
 		}),
 	}
 	cmd.Flags().StringVar(&volume, "volume", "", "ID of the snapshot's volume (required)")
-	cmd.Flags().StringVar(&to, "to", "", "destination backend (required)")
+	cmd.Flags().StringVar(&to, "to", "", "destination: a backend, or a replication_device backend_id of this backend (required)")
 	cmd.Flags().BoolVar(&force, "force-full-copy", false, "send every allocated block, not a delta")
 	cmd.Flags().BoolVar(&detach, "detach", false, "print the operation ID and return; follow it with 'volrep operation watch'")
 	_ = cmd.MarkFlagRequired("volume")
@@ -194,7 +195,7 @@ Exits 1 and reports the first mismatching offset when they differ.`,
 		}),
 	}
 	cmd.Flags().StringVar(&volume, "volume", "", "ID of the snapshot's volume (required)")
-	cmd.Flags().StringVar(&against, "against", "", "backend holding the replica (required)")
+	cmd.Flags().StringVar(&against, "against", "", "backend, or replication_device backend_id, holding the replica (required)")
 	_ = cmd.MarkFlagRequired("volume")
 	_ = cmd.MarkFlagRequired("against")
 	return cmd
