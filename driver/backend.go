@@ -92,6 +92,9 @@ type Backend struct {
 	// podOnline is each sync target's pod state as last seen, for choosing
 	// a failover target when the primary can no longer be asked.
 	podOnline map[string]bool
+	// targetProblem is each target's trouble as last logged ("" healthy),
+	// so the log records changes rather than repeating itself.
+	targetProblem map[string]string
 	// failMu serialises failovers and failbacks.
 	failMu sync.Mutex
 
@@ -206,7 +209,7 @@ func (b *Backend) run(ctx context.Context) {
 			if b.replicationPending() && !b.failedOver() {
 				b.setupReplication(ctx)
 			}
-			b.watchPods(ctx)
+			b.watchTargets(ctx)
 		}
 	}
 }

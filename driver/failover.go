@@ -31,23 +31,6 @@ const (
 	labelInSync    = "volrep.pod_in_sync"
 )
 
-// watchPods remembers whether each pod is in sync, so a failover can
-// still prefer a sync target after the primary is gone.
-func (b *Backend) watchPods(ctx context.Context) {
-	if b.failedOver() || len(b.cfg.SyncTargets()) == 0 {
-		return
-	}
-	for _, rd := range b.cfg.SyncTargets() {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		r, err := b.primary.Replication.GetReplica(cctx, b.podReplica(rd.BackendID))
-		cancel()
-		if err != nil {
-			continue // a dead primary leaves the last thing it said standing
-		}
-		b.notePod(rd.BackendID, r.PeerState == array.PeerOnline)
-	}
-}
-
 func (b *Backend) notePod(id string, online bool) {
 	b.mu.Lock()
 	if b.podOnline == nil {
@@ -112,7 +95,7 @@ func (b *Backend) FailoverHost(ctx context.Context, volumeIDs []string, secondar
 // chooseSecondary prefers a sync target whose pod was in sync, then the
 // async target holding the newest replicated snapshot.
 func (b *Backend) chooseSecondary(ctx context.Context) (string, error) {
-	b.watchPods(ctx)
+	b.watchTargets(ctx)
 	b.mu.RLock()
 	online := b.podOnline
 	b.mu.RUnlock()

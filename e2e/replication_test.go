@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -191,6 +192,10 @@ func TestAsyncTargetOutage(t *testing.T) {
 	if r.GetStatus() != driverv1.ReplicationHealth_REPLICATION_HEALTH_DEGRADED || !strings.Contains(r.GetStatusMessage(), "unreachable") {
 		t.Fatalf("during the outage: %v", r)
 	}
+	// The driver tells the target's story under its backend_id, the field
+	// an operator filters the journal by.
+	unhealthy := regexp.MustCompile(`msg="replication target unhealthy" backend=puredriver-1 backend_id=pure2-async .*problem="degraded: `)
+	waitFor(t, func() bool { return unhealthy.MatchString(s.a.Logs()) })
 	s.b.Start()
 	waitFor(t, func() bool { return info().GetStatus() == driverv1.ReplicationHealth_REPLICATION_HEALTH_HEALTHY })
 	after, err := s.b.Array("b").ListSnapshots(t.Context(), "volume-v-cinder")
@@ -217,4 +222,7 @@ func TestAsyncTargetOutage(t *testing.T) {
 	if !strings.Contains(logs, "replication failed; retrying with backoff") || !strings.Contains(logs, "replication recovered") {
 		t.Fatalf("the outage and recovery are not in the log:\n%s", logs)
 	}
+	waitFor(t, func() bool {
+		return strings.Contains(s.a.Logs(), `msg="replication target healthy again" backend=puredriver-1 backend_id=pure2-async`)
+	})
 }
