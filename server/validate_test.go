@@ -85,9 +85,10 @@ func TestHasValidateDetectsMissing(t *testing.T) {
 }
 
 var (
-	volType = &driverv1.VolumeType{Name: "gold", ExtraSpecs: map[string]string{"replication_enabled": "<is> True"}}
-	badType = &driverv1.VolumeType{Name: "gold", ExtraSpecs: map[string]string{"": "x"}}
-	mib4    = make([]byte, 4<<20)
+	volType   = &driverv1.VolumeType{Name: "gold", ExtraSpecs: map[string]string{"replication_enabled": "<is> True"}}
+	badType   = &driverv1.VolumeType{Name: "gold", ExtraSpecs: map[string]string{"": "x"}}
+	groupType = &driverv1.GroupType{Name: "replicated", GroupSpecs: map[string]string{"consistent_group_replication_enabled": "<is> True"}}
+	mib4      = make([]byte, 4<<20)
 )
 
 // validateCases holds, for every request type, at least one valid request
@@ -281,6 +282,33 @@ var validateCases = []struct {
 	{"d clone", &driverv1.CreateClonedVolumeRequest{Backend: "b", VolumeId: "v2", SourceVolumeId: "v"}, ""},
 	{"d clone no source", &driverv1.CreateClonedVolumeRequest{Backend: "b", VolumeId: "v2"}, "source_volume_id"},
 	{"d clone negative", &driverv1.CreateClonedVolumeRequest{Backend: "b", VolumeId: "v2", SourceVolumeId: "v", SizeGb: -2}, "size_gb"},
+	{"g create", &driverv1.CreateGroupRequest{Backend: "b", GroupId: "g", GroupType: groupType}, ""},
+	{"g create no type", &driverv1.CreateGroupRequest{Backend: "b", GroupId: "g"}, ""},
+	{"g create no id", &driverv1.CreateGroupRequest{Backend: "b"}, "group_id"},
+	{"g create spec key", &driverv1.CreateGroupRequest{Backend: "b", GroupId: "g", GroupType: &driverv1.GroupType{GroupSpecs: map[string]string{" ": "x"}}}, "group_type.group_specs"},
+	{"g delete", &driverv1.DeleteGroupRequest{Backend: "b", GroupId: "g", VolumeIds: []string{"v1", "v2"}}, ""},
+	{"g delete bad volume", &driverv1.DeleteGroupRequest{Backend: "b", GroupId: "g", VolumeIds: []string{"v1", "v/2"}}, "volume_ids"},
+	{"g update", &driverv1.UpdateGroupRequest{Backend: "b", GroupId: "g", AddVolumeIds: []string{"v1"}, RemoveVolumeIds: []string{"v2"}}, ""},
+	{"g update bad add", &driverv1.UpdateGroupRequest{Backend: "b", GroupId: "g", AddVolumeIds: []string{""}}, "add_volume_ids"},
+	{"g update both", &driverv1.UpdateGroupRequest{Backend: "b", GroupId: "g", AddVolumeIds: []string{"v1"}, RemoveVolumeIds: []string{"v1"}}, "remove_volume_ids"},
+	{"g snapshot", &driverv1.CreateGroupSnapshotRequest{Backend: "b", GroupId: "g", GroupSnapshotId: "gs"}, ""},
+	{"g snapshot no id", &driverv1.CreateGroupSnapshotRequest{Backend: "b", GroupId: "g"}, "group_snapshot_id"},
+	{"g snapshot bad volume", &driverv1.CreateGroupSnapshotRequest{Backend: "b", GroupId: "g", GroupSnapshotId: "gs", VolumeIds: []string{"-v"}}, "volume_ids"},
+	{"g del snapshot", &driverv1.DeleteGroupSnapshotRequest{Backend: "b", GroupId: "g", GroupSnapshotId: "gs", VolumeIds: []string{"v"}}, ""},
+	{"g del snapshot no group", &driverv1.DeleteGroupSnapshotRequest{Backend: "b", GroupSnapshotId: "gs"}, "group_id"},
+	{"g from src", &driverv1.CreateGroupFromSrcRequest{Backend: "b", GroupId: "g2", GroupSnapshotId: "gs", Volumes: []*driverv1.GroupVolumeSource{{VolumeId: "n1", SourceVolumeId: "v1", VolumeType: volType}}}, ""},
+	{"g from src no volumes", &driverv1.CreateGroupFromSrcRequest{Backend: "b", GroupId: "g2", GroupSnapshotId: "gs"}, "volumes"},
+	{"g from src no source", &driverv1.CreateGroupFromSrcRequest{Backend: "b", GroupId: "g2", GroupSnapshotId: "gs", Volumes: []*driverv1.GroupVolumeSource{{VolumeId: "n1"}}}, "volumes.source_volume_id"},
+	{"g from src twice", &driverv1.CreateGroupFromSrcRequest{Backend: "b", GroupId: "g2", GroupSnapshotId: "gs", Volumes: []*driverv1.GroupVolumeSource{{VolumeId: "n1", SourceVolumeId: "v1"}, {VolumeId: "n1", SourceVolumeId: "v2"}}}, "volumes.volume_id"},
+	{"g from src spec", &driverv1.CreateGroupFromSrcRequest{Backend: "b", GroupId: "g2", GroupSnapshotId: "gs", Volumes: []*driverv1.GroupVolumeSource{{VolumeId: "n1", SourceVolumeId: "v1", VolumeType: badType}}}, "volumes.volume_type.extra_specs"},
+	{"g enable", &driverv1.EnableReplicationRequest{Backend: "b", GroupId: "g", VolumeIds: []string{"v"}}, ""},
+	{"g enable no group", &driverv1.EnableReplicationRequest{Backend: "b"}, "group_id"},
+	{"g disable", &driverv1.DisableReplicationRequest{Backend: "b", GroupId: "g"}, ""},
+	{"g disable bad volume", &driverv1.DisableReplicationRequest{Backend: "b", GroupId: "g", VolumeIds: []string{"a b"}}, "volume_ids"},
+	{"g failover", &driverv1.FailoverReplicationRequest{Backend: "b", GroupId: "g", SecondaryBackendId: "site-b"}, ""},
+	{"g failback", &driverv1.FailoverReplicationRequest{Backend: "b", GroupId: "g", VolumeIds: []string{"v"}, SecondaryBackendId: "default"}, ""},
+	{"g failover bad secondary", &driverv1.FailoverReplicationRequest{Backend: "b", GroupId: "g", SecondaryBackendId: "site/b"}, "secondary_backend_id"},
+	{"g failover no backend", &driverv1.FailoverReplicationRequest{GroupId: "g"}, "backend"},
 }
 
 func TestValidateRules(t *testing.T) {

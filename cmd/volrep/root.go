@@ -16,6 +16,7 @@ var commandGroups = []func(*app) *cobra.Command{
 	newStatsCmd,
 	newVolumeCmdWithAttach, // volume, plus attach and detach (attach.go)
 	newSnapshotCmd,
+	newGroupCmd, // group.go
 	newReplicationCmd,
 	newOperationCmd,
 	newDoctorCmd, // doctor.go

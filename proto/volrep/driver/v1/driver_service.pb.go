@@ -3973,6 +3973,1197 @@ func (*FailoverCompletedResponse) Descriptor() ([]byte, []int) {
 	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{59}
 }
 
+// GroupType is a Cinder group type.
+type GroupType struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// For example consistent_group_replication_enabled: "<is> True".
+	GroupSpecs    map[string]string `protobuf:"bytes,3,rep,name=group_specs,json=groupSpecs,proto3" json:"group_specs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupType) Reset() {
+	*x = GroupType{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupType) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupType) ProtoMessage() {}
+
+func (x *GroupType) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupType.ProtoReflect.Descriptor instead.
+func (*GroupType) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *GroupType) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *GroupType) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GroupType) GetGroupSpecs() map[string]string {
+	if x != nil {
+		return x.GroupSpecs
+	}
+	return nil
+}
+
+type CreateGroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	GroupId       string                 `protobuf:"bytes,2,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	GroupType     *GroupType             `protobuf:"bytes,3,opt,name=group_type,json=groupType,proto3" json:"group_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateGroupRequest) Reset() {
+	*x = CreateGroupRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateGroupRequest) ProtoMessage() {}
+
+func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
+func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *CreateGroupRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *CreateGroupRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *CreateGroupRequest) GetGroupType() *GroupType {
+	if x != nil {
+		return x.GroupType
+	}
+	return nil
+}
+
+type CreateGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ModelUpdate   *ModelUpdate           `protobuf:"bytes,1,opt,name=model_update,json=modelUpdate,proto3" json:"model_update,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateGroupResponse) Reset() {
+	*x = CreateGroupResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateGroupResponse) ProtoMessage() {}
+
+func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateGroupResponse.ProtoReflect.Descriptor instead.
+func (*CreateGroupResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *CreateGroupResponse) GetModelUpdate() *ModelUpdate {
+	if x != nil {
+		return x.ModelUpdate
+	}
+	return nil
+}
+
+type DeleteGroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	GroupId       string                 `protobuf:"bytes,2,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	VolumeIds     []string               `protobuf:"bytes,3,rep,name=volume_ids,json=volumeIds,proto3" json:"volume_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteGroupRequest) Reset() {
+	*x = DeleteGroupRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteGroupRequest) ProtoMessage() {}
+
+func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
+func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *DeleteGroupRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *DeleteGroupRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *DeleteGroupRequest) GetVolumeIds() []string {
+	if x != nil {
+		return x.VolumeIds
+	}
+	return nil
+}
+
+type DeleteGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ModelUpdate   *ModelUpdate           `protobuf:"bytes,1,opt,name=model_update,json=modelUpdate,proto3" json:"model_update,omitempty"`
+	VolumeUpdates []*VolumeUpdate        `protobuf:"bytes,2,rep,name=volume_updates,json=volumeUpdates,proto3" json:"volume_updates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteGroupResponse) Reset() {
+	*x = DeleteGroupResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteGroupResponse) ProtoMessage() {}
+
+func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteGroupResponse.ProtoReflect.Descriptor instead.
+func (*DeleteGroupResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *DeleteGroupResponse) GetModelUpdate() *ModelUpdate {
+	if x != nil {
+		return x.ModelUpdate
+	}
+	return nil
+}
+
+func (x *DeleteGroupResponse) GetVolumeUpdates() []*VolumeUpdate {
+	if x != nil {
+		return x.VolumeUpdates
+	}
+	return nil
+}
+
+type UpdateGroupRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Backend         string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	GroupId         string                 `protobuf:"bytes,2,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	AddVolumeIds    []string               `protobuf:"bytes,3,rep,name=add_volume_ids,json=addVolumeIds,proto3" json:"add_volume_ids,omitempty"`
+	RemoveVolumeIds []string               `protobuf:"bytes,4,rep,name=remove_volume_ids,json=removeVolumeIds,proto3" json:"remove_volume_ids,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *UpdateGroupRequest) Reset() {
+	*x = UpdateGroupRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateGroupRequest) ProtoMessage() {}
+
+func (x *UpdateGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateGroupRequest.ProtoReflect.Descriptor instead.
+func (*UpdateGroupRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *UpdateGroupRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *UpdateGroupRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *UpdateGroupRequest) GetAddVolumeIds() []string {
+	if x != nil {
+		return x.AddVolumeIds
+	}
+	return nil
+}
+
+func (x *UpdateGroupRequest) GetRemoveVolumeIds() []string {
+	if x != nil {
+		return x.RemoveVolumeIds
+	}
+	return nil
+}
+
+type UpdateGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ModelUpdate   *ModelUpdate           `protobuf:"bytes,1,opt,name=model_update,json=modelUpdate,proto3" json:"model_update,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateGroupResponse) Reset() {
+	*x = UpdateGroupResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateGroupResponse) ProtoMessage() {}
+
+func (x *UpdateGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateGroupResponse.ProtoReflect.Descriptor instead.
+func (*UpdateGroupResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *UpdateGroupResponse) GetModelUpdate() *ModelUpdate {
+	if x != nil {
+		return x.ModelUpdate
+	}
+	return nil
+}
+
+type CreateGroupSnapshotRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Backend         string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	GroupId         string                 `protobuf:"bytes,2,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	GroupSnapshotId string                 `protobuf:"bytes,3,opt,name=group_snapshot_id,json=groupSnapshotId,proto3" json:"group_snapshot_id,omitempty"`
+	// Empty means the members on the array, which only a replicating group has.
+	VolumeIds     []string `protobuf:"bytes,4,rep,name=volume_ids,json=volumeIds,proto3" json:"volume_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateGroupSnapshotRequest) Reset() {
+	*x = CreateGroupSnapshotRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateGroupSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateGroupSnapshotRequest) ProtoMessage() {}
+
+func (x *CreateGroupSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateGroupSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*CreateGroupSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *CreateGroupSnapshotRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *CreateGroupSnapshotRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *CreateGroupSnapshotRequest) GetGroupSnapshotId() string {
+	if x != nil {
+		return x.GroupSnapshotId
+	}
+	return ""
+}
+
+func (x *CreateGroupSnapshotRequest) GetVolumeIds() []string {
+	if x != nil {
+		return x.VolumeIds
+	}
+	return nil
+}
+
+type CreateGroupSnapshotResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ModelUpdate *ModelUpdate           `protobuf:"bytes,1,opt,name=model_update,json=modelUpdate,proto3" json:"model_update,omitempty"`
+	// One per volume; id is the group_snapshot_id.
+	Snapshots     []*Snapshot `protobuf:"bytes,2,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateGroupSnapshotResponse) Reset() {
+	*x = CreateGroupSnapshotResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateGroupSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateGroupSnapshotResponse) ProtoMessage() {}
+
+func (x *CreateGroupSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateGroupSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*CreateGroupSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *CreateGroupSnapshotResponse) GetModelUpdate() *ModelUpdate {
+	if x != nil {
+		return x.ModelUpdate
+	}
+	return nil
+}
+
+func (x *CreateGroupSnapshotResponse) GetSnapshots() []*Snapshot {
+	if x != nil {
+		return x.Snapshots
+	}
+	return nil
+}
+
+type DeleteGroupSnapshotRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Backend         string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	GroupId         string                 `protobuf:"bytes,2,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	GroupSnapshotId string                 `protobuf:"bytes,3,opt,name=group_snapshot_id,json=groupSnapshotId,proto3" json:"group_snapshot_id,omitempty"`
+	// Empty means every volume of the backend that has the group snapshot.
+	VolumeIds     []string `protobuf:"bytes,4,rep,name=volume_ids,json=volumeIds,proto3" json:"volume_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteGroupSnapshotRequest) Reset() {
+	*x = DeleteGroupSnapshotRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteGroupSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteGroupSnapshotRequest) ProtoMessage() {}
+
+func (x *DeleteGroupSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteGroupSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*DeleteGroupSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *DeleteGroupSnapshotRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *DeleteGroupSnapshotRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *DeleteGroupSnapshotRequest) GetGroupSnapshotId() string {
+	if x != nil {
+		return x.GroupSnapshotId
+	}
+	return ""
+}
+
+func (x *DeleteGroupSnapshotRequest) GetVolumeIds() []string {
+	if x != nil {
+		return x.VolumeIds
+	}
+	return nil
+}
+
+type DeleteGroupSnapshotResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The volumes whose member snapshot was deleted.
+	VolumeIds     []string `protobuf:"bytes,1,rep,name=volume_ids,json=volumeIds,proto3" json:"volume_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteGroupSnapshotResponse) Reset() {
+	*x = DeleteGroupSnapshotResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteGroupSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteGroupSnapshotResponse) ProtoMessage() {}
+
+func (x *DeleteGroupSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteGroupSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*DeleteGroupSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *DeleteGroupSnapshotResponse) GetVolumeIds() []string {
+	if x != nil {
+		return x.VolumeIds
+	}
+	return nil
+}
+
+// GroupVolumeSource is one volume of CreateGroupFromSrc.
+type GroupVolumeSource struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	VolumeId string                 `protobuf:"bytes,1,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	// The group snapshot's member to clone.
+	SourceVolumeId string      `protobuf:"bytes,2,opt,name=source_volume_id,json=sourceVolumeId,proto3" json:"source_volume_id,omitempty"`
+	VolumeType     *VolumeType `protobuf:"bytes,3,opt,name=volume_type,json=volumeType,proto3" json:"volume_type,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GroupVolumeSource) Reset() {
+	*x = GroupVolumeSource{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupVolumeSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupVolumeSource) ProtoMessage() {}
+
+func (x *GroupVolumeSource) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupVolumeSource.ProtoReflect.Descriptor instead.
+func (*GroupVolumeSource) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *GroupVolumeSource) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+func (x *GroupVolumeSource) GetSourceVolumeId() string {
+	if x != nil {
+		return x.SourceVolumeId
+	}
+	return ""
+}
+
+func (x *GroupVolumeSource) GetVolumeType() *VolumeType {
+	if x != nil {
+		return x.VolumeType
+	}
+	return nil
+}
+
+type CreateGroupFromSrcRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Backend         string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	GroupId         string                 `protobuf:"bytes,2,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	GroupType       *GroupType             `protobuf:"bytes,3,opt,name=group_type,json=groupType,proto3" json:"group_type,omitempty"`
+	GroupSnapshotId string                 `protobuf:"bytes,4,opt,name=group_snapshot_id,json=groupSnapshotId,proto3" json:"group_snapshot_id,omitempty"`
+	Volumes         []*GroupVolumeSource   `protobuf:"bytes,5,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CreateGroupFromSrcRequest) Reset() {
+	*x = CreateGroupFromSrcRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateGroupFromSrcRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateGroupFromSrcRequest) ProtoMessage() {}
+
+func (x *CreateGroupFromSrcRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateGroupFromSrcRequest.ProtoReflect.Descriptor instead.
+func (*CreateGroupFromSrcRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *CreateGroupFromSrcRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *CreateGroupFromSrcRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *CreateGroupFromSrcRequest) GetGroupType() *GroupType {
+	if x != nil {
+		return x.GroupType
+	}
+	return nil
+}
+
+func (x *CreateGroupFromSrcRequest) GetGroupSnapshotId() string {
+	if x != nil {
+		return x.GroupSnapshotId
+	}
+	return ""
+}
+
+func (x *CreateGroupFromSrcRequest) GetVolumes() []*GroupVolumeSource {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+type CreateGroupFromSrcResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ModelUpdate   *ModelUpdate           `protobuf:"bytes,1,opt,name=model_update,json=modelUpdate,proto3" json:"model_update,omitempty"`
+	VolumeUpdates []*VolumeUpdate        `protobuf:"bytes,2,rep,name=volume_updates,json=volumeUpdates,proto3" json:"volume_updates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateGroupFromSrcResponse) Reset() {
+	*x = CreateGroupFromSrcResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateGroupFromSrcResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateGroupFromSrcResponse) ProtoMessage() {}
+
+func (x *CreateGroupFromSrcResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateGroupFromSrcResponse.ProtoReflect.Descriptor instead.
+func (*CreateGroupFromSrcResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *CreateGroupFromSrcResponse) GetModelUpdate() *ModelUpdate {
+	if x != nil {
+		return x.ModelUpdate
+	}
+	return nil
+}
+
+func (x *CreateGroupFromSrcResponse) GetVolumeUpdates() []*VolumeUpdate {
+	if x != nil {
+		return x.VolumeUpdates
+	}
+	return nil
+}
+
+type EnableReplicationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	GroupId       string                 `protobuf:"bytes,2,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	VolumeIds     []string               `protobuf:"bytes,3,rep,name=volume_ids,json=volumeIds,proto3" json:"volume_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnableReplicationRequest) Reset() {
+	*x = EnableReplicationRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnableReplicationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnableReplicationRequest) ProtoMessage() {}
+
+func (x *EnableReplicationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnableReplicationRequest.ProtoReflect.Descriptor instead.
+func (*EnableReplicationRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *EnableReplicationRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *EnableReplicationRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *EnableReplicationRequest) GetVolumeIds() []string {
+	if x != nil {
+		return x.VolumeIds
+	}
+	return nil
+}
+
+type EnableReplicationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ModelUpdate   *ModelUpdate           `protobuf:"bytes,1,opt,name=model_update,json=modelUpdate,proto3" json:"model_update,omitempty"`
+	VolumeUpdates []*VolumeUpdate        `protobuf:"bytes,2,rep,name=volume_updates,json=volumeUpdates,proto3" json:"volume_updates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnableReplicationResponse) Reset() {
+	*x = EnableReplicationResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnableReplicationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnableReplicationResponse) ProtoMessage() {}
+
+func (x *EnableReplicationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnableReplicationResponse.ProtoReflect.Descriptor instead.
+func (*EnableReplicationResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *EnableReplicationResponse) GetModelUpdate() *ModelUpdate {
+	if x != nil {
+		return x.ModelUpdate
+	}
+	return nil
+}
+
+func (x *EnableReplicationResponse) GetVolumeUpdates() []*VolumeUpdate {
+	if x != nil {
+		return x.VolumeUpdates
+	}
+	return nil
+}
+
+type DisableReplicationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	GroupId       string                 `protobuf:"bytes,2,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	VolumeIds     []string               `protobuf:"bytes,3,rep,name=volume_ids,json=volumeIds,proto3" json:"volume_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisableReplicationRequest) Reset() {
+	*x = DisableReplicationRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableReplicationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableReplicationRequest) ProtoMessage() {}
+
+func (x *DisableReplicationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableReplicationRequest.ProtoReflect.Descriptor instead.
+func (*DisableReplicationRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *DisableReplicationRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *DisableReplicationRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *DisableReplicationRequest) GetVolumeIds() []string {
+	if x != nil {
+		return x.VolumeIds
+	}
+	return nil
+}
+
+type DisableReplicationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ModelUpdate   *ModelUpdate           `protobuf:"bytes,1,opt,name=model_update,json=modelUpdate,proto3" json:"model_update,omitempty"`
+	VolumeUpdates []*VolumeUpdate        `protobuf:"bytes,2,rep,name=volume_updates,json=volumeUpdates,proto3" json:"volume_updates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisableReplicationResponse) Reset() {
+	*x = DisableReplicationResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableReplicationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableReplicationResponse) ProtoMessage() {}
+
+func (x *DisableReplicationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableReplicationResponse.ProtoReflect.Descriptor instead.
+func (*DisableReplicationResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *DisableReplicationResponse) GetModelUpdate() *ModelUpdate {
+	if x != nil {
+		return x.ModelUpdate
+	}
+	return nil
+}
+
+func (x *DisableReplicationResponse) GetVolumeUpdates() []*VolumeUpdate {
+	if x != nil {
+		return x.VolumeUpdates
+	}
+	return nil
+}
+
+type FailoverReplicationRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Backend string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	GroupId string                 `protobuf:"bytes,2,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// The group's volumes, as Cinder passes them; the members on the primary
+	// array are added when it answers.
+	VolumeIds []string `protobuf:"bytes,3,rep,name=volume_ids,json=volumeIds,proto3" json:"volume_ids,omitempty"`
+	// An async replication_device backend_id, "default" to fail back, or
+	// empty for the backend's only async target.
+	SecondaryBackendId string `protobuf:"bytes,4,opt,name=secondary_backend_id,json=secondaryBackendId,proto3" json:"secondary_backend_id,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *FailoverReplicationRequest) Reset() {
+	*x = FailoverReplicationRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverReplicationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverReplicationRequest) ProtoMessage() {}
+
+func (x *FailoverReplicationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverReplicationRequest.ProtoReflect.Descriptor instead.
+func (*FailoverReplicationRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *FailoverReplicationRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *FailoverReplicationRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *FailoverReplicationRequest) GetVolumeIds() []string {
+	if x != nil {
+		return x.VolumeIds
+	}
+	return nil
+}
+
+func (x *FailoverReplicationRequest) GetSecondaryBackendId() string {
+	if x != nil {
+		return x.SecondaryBackendId
+	}
+	return ""
+}
+
+type FailoverReplicationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ModelUpdate   *ModelUpdate           `protobuf:"bytes,1,opt,name=model_update,json=modelUpdate,proto3" json:"model_update,omitempty"`
+	VolumeUpdates []*VolumeUpdate        `protobuf:"bytes,2,rep,name=volume_updates,json=volumeUpdates,proto3" json:"volume_updates,omitempty"`
+	// Where the group is served from now: a backend_id or "default".
+	ActiveBackendId string `protobuf:"bytes,3,opt,name=active_backend_id,json=activeBackendId,proto3" json:"active_backend_id,omitempty"`
+	// The group snapshot the members were promoted at (failover only).
+	GroupSnapshot string `protobuf:"bytes,4,opt,name=group_snapshot,json=groupSnapshot,proto3" json:"group_snapshot,omitempty"`
+	// What a failback sent home: only what changed since the failover.
+	FailbackBytes int64 `protobuf:"varint,5,opt,name=failback_bytes,json=failbackBytes,proto3" json:"failback_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverReplicationResponse) Reset() {
+	*x = FailoverReplicationResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverReplicationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverReplicationResponse) ProtoMessage() {}
+
+func (x *FailoverReplicationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverReplicationResponse.ProtoReflect.Descriptor instead.
+func (*FailoverReplicationResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *FailoverReplicationResponse) GetModelUpdate() *ModelUpdate {
+	if x != nil {
+		return x.ModelUpdate
+	}
+	return nil
+}
+
+func (x *FailoverReplicationResponse) GetVolumeUpdates() []*VolumeUpdate {
+	if x != nil {
+		return x.VolumeUpdates
+	}
+	return nil
+}
+
+func (x *FailoverReplicationResponse) GetActiveBackendId() string {
+	if x != nil {
+		return x.ActiveBackendId
+	}
+	return ""
+}
+
+func (x *FailoverReplicationResponse) GetGroupSnapshot() string {
+	if x != nil {
+		return x.GroupSnapshot
+	}
+	return ""
+}
+
+func (x *FailoverReplicationResponse) GetFailbackBytes() int64 {
+	if x != nil {
+		return x.FailbackBytes
+	}
+	return 0
+}
+
 var File_volrep_driver_v1_driver_service_proto protoreflect.FileDescriptor
 
 const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
@@ -4277,7 +5468,98 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x18FailoverCompletedRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12*\n" +
 	"\x11active_backend_id\x18\x02 \x01(\tR\x0factiveBackendId\"\x1b\n" +
-	"\x19FailoverCompletedResponse*\xed\x02\n" +
+	"\x19FailoverCompletedResponse\"\xbc\x01\n" +
+	"\tGroupType\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12L\n" +
+	"\vgroup_specs\x18\x03 \x03(\v2+.volrep.driver.v1.GroupType.GroupSpecsEntryR\n" +
+	"groupSpecs\x1a=\n" +
+	"\x0fGroupSpecsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x85\x01\n" +
+	"\x12CreateGroupRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x19\n" +
+	"\bgroup_id\x18\x02 \x01(\tR\agroupId\x12:\n" +
+	"\n" +
+	"group_type\x18\x03 \x01(\v2\x1b.volrep.driver.v1.GroupTypeR\tgroupType\"W\n" +
+	"\x13CreateGroupResponse\x12@\n" +
+	"\fmodel_update\x18\x01 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\"h\n" +
+	"\x12DeleteGroupRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x19\n" +
+	"\bgroup_id\x18\x02 \x01(\tR\agroupId\x12\x1d\n" +
+	"\n" +
+	"volume_ids\x18\x03 \x03(\tR\tvolumeIds\"\x9e\x01\n" +
+	"\x13DeleteGroupResponse\x12@\n" +
+	"\fmodel_update\x18\x01 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\x12E\n" +
+	"\x0evolume_updates\x18\x02 \x03(\v2\x1e.volrep.driver.v1.VolumeUpdateR\rvolumeUpdates\"\x9b\x01\n" +
+	"\x12UpdateGroupRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x19\n" +
+	"\bgroup_id\x18\x02 \x01(\tR\agroupId\x12$\n" +
+	"\x0eadd_volume_ids\x18\x03 \x03(\tR\faddVolumeIds\x12*\n" +
+	"\x11remove_volume_ids\x18\x04 \x03(\tR\x0fremoveVolumeIds\"W\n" +
+	"\x13UpdateGroupResponse\x12@\n" +
+	"\fmodel_update\x18\x01 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\"\x9c\x01\n" +
+	"\x1aCreateGroupSnapshotRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x19\n" +
+	"\bgroup_id\x18\x02 \x01(\tR\agroupId\x12*\n" +
+	"\x11group_snapshot_id\x18\x03 \x01(\tR\x0fgroupSnapshotId\x12\x1d\n" +
+	"\n" +
+	"volume_ids\x18\x04 \x03(\tR\tvolumeIds\"\x99\x01\n" +
+	"\x1bCreateGroupSnapshotResponse\x12@\n" +
+	"\fmodel_update\x18\x01 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\x128\n" +
+	"\tsnapshots\x18\x02 \x03(\v2\x1a.volrep.driver.v1.SnapshotR\tsnapshots\"\x9c\x01\n" +
+	"\x1aDeleteGroupSnapshotRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x19\n" +
+	"\bgroup_id\x18\x02 \x01(\tR\agroupId\x12*\n" +
+	"\x11group_snapshot_id\x18\x03 \x01(\tR\x0fgroupSnapshotId\x12\x1d\n" +
+	"\n" +
+	"volume_ids\x18\x04 \x03(\tR\tvolumeIds\"<\n" +
+	"\x1bDeleteGroupSnapshotResponse\x12\x1d\n" +
+	"\n" +
+	"volume_ids\x18\x01 \x03(\tR\tvolumeIds\"\x99\x01\n" +
+	"\x11GroupVolumeSource\x12\x1b\n" +
+	"\tvolume_id\x18\x01 \x01(\tR\bvolumeId\x12(\n" +
+	"\x10source_volume_id\x18\x02 \x01(\tR\x0esourceVolumeId\x12=\n" +
+	"\vvolume_type\x18\x03 \x01(\v2\x1c.volrep.driver.v1.VolumeTypeR\n" +
+	"volumeType\"\xf7\x01\n" +
+	"\x19CreateGroupFromSrcRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x19\n" +
+	"\bgroup_id\x18\x02 \x01(\tR\agroupId\x12:\n" +
+	"\n" +
+	"group_type\x18\x03 \x01(\v2\x1b.volrep.driver.v1.GroupTypeR\tgroupType\x12*\n" +
+	"\x11group_snapshot_id\x18\x04 \x01(\tR\x0fgroupSnapshotId\x12=\n" +
+	"\avolumes\x18\x05 \x03(\v2#.volrep.driver.v1.GroupVolumeSourceR\avolumes\"\xa5\x01\n" +
+	"\x1aCreateGroupFromSrcResponse\x12@\n" +
+	"\fmodel_update\x18\x01 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\x12E\n" +
+	"\x0evolume_updates\x18\x02 \x03(\v2\x1e.volrep.driver.v1.VolumeUpdateR\rvolumeUpdates\"n\n" +
+	"\x18EnableReplicationRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x19\n" +
+	"\bgroup_id\x18\x02 \x01(\tR\agroupId\x12\x1d\n" +
+	"\n" +
+	"volume_ids\x18\x03 \x03(\tR\tvolumeIds\"\xa4\x01\n" +
+	"\x19EnableReplicationResponse\x12@\n" +
+	"\fmodel_update\x18\x01 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\x12E\n" +
+	"\x0evolume_updates\x18\x02 \x03(\v2\x1e.volrep.driver.v1.VolumeUpdateR\rvolumeUpdates\"o\n" +
+	"\x19DisableReplicationRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x19\n" +
+	"\bgroup_id\x18\x02 \x01(\tR\agroupId\x12\x1d\n" +
+	"\n" +
+	"volume_ids\x18\x03 \x03(\tR\tvolumeIds\"\xa5\x01\n" +
+	"\x1aDisableReplicationResponse\x12@\n" +
+	"\fmodel_update\x18\x01 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\x12E\n" +
+	"\x0evolume_updates\x18\x02 \x03(\v2\x1e.volrep.driver.v1.VolumeUpdateR\rvolumeUpdates\"\xa2\x01\n" +
+	"\x1aFailoverReplicationRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x19\n" +
+	"\bgroup_id\x18\x02 \x01(\tR\agroupId\x12\x1d\n" +
+	"\n" +
+	"volume_ids\x18\x03 \x03(\tR\tvolumeIds\x120\n" +
+	"\x14secondary_backend_id\x18\x04 \x01(\tR\x12secondaryBackendId\"\xa0\x02\n" +
+	"\x1bFailoverReplicationResponse\x12@\n" +
+	"\fmodel_update\x18\x01 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\x12E\n" +
+	"\x0evolume_updates\x18\x02 \x03(\v2\x1e.volrep.driver.v1.VolumeUpdateR\rvolumeUpdates\x12*\n" +
+	"\x11active_backend_id\x18\x03 \x01(\tR\x0factiveBackendId\x12%\n" +
+	"\x0egroup_snapshot\x18\x04 \x01(\tR\rgroupSnapshot\x12%\n" +
+	"\x0efailback_bytes\x18\x05 \x01(\x03R\rfailbackBytes*\xed\x02\n" +
 	"\x11ReplicationStatus\x12\"\n" +
 	"\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n" +
@@ -4299,7 +5581,7 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n" +
 	"\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n" +
 	"\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n" +
-	"\x18OPERATION_STATE_CANCELED\x10\x042\xb7\x13\n" +
+	"\x18OPERATION_STATE_CANCELED\x10\x042\xf7\x1a\n" +
 	"\rDriverService\x12]\n" +
 	"\fListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12c\n" +
 	"\x0eGetVolumeStats\x12'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n" +
@@ -4324,7 +5606,16 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x0fCancelOperation\x12(.volrep.driver.v1.CancelOperationRequest\x1a).volrep.driver.v1.CancelOperationResponse\x12c\n" +
 	"\x0eVerifySnapshot\x12'.volrep.driver.v1.VerifySnapshotRequest\x1a(.volrep.driver.v1.VerifySnapshotResponse\x12]\n" +
 	"\fFailoverHost\x12%.volrep.driver.v1.FailoverHostRequest\x1a&.volrep.driver.v1.FailoverHostResponse\x12l\n" +
-	"\x11FailoverCompleted\x12*.volrep.driver.v1.FailoverCompletedRequest\x1a+.volrep.driver.v1.FailoverCompletedResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
+	"\x11FailoverCompleted\x12*.volrep.driver.v1.FailoverCompletedRequest\x1a+.volrep.driver.v1.FailoverCompletedResponse\x12Z\n" +
+	"\vCreateGroup\x12$.volrep.driver.v1.CreateGroupRequest\x1a%.volrep.driver.v1.CreateGroupResponse\x12Z\n" +
+	"\vDeleteGroup\x12$.volrep.driver.v1.DeleteGroupRequest\x1a%.volrep.driver.v1.DeleteGroupResponse\x12Z\n" +
+	"\vUpdateGroup\x12$.volrep.driver.v1.UpdateGroupRequest\x1a%.volrep.driver.v1.UpdateGroupResponse\x12r\n" +
+	"\x13CreateGroupSnapshot\x12,.volrep.driver.v1.CreateGroupSnapshotRequest\x1a-.volrep.driver.v1.CreateGroupSnapshotResponse\x12r\n" +
+	"\x13DeleteGroupSnapshot\x12,.volrep.driver.v1.DeleteGroupSnapshotRequest\x1a-.volrep.driver.v1.DeleteGroupSnapshotResponse\x12o\n" +
+	"\x12CreateGroupFromSrc\x12+.volrep.driver.v1.CreateGroupFromSrcRequest\x1a,.volrep.driver.v1.CreateGroupFromSrcResponse\x12l\n" +
+	"\x11EnableReplication\x12*.volrep.driver.v1.EnableReplicationRequest\x1a+.volrep.driver.v1.EnableReplicationResponse\x12o\n" +
+	"\x12DisableReplication\x12+.volrep.driver.v1.DisableReplicationRequest\x1a,.volrep.driver.v1.DisableReplicationResponse\x12r\n" +
+	"\x13FailoverReplication\x12,.volrep.driver.v1.FailoverReplicationRequest\x1a-.volrep.driver.v1.FailoverReplicationResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
 
 var (
 	file_volrep_driver_v1_driver_service_proto_rawDescOnce sync.Once
@@ -4339,7 +5630,7 @@ func file_volrep_driver_v1_driver_service_proto_rawDescGZIP() []byte {
 }
 
 var file_volrep_driver_v1_driver_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
 var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(ReplicationStatus)(0),                   // 0: volrep.driver.v1.ReplicationStatus
 	(ReplicationHealth)(0),                   // 1: volrep.driver.v1.ReplicationHealth
@@ -4404,16 +5695,37 @@ var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(*FailoverHostResponse)(nil),             // 60: volrep.driver.v1.FailoverHostResponse
 	(*FailoverCompletedRequest)(nil),         // 61: volrep.driver.v1.FailoverCompletedRequest
 	(*FailoverCompletedResponse)(nil),        // 62: volrep.driver.v1.FailoverCompletedResponse
-	nil,                                      // 63: volrep.driver.v1.ModelUpdate.MetadataEntry
-	nil,                                      // 64: volrep.driver.v1.VolumeType.ExtraSpecsEntry
-	nil,                                      // 65: volrep.driver.v1.Connector.ExtraEntry
-	nil,                                      // 66: volrep.driver.v1.ConnectionInfo.DataEntry
-	(*timestamppb.Timestamp)(nil),            // 67: google.protobuf.Timestamp
+	(*GroupType)(nil),                        // 63: volrep.driver.v1.GroupType
+	(*CreateGroupRequest)(nil),               // 64: volrep.driver.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),              // 65: volrep.driver.v1.CreateGroupResponse
+	(*DeleteGroupRequest)(nil),               // 66: volrep.driver.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),              // 67: volrep.driver.v1.DeleteGroupResponse
+	(*UpdateGroupRequest)(nil),               // 68: volrep.driver.v1.UpdateGroupRequest
+	(*UpdateGroupResponse)(nil),              // 69: volrep.driver.v1.UpdateGroupResponse
+	(*CreateGroupSnapshotRequest)(nil),       // 70: volrep.driver.v1.CreateGroupSnapshotRequest
+	(*CreateGroupSnapshotResponse)(nil),      // 71: volrep.driver.v1.CreateGroupSnapshotResponse
+	(*DeleteGroupSnapshotRequest)(nil),       // 72: volrep.driver.v1.DeleteGroupSnapshotRequest
+	(*DeleteGroupSnapshotResponse)(nil),      // 73: volrep.driver.v1.DeleteGroupSnapshotResponse
+	(*GroupVolumeSource)(nil),                // 74: volrep.driver.v1.GroupVolumeSource
+	(*CreateGroupFromSrcRequest)(nil),        // 75: volrep.driver.v1.CreateGroupFromSrcRequest
+	(*CreateGroupFromSrcResponse)(nil),       // 76: volrep.driver.v1.CreateGroupFromSrcResponse
+	(*EnableReplicationRequest)(nil),         // 77: volrep.driver.v1.EnableReplicationRequest
+	(*EnableReplicationResponse)(nil),        // 78: volrep.driver.v1.EnableReplicationResponse
+	(*DisableReplicationRequest)(nil),        // 79: volrep.driver.v1.DisableReplicationRequest
+	(*DisableReplicationResponse)(nil),       // 80: volrep.driver.v1.DisableReplicationResponse
+	(*FailoverReplicationRequest)(nil),       // 81: volrep.driver.v1.FailoverReplicationRequest
+	(*FailoverReplicationResponse)(nil),      // 82: volrep.driver.v1.FailoverReplicationResponse
+	nil,                                      // 83: volrep.driver.v1.ModelUpdate.MetadataEntry
+	nil,                                      // 84: volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	nil,                                      // 85: volrep.driver.v1.Connector.ExtraEntry
+	nil,                                      // 86: volrep.driver.v1.ConnectionInfo.DataEntry
+	nil,                                      // 87: volrep.driver.v1.GroupType.GroupSpecsEntry
+	(*timestamppb.Timestamp)(nil),            // 88: google.protobuf.Timestamp
 }
 var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	0,  // 0: volrep.driver.v1.ModelUpdate.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
-	63, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
-	64, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	83, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
+	84, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
 	6,  // 3: volrep.driver.v1.Backend.replication_targets:type_name -> volrep.driver.v1.ReplicationTarget
 	0,  // 4: volrep.driver.v1.Volume.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
 	5,  // 5: volrep.driver.v1.ListBackendsResponse.backends:type_name -> volrep.driver.v1.Backend
@@ -4427,21 +5739,21 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	3,  // 13: volrep.driver.v1.CreateVolumeFromSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	4,  // 14: volrep.driver.v1.CreateClonedVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
 	3,  // 15: volrep.driver.v1.CreateClonedVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	65, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
-	66, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
+	85, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
+	86, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
 	33, // 18: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
 	34, // 19: volrep.driver.v1.InitializeConnectionResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
 	33, // 20: volrep.driver.v1.TerminateConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
 	4,  // 21: volrep.driver.v1.RetypeRequest.new_type:type_name -> volrep.driver.v1.VolumeType
 	3,  // 22: volrep.driver.v1.RetypeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	1,  // 23: volrep.driver.v1.TargetReplicationInfo.status:type_name -> volrep.driver.v1.ReplicationHealth
-	67, // 24: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
+	88, // 24: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
 	1,  // 25: volrep.driver.v1.GetReplicationInfoResponse.status:type_name -> volrep.driver.v1.ReplicationHealth
-	67, // 26: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
+	88, // 26: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
 	41, // 27: volrep.driver.v1.GetReplicationInfoResponse.targets:type_name -> volrep.driver.v1.TargetReplicationInfo
 	2,  // 28: volrep.driver.v1.Operation.state:type_name -> volrep.driver.v1.OperationState
-	67, // 29: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
-	67, // 30: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
+	88, // 29: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
+	88, // 30: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
 	48, // 31: volrep.driver.v1.GetOperationResponse.operation:type_name -> volrep.driver.v1.Operation
 	48, // 32: volrep.driver.v1.WatchOperationResponse.operation:type_name -> volrep.driver.v1.Operation
 	48, // 33: volrep.driver.v1.CancelOperationResponse.operation:type_name -> volrep.driver.v1.Operation
@@ -4449,59 +5761,96 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	3,  // 35: volrep.driver.v1.GroupUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
 	58, // 36: volrep.driver.v1.FailoverHostResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
 	59, // 37: volrep.driver.v1.FailoverHostResponse.group_updates:type_name -> volrep.driver.v1.GroupUpdate
-	9,  // 38: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
-	11, // 39: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
-	13, // 40: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
-	15, // 41: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
-	17, // 42: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
-	19, // 43: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
-	21, // 44: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
-	23, // 45: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
-	25, // 46: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
-	27, // 47: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
-	29, // 48: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
-	31, // 49: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
-	35, // 50: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
-	37, // 51: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
-	39, // 52: volrep.driver.v1.DriverService.Retype:input_type -> volrep.driver.v1.RetypeRequest
-	42, // 53: volrep.driver.v1.DriverService.GetReplicationInfo:input_type -> volrep.driver.v1.GetReplicationInfoRequest
-	44, // 54: volrep.driver.v1.DriverService.SetReplicationSchedule:input_type -> volrep.driver.v1.SetReplicationScheduleRequest
-	46, // 55: volrep.driver.v1.DriverService.SnapshotReplicate:input_type -> volrep.driver.v1.SnapshotReplicateRequest
-	49, // 56: volrep.driver.v1.DriverService.GetOperation:input_type -> volrep.driver.v1.GetOperationRequest
-	51, // 57: volrep.driver.v1.DriverService.WatchOperation:input_type -> volrep.driver.v1.WatchOperationRequest
-	53, // 58: volrep.driver.v1.DriverService.CancelOperation:input_type -> volrep.driver.v1.CancelOperationRequest
-	55, // 59: volrep.driver.v1.DriverService.VerifySnapshot:input_type -> volrep.driver.v1.VerifySnapshotRequest
-	57, // 60: volrep.driver.v1.DriverService.FailoverHost:input_type -> volrep.driver.v1.FailoverHostRequest
-	61, // 61: volrep.driver.v1.DriverService.FailoverCompleted:input_type -> volrep.driver.v1.FailoverCompletedRequest
-	10, // 62: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
-	12, // 63: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
-	14, // 64: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
-	16, // 65: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
-	18, // 66: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
-	20, // 67: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
-	22, // 68: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
-	24, // 69: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
-	26, // 70: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
-	28, // 71: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
-	30, // 72: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
-	32, // 73: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
-	36, // 74: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
-	38, // 75: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
-	40, // 76: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
-	43, // 77: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
-	45, // 78: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
-	47, // 79: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
-	50, // 80: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
-	52, // 81: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
-	54, // 82: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
-	56, // 83: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
-	60, // 84: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
-	62, // 85: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
-	62, // [62:86] is the sub-list for method output_type
-	38, // [38:62] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	87, // 38: volrep.driver.v1.GroupType.group_specs:type_name -> volrep.driver.v1.GroupType.GroupSpecsEntry
+	63, // 39: volrep.driver.v1.CreateGroupRequest.group_type:type_name -> volrep.driver.v1.GroupType
+	3,  // 40: volrep.driver.v1.CreateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	3,  // 41: volrep.driver.v1.DeleteGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	58, // 42: volrep.driver.v1.DeleteGroupResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,  // 43: volrep.driver.v1.UpdateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	3,  // 44: volrep.driver.v1.CreateGroupSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	8,  // 45: volrep.driver.v1.CreateGroupSnapshotResponse.snapshots:type_name -> volrep.driver.v1.Snapshot
+	4,  // 46: volrep.driver.v1.GroupVolumeSource.volume_type:type_name -> volrep.driver.v1.VolumeType
+	63, // 47: volrep.driver.v1.CreateGroupFromSrcRequest.group_type:type_name -> volrep.driver.v1.GroupType
+	74, // 48: volrep.driver.v1.CreateGroupFromSrcRequest.volumes:type_name -> volrep.driver.v1.GroupVolumeSource
+	3,  // 49: volrep.driver.v1.CreateGroupFromSrcResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	58, // 50: volrep.driver.v1.CreateGroupFromSrcResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,  // 51: volrep.driver.v1.EnableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	58, // 52: volrep.driver.v1.EnableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,  // 53: volrep.driver.v1.DisableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	58, // 54: volrep.driver.v1.DisableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,  // 55: volrep.driver.v1.FailoverReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	58, // 56: volrep.driver.v1.FailoverReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	9,  // 57: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
+	11, // 58: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
+	13, // 59: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
+	15, // 60: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
+	17, // 61: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
+	19, // 62: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
+	21, // 63: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
+	23, // 64: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
+	25, // 65: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
+	27, // 66: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
+	29, // 67: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
+	31, // 68: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
+	35, // 69: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
+	37, // 70: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
+	39, // 71: volrep.driver.v1.DriverService.Retype:input_type -> volrep.driver.v1.RetypeRequest
+	42, // 72: volrep.driver.v1.DriverService.GetReplicationInfo:input_type -> volrep.driver.v1.GetReplicationInfoRequest
+	44, // 73: volrep.driver.v1.DriverService.SetReplicationSchedule:input_type -> volrep.driver.v1.SetReplicationScheduleRequest
+	46, // 74: volrep.driver.v1.DriverService.SnapshotReplicate:input_type -> volrep.driver.v1.SnapshotReplicateRequest
+	49, // 75: volrep.driver.v1.DriverService.GetOperation:input_type -> volrep.driver.v1.GetOperationRequest
+	51, // 76: volrep.driver.v1.DriverService.WatchOperation:input_type -> volrep.driver.v1.WatchOperationRequest
+	53, // 77: volrep.driver.v1.DriverService.CancelOperation:input_type -> volrep.driver.v1.CancelOperationRequest
+	55, // 78: volrep.driver.v1.DriverService.VerifySnapshot:input_type -> volrep.driver.v1.VerifySnapshotRequest
+	57, // 79: volrep.driver.v1.DriverService.FailoverHost:input_type -> volrep.driver.v1.FailoverHostRequest
+	61, // 80: volrep.driver.v1.DriverService.FailoverCompleted:input_type -> volrep.driver.v1.FailoverCompletedRequest
+	64, // 81: volrep.driver.v1.DriverService.CreateGroup:input_type -> volrep.driver.v1.CreateGroupRequest
+	66, // 82: volrep.driver.v1.DriverService.DeleteGroup:input_type -> volrep.driver.v1.DeleteGroupRequest
+	68, // 83: volrep.driver.v1.DriverService.UpdateGroup:input_type -> volrep.driver.v1.UpdateGroupRequest
+	70, // 84: volrep.driver.v1.DriverService.CreateGroupSnapshot:input_type -> volrep.driver.v1.CreateGroupSnapshotRequest
+	72, // 85: volrep.driver.v1.DriverService.DeleteGroupSnapshot:input_type -> volrep.driver.v1.DeleteGroupSnapshotRequest
+	75, // 86: volrep.driver.v1.DriverService.CreateGroupFromSrc:input_type -> volrep.driver.v1.CreateGroupFromSrcRequest
+	77, // 87: volrep.driver.v1.DriverService.EnableReplication:input_type -> volrep.driver.v1.EnableReplicationRequest
+	79, // 88: volrep.driver.v1.DriverService.DisableReplication:input_type -> volrep.driver.v1.DisableReplicationRequest
+	81, // 89: volrep.driver.v1.DriverService.FailoverReplication:input_type -> volrep.driver.v1.FailoverReplicationRequest
+	10, // 90: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
+	12, // 91: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
+	14, // 92: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
+	16, // 93: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
+	18, // 94: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
+	20, // 95: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
+	22, // 96: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
+	24, // 97: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
+	26, // 98: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
+	28, // 99: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
+	30, // 100: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
+	32, // 101: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
+	36, // 102: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
+	38, // 103: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
+	40, // 104: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
+	43, // 105: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
+	45, // 106: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
+	47, // 107: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
+	50, // 108: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
+	52, // 109: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
+	54, // 110: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
+	56, // 111: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
+	60, // 112: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
+	62, // 113: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
+	65, // 114: volrep.driver.v1.DriverService.CreateGroup:output_type -> volrep.driver.v1.CreateGroupResponse
+	67, // 115: volrep.driver.v1.DriverService.DeleteGroup:output_type -> volrep.driver.v1.DeleteGroupResponse
+	69, // 116: volrep.driver.v1.DriverService.UpdateGroup:output_type -> volrep.driver.v1.UpdateGroupResponse
+	71, // 117: volrep.driver.v1.DriverService.CreateGroupSnapshot:output_type -> volrep.driver.v1.CreateGroupSnapshotResponse
+	73, // 118: volrep.driver.v1.DriverService.DeleteGroupSnapshot:output_type -> volrep.driver.v1.DeleteGroupSnapshotResponse
+	76, // 119: volrep.driver.v1.DriverService.CreateGroupFromSrc:output_type -> volrep.driver.v1.CreateGroupFromSrcResponse
+	78, // 120: volrep.driver.v1.DriverService.EnableReplication:output_type -> volrep.driver.v1.EnableReplicationResponse
+	80, // 121: volrep.driver.v1.DriverService.DisableReplication:output_type -> volrep.driver.v1.DisableReplicationResponse
+	82, // 122: volrep.driver.v1.DriverService.FailoverReplication:output_type -> volrep.driver.v1.FailoverReplicationResponse
+	90, // [90:123] is the sub-list for method output_type
+	57, // [57:90] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_volrep_driver_v1_driver_service_proto_init() }
@@ -4515,7 +5864,7 @@ func file_volrep_driver_v1_driver_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_driver_v1_driver_service_proto_rawDesc), len(file_volrep_driver_v1_driver_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   64,
+			NumMessages:   85,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -43,6 +43,15 @@ const (
 	DriverService_VerifySnapshot_FullMethodName           = "/volrep.driver.v1.DriverService/VerifySnapshot"
 	DriverService_FailoverHost_FullMethodName             = "/volrep.driver.v1.DriverService/FailoverHost"
 	DriverService_FailoverCompleted_FullMethodName        = "/volrep.driver.v1.DriverService/FailoverCompleted"
+	DriverService_CreateGroup_FullMethodName              = "/volrep.driver.v1.DriverService/CreateGroup"
+	DriverService_DeleteGroup_FullMethodName              = "/volrep.driver.v1.DriverService/DeleteGroup"
+	DriverService_UpdateGroup_FullMethodName              = "/volrep.driver.v1.DriverService/UpdateGroup"
+	DriverService_CreateGroupSnapshot_FullMethodName      = "/volrep.driver.v1.DriverService/CreateGroupSnapshot"
+	DriverService_DeleteGroupSnapshot_FullMethodName      = "/volrep.driver.v1.DriverService/DeleteGroupSnapshot"
+	DriverService_CreateGroupFromSrc_FullMethodName       = "/volrep.driver.v1.DriverService/CreateGroupFromSrc"
+	DriverService_EnableReplication_FullMethodName        = "/volrep.driver.v1.DriverService/EnableReplication"
+	DriverService_DisableReplication_FullMethodName       = "/volrep.driver.v1.DriverService/DisableReplication"
+	DriverService_FailoverReplication_FullMethodName      = "/volrep.driver.v1.DriverService/FailoverReplication"
 )
 
 // DriverServiceClient is the client API for DriverService service.
@@ -108,6 +117,40 @@ type DriverServiceClient interface {
 	// FailoverCompleted records that the backend now serves from
 	// active_backend_id (Cinder's failover_completed, active-active flow).
 	FailoverCompleted(ctx context.Context, in *FailoverCompletedRequest, opts ...grpc.CallOption) (*FailoverCompletedResponse, error)
+	// Generic volume groups (Cinder's create_group & co.). A group is a
+	// consistency group on the backend's array, consisgroup-<group_id>-cinder,
+	// labelled with its group type. Its volumes are members there only while
+	// the group replicates (a volume is in one consistency group at a time,
+	// and a replicated volume is in the backend's protection group
+	// otherwise), so calls take the volumes as Cinder passes them.
+	CreateGroup(ctx context.Context, in *CreateGroupRequest, opts ...grpc.CallOption) (*CreateGroupResponse, error)
+	// DeleteGroup deletes the group and its volumes: volume_ids and any
+	// member on the array. It refuses while a volume has snapshots.
+	DeleteGroup(ctx context.Context, in *DeleteGroupRequest, opts ...grpc.CallOption) (*DeleteGroupResponse, error)
+	// UpdateGroup checks the volumes to add and, while the group replicates,
+	// moves them between the group and the backend's protection group.
+	UpdateGroup(ctx context.Context, in *UpdateGroupRequest, opts ...grpc.CallOption) (*UpdateGroupResponse, error)
+	// CreateGroupSnapshot snapshots the group's volumes at one write
+	// barrier. A member's snapshot is snapshot group_snapshot_id of its
+	// volume in the snapshot RPCs (CreateVolumeFromSnapshot, ...).
+	CreateGroupSnapshot(ctx context.Context, in *CreateGroupSnapshotRequest, opts ...grpc.CallOption) (*CreateGroupSnapshotResponse, error)
+	DeleteGroupSnapshot(ctx context.Context, in *DeleteGroupSnapshotRequest, opts ...grpc.CallOption) (*DeleteGroupSnapshotResponse, error)
+	// CreateGroupFromSrc creates a group whose volumes are clones of a group
+	// snapshot's members, in O(1) each.
+	CreateGroupFromSrc(ctx context.Context, in *CreateGroupFromSrcRequest, opts ...grpc.CallOption) (*CreateGroupFromSrcResponse, error)
+	// Consistent group replication, for group types with
+	// consistent_group_replication_enabled '<is> True': the group becomes a
+	// protection group of its own, with an ASYNC replica to every async
+	// replication_device, so its volumes are shipped as one crash-consistent
+	// set. Its volumes must be async-replicated volumes of the backend.
+	EnableReplication(ctx context.Context, in *EnableReplicationRequest, opts ...grpc.CallOption) (*EnableReplicationResponse, error)
+	// DisableReplication returns the volumes to the backend's protection
+	// group; their remote copies stay and carry on as deltas.
+	DisableReplication(ctx context.Context, in *DisableReplicationRequest, opts ...grpc.CallOption) (*DisableReplicationResponse, error)
+	// FailoverReplication promotes the group's copies on a target at the
+	// newest group snapshot every member holds there, or, with
+	// secondary_backend_id "default", sends home what changed since.
+	FailoverReplication(ctx context.Context, in *FailoverReplicationRequest, opts ...grpc.CallOption) (*FailoverReplicationResponse, error)
 }
 
 type driverServiceClient struct {
@@ -367,6 +410,96 @@ func (c *driverServiceClient) FailoverCompleted(ctx context.Context, in *Failove
 	return out, nil
 }
 
+func (c *driverServiceClient) CreateGroup(ctx context.Context, in *CreateGroupRequest, opts ...grpc.CallOption) (*CreateGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateGroupResponse)
+	err := c.cc.Invoke(ctx, DriverService_CreateGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) DeleteGroup(ctx context.Context, in *DeleteGroupRequest, opts ...grpc.CallOption) (*DeleteGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteGroupResponse)
+	err := c.cc.Invoke(ctx, DriverService_DeleteGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) UpdateGroup(ctx context.Context, in *UpdateGroupRequest, opts ...grpc.CallOption) (*UpdateGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateGroupResponse)
+	err := c.cc.Invoke(ctx, DriverService_UpdateGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) CreateGroupSnapshot(ctx context.Context, in *CreateGroupSnapshotRequest, opts ...grpc.CallOption) (*CreateGroupSnapshotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateGroupSnapshotResponse)
+	err := c.cc.Invoke(ctx, DriverService_CreateGroupSnapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) DeleteGroupSnapshot(ctx context.Context, in *DeleteGroupSnapshotRequest, opts ...grpc.CallOption) (*DeleteGroupSnapshotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteGroupSnapshotResponse)
+	err := c.cc.Invoke(ctx, DriverService_DeleteGroupSnapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) CreateGroupFromSrc(ctx context.Context, in *CreateGroupFromSrcRequest, opts ...grpc.CallOption) (*CreateGroupFromSrcResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateGroupFromSrcResponse)
+	err := c.cc.Invoke(ctx, DriverService_CreateGroupFromSrc_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) EnableReplication(ctx context.Context, in *EnableReplicationRequest, opts ...grpc.CallOption) (*EnableReplicationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnableReplicationResponse)
+	err := c.cc.Invoke(ctx, DriverService_EnableReplication_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) DisableReplication(ctx context.Context, in *DisableReplicationRequest, opts ...grpc.CallOption) (*DisableReplicationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisableReplicationResponse)
+	err := c.cc.Invoke(ctx, DriverService_DisableReplication_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) FailoverReplication(ctx context.Context, in *FailoverReplicationRequest, opts ...grpc.CallOption) (*FailoverReplicationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FailoverReplicationResponse)
+	err := c.cc.Invoke(ctx, DriverService_FailoverReplication_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServiceServer is the server API for DriverService service.
 // All implementations must embed UnimplementedDriverServiceServer
 // for forward compatibility.
@@ -430,6 +563,40 @@ type DriverServiceServer interface {
 	// FailoverCompleted records that the backend now serves from
 	// active_backend_id (Cinder's failover_completed, active-active flow).
 	FailoverCompleted(context.Context, *FailoverCompletedRequest) (*FailoverCompletedResponse, error)
+	// Generic volume groups (Cinder's create_group & co.). A group is a
+	// consistency group on the backend's array, consisgroup-<group_id>-cinder,
+	// labelled with its group type. Its volumes are members there only while
+	// the group replicates (a volume is in one consistency group at a time,
+	// and a replicated volume is in the backend's protection group
+	// otherwise), so calls take the volumes as Cinder passes them.
+	CreateGroup(context.Context, *CreateGroupRequest) (*CreateGroupResponse, error)
+	// DeleteGroup deletes the group and its volumes: volume_ids and any
+	// member on the array. It refuses while a volume has snapshots.
+	DeleteGroup(context.Context, *DeleteGroupRequest) (*DeleteGroupResponse, error)
+	// UpdateGroup checks the volumes to add and, while the group replicates,
+	// moves them between the group and the backend's protection group.
+	UpdateGroup(context.Context, *UpdateGroupRequest) (*UpdateGroupResponse, error)
+	// CreateGroupSnapshot snapshots the group's volumes at one write
+	// barrier. A member's snapshot is snapshot group_snapshot_id of its
+	// volume in the snapshot RPCs (CreateVolumeFromSnapshot, ...).
+	CreateGroupSnapshot(context.Context, *CreateGroupSnapshotRequest) (*CreateGroupSnapshotResponse, error)
+	DeleteGroupSnapshot(context.Context, *DeleteGroupSnapshotRequest) (*DeleteGroupSnapshotResponse, error)
+	// CreateGroupFromSrc creates a group whose volumes are clones of a group
+	// snapshot's members, in O(1) each.
+	CreateGroupFromSrc(context.Context, *CreateGroupFromSrcRequest) (*CreateGroupFromSrcResponse, error)
+	// Consistent group replication, for group types with
+	// consistent_group_replication_enabled '<is> True': the group becomes a
+	// protection group of its own, with an ASYNC replica to every async
+	// replication_device, so its volumes are shipped as one crash-consistent
+	// set. Its volumes must be async-replicated volumes of the backend.
+	EnableReplication(context.Context, *EnableReplicationRequest) (*EnableReplicationResponse, error)
+	// DisableReplication returns the volumes to the backend's protection
+	// group; their remote copies stay and carry on as deltas.
+	DisableReplication(context.Context, *DisableReplicationRequest) (*DisableReplicationResponse, error)
+	// FailoverReplication promotes the group's copies on a target at the
+	// newest group snapshot every member holds there, or, with
+	// secondary_backend_id "default", sends home what changed since.
+	FailoverReplication(context.Context, *FailoverReplicationRequest) (*FailoverReplicationResponse, error)
 	mustEmbedUnimplementedDriverServiceServer()
 }
 
@@ -511,6 +678,33 @@ func (UnimplementedDriverServiceServer) FailoverHost(context.Context, *FailoverH
 }
 func (UnimplementedDriverServiceServer) FailoverCompleted(context.Context, *FailoverCompletedRequest) (*FailoverCompletedResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method FailoverCompleted not implemented")
+}
+func (UnimplementedDriverServiceServer) CreateGroup(context.Context, *CreateGroupRequest) (*CreateGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateGroup not implemented")
+}
+func (UnimplementedDriverServiceServer) DeleteGroup(context.Context, *DeleteGroupRequest) (*DeleteGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteGroup not implemented")
+}
+func (UnimplementedDriverServiceServer) UpdateGroup(context.Context, *UpdateGroupRequest) (*UpdateGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateGroup not implemented")
+}
+func (UnimplementedDriverServiceServer) CreateGroupSnapshot(context.Context, *CreateGroupSnapshotRequest) (*CreateGroupSnapshotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateGroupSnapshot not implemented")
+}
+func (UnimplementedDriverServiceServer) DeleteGroupSnapshot(context.Context, *DeleteGroupSnapshotRequest) (*DeleteGroupSnapshotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteGroupSnapshot not implemented")
+}
+func (UnimplementedDriverServiceServer) CreateGroupFromSrc(context.Context, *CreateGroupFromSrcRequest) (*CreateGroupFromSrcResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateGroupFromSrc not implemented")
+}
+func (UnimplementedDriverServiceServer) EnableReplication(context.Context, *EnableReplicationRequest) (*EnableReplicationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EnableReplication not implemented")
+}
+func (UnimplementedDriverServiceServer) DisableReplication(context.Context, *DisableReplicationRequest) (*DisableReplicationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DisableReplication not implemented")
+}
+func (UnimplementedDriverServiceServer) FailoverReplication(context.Context, *FailoverReplicationRequest) (*FailoverReplicationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FailoverReplication not implemented")
 }
 func (UnimplementedDriverServiceServer) mustEmbedUnimplementedDriverServiceServer() {}
 func (UnimplementedDriverServiceServer) testEmbeddedByValue()                       {}
@@ -958,6 +1152,168 @@ func _DriverService_FailoverCompleted_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DriverService_CreateGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).CreateGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_CreateGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).CreateGroup(ctx, req.(*CreateGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_DeleteGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).DeleteGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_DeleteGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).DeleteGroup(ctx, req.(*DeleteGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_UpdateGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).UpdateGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_UpdateGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).UpdateGroup(ctx, req.(*UpdateGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_CreateGroupSnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateGroupSnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).CreateGroupSnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_CreateGroupSnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).CreateGroupSnapshot(ctx, req.(*CreateGroupSnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_DeleteGroupSnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteGroupSnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).DeleteGroupSnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_DeleteGroupSnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).DeleteGroupSnapshot(ctx, req.(*DeleteGroupSnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_CreateGroupFromSrc_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateGroupFromSrcRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).CreateGroupFromSrc(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_CreateGroupFromSrc_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).CreateGroupFromSrc(ctx, req.(*CreateGroupFromSrcRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_EnableReplication_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnableReplicationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).EnableReplication(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_EnableReplication_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).EnableReplication(ctx, req.(*EnableReplicationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_DisableReplication_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisableReplicationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).DisableReplication(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_DisableReplication_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).DisableReplication(ctx, req.(*DisableReplicationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_FailoverReplication_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FailoverReplicationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).FailoverReplication(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_FailoverReplication_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).FailoverReplication(ctx, req.(*FailoverReplicationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DriverService_ServiceDesc is the grpc.ServiceDesc for DriverService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1056,6 +1412,42 @@ var DriverService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "FailoverCompleted",
 			Handler:    _DriverService_FailoverCompleted_Handler,
+		},
+		{
+			MethodName: "CreateGroup",
+			Handler:    _DriverService_CreateGroup_Handler,
+		},
+		{
+			MethodName: "DeleteGroup",
+			Handler:    _DriverService_DeleteGroup_Handler,
+		},
+		{
+			MethodName: "UpdateGroup",
+			Handler:    _DriverService_UpdateGroup_Handler,
+		},
+		{
+			MethodName: "CreateGroupSnapshot",
+			Handler:    _DriverService_CreateGroupSnapshot_Handler,
+		},
+		{
+			MethodName: "DeleteGroupSnapshot",
+			Handler:    _DriverService_DeleteGroupSnapshot_Handler,
+		},
+		{
+			MethodName: "CreateGroupFromSrc",
+			Handler:    _DriverService_CreateGroupFromSrc_Handler,
+		},
+		{
+			MethodName: "EnableReplication",
+			Handler:    _DriverService_EnableReplication_Handler,
+		},
+		{
+			MethodName: "DisableReplication",
+			Handler:    _DriverService_DisableReplication_Handler,
+		},
+		{
+			MethodName: "FailoverReplication",
+			Handler:    _DriverService_FailoverReplication_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -11,6 +11,9 @@ package driverv1
 // digit (Cinder's UUIDs fit).
 
 import (
+	"slices"
+
+	"github.com/volrep/volrep/errdefs"
 	v "github.com/volrep/volrep/validation"
 )
 
@@ -235,4 +238,136 @@ func (x *FailoverHostRequest) Validate() error {
 // Validate checks the backend and the active backend id.
 func (x *FailoverCompletedRequest) Validate() error {
 	return v.First(v.Name("backend", x.GetBackend()), v.Name("active_backend_id", x.GetActiveBackendId()))
+}
+
+// validateIDs checks every id of a repeated id field.
+func validateIDs(field string, ids []string) error {
+	for _, id := range ids {
+		if err := v.Name(field, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateGroupType checks an optional group type: its spec keys must be
+// non-empty.
+func validateGroupType(field string, t *GroupType) error {
+	return v.MapKeys(field+".group_specs", t.GetGroupSpecs())
+}
+
+// Validate checks the ids and the group type.
+func (x *CreateGroupRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("group_id", x.GetGroupId()),
+		validateGroupType("group_type", x.GetGroupType()),
+	)
+}
+
+// Validate checks the ids.
+func (x *DeleteGroupRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("group_id", x.GetGroupId()),
+		validateIDs("volume_ids", x.GetVolumeIds()),
+	)
+}
+
+// Validate checks the ids and that no volume is both added and removed.
+func (x *UpdateGroupRequest) Validate() error {
+	if err := v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("group_id", x.GetGroupId()),
+		validateIDs("add_volume_ids", x.GetAddVolumeIds()),
+		validateIDs("remove_volume_ids", x.GetRemoveVolumeIds()),
+	); err != nil {
+		return err
+	}
+	for _, id := range x.GetRemoveVolumeIds() {
+		if slices.Contains(x.GetAddVolumeIds(), id) {
+			return errdefs.InvalidArgument("remove_volume_ids", "volume %s is also in add_volume_ids; add or remove it, not both", id)
+		}
+	}
+	return nil
+}
+
+// Validate checks the ids.
+func (x *CreateGroupSnapshotRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("group_id", x.GetGroupId()),
+		v.Name("group_snapshot_id", x.GetGroupSnapshotId()),
+		validateIDs("volume_ids", x.GetVolumeIds()),
+	)
+}
+
+// Validate checks the ids.
+func (x *DeleteGroupSnapshotRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("group_id", x.GetGroupId()),
+		v.Name("group_snapshot_id", x.GetGroupSnapshotId()),
+		validateIDs("volume_ids", x.GetVolumeIds()),
+	)
+}
+
+// Validate checks the ids, the group type, and that each new volume names
+// its source once.
+func (x *CreateGroupFromSrcRequest) Validate() error {
+	if err := v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("group_id", x.GetGroupId()),
+		validateGroupType("group_type", x.GetGroupType()),
+		v.Name("group_snapshot_id", x.GetGroupSnapshotId()),
+	); err != nil {
+		return err
+	}
+	if len(x.GetVolumes()) == 0 {
+		return errdefs.InvalidArgument("volumes", "is empty; list each new volume with the group snapshot member it is cloned from")
+	}
+	seen := map[string]bool{}
+	for _, vs := range x.GetVolumes() {
+		if err := v.First(
+			v.Name("volumes.volume_id", vs.GetVolumeId()),
+			v.Name("volumes.source_volume_id", vs.GetSourceVolumeId()),
+			validateVolumeType("volumes.volume_type", vs.GetVolumeType()),
+		); err != nil {
+			return err
+		}
+		if seen[vs.GetVolumeId()] {
+			return errdefs.InvalidArgument("volumes.volume_id", "volume %s is listed twice; give each new volume one source", vs.GetVolumeId())
+		}
+		seen[vs.GetVolumeId()] = true
+	}
+	return nil
+}
+
+// Validate checks the ids.
+func (x *EnableReplicationRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("group_id", x.GetGroupId()),
+		validateIDs("volume_ids", x.GetVolumeIds()),
+	)
+}
+
+// Validate checks the ids.
+func (x *DisableReplicationRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("group_id", x.GetGroupId()),
+		validateIDs("volume_ids", x.GetVolumeIds()),
+	)
+}
+
+// Validate checks the ids; the secondary is checked against the
+// configuration by the driver, which can list the choices.
+func (x *FailoverReplicationRequest) Validate() error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.Name("group_id", x.GetGroupId()),
+		validateIDs("volume_ids", x.GetVolumeIds()),
+		v.OptionalName("secondary_backend_id", x.GetSecondaryBackendId()),
+	)
 }

@@ -137,6 +137,51 @@ class DriverServiceStub(object):
         request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverCompletedRequest.SerializeToString,
         response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverCompletedResponse.FromString,
         )
+    self.CreateGroup = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/CreateGroup',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.CreateGroupRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.CreateGroupResponse.FromString,
+        )
+    self.DeleteGroup = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/DeleteGroup',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DeleteGroupRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DeleteGroupResponse.FromString,
+        )
+    self.UpdateGroup = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/UpdateGroup',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.UpdateGroupRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.UpdateGroupResponse.FromString,
+        )
+    self.CreateGroupSnapshot = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/CreateGroupSnapshot',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.CreateGroupSnapshotRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.CreateGroupSnapshotResponse.FromString,
+        )
+    self.DeleteGroupSnapshot = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/DeleteGroupSnapshot',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DeleteGroupSnapshotRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DeleteGroupSnapshotResponse.FromString,
+        )
+    self.CreateGroupFromSrc = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/CreateGroupFromSrc',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.CreateGroupFromSrcRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.CreateGroupFromSrcResponse.FromString,
+        )
+    self.EnableReplication = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/EnableReplication',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.EnableReplicationRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.EnableReplicationResponse.FromString,
+        )
+    self.DisableReplication = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/DisableReplication',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DisableReplicationRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DisableReplicationResponse.FromString,
+        )
+    self.FailoverReplication = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/FailoverReplication',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverReplicationRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverReplicationResponse.FromString,
+        )
 
 
 class DriverServiceServicer(object):
@@ -332,6 +377,86 @@ class DriverServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def CreateGroup(self, request, context):
+    """Generic volume groups (Cinder's create_group & co.). A group is a
+    consistency group on the backend's array, consisgroup-<group_id>-cinder,
+    labelled with its group type. Its volumes are members there only while
+    the group replicates (a volume is in one consistency group at a time,
+    and a replicated volume is in the backend's protection group
+    otherwise), so calls take the volumes as Cinder passes them.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def DeleteGroup(self, request, context):
+    """DeleteGroup deletes the group and its volumes: volume_ids and any
+    member on the array. It refuses while a volume has snapshots.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def UpdateGroup(self, request, context):
+    """UpdateGroup checks the volumes to add and, while the group replicates,
+    moves them between the group and the backend's protection group.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def CreateGroupSnapshot(self, request, context):
+    """CreateGroupSnapshot snapshots the group's volumes at one write
+    barrier. A member's snapshot is snapshot group_snapshot_id of its
+    volume in the snapshot RPCs (CreateVolumeFromSnapshot, ...).
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def DeleteGroupSnapshot(self, request, context):
+    # missing associated documentation comment in .proto file
+    pass
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def CreateGroupFromSrc(self, request, context):
+    """CreateGroupFromSrc creates a group whose volumes are clones of a group
+    snapshot's members, in O(1) each.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def EnableReplication(self, request, context):
+    """Consistent group replication, for group types with
+    consistent_group_replication_enabled '<is> True': the group becomes a
+    protection group of its own, with an ASYNC replica to every async
+    replication_device, so its volumes are shipped as one crash-consistent
+    set. Its volumes must be async-replicated volumes of the backend.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def DisableReplication(self, request, context):
+    """DisableReplication returns the volumes to the backend's protection
+    group; their remote copies stay and carry on as deltas.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def FailoverReplication(self, request, context):
+    """FailoverReplication promotes the group's copies on a target at the
+    newest group snapshot every member holds there, or, with
+    secondary_backend_id "default", sends home what changed since.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_DriverServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -454,6 +579,51 @@ def add_DriverServiceServicer_to_server(servicer, server):
           servicer.FailoverCompleted,
           request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverCompletedRequest.FromString,
           response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverCompletedResponse.SerializeToString,
+      ),
+      'CreateGroup': grpc.unary_unary_rpc_method_handler(
+          servicer.CreateGroup,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.CreateGroupRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.CreateGroupResponse.SerializeToString,
+      ),
+      'DeleteGroup': grpc.unary_unary_rpc_method_handler(
+          servicer.DeleteGroup,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DeleteGroupRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DeleteGroupResponse.SerializeToString,
+      ),
+      'UpdateGroup': grpc.unary_unary_rpc_method_handler(
+          servicer.UpdateGroup,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.UpdateGroupRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.UpdateGroupResponse.SerializeToString,
+      ),
+      'CreateGroupSnapshot': grpc.unary_unary_rpc_method_handler(
+          servicer.CreateGroupSnapshot,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.CreateGroupSnapshotRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.CreateGroupSnapshotResponse.SerializeToString,
+      ),
+      'DeleteGroupSnapshot': grpc.unary_unary_rpc_method_handler(
+          servicer.DeleteGroupSnapshot,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DeleteGroupSnapshotRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DeleteGroupSnapshotResponse.SerializeToString,
+      ),
+      'CreateGroupFromSrc': grpc.unary_unary_rpc_method_handler(
+          servicer.CreateGroupFromSrc,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.CreateGroupFromSrcRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.CreateGroupFromSrcResponse.SerializeToString,
+      ),
+      'EnableReplication': grpc.unary_unary_rpc_method_handler(
+          servicer.EnableReplication,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.EnableReplicationRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.EnableReplicationResponse.SerializeToString,
+      ),
+      'DisableReplication': grpc.unary_unary_rpc_method_handler(
+          servicer.DisableReplication,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DisableReplicationRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DisableReplicationResponse.SerializeToString,
+      ),
+      'FailoverReplication': grpc.unary_unary_rpc_method_handler(
+          servicer.FailoverReplication,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverReplicationRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverReplicationResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(
