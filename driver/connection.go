@@ -32,7 +32,11 @@ func (b *Backend) InitializeConnection(ctx context.Context, volumeID, snapshotID
 	if snapshotID != "" {
 		spec.Snapshot = snapshotName(snapshotID)
 	}
-	e, err := b.activeArray().CreateExport(ctx, spec)
+	a, addr, err := b.servingArray(ctx, spec.Volume)
+	if err != nil {
+		return ConnectionInfo{}, err
+	}
+	e, err := a.CreateExport(ctx, spec)
 	if errdefs.IsNotFound(err) {
 		if snapshotID != "" {
 			return ConnectionInfo{}, errdefs.NotFound("snapshot %s of volume %s not found on backend %s", snapshotID, volumeID, b.cfg.Section)
@@ -46,7 +50,7 @@ func (b *Backend) InitializeConnection(ctx context.Context, volumeID, snapshotID
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		// The array listens on every address; clients reach it where the
 		// driver does.
-		host, _, _ = net.SplitHostPort(b.activeAddr())
+		host, _, _ = net.SplitHostPort(addr)
 	}
 	hostPort := net.JoinHostPort(host, strconv.Itoa(e.Port))
 	data := map[string]string{
@@ -72,8 +76,11 @@ func (b *Backend) TerminateConnection(ctx context.Context, volumeID, snapshotID 
 	if err := b.ready(); err != nil {
 		return err
 	}
-	a := b.activeArray()
 	vol := volumeName(volumeID)
+	a, _, err := b.servingArray(ctx, vol)
+	if err != nil {
+		return err
+	}
 	exports, err := a.ListExports(ctx, vol)
 	if err != nil {
 		return err
@@ -92,6 +99,27 @@ func (b *Backend) TerminateConnection(ctx context.Context, volumeID, snapshotID 
 		b.log.Info("attachment revoked", "volume", volumeID, "snapshot", snapshotID, "host", e.AttachmentID)
 	}
 	return nil
+}
+
+// servingArray returns the array that serves a volume's writes, and its
+// address: the backend's active array, or for a member of a Cinder group
+// failed over on its own (FailoverReplication) the target that holds the
+// group's promoted copies.
+func (b *Backend) servingArray(ctx context.Context, name string) (array.Array, string, error) {
+	a, addr := b.activeArray(), b.activeAddr()
+	if b.failedOver() {
+		return a, addr, nil
+	}
+	v, err := a.GetVolume(ctx, name)
+	if err != nil || !v.ReadOnly {
+		// A missing volume is reported by the call that needs it.
+		return a, addr, nil
+	}
+	id, err := b.groupServedBy(ctx, []string{name})
+	if err != nil || id == "default" {
+		return a, addr, err
+	}
+	return b.targets[id].Array, b.addrOf(id), nil
 }
 
 // activeAddr is the API address of the array serving the backend now.

@@ -40,17 +40,22 @@ func (b *Backend) notePod(id string, online bool) {
 	b.mu.Unlock()
 }
 
-// onTargetArray lists the replica names whose copies live on the same
-// array as target: one array may be both an async and a sync target.
-func (b *Backend) onTargetArray(target string) []string {
+// copyOn reports whether replica, a copy's replica label, names one of
+// the backend's replicas whose copies live on target's array: the
+// protection group's, the pod's or a Cinder group's. One array may be both
+// an async and a sync target.
+func (b *Backend) copyOn(target, replica string) bool {
 	addr := b.addrOf(target)
-	var names []string
 	for _, rd := range b.cfg.ReplicationDevices {
-		if rd.SanIP == addr {
-			names = append(names, b.pgReplica(rd.BackendID), b.podReplica(rd.BackendID))
+		if rd.SanIP != addr {
+			continue
+		}
+		if replica == b.pgReplica(rd.BackendID) || replica == b.podReplica(rd.BackendID) ||
+			(strings.HasPrefix(replica, groupPrefix) && strings.HasSuffix(replica, groupSuffix+"."+rd.BackendID)) {
+			return true
 		}
 	}
-	return names
+	return false
 }
 
 func (b *Backend) targetIDs() []string {
@@ -162,8 +167,7 @@ func (b *Backend) failover(ctx context.Context, volumeIDs []string, target strin
 	if len(volumeIDs) == 0 {
 		// No list from the volume manager (the CLI): every volume the
 		// target holds a copy of, since the primary may not answer.
-		copies := b.onTargetArray(target)
-		ids, err := volumesOn(ctx, t.Array, func(v array.Volume) bool { return slices.Contains(copies, v.Labels[labelReplicaOf]) })
+		ids, err := volumesOn(ctx, t.Array, func(v array.Volume) bool { return b.copyOn(target, v.Labels[labelReplicaOf]) })
 		if err != nil {
 			return FailoverResult{}, fmt.Errorf("listing the copies on %s: %w", target, err)
 		}
@@ -182,7 +186,7 @@ func (b *Backend) failover(ctx context.Context, volumeIDs []string, target strin
 	for _, id := range volumeIDs {
 		name := volumeName(id)
 		v, err := t.Array.GetVolume(ctx, name)
-		replicated := err == nil && slices.Contains(b.onTargetArray(target), v.Labels[labelReplicaOf])
+		replicated := err == nil && b.copyOn(target, v.Labels[labelReplicaOf])
 		if err != nil && !errdefs.IsNotFound(err) {
 			return res, err
 		}
@@ -228,9 +232,8 @@ func (b *Backend) failback(ctx context.Context, volumeIDs []string, from string)
 	if len(volumeIDs) == 0 {
 		// Promoted copies, and volumes created while failed over; not
 		// the volumes of other backends that share the array.
-		copies := b.onTargetArray(from)
 		ids, err := volumesOn(ctx, t.Array, func(v array.Volume) bool {
-			return !v.ReadOnly && (slices.Contains(copies, v.Labels[labelReplicaOf]) || v.Labels[labelBackend] == b.cfg.Section)
+			return !v.ReadOnly && (b.copyOn(from, v.Labels[labelReplicaOf]) || v.Labels[labelBackend] == b.cfg.Section)
 		})
 		if err != nil {
 			return FailoverResult{}, fmt.Errorf("listing the volumes %s serves: %w", from, err)

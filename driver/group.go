@@ -40,7 +40,9 @@ type GroupResult struct {
 // A Cinder group is a consistency group on the array, named as Pure's
 // driver names its per-group protection groups. Its labels are the only
 // record of it, so a restarted volrepd finds every group as it was.
-func groupName(id string) string { return "consisgroup-" + id + "-cinder" }
+func groupName(id string) string { return groupPrefix + id + groupSuffix }
+
+const groupPrefix, groupSuffix = "consisgroup-", "-cinder"
 
 const (
 	labelGroupID         = "cinder.group_id"

@@ -144,19 +144,37 @@ func (b *Backend) convergeTarget(ctx context.Context, id, addr, token string) er
 // replicationOf reports how a volume is replicated now, from the groups it
 // is a member of on the active array.
 func (b *Backend) replicationOf(ctx context.Context, name string) (string, error) {
+	kind, _, err := b.protectionOf(ctx, name)
+	return kind, err
+}
+
+// protectionOf returns how a volume is replicated and the array group
+// that replicates it: the protection group, the pod, or a replicating
+// Cinder group's own protection group.
+func (b *Backend) protectionOf(ctx context.Context, name string) (kind, group string, err error) {
 	for _, kg := range []struct{ kind, group string }{{extraspecs.Async, b.cfg.PGName}, {extraspecs.Sync, b.cfg.PodName}} {
 		g, err := b.activeArray().GetGroup(ctx, kg.group)
 		if errdefs.IsNotFound(err) {
 			continue
 		}
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		if slices.Contains(g.Members, name) {
-			return kg.kind, nil
+			return kg.kind, kg.group, nil
 		}
 	}
-	return extraspecs.None, nil
+	groups, err := b.activeArray().ListGroups(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	for _, g := range groups {
+		// A Cinder group holds members on the array only while it replicates.
+		if g.Labels[labelBackend] == b.cfg.Section && replicatedGroup(g) && slices.Contains(g.Members, name) {
+			return extraspecs.Async, g.Name, nil
+		}
+	}
+	return extraspecs.None, "", nil
 }
 
 // replicate puts a new volume where its replication type says.
@@ -290,7 +308,7 @@ func (b *Backend) GetReplicationInfo(ctx context.Context, id string) (Replicatio
 	if _, err := b.activeArray().GetVolume(ctx, name); err != nil {
 		return ReplicationInfo{}, b.volumeErr(id, err)
 	}
-	kind, err := b.replicationOf(ctx, name)
+	kind, group, err := b.protectionOf(ctx, name)
 	if err != nil {
 		return ReplicationInfo{}, err
 	}
@@ -307,7 +325,7 @@ func (b *Backend) GetReplicationInfo(ctx context.Context, id string) (Replicatio
 		if kind == extraspecs.Sync {
 			ti = b.podInfo(ctx, rd.BackendID)
 		} else {
-			ti = b.targetInfo(ctx, rd.BackendID, name)
+			ti = b.targetInfo(ctx, rd.BackendID, name, group+"."+rd.BackendID)
 		}
 		out.Targets = append(out.Targets, ti)
 		if len(out.Targets) == 1 || healthRank[ti.Status] > healthRank[out.Status] {
@@ -317,11 +335,11 @@ func (b *Backend) GetReplicationInfo(ctx context.Context, id string) (Replicatio
 	return out, nil
 }
 
-func (b *Backend) targetInfo(ctx context.Context, id, name string) TargetInfo {
+func (b *Backend) targetInfo(ctx context.Context, id, name, replica string) TargetInfo {
 	ti := TargetInfo{BackendID: id, Type: extraspecs.Async}
-	rep, err := b.primary.Replication.GetReplica(ctx, b.pgReplica(id))
+	rep, err := b.primary.Replication.GetReplica(ctx, replica)
 	if err != nil {
-		ti.Status, ti.Message = Error, fmt.Sprintf("protection group replica %s: %v", b.pgReplica(id), err)
+		ti.Status, ti.Message = Error, fmt.Sprintf("protection group replica %s: %v", replica, err)
 		return ti
 	}
 	ti.LastSyncDuration, ti.LastSyncBytes = rep.LastSyncDuration, rep.LastSyncBytes

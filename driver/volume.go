@@ -77,8 +77,10 @@ func (b *Backend) volumeLabels(id string, vt VolumeType, kind string) map[string
 }
 
 // CreateVolume creates a volume, replicated as its type asks. Creating an
-// existing volume of the same size again succeeds.
-func (b *Backend) CreateVolume(ctx context.Context, id string, sizeGB int64, vt VolumeType) (ModelUpdate, error) {
+// existing volume of the same size again succeeds. A volume created in a
+// group (groupID) whose replication is enabled joins the group's own
+// protection group.
+func (b *Backend) CreateVolume(ctx context.Context, id string, sizeGB int64, vt VolumeType, groupID string) (ModelUpdate, error) {
 	if err := b.ready(); err != nil {
 		return ModelUpdate{}, err
 	}
@@ -91,6 +93,10 @@ func (b *Backend) CreateVolume(ctx context.Context, id string, sizeGB int64, vt 
 	if err != nil {
 		return ModelUpdate{}, err
 	}
+	group, err := b.replicatingGroup(ctx, groupID, kind)
+	if err != nil {
+		return ModelUpdate{}, err
+	}
 	name := volumeName(id)
 	_, err = b.activeArray().CreateVolume(ctx, array.VolumeSpec{Name: name, Pool: b.cfg.Pool, SizeBytes: sizeGB * gib,
 		Labels: b.volumeLabels(id, vt, kind)})
@@ -100,7 +106,37 @@ func (b *Backend) CreateVolume(ctx context.Context, id string, sizeGB int64, vt 
 	if err != nil {
 		return ModelUpdate{}, err
 	}
-	return b.finishCreate(ctx, name, kind)
+	mu, err := b.finishCreate(ctx, name, kind)
+	if err != nil || group == "" {
+		return mu, err
+	}
+	// Out of the backend's protection group, into the group's.
+	if err := b.moveMembers(ctx, b.cfg.PGName, group, []string{name}); err != nil {
+		return mu, err
+	}
+	b.kickGroup(ctx, group)
+	return mu, nil
+}
+
+// replicatingGroup returns the consistency group a new volume of kind must
+// join: that of its Cinder group (groupID) when the group's replication is
+// enabled, else "". A group that replicates takes only async volumes.
+func (b *Backend) replicatingGroup(ctx context.Context, groupID, kind string) (string, error) {
+	if groupID == "" {
+		return "", nil
+	}
+	g, err := b.getGroup(ctx, b.activeArray(), groupID)
+	if err != nil || !replicatedGroup(g) || b.failedOver() {
+		return "", err
+	}
+	reps, err := b.primary.Replication.ListReplicas(ctx, g.Name)
+	if err != nil || len(reps) == 0 {
+		return "", err
+	}
+	if kind != extraspecs.Async {
+		return "", errdefs.InvalidArgument("group_id", "group %s replicates asynchronously, but the volume type asks for %q replication; use an async replicated volume type", groupID, kind)
+	}
+	return g.Name, nil
 }
 
 func (b *Backend) finishCreate(ctx context.Context, name, kind string) (ModelUpdate, error) {

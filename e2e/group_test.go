@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -397,6 +399,27 @@ func TestGroupReplicationFailover(t *testing.T) {
 	dc := driverClient(t, s.d)
 	a, b := s.a.Array("a"), s.b.Array("b")
 	replicatedRG(t, s, dc)
+	// A member reports its group's replication.
+	info, err := dc.GetReplicationInfo(ctx, &driverv1.GetReplicationInfoRequest{Backend: groupBackend, VolumeId: "av1"})
+	if err != nil || info.GetStatus() != driverv1.ReplicationHealth_REPLICATION_HEALTH_HEALTHY ||
+		len(info.GetTargets()) != 1 || info.GetTargets()[0].GetLastSnapshot() != newestGroupSnapshot(t, b, "volume-av1-cinder") {
+		t.Fatalf("replication info of a member: %v, %v", info, err)
+	}
+	// A volume created in the replicating group joins its protection group.
+	if _, err := dc.CreateVolume(ctx, &driverv1.CreateVolumeRequest{Backend: groupBackend, VolumeId: "av3", SizeGb: 1, VolumeType: asyncType, GroupId: "rg"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := members(t, a, "consisgroup-rg-cinder"); !slices.Contains(got, "volume-av3-cinder") {
+		t.Fatalf("members of the group after creating av3 in it: %v", got)
+	}
+	_, err = dc.CreateVolume(ctx, &driverv1.CreateVolumeRequest{Backend: groupBackend, VolumeId: "plain-in-rg", SizeGb: 1, GroupId: "rg"})
+	wantCode(t, err, codes.InvalidArgument, "replicates asynchronously")
+	if _, err := dc.UpdateGroup(ctx, &driverv1.UpdateGroupRequest{Backend: groupBackend, GroupId: "rg", RemoveVolumeIds: []string{"av3"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dc.DeleteVolume(ctx, &driverv1.DeleteVolumeRequest{Backend: groupBackend, VolumeId: "av3"}); err != nil {
+		t.Fatal(err)
+	}
 	fill(t, a, "volume-av1-cinder", 2<<20, 0x33, 1<<20) // shipped by the failover's last cycle
 
 	fo, err := dc.FailoverReplication(ctx, &driverv1.FailoverReplicationRequest{Backend: groupBackend, GroupId: "rg", SecondaryBackendId: "site-b"})
@@ -422,7 +445,29 @@ func TestGroupReplicationFailover(t *testing.T) {
 			t.Fatalf("%s after failover: primary read-only %v, target read-only %v", vol, va.ReadOnly, vb.ReadOnly)
 		}
 	}
-	fill(t, b, "volume-av2-cinder", 4<<20, 0x44, 1<<20)
+	// Attaching a member now exports the target's promoted copy.
+	ic, err := dc.InitializeConnection(ctx, &driverv1.InitializeConnectionRequest{Backend: groupBackend, VolumeId: "av2", Connector: &driverv1.Connector{Host: "h1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd := ic.GetConnectionInfo().GetData()
+	if addr := net.JoinHostPort(nd["host"], nd["port"]); addr != s.b.NBDAddr() || nd["read_only"] != "false" {
+		t.Fatalf("attach of a failed-over member: %v, want a writable export on %s", nd, s.b.NBDAddr())
+	}
+	nc, err := dialNBD(s.b.NBDAddr(), nd["export_name"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.WriteAt(pattern(0x44, 1<<20), 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(nc.Flush(), nc.Close()); err != nil {
+		t.Fatal(err)
+	}
+	holds(t, b, "volume-av2-cinder", "", 4<<20, 0x44, 1<<20)
+	if _, err := dc.TerminateConnection(ctx, &driverv1.TerminateConnectionRequest{Backend: groupBackend, VolumeId: "av2"}); err != nil {
+		t.Fatal(err)
+	}
 	_, err = dc.UpdateGroup(ctx, &driverv1.UpdateGroupRequest{Backend: groupBackend, GroupId: "rg", RemoveVolumeIds: []string{"av1"}})
 	wantCode(t, err, codes.FailedPrecondition, "fail it back")
 	_, err = dc.DeleteGroup(ctx, &driverv1.DeleteGroupRequest{Backend: groupBackend, GroupId: "rg"})

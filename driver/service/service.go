@@ -87,7 +87,7 @@ func (s *Service) CreateVolume(ctx context.Context, req *driverv1.CreateVolumeRe
 	if err != nil {
 		return nil, err
 	}
-	m, err := b.CreateVolume(ctx, req.GetVolumeId(), req.GetSizeGb(), volumeType(req.GetVolumeType()))
+	m, err := b.CreateVolume(ctx, req.GetVolumeId(), req.GetSizeGb(), volumeType(req.GetVolumeType()), req.GetGroupId())
 	if err != nil {
 		return nil, err
 	}
