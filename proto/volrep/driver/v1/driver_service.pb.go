@@ -2901,9 +2901,10 @@ func (x *SetReplicationScheduleResponse) GetRetentionLongTermDays() int64 {
 type SnapshotReplicateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The source backend.
-	Backend            string `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
-	SnapshotId         string `protobuf:"bytes,2,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
-	VolumeId           string `protobuf:"bytes,3,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	Backend    string `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	SnapshotId string `protobuf:"bytes,2,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	VolumeId   string `protobuf:"bytes,3,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	// Another backend, or a replication_device backend_id of the source backend.
 	DestinationBackend string `protobuf:"bytes,4,opt,name=destination_backend,json=destinationBackend,proto3" json:"destination_backend,omitempty"`
 	ForceFullCopy      bool   `protobuf:"varint,5,opt,name=force_full_copy,json=forceFullCopy,proto3" json:"force_full_copy,omitempty"`
 	unknownFields      protoimpl.UnknownFields
