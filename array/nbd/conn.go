@@ -15,15 +15,20 @@ import (
 // conn is one client connection. During negotiation only the connection
 // goroutine uses it. In the transmission phase it runs:
 //
-//   - the reader (the connection goroutine): parses requests, reads WRITE
-//     payloads straight into pooled buffers and hands requests to
-//   - Workers worker goroutines, which call the Device and build replies,
-//     then queue them with send: the worker that finds nobody writing
-//     becomes the writer and sends everything queued, in batches with
-//     writev (header and payload of a READ in one system call, without
-//     copying), until the queue is empty. An uncontended reply thus goes
-//     out from the worker that made it, without waking another goroutine,
-//     and replies that pile up while one is written go out together.
+//   - the reader (the connection goroutine): parses requests and reads
+//     WRITE payloads straight into pooled buffers. A READ or WRITE that a
+//     QuickDevice can serve without waiting it serves itself (tryQuick);
+//     the rest it hands to
+//   - Workers worker goroutines, which call the Device and build replies.
+//
+// Replies are queued with send: the goroutine that finds nobody writing
+// becomes the writer and sends everything queued, in batches with writev
+// (header and payload of a READ in one system call, without copying),
+// until the queue is empty. An uncontended reply thus goes out from the
+// goroutine that made it, without waking another, and replies that pile up
+// while one is written go out together. The reader may also hold the small
+// replies of requests it served while the next request is buffered in full
+// (sendOrHold), and sends them before anything that could wait (kick).
 //
 // A per-connection budget (MaxInflightBytes) bounds the payload memory held
 // by requests between reader and writer.
@@ -230,8 +235,10 @@ func (c *conn) readLoop() error {
 	}
 }
 
-// maxHeldBytes bounds the READ payload of the replies the reader holds.
-const maxHeldBytes = 1 << 20
+// maxHeldBytes bounds the READ payload of the replies the reader holds:
+// holding pays for small replies, whose cost is the system call, while
+// large ones are better sent at once, overlapping with the client reading.
+const maxHeldBytes = 64 << 10
 
 // nextBuffered reports whether c.br holds the next request in full.
 func (c *conn) nextBuffered() bool {
@@ -686,7 +693,7 @@ func (c *conn) send(r *request) {
 func (c *conn) sendOrHold(r *request, more bool) {
 	c.wmu.Lock()
 	c.queue = append(c.queue, r)
-	if more && c.held < maxBatch && c.heldBytes < maxHeldBytes {
+	if more && c.held < maxBatch && c.heldBytes+len(r.payload) <= maxHeldBytes {
 		c.held++
 		c.heldBytes += len(r.payload)
 		c.wmu.Unlock()

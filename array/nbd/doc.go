@@ -59,13 +59,21 @@
 //
 // # Concurrency and performance
 //
-// Each connection has a reader goroutine, Options.Workers workers and one
-// writer. Requests are served out of order and concurrently; replies are
-// serialised by the writer, which batches whatever is ready into one
-// writev (a READ's header and data go out without copying). WRITE payloads
-// are read straight into pooled buffers, and buffers and request structs
-// are recycled, so the steady state allocates nothing per request. A
-// per-connection budget (Options.MaxInflightBytes) bounds payload memory.
-// TCP_NODELAY is set. All goroutines of a connection end when the client
-// disconnects, when the Serve context is done or on Close.
+// Each connection has a reader goroutine and Options.Workers workers.
+// Requests are served out of order and concurrently. A Device that is a
+// QuickDevice serves READs and WRITEs (without FUA) that need no waiting,
+// such as page-cache hits, on the reader itself, which saves a goroutine
+// wake-up per request; everything else, and anything the device says would
+// wait, goes to a worker. Replies are serialised by whichever goroutine
+// finds nobody writing: it sends everything queued, batched into one writev
+// (a READ's header and data go out without copying). While the next
+// request is already buffered in full, the reader holds the small replies
+// of the requests it served and sends them together, before it could wait
+// for the client. WRITE payloads are read straight into pooled buffers
+// (after a large one, the next header is read alone, so that a stream of
+// large writes is not copied through the read buffer), and buffers and
+// request structs are recycled, so the steady state allocates nothing per
+// request. A per-connection budget (Options.MaxInflightBytes) bounds
+// payload memory. TCP_NODELAY is set. All goroutines of a connection end
+// when the client disconnects, when the Serve context is done or on Close.
 package nbd

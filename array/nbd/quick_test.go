@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // quickDevice is a memDevice that is also a QuickDevice: requests for odd
@@ -155,4 +156,104 @@ func TestQuickDeviceConcurrent(t *testing.T) {
 			dev.quickReads.Load(), dev.reads.Load(), dev.quickWrites.Load(), dev.writes.Load())
 	}
 	c.checkProto()
+}
+
+// Replies the reader holds while more requests are buffered reach the
+// client: after a pipelined burst, before a request that goes to a worker,
+// and when the in-flight budget runs out (held READ replies hold budget).
+func TestQuickHeldRepliesAreSent(t *testing.T) {
+	dev := &quickDevice{memDevice: memDevice{data: make([]byte, 1<<20)}}
+	ex := newTestExports()
+	ex.add("q", dev, true)
+	// A budget of two 4 KiB reads: the reader must send what it holds to
+	// get more.
+	ts := startServer(t, ex, Options{MaxInflightBytes: 8 << 10})
+	c := connect(t, ts.addr, "q", clientOpts{structured: true})
+	defer c.shutdown()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for round := range 20 {
+			var calls []*call
+			for i := range 64 {
+				off := uint64(2*i+12) * 4096 // even blocks past errOff: served quickly
+				if round%2 == 0 {
+					calls = append(calls, c.send(cmdWrite, 0, off, 4096, bytes.Repeat([]byte{byte(i)}, 4096), nil))
+				} else {
+					calls = append(calls, c.send(cmdRead, 0, off, 4096, nil, make([]byte, 4096)))
+				}
+			}
+			// A FLUSH goes to a worker; the client waits for it alone.
+			calls = append(calls, c.send(cmdFlush, 0, 0, 0, nil, nil))
+			for i, cl := range calls {
+				c.wait(cl)
+				if cl.errno != 0 {
+					t.Errorf("round %d request %d: errno %d", round, i, cl.errno)
+					return
+				}
+				if round%2 == 1 && i < 64 && cl.buf[0] != byte(i) {
+					t.Errorf("round %d read %d: %#x, want %#x", round, i, cl.buf[0], i)
+					return
+				}
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("replies held by the server never arrived")
+	}
+	if dev.quickWrites.Load() == 0 || dev.quickReads.Load() == 0 {
+		t.Fatalf("quick writes %d, quick reads %d: the quick path was not taken", dev.quickWrites.Load(), dev.quickReads.Load())
+	}
+	c.checkProto()
+}
+
+// flushGate is a quickDevice whose Flush waits until the test opens it.
+type flushGate struct {
+	*quickDevice
+	open chan struct{}
+}
+
+func (d flushGate) Flush(ctx context.Context) error {
+	select {
+	case <-d.open:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// The reader sends what it holds before it waits for the client, even
+// while a worker is busy: here the FLUSH behind a burst of writes waits
+// until the client has every WRITE reply.
+func TestQuickHeldRepliesNotStuckBehindWorker(t *testing.T) {
+	for round := range 10 {
+		dev := flushGate{&quickDevice{memDevice: memDevice{data: make([]byte, 1<<20)}}, make(chan struct{})}
+		ex := newTestExports()
+		ex.add("q", dev, true)
+		ts := startServer(t, ex, Options{})
+		c := connect(t, ts.addr, "q", clientOpts{})
+		var writes []*call
+		for i := range 32 {
+			writes = append(writes, c.send(cmdWrite, 0, uint64(2*i+12)*4096, 4096, make([]byte, 4096), nil))
+		}
+		flush := c.send(cmdFlush, 0, 0, 0, nil, nil)
+		got := make(chan struct{})
+		go func() {
+			for _, cl := range writes {
+				c.wait(cl)
+			}
+			close(got)
+		}()
+		select {
+		case <-got:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: WRITE replies held while a worker waits", round)
+		}
+		close(dev.open)
+		if c.wait(flush); flush.errno != 0 {
+			t.Fatalf("flush: errno %d", flush.errno)
+		}
+		c.shutdown()
+	}
 }
