@@ -105,6 +105,23 @@ def pg_members():
     return list(r.group.members)
 
 
+def array_group(name):
+    """A consistency group on the primary array (a Cinder group is
+    consisgroup-<id>-cinder): the group message, False if the array has no
+    such group, None when VOLREP_ARRAY_ADDR is not given."""
+    if not ARRAY_ADDR:
+        return None
+    stub = group_service_pb2_grpc.ConsistencyGroupServiceStub(
+        grpc.insecure_channel(ARRAY_ADDR))
+    try:
+        return stub.GetGroup(group_service_pb2.GetGroupRequest(name=name),
+                             timeout=30, metadata=metadata(ARRAY_TOKEN)).group
+    except grpc.RpcError as err:
+        if err.code() == grpc.StatusCode.NOT_FOUND:
+            return False
+        raise
+
+
 def setup_cinder():
     """Configure Cinder once: config files, objects, database, messaging."""
     if 'conf' in _state:
