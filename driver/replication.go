@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/config"
 	"github.com/volrep/volrep/driver/extraspecs"
 	"github.com/volrep/volrep/errdefs"
 )
@@ -61,31 +62,52 @@ func (b *Backend) ensureGroupNamed(ctx context.Context, name string) error {
 // convergeSync creates, idempotently, the pod stretched to each sync
 // target: a consistency group with a SYNC replica.
 func (b *Backend) convergeSync(ctx context.Context) error {
-	sync := b.cfg.SyncTargets()
-	if len(sync) == 0 {
+	return b.convergeTargets(ctx, "pod", b.cfg.PodName, b.cfg.SyncTargets(), b.convergePod)
+}
+
+// convergeAsync creates or updates, idempotently, the links to every async
+// target and the protection group's replica to each, with the interval and
+// retention of the configuration.
+func (b *Backend) convergeAsync(ctx context.Context) error {
+	return b.convergeTargets(ctx, "protection group", b.cfg.PGName, b.cfg.AsyncTargets(), b.convergeTarget)
+}
+
+// convergeTargets makes the primary's group, and for each target its pool,
+// the primary's link to it and, by replicate, the group's replica to it.
+// A target that fails does not keep the others from converging.
+func (b *Backend) convergeTargets(ctx context.Context, what, group string, targets []config.ReplicationDevice,
+	replicate func(context.Context, array.Replication, string) error) error {
+	if len(targets) == 0 {
 		return nil
 	}
-	if err := b.ensureGroupNamed(ctx, b.cfg.PodName); err != nil {
-		return fmt.Errorf("pod %q: %w", b.cfg.PodName, err)
+	if err := b.ensureGroupNamed(ctx, group); err != nil {
+		return fmt.Errorf("%s %q: %w", what, group, err)
 	}
 	var errs []error
-	for _, rd := range sync {
-		if err := b.convergePod(ctx, rd.BackendID, rd.SanIP, rd.APIToken.Reveal()); err != nil {
+	for _, rd := range targets {
+		err := b.linkTarget(ctx, rd)
+		if err == nil {
+			err = replicate(ctx, b.primary.Replication, rd.BackendID)
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("replication_device %s (%s): %w", rd.BackendID, rd.SanIP, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (b *Backend) convergePod(ctx context.Context, id, addr, token string) error {
-	t := b.targets[id]
-	if _, err := t.Array.CreatePool(ctx, b.cfg.Pool); err != nil {
+// linkTarget makes the backend's pool on a target and the primary's link to it.
+func (b *Backend) linkTarget(ctx context.Context, rd config.ReplicationDevice) error {
+	if _, err := b.targets[rd.BackendID].Array.CreatePool(ctx, b.cfg.Pool); err != nil {
 		return fmt.Errorf("creating pool %q on the target: %w", b.cfg.Pool, err)
 	}
-	r := b.primary.Replication
-	if _, err := r.CreateLink(ctx, array.LinkSpec{Name: id, Address: addr, Token: token}); err != nil {
+	if _, err := b.primary.Replication.CreateLink(ctx, array.LinkSpec{Name: rd.BackendID, Address: rd.SanIP, Token: rd.APIToken.Reveal()}); err != nil {
 		return fmt.Errorf("linking the primary array to it: %w", err)
 	}
+	return nil
+}
+
+func (b *Backend) convergePod(ctx context.Context, r array.Replication, id string) error {
 	spec := array.ReplicaSpec{Name: b.podReplica(id), Kind: array.KindGroup, Local: b.cfg.PodName, Link: id,
 		Mode: array.ModeCreateTarget, RemotePool: b.cfg.Pool, Type: array.TypeSync, SyncTimeout: b.cfg.SyncTimeout}
 	_, err := r.ReplicateEntity(ctx, spec)
@@ -98,35 +120,7 @@ func (b *Backend) convergePod(ctx context.Context, id, addr, token string) error
 	return err
 }
 
-// convergeAsync creates or updates, idempotently, the links to every async
-// target and the protection group's replica to each, with the interval and
-// retention of the configuration.
-func (b *Backend) convergeAsync(ctx context.Context) error {
-	async := b.cfg.AsyncTargets()
-	if len(async) == 0 {
-		return nil
-	}
-	if err := b.ensureGroup(ctx); err != nil {
-		return fmt.Errorf("protection group %q: %w", b.cfg.PGName, err)
-	}
-	var errs []error
-	for _, rd := range async {
-		if err := b.convergeTarget(ctx, rd.BackendID, rd.SanIP, rd.APIToken.Reveal()); err != nil {
-			errs = append(errs, fmt.Errorf("replication_device %s (%s): %w", rd.BackendID, rd.SanIP, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (b *Backend) convergeTarget(ctx context.Context, id, addr, token string) error {
-	t := b.targets[id]
-	if _, err := t.Array.CreatePool(ctx, b.cfg.Pool); err != nil {
-		return fmt.Errorf("creating pool %q on the target: %w", b.cfg.Pool, err)
-	}
-	r := b.primary.Replication
-	if _, err := r.CreateLink(ctx, array.LinkSpec{Name: id, Address: addr, Token: token}); err != nil {
-		return fmt.Errorf("linking the primary array to it: %w", err)
-	}
+func (b *Backend) convergeTarget(ctx context.Context, r array.Replication, id string) error {
 	b.mu.RLock()
 	ret := b.retention()
 	interval := b.cfg.ReplicaInterval
