@@ -71,18 +71,11 @@ func (b *Backend) ListSnapshots(ctx context.Context, volumeID string) ([]Snapsho
 
 // CreateVolumeFromSnapshot clones a snapshot into a new volume in O(1).
 func (b *Backend) CreateVolumeFromSnapshot(ctx context.Context, id, snapID, srcVolumeID string, sizeGB int64, vt VolumeType) (ModelUpdate, error) {
-	if err := b.ready(); err != nil {
-		return ModelUpdate{}, err
-	}
-	release, err := b.ops.acquire("volume "+id, "create")
+	kind, release, err := b.startCreate(id, vt)
 	if err != nil {
 		return ModelUpdate{}, err
 	}
 	defer release()
-	kind, err := b.placement(vt)
-	if err != nil {
-		return ModelUpdate{}, err
-	}
 	_, err = b.activeArray().CloneSnapshot(ctx, array.CloneSpec{Volume: volumeName(srcVolumeID), Snapshot: snapshotName(snapID),
 		Name: volumeName(id), Pool: b.cfg.Pool, SizeBytes: sizeGB * gib, Labels: b.volumeLabels(id, vt, kind)})
 	if errdefs.IsNotFound(err) {

@@ -81,18 +81,11 @@ func (b *Backend) volumeLabels(id string, vt VolumeType, kind string) map[string
 // group (groupID) whose replication is enabled joins the group's own
 // protection group.
 func (b *Backend) CreateVolume(ctx context.Context, id string, sizeGB int64, vt VolumeType, groupID string) (ModelUpdate, error) {
-	if err := b.ready(); err != nil {
-		return ModelUpdate{}, err
-	}
-	release, err := b.ops.acquire("volume "+id, "create")
+	kind, release, err := b.startCreate(id, vt)
 	if err != nil {
 		return ModelUpdate{}, err
 	}
 	defer release()
-	kind, err := b.placement(vt)
-	if err != nil {
-		return ModelUpdate{}, err
-	}
 	group, err := b.replicatingGroup(ctx, groupID, kind)
 	if err != nil {
 		return ModelUpdate{}, err
@@ -137,6 +130,25 @@ func (b *Backend) replicatingGroup(ctx context.Context, groupID, kind string) (s
 		return "", errdefs.InvalidArgument("group_id", "group %s replicates asynchronously, but the volume type asks for %q replication; use an async replicated volume type", groupID, kind)
 	}
 	return g.Name, nil
+}
+
+// startCreate begins creating volume id of type vt: the backend must be
+// up, the volume not busy, and the type one the backend can honour. It
+// returns how the volume is to be replicated, and the volume's lock.
+func (b *Backend) startCreate(id string, vt VolumeType) (string, func(), error) {
+	if err := b.ready(); err != nil {
+		return "", nil, err
+	}
+	release, err := b.ops.acquire("volume "+id, "create")
+	if err != nil {
+		return "", nil, err
+	}
+	kind, err := b.placement(vt)
+	if err != nil {
+		release()
+		return "", nil, err
+	}
+	return kind, release, nil
 }
 
 func (b *Backend) finishCreate(ctx context.Context, name, kind string) (ModelUpdate, error) {
@@ -289,18 +301,11 @@ func (b *Backend) ListVolumes(ctx context.Context) ([]Volume, error) {
 // another, through a snapshot that is dropped again at once; the data is
 // shared copy-on-write.
 func (b *Backend) CreateClonedVolume(ctx context.Context, id, srcID string, sizeGB int64, vt VolumeType) (ModelUpdate, error) {
-	if err := b.ready(); err != nil {
-		return ModelUpdate{}, err
-	}
-	release, err := b.ops.acquire("volume "+id, "create")
+	kind, release, err := b.startCreate(id, vt)
 	if err != nil {
 		return ModelUpdate{}, err
 	}
 	defer release()
-	kind, err := b.placement(vt)
-	if err != nil {
-		return ModelUpdate{}, err
-	}
 	a := b.activeArray()
 	src, tmp := volumeName(srcID), "clone-for-"+id
 	if _, err := a.CreateSnapshot(ctx, src, tmp, nil); err != nil {
