@@ -306,16 +306,9 @@ func (b *Backend) bringHome(ctx context.Context, t Conn, link, name, stamp strin
 	if _, err := t.Array.CreateSnapshot(ctx, name, stamp, map[string]string{labelReplicaOf: "failback"}); err != nil && !errdefs.IsAlreadyExists(err) {
 		return 0, err
 	}
-	id, err := t.Replication.ReplicateSnapshot(ctx, array.SnapshotReplicateSpec{Volume: name, Snapshot: stamp, Link: link, RemotePool: b.cfg.Pool})
+	op, err := sendSnapshot(ctx, t.Replication, array.SnapshotReplicateSpec{Volume: name, Snapshot: stamp, Link: link, RemotePool: b.cfg.Pool})
 	if err != nil {
-		return 0, err
-	}
-	var op array.Operation
-	if err := t.Replication.WatchOperation(ctx, id, func(o array.Operation) error { op = o; return nil }); err != nil {
-		return 0, err
-	}
-	if op.State != array.OpSucceeded {
-		return 0, fmt.Errorf("sending %s home: %s (%s)", name, op.Err, op.ErrCode)
+		return 0, fmt.Errorf("sending %s home: %w", name, err)
 	}
 	if err := p.SetReadOnly(ctx, name, false); err != nil {
 		return 0, err
