@@ -196,9 +196,16 @@ func (p *parser) readBackend(name string, line int) Backend {
 		for _, d := range b.SyncTargets() {
 			ids = append(ids, d.BackendID)
 		}
-		if slices.Contains(ids, v.text) {
+		switch {
+		case v.text == "primary":
 			b.PreferredArray = v.text
-		} else {
+		case slices.Contains(ids, v.text):
+			// A pod takes writes only at the array that owns it; accepting
+			// the peer here would promise a preference nothing honours.
+			p.report(to, v.line, v.section, v.key,
+				"volrep_preferred_array in [%s] is %q: a pod can only prefer its primary array today (its writes are taken there and mirrored to %q); set it to \"primary\" or remove the line",
+				v.section, v.text, v.text)
+		default:
 			p.report(to, v.line, v.section, v.key,
 				"volrep_preferred_array in [%s] is %q, which is neither \"primary\" nor the backend_id of a sync replication_device of [%s]%s",
 				v.section, v.text, name, orRemove(suggestion(v.text, ids)))

@@ -114,7 +114,7 @@ func TestSettingsAreRead(t *testing.T) {
 		"pure_replication_pod_name = pod1",
 		"volrep_pool = gold",
 		"volrep_sync_timeout = 250",
-		"volrep_preferred_array = s1",
+		"volrep_preferred_array = primary",
 		"reserved_percentage = 5",
 		"max_over_subscription_ratio = 2.5",
 	))
@@ -134,7 +134,7 @@ func TestSettingsAreRead(t *testing.T) {
 	wantDev := []ReplicationDevice{{BackendID: "s1", SanIP: "[fd00::20]:7401", APIToken: "tok-s1-000001", Type: "sync", Line: 20}}
 	if b.VolumeBackendName != "pure-gold" || b.SanIP != "[fd00::10]:7401" || !reflect.DeepEqual(b.ReplicationDevices, wantDev) ||
 		b.PGName != "pg1" || b.PodName != "pod1" || b.Pool != "gold" || b.SyncTimeout != 250*time.Millisecond ||
-		b.PreferredArray != "s1" || b.ReservedPercentage != 5 || b.MaxOverSubscriptionRatio != 2.5 {
+		b.PreferredArray != "primary" || b.ReservedPercentage != 5 || b.MaxOverSubscriptionRatio != 2.5 {
 		t.Errorf("backend = %+v", b)
 	}
 }

@@ -360,7 +360,7 @@ func TestRules(t *testing.T) {
 			},
 		},
 		{
-			name: "volrep_preferred_array must name a sync target",
+			name: "volrep_preferred_array must be the primary until pods can prefer their peer",
 			conf: conf(
 				"[DEFAULT]",
 				"enabled_backends = b1, b2",
@@ -376,6 +376,7 @@ func TestRules(t *testing.T) {
 				"volrep_preferred_array = a1",
 			),
 			want: []string{
+				`t.conf:7: volrep_preferred_array in [b1] is "s1": a pod can only prefer its primary array today (its writes are taken there and mirrored to "s1"); set it to "primary" or remove the line`,
 				`t.conf:12: volrep_preferred_array in [b2] is "a1", which is neither "primary" nor the backend_id of a sync replication_device of [b2]; check the spelling or delete the line`,
 			},
 		},

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,6 +33,9 @@ import (
 const (
 	defaultSyncTimeout = 5 * time.Second
 	recPodDirty        = "pod-dirty"
+	// resyncWindow is how many resync pieces (of 256 blocks) may wait for
+	// the peer at once.
+	resyncWindow = 32
 	bs                 = array.BlockSize
 )
 
@@ -76,18 +80,32 @@ func (m *podMember) markDirty(off, length int64) {
 	m.p.synced = false
 }
 
-// Write queues a client write for the peer (store.Mirror).
+// Write queues a client write for the peer (store.Mirror), in pieces of
+// at most mirrorChunk bytes. The data is copied: the sender may still
+// hold it after the client's write has returned (when the peer timed out).
 func (m *podMember) Write(off int64, p []byte) func() error {
-	return m.p.submit(m, off, int64(len(p)), func(seq uint64) *arrayv1.MirrorRequest {
-		return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Write{Write: &arrayv1.MirrorWrite{Seq: seq, Volume: m.remote, Offset: off, Data: p}}}
-	})
+	var changes []change
+	for at := int64(0); at < int64(len(p)); at += mirrorChunk {
+		data := bytes.Clone(p[at:min(at+mirrorChunk, int64(len(p)))])
+		o := off + at
+		changes = append(changes, change{o, int64(len(data)), func(seq uint64) *arrayv1.MirrorRequest {
+			return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Write{Write: &arrayv1.MirrorWrite{Seq: seq, Volume: m.remote, Offset: o, Data: data}}}
+		}})
+	}
+	return m.p.submit(m, changes)
 }
 
 // Zero queues a zeroed range for the peer (store.Mirror).
 func (m *podMember) Zero(off, length int64) func() error {
-	return m.p.submit(m, off, length, func(seq uint64) *arrayv1.MirrorRequest {
+	return m.p.submit(m, []change{{off, length, func(seq uint64) *arrayv1.MirrorRequest {
 		return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Zero{Zero: &arrayv1.MirrorZero{Seq: seq, Volume: m.remote, Offset: off, Length: length}}}
-	})
+	}}})
+}
+
+// change is one message's worth of a client's change to a member.
+type change struct {
+	off, length int64
+	build       func(seq uint64) *arrayv1.MirrorRequest
 }
 
 // Flush makes the mirrored writes durable on the peer, and the dirty
@@ -103,41 +121,64 @@ func (m *podMember) Diverged(off, length int64) {
 	m.p.wake()
 }
 
-// submit queues a change, or records it dirty when the peer is not there.
-func (p *pod) submit(m *podMember, off, length int64, build func(seq uint64) *arrayv1.MirrorRequest) func() error {
+// submit queues a client's change, or records it dirty when the peer is
+// not there. The wait it returns is bounded by the pod's timeout however
+// the peer behaves: after it the pod carries on without the peer.
+func (p *pod) submit(m *podMember, changes []change) func() error {
 	p.mu.Lock()
 	st := p.stream
 	if st == nil || !m.ready {
-		m.markDirty(off, length)
+		for _, c := range changes {
+			m.markDirty(c.off, c.length)
+		}
 		p.mu.Unlock()
 		return nil
 	}
 	p.mu.Unlock()
-	done, err := st.enqueue(m, off, length, build)
-	if err != nil {
-		// The stream died; fail drops it from the pod.
-		p.fail(st, err, m, off, length)
-		return nil
+	dones := make([]<-chan error, len(changes))
+	for i, c := range changes {
+		done, err := st.enqueue(m, c.off, c.length, c.build)
+		if err != nil {
+			// The stream died; fail drops it from the pod and marks the
+			// rest of the change dirty.
+			for _, r := range changes[i:] {
+				p.fail(st, err, m, r.off, r.length)
+			}
+			changes, dones = changes[:i], dones[:i]
+			break
+		}
+		dones[i] = done
 	}
 	return func() error {
-		p.await(st, done, m, off, length)
-		return nil // the pod carries on at the preferred array either way
+		deadline := time.NewTimer(p.timeout)
+		defer deadline.Stop()
+		var first error
+		for i, c := range changes {
+			if err := p.await(st, dones[i], deadline.C, m, c.off, c.length); err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
 	}
 }
 
-// await waits for the peer's acknowledgement, or gives up on the peer.
-func (p *pod) await(st *mirrorStream, done <-chan error, m *podMember, off, length int64) bool {
-	t := time.NewTimer(p.timeout)
-	defer t.Stop()
+// await waits for the peer's acknowledgement of one change until deadline
+// fires. It returns an error only when the change failed on this side
+// with the peer healthy: the write is then not acknowledged, and its
+// blocks are dirty so the resync sends them. When the peer fails or
+// times out, the pod drops it and carries on (nil).
+func (p *pod) await(st *mirrorStream, done <-chan error, deadline <-chan time.Time, m *podMember, off, length int64) error {
 	var err error
 	select {
 	case err = <-done:
 	case <-st.dead:
 		err = st.deathErr()
-	case <-t.C:
+	case <-deadline:
 		err = errdefs.Unavailable("the peer did not acknowledge a write within %s", p.timeout)
 	}
-	if err == nil {
+	var local *errLocalSend
+	switch {
+	case err == nil:
 		p.mu.Lock()
 		switch {
 		case m == nil:
@@ -149,10 +190,34 @@ func (p *pod) await(st *mirrorStream, done <-chan error, m *podMember, off, leng
 			m.markDirty(off, length)
 		}
 		p.mu.Unlock()
-		return true
+		return nil
+	case errors.As(err, &local):
+		p.e.log.Error("a pod change could not be sent to its peer; the write fails and the resync sends its blocks",
+			"pod", p.name, "offset", off, "length", length, "err", local.err)
+		if m != nil {
+			p.mu.Lock()
+			m.markDirty(off, length)
+			p.mu.Unlock()
+			p.wake()
+		}
+		return fmt.Errorf("pod %s: %w", p.name, err)
 	}
 	p.fail(st, err, m, off, length)
-	return false
+	return nil
+}
+
+// awaitFor waits, at most the pod's timeout, for one change the pod
+// itself sent (a flush or a resync piece), and says whether the peer has it.
+func (p *pod) awaitFor(st *mirrorStream, done <-chan error, m *podMember, off, length int64) bool {
+	t := time.NewTimer(p.timeout)
+	defer t.Stop()
+	return p.await(st, done, t.C, m, off, length) == nil && p.streamIs(st)
+}
+
+func (p *pod) streamIs(st *mirrorStream) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stream == st
 }
 
 // fail drops the stream: everything it had not acknowledged becomes dirty.
@@ -211,7 +276,7 @@ func (p *pod) flush() error {
 		done, err := st.enqueue(nil, 0, 0, func(seq uint64) *arrayv1.MirrorRequest {
 			return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Flush{Flush: &arrayv1.MirrorFlush{Seq: seq, Volumes: vols}}}
 		})
-		if err == nil && p.await(st, done, nil, 0, 0) {
+		if err == nil && p.awaitFor(st, done, nil, 0, 0) {
 			p.mu.Lock()
 			if p.stream == st {
 				for m, bm := range covered {
@@ -275,10 +340,13 @@ func (p *pod) persistDirty() error {
 	return nil
 }
 
-func (p *pod) loadDirty(ctx context.Context, local string) *bitmap.Bitmap {
+// loadDirty reads a member's persisted dirty bitmap. A record that
+// cannot be read means the blocks the peer misses are unknown, so the pod
+// is told to compare both copies in full before it trusts any bitmap.
+func (p *pod) loadDirty(ctx context.Context, local string) (*bitmap.Bitmap, error) {
 	bm := bitmap.New()
 	key := p.name + "/" + local
-	_ = p.e.s.Records(ctx, recPodDirty, func(k string, data []byte) error {
+	err := p.e.s.Records(ctx, recPodDirty, func(k string, data []byte) error {
 		if k != key {
 			return nil
 		}
@@ -288,13 +356,13 @@ func (p *pod) loadDirty(ctx context.Context, local string) *bitmap.Bitmap {
 		}
 		for ci, chunk := range rec.Chunks {
 			if err := bm.UnmarshalChunk(ci, chunk); err != nil {
-				return err
+				return fmt.Errorf("chunk %d: %w", ci, err)
 			}
 		}
 		return nil
 	})
 	bm.TakeDirty()
-	return bm
+	return bm, err
 }
 
 // startPod installs the pod's mirrors on its member volumes. It runs when
@@ -352,7 +420,13 @@ func (p *pod) refresh(ctx context.Context) error {
 	p.mu.Lock()
 	for local, remote := range members {
 		if _, ok := p.members[local]; !ok {
-			m := &podMember{p: p, local: local, remote: remote, ready: slices.Contains(synced, local), dirty: p.loadDirty(ctx, local),
+			dirty, derr := p.loadDirty(ctx, local)
+			if derr != nil {
+				p.verify = true
+				e.log.Error("the pod's record of the blocks its peer misses is unreadable; comparing both copies in full before resyncing",
+					"pod", p.name, "volume", local, "err", derr)
+			}
+			m := &podMember{p: p, local: local, remote: remote, ready: slices.Contains(synced, local), dirty: dirty,
 				unflushed: bitmap.New(), resyncing: bitmap.New()}
 			p.members[local] = m
 			add = append(add, m)
@@ -408,7 +482,7 @@ func (p *pod) stop(ctx context.Context) {
 	}
 	p.mu.Unlock()
 	if st != nil {
-		st.kill(errors.New("pod stopped"))
+		st.close(errors.New("pod stopped"))
 	}
 	_ = p.persistDirty()
 	for _, m := range members {
@@ -474,11 +548,17 @@ func (p *pod) step(ctx context.Context) error {
 			return fmt.Errorf("initial copy of %s: %w", m.local, err)
 		}
 	}
-	if p.verify {
+	p.mu.Lock()
+	verify := p.verify
+	p.verify = false
+	p.mu.Unlock()
+	if verify {
 		if err := p.compare(ctx); err != nil {
+			p.mu.Lock()
+			p.verify = true
+			p.mu.Unlock()
 			return err
 		}
-		p.verify = false
 	}
 	sent, err := p.resync(ctx, st)
 	if err != nil {
@@ -594,8 +674,23 @@ func (p *pod) resync(ctx context.Context, st *mirrorStream) (int64, error) {
 		}
 		var waits []waiter
 		var err error
+		// settle waits for the oldest pieces until at most keep are in
+		// flight, which bounds the memory a large resync queues.
+		settle := func(keep int) {
+			for len(waits) > keep {
+				w := waits[0]
+				waits = waits[1:]
+				if err == nil && !p.awaitFor(st, w.done, m, w.off, w.ln) {
+					err = errdefs.Unavailable("the peer dropped out during the resync")
+				}
+				if err == nil {
+					sent += w.ln
+				}
+			}
+		}
 		d.Runs(0, ^uint64(0), func(lo, hi uint64) bool {
 			for b := lo; b < hi && err == nil; b += 256 {
+				settle(resyncWindow - 1)
 				n := min(hi-b, 256)
 				off, buf := int64(b)*bs, make([]byte, int64(n)*bs)
 				err = p.e.s.ReadLocked(ctx, m.local, off, buf, func(data []byte) {
@@ -613,14 +708,7 @@ func (p *pod) resync(ctx context.Context, st *mirrorStream) (int64, error) {
 			}
 			return err == nil
 		})
-		for _, w := range waits {
-			if err == nil && !p.await(st, w.done, m, w.off, w.ln) {
-				err = errdefs.Unavailable("the peer dropped out during the resync")
-			}
-			if err == nil {
-				sent += w.ln
-			}
-		}
+		settle(0)
 		p.mu.Lock()
 		m.resyncing = bitmap.New()
 		if err != nil && !errdefs.IsNotFound(err) {
@@ -717,8 +805,7 @@ func (p *pod) open(ctx context.Context) (*mirrorStream, error) {
 		cancel()
 		return nil, err
 	}
-	st := &mirrorStream{cs: cs, cancel: cancel, pending: map[uint64]pendingOp{}, dead: make(chan struct{})}
-	go st.recvLoop()
+	st := newMirrorStream(cs, cancel)
 	// Prove the peer answers before client writes wait on it: a stream
 	// over a connection that a partition silently cut would take them and
 	// stall each for the timeout.
@@ -737,11 +824,11 @@ func (p *pod) open(ctx context.Context) (*mirrorStream, error) {
 		t.Stop()
 	}
 	if err != nil {
-		st.kill(err)
+		st.close(err)
 		return nil, err
 	}
 	// From now on a stream that dies drops out of the pod, even between writes.
-	st.onDead = func(err error) { p.fail(st, err, nil, 0, 0) }
+	st.setOnDead(func(err error) { p.fail(st, err, nil, 0, 0) })
 	return st, nil
 }
 
@@ -776,110 +863,6 @@ func (p *pod) view(v *array.Replica) {
 	default:
 		v.State, v.Message = array.StateActive, ""
 	}
-}
-
-// mirrorStream is one ordered Mirror stream to the peer.
-type mirrorStream struct {
-	cs     arrayv1.TransferService_MirrorClient
-	cancel context.CancelFunc
-	sendMu sync.Mutex
-
-	mu      sync.Mutex
-	seq     uint64
-	pending map[uint64]pendingOp
-
-	dead     chan struct{}
-	deadOnce sync.Once
-	err      error
-	onDead   func(error) // set once the stream is proven, before it is shared
-}
-
-type pendingOp struct {
-	m           *podMember
-	off, length int64
-	done        chan error
-}
-
-func (st *mirrorStream) enqueue(m *podMember, off, length int64, build func(seq uint64) *arrayv1.MirrorRequest) (<-chan error, error) {
-	st.mu.Lock()
-	select {
-	case <-st.dead:
-		st.mu.Unlock()
-		return nil, st.deathErr()
-	default:
-	}
-	st.seq++
-	seq := st.seq
-	done := make(chan error, 1)
-	st.pending[seq] = pendingOp{m: m, off: off, length: length, done: done}
-	st.mu.Unlock()
-	// Sent here rather than by a sender goroutine: one hop less on every
-	// write. Callers hold the blocks' locks, which keeps writes to one
-	// block in order; a Send stuck on a dead peer is released when a
-	// waiter's timeout kills the stream, which cancels its context.
-	st.sendMu.Lock()
-	err := st.cs.Send(build(seq))
-	st.sendMu.Unlock()
-	if err != nil {
-		st.kill(err)
-		return nil, st.deathErr()
-	}
-	return done, nil
-}
-
-func (st *mirrorStream) recvLoop() {
-	for {
-		r, err := st.cs.Recv()
-		if err != nil {
-			st.kill(err)
-			return
-		}
-		st.mu.Lock()
-		op, ok := st.pending[r.GetSeq()]
-		delete(st.pending, r.GetSeq())
-		st.mu.Unlock()
-		if !ok {
-			continue
-		}
-		if r.GetError() != "" {
-			op.done <- errors.New(r.GetError())
-		} else {
-			op.done <- nil
-		}
-	}
-}
-
-func (st *mirrorStream) kill(err error) {
-	st.deadOnce.Do(func() {
-		st.mu.Lock()
-		st.err = err
-		st.mu.Unlock()
-		close(st.dead)
-		st.cancel()
-		if st.onDead != nil {
-			go st.onDead(err)
-		}
-	})
-}
-
-func (st *mirrorStream) deathErr() error {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.err == nil {
-		return errdefs.Unavailable("mirror stream closed")
-	}
-	return errdefs.Unavailable("mirror stream: %v", st.err)
-}
-
-func (st *mirrorStream) takePending() []pendingOp {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	out := make([]pendingOp, 0, len(st.pending))
-	for _, op := range st.pending {
-		out = append(out, op)
-	}
-	clear(st.pending)
-	return out
 }
 
 var _ store.Mirror = (*podMember)(nil)

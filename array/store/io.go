@@ -76,14 +76,16 @@ func (v *volume) lockBlocks(fb, lb int64) func() {
 // were made, so a sync replica can put each on the peer before it is
 // acknowledged.
 type Mirror interface {
-	// Write and Zero are called right after the local change, with the
-	// changed blocks still locked, so two changes to one block reach the
-	// mirror in the order they were made here. They must only queue the
-	// change; the wait they return blocks until the peer has it (or the
-	// mirror gave up on the peer), and is called after the locks are released.
+	// Write and Zero are called with the changed blocks locked, so two
+	// changes to one block reach the mirror in the order they are made
+	// here. They only queue the change and must never wait on the network
+	// (p must be copied if it is kept); the wait they return blocks until
+	// the peer has the change (or the mirror gave up on the peer), and is
+	// called with no store lock held.
 	Write(off int64, p []byte) (wait func() error)
 	Zero(off, length int64) (wait func() error)
-	// Flush makes every change mirrored so far durable on the peer.
+	// Flush makes every change mirrored so far durable on the peer; it is
+	// called with no store lock held.
 	Flush() error
 	// Diverged says a change the mirror was given failed here, so the
 	// range may now differ between the two copies.
@@ -115,34 +117,49 @@ const (
 )
 
 func (s *Store) write(v *volume, p []byte, off int64, fua bool, how mirrored) error {
+	return s.change(v, off, int64(len(p)), fua, how,
+		func(m Mirror) func() error { return m.Write(off, p) },
+		func(l *layer) error { return writeLayer(l, p, off) })
+}
+
+// change is the one path by which a write or a zeroed range reaches a
+// volume and its mirror. The change is queued to the mirror and applied
+// here under the blocks' locks, so both copies see changes to a block in
+// the same order; then every lock is released before waiting for the
+// peer, so a slow peer holds up only the writes that wait for it, never a
+// snapshot or another volume.
+func (s *Store) change(v *volume, off, length int64, fua bool, how mirrored,
+	mirror func(Mirror) (wait func() error), apply func(*layer) error) error {
 	l, size, err := s.beginIO(v)
 	if err != nil {
 		return err
 	}
-	defer s.io.RUnlock()
 	if v.rec.ReadOnly && how == fromClient {
+		s.io.RUnlock()
 		return errdefs.FailedPrecondition("volume %q is a replication target and read-only; promote it or fail over first", v.rec.Name)
 	}
-	if err := checkRange(v.rec.Name, off, int64(len(p)), size); err != nil {
+	if err := checkRange(v.rec.Name, off, length, size); err != nil {
+		s.io.RUnlock()
 		return err
 	}
-	if len(p) == 0 {
+	if length == 0 {
+		s.io.RUnlock()
 		return nil
 	}
-	end := off + int64(len(p))
 	m := v.mirror
 	if how == fromPeer {
 		m = nil
 	}
 	var wait func() error
-	unlock := v.lockBlocks(off/bs, (end-1)/bs)
-	// The mirror gets the write first, so the peer works on it while the
-	// local write runs; the block locks keep both in the same order.
+	unlock := v.lockBlocks(off/bs, (off+length-1)/bs)
+	// The mirror gets the change first, so the peer works on it while the
+	// local write runs.
 	if m != nil {
-		wait = m.Write(off, p)
+		wait = mirror(m)
 	}
-	err = writeLayer(l, p, off)
+	err = apply(l)
 	unlock()
+	s.io.RUnlock()
 	if wait != nil {
 		if werr := wait(); werr != nil && err == nil {
 			err = werr
@@ -150,23 +167,12 @@ func (s *Store) write(v *volume, p []byte, off int64, fua bool, how mirrored) er
 	}
 	if err != nil {
 		if m != nil {
-			m.Diverged(off, int64(len(p)))
+			m.Diverged(off, length)
 		}
 		return err
 	}
 	if fua {
-		return s.flushVolume(v, l, m)
-	}
-	return nil
-}
-
-// flushVolume flushes the local layer, then the mirror.
-func (s *Store) flushVolume(v *volume, l *layer, m Mirror) error {
-	if err := s.flushLayer(l); err != nil {
-		return err
-	}
-	if m != nil {
-		return m.Flush()
+		return s.flush(v)
 	}
 	return nil
 }
@@ -252,8 +258,14 @@ func (s *Store) flush(v *volume) error {
 	if err != nil {
 		return err
 	}
-	defer s.io.RUnlock()
-	return s.flushVolume(v, l, v.mirror)
+	m := v.mirror
+	err = s.flushLayer(l)
+	s.io.RUnlock()
+	if err != nil || m == nil {
+		return err
+	}
+	// The peer's flush is a network wait: no store lock is held across it.
+	return m.Flush()
 }
 
 // flushLayer makes l's data and bitmaps durable: data first, so a bitmap
@@ -294,47 +306,9 @@ func (s *Store) flushLayer(l *layer) error {
 // punched out of the layer file; they are marked zero only where older
 // layers hold data, so discarding unwritten space changes nothing.
 func (s *Store) zeroRange(v *volume, off, length int64, fua bool, how mirrored) error {
-	l, size, err := s.beginIO(v)
-	if err != nil {
-		return err
-	}
-	defer s.io.RUnlock()
-	if v.rec.ReadOnly && how == fromClient {
-		return errdefs.FailedPrecondition("volume %q is a replication target and read-only", v.rec.Name)
-	}
-	if err := checkRange(v.rec.Name, off, length, size); err != nil {
-		return err
-	}
-	if length == 0 {
-		return nil
-	}
-	end := off + length
-	m := v.mirror
-	if how == fromPeer {
-		m = nil
-	}
-	var wait func() error
-	unlock := v.lockBlocks(off/bs, (end-1)/bs)
-	if m != nil {
-		wait = m.Zero(off, length)
-	}
-	err = zeroLayer(l, off, end)
-	unlock()
-	if wait != nil {
-		if werr := wait(); werr != nil && err == nil {
-			err = werr
-		}
-	}
-	if err != nil {
-		if m != nil {
-			m.Diverged(off, length)
-		}
-		return err
-	}
-	if fua {
-		return s.flushVolume(v, l, m)
-	}
-	return nil
+	return s.change(v, off, length, fua, how,
+		func(m Mirror) func() error { return m.Zero(off, length) },
+		func(l *layer) error { return zeroLayer(l, off, off+length) })
 }
 
 // ApplyMirrored writes a change the sync peer mirrored here. It bypasses

@@ -129,10 +129,15 @@ func (s *Store) CreateSnapshots(ctx context.Context, reqs []SnapshotRequest) ([]
 	}
 	for i, v := range vols {
 		sets[i] = v.live.takeDirty()
+		// A layer with nothing written since its last flush has nothing
+		// to sync: skipping it keeps a snapshot of a quiet volume at the
+		// metadata commit's cost.
+		if !v.live.unsynced.Swap(false) && len(sets[i]) == 0 {
+			continue
+		}
 		if err := fdatasync(v.live.f); err != nil {
 			return fail(err)
 		}
-		v.live.unsynced.Store(false)
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for i, v := range vols {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 
+	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/errdefs"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 )
@@ -20,6 +21,16 @@ func (t *Service) Mirror(stream arrayv1.TransferService_MirrorServer) error {
 	open := first.GetOpen()
 	if open == nil {
 		return errdefs.InvalidArgument("open", "the first message must name the pod")
+	}
+	// The pod name goes into logs and error messages: check it like any
+	// other name before it is used.
+	if err := array.CheckName("open.pod", open.GetPod()); err != nil {
+		return err
+	}
+	if id := open.GetSourceArrayId(); id != "" {
+		if err := array.CheckName("open.source_array_id", id); err != nil {
+			return err
+		}
 	}
 	log := t.log.With("pod", open.GetPod())
 	log.Info("mirror stream open", "source_array", open.GetSourceArrayId())

@@ -1,0 +1,373 @@
+package replication_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/nbd"
+	"github.com/volrep/volrep/array/replication"
+	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/clock"
+	"github.com/volrep/volrep/server"
+)
+
+// TestPodLargeWrites: a single client write of any size the data paths
+// accept is on the peer when it is acknowledged, without falling back to
+// the dirty set (which a message over the peer connection's limit did).
+func TestPodLargeWrites(t *testing.T) {
+	src, tg := newPod(t, 5*time.Second)
+	ctx := t.Context()
+	size := int64(2 * nbd.MaxRequestSize)
+	if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: "big", Pool: "cinder", SizeBytes: size}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.st.AddMembers(ctx, "cinder-pod", []string{"big"}); err != nil {
+		t.Fatal(err)
+	}
+	syncNow(t, src)
+	sizes := []int{4 * mib, 16 * mib, 16*mib + 4096, 32 * mib, nbd.MaxRequestSize}
+	for i, n := range sizes {
+		p := bytes.Repeat([]byte{0xc0 + byte(i)}, n)
+		off := int64(i%2) * 4096 // aligned and not: both split the same way
+		if err := src.st.WriteVolume(ctx, "big", off, p, false); err != nil {
+			t.Fatalf("write of %d bytes: %v", n, err)
+		}
+		got := make([]byte, n)
+		if err := tg.st.ReadVolume(ctx, "big", off, got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, p) {
+			t.Fatalf("a write of %d bytes is not on the peer when acknowledged", n)
+		}
+	}
+	r, err := src.eng.GetReplica(ctx, "pod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.DirtyBytes != 0 || r.LastResyncBytes != 0 || r.State != array.StateActive || r.SyncState != array.SyncInSync {
+		t.Fatalf("after large writes the pod fell back to its dirty set: dirty %d, resync %d, %s/%s %s",
+			r.DirtyBytes, r.LastResyncBytes, r.State, r.SyncState, r.Message)
+	}
+}
+
+// freezer forwards TCP connections to a target until frozen; frozen, it
+// stops moving bytes without closing anything, as a SIGSTOPped or hung
+// peer does, so the sender's socket buffers fill and its writes block.
+type freezer struct {
+	lis    net.Listener
+	target string
+	gate   sync.RWMutex
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func newFreezer(t *testing.T, target string) *freezer {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &freezer{lis: lis, target: target}
+	f.wg.Add(1)
+	go f.accept()
+	t.Cleanup(f.close)
+	return f
+}
+
+func (f *freezer) addr() string { return f.lis.Addr().String() }
+
+func (f *freezer) accept() {
+	defer f.wg.Done()
+	for {
+		c, err := f.lis.Accept()
+		if err != nil {
+			return
+		}
+		u, err := net.Dial("tcp", f.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		f.mu.Lock()
+		f.conns = append(f.conns, c, u)
+		f.mu.Unlock()
+		f.wg.Add(2)
+		go f.pipe(c, u)
+		go f.pipe(u, c)
+	}
+}
+
+func (f *freezer) pipe(from, to net.Conn) {
+	defer f.wg.Done()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := from.Read(buf)
+		if n > 0 {
+			f.gate.RLock()
+			_, werr := to.Write(buf[:n])
+			f.gate.RUnlock()
+			if werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			to.Close()
+			return
+		}
+	}
+}
+
+func (f *freezer) freeze() { f.gate.Lock() }
+func (f *freezer) thaw()   { f.gate.Unlock() }
+
+func (f *freezer) close() {
+	f.lis.Close()
+	f.mu.Lock()
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.mu.Unlock()
+	f.wg.Wait()
+}
+
+func p99(d []time.Duration) time.Duration { return pct(d, 99) }
+
+func pct(d []time.Duration, p int) time.Duration {
+	slices.Sort(d)
+	return d[len(d)*p/100]
+}
+
+// TestPodFrozenPeerStallsNothingElse: while a pod's peer is frozen, the
+// writes that wait for it are bounded by the pod's timeout, and nothing
+// else on the array waits: writes to an unreplicated volume and snapshots
+// of other volumes keep a p99 under 10 ms.
+func TestPodFrozenPeerStallsNothingElse(t *testing.T) {
+	const timeout = time.Second
+	src, tg := newSource(t, clock.NewFake(t0)), newTarget(t)
+	ctx := t.Context()
+	for _, v := range []string{"v1", "plain", "other"} {
+		if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: v, Pool: "cinder", SizeBytes: 16 * mib}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := src.st.CreateGroup(ctx, "cinder-pod", "cinder", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.st.AddMembers(ctx, "cinder-pod", []string{"v1"}); err != nil {
+		t.Fatal(err)
+	}
+	fz := newFreezer(t, tg.addr)
+	if _, err := src.eng.CreateLink(ctx, array.LinkSpec{Name: "site-b", Address: fz.addr(), Token: token}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.eng.ReplicateEntity(ctx, array.ReplicaSpec{Name: "pod", Link: "site-b", RemotePool: "replicas",
+		Kind: array.KindGroup, Local: "cinder-pod", Type: array.TypeSync, SyncTimeout: timeout}); err != nil {
+		t.Fatal(err)
+	}
+	syncNow(t, src)
+
+	measure := func(d time.Duration) (writes, snaps []time.Duration) {
+		block := bytes.Repeat([]byte{7}, 4096)
+		for i, end := 0, time.Now().Add(d); time.Now().Before(end); i++ {
+			start := time.Now()
+			if err := src.st.WriteVolume(ctx, "plain", int64(i%4096)*4096, block, false); err != nil {
+				t.Fatal(err)
+			}
+			writes = append(writes, time.Since(start))
+			if i%10 == 0 {
+				start = time.Now()
+				if _, err := src.st.CreateSnapshot(ctx, "other", "s", nil); err != nil {
+					t.Fatal(err)
+				}
+				snaps = append(snaps, time.Since(start))
+				if err := src.st.DeleteSnapshot(ctx, "other", "s"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		return writes, snaps
+	}
+	bw, bs := measure(time.Second)
+	t.Logf("peer answering: unreplicated write p99 %v, snapshot p50 %v p99 %v", p99(bw), pct(bs, 50), p99(bs))
+
+	fz.freeze()
+	thawed := false
+	defer func() {
+		if !thawed {
+			fz.thaw()
+		}
+	}()
+	// Pod writers: each write must return within the timeout (plus
+	// scheduling slack), whatever the frozen peer does. 1 MiB writes fill
+	// the connection's buffers, which is what blocked senders before; they
+	// go to one region so the page cache they dirty stays small and the
+	// snapshots' fsyncs measure the locks, not the disk.
+	var podLat []time.Duration
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	podCtx, stopPod := context.WithCancel(ctx)
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := bytes.Repeat([]byte{byte(w + 1)}, mib)
+			for i := 0; podCtx.Err() == nil; i++ {
+				start := time.Now()
+				if err := src.st.WriteVolume(ctx, "v1", int64(w)*mib, p, false); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				podLat = append(podLat, time.Since(start))
+				mu.Unlock()
+				// Paced: once the pod has dropped its peer these writes
+				// are local, and unpaced they would only measure the disk.
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	fw, fs := measure(2*timeout + 500*time.Millisecond)
+	stopPod()
+	wg.Wait()
+	t.Logf("peer frozen: unreplicated write p99 %v (%d), snapshot p50 %v p99 %v (%d); pod writes %d, slowest %v",
+		p99(fw), len(fw), pct(fs, 50), p99(fs), len(fs), len(podLat), slices.Max(podLat))
+	// Writes must stay under 10 ms outright. A snapshot's own cost is its
+	// fsyncs (four on this path), which a shared disk makes noisy, so its
+	// p99 is held to 10 ms or twice the p99 measured just before the
+	// freeze, whichever is larger, and no snapshot may wait anywhere near
+	// the peer's timeout (before the fix each one waited for it in full).
+	if p99(fw) > 10*time.Millisecond {
+		t.Errorf("a frozen pod peer stalls writes to an unreplicated volume: p99 %v", p99(fw))
+	}
+	if p99(fs) > max(10*time.Millisecond, 2*p99(bs)) || slices.Max(fs) > timeout/4 {
+		t.Errorf("a frozen pod peer stalls snapshots of other volumes: p99 %v, slowest %v, against p99 %v before the freeze",
+			p99(fs), slices.Max(fs), p99(bs))
+	}
+	if slowest := slices.Max(podLat); slowest > timeout+time.Second {
+		t.Errorf("a write to the pod volume took %v with a %v sync timeout", slowest, timeout)
+	}
+	r, _ := src.eng.GetReplica(ctx, "pod")
+	if r.PeerState == array.PeerOnline || r.DirtyBytes == 0 {
+		t.Errorf("with the peer frozen the pod still claims %s with %d dirty bytes", r.PeerState, r.DirtyBytes)
+	}
+	fz.thaw()
+	thawed = true
+	syncNow(t, src)
+	same(t, src, tg, "v1")
+}
+
+// TestPodUnreadableDirtyRecord: when the persisted record of the blocks
+// the peer misses cannot be read after a restart, the pod says so loudly
+// and compares both copies instead of trusting an empty set.
+func TestPodUnreadableDirtyRecord(t *testing.T) {
+	dir := t.TempDir()
+	tg := newTarget(t)
+	ctx := t.Context()
+	src, stop := openSource(t, dir, slog.New(slog.DiscardHandler))
+	if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: "v1", Pool: "cinder", SizeBytes: 16 * mib}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.st.CreateGroup(ctx, "cinder-pod", "cinder", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.st.AddMembers(ctx, "cinder-pod", []string{"v1"}); err != nil {
+		t.Fatal(err)
+	}
+	protect(t, src, tg, "pod", array.ReplicaSpec{Kind: array.KindGroup, Local: "cinder-pod", Type: array.TypeSync, SyncTimeout: 500 * time.Millisecond})
+	syncNow(t, src)
+	tg.halt()
+	missed := bytes.Repeat([]byte{0x5a}, 64<<10)
+	if err := src.st.WriteVolume(ctx, "v1", 3*mib, missed, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.st.FlushVolume(ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := src.eng.GetReplica(ctx, "pod"); r.DirtyBytes == 0 {
+		t.Fatalf("the write made while the peer was away is not dirty: %+v", r)
+	}
+	stop() // a clean stop: no compare is due on the next start
+	st, err := store.Open(dir, store.Options{Name: "site-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutRecord(ctx, "pod-dirty", "pod/v1", []byte(`{"chunks":{"0":"not a bitmap"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	src, _ = openSource(t, dir, slog.New(slog.NewTextHandler(&logs, nil)))
+	tg.start()
+	syncNow(t, src)
+	same(t, src, tg, "v1")
+	if out := logs.String(); !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "unreadable") {
+		t.Fatalf("the unreadable dirty record was not logged as an error:\n%s", out)
+	}
+}
+
+// openSource opens a source array's store and engine in dir; stop closes
+// both cleanly (and runs at cleanup if not called).
+func openSource(t *testing.T, dir string, log *slog.Logger) (*source, func()) {
+	t.Helper()
+	clk := clock.NewFake(t0)
+	st, err := store.Open(dir, store.Options{Name: "site-a", Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, err := st.CreatePool(ctx, "cinder"); err != nil && !strings.Contains(err.Error(), "exists") {
+		t.Fatal(err)
+	}
+	eng, err := replication.New(ctx, st, replication.Options{Clock: clk, RetryMax: time.Minute, Logger: log,
+		Dial: func(a, tk string) (*grpc.ClientConn, error) { return server.Dial(a, tk) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { eng.Run(rctx); close(done) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			eng.Close()
+			st.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return &source{st: st, eng: eng, clk: clk}, stop
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var _ io.Writer = (*syncBuffer)(nil)
