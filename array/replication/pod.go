@@ -36,7 +36,7 @@ const (
 	// resyncWindow is how many resync pieces (of 256 blocks) may wait for
 	// the peer at once.
 	resyncWindow = 32
-	bs                 = array.BlockSize
+	bs           = array.BlockSize
 )
 
 type pod struct {
