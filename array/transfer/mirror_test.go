@@ -1,0 +1,56 @@
+package transfer_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/volrep/volrep/errdefs"
+	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
+)
+
+// TestMirrorOpenChecksNames: the pod named by a mirror stream's first
+// message is checked like every other name before it is used.
+func TestMirrorOpenChecksNames(t *testing.T) {
+	p := newPair(t)
+	for _, tc := range []struct{ pod, source string }{
+		{"", ""},
+		{strings.Repeat("p", 10_000), ""},
+		{"../../etc", ""},
+		{"pod\x00\n", ""},
+		{"cinder-pod", "../x"},
+		{"cinder-pod", "id\r\nforged log line"},
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		cs, err := p.client.Mirror(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cs.Send(&arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Open{Open: &arrayv1.MirrorOpen{Pod: tc.pod, SourceArrayId: tc.source}}}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = cs.Recv()
+		if !errdefs.IsInvalidArgument(err) {
+			t.Errorf("mirror open with pod %.40q, source %q: %v, want INVALID_ARGUMENT", tc.pod, tc.source, err)
+		}
+	}
+	// A good name opens the stream: a flush is answered.
+	cs, err := p.client.Mirror(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*arrayv1.MirrorRequest{
+		{Msg: &arrayv1.MirrorRequest_Open{Open: &arrayv1.MirrorOpen{Pod: "cinder-pod", SourceArrayId: "0b7e6c1a-5d2e-4f5e-9a63-1c2d3e4f5a6b"}}},
+		{Msg: &arrayv1.MirrorRequest_Flush{Flush: &arrayv1.MirrorFlush{Seq: 1}}},
+	} {
+		if err := cs.Send(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := cs.Recv()
+	if err != nil || r.GetSeq() != 1 || r.GetError() != "" {
+		t.Fatalf("a well-named mirror stream: %v %v", r, err)
+	}
+}
