@@ -2,6 +2,7 @@ package replication_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"io"
 	"log/slog"
@@ -141,6 +142,18 @@ func (f *freezer) close() {
 	f.wg.Wait()
 }
 
+type span struct{ start, end time.Time }
+
+func (s span) d() time.Duration { return s.end.Sub(s.start) }
+
+func lats(spans []span) []time.Duration {
+	out := make([]time.Duration, len(spans))
+	for i, s := range spans {
+		out[i] = s.d()
+	}
+	return out
+}
+
 func p99(d []time.Duration) time.Duration { return pct(d, 99) }
 
 func pct(d []time.Duration, p int) time.Duration {
@@ -153,7 +166,7 @@ func pct(d []time.Duration, p int) time.Duration {
 // else on the array waits: writes to an unreplicated volume and snapshots
 // of other volumes keep a p99 under 10 ms.
 func TestPodFrozenPeerStallsNothingElse(t *testing.T) {
-	const timeout = time.Second
+	const timeout = 2 * time.Second
 	src, tg := newSource(t, clock.NewFake(t0)), newTarget(t)
 	ctx := t.Context()
 	for _, v := range []string{"v1", "plain", "other"} {
@@ -177,20 +190,20 @@ func TestPodFrozenPeerStallsNothingElse(t *testing.T) {
 	}
 	syncNow(t, src)
 
-	measure := func(d time.Duration) (writes, snaps []time.Duration) {
+	measure := func(d time.Duration) (writes, snaps []span) {
 		block := bytes.Repeat([]byte{7}, 4096)
 		for i, end := 0, time.Now().Add(d); time.Now().Before(end); i++ {
 			start := time.Now()
 			if err := src.st.WriteVolume(ctx, "plain", int64(i%4096)*4096, block, false); err != nil {
 				t.Fatal(err)
 			}
-			writes = append(writes, time.Since(start))
+			writes = append(writes, span{start, time.Now()})
 			if i%10 == 0 {
 				start = time.Now()
 				if _, err := src.st.CreateSnapshot(ctx, "other", "s", nil); err != nil {
 					t.Fatal(err)
 				}
-				snaps = append(snaps, time.Since(start))
+				snaps = append(snaps, span{start, time.Now()})
 				if err := src.st.DeleteSnapshot(ctx, "other", "s"); err != nil {
 					t.Fatal(err)
 				}
@@ -200,7 +213,7 @@ func TestPodFrozenPeerStallsNothingElse(t *testing.T) {
 		return writes, snaps
 	}
 	bw, bs := measure(time.Second)
-	t.Logf("peer answering: unreplicated write p99 %v, snapshot p50 %v p99 %v", p99(bw), pct(bs, 50), p99(bs))
+	t.Logf("peer answering: unreplicated write p99 %v, snapshot p50 %v p99 %v", p99(lats(bw)), pct(lats(bs), 50), p99(lats(bs)))
 
 	fz.freeze()
 	thawed := false
@@ -212,9 +225,8 @@ func TestPodFrozenPeerStallsNothingElse(t *testing.T) {
 	// Pod writers: each write must return within the timeout (plus
 	// scheduling slack), whatever the frozen peer does. 1 MiB writes fill
 	// the connection's buffers, which is what blocked senders before; they
-	// go to one region so the page cache they dirty stays small and the
-	// snapshots' fsyncs measure the locks, not the disk.
-	var podLat []time.Duration
+	// go to one region so the page cache they dirty stays small.
+	var pod []span
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	podCtx, stopPod := context.WithCancel(ctx)
@@ -230,7 +242,7 @@ func TestPodFrozenPeerStallsNothingElse(t *testing.T) {
 					return
 				}
 				mu.Lock()
-				podLat = append(podLat, time.Since(start))
+				pod = append(pod, span{start, time.Now()})
 				mu.Unlock()
 				// Paced: once the pod has dropped its peer these writes
 				// are local, and unpaced they would only measure the disk.
@@ -241,22 +253,29 @@ func TestPodFrozenPeerStallsNothingElse(t *testing.T) {
 	fw, fs := measure(2*timeout + 500*time.Millisecond)
 	stopPod()
 	wg.Wait()
-	t.Logf("peer frozen: unreplicated write p99 %v (%d), snapshot p50 %v p99 %v (%d); pod writes %d, slowest %v",
-		p99(fw), len(fw), pct(fs, 50), p99(fs), len(fs), len(podLat), slices.Max(podLat))
-	// Writes must stay under 10 ms outright. A snapshot's own cost is its
-	// fsyncs (four on this path), which a shared disk makes noisy, so its
-	// p99 is held to 10 ms or twice the p99 measured just before the
-	// freeze, whichever is larger, and no snapshot may wait anywhere near
-	// the peer's timeout (before the fix each one waited for it in full).
-	if p99(fw) > 10*time.Millisecond {
-		t.Errorf("a frozen pod peer stalls writes to an unreplicated volume: p99 %v", p99(fw))
+	// The window in which a pod write waited on the frozen peer: its
+	// longest write. Snapshots of another volume must go on inside it.
+	wait := slices.MaxFunc(pod, func(a, b span) int { return cmp.Compare(a.d(), b.d()) })
+	inside := 0
+	for _, sp := range fs {
+		if sp.start.After(wait.start) && sp.end.Before(wait.end) {
+			inside++
+		}
 	}
-	if p99(fs) > max(10*time.Millisecond, 2*p99(bs)) || slices.Max(fs) > timeout/4 {
-		t.Errorf("a frozen pod peer stalls snapshots of other volumes: p99 %v, slowest %v, against p99 %v before the freeze",
-			p99(fs), slices.Max(fs), p99(bs))
+	t.Logf("peer frozen: unreplicated write p99 %v (%d), snapshot p50 %v p99 %v (%d); a pod write waited %v, %d snapshots of another volume completed meanwhile",
+		p99(lats(fw)), len(fw), pct(lats(fs), 50), p99(lats(fs)), len(fs), wait.d(), inside)
+	if p99(lats(fw)) > 10*time.Millisecond {
+		t.Errorf("a frozen pod peer stalls writes to an unreplicated volume: p99 %v", p99(lats(fw)))
 	}
-	if slowest := slices.Max(podLat); slowest > timeout+time.Second {
-		t.Errorf("a write to the pod volume took %v with a %v sync timeout", slowest, timeout)
+	if wait.d() < timeout*9/10 || wait.d() > timeout+time.Second {
+		t.Errorf("the longest pod write took %v with a %v sync timeout: it should wait for the peer until the timeout, no longer", wait.d(), timeout)
+	}
+	// A snapshot's own cost is its fsyncs, which a shared disk makes
+	// noisy, so what is asserted is that they do not wait for the peer:
+	// several complete while a pod write waits (with a lock held across
+	// that wait, the first of them waited for it to end).
+	if inside < 3 {
+		t.Errorf("only %d snapshots of another volume completed while a pod write waited %v for the frozen peer", inside, wait.d())
 	}
 	r, _ := src.eng.GetReplica(ctx, "pod")
 	if r.PeerState == array.PeerOnline || r.DirtyBytes == 0 {
