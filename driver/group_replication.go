@@ -329,6 +329,8 @@ func (b *Backend) FailoverReplication(ctx context.Context, id string, volumeIDs 
 		names = union(names, g.Members)
 	case errdefs.IsNotFound(err):
 		return GroupResult{}, err
+	case !errdefs.IsUnavailable(err) && !errdefs.Is(err, errdefs.KindDeadlineExceeded):
+		return GroupResult{}, fmt.Errorf("asking the primary array for group %s: %w", id, err)
 	case len(names) == 0:
 		return GroupResult{}, errdefs.Unavailable("the primary array does not answer (%v), so group %s's members are unknown; pass its volume_ids", shortErr(err), id)
 	}
@@ -368,7 +370,7 @@ func (b *Backend) groupFailover(ctx context.Context, cg string, names []string, 
 	primaryUp := b.stopShipping(ctx, rep)
 	point, snaps, err := groupPoint(ctx, t.Array, rep, names)
 	if err != nil {
-		return GroupResult{}, errdefs.WithKind(errdefs.KindFailedPrecondition, fmt.Errorf("group %s on %s: %w", cg, target, err))
+		return GroupResult{}, fmt.Errorf("group %s on %s: %w", cg, target, err)
 	}
 	res := GroupResult{ActiveBackendID: target, GroupSnapshot: point.Name,
 		Group: ModelUpdate{ProviderID: cg, Status: "available", ReplicationStatus: ReplFailedOver}}
@@ -462,7 +464,7 @@ func groupPoint(ctx context.Context, t array.Array, rep string, names []string) 
 		}
 	}
 	if point.Name == "" {
-		return point, nil, fmt.Errorf("no group snapshot has reached the target for all members yet; wait for a replication cycle and retry")
+		return point, nil, errdefs.FailedPrecondition("no group snapshot has reached the target for all members yet; wait for a replication cycle and retry")
 	}
 	return point, snaps, nil
 }
@@ -523,7 +525,9 @@ func sendSnapshot(ctx context.Context, r array.Replication, spec array.SnapshotR
 		return op, err
 	}
 	if op.State != array.OpSucceeded {
-		return op, fmt.Errorf("sending %s@%s: %s (%s)", spec.Volume, spec.Snapshot, op.Err, op.ErrCode)
+		// The operation's record keeps its error's kind as text: make it a
+		// kind again, so an unreachable peer stays UNAVAILABLE to the caller.
+		return op, errdefs.New(errdefs.ParseKind(op.ErrCode), "sending %s@%s over link %s: %s", spec.Volume, spec.Snapshot, spec.Link, op.Err)
 	}
 	return op, nil
 }
