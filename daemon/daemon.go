@@ -279,7 +279,8 @@ func dialArray(addr, token string) (driver.Conn, error) {
 	if err != nil {
 		return driver.Conn{}, err
 	}
-	return driver.Conn{Array: client.New(cc), Replication: client.NewReplication(cc), Close: cc.Close}, nil
+	return driver.Conn{Array: client.New(cc), Replication: client.NewReplication(cc), Close: cc.Close,
+		Reconnect: func() { cc.ResetConnectBackoff(); cc.Connect() }}, nil
 }
 
 // dialPeer connects an array's replication engine to a peer array.

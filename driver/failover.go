@@ -154,7 +154,7 @@ func (b *Backend) newestReplicated(ctx context.Context, target string) time.Time
 // copies hold every acknowledged write.
 func (b *Backend) failover(ctx context.Context, volumeIDs []string, target string) (FailoverResult, error) {
 	t := b.targets[target]
-	if _, err := t.Array.Info(ctx); err != nil {
+	if err := b.awaitArray(ctx, t, "replication target "+target); err != nil {
 		return FailoverResult{}, b.arrayError("replication target "+target, "replication_device", b.addrOf(target), "api_token", err)
 	}
 	// Stop shipping to the target if the primary still answers, so a late
@@ -209,6 +209,9 @@ func (b *Backend) failover(ctx context.Context, volumeIDs []string, target strin
 	if err := b.setActive(target); err != nil {
 		return res, err
 	}
+	// The target answered a moment ago: serve from it now rather than
+	// after the run loop's next check.
+	b.setState(true, "")
 	b.log.Warn("backend failed over", "backend_id", target, "volumes", len(res.Volumes))
 	return res, nil
 }
@@ -218,7 +221,7 @@ func (b *Backend) failover(ctx context.Context, volumeIDs []string, target strin
 // then the primary's copy is promoted and the secondary's demoted, and
 // replication resumes from there.
 func (b *Backend) failback(ctx context.Context, volumeIDs []string, from string) (FailoverResult, error) {
-	if _, err := b.primary.Array.Info(ctx); err != nil {
+	if err := b.awaitArray(ctx, b.primary, "primary array"); err != nil {
 		return FailoverResult{}, b.arrayError("primary array", "san_ip", b.cfg.SanIP, "pure_api_token", err)
 	}
 	if _, err := b.primary.Array.CreatePool(ctx, b.cfg.Pool); err != nil {
@@ -263,6 +266,7 @@ func (b *Backend) failback(ctx context.Context, volumeIDs []string, from string)
 	if err := b.setActive("default"); err != nil {
 		return res, err
 	}
+	b.setState(true, "")
 	for _, rd := range b.cfg.AsyncTargets() {
 		if _, err := b.primary.Replication.ResumeReplica(ctx, b.pgReplica(rd.BackendID)); err != nil && !errdefs.IsNotFound(err) {
 			b.log.Warn("resuming the protection group after failback", "backend_id", rd.BackendID, "err", err)
@@ -368,9 +372,13 @@ func (b *Backend) setActive(id string) error {
 	}
 	b.mu.Lock()
 	b.active = id
+	b.gen++
 	b.stats = nil
 	b.mu.Unlock()
 	b.opts.OnState(b.State())
+	// The run loop checks the new array now, and after a failback sets
+	// replication up again, instead of at its next interval or backoff.
+	b.Reconverge()
 	return nil
 }
 

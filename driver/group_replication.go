@@ -363,7 +363,7 @@ func (b *Backend) FailoverReplication(ctx context.Context, id string, volumeIDs 
 // even when the primary stopped in the middle of a cycle.
 func (b *Backend) groupFailover(ctx context.Context, cg string, names []string, target string) (GroupResult, error) {
 	t := b.targets[target]
-	if _, err := t.Array.Info(ctx); err != nil {
+	if err := b.awaitArray(ctx, t, "replication target "+target); err != nil {
 		return GroupResult{}, b.arrayError("replication target "+target, "replication_device", b.addrOf(target), "api_token", err)
 	}
 	rep := groupReplica(cg, target)
@@ -537,7 +537,7 @@ func sendSnapshot(ctx context.Context, r array.Replication, spec array.SnapshotR
 // copies are promoted and the target's demoted, and the group's replica
 // resumes from there.
 func (b *Backend) groupFailback(ctx context.Context, cg string, names []string, from string) (GroupResult, error) {
-	if _, err := b.primary.Array.Info(ctx); err != nil {
+	if err := b.awaitArray(ctx, b.primary, "primary array"); err != nil {
 		return GroupResult{}, b.arrayError("primary array", "san_ip", b.cfg.SanIP, "pure_api_token", err)
 	}
 	t := b.targets[from]
