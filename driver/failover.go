@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/driver/extraspecs"
 	"github.com/volrep/volrep/errdefs"
 )
 
@@ -245,6 +246,9 @@ func (b *Backend) failback(ctx context.Context, volumeIDs []string, from string)
 	}
 	res := FailoverResult{ActiveBackendID: "default"}
 	stamp := fmt.Sprintf("failback.%d", b.opts.Now().Unix())
+	// Volumes made while failed over, with the replication their type
+	// asks for: they join it once home.
+	join := map[int]string{}
 	for _, id := range volumeIDs {
 		name := volumeName(id)
 		v, err := t.Array.GetVolume(ctx, name)
@@ -256,12 +260,19 @@ func (b *Backend) failback(ctx context.Context, volumeIDs []string, from string)
 		if err != nil {
 			return res, err
 		}
+		_, err = b.primary.Array.GetVolume(ctx, name)
+		if err != nil && !errdefs.IsNotFound(err) {
+			return res, err
+		}
+		if kind := v.Labels[labelReplType]; errdefs.IsNotFound(err) && kind != "" && kind != extraspecs.None {
+			join[len(res.Volumes)] = kind
+		}
 		sent, err := b.bringHome(ctx, t, link, name, stamp)
 		if err != nil {
 			return res, fmt.Errorf("failing back volume %s: %w", id, err)
 		}
 		res.FailbackBytes += sent
-		res.Volumes = append(res.Volumes, VolumeUpdate{id, ModelUpdate{ProviderID: name, ReplicationStatus: ReplEnabled}})
+		res.Volumes = append(res.Volumes, VolumeUpdate{id, ModelUpdate{ProviderID: name}})
 	}
 	if err := b.setActive("default"); err != nil {
 		return res, err
@@ -270,6 +281,34 @@ func (b *Backend) failback(ctx context.Context, volumeIDs []string, from string)
 	for _, rd := range b.cfg.AsyncTargets() {
 		if _, err := b.primary.Replication.ResumeReplica(ctx, b.pgReplica(rd.BackendID)); err != nil && !errdefs.IsNotFound(err) {
 			b.log.Warn("resuming the protection group after failback", "backend_id", rd.BackendID, "err", err)
+		}
+	}
+	// Each volume home reports its own replication: that of the group it
+	// is in at home, or, for one made while failed over, that of the group
+	// it joins now.
+	for i := range res.Volumes {
+		u := &res.Volumes[i].Updates
+		if u.ProviderID == "" {
+			continue
+		}
+		if kind, ok := join[i]; ok {
+			st, err := b.replicate(ctx, u.ProviderID, kind)
+			if err != nil {
+				b.log.Warn("a volume made while failed over could not join its replication", "volume", u.ProviderID, "type", kind, "err", err)
+				st = ReplError
+			}
+			u.ReplicationStatus = st
+			continue
+		}
+		kind, err := b.replicationOf(ctx, u.ProviderID)
+		switch {
+		case err != nil:
+			b.log.Warn("could not tell a failed-back volume's replication", "volume", u.ProviderID, "err", err)
+			u.ReplicationStatus = ReplError
+		case kind == extraspecs.None:
+			u.ReplicationStatus = ReplDisabled
+		default:
+			u.ReplicationStatus = ReplEnabled
 		}
 	}
 	b.log.Warn("backend failed back", "from", from, "volumes", len(res.Volumes), "bytes_sent", res.FailbackBytes)
