@@ -246,9 +246,10 @@ func (b *Backend) failback(ctx context.Context, volumeIDs []string, from string)
 	}
 	res := FailoverResult{ActiveBackendID: "default"}
 	stamp := fmt.Sprintf("failback.%d", b.opts.Now().Unix())
-	// Volumes made while failed over, with the replication their type
-	// asks for: they join it once home.
-	join := map[int]string{}
+	// What each volume's type asks for, as the secondary's copy says: set
+	// only on volumes made while failed over, which join their replication
+	// once home.
+	want := map[int]string{}
 	for _, id := range volumeIDs {
 		name := volumeName(id)
 		v, err := t.Array.GetVolume(ctx, name)
@@ -260,13 +261,7 @@ func (b *Backend) failback(ctx context.Context, volumeIDs []string, from string)
 		if err != nil {
 			return res, err
 		}
-		_, err = b.primary.Array.GetVolume(ctx, name)
-		if err != nil && !errdefs.IsNotFound(err) {
-			return res, err
-		}
-		if kind := v.Labels[labelReplType]; errdefs.IsNotFound(err) && kind != "" && kind != extraspecs.None {
-			join[len(res.Volumes)] = kind
-		}
+		want[len(res.Volumes)] = v.Labels[labelReplType]
 		sent, err := b.bringHome(ctx, t, link, name, stamp)
 		if err != nil {
 			return res, fmt.Errorf("failing back volume %s: %w", id, err)
@@ -291,20 +286,18 @@ func (b *Backend) failback(ctx context.Context, volumeIDs []string, from string)
 		if u.ProviderID == "" {
 			continue
 		}
-		if kind, ok := join[i]; ok {
-			st, err := b.replicate(ctx, u.ProviderID, kind)
-			if err != nil {
-				b.log.Warn("a volume made while failed over could not join its replication", "volume", u.ProviderID, "type", kind, "err", err)
-				st = ReplError
-			}
-			u.ReplicationStatus = st
-			continue
-		}
 		kind, err := b.replicationOf(ctx, u.ProviderID)
-		switch {
+		switch w := want[i]; {
 		case err != nil:
 			b.log.Warn("could not tell a failed-back volume's replication", "volume", u.ProviderID, "err", err)
 			u.ReplicationStatus = ReplError
+		case kind == extraspecs.None && (w == extraspecs.Async || w == extraspecs.Sync):
+			st, err := b.replicate(ctx, u.ProviderID, w)
+			if err != nil {
+				b.log.Warn("a volume made while failed over could not join its replication", "volume", u.ProviderID, "type", w, "err", err)
+				st = ReplError
+			}
+			u.ReplicationStatus = st
 		case kind == extraspecs.None:
 			u.ReplicationStatus = ReplDisabled
 		default:

@@ -314,7 +314,9 @@ func (b *Backend) FailoverReplication(ctx context.Context, id string, volumeIDs 
 	names := volumeNames(volumeIDs)
 	cg := groupName(id)
 	// The primary need not answer: a group fails over because its site is
-	// gone. What it says, it says within seconds.
+	// gone. What it says, it says within seconds; if it is just back, the
+	// connection must not still be waiting out gRPC's backoff.
+	b.primary.reconnect()
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	g, err := b.getGroup(pctx, b.primary.Array, id)
 	var reps []array.Replica
