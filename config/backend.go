@@ -18,13 +18,21 @@ const (
 	reservedBackendID = "default"
 )
 
+// DefaultFailoverWait is how long a failover or failback waits, by
+// default, for an array that is coming back before it gives up.
+const DefaultFailoverWait = 30 * time.Second
+
+// maxFailoverWait bounds volrep_failover_wait: Cinder's RPC to the
+// volume service times out long before an hour.
+const maxFailoverWait = 3600
+
 // backendKeys are the backend keys volrep reads.
 var backendKeys = []string{
 	"volume_backend_name", "volume_driver", "san_ip", "pure_api_token", replicationDeviceKey,
 	"pure_replica_interval_default", "pure_replica_retention_short_term_default",
 	"pure_replica_retention_long_term_per_day_default", "pure_replica_retention_long_term_default",
 	"pure_replication_pg_name", "pure_replication_pod_name",
-	"volrep_sync_timeout", "volrep_preferred_array", "volrep_pool",
+	"volrep_sync_timeout", "volrep_preferred_array", "volrep_pool", "volrep_failover_wait",
 	"reserved_percentage", "max_over_subscription_ratio",
 }
 
@@ -126,6 +134,7 @@ func newBackend(name string, line int) Backend {
 		PodName:                  "cinder-pod",
 		Pool:                     "cinder",
 		SyncTimeout:              5000 * time.Millisecond,
+		FailoverWait:             DefaultFailoverWait,
 		PreferredArray:           "primary",
 		MaxOverSubscriptionRatio: 20,
 		Line:                     line,
@@ -185,6 +194,8 @@ func (p *parser) readBackend(name string, line int) Backend {
 		"a whole number of days, 0 or more", layers...)
 	b.SyncTimeout = time.Millisecond * time.Duration(p.checkInt(to, "volrep_sync_timeout", 5000, 1, maxInt,
 		"a whole number of milliseconds greater than 0", layers...))
+	b.FailoverWait = time.Second * time.Duration(p.checkInt(to, "volrep_failover_wait", int(DefaultFailoverWait/time.Second), 0, maxFailoverWait,
+		fmt.Sprintf("a whole number of seconds from 0 to %d", maxFailoverWait), layers...))
 	b.ReservedPercentage = p.checkInt(to, "reserved_percentage", 0, 0, 100, "a whole number from 0 to 100", layers...)
 	b.MaxOverSubscriptionRatio = p.checkRatio(to, layers)
 	b.PGName = p.checkName(to, "pure_replication_pg_name", b.PGName, layers...)

@@ -31,12 +31,16 @@ type Config struct {
 
 // Daemon is the [volrep] section.
 type Daemon struct {
-	DriverListen   string // host:port of the driver gRPC API
-	DriverAPIToken Secret // when set, the driver API requires it
-	MetricsListen  string // host:port, or "" for no metrics endpoint
-	LogFormat      string // text, json or journal
-	LogLevel       string // debug, info, warn or error
-	StateDir       string // where the driver keeps its small state, such as the active backend
+	DriverListen string // host:port of the driver gRPC API
+	// DriverListenSet is whether the file sets driver_listen. A process
+	// with no backends opens the driver API only then, so array-only
+	// processes on one host do not compete for the default port.
+	DriverListenSet bool
+	DriverAPIToken  Secret // when set, the driver API requires it
+	MetricsListen   string // host:port, or "" for no metrics endpoint
+	LogFormat       string // text, json or journal
+	LogLevel        string // debug, info, warn or error
+	StateDir        string // where the driver keeps its small state, such as the active backend
 }
 
 // Array is one [array:NAME] section: an array this process hosts.
@@ -71,6 +75,9 @@ type Backend struct {
 	Pool           string        // array pool new volumes go in
 	SyncTimeout    time.Duration // how long a sync peer may take before the pod carries on without it
 	PreferredArray string        // "primary" or the backend_id of a sync target
+	// FailoverWait is how long failover and failback wait for an array
+	// that does not answer yet (volrep_failover_wait, seconds).
+	FailoverWait time.Duration
 
 	ReservedPercentage       int
 	MaxOverSubscriptionRatio float64 // 0 means "auto"

@@ -72,7 +72,7 @@ func TestDefaults(t *testing.T) {
 	want := Backend{
 		Section: "b1", VolumeBackendName: "b1", SanIP: "array.example.com:7401", APIToken: "tok-primary-0001",
 		ReplicaInterval: 3600 * time.Second, RetentionShortTerm: 14400 * time.Second, RetentionPerDay: 3, RetentionDays: 7,
-		PGName: "cinder-group", PodName: "cinder-pod", Pool: "cinder", SyncTimeout: 5 * time.Second, PreferredArray: "primary",
+		PGName: "cinder-group", PodName: "cinder-pod", Pool: "cinder", SyncTimeout: 5 * time.Second, PreferredArray: "primary", FailoverWait: 30 * time.Second,
 		ReservedPercentage: 0, MaxOverSubscriptionRatio: 20, Line: 3,
 	}
 	if got := cfg.Backends[0]; !reflect.DeepEqual(got, want) {

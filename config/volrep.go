@@ -22,6 +22,7 @@ func (p *parser) readDaemon() Daemon {
 		LogLevel:  p.checkChoice(nil, "log_level", "info", []string{"debug", "info", "warn", "error"}, s),
 		StateDir:  "/var/lib/volrep/driver",
 	}
+	_, d.DriverListenSet = p.first("driver_listen", s)
 	// An empty token means what leaving it out means: no token required.
 	if v, ok := p.first("driver_api_token", s); ok {
 		d.DriverAPIToken = p.secret(v.text)

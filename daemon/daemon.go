@@ -139,14 +139,22 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 	}
 	driverservice.New(d).Register(dsrv.GRPC())
-	lis, err := server.Listen(ctx, cfg.Daemon.DriverListen)
-	if err != nil {
-		cancel()
-		wg.Wait()
-		return fmt.Errorf("driver API: %w", err)
+	// A process that hosts only arrays serves no driver calls: opening the
+	// API on the default address anyway would keep a second such process
+	// on the same host from starting.
+	driverAPI := len(cfg.Backends) > 0 || cfg.Daemon.DriverListenSet
+	if driverAPI {
+		lis, err := server.Listen(ctx, cfg.Daemon.DriverListen)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("driver API: %w", err)
+		}
+		serve(dsrv, lis)
+		fmt.Fprintf(opts.Announce, "volrepd: driver API on %s (backends: %d)\n", lis.Addr(), len(cfg.Backends))
+	} else {
+		log.Info("driver API not opened: no backends are enabled and driver_listen is not set")
 	}
-	serve(dsrv, lis)
-	fmt.Fprintf(opts.Announce, "volrepd: driver API on %s (backends: %d)\n", lis.Addr(), len(cfg.Backends))
 	if reg != nil {
 		mlis, err := server.Listen(ctx, cfg.Daemon.MetricsListen)
 		if err != nil {
@@ -176,7 +184,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	go server.Watchdog(ctx)
 	log.Info("volrepd is serving", "arrays", len(stores), "backends", len(cfg.Backends))
-	rl := &reloader{opts: opts, driver: d, health: dsrv, reg: reg, running: cfg}
+	rl := &reloader{opts: opts, driver: d, health: dsrv, reg: reg, running: cfg, driverAPI: driverAPI}
 	for serving := true; serving; {
 		select {
 		case <-ctx.Done():
@@ -271,7 +279,8 @@ func dialArray(addr, token string) (driver.Conn, error) {
 	if err != nil {
 		return driver.Conn{}, err
 	}
-	return driver.Conn{Array: client.New(cc), Replication: client.NewReplication(cc), Close: cc.Close}, nil
+	return driver.Conn{Array: client.New(cc), Replication: client.NewReplication(cc), Close: cc.Close,
+		Reconnect: func() { cc.ResetConnectBackoff(); cc.Connect() }}, nil
 }
 
 // dialPeer connects an array's replication engine to a peer array.

@@ -21,6 +21,8 @@ type reloader struct {
 	health  *server.Server
 	reg     *metrics.Registry
 	running *config.Config
+	// driverAPI is whether the driver API was opened at start.
+	driverAPI bool
 }
 
 // reload re-reads the file and re-converges the backends. What it cannot
@@ -48,6 +50,10 @@ func (r *reloader) reload(ctx context.Context) {
 	logProblems(log, next)
 	for _, change := range needsRestart(r.running, next) {
 		log.Warn("configuration change needs a restart of volrepd to take effect", "change", change)
+	}
+	if !r.driverAPI && len(next.Backends) > 0 {
+		log.Warn("configuration change needs a restart of volrepd to take effect: the driver API was not opened at start (no backends, no driver_listen), so no client can reach the backends added",
+			"change", "[DEFAULT] enabled_backends")
 	}
 	if r.opts.Level != nil {
 		if lv, err := logging.ParseLevel(next.Daemon.LogLevel); err == nil {

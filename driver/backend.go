@@ -18,6 +18,17 @@ type Conn struct {
 	Array       array.Array
 	Replication array.Replication
 	Close       func() error
+	// Reconnect, when set, makes the connection try the array again now
+	// instead of at the end of gRPC's reconnect backoff, which grows to
+	// tens of seconds while an array is away.
+	Reconnect func()
+}
+
+// reconnect asks for a fresh connection attempt now, if c can make one.
+func (c Conn) reconnect() {
+	if c.Reconnect != nil {
+		c.Reconnect()
+	}
 }
 
 // Dialer opens a connection to the array at addr, authenticated by token.
@@ -100,6 +111,10 @@ type Backend struct {
 
 	ops  opLocks
 	wake chan struct{}
+	// gen counts switches of the active array (setActive). A check or
+	// converge that started before a switch reports on the array the
+	// backend no longer uses, so its outcome is dropped.
+	gen uint64
 }
 
 func newBackend(cfg config.Backend, opts Options) *Backend {
@@ -148,8 +163,23 @@ func (b *Backend) State() State {
 		ActiveBackendID: b.active, PrimaryArray: b.cfg.SanIP, Targets: b.cfg.ReplicationDevices}
 }
 
-func (b *Backend) setState(up bool, reason string) {
+func (b *Backend) setState(up bool, reason string) { b.setStateAt(b.generation(), up, reason) }
+
+// generation is the number of active-array switches so far.
+func (b *Backend) generation() uint64 {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.gen
+}
+
+// setStateAt records the outcome of a check that started at generation
+// gen, unless the active array has switched since.
+func (b *Backend) setStateAt(gen uint64, up bool, reason string) {
 	b.mu.Lock()
+	if gen != b.gen {
+		b.mu.Unlock()
+		return
+	}
 	changed := b.up != up || b.reason != reason
 	b.up, b.reason = up, reason
 	b.mu.Unlock()
@@ -183,27 +213,33 @@ func (b *Backend) run(ctx context.Context) {
 	}
 	delay := b.opts.RetryMin
 	for ctx.Err() == nil {
+		gen := b.generation()
 		if err := b.converge(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			b.setState(false, err.Error())
+			b.setStateAt(gen, false, err.Error())
 			if !sleep(ctx, delay, b.wake) {
 				return
 			}
 			delay = min(2*delay, b.opts.RetryMax)
 			continue
 		}
-		b.setState(true, "")
+		b.setStateAt(gen, true, "")
 		delay = b.opts.RetryMin
 		if !b.failedOver() {
 			b.setupReplication(ctx)
 		}
 		for sleep(ctx, b.opts.CheckInterval, b.wake) {
+			gen := b.generation()
 			if err := b.check(ctx); err != nil {
-				if ctx.Err() == nil {
-					b.setState(false, err.Error())
+				if ctx.Err() != nil {
+					return
 				}
+				if b.generation() != gen {
+					continue // the array checked is no longer the active one
+				}
+				b.setStateAt(gen, false, err.Error())
 				break
 			}
 			if b.replicationPending() && !b.failedOver() {

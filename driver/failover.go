@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/driver/extraspecs"
 	"github.com/volrep/volrep/errdefs"
 )
 
@@ -154,7 +155,7 @@ func (b *Backend) newestReplicated(ctx context.Context, target string) time.Time
 // copies hold every acknowledged write.
 func (b *Backend) failover(ctx context.Context, volumeIDs []string, target string) (FailoverResult, error) {
 	t := b.targets[target]
-	if _, err := t.Array.Info(ctx); err != nil {
+	if err := b.awaitArray(ctx, t, "replication target "+target); err != nil {
 		return FailoverResult{}, b.arrayError("replication target "+target, "replication_device", b.addrOf(target), "api_token", err)
 	}
 	// Stop shipping to the target if the primary still answers, so a late
@@ -209,6 +210,9 @@ func (b *Backend) failover(ctx context.Context, volumeIDs []string, target strin
 	if err := b.setActive(target); err != nil {
 		return res, err
 	}
+	// The target answered a moment ago: serve from it now rather than
+	// after the run loop's next check.
+	b.setState(true, "")
 	b.log.Warn("backend failed over", "backend_id", target, "volumes", len(res.Volumes))
 	return res, nil
 }
@@ -218,7 +222,7 @@ func (b *Backend) failover(ctx context.Context, volumeIDs []string, target strin
 // then the primary's copy is promoted and the secondary's demoted, and
 // replication resumes from there.
 func (b *Backend) failback(ctx context.Context, volumeIDs []string, from string) (FailoverResult, error) {
-	if _, err := b.primary.Array.Info(ctx); err != nil {
+	if err := b.awaitArray(ctx, b.primary, "primary array"); err != nil {
 		return FailoverResult{}, b.arrayError("primary array", "san_ip", b.cfg.SanIP, "pure_api_token", err)
 	}
 	if _, err := b.primary.Array.CreatePool(ctx, b.cfg.Pool); err != nil {
@@ -242,6 +246,10 @@ func (b *Backend) failback(ctx context.Context, volumeIDs []string, from string)
 	}
 	res := FailoverResult{ActiveBackendID: "default"}
 	stamp := fmt.Sprintf("failback.%d", b.opts.Now().Unix())
+	// What each volume's type asks for, as the secondary's copy says: set
+	// only on volumes made while failed over, which join their replication
+	// once home.
+	want := map[int]string{}
 	for _, id := range volumeIDs {
 		name := volumeName(id)
 		v, err := t.Array.GetVolume(ctx, name)
@@ -253,19 +261,47 @@ func (b *Backend) failback(ctx context.Context, volumeIDs []string, from string)
 		if err != nil {
 			return res, err
 		}
+		want[len(res.Volumes)] = v.Labels[labelReplType]
 		sent, err := b.bringHome(ctx, t, link, name, stamp)
 		if err != nil {
 			return res, fmt.Errorf("failing back volume %s: %w", id, err)
 		}
 		res.FailbackBytes += sent
-		res.Volumes = append(res.Volumes, VolumeUpdate{id, ModelUpdate{ProviderID: name, ReplicationStatus: ReplEnabled}})
+		res.Volumes = append(res.Volumes, VolumeUpdate{id, ModelUpdate{ProviderID: name}})
 	}
 	if err := b.setActive("default"); err != nil {
 		return res, err
 	}
+	b.setState(true, "")
 	for _, rd := range b.cfg.AsyncTargets() {
 		if _, err := b.primary.Replication.ResumeReplica(ctx, b.pgReplica(rd.BackendID)); err != nil && !errdefs.IsNotFound(err) {
 			b.log.Warn("resuming the protection group after failback", "backend_id", rd.BackendID, "err", err)
+		}
+	}
+	// Each volume home reports its own replication: that of the group it
+	// is in at home, or, for one made while failed over, that of the group
+	// it joins now.
+	for i := range res.Volumes {
+		u := &res.Volumes[i].Updates
+		if u.ProviderID == "" {
+			continue
+		}
+		kind, err := b.replicationOf(ctx, u.ProviderID)
+		switch w := want[i]; {
+		case err != nil:
+			b.log.Warn("could not tell a failed-back volume's replication", "volume", u.ProviderID, "err", err)
+			u.ReplicationStatus = ReplError
+		case kind == extraspecs.None && (w == extraspecs.Async || w == extraspecs.Sync):
+			st, err := b.replicate(ctx, u.ProviderID, w)
+			if err != nil {
+				b.log.Warn("a volume made while failed over could not join its replication", "volume", u.ProviderID, "type", w, "err", err)
+				st = ReplError
+			}
+			u.ReplicationStatus = st
+		case kind == extraspecs.None:
+			u.ReplicationStatus = ReplDisabled
+		default:
+			u.ReplicationStatus = ReplEnabled
 		}
 	}
 	b.log.Warn("backend failed back", "from", from, "volumes", len(res.Volumes), "bytes_sent", res.FailbackBytes)
@@ -368,9 +404,13 @@ func (b *Backend) setActive(id string) error {
 	}
 	b.mu.Lock()
 	b.active = id
+	b.gen++
 	b.stats = nil
 	b.mu.Unlock()
 	b.opts.OnState(b.State())
+	// The run loop checks the new array now, and after a failback sets
+	// replication up again, instead of at its next interval or backoff.
+	b.Reconverge()
 	return nil
 }
 

@@ -314,7 +314,9 @@ func (b *Backend) FailoverReplication(ctx context.Context, id string, volumeIDs 
 	names := volumeNames(volumeIDs)
 	cg := groupName(id)
 	// The primary need not answer: a group fails over because its site is
-	// gone. What it says, it says within seconds.
+	// gone. What it says, it says within seconds; if it is just back, the
+	// connection must not still be waiting out gRPC's backoff.
+	b.primary.reconnect()
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	g, err := b.getGroup(pctx, b.primary.Array, id)
 	var reps []array.Replica
@@ -329,6 +331,8 @@ func (b *Backend) FailoverReplication(ctx context.Context, id string, volumeIDs 
 		names = union(names, g.Members)
 	case errdefs.IsNotFound(err):
 		return GroupResult{}, err
+	case !errdefs.IsUnavailable(err) && !errdefs.Is(err, errdefs.KindDeadlineExceeded):
+		return GroupResult{}, fmt.Errorf("asking the primary array for group %s: %w", id, err)
 	case len(names) == 0:
 		return GroupResult{}, errdefs.Unavailable("the primary array does not answer (%v), so group %s's members are unknown; pass its volume_ids", shortErr(err), id)
 	}
@@ -361,14 +365,14 @@ func (b *Backend) FailoverReplication(ctx context.Context, id string, volumeIDs 
 // even when the primary stopped in the middle of a cycle.
 func (b *Backend) groupFailover(ctx context.Context, cg string, names []string, target string) (GroupResult, error) {
 	t := b.targets[target]
-	if _, err := t.Array.Info(ctx); err != nil {
+	if err := b.awaitArray(ctx, t, "replication target "+target); err != nil {
 		return GroupResult{}, b.arrayError("replication target "+target, "replication_device", b.addrOf(target), "api_token", err)
 	}
 	rep := groupReplica(cg, target)
 	primaryUp := b.stopShipping(ctx, rep)
 	point, snaps, err := groupPoint(ctx, t.Array, rep, names)
 	if err != nil {
-		return GroupResult{}, errdefs.WithKind(errdefs.KindFailedPrecondition, fmt.Errorf("group %s on %s: %w", cg, target, err))
+		return GroupResult{}, fmt.Errorf("group %s on %s: %w", cg, target, err)
 	}
 	res := GroupResult{ActiveBackendID: target, GroupSnapshot: point.Name,
 		Group: ModelUpdate{ProviderID: cg, Status: "available", ReplicationStatus: ReplFailedOver}}
@@ -462,7 +466,7 @@ func groupPoint(ctx context.Context, t array.Array, rep string, names []string) 
 		}
 	}
 	if point.Name == "" {
-		return point, nil, fmt.Errorf("no group snapshot has reached the target for all members yet; wait for a replication cycle and retry")
+		return point, nil, errdefs.FailedPrecondition("no group snapshot has reached the target for all members yet; wait for a replication cycle and retry")
 	}
 	return point, snaps, nil
 }
@@ -523,7 +527,9 @@ func sendSnapshot(ctx context.Context, r array.Replication, spec array.SnapshotR
 		return op, err
 	}
 	if op.State != array.OpSucceeded {
-		return op, fmt.Errorf("sending %s@%s: %s (%s)", spec.Volume, spec.Snapshot, op.Err, op.ErrCode)
+		// The operation's record keeps its error's kind as text: make it a
+		// kind again, so an unreachable peer stays UNAVAILABLE to the caller.
+		return op, errdefs.New(errdefs.ParseKind(op.ErrCode), "sending %s@%s over link %s: %s", spec.Volume, spec.Snapshot, spec.Link, op.Err)
 	}
 	return op, nil
 }
@@ -533,7 +539,7 @@ func sendSnapshot(ctx context.Context, r array.Replication, spec array.SnapshotR
 // copies are promoted and the target's demoted, and the group's replica
 // resumes from there.
 func (b *Backend) groupFailback(ctx context.Context, cg string, names []string, from string) (GroupResult, error) {
-	if _, err := b.primary.Array.Info(ctx); err != nil {
+	if err := b.awaitArray(ctx, b.primary, "primary array"); err != nil {
 		return GroupResult{}, b.arrayError("primary array", "san_ip", b.cfg.SanIP, "pure_api_token", err)
 	}
 	t := b.targets[from]

@@ -189,13 +189,17 @@ func (b *Backend) replicate(ctx context.Context, name, kind string) (string, err
 			return "", fmt.Errorf("adding %s to protection group %q: %w", name, b.cfg.PGName, err)
 		}
 		// Protect the new volume now rather than at the next interval.
+		status := ReplEnabled
 		for _, rd := range b.cfg.AsyncTargets() {
 			if _, err := b.primary.Replication.SyncReplica(ctx, b.pgReplica(rd.BackendID), false); err != nil {
-				b.log.Warn("could not start the first copy of a new volume; it will go at the next interval",
-					"volume", name, "backend_id", rd.BackendID, "err", err)
+				// The protection group's replica is missing or refuses:
+				// nothing will copy the volume until that is fixed.
+				status = ReplError
+				b.log.Warn("could not start the first copy of a new volume; GetReplicationInfo tells why",
+					"volume", name, "backend_id", rd.BackendID, "replication_status", status, "err", err)
 			}
 		}
-		return ReplEnabled, nil
+		return status, nil
 	case extraspecs.Sync:
 		if err := b.ensureGroupNamed(ctx, b.cfg.PodName); err != nil {
 			return "", err
@@ -204,18 +208,35 @@ func (b *Backend) replicate(ctx context.Context, name, kind string) (string, err
 			return "", fmt.Errorf("adding %s to pod %q: %w", name, b.cfg.PodName, err)
 		}
 		// The volume is protected when this returns: its copy is on the
-		// peer and every later write is mirrored.
+		// peer and every later write is mirrored. Else its status says so.
+		status := ReplEnabled
 		for _, rd := range b.cfg.SyncTargets() {
 			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			_, err := b.primary.Replication.SyncReplica(wctx, b.podReplica(rd.BackendID), true)
 			cancel()
 			if err != nil {
-				b.log.Warn("the new volume's pod copy is not in sync yet; it will catch up", "volume", name, "backend_id", rd.BackendID, "err", err)
+				st := b.podCopyStatus(ctx, rd.BackendID)
+				if st == ReplError || status == ReplEnabled {
+					status = st
+				}
+				b.log.Warn("the new volume's first copy is not on the pod's peer; GetReplicationInfo tells why",
+					"volume", name, "backend_id", rd.BackendID, "replication_status", st, "err", err)
 			}
 		}
-		return ReplEnabled, nil
+		return status, nil
 	}
 	return "", errdefs.FailedPrecondition("replication type %q is not supported", kind)
+}
+
+// podCopyStatus is the replication status of a pod volume whose first
+// copy did not complete: enabling while the pod is copying to its peer,
+// error when it is not (the peer is away, or the pod failed).
+func (b *Backend) podCopyStatus(ctx context.Context, target string) string {
+	rep, err := b.primary.Replication.GetReplica(ctx, b.podReplica(target))
+	if err == nil && rep.State != array.StateError && rep.PeerState == array.PeerResyncing {
+		return ReplEnabling
+	}
+	return ReplError
 }
 
 // unreplicate takes a volume out of replication; its remote copy is

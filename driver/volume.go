@@ -18,6 +18,7 @@ const (
 	ReplFailedOver    = "failed-over"
 	ReplNotCapable    = "not-capable"
 	ReplFailoverError = "failover-error"
+	ReplEnabling      = "enabling"
 )
 
 // VolumeType is the volume type a volume is created with.
@@ -282,6 +283,11 @@ func (b *Backend) ListVolumes(ctx context.Context) ([]Volume, error) {
 	kinds := map[string]string{}
 	for _, g := range groups {
 		kind := map[string]string{b.cfg.PGName: extraspecs.Async, b.cfg.PodName: extraspecs.Sync}[g.Name]
+		if kind == "" && g.Labels[labelBackend] == b.cfg.Section && replicatedGroup(g) {
+			// A replicating Cinder group is a protection group of its own,
+			// as protectionOf (GetVolume, GetReplicationInfo) sees it.
+			kind = extraspecs.Async
+		}
 		for _, m := range g.Members {
 			if kind != "" {
 				kinds[m] = kind

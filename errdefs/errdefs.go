@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Kind classifies an error the way a caller needs to react to it.
@@ -54,6 +55,25 @@ func (k Kind) String() string {
 	}
 }
 
+// Name is the kind as records and operations spell it: "NOT_FOUND",
+// "FAILED_PRECONDITION", "INTERNAL" for KindUnknown.
+func (k Kind) Name() string { return strings.ToUpper(strings.ReplaceAll(k.String(), " ", "_")) }
+
+// ParseKind is the inverse of Name, so a kind recorded as text (an
+// operation's error code) becomes a kind again. It also takes gRPC's
+// spelling "CANCELLED". Anything else is KindUnknown.
+func ParseKind(name string) Kind {
+	if name == "CANCELLED" {
+		return KindCanceled
+	}
+	for k := KindUnknown; k <= KindResourceExhausted; k++ {
+		if k.Name() == name {
+			return k
+		}
+	}
+	return KindUnknown
+}
+
 // Error is an error of a known kind. Field names the request field at
 // fault for KindInvalidArgument, so clients can point at it.
 type Error struct {
@@ -77,6 +97,10 @@ func newf(k Kind, format string, args ...any) *Error {
 	err := fmt.Errorf(format, args...)
 	return &Error{Kind: k, Msg: err.Error(), Err: errors.Unwrap(err)}
 }
+
+// New returns an error of kind k; like fmt.Errorf, a %w verb keeps the
+// wrapped error in the chain.
+func New(k Kind, format string, args ...any) error { return newf(k, format, args...) }
 
 // NotFound reports a missing object. Name the object and how to list them.
 func NotFound(format string, args ...any) error { return newf(KindNotFound, format, args...) }

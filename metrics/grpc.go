@@ -7,13 +7,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
-	"github.com/volrep/volrep/server"
+	"github.com/volrep/volrep/errdefs/errgrpc"
 )
 
 // The interceptors are meant for server.Options.ExtraUnary and
 // ExtraStream, which run inside the chain's error mapping: handlers
 // return errdefs errors there, so the code is computed with the same
-// server.ToStatus the chain applies afterwards. Calls that auth or
+// errgrpc.ToStatus the chain applies afterwards. Calls that auth or
 // validation reject never reach them and are not timed.
 
 // UnaryServerInterceptor times unary calls into
@@ -41,7 +41,7 @@ func (r *Registry) StreamServerInterceptor(serverName string) grpc.StreamServerI
 func (r *Registry) observe(serverName, method string, err error, took time.Duration) {
 	code := "OK"
 	if err != nil {
-		code = status.Code(server.ToStatus(err)).String()
+		code = status.Code(errgrpc.ToStatus(err)).String()
 	}
 	r.rpc.WithLabelValues(serverName, method, code).Observe(took.Seconds())
 }

@@ -9,12 +9,14 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/volrep/volrep/errdefs/errgrpc"
 )
 
 // Dial returns a client connection to addr ("host:port") with volrep's
 // defaults: 16 MiB messages, the bearer token on every call (when token is
 // not empty), and interceptors that turn every returned status back into
-// an errdefs error (FromStatus). opts are applied last and may override.
+// an errdefs error (errgrpc.FromStatus). opts are applied last and may override.
 //
 // The transport is plaintext: volrep's APIs are meant for loopback and lab
 // networks, and the token travels in the clear. TLS transport credentials
@@ -64,22 +66,22 @@ func (bearerCreds) String() string { return "Bearer <redacted>" }
 // GoString keeps the token out of any accidental %#v.
 func (bearerCreds) GoString() string { return "server.bearerCreds{<redacted>}" }
 
-// UnaryClientInterceptor applies FromStatus to every error a unary call
+// UnaryClientInterceptor applies errgrpc.FromStatus to every error a unary call
 // returns, so callers can use errdefs.IsNotFound and friends.
 func UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		return FromStatus(invoker(ctx, method, req, reply, cc, opts...))
+		return errgrpc.FromStatus(invoker(ctx, method, req, reply, cc, opts...))
 	}
 }
 
-// StreamClientInterceptor applies FromStatus to every error a streaming
+// StreamClientInterceptor applies errgrpc.FromStatus to every error a streaming
 // call returns: opening the stream, Header, SendMsg, RecvMsg and CloseSend.
 // io.EOF passes through unchanged.
 func StreamClientInterceptor() grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		cs, err := streamer(ctx, desc, cc, method, opts...)
 		if err != nil {
-			return nil, FromStatus(err)
+			return nil, errgrpc.FromStatus(err)
 		}
 		return &errClientStream{ClientStream: cs}, nil
 	}
@@ -89,11 +91,11 @@ type errClientStream struct{ grpc.ClientStream }
 
 func (s *errClientStream) Header() (metadata.MD, error) {
 	h, err := s.ClientStream.Header()
-	return h, FromStatus(err)
+	return h, errgrpc.FromStatus(err)
 }
 
-func (s *errClientStream) SendMsg(m any) error { return FromStatus(s.ClientStream.SendMsg(m)) }
+func (s *errClientStream) SendMsg(m any) error { return errgrpc.FromStatus(s.ClientStream.SendMsg(m)) }
 
-func (s *errClientStream) RecvMsg(m any) error { return FromStatus(s.ClientStream.RecvMsg(m)) }
+func (s *errClientStream) RecvMsg(m any) error { return errgrpc.FromStatus(s.ClientStream.RecvMsg(m)) }
 
-func (s *errClientStream) CloseSend() error { return FromStatus(s.ClientStream.CloseSend()) }
+func (s *errClientStream) CloseSend() error { return errgrpc.FromStatus(s.ClientStream.CloseSend()) }

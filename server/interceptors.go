@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/volrep/volrep/errdefs"
+	"github.com/volrep/volrep/errdefs/errgrpc"
 )
 
 // Messages a client sees; tests and documentation refer to them.
@@ -37,7 +38,7 @@ const (
 //	logging → error mapping → auth → validation → extra → recovery → handler
 //
 // Logging is outermost so it sees the final code; error mapping turns every
-// handler, auth and validation error into a status through ToStatus;
+// handler, auth and validation error into a status through errgrpc.ToStatus;
 // recovery is innermost so a panic anywhere in the handler becomes INTERNAL
 // before anything else sees it. The error mapping recovers too, for panics
 // in the interceptors between them.
@@ -121,7 +122,7 @@ func unaryErrorMapping(log *slog.Logger) grpc.UnaryServerInterceptor {
 		}()
 		resp, err = handler(ctx, req)
 		if err != nil {
-			return nil, ToStatus(err)
+			return nil, errgrpc.ToStatus(err)
 		}
 		return resp, nil
 	}
@@ -135,7 +136,7 @@ func streamErrorMapping(log *slog.Logger) grpc.StreamServerInterceptor {
 				err = onPanic(ss.Context(), p)
 			}
 		}()
-		return ToStatus(handler(srv, ss))
+		return errgrpc.ToStatus(handler(srv, ss))
 	}
 }
 
@@ -175,7 +176,7 @@ func bearerAuth(token string) auth.AuthFunc {
 // INVALID_ARGUMENT status and loses the errdefs error (and with it the
 // field). Its callback hands us the original error; we keep it in a per-call
 // slot and return it instead, so the error-mapping interceptor converts it
-// with ToStatus, BadRequest detail included.
+// with errgrpc.ToStatus, BadRequest detail included.
 
 type validationSlotKey struct{}
 

@@ -1,8 +1,9 @@
 // Package server is the gRPC plumbing that the array API and the driver
 // API share: listeners, the interceptor chain (logging with slog, error
 // mapping, bearer-token auth, request validation, panic recovery), health,
-// reflection, graceful stop, the errdefs ↔ gRPC status mapping, the client
-// dialer, and systemd notification.
+// reflection, graceful stop, the client dialer, and systemd notification.
+// The errdefs ↔ gRPC status mapping the chain and the dialer apply is
+// package errdefs/errgrpc, which clients that dial on their own use too.
 package server
 
 import (

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/volrep/volrep/errdefs"
+	"github.com/volrep/volrep/errdefs/errgrpc"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 )
 
@@ -272,7 +273,7 @@ func TestValidationFailure(t *testing.T) {
 	if st.Code() != codes.InvalidArgument {
 		t.Fatalf("code %v", st.Code())
 	}
-	if f := badRequestField(st); f != "size_bytes" {
+	if f := fieldOf(errgrpc.FromStatus(st.Err())); f != "size_bytes" {
 		t.Fatalf("BadRequest field %q, details %v", f, st.Details())
 	}
 	if _, ok := st.Details()[0].(*errdetails.BadRequest); !ok {

@@ -166,6 +166,10 @@ func (e *Engine) cycle(ctx context.Context, r *replica, tick bool) error {
 			r.rec.Initialized = true
 			e.mu.Unlock()
 		}
+		// Nothing to ship, but a member may have left since the last
+		// cycle: an empty group takes no snapshot, so without this the
+		// last member's copy would stay on the target until another joined.
+		e.collectFormer(ctx, l, spec, members)
 		return nil
 	}
 	start := e.opts.Clock.Now()
@@ -205,12 +209,20 @@ func (e *Engine) cycle(ctx context.Context, r *replica, tick bool) error {
 			e.log.Warn("target retention", "replica", spec.Name, "volume", member, "err", err)
 		}
 	}
-	if spec.Kind == array.KindGroup {
-		if err := e.collectRemote(ctx, l, spec, members); err != nil {
-			e.log.Warn("removing remote copies of former members", "replica", spec.Name, "err", err)
-		}
-	}
+	e.collectFormer(ctx, l, spec, members)
 	return nil
+}
+
+// collectFormer removes a group replica's remote copies of former
+// members. It runs on every cycle that reaches the target; a failure only
+// postpones the cleanup to the next one.
+func (e *Engine) collectFormer(ctx context.Context, l *link, spec array.ReplicaSpec, members map[string]string) {
+	if spec.Kind != array.KindGroup {
+		return
+	}
+	if err := e.collectRemote(ctx, l, spec, members); err != nil {
+		e.log.Warn("removing remote copies of former members; retrying next cycle", "replica", spec.Name, "link", spec.Link, "err", err)
+	}
 }
 
 // classify makes a failure to reach the peer UNAVAILABLE (the replica is

@@ -72,6 +72,11 @@ func (e *Engine) ReplicateSnapshot(ctx context.Context, spec array.SnapshotRepli
 	if err != nil {
 		return "", err
 	}
+	if l.view().State != array.LinkConnected {
+		// A failback reuses its link after the peer was away: try it now,
+		// not when gRPC's reconnect backoff ends.
+		l.reconnect(ctx)
+	}
 	if _, err := l.peer.GetPool(ctx, spec.RemotePool); err != nil {
 		if errdefs.IsNotFound(err) {
 			return "", errdefs.NotFound("remote pool %q not found on the array behind link %q; create it there first", spec.RemotePool, spec.Link)

@@ -256,7 +256,7 @@ func checkDaemon(ctx context.Context, rep *doctorReport, c driverv1.DriverServic
 		fix := "is volrepd running? systemctl status volrepd; journalctl -u volrepd"
 		if st != nil {
 			detail = fmt.Sprintf("%s (%s)", oneLine(st.Message()), codeName(st.Code()))
-			if h := hintFor(st.Code(), addr); h != "" {
+			if h := hintFor(st, addr); h != "" {
 				fix = h
 			}
 		}

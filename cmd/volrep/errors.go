@@ -8,6 +8,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/volrep/volrep/errdefs/errgrpc"
 )
 
 // Exit codes. They are part of the command's interface (scripts test them),
@@ -123,7 +125,7 @@ func explain(err error, addr, cmdPath string) report {
 			r.Exit = exitCodeFor(st.Code())
 		}
 		if r.Hint == "" {
-			r.Hint = hintFor(st.Code(), addr)
+			r.Hint = hintFor(st, addr)
 		}
 	default:
 		r.Line = "volrep: " + oneLine(ce.Error())
@@ -165,10 +167,15 @@ func exitCodeFor(c codes.Code) int {
 	}
 }
 
-// hintFor gives advice for the codes a user can do something about.
-func hintFor(c codes.Code, addr string) string {
-	switch c {
+// hintFor gives advice for the codes a user can do something about. An
+// UNAVAILABLE that volrepd returned is about an array or backend behind
+// it, not about volrepd, and is hinted as such.
+func hintFor(st *status.Status, addr string) string {
+	switch st.Code() {
 	case codes.Unavailable:
+		if errgrpc.Answered(st) {
+			return fmt.Sprintf("volrepd at %s answered, but an array behind it did not: check the array named above; 'volrep backend list' shows each backend's state (journalctl -u volrepd)", addr)
+		}
 		return fmt.Sprintf("is volrepd running at %s? check --addr / VOLREP_ADDR (journalctl -u volrepd)", addr)
 	case codes.Unauthenticated:
 		return "check --token / VOLREP_TOKEN"
@@ -187,31 +194,7 @@ func hintFor(c codes.Code, addr string) string {
 }
 
 // codeName is the canonical name of a gRPC code, as in google.rpc.Code.
-func codeName(c codes.Code) string {
-	names := map[codes.Code]string{
-		codes.OK:                 "OK",
-		codes.Canceled:           "CANCELLED",
-		codes.Unknown:            "UNKNOWN",
-		codes.InvalidArgument:    "INVALID_ARGUMENT",
-		codes.DeadlineExceeded:   "DEADLINE_EXCEEDED",
-		codes.NotFound:           "NOT_FOUND",
-		codes.AlreadyExists:      "ALREADY_EXISTS",
-		codes.PermissionDenied:   "PERMISSION_DENIED",
-		codes.ResourceExhausted:  "RESOURCE_EXHAUSTED",
-		codes.FailedPrecondition: "FAILED_PRECONDITION",
-		codes.Aborted:            "ABORTED",
-		codes.OutOfRange:         "OUT_OF_RANGE",
-		codes.Unimplemented:      "UNIMPLEMENTED",
-		codes.Internal:           "INTERNAL",
-		codes.Unavailable:        "UNAVAILABLE",
-		codes.DataLoss:           "DATA_LOSS",
-		codes.Unauthenticated:    "UNAUTHENTICATED",
-	}
-	if n, ok := names[c]; ok {
-		return n
-	}
-	return fmt.Sprintf("CODE_%d", uint32(c))
-}
+func codeName(c codes.Code) string { return errgrpc.CodeName(c) }
 
 // oneLine folds a message onto a single line so that every error is one
 // line; spacing within a line is kept as the server sent it.

@@ -37,6 +37,7 @@ var replStatus = map[string]driverv1.ReplicationStatus{
 	driver.ReplFailedOver:    driverv1.ReplicationStatus_REPLICATION_STATUS_FAILED_OVER,
 	driver.ReplNotCapable:    driverv1.ReplicationStatus_REPLICATION_STATUS_NOT_CAPABLE,
 	driver.ReplFailoverError: driverv1.ReplicationStatus_REPLICATION_STATUS_FAILOVER_ERROR,
+	driver.ReplEnabling:      driverv1.ReplicationStatus_REPLICATION_STATUS_ENABLING,
 }
 
 func modelUpdate(m driver.ModelUpdate) *driverv1.ModelUpdate {

@@ -13,6 +13,7 @@ Configuration, in the backend's cinder.conf section:
     volrep_address = 127.0.0.1:7400     # optional, see below
     volrep_token = ...                  # optional, secret
     volrep_timeout = 60
+    volrep_failover_wait = 30           # also read by volrepd
 
 When volrep_address (or volrep_token) is not set, the driver reads the
 daemon's own settings from the same file, [volrep] driver_listen and
@@ -99,6 +100,12 @@ volrep_opts = [
                     'file, else none.'),
     cfg.FloatOpt('volrep_timeout', default=60.0, min=1.0,
                  help='Seconds to wait for one call to volrepd.'),
+    cfg.IntOpt('volrep_failover_wait', default=30, min=0, max=3600,
+               help='Seconds a failover or failback waits for an array that '
+                    'does not answer yet. volrepd reads it from the same '
+                    'section; this driver retries failover_host on '
+                    'UNAVAILABLE within it, so a transient outage does not '
+                    'leave the service in failover-error.'),
 ]
 
 # volrepd's own section. Cinder ignores sections it has no options for, so
@@ -130,6 +137,10 @@ _REPLICATION_STATUS = {
     pb.REPLICATION_STATUS_ENABLING: fields.ReplicationStatus.ENABLING,
     pb.REPLICATION_STATUS_DISABLING: fields.ReplicationStatus.DISABLING,
 }
+
+
+class _Unavailable(Exception):
+    """volrepd, or an array behind it, did not answer (UNAVAILABLE)."""
 
 
 def replication_status(value):
@@ -441,7 +452,7 @@ class VolrepDriver(driver.VolumeDriver):
         return fn(request, **kwargs)
 
     def _call(self, method, request, missing_ok=False, invalid_target=False,
-              on_precondition=None, raise_for=None):
+              on_precondition=None, raise_for=None, timeout=None):
         """Call a DriverService RPC; map its status to Cinder's exceptions.
 
         missing_ok: NOT_FOUND is success (returns None), for deletes and
@@ -452,6 +463,7 @@ class VolrepDriver(driver.VolumeDriver):
         on_precondition: FAILED_PRECONDITION raises what this returns.
         raise_for: {grpc.StatusCode: callable}; that status raises what the
             callable returns for the message (after missing_ok).
+        timeout: seconds for this call instead of volrep_timeout.
         UNIMPLEMENTED (or an RPC the stubs do not know) raises
         NotImplementedError, which Cinder treats as "not supported". Any
         other error raises VolumeBackendAPIException with volrepd's message.
@@ -464,7 +476,7 @@ class VolrepDriver(driver.VolumeDriver):
                 _('volrepd RPC %s is not in this driver\'s generated stubs; '
                   'update volrep_cinder') % method)
         try:
-            return self._invoke(fn, request, timeout=self._timeout,
+            return self._invoke(fn, request, timeout=timeout or self._timeout,
                                 metadata=self._metadata)
         except grpc.RpcError as err:
             code, details = err.code(), err.details() or ''
@@ -848,7 +860,7 @@ class VolrepDriver(driver.VolumeDriver):
         self._set_ids(req, ('volume_ids', 'volumes'), vols)
         self._set_ids(req, ('group_ids', 'groups'), grps)
         try:
-            r = self._call('FailoverHost', req, invalid_target=True)
+            r = self._failover_call('FailoverHost', req)
         except NotImplementedError as err:
             raise exception.InvalidReplicationTarget(reason=str(err))
         volume_updates = self._updates(r, 'volume_updates', 'volume_id')
@@ -859,6 +871,39 @@ class VolrepDriver(driver.VolumeDriver):
         self._active_backend_id = None if active == 'default' else active
         self._stats = {}
         return active, volume_updates, group_updates
+
+    def _failover_wait(self):
+        wait = self.configuration.safe_get('volrep_failover_wait')
+        return 30.0 if wait is None else float(wait)
+
+    def _failover_call(self, method, request):
+        """_call for a failover: UNAVAILABLE is retried for up to
+        volrep_failover_wait seconds before it fails.
+
+        A failover or failback is asked for while arrays come and go, and
+        volrepd itself may be restarting: one refusal there would leave
+        the service in failover-error although the next try would work.
+        volrepd waits up to the same bound for an array that is coming
+        back, so each call may take that long on top of volrep_timeout.
+        """
+        wait = self._failover_wait()
+        deadline = time.monotonic() + wait
+        delay = 0.5
+        while True:
+            try:
+                return self._call(
+                    method, request, invalid_target=True,
+                    timeout=self._timeout + wait,
+                    raise_for={grpc.StatusCode.UNAVAILABLE: _Unavailable})
+            except _Unavailable as err:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise exception.VolumeBackendAPIException(data=str(err))
+                LOG.warning('%(err)s; retrying for up to %(left).0fs more '
+                            '(volrep_failover_wait)',
+                            {'err': err, 'left': left})
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 5.0)
 
     def failover(self, context, volumes, secondary_id=None, groups=None):
         # volrepd keeps the backend's state, so the clustered (A/A) first

@@ -1,10 +1,11 @@
-package server
+package errgrpc
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -76,25 +77,94 @@ func TestToStatusBadRequestDetail(t *testing.T) {
 	if br == nil || len(br.GetFieldViolations()) != 1 || br.GetFieldViolations()[0].GetField() != "labels" {
 		t.Fatalf("details %v, want one BadRequest violation for labels", st.Details())
 	}
-	// No field, no detail.
+	// No field, no BadRequest.
 	st = status.Convert(ToStatus(errdefs.InvalidArgument("", "bad request")))
-	if len(st.Details()) != 0 {
-		t.Fatalf("details %v for an error without field", st.Details())
+	for _, d := range st.Details() {
+		if _, ok := d.(*errdetails.BadRequest); ok {
+			t.Fatalf("details %v for an error without field", st.Details())
+		}
 	}
 }
 
 func TestToStatusPassesStatusThrough(t *testing.T) {
 	in := status.Error(codes.PermissionDenied, "nope")
-	if out := ToStatus(in); out != in {
-		t.Fatalf("ToStatus changed a status error: %v", out)
+	st := status.Convert(ToStatus(in))
+	if st.Code() != codes.PermissionDenied || st.Message() != "nope" || !Answered(st) {
+		t.Fatalf("ToStatus(%v) = %v %q answered=%v", in, st.Code(), st.Message(), Answered(st))
 	}
 	wrapped := fmt.Errorf("calling peer: %w", status.Error(codes.Unimplemented, "no such method"))
-	st := status.Convert(ToStatus(wrapped))
+	st = status.Convert(ToStatus(wrapped))
 	if st.Code() != codes.Unimplemented || st.Message() != wrapped.Error() {
 		t.Fatalf("wrapped status became %v %q", st.Code(), st.Message())
 	}
 	if ToStatus(nil) != nil {
 		t.Fatal("ToStatus(nil) != nil")
+	}
+}
+
+// TestAnswered tells a status a volrep server returned from one the
+// client's gRPC library made up because it could not reach the server.
+func TestAnswered(t *testing.T) {
+	for _, tc := range kindCases {
+		if st := status.Convert(ToStatus(tc.err)); !Answered(st) {
+			t.Errorf("%v: ToStatus's status is not marked as answered: %v", tc.code, st.Details())
+		}
+	}
+	local := status.New(codes.Unavailable, "connection error: desc = \"transport: Error while dialing: dial tcp 127.0.0.1:7400: connect: connection refused\"")
+	if Answered(local) {
+		t.Fatal("a status the client made up is marked as answered")
+	}
+	// An answer passed on by another hop carries one mark, not two.
+	hop := ToStatus(fmt.Errorf("array site-b: %w", FromStatus(ToStatus(errdefs.Unavailable("peer down")))))
+	n := 0
+	for _, d := range status.Convert(hop).Details() {
+		if ei, ok := d.(*errdetails.ErrorInfo); ok {
+			n++
+			if ei.GetDomain() != Domain || ei.GetReason() != "UNAVAILABLE" {
+				t.Fatalf("ErrorInfo %v", ei)
+			}
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d ErrorInfo details after two hops, want 1", n)
+	}
+}
+
+// TestKindsSurviveHops sends every kind through two servers, as an
+// array's answer reaches the CLI through volrepd: the driver wraps the
+// array's error with context, and the client must see the array's kind.
+func TestKindsSurviveHops(t *testing.T) {
+	cases := append(kindCases[:len(kindCases):len(kindCases)], struct {
+		err   error
+		code  codes.Code
+		kind  errdefs.Kind
+		field string
+	}{status.Error(codes.Unimplemented, "the array does not serve AdoptSnapshot"), codes.Unimplemented, errdefs.KindUnknown, ""},
+		struct {
+			err   error
+			code  codes.Code
+			kind  errdefs.Kind
+			field string
+		}{status.Error(codes.PermissionDenied, "read-only token"), codes.PermissionDenied, errdefs.KindUnknown, ""})
+	for _, tc := range cases {
+		t.Run(tc.code.String(), func(t *testing.T) {
+			atArray := FromStatus(ToStatus(tc.err)) // the driver's array client
+			inDriver := fmt.Errorf("failing back volume v1: %w", atArray)
+			atCLI := FromStatus(ToStatus(inDriver))
+			if got := errdefs.KindOf(atCLI); got != tc.kind {
+				t.Fatalf("kind after two hops %v, want %v", got, tc.kind)
+			}
+			if got := status.Code(atCLI); got != tc.code {
+				t.Fatalf("code after two hops %v, want %v", got, tc.code)
+			}
+			var e *errdefs.Error
+			if errors.As(atCLI, &e) && e.Field != tc.field {
+				t.Fatalf("field after two hops %q, want %q", e.Field, tc.field)
+			}
+			if !strings.Contains(atCLI.Error(), "failing back volume v1: ") {
+				t.Fatalf("message lost the driver's context: %q", atCLI.Error())
+			}
+		})
 	}
 }
 
@@ -138,6 +208,14 @@ func TestKindCodeTableIsComplete(t *testing.T) {
 		}
 		if KindOfCode(c) != k {
 			t.Errorf("kind %v → %v → %v", k, c, KindOfCode(c))
+		}
+	}
+}
+
+func TestCodeNames(t *testing.T) {
+	for c, want := range map[codes.Code]string{codes.Canceled: "CANCELLED", codes.InvalidArgument: "INVALID_ARGUMENT", codes.Code(99): "CODE_99"} {
+		if got := CodeName(c); got != want {
+			t.Errorf("CodeName(%v) = %q, want %q", c, got, want)
 		}
 	}
 }
