@@ -60,6 +60,9 @@ func (t *Service) Receive(stream arrayv1.TransferService_ReceiveServer) error {
 	if h == nil {
 		return errdefs.InvalidArgument("header", "the first message must be the header")
 	}
+	if err := h.Validate(); err != nil {
+		return err
+	}
 	r, err := t.s.BeginReceive(ctx, store.ReceiveSpec{
 		TransferID: h.GetTransferId(), Volume: h.GetVolume(), Pool: h.GetPool(), SizeBytes: h.GetSizeBytes(),
 		VolumeLabels: h.GetVolumeLabels(), BaseGUID: h.GetBaseGuid(), ReadOnly: h.GetReadOnly(), Overwrite: h.GetOverwrite(),

@@ -31,7 +31,7 @@ func (x *CreateVolumeRequest) Validate() error {
 		v.Name("name", x.GetName()),
 		v.Name("pool", x.GetPool()),
 		v.SizeBytes("size_bytes", x.GetSizeBytes()),
-		v.MapKeys("labels", x.GetLabels()),
+		v.Labels("labels", x.GetLabels()),
 	)
 }
 
@@ -77,7 +77,7 @@ func (x *CreateSnapshotRequest) Validate() error {
 	return v.First(
 		v.Name("volume", x.GetVolume()),
 		v.Name("name", x.GetName()),
-		v.MapKeys("labels", x.GetLabels()),
+		v.Labels("labels", x.GetLabels()),
 	)
 }
 
@@ -118,7 +118,7 @@ func (x *CloneSnapshotRequest) Validate() error {
 		v.Name("name", x.GetName()),
 		v.OptionalName("pool", x.GetPool()),
 		v.OptionalSizeBytes("size_bytes", x.GetSizeBytes()),
-		v.MapKeys("labels", x.GetLabels()),
+		v.Labels("labels", x.GetLabels()),
 	)
 }
 
@@ -159,7 +159,9 @@ func (x *CreateLinkRequest) Validate() error {
 	return v.First(
 		v.Name("name", x.GetName()),
 		v.Required("address", x.GetAddress()),
-		v.NonNegative("bandwidth_limit", x.GetBandwidthLimit()),
+		v.Text("address", x.GetAddress(), v.MaxTextLen),
+		v.Text("token", x.GetToken(), v.MaxTokenLen),
+		v.Limit("bandwidth_limit", x.GetBandwidthLimit(), 0, v.MaxBandwidth, "bytes per second (1 TiB/s)"),
 	)
 }
 
@@ -174,7 +176,7 @@ func (x *DeleteLinkRequest) Validate() error { return v.Name("name", x.GetName()
 
 // Validate checks the group and pool names.
 func (x *CreateGroupRequest) Validate() error {
-	return v.First(v.Name("name", x.GetName()), v.Name("pool", x.GetPool()), v.MapKeys("labels", x.GetLabels()))
+	return v.First(v.Name("name", x.GetName()), v.Name("pool", x.GetPool()), v.Labels("labels", x.GetLabels()))
 }
 
 // Validate checks the group name.
@@ -189,6 +191,9 @@ func (x *DeleteGroupRequest) Validate() error { return v.Name("name", x.GetName(
 func validateVolumes(field string, vols []string) error {
 	if len(vols) == 0 {
 		return v.Required(field, "")
+	}
+	if err := v.Count(field, len(vols), v.MaxIDs); err != nil {
+		return err
 	}
 	for _, vol := range vols {
 		if err := v.Name(field, vol); err != nil {
@@ -210,7 +215,7 @@ func (x *RemoveMembersRequest) Validate() error {
 
 // Validate checks the group and snapshot names.
 func (x *CreateGroupSnapshotRequest) Validate() error {
-	return v.First(v.Name("name", x.GetName()), v.Name("snapshot", x.GetSnapshot()), v.MapKeys("labels", x.GetLabels()))
+	return v.First(v.Name("name", x.GetName()), v.Name("snapshot", x.GetSnapshot()), v.Labels("labels", x.GetLabels()))
 }
 
 func validateRetention(field string, r *Retention) error {
@@ -218,16 +223,18 @@ func validateRetention(field string, r *Retention) error {
 		return nil
 	}
 	return v.First(
-		v.NonNegative(field+".all_for_seconds", r.GetAllForSeconds()),
-		v.NonNegative(field+".per_day", int64(r.GetPerDay())),
-		v.NonNegative(field+".days", int64(r.GetDays())),
+		v.RetainSeconds(field+".all_for_seconds", r.GetAllForSeconds()),
+		v.PerDay(field+".per_day", int64(r.GetPerDay())),
+		v.RetainDays(field+".days", int64(r.GetDays())),
 	)
 }
 
+// validateSchedule checks a replica's schedule; zero leaves a field unset
+// (or unchanged, in an update).
 func validateSchedule(interval, rpo int64, target, source *Retention) error {
 	return v.First(
-		v.NonNegative("interval_seconds", interval),
-		v.NonNegative("rpo_seconds", rpo),
+		v.Interval("interval_seconds", interval, true),
+		v.Interval("rpo_seconds", rpo, true),
 		validateRetention("target_retention", target),
 		validateRetention("source_retention", source),
 	)
@@ -258,6 +265,9 @@ func (x *ReplicateEntityRequest) Validate() error {
 
 // Validate checks the names and the schedule.
 func (x *ReplicateConsGroupRequest) Validate() error {
+	if err := v.Count("member_mappings", len(x.GetMemberMappings()), v.MaxIDs); err != nil {
+		return err
+	}
 	for local, remote := range x.GetMemberMappings() {
 		if err := v.First(v.Name("member_mappings", local), v.Name("member_mappings", remote)); err != nil {
 			return err
@@ -330,6 +340,7 @@ func (x *ChecksumSnapshotRequest) Validate() error {
 		v.Name("volume", x.GetVolume()),
 		v.Name("snapshot", x.GetSnapshot()),
 		v.BlockAligned("offset", x.GetOffset()),
+		v.Limit("offset", x.GetOffset(), 0, v.MaxVolumeBytes, "bytes (1 PiB, the maximum volume size)"),
 		v.IORange("offset", x.GetOffset(), "length", x.GetLength(), 1, 64*v.MiB),
 	)
 }
@@ -354,5 +365,23 @@ func (x *SetVolumeReadOnlyRequest) Validate() error { return v.Name("name", x.Ge
 
 // Validate checks the volumes and the snapshot name.
 func (x *CreateSnapshotSetRequest) Validate() error {
-	return v.First(validateVolumes("volumes", x.GetVolumes()), v.Name("name", x.GetName()), v.MapKeys("labels", x.GetLabels()))
+	return v.First(validateVolumes("volumes", x.GetVolumes()), v.Name("name", x.GetName()), v.Labels("labels", x.GetLabels()))
+}
+
+// Validate checks what a receiver stores from a transfer's header: the
+// names, the size and the labels, like the requests that create them
+// directly. TransferService.Receive calls it on the first message.
+func (x *ReceiveHeader) Validate() error {
+	return v.First(
+		v.Name("header.transfer_id", x.GetTransferId()),
+		v.Name("header.volume", x.GetVolume()),
+		v.Name("header.pool", x.GetPool()),
+		v.SizeBytes("header.size_bytes", x.GetSizeBytes()),
+		v.Labels("header.volume_labels", x.GetVolumeLabels()),
+		v.Name("header.snapshot_name", x.GetSnapshotName()),
+		v.Text("header.snapshot_guid", x.GetSnapshotGuid(), v.MaxTextLen),
+		v.Text("header.base_guid", x.GetBaseGuid(), v.MaxTextLen),
+		v.Labels("header.snapshot_labels", x.GetSnapshotLabels()),
+		v.Text("header.source_array_id", x.GetSourceArrayId(), v.MaxTextLen),
+	)
 }

@@ -17,13 +17,17 @@ import (
 	v "github.com/volrep/volrep/validation"
 )
 
-// validateVolumeType checks an optional volume type: its extra spec keys
-// must be non-empty.
+// validateVolumeType checks an optional volume type. Its name is stored
+// as a label on the array's volume, so it is bounded like one.
 func validateVolumeType(field string, t *VolumeType) error {
 	if t == nil {
 		return nil
 	}
-	return v.MapKeys(field+".extra_specs", t.GetExtraSpecs())
+	return v.First(
+		v.Text(field+".id", t.GetId(), v.MaxTextLen),
+		v.Text(field+".name", t.GetName(), v.MaxLabelValueLen),
+		v.Specs(field+".extra_specs", t.GetExtraSpecs()),
+	)
 }
 
 // Validate accepts every ListBackendsRequest.
@@ -124,6 +128,13 @@ func (x *CreateClonedVolumeRequest) Validate() error {
 }
 
 func validateConnector(field string, c *Connector, required bool) error {
+	if err := v.First(
+		v.Text(field+".ip", c.GetIp(), v.MaxTextLen),
+		v.Text(field+".initiator", c.GetInitiator(), v.MaxTextLen),
+		v.Specs(field+".extra", c.GetExtra()),
+	); err != nil {
+		return err
+	}
 	if c.GetHost() == "" {
 		if required {
 			return v.Required(field+".host", "")
@@ -171,10 +182,10 @@ func (x *GetReplicationInfoRequest) Validate() error {
 func (x *SetReplicationScheduleRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Positive("interval_seconds", x.GetIntervalSeconds()),
-		v.NonNegative("retention_short_term_seconds", x.GetRetentionShortTermSeconds()),
-		v.NonNegative("retention_long_term_per_day", x.GetRetentionLongTermPerDay()),
-		v.NonNegative("retention_long_term_days", x.GetRetentionLongTermDays()),
+		v.Interval("interval_seconds", x.GetIntervalSeconds(), false),
+		v.RetainSeconds("retention_short_term_seconds", x.GetRetentionShortTermSeconds()),
+		v.PerDay("retention_long_term_per_day", x.GetRetentionLongTermPerDay()),
+		v.RetainDays("retention_long_term_days", x.GetRetentionLongTermDays()),
 	)
 }
 
@@ -222,17 +233,12 @@ func (x *VerifySnapshotRequest) Validate() error {
 // Validate checks the backend and the ids; the secondary is checked
 // against the configuration by the driver, which can list the choices.
 func (x *FailoverHostRequest) Validate() error {
-	for _, id := range x.GetVolumeIds() {
-		if err := v.Name("volume_ids", id); err != nil {
-			return err
-		}
-	}
-	for _, id := range x.GetGroupIds() {
-		if err := v.Name("group_ids", id); err != nil {
-			return err
-		}
-	}
-	return v.First(v.Name("backend", x.GetBackend()), v.OptionalName("secondary_id", x.GetSecondaryId()))
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.OptionalName("secondary_id", x.GetSecondaryId()),
+		validateIDs("volume_ids", x.GetVolumeIds()),
+		validateIDs("group_ids", x.GetGroupIds()),
+	)
 }
 
 // Validate checks the backend and the active backend id.
@@ -240,8 +246,11 @@ func (x *FailoverCompletedRequest) Validate() error {
 	return v.First(v.Name("backend", x.GetBackend()), v.Name("active_backend_id", x.GetActiveBackendId()))
 }
 
-// validateIDs checks every id of a repeated id field.
+// validateIDs checks every id of a repeated id field, and their number.
 func validateIDs(field string, ids []string) error {
+	if err := v.Count(field, len(ids), v.MaxIDs); err != nil {
+		return err
+	}
 	for _, id := range ids {
 		if err := v.Name(field, id); err != nil {
 			return err
@@ -250,10 +259,14 @@ func validateIDs(field string, ids []string) error {
 	return nil
 }
 
-// validateGroupType checks an optional group type: its spec keys must be
-// non-empty.
+// validateGroupType checks an optional group type; its name and specs are
+// stored as labels on the array's group.
 func validateGroupType(field string, t *GroupType) error {
-	return v.MapKeys(field+".group_specs", t.GetGroupSpecs())
+	return v.First(
+		v.Text(field+".id", t.GetId(), v.MaxTextLen),
+		v.Text(field+".name", t.GetName(), v.MaxLabelValueLen),
+		v.Specs(field+".group_specs", t.GetGroupSpecs()),
+	)
 }
 
 // Validate checks the ids and the group type.
@@ -325,6 +338,9 @@ func (x *CreateGroupFromSrcRequest) Validate() error {
 	}
 	if len(x.GetVolumes()) == 0 {
 		return errdefs.InvalidArgument("volumes", "is empty; list each new volume with the group snapshot member it is cloned from")
+	}
+	if err := v.Count("volumes", len(x.GetVolumes()), v.MaxIDs); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for _, vs := range x.GetVolumes() {
