@@ -5,6 +5,7 @@ import (
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/wire"
+	"github.com/volrep/volrep/paging"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 )
 
@@ -29,7 +30,11 @@ func (s *Service) ListVolumes(ctx context.Context, req *arrayv1.ListVolumesReque
 	if err != nil {
 		return nil, err
 	}
-	return &arrayv1.ListVolumesResponse{Volumes: wire.Map(vs, wire.VolumeToPB)}, nil
+	page, next, err := paging.Page(wire.Map(vs, wire.VolumeToPB), (*arrayv1.Volume).GetName, req, req.GetPool())
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.ListVolumesResponse{Volumes: page, NextPageToken: next}, nil
 }
 
 func (s *Service) DeleteVolume(ctx context.Context, req *arrayv1.DeleteVolumeRequest) (*arrayv1.DeleteVolumeResponse, error) {
@@ -87,7 +92,11 @@ func (s *Service) ListSnapshots(ctx context.Context, req *arrayv1.ListSnapshotsR
 	if err != nil {
 		return nil, err
 	}
-	return &arrayv1.ListSnapshotsResponse{Snapshots: wire.Map(sns, wire.SnapshotToPB)}, nil
+	page, next, err := paging.Page(wire.Map(sns, wire.SnapshotToPB), (*arrayv1.Snapshot).GetName, req, req.GetVolume())
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.ListSnapshotsResponse{Snapshots: page, NextPageToken: next}, nil
 }
 
 func (s *Service) DeleteSnapshot(ctx context.Context, req *arrayv1.DeleteSnapshotRequest) (*arrayv1.DeleteSnapshotResponse, error) {
