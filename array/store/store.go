@@ -59,6 +59,9 @@ type Store struct {
 	groupObserver atomic.Pointer[func(group string)]
 	// wasClean is whether the previous run closed the store.
 	wasClean bool
+	// diskFull is set from the first write that finds the filesystem full
+	// until a write succeeds again (space.go).
+	diskFull atomic.Bool
 	next     uint64
 	closed   atomic.Bool
 
@@ -153,7 +156,7 @@ func Open(dir string, opts Options) (*Store, error) {
 }
 
 func (s *Store) load() error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		if err := createBuckets(tx); err != nil {
 			return err
 		}
@@ -421,7 +424,7 @@ func (s *Store) CreatePool(ctx context.Context, name string) (array.Pool, error)
 		return s.poolOf(p), nil
 	}
 	p := &poolRec{Name: name, Created: s.opts.Now().UTC()}
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.update(func(tx *bolt.Tx) error {
 		return putJSON(tx.Bucket(bucketPools), []byte(name), p)
 	}); err != nil {
 		return array.Pool{}, err
@@ -492,7 +495,7 @@ func (s *Store) DeletePool(ctx context.Context, name string) error {
 	if n := s.poolOf(p).VolumeCount; n > 0 {
 		return errdefs.FailedPrecondition("pool %q holds %d volumes; delete them first", name, n)
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPools).Delete([]byte(name)) }); err != nil {
+	if err := s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPools).Delete([]byte(name)) }); err != nil {
 		return err
 	}
 	delete(s.pools, name)
