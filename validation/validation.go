@@ -91,6 +91,28 @@ func Name(field, value string) error {
 	return array.CheckName(field, value)
 }
 
+// MaxIDLen bounds the ids the driver API takes (volumes, snapshots,
+// groups, group snapshots). The driver derives array names from them, the
+// longest "consisgroup-<id>-cinder", which must stay within
+// array.MaxNameLen; Cinder's own ids are 36-character UUIDs.
+const MaxIDLen = 64
+
+// ID checks a driver API id: a Name of at most MaxIDLen bytes.
+func ID(field, value string) error {
+	if len(value) > MaxIDLen {
+		return errdefs.InvalidArgument(field, "is %d bytes, longer than the limit of %d for an id", len(value), MaxIDLen)
+	}
+	return array.CheckName(field, value)
+}
+
+// OptionalID accepts an empty value and otherwise checks it as ID.
+func OptionalID(field, value string) error {
+	if value == "" {
+		return nil
+	}
+	return ID(field, value)
+}
+
 // OptionalName accepts an empty value and otherwise checks it as Name.
 func OptionalName(field, value string) error {
 	if value == "" {

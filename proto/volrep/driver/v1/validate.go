@@ -6,9 +6,10 @@ package driverv1
 // even when there is nothing to check, and a test in package server fails
 // when an RPC's request lacks it.
 //
-// Backends, volume ids and snapshot ids use the array's name charset:
-// 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or
-// digit (Cinder's UUIDs fit).
+// Backends use the array's name charset: 1-128 letters, digits, '.', '_',
+// ':' or '-', starting with a letter or digit, without '..'. Volume,
+// snapshot and group ids use it too, at most 64 bytes (validation.ID), so
+// the array names the driver derives from them fit (Cinder's UUIDs do).
 
 import (
 	"slices"
@@ -40,10 +41,10 @@ func (x *GetVolumeStatsRequest) Validate() error { return v.Name("backend", x.Ge
 func (x *CreateVolumeRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("volume_id", x.GetVolumeId()),
+		v.ID("volume_id", x.GetVolumeId()),
 		v.SizeGB("size_gb", x.GetSizeGb()),
 		validateVolumeType("volume_type", x.GetVolumeType()),
-		v.OptionalName("group_id", x.GetGroupId()),
+		v.OptionalID("group_id", x.GetGroupId()),
 	)
 }
 
@@ -51,7 +52,7 @@ func (x *CreateVolumeRequest) Validate() error {
 func (x *DeleteVolumeRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("volume_id", x.GetVolumeId()),
+		v.ID("volume_id", x.GetVolumeId()),
 	)
 }
 
@@ -59,7 +60,7 @@ func (x *DeleteVolumeRequest) Validate() error {
 func (x *ExtendVolumeRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("volume_id", x.GetVolumeId()),
+		v.ID("volume_id", x.GetVolumeId()),
 		v.SizeGB("new_size_gb", x.GetNewSizeGb()),
 	)
 }
@@ -68,7 +69,7 @@ func (x *ExtendVolumeRequest) Validate() error {
 func (x *GetVolumeRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("volume_id", x.GetVolumeId()),
+		v.ID("volume_id", x.GetVolumeId()),
 	)
 }
 
@@ -79,8 +80,8 @@ func (x *ListVolumesRequest) Validate() error { return v.Name("backend", x.GetBa
 func (x *CreateSnapshotRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("snapshot_id", x.GetSnapshotId()),
-		v.Name("volume_id", x.GetVolumeId()),
+		v.ID("snapshot_id", x.GetSnapshotId()),
+		v.ID("volume_id", x.GetVolumeId()),
 	)
 }
 
@@ -88,8 +89,8 @@ func (x *CreateSnapshotRequest) Validate() error {
 func (x *DeleteSnapshotRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("snapshot_id", x.GetSnapshotId()),
-		v.Name("volume_id", x.GetVolumeId()),
+		v.ID("snapshot_id", x.GetSnapshotId()),
+		v.ID("volume_id", x.GetVolumeId()),
 	)
 }
 
@@ -98,7 +99,7 @@ func (x *DeleteSnapshotRequest) Validate() error {
 func (x *ListSnapshotsRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.OptionalName("volume_id", x.GetVolumeId()),
+		v.OptionalID("volume_id", x.GetVolumeId()),
 	)
 }
 
@@ -107,9 +108,9 @@ func (x *ListSnapshotsRequest) Validate() error {
 func (x *CreateVolumeFromSnapshotRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("volume_id", x.GetVolumeId()),
-		v.Name("snapshot_id", x.GetSnapshotId()),
-		v.Name("source_volume_id", x.GetSourceVolumeId()),
+		v.ID("volume_id", x.GetVolumeId()),
+		v.ID("snapshot_id", x.GetSnapshotId()),
+		v.ID("source_volume_id", x.GetSourceVolumeId()),
 		v.OptionalSizeGB("size_gb", x.GetSizeGb()),
 		validateVolumeType("volume_type", x.GetVolumeType()),
 	)
@@ -120,8 +121,8 @@ func (x *CreateVolumeFromSnapshotRequest) Validate() error {
 func (x *CreateClonedVolumeRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("volume_id", x.GetVolumeId()),
-		v.Name("source_volume_id", x.GetSourceVolumeId()),
+		v.ID("volume_id", x.GetVolumeId()),
+		v.ID("source_volume_id", x.GetSourceVolumeId()),
 		v.OptionalSizeGB("size_gb", x.GetSizeGb()),
 		validateVolumeType("volume_type", x.GetVolumeType()),
 	)
@@ -148,9 +149,9 @@ func validateConnector(field string, c *Connector, required bool) error {
 func (x *InitializeConnectionRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("volume_id", x.GetVolumeId()),
+		v.ID("volume_id", x.GetVolumeId()),
 		validateConnector("connector", x.GetConnector(), true),
-		v.OptionalName("snapshot_id", x.GetSnapshotId()),
+		v.OptionalID("snapshot_id", x.GetSnapshotId()),
 	)
 }
 
@@ -158,9 +159,9 @@ func (x *InitializeConnectionRequest) Validate() error {
 func (x *TerminateConnectionRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("volume_id", x.GetVolumeId()),
+		v.ID("volume_id", x.GetVolumeId()),
 		validateConnector("connector", x.GetConnector(), false),
-		v.OptionalName("snapshot_id", x.GetSnapshotId()),
+		v.OptionalID("snapshot_id", x.GetSnapshotId()),
 	)
 }
 
@@ -168,14 +169,14 @@ func (x *TerminateConnectionRequest) Validate() error {
 func (x *RetypeRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("volume_id", x.GetVolumeId()),
+		v.ID("volume_id", x.GetVolumeId()),
 		validateVolumeType("new_type", x.GetNewType()),
 	)
 }
 
 // Validate checks the ids.
 func (x *GetReplicationInfoRequest) Validate() error {
-	return v.First(v.Name("backend", x.GetBackend()), v.Name("volume_id", x.GetVolumeId()))
+	return v.First(v.Name("backend", x.GetBackend()), v.ID("volume_id", x.GetVolumeId()))
 }
 
 // Validate checks the backend and that the schedule is sane.
@@ -193,8 +194,8 @@ func (x *SetReplicationScheduleRequest) Validate() error {
 func (x *SnapshotReplicateRequest) Validate() error {
 	if err := v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("snapshot_id", x.GetSnapshotId()),
-		v.Name("volume_id", x.GetVolumeId()),
+		v.ID("snapshot_id", x.GetSnapshotId()),
+		v.ID("volume_id", x.GetVolumeId()),
 		v.Name("destination_backend", x.GetDestinationBackend()),
 	); err != nil {
 		return err
@@ -224,8 +225,8 @@ func (x *CancelOperationRequest) Validate() error {
 func (x *VerifySnapshotRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("snapshot_id", x.GetSnapshotId()),
-		v.Name("volume_id", x.GetVolumeId()),
+		v.ID("snapshot_id", x.GetSnapshotId()),
+		v.ID("volume_id", x.GetVolumeId()),
 		v.Name("destination_backend", x.GetDestinationBackend()),
 	)
 }
@@ -252,7 +253,7 @@ func validateIDs(field string, ids []string) error {
 		return err
 	}
 	for _, id := range ids {
-		if err := v.Name(field, id); err != nil {
+		if err := v.ID(field, id); err != nil {
 			return err
 		}
 	}
@@ -273,7 +274,7 @@ func validateGroupType(field string, t *GroupType) error {
 func (x *CreateGroupRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("group_id", x.GetGroupId()),
+		v.ID("group_id", x.GetGroupId()),
 		validateGroupType("group_type", x.GetGroupType()),
 	)
 }
@@ -282,7 +283,7 @@ func (x *CreateGroupRequest) Validate() error {
 func (x *DeleteGroupRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("group_id", x.GetGroupId()),
+		v.ID("group_id", x.GetGroupId()),
 		validateIDs("volume_ids", x.GetVolumeIds()),
 	)
 }
@@ -291,7 +292,7 @@ func (x *DeleteGroupRequest) Validate() error {
 func (x *UpdateGroupRequest) Validate() error {
 	if err := v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("group_id", x.GetGroupId()),
+		v.ID("group_id", x.GetGroupId()),
 		validateIDs("add_volume_ids", x.GetAddVolumeIds()),
 		validateIDs("remove_volume_ids", x.GetRemoveVolumeIds()),
 	); err != nil {
@@ -309,8 +310,8 @@ func (x *UpdateGroupRequest) Validate() error {
 func (x *CreateGroupSnapshotRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("group_id", x.GetGroupId()),
-		v.Name("group_snapshot_id", x.GetGroupSnapshotId()),
+		v.ID("group_id", x.GetGroupId()),
+		v.ID("group_snapshot_id", x.GetGroupSnapshotId()),
 		validateIDs("volume_ids", x.GetVolumeIds()),
 	)
 }
@@ -319,8 +320,8 @@ func (x *CreateGroupSnapshotRequest) Validate() error {
 func (x *DeleteGroupSnapshotRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("group_id", x.GetGroupId()),
-		v.Name("group_snapshot_id", x.GetGroupSnapshotId()),
+		v.ID("group_id", x.GetGroupId()),
+		v.ID("group_snapshot_id", x.GetGroupSnapshotId()),
 		validateIDs("volume_ids", x.GetVolumeIds()),
 	)
 }
@@ -330,9 +331,9 @@ func (x *DeleteGroupSnapshotRequest) Validate() error {
 func (x *CreateGroupFromSrcRequest) Validate() error {
 	if err := v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("group_id", x.GetGroupId()),
+		v.ID("group_id", x.GetGroupId()),
 		validateGroupType("group_type", x.GetGroupType()),
-		v.Name("group_snapshot_id", x.GetGroupSnapshotId()),
+		v.ID("group_snapshot_id", x.GetGroupSnapshotId()),
 	); err != nil {
 		return err
 	}
@@ -345,8 +346,8 @@ func (x *CreateGroupFromSrcRequest) Validate() error {
 	seen := map[string]bool{}
 	for _, vs := range x.GetVolumes() {
 		if err := v.First(
-			v.Name("volumes.volume_id", vs.GetVolumeId()),
-			v.Name("volumes.source_volume_id", vs.GetSourceVolumeId()),
+			v.ID("volumes.volume_id", vs.GetVolumeId()),
+			v.ID("volumes.source_volume_id", vs.GetSourceVolumeId()),
 			validateVolumeType("volumes.volume_type", vs.GetVolumeType()),
 		); err != nil {
 			return err
@@ -363,7 +364,7 @@ func (x *CreateGroupFromSrcRequest) Validate() error {
 func (x *EnableReplicationRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("group_id", x.GetGroupId()),
+		v.ID("group_id", x.GetGroupId()),
 		validateIDs("volume_ids", x.GetVolumeIds()),
 	)
 }
@@ -372,7 +373,7 @@ func (x *EnableReplicationRequest) Validate() error {
 func (x *DisableReplicationRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("group_id", x.GetGroupId()),
+		v.ID("group_id", x.GetGroupId()),
 		validateIDs("volume_ids", x.GetVolumeIds()),
 	)
 }
@@ -382,7 +383,7 @@ func (x *DisableReplicationRequest) Validate() error {
 func (x *FailoverReplicationRequest) Validate() error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
-		v.Name("group_id", x.GetGroupId()),
+		v.ID("group_id", x.GetGroupId()),
 		validateIDs("volume_ids", x.GetVolumeIds()),
 		v.OptionalName("secondary_backend_id", x.GetSecondaryBackendId()),
 	)
