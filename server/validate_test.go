@@ -15,9 +15,8 @@ import (
 	"github.com/volrep/volrep/errdefs"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
+	"github.com/volrep/volrep/validation/arrayapi"
 )
-
-type validatable interface{ Validate() error }
 
 // apiPackages are the proto packages whose requests the servers validate.
 // Referencing the File_ descriptors links the Go packages in.
@@ -47,19 +46,28 @@ func rpcInputs(t *testing.T) map[string]protoreflect.MessageDescriptor {
 	return out
 }
 
-// hasValidate reports whether the Go type of md implements Validate() error.
+// hasValidate reports whether a validator handles the Go type of md.
 func hasValidate(t *testing.T, md protoreflect.MessageDescriptor) bool {
 	t.Helper()
 	mt, err := protoregistry.GlobalTypes.FindMessageByName(md.FullName())
 	if err != nil {
 		t.Fatalf("no Go type for %s: %v", md.FullName(), err)
 	}
-	_, ok := mt.New().Interface().(validatable)
-	return ok
+	return handled(mt.New().Interface())
+}
+
+func handled(req any) bool {
+	for _, check := range validators {
+		if ok, _ := check(req); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // TestEveryRPCRequestHasValidate fails when an RPC's request message has no
-// Validate method: add one to validate.go beside the generated code.
+// case in its API's validator: add one to validation/arrayapi or
+// validation/driverapi.
 func TestEveryRPCRequestHasValidate(t *testing.T) {
 	inputs := rpcInputs(t)
 	// The APIs as of this test; more is fine, fewer means the walk broke.
@@ -74,15 +82,15 @@ func TestEveryRPCRequestHasValidate(t *testing.T) {
 	}
 	sort.Strings(missing)
 	if len(missing) > 0 {
-		t.Fatalf("requests without a Validate() error method:\n  %s", strings.Join(missing, "\n  "))
+		t.Fatalf("requests no validator handles:\n  %s", strings.Join(missing, "\n  "))
 	}
 }
 
-// TestHasValidateDetectsMissing shows the check above can fail: a response
-// message has no Validate method.
+// TestHasValidateDetectsMissing shows the check above can fail: no
+// validator handles a response message.
 func TestHasValidateDetectsMissing(t *testing.T) {
 	if hasValidate(t, (&arrayv1.GetVolumeResponse{}).ProtoReflect().Descriptor()) {
-		t.Fatal("hasValidate is true for a message without Validate")
+		t.Fatal("hasValidate is true for a message no validator handles")
 	}
 }
 
@@ -369,7 +377,7 @@ func manyEntries(n int) map[string]string {
 // it is bounded like CreateVolume.
 func TestReceiveHeaderBounds(t *testing.T) {
 	ok := &arrayv1.ReceiveHeader{TransferId: "x1", Volume: "v", Pool: "p", SizeBytes: 4096, SnapshotName: "s", SnapshotGuid: "g"}
-	if err := ok.Validate(); err != nil {
+	if err := arrayapi.ReceiveHeader(ok); err != nil {
 		t.Fatalf("valid header refused: %v", err)
 	}
 	for field, h := range map[string]*arrayv1.ReceiveHeader{
@@ -379,7 +387,7 @@ func TestReceiveHeaderBounds(t *testing.T) {
 		"header.snapshot_guid":   {TransferId: "x1", Volume: "v", Pool: "p", SizeBytes: 4096, SnapshotName: "s", SnapshotGuid: mib9},
 	} {
 		var e *errdefs.Error
-		if err := h.Validate(); !errors.As(err, &e) || e.Field != field {
+		if err := arrayapi.ReceiveHeader(h); !errors.As(err, &e) || e.Field != field {
 			t.Errorf("%s: got %v, want INVALID_ARGUMENT naming it", field, err)
 		}
 	}
@@ -388,11 +396,10 @@ func TestReceiveHeaderBounds(t *testing.T) {
 func TestValidateRules(t *testing.T) {
 	for _, tc := range validateCases {
 		t.Run(tc.name, func(t *testing.T) {
-			v, ok := tc.req.(validatable)
-			if !ok {
-				t.Fatalf("%T has no Validate method", tc.req)
+			if !handled(tc.req) {
+				t.Fatalf("no validator handles %T", tc.req)
 			}
-			err := v.Validate()
+			err := validate(tc.req)
 			if tc.field == "" {
 				if err != nil {
 					t.Fatalf("valid request rejected: %v", err)

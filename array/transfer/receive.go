@@ -16,6 +16,7 @@ import (
 	"github.com/volrep/volrep/array/wire"
 	"github.com/volrep/volrep/errdefs"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
+	"github.com/volrep/volrep/validation/arrayapi"
 )
 
 // CheckpointEvery and CheckpointPeriod bound how much staged data a crash
@@ -60,7 +61,7 @@ func (t *Service) Receive(stream arrayv1.TransferService_ReceiveServer) error {
 	if h == nil {
 		return errdefs.InvalidArgument("header", "the first message must be the header")
 	}
-	if err := h.Validate(); err != nil {
+	if err := arrayapi.ReceiveHeader(h); err != nil {
 		return err
 	}
 	r, err := t.s.BeginReceive(ctx, store.ReceiveSpec{

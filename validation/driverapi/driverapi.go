@@ -1,26 +1,101 @@
-package driverv1
-
-// Validate methods for every request of the driver API. The server's
-// validation interceptor calls them before a handler runs; a failure comes
-// back as INVALID_ARGUMENT naming the field. Every request message has one,
-// even when there is nothing to check, and a test in package server fails
-// when an RPC's request lacks it.
+// Package driverapi checks the requests of the driver API
+// (volrep.driver.v1) before a handler runs. The server's validation
+// interceptor calls Check; a failure comes back as INVALID_ARGUMENT naming
+// the field. Every request message has a case, even when there is nothing
+// to check, and a test in package server fails when an RPC's request has
+// none.
 //
 // Backends use the array's name charset: 1-128 letters, digits, '.', '_',
 // ':' or '-', starting with a letter or digit, without '..'. Volume,
 // snapshot and group ids use it too, at most 64 bytes (validation.ID), so
 // the array names the driver derives from them fit (Cinder's UUIDs do).
+package driverapi
 
 import (
+	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
 	"slices"
 
 	"github.com/volrep/volrep/errdefs"
 	v "github.com/volrep/volrep/validation"
 )
 
+// Check validates req if it is a request of the API, before its handler
+// runs. handled is false for any other message.
+func Check(req any) (handled bool, err error) {
+	switch x := req.(type) {
+	case *driverv1.ListBackendsRequest:
+		return true, nil // nothing to check
+	case *driverv1.GetVolumeStatsRequest:
+		return true, getVolumeStatsRequest(x)
+	case *driverv1.CreateVolumeRequest:
+		return true, createVolumeRequest(x)
+	case *driverv1.DeleteVolumeRequest:
+		return true, deleteVolumeRequest(x)
+	case *driverv1.ExtendVolumeRequest:
+		return true, extendVolumeRequest(x)
+	case *driverv1.GetVolumeRequest:
+		return true, getVolumeRequest(x)
+	case *driverv1.ListVolumesRequest:
+		return true, listVolumesRequest(x)
+	case *driverv1.CreateSnapshotRequest:
+		return true, createSnapshotRequest(x)
+	case *driverv1.DeleteSnapshotRequest:
+		return true, deleteSnapshotRequest(x)
+	case *driverv1.ListSnapshotsRequest:
+		return true, listSnapshotsRequest(x)
+	case *driverv1.CreateVolumeFromSnapshotRequest:
+		return true, createVolumeFromSnapshotRequest(x)
+	case *driverv1.CreateClonedVolumeRequest:
+		return true, createClonedVolumeRequest(x)
+	case *driverv1.InitializeConnectionRequest:
+		return true, initializeConnectionRequest(x)
+	case *driverv1.TerminateConnectionRequest:
+		return true, terminateConnectionRequest(x)
+	case *driverv1.RetypeRequest:
+		return true, retypeRequest(x)
+	case *driverv1.GetReplicationInfoRequest:
+		return true, getReplicationInfoRequest(x)
+	case *driverv1.SetReplicationScheduleRequest:
+		return true, setReplicationScheduleRequest(x)
+	case *driverv1.SnapshotReplicateRequest:
+		return true, snapshotReplicateRequest(x)
+	case *driverv1.GetOperationRequest:
+		return true, getOperationRequest(x)
+	case *driverv1.WatchOperationRequest:
+		return true, watchOperationRequest(x)
+	case *driverv1.CancelOperationRequest:
+		return true, cancelOperationRequest(x)
+	case *driverv1.VerifySnapshotRequest:
+		return true, verifySnapshotRequest(x)
+	case *driverv1.FailoverHostRequest:
+		return true, failoverHostRequest(x)
+	case *driverv1.FailoverCompletedRequest:
+		return true, failoverCompletedRequest(x)
+	case *driverv1.CreateGroupRequest:
+		return true, createGroupRequest(x)
+	case *driverv1.DeleteGroupRequest:
+		return true, deleteGroupRequest(x)
+	case *driverv1.UpdateGroupRequest:
+		return true, updateGroupRequest(x)
+	case *driverv1.CreateGroupSnapshotRequest:
+		return true, createGroupSnapshotRequest(x)
+	case *driverv1.DeleteGroupSnapshotRequest:
+		return true, deleteGroupSnapshotRequest(x)
+	case *driverv1.CreateGroupFromSrcRequest:
+		return true, createGroupFromSrcRequest(x)
+	case *driverv1.EnableReplicationRequest:
+		return true, enableReplicationRequest(x)
+	case *driverv1.DisableReplicationRequest:
+		return true, disableReplicationRequest(x)
+	case *driverv1.FailoverReplicationRequest:
+		return true, failoverReplicationRequest(x)
+	}
+	return false, nil
+}
+
 // validateVolumeType checks an optional volume type. Its name is stored
 // as a label on the array's volume, so it is bounded like one.
-func validateVolumeType(field string, t *VolumeType) error {
+func validateVolumeType(field string, t *driverv1.VolumeType) error {
 	if t == nil {
 		return nil
 	}
@@ -31,14 +106,13 @@ func validateVolumeType(field string, t *VolumeType) error {
 	)
 }
 
-// Validate accepts every ListBackendsRequest.
-func (x *ListBackendsRequest) Validate() error { return nil }
+// getVolumeStatsRequest checks the backend.
+func getVolumeStatsRequest(x *driverv1.GetVolumeStatsRequest) error {
+	return v.Name("backend", x.GetBackend())
+}
 
-// Validate checks the backend.
-func (x *GetVolumeStatsRequest) Validate() error { return v.Name("backend", x.GetBackend()) }
-
-// Validate checks the ids, the size and the volume type.
-func (x *CreateVolumeRequest) Validate() error {
+// createVolumeRequest checks the ids, the size and the volume type.
+func createVolumeRequest(x *driverv1.CreateVolumeRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("volume_id", x.GetVolumeId()),
@@ -48,16 +122,16 @@ func (x *CreateVolumeRequest) Validate() error {
 	)
 }
 
-// Validate checks the ids.
-func (x *DeleteVolumeRequest) Validate() error {
+// deleteVolumeRequest checks the ids.
+func deleteVolumeRequest(x *driverv1.DeleteVolumeRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("volume_id", x.GetVolumeId()),
 	)
 }
 
-// Validate checks the ids and the new size.
-func (x *ExtendVolumeRequest) Validate() error {
+// extendVolumeRequest checks the ids and the new size.
+func extendVolumeRequest(x *driverv1.ExtendVolumeRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("volume_id", x.GetVolumeId()),
@@ -65,28 +139,21 @@ func (x *ExtendVolumeRequest) Validate() error {
 	)
 }
 
-// Validate checks the ids.
-func (x *GetVolumeRequest) Validate() error {
+// getVolumeRequest checks the ids.
+func getVolumeRequest(x *driverv1.GetVolumeRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("volume_id", x.GetVolumeId()),
 	)
 }
 
-// Validate checks the backend.
-func (x *ListVolumesRequest) Validate() error { return v.Name("backend", x.GetBackend()) }
-
-// Validate checks the ids.
-func (x *CreateSnapshotRequest) Validate() error {
-	return v.First(
-		v.Name("backend", x.GetBackend()),
-		v.ID("snapshot_id", x.GetSnapshotId()),
-		v.ID("volume_id", x.GetVolumeId()),
-	)
+// listVolumesRequest checks the backend.
+func listVolumesRequest(x *driverv1.ListVolumesRequest) error {
+	return v.Name("backend", x.GetBackend())
 }
 
-// Validate checks the ids.
-func (x *DeleteSnapshotRequest) Validate() error {
+// createSnapshotRequest checks the ids.
+func createSnapshotRequest(x *driverv1.CreateSnapshotRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("snapshot_id", x.GetSnapshotId()),
@@ -94,18 +161,27 @@ func (x *DeleteSnapshotRequest) Validate() error {
 	)
 }
 
-// Validate checks the backend and, if given, the volume id; an empty
+// deleteSnapshotRequest checks the ids.
+func deleteSnapshotRequest(x *driverv1.DeleteSnapshotRequest) error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.ID("snapshot_id", x.GetSnapshotId()),
+		v.ID("volume_id", x.GetVolumeId()),
+	)
+}
+
+// listSnapshotsRequest checks the backend and, if given, the volume id; an empty
 // volume_id lists the snapshots of every volume of the backend.
-func (x *ListSnapshotsRequest) Validate() error {
+func listSnapshotsRequest(x *driverv1.ListSnapshotsRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.OptionalID("volume_id", x.GetVolumeId()),
 	)
 }
 
-// Validate checks the ids, the size (0 keeps the snapshot's) and the
+// createVolumeFromSnapshotRequest checks the ids, the size (0 keeps the snapshot's) and the
 // volume type.
-func (x *CreateVolumeFromSnapshotRequest) Validate() error {
+func createVolumeFromSnapshotRequest(x *driverv1.CreateVolumeFromSnapshotRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("volume_id", x.GetVolumeId()),
@@ -116,9 +192,9 @@ func (x *CreateVolumeFromSnapshotRequest) Validate() error {
 	)
 }
 
-// Validate checks the ids, the size (0 keeps the source's) and the volume
+// createClonedVolumeRequest checks the ids, the size (0 keeps the source's) and the volume
 // type.
-func (x *CreateClonedVolumeRequest) Validate() error {
+func createClonedVolumeRequest(x *driverv1.CreateClonedVolumeRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("volume_id", x.GetVolumeId()),
@@ -128,7 +204,7 @@ func (x *CreateClonedVolumeRequest) Validate() error {
 	)
 }
 
-func validateConnector(field string, c *Connector, required bool) error {
+func validateConnector(field string, c *driverv1.Connector, required bool) error {
 	if err := v.First(
 		v.Text(field+".ip", c.GetIp(), v.MaxTextLen),
 		v.Text(field+".initiator", c.GetInitiator(), v.MaxTextLen),
@@ -145,8 +221,8 @@ func validateConnector(field string, c *Connector, required bool) error {
 	return v.Name(field+".host", c.GetHost())
 }
 
-// Validate checks the ids and that the connector names its host.
-func (x *InitializeConnectionRequest) Validate() error {
+// initializeConnectionRequest checks the ids and that the connector names its host.
+func initializeConnectionRequest(x *driverv1.InitializeConnectionRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("volume_id", x.GetVolumeId()),
@@ -155,8 +231,8 @@ func (x *InitializeConnectionRequest) Validate() error {
 	)
 }
 
-// Validate checks the ids; a missing connector host means every attachment.
-func (x *TerminateConnectionRequest) Validate() error {
+// terminateConnectionRequest checks the ids; a missing connector host means every attachment.
+func terminateConnectionRequest(x *driverv1.TerminateConnectionRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("volume_id", x.GetVolumeId()),
@@ -165,8 +241,8 @@ func (x *TerminateConnectionRequest) Validate() error {
 	)
 }
 
-// Validate checks the ids and the new type.
-func (x *RetypeRequest) Validate() error {
+// retypeRequest checks the ids and the new type.
+func retypeRequest(x *driverv1.RetypeRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("volume_id", x.GetVolumeId()),
@@ -174,13 +250,13 @@ func (x *RetypeRequest) Validate() error {
 	)
 }
 
-// Validate checks the ids.
-func (x *GetReplicationInfoRequest) Validate() error {
+// getReplicationInfoRequest checks the ids.
+func getReplicationInfoRequest(x *driverv1.GetReplicationInfoRequest) error {
 	return v.First(v.Name("backend", x.GetBackend()), v.ID("volume_id", x.GetVolumeId()))
 }
 
-// Validate checks the backend and that the schedule is sane.
-func (x *SetReplicationScheduleRequest) Validate() error {
+// setReplicationScheduleRequest checks the backend and that the schedule is sane.
+func setReplicationScheduleRequest(x *driverv1.SetReplicationScheduleRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.Interval("interval_seconds", x.GetIntervalSeconds(), false),
@@ -190,8 +266,8 @@ func (x *SetReplicationScheduleRequest) Validate() error {
 	)
 }
 
-// Validate checks the ids and that the destination is another backend.
-func (x *SnapshotReplicateRequest) Validate() error {
+// snapshotReplicateRequest checks the ids and that the destination is another backend.
+func snapshotReplicateRequest(x *driverv1.SnapshotReplicateRequest) error {
 	if err := v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("snapshot_id", x.GetSnapshotId()),
@@ -206,23 +282,23 @@ func (x *SnapshotReplicateRequest) Validate() error {
 	return nil
 }
 
-// Validate checks the backend and the operation id.
-func (x *GetOperationRequest) Validate() error {
+// getOperationRequest checks the backend and the operation id.
+func getOperationRequest(x *driverv1.GetOperationRequest) error {
 	return v.First(v.Name("backend", x.GetBackend()), v.Name("operation_id", x.GetOperationId()))
 }
 
-// Validate checks the backend and the operation id.
-func (x *WatchOperationRequest) Validate() error {
+// watchOperationRequest checks the backend and the operation id.
+func watchOperationRequest(x *driverv1.WatchOperationRequest) error {
 	return v.First(v.Name("backend", x.GetBackend()), v.Name("operation_id", x.GetOperationId()))
 }
 
-// Validate checks the backend and the operation id.
-func (x *CancelOperationRequest) Validate() error {
+// cancelOperationRequest checks the backend and the operation id.
+func cancelOperationRequest(x *driverv1.CancelOperationRequest) error {
 	return v.First(v.Name("backend", x.GetBackend()), v.Name("operation_id", x.GetOperationId()))
 }
 
-// Validate checks the ids.
-func (x *VerifySnapshotRequest) Validate() error {
+// verifySnapshotRequest checks the ids.
+func verifySnapshotRequest(x *driverv1.VerifySnapshotRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("snapshot_id", x.GetSnapshotId()),
@@ -231,9 +307,9 @@ func (x *VerifySnapshotRequest) Validate() error {
 	)
 }
 
-// Validate checks the backend and the ids; the secondary is checked
+// failoverHostRequest checks the backend and the ids; the secondary is checked
 // against the configuration by the driver, which can list the choices.
-func (x *FailoverHostRequest) Validate() error {
+func failoverHostRequest(x *driverv1.FailoverHostRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.OptionalName("secondary_id", x.GetSecondaryId()),
@@ -242,8 +318,8 @@ func (x *FailoverHostRequest) Validate() error {
 	)
 }
 
-// Validate checks the backend and the active backend id.
-func (x *FailoverCompletedRequest) Validate() error {
+// failoverCompletedRequest checks the backend and the active backend id.
+func failoverCompletedRequest(x *driverv1.FailoverCompletedRequest) error {
 	return v.First(v.Name("backend", x.GetBackend()), v.Name("active_backend_id", x.GetActiveBackendId()))
 }
 
@@ -262,7 +338,7 @@ func validateIDs(field string, ids []string) error {
 
 // validateGroupType checks an optional group type; its name and specs are
 // stored as labels on the array's group.
-func validateGroupType(field string, t *GroupType) error {
+func validateGroupType(field string, t *driverv1.GroupType) error {
 	return v.First(
 		v.Text(field+".id", t.GetId(), v.MaxTextLen),
 		v.Text(field+".name", t.GetName(), v.MaxLabelValueLen),
@@ -270,8 +346,8 @@ func validateGroupType(field string, t *GroupType) error {
 	)
 }
 
-// Validate checks the ids and the group type.
-func (x *CreateGroupRequest) Validate() error {
+// createGroupRequest checks the ids and the group type.
+func createGroupRequest(x *driverv1.CreateGroupRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("group_id", x.GetGroupId()),
@@ -279,8 +355,8 @@ func (x *CreateGroupRequest) Validate() error {
 	)
 }
 
-// Validate checks the ids.
-func (x *DeleteGroupRequest) Validate() error {
+// deleteGroupRequest checks the ids.
+func deleteGroupRequest(x *driverv1.DeleteGroupRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("group_id", x.GetGroupId()),
@@ -288,8 +364,8 @@ func (x *DeleteGroupRequest) Validate() error {
 	)
 }
 
-// Validate checks the ids and that no volume is both added and removed.
-func (x *UpdateGroupRequest) Validate() error {
+// updateGroupRequest checks the ids and that no volume is both added and removed.
+func updateGroupRequest(x *driverv1.UpdateGroupRequest) error {
 	if err := v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("group_id", x.GetGroupId()),
@@ -306,8 +382,8 @@ func (x *UpdateGroupRequest) Validate() error {
 	return nil
 }
 
-// Validate checks the ids.
-func (x *CreateGroupSnapshotRequest) Validate() error {
+// createGroupSnapshotRequest checks the ids.
+func createGroupSnapshotRequest(x *driverv1.CreateGroupSnapshotRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("group_id", x.GetGroupId()),
@@ -316,8 +392,8 @@ func (x *CreateGroupSnapshotRequest) Validate() error {
 	)
 }
 
-// Validate checks the ids.
-func (x *DeleteGroupSnapshotRequest) Validate() error {
+// deleteGroupSnapshotRequest checks the ids.
+func deleteGroupSnapshotRequest(x *driverv1.DeleteGroupSnapshotRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("group_id", x.GetGroupId()),
@@ -326,9 +402,9 @@ func (x *DeleteGroupSnapshotRequest) Validate() error {
 	)
 }
 
-// Validate checks the ids, the group type, and that each new volume names
+// createGroupFromSrcRequest checks the ids, the group type, and that each new volume names
 // its source once.
-func (x *CreateGroupFromSrcRequest) Validate() error {
+func createGroupFromSrcRequest(x *driverv1.CreateGroupFromSrcRequest) error {
 	if err := v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("group_id", x.GetGroupId()),
@@ -360,8 +436,8 @@ func (x *CreateGroupFromSrcRequest) Validate() error {
 	return nil
 }
 
-// Validate checks the ids.
-func (x *EnableReplicationRequest) Validate() error {
+// enableReplicationRequest checks the ids.
+func enableReplicationRequest(x *driverv1.EnableReplicationRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("group_id", x.GetGroupId()),
@@ -369,8 +445,8 @@ func (x *EnableReplicationRequest) Validate() error {
 	)
 }
 
-// Validate checks the ids.
-func (x *DisableReplicationRequest) Validate() error {
+// disableReplicationRequest checks the ids.
+func disableReplicationRequest(x *driverv1.DisableReplicationRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("group_id", x.GetGroupId()),
@@ -378,9 +454,9 @@ func (x *DisableReplicationRequest) Validate() error {
 	)
 }
 
-// Validate checks the ids; the secondary is checked against the
+// failoverReplicationRequest checks the ids; the secondary is checked against the
 // configuration by the driver, which can list the choices.
-func (x *FailoverReplicationRequest) Validate() error {
+func failoverReplicationRequest(x *driverv1.FailoverReplicationRequest) error {
 	return v.First(
 		v.Name("backend", x.GetBackend()),
 		v.ID("group_id", x.GetGroupId()),
