@@ -48,7 +48,7 @@ type fakeDriver struct {
 	// onePerPage makes ListVolumes answer one volume a page, as volrepd
 	// does for a client that asks for page_size 1.
 	onePerPage bool
-	calls    []recordedCall
+	calls      []recordedCall
 }
 
 type recordedCall struct {
