@@ -108,8 +108,8 @@ func codeToLevel(c codes.Code) logging.Level {
 // ---- error mapping ----
 
 // The error-mapping interceptors also recover panics, as a last line for
-// code that runs outside the recovery interceptor (auth, a request's
-// Validate, the extra interceptors): no panic may take the daemon down.
+// code that runs outside the recovery interceptor (auth, request validation,
+// the extra interceptors): no panic may take the daemon down.
 
 func unaryErrorMapping(log *slog.Logger) grpc.UnaryServerInterceptor {
 	onPanic := recoverHandler(log)
