@@ -334,6 +334,8 @@ var validateCases = []struct {
 	{"g create spec value", &driverv1.CreateGroupRequest{Backend: "b", GroupId: "g", GroupType: &driverv1.GroupType{GroupSpecs: map[string]string{"k": mib9}}}, "group_type.group_specs"},
 	{"connector initiator", &driverv1.InitializeConnectionRequest{Backend: "b", VolumeId: "v", Connector: &driverv1.Connector{Host: "h", Initiator: mib9}}, "connector.initiator"},
 	{"connector extra", &driverv1.InitializeConnectionRequest{Backend: "b", VolumeId: "v", Connector: &driverv1.Connector{Host: "h", Extra: manyEntries(129)}}, "connector.extra"},
+	{"connector long wwpns", &driverv1.InitializeConnectionRequest{Backend: "b", VolumeId: "v", Connector: &driverv1.Connector{Host: "h", Extra: map[string]string{"wwpns": strings.Repeat("500143802426baf4,", 60)}}}, ""},
+	{"connector extra value", &driverv1.InitializeConnectionRequest{Backend: "b", VolumeId: "v", Connector: &driverv1.Connector{Host: "h", Extra: map[string]string{"k": mib9}}}, "connector.extra"},
 	{"failover too many ids", &driverv1.FailoverHostRequest{Backend: "b", VolumeIds: make([]string, 10001)}, "volume_ids"},
 	{"schedule year", &driverv1.SetReplicationScheduleRequest{Backend: "b", IntervalSeconds: 365 * 86400, RetentionShortTermSeconds: 10 * 365 * 86400, RetentionLongTermPerDay: 1440, RetentionLongTermDays: 3650}, ""},
 	{"schedule interval wraps to 5s", &driverv1.SetReplicationScheduleRequest{Backend: "b", IntervalSeconds: 18446744079}, "interval_seconds"},

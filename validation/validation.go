@@ -62,6 +62,9 @@ const (
 	MaxTextLen       = 255 // type names and ids, addresses, initiators
 	MaxIDs           = 10000
 	MaxTokenLen      = 4096 // a peer array's API token
+	// MaxConnectorValueLen bounds a value of os-brick's connector, which
+	// is not stored but may join lists (wwpns, for example).
+	MaxConnectorValueLen = 4096
 	// MaxBandwidth is the highest link bandwidth limit, in bytes per second.
 	MaxBandwidth = 1 << 40
 )
@@ -291,21 +294,32 @@ func IORange(offsetField string, offset int64, lengthField string, length, lo, h
 // Text checks a free-form string that is stored or echoed: at most max
 // bytes of UTF-8 without control characters. Empty is fine.
 func Text(field, value string, max int) error {
+	return text(field, value, max, unicode.IsControl)
+}
+
+// value is Text for the values of a map, which may span lines: tabs and
+// line breaks pass, other control characters (NUL, ESC for terminal
+// escapes) do not.
+func value(field, v string, max int) error {
+	return text(field, v, max, func(r rune) bool { return unicode.IsControl(r) && r != '\t' && r != '\n' && r != '\r' })
+}
+
+func text(field, value string, max int, refused func(rune) bool) error {
 	if len(value) > max {
 		return errdefs.InvalidArgument(field, "is %d bytes, longer than the limit of %d; shorten it", len(value), max)
 	}
 	if !utf8.ValidString(value) {
 		return errdefs.InvalidArgument(field, "is not valid UTF-8")
 	}
-	if i := strings.IndexFunc(value, unicode.IsControl); i >= 0 {
+	if i := strings.IndexFunc(value, refused); i >= 0 {
 		return errdefs.InvalidArgument(field, "holds a control character at byte %d; remove it", i)
 	}
 	return nil
 }
 
 // Map bounds a string map that is stored: at most maxEntries entries,
-// non-blank keys of at most maxKey bytes and values of at most maxValue
-// bytes, all UTF-8 without control characters. The error names the key,
+// non-blank keys of at most maxKey bytes (Text) and values of at most
+// maxValue bytes (Text, but tabs and line breaks pass). The error names the key,
 // shortened, so a huge key is not echoed back whole.
 func Map(field string, m map[string]string, maxEntries, maxKey, maxValue int) error {
 	if len(m) > maxEntries {
@@ -318,7 +332,7 @@ func Map(field string, m map[string]string, maxEntries, maxKey, maxValue int) er
 		if err := Text(field, k, maxKey); err != nil {
 			return errdefs.InvalidArgument(field, "key %s: %s", Quote(k), strings.TrimPrefix(err.Error(), field+": "))
 		}
-		if err := Text(field, val, maxValue); err != nil {
+		if err := value(field, val, maxValue); err != nil {
 			return errdefs.InvalidArgument(field, "value of %s: %s", Quote(k), strings.TrimPrefix(err.Error(), field+": "))
 		}
 	}

@@ -208,7 +208,7 @@ func validateConnector(field string, c *driverv1.Connector, required bool) error
 	if err := v.First(
 		v.Text(field+".ip", c.GetIp(), v.MaxTextLen),
 		v.Text(field+".initiator", c.GetInitiator(), v.MaxTextLen),
-		v.Specs(field+".extra", c.GetExtra()),
+		v.Map(field+".extra", c.GetExtra(), v.MaxSpecs, v.MaxSpecKeyLen, v.MaxConnectorValueLen),
 	); err != nil {
 		return err
 	}
