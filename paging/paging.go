@@ -9,7 +9,10 @@
 // whatever the objects hold.
 //
 // A token records the key of the last item sent, so a listing walks the
-// items in key order and resumes after that key: items created or deleted
+// items in key order and resumes after that key. Keys must sort the way
+// the engine orders the list (snapshots oldest first, operations newest
+// first: TimeKey and NewestFirstKey help), since clients rely on that
+// order across pages; items created or deleted
 // between pages do not shift the others, and every item that exists for
 // the whole walk is returned exactly once. The token also carries a digest
 // of the request's filters; a token sent with other filters, or one that
@@ -24,6 +27,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -80,6 +84,20 @@ func decodeToken(tok string, filters []string) (string, error) {
 		return "", errdefs.InvalidArgument("page_token", "belongs to a listing with other filters; send the same filters as the first page, or start again without a token")
 	}
 	return string(b[8:]), nil
+}
+
+// timeOffset keeps the seconds of any time.Time (year 1 is about -6.2e10
+// s from 1970) positive, so fixed-width decimal keys sort as times do.
+const timeOffset = 1 << 62
+
+// TimeKey encodes t so that keys sort as the times do, oldest first.
+func TimeKey(t time.Time) string {
+	return fmt.Sprintf("%019d.%09d", t.Unix()+timeOffset, t.Nanosecond())
+}
+
+// NewestFirstKey encodes t so that keys sort newest first.
+func NewestFirstKey(t time.Time) string {
+	return fmt.Sprintf("%019d.%09d", timeOffset-t.Unix(), 999_999_999-t.Nanosecond())
 }
 
 // Size returns the page size a request asks for: the default for 0, at

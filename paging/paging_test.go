@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -185,3 +186,27 @@ func TestAllFollowsPagesAndStopsOnARepeatedToken(t *testing.T) {
 }
 
 func errdefsAs(err error, target **errdefs.Error) bool { return errors.As(err, target) }
+
+// TestTimeKeysSortAsTimes: the keys of lists the engine orders by time
+// (snapshots oldest first, operations newest first) must sort as the
+// times do, or paging would reorder them.
+func TestTimeKeysSortAsTimes(t *testing.T) {
+	times := []time.Time{
+		{}, // year 1
+		time.Unix(-1, 5),
+		time.Unix(0, 0),
+		time.Unix(0, 1),
+		time.Unix(1700000000, 999_999_999),
+		time.Unix(1700000001, 0),
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+	}
+	for i := 1; i < len(times); i++ {
+		a, b := times[i-1], times[i]
+		if TimeKey(a) >= TimeKey(b) {
+			t.Errorf("TimeKey(%v) %q >= TimeKey(%v) %q", a, TimeKey(a), b, TimeKey(b))
+		}
+		if NewestFirstKey(a) <= NewestFirstKey(b) {
+			t.Errorf("NewestFirstKey(%v) %q <= NewestFirstKey(%v) %q", a, NewestFirstKey(a), b, NewestFirstKey(b))
+		}
+	}
+}

@@ -3,6 +3,7 @@ package client_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -140,4 +141,53 @@ func badRequestField(err error) string {
 		}
 	}
 	return ""
+}
+
+// TestListKeepsTheEngineOrderAcrossPages: snapshots come oldest first and
+// callers take the last as the newest; paging must not reorder them, even
+// when their names sort the other way.
+func TestListKeepsTheEngineOrderAcrossPages(t *testing.T) {
+	cc, err := server.Dial(serve(t), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	ctx := t.Context()
+	c := client.New(cc)
+	if _, err := c.CreatePool(ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateVolume(ctx, array.VolumeSpec{Name: "v", Pool: "p", SizeBytes: 4096}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"snap-e", "snap-d", "snap-c", "snap-b", "snap-a"}
+	for _, n := range want {
+		if _, err := c.CreateSnapshot(ctx, "v", n, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	raw := arrayv1.NewVolumeServiceClient(cc)
+	for tok := ""; ; {
+		r, err := raw.ListSnapshots(ctx, &arrayv1.ListSnapshotsRequest{Volume: "v", PageSize: 2, PageToken: tok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range r.GetSnapshots() {
+			got = append(got, s.GetName())
+		}
+		if tok = r.GetNextPageToken(); tok == "" {
+			break
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("pages of 2 list %v, want creation order %v", got, want)
+	}
+	snaps, err := c.ListSnapshots(ctx, "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := snaps[len(snaps)-1].Name; n != "snap-a" {
+		t.Fatalf("the client's last snapshot is %s, want the newest, snap-a", n)
+	}
 }

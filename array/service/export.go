@@ -31,9 +31,15 @@ func (s *Service) ListExports(ctx context.Context, req *arrayv1.ListExportsReque
 	if err != nil {
 		return nil, err
 	}
-	page, next, err := paging.Page(wire.Map(es, wire.ExportToPB), (*arrayv1.Export).GetName, req, req.GetVolume())
+	page, next, err := paging.Page(wire.Map(es, wire.ExportToPB), exportKey, req, req.GetVolume())
 	if err != nil {
 		return nil, err
 	}
 	return &arrayv1.ListExportsResponse{Exports: page, NextPageToken: next}, nil
+}
+
+// exportKey orders exports as the engine lists them: by volume and
+// attachment id.
+func exportKey(e *arrayv1.Export) string {
+	return e.GetVolume() + e.GetAttachmentId() + "\x00" + e.GetName()
 }

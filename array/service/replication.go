@@ -199,7 +199,7 @@ func (s *Operations) ListOperations(ctx context.Context, req *arrayv1.ListOperat
 	if err != nil {
 		return nil, err
 	}
-	page, next, err := paging.Page(wire.Map(os, wire.OperationToPB), (*arrayv1.Operation).GetId, req)
+	page, next, err := paging.Page(wire.Map(os, wire.OperationToPB), operationKey, req)
 	if err != nil {
 		return nil, err
 	}
@@ -218,4 +218,9 @@ func (s *Operations) CancelOperation(ctx context.Context, req *arrayv1.CancelOpe
 		return nil, err
 	}
 	return &arrayv1.CancelOperationResponse{Operation: wire.OperationToPB(o)}, nil
+}
+
+// operationKey orders operations as the engine lists them: newest first.
+func operationKey(o *arrayv1.Operation) string {
+	return paging.NewestFirstKey(o.GetStarted().AsTime()) + "\x00" + o.GetId()
 }

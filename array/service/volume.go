@@ -92,7 +92,7 @@ func (s *Service) ListSnapshots(ctx context.Context, req *arrayv1.ListSnapshotsR
 	if err != nil {
 		return nil, err
 	}
-	page, next, err := paging.Page(wire.Map(sns, wire.SnapshotToPB), (*arrayv1.Snapshot).GetName, req, req.GetVolume())
+	page, next, err := paging.Page(wire.Map(sns, wire.SnapshotToPB), snapshotKey, req, req.GetVolume())
 	if err != nil {
 		return nil, err
 	}
@@ -163,4 +163,9 @@ func (s *Service) CreateSnapshotSet(ctx context.Context, req *arrayv1.CreateSnap
 		return nil, err
 	}
 	return &arrayv1.CreateSnapshotSetResponse{Snapshots: wire.Map(ss, wire.SnapshotToPB)}, nil
+}
+
+// snapshotKey orders snapshots as the engine lists them: oldest first.
+func snapshotKey(s *arrayv1.Snapshot) string {
+	return paging.TimeKey(s.GetCreated().AsTime()) + "\x00" + s.GetName()
 }

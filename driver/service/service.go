@@ -200,9 +200,11 @@ func (s *Service) ListSnapshots(ctx context.Context, req *driverv1.ListSnapshots
 				ProviderId: sn.ProviderID, Guid: sn.GUID, Created: sn.Created.UTC().Format(time.RFC3339)})
 		}
 	}
-	// Snapshot ids are unique per volume; the volume id first keeps a
-	// listing of every volume in a stable order.
-	key := func(sn *driverv1.Snapshot) string { return sn.GetVolumeId() + "\x00" + sn.GetId() }
+	// By volume, then oldest first as the arrays list them; Created is
+	// fixed-width RFC 3339 in UTC, so it sorts as the times do.
+	key := func(sn *driverv1.Snapshot) string {
+		return sn.GetVolumeId() + "\x00" + sn.GetCreated() + "\x00" + sn.GetId()
+	}
 	page, next, err := paging.Page(all, key, req, req.GetBackend(), req.GetVolumeId())
 	if err != nil {
 		return nil, err
