@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/volrep/volrep/validation"
 )
 
 const (
@@ -184,13 +186,15 @@ func (p *parser) readBackend(name string, line int) Backend {
 	b.ReplicationDevices = p.readDevices(to, &b, layers)
 
 	const maxInt = math.MaxInt32
-	b.ReplicaInterval = time.Second * time.Duration(p.checkInt(to, "pure_replica_interval_default", 3600, 1, maxInt,
+	// The schedule goes to the arrays' API, which refuses more than these
+	// (package validation), so a larger value is a config error here.
+	b.ReplicaInterval = time.Second * time.Duration(p.checkInt(to, "pure_replica_interval_default", 3600, 1, int(validation.MaxIntervalSecs),
 		"a whole number of seconds greater than 0", layers...))
-	b.RetentionShortTerm = time.Second * time.Duration(p.checkInt(to, "pure_replica_retention_short_term_default", 14400, 0, maxInt,
+	b.RetentionShortTerm = time.Second * time.Duration(p.checkInt(to, "pure_replica_retention_short_term_default", 14400, 0, int(validation.MaxRetainSecs),
 		"a whole number of seconds, 0 or more", layers...))
-	b.RetentionPerDay = p.checkInt(to, "pure_replica_retention_long_term_per_day_default", 3, 0, maxInt,
+	b.RetentionPerDay = p.checkInt(to, "pure_replica_retention_long_term_per_day_default", 3, 0, validation.MaxPerDay,
 		"a whole number of snapshots per day, 0 or more", layers...)
-	b.RetentionDays = p.checkInt(to, "pure_replica_retention_long_term_default", 7, 0, maxInt,
+	b.RetentionDays = p.checkInt(to, "pure_replica_retention_long_term_default", 7, 0, validation.MaxRetainDays,
 		"a whole number of days, 0 or more", layers...)
 	b.SyncTimeout = time.Millisecond * time.Duration(p.checkInt(to, "volrep_sync_timeout", 5000, 1, maxInt,
 		"a whole number of milliseconds greater than 0", layers...))

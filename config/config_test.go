@@ -209,6 +209,28 @@ func TestBackendDefaultsProblems(t *testing.T) {
 		`t.conf:2: pure_replica_interval_default in [backend_defaults] must be a whole number of seconds greater than 0; got "0"`)
 }
 
+// TestScheduleDefaultsWithinTheAPIBounds: the schedule defaults go to the
+// arrays' API, which refuses more than a year between cycles, ten years of
+// retention or more than a snapshot a minute; the config says so at start
+// instead of a backend failing later (issue 12, item 10).
+func TestScheduleDefaultsWithinTheAPIBounds(t *testing.T) {
+	cfg := mustParse(t, conf("[backend_defaults]",
+		"pure_replica_interval_default = 31536001",
+		"pure_replica_retention_short_term_default = 315360001",
+		"pure_replica_retention_long_term_per_day_default = 1441",
+		"pure_replica_retention_long_term_default = 3651",
+		"[array:a]", "data_dir = /a", "listen = :1", "api_token = tok-array-a-01"))
+	want := []string{
+		`t.conf:2: pure_replica_interval_default in [backend_defaults] must be at most 31536000; got "31536001"`,
+		`t.conf:3: pure_replica_retention_short_term_default in [backend_defaults] must be at most 315360000; got "315360001"`,
+		`t.conf:4: pure_replica_retention_long_term_per_day_default in [backend_defaults] must be at most 1440; got "1441"`,
+		`t.conf:5: pure_replica_retention_long_term_default in [backend_defaults] must be at most 3650; got "3651"`,
+	}
+	if got := problemLines(cfg.Problems); !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+}
+
 // A problem in one backend (or array) is its own: the others load and are
 // usable, and the problem is attached where the daemon will report it.
 func TestProblemsStayWithTheirBackend(t *testing.T) {

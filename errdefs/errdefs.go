@@ -170,6 +170,7 @@ func IsFailedPrecondition(err error) bool { return Is(err, KindFailedPreconditio
 func IsUnavailable(err error) bool        { return Is(err, KindUnavailable) }
 func IsAborted(err error) bool            { return Is(err, KindAborted) }
 func IsUnauthenticated(err error) bool    { return Is(err, KindUnauthenticated) }
+func IsResourceExhausted(err error) bool  { return Is(err, KindResourceExhausted) }
 
 // WithKind wraps err with a kind, keeping its message.
 func WithKind(k Kind, err error) error {

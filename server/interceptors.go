@@ -8,14 +8,12 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
-	"sync"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/validator"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -23,6 +21,8 @@ import (
 
 	"github.com/volrep/volrep/errdefs"
 	"github.com/volrep/volrep/errdefs/errgrpc"
+	"github.com/volrep/volrep/validation/arrayapi"
+	"github.com/volrep/volrep/validation/driverapi"
 )
 
 // Messages a client sees; tests and documentation refer to them.
@@ -109,8 +109,8 @@ func codeToLevel(c codes.Code) logging.Level {
 // ---- error mapping ----
 
 // The error-mapping interceptors also recover panics, as a last line for
-// code that runs outside the recovery interceptor (auth, a request's
-// Validate, the extra interceptors): no panic may take the daemon down.
+// code that runs outside the recovery interceptor (auth, request validation,
+// the extra interceptors): no panic may take the daemon down.
 
 func unaryErrorMapping(log *slog.Logger) grpc.UnaryServerInterceptor {
 	onPanic := recoverHandler(log)
@@ -172,80 +172,54 @@ func bearerAuth(token string) auth.AuthFunc {
 
 // ---- validation ----
 
-// The middleware's validator turns a failed Validate into a plain
-// INVALID_ARGUMENT status and loses the errdefs error (and with it the
-// field). Its callback hands us the original error; we keep it in a per-call
-// slot and return it instead, so the error-mapping interceptor converts it
-// with errgrpc.ToStatus, BadRequest detail included.
+// validators check the requests of the two APIs; each reports whether it
+// knows the request's type. Messages of other services (health,
+// reflection) have nothing to check.
+var validators = []func(req any) (handled bool, err error){arrayapi.Check, driverapi.Check}
 
-type validationSlotKey struct{}
-
-type validationSlot struct {
-	mu  sync.Mutex
-	err error
-}
-
-func (s *validationSlot) set(err error) {
-	s.mu.Lock()
-	s.err = err
-	s.mu.Unlock()
-}
-
-func (s *validationSlot) get() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
-}
-
-func onValidationErr(ctx context.Context, err error) {
-	if s, ok := ctx.Value(validationSlotKey{}).(*validationSlot); ok {
-		s.set(err)
-	}
-}
-
-// restore returns the saved Validate error in place of the validator's
-// status, if err is that status. A Validate error that is not an errdefs
-// error still comes back as INVALID_ARGUMENT.
-func (s *validationSlot) restore(err error) error {
-	verr := s.get()
-	if err == nil || verr == nil {
+// validate checks req before its handler runs. The error keeps its
+// errdefs kind and field, so the error-mapping interceptor turns it into
+// INVALID_ARGUMENT with a google.rpc.BadRequest detail naming the field.
+func validate(req any) error {
+	for _, check := range validators {
+		handled, err := check(req)
+		if !handled {
+			continue
+		}
+		if err != nil && !errdefs.IsInvalidArgument(err) {
+			return errdefs.WithKind(errdefs.KindInvalidArgument, err)
+		}
 		return err
 	}
-	st, ok := status.FromError(err)
-	if !ok || st.Code() != codes.InvalidArgument || st.Message() != verr.Error() {
-		return err
-	}
-	if !errdefs.IsInvalidArgument(verr) {
-		return errdefs.WithKind(errdefs.KindInvalidArgument, verr)
-	}
-	return verr
+	return nil
 }
 
 func unaryValidation() grpc.UnaryServerInterceptor {
-	inner := validator.UnaryServerInterceptor(validator.WithOnValidationErrCallback(onValidationErr))
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		slot := &validationSlot{}
-		resp, err := inner(context.WithValue(ctx, validationSlotKey{}, slot), req, info, handler)
-		return resp, slot.restore(err)
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if err := validate(req); err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
 	}
 }
 
+// streamValidation checks each message a stream receives, as the handler
+// reads it: a server-streaming RPC's single request, and every message of
+// a client stream.
 func streamValidation() grpc.StreamServerInterceptor {
-	inner := validator.StreamServerInterceptor(validator.WithOnValidationErrCallback(onValidationErr))
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		slot := &validationSlot{}
-		ctx := context.WithValue(ss.Context(), validationSlotKey{}, slot)
-		return slot.restore(inner(srv, &ctxStream{ServerStream: ss, ctx: ctx}, info, handler))
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return handler(srv, &validatingStream{ServerStream: ss})
 	}
 }
 
-// ctxStream is a ServerStream with another context.
-type ctxStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
+type validatingStream struct{ grpc.ServerStream }
 
-func (s *ctxStream) Context() context.Context { return s.ctx }
+func (s *validatingStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	return validate(m)
+}
 
 // ---- recovery ----
 

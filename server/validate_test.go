@@ -2,6 +2,8 @@ package server
 
 import (
 	"errors"
+	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"testing"
@@ -13,9 +15,8 @@ import (
 	"github.com/volrep/volrep/errdefs"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
+	"github.com/volrep/volrep/validation/arrayapi"
 )
-
-type validatable interface{ Validate() error }
 
 // apiPackages are the proto packages whose requests the servers validate.
 // Referencing the File_ descriptors links the Go packages in.
@@ -45,19 +46,28 @@ func rpcInputs(t *testing.T) map[string]protoreflect.MessageDescriptor {
 	return out
 }
 
-// hasValidate reports whether the Go type of md implements Validate() error.
+// hasValidate reports whether a validator handles the Go type of md.
 func hasValidate(t *testing.T, md protoreflect.MessageDescriptor) bool {
 	t.Helper()
 	mt, err := protoregistry.GlobalTypes.FindMessageByName(md.FullName())
 	if err != nil {
 		t.Fatalf("no Go type for %s: %v", md.FullName(), err)
 	}
-	_, ok := mt.New().Interface().(validatable)
-	return ok
+	return handled(mt.New().Interface())
+}
+
+func handled(req any) bool {
+	for _, check := range validators {
+		if ok, _ := check(req); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // TestEveryRPCRequestHasValidate fails when an RPC's request message has no
-// Validate method: add one to validate.go beside the generated code.
+// case in its API's validator: add one to validation/arrayapi or
+// validation/driverapi.
 func TestEveryRPCRequestHasValidate(t *testing.T) {
 	inputs := rpcInputs(t)
 	// The APIs as of this test; more is fine, fewer means the walk broke.
@@ -72,15 +82,15 @@ func TestEveryRPCRequestHasValidate(t *testing.T) {
 	}
 	sort.Strings(missing)
 	if len(missing) > 0 {
-		t.Fatalf("requests without a Validate() error method:\n  %s", strings.Join(missing, "\n  "))
+		t.Fatalf("requests no validator handles:\n  %s", strings.Join(missing, "\n  "))
 	}
 }
 
-// TestHasValidateDetectsMissing shows the check above can fail: a response
-// message has no Validate method.
+// TestHasValidateDetectsMissing shows the check above can fail: no
+// validator handles a response message.
 func TestHasValidateDetectsMissing(t *testing.T) {
 	if hasValidate(t, (&arrayv1.GetVolumeResponse{}).ProtoReflect().Descriptor()) {
-		t.Fatal("hasValidate is true for a message without Validate")
+		t.Fatal("hasValidate is true for a message no validator handles")
 	}
 }
 
@@ -309,16 +319,89 @@ var validateCases = []struct {
 	{"g failback", &driverv1.FailoverReplicationRequest{Backend: "b", GroupId: "g", VolumeIds: []string{"v"}, SecondaryBackendId: "default"}, ""},
 	{"g failover bad secondary", &driverv1.FailoverReplicationRequest{Backend: "b", GroupId: "g", SecondaryBackendId: "site/b"}, "secondary_backend_id"},
 	{"g failover no backend", &driverv1.FailoverReplicationRequest{GroupId: "g"}, "backend"},
+
+	// Bounds (issue 12, items 10 and 16): every stored string, map and
+	// duration has a limit, and the error names the field.
+	{"d create 9MiB type name", &driverv1.CreateVolumeRequest{Backend: "b", VolumeId: "v", SizeGb: 1, VolumeType: &driverv1.VolumeType{Name: mib9}}, "volume_type.name"},
+	{"d create type name at limit", &driverv1.CreateVolumeRequest{Backend: "b", VolumeId: "v", SizeGb: 1, VolumeType: &driverv1.VolumeType{Name: strings.Repeat("t", 255)}}, ""},
+	{"d create type id long", &driverv1.CreateVolumeRequest{Backend: "b", VolumeId: "v", SizeGb: 1, VolumeType: &driverv1.VolumeType{Id: strings.Repeat("i", 256)}}, "volume_type.id"},
+	{"d create spec value long", &driverv1.CreateVolumeRequest{Backend: "b", VolumeId: "v", SizeGb: 1, VolumeType: &driverv1.VolumeType{ExtraSpecs: map[string]string{"k": mib9}}}, "volume_type.extra_specs"},
+	{"d create too many specs", &driverv1.CreateVolumeRequest{Backend: "b", VolumeId: "v", SizeGb: 1, VolumeType: &driverv1.VolumeType{ExtraSpecs: manyEntries(129)}}, "volume_type.extra_specs"},
+	{"d create over 1 PiB", &driverv1.CreateVolumeRequest{Backend: "b", VolumeId: "v", SizeGb: 1<<20 + 1}, "size_gb"},
+	{"d clone type name", &driverv1.CreateClonedVolumeRequest{Backend: "b", VolumeId: "v2", SourceVolumeId: "v", VolumeType: &driverv1.VolumeType{Name: mib9}}, "volume_type.name"},
+	{"retype type name", &driverv1.RetypeRequest{Backend: "b", VolumeId: "v", NewType: &driverv1.VolumeType{Name: mib9}}, "new_type.name"},
+	{"g create type name", &driverv1.CreateGroupRequest{Backend: "b", GroupId: "g", GroupType: &driverv1.GroupType{Name: mib9}}, "group_type.name"},
+	{"g create spec value", &driverv1.CreateGroupRequest{Backend: "b", GroupId: "g", GroupType: &driverv1.GroupType{GroupSpecs: map[string]string{"k": mib9}}}, "group_type.group_specs"},
+	{"connector initiator", &driverv1.InitializeConnectionRequest{Backend: "b", VolumeId: "v", Connector: &driverv1.Connector{Host: "h", Initiator: mib9}}, "connector.initiator"},
+	{"connector extra", &driverv1.InitializeConnectionRequest{Backend: "b", VolumeId: "v", Connector: &driverv1.Connector{Host: "h", Extra: manyEntries(129)}}, "connector.extra"},
+	{"connector long wwpns", &driverv1.InitializeConnectionRequest{Backend: "b", VolumeId: "v", Connector: &driverv1.Connector{Host: "h", Extra: map[string]string{"wwpns": strings.Repeat("500143802426baf4,", 60)}}}, ""},
+	{"connector extra value", &driverv1.InitializeConnectionRequest{Backend: "b", VolumeId: "v", Connector: &driverv1.Connector{Host: "h", Extra: map[string]string{"k": mib9}}}, "connector.extra"},
+	{"failover too many ids", &driverv1.FailoverHostRequest{Backend: "b", VolumeIds: make([]string, 10001)}, "volume_ids"},
+	{"schedule year", &driverv1.SetReplicationScheduleRequest{Backend: "b", IntervalSeconds: 365 * 86400, RetentionShortTermSeconds: 10 * 365 * 86400, RetentionLongTermPerDay: 1440, RetentionLongTermDays: 3650}, ""},
+	{"schedule interval wraps to 5s", &driverv1.SetReplicationScheduleRequest{Backend: "b", IntervalSeconds: 18446744079}, "interval_seconds"},
+	{"schedule interval int64 max", &driverv1.SetReplicationScheduleRequest{Backend: "b", IntervalSeconds: math.MaxInt64}, "interval_seconds"},
+	{"schedule retention", &driverv1.SetReplicationScheduleRequest{Backend: "b", IntervalSeconds: 60, RetentionShortTermSeconds: math.MaxInt64}, "retention_short_term_seconds"},
+	{"schedule per day", &driverv1.SetReplicationScheduleRequest{Backend: "b", IntervalSeconds: 60, RetentionLongTermPerDay: 1441}, "retention_long_term_per_day"},
+	{"schedule days", &driverv1.SetReplicationScheduleRequest{Backend: "b", IntervalSeconds: 60, RetentionLongTermDays: 3651}, "retention_long_term_days"},
+	{"update replica wraps", &arrayv1.UpdateReplicaRequest{Name: "r", IntervalSeconds: 18446744079}, "interval_seconds"},
+	{"update replica rpo", &arrayv1.UpdateReplicaRequest{Name: "r", RpoSeconds: math.MaxInt64}, "rpo_seconds"},
+	{"update replica retention", &arrayv1.UpdateReplicaRequest{Name: "r", SourceRetention: &arrayv1.Retention{AllForSeconds: math.MaxInt64}}, "source_retention.all_for_seconds"},
+	{"replicate entity interval", &arrayv1.ReplicateEntityRequest{Volume: "v", Link: "l", RemotePool: "p", IntervalSeconds: 18446744079}, "interval_seconds"},
+	{"replicate cg per day", &arrayv1.ReplicateConsGroupRequest{Group: "g", Link: "l", RemotePool: "p", TargetRetention: &arrayv1.Retention{PerDay: 1 << 30}}, "target_retention.per_day"},
+	{"create volume 15MB labels", &arrayv1.CreateVolumeRequest{Name: "v1", Pool: "p1", SizeBytes: 4096, Labels: map[string]string{"k": strings.Repeat("x", 15<<20)}}, "labels"},
+	{"create volume many labels", &arrayv1.CreateVolumeRequest{Name: "v1", Pool: "p1", SizeBytes: 4096, Labels: manyEntries(65)}, "labels"},
+	{"create volume over 1 PiB", &arrayv1.CreateVolumeRequest{Name: "v1", Pool: "p1", SizeBytes: 1<<50 + 4096}, "size_bytes"},
+	{"create volume long name", &arrayv1.CreateVolumeRequest{Name: mib9, Pool: "p1", SizeBytes: 4096}, "name"},
+	{"extend volume over 1 PiB", &arrayv1.ExtendVolumeRequest{Name: "v1", SizeBytes: math.MaxInt64 - 4095}, "size_bytes"},
+	{"clone over 1 PiB", &arrayv1.CloneSnapshotRequest{Volume: "v1", Snapshot: "s1", Name: "v2", SizeBytes: 1<<50 + 4096}, "size_bytes"},
+	{"snapshot labels", &arrayv1.CreateSnapshotRequest{Volume: "v1", Name: "s1", Labels: map[string]string{mib9: "x"}}, "labels"},
+	{"group labels", &arrayv1.CreateGroupRequest{Name: "g", Pool: "p", Labels: manyEntries(65)}, "labels"},
+	{"group snapshot labels", &arrayv1.CreateGroupSnapshotRequest{Name: "g", Snapshot: "s", Labels: manyEntries(65)}, "labels"},
+	{"snapshot set labels", &arrayv1.CreateSnapshotSetRequest{Volumes: []string{"a"}, Name: "s", Labels: manyEntries(65)}, "labels"},
+	{"create link long address", &arrayv1.CreateLinkRequest{Name: "l", Address: mib9}, "address"},
+	{"create link long token", &arrayv1.CreateLinkRequest{Name: "l", Address: "h:1", Token: mib9}, "token"},
+	{"create link bandwidth", &arrayv1.CreateLinkRequest{Name: "l", Address: "h:1", BandwidthLimit: math.MaxInt64}, "bandwidth_limit"},
+	{"add too many members", &arrayv1.AddMembersRequest{Name: "g", Volumes: make([]string, 10001)}, "volumes"},
+	{"checksum offset over 1 PiB", &arrayv1.ChecksumSnapshotRequest{Volume: "v", Snapshot: "s", Offset: 1 << 51, Length: 4096}, "offset"},
+}
+
+var mib9 = strings.Repeat("n", 9<<20)
+
+func manyEntries(n int) map[string]string {
+	m := make(map[string]string, n)
+	for i := range n {
+		m[fmt.Sprintf("k%d", i)] = "v"
+	}
+	return m
+}
+
+// TestReceiveHeaderBounds: a peer's transfer header stores labels too, so
+// it is bounded like CreateVolume.
+func TestReceiveHeaderBounds(t *testing.T) {
+	ok := &arrayv1.ReceiveHeader{TransferId: "x1", Volume: "v", Pool: "p", SizeBytes: 4096, SnapshotName: "s", SnapshotGuid: "g"}
+	if err := arrayapi.ReceiveHeader(ok); err != nil {
+		t.Fatalf("valid header refused: %v", err)
+	}
+	for field, h := range map[string]*arrayv1.ReceiveHeader{
+		"header.volume_labels":   {TransferId: "x1", Volume: "v", Pool: "p", SizeBytes: 4096, SnapshotName: "s", VolumeLabels: map[string]string{"k": mib9}},
+		"header.snapshot_labels": {TransferId: "x1", Volume: "v", Pool: "p", SizeBytes: 4096, SnapshotName: "s", SnapshotLabels: manyEntries(65)},
+		"header.size_bytes":      {TransferId: "x1", Volume: "v", Pool: "p", SizeBytes: 1<<50 + 4096, SnapshotName: "s"},
+		"header.snapshot_guid":   {TransferId: "x1", Volume: "v", Pool: "p", SizeBytes: 4096, SnapshotName: "s", SnapshotGuid: mib9},
+	} {
+		var e *errdefs.Error
+		if err := arrayapi.ReceiveHeader(h); !errors.As(err, &e) || e.Field != field {
+			t.Errorf("%s: got %v, want INVALID_ARGUMENT naming it", field, err)
+		}
+	}
 }
 
 func TestValidateRules(t *testing.T) {
 	for _, tc := range validateCases {
 		t.Run(tc.name, func(t *testing.T) {
-			v, ok := tc.req.(validatable)
-			if !ok {
-				t.Fatalf("%T has no Validate method", tc.req)
+			if !handled(tc.req) {
+				t.Fatalf("no validator handles %T", tc.req)
 			}
-			err := v.Validate()
+			err := validate(tc.req)
 			if tc.field == "" {
 				if err != nil {
 					t.Fatalf("valid request rejected: %v", err)

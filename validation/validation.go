@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/errdefs"
@@ -27,8 +29,45 @@ const (
 // moves; bulk I/O goes through NBD.
 const MaxIO = 4 * MiB
 
-// MaxGB is the largest size in GiB whose byte count fits in an int64.
-const MaxGB = math.MaxInt64 / GiB
+// MaxVolumeBytes is the largest volume (or snapshot, or clone) either API
+// creates: 1 PiB. It keeps every byte count and offset far from int64
+// overflow, in the engine and in every client that adds to them.
+const MaxVolumeBytes = 1 << 50
+
+// MaxGB is MaxVolumeBytes in GiB, the driver API's unit.
+const MaxGB = MaxVolumeBytes / GiB
+
+// Durations, in seconds. Anything longer is a typo or an attack: a year
+// between replication cycles is already useless, and the bounds keep
+// time.Duration (int64 nanoseconds, about 292 years) from overflowing.
+const (
+	Day             int64 = 24 * 60 * 60
+	Year            int64 = 365 * Day
+	MaxIntervalSecs       = Year      // a replication interval or an RPO
+	MaxRetainSecs         = 10 * Year // how long snapshots are kept
+	MaxRetainDays         = 3650      // days of daily snapshots kept (10 years)
+	MaxPerDay             = 24 * 60   // daily snapshots kept: one a minute
+)
+
+// Limits on what a request may store. Every stored object stays small, so
+// one page of any List reply stays far below the gRPC message limit
+// whatever clients send (see package paging for the page's byte budget).
+const (
+	MaxLabels        = 64  // labels of one volume, snapshot or group
+	MaxLabelKeyLen   = 128 // bytes
+	MaxLabelValueLen = 255 // bytes; holds a Cinder volume type name
+	MaxSpecs         = 128 // extra specs of a volume type, specs of a group type
+	MaxSpecKeyLen    = 255 // Cinder's column width for spec keys and values
+	MaxSpecValueLen  = 255
+	MaxTextLen       = 255 // type names and ids, addresses, initiators
+	MaxIDs           = 10000
+	MaxTokenLen      = 4096 // a peer array's API token
+	// MaxConnectorValueLen bounds a value of os-brick's connector, which
+	// is not stored but may join lists (wwpns, for example).
+	MaxConnectorValueLen = 4096
+	// MaxBandwidth is the highest link bandwidth limit, in bytes per second.
+	MaxBandwidth = 1 << 40
+)
 
 // First returns the first non-nil error, so a Validate method can list its
 // checks in field order and report the first field at fault.
@@ -53,6 +92,28 @@ func Required(field, value string) error {
 // ':' or '-', starting with a letter or digit (array.CheckName).
 func Name(field, value string) error {
 	return array.CheckName(field, value)
+}
+
+// MaxIDLen bounds the ids the driver API takes (volumes, snapshots,
+// groups, group snapshots). The driver derives array names from them, the
+// longest "consisgroup-<id>-cinder", which must stay within
+// array.MaxNameLen; Cinder's own ids are 36-character UUIDs.
+const MaxIDLen = 64
+
+// ID checks a driver API id: a Name of at most MaxIDLen bytes.
+func ID(field, value string) error {
+	if len(value) > MaxIDLen {
+		return errdefs.InvalidArgument(field, "is %d bytes, longer than the limit of %d for an id", len(value), MaxIDLen)
+	}
+	return array.CheckName(field, value)
+}
+
+// OptionalID accepts an empty value and otherwise checks it as ID.
+func OptionalID(field, value string) error {
+	if value == "" {
+		return nil
+	}
+	return ID(field, value)
 }
 
 // OptionalName accepts an empty value and otherwise checks it as Name.
@@ -115,10 +176,10 @@ func BlockAligned(field string, n int64) error {
 		array.BlockSize, n, n+(array.BlockSize-n%array.BlockSize))
 }
 
-// SizeBytes requires a volume or snapshot size: greater than 0 and a
-// multiple of array.BlockSize.
+// SizeBytes requires a volume or snapshot size: greater than 0, a
+// multiple of array.BlockSize and at most MaxVolumeBytes.
 func SizeBytes(field string, n int64) error {
-	return First(Positive(field, n), BlockAligned(field, n))
+	return First(Positive(field, n), maxVolume(field, n), BlockAligned(field, n))
 }
 
 // OptionalSizeBytes accepts 0 ("keep the source's size") and otherwise
@@ -127,19 +188,59 @@ func OptionalSizeBytes(field string, n int64) error {
 	if n == 0 {
 		return nil
 	}
-	return First(NonNegative(field, n), BlockAligned(field, n))
+	return First(NonNegative(field, n), maxVolume(field, n), BlockAligned(field, n))
 }
 
-// SizeGB requires a size in GiB that is greater than 0 and whose byte
-// count fits in an int64.
+func maxVolume(field string, n int64) error {
+	if n > MaxVolumeBytes {
+		return errdefs.InvalidArgument(field, "%d bytes is more than the maximum volume size of 1 PiB (%d bytes)", n, int64(MaxVolumeBytes))
+	}
+	return nil
+}
+
+// SizeGB requires a size in GiB between 1 and MaxGB.
 func SizeGB(field string, n int64) error {
-	return Range(field, n, 1, MaxGB)
+	return Limit(field, n, 1, MaxGB, "GiB (1 PiB, the maximum volume size)")
 }
 
 // OptionalSizeGB accepts 0 ("keep the source's size") and otherwise
 // checks n as SizeGB.
 func OptionalSizeGB(field string, n int64) error {
-	return Range(field, n, 0, MaxGB)
+	return Limit(field, n, 0, MaxGB, "GiB (1 PiB, the maximum volume size)")
+}
+
+// Limit requires lo <= n <= hi, and says in what unit and why hi is the
+// limit, e.g. Limit("interval_seconds", n, 1, Year, "seconds (1 year)").
+func Limit(field string, n, lo, hi int64, unit string) error {
+	if n < lo || n > hi {
+		return errdefs.InvalidArgument(field, "must be between %d and %d %s, got %d", lo, hi, unit, n)
+	}
+	return nil
+}
+
+// Interval checks a replication interval or RPO in seconds: 1 second to
+// a year, or 0 as well when zero is allowed (meaning "unset" or "keep").
+func Interval(field string, n int64, zeroOK bool) error {
+	lo := int64(1)
+	if zeroOK {
+		lo = 0
+	}
+	return Limit(field, n, lo, MaxIntervalSecs, "seconds (1 year)")
+}
+
+// RetainSeconds checks how long snapshots are kept: 0 to 10 years.
+func RetainSeconds(field string, n int64) error {
+	return Limit(field, n, 0, MaxRetainSecs, "seconds (10 years)")
+}
+
+// RetainDays checks for how many days daily snapshots are kept.
+func RetainDays(field string, n int64) error {
+	return Limit(field, n, 0, MaxRetainDays, "days (10 years)")
+}
+
+// PerDay checks how many snapshots a day are kept.
+func PerDay(field string, n int64) error {
+	return Limit(field, n, 0, MaxPerDay, "snapshots a day (one a minute)")
 }
 
 // OneOf requires value to be one of allowed.
@@ -190,13 +291,73 @@ func IORange(offsetField string, offset int64, lengthField string, length, lo, h
 	return nil
 }
 
-// MapKeys requires every key of m to be non-blank. Use it for labels,
-// extra specs and metadata.
-func MapKeys(field string, m map[string]string) error {
-	for k := range m {
+// Text checks a free-form string that is stored or echoed: at most max
+// bytes of UTF-8 without control characters. Empty is fine.
+func Text(field, value string, max int) error {
+	return text(field, value, max, unicode.IsControl)
+}
+
+// value is Text for the values of a map, which may span lines: tabs and
+// line breaks pass, other control characters (NUL, ESC for terminal
+// escapes) do not.
+func value(field, v string, max int) error {
+	return text(field, v, max, func(r rune) bool { return unicode.IsControl(r) && r != '\t' && r != '\n' && r != '\r' })
+}
+
+func text(field, value string, max int, refused func(rune) bool) error {
+	if len(value) > max {
+		return errdefs.InvalidArgument(field, "is %d bytes, longer than the limit of %d; shorten it", len(value), max)
+	}
+	if !utf8.ValidString(value) {
+		return errdefs.InvalidArgument(field, "is not valid UTF-8")
+	}
+	if i := strings.IndexFunc(value, refused); i >= 0 {
+		return errdefs.InvalidArgument(field, "holds a control character at byte %d; remove it", i)
+	}
+	return nil
+}
+
+// Map bounds a string map that is stored: at most maxEntries entries,
+// non-blank keys of at most maxKey bytes (Text) and values of at most
+// maxValue bytes (Text, but tabs and line breaks pass). The error names the key,
+// shortened, so a huge key is not echoed back whole.
+func Map(field string, m map[string]string, maxEntries, maxKey, maxValue int) error {
+	if len(m) > maxEntries {
+		return errdefs.InvalidArgument(field, "has %d entries, more than the limit of %d", len(m), maxEntries)
+	}
+	for k, val := range m {
 		if strings.TrimSpace(k) == "" {
 			return errdefs.InvalidArgument(field, "has an empty key; every key must be non-empty")
+		}
+		if err := Text(field, k, maxKey); err != nil {
+			return errdefs.InvalidArgument(field, "key %s: %s", Quote(k), strings.TrimPrefix(err.Error(), field+": "))
+		}
+		if err := value(field, val, maxValue); err != nil {
+			return errdefs.InvalidArgument(field, "value of %s: %s", Quote(k), strings.TrimPrefix(err.Error(), field+": "))
 		}
 	}
 	return nil
 }
+
+// Labels bounds the labels of an array object (MaxLabels entries, keys of
+// MaxLabelKeyLen and values of MaxLabelValueLen bytes).
+func Labels(field string, m map[string]string) error {
+	return Map(field, m, MaxLabels, MaxLabelKeyLen, MaxLabelValueLen)
+}
+
+// Specs bounds a volume type's extra specs or a group type's specs.
+func Specs(field string, m map[string]string) error {
+	return Map(field, m, MaxSpecs, MaxSpecKeyLen, MaxSpecValueLen)
+}
+
+// Count bounds the number of entries of a repeated field.
+func Count(field string, n, max int) error {
+	if n > max {
+		return errdefs.InvalidArgument(field, "has %d entries, more than the limit of %d; send them in several calls", n, max)
+	}
+	return nil
+}
+
+// Quote quotes s for an error message, cut to 64 bytes: errors echo what
+// was wrong without echoing megabytes of it.
+func Quote(s string) string { return array.QuoteShort(s) }

@@ -2,6 +2,7 @@ package validation
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -24,7 +25,12 @@ func TestHelpers(t *testing.T) {
 		{"name empty", Name("f", ""), "is required"},
 		{"name slash", Name("f", "a/b"), "not a valid name"},
 		{"name at", Name("f", "a@b"), "not a valid name"},
-		{"name long", Name("f", strings.Repeat("a", 129)), "not a valid name"},
+		{"name long", Name("f", strings.Repeat("a", 129)), "129 bytes, longer than the limit of 128"},
+		{"name dotdot", Name("f", "a..b"), "not a valid name"},
+		{"id ok", ID("f", "6f1c0b9e-8a57-4c4e-9d4f-0f3e1a2b3c4d"), ""},
+		{"id long", ID("f", strings.Repeat("a", MaxIDLen+1)), "65 bytes, longer than the limit of 64 for an id"},
+		{"id slash", ID("f", "a/b"), "not a valid name"},
+		{"optional id empty", OptionalID("f", ""), ""},
 		{"optional name empty", OptionalName("f", ""), ""},
 		{"optional name bad", OptionalName("f", "-x"), "not a valid name"},
 		{"positive", Positive("f", 1), ""},
@@ -62,9 +68,37 @@ func TestHelpers(t *testing.T) {
 		{"bytes len short", BytesLen("f", []byte("a"), 2, 4), "at least 2"},
 		{"bytes len long", BytesLen("f", []byte("abc"), 1, 2), "limit of 2"},
 		{"io ok", IORange("f", 0, "len", MaxIO, 1, MaxIO), ""},
-		{"map ok", MapKeys("f", map[string]string{"k": ""}), ""},
-		{"map nil", MapKeys("f", nil), ""},
-		{"map empty key", MapKeys("f", map[string]string{"": "v"}), "empty key"},
+		{"map ok", Labels("f", map[string]string{"k": ""}), ""},
+		{"map nil", Labels("f", nil), ""},
+		{"map empty key", Labels("f", map[string]string{"": "v"}), "empty key"},
+		{"labels too many", Labels("f", manyLabels(MaxLabels+1)), "65 entries, more than the limit of 64"},
+		{"labels at limit", Labels("f", manyLabels(MaxLabels)), ""},
+		{"label key long", Labels("f", map[string]string{strings.Repeat("k", 129): "v"}), "longer than the limit of 128"},
+		{"label value long", Labels("f", map[string]string{"k": strings.Repeat("v", 256)}), `value of "k": is 256 bytes, longer than the limit of 255`},
+		{"label value escape", Labels("f", map[string]string{"k": "a\x1b[2Jb"}), "control character at byte 1"},
+		{"label value lines", Labels("f", map[string]string{"k": "a\n\tb"}), ""},
+		{"label key newline", Labels("f", map[string]string{"a\nb": "v"}), "control character at byte 1"},
+		{"text newline", Text("f", "a\nb", 10), "control character at byte 1"},
+		{"label value utf8", Labels("f", map[string]string{"k": "\xff"}), "not valid UTF-8"},
+		{"specs value long", Specs("f", map[string]string{"k": strings.Repeat("v", 256)}), "limit of 255"},
+		{"text ok", Text("f", "gold type ✓", 20), ""},
+		{"text long", Text("f", strings.Repeat("x", 9<<20), MaxTextLen), "is 9437184 bytes, longer than the limit of 255"},
+		{"count", Count("f", MaxIDs+1, MaxIDs), "more than the limit of 10000"},
+		{"size max", SizeBytes("f", MaxVolumeBytes), ""},
+		{"size over max", SizeBytes("f", MaxVolumeBytes+4096), "maximum volume size of 1 PiB"},
+		{"size int64 max", SizeBytes("f", math.MaxInt64), "maximum volume size"},
+		{"optional size over max", OptionalSizeBytes("f", MaxVolumeBytes+4096), "maximum volume size"},
+		{"gb over max", SizeGB("f", MaxGB+1), "1 PiB, the maximum volume size"},
+		{"interval ok", Interval("f", 3600, false), ""},
+		{"interval year", Interval("f", Year, false), ""},
+		{"interval zero", Interval("f", 0, false), "between 1 and 31536000 seconds (1 year), got 0"},
+		{"interval zero ok", Interval("f", 0, true), ""},
+		// 18446744079 s is 2^64 ns + 5 s: as a time.Duration it wrapped to 5 s.
+		{"interval wraps", Interval("f", 18446744079, false), "between 1 and 31536000 seconds (1 year), got 18446744079"},
+		{"interval int64 max", Interval("f", math.MaxInt64, true), "seconds (1 year), got 9223372036854775807"},
+		{"retain over", RetainSeconds("f", 10*Year+1), "seconds (10 years)"},
+		{"retain days over", RetainDays("f", MaxRetainDays+1), "days (10 years)"},
+		{"per day over", PerDay("f", MaxPerDay+1), "one a minute"},
 		{"first nil", First(nil, nil), ""},
 	}
 	for _, tc := range cases {
@@ -77,6 +111,29 @@ func TestHelpers(t *testing.T) {
 			}
 			checkField(t, tc.err, "f", tc.want)
 		})
+	}
+}
+
+func manyLabels(n int) map[string]string {
+	m := make(map[string]string, n)
+	for i := range n {
+		m[fmt.Sprintf("key-%d", i)] = "v"
+	}
+	return m
+}
+
+// TestHugeKeyIsNotEchoed: a refused 9 MiB key is named, shortened, in the
+// message; echoing it whole would make the error itself too big to send.
+func TestHugeKeyIsNotEchoed(t *testing.T) {
+	err := Labels("labels", map[string]string{strings.Repeat("k", 9<<20): "v"})
+	checkField(t, err, "labels", "(9437184 bytes)")
+	if len(err.Error()) > 300 {
+		t.Fatalf("message is %d bytes; it must not echo the key", len(err.Error()))
+	}
+	err = Name("name", strings.Repeat("n", 9<<20))
+	checkField(t, err, "name", "longer than the limit of 128")
+	if len(err.Error()) > 300 {
+		t.Fatalf("message is %d bytes; it must not echo the name", len(err.Error()))
 	}
 }
 

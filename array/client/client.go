@@ -13,6 +13,7 @@ import (
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/wire"
+	"github.com/volrep/volrep/paging"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 )
 
@@ -60,11 +61,13 @@ func (c *Client) GetPool(ctx context.Context, name string) (array.Pool, error) {
 }
 
 func (c *Client) ListPools(ctx context.Context) ([]array.Pool, error) {
-	r, err := c.arrays.ListPools(ctx, &arrayv1.ListPoolsRequest{})
-	if err != nil {
-		return nil, err
-	}
-	return wire.Map(r.GetPools(), wire.PoolFromPB), nil
+	return paging.All(ctx, func(ctx context.Context, token string) ([]array.Pool, string, error) {
+		r, err := c.arrays.ListPools(ctx, &arrayv1.ListPoolsRequest{PageSize: paging.MaxPageSize, PageToken: token})
+		if err != nil {
+			return nil, "", err
+		}
+		return wire.Map(r.GetPools(), wire.PoolFromPB), r.GetNextPageToken(), nil
+	})
 }
 
 func (c *Client) DeletePool(ctx context.Context, name string) error {
@@ -89,11 +92,13 @@ func (c *Client) GetVolume(ctx context.Context, name string) (array.Volume, erro
 }
 
 func (c *Client) ListVolumes(ctx context.Context, pool string) ([]array.Volume, error) {
-	r, err := c.volumes.ListVolumes(ctx, &arrayv1.ListVolumesRequest{Pool: pool})
-	if err != nil {
-		return nil, err
-	}
-	return wire.Map(r.GetVolumes(), wire.VolumeFromPB), nil
+	return paging.All(ctx, func(ctx context.Context, token string) ([]array.Volume, string, error) {
+		r, err := c.volumes.ListVolumes(ctx, &arrayv1.ListVolumesRequest{Pool: pool, PageSize: paging.MaxPageSize, PageToken: token})
+		if err != nil {
+			return nil, "", err
+		}
+		return wire.Map(r.GetVolumes(), wire.VolumeFromPB), r.GetNextPageToken(), nil
+	})
 }
 
 func (c *Client) DeleteVolume(ctx context.Context, name string) error {
@@ -174,11 +179,13 @@ func (c *Client) GetSnapshot(ctx context.Context, volume, name string) (array.Sn
 }
 
 func (c *Client) ListSnapshots(ctx context.Context, volume string) ([]array.Snapshot, error) {
-	r, err := c.volumes.ListSnapshots(ctx, &arrayv1.ListSnapshotsRequest{Volume: volume})
-	if err != nil {
-		return nil, err
-	}
-	return wire.Map(r.GetSnapshots(), wire.SnapshotFromPB), nil
+	return paging.All(ctx, func(ctx context.Context, token string) ([]array.Snapshot, string, error) {
+		r, err := c.volumes.ListSnapshots(ctx, &arrayv1.ListSnapshotsRequest{Volume: volume, PageSize: paging.MaxPageSize, PageToken: token})
+		if err != nil {
+			return nil, "", err
+		}
+		return wire.Map(r.GetSnapshots(), wire.SnapshotFromPB), r.GetNextPageToken(), nil
+	})
 }
 
 func (c *Client) DeleteSnapshot(ctx context.Context, volume, name string) error {
@@ -238,11 +245,13 @@ func (c *Client) DeleteExport(ctx context.Context, name, volume, attachmentID st
 }
 
 func (c *Client) ListExports(ctx context.Context, volume string) ([]array.Export, error) {
-	r, err := c.exports.ListExports(ctx, &arrayv1.ListExportsRequest{Volume: volume})
-	if err != nil {
-		return nil, err
-	}
-	return wire.Map(r.GetExports(), wire.ExportFromPB), nil
+	return paging.All(ctx, func(ctx context.Context, token string) ([]array.Export, string, error) {
+		r, err := c.exports.ListExports(ctx, &arrayv1.ListExportsRequest{Volume: volume, PageSize: paging.MaxPageSize, PageToken: token})
+		if err != nil {
+			return nil, "", err
+		}
+		return wire.Map(r.GetExports(), wire.ExportFromPB), r.GetNextPageToken(), nil
+	})
 }
 
 func (c *Client) CreateGroup(ctx context.Context, name, pool string, labels map[string]string) (array.Group, error) {
@@ -262,11 +271,13 @@ func (c *Client) GetGroup(ctx context.Context, name string) (array.Group, error)
 }
 
 func (c *Client) ListGroups(ctx context.Context) ([]array.Group, error) {
-	r, err := c.groups.ListGroups(ctx, &arrayv1.ListGroupsRequest{})
-	if err != nil {
-		return nil, err
-	}
-	return wire.Map(r.GetGroups(), wire.GroupFromPB), nil
+	return paging.All(ctx, func(ctx context.Context, token string) ([]array.Group, string, error) {
+		r, err := c.groups.ListGroups(ctx, &arrayv1.ListGroupsRequest{PageSize: paging.MaxPageSize, PageToken: token})
+		if err != nil {
+			return nil, "", err
+		}
+		return wire.Map(r.GetGroups(), wire.GroupFromPB), r.GetNextPageToken(), nil
+	})
 }
 
 func (c *Client) DeleteGroup(ctx context.Context, name string) error {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/wire"
+	"github.com/volrep/volrep/paging"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 )
 
@@ -46,11 +47,13 @@ func (c *Replication) GetLink(ctx context.Context, name string) (array.Link, err
 }
 
 func (c *Replication) ListLinks(ctx context.Context) ([]array.Link, error) {
-	r, err := c.links.ListLinks(ctx, &arrayv1.ListLinksRequest{})
-	if err != nil {
-		return nil, err
-	}
-	return wire.Map(r.GetLinks(), wire.LinkFromPB), nil
+	return paging.All(ctx, func(ctx context.Context, token string) ([]array.Link, string, error) {
+		r, err := c.links.ListLinks(ctx, &arrayv1.ListLinksRequest{PageSize: paging.MaxPageSize, PageToken: token})
+		if err != nil {
+			return nil, "", err
+		}
+		return wire.Map(r.GetLinks(), wire.LinkFromPB), r.GetNextPageToken(), nil
+	})
 }
 
 func (c *Replication) DeleteLink(ctx context.Context, name string) error {
@@ -99,11 +102,13 @@ func (c *Replication) GetReplica(ctx context.Context, name string) (array.Replic
 }
 
 func (c *Replication) ListReplicas(ctx context.Context, local string) ([]array.Replica, error) {
-	r, err := c.replicas.ListReplicas(ctx, &arrayv1.ListReplicasRequest{LocalEntity: local})
-	if err != nil {
-		return nil, err
-	}
-	return wire.Map(r.GetReplicas(), wire.ReplicaFromPB), nil
+	return paging.All(ctx, func(ctx context.Context, token string) ([]array.Replica, string, error) {
+		r, err := c.replicas.ListReplicas(ctx, &arrayv1.ListReplicasRequest{LocalEntity: local, PageSize: paging.MaxPageSize, PageToken: token})
+		if err != nil {
+			return nil, "", err
+		}
+		return wire.Map(r.GetReplicas(), wire.ReplicaFromPB), r.GetNextPageToken(), nil
+	})
 }
 
 func (c *Replication) UpdateReplica(ctx context.Context, name string, u array.ReplicaUpdate) (array.Replica, error) {
@@ -176,11 +181,13 @@ func (c *Replication) GetOperation(ctx context.Context, id string) (array.Operat
 }
 
 func (c *Replication) ListOperations(ctx context.Context) ([]array.Operation, error) {
-	r, err := c.ops.ListOperations(ctx, &arrayv1.ListOperationsRequest{})
-	if err != nil {
-		return nil, err
-	}
-	return wire.Map(r.GetOperations(), wire.OperationFromPB), nil
+	return paging.All(ctx, func(ctx context.Context, token string) ([]array.Operation, string, error) {
+		r, err := c.ops.ListOperations(ctx, &arrayv1.ListOperationsRequest{PageSize: paging.MaxPageSize, PageToken: token})
+		if err != nil {
+			return nil, "", err
+		}
+		return wire.Map(r.GetOperations(), wire.OperationFromPB), r.GetNextPageToken(), nil
+	})
 }
 
 func (c *Replication) WatchOperation(ctx context.Context, id string, fn func(array.Operation) error) error {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/wire"
+	"github.com/volrep/volrep/paging"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 )
 
@@ -30,5 +31,15 @@ func (s *Service) ListExports(ctx context.Context, req *arrayv1.ListExportsReque
 	if err != nil {
 		return nil, err
 	}
-	return &arrayv1.ListExportsResponse{Exports: wire.Map(es, wire.ExportToPB)}, nil
+	page, next, err := paging.Page(wire.Map(es, wire.ExportToPB), exportKey, req, req.GetVolume())
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.ListExportsResponse{Exports: page, NextPageToken: next}, nil
+}
+
+// exportKey orders exports as the engine lists them: by volume and
+// attachment id.
+func exportKey(e *arrayv1.Export) string {
+	return e.GetVolume() + e.GetAttachmentId() + "\x00" + e.GetName()
 }

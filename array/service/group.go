@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/volrep/volrep/array/wire"
+	"github.com/volrep/volrep/paging"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 )
 
@@ -23,12 +24,16 @@ func (s *Service) GetGroup(ctx context.Context, req *arrayv1.GetGroupRequest) (*
 	return &arrayv1.GetGroupResponse{Group: wire.GroupToPB(g)}, nil
 }
 
-func (s *Service) ListGroups(ctx context.Context, _ *arrayv1.ListGroupsRequest) (*arrayv1.ListGroupsResponse, error) {
+func (s *Service) ListGroups(ctx context.Context, req *arrayv1.ListGroupsRequest) (*arrayv1.ListGroupsResponse, error) {
 	gs, err := s.a.ListGroups(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &arrayv1.ListGroupsResponse{Groups: wire.Map(gs, wire.GroupToPB)}, nil
+	page, next, err := paging.Page(wire.Map(gs, wire.GroupToPB), (*arrayv1.ConsistencyGroup).GetName, req)
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.ListGroupsResponse{Groups: page, NextPageToken: next}, nil
 }
 
 func (s *Service) DeleteGroup(ctx context.Context, req *arrayv1.DeleteGroupRequest) (*arrayv1.DeleteGroupResponse, error) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/wire"
+	"github.com/volrep/volrep/paging"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 )
 
@@ -45,12 +46,16 @@ func (s *Replication) GetLink(ctx context.Context, req *arrayv1.GetLinkRequest) 
 	return &arrayv1.GetLinkResponse{Link: wire.LinkToPB(l)}, nil
 }
 
-func (s *Replication) ListLinks(ctx context.Context, _ *arrayv1.ListLinksRequest) (*arrayv1.ListLinksResponse, error) {
+func (s *Replication) ListLinks(ctx context.Context, req *arrayv1.ListLinksRequest) (*arrayv1.ListLinksResponse, error) {
 	ls, err := s.r.ListLinks(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &arrayv1.ListLinksResponse{Links: wire.Map(ls, wire.LinkToPB)}, nil
+	page, next, err := paging.Page(wire.Map(ls, wire.LinkToPB), (*arrayv1.Link).GetName, req)
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.ListLinksResponse{Links: page, NextPageToken: next}, nil
 }
 
 func (s *Replication) DeleteLink(ctx context.Context, req *arrayv1.DeleteLinkRequest) (*arrayv1.DeleteLinkResponse, error) {
@@ -100,7 +105,11 @@ func (s *Replication) ListReplicas(ctx context.Context, req *arrayv1.ListReplica
 	if err != nil {
 		return nil, err
 	}
-	return &arrayv1.ListReplicasResponse{Replicas: wire.Map(rs, wire.ReplicaToPB)}, nil
+	page, next, err := paging.Page(wire.Map(rs, wire.ReplicaToPB), (*arrayv1.Replica).GetName, req, req.GetLocalEntity())
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.ListReplicasResponse{Replicas: page, NextPageToken: next}, nil
 }
 
 func (s *Replication) UpdateReplica(ctx context.Context, req *arrayv1.UpdateReplicaRequest) (*arrayv1.UpdateReplicaResponse, error) {
@@ -185,12 +194,16 @@ func (s *Operations) GetOperation(ctx context.Context, req *arrayv1.GetOperation
 	return &arrayv1.GetOperationResponse{Operation: wire.OperationToPB(o)}, nil
 }
 
-func (s *Operations) ListOperations(ctx context.Context, _ *arrayv1.ListOperationsRequest) (*arrayv1.ListOperationsResponse, error) {
+func (s *Operations) ListOperations(ctx context.Context, req *arrayv1.ListOperationsRequest) (*arrayv1.ListOperationsResponse, error) {
 	os, err := s.o.ListOperations(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &arrayv1.ListOperationsResponse{Operations: wire.Map(os, wire.OperationToPB)}, nil
+	page, next, err := paging.Page(wire.Map(os, wire.OperationToPB), operationKey, req)
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.ListOperationsResponse{Operations: page, NextPageToken: next}, nil
 }
 
 func (s *Operations) WatchOperation(req *arrayv1.WatchOperationRequest, stream arrayv1.OperationService_WatchOperationServer) error {
@@ -205,4 +218,9 @@ func (s *Operations) CancelOperation(ctx context.Context, req *arrayv1.CancelOpe
 		return nil, err
 	}
 	return &arrayv1.CancelOperationResponse{Operation: wire.OperationToPB(o)}, nil
+}
+
+// operationKey orders operations as the engine lists them: newest first.
+func operationKey(o *arrayv1.Operation) string {
+	return paging.NewestFirstKey(o.GetStarted().AsTime()) + "\x00" + o.GetId()
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/wire"
+	"github.com/volrep/volrep/paging"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 )
 
@@ -57,12 +58,16 @@ func (s *Service) GetPool(ctx context.Context, req *arrayv1.GetPoolRequest) (*ar
 	return &arrayv1.GetPoolResponse{Pool: wire.PoolToPB(p)}, nil
 }
 
-func (s *Service) ListPools(ctx context.Context, _ *arrayv1.ListPoolsRequest) (*arrayv1.ListPoolsResponse, error) {
+func (s *Service) ListPools(ctx context.Context, req *arrayv1.ListPoolsRequest) (*arrayv1.ListPoolsResponse, error) {
 	ps, err := s.a.ListPools(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &arrayv1.ListPoolsResponse{Pools: wire.Map(ps, wire.PoolToPB)}, nil
+	page, next, err := paging.Page(wire.Map(ps, wire.PoolToPB), (*arrayv1.Pool).GetName, req)
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.ListPoolsResponse{Pools: page, NextPageToken: next}, nil
 }
 
 func (s *Service) DeletePool(ctx context.Context, req *arrayv1.DeletePoolRequest) (*arrayv1.DeletePoolResponse, error) {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/wire"
+	"github.com/volrep/volrep/paging"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 )
 
@@ -29,7 +30,11 @@ func (s *Service) ListVolumes(ctx context.Context, req *arrayv1.ListVolumesReque
 	if err != nil {
 		return nil, err
 	}
-	return &arrayv1.ListVolumesResponse{Volumes: wire.Map(vs, wire.VolumeToPB)}, nil
+	page, next, err := paging.Page(wire.Map(vs, wire.VolumeToPB), (*arrayv1.Volume).GetName, req, req.GetPool())
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.ListVolumesResponse{Volumes: page, NextPageToken: next}, nil
 }
 
 func (s *Service) DeleteVolume(ctx context.Context, req *arrayv1.DeleteVolumeRequest) (*arrayv1.DeleteVolumeResponse, error) {
@@ -87,7 +92,11 @@ func (s *Service) ListSnapshots(ctx context.Context, req *arrayv1.ListSnapshotsR
 	if err != nil {
 		return nil, err
 	}
-	return &arrayv1.ListSnapshotsResponse{Snapshots: wire.Map(sns, wire.SnapshotToPB)}, nil
+	page, next, err := paging.Page(wire.Map(sns, wire.SnapshotToPB), snapshotKey, req, req.GetVolume())
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.ListSnapshotsResponse{Snapshots: page, NextPageToken: next}, nil
 }
 
 func (s *Service) DeleteSnapshot(ctx context.Context, req *arrayv1.DeleteSnapshotRequest) (*arrayv1.DeleteSnapshotResponse, error) {
@@ -154,4 +163,9 @@ func (s *Service) CreateSnapshotSet(ctx context.Context, req *arrayv1.CreateSnap
 		return nil, err
 	}
 	return &arrayv1.CreateSnapshotSetResponse{Snapshots: wire.Map(ss, wire.SnapshotToPB)}, nil
+}
+
+// snapshotKey orders snapshots as the engine lists them: oldest first.
+func snapshotKey(s *arrayv1.Snapshot) string {
+	return paging.TimeKey(s.GetCreated().AsTime()) + "\x00" + s.GetName()
 }

@@ -99,7 +99,7 @@ func (s *Store) CreateExport(ctx context.Context, spec array.ExportSpec) (array.
 	}
 	e := &export{rec: exportRec{Name: newExportName(), Volume: spec.Volume, Snapshot: spec.Snapshot,
 		AttachmentID: spec.AttachmentID, ReadOnly: readOnly, Created: s.opts.Now().Unix()}}
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.update(func(tx *bolt.Tx) error {
 		return putJSON(tx.Bucket(bucketExports), []byte(e.rec.Name), e.rec)
 	}); err != nil {
 		return array.Export{}, err
@@ -133,7 +133,7 @@ func (s *Store) revokeLocked(match func(*exportRec) bool) (int, error) {
 	if len(gone) == 0 {
 		return 0, nil
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.update(func(tx *bolt.Tx) error {
 		for _, e := range gone {
 			if err := tx.Bucket(bucketExports).Delete([]byte(e.rec.Name)); err != nil {
 				return err

@@ -62,7 +62,7 @@ func (s *Store) groupOfVolume(vol string) *groupRec {
 }
 
 func (s *Store) putGroup(g *groupRec) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return putJSON(tx.Bucket(bucketGroups), []byte(g.Name), g) })
+	return s.update(func(tx *bolt.Tx) error { return putJSON(tx.Bucket(bucketGroups), []byte(g.Name), g) })
 }
 
 // CreateGroup creates an empty consistency group; again is a no-op.
@@ -135,7 +135,7 @@ func (s *Store) DeleteGroup(ctx context.Context, name string) error {
 	if len(g.Members) > 0 {
 		return errdefs.FailedPrecondition("consistency group %q has %d members; remove them first", name, len(g.Members))
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketGroups).Delete([]byte(name)) }); err != nil {
+	if err := s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketGroups).Delete([]byte(name)) }); err != nil {
 		return err
 	}
 	delete(s.groups, name)

@@ -288,7 +288,7 @@ func (s *Store) flushLayer(l *layer) error {
 	if !dirty {
 		return nil
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		for _, cs := range sets {
 			if err := putChunkSet(tx, l.id, cs); err != nil {
 				return err
@@ -322,7 +322,7 @@ func (s *Store) ApplyMirrored(ctx context.Context, volume string, off int64, p [
 	if err := refusePromoted(v); err != nil {
 		return err
 	}
-	return s.write(v, p, off, false, fromPeer)
+	return s.space(s.write(v, p, off, false, fromPeer))
 }
 
 // refusePromoted keeps a pod's former writer from overwriting a copy that
@@ -343,7 +343,7 @@ func (s *Store) ApplyMirroredZero(ctx context.Context, volume string, off, lengt
 	if err := refusePromoted(v); err != nil {
 		return err
 	}
-	return s.zeroRange(v, off, length, false, fromPeer)
+	return s.space(s.zeroRange(v, off, length, false, fromPeer))
 }
 
 // ReadLocked reads a range with its blocks locked against writes, and
@@ -576,7 +576,7 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64, fua bool) err
 	if h.ReadOnly() {
 		return h.readOnlyErr()
 	}
-	return h.s.write(h.v, p, off, fua, fromClient)
+	return h.s.space(h.s.write(h.v, p, off, fua, fromClient))
 }
 
 // Flush makes every acknowledged write to the volume durable, whichever
@@ -591,7 +591,7 @@ func (h *Handle) Flush(ctx context.Context) error {
 	if h.snap != nil {
 		return nil
 	}
-	return h.s.flush(h.v)
+	return h.s.space(h.s.flush(h.v))
 }
 
 // Zero makes a range read as zeros, freeing whole blocks.
@@ -605,7 +605,7 @@ func (h *Handle) Zero(ctx context.Context, off, length int64, fua bool) error {
 	if h.ReadOnly() {
 		return h.readOnlyErr()
 	}
-	return h.s.zeroRange(h.v, off, length, fua, fromClient)
+	return h.s.space(h.s.zeroRange(h.v, off, length, fua, fromClient))
 }
 
 // Allocation describes a range as data and zero extents.

@@ -54,7 +54,7 @@ func (s *Store) collectLayer(ctx context.Context, l *layer) error {
 		}
 		switch len(l.children) {
 		case 0:
-			if err := s.db.Update(func(tx *bolt.Tx) error { return deleteLayerRec(tx, l.id) }); err != nil {
+			if err := s.update(func(tx *bolt.Tx) error { return deleteLayerRec(tx, l.id) }); err != nil {
 				return err
 			}
 			delete(s.layers, l.id)
@@ -180,7 +180,7 @@ func (s *Store) mergeIntoParent(p, c *layer) error {
 // finishMerge commits c with its new file and bitmaps in place of p and c.
 // Called with I/O excluded.
 func (s *Store) finishMerge(p, c *layer, file string, f *os.File, present, zero *bitmap.Bitmap) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		r := layerRec{ID: c.id, File: file, Frozen: c.frozen}
 		if p.parent != nil {
 			r.Parent = p.parent.id

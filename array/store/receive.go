@@ -174,7 +174,7 @@ func (s *Store) BeginReceive(ctx context.Context, spec ReceiveSpec) (*Receiver, 
 		return r, nil
 	}
 	r.rec = receiveRec{TransferID: spec.TransferID, Volume: spec.Volume, SnapshotGUID: spec.Snapshot.GUID, BaseGUID: spec.BaseGUID}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		l, err := s.newLayer(tx, base)
 		if err != nil {
 			return err
@@ -211,7 +211,7 @@ func (r *Receiver) Release() {
 
 // dropReceive forgets a staged transfer and its layer. Called with s.mu held.
 func (s *Store) dropReceive(rec receiveRec) error {
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketReceives).Delete([]byte(rec.TransferID)); err != nil {
 			return err
 		}
@@ -267,7 +267,7 @@ func (r *Receiver) Write(p []byte, off int64) error {
 		return err
 	}
 	if _, err := r.l.f.WriteAt(p, off); err != nil {
-		return err
+		return r.s.space(err)
 	}
 	r.l.markPresent(uint64(off/bs), uint64((off+int64(len(p)))/bs))
 	r.mu.Lock()
@@ -311,7 +311,7 @@ func (r *Receiver) Checkpoint(ctx context.Context, cursor int64) error {
 		return err
 	}
 	rec.Cursor = cursor
-	err = r.s.db.Update(func(tx *bolt.Tx) error {
+	err = r.s.update(func(tx *bolt.Tx) error {
 		for _, cs := range sets {
 			if err := putChunkSet(tx, r.l.id, cs); err != nil {
 				return err
@@ -335,7 +335,7 @@ func (r *Receiver) syncStaging() ([]chunkSet, error) {
 	if err := fdatasync(r.l.f); err != nil {
 		r.l.remarkDirty(sets)
 		r.l.unsynced.Store(true)
-		return nil, err
+		return nil, r.s.space(err)
 	}
 	return sets, nil
 }
@@ -371,7 +371,7 @@ func (r *Receiver) Commit(ctx context.Context) (array.Snapshot, error) {
 	vr := v.rec
 	vr.Size = max(vr.Size, r.spec.SizeBytes)
 	vr.ReadOnly = vr.ReadOnly || r.spec.ReadOnly
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		for _, cs := range sets {
 			if err := putChunkSet(tx, staging.id, cs); err != nil {
 				return err
@@ -460,7 +460,7 @@ func (s *Store) SetReadOnly(ctx context.Context, volume string, readOnly bool) e
 	}
 	vr := v.rec
 	vr.ReadOnly = readOnly
-	if err := s.db.Update(func(tx *bolt.Tx) error { return putJSON(tx.Bucket(bucketVolumes), []byte(volume), vr) }); err != nil {
+	if err := s.update(func(tx *bolt.Tx) error { return putJSON(tx.Bucket(bucketVolumes), []byte(volume), vr) }); err != nil {
 		return err
 	}
 	s.io.Lock()

@@ -13,7 +13,7 @@ func (s *Store) PutRecord(ctx context.Context, bucket, key string, data []byte) 
 	if err := s.checkOpen(ctx); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(recordBucket(bucket))
 		if err != nil {
 			return err
@@ -27,7 +27,7 @@ func (s *Store) DeleteRecord(ctx context.Context, bucket, key string) error {
 	if err := s.checkOpen(ctx); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(recordBucket(bucket))
 		if b == nil {
 			return nil

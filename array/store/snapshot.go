@@ -139,7 +139,7 @@ func (s *Store) CreateSnapshots(ctx context.Context, reqs []SnapshotRequest) ([]
 			return fail(err)
 		}
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		for i, v := range vols {
 			old := v.live
 			for _, cs := range sets[i] {
@@ -258,7 +258,7 @@ func (s *Store) DeleteSnapshot(ctx context.Context, volume, name string) error {
 	}
 	// First forget the snapshot; its layer then only matters as the base
 	// of the layers above it, which is what lets the merge overwrite it.
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketSnapshots).Delete(snapKey(volume, name))
 	}); err != nil {
 		return err

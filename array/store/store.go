@@ -59,6 +59,9 @@ type Store struct {
 	groupObserver atomic.Pointer[func(group string)]
 	// wasClean is whether the previous run closed the store.
 	wasClean bool
+	// diskFull is set from the first write that finds the filesystem full
+	// until a write succeeds again (space.go).
+	diskFull atomic.Bool
 	next     uint64
 	closed   atomic.Bool
 
@@ -97,10 +100,16 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "layers"), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "layers"), dirMode); err != nil {
 		return nil, fmt.Errorf("array data dir %s: %w", dir, err)
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o640)
+	// Older versions made these group-readable; tighten them in place.
+	for _, p := range []string{dir, filepath.Join(dir, "layers")} {
+		if err := restrictMode(p, dirMode); err != nil {
+			return nil, fmt.Errorf("array data dir %s: %w", dir, err)
+		}
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, fileMode)
 	if err != nil {
 		return nil, fmt.Errorf("array data dir %s: %w", dir, err)
 	}
@@ -108,10 +117,15 @@ func Open(dir string, opts Options) (*Store, error) {
 		lock.Close()
 		return nil, errdefs.FailedPrecondition("array data dir %s is in use by another process; stop it or use another data_dir", dir)
 	}
-	db, err := bolt.Open(filepath.Join(dir, "meta.db"), 0o640, &bolt.Options{Timeout: time.Second})
+	metaPath := filepath.Join(dir, "meta.db")
+	if err := restrictMode(metaPath, fileMode); err != nil && !errors.Is(err, os.ErrNotExist) {
+		lock.Close()
+		return nil, fmt.Errorf("array metadata %s: %w", metaPath, err)
+	}
+	db, err := bolt.Open(metaPath, fileMode, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		lock.Close()
-		return nil, fmt.Errorf("array metadata %s: %w", dir, err)
+		return nil, fmt.Errorf("array metadata %s: %w", metaPath, err)
 	}
 	s := &Store{dir: dir, opts: opts, db: db, lock: lock,
 		pools: map[string]*poolRec{}, vols: map[string]*volume{}, layers: map[uint64]*layer{},
@@ -142,7 +156,7 @@ func Open(dir string, opts Options) (*Store, error) {
 }
 
 func (s *Store) load() error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		if err := createBuckets(tx); err != nil {
 			return err
 		}
@@ -240,7 +254,7 @@ func (s *Store) load() error {
 }
 
 func (s *Store) openLayer(tx *bolt.Tx, r layerRec) (*layer, error) {
-	f, err := os.OpenFile(filepath.Join(s.dir, "layers", r.File), os.O_CREATE|os.O_RDWR, 0o640)
+	f, err := os.OpenFile(filepath.Join(s.dir, "layers", r.File), os.O_CREATE|os.O_RDWR, fileMode)
 	if err != nil {
 		return nil, err
 	}
@@ -289,6 +303,27 @@ func (s *Store) dropLayerFile(l *layer) {
 
 func unixTime(sec int64) time.Time { return time.Unix(sec, 0).UTC() }
 
+// The data directory is the array's alone: meta.db holds the peer arrays'
+// API tokens (links must dial with them) and the layers hold tenants' data,
+// so nothing in it is readable by the group or others.
+const (
+	dirMode  os.FileMode = 0o700
+	fileMode os.FileMode = 0o600
+)
+
+// restrictMode removes permission bits beyond want from path; it never
+// widens a mode an operator made stricter.
+func restrictMode(path string, want os.FileMode) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&^want == 0 {
+		return nil
+	}
+	return os.Chmod(path, fi.Mode().Perm()&want)
+}
+
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
@@ -316,7 +351,7 @@ func (s *Store) Close() error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(s.dir, "clean"), nil, 0o640); err != nil {
+	if err := os.WriteFile(filepath.Join(s.dir, "clean"), nil, fileMode); err != nil {
 		return err
 	}
 	return syncDir(s.dir)
@@ -389,7 +424,7 @@ func (s *Store) CreatePool(ctx context.Context, name string) (array.Pool, error)
 		return s.poolOf(p), nil
 	}
 	p := &poolRec{Name: name, Created: s.opts.Now().UTC()}
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.update(func(tx *bolt.Tx) error {
 		return putJSON(tx.Bucket(bucketPools), []byte(name), p)
 	}); err != nil {
 		return array.Pool{}, err
@@ -460,7 +495,7 @@ func (s *Store) DeletePool(ctx context.Context, name string) error {
 	if n := s.poolOf(p).VolumeCount; n > 0 {
 		return errdefs.FailedPrecondition("pool %q holds %d volumes; delete them first", name, n)
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPools).Delete([]byte(name)) }); err != nil {
+	if err := s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPools).Delete([]byte(name)) }); err != nil {
 		return err
 	}
 	delete(s.pools, name)

@@ -56,7 +56,7 @@ func (s *Store) CreateVolume(ctx context.Context, spec array.VolumeSpec) (array.
 // addVolume persists a volume with a new writable layer on top of parent.
 func (s *Store) addVolume(rec volRec, parent *layer) (*volume, error) {
 	var l *layer
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		var err error
 		if l, err = s.newLayer(tx, parent); err != nil {
 			return err
@@ -172,7 +172,7 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 	if _, err := s.revokeLocked(func(e *exportRec) bool { return e.Volume == name }); err != nil {
 		return err
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketVolumes).Delete([]byte(name)); err != nil {
 			return err
 		}
@@ -216,7 +216,7 @@ func (s *Store) ExtendVolume(ctx context.Context, name string, size int64) (arra
 	}
 	rec := v.rec
 	rec.Size = size
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.update(func(tx *bolt.Tx) error {
 		return putJSON(tx.Bucket(bucketVolumes), []byte(name), rec)
 	}); err != nil {
 		return array.Volume{}, err
@@ -233,7 +233,7 @@ func (s *Store) WriteVolume(ctx context.Context, name string, off int64, p []byt
 	if err != nil {
 		return err
 	}
-	return s.write(v, p, off, fua, fromClient)
+	return s.space(s.write(v, p, off, fua, fromClient))
 }
 
 // ReadVolume fills p from off.
@@ -251,5 +251,5 @@ func (s *Store) FlushVolume(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return s.flush(v)
+	return s.space(s.flush(v))
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/volrep/volrep/array/wire"
 	"github.com/volrep/volrep/errdefs"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
+	"github.com/volrep/volrep/validation/arrayapi"
 )
 
 // CheckpointEvery and CheckpointPeriod bound how much staged data a crash
@@ -59,6 +60,9 @@ func (t *Service) Receive(stream arrayv1.TransferService_ReceiveServer) error {
 	h := first.GetHeader()
 	if h == nil {
 		return errdefs.InvalidArgument("header", "the first message must be the header")
+	}
+	if err := arrayapi.ReceiveHeader(h); err != nil {
+		return err
 	}
 	r, err := t.s.BeginReceive(ctx, store.ReceiveSpec{
 		TransferID: h.GetTransferId(), Volume: h.GetVolume(), Pool: h.GetPool(), SizeBytes: h.GetSizeBytes(),

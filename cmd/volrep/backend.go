@@ -21,7 +21,7 @@ its replication targets, and why it is down.`,
 		Args: exactIDs(0, "no arguments"),
 		RunE: a.runE(func(cmd *cobra.Command, _ []string) error {
 			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				resp, err := c.ListBackends(ctx, &driverv1.ListBackendsRequest{})
+				resp, err := listBackends(ctx, c)
 				if err != nil {
 					return rpcError("list backends", err)
 				}

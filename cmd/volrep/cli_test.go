@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/volrep/volrep/paging"
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
 )
 
@@ -44,7 +45,10 @@ type fakeDriver struct {
 	backends []*driverv1.Backend
 	fail     map[string]error // method name → error to return instead
 	block    map[string]bool  // method name → wait for the call's context to end (at most 5s)
-	calls    []recordedCall
+	// onePerPage makes ListVolumes answer one volume a page, as volrepd
+	// does for a client that asks for page_size 1.
+	onePerPage bool
+	calls      []recordedCall
 }
 
 type recordedCall struct {
@@ -142,8 +146,16 @@ func (f *fakeDriver) GetVolume(_ context.Context, r *driverv1.GetVolumeRequest) 
 	return &driverv1.GetVolumeResponse{Volume: &driverv1.Volume{Id: r.GetVolumeId(), SizeGb: 10}}, nil
 }
 
-func (f *fakeDriver) ListVolumes(context.Context, *driverv1.ListVolumesRequest) (*driverv1.ListVolumesResponse, error) {
-	return &driverv1.ListVolumesResponse{Volumes: cannedVolumes}, nil
+func (f *fakeDriver) ListVolumes(_ context.Context, r *driverv1.ListVolumesRequest) (*driverv1.ListVolumesResponse, error) {
+	f.mu.Lock()
+	onePerPage := f.onePerPage
+	f.mu.Unlock()
+	if !onePerPage {
+		return &driverv1.ListVolumesResponse{Volumes: cannedVolumes}, nil
+	}
+	one := &driverv1.ListVolumesRequest{Backend: r.GetBackend(), PageSize: 1, PageToken: r.GetPageToken()}
+	page, next, err := paging.Page(cannedVolumes, (*driverv1.Volume).GetId, one, r.GetBackend())
+	return &driverv1.ListVolumesResponse{Volumes: page, NextPageToken: next}, err
 }
 
 func (f *fakeDriver) CreateSnapshot(context.Context, *driverv1.CreateSnapshotRequest) (*driverv1.CreateSnapshotResponse, error) {
@@ -262,12 +274,12 @@ func TestCommandsMapToRPCs(t *testing.T) {
 		want   proto.Message
 		stdout string // a line the table output must contain
 	}{
-		{[]string{"backend", "list"}, "ListBackends", &driverv1.ListBackendsRequest{}, "pure-1  yes  default  -        -"},
+		{[]string{"backend", "list"}, "ListBackends", &driverv1.ListBackendsRequest{PageSize: paging.MaxPageSize}, "pure-1  yes  default  -        -"},
 		{[]string{"stats"}, "GetVolumeStats", &driverv1.GetVolumeStatsRequest{Backend: b}, "backend_state "},
 		{[]string{"stats", "pure-1", "--refresh"}, "GetVolumeStats", &driverv1.GetVolumeStatsRequest{Backend: b, Refresh: true}, "replication_enabled "},
 		{[]string{"volume", "delete", "vol-1"}, "DeleteVolume", &driverv1.DeleteVolumeRequest{Backend: b, VolumeId: "vol-1"}, "deleted volume vol-1"},
 		{[]string{"volume", "extend", "vol-1", "--size", "20"}, "ExtendVolume", &driverv1.ExtendVolumeRequest{Backend: b, VolumeId: "vol-1", NewSizeGb: 20}, "extended volume vol-1 to 20 GB"},
-		{[]string{"volume", "list"}, "ListVolumes", &driverv1.ListVolumesRequest{Backend: b}, "vol-1  10       failed-over"},
+		{[]string{"volume", "list"}, "ListVolumes", &driverv1.ListVolumesRequest{Backend: b, PageSize: paging.MaxPageSize}, "vol-1  10       failed-over"},
 		{[]string{"volume", "show", "vol 1/with spaces"}, "GetVolume", &driverv1.GetVolumeRequest{Backend: b, VolumeId: "vol 1/with spaces"}, "id                  vol 1/with spaces"},
 		{[]string{"volume", "create", "v", "--size", "1", "--group", "cg-1"}, "CreateVolume", &driverv1.CreateVolumeRequest{Backend: b, VolumeId: "v", SizeGb: 1, GroupId: "cg-1"}, "replication_status  enabled"},
 		{
@@ -286,7 +298,7 @@ func TestCommandsMapToRPCs(t *testing.T) {
 		},
 		{[]string{"snapshot", "create", "snap-1", "--volume", "vol-1"}, "CreateSnapshot", &driverv1.CreateSnapshotRequest{Backend: b, SnapshotId: "snap-1", VolumeId: "vol-1"}, "volume_id           vol-1"},
 		{[]string{"snapshot", "delete", "snap-1", "--volume", "vol-1"}, "DeleteSnapshot", &driverv1.DeleteSnapshotRequest{Backend: b, SnapshotId: "snap-1", VolumeId: "vol-1"}, "deleted snapshot snap-1 of volume vol-1"},
-		{[]string{"snapshot", "list", "--volume", "vol-1"}, "ListSnapshots", &driverv1.ListSnapshotsRequest{Backend: b, VolumeId: "vol-1"}, "snap-1  vol-1   10"},
+		{[]string{"snapshot", "list", "--volume", "vol-1"}, "ListSnapshots", &driverv1.ListSnapshotsRequest{Backend: b, VolumeId: "vol-1", PageSize: paging.MaxPageSize}, "snap-1  vol-1   10"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			f, addr := startFake(t, b)
@@ -301,6 +313,30 @@ func TestCommandsMapToRPCs(t *testing.T) {
 				t.Errorf("stdout lacks %q:\n%s", tc.stdout, r.stdout)
 			}
 		})
+	}
+}
+
+// TestVolumeListFollowsPages: the CLI prints every page, not the first.
+func TestVolumeListFollowsPages(t *testing.T) {
+	f, addr := startFake(t, "pure-1")
+	f.onePerPage = true
+	r := volrep(t, nil, "--addr", addr, "--backend", "pure-1", "volume", "list")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	for _, id := range []string{"vol-1", "vol-2"} {
+		if n := strings.Count(r.stdout, "\n"+id+" "); n != 1 {
+			t.Errorf("stdout has %d rows for %s, want one:\n%s", n, id, r.stdout)
+		}
+	}
+	var tokens []string
+	for _, c := range f.recorded() {
+		if c.method == "ListVolumes" {
+			tokens = append(tokens, c.req.(*driverv1.ListVolumesRequest).GetPageToken())
+		}
+	}
+	if len(tokens) != 2 || tokens[0] != "" || tokens[1] == "" {
+		t.Errorf("ListVolumes page tokens %q, want the first page then the next", tokens)
 	}
 }
 

@@ -167,7 +167,7 @@ func (a *app) backendName(ctx context.Context, c driverv1.DriverServiceClient) (
 	if a.backend != "" {
 		return a.backend, nil
 	}
-	resp, err := c.ListBackends(ctx, &driverv1.ListBackendsRequest{})
+	resp, err := listBackends(ctx, c)
 	if err != nil {
 		return "", rpcError("list backends (to pick the default backend)", err)
 	}

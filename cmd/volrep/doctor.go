@@ -249,7 +249,7 @@ func shortDuration(d time.Duration) string {
 func checkDaemon(ctx context.Context, rep *doctorReport, c driverv1.DriverServiceClient, cfg *config.Config, addr string) {
 	cctx, cancel := context.WithTimeout(ctx, doctorProbeTimeout)
 	defer cancel()
-	resp, err := c.ListBackends(cctx, &driverv1.ListBackendsRequest{})
+	resp, err := listBackends(cctx, c)
 	if err != nil {
 		st, _ := grpcStatus(err)
 		detail := err.Error()

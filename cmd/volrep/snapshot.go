@@ -101,7 +101,7 @@ func newSnapshotListCmd(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				resp, err := c.ListSnapshots(ctx, &driverv1.ListSnapshotsRequest{Backend: backend, VolumeId: volume})
+				resp, err := listSnapshots(ctx, c, backend, volume)
 				if err != nil {
 					return rpcError(fmt.Sprintf("list snapshots of volume %q", volume), err)
 				}

@@ -145,7 +145,7 @@ func newVolumeListCmd(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				resp, err := c.ListVolumes(ctx, &driverv1.ListVolumesRequest{Backend: backend})
+				resp, err := listVolumes(ctx, c, backend)
 				if err != nil {
 					return rpcError(fmt.Sprintf("list volumes of backend %q", backend), err)
 				}

@@ -14,6 +14,7 @@ import (
 	"github.com/volrep/volrep/array"
 
 	"github.com/volrep/volrep/driver"
+	"github.com/volrep/volrep/paging"
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
 )
 
@@ -49,7 +50,7 @@ func volumeType(vt *driverv1.VolumeType) driver.VolumeType {
 	return driver.VolumeType{ID: vt.GetId(), Name: vt.GetName(), ExtraSpecs: vt.GetExtraSpecs()}
 }
 
-func (s *Service) ListBackends(ctx context.Context, _ *driverv1.ListBackendsRequest) (*driverv1.ListBackendsResponse, error) {
+func (s *Service) ListBackends(ctx context.Context, req *driverv1.ListBackendsRequest) (*driverv1.ListBackendsResponse, error) {
 	out := &driverv1.ListBackendsResponse{}
 	for _, st := range s.d.States() {
 		b := &driverv1.Backend{Name: st.Name, VolumeBackendName: st.VolumeBackendName, Up: st.Up, Reason: st.Reason,
@@ -58,6 +59,11 @@ func (s *Service) ListBackends(ctx context.Context, _ *driverv1.ListBackendsRequ
 			b.ReplicationTargets = append(b.ReplicationTargets, &driverv1.ReplicationTarget{BackendId: t.BackendID, SanIp: t.SanIP, Type: t.Type})
 		}
 		out.Backends = append(out.Backends, b)
+	}
+	var err error
+	out.Backends, out.NextPageToken, err = paging.Page(out.Backends, (*driverv1.Backend).GetName, req)
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -137,11 +143,15 @@ func (s *Service) ListVolumes(ctx context.Context, req *driverv1.ListVolumesRequ
 	if err != nil {
 		return nil, err
 	}
-	out := &driverv1.ListVolumesResponse{}
+	all := make([]*driverv1.Volume, 0, len(vs))
 	for _, v := range vs {
-		out.Volumes = append(out.Volumes, volumePB(v))
+		all = append(all, volumePB(v))
 	}
-	return out, nil
+	page, next, err := paging.Page(all, (*driverv1.Volume).GetId, req, req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.ListVolumesResponse{Volumes: page, NextPageToken: next}, nil
 }
 
 func (s *Service) CreateSnapshot(ctx context.Context, req *driverv1.CreateSnapshotRequest) (*driverv1.CreateSnapshotResponse, error) {
@@ -180,18 +190,27 @@ func (s *Service) ListSnapshots(ctx context.Context, req *driverv1.ListSnapshots
 			ids = append(ids, v.ID)
 		}
 	}
-	out := &driverv1.ListSnapshotsResponse{}
+	var all []*driverv1.Snapshot
 	for _, id := range ids {
 		ss, err := b.ListSnapshots(ctx, id)
 		if err != nil {
 			return nil, err
 		}
 		for _, sn := range ss {
-			out.Snapshots = append(out.Snapshots, &driverv1.Snapshot{Id: sn.ID, VolumeId: sn.VolumeID, SizeGb: sn.SizeGB,
+			all = append(all, &driverv1.Snapshot{Id: sn.ID, VolumeId: sn.VolumeID, SizeGb: sn.SizeGB,
 				ProviderId: sn.ProviderID, Guid: sn.GUID, Created: sn.Created.UTC().Format(time.RFC3339)})
 		}
 	}
-	return out, nil
+	// By volume, then oldest first as the arrays list them; Created is
+	// fixed-width RFC 3339 in UTC, so it sorts as the times do.
+	key := func(sn *driverv1.Snapshot) string {
+		return sn.GetVolumeId() + "\x00" + sn.GetCreated() + "\x00" + sn.GetId()
+	}
+	page, next, err := paging.Page(all, key, req, req.GetBackend(), req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.ListSnapshotsResponse{Snapshots: page, NextPageToken: next}, nil
 }
 
 func (s *Service) CreateVolumeFromSnapshot(ctx context.Context, req *driverv1.CreateVolumeFromSnapshotRequest) (*driverv1.CreateVolumeFromSnapshotResponse, error) {

@@ -320,6 +320,22 @@ class DriverTest(unittest.TestCase):
                            'provider_id': update['provider_id']}], vols)
         self.assertIsNone(snaps)
 
+    def test_list_follows_every_page(self):
+        ids = [self.create()[0].id for _ in range(3)]
+        backend = self.driver._backend
+        first = vs.raw('ListVolumes', pb.ListVolumesRequest(
+            backend=backend, page_size=1))
+        self.assertEqual(1, len(first.volumes))
+        self.assertTrue(first.next_page_token)
+        # One item a page: every volume must still come back exactly once.
+        self.driver._PAGE_SIZE = 1
+        self.addCleanup(delattr, self.driver, '_PAGE_SIZE')
+        got = [v.id for v in self.driver._list(
+            'ListVolumes', pb.ListVolumesRequest(backend=backend), 'volumes')]
+        self.assertEqual(sorted(set(got)), sorted(got))
+        for vid in ids:
+            self.assertIn(vid, got)
+
 
 class TranslationTest(unittest.TestCase):
     """The pure translations, value by value."""

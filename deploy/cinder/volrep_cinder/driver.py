@@ -497,6 +497,30 @@ class VolrepDriver(driver.VolumeDriver):
             raise on_precondition(message)
         raise exception.VolumeBackendAPIException(data=message)
 
+    # volrepd answers a List RPC one page at a time (Google AIP-158), so no
+    # reply can outgrow the gRPC message limit; _list follows the pages.
+    _PAGE_SIZE = 1000
+    _MAX_PAGES = 100000
+
+    def _list(self, method, request, field):
+        """Every item of a paged List RPC, following next_page_token until
+        volrepd sends an empty one. Errors map as in _call."""
+        items = []
+        request.page_size = self._PAGE_SIZE
+        for _ in range(self._MAX_PAGES):
+            reply = self._call(method, request)
+            items.extend(getattr(reply, field))
+            token = reply.next_page_token
+            if not token:
+                return items
+            if token == request.page_token:
+                break
+            request.page_token = token
+        raise exception.VolumeBackendAPIException(
+            data=_('volrepd at %(addr)s: %(method)s does not end: it keeps '
+                   'returning page tokens') % {'addr': self._address,
+                                               'method': method})
+
     # ---- setup ----------------------------------------------------------
 
     def do_setup(self, context):
@@ -508,7 +532,8 @@ class VolrepDriver(driver.VolumeDriver):
     def _find_backend(self):
         """This backend in volrepd's ListBackends: the one whose section is
         our config group, else the one with our volume_backend_name."""
-        backends = self._call('ListBackends', pb.ListBackendsRequest()).backends
+        backends = self._list('ListBackends', pb.ListBackendsRequest(),
+                              'backends')
         group = self.configuration.config_group
         vbn = self.configuration.safe_get('volume_backend_name')
         for b in backends:
@@ -640,8 +665,9 @@ class VolrepDriver(driver.VolumeDriver):
         if not missing:
             return None, None
         try:
-            known = {v.id: v for v in self._call('ListVolumes',
-                     pb.ListVolumesRequest(backend=self._backend)).volumes}
+            known = {v.id: v for v in self._list(
+                'ListVolumes', pb.ListVolumesRequest(backend=self._backend),
+                'volumes')}
         except exception.VolumeBackendAPIException as err:
             LOG.warning('Cannot list volumes to update provider ids: %s', err)
             return None, None

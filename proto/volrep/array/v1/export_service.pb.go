@@ -346,7 +346,14 @@ func (x *DeleteExportResponse) GetDeleted() int32 {
 type ListExportsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only exports of this volume; empty lists all.
-	Volume        string `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	Volume string `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	// The most items to return; 0 means the default of 100, and more than
+	// 1000 means 1000. A page may hold fewer items (the reply is also kept
+	// under 1 MiB); only an empty next_page_token marks the last page.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous reply, sent with the same other fields;
+	// empty for the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -388,9 +395,25 @@ func (x *ListExportsRequest) GetVolume() string {
 	return ""
 }
 
+func (x *ListExportsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListExportsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListExportsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Exports       []*Export              `protobuf:"bytes,1,rep,name=exports,proto3" json:"exports,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Exports []*Export              `protobuf:"bytes,1,rep,name=exports,proto3" json:"exports,omitempty"`
+	// Send as page_token to get the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -432,6 +455,13 @@ func (x *ListExportsResponse) GetExports() []*Export {
 	return nil
 }
 
+func (x *ListExportsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_volrep_array_v1_export_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_export_service_proto_rawDesc = "" +
@@ -458,11 +488,15 @@ const file_volrep_array_v1_export_service_proto_rawDesc = "" +
 	"\x06volume\x18\x02 \x01(\tR\x06volume\x12#\n" +
 	"\rattachment_id\x18\x03 \x01(\tR\fattachmentId\"0\n" +
 	"\x14DeleteExportResponse\x12\x18\n" +
-	"\adeleted\x18\x01 \x01(\x05R\adeleted\",\n" +
+	"\adeleted\x18\x01 \x01(\x05R\adeleted\"h\n" +
 	"\x12ListExportsRequest\x12\x16\n" +
-	"\x06volume\x18\x01 \x01(\tR\x06volume\"H\n" +
+	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"p\n" +
 	"\x13ListExportsResponse\x121\n" +
-	"\aexports\x18\x01 \x03(\v2\x17.volrep.array.v1.ExportR\aexports2\xa3\x02\n" +
+	"\aexports\x18\x01 \x03(\v2\x17.volrep.array.v1.ExportR\aexports\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xa3\x02\n" +
 	"\rExportService\x12[\n" +
 	"\fCreateExport\x12$.volrep.array.v1.CreateExportRequest\x1a%.volrep.array.v1.CreateExportResponse\x12[\n" +
 	"\fDeleteExport\x12$.volrep.array.v1.DeleteExportRequest\x1a%.volrep.array.v1.DeleteExportResponse\x12X\n" +

@@ -291,7 +291,14 @@ func (x *GetGroupResponse) GetGroup() *ConsistencyGroup {
 }
 
 type ListGroupsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The most items to return; 0 means the default of 100, and more than
+	// 1000 means 1000. A page may hold fewer items (the reply is also kept
+	// under 1 MiB); only an empty next_page_token marks the last page.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous reply, sent with the same other fields;
+	// empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -326,9 +333,25 @@ func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
 	return file_volrep_array_v1_group_service_proto_rawDescGZIP(), []int{5}
 }
 
+func (x *ListGroupsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListGroupsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListGroupsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Groups        []*ConsistencyGroup    `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Groups []*ConsistencyGroup    `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	// Send as page_token to get the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -368,6 +391,13 @@ func (x *ListGroupsResponse) GetGroups() []*ConsistencyGroup {
 		return x.Groups
 	}
 	return nil
+}
+
+func (x *ListGroupsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type DeleteGroupRequest struct {
@@ -772,10 +802,14 @@ const file_volrep_array_v1_group_service_proto_rawDesc = "" +
 	"\x0fGetGroupRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"K\n" +
 	"\x10GetGroupResponse\x127\n" +
-	"\x05group\x18\x01 \x01(\v2!.volrep.array.v1.ConsistencyGroupR\x05group\"\x13\n" +
-	"\x11ListGroupsRequest\"O\n" +
+	"\x05group\x18\x01 \x01(\v2!.volrep.array.v1.ConsistencyGroupR\x05group\"O\n" +
+	"\x11ListGroupsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"w\n" +
 	"\x12ListGroupsResponse\x129\n" +
-	"\x06groups\x18\x01 \x03(\v2!.volrep.array.v1.ConsistencyGroupR\x06groups\"(\n" +
+	"\x06groups\x18\x01 \x03(\v2!.volrep.array.v1.ConsistencyGroupR\x06groups\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"(\n" +
 	"\x12DeleteGroupRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x15\n" +
 	"\x13DeleteGroupResponse\"A\n" +

@@ -405,7 +405,14 @@ func (x *GetLinkResponse) GetLink() *Link {
 }
 
 type ListLinksRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The most items to return; 0 means the default of 100, and more than
+	// 1000 means 1000. A page may hold fewer items (the reply is also kept
+	// under 1 MiB); only an empty next_page_token marks the last page.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous reply, sent with the same other fields;
+	// empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -440,9 +447,25 @@ func (*ListLinksRequest) Descriptor() ([]byte, []int) {
 	return file_volrep_array_v1_link_service_proto_rawDescGZIP(), []int{5}
 }
 
+func (x *ListLinksRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListLinksRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListLinksResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Links         []*Link                `protobuf:"bytes,1,rep,name=links,proto3" json:"links,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Links []*Link                `protobuf:"bytes,1,rep,name=links,proto3" json:"links,omitempty"`
+	// Send as page_token to get the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -482,6 +505,13 @@ func (x *ListLinksResponse) GetLinks() []*Link {
 		return x.Links
 	}
 	return nil
+}
+
+func (x *ListLinksResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type DeleteLinkRequest struct {
@@ -593,10 +623,14 @@ const file_volrep_array_v1_link_service_proto_rawDesc = "" +
 	"\x0eGetLinkRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"<\n" +
 	"\x0fGetLinkResponse\x12)\n" +
-	"\x04link\x18\x01 \x01(\v2\x15.volrep.array.v1.LinkR\x04link\"\x12\n" +
-	"\x10ListLinksRequest\"@\n" +
+	"\x04link\x18\x01 \x01(\v2\x15.volrep.array.v1.LinkR\x04link\"N\n" +
+	"\x10ListLinksRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"h\n" +
 	"\x11ListLinksResponse\x12+\n" +
-	"\x05links\x18\x01 \x03(\v2\x15.volrep.array.v1.LinkR\x05links\"'\n" +
+	"\x05links\x18\x01 \x03(\v2\x15.volrep.array.v1.LinkR\x05links\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"'\n" +
 	"\x11DeleteLinkRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x14\n" +
 	"\x12DeleteLinkResponse*z\n" +

@@ -1145,7 +1145,14 @@ func (x *GetReplicaResponse) GetReplica() *Replica {
 type ListReplicasRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only replicas of this local entity; empty lists all.
-	LocalEntity   string `protobuf:"bytes,1,opt,name=local_entity,json=localEntity,proto3" json:"local_entity,omitempty"`
+	LocalEntity string `protobuf:"bytes,1,opt,name=local_entity,json=localEntity,proto3" json:"local_entity,omitempty"`
+	// The most items to return; 0 means the default of 100, and more than
+	// 1000 means 1000. A page may hold fewer items (the reply is also kept
+	// under 1 MiB); only an empty next_page_token marks the last page.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous reply, sent with the same other fields;
+	// empty for the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1187,9 +1194,25 @@ func (x *ListReplicasRequest) GetLocalEntity() string {
 	return ""
 }
 
+func (x *ListReplicasRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListReplicasRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListReplicasResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Replicas      []*Replica             `protobuf:"bytes,1,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Replicas []*Replica             `protobuf:"bytes,1,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// Send as page_token to get the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1229,6 +1252,13 @@ func (x *ListReplicasResponse) GetReplicas() []*Replica {
 		return x.Replicas
 	}
 	return nil
+}
+
+func (x *ListReplicasResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type UpdateReplicaRequest struct {
@@ -2031,11 +2061,15 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\x11GetReplicaRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"H\n" +
 	"\x12GetReplicaResponse\x122\n" +
-	"\areplica\x18\x01 \x01(\v2\x18.volrep.array.v1.ReplicaR\areplica\"8\n" +
+	"\areplica\x18\x01 \x01(\v2\x18.volrep.array.v1.ReplicaR\areplica\"t\n" +
 	"\x13ListReplicasRequest\x12!\n" +
-	"\flocal_entity\x18\x01 \x01(\tR\vlocalEntity\"L\n" +
+	"\flocal_entity\x18\x01 \x01(\tR\vlocalEntity\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"t\n" +
 	"\x14ListReplicasResponse\x124\n" +
-	"\breplicas\x18\x01 \x03(\v2\x18.volrep.array.v1.ReplicaR\breplicas\"\x84\x02\n" +
+	"\breplicas\x18\x01 \x03(\v2\x18.volrep.array.v1.ReplicaR\breplicas\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x84\x02\n" +
 	"\x14UpdateReplicaRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
 	"\x10interval_seconds\x18\x02 \x01(\x03R\x0fintervalSeconds\x12\x1f\n" +

@@ -665,7 +665,14 @@ func (x *Snapshot) GetCreated() string {
 }
 
 type ListBackendsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The most items to return; 0 means the default of 100, and more than
+	// 1000 means 1000. A page may hold fewer items (the reply is also kept
+	// under 1 MiB); only an empty next_page_token marks the last page.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous reply, sent with the same other fields;
+	// empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -700,9 +707,25 @@ func (*ListBackendsRequest) Descriptor() ([]byte, []int) {
 	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{6}
 }
 
+func (x *ListBackendsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListBackendsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListBackendsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Backends      []*Backend             `protobuf:"bytes,1,rep,name=backends,proto3" json:"backends,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Backends []*Backend             `protobuf:"bytes,1,rep,name=backends,proto3" json:"backends,omitempty"`
+	// Send as page_token to get the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -742,6 +765,13 @@ func (x *ListBackendsResponse) GetBackends() []*Backend {
 		return x.Backends
 	}
 	return nil
+}
+
+func (x *ListBackendsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type GetVolumeStatsRequest struct {
@@ -1403,8 +1433,15 @@ func (x *GetVolumeResponse) GetVolume() *Volume {
 }
 
 type ListVolumesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Backend string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	// The most items to return; 0 means the default of 100, and more than
+	// 1000 means 1000. A page may hold fewer items (the reply is also kept
+	// under 1 MiB); only an empty next_page_token marks the last page.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous reply, sent with the same other fields;
+	// empty for the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1446,9 +1483,25 @@ func (x *ListVolumesRequest) GetBackend() string {
 	return ""
 }
 
+func (x *ListVolumesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListVolumesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListVolumesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Volumes       []*Volume              `protobuf:"bytes,1,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Volumes []*Volume              `protobuf:"bytes,1,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	// Send as page_token to get the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1488,6 +1541,13 @@ func (x *ListVolumesResponse) GetVolumes() []*Volume {
 		return x.Volumes
 	}
 	return nil
+}
+
+func (x *ListVolumesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type CreateSnapshotRequest struct {
@@ -1691,9 +1751,16 @@ func (*DeleteSnapshotResponse) Descriptor() ([]byte, []int) {
 }
 
 type ListSnapshotsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
-	VolumeId      string                 `protobuf:"bytes,2,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Backend  string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	VolumeId string                 `protobuf:"bytes,2,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	// The most items to return; 0 means the default of 100, and more than
+	// 1000 means 1000. A page may hold fewer items (the reply is also kept
+	// under 1 MiB); only an empty next_page_token marks the last page.
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous reply, sent with the same other fields;
+	// empty for the first page.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1742,9 +1809,25 @@ func (x *ListSnapshotsRequest) GetVolumeId() string {
 	return ""
 }
 
+func (x *ListSnapshotsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSnapshotsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListSnapshotsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Snapshots     []*Snapshot            `protobuf:"bytes,1,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Snapshots []*Snapshot            `protobuf:"bytes,1,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
+	// Send as page_token to get the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1784,6 +1867,13 @@ func (x *ListSnapshotsResponse) GetSnapshots() []*Snapshot {
 		return x.Snapshots
 	}
 	return nil
+}
+
+func (x *ListSnapshotsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type CreateVolumeFromSnapshotRequest struct {
@@ -5217,10 +5307,14 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\vprovider_id\x18\x04 \x01(\tR\n" +
 	"providerId\x12\x12\n" +
 	"\x04guid\x18\x05 \x01(\tR\x04guid\x12\x18\n" +
-	"\acreated\x18\x06 \x01(\tR\acreated\"\x15\n" +
-	"\x13ListBackendsRequest\"M\n" +
+	"\acreated\x18\x06 \x01(\tR\acreated\"Q\n" +
+	"\x13ListBackendsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"u\n" +
 	"\x14ListBackendsResponse\x125\n" +
-	"\bbackends\x18\x01 \x03(\v2\x19.volrep.driver.v1.BackendR\bbackends\"K\n" +
+	"\bbackends\x18\x01 \x03(\v2\x19.volrep.driver.v1.BackendR\bbackends\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"K\n" +
 	"\x15GetVolumeStatsRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x18\n" +
 	"\arefresh\x18\x02 \x01(\bR\arefresh\"\xb3\b\n" +
@@ -5270,11 +5364,15 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
 	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\"E\n" +
 	"\x11GetVolumeResponse\x120\n" +
-	"\x06volume\x18\x01 \x01(\v2\x18.volrep.driver.v1.VolumeR\x06volume\".\n" +
+	"\x06volume\x18\x01 \x01(\v2\x18.volrep.driver.v1.VolumeR\x06volume\"j\n" +
 	"\x12ListVolumesRequest\x12\x18\n" +
-	"\abackend\x18\x01 \x01(\tR\abackend\"I\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"q\n" +
 	"\x13ListVolumesResponse\x122\n" +
-	"\avolumes\x18\x01 \x03(\v2\x18.volrep.driver.v1.VolumeR\avolumes\"o\n" +
+	"\avolumes\x18\x01 \x03(\v2\x18.volrep.driver.v1.VolumeR\avolumes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"o\n" +
 	"\x15CreateSnapshotRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1f\n" +
 	"\vsnapshot_id\x18\x02 \x01(\tR\n" +
@@ -5287,12 +5385,16 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\vsnapshot_id\x18\x02 \x01(\tR\n" +
 	"snapshotId\x12\x1b\n" +
 	"\tvolume_id\x18\x03 \x01(\tR\bvolumeId\"\x18\n" +
-	"\x16DeleteSnapshotResponse\"M\n" +
+	"\x16DeleteSnapshotResponse\"\x89\x01\n" +
 	"\x14ListSnapshotsRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
-	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\"Q\n" +
+	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"y\n" +
 	"\x15ListSnapshotsResponse\x128\n" +
-	"\tsnapshots\x18\x01 \x03(\v2\x1a.volrep.driver.v1.SnapshotR\tsnapshots\"\xfb\x01\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x1a.volrep.driver.v1.SnapshotR\tsnapshots\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xfb\x01\n" +
 	"\x1fCreateVolumeFromSnapshotRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
 	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\x12\x1f\n" +

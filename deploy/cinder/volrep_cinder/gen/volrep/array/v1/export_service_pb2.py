@@ -20,7 +20,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/export_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n$volrep/array/v1/export_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x01\n\x06\x45xport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\x12\x15\n\rattachment_id\x18\x04 \x01(\t\x12\x11\n\tread_only\x18\x05 \x01(\x08\x12\x0c\n\x04host\x18\x06 \x01(\t\x12\x0c\n\x04port\x18\x07 \x01(\x05\x12+\n\x07\x63reated\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x13\x43reateExportRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x15\n\rattachment_id\x18\x03 \x01(\t\x12\x11\n\tread_only\x18\x04 \x01(\x08\"?\n\x14\x43reateExportResponse\x12\'\n\x06\x65xport\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Export\"J\n\x13\x44\x65leteExportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x15\n\rattachment_id\x18\x03 \x01(\t\"\'\n\x14\x44\x65leteExportResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x05\"$\n\x12ListExportsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\"?\n\x13ListExportsResponse\x12(\n\x07\x65xports\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Export2\xa3\x02\n\rExportService\x12[\n\x0c\x43reateExport\x12$.volrep.array.v1.CreateExportRequest\x1a%.volrep.array.v1.CreateExportResponse\x12[\n\x0c\x44\x65leteExport\x12$.volrep.array.v1.DeleteExportRequest\x1a%.volrep.array.v1.DeleteExportResponse\x12X\n\x0bListExports\x12#.volrep.array.v1.ListExportsRequest\x1a$.volrep.array.v1.ListExportsResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n$volrep/array/v1/export_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x01\n\x06\x45xport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\x12\x15\n\rattachment_id\x18\x04 \x01(\t\x12\x11\n\tread_only\x18\x05 \x01(\x08\x12\x0c\n\x04host\x18\x06 \x01(\t\x12\x0c\n\x04port\x18\x07 \x01(\x05\x12+\n\x07\x63reated\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x13\x43reateExportRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x15\n\rattachment_id\x18\x03 \x01(\t\x12\x11\n\tread_only\x18\x04 \x01(\x08\"?\n\x14\x43reateExportResponse\x12\'\n\x06\x65xport\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Export\"J\n\x13\x44\x65leteExportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x15\n\rattachment_id\x18\x03 \x01(\t\"\'\n\x14\x44\x65leteExportResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x05\"K\n\x12ListExportsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x13ListExportsResponse\x12(\n\x07\x65xports\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Export\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa3\x02\n\rExportService\x12[\n\x0c\x43reateExport\x12$.volrep.array.v1.CreateExportRequest\x1a%.volrep.array.v1.CreateExportResponse\x12[\n\x0c\x44\x65leteExport\x12$.volrep.array.v1.DeleteExportRequest\x1a%.volrep.array.v1.DeleteExportResponse\x12X\n\x0bListExports\x12#.volrep.array.v1.ListExportsRequest\x1a$.volrep.array.v1.ListExportsResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -280,6 +280,20 @@ _LISTEXPORTSREQUEST = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='page_size', full_name='volrep.array.v1.ListExportsRequest.page_size', index=1,
+      number=2, type=5, cpp_type=1, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='page_token', full_name='volrep.array.v1.ListExportsRequest.page_token', index=2,
+      number=3, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -293,7 +307,7 @@ _LISTEXPORTSREQUEST = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=545,
-  serialized_end=581,
+  serialized_end=620,
 )
 
 
@@ -311,6 +325,13 @@ _LISTEXPORTSRESPONSE = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='next_page_token', full_name='volrep.array.v1.ListExportsResponse.next_page_token', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -323,8 +344,8 @@ _LISTEXPORTSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=583,
-  serialized_end=646,
+  serialized_start=622,
+  serialized_end=710,
 )
 
 _EXPORT.fields_by_name['created'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
@@ -398,8 +419,8 @@ _EXPORTSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=649,
-  serialized_end=940,
+  serialized_start=713,
+  serialized_end=1004,
   methods=[
   _descriptor.MethodDescriptor(
     name='CreateExport',

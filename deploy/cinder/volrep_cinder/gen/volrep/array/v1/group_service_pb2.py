@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/group_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n#volrep/array/v1/group_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$volrep/array/v1/volume_service.proto\"\xda\x01\n\x10\x43onsistencyGroup\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x0f\n\x07members\x18\x03 \x03(\t\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x06labels\x18\x05 \x03(\x0b\x32-.volrep.array.v1.ConsistencyGroup.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa0\x01\n\x12\x43reateGroupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12?\n\x06labels\x18\x03 \x03(\x0b\x32/.volrep.array.v1.CreateGroupRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"G\n\x13\x43reateGroupResponse\x12\x30\n\x05group\x18\x01 \x01(\x0b\x32!.volrep.array.v1.ConsistencyGroup\"\x1f\n\x0fGetGroupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x10GetGroupResponse\x12\x30\n\x05group\x18\x01 \x01(\x0b\x32!.volrep.array.v1.ConsistencyGroup\"\x13\n\x11ListGroupsRequest\"G\n\x12ListGroupsResponse\x12\x31\n\x06groups\x18\x01 \x03(\x0b\x32!.volrep.array.v1.ConsistencyGroup\"\"\n\x12\x44\x65leteGroupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteGroupResponse\"2\n\x11\x41\x64\x64MembersRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07volumes\x18\x02 \x03(\t\"F\n\x12\x41\x64\x64MembersResponse\x12\x30\n\x05group\x18\x01 \x01(\x0b\x32!.volrep.array.v1.ConsistencyGroup\"5\n\x14RemoveMembersRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07volumes\x18\x02 \x03(\t\"I\n\x15RemoveMembersResponse\x12\x30\n\x05group\x18\x01 \x01(\x0b\x32!.volrep.array.v1.ConsistencyGroup\"\xb4\x01\n\x1a\x43reateGroupSnapshotRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12G\n\x06labels\x18\x03 \x03(\x0b\x32\x37.volrep.array.v1.CreateGroupSnapshotRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x1b\x43reateGroupSnapshotResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot2\x9e\x05\n\x17\x43onsistencyGroupService\x12X\n\x0b\x43reateGroup\x12#.volrep.array.v1.CreateGroupRequest\x1a$.volrep.array.v1.CreateGroupResponse\x12O\n\x08GetGroup\x12 .volrep.array.v1.GetGroupRequest\x1a!.volrep.array.v1.GetGroupResponse\x12U\n\nListGroups\x12\".volrep.array.v1.ListGroupsRequest\x1a#.volrep.array.v1.ListGroupsResponse\x12X\n\x0b\x44\x65leteGroup\x12#.volrep.array.v1.DeleteGroupRequest\x1a$.volrep.array.v1.DeleteGroupResponse\x12U\n\nAddMembers\x12\".volrep.array.v1.AddMembersRequest\x1a#.volrep.array.v1.AddMembersResponse\x12^\n\rRemoveMembers\x12%.volrep.array.v1.RemoveMembersRequest\x1a&.volrep.array.v1.RemoveMembersResponse\x12p\n\x13\x43reateGroupSnapshot\x12+.volrep.array.v1.CreateGroupSnapshotRequest\x1a,.volrep.array.v1.CreateGroupSnapshotResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n#volrep/array/v1/group_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$volrep/array/v1/volume_service.proto\"\xda\x01\n\x10\x43onsistencyGroup\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x0f\n\x07members\x18\x03 \x03(\t\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x06labels\x18\x05 \x03(\x0b\x32-.volrep.array.v1.ConsistencyGroup.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa0\x01\n\x12\x43reateGroupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12?\n\x06labels\x18\x03 \x03(\x0b\x32/.volrep.array.v1.CreateGroupRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"G\n\x13\x43reateGroupResponse\x12\x30\n\x05group\x18\x01 \x01(\x0b\x32!.volrep.array.v1.ConsistencyGroup\"\x1f\n\x0fGetGroupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x10GetGroupResponse\x12\x30\n\x05group\x18\x01 \x01(\x0b\x32!.volrep.array.v1.ConsistencyGroup\":\n\x11ListGroupsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"`\n\x12ListGroupsResponse\x12\x31\n\x06groups\x18\x01 \x03(\x0b\x32!.volrep.array.v1.ConsistencyGroup\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x12\x44\x65leteGroupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteGroupResponse\"2\n\x11\x41\x64\x64MembersRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07volumes\x18\x02 \x03(\t\"F\n\x12\x41\x64\x64MembersResponse\x12\x30\n\x05group\x18\x01 \x01(\x0b\x32!.volrep.array.v1.ConsistencyGroup\"5\n\x14RemoveMembersRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07volumes\x18\x02 \x03(\t\"I\n\x15RemoveMembersResponse\x12\x30\n\x05group\x18\x01 \x01(\x0b\x32!.volrep.array.v1.ConsistencyGroup\"\xb4\x01\n\x1a\x43reateGroupSnapshotRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12G\n\x06labels\x18\x03 \x03(\x0b\x32\x37.volrep.array.v1.CreateGroupSnapshotRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x1b\x43reateGroupSnapshotResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot2\x9e\x05\n\x17\x43onsistencyGroupService\x12X\n\x0b\x43reateGroup\x12#.volrep.array.v1.CreateGroupRequest\x1a$.volrep.array.v1.CreateGroupResponse\x12O\n\x08GetGroup\x12 .volrep.array.v1.GetGroupRequest\x1a!.volrep.array.v1.GetGroupResponse\x12U\n\nListGroups\x12\".volrep.array.v1.ListGroupsRequest\x1a#.volrep.array.v1.ListGroupsResponse\x12X\n\x0b\x44\x65leteGroup\x12#.volrep.array.v1.DeleteGroupRequest\x1a$.volrep.array.v1.DeleteGroupResponse\x12U\n\nAddMembers\x12\".volrep.array.v1.AddMembersRequest\x1a#.volrep.array.v1.AddMembersResponse\x12^\n\rRemoveMembers\x12%.volrep.array.v1.RemoveMembersRequest\x1a&.volrep.array.v1.RemoveMembersResponse\x12p\n\x13\x43reateGroupSnapshot\x12+.volrep.array.v1.CreateGroupSnapshotRequest\x1a,.volrep.array.v1.CreateGroupSnapshotResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,volrep_dot_array_dot_v1_dot_volume__service__pb2.DESCRIPTOR,])
 
@@ -306,6 +306,20 @@ _LISTGROUPSREQUEST = _descriptor.Descriptor(
   file=DESCRIPTOR,
   containing_type=None,
   fields=[
+    _descriptor.FieldDescriptor(
+      name='page_size', full_name='volrep.array.v1.ListGroupsRequest.page_size', index=0,
+      number=1, type=5, cpp_type=1, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='page_token', full_name='volrep.array.v1.ListGroupsRequest.page_token', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -319,7 +333,7 @@ _LISTGROUPSREQUEST = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=687,
-  serialized_end=706,
+  serialized_end=745,
 )
 
 
@@ -337,6 +351,13 @@ _LISTGROUPSRESPONSE = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='next_page_token', full_name='volrep.array.v1.ListGroupsResponse.next_page_token', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -349,8 +370,8 @@ _LISTGROUPSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=708,
-  serialized_end=779,
+  serialized_start=747,
+  serialized_end=843,
 )
 
 
@@ -380,8 +401,8 @@ _DELETEGROUPREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=781,
-  serialized_end=815,
+  serialized_start=845,
+  serialized_end=879,
 )
 
 
@@ -404,8 +425,8 @@ _DELETEGROUPRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=817,
-  serialized_end=838,
+  serialized_start=881,
+  serialized_end=902,
 )
 
 
@@ -442,8 +463,8 @@ _ADDMEMBERSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=840,
-  serialized_end=890,
+  serialized_start=904,
+  serialized_end=954,
 )
 
 
@@ -473,8 +494,8 @@ _ADDMEMBERSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=892,
-  serialized_end=962,
+  serialized_start=956,
+  serialized_end=1026,
 )
 
 
@@ -511,8 +532,8 @@ _REMOVEMEMBERSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=964,
-  serialized_end=1017,
+  serialized_start=1028,
+  serialized_end=1081,
 )
 
 
@@ -542,8 +563,8 @@ _REMOVEMEMBERSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1019,
-  serialized_end=1092,
+  serialized_start=1083,
+  serialized_end=1156,
 )
 
 
@@ -624,8 +645,8 @@ _CREATEGROUPSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1095,
-  serialized_end=1275,
+  serialized_start=1159,
+  serialized_end=1339,
 )
 
 
@@ -655,8 +676,8 @@ _CREATEGROUPSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1277,
-  serialized_end=1352,
+  serialized_start=1341,
+  serialized_end=1416,
 )
 
 _CONSISTENCYGROUP_LABELSENTRY.containing_type = _CONSISTENCYGROUP
@@ -834,8 +855,8 @@ _CONSISTENCYGROUPSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=1355,
-  serialized_end=2025,
+  serialized_start=1419,
+  serialized_end=2089,
   methods=[
   _descriptor.MethodDescriptor(
     name='CreateGroup',

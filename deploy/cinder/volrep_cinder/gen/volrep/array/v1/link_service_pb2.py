@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/link_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\"volrep/array/v1/link_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x02\n\x04Link\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.volrep.array.v1.LinkState\x12\x19\n\x11remote_array_name\x18\x04 \x01(\t\x12\x17\n\x0fremote_array_id\x18\x05 \x01(\t\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x30\n\x0clast_checked\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rclock_skew_ms\x18\x08 \x01(\x03\x12\x17\n\x0f\x62\x61ndwidth_limit\x18\t \x01(\x03\x12\x13\n\x0b\x63ompression\x18\n \x01(\x08\"o\n\x11\x43reateLinkRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12\x17\n\x0f\x62\x61ndwidth_limit\x18\x04 \x01(\x03\x12\x13\n\x0b\x63ompression\x18\x05 \x01(\x08\"9\n\x12\x43reateLinkResponse\x12#\n\x04link\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Link\"\x1e\n\x0eGetLinkRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"6\n\x0fGetLinkResponse\x12#\n\x04link\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Link\"\x12\n\x10ListLinksRequest\"9\n\x11ListLinksResponse\x12$\n\x05links\x18\x01 \x03(\x0b\x32\x15.volrep.array.v1.Link\"!\n\x11\x44\x65leteLinkRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteLinkResponse*z\n\tLinkState\x12\x1a\n\x16LINK_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14LINK_STATE_CONNECTED\x10\x01\x12\x1a\n\x16LINK_STATE_UNREACHABLE\x10\x02\x12\x1b\n\x17LINK_STATE_UNAUTHORIZED\x10\x03\x32\xdd\x02\n\x0bLinkService\x12U\n\nCreateLink\x12\".volrep.array.v1.CreateLinkRequest\x1a#.volrep.array.v1.CreateLinkResponse\x12L\n\x07GetLink\x12\x1f.volrep.array.v1.GetLinkRequest\x1a .volrep.array.v1.GetLinkResponse\x12R\n\tListLinks\x12!.volrep.array.v1.ListLinksRequest\x1a\".volrep.array.v1.ListLinksResponse\x12U\n\nDeleteLink\x12\".volrep.array.v1.DeleteLinkRequest\x1a#.volrep.array.v1.DeleteLinkResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n\"volrep/array/v1/link_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x02\n\x04Link\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.volrep.array.v1.LinkState\x12\x19\n\x11remote_array_name\x18\x04 \x01(\t\x12\x17\n\x0fremote_array_id\x18\x05 \x01(\t\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x30\n\x0clast_checked\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rclock_skew_ms\x18\x08 \x01(\x03\x12\x17\n\x0f\x62\x61ndwidth_limit\x18\t \x01(\x03\x12\x13\n\x0b\x63ompression\x18\n \x01(\x08\"o\n\x11\x43reateLinkRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12\x17\n\x0f\x62\x61ndwidth_limit\x18\x04 \x01(\x03\x12\x13\n\x0b\x63ompression\x18\x05 \x01(\x08\"9\n\x12\x43reateLinkResponse\x12#\n\x04link\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Link\"\x1e\n\x0eGetLinkRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"6\n\x0fGetLinkResponse\x12#\n\x04link\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Link\"9\n\x10ListLinksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x11ListLinksResponse\x12$\n\x05links\x18\x01 \x03(\x0b\x32\x15.volrep.array.v1.Link\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11\x44\x65leteLinkRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteLinkResponse*z\n\tLinkState\x12\x1a\n\x16LINK_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14LINK_STATE_CONNECTED\x10\x01\x12\x1a\n\x16LINK_STATE_UNREACHABLE\x10\x02\x12\x1b\n\x17LINK_STATE_UNAUTHORIZED\x10\x03\x32\xdd\x02\n\x0bLinkService\x12U\n\nCreateLink\x12\".volrep.array.v1.CreateLinkRequest\x1a#.volrep.array.v1.CreateLinkResponse\x12L\n\x07GetLink\x12\x1f.volrep.array.v1.GetLinkRequest\x1a .volrep.array.v1.GetLinkResponse\x12R\n\tListLinks\x12!.volrep.array.v1.ListLinksRequest\x1a\".volrep.array.v1.ListLinksResponse\x12U\n\nDeleteLink\x12\".volrep.array.v1.DeleteLinkRequest\x1a#.volrep.array.v1.DeleteLinkResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -50,8 +50,8 @@ _LINKSTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=758,
-  serialized_end=880,
+  serialized_start=822,
+  serialized_end=944,
 )
 _sym_db.RegisterEnumDescriptor(_LINKSTATE)
 
@@ -316,6 +316,20 @@ _LISTLINKSREQUEST = _descriptor.Descriptor(
   file=DESCRIPTOR,
   containing_type=None,
   fields=[
+    _descriptor.FieldDescriptor(
+      name='page_size', full_name='volrep.array.v1.ListLinksRequest.page_size', index=0,
+      number=1, type=5, cpp_type=1, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='page_token', full_name='volrep.array.v1.ListLinksRequest.page_token', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -329,7 +343,7 @@ _LISTLINKSREQUEST = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=622,
-  serialized_end=640,
+  serialized_end=679,
 )
 
 
@@ -347,6 +361,13 @@ _LISTLINKSRESPONSE = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='next_page_token', full_name='volrep.array.v1.ListLinksResponse.next_page_token', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -359,8 +380,8 @@ _LISTLINKSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=642,
-  serialized_end=699,
+  serialized_start=681,
+  serialized_end=763,
 )
 
 
@@ -390,8 +411,8 @@ _DELETELINKREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=701,
-  serialized_end=734,
+  serialized_start=765,
+  serialized_end=798,
 )
 
 
@@ -414,8 +435,8 @@ _DELETELINKRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=736,
-  serialized_end=756,
+  serialized_start=800,
+  serialized_end=820,
 )
 
 _LINK.fields_by_name['state'].enum_type = _LINKSTATE
@@ -508,8 +529,8 @@ _LINKSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=883,
-  serialized_end=1232,
+  serialized_start=947,
+  serialized_end=1296,
   methods=[
   _descriptor.MethodDescriptor(
     name='CreateLink',

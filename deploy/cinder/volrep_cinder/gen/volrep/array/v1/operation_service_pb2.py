@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/operation_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\'volrep/array/v1/operation_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe0\x01\n\x17SnapshotReplicateResult\x12\x15\n\rbase_snapshot\x18\x01 \x01(\t\x12\x11\n\tbase_guid\x18\x02 \x01(\t\x12\x13\n\x0bincremental\x18\x03 \x01(\x08\x12\x12\n\nbytes_sent\x18\x04 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x05 \x01(\x03\x12\x14\n\x0cresumed_from\x18\x06 \x01(\x03\x12\x15\n\rremote_volume\x18\x07 \x01(\t\x12\x17\n\x0fremote_snapshot\x18\x08 \x01(\t\x12\x17\n\x0f\x61lready_present\x18\t \x01(\x08\"\x95\x03\n\tOperation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12.\n\x05state\x18\x04 \x01(\x0e\x32\x1f.volrep.array.v1.OperationState\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x12\n\nbytes_done\x18\x06 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x07 \x01(\x03\x12\x1d\n\x15rate_bytes_per_second\x18\x08 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12+\n\x07started\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66inished\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x12\n\nerror_code\x18\r \x01(\t\x12\x44\n\x12snapshot_replicate\x18\x0e \x01(\x0b\x32(.volrep.array.v1.SnapshotReplicateResult\"!\n\x13GetOperationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"E\n\x14GetOperationResponse\x12-\n\toperation\x18\x01 \x01(\x0b\x32\x1a.volrep.array.v1.Operation\"\x17\n\x15ListOperationsRequest\"H\n\x16ListOperationsResponse\x12.\n\noperations\x18\x01 \x03(\x0b\x32\x1a.volrep.array.v1.Operation\"#\n\x15WatchOperationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"G\n\x16WatchOperationResponse\x12-\n\toperation\x18\x01 \x01(\x0b\x32\x1a.volrep.array.v1.Operation\"$\n\x16\x43\x61ncelOperationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"H\n\x17\x43\x61ncelOperationResponse\x12-\n\toperation\x18\x01 \x01(\x0b\x32\x1a.volrep.array.v1.Operation*\xa7\x01\n\x0eOperationState\x12\x1f\n\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n\x18OPERATION_STATE_CANCELED\x10\x04\x32\x9d\x03\n\x10OperationService\x12[\n\x0cGetOperation\x12$.volrep.array.v1.GetOperationRequest\x1a%.volrep.array.v1.GetOperationResponse\x12\x61\n\x0eListOperations\x12&.volrep.array.v1.ListOperationsRequest\x1a\'.volrep.array.v1.ListOperationsResponse\x12\x63\n\x0eWatchOperation\x12&.volrep.array.v1.WatchOperationRequest\x1a\'.volrep.array.v1.WatchOperationResponse0\x01\x12\x64\n\x0f\x43\x61ncelOperation\x12\'.volrep.array.v1.CancelOperationRequest\x1a(.volrep.array.v1.CancelOperationResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n\'volrep/array/v1/operation_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe0\x01\n\x17SnapshotReplicateResult\x12\x15\n\rbase_snapshot\x18\x01 \x01(\t\x12\x11\n\tbase_guid\x18\x02 \x01(\t\x12\x13\n\x0bincremental\x18\x03 \x01(\x08\x12\x12\n\nbytes_sent\x18\x04 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x05 \x01(\x03\x12\x14\n\x0cresumed_from\x18\x06 \x01(\x03\x12\x15\n\rremote_volume\x18\x07 \x01(\t\x12\x17\n\x0fremote_snapshot\x18\x08 \x01(\t\x12\x17\n\x0f\x61lready_present\x18\t \x01(\x08\"\x95\x03\n\tOperation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12.\n\x05state\x18\x04 \x01(\x0e\x32\x1f.volrep.array.v1.OperationState\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x12\n\nbytes_done\x18\x06 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x07 \x01(\x03\x12\x1d\n\x15rate_bytes_per_second\x18\x08 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12+\n\x07started\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66inished\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x12\n\nerror_code\x18\r \x01(\t\x12\x44\n\x12snapshot_replicate\x18\x0e \x01(\x0b\x32(.volrep.array.v1.SnapshotReplicateResult\"!\n\x13GetOperationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"E\n\x14GetOperationResponse\x12-\n\toperation\x18\x01 \x01(\x0b\x32\x1a.volrep.array.v1.Operation\">\n\x15ListOperationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"a\n\x16ListOperationsResponse\x12.\n\noperations\x18\x01 \x03(\x0b\x32\x1a.volrep.array.v1.Operation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x15WatchOperationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"G\n\x16WatchOperationResponse\x12-\n\toperation\x18\x01 \x01(\x0b\x32\x1a.volrep.array.v1.Operation\"$\n\x16\x43\x61ncelOperationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"H\n\x17\x43\x61ncelOperationResponse\x12-\n\toperation\x18\x01 \x01(\x0b\x32\x1a.volrep.array.v1.Operation*\xa7\x01\n\x0eOperationState\x12\x1f\n\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n\x18OPERATION_STATE_CANCELED\x10\x04\x32\x9d\x03\n\x10OperationService\x12[\n\x0cGetOperation\x12$.volrep.array.v1.GetOperationRequest\x1a%.volrep.array.v1.GetOperationResponse\x12\x61\n\x0eListOperations\x12&.volrep.array.v1.ListOperationsRequest\x1a\'.volrep.array.v1.ListOperationsResponse\x12\x63\n\x0eWatchOperation\x12&.volrep.array.v1.WatchOperationRequest\x1a\'.volrep.array.v1.WatchOperationResponse0\x01\x12\x64\n\x0f\x43\x61ncelOperation\x12\'.volrep.array.v1.CancelOperationRequest\x1a(.volrep.array.v1.CancelOperationResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -54,8 +54,8 @@ _OPERATIONSTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=1156,
-  serialized_end=1323,
+  serialized_start=1220,
+  serialized_end=1387,
 )
 _sym_db.RegisterEnumDescriptor(_OPERATIONSTATE)
 
@@ -346,6 +346,20 @@ _LISTOPERATIONSREQUEST = _descriptor.Descriptor(
   file=DESCRIPTOR,
   containing_type=None,
   fields=[
+    _descriptor.FieldDescriptor(
+      name='page_size', full_name='volrep.array.v1.ListOperationsRequest.page_size', index=0,
+      number=1, type=5, cpp_type=1, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='page_token', full_name='volrep.array.v1.ListOperationsRequest.page_token', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -359,7 +373,7 @@ _LISTOPERATIONSREQUEST = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=834,
-  serialized_end=857,
+  serialized_end=896,
 )
 
 
@@ -377,6 +391,13 @@ _LISTOPERATIONSRESPONSE = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='next_page_token', full_name='volrep.array.v1.ListOperationsResponse.next_page_token', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -389,8 +410,8 @@ _LISTOPERATIONSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=859,
-  serialized_end=931,
+  serialized_start=898,
+  serialized_end=995,
 )
 
 
@@ -420,8 +441,8 @@ _WATCHOPERATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=933,
-  serialized_end=968,
+  serialized_start=997,
+  serialized_end=1032,
 )
 
 
@@ -451,8 +472,8 @@ _WATCHOPERATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=970,
-  serialized_end=1041,
+  serialized_start=1034,
+  serialized_end=1105,
 )
 
 
@@ -482,8 +503,8 @@ _CANCELOPERATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1043,
-  serialized_end=1079,
+  serialized_start=1107,
+  serialized_end=1143,
 )
 
 
@@ -513,8 +534,8 @@ _CANCELOPERATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1081,
-  serialized_end=1153,
+  serialized_start=1145,
+  serialized_end=1217,
 )
 
 _OPERATION.fields_by_name['state'].enum_type = _OPERATIONSTATE
@@ -618,8 +639,8 @@ _OPERATIONSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=1326,
-  serialized_end=1739,
+  serialized_start=1390,
+  serialized_end=1803,
   methods=[
   _descriptor.MethodDescriptor(
     name='GetOperation',

@@ -20,7 +20,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/volume_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n$volrep/array/v1/volume_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x02\n\x06Volume\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x16\n\x0esnapshot_count\x18\x07 \x01(\x03\x12\x33\n\x06labels\x18\x08 \x03(\x0b\x32#.volrep.array.v1.Volume.LabelsEntry\x12\x11\n\tread_only\x18\t \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf1\x01\n\x08Snapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04guid\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x35\n\x06labels\x18\x07 \x03(\x0b\x32%.volrep.array.v1.Snapshot.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\x06\x45xtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\x12\x0c\n\x04zero\x18\x03 \x01(\x08\"\xb6\x01\n\x13\x43reateVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12@\n\x06labels\x18\x04 \x03(\x0b\x32\x30.volrep.array.v1.CreateVolumeRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x14\x43reateVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\" \n\x10GetVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x11GetVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\"\n\x12ListVolumesRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\"?\n\x13ListVolumesResponse\x12(\n\x07volumes\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Volume\"#\n\x13\x44\x65leteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"7\n\x13\x45xtendVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"?\n\x14\x45xtendVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"M\n\x12WriteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0b\n\x03\x66ua\x18\x04 \x01(\x08\"\x15\n\x13WriteVolumeResponse\"A\n\x11ReadVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\"\"\n\x12ReadVolumeResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\"\n\x12\x46lushVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x46lushVolumeResponse\"\xb6\x01\n\x15\x43reateSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x42\n\x06labels\x18\x03 \x03(\x0b\x32\x32.volrep.array.v1.CreateSnapshotRequest.LabelsEntry\x12\x0c\n\x04guid\x18\x04 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x16\x43reateSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"2\n\x12GetSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"B\n\x13GetSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"&\n\x14ListSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\"E\n\x15ListSnapshotsResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot\"5\n\x15\x44\x65leteSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"S\n\x13ReadSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"$\n\x14ReadSnapshotResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xda\x01\n\x14\x43loneSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x41\n\x06labels\x18\x06 \x03(\x0b\x32\x31.volrep.array.v1.CloneSnapshotRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x15\x43loneSnapshotResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"F\n\x14\x44iffSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04\x62\x61se\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"A\n\x15\x44iffSnapshotsResponse\x12(\n\x07\x65xtents\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"[\n\x17\x43hecksumSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"*\n\x18\x43hecksumSnapshotResponse\x12\x0e\n\x06\x63rc32c\x18\x01 \x03(\x07\";\n\x18SetVolumeReadOnlyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tread_only\x18\x02 \x01(\x08\"D\n\x19SetVolumeReadOnlyResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\xaf\x01\n\x18\x43reateSnapshotSetRequest\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x45\n\x06labels\x18\x03 \x03(\x0b\x32\x35.volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x19\x43reateSnapshotSetResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot2\xbf\r\n\rVolumeService\x12[\n\x0c\x43reateVolume\x12$.volrep.array.v1.CreateVolumeRequest\x1a%.volrep.array.v1.CreateVolumeResponse\x12R\n\tGetVolume\x12!.volrep.array.v1.GetVolumeRequest\x1a\".volrep.array.v1.GetVolumeResponse\x12X\n\x0bListVolumes\x12#.volrep.array.v1.ListVolumesRequest\x1a$.volrep.array.v1.ListVolumesResponse\x12[\n\x0c\x44\x65leteVolume\x12$.volrep.array.v1.DeleteVolumeRequest\x1a%.volrep.array.v1.DeleteVolumeResponse\x12[\n\x0c\x45xtendVolume\x12$.volrep.array.v1.ExtendVolumeRequest\x1a%.volrep.array.v1.ExtendVolumeResponse\x12X\n\x0bWriteVolume\x12#.volrep.array.v1.WriteVolumeRequest\x1a$.volrep.array.v1.WriteVolumeResponse\x12U\n\nReadVolume\x12\".volrep.array.v1.ReadVolumeRequest\x1a#.volrep.array.v1.ReadVolumeResponse\x12X\n\x0b\x46lushVolume\x12#.volrep.array.v1.FlushVolumeRequest\x1a$.volrep.array.v1.FlushVolumeResponse\x12\x61\n\x0e\x43reateSnapshot\x12&.volrep.array.v1.CreateSnapshotRequest\x1a\'.volrep.array.v1.CreateSnapshotResponse\x12X\n\x0bGetSnapshot\x12#.volrep.array.v1.GetSnapshotRequest\x1a$.volrep.array.v1.GetSnapshotResponse\x12^\n\rListSnapshots\x12%.volrep.array.v1.ListSnapshotsRequest\x1a&.volrep.array.v1.ListSnapshotsResponse\x12\x61\n\x0e\x44\x65leteSnapshot\x12&.volrep.array.v1.DeleteSnapshotRequest\x1a\'.volrep.array.v1.DeleteSnapshotResponse\x12[\n\x0cReadSnapshot\x12$.volrep.array.v1.ReadSnapshotRequest\x1a%.volrep.array.v1.ReadSnapshotResponse\x12^\n\rCloneSnapshot\x12%.volrep.array.v1.CloneSnapshotRequest\x1a&.volrep.array.v1.CloneSnapshotResponse\x12`\n\rDiffSnapshots\x12%.volrep.array.v1.DiffSnapshotsRequest\x1a&.volrep.array.v1.DiffSnapshotsResponse0\x01\x12g\n\x10\x43hecksumSnapshot\x12(.volrep.array.v1.ChecksumSnapshotRequest\x1a).volrep.array.v1.ChecksumSnapshotResponse\x12j\n\x11SetVolumeReadOnly\x12).volrep.array.v1.SetVolumeReadOnlyRequest\x1a*.volrep.array.v1.SetVolumeReadOnlyResponse\x12j\n\x11\x43reateSnapshotSet\x12).volrep.array.v1.CreateSnapshotSetRequest\x1a*.volrep.array.v1.CreateSnapshotSetResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n$volrep/array/v1/volume_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x02\n\x06Volume\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x16\n\x0esnapshot_count\x18\x07 \x01(\x03\x12\x33\n\x06labels\x18\x08 \x03(\x0b\x32#.volrep.array.v1.Volume.LabelsEntry\x12\x11\n\tread_only\x18\t \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf1\x01\n\x08Snapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04guid\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x35\n\x06labels\x18\x07 \x03(\x0b\x32%.volrep.array.v1.Snapshot.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\x06\x45xtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\x12\x0c\n\x04zero\x18\x03 \x01(\x08\"\xb6\x01\n\x13\x43reateVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12@\n\x06labels\x18\x04 \x03(\x0b\x32\x30.volrep.array.v1.CreateVolumeRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x14\x43reateVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\" \n\x10GetVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x11GetVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"I\n\x12ListVolumesRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x13ListVolumesResponse\x12(\n\x07volumes\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x13\x44\x65leteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"7\n\x13\x45xtendVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"?\n\x14\x45xtendVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"M\n\x12WriteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0b\n\x03\x66ua\x18\x04 \x01(\x08\"\x15\n\x13WriteVolumeResponse\"A\n\x11ReadVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\"\"\n\x12ReadVolumeResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\"\n\x12\x46lushVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x46lushVolumeResponse\"\xb6\x01\n\x15\x43reateSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x42\n\x06labels\x18\x03 \x03(\x0b\x32\x32.volrep.array.v1.CreateSnapshotRequest.LabelsEntry\x12\x0c\n\x04guid\x18\x04 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x16\x43reateSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"2\n\x12GetSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"B\n\x13GetSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"M\n\x14ListSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x15ListSnapshotsResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x15\x44\x65leteSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"S\n\x13ReadSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"$\n\x14ReadSnapshotResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xda\x01\n\x14\x43loneSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x41\n\x06labels\x18\x06 \x03(\x0b\x32\x31.volrep.array.v1.CloneSnapshotRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x15\x43loneSnapshotResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"F\n\x14\x44iffSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04\x62\x61se\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"A\n\x15\x44iffSnapshotsResponse\x12(\n\x07\x65xtents\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"[\n\x17\x43hecksumSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"*\n\x18\x43hecksumSnapshotResponse\x12\x0e\n\x06\x63rc32c\x18\x01 \x03(\x07\";\n\x18SetVolumeReadOnlyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tread_only\x18\x02 \x01(\x08\"D\n\x19SetVolumeReadOnlyResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\xaf\x01\n\x18\x43reateSnapshotSetRequest\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x45\n\x06labels\x18\x03 \x03(\x0b\x32\x35.volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x19\x43reateSnapshotSetResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot2\xbf\r\n\rVolumeService\x12[\n\x0c\x43reateVolume\x12$.volrep.array.v1.CreateVolumeRequest\x1a%.volrep.array.v1.CreateVolumeResponse\x12R\n\tGetVolume\x12!.volrep.array.v1.GetVolumeRequest\x1a\".volrep.array.v1.GetVolumeResponse\x12X\n\x0bListVolumes\x12#.volrep.array.v1.ListVolumesRequest\x1a$.volrep.array.v1.ListVolumesResponse\x12[\n\x0c\x44\x65leteVolume\x12$.volrep.array.v1.DeleteVolumeRequest\x1a%.volrep.array.v1.DeleteVolumeResponse\x12[\n\x0c\x45xtendVolume\x12$.volrep.array.v1.ExtendVolumeRequest\x1a%.volrep.array.v1.ExtendVolumeResponse\x12X\n\x0bWriteVolume\x12#.volrep.array.v1.WriteVolumeRequest\x1a$.volrep.array.v1.WriteVolumeResponse\x12U\n\nReadVolume\x12\".volrep.array.v1.ReadVolumeRequest\x1a#.volrep.array.v1.ReadVolumeResponse\x12X\n\x0b\x46lushVolume\x12#.volrep.array.v1.FlushVolumeRequest\x1a$.volrep.array.v1.FlushVolumeResponse\x12\x61\n\x0e\x43reateSnapshot\x12&.volrep.array.v1.CreateSnapshotRequest\x1a\'.volrep.array.v1.CreateSnapshotResponse\x12X\n\x0bGetSnapshot\x12#.volrep.array.v1.GetSnapshotRequest\x1a$.volrep.array.v1.GetSnapshotResponse\x12^\n\rListSnapshots\x12%.volrep.array.v1.ListSnapshotsRequest\x1a&.volrep.array.v1.ListSnapshotsResponse\x12\x61\n\x0e\x44\x65leteSnapshot\x12&.volrep.array.v1.DeleteSnapshotRequest\x1a\'.volrep.array.v1.DeleteSnapshotResponse\x12[\n\x0cReadSnapshot\x12$.volrep.array.v1.ReadSnapshotRequest\x1a%.volrep.array.v1.ReadSnapshotResponse\x12^\n\rCloneSnapshot\x12%.volrep.array.v1.CloneSnapshotRequest\x1a&.volrep.array.v1.CloneSnapshotResponse\x12`\n\rDiffSnapshots\x12%.volrep.array.v1.DiffSnapshotsRequest\x1a&.volrep.array.v1.DiffSnapshotsResponse0\x01\x12g\n\x10\x43hecksumSnapshot\x12(.volrep.array.v1.ChecksumSnapshotRequest\x1a).volrep.array.v1.ChecksumSnapshotResponse\x12j\n\x11SetVolumeReadOnly\x12).volrep.array.v1.SetVolumeReadOnlyRequest\x1a*.volrep.array.v1.SetVolumeReadOnlyResponse\x12j\n\x11\x43reateSnapshotSet\x12).volrep.array.v1.CreateSnapshotSetRequest\x1a*.volrep.array.v1.CreateSnapshotSetResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -502,6 +502,20 @@ _LISTVOLUMESREQUEST = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='page_size', full_name='volrep.array.v1.ListVolumesRequest.page_size', index=1,
+      number=2, type=5, cpp_type=1, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='page_token', full_name='volrep.array.v1.ListVolumesRequest.page_token', index=2,
+      number=3, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -515,7 +529,7 @@ _LISTVOLUMESREQUEST = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=1019,
-  serialized_end=1053,
+  serialized_end=1092,
 )
 
 
@@ -533,6 +547,13 @@ _LISTVOLUMESRESPONSE = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='next_page_token', full_name='volrep.array.v1.ListVolumesResponse.next_page_token', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -545,8 +566,8 @@ _LISTVOLUMESRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1055,
-  serialized_end=1118,
+  serialized_start=1094,
+  serialized_end=1182,
 )
 
 
@@ -576,8 +597,8 @@ _DELETEVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1120,
-  serialized_end=1155,
+  serialized_start=1184,
+  serialized_end=1219,
 )
 
 
@@ -600,8 +621,8 @@ _DELETEVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1157,
-  serialized_end=1179,
+  serialized_start=1221,
+  serialized_end=1243,
 )
 
 
@@ -638,8 +659,8 @@ _EXTENDVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1181,
-  serialized_end=1236,
+  serialized_start=1245,
+  serialized_end=1300,
 )
 
 
@@ -669,8 +690,8 @@ _EXTENDVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1238,
-  serialized_end=1301,
+  serialized_start=1302,
+  serialized_end=1365,
 )
 
 
@@ -721,8 +742,8 @@ _WRITEVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1303,
-  serialized_end=1380,
+  serialized_start=1367,
+  serialized_end=1444,
 )
 
 
@@ -745,8 +766,8 @@ _WRITEVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1382,
-  serialized_end=1403,
+  serialized_start=1446,
+  serialized_end=1467,
 )
 
 
@@ -790,8 +811,8 @@ _READVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1405,
-  serialized_end=1470,
+  serialized_start=1469,
+  serialized_end=1534,
 )
 
 
@@ -821,8 +842,8 @@ _READVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1472,
-  serialized_end=1506,
+  serialized_start=1536,
+  serialized_end=1570,
 )
 
 
@@ -852,8 +873,8 @@ _FLUSHVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1508,
-  serialized_end=1542,
+  serialized_start=1572,
+  serialized_end=1606,
 )
 
 
@@ -876,8 +897,8 @@ _FLUSHVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1544,
-  serialized_end=1565,
+  serialized_start=1608,
+  serialized_end=1629,
 )
 
 
@@ -965,8 +986,8 @@ _CREATESNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1568,
-  serialized_end=1750,
+  serialized_start=1632,
+  serialized_end=1814,
 )
 
 
@@ -996,8 +1017,8 @@ _CREATESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1752,
-  serialized_end=1821,
+  serialized_start=1816,
+  serialized_end=1885,
 )
 
 
@@ -1034,8 +1055,8 @@ _GETSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1823,
-  serialized_end=1873,
+  serialized_start=1887,
+  serialized_end=1937,
 )
 
 
@@ -1065,8 +1086,8 @@ _GETSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1875,
-  serialized_end=1941,
+  serialized_start=1939,
+  serialized_end=2005,
 )
 
 
@@ -1084,6 +1105,20 @@ _LISTSNAPSHOTSREQUEST = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='page_size', full_name='volrep.array.v1.ListSnapshotsRequest.page_size', index=1,
+      number=2, type=5, cpp_type=1, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='page_token', full_name='volrep.array.v1.ListSnapshotsRequest.page_token', index=2,
+      number=3, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -1096,8 +1131,8 @@ _LISTSNAPSHOTSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1943,
-  serialized_end=1981,
+  serialized_start=2007,
+  serialized_end=2084,
 )
 
 
@@ -1115,6 +1150,13 @@ _LISTSNAPSHOTSRESPONSE = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='next_page_token', full_name='volrep.array.v1.ListSnapshotsResponse.next_page_token', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -1127,8 +1169,8 @@ _LISTSNAPSHOTSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1983,
-  serialized_end=2052,
+  serialized_start=2086,
+  serialized_end=2180,
 )
 
 
@@ -1165,8 +1207,8 @@ _DELETESNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2054,
-  serialized_end=2107,
+  serialized_start=2182,
+  serialized_end=2235,
 )
 
 
@@ -1189,8 +1231,8 @@ _DELETESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2109,
-  serialized_end=2133,
+  serialized_start=2237,
+  serialized_end=2261,
 )
 
 
@@ -1241,8 +1283,8 @@ _READSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2135,
-  serialized_end=2218,
+  serialized_start=2263,
+  serialized_end=2346,
 )
 
 
@@ -1272,8 +1314,8 @@ _READSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2220,
-  serialized_end=2256,
+  serialized_start=2348,
+  serialized_end=2384,
 )
 
 
@@ -1375,8 +1417,8 @@ _CLONESNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2259,
-  serialized_end=2477,
+  serialized_start=2387,
+  serialized_end=2605,
 )
 
 
@@ -1406,8 +1448,8 @@ _CLONESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2479,
-  serialized_end=2543,
+  serialized_start=2607,
+  serialized_end=2671,
 )
 
 
@@ -1451,8 +1493,8 @@ _DIFFSNAPSHOTSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2545,
-  serialized_end=2615,
+  serialized_start=2673,
+  serialized_end=2743,
 )
 
 
@@ -1482,8 +1524,8 @@ _DIFFSNAPSHOTSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2617,
-  serialized_end=2682,
+  serialized_start=2745,
+  serialized_end=2810,
 )
 
 
@@ -1534,8 +1576,8 @@ _CHECKSUMSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2684,
-  serialized_end=2775,
+  serialized_start=2812,
+  serialized_end=2903,
 )
 
 
@@ -1565,8 +1607,8 @@ _CHECKSUMSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2777,
-  serialized_end=2819,
+  serialized_start=2905,
+  serialized_end=2947,
 )
 
 
@@ -1603,8 +1645,8 @@ _SETVOLUMEREADONLYREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2821,
-  serialized_end=2880,
+  serialized_start=2949,
+  serialized_end=3008,
 )
 
 
@@ -1634,8 +1676,8 @@ _SETVOLUMEREADONLYRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2882,
-  serialized_end=2950,
+  serialized_start=3010,
+  serialized_end=3078,
 )
 
 
@@ -1716,8 +1758,8 @@ _CREATESNAPSHOTSETREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2953,
-  serialized_end=3128,
+  serialized_start=3081,
+  serialized_end=3256,
 )
 
 
@@ -1747,8 +1789,8 @@ _CREATESNAPSHOTSETRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3130,
-  serialized_end=3203,
+  serialized_start=3258,
+  serialized_end=3331,
 )
 
 _VOLUME_LABELSENTRY.containing_type = _VOLUME
@@ -2160,8 +2202,8 @@ _VOLUMESERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=3206,
-  serialized_end=4933,
+  serialized_start=3334,
+  serialized_end=5061,
   methods=[
   _descriptor.MethodDescriptor(
     name='CreateVolume',
