@@ -1,182 +1,206 @@
 package driver
 
 import (
-	"context"
-	"log/slog"
+	"crypto/rand"
+	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
+	"time"
 
 	"github.com/volrep/volrep/array"
-	"github.com/volrep/volrep/config"
 	"github.com/volrep/volrep/driver/extraspecs"
-	"github.com/volrep/volrep/errdefs"
 )
 
-// memArray keeps volumes and groups in maps: enough of an array for the
-// driver's bookkeeping of which volume replicates how.
-type memArray struct {
-	array.Array
-	mu     sync.Mutex
-	vols   map[string]array.Volume
-	groups map[string]array.Group
+var (
+	syncSpecs  = VolumeType{Name: "sync", ExtraSpecs: map[string]string{"replication_enabled": "<is> True", "replication_type": "<in> sync"}}
+	asyncSpecs = VolumeType{Name: "async", ExtraSpecs: map[string]string{"replication_enabled": "<is> True", "replication_type": "<in> async"}}
+	replGroup  = GroupType{Name: "replicated", Specs: map[string]string{extraspecs.KeyGroupReplication: "<is> True"}}
+)
+
+// device is a replication_device line for a target reached at addr.
+func device(id, addr string, a *testArray, typ string) string {
+	return fmt.Sprintf("replication_device = backend_id:%s,san_ip:%s,api_token:%s,type:%s", id, addr, a.token, typ)
 }
 
-func newMemArray() *memArray {
-	return &memArray{vols: map[string]array.Volume{}, groups: map[string]array.Group{}}
-}
-
-func (a *memArray) CreateVolume(_ context.Context, spec array.VolumeSpec) (array.Volume, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	v := array.Volume{Name: spec.Name, Pool: spec.Pool, SizeBytes: spec.SizeBytes, Labels: spec.Labels}
-	a.vols[spec.Name] = v
-	return v, nil
-}
-
-func (a *memArray) GetVolume(_ context.Context, name string) (array.Volume, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	v, ok := a.vols[name]
-	if !ok {
-		return v, errdefs.NotFound("volume %s not found", name)
-	}
-	return v, nil
-}
-
-func (a *memArray) ListVolumes(_ context.Context, pool string) ([]array.Volume, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []array.Volume
-	for _, v := range a.vols {
-		if pool == "" || v.Pool == pool {
-			out = append(out, v)
+// waitPeer waits until the primary's pod replica sees its peer in state.
+func waitPeer(t *testing.T, primary *testArray, pod, state string) array.Replica {
+	t.Helper()
+	var r array.Replica
+	waitFor(t, 30*time.Second, func() string {
+		var err error
+		if r, err = primary.eng.GetReplica(t.Context(), pod); err != nil {
+			return err.Error()
 		}
-	}
-	return out, nil
+		if r.PeerState != state {
+			return fmt.Sprintf("pod %s: peer %s (%s %s), want %s", pod, r.PeerState, r.State, r.Message, state)
+		}
+		return ""
+	})
+	return r
 }
-
-func (a *memArray) CreateGroup(_ context.Context, name, pool string, labels map[string]string) (array.Group, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if g, ok := a.groups[name]; ok {
-		return g, nil
-	}
-	a.groups[name] = array.Group{Name: name, Pool: pool, Labels: labels}
-	return a.groups[name], nil
-}
-
-func (a *memArray) GetGroup(_ context.Context, name string) (array.Group, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	g, ok := a.groups[name]
-	if !ok {
-		return g, errdefs.NotFound("group %s not found", name)
-	}
-	return g, nil
-}
-
-func (a *memArray) ListGroups(context.Context) ([]array.Group, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []array.Group
-	for _, g := range a.groups {
-		out = append(out, g)
-	}
-	return out, nil
-}
-
-func (a *memArray) AddMembers(_ context.Context, group string, names []string) (array.Group, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	g := a.groups[group]
-	g.Members = append(g.Members, names...)
-	a.groups[group] = g
-	return g, nil
-}
-
-// pod is a Replication whose pod cannot reach its peer: SyncReplica fails
-// and GetReplica tells the state and why.
-type podRepl struct {
-	array.Replication
-	syncErr error
-	rep     array.Replica
-}
-
-func (r podRepl) SyncReplica(context.Context, string, bool) (array.Replica, error) {
-	return array.Replica{}, r.syncErr
-}
-
-func (r podRepl) GetReplica(_ context.Context, name string) (array.Replica, error) {
-	rep := r.rep
-	rep.Name = name
-	return rep, nil
-}
-
-func upBackend(cfg config.Backend, primary Conn) *Backend {
-	opts := Options{}
-	opts.defaults()
-	b := newBackend(config.Backend{Problems: config.Problems{{Message: "not dialled in tests"}}}, opts)
-	b.cfg, b.primary, b.up, b.reason = cfg, primary, true, ""
-	b.log = slog.New(slog.DiscardHandler)
-	return b
-}
-
-var syncSpecs = VolumeType{Name: "sync", ExtraSpecs: map[string]string{"replication_enabled": "<is> True", "replication_type": "<in> sync"}}
 
 // TestFirstSyncFailedIsNotEnabled: a pod volume whose first copy did not
-// reach the peer is not reported enabled: error while nothing copies it,
-// enabling while the pod is copying, and GetReplicationInfo says why.
+// reach the peer is not reported enabled: error while nothing copies it
+// (the peer's array is down), enabling while the pod is copying (the peer
+// is reachable but slow, and the pod is resyncing it), and
+// GetReplicationInfo says why. Each case waits out the driver's 30 s wait
+// for the first copy, so they run in parallel.
 func TestFirstSyncFailedIsNotEnabled(t *testing.T) {
-	cfg := config.Backend{Section: "b1", PGName: "cinder-group", PodName: "cinder-pod", Pool: "cinder",
-		ReplicationDevices: []config.ReplicationDevice{{BackendID: "site-b", SanIP: "b:7401", Type: "sync"}}}
-	const reason = "link site-b to 10.0.0.2:7401: connection refused"
-	for _, tc := range []struct {
-		peer, want, why string
-	}{
-		{array.PeerOffline, ReplError, reason},
-		{array.PeerResyncing, ReplEnabling, "resyncing the peer: 1048576 bytes to go"},
-	} {
-		arr := newMemArray()
-		b := upBackend(cfg, Conn{Array: arr, Replication: podRepl{syncErr: errdefs.Unavailable("%s", reason),
-			rep: array.Replica{State: array.StateDegraded, PeerState: tc.peer, Message: reason, DirtyBytes: 1 << 20}}})
-		mu, err := b.CreateVolume(t.Context(), "v1", 1, syncSpecs, "")
+	const pod = "cinder-pod.site-b"
+	t.Run("peer offline", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		peer, primary := newTestArray(t, "site-b"), newTestArray(t, "site-a")
+		d := startDriver(t, backendConf(map[string][]string{"b1": {
+			"san_ip = " + primary.addr, "pure_api_token = " + primary.token,
+			device("site-b", peer.addr, peer, "sync"),
+		}}), primary)
+		b := testBackend(t, d, "b1")
+
+		// The peer's array goes down: its API server stops and its port
+		// refuses connections.
+		peer.halt()
+		waitPeer(t, primary, pod, array.PeerOffline)
+		mu, err := b.CreateVolume(ctx, "v1", 1, syncSpecs, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if mu.ReplicationStatus != tc.want {
-			t.Errorf("peer %s: CreateVolume reports %q, want %q", tc.peer, mu.ReplicationStatus, tc.want)
+		if mu.ReplicationStatus != ReplError {
+			t.Errorf("peer offline: CreateVolume reports %q, want %q", mu.ReplicationStatus, ReplError)
 		}
-		info, err := b.GetReplicationInfo(t.Context(), "v1")
+		info, err := b.GetReplicationInfo(ctx, "v1")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.Status == Healthy || !strings.Contains(info.Message, tc.why) {
-			t.Errorf("peer %s: GetReplicationInfo %s %q, want the reason %q", tc.peer, info.Status, info.Message, tc.why)
+		// The pod's own reason, as the engine records it: the peer's
+		// address refused the connection.
+		for _, why := range []string{"the peer is out of sync", peer.addr, "connection refused"} {
+			if info.Status == Healthy || !strings.Contains(info.Message, why) {
+				t.Errorf("peer offline: GetReplicationInfo %s %q, want the reason %q", info.Status, info.Message, why)
+			}
 		}
-	}
+		if len(info.Targets) != 1 || info.Targets[0].BackendID != "site-b" || info.Targets[0].Type != extraspecs.Sync {
+			t.Errorf("peer offline: GetReplicationInfo targets %+v, want the one sync target site-b", info.Targets)
+		}
+	})
+
+	t.Run("peer resyncing", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		peer, primary := newTestArray(t, "site-b"), newTestArray(t, "site-a")
+		px := newProxy(t, peer.addr)
+		// A pod timeout well over the 4 s a 1 MiB resync piece takes
+		// through the throttled proxy, so the pod keeps its slow peer.
+		d := startDriver(t, backendConf(map[string][]string{"b1": {
+			"san_ip = " + primary.addr, "pure_api_token = " + primary.token,
+			device("site-b", px.addr(), peer, "sync"), "volrep_sync_timeout = 20000",
+		}}), primary)
+		b := testBackend(t, d, "b1")
+
+		// A pod volume whose copy is on the peer...
+		mu, err := b.CreateVolume(ctx, "seed", 1, syncSpecs, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mu.ReplicationStatus != ReplEnabled {
+			t.Fatalf("peer online: CreateVolume reports %q, want %q", mu.ReplicationStatus, ReplEnabled)
+		}
+		// ...takes 16 MiB of writes while the peer is away, so the pod
+		// records them dirty...
+		px.setMode(proxyCut)
+		waitPeer(t, primary, pod, array.PeerOffline)
+		const dirty = 16 << 20
+		data := make([]byte, 1<<20)
+		for off := int64(0); off < dirty; off += int64(len(data)) {
+			rand.Read(data) // incompressible
+			if err := primary.st.WriteVolume(ctx, volumeName("seed"), off, data, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if r, err := primary.eng.GetReplica(ctx, pod); err != nil || r.DirtyBytes != dirty {
+			t.Fatalf("pod with the peer away: %d dirty bytes (%v), want %d", r.DirtyBytes, err, dirty)
+		}
+		// ...and resyncs them when the peer is back, slowly: 16 MiB at
+		// 256 KiB/s is about 64 s, longer than the new volume's wait.
+		px.setMode(proxyThrottle)
+		waitPeer(t, primary, pod, array.PeerResyncing)
+		start := time.Now()
+		mu, err = b.CreateVolume(ctx, "v1", 1, syncSpecs, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mu.ReplicationStatus != ReplEnabling {
+			r, _ := primary.eng.GetReplica(ctx, pod)
+			t.Errorf("peer resyncing: CreateVolume reports %q after %s, want %q (pod: peer %s, %s %q)",
+				mu.ReplicationStatus, time.Since(start).Round(time.Second), ReplEnabling, r.PeerState, r.State, r.Message)
+		}
+		info, err := b.GetReplicationInfo(ctx, "v1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		why := fmt.Sprintf("resyncing the peer: %d bytes to go", dirty)
+		if info.Status != Degraded || !strings.Contains(info.Message, why) {
+			t.Errorf("peer resyncing: GetReplicationInfo %s %q, want %s with the reason %q", info.Status, info.Message, Degraded, why)
+		}
+	})
 }
 
 // TestListVolumesSeesReplicatingGroups: a member of a replicating Cinder
-// group is replicated (async), as GetVolume and GetReplicationInfo say.
+// group is replicated (async), as GetVolume and GetReplicationInfo say;
+// a member of another backend's replicating group in the same pool is not
+// this backend's to report replicated.
 func TestListVolumesSeesReplicatingGroups(t *testing.T) {
-	cfg := config.Backend{Section: "b1", PGName: "cinder-group", PodName: "cinder-pod", Pool: "cinder"}
-	arr := newMemArray()
 	ctx := t.Context()
-	for _, id := range []string{"in-pg", "in-pod", "in-group", "plain", "other-backends-group"} {
-		arr.CreateVolume(ctx, array.VolumeSpec{Name: volumeName(id), Pool: "cinder", SizeBytes: gib})
+	siteB, siteC, primary := newTestArray(t, "site-b"), newTestArray(t, "site-c"), newTestArray(t, "site-a")
+	d := startDriver(t, backendConf(map[string][]string{
+		"b1": {
+			"san_ip = " + primary.addr, "pure_api_token = " + primary.token,
+			device("site-b", siteB.addr, siteB, "async"), device("site-c", siteC.addr, siteC, "sync"),
+		},
+		// Another backend on the same array and pool, with its own
+		// protection group.
+		"b2": {
+			"san_ip = " + primary.addr, "pure_api_token = " + primary.token,
+			device("site-b", siteB.addr, siteB, "async"),
+			"pure_replication_pg_name = b2-group", "pure_replication_pod_name = b2-pod",
+		},
+	}), primary)
+	b1, b2 := testBackend(t, d, "b1"), testBackend(t, d, "b2")
+
+	create := func(b *Backend, id string, vt VolumeType, group, want string) {
+		t.Helper()
+		mu, err := b.CreateVolume(ctx, id, 1, vt, group)
+		if err != nil {
+			t.Fatalf("CreateVolume(%s): %v", id, err)
+		}
+		if mu.ReplicationStatus != want {
+			t.Fatalf("CreateVolume(%s) reports %q, want %q", id, mu.ReplicationStatus, want)
+		}
 	}
-	arr.CreateGroup(ctx, "cinder-group", "cinder", nil)
-	arr.AddMembers(ctx, "cinder-group", []string{volumeName("in-pg")})
-	arr.CreateGroup(ctx, "cinder-pod", "cinder", nil)
-	arr.AddMembers(ctx, "cinder-pod", []string{volumeName("in-pod")})
-	arr.CreateGroup(ctx, groupName("g1"), "cinder", map[string]string{labelBackend: "b1", labelGroupReplication: "true"})
-	arr.AddMembers(ctx, groupName("g1"), []string{volumeName("in-group")})
-	arr.CreateGroup(ctx, groupName("g2"), "cinder", map[string]string{labelBackend: "b2", labelGroupReplication: "true"})
-	arr.AddMembers(ctx, groupName("g2"), []string{volumeName("other-backends-group")})
-	b := upBackend(cfg, Conn{Array: arr})
-	vols, err := b.ListVolumes(ctx)
+	enableGroup := func(b *Backend, group string, ids ...string) {
+		t.Helper()
+		if _, err := b.CreateGroup(ctx, group, replGroup); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			create(b, id, asyncSpecs, group, ReplEnabled)
+		}
+		res, err := b.EnableReplication(ctx, group, ids)
+		if err != nil {
+			t.Fatalf("EnableReplication(%s): %v", group, err)
+		}
+		if res.Group.ReplicationStatus != ReplEnabled {
+			t.Fatalf("EnableReplication(%s) reports %q", group, res.Group.ReplicationStatus)
+		}
+	}
+	create(b1, "in-pg", asyncSpecs, "", ReplEnabled)
+	create(b1, "in-pod", syncSpecs, "", ReplEnabled)
+	create(b1, "plain", VolumeType{Name: "plain"}, "", ReplDisabled)
+	enableGroup(b1, "g1", "in-group")
+	enableGroup(b2, "g2", "other-backends-group")
+
+	vols, err := b1.ListVolumes(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,18 +213,29 @@ func TestListVolumesSeesReplicatingGroups(t *testing.T) {
 		if got := [2]string{v.ReplicationStatus, v.ReplicationType}; got != want[v.ID] {
 			t.Errorf("ListVolumes: %s is %q, want %q", v.ID, got, want[v.ID])
 		}
-		one, err := b.GetVolume(ctx, v.ID)
-		if err != nil || one.ReplicationStatus != v.ReplicationStatus {
-			t.Errorf("GetVolume(%s) = %q, %v; ListVolumes said %q", v.ID, one.ReplicationStatus, err, v.ReplicationStatus)
+		one, err := b1.GetVolume(ctx, v.ID)
+		if err != nil || one.ReplicationStatus != v.ReplicationStatus || one.ReplicationType != v.ReplicationType {
+			t.Errorf("GetVolume(%s) = %q %q, %v; ListVolumes said %q %q", v.ID, one.ReplicationStatus, one.ReplicationType, err,
+				v.ReplicationStatus, v.ReplicationType)
+		}
+		// GetReplicationInfo answers for exactly the volumes listed as
+		// replicated, on the targets of their type.
+		info, err := b1.GetReplicationInfo(ctx, v.ID)
+		switch {
+		case v.ReplicationStatus == ReplDisabled && err == nil:
+			t.Errorf("GetReplicationInfo(%s) answers %+v; ListVolumes said it is not replicated", v.ID, info)
+		case v.ReplicationStatus != ReplDisabled && err != nil:
+			t.Errorf("GetReplicationInfo(%s): %v; ListVolumes said it is replicated", v.ID, err)
+		case err == nil && (len(info.Targets) != 1 || info.Targets[0].Type != v.ReplicationType):
+			t.Errorf("GetReplicationInfo(%s) targets %+v; ListVolumes said %s", v.ID, info.Targets, v.ReplicationType)
 		}
 	}
-	if ids := func() (out []string) {
-		for _, v := range vols {
-			out = append(out, v.ID)
-		}
-		slices.Sort(out)
-		return
-	}(); len(ids) != len(want) {
-		t.Errorf("ListVolumes listed %v", ids)
+	ids := make([]string, 0, len(vols))
+	for _, v := range vols {
+		ids = append(ids, v.ID)
+	}
+	slices.Sort(ids)
+	if len(ids) != len(want) || len(slices.Compact(slices.Clone(ids))) != len(want) {
+		t.Errorf("ListVolumes listed %v, want each of %d volumes once", ids, len(want))
 	}
 }
