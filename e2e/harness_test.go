@@ -23,6 +23,7 @@ import (
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/client"
+	"github.com/volrep/volrep/internal/testenv"
 	"github.com/volrep/volrep/server"
 )
 
@@ -61,23 +62,10 @@ func binaries(t *testing.T) (volrepd, volrep string) {
 	return filepath.Join(binDir, "volrepd"), filepath.Join(binDir, "volrep")
 }
 
-// tool finds an external client, failing under `make test` and skipping
-// (loudly) in a bare `go test` when it is not installed.
+// tool finds an external client (see testenv.Tool).
 func tool(t *testing.T, name string) string {
 	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, dir := range []string{"../.bin", os.Getenv("HOME") + "/go/bin"} {
-		if p, err := exec.LookPath(filepath.Join(dir, name)); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("VOLREP_E2E_REQUIRE") != "" {
-		t.Fatalf("%s is not installed; `make test` installs it", name)
-	}
-	t.Skipf("SKIPPED: %s is not installed; run `make test` to install the e2e tools", name)
-	return ""
+	return testenv.Tool(t, name)
 }
 
 func freePort(t *testing.T) string {
