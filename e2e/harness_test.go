@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,16 +65,6 @@ func binaries(t *testing.T) (volrepd, volrep string) {
 func tool(t *testing.T, name string) string {
 	t.Helper()
 	return testenv.Tool(t, name)
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // Daemon is one volrepd process with two arrays and the driver API.
