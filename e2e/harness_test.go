@@ -192,16 +192,34 @@ func (d *Daemon) Start() {
 	volrepd, _ := binaries(d.t)
 	d.out = &syncBuffer{}
 	args := append(append([]string{}, d.Prefix...), volrepd, "--config", d.Conf)
+	conf, err := os.ReadFile(d.Conf)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	var files []*os.File
+	if len(d.Prefix) == 0 {
+		files = handOver(d.t, string(conf))
+	}
+	if len(files) > 0 {
+		// LISTEN_PID must be volrepd's own pid: the shell's, which exec keeps.
+		args = append([]string{"sh", "-c", fmt.Sprintf(`LISTEN_PID=$$ LISTEN_FDS=%d exec "$0" "$@"`, len(files))}, args...)
+	}
 	d.cmd = exec.Command(args[0], args[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	d.cmd.Env = append(os.Environ(), d.Env...)
-	if err := d.cmd.Start(); err != nil {
+	d.cmd.ExtraFiles = files
+	err = d.cmd.Start()
+	for _, f := range files {
+		f.Close() // the child has its own
+	}
+	if err != nil {
 		d.t.Fatal(err)
 	}
 	d.exited = make(chan struct{})
 	go func() { d.cmd.Wait(); close(d.exited) }()
 	d.t.Cleanup(d.Stop)
 	d.waitServing()
+	handedOver(string(conf))
 }
 
 func (d *Daemon) waitServing() {

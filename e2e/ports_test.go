@@ -3,23 +3,32 @@ package e2e
 import (
 	"net"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 )
 
-// Ports for the daemons under test come from below the kernel's ephemeral
-// range. Asking the kernel for port 0 and closing the listener (the old
-// freePort) left a window in which any outgoing connection or port-0
-// listener on the machine could be given the same port before volrepd
-// bound it. The kernel never hands out a port below ip_local_port_range on
-// its own, so a port taken from there, probed free and handed out once by
-// this process, stays free for the daemon. A daemon restarted by a test
-// reuses its own ports, as a real one does.
+// Ports for the daemons under test are bound here, by the test, and the
+// listening sockets are handed to volrepd when it starts (systemd's socket
+// activation protocol, which server.Listen honours): nothing else can take
+// a port between choosing it and the daemon's bind. The old freePort
+// listened on port 0, closed, and let volrepd bind later, and any
+// connection or port-0 listener on the machine could be given the port in
+// between.
+//
+// Once volrepd serves, the test closes its own copy, so that a stopped
+// daemon's port refuses connections as a real outage does. A daemon
+// started again gets its port bound afresh; the ports come from below the
+// kernel's ephemeral range (which it never assigns on its own), so that
+// nothing but this allocator hands them out.
 var ports struct {
 	sync.Mutex
 	next, low int
+	// held is the test's listener for each address freePort gave out;
+	// nil while a daemon owns the port.
+	held map[string]net.Listener
 }
 
 // ephemeralLow is the first port the kernel may assign by itself.
@@ -39,34 +48,92 @@ func ephemeralLow() int {
 	return n
 }
 
+// freePort binds a loopback port for the test and returns its address.
 func freePort(t *testing.T) string {
 	t.Helper()
 	ports.Lock()
 	defer ports.Unlock()
 	if ports.low == 0 {
 		ports.low = ephemeralLow()
+		ports.held = map[string]net.Listener{}
 		// Well away from the well-known ports; spread by pid so two test
 		// processes started together begin apart.
-		span := ports.low - 10000
-		ports.next = 10000 + os.Getpid()%span
+		ports.next = 10000 + os.Getpid()%(ports.low-10000)
 	}
 	span := ports.low - 10000
 	for tries := 0; tries < span; tries++ {
 		p := ports.next
 		ports.next = 10000 + (ports.next-10000+1)%span
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+		if _, ours := ports.held[addr]; ours {
+			continue
+		}
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			continue // taken by a listener of someone else's
+			continue // someone else's
 		}
-		l.Close()
+		ports.held[addr] = l
+		t.Cleanup(func() {
+			ports.Lock()
+			defer ports.Unlock()
+			if l := ports.held[addr]; l != nil {
+				l.Close()
+			}
+			delete(ports.held, addr)
+		})
 		return addr
 	}
 	t.Fatalf("no free port between 10000 and %d", ports.low)
 	return ""
 }
 
-// The allocator never repeats itself and never enters the ephemeral range.
+// listenKeys are the configuration keys whose address volrepd binds.
+var listenKeys = regexp.MustCompile(`(?m)^\s*(?:driver_listen|listen|nbd_listen|metrics_listen)\s*=\s*(\S+)`)
+
+// handOver returns, for the addresses conf makes volrepd listen on that
+// freePort gave out, the sockets to pass to it (bound again if a daemon
+// had them before), in the order LISTEN_FDS numbers them.
+func handOver(t *testing.T, conf string) []*os.File {
+	t.Helper()
+	ports.Lock()
+	defer ports.Unlock()
+	var files []*os.File
+	for _, m := range listenKeys.FindAllStringSubmatch(conf, -1) {
+		addr := m[1]
+		l, ours := ports.held[addr]
+		if !ours {
+			continue
+		}
+		if l == nil {
+			var err error
+			if l, err = net.Listen("tcp", addr); err != nil {
+				t.Fatalf("binding %s again for the restarted daemon: %v", addr, err)
+			}
+			ports.held[addr] = l
+		}
+		f, err := l.(*net.TCPListener).File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	return files
+}
+
+// handedOver closes the test's copies of the sockets a daemon now serves.
+func handedOver(conf string) {
+	ports.Lock()
+	defer ports.Unlock()
+	for _, m := range listenKeys.FindAllStringSubmatch(conf, -1) {
+		if l := ports.held[m[1]]; l != nil {
+			l.Close()
+			ports.held[m[1]] = nil
+		}
+	}
+}
+
+// The allocator never repeats itself, never enters the ephemeral range,
+// and holds each port until a daemon takes it.
 func TestFreePortOutsideEphemeralRange(t *testing.T) {
 	low := ephemeralLow()
 	seen := map[string]bool{}
@@ -78,5 +145,9 @@ func TestFreePortOutsideEphemeralRange(t *testing.T) {
 			t.Fatalf("freePort gave %s (ephemeral from %d, repeat %v)", a, low, seen[a])
 		}
 		seen[a] = true
+		if l, err := net.Listen("tcp", a); err == nil {
+			l.Close()
+			t.Fatalf("%s is not held between freePort and the daemon's start", a)
+		}
 	}
 }

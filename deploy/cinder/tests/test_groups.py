@@ -368,7 +368,7 @@ class ReplicationGroupTest(GroupTestBase):
                    if t.type == 'async']
         if not targets:
             vs.skip(
-                backend %s has no async replication_device, so no '
+                'backend %s has no async replication_device, so no '
                 'consistent group replication' % vs.BACKEND)
         cls.target = targets[0]
 
