@@ -8,9 +8,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -218,8 +221,50 @@ func (d *Daemon) Start() {
 	d.exited = make(chan struct{})
 	go func() { d.cmd.Wait(); close(d.exited) }()
 	d.t.Cleanup(d.Stop)
+	d.learnPortZero()
 	d.waitServing()
 	handedOver(string(conf))
+}
+
+// announced matches volrepd's start-up lines that name a bound address.
+var announced = regexp.MustCompile(`(?m)^volrepd: (?:array (\S+) (API|NBD)|driver API) on (\S+)`)
+
+// learnPortZero replaces each of the daemon's addresses configured with
+// port 0 by the address volrepd announces it bound.
+func (d *Daemon) learnPortZero() {
+	d.t.Helper()
+	fields := map[string]*string{"driver": &d.DriverAddr,
+		"site-a API": &d.ArrayA, "site-a NBD": &d.NBDA, "site-b API": &d.ArrayB, "site-b NBD": &d.NBDB}
+	missing := map[string]*string{}
+	for k, p := range fields {
+		if strings.HasSuffix(*p, ":0") {
+			missing[k] = p
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(missing) > 0 {
+		for _, m := range announced.FindAllStringSubmatch(d.out.String(), -1) {
+			k := "driver"
+			if m[1] != "" {
+				k = m[1] + " " + m[2]
+			}
+			if p, ok := missing[k]; ok {
+				*p = m[3]
+				delete(missing, k)
+			}
+		}
+		select {
+		case <-d.exited:
+			d.t.Fatalf("volrepd exited during start-up:\n%s", d.out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("volrepd did not announce the addresses it bound for %v:\n%s", slices.Collect(maps.Keys(missing)), d.out)
+		}
+		if len(missing) > 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }
 
 func (d *Daemon) waitServing() {

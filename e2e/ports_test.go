@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"io"
 	"net"
 	"os"
 	"regexp"
@@ -8,6 +9,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/volrep/volrep/array"
 )
 
 // Ports for the daemons under test are bound here, by the test, and the
@@ -148,6 +152,54 @@ func TestFreePortOutsideEphemeralRange(t *testing.T) {
 		if l, err := net.Listen("tcp", a); err == nil {
 			l.Close()
 			t.Fatalf("%s is not held between freePort and the daemon's start", a)
+		}
+	}
+}
+
+// A daemon configured with port 0 everywhere binds free ports and says
+// which: the harness learns them from its start-up lines, and each one
+// serves.
+func TestPortZeroAddressesAreReported(t *testing.T) {
+	d := &Daemon{t: t, Dir: t.TempDir(), DriverAddr: "127.0.0.1:0", ArrayA: "127.0.0.1:0", ArrayB: "127.0.0.1:0",
+		NBDA: "127.0.0.1:0", NBDB: "127.0.0.1:0", TokenA: "ta", TokenB: "tb"}
+	d.WriteRaw(`[volrep]
+driver_listen = 127.0.0.1:0
+
+[array:site-a]
+data_dir = ` + d.Dir + `/a
+listen = 127.0.0.1:0
+nbd_listen = 127.0.0.1:0
+api_token = ta
+
+[array:site-b]
+data_dir = ` + d.Dir + `/b
+listen = 127.0.0.1:0
+nbd_listen = 127.0.0.1:0
+api_token = tb
+`)
+	d.WaitFor("")
+	d.Start()
+	for _, a := range []string{d.DriverAddr, d.ArrayA, d.ArrayB, d.NBDA, d.NBDB} {
+		if strings.HasSuffix(a, ":0") {
+			t.Fatalf("addresses not learned: %+v", d)
+		}
+	}
+	for _, which := range []string{"a", "b"} {
+		if _, err := d.Array(which).CreateVolume(t.Context(), array.VolumeSpec{Name: "v", Pool: "cinder", SizeBytes: 1 << 20}); err != nil {
+			t.Fatalf("array %s at its announced address: %v", which, err)
+		}
+	}
+	for _, a := range []string{d.NBDA, d.NBDB} {
+		c, err := net.DialTimeout("tcp", a, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		magic := make([]byte, 8)
+		_, err = io.ReadFull(c, magic)
+		c.Close()
+		if err != nil || string(magic) != "NBDMAGIC" {
+			t.Fatalf("NBD at %s greeted with %q, %v", a, magic, err)
 		}
 	}
 }
