@@ -173,6 +173,17 @@ func TestResumeSuspendedReplica(t *testing.T) {
 	protect(t, src, tg, "r", array.ReplicaSpec{Kind: array.KindVolume, Local: "vol", Interval: time.Hour,
 		SourceRetention: array.Retention{AllFor: 24 * time.Hour}, TargetRetention: array.Retention{AllFor: 24 * time.Hour}})
 	waitCycle(t, src.eng, "r", "r.1")
+	// A witness on the same schedule: once it has shipped a tick's
+	// snapshot, the scheduler has been through that tick for "r" too.
+	if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: "witness", Pool: "cinder", SizeBytes: mib}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.eng.ReplicateEntity(ctx, array.ReplicaSpec{Name: "w", Kind: array.KindVolume, Local: "witness", Link: "site-b",
+		RemotePool: "replicas", Interval: time.Hour,
+		SourceRetention: array.Retention{AllFor: 24 * time.Hour}, TargetRetention: array.Retention{AllFor: 24 * time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	waitCycle(t, src.eng, "w", "w.1")
 	rep, err := src.eng.SuspendReplica(ctx, "r")
 	if err != nil || rep.State != array.StateSuspended {
 		t.Fatalf("suspend: %+v, %v", rep, err)
@@ -181,13 +192,14 @@ func TestResumeSuspendedReplica(t *testing.T) {
 	if err := src.st.WriteVolume(ctx, "vol", 2*mib, data, false); err != nil {
 		t.Fatal(err)
 	}
-	before := tg.commit
-	clk.Advance(2 * time.Hour)
-	// Two intervals went by; a cycle that ran would have committed by the
-	// time the engine reports itself idle again.
+	clk.Advance(time.Hour)
+	witness := waitCycle(t, src.eng, "w", "w.2")
 	rep = waitState(t, src.eng, "r", array.StateSuspended)
-	if tg.commit != before || rep.LastSnapshot != "r.1" {
-		t.Fatalf("suspended replica shipped: %d commits, last %s", tg.commit-before, rep.LastSnapshot)
+	if _, err := tg.st.GetSnapshot(ctx, "vol", "r.2"); !errdefs.IsNotFound(err) {
+		t.Fatalf("suspended replica shipped r.2 (the witness shipped %s): %v", witness.LastSnapshot, err)
+	}
+	if rep.LastSnapshot != "r.1" {
+		t.Fatalf("suspended replica shipped: last %s", rep.LastSnapshot)
 	}
 	if rep, err = src.eng.ResumeReplica(ctx, "r"); err != nil || rep.State == array.StateSuspended {
 		t.Fatalf("resume: %+v, %v", rep, err)
