@@ -310,3 +310,61 @@ func (f *fatalRecorder) Skipf(format string, args ...any) {
 	f.skipped, f.msg = true, fmt.Sprintf(format, args...)
 	runtime.Goexit()
 }
+
+// Every skip goes through Skip (Go) or volrep_support.skip (Python), the
+// helpers that fail under `make test`; a direct t.Skip or skipTest would
+// hide a missing tool again.
+func TestSkipsGoThroughTheHelpers(t *testing.T) {
+	root, err := ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset, files := parseTree(t, root)
+	own := filepath.Join(root, "internal", "testenv")
+	found := 0
+	for dir, fs := range files {
+		for _, f := range fs {
+			ast.Inspect(f, func(n ast.Node) bool {
+				call, ok := n.(*ast.CallExpr)
+				if !ok {
+					return true
+				}
+				sel, ok := call.Fun.(*ast.SelectorExpr)
+				if !ok || !slices.Contains([]string{"Skip", "Skipf", "SkipNow"}, sel.Sel.Name) {
+					return true
+				}
+				if x, ok := sel.X.(*ast.Ident); ok && x.Name == "testenv" {
+					found++
+					return true
+				}
+				if dir != own {
+					t.Errorf("%s: %s skips directly; call testenv.Skip, which fails under %s", fset.Position(call.Pos()), sel.Sel.Name, RequireEnv)
+				}
+				return true
+			})
+		}
+	}
+	if found == 0 {
+		t.Error("the scan found no testenv.Skip call at all; it has gone blind")
+	}
+	direct := regexp.MustCompile(`skipTest\(|SkipTest\(|unittest\.skip`)
+	pyDir := filepath.Join(root, "deploy", "cinder", "tests")
+	entries, err := os.ReadDir(pyDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".py") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(pyDir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if direct.MatchString(line) && !(e.Name() == "volrep_support.py" && strings.Contains(line, "raise unittest.SkipTest('SKIPPED: ' + reason)")) {
+				t.Errorf("%s:%d skips directly; call volrep_support.skip, which fails under %s", e.Name(), i+1, RequireEnv)
+			}
+		}
+	}
+}
