@@ -13,24 +13,30 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 GRPCURL_VERSION            := v1.9.2
 HEALTH_PROBE_VERSION       := v0.4.40
 
-# command → Debian package, for the real clients the tests drive.
+# command → Debian package, for every command the tests and benchmarks run.
+# internal/testenv.Tools is the same list on the Go side; its tests keep the
+# two equal and fail on a command that a test runs but neither lists.
 DEB_TOOLS := qemu-img:qemu-utils qemu-io:qemu-utils nbdinfo:libnbd-bin nbdcopy:libnbd-bin \
              nbdkit:nbdkit fio:fio rsync:rsync systemd-analyze:systemd journalctl:systemd \
-             promtool:prometheus
+             promtool:prometheus ip:iproute2 nft:nftables python3:python3 git:git
 # Python module → Debian package, for the Cinder driver and its stubs.
 # Debian's python3 (not a pyenv one on PATH) sees these packages.
 DEB_PYTHON := grpc_tools:python3-grpc-tools grpc:python3-grpcio cinder:python3-cinder
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all run test generate check-generated lint unit e2e bench tools deps clean
+.PHONY: FORCE all run test generate check-generated lint unit e2e bench tools deps clean
 
 all: test
 
 run:
 	go run ./cmd/volrepd
 
+# No test may skip here (VOLREP_E2E_REQUIRE=1 turns internal/testenv's skips
+# into failures); testreport prints what a plain go test would and fails the
+# run on any SKIP that got past that.
 test: deps tools check-generated lint
-	VOLREP_E2E_REQUIRE=1 go test -race -count=1 -timeout 30m ./...
+	go build -o $(BIN)/testreport ./internal/testenv/testreport
+	set -o pipefail; VOLREP_E2E_REQUIRE=1 go test -json -race -count=1 -timeout 30m ./... | $(BIN)/testreport
 
 unit:
 	go test -race ./...
@@ -53,23 +59,29 @@ lint: tools
 	go vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# A stamp names the installed version; a stamp whose binary is gone (the
+# binaries were once tracked, and a checkout that drops them keeps the
+# untracked stamps) is rebuilt through FORCE.
+stale = $(if $(wildcard $(BIN)/$(1)),,FORCE)
+FORCE:
+
 tools: $(BIN)/.buf-$(BUF_VERSION) $(BIN)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION) \
        $(BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) \
        $(BIN)/.grpc-health-probe-$(HEALTH_PROBE_VERSION)
 
-$(BIN)/.buf-%:
+$(BIN)/.buf-%: $(call stale,buf)
 	GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$*
 	@touch $@
-$(BIN)/.protoc-gen-go-%:
+$(BIN)/.protoc-gen-go-%: $(call stale,protoc-gen-go)
 	GOBIN=$(BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$*
 	@touch $@
-$(BIN)/.protoc-gen-go-grpc-%:
+$(BIN)/.protoc-gen-go-grpc-%: $(call stale,protoc-gen-go-grpc)
 	GOBIN=$(BIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$*
 	@touch $@
-$(BIN)/.grpcurl-%:
+$(BIN)/.grpcurl-%: $(call stale,grpcurl)
 	GOBIN=$(BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$*
 	@touch $@
-$(BIN)/.grpc-health-probe-%:
+$(BIN)/.grpc-health-probe-%: $(call stale,grpc-health-probe)
 	GOBIN=$(BIN) go install github.com/grpc-ecosystem/grpc-health-probe@$*
 	@touch $@
 

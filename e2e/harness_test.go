@@ -8,10 +8,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/client"
+	"github.com/volrep/volrep/internal/testenv"
 	"github.com/volrep/volrep/server"
 )
 
@@ -61,33 +64,10 @@ func binaries(t *testing.T) (volrepd, volrep string) {
 	return filepath.Join(binDir, "volrepd"), filepath.Join(binDir, "volrep")
 }
 
-// tool finds an external client, failing under `make test` and skipping
-// (loudly) in a bare `go test` when it is not installed.
+// tool finds an external client (see testenv.Tool).
 func tool(t *testing.T, name string) string {
 	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, dir := range []string{"../.bin", os.Getenv("HOME") + "/go/bin"} {
-		if p, err := exec.LookPath(filepath.Join(dir, name)); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("VOLREP_E2E_REQUIRE") != "" {
-		t.Fatalf("%s is not installed; `make test` installs it", name)
-	}
-	t.Skipf("SKIPPED: %s is not installed; run `make test` to install the e2e tools", name)
-	return ""
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return testenv.Tool(t, name)
 }
 
 // Daemon is one volrepd process with two arrays and the driver API.
@@ -215,16 +195,76 @@ func (d *Daemon) Start() {
 	volrepd, _ := binaries(d.t)
 	d.out = &syncBuffer{}
 	args := append(append([]string{}, d.Prefix...), volrepd, "--config", d.Conf)
+	conf, err := os.ReadFile(d.Conf)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	var files []*os.File
+	if len(d.Prefix) == 0 {
+		files = handOver(d.t, string(conf))
+	}
+	if len(files) > 0 {
+		// LISTEN_PID must be volrepd's own pid: the shell's, which exec keeps.
+		args = append([]string{"sh", "-c", fmt.Sprintf(`LISTEN_PID=$$ LISTEN_FDS=%d exec "$0" "$@"`, len(files))}, args...)
+	}
 	d.cmd = exec.Command(args[0], args[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	d.cmd.Env = append(os.Environ(), d.Env...)
-	if err := d.cmd.Start(); err != nil {
+	d.cmd.ExtraFiles = files
+	err = d.cmd.Start()
+	for _, f := range files {
+		f.Close() // the child has its own
+	}
+	if err != nil {
 		d.t.Fatal(err)
 	}
 	d.exited = make(chan struct{})
 	go func() { d.cmd.Wait(); close(d.exited) }()
 	d.t.Cleanup(d.Stop)
+	d.learnPortZero()
 	d.waitServing()
+	handedOver(string(conf))
+}
+
+// announced matches volrepd's start-up lines that name a bound address.
+var announced = regexp.MustCompile(`(?m)^volrepd: (?:array (\S+) (API|NBD)|driver API) on (\S+)`)
+
+// learnPortZero replaces each of the daemon's addresses configured with
+// port 0 by the address volrepd announces it bound.
+func (d *Daemon) learnPortZero() {
+	d.t.Helper()
+	fields := map[string]*string{"driver": &d.DriverAddr,
+		"site-a API": &d.ArrayA, "site-a NBD": &d.NBDA, "site-b API": &d.ArrayB, "site-b NBD": &d.NBDB}
+	missing := map[string]*string{}
+	for k, p := range fields {
+		if strings.HasSuffix(*p, ":0") {
+			missing[k] = p
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(missing) > 0 {
+		for _, m := range announced.FindAllStringSubmatch(d.out.String(), -1) {
+			k := "driver"
+			if m[1] != "" {
+				k = m[1] + " " + m[2]
+			}
+			if p, ok := missing[k]; ok {
+				*p = m[3]
+				delete(missing, k)
+			}
+		}
+		select {
+		case <-d.exited:
+			d.t.Fatalf("volrepd exited during start-up:\n%s", d.out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("volrepd did not announce the addresses it bound for %v:\n%s", slices.Collect(maps.Keys(missing)), d.out)
+		}
+		if len(missing) > 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }
 
 func (d *Daemon) waitServing() {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/internal/testenv"
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
 )
 
@@ -35,16 +36,10 @@ func sh(t *testing.T, cmd string) error {
 func partitionable(t *testing.T) (a, b string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: the partition drill needs root to create network namespaces")
+		testenv.Skip(t, "the partition drill needs root to create network namespaces")
 	}
-	for _, tool := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("VOLREP_E2E_REQUIRE") != "" {
-				t.Fatalf("%s is not installed", tool)
-			}
-			t.Skipf("SKIPPED: %s is not installed", tool)
-		}
-	}
+	ip := tool(t, "ip")
+	tool(t, "nft")
 	id := fmt.Sprintf("%d", os.Getpid()%10000)
 	a, b = "vra"+id, "vrb"+id
 	steps := []string{
@@ -65,15 +60,14 @@ func partitionable(t *testing.T) (a, b string) {
 			"ip link set "+host+" up", fmt.Sprintf("ip -n %s link set %s up", ns, peer))
 	}
 	t.Cleanup(func() {
-		exec.Command("ip", "netns", "del", a).Run()
-		exec.Command("ip", "netns", "del", b).Run()
-		exec.Command("ip", "link", "del", "h0"+id).Run()
-		exec.Command("ip", "link", "del", "h1"+id).Run()
+		exec.Command(ip, "netns", "del", a).Run()
+		exec.Command(ip, "netns", "del", b).Run()
+		exec.Command(ip, "link", "del", "h0"+id).Run()
+		exec.Command(ip, "link", "del", "h1"+id).Run()
 	})
 	for _, st := range steps {
 		if err := sh(t, st); err != nil {
-			// As the issue asks: a machine without namespaces skips, loudly.
-			t.Skipf("SKIPPED LOUDLY: this machine cannot build network namespaces for the partition drill: %v", err)
+			testenv.Skip(t, "this machine cannot build network namespaces for the partition drill: %v", err)
 		}
 	}
 	return a, b

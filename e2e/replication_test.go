@@ -187,9 +187,13 @@ func TestAsyncTargetOutage(t *testing.T) {
 	}
 	s.b.Stop()
 	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x11 0 2M", "-c", "write -P 0x22 512M 1M", "-c", "flush", uri)
-	time.Sleep(6 * time.Second) // three intervals
-	r := info()
-	if r.GetStatus() != driverv1.ReplicationHealth_REPLICATION_HEALTH_DEGRADED || !strings.Contains(r.GetStatusMessage(), "unreachable") {
+	// The next interval's cycle finds the target gone.
+	var r *driverv1.GetReplicationInfoResponse
+	waitFor(t, func() bool {
+		r = info()
+		return r.GetStatus() == driverv1.ReplicationHealth_REPLICATION_HEALTH_DEGRADED
+	})
+	if !strings.Contains(r.GetStatusMessage(), "unreachable") {
 		t.Fatalf("during the outage: %v", r)
 	}
 	// The driver tells the target's story under its backend_id, the field

@@ -113,14 +113,13 @@ func TestSyncFaultDrill(t *testing.T) {
 			time.Sleep(500 * time.Microsecond)
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
+	// Mirrored writes are flowing before the peer dies...
+	waitFor(t, func() bool { return acked.Load() >= 50 })
 	s.b.cmd.Process.Signal(syscall.SIGKILL)
 	<-s.b.exited
+	// ...and keep flowing after (a stalled write is caught by slowest below).
 	before := acked.Load()
-	time.Sleep(1500 * time.Millisecond)
-	if acked.Load() < before+50 {
-		t.Fatalf("writes stalled without the peer: %d then %d", before, acked.Load())
-	}
+	waitFor(t, func() bool { return acked.Load() >= before+50 })
 	rep, err := repl.GetReplica(ctx, "cinder-pod.pure2-sync")
 	if err != nil || rep.PeerState != array.PeerOffline || rep.DirtyBytes == 0 {
 		t.Fatalf("with the peer killed: %+v, %v", rep, err)

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/volrep/volrep/internal/testenv"
 )
 
 // The real-journald test runs systemd-journald as a journal namespace
@@ -76,8 +78,7 @@ type realJournald struct {
 
 // startJournald starts systemd-journald for the test, or skips (loudly)
 // where it cannot run: not installed, not root, or no mount namespaces.
-// Under `make test` (VOLREP_E2E_REQUIRE) a missing journald fails instead,
-// since the systemd package is in the Makefile's install list.
+// Under `make test` (VOLREP_E2E_REQUIRE) each of those fails instead.
 func startJournald(t *testing.T) *realJournald {
 	t.Helper()
 	var bin string
@@ -87,17 +88,15 @@ func startJournald(t *testing.T) *realJournald {
 			break
 		}
 	}
-	if _, err := exec.LookPath("journalctl"); bin == "" || err != nil {
-		if os.Getenv("VOLREP_E2E_REQUIRE") != "" {
-			t.Fatal("systemd-journald or journalctl is not installed; install the systemd package")
-		}
-		t.Skip("SKIPPED: systemd-journald or journalctl is not installed; the fake-journal tests still ran")
+	testenv.Tool(t, "journalctl")
+	if bin == "" {
+		testenv.Skip(t, "systemd-journald is not installed (Debian package systemd); the fake-journal tests still ran")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: running a private journald needs root (mount namespace); the fake-journal tests still ran")
+		testenv.Skip(t, "running a private journald needs root (mount namespace); the fake-journal tests still ran")
 	}
 	if _, err := os.Stat("/etc/machine-id"); err != nil {
-		t.Skip("SKIPPED: journald needs /etc/machine-id; the fake-journal tests still ran")
+		testenv.Skip(t, "journald needs /etc/machine-id; the fake-journal tests still ran")
 	}
 	// Short: the socket path must fit in 108 bytes.
 	dir, err := os.MkdirTemp("", "vjd")
@@ -118,7 +117,7 @@ func startJournald(t *testing.T) *realJournald {
 	// Pdeathsig: journald must not outlive a test binary that dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		t.Skipf("SKIPPED: cannot start journald in a mount namespace here (%v); the fake-journal tests still ran", err)
+		testenv.Skip(t, "cannot start journald in a mount namespace here (%v); the fake-journal tests still ran", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -142,7 +141,7 @@ func startJournald(t *testing.T) *realJournald {
 		case err := <-exited:
 			exited <- err // for the cleanup
 			if strings.Contains(out.String(), "journald helper: mount") {
-				t.Skipf("SKIPPED: no mount namespaces here: %s", out.String())
+				testenv.Skip(t, "no mount namespaces here: %s", out.String())
 			}
 			t.Fatalf("journald exited before opening its socket: %v\n%s", err, out.String())
 		default:
@@ -170,7 +169,7 @@ func (j *realJournald) query(t *testing.T, want int, matches ...string) []entry 
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		args := append([]string{"-D", files[0], "-o", "json", "--all", "--no-pager"}, matches...)
-		out, err := exec.Command("journalctl", args...).Output()
+		out, err := exec.Command(testenv.Tool(t, "journalctl"), args...).Output()
 		if err != nil {
 			var ee *exec.ExitError
 			if errors.As(err, &ee) {

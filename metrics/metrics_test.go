@@ -8,9 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,27 +22,11 @@ import (
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/errdefs"
+	"github.com/volrep/volrep/internal/testenv"
 	"github.com/volrep/volrep/server"
 )
 
-// promtool finds promtool, failing under `make test` (VOLREP_E2E_REQUIRE)
-// and skipping loudly in a bare `go test` when it is not installed.
-func promtool(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("promtool"); err == nil {
-		return p
-	}
-	for _, dir := range []string{"../.bin", os.Getenv("HOME") + "/go/bin"} {
-		if p, err := exec.LookPath(filepath.Join(dir, "promtool")); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("VOLREP_E2E_REQUIRE") != "" {
-		t.Fatal("promtool is not installed; `make test` installs it")
-	}
-	t.Skip("SKIPPED: promtool is not installed; run `make test` to install it")
-	return ""
-}
+func promtool(t *testing.T) string { return testenv.Tool(t, "promtool") }
 
 // serve runs ServeListener on a loopback port for the test and returns
 // the /metrics URL; cleanup stops it and checks it stopped cleanly.

@@ -9,10 +9,14 @@ import (
 )
 
 // Listen opens a TCP listener on addr ("host:port"; port 0 picks a free
-// one). The error names the address and, for the common cases, what to do.
+// one), or takes the one inherited for exactly that address (see
+// takeInherited). The error names the address and, for the common cases, what to do.
 func Listen(ctx context.Context, addr string) (net.Listener, error) {
 	if addr == "" {
 		return nil, errors.New("listen: the address is empty; set it as host:port, for example 127.0.0.1:7001")
+	}
+	if lis := takeInherited(addr); lis != nil {
+		return lis, nil
 	}
 	var lc net.ListenConfig
 	lis, err := lc.Listen(ctx, "tcp", addr)

@@ -1,3 +1,8 @@
+//go:build manual
+
+// A build tag rather than a skip: `make test` allows no skips, and this is
+// a server to benchmark against by hand, not a test.
+
 package nbd
 
 import (
@@ -12,17 +17,17 @@ import (
 )
 
 // TestManualServe serves a file for manual benchmarks with nbdcopy, fio
-// or qemu. It is skipped unless VOLREP_NBD_SERVE_FILE is set:
+// or qemu, built only with -tags manual:
 //
 //	VOLREP_NBD_SERVE_FILE=/tmp/disk.img VOLREP_NBD_SERVE_ADDR=127.0.0.1:10809 \
-//	  go test ./array/nbd -run TestManualServe -timeout 0 -v
+//	  go test -tags manual ./array/nbd -run TestManualServe -timeout 0 -v
 //
 // and stops on SIGINT. The export is named "disk". VOLREP_NBD_WORKERS
 // sets Options.Workers.
 func TestManualServe(t *testing.T) {
 	path := os.Getenv("VOLREP_NBD_SERVE_FILE")
 	if path == "" {
-		t.Skip("manual benchmark server; set VOLREP_NBD_SERVE_FILE to run it")
+		t.Fatal("set VOLREP_NBD_SERVE_FILE to the file to serve")
 	}
 	addr := os.Getenv("VOLREP_NBD_SERVE_ADDR")
 	if addr == "" {

@@ -19,14 +19,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/volrep/volrep/internal/testenv"
 )
 
 func requireTool(t *testing.T, name string) {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("!!!!!!!! SKIPPED: real-client test needs %q, which is not installed (%v). "+
-			"Install libnbd-bin, qemu-utils and fio to run it. !!!!!!!!", name, err)
-	}
+	testenv.Tool(t, name)
 }
 
 // runTool runs a client and returns its combined output.
@@ -352,7 +351,7 @@ func TestFioVerify(t *testing.T) {
 	requireTool(t, "fio")
 	out, _ := runTool(t, "fio", "--enghelp")
 	if !regexp.MustCompile(`(?m)^\s*nbd\s*$`).MatchString(out) {
-		t.Skip("!!!!!!!! SKIPPED: this fio has no nbd engine (it needs libnbd); install Debian's fio. !!!!!!!!")
+		testenv.Skip(t, "this fio has no nbd engine (it needs libnbd); install Debian's fio")
 	}
 	ts, dev, _ := setup(t)
 	out = mustRun(t, "fio", "--name=verify", "--ioengine=nbd", "--uri="+ts.uri("disk"),

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/internal/testenv"
 	"github.com/volrep/volrep/errdefs"
 )
 
@@ -28,11 +29,7 @@ func smallFS(t *testing.T) string {
 		t.Fatal(err)
 	}
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=8m"); err != nil {
-		msg := "mounting an 8 MiB tmpfs needs root: " + err.Error()
-		if os.Getenv("VOLREP_E2E_REQUIRE") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.Skip(t, "mounting an 8 MiB tmpfs needs root: %v", err)
 	}
 	t.Cleanup(func() {
 		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {

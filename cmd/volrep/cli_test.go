@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/volrep/volrep/internal/testenv"
 	"github.com/volrep/volrep/paging"
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
 )
@@ -651,10 +652,7 @@ func TestTimeout(t *testing.T) {
 // the extra spec values whole, and the process exits with the documented
 // codes.
 func TestShellQuotingAndProcessExit(t *testing.T) {
-	sh, err := exec.LookPath("sh")
-	if err != nil {
-		t.Skip("no sh")
-	}
+	sh := testenv.Tool(t, "sh")
 	f, addr := startFake(t, "pure-1")
 	script := `"$0" --addr "$1" volume create vol-sh --size 2 ` +
 		`--spec replication_enabled='<is> True' --spec "replication_type=<in> sync" --spec 'note=a b,c=d'`

@@ -77,7 +77,7 @@ class DriverTest(unittest.TestCase):
 
     def test_wrong_token_is_refused_with_the_daemon_message(self):
         if not vs.TOKEN:
-            self.skipTest('the daemon has no driver_api_token')
+            vs.skip('the daemon has no driver_api_token')
         from cinder.volume import configuration
         d = vs.make_driver(vs.EXPLICIT_GROUP)
         configuration.CONF.set_override('volrep_token', 'wrong',
@@ -214,7 +214,7 @@ class DriverTest(unittest.TestCase):
     def test_snapshot_replicate_full_then_incremental(self):
         dest = vs.DEST_BACKEND
         if not dest:
-            self.skipTest('no VOLREP_DEST_BACKEND to replicate snapshots to')
+            vs.skip('no VOLREP_DEST_BACKEND to replicate snapshots to')
         vol, _ = self.create(None)
         snaps = []
         for _ in range(2):
@@ -301,7 +301,7 @@ class DriverTest(unittest.TestCase):
 
     def test_retype_to_a_type_the_backend_cannot_honour_asks_to_migrate(self):
         if any(t.type == 'sync' for t in vs.backend_info().replication_targets):
-            self.skipTest('this backend has a sync target')
+            vs.skip('this backend has a sync target')
         vol, _ = self.create(None)
         to_sync = {'id': vs.new_id(), 'name': 'sync',
                    'extra_specs': dict(vs.SYNC_SPECS)}

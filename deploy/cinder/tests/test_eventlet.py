@@ -57,7 +57,7 @@ class EventletTest(unittest.TestCase):
         try:
             import eventlet  # noqa: F401
         except ImportError:
-            self.skipTest('eventlet is not installed')
+            vs.skip('eventlet is not installed')
         here = os.path.dirname(os.path.abspath(__file__))
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE='1')
         r = subprocess.run([sys.executable, '-c', CHILD % {'tests': here}],

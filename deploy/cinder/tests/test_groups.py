@@ -367,8 +367,8 @@ class ReplicationGroupTest(GroupTestBase):
         targets = [t.backend_id for t in vs.backend_info().replication_targets
                    if t.type == 'async']
         if not targets:
-            raise unittest.SkipTest(
-                'SKIPPED: backend %s has no async replication_device, so no '
+            vs.skip(
+                'backend %s has no async replication_device, so no '
                 'consistent group replication' % vs.BACKEND)
         cls.target = targets[0]
 

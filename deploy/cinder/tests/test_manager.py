@@ -50,7 +50,7 @@ class VolumeManagerTest(unittest.TestCase):
 
     def test_create_refused_by_the_backend_is_an_error(self):
         if any(t.type == 'sync' for t in vs.backend_info().replication_targets):
-            self.skipTest('this backend has a sync target')
+            vs.skip('this backend has a sync target')
         vol = vs.volume_in_db(self.sync_type)
         try:
             self.manager.create_volume(self.ctxt, vol, allow_reschedule=False)

@@ -25,7 +25,7 @@ class FailoverTest(unittest.TestCase):
         cls.driver = cls.manager.driver
         targets = vs.backend_info().replication_targets
         if not targets:
-            raise unittest.SkipTest('the backend has no replication_device')
+            vs.skip('the backend has no replication_device')
         cls.target = targets[0].backend_id
 
     def require_failover_host(self):

@@ -108,7 +108,7 @@ class CapabilitiesFilterTest(unittest.TestCase):
 
     def test_async_type_passes(self):
         if 'async' not in self.types:
-            self.skipTest('backend has no async target')
+            vs.skip('backend has no async target')
         self.assertTrue(self.passes(vs.ASYNC_SPECS))
         self.assertTrue(self.passes({
             'capabilities:replication_enabled': '<is> True',
@@ -116,7 +116,7 @@ class CapabilitiesFilterTest(unittest.TestCase):
 
     def test_sync_type_does_not_pass_an_async_only_backend(self):
         if self.types != {'async'}:
-            self.skipTest('backend is not async-only')
+            vs.skip('backend is not async-only')
         self.assertFalse(self.passes(vs.SYNC_SPECS))
         self.assertFalse(self.passes({
             'capabilities:replication_enabled': '<is> True',

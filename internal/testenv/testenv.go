@@ -1,0 +1,129 @@
+// Package testenv is what every volrep test uses to decide whether it can
+// run: the one place a test may skip, and the registry of the external
+// commands tests run. Under `make test` (VOLREP_E2E_REQUIRE=1) nothing may
+// skip, so a missing tool or privilege is a failure there, and a tool that
+// `make deps` does not install shows up on a fresh machine as a red test
+// rather than a quiet skip.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"testing"
+)
+
+// RequireEnv is the variable `make test` sets so that nothing may skip.
+const RequireEnv = "VOLREP_E2E_REQUIRE"
+
+// Required reports whether skipping is forbidden in this run.
+func Required() bool { return os.Getenv(RequireEnv) != "" }
+
+// Skip skips the test with a loud reason, or fails it under `make test`.
+// Every skip in the Go tests goes through here, so that VOLREP_E2E_REQUIRE
+// cannot miss one.
+func Skip(t testing.TB, format string, args ...any) {
+	t.Helper()
+	reason := fmt.Sprintf(format, args...)
+	if Required() {
+		t.Fatalf("%s is set and this test cannot run: %s", RequireEnv, reason)
+	}
+	t.Skipf("!!!!!!!! SKIPPED: %s !!!!!!!!", reason)
+}
+
+// Source says how `make` installs a command.
+type Source struct {
+	// Deb is the Debian package `make deps` installs for the command; the
+	// Makefile's DEB_TOOLS must pair the two.
+	Deb string
+	// GoTool is true for commands `make tools` installs into .bin.
+	GoTool bool
+	// Base is true for commands every machine that can run `make test`
+	// has: Debian's essential packages and the Go toolchain itself.
+	Base bool
+}
+
+// Tools is every external command a test, benchmark or helper runs.
+// TestToolsAreInstalledByMake keeps it equal to the Makefile's lists, and
+// TestSourcesRunOnlyRegisteredTools fails on a command run by name that is
+// missing here, so a new tool cannot reach a test without reaching
+// `make deps` too.
+var Tools = map[string]Source{
+	"qemu-img":          {Deb: "qemu-utils"},
+	"qemu-io":           {Deb: "qemu-utils"},
+	"nbdinfo":           {Deb: "libnbd-bin"},
+	"nbdcopy":           {Deb: "libnbd-bin"},
+	"nbdkit":            {Deb: "nbdkit"},
+	"fio":               {Deb: "fio"},
+	"rsync":             {Deb: "rsync"},
+	"systemd-analyze":   {Deb: "systemd"},
+	"journalctl":        {Deb: "systemd"},
+	"promtool":          {Deb: "prometheus"},
+	"ip":                {Deb: "iproute2"},
+	"nft":               {Deb: "nftables"},
+	"python3":           {Deb: "python3"},
+	"git":               {Deb: "git"},
+	"grpcurl":           {GoTool: true},
+	"grpc-health-probe": {GoTool: true},
+	"sh":                {Base: true},
+	"cp":                {Base: true},
+	"go":                {Base: true},
+}
+
+// Names returns the registered commands, sorted.
+func Names() []string {
+	var names []string
+	for n := range Tools {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Tool returns the path of a registered command: on PATH, or in the .bin
+// that `make tools` fills. A command missing from Tools fails the test at
+// once, whatever the environment: register it (and add it to the Makefile)
+// first. A registered command that is not installed skips, or fails under
+// `make test`.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	src, ok := Tools[name]
+	if !ok {
+		t.Fatalf("command %q is not in testenv.Tools: register it there and in the Makefile's DEB_TOOLS (or tools target) so `make deps` installs it", name)
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	if root, err := ModuleRoot(); err == nil {
+		if p, err := exec.LookPath(filepath.Join(root, ".bin", name)); err == nil {
+			return p
+		}
+	}
+	how := "`make deps` installs it (Debian package " + src.Deb + ")"
+	if src.GoTool {
+		how = "`make tools` installs it into .bin"
+	}
+	Skip(t, "%s is not installed; %s", name, how)
+	return ""
+}
+
+// ModuleRoot finds the directory holding go.mod, from the working
+// directory up: a test runs in its package's directory.
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
