@@ -16,8 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/volrep/volrep/array"
-	"github.com/volrep/volrep/internal/testenv"
 	"github.com/volrep/volrep/errdefs"
+	"github.com/volrep/volrep/internal/testenv"
 )
 
 // smallFS mounts an 8 MiB tmpfs for the test. It needs root; under
