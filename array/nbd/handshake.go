@@ -80,7 +80,10 @@ func (c *conn) negotiate() error {
 			if _, err := c.br.Discard(int(length)); err != nil {
 				return err
 			}
-			if err := c.optReply(opt, repErrTooBig, "option too long"); err != nil {
+			// Flush now: the client waits for this answer before it sends
+			// anything else.
+			c.optReply(opt, repErrTooBig, "option too long")
+			if err := c.bw.Flush(); err != nil {
 				return err
 			}
 			continue

@@ -838,3 +838,26 @@ func TestServeContextCancel(t *testing.T) {
 		t.Fatal("connection outlived Serve")
 	}
 }
+
+// TestOversizedOptionAnsweredAtOnce: the NBD_REP_ERR_TOO_BIG answer to an
+// option over the 64 KiB limit reaches a client that sends nothing else,
+// and the negotiation goes on afterwards.
+func TestOversizedOptionAnsweredAtOnce(t *testing.T) {
+	ts, _, _ := setup(t)
+	c := dialRaw(t, ts.addr)
+	c.sendClientFlags(flagCFixedNewstyle | flagCNoZeroes)
+	c.sendOpt(optInfo, make([]byte, 1<<20))
+	// Far below the 30 s handshake timeout, which would otherwise end the
+	// wait with EOF.
+	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r, err := c.readOptReply()
+	if err != nil {
+		t.Fatalf("no answer to a 1 MiB option: %v", err)
+	}
+	if r.opt != optInfo || r.typ != repErrTooBig {
+		t.Fatalf("answer to a 1 MiB option: option %d type %#x, want %d NBD_REP_ERR_TOO_BIG", r.opt, r.typ, optInfo)
+	}
+	if _, r := c.option(optGo, infoGoData("disk")); r.typ != repAck {
+		t.Fatalf("NBD_OPT_GO after the oversized option: %#x, want ACK", r.typ)
+	}
+}
