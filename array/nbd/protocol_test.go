@@ -721,29 +721,6 @@ func TestInflightBudget(t *testing.T) {
 	}
 }
 
-func TestMaxConnections(t *testing.T) {
-	dev := newFileDevice(t, testSize)
-	ex := newTestExports()
-	ex.add("disk", dev, true)
-	ts := startServer(t, ex, Options{MaxConnections: 1})
-	c1 := connect(t, ts.addr, "disk", clientOpts{})
-	nc, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(nc, make([]byte, 18)); err == nil {
-		t.Fatal("second connection got a greeting despite MaxConnections=1")
-	}
-	if ts.srv.Stats().ConnectionsRejected != 1 {
-		t.Fatalf("rejected = %d", ts.srv.Stats().ConnectionsRejected)
-	}
-	if err := c1.disconnect(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestCloseWithBusyClients closes the server under load: Close returns,
 // every connection ends and (TestMain) no goroutine is left.
 func TestCloseWithBusyClients(t *testing.T) {
