@@ -49,10 +49,15 @@ type Array struct {
 	DataDir   string
 	Listen    string // host:port of the array gRPC API
 	NBDListen string // host:port, or "" for no NBD export
-	APIToken  Secret
-	Pools     []string // created at start
-	Line      int
-	Problems  Problems // non-empty means the array must not be started
+	// NBDMaxConnections caps the NBD clients served at once.
+	NBDMaxConnections int
+	// NBDIdleTimeout closes NBD connections without a request for this
+	// long; 0 means never.
+	NBDIdleTimeout time.Duration
+	APIToken       Secret
+	Pools          []string // created at start
+	Line           int
+	Problems       Problems // non-empty means the array must not be started
 }
 
 // Backend is one driver backend: a section named in enabled_backends, on top

@@ -82,7 +82,8 @@ func TestDefaults(t *testing.T) {
 	if cfg.Daemon != wantDaemon {
 		t.Errorf("daemon = %+v, want %+v", cfg.Daemon, wantDaemon)
 	}
-	wantArray := Array{Name: "a", DataDir: "/tmp/a", Listen: "127.0.0.1:7401", APIToken: "tok-array-a-01", Pools: []string{"cinder"}, Line: 6}
+	wantArray := Array{Name: "a", DataDir: "/tmp/a", Listen: "127.0.0.1:7401", APIToken: "tok-array-a-01", Pools: []string{"cinder"}, Line: 6,
+		NBDMaxConnections: 1024, NBDIdleTimeout: 10 * time.Minute}
 	if !reflect.DeepEqual(cfg.Arrays, []Array{wantArray}) {
 		t.Errorf("arrays = %#v, want %#v", cfg.Arrays, wantArray)
 	}
@@ -305,5 +306,32 @@ func TestLoad(t *testing.T) {
 	}
 	if cfg.File != "testdata/typos.conf" || len(cfg.Problems) == 0 || !strings.HasPrefix(cfg.Problems[0].String(), "testdata/typos.conf:") {
 		t.Errorf("Load(typos.conf): File %q, problems %v", cfg.File, cfg.Problems)
+	}
+}
+
+func TestNBDLimitsAreRead(t *testing.T) {
+	cfg := mustParse(t, conf(
+		"[array:a]",
+		"data_dir = /tmp/a",
+		"listen = 127.0.0.1:7401",
+		"api_token = tok-array-a-01",
+		"nbd_listen = 127.0.0.1:10809",
+		"nbd_max_connections = 64",
+		"nbd_idle_timeout = 0",
+		"[array:b]",
+		"data_dir = /tmp/b",
+		"listen = 127.0.0.1:7402",
+		"api_token = tok-array-b-01",
+		"nbd_listen = 127.0.0.1:10810",
+		"nbd_idle_timeout = 90",
+	))
+	if len(cfg.Problems) != 0 {
+		t.Fatal(cfg.Problems)
+	}
+	if a := cfg.Arrays[0]; a.NBDMaxConnections != 64 || a.NBDIdleTimeout != 0 {
+		t.Errorf("[array:a]: max connections %d, idle timeout %v; want 64 and 0 (none)", a.NBDMaxConnections, a.NBDIdleTimeout)
+	}
+	if b := cfg.Arrays[1]; b.NBDMaxConnections != 1024 || b.NBDIdleTimeout != 90*time.Second {
+		t.Errorf("[array:b]: max connections %d, idle timeout %v; want 1024 and 90s", b.NBDMaxConnections, b.NBDIdleTimeout)
 	}
 }

@@ -3,12 +3,13 @@ package config
 import (
 	"slices"
 	"strings"
+	"time"
 )
 
 // Keys of volrep's own sections.
 var (
 	daemonKeys = []string{"driver_listen", "driver_api_token", "metrics_listen", "log_format", "log_level", "state_dir"}
-	arrayKeys  = []string{"data_dir", "listen", "api_token", "nbd_listen", "pools"}
+	arrayKeys  = []string{"data_dir", "listen", "api_token", "nbd_listen", "nbd_max_connections", "nbd_idle_timeout", "pools"}
 )
 
 func (p *parser) readDaemon() Daemon {
@@ -67,6 +68,18 @@ func (p *parser) readArrays() []Array {
 			a.APIToken = p.secret(v.text)
 		}
 		a.NBDListen = p.checkAddr(to, "nbd_listen", "", "", true, s)
+		a.NBDMaxConnections = p.checkInt(to, "nbd_max_connections", 1024, 1, maxNBDConnections,
+			"a whole number of connections from 1 to 65536", s)
+		a.NBDIdleTimeout = time.Second * time.Duration(p.checkInt(to, "nbd_idle_timeout", 600, 0, maxNBDIdleTimeout,
+			"a whole number of seconds, 0 for none", s))
+		if a.NBDListen == "" {
+			// A setting that does nothing must not pass silently.
+			for _, key := range []string{"nbd_max_connections", "nbd_idle_timeout"} {
+				if v, ok := p.first(key, s); ok {
+					p.report(to, v.line, s, key, "%s in [%s] has no effect without nbd_listen; set nbd_listen or delete the line", key, s)
+				}
+			}
+		}
 		if v, ok := p.first("pools", s); ok {
 			a.Pools = p.pools(to, v)
 		}
@@ -74,6 +87,14 @@ func (p *parser) readArrays() []Array {
 	}
 	return arrays
 }
+
+// Bounds of the NBD settings: more connections than file descriptors a
+// process commonly gets make no sense, and an idle timeout over a week is
+// better said as 0 (none).
+const (
+	maxNBDConnections = 65536
+	maxNBDIdleTimeout = 7 * 24 * 3600
+)
 
 func (p *parser) pools(to *Problems, v value) []string {
 	var pools []string

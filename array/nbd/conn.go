@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // conn is one client connection. During negotiation only the connection
@@ -19,7 +20,9 @@ import (
 //     WRITE payloads straight into pooled buffers. A READ or WRITE that a
 //     QuickDevice can serve without waiting it serves itself (tryQuick);
 //     the rest it hands to
-//   - Workers worker goroutines, which call the Device and build replies.
+//   - up to Workers worker goroutines, which call the Device and build
+//     replies. They are started as requests need them, so that an idle
+//     connection costs one goroutine.
 //
 // Replies are queued with send: the goroutine that finds nobody writing
 // becomes the writer and sends everything queued, in batches with writev
@@ -31,7 +34,15 @@ import (
 // (sendOrHold), and sends them before anything that could wait (kick).
 //
 // A per-connection budget (MaxInflightBytes) bounds the payload memory held
-// by requests between reader and writer.
+// by requests between reader and writer, and MaxQueuedRequests their
+// number: at either limit the reader stops reading until replies are
+// written.
+//
+// IdleTimeout is enforced with deadlines, not timers: the reader arms a
+// read deadline before it waits for the client, the writer a write
+// deadline before it writes. Both are re-armed at most every idle/16, so
+// that a busy connection pays for a deadline rarely; when a read deadline
+// expires, keepWaiting decides whether the connection was really idle.
 type conn struct {
 	s      *Server
 	nc     net.Conn
@@ -61,7 +72,22 @@ type conn struct {
 	work     chan *request
 	inflight atomic.Int64
 	budget   int64
-	freed    chan struct{} // signalled when budget is released
+	freed    chan struct{} // signalled when budget or a queue slot is released
+	// queued counts the requests read and not yet released (replies not
+	// yet written); the reader keeps it at most maxQueued.
+	queued    atomic.Int64
+	maxQueued int64
+	// Workers: the reader starts them (workers counts them) while every
+	// running one is busy; busy = dispatched - finished.
+	workers    int
+	dispatched int64 // reader only
+	finished   atomic.Int64
+	workerWG   sync.WaitGroup
+	// Idle timeout (see the type's comment). armedAt is the reader's;
+	// lastReply (unix nanoseconds) is set by the writer.
+	idle      time.Duration
+	armedAt   time.Time
+	lastReply atomic.Int64
 	// exact makes the reader read the next request header alone, without
 	// buffering what follows (see readLoop).
 	exact bool
@@ -78,7 +104,11 @@ type conn struct {
 	wfailed         bool        // a write failed: replies are dropped from now on
 	vec             [][]byte    // writer's iovec backing array
 	nb              net.Buffers // writer's current writev
+	wArmedAt        time.Time   // writer's last write deadline arming
 }
+
+// errIdle ends a connection that was idle for IdleTimeout.
+var errIdle = errors.New("nbd: connection idle")
 
 // request carries one request from the reader to a worker and its reply
 // from the worker to the writer.
@@ -105,40 +135,192 @@ var reqPool = sync.Pool{New: func() any { return new(request) }}
 // transmit runs the transmission phase until DISC, a protocol violation,
 // a connection error or shutdown.
 func (c *conn) transmit() {
-	workers := c.s.opts.Workers
-	c.work = make(chan *request, workers)
+	c.work = make(chan *request, c.s.opts.Workers)
 	c.budget = max(c.s.opts.MaxInflightBytes, 1)
+	c.maxQueued = int64(max(c.s.opts.MaxQueuedRequests, 1))
+	c.idle = max(c.s.opts.IdleTimeout, 0)
 	c.freed = make(chan struct{}, 1)
 	c.vec = make([][]byte, 0, 2*maxBatch)
 	c.queue = make([]*request, 0, maxBatch)
 	c.spare = make([]*request, 0, maxBatch)
-
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := range c.work {
-				c.handle(r)
-				c.send(r)
-			}
-		}()
-	}
 
 	err := c.readLoop()
 	c.kick() // replies the reader held
 	close(c.work)
 	// Every worker has sent its last reply, and a writer empties the queue
 	// before it gives up the role, so nothing is left unsent.
-	wg.Wait()
+	c.workerWG.Wait()
 	switch {
 	case err == nil:
 		c.log.Debug("nbd: client disconnected")
+	case errors.Is(err, errIdle):
+		c.s.idleClosed.Add(1)
+		c.log.Info("nbd: closing idle connection", "export", c.s.opts.LogName(c.exportName),
+			"idle_timeout", c.idle)
 	case c.ctx.Err() != nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed),
 		errors.Is(err, syscall.ECONNRESET):
 		c.log.Debug("nbd: connection ended", "err", err)
 	default:
 		c.log.Warn("nbd: connection dropped", "export", c.s.opts.LogName(c.exportName), "err", err)
+	}
+}
+
+// dispatch hands r to a worker, starting one if every running worker is
+// busy and there are fewer than Workers.
+func (c *conn) dispatch(r *request) {
+	if c.workers < c.s.opts.Workers && c.dispatched-c.finished.Load() >= int64(c.workers) {
+		c.workers++
+		c.workerWG.Add(1)
+		go c.worker()
+	}
+	c.dispatched++
+	select {
+	case c.work <- r:
+	default:
+		c.kick() // the workers are all busy: don't keep replies waiting
+		c.work <- r
+	}
+}
+
+func (c *conn) worker() {
+	defer c.workerWG.Done()
+	for r := range c.work {
+		c.handle(r)
+		c.send(r)
+		// Counted only now: a worker that is writing replies to a slow
+		// client is busy too.
+		c.finished.Add(1)
+	}
+}
+
+// waitQueue waits until fewer than maxQueued requests are queued. It
+// reports false when the connection is shutting down.
+func (c *conn) waitQueue() bool {
+	for c.queued.Load() >= c.maxQueued {
+		c.kick() // held replies count too
+		if testHookQueueFull != nil {
+			testHookQueueFull(c.queued.Load())
+		}
+		select {
+		case <-c.freed:
+		case <-c.ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// testHookQueueFull, if set (by tests, before the server starts), is called
+// each time a reader stops reading because MaxQueuedRequests are queued.
+var testHookQueueFull func(queued int64)
+
+// armRead sets the idle read deadline before the reader may wait for the
+// client.
+func (c *conn) armRead() error {
+	if c.idle == 0 {
+		return nil
+	}
+	if now := time.Now(); now.Sub(c.armedAt) >= c.idle/16 {
+		c.nc.SetReadDeadline(now.Add(c.idle))
+		c.armedAt = now
+		// Shutdown sets a deadline in the past after cancelling ctx; one
+		// that came before this arming would be overwritten.
+		if err := c.ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// keepWaiting is called with a read error. It reports true, after moving
+// the deadline, when the error is the idle deadline expiring on a
+// connection that was not idle: own requests (the one being read) are not
+// counted as in flight, so that a client stalling in the middle of a
+// request's payload is idle too.
+func (c *conn) keepWaiting(err error, own int64) bool {
+	var ne net.Error
+	if c.idle == 0 || !errors.As(err, &ne) || !ne.Timeout() || c.ctx.Err() != nil {
+		return false
+	}
+	now := time.Now()
+	next := now.Add(c.idle)
+	if c.queued.Load() <= own {
+		since := max(c.armedAt.UnixNano(), c.lastReply.Load())
+		if now.UnixNano()-since >= int64(c.idle) {
+			return false
+		}
+		next = time.Unix(0, since).Add(c.idle)
+	}
+	c.nc.SetReadDeadline(next)
+	c.armedAt = next.Add(-c.idle)
+	return c.ctx.Err() == nil
+}
+
+// readFull reads len(p) bytes from r, through idle deadlines that expire
+// on a connection that is not idle.
+func (c *conn) readFull(r io.Reader, p []byte, own int64) error {
+	n := 0
+	for {
+		if err := c.armRead(); err != nil {
+			return err
+		}
+		m, err := io.ReadFull(r, p[n:])
+		n += m
+		if err == nil {
+			return nil
+		}
+		if !c.keepWaiting(err, own) {
+			return c.idleErr(err)
+		}
+	}
+}
+
+// discard skips n bytes of c.br, like readFull.
+func (c *conn) discard(n int, own int64) error {
+	for {
+		if err := c.armRead(); err != nil {
+			return err
+		}
+		m, err := c.br.Discard(n)
+		n -= m
+		if err == nil {
+			return nil
+		}
+		if !c.keepWaiting(err, own) {
+			return c.idleErr(err)
+		}
+	}
+}
+
+// idleErr returns errIdle for an expired idle deadline, else err.
+func (c *conn) idleErr(err error) error {
+	var ne net.Error
+	if c.idle != 0 && errors.As(err, &ne) && ne.Timeout() && c.ctx.Err() == nil {
+		return errIdle
+	}
+	return err
+}
+
+// readHeader reads the next request header into hdr.
+func (c *conn) readHeader(hdr *[requestHeaderLen]byte) error {
+	if c.exact && c.br.Buffered() == 0 {
+		return c.readFull(c.nc, hdr[:], 0)
+	}
+	for {
+		if c.br.Buffered() < requestHeaderLen {
+			if err := c.armRead(); err != nil {
+				return err
+			}
+		}
+		p, err := c.br.Peek(requestHeaderLen)
+		if err == nil {
+			copy(hdr[:], p)
+			c.br.Discard(requestHeaderLen)
+			return nil
+		}
+		if !c.keepWaiting(err, 0) {
+			return c.idleErr(err)
+		}
 	}
 }
 
@@ -153,29 +335,25 @@ func (c *conn) transmit() {
 func (c *conn) readLoop() error {
 	var hdr [requestHeaderLen]byte
 	for {
+		// Stop reading, so that the client's sending blocks, while it
+		// leaves too many replies unread.
+		if c.queued.Load() >= c.maxQueued && !c.waitQueue() {
+			return c.ctx.Err()
+		}
 		if !c.nextBuffered() {
 			// About to wait for the client: first send the replies held
 			// for requests served here (see below).
 			c.kick()
 		}
-		var h []byte
-		if c.exact && c.br.Buffered() == 0 {
-			if _, err := io.ReadFull(c.nc, hdr[:]); err != nil {
-				return err
-			}
-			h = hdr[:]
-		} else {
-			p, err := c.br.Peek(requestHeaderLen)
-			if err != nil {
-				return err
-			}
-			h = hdr[:copy(hdr[:], p)]
-			c.br.Discard(requestHeaderLen)
+		if err := c.readHeader(&hdr); err != nil {
+			return err
 		}
+		h := hdr[:]
 		if be.Uint32(h) != requestMagic {
 			return errors.New("nbd: bad request magic")
 		}
 		r := reqPool.Get().(*request)
+		c.queued.Add(1)
 		r.flags = be.Uint16(h[4:])
 		r.typ = be.Uint16(h[6:])
 		r.handle = be.Uint64(h[8:])
@@ -187,14 +365,14 @@ func (c *conn) readLoop() error {
 
 		switch r.typ {
 		case cmdDisc:
-			reqPool.Put(r)
+			c.releaseReq(r)
 			return nil
 		case cmdWrite:
 			if e := c.checkWrite(r); e != 0 {
 				// The payload must be consumed to stay in step.
 				r.preErr = e
-				if _, err := c.br.Discard(int(r.length)); err != nil {
-					reqPool.Put(r)
+				if err := c.discard(int(r.length), 1); err != nil {
+					c.releaseReq(r)
 					return err
 				}
 				break
@@ -203,18 +381,18 @@ func (c *conn) readLoop() error {
 				break
 			}
 			if !c.acquire(r) {
-				reqPool.Put(r)
+				c.releaseReq(r)
 				return c.ctx.Err()
 			}
 			r.buf = getBuf(int(r.length))
-			if _, err := io.ReadFull(c.br, *r.buf); err != nil {
+			if err := c.readFull(c.br, *r.buf, 1); err != nil {
 				c.releaseReq(r)
 				return err
 			}
 		case cmdRead:
 			if r.length <= MaxRequestSize && r.length > 0 {
 				if !c.acquire(r) {
-					reqPool.Put(r)
+					c.releaseReq(r)
 					return c.ctx.Err()
 				}
 			}
@@ -226,12 +404,7 @@ func (c *conn) readLoop() error {
 			c.sendOrHold(r, c.nextBuffered())
 			continue
 		}
-		select {
-		case c.work <- r:
-		default:
-			c.kick() // the workers are all busy: don't keep replies waiting
-			c.work <- r
-		}
+		c.dispatch(r)
 	}
 }
 
@@ -350,9 +523,15 @@ func (c *conn) releaseReq(r *request) {
 		r.buf = nil
 	}
 	r.payload = nil
+	// The reader waits for budget, or for the queue to drop below
+	// maxQueued, which it passes one request at a time.
+	wake := c.queued.Add(-1) == c.maxQueued-1
 	if r.budget != 0 {
 		c.inflight.Add(-r.budget)
 		r.budget = 0
+		wake = true
+	}
+	if wake {
 		select {
 		case c.freed <- struct{}{}:
 		default:
@@ -743,6 +922,7 @@ func (c *conn) writeBatch(batch []*request) {
 			}
 		}
 		c.nb = vec
+		c.armWrite()
 		if _, err := c.nb.WriteTo(c.nc); err != nil {
 			c.wfailed = true
 			if c.ctx.Err() == nil {
@@ -752,6 +932,9 @@ func (c *conn) writeBatch(batch []*request) {
 		}
 		clear(vec) // drop references to the buffers
 		c.vec = vec[:0]
+		if c.idle != 0 {
+			c.lastReply.Store(time.Now().UnixNano())
+		}
 	}
 	for i, r := range batch {
 		if !c.wfailed {
@@ -759,6 +942,22 @@ func (c *conn) writeBatch(batch []*request) {
 		}
 		c.releaseReq(r)
 		batch[i] = nil
+	}
+}
+
+// armWrite sets the write deadline that drops a client which takes no
+// reply for the idle timeout. Only the writer calls it.
+func (c *conn) armWrite() {
+	if c.idle == 0 {
+		return
+	}
+	if now := time.Now(); now.Sub(c.wArmedAt) >= c.idle/16 {
+		c.nc.SetWriteDeadline(now.Add(c.idle))
+		c.wArmedAt = now
+		// Shutdown's grace deadline may have come first; keep it.
+		if c.ctx.Err() != nil {
+			c.nc.SetWriteDeadline(now.Add(shutdownGrace))
+		}
 	}
 }
 

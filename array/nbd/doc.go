@@ -59,8 +59,9 @@
 //
 // # Concurrency and performance
 //
-// Each connection has a reader goroutine and Options.Workers workers.
-// Requests are served out of order and concurrently. A Device that is a
+// Each connection has a reader goroutine and up to Options.Workers
+// workers, started as requests need them (an idle connection costs one
+// goroutine). Requests are served out of order and concurrently. A Device that is a
 // QuickDevice serves READs and WRITEs (without FUA) that need no waiting,
 // such as page-cache hits, on the reader itself, which saves a goroutine
 // wake-up per request; everything else, and anything the device says would
@@ -74,6 +75,20 @@
 // large writes is not copied through the read buffer), and buffers and
 // request structs are recycled, so the steady state allocates nothing per
 // request. A per-connection budget (Options.MaxInflightBytes) bounds
-// payload memory. TCP_NODELAY is set. All goroutines of a connection end
-// when the client disconnects, when the Serve context is done or on Close.
+// payload memory, and Options.MaxQueuedRequests the requests read but not
+// yet answered: at either limit the connection reads nothing more until the
+// client takes replies, so a client that pipelines requests without reading
+// the answers cannot grow the server's memory. TCP_NODELAY is set. All
+// goroutines of a connection end when the client disconnects, when the
+// Serve context is done or on Close.
+//
+// # Limits
+//
+// Options.MaxConnections (default 1024) caps the connections served at
+// once; a client over it is refused cleanly, with NBD_REP_ERR_POLICY and a
+// message in answer to its first option. Options.IdleTimeout (default 10
+// minutes) closes a connection with no request in flight for that long, or
+// whose client has taken no reply for that long. Negotiation is bounded by
+// Options.HandshakeTimeout; an oversized option is answered
+// NBD_REP_ERR_TOO_BIG at once.
 package nbd

@@ -20,6 +20,10 @@ const readBufferSize = 128 << 10
 var be = binary.BigEndian
 
 func newConn(s *Server, nc net.Conn, ctx context.Context, cancel context.CancelFunc) *conn {
+	return newConnSize(s, nc, ctx, cancel, readBufferSize)
+}
+
+func newConnSize(s *Server, nc net.Conn, ctx context.Context, cancel context.CancelFunc, bufSize int) *conn {
 	remote := nc.RemoteAddr()
 	return &conn{
 		s:      s,
@@ -28,7 +32,7 @@ func newConn(s *Server, nc net.Conn, ctx context.Context, cancel context.CancelF
 		log:    s.log.With("remote", remote.String()),
 		ctx:    ctx,
 		cancel: cancel,
-		br:     bufio.NewReaderSize(nc, readBufferSize),
+		br:     bufio.NewReaderSize(nc, bufSize),
 	}
 }
 
@@ -41,25 +45,9 @@ func (c *conn) negotiate() error {
 		c.nc.SetDeadline(time.Now().Add(t))
 	}
 	c.bw = bufio.NewWriterSize(c.nc, 4096)
-
-	var hello [18]byte
-	be.PutUint64(hello[0:], nbdMagic)
-	be.PutUint64(hello[8:], ihaveOpt)
-	be.PutUint16(hello[16:], flagFixedNewstyle|flagNoZeroes)
-	c.bw.Write(hello[:])
-	if err := c.bw.Flush(); err != nil {
+	if err := c.greet(); err != nil {
 		return err
 	}
-	var cf [4]byte
-	if _, err := io.ReadFull(c.br, cf[:]); err != nil {
-		return err
-	}
-	clientFlags := be.Uint32(cf[:])
-	if clientFlags&^(flagCFixedNewstyle|flagCNoZeroes) != 0 {
-		return fmt.Errorf("nbd: client sent unknown flags %#x", clientFlags)
-	}
-	c.fixed = clientFlags&flagCFixedNewstyle != 0
-	c.noZeroes = clientFlags&flagCNoZeroes != 0
 
 	for {
 		var oh [optHeaderLen]byte
@@ -80,7 +68,10 @@ func (c *conn) negotiate() error {
 			if _, err := c.br.Discard(int(length)); err != nil {
 				return err
 			}
-			if err := c.optReply(opt, repErrTooBig, "option too long"); err != nil {
+			// Flush now: the client waits for this answer before it sends
+			// anything else.
+			c.optReply(opt, repErrTooBig, "option too long")
+			if err := c.bw.Flush(); err != nil {
 				return err
 			}
 			continue
@@ -104,6 +95,56 @@ func (c *conn) negotiate() error {
 	c.nc.SetDeadline(time.Time{})
 	// A shutdown that raced with clearing the deadline is seen here.
 	return c.ctx.Err()
+}
+
+// greet sends the greeting and reads the client's flags.
+func (c *conn) greet() error {
+	var hello [18]byte
+	be.PutUint64(hello[0:], nbdMagic)
+	be.PutUint64(hello[8:], ihaveOpt)
+	be.PutUint16(hello[16:], flagFixedNewstyle|flagNoZeroes)
+	c.bw.Write(hello[:])
+	if err := c.bw.Flush(); err != nil {
+		return err
+	}
+	var cf [4]byte
+	if _, err := io.ReadFull(c.br, cf[:]); err != nil {
+		return err
+	}
+	clientFlags := be.Uint32(cf[:])
+	if clientFlags&^(flagCFixedNewstyle|flagCNoZeroes) != 0 {
+		return fmt.Errorf("nbd: client sent unknown flags %#x", clientFlags)
+	}
+	c.fixed = clientFlags&flagCFixedNewstyle != 0
+	c.noZeroes = clientFlags&flagCNoZeroes != 0
+	return nil
+}
+
+// refuseBusy turns away a client over MaxConnections: it answers the
+// first option with NBD_REP_ERR_POLICY and a message that says why, so
+// that clients such as qemu and libnbd print a reason rather than "server
+// closed the connection". NBD_OPT_EXPORT_NAME cannot carry an error, so
+// that client (and one that is not fixed newstyle) only sees the close.
+func (c *conn) refuseBusy() error {
+	c.nc.SetDeadline(time.Now().Add(refuseTimeout))
+	c.bw = bufio.NewWriterSize(c.nc, 512)
+	if err := c.greet(); err != nil {
+		return err
+	}
+	var oh [optHeaderLen]byte
+	if _, err := io.ReadFull(c.br, oh[:]); err != nil {
+		return err
+	}
+	opt, length := be.Uint32(oh[8:]), be.Uint32(oh[12:])
+	if be.Uint64(oh[0:]) != ihaveOpt || !c.fixed || opt == optExportName || length > maxOptionLength {
+		return nil
+	}
+	if _, err := c.br.Discard(int(length)); err != nil {
+		return err
+	}
+	c.optReply(opt, repErrPolicy, fmt.Sprintf(
+		"too many connections: this server serves at most %d at once; try again later", c.s.opts.MaxConnections))
+	return c.bw.Flush()
 }
 
 // option handles one option. done reports that the transmission phase

@@ -721,29 +721,6 @@ func TestInflightBudget(t *testing.T) {
 	}
 }
 
-func TestMaxConnections(t *testing.T) {
-	dev := newFileDevice(t, testSize)
-	ex := newTestExports()
-	ex.add("disk", dev, true)
-	ts := startServer(t, ex, Options{MaxConnections: 1})
-	c1 := connect(t, ts.addr, "disk", clientOpts{})
-	nc, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(nc, make([]byte, 18)); err == nil {
-		t.Fatal("second connection got a greeting despite MaxConnections=1")
-	}
-	if ts.srv.Stats().ConnectionsRejected != 1 {
-		t.Fatalf("rejected = %d", ts.srv.Stats().ConnectionsRejected)
-	}
-	if err := c1.disconnect(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestCloseWithBusyClients closes the server under load: Close returns,
 // every connection ends and (TestMain) no goroutine is left.
 func TestCloseWithBusyClients(t *testing.T) {
@@ -836,5 +813,28 @@ func TestServeContextCancel(t *testing.T) {
 	case <-c.readerDone:
 	case <-time.After(5 * time.Second):
 		t.Fatal("connection outlived Serve")
+	}
+}
+
+// TestOversizedOptionAnsweredAtOnce: the NBD_REP_ERR_TOO_BIG answer to an
+// option over the 64 KiB limit reaches a client that sends nothing else,
+// and the negotiation goes on afterwards.
+func TestOversizedOptionAnsweredAtOnce(t *testing.T) {
+	ts, _, _ := setup(t)
+	c := dialRaw(t, ts.addr)
+	c.sendClientFlags(flagCFixedNewstyle | flagCNoZeroes)
+	c.sendOpt(optInfo, make([]byte, 1<<20))
+	// Far below the 30 s handshake timeout, which would otherwise end the
+	// wait with EOF.
+	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r, err := c.readOptReply()
+	if err != nil {
+		t.Fatalf("no answer to a 1 MiB option: %v", err)
+	}
+	if r.opt != optInfo || r.typ != repErrTooBig {
+		t.Fatalf("answer to a 1 MiB option: option %d type %#x, want %d NBD_REP_ERR_TOO_BIG", r.opt, r.typ, optInfo)
+	}
+	if _, r := c.option(optGo, infoGoData("disk")); r.typ != repAck {
+		t.Fatalf("NBD_OPT_GO after the oversized option: %#x, want ACK", r.typ)
 	}
 }

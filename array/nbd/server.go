@@ -22,13 +22,19 @@ const (
 	// and length work.
 	MinBlockSize = 1
 
-	defaultWorkers          = 16
-	defaultMaxInflightBytes = 64 << 20
-	defaultHandshakeTimeout = 30 * time.Second
-	shutdownGrace           = time.Second
-	maxOptionLength         = 64 << 10 // larger options are answered NBD_REP_ERR_TOO_BIG
-	maxOptionDiscard        = 16 << 20 // larger options drop the connection
-	maxStringLength         = 4096     // protocol limit for names and queries
+	defaultWorkers           = 16
+	defaultMaxInflightBytes  = 64 << 20
+	defaultMaxQueuedRequests = 1024
+	defaultMaxConnections    = 1024
+	defaultHandshakeTimeout  = 30 * time.Second
+	defaultIdleTimeout       = 10 * time.Minute
+	shutdownGrace            = time.Second
+	maxRefusing              = 16 // refusals answered at once; more are closed unanswered
+	refuseTimeout            = 5 * time.Second
+	rejectLogInterval        = time.Second
+	maxOptionLength          = 64 << 10 // larger options are answered NBD_REP_ERR_TOO_BIG
+	maxOptionDiscard         = 16 << 20 // larger options drop the connection
+	maxStringLength          = 4096     // protocol limit for names and queries
 )
 
 // ErrServerClosed is returned by Serve after Close.
@@ -40,9 +46,20 @@ type Options struct {
 	// violations. Nil discards them.
 	Logger *slog.Logger
 	// MaxConnections caps concurrent client connections over all
-	// listeners; connections beyond it are closed at once. Zero or less
-	// means no limit.
+	// listeners. A client over the cap gets the greeting, then
+	// NBD_REP_ERR_POLICY with a message in answer to its first option
+	// (NBD_OPT_EXPORT_NAME, which cannot carry an error, gets nothing),
+	// and the connection is closed; the refusal takes no slot of the cap.
+	// While more than 16 such refusals are under way, further clients over
+	// the cap are closed before the greeting. Default 1024; negative means
+	// no limit.
 	MaxConnections int
+	// IdleTimeout closes a connection in the transmission phase that has
+	// had no request in flight for this long (requests arriving, being
+	// served or their replies being written all count as activity), and
+	// one whose client has not taken a reply for this long. Default 10
+	// minutes; negative disables it.
+	IdleTimeout time.Duration
 	// Workers is how many requests of one connection are processed
 	// concurrently. Default 16.
 	Workers int
@@ -50,6 +67,13 @@ type Options struct {
 	// connection holds in memory at once (a request larger than the cap
 	// still runs, alone). Default 64 MiB.
 	MaxInflightBytes int64
+	// MaxQueuedRequests caps the requests of one connection that have
+	// been read but whose replies are not yet written, whatever their
+	// size: when it is reached the connection reads no more requests
+	// until the client takes replies, so that a client that pipelines
+	// requests without reading the answers cannot grow the server's
+	// memory. Default 1024.
+	MaxQueuedRequests int
 	// HandshakeTimeout bounds option negotiation. Default 30s; negative
 	// disables it.
 	HandshakeTimeout time.Duration
@@ -63,7 +87,8 @@ type Options struct {
 type Stats struct {
 	ConnectionsAccepted int64 // connections that reached the handshake
 	ConnectionsActive   int64 // connections open now
-	ConnectionsRejected int64 // connections closed because of MaxConnections
+	ConnectionsRejected int64 // connections refused because of MaxConnections
+	ConnectionsIdle     int64 // connections closed because of IdleTimeout
 	Refusals            int64 // export names refused by Exports.Open
 	Requests            int64 // transmission requests received
 	Errors              int64 // requests answered with an error
@@ -87,6 +112,8 @@ type Server struct {
 	wg        sync.WaitGroup // Serve calls and their connections
 
 	accepted, active, rejected atomic.Int64
+	idleClosed, refusing       atomic.Int64
+	lastRejectLog              atomic.Int64 // unix nanoseconds
 	refusals, requests, errors atomic.Int64
 	bytesRead, bytesWritten    atomic.Int64
 }
@@ -102,8 +129,17 @@ func NewServer(exports Exports, opts Options) *Server {
 	if opts.MaxInflightBytes <= 0 {
 		opts.MaxInflightBytes = defaultMaxInflightBytes
 	}
+	if opts.MaxQueuedRequests <= 0 {
+		opts.MaxQueuedRequests = defaultMaxQueuedRequests
+	}
+	if opts.MaxConnections == 0 {
+		opts.MaxConnections = defaultMaxConnections
+	}
 	if opts.HandshakeTimeout == 0 {
 		opts.HandshakeTimeout = defaultHandshakeTimeout
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = defaultIdleTimeout
 	}
 	if opts.LogName == nil {
 		opts.LogName = func(name string) string { return name }
@@ -125,6 +161,7 @@ func (s *Server) Stats() Stats {
 		ConnectionsAccepted: s.accepted.Load(),
 		ConnectionsActive:   s.active.Load(),
 		ConnectionsRejected: s.rejected.Load(),
+		ConnectionsIdle:     s.idleClosed.Load(),
 		Refusals:            s.refusals.Load(),
 		Requests:            s.requests.Load(),
 		Errors:              s.errors.Load(),
@@ -193,14 +230,13 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 			return err
 		}
 		backoff = 0
-		if m := s.opts.MaxConnections; m > 0 && s.active.Load() >= int64(m) {
-			s.rejected.Add(1)
-			s.log.Warn("nbd: too many connections; closing new one",
-				"remote", nc.RemoteAddr().String(), "max_connections", m)
-			nc.Close()
+		// Add first and check after, so that several listeners cannot
+		// together overshoot the cap.
+		if m := s.opts.MaxConnections; s.active.Add(1) > int64(m) && m > 0 {
+			s.active.Add(-1)
+			s.reject(ctx, nc, &conns)
 			continue
 		}
-		s.active.Add(1)
 		s.accepted.Add(1)
 		conns.Add(1)
 		go func() {
@@ -209,6 +245,41 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 			s.serveConn(ctx, nc)
 		}()
 	}
+}
+
+// reject turns away a client over MaxConnections. Refusals run in their
+// own goroutine, owned by the Serve call like a connection, at most
+// maxRefusing at once, each bounded by refuseTimeout: a flood of clients
+// over the cap costs neither unbounded goroutines nor the accept loop's
+// time.
+func (s *Server) reject(ctx context.Context, nc net.Conn, conns *sync.WaitGroup) {
+	s.rejected.Add(1)
+	// Rate-limited: a flood would otherwise fill the log.
+	now := time.Now().UnixNano()
+	if last := s.lastRejectLog.Load(); now-last >= int64(rejectLogInterval) && s.lastRejectLog.CompareAndSwap(last, now) {
+		s.log.Warn("nbd: too many connections; refusing new ones",
+			"remote", nc.RemoteAddr().String(), "max_connections", s.opts.MaxConnections,
+			"refused_so_far", s.rejected.Load())
+	}
+	if s.refusing.Add(1) > maxRefusing {
+		s.refusing.Add(-1)
+		nc.Close()
+		return
+	}
+	conns.Add(1)
+	go func() {
+		defer conns.Done()
+		defer s.refusing.Add(-1)
+		defer nc.Close()
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stop := context.AfterFunc(ctx, func() { nc.SetDeadline(aLongTimeAgo) })
+		defer stop()
+		c := newConnSize(s, nc, ctx, cancel, 512)
+		if err := c.refuseBusy(); err != nil && ctx.Err() == nil {
+			c.log.Debug("nbd: refusal ended", "err", err)
+		}
+	}()
 }
 
 // Close stops every Serve call: it closes the listeners, shuts the
