@@ -83,7 +83,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("daemon = %+v, want %+v", cfg.Daemon, wantDaemon)
 	}
 	wantArray := Array{Name: "a", DataDir: "/tmp/a", Listen: "127.0.0.1:7401", APIToken: "tok-array-a-01", Pools: []string{"cinder"}, Line: 6,
-		NBDMaxConnections: 1024, NBDIdleTimeout: 10 * time.Minute}
+		NBDMaxConnections: 1024}
 	if !reflect.DeepEqual(cfg.Arrays, []Array{wantArray}) {
 		t.Errorf("arrays = %#v, want %#v", cfg.Arrays, wantArray)
 	}

@@ -70,7 +70,7 @@ func (p *parser) readArrays() []Array {
 		a.NBDListen = p.checkAddr(to, "nbd_listen", "", "", true, s)
 		a.NBDMaxConnections = p.checkInt(to, "nbd_max_connections", 1024, 1, maxNBDConnections,
 			"a whole number of connections from 1 to 65536", s)
-		a.NBDIdleTimeout = time.Second * time.Duration(p.checkInt(to, "nbd_idle_timeout", 600, 0, maxNBDIdleTimeout,
+		a.NBDIdleTimeout = time.Second * time.Duration(p.checkInt(to, "nbd_idle_timeout", 0, 0, maxNBDIdleTimeout,
 			"a whole number of seconds, 0 for none", s))
 		if a.NBDListen == "" {
 			// A setting that does nothing must not pass silently.

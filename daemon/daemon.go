@@ -268,12 +268,8 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 		return fail(err)
 	}
 	if h.nbdLis != nil {
-		idle := a.NBDIdleTimeout
-		if idle == 0 {
-			idle = -1 // nbd_idle_timeout = 0: never; nbd's zero means its default
-		}
 		h.nbd = nbd.NewServer(export.New(h.store), nbd.Options{Logger: alog, LogName: export.Redact,
-			MaxConnections: a.NBDMaxConnections, IdleTimeout: idle})
+			MaxConnections: a.NBDMaxConnections, IdleTimeout: a.NBDIdleTimeout})
 	}
 	return h, nil
 }

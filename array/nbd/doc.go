@@ -86,8 +86,8 @@
 //
 // Options.MaxConnections (default 1024) caps the connections served at
 // once; a client over it is refused cleanly, with NBD_REP_ERR_POLICY and a
-// message in answer to its first option. Options.IdleTimeout (default 10
-// minutes) closes a connection with no request in flight for that long, or
+// message in answer to its first option. Options.IdleTimeout (off by
+// default) closes a connection with no request in flight for that long, or
 // whose client has taken no reply for that long. Negotiation is bounded by
 // Options.HandshakeTimeout; an oversized option is answered
 // NBD_REP_ERR_TOO_BIG at once.

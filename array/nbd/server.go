@@ -27,7 +27,6 @@ const (
 	defaultMaxQueuedRequests = 1024
 	defaultMaxConnections    = 1024
 	defaultHandshakeTimeout  = 30 * time.Second
-	defaultIdleTimeout       = 10 * time.Minute
 	shutdownGrace            = time.Second
 	maxRefusing              = 16 // refusals answered at once; more are closed unanswered
 	refuseTimeout            = 5 * time.Second
@@ -57,8 +56,9 @@ type Options struct {
 	// IdleTimeout closes a connection in the transmission phase that has
 	// had no request in flight for this long (requests arriving, being
 	// served or their replies being written all count as activity), and
-	// one whose client has not taken a reply for this long. Default 10
-	// minutes; negative disables it.
+	// one whose client has not taken a reply for this long. Zero (the
+	// default) never closes one: an attached disk may see no I/O for
+	// hours, and not every client reconnects.
 	IdleTimeout time.Duration
 	// Workers is how many requests of one connection are processed
 	// concurrently. Default 16.
@@ -137,9 +137,6 @@ func NewServer(exports Exports, opts Options) *Server {
 	}
 	if opts.HandshakeTimeout == 0 {
 		opts.HandshakeTimeout = defaultHandshakeTimeout
-	}
-	if opts.IdleTimeout == 0 {
-		opts.IdleTimeout = defaultIdleTimeout
 	}
 	if opts.LogName == nil {
 		opts.LogName = func(name string) string { return name }
