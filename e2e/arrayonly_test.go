@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/volrep/volrep/array/client"
+	"github.com/volrep/volrep/internal/testenv"
 	"github.com/volrep/volrep/server"
 )
 
@@ -23,13 +24,13 @@ func TestTwoArrayOnlyProcesses(t *testing.T) {
 	volrepd, _ := binaries(t)
 	type proc struct {
 		addr, token string
-		out         *syncBuffer
+		out         *testenv.Buffer
 		exited      chan struct{}
 	}
 	var procs []*proc
 	for _, name := range []string{"site-a", "site-b"} {
 		dir := t.TempDir()
-		p := &proc{addr: freePort(t), token: "tok-" + name, out: &syncBuffer{}, exited: make(chan struct{})}
+		p := &proc{addr: freePort(t), token: "tok-" + name, out: &testenv.Buffer{}, exited: make(chan struct{})}
 		conf := filepath.Join(dir, "array.conf")
 		text := fmt.Sprintf("[volrep]\nstate_dir = %s/state\n\n[array:%s]\ndata_dir = %s/data\nlisten = %s\nnbd_listen = %s\napi_token = %s\npools = cinder\n",
 			dir, name, dir, p.addr, freePort(t), p.token)

@@ -89,25 +89,8 @@ type Daemon struct {
 	// Env is added to the daemon's environment.
 	Env    []string
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *testenv.Buffer
 	exited chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Config holds what a test may change in the generated configuration.
@@ -193,7 +176,7 @@ func (d *Daemon) Start() {
 		d.WriteConfig(d.DefaultBackend(), "")
 	}
 	volrepd, _ := binaries(d.t)
-	d.out = &syncBuffer{}
+	d.out = &testenv.Buffer{}
 	args := append(append([]string{}, d.Prefix...), volrepd, "--config", d.Conf)
 	conf, err := os.ReadFile(d.Conf)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/volrep/volrep/array/export"
+	"github.com/volrep/volrep/internal/testenv"
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
 )
 
@@ -460,7 +461,7 @@ type interactive struct {
 	t     *testing.T
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
-	out   *syncBuffer
+	out   *testenv.Buffer
 	done  chan struct{}
 }
 
@@ -468,7 +469,7 @@ type interactive struct {
 // cleanup if still running.
 func startInteractive(t *testing.T, name string, args ...string) *interactive {
 	t.Helper()
-	p := &interactive{t: t, cmd: exec.Command(name, args...), out: &syncBuffer{}, done: make(chan struct{})}
+	p := &interactive{t: t, cmd: exec.Command(name, args...), out: &testenv.Buffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	var err error
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {

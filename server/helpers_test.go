@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 
+	"github.com/volrep/volrep/internal/testenv"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 )
 
@@ -96,26 +97,11 @@ func (s *testVolumes) DiffSnapshots(req *arrayv1.DiffSnapshotsRequest, stream ar
 	return s.errFor(req.GetSnapshot())
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+// logBuffer holds a server's JSON log lines.
+type logBuffer struct{ testenv.Buffer }
 
 // records parses the JSON log lines.
-func (b *syncBuffer) records(t *testing.T) []map[string]any {
+func (b *logBuffer) records(t *testing.T) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	sc := bufio.NewScanner(bytes.NewReader([]byte(b.String())))
@@ -131,7 +117,7 @@ func (b *syncBuffer) records(t *testing.T) []map[string]any {
 }
 
 // finished returns the "finished call" records.
-func (b *syncBuffer) finished(t *testing.T) []map[string]any {
+func (b *logBuffer) finished(t *testing.T) []map[string]any {
 	var out []map[string]any
 	for _, r := range b.records(t) {
 		if r["msg"] == "finished call" {
@@ -144,7 +130,7 @@ func (b *syncBuffer) finished(t *testing.T) []map[string]any {
 type harness struct {
 	addr string
 	vols *testVolumes
-	logs *syncBuffer
+	logs *logBuffer
 	srv  *Server
 	stop context.CancelFunc
 	done chan error
@@ -154,7 +140,7 @@ type harness struct {
 // server is stopped at the end of the test.
 func start(t *testing.T, opts Options) *harness {
 	t.Helper()
-	h := &harness{vols: newTestVolumes(), logs: &syncBuffer{}, done: make(chan error, 1)}
+	h := &harness{vols: newTestVolumes(), logs: &logBuffer{}, done: make(chan error, 1)}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/volrep/volrep/errdefs"
 	"github.com/volrep/volrep/errdefs/errgrpc"
+	"github.com/volrep/volrep/errdefs/errgrpc/errgrpctest"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 )
 
@@ -25,8 +26,8 @@ const testToken = "tok-3f9a1c-very-secret"
 
 func TestErrorKindsOverTheWire(t *testing.T) {
 	h := start(t, Options{Name: "test", Token: testToken})
-	for i, tc := range kindCases {
-		h.vols.setErr(fmt.Sprintf("kind-%d", i), tc.err)
+	for i, tc := range errgrpctest.Cases {
+		h.vols.setErr(fmt.Sprintf("kind-%d", i), tc.Err)
 	}
 	h.vols.setErr("status", status.Error(codes.PermissionDenied, "status passes through"))
 	c := h.client(t, testToken)
@@ -39,23 +40,23 @@ func TestErrorKindsOverTheWire(t *testing.T) {
 	defer raw.Close()
 	rc := arrayv1.NewVolumeServiceClient(raw)
 
-	for i, tc := range kindCases {
-		t.Run(tc.code.String(), func(t *testing.T) {
+	for i, tc := range errgrpctest.Cases {
+		t.Run(tc.Code.String(), func(t *testing.T) {
 			req := &arrayv1.GetVolumeRequest{Name: fmt.Sprintf("kind-%d", i)}
 			_, rerr := rc.GetVolume(testCtx(t), req)
-			if st := status.Convert(rerr); st.Code() != tc.code || st.Message() != tc.err.Error() {
-				t.Fatalf("raw: %v %q, want %v %q", st.Code(), st.Message(), tc.code, tc.err.Error())
+			if st := status.Convert(rerr); st.Code() != tc.Code || st.Message() != tc.Err.Error() {
+				t.Fatalf("raw: %v %q, want %v %q", st.Code(), st.Message(), tc.Code, tc.Err.Error())
 			}
 			_, err := c.GetVolume(testCtx(t), req)
 			var e *errdefs.Error
 			if !errors.As(err, &e) {
 				t.Fatalf("client error %T %v is not an errdefs error", err, err)
 			}
-			if e.Kind != tc.kind || e.Error() != tc.err.Error() || e.Field != tc.field {
-				t.Fatalf("got kind %v msg %q field %q, want %v %q %q", e.Kind, e.Error(), e.Field, tc.kind, tc.err.Error(), tc.field)
+			if e.Kind != tc.Kind || e.Error() != tc.Err.Error() || e.Field != tc.Field {
+				t.Fatalf("got kind %v msg %q field %q, want %v %q %q", e.Kind, e.Error(), e.Field, tc.Kind, tc.Err.Error(), tc.Field)
 			}
-			if status.Code(err) != tc.code {
-				t.Fatalf("status.Code on the client error = %v, want %v", status.Code(err), tc.code)
+			if status.Code(err) != tc.Code {
+				t.Fatalf("status.Code on the client error = %v, want %v", status.Code(err), tc.Code)
 			}
 		})
 	}

@@ -237,7 +237,7 @@ func FuzzSession(f *testing.F) {
 		// ones with large lengths in their headers do not (oversized
 		// options have TestOversizedOptionAnsweredAtOnce).
 		if len(data) > maxFuzzInput {
-			t.Skip("input over", maxFuzzInput, "bytes")
+			return
 		}
 		runSession(t, data)
 	})

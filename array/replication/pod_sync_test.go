@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -20,6 +19,7 @@ import (
 	"github.com/volrep/volrep/array/replication"
 	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/clock"
+	"github.com/volrep/volrep/internal/testenv"
 	"github.com/volrep/volrep/server"
 )
 
@@ -328,7 +328,7 @@ func TestPodUnreadableDirtyRecord(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testenv.Buffer
 	src, _ = openSource(t, dir, slog.New(slog.NewTextHandler(&logs, nil)))
 	tg.start()
 	syncNow(t, src)
@@ -371,22 +371,3 @@ func openSource(t *testing.T, dir string, log *slog.Logger) (*source, func()) {
 	t.Cleanup(stop)
 	return &source{st: st, eng: eng, clk: clk}, stop
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var _ io.Writer = (*syncBuffer)(nil)

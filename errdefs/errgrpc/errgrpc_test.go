@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,46 +14,26 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/volrep/volrep/errdefs"
+	"github.com/volrep/volrep/errdefs/errgrpc/errgrpctest"
 )
 
-// kindCases has one error of every kind, with the code it must travel as.
-var kindCases = []struct {
-	err   error
-	code  codes.Code
-	kind  errdefs.Kind
-	field string
-}{
-	{errdefs.NotFound("volume %q not found; list volumes with 'volrep volume list'", "v1"), codes.NotFound, errdefs.KindNotFound, ""},
-	{errdefs.AlreadyExists("volume %q exists with another size", "v1"), codes.AlreadyExists, errdefs.KindAlreadyExists, ""},
-	{errdefs.InvalidArgument("size_bytes", "must be greater than 0, got %d", -1), codes.InvalidArgument, errdefs.KindInvalidArgument, "size_bytes"},
-	{errdefs.FailedPrecondition("replica is INITIALIZING; wait for ACTIVE"), codes.FailedPrecondition, errdefs.KindFailedPrecondition, ""},
-	{errdefs.Unavailable("peer array site-b is unreachable"), codes.Unavailable, errdefs.KindUnavailable, ""},
-	{errdefs.Aborted("another operation on volume v1 is in flight; retry"), codes.Aborted, errdefs.KindAborted, ""},
-	{errdefs.Unauthenticated("bad token for array site-b"), codes.Unauthenticated, errdefs.KindUnauthenticated, ""},
-	{errdefs.ResourceExhausted("pool p1 is full"), codes.ResourceExhausted, errdefs.KindResourceExhausted, ""},
-	{fmt.Errorf("waiting for the lock: %w", context.Canceled), codes.Canceled, errdefs.KindCanceled, ""},
-	{fmt.Errorf("waiting for the peer: %w", context.DeadlineExceeded), codes.DeadlineExceeded, errdefs.KindDeadlineExceeded, ""},
-	{errors.New("bbolt: database corrupted"), codes.Internal, errdefs.KindUnknown, ""},
-	{errdefs.WithKind(errdefs.KindUnknown, errors.New("unexpected")), codes.Internal, errdefs.KindUnknown, ""},
-}
-
 func TestToStatusCodes(t *testing.T) {
-	for _, tc := range kindCases {
-		t.Run(tc.code.String(), func(t *testing.T) {
-			st := status.Convert(ToStatus(tc.err))
-			if st.Code() != tc.code {
-				t.Fatalf("code %v, want %v", st.Code(), tc.code)
+	for _, tc := range errgrpctest.Cases {
+		t.Run(tc.Code.String(), func(t *testing.T) {
+			st := status.Convert(ToStatus(tc.Err))
+			if st.Code() != tc.Code {
+				t.Fatalf("code %v, want %v", st.Code(), tc.Code)
 			}
-			if st.Message() != tc.err.Error() {
-				t.Fatalf("message %q, want %q", st.Message(), tc.err.Error())
+			if st.Message() != tc.Err.Error() {
+				t.Fatalf("message %q, want %q", st.Message(), tc.Err.Error())
 			}
 			back := FromStatus(st.Err())
-			if got := errdefs.KindOf(back); got != tc.kind {
-				t.Fatalf("FromStatus kind %v, want %v", got, tc.kind)
+			if got := errdefs.KindOf(back); got != tc.Kind {
+				t.Fatalf("FromStatus kind %v, want %v", got, tc.Kind)
 			}
 			var e *errdefs.Error
-			if !errors.As(back, &e) || e.Field != tc.field || e.Error() != tc.err.Error() {
-				t.Fatalf("FromStatus = %#v, want field %q message %q", back, tc.field, tc.err.Error())
+			if !errors.As(back, &e) || e.Field != tc.Field || e.Error() != tc.Err.Error() {
+				t.Fatalf("FromStatus = %#v, want field %q message %q", back, tc.Field, tc.Err.Error())
 			}
 		})
 	}
@@ -105,9 +86,9 @@ func TestToStatusPassesStatusThrough(t *testing.T) {
 // TestAnswered tells a status a volrep server returned from one the
 // client's gRPC library made up because it could not reach the server.
 func TestAnswered(t *testing.T) {
-	for _, tc := range kindCases {
-		if st := status.Convert(ToStatus(tc.err)); !Answered(st) {
-			t.Errorf("%v: ToStatus's status is not marked as answered: %v", tc.code, st.Details())
+	for _, tc := range errgrpctest.Cases {
+		if st := status.Convert(ToStatus(tc.Err)); !Answered(st) {
+			t.Errorf("%v: ToStatus's status is not marked as answered: %v", tc.Code, st.Details())
 		}
 	}
 	local := status.New(codes.Unavailable, "connection error: desc = \"transport: Error while dialing: dial tcp 127.0.0.1:7400: connect: connection refused\"")
@@ -134,32 +115,23 @@ func TestAnswered(t *testing.T) {
 // array's answer reaches the CLI through volrepd: the driver wraps the
 // array's error with context, and the client must see the array's kind.
 func TestKindsSurviveHops(t *testing.T) {
-	cases := append(kindCases[:len(kindCases):len(kindCases)], struct {
-		err   error
-		code  codes.Code
-		kind  errdefs.Kind
-		field string
-	}{status.Error(codes.Unimplemented, "the array does not serve AdoptSnapshot"), codes.Unimplemented, errdefs.KindUnknown, ""},
-		struct {
-			err   error
-			code  codes.Code
-			kind  errdefs.Kind
-			field string
-		}{status.Error(codes.PermissionDenied, "read-only token"), codes.PermissionDenied, errdefs.KindUnknown, ""})
+	cases := append(slices.Clone(errgrpctest.Cases),
+		errgrpctest.Case{Err: status.Error(codes.Unimplemented, "the array does not serve AdoptSnapshot"), Code: codes.Unimplemented},
+		errgrpctest.Case{Err: status.Error(codes.PermissionDenied, "read-only token"), Code: codes.PermissionDenied})
 	for _, tc := range cases {
-		t.Run(tc.code.String(), func(t *testing.T) {
-			atArray := FromStatus(ToStatus(tc.err)) // the driver's array client
+		t.Run(tc.Code.String(), func(t *testing.T) {
+			atArray := FromStatus(ToStatus(tc.Err)) // the driver's array client
 			inDriver := fmt.Errorf("failing back volume v1: %w", atArray)
 			atCLI := FromStatus(ToStatus(inDriver))
-			if got := errdefs.KindOf(atCLI); got != tc.kind {
-				t.Fatalf("kind after two hops %v, want %v", got, tc.kind)
+			if got := errdefs.KindOf(atCLI); got != tc.Kind {
+				t.Fatalf("kind after two hops %v, want %v", got, tc.Kind)
 			}
-			if got := status.Code(atCLI); got != tc.code {
-				t.Fatalf("code after two hops %v, want %v", got, tc.code)
+			if got := status.Code(atCLI); got != tc.Code {
+				t.Fatalf("code after two hops %v, want %v", got, tc.Code)
 			}
 			var e *errdefs.Error
-			if errors.As(atCLI, &e) && e.Field != tc.field {
-				t.Fatalf("field after two hops %q, want %q", e.Field, tc.field)
+			if errors.As(atCLI, &e) && e.Field != tc.Field {
+				t.Fatalf("field after two hops %q, want %q", e.Field, tc.Field)
 			}
 			if !strings.Contains(atCLI.Error(), "failing back volume v1: ") {
 				t.Fatalf("message lost the driver's context: %q", atCLI.Error())

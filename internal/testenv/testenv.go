@@ -7,11 +7,13 @@
 package testenv
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"sync"
 	"testing"
 )
 
@@ -126,4 +128,25 @@ func ModuleRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// Buffer is a bytes.Buffer that goroutines may write and read at once:
+// the sink for a daemon's output or a logger that a test reads while the
+// code under test still writes to it.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
