@@ -169,7 +169,8 @@ func (d *Daemon) DefaultBackend() string {
 	return fmt.Sprintf("replication_device = backend_id:site-b,san_ip:%s,api_token:%s,type:async", d.ArrayB, d.TokenB)
 }
 
-// Start runs volrepd and waits until the driver API answers health checks.
+// Start runs volrepd and waits until the driver API answers health checks
+// (when DriverAddr is set).
 func (d *Daemon) Start() {
 	d.t.Helper()
 	if d.Conf == "" {
@@ -205,7 +206,9 @@ func (d *Daemon) Start() {
 	go func() { d.cmd.Wait(); close(d.exited) }()
 	d.t.Cleanup(d.Stop)
 	d.learnPortZero()
-	d.waitServing()
+	if d.DriverAddr != "" { // a process with arrays only has no driver API to ask
+		d.waitServing()
+	}
 	handedOver(string(conf))
 }
 
