@@ -191,7 +191,7 @@ func (b *Backend) replicate(ctx context.Context, name, kind string) (string, err
 		// Protect the new volume now rather than at the next interval.
 		status := ReplEnabled
 		for _, rd := range b.cfg.AsyncTargets() {
-			if _, err := b.primary.Replication.SyncReplica(ctx, b.pgReplica(rd.BackendID), false); err != nil {
+			if err := b.syncTarget(ctx, rd, b.pgReplica(rd.BackendID), false, b.convergeTarget); err != nil {
 				// The protection group's replica is missing or refuses:
 				// nothing will copy the volume until that is fixed.
 				status = ReplError
@@ -212,7 +212,7 @@ func (b *Backend) replicate(ctx context.Context, name, kind string) (string, err
 		status := ReplEnabled
 		for _, rd := range b.cfg.SyncTargets() {
 			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			_, err := b.primary.Replication.SyncReplica(wctx, b.podReplica(rd.BackendID), true)
+			err := b.syncTarget(wctx, rd, b.podReplica(rd.BackendID), true, b.convergePod)
 			cancel()
 			if err != nil {
 				st := b.podCopyStatus(ctx, rd.BackendID)
@@ -226,6 +226,26 @@ func (b *Backend) replicate(ctx context.Context, name, kind string) (string, err
 		return status, nil
 	}
 	return "", errdefs.FailedPrecondition("replication type %q is not supported", kind)
+}
+
+// syncTarget asks for a replica's sync now. When the backend's setup has
+// not made that replica yet (a volume created or retyped right after
+// start-up, before setupReplication ran), it makes it first, so the volume
+// is protected at once instead of reported in error.
+func (b *Backend) syncTarget(ctx context.Context, rd config.ReplicationDevice, replica string, wait bool,
+	converge func(context.Context, array.Replication, string) error) error {
+	_, err := b.primary.Replication.SyncReplica(ctx, replica, wait)
+	if !errdefs.IsNotFound(err) {
+		return err
+	}
+	if err := b.linkTarget(ctx, rd); err != nil {
+		return err
+	}
+	if err := converge(ctx, b.primary.Replication, rd.BackendID); err != nil {
+		return err
+	}
+	_, err = b.primary.Replication.SyncReplica(ctx, replica, wait)
+	return err
 }
 
 // podCopyStatus is the replication status of a pod volume whose first

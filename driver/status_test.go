@@ -239,3 +239,37 @@ func TestListVolumesSeesReplicatingGroups(t *testing.T) {
 		t.Errorf("ListVolumes listed %v, want each of %d volumes once", ids, len(want))
 	}
 }
+
+// TestNewVolumeMakesMissingReplicas: a replicated volume created before
+// the backend's setup made its protection group's or pod's replica (as
+// right after start-up) gets the replica made there and then, and is
+// protected, rather than reported in error until the next setup pass.
+func TestNewVolumeMakesMissingReplicas(t *testing.T) {
+	ctx := t.Context()
+	peer, primary := newTestArray(t, "site-b"), newTestArray(t, "site-a")
+	d := startDriver(t, backendConf(map[string][]string{"b1": {
+		"san_ip = " + primary.addr, "pure_api_token = " + primary.token,
+		device("site-b-async", peer.addr, peer, "async"),
+		device("site-b", peer.addr, peer, "sync"),
+	}}), primary)
+	b := testBackend(t, d, "b1")
+	asyncSpecs := VolumeType{Name: "async", ExtraSpecs: map[string]string{"replication_enabled": "<is> True", "replication_type": "<in> async"}}
+	for _, tc := range []struct {
+		replica string
+		vt      VolumeType
+	}{{"cinder-pod.site-b", syncSpecs}, {"cinder-group.site-b-async", asyncSpecs}} {
+		if err := primary.eng.DeleteReplica(ctx, tc.replica, false); err != nil {
+			t.Fatal(err)
+		}
+		mu, err := b.CreateVolume(ctx, "v-"+tc.vt.Name, 1, tc.vt, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mu.ReplicationStatus != ReplEnabled {
+			t.Errorf("%s volume with its replica missing: %q, want %q", tc.vt.Name, mu.ReplicationStatus, ReplEnabled)
+		}
+		if _, err := primary.eng.GetReplica(ctx, tc.replica); err != nil {
+			t.Errorf("replica %s was not made for the new volume: %v", tc.replica, err)
+		}
+	}
+}
