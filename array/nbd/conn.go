@@ -630,11 +630,13 @@ func (c *conn) handle(r *request) {
 			c.errorReply(r, errPerm, msgReadOnly)
 		case !c.inRange(r):
 			c.errorReply(r, errNoSpc, msgRange)
+		case r.length == 0:
+			// Nothing to zero, fast or not: the device is not asked
+			// about an empty range.
+			c.okReply(r)
 		case r.flags&cmdFlagFastZero != 0 && c.fastZero &&
 			!c.dev.(FastZeroer).CanFastZero(int64(r.off), int64(r.length), noHole):
 			c.errorReply(r, errNotSup, msgNotFast)
-		case r.length == 0:
-			c.okReply(r)
 		default:
 			if err := c.dev.WriteZeroes(ctx, int64(r.off), int64(r.length), noHole, fua); err != nil {
 				c.deviceError(r, err)
