@@ -10,6 +10,8 @@
 #   lab.sh up      start the stack, wait until cinder-volume reports, print how to reach it
 #   lab.sh down    stop what up started (safe to repeat)
 #   lab.sh reload  SIGHUP volrepd, which re-reads cinder.conf
+#   lab.sh restart SERVICE  restart one of volrepd, cinder-api, cinder-scheduler,
+#                  cinder-volume, glance-api (as after editing cinder.conf)
 #
 # Environment: VOLREP_LAB_DIR (default REPO/.lab), VOLREPD (a volrepd binary;
 # default: go build), LAB_TIMEOUT (seconds per readiness wait, default 120).
@@ -41,7 +43,7 @@ start() {
 	# setsid runs CMD in this pid instead of forking.
 	setsid "$@" >>"$LOG/$name.log" 2>&1 </dev/null &
 	echo $! >"$RUN/$name.pid"
-	echo "$name" >>"$RUN/order"
+	grep -qx "$name" "$RUN/order" 2>/dev/null || echo "$name" >>"$RUN/order"
 }
 
 alive() { [[ -f $RUN/$1.pid ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
@@ -310,6 +312,46 @@ service_up() { cinder_cli service-list --binary "$1" | grep -E "\| *$1 *\| *$2 *
 
 # ---- up / down ------------------------------------------------------------
 
+# launch NAME: start one of the lab's services (the same way for up and
+# restart).
+launch() {
+	local pyenv=(env PYTHONPATH="$REPO/deploy/cinder" PYTHONDONTWRITEBYTECODE=1 PYTHONWARNINGS=ignore)
+	case $1 in
+	volrepd)
+		start volrepd "$VOLREPD_BIN" --config "$CONF"
+		wait_for volrepd "volrepd's driver API" tcp_open "$DRIVER_PORT"
+		;;
+	cinder-api | cinder-scheduler | cinder-volume)
+		start "$1" "${pyenv[@]}" "$1" --config-file "$CONF" --log-file "$LOG/$1.log"
+		;;
+	glance-api)
+		start glance-api "${pyenv[@]}" glance-api --config-file "$LAB/glance-api.conf" --log-file "$LOG/glance-api.log"
+		;;
+	*) die "no service $1 in the lab (volrepd, cinder-api, cinder-scheduler, cinder-volume, glance-api)" ;;
+	esac
+}
+
+# restart NAME: as an operator restarts one service after changing cinder.conf.
+restart() {
+	[[ -f $LAB/ports ]] || die "no lab under $LAB; run: make lab"
+	# shellcheck disable=SC1091
+	source "$LAB/ports"
+	local before=0
+	[[ $1 == cinder-volume ]] && before=$(grep -c 'Driver initialization completed successfully' "$LOG/cinder-volume.log" || true)
+	stop "$1"
+	launch "$1"
+	case $1 in
+	cinder-volume)
+		# Done when init_host has run again: the heartbeat of the old
+		# process would make the service look up already.
+		wait_for cinder-volume "cinder-volume's driver initialization" \
+			eval "(( \$(grep -c 'Driver initialization completed successfully' '$LOG/cinder-volume.log') > $before ))"
+		;;
+	cinder-api) wait_for cinder-api "cinder-api" http_answers "http://127.0.0.1:$API_PORT/" ;;
+	esac
+	say "restarted $1 (pid $(cat "$RUN/$1.pid"))"
+}
+
 up() {
 	if [[ -d $RUN ]] && ls "$RUN"/*.pid >/dev/null 2>&1; then
 		die "a lab is already running under $LAB (run/ has pid files); run: make lab-down"
@@ -347,14 +389,11 @@ up() {
 	glance-manage --config-file "$LAB/glance-api.conf" db_sync >>"$LOG/glance-manage.log" 2>&1 ||
 		{ tail -n 20 "$LOG/glance-manage.log" >&2; die "glance-manage db_sync failed"; }
 
-	start volrepd "$volrepd" --config "$CONF"
-	wait_for volrepd "volrepd's driver API" tcp_open "$DRIVER_PORT"
+	echo "VOLREPD_BIN=$volrepd" >>"$LAB/ports"
+	VOLREPD_BIN=$volrepd
 
-	local pyenv=(env PYTHONPATH="$REPO/deploy/cinder" PYTHONDONTWRITEBYTECODE=1 PYTHONWARNINGS=ignore)
-	start cinder-api "${pyenv[@]}" cinder-api --config-file "$CONF" --log-file "$LOG/cinder-api.log"
-	start cinder-scheduler "${pyenv[@]}" cinder-scheduler --config-file "$CONF" --log-file "$LOG/cinder-scheduler.log"
-	start cinder-volume "${pyenv[@]}" cinder-volume --config-file "$CONF" --log-file "$LOG/cinder-volume.log"
-	start glance-api "${pyenv[@]}" glance-api --config-file "$LAB/glance-api.conf" --log-file "$LOG/glance-api.log"
+	launch volrepd
+	for name in cinder-api cinder-scheduler cinder-volume glance-api; do launch "$name"; done
 
 	wait_for cinder-api "cinder-api on 127.0.0.1:$API_PORT" http_answers "http://127.0.0.1:$API_PORT/"
 	wait_for glance-api "glance-api on 127.0.0.1:$GLANCE_PORT" http_answers "http://127.0.0.1:$GLANCE_PORT/versions"
@@ -406,5 +445,6 @@ case ${1:-} in
 up) up ;;
 down) down ;;
 reload) reload ;;
-*) die "usage: $0 up|down|reload" ;;
+restart) restart "${2:?usage: $0 restart SERVICE}" ;;
+*) die "usage: $0 up|down|reload|restart SERVICE" ;;
 esac
