@@ -205,6 +205,19 @@ func (l *cinderLab) create(args ...string) string {
 	return kvTable(l.must("cinder", append([]string{"create"}, args...)...))["id"]
 }
 
+// waitKV waits for a field of a cinderclient show table, failing at once
+// on an error status.
+func (l *cinderLab) waitKV(what string, show []string, field, want string) {
+	l.t.Helper()
+	l.waitFor(what+" "+field+" "+want, 2*time.Minute, func() (bool, string) {
+		got := kvTable(l.must("cinder", show...))[field]
+		if strings.HasPrefix(got, "error") {
+			l.t.Fatalf("%s: %s %s\n%s", what, field, got, l.logTails())
+		}
+		return got == want, got
+	})
+}
+
 // kvTable reads a cinderclient "| Property | Value |" table.
 func kvTable(out string) map[string]string {
 	m := map[string]string{}
@@ -296,9 +309,12 @@ func TestCinderLab(t *testing.T) {
 	if !found {
 		t.Fatalf("openstack volume service list has no cinder-volume %s: %v", labHost, services)
 	}
-	if s := l.volumeService(); s["Backend State"] != "up" || s["Replication Status"] != "enabled" {
-		t.Fatalf("cinder service-list --withreplication: %v, want backend up, replication enabled", s)
-	}
+	// lab.sh waited for the scheduler to have the backend's stats; the
+	// API reads them from the scheduler over RPC, so allow it a moment.
+	l.waitFor("backend up with replication enabled in cinder service-list", 30*time.Second, func() (bool, string) {
+		s := l.volumeService()
+		return s["Backend State"] == "up" && s["Replication Status"] == "enabled", fmt.Sprint(s)
+	})
 	pool := kvTable(l.must("cinder", "get-pools", "--detail"))
 	for k, want := range map[string]string{
 		"name":                labHost + "#puredriver-1",
@@ -442,6 +458,37 @@ func TestCinderLab(t *testing.T) {
 		})
 		if v := l.volume(va); v.ReplicationStatus != "enabled" {
 			t.Errorf("va after failback: replication_status %q, want enabled", v.ReplicationStatus)
+		}
+	})
+
+	t.Run("group create, snapshot, enable replication", func(t *testing.T) {
+		l := *l
+		l.t = t
+		l.must("cinder", "group-type-create", "pure-group")
+		l.must("cinder", "group-type-key", "pure-group", "set",
+			"consistent_group_snapshot_enabled=<is> True", "consistent_group_replication_enabled=<is> True")
+		g := kvTable(l.must("cinder", "group-create", "--name", "g1", "pure-group", "pure-async"))["id"]
+		l.waitKV("group g1", []string{"group-show", g}, "status", "available")
+		gv := l.create("--group-id", g, "--volume-type", "pure-async", "--name", "gv1", "1")
+		l.waitVolume(gv, "available")
+		cg := "consisgroup-" + g + "-cinder"
+		if _, err := pure1.GetGroup(ctx, cg); err != nil {
+			t.Fatalf("pure1 has no %s for group g1: %v", cg, err)
+		}
+		gs := kvTable(l.must("cinder", "group-snapshot-create", "--name", "gs1", g))["id"]
+		l.waitKV("group snapshot gs1", []string{"group-snapshot-show", gs}, "status", "available")
+		if _, err := pure1.GetSnapshot(ctx, providerName(gv), "snapshot-"+gs); err != nil {
+			t.Errorf("pure1 has no group snapshot member snapshot-%s of %s: %v", gs, providerName(gv), err)
+		}
+		l.must("cinder", "group-enable-replication", g)
+		l.waitKV("group g1 replication", []string{"group-show", g}, "replication_status", "enabled")
+		// Replicating, the group is a protection group of its own: its
+		// volume moved there from the backend's cinder-group.
+		if got := members(t, pure1, cg); !slices.Equal(got, []string{providerName(gv)}) {
+			t.Errorf("pure1's %s has %v once replicating, want [%s]", cg, got, providerName(gv))
+		}
+		if pg := members(t, pure1, "cinder-group"); slices.Contains(pg, providerName(gv)) {
+			t.Errorf("pure1's cinder-group still has %s: %v", providerName(gv), pg)
 		}
 	})
 

@@ -310,6 +310,8 @@ cinder_cli() { (
 # service_up BINARY HOST: the service's row in cinder service-list says up.
 service_up() { cinder_cli service-list --binary "$1" | grep -E "\| *$1 *\| *$2 *\|.*\| *up *\|"; }
 
+pool_known() { cinder_cli get-pools | grep -E "\| *name *\| *$1 *\|"; }
+
 # ---- up / down ------------------------------------------------------------
 
 # launch NAME: start one of the lab's services (the same way for up and
@@ -399,6 +401,10 @@ up() {
 	wait_for glance-api "glance-api on 127.0.0.1:$GLANCE_PORT" http_answers "http://127.0.0.1:$GLANCE_PORT/versions"
 	wait_for cinder-scheduler "cinder-scheduler up" service_up cinder-scheduler "$HOSTNAME_CINDER"
 	wait_for cinder-volume "cinder-volume $HOSTNAME_CINDER@$BACKEND up" service_up cinder-volume "$HOSTNAME_CINDER@$BACKEND"
+	# Schedulable only once the scheduler has the backend's stats: until
+	# then get-pools lists nothing and service-list's Backend State is "-".
+	wait_for cinder-scheduler "the scheduler's pool $HOSTNAME_CINDER@$BACKEND#$BACKEND" \
+		pool_known "$HOSTNAME_CINDER@$BACKEND#$BACKEND"
 	echo "$((SECONDS - t0))" >"$LAB/startup_seconds"
 	LAB_OK=1
 
