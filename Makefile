@@ -22,9 +22,15 @@ DEB_TOOLS := qemu-img:qemu-utils qemu-io:qemu-utils nbdinfo:libnbd-bin nbdcopy:l
 # Python module → Debian package, for the Cinder driver and its stubs.
 # Debian's python3 (not a pyenv one on PATH) sees these packages.
 DEB_PYTHON := grpc_tools:python3-grpc-tools grpc:python3-grpcio cinder:python3-cinder
+# Debian packages of `make lab` (a real Cinder in front of volrep), checked by
+# a file each installs.
+DEB_LAB := /usr/lib/rabbitmq/bin/rabbitmq-server:rabbitmq-server /usr/bin/cinder-api:cinder-api \
+           /usr/bin/cinder-scheduler:cinder-scheduler /usr/bin/cinder-volume:cinder-volume \
+           /usr/bin/glance-api:glance-api /usr/bin/openstack:python3-openstackclient \
+           /usr/bin/cinder:python3-cinderclient
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: FORCE all run test generate check-generated lint unit e2e bench tools deps clean
+.PHONY: FORCE all run test generate check-generated lint unit e2e bench tools deps clean lab lab-down lab-deps
 
 all: test
 
@@ -34,9 +40,9 @@ run:
 # No test may skip here (VOLREP_E2E_REQUIRE=1 turns internal/testenv's skips
 # into failures); testreport prints what a plain go test would and fails the
 # run on any SKIP that got past that.
-test: deps tools check-generated lint
+test: deps lab-deps tools check-generated lint
 	go build -o $(BIN)/testreport ./internal/testenv/testreport
-	set -o pipefail; VOLREP_E2E_REQUIRE=1 go test -json -race -count=1 -timeout 30m ./... | $(BIN)/testreport
+	set -o pipefail; VOLREP_E2E_REQUIRE=1 go test -json -race -count=1 -timeout 40m ./... | $(BIN)/testreport
 
 unit:
 	go test -race ./...
@@ -93,6 +99,21 @@ deps:
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
+
+# The packages' scripts start no service here: deploy/lab/lab.sh starts each.
+lab-deps:
+	@missing=""; for pair in $(DEB_LAB); do f=$${pair%%:*}; pkg=$${pair##*:}; \
+		[ -e $$f ] || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+
+# A real Cinder (API, scheduler, volume, RabbitMQ, glance) in front of volrep, under .lab/.
+lab: deps lab-deps
+	./deploy/lab/lab.sh up
+
+lab-down:
+	./deploy/lab/lab.sh down
 
 clean:
 	rm -rf $(BIN) .volrep-demo

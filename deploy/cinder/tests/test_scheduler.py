@@ -7,6 +7,7 @@ import unittest
 from oslo_utils import timeutils
 
 import volrep_support as vs
+from volrep_support import pb
 
 
 def setUpModule():
@@ -69,6 +70,44 @@ class StatsTest(unittest.TestCase):
         self.assertEqual(0, s['free_capacity_gb'])
         self.assertIn('UNAVAILABLE', s['backend_state_reason'])
         self.assertIn('127.0.0.1:1', s['backend_state_reason'])
+
+
+    def test_backend_down_at_setup_starts_and_reports_down(self):
+        # The seed lab's typo: volrepd serves the backend but reports it
+        # down. The driver starts anyway (Cinder never retries init_host),
+        # and its stats say down with volrepd's reason until volrepd says up.
+        from unittest import mock
+        from cinder import context
+        reason = ('cinder.conf:66: unknown key "bakend_id" in '
+                  'replication_device of [%s]' % vs.BACKEND)
+        d = vs.make_driver(vs.EXPLICIT_GROUP)
+        d.do_setup(context.get_admin_context())
+        real_call = d._call
+        # volrepd's own record of the backend, as it would list it down.
+        down = pb.Backend()
+        down.CopyFrom(next(b for b in real_call(
+            'ListBackends', pb.ListBackendsRequest()).backends
+            if b.name == vs.BACKEND))
+        down.up, down.reason = False, reason
+
+        def call(method, request, **kwargs):
+            if method == 'ListBackends':
+                return pb.ListBackendsResponse(backends=[down])
+            r = real_call(method, request, **kwargs)
+            if method == 'GetVolumeStats' and not down.up:
+                r.backend_state_up = False
+                r.backend_state_reason = reason
+            return r
+
+        with mock.patch.object(d, '_call', side_effect=call):
+            d.check_for_setup_error()  # does not raise
+            s = d.get_volume_stats(refresh=True)
+            self.assertEqual('down', s['backend_state'])
+            self.assertIn('bakend_id', s['backend_state_reason'])
+            down.up = True  # fixed and reloaded
+            s = d.get_volume_stats(refresh=True)
+            self.assertEqual('up', s['backend_state'])
+            self.assertNotIn('backend_state_reason', s)
 
 
 class CapabilitiesFilterTest(unittest.TestCase):

@@ -558,9 +558,15 @@ class VolrepDriver(driver.VolumeDriver):
         b = self._find_backend()
         self._backend = b.name
         if not b.up:
-            raise exception.VolumeDriverException(message=_(
-                'volrep backend %(name)s is down: %(reason)s') %
-                {'name': b.name, 'reason': b.reason or 'no reason given'})
+            # Cinder runs init_host once: raising here would leave the driver
+            # uninitialized until cinder-volume restarts, even after the file
+            # is fixed and volrepd reloaded. So start, and let the stats say
+            # down (with volrepd's reason) until volrepd says up.
+            LOG.error('volrep backend %(name)s is down: %(reason)s. Cinder '
+                      'will see it down until volrepd reports it up (fix '
+                      'the file and reload volrepd; no restart of '
+                      'cinder-volume is needed).',
+                      {'name': b.name, 'reason': b.reason or 'no reason given'})
         if (self._active_backend_id and b.active_backend_id and
                 self._active_backend_id != b.active_backend_id):
             LOG.warning('Cinder records backend %(name)s as failed over to '
