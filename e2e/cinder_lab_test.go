@@ -36,7 +36,7 @@ const labHost = "lab@puredriver-1"
 // even when up fails half-way or the test fails.
 func startCinderLab(t *testing.T) *cinderLab {
 	t.Helper()
-	for _, name := range []string{"cinder-api", "cinder-scheduler", "cinder-volume", "glance-api", "cinder", "openstack", "/usr/lib/rabbitmq/bin/rabbitmq-server"} {
+	for _, name := range []string{"cinder-api", "cinder-scheduler", "cinder-volume", "glance-api", "cinder", "openstack", "rabbitmq-server"} {
 		tool(t, name)
 	}
 	volrepd, _ := binaries(t)

@@ -106,7 +106,7 @@ volrep_sync_timeout = 2000
 		t.Helper()
 		r, err := dc.Retype(ctx, &driverv1.RetypeRequest{Backend: "puredriver-1", VolumeId: "rv", NewType: to})
 		if err != nil || !r.GetRetyped() || r.GetModelUpdate().GetReplicationStatus() != driverv1.ReplicationStatus_REPLICATION_STATUS_ENABLED {
-			t.Fatalf("retype to %s: %v, %v", to.GetName(), r, err)
+			t.Fatalf("retype to %s: %v, %v\n%s", to.GetName(), r, err, a.Logs())
 		}
 	}
 	// inPod checks the volume is a pod member and mirrored: the peer holds

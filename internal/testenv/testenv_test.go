@@ -18,7 +18,8 @@ import (
 	"testing"
 )
 
-// makefileTools reads the Makefile's DEB_TOOLS (command:package pairs) and
+// makefileTools reads the Makefile's DEB_TOOLS (command:package pairs), DEB_LAB
+// (file:package pairs, the file named as its command) and
 // the commands its tools target installs with `go install`.
 func makefileTools(t *testing.T) (deb map[string]string, goTools map[string]bool) {
 	t.Helper()
@@ -42,6 +43,17 @@ func makefileTools(t *testing.T) (deb map[string]string, goTools map[string]bool
 			t.Fatalf("DEB_TOOLS entry %q: want command:package", pair)
 		}
 		deb[cmd] = pkg
+	}
+	// DEB_LAB pairs a file each package installs with the package (the
+	// lab's services are not all on PATH); the file's name is the command.
+	if m := regexp.MustCompile(`(?m)^DEB_LAB\s*:?=(.*)$`).FindStringSubmatch(text); m != nil {
+		for _, pair := range strings.Fields(m[1]) {
+			file, pkg, ok := strings.Cut(pair, ":")
+			if !ok {
+				t.Fatalf("DEB_LAB entry %q: want file:package", pair)
+			}
+			deb[path.Base(file)] = pkg
+		}
 	}
 	goTools = map[string]bool{}
 	for _, m := range regexp.MustCompile(`go install (\S+)@`).FindAllStringSubmatch(text, -1) {
