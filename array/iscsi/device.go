@@ -1,0 +1,70 @@
+package iscsi
+
+import (
+	"context"
+	"errors"
+)
+
+// Device is the logical unit behind one LUN of a session. The server calls
+// its methods concurrently (from every session that sees the same volume).
+// Offsets and lengths are in bytes, always multiples of BlockSize and
+// within [0, Size()); the server checks them first.
+//
+// Errors map to SCSI sense data (see the Err* values below); any other
+// error is MEDIUM ERROR / UNRECOVERED READ ERROR for reads and HARDWARE
+// ERROR / INTERNAL TARGET FAILURE otherwise. Errors never end the session.
+type Device interface {
+	// Size is the capacity in bytes. It may grow while the device is open
+	// (online extend); the server then reports CAPACITY DATA HAS CHANGED
+	// once to every session that sees the LUN.
+	Size() int64
+	// ReadOnly reports a write-protected LUN (a snapshot, a replica target
+	// copy): writes, UNMAP and WRITE SAME get DATA PROTECT / WRITE
+	// PROTECTED without calling the device.
+	ReadOnly() bool
+	// ReadAt fills p with the bytes at off; unwritten ranges read as zeros.
+	ReadAt(ctx context.Context, p []byte, off int64) error
+	// WriteAt writes p at off. With fua the data is durable before it
+	// returns. p is only valid during the call.
+	WriteAt(ctx context.Context, p []byte, off int64, fua bool) error
+	// Flush makes every write acknowledged before it durable, on every
+	// session to the same volume (SYNCHRONIZE CACHE).
+	Flush(ctx context.Context) error
+	// Zero makes [off, off+length) read as zeros, deallocating what it can
+	// (UNMAP, WRITE SAME with zero data).
+	Zero(ctx context.Context, off, length int64, fua bool) error
+	// Identity is the LUN's SCSI identity, stable for the volume's life
+	// and the same on every array that serves it (INQUIRY VPD 0x80, 0x83).
+	Identity() Identity
+	// Close releases the device; the session calls it when the LUN leaves
+	// its map or the session ends.
+	Close()
+}
+
+// Identity names a logical unit.
+type Identity struct {
+	// NAA is the 16-byte NAA IEEE Registered Extended designator (NAA 6)
+	// reported in VPD page 0x83; it is the WWN multipath and Cinder key on.
+	NAA [16]byte
+	// Serial is VPD page 0x80's unit serial number (printable ASCII).
+	Serial string
+	// Product is INQUIRY's product identification (at most 16 bytes).
+	Product string
+}
+
+// Errors a Device (or Targets.Open) returns to get a specific sense.
+var (
+	// ErrWriteProtected: DATA PROTECT / WRITE PROTECTED (27h/00h).
+	ErrWriteProtected = errors.New("iscsi: the logical unit is write protected")
+	// ErrNotMapped: the LUN was unmapped from this initiator (revoked).
+	// ILLEGAL REQUEST / LOGICAL UNIT NOT SUPPORTED (25h/00h).
+	ErrNotMapped = errors.New("iscsi: the logical unit is not mapped to this initiator")
+	// ErrNoSpace: DATA PROTECT / SPACE ALLOCATION FAILED WRITE PROTECT
+	// (27h/07h), as thin-provisioned arrays report a full pool.
+	ErrNoSpace = errors.New("iscsi: no space left for the write")
+	// ErrUnavailable: the LUN cannot serve I/O now (its pod stopped, the
+	// array is shutting down). NOT READY / LOGICAL UNIT NOT ACCESSIBLE,
+	// ASYMMETRIC ACCESS STATE TRANSITION (04h/0Ah) or, with ALUA,
+	// TARGET PORT IN UNAVAILABLE STATE (04h/0Ch).
+	ErrUnavailable = errors.New("iscsi: the logical unit is unavailable")
+)
