@@ -110,7 +110,7 @@ func TestSettingsAreRead(t *testing.T) {
 		"volume_backend_name = pure-gold",
 		"san_ip = [fd00::10]:7401",
 		"pure_api_token = tok-primary-0001",
-		"replication_device = backend_id:s1, san_ip:fd00::20 , api_token:tok-s1-000001, type:sync,",
+		"replication_device = backend_id:s1, san_ip:fd00::20 , api_token:tok-s1-000001, type:sync",
 		"pure_replication_pg_name = pg1",
 		"pure_replication_pod_name = pod1",
 		"volrep_pool = gold",

@@ -78,7 +78,7 @@ func TestRules(t *testing.T) {
 				`t.conf:7: replication_device of [b1] has no api_token; add api_token:TOKEN`,
 				`t.conf:8: type "Sync" in replication_device "r3" of [b1] is not one of async, sync; did you mean "sync"?`,
 				`t.conf:9: unknown key "colour" in replication_device "r4" of [b1]; the keys are backend_id, san_ip, api_token, type`,
-				`t.conf:9: replication_device "r4" of [b1] sets san_ip more than once; keep one`,
+				`t.conf:9: replication_device "r4" of [b1] sets san_ip more than once, which oslo.config refuses, so Cinder's driver does not start; keep one`,
 				`t.conf:10: replication_device "r5" of [b1]: write san_ip:VALUE, with a colon, not san_ip=VALUE`,
 				`t.conf:10: replication_device "r5" of [b1]: item 4 is not key:value; separate each key from its value with ':' and the items with ','`,
 				`t.conf:11: replication_device in [b1] is empty; write backend_id:NAME,san_ip:HOST[:PORT],api_token:TOKEN[,type:async|sync] or delete the line`,
@@ -86,6 +86,7 @@ func TestRules(t *testing.T) {
 		},
 		{
 			// ini.v1 drops empty values; the line numbers must not shift.
+			// oslo.config keeps empty values, and the last san_ip wins.
 			name: "empty occurrences keep their place",
 			conf: conf(
 				"[DEFAULT]",
@@ -99,8 +100,7 @@ func TestRules(t *testing.T) {
 				"replication_device = backend_id:r1,san_ip:10.0.0.20,api_token:tok-r1-000001",
 			),
 			want: []string{
-				`t.conf:4: san_ip in [b1] is empty; set it to the primary array's address (host or host:port)`,
-				`t.conf:5: duplicate key "san_ip" in [b1] (first set at line 4); only replication_device may repeat, so delete one of them`,
+				`t.conf:5: duplicate key "san_ip" in [b1] (first set at line 4); only replication_device may repeat, and Cinder uses the last one, so delete the one you do not mean`,
 				`t.conf:7: replication_device in [b1] is empty; write backend_id:NAME,san_ip:HOST[:PORT],api_token:TOKEN[,type:async|sync] or delete the line`,
 				`t.conf:9: duplicate backend_id "r1" in [b1] (first used at line 8); give each replication_device its own backend_id`,
 			},
@@ -307,10 +307,11 @@ func TestRules(t *testing.T) {
 				"[DEFAULT]",
 				"enabled_backends = b2",
 			),
+			// The last enabled_backends wins, so b1 is not a backend at all.
 			want: []string{
-				`t.conf:6: duplicate key "san_ip" in [b1] (first set at line 4); only replication_device may repeat, so delete one of them`,
-				`t.conf:9: duplicate key "log_level" in [volrep] (first set at line 8); only replication_device may repeat, so delete one of them`,
-				`t.conf:11: duplicate key "enabled_backends" in [DEFAULT] (first set at line 2); list every backend in one enabled_backends`,
+				`t.conf:9: duplicate key "log_level" in [volrep] (first set at line 8); only replication_device may repeat, and Cinder uses the last one, so delete the one you do not mean`,
+				`t.conf:11: duplicate key "enabled_backends" in [DEFAULT] (first set at line 2); Cinder uses the last one: list every backend in one enabled_backends`,
+				`t.conf:11: enabled_backends in [DEFAULT] lists "b2" but there is no [b2] section; did you mean "b1"?`,
 			},
 		},
 		{
@@ -367,10 +368,12 @@ func TestRules(t *testing.T) {
 				`t.conf:5: unknown section [volrepd] is ignored; did you mean [volrep]?`,
 				`t.conf:6: unknown section [backend_default] is ignored; did you mean [backend_defaults]?`,
 				`t.conf:7: unknown section [aray:x] is ignored; did you mean [array:x]?`,
-				`t.conf:11: line is neither "key = value" nor a [section] header; fix it or comment it out with '#'`,
+				`t.conf:11: line is neither "key = value" nor a [section] header; cinder-volume (oslo.config) fails to start on this line: fix it or comment it out with '#'`,
 			},
 		},
 		{
+			// oslo.config has no quoted keys or multi-line quotes: the quotes
+			// are part of the key or value.
 			name: "syntax problems in sections we read; odd quoting elsewhere is not ours",
 			conf: conf(
 				"[DEFAULT]",
@@ -386,10 +389,9 @@ func TestRules(t *testing.T) {
 				"[unclosed",
 			),
 			want: []string{
-				`t.conf:5: line is neither "key = value" nor a [section] header; fix it or comment it out with '#'`,
-				`t.conf:9: "volrep_pool" in [b1]: quoted key names are not supported; write the key without quotes`,
-				"t.conf:10: volume_backend_name in [b1]: the value opens a quoted block (\"\"\" or `) that does not close on the same line; multi-line values are not supported",
-				`t.conf:11: section header has no closing ']'`,
+				`t.conf:5: line is neither "key = value" nor a [section] header; cinder-volume (oslo.config) fails to start on this line: fix it or comment it out with '#'`,
+				`t.conf:9: unknown key "\"volrep_pool\"" in [b1]; did you mean "volrep_pool"?`,
+				`t.conf:11: section header has no closing ']'; cinder-volume (oslo.config) fails to start on this line: close it`,
 			},
 		},
 		{

@@ -45,7 +45,7 @@ func (p *parser) readArrays() []Array {
 		if !strings.HasPrefix(s, arrayPrefix) {
 			continue
 		}
-		a := Array{Name: strings.TrimPrefix(s, arrayPrefix), Line: p.ix.headerLine(s), Pools: []string{"cinder"}}
+		a := Array{Name: p.ix.spelling[s][len(arrayPrefix):], Line: p.ix.headerLine(s), Pools: []string{"cinder"}}
 		to := &a.Problems
 		p.checkKeys(to, s, arrayKeys, "")
 		if !validName(a.Name) {
