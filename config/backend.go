@@ -247,7 +247,7 @@ func (p *parser) checkRatio(to *Problems, layers []string) float64 {
 	// Cinder's regex first: it refuses "1e3" and "+2", which ParseFloat takes.
 	f, err := strconv.ParseFloat(v.text, 64)
 	if !ratioPattern.MatchString(v.text) || err != nil || math.IsInf(f, 0) || f < 1 {
-		p.report(to, v.line, v.section, v.key, "max_over_subscription_ratio in [%s] must be \"auto\" or a number of at least 1.0; got %q", v.section, v.text)
+		p.report(to, v.line, v.section, v.key, "max_over_subscription_ratio in [%s] must be \"auto\" or a number of at least 1.0; got %s", v.section, shown(v.text))
 		return 20
 	}
 	return f
@@ -259,16 +259,17 @@ func (p *parser) checkCinderOpts(to *Problems, layers []string) map[string]strin
 	var out map[string]string
 	for _, key := range slices.Sorted(maps.Keys(cinderOpts)) {
 		opt := cinderOpts[key]
-		v, ok := p.number(key, layers...)
+		get := p.first
+		if opt.kind == "int" || opt.kind == "float" {
+			get = p.number // empty is None: the next layer's value
+		}
+		v, ok := get(key, layers...)
 		if !ok {
 			continue
 		}
-		if opt.kind != "int" && opt.kind != "float" {
-			v, _ = p.first(key, layers...)
-		}
 		text, err := opt.convert(v.text)
 		if err != nil {
-			p.report(to, v.line, v.section, key, "%s in [%s] %s; got %q; Cinder fails when it reads it", key, v.section, err, v.text)
+			p.report(to, v.line, v.section, key, "%s in [%s] %s; got %s; Cinder fails when it reads it", key, v.section, err, shown(v.text))
 			continue
 		}
 		if text == "" {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -365,6 +366,12 @@ func (p *parser) checkUnknownSections(backends []string) {
 		if s == defaultSection || isOwnSection(s) || enabled[s] {
 			continue
 		}
+		if s == strings.ToLower(defaultSection) {
+			// oslo.config folds every section name but DEFAULT.
+			p.report(nil, p.ix.headerLine(s), s, "", "[%s] is not [DEFAULT]: only DEFAULT is written in capitals, and Cinder and volrepd ignore [%s]; write [DEFAULT]",
+				p.ix.spelling[s], p.ix.spelling[s])
+			continue
+		}
 		meant := closest(strings.TrimSpace(s), []string{volrepSection, backendDefaultsSection}, -1)
 		if prefix, name, ok := strings.Cut(s, ":"); ok && meant == "" && closest(prefix, []string{"array"}, 1) != "" {
 			meant = arrayPrefix + name
@@ -395,11 +402,11 @@ func (p *parser) checkInt(to *Problems, key string, def, lo, hi int, what string
 	}
 	n, ok := pyInt(v.text)
 	if ok && n > hi {
-		p.report(to, v.line, v.section, key, "%s in [%s] must be at most %d; got %q", key, v.section, hi, v.text)
+		p.report(to, v.line, v.section, key, "%s in [%s] must be at most %d; got %s", key, v.section, hi, shown(v.text))
 		return def
 	}
 	if !ok || n < lo {
-		p.report(to, v.line, v.section, key, "%s in [%s] must be %s; got %q", key, v.section, what, v.text)
+		p.report(to, v.line, v.section, key, "%s in [%s] must be %s; got %s", key, v.section, what, shown(v.text))
 		return def
 	}
 	return n
@@ -412,8 +419,8 @@ func (p *parser) checkChoice(to *Problems, key, def string, choices []string, se
 		return def
 	}
 	if !slices.Contains(choices, v.text) {
-		p.report(to, v.line, v.section, key, "%s in [%s] must be one of %s; got %q%s", key, v.section,
-			strings.Join(choices, ", "), v.text, suggestion(v.text, choices))
+		p.report(to, v.line, v.section, key, "%s in [%s] must be one of %s; got %s%s", key, v.section,
+			strings.Join(choices, ", "), shown(v.text), suggestion(v.text, choices))
 		return def
 	}
 	return v.text
@@ -438,7 +445,7 @@ func (p *parser) checkAddr(to *Problems, key, def, defPort string, listen bool, 
 func (p *parser) addr(to *Problems, v value, defPort string, listen bool) string {
 	addr, err := hostPort(v.text, defPort)
 	if err != nil {
-		p.report(to, v.line, v.section, v.key, "%s in [%s] %s; got %q%s", v.key, v.section, err, v.text, inlineCommentHint(v.text))
+		p.report(to, v.line, v.section, v.key, "%s in [%s] %s; got %s%s", v.key, v.section, err, shown(v.text), inlineCommentHint(v.text))
 		return ""
 	}
 	if listen && !strings.HasSuffix(addr, ":0") {
@@ -468,6 +475,17 @@ func (p *parser) required(to *Problems, owner, key, what string, sections ...str
 	return value{}, false
 }
 
+// shown quotes a value for a message. Of a value that goes on over
+// continuation lines only the first line is shown: the lines below were
+// likely meant as settings of their own, and may hold a token.
+func shown(text string) string {
+	first, rest, multi := strings.Cut(text, "\n")
+	if !multi {
+		return strconv.Quote(text)
+	}
+	return fmt.Sprintf("%q and %d more line(s)", first, strings.Count(rest, "\n")+1)
+}
+
 // inlineCommentHint explains the commonest reason a good-looking address is
 // rejected: oslo.config (and so this reader) has no end-of-line comments.
 func inlineCommentHint(s string) string {
@@ -486,8 +504,8 @@ func (p *parser) checkName(to *Problems, key, def string, sections ...string) st
 		return def
 	}
 	if !validName(v.text) {
-		p.report(to, v.line, v.section, key, "%s in [%s] must be 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit; got %q",
-			key, v.section, v.text)
+		p.report(to, v.line, v.section, key, "%s in [%s] must be 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit; got %s",
+			key, v.section, shown(v.text))
 		return def
 	}
 	return v.text

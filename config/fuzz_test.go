@@ -2,9 +2,9 @@ package config
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"reflect"
-	"fmt"
 	"strings"
 	"testing"
 )
