@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"reflect"
@@ -37,7 +36,8 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Parse: %v", err)
 		}
-		lines := bytes.Count(data, []byte("\n")) + 1
+		// Lines end at "\n", "\r\n" or "\r", as in Python.
+		lines := max(1, len(splitLines(data)))
 		for i, p := range cfg.Problems {
 			if p.File != "f.conf" || p.Line < 1 || p.Line > lines || p.Message == "" {
 				t.Errorf("problem %#v does not point at a line of a %d-line input", p, lines)
@@ -67,16 +67,22 @@ func checkAgreement(t *testing.T, data []byte) {
 	}
 	ix := scan(data)
 	var b strings.Builder
-	section := ""
+	written := map[string]bool{}
 	for _, e := range ix.entries {
-		if e.key == "" || e.section == section {
+		if e.key == "" || written[e.section] {
 			continue
 		}
-		section = e.section
+		written[e.section] = true
 		fmt.Fprintf(&b, "[%s]\n", e.section)
 		for _, k := range ix.keys(e.section) {
 			first, rest, _ := strings.Cut(k.value, "\n")
-			fmt.Fprintf(&b, "%s = \"%s\"\n", k.key, first)
+			key := k.key
+			if strings.ContainsAny(key[:1], "#;[") {
+				// Only a line that starts with one is a comment or a
+				// header; "\v#" is the key "#".
+				key = "\v" + key
+			}
+			fmt.Fprintf(&b, "%s = \"%s\"\n", key, first)
 			for _, l := range strings.Split(rest, "\n") {
 				if rest != "" {
 					fmt.Fprintf(&b, "  %s\n", l)
