@@ -171,11 +171,14 @@ func (c *conn) loginStep(st *loginState, p *pdu) (bool, error) {
 		default:
 			return false, loginFail(statusInitiatorError, "transition from stage %d to %d", csg, nsg)
 		}
-		if st.needAuth && !st.authDone {
-			return false, loginFail(statusAuthFailure, "leaving the security stage without authenticating")
-		}
-		if !st.needAuth && st.chap != 0 && !st.authDone {
-			return false, loginFail(statusAuthFailure, "leaving the security stage in the middle of CHAP")
+		if csg == stageSecurity && !st.authDone {
+			if st.chap == 0 && st.needAuth {
+				return false, loginFail(statusAuthFailure, "leaving the security stage without authenticating")
+			}
+			if st.chap != 0 {
+				// CHAP has steps to go: stay in the stage (T=0).
+				transit = false
+			}
 		}
 	}
 	if (csg == stageOperational || (transit && nsg == stageFullFeature)) && !st.sentMRDSL {

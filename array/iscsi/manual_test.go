@@ -1,6 +1,7 @@
 package iscsi
 
 import (
+	"log/slog"
 	"os"
 	"os/signal"
 	"testing"
@@ -16,7 +17,7 @@ func TestManualServe(t *testing.T) {
 	tt := newTestTargets()
 	tt.add("iqn.2024-01.test:vol", "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test", Auth{}, 0, dev)
 	tt.add("iqn.2024-01.test:vol", "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2", Auth{}, 0, dev)
-	ts := startServer(t, tt, Options{})
+	ts := startServer(t, tt, Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	t.Logf("listening on %s", ts.addr)
 	os.WriteFile("/tmp/iscsi-manual-addr", []byte(ts.addr), 0o600)
 	ch := make(chan os.Signal, 1)

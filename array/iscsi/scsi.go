@@ -48,14 +48,15 @@ const (
 	ascInternalTargetFailure  = 0x4400
 	ascInvalidFieldInIU       = 0x0e03
 	ascCommandsCleared        = 0x2f00
+	ascResetOccurred          = 0x2900
 )
 
 // Limits advertised in the Block Limits VPD page (in logical blocks).
 const (
 	maxCompareAndWriteBlocks = 128
-	maxUnmapBlocks           = 1 << 22
+	maxUnmapBlocks           = 1 << 20
 	maxUnmapDescriptors      = 256
-	maxWriteSameBlocks       = 65536
+	maxWriteSameBlocks       = MaxTransferBlocks
 	optimalTransferBlocks    = 2048
 	physicalBlockExponent    = 3 // 4096-byte physical blocks
 	vendorID                 = "VOLREP  "
@@ -95,7 +96,8 @@ type lunState struct {
 	dev      Device
 	id       Identity
 	mu       sync.Mutex
-	size     int64 // the capacity last reported to this session
+	size     int64  // the capacity last reported to this session
+	resets   uint64 // the volume's LOGICAL UNIT RESETs this session has been told of
 	refs     int
 	released bool // removed from the session; Close when refs drop to 0
 }
@@ -142,7 +144,8 @@ func (ss *scsiSession) acquire(ctx context.Context, lun uint64) (*lunState, erro
 		l.refs++
 		return l, nil
 	}
-	l := &lunState{dev: dev, id: dev.Identity(), size: dev.Size(), refs: 1}
+	id := dev.Identity()
+	l := &lunState{dev: dev, id: id, size: dev.Size(), refs: 1, resets: ss.s.resetCounter(&id).Load()}
 	ss.luns[lun] = l
 	return l, nil
 }
@@ -205,9 +208,20 @@ func (ss *scsiSession) lunExists(ctx context.Context, raw uint64) bool {
 	return false
 }
 
-// reset is a LOGICAL UNIT RESET: nothing is cached per LUN beyond the
-// reported capacity, which stays.
-func (ss *scsiSession) reset(uint64) {}
+// reset is a LOGICAL UNIT RESET: every session that sees the volume gets
+// a unit attention (29h/00h).
+func (ss *scsiSession) reset(raw uint64) {
+	lun, ok := decodeLUN(raw)
+	if !ok {
+		return
+	}
+	l, err := ss.acquire(ss.s.ctx, lun)
+	if err != nil {
+		return
+	}
+	ss.s.resetCounter(&l.id).Add(1)
+	ss.releaseLUN(l)
+}
 
 // decodeLUN decodes a single-level LUN (peripheral or flat addressing).
 func decodeLUN(raw uint64) (uint64, bool) {
@@ -272,12 +286,21 @@ func (ss *scsiSession) exec(ctx context.Context, rawLUN uint64, cdb, dataOut []b
 		return ss.deviceError(lun, nil, err, false)
 	}
 	defer ss.releaseLUN(l)
-	// Capacity change: a unit attention, once.
+	// A LOGICAL UNIT RESET (from any session) and a capacity change are
+	// unit attentions, each reported once.
+	resets := ss.s.resetCounter(&l.id).Load()
 	size := l.dev.Size()
 	l.mu.Lock()
-	changed := size != l.size
-	l.size = size
+	reset := resets != l.resets
+	l.resets = resets
+	changed := !reset && size != l.size
+	if changed {
+		l.size = size
+	}
 	l.mu.Unlock()
+	if reset {
+		return checkCondition(senseUnitAttention, ascResetOccurred)
+	}
 	if changed {
 		return checkCondition(senseUnitAttention, ascCapacityChanged)
 	}
@@ -452,8 +475,11 @@ func (c *cmd) run(ctx context.Context) scsiResult {
 	case 0x25:
 		return c.readCapacity10()
 	case 0x9e:
-		if cdb[1]&0x1f == 0x10 {
+		switch cdb[1] & 0x1f {
+		case 0x10:
 			return c.readCapacity16()
+		case 0x12:
+			return c.getLBAStatus(ctx)
 		}
 		return c.invalidCDB()
 	case 0x1a, 0x5a:
@@ -556,22 +582,37 @@ func (c *cmd) write(ctx context.Context) scsiResult {
 	if c.readOnly() {
 		return withSPDTL(checkCondition(senseDataProtect, ascWriteProtected), res.spdtl)
 	}
-	if c.edtl != res.spdtl || len(c.out) != res.spdtl {
-		return withSPDTL(checkCondition(senseIllegalRequest, ascInvalidFieldInIU), res.spdtl)
-	}
-	if n == 0 {
+	// With an iSCSI expected length short of the CDB's, only the data
+	// sent is written (FCP-4's rule, which libiscsi's suite checks); a
+	// longer one has its excess ignored. Residuals report either.
+	data := c.out[:min(len(c.out), res.spdtl)]
+	if len(data) == 0 {
 		return res
 	}
 	fua := cdb[0] != 0x0a && cdb[1]&0x08 != 0
 	if cdb[0] == 0x2e || cdb[0] == 0xae || cdb[0] == 0x8e {
 		fua = true // WRITE AND VERIFY: the medium must hold the data
 	}
+	off := int64(lba) * BlockSize
 	lock := c.ss.s.cawLock(&c.l.id)
 	lock.RLock()
-	err := c.l.dev.WriteAt(ctx, c.out, int64(lba)*BlockSize, fua)
-	lock.RUnlock()
-	if err != nil {
-		return withSPDTL(c.fail(err, false), res.spdtl)
+	defer lock.RUnlock()
+	whole := len(data) / BlockSize * BlockSize
+	if whole > 0 {
+		if err := c.l.dev.WriteAt(ctx, data[:whole], off, fua); err != nil {
+			return withSPDTL(c.fail(err, false), res.spdtl)
+		}
+	}
+	if tail := data[whole:]; len(tail) > 0 {
+		// A partial block: read, modify, write.
+		blk := make([]byte, BlockSize)
+		if err := c.l.dev.ReadAt(ctx, blk, off+int64(whole)); err != nil {
+			return withSPDTL(c.fail(err, true), res.spdtl)
+		}
+		copy(blk, tail)
+		if err := c.l.dev.WriteAt(ctx, blk, off+int64(whole), fua); err != nil {
+			return withSPDTL(c.fail(err, false), res.spdtl)
+		}
 	}
 	return res
 }
@@ -775,7 +816,9 @@ func (c *cmd) compareAndWrite(ctx context.Context) scsiResult {
 	if cdb[1]&0xe0 != 0 {
 		return withSPDTL(c.invalidCDB(), spdtl)
 	}
-	if n > maxCompareAndWriteBlocks {
+	// A count of 0 with data (libiscsi's 256 blocks wrapped to 0) is
+	// a malformed request rather than a no-op.
+	if n > maxCompareAndWriteBlocks || (n == 0 && c.edtl != 0) {
 		return withSPDTL(c.invalidCDB(), spdtl)
 	}
 	if !c.inRange(lba, n) {
@@ -988,7 +1031,7 @@ var supportedOps = []opInfo{
 	{op: 0x42, cdbLen: 10}, {op: 0x5a, cdbLen: 10},
 	{op: 0x88, cdbLen: 16}, {op: 0x89, cdbLen: 16}, {op: 0x8a, cdbLen: 16}, {op: 0x8e, cdbLen: 16},
 	{op: 0x8f, cdbLen: 16}, {op: 0x90, cdbLen: 16}, {op: 0x91, cdbLen: 16}, {op: 0x93, cdbLen: 16},
-	{op: 0x9e, sa: 0x10, hasSA: true, cdbLen: 16},
+	{op: 0x9e, sa: 0x10, hasSA: true, cdbLen: 16}, {op: 0x9e, sa: 0x12, hasSA: true, cdbLen: 16},
 	{op: 0xa0, cdbLen: 12}, {op: 0xa3, sa: 0x0c, hasSA: true, cdbLen: 12},
 	{op: 0xa8, cdbLen: 12}, {op: 0xaa, cdbLen: 12}, {op: 0xae, cdbLen: 12}, {op: 0xaf, cdbLen: 12},
 }
@@ -1068,4 +1111,61 @@ func (c *cmd) reportSupportedOpcodes() scsiResult {
 		d = append(d, timeoutsDescriptor...)
 	}
 	return scsiResult{data: truncateAlloc(d, alloc)}
+}
+
+// getLBAStatus answers GET LBA STATUS. A Device does not report its
+// allocation, so the server reads: with LBPRZ, a deallocated block reads
+// as zeros, and a range of zeros is reported deallocated (which it may as
+// well be). One call scans at most MaxTransferBlocks.
+func (c *cmd) getLBAStatus(ctx context.Context) scsiResult {
+	lba := binary.BigEndian.Uint64(c.cdb[2:])
+	alloc := int(binary.BigEndian.Uint32(c.cdb[10:]))
+	if lba >= c.blocks {
+		return checkCondition(senseIllegalRequest, ascLBAOutOfRange)
+	}
+	if alloc < 24 {
+		return scsiResult{data: make([]byte, min(alloc, 8))}
+	}
+	maxDesc := (alloc - 8) / 16
+	n := min(c.blocks-lba, MaxTransferBlocks)
+	buf, release, err := c.budget.allocate(ctx, int(n)*BlockSize)
+	if err != nil {
+		return c.fail(err, true)
+	}
+	defer release()
+	if err := c.l.dev.ReadAt(ctx, buf, int64(lba)*BlockSize); err != nil {
+		return c.fail(err, true)
+	}
+	type run struct {
+		lba, n uint64
+		zero   bool
+	}
+	var runs []run
+	const unit = 1 << physicalBlockExponent
+	for b := uint64(0); b < n; {
+		// Align units to physical blocks.
+		end := min((lba+b)/unit*unit+unit-lba, n)
+		zero := isZero(buf[b*BlockSize : end*BlockSize])
+		if k := len(runs) - 1; k >= 0 && runs[k].zero == zero {
+			runs[k].n += end - b
+		} else {
+			if len(runs) == maxDesc {
+				break
+			}
+			runs = append(runs, run{lba: lba + b, n: end - b, zero: zero})
+		}
+		b = end
+	}
+	d := make([]byte, 8, 8+16*len(runs))
+	for _, r := range runs {
+		desc := make([]byte, 16)
+		binary.BigEndian.PutUint64(desc, r.lba)
+		binary.BigEndian.PutUint32(desc[8:], uint32(r.n))
+		if r.zero {
+			desc[12] = 0x01 // deallocated
+		}
+		d = append(d, desc...)
+	}
+	binary.BigEndian.PutUint32(d, uint32(len(d)-4))
+	return scsiResult{data: d}
 }

@@ -103,6 +103,8 @@ type Server struct {
 	// cawLocks serialise COMPARE AND WRITE against every other write to
 	// the same volume through this server (keyed by a hash of the NAA).
 	cawLocks [64]sync.RWMutex
+	// resets counts LOGICAL UNIT RESETs per volume (by NAA).
+	resets sync.Map // [16]byte → *atomic.Uint64
 
 	accepted, active, rejected    atomic.Int64
 	logins, refused, commands     atomic.Int64
@@ -296,4 +298,13 @@ func (s *Server) cawLock(id *Identity) *sync.RWMutex {
 		h = (h ^ uint32(b)) * 16777619
 	}
 	return &s.cawLocks[h%uint32(len(s.cawLocks))]
+}
+
+// resetCounter returns the LOGICAL UNIT RESET counter of a volume.
+func (s *Server) resetCounter(id *Identity) *atomic.Uint64 {
+	if v, ok := s.resets.Load(id.NAA); ok {
+		return v.(*atomic.Uint64)
+	}
+	v, _ := s.resets.LoadOrStore(id.NAA, new(atomic.Uint64))
+	return v.(*atomic.Uint64)
 }

@@ -451,20 +451,22 @@ func (c *conn) taskManagement(p *pdu) bool {
 	fn := p.flags() & 0x7f
 	lun := p.lun()
 	rtt := p.u32(20)
-	refCmdSN := p.u32(32)
 	var waits []chan struct{}
 	response := byte(tmfComplete)
 	affects := func(t *task) bool { return true }
 	switch fn {
 	case tmfAbortTask:
 		affects = func(t *task) bool { return t.itt == rtt }
+		// A task found awaiting Data-Out is dropped (Function complete); one
+		// already running completes and is answered, so the abort finds no
+		// task (as libiscsi's suite expects: either the write's response or
+		// a successful abort, never both).
 		c.mu.Lock()
-		_, found := c.tasks[rtt]
-		exp := c.expCmdSN
-		c.mu.Unlock()
-		if !found && int32(refCmdSN-exp) >= 0 {
+		t, found := c.tasks[rtt]
+		if !found || !t.waiting {
 			response = tmfNoTask
 		}
+		c.mu.Unlock()
 	case tmfAbortTaskSet, tmfClearTaskSet, tmfLUReset:
 		if !c.sess.lunExists(c.ctx, lun) {
 			response = tmfNoLUN
