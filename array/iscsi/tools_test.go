@@ -74,7 +74,7 @@ var (
 	reSuite   = regexp.MustCompile(`^Suite: (\S+)`)
 	reTest    = regexp.MustCompile(`^\s+Test: (\S+) \.\.\.`)
 	reSummary = regexp.MustCompile(`(?m)^\s+tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)`)
-	reFailed  = regexp.MustCompile(`(?m)^Suite (\S+), Test (\S+) had failures`)
+	reResult  = regexp.MustCompile(`(^|\.\.\.)\s*(passed|FAILED)$`)
 	reSkipped = regexp.MustCompile(`\[SKIPPED\] (.*)`)
 )
 
@@ -88,9 +88,6 @@ func parseSuite(out string) (suiteResult, error) {
 	r.ran, _ = strconv.Atoi(m[2])
 	r.passed, _ = strconv.Atoi(m[3])
 	r.failed, _ = strconv.Atoi(m[4])
-	for _, f := range reFailed.FindAllStringSubmatch(out, -1) {
-		r.failures = append(r.failures, f[1]+"."+f[2])
-	}
 	seen := map[string]bool{}
 	var suite, test string
 	sc := bufio.NewScanner(strings.NewReader(out))
@@ -103,7 +100,12 @@ func parseSuite(out string) (suiteResult, error) {
 		if m := reTest.FindStringSubmatch(line); m != nil {
 			test = m[1]
 		}
-		if m := reSkipped.FindStringSubmatch(line); m != nil && test != "" {
+		if m := reResult.FindStringSubmatch(strings.TrimSpace(line)); m != nil && test != "" && m[2] == "FAILED" {
+			r.failures = append(r.failures, suite+"."+test)
+		}
+		// libiscsi probes PERSISTENT RESERVE IN before every test; that
+		// is not the test skipping.
+		if m := reSkipped.FindStringSubmatch(line); m != nil && test != "" && !strings.Contains(m[1], "PERSISTENT RESERVE IN") {
 			key := suite + "." + test + ": " + strings.TrimSpace(m[1])
 			if !seen[key] {
 				seen[key] = true
@@ -132,7 +134,16 @@ func runSuite(t *testing.T, env []string, family string, urls ...string) suiteRe
 // drops the connection, and libiscsi's reconnect sends the next case's
 // single block as immediate data, so there is no Data-Out to corrupt and
 // the write succeeds. tgtd fails all four of its cases.
-var knownSuiteArtefacts = map[string]bool{"iSCSIdatasn.iSCSIDataSnInvalid": true}
+//
+// GetLBAStatus.UnmapSingle (libiscsi 1.19) asks for the status at LBA
+// i+1 and requires the first descriptor to start at i+8 (its loop's
+// physical block step), where SBC-3 5.8 requires the first descriptor to
+// start at the requested LBA. tgtd does not implement GET LBA STATUS, so
+// it skips the test.
+var knownSuiteArtefacts = map[string]bool{
+	"iSCSIdatasn.iSCSIDataSnInvalid": true,
+	"GetLBAStatus.UnmapSingle":       true,
+}
 
 // TestConformanceLibiscsi runs libiscsi's iscsi-test-cu families iSCSI,
 // LINUX and SCSI against this server (the LINUX family with CHAP) and
@@ -182,9 +193,12 @@ func TestConformanceLibiscsi(t *testing.T) {
 		t.Logf("%-6s volrep: %d/%d passed (%d failed %v); tgtd: %d/%d passed (%d failed %v)",
 			fam, o.passed, o.ran, o.failed, o.failures, g.passed, g.ran, g.failed, g.failures)
 		for _, f := range o.failures {
-			if !knownSuiteArtefacts[f] && (fam == "iSCSI" || fam == "LINUX") {
+			if !knownSuiteArtefacts[f] {
 				t.Errorf("%s: %s failed against volrep", fam, f)
 			}
+		}
+		if o.failed != len(o.failures) {
+			t.Errorf("%s: the summary counts %d failures, the parser found %v", fam, o.failed, o.failures)
 		}
 		if o.passed < g.passed {
 			t.Errorf("%s: volrep passes %d tests, tgtd %d", fam, o.passed, g.passed)
