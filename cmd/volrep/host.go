@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/volrep/volrep/paging"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 	"github.com/volrep/volrep/server"
 )
@@ -51,15 +52,8 @@ func (f *arrayFlags) call(a *app, cmd *cobra.Command, fn func(ctx context.Contex
 		return &cliError{What: fmt.Sprintf("bad --array %q", f.addr), Err: err, Exit: exitUsage}
 	}
 	defer cc.Close()
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	if a.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, a.timeout)
-		defer cancel()
-	}
+	ctx, cancel := a.context(cmd)
+	defer cancel()
 	return fn(ctx, arrayv1.NewHostServiceClient(cc))
 }
 
@@ -119,15 +113,12 @@ func newHostListCmd(a *app) *cobra.Command {
 		Args:  exactIDs(0, "no arguments"),
 		RunE: a.runE(func(cmd *cobra.Command, _ []string) error {
 			return af.call(a, cmd, func(ctx context.Context, c arrayv1.HostServiceClient) error {
-				hosts, err := listAll(ctx, func(ctx context.Context, tok string) ([]*arrayv1.Host, string, error) {
-					r, err := c.ListHosts(ctx, &arrayv1.ListHostsRequest{PageSize: 1000, PageToken: tok})
-					return r.GetHosts(), r.GetNextPageToken(), err
-				})
+				hosts, err := listHosts(ctx, c)
 				if err != nil {
-					return rpcError("list hosts", err)
+					return err
 				}
-				conns, err := listAll(ctx, func(ctx context.Context, tok string) ([]*arrayv1.Connection, string, error) {
-					r, err := c.ListConnections(ctx, &arrayv1.ListConnectionsRequest{PageSize: 1000, PageToken: tok})
+				conns, err := paging.All(ctx, func(ctx context.Context, tok string) ([]*arrayv1.Connection, string, error) {
+					r, err := c.ListConnections(ctx, &arrayv1.ListConnectionsRequest{PageSize: paging.MaxPageSize, PageToken: tok})
 					return r.GetConnections(), r.GetNextPageToken(), err
 				})
 				if err != nil {
@@ -168,20 +159,16 @@ func newHostListCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-// listAll follows next_page_token to the end.
-func listAll[T any](ctx context.Context, page func(ctx context.Context, token string) ([]T, string, error)) ([]T, error) {
-	var out []T
-	for tok := ""; ; {
-		items, next, err := page(ctx, tok)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, items...)
-		if next == "" {
-			return out, nil
-		}
-		tok = next
+// listHosts lists every host of the array.
+func listHosts(ctx context.Context, c arrayv1.HostServiceClient) ([]*arrayv1.Host, error) {
+	hosts, err := paging.All(ctx, func(ctx context.Context, tok string) ([]*arrayv1.Host, string, error) {
+		r, err := c.ListHosts(ctx, &arrayv1.ListHostsRequest{PageSize: paging.MaxPageSize, PageToken: tok})
+		return r.GetHosts(), r.GetNextPageToken(), err
+	})
+	if err != nil {
+		return nil, rpcError("list hosts", err)
 	}
+	return hosts, nil
 }
 
 // hostList is host list's JSON: {"hosts": [...], "connections": [...]},
@@ -288,12 +275,9 @@ func attachISCSI(ctx context.Context, a *app, c arrayv1.HostServiceClient, volum
 
 // hostOfInitiator returns the host an initiator belongs to, or "".
 func hostOfInitiator(ctx context.Context, c arrayv1.HostServiceClient, initiator string) (string, error) {
-	hosts, err := listAll(ctx, func(ctx context.Context, tok string) ([]*arrayv1.Host, string, error) {
-		r, err := c.ListHosts(ctx, &arrayv1.ListHostsRequest{PageSize: 1000, PageToken: tok})
-		return r.GetHosts(), r.GetNextPageToken(), err
-	})
+	hosts, err := listHosts(ctx, c)
 	if err != nil {
-		return "", rpcError("list hosts", err)
+		return "", err
 	}
 	for _, h := range hosts {
 		for _, iqn := range h.GetIqns() {
