@@ -57,7 +57,8 @@ type Array struct {
 	// ISCSIListen are the portals ("host:port") the array serves iSCSI
 	// on; none means it does not.
 	ISCSIListen []string
-	// ISCSITargetIQN is the array's iSCSI target name.
+	// ISCSITargetIQN is the array's iSCSI target name (set with
+	// ISCSIListen only).
 	ISCSITargetIQN string
 	APIToken       Secret
 	Pools          []string // created at start

@@ -85,7 +85,9 @@ func (p *parser) readArrays() []Array {
 			}
 		}
 		a.ISCSIListen = p.portals(to, s)
-		a.ISCSITargetIQN = array.DefaultTargetIQN(a.Name)
+		if len(a.ISCSIListen) > 0 {
+			a.ISCSITargetIQN = array.DefaultTargetIQN(a.Name)
+		}
 		if v, ok := p.first("iscsi_target_iqn", s); ok {
 			switch {
 			case len(a.ISCSIListen) == 0:
