@@ -52,6 +52,12 @@ type Array struct {
 	// NBDIdleTimeout closes NBD connections without a request for this
 	// long; 0 means never.
 	NBDIdleTimeout time.Duration
+	// ISCSIListen are the portals ("host:port") the array serves iSCSI
+	// on; none means it does not.
+	ISCSIListen []string
+	// ISCSITargetIQN is the array's iSCSI target name (set with
+	// ISCSIListen only).
+	ISCSITargetIQN string
 	APIToken       Secret
 	Pools          []string // created at start
 	Line           int
