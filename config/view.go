@@ -37,6 +37,8 @@ type ArrayView struct {
 	NBDListen         string   `json:"nbd_listen"`
 	NBDMaxConnections int      `json:"nbd_max_connections"`
 	NBDIdleTimeout    int64    `json:"nbd_idle_timeout"` // seconds
+	ISCSIListen       []string `json:"iscsi_listen"`
+	ISCSITargetIQN    string   `json:"iscsi_target_iqn"`
 	Pools             []string `json:"pools"`
 	Problems          int      `json:"problems"`
 }
@@ -98,6 +100,7 @@ func (c *Config) View() View {
 	for _, a := range c.Arrays {
 		v.Arrays = append(v.Arrays, ArrayView{Name: a.Name, Line: a.Line, DataDir: a.DataDir, Listen: a.Listen, APIToken: a.APIToken,
 			NBDListen: a.NBDListen, NBDMaxConnections: a.NBDMaxConnections, NBDIdleTimeout: int64(a.NBDIdleTimeout / time.Second),
+			ISCSIListen: append([]string{}, a.ISCSIListen...), ISCSITargetIQN: a.ISCSITargetIQN,
 			Pools: a.Pools, Problems: len(a.Problems)})
 	}
 	for _, b := range c.Backends {
