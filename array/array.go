@@ -197,6 +197,9 @@ type Array interface {
 	ListVolumes(ctx context.Context, pool string) ([]Volume, error)
 	DeleteVolume(ctx context.Context, name string) error
 	ExtendVolume(ctx context.Context, name string, sizeBytes int64) (Volume, error)
+	// RevertVolume makes a volume's content one of its snapshots' in
+	// O(1); open attachments read the new content from their next request.
+	RevertVolume(ctx context.Context, volume, snapshot string) (Volume, error)
 	WriteVolume(ctx context.Context, name string, off int64, p []byte, fua bool) error
 	ReadVolume(ctx context.Context, name string, off int64, p []byte) error
 	FlushVolume(ctx context.Context, name string) error

@@ -116,6 +116,14 @@ func (c *Client) ExtendVolume(ctx context.Context, name string, size int64) (arr
 	return wire.VolumeFromPB(r.GetVolume()), nil
 }
 
+func (c *Client) RevertVolume(ctx context.Context, volume, snapshot string) (array.Volume, error) {
+	r, err := c.volumes.RevertVolume(ctx, &arrayv1.RevertVolumeRequest{Volume: volume, Snapshot: snapshot})
+	if err != nil {
+		return array.Volume{}, err
+	}
+	return wire.VolumeFromPB(r.GetVolume()), nil
+}
+
 // WriteVolume splits large writes; with fua only the last piece carries
 // it, which is enough because FUA flushes the whole volume.
 func (c *Client) WriteVolume(ctx context.Context, name string, off int64, p []byte, fua bool) error {

@@ -49,6 +49,14 @@ func (s *Service) ExtendVolume(ctx context.Context, req *arrayv1.ExtendVolumeReq
 	return &arrayv1.ExtendVolumeResponse{Volume: wire.VolumeToPB(v)}, nil
 }
 
+func (s *Service) RevertVolume(ctx context.Context, req *arrayv1.RevertVolumeRequest) (*arrayv1.RevertVolumeResponse, error) {
+	v, err := s.a.RevertVolume(ctx, req.GetVolume(), req.GetSnapshot())
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.RevertVolumeResponse{Volume: wire.VolumeToPB(v)}, nil
+}
+
 func (s *Service) WriteVolume(ctx context.Context, req *arrayv1.WriteVolumeRequest) (*arrayv1.WriteVolumeResponse, error) {
 	return &arrayv1.WriteVolumeResponse{}, s.a.WriteVolume(ctx, req.GetName(), req.GetOffset(), req.GetData(), req.GetFua())
 }

@@ -265,13 +265,3 @@ func (l *layer) usedBytes() int64 {
 	defer l.mu.RUnlock()
 	return int64(l.present.Count()) * bs
 }
-
-// chainContains reports whether l is top or one of its ancestors.
-func chainContains(top, l *layer) bool {
-	for x := top; x != nil; x = x.parent {
-		if x == l {
-			return true
-		}
-	}
-	return false
-}

@@ -342,24 +342,62 @@ func (s *Store) Diff(ctx context.Context, volume, base, snap string) ([]array.Ex
 			return nil, err
 		}
 		from = b.layer
-		if !chainContains(to.layer, from) {
+		// After a revert, base may sit on a branch the volume left (it
+		// was taken after the snapshot reverted to): the two then share
+		// an ancestor, and the delta is what either side changed since it.
+		if c := commonAncestor(to.layer, from); c == nil || (c == to.layer && from != to.layer) {
 			return nil, errdefs.FailedPrecondition("snapshot %q is not older than %q in volume %q's lineage; swap them or send a full copy", base, snap, volume)
 		}
 	}
 	return diffLayers(ctx, to.layer, from, to.rec.Size)
 }
 
-// diffLayers lists what the view topped by to changes relative to the view
-// topped by its ancestor from (nil: relative to nothing, data only).
-func diffLayers(ctx context.Context, to, from *layer, size int64) ([]array.Extent, error) {
-	cand := bitmap.New()
-	for l := to; l != from; l = l.parent {
+// commonAncestor returns the newest layer in both a's and b's chains.
+func commonAncestor(a, b *layer) *layer {
+	in := map[*layer]bool{}
+	for x := a; x != nil; x = x.parent {
+		in[x] = true
+	}
+	for x := b; x != nil; x = x.parent {
+		if in[x] {
+			return x
+		}
+	}
+	return nil
+}
+
+// changedBelow adds to cand the blocks the layers from top down to stop
+// (excluded) hold, and those they zero too when zeros is set.
+func changedBelow(cand *bitmap.Bitmap, top, stop *layer, zeros bool) {
+	for l := top; l != nil && l != stop; l = l.parent {
 		l.mu.RLock()
 		cand.Or(l.present)
-		if from != nil {
+		if zeros {
 			cand.Or(l.zero)
 		}
 		l.mu.RUnlock()
+	}
+}
+
+// changedBetween adds to cand every block whose content may differ
+// between the views topped by a and b: what either changed since their
+// common ancestor.
+func changedBetween(cand *bitmap.Bitmap, a, b *layer) {
+	c := commonAncestor(a, b)
+	changedBelow(cand, a, c, true)
+	changedBelow(cand, b, c, true)
+}
+
+// diffLayers lists what the view topped by to changes relative to the view
+// topped by from (nil: relative to nothing, data only). from is to's
+// ancestor, or shares one with it: the candidates are then the blocks
+// either side changed since that ancestor, each sent as to holds it.
+func diffLayers(ctx context.Context, to, from *layer, size int64) ([]array.Extent, error) {
+	cand := bitmap.New()
+	if from == nil {
+		changedBelow(cand, to, nil, false)
+	} else {
+		changedBetween(cand, to, from)
 	}
 	limit := uint64((size + bs - 1) / bs)
 	var out []array.Extent

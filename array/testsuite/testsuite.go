@@ -37,6 +37,7 @@ func Run(t *testing.T, open Opener) {
 		{"Checksums", testChecksums},
 		{"ReadOnlyAndSnapshotSets", testReadOnlyAndSets},
 		{"Property", testProperty},
+		{"Revert", testRevert},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}

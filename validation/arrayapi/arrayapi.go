@@ -52,6 +52,8 @@ func Check(req any) (handled bool, err error) {
 		return true, deleteSnapshotRequest(x)
 	case *arrayv1.ReadSnapshotRequest:
 		return true, readSnapshotRequest(x)
+	case *arrayv1.RevertVolumeRequest:
+		return true, v.First(v.Name("volume", x.GetVolume()), v.Name("snapshot", x.GetSnapshot()))
 	case *arrayv1.CloneSnapshotRequest:
 		return true, cloneSnapshotRequest(x)
 	case *arrayv1.DiffSnapshotsRequest:

@@ -2161,6 +2161,103 @@ func (x *CreateSnapshotSetResponse) GetSnapshots() []*Snapshot {
 	return nil
 }
 
+type RevertVolumeRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Volume string                 `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	// The snapshot of volume to revert to.
+	Snapshot      string `protobuf:"bytes,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevertVolumeRequest) Reset() {
+	*x = RevertVolumeRequest{}
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevertVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevertVolumeRequest) ProtoMessage() {}
+
+func (x *RevertVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevertVolumeRequest.ProtoReflect.Descriptor instead.
+func (*RevertVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RevertVolumeRequest) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *RevertVolumeRequest) GetSnapshot() string {
+	if x != nil {
+		return x.Snapshot
+	}
+	return ""
+}
+
+type RevertVolumeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volume        *Volume                `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevertVolumeResponse) Reset() {
+	*x = RevertVolumeResponse{}
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevertVolumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevertVolumeResponse) ProtoMessage() {}
+
+func (x *RevertVolumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevertVolumeResponse.ProtoReflect.Descriptor instead.
+func (*RevertVolumeResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RevertVolumeResponse) GetVolume() *Volume {
+	if x != nil {
+		return x.Volume
+	}
+	return nil
+}
+
 var File_volrep_array_v1_volume_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
@@ -2320,7 +2417,12 @@ const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"T\n" +
 	"\x19CreateSnapshotSetResponse\x127\n" +
-	"\tsnapshots\x18\x01 \x03(\v2\x19.volrep.array.v1.SnapshotR\tsnapshots2\xbf\r\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x19.volrep.array.v1.SnapshotR\tsnapshots\"I\n" +
+	"\x13RevertVolumeRequest\x12\x16\n" +
+	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x1a\n" +
+	"\bsnapshot\x18\x02 \x01(\tR\bsnapshot\"G\n" +
+	"\x14RevertVolumeResponse\x12/\n" +
+	"\x06volume\x18\x01 \x01(\v2\x17.volrep.array.v1.VolumeR\x06volume2\x9c\x0e\n" +
 	"\rVolumeService\x12[\n" +
 	"\fCreateVolume\x12$.volrep.array.v1.CreateVolumeRequest\x1a%.volrep.array.v1.CreateVolumeResponse\x12R\n" +
 	"\tGetVolume\x12!.volrep.array.v1.GetVolumeRequest\x1a\".volrep.array.v1.GetVolumeResponse\x12X\n" +
@@ -2340,7 +2442,8 @@ const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\rDiffSnapshots\x12%.volrep.array.v1.DiffSnapshotsRequest\x1a&.volrep.array.v1.DiffSnapshotsResponse0\x01\x12g\n" +
 	"\x10ChecksumSnapshot\x12(.volrep.array.v1.ChecksumSnapshotRequest\x1a).volrep.array.v1.ChecksumSnapshotResponse\x12j\n" +
 	"\x11SetVolumeReadOnly\x12).volrep.array.v1.SetVolumeReadOnlyRequest\x1a*.volrep.array.v1.SetVolumeReadOnlyResponse\x12j\n" +
-	"\x11CreateSnapshotSet\x12).volrep.array.v1.CreateSnapshotSetRequest\x1a*.volrep.array.v1.CreateSnapshotSetResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
+	"\x11CreateSnapshotSet\x12).volrep.array.v1.CreateSnapshotSetRequest\x1a*.volrep.array.v1.CreateSnapshotSetResponse\x12[\n" +
+	"\fRevertVolume\x12$.volrep.array.v1.RevertVolumeRequest\x1a%.volrep.array.v1.RevertVolumeResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
 
 var (
 	file_volrep_array_v1_volume_service_proto_rawDescOnce sync.Once
@@ -2354,7 +2457,7 @@ func file_volrep_array_v1_volume_service_proto_rawDescGZIP() []byte {
 	return file_volrep_array_v1_volume_service_proto_rawDescData
 }
 
-var file_volrep_array_v1_volume_service_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_volrep_array_v1_volume_service_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_volrep_array_v1_volume_service_proto_goTypes = []any{
 	(*Volume)(nil),                    // 0: volrep.array.v1.Volume
 	(*Snapshot)(nil),                  // 1: volrep.array.v1.Snapshot
@@ -2395,75 +2498,80 @@ var file_volrep_array_v1_volume_service_proto_goTypes = []any{
 	(*SetVolumeReadOnlyResponse)(nil), // 36: volrep.array.v1.SetVolumeReadOnlyResponse
 	(*CreateSnapshotSetRequest)(nil),  // 37: volrep.array.v1.CreateSnapshotSetRequest
 	(*CreateSnapshotSetResponse)(nil), // 38: volrep.array.v1.CreateSnapshotSetResponse
-	nil,                               // 39: volrep.array.v1.Volume.LabelsEntry
-	nil,                               // 40: volrep.array.v1.Snapshot.LabelsEntry
-	nil,                               // 41: volrep.array.v1.CreateVolumeRequest.LabelsEntry
-	nil,                               // 42: volrep.array.v1.CreateSnapshotRequest.LabelsEntry
-	nil,                               // 43: volrep.array.v1.CloneSnapshotRequest.LabelsEntry
-	nil,                               // 44: volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),     // 45: google.protobuf.Timestamp
+	(*RevertVolumeRequest)(nil),       // 39: volrep.array.v1.RevertVolumeRequest
+	(*RevertVolumeResponse)(nil),      // 40: volrep.array.v1.RevertVolumeResponse
+	nil,                               // 41: volrep.array.v1.Volume.LabelsEntry
+	nil,                               // 42: volrep.array.v1.Snapshot.LabelsEntry
+	nil,                               // 43: volrep.array.v1.CreateVolumeRequest.LabelsEntry
+	nil,                               // 44: volrep.array.v1.CreateSnapshotRequest.LabelsEntry
+	nil,                               // 45: volrep.array.v1.CloneSnapshotRequest.LabelsEntry
+	nil,                               // 46: volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),     // 47: google.protobuf.Timestamp
 }
 var file_volrep_array_v1_volume_service_proto_depIdxs = []int32{
-	45, // 0: volrep.array.v1.Volume.created:type_name -> google.protobuf.Timestamp
-	39, // 1: volrep.array.v1.Volume.labels:type_name -> volrep.array.v1.Volume.LabelsEntry
-	45, // 2: volrep.array.v1.Snapshot.created:type_name -> google.protobuf.Timestamp
-	40, // 3: volrep.array.v1.Snapshot.labels:type_name -> volrep.array.v1.Snapshot.LabelsEntry
-	41, // 4: volrep.array.v1.CreateVolumeRequest.labels:type_name -> volrep.array.v1.CreateVolumeRequest.LabelsEntry
+	47, // 0: volrep.array.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	41, // 1: volrep.array.v1.Volume.labels:type_name -> volrep.array.v1.Volume.LabelsEntry
+	47, // 2: volrep.array.v1.Snapshot.created:type_name -> google.protobuf.Timestamp
+	42, // 3: volrep.array.v1.Snapshot.labels:type_name -> volrep.array.v1.Snapshot.LabelsEntry
+	43, // 4: volrep.array.v1.CreateVolumeRequest.labels:type_name -> volrep.array.v1.CreateVolumeRequest.LabelsEntry
 	0,  // 5: volrep.array.v1.CreateVolumeResponse.volume:type_name -> volrep.array.v1.Volume
 	0,  // 6: volrep.array.v1.GetVolumeResponse.volume:type_name -> volrep.array.v1.Volume
 	0,  // 7: volrep.array.v1.ListVolumesResponse.volumes:type_name -> volrep.array.v1.Volume
 	0,  // 8: volrep.array.v1.ExtendVolumeResponse.volume:type_name -> volrep.array.v1.Volume
-	42, // 9: volrep.array.v1.CreateSnapshotRequest.labels:type_name -> volrep.array.v1.CreateSnapshotRequest.LabelsEntry
+	44, // 9: volrep.array.v1.CreateSnapshotRequest.labels:type_name -> volrep.array.v1.CreateSnapshotRequest.LabelsEntry
 	1,  // 10: volrep.array.v1.CreateSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
 	1,  // 11: volrep.array.v1.GetSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
 	1,  // 12: volrep.array.v1.ListSnapshotsResponse.snapshots:type_name -> volrep.array.v1.Snapshot
-	43, // 13: volrep.array.v1.CloneSnapshotRequest.labels:type_name -> volrep.array.v1.CloneSnapshotRequest.LabelsEntry
+	45, // 13: volrep.array.v1.CloneSnapshotRequest.labels:type_name -> volrep.array.v1.CloneSnapshotRequest.LabelsEntry
 	0,  // 14: volrep.array.v1.CloneSnapshotResponse.volume:type_name -> volrep.array.v1.Volume
 	2,  // 15: volrep.array.v1.DiffSnapshotsResponse.extents:type_name -> volrep.array.v1.Extent
 	0,  // 16: volrep.array.v1.SetVolumeReadOnlyResponse.volume:type_name -> volrep.array.v1.Volume
-	44, // 17: volrep.array.v1.CreateSnapshotSetRequest.labels:type_name -> volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
+	46, // 17: volrep.array.v1.CreateSnapshotSetRequest.labels:type_name -> volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
 	1,  // 18: volrep.array.v1.CreateSnapshotSetResponse.snapshots:type_name -> volrep.array.v1.Snapshot
-	3,  // 19: volrep.array.v1.VolumeService.CreateVolume:input_type -> volrep.array.v1.CreateVolumeRequest
-	5,  // 20: volrep.array.v1.VolumeService.GetVolume:input_type -> volrep.array.v1.GetVolumeRequest
-	7,  // 21: volrep.array.v1.VolumeService.ListVolumes:input_type -> volrep.array.v1.ListVolumesRequest
-	9,  // 22: volrep.array.v1.VolumeService.DeleteVolume:input_type -> volrep.array.v1.DeleteVolumeRequest
-	11, // 23: volrep.array.v1.VolumeService.ExtendVolume:input_type -> volrep.array.v1.ExtendVolumeRequest
-	13, // 24: volrep.array.v1.VolumeService.WriteVolume:input_type -> volrep.array.v1.WriteVolumeRequest
-	15, // 25: volrep.array.v1.VolumeService.ReadVolume:input_type -> volrep.array.v1.ReadVolumeRequest
-	17, // 26: volrep.array.v1.VolumeService.FlushVolume:input_type -> volrep.array.v1.FlushVolumeRequest
-	19, // 27: volrep.array.v1.VolumeService.CreateSnapshot:input_type -> volrep.array.v1.CreateSnapshotRequest
-	21, // 28: volrep.array.v1.VolumeService.GetSnapshot:input_type -> volrep.array.v1.GetSnapshotRequest
-	23, // 29: volrep.array.v1.VolumeService.ListSnapshots:input_type -> volrep.array.v1.ListSnapshotsRequest
-	25, // 30: volrep.array.v1.VolumeService.DeleteSnapshot:input_type -> volrep.array.v1.DeleteSnapshotRequest
-	27, // 31: volrep.array.v1.VolumeService.ReadSnapshot:input_type -> volrep.array.v1.ReadSnapshotRequest
-	29, // 32: volrep.array.v1.VolumeService.CloneSnapshot:input_type -> volrep.array.v1.CloneSnapshotRequest
-	31, // 33: volrep.array.v1.VolumeService.DiffSnapshots:input_type -> volrep.array.v1.DiffSnapshotsRequest
-	33, // 34: volrep.array.v1.VolumeService.ChecksumSnapshot:input_type -> volrep.array.v1.ChecksumSnapshotRequest
-	35, // 35: volrep.array.v1.VolumeService.SetVolumeReadOnly:input_type -> volrep.array.v1.SetVolumeReadOnlyRequest
-	37, // 36: volrep.array.v1.VolumeService.CreateSnapshotSet:input_type -> volrep.array.v1.CreateSnapshotSetRequest
-	4,  // 37: volrep.array.v1.VolumeService.CreateVolume:output_type -> volrep.array.v1.CreateVolumeResponse
-	6,  // 38: volrep.array.v1.VolumeService.GetVolume:output_type -> volrep.array.v1.GetVolumeResponse
-	8,  // 39: volrep.array.v1.VolumeService.ListVolumes:output_type -> volrep.array.v1.ListVolumesResponse
-	10, // 40: volrep.array.v1.VolumeService.DeleteVolume:output_type -> volrep.array.v1.DeleteVolumeResponse
-	12, // 41: volrep.array.v1.VolumeService.ExtendVolume:output_type -> volrep.array.v1.ExtendVolumeResponse
-	14, // 42: volrep.array.v1.VolumeService.WriteVolume:output_type -> volrep.array.v1.WriteVolumeResponse
-	16, // 43: volrep.array.v1.VolumeService.ReadVolume:output_type -> volrep.array.v1.ReadVolumeResponse
-	18, // 44: volrep.array.v1.VolumeService.FlushVolume:output_type -> volrep.array.v1.FlushVolumeResponse
-	20, // 45: volrep.array.v1.VolumeService.CreateSnapshot:output_type -> volrep.array.v1.CreateSnapshotResponse
-	22, // 46: volrep.array.v1.VolumeService.GetSnapshot:output_type -> volrep.array.v1.GetSnapshotResponse
-	24, // 47: volrep.array.v1.VolumeService.ListSnapshots:output_type -> volrep.array.v1.ListSnapshotsResponse
-	26, // 48: volrep.array.v1.VolumeService.DeleteSnapshot:output_type -> volrep.array.v1.DeleteSnapshotResponse
-	28, // 49: volrep.array.v1.VolumeService.ReadSnapshot:output_type -> volrep.array.v1.ReadSnapshotResponse
-	30, // 50: volrep.array.v1.VolumeService.CloneSnapshot:output_type -> volrep.array.v1.CloneSnapshotResponse
-	32, // 51: volrep.array.v1.VolumeService.DiffSnapshots:output_type -> volrep.array.v1.DiffSnapshotsResponse
-	34, // 52: volrep.array.v1.VolumeService.ChecksumSnapshot:output_type -> volrep.array.v1.ChecksumSnapshotResponse
-	36, // 53: volrep.array.v1.VolumeService.SetVolumeReadOnly:output_type -> volrep.array.v1.SetVolumeReadOnlyResponse
-	38, // 54: volrep.array.v1.VolumeService.CreateSnapshotSet:output_type -> volrep.array.v1.CreateSnapshotSetResponse
-	37, // [37:55] is the sub-list for method output_type
-	19, // [19:37] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	0,  // 19: volrep.array.v1.RevertVolumeResponse.volume:type_name -> volrep.array.v1.Volume
+	3,  // 20: volrep.array.v1.VolumeService.CreateVolume:input_type -> volrep.array.v1.CreateVolumeRequest
+	5,  // 21: volrep.array.v1.VolumeService.GetVolume:input_type -> volrep.array.v1.GetVolumeRequest
+	7,  // 22: volrep.array.v1.VolumeService.ListVolumes:input_type -> volrep.array.v1.ListVolumesRequest
+	9,  // 23: volrep.array.v1.VolumeService.DeleteVolume:input_type -> volrep.array.v1.DeleteVolumeRequest
+	11, // 24: volrep.array.v1.VolumeService.ExtendVolume:input_type -> volrep.array.v1.ExtendVolumeRequest
+	13, // 25: volrep.array.v1.VolumeService.WriteVolume:input_type -> volrep.array.v1.WriteVolumeRequest
+	15, // 26: volrep.array.v1.VolumeService.ReadVolume:input_type -> volrep.array.v1.ReadVolumeRequest
+	17, // 27: volrep.array.v1.VolumeService.FlushVolume:input_type -> volrep.array.v1.FlushVolumeRequest
+	19, // 28: volrep.array.v1.VolumeService.CreateSnapshot:input_type -> volrep.array.v1.CreateSnapshotRequest
+	21, // 29: volrep.array.v1.VolumeService.GetSnapshot:input_type -> volrep.array.v1.GetSnapshotRequest
+	23, // 30: volrep.array.v1.VolumeService.ListSnapshots:input_type -> volrep.array.v1.ListSnapshotsRequest
+	25, // 31: volrep.array.v1.VolumeService.DeleteSnapshot:input_type -> volrep.array.v1.DeleteSnapshotRequest
+	27, // 32: volrep.array.v1.VolumeService.ReadSnapshot:input_type -> volrep.array.v1.ReadSnapshotRequest
+	29, // 33: volrep.array.v1.VolumeService.CloneSnapshot:input_type -> volrep.array.v1.CloneSnapshotRequest
+	31, // 34: volrep.array.v1.VolumeService.DiffSnapshots:input_type -> volrep.array.v1.DiffSnapshotsRequest
+	33, // 35: volrep.array.v1.VolumeService.ChecksumSnapshot:input_type -> volrep.array.v1.ChecksumSnapshotRequest
+	35, // 36: volrep.array.v1.VolumeService.SetVolumeReadOnly:input_type -> volrep.array.v1.SetVolumeReadOnlyRequest
+	37, // 37: volrep.array.v1.VolumeService.CreateSnapshotSet:input_type -> volrep.array.v1.CreateSnapshotSetRequest
+	39, // 38: volrep.array.v1.VolumeService.RevertVolume:input_type -> volrep.array.v1.RevertVolumeRequest
+	4,  // 39: volrep.array.v1.VolumeService.CreateVolume:output_type -> volrep.array.v1.CreateVolumeResponse
+	6,  // 40: volrep.array.v1.VolumeService.GetVolume:output_type -> volrep.array.v1.GetVolumeResponse
+	8,  // 41: volrep.array.v1.VolumeService.ListVolumes:output_type -> volrep.array.v1.ListVolumesResponse
+	10, // 42: volrep.array.v1.VolumeService.DeleteVolume:output_type -> volrep.array.v1.DeleteVolumeResponse
+	12, // 43: volrep.array.v1.VolumeService.ExtendVolume:output_type -> volrep.array.v1.ExtendVolumeResponse
+	14, // 44: volrep.array.v1.VolumeService.WriteVolume:output_type -> volrep.array.v1.WriteVolumeResponse
+	16, // 45: volrep.array.v1.VolumeService.ReadVolume:output_type -> volrep.array.v1.ReadVolumeResponse
+	18, // 46: volrep.array.v1.VolumeService.FlushVolume:output_type -> volrep.array.v1.FlushVolumeResponse
+	20, // 47: volrep.array.v1.VolumeService.CreateSnapshot:output_type -> volrep.array.v1.CreateSnapshotResponse
+	22, // 48: volrep.array.v1.VolumeService.GetSnapshot:output_type -> volrep.array.v1.GetSnapshotResponse
+	24, // 49: volrep.array.v1.VolumeService.ListSnapshots:output_type -> volrep.array.v1.ListSnapshotsResponse
+	26, // 50: volrep.array.v1.VolumeService.DeleteSnapshot:output_type -> volrep.array.v1.DeleteSnapshotResponse
+	28, // 51: volrep.array.v1.VolumeService.ReadSnapshot:output_type -> volrep.array.v1.ReadSnapshotResponse
+	30, // 52: volrep.array.v1.VolumeService.CloneSnapshot:output_type -> volrep.array.v1.CloneSnapshotResponse
+	32, // 53: volrep.array.v1.VolumeService.DiffSnapshots:output_type -> volrep.array.v1.DiffSnapshotsResponse
+	34, // 54: volrep.array.v1.VolumeService.ChecksumSnapshot:output_type -> volrep.array.v1.ChecksumSnapshotResponse
+	36, // 55: volrep.array.v1.VolumeService.SetVolumeReadOnly:output_type -> volrep.array.v1.SetVolumeReadOnlyResponse
+	38, // 56: volrep.array.v1.VolumeService.CreateSnapshotSet:output_type -> volrep.array.v1.CreateSnapshotSetResponse
+	40, // 57: volrep.array.v1.VolumeService.RevertVolume:output_type -> volrep.array.v1.RevertVolumeResponse
+	39, // [39:58] is the sub-list for method output_type
+	20, // [20:39] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_volume_service_proto_init() }
@@ -2477,7 +2585,7 @@ func file_volrep_array_v1_volume_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_volume_service_proto_rawDesc), len(file_volrep_array_v1_volume_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -37,6 +37,7 @@ const (
 	VolumeService_ChecksumSnapshot_FullMethodName  = "/volrep.array.v1.VolumeService/ChecksumSnapshot"
 	VolumeService_SetVolumeReadOnly_FullMethodName = "/volrep.array.v1.VolumeService/SetVolumeReadOnly"
 	VolumeService_CreateSnapshotSet_FullMethodName = "/volrep.array.v1.VolumeService/CreateSnapshotSet"
+	VolumeService_RevertVolume_FullMethodName      = "/volrep.array.v1.VolumeService/RevertVolume"
 )
 
 // VolumeServiceClient is the client API for VolumeService service.
@@ -81,6 +82,12 @@ type VolumeServiceClient interface {
 	// CreateSnapshotSet snapshots several volumes at one write barrier,
 	// crash-consistent across them, with the same name on each.
 	CreateSnapshotSet(ctx context.Context, in *CreateSnapshotSetRequest, opts ...grpc.CallOption) (*CreateSnapshotSetResponse, error)
+	// RevertVolume makes a volume's content one of its snapshots' in O(1)
+	// (a new writable layer over the snapshot). Attached hosts read the new
+	// content from their next request; replication sends only the blocks
+	// that differ. The snapshot must have the volume's size; a read-only
+	// replica target is refused.
+	RevertVolume(ctx context.Context, in *RevertVolumeRequest, opts ...grpc.CallOption) (*RevertVolumeResponse, error)
 }
 
 type volumeServiceClient struct {
@@ -280,6 +287,16 @@ func (c *volumeServiceClient) CreateSnapshotSet(ctx context.Context, in *CreateS
 	return out, nil
 }
 
+func (c *volumeServiceClient) RevertVolume(ctx context.Context, in *RevertVolumeRequest, opts ...grpc.CallOption) (*RevertVolumeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevertVolumeResponse)
+	err := c.cc.Invoke(ctx, VolumeService_RevertVolume_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VolumeServiceServer is the server API for VolumeService service.
 // All implementations must embed UnimplementedVolumeServiceServer
 // for forward compatibility.
@@ -322,6 +339,12 @@ type VolumeServiceServer interface {
 	// CreateSnapshotSet snapshots several volumes at one write barrier,
 	// crash-consistent across them, with the same name on each.
 	CreateSnapshotSet(context.Context, *CreateSnapshotSetRequest) (*CreateSnapshotSetResponse, error)
+	// RevertVolume makes a volume's content one of its snapshots' in O(1)
+	// (a new writable layer over the snapshot). Attached hosts read the new
+	// content from their next request; replication sends only the blocks
+	// that differ. The snapshot must have the volume's size; a read-only
+	// replica target is refused.
+	RevertVolume(context.Context, *RevertVolumeRequest) (*RevertVolumeResponse, error)
 	mustEmbedUnimplementedVolumeServiceServer()
 }
 
@@ -385,6 +408,9 @@ func (UnimplementedVolumeServiceServer) SetVolumeReadOnly(context.Context, *SetV
 }
 func (UnimplementedVolumeServiceServer) CreateSnapshotSet(context.Context, *CreateSnapshotSetRequest) (*CreateSnapshotSetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateSnapshotSet not implemented")
+}
+func (UnimplementedVolumeServiceServer) RevertVolume(context.Context, *RevertVolumeRequest) (*RevertVolumeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevertVolume not implemented")
 }
 func (UnimplementedVolumeServiceServer) mustEmbedUnimplementedVolumeServiceServer() {}
 func (UnimplementedVolumeServiceServer) testEmbeddedByValue()                       {}
@@ -724,6 +750,24 @@ func _VolumeService_CreateSnapshotSet_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VolumeService_RevertVolume_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevertVolumeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VolumeServiceServer).RevertVolume(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VolumeService_RevertVolume_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VolumeServiceServer).RevertVolume(ctx, req.(*RevertVolumeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VolumeService_ServiceDesc is the grpc.ServiceDesc for VolumeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -798,6 +842,10 @@ var VolumeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateSnapshotSet",
 			Handler:    _VolumeService_CreateSnapshotSet_Handler,
+		},
+		{
+			MethodName: "RevertVolume",
+			Handler:    _VolumeService_RevertVolume_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

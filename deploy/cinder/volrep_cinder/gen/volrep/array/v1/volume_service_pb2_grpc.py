@@ -106,6 +106,11 @@ class VolumeServiceStub(object):
         request_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.CreateSnapshotSetRequest.SerializeToString,
         response_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.CreateSnapshotSetResponse.FromString,
         )
+    self.RevertVolume = channel.unary_unary(
+        '/volrep.array.v1.VolumeService/RevertVolume',
+        request_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RevertVolumeRequest.SerializeToString,
+        response_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RevertVolumeResponse.FromString,
+        )
 
 
 class VolumeServiceServicer(object):
@@ -246,6 +251,17 @@ class VolumeServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def RevertVolume(self, request, context):
+    """RevertVolume makes a volume's content one of its snapshots' in O(1)
+    (a new writable layer over the snapshot). Attached hosts read the new
+    content from their next request; replication sends only the blocks
+    that differ. The snapshot must have the volume's size; a read-only
+    replica target is refused.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_VolumeServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -338,6 +354,11 @@ def add_VolumeServiceServicer_to_server(servicer, server):
           servicer.CreateSnapshotSet,
           request_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.CreateSnapshotSetRequest.FromString,
           response_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.CreateSnapshotSetResponse.SerializeToString,
+      ),
+      'RevertVolume': grpc.unary_unary_rpc_method_handler(
+          servicer.RevertVolume,
+          request_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RevertVolumeRequest.FromString,
+          response_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RevertVolumeResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(
