@@ -1,0 +1,105 @@
+package replication_test
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/clock"
+)
+
+// TestRevertAsyncSendsOnlyDifferingBlocks: after a revert, the next cycle
+// is a delta from the last replicated snapshot (which the revert left on
+// a branch) holding only the blocks that differ between it and the new
+// head, and the target ends with the reverted content.
+func TestRevertAsyncSendsOnlyDifferingBlocks(t *testing.T) {
+	clk := clock.NewFake(t0)
+	src, tg := newSource(t, clk), newTarget(t)
+	ctx := t.Context()
+	const size = 64 * mib
+	if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: "vol", Pool: "cinder", SizeBytes: size}); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.st.WriteVolume(ctx, "vol", 0, bytes.Repeat([]byte{1}, 8*mib), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.st.CreateSnapshot(ctx, "vol", "base", nil); err != nil {
+		t.Fatal(err)
+	}
+	protect(t, src, tg, "r", array.ReplicaSpec{Kind: array.KindVolume, Local: "vol", Interval: time.Hour})
+	waitCycle(t, src.eng, "r", "r.1")
+	r := rand.New(rand.NewPCG(3, 4))
+	write := func(n int, b byte) map[int]bool {
+		blocks := map[int]bool{}
+		for len(blocks) < n {
+			blocks[r.IntN(size/4096)] = true
+		}
+		for blk := range blocks {
+			if err := src.st.WriteVolume(ctx, "vol", int64(blk)*4096, bytes.Repeat([]byte{b}, 4096), false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return blocks
+	}
+	replicated := write(200, 2) // shipped in r.2
+	clk.Advance(time.Hour)
+	waitCycle(t, src.eng, "r", "r.2")
+	write(300, 3) // discarded by the revert, never shipped
+	if _, err := src.st.RevertVolume(ctx, "vol", "base"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Hour)
+	rep := waitCycle(t, src.eng, "r", "r.3")
+	differ := int64(len(replicated)) * 4096
+	t.Logf("revert: %d blocks differ between r.2 and the reverted head; the next cycle sent %d bytes (%.3fx of %d)",
+		len(replicated), rep.LastSyncBytes, float64(rep.LastSyncBytes)/float64(differ), differ)
+	if rep.LastSyncBytes > differ*11/10 {
+		t.Fatalf("after the revert the cycle sent %d bytes for %d differing", rep.LastSyncBytes, differ)
+	}
+	a, b := make([]byte, size), make([]byte, size)
+	if err := src.st.ReadSnapshot(ctx, "vol", "base", 0, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.st.ReadSnapshot(ctx, "vol", "r.3", 0, b); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Fatal("the target's r.3 is not the content reverted to")
+	}
+}
+
+// TestRevertPodResyncsPeer: reverting a pod member marks the blocks the
+// revert changed dirty, and the peer is resynced to the reverted content.
+func TestRevertPodResyncsPeer(t *testing.T) {
+	src, tg := newPod(t, 2*time.Second)
+	ctx := t.Context()
+	if _, err := src.st.CreateSnapshot(ctx, "v1", "before", nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := src.st.WriteVolume(ctx, "v1", int64(i)*300_000, bytes.Repeat([]byte{byte(i + 7)}, 6000), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	same(t, src, tg, "v1") // mirrored
+	if _, err := src.st.RevertVolume(ctx, "v1", "before"); err != nil {
+		t.Fatal(err)
+	}
+	if rep := syncNow(t, src); rep.SyncState != array.SyncInSync {
+		t.Fatalf("pod after a revert: %+v", rep)
+	}
+	same(t, src, tg, "v1")
+	want := make([]byte, 16*mib)
+	if err := src.st.ReadSnapshot(ctx, "v1", "before", 0, want); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 16*mib)
+	if err := tg.st.ReadVolume(ctx, "v1", 0, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("the peer's copy is not the content reverted to")
+	}
+}
