@@ -30,3 +30,11 @@ func (o *opLocks) acquire(object, op string) (func(), error) {
 		o.mu.Unlock()
 	}, nil
 }
+
+// holder returns the operation holding object, if any.
+func (o *opLocks) holder(object string) (string, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	op, ok := o.held[object]
+	return op, ok
+}

@@ -174,6 +174,14 @@ func (s *Service) DeleteSnapshot(ctx context.Context, req *driverv1.DeleteSnapsh
 	return &driverv1.DeleteSnapshotResponse{}, b.DeleteSnapshot(ctx, req.GetSnapshotId(), req.GetVolumeId())
 }
 
+func (s *Service) RevertToSnapshot(ctx context.Context, req *driverv1.RevertToSnapshotRequest) (*driverv1.RevertToSnapshotResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.RevertToSnapshotResponse{}, b.RevertToSnapshot(ctx, req.GetVolumeId(), req.GetSnapshotId())
+}
+
 func (s *Service) ListSnapshots(ctx context.Context, req *driverv1.ListSnapshotsRequest) (*driverv1.ListSnapshotsResponse, error) {
 	b, err := s.d.Backend(req.GetBackend())
 	if err != nil {

@@ -43,6 +43,8 @@ func Check(req any) (handled bool, err error) {
 		return true, deleteSnapshotRequest(x)
 	case *driverv1.ListSnapshotsRequest:
 		return true, listSnapshotsRequest(x)
+	case *driverv1.RevertToSnapshotRequest:
+		return true, revertToSnapshotRequest(x)
 	case *driverv1.CreateVolumeFromSnapshotRequest:
 		return true, createVolumeFromSnapshotRequest(x)
 	case *driverv1.CreateClonedVolumeRequest:
@@ -463,4 +465,20 @@ func failoverReplicationRequest(x *driverv1.FailoverReplicationRequest) error {
 		validateIDs("volume_ids", x.GetVolumeIds()),
 		v.OptionalName("secondary_backend_id", x.GetSecondaryBackendId()),
 	)
+}
+
+// revertToSnapshotRequest checks the ids, and that the snapshot is the
+// volume's when the caller says whose it is.
+func revertToSnapshotRequest(x *driverv1.RevertToSnapshotRequest) error {
+	if err := v.First(
+		v.Name("backend", x.GetBackend()),
+		v.ID("volume_id", x.GetVolumeId()),
+		v.ID("snapshot_id", x.GetSnapshotId()),
+	); err != nil {
+		return err
+	}
+	if sv := x.GetSnapshotVolumeId(); sv != "" && sv != x.GetVolumeId() {
+		return errdefs.InvalidArgument("snapshot_volume_id", "snapshot %s is of volume %s, not %s; a volume reverts only to its own snapshots", x.GetSnapshotId(), sv, x.GetVolumeId())
+	}
+	return nil
 }

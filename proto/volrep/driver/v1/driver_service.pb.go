@@ -5255,6 +5255,112 @@ func (x *FailoverReplicationResponse) GetFailbackBytes() int64 {
 	return 0
 }
 
+type RevertToSnapshotRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Backend    string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	VolumeId   string                 `protobuf:"bytes,2,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	SnapshotId string                 `protobuf:"bytes,3,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	// The volume the snapshot was taken of (Cinder's snapshot.volume_id);
+	// when given it must be volume_id.
+	SnapshotVolumeId string `protobuf:"bytes,4,opt,name=snapshot_volume_id,json=snapshotVolumeId,proto3" json:"snapshot_volume_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *RevertToSnapshotRequest) Reset() {
+	*x = RevertToSnapshotRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevertToSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevertToSnapshotRequest) ProtoMessage() {}
+
+func (x *RevertToSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevertToSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*RevertToSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *RevertToSnapshotRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *RevertToSnapshotRequest) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+func (x *RevertToSnapshotRequest) GetSnapshotId() string {
+	if x != nil {
+		return x.SnapshotId
+	}
+	return ""
+}
+
+func (x *RevertToSnapshotRequest) GetSnapshotVolumeId() string {
+	if x != nil {
+		return x.SnapshotVolumeId
+	}
+	return ""
+}
+
+type RevertToSnapshotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevertToSnapshotResponse) Reset() {
+	*x = RevertToSnapshotResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevertToSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevertToSnapshotResponse) ProtoMessage() {}
+
+func (x *RevertToSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevertToSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*RevertToSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{81}
+}
+
 var File_volrep_driver_v1_driver_service_proto protoreflect.FileDescriptor
 
 const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
@@ -5662,7 +5768,14 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x0evolume_updates\x18\x02 \x03(\v2\x1e.volrep.driver.v1.VolumeUpdateR\rvolumeUpdates\x12*\n" +
 	"\x11active_backend_id\x18\x03 \x01(\tR\x0factiveBackendId\x12%\n" +
 	"\x0egroup_snapshot\x18\x04 \x01(\tR\rgroupSnapshot\x12%\n" +
-	"\x0efailback_bytes\x18\x05 \x01(\x03R\rfailbackBytes*\xed\x02\n" +
+	"\x0efailback_bytes\x18\x05 \x01(\x03R\rfailbackBytes\"\x9f\x01\n" +
+	"\x17RevertToSnapshotRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
+	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\x12\x1f\n" +
+	"\vsnapshot_id\x18\x03 \x01(\tR\n" +
+	"snapshotId\x12,\n" +
+	"\x12snapshot_volume_id\x18\x04 \x01(\tR\x10snapshotVolumeId\"\x1a\n" +
+	"\x18RevertToSnapshotResponse*\xed\x02\n" +
 	"\x11ReplicationStatus\x12\"\n" +
 	"\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n" +
@@ -5684,7 +5797,7 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n" +
 	"\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n" +
 	"\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n" +
-	"\x18OPERATION_STATE_CANCELED\x10\x042\xf7\x1a\n" +
+	"\x18OPERATION_STATE_CANCELED\x10\x042\xe2\x1b\n" +
 	"\rDriverService\x12]\n" +
 	"\fListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12c\n" +
 	"\x0eGetVolumeStats\x12'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n" +
@@ -5718,7 +5831,8 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x12CreateGroupFromSrc\x12+.volrep.driver.v1.CreateGroupFromSrcRequest\x1a,.volrep.driver.v1.CreateGroupFromSrcResponse\x12l\n" +
 	"\x11EnableReplication\x12*.volrep.driver.v1.EnableReplicationRequest\x1a+.volrep.driver.v1.EnableReplicationResponse\x12o\n" +
 	"\x12DisableReplication\x12+.volrep.driver.v1.DisableReplicationRequest\x1a,.volrep.driver.v1.DisableReplicationResponse\x12r\n" +
-	"\x13FailoverReplication\x12,.volrep.driver.v1.FailoverReplicationRequest\x1a-.volrep.driver.v1.FailoverReplicationResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
+	"\x13FailoverReplication\x12,.volrep.driver.v1.FailoverReplicationRequest\x1a-.volrep.driver.v1.FailoverReplicationResponse\x12i\n" +
+	"\x10RevertToSnapshot\x12).volrep.driver.v1.RevertToSnapshotRequest\x1a*.volrep.driver.v1.RevertToSnapshotResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
 
 var (
 	file_volrep_driver_v1_driver_service_proto_rawDescOnce sync.Once
@@ -5733,7 +5847,7 @@ func file_volrep_driver_v1_driver_service_proto_rawDescGZIP() []byte {
 }
 
 var file_volrep_driver_v1_driver_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
+var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
 var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(ReplicationStatus)(0),                   // 0: volrep.driver.v1.ReplicationStatus
 	(ReplicationHealth)(0),                   // 1: volrep.driver.v1.ReplicationHealth
@@ -5818,17 +5932,19 @@ var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(*DisableReplicationResponse)(nil),       // 80: volrep.driver.v1.DisableReplicationResponse
 	(*FailoverReplicationRequest)(nil),       // 81: volrep.driver.v1.FailoverReplicationRequest
 	(*FailoverReplicationResponse)(nil),      // 82: volrep.driver.v1.FailoverReplicationResponse
-	nil,                                      // 83: volrep.driver.v1.ModelUpdate.MetadataEntry
-	nil,                                      // 84: volrep.driver.v1.VolumeType.ExtraSpecsEntry
-	nil,                                      // 85: volrep.driver.v1.Connector.ExtraEntry
-	nil,                                      // 86: volrep.driver.v1.ConnectionInfo.DataEntry
-	nil,                                      // 87: volrep.driver.v1.GroupType.GroupSpecsEntry
-	(*timestamppb.Timestamp)(nil),            // 88: google.protobuf.Timestamp
+	(*RevertToSnapshotRequest)(nil),          // 83: volrep.driver.v1.RevertToSnapshotRequest
+	(*RevertToSnapshotResponse)(nil),         // 84: volrep.driver.v1.RevertToSnapshotResponse
+	nil,                                      // 85: volrep.driver.v1.ModelUpdate.MetadataEntry
+	nil,                                      // 86: volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	nil,                                      // 87: volrep.driver.v1.Connector.ExtraEntry
+	nil,                                      // 88: volrep.driver.v1.ConnectionInfo.DataEntry
+	nil,                                      // 89: volrep.driver.v1.GroupType.GroupSpecsEntry
+	(*timestamppb.Timestamp)(nil),            // 90: google.protobuf.Timestamp
 }
 var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	0,  // 0: volrep.driver.v1.ModelUpdate.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
-	83, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
-	84, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	85, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
+	86, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
 	6,  // 3: volrep.driver.v1.Backend.replication_targets:type_name -> volrep.driver.v1.ReplicationTarget
 	0,  // 4: volrep.driver.v1.Volume.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
 	5,  // 5: volrep.driver.v1.ListBackendsResponse.backends:type_name -> volrep.driver.v1.Backend
@@ -5842,21 +5958,21 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	3,  // 13: volrep.driver.v1.CreateVolumeFromSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	4,  // 14: volrep.driver.v1.CreateClonedVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
 	3,  // 15: volrep.driver.v1.CreateClonedVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	85, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
-	86, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
+	87, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
+	88, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
 	33, // 18: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
 	34, // 19: volrep.driver.v1.InitializeConnectionResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
 	33, // 20: volrep.driver.v1.TerminateConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
 	4,  // 21: volrep.driver.v1.RetypeRequest.new_type:type_name -> volrep.driver.v1.VolumeType
 	3,  // 22: volrep.driver.v1.RetypeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	1,  // 23: volrep.driver.v1.TargetReplicationInfo.status:type_name -> volrep.driver.v1.ReplicationHealth
-	88, // 24: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
+	90, // 24: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
 	1,  // 25: volrep.driver.v1.GetReplicationInfoResponse.status:type_name -> volrep.driver.v1.ReplicationHealth
-	88, // 26: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
+	90, // 26: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
 	41, // 27: volrep.driver.v1.GetReplicationInfoResponse.targets:type_name -> volrep.driver.v1.TargetReplicationInfo
 	2,  // 28: volrep.driver.v1.Operation.state:type_name -> volrep.driver.v1.OperationState
-	88, // 29: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
-	88, // 30: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
+	90, // 29: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
+	90, // 30: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
 	48, // 31: volrep.driver.v1.GetOperationResponse.operation:type_name -> volrep.driver.v1.Operation
 	48, // 32: volrep.driver.v1.WatchOperationResponse.operation:type_name -> volrep.driver.v1.Operation
 	48, // 33: volrep.driver.v1.CancelOperationResponse.operation:type_name -> volrep.driver.v1.Operation
@@ -5864,7 +5980,7 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	3,  // 35: volrep.driver.v1.GroupUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
 	58, // 36: volrep.driver.v1.FailoverHostResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
 	59, // 37: volrep.driver.v1.FailoverHostResponse.group_updates:type_name -> volrep.driver.v1.GroupUpdate
-	87, // 38: volrep.driver.v1.GroupType.group_specs:type_name -> volrep.driver.v1.GroupType.GroupSpecsEntry
+	89, // 38: volrep.driver.v1.GroupType.group_specs:type_name -> volrep.driver.v1.GroupType.GroupSpecsEntry
 	63, // 39: volrep.driver.v1.CreateGroupRequest.group_type:type_name -> volrep.driver.v1.GroupType
 	3,  // 40: volrep.driver.v1.CreateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	3,  // 41: volrep.driver.v1.DeleteGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
@@ -5916,41 +6032,43 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	77, // 87: volrep.driver.v1.DriverService.EnableReplication:input_type -> volrep.driver.v1.EnableReplicationRequest
 	79, // 88: volrep.driver.v1.DriverService.DisableReplication:input_type -> volrep.driver.v1.DisableReplicationRequest
 	81, // 89: volrep.driver.v1.DriverService.FailoverReplication:input_type -> volrep.driver.v1.FailoverReplicationRequest
-	10, // 90: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
-	12, // 91: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
-	14, // 92: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
-	16, // 93: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
-	18, // 94: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
-	20, // 95: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
-	22, // 96: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
-	24, // 97: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
-	26, // 98: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
-	28, // 99: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
-	30, // 100: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
-	32, // 101: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
-	36, // 102: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
-	38, // 103: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
-	40, // 104: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
-	43, // 105: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
-	45, // 106: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
-	47, // 107: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
-	50, // 108: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
-	52, // 109: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
-	54, // 110: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
-	56, // 111: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
-	60, // 112: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
-	62, // 113: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
-	65, // 114: volrep.driver.v1.DriverService.CreateGroup:output_type -> volrep.driver.v1.CreateGroupResponse
-	67, // 115: volrep.driver.v1.DriverService.DeleteGroup:output_type -> volrep.driver.v1.DeleteGroupResponse
-	69, // 116: volrep.driver.v1.DriverService.UpdateGroup:output_type -> volrep.driver.v1.UpdateGroupResponse
-	71, // 117: volrep.driver.v1.DriverService.CreateGroupSnapshot:output_type -> volrep.driver.v1.CreateGroupSnapshotResponse
-	73, // 118: volrep.driver.v1.DriverService.DeleteGroupSnapshot:output_type -> volrep.driver.v1.DeleteGroupSnapshotResponse
-	76, // 119: volrep.driver.v1.DriverService.CreateGroupFromSrc:output_type -> volrep.driver.v1.CreateGroupFromSrcResponse
-	78, // 120: volrep.driver.v1.DriverService.EnableReplication:output_type -> volrep.driver.v1.EnableReplicationResponse
-	80, // 121: volrep.driver.v1.DriverService.DisableReplication:output_type -> volrep.driver.v1.DisableReplicationResponse
-	82, // 122: volrep.driver.v1.DriverService.FailoverReplication:output_type -> volrep.driver.v1.FailoverReplicationResponse
-	90, // [90:123] is the sub-list for method output_type
-	57, // [57:90] is the sub-list for method input_type
+	83, // 90: volrep.driver.v1.DriverService.RevertToSnapshot:input_type -> volrep.driver.v1.RevertToSnapshotRequest
+	10, // 91: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
+	12, // 92: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
+	14, // 93: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
+	16, // 94: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
+	18, // 95: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
+	20, // 96: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
+	22, // 97: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
+	24, // 98: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
+	26, // 99: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
+	28, // 100: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
+	30, // 101: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
+	32, // 102: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
+	36, // 103: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
+	38, // 104: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
+	40, // 105: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
+	43, // 106: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
+	45, // 107: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
+	47, // 108: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
+	50, // 109: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
+	52, // 110: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
+	54, // 111: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
+	56, // 112: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
+	60, // 113: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
+	62, // 114: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
+	65, // 115: volrep.driver.v1.DriverService.CreateGroup:output_type -> volrep.driver.v1.CreateGroupResponse
+	67, // 116: volrep.driver.v1.DriverService.DeleteGroup:output_type -> volrep.driver.v1.DeleteGroupResponse
+	69, // 117: volrep.driver.v1.DriverService.UpdateGroup:output_type -> volrep.driver.v1.UpdateGroupResponse
+	71, // 118: volrep.driver.v1.DriverService.CreateGroupSnapshot:output_type -> volrep.driver.v1.CreateGroupSnapshotResponse
+	73, // 119: volrep.driver.v1.DriverService.DeleteGroupSnapshot:output_type -> volrep.driver.v1.DeleteGroupSnapshotResponse
+	76, // 120: volrep.driver.v1.DriverService.CreateGroupFromSrc:output_type -> volrep.driver.v1.CreateGroupFromSrcResponse
+	78, // 121: volrep.driver.v1.DriverService.EnableReplication:output_type -> volrep.driver.v1.EnableReplicationResponse
+	80, // 122: volrep.driver.v1.DriverService.DisableReplication:output_type -> volrep.driver.v1.DisableReplicationResponse
+	82, // 123: volrep.driver.v1.DriverService.FailoverReplication:output_type -> volrep.driver.v1.FailoverReplicationResponse
+	84, // 124: volrep.driver.v1.DriverService.RevertToSnapshot:output_type -> volrep.driver.v1.RevertToSnapshotResponse
+	91, // [91:125] is the sub-list for method output_type
+	57, // [57:91] is the sub-list for method input_type
 	57, // [57:57] is the sub-list for extension type_name
 	57, // [57:57] is the sub-list for extension extendee
 	0,  // [0:57] is the sub-list for field type_name
@@ -5967,7 +6085,7 @@ func file_volrep_driver_v1_driver_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_driver_v1_driver_service_proto_rawDesc), len(file_volrep_driver_v1_driver_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   85,
+			NumMessages:   87,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

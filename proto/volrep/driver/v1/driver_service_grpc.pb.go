@@ -52,6 +52,7 @@ const (
 	DriverService_EnableReplication_FullMethodName        = "/volrep.driver.v1.DriverService/EnableReplication"
 	DriverService_DisableReplication_FullMethodName       = "/volrep.driver.v1.DriverService/DisableReplication"
 	DriverService_FailoverReplication_FullMethodName      = "/volrep.driver.v1.DriverService/FailoverReplication"
+	DriverService_RevertToSnapshot_FullMethodName         = "/volrep.driver.v1.DriverService/RevertToSnapshot"
 )
 
 // DriverServiceClient is the client API for DriverService service.
@@ -151,6 +152,13 @@ type DriverServiceClient interface {
 	// newest group snapshot every member holds there, or, with
 	// secondary_backend_id "default", sends home what changed since.
 	FailoverReplication(ctx context.Context, in *FailoverReplicationRequest, opts ...grpc.CallOption) (*FailoverReplicationResponse, error)
+	// RevertToSnapshot makes a volume's content one of its snapshots' in
+	// O(1), as Cinder's revert_to_snapshot: attached hosts read the new
+	// content from their next request, and replication carries on sending
+	// only the blocks that differ. The snapshot must be the volume's and of
+	// its size; a volume whose group is failing over, or that is a
+	// read-only replica target, is refused.
+	RevertToSnapshot(ctx context.Context, in *RevertToSnapshotRequest, opts ...grpc.CallOption) (*RevertToSnapshotResponse, error)
 }
 
 type driverServiceClient struct {
@@ -500,6 +508,16 @@ func (c *driverServiceClient) FailoverReplication(ctx context.Context, in *Failo
 	return out, nil
 }
 
+func (c *driverServiceClient) RevertToSnapshot(ctx context.Context, in *RevertToSnapshotRequest, opts ...grpc.CallOption) (*RevertToSnapshotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevertToSnapshotResponse)
+	err := c.cc.Invoke(ctx, DriverService_RevertToSnapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServiceServer is the server API for DriverService service.
 // All implementations must embed UnimplementedDriverServiceServer
 // for forward compatibility.
@@ -597,6 +615,13 @@ type DriverServiceServer interface {
 	// newest group snapshot every member holds there, or, with
 	// secondary_backend_id "default", sends home what changed since.
 	FailoverReplication(context.Context, *FailoverReplicationRequest) (*FailoverReplicationResponse, error)
+	// RevertToSnapshot makes a volume's content one of its snapshots' in
+	// O(1), as Cinder's revert_to_snapshot: attached hosts read the new
+	// content from their next request, and replication carries on sending
+	// only the blocks that differ. The snapshot must be the volume's and of
+	// its size; a volume whose group is failing over, or that is a
+	// read-only replica target, is refused.
+	RevertToSnapshot(context.Context, *RevertToSnapshotRequest) (*RevertToSnapshotResponse, error)
 	mustEmbedUnimplementedDriverServiceServer()
 }
 
@@ -705,6 +730,9 @@ func (UnimplementedDriverServiceServer) DisableReplication(context.Context, *Dis
 }
 func (UnimplementedDriverServiceServer) FailoverReplication(context.Context, *FailoverReplicationRequest) (*FailoverReplicationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method FailoverReplication not implemented")
+}
+func (UnimplementedDriverServiceServer) RevertToSnapshot(context.Context, *RevertToSnapshotRequest) (*RevertToSnapshotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevertToSnapshot not implemented")
 }
 func (UnimplementedDriverServiceServer) mustEmbedUnimplementedDriverServiceServer() {}
 func (UnimplementedDriverServiceServer) testEmbeddedByValue()                       {}
@@ -1314,6 +1342,24 @@ func _DriverService_FailoverReplication_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DriverService_RevertToSnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevertToSnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).RevertToSnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_RevertToSnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).RevertToSnapshot(ctx, req.(*RevertToSnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DriverService_ServiceDesc is the grpc.ServiceDesc for DriverService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1448,6 +1494,10 @@ var DriverService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "FailoverReplication",
 			Handler:    _DriverService_FailoverReplication_Handler,
+		},
+		{
+			MethodName: "RevertToSnapshot",
+			Handler:    _DriverService_RevertToSnapshot_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

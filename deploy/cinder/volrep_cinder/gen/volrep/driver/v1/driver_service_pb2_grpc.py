@@ -182,6 +182,11 @@ class DriverServiceStub(object):
         request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverReplicationRequest.SerializeToString,
         response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverReplicationResponse.FromString,
         )
+    self.RevertToSnapshot = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/RevertToSnapshot',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.RevertToSnapshotRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.RevertToSnapshotResponse.FromString,
+        )
 
 
 class DriverServiceServicer(object):
@@ -457,6 +462,18 @@ class DriverServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def RevertToSnapshot(self, request, context):
+    """RevertToSnapshot makes a volume's content one of its snapshots' in
+    O(1), as Cinder's revert_to_snapshot: attached hosts read the new
+    content from their next request, and replication carries on sending
+    only the blocks that differ. The snapshot must be the volume's and of
+    its size; a volume whose group is failing over, or that is a
+    read-only replica target, is refused.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_DriverServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -624,6 +641,11 @@ def add_DriverServiceServicer_to_server(servicer, server):
           servicer.FailoverReplication,
           request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverReplicationRequest.FromString,
           response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.FailoverReplicationResponse.SerializeToString,
+      ),
+      'RevertToSnapshot': grpc.unary_unary_rpc_method_handler(
+          servicer.RevertToSnapshot,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.RevertToSnapshotRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.RevertToSnapshotResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(
