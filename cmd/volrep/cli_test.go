@@ -143,6 +143,10 @@ func (f *fakeDriver) ExtendVolume(context.Context, *driverv1.ExtendVolumeRequest
 	return &driverv1.ExtendVolumeResponse{}, nil
 }
 
+func (f *fakeDriver) RevertToSnapshot(context.Context, *driverv1.RevertToSnapshotRequest) (*driverv1.RevertToSnapshotResponse, error) {
+	return &driverv1.RevertToSnapshotResponse{}, nil
+}
+
 func (f *fakeDriver) GetVolume(_ context.Context, r *driverv1.GetVolumeRequest) (*driverv1.GetVolumeResponse, error) {
 	return &driverv1.GetVolumeResponse{Volume: &driverv1.Volume{Id: r.GetVolumeId(), SizeGb: 10}}, nil
 }
@@ -280,6 +284,7 @@ func TestCommandsMapToRPCs(t *testing.T) {
 		{[]string{"stats", "pure-1", "--refresh"}, "GetVolumeStats", &driverv1.GetVolumeStatsRequest{Backend: b, Refresh: true}, "replication_enabled "},
 		{[]string{"volume", "delete", "vol-1"}, "DeleteVolume", &driverv1.DeleteVolumeRequest{Backend: b, VolumeId: "vol-1"}, "deleted volume vol-1"},
 		{[]string{"volume", "extend", "vol-1", "--size", "20"}, "ExtendVolume", &driverv1.ExtendVolumeRequest{Backend: b, VolumeId: "vol-1", NewSizeGb: 20}, "extended volume vol-1 to 20 GB"},
+		{[]string{"volume", "revert", "vol-1", "snap-1"}, "RevertToSnapshot", &driverv1.RevertToSnapshotRequest{Backend: b, VolumeId: "vol-1", SnapshotId: "snap-1"}, "reverted volume vol-1 to snapshot snap-1"},
 		{[]string{"volume", "list"}, "ListVolumes", &driverv1.ListVolumesRequest{Backend: b, PageSize: paging.MaxPageSize}, "vol-1  10       failed-over"},
 		{[]string{"volume", "show", "vol 1/with spaces"}, "GetVolume", &driverv1.GetVolumeRequest{Backend: b, VolumeId: "vol 1/with spaces"}, "id                  vol 1/with spaces"},
 		{[]string{"volume", "create", "v", "--size", "1", "--group", "cg-1"}, "CreateVolume", &driverv1.CreateVolumeRequest{Backend: b, VolumeId: "v", SizeGb: 1, GroupId: "cg-1"}, "replication_status  enabled"},
@@ -506,6 +511,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"volume", "create", "v1", "--size", "1", "--spec", "no-equals-sign"}, "want key=value"},
 		{[]string{"volume", "create", "v1", "--size", "1", "--spec", "k=a", "--spec", "k=b"}, `extra spec "k" given twice`},
 		{[]string{"volume", "extend", "v1"}, `required flag(s) "size" not set`},
+		{[]string{"volume", "revert", "v1"}, "takes a volume ID and a snapshot ID, got 1 argument(s)"},
 		{[]string{"volume", "extend", "v1", "--size", "-1"}, "--size must be a positive number of GB, got -1"},
 		{[]string{"volume", "delete"}, "takes a volume ID, got 0 argument(s)"},
 		{[]string{"volume", "show", "a", "b"}, "takes a volume ID, got 2 argument(s)"},

@@ -11,7 +11,7 @@ import (
 )
 
 func newVolumeCmd(a *app) *cobra.Command {
-	cmd := groupCmd("volume", "Create, clone, extend, list and delete volumes")
+	cmd := groupCmd("volume", "Create, clone, extend, revert, list and delete volumes")
 	cmd.AddCommand(
 		newVolumeCreateCmd(a),
 		newVolumeDeleteCmd(a),
@@ -21,6 +21,7 @@ func newVolumeCmd(a *app) *cobra.Command {
 		newVolumeCloneCmd(a),
 		newVolumeFromSnapshotCmd(a),
 		newVolumeRetypeCmd(a),
+		newVolumeRevertCmd(a),
 	)
 	return cmd
 }
@@ -132,6 +133,31 @@ func newVolumeExtendCmd(a *app) *cobra.Command {
 	cmd.Flags().Int64Var(&size, "size", 0, "new size in GB (required)")
 	_ = cmd.MarkFlagRequired("size")
 	return cmd
+}
+
+func newVolumeRevertCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "revert VOLUME SNAPSHOT",
+		Short: "Make a volume's content one of its snapshots' (RevertToSnapshot)",
+		Long: "Revert a volume to one of its snapshots in O(1). Attached hosts read the snapshot's content from\n" +
+			"their next request; writes since the snapshot are gone. Replication carries on with the blocks\n" +
+			"that differ. The snapshot must have the volume's size.",
+		Args: exactIDs(2, "a volume ID and a snapshot ID"),
+		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
+			vol, snap := args[0], args[1]
+			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
+				backend, err := a.backendName(ctx, c)
+				if err != nil {
+					return err
+				}
+				resp, err := c.RevertToSnapshot(ctx, &driverv1.RevertToSnapshotRequest{Backend: backend, VolumeId: vol, SnapshotId: snap})
+				if err != nil {
+					return rpcError(fmt.Sprintf("revert volume %q to snapshot %q", vol, snap), err)
+				}
+				return a.render(resp, func(w io.Writer) { fmt.Fprintf(w, "reverted volume %s to snapshot %s\n", vol, snap) })
+			})
+		}),
+	}
 }
 
 func newVolumeListCmd(a *app) *cobra.Command {
