@@ -694,6 +694,19 @@ class VolrepDriver(driver.VolumeDriver):
             backend=self._backend, snapshot_id=snapshot_ref(snapshot),
             volume_id=snapshot.volume_id), missing_ok=True)
 
+    def revert_to_snapshot(self, context, volume, snapshot):
+        """Make the volume's content the snapshot's, in O(1) on the array
+        (RevertToSnapshot). Cinder's API lets only the latest snapshot of
+        the volume's size through, and the manager takes a backup snapshot
+        first, so the one asked for need not be the newest on the array.
+        A refusal (another size, a replica target, a group failing over)
+        raises VolumeBackendAPIException; the manager then sets the volume
+        to error and the snapshot back to available."""
+        self._call('RevertToSnapshot', pb.RevertToSnapshotRequest(
+            backend=self._backend, volume_id=volume.id,
+            snapshot_id=snapshot_ref(snapshot),
+            snapshot_volume_id=snapshot.volume_id))
+
     def snapshot_replicate(self, context, snapshot, destination_backend,
                            force_full_copy=False, wait=True, poll=0.5):
         """Send a snapshot to another volrep backend (the snapshot_replicate
