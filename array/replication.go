@@ -167,7 +167,12 @@ type SnapshotReplicateSpec struct {
 	RemotePool       string
 	// RemoteVolume defaults to Volume.
 	RemoteVolume string
-	ForceFull    bool
+	// ForceFull sends the first snapshot in full.
+	ForceFull bool
+	// Snapshots are more snapshots of Volume to send in the same
+	// operation, with Snapshot (if set): oldest first, each a delta on the
+	// one before, so the target ends with all of them.
+	Snapshots []string
 }
 
 // SnapshotReplicateResult is what a snapshot replication did.
@@ -178,6 +183,10 @@ type SnapshotReplicateResult struct {
 	ResumedFrom                  int64
 	RemoteVolume, RemoteSnapshot string
 	AlreadyPresent               bool
+	// Steps are the snapshots an operation sent, oldest first, when it
+	// sent several; the fields above then sum the bytes, take the base
+	// of the first and name the last.
+	Steps []SnapshotReplicateResult
 }
 
 // Operation is long-running work and how far it has come.

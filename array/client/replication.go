@@ -165,7 +165,8 @@ func (c *Replication) ChangeReplicaType(ctx context.Context, name, typ string) (
 
 func (c *Replication) ReplicateSnapshot(ctx context.Context, s array.SnapshotReplicateSpec) (string, error) {
 	r, err := c.replicas.ReplicateSnapshot(ctx, &arrayv1.ReplicateSnapshotRequest{Volume: s.Volume, Snapshot: s.Snapshot, Link: s.Link,
-		RemotePool: s.RemotePool, RemoteVolume: s.RemoteVolume, ForceFullCopy: s.ForceFull})
+		RemotePool: s.RemotePool, RemoteVolume: s.RemoteVolume, ForceFullCopy: s.ForceFull,
+		Snapshots: s.Snapshots})
 	if err != nil {
 		return "", err
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -62,10 +63,12 @@ func (e *Engine) ReplicateSnapshot(ctx context.Context, spec array.SnapshotRepli
 	if spec.RemoteVolume == "" {
 		spec.RemoteVolume = spec.Volume
 	}
-	snap, err := e.s.GetSnapshot(ctx, spec.Volume, spec.Snapshot)
+	snaps, err := e.snapshotsToSend(ctx, spec)
 	if err != nil {
 		return "", err
 	}
+	// The operation is known by the newest snapshot it sends.
+	snap := snaps[len(snaps)-1]
 	e.mu.Lock()
 	l, err := e.linkLocked(spec.Link)
 	e.mu.Unlock()
@@ -107,7 +110,7 @@ func (e *Engine) ReplicateSnapshot(ctx context.Context, spec array.SnapshotRepli
 	go func() {
 		defer e.wg.Done()
 		defer cancel()
-		res, err := e.replicateSnapshot(runCtx, l, spec, snap, o)
+		res, err := e.replicateSnapshots(runCtx, l, spec, snaps, o)
 		o.update(func(op *array.Operation) {
 			op.Finished = time.Now()
 			op.Result = res
@@ -132,7 +135,70 @@ func (e *Engine) ReplicateSnapshot(ctx context.Context, spec array.SnapshotRepli
 	return o.op.ID, nil
 }
 
-func (e *Engine) replicateSnapshot(ctx context.Context, l *link, spec array.SnapshotReplicateSpec, snap array.Snapshot, o *operation) (array.SnapshotReplicateResult, error) {
+// snapshotsToSend returns the snapshots spec names, oldest first.
+func (e *Engine) snapshotsToSend(ctx context.Context, spec array.SnapshotReplicateSpec) ([]array.Snapshot, error) {
+	want := map[string]bool{}
+	for _, n := range append([]string{spec.Snapshot}, spec.Snapshots...) {
+		if n != "" {
+			want[n] = true
+		}
+	}
+	if len(want) == 0 {
+		return nil, errdefs.InvalidArgument("snapshot", "names no snapshot to send")
+	}
+	all, err := e.s.ListSnapshots(ctx, spec.Volume)
+	if err != nil {
+		return nil, err
+	}
+	var out []array.Snapshot
+	for _, s := range all {
+		if want[s.Name] {
+			out = append(out, s)
+			delete(want, s.Name)
+		}
+	}
+	for n := range want {
+		return nil, errdefs.NotFound("snapshot %q of volume %q not found on array %s", n, spec.Volume, e.id)
+	}
+	return out, nil
+}
+
+// replicateSnapshots sends snaps, oldest first, each a delta on the newest
+// snapshot the target holds by then: the one sent before it.
+func (e *Engine) replicateSnapshots(ctx context.Context, l *link, spec array.SnapshotReplicateSpec, snaps []array.Snapshot, o *operation) (array.SnapshotReplicateResult, error) {
+	if len(snaps) == 1 {
+		return e.replicateSnapshot(ctx, l, spec, snaps[0], o, nil)
+	}
+	var total array.SnapshotReplicateResult
+	var doneBefore, totalBefore int64
+	for i, snap := range snaps {
+		step := func(op *array.Operation) {
+			op.Phase = fmt.Sprintf("%s (%d/%d: %s)", op.Phase, i+1, len(snaps), snap.Name)
+			op.Done += doneBefore
+			op.Total += totalBefore
+		}
+		res, err := e.replicateSnapshot(ctx, l, spec, snap, o, step)
+		total.Steps = append(total.Steps, res)
+		total.BytesSent += res.BytesSent
+		total.BytesTotal += res.BytesTotal
+		total.RemoteVolume, total.RemoteSnapshot = res.RemoteVolume, res.RemoteSnapshot
+		if i == 0 {
+			total.BaseSnapshot, total.BaseGUID, total.Incremental = res.BaseSnapshot, res.BaseGUID, res.Incremental
+		}
+		if err != nil {
+			return total, fmt.Errorf("snapshot %d of %d (%s): %w", i+1, len(snaps), snap.Name, err)
+		}
+		doneBefore += res.BytesTotal
+		totalBefore += res.BytesTotal
+		spec.ForceFull = false // only the first goes in full
+	}
+	total.AlreadyPresent = !slices.ContainsFunc(total.Steps, func(r array.SnapshotReplicateResult) bool { return !r.AlreadyPresent })
+	return total, nil
+}
+
+// replicateSnapshot sends one snapshot; step, when set, adjusts the
+// progress it reports to the operation (one step of several).
+func (e *Engine) replicateSnapshot(ctx context.Context, l *link, spec array.SnapshotReplicateSpec, snap array.Snapshot, o *operation, step func(*array.Operation)) (array.SnapshotReplicateResult, error) {
 	res := array.SnapshotReplicateResult{RemoteVolume: spec.RemoteVolume, RemoteSnapshot: snap.Name}
 	var base *array.Snapshot
 	if !spec.ForceFull {
@@ -157,6 +223,9 @@ func (e *Engine) replicateSnapshot(ctx context.Context, l *link, spec array.Snap
 				if el := time.Since(p.Started).Seconds(); el > 0 && p.Done > 0 {
 					op.Rate = float64(p.Done) / el
 					op.ETA = time.Duration(float64(p.Total-p.Done) / op.Rate * float64(time.Second))
+				}
+				if step != nil {
+					step(op)
 				}
 			}, p.Phase == "sending")
 		}})

@@ -117,13 +117,26 @@ var opStates = map[string]arrayv1.OperationState{
 	array.OpFailed: arrayv1.OperationState_OPERATION_STATE_FAILED, array.OpCanceled: arrayv1.OperationState_OPERATION_STATE_CANCELED}
 
 func OperationToPB(o array.Operation) *arrayv1.Operation {
-	r := o.Result
 	return &arrayv1.Operation{Id: o.ID, Kind: o.Kind, Target: o.Target, State: opStates[o.State], Phase: o.Phase,
 		BytesDone: o.Done, BytesTotal: o.Total, RateBytesPerSecond: o.Rate, EtaSeconds: o.ETA.Seconds(),
 		Started: ts(o.Started), Finished: ts(o.Finished), Error: o.Err, ErrorCode: o.ErrCode,
-		SnapshotReplicate: &arrayv1.SnapshotReplicateResult{BaseSnapshot: r.BaseSnapshot, BaseGuid: r.BaseGUID, Incremental: r.Incremental,
-			BytesSent: r.BytesSent, BytesTotal: r.BytesTotal, ResumedFrom: r.ResumedFrom, RemoteVolume: r.RemoteVolume,
-			RemoteSnapshot: r.RemoteSnapshot, AlreadyPresent: r.AlreadyPresent}}
+		SnapshotReplicate: snapResultToPB(o.Result)}
+}
+
+func snapResultToPB(r array.SnapshotReplicateResult) *arrayv1.SnapshotReplicateResult {
+	return &arrayv1.SnapshotReplicateResult{BaseSnapshot: r.BaseSnapshot, BaseGuid: r.BaseGUID, Incremental: r.Incremental,
+		BytesSent: r.BytesSent, BytesTotal: r.BytesTotal, ResumedFrom: r.ResumedFrom, RemoteVolume: r.RemoteVolume,
+		RemoteSnapshot: r.RemoteSnapshot, AlreadyPresent: r.AlreadyPresent, Steps: Map(r.Steps, snapResultToPB)}
+}
+
+func snapResultFromPB(r *arrayv1.SnapshotReplicateResult) array.SnapshotReplicateResult {
+	var steps []array.SnapshotReplicateResult
+	if len(r.GetSteps()) > 0 {
+		steps = Map(r.GetSteps(), snapResultFromPB)
+	}
+	return array.SnapshotReplicateResult{BaseSnapshot: r.GetBaseSnapshot(), BaseGUID: r.GetBaseGuid(), Incremental: r.GetIncremental(),
+		BytesSent: r.GetBytesSent(), BytesTotal: r.GetBytesTotal(), ResumedFrom: r.GetResumedFrom(), RemoteVolume: r.GetRemoteVolume(),
+		RemoteSnapshot: r.GetRemoteSnapshot(), AlreadyPresent: r.GetAlreadyPresent(), Steps: steps}
 }
 
 func OperationFromPB(o *arrayv1.Operation) array.Operation {
@@ -131,8 +144,5 @@ func OperationFromPB(o *arrayv1.Operation) array.Operation {
 	return array.Operation{ID: o.GetId(), Kind: o.GetKind(), Target: o.GetTarget(), State: reverse(opStates, o.GetState()), Phase: o.GetPhase(),
 		Done: o.GetBytesDone(), Total: o.GetBytesTotal(), Rate: o.GetRateBytesPerSecond(),
 		ETA: time.Duration(o.GetEtaSeconds() * float64(time.Second)), Started: fromTS(o.GetStarted()), Finished: fromTS(o.GetFinished()),
-		Err: o.GetError(), ErrCode: o.GetErrorCode(),
-		Result: array.SnapshotReplicateResult{BaseSnapshot: r.GetBaseSnapshot(), BaseGUID: r.GetBaseGuid(), Incremental: r.GetIncremental(),
-			BytesSent: r.GetBytesSent(), BytesTotal: r.GetBytesTotal(), ResumedFrom: r.GetResumedFrom(), RemoteVolume: r.GetRemoteVolume(),
-			RemoteSnapshot: r.GetRemoteSnapshot(), AlreadyPresent: r.GetAlreadyPresent()}}
+		Err: o.GetError(), ErrCode: o.GetErrorCode(), Result: snapResultFromPB(r)}
 }

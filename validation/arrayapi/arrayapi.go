@@ -472,14 +472,32 @@ func changeReplicaTypeRequest(x *arrayv1.ChangeReplicaTypeRequest) error {
 
 // replicateSnapshotRequest checks the names and the link.
 func replicateSnapshotRequest(x *arrayv1.ReplicateSnapshotRequest) error {
-	return v.First(
+	snapshot := v.Name("snapshot", x.GetSnapshot())
+	if len(x.GetSnapshots()) > 0 {
+		snapshot = v.OptionalName("snapshot", x.GetSnapshot())
+	}
+	if err := v.First(
 		v.Name("volume", x.GetVolume()),
-		v.Name("snapshot", x.GetSnapshot()),
+		snapshot,
 		v.Name("link", x.GetLink()),
 		v.Name("remote_pool", x.GetRemotePool()),
 		v.OptionalName("remote_volume", x.GetRemoteVolume()),
-	)
+	); err != nil {
+		return err
+	}
+	if n := len(x.GetSnapshots()); n > maxReplicateSnapshots {
+		return errdefs.InvalidArgument("snapshots", "lists %d snapshots; at most %d go in one operation", n, maxReplicateSnapshots)
+	}
+	for _, s := range x.GetSnapshots() {
+		if err := v.Name("snapshots", s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
+
+// maxReplicateSnapshots bounds one ReplicateSnapshot operation.
+const maxReplicateSnapshots = 100
 
 // checksumSnapshotRequest checks the names and the range (at most 64 MiB).
 func checksumSnapshotRequest(x *arrayv1.ChecksumSnapshotRequest) error {

@@ -94,8 +94,11 @@ type SnapshotReplicateResult struct {
 	RemoteSnapshot string `protobuf:"bytes,8,opt,name=remote_snapshot,json=remoteSnapshot,proto3" json:"remote_snapshot,omitempty"`
 	// The target already had the snapshot.
 	AlreadyPresent bool `protobuf:"varint,9,opt,name=already_present,json=alreadyPresent,proto3" json:"already_present,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Each snapshot, oldest first, when the operation sent several; the
+	// fields above then sum the bytes, take the first's base and name the last.
+	Steps         []*SnapshotReplicateResult `protobuf:"bytes,10,rep,name=steps,proto3" json:"steps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SnapshotReplicateResult) Reset() {
@@ -189,6 +192,13 @@ func (x *SnapshotReplicateResult) GetAlreadyPresent() bool {
 		return x.AlreadyPresent
 	}
 	return false
+}
+
+func (x *SnapshotReplicateResult) GetSteps() []*SnapshotReplicateResult {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
 }
 
 type Operation struct {
@@ -720,7 +730,7 @@ var File_volrep_array_v1_operation_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_operation_service_proto_rawDesc = "" +
 	"\n" +
-	"'volrep/array/v1/operation_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x02\n" +
+	"'volrep/array/v1/operation_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x03\n" +
 	"\x17SnapshotReplicateResult\x12#\n" +
 	"\rbase_snapshot\x18\x01 \x01(\tR\fbaseSnapshot\x12\x1b\n" +
 	"\tbase_guid\x18\x02 \x01(\tR\bbaseGuid\x12 \n" +
@@ -732,7 +742,9 @@ const file_volrep_array_v1_operation_service_proto_rawDesc = "" +
 	"\fresumed_from\x18\x06 \x01(\x03R\vresumedFrom\x12#\n" +
 	"\rremote_volume\x18\a \x01(\tR\fremoteVolume\x12'\n" +
 	"\x0fremote_snapshot\x18\b \x01(\tR\x0eremoteSnapshot\x12'\n" +
-	"\x0falready_present\x18\t \x01(\bR\x0ealreadyPresent\"\xa4\x04\n" +
+	"\x0falready_present\x18\t \x01(\bR\x0ealreadyPresent\x12>\n" +
+	"\x05steps\x18\n" +
+	" \x03(\v2(.volrep.array.v1.SnapshotReplicateResultR\x05steps\"\xa4\x04\n" +
 	"\tOperation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
@@ -815,27 +827,28 @@ var file_volrep_array_v1_operation_service_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil),   // 11: google.protobuf.Timestamp
 }
 var file_volrep_array_v1_operation_service_proto_depIdxs = []int32{
-	0,  // 0: volrep.array.v1.Operation.state:type_name -> volrep.array.v1.OperationState
-	11, // 1: volrep.array.v1.Operation.started:type_name -> google.protobuf.Timestamp
-	11, // 2: volrep.array.v1.Operation.finished:type_name -> google.protobuf.Timestamp
-	1,  // 3: volrep.array.v1.Operation.snapshot_replicate:type_name -> volrep.array.v1.SnapshotReplicateResult
-	2,  // 4: volrep.array.v1.GetOperationResponse.operation:type_name -> volrep.array.v1.Operation
-	2,  // 5: volrep.array.v1.ListOperationsResponse.operations:type_name -> volrep.array.v1.Operation
-	2,  // 6: volrep.array.v1.WatchOperationResponse.operation:type_name -> volrep.array.v1.Operation
-	2,  // 7: volrep.array.v1.CancelOperationResponse.operation:type_name -> volrep.array.v1.Operation
-	3,  // 8: volrep.array.v1.OperationService.GetOperation:input_type -> volrep.array.v1.GetOperationRequest
-	5,  // 9: volrep.array.v1.OperationService.ListOperations:input_type -> volrep.array.v1.ListOperationsRequest
-	7,  // 10: volrep.array.v1.OperationService.WatchOperation:input_type -> volrep.array.v1.WatchOperationRequest
-	9,  // 11: volrep.array.v1.OperationService.CancelOperation:input_type -> volrep.array.v1.CancelOperationRequest
-	4,  // 12: volrep.array.v1.OperationService.GetOperation:output_type -> volrep.array.v1.GetOperationResponse
-	6,  // 13: volrep.array.v1.OperationService.ListOperations:output_type -> volrep.array.v1.ListOperationsResponse
-	8,  // 14: volrep.array.v1.OperationService.WatchOperation:output_type -> volrep.array.v1.WatchOperationResponse
-	10, // 15: volrep.array.v1.OperationService.CancelOperation:output_type -> volrep.array.v1.CancelOperationResponse
-	12, // [12:16] is the sub-list for method output_type
-	8,  // [8:12] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	1,  // 0: volrep.array.v1.SnapshotReplicateResult.steps:type_name -> volrep.array.v1.SnapshotReplicateResult
+	0,  // 1: volrep.array.v1.Operation.state:type_name -> volrep.array.v1.OperationState
+	11, // 2: volrep.array.v1.Operation.started:type_name -> google.protobuf.Timestamp
+	11, // 3: volrep.array.v1.Operation.finished:type_name -> google.protobuf.Timestamp
+	1,  // 4: volrep.array.v1.Operation.snapshot_replicate:type_name -> volrep.array.v1.SnapshotReplicateResult
+	2,  // 5: volrep.array.v1.GetOperationResponse.operation:type_name -> volrep.array.v1.Operation
+	2,  // 6: volrep.array.v1.ListOperationsResponse.operations:type_name -> volrep.array.v1.Operation
+	2,  // 7: volrep.array.v1.WatchOperationResponse.operation:type_name -> volrep.array.v1.Operation
+	2,  // 8: volrep.array.v1.CancelOperationResponse.operation:type_name -> volrep.array.v1.Operation
+	3,  // 9: volrep.array.v1.OperationService.GetOperation:input_type -> volrep.array.v1.GetOperationRequest
+	5,  // 10: volrep.array.v1.OperationService.ListOperations:input_type -> volrep.array.v1.ListOperationsRequest
+	7,  // 11: volrep.array.v1.OperationService.WatchOperation:input_type -> volrep.array.v1.WatchOperationRequest
+	9,  // 12: volrep.array.v1.OperationService.CancelOperation:input_type -> volrep.array.v1.CancelOperationRequest
+	4,  // 13: volrep.array.v1.OperationService.GetOperation:output_type -> volrep.array.v1.GetOperationResponse
+	6,  // 14: volrep.array.v1.OperationService.ListOperations:output_type -> volrep.array.v1.ListOperationsResponse
+	8,  // 15: volrep.array.v1.OperationService.WatchOperation:output_type -> volrep.array.v1.WatchOperationResponse
+	10, // 16: volrep.array.v1.OperationService.CancelOperation:output_type -> volrep.array.v1.CancelOperationResponse
+	13, // [13:17] is the sub-list for method output_type
+	9,  // [9:13] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_operation_service_proto_init() }

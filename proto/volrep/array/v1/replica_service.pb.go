@@ -1845,8 +1845,13 @@ type ReplicateSnapshotRequest struct {
 	Link       string                 `protobuf:"bytes,3,opt,name=link,proto3" json:"link,omitempty"`
 	RemotePool string                 `protobuf:"bytes,4,opt,name=remote_pool,json=remotePool,proto3" json:"remote_pool,omitempty"`
 	// Default: the local volume's name.
-	RemoteVolume  string `protobuf:"bytes,5,opt,name=remote_volume,json=remoteVolume,proto3" json:"remote_volume,omitempty"`
-	ForceFullCopy bool   `protobuf:"varint,6,opt,name=force_full_copy,json=forceFullCopy,proto3" json:"force_full_copy,omitempty"`
+	RemoteVolume string `protobuf:"bytes,5,opt,name=remote_volume,json=remoteVolume,proto3" json:"remote_volume,omitempty"`
+	// Sends the first snapshot in full.
+	ForceFullCopy bool `protobuf:"varint,6,opt,name=force_full_copy,json=forceFullCopy,proto3" json:"force_full_copy,omitempty"`
+	// More snapshots of volume to send in the same operation, with snapshot
+	// (if set): oldest first, each a delta on the one before, so the target
+	// ends with all of them. At most 100.
+	Snapshots     []string `protobuf:"bytes,7,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1921,6 +1926,13 @@ func (x *ReplicateSnapshotRequest) GetForceFullCopy() bool {
 		return x.ForceFullCopy
 	}
 	return false
+}
+
+func (x *ReplicateSnapshotRequest) GetSnapshots() []string {
+	if x != nil {
+		return x.Snapshots
+	}
+	return nil
 }
 
 type ReplicateSnapshotResponse struct {
@@ -2100,7 +2112,7 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12K\n" +
 	"\x10replication_type\x18\x02 \x01(\x0e2 .volrep.array.v1.ReplicationTypeR\x0freplicationType\"O\n" +
 	"\x19ChangeReplicaTypeResponse\x122\n" +
-	"\areplica\x18\x01 \x01(\v2\x18.volrep.array.v1.ReplicaR\areplica\"\xd0\x01\n" +
+	"\areplica\x18\x01 \x01(\v2\x18.volrep.array.v1.ReplicaR\areplica\"\xee\x01\n" +
 	"\x18ReplicateSnapshotRequest\x12\x16\n" +
 	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x1a\n" +
 	"\bsnapshot\x18\x02 \x01(\tR\bsnapshot\x12\x12\n" +
@@ -2108,7 +2120,8 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\vremote_pool\x18\x04 \x01(\tR\n" +
 	"remotePool\x12#\n" +
 	"\rremote_volume\x18\x05 \x01(\tR\fremoteVolume\x12&\n" +
-	"\x0fforce_full_copy\x18\x06 \x01(\bR\rforceFullCopy\">\n" +
+	"\x0fforce_full_copy\x18\x06 \x01(\bR\rforceFullCopy\x12\x1c\n" +
+	"\tsnapshots\x18\a \x03(\tR\tsnapshots\">\n" +
 	"\x19ReplicateSnapshotResponse\x12!\n" +
 	"\foperation_id\x18\x01 \x01(\tR\voperationId*j\n" +
 	"\x0fReplicationType\x12 \n" +

@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/operation_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\'volrep/array/v1/operation_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe0\x01\n\x17SnapshotReplicateResult\x12\x15\n\rbase_snapshot\x18\x01 \x01(\t\x12\x11\n\tbase_guid\x18\x02 \x01(\t\x12\x13\n\x0bincremental\x18\x03 \x01(\x08\x12\x12\n\nbytes_sent\x18\x04 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x05 \x01(\x03\x12\x14\n\x0cresumed_from\x18\x06 \x01(\x03\x12\x15\n\rremote_volume\x18\x07 \x01(\t\x12\x17\n\x0fremote_snapshot\x18\x08 \x01(\t\x12\x17\n\x0f\x61lready_present\x18\t \x01(\x08\"\x95\x03\n\tOperation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12.\n\x05state\x18\x04 \x01(\x0e\x32\x1f.volrep.array.v1.OperationState\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x12\n\nbytes_done\x18\x06 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x07 \x01(\x03\x12\x1d\n\x15rate_bytes_per_second\x18\x08 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12+\n\x07started\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66inished\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x12\n\nerror_code\x18\r \x01(\t\x12\x44\n\x12snapshot_replicate\x18\x0e \x01(\x0b\x32(.volrep.array.v1.SnapshotReplicateResult\"!\n\x13GetOperationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"E\n\x14GetOperationResponse\x12-\n\toperation\x18\x01 \x01(\x0b\x32\x1a.volrep.array.v1.Operation\">\n\x15ListOperationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"a\n\x16ListOperationsResponse\x12.\n\noperations\x18\x01 \x03(\x0b\x32\x1a.volrep.array.v1.Operation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x15WatchOperationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"G\n\x16WatchOperationResponse\x12-\n\toperation\x18\x01 \x01(\x0b\x32\x1a.volrep.array.v1.Operation\"$\n\x16\x43\x61ncelOperationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"H\n\x17\x43\x61ncelOperationResponse\x12-\n\toperation\x18\x01 \x01(\x0b\x32\x1a.volrep.array.v1.Operation*\xa7\x01\n\x0eOperationState\x12\x1f\n\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n\x18OPERATION_STATE_CANCELED\x10\x04\x32\x9d\x03\n\x10OperationService\x12[\n\x0cGetOperation\x12$.volrep.array.v1.GetOperationRequest\x1a%.volrep.array.v1.GetOperationResponse\x12\x61\n\x0eListOperations\x12&.volrep.array.v1.ListOperationsRequest\x1a\'.volrep.array.v1.ListOperationsResponse\x12\x63\n\x0eWatchOperation\x12&.volrep.array.v1.WatchOperationRequest\x1a\'.volrep.array.v1.WatchOperationResponse0\x01\x12\x64\n\x0f\x43\x61ncelOperation\x12\'.volrep.array.v1.CancelOperationRequest\x1a(.volrep.array.v1.CancelOperationResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n\'volrep/array/v1/operation_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x02\n\x17SnapshotReplicateResult\x12\x15\n\rbase_snapshot\x18\x01 \x01(\t\x12\x11\n\tbase_guid\x18\x02 \x01(\t\x12\x13\n\x0bincremental\x18\x03 \x01(\x08\x12\x12\n\nbytes_sent\x18\x04 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x05 \x01(\x03\x12\x14\n\x0cresumed_from\x18\x06 \x01(\x03\x12\x15\n\rremote_volume\x18\x07 \x01(\t\x12\x17\n\x0fremote_snapshot\x18\x08 \x01(\t\x12\x17\n\x0f\x61lready_present\x18\t \x01(\x08\x12\x37\n\x05steps\x18\n \x03(\x0b\x32(.volrep.array.v1.SnapshotReplicateResult\"\x95\x03\n\tOperation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12.\n\x05state\x18\x04 \x01(\x0e\x32\x1f.volrep.array.v1.OperationState\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x12\n\nbytes_done\x18\x06 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x07 \x01(\x03\x12\x1d\n\x15rate_bytes_per_second\x18\x08 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12+\n\x07started\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66inished\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x12\n\nerror_code\x18\r \x01(\t\x12\x44\n\x12snapshot_replicate\x18\x0e \x01(\x0b\x32(.volrep.array.v1.SnapshotReplicateResult\"!\n\x13GetOperationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"E\n\x14GetOperationResponse\x12-\n\toperation\x18\x01 \x01(\x0b\x32\x1a.volrep.array.v1.Operation\">\n\x15ListOperationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"a\n\x16ListOperationsResponse\x12.\n\noperations\x18\x01 \x03(\x0b\x32\x1a.volrep.array.v1.Operation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x15WatchOperationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"G\n\x16WatchOperationResponse\x12-\n\toperation\x18\x01 \x01(\x0b\x32\x1a.volrep.array.v1.Operation\"$\n\x16\x43\x61ncelOperationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"H\n\x17\x43\x61ncelOperationResponse\x12-\n\toperation\x18\x01 \x01(\x0b\x32\x1a.volrep.array.v1.Operation*\xa7\x01\n\x0eOperationState\x12\x1f\n\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n\x18OPERATION_STATE_CANCELED\x10\x04\x32\x9d\x03\n\x10OperationService\x12[\n\x0cGetOperation\x12$.volrep.array.v1.GetOperationRequest\x1a%.volrep.array.v1.GetOperationResponse\x12\x61\n\x0eListOperations\x12&.volrep.array.v1.ListOperationsRequest\x1a\'.volrep.array.v1.ListOperationsResponse\x12\x63\n\x0eWatchOperation\x12&.volrep.array.v1.WatchOperationRequest\x1a\'.volrep.array.v1.WatchOperationResponse0\x01\x12\x64\n\x0f\x43\x61ncelOperation\x12\'.volrep.array.v1.CancelOperationRequest\x1a(.volrep.array.v1.CancelOperationResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -54,8 +54,8 @@ _OPERATIONSTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=1220,
-  serialized_end=1387,
+  serialized_start=1277,
+  serialized_end=1444,
 )
 _sym_db.RegisterEnumDescriptor(_OPERATIONSTATE)
 
@@ -138,6 +138,13 @@ _SNAPSHOTREPLICATERESULT = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='steps', full_name='volrep.array.v1.SnapshotReplicateResult.steps', index=9,
+      number=10, type=11, cpp_type=10, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -151,7 +158,7 @@ _SNAPSHOTREPLICATERESULT = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=94,
-  serialized_end=318,
+  serialized_end=375,
 )
 
 
@@ -272,8 +279,8 @@ _OPERATION = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=321,
-  serialized_end=726,
+  serialized_start=378,
+  serialized_end=783,
 )
 
 
@@ -303,8 +310,8 @@ _GETOPERATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=728,
-  serialized_end=761,
+  serialized_start=785,
+  serialized_end=818,
 )
 
 
@@ -334,8 +341,8 @@ _GETOPERATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=763,
-  serialized_end=832,
+  serialized_start=820,
+  serialized_end=889,
 )
 
 
@@ -372,8 +379,8 @@ _LISTOPERATIONSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=834,
-  serialized_end=896,
+  serialized_start=891,
+  serialized_end=953,
 )
 
 
@@ -410,8 +417,8 @@ _LISTOPERATIONSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=898,
-  serialized_end=995,
+  serialized_start=955,
+  serialized_end=1052,
 )
 
 
@@ -441,8 +448,8 @@ _WATCHOPERATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=997,
-  serialized_end=1032,
+  serialized_start=1054,
+  serialized_end=1089,
 )
 
 
@@ -472,8 +479,8 @@ _WATCHOPERATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1034,
-  serialized_end=1105,
+  serialized_start=1091,
+  serialized_end=1162,
 )
 
 
@@ -503,8 +510,8 @@ _CANCELOPERATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1107,
-  serialized_end=1143,
+  serialized_start=1164,
+  serialized_end=1200,
 )
 
 
@@ -534,10 +541,11 @@ _CANCELOPERATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1145,
-  serialized_end=1217,
+  serialized_start=1202,
+  serialized_end=1274,
 )
 
+_SNAPSHOTREPLICATERESULT.fields_by_name['steps'].message_type = _SNAPSHOTREPLICATERESULT
 _OPERATION.fields_by_name['state'].enum_type = _OPERATIONSTATE
 _OPERATION.fields_by_name['started'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
 _OPERATION.fields_by_name['finished'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
@@ -639,8 +647,8 @@ _OPERATIONSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=1390,
-  serialized_end=1803,
+  serialized_start=1447,
+  serialized_end=1860,
   methods=[
   _descriptor.MethodDescriptor(
     name='GetOperation',
