@@ -3,6 +3,8 @@ package driver
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/config"
@@ -16,6 +18,14 @@ import (
 // replication_device backend_id of src. It returns the operation's id on
 // the source array.
 func (d *Driver) SnapshotReplicate(ctx context.Context, src, snapID, volID, dst string, forceFull bool) (string, error) {
+	return d.SnapshotsReplicate(ctx, src, volID, dst, []string{snapID}, forceFull)
+}
+
+// SnapshotsReplicate sends several snapshots of a volume in one operation:
+// oldest first, each a delta on the one before (the first a delta on the
+// newest snapshot both arrays hold, or full with forceFull), so the
+// destination ends with all of them.
+func (d *Driver) SnapshotsReplicate(ctx context.Context, src, volID, dst string, snapIDs []string, forceFull bool) (string, error) {
 	from, to, err := d.pair(src, dst)
 	if err != nil {
 		return "", err
@@ -26,16 +36,53 @@ func (d *Driver) SnapshotReplicate(ctx context.Context, src, snapID, volID, dst 
 	if _, err := from.activeConn().Replication.CreateLink(ctx, array.LinkSpec{Name: to.link, Address: to.addr, Token: to.token}); err != nil {
 		return "", fmt.Errorf("linking backend %s to %s: %w", src, dst, err)
 	}
-	id, err := from.activeConn().Replication.ReplicateSnapshot(ctx, array.SnapshotReplicateSpec{Volume: volumeName(volID),
-		Snapshot: snapshotName(snapID), Link: to.link, RemotePool: to.pool, ForceFull: forceFull})
+	spec := array.SnapshotReplicateSpec{Volume: volumeName(volID), Link: to.link, RemotePool: to.pool, ForceFull: forceFull}
+	if len(snapIDs) == 1 {
+		spec.Snapshot = snapshotName(snapIDs[0])
+	} else {
+		for _, id := range snapIDs {
+			spec.Snapshots = append(spec.Snapshots, snapshotName(id))
+		}
+	}
+	id, err := from.activeConn().Replication.ReplicateSnapshot(ctx, spec)
 	if errdefs.IsNotFound(err) {
-		return "", errdefs.NotFound("snapshot %s of volume %s on backend %s: %v", snapID, volID, src, err)
+		return "", errdefs.NotFound("snapshot %s of volume %s on backend %s: %v", strings.Join(snapIDs, ", "), volID, src, err)
 	}
 	if err != nil {
 		return "", err
 	}
-	from.log.Info("snapshot replication started", "snapshot", snapID, "volume", volID, "destination", dst, "operation", id, "force_full_copy", forceFull)
+	from.log.Info("snapshot replication started", "snapshots", snapIDs, "volume", volID, "destination", dst, "operation", id, "force_full_copy", forceFull)
 	return id, nil
+}
+
+// NewestSnapshots returns the ids of the count newest snapshots of a
+// volume on backend src, oldest first: those up to and including upTo
+// when it is set.
+func (d *Driver) NewestSnapshots(ctx context.Context, src, volID, upTo string, count int) ([]string, error) {
+	b, err := d.Backend(src)
+	if err != nil {
+		return nil, err
+	}
+	ss, err := b.ListSnapshots(ctx, volID) // oldest first
+	if err != nil {
+		return nil, err
+	}
+	if upTo != "" {
+		i := slices.IndexFunc(ss, func(s Snapshot) bool { return s.ID == upTo })
+		if i < 0 {
+			return nil, errdefs.NotFound("snapshot %s of volume %s not found on backend %s", upTo, volID, src)
+		}
+		ss = ss[:i+1]
+	}
+	if len(ss) < count {
+		return nil, errdefs.FailedPrecondition("volume %s has %d snapshots on backend %s (up to %q), fewer than the %d asked for; ask for fewer",
+			volID, len(ss), src, upTo, count)
+	}
+	var out []string
+	for _, s := range ss[len(ss)-count:] {
+		out = append(out, s.ID)
+	}
+	return out, nil
 }
 
 // destination is where a snapshot is replicated to: another backend's

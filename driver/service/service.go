@@ -5,6 +5,7 @@ package service
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/wire"
 
 	"github.com/volrep/volrep/driver"
 	"github.com/volrep/volrep/paging"
@@ -330,7 +332,17 @@ func (s *Service) SetReplicationSchedule(ctx context.Context, req *driverv1.SetR
 }
 
 func (s *Service) SnapshotReplicate(ctx context.Context, req *driverv1.SnapshotReplicateRequest) (*driverv1.SnapshotReplicateResponse, error) {
-	id, err := s.d.SnapshotReplicate(ctx, req.GetBackend(), req.GetSnapshotId(), req.GetVolumeId(), req.GetDestinationBackend(), req.GetForceFullCopy())
+	ids := req.GetSnapshotIds()
+	if req.GetSnapshotId() != "" && !slices.Contains(ids, req.GetSnapshotId()) {
+		ids = append([]string{req.GetSnapshotId()}, ids...)
+	}
+	if n := req.GetCount(); n > 0 {
+		var err error
+		if ids, err = s.d.NewestSnapshots(ctx, req.GetBackend(), req.GetVolumeId(), req.GetSnapshotId(), int(n)); err != nil {
+			return nil, err
+		}
+	}
+	id, err := s.d.SnapshotsReplicate(ctx, req.GetBackend(), req.GetVolumeId(), req.GetDestinationBackend(), ids, req.GetForceFullCopy())
 	if err != nil {
 		return nil, err
 	}
@@ -347,7 +359,15 @@ func operationPB(o array.Operation) *driverv1.Operation {
 		BytesDone: o.Done, BytesTotal: o.Total, RateBytesPerSecond: o.Rate, EtaSeconds: o.ETA.Seconds(),
 		Started: optTS(o.Started), Finished: optTS(o.Finished), Error: o.Err, ErrorCode: o.ErrCode,
 		BaseSnapshotId: base, Incremental: o.Result.Incremental, BytesSent: o.Result.BytesSent,
-		ResumedFrom: o.Result.ResumedFrom, AlreadyPresent: o.Result.AlreadyPresent}
+		ResumedFrom: o.Result.ResumedFrom, AlreadyPresent: o.Result.AlreadyPresent,
+		Steps: wire.Map(o.Result.Steps, stepPB)}
+}
+
+func stepPB(r array.SnapshotReplicateResult) *driverv1.SnapshotReplicateStep {
+	snap, _ := strings.CutPrefix(r.RemoteSnapshot, "snapshot-")
+	base, _ := strings.CutPrefix(r.BaseSnapshot, "snapshot-")
+	return &driverv1.SnapshotReplicateStep{SnapshotId: snap, BaseSnapshotId: base, Incremental: r.Incremental,
+		BytesSent: r.BytesSent, AlreadyPresent: r.AlreadyPresent}
 }
 
 func (s *Service) operations(backend string) (array.Operations, error) {

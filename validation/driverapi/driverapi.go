@@ -270,9 +270,16 @@ func setReplicationScheduleRequest(x *driverv1.SetReplicationScheduleRequest) er
 
 // snapshotReplicateRequest checks the ids and that the destination is another backend.
 func snapshotReplicateRequest(x *driverv1.SnapshotReplicateRequest) error {
+	if err := snapshotSet(x); err != nil {
+		return err
+	}
+	snapshotID := v.ID("snapshot_id", x.GetSnapshotId())
+	if x.GetCount() > 0 || len(x.GetSnapshotIds()) > 0 {
+		snapshotID = v.OptionalID("snapshot_id", x.GetSnapshotId())
+	}
 	if err := v.First(
 		v.Name("backend", x.GetBackend()),
-		v.ID("snapshot_id", x.GetSnapshotId()),
+		snapshotID,
 		v.ID("volume_id", x.GetVolumeId()),
 		v.Name("destination_backend", x.GetDestinationBackend()),
 	); err != nil {
@@ -479,6 +486,33 @@ func revertToSnapshotRequest(x *driverv1.RevertToSnapshotRequest) error {
 	}
 	if sv := x.GetSnapshotVolumeId(); sv != "" && sv != x.GetVolumeId() {
 		return errdefs.InvalidArgument("snapshot_volume_id", "snapshot %s is of volume %s, not %s; a volume reverts only to its own snapshots", x.GetSnapshotId(), sv, x.GetVolumeId())
+	}
+	return nil
+}
+
+// maxReplicateSnapshots bounds one SnapshotReplicate operation.
+const maxReplicateSnapshots = 100
+
+// snapshotSet checks count and snapshot_ids: one or the other, in bounds.
+func snapshotSet(x *driverv1.SnapshotReplicateRequest) error {
+	n, ids := x.GetCount(), x.GetSnapshotIds()
+	switch {
+	case n < 0 || n > maxReplicateSnapshots:
+		return errdefs.InvalidArgument("count", "%d is not between 1 and %d (0: not used)", n, maxReplicateSnapshots)
+	case n > 0 && len(ids) > 0:
+		return errdefs.InvalidArgument("count", "is set with snapshot_ids; give one or the other")
+	case len(ids) > maxReplicateSnapshots:
+		return errdefs.InvalidArgument("snapshot_ids", "lists %d snapshots; at most %d go in one operation", len(ids), maxReplicateSnapshots)
+	}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if err := v.ID("snapshot_ids", id); err != nil {
+			return err
+		}
+		if seen[id] {
+			return errdefs.InvalidArgument("snapshot_ids", "lists %s twice", id)
+		}
+		seen[id] = true
 	}
 	return nil
 }

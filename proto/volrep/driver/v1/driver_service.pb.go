@@ -2996,9 +2996,18 @@ type SnapshotReplicateRequest struct {
 	VolumeId   string `protobuf:"bytes,3,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
 	// Another backend, or a replication_device backend_id of the source backend.
 	DestinationBackend string `protobuf:"bytes,4,opt,name=destination_backend,json=destinationBackend,proto3" json:"destination_backend,omitempty"`
-	ForceFullCopy      bool   `protobuf:"varint,5,opt,name=force_full_copy,json=forceFullCopy,proto3" json:"force_full_copy,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Sends the first snapshot in full.
+	ForceFullCopy bool `protobuf:"varint,5,opt,name=force_full_copy,json=forceFullCopy,proto3" json:"force_full_copy,omitempty"`
+	// Sends the count newest snapshots of the volume (up to and including
+	// snapshot_id when it is set) in one operation: oldest first, each a
+	// delta on the one before, so the destination ends with all of them.
+	// At most 100; not with snapshot_ids.
+	Count int32 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	// Sends these snapshots of the volume (and snapshot_id, if set) in one
+	// operation, oldest first, each a delta on the one before. At most 100.
+	SnapshotIds   []string `protobuf:"bytes,7,rep,name=snapshot_ids,json=snapshotIds,proto3" json:"snapshot_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SnapshotReplicateRequest) Reset() {
@@ -3064,6 +3073,20 @@ func (x *SnapshotReplicateRequest) GetForceFullCopy() bool {
 		return x.ForceFullCopy
 	}
 	return false
+}
+
+func (x *SnapshotReplicateRequest) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *SnapshotReplicateRequest) GetSnapshotIds() []string {
+	if x != nil {
+		return x.SnapshotIds
+	}
+	return nil
 }
 
 type SnapshotReplicateResponse struct {
@@ -3132,8 +3155,10 @@ type Operation struct {
 	BytesSent      int64 `protobuf:"varint,16,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
 	ResumedFrom    int64 `protobuf:"varint,17,opt,name=resumed_from,json=resumedFrom,proto3" json:"resumed_from,omitempty"`
 	AlreadyPresent bool  `protobuf:"varint,18,opt,name=already_present,json=alreadyPresent,proto3" json:"already_present,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// For a replication of several snapshots: each one, oldest first.
+	Steps         []*SnapshotReplicateStep `protobuf:"bytes,19,rep,name=steps,proto3" json:"steps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Operation) Reset() {
@@ -3292,6 +3317,91 @@ func (x *Operation) GetAlreadyPresent() bool {
 	return false
 }
 
+func (x *Operation) GetSteps() []*SnapshotReplicateStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+// SnapshotReplicateStep is one snapshot an operation sent.
+type SnapshotReplicateStep struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	SnapshotId string                 `protobuf:"bytes,1,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	// The base of its delta ("" for a full copy).
+	BaseSnapshotId string `protobuf:"bytes,2,opt,name=base_snapshot_id,json=baseSnapshotId,proto3" json:"base_snapshot_id,omitempty"`
+	Incremental    bool   `protobuf:"varint,3,opt,name=incremental,proto3" json:"incremental,omitempty"`
+	BytesSent      int64  `protobuf:"varint,4,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
+	AlreadyPresent bool   `protobuf:"varint,5,opt,name=already_present,json=alreadyPresent,proto3" json:"already_present,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SnapshotReplicateStep) Reset() {
+	*x = SnapshotReplicateStep{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotReplicateStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotReplicateStep) ProtoMessage() {}
+
+func (x *SnapshotReplicateStep) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotReplicateStep.ProtoReflect.Descriptor instead.
+func (*SnapshotReplicateStep) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *SnapshotReplicateStep) GetSnapshotId() string {
+	if x != nil {
+		return x.SnapshotId
+	}
+	return ""
+}
+
+func (x *SnapshotReplicateStep) GetBaseSnapshotId() string {
+	if x != nil {
+		return x.BaseSnapshotId
+	}
+	return ""
+}
+
+func (x *SnapshotReplicateStep) GetIncremental() bool {
+	if x != nil {
+		return x.Incremental
+	}
+	return false
+}
+
+func (x *SnapshotReplicateStep) GetBytesSent() int64 {
+	if x != nil {
+		return x.BytesSent
+	}
+	return 0
+}
+
+func (x *SnapshotReplicateStep) GetAlreadyPresent() bool {
+	if x != nil {
+		return x.AlreadyPresent
+	}
+	return false
+}
+
 type GetOperationRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
@@ -3302,7 +3412,7 @@ type GetOperationRequest struct {
 
 func (x *GetOperationRequest) Reset() {
 	*x = GetOperationRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[46]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3314,7 +3424,7 @@ func (x *GetOperationRequest) String() string {
 func (*GetOperationRequest) ProtoMessage() {}
 
 func (x *GetOperationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[46]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3327,7 +3437,7 @@ func (x *GetOperationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOperationRequest.ProtoReflect.Descriptor instead.
 func (*GetOperationRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{46}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetOperationRequest) GetBackend() string {
@@ -3353,7 +3463,7 @@ type GetOperationResponse struct {
 
 func (x *GetOperationResponse) Reset() {
 	*x = GetOperationResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[47]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3365,7 +3475,7 @@ func (x *GetOperationResponse) String() string {
 func (*GetOperationResponse) ProtoMessage() {}
 
 func (x *GetOperationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[47]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3378,7 +3488,7 @@ func (x *GetOperationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOperationResponse.ProtoReflect.Descriptor instead.
 func (*GetOperationResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{47}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetOperationResponse) GetOperation() *Operation {
@@ -3398,7 +3508,7 @@ type WatchOperationRequest struct {
 
 func (x *WatchOperationRequest) Reset() {
 	*x = WatchOperationRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[48]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3410,7 +3520,7 @@ func (x *WatchOperationRequest) String() string {
 func (*WatchOperationRequest) ProtoMessage() {}
 
 func (x *WatchOperationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[48]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3423,7 +3533,7 @@ func (x *WatchOperationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchOperationRequest.ProtoReflect.Descriptor instead.
 func (*WatchOperationRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{48}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *WatchOperationRequest) GetBackend() string {
@@ -3449,7 +3559,7 @@ type WatchOperationResponse struct {
 
 func (x *WatchOperationResponse) Reset() {
 	*x = WatchOperationResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[49]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3461,7 +3571,7 @@ func (x *WatchOperationResponse) String() string {
 func (*WatchOperationResponse) ProtoMessage() {}
 
 func (x *WatchOperationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[49]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3474,7 +3584,7 @@ func (x *WatchOperationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchOperationResponse.ProtoReflect.Descriptor instead.
 func (*WatchOperationResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{49}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *WatchOperationResponse) GetOperation() *Operation {
@@ -3494,7 +3604,7 @@ type CancelOperationRequest struct {
 
 func (x *CancelOperationRequest) Reset() {
 	*x = CancelOperationRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[50]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3506,7 +3616,7 @@ func (x *CancelOperationRequest) String() string {
 func (*CancelOperationRequest) ProtoMessage() {}
 
 func (x *CancelOperationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[50]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3519,7 +3629,7 @@ func (x *CancelOperationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOperationRequest.ProtoReflect.Descriptor instead.
 func (*CancelOperationRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{50}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CancelOperationRequest) GetBackend() string {
@@ -3545,7 +3655,7 @@ type CancelOperationResponse struct {
 
 func (x *CancelOperationResponse) Reset() {
 	*x = CancelOperationResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[51]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3557,7 +3667,7 @@ func (x *CancelOperationResponse) String() string {
 func (*CancelOperationResponse) ProtoMessage() {}
 
 func (x *CancelOperationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[51]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3570,7 +3680,7 @@ func (x *CancelOperationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOperationResponse.ProtoReflect.Descriptor instead.
 func (*CancelOperationResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{51}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CancelOperationResponse) GetOperation() *Operation {
@@ -3592,7 +3702,7 @@ type VerifySnapshotRequest struct {
 
 func (x *VerifySnapshotRequest) Reset() {
 	*x = VerifySnapshotRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[52]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3604,7 +3714,7 @@ func (x *VerifySnapshotRequest) String() string {
 func (*VerifySnapshotRequest) ProtoMessage() {}
 
 func (x *VerifySnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[52]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3617,7 +3727,7 @@ func (x *VerifySnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifySnapshotRequest.ProtoReflect.Descriptor instead.
 func (*VerifySnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{52}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *VerifySnapshotRequest) GetBackend() string {
@@ -3663,7 +3773,7 @@ type VerifySnapshotResponse struct {
 
 func (x *VerifySnapshotResponse) Reset() {
 	*x = VerifySnapshotResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[53]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3675,7 +3785,7 @@ func (x *VerifySnapshotResponse) String() string {
 func (*VerifySnapshotResponse) ProtoMessage() {}
 
 func (x *VerifySnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[53]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3688,7 +3798,7 @@ func (x *VerifySnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifySnapshotResponse.ProtoReflect.Descriptor instead.
 func (*VerifySnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{53}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *VerifySnapshotResponse) GetMatch() bool {
@@ -3747,7 +3857,7 @@ type FailoverHostRequest struct {
 
 func (x *FailoverHostRequest) Reset() {
 	*x = FailoverHostRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[54]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3759,7 +3869,7 @@ func (x *FailoverHostRequest) String() string {
 func (*FailoverHostRequest) ProtoMessage() {}
 
 func (x *FailoverHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[54]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3772,7 +3882,7 @@ func (x *FailoverHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverHostRequest.ProtoReflect.Descriptor instead.
 func (*FailoverHostRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{54}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *FailoverHostRequest) GetBackend() string {
@@ -3813,7 +3923,7 @@ type VolumeUpdate struct {
 
 func (x *VolumeUpdate) Reset() {
 	*x = VolumeUpdate{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[55]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3825,7 +3935,7 @@ func (x *VolumeUpdate) String() string {
 func (*VolumeUpdate) ProtoMessage() {}
 
 func (x *VolumeUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[55]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3838,7 +3948,7 @@ func (x *VolumeUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeUpdate.ProtoReflect.Descriptor instead.
 func (*VolumeUpdate) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{55}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *VolumeUpdate) GetVolumeId() string {
@@ -3865,7 +3975,7 @@ type GroupUpdate struct {
 
 func (x *GroupUpdate) Reset() {
 	*x = GroupUpdate{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[56]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3877,7 +3987,7 @@ func (x *GroupUpdate) String() string {
 func (*GroupUpdate) ProtoMessage() {}
 
 func (x *GroupUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[56]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3890,7 +4000,7 @@ func (x *GroupUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupUpdate.ProtoReflect.Descriptor instead.
 func (*GroupUpdate) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{56}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GroupUpdate) GetGroupId() string {
@@ -3920,7 +4030,7 @@ type FailoverHostResponse struct {
 
 func (x *FailoverHostResponse) Reset() {
 	*x = FailoverHostResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[57]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3932,7 +4042,7 @@ func (x *FailoverHostResponse) String() string {
 func (*FailoverHostResponse) ProtoMessage() {}
 
 func (x *FailoverHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[57]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3945,7 +4055,7 @@ func (x *FailoverHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverHostResponse.ProtoReflect.Descriptor instead.
 func (*FailoverHostResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{57}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *FailoverHostResponse) GetActiveBackendId() string {
@@ -3986,7 +4096,7 @@ type FailoverCompletedRequest struct {
 
 func (x *FailoverCompletedRequest) Reset() {
 	*x = FailoverCompletedRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[58]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3998,7 +4108,7 @@ func (x *FailoverCompletedRequest) String() string {
 func (*FailoverCompletedRequest) ProtoMessage() {}
 
 func (x *FailoverCompletedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[58]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4011,7 +4121,7 @@ func (x *FailoverCompletedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverCompletedRequest.ProtoReflect.Descriptor instead.
 func (*FailoverCompletedRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{58}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *FailoverCompletedRequest) GetBackend() string {
@@ -4036,7 +4146,7 @@ type FailoverCompletedResponse struct {
 
 func (x *FailoverCompletedResponse) Reset() {
 	*x = FailoverCompletedResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[59]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4048,7 +4158,7 @@ func (x *FailoverCompletedResponse) String() string {
 func (*FailoverCompletedResponse) ProtoMessage() {}
 
 func (x *FailoverCompletedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[59]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4061,7 +4171,7 @@ func (x *FailoverCompletedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverCompletedResponse.ProtoReflect.Descriptor instead.
 func (*FailoverCompletedResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{59}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{60}
 }
 
 // GroupType is a Cinder group type.
@@ -4077,7 +4187,7 @@ type GroupType struct {
 
 func (x *GroupType) Reset() {
 	*x = GroupType{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[60]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4089,7 +4199,7 @@ func (x *GroupType) String() string {
 func (*GroupType) ProtoMessage() {}
 
 func (x *GroupType) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[60]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4102,7 +4212,7 @@ func (x *GroupType) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupType.ProtoReflect.Descriptor instead.
 func (*GroupType) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{60}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *GroupType) GetId() string {
@@ -4137,7 +4247,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[61]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4149,7 +4259,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[61]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4162,7 +4272,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{61}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CreateGroupRequest) GetBackend() string {
@@ -4195,7 +4305,7 @@ type CreateGroupResponse struct {
 
 func (x *CreateGroupResponse) Reset() {
 	*x = CreateGroupResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[62]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4207,7 +4317,7 @@ func (x *CreateGroupResponse) String() string {
 func (*CreateGroupResponse) ProtoMessage() {}
 
 func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[62]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4220,7 +4330,7 @@ func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{62}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *CreateGroupResponse) GetModelUpdate() *ModelUpdate {
@@ -4241,7 +4351,7 @@ type DeleteGroupRequest struct {
 
 func (x *DeleteGroupRequest) Reset() {
 	*x = DeleteGroupRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[63]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4253,7 +4363,7 @@ func (x *DeleteGroupRequest) String() string {
 func (*DeleteGroupRequest) ProtoMessage() {}
 
 func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[63]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4266,7 +4376,7 @@ func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{63}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *DeleteGroupRequest) GetBackend() string {
@@ -4300,7 +4410,7 @@ type DeleteGroupResponse struct {
 
 func (x *DeleteGroupResponse) Reset() {
 	*x = DeleteGroupResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[64]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4312,7 +4422,7 @@ func (x *DeleteGroupResponse) String() string {
 func (*DeleteGroupResponse) ProtoMessage() {}
 
 func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[64]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4325,7 +4435,7 @@ func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGroupResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{64}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *DeleteGroupResponse) GetModelUpdate() *ModelUpdate {
@@ -4354,7 +4464,7 @@ type UpdateGroupRequest struct {
 
 func (x *UpdateGroupRequest) Reset() {
 	*x = UpdateGroupRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[65]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4366,7 +4476,7 @@ func (x *UpdateGroupRequest) String() string {
 func (*UpdateGroupRequest) ProtoMessage() {}
 
 func (x *UpdateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[65]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4379,7 +4489,7 @@ func (x *UpdateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGroupRequest.ProtoReflect.Descriptor instead.
 func (*UpdateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{65}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *UpdateGroupRequest) GetBackend() string {
@@ -4419,7 +4529,7 @@ type UpdateGroupResponse struct {
 
 func (x *UpdateGroupResponse) Reset() {
 	*x = UpdateGroupResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[66]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4431,7 +4541,7 @@ func (x *UpdateGroupResponse) String() string {
 func (*UpdateGroupResponse) ProtoMessage() {}
 
 func (x *UpdateGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[66]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4444,7 +4554,7 @@ func (x *UpdateGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGroupResponse.ProtoReflect.Descriptor instead.
 func (*UpdateGroupResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{66}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *UpdateGroupResponse) GetModelUpdate() *ModelUpdate {
@@ -4467,7 +4577,7 @@ type CreateGroupSnapshotRequest struct {
 
 func (x *CreateGroupSnapshotRequest) Reset() {
 	*x = CreateGroupSnapshotRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[67]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4479,7 +4589,7 @@ func (x *CreateGroupSnapshotRequest) String() string {
 func (*CreateGroupSnapshotRequest) ProtoMessage() {}
 
 func (x *CreateGroupSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[67]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4492,7 +4602,7 @@ func (x *CreateGroupSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{67}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *CreateGroupSnapshotRequest) GetBackend() string {
@@ -4534,7 +4644,7 @@ type CreateGroupSnapshotResponse struct {
 
 func (x *CreateGroupSnapshotResponse) Reset() {
 	*x = CreateGroupSnapshotResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[68]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4546,7 +4656,7 @@ func (x *CreateGroupSnapshotResponse) String() string {
 func (*CreateGroupSnapshotResponse) ProtoMessage() {}
 
 func (x *CreateGroupSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[68]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4559,7 +4669,7 @@ func (x *CreateGroupSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{68}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *CreateGroupSnapshotResponse) GetModelUpdate() *ModelUpdate {
@@ -4589,7 +4699,7 @@ type DeleteGroupSnapshotRequest struct {
 
 func (x *DeleteGroupSnapshotRequest) Reset() {
 	*x = DeleteGroupSnapshotRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[69]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4601,7 +4711,7 @@ func (x *DeleteGroupSnapshotRequest) String() string {
 func (*DeleteGroupSnapshotRequest) ProtoMessage() {}
 
 func (x *DeleteGroupSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[69]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4614,7 +4724,7 @@ func (x *DeleteGroupSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{69}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *DeleteGroupSnapshotRequest) GetBackend() string {
@@ -4655,7 +4765,7 @@ type DeleteGroupSnapshotResponse struct {
 
 func (x *DeleteGroupSnapshotResponse) Reset() {
 	*x = DeleteGroupSnapshotResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[70]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4667,7 +4777,7 @@ func (x *DeleteGroupSnapshotResponse) String() string {
 func (*DeleteGroupSnapshotResponse) ProtoMessage() {}
 
 func (x *DeleteGroupSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[70]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4680,7 +4790,7 @@ func (x *DeleteGroupSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGroupSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{70}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *DeleteGroupSnapshotResponse) GetVolumeIds() []string {
@@ -4703,7 +4813,7 @@ type GroupVolumeSource struct {
 
 func (x *GroupVolumeSource) Reset() {
 	*x = GroupVolumeSource{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[71]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4715,7 +4825,7 @@ func (x *GroupVolumeSource) String() string {
 func (*GroupVolumeSource) ProtoMessage() {}
 
 func (x *GroupVolumeSource) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[71]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4728,7 +4838,7 @@ func (x *GroupVolumeSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupVolumeSource.ProtoReflect.Descriptor instead.
 func (*GroupVolumeSource) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{71}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *GroupVolumeSource) GetVolumeId() string {
@@ -4765,7 +4875,7 @@ type CreateGroupFromSrcRequest struct {
 
 func (x *CreateGroupFromSrcRequest) Reset() {
 	*x = CreateGroupFromSrcRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[72]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4777,7 +4887,7 @@ func (x *CreateGroupFromSrcRequest) String() string {
 func (*CreateGroupFromSrcRequest) ProtoMessage() {}
 
 func (x *CreateGroupFromSrcRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[72]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4790,7 +4900,7 @@ func (x *CreateGroupFromSrcRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupFromSrcRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupFromSrcRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{72}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *CreateGroupFromSrcRequest) GetBackend() string {
@@ -4838,7 +4948,7 @@ type CreateGroupFromSrcResponse struct {
 
 func (x *CreateGroupFromSrcResponse) Reset() {
 	*x = CreateGroupFromSrcResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[73]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4850,7 +4960,7 @@ func (x *CreateGroupFromSrcResponse) String() string {
 func (*CreateGroupFromSrcResponse) ProtoMessage() {}
 
 func (x *CreateGroupFromSrcResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[73]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4863,7 +4973,7 @@ func (x *CreateGroupFromSrcResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupFromSrcResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupFromSrcResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{73}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *CreateGroupFromSrcResponse) GetModelUpdate() *ModelUpdate {
@@ -4891,7 +5001,7 @@ type EnableReplicationRequest struct {
 
 func (x *EnableReplicationRequest) Reset() {
 	*x = EnableReplicationRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[74]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4903,7 +5013,7 @@ func (x *EnableReplicationRequest) String() string {
 func (*EnableReplicationRequest) ProtoMessage() {}
 
 func (x *EnableReplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[74]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4916,7 +5026,7 @@ func (x *EnableReplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableReplicationRequest.ProtoReflect.Descriptor instead.
 func (*EnableReplicationRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{74}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *EnableReplicationRequest) GetBackend() string {
@@ -4950,7 +5060,7 @@ type EnableReplicationResponse struct {
 
 func (x *EnableReplicationResponse) Reset() {
 	*x = EnableReplicationResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[75]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4962,7 +5072,7 @@ func (x *EnableReplicationResponse) String() string {
 func (*EnableReplicationResponse) ProtoMessage() {}
 
 func (x *EnableReplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[75]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4975,7 +5085,7 @@ func (x *EnableReplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableReplicationResponse.ProtoReflect.Descriptor instead.
 func (*EnableReplicationResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{75}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *EnableReplicationResponse) GetModelUpdate() *ModelUpdate {
@@ -5003,7 +5113,7 @@ type DisableReplicationRequest struct {
 
 func (x *DisableReplicationRequest) Reset() {
 	*x = DisableReplicationRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[76]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5015,7 +5125,7 @@ func (x *DisableReplicationRequest) String() string {
 func (*DisableReplicationRequest) ProtoMessage() {}
 
 func (x *DisableReplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[76]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5028,7 +5138,7 @@ func (x *DisableReplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableReplicationRequest.ProtoReflect.Descriptor instead.
 func (*DisableReplicationRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{76}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *DisableReplicationRequest) GetBackend() string {
@@ -5062,7 +5172,7 @@ type DisableReplicationResponse struct {
 
 func (x *DisableReplicationResponse) Reset() {
 	*x = DisableReplicationResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[77]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5074,7 +5184,7 @@ func (x *DisableReplicationResponse) String() string {
 func (*DisableReplicationResponse) ProtoMessage() {}
 
 func (x *DisableReplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[77]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5087,7 +5197,7 @@ func (x *DisableReplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableReplicationResponse.ProtoReflect.Descriptor instead.
 func (*DisableReplicationResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{77}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *DisableReplicationResponse) GetModelUpdate() *ModelUpdate {
@@ -5120,7 +5230,7 @@ type FailoverReplicationRequest struct {
 
 func (x *FailoverReplicationRequest) Reset() {
 	*x = FailoverReplicationRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[78]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5132,7 +5242,7 @@ func (x *FailoverReplicationRequest) String() string {
 func (*FailoverReplicationRequest) ProtoMessage() {}
 
 func (x *FailoverReplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[78]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5145,7 +5255,7 @@ func (x *FailoverReplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverReplicationRequest.ProtoReflect.Descriptor instead.
 func (*FailoverReplicationRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{78}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *FailoverReplicationRequest) GetBackend() string {
@@ -5192,7 +5302,7 @@ type FailoverReplicationResponse struct {
 
 func (x *FailoverReplicationResponse) Reset() {
 	*x = FailoverReplicationResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[79]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5204,7 +5314,7 @@ func (x *FailoverReplicationResponse) String() string {
 func (*FailoverReplicationResponse) ProtoMessage() {}
 
 func (x *FailoverReplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[79]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5217,7 +5327,7 @@ func (x *FailoverReplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverReplicationResponse.ProtoReflect.Descriptor instead.
 func (*FailoverReplicationResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{79}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *FailoverReplicationResponse) GetModelUpdate() *ModelUpdate {
@@ -5269,7 +5379,7 @@ type RevertToSnapshotRequest struct {
 
 func (x *RevertToSnapshotRequest) Reset() {
 	*x = RevertToSnapshotRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[80]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5281,7 +5391,7 @@ func (x *RevertToSnapshotRequest) String() string {
 func (*RevertToSnapshotRequest) ProtoMessage() {}
 
 func (x *RevertToSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[80]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5294,7 +5404,7 @@ func (x *RevertToSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevertToSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*RevertToSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{80}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *RevertToSnapshotRequest) GetBackend() string {
@@ -5333,7 +5443,7 @@ type RevertToSnapshotResponse struct {
 
 func (x *RevertToSnapshotResponse) Reset() {
 	*x = RevertToSnapshotResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[81]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5345,7 +5455,7 @@ func (x *RevertToSnapshotResponse) String() string {
 func (*RevertToSnapshotResponse) ProtoMessage() {}
 
 func (x *RevertToSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[81]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5358,7 +5468,7 @@ func (x *RevertToSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevertToSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RevertToSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{81}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{82}
 }
 
 var File_volrep_driver_v1_driver_service_proto protoreflect.FileDescriptor
@@ -5593,16 +5703,18 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x10interval_seconds\x18\x01 \x01(\x03R\x0fintervalSeconds\x12?\n" +
 	"\x1cretention_short_term_seconds\x18\x02 \x01(\x03R\x19retentionShortTermSeconds\x12<\n" +
 	"\x1bretention_long_term_per_day\x18\x03 \x01(\x03R\x17retentionLongTermPerDay\x127\n" +
-	"\x18retention_long_term_days\x18\x04 \x01(\x03R\x15retentionLongTermDays\"\xcb\x01\n" +
+	"\x18retention_long_term_days\x18\x04 \x01(\x03R\x15retentionLongTermDays\"\x84\x02\n" +
 	"\x18SnapshotReplicateRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1f\n" +
 	"\vsnapshot_id\x18\x02 \x01(\tR\n" +
 	"snapshotId\x12\x1b\n" +
 	"\tvolume_id\x18\x03 \x01(\tR\bvolumeId\x12/\n" +
 	"\x13destination_backend\x18\x04 \x01(\tR\x12destinationBackend\x12&\n" +
-	"\x0fforce_full_copy\x18\x05 \x01(\bR\rforceFullCopy\">\n" +
+	"\x0fforce_full_copy\x18\x05 \x01(\bR\rforceFullCopy\x12\x14\n" +
+	"\x05count\x18\x06 \x01(\x05R\x05count\x12!\n" +
+	"\fsnapshot_ids\x18\a \x03(\tR\vsnapshotIds\">\n" +
 	"\x19SnapshotReplicateResponse\x12!\n" +
-	"\foperation_id\x18\x01 \x01(\tR\voperationId\"\x83\x05\n" +
+	"\foperation_id\x18\x01 \x01(\tR\voperationId\"\xc2\x05\n" +
 	"\tOperation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
@@ -5627,7 +5739,16 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\n" +
 	"bytes_sent\x18\x10 \x01(\x03R\tbytesSent\x12!\n" +
 	"\fresumed_from\x18\x11 \x01(\x03R\vresumedFrom\x12'\n" +
-	"\x0falready_present\x18\x12 \x01(\bR\x0ealreadyPresent\"R\n" +
+	"\x0falready_present\x18\x12 \x01(\bR\x0ealreadyPresent\x12=\n" +
+	"\x05steps\x18\x13 \x03(\v2'.volrep.driver.v1.SnapshotReplicateStepR\x05steps\"\xcc\x01\n" +
+	"\x15SnapshotReplicateStep\x12\x1f\n" +
+	"\vsnapshot_id\x18\x01 \x01(\tR\n" +
+	"snapshotId\x12(\n" +
+	"\x10base_snapshot_id\x18\x02 \x01(\tR\x0ebaseSnapshotId\x12 \n" +
+	"\vincremental\x18\x03 \x01(\bR\vincremental\x12\x1d\n" +
+	"\n" +
+	"bytes_sent\x18\x04 \x01(\x03R\tbytesSent\x12'\n" +
+	"\x0falready_present\x18\x05 \x01(\bR\x0ealreadyPresent\"R\n" +
 	"\x13GetOperationRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12!\n" +
 	"\foperation_id\x18\x02 \x01(\tR\voperationId\"Q\n" +
@@ -5847,7 +5968,7 @@ func file_volrep_driver_v1_driver_service_proto_rawDescGZIP() []byte {
 }
 
 var file_volrep_driver_v1_driver_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
+var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 88)
 var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(ReplicationStatus)(0),                   // 0: volrep.driver.v1.ReplicationStatus
 	(ReplicationHealth)(0),                   // 1: volrep.driver.v1.ReplicationHealth
@@ -5898,53 +6019,54 @@ var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(*SnapshotReplicateRequest)(nil),         // 46: volrep.driver.v1.SnapshotReplicateRequest
 	(*SnapshotReplicateResponse)(nil),        // 47: volrep.driver.v1.SnapshotReplicateResponse
 	(*Operation)(nil),                        // 48: volrep.driver.v1.Operation
-	(*GetOperationRequest)(nil),              // 49: volrep.driver.v1.GetOperationRequest
-	(*GetOperationResponse)(nil),             // 50: volrep.driver.v1.GetOperationResponse
-	(*WatchOperationRequest)(nil),            // 51: volrep.driver.v1.WatchOperationRequest
-	(*WatchOperationResponse)(nil),           // 52: volrep.driver.v1.WatchOperationResponse
-	(*CancelOperationRequest)(nil),           // 53: volrep.driver.v1.CancelOperationRequest
-	(*CancelOperationResponse)(nil),          // 54: volrep.driver.v1.CancelOperationResponse
-	(*VerifySnapshotRequest)(nil),            // 55: volrep.driver.v1.VerifySnapshotRequest
-	(*VerifySnapshotResponse)(nil),           // 56: volrep.driver.v1.VerifySnapshotResponse
-	(*FailoverHostRequest)(nil),              // 57: volrep.driver.v1.FailoverHostRequest
-	(*VolumeUpdate)(nil),                     // 58: volrep.driver.v1.VolumeUpdate
-	(*GroupUpdate)(nil),                      // 59: volrep.driver.v1.GroupUpdate
-	(*FailoverHostResponse)(nil),             // 60: volrep.driver.v1.FailoverHostResponse
-	(*FailoverCompletedRequest)(nil),         // 61: volrep.driver.v1.FailoverCompletedRequest
-	(*FailoverCompletedResponse)(nil),        // 62: volrep.driver.v1.FailoverCompletedResponse
-	(*GroupType)(nil),                        // 63: volrep.driver.v1.GroupType
-	(*CreateGroupRequest)(nil),               // 64: volrep.driver.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil),              // 65: volrep.driver.v1.CreateGroupResponse
-	(*DeleteGroupRequest)(nil),               // 66: volrep.driver.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),              // 67: volrep.driver.v1.DeleteGroupResponse
-	(*UpdateGroupRequest)(nil),               // 68: volrep.driver.v1.UpdateGroupRequest
-	(*UpdateGroupResponse)(nil),              // 69: volrep.driver.v1.UpdateGroupResponse
-	(*CreateGroupSnapshotRequest)(nil),       // 70: volrep.driver.v1.CreateGroupSnapshotRequest
-	(*CreateGroupSnapshotResponse)(nil),      // 71: volrep.driver.v1.CreateGroupSnapshotResponse
-	(*DeleteGroupSnapshotRequest)(nil),       // 72: volrep.driver.v1.DeleteGroupSnapshotRequest
-	(*DeleteGroupSnapshotResponse)(nil),      // 73: volrep.driver.v1.DeleteGroupSnapshotResponse
-	(*GroupVolumeSource)(nil),                // 74: volrep.driver.v1.GroupVolumeSource
-	(*CreateGroupFromSrcRequest)(nil),        // 75: volrep.driver.v1.CreateGroupFromSrcRequest
-	(*CreateGroupFromSrcResponse)(nil),       // 76: volrep.driver.v1.CreateGroupFromSrcResponse
-	(*EnableReplicationRequest)(nil),         // 77: volrep.driver.v1.EnableReplicationRequest
-	(*EnableReplicationResponse)(nil),        // 78: volrep.driver.v1.EnableReplicationResponse
-	(*DisableReplicationRequest)(nil),        // 79: volrep.driver.v1.DisableReplicationRequest
-	(*DisableReplicationResponse)(nil),       // 80: volrep.driver.v1.DisableReplicationResponse
-	(*FailoverReplicationRequest)(nil),       // 81: volrep.driver.v1.FailoverReplicationRequest
-	(*FailoverReplicationResponse)(nil),      // 82: volrep.driver.v1.FailoverReplicationResponse
-	(*RevertToSnapshotRequest)(nil),          // 83: volrep.driver.v1.RevertToSnapshotRequest
-	(*RevertToSnapshotResponse)(nil),         // 84: volrep.driver.v1.RevertToSnapshotResponse
-	nil,                                      // 85: volrep.driver.v1.ModelUpdate.MetadataEntry
-	nil,                                      // 86: volrep.driver.v1.VolumeType.ExtraSpecsEntry
-	nil,                                      // 87: volrep.driver.v1.Connector.ExtraEntry
-	nil,                                      // 88: volrep.driver.v1.ConnectionInfo.DataEntry
-	nil,                                      // 89: volrep.driver.v1.GroupType.GroupSpecsEntry
-	(*timestamppb.Timestamp)(nil),            // 90: google.protobuf.Timestamp
+	(*SnapshotReplicateStep)(nil),            // 49: volrep.driver.v1.SnapshotReplicateStep
+	(*GetOperationRequest)(nil),              // 50: volrep.driver.v1.GetOperationRequest
+	(*GetOperationResponse)(nil),             // 51: volrep.driver.v1.GetOperationResponse
+	(*WatchOperationRequest)(nil),            // 52: volrep.driver.v1.WatchOperationRequest
+	(*WatchOperationResponse)(nil),           // 53: volrep.driver.v1.WatchOperationResponse
+	(*CancelOperationRequest)(nil),           // 54: volrep.driver.v1.CancelOperationRequest
+	(*CancelOperationResponse)(nil),          // 55: volrep.driver.v1.CancelOperationResponse
+	(*VerifySnapshotRequest)(nil),            // 56: volrep.driver.v1.VerifySnapshotRequest
+	(*VerifySnapshotResponse)(nil),           // 57: volrep.driver.v1.VerifySnapshotResponse
+	(*FailoverHostRequest)(nil),              // 58: volrep.driver.v1.FailoverHostRequest
+	(*VolumeUpdate)(nil),                     // 59: volrep.driver.v1.VolumeUpdate
+	(*GroupUpdate)(nil),                      // 60: volrep.driver.v1.GroupUpdate
+	(*FailoverHostResponse)(nil),             // 61: volrep.driver.v1.FailoverHostResponse
+	(*FailoverCompletedRequest)(nil),         // 62: volrep.driver.v1.FailoverCompletedRequest
+	(*FailoverCompletedResponse)(nil),        // 63: volrep.driver.v1.FailoverCompletedResponse
+	(*GroupType)(nil),                        // 64: volrep.driver.v1.GroupType
+	(*CreateGroupRequest)(nil),               // 65: volrep.driver.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),              // 66: volrep.driver.v1.CreateGroupResponse
+	(*DeleteGroupRequest)(nil),               // 67: volrep.driver.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),              // 68: volrep.driver.v1.DeleteGroupResponse
+	(*UpdateGroupRequest)(nil),               // 69: volrep.driver.v1.UpdateGroupRequest
+	(*UpdateGroupResponse)(nil),              // 70: volrep.driver.v1.UpdateGroupResponse
+	(*CreateGroupSnapshotRequest)(nil),       // 71: volrep.driver.v1.CreateGroupSnapshotRequest
+	(*CreateGroupSnapshotResponse)(nil),      // 72: volrep.driver.v1.CreateGroupSnapshotResponse
+	(*DeleteGroupSnapshotRequest)(nil),       // 73: volrep.driver.v1.DeleteGroupSnapshotRequest
+	(*DeleteGroupSnapshotResponse)(nil),      // 74: volrep.driver.v1.DeleteGroupSnapshotResponse
+	(*GroupVolumeSource)(nil),                // 75: volrep.driver.v1.GroupVolumeSource
+	(*CreateGroupFromSrcRequest)(nil),        // 76: volrep.driver.v1.CreateGroupFromSrcRequest
+	(*CreateGroupFromSrcResponse)(nil),       // 77: volrep.driver.v1.CreateGroupFromSrcResponse
+	(*EnableReplicationRequest)(nil),         // 78: volrep.driver.v1.EnableReplicationRequest
+	(*EnableReplicationResponse)(nil),        // 79: volrep.driver.v1.EnableReplicationResponse
+	(*DisableReplicationRequest)(nil),        // 80: volrep.driver.v1.DisableReplicationRequest
+	(*DisableReplicationResponse)(nil),       // 81: volrep.driver.v1.DisableReplicationResponse
+	(*FailoverReplicationRequest)(nil),       // 82: volrep.driver.v1.FailoverReplicationRequest
+	(*FailoverReplicationResponse)(nil),      // 83: volrep.driver.v1.FailoverReplicationResponse
+	(*RevertToSnapshotRequest)(nil),          // 84: volrep.driver.v1.RevertToSnapshotRequest
+	(*RevertToSnapshotResponse)(nil),         // 85: volrep.driver.v1.RevertToSnapshotResponse
+	nil,                                      // 86: volrep.driver.v1.ModelUpdate.MetadataEntry
+	nil,                                      // 87: volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	nil,                                      // 88: volrep.driver.v1.Connector.ExtraEntry
+	nil,                                      // 89: volrep.driver.v1.ConnectionInfo.DataEntry
+	nil,                                      // 90: volrep.driver.v1.GroupType.GroupSpecsEntry
+	(*timestamppb.Timestamp)(nil),            // 91: google.protobuf.Timestamp
 }
 var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	0,  // 0: volrep.driver.v1.ModelUpdate.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
-	85, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
-	86, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	86, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
+	87, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
 	6,  // 3: volrep.driver.v1.Backend.replication_targets:type_name -> volrep.driver.v1.ReplicationTarget
 	0,  // 4: volrep.driver.v1.Volume.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
 	5,  // 5: volrep.driver.v1.ListBackendsResponse.backends:type_name -> volrep.driver.v1.Backend
@@ -5958,120 +6080,121 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	3,  // 13: volrep.driver.v1.CreateVolumeFromSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	4,  // 14: volrep.driver.v1.CreateClonedVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
 	3,  // 15: volrep.driver.v1.CreateClonedVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	87, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
-	88, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
+	88, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
+	89, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
 	33, // 18: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
 	34, // 19: volrep.driver.v1.InitializeConnectionResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
 	33, // 20: volrep.driver.v1.TerminateConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
 	4,  // 21: volrep.driver.v1.RetypeRequest.new_type:type_name -> volrep.driver.v1.VolumeType
 	3,  // 22: volrep.driver.v1.RetypeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	1,  // 23: volrep.driver.v1.TargetReplicationInfo.status:type_name -> volrep.driver.v1.ReplicationHealth
-	90, // 24: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
+	91, // 24: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
 	1,  // 25: volrep.driver.v1.GetReplicationInfoResponse.status:type_name -> volrep.driver.v1.ReplicationHealth
-	90, // 26: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
+	91, // 26: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
 	41, // 27: volrep.driver.v1.GetReplicationInfoResponse.targets:type_name -> volrep.driver.v1.TargetReplicationInfo
 	2,  // 28: volrep.driver.v1.Operation.state:type_name -> volrep.driver.v1.OperationState
-	90, // 29: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
-	90, // 30: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
-	48, // 31: volrep.driver.v1.GetOperationResponse.operation:type_name -> volrep.driver.v1.Operation
-	48, // 32: volrep.driver.v1.WatchOperationResponse.operation:type_name -> volrep.driver.v1.Operation
-	48, // 33: volrep.driver.v1.CancelOperationResponse.operation:type_name -> volrep.driver.v1.Operation
-	3,  // 34: volrep.driver.v1.VolumeUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
-	3,  // 35: volrep.driver.v1.GroupUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
-	58, // 36: volrep.driver.v1.FailoverHostResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	59, // 37: volrep.driver.v1.FailoverHostResponse.group_updates:type_name -> volrep.driver.v1.GroupUpdate
-	89, // 38: volrep.driver.v1.GroupType.group_specs:type_name -> volrep.driver.v1.GroupType.GroupSpecsEntry
-	63, // 39: volrep.driver.v1.CreateGroupRequest.group_type:type_name -> volrep.driver.v1.GroupType
-	3,  // 40: volrep.driver.v1.CreateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	3,  // 41: volrep.driver.v1.DeleteGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	58, // 42: volrep.driver.v1.DeleteGroupResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,  // 43: volrep.driver.v1.UpdateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	3,  // 44: volrep.driver.v1.CreateGroupSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	8,  // 45: volrep.driver.v1.CreateGroupSnapshotResponse.snapshots:type_name -> volrep.driver.v1.Snapshot
-	4,  // 46: volrep.driver.v1.GroupVolumeSource.volume_type:type_name -> volrep.driver.v1.VolumeType
-	63, // 47: volrep.driver.v1.CreateGroupFromSrcRequest.group_type:type_name -> volrep.driver.v1.GroupType
-	74, // 48: volrep.driver.v1.CreateGroupFromSrcRequest.volumes:type_name -> volrep.driver.v1.GroupVolumeSource
-	3,  // 49: volrep.driver.v1.CreateGroupFromSrcResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	58, // 50: volrep.driver.v1.CreateGroupFromSrcResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,  // 51: volrep.driver.v1.EnableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	58, // 52: volrep.driver.v1.EnableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,  // 53: volrep.driver.v1.DisableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	58, // 54: volrep.driver.v1.DisableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,  // 55: volrep.driver.v1.FailoverReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	58, // 56: volrep.driver.v1.FailoverReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	9,  // 57: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
-	11, // 58: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
-	13, // 59: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
-	15, // 60: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
-	17, // 61: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
-	19, // 62: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
-	21, // 63: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
-	23, // 64: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
-	25, // 65: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
-	27, // 66: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
-	29, // 67: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
-	31, // 68: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
-	35, // 69: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
-	37, // 70: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
-	39, // 71: volrep.driver.v1.DriverService.Retype:input_type -> volrep.driver.v1.RetypeRequest
-	42, // 72: volrep.driver.v1.DriverService.GetReplicationInfo:input_type -> volrep.driver.v1.GetReplicationInfoRequest
-	44, // 73: volrep.driver.v1.DriverService.SetReplicationSchedule:input_type -> volrep.driver.v1.SetReplicationScheduleRequest
-	46, // 74: volrep.driver.v1.DriverService.SnapshotReplicate:input_type -> volrep.driver.v1.SnapshotReplicateRequest
-	49, // 75: volrep.driver.v1.DriverService.GetOperation:input_type -> volrep.driver.v1.GetOperationRequest
-	51, // 76: volrep.driver.v1.DriverService.WatchOperation:input_type -> volrep.driver.v1.WatchOperationRequest
-	53, // 77: volrep.driver.v1.DriverService.CancelOperation:input_type -> volrep.driver.v1.CancelOperationRequest
-	55, // 78: volrep.driver.v1.DriverService.VerifySnapshot:input_type -> volrep.driver.v1.VerifySnapshotRequest
-	57, // 79: volrep.driver.v1.DriverService.FailoverHost:input_type -> volrep.driver.v1.FailoverHostRequest
-	61, // 80: volrep.driver.v1.DriverService.FailoverCompleted:input_type -> volrep.driver.v1.FailoverCompletedRequest
-	64, // 81: volrep.driver.v1.DriverService.CreateGroup:input_type -> volrep.driver.v1.CreateGroupRequest
-	66, // 82: volrep.driver.v1.DriverService.DeleteGroup:input_type -> volrep.driver.v1.DeleteGroupRequest
-	68, // 83: volrep.driver.v1.DriverService.UpdateGroup:input_type -> volrep.driver.v1.UpdateGroupRequest
-	70, // 84: volrep.driver.v1.DriverService.CreateGroupSnapshot:input_type -> volrep.driver.v1.CreateGroupSnapshotRequest
-	72, // 85: volrep.driver.v1.DriverService.DeleteGroupSnapshot:input_type -> volrep.driver.v1.DeleteGroupSnapshotRequest
-	75, // 86: volrep.driver.v1.DriverService.CreateGroupFromSrc:input_type -> volrep.driver.v1.CreateGroupFromSrcRequest
-	77, // 87: volrep.driver.v1.DriverService.EnableReplication:input_type -> volrep.driver.v1.EnableReplicationRequest
-	79, // 88: volrep.driver.v1.DriverService.DisableReplication:input_type -> volrep.driver.v1.DisableReplicationRequest
-	81, // 89: volrep.driver.v1.DriverService.FailoverReplication:input_type -> volrep.driver.v1.FailoverReplicationRequest
-	83, // 90: volrep.driver.v1.DriverService.RevertToSnapshot:input_type -> volrep.driver.v1.RevertToSnapshotRequest
-	10, // 91: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
-	12, // 92: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
-	14, // 93: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
-	16, // 94: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
-	18, // 95: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
-	20, // 96: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
-	22, // 97: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
-	24, // 98: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
-	26, // 99: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
-	28, // 100: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
-	30, // 101: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
-	32, // 102: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
-	36, // 103: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
-	38, // 104: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
-	40, // 105: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
-	43, // 106: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
-	45, // 107: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
-	47, // 108: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
-	50, // 109: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
-	52, // 110: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
-	54, // 111: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
-	56, // 112: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
-	60, // 113: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
-	62, // 114: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
-	65, // 115: volrep.driver.v1.DriverService.CreateGroup:output_type -> volrep.driver.v1.CreateGroupResponse
-	67, // 116: volrep.driver.v1.DriverService.DeleteGroup:output_type -> volrep.driver.v1.DeleteGroupResponse
-	69, // 117: volrep.driver.v1.DriverService.UpdateGroup:output_type -> volrep.driver.v1.UpdateGroupResponse
-	71, // 118: volrep.driver.v1.DriverService.CreateGroupSnapshot:output_type -> volrep.driver.v1.CreateGroupSnapshotResponse
-	73, // 119: volrep.driver.v1.DriverService.DeleteGroupSnapshot:output_type -> volrep.driver.v1.DeleteGroupSnapshotResponse
-	76, // 120: volrep.driver.v1.DriverService.CreateGroupFromSrc:output_type -> volrep.driver.v1.CreateGroupFromSrcResponse
-	78, // 121: volrep.driver.v1.DriverService.EnableReplication:output_type -> volrep.driver.v1.EnableReplicationResponse
-	80, // 122: volrep.driver.v1.DriverService.DisableReplication:output_type -> volrep.driver.v1.DisableReplicationResponse
-	82, // 123: volrep.driver.v1.DriverService.FailoverReplication:output_type -> volrep.driver.v1.FailoverReplicationResponse
-	84, // 124: volrep.driver.v1.DriverService.RevertToSnapshot:output_type -> volrep.driver.v1.RevertToSnapshotResponse
-	91, // [91:125] is the sub-list for method output_type
-	57, // [57:91] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	91, // 29: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
+	91, // 30: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
+	49, // 31: volrep.driver.v1.Operation.steps:type_name -> volrep.driver.v1.SnapshotReplicateStep
+	48, // 32: volrep.driver.v1.GetOperationResponse.operation:type_name -> volrep.driver.v1.Operation
+	48, // 33: volrep.driver.v1.WatchOperationResponse.operation:type_name -> volrep.driver.v1.Operation
+	48, // 34: volrep.driver.v1.CancelOperationResponse.operation:type_name -> volrep.driver.v1.Operation
+	3,  // 35: volrep.driver.v1.VolumeUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
+	3,  // 36: volrep.driver.v1.GroupUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
+	59, // 37: volrep.driver.v1.FailoverHostResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	60, // 38: volrep.driver.v1.FailoverHostResponse.group_updates:type_name -> volrep.driver.v1.GroupUpdate
+	90, // 39: volrep.driver.v1.GroupType.group_specs:type_name -> volrep.driver.v1.GroupType.GroupSpecsEntry
+	64, // 40: volrep.driver.v1.CreateGroupRequest.group_type:type_name -> volrep.driver.v1.GroupType
+	3,  // 41: volrep.driver.v1.CreateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	3,  // 42: volrep.driver.v1.DeleteGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	59, // 43: volrep.driver.v1.DeleteGroupResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,  // 44: volrep.driver.v1.UpdateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	3,  // 45: volrep.driver.v1.CreateGroupSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	8,  // 46: volrep.driver.v1.CreateGroupSnapshotResponse.snapshots:type_name -> volrep.driver.v1.Snapshot
+	4,  // 47: volrep.driver.v1.GroupVolumeSource.volume_type:type_name -> volrep.driver.v1.VolumeType
+	64, // 48: volrep.driver.v1.CreateGroupFromSrcRequest.group_type:type_name -> volrep.driver.v1.GroupType
+	75, // 49: volrep.driver.v1.CreateGroupFromSrcRequest.volumes:type_name -> volrep.driver.v1.GroupVolumeSource
+	3,  // 50: volrep.driver.v1.CreateGroupFromSrcResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	59, // 51: volrep.driver.v1.CreateGroupFromSrcResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,  // 52: volrep.driver.v1.EnableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	59, // 53: volrep.driver.v1.EnableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,  // 54: volrep.driver.v1.DisableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	59, // 55: volrep.driver.v1.DisableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,  // 56: volrep.driver.v1.FailoverReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	59, // 57: volrep.driver.v1.FailoverReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	9,  // 58: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
+	11, // 59: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
+	13, // 60: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
+	15, // 61: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
+	17, // 62: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
+	19, // 63: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
+	21, // 64: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
+	23, // 65: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
+	25, // 66: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
+	27, // 67: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
+	29, // 68: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
+	31, // 69: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
+	35, // 70: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
+	37, // 71: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
+	39, // 72: volrep.driver.v1.DriverService.Retype:input_type -> volrep.driver.v1.RetypeRequest
+	42, // 73: volrep.driver.v1.DriverService.GetReplicationInfo:input_type -> volrep.driver.v1.GetReplicationInfoRequest
+	44, // 74: volrep.driver.v1.DriverService.SetReplicationSchedule:input_type -> volrep.driver.v1.SetReplicationScheduleRequest
+	46, // 75: volrep.driver.v1.DriverService.SnapshotReplicate:input_type -> volrep.driver.v1.SnapshotReplicateRequest
+	50, // 76: volrep.driver.v1.DriverService.GetOperation:input_type -> volrep.driver.v1.GetOperationRequest
+	52, // 77: volrep.driver.v1.DriverService.WatchOperation:input_type -> volrep.driver.v1.WatchOperationRequest
+	54, // 78: volrep.driver.v1.DriverService.CancelOperation:input_type -> volrep.driver.v1.CancelOperationRequest
+	56, // 79: volrep.driver.v1.DriverService.VerifySnapshot:input_type -> volrep.driver.v1.VerifySnapshotRequest
+	58, // 80: volrep.driver.v1.DriverService.FailoverHost:input_type -> volrep.driver.v1.FailoverHostRequest
+	62, // 81: volrep.driver.v1.DriverService.FailoverCompleted:input_type -> volrep.driver.v1.FailoverCompletedRequest
+	65, // 82: volrep.driver.v1.DriverService.CreateGroup:input_type -> volrep.driver.v1.CreateGroupRequest
+	67, // 83: volrep.driver.v1.DriverService.DeleteGroup:input_type -> volrep.driver.v1.DeleteGroupRequest
+	69, // 84: volrep.driver.v1.DriverService.UpdateGroup:input_type -> volrep.driver.v1.UpdateGroupRequest
+	71, // 85: volrep.driver.v1.DriverService.CreateGroupSnapshot:input_type -> volrep.driver.v1.CreateGroupSnapshotRequest
+	73, // 86: volrep.driver.v1.DriverService.DeleteGroupSnapshot:input_type -> volrep.driver.v1.DeleteGroupSnapshotRequest
+	76, // 87: volrep.driver.v1.DriverService.CreateGroupFromSrc:input_type -> volrep.driver.v1.CreateGroupFromSrcRequest
+	78, // 88: volrep.driver.v1.DriverService.EnableReplication:input_type -> volrep.driver.v1.EnableReplicationRequest
+	80, // 89: volrep.driver.v1.DriverService.DisableReplication:input_type -> volrep.driver.v1.DisableReplicationRequest
+	82, // 90: volrep.driver.v1.DriverService.FailoverReplication:input_type -> volrep.driver.v1.FailoverReplicationRequest
+	84, // 91: volrep.driver.v1.DriverService.RevertToSnapshot:input_type -> volrep.driver.v1.RevertToSnapshotRequest
+	10, // 92: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
+	12, // 93: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
+	14, // 94: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
+	16, // 95: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
+	18, // 96: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
+	20, // 97: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
+	22, // 98: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
+	24, // 99: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
+	26, // 100: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
+	28, // 101: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
+	30, // 102: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
+	32, // 103: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
+	36, // 104: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
+	38, // 105: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
+	40, // 106: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
+	43, // 107: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
+	45, // 108: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
+	47, // 109: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
+	51, // 110: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
+	53, // 111: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
+	55, // 112: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
+	57, // 113: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
+	61, // 114: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
+	63, // 115: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
+	66, // 116: volrep.driver.v1.DriverService.CreateGroup:output_type -> volrep.driver.v1.CreateGroupResponse
+	68, // 117: volrep.driver.v1.DriverService.DeleteGroup:output_type -> volrep.driver.v1.DeleteGroupResponse
+	70, // 118: volrep.driver.v1.DriverService.UpdateGroup:output_type -> volrep.driver.v1.UpdateGroupResponse
+	72, // 119: volrep.driver.v1.DriverService.CreateGroupSnapshot:output_type -> volrep.driver.v1.CreateGroupSnapshotResponse
+	74, // 120: volrep.driver.v1.DriverService.DeleteGroupSnapshot:output_type -> volrep.driver.v1.DeleteGroupSnapshotResponse
+	77, // 121: volrep.driver.v1.DriverService.CreateGroupFromSrc:output_type -> volrep.driver.v1.CreateGroupFromSrcResponse
+	79, // 122: volrep.driver.v1.DriverService.EnableReplication:output_type -> volrep.driver.v1.EnableReplicationResponse
+	81, // 123: volrep.driver.v1.DriverService.DisableReplication:output_type -> volrep.driver.v1.DisableReplicationResponse
+	83, // 124: volrep.driver.v1.DriverService.FailoverReplication:output_type -> volrep.driver.v1.FailoverReplicationResponse
+	85, // 125: volrep.driver.v1.DriverService.RevertToSnapshot:output_type -> volrep.driver.v1.RevertToSnapshotResponse
+	92, // [92:126] is the sub-list for method output_type
+	58, // [58:92] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_volrep_driver_v1_driver_service_proto_init() }
@@ -6085,7 +6208,7 @@ func file_volrep_driver_v1_driver_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_driver_v1_driver_service_proto_rawDesc), len(file_volrep_driver_v1_driver_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   87,
+			NumMessages:   88,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
