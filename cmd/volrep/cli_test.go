@@ -147,6 +147,10 @@ func (f *fakeDriver) RevertToSnapshot(context.Context, *driverv1.RevertToSnapsho
 	return &driverv1.RevertToSnapshotResponse{}, nil
 }
 
+func (f *fakeDriver) SnapshotReplicate(context.Context, *driverv1.SnapshotReplicateRequest) (*driverv1.SnapshotReplicateResponse, error) {
+	return &driverv1.SnapshotReplicateResponse{OperationId: "op-1"}, nil
+}
+
 func (f *fakeDriver) GetVolume(_ context.Context, r *driverv1.GetVolumeRequest) (*driverv1.GetVolumeResponse, error) {
 	return &driverv1.GetVolumeResponse{Volume: &driverv1.Volume{Id: r.GetVolumeId(), SizeGb: 10}}, nil
 }
@@ -304,6 +308,10 @@ func TestCommandsMapToRPCs(t *testing.T) {
 		},
 		{[]string{"snapshot", "create", "snap-1", "--volume", "vol-1"}, "CreateSnapshot", &driverv1.CreateSnapshotRequest{Backend: b, SnapshotId: "snap-1", VolumeId: "vol-1"}, "volume_id           vol-1"},
 		{[]string{"snapshot", "delete", "snap-1", "--volume", "vol-1"}, "DeleteSnapshot", &driverv1.DeleteSnapshotRequest{Backend: b, SnapshotId: "snap-1", VolumeId: "vol-1"}, "deleted snapshot snap-1 of volume vol-1"},
+		{[]string{"snapshot", "replicate", "s1", "s2", "--volume", "vol-1", "--to", "site-b", "--detach"}, "SnapshotReplicate",
+			&driverv1.SnapshotReplicateRequest{Backend: b, VolumeId: "vol-1", DestinationBackend: "site-b", SnapshotIds: []string{"s1", "s2"}}, "operation_id  op-1"},
+		{[]string{"snapshot", "replicate", "--count", "3", "--volume", "vol-1", "--to", "site-b", "--detach"}, "SnapshotReplicate",
+			&driverv1.SnapshotReplicateRequest{Backend: b, VolumeId: "vol-1", DestinationBackend: "site-b", Count: 3}, "operation_id  op-1"},
 		{[]string{"snapshot", "list", "--volume", "vol-1"}, "ListSnapshots", &driverv1.ListSnapshotsRequest{Backend: b, VolumeId: "vol-1", PageSize: paging.MaxPageSize}, "snap-1  vol-1   10"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -512,6 +520,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"volume", "create", "v1", "--size", "1", "--spec", "k=a", "--spec", "k=b"}, `extra spec "k" given twice`},
 		{[]string{"volume", "extend", "v1"}, `required flag(s) "size" not set`},
 		{[]string{"volume", "revert", "v1"}, "takes a volume ID and a snapshot ID, got 1 argument(s)"},
+		{[]string{"snapshot", "replicate", "--volume", "v1", "--to", "b"}, "takes one or more snapshot IDs, or --count"},
+		{[]string{"snapshot", "replicate", "a", "b", "--count", "2", "--volume", "v1", "--to", "b"}, "with --count takes at most one snapshot ID"},
 		{[]string{"volume", "extend", "v1", "--size", "-1"}, "--size must be a positive number of GB, got -1"},
 		{[]string{"volume", "delete"}, "takes a volume ID, got 0 argument(s)"},
 		{[]string{"volume", "show", "a", "b"}, "takes a volume ID, got 2 argument(s)"},

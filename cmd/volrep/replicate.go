@@ -33,28 +33,59 @@ func newSnapshotReplicateCmd(a *app) *cobra.Command {
 		volume, to string
 		force      bool
 		detach     bool
+		count      int32
 	)
 	cmd := &cobra.Command{
-		Use:   "replicate SNAPID --volume VOLID --to BACKEND",
+		Use:   "replicate SNAPID... --volume VOLID --to BACKEND",
 		Short: "Send a snapshot to another backend (SnapshotReplicate)",
 		Long: `Send snapshot SNAPID of volume --volume from this backend to --to: another
 backend, or a replication_device backend_id of this one.
 Only the blocks that changed since the newest snapshot both backends hold
 are sent, unless --force-full-copy. A progress bar follows the transfer;
-interrupted, it resumes from where it stopped when run again.`,
+interrupted, it resumes from where it stopped when run again.
+Several SNAPIDs, or --count N (the N newest snapshots, up to SNAPID if
+given), go in one operation: oldest first, each a delta on the one before,
+so the destination ends with all of them.`,
 		Example: `  volrep snapshot replicate snap-2 --volume vol-1 --to site-b
-  volrep snapshot replicate snap-2 --volume vol-1 --to site-b --force-full-copy`,
-		Args: exactIDs(1, "a snapshot ID"),
+  volrep snapshot replicate snap-2 --volume vol-1 --to site-b --force-full-copy
+  volrep snapshot replicate snap-1 snap-2 snap-3 --volume vol-1 --to site-b
+  volrep snapshot replicate --count 3 --volume vol-1 --to site-b`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if count > 0 {
+				if len(args) > 1 {
+					return fmt.Errorf("%q with --count takes at most one snapshot ID (the newest to send), got %d", cmd.CommandPath(), len(args))
+				}
+				return nil
+			}
+			if len(args) == 0 {
+				return fmt.Errorf("%q takes one or more snapshot IDs, or --count", cmd.CommandPath())
+			}
+			return nil
+		},
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
 			return a.longCall(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
 				backend, err := a.backendName(ctx, c)
 				if err != nil {
 					return err
 				}
-				resp, err := c.SnapshotReplicate(ctx, &driverv1.SnapshotReplicateRequest{Backend: backend, SnapshotId: args[0],
-					VolumeId: volume, DestinationBackend: to, ForceFullCopy: force})
+				req := &driverv1.SnapshotReplicateRequest{Backend: backend, VolumeId: volume, DestinationBackend: to, ForceFullCopy: force, Count: count}
+				what := fmt.Sprintf("the %d newest snapshots of %q", count, volume)
+				switch {
+				case len(args) == 1:
+					req.SnapshotId = args[0]
+					if count == 0 {
+						what = fmt.Sprintf("snapshot %q", args[0])
+					}
+				case len(args) > 1:
+					req.SnapshotIds = args
+					what = fmt.Sprintf("snapshots %q", args)
+				}
+				if count < 0 {
+					return usageErrorf("--count must be positive, got %d", count)
+				}
+				resp, err := c.SnapshotReplicate(ctx, req)
 				if err != nil {
-					return rpcError(fmt.Sprintf("replicate snapshot %q to %q", args[0], to), err)
+					return rpcError(fmt.Sprintf("replicate %s to %q", what, to), err)
 				}
 				if detach {
 					return a.render(resp, func(w io.Writer) { row(w, "operation_id", resp.GetOperationId()) })
@@ -66,6 +97,7 @@ interrupted, it resumes from where it stopped when run again.`,
 	cmd.Flags().StringVar(&volume, "volume", "", "ID of the snapshot's volume (required)")
 	cmd.Flags().StringVar(&to, "to", "", "destination: a backend, or a replication_device backend_id of this backend (required)")
 	cmd.Flags().BoolVar(&force, "force-full-copy", false, "send every allocated block, not a delta")
+	cmd.Flags().Int32Var(&count, "count", 0, "send the N newest snapshots of the volume (up to SNAPID if given) in one operation")
 	cmd.Flags().BoolVar(&detach, "detach", false, "print the operation ID and return; follow it with 'volrep operation watch'")
 	_ = cmd.MarkFlagRequired("volume")
 	_ = cmd.MarkFlagRequired("to")
