@@ -184,6 +184,13 @@ func operationTable(w io.Writer, o *driverv1.Operation) {
 	if o.GetRateBytesPerSecond() > 0 {
 		row(w, "rate", fmt.Sprintf("%.1f MiB/s", o.GetRateBytesPerSecond()/(1<<20)))
 	}
+	for i, st := range o.GetSteps() {
+		from := "full copy"
+		if st.GetIncremental() {
+			from = "delta on " + st.GetBaseSnapshotId()
+		}
+		row(w, fmt.Sprintf("step %d", i+1), fmt.Sprintf("%s: %s, %d bytes sent", st.GetSnapshotId(), from, st.GetBytesSent()))
+	}
 	if o.GetError() != "" {
 		row(w, "error", fmt.Sprintf("%s (%s)", o.GetError(), o.GetErrorCode()))
 	}
