@@ -71,6 +71,8 @@ type podMember struct {
 	// durable: a peer that dies loses them with its page cache's bitmap,
 	// so on failure they become dirty, and a flush to the peer clears them.
 	unflushed *bitmap.Bitmap
+	// grow: the volume grew here and the peer's copy may not have yet.
+	grow bool
 }
 
 // markDirty records blocks the peer misses. Called with p.mu held.
@@ -100,6 +102,62 @@ func (m *podMember) Zero(off, length int64) func() error {
 	return m.p.submit(m, []change{{off, length, func(seq uint64) *arrayv1.MirrorRequest {
 		return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Zero{Zero: &arrayv1.MirrorZero{Seq: seq, Volume: m.remote, Offset: off, Length: length}}}
 	}}})
+}
+
+// Resize grows the peer's copy before the volume grows here
+// (store.Resizer), so writes to the new range can be mirrored at once.
+// With the peer away the volume grows here alone: the next resync grows
+// the peer's copy first (growPeers).
+func (m *podMember) Resize(ctx context.Context, size int64) error {
+	p := m.p
+	p.mu.Lock()
+	online := p.stream != nil && m.ready
+	m.grow = true
+	p.synced = false
+	p.mu.Unlock()
+	if !online {
+		p.wake()
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	if _, err := p.l.peer.ExtendVolume(ctx, m.remote, size); err != nil {
+		p.e.log.Warn("growing the pod peer's copy; the resync grows it", "pod", p.name, "volume", m.local, "err", err)
+		p.wake()
+		return nil
+	}
+	p.mu.Lock()
+	m.grow = false
+	p.mu.Unlock()
+	p.wake()
+	return nil
+}
+
+// growPeers grows the peer's copy of every member that grew here while
+// the peer could not, before the resync writes to the new range.
+func (p *pod) growPeers(ctx context.Context) error {
+	for _, m := range p.readyMembers() {
+		p.mu.Lock()
+		grow := m.grow
+		p.mu.Unlock()
+		if !grow {
+			continue
+		}
+		v, err := p.e.s.GetVolume(ctx, m.local)
+		if errdefs.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := p.l.peer.ExtendVolume(ctx, m.remote, v.SizeBytes); err != nil {
+			return fmt.Errorf("growing %s on the peer to %d bytes: %w", m.remote, v.SizeBytes, err)
+		}
+		p.mu.Lock()
+		m.grow = false
+		p.mu.Unlock()
+	}
+	return nil
 }
 
 // change is one message's worth of a client's change to a member.
@@ -427,7 +485,10 @@ func (p *pod) refresh(ctx context.Context) error {
 					"pod", p.name, "volume", local, "err", derr)
 			}
 			m := &podMember{p: p, local: local, remote: remote, ready: slices.Contains(synced, local), dirty: dirty,
-				unflushed: bitmap.New(), resyncing: bitmap.New()}
+				unflushed: bitmap.New(), resyncing: bitmap.New(),
+				// The volume may have grown while the pod was not running
+				// (grow is not persisted): check the peer's size once.
+				grow: true}
 			p.members[local] = m
 			add = append(add, m)
 			if !m.ready || !m.dirty.Empty() {
@@ -559,6 +620,9 @@ func (p *pod) step(ctx context.Context) error {
 			p.mu.Unlock()
 			return err
 		}
+	}
+	if err := p.growPeers(ctx); err != nil {
+		return err
 	}
 	sent, err := p.resync(ctx, st)
 	if err != nil {

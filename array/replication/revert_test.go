@@ -114,3 +114,90 @@ func TestRevertPodResyncsPeer(t *testing.T) {
 		t.Fatal("the peer's copy is not the content reverted to")
 	}
 }
+
+// TestExtendPodAndAsync: extending a pod member grows the peer's copy at
+// once and the pod stays in sync (a write to the new range is mirrored);
+// extending an async-replicated volume grows its target on the next cycle.
+func TestExtendPodAndAsync(t *testing.T) {
+	t.Run("pod", func(t *testing.T) {
+		src, tg := newPod(t, 2*time.Second)
+		ctx := t.Context()
+		if _, err := src.st.ExtendVolume(ctx, "v1", 32*mib); err != nil {
+			t.Fatal(err)
+		}
+		pv, err := tg.st.GetVolume(ctx, "v1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pv.SizeBytes != 32*mib {
+			t.Fatalf("peer's copy is %d bytes after the extend, want %d", pv.SizeBytes, 32*mib)
+		}
+		p := bytes.Repeat([]byte{0x5a}, 8192)
+		if err := src.st.WriteVolume(ctx, "v1", 30*mib, p, false); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(p))
+		if err := tg.st.ReadVolume(ctx, "v1", 30*mib, got); err != nil || !bytes.Equal(got, p) {
+			t.Fatalf("a write to the new range is not on the peer when acknowledged (%v)", err)
+		}
+		if rep := syncNow(t, src); rep.SyncState != array.SyncInSync {
+			t.Fatalf("pod after an extend: %+v", rep)
+		}
+	})
+	t.Run("pod peer away", func(t *testing.T) {
+		src, tg := newPod(t, time.Second)
+		ctx := t.Context()
+		tg.halt()
+		if _, err := src.st.ExtendVolume(ctx, "v1", 32*mib); err != nil {
+			t.Fatalf("extending with the pod's peer away: %v", err)
+		}
+		p := bytes.Repeat([]byte{0x6b}, 8192)
+		if err := src.st.WriteVolume(ctx, "v1", 30*mib, p, false); err != nil {
+			t.Fatal(err)
+		}
+		tg.start()
+		if rep := syncNow(t, src); rep.SyncState != array.SyncInSync {
+			t.Fatalf("pod after the peer came back: %+v", rep)
+		}
+		pv, err := tg.st.GetVolume(ctx, "v1")
+		if err != nil || pv.SizeBytes != 32*mib {
+			t.Fatalf("peer's copy after the resync: %+v, %v; want %d bytes", pv, err, 32*mib)
+		}
+		got := make([]byte, len(p))
+		if err := tg.st.ReadVolume(ctx, "v1", 30*mib, got); err != nil || !bytes.Equal(got, p) {
+			t.Fatalf("the write to the new range did not reach the peer (%v)", err)
+		}
+	})
+	t.Run("async", func(t *testing.T) {
+		clk := clock.NewFake(t0)
+		src, tg := newSource(t, clk), newTarget(t)
+		ctx := t.Context()
+		if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: "vol", Pool: "cinder", SizeBytes: 8 * mib}); err != nil {
+			t.Fatal(err)
+		}
+		protect(t, src, tg, "r", array.ReplicaSpec{Kind: array.KindVolume, Local: "vol", Interval: time.Hour})
+		waitCycle(t, src.eng, "r", "r.1")
+		if _, err := src.st.ExtendVolume(ctx, "vol", 24*mib); err != nil {
+			t.Fatal(err)
+		}
+		if err := src.st.WriteVolume(ctx, "vol", 20*mib, bytes.Repeat([]byte{7}, 4096), false); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := tg.st.GetVolume(ctx, "vol"); err != nil || v.SizeBytes != 8*mib {
+			t.Fatalf("target before the next cycle: %+v, %v", v, err)
+		}
+		clk.Advance(time.Hour)
+		rep := waitCycle(t, src.eng, "r", "r.2")
+		v, err := tg.st.GetVolume(ctx, "vol")
+		if err != nil || v.SizeBytes != 24*mib {
+			t.Fatalf("target after the next cycle: %+v, %v; want %d bytes", v, err, 24*mib)
+		}
+		got := make([]byte, 4096)
+		if err := tg.st.ReadSnapshot(ctx, "vol", "r.2", 20*mib, got); err != nil || got[0] != 7 {
+			t.Fatalf("the write to the new range on the target: %v, %v", got[:1], err)
+		}
+		if rep.State != array.StateActive {
+			t.Fatalf("replica after an extend: %+v", rep)
+		}
+	})
+}

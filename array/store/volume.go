@@ -205,6 +205,9 @@ func (s *Store) ExtendVolume(ctx context.Context, name string, size int64) (arra
 	if err := checkSize("size_bytes", size); err != nil {
 		return array.Volume{}, err
 	}
+	if err := s.growMirror(ctx, name, size); err != nil {
+		return array.Volume{}, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(ctx); err != nil {
