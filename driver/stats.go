@@ -30,9 +30,13 @@ type Stats struct {
 	ConsistentGroupReplication bool
 	ReservedPercentage         int64
 	MaxOverSubscriptionRatio   float64
-	Up                         bool
-	Reason                     string
-	at                         time.Time
+	// OnlineExtend: an attached volume can grow (NBD clients see the
+	// new size when they reconnect, iSCSI sessions get CAPACITY DATA HAS
+	// CHANGED), and its replicas grow with it.
+	OnlineExtend bool
+	Up           bool
+	Reason       string
+	at           time.Time
 }
 
 // statsTTL bounds how stale cached stats may be when the caller does not
@@ -80,7 +84,7 @@ func (b *Backend) GetVolumeStats(ctx context.Context, refresh bool) (Stats, erro
 func (b *Backend) capabilities() Stats {
 	st := Stats{
 		VolumeBackendName: b.cfg.VolumeBackendName, VendorName: "volrep", DriverVersion: Version,
-		StorageProtocol: "nbd", ThinProvisioning: true, ConsistentGroupSnapshot: true,
+		StorageProtocol: "nbd", ThinProvisioning: true, ConsistentGroupSnapshot: true, OnlineExtend: true,
 		ActiveBackendID: b.State().ActiveBackendID, ReservedPercentage: int64(b.cfg.ReservedPercentage),
 		MaxOverSubscriptionRatio: b.cfg.MaxOverSubscriptionRatio,
 	}

@@ -858,8 +858,10 @@ class VolrepDriver(driver.VolumeDriver):
             'thick_provisioning_support': r.thick_provisioning_support,
             'multiattach': r.multiattach,
             'QoS_support': False,
-            # An attached NBD client is not told that its export grew.
-            'online_extend_support': False,
+            # volrepd says whether an attached volume can grow (NBD
+            # clients see it on reconnect, iSCSI sessions get a capacity-
+            # changed unit attention); an older one does not say: False.
+            'online_extend_support': r.online_extend_support,
             'replication_enabled': r.replication_enabled,
             'replication_targets': list(r.replication_targets),
             # One list inside the list, on purpose. The CapabilitiesFilter

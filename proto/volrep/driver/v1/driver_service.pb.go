@@ -851,8 +851,14 @@ type GetVolumeStatsResponse struct {
 	MaxOverSubscriptionRatio          float64  `protobuf:"fixed64,19,opt,name=max_over_subscription_ratio,json=maxOverSubscriptionRatio,proto3" json:"max_over_subscription_ratio,omitempty"`
 	BackendStateUp                    bool     `protobuf:"varint,20,opt,name=backend_state_up,json=backendStateUp,proto3" json:"backend_state_up,omitempty"`
 	BackendStateReason                string   `protobuf:"bytes,21,opt,name=backend_state_reason,json=backendStateReason,proto3" json:"backend_state_reason,omitempty"`
-	unknownFields                     protoimpl.UnknownFields
-	sizeCache                         protoimpl.SizeCache
+	// An attached volume can be extended: NBD clients see the new size when
+	// they reconnect, iSCSI sessions get CAPACITY DATA HAS CHANGED, and the
+	// volume's replicas grow with it (a pod's peer at once, async targets on
+	// the next cycle). (Numbered apart from the fields above so parallel
+	// additions do not collide.)
+	OnlineExtendSupport bool `protobuf:"varint,30,opt,name=online_extend_support,json=onlineExtendSupport,proto3" json:"online_extend_support,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *GetVolumeStatsResponse) Reset() {
@@ -1030,6 +1036,13 @@ func (x *GetVolumeStatsResponse) GetBackendStateReason() string {
 		return x.BackendStateReason
 	}
 	return ""
+}
+
+func (x *GetVolumeStatsResponse) GetOnlineExtendSupport() bool {
+	if x != nil {
+		return x.OnlineExtendSupport
+	}
+	return false
 }
 
 type CreateVolumeRequest struct {
@@ -5533,7 +5546,7 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"K\n" +
 	"\x15GetVolumeStatsRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x18\n" +
-	"\arefresh\x18\x02 \x01(\bR\arefresh\"\xb3\b\n" +
+	"\arefresh\x18\x02 \x01(\bR\arefresh\"\xe7\b\n" +
 	"\x16GetVolumeStatsResponse\x12.\n" +
 	"\x13volume_backend_name\x18\x01 \x01(\tR\x11volumeBackendName\x12\x1f\n" +
 	"\vvendor_name\x18\x02 \x01(\tR\n" +
@@ -5557,7 +5570,8 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x13reserved_percentage\x18\x12 \x01(\x03R\x12reservedPercentage\x12=\n" +
 	"\x1bmax_over_subscription_ratio\x18\x13 \x01(\x01R\x18maxOverSubscriptionRatio\x12(\n" +
 	"\x10backend_state_up\x18\x14 \x01(\bR\x0ebackendStateUp\x120\n" +
-	"\x14backend_state_reason\x18\x15 \x01(\tR\x12backendStateReason\"\xbf\x01\n" +
+	"\x14backend_state_reason\x18\x15 \x01(\tR\x12backendStateReason\x122\n" +
+	"\x15online_extend_support\x18\x1e \x01(\bR\x13onlineExtendSupport\"\xbf\x01\n" +
 	"\x13CreateVolumeRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
 	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\x12\x17\n" +

@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/driver/v1/driver_service.proto',
   package='volrep.driver.v1',
   syntax='proto3',
-  serialized_pb=_b('\n%volrep/driver/v1/driver_service.proto\x12\x10volrep.driver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x01\n\x0bModelUpdate\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12?\n\x12replication_status\x18\x02 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06status\x18\x03 \x01(\t\x12=\n\x08metadata\x18\x04 \x03(\x0b\x32+.volrep.driver.v1.ModelUpdate.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9c\x01\n\nVolumeType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x41\n\x0b\x65xtra_specs\x18\x03 \x03(\x0b\x32,.volrep.driver.v1.VolumeType.ExtraSpecsEntry\x1a\x31\n\x0f\x45xtraSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x01\n\x07\x42\x61\x63kend\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1b\n\x13volume_backend_name\x18\x02 \x01(\t\x12\n\n\x02up\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x05 \x01(\t\x12\x15\n\rprimary_array\x18\x06 \x01(\t\x12@\n\x13replication_targets\x18\x07 \x03(\x0b\x32#.volrep.driver.v1.ReplicationTarget\"E\n\x11ReplicationTarget\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0e\n\x06san_ip\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"\x9f\x01\n\x06Volume\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x03 \x01(\t\x12?\n\x12replication_status\x18\x04 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\"n\n\x08Snapshot\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x04 \x01(\t\x12\x0c\n\x04guid\x18\x05 \x01(\t\x12\x0f\n\x07\x63reated\x18\x06 \x01(\t\"<\n\x13ListBackendsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x14ListBackendsResponse\x12+\n\x08\x62\x61\x63kends\x18\x01 \x03(\x0b\x32\x19.volrep.driver.v1.Backend\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x15GetVolumeStatsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0f\n\x07refresh\x18\x02 \x01(\x08\"\x8b\x05\n\x16GetVolumeStatsResponse\x12\x1b\n\x13volume_backend_name\x18\x01 \x01(\t\x12\x13\n\x0bvendor_name\x18\x02 \x01(\t\x12\x16\n\x0e\x64river_version\x18\x03 \x01(\t\x12\x18\n\x10storage_protocol\x18\x04 \x01(\t\x12\x19\n\x11total_capacity_gb\x18\x05 \x01(\x01\x12\x18\n\x10\x66ree_capacity_gb\x18\x06 \x01(\x01\x12\x1f\n\x17provisioned_capacity_gb\x18\x07 \x01(\x01\x12!\n\x19thin_provisioning_support\x18\x08 \x01(\x08\x12\"\n\x1athick_provisioning_support\x18\t \x01(\x08\x12\x13\n\x0bmultiattach\x18\n \x01(\x08\x12\x1b\n\x13replication_enabled\x18\x0b \x01(\x08\x12\x1b\n\x13replication_targets\x18\x0c \x03(\t\x12\x18\n\x10replication_type\x18\r \x03(\t\x12\x19\n\x11replication_count\x18\x0e \x01(\x03\x12\x19\n\x11\x61\x63tive_backend_id\x18\x0f \x01(\t\x12)\n!consistent_group_snapshot_enabled\x18\x10 \x01(\x08\x12,\n$consistent_group_replication_enabled\x18\x11 \x01(\x08\x12\x1b\n\x13reserved_percentage\x18\x12 \x01(\x03\x12#\n\x1bmax_over_subscription_ratio\x18\x13 \x01(\x01\x12\x18\n\x10\x62\x61\x63kend_state_up\x18\x14 \x01(\x08\x12\x1c\n\x14\x62\x61\x63kend_state_reason\x18\x15 \x01(\t\"\x8f\x01\n\x13\x43reateVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x04 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\x12\x10\n\x08group_id\x18\x05 \x01(\t\"K\n\x14\x43reateVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"9\n\x13\x44\x65leteVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"N\n\x13\x45xtendVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bnew_size_gb\x18\x03 \x01(\x03\"\x16\n\x14\x45xtendVolumeResponse\"6\n\x10GetVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"=\n\x11GetVolumeResponse\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.volrep.driver.v1.Volume\"L\n\x12ListVolumesRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x13ListVolumesResponse\x12)\n\x07volumes\x18\x01 \x03(\x0b\x32\x18.volrep.driver.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"P\n\x15\x43reateSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"M\n\x16\x43reateSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"P\n\x15\x44\x65leteSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"a\n\x14ListSnapshotsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"_\n\x15ListSnapshotsResponse\x12-\n\tsnapshots\x18\x01 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb8\x01\n\x1f\x43reateVolumeFromSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x03 \x01(\t\x12\x18\n\x10source_volume_id\x18\x04 \x01(\t\x12\x0f\n\x07size_gb\x18\x05 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x06 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"W\n CreateVolumeFromSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\x9d\x01\n\x19\x43reateClonedVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x18\n\x10source_volume_id\x18\x03 \x01(\t\x12\x0f\n\x07size_gb\x18\x04 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x05 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"Q\n\x1a\x43reateClonedVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb0\x01\n\tConnector\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\x12\x11\n\tinitiator\x18\x03 \x01(\t\x12\x11\n\tmultipath\x18\x04 \x01(\x08\x12\x35\n\x05\x65xtra\x18\x05 \x03(\x0b\x32&.volrep.driver.v1.Connector.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x93\x01\n\x0e\x43onnectionInfo\x12\x1a\n\x12\x64river_volume_type\x18\x01 \x01(\t\x12\x38\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32*.volrep.driver.v1.ConnectionInfo.DataEntry\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x86\x01\n\x1bInitializeConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"Y\n\x1cInitializeConnectionResponse\x12\x39\n\x0f\x63onnection_info\x18\x01 \x01(\x0b\x32 .volrep.driver.v1.ConnectionInfo\"\x85\x01\n\x1aTerminateConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"\x1d\n\x1bTerminateConnectionResponse\"c\n\rRetypeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\x08new_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"V\n\x0eRetypeResponse\x12\x0f\n\x07retyped\x18\x01 \x01(\x08\x12\x33\n\x0cmodel_update\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xa3\x02\n\x15TargetReplicationInfo\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x04 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x06 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x07 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x08 \x01(\x03\x12\x15\n\rlast_snapshot\x18\t \x01(\t\"?\n\x19GetReplicationInfoRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\xa9\x02\n\x1aGetReplicationInfoResponse\x12\x33\n\x06status\x18\x01 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x02 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x04 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x05 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x06 \x01(\x03\x12\x38\n\x07targets\x18\x07 \x03(\x0b\x32\'.volrep.driver.v1.TargetReplicationInfo\"\xb7\x01\n\x1dSetReplicationScheduleRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x03 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x04 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x05 \x01(\x03\"\xa7\x01\n\x1eSetReplicationScheduleResponse\x12\x18\n\x10interval_seconds\x18\x01 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x02 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x03 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x04 \x01(\x03\"\xae\x01\n\x18SnapshotReplicateRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\x12\x17\n\x0f\x66orce_full_copy\x18\x05 \x01(\x08\x12\r\n\x05\x63ount\x18\x06 \x01(\x05\x12\x14\n\x0csnapshot_ids\x18\x07 \x03(\t\"1\n\x19SnapshotReplicateResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\"\xfa\x03\n\tOperation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12/\n\x05state\x18\x04 \x01(\x0e\x32 .volrep.driver.v1.OperationState\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x12\n\nbytes_done\x18\x06 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x07 \x01(\x03\x12\x1d\n\x15rate_bytes_per_second\x18\x08 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12+\n\x07started\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66inished\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x12\n\nerror_code\x18\r \x01(\t\x12\x18\n\x10\x62\x61se_snapshot_id\x18\x0e \x01(\t\x12\x13\n\x0bincremental\x18\x0f \x01(\x08\x12\x12\n\nbytes_sent\x18\x10 \x01(\x03\x12\x14\n\x0cresumed_from\x18\x11 \x01(\x03\x12\x17\n\x0f\x61lready_present\x18\x12 \x01(\x08\x12\x36\n\x05steps\x18\x13 \x03(\x0b\x32\'.volrep.driver.v1.SnapshotReplicateStep\"\x88\x01\n\x15SnapshotReplicateStep\x12\x13\n\x0bsnapshot_id\x18\x01 \x01(\t\x12\x18\n\x10\x62\x61se_snapshot_id\x18\x02 \x01(\t\x12\x13\n\x0bincremental\x18\x03 \x01(\x08\x12\x12\n\nbytes_sent\x18\x04 \x01(\x03\x12\x17\n\x0f\x61lready_present\x18\x05 \x01(\x08\"<\n\x13GetOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"F\n\x14GetOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\">\n\x15WatchOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"H\n\x16WatchOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"?\n\x16\x43\x61ncelOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"I\n\x17\x43\x61ncelOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"m\n\x15VerifySnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\"\xa6\x01\n\x16VerifySnapshotResponse\x12\r\n\x05match\x18\x01 \x01(\x08\x12\x17\n\x0f\x62locks_compared\x18\x02 \x01(\x03\x12\x1d\n\x15\x66irst_mismatch_offset\x18\x03 \x01(\x03\x12\x15\n\rsource_crc32c\x18\x04 \x01(\x07\x12\x1a\n\x12\x64\x65stination_crc32c\x18\x05 \x01(\x07\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\"c\n\x13\x46\x61iloverHostRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x12\n\nvolume_ids\x18\x02 \x03(\t\x12\x14\n\x0csecondary_id\x18\x03 \x01(\t\x12\x11\n\tgroup_ids\x18\x04 \x03(\t\"Q\n\x0cVolumeUpdate\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"O\n\x0bGroupUpdate\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb7\x01\n\x14\x46\x61iloverHostResponse\x12\x19\n\x11\x61\x63tive_backend_id\x18\x01 \x01(\t\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x34\n\rgroup_updates\x18\x03 \x03(\x0b\x32\x1d.volrep.driver.v1.GroupUpdate\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x04 \x01(\x03\"F\n\x18\x46\x61iloverCompletedRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x02 \x01(\t\"\x1b\n\x19\x46\x61iloverCompletedResponse\"\x9a\x01\n\tGroupType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12@\n\x0bgroup_specs\x18\x03 \x03(\x0b\x32+.volrep.driver.v1.GroupType.GroupSpecsEntry\x1a\x31\n\x0fGroupSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x12\x43reateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\"J\n\x13\x43reateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"K\n\x12\x44\x65leteGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x82\x01\n\x13\x44\x65leteGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"j\n\x12UpdateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x64\x64_volume_ids\x18\x03 \x03(\t\x12\x19\n\x11remove_volume_ids\x18\x04 \x03(\t\"J\n\x13UpdateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"n\n\x1a\x43reateGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"\x81\x01\n\x1b\x43reateGroupSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12-\n\tsnapshots\x18\x02 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\"n\n\x1a\x44\x65leteGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"1\n\x1b\x44\x65leteGroupSnapshotResponse\x12\x12\n\nvolume_ids\x18\x01 \x03(\t\"s\n\x11GroupVolumeSource\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12\x18\n\x10source_volume_id\x18\x02 \x01(\t\x12\x31\n\x0bvolume_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"\xc0\x01\n\x19\x43reateGroupFromSrcRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\x12\x19\n\x11group_snapshot_id\x18\x04 \x01(\t\x12\x34\n\x07volumes\x18\x05 \x03(\x0b\x32#.volrep.driver.v1.GroupVolumeSource\"\x89\x01\n\x1a\x43reateGroupFromSrcResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"Q\n\x18\x45nableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x88\x01\n\x19\x45nableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"R\n\x19\x44isableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x89\x01\n\x1a\x44isableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"q\n\x1a\x46\x61iloverReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\x12\x1c\n\x14secondary_backend_id\x18\x04 \x01(\t\"\xd5\x01\n\x1b\x46\x61iloverReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x19\n\x11\x61\x63tive_backend_id\x18\x03 \x01(\t\x12\x16\n\x0egroup_snapshot\x18\x04 \x01(\t\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x05 \x01(\x03\"n\n\x17RevertToSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x03 \x01(\t\x12\x1a\n\x12snapshot_volume_id\x18\x04 \x01(\t\"\x1a\n\x18RevertToSnapshotResponse*\xed\x02\n\x11ReplicationStatus\x12\"\n\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n\x1aREPLICATION_STATUS_ENABLED\x10\x02\x12\x1c\n\x18REPLICATION_STATUS_ERROR\x10\x03\x12#\n\x1fREPLICATION_STATUS_FAILING_OVER\x10\x04\x12\"\n\x1eREPLICATION_STATUS_FAILED_OVER\x10\x05\x12\"\n\x1eREPLICATION_STATUS_NOT_CAPABLE\x10\x06\x12%\n!REPLICATION_STATUS_FAILOVER_ERROR\x10\x07\x12\x1f\n\x1bREPLICATION_STATUS_ENABLING\x10\x08\x12 \n\x1cREPLICATION_STATUS_DISABLING\x10\t*\x96\x01\n\x11ReplicationHealth\x12\"\n\x1eREPLICATION_HEALTH_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICATION_HEALTH_HEALTHY\x10\x01\x12\x1f\n\x1bREPLICATION_HEALTH_DEGRADED\x10\x02\x12\x1c\n\x18REPLICATION_HEALTH_ERROR\x10\x03*\xa7\x01\n\x0eOperationState\x12\x1f\n\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n\x18OPERATION_STATE_CANCELED\x10\x04\x32\xe2\x1b\n\rDriverService\x12]\n\x0cListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12\x63\n\x0eGetVolumeStats\x12\'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n\x0c\x43reateVolume\x12%.volrep.driver.v1.CreateVolumeRequest\x1a&.volrep.driver.v1.CreateVolumeResponse\x12]\n\x0c\x44\x65leteVolume\x12%.volrep.driver.v1.DeleteVolumeRequest\x1a&.volrep.driver.v1.DeleteVolumeResponse\x12]\n\x0c\x45xtendVolume\x12%.volrep.driver.v1.ExtendVolumeRequest\x1a&.volrep.driver.v1.ExtendVolumeResponse\x12T\n\tGetVolume\x12\".volrep.driver.v1.GetVolumeRequest\x1a#.volrep.driver.v1.GetVolumeResponse\x12Z\n\x0bListVolumes\x12$.volrep.driver.v1.ListVolumesRequest\x1a%.volrep.driver.v1.ListVolumesResponse\x12\x63\n\x0e\x43reateSnapshot\x12\'.volrep.driver.v1.CreateSnapshotRequest\x1a(.volrep.driver.v1.CreateSnapshotResponse\x12\x63\n\x0e\x44\x65leteSnapshot\x12\'.volrep.driver.v1.DeleteSnapshotRequest\x1a(.volrep.driver.v1.DeleteSnapshotResponse\x12`\n\rListSnapshots\x12&.volrep.driver.v1.ListSnapshotsRequest\x1a\'.volrep.driver.v1.ListSnapshotsResponse\x12\x81\x01\n\x18\x43reateVolumeFromSnapshot\x12\x31.volrep.driver.v1.CreateVolumeFromSnapshotRequest\x1a\x32.volrep.driver.v1.CreateVolumeFromSnapshotResponse\x12o\n\x12\x43reateClonedVolume\x12+.volrep.driver.v1.CreateClonedVolumeRequest\x1a,.volrep.driver.v1.CreateClonedVolumeResponse\x12u\n\x14InitializeConnection\x12-.volrep.driver.v1.InitializeConnectionRequest\x1a..volrep.driver.v1.InitializeConnectionResponse\x12r\n\x13TerminateConnection\x12,.volrep.driver.v1.TerminateConnectionRequest\x1a-.volrep.driver.v1.TerminateConnectionResponse\x12K\n\x06Retype\x12\x1f.volrep.driver.v1.RetypeRequest\x1a .volrep.driver.v1.RetypeResponse\x12o\n\x12GetReplicationInfo\x12+.volrep.driver.v1.GetReplicationInfoRequest\x1a,.volrep.driver.v1.GetReplicationInfoResponse\x12{\n\x16SetReplicationSchedule\x12/.volrep.driver.v1.SetReplicationScheduleRequest\x1a\x30.volrep.driver.v1.SetReplicationScheduleResponse\x12l\n\x11SnapshotReplicate\x12*.volrep.driver.v1.SnapshotReplicateRequest\x1a+.volrep.driver.v1.SnapshotReplicateResponse\x12]\n\x0cGetOperation\x12%.volrep.driver.v1.GetOperationRequest\x1a&.volrep.driver.v1.GetOperationResponse\x12\x65\n\x0eWatchOperation\x12\'.volrep.driver.v1.WatchOperationRequest\x1a(.volrep.driver.v1.WatchOperationResponse0\x01\x12\x66\n\x0f\x43\x61ncelOperation\x12(.volrep.driver.v1.CancelOperationRequest\x1a).volrep.driver.v1.CancelOperationResponse\x12\x63\n\x0eVerifySnapshot\x12\'.volrep.driver.v1.VerifySnapshotRequest\x1a(.volrep.driver.v1.VerifySnapshotResponse\x12]\n\x0c\x46\x61iloverHost\x12%.volrep.driver.v1.FailoverHostRequest\x1a&.volrep.driver.v1.FailoverHostResponse\x12l\n\x11\x46\x61iloverCompleted\x12*.volrep.driver.v1.FailoverCompletedRequest\x1a+.volrep.driver.v1.FailoverCompletedResponse\x12Z\n\x0b\x43reateGroup\x12$.volrep.driver.v1.CreateGroupRequest\x1a%.volrep.driver.v1.CreateGroupResponse\x12Z\n\x0b\x44\x65leteGroup\x12$.volrep.driver.v1.DeleteGroupRequest\x1a%.volrep.driver.v1.DeleteGroupResponse\x12Z\n\x0bUpdateGroup\x12$.volrep.driver.v1.UpdateGroupRequest\x1a%.volrep.driver.v1.UpdateGroupResponse\x12r\n\x13\x43reateGroupSnapshot\x12,.volrep.driver.v1.CreateGroupSnapshotRequest\x1a-.volrep.driver.v1.CreateGroupSnapshotResponse\x12r\n\x13\x44\x65leteGroupSnapshot\x12,.volrep.driver.v1.DeleteGroupSnapshotRequest\x1a-.volrep.driver.v1.DeleteGroupSnapshotResponse\x12o\n\x12\x43reateGroupFromSrc\x12+.volrep.driver.v1.CreateGroupFromSrcRequest\x1a,.volrep.driver.v1.CreateGroupFromSrcResponse\x12l\n\x11\x45nableReplication\x12*.volrep.driver.v1.EnableReplicationRequest\x1a+.volrep.driver.v1.EnableReplicationResponse\x12o\n\x12\x44isableReplication\x12+.volrep.driver.v1.DisableReplicationRequest\x1a,.volrep.driver.v1.DisableReplicationResponse\x12r\n\x13\x46\x61iloverReplication\x12,.volrep.driver.v1.FailoverReplicationRequest\x1a-.volrep.driver.v1.FailoverReplicationResponse\x12i\n\x10RevertToSnapshot\x12).volrep.driver.v1.RevertToSnapshotRequest\x1a*.volrep.driver.v1.RevertToSnapshotResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3')
+  serialized_pb=_b('\n%volrep/driver/v1/driver_service.proto\x12\x10volrep.driver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x01\n\x0bModelUpdate\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12?\n\x12replication_status\x18\x02 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06status\x18\x03 \x01(\t\x12=\n\x08metadata\x18\x04 \x03(\x0b\x32+.volrep.driver.v1.ModelUpdate.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9c\x01\n\nVolumeType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x41\n\x0b\x65xtra_specs\x18\x03 \x03(\x0b\x32,.volrep.driver.v1.VolumeType.ExtraSpecsEntry\x1a\x31\n\x0f\x45xtraSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x01\n\x07\x42\x61\x63kend\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1b\n\x13volume_backend_name\x18\x02 \x01(\t\x12\n\n\x02up\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x05 \x01(\t\x12\x15\n\rprimary_array\x18\x06 \x01(\t\x12@\n\x13replication_targets\x18\x07 \x03(\x0b\x32#.volrep.driver.v1.ReplicationTarget\"E\n\x11ReplicationTarget\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0e\n\x06san_ip\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"\x9f\x01\n\x06Volume\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x03 \x01(\t\x12?\n\x12replication_status\x18\x04 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\"n\n\x08Snapshot\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x04 \x01(\t\x12\x0c\n\x04guid\x18\x05 \x01(\t\x12\x0f\n\x07\x63reated\x18\x06 \x01(\t\"<\n\x13ListBackendsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x14ListBackendsResponse\x12+\n\x08\x62\x61\x63kends\x18\x01 \x03(\x0b\x32\x19.volrep.driver.v1.Backend\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x15GetVolumeStatsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0f\n\x07refresh\x18\x02 \x01(\x08\"\xaa\x05\n\x16GetVolumeStatsResponse\x12\x1b\n\x13volume_backend_name\x18\x01 \x01(\t\x12\x13\n\x0bvendor_name\x18\x02 \x01(\t\x12\x16\n\x0e\x64river_version\x18\x03 \x01(\t\x12\x18\n\x10storage_protocol\x18\x04 \x01(\t\x12\x19\n\x11total_capacity_gb\x18\x05 \x01(\x01\x12\x18\n\x10\x66ree_capacity_gb\x18\x06 \x01(\x01\x12\x1f\n\x17provisioned_capacity_gb\x18\x07 \x01(\x01\x12!\n\x19thin_provisioning_support\x18\x08 \x01(\x08\x12\"\n\x1athick_provisioning_support\x18\t \x01(\x08\x12\x13\n\x0bmultiattach\x18\n \x01(\x08\x12\x1b\n\x13replication_enabled\x18\x0b \x01(\x08\x12\x1b\n\x13replication_targets\x18\x0c \x03(\t\x12\x18\n\x10replication_type\x18\r \x03(\t\x12\x19\n\x11replication_count\x18\x0e \x01(\x03\x12\x19\n\x11\x61\x63tive_backend_id\x18\x0f \x01(\t\x12)\n!consistent_group_snapshot_enabled\x18\x10 \x01(\x08\x12,\n$consistent_group_replication_enabled\x18\x11 \x01(\x08\x12\x1b\n\x13reserved_percentage\x18\x12 \x01(\x03\x12#\n\x1bmax_over_subscription_ratio\x18\x13 \x01(\x01\x12\x18\n\x10\x62\x61\x63kend_state_up\x18\x14 \x01(\x08\x12\x1c\n\x14\x62\x61\x63kend_state_reason\x18\x15 \x01(\t\x12\x1d\n\x15online_extend_support\x18\x1e \x01(\x08\"\x8f\x01\n\x13\x43reateVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x04 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\x12\x10\n\x08group_id\x18\x05 \x01(\t\"K\n\x14\x43reateVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"9\n\x13\x44\x65leteVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"N\n\x13\x45xtendVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bnew_size_gb\x18\x03 \x01(\x03\"\x16\n\x14\x45xtendVolumeResponse\"6\n\x10GetVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"=\n\x11GetVolumeResponse\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.volrep.driver.v1.Volume\"L\n\x12ListVolumesRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x13ListVolumesResponse\x12)\n\x07volumes\x18\x01 \x03(\x0b\x32\x18.volrep.driver.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"P\n\x15\x43reateSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"M\n\x16\x43reateSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"P\n\x15\x44\x65leteSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"a\n\x14ListSnapshotsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"_\n\x15ListSnapshotsResponse\x12-\n\tsnapshots\x18\x01 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb8\x01\n\x1f\x43reateVolumeFromSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x03 \x01(\t\x12\x18\n\x10source_volume_id\x18\x04 \x01(\t\x12\x0f\n\x07size_gb\x18\x05 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x06 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"W\n CreateVolumeFromSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\x9d\x01\n\x19\x43reateClonedVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x18\n\x10source_volume_id\x18\x03 \x01(\t\x12\x0f\n\x07size_gb\x18\x04 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x05 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"Q\n\x1a\x43reateClonedVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb0\x01\n\tConnector\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\x12\x11\n\tinitiator\x18\x03 \x01(\t\x12\x11\n\tmultipath\x18\x04 \x01(\x08\x12\x35\n\x05\x65xtra\x18\x05 \x03(\x0b\x32&.volrep.driver.v1.Connector.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x93\x01\n\x0e\x43onnectionInfo\x12\x1a\n\x12\x64river_volume_type\x18\x01 \x01(\t\x12\x38\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32*.volrep.driver.v1.ConnectionInfo.DataEntry\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x86\x01\n\x1bInitializeConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"Y\n\x1cInitializeConnectionResponse\x12\x39\n\x0f\x63onnection_info\x18\x01 \x01(\x0b\x32 .volrep.driver.v1.ConnectionInfo\"\x85\x01\n\x1aTerminateConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"\x1d\n\x1bTerminateConnectionResponse\"c\n\rRetypeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\x08new_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"V\n\x0eRetypeResponse\x12\x0f\n\x07retyped\x18\x01 \x01(\x08\x12\x33\n\x0cmodel_update\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xa3\x02\n\x15TargetReplicationInfo\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x04 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x06 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x07 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x08 \x01(\x03\x12\x15\n\rlast_snapshot\x18\t \x01(\t\"?\n\x19GetReplicationInfoRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\xa9\x02\n\x1aGetReplicationInfoResponse\x12\x33\n\x06status\x18\x01 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x02 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x04 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x05 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x06 \x01(\x03\x12\x38\n\x07targets\x18\x07 \x03(\x0b\x32\'.volrep.driver.v1.TargetReplicationInfo\"\xb7\x01\n\x1dSetReplicationScheduleRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x03 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x04 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x05 \x01(\x03\"\xa7\x01\n\x1eSetReplicationScheduleResponse\x12\x18\n\x10interval_seconds\x18\x01 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x02 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x03 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x04 \x01(\x03\"\xae\x01\n\x18SnapshotReplicateRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\x12\x17\n\x0f\x66orce_full_copy\x18\x05 \x01(\x08\x12\r\n\x05\x63ount\x18\x06 \x01(\x05\x12\x14\n\x0csnapshot_ids\x18\x07 \x03(\t\"1\n\x19SnapshotReplicateResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\"\xfa\x03\n\tOperation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12/\n\x05state\x18\x04 \x01(\x0e\x32 .volrep.driver.v1.OperationState\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x12\n\nbytes_done\x18\x06 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x07 \x01(\x03\x12\x1d\n\x15rate_bytes_per_second\x18\x08 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12+\n\x07started\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66inished\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x12\n\nerror_code\x18\r \x01(\t\x12\x18\n\x10\x62\x61se_snapshot_id\x18\x0e \x01(\t\x12\x13\n\x0bincremental\x18\x0f \x01(\x08\x12\x12\n\nbytes_sent\x18\x10 \x01(\x03\x12\x14\n\x0cresumed_from\x18\x11 \x01(\x03\x12\x17\n\x0f\x61lready_present\x18\x12 \x01(\x08\x12\x36\n\x05steps\x18\x13 \x03(\x0b\x32\'.volrep.driver.v1.SnapshotReplicateStep\"\x88\x01\n\x15SnapshotReplicateStep\x12\x13\n\x0bsnapshot_id\x18\x01 \x01(\t\x12\x18\n\x10\x62\x61se_snapshot_id\x18\x02 \x01(\t\x12\x13\n\x0bincremental\x18\x03 \x01(\x08\x12\x12\n\nbytes_sent\x18\x04 \x01(\x03\x12\x17\n\x0f\x61lready_present\x18\x05 \x01(\x08\"<\n\x13GetOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"F\n\x14GetOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\">\n\x15WatchOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"H\n\x16WatchOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"?\n\x16\x43\x61ncelOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"I\n\x17\x43\x61ncelOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"m\n\x15VerifySnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\"\xa6\x01\n\x16VerifySnapshotResponse\x12\r\n\x05match\x18\x01 \x01(\x08\x12\x17\n\x0f\x62locks_compared\x18\x02 \x01(\x03\x12\x1d\n\x15\x66irst_mismatch_offset\x18\x03 \x01(\x03\x12\x15\n\rsource_crc32c\x18\x04 \x01(\x07\x12\x1a\n\x12\x64\x65stination_crc32c\x18\x05 \x01(\x07\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\"c\n\x13\x46\x61iloverHostRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x12\n\nvolume_ids\x18\x02 \x03(\t\x12\x14\n\x0csecondary_id\x18\x03 \x01(\t\x12\x11\n\tgroup_ids\x18\x04 \x03(\t\"Q\n\x0cVolumeUpdate\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"O\n\x0bGroupUpdate\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb7\x01\n\x14\x46\x61iloverHostResponse\x12\x19\n\x11\x61\x63tive_backend_id\x18\x01 \x01(\t\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x34\n\rgroup_updates\x18\x03 \x03(\x0b\x32\x1d.volrep.driver.v1.GroupUpdate\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x04 \x01(\x03\"F\n\x18\x46\x61iloverCompletedRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x02 \x01(\t\"\x1b\n\x19\x46\x61iloverCompletedResponse\"\x9a\x01\n\tGroupType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12@\n\x0bgroup_specs\x18\x03 \x03(\x0b\x32+.volrep.driver.v1.GroupType.GroupSpecsEntry\x1a\x31\n\x0fGroupSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x12\x43reateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\"J\n\x13\x43reateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"K\n\x12\x44\x65leteGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x82\x01\n\x13\x44\x65leteGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"j\n\x12UpdateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x64\x64_volume_ids\x18\x03 \x03(\t\x12\x19\n\x11remove_volume_ids\x18\x04 \x03(\t\"J\n\x13UpdateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"n\n\x1a\x43reateGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"\x81\x01\n\x1b\x43reateGroupSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12-\n\tsnapshots\x18\x02 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\"n\n\x1a\x44\x65leteGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"1\n\x1b\x44\x65leteGroupSnapshotResponse\x12\x12\n\nvolume_ids\x18\x01 \x03(\t\"s\n\x11GroupVolumeSource\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12\x18\n\x10source_volume_id\x18\x02 \x01(\t\x12\x31\n\x0bvolume_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"\xc0\x01\n\x19\x43reateGroupFromSrcRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\x12\x19\n\x11group_snapshot_id\x18\x04 \x01(\t\x12\x34\n\x07volumes\x18\x05 \x03(\x0b\x32#.volrep.driver.v1.GroupVolumeSource\"\x89\x01\n\x1a\x43reateGroupFromSrcResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"Q\n\x18\x45nableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x88\x01\n\x19\x45nableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"R\n\x19\x44isableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x89\x01\n\x1a\x44isableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"q\n\x1a\x46\x61iloverReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\x12\x1c\n\x14secondary_backend_id\x18\x04 \x01(\t\"\xd5\x01\n\x1b\x46\x61iloverReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x19\n\x11\x61\x63tive_backend_id\x18\x03 \x01(\t\x12\x16\n\x0egroup_snapshot\x18\x04 \x01(\t\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x05 \x01(\x03\"n\n\x17RevertToSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x03 \x01(\t\x12\x1a\n\x12snapshot_volume_id\x18\x04 \x01(\t\"\x1a\n\x18RevertToSnapshotResponse*\xed\x02\n\x11ReplicationStatus\x12\"\n\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n\x1aREPLICATION_STATUS_ENABLED\x10\x02\x12\x1c\n\x18REPLICATION_STATUS_ERROR\x10\x03\x12#\n\x1fREPLICATION_STATUS_FAILING_OVER\x10\x04\x12\"\n\x1eREPLICATION_STATUS_FAILED_OVER\x10\x05\x12\"\n\x1eREPLICATION_STATUS_NOT_CAPABLE\x10\x06\x12%\n!REPLICATION_STATUS_FAILOVER_ERROR\x10\x07\x12\x1f\n\x1bREPLICATION_STATUS_ENABLING\x10\x08\x12 \n\x1cREPLICATION_STATUS_DISABLING\x10\t*\x96\x01\n\x11ReplicationHealth\x12\"\n\x1eREPLICATION_HEALTH_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICATION_HEALTH_HEALTHY\x10\x01\x12\x1f\n\x1bREPLICATION_HEALTH_DEGRADED\x10\x02\x12\x1c\n\x18REPLICATION_HEALTH_ERROR\x10\x03*\xa7\x01\n\x0eOperationState\x12\x1f\n\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n\x18OPERATION_STATE_CANCELED\x10\x04\x32\xe2\x1b\n\rDriverService\x12]\n\x0cListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12\x63\n\x0eGetVolumeStats\x12\'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n\x0c\x43reateVolume\x12%.volrep.driver.v1.CreateVolumeRequest\x1a&.volrep.driver.v1.CreateVolumeResponse\x12]\n\x0c\x44\x65leteVolume\x12%.volrep.driver.v1.DeleteVolumeRequest\x1a&.volrep.driver.v1.DeleteVolumeResponse\x12]\n\x0c\x45xtendVolume\x12%.volrep.driver.v1.ExtendVolumeRequest\x1a&.volrep.driver.v1.ExtendVolumeResponse\x12T\n\tGetVolume\x12\".volrep.driver.v1.GetVolumeRequest\x1a#.volrep.driver.v1.GetVolumeResponse\x12Z\n\x0bListVolumes\x12$.volrep.driver.v1.ListVolumesRequest\x1a%.volrep.driver.v1.ListVolumesResponse\x12\x63\n\x0e\x43reateSnapshot\x12\'.volrep.driver.v1.CreateSnapshotRequest\x1a(.volrep.driver.v1.CreateSnapshotResponse\x12\x63\n\x0e\x44\x65leteSnapshot\x12\'.volrep.driver.v1.DeleteSnapshotRequest\x1a(.volrep.driver.v1.DeleteSnapshotResponse\x12`\n\rListSnapshots\x12&.volrep.driver.v1.ListSnapshotsRequest\x1a\'.volrep.driver.v1.ListSnapshotsResponse\x12\x81\x01\n\x18\x43reateVolumeFromSnapshot\x12\x31.volrep.driver.v1.CreateVolumeFromSnapshotRequest\x1a\x32.volrep.driver.v1.CreateVolumeFromSnapshotResponse\x12o\n\x12\x43reateClonedVolume\x12+.volrep.driver.v1.CreateClonedVolumeRequest\x1a,.volrep.driver.v1.CreateClonedVolumeResponse\x12u\n\x14InitializeConnection\x12-.volrep.driver.v1.InitializeConnectionRequest\x1a..volrep.driver.v1.InitializeConnectionResponse\x12r\n\x13TerminateConnection\x12,.volrep.driver.v1.TerminateConnectionRequest\x1a-.volrep.driver.v1.TerminateConnectionResponse\x12K\n\x06Retype\x12\x1f.volrep.driver.v1.RetypeRequest\x1a .volrep.driver.v1.RetypeResponse\x12o\n\x12GetReplicationInfo\x12+.volrep.driver.v1.GetReplicationInfoRequest\x1a,.volrep.driver.v1.GetReplicationInfoResponse\x12{\n\x16SetReplicationSchedule\x12/.volrep.driver.v1.SetReplicationScheduleRequest\x1a\x30.volrep.driver.v1.SetReplicationScheduleResponse\x12l\n\x11SnapshotReplicate\x12*.volrep.driver.v1.SnapshotReplicateRequest\x1a+.volrep.driver.v1.SnapshotReplicateResponse\x12]\n\x0cGetOperation\x12%.volrep.driver.v1.GetOperationRequest\x1a&.volrep.driver.v1.GetOperationResponse\x12\x65\n\x0eWatchOperation\x12\'.volrep.driver.v1.WatchOperationRequest\x1a(.volrep.driver.v1.WatchOperationResponse0\x01\x12\x66\n\x0f\x43\x61ncelOperation\x12(.volrep.driver.v1.CancelOperationRequest\x1a).volrep.driver.v1.CancelOperationResponse\x12\x63\n\x0eVerifySnapshot\x12\'.volrep.driver.v1.VerifySnapshotRequest\x1a(.volrep.driver.v1.VerifySnapshotResponse\x12]\n\x0c\x46\x61iloverHost\x12%.volrep.driver.v1.FailoverHostRequest\x1a&.volrep.driver.v1.FailoverHostResponse\x12l\n\x11\x46\x61iloverCompleted\x12*.volrep.driver.v1.FailoverCompletedRequest\x1a+.volrep.driver.v1.FailoverCompletedResponse\x12Z\n\x0b\x43reateGroup\x12$.volrep.driver.v1.CreateGroupRequest\x1a%.volrep.driver.v1.CreateGroupResponse\x12Z\n\x0b\x44\x65leteGroup\x12$.volrep.driver.v1.DeleteGroupRequest\x1a%.volrep.driver.v1.DeleteGroupResponse\x12Z\n\x0bUpdateGroup\x12$.volrep.driver.v1.UpdateGroupRequest\x1a%.volrep.driver.v1.UpdateGroupResponse\x12r\n\x13\x43reateGroupSnapshot\x12,.volrep.driver.v1.CreateGroupSnapshotRequest\x1a-.volrep.driver.v1.CreateGroupSnapshotResponse\x12r\n\x13\x44\x65leteGroupSnapshot\x12,.volrep.driver.v1.DeleteGroupSnapshotRequest\x1a-.volrep.driver.v1.DeleteGroupSnapshotResponse\x12o\n\x12\x43reateGroupFromSrc\x12+.volrep.driver.v1.CreateGroupFromSrcRequest\x1a,.volrep.driver.v1.CreateGroupFromSrcResponse\x12l\n\x11\x45nableReplication\x12*.volrep.driver.v1.EnableReplicationRequest\x1a+.volrep.driver.v1.EnableReplicationResponse\x12o\n\x12\x44isableReplication\x12+.volrep.driver.v1.DisableReplicationRequest\x1a,.volrep.driver.v1.DisableReplicationResponse\x12r\n\x13\x46\x61iloverReplication\x12,.volrep.driver.v1.FailoverReplicationRequest\x1a-.volrep.driver.v1.FailoverReplicationResponse\x12i\n\x10RevertToSnapshot\x12).volrep.driver.v1.RevertToSnapshotRequest\x1a*.volrep.driver.v1.RevertToSnapshotResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -74,8 +74,8 @@ _REPLICATIONSTATUS = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=10134,
-  serialized_end=10499,
+  serialized_start=10165,
+  serialized_end=10530,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICATIONSTATUS)
 
@@ -105,8 +105,8 @@ _REPLICATIONHEALTH = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=10502,
-  serialized_end=10652,
+  serialized_start=10533,
+  serialized_end=10683,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICATIONHEALTH)
 
@@ -140,8 +140,8 @@ _OPERATIONSTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=10655,
-  serialized_end=10822,
+  serialized_start=10686,
+  serialized_end=10853,
 )
 _sym_db.RegisterEnumDescriptor(_OPERATIONSTATE)
 
@@ -857,6 +857,13 @@ _GETVOLUMESTATSRESPONSE = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='online_extend_support', full_name='volrep.driver.v1.GetVolumeStatsResponse.online_extend_support', index=21,
+      number=30, type=8, cpp_type=7, label=1,
+      has_default_value=False, default_value=False,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -870,7 +877,7 @@ _GETVOLUMESTATSRESPONSE = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=1241,
-  serialized_end=1892,
+  serialized_end=1923,
 )
 
 
@@ -928,8 +935,8 @@ _CREATEVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1895,
-  serialized_end=2038,
+  serialized_start=1926,
+  serialized_end=2069,
 )
 
 
@@ -959,8 +966,8 @@ _CREATEVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2040,
-  serialized_end=2115,
+  serialized_start=2071,
+  serialized_end=2146,
 )
 
 
@@ -997,8 +1004,8 @@ _DELETEVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2117,
-  serialized_end=2174,
+  serialized_start=2148,
+  serialized_end=2205,
 )
 
 
@@ -1021,8 +1028,8 @@ _DELETEVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2176,
-  serialized_end=2198,
+  serialized_start=2207,
+  serialized_end=2229,
 )
 
 
@@ -1066,8 +1073,8 @@ _EXTENDVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2200,
-  serialized_end=2278,
+  serialized_start=2231,
+  serialized_end=2309,
 )
 
 
@@ -1090,8 +1097,8 @@ _EXTENDVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2280,
-  serialized_end=2302,
+  serialized_start=2311,
+  serialized_end=2333,
 )
 
 
@@ -1128,8 +1135,8 @@ _GETVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2304,
-  serialized_end=2358,
+  serialized_start=2335,
+  serialized_end=2389,
 )
 
 
@@ -1159,8 +1166,8 @@ _GETVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2360,
-  serialized_end=2421,
+  serialized_start=2391,
+  serialized_end=2452,
 )
 
 
@@ -1204,8 +1211,8 @@ _LISTVOLUMESREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2423,
-  serialized_end=2499,
+  serialized_start=2454,
+  serialized_end=2530,
 )
 
 
@@ -1242,8 +1249,8 @@ _LISTVOLUMESRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2501,
-  serialized_end=2590,
+  serialized_start=2532,
+  serialized_end=2621,
 )
 
 
@@ -1287,8 +1294,8 @@ _CREATESNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2592,
-  serialized_end=2672,
+  serialized_start=2623,
+  serialized_end=2703,
 )
 
 
@@ -1318,8 +1325,8 @@ _CREATESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2674,
-  serialized_end=2751,
+  serialized_start=2705,
+  serialized_end=2782,
 )
 
 
@@ -1363,8 +1370,8 @@ _DELETESNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2753,
-  serialized_end=2833,
+  serialized_start=2784,
+  serialized_end=2864,
 )
 
 
@@ -1387,8 +1394,8 @@ _DELETESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2835,
-  serialized_end=2859,
+  serialized_start=2866,
+  serialized_end=2890,
 )
 
 
@@ -1439,8 +1446,8 @@ _LISTSNAPSHOTSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2861,
-  serialized_end=2958,
+  serialized_start=2892,
+  serialized_end=2989,
 )
 
 
@@ -1477,8 +1484,8 @@ _LISTSNAPSHOTSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2960,
-  serialized_end=3055,
+  serialized_start=2991,
+  serialized_end=3086,
 )
 
 
@@ -1543,8 +1550,8 @@ _CREATEVOLUMEFROMSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3058,
-  serialized_end=3242,
+  serialized_start=3089,
+  serialized_end=3273,
 )
 
 
@@ -1574,8 +1581,8 @@ _CREATEVOLUMEFROMSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3244,
-  serialized_end=3331,
+  serialized_start=3275,
+  serialized_end=3362,
 )
 
 
@@ -1633,8 +1640,8 @@ _CREATECLONEDVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3334,
-  serialized_end=3491,
+  serialized_start=3365,
+  serialized_end=3522,
 )
 
 
@@ -1664,8 +1671,8 @@ _CREATECLONEDVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3493,
-  serialized_end=3574,
+  serialized_start=3524,
+  serialized_end=3605,
 )
 
 
@@ -1702,8 +1709,8 @@ _CONNECTOR_EXTRAENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3709,
-  serialized_end=3753,
+  serialized_start=3740,
+  serialized_end=3784,
 )
 
 _CONNECTOR = _descriptor.Descriptor(
@@ -1760,8 +1767,8 @@ _CONNECTOR = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3577,
-  serialized_end=3753,
+  serialized_start=3608,
+  serialized_end=3784,
 )
 
 
@@ -1798,8 +1805,8 @@ _CONNECTIONINFO_DATAENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3860,
-  serialized_end=3903,
+  serialized_start=3891,
+  serialized_end=3934,
 )
 
 _CONNECTIONINFO = _descriptor.Descriptor(
@@ -1835,8 +1842,8 @@ _CONNECTIONINFO = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3756,
-  serialized_end=3903,
+  serialized_start=3787,
+  serialized_end=3934,
 )
 
 
@@ -1887,8 +1894,8 @@ _INITIALIZECONNECTIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3906,
-  serialized_end=4040,
+  serialized_start=3937,
+  serialized_end=4071,
 )
 
 
@@ -1918,8 +1925,8 @@ _INITIALIZECONNECTIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4042,
-  serialized_end=4131,
+  serialized_start=4073,
+  serialized_end=4162,
 )
 
 
@@ -1970,8 +1977,8 @@ _TERMINATECONNECTIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4134,
-  serialized_end=4267,
+  serialized_start=4165,
+  serialized_end=4298,
 )
 
 
@@ -1994,8 +2001,8 @@ _TERMINATECONNECTIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4269,
-  serialized_end=4298,
+  serialized_start=4300,
+  serialized_end=4329,
 )
 
 
@@ -2039,8 +2046,8 @@ _RETYPEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4300,
-  serialized_end=4399,
+  serialized_start=4331,
+  serialized_end=4430,
 )
 
 
@@ -2077,8 +2084,8 @@ _RETYPERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4401,
-  serialized_end=4487,
+  serialized_start=4432,
+  serialized_end=4518,
 )
 
 
@@ -2164,8 +2171,8 @@ _TARGETREPLICATIONINFO = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4490,
-  serialized_end=4781,
+  serialized_start=4521,
+  serialized_end=4812,
 )
 
 
@@ -2202,8 +2209,8 @@ _GETREPLICATIONINFOREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4783,
-  serialized_end=4846,
+  serialized_start=4814,
+  serialized_end=4877,
 )
 
 
@@ -2275,8 +2282,8 @@ _GETREPLICATIONINFORESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4849,
-  serialized_end=5146,
+  serialized_start=4880,
+  serialized_end=5177,
 )
 
 
@@ -2334,8 +2341,8 @@ _SETREPLICATIONSCHEDULEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=5149,
-  serialized_end=5332,
+  serialized_start=5180,
+  serialized_end=5363,
 )
 
 
@@ -2386,8 +2393,8 @@ _SETREPLICATIONSCHEDULERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=5335,
-  serialized_end=5502,
+  serialized_start=5366,
+  serialized_end=5533,
 )
 
 
@@ -2459,8 +2466,8 @@ _SNAPSHOTREPLICATEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=5505,
-  serialized_end=5679,
+  serialized_start=5536,
+  serialized_end=5710,
 )
 
 
@@ -2490,8 +2497,8 @@ _SNAPSHOTREPLICATERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=5681,
-  serialized_end=5730,
+  serialized_start=5712,
+  serialized_end=5761,
 )
 
 
@@ -2647,8 +2654,8 @@ _OPERATION = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=5733,
-  serialized_end=6239,
+  serialized_start=5764,
+  serialized_end=6270,
 )
 
 
@@ -2706,8 +2713,8 @@ _SNAPSHOTREPLICATESTEP = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6242,
-  serialized_end=6378,
+  serialized_start=6273,
+  serialized_end=6409,
 )
 
 
@@ -2744,8 +2751,8 @@ _GETOPERATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6380,
-  serialized_end=6440,
+  serialized_start=6411,
+  serialized_end=6471,
 )
 
 
@@ -2775,8 +2782,8 @@ _GETOPERATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6442,
-  serialized_end=6512,
+  serialized_start=6473,
+  serialized_end=6543,
 )
 
 
@@ -2813,8 +2820,8 @@ _WATCHOPERATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6514,
-  serialized_end=6576,
+  serialized_start=6545,
+  serialized_end=6607,
 )
 
 
@@ -2844,8 +2851,8 @@ _WATCHOPERATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6578,
-  serialized_end=6650,
+  serialized_start=6609,
+  serialized_end=6681,
 )
 
 
@@ -2882,8 +2889,8 @@ _CANCELOPERATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6652,
-  serialized_end=6715,
+  serialized_start=6683,
+  serialized_end=6746,
 )
 
 
@@ -2913,8 +2920,8 @@ _CANCELOPERATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6717,
-  serialized_end=6790,
+  serialized_start=6748,
+  serialized_end=6821,
 )
 
 
@@ -2965,8 +2972,8 @@ _VERIFYSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6792,
-  serialized_end=6901,
+  serialized_start=6823,
+  serialized_end=6932,
 )
 
 
@@ -3031,8 +3038,8 @@ _VERIFYSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6904,
-  serialized_end=7070,
+  serialized_start=6935,
+  serialized_end=7101,
 )
 
 
@@ -3083,8 +3090,8 @@ _FAILOVERHOSTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7072,
-  serialized_end=7171,
+  serialized_start=7103,
+  serialized_end=7202,
 )
 
 
@@ -3121,8 +3128,8 @@ _VOLUMEUPDATE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7173,
-  serialized_end=7254,
+  serialized_start=7204,
+  serialized_end=7285,
 )
 
 
@@ -3159,8 +3166,8 @@ _GROUPUPDATE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7256,
-  serialized_end=7335,
+  serialized_start=7287,
+  serialized_end=7366,
 )
 
 
@@ -3211,8 +3218,8 @@ _FAILOVERHOSTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7338,
-  serialized_end=7521,
+  serialized_start=7369,
+  serialized_end=7552,
 )
 
 
@@ -3249,8 +3256,8 @@ _FAILOVERCOMPLETEDREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7523,
-  serialized_end=7593,
+  serialized_start=7554,
+  serialized_end=7624,
 )
 
 
@@ -3273,8 +3280,8 @@ _FAILOVERCOMPLETEDRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7595,
-  serialized_end=7622,
+  serialized_start=7626,
+  serialized_end=7653,
 )
 
 
@@ -3311,8 +3318,8 @@ _GROUPTYPE_GROUPSPECSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7730,
-  serialized_end=7779,
+  serialized_start=7761,
+  serialized_end=7810,
 )
 
 _GROUPTYPE = _descriptor.Descriptor(
@@ -3355,8 +3362,8 @@ _GROUPTYPE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7625,
-  serialized_end=7779,
+  serialized_start=7656,
+  serialized_end=7810,
 )
 
 
@@ -3400,8 +3407,8 @@ _CREATEGROUPREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7781,
-  serialized_end=7885,
+  serialized_start=7812,
+  serialized_end=7916,
 )
 
 
@@ -3431,8 +3438,8 @@ _CREATEGROUPRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7887,
-  serialized_end=7961,
+  serialized_start=7918,
+  serialized_end=7992,
 )
 
 
@@ -3476,8 +3483,8 @@ _DELETEGROUPREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7963,
-  serialized_end=8038,
+  serialized_start=7994,
+  serialized_end=8069,
 )
 
 
@@ -3514,8 +3521,8 @@ _DELETEGROUPRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8041,
-  serialized_end=8171,
+  serialized_start=8072,
+  serialized_end=8202,
 )
 
 
@@ -3566,8 +3573,8 @@ _UPDATEGROUPREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8173,
-  serialized_end=8279,
+  serialized_start=8204,
+  serialized_end=8310,
 )
 
 
@@ -3597,8 +3604,8 @@ _UPDATEGROUPRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8281,
-  serialized_end=8355,
+  serialized_start=8312,
+  serialized_end=8386,
 )
 
 
@@ -3649,8 +3656,8 @@ _CREATEGROUPSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8357,
-  serialized_end=8467,
+  serialized_start=8388,
+  serialized_end=8498,
 )
 
 
@@ -3687,8 +3694,8 @@ _CREATEGROUPSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8470,
-  serialized_end=8599,
+  serialized_start=8501,
+  serialized_end=8630,
 )
 
 
@@ -3739,8 +3746,8 @@ _DELETEGROUPSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8601,
-  serialized_end=8711,
+  serialized_start=8632,
+  serialized_end=8742,
 )
 
 
@@ -3770,8 +3777,8 @@ _DELETEGROUPSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8713,
-  serialized_end=8762,
+  serialized_start=8744,
+  serialized_end=8793,
 )
 
 
@@ -3815,8 +3822,8 @@ _GROUPVOLUMESOURCE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8764,
-  serialized_end=8879,
+  serialized_start=8795,
+  serialized_end=8910,
 )
 
 
@@ -3874,8 +3881,8 @@ _CREATEGROUPFROMSRCREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8882,
-  serialized_end=9074,
+  serialized_start=8913,
+  serialized_end=9105,
 )
 
 
@@ -3912,8 +3919,8 @@ _CREATEGROUPFROMSRCRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9077,
-  serialized_end=9214,
+  serialized_start=9108,
+  serialized_end=9245,
 )
 
 
@@ -3957,8 +3964,8 @@ _ENABLEREPLICATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9216,
-  serialized_end=9297,
+  serialized_start=9247,
+  serialized_end=9328,
 )
 
 
@@ -3995,8 +4002,8 @@ _ENABLEREPLICATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9300,
-  serialized_end=9436,
+  serialized_start=9331,
+  serialized_end=9467,
 )
 
 
@@ -4040,8 +4047,8 @@ _DISABLEREPLICATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9438,
-  serialized_end=9520,
+  serialized_start=9469,
+  serialized_end=9551,
 )
 
 
@@ -4078,8 +4085,8 @@ _DISABLEREPLICATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9523,
-  serialized_end=9660,
+  serialized_start=9554,
+  serialized_end=9691,
 )
 
 
@@ -4130,8 +4137,8 @@ _FAILOVERREPLICATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9662,
-  serialized_end=9775,
+  serialized_start=9693,
+  serialized_end=9806,
 )
 
 
@@ -4189,8 +4196,8 @@ _FAILOVERREPLICATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9778,
-  serialized_end=9991,
+  serialized_start=9809,
+  serialized_end=10022,
 )
 
 
@@ -4241,8 +4248,8 @@ _REVERTTOSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9993,
-  serialized_end=10103,
+  serialized_start=10024,
+  serialized_end=10134,
 )
 
 
@@ -4265,8 +4272,8 @@ _REVERTTOSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=10105,
-  serialized_end=10131,
+  serialized_start=10136,
+  serialized_end=10162,
 )
 
 _MODELUPDATE_METADATAENTRY.containing_type = _MODELUPDATE
@@ -5061,8 +5068,8 @@ _DRIVERSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=10825,
-  serialized_end=14379,
+  serialized_start=10856,
+  serialized_end=14410,
   methods=[
   _descriptor.MethodDescriptor(
     name='ListBackends',
