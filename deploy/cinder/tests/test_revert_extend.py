@@ -108,3 +108,34 @@ class RevertAndExtendTest(unittest.TestCase):
         snap = self.objects.Snapshot.get_by_id(self.ctxt, snap.id)
         self.assertEqual('error', vol.status)
         self.assertEqual('available', snap.status)
+
+    def test_online_extend_of_an_attached_volume(self):
+        from unittest import mock
+        stats = self.manager.driver.get_volume_stats(refresh=True)
+        self.assertIs(True, stats['online_extend_support'])
+
+        vol = self._volume()
+        a = b'A' * 4096
+        _write(vol.provider_id, 0, a)
+        att = self.objects.VolumeAttachment(
+            self.ctxt, volume_id=vol.id, instance_uuid=vs.new_id(),
+            attach_status='attached', attached_host='compute-1')
+        att.create()
+        vol = self.objects.Volume.get_by_id(self.ctxt, vol.id)
+        vol.status = 'extending'
+        vol.save()
+        # The manager tells Nova about an in-use volume that grew; there is
+        # no Nova here, so that one call is recorded instead.
+        with mock.patch('cinder.compute.nova.API.extend_volume') as nova:
+            self.manager.extend_volume(self.ctxt, vol, 3, [])
+        vol = self.objects.Volume.get_by_id(self.ctxt, vol.id)
+        self.assertEqual('in-use', vol.status)
+        self.assertEqual(3, vol.size)
+        nova.assert_called_once()
+        self.assertEqual([att.instance_uuid], nova.call_args[0][1])
+        self.assertEqual(3, vs.raw('GetVolume', pb.GetVolumeRequest(
+            backend=vs.BACKEND, volume_id=vol.id)).volume.size_gb)
+        self.assertEqual(a, _read(vol.provider_id, 0, 4096))
+        # The new range is there and reads as zeros.
+        self.assertEqual(b'\0' * 4096,
+                         _read(vol.provider_id, (3 << 30) - 4096, 4096))
