@@ -50,6 +50,10 @@ type Volume struct {
 	Labels        map[string]string
 	// ReadOnly volumes are replica targets: only replication writes them.
 	ReadOnly bool
+	// WWN is the volume's SCSI identity: the 32 hex digits of its NAA 6
+	// designator (see NAA). It is given at creation, kept by every replica
+	// of the volume, and so the same after a failover.
+	WWN string
 }
 
 // Snapshot is a read-only point-in-time image of a volume.
@@ -109,6 +113,66 @@ type Export struct {
 	Created      time.Time
 }
 
+// HostSpec asks for a host: an initiator, by its iSCSI names, that
+// volumes can be connected to.
+type HostSpec struct {
+	Name string
+	// IQNs are the host's initiator names (iqn., eui. or naa. form); an
+	// initiator belongs to at most one host.
+	IQNs []string
+	// MutualCHAP makes the array authenticate itself to the host too.
+	MutualCHAP bool
+	Labels     map[string]string
+}
+
+// Host is an initiator the array authorises, with the CHAP credentials
+// its logins must present. Secrets are empty unless asked for.
+type Host struct {
+	Name       string
+	IQNs       []string
+	MutualCHAP bool
+	// CHAPUser is the name the host's logins present (the host's name).
+	CHAPUser   string
+	CHAPSecret string
+	// MutualCHAPUser and MutualCHAPSecret are what the array answers the
+	// host's challenge with, when MutualCHAP is set.
+	MutualCHAPUser   string
+	MutualCHAPSecret string
+	Created          time.Time
+	Labels           map[string]string
+	// Connections is how many volumes and snapshots are connected.
+	Connections int64
+}
+
+// ConnectionSpec connects a volume, or one of its snapshots (read-only),
+// to a host.
+type ConnectionSpec struct {
+	Host     string
+	Volume   string
+	Snapshot string
+}
+
+// Connection maps a volume or snapshot to a host as a LUN of the array's
+// iSCSI target. The CHAP fields are the host's, set only in the answer to
+// ConnectVolume, which the attaching side needs them from.
+type Connection struct {
+	Host     string
+	Volume   string
+	Snapshot string
+	LUN      int64
+	ReadOnly bool
+	// TargetIQN is the array's iSCSI target; Portals are where it listens
+	// ("host:port").
+	TargetIQN        string
+	Portals          []string
+	CHAPUser         string
+	CHAPSecret       string
+	MutualCHAPUser   string
+	MutualCHAPSecret string
+	WWN              string
+	Created          time.Time
+}
+
 // Group is a consistency group: volumes snapshotted at one write barrier.
 type Group struct {
 	Name    string
@@ -158,6 +222,26 @@ type Array interface {
 	// It returns how many it revoked.
 	DeleteExport(ctx context.Context, name, volume, attachmentID string) (int, error)
 	ListExports(ctx context.Context, volume string) ([]Export, error)
+
+	// CreateHost creates a host; the same spec again returns it. An IQN
+	// that another host has is ALREADY_EXISTS naming that host.
+	CreateHost(ctx context.Context, spec HostSpec) (Host, error)
+	// GetHost returns a host, with its CHAP secrets when secrets is set.
+	GetHost(ctx context.Context, name string, secrets bool) (Host, error)
+	// ListHosts lists hosts by name, without secrets.
+	ListHosts(ctx context.Context) ([]Host, error)
+	// DeleteHost deletes a host; one with connections is
+	// FAILED_PRECONDITION unless force, which disconnects them first.
+	DeleteHost(ctx context.Context, name string, force bool) error
+	// ConnectVolume maps a volume or snapshot to a host at the lowest free
+	// LUN; connecting it again returns the same connection.
+	ConnectVolume(ctx context.Context, spec ConnectionSpec) (Connection, error)
+	// DisconnectVolume unmaps it: the host's open sessions fail their next
+	// command on the LUN. Not connected is NOT_FOUND.
+	DisconnectVolume(ctx context.Context, spec ConnectionSpec) error
+	// ListConnections lists the connections of a host, of a volume, of
+	// both or (both empty) of the array, by host and LUN, without secrets.
+	ListConnections(ctx context.Context, host, volume string) ([]Connection, error)
 
 	CreateGroup(ctx context.Context, name, pool string, labels map[string]string) (Group, error)
 	GetGroup(ctx context.Context, name string) (Group, error)

@@ -128,6 +128,22 @@ var validateCases = []struct {
 	{"delete export nothing", &arrayv1.DeleteExportRequest{}, "volume"},
 	{"list exports", &arrayv1.ListExportsRequest{}, ""},
 
+	// array: HostService
+	{"create host", &arrayv1.CreateHostRequest{Name: "h", Iqns: []string{"iqn.1993-08.org.debian:01:ab"}}, ""},
+	{"create host no iqn", &arrayv1.CreateHostRequest{Name: "h"}, "iqns"},
+	{"create host bad iqn", &arrayv1.CreateHostRequest{Name: "h", Iqns: []string{"iqn.1993-08.org.debian:01:ab", "host-1"}}, "iqns"},
+	{"create host too many iqns", &arrayv1.CreateHostRequest{Name: "h", Iqns: make([]string, 33)}, "iqns"},
+	{"get host", &arrayv1.GetHostRequest{Name: "h", IncludeSecrets: true}, ""},
+	{"get host no name", &arrayv1.GetHostRequest{}, "name"},
+	{"list hosts", &arrayv1.ListHostsRequest{}, ""},
+	{"delete host", &arrayv1.DeleteHostRequest{Name: "h", Force: true}, ""},
+	{"connect volume", &arrayv1.ConnectVolumeRequest{Host: "h", Volume: "v1", Snapshot: "s"}, ""},
+	{"connect volume no host", &arrayv1.ConnectVolumeRequest{Volume: "v1"}, "host"},
+	{"disconnect volume", &arrayv1.DisconnectVolumeRequest{Host: "h", Volume: "v1"}, ""},
+	{"disconnect volume bad snapshot", &arrayv1.DisconnectVolumeRequest{Host: "h", Volume: "v1", Snapshot: "a/b"}, "snapshot"},
+	{"list connections", &arrayv1.ListConnectionsRequest{Host: "h"}, ""},
+	{"list connections bad volume", &arrayv1.ListConnectionsRequest{Volume: "a/b"}, "volume"},
+
 	// array: LinkService, ConsistencyGroupService, ReplicaService, TransferService
 	{"create link", &arrayv1.CreateLinkRequest{Name: "l", Address: "h:1", Token: "t"}, ""},
 	{"create link no address", &arrayv1.CreateLinkRequest{Name: "l"}, "address"},
@@ -378,7 +394,8 @@ func manyEntries(n int) map[string]string {
 // TestReceiveHeaderBounds: a peer's transfer header stores labels too, so
 // it is bounded like CreateVolume.
 func TestReceiveHeaderBounds(t *testing.T) {
-	ok := &arrayv1.ReceiveHeader{TransferId: "x1", Volume: "v", Pool: "p", SizeBytes: 4096, SnapshotName: "s", SnapshotGuid: "g"}
+	ok := &arrayv1.ReceiveHeader{TransferId: "x1", Volume: "v", Pool: "p", SizeBytes: 4096, SnapshotName: "s", SnapshotGuid: "g",
+		VolumeSerial: "0123456789ABCDEF01234567"}
 	if err := arrayapi.ReceiveHeader(ok); err != nil {
 		t.Fatalf("valid header refused: %v", err)
 	}
@@ -387,6 +404,7 @@ func TestReceiveHeaderBounds(t *testing.T) {
 		"header.snapshot_labels": {TransferId: "x1", Volume: "v", Pool: "p", SizeBytes: 4096, SnapshotName: "s", SnapshotLabels: manyEntries(65)},
 		"header.size_bytes":      {TransferId: "x1", Volume: "v", Pool: "p", SizeBytes: 1<<50 + 4096, SnapshotName: "s"},
 		"header.snapshot_guid":   {TransferId: "x1", Volume: "v", Pool: "p", SizeBytes: 4096, SnapshotName: "s", SnapshotGuid: mib9},
+		"header.volume_serial":   {TransferId: "x1", Volume: "v", Pool: "p", SizeBytes: 4096, SnapshotName: "s", VolumeSerial: "0123456789ABCDEF0123456Z"},
 	} {
 		var e *errdefs.Error
 		if err := arrayapi.ReceiveHeader(h); !errors.As(err, &e) || e.Field != field {

@@ -350,6 +350,9 @@ func Specs(field string, m map[string]string) error {
 	return Map(field, m, MaxSpecs, MaxSpecKeyLen, MaxSpecValueLen)
 }
 
+// ISCSIName checks an iSCSI initiator or target name (iqn., eui., naa.).
+func ISCSIName(field, value string) error { return array.CheckISCSIName(field, value) }
+
 // Count bounds the number of entries of a repeated field.
 func Count(field string, n, max int) error {
 	if n > max {

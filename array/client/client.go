@@ -26,6 +26,7 @@ type Client struct {
 	volumes arrayv1.VolumeServiceClient
 	exports arrayv1.ExportServiceClient
 	groups  arrayv1.ConsistencyGroupServiceClient
+	hosts   arrayv1.HostServiceClient
 }
 
 var _ array.Array = (*Client)(nil)
@@ -33,7 +34,8 @@ var _ array.Array = (*Client)(nil)
 // New returns a client over an established connection.
 func New(cc grpc.ClientConnInterface) *Client {
 	return &Client{arrays: arrayv1.NewArrayServiceClient(cc), volumes: arrayv1.NewVolumeServiceClient(cc),
-		exports: arrayv1.NewExportServiceClient(cc), groups: arrayv1.NewConsistencyGroupServiceClient(cc)}
+		exports: arrayv1.NewExportServiceClient(cc), groups: arrayv1.NewConsistencyGroupServiceClient(cc),
+		hosts: arrayv1.NewHostServiceClient(cc)}
 }
 
 func (c *Client) Info(ctx context.Context) (array.Info, error) {
@@ -336,4 +338,58 @@ func (c *Client) AdoptSnapshot(ctx context.Context, volume, name, guid string, l
 		return array.Snapshot{}, err
 	}
 	return wire.SnapshotFromPB(r.GetSnapshot()), nil
+}
+
+func (c *Client) CreateHost(ctx context.Context, spec array.HostSpec) (array.Host, error) {
+	r, err := c.hosts.CreateHost(ctx, &arrayv1.CreateHostRequest{Name: spec.Name, Iqns: spec.IQNs, MutualChap: spec.MutualCHAP, Labels: spec.Labels})
+	if err != nil {
+		return array.Host{}, err
+	}
+	return wire.HostFromPB(r.GetHost()), nil
+}
+
+func (c *Client) GetHost(ctx context.Context, name string, secrets bool) (array.Host, error) {
+	r, err := c.hosts.GetHost(ctx, &arrayv1.GetHostRequest{Name: name, IncludeSecrets: secrets})
+	if err != nil {
+		return array.Host{}, err
+	}
+	return wire.HostFromPB(r.GetHost()), nil
+}
+
+func (c *Client) ListHosts(ctx context.Context) ([]array.Host, error) {
+	return paging.All(ctx, func(ctx context.Context, token string) ([]array.Host, string, error) {
+		r, err := c.hosts.ListHosts(ctx, &arrayv1.ListHostsRequest{PageSize: paging.MaxPageSize, PageToken: token})
+		if err != nil {
+			return nil, "", err
+		}
+		return wire.Map(r.GetHosts(), wire.HostFromPB), r.GetNextPageToken(), nil
+	})
+}
+
+func (c *Client) DeleteHost(ctx context.Context, name string, force bool) error {
+	_, err := c.hosts.DeleteHost(ctx, &arrayv1.DeleteHostRequest{Name: name, Force: force})
+	return err
+}
+
+func (c *Client) ConnectVolume(ctx context.Context, spec array.ConnectionSpec) (array.Connection, error) {
+	r, err := c.hosts.ConnectVolume(ctx, &arrayv1.ConnectVolumeRequest{Host: spec.Host, Volume: spec.Volume, Snapshot: spec.Snapshot})
+	if err != nil {
+		return array.Connection{}, err
+	}
+	return wire.ConnectionFromPB(r.GetConnection()), nil
+}
+
+func (c *Client) DisconnectVolume(ctx context.Context, spec array.ConnectionSpec) error {
+	_, err := c.hosts.DisconnectVolume(ctx, &arrayv1.DisconnectVolumeRequest{Host: spec.Host, Volume: spec.Volume, Snapshot: spec.Snapshot})
+	return err
+}
+
+func (c *Client) ListConnections(ctx context.Context, host, volume string) ([]array.Connection, error) {
+	return paging.All(ctx, func(ctx context.Context, token string) ([]array.Connection, string, error) {
+		r, err := c.hosts.ListConnections(ctx, &arrayv1.ListConnectionsRequest{Host: host, Volume: volume, PageSize: paging.MaxPageSize, PageToken: token})
+		if err != nil {
+			return nil, "", err
+		}
+		return wire.Map(r.GetConnections(), wire.ConnectionFromPB), r.GetNextPageToken(), nil
+	})
 }

@@ -31,7 +31,8 @@ const token = "s3cret-token"
 // serve runs the real engine behind the real server chain on loopback.
 func serve(t *testing.T) string {
 	t.Helper()
-	st, err := store.Open(t.TempDir(), store.Options{Name: "grpc", NBDAddress: "127.0.0.1:10809"})
+	st, err := store.Open(t.TempDir(), store.Options{Name: "grpc", NBDAddress: "127.0.0.1:10809",
+		ISCSIPortals: []string{"127.0.0.1:3260"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -321,6 +321,13 @@ func (e *Engine) Job(ctx context.Context, volume string, base *array.Snapshot, s
 	if err != nil {
 		return transfer.Job{}, err
 	}
+	// The target volume takes the source's serial, and so its WWN: a
+	// host multipathing to both copies, or attaching after a failover,
+	// sees one device.
+	serial, err := e.s.VolumeSerial(ctx, volume)
+	if err != nil {
+		return transfer.Job{}, err
+	}
 	h, err := e.s.OpenSnapshot(ctx, volume, snap.Name)
 	if err != nil {
 		return transfer.Job{}, err
@@ -329,6 +336,7 @@ func (e *Engine) Job(ctx context.Context, volume string, base *array.Snapshot, s
 		TransferId: t.TransferID, Volume: t.Volume, Pool: t.Pool, SizeBytes: snap.SizeBytes, VolumeLabels: t.Labels,
 		BaseGuid: baseGUID, SnapshotName: snap.Name, SnapshotGuid: snap.GUID, SnapshotCreated: timestamppb.New(snap.Created),
 		SnapshotLabels: snap.Labels, SourceArrayId: e.id, ReadOnly: true,
+		VolumeSerial: serial,
 	}}, nil
 }
 

@@ -32,6 +32,14 @@ func TestEmptyGroupDropsLastMembersCopy(t *testing.T) {
 	if v, err := tg.st.GetVolume(ctx, "vol"); err != nil || !v.ReadOnly {
 		t.Fatalf("the member's copy on the target: %+v, %v", v, err)
 	}
+	// The copy has the source's SCSI identity, so a failover keeps it.
+	sv, err := src.st.GetVolume(ctx, "vol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tv, err := tg.st.GetVolume(ctx, "vol"); err != nil || sv.WWN == "" || tv.WWN != sv.WWN {
+		t.Fatalf("the copy's WWN is %q (%v), the source's %q", tv.WWN, err, sv.WWN)
+	}
 	// A volume on the target that the replica did not make stays.
 	if _, err := tg.st.CreateVolume(ctx, array.VolumeSpec{Name: "keep", Pool: "replicas", SizeBytes: mib}); err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ type Service struct {
 	arrayv1.UnimplementedVolumeServiceServer
 	arrayv1.UnimplementedExportServiceServer
 	arrayv1.UnimplementedConsistencyGroupServiceServer
+	arrayv1.UnimplementedHostServiceServer
 	a array.Array
 }
 
@@ -32,6 +33,7 @@ func (s *Service) Register(g grpc.ServiceRegistrar) {
 	arrayv1.RegisterVolumeServiceServer(g, s)
 	arrayv1.RegisterExportServiceServer(g, s)
 	arrayv1.RegisterConsistencyGroupServiceServer(g, s)
+	arrayv1.RegisterHostServiceServer(g, s)
 }
 
 func (s *Service) GetArrayInfo(ctx context.Context, _ *arrayv1.GetArrayInfoRequest) (*arrayv1.GetArrayInfoResponse, error) {

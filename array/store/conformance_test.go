@@ -10,7 +10,8 @@ import (
 
 func openTemp(t *testing.T) *store.Store {
 	t.Helper()
-	s, err := store.Open(t.TempDir(), store.Options{Name: "test", NBDAddress: "127.0.0.1:10809"})
+	s, err := store.Open(t.TempDir(), store.Options{Name: "test", NBDAddress: "127.0.0.1:10809",
+		ISCSIPortals: []string{"127.0.0.1:3260", "127.0.0.2:3260"}})
 	if err != nil {
 		t.Fatal(err)
 	}

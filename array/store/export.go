@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/json"
+	"errors"
 	"net"
 	"slices"
 	"strconv"
@@ -28,12 +29,23 @@ type exportRec struct {
 	Created      int64  `json:"created"`
 }
 
-// export is an authorisation that I/O checks on every request, so revoking
-// it ends the I/O of connections that were already open.
+// export is an NBD attachment's authorisation.
 type export struct {
-	rec     exportRec
-	revoked atomic.Bool
+	rec exportRec
+	grant
 }
+
+// grant is an authorisation that I/O checks on every request, so revoking
+// it (an NBD export, an iSCSI connection) ends the I/O of connections that
+// were already open.
+type grant struct {
+	revoked  atomic.Bool
+	readOnly bool
+}
+
+// ErrRevoked is in the error of I/O through a handle whose export or
+// connection was revoked since it was opened.
+var ErrRevoked = errors.New("revoked")
 
 func newExportName() string {
 	var b [20]byte
@@ -53,7 +65,7 @@ func (s *Store) loadExports(tx *bolt.Tx) error {
 		if err := json.Unmarshal(v, &r); err != nil {
 			return err
 		}
-		s.exports[r.Name] = &export{rec: r}
+		s.exports[r.Name] = &export{rec: r, grant: grant{readOnly: r.ReadOnly}}
 		return nil
 	})
 }
@@ -98,7 +110,7 @@ func (s *Store) CreateExport(ctx context.Context, spec array.ExportSpec) (array.
 		}
 	}
 	e := &export{rec: exportRec{Name: newExportName(), Volume: spec.Volume, Snapshot: spec.Snapshot,
-		AttachmentID: spec.AttachmentID, ReadOnly: readOnly, Created: s.opts.Now().Unix()}}
+		AttachmentID: spec.AttachmentID, ReadOnly: readOnly, Created: s.opts.Now().Unix()}, grant: grant{readOnly: readOnly}}
 	if err := s.update(func(tx *bolt.Tx) error {
 		return putJSON(tx.Bucket(bucketExports), []byte(e.rec.Name), e.rec)
 	}); err != nil {
@@ -186,6 +198,6 @@ func (s *Store) OpenExport(ctx context.Context, name string) (*Handle, error) {
 	if err != nil {
 		return nil, err
 	}
-	h.export = e
+	h.grant = &e.grant
 	return h, nil
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
@@ -425,10 +426,10 @@ func allocation(l *layer, off, length int64) []array.Extent {
 // Handle is direct access to one volume or snapshot for the data path,
 // without a name lookup per request.
 type Handle struct {
-	s      *Store
-	v      *volume
-	snap   *snapshot
-	export *export // set for NBD connections; revoking it ends their I/O
+	s     *Store
+	v     *volume
+	snap  *snapshot
+	grant *grant // set for NBD and iSCSI connections; revoking it ends their I/O
 }
 
 // OpenVolume returns a read-write handle on a volume.
@@ -464,14 +465,20 @@ func (h *Handle) Name() string {
 
 // ReadOnly reports whether writes are refused.
 func (h *Handle) ReadOnly() bool {
-	return h.snap != nil || h.v.rec.ReadOnly || (h.export != nil && h.export.rec.ReadOnly)
+	if h.snap != nil || (h.grant != nil && h.grant.readOnly) {
+		return true
+	}
+	// A replica target is promoted or demoted while handles are open.
+	h.s.io.RLock()
+	defer h.s.io.RUnlock()
+	return h.v.rec.ReadOnly
 }
 
 // revoked fails I/O through an export that has been revoked since the
 // connection opened it.
 func (h *Handle) revoked() error {
-	if h.export != nil && h.export.revoked.Load() {
-		return errdefs.FailedPrecondition("the attachment of %s was terminated", h.Name())
+	if h.grant != nil && h.grant.revoked.Load() {
+		return fmt.Errorf("%w: %w", ErrRevoked, errdefs.FailedPrecondition("the attachment of %s was terminated", h.Name()))
 	}
 	return nil
 }

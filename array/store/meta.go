@@ -42,6 +42,9 @@ type volRec struct {
 	Source   string            `json:"source,omitempty"`
 	Labels   map[string]string `json:"labels,omitempty"`
 	ReadOnly bool              `json:"read_only,omitempty"`
+	// Serial is the volume's SCSI identity (array.NAA): 24 hex digits
+	// given at creation and carried to its replicas.
+	Serial string `json:"serial,omitempty"`
 }
 
 type snapRec struct {

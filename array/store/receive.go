@@ -42,6 +42,10 @@ type ReceiveSpec struct {
 	// Overwrite allows receiving into a writable volume (a first copy
 	// onto an existing target); otherwise a promoted volume refuses.
 	Overwrite bool
+	// Serial is the source volume's serial, which a volume created here
+	// takes so that it keeps the source's SCSI identity; empty (or not a
+	// serial) gives it one of its own.
+	Serial string
 }
 
 // Receiver stages one incoming snapshot in a layer of its own, invisible
@@ -126,7 +130,7 @@ func (s *Store) BeginReceive(ctx context.Context, spec ReceiveSpec) (*Receiver, 
 		}
 		var err error
 		v, err = s.addVolume(volRec{Name: spec.Volume, Pool: spec.Pool, Size: spec.SizeBytes, Created: s.opts.Now().UTC(),
-			Labels: spec.VolumeLabels, ReadOnly: spec.ReadOnly}, nil)
+			Labels: spec.VolumeLabels, ReadOnly: spec.ReadOnly, Serial: spec.Serial}, nil)
 		if err != nil {
 			return nil, err
 		}

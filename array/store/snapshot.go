@@ -256,6 +256,9 @@ func (s *Store) DeleteSnapshot(ctx context.Context, volume, name string) error {
 	if _, err := s.revokeLocked(func(e *exportRec) bool { return e.Volume == volume && e.Snapshot == name }); err != nil {
 		return err
 	}
+	if err := s.disconnectSnapshotLocked(volume, name); err != nil {
+		return err
+	}
 	// First forget the snapshot; its layer then only matters as the base
 	// of the layers above it, which is what lets the merge overwrite it.
 	if err := s.update(func(tx *bolt.Tx) error {

@@ -35,6 +35,13 @@ type Options struct {
 	// NBDAddress is where this array serves NBD ("host:port"); empty
 	// means it does not, and CreateExport refuses.
 	NBDAddress string
+	// ISCSIPortals are where this array serves iSCSI ("host:port", the
+	// listeners' real addresses); none means it does not, and
+	// ConnectVolume refuses.
+	ISCSIPortals []string
+	// ISCSITargetIQN is the array's iSCSI target name; empty means
+	// array.DefaultTargetIQN(Name).
+	ISCSITargetIQN string
 }
 
 // Store is a local array. It is safe for concurrent use.
@@ -53,6 +60,10 @@ type Store struct {
 	layers  map[uint64]*layer
 	exports map[string]*export
 	groups  map[string]*groupRec
+	// hosts are the iSCSI hosts by name, and initiators the same hosts by
+	// the array.ISCSINameKey of each of their IQNs.
+	hosts      map[string]*host
+	initiators map[string]*host
 	// receiving holds the volumes a transfer is being staged into.
 	receiving map[string]*Receiver
 	// groupObserver is told when a group's membership changes.
@@ -100,6 +111,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.ISCSITargetIQN == "" {
+		opts.ISCSITargetIQN = array.DefaultTargetIQN(opts.Name)
+	}
 	if err := os.MkdirAll(filepath.Join(dir, "layers"), dirMode); err != nil {
 		return nil, fmt.Errorf("array data dir %s: %w", dir, err)
 	}
@@ -130,6 +144,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	s := &Store{dir: dir, opts: opts, db: db, lock: lock,
 		pools: map[string]*poolRec{}, vols: map[string]*volume{}, layers: map[uint64]*layer{},
 		exports: map[string]*export{}, groups: map[string]*groupRec{},
+		hosts: map[string]*host{}, initiators: map[string]*host{},
 		receiving: map[string]*Receiver{}}
 	if err := s.load(); err != nil {
 		s.closeFiles()
@@ -229,12 +244,21 @@ func (s *Store) load() error {
 				return fmt.Errorf("volume %s: layer %d is missing", r.Name, r.Live)
 			}
 			l.volume = true
+			if !array.ValidSerial(r.Serial) {
+				// Made before volumes had serials: one derived from what
+				// names the volume here is as stable, though a replica made
+				// before then derives a different one.
+				r.Serial = array.DeriveSerial(s.id, r.Name)
+			}
 			s.vols[r.Name] = &volume{rec: r, live: l, snaps: map[string]*snapshot{}}
 			return nil
 		}); err != nil {
 			return err
 		}
 		if err := s.loadReceives(tx); err != nil {
+			return err
+		}
+		if err := s.loadHosts(tx); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketSnapshots).ForEach(func(k, v []byte) error {

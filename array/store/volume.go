@@ -55,6 +55,9 @@ func (s *Store) CreateVolume(ctx context.Context, spec array.VolumeSpec) (array.
 
 // addVolume persists a volume with a new writable layer on top of parent.
 func (s *Store) addVolume(rec volRec, parent *layer) (*volume, error) {
+	if !array.ValidSerial(rec.Serial) {
+		rec.Serial = newSerial()
+	}
 	var l *layer
 	err := s.update(func(tx *bolt.Tx) error {
 		var err error
@@ -84,7 +87,7 @@ func (s *Store) volumeOf(v *volume) array.Volume {
 	return array.Volume{
 		Name: v.rec.Name, Pool: v.rec.Pool, SizeBytes: v.rec.Size, Created: v.rec.Created,
 		Source: v.rec.Source, UsedBytes: v.live.usedBytes(), SnapshotCount: int64(len(v.snaps)),
-		Labels: maps.Clone(v.rec.Labels), ReadOnly: v.rec.ReadOnly,
+		Labels: maps.Clone(v.rec.Labels), ReadOnly: v.rec.ReadOnly, WWN: array.WWN(v.rec.Serial),
 	}
 }
 
@@ -161,6 +164,9 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 	if n := len(v.snaps); n > 0 {
 		names := slices.Sorted(maps.Keys(v.snaps))
 		return errdefs.FailedPrecondition("volume %q has %d snapshots (%s); delete them first", name, n, strings.Join(names[:min(n, 5)], ", "))
+	}
+	if err := s.refuseConnected(name); err != nil {
+		return err
 	}
 	if g := s.groupOfVolume(name); g != nil {
 		if err := s.removeMembersLocked(g, []string{name}); err != nil {

@@ -33,6 +33,7 @@ func Run(t *testing.T, open Opener) {
 		{"Diff", testDiff},
 		{"Errors", testErrors},
 		{"Exports", testExports},
+		{"Hosts", testHosts},
 		{"Checksums", testChecksums},
 		{"ReadOnlyAndSnapshotSets", testReadOnlyAndSets},
 		{"Property", testProperty},

@@ -67,6 +67,7 @@ func (t *Service) Receive(stream arrayv1.TransferService_ReceiveServer) error {
 	r, err := t.s.BeginReceive(ctx, store.ReceiveSpec{
 		TransferID: h.GetTransferId(), Volume: h.GetVolume(), Pool: h.GetPool(), SizeBytes: h.GetSizeBytes(),
 		VolumeLabels: h.GetVolumeLabels(), BaseGUID: h.GetBaseGuid(), ReadOnly: h.GetReadOnly(), Overwrite: h.GetOverwrite(),
+		Serial:   h.GetVolumeSerial(),
 		Snapshot: store.SnapshotRequest{Name: h.GetSnapshotName(), GUID: h.GetSnapshotGuid(), Labels: h.GetSnapshotLabels()},
 		Created:  h.GetSnapshotCreated().AsTime(),
 	})

@@ -29,12 +29,12 @@ func PoolFromPB(p *arrayv1.Pool) array.Pool {
 
 func VolumeToPB(v array.Volume) *arrayv1.Volume {
 	return &arrayv1.Volume{Name: v.Name, Pool: v.Pool, SizeBytes: v.SizeBytes, Created: timestamppb.New(v.Created),
-		Source: v.Source, UsedBytes: v.UsedBytes, SnapshotCount: v.SnapshotCount, Labels: v.Labels, ReadOnly: v.ReadOnly}
+		Source: v.Source, UsedBytes: v.UsedBytes, SnapshotCount: v.SnapshotCount, Labels: v.Labels, ReadOnly: v.ReadOnly, Wwn: v.WWN}
 }
 
 func VolumeFromPB(v *arrayv1.Volume) array.Volume {
 	return array.Volume{Name: v.GetName(), Pool: v.GetPool(), SizeBytes: v.GetSizeBytes(), Created: v.GetCreated().AsTime(),
-		Source: v.GetSource(), UsedBytes: v.GetUsedBytes(), SnapshotCount: v.GetSnapshotCount(), Labels: v.GetLabels(), ReadOnly: v.GetReadOnly()}
+		Source: v.GetSource(), UsedBytes: v.GetUsedBytes(), SnapshotCount: v.GetSnapshotCount(), Labels: v.GetLabels(), ReadOnly: v.GetReadOnly(), WWN: v.GetWwn()}
 }
 
 func SnapshotToPB(s array.Snapshot) *arrayv1.Snapshot {
@@ -88,4 +88,29 @@ func GroupToPB(g array.Group) *arrayv1.ConsistencyGroup {
 
 func GroupFromPB(g *arrayv1.ConsistencyGroup) array.Group {
 	return array.Group{Name: g.GetName(), Pool: g.GetPool(), Members: g.GetMembers(), Created: g.GetCreated().AsTime(), Labels: g.GetLabels()}
+}
+
+func HostToPB(h array.Host) *arrayv1.Host {
+	return &arrayv1.Host{Name: h.Name, Iqns: h.IQNs, MutualChap: h.MutualCHAP, ChapUser: h.CHAPUser, ChapSecret: h.CHAPSecret,
+		MutualChapUser: h.MutualCHAPUser, MutualChapSecret: h.MutualCHAPSecret, Created: timestamppb.New(h.Created),
+		Labels: h.Labels, Connections: h.Connections}
+}
+
+func HostFromPB(h *arrayv1.Host) array.Host {
+	return array.Host{Name: h.GetName(), IQNs: h.GetIqns(), MutualCHAP: h.GetMutualChap(), CHAPUser: h.GetChapUser(),
+		CHAPSecret: h.GetChapSecret(), MutualCHAPUser: h.GetMutualChapUser(), MutualCHAPSecret: h.GetMutualChapSecret(),
+		Created: h.GetCreated().AsTime(), Labels: h.GetLabels(), Connections: h.GetConnections()}
+}
+
+func ConnectionToPB(c array.Connection) *arrayv1.Connection {
+	return &arrayv1.Connection{Host: c.Host, Volume: c.Volume, Snapshot: c.Snapshot, Lun: c.LUN, ReadOnly: c.ReadOnly,
+		TargetIqn: c.TargetIQN, Portals: c.Portals, ChapUser: c.CHAPUser, ChapSecret: c.CHAPSecret,
+		MutualChapUser: c.MutualCHAPUser, MutualChapSecret: c.MutualCHAPSecret, Wwn: c.WWN, Created: timestamppb.New(c.Created)}
+}
+
+func ConnectionFromPB(c *arrayv1.Connection) array.Connection {
+	return array.Connection{Host: c.GetHost(), Volume: c.GetVolume(), Snapshot: c.GetSnapshot(), LUN: c.GetLun(),
+		ReadOnly: c.GetReadOnly(), TargetIQN: c.GetTargetIqn(), Portals: c.GetPortals(), CHAPUser: c.GetChapUser(),
+		CHAPSecret: c.GetChapSecret(), MutualCHAPUser: c.GetMutualChapUser(), MutualCHAPSecret: c.GetMutualChapSecret(),
+		WWN: c.GetWwn(), Created: c.GetCreated().AsTime()}
 }

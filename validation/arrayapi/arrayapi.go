@@ -6,6 +6,8 @@
 package arrayapi
 
 import (
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/errdefs"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 	v "github.com/volrep/volrep/validation"
 )
@@ -60,6 +62,20 @@ func Check(req any) (handled bool, err error) {
 		return true, deleteExportRequest(x)
 	case *arrayv1.ListExportsRequest:
 		return true, listExportsRequest(x)
+	case *arrayv1.CreateHostRequest:
+		return true, createHostRequest(x)
+	case *arrayv1.GetHostRequest:
+		return true, v.Name("name", x.GetName())
+	case *arrayv1.ListHostsRequest:
+		return true, nil // nothing to check
+	case *arrayv1.DeleteHostRequest:
+		return true, v.Name("name", x.GetName())
+	case *arrayv1.ConnectVolumeRequest:
+		return true, connection(x.GetHost(), x.GetVolume(), x.GetSnapshot())
+	case *arrayv1.DisconnectVolumeRequest:
+		return true, connection(x.GetHost(), x.GetVolume(), x.GetSnapshot())
+	case *arrayv1.ListConnectionsRequest:
+		return true, v.First(v.OptionalName("host", x.GetHost()), v.OptionalName("volume", x.GetVolume()))
 	case *arrayv1.CreateLinkRequest:
 		return true, createLinkRequest(x)
 	case *arrayv1.GetLinkRequest:
@@ -271,6 +287,24 @@ func deleteExportRequest(x *arrayv1.DeleteExportRequest) error {
 // listExportsRequest checks the optional volume.
 func listExportsRequest(x *arrayv1.ListExportsRequest) error {
 	return v.OptionalName("volume", x.GetVolume())
+}
+
+// createHostRequest checks the host name, its initiator names and labels.
+func createHostRequest(x *arrayv1.CreateHostRequest) error {
+	iqns := x.GetIqns()
+	errs := []error{v.Name("name", x.GetName()), v.Count("iqns", len(iqns), array.MaxHostIQNs)}
+	if len(iqns) == 0 {
+		errs = append(errs, v.Required("iqns", ""))
+	}
+	for _, iqn := range iqns {
+		errs = append(errs, v.ISCSIName("iqns", iqn))
+	}
+	return v.First(append(errs, v.Labels("labels", x.GetLabels()))...)
+}
+
+// connection checks what ConnectVolume and DisconnectVolume name.
+func connection(host, volume, snapshot string) error {
+	return v.First(v.Name("host", host), v.Name("volume", volume), v.OptionalName("snapshot", snapshot))
 }
 
 // createLinkRequest checks the link name and address.
@@ -491,5 +525,15 @@ func ReceiveHeader(x *arrayv1.ReceiveHeader) error {
 		v.Text("header.base_guid", x.GetBaseGuid(), v.MaxTextLen),
 		v.Labels("header.snapshot_labels", x.GetSnapshotLabels()),
 		v.Text("header.source_array_id", x.GetSourceArrayId(), v.MaxTextLen),
+		serial("header.volume_serial", x.GetVolumeSerial()),
 	)
+}
+
+// serial accepts an empty volume serial (a sender from before serials)
+// or 24 hex digits.
+func serial(field, s string) error {
+	if s != "" && !array.ValidSerial(s) {
+		return errdefs.InvalidArgument(field, "%s is not a volume serial; it is 24 hex digits", v.Quote(s))
+	}
+	return nil
 }

@@ -44,7 +44,10 @@ type ReceiveHeader struct {
 	// Copy onto a writable volume (EXISTING_TARGET's first copy). Without
 	// it a writable volume refuses the transfer: it was promoted, and its
 	// own writes must not be replaced.
-	Overwrite     bool `protobuf:"varint,14,opt,name=overwrite,proto3" json:"overwrite,omitempty"`
+	Overwrite bool `protobuf:"varint,14,opt,name=overwrite,proto3" json:"overwrite,omitempty"`
+	// The source volume's serial (24 hex digits), which a target volume
+	// created by this transfer takes, so it keeps the source's WWN.
+	VolumeSerial  string `protobuf:"bytes,15,opt,name=volume_serial,json=volumeSerial,proto3" json:"volume_serial,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -175,6 +178,13 @@ func (x *ReceiveHeader) GetOverwrite() bool {
 		return x.Overwrite
 	}
 	return false
+}
+
+func (x *ReceiveHeader) GetVolumeSerial() string {
+	if x != nil {
+		return x.VolumeSerial
+	}
+	return ""
 }
 
 type DataChunk struct {
@@ -1067,7 +1077,7 @@ var File_volrep_array_v1_transfer_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\n" +
-	"&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$volrep/array/v1/volume_service.proto\"\xe4\x05\n" +
+	"&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$volrep/array/v1/volume_service.proto\"\x89\x06\n" +
 	"\rReceiveHeader\x12\x1f\n" +
 	"\vtransfer_id\x18\x01 \x01(\tR\n" +
 	"transferId\x12\x16\n" +
@@ -1087,7 +1097,8 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"compressed\x18\f \x01(\bR\n" +
 	"compressed\x12\x1b\n" +
 	"\tread_only\x18\r \x01(\bR\breadOnly\x12\x1c\n" +
-	"\toverwrite\x18\x0e \x01(\bR\toverwrite\x1a?\n" +
+	"\toverwrite\x18\x0e \x01(\bR\toverwrite\x12#\n" +
+	"\rvolume_serial\x18\x0f \x01(\tR\fvolumeSerial\x1a?\n" +
 	"\x11VolumeLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aA\n" +

@@ -36,7 +36,10 @@ type Volume struct {
 	// Free-form labels, for example the driver's backend and replication state.
 	Labels map[string]string `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// A replica target: clients may read it, only replication writes it.
-	ReadOnly      bool `protobuf:"varint,9,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	ReadOnly bool `protobuf:"varint,9,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	// The volume's SCSI identity, 32 hex digits of its NAA 6 designator:
+	// given at creation and kept by its replicas, so the same after failover.
+	Wwn           string `protobuf:"bytes,10,opt,name=wwn,proto3" json:"wwn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -132,6 +135,13 @@ func (x *Volume) GetReadOnly() bool {
 		return x.ReadOnly
 	}
 	return false
+}
+
+func (x *Volume) GetWwn() string {
+	if x != nil {
+		return x.Wwn
+	}
+	return ""
 }
 
 type Snapshot struct {
@@ -2155,7 +2165,7 @@ var File_volrep_array_v1_volume_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\n" +
-	"$volrep/array/v1/volume_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x02\n" +
+	"$volrep/array/v1/volume_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x03\n" +
 	"\x06Volume\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04pool\x18\x02 \x01(\tR\x04pool\x12\x1d\n" +
@@ -2167,7 +2177,9 @@ const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"used_bytes\x18\x06 \x01(\x03R\tusedBytes\x12%\n" +
 	"\x0esnapshot_count\x18\a \x01(\x03R\rsnapshotCount\x12;\n" +
 	"\x06labels\x18\b \x03(\v2#.volrep.array.v1.Volume.LabelsEntryR\x06labels\x12\x1b\n" +
-	"\tread_only\x18\t \x01(\bR\breadOnly\x1a9\n" +
+	"\tread_only\x18\t \x01(\bR\breadOnly\x12\x10\n" +
+	"\x03wwn\x18\n" +
+	" \x01(\tR\x03wwn\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb8\x02\n" +

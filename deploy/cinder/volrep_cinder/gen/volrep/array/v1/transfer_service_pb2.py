@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/transfer_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$volrep/array/v1/volume_service.proto\"\xa2\x04\n\rReceiveHeader\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12G\n\rvolume_labels\x18\x05 \x03(\x0b\x32\x30.volrep.array.v1.ReceiveHeader.VolumeLabelsEntry\x12\x11\n\tbase_guid\x18\x06 \x01(\t\x12\x15\n\rsnapshot_name\x18\x07 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x08 \x01(\t\x12\x34\n\x10snapshot_created\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\n \x03(\x0b\x32\x32.volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry\x12\x17\n\x0fsource_array_id\x18\x0b \x01(\t\x12\x12\n\ncompressed\x18\x0c \x01(\x08\x12\x11\n\tread_only\x18\r \x01(\x08\x12\x11\n\toverwrite\x18\x0e \x01(\x08\x1a\x33\n\x11VolumeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x03(\x07\x12\x0e\n\x06length\x18\x04 \x01(\x03\",\n\nZeroExtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\"0\n\x0eReceiveTrailer\x12\x0e\n\x06\x62locks\x18\x01 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x06\"\xd6\x01\n\x0eReceiveRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.volrep.array.v1.ReceiveHeaderH\x00\x12*\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunkH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.ZeroExtentH\x00\x12\x32\n\x07trailer\x18\x04 \x01(\x0b\x32\x1f.volrep.array.v1.ReceiveTrailerH\x00\x42\x05\n\x03msg\"?\n\x0cReceiveReady\x12\x15\n\rresume_offset\x18\x01 \x01(\x03\x12\x18\n\x10\x61lready_received\x18\x02 \x01(\x08\"W\n\x10ReceiveCommitted\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x03\"\x80\x01\n\x0fReceiveResponse\x12.\n\x05ready\x18\x01 \x01(\x0b\x32\x1d.volrep.array.v1.ReceiveReadyH\x00\x12\x36\n\tcommitted\x18\x02 \x01(\x0b\x32!.volrep.array.v1.ReceiveCommittedH\x00\x42\x05\n\x03msg\"2\n\nMirrorOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\"H\n\x0bMirrorWrite\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"I\n\nMirrorZero\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"+\n\x0bMirrorFlush\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07volumes\x18\x02 \x03(\t\"\xce\x01\n\rMirrorRequest\x12+\n\x04open\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorOpenH\x00\x12-\n\x05write\x18\x02 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x04 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x42\x05\n\x03msg\",\n\x0eMirrorResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t2\xb2\x01\n\x0fTransferService\x12P\n\x07Receive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x01\x30\x01\x12M\n\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x01\x30\x01\x42\x38Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$volrep/array/v1/volume_service.proto\"\xb9\x04\n\rReceiveHeader\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12G\n\rvolume_labels\x18\x05 \x03(\x0b\x32\x30.volrep.array.v1.ReceiveHeader.VolumeLabelsEntry\x12\x11\n\tbase_guid\x18\x06 \x01(\t\x12\x15\n\rsnapshot_name\x18\x07 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x08 \x01(\t\x12\x34\n\x10snapshot_created\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\n \x03(\x0b\x32\x32.volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry\x12\x17\n\x0fsource_array_id\x18\x0b \x01(\t\x12\x12\n\ncompressed\x18\x0c \x01(\x08\x12\x11\n\tread_only\x18\r \x01(\x08\x12\x11\n\toverwrite\x18\x0e \x01(\x08\x12\x15\n\rvolume_serial\x18\x0f \x01(\t\x1a\x33\n\x11VolumeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x03(\x07\x12\x0e\n\x06length\x18\x04 \x01(\x03\",\n\nZeroExtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\"0\n\x0eReceiveTrailer\x12\x0e\n\x06\x62locks\x18\x01 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x06\"\xd6\x01\n\x0eReceiveRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.volrep.array.v1.ReceiveHeaderH\x00\x12*\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunkH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.ZeroExtentH\x00\x12\x32\n\x07trailer\x18\x04 \x01(\x0b\x32\x1f.volrep.array.v1.ReceiveTrailerH\x00\x42\x05\n\x03msg\"?\n\x0cReceiveReady\x12\x15\n\rresume_offset\x18\x01 \x01(\x03\x12\x18\n\x10\x61lready_received\x18\x02 \x01(\x08\"W\n\x10ReceiveCommitted\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x03\"\x80\x01\n\x0fReceiveResponse\x12.\n\x05ready\x18\x01 \x01(\x0b\x32\x1d.volrep.array.v1.ReceiveReadyH\x00\x12\x36\n\tcommitted\x18\x02 \x01(\x0b\x32!.volrep.array.v1.ReceiveCommittedH\x00\x42\x05\n\x03msg\"2\n\nMirrorOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\"H\n\x0bMirrorWrite\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"I\n\nMirrorZero\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"+\n\x0bMirrorFlush\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07volumes\x18\x02 \x03(\t\"\xce\x01\n\rMirrorRequest\x12+\n\x04open\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorOpenH\x00\x12-\n\x05write\x18\x02 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x04 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x42\x05\n\x03msg\",\n\x0eMirrorResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t2\xb2\x01\n\x0fTransferService\x12P\n\x07Receive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x01\x30\x01\x12M\n\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x01\x30\x01\x42\x38Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,volrep_dot_array_dot_v1_dot_volume__service__pb2.DESCRIPTOR,])
 
@@ -61,8 +61,8 @@ _RECEIVEHEADER_VOLUMELABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=571,
-  serialized_end=622,
+  serialized_start=594,
+  serialized_end=645,
 )
 
 _RECEIVEHEADER_SNAPSHOTLABELSENTRY = _descriptor.Descriptor(
@@ -98,8 +98,8 @@ _RECEIVEHEADER_SNAPSHOTLABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=624,
-  serialized_end=677,
+  serialized_start=647,
+  serialized_end=700,
 )
 
 _RECEIVEHEADER = _descriptor.Descriptor(
@@ -207,6 +207,13 @@ _RECEIVEHEADER = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='volume_serial', full_name='volrep.array.v1.ReceiveHeader.volume_serial', index=14,
+      number=15, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -220,7 +227,7 @@ _RECEIVEHEADER = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=131,
-  serialized_end=677,
+  serialized_end=700,
 )
 
 
@@ -271,8 +278,8 @@ _DATACHUNK = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=679,
-  serialized_end=752,
+  serialized_start=702,
+  serialized_end=775,
 )
 
 
@@ -309,8 +316,8 @@ _ZEROEXTENT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=754,
-  serialized_end=798,
+  serialized_start=777,
+  serialized_end=821,
 )
 
 
@@ -347,8 +354,8 @@ _RECEIVETRAILER = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=800,
-  serialized_end=848,
+  serialized_start=823,
+  serialized_end=871,
 )
 
 
@@ -402,8 +409,8 @@ _RECEIVEREQUEST = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ReceiveRequest.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=851,
-  serialized_end=1065,
+  serialized_start=874,
+  serialized_end=1088,
 )
 
 
@@ -440,8 +447,8 @@ _RECEIVEREADY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1067,
-  serialized_end=1130,
+  serialized_start=1090,
+  serialized_end=1153,
 )
 
 
@@ -478,8 +485,8 @@ _RECEIVECOMMITTED = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1132,
-  serialized_end=1219,
+  serialized_start=1155,
+  serialized_end=1242,
 )
 
 
@@ -519,8 +526,8 @@ _RECEIVERESPONSE = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ReceiveResponse.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=1222,
-  serialized_end=1350,
+  serialized_start=1245,
+  serialized_end=1373,
 )
 
 
@@ -557,8 +564,8 @@ _MIRROROPEN = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1352,
-  serialized_end=1402,
+  serialized_start=1375,
+  serialized_end=1425,
 )
 
 
@@ -609,8 +616,8 @@ _MIRRORWRITE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1404,
-  serialized_end=1476,
+  serialized_start=1427,
+  serialized_end=1499,
 )
 
 
@@ -661,8 +668,8 @@ _MIRRORZERO = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1478,
-  serialized_end=1551,
+  serialized_start=1501,
+  serialized_end=1574,
 )
 
 
@@ -699,8 +706,8 @@ _MIRRORFLUSH = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1553,
-  serialized_end=1596,
+  serialized_start=1576,
+  serialized_end=1619,
 )
 
 
@@ -754,8 +761,8 @@ _MIRRORREQUEST = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.MirrorRequest.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=1599,
-  serialized_end=1805,
+  serialized_start=1622,
+  serialized_end=1828,
 )
 
 
@@ -792,8 +799,8 @@ _MIRRORRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1807,
-  serialized_end=1851,
+  serialized_start=1830,
+  serialized_end=1874,
 )
 
 _RECEIVEHEADER_VOLUMELABELSENTRY.containing_type = _RECEIVEHEADER
@@ -986,8 +993,8 @@ _TRANSFERSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=1854,
-  serialized_end=2032,
+  serialized_start=1877,
+  serialized_end=2055,
   methods=[
   _descriptor.MethodDescriptor(
     name='Receive',

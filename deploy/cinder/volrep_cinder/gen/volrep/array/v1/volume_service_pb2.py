@@ -20,7 +20,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/volume_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n$volrep/array/v1/volume_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x02\n\x06Volume\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x16\n\x0esnapshot_count\x18\x07 \x01(\x03\x12\x33\n\x06labels\x18\x08 \x03(\x0b\x32#.volrep.array.v1.Volume.LabelsEntry\x12\x11\n\tread_only\x18\t \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf1\x01\n\x08Snapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04guid\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x35\n\x06labels\x18\x07 \x03(\x0b\x32%.volrep.array.v1.Snapshot.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\x06\x45xtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\x12\x0c\n\x04zero\x18\x03 \x01(\x08\"\xb6\x01\n\x13\x43reateVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12@\n\x06labels\x18\x04 \x03(\x0b\x32\x30.volrep.array.v1.CreateVolumeRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x14\x43reateVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\" \n\x10GetVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x11GetVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"I\n\x12ListVolumesRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x13ListVolumesResponse\x12(\n\x07volumes\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x13\x44\x65leteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"7\n\x13\x45xtendVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"?\n\x14\x45xtendVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"M\n\x12WriteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0b\n\x03\x66ua\x18\x04 \x01(\x08\"\x15\n\x13WriteVolumeResponse\"A\n\x11ReadVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\"\"\n\x12ReadVolumeResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\"\n\x12\x46lushVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x46lushVolumeResponse\"\xb6\x01\n\x15\x43reateSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x42\n\x06labels\x18\x03 \x03(\x0b\x32\x32.volrep.array.v1.CreateSnapshotRequest.LabelsEntry\x12\x0c\n\x04guid\x18\x04 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x16\x43reateSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"2\n\x12GetSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"B\n\x13GetSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"M\n\x14ListSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x15ListSnapshotsResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x15\x44\x65leteSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"S\n\x13ReadSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"$\n\x14ReadSnapshotResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xda\x01\n\x14\x43loneSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x41\n\x06labels\x18\x06 \x03(\x0b\x32\x31.volrep.array.v1.CloneSnapshotRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x15\x43loneSnapshotResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"F\n\x14\x44iffSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04\x62\x61se\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"A\n\x15\x44iffSnapshotsResponse\x12(\n\x07\x65xtents\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"[\n\x17\x43hecksumSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"*\n\x18\x43hecksumSnapshotResponse\x12\x0e\n\x06\x63rc32c\x18\x01 \x03(\x07\";\n\x18SetVolumeReadOnlyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tread_only\x18\x02 \x01(\x08\"D\n\x19SetVolumeReadOnlyResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\xaf\x01\n\x18\x43reateSnapshotSetRequest\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x45\n\x06labels\x18\x03 \x03(\x0b\x32\x35.volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x19\x43reateSnapshotSetResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot2\xbf\r\n\rVolumeService\x12[\n\x0c\x43reateVolume\x12$.volrep.array.v1.CreateVolumeRequest\x1a%.volrep.array.v1.CreateVolumeResponse\x12R\n\tGetVolume\x12!.volrep.array.v1.GetVolumeRequest\x1a\".volrep.array.v1.GetVolumeResponse\x12X\n\x0bListVolumes\x12#.volrep.array.v1.ListVolumesRequest\x1a$.volrep.array.v1.ListVolumesResponse\x12[\n\x0c\x44\x65leteVolume\x12$.volrep.array.v1.DeleteVolumeRequest\x1a%.volrep.array.v1.DeleteVolumeResponse\x12[\n\x0c\x45xtendVolume\x12$.volrep.array.v1.ExtendVolumeRequest\x1a%.volrep.array.v1.ExtendVolumeResponse\x12X\n\x0bWriteVolume\x12#.volrep.array.v1.WriteVolumeRequest\x1a$.volrep.array.v1.WriteVolumeResponse\x12U\n\nReadVolume\x12\".volrep.array.v1.ReadVolumeRequest\x1a#.volrep.array.v1.ReadVolumeResponse\x12X\n\x0b\x46lushVolume\x12#.volrep.array.v1.FlushVolumeRequest\x1a$.volrep.array.v1.FlushVolumeResponse\x12\x61\n\x0e\x43reateSnapshot\x12&.volrep.array.v1.CreateSnapshotRequest\x1a\'.volrep.array.v1.CreateSnapshotResponse\x12X\n\x0bGetSnapshot\x12#.volrep.array.v1.GetSnapshotRequest\x1a$.volrep.array.v1.GetSnapshotResponse\x12^\n\rListSnapshots\x12%.volrep.array.v1.ListSnapshotsRequest\x1a&.volrep.array.v1.ListSnapshotsResponse\x12\x61\n\x0e\x44\x65leteSnapshot\x12&.volrep.array.v1.DeleteSnapshotRequest\x1a\'.volrep.array.v1.DeleteSnapshotResponse\x12[\n\x0cReadSnapshot\x12$.volrep.array.v1.ReadSnapshotRequest\x1a%.volrep.array.v1.ReadSnapshotResponse\x12^\n\rCloneSnapshot\x12%.volrep.array.v1.CloneSnapshotRequest\x1a&.volrep.array.v1.CloneSnapshotResponse\x12`\n\rDiffSnapshots\x12%.volrep.array.v1.DiffSnapshotsRequest\x1a&.volrep.array.v1.DiffSnapshotsResponse0\x01\x12g\n\x10\x43hecksumSnapshot\x12(.volrep.array.v1.ChecksumSnapshotRequest\x1a).volrep.array.v1.ChecksumSnapshotResponse\x12j\n\x11SetVolumeReadOnly\x12).volrep.array.v1.SetVolumeReadOnlyRequest\x1a*.volrep.array.v1.SetVolumeReadOnlyResponse\x12j\n\x11\x43reateSnapshotSet\x12).volrep.array.v1.CreateSnapshotSetRequest\x1a*.volrep.array.v1.CreateSnapshotSetResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n$volrep/array/v1/volume_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x02\n\x06Volume\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x16\n\x0esnapshot_count\x18\x07 \x01(\x03\x12\x33\n\x06labels\x18\x08 \x03(\x0b\x32#.volrep.array.v1.Volume.LabelsEntry\x12\x11\n\tread_only\x18\t \x01(\x08\x12\x0b\n\x03wwn\x18\n \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf1\x01\n\x08Snapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04guid\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x35\n\x06labels\x18\x07 \x03(\x0b\x32%.volrep.array.v1.Snapshot.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\x06\x45xtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\x12\x0c\n\x04zero\x18\x03 \x01(\x08\"\xb6\x01\n\x13\x43reateVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12@\n\x06labels\x18\x04 \x03(\x0b\x32\x30.volrep.array.v1.CreateVolumeRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x14\x43reateVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\" \n\x10GetVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x11GetVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"I\n\x12ListVolumesRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x13ListVolumesResponse\x12(\n\x07volumes\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x13\x44\x65leteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"7\n\x13\x45xtendVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"?\n\x14\x45xtendVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"M\n\x12WriteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0b\n\x03\x66ua\x18\x04 \x01(\x08\"\x15\n\x13WriteVolumeResponse\"A\n\x11ReadVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\"\"\n\x12ReadVolumeResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\"\n\x12\x46lushVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x46lushVolumeResponse\"\xb6\x01\n\x15\x43reateSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x42\n\x06labels\x18\x03 \x03(\x0b\x32\x32.volrep.array.v1.CreateSnapshotRequest.LabelsEntry\x12\x0c\n\x04guid\x18\x04 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x16\x43reateSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"2\n\x12GetSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"B\n\x13GetSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"M\n\x14ListSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x15ListSnapshotsResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x15\x44\x65leteSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"S\n\x13ReadSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"$\n\x14ReadSnapshotResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xda\x01\n\x14\x43loneSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x41\n\x06labels\x18\x06 \x03(\x0b\x32\x31.volrep.array.v1.CloneSnapshotRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x15\x43loneSnapshotResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"F\n\x14\x44iffSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04\x62\x61se\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"A\n\x15\x44iffSnapshotsResponse\x12(\n\x07\x65xtents\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"[\n\x17\x43hecksumSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"*\n\x18\x43hecksumSnapshotResponse\x12\x0e\n\x06\x63rc32c\x18\x01 \x03(\x07\";\n\x18SetVolumeReadOnlyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tread_only\x18\x02 \x01(\x08\"D\n\x19SetVolumeReadOnlyResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\xaf\x01\n\x18\x43reateSnapshotSetRequest\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x45\n\x06labels\x18\x03 \x03(\x0b\x32\x35.volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x19\x43reateSnapshotSetResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot2\xbf\r\n\rVolumeService\x12[\n\x0c\x43reateVolume\x12$.volrep.array.v1.CreateVolumeRequest\x1a%.volrep.array.v1.CreateVolumeResponse\x12R\n\tGetVolume\x12!.volrep.array.v1.GetVolumeRequest\x1a\".volrep.array.v1.GetVolumeResponse\x12X\n\x0bListVolumes\x12#.volrep.array.v1.ListVolumesRequest\x1a$.volrep.array.v1.ListVolumesResponse\x12[\n\x0c\x44\x65leteVolume\x12$.volrep.array.v1.DeleteVolumeRequest\x1a%.volrep.array.v1.DeleteVolumeResponse\x12[\n\x0c\x45xtendVolume\x12$.volrep.array.v1.ExtendVolumeRequest\x1a%.volrep.array.v1.ExtendVolumeResponse\x12X\n\x0bWriteVolume\x12#.volrep.array.v1.WriteVolumeRequest\x1a$.volrep.array.v1.WriteVolumeResponse\x12U\n\nReadVolume\x12\".volrep.array.v1.ReadVolumeRequest\x1a#.volrep.array.v1.ReadVolumeResponse\x12X\n\x0b\x46lushVolume\x12#.volrep.array.v1.FlushVolumeRequest\x1a$.volrep.array.v1.FlushVolumeResponse\x12\x61\n\x0e\x43reateSnapshot\x12&.volrep.array.v1.CreateSnapshotRequest\x1a\'.volrep.array.v1.CreateSnapshotResponse\x12X\n\x0bGetSnapshot\x12#.volrep.array.v1.GetSnapshotRequest\x1a$.volrep.array.v1.GetSnapshotResponse\x12^\n\rListSnapshots\x12%.volrep.array.v1.ListSnapshotsRequest\x1a&.volrep.array.v1.ListSnapshotsResponse\x12\x61\n\x0e\x44\x65leteSnapshot\x12&.volrep.array.v1.DeleteSnapshotRequest\x1a\'.volrep.array.v1.DeleteSnapshotResponse\x12[\n\x0cReadSnapshot\x12$.volrep.array.v1.ReadSnapshotRequest\x1a%.volrep.array.v1.ReadSnapshotResponse\x12^\n\rCloneSnapshot\x12%.volrep.array.v1.CloneSnapshotRequest\x1a&.volrep.array.v1.CloneSnapshotResponse\x12`\n\rDiffSnapshots\x12%.volrep.array.v1.DiffSnapshotsRequest\x1a&.volrep.array.v1.DiffSnapshotsResponse0\x01\x12g\n\x10\x43hecksumSnapshot\x12(.volrep.array.v1.ChecksumSnapshotRequest\x1a).volrep.array.v1.ChecksumSnapshotResponse\x12j\n\x11SetVolumeReadOnly\x12).volrep.array.v1.SetVolumeReadOnlyRequest\x1a*.volrep.array.v1.SetVolumeReadOnlyResponse\x12j\n\x11\x43reateSnapshotSet\x12).volrep.array.v1.CreateSnapshotSetRequest\x1a*.volrep.array.v1.CreateSnapshotSetResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -60,8 +60,8 @@ _VOLUME_LABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=326,
-  serialized_end=371,
+  serialized_start=339,
+  serialized_end=384,
 )
 
 _VOLUME = _descriptor.Descriptor(
@@ -134,6 +134,13 @@ _VOLUME = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='wwn', full_name='volrep.array.v1.Volume.wwn', index=9,
+      number=10, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -147,7 +154,7 @@ _VOLUME = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=91,
-  serialized_end=371,
+  serialized_end=384,
 )
 
 
@@ -184,8 +191,8 @@ _SNAPSHOT_LABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=326,
-  serialized_end=371,
+  serialized_start=339,
+  serialized_end=384,
 )
 
 _SNAPSHOT = _descriptor.Descriptor(
@@ -256,8 +263,8 @@ _SNAPSHOT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=374,
-  serialized_end=615,
+  serialized_start=387,
+  serialized_end=628,
 )
 
 
@@ -301,8 +308,8 @@ _EXTENT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=617,
-  serialized_end=671,
+  serialized_start=630,
+  serialized_end=684,
 )
 
 
@@ -339,8 +346,8 @@ _CREATEVOLUMEREQUEST_LABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=326,
-  serialized_end=371,
+  serialized_start=339,
+  serialized_end=384,
 )
 
 _CREATEVOLUMEREQUEST = _descriptor.Descriptor(
@@ -390,8 +397,8 @@ _CREATEVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=674,
-  serialized_end=856,
+  serialized_start=687,
+  serialized_end=869,
 )
 
 
@@ -421,8 +428,8 @@ _CREATEVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=858,
-  serialized_end=921,
+  serialized_start=871,
+  serialized_end=934,
 )
 
 
@@ -452,8 +459,8 @@ _GETVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=923,
-  serialized_end=955,
+  serialized_start=936,
+  serialized_end=968,
 )
 
 
@@ -483,8 +490,8 @@ _GETVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=957,
-  serialized_end=1017,
+  serialized_start=970,
+  serialized_end=1030,
 )
 
 
@@ -528,8 +535,8 @@ _LISTVOLUMESREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1019,
-  serialized_end=1092,
+  serialized_start=1032,
+  serialized_end=1105,
 )
 
 
@@ -566,8 +573,8 @@ _LISTVOLUMESRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1094,
-  serialized_end=1182,
+  serialized_start=1107,
+  serialized_end=1195,
 )
 
 
@@ -597,8 +604,8 @@ _DELETEVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1184,
-  serialized_end=1219,
+  serialized_start=1197,
+  serialized_end=1232,
 )
 
 
@@ -621,8 +628,8 @@ _DELETEVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1221,
-  serialized_end=1243,
+  serialized_start=1234,
+  serialized_end=1256,
 )
 
 
@@ -659,8 +666,8 @@ _EXTENDVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1245,
-  serialized_end=1300,
+  serialized_start=1258,
+  serialized_end=1313,
 )
 
 
@@ -690,8 +697,8 @@ _EXTENDVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1302,
-  serialized_end=1365,
+  serialized_start=1315,
+  serialized_end=1378,
 )
 
 
@@ -742,8 +749,8 @@ _WRITEVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1367,
-  serialized_end=1444,
+  serialized_start=1380,
+  serialized_end=1457,
 )
 
 
@@ -766,8 +773,8 @@ _WRITEVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1446,
-  serialized_end=1467,
+  serialized_start=1459,
+  serialized_end=1480,
 )
 
 
@@ -811,8 +818,8 @@ _READVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1469,
-  serialized_end=1534,
+  serialized_start=1482,
+  serialized_end=1547,
 )
 
 
@@ -842,8 +849,8 @@ _READVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1536,
-  serialized_end=1570,
+  serialized_start=1549,
+  serialized_end=1583,
 )
 
 
@@ -873,8 +880,8 @@ _FLUSHVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1572,
-  serialized_end=1606,
+  serialized_start=1585,
+  serialized_end=1619,
 )
 
 
@@ -897,8 +904,8 @@ _FLUSHVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1608,
-  serialized_end=1629,
+  serialized_start=1621,
+  serialized_end=1642,
 )
 
 
@@ -935,8 +942,8 @@ _CREATESNAPSHOTREQUEST_LABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=326,
-  serialized_end=371,
+  serialized_start=339,
+  serialized_end=384,
 )
 
 _CREATESNAPSHOTREQUEST = _descriptor.Descriptor(
@@ -986,8 +993,8 @@ _CREATESNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1632,
-  serialized_end=1814,
+  serialized_start=1645,
+  serialized_end=1827,
 )
 
 
@@ -1017,8 +1024,8 @@ _CREATESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1816,
-  serialized_end=1885,
+  serialized_start=1829,
+  serialized_end=1898,
 )
 
 
@@ -1055,8 +1062,8 @@ _GETSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1887,
-  serialized_end=1937,
+  serialized_start=1900,
+  serialized_end=1950,
 )
 
 
@@ -1086,8 +1093,8 @@ _GETSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1939,
-  serialized_end=2005,
+  serialized_start=1952,
+  serialized_end=2018,
 )
 
 
@@ -1131,8 +1138,8 @@ _LISTSNAPSHOTSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2007,
-  serialized_end=2084,
+  serialized_start=2020,
+  serialized_end=2097,
 )
 
 
@@ -1169,8 +1176,8 @@ _LISTSNAPSHOTSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2086,
-  serialized_end=2180,
+  serialized_start=2099,
+  serialized_end=2193,
 )
 
 
@@ -1207,8 +1214,8 @@ _DELETESNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2182,
-  serialized_end=2235,
+  serialized_start=2195,
+  serialized_end=2248,
 )
 
 
@@ -1231,8 +1238,8 @@ _DELETESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2237,
-  serialized_end=2261,
+  serialized_start=2250,
+  serialized_end=2274,
 )
 
 
@@ -1283,8 +1290,8 @@ _READSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2263,
-  serialized_end=2346,
+  serialized_start=2276,
+  serialized_end=2359,
 )
 
 
@@ -1314,8 +1321,8 @@ _READSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2348,
-  serialized_end=2384,
+  serialized_start=2361,
+  serialized_end=2397,
 )
 
 
@@ -1352,8 +1359,8 @@ _CLONESNAPSHOTREQUEST_LABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=326,
-  serialized_end=371,
+  serialized_start=339,
+  serialized_end=384,
 )
 
 _CLONESNAPSHOTREQUEST = _descriptor.Descriptor(
@@ -1417,8 +1424,8 @@ _CLONESNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2387,
-  serialized_end=2605,
+  serialized_start=2400,
+  serialized_end=2618,
 )
 
 
@@ -1448,8 +1455,8 @@ _CLONESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2607,
-  serialized_end=2671,
+  serialized_start=2620,
+  serialized_end=2684,
 )
 
 
@@ -1493,8 +1500,8 @@ _DIFFSNAPSHOTSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2673,
-  serialized_end=2743,
+  serialized_start=2686,
+  serialized_end=2756,
 )
 
 
@@ -1524,8 +1531,8 @@ _DIFFSNAPSHOTSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2745,
-  serialized_end=2810,
+  serialized_start=2758,
+  serialized_end=2823,
 )
 
 
@@ -1576,8 +1583,8 @@ _CHECKSUMSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2812,
-  serialized_end=2903,
+  serialized_start=2825,
+  serialized_end=2916,
 )
 
 
@@ -1607,8 +1614,8 @@ _CHECKSUMSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2905,
-  serialized_end=2947,
+  serialized_start=2918,
+  serialized_end=2960,
 )
 
 
@@ -1645,8 +1652,8 @@ _SETVOLUMEREADONLYREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2949,
-  serialized_end=3008,
+  serialized_start=2962,
+  serialized_end=3021,
 )
 
 
@@ -1676,8 +1683,8 @@ _SETVOLUMEREADONLYRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3010,
-  serialized_end=3078,
+  serialized_start=3023,
+  serialized_end=3091,
 )
 
 
@@ -1714,8 +1721,8 @@ _CREATESNAPSHOTSETREQUEST_LABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=326,
-  serialized_end=371,
+  serialized_start=339,
+  serialized_end=384,
 )
 
 _CREATESNAPSHOTSETREQUEST = _descriptor.Descriptor(
@@ -1758,8 +1765,8 @@ _CREATESNAPSHOTSETREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3081,
-  serialized_end=3256,
+  serialized_start=3094,
+  serialized_end=3269,
 )
 
 
@@ -1789,8 +1796,8 @@ _CREATESNAPSHOTSETRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3258,
-  serialized_end=3331,
+  serialized_start=3271,
+  serialized_end=3344,
 )
 
 _VOLUME_LABELSENTRY.containing_type = _VOLUME
@@ -2202,8 +2209,8 @@ _VOLUMESERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=3334,
-  serialized_end=5061,
+  serialized_start=3347,
+  serialized_end=5074,
   methods=[
   _descriptor.MethodDescriptor(
     name='CreateVolume',
