@@ -18,10 +18,12 @@ HEALTH_PROBE_VERSION       := v0.4.40
 # two equal and fail on a command that a test runs but neither lists.
 DEB_TOOLS := qemu-img:qemu-utils qemu-io:qemu-utils nbdinfo:libnbd-bin nbdcopy:libnbd-bin \
              nbdkit:nbdkit fio:fio rsync:rsync systemd-analyze:systemd journalctl:systemd \
-             promtool:prometheus ip:iproute2 nft:nftables python3:python3 git:git
+             promtool:prometheus ip:iproute2 nft:nftables python3:python3 git:git \
+             iscsi-test-cu:libiscsi-bin iscsi-ls:libiscsi-bin tgtd:tgt tgtadm:tgt \
+             /usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so:qemu-block-extra
 # Python module → Debian package, for the Cinder driver and its stubs.
 # Debian's python3 (not a pyenv one on PATH) sees these packages.
-DEB_PYTHON := grpc_tools:python3-grpc-tools grpc:python3-grpcio cinder:python3-cinder
+DEB_PYTHON := grpc_tools:python3-grpc-tools grpc:python3-grpcio cinder:python3-cinder oslo_config:python3-oslo.config
 # Debian packages of `make lab` (a real Cinder in front of volrep), checked by
 # a file each installs.
 DEB_LAB := /usr/lib/rabbitmq/bin/rabbitmq-server:rabbitmq-server /usr/bin/cinder-api:cinder-api \

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -98,12 +99,12 @@ func (p *parser) readBackends(names []string) []Backend {
 		switch {
 		case seen[name]:
 			p.report(nil, enabled.line, defaultSection, enabled.key, "enabled_backends in [DEFAULT] lists %q twice; list each backend once", name)
-		case name == defaultSection || isOwnSection(name):
+		case name == defaultSection || isOwnSection(normSection(name)):
 			b := newBackend(name, enabled.line)
 			p.report(&b.Problems, enabled.line, defaultSection, enabled.key,
 				"enabled_backends in [DEFAULT] lists %q, which is a volrep section, not a backend; remove it from the list", name)
 			backends = append(backends, b)
-		case p.ix.headers[name] == 0:
+		case p.ix.headers[normSection(name)] == 0:
 			b := newBackend(name, enabled.line)
 			hint := ""
 			if suggestions > 0 {
@@ -117,7 +118,7 @@ func (p *parser) readBackends(names []string) []Backend {
 				"enabled_backends in [DEFAULT] lists %q but there is no [%s] section%s", name, name, hint)
 			backends = append(backends, b)
 		default:
-			backends = append(backends, p.readBackend(name, p.ix.headers[name]))
+			backends = append(backends, p.readBackend(name, p.ix.headers[normSection(name)]))
 		}
 		seen[name] = true
 	}
@@ -149,8 +150,11 @@ func newBackend(name string, line int) Backend {
 func (p *parser) readBackend(name string, line int) Backend {
 	b := newBackend(name, line)
 	to := &b.Problems
-	layers := []string{name}
-	full := name != backendDefaultsSection
+	// oslo.config matches the group of enabled_backends' name to a
+	// section case-insensitively.
+	sec := normSection(name)
+	layers := []string{sec}
+	full := sec != backendDefaultsSection
 	if full {
 		layers = append(layers, backendDefaultsSection)
 	}
@@ -170,10 +174,10 @@ func (p *parser) readBackend(name string, line int) Backend {
 		b.VolumeDriver = v.text
 	}
 	if full {
-		if v, ok := p.required(to, name, "san_ip", "the primary array's address (host or host:port)", layers...); ok {
+		if v, ok := p.required(to, sec, "san_ip", "the primary array's address (host or host:port)", layers...); ok {
 			b.SanIP = p.addr(to, v, defaultArrayPort, false)
 		}
-		if v, ok := p.required(to, name, "pure_api_token", "the primary array's API token", layers...); ok {
+		if v, ok := p.required(to, sec, "pure_api_token", "the primary array's API token", layers...); ok {
 			b.APIToken = p.secret(v.text)
 		}
 	} else {
@@ -207,6 +211,7 @@ func (p *parser) readBackend(name string, line int) Backend {
 	b.Pool = p.checkName(to, "volrep_pool", b.Pool, layers...)
 	// Unset, the driver picks: iSCSI when the primary array serves it.
 	b.Protocol = p.checkChoice(to, "volrep_protocol", "", []string{ProtocolISCSI, ProtocolNBD}, layers...)
+	b.CinderOptions = p.checkCinderOpts(to, layers)
 
 	if v, ok := p.first("volrep_preferred_array", layers...); ok && full {
 		ids := []string{"primary"}
@@ -241,12 +246,43 @@ func (p *parser) checkRatio(to *Problems, layers []string) float64 {
 	if v.text == "auto" {
 		return 0
 	}
+	// Cinder's regex first: it refuses "1e3" and "+2", which ParseFloat takes.
 	f, err := strconv.ParseFloat(v.text, 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 1 {
-		p.report(to, v.line, v.section, v.key, "max_over_subscription_ratio in [%s] must be \"auto\" or a number of at least 1.0; got %q", v.section, v.text)
+	if !ratioPattern.MatchString(v.text) || err != nil || math.IsInf(f, 0) || f < 1 {
+		p.report(to, v.line, v.section, v.key, "max_over_subscription_ratio in [%s] must be \"auto\" or a number of at least 1.0; got %s", v.section, shown(v.text))
 		return 20
 	}
 	return f
+}
+
+// checkCinderOpts converts the typed Cinder options a backend sets, as
+// oslo.config would: Cinder fails where it reads a value it cannot convert.
+func (p *parser) checkCinderOpts(to *Problems, layers []string) map[string]string {
+	var out map[string]string
+	for _, key := range slices.Sorted(maps.Keys(cinderOpts)) {
+		opt := cinderOpts[key]
+		get := p.first
+		if opt.kind == "int" || opt.kind == "float" {
+			get = p.number // empty is None: the next layer's value
+		}
+		v, ok := get(key, layers...)
+		if !ok {
+			continue
+		}
+		text, err := opt.convert(v.text)
+		if err != nil {
+			p.report(to, v.line, v.section, key, "%s in [%s] %s; got %s; Cinder fails when it reads it", key, v.section, err, shown(v.text))
+			continue
+		}
+		if text == "" {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[key] = text
+	}
+	return out
 }
 
 // readDevices reads the replication_device lines of the first layer that has
@@ -286,40 +322,63 @@ func (p *parser) readDevices(to *Problems, b *Backend, layers []string) []Replic
 // value holds a token, so messages name keys and the backend_id, never items.
 func (p *parser) readDevice(to *Problems, v value) ReplicationDevice {
 	d := ReplicationDevice{Type: typeAsync, Line: v.line}
-	if v.text == "" {
+	if pyStrip(v.text) == "" {
 		p.report(to, v.line, v.section, v.key,
 			"replication_device in [%s] is empty; write backend_id:NAME,san_ip:HOST[:PORT],api_token:TOKEN[,type:async|sync] or delete the line", v.section)
 		return d
 	}
+	// The values are what oslo.config's Dict gives Cinder; the items as
+	// written are only for saying what is wrong with them.
+	dict, dictErr := osloDict(v.text)
+	fields := map[string]string{}
+	for _, it := range dict {
+		fields[it.key] = it.val
+		if it.key == "api_token" || strings.HasSuffix(it.key, ",api_token") {
+			p.secret(it.val)
+		}
+	}
 	type item struct{ key, val string }
 	var items []item
-	fields := map[string]string{}
 	var malformed []string
 	meant := map[string]bool{} // keys the user evidently wrote, if wrongly
-	for i, part := range strings.Split(v.text, ",") {
-		if part = strings.TrimSpace(part); part == "" {
+	parts := strings.Split(pyStrip(v.text), ",")
+	for i, part := range parts {
+		if part = pyStrip(part); part == "" {
+			if i < len(parts)-1 && i > 0 {
+				malformed = append(malformed, fmt.Sprintf("items %d and %d are separated by two commas, so oslo.config reads the second key with a ',' in front; remove one", i, i+1))
+				if k, _, ok := strings.Cut(parts[i+1], ":"); ok {
+					meant[pyStrip(k)] = true
+				}
+			}
 			continue
 		}
 		// A port follows a colon too: only the first colon ends the key.
 		k, val, ok := strings.Cut(part, ":")
 		if !ok {
-			if k, _, eq := strings.Cut(part, "="); eq && slices.Contains(deviceKeys, strings.TrimSpace(k)) {
-				k = strings.TrimSpace(k)
+			if k, _, eq := strings.Cut(part, "="); eq && slices.Contains(deviceKeys, pyStrip(k)) {
+				k = pyStrip(k)
 				meant[k] = true
 				malformed = append(malformed, fmt.Sprintf("write %s:VALUE, with a colon, not %s=VALUE", k, k))
 			} else {
 				malformed = append(malformed, fmt.Sprintf("item %d is not key:value; separate each key from its value with ':' and the items with ','", i+1))
 			}
+			// oslo.config reads it and the next item as one key.
+			if i+1 < len(parts) {
+				if k, _, ok := strings.Cut(parts[i+1], ":"); ok {
+					meant[pyStrip(k)] = true
+				}
+			}
 			continue
 		}
-		k, val = strings.TrimSpace(k), strings.TrimSpace(val)
+		k, val = pyStrip(k), pyStrip(val)
 		if k == "api_token" {
 			p.secret(val)
 		}
 		items = append(items, item{k, val})
-		if _, seen := fields[k]; !seen {
-			fields[k] = val
-		}
+	}
+	if dictErr != "" && len(malformed) == 0 && !strings.HasPrefix(dictErr, "Duplicate key") {
+		// A trailing comma or ":VALUE": the items look fine one by one.
+		malformed = append(malformed, fmt.Sprintf("oslo.config cannot read it (%s), so Cinder's driver does not start; remove a trailing ',' and give every value a key", dictErr))
 	}
 	d.BackendID = fields["backend_id"]
 	where := deviceName(d.BackendID, v.section)
@@ -339,7 +398,7 @@ func (p *parser) readDevice(to *Problems, v value) ReplicationDevice {
 			}
 			p.report(to, v.line, v.section, v.key, "unknown key %q in %s%s", it.key, where, hint)
 		case counted[it.key] == 2:
-			p.report(to, v.line, v.section, v.key, "%s sets %s more than once; keep one", where, it.key)
+			p.report(to, v.line, v.section, v.key, "%s sets %s more than once, which oslo.config refuses, so Cinder's driver does not start; keep one", where, it.key)
 		}
 	}
 	for _, k := range []string{"backend_id", "san_ip", "api_token"} {

@@ -16,8 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"gopkg.in/ini.v1"
 )
 
 // Config is everything volrepd reads from one file.
@@ -54,6 +52,12 @@ type Array struct {
 	// NBDIdleTimeout closes NBD connections without a request for this
 	// long; 0 means never.
 	NBDIdleTimeout time.Duration
+	// ISCSIListen are the portals ("host:port") the array serves iSCSI
+	// on; none means it does not.
+	ISCSIListen []string
+	// ISCSITargetIQN is the array's iSCSI target name (set with
+	// ISCSIListen only).
+	ISCSITargetIQN string
 	APIToken       Secret
 	Pools          []string // created at start
 	Line           int
@@ -89,6 +93,11 @@ type Backend struct {
 
 	ReservedPercentage       int
 	MaxOverSubscriptionRatio float64 // 0 means "auto"
+
+	// CinderOptions are the typed Cinder options of the section that
+	// volrep does not use but checks (see cinderOpts), as oslo.config
+	// converts them: "true"/"false", decimal numbers, or the choice.
+	CinderOptions map[string]string
 
 	Line     int      // the section header, or enabled_backends when there is no section
 	Problems Problems // non-empty means the backend is down, for these reasons
@@ -129,27 +138,12 @@ func Load(path string) (*Config, error) {
 	return Parse(path, data)
 }
 
-// loadOptions match how oslo.config reads cinder.conf: repeated keys are kept
-// (replication_device is a multi-valued option), '#' and ';' start a comment
-// only at the start of a line, and a trailing backslash is just a character.
-var loadOptions = ini.LoadOptions{
-	AllowShadows:               true,
-	AllowDuplicateShadowValues: true, // two identical replication_device lines are still two
-	IgnoreInlineComment:        true,
-	IgnoreContinuation:         true,
-	SkipUnrecognizableLines:    true,
-}
-
-// Parse checks data as the contents of file, which names it in problems. The
-// error is only for text that ini.v1 cannot read at all; lines it would reject
-// are found beforehand and become Problems.
+// Parse checks data as the contents of file, which names it in problems. It
+// reads data as oslo.config does (see scan.go); the error is always nil, and
+// stays for callers written when a file could be unreadable as a whole.
 func Parse(file string, data []byte) (*Config, error) {
 	ix := scan(data)
-	f, err := ini.LoadSources(loadOptions, ix.clean)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	p := &parser{file: file, ix: ix, ini: f, listeners: map[string]value{}}
+	p := &parser{file: file, ix: ix, listeners: map[string]value{}}
 	for _, pr := range ix.problems {
 		p.report(nil, pr.Line, pr.Section, pr.Key, "%s", pr.Message)
 	}
@@ -178,47 +172,67 @@ func Parse(file string, data []byte) (*Config, error) {
 type parser struct {
 	file      string
 	ix        *index
-	ini       *ini.File
 	all       Problems
 	secrets   []string
 	redactor  *strings.Replacer // built from secrets once they are all known
 	listeners map[string]value  // address -> where it was first set, to catch two servers on one port
 }
 
-// value is one occurrence of a key: the text ini.v1 read and the line it is on.
+// value is one occurrence of a key: its text as oslo.config gives it to
+// Cinder and the line it is on.
 type value struct {
 	section, key, text string
 	line               int
 }
 
-// values returns every occurrence of key in section, in file order. ini.v1
-// gives the texts but drops empty ones; the index gives the lines and knows
-// which occurrences were empty, so the two line up.
+// values returns every occurrence of key in section, in file order, with
+// oslo.config's templates applied: "$$" is a '$', and a "$name" reference,
+// which oslo.config would replace with another option's value, is reported.
 func (p *parser) values(section, key string) []value {
-	var texts []string
-	if sec, err := p.ini.GetSection(section); err == nil && slices.Contains(sec.KeyStrings(), key) {
-		texts = sec.Key(key).ValueWithShadows()
-	}
 	var out []value
 	for _, e := range p.ix.keys(section) {
-		if e.key != key || e.bad != "" {
+		if e.key != key {
 			continue
 		}
-		v := value{section: section, key: key, line: e.line}
-		if e.value != "" && len(texts) > 0 {
-			v.text, texts = texts[0], texts[1:]
+		text, refs := template(e.value)
+		for _, r := range refs {
+			// Never quote the value: it may be a token.
+			p.report(nil, e.line, section, key, "%s in [%s] refers to $%s, which oslo.config replaces with the value of option %s (and fails on if there is none); write $$ for a literal '$'",
+				key, section, r, r)
 		}
-		out = append(out, v)
+		out = append(out, value{section: section, key: key, line: e.line, text: text})
 	}
 	return out
 }
 
-// first returns the first occurrence of key in the first of sections that has
-// it: a backend section overrides [backend_defaults].
+// first returns key's value from the first of sections that has it (a
+// backend section overrides [backend_defaults]); within a section the last
+// occurrence wins, as in oslo.config, which also merges repeated sections.
 func (p *parser) first(key string, sections ...string) (value, bool) {
 	for _, s := range sections {
 		if vs := p.values(s, key); len(vs) > 0 {
-			return vs[0], true
+			v := vs[len(vs)-1]
+			if strings.Contains(v.text, "\n") && !slices.Contains(multiLineKeys, key) {
+				p.report(nil, v.line, s, key, "%s in [%s] goes on over the indented line(s) below it, which oslo.config joins into its value; remove their indentation if they are settings of their own",
+					key, s)
+			}
+			return v, true
+		}
+	}
+	return value{}, false
+}
+
+// multiLineKeys are lists, for which continuation lines are a way to write
+// one item a line; any other value volrep reads is one line.
+var multiLineKeys = []string{"enabled_backends", replicationDeviceKey, "pools"}
+
+// number is first for an integer option of a backend: oslo.config reads an
+// empty number as None, and Cinder then takes the value from the next layer
+// ([backend_defaults]) or the default.
+func (p *parser) number(key string, sections ...string) (value, bool) {
+	for i, s := range sections {
+		if v, ok := p.first(key, s); ok && (pyStrip(v.text) != "" || i == len(sections)-1) {
+			return v, true
 		}
 	}
 	return value{}, false
@@ -276,14 +290,12 @@ func (p *parser) checkKeys(to *Problems, section string, known []string, repeata
 	first := map[string]int{}
 	for _, e := range p.ix.keys(section) {
 		switch {
-		case e.bad != "":
-			p.report(to, e.line, section, e.key, "%s in [%s]: %s", e.key, section, e.bad)
 		case !slices.Contains(known, e.key):
 			p.report(to, e.line, section, e.key, "unknown key %q in [%s]%s", e.key, section,
 				orRemove(suggestion(e.key, known)))
 		case e.key == repeatable:
 		case first[e.key] > 0:
-			p.report(to, e.line, section, e.key, "duplicate key %q in [%s] (first set at line %d); only replication_device may repeat, so delete one of them",
+			p.report(to, e.line, section, e.key, "duplicate key %q in [%s] (first set at line %d); only replication_device may repeat, and Cinder uses the last one, so delete the one you do not mean",
 				e.key, section, first[e.key])
 		default:
 			first[e.key] = e.line
@@ -303,9 +315,6 @@ func orRemove(hint string) string {
 func (p *parser) readDefault() []string {
 	const key = "enabled_backends"
 	for _, e := range p.ix.keys(defaultSection) {
-		if e.key == key && e.bad != "" {
-			p.report(nil, e.line, defaultSection, key, "%s in [DEFAULT]: %s", key, e.bad)
-		}
 		// [DEFAULT] holds hundreds of other services' keys: only a near miss
 		// of enabled_backends is surely meant for us.
 		if closest(e.key, []string{key}, 2) != "" {
@@ -314,19 +323,33 @@ func (p *parser) readDefault() []string {
 	}
 	vs := p.values(defaultSection, key)
 	for _, v := range vs[min(1, len(vs)):] {
-		p.report(nil, v.line, defaultSection, key, "duplicate key %q in [DEFAULT] (first set at line %d); list every backend in one enabled_backends",
+		p.report(nil, v.line, defaultSection, key, "duplicate key %q in [DEFAULT] (first set at line %d); Cinder uses the last one: list every backend in one enabled_backends",
 			key, vs[0].line)
 	}
-	if len(vs) == 0 {
+	v, ok := p.first(key, defaultSection)
+	if !ok {
 		return nil
 	}
-	var names []string
-	for _, n := range strings.Split(vs[0].text, ",") {
-		if n = strings.TrimSpace(n); n != "" {
-			names = append(names, n)
-		}
+	names := osloList(v.text)
+	if slices.Contains(names, "") {
+		p.report(nil, v.line, defaultSection, key, "enabled_backends in [DEFAULT] has an empty name between two commas, which Cinder would start as a backend; remove the extra comma")
+		names = slices.DeleteFunc(names, func(n string) bool { return n == "" })
 	}
 	return names
+}
+
+// osloList is oslo.config's types.List of strings: trailing commas are
+// dropped, and items are stripped but may be empty.
+func osloList(s string) []string {
+	s = strings.TrimRight(pyStrip(s), ",")
+	if s == "" {
+		return nil
+	}
+	items := strings.Split(s, ",")
+	for i := range items {
+		items[i] = pyStrip(items[i])
+	}
+	return items
 }
 
 func (p *parser) nothingToDo() {
@@ -346,10 +369,16 @@ func (p *parser) nothingToDo() {
 func (p *parser) checkUnknownSections(backends []string) {
 	enabled := map[string]bool{}
 	for _, b := range backends {
-		enabled[b] = true
+		enabled[normSection(b)] = true
 	}
 	for _, s := range p.ix.sections {
 		if s == defaultSection || isOwnSection(s) || enabled[s] {
+			continue
+		}
+		if s == strings.ToLower(defaultSection) {
+			// oslo.config folds every section name but DEFAULT.
+			p.report(nil, p.ix.headerLine(s), s, "", "[%s] is not [DEFAULT]: only DEFAULT is written in capitals, and Cinder and volrepd ignore [%s]; write [DEFAULT]",
+				p.ix.spelling[s], p.ix.spelling[s])
 			continue
 		}
 		meant := closest(strings.TrimSpace(s), []string{volrepSection, backendDefaultsSection}, -1)
@@ -357,7 +386,7 @@ func (p *parser) checkUnknownSections(backends []string) {
 			meant = arrayPrefix + name
 		}
 		if meant != "" {
-			p.report(nil, p.ix.headerLine(s), s, "", "unknown section [%s] is ignored; did you mean [%s]?", s, meant)
+			p.report(nil, p.ix.headerLine(s), s, "", "unknown section [%s] is ignored; did you mean [%s]?", p.ix.spelling[s], meant)
 		}
 	}
 }
@@ -375,17 +404,18 @@ func isOwnSection(s string) bool {
 // checkInt reads an integer setting from the first of sections that has it.
 // what completes "must be ..." in the message.
 func (p *parser) checkInt(to *Problems, key string, def, lo, hi int, what string, sections ...string) int {
-	v, ok := p.first(key, sections...)
-	if !ok {
+	v, ok := p.number(key, sections...)
+	if !ok || pyStrip(v.text) == "" {
+		// oslo.config's None: Cinder's default.
 		return def
 	}
-	n, err := strconv.Atoi(v.text)
-	if err == nil && n > hi {
-		p.report(to, v.line, v.section, key, "%s in [%s] must be at most %d; got %q", key, v.section, hi, v.text)
+	n, ok := pyInt(v.text)
+	if ok && n > hi {
+		p.report(to, v.line, v.section, key, "%s in [%s] must be at most %d; got %s", key, v.section, hi, shown(v.text))
 		return def
 	}
-	if err != nil || n < lo {
-		p.report(to, v.line, v.section, key, "%s in [%s] must be %s; got %q", key, v.section, what, v.text)
+	if !ok || n < lo {
+		p.report(to, v.line, v.section, key, "%s in [%s] must be %s; got %s", key, v.section, what, shown(v.text))
 		return def
 	}
 	return n
@@ -398,8 +428,8 @@ func (p *parser) checkChoice(to *Problems, key, def string, choices []string, se
 		return def
 	}
 	if !slices.Contains(choices, v.text) {
-		p.report(to, v.line, v.section, key, "%s in [%s] must be one of %s; got %q%s", key, v.section,
-			strings.Join(choices, ", "), v.text, suggestion(v.text, choices))
+		p.report(to, v.line, v.section, key, "%s in [%s] must be one of %s; got %s%s", key, v.section,
+			strings.Join(choices, ", "), shown(v.text), suggestion(v.text, choices))
 		return def
 	}
 	return v.text
@@ -424,7 +454,7 @@ func (p *parser) checkAddr(to *Problems, key, def, defPort string, listen bool, 
 func (p *parser) addr(to *Problems, v value, defPort string, listen bool) string {
 	addr, err := hostPort(v.text, defPort)
 	if err != nil {
-		p.report(to, v.line, v.section, v.key, "%s in [%s] %s; got %q%s", v.key, v.section, err, v.text, inlineCommentHint(v.text))
+		p.report(to, v.line, v.section, v.key, "%s in [%s] %s; got %s%s", v.key, v.section, err, shown(v.text), inlineCommentHint(v.text))
 		return ""
 	}
 	if listen && !strings.HasSuffix(addr, ":0") {
@@ -454,6 +484,17 @@ func (p *parser) required(to *Problems, owner, key, what string, sections ...str
 	return value{}, false
 }
 
+// shown quotes a value for a message. Of a value that goes on over
+// continuation lines only the first line is shown: the lines below were
+// likely meant as settings of their own, and may hold a token.
+func shown(text string) string {
+	first, rest, multi := strings.Cut(text, "\n")
+	if !multi {
+		return strconv.Quote(text)
+	}
+	return fmt.Sprintf("%q and %d more line(s)", first, strings.Count(rest, "\n")+1)
+}
+
 // inlineCommentHint explains the commonest reason a good-looking address is
 // rejected: oslo.config (and so this reader) has no end-of-line comments.
 func inlineCommentHint(s string) string {
@@ -472,8 +513,8 @@ func (p *parser) checkName(to *Problems, key, def string, sections ...string) st
 		return def
 	}
 	if !validName(v.text) {
-		p.report(to, v.line, v.section, key, "%s in [%s] must be 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit; got %q",
-			key, v.section, v.text)
+		p.report(to, v.line, v.section, key, "%s in [%s] must be 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit; got %s",
+			key, v.section, shown(v.text))
 		return def
 	}
 	return v.text

@@ -110,7 +110,7 @@ func TestSettingsAreRead(t *testing.T) {
 		"volume_backend_name = pure-gold",
 		"san_ip = [fd00::10]:7401",
 		"pure_api_token = tok-primary-0001",
-		"replication_device = backend_id:s1, san_ip:fd00::20 , api_token:tok-s1-000001, type:sync,",
+		"replication_device = backend_id:s1, san_ip:fd00::20 , api_token:tok-s1-000001, type:sync",
 		"pure_replication_pg_name = pg1",
 		"pure_replication_pod_name = pod1",
 		"volrep_pool = gold",
@@ -333,5 +333,38 @@ func TestNBDLimitsAreRead(t *testing.T) {
 	}
 	if b := cfg.Arrays[1]; b.NBDMaxConnections != 1024 || b.NBDIdleTimeout != 90*time.Second {
 		t.Errorf("[array:b]: max connections %d, idle timeout %v; want 1024 and 90s", b.NBDMaxConnections, b.NBDIdleTimeout)
+	}
+}
+
+func TestISCSISettingsAreRead(t *testing.T) {
+	cfg := mustParse(t, conf(
+		"[array:site_A]",
+		"data_dir = /tmp/a",
+		"listen = 127.0.0.1:7401",
+		"api_token = tok-array-a-01",
+		"iscsi_listen = 127.0.0.1, 127.0.0.2:3261,[::1]:0",
+		"[array:b]",
+		"data_dir = /tmp/b",
+		"listen = 127.0.0.1:7402",
+		"api_token = tok-array-b-01",
+		"iscsi_listen = 127.0.0.1:3262",
+		"iscsi_target_iqn = iqn.2001-04.com.example:storage.b",
+		"[array:c]",
+		"data_dir = /tmp/c",
+		"listen = 127.0.0.1:7403",
+		"api_token = tok-array-c-01",
+	))
+	if len(cfg.Problems) != 0 {
+		t.Fatal(cfg.Problems)
+	}
+	a, b, c := cfg.Arrays[0], cfg.Arrays[1], cfg.Arrays[2]
+	if !reflect.DeepEqual(a.ISCSIListen, []string{"127.0.0.1:3260", "127.0.0.2:3261", "[::1]:0"}) || a.ISCSITargetIQN != "iqn.2026-12.io.volrep:site-a" {
+		t.Errorf("array a: portals %q, target %q", a.ISCSIListen, a.ISCSITargetIQN)
+	}
+	if !reflect.DeepEqual(b.ISCSIListen, []string{"127.0.0.1:3262"}) || b.ISCSITargetIQN != "iqn.2001-04.com.example:storage.b" {
+		t.Errorf("array b: portals %q, target %q", b.ISCSIListen, b.ISCSITargetIQN)
+	}
+	if len(c.ISCSIListen) != 0 {
+		t.Errorf("array c serves iSCSI on %q without iscsi_listen", c.ISCSIListen)
 	}
 }

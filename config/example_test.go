@@ -36,12 +36,12 @@ func ExampleLoad_typos() {
 	// testdata/typos.conf:35: backend_id "default" in replication_device of [puredriver-1] is reserved: failover_host uses it to mean the primary array; choose another name
 	// testdata/typos.conf:36: type "asnyc" in replication_device "pure5" of [puredriver-1] is not one of async, sync; did you mean "async"?
 	// testdata/typos.conf:37: replication_device "pure6" of [puredriver-1] has no api_token; add api_token:TOKEN
-	// testdata/typos.conf:38: duplicate key "san_ip" in [puredriver-1] (first set at line 28); only replication_device may repeat, so delete one of them
+	// testdata/typos.conf:38: duplicate key "san_ip" in [puredriver-1] (first set at line 28); only replication_device may repeat, and Cinder uses the last one, so delete the one you do not mean
 	// testdata/typos.conf:40: [puredriver-2] has no san_ip; set it to the primary array's address (host or host:port)
 	// testdata/typos.conf:40: [puredriver-2] has no pure_api_token; set it to the primary array's API token
 	// testdata/typos.conf:42: pure_replica_interval_default in [puredriver-2] must be a whole number of seconds greater than 0; got "hourly"
 	// testdata/typos.conf:43: volrep_preferred_array in [puredriver-2] is "pure2-sync", which is neither "primary" nor the backend_id of a sync replication_device of [puredriver-2]; check the spelling or delete the line
-	// testdata/typos.conf:44: line is neither "key = value" nor a [section] header; fix it or comment it out with '#'
+	// testdata/typos.conf:44: line is neither "key = value" nor a [section] header; cinder-volume (oslo.config) fails to start on this line: fix it or comment it out with '#'
 	// testdata/typos.conf:47: san_ip in [puredriver-3] is not a valid IP address; got "10.0.0.300"
 	// testdata/typos.conf:49: pure_replica_interval_default in [puredriver-3] must be a whole number of seconds greater than 0; got "0"
 	// [puredriver-1] is down with 10 problem(s)

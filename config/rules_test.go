@@ -78,7 +78,7 @@ func TestRules(t *testing.T) {
 				`t.conf:7: replication_device of [b1] has no api_token; add api_token:TOKEN`,
 				`t.conf:8: type "Sync" in replication_device "r3" of [b1] is not one of async, sync; did you mean "sync"?`,
 				`t.conf:9: unknown key "colour" in replication_device "r4" of [b1]; the keys are backend_id, san_ip, api_token, type`,
-				`t.conf:9: replication_device "r4" of [b1] sets san_ip more than once; keep one`,
+				`t.conf:9: replication_device "r4" of [b1] sets san_ip more than once, which oslo.config refuses, so Cinder's driver does not start; keep one`,
 				`t.conf:10: replication_device "r5" of [b1]: write san_ip:VALUE, with a colon, not san_ip=VALUE`,
 				`t.conf:10: replication_device "r5" of [b1]: item 4 is not key:value; separate each key from its value with ':' and the items with ','`,
 				`t.conf:11: replication_device in [b1] is empty; write backend_id:NAME,san_ip:HOST[:PORT],api_token:TOKEN[,type:async|sync] or delete the line`,
@@ -86,6 +86,7 @@ func TestRules(t *testing.T) {
 		},
 		{
 			// ini.v1 drops empty values; the line numbers must not shift.
+			// oslo.config keeps empty values, and the last san_ip wins.
 			name: "empty occurrences keep their place",
 			conf: conf(
 				"[DEFAULT]",
@@ -99,8 +100,7 @@ func TestRules(t *testing.T) {
 				"replication_device = backend_id:r1,san_ip:10.0.0.20,api_token:tok-r1-000001",
 			),
 			want: []string{
-				`t.conf:4: san_ip in [b1] is empty; set it to the primary array's address (host or host:port)`,
-				`t.conf:5: duplicate key "san_ip" in [b1] (first set at line 4); only replication_device may repeat, so delete one of them`,
+				`t.conf:5: duplicate key "san_ip" in [b1] (first set at line 4); only replication_device may repeat, and Cinder uses the last one, so delete the one you do not mean`,
 				`t.conf:7: replication_device in [b1] is empty; write backend_id:NAME,san_ip:HOST[:PORT],api_token:TOKEN[,type:async|sync] or delete the line`,
 				`t.conf:9: duplicate backend_id "r1" in [b1] (first used at line 8); give each replication_device its own backend_id`,
 			},
@@ -245,6 +245,41 @@ func TestRules(t *testing.T) {
 			},
 		},
 		{
+			name: "iSCSI portals and target name",
+			conf: conf(
+				"[array:a]",
+				"data_dir = /tmp/a",
+				"listen = 127.0.0.1:7401",
+				"api_token = tok-array-a-01",
+				"iscsi_listen = 127.0.0.1,,127.0.0.2",
+				"[array:b]",
+				"data_dir = /tmp/b",
+				"listen = 127.0.0.1:7402",
+				"api_token = tok-array-b-01",
+				"iscsi_listen = 127.0.0.1:7401, 10.0.0.1:iscsi, 127.0.0.1:3260, 127.0.0.1",
+				"iscsi_target_iqn = iqn.2026-12.io.volrep_b",
+				"[array:c]",
+				"data_dir = /tmp/c",
+				"listen = 127.0.0.1:7403",
+				"api_token = tok-array-c-01",
+				"iscsi_target_iqn = iqn.2026-12.io.volrep:c",
+				"[array:d]",
+				"data_dir = /tmp/d",
+				"listen = 127.0.0.1:7404",
+				"api_token = tok-array-d-01",
+				"iscsi_listen =",
+			),
+			want: []string{
+				`t.conf:5: iscsi_listen in [array:a] has an empty portal; separate host[:port] portals with single commas; got "127.0.0.1,,127.0.0.2"`,
+				`t.conf:10: iscsi_listen in [array:b] is 127.0.0.1:7401, which listen in [array:a] already uses (line 3); give each server its own port`,
+				`t.conf:10: iscsi_listen in [array:b] has a bad port; use a number from 1 to 65535; got "10.0.0.1:iscsi"`,
+				`t.conf:10: iscsi_listen in [array:b] is 127.0.0.1:3260, which iscsi_listen in [array:b] already uses (line 10); give each server its own port`,
+				`t.conf:11: iscsi_target_iqn in [array:b] is not an iSCSI qualified name (RFC 3720 3.2.6.3.1); use iqn.YYYY-MM.reversed.domain[:name] with letters, digits, '-', '.' and ':', for example iqn.2026-12.io.volrep:b, or delete the line for that default; got "iqn.2026-12.io.volrep_b"`,
+				`t.conf:16: iscsi_target_iqn in [array:c] has no effect without iscsi_listen; set iscsi_listen or delete the line`,
+				`t.conf:21: iscsi_listen in [array:d] is empty; set one or more host[:port] portals separated by commas, or delete the line`,
+			},
+		},
+		{
 			name: "[volrep] choices, unknown keys and an empty state_dir",
 			conf: conf(
 				"[DEFAULT]",
@@ -307,10 +342,11 @@ func TestRules(t *testing.T) {
 				"[DEFAULT]",
 				"enabled_backends = b2",
 			),
+			// The last enabled_backends wins, so b1 is not a backend at all.
 			want: []string{
-				`t.conf:6: duplicate key "san_ip" in [b1] (first set at line 4); only replication_device may repeat, so delete one of them`,
-				`t.conf:9: duplicate key "log_level" in [volrep] (first set at line 8); only replication_device may repeat, so delete one of them`,
-				`t.conf:11: duplicate key "enabled_backends" in [DEFAULT] (first set at line 2); list every backend in one enabled_backends`,
+				`t.conf:9: duplicate key "log_level" in [volrep] (first set at line 8); only replication_device may repeat, and Cinder uses the last one, so delete the one you do not mean`,
+				`t.conf:11: duplicate key "enabled_backends" in [DEFAULT] (first set at line 2); Cinder uses the last one: list every backend in one enabled_backends`,
+				`t.conf:11: enabled_backends in [DEFAULT] lists "b2" but there is no [b2] section; did you mean "b1"?`,
 			},
 		},
 		{
@@ -367,10 +403,12 @@ func TestRules(t *testing.T) {
 				`t.conf:5: unknown section [volrepd] is ignored; did you mean [volrep]?`,
 				`t.conf:6: unknown section [backend_default] is ignored; did you mean [backend_defaults]?`,
 				`t.conf:7: unknown section [aray:x] is ignored; did you mean [array:x]?`,
-				`t.conf:11: line is neither "key = value" nor a [section] header; fix it or comment it out with '#'`,
+				`t.conf:11: line is neither "key = value" nor a [section] header; cinder-volume (oslo.config) fails to start on this line: fix it or comment it out with '#'`,
 			},
 		},
 		{
+			// oslo.config has no quoted keys or multi-line quotes: the quotes
+			// are part of the key or value.
 			name: "syntax problems in sections we read; odd quoting elsewhere is not ours",
 			conf: conf(
 				"[DEFAULT]",
@@ -386,10 +424,9 @@ func TestRules(t *testing.T) {
 				"[unclosed",
 			),
 			want: []string{
-				`t.conf:5: line is neither "key = value" nor a [section] header; fix it or comment it out with '#'`,
-				`t.conf:9: "volrep_pool" in [b1]: quoted key names are not supported; write the key without quotes`,
-				"t.conf:10: volume_backend_name in [b1]: the value opens a quoted block (\"\"\" or `) that does not close on the same line; multi-line values are not supported",
-				`t.conf:11: section header has no closing ']'`,
+				`t.conf:5: line is neither "key = value" nor a [section] header; cinder-volume (oslo.config) fails to start on this line: fix it or comment it out with '#'`,
+				`t.conf:9: unknown key "\"volrep_pool\"" in [b1]; did you mean "volrep_pool"?`,
+				`t.conf:11: section header has no closing ']'; cinder-volume (oslo.config) fails to start on this line: close it`,
 			},
 		},
 		{

@@ -1,15 +1,19 @@
 package config
 
 import (
+	"net"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/volrep/volrep/array"
 )
 
 // Keys of volrep's own sections.
 var (
 	daemonKeys = []string{"driver_listen", "driver_api_token", "metrics_listen", "log_format", "log_level", "state_dir"}
-	arrayKeys  = []string{"data_dir", "listen", "api_token", "nbd_listen", "nbd_max_connections", "nbd_idle_timeout", "pools"}
+	arrayKeys  = []string{"data_dir", "listen", "api_token", "nbd_listen", "nbd_max_connections", "nbd_idle_timeout",
+		"iscsi_listen", "iscsi_target_iqn", "pools"}
 )
 
 func (p *parser) readDaemon() Daemon {
@@ -45,7 +49,7 @@ func (p *parser) readArrays() []Array {
 		if !strings.HasPrefix(s, arrayPrefix) {
 			continue
 		}
-		a := Array{Name: strings.TrimPrefix(s, arrayPrefix), Line: p.ix.headerLine(s), Pools: []string{"cinder"}}
+		a := Array{Name: p.ix.spelling[s][len(arrayPrefix):], Line: p.ix.headerLine(s), Pools: []string{"cinder"}}
 		to := &a.Problems
 		p.checkKeys(to, s, arrayKeys, "")
 		if !validName(a.Name) {
@@ -80,12 +84,65 @@ func (p *parser) readArrays() []Array {
 				}
 			}
 		}
+		a.ISCSIListen = p.portals(to, s)
+		if len(a.ISCSIListen) > 0 {
+			a.ISCSITargetIQN = array.DefaultTargetIQN(a.Name)
+		}
+		if v, ok := p.first("iscsi_target_iqn", s); ok {
+			switch {
+			case len(a.ISCSIListen) == 0:
+				p.report(to, v.line, s, v.key, "iscsi_target_iqn in [%s] has no effect without iscsi_listen; set iscsi_listen or delete the line", s)
+			case array.CheckIQN(v.key, v.text) != nil:
+				p.report(to, v.line, s, v.key, "iscsi_target_iqn in [%s] is not an iSCSI qualified name (RFC 3720 3.2.6.3.1); use iqn.YYYY-MM.reversed.domain[:name] "+
+					"with letters, digits, '-', '.' and ':', for example %s, or delete the line for that default; got %q%s",
+					s, array.DefaultTargetIQN(a.Name), v.text, inlineCommentHint(v.text))
+			default:
+				a.ISCSITargetIQN = v.text
+			}
+		}
 		if v, ok := p.first("pools", s); ok {
 			a.Pools = p.pools(to, v)
 		}
 		arrays = append(arrays, a)
 	}
 	return arrays
+}
+
+// iSCSIPort is the port of a portal that names none (RFC 7143's).
+const iSCSIPort = "3260"
+
+// portals reads iscsi_listen: one or more comma-separated host[:port]
+// portals, each a listen address of its own.
+func (p *parser) portals(to *Problems, s string) []string {
+	v, ok := p.first("iscsi_listen", s)
+	if !ok {
+		return nil
+	}
+	if strings.TrimSpace(v.text) == "" {
+		p.report(to, v.line, s, v.key, "iscsi_listen in [%s] is empty; set one or more host[:port] portals separated by commas, or delete the line", s)
+		return nil
+	}
+	parts := strings.Split(v.text, ",")
+	for i, part := range parts {
+		if parts[i] = strings.TrimSpace(part); parts[i] == "" {
+			p.report(to, v.line, s, v.key, "iscsi_listen in [%s] has an empty portal; separate host[:port] portals with single commas; got %q", s, v.text)
+			return nil
+		}
+	}
+	var out []string
+	for _, part := range parts {
+		one := v
+		one.text = part
+		// An explicit port may be 0 (any free port, for tests).
+		def := iSCSIPort
+		if _, _, err := net.SplitHostPort(part); err == nil {
+			def = ""
+		}
+		if addr := p.addr(to, one, def, true); addr != "" {
+			out = append(out, addr)
+		}
+	}
+	return out
 }
 
 // Bounds of the NBD settings: more connections than file descriptors a

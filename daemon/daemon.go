@@ -18,6 +18,8 @@ import (
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/client"
 	"github.com/volrep/volrep/array/export"
+	"github.com/volrep/volrep/array/iscsi"
+	"github.com/volrep/volrep/array/lunmap"
 	"github.com/volrep/volrep/array/nbd"
 	"github.com/volrep/volrep/array/replication"
 	"github.com/volrep/volrep/array/service"
@@ -55,9 +57,13 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	// Each array may report two errors (API, NBD); the driver API and the
-	// metrics server one each.
-	errs := make(chan error, 2*len(cfg.Arrays)+2)
+	// Each array may report an error per server (API, NBD) and per iSCSI
+	// portal; the driver API and the metrics server one each.
+	nerrs := 2
+	for _, a := range cfg.Arrays {
+		nerrs += 2 + len(a.ISCSIListen)
+	}
+	errs := make(chan error, nerrs)
 	serve := func(s *server.Server, lis net.Listener) {
 		wg.Add(1)
 		go func() {
@@ -114,6 +120,17 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 				}
 			}()
 			fmt.Fprintf(opts.Announce, "volrepd: array %s NBD on %s\n", a.Name, h.nbdLis.Addr())
+		}
+		for _, lis := range h.iscsiLis {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := h.iscsi.Serve(ctx, lis); err != nil && !errors.Is(err, iscsi.ErrServerClosed) {
+					errs <- fmt.Errorf("array %s iSCSI on %s: %w", a.Name, lis.Addr(), err)
+					cancel()
+				}
+			}()
+			fmt.Fprintf(opts.Announce, "volrepd: array %s iSCSI on %s (target %s)\n", a.Name, lis.Addr(), h.store.TargetIQN())
 		}
 	}
 
@@ -214,6 +231,9 @@ type hostedArray struct {
 	apiLis net.Listener
 	nbd    *nbd.Server
 	nbdLis net.Listener
+	// iscsi serves every portal of iscsiLis.
+	iscsi    *iscsi.Server
+	iscsiLis []net.Listener
 }
 
 func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metrics.Registry) (*hostedArray, error) {
@@ -232,12 +252,26 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 		if h.nbdLis != nil {
 			h.nbdLis.Close()
 		}
+		for _, lis := range h.iscsiLis {
+			lis.Close()
+		}
 		if h.store != nil {
 			h.store.Close()
 		}
 		return nil, err
 	}
-	if h.store, err = store.Open(a.DataDir, store.Options{Name: a.Name, Logger: alog, NBDAddress: nbdAddr}); err != nil {
+	// So do the iSCSI portals: connections report their real addresses.
+	var portals []string
+	for _, addr := range a.ISCSIListen {
+		lis, err := server.Listen(ctx, addr)
+		if err != nil {
+			return fail(fmt.Errorf("iscsi_listen %s: %w", addr, err))
+		}
+		h.iscsiLis = append(h.iscsiLis, lis)
+		portals = append(portals, lis.Addr().String())
+	}
+	if h.store, err = store.Open(a.DataDir, store.Options{Name: a.Name, Logger: alog, NBDAddress: nbdAddr,
+		ISCSIPortals: portals, ISCSITargetIQN: a.ISCSITargetIQN}); err != nil {
 		return fail(err)
 	}
 	for _, p := range a.Pools {
@@ -270,6 +304,9 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 	if h.nbdLis != nil {
 		h.nbd = nbd.NewServer(export.New(h.store), nbd.Options{Logger: alog, LogName: export.Redact,
 			MaxConnections: a.NBDMaxConnections, IdleTimeout: a.NBDIdleTimeout})
+	}
+	if len(h.iscsiLis) > 0 {
+		h.iscsi = iscsi.NewServer(lunmap.New(h.store), iscsi.Options{Logger: alog})
 	}
 	return h, nil
 }

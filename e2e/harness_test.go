@@ -77,6 +77,8 @@ type Daemon struct {
 	DriverAddr     string
 	ArrayA, ArrayB string
 	NBDA, NBDB     string
+	// ISCSIA is site-a's iscsi_listen, "" for none.
+	ISCSIA         string
 	TokenA, TokenB string
 	DriverToken    string
 	// ReadyService is the health service Start waits for ("backend/demo"
@@ -117,6 +119,9 @@ state_dir = {{.Dir}}/driver
 data_dir = {{.Dir}}/site-a
 listen = {{.ArrayA}}
 nbd_listen = {{.NBDA}}
+{{- if .ISCSIA}}
+iscsi_listen = {{.ISCSIA}}
+{{- end}}
 api_token = {{.TokenA}}
 
 [array:site-b]

@@ -92,7 +92,19 @@ func freePort(t *testing.T) string {
 }
 
 // listenKeys are the configuration keys whose address volrepd binds.
-var listenKeys = regexp.MustCompile(`(?m)^\s*(?:driver_listen|listen|nbd_listen|metrics_listen)\s*=\s*(\S+)`)
+// iscsi_listen holds a comma-separated list of portals.
+var listenKeys = regexp.MustCompile(`(?m)^\s*(?:driver_listen|listen|nbd_listen|metrics_listen|iscsi_listen)\s*=\s*(.+?)\s*$`)
+
+// listenAddrs lists the addresses conf makes volrepd bind.
+func listenAddrs(conf string) []string {
+	var out []string
+	for _, m := range listenKeys.FindAllStringSubmatch(conf, -1) {
+		for _, a := range strings.Split(m[1], ",") {
+			out = append(out, strings.TrimSpace(a))
+		}
+	}
+	return out
+}
 
 // handOver returns, for the addresses conf makes volrepd listen on that
 // freePort gave out, the sockets to pass to it (bound again if a daemon
@@ -102,8 +114,7 @@ func handOver(t *testing.T, conf string) []*os.File {
 	ports.Lock()
 	defer ports.Unlock()
 	var files []*os.File
-	for _, m := range listenKeys.FindAllStringSubmatch(conf, -1) {
-		addr := m[1]
+	for _, addr := range listenAddrs(conf) {
 		l, ours := ports.held[addr]
 		if !ours {
 			continue
@@ -128,10 +139,10 @@ func handOver(t *testing.T, conf string) []*os.File {
 func handedOver(conf string) {
 	ports.Lock()
 	defer ports.Unlock()
-	for _, m := range listenKeys.FindAllStringSubmatch(conf, -1) {
-		if l := ports.held[m[1]]; l != nil {
+	for _, addr := range listenAddrs(conf) {
+		if l := ports.held[addr]; l != nil {
 			l.Close()
-			ports.held[m[1]] = nil
+			ports.held[addr] = nil
 		}
 	}
 }

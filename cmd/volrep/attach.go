@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
 )
 
@@ -23,10 +24,11 @@ func newVolumeCmdWithAttach(a *app) *cobra.Command {
 var attachTableKeys = []string{"uri", "host", "port", "export_name", "read_only"}
 
 func newVolumeAttachCmd(a *app) *cobra.Command {
-	var host, snapshot string
+	var host, snapshot, protocol, initiator string
+	var af arrayFlags
 	cmd := &cobra.Command{
-		Use:   "attach ID --host HOST [--snapshot SNAPID]",
-		Short: "Authorise a host to attach a volume over NBD (InitializeConnection)",
+		Use:   "attach ID --host HOST [--snapshot SNAPID] | attach VOLUME --protocol iscsi --initiator IQN --array ADDR",
+		Short: "Authorise a host to attach a volume over NBD (InitializeConnection) or iSCSI",
 		Long: `Authorise HOST to attach volume ID, or with --snapshot its snapshot SNAPID
 read-only, and print where to connect: an NBD URI whose export name is a secret
 for this attachment. Attaching the same volume to the same host again returns
@@ -34,12 +36,33 @@ the same export. 'volrep volume detach' revokes it.
 
 Any NBD client can use the URI, for example:
   qemu-img convert -n -f raw -O raw image.raw nbd://HOST:PORT/EXPORT
-  nbdcopy nbd://HOST:PORT/EXPORT backup.raw`,
+  nbdcopy nbd://HOST:PORT/EXPORT backup.raw
+
+With --protocol iscsi it talks to the array (--array, --array-token): it maps
+the array's volume VOLUME (a Cinder volume's is volume-<ID>-cinder) as a LUN of
+the host that has initiator IQN, creating that host (named --host, or after the
+initiator) if there is none, and prints the target, its portals, the LUN and
+the host's CHAP credentials, for example for iscsiadm:
+  iscsiadm -m discovery -t st -p PORTAL
+  iscsiadm -m node -T TARGET -o update -n node.session.auth.authmethod -v CHAP ...`,
 		Example: `  volrep volume attach vol-1 --host compute-1
-  volrep -o json volume attach vol-1 --host backup-1 --snapshot snap-1`,
+  volrep -o json volume attach vol-1 --host backup-1 --snapshot snap-1
+  volrep volume attach volume-1-cinder --protocol iscsi --initiator iqn.1993-08.org.debian:01:8f3e2a --array 127.0.0.1:7401`,
 		Args: exactIDs(1, "a volume ID"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
 			id := args[0]
+			switch protocol {
+			case "iscsi":
+				if initiator == "" {
+					return usageErrorf("--initiator must name the attaching host's IQN with --protocol iscsi")
+				}
+				return af.call(a, cmd, func(ctx context.Context, c arrayv1.HostServiceClient) error {
+					return attachISCSI(ctx, a, c, id, snapshot, initiator, host)
+				})
+			case "nbd":
+			default:
+				return usageErrorf("--protocol must be nbd or iscsi, got %q", protocol)
+			}
 			if host == "" {
 				return usageErrorf("--host must name the attaching host")
 			}
@@ -67,14 +90,17 @@ Any NBD client can use the URI, for example:
 			})
 		}),
 	}
-	cmd.Flags().StringVar(&host, "host", "", "the attaching host (the connector's host; required)")
+	cmd.Flags().StringVar(&host, "host", "", "the attaching host (the connector's host; required for nbd; for iscsi the host to create)")
 	cmd.Flags().StringVar(&snapshot, "snapshot", "", "attach this snapshot of the volume, read-only")
-	_ = cmd.MarkFlagRequired("host")
+	cmd.Flags().StringVar(&protocol, "protocol", "nbd", "nbd (through the driver) or iscsi (through the array)")
+	cmd.Flags().StringVar(&initiator, "initiator", "", "the attaching host's initiator IQN (with --protocol iscsi)")
+	af.add(cmd)
 	return cmd
 }
 
 func newVolumeDetachCmd(a *app) *cobra.Command {
-	var host, snapshot string
+	var host, snapshot, protocol, initiator string
+	var af arrayFlags
 	cmd := &cobra.Command{
 		Use:   "detach ID [--host HOST] [--snapshot SNAPID]",
 		Short: "Revoke NBD attachments of a volume (TerminateConnection)",
@@ -87,6 +113,18 @@ are still open fail their next request.`,
 		Args: exactIDs(1, "a volume ID"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
 			id := args[0]
+			switch protocol {
+			case "iscsi":
+				if initiator == "" {
+					return usageErrorf("--initiator must name the host's IQN with --protocol iscsi")
+				}
+				return af.call(a, cmd, func(ctx context.Context, c arrayv1.HostServiceClient) error {
+					return detachISCSI(ctx, a, c, id, snapshot, initiator)
+				})
+			case "nbd":
+			default:
+				return usageErrorf("--protocol must be nbd or iscsi, got %q", protocol)
+			}
 			if cmd.Flags().Changed("host") && host == "" {
 				return usageErrorf("--host is empty; leave it out to detach every host")
 			}
@@ -119,6 +157,9 @@ are still open fail their next request.`,
 	}
 	cmd.Flags().StringVar(&host, "host", "", "the host whose attachment to revoke (default: every host)")
 	cmd.Flags().StringVar(&snapshot, "snapshot", "", "revoke attachments of this snapshot of the volume instead")
+	cmd.Flags().StringVar(&protocol, "protocol", "nbd", "nbd (through the driver) or iscsi (through the array: disconnect the LUN)")
+	cmd.Flags().StringVar(&initiator, "initiator", "", "the host's initiator IQN (with --protocol iscsi)")
+	af.add(cmd)
 	return cmd
 }
 

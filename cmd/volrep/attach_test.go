@@ -155,7 +155,12 @@ func TestAttachUsageErrors(t *testing.T) {
 		args []string
 		msg  string
 	}{
-		{[]string{"volume", "attach", "vol-1"}, `required flag(s) "host" not set`},
+		{[]string{"volume", "attach", "vol-1"}, "--host must name the attaching host"},
+		{[]string{"volume", "attach", "vol-1", "--protocol", "fc"}, "--protocol must be nbd or iscsi"},
+		{[]string{"volume", "attach", "vol-1", "--protocol", "iscsi"}, "--initiator must name"},
+		{[]string{"volume", "attach", "vol-1", "--protocol", "iscsi", "--initiator", "iqn.1993-08.org.debian:01:a"}, "name the array with --array"},
+		{[]string{"volume", "detach", "vol-1", "--protocol", "iscsi"}, "--initiator must name"},
+		{[]string{"host", "create", "h"}, "--iqn must name"},
 		{[]string{"volume", "attach", "vol-1", "--host", ""}, "--host must name the attaching host"},
 		{[]string{"volume", "attach", "--host", "h"}, "takes a volume ID, got 0 argument(s)"},
 		{[]string{"volume", "attach", "a", "b", "--host", "h"}, "takes a volume ID, got 2 argument(s)"},

@@ -109,16 +109,21 @@ func (a *app) call(cmd *cobra.Command, fn func(ctx context.Context, c driverv1.D
 	if err != nil {
 		return err
 	}
+	ctx, cancel := a.context(cmd)
+	defer cancel()
+	return fn(ctx, c)
+}
+
+// context is the command's context, bounded by --timeout.
+func (a *app) context(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	ctx := cmd.Context()
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	if a.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, a.timeout)
-		defer cancel()
+		return context.WithTimeout(ctx, a.timeout)
 	}
-	return fn(ctx, c)
+	return context.WithCancel(ctx)
 }
 
 // dial opens the connection to volrepd on first use. grpc.NewClient does not

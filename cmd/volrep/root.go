@@ -16,6 +16,7 @@ var commandGroups = []func(*app) *cobra.Command{
 	newStatsCmd,
 	newVolumeCmdWithAttach, // volume, plus attach and detach (attach.go)
 	newSnapshotCmd,
+	newHostCmd,  // host.go: the array's iSCSI hosts
 	newGroupCmd, // group.go
 	newReplicationCmd,
 	newOperationCmd,

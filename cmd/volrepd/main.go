@@ -4,8 +4,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	_ "net/http/pprof" // served only when VOLREP_PPROF is set
 	"os"
@@ -20,7 +22,12 @@ import (
 func main() {
 	cfgPath := flag.String("config", "", "cinder.conf-style configuration file (default: the embedded demo)")
 	check := flag.Bool("check-config", false, "validate the configuration, print one FILE:LINE: line per problem, and exit (0 valid, 2 problems)")
+	output := flag.String("o", "text", "--check-config output: text (the problems) or json (what volrepd read, tokens masked, and the problems)")
 	flag.Parse()
+	if *output != "text" && *output != "json" {
+		fmt.Fprintf(os.Stderr, "volrepd: -o %q: use text or json\n", *output)
+		os.Exit(1)
+	}
 
 	cfg, err := load(*cfgPath)
 	if err != nil {
@@ -28,8 +35,9 @@ func main() {
 		os.Exit(1)
 	}
 	if *check {
-		for _, p := range cfg.Problems {
-			fmt.Println(p)
+		if err := printCheck(os.Stdout, cfg, *output); err != nil {
+			fmt.Fprintf(os.Stderr, "volrepd: %v\n", err)
+			os.Exit(1)
 		}
 		if len(cfg.Problems) > 0 {
 			fmt.Fprintf(os.Stderr, "volrepd: %s: %d problem(s)\n", cfg.File, len(cfg.Problems))
@@ -59,6 +67,22 @@ func main() {
 		log.Error("volrepd failed", "err", err)
 		os.Exit(1)
 	}
+}
+
+// printCheck writes --check-config's report: one FILE:LINE: line per
+// problem, or as json config.View, which shows the values read as well.
+func printCheck(w io.Writer, cfg *config.Config, format string) error {
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(cfg.View())
+	}
+	for _, p := range cfg.Problems {
+		if _, err := fmt.Fprintln(w, p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func load(path string) (*config.Config, error) {

@@ -67,6 +67,14 @@ var Tools = map[string]Source{
 	"nft":             {Deb: "nftables"},
 	"python3":         {Deb: "python3"},
 	"git":             {Deb: "git"},
+	// iSCSI: libiscsi's conformance suite and discovery, Debian's tgtd as
+	// the reference target, and qemu's iSCSI block driver (a module, not a
+	// command: DEB_TOOLS names its file, which `command -v` accepts).
+	"iscsi-test-cu": {Deb: "libiscsi-bin"},
+	"iscsi-ls":      {Deb: "libiscsi-bin"},
+	"tgtd":          {Deb: "tgt"},
+	"tgtadm":        {Deb: "tgt"},
+	"/usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so": {Deb: "qemu-block-extra"},
 	// The lab's real Cinder (make lab; the Makefile's DEB_LAB).
 	"rabbitmq-server":   {Deb: "rabbitmq-server"},
 	"cinder-api":        {Deb: "cinder-api"},

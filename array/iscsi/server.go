@@ -1,0 +1,310 @@
+package iscsi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Limits and defaults.
+const (
+	// BlockSize is the logical block size of every LUN.
+	BlockSize = 512
+	// MaxTransferBlocks is the largest READ or WRITE (in logical blocks)
+	// the server accepts and advertises in the Block Limits VPD page
+	// (8 MiB).
+	MaxTransferBlocks = 16384
+
+	defaultMaxRecvDataSegmentLength = 256 << 10
+	defaultMaxBurstLength           = 1 << 20
+	defaultFirstBurstLength         = 64 << 10
+	defaultMaxConnections           = 1024
+	defaultLoginTimeout             = 30 * time.Second
+	defaultQueueDepth               = 64
+	defaultMaxInflightBytes         = 64 << 20
+	shutdownGrace                   = time.Second
+	maxLoginText                    = 64 << 10
+)
+
+// ErrServerClosed is returned by Serve after Close.
+var ErrServerClosed = errors.New("iscsi: server closed")
+
+// Options configure a Server. The zero value works.
+type Options struct {
+	// Logger receives logins (info), refused logins (warn, with the
+	// remote address, initiator, target and reason; never a secret) and
+	// protocol violations. Nil discards them.
+	Logger *slog.Logger
+	// MaxConnections caps concurrent connections over all listeners; a
+	// connection over the cap is closed at once. Default 1024; negative
+	// means no limit.
+	MaxConnections int
+	// LoginTimeout bounds the login phase. Default 30s.
+	LoginTimeout time.Duration
+	// MaxRecvDataSegmentLength is the largest data segment the target
+	// accepts (declared to the initiator). Default 256 KiB; clamped to
+	// [512, 2^24-1].
+	MaxRecvDataSegmentLength int
+	// MaxBurstLength and FirstBurstLength are the target's offers for the
+	// negotiated burst sizes. Defaults 1 MiB and 64 KiB.
+	MaxBurstLength   int
+	FirstBurstLength int
+	// QueueDepth is how many commands one session may have outstanding
+	// (the command window between ExpCmdSN and MaxCmdSN); they run
+	// concurrently. Default 64.
+	QueueDepth int
+	// MaxInflightBytes caps the READ data one session holds in memory at
+	// once. Default 64 MiB.
+	MaxInflightBytes int64
+	// TargetPortalGroupTag is the portal group of every portal of this
+	// server (default 1).
+	TargetPortalGroupTag uint16
+	// TargetAlias, if set, is sent to initiators at login.
+	TargetAlias string
+}
+
+// Stats are cumulative counters of one Server, for metrics.
+type Stats struct {
+	ConnectionsAccepted int64 // connections accepted
+	ConnectionsActive   int64 // connections open now
+	ConnectionsRejected int64 // connections closed because of MaxConnections
+	Logins              int64 // successful logins (normal and discovery)
+	LoginsRefused       int64 // logins answered with a failure status
+	Commands            int64 // SCSI commands received
+	CheckConditions     int64 // SCSI commands answered CHECK CONDITION
+	Inflight            int64 // SCSI commands received and not yet answered, over all sessions
+	ProtocolErrors      int64 // Reject PDUs sent and connections dropped for a violation
+	BytesRead           int64 // data bytes sent to initiators
+	BytesWritten        int64 // data bytes received from initiators and written
+}
+
+// Server is an iSCSI target serving the LUNs Targets maps. Create it with
+// NewServer; it is safe for concurrent use.
+type Server struct {
+	targets Targets
+	opts    Options
+	log     *slog.Logger
+
+	ctx    context.Context // done when Close is called
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+	wg        sync.WaitGroup
+
+	tsih atomic.Uint32
+
+	// cawLocks serialise COMPARE AND WRITE against every other write to
+	// the same volume through this server (keyed by a hash of the NAA).
+	cawLocks [64]sync.RWMutex
+	// resets counts LOGICAL UNIT RESETs per volume (by NAA).
+	resets sync.Map // [16]byte → *atomic.Uint64
+
+	accepted, active, rejected    atomic.Int64
+	logins, refused, commands     atomic.Int64
+	checks, inflight, protoErrors atomic.Int64
+	bytesRead, bytesWritten       atomic.Int64
+}
+
+// NewServer returns a server for targets. It serves nothing until Serve.
+func NewServer(targets Targets, opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxConnections == 0 {
+		opts.MaxConnections = defaultMaxConnections
+	}
+	if opts.LoginTimeout <= 0 {
+		opts.LoginTimeout = defaultLoginTimeout
+	}
+	if opts.MaxRecvDataSegmentLength == 0 {
+		opts.MaxRecvDataSegmentLength = defaultMaxRecvDataSegmentLength
+	}
+	opts.MaxRecvDataSegmentLength = min(max(opts.MaxRecvDataSegmentLength, minDataSegment), maxDataSegment)
+	if opts.MaxBurstLength <= 0 {
+		opts.MaxBurstLength = defaultMaxBurstLength
+	}
+	opts.MaxBurstLength = min(max(opts.MaxBurstLength, minDataSegment), maxDataSegment)
+	if opts.FirstBurstLength <= 0 {
+		opts.FirstBurstLength = defaultFirstBurstLength
+	}
+	opts.FirstBurstLength = min(max(opts.FirstBurstLength, minDataSegment), opts.MaxBurstLength)
+	if opts.QueueDepth <= 0 {
+		opts.QueueDepth = defaultQueueDepth
+	}
+	if opts.MaxInflightBytes <= 0 {
+		opts.MaxInflightBytes = defaultMaxInflightBytes
+	}
+	opts.MaxInflightBytes = max(opts.MaxInflightBytes, MaxTransferBlocks*BlockSize)
+	if opts.TargetPortalGroupTag == 0 {
+		opts.TargetPortalGroupTag = 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		targets:   targets,
+		opts:      opts,
+		log:       opts.Logger,
+		ctx:       ctx,
+		cancel:    cancel,
+		listeners: make(map[net.Listener]struct{}),
+	}
+}
+
+// Stats returns a snapshot of the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		ConnectionsAccepted: s.accepted.Load(),
+		ConnectionsActive:   s.active.Load(),
+		ConnectionsRejected: s.rejected.Load(),
+		Logins:              s.logins.Load(),
+		LoginsRefused:       s.refused.Load(),
+		Commands:            s.commands.Load(),
+		CheckConditions:     s.checks.Load(),
+		Inflight:            s.inflight.Load(),
+		ProtocolErrors:      s.protoErrors.Load(),
+		BytesRead:           s.bytesRead.Load(),
+		BytesWritten:        s.bytesWritten.Load(),
+	}
+}
+
+// Serve accepts connections on lis (one portal) and serves each in its
+// own goroutines. It returns when ctx is done or Close is called (closing
+// lis; result nil or ErrServerClosed) or when lis fails (the Accept
+// error). Before it returns, the connections it accepted are closed and
+// their goroutines have ended.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		lis.Close()
+		return ErrServerClosed
+	}
+	s.listeners[lis] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	ctx, cancel := context.WithCancel(ctx)
+	stopServer := context.AfterFunc(s.ctx, cancel)
+	stopLis := context.AfterFunc(ctx, func() { lis.Close() })
+	var conns sync.WaitGroup
+	defer func() {
+		stopLis()
+		stopServer()
+		cancel()
+		lis.Close()
+		conns.Wait()
+		s.mu.Lock()
+		delete(s.listeners, lis)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		nc, err := lis.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return ErrServerClosed
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if (errors.As(err, &ne) && ne.Timeout()) ||
+				errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("iscsi: accept failed; retrying", "err", err, "in", backoff)
+				t := time.NewTimer(backoff)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+				}
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		if m := s.opts.MaxConnections; s.active.Add(1) > int64(m) && m > 0 {
+			s.active.Add(-1)
+			s.rejected.Add(1)
+			s.log.Warn("iscsi: too many connections; closing a new one",
+				"remote", nc.RemoteAddr().String(), "max_connections", m)
+			nc.Close()
+			continue
+		}
+		s.accepted.Add(1)
+		conns.Add(1)
+		go func() {
+			defer conns.Done()
+			defer s.active.Add(-1)
+			s.serveConn(ctx, nc)
+		}()
+	}
+}
+
+// Close stops every Serve call: it closes the listeners, shuts the
+// connections down and waits for all their goroutines. Later Serve calls
+// return ErrServerClosed.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.mu.Lock()
+	for lis := range s.listeners {
+		lis.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// aLongTimeAgo is a deadline in the past, used to interrupt blocked I/O.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// serveConn runs one connection from login to close.
+func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
+	defer nc.Close()
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		nc.SetReadDeadline(aLongTimeAgo)
+		nc.SetWriteDeadline(time.Now().Add(shutdownGrace))
+	})
+	defer stop()
+
+	c := newConn(s, nc, ctx, cancel)
+	if !c.login() {
+		return
+	}
+	c.serve()
+}
+
+// cawLock returns the lock that orders writes and COMPARE AND WRITE to
+// the volume named id.
+func (s *Server) cawLock(id *Identity) *sync.RWMutex {
+	var h uint32 = 2166136261
+	for _, b := range id.NAA {
+		h = (h ^ uint32(b)) * 16777619
+	}
+	return &s.cawLocks[h%uint32(len(s.cawLocks))]
+}
+
+// resetCounter returns the LOGICAL UNIT RESET counter of a volume.
+func (s *Server) resetCounter(id *Identity) *atomic.Uint64 {
+	if v, ok := s.resets.Load(id.NAA); ok {
+		return v.(*atomic.Uint64)
+	}
+	v, _ := s.resets.LoadOrStore(id.NAA, new(atomic.Uint64))
+	return v.(*atomic.Uint64)
+}

@@ -1,0 +1,193 @@
+// Package lunmap is a store's LUN masking as the iSCSI target server sees
+// it (iscsi.Targets): which initiators may discover and log into the
+// array's target, with which CHAP secrets, and which volumes their
+// sessions see at which LUNs. It asks the store on every call, so a new
+// host, connection or disconnection applies to open sessions at once.
+//
+// Discovery: an initiator that belongs to a host may discover the target
+// (with the host's CHAP), whether or not anything is connected to it yet,
+// so a host can be set up before its first volume; any other initiator is
+// refused as if its secret were wrong.
+package lunmap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/iscsi"
+	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/errdefs"
+)
+
+// tpgt is the target portal group tag every portal is in: one group, so
+// an initiator may run a session over each portal (multipath).
+const tpgt = 1
+
+// Product is INQUIRY's product identification of every LUN.
+const Product = "volrep"
+
+// Targets is the iscsi.Targets of one store.
+type Targets struct {
+	s *store.Store
+}
+
+var _ iscsi.Targets = (*Targets)(nil)
+
+// New returns the targets of s.
+func New(s *store.Store) *Targets { return &Targets{s: s} }
+
+// lookup returns the initiator's host, or ErrUnknownInitiator.
+func (t *Targets) lookup(ctx context.Context, initiator string) (store.Initiator, error) {
+	in, ok, err := t.s.LookupInitiator(ctx, initiator)
+	if err != nil {
+		return store.Initiator{}, deviceErr(err)
+	}
+	if !ok {
+		return store.Initiator{}, iscsi.ErrUnknownInitiator
+	}
+	return in, nil
+}
+
+func (t *Targets) checkTarget(target string) error {
+	if array.ISCSINameKey(target) != array.ISCSINameKey(t.s.TargetIQN()) {
+		return iscsi.ErrUnknownTarget
+	}
+	return nil
+}
+
+func authOf(h array.Host) iscsi.Auth {
+	return iscsi.Auth{User: h.CHAPUser, Secret: h.CHAPSecret, MutualUser: h.MutualCHAPUser, MutualSecret: h.MutualCHAPSecret}
+}
+
+// Discover returns the array's target and its portals to an initiator
+// that belongs to a host, and nothing to any other.
+func (t *Targets) Discover(ctx context.Context, initiator string) ([]iscsi.Target, error) {
+	if _, err := t.lookup(ctx, initiator); err != nil {
+		if errors.Is(err, iscsi.ErrUnknownInitiator) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	portals := t.s.Portals()
+	out := iscsi.Target{Name: t.s.TargetIQN(), Portals: make([]string, len(portals))}
+	for i, p := range portals {
+		out.Portals[i] = fmt.Sprintf("%s,%d", p, tpgt)
+	}
+	return []iscsi.Target{out}, nil
+}
+
+// DiscoveryAuth is the host's CHAP; an initiator of no host is refused.
+func (t *Targets) DiscoveryAuth(ctx context.Context, initiator string) (iscsi.Auth, error) {
+	in, err := t.lookup(ctx, initiator)
+	if err != nil {
+		return iscsi.Auth{}, err
+	}
+	return authOf(in.Host), nil
+}
+
+// Login is the host's CHAP, for the array's target only.
+func (t *Targets) Login(ctx context.Context, initiator, target string) (iscsi.Auth, error) {
+	in, err := t.lookup(ctx, initiator)
+	if err != nil {
+		return iscsi.Auth{}, err
+	}
+	if err := t.checkTarget(target); err != nil {
+		return iscsi.Auth{}, err
+	}
+	return authOf(in.Host), nil
+}
+
+// LUNs are the host's connections' LUNs, ascending.
+func (t *Targets) LUNs(ctx context.Context, initiator, target string) ([]uint64, error) {
+	in, err := t.lookup(ctx, initiator)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.checkTarget(target); err != nil {
+		return nil, err
+	}
+	out := make([]uint64, len(in.LUNs))
+	for i, l := range in.LUNs {
+		out[i] = uint64(l)
+	}
+	return out, nil
+}
+
+// Open returns the volume or snapshot behind lun. Its I/O goes through a
+// store handle, the path NBD exports take: the same write path (sync
+// mirroring, FUA and flush durability), and the connection checked on
+// every request, so a disconnect fails the next one with ErrNotMapped.
+func (t *Targets) Open(ctx context.Context, initiator, target string, lun uint64) (iscsi.Device, error) {
+	if _, err := t.lookup(ctx, initiator); err != nil {
+		return nil, err
+	}
+	if err := t.checkTarget(target); err != nil {
+		return nil, err
+	}
+	if lun > 1<<62 {
+		return nil, iscsi.ErrNotMapped
+	}
+	h, serial, err := t.s.OpenLUN(ctx, initiator, int64(lun))
+	if err != nil {
+		return nil, deviceErr(err)
+	}
+	return &device{h: h, id: iscsi.Identity{NAA: array.NAA(serial), Serial: serial, Product: Product}}, nil
+}
+
+type device struct {
+	h  *store.Handle
+	id iscsi.Identity
+}
+
+func (d *device) Size() int64              { return d.h.Size() }
+func (d *device) ReadOnly() bool           { return d.h.ReadOnly() }
+func (d *device) Identity() iscsi.Identity { return d.id }
+
+// Close has nothing to release: a handle holds no resources of its own.
+func (d *device) Close() {}
+
+func (d *device) ReadAt(ctx context.Context, p []byte, off int64) error {
+	return deviceErr(d.h.ReadAt(ctx, p, off))
+}
+
+func (d *device) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
+	return deviceErr(d.h.WriteAt(ctx, p, off, fua))
+}
+
+func (d *device) Flush(ctx context.Context) error { return deviceErr(d.h.Flush(ctx)) }
+
+func (d *device) Zero(ctx context.Context, off, length int64, fua bool) error {
+	return deviceErr(d.h.Zero(ctx, off, length, fua))
+}
+
+// deviceErr gives engine errors the iscsi error that chooses their sense
+// data: a revoked connection or a volume gone is not mapped any more, a
+// refused write (a snapshot, a replica target) write protected, a full
+// disk out of space, a stopping array unavailable; anything else stays
+// as it is (a medium or hardware error).
+func deviceErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var sense error
+	switch {
+	case errors.Is(err, store.ErrRevoked):
+		sense = iscsi.ErrNotMapped
+	default:
+		switch errdefs.KindOf(err) {
+		case errdefs.KindNotFound:
+			sense = iscsi.ErrNotMapped
+		case errdefs.KindFailedPrecondition:
+			sense = iscsi.ErrWriteProtected
+		case errdefs.KindResourceExhausted:
+			sense = iscsi.ErrNoSpace
+		case errdefs.KindUnavailable:
+			sense = iscsi.ErrUnavailable
+		default:
+			return err
+		}
+	}
+	return fmt.Errorf("%w: %w", sense, err)
+}

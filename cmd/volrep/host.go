@@ -1,0 +1,329 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/volrep/volrep/paging"
+	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
+	"github.com/volrep/volrep/server"
+)
+
+// Hosts and their LUNs are the array's, not a driver backend's: these
+// commands talk to an array's API (--array / VOLREP_ARRAY_ADDR, with its
+// api_token), as purehost does on a FlashArray.
+const (
+	envArrayAddr  = "VOLREP_ARRAY_ADDR"
+	envArrayToken = "VOLREP_ARRAY_TOKEN"
+)
+
+// arrayFlags are where an array command connects.
+type arrayFlags struct {
+	addr, token string
+}
+
+func (f *arrayFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.addr, "array", "", "address of the array's API, host:port (env "+envArrayAddr+"; the listen of its [array:NAME] section)")
+	cmd.Flags().StringVar(&f.token, "array-token", "", "the array's api_token (env "+envArrayToken+")")
+}
+
+// call runs fn with the array's host service.
+func (f *arrayFlags) call(a *app, cmd *cobra.Command, fn func(ctx context.Context, c arrayv1.HostServiceClient) error) error {
+	if f.addr == "" {
+		f.addr = a.getenv(envArrayAddr)
+	}
+	if f.token == "" {
+		f.token = strings.TrimSpace(a.getenv(envArrayToken))
+	}
+	if f.addr == "" {
+		return usageErrorf("name the array with --array or %s (its API's host:port)", envArrayAddr)
+	}
+	cc, err := server.Dial(f.addr, f.token)
+	if err != nil {
+		return &cliError{What: fmt.Sprintf("bad --array %q", f.addr), Err: err, Exit: exitUsage}
+	}
+	defer cc.Close()
+	ctx, cancel := a.context(cmd)
+	defer cancel()
+	return fn(ctx, arrayv1.NewHostServiceClient(cc))
+}
+
+func newHostCmd(a *app) *cobra.Command {
+	cmd := groupCmd("host", "Create, list and delete an array's iSCSI hosts (initiators and their CHAP)")
+	cmd.AddCommand(newHostCreateCmd(a), newHostListCmd(a), newHostDeleteCmd(a))
+	return cmd
+}
+
+func newHostCreateCmd(a *app) *cobra.Command {
+	var (
+		af     arrayFlags
+		iqns   []string
+		mutual bool
+	)
+	cmd := &cobra.Command{
+		Use:   "create NAME --iqn IQN [--iqn IQN ...]",
+		Short: "Create a host: initiator names that volumes can be connected to",
+		Long: `Create host NAME on the array with one or more initiator names (the
+InitiatorName in /etc/iscsi/initiatorname.iscsi). The array generates the CHAP
+secret the host's logins must present; 'volrep volume attach --protocol iscsi'
+prints it. Creating the same host again is a no-op.`,
+		Example: `  volrep host create compute-1 --iqn iqn.1993-08.org.debian:01:8f3e2a --array 127.0.0.1:7401`,
+		Args:    exactIDs(1, "a host name"),
+		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
+			if len(iqns) == 0 {
+				return usageErrorf("--iqn must name the host's initiator at least once")
+			}
+			return af.call(a, cmd, func(ctx context.Context, c arrayv1.HostServiceClient) error {
+				resp, err := c.CreateHost(ctx, &arrayv1.CreateHostRequest{Name: args[0], Iqns: iqns, MutualChap: mutual})
+				if err != nil {
+					return rpcError(fmt.Sprintf("create host %q", args[0]), err)
+				}
+				return a.render(resp, func(w io.Writer) { hostTable(w, resp.GetHost()) })
+			})
+		}),
+	}
+	af.add(cmd)
+	cmd.Flags().StringArrayVar(&iqns, "iqn", nil, "an initiator name of the host (repeat for several)")
+	cmd.Flags().BoolVar(&mutual, "mutual-chap", false, "the array authenticates itself to the host too")
+	return cmd
+}
+
+func hostTable(w io.Writer, h *arrayv1.Host) {
+	row(w, "name", h.GetName())
+	row(w, "iqns", listOrDash(h.GetIqns()))
+	row(w, "chap_user", dash(h.GetChapUser()))
+	row(w, "mutual_chap", yesNo(h.GetMutualChap()))
+	row(w, "connections", formatInt(h.GetConnections()))
+}
+
+func newHostListCmd(a *app) *cobra.Command {
+	var af arrayFlags
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List hosts, their initiators and the volumes connected to them (no secrets)",
+		Args:  exactIDs(0, "no arguments"),
+		RunE: a.runE(func(cmd *cobra.Command, _ []string) error {
+			return af.call(a, cmd, func(ctx context.Context, c arrayv1.HostServiceClient) error {
+				hosts, err := listHosts(ctx, c)
+				if err != nil {
+					return err
+				}
+				conns, err := paging.All(ctx, func(ctx context.Context, tok string) ([]*arrayv1.Connection, string, error) {
+					r, err := c.ListConnections(ctx, &arrayv1.ListConnectionsRequest{PageSize: paging.MaxPageSize, PageToken: tok})
+					return r.GetConnections(), r.GetNextPageToken(), err
+				})
+				if err != nil {
+					return rpcError("list connections", err)
+				}
+				out, err := hostList(hosts, conns)
+				if err != nil {
+					return &cliError{What: "encode the hosts", Err: err}
+				}
+				return a.render(out, func(w io.Writer) {
+					row(w, "HOST", "IQNS", "LUN", "VOLUME", "ACCESS")
+					for _, h := range hosts {
+						n := 0
+						for _, cn := range conns {
+							if cn.GetHost() != h.GetName() {
+								continue
+							}
+							vol := cn.GetVolume()
+							if cn.GetSnapshot() != "" {
+								vol += "@" + cn.GetSnapshot()
+							}
+							access := "rw"
+							if cn.GetReadOnly() {
+								access = "ro"
+							}
+							row(w, h.GetName(), listOrDash(h.GetIqns()), strconv.FormatInt(cn.GetLun(), 10), vol, access)
+							n++
+						}
+						if n == 0 {
+							row(w, h.GetName(), listOrDash(h.GetIqns()), "-", "-", "-")
+						}
+					}
+				})
+			})
+		}),
+	}
+	af.add(cmd)
+	return cmd
+}
+
+// listHosts lists every host of the array.
+func listHosts(ctx context.Context, c arrayv1.HostServiceClient) ([]*arrayv1.Host, error) {
+	hosts, err := paging.All(ctx, func(ctx context.Context, tok string) ([]*arrayv1.Host, string, error) {
+		r, err := c.ListHosts(ctx, &arrayv1.ListHostsRequest{PageSize: paging.MaxPageSize, PageToken: tok})
+		return r.GetHosts(), r.GetNextPageToken(), err
+	})
+	if err != nil {
+		return nil, rpcError("list hosts", err)
+	}
+	return hosts, nil
+}
+
+// hostList is host list's JSON: {"hosts": [...], "connections": [...]},
+// each as the API's messages render.
+func hostList(hosts []*arrayv1.Host, conns []*arrayv1.Connection) (*structpb.Struct, error) {
+	toAny := func(ms []proto.Message) ([]any, error) {
+		out := []any{}
+		for _, m := range ms {
+			b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+			if err != nil {
+				return nil, err
+			}
+			var v any
+			if err := json.Unmarshal(b, &v); err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	}
+	hs := make([]proto.Message, len(hosts))
+	for i, h := range hosts {
+		hs[i] = h
+	}
+	cs := make([]proto.Message, len(conns))
+	for i, c := range conns {
+		cs[i] = c
+	}
+	h, err := toAny(hs)
+	if err != nil {
+		return nil, err
+	}
+	c, err := toAny(cs)
+	if err != nil {
+		return nil, err
+	}
+	return structpb.NewStruct(map[string]any{"hosts": h, "connections": c})
+}
+
+func newHostDeleteCmd(a *app) *cobra.Command {
+	var (
+		af    arrayFlags
+		force bool
+	)
+	cmd := &cobra.Command{
+		Use:   "delete NAME [--force]",
+		Short: "Delete a host; with --force also when volumes are still connected to it",
+		Args:  exactIDs(1, "a host name"),
+		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
+			return af.call(a, cmd, func(ctx context.Context, c arrayv1.HostServiceClient) error {
+				resp, err := c.DeleteHost(ctx, &arrayv1.DeleteHostRequest{Name: args[0], Force: force})
+				if err != nil {
+					return rpcError(fmt.Sprintf("delete host %q", args[0]), err)
+				}
+				return a.render(resp, func(w io.Writer) { fmt.Fprintf(w, "deleted host %s\n", args[0]) })
+			})
+		}),
+	}
+	af.add(cmd)
+	cmd.Flags().BoolVar(&force, "force", false, "disconnect the host's volumes first (their sessions fail their next command)")
+	return cmd
+}
+
+// attachISCSI connects a volume to the host of initiator over the array's
+// API, creating the host (named host, or after the initiator) if no host
+// has the initiator yet, and prints what an initiator needs to log in.
+func attachISCSI(ctx context.Context, a *app, c arrayv1.HostServiceClient, volume, snapshot, initiator, host string) error {
+	name, err := hostOfInitiator(ctx, c, initiator)
+	if err != nil {
+		return err
+	}
+	if name == "" {
+		if name = host; name == "" {
+			name = hostNameFor(initiator)
+		}
+		if _, err := c.CreateHost(ctx, &arrayv1.CreateHostRequest{Name: name, Iqns: []string{initiator}}); err != nil {
+			return rpcError(fmt.Sprintf("create host %q for %s", name, initiator), err)
+		}
+	} else if host != "" && host != name {
+		return usageErrorf("initiator %s belongs to host %q, not %q; leave --host out or delete that host", initiator, name, host)
+	}
+	resp, err := c.ConnectVolume(ctx, &arrayv1.ConnectVolumeRequest{Host: name, Volume: volume, Snapshot: snapshot})
+	if err != nil {
+		return rpcError(fmt.Sprintf("connect %s to host %q", attachObject(volume, snapshot), name), err)
+	}
+	return a.render(resp, func(w io.Writer) {
+		cn := resp.GetConnection()
+		row(w, "driver_volume_type", "iscsi")
+		row(w, "host", cn.GetHost())
+		row(w, "target_iqn", cn.GetTargetIqn())
+		row(w, "target_portals", listOrDash(cn.GetPortals()))
+		row(w, "target_lun", formatInt(cn.GetLun()))
+		row(w, "auth_method", "CHAP")
+		row(w, "auth_username", cn.GetChapUser())
+		row(w, "auth_password", cn.GetChapSecret())
+		if cn.GetMutualChapSecret() != "" {
+			row(w, "mutual_username", cn.GetMutualChapUser())
+			row(w, "mutual_password", cn.GetMutualChapSecret())
+		}
+		row(w, "wwn", cn.GetWwn())
+		row(w, "read_only", strconv.FormatBool(cn.GetReadOnly()))
+	})
+}
+
+// hostOfInitiator returns the host an initiator belongs to, or "".
+func hostOfInitiator(ctx context.Context, c arrayv1.HostServiceClient, initiator string) (string, error) {
+	hosts, err := listHosts(ctx, c)
+	if err != nil {
+		return "", err
+	}
+	for _, h := range hosts {
+		for _, iqn := range h.GetIqns() {
+			if strings.EqualFold(iqn, initiator) {
+				return h.GetName(), nil
+			}
+		}
+	}
+	return "", nil
+}
+
+// hostNameFor names a host after its initiator: the part after the
+// naming authority (iqn.1993-08.org.debian:01:abc → "01-abc"), in the
+// characters host names allow.
+func hostNameFor(initiator string) string {
+	s := initiator
+	if i := strings.Index(s, ":"); i >= 0 && i < len(s)-1 {
+		s = s[i+1:]
+	}
+	out := []byte(s)
+	for i, c := range out {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			out[i] = '-'
+		}
+	}
+	name := strings.Trim(string(out), ".-_")
+	if len(name) > 100 {
+		name = name[:100]
+	}
+	return "host-" + name
+}
+
+// detachISCSI disconnects a volume from the host of initiator.
+func detachISCSI(ctx context.Context, a *app, c arrayv1.HostServiceClient, volume, snapshot, initiator string) error {
+	name, err := hostOfInitiator(ctx, c, initiator)
+	if err != nil {
+		return err
+	}
+	if name == "" {
+		return &cliError{What: fmt.Sprintf("detach %s: initiator %s belongs to no host on the array", attachObject(volume, snapshot), initiator), Exit: exitNotFound}
+	}
+	resp, err := c.DisconnectVolume(ctx, &arrayv1.DisconnectVolumeRequest{Host: name, Volume: volume, Snapshot: snapshot})
+	if err != nil {
+		return rpcError(fmt.Sprintf("disconnect %s from host %q", attachObject(volume, snapshot), name), err)
+	}
+	return a.render(resp, func(w io.Writer) {
+		fmt.Fprintf(w, "disconnected %s from host %s\n", attachObject(volume, snapshot), name)
+	})
+}
