@@ -71,15 +71,18 @@ func (b *Backend) protocol(ctx context.Context, refresh bool) (string, error) {
 	b.mu.RLock()
 	p := b.autoProtocol
 	b.mu.RUnlock()
-	if p != "" && !refresh {
+	// The primary decides. Failed over, the choice made before stands (the
+	// primary may be gone, and asking it would stall every stats poll);
+	// with none, the array serving the backend decides.
+	failedOver := b.failedOver()
+	if p != "" && (!refresh || failedOver) {
 		return p, nil
 	}
-	// The primary decides; while it does not answer (after a failover) the
-	// array serving the backend does.
-	p, err := probeISCSI(ctx, b.primary.Array)
-	if err != nil && b.failedOver() {
-		p, err = probeISCSI(ctx, b.activeArray())
+	a := b.primary.Array
+	if failedOver {
+		a = b.activeArray()
 	}
+	p, err := probeISCSI(ctx, a)
 	if err != nil {
 		if cached := b.cachedProtocol(); cached != "" {
 			return cached, nil
