@@ -253,6 +253,9 @@ def connector_pb(connector):
 def connection_info(ci):
     """DriverService ConnectionInfo as Cinder's connection_info dict."""
     data = dict(ci.data)
+    if ci.HasField('iscsi'):
+        return {'driver_volume_type': ci.driver_volume_type or 'iscsi',
+                'data': _iscsi_data(ci.iscsi, data)}
     if 'port' in data:
         try:
             data['port'] = int(data['port'])
@@ -262,6 +265,34 @@ def connection_info(ci):
         data['read_only'] = data['read_only'].lower() == 'true'
     return {'driver_volume_type': ci.driver_volume_type or 'nbd',
             'data': data}
+
+
+def _iscsi_data(target, data):
+    """An IscsiTarget as the connection properties os-brick's
+    ISCSIConnector reads (the shape Pure's iSCSI driver returns): the first
+    path as target_portal/iqn/lun and, for a multipath connector, every
+    path as target_portals/iqns/luns; CHAP as auth_method/username/password
+    (os-brick sets them on the node before it logs in)."""
+    paths = list(target.paths)
+    if not paths:
+        raise exception.VolumeBackendAPIException(
+            data=_('volrepd returned an iSCSI connection without a portal'))
+    data.update(target_discovered=False,
+                target_portal=paths[0].portal,
+                target_iqn=paths[0].iqn,
+                target_lun=int(paths[0].lun),
+                discard=bool(target.discard))
+    if target.multipath:
+        data['target_portals'] = [p.portal for p in paths]
+        data['target_iqns'] = [p.iqn for p in paths]
+        data['target_luns'] = [int(p.lun) for p in paths]
+    if target.auth_method:
+        data['auth_method'] = target.auth_method
+        data['auth_username'] = target.chap_username
+        data['auth_password'] = target.chap_secret
+    if target.wwn:
+        data['wwn'] = target.wwn
+    return data
 
 
 def _set_fields(msg, **values):
@@ -765,6 +796,10 @@ class VolrepDriver(driver.VolumeDriver):
         # The host names the attachment; TerminateConnection revokes by it.
         if not (connector or {}).get('host'):
             raise exception.InvalidConnectorException(missing='host')
+        # Over iSCSI the initiator becomes a host on the array.
+        if (self._stats or {}).get('storage_protocol') == 'iSCSI' and \
+                not connector.get('initiator'):
+            raise exception.InvalidConnectorException(missing='initiator')
 
     def initialize_connection(self, volume, connector, **kwargs):
         r = self._call('InitializeConnection', pb.InitializeConnectionRequest(

@@ -828,19 +828,20 @@ func (x *GetVolumeStatsRequest) GetRefresh() bool {
 }
 
 type GetVolumeStatsResponse struct {
-	state                    protoimpl.MessageState `protogen:"open.v1"`
-	VolumeBackendName        string                 `protobuf:"bytes,1,opt,name=volume_backend_name,json=volumeBackendName,proto3" json:"volume_backend_name,omitempty"`
-	VendorName               string                 `protobuf:"bytes,2,opt,name=vendor_name,json=vendorName,proto3" json:"vendor_name,omitempty"`
-	DriverVersion            string                 `protobuf:"bytes,3,opt,name=driver_version,json=driverVersion,proto3" json:"driver_version,omitempty"`
-	StorageProtocol          string                 `protobuf:"bytes,4,opt,name=storage_protocol,json=storageProtocol,proto3" json:"storage_protocol,omitempty"`
-	TotalCapacityGb          float64                `protobuf:"fixed64,5,opt,name=total_capacity_gb,json=totalCapacityGb,proto3" json:"total_capacity_gb,omitempty"`
-	FreeCapacityGb           float64                `protobuf:"fixed64,6,opt,name=free_capacity_gb,json=freeCapacityGb,proto3" json:"free_capacity_gb,omitempty"`
-	ProvisionedCapacityGb    float64                `protobuf:"fixed64,7,opt,name=provisioned_capacity_gb,json=provisionedCapacityGb,proto3" json:"provisioned_capacity_gb,omitempty"`
-	ThinProvisioningSupport  bool                   `protobuf:"varint,8,opt,name=thin_provisioning_support,json=thinProvisioningSupport,proto3" json:"thin_provisioning_support,omitempty"`
-	ThickProvisioningSupport bool                   `protobuf:"varint,9,opt,name=thick_provisioning_support,json=thickProvisioningSupport,proto3" json:"thick_provisioning_support,omitempty"`
-	Multiattach              bool                   `protobuf:"varint,10,opt,name=multiattach,proto3" json:"multiattach,omitempty"`
-	ReplicationEnabled       bool                   `protobuf:"varint,11,opt,name=replication_enabled,json=replicationEnabled,proto3" json:"replication_enabled,omitempty"`
-	ReplicationTargets       []string               `protobuf:"bytes,12,rep,name=replication_targets,json=replicationTargets,proto3" json:"replication_targets,omitempty"`
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	VolumeBackendName string                 `protobuf:"bytes,1,opt,name=volume_backend_name,json=volumeBackendName,proto3" json:"volume_backend_name,omitempty"`
+	VendorName        string                 `protobuf:"bytes,2,opt,name=vendor_name,json=vendorName,proto3" json:"vendor_name,omitempty"`
+	DriverVersion     string                 `protobuf:"bytes,3,opt,name=driver_version,json=driverVersion,proto3" json:"driver_version,omitempty"`
+	// "iSCSI" (Cinder's constants.ISCSI) or "nbd".
+	StorageProtocol          string   `protobuf:"bytes,4,opt,name=storage_protocol,json=storageProtocol,proto3" json:"storage_protocol,omitempty"`
+	TotalCapacityGb          float64  `protobuf:"fixed64,5,opt,name=total_capacity_gb,json=totalCapacityGb,proto3" json:"total_capacity_gb,omitempty"`
+	FreeCapacityGb           float64  `protobuf:"fixed64,6,opt,name=free_capacity_gb,json=freeCapacityGb,proto3" json:"free_capacity_gb,omitempty"`
+	ProvisionedCapacityGb    float64  `protobuf:"fixed64,7,opt,name=provisioned_capacity_gb,json=provisionedCapacityGb,proto3" json:"provisioned_capacity_gb,omitempty"`
+	ThinProvisioningSupport  bool     `protobuf:"varint,8,opt,name=thin_provisioning_support,json=thinProvisioningSupport,proto3" json:"thin_provisioning_support,omitempty"`
+	ThickProvisioningSupport bool     `protobuf:"varint,9,opt,name=thick_provisioning_support,json=thickProvisioningSupport,proto3" json:"thick_provisioning_support,omitempty"`
+	Multiattach              bool     `protobuf:"varint,10,opt,name=multiattach,proto3" json:"multiattach,omitempty"`
+	ReplicationEnabled       bool     `protobuf:"varint,11,opt,name=replication_enabled,json=replicationEnabled,proto3" json:"replication_enabled,omitempty"`
+	ReplicationTargets       []string `protobuf:"bytes,12,rep,name=replication_targets,json=replicationTargets,proto3" json:"replication_targets,omitempty"`
 	// "async", "sync" or both.
 	ReplicationType                   []string `protobuf:"bytes,13,rep,name=replication_type,json=replicationType,proto3" json:"replication_type,omitempty"`
 	ReplicationCount                  int64    `protobuf:"varint,14,opt,name=replication_count,json=replicationCount,proto3" json:"replication_count,omitempty"`
@@ -2206,11 +2207,15 @@ func (x *Connector) GetExtra() map[string]string {
 // ConnectionInfo is Cinder's connection_info.
 type ConnectionInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Always "nbd".
+	// "iscsi" or "nbd": the backend's volrep_protocol.
 	DriverVolumeType string `protobuf:"bytes,1,opt,name=driver_volume_type,json=driverVolumeType,proto3" json:"driver_volume_type,omitempty"`
-	// host, port, export_name, uri ("nbd://host:port/export"), read_only,
-	// volume_id and, for snapshots, snapshot_id.
-	Data          map[string]string `protobuf:"bytes,2,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Both: volume_id, access_mode ("rw" or "ro") and, for snapshots,
+	// snapshot_id. NBD: host, port, export_name, uri
+	// ("nbd://host:port/export") and read_only.
+	Data map[string]string `protobuf:"bytes,2,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Set when driver_volume_type is "iscsi": the target os-brick's
+	// ISCSIConnector logs in to.
+	Iscsi         *IscsiTarget `protobuf:"bytes,3,opt,name=iscsi,proto3" json:"iscsi,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2259,6 +2264,188 @@ func (x *ConnectionInfo) GetData() map[string]string {
 	return nil
 }
 
+func (x *ConnectionInfo) GetIscsi() *IscsiTarget {
+	if x != nil {
+		return x.Iscsi
+	}
+	return nil
+}
+
+// IscsiTarget is where and how a host reaches the LUN of an iSCSI
+// attachment, on the array serving the volume now.
+type IscsiTarget struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every path to the LUN, one per portal of the array's target: the
+	// first is target_portal, target_iqn and target_lun; a multipath
+	// connector gets them all as target_portals, target_iqns, target_luns.
+	Paths []*IscsiPath `protobuf:"bytes,1,rep,name=paths,proto3" json:"paths,omitempty"`
+	// The connector asked for multipath.
+	Multipath bool `protobuf:"varint,2,opt,name=multipath,proto3" json:"multipath,omitempty"`
+	// "CHAP": the login presents chap_username and chap_secret (os-brick's
+	// auth_method, auth_username, auth_password).
+	AuthMethod   string `protobuf:"bytes,3,opt,name=auth_method,json=authMethod,proto3" json:"auth_method,omitempty"`
+	ChapUsername string `protobuf:"bytes,4,opt,name=chap_username,json=chapUsername,proto3" json:"chap_username,omitempty"`
+	ChapSecret   string `protobuf:"bytes,5,opt,name=chap_secret,json=chapSecret,proto3" json:"chap_secret,omitempty"`
+	// The LUN's identity as Cinder's drivers report it: "3" and the 32 hex
+	// digits of its NAA 6 designator, the multipath id Linux gives it. A
+	// volume's replicas keep it, so it is the same after a failover.
+	Wwn string `protobuf:"bytes,6,opt,name=wwn,proto3" json:"wwn,omitempty"`
+	// The array takes UNMAP: the host may pass discards down.
+	Discard bool `protobuf:"varint,7,opt,name=discard,proto3" json:"discard,omitempty"`
+	// The array's name for the host the connector's initiator belongs to.
+	HostName      string `protobuf:"bytes,8,opt,name=host_name,json=hostName,proto3" json:"host_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IscsiTarget) Reset() {
+	*x = IscsiTarget{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IscsiTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IscsiTarget) ProtoMessage() {}
+
+func (x *IscsiTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IscsiTarget.ProtoReflect.Descriptor instead.
+func (*IscsiTarget) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *IscsiTarget) GetPaths() []*IscsiPath {
+	if x != nil {
+		return x.Paths
+	}
+	return nil
+}
+
+func (x *IscsiTarget) GetMultipath() bool {
+	if x != nil {
+		return x.Multipath
+	}
+	return false
+}
+
+func (x *IscsiTarget) GetAuthMethod() string {
+	if x != nil {
+		return x.AuthMethod
+	}
+	return ""
+}
+
+func (x *IscsiTarget) GetChapUsername() string {
+	if x != nil {
+		return x.ChapUsername
+	}
+	return ""
+}
+
+func (x *IscsiTarget) GetChapSecret() string {
+	if x != nil {
+		return x.ChapSecret
+	}
+	return ""
+}
+
+func (x *IscsiTarget) GetWwn() string {
+	if x != nil {
+		return x.Wwn
+	}
+	return ""
+}
+
+func (x *IscsiTarget) GetDiscard() bool {
+	if x != nil {
+		return x.Discard
+	}
+	return false
+}
+
+func (x *IscsiTarget) GetHostName() string {
+	if x != nil {
+		return x.HostName
+	}
+	return ""
+}
+
+// IscsiPath is one portal of a target and the LUN behind it.
+type IscsiPath struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "host:port", "[v6 address]:port" for IPv6.
+	Portal        string `protobuf:"bytes,1,opt,name=portal,proto3" json:"portal,omitempty"`
+	Iqn           string `protobuf:"bytes,2,opt,name=iqn,proto3" json:"iqn,omitempty"`
+	Lun           int64  `protobuf:"varint,3,opt,name=lun,proto3" json:"lun,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IscsiPath) Reset() {
+	*x = IscsiPath{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IscsiPath) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IscsiPath) ProtoMessage() {}
+
+func (x *IscsiPath) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IscsiPath.ProtoReflect.Descriptor instead.
+func (*IscsiPath) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *IscsiPath) GetPortal() string {
+	if x != nil {
+		return x.Portal
+	}
+	return ""
+}
+
+func (x *IscsiPath) GetIqn() string {
+	if x != nil {
+		return x.Iqn
+	}
+	return ""
+}
+
+func (x *IscsiPath) GetLun() int64 {
+	if x != nil {
+		return x.Lun
+	}
+	return 0
+}
+
 type InitializeConnectionRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Backend   string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
@@ -2272,7 +2459,7 @@ type InitializeConnectionRequest struct {
 
 func (x *InitializeConnectionRequest) Reset() {
 	*x = InitializeConnectionRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[32]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2284,7 +2471,7 @@ func (x *InitializeConnectionRequest) String() string {
 func (*InitializeConnectionRequest) ProtoMessage() {}
 
 func (x *InitializeConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[32]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2297,7 +2484,7 @@ func (x *InitializeConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitializeConnectionRequest.ProtoReflect.Descriptor instead.
 func (*InitializeConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{32}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *InitializeConnectionRequest) GetBackend() string {
@@ -2337,7 +2524,7 @@ type InitializeConnectionResponse struct {
 
 func (x *InitializeConnectionResponse) Reset() {
 	*x = InitializeConnectionResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[33]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2349,7 +2536,7 @@ func (x *InitializeConnectionResponse) String() string {
 func (*InitializeConnectionResponse) ProtoMessage() {}
 
 func (x *InitializeConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[33]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2362,7 +2549,7 @@ func (x *InitializeConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitializeConnectionResponse.ProtoReflect.Descriptor instead.
 func (*InitializeConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{33}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *InitializeConnectionResponse) GetConnectionInfo() *ConnectionInfo {
@@ -2384,7 +2571,7 @@ type TerminateConnectionRequest struct {
 
 func (x *TerminateConnectionRequest) Reset() {
 	*x = TerminateConnectionRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[34]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2396,7 +2583,7 @@ func (x *TerminateConnectionRequest) String() string {
 func (*TerminateConnectionRequest) ProtoMessage() {}
 
 func (x *TerminateConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[34]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2409,7 +2596,7 @@ func (x *TerminateConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminateConnectionRequest.ProtoReflect.Descriptor instead.
 func (*TerminateConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{34}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TerminateConnectionRequest) GetBackend() string {
@@ -2448,7 +2635,7 @@ type TerminateConnectionResponse struct {
 
 func (x *TerminateConnectionResponse) Reset() {
 	*x = TerminateConnectionResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[35]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2460,7 +2647,7 @@ func (x *TerminateConnectionResponse) String() string {
 func (*TerminateConnectionResponse) ProtoMessage() {}
 
 func (x *TerminateConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[35]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2473,7 +2660,7 @@ func (x *TerminateConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminateConnectionResponse.ProtoReflect.Descriptor instead.
 func (*TerminateConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{35}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{37}
 }
 
 type RetypeRequest struct {
@@ -2487,7 +2674,7 @@ type RetypeRequest struct {
 
 func (x *RetypeRequest) Reset() {
 	*x = RetypeRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[36]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2499,7 +2686,7 @@ func (x *RetypeRequest) String() string {
 func (*RetypeRequest) ProtoMessage() {}
 
 func (x *RetypeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[36]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2512,7 +2699,7 @@ func (x *RetypeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetypeRequest.ProtoReflect.Descriptor instead.
 func (*RetypeRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{36}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RetypeRequest) GetBackend() string {
@@ -2547,7 +2734,7 @@ type RetypeResponse struct {
 
 func (x *RetypeResponse) Reset() {
 	*x = RetypeResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[37]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2559,7 +2746,7 @@ func (x *RetypeResponse) String() string {
 func (*RetypeResponse) ProtoMessage() {}
 
 func (x *RetypeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[37]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2572,7 +2759,7 @@ func (x *RetypeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetypeResponse.ProtoReflect.Descriptor instead.
 func (*RetypeResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{37}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RetypeResponse) GetRetyped() bool {
@@ -2608,7 +2795,7 @@ type TargetReplicationInfo struct {
 
 func (x *TargetReplicationInfo) Reset() {
 	*x = TargetReplicationInfo{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[38]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2620,7 +2807,7 @@ func (x *TargetReplicationInfo) String() string {
 func (*TargetReplicationInfo) ProtoMessage() {}
 
 func (x *TargetReplicationInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[38]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2633,7 +2820,7 @@ func (x *TargetReplicationInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetReplicationInfo.ProtoReflect.Descriptor instead.
 func (*TargetReplicationInfo) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{38}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *TargetReplicationInfo) GetBackendId() string {
@@ -2709,7 +2896,7 @@ type GetReplicationInfoRequest struct {
 
 func (x *GetReplicationInfoRequest) Reset() {
 	*x = GetReplicationInfoRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[39]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2721,7 +2908,7 @@ func (x *GetReplicationInfoRequest) String() string {
 func (*GetReplicationInfoRequest) ProtoMessage() {}
 
 func (x *GetReplicationInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[39]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2734,7 +2921,7 @@ func (x *GetReplicationInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReplicationInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetReplicationInfoRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{39}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetReplicationInfoRequest) GetBackend() string {
@@ -2767,7 +2954,7 @@ type GetReplicationInfoResponse struct {
 
 func (x *GetReplicationInfoResponse) Reset() {
 	*x = GetReplicationInfoResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[40]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2779,7 +2966,7 @@ func (x *GetReplicationInfoResponse) String() string {
 func (*GetReplicationInfoResponse) ProtoMessage() {}
 
 func (x *GetReplicationInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[40]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2792,7 +2979,7 @@ func (x *GetReplicationInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReplicationInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetReplicationInfoResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{40}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetReplicationInfoResponse) GetStatus() ReplicationHealth {
@@ -2857,7 +3044,7 @@ type SetReplicationScheduleRequest struct {
 
 func (x *SetReplicationScheduleRequest) Reset() {
 	*x = SetReplicationScheduleRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[41]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2869,7 +3056,7 @@ func (x *SetReplicationScheduleRequest) String() string {
 func (*SetReplicationScheduleRequest) ProtoMessage() {}
 
 func (x *SetReplicationScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[41]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2882,7 +3069,7 @@ func (x *SetReplicationScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetReplicationScheduleRequest.ProtoReflect.Descriptor instead.
 func (*SetReplicationScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{41}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SetReplicationScheduleRequest) GetBackend() string {
@@ -2932,7 +3119,7 @@ type SetReplicationScheduleResponse struct {
 
 func (x *SetReplicationScheduleResponse) Reset() {
 	*x = SetReplicationScheduleResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[42]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2944,7 +3131,7 @@ func (x *SetReplicationScheduleResponse) String() string {
 func (*SetReplicationScheduleResponse) ProtoMessage() {}
 
 func (x *SetReplicationScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[42]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2957,7 +3144,7 @@ func (x *SetReplicationScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetReplicationScheduleResponse.ProtoReflect.Descriptor instead.
 func (*SetReplicationScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{42}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SetReplicationScheduleResponse) GetIntervalSeconds() int64 {
@@ -3003,7 +3190,7 @@ type SnapshotReplicateRequest struct {
 
 func (x *SnapshotReplicateRequest) Reset() {
 	*x = SnapshotReplicateRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[43]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3015,7 +3202,7 @@ func (x *SnapshotReplicateRequest) String() string {
 func (*SnapshotReplicateRequest) ProtoMessage() {}
 
 func (x *SnapshotReplicateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[43]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3028,7 +3215,7 @@ func (x *SnapshotReplicateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotReplicateRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotReplicateRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{43}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SnapshotReplicateRequest) GetBackend() string {
@@ -3075,7 +3262,7 @@ type SnapshotReplicateResponse struct {
 
 func (x *SnapshotReplicateResponse) Reset() {
 	*x = SnapshotReplicateResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[44]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3087,7 +3274,7 @@ func (x *SnapshotReplicateResponse) String() string {
 func (*SnapshotReplicateResponse) ProtoMessage() {}
 
 func (x *SnapshotReplicateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[44]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3100,7 +3287,7 @@ func (x *SnapshotReplicateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotReplicateResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotReplicateResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{44}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SnapshotReplicateResponse) GetOperationId() string {
@@ -3138,7 +3325,7 @@ type Operation struct {
 
 func (x *Operation) Reset() {
 	*x = Operation{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[45]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3150,7 +3337,7 @@ func (x *Operation) String() string {
 func (*Operation) ProtoMessage() {}
 
 func (x *Operation) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[45]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3163,7 +3350,7 @@ func (x *Operation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operation.ProtoReflect.Descriptor instead.
 func (*Operation) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{45}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Operation) GetId() string {
@@ -3302,7 +3489,7 @@ type GetOperationRequest struct {
 
 func (x *GetOperationRequest) Reset() {
 	*x = GetOperationRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[46]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3314,7 +3501,7 @@ func (x *GetOperationRequest) String() string {
 func (*GetOperationRequest) ProtoMessage() {}
 
 func (x *GetOperationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[46]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3327,7 +3514,7 @@ func (x *GetOperationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOperationRequest.ProtoReflect.Descriptor instead.
 func (*GetOperationRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{46}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetOperationRequest) GetBackend() string {
@@ -3353,7 +3540,7 @@ type GetOperationResponse struct {
 
 func (x *GetOperationResponse) Reset() {
 	*x = GetOperationResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[47]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3365,7 +3552,7 @@ func (x *GetOperationResponse) String() string {
 func (*GetOperationResponse) ProtoMessage() {}
 
 func (x *GetOperationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[47]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3378,7 +3565,7 @@ func (x *GetOperationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOperationResponse.ProtoReflect.Descriptor instead.
 func (*GetOperationResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{47}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetOperationResponse) GetOperation() *Operation {
@@ -3398,7 +3585,7 @@ type WatchOperationRequest struct {
 
 func (x *WatchOperationRequest) Reset() {
 	*x = WatchOperationRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[48]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3410,7 +3597,7 @@ func (x *WatchOperationRequest) String() string {
 func (*WatchOperationRequest) ProtoMessage() {}
 
 func (x *WatchOperationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[48]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3423,7 +3610,7 @@ func (x *WatchOperationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchOperationRequest.ProtoReflect.Descriptor instead.
 func (*WatchOperationRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{48}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *WatchOperationRequest) GetBackend() string {
@@ -3449,7 +3636,7 @@ type WatchOperationResponse struct {
 
 func (x *WatchOperationResponse) Reset() {
 	*x = WatchOperationResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[49]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3461,7 +3648,7 @@ func (x *WatchOperationResponse) String() string {
 func (*WatchOperationResponse) ProtoMessage() {}
 
 func (x *WatchOperationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[49]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3474,7 +3661,7 @@ func (x *WatchOperationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchOperationResponse.ProtoReflect.Descriptor instead.
 func (*WatchOperationResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{49}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *WatchOperationResponse) GetOperation() *Operation {
@@ -3494,7 +3681,7 @@ type CancelOperationRequest struct {
 
 func (x *CancelOperationRequest) Reset() {
 	*x = CancelOperationRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[50]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3506,7 +3693,7 @@ func (x *CancelOperationRequest) String() string {
 func (*CancelOperationRequest) ProtoMessage() {}
 
 func (x *CancelOperationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[50]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3519,7 +3706,7 @@ func (x *CancelOperationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOperationRequest.ProtoReflect.Descriptor instead.
 func (*CancelOperationRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{50}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CancelOperationRequest) GetBackend() string {
@@ -3545,7 +3732,7 @@ type CancelOperationResponse struct {
 
 func (x *CancelOperationResponse) Reset() {
 	*x = CancelOperationResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[51]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3557,7 +3744,7 @@ func (x *CancelOperationResponse) String() string {
 func (*CancelOperationResponse) ProtoMessage() {}
 
 func (x *CancelOperationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[51]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3570,7 +3757,7 @@ func (x *CancelOperationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOperationResponse.ProtoReflect.Descriptor instead.
 func (*CancelOperationResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{51}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CancelOperationResponse) GetOperation() *Operation {
@@ -3592,7 +3779,7 @@ type VerifySnapshotRequest struct {
 
 func (x *VerifySnapshotRequest) Reset() {
 	*x = VerifySnapshotRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[52]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3604,7 +3791,7 @@ func (x *VerifySnapshotRequest) String() string {
 func (*VerifySnapshotRequest) ProtoMessage() {}
 
 func (x *VerifySnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[52]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3617,7 +3804,7 @@ func (x *VerifySnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifySnapshotRequest.ProtoReflect.Descriptor instead.
 func (*VerifySnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{52}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *VerifySnapshotRequest) GetBackend() string {
@@ -3663,7 +3850,7 @@ type VerifySnapshotResponse struct {
 
 func (x *VerifySnapshotResponse) Reset() {
 	*x = VerifySnapshotResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[53]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3675,7 +3862,7 @@ func (x *VerifySnapshotResponse) String() string {
 func (*VerifySnapshotResponse) ProtoMessage() {}
 
 func (x *VerifySnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[53]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3688,7 +3875,7 @@ func (x *VerifySnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifySnapshotResponse.ProtoReflect.Descriptor instead.
 func (*VerifySnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{53}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *VerifySnapshotResponse) GetMatch() bool {
@@ -3747,7 +3934,7 @@ type FailoverHostRequest struct {
 
 func (x *FailoverHostRequest) Reset() {
 	*x = FailoverHostRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[54]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3759,7 +3946,7 @@ func (x *FailoverHostRequest) String() string {
 func (*FailoverHostRequest) ProtoMessage() {}
 
 func (x *FailoverHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[54]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3772,7 +3959,7 @@ func (x *FailoverHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverHostRequest.ProtoReflect.Descriptor instead.
 func (*FailoverHostRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{54}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *FailoverHostRequest) GetBackend() string {
@@ -3813,7 +4000,7 @@ type VolumeUpdate struct {
 
 func (x *VolumeUpdate) Reset() {
 	*x = VolumeUpdate{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[55]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3825,7 +4012,7 @@ func (x *VolumeUpdate) String() string {
 func (*VolumeUpdate) ProtoMessage() {}
 
 func (x *VolumeUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[55]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3838,7 +4025,7 @@ func (x *VolumeUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeUpdate.ProtoReflect.Descriptor instead.
 func (*VolumeUpdate) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{55}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *VolumeUpdate) GetVolumeId() string {
@@ -3865,7 +4052,7 @@ type GroupUpdate struct {
 
 func (x *GroupUpdate) Reset() {
 	*x = GroupUpdate{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[56]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3877,7 +4064,7 @@ func (x *GroupUpdate) String() string {
 func (*GroupUpdate) ProtoMessage() {}
 
 func (x *GroupUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[56]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3890,7 +4077,7 @@ func (x *GroupUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupUpdate.ProtoReflect.Descriptor instead.
 func (*GroupUpdate) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{56}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *GroupUpdate) GetGroupId() string {
@@ -3920,7 +4107,7 @@ type FailoverHostResponse struct {
 
 func (x *FailoverHostResponse) Reset() {
 	*x = FailoverHostResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[57]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3932,7 +4119,7 @@ func (x *FailoverHostResponse) String() string {
 func (*FailoverHostResponse) ProtoMessage() {}
 
 func (x *FailoverHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[57]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3945,7 +4132,7 @@ func (x *FailoverHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverHostResponse.ProtoReflect.Descriptor instead.
 func (*FailoverHostResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{57}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *FailoverHostResponse) GetActiveBackendId() string {
@@ -3986,7 +4173,7 @@ type FailoverCompletedRequest struct {
 
 func (x *FailoverCompletedRequest) Reset() {
 	*x = FailoverCompletedRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[58]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3998,7 +4185,7 @@ func (x *FailoverCompletedRequest) String() string {
 func (*FailoverCompletedRequest) ProtoMessage() {}
 
 func (x *FailoverCompletedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[58]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4011,7 +4198,7 @@ func (x *FailoverCompletedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverCompletedRequest.ProtoReflect.Descriptor instead.
 func (*FailoverCompletedRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{58}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *FailoverCompletedRequest) GetBackend() string {
@@ -4036,7 +4223,7 @@ type FailoverCompletedResponse struct {
 
 func (x *FailoverCompletedResponse) Reset() {
 	*x = FailoverCompletedResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[59]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4048,7 +4235,7 @@ func (x *FailoverCompletedResponse) String() string {
 func (*FailoverCompletedResponse) ProtoMessage() {}
 
 func (x *FailoverCompletedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[59]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4061,7 +4248,7 @@ func (x *FailoverCompletedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverCompletedResponse.ProtoReflect.Descriptor instead.
 func (*FailoverCompletedResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{59}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{61}
 }
 
 // GroupType is a Cinder group type.
@@ -4077,7 +4264,7 @@ type GroupType struct {
 
 func (x *GroupType) Reset() {
 	*x = GroupType{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[60]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4089,7 +4276,7 @@ func (x *GroupType) String() string {
 func (*GroupType) ProtoMessage() {}
 
 func (x *GroupType) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[60]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4102,7 +4289,7 @@ func (x *GroupType) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupType.ProtoReflect.Descriptor instead.
 func (*GroupType) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{60}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *GroupType) GetId() string {
@@ -4137,7 +4324,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[61]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4149,7 +4336,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[61]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4162,7 +4349,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{61}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *CreateGroupRequest) GetBackend() string {
@@ -4195,7 +4382,7 @@ type CreateGroupResponse struct {
 
 func (x *CreateGroupResponse) Reset() {
 	*x = CreateGroupResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[62]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4207,7 +4394,7 @@ func (x *CreateGroupResponse) String() string {
 func (*CreateGroupResponse) ProtoMessage() {}
 
 func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[62]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4220,7 +4407,7 @@ func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{62}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CreateGroupResponse) GetModelUpdate() *ModelUpdate {
@@ -4241,7 +4428,7 @@ type DeleteGroupRequest struct {
 
 func (x *DeleteGroupRequest) Reset() {
 	*x = DeleteGroupRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[63]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4253,7 +4440,7 @@ func (x *DeleteGroupRequest) String() string {
 func (*DeleteGroupRequest) ProtoMessage() {}
 
 func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[63]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4266,7 +4453,7 @@ func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{63}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *DeleteGroupRequest) GetBackend() string {
@@ -4300,7 +4487,7 @@ type DeleteGroupResponse struct {
 
 func (x *DeleteGroupResponse) Reset() {
 	*x = DeleteGroupResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[64]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4312,7 +4499,7 @@ func (x *DeleteGroupResponse) String() string {
 func (*DeleteGroupResponse) ProtoMessage() {}
 
 func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[64]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4325,7 +4512,7 @@ func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGroupResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{64}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *DeleteGroupResponse) GetModelUpdate() *ModelUpdate {
@@ -4354,7 +4541,7 @@ type UpdateGroupRequest struct {
 
 func (x *UpdateGroupRequest) Reset() {
 	*x = UpdateGroupRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[65]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4366,7 +4553,7 @@ func (x *UpdateGroupRequest) String() string {
 func (*UpdateGroupRequest) ProtoMessage() {}
 
 func (x *UpdateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[65]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4379,7 +4566,7 @@ func (x *UpdateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGroupRequest.ProtoReflect.Descriptor instead.
 func (*UpdateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{65}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *UpdateGroupRequest) GetBackend() string {
@@ -4419,7 +4606,7 @@ type UpdateGroupResponse struct {
 
 func (x *UpdateGroupResponse) Reset() {
 	*x = UpdateGroupResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[66]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4431,7 +4618,7 @@ func (x *UpdateGroupResponse) String() string {
 func (*UpdateGroupResponse) ProtoMessage() {}
 
 func (x *UpdateGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[66]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4444,7 +4631,7 @@ func (x *UpdateGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGroupResponse.ProtoReflect.Descriptor instead.
 func (*UpdateGroupResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{66}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *UpdateGroupResponse) GetModelUpdate() *ModelUpdate {
@@ -4467,7 +4654,7 @@ type CreateGroupSnapshotRequest struct {
 
 func (x *CreateGroupSnapshotRequest) Reset() {
 	*x = CreateGroupSnapshotRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[67]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4479,7 +4666,7 @@ func (x *CreateGroupSnapshotRequest) String() string {
 func (*CreateGroupSnapshotRequest) ProtoMessage() {}
 
 func (x *CreateGroupSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[67]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4492,7 +4679,7 @@ func (x *CreateGroupSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{67}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *CreateGroupSnapshotRequest) GetBackend() string {
@@ -4534,7 +4721,7 @@ type CreateGroupSnapshotResponse struct {
 
 func (x *CreateGroupSnapshotResponse) Reset() {
 	*x = CreateGroupSnapshotResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[68]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4546,7 +4733,7 @@ func (x *CreateGroupSnapshotResponse) String() string {
 func (*CreateGroupSnapshotResponse) ProtoMessage() {}
 
 func (x *CreateGroupSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[68]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4559,7 +4746,7 @@ func (x *CreateGroupSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{68}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *CreateGroupSnapshotResponse) GetModelUpdate() *ModelUpdate {
@@ -4589,7 +4776,7 @@ type DeleteGroupSnapshotRequest struct {
 
 func (x *DeleteGroupSnapshotRequest) Reset() {
 	*x = DeleteGroupSnapshotRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[69]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4601,7 +4788,7 @@ func (x *DeleteGroupSnapshotRequest) String() string {
 func (*DeleteGroupSnapshotRequest) ProtoMessage() {}
 
 func (x *DeleteGroupSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[69]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4614,7 +4801,7 @@ func (x *DeleteGroupSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{69}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *DeleteGroupSnapshotRequest) GetBackend() string {
@@ -4655,7 +4842,7 @@ type DeleteGroupSnapshotResponse struct {
 
 func (x *DeleteGroupSnapshotResponse) Reset() {
 	*x = DeleteGroupSnapshotResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[70]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4667,7 +4854,7 @@ func (x *DeleteGroupSnapshotResponse) String() string {
 func (*DeleteGroupSnapshotResponse) ProtoMessage() {}
 
 func (x *DeleteGroupSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[70]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4680,7 +4867,7 @@ func (x *DeleteGroupSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGroupSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{70}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *DeleteGroupSnapshotResponse) GetVolumeIds() []string {
@@ -4703,7 +4890,7 @@ type GroupVolumeSource struct {
 
 func (x *GroupVolumeSource) Reset() {
 	*x = GroupVolumeSource{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[71]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4715,7 +4902,7 @@ func (x *GroupVolumeSource) String() string {
 func (*GroupVolumeSource) ProtoMessage() {}
 
 func (x *GroupVolumeSource) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[71]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4728,7 +4915,7 @@ func (x *GroupVolumeSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupVolumeSource.ProtoReflect.Descriptor instead.
 func (*GroupVolumeSource) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{71}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *GroupVolumeSource) GetVolumeId() string {
@@ -4765,7 +4952,7 @@ type CreateGroupFromSrcRequest struct {
 
 func (x *CreateGroupFromSrcRequest) Reset() {
 	*x = CreateGroupFromSrcRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[72]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4777,7 +4964,7 @@ func (x *CreateGroupFromSrcRequest) String() string {
 func (*CreateGroupFromSrcRequest) ProtoMessage() {}
 
 func (x *CreateGroupFromSrcRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[72]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4790,7 +4977,7 @@ func (x *CreateGroupFromSrcRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupFromSrcRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupFromSrcRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{72}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *CreateGroupFromSrcRequest) GetBackend() string {
@@ -4838,7 +5025,7 @@ type CreateGroupFromSrcResponse struct {
 
 func (x *CreateGroupFromSrcResponse) Reset() {
 	*x = CreateGroupFromSrcResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[73]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4850,7 +5037,7 @@ func (x *CreateGroupFromSrcResponse) String() string {
 func (*CreateGroupFromSrcResponse) ProtoMessage() {}
 
 func (x *CreateGroupFromSrcResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[73]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4863,7 +5050,7 @@ func (x *CreateGroupFromSrcResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupFromSrcResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupFromSrcResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{73}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *CreateGroupFromSrcResponse) GetModelUpdate() *ModelUpdate {
@@ -4891,7 +5078,7 @@ type EnableReplicationRequest struct {
 
 func (x *EnableReplicationRequest) Reset() {
 	*x = EnableReplicationRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[74]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4903,7 +5090,7 @@ func (x *EnableReplicationRequest) String() string {
 func (*EnableReplicationRequest) ProtoMessage() {}
 
 func (x *EnableReplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[74]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4916,7 +5103,7 @@ func (x *EnableReplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableReplicationRequest.ProtoReflect.Descriptor instead.
 func (*EnableReplicationRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{74}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *EnableReplicationRequest) GetBackend() string {
@@ -4950,7 +5137,7 @@ type EnableReplicationResponse struct {
 
 func (x *EnableReplicationResponse) Reset() {
 	*x = EnableReplicationResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[75]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4962,7 +5149,7 @@ func (x *EnableReplicationResponse) String() string {
 func (*EnableReplicationResponse) ProtoMessage() {}
 
 func (x *EnableReplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[75]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4975,7 +5162,7 @@ func (x *EnableReplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableReplicationResponse.ProtoReflect.Descriptor instead.
 func (*EnableReplicationResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{75}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *EnableReplicationResponse) GetModelUpdate() *ModelUpdate {
@@ -5003,7 +5190,7 @@ type DisableReplicationRequest struct {
 
 func (x *DisableReplicationRequest) Reset() {
 	*x = DisableReplicationRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[76]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5015,7 +5202,7 @@ func (x *DisableReplicationRequest) String() string {
 func (*DisableReplicationRequest) ProtoMessage() {}
 
 func (x *DisableReplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[76]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5028,7 +5215,7 @@ func (x *DisableReplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableReplicationRequest.ProtoReflect.Descriptor instead.
 func (*DisableReplicationRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{76}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *DisableReplicationRequest) GetBackend() string {
@@ -5062,7 +5249,7 @@ type DisableReplicationResponse struct {
 
 func (x *DisableReplicationResponse) Reset() {
 	*x = DisableReplicationResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[77]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5074,7 +5261,7 @@ func (x *DisableReplicationResponse) String() string {
 func (*DisableReplicationResponse) ProtoMessage() {}
 
 func (x *DisableReplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[77]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5087,7 +5274,7 @@ func (x *DisableReplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableReplicationResponse.ProtoReflect.Descriptor instead.
 func (*DisableReplicationResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{77}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *DisableReplicationResponse) GetModelUpdate() *ModelUpdate {
@@ -5120,7 +5307,7 @@ type FailoverReplicationRequest struct {
 
 func (x *FailoverReplicationRequest) Reset() {
 	*x = FailoverReplicationRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[78]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5132,7 +5319,7 @@ func (x *FailoverReplicationRequest) String() string {
 func (*FailoverReplicationRequest) ProtoMessage() {}
 
 func (x *FailoverReplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[78]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5145,7 +5332,7 @@ func (x *FailoverReplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverReplicationRequest.ProtoReflect.Descriptor instead.
 func (*FailoverReplicationRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{78}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *FailoverReplicationRequest) GetBackend() string {
@@ -5192,7 +5379,7 @@ type FailoverReplicationResponse struct {
 
 func (x *FailoverReplicationResponse) Reset() {
 	*x = FailoverReplicationResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[79]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5204,7 +5391,7 @@ func (x *FailoverReplicationResponse) String() string {
 func (*FailoverReplicationResponse) ProtoMessage() {}
 
 func (x *FailoverReplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[79]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5217,7 +5404,7 @@ func (x *FailoverReplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverReplicationResponse.ProtoReflect.Descriptor instead.
 func (*FailoverReplicationResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{79}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *FailoverReplicationResponse) GetModelUpdate() *ModelUpdate {
@@ -5424,13 +5611,29 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\n" +
 	"ExtraEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb7\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xec\x01\n" +
 	"\x0eConnectionInfo\x12,\n" +
 	"\x12driver_volume_type\x18\x01 \x01(\tR\x10driverVolumeType\x12>\n" +
-	"\x04data\x18\x02 \x03(\v2*.volrep.driver.v1.ConnectionInfo.DataEntryR\x04data\x1a7\n" +
+	"\x04data\x18\x02 \x03(\v2*.volrep.driver.v1.ConnectionInfo.DataEntryR\x04data\x123\n" +
+	"\x05iscsi\x18\x03 \x01(\v2\x1d.volrep.driver.v1.IscsiTargetR\x05iscsi\x1a7\n" +
 	"\tDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb0\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8e\x02\n" +
+	"\vIscsiTarget\x121\n" +
+	"\x05paths\x18\x01 \x03(\v2\x1b.volrep.driver.v1.IscsiPathR\x05paths\x12\x1c\n" +
+	"\tmultipath\x18\x02 \x01(\bR\tmultipath\x12\x1f\n" +
+	"\vauth_method\x18\x03 \x01(\tR\n" +
+	"authMethod\x12#\n" +
+	"\rchap_username\x18\x04 \x01(\tR\fchapUsername\x12\x1f\n" +
+	"\vchap_secret\x18\x05 \x01(\tR\n" +
+	"chapSecret\x12\x10\n" +
+	"\x03wwn\x18\x06 \x01(\tR\x03wwn\x12\x18\n" +
+	"\adiscard\x18\a \x01(\bR\adiscard\x12\x1b\n" +
+	"\thost_name\x18\b \x01(\tR\bhostName\"G\n" +
+	"\tIscsiPath\x12\x16\n" +
+	"\x06portal\x18\x01 \x01(\tR\x06portal\x12\x10\n" +
+	"\x03iqn\x18\x02 \x01(\tR\x03iqn\x12\x10\n" +
+	"\x03lun\x18\x03 \x01(\x03R\x03lun\"\xb0\x01\n" +
 	"\x1bInitializeConnectionRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
 	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\x129\n" +
@@ -5733,7 +5936,7 @@ func file_volrep_driver_v1_driver_service_proto_rawDescGZIP() []byte {
 }
 
 var file_volrep_driver_v1_driver_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
+var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
 var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(ReplicationStatus)(0),                   // 0: volrep.driver.v1.ReplicationStatus
 	(ReplicationHealth)(0),                   // 1: volrep.driver.v1.ReplicationHealth
@@ -5770,65 +5973,67 @@ var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(*CreateClonedVolumeResponse)(nil),       // 32: volrep.driver.v1.CreateClonedVolumeResponse
 	(*Connector)(nil),                        // 33: volrep.driver.v1.Connector
 	(*ConnectionInfo)(nil),                   // 34: volrep.driver.v1.ConnectionInfo
-	(*InitializeConnectionRequest)(nil),      // 35: volrep.driver.v1.InitializeConnectionRequest
-	(*InitializeConnectionResponse)(nil),     // 36: volrep.driver.v1.InitializeConnectionResponse
-	(*TerminateConnectionRequest)(nil),       // 37: volrep.driver.v1.TerminateConnectionRequest
-	(*TerminateConnectionResponse)(nil),      // 38: volrep.driver.v1.TerminateConnectionResponse
-	(*RetypeRequest)(nil),                    // 39: volrep.driver.v1.RetypeRequest
-	(*RetypeResponse)(nil),                   // 40: volrep.driver.v1.RetypeResponse
-	(*TargetReplicationInfo)(nil),            // 41: volrep.driver.v1.TargetReplicationInfo
-	(*GetReplicationInfoRequest)(nil),        // 42: volrep.driver.v1.GetReplicationInfoRequest
-	(*GetReplicationInfoResponse)(nil),       // 43: volrep.driver.v1.GetReplicationInfoResponse
-	(*SetReplicationScheduleRequest)(nil),    // 44: volrep.driver.v1.SetReplicationScheduleRequest
-	(*SetReplicationScheduleResponse)(nil),   // 45: volrep.driver.v1.SetReplicationScheduleResponse
-	(*SnapshotReplicateRequest)(nil),         // 46: volrep.driver.v1.SnapshotReplicateRequest
-	(*SnapshotReplicateResponse)(nil),        // 47: volrep.driver.v1.SnapshotReplicateResponse
-	(*Operation)(nil),                        // 48: volrep.driver.v1.Operation
-	(*GetOperationRequest)(nil),              // 49: volrep.driver.v1.GetOperationRequest
-	(*GetOperationResponse)(nil),             // 50: volrep.driver.v1.GetOperationResponse
-	(*WatchOperationRequest)(nil),            // 51: volrep.driver.v1.WatchOperationRequest
-	(*WatchOperationResponse)(nil),           // 52: volrep.driver.v1.WatchOperationResponse
-	(*CancelOperationRequest)(nil),           // 53: volrep.driver.v1.CancelOperationRequest
-	(*CancelOperationResponse)(nil),          // 54: volrep.driver.v1.CancelOperationResponse
-	(*VerifySnapshotRequest)(nil),            // 55: volrep.driver.v1.VerifySnapshotRequest
-	(*VerifySnapshotResponse)(nil),           // 56: volrep.driver.v1.VerifySnapshotResponse
-	(*FailoverHostRequest)(nil),              // 57: volrep.driver.v1.FailoverHostRequest
-	(*VolumeUpdate)(nil),                     // 58: volrep.driver.v1.VolumeUpdate
-	(*GroupUpdate)(nil),                      // 59: volrep.driver.v1.GroupUpdate
-	(*FailoverHostResponse)(nil),             // 60: volrep.driver.v1.FailoverHostResponse
-	(*FailoverCompletedRequest)(nil),         // 61: volrep.driver.v1.FailoverCompletedRequest
-	(*FailoverCompletedResponse)(nil),        // 62: volrep.driver.v1.FailoverCompletedResponse
-	(*GroupType)(nil),                        // 63: volrep.driver.v1.GroupType
-	(*CreateGroupRequest)(nil),               // 64: volrep.driver.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil),              // 65: volrep.driver.v1.CreateGroupResponse
-	(*DeleteGroupRequest)(nil),               // 66: volrep.driver.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),              // 67: volrep.driver.v1.DeleteGroupResponse
-	(*UpdateGroupRequest)(nil),               // 68: volrep.driver.v1.UpdateGroupRequest
-	(*UpdateGroupResponse)(nil),              // 69: volrep.driver.v1.UpdateGroupResponse
-	(*CreateGroupSnapshotRequest)(nil),       // 70: volrep.driver.v1.CreateGroupSnapshotRequest
-	(*CreateGroupSnapshotResponse)(nil),      // 71: volrep.driver.v1.CreateGroupSnapshotResponse
-	(*DeleteGroupSnapshotRequest)(nil),       // 72: volrep.driver.v1.DeleteGroupSnapshotRequest
-	(*DeleteGroupSnapshotResponse)(nil),      // 73: volrep.driver.v1.DeleteGroupSnapshotResponse
-	(*GroupVolumeSource)(nil),                // 74: volrep.driver.v1.GroupVolumeSource
-	(*CreateGroupFromSrcRequest)(nil),        // 75: volrep.driver.v1.CreateGroupFromSrcRequest
-	(*CreateGroupFromSrcResponse)(nil),       // 76: volrep.driver.v1.CreateGroupFromSrcResponse
-	(*EnableReplicationRequest)(nil),         // 77: volrep.driver.v1.EnableReplicationRequest
-	(*EnableReplicationResponse)(nil),        // 78: volrep.driver.v1.EnableReplicationResponse
-	(*DisableReplicationRequest)(nil),        // 79: volrep.driver.v1.DisableReplicationRequest
-	(*DisableReplicationResponse)(nil),       // 80: volrep.driver.v1.DisableReplicationResponse
-	(*FailoverReplicationRequest)(nil),       // 81: volrep.driver.v1.FailoverReplicationRequest
-	(*FailoverReplicationResponse)(nil),      // 82: volrep.driver.v1.FailoverReplicationResponse
-	nil,                                      // 83: volrep.driver.v1.ModelUpdate.MetadataEntry
-	nil,                                      // 84: volrep.driver.v1.VolumeType.ExtraSpecsEntry
-	nil,                                      // 85: volrep.driver.v1.Connector.ExtraEntry
-	nil,                                      // 86: volrep.driver.v1.ConnectionInfo.DataEntry
-	nil,                                      // 87: volrep.driver.v1.GroupType.GroupSpecsEntry
-	(*timestamppb.Timestamp)(nil),            // 88: google.protobuf.Timestamp
+	(*IscsiTarget)(nil),                      // 35: volrep.driver.v1.IscsiTarget
+	(*IscsiPath)(nil),                        // 36: volrep.driver.v1.IscsiPath
+	(*InitializeConnectionRequest)(nil),      // 37: volrep.driver.v1.InitializeConnectionRequest
+	(*InitializeConnectionResponse)(nil),     // 38: volrep.driver.v1.InitializeConnectionResponse
+	(*TerminateConnectionRequest)(nil),       // 39: volrep.driver.v1.TerminateConnectionRequest
+	(*TerminateConnectionResponse)(nil),      // 40: volrep.driver.v1.TerminateConnectionResponse
+	(*RetypeRequest)(nil),                    // 41: volrep.driver.v1.RetypeRequest
+	(*RetypeResponse)(nil),                   // 42: volrep.driver.v1.RetypeResponse
+	(*TargetReplicationInfo)(nil),            // 43: volrep.driver.v1.TargetReplicationInfo
+	(*GetReplicationInfoRequest)(nil),        // 44: volrep.driver.v1.GetReplicationInfoRequest
+	(*GetReplicationInfoResponse)(nil),       // 45: volrep.driver.v1.GetReplicationInfoResponse
+	(*SetReplicationScheduleRequest)(nil),    // 46: volrep.driver.v1.SetReplicationScheduleRequest
+	(*SetReplicationScheduleResponse)(nil),   // 47: volrep.driver.v1.SetReplicationScheduleResponse
+	(*SnapshotReplicateRequest)(nil),         // 48: volrep.driver.v1.SnapshotReplicateRequest
+	(*SnapshotReplicateResponse)(nil),        // 49: volrep.driver.v1.SnapshotReplicateResponse
+	(*Operation)(nil),                        // 50: volrep.driver.v1.Operation
+	(*GetOperationRequest)(nil),              // 51: volrep.driver.v1.GetOperationRequest
+	(*GetOperationResponse)(nil),             // 52: volrep.driver.v1.GetOperationResponse
+	(*WatchOperationRequest)(nil),            // 53: volrep.driver.v1.WatchOperationRequest
+	(*WatchOperationResponse)(nil),           // 54: volrep.driver.v1.WatchOperationResponse
+	(*CancelOperationRequest)(nil),           // 55: volrep.driver.v1.CancelOperationRequest
+	(*CancelOperationResponse)(nil),          // 56: volrep.driver.v1.CancelOperationResponse
+	(*VerifySnapshotRequest)(nil),            // 57: volrep.driver.v1.VerifySnapshotRequest
+	(*VerifySnapshotResponse)(nil),           // 58: volrep.driver.v1.VerifySnapshotResponse
+	(*FailoverHostRequest)(nil),              // 59: volrep.driver.v1.FailoverHostRequest
+	(*VolumeUpdate)(nil),                     // 60: volrep.driver.v1.VolumeUpdate
+	(*GroupUpdate)(nil),                      // 61: volrep.driver.v1.GroupUpdate
+	(*FailoverHostResponse)(nil),             // 62: volrep.driver.v1.FailoverHostResponse
+	(*FailoverCompletedRequest)(nil),         // 63: volrep.driver.v1.FailoverCompletedRequest
+	(*FailoverCompletedResponse)(nil),        // 64: volrep.driver.v1.FailoverCompletedResponse
+	(*GroupType)(nil),                        // 65: volrep.driver.v1.GroupType
+	(*CreateGroupRequest)(nil),               // 66: volrep.driver.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),              // 67: volrep.driver.v1.CreateGroupResponse
+	(*DeleteGroupRequest)(nil),               // 68: volrep.driver.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),              // 69: volrep.driver.v1.DeleteGroupResponse
+	(*UpdateGroupRequest)(nil),               // 70: volrep.driver.v1.UpdateGroupRequest
+	(*UpdateGroupResponse)(nil),              // 71: volrep.driver.v1.UpdateGroupResponse
+	(*CreateGroupSnapshotRequest)(nil),       // 72: volrep.driver.v1.CreateGroupSnapshotRequest
+	(*CreateGroupSnapshotResponse)(nil),      // 73: volrep.driver.v1.CreateGroupSnapshotResponse
+	(*DeleteGroupSnapshotRequest)(nil),       // 74: volrep.driver.v1.DeleteGroupSnapshotRequest
+	(*DeleteGroupSnapshotResponse)(nil),      // 75: volrep.driver.v1.DeleteGroupSnapshotResponse
+	(*GroupVolumeSource)(nil),                // 76: volrep.driver.v1.GroupVolumeSource
+	(*CreateGroupFromSrcRequest)(nil),        // 77: volrep.driver.v1.CreateGroupFromSrcRequest
+	(*CreateGroupFromSrcResponse)(nil),       // 78: volrep.driver.v1.CreateGroupFromSrcResponse
+	(*EnableReplicationRequest)(nil),         // 79: volrep.driver.v1.EnableReplicationRequest
+	(*EnableReplicationResponse)(nil),        // 80: volrep.driver.v1.EnableReplicationResponse
+	(*DisableReplicationRequest)(nil),        // 81: volrep.driver.v1.DisableReplicationRequest
+	(*DisableReplicationResponse)(nil),       // 82: volrep.driver.v1.DisableReplicationResponse
+	(*FailoverReplicationRequest)(nil),       // 83: volrep.driver.v1.FailoverReplicationRequest
+	(*FailoverReplicationResponse)(nil),      // 84: volrep.driver.v1.FailoverReplicationResponse
+	nil,                                      // 85: volrep.driver.v1.ModelUpdate.MetadataEntry
+	nil,                                      // 86: volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	nil,                                      // 87: volrep.driver.v1.Connector.ExtraEntry
+	nil,                                      // 88: volrep.driver.v1.ConnectionInfo.DataEntry
+	nil,                                      // 89: volrep.driver.v1.GroupType.GroupSpecsEntry
+	(*timestamppb.Timestamp)(nil),            // 90: google.protobuf.Timestamp
 }
 var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	0,  // 0: volrep.driver.v1.ModelUpdate.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
-	83, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
-	84, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	85, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
+	86, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
 	6,  // 3: volrep.driver.v1.Backend.replication_targets:type_name -> volrep.driver.v1.ReplicationTarget
 	0,  // 4: volrep.driver.v1.Volume.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
 	5,  // 5: volrep.driver.v1.ListBackendsResponse.backends:type_name -> volrep.driver.v1.Backend
@@ -5842,118 +6047,120 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	3,  // 13: volrep.driver.v1.CreateVolumeFromSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	4,  // 14: volrep.driver.v1.CreateClonedVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
 	3,  // 15: volrep.driver.v1.CreateClonedVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	85, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
-	86, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
-	33, // 18: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
-	34, // 19: volrep.driver.v1.InitializeConnectionResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
-	33, // 20: volrep.driver.v1.TerminateConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
-	4,  // 21: volrep.driver.v1.RetypeRequest.new_type:type_name -> volrep.driver.v1.VolumeType
-	3,  // 22: volrep.driver.v1.RetypeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	1,  // 23: volrep.driver.v1.TargetReplicationInfo.status:type_name -> volrep.driver.v1.ReplicationHealth
-	88, // 24: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
-	1,  // 25: volrep.driver.v1.GetReplicationInfoResponse.status:type_name -> volrep.driver.v1.ReplicationHealth
-	88, // 26: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
-	41, // 27: volrep.driver.v1.GetReplicationInfoResponse.targets:type_name -> volrep.driver.v1.TargetReplicationInfo
-	2,  // 28: volrep.driver.v1.Operation.state:type_name -> volrep.driver.v1.OperationState
-	88, // 29: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
-	88, // 30: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
-	48, // 31: volrep.driver.v1.GetOperationResponse.operation:type_name -> volrep.driver.v1.Operation
-	48, // 32: volrep.driver.v1.WatchOperationResponse.operation:type_name -> volrep.driver.v1.Operation
-	48, // 33: volrep.driver.v1.CancelOperationResponse.operation:type_name -> volrep.driver.v1.Operation
-	3,  // 34: volrep.driver.v1.VolumeUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
-	3,  // 35: volrep.driver.v1.GroupUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
-	58, // 36: volrep.driver.v1.FailoverHostResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	59, // 37: volrep.driver.v1.FailoverHostResponse.group_updates:type_name -> volrep.driver.v1.GroupUpdate
-	87, // 38: volrep.driver.v1.GroupType.group_specs:type_name -> volrep.driver.v1.GroupType.GroupSpecsEntry
-	63, // 39: volrep.driver.v1.CreateGroupRequest.group_type:type_name -> volrep.driver.v1.GroupType
-	3,  // 40: volrep.driver.v1.CreateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	3,  // 41: volrep.driver.v1.DeleteGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	58, // 42: volrep.driver.v1.DeleteGroupResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,  // 43: volrep.driver.v1.UpdateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	3,  // 44: volrep.driver.v1.CreateGroupSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	8,  // 45: volrep.driver.v1.CreateGroupSnapshotResponse.snapshots:type_name -> volrep.driver.v1.Snapshot
-	4,  // 46: volrep.driver.v1.GroupVolumeSource.volume_type:type_name -> volrep.driver.v1.VolumeType
-	63, // 47: volrep.driver.v1.CreateGroupFromSrcRequest.group_type:type_name -> volrep.driver.v1.GroupType
-	74, // 48: volrep.driver.v1.CreateGroupFromSrcRequest.volumes:type_name -> volrep.driver.v1.GroupVolumeSource
-	3,  // 49: volrep.driver.v1.CreateGroupFromSrcResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	58, // 50: volrep.driver.v1.CreateGroupFromSrcResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,  // 51: volrep.driver.v1.EnableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	58, // 52: volrep.driver.v1.EnableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,  // 53: volrep.driver.v1.DisableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	58, // 54: volrep.driver.v1.DisableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,  // 55: volrep.driver.v1.FailoverReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	58, // 56: volrep.driver.v1.FailoverReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	9,  // 57: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
-	11, // 58: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
-	13, // 59: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
-	15, // 60: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
-	17, // 61: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
-	19, // 62: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
-	21, // 63: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
-	23, // 64: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
-	25, // 65: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
-	27, // 66: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
-	29, // 67: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
-	31, // 68: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
-	35, // 69: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
-	37, // 70: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
-	39, // 71: volrep.driver.v1.DriverService.Retype:input_type -> volrep.driver.v1.RetypeRequest
-	42, // 72: volrep.driver.v1.DriverService.GetReplicationInfo:input_type -> volrep.driver.v1.GetReplicationInfoRequest
-	44, // 73: volrep.driver.v1.DriverService.SetReplicationSchedule:input_type -> volrep.driver.v1.SetReplicationScheduleRequest
-	46, // 74: volrep.driver.v1.DriverService.SnapshotReplicate:input_type -> volrep.driver.v1.SnapshotReplicateRequest
-	49, // 75: volrep.driver.v1.DriverService.GetOperation:input_type -> volrep.driver.v1.GetOperationRequest
-	51, // 76: volrep.driver.v1.DriverService.WatchOperation:input_type -> volrep.driver.v1.WatchOperationRequest
-	53, // 77: volrep.driver.v1.DriverService.CancelOperation:input_type -> volrep.driver.v1.CancelOperationRequest
-	55, // 78: volrep.driver.v1.DriverService.VerifySnapshot:input_type -> volrep.driver.v1.VerifySnapshotRequest
-	57, // 79: volrep.driver.v1.DriverService.FailoverHost:input_type -> volrep.driver.v1.FailoverHostRequest
-	61, // 80: volrep.driver.v1.DriverService.FailoverCompleted:input_type -> volrep.driver.v1.FailoverCompletedRequest
-	64, // 81: volrep.driver.v1.DriverService.CreateGroup:input_type -> volrep.driver.v1.CreateGroupRequest
-	66, // 82: volrep.driver.v1.DriverService.DeleteGroup:input_type -> volrep.driver.v1.DeleteGroupRequest
-	68, // 83: volrep.driver.v1.DriverService.UpdateGroup:input_type -> volrep.driver.v1.UpdateGroupRequest
-	70, // 84: volrep.driver.v1.DriverService.CreateGroupSnapshot:input_type -> volrep.driver.v1.CreateGroupSnapshotRequest
-	72, // 85: volrep.driver.v1.DriverService.DeleteGroupSnapshot:input_type -> volrep.driver.v1.DeleteGroupSnapshotRequest
-	75, // 86: volrep.driver.v1.DriverService.CreateGroupFromSrc:input_type -> volrep.driver.v1.CreateGroupFromSrcRequest
-	77, // 87: volrep.driver.v1.DriverService.EnableReplication:input_type -> volrep.driver.v1.EnableReplicationRequest
-	79, // 88: volrep.driver.v1.DriverService.DisableReplication:input_type -> volrep.driver.v1.DisableReplicationRequest
-	81, // 89: volrep.driver.v1.DriverService.FailoverReplication:input_type -> volrep.driver.v1.FailoverReplicationRequest
-	10, // 90: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
-	12, // 91: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
-	14, // 92: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
-	16, // 93: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
-	18, // 94: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
-	20, // 95: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
-	22, // 96: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
-	24, // 97: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
-	26, // 98: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
-	28, // 99: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
-	30, // 100: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
-	32, // 101: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
-	36, // 102: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
-	38, // 103: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
-	40, // 104: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
-	43, // 105: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
-	45, // 106: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
-	47, // 107: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
-	50, // 108: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
-	52, // 109: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
-	54, // 110: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
-	56, // 111: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
-	60, // 112: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
-	62, // 113: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
-	65, // 114: volrep.driver.v1.DriverService.CreateGroup:output_type -> volrep.driver.v1.CreateGroupResponse
-	67, // 115: volrep.driver.v1.DriverService.DeleteGroup:output_type -> volrep.driver.v1.DeleteGroupResponse
-	69, // 116: volrep.driver.v1.DriverService.UpdateGroup:output_type -> volrep.driver.v1.UpdateGroupResponse
-	71, // 117: volrep.driver.v1.DriverService.CreateGroupSnapshot:output_type -> volrep.driver.v1.CreateGroupSnapshotResponse
-	73, // 118: volrep.driver.v1.DriverService.DeleteGroupSnapshot:output_type -> volrep.driver.v1.DeleteGroupSnapshotResponse
-	76, // 119: volrep.driver.v1.DriverService.CreateGroupFromSrc:output_type -> volrep.driver.v1.CreateGroupFromSrcResponse
-	78, // 120: volrep.driver.v1.DriverService.EnableReplication:output_type -> volrep.driver.v1.EnableReplicationResponse
-	80, // 121: volrep.driver.v1.DriverService.DisableReplication:output_type -> volrep.driver.v1.DisableReplicationResponse
-	82, // 122: volrep.driver.v1.DriverService.FailoverReplication:output_type -> volrep.driver.v1.FailoverReplicationResponse
-	90, // [90:123] is the sub-list for method output_type
-	57, // [57:90] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	87, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
+	88, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
+	35, // 18: volrep.driver.v1.ConnectionInfo.iscsi:type_name -> volrep.driver.v1.IscsiTarget
+	36, // 19: volrep.driver.v1.IscsiTarget.paths:type_name -> volrep.driver.v1.IscsiPath
+	33, // 20: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
+	34, // 21: volrep.driver.v1.InitializeConnectionResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
+	33, // 22: volrep.driver.v1.TerminateConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
+	4,  // 23: volrep.driver.v1.RetypeRequest.new_type:type_name -> volrep.driver.v1.VolumeType
+	3,  // 24: volrep.driver.v1.RetypeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	1,  // 25: volrep.driver.v1.TargetReplicationInfo.status:type_name -> volrep.driver.v1.ReplicationHealth
+	90, // 26: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
+	1,  // 27: volrep.driver.v1.GetReplicationInfoResponse.status:type_name -> volrep.driver.v1.ReplicationHealth
+	90, // 28: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
+	43, // 29: volrep.driver.v1.GetReplicationInfoResponse.targets:type_name -> volrep.driver.v1.TargetReplicationInfo
+	2,  // 30: volrep.driver.v1.Operation.state:type_name -> volrep.driver.v1.OperationState
+	90, // 31: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
+	90, // 32: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
+	50, // 33: volrep.driver.v1.GetOperationResponse.operation:type_name -> volrep.driver.v1.Operation
+	50, // 34: volrep.driver.v1.WatchOperationResponse.operation:type_name -> volrep.driver.v1.Operation
+	50, // 35: volrep.driver.v1.CancelOperationResponse.operation:type_name -> volrep.driver.v1.Operation
+	3,  // 36: volrep.driver.v1.VolumeUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
+	3,  // 37: volrep.driver.v1.GroupUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
+	60, // 38: volrep.driver.v1.FailoverHostResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	61, // 39: volrep.driver.v1.FailoverHostResponse.group_updates:type_name -> volrep.driver.v1.GroupUpdate
+	89, // 40: volrep.driver.v1.GroupType.group_specs:type_name -> volrep.driver.v1.GroupType.GroupSpecsEntry
+	65, // 41: volrep.driver.v1.CreateGroupRequest.group_type:type_name -> volrep.driver.v1.GroupType
+	3,  // 42: volrep.driver.v1.CreateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	3,  // 43: volrep.driver.v1.DeleteGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	60, // 44: volrep.driver.v1.DeleteGroupResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,  // 45: volrep.driver.v1.UpdateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	3,  // 46: volrep.driver.v1.CreateGroupSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	8,  // 47: volrep.driver.v1.CreateGroupSnapshotResponse.snapshots:type_name -> volrep.driver.v1.Snapshot
+	4,  // 48: volrep.driver.v1.GroupVolumeSource.volume_type:type_name -> volrep.driver.v1.VolumeType
+	65, // 49: volrep.driver.v1.CreateGroupFromSrcRequest.group_type:type_name -> volrep.driver.v1.GroupType
+	76, // 50: volrep.driver.v1.CreateGroupFromSrcRequest.volumes:type_name -> volrep.driver.v1.GroupVolumeSource
+	3,  // 51: volrep.driver.v1.CreateGroupFromSrcResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	60, // 52: volrep.driver.v1.CreateGroupFromSrcResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,  // 53: volrep.driver.v1.EnableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	60, // 54: volrep.driver.v1.EnableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,  // 55: volrep.driver.v1.DisableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	60, // 56: volrep.driver.v1.DisableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,  // 57: volrep.driver.v1.FailoverReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	60, // 58: volrep.driver.v1.FailoverReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	9,  // 59: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
+	11, // 60: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
+	13, // 61: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
+	15, // 62: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
+	17, // 63: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
+	19, // 64: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
+	21, // 65: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
+	23, // 66: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
+	25, // 67: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
+	27, // 68: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
+	29, // 69: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
+	31, // 70: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
+	37, // 71: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
+	39, // 72: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
+	41, // 73: volrep.driver.v1.DriverService.Retype:input_type -> volrep.driver.v1.RetypeRequest
+	44, // 74: volrep.driver.v1.DriverService.GetReplicationInfo:input_type -> volrep.driver.v1.GetReplicationInfoRequest
+	46, // 75: volrep.driver.v1.DriverService.SetReplicationSchedule:input_type -> volrep.driver.v1.SetReplicationScheduleRequest
+	48, // 76: volrep.driver.v1.DriverService.SnapshotReplicate:input_type -> volrep.driver.v1.SnapshotReplicateRequest
+	51, // 77: volrep.driver.v1.DriverService.GetOperation:input_type -> volrep.driver.v1.GetOperationRequest
+	53, // 78: volrep.driver.v1.DriverService.WatchOperation:input_type -> volrep.driver.v1.WatchOperationRequest
+	55, // 79: volrep.driver.v1.DriverService.CancelOperation:input_type -> volrep.driver.v1.CancelOperationRequest
+	57, // 80: volrep.driver.v1.DriverService.VerifySnapshot:input_type -> volrep.driver.v1.VerifySnapshotRequest
+	59, // 81: volrep.driver.v1.DriverService.FailoverHost:input_type -> volrep.driver.v1.FailoverHostRequest
+	63, // 82: volrep.driver.v1.DriverService.FailoverCompleted:input_type -> volrep.driver.v1.FailoverCompletedRequest
+	66, // 83: volrep.driver.v1.DriverService.CreateGroup:input_type -> volrep.driver.v1.CreateGroupRequest
+	68, // 84: volrep.driver.v1.DriverService.DeleteGroup:input_type -> volrep.driver.v1.DeleteGroupRequest
+	70, // 85: volrep.driver.v1.DriverService.UpdateGroup:input_type -> volrep.driver.v1.UpdateGroupRequest
+	72, // 86: volrep.driver.v1.DriverService.CreateGroupSnapshot:input_type -> volrep.driver.v1.CreateGroupSnapshotRequest
+	74, // 87: volrep.driver.v1.DriverService.DeleteGroupSnapshot:input_type -> volrep.driver.v1.DeleteGroupSnapshotRequest
+	77, // 88: volrep.driver.v1.DriverService.CreateGroupFromSrc:input_type -> volrep.driver.v1.CreateGroupFromSrcRequest
+	79, // 89: volrep.driver.v1.DriverService.EnableReplication:input_type -> volrep.driver.v1.EnableReplicationRequest
+	81, // 90: volrep.driver.v1.DriverService.DisableReplication:input_type -> volrep.driver.v1.DisableReplicationRequest
+	83, // 91: volrep.driver.v1.DriverService.FailoverReplication:input_type -> volrep.driver.v1.FailoverReplicationRequest
+	10, // 92: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
+	12, // 93: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
+	14, // 94: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
+	16, // 95: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
+	18, // 96: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
+	20, // 97: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
+	22, // 98: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
+	24, // 99: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
+	26, // 100: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
+	28, // 101: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
+	30, // 102: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
+	32, // 103: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
+	38, // 104: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
+	40, // 105: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
+	42, // 106: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
+	45, // 107: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
+	47, // 108: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
+	49, // 109: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
+	52, // 110: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
+	54, // 111: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
+	56, // 112: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
+	58, // 113: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
+	62, // 114: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
+	64, // 115: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
+	67, // 116: volrep.driver.v1.DriverService.CreateGroup:output_type -> volrep.driver.v1.CreateGroupResponse
+	69, // 117: volrep.driver.v1.DriverService.DeleteGroup:output_type -> volrep.driver.v1.DeleteGroupResponse
+	71, // 118: volrep.driver.v1.DriverService.UpdateGroup:output_type -> volrep.driver.v1.UpdateGroupResponse
+	73, // 119: volrep.driver.v1.DriverService.CreateGroupSnapshot:output_type -> volrep.driver.v1.CreateGroupSnapshotResponse
+	75, // 120: volrep.driver.v1.DriverService.DeleteGroupSnapshot:output_type -> volrep.driver.v1.DeleteGroupSnapshotResponse
+	78, // 121: volrep.driver.v1.DriverService.CreateGroupFromSrc:output_type -> volrep.driver.v1.CreateGroupFromSrcResponse
+	80, // 122: volrep.driver.v1.DriverService.EnableReplication:output_type -> volrep.driver.v1.EnableReplicationResponse
+	82, // 123: volrep.driver.v1.DriverService.DisableReplication:output_type -> volrep.driver.v1.DisableReplicationResponse
+	84, // 124: volrep.driver.v1.DriverService.FailoverReplication:output_type -> volrep.driver.v1.FailoverReplicationResponse
+	92, // [92:125] is the sub-list for method output_type
+	59, // [59:92] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_volrep_driver_v1_driver_service_proto_init() }
@@ -5967,7 +6174,7 @@ func file_volrep_driver_v1_driver_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_driver_v1_driver_service_proto_rawDesc), len(file_volrep_driver_v1_driver_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   85,
+			NumMessages:   87,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

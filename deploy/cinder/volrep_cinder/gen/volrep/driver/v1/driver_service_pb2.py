@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/driver/v1/driver_service.proto',
   package='volrep.driver.v1',
   syntax='proto3',
-  serialized_pb=_b('\n%volrep/driver/v1/driver_service.proto\x12\x10volrep.driver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x01\n\x0bModelUpdate\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12?\n\x12replication_status\x18\x02 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06status\x18\x03 \x01(\t\x12=\n\x08metadata\x18\x04 \x03(\x0b\x32+.volrep.driver.v1.ModelUpdate.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9c\x01\n\nVolumeType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x41\n\x0b\x65xtra_specs\x18\x03 \x03(\x0b\x32,.volrep.driver.v1.VolumeType.ExtraSpecsEntry\x1a\x31\n\x0f\x45xtraSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x01\n\x07\x42\x61\x63kend\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1b\n\x13volume_backend_name\x18\x02 \x01(\t\x12\n\n\x02up\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x05 \x01(\t\x12\x15\n\rprimary_array\x18\x06 \x01(\t\x12@\n\x13replication_targets\x18\x07 \x03(\x0b\x32#.volrep.driver.v1.ReplicationTarget\"E\n\x11ReplicationTarget\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0e\n\x06san_ip\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"\x9f\x01\n\x06Volume\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x03 \x01(\t\x12?\n\x12replication_status\x18\x04 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\"n\n\x08Snapshot\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x04 \x01(\t\x12\x0c\n\x04guid\x18\x05 \x01(\t\x12\x0f\n\x07\x63reated\x18\x06 \x01(\t\"<\n\x13ListBackendsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x14ListBackendsResponse\x12+\n\x08\x62\x61\x63kends\x18\x01 \x03(\x0b\x32\x19.volrep.driver.v1.Backend\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x15GetVolumeStatsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0f\n\x07refresh\x18\x02 \x01(\x08\"\x8b\x05\n\x16GetVolumeStatsResponse\x12\x1b\n\x13volume_backend_name\x18\x01 \x01(\t\x12\x13\n\x0bvendor_name\x18\x02 \x01(\t\x12\x16\n\x0e\x64river_version\x18\x03 \x01(\t\x12\x18\n\x10storage_protocol\x18\x04 \x01(\t\x12\x19\n\x11total_capacity_gb\x18\x05 \x01(\x01\x12\x18\n\x10\x66ree_capacity_gb\x18\x06 \x01(\x01\x12\x1f\n\x17provisioned_capacity_gb\x18\x07 \x01(\x01\x12!\n\x19thin_provisioning_support\x18\x08 \x01(\x08\x12\"\n\x1athick_provisioning_support\x18\t \x01(\x08\x12\x13\n\x0bmultiattach\x18\n \x01(\x08\x12\x1b\n\x13replication_enabled\x18\x0b \x01(\x08\x12\x1b\n\x13replication_targets\x18\x0c \x03(\t\x12\x18\n\x10replication_type\x18\r \x03(\t\x12\x19\n\x11replication_count\x18\x0e \x01(\x03\x12\x19\n\x11\x61\x63tive_backend_id\x18\x0f \x01(\t\x12)\n!consistent_group_snapshot_enabled\x18\x10 \x01(\x08\x12,\n$consistent_group_replication_enabled\x18\x11 \x01(\x08\x12\x1b\n\x13reserved_percentage\x18\x12 \x01(\x03\x12#\n\x1bmax_over_subscription_ratio\x18\x13 \x01(\x01\x12\x18\n\x10\x62\x61\x63kend_state_up\x18\x14 \x01(\x08\x12\x1c\n\x14\x62\x61\x63kend_state_reason\x18\x15 \x01(\t\"\x8f\x01\n\x13\x43reateVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x04 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\x12\x10\n\x08group_id\x18\x05 \x01(\t\"K\n\x14\x43reateVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"9\n\x13\x44\x65leteVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"N\n\x13\x45xtendVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bnew_size_gb\x18\x03 \x01(\x03\"\x16\n\x14\x45xtendVolumeResponse\"6\n\x10GetVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"=\n\x11GetVolumeResponse\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.volrep.driver.v1.Volume\"L\n\x12ListVolumesRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x13ListVolumesResponse\x12)\n\x07volumes\x18\x01 \x03(\x0b\x32\x18.volrep.driver.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"P\n\x15\x43reateSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"M\n\x16\x43reateSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"P\n\x15\x44\x65leteSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"a\n\x14ListSnapshotsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"_\n\x15ListSnapshotsResponse\x12-\n\tsnapshots\x18\x01 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb8\x01\n\x1f\x43reateVolumeFromSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x03 \x01(\t\x12\x18\n\x10source_volume_id\x18\x04 \x01(\t\x12\x0f\n\x07size_gb\x18\x05 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x06 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"W\n CreateVolumeFromSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\x9d\x01\n\x19\x43reateClonedVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x18\n\x10source_volume_id\x18\x03 \x01(\t\x12\x0f\n\x07size_gb\x18\x04 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x05 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"Q\n\x1a\x43reateClonedVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb0\x01\n\tConnector\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\x12\x11\n\tinitiator\x18\x03 \x01(\t\x12\x11\n\tmultipath\x18\x04 \x01(\x08\x12\x35\n\x05\x65xtra\x18\x05 \x03(\x0b\x32&.volrep.driver.v1.Connector.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x93\x01\n\x0e\x43onnectionInfo\x12\x1a\n\x12\x64river_volume_type\x18\x01 \x01(\t\x12\x38\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32*.volrep.driver.v1.ConnectionInfo.DataEntry\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x86\x01\n\x1bInitializeConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"Y\n\x1cInitializeConnectionResponse\x12\x39\n\x0f\x63onnection_info\x18\x01 \x01(\x0b\x32 .volrep.driver.v1.ConnectionInfo\"\x85\x01\n\x1aTerminateConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"\x1d\n\x1bTerminateConnectionResponse\"c\n\rRetypeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\x08new_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"V\n\x0eRetypeResponse\x12\x0f\n\x07retyped\x18\x01 \x01(\x08\x12\x33\n\x0cmodel_update\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xa3\x02\n\x15TargetReplicationInfo\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x04 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x06 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x07 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x08 \x01(\x03\x12\x15\n\rlast_snapshot\x18\t \x01(\t\"?\n\x19GetReplicationInfoRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\xa9\x02\n\x1aGetReplicationInfoResponse\x12\x33\n\x06status\x18\x01 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x02 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x04 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x05 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x06 \x01(\x03\x12\x38\n\x07targets\x18\x07 \x03(\x0b\x32\'.volrep.driver.v1.TargetReplicationInfo\"\xb7\x01\n\x1dSetReplicationScheduleRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x03 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x04 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x05 \x01(\x03\"\xa7\x01\n\x1eSetReplicationScheduleResponse\x12\x18\n\x10interval_seconds\x18\x01 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x02 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x03 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x04 \x01(\x03\"\x89\x01\n\x18SnapshotReplicateRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\x12\x17\n\x0f\x66orce_full_copy\x18\x05 \x01(\x08\"1\n\x19SnapshotReplicateResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\"\xc2\x03\n\tOperation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12/\n\x05state\x18\x04 \x01(\x0e\x32 .volrep.driver.v1.OperationState\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x12\n\nbytes_done\x18\x06 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x07 \x01(\x03\x12\x1d\n\x15rate_bytes_per_second\x18\x08 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12+\n\x07started\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66inished\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x12\n\nerror_code\x18\r \x01(\t\x12\x18\n\x10\x62\x61se_snapshot_id\x18\x0e \x01(\t\x12\x13\n\x0bincremental\x18\x0f \x01(\x08\x12\x12\n\nbytes_sent\x18\x10 \x01(\x03\x12\x14\n\x0cresumed_from\x18\x11 \x01(\x03\x12\x17\n\x0f\x61lready_present\x18\x12 \x01(\x08\"<\n\x13GetOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"F\n\x14GetOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\">\n\x15WatchOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"H\n\x16WatchOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"?\n\x16\x43\x61ncelOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"I\n\x17\x43\x61ncelOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"m\n\x15VerifySnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\"\xa6\x01\n\x16VerifySnapshotResponse\x12\r\n\x05match\x18\x01 \x01(\x08\x12\x17\n\x0f\x62locks_compared\x18\x02 \x01(\x03\x12\x1d\n\x15\x66irst_mismatch_offset\x18\x03 \x01(\x03\x12\x15\n\rsource_crc32c\x18\x04 \x01(\x07\x12\x1a\n\x12\x64\x65stination_crc32c\x18\x05 \x01(\x07\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\"c\n\x13\x46\x61iloverHostRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x12\n\nvolume_ids\x18\x02 \x03(\t\x12\x14\n\x0csecondary_id\x18\x03 \x01(\t\x12\x11\n\tgroup_ids\x18\x04 \x03(\t\"Q\n\x0cVolumeUpdate\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"O\n\x0bGroupUpdate\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb7\x01\n\x14\x46\x61iloverHostResponse\x12\x19\n\x11\x61\x63tive_backend_id\x18\x01 \x01(\t\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x34\n\rgroup_updates\x18\x03 \x03(\x0b\x32\x1d.volrep.driver.v1.GroupUpdate\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x04 \x01(\x03\"F\n\x18\x46\x61iloverCompletedRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x02 \x01(\t\"\x1b\n\x19\x46\x61iloverCompletedResponse\"\x9a\x01\n\tGroupType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12@\n\x0bgroup_specs\x18\x03 \x03(\x0b\x32+.volrep.driver.v1.GroupType.GroupSpecsEntry\x1a\x31\n\x0fGroupSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x12\x43reateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\"J\n\x13\x43reateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"K\n\x12\x44\x65leteGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x82\x01\n\x13\x44\x65leteGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"j\n\x12UpdateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x64\x64_volume_ids\x18\x03 \x03(\t\x12\x19\n\x11remove_volume_ids\x18\x04 \x03(\t\"J\n\x13UpdateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"n\n\x1a\x43reateGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"\x81\x01\n\x1b\x43reateGroupSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12-\n\tsnapshots\x18\x02 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\"n\n\x1a\x44\x65leteGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"1\n\x1b\x44\x65leteGroupSnapshotResponse\x12\x12\n\nvolume_ids\x18\x01 \x03(\t\"s\n\x11GroupVolumeSource\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12\x18\n\x10source_volume_id\x18\x02 \x01(\t\x12\x31\n\x0bvolume_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"\xc0\x01\n\x19\x43reateGroupFromSrcRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\x12\x19\n\x11group_snapshot_id\x18\x04 \x01(\t\x12\x34\n\x07volumes\x18\x05 \x03(\x0b\x32#.volrep.driver.v1.GroupVolumeSource\"\x89\x01\n\x1a\x43reateGroupFromSrcResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"Q\n\x18\x45nableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x88\x01\n\x19\x45nableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"R\n\x19\x44isableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x89\x01\n\x1a\x44isableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"q\n\x1a\x46\x61iloverReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\x12\x1c\n\x14secondary_backend_id\x18\x04 \x01(\t\"\xd5\x01\n\x1b\x46\x61iloverReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x19\n\x11\x61\x63tive_backend_id\x18\x03 \x01(\t\x12\x16\n\x0egroup_snapshot\x18\x04 \x01(\t\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x05 \x01(\x03*\xed\x02\n\x11ReplicationStatus\x12\"\n\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n\x1aREPLICATION_STATUS_ENABLED\x10\x02\x12\x1c\n\x18REPLICATION_STATUS_ERROR\x10\x03\x12#\n\x1fREPLICATION_STATUS_FAILING_OVER\x10\x04\x12\"\n\x1eREPLICATION_STATUS_FAILED_OVER\x10\x05\x12\"\n\x1eREPLICATION_STATUS_NOT_CAPABLE\x10\x06\x12%\n!REPLICATION_STATUS_FAILOVER_ERROR\x10\x07\x12\x1f\n\x1bREPLICATION_STATUS_ENABLING\x10\x08\x12 \n\x1cREPLICATION_STATUS_DISABLING\x10\t*\x96\x01\n\x11ReplicationHealth\x12\"\n\x1eREPLICATION_HEALTH_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICATION_HEALTH_HEALTHY\x10\x01\x12\x1f\n\x1bREPLICATION_HEALTH_DEGRADED\x10\x02\x12\x1c\n\x18REPLICATION_HEALTH_ERROR\x10\x03*\xa7\x01\n\x0eOperationState\x12\x1f\n\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n\x18OPERATION_STATE_CANCELED\x10\x04\x32\xf7\x1a\n\rDriverService\x12]\n\x0cListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12\x63\n\x0eGetVolumeStats\x12\'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n\x0c\x43reateVolume\x12%.volrep.driver.v1.CreateVolumeRequest\x1a&.volrep.driver.v1.CreateVolumeResponse\x12]\n\x0c\x44\x65leteVolume\x12%.volrep.driver.v1.DeleteVolumeRequest\x1a&.volrep.driver.v1.DeleteVolumeResponse\x12]\n\x0c\x45xtendVolume\x12%.volrep.driver.v1.ExtendVolumeRequest\x1a&.volrep.driver.v1.ExtendVolumeResponse\x12T\n\tGetVolume\x12\".volrep.driver.v1.GetVolumeRequest\x1a#.volrep.driver.v1.GetVolumeResponse\x12Z\n\x0bListVolumes\x12$.volrep.driver.v1.ListVolumesRequest\x1a%.volrep.driver.v1.ListVolumesResponse\x12\x63\n\x0e\x43reateSnapshot\x12\'.volrep.driver.v1.CreateSnapshotRequest\x1a(.volrep.driver.v1.CreateSnapshotResponse\x12\x63\n\x0e\x44\x65leteSnapshot\x12\'.volrep.driver.v1.DeleteSnapshotRequest\x1a(.volrep.driver.v1.DeleteSnapshotResponse\x12`\n\rListSnapshots\x12&.volrep.driver.v1.ListSnapshotsRequest\x1a\'.volrep.driver.v1.ListSnapshotsResponse\x12\x81\x01\n\x18\x43reateVolumeFromSnapshot\x12\x31.volrep.driver.v1.CreateVolumeFromSnapshotRequest\x1a\x32.volrep.driver.v1.CreateVolumeFromSnapshotResponse\x12o\n\x12\x43reateClonedVolume\x12+.volrep.driver.v1.CreateClonedVolumeRequest\x1a,.volrep.driver.v1.CreateClonedVolumeResponse\x12u\n\x14InitializeConnection\x12-.volrep.driver.v1.InitializeConnectionRequest\x1a..volrep.driver.v1.InitializeConnectionResponse\x12r\n\x13TerminateConnection\x12,.volrep.driver.v1.TerminateConnectionRequest\x1a-.volrep.driver.v1.TerminateConnectionResponse\x12K\n\x06Retype\x12\x1f.volrep.driver.v1.RetypeRequest\x1a .volrep.driver.v1.RetypeResponse\x12o\n\x12GetReplicationInfo\x12+.volrep.driver.v1.GetReplicationInfoRequest\x1a,.volrep.driver.v1.GetReplicationInfoResponse\x12{\n\x16SetReplicationSchedule\x12/.volrep.driver.v1.SetReplicationScheduleRequest\x1a\x30.volrep.driver.v1.SetReplicationScheduleResponse\x12l\n\x11SnapshotReplicate\x12*.volrep.driver.v1.SnapshotReplicateRequest\x1a+.volrep.driver.v1.SnapshotReplicateResponse\x12]\n\x0cGetOperation\x12%.volrep.driver.v1.GetOperationRequest\x1a&.volrep.driver.v1.GetOperationResponse\x12\x65\n\x0eWatchOperation\x12\'.volrep.driver.v1.WatchOperationRequest\x1a(.volrep.driver.v1.WatchOperationResponse0\x01\x12\x66\n\x0f\x43\x61ncelOperation\x12(.volrep.driver.v1.CancelOperationRequest\x1a).volrep.driver.v1.CancelOperationResponse\x12\x63\n\x0eVerifySnapshot\x12\'.volrep.driver.v1.VerifySnapshotRequest\x1a(.volrep.driver.v1.VerifySnapshotResponse\x12]\n\x0c\x46\x61iloverHost\x12%.volrep.driver.v1.FailoverHostRequest\x1a&.volrep.driver.v1.FailoverHostResponse\x12l\n\x11\x46\x61iloverCompleted\x12*.volrep.driver.v1.FailoverCompletedRequest\x1a+.volrep.driver.v1.FailoverCompletedResponse\x12Z\n\x0b\x43reateGroup\x12$.volrep.driver.v1.CreateGroupRequest\x1a%.volrep.driver.v1.CreateGroupResponse\x12Z\n\x0b\x44\x65leteGroup\x12$.volrep.driver.v1.DeleteGroupRequest\x1a%.volrep.driver.v1.DeleteGroupResponse\x12Z\n\x0bUpdateGroup\x12$.volrep.driver.v1.UpdateGroupRequest\x1a%.volrep.driver.v1.UpdateGroupResponse\x12r\n\x13\x43reateGroupSnapshot\x12,.volrep.driver.v1.CreateGroupSnapshotRequest\x1a-.volrep.driver.v1.CreateGroupSnapshotResponse\x12r\n\x13\x44\x65leteGroupSnapshot\x12,.volrep.driver.v1.DeleteGroupSnapshotRequest\x1a-.volrep.driver.v1.DeleteGroupSnapshotResponse\x12o\n\x12\x43reateGroupFromSrc\x12+.volrep.driver.v1.CreateGroupFromSrcRequest\x1a,.volrep.driver.v1.CreateGroupFromSrcResponse\x12l\n\x11\x45nableReplication\x12*.volrep.driver.v1.EnableReplicationRequest\x1a+.volrep.driver.v1.EnableReplicationResponse\x12o\n\x12\x44isableReplication\x12+.volrep.driver.v1.DisableReplicationRequest\x1a,.volrep.driver.v1.DisableReplicationResponse\x12r\n\x13\x46\x61iloverReplication\x12,.volrep.driver.v1.FailoverReplicationRequest\x1a-.volrep.driver.v1.FailoverReplicationResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3')
+  serialized_pb=_b('\n%volrep/driver/v1/driver_service.proto\x12\x10volrep.driver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x01\n\x0bModelUpdate\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12?\n\x12replication_status\x18\x02 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06status\x18\x03 \x01(\t\x12=\n\x08metadata\x18\x04 \x03(\x0b\x32+.volrep.driver.v1.ModelUpdate.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9c\x01\n\nVolumeType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x41\n\x0b\x65xtra_specs\x18\x03 \x03(\x0b\x32,.volrep.driver.v1.VolumeType.ExtraSpecsEntry\x1a\x31\n\x0f\x45xtraSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x01\n\x07\x42\x61\x63kend\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1b\n\x13volume_backend_name\x18\x02 \x01(\t\x12\n\n\x02up\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x05 \x01(\t\x12\x15\n\rprimary_array\x18\x06 \x01(\t\x12@\n\x13replication_targets\x18\x07 \x03(\x0b\x32#.volrep.driver.v1.ReplicationTarget\"E\n\x11ReplicationTarget\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0e\n\x06san_ip\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"\x9f\x01\n\x06Volume\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x03 \x01(\t\x12?\n\x12replication_status\x18\x04 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\"n\n\x08Snapshot\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x04 \x01(\t\x12\x0c\n\x04guid\x18\x05 \x01(\t\x12\x0f\n\x07\x63reated\x18\x06 \x01(\t\"<\n\x13ListBackendsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x14ListBackendsResponse\x12+\n\x08\x62\x61\x63kends\x18\x01 \x03(\x0b\x32\x19.volrep.driver.v1.Backend\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x15GetVolumeStatsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0f\n\x07refresh\x18\x02 \x01(\x08\"\x8b\x05\n\x16GetVolumeStatsResponse\x12\x1b\n\x13volume_backend_name\x18\x01 \x01(\t\x12\x13\n\x0bvendor_name\x18\x02 \x01(\t\x12\x16\n\x0e\x64river_version\x18\x03 \x01(\t\x12\x18\n\x10storage_protocol\x18\x04 \x01(\t\x12\x19\n\x11total_capacity_gb\x18\x05 \x01(\x01\x12\x18\n\x10\x66ree_capacity_gb\x18\x06 \x01(\x01\x12\x1f\n\x17provisioned_capacity_gb\x18\x07 \x01(\x01\x12!\n\x19thin_provisioning_support\x18\x08 \x01(\x08\x12\"\n\x1athick_provisioning_support\x18\t \x01(\x08\x12\x13\n\x0bmultiattach\x18\n \x01(\x08\x12\x1b\n\x13replication_enabled\x18\x0b \x01(\x08\x12\x1b\n\x13replication_targets\x18\x0c \x03(\t\x12\x18\n\x10replication_type\x18\r \x03(\t\x12\x19\n\x11replication_count\x18\x0e \x01(\x03\x12\x19\n\x11\x61\x63tive_backend_id\x18\x0f \x01(\t\x12)\n!consistent_group_snapshot_enabled\x18\x10 \x01(\x08\x12,\n$consistent_group_replication_enabled\x18\x11 \x01(\x08\x12\x1b\n\x13reserved_percentage\x18\x12 \x01(\x03\x12#\n\x1bmax_over_subscription_ratio\x18\x13 \x01(\x01\x12\x18\n\x10\x62\x61\x63kend_state_up\x18\x14 \x01(\x08\x12\x1c\n\x14\x62\x61\x63kend_state_reason\x18\x15 \x01(\t\"\x8f\x01\n\x13\x43reateVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x04 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\x12\x10\n\x08group_id\x18\x05 \x01(\t\"K\n\x14\x43reateVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"9\n\x13\x44\x65leteVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"N\n\x13\x45xtendVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bnew_size_gb\x18\x03 \x01(\x03\"\x16\n\x14\x45xtendVolumeResponse\"6\n\x10GetVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"=\n\x11GetVolumeResponse\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.volrep.driver.v1.Volume\"L\n\x12ListVolumesRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x13ListVolumesResponse\x12)\n\x07volumes\x18\x01 \x03(\x0b\x32\x18.volrep.driver.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"P\n\x15\x43reateSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"M\n\x16\x43reateSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"P\n\x15\x44\x65leteSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"a\n\x14ListSnapshotsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"_\n\x15ListSnapshotsResponse\x12-\n\tsnapshots\x18\x01 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb8\x01\n\x1f\x43reateVolumeFromSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x03 \x01(\t\x12\x18\n\x10source_volume_id\x18\x04 \x01(\t\x12\x0f\n\x07size_gb\x18\x05 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x06 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"W\n CreateVolumeFromSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\x9d\x01\n\x19\x43reateClonedVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x18\n\x10source_volume_id\x18\x03 \x01(\t\x12\x0f\n\x07size_gb\x18\x04 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x05 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"Q\n\x1a\x43reateClonedVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb0\x01\n\tConnector\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\x12\x11\n\tinitiator\x18\x03 \x01(\t\x12\x11\n\tmultipath\x18\x04 \x01(\x08\x12\x35\n\x05\x65xtra\x18\x05 \x03(\x0b\x32&.volrep.driver.v1.Connector.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc1\x01\n\x0e\x43onnectionInfo\x12\x1a\n\x12\x64river_volume_type\x18\x01 \x01(\t\x12\x38\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32*.volrep.driver.v1.ConnectionInfo.DataEntry\x12,\n\x05iscsi\x18\x03 \x01(\x0b\x32\x1d.volrep.driver.v1.IscsiTarget\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbe\x01\n\x0bIscsiTarget\x12*\n\x05paths\x18\x01 \x03(\x0b\x32\x1b.volrep.driver.v1.IscsiPath\x12\x11\n\tmultipath\x18\x02 \x01(\x08\x12\x13\n\x0b\x61uth_method\x18\x03 \x01(\t\x12\x15\n\rchap_username\x18\x04 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x0b\n\x03wwn\x18\x06 \x01(\t\x12\x0f\n\x07\x64iscard\x18\x07 \x01(\x08\x12\x11\n\thost_name\x18\x08 \x01(\t\"5\n\tIscsiPath\x12\x0e\n\x06portal\x18\x01 \x01(\t\x12\x0b\n\x03iqn\x18\x02 \x01(\t\x12\x0b\n\x03lun\x18\x03 \x01(\x03\"\x86\x01\n\x1bInitializeConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"Y\n\x1cInitializeConnectionResponse\x12\x39\n\x0f\x63onnection_info\x18\x01 \x01(\x0b\x32 .volrep.driver.v1.ConnectionInfo\"\x85\x01\n\x1aTerminateConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"\x1d\n\x1bTerminateConnectionResponse\"c\n\rRetypeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\x08new_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"V\n\x0eRetypeResponse\x12\x0f\n\x07retyped\x18\x01 \x01(\x08\x12\x33\n\x0cmodel_update\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xa3\x02\n\x15TargetReplicationInfo\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x04 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x06 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x07 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x08 \x01(\x03\x12\x15\n\rlast_snapshot\x18\t \x01(\t\"?\n\x19GetReplicationInfoRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\xa9\x02\n\x1aGetReplicationInfoResponse\x12\x33\n\x06status\x18\x01 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x02 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x04 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x05 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x06 \x01(\x03\x12\x38\n\x07targets\x18\x07 \x03(\x0b\x32\'.volrep.driver.v1.TargetReplicationInfo\"\xb7\x01\n\x1dSetReplicationScheduleRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x03 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x04 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x05 \x01(\x03\"\xa7\x01\n\x1eSetReplicationScheduleResponse\x12\x18\n\x10interval_seconds\x18\x01 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x02 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x03 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x04 \x01(\x03\"\x89\x01\n\x18SnapshotReplicateRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\x12\x17\n\x0f\x66orce_full_copy\x18\x05 \x01(\x08\"1\n\x19SnapshotReplicateResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\"\xc2\x03\n\tOperation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12/\n\x05state\x18\x04 \x01(\x0e\x32 .volrep.driver.v1.OperationState\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x12\n\nbytes_done\x18\x06 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x07 \x01(\x03\x12\x1d\n\x15rate_bytes_per_second\x18\x08 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12+\n\x07started\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66inished\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x12\n\nerror_code\x18\r \x01(\t\x12\x18\n\x10\x62\x61se_snapshot_id\x18\x0e \x01(\t\x12\x13\n\x0bincremental\x18\x0f \x01(\x08\x12\x12\n\nbytes_sent\x18\x10 \x01(\x03\x12\x14\n\x0cresumed_from\x18\x11 \x01(\x03\x12\x17\n\x0f\x61lready_present\x18\x12 \x01(\x08\"<\n\x13GetOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"F\n\x14GetOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\">\n\x15WatchOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"H\n\x16WatchOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"?\n\x16\x43\x61ncelOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"I\n\x17\x43\x61ncelOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"m\n\x15VerifySnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\"\xa6\x01\n\x16VerifySnapshotResponse\x12\r\n\x05match\x18\x01 \x01(\x08\x12\x17\n\x0f\x62locks_compared\x18\x02 \x01(\x03\x12\x1d\n\x15\x66irst_mismatch_offset\x18\x03 \x01(\x03\x12\x15\n\rsource_crc32c\x18\x04 \x01(\x07\x12\x1a\n\x12\x64\x65stination_crc32c\x18\x05 \x01(\x07\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\"c\n\x13\x46\x61iloverHostRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x12\n\nvolume_ids\x18\x02 \x03(\t\x12\x14\n\x0csecondary_id\x18\x03 \x01(\t\x12\x11\n\tgroup_ids\x18\x04 \x03(\t\"Q\n\x0cVolumeUpdate\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"O\n\x0bGroupUpdate\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb7\x01\n\x14\x46\x61iloverHostResponse\x12\x19\n\x11\x61\x63tive_backend_id\x18\x01 \x01(\t\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x34\n\rgroup_updates\x18\x03 \x03(\x0b\x32\x1d.volrep.driver.v1.GroupUpdate\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x04 \x01(\x03\"F\n\x18\x46\x61iloverCompletedRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x02 \x01(\t\"\x1b\n\x19\x46\x61iloverCompletedResponse\"\x9a\x01\n\tGroupType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12@\n\x0bgroup_specs\x18\x03 \x03(\x0b\x32+.volrep.driver.v1.GroupType.GroupSpecsEntry\x1a\x31\n\x0fGroupSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x12\x43reateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\"J\n\x13\x43reateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"K\n\x12\x44\x65leteGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x82\x01\n\x13\x44\x65leteGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"j\n\x12UpdateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x64\x64_volume_ids\x18\x03 \x03(\t\x12\x19\n\x11remove_volume_ids\x18\x04 \x03(\t\"J\n\x13UpdateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"n\n\x1a\x43reateGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"\x81\x01\n\x1b\x43reateGroupSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12-\n\tsnapshots\x18\x02 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\"n\n\x1a\x44\x65leteGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"1\n\x1b\x44\x65leteGroupSnapshotResponse\x12\x12\n\nvolume_ids\x18\x01 \x03(\t\"s\n\x11GroupVolumeSource\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12\x18\n\x10source_volume_id\x18\x02 \x01(\t\x12\x31\n\x0bvolume_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"\xc0\x01\n\x19\x43reateGroupFromSrcRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\x12\x19\n\x11group_snapshot_id\x18\x04 \x01(\t\x12\x34\n\x07volumes\x18\x05 \x03(\x0b\x32#.volrep.driver.v1.GroupVolumeSource\"\x89\x01\n\x1a\x43reateGroupFromSrcResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"Q\n\x18\x45nableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x88\x01\n\x19\x45nableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"R\n\x19\x44isableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x89\x01\n\x1a\x44isableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"q\n\x1a\x46\x61iloverReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\x12\x1c\n\x14secondary_backend_id\x18\x04 \x01(\t\"\xd5\x01\n\x1b\x46\x61iloverReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x19\n\x11\x61\x63tive_backend_id\x18\x03 \x01(\t\x12\x16\n\x0egroup_snapshot\x18\x04 \x01(\t\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x05 \x01(\x03*\xed\x02\n\x11ReplicationStatus\x12\"\n\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n\x1aREPLICATION_STATUS_ENABLED\x10\x02\x12\x1c\n\x18REPLICATION_STATUS_ERROR\x10\x03\x12#\n\x1fREPLICATION_STATUS_FAILING_OVER\x10\x04\x12\"\n\x1eREPLICATION_STATUS_FAILED_OVER\x10\x05\x12\"\n\x1eREPLICATION_STATUS_NOT_CAPABLE\x10\x06\x12%\n!REPLICATION_STATUS_FAILOVER_ERROR\x10\x07\x12\x1f\n\x1bREPLICATION_STATUS_ENABLING\x10\x08\x12 \n\x1cREPLICATION_STATUS_DISABLING\x10\t*\x96\x01\n\x11ReplicationHealth\x12\"\n\x1eREPLICATION_HEALTH_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICATION_HEALTH_HEALTHY\x10\x01\x12\x1f\n\x1bREPLICATION_HEALTH_DEGRADED\x10\x02\x12\x1c\n\x18REPLICATION_HEALTH_ERROR\x10\x03*\xa7\x01\n\x0eOperationState\x12\x1f\n\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n\x18OPERATION_STATE_CANCELED\x10\x04\x32\xf7\x1a\n\rDriverService\x12]\n\x0cListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12\x63\n\x0eGetVolumeStats\x12\'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n\x0c\x43reateVolume\x12%.volrep.driver.v1.CreateVolumeRequest\x1a&.volrep.driver.v1.CreateVolumeResponse\x12]\n\x0c\x44\x65leteVolume\x12%.volrep.driver.v1.DeleteVolumeRequest\x1a&.volrep.driver.v1.DeleteVolumeResponse\x12]\n\x0c\x45xtendVolume\x12%.volrep.driver.v1.ExtendVolumeRequest\x1a&.volrep.driver.v1.ExtendVolumeResponse\x12T\n\tGetVolume\x12\".volrep.driver.v1.GetVolumeRequest\x1a#.volrep.driver.v1.GetVolumeResponse\x12Z\n\x0bListVolumes\x12$.volrep.driver.v1.ListVolumesRequest\x1a%.volrep.driver.v1.ListVolumesResponse\x12\x63\n\x0e\x43reateSnapshot\x12\'.volrep.driver.v1.CreateSnapshotRequest\x1a(.volrep.driver.v1.CreateSnapshotResponse\x12\x63\n\x0e\x44\x65leteSnapshot\x12\'.volrep.driver.v1.DeleteSnapshotRequest\x1a(.volrep.driver.v1.DeleteSnapshotResponse\x12`\n\rListSnapshots\x12&.volrep.driver.v1.ListSnapshotsRequest\x1a\'.volrep.driver.v1.ListSnapshotsResponse\x12\x81\x01\n\x18\x43reateVolumeFromSnapshot\x12\x31.volrep.driver.v1.CreateVolumeFromSnapshotRequest\x1a\x32.volrep.driver.v1.CreateVolumeFromSnapshotResponse\x12o\n\x12\x43reateClonedVolume\x12+.volrep.driver.v1.CreateClonedVolumeRequest\x1a,.volrep.driver.v1.CreateClonedVolumeResponse\x12u\n\x14InitializeConnection\x12-.volrep.driver.v1.InitializeConnectionRequest\x1a..volrep.driver.v1.InitializeConnectionResponse\x12r\n\x13TerminateConnection\x12,.volrep.driver.v1.TerminateConnectionRequest\x1a-.volrep.driver.v1.TerminateConnectionResponse\x12K\n\x06Retype\x12\x1f.volrep.driver.v1.RetypeRequest\x1a .volrep.driver.v1.RetypeResponse\x12o\n\x12GetReplicationInfo\x12+.volrep.driver.v1.GetReplicationInfoRequest\x1a,.volrep.driver.v1.GetReplicationInfoResponse\x12{\n\x16SetReplicationSchedule\x12/.volrep.driver.v1.SetReplicationScheduleRequest\x1a\x30.volrep.driver.v1.SetReplicationScheduleResponse\x12l\n\x11SnapshotReplicate\x12*.volrep.driver.v1.SnapshotReplicateRequest\x1a+.volrep.driver.v1.SnapshotReplicateResponse\x12]\n\x0cGetOperation\x12%.volrep.driver.v1.GetOperationRequest\x1a&.volrep.driver.v1.GetOperationResponse\x12\x65\n\x0eWatchOperation\x12\'.volrep.driver.v1.WatchOperationRequest\x1a(.volrep.driver.v1.WatchOperationResponse0\x01\x12\x66\n\x0f\x43\x61ncelOperation\x12(.volrep.driver.v1.CancelOperationRequest\x1a).volrep.driver.v1.CancelOperationResponse\x12\x63\n\x0eVerifySnapshot\x12\'.volrep.driver.v1.VerifySnapshotRequest\x1a(.volrep.driver.v1.VerifySnapshotResponse\x12]\n\x0c\x46\x61iloverHost\x12%.volrep.driver.v1.FailoverHostRequest\x1a&.volrep.driver.v1.FailoverHostResponse\x12l\n\x11\x46\x61iloverCompleted\x12*.volrep.driver.v1.FailoverCompletedRequest\x1a+.volrep.driver.v1.FailoverCompletedResponse\x12Z\n\x0b\x43reateGroup\x12$.volrep.driver.v1.CreateGroupRequest\x1a%.volrep.driver.v1.CreateGroupResponse\x12Z\n\x0b\x44\x65leteGroup\x12$.volrep.driver.v1.DeleteGroupRequest\x1a%.volrep.driver.v1.DeleteGroupResponse\x12Z\n\x0bUpdateGroup\x12$.volrep.driver.v1.UpdateGroupRequest\x1a%.volrep.driver.v1.UpdateGroupResponse\x12r\n\x13\x43reateGroupSnapshot\x12,.volrep.driver.v1.CreateGroupSnapshotRequest\x1a-.volrep.driver.v1.CreateGroupSnapshotResponse\x12r\n\x13\x44\x65leteGroupSnapshot\x12,.volrep.driver.v1.DeleteGroupSnapshotRequest\x1a-.volrep.driver.v1.DeleteGroupSnapshotResponse\x12o\n\x12\x43reateGroupFromSrc\x12+.volrep.driver.v1.CreateGroupFromSrcRequest\x1a,.volrep.driver.v1.CreateGroupFromSrcResponse\x12l\n\x11\x45nableReplication\x12*.volrep.driver.v1.EnableReplicationRequest\x1a+.volrep.driver.v1.EnableReplicationResponse\x12o\n\x12\x44isableReplication\x12+.volrep.driver.v1.DisableReplicationRequest\x1a,.volrep.driver.v1.DisableReplicationResponse\x12r\n\x13\x46\x61iloverReplication\x12,.volrep.driver.v1.FailoverReplicationRequest\x1a-.volrep.driver.v1.FailoverReplicationResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -74,8 +74,8 @@ _REPLICATIONSTATUS = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=9762,
-  serialized_end=10127,
+  serialized_start=10056,
+  serialized_end=10421,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICATIONSTATUS)
 
@@ -105,8 +105,8 @@ _REPLICATIONHEALTH = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=10130,
-  serialized_end=10280,
+  serialized_start=10424,
+  serialized_end=10574,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICATIONHEALTH)
 
@@ -140,8 +140,8 @@ _OPERATIONSTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=10283,
-  serialized_end=10450,
+  serialized_start=10577,
+  serialized_end=10744,
 )
 _sym_db.RegisterEnumDescriptor(_OPERATIONSTATE)
 
@@ -1798,8 +1798,8 @@ _CONNECTIONINFO_DATAENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3860,
-  serialized_end=3903,
+  serialized_start=3906,
+  serialized_end=3949,
 )
 
 _CONNECTIONINFO = _descriptor.Descriptor(
@@ -1823,6 +1823,13 @@ _CONNECTIONINFO = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='iscsi', full_name='volrep.driver.v1.ConnectionInfo.iscsi', index=2,
+      number=3, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -1836,7 +1843,132 @@ _CONNECTIONINFO = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=3756,
-  serialized_end=3903,
+  serialized_end=3949,
+)
+
+
+_ISCSITARGET = _descriptor.Descriptor(
+  name='IscsiTarget',
+  full_name='volrep.driver.v1.IscsiTarget',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='paths', full_name='volrep.driver.v1.IscsiTarget.paths', index=0,
+      number=1, type=11, cpp_type=10, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='multipath', full_name='volrep.driver.v1.IscsiTarget.multipath', index=1,
+      number=2, type=8, cpp_type=7, label=1,
+      has_default_value=False, default_value=False,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='auth_method', full_name='volrep.driver.v1.IscsiTarget.auth_method', index=2,
+      number=3, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='chap_username', full_name='volrep.driver.v1.IscsiTarget.chap_username', index=3,
+      number=4, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='chap_secret', full_name='volrep.driver.v1.IscsiTarget.chap_secret', index=4,
+      number=5, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='wwn', full_name='volrep.driver.v1.IscsiTarget.wwn', index=5,
+      number=6, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='discard', full_name='volrep.driver.v1.IscsiTarget.discard', index=6,
+      number=7, type=8, cpp_type=7, label=1,
+      has_default_value=False, default_value=False,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='host_name', full_name='volrep.driver.v1.IscsiTarget.host_name', index=7,
+      number=8, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=3952,
+  serialized_end=4142,
+)
+
+
+_ISCSIPATH = _descriptor.Descriptor(
+  name='IscsiPath',
+  full_name='volrep.driver.v1.IscsiPath',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='portal', full_name='volrep.driver.v1.IscsiPath.portal', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='iqn', full_name='volrep.driver.v1.IscsiPath.iqn', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='lun', full_name='volrep.driver.v1.IscsiPath.lun', index=2,
+      number=3, type=3, cpp_type=2, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=4144,
+  serialized_end=4197,
 )
 
 
@@ -1887,8 +2019,8 @@ _INITIALIZECONNECTIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3906,
-  serialized_end=4040,
+  serialized_start=4200,
+  serialized_end=4334,
 )
 
 
@@ -1918,8 +2050,8 @@ _INITIALIZECONNECTIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4042,
-  serialized_end=4131,
+  serialized_start=4336,
+  serialized_end=4425,
 )
 
 
@@ -1970,8 +2102,8 @@ _TERMINATECONNECTIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4134,
-  serialized_end=4267,
+  serialized_start=4428,
+  serialized_end=4561,
 )
 
 
@@ -1994,8 +2126,8 @@ _TERMINATECONNECTIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4269,
-  serialized_end=4298,
+  serialized_start=4563,
+  serialized_end=4592,
 )
 
 
@@ -2039,8 +2171,8 @@ _RETYPEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4300,
-  serialized_end=4399,
+  serialized_start=4594,
+  serialized_end=4693,
 )
 
 
@@ -2077,8 +2209,8 @@ _RETYPERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4401,
-  serialized_end=4487,
+  serialized_start=4695,
+  serialized_end=4781,
 )
 
 
@@ -2164,8 +2296,8 @@ _TARGETREPLICATIONINFO = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4490,
-  serialized_end=4781,
+  serialized_start=4784,
+  serialized_end=5075,
 )
 
 
@@ -2202,8 +2334,8 @@ _GETREPLICATIONINFOREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4783,
-  serialized_end=4846,
+  serialized_start=5077,
+  serialized_end=5140,
 )
 
 
@@ -2275,8 +2407,8 @@ _GETREPLICATIONINFORESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4849,
-  serialized_end=5146,
+  serialized_start=5143,
+  serialized_end=5440,
 )
 
 
@@ -2334,8 +2466,8 @@ _SETREPLICATIONSCHEDULEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=5149,
-  serialized_end=5332,
+  serialized_start=5443,
+  serialized_end=5626,
 )
 
 
@@ -2386,8 +2518,8 @@ _SETREPLICATIONSCHEDULERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=5335,
-  serialized_end=5502,
+  serialized_start=5629,
+  serialized_end=5796,
 )
 
 
@@ -2445,8 +2577,8 @@ _SNAPSHOTREPLICATEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=5505,
-  serialized_end=5642,
+  serialized_start=5799,
+  serialized_end=5936,
 )
 
 
@@ -2476,8 +2608,8 @@ _SNAPSHOTREPLICATERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=5644,
-  serialized_end=5693,
+  serialized_start=5938,
+  serialized_end=5987,
 )
 
 
@@ -2626,8 +2758,8 @@ _OPERATION = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=5696,
-  serialized_end=6146,
+  serialized_start=5990,
+  serialized_end=6440,
 )
 
 
@@ -2664,8 +2796,8 @@ _GETOPERATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6148,
-  serialized_end=6208,
+  serialized_start=6442,
+  serialized_end=6502,
 )
 
 
@@ -2695,8 +2827,8 @@ _GETOPERATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6210,
-  serialized_end=6280,
+  serialized_start=6504,
+  serialized_end=6574,
 )
 
 
@@ -2733,8 +2865,8 @@ _WATCHOPERATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6282,
-  serialized_end=6344,
+  serialized_start=6576,
+  serialized_end=6638,
 )
 
 
@@ -2764,8 +2896,8 @@ _WATCHOPERATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6346,
-  serialized_end=6418,
+  serialized_start=6640,
+  serialized_end=6712,
 )
 
 
@@ -2802,8 +2934,8 @@ _CANCELOPERATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6420,
-  serialized_end=6483,
+  serialized_start=6714,
+  serialized_end=6777,
 )
 
 
@@ -2833,8 +2965,8 @@ _CANCELOPERATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6485,
-  serialized_end=6558,
+  serialized_start=6779,
+  serialized_end=6852,
 )
 
 
@@ -2885,8 +3017,8 @@ _VERIFYSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6560,
-  serialized_end=6669,
+  serialized_start=6854,
+  serialized_end=6963,
 )
 
 
@@ -2951,8 +3083,8 @@ _VERIFYSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6672,
-  serialized_end=6838,
+  serialized_start=6966,
+  serialized_end=7132,
 )
 
 
@@ -3003,8 +3135,8 @@ _FAILOVERHOSTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6840,
-  serialized_end=6939,
+  serialized_start=7134,
+  serialized_end=7233,
 )
 
 
@@ -3041,8 +3173,8 @@ _VOLUMEUPDATE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6941,
-  serialized_end=7022,
+  serialized_start=7235,
+  serialized_end=7316,
 )
 
 
@@ -3079,8 +3211,8 @@ _GROUPUPDATE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7024,
-  serialized_end=7103,
+  serialized_start=7318,
+  serialized_end=7397,
 )
 
 
@@ -3131,8 +3263,8 @@ _FAILOVERHOSTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7106,
-  serialized_end=7289,
+  serialized_start=7400,
+  serialized_end=7583,
 )
 
 
@@ -3169,8 +3301,8 @@ _FAILOVERCOMPLETEDREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7291,
-  serialized_end=7361,
+  serialized_start=7585,
+  serialized_end=7655,
 )
 
 
@@ -3193,8 +3325,8 @@ _FAILOVERCOMPLETEDRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7363,
-  serialized_end=7390,
+  serialized_start=7657,
+  serialized_end=7684,
 )
 
 
@@ -3231,8 +3363,8 @@ _GROUPTYPE_GROUPSPECSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7498,
-  serialized_end=7547,
+  serialized_start=7792,
+  serialized_end=7841,
 )
 
 _GROUPTYPE = _descriptor.Descriptor(
@@ -3275,8 +3407,8 @@ _GROUPTYPE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7393,
-  serialized_end=7547,
+  serialized_start=7687,
+  serialized_end=7841,
 )
 
 
@@ -3320,8 +3452,8 @@ _CREATEGROUPREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7549,
-  serialized_end=7653,
+  serialized_start=7843,
+  serialized_end=7947,
 )
 
 
@@ -3351,8 +3483,8 @@ _CREATEGROUPRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7655,
-  serialized_end=7729,
+  serialized_start=7949,
+  serialized_end=8023,
 )
 
 
@@ -3396,8 +3528,8 @@ _DELETEGROUPREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7731,
-  serialized_end=7806,
+  serialized_start=8025,
+  serialized_end=8100,
 )
 
 
@@ -3434,8 +3566,8 @@ _DELETEGROUPRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7809,
-  serialized_end=7939,
+  serialized_start=8103,
+  serialized_end=8233,
 )
 
 
@@ -3486,8 +3618,8 @@ _UPDATEGROUPREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7941,
-  serialized_end=8047,
+  serialized_start=8235,
+  serialized_end=8341,
 )
 
 
@@ -3517,8 +3649,8 @@ _UPDATEGROUPRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8049,
-  serialized_end=8123,
+  serialized_start=8343,
+  serialized_end=8417,
 )
 
 
@@ -3569,8 +3701,8 @@ _CREATEGROUPSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8125,
-  serialized_end=8235,
+  serialized_start=8419,
+  serialized_end=8529,
 )
 
 
@@ -3607,8 +3739,8 @@ _CREATEGROUPSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8238,
-  serialized_end=8367,
+  serialized_start=8532,
+  serialized_end=8661,
 )
 
 
@@ -3659,8 +3791,8 @@ _DELETEGROUPSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8369,
-  serialized_end=8479,
+  serialized_start=8663,
+  serialized_end=8773,
 )
 
 
@@ -3690,8 +3822,8 @@ _DELETEGROUPSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8481,
-  serialized_end=8530,
+  serialized_start=8775,
+  serialized_end=8824,
 )
 
 
@@ -3735,8 +3867,8 @@ _GROUPVOLUMESOURCE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8532,
-  serialized_end=8647,
+  serialized_start=8826,
+  serialized_end=8941,
 )
 
 
@@ -3794,8 +3926,8 @@ _CREATEGROUPFROMSRCREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8650,
-  serialized_end=8842,
+  serialized_start=8944,
+  serialized_end=9136,
 )
 
 
@@ -3832,8 +3964,8 @@ _CREATEGROUPFROMSRCRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8845,
-  serialized_end=8982,
+  serialized_start=9139,
+  serialized_end=9276,
 )
 
 
@@ -3877,8 +4009,8 @@ _ENABLEREPLICATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8984,
-  serialized_end=9065,
+  serialized_start=9278,
+  serialized_end=9359,
 )
 
 
@@ -3915,8 +4047,8 @@ _ENABLEREPLICATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9068,
-  serialized_end=9204,
+  serialized_start=9362,
+  serialized_end=9498,
 )
 
 
@@ -3960,8 +4092,8 @@ _DISABLEREPLICATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9206,
-  serialized_end=9288,
+  serialized_start=9500,
+  serialized_end=9582,
 )
 
 
@@ -3998,8 +4130,8 @@ _DISABLEREPLICATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9291,
-  serialized_end=9428,
+  serialized_start=9585,
+  serialized_end=9722,
 )
 
 
@@ -4050,8 +4182,8 @@ _FAILOVERREPLICATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9430,
-  serialized_end=9543,
+  serialized_start=9724,
+  serialized_end=9837,
 )
 
 
@@ -4109,8 +4241,8 @@ _FAILOVERREPLICATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9546,
-  serialized_end=9759,
+  serialized_start=9840,
+  serialized_end=10053,
 )
 
 _MODELUPDATE_METADATAENTRY.containing_type = _MODELUPDATE
@@ -4135,6 +4267,8 @@ _CONNECTOR_EXTRAENTRY.containing_type = _CONNECTOR
 _CONNECTOR.fields_by_name['extra'].message_type = _CONNECTOR_EXTRAENTRY
 _CONNECTIONINFO_DATAENTRY.containing_type = _CONNECTIONINFO
 _CONNECTIONINFO.fields_by_name['data'].message_type = _CONNECTIONINFO_DATAENTRY
+_CONNECTIONINFO.fields_by_name['iscsi'].message_type = _ISCSITARGET
+_ISCSITARGET.fields_by_name['paths'].message_type = _ISCSIPATH
 _INITIALIZECONNECTIONREQUEST.fields_by_name['connector'].message_type = _CONNECTOR
 _INITIALIZECONNECTIONRESPONSE.fields_by_name['connection_info'].message_type = _CONNECTIONINFO
 _TERMINATECONNECTIONREQUEST.fields_by_name['connector'].message_type = _CONNECTOR
@@ -4207,6 +4341,8 @@ DESCRIPTOR.message_types_by_name['CreateClonedVolumeRequest'] = _CREATECLONEDVOL
 DESCRIPTOR.message_types_by_name['CreateClonedVolumeResponse'] = _CREATECLONEDVOLUMERESPONSE
 DESCRIPTOR.message_types_by_name['Connector'] = _CONNECTOR
 DESCRIPTOR.message_types_by_name['ConnectionInfo'] = _CONNECTIONINFO
+DESCRIPTOR.message_types_by_name['IscsiTarget'] = _ISCSITARGET
+DESCRIPTOR.message_types_by_name['IscsiPath'] = _ISCSIPATH
 DESCRIPTOR.message_types_by_name['InitializeConnectionRequest'] = _INITIALIZECONNECTIONREQUEST
 DESCRIPTOR.message_types_by_name['InitializeConnectionResponse'] = _INITIALIZECONNECTIONRESPONSE
 DESCRIPTOR.message_types_by_name['TerminateConnectionRequest'] = _TERMINATECONNECTIONREQUEST
@@ -4515,6 +4651,20 @@ ConnectionInfo = _reflection.GeneratedProtocolMessageType('ConnectionInfo', (_me
   ))
 _sym_db.RegisterMessage(ConnectionInfo)
 _sym_db.RegisterMessage(ConnectionInfo.DataEntry)
+
+IscsiTarget = _reflection.GeneratedProtocolMessageType('IscsiTarget', (_message.Message,), dict(
+  DESCRIPTOR = _ISCSITARGET,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.IscsiTarget)
+  ))
+_sym_db.RegisterMessage(IscsiTarget)
+
+IscsiPath = _reflection.GeneratedProtocolMessageType('IscsiPath', (_message.Message,), dict(
+  DESCRIPTOR = _ISCSIPATH,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.IscsiPath)
+  ))
+_sym_db.RegisterMessage(IscsiPath)
 
 InitializeConnectionRequest = _reflection.GeneratedProtocolMessageType('InitializeConnectionRequest', (_message.Message,), dict(
   DESCRIPTOR = _INITIALIZECONNECTIONREQUEST,
@@ -4880,8 +5030,8 @@ _DRIVERSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=10453,
-  serialized_end=13900,
+  serialized_start=10747,
+  serialized_end=14194,
   methods=[
   _descriptor.MethodDescriptor(
     name='ListBackends',
