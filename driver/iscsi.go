@@ -57,10 +57,6 @@ const (
 // that a suffix still fits the array's name limit.
 const maxHostBase = 100
 
-// probeName is the host and volume of the probe that asks an array whether
-// it serves iSCSI; the driver never creates either.
-const probeName = "volrep-iscsi-probe"
-
 // protocol is how the backend attaches volumes: volrep_protocol, or when
 // it is unset iSCSI if the primary array serves it (NBD otherwise). The
 // answer is cached; refresh asks again.
@@ -107,29 +103,22 @@ func (b *Backend) cachedProtocol() string {
 	return b.autoProtocol
 }
 
-// probeISCSI asks an array whether it serves iSCSI. Connecting a host and
-// volume that do not exist is refused as FAILED_PRECONDITION by an array
-// without an iSCSI listener (before it looks anything up) and NOT_FOUND by
-// one with it; an array older than hosts does not know the call.
+// probeISCSI asks an array whether it serves iSCSI: its Info lists its
+// portals when it does.
 func probeISCSI(ctx context.Context, a array.Array) (string, error) {
 	if a == nil {
 		return "", errdefs.Unavailable("no connection to the array")
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	spec := array.ConnectionSpec{Host: probeName, Volume: probeName}
-	_, err := a.ConnectVolume(cctx, spec)
-	switch {
-	case err == nil:
-		// Someone made both: undo what the probe did.
-		_ = a.DisconnectVolume(cctx, spec)
-		return config.ProtocolISCSI, nil
-	case errdefs.IsNotFound(err):
-		return config.ProtocolISCSI, nil
-	case errdefs.IsFailedPrecondition(err), status.Code(err) == codes.Unimplemented:
-		return config.ProtocolNBD, nil
+	info, err := a.Info(cctx)
+	if err != nil {
+		return "", err
 	}
-	return "", err
+	if len(info.ISCSIPortals) > 0 {
+		return config.ProtocolISCSI, nil
+	}
+	return config.ProtocolNBD, nil
 }
 
 // storageProtocol is Cinder's name for a protocol (constants.ISCSI).
