@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"text/template"
@@ -120,6 +121,8 @@ func TestCinderDriver(t *testing.T) {
 		"VOLREP_ARRAY_ADDR="+d.ArrayA,
 		"VOLREP_ARRAY_TOKEN="+d.TokenA,
 		"VOLREP_LOG_FILE="+cinderLog,
+		// test_health reloads the daemon (SIGHUP) after editing VOLREP_CONF.
+		"VOLREP_DAEMON_PID="+strconv.Itoa(d.cmd.Process.Pid),
 		// Keep __pycache__ out of the tree, and Cinder's deprecation noise
 		// out of the output.
 		"PYTHONDONTWRITEBYTECODE=1",
