@@ -329,7 +329,7 @@ pool_known() { cinder_cli get-pools | grep -E "\| *name *\| *$1 *\|"; }
 launch() {
 	# XDG_CACHE_HOME: stevedore's entry point cache (the scheduler filter's
 	# entry point is in deploy/cinder) stays in the lab, not in ~/.cache.
-	local pyenv=(env PYTHONPATH="$REPO/deploy/cinder" PYTHONDONTWRITEBYTECODE=1 PYTHONWARNINGS=ignore
+	local pyenv=(env PYTHONPATH="$REPO/deploy/cinder:$REPO/deploy/lab/python" PYTHONDONTWRITEBYTECODE=1 PYTHONWARNINGS=ignore
 		XDG_CACHE_HOME="$LAB/cache")
 	case $1 in
 	volrepd)
