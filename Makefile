@@ -23,7 +23,8 @@ DEB_TOOLS := qemu-img:qemu-utils qemu-io:qemu-utils nbdinfo:libnbd-bin nbdcopy:l
              /usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so:qemu-block-extra
 # Python module → Debian package, for the Cinder driver and its stubs.
 # Debian's python3 (not a pyenv one on PATH) sees these packages.
-DEB_PYTHON := grpc_tools:python3-grpc-tools grpc:python3-grpcio cinder:python3-cinder oslo_config:python3-oslo.config
+DEB_PYTHON := grpc_tools:python3-grpc-tools grpc:python3-grpcio cinder:python3-cinder oslo_config:python3-oslo.config \
+              os_brick:python3-os-brick
 # Debian packages of `make lab` (a real Cinder in front of volrep), checked by
 # a file each installs.
 DEB_LAB := /usr/lib/rabbitmq/bin/rabbitmq-server:rabbitmq-server /usr/bin/cinder-api:cinder-api \

@@ -21,6 +21,10 @@ type Info struct {
 	FreeBytes     int64
 	Now           time.Time
 	BlockSize     int64
+	// ISCSITargetIQN and ISCSIPortals say where the array serves iSCSI;
+	// both are empty when it does not (no iscsi_listen).
+	ISCSITargetIQN string
+	ISCSIPortals   []string
 }
 
 // Pool groups volumes.

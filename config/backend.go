@@ -35,7 +35,7 @@ var backendKeys = []string{
 	"pure_replica_interval_default", "pure_replica_retention_short_term_default",
 	"pure_replica_retention_long_term_per_day_default", "pure_replica_retention_long_term_default",
 	"pure_replication_pg_name", "pure_replication_pod_name",
-	"volrep_sync_timeout", "volrep_preferred_array", "volrep_pool", "volrep_failover_wait",
+	"volrep_sync_timeout", "volrep_preferred_array", "volrep_pool", "volrep_failover_wait", "volrep_protocol",
 	"reserved_percentage", "max_over_subscription_ratio",
 }
 
@@ -209,6 +209,8 @@ func (p *parser) readBackend(name string, line int) Backend {
 	b.PGName = p.checkName(to, "pure_replication_pg_name", b.PGName, layers...)
 	b.PodName = p.checkName(to, "pure_replication_pod_name", b.PodName, layers...)
 	b.Pool = p.checkName(to, "volrep_pool", b.Pool, layers...)
+	// Unset, the driver picks: iSCSI when the primary array serves it.
+	b.Protocol = p.checkChoice(to, "volrep_protocol", "", []string{ProtocolISCSI, ProtocolNBD}, layers...)
 	b.CinderOptions = p.checkCinderOpts(to, layers)
 
 	if v, ok := p.first("volrep_preferred_array", layers...); ok && full {
@@ -431,3 +433,9 @@ func deviceName(id, section string) string {
 	}
 	return fmt.Sprintf("replication_device %q of [%s]", id, section)
 }
+
+// The attachment protocols of volrep_protocol.
+const (
+	ProtocolISCSI = "iscsi"
+	ProtocolNBD   = "nbd"
+)

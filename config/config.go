@@ -87,6 +87,9 @@ type Backend struct {
 	// FailoverWait is how long failover and failback wait for an array
 	// that does not answer yet (volrep_failover_wait, seconds).
 	FailoverWait time.Duration
+	// Protocol is how hosts attach volumes (volrep_protocol): ProtocolISCSI,
+	// ProtocolNBD, or "" to use iSCSI when the primary array serves it.
+	Protocol string
 
 	ReservedPercentage       int
 	MaxOverSubscriptionRatio float64 // 0 means "auto"

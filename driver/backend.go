@@ -100,6 +100,9 @@ type Backend struct {
 	reason string
 	active string
 	stats  *Stats
+	// autoProtocol is the attachment protocol found on the primary array
+	// when volrep_protocol is unset ("" until asked).
+	autoProtocol string
 	// podOnline is each sync target's pod state as last seen, for choosing
 	// a failover target when the primary can no longer be asked.
 	podOnline map[string]bool

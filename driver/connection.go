@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/config"
 	"github.com/volrep/volrep/errdefs"
 )
 
@@ -17,17 +18,32 @@ type Connector struct {
 
 // ConnectionInfo is Cinder's connection_info.
 type ConnectionInfo struct {
+	// DriverVolumeType is "iscsi" or "nbd".
 	DriverVolumeType string
 	Data             map[string]string
+	// ISCSI is set for "iscsi".
+	ISCSI *ISCSITarget
 }
 
 // InitializeConnection authorises the connector's host to attach a volume,
-// or a snapshot read-only, and says where to connect over NBD. The export
-// name is a secret for this attachment; TerminateConnection revokes it.
+// or a snapshot read-only, over the backend's protocol (see protocol).
 func (b *Backend) InitializeConnection(ctx context.Context, volumeID, snapshotID string, c Connector) (ConnectionInfo, error) {
 	if err := b.ready(); err != nil {
 		return ConnectionInfo{}, err
 	}
+	p, err := b.protocol(ctx, false)
+	if err != nil {
+		return ConnectionInfo{}, err
+	}
+	if p == config.ProtocolISCSI {
+		return b.initializeISCSI(ctx, volumeID, snapshotID, c)
+	}
+	return b.initializeNBD(ctx, volumeID, snapshotID, c)
+}
+
+// initializeNBD says where to connect over NBD. The export name is a
+// secret for this attachment; TerminateConnection revokes it.
+func (b *Backend) initializeNBD(ctx context.Context, volumeID, snapshotID string, c Connector) (ConnectionInfo, error) {
 	spec := array.ExportSpec{Volume: volumeName(volumeID), AttachmentID: c.Host}
 	if snapshotID != "" {
 		spec.Snapshot = snapshotName(snapshotID)
@@ -70,8 +86,10 @@ func (b *Backend) InitializeConnection(ctx context.Context, volumeID, snapshotID
 }
 
 // TerminateConnection revokes the connector host's attachment of a volume
-// (or snapshot); with no host it revokes them all. Connections still open
-// on a revoked export fail their next request.
+// (or snapshot); with no host it revokes them all. Sessions still open on
+// a revoked attachment fail their next request. It revokes NBD exports and
+// iSCSI connections alike, so attachments made before volrep_protocol
+// changed are revoked too.
 func (b *Backend) TerminateConnection(ctx context.Context, volumeID, snapshotID string, c Connector) error {
 	if err := b.ready(); err != nil {
 		return err
@@ -81,13 +99,20 @@ func (b *Backend) TerminateConnection(ctx context.Context, volumeID, snapshotID 
 	if err != nil {
 		return err
 	}
-	exports, err := a.ListExports(ctx, vol)
-	if err != nil {
-		return err
-	}
 	snap := ""
 	if snapshotID != "" {
 		snap = snapshotName(snapshotID)
+	}
+	if err := b.terminateISCSI(ctx, a, vol, snap, c); err != nil {
+		return err
+	}
+	return b.terminateNBD(ctx, a, vol, snap, c)
+}
+
+func (b *Backend) terminateNBD(ctx context.Context, a array.Array, vol, snap string, c Connector) error {
+	exports, err := a.ListExports(ctx, vol)
+	if err != nil {
+		return err
 	}
 	for _, e := range exports {
 		if e.Snapshot != snap || (c.Host != "" && e.AttachmentID != c.Host) {
@@ -96,7 +121,7 @@ func (b *Backend) TerminateConnection(ctx context.Context, volumeID, snapshotID 
 		if _, err := a.DeleteExport(ctx, e.Name, "", ""); err != nil {
 			return err
 		}
-		b.log.Info("attachment revoked", "volume", volumeID, "snapshot", snapshotID, "host", e.AttachmentID)
+		b.log.Info("attachment revoked", "volume", vol, "snapshot", snap, "host", e.AttachmentID)
 	}
 	return nil
 }

@@ -45,7 +45,15 @@ type testArray struct {
 
 func newTestArray(t *testing.T, name string) *testArray {
 	t.Helper()
-	st, err := store.Open(t.TempDir(), store.Options{Name: name})
+	return newTestArrayOpts(t, store.Options{Name: name})
+}
+
+// newTestArrayOpts is newTestArray with the store's options, say the
+// iSCSI portals an array reports.
+func newTestArrayOpts(t *testing.T, opts store.Options) *testArray {
+	t.Helper()
+	name := opts.Name
+	st, err := store.Open(t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

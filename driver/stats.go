@@ -58,6 +58,11 @@ func (b *Backend) GetVolumeStats(ctx context.Context, refresh bool) (Stats, erro
 		st.Reason = b.State().Reason
 		return st, nil
 	}
+	p, err := b.protocol(ctx, true)
+	if err != nil {
+		return Stats{}, err
+	}
+	st.StorageProtocol = storageProtocol(p)
 	a := b.activeArray()
 	info, err := a.Info(ctx)
 	if err != nil {
@@ -84,7 +89,7 @@ func (b *Backend) GetVolumeStats(ctx context.Context, refresh bool) (Stats, erro
 func (b *Backend) capabilities() Stats {
 	st := Stats{
 		VolumeBackendName: b.cfg.VolumeBackendName, VendorName: "volrep", DriverVersion: Version,
-		StorageProtocol: "nbd", ThinProvisioning: true, ConsistentGroupSnapshot: true, OnlineExtend: true,
+		StorageProtocol: storageProtocol(b.cachedProtocol()), ThinProvisioning: true, ConsistentGroupSnapshot: true, OnlineExtend: true,
 		ActiveBackendID: b.State().ActiveBackendID, ReservedPercentage: int64(b.cfg.ReservedPercentage),
 		MaxOverSubscriptionRatio: b.cfg.MaxOverSubscriptionRatio,
 	}

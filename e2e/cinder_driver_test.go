@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"text/template"
@@ -37,11 +38,14 @@ func cinderPython(t *testing.T) string {
 
 // cinderConf is volrepd's configuration and, as an operator would share
 // one file, the Python suite's cinder.conf: backend demo replicates site-a
-// to site-b asynchronously; demo-b, on site-b in a pool of its own, is where
-// snapshot_replicate sends snapshots. The driver API wants a token, which
-// the Cinder driver reads from [volrep] here.
+// to site-b asynchronously and attaches over NBD; demo-b, on site-b in a
+// pool of its own, is where snapshot_replicate sends snapshots;
+// demo-iscsi, on site-a (which serves iSCSI on two portals) in a pool of
+// its own, leaves volrep_protocol unset and so attaches over iSCSI. The
+// driver API wants a token, which the Cinder driver reads from [volrep]
+// here.
 const cinderConf = `[DEFAULT]
-enabled_backends = demo, demo-b
+enabled_backends = demo, demo-b, demo-iscsi
 
 [volrep]
 driver_listen = {{.DriverAddr}}
@@ -53,6 +57,7 @@ state_dir = {{.Dir}}/driver
 data_dir = {{.Dir}}/site-a
 listen = {{.ArrayA}}
 nbd_listen = {{.NBDA}}
+iscsi_listen = {{.ISCSIA}}
 api_token = {{.TokenA}}
 
 [array:site-b]
@@ -67,6 +72,7 @@ volume_driver = volrep_cinder.driver.VolrepDriver
 san_ip = {{.ArrayA}}
 pure_api_token = {{.TokenA}}
 replication_device = backend_id:site-b,san_ip:{{.ArrayB}},api_token:{{.TokenB}},type:async
+volrep_protocol = nbd
 
 [demo-b]
 volume_backend_name = demo-b
@@ -74,6 +80,13 @@ volume_driver = volrep_cinder.driver.VolrepDriver
 san_ip = {{.ArrayB}}
 pure_api_token = {{.TokenB}}
 volrep_pool = cinder-b
+
+[demo-iscsi]
+volume_backend_name = demo-iscsi
+volume_driver = volrep_cinder.driver.VolrepDriver
+san_ip = {{.ArrayA}}
+pure_api_token = {{.TokenA}}
+volrep_pool = cinder-iscsi
 `
 
 // TestCinderDriver runs the Python suite deploy/cinder/tests against a real
@@ -85,6 +98,7 @@ func TestCinderDriver(t *testing.T) {
 	python := cinderPython(t)
 	d := NewDaemon(t)
 	d.DriverToken = "driver-token-cinder"
+	d.ISCSIA = freePort(t) + ", " + freePort(t)
 	var conf strings.Builder
 	if err := template.Must(template.New("cinder").Parse(cinderConf)).Execute(&conf, d); err != nil {
 		t.Fatal(err)
@@ -100,11 +114,15 @@ func TestCinderDriver(t *testing.T) {
 		"VOLREP_CONF="+d.Conf,
 		"VOLREP_BACKEND=demo",
 		"VOLREP_DEST_BACKEND=demo-b",
+		"VOLREP_ISCSI_BACKEND=demo-iscsi",
+		"VOLREP_ISCSI_PORTALS="+strings.ReplaceAll(d.ISCSIA, " ", ""),
 		"VOLREP_ADDR="+d.DriverAddr,
 		"VOLREP_TOKEN="+d.DriverToken,
 		"VOLREP_ARRAY_ADDR="+d.ArrayA,
 		"VOLREP_ARRAY_TOKEN="+d.TokenA,
 		"VOLREP_LOG_FILE="+cinderLog,
+		// test_health reloads the daemon (SIGHUP) after editing VOLREP_CONF.
+		"VOLREP_DAEMON_PID="+strconv.Itoa(d.cmd.Process.Pid),
 		// Keep __pycache__ out of the tree, and Cinder's deprecation noise
 		// out of the output.
 		"PYTHONDONTWRITEBYTECODE=1",

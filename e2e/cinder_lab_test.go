@@ -166,13 +166,14 @@ func (l *cinderLab) waitFor(what string, timeout time.Duration, cond func() (boo
 }
 
 type labVolume struct {
-	ID                string `json:"id"`
-	Name              string `json:"name"`
-	Status            string `json:"status"`
-	Size              int    `json:"size"`
-	Type              string `json:"type"`
-	ReplicationStatus string `json:"replication_status"`
-	Host              string `json:"os-vol-host-attr:host"`
+	ID                string            `json:"id"`
+	Name              string            `json:"name"`
+	Status            string            `json:"status"`
+	Size              int               `json:"size"`
+	Type              string            `json:"type"`
+	ReplicationStatus string            `json:"replication_status"`
+	Host              string            `json:"os-vol-host-attr:host"`
+	Properties        map[string]string `json:"properties"`
 }
 
 func (l *cinderLab) volume(id string) labVolume {
@@ -492,8 +493,10 @@ func TestCinderLab(t *testing.T) {
 		}
 	})
 
-	// A misspelt replication_type never reaches an array: the scheduler
-	// finds no backend offering it, and says so in the user messages.
+	// A misspelt replication_type never reaches an array: volrep's
+	// scheduler filter keeps the volume off the backend and says why, with
+	// the accepted values, in the volume's properties and the scheduler's
+	// log; Cinder's own user message says only that no backend was found.
 	t.Run("misspelt replication_type", func(t *testing.T) {
 		l := *l
 		l.t = t
@@ -503,22 +506,42 @@ func TestCinderLab(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		before2, err := pure2.ListVolumes(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
 		bad := l.create("--volume-type", "pure-asnyc", "--name", "vbad", "1")
-		l.waitVolume(bad, "error")
+		v := l.waitVolume(bad, "error")
 		after, err := pure1.ListVolumes(ctx, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(after) != len(before) {
-			t.Errorf("pure1 had %d volumes before the misspelt type's volume and %d after", len(before), len(after))
+		after2, err := pure2.ListVolumes(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(after) != len(before) || len(after2) != len(before2) {
+			t.Errorf("pure1 had %d volumes before the misspelt type's volume and %d after, pure2 %d and %d",
+				len(before), len(after), len(before2), len(after2))
 		}
 		if _, err := pure1.GetVolume(ctx, providerName(bad)); err == nil {
 			t.Errorf("pure1 has %s", providerName(bad))
+		}
+		want := `replication_type '<in> asnyc' of volume type pure-asnyc: "asnyc" is not a replication type; ` +
+			`volrep accepts '<in> async' and '<in> sync'`
+		if got := v.Properties["volrep_error"]; got != want {
+			t.Errorf("openstack volume show %s: properties volrep_error = %q, want %q", bad, got, want)
+		}
+		if !strings.Contains(l.log("cinder-scheduler"), want) {
+			t.Errorf("cinder-scheduler's log does not say %q:\n%s", want, tail(l.log("cinder-scheduler"), 20))
 		}
 		msgs := l.must("cinder", "message-list", "--resource_uuid", bad)
 		if !regexp.MustCompile(`(?i)no valid backend|weighted backend`).MatchString(msgs) {
 			t.Errorf("cinder message-list for %s does not say why:\n%s", bad, msgs)
 		}
+		t.Logf("openstack volume show %s: status %s, properties %v; cinder message-list:\n%s", bad, v.Status, v.Properties, msgs)
+		// As an operator would; it also gives the volume quota (10) back.
+		l.must("cinder", "delete", bad)
 	})
 
 	// Task 5: the protection group's schedule, changed in cinder.conf and
@@ -542,7 +565,7 @@ func TestCinderLab(t *testing.T) {
 	})
 
 	// The seed's troubleshooting: a typo in cinder.conf shows as a down
-	// backend, with the reason in the logs; the fixed file and a reload of
+	// service, with the reason in the logs; the fixed file and a reload of
 	// volrepd bring it up, with no restart of cinder-volume.
 	t.Run("troubleshooting: bakend_id typo", func(t *testing.T) {
 		l := *l
@@ -551,28 +574,27 @@ func TestCinderLab(t *testing.T) {
 		l.script(t, "restart", "volrepd")
 		l.script(t, "restart", "cinder-volume")
 		pid := l.pid("cinder-volume")
-		l.waitFor("backend down in cinder service-list", 2*time.Minute, func() (bool, string) {
-			s := l.volumeService()
-			return s["Backend State"] == "down", fmt.Sprint(s)
-		})
-		if p := kvTable(l.must("cinder", "get-pools", "--detail")); p["backend_state"] != "down" {
-			t.Errorf("cinder get-pools --detail: backend_state %q, want down", p["backend_state"])
-		}
+		downAt := l.waitServiceState("cinder-volume", labHost, "down")
 		if !strings.Contains(l.log("volrepd"), `unknown key \"bakend_id\"`) {
 			t.Errorf("volrepd's log does not name the typo:\n%s", tail(l.log("volrepd"), 20))
 		}
-		if !strings.Contains(l.log("cinder-volume"), "bakend_id") {
+		if !regexp.MustCompile(`volrep backend puredriver-1 is down: .*bakend_id`).MatchString(l.log("cinder-volume")) {
 			t.Errorf("cinder-volume's log does not name the typo:\n%s", tail(l.log("cinder-volume"), 20))
 		}
 
 		l.editConf(map[string]string{"bakend_id:pure2-async": "backend_id:pure2-async"})
 		l.script(t, "reload")
-		l.waitFor("backend up again", 2*time.Minute, func() (bool, string) {
+		upAt := l.waitServiceState("cinder-volume", labHost, "up")
+		t.Logf("down %s after cinder-volume's restart with the typo; up %s after the fix and reload", downAt, upAt)
+		l.waitFor("backend up in cinder service-list", time.Minute, func() (bool, string) {
 			s := l.volumeService()
-			return s["Backend State"] == "up" && s["State"] == "up", fmt.Sprint(s)
+			return s["Backend State"] == "up", fmt.Sprint(s)
 		})
 		if p := l.pid("cinder-volume"); p != pid {
 			t.Errorf("cinder-volume was restarted (pid %s, then %s)", pid, p)
+		}
+		if !strings.Contains(l.log("cinder-volume"), "volrep backend puredriver-1 is up again") {
+			t.Errorf("cinder-volume's log does not say the backend is up again:\n%s", tail(l.log("cinder-volume"), 20))
 		}
 		v := l.create("--volume-type", "pure-async", "--name", "after-fix", "1")
 		l.waitVolume(v, "available")
@@ -580,6 +602,99 @@ func TestCinderLab(t *testing.T) {
 			t.Errorf("pure1's cinder-group: %v %v, want %s in it", g.Members, err, providerName(v))
 		}
 	})
+
+	// volrepd stopped under a running cinder-volume: the service goes down
+	// (the driver's health check fails, so Cinder stops its heartbeats),
+	// a create fails at the scheduler, and volrepd's return brings the
+	// service back with no restart of cinder-volume.
+	t.Run("volrepd stopped and started", func(t *testing.T) {
+		l := *l
+		l.t = t
+		pid := l.pid("cinder-volume")
+		// volrepd hosts the arrays too: count their volumes before it stops.
+		before, err := pure1.ListVolumes(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.script(t, "stop", "volrepd")
+		stopped := true
+		defer func() {
+			if stopped { // the subtest failed half-way: leave the lab whole
+				l.script(t, "start", "volrepd")
+			}
+		}()
+		downAt := l.waitServiceState("cinder-volume", labHost, "down")
+		if line := regexp.MustCompile(`volrep backend puredriver-1 is down: volrepd at \S+: ListBackends: .*UNAVAILABLE.*`).FindString(l.log("cinder-volume")); line == "" {
+			t.Errorf("cinder-volume's log does not say volrepd is unreachable:\n%s", tail(l.log("cinder-volume"), 20))
+		} else {
+			t.Logf("cinder-volume's log: %s", line)
+		}
+		down := l.create("--volume-type", "pure-async", "--name", "while-down", "1")
+		l.waitVolume(down, "error")
+		msgs := l.must("cinder", "message-list", "--resource_uuid", down)
+		if !strings.Contains(msgs, "Could not find any available weighted backend") {
+			t.Errorf("cinder message-list for %s does not say why:\n%s", down, msgs)
+		}
+		if !strings.Contains(l.log("cinder-scheduler"), "volume service is down. (host: "+labHost+")") {
+			t.Errorf("cinder-scheduler's log does not say %s is down", labHost)
+		}
+
+		l.script(t, "start", "volrepd")
+		stopped = false
+		upAt := l.waitServiceState("cinder-volume", labHost, "up")
+		t.Logf("down %s after volrepd stopped; up %s after it started; create while down: %s", downAt, upAt, msgs)
+		if p := l.pid("cinder-volume"); p != pid {
+			t.Errorf("cinder-volume was restarted (pid %s, then %s)", pid, p)
+		}
+		l.must("cinder", "delete", down)
+		if after, err := pure1.ListVolumes(ctx, ""); err != nil || len(after) != len(before) {
+			t.Errorf("pure1 had %d volumes before the create while volrepd was down and %d after (%v)", len(before), len(after), err)
+		}
+		v := l.create("--volume-type", "pure-async", "--name", "after-volrepd", "1")
+		l.waitVolume(v, "available")
+		if _, err := pure1.GetVolume(ctx, providerName(v)); err != nil {
+			t.Errorf("pure1 has no %s: %v", providerName(v), err)
+		}
+	})
+
+	// RabbitMQ restarted (same node, same data): once cinder-scheduler and
+	// cinder-volume have reconnected (lab.sh waits for their queues'
+	// consumers), the next create goes through.
+	t.Run("rabbitmq restarted", func(t *testing.T) {
+		l := *l
+		l.t = t
+		began := time.Now()
+		l.script(t, "restart", "rabbitmq")
+		t.Logf("lab.sh restart rabbitmq (until both services consume again): %s", time.Since(began).Round(100*time.Millisecond))
+		for _, svc := range [][2]string{{"cinder-scheduler", "lab"}, {"cinder-volume", labHost}} {
+			l.waitServiceState(svc[0], svc[1], "up")
+		}
+		v := l.create("--volume-type", "pure-async", "--name", "after-rabbitmq", "1")
+		l.waitVolume(v, "available")
+		t.Logf("RabbitMQ restart to a created volume: %s", time.Since(began).Round(100*time.Millisecond))
+		if _, err := pure1.GetVolume(ctx, providerName(v)); err != nil {
+			t.Errorf("pure1 has no %s: %v", providerName(v), err)
+		}
+	})
+}
+
+// waitServiceState waits until `openstack volume service list` shows the
+// service binary on host in state (up or down), and returns how long that
+// took.
+func (l *cinderLab) waitServiceState(binary, host, state string) time.Duration {
+	l.t.Helper()
+	began := time.Now()
+	l.waitFor(binary+" "+host+" "+state+" in openstack volume service list", 2*time.Minute, func() (bool, string) {
+		var services []map[string]string
+		l.osJSON(&services, "volume", "service", "list", "--service", binary)
+		for _, s := range services {
+			if s["Host"] == host {
+				return s["State"] == state, fmt.Sprint(s)
+			}
+		}
+		return false, fmt.Sprintf("no %s %s in %v", binary, host, services)
+	})
+	return time.Since(began).Round(100 * time.Millisecond)
 }
 
 // script runs a lab.sh verb (reload, restart NAME), failing t on error.

@@ -3,6 +3,7 @@ package iscsi
 import (
 	"context"
 	"errors"
+	"strconv"
 )
 
 // Device is the logical unit behind one LUN of a session. The server calls
@@ -68,3 +69,25 @@ var (
 	// TARGET PORT IN UNAVAILABLE STATE (04h/0Ch).
 	ErrUnavailable = errors.New("iscsi: the logical unit is unavailable")
 )
+
+// CompareWriter may be implemented by a Device that compares and writes
+// atomically against every writer of the volume, not only this server's
+// sessions (an NBD client of the same volume, a sync peer). The server then
+// serves COMPARE AND WRITE through it and takes no lock of its own around
+// writes, so no write waits behind another's round trip to a sync peer.
+// Without it the server serialises COMPARE AND WRITE against the writes
+// of its own sessions only.
+type CompareWriter interface {
+	// CompareAndWrite writes data at off if the bytes there equal cmp
+	// (as long as data); otherwise it changes nothing and returns a
+	// *MiscompareError.
+	CompareAndWrite(ctx context.Context, cmp, data []byte, off int64, fua bool) error
+}
+
+// MiscompareError reports the first byte, counted from the start of the
+// compared range, at which a CompareWriter found different data.
+type MiscompareError struct{ Offset int }
+
+func (e *MiscompareError) Error() string {
+	return "iscsi: miscompare at byte " + strconv.Itoa(e.Offset)
+}

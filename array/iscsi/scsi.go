@@ -594,9 +594,7 @@ func (c *cmd) write(ctx context.Context) scsiResult {
 		fua = true // WRITE AND VERIFY: the medium must hold the data
 	}
 	off := int64(lba) * BlockSize
-	lock := c.ss.s.cawLock(&c.l.id)
-	lock.RLock()
-	defer lock.RUnlock()
+	defer c.writeLock()()
 	whole := len(data) / BlockSize * BlockSize
 	if whole > 0 {
 		if err := c.l.dev.WriteAt(ctx, data[:whole], off, fua); err != nil {
@@ -729,9 +727,7 @@ func (c *cmd) unmap(ctx context.Context) scsiResult {
 			ranges = append(ranges, rng{lba, n})
 		}
 	}
-	lock := c.ss.s.cawLock(&c.l.id)
-	lock.RLock()
-	defer lock.RUnlock()
+	defer c.writeLock()()
 	for _, r := range ranges {
 		if err := c.l.dev.Zero(ctx, int64(r.lba)*BlockSize, int64(r.n)*BlockSize, false); err != nil {
 			return withSPDTL(c.fail(err, false), plen)
@@ -767,9 +763,7 @@ func (c *cmd) writeSame(ctx context.Context) scsiResult {
 	}
 	fua := false
 	off, length := int64(lba)*BlockSize, int64(n)*BlockSize
-	lock := c.ss.s.cawLock(&c.l.id)
-	lock.RLock()
-	defer lock.RUnlock()
+	defer c.writeLock()()
 	if ndob || cdb[1]&0x08 != 0 || isZero(c.out) {
 		if err := c.l.dev.Zero(ctx, off, length, fua); err != nil {
 			return withSPDTL(c.fail(err, false), spdtl)
@@ -805,8 +799,22 @@ func isZero(b []byte) bool {
 	return true
 }
 
+// writeLock holds the volume's COMPARE AND WRITE lock shared for a write,
+// unless the device compares and writes atomically itself (CompareWriter),
+// in which case no lock is needed: a sync volume's writes then never wait
+// behind one another's peer round trips here.
+func (c *cmd) writeLock() (unlock func()) {
+	if _, ok := c.l.dev.(CompareWriter); ok {
+		return func() {}
+	}
+	lock := c.ss.s.cawLock(&c.l.id)
+	lock.RLock()
+	return lock.RUnlock
+}
+
 // compareAndWrite compares the first half of the Data-Out with the
-// medium and writes the second half if they match, holding the volume's
+// medium and writes the second half if they match: through the device's
+// own atomic CompareAndWrite when it has one, else holding the volume's
 // lock exclusively so that no other write through this server interleaves.
 func (c *cmd) compareAndWrite(ctx context.Context) scsiResult {
 	cdb := c.cdb
@@ -834,12 +842,23 @@ func (c *cmd) compareAndWrite(ctx context.Context) scsiResult {
 		return withSPDTL(checkCondition(senseIllegalRequest, ascInvalidFieldInIU), spdtl)
 	}
 	size := int(n) * BlockSize
+	off := int64(lba) * BlockSize
+	if cw, ok := c.l.dev.(CompareWriter); ok {
+		err := cw.CompareAndWrite(ctx, c.out[:size], c.out[size:], off, cdb[1]&0x08 != 0)
+		if me := (*MiscompareError)(nil); errors.As(err, &me) {
+			return scsiResult{status: statusCheckCondition, spdtl: spdtl,
+				sense: senseData(senseMiscompare, ascMiscompareDuringVerify, uint32(me.Offset), true)}
+		}
+		if err != nil {
+			return withSPDTL(c.fail(err, false), spdtl)
+		}
+		return scsiResult{spdtl: spdtl}
+	}
 	buf, release, err := c.budget.allocate(ctx, size)
 	if err != nil {
 		return withSPDTL(c.fail(err, false), spdtl)
 	}
 	defer release()
-	off := int64(lba) * BlockSize
 	lock := c.ss.s.cawLock(&c.l.id)
 	lock.Lock()
 	defer lock.Unlock()

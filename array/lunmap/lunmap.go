@@ -148,6 +148,8 @@ func (d *device) Identity() iscsi.Identity { return d.id }
 // Close has nothing to release: a handle holds no resources of its own.
 func (d *device) Close() {}
 
+var _ iscsi.CompareWriter = (*device)(nil)
+
 func (d *device) ReadAt(ctx context.Context, p []byte, off int64) error {
 	return deviceErr(d.h.ReadAt(ctx, p, off))
 }
@@ -157,6 +159,16 @@ func (d *device) WriteAt(ctx context.Context, p []byte, off int64, fua bool) err
 }
 
 func (d *device) Flush(ctx context.Context) error { return deviceErr(d.h.Flush(ctx)) }
+
+// CompareAndWrite is atomic against every write to the volume, NBD's and
+// the sync peer's included, so the iSCSI server needs no lock of its own.
+func (d *device) CompareAndWrite(ctx context.Context, cmp, data []byte, off int64, fua bool) error {
+	err := d.h.CompareAndWrite(ctx, cmp, data, off, fua)
+	if me := (*store.MiscompareError)(nil); errors.As(err, &me) {
+		return &iscsi.MiscompareError{Offset: me.Offset}
+	}
+	return deviceErr(err)
+}
 
 func (d *device) Zero(ctx context.Context, off, length int64, fua bool) error {
 	return deviceErr(d.h.Zero(ctx, off, length, fua))

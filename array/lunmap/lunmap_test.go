@@ -2,9 +2,11 @@ package lunmap_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -203,5 +205,100 @@ func TestDevices(t *testing.T) {
 	s.Close()
 	if err := d2.ReadAt(ctx, got, 0); !errors.Is(err, iscsi.ErrUnavailable) {
 		t.Fatalf("read from a closed array: %v", err)
+	}
+}
+
+// COMPARE AND WRITE is atomic against every writer of the volume: counters
+// bumped by compare-and-write through the iSCSI device and through a
+// second handle of the store (as an NBD export has) lose no increment, and
+// a miscompare names the first differing byte and changes nothing.
+func TestCompareAndWriteIsAtomic(t *testing.T) {
+	s := open(t)
+	ctx := t.Context()
+	tg := lunmap.New(s)
+	if _, err := s.CreateHost(ctx, array.HostSpec{Name: "h", IQNs: []string{ini}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ConnectVolume(ctx, array.ConnectionSpec{Host: "h", Volume: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := tg.Open(ctx, ini, target, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	cw, ok := d.(iscsi.CompareWriter)
+	if !ok {
+		t.Fatal("the engine's device does not compare and write itself")
+	}
+	h, err := s.OpenVolume(ctx, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := func(n uint64) []byte {
+		b := make([]byte, 512)
+		binary.BigEndian.PutUint64(b, n)
+		return b
+	}
+	const workers, each = 8, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			caw := cw.CompareAndWrite
+			if w%2 == 1 {
+				caw = h.CompareAndWrite
+			}
+			cur := make([]byte, 512)
+			for done := 0; done < each; {
+				if err := h.ReadAt(ctx, cur, 0); err != nil {
+					errs <- err
+					return
+				}
+				n := binary.BigEndian.Uint64(cur)
+				err := caw(ctx, block(n), block(n+1), 0, false)
+				var me *iscsi.MiscompareError
+				var se *store.MiscompareError
+				switch {
+				case err == nil:
+					done++
+				case errors.As(err, &me) || errors.As(err, &se):
+				default:
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	got := make([]byte, 512)
+	if err := s.ReadVolume(ctx, "v1", 0, got); err != nil {
+		t.Fatal(err)
+	}
+	if n := binary.BigEndian.Uint64(got); n != workers*each {
+		t.Fatalf("counter = %d after %d compare-and-writes: some were not atomic", n, workers*each)
+	}
+	want := block(workers * each)
+	wrong := bytes.Clone(want)
+	wrong[300] ^= 1
+	err = cw.CompareAndWrite(ctx, wrong, block(0), 0, true)
+	var me *iscsi.MiscompareError
+	if !errors.As(err, &me) || me.Offset != 300 {
+		t.Fatalf("miscompare = %v, want one at byte 300", err)
+	}
+	if err := s.ReadVolume(ctx, "v1", 0, got); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("a miscompare changed the volume (%v)", err)
+	}
+	if err := s.SetReadOnly(ctx, "v1", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := cw.CompareAndWrite(ctx, want, block(0), 0, false); !errors.Is(err, iscsi.ErrWriteProtected) {
+		t.Fatalf("compare and write to a read-only volume: %v", err)
 	}
 }

@@ -118,7 +118,7 @@ const (
 )
 
 func (s *Store) write(v *volume, p []byte, off int64, fua bool, how mirrored) error {
-	return s.change(v, off, int64(len(p)), fua, how,
+	return s.change(v, off, int64(len(p)), fua, how, nil,
 		func(m Mirror) func() error { return m.Write(off, p) },
 		func(l *layer) error { return writeLayer(l, p, off) })
 }
@@ -128,8 +128,10 @@ func (s *Store) write(v *volume, p []byte, off int64, fua bool, how mirrored) er
 // here under the blocks' locks, so both copies see changes to a block in
 // the same order; then every lock is released before waiting for the
 // peer, so a slow peer holds up only the writes that wait for it, never a
-// snapshot or another volume.
-func (s *Store) change(v *volume, off, length int64, fua bool, how mirrored,
+// snapshot or another volume. check, if set, runs under the blocks' locks
+// before anything is queued or applied, and a refusal from it changes
+// nothing (COMPARE AND WRITE).
+func (s *Store) change(v *volume, off, length int64, fua bool, how mirrored, check func(*layer) error,
 	mirror func(Mirror) (wait func() error), apply func(*layer) error) error {
 	l, size, err := s.beginIO(v)
 	if err != nil {
@@ -153,6 +155,13 @@ func (s *Store) change(v *volume, off, length int64, fua bool, how mirrored,
 	}
 	var wait func() error
 	unlock := v.lockBlocks(off/bs, (off+length-1)/bs)
+	if check != nil {
+		if err := check(l); err != nil {
+			unlock()
+			s.io.RUnlock()
+			return err
+		}
+	}
 	// The mirror gets the change first, so the peer works on it while the
 	// local write runs.
 	if m != nil {
@@ -307,7 +316,7 @@ func (s *Store) flushLayer(l *layer) error {
 // punched out of the layer file; they are marked zero only where older
 // layers hold data, so discarding unwritten space changes nothing.
 func (s *Store) zeroRange(v *volume, off, length int64, fua bool, how mirrored) error {
-	return s.change(v, off, length, fua, how,
+	return s.change(v, off, length, fua, how, nil,
 		func(m Mirror) func() error { return m.Zero(off, length) },
 		func(l *layer) error { return zeroLayer(l, off, off+length) })
 }
@@ -584,6 +593,49 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64, fua bool) err
 		return h.readOnlyErr()
 	}
 	return h.s.space(h.s.write(h.v, p, off, fua, fromClient))
+}
+
+// MiscompareError is CompareAndWrite's refusal: the volume's bytes differ
+// from the expected ones, first at Offset (from the start of the range).
+type MiscompareError struct{ Offset int }
+
+func (e *MiscompareError) Error() string {
+	return fmt.Sprintf("the volume's data differ from the expected data at byte %d of the range", e.Offset)
+}
+
+// CompareAndWrite writes p at off only if the volume holds cmp there
+// (len(cmp) == len(p)), atomically against every other write to the
+// volume, whatever protocol it came by: the comparison runs under the
+// blocks' locks that every write takes, and no lock is held while a sync
+// peer is awaited.
+func (h *Handle) CompareAndWrite(ctx context.Context, cmp, p []byte, off int64, fua bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(cmp) != len(p) {
+		return errdefs.InvalidArgument("data", "compare and write needs as many bytes to compare (%d) as to write (%d)", len(cmp), len(p))
+	}
+	if err := h.revoked(); err != nil {
+		return err
+	}
+	if h.ReadOnly() {
+		return h.readOnlyErr()
+	}
+	return h.s.space(h.s.change(h.v, off, int64(len(p)), fua, fromClient,
+		func(l *layer) error {
+			cur := make([]byte, len(cmp))
+			if err := readView(l, cur, off); err != nil {
+				return err
+			}
+			for i := range cur {
+				if cur[i] != cmp[i] {
+					return &MiscompareError{Offset: i}
+				}
+			}
+			return nil
+		},
+		func(m Mirror) func() error { return m.Write(off, p) },
+		func(l *layer) error { return writeLayer(l, p, off) }))
 }
 
 // Flush makes every acknowledged write to the volume durable, whichever

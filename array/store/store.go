@@ -426,12 +426,17 @@ func (s *Store) Info(ctx context.Context) (array.Info, error) {
 	if err := unix.Statfs(s.dir, &st); err != nil {
 		return array.Info{}, err
 	}
-	return array.Info{
+	info := array.Info{
 		Name: s.opts.Name, ID: s.id, Version: Version,
 		CapacityBytes: int64(st.Blocks) * st.Bsize,
 		FreeBytes:     int64(st.Bavail) * st.Bsize,
 		Now:           s.opts.Now(), BlockSize: bs,
-	}, nil
+		ISCSIPortals: slices.Clone(s.opts.ISCSIPortals),
+	}
+	if len(info.ISCSIPortals) > 0 {
+		info.ISCSITargetIQN = s.opts.ISCSITargetIQN
+	}
+	return info, nil
 }
 
 // CreatePool creates a pool; an existing one is returned as is.

@@ -3,6 +3,7 @@ package testsuite
 import (
 	"context"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -95,6 +96,9 @@ func testConnections(t *testing.T, ctx context.Context, a array.Array, secret st
 	}
 	if err := array.CheckIQN("target_iqn", c1.TargetIQN); err != nil {
 		t.Fatal(err)
+	}
+	if info := mInfo(t)(a.Info(ctx)); info.ISCSITargetIQN != c1.TargetIQN || !slices.Equal(info.ISCSIPortals, c1.Portals) {
+		t.Fatalf("Info says target %q portals %v; the connection says %q %v", info.ISCSITargetIQN, info.ISCSIPortals, c1.TargetIQN, c1.Portals)
 	}
 	if again := mConn(a.ConnectVolume(ctx, array.ConnectionSpec{Host: "h1", Volume: "lv1"})); again.LUN != 1 {
 		t.Fatalf("connecting again moved the LUN to %d", again.LUN)

@@ -11,7 +11,11 @@
 #   lab.sh down    stop what up started (safe to repeat)
 #   lab.sh reload  SIGHUP volrepd, which re-reads cinder.conf
 #   lab.sh restart SERVICE  restart one of volrepd, cinder-api, cinder-scheduler,
-#                  cinder-volume, glance-api (as after editing cinder.conf)
+#                  cinder-volume, glance-api (as after editing cinder.conf), or
+#                  rabbitmq (same node and data; waits until cinder-scheduler
+#                  and cinder-volume consume from it again)
+#   lab.sh stop SERVICE, lab.sh start SERVICE
+#                  stop or start one of them alone (a fault to try: stop volrepd)
 #
 # Environment: VOLREP_LAB_DIR (default REPO/.lab), VOLREPD (a volrepd binary;
 # default: go build), LAB_TIMEOUT (seconds per readiness wait, default 120).
@@ -185,7 +189,13 @@ glance_api_servers = http://127.0.0.1:$GLANCE_PORT
 report_interval = 3
 periodic_interval = 5
 service_down_time = 15
+backend_stats_polling_interval = 10
 scheduler_driver_init_wait_time = 60
+# Cinder's default filters, with volrep's ahead of CapabilitiesFilter: it
+# says why a type's replication_type cannot go to volrep (scheduler log,
+# volume metadata volrep_error) where CapabilitiesFilter would only drop the
+# backend. Loaded by entry point from deploy/cinder (PYTHONPATH).
+scheduler_default_filters = AvailabilityZoneFilter,CapacityFilter,VolrepReplicationTypeFilter,CapabilitiesFilter
 debug = true
 
 [database]
@@ -317,7 +327,10 @@ pool_known() { cinder_cli get-pools | grep -E "\| *name *\| *$1 *\|"; }
 # launch NAME: start one of the lab's services (the same way for up and
 # restart).
 launch() {
-	local pyenv=(env PYTHONPATH="$REPO/deploy/cinder" PYTHONDONTWRITEBYTECODE=1 PYTHONWARNINGS=ignore)
+	# XDG_CACHE_HOME: stevedore's entry point cache (the scheduler filter's
+	# entry point is in deploy/cinder) stays in the lab, not in ~/.cache.
+	local pyenv=(env PYTHONPATH="$REPO/deploy/cinder:$REPO/deploy/lab/python" PYTHONDONTWRITEBYTECODE=1 PYTHONWARNINGS=ignore
+		XDG_CACHE_HOME="$LAB/cache")
 	case $1 in
 	volrepd)
 		start volrepd "$VOLREPD_BIN" --config "$CONF"
@@ -333,11 +346,32 @@ launch() {
 	esac
 }
 
-# restart NAME: as an operator restarts one service after changing cinder.conf.
-restart() {
+# consuming QUEUE: RabbitMQ has a consumer on QUEUE (a service that has
+# (re)connected and declared its queue).
+consuming() { as_rabbit /usr/lib/rabbitmq/bin/rabbitmqctl -q -n "$RABBIT_NODE" list_queues name consumers |
+	grep -qE "^$1[[:space:]]+[1-9]"; }
+
+lab_env() {
 	[[ -f $LAB/ports ]] || die "no lab under $LAB; run: make lab"
 	# shellcheck disable=SC1091
 	source "$LAB/ports"
+	rabbit_prefix
+}
+
+# restart NAME: as an operator restarts one service after changing cinder.conf.
+restart() {
+	lab_env
+	if [[ $1 == rabbitmq ]]; then
+		stop_rabbit
+		start_rabbit
+		# Its queues were not durable: they are back once each service
+		# has reconnected and declared its own; a message sent before
+		# then would be dropped.
+		wait_for cinder-scheduler "cinder-scheduler consuming from the restarted RabbitMQ" consuming cinder-scheduler
+		wait_for cinder-volume "cinder-volume consuming from the restarted RabbitMQ" consuming "cinder-volume.$HOSTNAME_CINDER@$BACKEND"
+		say "restarted rabbitmq (pid $(cat "$RUN/rabbitmq.pid")); cinder-scheduler and cinder-volume reconnected"
+		return
+	fi
 	local before=0
 	[[ $1 == cinder-volume ]] && before=$(grep -c 'Driver initialization completed successfully' "$LOG/cinder-volume.log" || true)
 	stop "$1"
@@ -352,6 +386,28 @@ restart() {
 	cinder-api) wait_for cinder-api "cinder-api" http_answers "http://127.0.0.1:$API_PORT/" ;;
 	esac
 	say "restarted $1 (pid $(cat "$RUN/$1.pid"))"
+}
+
+# stop_service NAME / start_service NAME: one service alone, the others
+# left running (start waits only for volrepd's port and RabbitMQ's ping).
+stop_service() {
+	lab_env
+	case $1 in
+	rabbitmq) stop_rabbit ;;
+	volrepd | cinder-api | cinder-scheduler | cinder-volume | glance-api) stop "$1" ;;
+	*) die "no service $1 in the lab (rabbitmq, volrepd, cinder-api, cinder-scheduler, cinder-volume, glance-api)" ;;
+	esac
+	say "stopped $1"
+}
+
+start_service() {
+	lab_env
+	alive "$1" && die "$1 is running already (pid $(cat "$RUN/$1.pid"))"
+	case $1 in
+	rabbitmq) start_rabbit ;;
+	*) launch "$1" ;;
+	esac
+	say "started $1 (pid $(cat "$RUN/$1.pid"))"
 }
 
 up() {
@@ -452,5 +508,7 @@ up) up ;;
 down) down ;;
 reload) reload ;;
 restart) restart "${2:?usage: $0 restart SERVICE}" ;;
-*) die "usage: $0 up|down|reload|restart SERVICE" ;;
+stop) stop_service "${2:?usage: $0 stop SERVICE}" ;;
+start) start_service "${2:?usage: $0 start SERVICE}" ;;
+*) die "usage: $0 up|down|reload|restart SERVICE|stop SERVICE|start SERVICE" ;;
 esac

@@ -258,7 +258,22 @@ func (s *Service) InitializeConnection(ctx context.Context, req *driverv1.Initia
 	if err != nil {
 		return nil, err
 	}
-	return &driverv1.InitializeConnectionResponse{ConnectionInfo: &driverv1.ConnectionInfo{DriverVolumeType: ci.DriverVolumeType, Data: ci.Data}}, nil
+	return &driverv1.InitializeConnectionResponse{ConnectionInfo: connectionInfo(ci)}, nil
+}
+
+func connectionInfo(ci driver.ConnectionInfo) *driverv1.ConnectionInfo {
+	out := &driverv1.ConnectionInfo{DriverVolumeType: ci.DriverVolumeType, Data: ci.Data}
+	if t := ci.ISCSI; t != nil {
+		out.Iscsi = &driverv1.IscsiTarget{Multipath: t.Multipath, AuthMethod: "CHAP", ChapUsername: t.CHAPUser,
+			ChapSecret: t.CHAPSecret, Wwn: t.WWN, Discard: true, HostName: t.HostName}
+		if t.CHAPUser == "" {
+			out.Iscsi.AuthMethod = ""
+		}
+		for _, p := range t.Paths {
+			out.Iscsi.Paths = append(out.Iscsi.Paths, &driverv1.IscsiPath{Portal: p.Portal, Iqn: p.IQN, Lun: p.LUN})
+		}
+	}
+	return out
 }
 
 func (s *Service) TerminateConnection(ctx context.Context, req *driverv1.TerminateConnectionRequest) (*driverv1.TerminateConnectionResponse, error) {
@@ -267,7 +282,7 @@ func (s *Service) TerminateConnection(ctx context.Context, req *driverv1.Termina
 		return nil, err
 	}
 	c := req.GetConnector()
-	err = b.TerminateConnection(ctx, req.GetVolumeId(), req.GetSnapshotId(), driver.Connector{Host: c.GetHost(), IP: c.GetIp()})
+	err = b.TerminateConnection(ctx, req.GetVolumeId(), req.GetSnapshotId(), driver.Connector{Host: c.GetHost(), IP: c.GetIp(), Initiator: c.GetInitiator()})
 	return &driverv1.TerminateConnectionResponse{}, err
 }
 

@@ -214,6 +214,13 @@ func validateConnector(field string, c *driverv1.Connector, required bool) error
 	); err != nil {
 		return err
 	}
+	// os-brick's initiator is the host's iSCSI name, which an iSCSI
+	// attachment makes a host of on the array.
+	if c.GetInitiator() != "" {
+		if err := v.ISCSIName(field+".initiator", c.GetInitiator()); err != nil {
+			return err
+		}
+	}
 	if c.GetHost() == "" {
 		if required {
 			return v.Required(field+".host", "")

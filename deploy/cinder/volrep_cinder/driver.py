@@ -24,6 +24,7 @@ reads them, this driver does not need them.
 """
 
 import sys
+import threading
 import time
 
 from eventlet import patcher as eventlet_patcher
@@ -253,6 +254,9 @@ def connector_pb(connector):
 def connection_info(ci):
     """DriverService ConnectionInfo as Cinder's connection_info dict."""
     data = dict(ci.data)
+    if ci.HasField('iscsi'):
+        return {'driver_volume_type': ci.driver_volume_type or 'iscsi',
+                'data': _iscsi_data(ci.iscsi, data)}
     if 'port' in data:
         try:
             data['port'] = int(data['port'])
@@ -262,6 +266,34 @@ def connection_info(ci):
         data['read_only'] = data['read_only'].lower() == 'true'
     return {'driver_volume_type': ci.driver_volume_type or 'nbd',
             'data': data}
+
+
+def _iscsi_data(target, data):
+    """An IscsiTarget as the connection properties os-brick's
+    ISCSIConnector reads (the shape Pure's iSCSI driver returns): the first
+    path as target_portal/iqn/lun and, for a multipath connector, every
+    path as target_portals/iqns/luns; CHAP as auth_method/username/password
+    (os-brick sets them on the node before it logs in)."""
+    paths = list(target.paths)
+    if not paths:
+        raise exception.VolumeBackendAPIException(
+            data=_('volrepd returned an iSCSI connection without a portal'))
+    data.update(target_discovered=False,
+                target_portal=paths[0].portal,
+                target_iqn=paths[0].iqn,
+                target_lun=int(paths[0].lun),
+                discard=bool(target.discard))
+    if target.multipath:
+        data['target_portals'] = [p.portal for p in paths]
+        data['target_iqns'] = [p.iqn for p in paths]
+        data['target_luns'] = [int(p.lun) for p in paths]
+    if target.auth_method:
+        data['auth_method'] = target.auth_method
+        data['auth_username'] = target.chap_username
+        data['auth_password'] = target.chap_secret
+    if target.wwn:
+        data['wwn'] = target.wwn
+    return data
 
 
 def _set_fields(msg, **values):
@@ -404,6 +436,14 @@ class VolrepDriver(driver.VolumeDriver):
         self._timeout = None
         # The volrepd backend (its section name) this Cinder backend is.
         self._backend = None
+        # volrepd's last word on the backend (see initialized): up, why
+        # not, when it was asked (time.monotonic; None: never), and whether
+        # a green thread is asking now.
+        self._health_lock = threading.Lock()
+        self._health_up = False
+        self._health_reason = 'not checked yet'
+        self._health_at = None
+        self._health_checking = False
 
     @classmethod
     def get_driver_options(cls):
@@ -502,13 +542,14 @@ class VolrepDriver(driver.VolumeDriver):
     _PAGE_SIZE = 1000
     _MAX_PAGES = 100000
 
-    def _list(self, method, request, field):
+    def _list(self, method, request, field, timeout=None):
         """Every item of a paged List RPC, following next_page_token until
-        volrepd sends an empty one. Errors map as in _call."""
+        volrepd sends an empty one. Errors map as in _call; timeout is per
+        page."""
         items = []
         request.page_size = self._PAGE_SIZE
         for _ in range(self._MAX_PAGES):
-            reply = self._call(method, request)
+            reply = self._call(method, request, timeout=timeout)
             items.extend(getattr(reply, field))
             token = reply.next_page_token
             if not token:
@@ -529,11 +570,11 @@ class VolrepDriver(driver.VolumeDriver):
         LOG.info('volrep backend %(name)s at %(addr)s',
                  {'name': self._backend, 'addr': self._address})
 
-    def _find_backend(self):
+    def _find_backend(self, timeout=None):
         """This backend in volrepd's ListBackends: the one whose section is
         our config group, else the one with our volume_backend_name."""
         backends = self._list('ListBackends', pb.ListBackendsRequest(),
-                              'backends')
+                              'backends', timeout=timeout)
         group = self.configuration.config_group
         vbn = self.configuration.safe_get('volume_backend_name')
         for b in backends:
@@ -557,22 +598,106 @@ class VolrepDriver(driver.VolumeDriver):
             self._connect()
         b = self._find_backend()
         self._backend = b.name
-        if not b.up:
-            # Cinder runs init_host once: raising here would leave the driver
-            # uninitialized until cinder-volume restarts, even after the file
-            # is fixed and volrepd reloaded. So start, and let the stats say
-            # down (with volrepd's reason) until volrepd says up.
-            LOG.error('volrep backend %(name)s is down: %(reason)s. Cinder '
-                      'will see it down until volrepd reports it up (fix '
-                      'the file and reload volrepd; no restart of '
-                      'cinder-volume is needed).',
-                      {'name': b.name, 'reason': b.reason or 'no reason given'})
+        # A backend that volrepd reports down does not fail the setup:
+        # Cinder would then leave the driver uninitialized until
+        # cinder-volume restarts (init_host gives up after
+        # reinit_driver_count tries), even once the file is fixed and
+        # volrepd reloaded. It starts, and initialized says down (so Cinder
+        # sends no heartbeat) until volrepd says up.
+        self._set_health(b.up, b.reason or 'no reason given')
         if (self._active_backend_id and b.active_backend_id and
                 self._active_backend_id != b.active_backend_id):
             LOG.warning('Cinder records backend %(name)s as failed over to '
                         '%(cinder)s but volrepd serves it from %(daemon)s.',
                         {'name': b.name, 'cinder': self._active_backend_id,
                          'daemon': b.active_backend_id})
+
+    # ---- health ---------------------------------------------------------
+    #
+    # Cinder's Service.report_state sends the service's heartbeat only while
+    # the manager's is_working() is true, and VolumeManager.is_working() is
+    # this driver's initialized. So initialized is "set up, and volrepd
+    # says the backend is up": while volrepd is stopped, or reports the
+    # backend down (a typo in its section), `openstack volume service list`
+    # shows the service down within service_down_time, the scheduler sends
+    # it nothing, and the manager refuses requests with DriverNotInitialized
+    # instead of failing them at volrepd. Once volrepd answers up again
+    # (restarted, or reloaded with the file fixed), the heartbeats resume:
+    # no restart of cinder-volume.
+    #
+    # The manager reads initialized on every request and report_state on
+    # every report_interval, so the answer is cached for HEALTH_TTL seconds
+    # and refreshed by ListBackends (volrepd answers it from memory), which
+    # may take HEALTH_TIMEOUT at most. It does not use the stats: the
+    # manager asks for none while initialized is false.
+
+    HEALTH_TTL = 2.0
+    HEALTH_TIMEOUT = 2.0
+
+    @property
+    def initialized(self):
+        return self._initialized and self.backend_up()
+
+    def backend_up(self):
+        """Whether volrepd reports this backend up; asks volrepd if the
+        last answer is older than HEALTH_TTL seconds. One green thread
+        asks at a time (no lock is held while it does); the others get the
+        last answer meanwhile."""
+        with self._health_lock:
+            fresh = (self._health_at is not None and
+                     time.monotonic() - self._health_at < self.HEALTH_TTL)
+            if fresh or self._health_checking:
+                return self._health_up
+            self._health_checking = True
+        try:
+            up, reason = self._ask_health()
+        finally:
+            with self._health_lock:
+                self._health_checking = False
+        self._set_health(up, reason)
+        return up
+
+    def _ask_health(self):
+        """(up, reason) for this backend, from volrepd's ListBackends."""
+        try:
+            if self._stub is None:
+                self._connect()
+            b = self._find_backend(timeout=self.HEALTH_TIMEOUT)
+        except exception.VolumeBackendAPIException as err:
+            # volrepd's own words, without Cinder's "Bad or unexpected
+            # response from the storage volume backend API" before them.
+            return False, err.kwargs.get('data') or str(err)
+        except Exception as err:
+            # Whatever goes wrong (VolumeDriverException: volrepd serves
+            # no such backend), the answer is "not up", never an
+            # exception in Cinder's heartbeat loop.
+            return False, '%s: %s' % (type(err).__name__, err)
+        if self._backend and b.name != self._backend:
+            return False, _('volrepd now serves %(found)s where %(was)s '
+                            'was') % {'found': b.name, 'was': self._backend}
+        return b.up, b.reason or 'no reason given'
+
+    def _set_health(self, up, reason):
+        """Record volrepd's answer; log when it changes."""
+        with self._health_lock:
+            was = (self._health_up if self._health_at is not None
+                   else None)
+            old_reason = self._health_reason
+            self._health_up, self._health_reason = up, reason
+            self._health_at = time.monotonic()
+        if up and was is False:
+            LOG.info('volrep backend %(name)s is up again (volrepd at '
+                     '%(addr)s); Cinder gets this service\'s heartbeats '
+                     'and requests again.',
+                     {'name': self._backend, 'addr': self._address})
+        elif not up and (was is not False or reason != old_reason):
+            LOG.error('volrep backend %(name)s is down: %(reason)s. Cinder '
+                      'shows this service down (no heartbeats) and it takes '
+                      'no requests until volrepd reports the backend up: '
+                      'fix the cause (volrepd\'s log has it), then reload '
+                      'or start volrepd; cinder-volume need not restart.',
+                      {'name': self._backend or
+                       self.configuration.config_group, 'reason': reason})
 
     # ---- volumes --------------------------------------------------------
 
@@ -778,6 +903,10 @@ class VolrepDriver(driver.VolumeDriver):
         # The host names the attachment; TerminateConnection revokes by it.
         if not (connector or {}).get('host'):
             raise exception.InvalidConnectorException(missing='host')
+        # Over iSCSI the initiator becomes a host on the array.
+        if (self._stats or {}).get('storage_protocol') == 'iSCSI' and \
+                not connector.get('initiator'):
+            raise exception.InvalidConnectorException(missing='initiator')
 
     def initialize_connection(self, volume, connector, **kwargs):
         r = self._call('InitializeConnection', pb.InitializeConnectionRequest(

@@ -31,10 +31,14 @@ type ArrayInfo struct {
 	CapacityBytes int64  `protobuf:"varint,4,opt,name=capacity_bytes,json=capacityBytes,proto3" json:"capacity_bytes,omitempty"`
 	FreeBytes     int64  `protobuf:"varint,5,opt,name=free_bytes,json=freeBytes,proto3" json:"free_bytes,omitempty"`
 	// The array's wall clock when it answered; used to report clock skew.
-	Now           *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=now,proto3" json:"now,omitempty"`
-	BlockSize     int64                  `protobuf:"varint,7,opt,name=block_size,json=blockSize,proto3" json:"block_size,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Now       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=now,proto3" json:"now,omitempty"`
+	BlockSize int64                  `protobuf:"varint,7,opt,name=block_size,json=blockSize,proto3" json:"block_size,omitempty"`
+	// The array's iSCSI target and its portals ("host:port"); both empty
+	// when the array serves no iSCSI (no iscsi_listen).
+	IscsiTargetIqn string   `protobuf:"bytes,8,opt,name=iscsi_target_iqn,json=iscsiTargetIqn,proto3" json:"iscsi_target_iqn,omitempty"`
+	IscsiPortals   []string `protobuf:"bytes,9,rep,name=iscsi_portals,json=iscsiPortals,proto3" json:"iscsi_portals,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ArrayInfo) Reset() {
@@ -114,6 +118,20 @@ func (x *ArrayInfo) GetBlockSize() int64 {
 		return x.BlockSize
 	}
 	return 0
+}
+
+func (x *ArrayInfo) GetIscsiTargetIqn() string {
+	if x != nil {
+		return x.IscsiTargetIqn
+	}
+	return ""
+}
+
+func (x *ArrayInfo) GetIscsiPortals() []string {
+	if x != nil {
+		return x.IscsiPortals
+	}
+	return nil
 }
 
 type Pool struct {
@@ -626,7 +644,7 @@ var File_volrep_array_v1_array_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_array_service_proto_rawDesc = "" +
 	"\n" +
-	"#volrep/array/v1/array_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x01\n" +
+	"#volrep/array/v1/array_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x02\n" +
 	"\tArrayInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x18\n" +
@@ -636,7 +654,9 @@ const file_volrep_array_v1_array_service_proto_rawDesc = "" +
 	"free_bytes\x18\x05 \x01(\x03R\tfreeBytes\x12,\n" +
 	"\x03now\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\x12\x1d\n" +
 	"\n" +
-	"block_size\x18\a \x01(\x03R\tblockSize\"s\n" +
+	"block_size\x18\a \x01(\x03R\tblockSize\x12(\n" +
+	"\x10iscsi_target_iqn\x18\b \x01(\tR\x0eiscsiTargetIqn\x12#\n" +
+	"\riscsi_portals\x18\t \x03(\tR\fiscsiPortals\"s\n" +
 	"\x04Pool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\acreated\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12!\n" +

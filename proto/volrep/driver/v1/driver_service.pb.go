@@ -828,19 +828,20 @@ func (x *GetVolumeStatsRequest) GetRefresh() bool {
 }
 
 type GetVolumeStatsResponse struct {
-	state                    protoimpl.MessageState `protogen:"open.v1"`
-	VolumeBackendName        string                 `protobuf:"bytes,1,opt,name=volume_backend_name,json=volumeBackendName,proto3" json:"volume_backend_name,omitempty"`
-	VendorName               string                 `protobuf:"bytes,2,opt,name=vendor_name,json=vendorName,proto3" json:"vendor_name,omitempty"`
-	DriverVersion            string                 `protobuf:"bytes,3,opt,name=driver_version,json=driverVersion,proto3" json:"driver_version,omitempty"`
-	StorageProtocol          string                 `protobuf:"bytes,4,opt,name=storage_protocol,json=storageProtocol,proto3" json:"storage_protocol,omitempty"`
-	TotalCapacityGb          float64                `protobuf:"fixed64,5,opt,name=total_capacity_gb,json=totalCapacityGb,proto3" json:"total_capacity_gb,omitempty"`
-	FreeCapacityGb           float64                `protobuf:"fixed64,6,opt,name=free_capacity_gb,json=freeCapacityGb,proto3" json:"free_capacity_gb,omitempty"`
-	ProvisionedCapacityGb    float64                `protobuf:"fixed64,7,opt,name=provisioned_capacity_gb,json=provisionedCapacityGb,proto3" json:"provisioned_capacity_gb,omitempty"`
-	ThinProvisioningSupport  bool                   `protobuf:"varint,8,opt,name=thin_provisioning_support,json=thinProvisioningSupport,proto3" json:"thin_provisioning_support,omitempty"`
-	ThickProvisioningSupport bool                   `protobuf:"varint,9,opt,name=thick_provisioning_support,json=thickProvisioningSupport,proto3" json:"thick_provisioning_support,omitempty"`
-	Multiattach              bool                   `protobuf:"varint,10,opt,name=multiattach,proto3" json:"multiattach,omitempty"`
-	ReplicationEnabled       bool                   `protobuf:"varint,11,opt,name=replication_enabled,json=replicationEnabled,proto3" json:"replication_enabled,omitempty"`
-	ReplicationTargets       []string               `protobuf:"bytes,12,rep,name=replication_targets,json=replicationTargets,proto3" json:"replication_targets,omitempty"`
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	VolumeBackendName string                 `protobuf:"bytes,1,opt,name=volume_backend_name,json=volumeBackendName,proto3" json:"volume_backend_name,omitempty"`
+	VendorName        string                 `protobuf:"bytes,2,opt,name=vendor_name,json=vendorName,proto3" json:"vendor_name,omitempty"`
+	DriverVersion     string                 `protobuf:"bytes,3,opt,name=driver_version,json=driverVersion,proto3" json:"driver_version,omitempty"`
+	// "iSCSI" (Cinder's constants.ISCSI) or "nbd".
+	StorageProtocol          string   `protobuf:"bytes,4,opt,name=storage_protocol,json=storageProtocol,proto3" json:"storage_protocol,omitempty"`
+	TotalCapacityGb          float64  `protobuf:"fixed64,5,opt,name=total_capacity_gb,json=totalCapacityGb,proto3" json:"total_capacity_gb,omitempty"`
+	FreeCapacityGb           float64  `protobuf:"fixed64,6,opt,name=free_capacity_gb,json=freeCapacityGb,proto3" json:"free_capacity_gb,omitempty"`
+	ProvisionedCapacityGb    float64  `protobuf:"fixed64,7,opt,name=provisioned_capacity_gb,json=provisionedCapacityGb,proto3" json:"provisioned_capacity_gb,omitempty"`
+	ThinProvisioningSupport  bool     `protobuf:"varint,8,opt,name=thin_provisioning_support,json=thinProvisioningSupport,proto3" json:"thin_provisioning_support,omitempty"`
+	ThickProvisioningSupport bool     `protobuf:"varint,9,opt,name=thick_provisioning_support,json=thickProvisioningSupport,proto3" json:"thick_provisioning_support,omitempty"`
+	Multiattach              bool     `protobuf:"varint,10,opt,name=multiattach,proto3" json:"multiattach,omitempty"`
+	ReplicationEnabled       bool     `protobuf:"varint,11,opt,name=replication_enabled,json=replicationEnabled,proto3" json:"replication_enabled,omitempty"`
+	ReplicationTargets       []string `protobuf:"bytes,12,rep,name=replication_targets,json=replicationTargets,proto3" json:"replication_targets,omitempty"`
 	// "async", "sync" or both.
 	ReplicationType                   []string `protobuf:"bytes,13,rep,name=replication_type,json=replicationType,proto3" json:"replication_type,omitempty"`
 	ReplicationCount                  int64    `protobuf:"varint,14,opt,name=replication_count,json=replicationCount,proto3" json:"replication_count,omitempty"`
@@ -2219,11 +2220,15 @@ func (x *Connector) GetExtra() map[string]string {
 // ConnectionInfo is Cinder's connection_info.
 type ConnectionInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Always "nbd".
+	// "iscsi" or "nbd": the backend's volrep_protocol.
 	DriverVolumeType string `protobuf:"bytes,1,opt,name=driver_volume_type,json=driverVolumeType,proto3" json:"driver_volume_type,omitempty"`
-	// host, port, export_name, uri ("nbd://host:port/export"), read_only,
-	// volume_id and, for snapshots, snapshot_id.
-	Data          map[string]string `protobuf:"bytes,2,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Both: volume_id, access_mode ("rw" or "ro") and, for snapshots,
+	// snapshot_id. NBD: host, port, export_name, uri
+	// ("nbd://host:port/export") and read_only.
+	Data map[string]string `protobuf:"bytes,2,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Set when driver_volume_type is "iscsi": the target os-brick's
+	// ISCSIConnector logs in to.
+	Iscsi         *IscsiTarget `protobuf:"bytes,3,opt,name=iscsi,proto3" json:"iscsi,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2272,6 +2277,188 @@ func (x *ConnectionInfo) GetData() map[string]string {
 	return nil
 }
 
+func (x *ConnectionInfo) GetIscsi() *IscsiTarget {
+	if x != nil {
+		return x.Iscsi
+	}
+	return nil
+}
+
+// IscsiTarget is where and how a host reaches the LUN of an iSCSI
+// attachment, on the array serving the volume now.
+type IscsiTarget struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every path to the LUN, one per portal of the array's target: the
+	// first is target_portal, target_iqn and target_lun; a multipath
+	// connector gets them all as target_portals, target_iqns, target_luns.
+	Paths []*IscsiPath `protobuf:"bytes,1,rep,name=paths,proto3" json:"paths,omitempty"`
+	// The connector asked for multipath.
+	Multipath bool `protobuf:"varint,2,opt,name=multipath,proto3" json:"multipath,omitempty"`
+	// "CHAP": the login presents chap_username and chap_secret (os-brick's
+	// auth_method, auth_username, auth_password).
+	AuthMethod   string `protobuf:"bytes,3,opt,name=auth_method,json=authMethod,proto3" json:"auth_method,omitempty"`
+	ChapUsername string `protobuf:"bytes,4,opt,name=chap_username,json=chapUsername,proto3" json:"chap_username,omitempty"`
+	ChapSecret   string `protobuf:"bytes,5,opt,name=chap_secret,json=chapSecret,proto3" json:"chap_secret,omitempty"`
+	// The LUN's identity as Cinder's drivers report it: "3" and the 32 hex
+	// digits of its NAA 6 designator, the multipath id Linux gives it. A
+	// volume's replicas keep it, so it is the same after a failover.
+	Wwn string `protobuf:"bytes,6,opt,name=wwn,proto3" json:"wwn,omitempty"`
+	// The array takes UNMAP: the host may pass discards down.
+	Discard bool `protobuf:"varint,7,opt,name=discard,proto3" json:"discard,omitempty"`
+	// The array's name for the host the connector's initiator belongs to.
+	HostName      string `protobuf:"bytes,8,opt,name=host_name,json=hostName,proto3" json:"host_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IscsiTarget) Reset() {
+	*x = IscsiTarget{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IscsiTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IscsiTarget) ProtoMessage() {}
+
+func (x *IscsiTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IscsiTarget.ProtoReflect.Descriptor instead.
+func (*IscsiTarget) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *IscsiTarget) GetPaths() []*IscsiPath {
+	if x != nil {
+		return x.Paths
+	}
+	return nil
+}
+
+func (x *IscsiTarget) GetMultipath() bool {
+	if x != nil {
+		return x.Multipath
+	}
+	return false
+}
+
+func (x *IscsiTarget) GetAuthMethod() string {
+	if x != nil {
+		return x.AuthMethod
+	}
+	return ""
+}
+
+func (x *IscsiTarget) GetChapUsername() string {
+	if x != nil {
+		return x.ChapUsername
+	}
+	return ""
+}
+
+func (x *IscsiTarget) GetChapSecret() string {
+	if x != nil {
+		return x.ChapSecret
+	}
+	return ""
+}
+
+func (x *IscsiTarget) GetWwn() string {
+	if x != nil {
+		return x.Wwn
+	}
+	return ""
+}
+
+func (x *IscsiTarget) GetDiscard() bool {
+	if x != nil {
+		return x.Discard
+	}
+	return false
+}
+
+func (x *IscsiTarget) GetHostName() string {
+	if x != nil {
+		return x.HostName
+	}
+	return ""
+}
+
+// IscsiPath is one portal of a target and the LUN behind it.
+type IscsiPath struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "host:port", "[v6 address]:port" for IPv6.
+	Portal        string `protobuf:"bytes,1,opt,name=portal,proto3" json:"portal,omitempty"`
+	Iqn           string `protobuf:"bytes,2,opt,name=iqn,proto3" json:"iqn,omitempty"`
+	Lun           int64  `protobuf:"varint,3,opt,name=lun,proto3" json:"lun,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IscsiPath) Reset() {
+	*x = IscsiPath{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IscsiPath) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IscsiPath) ProtoMessage() {}
+
+func (x *IscsiPath) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IscsiPath.ProtoReflect.Descriptor instead.
+func (*IscsiPath) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *IscsiPath) GetPortal() string {
+	if x != nil {
+		return x.Portal
+	}
+	return ""
+}
+
+func (x *IscsiPath) GetIqn() string {
+	if x != nil {
+		return x.Iqn
+	}
+	return ""
+}
+
+func (x *IscsiPath) GetLun() int64 {
+	if x != nil {
+		return x.Lun
+	}
+	return 0
+}
+
 type InitializeConnectionRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Backend   string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
@@ -2285,7 +2472,7 @@ type InitializeConnectionRequest struct {
 
 func (x *InitializeConnectionRequest) Reset() {
 	*x = InitializeConnectionRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[32]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2297,7 +2484,7 @@ func (x *InitializeConnectionRequest) String() string {
 func (*InitializeConnectionRequest) ProtoMessage() {}
 
 func (x *InitializeConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[32]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2310,7 +2497,7 @@ func (x *InitializeConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitializeConnectionRequest.ProtoReflect.Descriptor instead.
 func (*InitializeConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{32}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *InitializeConnectionRequest) GetBackend() string {
@@ -2350,7 +2537,7 @@ type InitializeConnectionResponse struct {
 
 func (x *InitializeConnectionResponse) Reset() {
 	*x = InitializeConnectionResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[33]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2362,7 +2549,7 @@ func (x *InitializeConnectionResponse) String() string {
 func (*InitializeConnectionResponse) ProtoMessage() {}
 
 func (x *InitializeConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[33]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2375,7 +2562,7 @@ func (x *InitializeConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitializeConnectionResponse.ProtoReflect.Descriptor instead.
 func (*InitializeConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{33}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *InitializeConnectionResponse) GetConnectionInfo() *ConnectionInfo {
@@ -2397,7 +2584,7 @@ type TerminateConnectionRequest struct {
 
 func (x *TerminateConnectionRequest) Reset() {
 	*x = TerminateConnectionRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[34]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2409,7 +2596,7 @@ func (x *TerminateConnectionRequest) String() string {
 func (*TerminateConnectionRequest) ProtoMessage() {}
 
 func (x *TerminateConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[34]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2422,7 +2609,7 @@ func (x *TerminateConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminateConnectionRequest.ProtoReflect.Descriptor instead.
 func (*TerminateConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{34}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TerminateConnectionRequest) GetBackend() string {
@@ -2461,7 +2648,7 @@ type TerminateConnectionResponse struct {
 
 func (x *TerminateConnectionResponse) Reset() {
 	*x = TerminateConnectionResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[35]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2473,7 +2660,7 @@ func (x *TerminateConnectionResponse) String() string {
 func (*TerminateConnectionResponse) ProtoMessage() {}
 
 func (x *TerminateConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[35]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2486,7 +2673,7 @@ func (x *TerminateConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminateConnectionResponse.ProtoReflect.Descriptor instead.
 func (*TerminateConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{35}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{37}
 }
 
 type RetypeRequest struct {
@@ -2500,7 +2687,7 @@ type RetypeRequest struct {
 
 func (x *RetypeRequest) Reset() {
 	*x = RetypeRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[36]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2512,7 +2699,7 @@ func (x *RetypeRequest) String() string {
 func (*RetypeRequest) ProtoMessage() {}
 
 func (x *RetypeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[36]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2525,7 +2712,7 @@ func (x *RetypeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetypeRequest.ProtoReflect.Descriptor instead.
 func (*RetypeRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{36}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RetypeRequest) GetBackend() string {
@@ -2560,7 +2747,7 @@ type RetypeResponse struct {
 
 func (x *RetypeResponse) Reset() {
 	*x = RetypeResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[37]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2572,7 +2759,7 @@ func (x *RetypeResponse) String() string {
 func (*RetypeResponse) ProtoMessage() {}
 
 func (x *RetypeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[37]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2585,7 +2772,7 @@ func (x *RetypeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetypeResponse.ProtoReflect.Descriptor instead.
 func (*RetypeResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{37}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RetypeResponse) GetRetyped() bool {
@@ -2621,7 +2808,7 @@ type TargetReplicationInfo struct {
 
 func (x *TargetReplicationInfo) Reset() {
 	*x = TargetReplicationInfo{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[38]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2633,7 +2820,7 @@ func (x *TargetReplicationInfo) String() string {
 func (*TargetReplicationInfo) ProtoMessage() {}
 
 func (x *TargetReplicationInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[38]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2646,7 +2833,7 @@ func (x *TargetReplicationInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetReplicationInfo.ProtoReflect.Descriptor instead.
 func (*TargetReplicationInfo) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{38}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *TargetReplicationInfo) GetBackendId() string {
@@ -2722,7 +2909,7 @@ type GetReplicationInfoRequest struct {
 
 func (x *GetReplicationInfoRequest) Reset() {
 	*x = GetReplicationInfoRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[39]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2734,7 +2921,7 @@ func (x *GetReplicationInfoRequest) String() string {
 func (*GetReplicationInfoRequest) ProtoMessage() {}
 
 func (x *GetReplicationInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[39]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2747,7 +2934,7 @@ func (x *GetReplicationInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReplicationInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetReplicationInfoRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{39}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetReplicationInfoRequest) GetBackend() string {
@@ -2780,7 +2967,7 @@ type GetReplicationInfoResponse struct {
 
 func (x *GetReplicationInfoResponse) Reset() {
 	*x = GetReplicationInfoResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[40]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2792,7 +2979,7 @@ func (x *GetReplicationInfoResponse) String() string {
 func (*GetReplicationInfoResponse) ProtoMessage() {}
 
 func (x *GetReplicationInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[40]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2805,7 +2992,7 @@ func (x *GetReplicationInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReplicationInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetReplicationInfoResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{40}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetReplicationInfoResponse) GetStatus() ReplicationHealth {
@@ -2870,7 +3057,7 @@ type SetReplicationScheduleRequest struct {
 
 func (x *SetReplicationScheduleRequest) Reset() {
 	*x = SetReplicationScheduleRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[41]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2882,7 +3069,7 @@ func (x *SetReplicationScheduleRequest) String() string {
 func (*SetReplicationScheduleRequest) ProtoMessage() {}
 
 func (x *SetReplicationScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[41]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2895,7 +3082,7 @@ func (x *SetReplicationScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetReplicationScheduleRequest.ProtoReflect.Descriptor instead.
 func (*SetReplicationScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{41}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SetReplicationScheduleRequest) GetBackend() string {
@@ -2945,7 +3132,7 @@ type SetReplicationScheduleResponse struct {
 
 func (x *SetReplicationScheduleResponse) Reset() {
 	*x = SetReplicationScheduleResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[42]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2957,7 +3144,7 @@ func (x *SetReplicationScheduleResponse) String() string {
 func (*SetReplicationScheduleResponse) ProtoMessage() {}
 
 func (x *SetReplicationScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[42]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2970,7 +3157,7 @@ func (x *SetReplicationScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetReplicationScheduleResponse.ProtoReflect.Descriptor instead.
 func (*SetReplicationScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{42}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SetReplicationScheduleResponse) GetIntervalSeconds() int64 {
@@ -3025,7 +3212,7 @@ type SnapshotReplicateRequest struct {
 
 func (x *SnapshotReplicateRequest) Reset() {
 	*x = SnapshotReplicateRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[43]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3037,7 +3224,7 @@ func (x *SnapshotReplicateRequest) String() string {
 func (*SnapshotReplicateRequest) ProtoMessage() {}
 
 func (x *SnapshotReplicateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[43]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3050,7 +3237,7 @@ func (x *SnapshotReplicateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotReplicateRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotReplicateRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{43}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SnapshotReplicateRequest) GetBackend() string {
@@ -3111,7 +3298,7 @@ type SnapshotReplicateResponse struct {
 
 func (x *SnapshotReplicateResponse) Reset() {
 	*x = SnapshotReplicateResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[44]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3123,7 +3310,7 @@ func (x *SnapshotReplicateResponse) String() string {
 func (*SnapshotReplicateResponse) ProtoMessage() {}
 
 func (x *SnapshotReplicateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[44]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3136,7 +3323,7 @@ func (x *SnapshotReplicateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotReplicateResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotReplicateResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{44}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SnapshotReplicateResponse) GetOperationId() string {
@@ -3176,7 +3363,7 @@ type Operation struct {
 
 func (x *Operation) Reset() {
 	*x = Operation{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[45]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3188,7 +3375,7 @@ func (x *Operation) String() string {
 func (*Operation) ProtoMessage() {}
 
 func (x *Operation) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[45]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3201,7 +3388,7 @@ func (x *Operation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operation.ProtoReflect.Descriptor instead.
 func (*Operation) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{45}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Operation) GetId() string {
@@ -3352,7 +3539,7 @@ type SnapshotReplicateStep struct {
 
 func (x *SnapshotReplicateStep) Reset() {
 	*x = SnapshotReplicateStep{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[46]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3364,7 +3551,7 @@ func (x *SnapshotReplicateStep) String() string {
 func (*SnapshotReplicateStep) ProtoMessage() {}
 
 func (x *SnapshotReplicateStep) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[46]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3377,7 +3564,7 @@ func (x *SnapshotReplicateStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotReplicateStep.ProtoReflect.Descriptor instead.
 func (*SnapshotReplicateStep) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{46}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SnapshotReplicateStep) GetSnapshotId() string {
@@ -3425,7 +3612,7 @@ type GetOperationRequest struct {
 
 func (x *GetOperationRequest) Reset() {
 	*x = GetOperationRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[47]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3437,7 +3624,7 @@ func (x *GetOperationRequest) String() string {
 func (*GetOperationRequest) ProtoMessage() {}
 
 func (x *GetOperationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[47]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3450,7 +3637,7 @@ func (x *GetOperationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOperationRequest.ProtoReflect.Descriptor instead.
 func (*GetOperationRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{47}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetOperationRequest) GetBackend() string {
@@ -3476,7 +3663,7 @@ type GetOperationResponse struct {
 
 func (x *GetOperationResponse) Reset() {
 	*x = GetOperationResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[48]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3488,7 +3675,7 @@ func (x *GetOperationResponse) String() string {
 func (*GetOperationResponse) ProtoMessage() {}
 
 func (x *GetOperationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[48]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3501,7 +3688,7 @@ func (x *GetOperationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOperationResponse.ProtoReflect.Descriptor instead.
 func (*GetOperationResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{48}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetOperationResponse) GetOperation() *Operation {
@@ -3521,7 +3708,7 @@ type WatchOperationRequest struct {
 
 func (x *WatchOperationRequest) Reset() {
 	*x = WatchOperationRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[49]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3533,7 +3720,7 @@ func (x *WatchOperationRequest) String() string {
 func (*WatchOperationRequest) ProtoMessage() {}
 
 func (x *WatchOperationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[49]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3546,7 +3733,7 @@ func (x *WatchOperationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchOperationRequest.ProtoReflect.Descriptor instead.
 func (*WatchOperationRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{49}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *WatchOperationRequest) GetBackend() string {
@@ -3572,7 +3759,7 @@ type WatchOperationResponse struct {
 
 func (x *WatchOperationResponse) Reset() {
 	*x = WatchOperationResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[50]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3584,7 +3771,7 @@ func (x *WatchOperationResponse) String() string {
 func (*WatchOperationResponse) ProtoMessage() {}
 
 func (x *WatchOperationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[50]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3597,7 +3784,7 @@ func (x *WatchOperationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchOperationResponse.ProtoReflect.Descriptor instead.
 func (*WatchOperationResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{50}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *WatchOperationResponse) GetOperation() *Operation {
@@ -3617,7 +3804,7 @@ type CancelOperationRequest struct {
 
 func (x *CancelOperationRequest) Reset() {
 	*x = CancelOperationRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[51]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3629,7 +3816,7 @@ func (x *CancelOperationRequest) String() string {
 func (*CancelOperationRequest) ProtoMessage() {}
 
 func (x *CancelOperationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[51]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3642,7 +3829,7 @@ func (x *CancelOperationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOperationRequest.ProtoReflect.Descriptor instead.
 func (*CancelOperationRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{51}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CancelOperationRequest) GetBackend() string {
@@ -3668,7 +3855,7 @@ type CancelOperationResponse struct {
 
 func (x *CancelOperationResponse) Reset() {
 	*x = CancelOperationResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[52]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3680,7 +3867,7 @@ func (x *CancelOperationResponse) String() string {
 func (*CancelOperationResponse) ProtoMessage() {}
 
 func (x *CancelOperationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[52]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3693,7 +3880,7 @@ func (x *CancelOperationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOperationResponse.ProtoReflect.Descriptor instead.
 func (*CancelOperationResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{52}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CancelOperationResponse) GetOperation() *Operation {
@@ -3715,7 +3902,7 @@ type VerifySnapshotRequest struct {
 
 func (x *VerifySnapshotRequest) Reset() {
 	*x = VerifySnapshotRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[53]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3727,7 +3914,7 @@ func (x *VerifySnapshotRequest) String() string {
 func (*VerifySnapshotRequest) ProtoMessage() {}
 
 func (x *VerifySnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[53]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3740,7 +3927,7 @@ func (x *VerifySnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifySnapshotRequest.ProtoReflect.Descriptor instead.
 func (*VerifySnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{53}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *VerifySnapshotRequest) GetBackend() string {
@@ -3786,7 +3973,7 @@ type VerifySnapshotResponse struct {
 
 func (x *VerifySnapshotResponse) Reset() {
 	*x = VerifySnapshotResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[54]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3798,7 +3985,7 @@ func (x *VerifySnapshotResponse) String() string {
 func (*VerifySnapshotResponse) ProtoMessage() {}
 
 func (x *VerifySnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[54]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3811,7 +3998,7 @@ func (x *VerifySnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifySnapshotResponse.ProtoReflect.Descriptor instead.
 func (*VerifySnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{54}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *VerifySnapshotResponse) GetMatch() bool {
@@ -3870,7 +4057,7 @@ type FailoverHostRequest struct {
 
 func (x *FailoverHostRequest) Reset() {
 	*x = FailoverHostRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[55]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3882,7 +4069,7 @@ func (x *FailoverHostRequest) String() string {
 func (*FailoverHostRequest) ProtoMessage() {}
 
 func (x *FailoverHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[55]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3895,7 +4082,7 @@ func (x *FailoverHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverHostRequest.ProtoReflect.Descriptor instead.
 func (*FailoverHostRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{55}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *FailoverHostRequest) GetBackend() string {
@@ -3936,7 +4123,7 @@ type VolumeUpdate struct {
 
 func (x *VolumeUpdate) Reset() {
 	*x = VolumeUpdate{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[56]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3948,7 +4135,7 @@ func (x *VolumeUpdate) String() string {
 func (*VolumeUpdate) ProtoMessage() {}
 
 func (x *VolumeUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[56]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3961,7 +4148,7 @@ func (x *VolumeUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeUpdate.ProtoReflect.Descriptor instead.
 func (*VolumeUpdate) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{56}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *VolumeUpdate) GetVolumeId() string {
@@ -3988,7 +4175,7 @@ type GroupUpdate struct {
 
 func (x *GroupUpdate) Reset() {
 	*x = GroupUpdate{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[57]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4000,7 +4187,7 @@ func (x *GroupUpdate) String() string {
 func (*GroupUpdate) ProtoMessage() {}
 
 func (x *GroupUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[57]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4013,7 +4200,7 @@ func (x *GroupUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupUpdate.ProtoReflect.Descriptor instead.
 func (*GroupUpdate) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{57}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *GroupUpdate) GetGroupId() string {
@@ -4043,7 +4230,7 @@ type FailoverHostResponse struct {
 
 func (x *FailoverHostResponse) Reset() {
 	*x = FailoverHostResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[58]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4055,7 +4242,7 @@ func (x *FailoverHostResponse) String() string {
 func (*FailoverHostResponse) ProtoMessage() {}
 
 func (x *FailoverHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[58]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4068,7 +4255,7 @@ func (x *FailoverHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverHostResponse.ProtoReflect.Descriptor instead.
 func (*FailoverHostResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{58}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *FailoverHostResponse) GetActiveBackendId() string {
@@ -4109,7 +4296,7 @@ type FailoverCompletedRequest struct {
 
 func (x *FailoverCompletedRequest) Reset() {
 	*x = FailoverCompletedRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[59]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4121,7 +4308,7 @@ func (x *FailoverCompletedRequest) String() string {
 func (*FailoverCompletedRequest) ProtoMessage() {}
 
 func (x *FailoverCompletedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[59]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4134,7 +4321,7 @@ func (x *FailoverCompletedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverCompletedRequest.ProtoReflect.Descriptor instead.
 func (*FailoverCompletedRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{59}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *FailoverCompletedRequest) GetBackend() string {
@@ -4159,7 +4346,7 @@ type FailoverCompletedResponse struct {
 
 func (x *FailoverCompletedResponse) Reset() {
 	*x = FailoverCompletedResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[60]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4171,7 +4358,7 @@ func (x *FailoverCompletedResponse) String() string {
 func (*FailoverCompletedResponse) ProtoMessage() {}
 
 func (x *FailoverCompletedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[60]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4184,7 +4371,7 @@ func (x *FailoverCompletedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverCompletedResponse.ProtoReflect.Descriptor instead.
 func (*FailoverCompletedResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{60}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{62}
 }
 
 // GroupType is a Cinder group type.
@@ -4200,7 +4387,7 @@ type GroupType struct {
 
 func (x *GroupType) Reset() {
 	*x = GroupType{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[61]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4212,7 +4399,7 @@ func (x *GroupType) String() string {
 func (*GroupType) ProtoMessage() {}
 
 func (x *GroupType) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[61]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4225,7 +4412,7 @@ func (x *GroupType) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupType.ProtoReflect.Descriptor instead.
 func (*GroupType) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{61}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *GroupType) GetId() string {
@@ -4260,7 +4447,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[62]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4272,7 +4459,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[62]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4285,7 +4472,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{62}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CreateGroupRequest) GetBackend() string {
@@ -4318,7 +4505,7 @@ type CreateGroupResponse struct {
 
 func (x *CreateGroupResponse) Reset() {
 	*x = CreateGroupResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[63]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4330,7 +4517,7 @@ func (x *CreateGroupResponse) String() string {
 func (*CreateGroupResponse) ProtoMessage() {}
 
 func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[63]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4343,7 +4530,7 @@ func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{63}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *CreateGroupResponse) GetModelUpdate() *ModelUpdate {
@@ -4364,7 +4551,7 @@ type DeleteGroupRequest struct {
 
 func (x *DeleteGroupRequest) Reset() {
 	*x = DeleteGroupRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[64]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4376,7 +4563,7 @@ func (x *DeleteGroupRequest) String() string {
 func (*DeleteGroupRequest) ProtoMessage() {}
 
 func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[64]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4389,7 +4576,7 @@ func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{64}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *DeleteGroupRequest) GetBackend() string {
@@ -4423,7 +4610,7 @@ type DeleteGroupResponse struct {
 
 func (x *DeleteGroupResponse) Reset() {
 	*x = DeleteGroupResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[65]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4435,7 +4622,7 @@ func (x *DeleteGroupResponse) String() string {
 func (*DeleteGroupResponse) ProtoMessage() {}
 
 func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[65]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4448,7 +4635,7 @@ func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGroupResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{65}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *DeleteGroupResponse) GetModelUpdate() *ModelUpdate {
@@ -4477,7 +4664,7 @@ type UpdateGroupRequest struct {
 
 func (x *UpdateGroupRequest) Reset() {
 	*x = UpdateGroupRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[66]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4489,7 +4676,7 @@ func (x *UpdateGroupRequest) String() string {
 func (*UpdateGroupRequest) ProtoMessage() {}
 
 func (x *UpdateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[66]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4502,7 +4689,7 @@ func (x *UpdateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGroupRequest.ProtoReflect.Descriptor instead.
 func (*UpdateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{66}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *UpdateGroupRequest) GetBackend() string {
@@ -4542,7 +4729,7 @@ type UpdateGroupResponse struct {
 
 func (x *UpdateGroupResponse) Reset() {
 	*x = UpdateGroupResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[67]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4554,7 +4741,7 @@ func (x *UpdateGroupResponse) String() string {
 func (*UpdateGroupResponse) ProtoMessage() {}
 
 func (x *UpdateGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[67]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4567,7 +4754,7 @@ func (x *UpdateGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGroupResponse.ProtoReflect.Descriptor instead.
 func (*UpdateGroupResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{67}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *UpdateGroupResponse) GetModelUpdate() *ModelUpdate {
@@ -4590,7 +4777,7 @@ type CreateGroupSnapshotRequest struct {
 
 func (x *CreateGroupSnapshotRequest) Reset() {
 	*x = CreateGroupSnapshotRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[68]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4602,7 +4789,7 @@ func (x *CreateGroupSnapshotRequest) String() string {
 func (*CreateGroupSnapshotRequest) ProtoMessage() {}
 
 func (x *CreateGroupSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[68]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4615,7 +4802,7 @@ func (x *CreateGroupSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{68}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *CreateGroupSnapshotRequest) GetBackend() string {
@@ -4657,7 +4844,7 @@ type CreateGroupSnapshotResponse struct {
 
 func (x *CreateGroupSnapshotResponse) Reset() {
 	*x = CreateGroupSnapshotResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[69]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4669,7 +4856,7 @@ func (x *CreateGroupSnapshotResponse) String() string {
 func (*CreateGroupSnapshotResponse) ProtoMessage() {}
 
 func (x *CreateGroupSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[69]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4682,7 +4869,7 @@ func (x *CreateGroupSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{69}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *CreateGroupSnapshotResponse) GetModelUpdate() *ModelUpdate {
@@ -4712,7 +4899,7 @@ type DeleteGroupSnapshotRequest struct {
 
 func (x *DeleteGroupSnapshotRequest) Reset() {
 	*x = DeleteGroupSnapshotRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[70]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4724,7 +4911,7 @@ func (x *DeleteGroupSnapshotRequest) String() string {
 func (*DeleteGroupSnapshotRequest) ProtoMessage() {}
 
 func (x *DeleteGroupSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[70]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4737,7 +4924,7 @@ func (x *DeleteGroupSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{70}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *DeleteGroupSnapshotRequest) GetBackend() string {
@@ -4778,7 +4965,7 @@ type DeleteGroupSnapshotResponse struct {
 
 func (x *DeleteGroupSnapshotResponse) Reset() {
 	*x = DeleteGroupSnapshotResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[71]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4790,7 +4977,7 @@ func (x *DeleteGroupSnapshotResponse) String() string {
 func (*DeleteGroupSnapshotResponse) ProtoMessage() {}
 
 func (x *DeleteGroupSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[71]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4803,7 +4990,7 @@ func (x *DeleteGroupSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGroupSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{71}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *DeleteGroupSnapshotResponse) GetVolumeIds() []string {
@@ -4826,7 +5013,7 @@ type GroupVolumeSource struct {
 
 func (x *GroupVolumeSource) Reset() {
 	*x = GroupVolumeSource{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[72]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4838,7 +5025,7 @@ func (x *GroupVolumeSource) String() string {
 func (*GroupVolumeSource) ProtoMessage() {}
 
 func (x *GroupVolumeSource) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[72]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4851,7 +5038,7 @@ func (x *GroupVolumeSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupVolumeSource.ProtoReflect.Descriptor instead.
 func (*GroupVolumeSource) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{72}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *GroupVolumeSource) GetVolumeId() string {
@@ -4888,7 +5075,7 @@ type CreateGroupFromSrcRequest struct {
 
 func (x *CreateGroupFromSrcRequest) Reset() {
 	*x = CreateGroupFromSrcRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[73]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4900,7 +5087,7 @@ func (x *CreateGroupFromSrcRequest) String() string {
 func (*CreateGroupFromSrcRequest) ProtoMessage() {}
 
 func (x *CreateGroupFromSrcRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[73]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4913,7 +5100,7 @@ func (x *CreateGroupFromSrcRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupFromSrcRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupFromSrcRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{73}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *CreateGroupFromSrcRequest) GetBackend() string {
@@ -4961,7 +5148,7 @@ type CreateGroupFromSrcResponse struct {
 
 func (x *CreateGroupFromSrcResponse) Reset() {
 	*x = CreateGroupFromSrcResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[74]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4973,7 +5160,7 @@ func (x *CreateGroupFromSrcResponse) String() string {
 func (*CreateGroupFromSrcResponse) ProtoMessage() {}
 
 func (x *CreateGroupFromSrcResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[74]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4986,7 +5173,7 @@ func (x *CreateGroupFromSrcResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupFromSrcResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupFromSrcResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{74}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *CreateGroupFromSrcResponse) GetModelUpdate() *ModelUpdate {
@@ -5014,7 +5201,7 @@ type EnableReplicationRequest struct {
 
 func (x *EnableReplicationRequest) Reset() {
 	*x = EnableReplicationRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[75]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5026,7 +5213,7 @@ func (x *EnableReplicationRequest) String() string {
 func (*EnableReplicationRequest) ProtoMessage() {}
 
 func (x *EnableReplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[75]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5039,7 +5226,7 @@ func (x *EnableReplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableReplicationRequest.ProtoReflect.Descriptor instead.
 func (*EnableReplicationRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{75}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *EnableReplicationRequest) GetBackend() string {
@@ -5073,7 +5260,7 @@ type EnableReplicationResponse struct {
 
 func (x *EnableReplicationResponse) Reset() {
 	*x = EnableReplicationResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[76]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5085,7 +5272,7 @@ func (x *EnableReplicationResponse) String() string {
 func (*EnableReplicationResponse) ProtoMessage() {}
 
 func (x *EnableReplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[76]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5098,7 +5285,7 @@ func (x *EnableReplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableReplicationResponse.ProtoReflect.Descriptor instead.
 func (*EnableReplicationResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{76}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *EnableReplicationResponse) GetModelUpdate() *ModelUpdate {
@@ -5126,7 +5313,7 @@ type DisableReplicationRequest struct {
 
 func (x *DisableReplicationRequest) Reset() {
 	*x = DisableReplicationRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[77]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5138,7 +5325,7 @@ func (x *DisableReplicationRequest) String() string {
 func (*DisableReplicationRequest) ProtoMessage() {}
 
 func (x *DisableReplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[77]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5151,7 +5338,7 @@ func (x *DisableReplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableReplicationRequest.ProtoReflect.Descriptor instead.
 func (*DisableReplicationRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{77}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *DisableReplicationRequest) GetBackend() string {
@@ -5185,7 +5372,7 @@ type DisableReplicationResponse struct {
 
 func (x *DisableReplicationResponse) Reset() {
 	*x = DisableReplicationResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[78]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5197,7 +5384,7 @@ func (x *DisableReplicationResponse) String() string {
 func (*DisableReplicationResponse) ProtoMessage() {}
 
 func (x *DisableReplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[78]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5210,7 +5397,7 @@ func (x *DisableReplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableReplicationResponse.ProtoReflect.Descriptor instead.
 func (*DisableReplicationResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{78}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *DisableReplicationResponse) GetModelUpdate() *ModelUpdate {
@@ -5243,7 +5430,7 @@ type FailoverReplicationRequest struct {
 
 func (x *FailoverReplicationRequest) Reset() {
 	*x = FailoverReplicationRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[79]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5255,7 +5442,7 @@ func (x *FailoverReplicationRequest) String() string {
 func (*FailoverReplicationRequest) ProtoMessage() {}
 
 func (x *FailoverReplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[79]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5268,7 +5455,7 @@ func (x *FailoverReplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverReplicationRequest.ProtoReflect.Descriptor instead.
 func (*FailoverReplicationRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{79}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *FailoverReplicationRequest) GetBackend() string {
@@ -5315,7 +5502,7 @@ type FailoverReplicationResponse struct {
 
 func (x *FailoverReplicationResponse) Reset() {
 	*x = FailoverReplicationResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[80]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5327,7 +5514,7 @@ func (x *FailoverReplicationResponse) String() string {
 func (*FailoverReplicationResponse) ProtoMessage() {}
 
 func (x *FailoverReplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[80]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5340,7 +5527,7 @@ func (x *FailoverReplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverReplicationResponse.ProtoReflect.Descriptor instead.
 func (*FailoverReplicationResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{80}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *FailoverReplicationResponse) GetModelUpdate() *ModelUpdate {
@@ -5392,7 +5579,7 @@ type RevertToSnapshotRequest struct {
 
 func (x *RevertToSnapshotRequest) Reset() {
 	*x = RevertToSnapshotRequest{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[81]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5404,7 +5591,7 @@ func (x *RevertToSnapshotRequest) String() string {
 func (*RevertToSnapshotRequest) ProtoMessage() {}
 
 func (x *RevertToSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[81]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5417,7 +5604,7 @@ func (x *RevertToSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevertToSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*RevertToSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{81}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *RevertToSnapshotRequest) GetBackend() string {
@@ -5456,7 +5643,7 @@ type RevertToSnapshotResponse struct {
 
 func (x *RevertToSnapshotResponse) Reset() {
 	*x = RevertToSnapshotResponse{}
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[82]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5468,7 +5655,7 @@ func (x *RevertToSnapshotResponse) String() string {
 func (*RevertToSnapshotResponse) ProtoMessage() {}
 
 func (x *RevertToSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[82]
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5481,7 +5668,7 @@ func (x *RevertToSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevertToSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RevertToSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{82}
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{84}
 }
 
 var File_volrep_driver_v1_driver_service_proto protoreflect.FileDescriptor
@@ -5654,13 +5841,29 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\n" +
 	"ExtraEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb7\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xec\x01\n" +
 	"\x0eConnectionInfo\x12,\n" +
 	"\x12driver_volume_type\x18\x01 \x01(\tR\x10driverVolumeType\x12>\n" +
-	"\x04data\x18\x02 \x03(\v2*.volrep.driver.v1.ConnectionInfo.DataEntryR\x04data\x1a7\n" +
+	"\x04data\x18\x02 \x03(\v2*.volrep.driver.v1.ConnectionInfo.DataEntryR\x04data\x123\n" +
+	"\x05iscsi\x18\x03 \x01(\v2\x1d.volrep.driver.v1.IscsiTargetR\x05iscsi\x1a7\n" +
 	"\tDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb0\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8e\x02\n" +
+	"\vIscsiTarget\x121\n" +
+	"\x05paths\x18\x01 \x03(\v2\x1b.volrep.driver.v1.IscsiPathR\x05paths\x12\x1c\n" +
+	"\tmultipath\x18\x02 \x01(\bR\tmultipath\x12\x1f\n" +
+	"\vauth_method\x18\x03 \x01(\tR\n" +
+	"authMethod\x12#\n" +
+	"\rchap_username\x18\x04 \x01(\tR\fchapUsername\x12\x1f\n" +
+	"\vchap_secret\x18\x05 \x01(\tR\n" +
+	"chapSecret\x12\x10\n" +
+	"\x03wwn\x18\x06 \x01(\tR\x03wwn\x12\x18\n" +
+	"\adiscard\x18\a \x01(\bR\adiscard\x12\x1b\n" +
+	"\thost_name\x18\b \x01(\tR\bhostName\"G\n" +
+	"\tIscsiPath\x12\x16\n" +
+	"\x06portal\x18\x01 \x01(\tR\x06portal\x12\x10\n" +
+	"\x03iqn\x18\x02 \x01(\tR\x03iqn\x12\x10\n" +
+	"\x03lun\x18\x03 \x01(\x03R\x03lun\"\xb0\x01\n" +
 	"\x1bInitializeConnectionRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
 	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\x129\n" +
@@ -5982,7 +6185,7 @@ func file_volrep_driver_v1_driver_service_proto_rawDescGZIP() []byte {
 }
 
 var file_volrep_driver_v1_driver_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 88)
+var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 90)
 var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(ReplicationStatus)(0),                   // 0: volrep.driver.v1.ReplicationStatus
 	(ReplicationHealth)(0),                   // 1: volrep.driver.v1.ReplicationHealth
@@ -6019,68 +6222,70 @@ var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(*CreateClonedVolumeResponse)(nil),       // 32: volrep.driver.v1.CreateClonedVolumeResponse
 	(*Connector)(nil),                        // 33: volrep.driver.v1.Connector
 	(*ConnectionInfo)(nil),                   // 34: volrep.driver.v1.ConnectionInfo
-	(*InitializeConnectionRequest)(nil),      // 35: volrep.driver.v1.InitializeConnectionRequest
-	(*InitializeConnectionResponse)(nil),     // 36: volrep.driver.v1.InitializeConnectionResponse
-	(*TerminateConnectionRequest)(nil),       // 37: volrep.driver.v1.TerminateConnectionRequest
-	(*TerminateConnectionResponse)(nil),      // 38: volrep.driver.v1.TerminateConnectionResponse
-	(*RetypeRequest)(nil),                    // 39: volrep.driver.v1.RetypeRequest
-	(*RetypeResponse)(nil),                   // 40: volrep.driver.v1.RetypeResponse
-	(*TargetReplicationInfo)(nil),            // 41: volrep.driver.v1.TargetReplicationInfo
-	(*GetReplicationInfoRequest)(nil),        // 42: volrep.driver.v1.GetReplicationInfoRequest
-	(*GetReplicationInfoResponse)(nil),       // 43: volrep.driver.v1.GetReplicationInfoResponse
-	(*SetReplicationScheduleRequest)(nil),    // 44: volrep.driver.v1.SetReplicationScheduleRequest
-	(*SetReplicationScheduleResponse)(nil),   // 45: volrep.driver.v1.SetReplicationScheduleResponse
-	(*SnapshotReplicateRequest)(nil),         // 46: volrep.driver.v1.SnapshotReplicateRequest
-	(*SnapshotReplicateResponse)(nil),        // 47: volrep.driver.v1.SnapshotReplicateResponse
-	(*Operation)(nil),                        // 48: volrep.driver.v1.Operation
-	(*SnapshotReplicateStep)(nil),            // 49: volrep.driver.v1.SnapshotReplicateStep
-	(*GetOperationRequest)(nil),              // 50: volrep.driver.v1.GetOperationRequest
-	(*GetOperationResponse)(nil),             // 51: volrep.driver.v1.GetOperationResponse
-	(*WatchOperationRequest)(nil),            // 52: volrep.driver.v1.WatchOperationRequest
-	(*WatchOperationResponse)(nil),           // 53: volrep.driver.v1.WatchOperationResponse
-	(*CancelOperationRequest)(nil),           // 54: volrep.driver.v1.CancelOperationRequest
-	(*CancelOperationResponse)(nil),          // 55: volrep.driver.v1.CancelOperationResponse
-	(*VerifySnapshotRequest)(nil),            // 56: volrep.driver.v1.VerifySnapshotRequest
-	(*VerifySnapshotResponse)(nil),           // 57: volrep.driver.v1.VerifySnapshotResponse
-	(*FailoverHostRequest)(nil),              // 58: volrep.driver.v1.FailoverHostRequest
-	(*VolumeUpdate)(nil),                     // 59: volrep.driver.v1.VolumeUpdate
-	(*GroupUpdate)(nil),                      // 60: volrep.driver.v1.GroupUpdate
-	(*FailoverHostResponse)(nil),             // 61: volrep.driver.v1.FailoverHostResponse
-	(*FailoverCompletedRequest)(nil),         // 62: volrep.driver.v1.FailoverCompletedRequest
-	(*FailoverCompletedResponse)(nil),        // 63: volrep.driver.v1.FailoverCompletedResponse
-	(*GroupType)(nil),                        // 64: volrep.driver.v1.GroupType
-	(*CreateGroupRequest)(nil),               // 65: volrep.driver.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil),              // 66: volrep.driver.v1.CreateGroupResponse
-	(*DeleteGroupRequest)(nil),               // 67: volrep.driver.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),              // 68: volrep.driver.v1.DeleteGroupResponse
-	(*UpdateGroupRequest)(nil),               // 69: volrep.driver.v1.UpdateGroupRequest
-	(*UpdateGroupResponse)(nil),              // 70: volrep.driver.v1.UpdateGroupResponse
-	(*CreateGroupSnapshotRequest)(nil),       // 71: volrep.driver.v1.CreateGroupSnapshotRequest
-	(*CreateGroupSnapshotResponse)(nil),      // 72: volrep.driver.v1.CreateGroupSnapshotResponse
-	(*DeleteGroupSnapshotRequest)(nil),       // 73: volrep.driver.v1.DeleteGroupSnapshotRequest
-	(*DeleteGroupSnapshotResponse)(nil),      // 74: volrep.driver.v1.DeleteGroupSnapshotResponse
-	(*GroupVolumeSource)(nil),                // 75: volrep.driver.v1.GroupVolumeSource
-	(*CreateGroupFromSrcRequest)(nil),        // 76: volrep.driver.v1.CreateGroupFromSrcRequest
-	(*CreateGroupFromSrcResponse)(nil),       // 77: volrep.driver.v1.CreateGroupFromSrcResponse
-	(*EnableReplicationRequest)(nil),         // 78: volrep.driver.v1.EnableReplicationRequest
-	(*EnableReplicationResponse)(nil),        // 79: volrep.driver.v1.EnableReplicationResponse
-	(*DisableReplicationRequest)(nil),        // 80: volrep.driver.v1.DisableReplicationRequest
-	(*DisableReplicationResponse)(nil),       // 81: volrep.driver.v1.DisableReplicationResponse
-	(*FailoverReplicationRequest)(nil),       // 82: volrep.driver.v1.FailoverReplicationRequest
-	(*FailoverReplicationResponse)(nil),      // 83: volrep.driver.v1.FailoverReplicationResponse
-	(*RevertToSnapshotRequest)(nil),          // 84: volrep.driver.v1.RevertToSnapshotRequest
-	(*RevertToSnapshotResponse)(nil),         // 85: volrep.driver.v1.RevertToSnapshotResponse
-	nil,                                      // 86: volrep.driver.v1.ModelUpdate.MetadataEntry
-	nil,                                      // 87: volrep.driver.v1.VolumeType.ExtraSpecsEntry
-	nil,                                      // 88: volrep.driver.v1.Connector.ExtraEntry
-	nil,                                      // 89: volrep.driver.v1.ConnectionInfo.DataEntry
-	nil,                                      // 90: volrep.driver.v1.GroupType.GroupSpecsEntry
-	(*timestamppb.Timestamp)(nil),            // 91: google.protobuf.Timestamp
+	(*IscsiTarget)(nil),                      // 35: volrep.driver.v1.IscsiTarget
+	(*IscsiPath)(nil),                        // 36: volrep.driver.v1.IscsiPath
+	(*InitializeConnectionRequest)(nil),      // 37: volrep.driver.v1.InitializeConnectionRequest
+	(*InitializeConnectionResponse)(nil),     // 38: volrep.driver.v1.InitializeConnectionResponse
+	(*TerminateConnectionRequest)(nil),       // 39: volrep.driver.v1.TerminateConnectionRequest
+	(*TerminateConnectionResponse)(nil),      // 40: volrep.driver.v1.TerminateConnectionResponse
+	(*RetypeRequest)(nil),                    // 41: volrep.driver.v1.RetypeRequest
+	(*RetypeResponse)(nil),                   // 42: volrep.driver.v1.RetypeResponse
+	(*TargetReplicationInfo)(nil),            // 43: volrep.driver.v1.TargetReplicationInfo
+	(*GetReplicationInfoRequest)(nil),        // 44: volrep.driver.v1.GetReplicationInfoRequest
+	(*GetReplicationInfoResponse)(nil),       // 45: volrep.driver.v1.GetReplicationInfoResponse
+	(*SetReplicationScheduleRequest)(nil),    // 46: volrep.driver.v1.SetReplicationScheduleRequest
+	(*SetReplicationScheduleResponse)(nil),   // 47: volrep.driver.v1.SetReplicationScheduleResponse
+	(*SnapshotReplicateRequest)(nil),         // 48: volrep.driver.v1.SnapshotReplicateRequest
+	(*SnapshotReplicateResponse)(nil),        // 49: volrep.driver.v1.SnapshotReplicateResponse
+	(*Operation)(nil),                        // 50: volrep.driver.v1.Operation
+	(*SnapshotReplicateStep)(nil),            // 51: volrep.driver.v1.SnapshotReplicateStep
+	(*GetOperationRequest)(nil),              // 52: volrep.driver.v1.GetOperationRequest
+	(*GetOperationResponse)(nil),             // 53: volrep.driver.v1.GetOperationResponse
+	(*WatchOperationRequest)(nil),            // 54: volrep.driver.v1.WatchOperationRequest
+	(*WatchOperationResponse)(nil),           // 55: volrep.driver.v1.WatchOperationResponse
+	(*CancelOperationRequest)(nil),           // 56: volrep.driver.v1.CancelOperationRequest
+	(*CancelOperationResponse)(nil),          // 57: volrep.driver.v1.CancelOperationResponse
+	(*VerifySnapshotRequest)(nil),            // 58: volrep.driver.v1.VerifySnapshotRequest
+	(*VerifySnapshotResponse)(nil),           // 59: volrep.driver.v1.VerifySnapshotResponse
+	(*FailoverHostRequest)(nil),              // 60: volrep.driver.v1.FailoverHostRequest
+	(*VolumeUpdate)(nil),                     // 61: volrep.driver.v1.VolumeUpdate
+	(*GroupUpdate)(nil),                      // 62: volrep.driver.v1.GroupUpdate
+	(*FailoverHostResponse)(nil),             // 63: volrep.driver.v1.FailoverHostResponse
+	(*FailoverCompletedRequest)(nil),         // 64: volrep.driver.v1.FailoverCompletedRequest
+	(*FailoverCompletedResponse)(nil),        // 65: volrep.driver.v1.FailoverCompletedResponse
+	(*GroupType)(nil),                        // 66: volrep.driver.v1.GroupType
+	(*CreateGroupRequest)(nil),               // 67: volrep.driver.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),              // 68: volrep.driver.v1.CreateGroupResponse
+	(*DeleteGroupRequest)(nil),               // 69: volrep.driver.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),              // 70: volrep.driver.v1.DeleteGroupResponse
+	(*UpdateGroupRequest)(nil),               // 71: volrep.driver.v1.UpdateGroupRequest
+	(*UpdateGroupResponse)(nil),              // 72: volrep.driver.v1.UpdateGroupResponse
+	(*CreateGroupSnapshotRequest)(nil),       // 73: volrep.driver.v1.CreateGroupSnapshotRequest
+	(*CreateGroupSnapshotResponse)(nil),      // 74: volrep.driver.v1.CreateGroupSnapshotResponse
+	(*DeleteGroupSnapshotRequest)(nil),       // 75: volrep.driver.v1.DeleteGroupSnapshotRequest
+	(*DeleteGroupSnapshotResponse)(nil),      // 76: volrep.driver.v1.DeleteGroupSnapshotResponse
+	(*GroupVolumeSource)(nil),                // 77: volrep.driver.v1.GroupVolumeSource
+	(*CreateGroupFromSrcRequest)(nil),        // 78: volrep.driver.v1.CreateGroupFromSrcRequest
+	(*CreateGroupFromSrcResponse)(nil),       // 79: volrep.driver.v1.CreateGroupFromSrcResponse
+	(*EnableReplicationRequest)(nil),         // 80: volrep.driver.v1.EnableReplicationRequest
+	(*EnableReplicationResponse)(nil),        // 81: volrep.driver.v1.EnableReplicationResponse
+	(*DisableReplicationRequest)(nil),        // 82: volrep.driver.v1.DisableReplicationRequest
+	(*DisableReplicationResponse)(nil),       // 83: volrep.driver.v1.DisableReplicationResponse
+	(*FailoverReplicationRequest)(nil),       // 84: volrep.driver.v1.FailoverReplicationRequest
+	(*FailoverReplicationResponse)(nil),      // 85: volrep.driver.v1.FailoverReplicationResponse
+	(*RevertToSnapshotRequest)(nil),          // 86: volrep.driver.v1.RevertToSnapshotRequest
+	(*RevertToSnapshotResponse)(nil),         // 87: volrep.driver.v1.RevertToSnapshotResponse
+	nil,                                      // 88: volrep.driver.v1.ModelUpdate.MetadataEntry
+	nil,                                      // 89: volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	nil,                                      // 90: volrep.driver.v1.Connector.ExtraEntry
+	nil,                                      // 91: volrep.driver.v1.ConnectionInfo.DataEntry
+	nil,                                      // 92: volrep.driver.v1.GroupType.GroupSpecsEntry
+	(*timestamppb.Timestamp)(nil),            // 93: google.protobuf.Timestamp
 }
 var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	0,  // 0: volrep.driver.v1.ModelUpdate.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
-	86, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
-	87, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	88, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
+	89, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
 	6,  // 3: volrep.driver.v1.Backend.replication_targets:type_name -> volrep.driver.v1.ReplicationTarget
 	0,  // 4: volrep.driver.v1.Volume.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
 	5,  // 5: volrep.driver.v1.ListBackendsResponse.backends:type_name -> volrep.driver.v1.Backend
@@ -6094,121 +6299,123 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	3,  // 13: volrep.driver.v1.CreateVolumeFromSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	4,  // 14: volrep.driver.v1.CreateClonedVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
 	3,  // 15: volrep.driver.v1.CreateClonedVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	88, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
-	89, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
-	33, // 18: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
-	34, // 19: volrep.driver.v1.InitializeConnectionResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
-	33, // 20: volrep.driver.v1.TerminateConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
-	4,  // 21: volrep.driver.v1.RetypeRequest.new_type:type_name -> volrep.driver.v1.VolumeType
-	3,  // 22: volrep.driver.v1.RetypeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	1,  // 23: volrep.driver.v1.TargetReplicationInfo.status:type_name -> volrep.driver.v1.ReplicationHealth
-	91, // 24: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
-	1,  // 25: volrep.driver.v1.GetReplicationInfoResponse.status:type_name -> volrep.driver.v1.ReplicationHealth
-	91, // 26: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
-	41, // 27: volrep.driver.v1.GetReplicationInfoResponse.targets:type_name -> volrep.driver.v1.TargetReplicationInfo
-	2,  // 28: volrep.driver.v1.Operation.state:type_name -> volrep.driver.v1.OperationState
-	91, // 29: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
-	91, // 30: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
-	49, // 31: volrep.driver.v1.Operation.steps:type_name -> volrep.driver.v1.SnapshotReplicateStep
-	48, // 32: volrep.driver.v1.GetOperationResponse.operation:type_name -> volrep.driver.v1.Operation
-	48, // 33: volrep.driver.v1.WatchOperationResponse.operation:type_name -> volrep.driver.v1.Operation
-	48, // 34: volrep.driver.v1.CancelOperationResponse.operation:type_name -> volrep.driver.v1.Operation
-	3,  // 35: volrep.driver.v1.VolumeUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
-	3,  // 36: volrep.driver.v1.GroupUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
-	59, // 37: volrep.driver.v1.FailoverHostResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	60, // 38: volrep.driver.v1.FailoverHostResponse.group_updates:type_name -> volrep.driver.v1.GroupUpdate
-	90, // 39: volrep.driver.v1.GroupType.group_specs:type_name -> volrep.driver.v1.GroupType.GroupSpecsEntry
-	64, // 40: volrep.driver.v1.CreateGroupRequest.group_type:type_name -> volrep.driver.v1.GroupType
-	3,  // 41: volrep.driver.v1.CreateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	3,  // 42: volrep.driver.v1.DeleteGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	59, // 43: volrep.driver.v1.DeleteGroupResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,  // 44: volrep.driver.v1.UpdateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	3,  // 45: volrep.driver.v1.CreateGroupSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	8,  // 46: volrep.driver.v1.CreateGroupSnapshotResponse.snapshots:type_name -> volrep.driver.v1.Snapshot
-	4,  // 47: volrep.driver.v1.GroupVolumeSource.volume_type:type_name -> volrep.driver.v1.VolumeType
-	64, // 48: volrep.driver.v1.CreateGroupFromSrcRequest.group_type:type_name -> volrep.driver.v1.GroupType
-	75, // 49: volrep.driver.v1.CreateGroupFromSrcRequest.volumes:type_name -> volrep.driver.v1.GroupVolumeSource
-	3,  // 50: volrep.driver.v1.CreateGroupFromSrcResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	59, // 51: volrep.driver.v1.CreateGroupFromSrcResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,  // 52: volrep.driver.v1.EnableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	59, // 53: volrep.driver.v1.EnableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,  // 54: volrep.driver.v1.DisableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	59, // 55: volrep.driver.v1.DisableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,  // 56: volrep.driver.v1.FailoverReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	59, // 57: volrep.driver.v1.FailoverReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	9,  // 58: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
-	11, // 59: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
-	13, // 60: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
-	15, // 61: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
-	17, // 62: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
-	19, // 63: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
-	21, // 64: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
-	23, // 65: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
-	25, // 66: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
-	27, // 67: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
-	29, // 68: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
-	31, // 69: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
-	35, // 70: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
-	37, // 71: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
-	39, // 72: volrep.driver.v1.DriverService.Retype:input_type -> volrep.driver.v1.RetypeRequest
-	42, // 73: volrep.driver.v1.DriverService.GetReplicationInfo:input_type -> volrep.driver.v1.GetReplicationInfoRequest
-	44, // 74: volrep.driver.v1.DriverService.SetReplicationSchedule:input_type -> volrep.driver.v1.SetReplicationScheduleRequest
-	46, // 75: volrep.driver.v1.DriverService.SnapshotReplicate:input_type -> volrep.driver.v1.SnapshotReplicateRequest
-	50, // 76: volrep.driver.v1.DriverService.GetOperation:input_type -> volrep.driver.v1.GetOperationRequest
-	52, // 77: volrep.driver.v1.DriverService.WatchOperation:input_type -> volrep.driver.v1.WatchOperationRequest
-	54, // 78: volrep.driver.v1.DriverService.CancelOperation:input_type -> volrep.driver.v1.CancelOperationRequest
-	56, // 79: volrep.driver.v1.DriverService.VerifySnapshot:input_type -> volrep.driver.v1.VerifySnapshotRequest
-	58, // 80: volrep.driver.v1.DriverService.FailoverHost:input_type -> volrep.driver.v1.FailoverHostRequest
-	62, // 81: volrep.driver.v1.DriverService.FailoverCompleted:input_type -> volrep.driver.v1.FailoverCompletedRequest
-	65, // 82: volrep.driver.v1.DriverService.CreateGroup:input_type -> volrep.driver.v1.CreateGroupRequest
-	67, // 83: volrep.driver.v1.DriverService.DeleteGroup:input_type -> volrep.driver.v1.DeleteGroupRequest
-	69, // 84: volrep.driver.v1.DriverService.UpdateGroup:input_type -> volrep.driver.v1.UpdateGroupRequest
-	71, // 85: volrep.driver.v1.DriverService.CreateGroupSnapshot:input_type -> volrep.driver.v1.CreateGroupSnapshotRequest
-	73, // 86: volrep.driver.v1.DriverService.DeleteGroupSnapshot:input_type -> volrep.driver.v1.DeleteGroupSnapshotRequest
-	76, // 87: volrep.driver.v1.DriverService.CreateGroupFromSrc:input_type -> volrep.driver.v1.CreateGroupFromSrcRequest
-	78, // 88: volrep.driver.v1.DriverService.EnableReplication:input_type -> volrep.driver.v1.EnableReplicationRequest
-	80, // 89: volrep.driver.v1.DriverService.DisableReplication:input_type -> volrep.driver.v1.DisableReplicationRequest
-	82, // 90: volrep.driver.v1.DriverService.FailoverReplication:input_type -> volrep.driver.v1.FailoverReplicationRequest
-	84, // 91: volrep.driver.v1.DriverService.RevertToSnapshot:input_type -> volrep.driver.v1.RevertToSnapshotRequest
-	10, // 92: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
-	12, // 93: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
-	14, // 94: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
-	16, // 95: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
-	18, // 96: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
-	20, // 97: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
-	22, // 98: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
-	24, // 99: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
-	26, // 100: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
-	28, // 101: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
-	30, // 102: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
-	32, // 103: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
-	36, // 104: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
-	38, // 105: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
-	40, // 106: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
-	43, // 107: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
-	45, // 108: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
-	47, // 109: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
-	51, // 110: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
-	53, // 111: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
-	55, // 112: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
-	57, // 113: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
-	61, // 114: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
-	63, // 115: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
-	66, // 116: volrep.driver.v1.DriverService.CreateGroup:output_type -> volrep.driver.v1.CreateGroupResponse
-	68, // 117: volrep.driver.v1.DriverService.DeleteGroup:output_type -> volrep.driver.v1.DeleteGroupResponse
-	70, // 118: volrep.driver.v1.DriverService.UpdateGroup:output_type -> volrep.driver.v1.UpdateGroupResponse
-	72, // 119: volrep.driver.v1.DriverService.CreateGroupSnapshot:output_type -> volrep.driver.v1.CreateGroupSnapshotResponse
-	74, // 120: volrep.driver.v1.DriverService.DeleteGroupSnapshot:output_type -> volrep.driver.v1.DeleteGroupSnapshotResponse
-	77, // 121: volrep.driver.v1.DriverService.CreateGroupFromSrc:output_type -> volrep.driver.v1.CreateGroupFromSrcResponse
-	79, // 122: volrep.driver.v1.DriverService.EnableReplication:output_type -> volrep.driver.v1.EnableReplicationResponse
-	81, // 123: volrep.driver.v1.DriverService.DisableReplication:output_type -> volrep.driver.v1.DisableReplicationResponse
-	83, // 124: volrep.driver.v1.DriverService.FailoverReplication:output_type -> volrep.driver.v1.FailoverReplicationResponse
-	85, // 125: volrep.driver.v1.DriverService.RevertToSnapshot:output_type -> volrep.driver.v1.RevertToSnapshotResponse
-	92, // [92:126] is the sub-list for method output_type
-	58, // [58:92] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	90, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
+	91, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
+	35, // 18: volrep.driver.v1.ConnectionInfo.iscsi:type_name -> volrep.driver.v1.IscsiTarget
+	36, // 19: volrep.driver.v1.IscsiTarget.paths:type_name -> volrep.driver.v1.IscsiPath
+	33, // 20: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
+	34, // 21: volrep.driver.v1.InitializeConnectionResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
+	33, // 22: volrep.driver.v1.TerminateConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
+	4,  // 23: volrep.driver.v1.RetypeRequest.new_type:type_name -> volrep.driver.v1.VolumeType
+	3,  // 24: volrep.driver.v1.RetypeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	1,  // 25: volrep.driver.v1.TargetReplicationInfo.status:type_name -> volrep.driver.v1.ReplicationHealth
+	93, // 26: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
+	1,  // 27: volrep.driver.v1.GetReplicationInfoResponse.status:type_name -> volrep.driver.v1.ReplicationHealth
+	93, // 28: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
+	43, // 29: volrep.driver.v1.GetReplicationInfoResponse.targets:type_name -> volrep.driver.v1.TargetReplicationInfo
+	2,  // 30: volrep.driver.v1.Operation.state:type_name -> volrep.driver.v1.OperationState
+	93, // 31: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
+	93, // 32: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
+	51, // 33: volrep.driver.v1.Operation.steps:type_name -> volrep.driver.v1.SnapshotReplicateStep
+	50, // 34: volrep.driver.v1.GetOperationResponse.operation:type_name -> volrep.driver.v1.Operation
+	50, // 35: volrep.driver.v1.WatchOperationResponse.operation:type_name -> volrep.driver.v1.Operation
+	50, // 36: volrep.driver.v1.CancelOperationResponse.operation:type_name -> volrep.driver.v1.Operation
+	3,  // 37: volrep.driver.v1.VolumeUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
+	3,  // 38: volrep.driver.v1.GroupUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
+	61, // 39: volrep.driver.v1.FailoverHostResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	62, // 40: volrep.driver.v1.FailoverHostResponse.group_updates:type_name -> volrep.driver.v1.GroupUpdate
+	92, // 41: volrep.driver.v1.GroupType.group_specs:type_name -> volrep.driver.v1.GroupType.GroupSpecsEntry
+	66, // 42: volrep.driver.v1.CreateGroupRequest.group_type:type_name -> volrep.driver.v1.GroupType
+	3,  // 43: volrep.driver.v1.CreateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	3,  // 44: volrep.driver.v1.DeleteGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	61, // 45: volrep.driver.v1.DeleteGroupResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,  // 46: volrep.driver.v1.UpdateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	3,  // 47: volrep.driver.v1.CreateGroupSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	8,  // 48: volrep.driver.v1.CreateGroupSnapshotResponse.snapshots:type_name -> volrep.driver.v1.Snapshot
+	4,  // 49: volrep.driver.v1.GroupVolumeSource.volume_type:type_name -> volrep.driver.v1.VolumeType
+	66, // 50: volrep.driver.v1.CreateGroupFromSrcRequest.group_type:type_name -> volrep.driver.v1.GroupType
+	77, // 51: volrep.driver.v1.CreateGroupFromSrcRequest.volumes:type_name -> volrep.driver.v1.GroupVolumeSource
+	3,  // 52: volrep.driver.v1.CreateGroupFromSrcResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	61, // 53: volrep.driver.v1.CreateGroupFromSrcResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,  // 54: volrep.driver.v1.EnableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	61, // 55: volrep.driver.v1.EnableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,  // 56: volrep.driver.v1.DisableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	61, // 57: volrep.driver.v1.DisableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,  // 58: volrep.driver.v1.FailoverReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	61, // 59: volrep.driver.v1.FailoverReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	9,  // 60: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
+	11, // 61: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
+	13, // 62: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
+	15, // 63: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
+	17, // 64: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
+	19, // 65: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
+	21, // 66: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
+	23, // 67: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
+	25, // 68: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
+	27, // 69: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
+	29, // 70: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
+	31, // 71: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
+	37, // 72: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
+	39, // 73: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
+	41, // 74: volrep.driver.v1.DriverService.Retype:input_type -> volrep.driver.v1.RetypeRequest
+	44, // 75: volrep.driver.v1.DriverService.GetReplicationInfo:input_type -> volrep.driver.v1.GetReplicationInfoRequest
+	46, // 76: volrep.driver.v1.DriverService.SetReplicationSchedule:input_type -> volrep.driver.v1.SetReplicationScheduleRequest
+	48, // 77: volrep.driver.v1.DriverService.SnapshotReplicate:input_type -> volrep.driver.v1.SnapshotReplicateRequest
+	52, // 78: volrep.driver.v1.DriverService.GetOperation:input_type -> volrep.driver.v1.GetOperationRequest
+	54, // 79: volrep.driver.v1.DriverService.WatchOperation:input_type -> volrep.driver.v1.WatchOperationRequest
+	56, // 80: volrep.driver.v1.DriverService.CancelOperation:input_type -> volrep.driver.v1.CancelOperationRequest
+	58, // 81: volrep.driver.v1.DriverService.VerifySnapshot:input_type -> volrep.driver.v1.VerifySnapshotRequest
+	60, // 82: volrep.driver.v1.DriverService.FailoverHost:input_type -> volrep.driver.v1.FailoverHostRequest
+	64, // 83: volrep.driver.v1.DriverService.FailoverCompleted:input_type -> volrep.driver.v1.FailoverCompletedRequest
+	67, // 84: volrep.driver.v1.DriverService.CreateGroup:input_type -> volrep.driver.v1.CreateGroupRequest
+	69, // 85: volrep.driver.v1.DriverService.DeleteGroup:input_type -> volrep.driver.v1.DeleteGroupRequest
+	71, // 86: volrep.driver.v1.DriverService.UpdateGroup:input_type -> volrep.driver.v1.UpdateGroupRequest
+	73, // 87: volrep.driver.v1.DriverService.CreateGroupSnapshot:input_type -> volrep.driver.v1.CreateGroupSnapshotRequest
+	75, // 88: volrep.driver.v1.DriverService.DeleteGroupSnapshot:input_type -> volrep.driver.v1.DeleteGroupSnapshotRequest
+	78, // 89: volrep.driver.v1.DriverService.CreateGroupFromSrc:input_type -> volrep.driver.v1.CreateGroupFromSrcRequest
+	80, // 90: volrep.driver.v1.DriverService.EnableReplication:input_type -> volrep.driver.v1.EnableReplicationRequest
+	82, // 91: volrep.driver.v1.DriverService.DisableReplication:input_type -> volrep.driver.v1.DisableReplicationRequest
+	84, // 92: volrep.driver.v1.DriverService.FailoverReplication:input_type -> volrep.driver.v1.FailoverReplicationRequest
+	86, // 93: volrep.driver.v1.DriverService.RevertToSnapshot:input_type -> volrep.driver.v1.RevertToSnapshotRequest
+	10, // 94: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
+	12, // 95: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
+	14, // 96: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
+	16, // 97: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
+	18, // 98: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
+	20, // 99: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
+	22, // 100: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
+	24, // 101: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
+	26, // 102: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
+	28, // 103: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
+	30, // 104: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
+	32, // 105: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
+	38, // 106: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
+	40, // 107: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
+	42, // 108: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
+	45, // 109: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
+	47, // 110: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
+	49, // 111: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
+	53, // 112: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
+	55, // 113: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
+	57, // 114: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
+	59, // 115: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
+	63, // 116: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
+	65, // 117: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
+	68, // 118: volrep.driver.v1.DriverService.CreateGroup:output_type -> volrep.driver.v1.CreateGroupResponse
+	70, // 119: volrep.driver.v1.DriverService.DeleteGroup:output_type -> volrep.driver.v1.DeleteGroupResponse
+	72, // 120: volrep.driver.v1.DriverService.UpdateGroup:output_type -> volrep.driver.v1.UpdateGroupResponse
+	74, // 121: volrep.driver.v1.DriverService.CreateGroupSnapshot:output_type -> volrep.driver.v1.CreateGroupSnapshotResponse
+	76, // 122: volrep.driver.v1.DriverService.DeleteGroupSnapshot:output_type -> volrep.driver.v1.DeleteGroupSnapshotResponse
+	79, // 123: volrep.driver.v1.DriverService.CreateGroupFromSrc:output_type -> volrep.driver.v1.CreateGroupFromSrcResponse
+	81, // 124: volrep.driver.v1.DriverService.EnableReplication:output_type -> volrep.driver.v1.EnableReplicationResponse
+	83, // 125: volrep.driver.v1.DriverService.DisableReplication:output_type -> volrep.driver.v1.DisableReplicationResponse
+	85, // 126: volrep.driver.v1.DriverService.FailoverReplication:output_type -> volrep.driver.v1.FailoverReplicationResponse
+	87, // 127: volrep.driver.v1.DriverService.RevertToSnapshot:output_type -> volrep.driver.v1.RevertToSnapshotResponse
+	94, // [94:128] is the sub-list for method output_type
+	60, // [60:94] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_volrep_driver_v1_driver_service_proto_init() }
@@ -6222,7 +6429,7 @@ func file_volrep_driver_v1_driver_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_driver_v1_driver_service_proto_rawDesc), len(file_volrep_driver_v1_driver_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   88,
+			NumMessages:   90,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

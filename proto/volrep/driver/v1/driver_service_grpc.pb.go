@@ -80,11 +80,15 @@ type DriverServiceClient interface {
 	CreateClonedVolume(ctx context.Context, in *CreateClonedVolumeRequest, opts ...grpc.CallOption) (*CreateClonedVolumeResponse, error)
 	// InitializeConnection attaches a volume (or, with snapshot_id, a
 	// snapshot read-only) for one connector and returns Cinder-style
-	// connection info for NBD. The export name in it is a per-attachment
-	// secret that TerminateConnection revokes.
+	// connection info for the backend's protocol. iSCSI: the connector's
+	// initiator (required) joins a host on the serving array, or the host
+	// it already belongs to, and the volume is connected to that host as a
+	// LUN. NBD: the export name in it is a per-attachment secret.
 	InitializeConnection(ctx context.Context, in *InitializeConnectionRequest, opts ...grpc.CallOption) (*InitializeConnectionResponse, error)
 	// TerminateConnection revokes the connector's attachment; with no
-	// connector host it revokes every attachment of the volume (force detach).
+	// connector host (or, for iSCSI, no initiator) it revokes every
+	// attachment of the volume (force detach). A host the driver created
+	// is deleted with its last connection.
 	TerminateConnection(ctx context.Context, in *TerminateConnectionRequest, opts ...grpc.CallOption) (*TerminateConnectionResponse, error)
 	// Retype moves a volume between volume types: unreplicated, async
 	// (protection group) and sync (pod), without copying data already in place.
@@ -543,11 +547,15 @@ type DriverServiceServer interface {
 	CreateClonedVolume(context.Context, *CreateClonedVolumeRequest) (*CreateClonedVolumeResponse, error)
 	// InitializeConnection attaches a volume (or, with snapshot_id, a
 	// snapshot read-only) for one connector and returns Cinder-style
-	// connection info for NBD. The export name in it is a per-attachment
-	// secret that TerminateConnection revokes.
+	// connection info for the backend's protocol. iSCSI: the connector's
+	// initiator (required) joins a host on the serving array, or the host
+	// it already belongs to, and the volume is connected to that host as a
+	// LUN. NBD: the export name in it is a per-attachment secret.
 	InitializeConnection(context.Context, *InitializeConnectionRequest) (*InitializeConnectionResponse, error)
 	// TerminateConnection revokes the connector's attachment; with no
-	// connector host it revokes every attachment of the volume (force detach).
+	// connector host (or, for iSCSI, no initiator) it revokes every
+	// attachment of the volume (force detach). A host the driver created
+	// is deleted with its last connection.
 	TerminateConnection(context.Context, *TerminateConnectionRequest) (*TerminateConnectionResponse, error)
 	// Retype moves a volume between volume types: unreplicated, async
 	// (protection group) and sync (pod), without copying data already in place.

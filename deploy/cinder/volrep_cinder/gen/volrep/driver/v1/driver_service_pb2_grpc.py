@@ -283,8 +283,10 @@ class DriverServiceServicer(object):
   def InitializeConnection(self, request, context):
     """InitializeConnection attaches a volume (or, with snapshot_id, a
     snapshot read-only) for one connector and returns Cinder-style
-    connection info for NBD. The export name in it is a per-attachment
-    secret that TerminateConnection revokes.
+    connection info for the backend's protocol. iSCSI: the connector's
+    initiator (required) joins a host on the serving array, or the host
+    it already belongs to, and the volume is connected to that host as a
+    LUN. NBD: the export name in it is a per-attachment secret.
     """
     context.set_code(grpc.StatusCode.UNIMPLEMENTED)
     context.set_details('Method not implemented!')
@@ -292,7 +294,9 @@ class DriverServiceServicer(object):
 
   def TerminateConnection(self, request, context):
     """TerminateConnection revokes the connector's attachment; with no
-    connector host it revokes every attachment of the volume (force detach).
+    connector host (or, for iSCSI, no initiator) it revokes every
+    attachment of the volume (force detach). A host the driver created
+    is deleted with its last connection.
     """
     context.set_code(grpc.StatusCode.UNIMPLEMENTED)
     context.set_details('Method not implemented!')

@@ -1,0 +1,363 @@
+package driver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/config"
+	"github.com/volrep/volrep/errdefs"
+)
+
+// iSCSI attachments, as Pure's iSCSI driver makes them: the connector's
+// initiator is a host on the array serving the volume (one the driver
+// creates, or the host the initiator already belongs to), and the volume
+// is connected to that host as a LUN of the array's target.
+
+// ISCSITarget is the iSCSI part of a ConnectionInfo.
+type ISCSITarget struct {
+	// Paths has one entry per portal of the array's target.
+	Paths []ISCSIPath
+	// Multipath is whether the connector asked for every path.
+	Multipath bool
+	// CHAPUser and CHAPSecret are what the host's login presents.
+	CHAPUser, CHAPSecret string
+	// WWN is "3" and the LUN's NAA 6 designator, as Pure reports it.
+	WWN string
+	// HostName is the array's host the initiator belongs to.
+	HostName string
+}
+
+// ISCSIPath is one portal ("host:port") of a target and the LUN behind it.
+type ISCSIPath struct {
+	Portal string
+	IQN    string
+	LUN    int64
+}
+
+// Labels on the hosts the driver creates. Only those hosts are deleted
+// with their last connection; a host an operator made is left alone.
+const (
+	labelHostCreator = "volrep.created_by"
+	hostCreator      = "volrep-driver"
+	// labelConnectorHost is the connector's host name, which a
+	// TerminateConnection without an initiator matches.
+	labelConnectorHost = "cinder.connector_host"
+)
+
+// maxHostBase bounds the part of a host name taken from the connector, so
+// that a suffix still fits the array's name limit.
+const maxHostBase = 100
+
+// protocol is how the backend attaches volumes: volrep_protocol, or when
+// it is unset iSCSI if the primary array serves it (NBD otherwise). The
+// answer is cached; refresh asks again.
+func (b *Backend) protocol(ctx context.Context, refresh bool) (string, error) {
+	if b.cfg.Protocol != "" {
+		return b.cfg.Protocol, nil
+	}
+	b.mu.RLock()
+	p := b.autoProtocol
+	b.mu.RUnlock()
+	// The primary decides. Failed over, the choice made before stands (the
+	// primary may be gone, and asking it would stall every stats poll);
+	// with none, the array serving the backend decides.
+	failedOver := b.failedOver()
+	if p != "" && (!refresh || failedOver) {
+		return p, nil
+	}
+	a := b.primary.Array
+	if failedOver {
+		a = b.activeArray()
+	}
+	p, err := probeISCSI(ctx, a)
+	if err != nil {
+		if cached := b.cachedProtocol(); cached != "" {
+			return cached, nil
+		}
+		return "", err
+	}
+	b.mu.Lock()
+	if b.autoProtocol != p {
+		b.log.Info("attachment protocol chosen", "protocol", p, "volrep_protocol", "unset")
+	}
+	b.autoProtocol = p
+	b.mu.Unlock()
+	return p, nil
+}
+
+func (b *Backend) cachedProtocol() string {
+	if b.cfg.Protocol != "" {
+		return b.cfg.Protocol
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.autoProtocol
+}
+
+// probeISCSI asks an array whether it serves iSCSI: its Info lists its
+// portals when it does.
+func probeISCSI(ctx context.Context, a array.Array) (string, error) {
+	if a == nil {
+		return "", errdefs.Unavailable("no connection to the array")
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := a.Info(cctx)
+	if err != nil {
+		return "", err
+	}
+	if len(info.ISCSIPortals) > 0 {
+		return config.ProtocolISCSI, nil
+	}
+	return config.ProtocolNBD, nil
+}
+
+// storageProtocol is Cinder's name for a protocol (constants.ISCSI).
+func storageProtocol(p string) string {
+	if p == config.ProtocolISCSI {
+		return "iSCSI"
+	}
+	return config.ProtocolNBD
+}
+
+// initializeISCSI connects a volume, or a snapshot read-only, to the
+// connector's host on the serving array.
+func (b *Backend) initializeISCSI(ctx context.Context, volumeID, snapshotID string, c Connector) (ConnectionInfo, error) {
+	if c.Initiator == "" {
+		return ConnectionInfo{}, errdefs.InvalidArgument("connector.initiator",
+			"is required: backend %s attaches over iSCSI (volrep_protocol); os-brick reports the host's IQN from /etc/iscsi/initiatorname.iscsi", b.cfg.Section)
+	}
+	spec := array.ConnectionSpec{Volume: volumeName(volumeID)}
+	if snapshotID != "" {
+		spec.Snapshot = snapshotName(snapshotID)
+	}
+	a, addr, err := b.servingArray(ctx, spec.Volume)
+	if err != nil {
+		return ConnectionInfo{}, err
+	}
+	var conn array.Connection
+	// A host the driver created can be deleted by a TerminateConnection
+	// between finding it and connecting to it: find or create it again.
+	for attempt := 0; ; attempt++ {
+		if spec.Host, err = b.hostFor(ctx, a, c); err != nil {
+			return ConnectionInfo{}, err
+		}
+		conn, err = a.ConnectVolume(ctx, spec)
+		if err == nil || !errdefs.IsNotFound(err) {
+			break
+		}
+		if _, herr := a.GetHost(ctx, spec.Host, false); !errdefs.IsNotFound(herr) || attempt == 2 {
+			break
+		}
+	}
+	switch {
+	case errdefs.IsNotFound(err) && snapshotID != "":
+		return ConnectionInfo{}, errdefs.NotFound("snapshot %s of volume %s not found on backend %s", snapshotID, volumeID, b.cfg.Section)
+	case errdefs.IsNotFound(err):
+		return ConnectionInfo{}, b.volumeErr(volumeID, err)
+	case err != nil:
+		return ConnectionInfo{}, err
+	}
+	if len(conn.Portals) == 0 {
+		return ConnectionInfo{}, errdefs.FailedPrecondition("the array serving backend %s at %s reports no iSCSI portal; set its iscsi_listen", b.cfg.Section, addr)
+	}
+	t := &ISCSITarget{Multipath: c.Multipath, CHAPUser: conn.CHAPUser, CHAPSecret: conn.CHAPSecret, HostName: conn.Host}
+	if conn.WWN != "" {
+		t.WWN = "3" + strings.ToLower(conn.WWN)
+	}
+	apiHost, _, _ := net.SplitHostPort(addr)
+	for _, p := range conn.Portals {
+		t.Paths = append(t.Paths, ISCSIPath{Portal: reachable(p, apiHost), IQN: conn.TargetIQN, LUN: conn.LUN})
+	}
+	data := map[string]string{"volume_id": volumeID, "access_mode": "rw"}
+	if conn.ReadOnly {
+		data["access_mode"] = "ro"
+	}
+	if snapshotID != "" {
+		data["snapshot_id"] = snapshotID
+	}
+	b.log.Info("volume connected", "volume", volumeID, "snapshot", snapshotID, "host", conn.Host,
+		"initiator", c.Initiator, "lun", conn.LUN, "target", conn.TargetIQN, "portals", conn.Portals)
+	return ConnectionInfo{DriverVolumeType: config.ProtocolISCSI, Data: data, ISCSI: t}, nil
+}
+
+// reachable replaces a portal's unspecified address (a listener on every
+// address) with where the driver reaches the array.
+func reachable(portal, apiHost string) string {
+	host, port, err := net.SplitHostPort(portal)
+	if err != nil {
+		return portal
+	}
+	if ip := net.ParseIP(host); (host == "" || (ip != nil && ip.IsUnspecified())) && apiHost != "" {
+		host = apiHost
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// hostFor returns the host the connector's initiator belongs to on the
+// array, creating one named after the connector's host when it has none.
+func (b *Backend) hostFor(ctx context.Context, a array.Array, c Connector) (string, error) {
+	for attempt := 0; ; attempt++ {
+		hosts, err := a.ListHosts(ctx)
+		if err != nil {
+			return "", err
+		}
+		if h, ok := hostWithIQN(hosts, c.Initiator); ok {
+			return h.Name, nil
+		}
+		name := hostName(c.Host, c.Initiator, hosts)
+		labels := map[string]string{labelHostCreator: hostCreator, labelBackend: b.cfg.Section}
+		if c.Host != "" {
+			labels[labelConnectorHost] = c.Host
+		}
+		_, err = a.CreateHost(ctx, array.HostSpec{Name: name, IQNs: []string{c.Initiator}, Labels: labels})
+		if err == nil {
+			b.log.Info("host created", "host", name, "initiator", c.Initiator)
+			return name, nil
+		}
+		// Another attachment created a host for the initiator (or took the
+		// name) since the list: look again.
+		if !errdefs.IsAlreadyExists(err) || attempt == 2 {
+			return "", err
+		}
+	}
+}
+
+func hostWithIQN(hosts []array.Host, iqn string) (array.Host, bool) {
+	for _, h := range hosts {
+		if slices.ContainsFunc(h.IQNs, func(s string) bool { return strings.EqualFold(s, iqn) }) {
+			return h, true
+		}
+	}
+	return array.Host{}, false
+}
+
+// hostName names a new host for a connector: its host name in the
+// array's name charset, or when a host of that name exists (with other
+// initiators) the same with a suffix taken from the initiator, which is
+// the same on every attempt so concurrent attachments agree.
+func hostName(connectorHost, iqn string, hosts []array.Host) string {
+	base := sanitizeHostName(connectorHost)
+	if base == "" {
+		base = "cinder-host"
+	}
+	taken := func(n string) bool {
+		return slices.ContainsFunc(hosts, func(h array.Host) bool { return h.Name == n })
+	}
+	if !taken(base) {
+		return base
+	}
+	sum := sha256.Sum256([]byte(strings.ToLower(iqn)))
+	for n := 4; ; n++ {
+		name := base + "-" + hex.EncodeToString(sum[:n])
+		if !taken(name) || n == len(sum) {
+			return name
+		}
+	}
+}
+
+// sanitizeHostName folds a name into the array's name rules: letters,
+// digits, '.', '_', ':' and '-', starting with a letter or digit, no "..",
+// at most maxHostBase bytes.
+func sanitizeHostName(s string) string {
+	out := []byte(strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9',
+			r == '.', r == '_', r == ':', r == '-':
+			return r
+		}
+		return '-'
+	}, s))
+	for strings.Contains(string(out), "..") {
+		out = []byte(strings.ReplaceAll(string(out), "..", "."))
+	}
+	str := strings.TrimLeft(string(out), "._:-")
+	if len(str) > maxHostBase {
+		str = str[:maxHostBase]
+	}
+	return str
+}
+
+// terminateISCSI disconnects a volume (or snapshot) from the connector's
+// host: the host its initiator belongs to or, without one, the hosts the
+// driver created for the connector's host name; with neither, from every
+// host (force detach). A host the driver created is deleted with its last
+// connection.
+func (b *Backend) terminateISCSI(ctx context.Context, a array.Array, vol, snap string, c Connector) error {
+	conns, err := a.ListConnections(ctx, "", vol)
+	if status.Code(err) == codes.Unimplemented || errdefs.IsNotFound(err) {
+		return nil // an array without hosts, or no such volume: nothing connected
+	}
+	if err != nil {
+		return err
+	}
+	if len(conns) == 0 {
+		return nil
+	}
+	hosts, err := a.ListHosts(ctx)
+	if err != nil {
+		return err
+	}
+	byName := map[string]array.Host{}
+	for _, h := range hosts {
+		byName[h.Name] = h
+	}
+	mine := func(h array.Host) bool {
+		switch {
+		case c.Initiator != "":
+			_, ok := hostWithIQN([]array.Host{h}, c.Initiator)
+			return ok
+		case c.Host != "":
+			return h.Labels[labelHostCreator] == hostCreator && h.Labels[labelConnectorHost] == c.Host
+		}
+		return true
+	}
+	for _, cn := range conns {
+		h, ok := byName[cn.Host]
+		if cn.Snapshot != snap || !ok || !mine(h) {
+			continue
+		}
+		err := a.DisconnectVolume(ctx, array.ConnectionSpec{Host: cn.Host, Volume: vol, Snapshot: snap})
+		if err != nil && !errdefs.IsNotFound(err) {
+			return err
+		}
+		b.log.Info("volume disconnected", "volume", vol, "snapshot", snap, "host", cn.Host, "lun", cn.LUN)
+		if err := b.deleteIdleHost(ctx, a, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteIdleHost deletes a host the driver created once nothing is
+// connected to it, as Pure's driver does. The array refuses while a
+// connection remains, so an attachment racing in keeps its host.
+func (b *Backend) deleteIdleHost(ctx context.Context, a array.Array, h array.Host) error {
+	if h.Labels[labelHostCreator] != hostCreator {
+		return nil
+	}
+	now, err := a.GetHost(ctx, h.Name, false)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil || now.Connections > 0 {
+		return err
+	}
+	err = a.DeleteHost(ctx, h.Name, false)
+	switch {
+	case err == nil:
+		b.log.Info("host deleted with its last connection", "host", h.Name)
+	case errdefs.IsNotFound(err), errdefs.IsFailedPrecondition(err):
+		err = nil
+	}
+	return err
+}
