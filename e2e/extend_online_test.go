@@ -15,7 +15,8 @@ import (
 // holds an iSCSI session on it: the session's next command gets the unit
 // attention CAPACITY DATA HAS CHANGED (qemu retries it, and the command
 // succeeds), a new session's READ CAPACITY reports the new size, and the
-// stats say online_extend_support.
+// stats say online_extend_support. (TestRevertOverNBD checks that an NBD
+// client sees the new size when it reconnects.)
 func TestOnlineExtendISCSI(t *testing.T) {
 	qemuIO := tool(t, "qemu-io")
 	d := NewDaemon(t)
@@ -50,10 +51,6 @@ func TestOnlineExtendISCSI(t *testing.T) {
 		"file.user=%s,file.password=%s,file.initiator-name=%s",
 		portal, conn.TargetIQN, conn.LUN, conn.CHAPUser, strings.ReplaceAll(conn.CHAPSecret, ",", ",,"), ini)
 	run(t, false, qemuIO, "--image-opts", opts, "-c", "write -P 0xaa 0 64k")
-	nbd := attach(t, c, "growvol", "host-1", "")
-	if out, _ := run(t, false, qemuIO, "-r", "-f", "raw", nbd.URI(), "-c", "length"); !strings.Contains(out, "1 GiB") {
-		t.Fatalf("NBD size before the extend:\n%s", out)
-	}
 
 	s := startInteractive(t, qemuIO, "--image-opts", opts)
 	s.Send("read -P 0xaa 0 64k")
@@ -77,8 +74,4 @@ func TestOnlineExtendISCSI(t *testing.T) {
 		t.Fatalf("a new session's capacity after the extend:\n%s", out)
 	}
 	t.Logf("new session: %s", strings.TrimSpace(out))
-	// An NBD client sees the new size when it reconnects.
-	if out, _ := run(t, false, qemuIO, "-r", "-f", "raw", nbd.URI(), "-c", "length"); !strings.Contains(out, "2 GiB") {
-		t.Fatalf("NBD size after the extend:\n%s", out)
-	}
 }

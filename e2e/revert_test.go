@@ -10,7 +10,7 @@ import (
 // TestRevertOverNBD writes pattern A with qemu-io, snapshots, writes
 // pattern B, reverts through the driver API and reads A back with qemu-io
 // read -P; a connection that stayed open across the revert reads A on its
-// next request.
+// next request. Then the volume is extended online.
 func TestRevertOverNBD(t *testing.T) {
 	qemuIO := tool(t, "qemu-io")
 	d := NewDaemon(t)
@@ -50,6 +50,18 @@ func TestRevertOverNBD(t *testing.T) {
 	out, _ = run(t, false, qemuIO, "-r", "-f", "raw", vol.URI(), "-c", "read -P 0xaa 0 1M", "-c", "read -P 0 2M 64k")
 	if strings.Contains(out, "failed") {
 		t.Fatalf("after the revert the volume does not read as the snapshot:\n%s", out)
+	}
+
+	// Online extend: the connection open since before stays usable, and
+	// an NBD client that reconnects sees the new size.
+	if _, err := c.ExtendVolume(t.Context(), &driverv1.ExtendVolumeRequest{Backend: "demo", VolumeId: "revvol", NewSizeGb: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := open.ReadAt(got, 0); err != nil || got[0] != 0xaa {
+		t.Fatalf("the open connection after an extend: %#x, %v", got[0], err)
+	}
+	if out, _ := run(t, false, qemuIO, "-r", "-f", "raw", vol.URI(), "-c", "length", "-c", "read -P 0 1G 64k"); !strings.Contains(out, "2 GiB") || strings.Contains(out, "failed") {
+		t.Fatalf("NBD after the extend:\n%s", out)
 	}
 
 	// Another volume's snapshot is refused before it reaches the array.
