@@ -124,8 +124,15 @@ func TestSnapshotReplicateResumeAfterSIGKILL(t *testing.T) {
 	if second.GetState() != driverv1.OperationState_OPERATION_STATE_SUCCEEDED || total != size {
 		t.Fatalf("second run: %v", second)
 	}
-	if second.GetBytesSent() >= total*6/10 || second.GetResumedFrom() == 0 {
-		t.Fatalf("second run sent %d of %d bytes (resumed from %d): not a resume", second.GetBytesSent(), total, second.GetResumedFrom())
+	// A resume sends what the receiver had not made durable, no more: the
+	// rest from its checkpoint. How far the checkpoint had got when the
+	// receiver died depends on the machine's load (it trails what the
+	// sender counts as done by up to its fsync interval), so it is held
+	// to a quarter of the whole rather than to the sender's count.
+	resumed := second.GetResumedFrom()
+	if resumed < total/4 || second.GetBytesSent() > total-resumed {
+		t.Fatalf("second run sent %d of %d bytes (resumed from %d; %d were sent before the kill): not a resume",
+			second.GetBytesSent(), total, resumed, first.GetBytesDone())
 	}
 	v, err := dc.VerifySnapshot(ctx, &driverv1.VerifySnapshotRequest{Backend: "puredriver-1", SnapshotId: "s1", VolumeId: "big", DestinationBackend: "pure-b"})
 	if err != nil || !v.GetMatch() || v.GetBlocksCompared() != (1<<30)/4096 {
