@@ -214,3 +214,15 @@ api_token = tb
 		}
 	}
 }
+
+// releasePort closes the test's hold on addr (from freePort) for a
+// program that binds it itself, such as tgtd; the address stays reserved
+// against freePort giving it out again.
+func releasePort(addr string) {
+	ports.Lock()
+	defer ports.Unlock()
+	if l := ports.held[addr]; l != nil {
+		l.Close()
+		ports.held[addr] = nil
+	}
+}

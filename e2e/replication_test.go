@@ -32,7 +32,19 @@ func startSites(t *testing.T, backend string) *sites {
 // startSitesWith is startSites with enabled_backends of the test's choosing.
 func startSitesWith(t *testing.T, enabled, backend string) *sites {
 	t.Helper()
+	return startSitesISCSI(t, enabled, backend, false)
+}
+
+// startSitesISCSI is startSitesWith, site-a serving iSCSI on one portal
+// (a.ISCSIA) when iscsi is set.
+func startSitesISCSI(t *testing.T, enabled, backend string, iscsi bool) *sites {
+	t.Helper()
 	a := NewDaemon(t)
+	iscsiLine := ""
+	if iscsi {
+		a.ISCSIA = freePort(t)
+		iscsiLine = "iscsi_listen = " + a.ISCSIA
+	}
 	b := &Daemon{t: t, Dir: t.TempDir(), DriverAddr: freePort(t), ArrayB: a.ArrayB, NBDB: a.NBDB, TokenB: a.TokenB}
 	b.WriteRaw(fmt.Sprintf(`[volrep]
 driver_listen = %s
@@ -57,10 +69,11 @@ data_dir = %s/site-a
 listen = %s
 nbd_listen = %s
 api_token = %s
+%s
 
 [puredriver-1]
 %s
-`, enabled, a.DriverAddr, a.Dir, a.Dir, a.ArrayA, a.NBDA, a.TokenA, strings.NewReplacer(
+`, enabled, a.DriverAddr, a.Dir, a.Dir, a.ArrayA, a.NBDA, a.TokenA, iscsiLine, strings.NewReplacer(
 		"SITE_A", a.ArrayA, "TOKEN_A", a.TokenA, "SITE_B", a.ArrayB, "TOKEN_B", a.TokenB).Replace(backend)))
 	a.WaitFor("backend/puredriver-1")
 	a.Start()

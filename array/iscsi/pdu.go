@@ -146,11 +146,16 @@ func (pr *pduReader) readData(p *pdu, dst []byte) error {
 		} else {
 			dst = make([]byte, dataN)
 		}
+		p.data = dst
+	} else {
+		// dst is the caller's (a task's write buffer): it must not become
+		// p.data, which the next PDU's segment is read into while the task
+		// may be writing that buffer to the device.
+		p.data = p.data[:0]
 	}
 	if len(dst) != dataN {
 		return fmt.Errorf("iscsi: internal error: data buffer of %d bytes for a %d-byte segment", len(dst), dataN)
 	}
-	p.data = dst
 	if dataN == 0 {
 		return nil
 	}
