@@ -642,7 +642,21 @@ func TestCinderLab(t *testing.T) {
 		l.script(t, "start", "volrepd")
 		stopped = false
 		upAt := l.waitServiceState("cinder-volume", labHost, "up")
-		t.Logf("down %s after volrepd stopped; up %s after it started; create while down: %s", downAt, upAt, msgs)
+		// The scheduler still holds the stats the driver sent while volrepd
+		// was away (no capacity, backend_state down) until the next
+		// periodic report (backend_stats_polling_interval): a create before
+		// then fails there, as it would for an operator.
+		statsAt := time.Now()
+		l.waitFor("the scheduler to have fresh stats (backend_state up)", 60*time.Second, func() (bool, string) {
+			out, err := l.cli("cinder", "get-pools", "--detail")
+			if err != nil {
+				return false, out
+			}
+			pool := kvTable(out)
+			return pool["backend_state"] == "up", fmt.Sprintf("backend_state %q, free_capacity_gb %q", pool["backend_state"], pool["free_capacity_gb"])
+		})
+		t.Logf("down %s after volrepd stopped; up %s after it started, fresh stats at the scheduler %s later; create while down: %s",
+			downAt, upAt, time.Since(statsAt).Round(100*time.Millisecond), msgs)
 		if p := l.pid("cinder-volume"); p != pid {
 			t.Errorf("cinder-volume was restarted (pid %s, then %s)", pid, p)
 		}
