@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/health/grpc_health_v1"
 
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
@@ -105,6 +106,7 @@ data_dir = %[4]s/array
 listen = %[2]s
 nbd_listen = %[3]s
 api_token = bench-token
+%[5]s
 
 [bench]
 san_ip = %[2]s
@@ -112,9 +114,32 @@ pure_api_token = bench-token
 `
 
 // startVolrepd runs volrepd as its own process with one array and one
-// backend, creates a volume and attaches it through the driver API.
+// backend, creates a volume and attaches it over NBD through the driver API.
 // VOLREP_PPROF in the environment reaches the daemon, for profiling.
 func startVolrepd(ctx context.Context, env *Env, tag string, size int64) (*nbdTarget, error) {
+	d, err := startDaemon(ctx, env, tag, size, "")
+	if err != nil {
+		return nil, err
+	}
+	resp, err := d.drv.InitializeConnection(ctx, &driverv1.InitializeConnectionRequest{
+		Backend: "bench", VolumeId: tag, Connector: &driverv1.Connector{Host: "bench"}})
+	if err != nil {
+		d.stop()
+		return nil, fmt.Errorf("InitializeConnection: %w", err)
+	}
+	return &nbdTarget{name: "volrep", uri: resp.GetConnectionInfo().GetData()["uri"], stop: d.stop}, nil
+}
+
+// daemon is a volrepd process with the backend "bench" and a volume.
+type daemon struct {
+	drv  driverv1.DriverServiceClient
+	stop func()
+}
+
+// startDaemon runs volrepd with one array (extra adds lines to its
+// section) and the backend "bench", and creates the volume tag of size
+// bytes.
+func startDaemon(ctx context.Context, env *Env, tag string, size int64, extra string) (*daemon, error) {
 	bin, err := buildVolrepd(ctx, env)
 	if err != nil {
 		return nil, err
@@ -130,7 +155,7 @@ func startVolrepd(ctx context.Context, env *Env, tag string, size int64) (*nbdTa
 		}
 	}
 	conf := filepath.Join(dir, "volrep.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, p3Conf, addrs[0], addrs[1], addrs[2], dir), 0o600); err != nil {
+	if err := os.WriteFile(conf, fmt.Appendf(nil, p3Conf, addrs[0], addrs[1], addrs[2], dir, extra), 0o600); err != nil {
 		return nil, err
 	}
 	logf, err := os.Create(filepath.Join(dir, "volrepd.log"))
@@ -145,7 +170,11 @@ func startVolrepd(ctx context.Context, env *Env, tag string, size int64) (*nbdTa
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); logf.Close(); close(exited) }()
+	var cc *grpc.ClientConn
 	stop := func() {
+		if cc != nil {
+			cc.Close()
+		}
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-exited:
@@ -155,16 +184,14 @@ func startVolrepd(ctx context.Context, env *Env, tag string, size int64) (*nbdTa
 		}
 		os.RemoveAll(dir)
 	}
-	fail := func(err error) (*nbdTarget, error) {
+	fail := func(err error) (*daemon, error) {
 		stop()
 		return nil, err
 	}
 
-	cc, err := server.Dial(addrs[0], "")
-	if err != nil {
+	if cc, err = server.Dial(addrs[0], ""); err != nil {
 		return fail(err)
 	}
-	defer cc.Close()
 	health := grpc_health_v1.NewHealthClient(cc)
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		select {
@@ -188,12 +215,7 @@ func startVolrepd(ctx context.Context, env *Env, tag string, size int64) (*nbdTa
 	if _, err := drv.CreateVolume(ctx, &driverv1.CreateVolumeRequest{Backend: "bench", VolumeId: tag, SizeGb: size / gib}); err != nil {
 		return fail(fmt.Errorf("CreateVolume: %w", err))
 	}
-	resp, err := drv.InitializeConnection(ctx, &driverv1.InitializeConnectionRequest{
-		Backend: "bench", VolumeId: tag, Connector: &driverv1.Connector{Host: "bench"}})
-	if err != nil {
-		return fail(fmt.Errorf("InitializeConnection: %w", err))
-	}
-	return &nbdTarget{name: "volrep", uri: resp.GetConnectionInfo().GetData()["uri"], stop: stop}, nil
+	return &daemon{drv: drv, stop: stop}, nil
 }
 
 // startNbdkit serves a sparse file of size bytes with nbdkit's file plugin.
@@ -316,7 +338,7 @@ func medianF(xs []float64) float64 {
 
 // interleaved runs fn reps times for each target, alternating which goes
 // first, and returns each target's results in target order.
-func interleaved(reps int, targets []*nbdTarget, fn func(t *nbdTarget) (float64, error)) ([][]float64, error) {
+func interleaved[T any](reps int, targets []T, fn func(t T) (float64, error)) ([][]float64, error) {
 	res := make([][]float64, len(targets))
 	for i := range reps {
 		for j := range targets {
