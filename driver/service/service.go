@@ -87,7 +87,7 @@ func (s *Service) GetVolumeStats(ctx context.Context, req *driverv1.GetVolumeSta
 		ReplicationType: st.ReplicationType, ReplicationCount: st.ReplicationCount, ActiveBackendId: st.ActiveBackendID,
 		ConsistentGroupSnapshotEnabled: st.ConsistentGroupSnapshot, ConsistentGroupReplicationEnabled: st.ConsistentGroupReplication,
 		ReservedPercentage: st.ReservedPercentage, MaxOverSubscriptionRatio: st.MaxOverSubscriptionRatio,
-		BackendStateUp: st.Up, BackendStateReason: st.Reason, OnlineExtendSupport: st.OnlineExtend,
+		BackendStateUp: st.Up, BackendStateReason: st.Reason, OnlineExtendSupport: st.OnlineExtend, Multiattach: st.Multiattach,
 	}, nil
 }
 

@@ -175,8 +175,10 @@ class CapabilitiesFilterTest(unittest.TestCase):
                                      vs.backend_info().volume_backend_name}))
         self.assertTrue(self.passes({'thin_provisioning_support':
                                      '<is> True'}))
-        # A type for another vendor's feature the stats do not claim.
-        self.assertFalse(self.passes({'multiattach': '<is> True'}))
+        # A multiattach type: volrepd claims it (a LUN or export per host).
+        self.assertTrue(self.passes({'multiattach': '<is> True'}))
+        # A type for a feature the stats do not claim (QoS is not built).
+        self.assertFalse(self.passes({'QoS_support': '<is> True'}))
         self.assertFalse(self.passes({'replication_count': '>= 5'}))
 
 
