@@ -96,7 +96,7 @@ $(BIN)/.grpc-health-probe-%: $(call stale,grpc-health-probe)
 
 deps:
 	@missing=""; for pair in $(DEB_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
-		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+		case $$cmd in /*) [ -e $$cmd ];; *) command -v $$cmd >/dev/null 2>&1;; esac || missing="$$missing $$pkg"; done; \
 	for pair in $(DEB_PYTHON); do mod=$${pair%%:*}; pkg=$${pair##*:}; \
 		/usr/bin/python3 -c "import $$mod" >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
