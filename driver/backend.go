@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -114,6 +115,9 @@ type Backend struct {
 
 	ops  opLocks
 	wake chan struct{}
+	// journal keeps the operations started through this backend, so they
+	// stay queryable after a restart.
+	journal *opJournal
 	// gen counts switches of the active array (setActive). A check or
 	// converge that started before a switch reports on the array the
 	// backend no longer uses, so its outcome is dropped.
@@ -122,8 +126,8 @@ type Backend struct {
 
 func newBackend(cfg config.Backend, opts Options) *Backend {
 	b := &Backend{cfg: cfg, opts: opts, active: "default", wake: make(chan struct{}, 1),
-		targets: map[string]Conn{},
-		log:     opts.Logger.With("backend", cfg.Section)}
+		targets: map[string]Conn{}, journal: emptyOpJournal(),
+		log: opts.Logger.With("backend", cfg.Section)}
 	if len(cfg.Problems) > 0 {
 		b.reason = cfg.Problems.Error()
 		return b
@@ -134,6 +138,12 @@ func newBackend(cfg config.Backend, opts Options) *Backend {
 		return b
 	}
 	b.active = st.ActiveBackendID
+	if b.opts.StateDir != "" {
+		if b.journal, err = loadOpJournal(filepath.Join(b.opts.StateDir, "operations", cfg.Section+".json")); err != nil {
+			b.reason = "driver operation journal: " + err.Error()
+			return b
+		}
+	}
 	b.reason = "starting"
 	if b.primary, err = opts.Dial(cfg.SanIP, cfg.APIToken.Reveal()); err != nil {
 		b.reason = fmt.Sprintf("san_ip %s: %v", cfg.SanIP, err)

@@ -80,6 +80,21 @@ func (d *Driver) start(b *Backend) {
 	}()
 }
 
+// follow journals operation id of b until it ends or the driver stops;
+// without Run (no run context) the journal keeps the first record only.
+func (d *Driver) follow(b *Backend, id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.runCtx == nil || d.runCtx.Err() != nil {
+		return
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		b.follow(d.runCtx, id)
+	}()
+}
+
 // Close releases the array connections; call it after Run returns.
 func (d *Driver) Close() {
 	d.mu.RLock()
