@@ -87,9 +87,14 @@ type State struct {
 
 // Backend is one cinder.conf backend section at run time.
 type Backend struct {
-	cfg  config.Backend
-	opts Options
-	log  *slog.Logger
+	cfg config.Backend
+	// conf is the section as cinder.conf has it; cfg differs from it by a
+	// run-time replication schedule.
+	conf config.Backend
+	// stateMu serialises changes of the persisted backend state.
+	stateMu sync.Mutex
+	opts    Options
+	log     *slog.Logger
 
 	primary Conn
 	targets map[string]Conn
@@ -125,7 +130,7 @@ type Backend struct {
 }
 
 func newBackend(cfg config.Backend, opts Options) *Backend {
-	b := &Backend{cfg: cfg, opts: opts, active: "default", wake: make(chan struct{}, 1),
+	b := &Backend{cfg: cfg, conf: cfg, opts: opts, active: "default", wake: make(chan struct{}, 1),
 		targets: map[string]Conn{}, journal: emptyOpJournal(),
 		log: opts.Logger.With("backend", cfg.Section)}
 	if len(cfg.Problems) > 0 {
@@ -138,6 +143,10 @@ func newBackend(cfg config.Backend, opts Options) *Backend {
 		return b
 	}
 	b.active = st.ActiveBackendID
+	if err := b.applyScheduleOverride(st); err != nil {
+		b.reason = "driver state: " + err.Error()
+		return b
+	}
 	if b.opts.StateDir != "" {
 		if b.journal, err = loadOpJournal(filepath.Join(b.opts.StateDir, "operations", cfg.Section+".json")); err != nil {
 			b.reason = "driver operation journal: " + err.Error()

@@ -46,7 +46,7 @@ func (d *Driver) build(cfgs []config.Backend, old map[string]*Backend) ([]*Backe
 	byName := make(map[string]*Backend, len(cfgs))
 	for _, c := range cfgs {
 		b, ok := old[c.Section]
-		if !ok || !sameConfig(b.cfg, c) {
+		if !ok || !sameConfig(b.conf, c) {
 			b = newBackend(c, d.opts)
 		}
 		list = append(list, b)
