@@ -129,7 +129,9 @@ type Backend struct {
 	gen uint64
 }
 
-func newBackend(cfg config.Backend, opts Options) *Backend {
+// newBackend makes a backend of cfg; journal is its predecessor's across
+// a reload, nil to load it from state_dir.
+func newBackend(cfg config.Backend, opts Options, journal *opJournal) *Backend {
 	b := &Backend{cfg: cfg, conf: cfg, opts: opts, active: "default", wake: make(chan struct{}, 1),
 		targets: map[string]Conn{}, journal: emptyOpJournal(),
 		log: opts.Logger.With("backend", cfg.Section)}
@@ -147,7 +149,9 @@ func newBackend(cfg config.Backend, opts Options) *Backend {
 		b.reason = "driver state: " + err.Error()
 		return b
 	}
-	if b.opts.StateDir != "" {
+	if journal != nil {
+		b.journal = journal
+	} else if b.opts.StateDir != "" {
 		if b.journal, err = loadOpJournal(filepath.Join(b.opts.StateDir, "operations", cfg.Section+".json")); err != nil {
 			b.reason = "driver operation journal: " + err.Error()
 			return b

@@ -47,7 +47,15 @@ func (d *Driver) build(cfgs []config.Backend, old map[string]*Backend) ([]*Backe
 	for _, c := range cfgs {
 		b, ok := old[c.Section]
 		if !ok || !sameConfig(b.conf, c) {
-			b = newBackend(c, d.opts)
+			// A rebuilt backend takes over its predecessor's journal: loading
+			// it afresh would fail the operations still running.
+			var j *opJournal
+			if ok {
+				j = b.journal
+			}
+			b = newBackend(c, d.opts, j)
+		} else {
+			b.logSchedule()
 		}
 		list = append(list, b)
 		byName[c.Section] = b

@@ -59,6 +59,22 @@ func (b *Backend) updateState(f func(*backendState)) error {
 	return b.saveState(st)
 }
 
+// logSchedule says, at a reload that keeps the backend, that a run-time
+// schedule stays in force.
+func (b *Backend) logSchedule() {
+	st, err := b.loadState()
+	if err != nil || st.Schedule == nil {
+		return
+	}
+	b.logOverrideKept(st.Schedule)
+}
+
+func (b *Backend) logOverrideKept(o *scheduleOverride) {
+	b.log.Info(fmt.Sprintf("replication schedule of backend %s: set at run time at %s (interval %s), cinder.conf unchanged",
+		b.cfg.Section, o.SetAt.Format(time.RFC3339), o.Set.Interval), "retention_short_term", o.Set.ShortTerm,
+		"retention_per_day", o.Set.PerDay, "retention_days", o.Set.Days)
+}
+
 // applyScheduleOverride puts a persisted run-time schedule in force
 // unless cinder.conf changed the values it overrode; it logs which is in
 // force and why.
@@ -69,9 +85,7 @@ func (b *Backend) applyScheduleOverride(st backendState) error {
 	}
 	if o.Conf == confSchedule(b.cfg) {
 		o.Set.apply(&b.cfg)
-		b.log.Info(fmt.Sprintf("replication schedule of backend %s: set at run time at %s (interval %s), cinder.conf unchanged",
-			b.cfg.Section, o.SetAt.Format(time.RFC3339), o.Set.Interval), "retention_short_term", o.Set.ShortTerm,
-			"retention_per_day", o.Set.PerDay, "retention_days", o.Set.Days)
+		b.logOverrideKept(o)
 		return nil
 	}
 	b.log.Info(fmt.Sprintf("replication schedule of backend %s: cinder.conf's pure_replica_* values changed since the schedule was set at run time at %s; cinder.conf wins (interval %s) and the run-time schedule (interval %s) is dropped",

@@ -49,6 +49,9 @@ func TestRunTimeScheduleSurvivesReloadAndRestart(t *testing.T) {
 	reload()
 	time.Sleep(time.Second) // a rebuilt backend would re-apply cinder.conf's hour within this
 	interval(10 * time.Minute)
+	if !strings.Contains(s.a.Logs(), "(interval 10m0s), cinder.conf unchanged") {
+		t.Fatalf("reload log does not say the run-time schedule stays in force:\n%s", s.a.Logs())
+	}
 
 	s.a.Stop()
 	s.a.Start()
