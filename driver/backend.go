@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -86,9 +87,14 @@ type State struct {
 
 // Backend is one cinder.conf backend section at run time.
 type Backend struct {
-	cfg  config.Backend
-	opts Options
-	log  *slog.Logger
+	cfg config.Backend
+	// conf is the section as cinder.conf has it; cfg differs from it by a
+	// run-time replication schedule.
+	conf config.Backend
+	// stateMu serialises changes of the persisted backend state.
+	stateMu sync.Mutex
+	opts    Options
+	log     *slog.Logger
 
 	primary Conn
 	targets map[string]Conn
@@ -114,16 +120,21 @@ type Backend struct {
 
 	ops  opLocks
 	wake chan struct{}
+	// journal keeps the operations started through this backend, so they
+	// stay queryable after a restart.
+	journal *opJournal
 	// gen counts switches of the active array (setActive). A check or
 	// converge that started before a switch reports on the array the
 	// backend no longer uses, so its outcome is dropped.
 	gen uint64
 }
 
-func newBackend(cfg config.Backend, opts Options) *Backend {
-	b := &Backend{cfg: cfg, opts: opts, active: "default", wake: make(chan struct{}, 1),
-		targets: map[string]Conn{},
-		log:     opts.Logger.With("backend", cfg.Section)}
+// newBackend makes a backend of cfg; journal is its predecessor's across
+// a reload, nil to load it from state_dir.
+func newBackend(cfg config.Backend, opts Options, journal *opJournal) *Backend {
+	b := &Backend{cfg: cfg, conf: cfg, opts: opts, active: "default", wake: make(chan struct{}, 1),
+		targets: map[string]Conn{}, journal: emptyOpJournal(),
+		log: opts.Logger.With("backend", cfg.Section)}
 	if len(cfg.Problems) > 0 {
 		b.reason = cfg.Problems.Error()
 		return b
@@ -134,6 +145,18 @@ func newBackend(cfg config.Backend, opts Options) *Backend {
 		return b
 	}
 	b.active = st.ActiveBackendID
+	if err := b.applyScheduleOverride(st); err != nil {
+		b.reason = "driver state: " + err.Error()
+		return b
+	}
+	if journal != nil {
+		b.journal = journal
+	} else if b.opts.StateDir != "" {
+		if b.journal, err = loadOpJournal(filepath.Join(b.opts.StateDir, "operations", cfg.Section+".json")); err != nil {
+			b.reason = "driver operation journal: " + err.Error()
+			return b
+		}
+	}
 	b.reason = "starting"
 	if b.primary, err = opts.Dial(cfg.SanIP, cfg.APIToken.Reveal()); err != nil {
 		b.reason = fmt.Sprintf("san_ip %s: %v", cfg.SanIP, err)

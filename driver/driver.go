@@ -46,8 +46,16 @@ func (d *Driver) build(cfgs []config.Backend, old map[string]*Backend) ([]*Backe
 	byName := make(map[string]*Backend, len(cfgs))
 	for _, c := range cfgs {
 		b, ok := old[c.Section]
-		if !ok || !sameConfig(b.cfg, c) {
-			b = newBackend(c, d.opts)
+		if !ok || !sameConfig(b.conf, c) {
+			// A rebuilt backend takes over its predecessor's journal: loading
+			// it afresh would fail the operations still running.
+			var j *opJournal
+			if ok {
+				j = b.journal
+			}
+			b = newBackend(c, d.opts, j)
+		} else {
+			b.logSchedule()
 		}
 		list = append(list, b)
 		byName[c.Section] = b
@@ -77,6 +85,21 @@ func (d *Driver) start(b *Backend) {
 		defer d.wg.Done()
 		defer close(r.done)
 		b.run(ctx)
+	}()
+}
+
+// follow journals operation id of b until it ends or the driver stops;
+// without Run (no run context) the journal keeps the first record only.
+func (d *Driver) follow(b *Backend, id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.runCtx == nil || d.runCtx.Err() != nil {
+		return
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		b.follow(d.runCtx, id)
 	}()
 }
 

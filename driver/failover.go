@@ -399,7 +399,7 @@ func (b *Backend) addrOf(id string) string {
 
 // setActive switches the backend's array and persists the choice first.
 func (b *Backend) setActive(id string) error {
-	if err := b.saveState(backendState{ActiveBackendID: id}); err != nil {
+	if err := b.updateState(func(st *backendState) { st.ActiveBackendID = id }); err != nil {
 		return fmt.Errorf("recording the active backend: %w", err)
 	}
 	b.mu.Lock()

@@ -420,7 +420,9 @@ type Schedule struct {
 }
 
 // SetReplicationSchedule changes the protection group's schedule now, on
-// every async target; a restart re-applies the configuration's values.
+// every async target, and records it in state_dir: it stays in force
+// across restarts and reloads until cinder.conf's pure_replica_* values
+// change.
 func (b *Backend) SetReplicationSchedule(ctx context.Context, s Schedule) (Schedule, error) {
 	if err := b.ready(); err != nil {
 		return Schedule{}, err
@@ -434,6 +436,13 @@ func (b *Backend) SetReplicationSchedule(ctx context.Context, s Schedule) (Sched
 			array.ReplicaUpdate{Interval: s.Interval, RPO: 2 * s.Interval, TargetRetention: &ret, SourceRetention: &ret}); err != nil {
 			return Schedule{}, err
 		}
+	}
+	set := scheduleConf{Interval: s.Interval, ShortTerm: ret.AllFor, PerDay: ret.PerDay, Days: ret.Days}
+	at := b.opts.Now()
+	if err := b.updateState(func(st *backendState) {
+		st.Schedule = &scheduleOverride{SetAt: at, Set: set, Conf: confSchedule(b.conf)}
+	}); err != nil {
+		return Schedule{}, fmt.Errorf("the schedule is in force on the arrays but was not recorded in state_dir, so a restart reverts it: %w", err)
 	}
 	b.mu.Lock()
 	b.cfg.ReplicaInterval = s.Interval

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/config"
@@ -51,6 +52,11 @@ func (d *Driver) SnapshotsReplicate(ctx context.Context, src, volID, dst string,
 	if err != nil {
 		return "", err
 	}
+	now := time.Now()
+	if err := from.journal.record(array.Operation{ID: id, Kind: "snapshot_replicate", State: array.OpRunning, Phase: "preparing", Started: now}); err != nil {
+		from.log.Warn("operation journal: not written; the operation is lost from it if volrepd restarts", "operation", id, "error", err)
+	}
+	d.follow(from, id)
 	from.log.Info("snapshot replication started", "snapshots", snapIDs, "volume", volID, "destination", dst, "operation", id, "force_full_copy", forceFull)
 	return id, nil
 }
@@ -141,7 +147,7 @@ func (b *Backend) Operations() (array.Operations, error) {
 	if err := b.ready(); err != nil {
 		return nil, err
 	}
-	return b.activeConn().Replication, nil
+	return journaledOps{Operations: b.activeConn().Replication, j: b.journal}, nil
 }
 
 // Verification is the outcome of comparing a snapshot with its replica.
