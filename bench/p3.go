@@ -419,8 +419,10 @@ type fioResult struct {
 				Percentile map[string]float64 `json:"percentile"`
 			} `json:"clat_ns"`
 			LatNS struct {
-				Mean float64 `json:"mean"`
+				Mean       float64            `json:"mean"`
+				Percentile map[string]float64 `json:"percentile"`
 			} `json:"lat_ns"`
+			IOBytes int64 `json:"io_bytes"`
 		} `json:"write"`
 	} `json:"jobs"`
 }

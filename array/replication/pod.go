@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/volrep/volrep/array"
@@ -54,6 +55,7 @@ type pod struct {
 	synced     bool // the peer holds every acknowledged write
 	lastErr    error
 	lastResync int64
+	mirrored   atomic.Int64 // client bytes the peer acknowledged
 	verify     bool // after a crash: compare both sides before trusting the dirty bitmaps
 }
 
@@ -212,8 +214,12 @@ func (p *pod) submit(m *podMember, changes []change) func() error {
 		defer deadline.Stop()
 		var first error
 		for i, c := range changes {
-			if err := p.await(st, dones[i], deadline.C, m, c.off, c.length); err != nil && first == nil {
+			acked, err := p.await(st, dones[i], deadline.C, m, c.off, c.length)
+			if err != nil && first == nil {
 				first = err
+			}
+			if acked {
+				p.mirrored.Add(c.length)
 			}
 		}
 		return first
@@ -224,8 +230,9 @@ func (p *pod) submit(m *podMember, changes []change) func() error {
 // fires. It returns an error only when the change failed on this side
 // with the peer healthy: the write is then not acknowledged, and its
 // blocks are dirty so the resync sends them. When the peer fails or
-// times out, the pod drops it and carries on (nil).
-func (p *pod) await(st *mirrorStream, done <-chan error, deadline <-chan time.Time, m *podMember, off, length int64) error {
+// times out, the pod drops it and carries on (nil). acked says the peer
+// has the change.
+func (p *pod) await(st *mirrorStream, done <-chan error, deadline <-chan time.Time, m *podMember, off, length int64) (acked bool, _ error) {
 	var err error
 	select {
 	case err = <-done:
@@ -248,7 +255,7 @@ func (p *pod) await(st *mirrorStream, done <-chan error, deadline <-chan time.Ti
 			m.markDirty(off, length)
 		}
 		p.mu.Unlock()
-		return nil
+		return true, nil
 	case errors.As(err, &local):
 		p.e.log.Error("a pod change could not be sent to its peer; the write fails and the resync sends its blocks",
 			"pod", p.name, "offset", off, "length", length, "err", local.err)
@@ -258,10 +265,10 @@ func (p *pod) await(st *mirrorStream, done <-chan error, deadline <-chan time.Ti
 			p.mu.Unlock()
 			p.wake()
 		}
-		return fmt.Errorf("pod %s: %w", p.name, err)
+		return false, fmt.Errorf("pod %s: %w", p.name, err)
 	}
 	p.fail(st, err, m, off, length)
-	return nil
+	return false, nil
 }
 
 // awaitFor waits, at most the pod's timeout, for one change the pod
@@ -269,7 +276,8 @@ func (p *pod) await(st *mirrorStream, done <-chan error, deadline <-chan time.Ti
 func (p *pod) awaitFor(st *mirrorStream, done <-chan error, m *podMember, off, length int64) bool {
 	t := time.NewTimer(p.timeout)
 	defer t.Stop()
-	return p.await(st, done, t.C, m, off, length) == nil && p.streamIs(st)
+	acked, _ := p.await(st, done, t.C, m, off, length)
+	return acked && p.streamIs(st)
 }
 
 func (p *pod) streamIs(st *mirrorStream) bool {
@@ -906,7 +914,7 @@ func (p *pod) view(v *array.Replica) {
 		dirty += int64(m.dirty.Count()+m.resyncing.Count()) * bs
 		ready = ready && m.ready
 	}
-	v.DirtyBytes, v.LastResyncBytes = dirty, p.lastResync
+	v.DirtyBytes, v.LastResyncBytes, v.MirroredBytes = dirty, p.lastResync, p.mirrored.Load()
 	switch {
 	case p.synced:
 		v.PeerState, v.SyncState = array.PeerOnline, array.SyncInSync
