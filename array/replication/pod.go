@@ -56,7 +56,7 @@ type pod struct {
 	lastErr    error
 	lastResync int64
 	mirrored   atomic.Int64 // client bytes the peer acknowledged
-	verify     bool // after a crash: compare both sides before trusting the dirty bitmaps
+	verify     bool         // after a crash: compare both sides before trusting the dirty bitmaps
 }
 
 // podMember is one volume of a pod; it is the store's Mirror for it.
