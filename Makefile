@@ -11,6 +11,7 @@ BUF_VERSION                := v1.47.2
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 GRPCURL_VERSION            := v1.9.2
+GHZ_VERSION                := v0.120.0
 HEALTH_PROBE_VERSION       := v0.4.40
 
 # command → Debian package, for every command the tests and benchmarks run.
@@ -76,7 +77,7 @@ FORCE:
 
 tools: $(BIN)/.buf-$(BUF_VERSION) $(BIN)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION) \
        $(BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) \
-       $(BIN)/.grpc-health-probe-$(HEALTH_PROBE_VERSION)
+       $(BIN)/.grpc-health-probe-$(HEALTH_PROBE_VERSION) $(BIN)/.ghz-$(GHZ_VERSION)
 
 $(BIN)/.buf-%: $(call stale,buf)
 	GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$*
@@ -92,6 +93,9 @@ $(BIN)/.grpcurl-%: $(call stale,grpcurl)
 	@touch $@
 $(BIN)/.grpc-health-probe-%: $(call stale,grpc-health-probe)
 	GOBIN=$(BIN) go install github.com/grpc-ecosystem/grpc-health-probe@$*
+	@touch $@
+$(BIN)/.ghz-%: $(call stale,ghz)
+	GOBIN=$(BIN) go install github.com/bojand/ghz/cmd/ghz@$*
 	@touch $@
 
 deps:

@@ -120,6 +120,9 @@ type Replica struct {
 	PeerState       string
 	LastResyncBytes int64
 	DirtyBytes      int64
+	// MirroredBytes counts client writes the peer acknowledged (SYNC),
+	// since the pod started in this process.
+	MirroredBytes int64
 }
 
 // ReplicaUpdate changes a replica's schedule; zero fields stay as they are.

@@ -133,6 +133,7 @@ func startVolrepd(ctx context.Context, env *Env, tag string, size int64) (*nbdTa
 // daemon is a volrepd process with the backend "bench" and a volume.
 type daemon struct {
 	drv  driverv1.DriverServiceClient
+	addr string // the driver API
 	stop func()
 }
 
@@ -215,7 +216,7 @@ func startDaemon(ctx context.Context, env *Env, tag string, size int64, extra st
 	if _, err := drv.CreateVolume(ctx, &driverv1.CreateVolumeRequest{Backend: "bench", VolumeId: tag, SizeGb: size / gib}); err != nil {
 		return fail(fmt.Errorf("CreateVolume: %w", err))
 	}
-	return &daemon{drv: drv, stop: stop}, nil
+	return &daemon{drv: drv, addr: addrs[0], stop: stop}, nil
 }
 
 // startNbdkit serves a sparse file of size bytes with nbdkit's file plugin.
@@ -419,8 +420,10 @@ type fioResult struct {
 				Percentile map[string]float64 `json:"percentile"`
 			} `json:"clat_ns"`
 			LatNS struct {
-				Mean float64 `json:"mean"`
+				Mean       float64            `json:"mean"`
+				Percentile map[string]float64 `json:"percentile"`
 			} `json:"lat_ns"`
+			IOBytes int64 `json:"io_bytes"`
 		} `json:"write"`
 	} `json:"jobs"`
 }

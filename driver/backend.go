@@ -324,10 +324,13 @@ func (b *Backend) check(ctx context.Context) error {
 }
 
 // failedOver reports whether a replication target serves the backend.
-func (b *Backend) failedOver() bool {
+func (b *Backend) failedOver() bool { return b.activeID() != "default" }
+
+// activeID is the backend_id that serves the backend, "default" at home.
+func (b *Backend) activeID() string {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	return b.active != "default"
+	return b.active
 }
 
 // arrayError turns a failed call to an array into a reason an operator can

@@ -1,9 +1,11 @@
 package driver
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/volrep/volrep/config"
+	"github.com/volrep/volrep/errdefs"
 )
 
 func TestCopyOn(t *testing.T) {
@@ -30,5 +32,37 @@ func TestCopyOn(t *testing.T) {
 		if got := b.copyOn(tc.target, tc.replica); got != tc.want {
 			t.Errorf("copyOn(%q, %q) = %v, want %v", tc.target, tc.replica, got, tc.want)
 		}
+	}
+}
+
+// TestExtendRefusedWhileFailedOver: a failed-over volume keeps its size
+// until failback, with an error that says so; at home it grows again.
+func TestExtendRefusedWhileFailedOver(t *testing.T) {
+	ctx := t.Context()
+	peer, primary := newTestArray(t, "site-b"), newTestArray(t, "site-a")
+	d := startDriver(t, backendConf(map[string][]string{"b1": {
+		"san_ip = " + primary.addr, "pure_api_token = " + primary.token,
+		device("site-b", peer.addr, peer, "async"),
+	}}), primary)
+	b := testBackend(t, d, "b1")
+	if _, err := b.CreateVolume(ctx, "v1", 1, asyncSpecs, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.FailoverHost(ctx, []string{"v1"}, "site-b"); err != nil {
+		t.Fatal(err)
+	}
+	err := b.ExtendVolume(ctx, "v1", 2)
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "failed over to site-b") ||
+		!strings.Contains(err.Error(), "failback") {
+		t.Fatalf("extend while failed over: %v; want FAILED_PRECONDITION naming the target and failback", err)
+	}
+	if v, err := peer.st.GetVolume(ctx, volumeName("v1")); err != nil || v.SizeBytes != gib {
+		t.Errorf("the target copy after the refused extend: %+v, %v; want 1 GiB", v, err)
+	}
+	if _, err := b.FailoverHost(ctx, []string{"v1"}, "default"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ExtendVolume(ctx, "v1", 2); err != nil {
+		t.Fatalf("extend after failback: %v", err)
 	}
 }

@@ -223,6 +223,12 @@ func (b *Backend) ExtendVolume(ctx context.Context, id string, newSizeGB int64) 
 		return err
 	}
 	defer release()
+	if to := b.activeID(); to != "default" {
+		// The copy at the target would outgrow the home array's volume,
+		// and failback could then not copy it home.
+		return errdefs.FailedPrecondition("volume %s: backend %s is failed over to %s; extend it after failback (volrep backend failback), so that both copies keep one size",
+			id, b.cfg.Section, to)
+	}
 	_, err = b.activeArray().ExtendVolume(ctx, volumeName(id), newSizeGB*gib)
 	return b.volumeErr(id, err)
 }

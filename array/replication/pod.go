@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/volrep/volrep/array"
@@ -54,7 +55,8 @@ type pod struct {
 	synced     bool // the peer holds every acknowledged write
 	lastErr    error
 	lastResync int64
-	verify     bool // after a crash: compare both sides before trusting the dirty bitmaps
+	mirrored   atomic.Int64 // client bytes the peer acknowledged
+	verify     bool         // after a crash: compare both sides before trusting the dirty bitmaps
 }
 
 // podMember is one volume of a pod; it is the store's Mirror for it.
@@ -195,7 +197,7 @@ func (p *pod) submit(m *podMember, changes []change) func() error {
 	p.mu.Unlock()
 	dones := make([]<-chan error, len(changes))
 	for i, c := range changes {
-		done, err := st.enqueue(m, c.off, c.length, c.build)
+		done, err := st.queueOnly(m, c.off, c.length, c.build)
 		if err != nil {
 			// The stream died; fail drops it from the pod and marks the
 			// rest of the change dirty.
@@ -210,10 +212,23 @@ func (p *pod) submit(m *podMember, changes []change) func() error {
 	return func() error {
 		deadline := time.NewTimer(p.timeout)
 		defer deadline.Stop()
+		if len(dones) > 0 {
+			// A peer that stops reading blocks the send; past the
+			// timeout the pod drops it, which ends the send.
+			stall := time.AfterFunc(p.timeout, func() {
+				p.fail(st, errdefs.Unavailable("the peer did not take a write within %s", p.timeout), nil, 0, 0)
+			})
+			st.pump()
+			stall.Stop()
+		}
 		var first error
 		for i, c := range changes {
-			if err := p.await(st, dones[i], deadline.C, m, c.off, c.length); err != nil && first == nil {
+			acked, err := p.await(st, dones[i], deadline.C, m, c.off, c.length)
+			if err != nil && first == nil {
 				first = err
+			}
+			if acked {
+				p.mirrored.Add(c.length)
 			}
 		}
 		return first
@@ -224,8 +239,9 @@ func (p *pod) submit(m *podMember, changes []change) func() error {
 // fires. It returns an error only when the change failed on this side
 // with the peer healthy: the write is then not acknowledged, and its
 // blocks are dirty so the resync sends them. When the peer fails or
-// times out, the pod drops it and carries on (nil).
-func (p *pod) await(st *mirrorStream, done <-chan error, deadline <-chan time.Time, m *podMember, off, length int64) error {
+// times out, the pod drops it and carries on (nil). acked says the peer
+// has the change.
+func (p *pod) await(st *mirrorStream, done <-chan error, deadline <-chan time.Time, m *podMember, off, length int64) (acked bool, _ error) {
 	var err error
 	select {
 	case err = <-done:
@@ -248,7 +264,7 @@ func (p *pod) await(st *mirrorStream, done <-chan error, deadline <-chan time.Ti
 			m.markDirty(off, length)
 		}
 		p.mu.Unlock()
-		return nil
+		return true, nil
 	case errors.As(err, &local):
 		p.e.log.Error("a pod change could not be sent to its peer; the write fails and the resync sends its blocks",
 			"pod", p.name, "offset", off, "length", length, "err", local.err)
@@ -258,10 +274,10 @@ func (p *pod) await(st *mirrorStream, done <-chan error, deadline <-chan time.Ti
 			p.mu.Unlock()
 			p.wake()
 		}
-		return fmt.Errorf("pod %s: %w", p.name, err)
+		return false, fmt.Errorf("pod %s: %w", p.name, err)
 	}
 	p.fail(st, err, m, off, length)
-	return nil
+	return false, nil
 }
 
 // awaitFor waits, at most the pod's timeout, for one change the pod
@@ -269,7 +285,8 @@ func (p *pod) await(st *mirrorStream, done <-chan error, deadline <-chan time.Ti
 func (p *pod) awaitFor(st *mirrorStream, done <-chan error, m *podMember, off, length int64) bool {
 	t := time.NewTimer(p.timeout)
 	defer t.Stop()
-	return p.await(st, done, t.C, m, off, length) == nil && p.streamIs(st)
+	acked, _ := p.await(st, done, t.C, m, off, length)
+	return acked && p.streamIs(st)
 }
 
 func (p *pod) streamIs(st *mirrorStream) bool {
@@ -906,7 +923,7 @@ func (p *pod) view(v *array.Replica) {
 		dirty += int64(m.dirty.Count()+m.resyncing.Count()) * bs
 		ready = ready && m.ready
 	}
-	v.DirtyBytes, v.LastResyncBytes = dirty, p.lastResync
+	v.DirtyBytes, v.LastResyncBytes, v.MirroredBytes = dirty, p.lastResync, p.mirrored.Load()
 	switch {
 	case p.synced:
 		v.PeerState, v.SyncState = array.PeerOnline, array.SyncInSync

@@ -38,7 +38,9 @@ func TestPodLargeWrites(t *testing.T) {
 	}
 	syncNow(t, src)
 	sizes := []int{4 * mib, 16 * mib, 16*mib + 4096, 32 * mib, nbd.MaxRequestSize}
+	var written int64
 	for i, n := range sizes {
+		written += int64(n)
 		p := bytes.Repeat([]byte{0xc0 + byte(i)}, n)
 		off := int64(i%2) * 4096 // aligned and not: both split the same way
 		if err := src.st.WriteVolume(ctx, "big", off, p, false); err != nil {
@@ -59,6 +61,9 @@ func TestPodLargeWrites(t *testing.T) {
 	if r.DirtyBytes != 0 || r.LastResyncBytes != 0 || r.State != array.StateActive || r.SyncState != array.SyncInSync {
 		t.Fatalf("after large writes the pod fell back to its dirty set: dirty %d, resync %d, %s/%s %s",
 			r.DirtyBytes, r.LastResyncBytes, r.State, r.SyncState, r.Message)
+	}
+	if r.MirroredBytes != written {
+		t.Fatalf("the pod counts %d mirrored bytes for %d written", r.MirroredBytes, written)
 	}
 }
 

@@ -144,8 +144,15 @@ func TestPodFaultDrill(t *testing.T) {
 	if r.PeerState != array.PeerOffline || r.State != array.StateDegraded || r.DirtyBytes == 0 {
 		t.Fatalf("with the peer gone: %+v", r)
 	}
+	if r.MirroredBytes == 0 {
+		t.Fatal("no write counts as mirrored, though the peer took writes for 200 ms")
+	}
+	time.Sleep(100 * time.Millisecond)
 	stop.Store(true)
 	wg.Wait()
+	if r2, _ := src.eng.GetReplica(ctx, "pod"); r2.MirroredBytes != r.MirroredBytes {
+		t.Fatalf("with the peer gone, mirrored bytes grew from %d to %d", r.MirroredBytes, r2.MirroredBytes)
+	}
 	if slow.Load() > 0 {
 		t.Fatalf("%d writes waited longer than the timeout", slow.Load())
 	}

@@ -93,7 +93,7 @@ func ReplicaToPB(r array.Replica) *arrayv1.Replica {
 		SourceRetention: RetentionToPB(r.SourceRetention), LastSynchronized: ts(r.LastSynchronized), LastSyncBytes: r.LastSyncBytes,
 		LastSyncDurationSeconds: r.LastSyncDuration.Seconds(), ThroughputBytesPerSecond: r.Throughput,
 		LagSeconds: int64(r.Lag / time.Second), LastSnapshot: r.LastSnapshot, Created: ts(r.Created), TotalBytesSent: r.TotalBytesSent,
-		Mode: modes[r.Mode], PeerState: r.PeerState, LastResyncBytes: r.LastResyncBytes, DirtyBytes: r.DirtyBytes,
+		Mode: modes[r.Mode], PeerState: r.PeerState, LastResyncBytes: r.LastResyncBytes, DirtyBytes: r.DirtyBytes, MirroredBytes: r.MirroredBytes,
 		SyncTimeoutMs: r.SyncTimeout.Milliseconds()}
 }
 
@@ -108,7 +108,7 @@ func ReplicaFromPB(r *arrayv1.Replica) array.Replica {
 		RPOState: reverse(rpoStates, r.GetRpoState()), LastSynchronized: fromTS(r.GetLastSynchronized()), LastSyncBytes: r.GetLastSyncBytes(),
 		LastSyncDuration: time.Duration(r.GetLastSyncDurationSeconds() * float64(time.Second)), Throughput: r.GetThroughputBytesPerSecond(),
 		Lag: time.Duration(r.GetLagSeconds()) * time.Second, LastSnapshot: r.GetLastSnapshot(), Created: fromTS(r.GetCreated()),
-		TotalBytesSent: r.GetTotalBytesSent(), PeerState: r.GetPeerState(), LastResyncBytes: r.GetLastResyncBytes(), DirtyBytes: r.GetDirtyBytes(),
+		TotalBytesSent: r.GetTotalBytesSent(), PeerState: r.GetPeerState(), LastResyncBytes: r.GetLastResyncBytes(), DirtyBytes: r.GetDirtyBytes(), MirroredBytes: r.GetMirroredBytes(),
 	}
 }
 

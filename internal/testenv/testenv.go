@@ -85,6 +85,7 @@ var Tools = map[string]Source{
 	"cinder":            {Deb: "python3-cinderclient"},
 	"grpcurl":           {GoTool: true},
 	"grpc-health-probe": {GoTool: true},
+	"ghz":               {GoTool: true},
 	"sh":                {Base: true},
 	"cp":                {Base: true},
 	"go":                {Base: true},

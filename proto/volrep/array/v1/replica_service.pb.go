@@ -444,6 +444,9 @@ type Replica struct {
 	// SYNC replicas: how long a write may wait for the peer before the pod
 	// carries on without it.
 	SyncTimeoutMs int64 `protobuf:"varint,29,opt,name=sync_timeout_ms,json=syncTimeoutMs,proto3" json:"sync_timeout_ms,omitempty"`
+	// SYNC replicas: bytes of client writes the peer acknowledged since the
+	// pod started here (not resync traffic), to prove writes were mirrored.
+	MirroredBytes int64 `protobuf:"varint,30,opt,name=mirrored_bytes,json=mirroredBytes,proto3" json:"mirrored_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -677,6 +680,13 @@ func (x *Replica) GetDirtyBytes() int64 {
 func (x *Replica) GetSyncTimeoutMs() int64 {
 	if x != nil {
 		return x.SyncTimeoutMs
+	}
+	return 0
+}
+
+func (x *Replica) GetMirroredBytes() int64 {
+	if x != nil {
+		return x.MirroredBytes
 	}
 	return 0
 }
@@ -1988,7 +1998,7 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\tRetention\x12&\n" +
 	"\x0fall_for_seconds\x18\x01 \x01(\x03R\rallForSeconds\x12\x17\n" +
 	"\aper_day\x18\x02 \x01(\x05R\x06perDay\x12\x12\n" +
-	"\x04days\x18\x03 \x01(\x05R\x04days\"\xb2\v\n" +
+	"\x04days\x18\x03 \x01(\x05R\x04days\"\xd9\v\n" +
 	"\aReplica\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1b.volrep.array.v1.EntityKindR\x04kind\x12!\n" +
@@ -2025,7 +2035,8 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\x11last_resync_bytes\x18\x1b \x01(\x03R\x0flastResyncBytes\x12\x1f\n" +
 	"\vdirty_bytes\x18\x1c \x01(\x03R\n" +
 	"dirtyBytes\x12&\n" +
-	"\x0fsync_timeout_ms\x18\x1d \x01(\x03R\rsyncTimeoutMs\x1aA\n" +
+	"\x0fsync_timeout_ms\x18\x1d \x01(\x03R\rsyncTimeoutMs\x12%\n" +
+	"\x0emirrored_bytes\x18\x1e \x01(\x03R\rmirroredBytes\x1aA\n" +
 	"\x13MemberMappingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xef\x04\n" +
