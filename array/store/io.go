@@ -298,6 +298,10 @@ func (s *Store) flushLayer(l *layer) error {
 	if !dirty {
 		return nil
 	}
+	if err := s.durableEntry(l); err != nil {
+		l.remarkDirty(sets)
+		return err
+	}
 	err := s.update(func(tx *bolt.Tx) error {
 		for _, cs := range sets {
 			if err := putChunkSet(tx, l.id, cs); err != nil {

@@ -38,6 +38,10 @@ type layer struct {
 	// unsynced is set by every write and cleared by fdatasync, so a flush
 	// with nothing new costs no system call.
 	unsynced atomic.Bool
+
+	// gen orders the layer files this process created (0: found at Open);
+	// see Store.durableEntry.
+	gen uint64
 }
 
 // piece is a resolved part of a block range: data in l, or zeros when l is nil.

@@ -180,6 +180,11 @@ func (s *Store) mergeIntoParent(p, c *layer) error {
 // finishMerge commits c with its new file and bitmaps in place of p and c.
 // Called with I/O excluded.
 func (s *Store) finishMerge(p, c *layer, file string, f *os.File, present, zero *bitmap.Bitmap) error {
+	for _, l := range []*layer{p, c} {
+		if err := s.durableEntry(l); err != nil {
+			return err
+		}
+	}
 	err := s.update(func(tx *bolt.Tx) error {
 		r := layerRec{ID: c.id, File: file, Frozen: c.frozen}
 		if p.parent != nil {

@@ -315,6 +315,9 @@ func (r *Receiver) Checkpoint(ctx context.Context, cursor int64) error {
 		return err
 	}
 	rec.Cursor = cursor
+	if err := r.s.durableEntry(r.l); err != nil {
+		return err
+	}
 	err = r.s.update(func(tx *bolt.Tx) error {
 		for _, cs := range sets {
 			if err := putChunkSet(tx, r.l.id, cs); err != nil {
@@ -366,6 +369,9 @@ func (r *Receiver) Commit(ctx context.Context) (array.Snapshot, error) {
 	defer s.io.Unlock()
 	sets, err := r.syncStaging()
 	if err != nil {
+		return array.Snapshot{}, err
+	}
+	if err := s.durableEntry(r.l); err != nil {
 		return array.Snapshot{}, err
 	}
 	staging, oldLive := r.l, v.live

@@ -138,6 +138,9 @@ func (s *Store) CreateSnapshots(ctx context.Context, reqs []SnapshotRequest) ([]
 		if err := fdatasync(v.live.f); err != nil {
 			return fail(err)
 		}
+		if err := s.durableEntry(v.live); err != nil {
+			return fail(err)
+		}
 	}
 	err := s.update(func(tx *bolt.Tx) error {
 		for i, v := range vols {

@@ -74,6 +74,13 @@ type Store struct {
 	// until a write succeeds again (space.go).
 	diskFull atomic.Bool
 	next     uint64
+
+	// Layer files' directory entries are made durable lazily, by one
+	// directory fsync for every layer created before it (durableEntry):
+	// created counts the files created, entries how many of them are
+	// known durable. entryMu lets one caller sync while others wait.
+	created, entries atomic.Uint64
+	entryMu          sync.Mutex
 	closed   atomic.Bool
 
 	// io is held shared by every read and write and exclusively while a
@@ -163,9 +170,14 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.closeFiles()
 		return nil, err
 	}
-	if err := syncDir(dir); err != nil {
-		s.closeFiles()
-		return nil, err
+	// Layer files created by the last run may have directory entries
+	// that are not durable yet (a process crash keeps them in the page
+	// cache): these layers count as durable from here on.
+	for _, d := range []string{dir, filepath.Join(dir, "layers")} {
+		if err := syncDir(d); err != nil {
+			s.closeFiles()
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -310,12 +322,32 @@ func (s *Store) newLayer(tx *bolt.Tx, parent *layer) (*layer, error) {
 		return nil, err
 	}
 	l.parent = parent
-	// The directory entry must be durable before any bitmap names the file.
-	if err := syncDir(filepath.Join(s.dir, "layers")); err != nil {
-		l.f.Close()
-		return nil, err
-	}
+	// The file exists now; durableEntry makes its directory entry durable
+	// before any bitmap names it. An empty layer needs no entry: a lost
+	// one is created again, empty, at the next Open.
+	l.gen = s.created.Add(1)
 	return l, nil
+}
+
+// durableEntry makes l's directory entry durable, which must happen
+// before a transaction commits bitmaps naming l's blocks. One directory
+// fsync covers every layer created before it, so creating volumes costs
+// no directory fsync and a burst of first flushes shares one.
+func (s *Store) durableEntry(l *layer) error {
+	if l.gen <= s.entries.Load() {
+		return nil
+	}
+	s.entryMu.Lock()
+	defer s.entryMu.Unlock()
+	if l.gen <= s.entries.Load() {
+		return nil
+	}
+	upTo := s.created.Load()
+	if err := syncDir(filepath.Join(s.dir, "layers")); err != nil {
+		return err
+	}
+	s.entries.Store(upTo)
+	return nil
 }
 
 func (s *Store) dropLayerFile(l *layer) {
