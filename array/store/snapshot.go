@@ -1,9 +1,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"hash/crc32"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 
@@ -396,20 +398,25 @@ func changedBetween(cand *bitmap.Bitmap, a, b *layer) {
 // ancestor, or shares one with it: the candidates are then the blocks
 // either side changed since that ancestor, each sent as to holds it.
 func diffLayers(ctx context.Context, to, from *layer, size int64) ([]array.Extent, error) {
-	cand := bitmap.New()
+	var cand []blockRun
 	if from == nil {
-		changedBelow(cand, to, nil, false)
+		cand = changedRuns(nil, to, nil, false)
 	} else {
-		changedBetween(cand, to, from)
+		c := commonAncestor(to, from)
+		cand = changedRuns(changedRuns(nil, to, c, true), from, c, true)
 	}
 	limit := uint64((size + bs - 1) / bs)
 	var out []array.Extent
-	var err error
-	cand.Runs(0, limit, func(lo, hi uint64) bool {
-		if err = ctx.Err(); err != nil {
-			return false
+	var pieces []piece
+	for _, r := range unionRuns(cand) {
+		if r.lo >= limit {
+			break
 		}
-		for _, pc := range resolve(to, lo, hi, nil) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		pieces = resolve(to, r.lo, min(r.hi, limit), pieces[:0])
+		for _, pc := range pieces {
 			zero := pc.l == nil
 			if zero && from == nil {
 				continue
@@ -421,9 +428,44 @@ func diffLayers(ctx context.Context, to, from *layer, size int64) ([]array.Exten
 			}
 			out = append(out, e)
 		}
+	}
+	return out, nil
+}
+
+// blockRun is the blocks [lo, hi).
+type blockRun struct{ lo, hi uint64 }
+
+// changedRuns is changedBelow as a list of runs. A diff uses it rather
+// than a union bitmap, whose containers (one per 256 MiB touched) cost
+// allocations that grow with the volume's size, not with what changed.
+func changedRuns(runs []blockRun, top, stop *layer, zeros bool) []blockRun {
+	add := func(lo, hi uint64) bool {
+		runs = append(runs, blockRun{lo, hi})
 		return true
-	})
-	return out, err
+	}
+	for l := top; l != nil && l != stop; l = l.parent {
+		l.mu.RLock()
+		l.present.Runs(0, math.MaxUint64, add)
+		if zeros {
+			l.zero.Runs(0, math.MaxUint64, add)
+		}
+		l.mu.RUnlock()
+	}
+	return runs
+}
+
+// unionRuns sorts runs and joins those that overlap or touch, in place.
+func unionRuns(runs []blockRun) []blockRun {
+	slices.SortFunc(runs, func(a, b blockRun) int { return cmp.Compare(a.lo, b.lo) })
+	out := runs[:0]
+	for _, r := range runs {
+		if n := len(out); n > 0 && r.lo <= out[n-1].hi {
+			out[n-1].hi = max(out[n-1].hi, r.hi)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

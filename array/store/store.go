@@ -81,7 +81,7 @@ type Store struct {
 	// known durable. entryMu lets one caller sync while others wait.
 	created, entries atomic.Uint64
 	entryMu          sync.Mutex
-	closed   atomic.Bool
+	closed           atomic.Bool
 
 	// io is held shared by every read and write and exclusively while a
 	// volume's chain changes, which makes snapshots a write barrier.
