@@ -1,0 +1,119 @@
+package driver
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/errdefs"
+)
+
+// TestAttachReplica attaches a volume's replicated snapshot at its async
+// target, read-only, checks the refusals, that replication carries on
+// while it is attached, and detaches it.
+func TestAttachReplica(t *testing.T) {
+	ctx := t.Context()
+	peer := newTestArrayOpts(t, store.Options{Name: "site-b", NBDAddress: "127.0.0.1:10809"})
+	primary := newTestArray(t, "site-a")
+	d := startDriver(t, backendConf(map[string][]string{"b1": {
+		"san_ip = " + primary.addr, "pure_api_token = " + primary.token,
+		device("site-b", peer.addr, peer, "async"),
+	}}), primary)
+	b := testBackend(t, d, "b1")
+	if _, err := b.CreateVolume(ctx, "v1", 1, asyncSpecs, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CreateVolume(ctx, "plain", 1, VolumeType{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	dr := Connector{Host: "dr-test"}
+	pattern := bytes.Repeat([]byte{'R'}, 8192)
+	if err := primary.st.WriteVolume(ctx, volumeName("v1"), 0, pattern, false); err != nil {
+		t.Fatal(err)
+	}
+	pg := b.pgReplica("site-b")
+	rep, err := primary.eng.SyncReplica(ctx, pg, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Refusals.
+	if _, err := b.AttachReplica(ctx, "v1", "site-x", LatestSnapshot, dr); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "backend_id") {
+		t.Fatalf("attach at an unknown backend_id: %v, want INVALID_ARGUMENT on backend_id", err)
+	}
+	if _, err := b.AttachReplica(ctx, "plain", "site-b", LatestSnapshot, dr); !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("attach a volume that does not replicate: %v, want FAILED_PRECONDITION", err)
+	}
+	if _, err := b.AttachReplica(ctx, "ghost", "site-b", LatestSnapshot, dr); !errdefs.IsNotFound(err) {
+		t.Fatalf("attach an unknown volume: %v, want NOT_FOUND", err)
+	}
+	if _, err := b.AttachReplica(ctx, "v1", "site-b", "pg.nope", dr); !errdefs.IsNotFound(err) {
+		t.Fatalf("attach an unknown snapshot: %v, want NOT_FOUND", err)
+	}
+
+	ra, err := b.AttachReplica(ctx, "v1", "site-b", LatestSnapshot, dr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ra.Snapshot != rep.LastSnapshot || ra.DriverVolumeType != "nbd" || ra.Data["access_mode"] != "ro" || ra.Data["read_only"] != "true" {
+		t.Fatalf("attached %s (%s %v), want the replica's last snapshot %s read-only over nbd", ra.Snapshot, ra.DriverVolumeType, ra.Data, rep.LastSnapshot)
+	}
+	again, err := b.AttachReplica(ctx, "v1", "site-b", ra.Snapshot, dr)
+	if err != nil || again.Data["export_name"] != ra.Data["export_name"] {
+		t.Fatalf("attaching the same snapshot by name again: %v, %v; want the same export", again.Data, err)
+	}
+	exports, err := peer.st.ListExports(ctx, volumeName("v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(exports) != 1 || !exports[0].ReadOnly || exports[0].Snapshot != ra.Snapshot {
+		t.Fatalf("exports at the target: %+v, want one read-only export of %s", exports, ra.Snapshot)
+	}
+	got := make([]byte, len(pattern))
+	if err := peer.st.ReadSnapshot(ctx, volumeName("v1"), ra.Snapshot, 0, got); err != nil || !bytes.Equal(got, pattern) {
+		t.Fatalf("the attached snapshot reads %q..., %v", got[:4], err)
+	}
+
+	// Replication carries on while the replica is attached.
+	if err := primary.st.WriteVolume(ctx, volumeName("v1"), 0, bytes.Repeat([]byte{'S'}, 4096), false); err != nil {
+		t.Fatal(err)
+	}
+	next, err := primary.eng.SyncReplica(ctx, pg, true)
+	if err != nil || next.LastSnapshot == rep.LastSnapshot || next.State != array.StateActive {
+		t.Fatalf("the next cycle while attached: %+v, %v", next, err)
+	}
+	if err := peer.st.ReadSnapshot(ctx, volumeName("v1"), ra.Snapshot, 0, got); err != nil || !bytes.Equal(got, pattern) {
+		t.Fatalf("after the next cycle the attached snapshot reads %q..., %v", got[:4], err)
+	}
+	newer, err := b.AttachReplica(ctx, "v1", "site-b", "", Connector{Host: "dr-test-2"})
+	if err != nil || newer.Snapshot != next.LastSnapshot {
+		t.Fatalf("latest after the next cycle: %s, %v; want %s", newer.Snapshot, err, next.LastSnapshot)
+	}
+
+	// Detach: one host's, then everyone's; the replica volume is untouched.
+	if err := b.DetachReplica(ctx, "v1", "site-b", "", dr); err != nil {
+		t.Fatal(err)
+	}
+	if exports, _ = peer.st.ListExports(ctx, volumeName("v1")); len(exports) != 1 || exports[0].AttachmentID != "dr-test-2" {
+		t.Fatalf("after detaching dr-test: %+v, want dr-test-2's export only", exports)
+	}
+	if err := b.DetachReplica(ctx, "v1", "site-b", "", Connector{}); err != nil {
+		t.Fatal(err)
+	}
+	if exports, _ = peer.st.ListExports(ctx, volumeName("v1")); len(exports) != 0 {
+		t.Fatalf("after detaching every host: %+v", exports)
+	}
+	if v, err := peer.st.GetVolume(ctx, volumeName("v1")); err != nil || !v.ReadOnly {
+		t.Fatalf("the replica volume at the target: %+v, %v; want it still read-only", v, err)
+	}
+
+	// Failed over, the target's volumes are live, not replicas.
+	if _, err := b.FailoverHost(ctx, []string{"v1"}, "site-b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.AttachReplica(ctx, "v1", "site-b", LatestSnapshot, dr); !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("attach a replica at the array the backend serves from: %v, want FAILED_PRECONDITION", err)
+	}
+}
