@@ -166,6 +166,9 @@ func TestAttachUsageErrors(t *testing.T) {
 		{[]string{"volume", "attach", "a", "b", "--host", "h"}, "takes a volume ID, got 2 argument(s)"},
 		{[]string{"volume", "detach"}, "takes a volume ID, got 0 argument(s)"},
 		{[]string{"volume", "detach", "vol-1", "--host="}, "--host is empty; leave it out to detach every host"},
+		{[]string{"volume", "attach", "vol-1", "--at", "site-b", "--protocol", "iscsi"}, "--protocol does not go with --at"},
+		{[]string{"volume", "attach", "vol-1", "--at", "site-b", "--host="}, "--host must name the attaching host"},
+		{[]string{"volume", "detach", "vol-1", "--at", "site-b", "--host="}, "--host is empty; leave it out to detach every host"},
 	} {
 		r := volrep(t, nil, append([]string{"--addr", addr}, tc.args...)...)
 		if r.code != exitUsage {
