@@ -43,15 +43,16 @@ func TestAttachReplicaAtTarget(t *testing.T) {
 	// Refusals, each naming what to fix.
 	for _, tc := range []struct {
 		args []string
+		code int // the CLI's exit status: 2 INVALID_ARGUMENT, 3 NOT_FOUND, 7 FAILED_PRECONDITION
 		want string
 	}{
-		{[]string{"volume", "attach", "vol-dr", "--at", "nowhere"}, `"nowhere" is not a replication target of backend puredriver-1`},
-		{[]string{"volume", "attach", "vol-dr", "--at", "pure2-async", "--snapshot", "cinder-group.999"}, "NOT_FOUND"},
-		{[]string{"volume", "attach", "vol-plain", "--at", "pure2-async"}, "has no replicated snapshot at replication target pure2-async yet"},
+		{[]string{"volume", "attach", "vol-dr", "--at", "nowhere"}, 2, `"nowhere" is not a replication target of backend puredriver-1`},
+		{[]string{"volume", "attach", "vol-dr", "--at", "pure2-async", "--snapshot", "cinder-group.999"}, 3, `snapshot "cinder-group.999" of volume vol-dr is not at replication target pure2-async`},
+		{[]string{"volume", "attach", "vol-plain", "--at", "pure2-async"}, 7, "has no replicated snapshot at replication target pure2-async yet"},
 	} {
 		out, code := volrep(t, s.a, tc.args...)
-		if code == 0 || !strings.Contains(out, tc.want) {
-			t.Errorf("volrep %s: exit %d, want a refusal with %q:\n%s", strings.Join(tc.args, " "), code, tc.want, out)
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("volrep %s: exit %d, want %d and a refusal with %q:\n%s", strings.Join(tc.args, " "), code, tc.code, tc.want, out)
 		}
 	}
 
