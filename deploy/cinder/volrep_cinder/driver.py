@@ -421,9 +421,11 @@ class VolrepDriver(driver.VolumeDriver):
 
     VERSION = '1.1.0'
     CI_WIKI_NAME = 'volrep'
-    # volrepd holds all of the backend's state; several cinder-volume
-    # services could share it, but that is not tested yet.
-    SUPPORTS_ACTIVE_ACTIVE = False
+    # Several cinder-volume services of one cluster may share the backend
+    # (active/active): volrepd holds all of its state (the active backend,
+    # failover, groups, operation locks), and what this process keeps is a
+    # cache of it (health, stats) or follows Cinder (see "Active/active").
+    SUPPORTS_ACTIVE_ACTIVE = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -1014,6 +1016,38 @@ class VolrepDriver(driver.VolumeDriver):
 
     # ---- replication: failover ------------------------------------------
 
+    # ---- Active/active ---------------------------------------------------
+    #
+    # In a cluster (cinder.conf `cluster = ...`) Cinder's failover has two
+    # stages: one service's manager calls failover() for the volumes, then
+    # every service of the cluster, that one included, gets
+    # failover_completed() with the cluster's active_backend_id ('' after
+    # a failback). volrepd has already switched the shared backend in the
+    # first stage, so the second only records it; each process drops what
+    # it cached about the old array.
+
+    def failover(self, context, volumes, secondary_id=None, groups=None):
+        # volrepd keeps the backend's state, so the clustered first stage
+        # is the same call.
+        return self.failover_host(context, volumes, secondary_id, groups)
+
+    def failover_completed(self, context, active_backend_id=None):
+        # Cinder clears the service's active_backend_id on failback;
+        # volrepd spells that "default".
+        active = active_backend_id or 'default'
+        self._active_backend_id = None if active == 'default' else active
+        # The stats (storage_protocol, capacity) were the old array's.
+        self._stats = {}
+        if not self.has_rpc('FailoverCompleted'):
+            return
+        req = pb.FailoverCompletedRequest()
+        _set_fields(req, backend=self._backend,
+                    active_backend_id__secondary_id=active)
+        try:
+            self._call('FailoverCompleted', req)
+        except NotImplementedError:
+            LOG.debug('volrepd does not implement FailoverCompleted')
+
     def failover_host(self, context, volumes, secondary_id=None, groups=None):
         """Fail the backend over to secondary_id, or back with 'default'.
 
@@ -1080,22 +1114,6 @@ class VolrepDriver(driver.VolumeDriver):
                             {'err': err, 'left': left})
                 time.sleep(min(delay, left))
                 delay = min(delay * 2, 5.0)
-
-    def failover(self, context, volumes, secondary_id=None, groups=None):
-        # volrepd keeps the backend's state, so the clustered (A/A) first
-        # stage is the same call.
-        return self.failover_host(context, volumes, secondary_id, groups)
-
-    def failover_completed(self, context, active_backend_id=None):
-        if not self.has_rpc('FailoverCompleted'):
-            return
-        req = pb.FailoverCompletedRequest()
-        _set_fields(req, backend=self._backend,
-                    active_backend_id__secondary_id=active_backend_id or '')
-        try:
-            self._call('FailoverCompleted', req)
-        except NotImplementedError:
-            LOG.debug('volrepd does not implement FailoverCompleted')
 
     @staticmethod
     def _set_ids(req, names, objs):
