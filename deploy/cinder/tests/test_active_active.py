@@ -85,6 +85,11 @@ class ActiveActiveTest(unittest.TestCase):
             self.assertTrue(self.service(m).is_clustered)
             self.assertEqual(vs.BACKEND, m.driver._backend)
         self.assertIsNot(self.a.driver, self.b.driver)
+        # Both reach volrepd on loopback here (one host): a clustered
+        # service is warned that the cluster must share one volrepd.
+        with self.assertLogs('volrep_cinder.driver', 'WARNING') as logs:
+            self.a.driver._check_cluster_daemon()
+        self.assertIn('must use the same volrepd', ''.join(logs.output))
 
     def test_create_on_one_snapshot_and_delete_on_the_other(self):
         vol = self.volume_in_cluster(self.plain_type)

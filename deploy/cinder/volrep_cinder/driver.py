@@ -571,6 +571,7 @@ class VolrepDriver(driver.VolumeDriver):
         self._backend = self._find_backend().name
         LOG.info('volrep backend %(name)s at %(addr)s',
                  {'name': self._backend, 'addr': self._address})
+        self._check_cluster_daemon()
 
     def _find_backend(self, timeout=None):
         """This backend in volrepd's ListBackends: the one whose section is
@@ -1025,6 +1026,23 @@ class VolrepDriver(driver.VolumeDriver):
     # a failback). volrepd has already switched the shared backend in the
     # first stage, so the second only records it; each process drops what
     # it cached about the old array.
+
+    def _check_cluster_daemon(self):
+        """Warn when a clustered service reaches volrepd on loopback: the
+        services of a cluster must share one volrepd (volrep_address), as
+        its state_dir holds the backend's failover state; a volrepd per
+        host would each drive the arrays and disagree on where the backend
+        is served from."""
+        if not self.cluster_name:
+            return
+        host = self._address.rsplit(':', 1)[0].strip('[]')
+        if host in ('localhost', '::1') or host.startswith('127.'):
+            LOG.warning('cinder-volume is in cluster %(cluster)s but reaches '
+                        'volrepd at %(addr)s: every service of the cluster '
+                        'must use the same volrepd (set volrep_address to '
+                        'an address they all reach) unless they all run on '
+                        'this host.',
+                        {'cluster': self.cluster_name, 'addr': self._address})
 
     def failover(self, context, volumes, secondary_id=None, groups=None):
         # volrepd keeps the backend's state, so the clustered first stage
