@@ -117,3 +117,57 @@ func TestAttachReplica(t *testing.T) {
 		t.Fatalf("attach a replica at the array the backend serves from: %v, want FAILED_PRECONDITION", err)
 	}
 }
+
+// TestAttachReplicaISCSI attaches a replicated snapshot at a target that
+// serves iSCSI (the primary serves NBD only): the target decides the
+// protocol, the LUN is read-only, and the detach deletes the host the
+// driver created there.
+func TestAttachReplicaISCSI(t *testing.T) {
+	ctx := t.Context()
+	peer := iscsiArray(t, "site-b", "0.0.0.0:3260")
+	primary := newTestArray(t, "site-a")
+	d := startDriver(t, backendConf(map[string][]string{"b1": {
+		"san_ip = " + primary.addr, "pure_api_token = " + primary.token,
+		device("site-b", peer.addr, peer, "async"),
+	}}), primary)
+	b := testBackend(t, d, "b1")
+	if _, err := b.CreateVolume(ctx, "v1", 1, asyncSpecs, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := primary.eng.SyncReplica(ctx, b.pgReplica("site-b"), true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.AttachReplica(ctx, "v1", "site-b", LatestSnapshot, Connector{Host: "dr-test"}); !errdefs.IsInvalidArgument(err) ||
+		!strings.Contains(err.Error(), "connector.initiator") {
+		t.Fatalf("attach over iSCSI without an initiator: %v, want INVALID_ARGUMENT on connector.initiator", err)
+	}
+	dr := Connector{Host: "dr-test", Initiator: iqnA}
+	ra, err := b.AttachReplica(ctx, "v1", "site-b", LatestSnapshot, dr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ra.DriverVolumeType != "iscsi" || ra.ISCSI == nil || len(ra.ISCSI.Paths) != 1 || ra.Data["access_mode"] != "ro" {
+		t.Fatalf("attachment %+v (%+v), want one read-only iSCSI path", ra.ConnectionInfo, ra.ISCSI)
+	}
+	// The portal listens on every address: the host reaches the target
+	// where the driver does.
+	if host, _, _ := strings.Cut(peer.addr, ":"); ra.ISCSI.Paths[0].Portal != host+":3260" {
+		t.Fatalf("portal %s, want the target's address", ra.ISCSI.Paths[0].Portal)
+	}
+	conns, err := peer.st.ListConnections(ctx, "", volumeName("v1"))
+	if err != nil || len(conns) != 1 || conns[0].Snapshot != ra.Snapshot {
+		t.Fatalf("connections at the target: %+v, %v; want one of snapshot %s", conns, err, ra.Snapshot)
+	}
+	if primaryConns, _ := primary.st.ListConnections(ctx, "", ""); len(primaryConns) != 0 {
+		t.Fatalf("the primary has connections: %+v", primaryConns)
+	}
+	if err := b.DetachReplica(ctx, "v1", "site-b", ra.Snapshot, dr); err != nil {
+		t.Fatal(err)
+	}
+	if conns, _ = peer.st.ListConnections(ctx, "", volumeName("v1")); len(conns) != 0 {
+		t.Fatalf("after the detach: %+v", conns)
+	}
+	if hosts, _ := peer.st.ListHosts(ctx); len(hosts) != 0 {
+		t.Fatalf("the driver's host at the target outlived its last connection: %+v", hosts)
+	}
+}
