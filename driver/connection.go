@@ -63,7 +63,9 @@ func (b *Backend) initializeNBD(ctx context.Context, volumeID, snapshotID string
 		return ConnectionInfo{}, err
 	}
 	ci := nbdConnectionInfo(e, addr, volumeID, snapshotID)
-	b.log.Info("attachment authorised", "volume", volumeID, "snapshot", snapshotID, "host", c.Host, "nbd", ci.Data["uri"])
+	// The URI holds the export name, a secret: log where, not what.
+	b.log.Info("attachment authorised", "volume", volumeID, "snapshot", snapshotID, "host", c.Host,
+		"nbd", net.JoinHostPort(ci.Data["host"], ci.Data["port"]))
 	return ci, nil
 }
 

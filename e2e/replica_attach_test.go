@@ -77,6 +77,9 @@ func TestAttachReplicaAtTarget(t *testing.T) {
 		}
 	}
 	read("attached")
+	if name := ra.ConnectionInfo.Data["export_name"]; name == "" || strings.Contains(s.a.Logs()+s.b.Logs(), name) {
+		t.Fatalf("the export name %q is empty or in a log: it is the attachment's secret", name)
+	}
 	if out, err := run(t, true, nbdinfo, "--is", "read-only", uri); err != nil {
 		t.Fatalf("nbdinfo --is read-only: %v\n%s", err, out)
 	}
