@@ -44,6 +44,9 @@ func (b *Backend) AttachReplica(ctx context.Context, volumeID, backendID, snapsh
 	if err != nil {
 		return ReplicaAttachment{}, err
 	}
+	if active := b.State().ActiveBackendID; active == backendID {
+		return ReplicaAttachment{}, errdefs.FailedPrecondition("backend %s is failed over to %s: its volumes there are the live ones, not replicas; attach them with volrep volume attach", b.cfg.Section, backendID)
+	}
 	if snapshot == "" {
 		snapshot = LatestSnapshot
 	}
@@ -139,16 +142,14 @@ func (b *Backend) DetachReplica(ctx context.Context, volumeID, backendID, snapsh
 	return nil
 }
 
-// replicaTarget is the connection to a replication target of the backend
-// that is not the array serving it now.
+// replicaTarget is the connection to a replication target of the backend.
+// A detach works at any of them, also the one a failover made active, so
+// that a replica attached before the failover can still be let go.
 func (b *Backend) replicaTarget(backendID string) (Conn, error) {
 	ids := b.targetIDs()
 	if !slices.Contains(ids, backendID) {
 		return Conn{}, errdefs.InvalidArgument("backend_id", "%q is not a replication target of backend %s: its replication_device backend_ids are [%s]",
 			backendID, b.cfg.Section, strings.Join(ids, ", "))
-	}
-	if active := b.State().ActiveBackendID; active == backendID {
-		return Conn{}, errdefs.FailedPrecondition("backend %s is failed over to %s: its volumes there are the live ones, not replicas; attach them with volrep volume attach", b.cfg.Section, backendID)
 	}
 	return b.targets[backendID], nil
 }

@@ -109,12 +109,22 @@ func TestAttachReplica(t *testing.T) {
 		t.Fatalf("the replica volume at the target: %+v, %v; want it still read-only", v, err)
 	}
 
-	// Failed over, the target's volumes are live, not replicas.
+	// Failed over, the target's volumes are live, not replicas: no new
+	// replica attachment there, but one made before can be detached.
+	if _, err := b.AttachReplica(ctx, "v1", "site-b", LatestSnapshot, dr); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := b.FailoverHost(ctx, []string{"v1"}, "site-b"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.AttachReplica(ctx, "v1", "site-b", LatestSnapshot, dr); !errdefs.IsFailedPrecondition(err) {
 		t.Fatalf("attach a replica at the array the backend serves from: %v, want FAILED_PRECONDITION", err)
+	}
+	if err := b.DetachReplica(ctx, "v1", "site-b", "", dr); err != nil {
+		t.Fatalf("detach after the failover: %v", err)
+	}
+	if exports, _ = peer.st.ListExports(ctx, volumeName("v1")); len(exports) != 0 {
+		t.Fatalf("after the detach that followed the failover: %+v", exports)
 	}
 }
 
