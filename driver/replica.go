@@ -159,7 +159,7 @@ func (b *Backend) replicaTarget(backendID string) (Conn, error) {
 func (b *Backend) replicaSnapshot(ctx context.Context, target array.Array, volumeID, backendID, snapshot string) (array.Snapshot, error) {
 	name := volumeName(volumeID)
 	notYet := func() error {
-		return errdefs.FailedPrecondition("volume %s has no replicated snapshot at replication target %s yet: its volume type must replicate to it, and the first copy lands with the protection group's next cycle (every %s); wait for it, or sync the protection group now",
+		return errdefs.FailedPrecondition("volume %s has no replicated snapshot at replication target %s yet: its volume type must replicate to it, and the first copy lands with the protection group's next cycle (every %s); wait for it, or shorten the interval (volrep replication schedule --interval 30s)",
 			volumeID, backendID, b.cfg.ReplicaInterval)
 	}
 	v, err := target.GetVolume(ctx, name)
