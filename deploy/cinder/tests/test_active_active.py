@@ -203,6 +203,31 @@ class ActiveActiveTest(unittest.TestCase):
         vol.save()
         self.a.delete_volume(self.ctxt, vol)
 
+    def test_stale_completion_does_not_move_volrepd(self):
+        # A cluster that settled on a target volrepd does not serve from
+        # (its first stage failed after volrepd switched, or before): the
+        # completion is refused, Cinder marks the service in error, and
+        # volrepd's backend stays where it is.
+        targets = vs.backend_info().replication_targets
+        if not targets:
+            vs.skip('the backend has no replication_device')
+        self.assertIn(self.active(), ('', 'default'))
+        with self.assertRaises(self.exception.VolumeBackendAPIException):
+            self.b.driver.failover_completed(self.ctxt, targets[0].backend_id)
+        self.b.failover_completed(self.ctxt, {
+            'active_backend_id': targets[0].backend_id})
+        svc = self.service(self.b)
+        self.assertEqual('error', svc.replication_status)
+        self.assertTrue(svc.disabled)
+        self.assertIn(self.active(), ('', 'default'))
+        self.assertIsNone(self.b.driver._active_backend_id)
+        # Set right again (as failover-host would) for whatever runs next.
+        self.b.failover_completed(self.ctxt, {
+            'active_backend_id': '', 'replication_status': 'enabled',
+            'disabled': False})
+        svc = self.service(self.b)
+        self.assertEqual('enabled', svc.replication_status)
+
 
 if __name__ == '__main__':
     unittest.main()

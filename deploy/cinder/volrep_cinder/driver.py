@@ -1024,8 +1024,8 @@ class VolrepDriver(driver.VolumeDriver):
     # every service of the cluster, that one included, gets
     # failover_completed() with the cluster's active_backend_id ('' after
     # a failback). volrepd has already switched the shared backend in the
-    # first stage, so the second only records it; each process drops what
-    # it cached about the old array.
+    # first stage, so the second only checks that volrepd agrees; each
+    # process drops what it cached about the old array.
 
     def _check_cluster_daemon(self):
         """Warn when a clustered service reaches volrepd on loopback: the
@@ -1053,6 +1053,21 @@ class VolrepDriver(driver.VolumeDriver):
         # Cinder clears the service's active_backend_id on failback;
         # volrepd spells that "default".
         active = active_backend_id or 'default'
+        # volrepd's word is the shared state. When the first stage failed
+        # on Cinder's side after volrepd switched (a timeout), the cluster
+        # keeps the old id: recording it would move the backend back
+        # without a failback, so refuse, and Cinder marks the service in
+        # error until failover-host is run again.
+        served = self._find_backend().active_backend_id or 'default'
+        if served != active:
+            raise exception.VolumeBackendAPIException(data=_(
+                'volrepd serves backend %(name)s from %(served)s but the '
+                'cluster settled on %(active)s: the failover did not '
+                'complete on both sides. Run cinder failover-host '
+                '--backend_id %(served)s (or default to fail back) to '
+                'bring Cinder in line with volrepd.') % {
+                    'name': self._backend, 'served': served,
+                    'active': active})
         self._active_backend_id = None if active == 'default' else active
         # The stats (storage_protocol, capacity) were the old array's.
         self._stats = {}
