@@ -47,6 +47,14 @@ func (b *Backend) AttachReplica(ctx context.Context, volumeID, backendID, snapsh
 	if active := b.State().ActiveBackendID; active == backendID {
 		return ReplicaAttachment{}, errdefs.FailedPrecondition("backend %s is failed over to %s: its volumes there are the live ones, not replicas; attach them with volrep volume attach", b.cfg.Section, backendID)
 	}
+	for _, rd := range b.cfg.SyncTargets() {
+		if rd.BackendID == backendID {
+			// A pod mirrors writes, not snapshots: there is no point in
+			// time to read there without disturbing the mirror.
+			return ReplicaAttachment{}, errdefs.FailedPrecondition("replication target %s of backend %s is sync (pod %s): it keeps no snapshots to attach; attach at an async target [%s]",
+				backendID, b.cfg.Section, b.cfg.PodName, strings.Join(backendIDs(b.cfg.AsyncTargets()), ", "))
+		}
+	}
 	if snapshot == "" {
 		snapshot = LatestSnapshot
 	}
@@ -202,4 +210,12 @@ func (b *Backend) replicaSnapshot(ctx context.Context, target array.Array, volum
 	}
 	return array.Snapshot{}, errdefs.NotFound("snapshot %q of volume %s is not at replication target %s; it holds [%s], or ask for latest",
 		snapshot, volumeID, backendID, strings.Join(names, ", "))
+}
+
+func backendIDs(rds []config.ReplicationDevice) []string {
+	ids := make([]string, 0, len(rds))
+	for _, rd := range rds {
+		ids = append(ids, rd.BackendID)
+	}
+	return ids
 }

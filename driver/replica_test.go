@@ -181,3 +181,19 @@ func TestAttachReplicaISCSI(t *testing.T) {
 		t.Fatalf("the driver's host at the target outlived its last connection: %+v", hosts)
 	}
 }
+
+// TestAttachReplicaSyncTarget: a sync target keeps no snapshots, and the
+// refusal says so rather than asking to wait for a cycle.
+func TestAttachReplicaSyncTarget(t *testing.T) {
+	ctx := t.Context()
+	peer, primary := newTestArray(t, "site-b"), newTestArray(t, "site-a")
+	b := oneBackend(t, primary, device("site-b", peer.addr, peer, "sync"))
+	if _, err := b.CreateVolume(ctx, "v1", 1, VolumeType{Name: "sync", ExtraSpecs: map[string]string{
+		"replication_enabled": "<is> True", "replication_type": "<in> sync"}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.AttachReplica(ctx, "v1", "site-b", LatestSnapshot, Connector{Host: "dr-test"})
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "is sync") {
+		t.Fatalf("attach at a sync target: %v, want FAILED_PRECONDITION saying it is sync", err)
+	}
+}
