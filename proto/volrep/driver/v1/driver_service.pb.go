@@ -5675,7 +5675,7 @@ type AttachReplicaRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Backend  string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
 	VolumeId string                 `protobuf:"bytes,2,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
-	// A replication_device backend_id of the backend.
+	// An async replication_device backend_id of the backend.
 	BackendId string `protobuf:"bytes,3,opt,name=backend_id,json=backendId,proto3" json:"backend_id,omitempty"`
 	// The replicated snapshot's name at the target (GetReplicationInfo's
 	// last_snapshot), or "latest" (or empty) for the newest.

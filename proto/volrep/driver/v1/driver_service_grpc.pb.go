@@ -166,7 +166,7 @@ type DriverServiceClient interface {
 	// read-only replica target, is refused.
 	RevertToSnapshot(ctx context.Context, in *RevertToSnapshotRequest, opts ...grpc.CallOption) (*RevertToSnapshotResponse, error)
 	// AttachReplica exports a volume's replicated snapshot read-only at one
-	// of the backend's replication targets, for a DR test without a
+	// of the backend's async replication targets, for a DR test without a
 	// failover, over the protocol that target array serves (NBD or iSCSI).
 	// Nothing at the target becomes writable and replication carries on;
 	// target retention keeps the snapshot until DetachReplica.
@@ -662,7 +662,7 @@ type DriverServiceServer interface {
 	// read-only replica target, is refused.
 	RevertToSnapshot(context.Context, *RevertToSnapshotRequest) (*RevertToSnapshotResponse, error)
 	// AttachReplica exports a volume's replicated snapshot read-only at one
-	// of the backend's replication targets, for a DR test without a
+	// of the backend's async replication targets, for a DR test without a
 	// failover, over the protocol that target array serves (NBD or iSCSI).
 	// Nothing at the target becomes writable and replication carries on;
 	// target retention keeps the snapshot until DetachReplica.

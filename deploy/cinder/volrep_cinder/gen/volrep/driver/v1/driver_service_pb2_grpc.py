@@ -490,7 +490,7 @@ class DriverServiceServicer(object):
 
   def AttachReplica(self, request, context):
     """AttachReplica exports a volume's replicated snapshot read-only at one
-    of the backend's replication targets, for a DR test without a
+    of the backend's async replication targets, for a DR test without a
     failover, over the protocol that target array serves (NBD or iSCSI).
     Nothing at the target becomes writable and replication carries on;
     target retention keeps the snapshot until DetachReplica.
