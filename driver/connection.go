@@ -62,6 +62,16 @@ func (b *Backend) initializeNBD(ctx context.Context, volumeID, snapshotID string
 	if err != nil {
 		return ConnectionInfo{}, err
 	}
+	ci := nbdConnectionInfo(e, addr, volumeID, snapshotID)
+	// The URI holds the export name, a secret: log where, not what.
+	b.log.Info("attachment authorised", "volume", volumeID, "snapshot", snapshotID, "host", c.Host,
+		"nbd", net.JoinHostPort(ci.Data["host"], ci.Data["port"]))
+	return ci, nil
+}
+
+// nbdConnectionInfo is the connection info of an export on the array at
+// addr (its API address).
+func nbdConnectionInfo(e array.Export, addr, volumeID, snapshotID string) ConnectionInfo {
 	host := e.Host
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		// The array listens on every address; clients reach it where the
@@ -81,8 +91,7 @@ func (b *Backend) initializeNBD(ctx context.Context, volumeID, snapshotID string
 	if snapshotID != "" {
 		data["snapshot_id"] = snapshotID
 	}
-	b.log.Info("attachment authorised", "volume", volumeID, "snapshot", snapshotID, "host", c.Host, "nbd", hostPort)
-	return ConnectionInfo{DriverVolumeType: "nbd", Data: data}, nil
+	return ConnectionInfo{DriverVolumeType: "nbd", Data: data}
 }
 
 // TerminateConnection revokes the connector host's attachment of a volume

@@ -144,21 +144,7 @@ func (b *Backend) initializeISCSI(ctx context.Context, volumeID, snapshotID stri
 	if err != nil {
 		return ConnectionInfo{}, err
 	}
-	var conn array.Connection
-	// A host the driver created can be deleted by a TerminateConnection
-	// between finding it and connecting to it: find or create it again.
-	for attempt := 0; ; attempt++ {
-		if spec.Host, err = b.hostFor(ctx, a, c); err != nil {
-			return ConnectionInfo{}, err
-		}
-		conn, err = a.ConnectVolume(ctx, spec)
-		if err == nil || !errdefs.IsNotFound(err) {
-			break
-		}
-		if _, herr := a.GetHost(ctx, spec.Host, false); !errdefs.IsNotFound(herr) || attempt == 2 {
-			break
-		}
-	}
+	conn, err := b.connectISCSI(ctx, a, spec, c)
 	switch {
 	case errdefs.IsNotFound(err) && snapshotID != "":
 		return ConnectionInfo{}, errdefs.NotFound("snapshot %s of volume %s not found on backend %s", snapshotID, volumeID, b.cfg.Section)
@@ -170,6 +156,36 @@ func (b *Backend) initializeISCSI(ctx context.Context, volumeID, snapshotID stri
 	if len(conn.Portals) == 0 {
 		return ConnectionInfo{}, errdefs.FailedPrecondition("the array serving backend %s at %s reports no iSCSI portal; set its iscsi_listen", b.cfg.Section, addr)
 	}
+	ci := iscsiConnectionInfo(conn, addr, volumeID, snapshotID, c)
+	b.log.Info("volume connected", "volume", volumeID, "snapshot", snapshotID, "host", conn.Host,
+		"initiator", c.Initiator, "lun", conn.LUN, "target", conn.TargetIQN, "portals", conn.Portals)
+	return ci, nil
+}
+
+// connectISCSI connects a volume (or snapshot) to the connector's host on
+// array a, finding or creating the host.
+func (b *Backend) connectISCSI(ctx context.Context, a array.Array, spec array.ConnectionSpec, c Connector) (array.Connection, error) {
+	var conn array.Connection
+	var err error
+	// A host the driver created can be deleted by a TerminateConnection
+	// between finding it and connecting to it: find or create it again.
+	for attempt := 0; ; attempt++ {
+		if spec.Host, err = b.hostFor(ctx, a, c); err != nil {
+			return array.Connection{}, err
+		}
+		conn, err = a.ConnectVolume(ctx, spec)
+		if err == nil || !errdefs.IsNotFound(err) {
+			return conn, err
+		}
+		if _, herr := a.GetHost(ctx, spec.Host, false); !errdefs.IsNotFound(herr) || attempt == 2 {
+			return conn, err
+		}
+	}
+}
+
+// iscsiConnectionInfo is the connection info of a LUN on the array at
+// addr (its API address).
+func iscsiConnectionInfo(conn array.Connection, addr, volumeID, snapshotID string, c Connector) ConnectionInfo {
 	t := &ISCSITarget{Multipath: c.Multipath, CHAPUser: conn.CHAPUser, CHAPSecret: conn.CHAPSecret, HostName: conn.Host}
 	if conn.WWN != "" {
 		t.WWN = "3" + strings.ToLower(conn.WWN)
@@ -185,9 +201,7 @@ func (b *Backend) initializeISCSI(ctx context.Context, volumeID, snapshotID stri
 	if snapshotID != "" {
 		data["snapshot_id"] = snapshotID
 	}
-	b.log.Info("volume connected", "volume", volumeID, "snapshot", snapshotID, "host", conn.Host,
-		"initiator", c.Initiator, "lun", conn.LUN, "target", conn.TargetIQN, "portals", conn.Portals)
-	return ConnectionInfo{DriverVolumeType: config.ProtocolISCSI, Data: data, ISCSI: t}, nil
+	return ConnectionInfo{DriverVolumeType: config.ProtocolISCSI, Data: data, ISCSI: t}
 }
 
 // reachable replaces a portal's unspecified address (a listener on every

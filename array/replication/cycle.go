@@ -8,9 +8,12 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/client"
 	"github.com/volrep/volrep/array/retention"
 	"github.com/volrep/volrep/array/transfer"
 	"github.com/volrep/volrep/errdefs"
@@ -403,14 +406,52 @@ func (e *Engine) pruneRemote(ctx context.Context, l *link, spec array.ReplicaSpe
 		}
 	}
 	keep := keepSet(ours, e.opts.Clock.Now(), spec.TargetRetention)
+	var held map[string]bool
 	for _, s := range ours {
 		if !keep[s.Name] {
+			if held == nil {
+				if held, err = attachedSnapshots(ctx, l.peer, remote); err != nil {
+					return err
+				}
+			}
+			if held[s.Name] {
+				// Someone reads this replica at the target (a DR test,
+				// volrep volume attach --at): it stays until detached, and
+				// the first cycle after that prunes it.
+				continue
+			}
 			if err := l.peer.DeleteSnapshot(ctx, remote, s.Name); err != nil && !errdefs.IsNotFound(err) {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// attachedSnapshots names the snapshots of a target volume that are
+// exported over NBD or connected to an iSCSI host. Deleting one would
+// revoke that attachment under its reader.
+func attachedSnapshots(ctx context.Context, peer *client.Client, vol string) (map[string]bool, error) {
+	held := map[string]bool{}
+	exports, err := peer.ListExports(ctx, vol)
+	if err != nil && status.Code(err) != codes.Unimplemented {
+		return nil, err
+	}
+	for _, x := range exports {
+		if x.Snapshot != "" {
+			held[x.Snapshot] = true
+		}
+	}
+	conns, err := peer.ListConnections(ctx, "", vol)
+	if err != nil && status.Code(err) != codes.Unimplemented {
+		return nil, err
+	}
+	for _, c := range conns {
+		if c.Snapshot != "" {
+			held[c.Snapshot] = true
+		}
+	}
+	return held, nil
 }
 
 // collectRemote removes the remote copies of volumes that are no longer

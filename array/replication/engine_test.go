@@ -42,8 +42,10 @@ type target struct {
 	commit int // snapshots committed, counted by the transfer service
 }
 
+// newTarget starts a peer array. Its NBDAddress is never listened on: it
+// lets a test export a snapshot.
 func newTarget(t *testing.T) *target {
-	st, err := store.Open(t.TempDir(), store.Options{Name: "site-b"})
+	st, err := store.Open(t.TempDir(), store.Options{Name: "site-b", NBDAddress: "127.0.0.1:10809"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,4 +334,46 @@ func testLogger() *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// TestTargetRetentionSparesAttached checks that target retention keeps a
+// replicated snapshot while it is exported (someone reads the replica at
+// the target) and prunes it in the first cycle after it is detached.
+func TestTargetRetentionSparesAttached(t *testing.T) {
+	clk := clock.NewFake(t0)
+	src, tg := newSource(t, clk), newTarget(t)
+	ctx := t.Context()
+	if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: "vol", Pool: "cinder", SizeBytes: mib}); err != nil {
+		t.Fatal(err)
+	}
+	protect(t, src, tg, "r", array.ReplicaSpec{Kind: array.KindVolume, Local: "vol", Interval: time.Hour,
+		TargetRetention: array.Retention{AllFor: time.Hour}, SourceRetention: array.Retention{AllFor: time.Hour}})
+	waitCycle(t, src.eng, "r", "r.1")
+	x, err := tg.st.CreateExport(ctx, array.ExportSpec{Volume: "vol", Snapshot: "r.1", AttachmentID: "dr-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := 2; k <= 4; k++ {
+		clk.Advance(time.Hour)
+		waitCycle(t, src.eng, "r", fmt.Sprintf("r.%d", k))
+	}
+	got, err := tg.st.ListSnapshots(ctx, "vol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// r.1 is 3 h old but exported; r.2 (2 h) is not and goes.
+	if w := []string{"r.1", "r.3", "r.4"}; !slices.Equal(names(got), w) {
+		t.Fatalf("target keeps %v while r.1 is exported, want %v", names(got), w)
+	}
+	if _, err := tg.st.DeleteExport(ctx, x.Name, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Hour)
+	waitCycle(t, src.eng, "r", "r.5")
+	if got, err = tg.st.ListSnapshots(ctx, "vol"); err != nil {
+		t.Fatal(err)
+	}
+	if w := []string{"r.4", "r.5"}; !slices.Equal(names(got), w) {
+		t.Fatalf("target keeps %v after the detach, want %v", names(got), w)
+	}
 }

@@ -26,8 +26,9 @@ var attachTableKeys = []string{"uri", "host", "port", "export_name", "read_only"
 func newVolumeAttachCmd(a *app) *cobra.Command {
 	var host, snapshot, protocol, initiator string
 	var af arrayFlags
+	var rf replicaFlags
 	cmd := &cobra.Command{
-		Use:   "attach ID --host HOST [--snapshot SNAPID] | attach VOLUME --protocol iscsi --initiator IQN --array ADDR",
+		Use:   "attach ID --host HOST [--snapshot SNAPID] | attach ID --at BACKEND_ID [--snapshot NAME|latest] | attach VOLUME --protocol iscsi --initiator IQN --array ADDR",
 		Short: "Authorise a host to attach a volume over NBD (InitializeConnection) or iSCSI",
 		Long: `Authorise HOST to attach volume ID, or with --snapshot its snapshot SNAPID
 read-only, and print where to connect: an NBD URI whose export name is a secret
@@ -44,13 +45,25 @@ the host that has initiator IQN, creating that host (named --host, or after the
 initiator) if there is none, and prints the target, its portals, the LUN and
 the host's CHAP credentials, for example for iscsiadm:
   iscsiadm -m discovery -t st -p PORTAL
-  iscsiadm -m node -T TARGET -o update -n node.session.auth.authmethod -v CHAP ...`,
+  iscsiadm -m node -T TARGET -o update -n node.session.auth.authmethod -v CHAP ...
+
+With --at BACKEND_ID it attaches, read-only, a replicated snapshot of the
+volume at that replication target (a replication_device backend_id of the
+backend), for a DR test without a failover: --snapshot names one (as
+'volrep replication info' reports it) or is latest (the default). Nothing at
+the target becomes writable, replication carries on, and the target keeps
+the snapshot until 'volrep volume detach ID --at BACKEND_ID'. --host
+defaults to dr-test; a target serving iSCSI needs --initiator.`,
 		Example: `  volrep volume attach vol-1 --host compute-1
+  volrep volume attach vol-1 --at site-b --snapshot latest
   volrep -o json volume attach vol-1 --host backup-1 --snapshot snap-1
   volrep volume attach volume-1-cinder --protocol iscsi --initiator iqn.1993-08.org.debian:01:8f3e2a --array 127.0.0.1:7401`,
 		Args: exactIDs(1, "a volume ID"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
 			id := args[0]
+			if rf.at != "" {
+				return rf.attach(a, cmd, id, snapshot, host, initiator)
+			}
 			switch protocol {
 			case "iscsi":
 				if initiator == "" {
@@ -91,28 +104,37 @@ the host's CHAP credentials, for example for iscsiadm:
 		}),
 	}
 	cmd.Flags().StringVar(&host, "host", "", "the attaching host (the connector's host; required for nbd; for iscsi the host to create)")
-	cmd.Flags().StringVar(&snapshot, "snapshot", "", "attach this snapshot of the volume, read-only")
+	cmd.Flags().StringVar(&snapshot, "snapshot", "", "attach this snapshot of the volume, read-only (with --at: a replicated snapshot's name, or latest)")
 	cmd.Flags().StringVar(&protocol, "protocol", "nbd", "nbd (through the driver) or iscsi (through the array)")
-	cmd.Flags().StringVar(&initiator, "initiator", "", "the attaching host's initiator IQN (with --protocol iscsi)")
+	cmd.Flags().StringVar(&initiator, "initiator", "", "the attaching host's initiator IQN (with --protocol iscsi, or --at a target serving iSCSI)")
 	af.add(cmd)
+	rf.add(cmd, "attach at this replication target")
 	return cmd
 }
 
 func newVolumeDetachCmd(a *app) *cobra.Command {
 	var host, snapshot, protocol, initiator string
 	var af arrayFlags
+	var rf replicaFlags
 	cmd := &cobra.Command{
-		Use:   "detach ID [--host HOST] [--snapshot SNAPID]",
+		Use:   "detach ID [--host HOST] [--snapshot SNAPID] [--at BACKEND_ID]",
 		Short: "Revoke NBD attachments of a volume (TerminateConnection)",
 		Long: `Revoke HOST's attachment of volume ID (or, with --snapshot, of its snapshot
 SNAPID). Without --host every attachment is revoked (force detach). The export
 name stops working at once: new connections are refused, and connections that
-are still open fail their next request.`,
+are still open fail their next request. With --at BACKEND_ID it revokes
+replica attachments at that replication target ('volume attach --at'):
+--snapshot's, or every replicated snapshot's; the target's retention may
+then prune the snapshot.`,
 		Example: `  volrep volume detach vol-1 --host compute-1
+  volrep volume detach vol-1 --at site-b
   volrep volume detach vol-1`,
 		Args: exactIDs(1, "a volume ID"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
 			id := args[0]
+			if rf.at != "" {
+				return rf.detach(a, cmd, id, snapshot, host, initiator)
+			}
 			switch protocol {
 			case "iscsi":
 				if initiator == "" {
@@ -160,6 +182,7 @@ are still open fail their next request.`,
 	cmd.Flags().StringVar(&protocol, "protocol", "nbd", "nbd (through the driver) or iscsi (through the array: disconnect the LUN)")
 	cmd.Flags().StringVar(&initiator, "initiator", "", "the host's initiator IQN (with --protocol iscsi)")
 	af.add(cmd)
+	rf.add(cmd, "revoke attachments at this replication target")
 	return cmd
 }
 

@@ -5,12 +5,14 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
 )
@@ -35,6 +37,18 @@ func (f attachFake) InitializeConnection(context.Context, *driverv1.InitializeCo
 
 func (f attachFake) TerminateConnection(context.Context, *driverv1.TerminateConnectionRequest) (*driverv1.TerminateConnectionResponse, error) {
 	return &driverv1.TerminateConnectionResponse{}, nil
+}
+
+func (f attachFake) AttachReplica(context.Context, *driverv1.AttachReplicaRequest) (*driverv1.AttachReplicaResponse, error) {
+	ci := &driverv1.ConnectionInfo{DriverVolumeType: "nbd", Data: map[string]string{
+		"host": "10.0.0.6", "port": "10810", "export_name": "r3plica", "uri": "nbd://10.0.0.6:10810/r3plica",
+		"read_only": "true", "volume_id": "vol-1", "access_mode": "ro", "snapshot_id": "cinder-group.site-b.7"}}
+	return &driverv1.AttachReplicaResponse{ConnectionInfo: ci, Snapshot: "cinder-group.site-b.7",
+		SnapshotCreated: timestamppb.New(time.Date(2026, 12, 4, 20, 0, 0, 0, time.UTC))}, nil
+}
+
+func (f attachFake) DetachReplica(context.Context, *driverv1.DetachReplicaRequest) (*driverv1.DetachReplicaResponse, error) {
+	return &driverv1.DetachReplicaResponse{}, nil
 }
 
 // startAttachFake is startFake with the attachment RPCs implemented.
@@ -77,6 +91,43 @@ func TestVolumeAttachTable(t *testing.T) {
 	}
 	if r.stderr != "" {
 		t.Errorf("stderr = %q, want nothing", r.stderr)
+	}
+}
+
+// TestVolumeAttachAt: --at asks AttachReplica for the latest snapshot as
+// host dr-test by default and shows the snapshot it got; detach --at
+// without --host or --snapshot revokes every replica attachment.
+func TestVolumeAttachAt(t *testing.T) {
+	f, addr := startAttachFake(t, "pure-1")
+	r := volrep(t, nil, "--addr", addr, "volume", "attach", "vol-1", "--at", "site-b")
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	want := &driverv1.AttachReplicaRequest{Backend: "pure-1", VolumeId: "vol-1", BackendId: "site-b", Snapshot: "latest",
+		Connector: &driverv1.Connector{Host: "dr-test"}}
+	if got := f.only(t, "AttachReplica"); !proto.Equal(got.req, want) {
+		t.Errorf("server received\n%v\nwant\n%v", got.req, want)
+	}
+	wantOut := "" +
+		"driver_volume_type  nbd\n" +
+		"snapshot            cinder-group.site-b.7\n" +
+		"snapshot_created    2026-12-04T20:00:00Z\n" +
+		"access_mode         ro\n" +
+		"uri                 nbd://10.0.0.6:10810/r3plica\n" +
+		"host                10.0.0.6\n" +
+		"port                10810\n" +
+		"export_name         r3plica\n" +
+		"read_only           true\n"
+	if r.stdout != wantOut {
+		t.Errorf("stdout:\n%s\nwant:\n%s", r.stdout, wantOut)
+	}
+	r = volrep(t, nil, "--addr", addr, "volume", "detach", "vol-1", "--at", "site-b")
+	if r.code != 0 || r.stdout != "detached every replicated snapshot of volume vol-1 at site-b from every host\n" {
+		t.Fatalf("detach --at: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	wantDetach := &driverv1.DetachReplicaRequest{Backend: "pure-1", VolumeId: "vol-1", BackendId: "site-b"}
+	if got := f.only(t, "DetachReplica"); !proto.Equal(got.req, wantDetach) {
+		t.Errorf("server received\n%v\nwant\n%v", got.req, wantDetach)
 	}
 }
 
@@ -166,6 +217,9 @@ func TestAttachUsageErrors(t *testing.T) {
 		{[]string{"volume", "attach", "a", "b", "--host", "h"}, "takes a volume ID, got 2 argument(s)"},
 		{[]string{"volume", "detach"}, "takes a volume ID, got 0 argument(s)"},
 		{[]string{"volume", "detach", "vol-1", "--host="}, "--host is empty; leave it out to detach every host"},
+		{[]string{"volume", "attach", "vol-1", "--at", "site-b", "--protocol", "iscsi"}, "--protocol does not go with --at"},
+		{[]string{"volume", "attach", "vol-1", "--at", "site-b", "--host="}, "--host must name the attaching host"},
+		{[]string{"volume", "detach", "vol-1", "--at", "site-b", "--host="}, "--host is empty; leave it out to detach every host"},
 	} {
 		r := volrep(t, nil, append([]string{"--addr", addr}, tc.args...)...)
 		if r.code != exitUsage {

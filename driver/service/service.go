@@ -286,6 +286,32 @@ func (s *Service) TerminateConnection(ctx context.Context, req *driverv1.Termina
 	return &driverv1.TerminateConnectionResponse{}, err
 }
 
+func (s *Service) AttachReplica(ctx context.Context, req *driverv1.AttachReplicaRequest) (*driverv1.AttachReplicaResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	c := req.GetConnector()
+	ra, err := b.AttachReplica(ctx, req.GetVolumeId(), req.GetBackendId(), req.GetSnapshot(),
+		driver.Connector{Host: c.GetHost(), IP: c.GetIp(), Initiator: c.GetInitiator(), Multipath: c.GetMultipath()})
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.AttachReplicaResponse{ConnectionInfo: connectionInfo(ra.ConnectionInfo), Snapshot: ra.Snapshot,
+		SnapshotCreated: optTS(ra.Created)}, nil
+}
+
+func (s *Service) DetachReplica(ctx context.Context, req *driverv1.DetachReplicaRequest) (*driverv1.DetachReplicaResponse, error) {
+	b, err := s.d.Backend(req.GetBackend())
+	if err != nil {
+		return nil, err
+	}
+	c := req.GetConnector()
+	err = b.DetachReplica(ctx, req.GetVolumeId(), req.GetBackendId(), req.GetSnapshot(),
+		driver.Connector{Host: c.GetHost(), IP: c.GetIp(), Initiator: c.GetInitiator()})
+	return &driverv1.DetachReplicaResponse{}, err
+}
+
 func (s *Service) Retype(ctx context.Context, req *driverv1.RetypeRequest) (*driverv1.RetypeResponse, error) {
 	b, err := s.d.Backend(req.GetBackend())
 	if err != nil {

@@ -45,6 +45,10 @@ func Check(req any) (handled bool, err error) {
 		return true, listSnapshotsRequest(x)
 	case *driverv1.RevertToSnapshotRequest:
 		return true, revertToSnapshotRequest(x)
+	case *driverv1.AttachReplicaRequest:
+		return true, attachReplicaRequest(x)
+	case *driverv1.DetachReplicaRequest:
+		return true, detachReplicaRequest(x)
 	case *driverv1.CreateVolumeFromSnapshotRequest:
 		return true, createVolumeFromSnapshotRequest(x)
 	case *driverv1.CreateClonedVolumeRequest:
@@ -522,4 +526,28 @@ func snapshotSet(x *driverv1.SnapshotReplicateRequest) error {
 		seen[id] = true
 	}
 	return nil
+}
+
+// attachReplicaRequest checks the ids, the target and the snapshot's name
+// (the array's charset, or "latest"), and that the connector names its host.
+func attachReplicaRequest(x *driverv1.AttachReplicaRequest) error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.ID("volume_id", x.GetVolumeId()),
+		v.Name("backend_id", x.GetBackendId()),
+		v.OptionalName("snapshot", x.GetSnapshot()),
+		validateConnector("connector", x.GetConnector(), true),
+	)
+}
+
+// detachReplicaRequest checks the ids; no snapshot means every replicated
+// snapshot's attachments, no connector host every host's.
+func detachReplicaRequest(x *driverv1.DetachReplicaRequest) error {
+	return v.First(
+		v.Name("backend", x.GetBackend()),
+		v.ID("volume_id", x.GetVolumeId()),
+		v.Name("backend_id", x.GetBackendId()),
+		v.OptionalName("snapshot", x.GetSnapshot()),
+		validateConnector("connector", x.GetConnector(), false),
+	)
 }

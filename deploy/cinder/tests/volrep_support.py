@@ -272,12 +272,23 @@ def volume_manager():
     ctxt = context.get_admin_context()
     service = objects.Service(ctxt, host=HOST, binary='cinder-volume',
                               topic='cinder-volume', report_count=1,
-                              updated_at=timeutils.utcnow())
+                              updated_at=timeutils.utcnow(),
+                              **service_versions())
     service.create()
     m = manager.VolumeManager(host=HOST, service_name=BACKEND)
     m.init_host(added_to_cluster=False, service_id=service.id)
     _state['manager'] = m
     return m
+
+
+def service_versions():
+    """The RPC and object versions cinder-volume records in its service
+    row at start: Cinder's RPC clients (VolumeAPI, as a clustered
+    failover's fan-out builds) refuse a service without them."""
+    from cinder.objects import base
+    from cinder.volume import manager
+    return {'rpc_current_version': manager.VolumeManager.RPC_API_VERSION,
+            'object_current_version': base.OBJ_VERSIONS.get_current()}
 
 
 def volume_type_in_db(specs, name=None):

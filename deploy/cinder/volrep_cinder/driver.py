@@ -421,9 +421,11 @@ class VolrepDriver(driver.VolumeDriver):
 
     VERSION = '1.1.0'
     CI_WIKI_NAME = 'volrep'
-    # volrepd holds all of the backend's state; several cinder-volume
-    # services could share it, but that is not tested yet.
-    SUPPORTS_ACTIVE_ACTIVE = False
+    # Several cinder-volume services of one cluster may share the backend
+    # (active/active): volrepd holds all of its state (the active backend,
+    # failover, groups, operation locks), and what this process keeps is a
+    # cache of it (health, stats) or follows Cinder (see "Active/active").
+    SUPPORTS_ACTIVE_ACTIVE = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -569,6 +571,7 @@ class VolrepDriver(driver.VolumeDriver):
         self._backend = self._find_backend().name
         LOG.info('volrep backend %(name)s at %(addr)s',
                  {'name': self._backend, 'addr': self._address})
+        self._check_cluster_daemon()
 
     def _find_backend(self, timeout=None):
         """This backend in volrepd's ListBackends: the one whose section is
@@ -1014,6 +1017,70 @@ class VolrepDriver(driver.VolumeDriver):
 
     # ---- replication: failover ------------------------------------------
 
+    # ---- Active/active ---------------------------------------------------
+    #
+    # In a cluster (cinder.conf `cluster = ...`) Cinder's failover has two
+    # stages: one service's manager calls failover() for the volumes, then
+    # every service of the cluster, that one included, gets
+    # failover_completed() with the cluster's active_backend_id ('' after
+    # a failback). volrepd has already switched the shared backend in the
+    # first stage, so the second only checks that volrepd agrees; each
+    # process drops what it cached about the old array.
+
+    def _check_cluster_daemon(self):
+        """Warn when a clustered service reaches volrepd on loopback: the
+        services of a cluster must share one volrepd (volrep_address), as
+        its state_dir holds the backend's failover state; a volrepd per
+        host would each drive the arrays and disagree on where the backend
+        is served from."""
+        if not self.cluster_name:
+            return
+        host = self._address.rsplit(':', 1)[0].strip('[]')
+        if host in ('localhost', '::1') or host.startswith('127.'):
+            LOG.warning('cinder-volume is in cluster %(cluster)s but reaches '
+                        'volrepd at %(addr)s: every service of the cluster '
+                        'must use the same volrepd (set volrep_address to '
+                        'an address they all reach) unless they all run on '
+                        'this host.',
+                        {'cluster': self.cluster_name, 'addr': self._address})
+
+    def failover(self, context, volumes, secondary_id=None, groups=None):
+        # volrepd keeps the backend's state, so the clustered first stage
+        # is the same call.
+        return self.failover_host(context, volumes, secondary_id, groups)
+
+    def failover_completed(self, context, active_backend_id=None):
+        # Cinder clears the service's active_backend_id on failback;
+        # volrepd spells that "default".
+        active = active_backend_id or 'default'
+        # volrepd's word is the shared state. When the first stage failed
+        # on Cinder's side after volrepd switched (a timeout), the cluster
+        # keeps the old id: recording it would move the backend back
+        # without a failback, so refuse, and Cinder marks the service in
+        # error until failover-host is run again.
+        served = self._find_backend().active_backend_id or 'default'
+        if served != active:
+            raise exception.VolumeBackendAPIException(data=_(
+                'volrepd serves backend %(name)s from %(served)s but the '
+                'cluster settled on %(active)s: the failover did not '
+                'complete on both sides. Run cinder failover-host '
+                '--backend_id %(served)s (or default to fail back) to '
+                'bring Cinder in line with volrepd.') % {
+                    'name': self._backend, 'served': served,
+                    'active': active})
+        self._active_backend_id = None if active == 'default' else active
+        # The stats (storage_protocol, capacity) were the old array's.
+        self._stats = {}
+        if not self.has_rpc('FailoverCompleted'):
+            return
+        req = pb.FailoverCompletedRequest()
+        _set_fields(req, backend=self._backend,
+                    active_backend_id__secondary_id=active)
+        try:
+            self._call('FailoverCompleted', req)
+        except NotImplementedError:
+            LOG.debug('volrepd does not implement FailoverCompleted')
+
     def failover_host(self, context, volumes, secondary_id=None, groups=None):
         """Fail the backend over to secondary_id, or back with 'default'.
 
@@ -1080,22 +1147,6 @@ class VolrepDriver(driver.VolumeDriver):
                             {'err': err, 'left': left})
                 time.sleep(min(delay, left))
                 delay = min(delay * 2, 5.0)
-
-    def failover(self, context, volumes, secondary_id=None, groups=None):
-        # volrepd keeps the backend's state, so the clustered (A/A) first
-        # stage is the same call.
-        return self.failover_host(context, volumes, secondary_id, groups)
-
-    def failover_completed(self, context, active_backend_id=None):
-        if not self.has_rpc('FailoverCompleted'):
-            return
-        req = pb.FailoverCompletedRequest()
-        _set_fields(req, backend=self._backend,
-                    active_backend_id__secondary_id=active_backend_id or '')
-        try:
-            self._call('FailoverCompleted', req)
-        except NotImplementedError:
-            LOG.debug('volrepd does not implement FailoverCompleted')
 
     @staticmethod
     def _set_ids(req, names, objs):

@@ -5671,6 +5671,262 @@ func (*RevertToSnapshotResponse) Descriptor() ([]byte, []int) {
 	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{84}
 }
 
+type AttachReplicaRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Backend  string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	VolumeId string                 `protobuf:"bytes,2,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	// An async replication_device backend_id of the backend.
+	BackendId string `protobuf:"bytes,3,opt,name=backend_id,json=backendId,proto3" json:"backend_id,omitempty"`
+	// The replicated snapshot's name at the target (GetReplicationInfo's
+	// last_snapshot), or "latest" (or empty) for the newest.
+	Snapshot      string     `protobuf:"bytes,4,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	Connector     *Connector `protobuf:"bytes,5,opt,name=connector,proto3" json:"connector,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachReplicaRequest) Reset() {
+	*x = AttachReplicaRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachReplicaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachReplicaRequest) ProtoMessage() {}
+
+func (x *AttachReplicaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachReplicaRequest.ProtoReflect.Descriptor instead.
+func (*AttachReplicaRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *AttachReplicaRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *AttachReplicaRequest) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+func (x *AttachReplicaRequest) GetBackendId() string {
+	if x != nil {
+		return x.BackendId
+	}
+	return ""
+}
+
+func (x *AttachReplicaRequest) GetSnapshot() string {
+	if x != nil {
+		return x.Snapshot
+	}
+	return ""
+}
+
+func (x *AttachReplicaRequest) GetConnector() *Connector {
+	if x != nil {
+		return x.Connector
+	}
+	return nil
+}
+
+type AttachReplicaResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Always read-only: access_mode "ro".
+	ConnectionInfo *ConnectionInfo `protobuf:"bytes,1,opt,name=connection_info,json=connectionInfo,proto3" json:"connection_info,omitempty"`
+	// The snapshot attached ("latest" resolved).
+	Snapshot string `protobuf:"bytes,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// When the source took it: the replica's point in time.
+	SnapshotCreated *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=snapshot_created,json=snapshotCreated,proto3" json:"snapshot_created,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AttachReplicaResponse) Reset() {
+	*x = AttachReplicaResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachReplicaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachReplicaResponse) ProtoMessage() {}
+
+func (x *AttachReplicaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachReplicaResponse.ProtoReflect.Descriptor instead.
+func (*AttachReplicaResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *AttachReplicaResponse) GetConnectionInfo() *ConnectionInfo {
+	if x != nil {
+		return x.ConnectionInfo
+	}
+	return nil
+}
+
+func (x *AttachReplicaResponse) GetSnapshot() string {
+	if x != nil {
+		return x.Snapshot
+	}
+	return ""
+}
+
+func (x *AttachReplicaResponse) GetSnapshotCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SnapshotCreated
+	}
+	return nil
+}
+
+type DetachReplicaRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Backend   string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	VolumeId  string                 `protobuf:"bytes,2,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	BackendId string                 `protobuf:"bytes,3,opt,name=backend_id,json=backendId,proto3" json:"backend_id,omitempty"`
+	// One snapshot's attachments; empty for every replicated snapshot's.
+	Snapshot string `protobuf:"bytes,4,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// Whose attachments; none (or no host and no initiator) for every host's.
+	Connector     *Connector `protobuf:"bytes,5,opt,name=connector,proto3" json:"connector,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DetachReplicaRequest) Reset() {
+	*x = DetachReplicaRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetachReplicaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetachReplicaRequest) ProtoMessage() {}
+
+func (x *DetachReplicaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetachReplicaRequest.ProtoReflect.Descriptor instead.
+func (*DetachReplicaRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{87}
+}
+
+func (x *DetachReplicaRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *DetachReplicaRequest) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+func (x *DetachReplicaRequest) GetBackendId() string {
+	if x != nil {
+		return x.BackendId
+	}
+	return ""
+}
+
+func (x *DetachReplicaRequest) GetSnapshot() string {
+	if x != nil {
+		return x.Snapshot
+	}
+	return ""
+}
+
+func (x *DetachReplicaRequest) GetConnector() *Connector {
+	if x != nil {
+		return x.Connector
+	}
+	return nil
+}
+
+type DetachReplicaResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DetachReplicaResponse) Reset() {
+	*x = DetachReplicaResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[88]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetachReplicaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetachReplicaResponse) ProtoMessage() {}
+
+func (x *DetachReplicaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[88]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetachReplicaResponse.ProtoReflect.Descriptor instead.
+func (*DetachReplicaResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{88}
+}
+
 var File_volrep_driver_v1_driver_service_proto protoreflect.FileDescriptor
 
 const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
@@ -6113,7 +6369,26 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\vsnapshot_id\x18\x03 \x01(\tR\n" +
 	"snapshotId\x12,\n" +
 	"\x12snapshot_volume_id\x18\x04 \x01(\tR\x10snapshotVolumeId\"\x1a\n" +
-	"\x18RevertToSnapshotResponse*\xed\x02\n" +
+	"\x18RevertToSnapshotResponse\"\xc3\x01\n" +
+	"\x14AttachReplicaRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
+	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\x12\x1d\n" +
+	"\n" +
+	"backend_id\x18\x03 \x01(\tR\tbackendId\x12\x1a\n" +
+	"\bsnapshot\x18\x04 \x01(\tR\bsnapshot\x129\n" +
+	"\tconnector\x18\x05 \x01(\v2\x1b.volrep.driver.v1.ConnectorR\tconnector\"\xc5\x01\n" +
+	"\x15AttachReplicaResponse\x12I\n" +
+	"\x0fconnection_info\x18\x01 \x01(\v2 .volrep.driver.v1.ConnectionInfoR\x0econnectionInfo\x12\x1a\n" +
+	"\bsnapshot\x18\x02 \x01(\tR\bsnapshot\x12E\n" +
+	"\x10snapshot_created\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0fsnapshotCreated\"\xc3\x01\n" +
+	"\x14DetachReplicaRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
+	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\x12\x1d\n" +
+	"\n" +
+	"backend_id\x18\x03 \x01(\tR\tbackendId\x12\x1a\n" +
+	"\bsnapshot\x18\x04 \x01(\tR\bsnapshot\x129\n" +
+	"\tconnector\x18\x05 \x01(\v2\x1b.volrep.driver.v1.ConnectorR\tconnector\"\x17\n" +
+	"\x15DetachReplicaResponse*\xed\x02\n" +
 	"\x11ReplicationStatus\x12\"\n" +
 	"\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n" +
@@ -6135,7 +6410,7 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n" +
 	"\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n" +
 	"\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n" +
-	"\x18OPERATION_STATE_CANCELED\x10\x042\xe2\x1b\n" +
+	"\x18OPERATION_STATE_CANCELED\x10\x042\xa6\x1d\n" +
 	"\rDriverService\x12]\n" +
 	"\fListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12c\n" +
 	"\x0eGetVolumeStats\x12'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n" +
@@ -6170,7 +6445,9 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x11EnableReplication\x12*.volrep.driver.v1.EnableReplicationRequest\x1a+.volrep.driver.v1.EnableReplicationResponse\x12o\n" +
 	"\x12DisableReplication\x12+.volrep.driver.v1.DisableReplicationRequest\x1a,.volrep.driver.v1.DisableReplicationResponse\x12r\n" +
 	"\x13FailoverReplication\x12,.volrep.driver.v1.FailoverReplicationRequest\x1a-.volrep.driver.v1.FailoverReplicationResponse\x12i\n" +
-	"\x10RevertToSnapshot\x12).volrep.driver.v1.RevertToSnapshotRequest\x1a*.volrep.driver.v1.RevertToSnapshotResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
+	"\x10RevertToSnapshot\x12).volrep.driver.v1.RevertToSnapshotRequest\x1a*.volrep.driver.v1.RevertToSnapshotResponse\x12`\n" +
+	"\rAttachReplica\x12&.volrep.driver.v1.AttachReplicaRequest\x1a'.volrep.driver.v1.AttachReplicaResponse\x12`\n" +
+	"\rDetachReplica\x12&.volrep.driver.v1.DetachReplicaRequest\x1a'.volrep.driver.v1.DetachReplicaResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
 
 var (
 	file_volrep_driver_v1_driver_service_proto_rawDescOnce sync.Once
@@ -6185,7 +6462,7 @@ func file_volrep_driver_v1_driver_service_proto_rawDescGZIP() []byte {
 }
 
 var file_volrep_driver_v1_driver_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 90)
+var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
 var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(ReplicationStatus)(0),                   // 0: volrep.driver.v1.ReplicationStatus
 	(ReplicationHealth)(0),                   // 1: volrep.driver.v1.ReplicationHealth
@@ -6275,147 +6552,159 @@ var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(*FailoverReplicationResponse)(nil),      // 85: volrep.driver.v1.FailoverReplicationResponse
 	(*RevertToSnapshotRequest)(nil),          // 86: volrep.driver.v1.RevertToSnapshotRequest
 	(*RevertToSnapshotResponse)(nil),         // 87: volrep.driver.v1.RevertToSnapshotResponse
-	nil,                                      // 88: volrep.driver.v1.ModelUpdate.MetadataEntry
-	nil,                                      // 89: volrep.driver.v1.VolumeType.ExtraSpecsEntry
-	nil,                                      // 90: volrep.driver.v1.Connector.ExtraEntry
-	nil,                                      // 91: volrep.driver.v1.ConnectionInfo.DataEntry
-	nil,                                      // 92: volrep.driver.v1.GroupType.GroupSpecsEntry
-	(*timestamppb.Timestamp)(nil),            // 93: google.protobuf.Timestamp
+	(*AttachReplicaRequest)(nil),             // 88: volrep.driver.v1.AttachReplicaRequest
+	(*AttachReplicaResponse)(nil),            // 89: volrep.driver.v1.AttachReplicaResponse
+	(*DetachReplicaRequest)(nil),             // 90: volrep.driver.v1.DetachReplicaRequest
+	(*DetachReplicaResponse)(nil),            // 91: volrep.driver.v1.DetachReplicaResponse
+	nil,                                      // 92: volrep.driver.v1.ModelUpdate.MetadataEntry
+	nil,                                      // 93: volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	nil,                                      // 94: volrep.driver.v1.Connector.ExtraEntry
+	nil,                                      // 95: volrep.driver.v1.ConnectionInfo.DataEntry
+	nil,                                      // 96: volrep.driver.v1.GroupType.GroupSpecsEntry
+	(*timestamppb.Timestamp)(nil),            // 97: google.protobuf.Timestamp
 }
 var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
-	0,  // 0: volrep.driver.v1.ModelUpdate.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
-	88, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
-	89, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
-	6,  // 3: volrep.driver.v1.Backend.replication_targets:type_name -> volrep.driver.v1.ReplicationTarget
-	0,  // 4: volrep.driver.v1.Volume.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
-	5,  // 5: volrep.driver.v1.ListBackendsResponse.backends:type_name -> volrep.driver.v1.Backend
-	4,  // 6: volrep.driver.v1.CreateVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
-	3,  // 7: volrep.driver.v1.CreateVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	7,  // 8: volrep.driver.v1.GetVolumeResponse.volume:type_name -> volrep.driver.v1.Volume
-	7,  // 9: volrep.driver.v1.ListVolumesResponse.volumes:type_name -> volrep.driver.v1.Volume
-	3,  // 10: volrep.driver.v1.CreateSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	8,  // 11: volrep.driver.v1.ListSnapshotsResponse.snapshots:type_name -> volrep.driver.v1.Snapshot
-	4,  // 12: volrep.driver.v1.CreateVolumeFromSnapshotRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
-	3,  // 13: volrep.driver.v1.CreateVolumeFromSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	4,  // 14: volrep.driver.v1.CreateClonedVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
-	3,  // 15: volrep.driver.v1.CreateClonedVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	90, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
-	91, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
-	35, // 18: volrep.driver.v1.ConnectionInfo.iscsi:type_name -> volrep.driver.v1.IscsiTarget
-	36, // 19: volrep.driver.v1.IscsiTarget.paths:type_name -> volrep.driver.v1.IscsiPath
-	33, // 20: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
-	34, // 21: volrep.driver.v1.InitializeConnectionResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
-	33, // 22: volrep.driver.v1.TerminateConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
-	4,  // 23: volrep.driver.v1.RetypeRequest.new_type:type_name -> volrep.driver.v1.VolumeType
-	3,  // 24: volrep.driver.v1.RetypeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	1,  // 25: volrep.driver.v1.TargetReplicationInfo.status:type_name -> volrep.driver.v1.ReplicationHealth
-	93, // 26: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
-	1,  // 27: volrep.driver.v1.GetReplicationInfoResponse.status:type_name -> volrep.driver.v1.ReplicationHealth
-	93, // 28: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
-	43, // 29: volrep.driver.v1.GetReplicationInfoResponse.targets:type_name -> volrep.driver.v1.TargetReplicationInfo
-	2,  // 30: volrep.driver.v1.Operation.state:type_name -> volrep.driver.v1.OperationState
-	93, // 31: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
-	93, // 32: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
-	51, // 33: volrep.driver.v1.Operation.steps:type_name -> volrep.driver.v1.SnapshotReplicateStep
-	50, // 34: volrep.driver.v1.GetOperationResponse.operation:type_name -> volrep.driver.v1.Operation
-	50, // 35: volrep.driver.v1.WatchOperationResponse.operation:type_name -> volrep.driver.v1.Operation
-	50, // 36: volrep.driver.v1.CancelOperationResponse.operation:type_name -> volrep.driver.v1.Operation
-	3,  // 37: volrep.driver.v1.VolumeUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
-	3,  // 38: volrep.driver.v1.GroupUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
-	61, // 39: volrep.driver.v1.FailoverHostResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	62, // 40: volrep.driver.v1.FailoverHostResponse.group_updates:type_name -> volrep.driver.v1.GroupUpdate
-	92, // 41: volrep.driver.v1.GroupType.group_specs:type_name -> volrep.driver.v1.GroupType.GroupSpecsEntry
-	66, // 42: volrep.driver.v1.CreateGroupRequest.group_type:type_name -> volrep.driver.v1.GroupType
-	3,  // 43: volrep.driver.v1.CreateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	3,  // 44: volrep.driver.v1.DeleteGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	61, // 45: volrep.driver.v1.DeleteGroupResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,  // 46: volrep.driver.v1.UpdateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	3,  // 47: volrep.driver.v1.CreateGroupSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	8,  // 48: volrep.driver.v1.CreateGroupSnapshotResponse.snapshots:type_name -> volrep.driver.v1.Snapshot
-	4,  // 49: volrep.driver.v1.GroupVolumeSource.volume_type:type_name -> volrep.driver.v1.VolumeType
-	66, // 50: volrep.driver.v1.CreateGroupFromSrcRequest.group_type:type_name -> volrep.driver.v1.GroupType
-	77, // 51: volrep.driver.v1.CreateGroupFromSrcRequest.volumes:type_name -> volrep.driver.v1.GroupVolumeSource
-	3,  // 52: volrep.driver.v1.CreateGroupFromSrcResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	61, // 53: volrep.driver.v1.CreateGroupFromSrcResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,  // 54: volrep.driver.v1.EnableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	61, // 55: volrep.driver.v1.EnableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,  // 56: volrep.driver.v1.DisableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	61, // 57: volrep.driver.v1.DisableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,  // 58: volrep.driver.v1.FailoverReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	61, // 59: volrep.driver.v1.FailoverReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	9,  // 60: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
-	11, // 61: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
-	13, // 62: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
-	15, // 63: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
-	17, // 64: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
-	19, // 65: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
-	21, // 66: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
-	23, // 67: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
-	25, // 68: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
-	27, // 69: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
-	29, // 70: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
-	31, // 71: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
-	37, // 72: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
-	39, // 73: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
-	41, // 74: volrep.driver.v1.DriverService.Retype:input_type -> volrep.driver.v1.RetypeRequest
-	44, // 75: volrep.driver.v1.DriverService.GetReplicationInfo:input_type -> volrep.driver.v1.GetReplicationInfoRequest
-	46, // 76: volrep.driver.v1.DriverService.SetReplicationSchedule:input_type -> volrep.driver.v1.SetReplicationScheduleRequest
-	48, // 77: volrep.driver.v1.DriverService.SnapshotReplicate:input_type -> volrep.driver.v1.SnapshotReplicateRequest
-	52, // 78: volrep.driver.v1.DriverService.GetOperation:input_type -> volrep.driver.v1.GetOperationRequest
-	54, // 79: volrep.driver.v1.DriverService.WatchOperation:input_type -> volrep.driver.v1.WatchOperationRequest
-	56, // 80: volrep.driver.v1.DriverService.CancelOperation:input_type -> volrep.driver.v1.CancelOperationRequest
-	58, // 81: volrep.driver.v1.DriverService.VerifySnapshot:input_type -> volrep.driver.v1.VerifySnapshotRequest
-	60, // 82: volrep.driver.v1.DriverService.FailoverHost:input_type -> volrep.driver.v1.FailoverHostRequest
-	64, // 83: volrep.driver.v1.DriverService.FailoverCompleted:input_type -> volrep.driver.v1.FailoverCompletedRequest
-	67, // 84: volrep.driver.v1.DriverService.CreateGroup:input_type -> volrep.driver.v1.CreateGroupRequest
-	69, // 85: volrep.driver.v1.DriverService.DeleteGroup:input_type -> volrep.driver.v1.DeleteGroupRequest
-	71, // 86: volrep.driver.v1.DriverService.UpdateGroup:input_type -> volrep.driver.v1.UpdateGroupRequest
-	73, // 87: volrep.driver.v1.DriverService.CreateGroupSnapshot:input_type -> volrep.driver.v1.CreateGroupSnapshotRequest
-	75, // 88: volrep.driver.v1.DriverService.DeleteGroupSnapshot:input_type -> volrep.driver.v1.DeleteGroupSnapshotRequest
-	78, // 89: volrep.driver.v1.DriverService.CreateGroupFromSrc:input_type -> volrep.driver.v1.CreateGroupFromSrcRequest
-	80, // 90: volrep.driver.v1.DriverService.EnableReplication:input_type -> volrep.driver.v1.EnableReplicationRequest
-	82, // 91: volrep.driver.v1.DriverService.DisableReplication:input_type -> volrep.driver.v1.DisableReplicationRequest
-	84, // 92: volrep.driver.v1.DriverService.FailoverReplication:input_type -> volrep.driver.v1.FailoverReplicationRequest
-	86, // 93: volrep.driver.v1.DriverService.RevertToSnapshot:input_type -> volrep.driver.v1.RevertToSnapshotRequest
-	10, // 94: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
-	12, // 95: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
-	14, // 96: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
-	16, // 97: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
-	18, // 98: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
-	20, // 99: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
-	22, // 100: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
-	24, // 101: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
-	26, // 102: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
-	28, // 103: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
-	30, // 104: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
-	32, // 105: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
-	38, // 106: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
-	40, // 107: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
-	42, // 108: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
-	45, // 109: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
-	47, // 110: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
-	49, // 111: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
-	53, // 112: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
-	55, // 113: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
-	57, // 114: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
-	59, // 115: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
-	63, // 116: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
-	65, // 117: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
-	68, // 118: volrep.driver.v1.DriverService.CreateGroup:output_type -> volrep.driver.v1.CreateGroupResponse
-	70, // 119: volrep.driver.v1.DriverService.DeleteGroup:output_type -> volrep.driver.v1.DeleteGroupResponse
-	72, // 120: volrep.driver.v1.DriverService.UpdateGroup:output_type -> volrep.driver.v1.UpdateGroupResponse
-	74, // 121: volrep.driver.v1.DriverService.CreateGroupSnapshot:output_type -> volrep.driver.v1.CreateGroupSnapshotResponse
-	76, // 122: volrep.driver.v1.DriverService.DeleteGroupSnapshot:output_type -> volrep.driver.v1.DeleteGroupSnapshotResponse
-	79, // 123: volrep.driver.v1.DriverService.CreateGroupFromSrc:output_type -> volrep.driver.v1.CreateGroupFromSrcResponse
-	81, // 124: volrep.driver.v1.DriverService.EnableReplication:output_type -> volrep.driver.v1.EnableReplicationResponse
-	83, // 125: volrep.driver.v1.DriverService.DisableReplication:output_type -> volrep.driver.v1.DisableReplicationResponse
-	85, // 126: volrep.driver.v1.DriverService.FailoverReplication:output_type -> volrep.driver.v1.FailoverReplicationResponse
-	87, // 127: volrep.driver.v1.DriverService.RevertToSnapshot:output_type -> volrep.driver.v1.RevertToSnapshotResponse
-	94, // [94:128] is the sub-list for method output_type
-	60, // [60:94] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	0,   // 0: volrep.driver.v1.ModelUpdate.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
+	92,  // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
+	93,  // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	6,   // 3: volrep.driver.v1.Backend.replication_targets:type_name -> volrep.driver.v1.ReplicationTarget
+	0,   // 4: volrep.driver.v1.Volume.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
+	5,   // 5: volrep.driver.v1.ListBackendsResponse.backends:type_name -> volrep.driver.v1.Backend
+	4,   // 6: volrep.driver.v1.CreateVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
+	3,   // 7: volrep.driver.v1.CreateVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	7,   // 8: volrep.driver.v1.GetVolumeResponse.volume:type_name -> volrep.driver.v1.Volume
+	7,   // 9: volrep.driver.v1.ListVolumesResponse.volumes:type_name -> volrep.driver.v1.Volume
+	3,   // 10: volrep.driver.v1.CreateSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	8,   // 11: volrep.driver.v1.ListSnapshotsResponse.snapshots:type_name -> volrep.driver.v1.Snapshot
+	4,   // 12: volrep.driver.v1.CreateVolumeFromSnapshotRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
+	3,   // 13: volrep.driver.v1.CreateVolumeFromSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	4,   // 14: volrep.driver.v1.CreateClonedVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
+	3,   // 15: volrep.driver.v1.CreateClonedVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	94,  // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
+	95,  // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
+	35,  // 18: volrep.driver.v1.ConnectionInfo.iscsi:type_name -> volrep.driver.v1.IscsiTarget
+	36,  // 19: volrep.driver.v1.IscsiTarget.paths:type_name -> volrep.driver.v1.IscsiPath
+	33,  // 20: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
+	34,  // 21: volrep.driver.v1.InitializeConnectionResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
+	33,  // 22: volrep.driver.v1.TerminateConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
+	4,   // 23: volrep.driver.v1.RetypeRequest.new_type:type_name -> volrep.driver.v1.VolumeType
+	3,   // 24: volrep.driver.v1.RetypeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	1,   // 25: volrep.driver.v1.TargetReplicationInfo.status:type_name -> volrep.driver.v1.ReplicationHealth
+	97,  // 26: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
+	1,   // 27: volrep.driver.v1.GetReplicationInfoResponse.status:type_name -> volrep.driver.v1.ReplicationHealth
+	97,  // 28: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
+	43,  // 29: volrep.driver.v1.GetReplicationInfoResponse.targets:type_name -> volrep.driver.v1.TargetReplicationInfo
+	2,   // 30: volrep.driver.v1.Operation.state:type_name -> volrep.driver.v1.OperationState
+	97,  // 31: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
+	97,  // 32: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
+	51,  // 33: volrep.driver.v1.Operation.steps:type_name -> volrep.driver.v1.SnapshotReplicateStep
+	50,  // 34: volrep.driver.v1.GetOperationResponse.operation:type_name -> volrep.driver.v1.Operation
+	50,  // 35: volrep.driver.v1.WatchOperationResponse.operation:type_name -> volrep.driver.v1.Operation
+	50,  // 36: volrep.driver.v1.CancelOperationResponse.operation:type_name -> volrep.driver.v1.Operation
+	3,   // 37: volrep.driver.v1.VolumeUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
+	3,   // 38: volrep.driver.v1.GroupUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
+	61,  // 39: volrep.driver.v1.FailoverHostResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	62,  // 40: volrep.driver.v1.FailoverHostResponse.group_updates:type_name -> volrep.driver.v1.GroupUpdate
+	96,  // 41: volrep.driver.v1.GroupType.group_specs:type_name -> volrep.driver.v1.GroupType.GroupSpecsEntry
+	66,  // 42: volrep.driver.v1.CreateGroupRequest.group_type:type_name -> volrep.driver.v1.GroupType
+	3,   // 43: volrep.driver.v1.CreateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	3,   // 44: volrep.driver.v1.DeleteGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	61,  // 45: volrep.driver.v1.DeleteGroupResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,   // 46: volrep.driver.v1.UpdateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	3,   // 47: volrep.driver.v1.CreateGroupSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	8,   // 48: volrep.driver.v1.CreateGroupSnapshotResponse.snapshots:type_name -> volrep.driver.v1.Snapshot
+	4,   // 49: volrep.driver.v1.GroupVolumeSource.volume_type:type_name -> volrep.driver.v1.VolumeType
+	66,  // 50: volrep.driver.v1.CreateGroupFromSrcRequest.group_type:type_name -> volrep.driver.v1.GroupType
+	77,  // 51: volrep.driver.v1.CreateGroupFromSrcRequest.volumes:type_name -> volrep.driver.v1.GroupVolumeSource
+	3,   // 52: volrep.driver.v1.CreateGroupFromSrcResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	61,  // 53: volrep.driver.v1.CreateGroupFromSrcResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,   // 54: volrep.driver.v1.EnableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	61,  // 55: volrep.driver.v1.EnableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,   // 56: volrep.driver.v1.DisableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	61,  // 57: volrep.driver.v1.DisableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,   // 58: volrep.driver.v1.FailoverReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	61,  // 59: volrep.driver.v1.FailoverReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	33,  // 60: volrep.driver.v1.AttachReplicaRequest.connector:type_name -> volrep.driver.v1.Connector
+	34,  // 61: volrep.driver.v1.AttachReplicaResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
+	97,  // 62: volrep.driver.v1.AttachReplicaResponse.snapshot_created:type_name -> google.protobuf.Timestamp
+	33,  // 63: volrep.driver.v1.DetachReplicaRequest.connector:type_name -> volrep.driver.v1.Connector
+	9,   // 64: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
+	11,  // 65: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
+	13,  // 66: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
+	15,  // 67: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
+	17,  // 68: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
+	19,  // 69: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
+	21,  // 70: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
+	23,  // 71: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
+	25,  // 72: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
+	27,  // 73: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
+	29,  // 74: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
+	31,  // 75: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
+	37,  // 76: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
+	39,  // 77: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
+	41,  // 78: volrep.driver.v1.DriverService.Retype:input_type -> volrep.driver.v1.RetypeRequest
+	44,  // 79: volrep.driver.v1.DriverService.GetReplicationInfo:input_type -> volrep.driver.v1.GetReplicationInfoRequest
+	46,  // 80: volrep.driver.v1.DriverService.SetReplicationSchedule:input_type -> volrep.driver.v1.SetReplicationScheduleRequest
+	48,  // 81: volrep.driver.v1.DriverService.SnapshotReplicate:input_type -> volrep.driver.v1.SnapshotReplicateRequest
+	52,  // 82: volrep.driver.v1.DriverService.GetOperation:input_type -> volrep.driver.v1.GetOperationRequest
+	54,  // 83: volrep.driver.v1.DriverService.WatchOperation:input_type -> volrep.driver.v1.WatchOperationRequest
+	56,  // 84: volrep.driver.v1.DriverService.CancelOperation:input_type -> volrep.driver.v1.CancelOperationRequest
+	58,  // 85: volrep.driver.v1.DriverService.VerifySnapshot:input_type -> volrep.driver.v1.VerifySnapshotRequest
+	60,  // 86: volrep.driver.v1.DriverService.FailoverHost:input_type -> volrep.driver.v1.FailoverHostRequest
+	64,  // 87: volrep.driver.v1.DriverService.FailoverCompleted:input_type -> volrep.driver.v1.FailoverCompletedRequest
+	67,  // 88: volrep.driver.v1.DriverService.CreateGroup:input_type -> volrep.driver.v1.CreateGroupRequest
+	69,  // 89: volrep.driver.v1.DriverService.DeleteGroup:input_type -> volrep.driver.v1.DeleteGroupRequest
+	71,  // 90: volrep.driver.v1.DriverService.UpdateGroup:input_type -> volrep.driver.v1.UpdateGroupRequest
+	73,  // 91: volrep.driver.v1.DriverService.CreateGroupSnapshot:input_type -> volrep.driver.v1.CreateGroupSnapshotRequest
+	75,  // 92: volrep.driver.v1.DriverService.DeleteGroupSnapshot:input_type -> volrep.driver.v1.DeleteGroupSnapshotRequest
+	78,  // 93: volrep.driver.v1.DriverService.CreateGroupFromSrc:input_type -> volrep.driver.v1.CreateGroupFromSrcRequest
+	80,  // 94: volrep.driver.v1.DriverService.EnableReplication:input_type -> volrep.driver.v1.EnableReplicationRequest
+	82,  // 95: volrep.driver.v1.DriverService.DisableReplication:input_type -> volrep.driver.v1.DisableReplicationRequest
+	84,  // 96: volrep.driver.v1.DriverService.FailoverReplication:input_type -> volrep.driver.v1.FailoverReplicationRequest
+	86,  // 97: volrep.driver.v1.DriverService.RevertToSnapshot:input_type -> volrep.driver.v1.RevertToSnapshotRequest
+	88,  // 98: volrep.driver.v1.DriverService.AttachReplica:input_type -> volrep.driver.v1.AttachReplicaRequest
+	90,  // 99: volrep.driver.v1.DriverService.DetachReplica:input_type -> volrep.driver.v1.DetachReplicaRequest
+	10,  // 100: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
+	12,  // 101: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
+	14,  // 102: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
+	16,  // 103: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
+	18,  // 104: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
+	20,  // 105: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
+	22,  // 106: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
+	24,  // 107: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
+	26,  // 108: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
+	28,  // 109: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
+	30,  // 110: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
+	32,  // 111: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
+	38,  // 112: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
+	40,  // 113: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
+	42,  // 114: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
+	45,  // 115: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
+	47,  // 116: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
+	49,  // 117: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
+	53,  // 118: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
+	55,  // 119: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
+	57,  // 120: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
+	59,  // 121: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
+	63,  // 122: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
+	65,  // 123: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
+	68,  // 124: volrep.driver.v1.DriverService.CreateGroup:output_type -> volrep.driver.v1.CreateGroupResponse
+	70,  // 125: volrep.driver.v1.DriverService.DeleteGroup:output_type -> volrep.driver.v1.DeleteGroupResponse
+	72,  // 126: volrep.driver.v1.DriverService.UpdateGroup:output_type -> volrep.driver.v1.UpdateGroupResponse
+	74,  // 127: volrep.driver.v1.DriverService.CreateGroupSnapshot:output_type -> volrep.driver.v1.CreateGroupSnapshotResponse
+	76,  // 128: volrep.driver.v1.DriverService.DeleteGroupSnapshot:output_type -> volrep.driver.v1.DeleteGroupSnapshotResponse
+	79,  // 129: volrep.driver.v1.DriverService.CreateGroupFromSrc:output_type -> volrep.driver.v1.CreateGroupFromSrcResponse
+	81,  // 130: volrep.driver.v1.DriverService.EnableReplication:output_type -> volrep.driver.v1.EnableReplicationResponse
+	83,  // 131: volrep.driver.v1.DriverService.DisableReplication:output_type -> volrep.driver.v1.DisableReplicationResponse
+	85,  // 132: volrep.driver.v1.DriverService.FailoverReplication:output_type -> volrep.driver.v1.FailoverReplicationResponse
+	87,  // 133: volrep.driver.v1.DriverService.RevertToSnapshot:output_type -> volrep.driver.v1.RevertToSnapshotResponse
+	89,  // 134: volrep.driver.v1.DriverService.AttachReplica:output_type -> volrep.driver.v1.AttachReplicaResponse
+	91,  // 135: volrep.driver.v1.DriverService.DetachReplica:output_type -> volrep.driver.v1.DetachReplicaResponse
+	100, // [100:136] is the sub-list for method output_type
+	64,  // [64:100] is the sub-list for method input_type
+	64,  // [64:64] is the sub-list for extension type_name
+	64,  // [64:64] is the sub-list for extension extendee
+	0,   // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_volrep_driver_v1_driver_service_proto_init() }
@@ -6429,7 +6718,7 @@ func file_volrep_driver_v1_driver_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_driver_v1_driver_service_proto_rawDesc), len(file_volrep_driver_v1_driver_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   90,
+			NumMessages:   94,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

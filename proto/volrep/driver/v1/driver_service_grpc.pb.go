@@ -53,6 +53,8 @@ const (
 	DriverService_DisableReplication_FullMethodName       = "/volrep.driver.v1.DriverService/DisableReplication"
 	DriverService_FailoverReplication_FullMethodName      = "/volrep.driver.v1.DriverService/FailoverReplication"
 	DriverService_RevertToSnapshot_FullMethodName         = "/volrep.driver.v1.DriverService/RevertToSnapshot"
+	DriverService_AttachReplica_FullMethodName            = "/volrep.driver.v1.DriverService/AttachReplica"
+	DriverService_DetachReplica_FullMethodName            = "/volrep.driver.v1.DriverService/DetachReplica"
 )
 
 // DriverServiceClient is the client API for DriverService service.
@@ -163,6 +165,15 @@ type DriverServiceClient interface {
 	// its size; a volume whose group is failing over, or that is a
 	// read-only replica target, is refused.
 	RevertToSnapshot(ctx context.Context, in *RevertToSnapshotRequest, opts ...grpc.CallOption) (*RevertToSnapshotResponse, error)
+	// AttachReplica exports a volume's replicated snapshot read-only at one
+	// of the backend's async replication targets, for a DR test without a
+	// failover, over the protocol that target array serves (NBD or iSCSI).
+	// Nothing at the target becomes writable and replication carries on;
+	// target retention keeps the snapshot until DetachReplica.
+	AttachReplica(ctx context.Context, in *AttachReplicaRequest, opts ...grpc.CallOption) (*AttachReplicaResponse, error)
+	// DetachReplica revokes the connector's attachments of replicated
+	// snapshots at the target (with no connector host, every one).
+	DetachReplica(ctx context.Context, in *DetachReplicaRequest, opts ...grpc.CallOption) (*DetachReplicaResponse, error)
 }
 
 type driverServiceClient struct {
@@ -522,6 +533,26 @@ func (c *driverServiceClient) RevertToSnapshot(ctx context.Context, in *RevertTo
 	return out, nil
 }
 
+func (c *driverServiceClient) AttachReplica(ctx context.Context, in *AttachReplicaRequest, opts ...grpc.CallOption) (*AttachReplicaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AttachReplicaResponse)
+	err := c.cc.Invoke(ctx, DriverService_AttachReplica_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) DetachReplica(ctx context.Context, in *DetachReplicaRequest, opts ...grpc.CallOption) (*DetachReplicaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DetachReplicaResponse)
+	err := c.cc.Invoke(ctx, DriverService_DetachReplica_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServiceServer is the server API for DriverService service.
 // All implementations must embed UnimplementedDriverServiceServer
 // for forward compatibility.
@@ -630,6 +661,15 @@ type DriverServiceServer interface {
 	// its size; a volume whose group is failing over, or that is a
 	// read-only replica target, is refused.
 	RevertToSnapshot(context.Context, *RevertToSnapshotRequest) (*RevertToSnapshotResponse, error)
+	// AttachReplica exports a volume's replicated snapshot read-only at one
+	// of the backend's async replication targets, for a DR test without a
+	// failover, over the protocol that target array serves (NBD or iSCSI).
+	// Nothing at the target becomes writable and replication carries on;
+	// target retention keeps the snapshot until DetachReplica.
+	AttachReplica(context.Context, *AttachReplicaRequest) (*AttachReplicaResponse, error)
+	// DetachReplica revokes the connector's attachments of replicated
+	// snapshots at the target (with no connector host, every one).
+	DetachReplica(context.Context, *DetachReplicaRequest) (*DetachReplicaResponse, error)
 	mustEmbedUnimplementedDriverServiceServer()
 }
 
@@ -741,6 +781,12 @@ func (UnimplementedDriverServiceServer) FailoverReplication(context.Context, *Fa
 }
 func (UnimplementedDriverServiceServer) RevertToSnapshot(context.Context, *RevertToSnapshotRequest) (*RevertToSnapshotResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevertToSnapshot not implemented")
+}
+func (UnimplementedDriverServiceServer) AttachReplica(context.Context, *AttachReplicaRequest) (*AttachReplicaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AttachReplica not implemented")
+}
+func (UnimplementedDriverServiceServer) DetachReplica(context.Context, *DetachReplicaRequest) (*DetachReplicaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DetachReplica not implemented")
 }
 func (UnimplementedDriverServiceServer) mustEmbedUnimplementedDriverServiceServer() {}
 func (UnimplementedDriverServiceServer) testEmbeddedByValue()                       {}
@@ -1368,6 +1414,42 @@ func _DriverService_RevertToSnapshot_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DriverService_AttachReplica_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AttachReplicaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).AttachReplica(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_AttachReplica_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).AttachReplica(ctx, req.(*AttachReplicaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_DetachReplica_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DetachReplicaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).DetachReplica(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_DetachReplica_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).DetachReplica(ctx, req.(*DetachReplicaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DriverService_ServiceDesc is the grpc.ServiceDesc for DriverService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1506,6 +1588,14 @@ var DriverService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevertToSnapshot",
 			Handler:    _DriverService_RevertToSnapshot_Handler,
+		},
+		{
+			MethodName: "AttachReplica",
+			Handler:    _DriverService_AttachReplica_Handler,
+		},
+		{
+			MethodName: "DetachReplica",
+			Handler:    _DriverService_DetachReplica_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

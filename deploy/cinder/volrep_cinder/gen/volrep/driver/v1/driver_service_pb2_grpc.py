@@ -187,6 +187,16 @@ class DriverServiceStub(object):
         request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.RevertToSnapshotRequest.SerializeToString,
         response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.RevertToSnapshotResponse.FromString,
         )
+    self.AttachReplica = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/AttachReplica',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.AttachReplicaRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.AttachReplicaResponse.FromString,
+        )
+    self.DetachReplica = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/DetachReplica',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DetachReplicaRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DetachReplicaResponse.FromString,
+        )
 
 
 class DriverServiceServicer(object):
@@ -478,6 +488,25 @@ class DriverServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def AttachReplica(self, request, context):
+    """AttachReplica exports a volume's replicated snapshot read-only at one
+    of the backend's async replication targets, for a DR test without a
+    failover, over the protocol that target array serves (NBD or iSCSI).
+    Nothing at the target becomes writable and replication carries on;
+    target retention keeps the snapshot until DetachReplica.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def DetachReplica(self, request, context):
+    """DetachReplica revokes the connector's attachments of replicated
+    snapshots at the target (with no connector host, every one).
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_DriverServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -650,6 +679,16 @@ def add_DriverServiceServicer_to_server(servicer, server):
           servicer.RevertToSnapshot,
           request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.RevertToSnapshotRequest.FromString,
           response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.RevertToSnapshotResponse.SerializeToString,
+      ),
+      'AttachReplica': grpc.unary_unary_rpc_method_handler(
+          servicer.AttachReplica,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.AttachReplicaRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.AttachReplicaResponse.SerializeToString,
+      ),
+      'DetachReplica': grpc.unary_unary_rpc_method_handler(
+          servicer.DetachReplica,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DetachReplicaRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DetachReplicaResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(
