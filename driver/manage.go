@@ -387,15 +387,7 @@ func (b *Backend) UnmanageSnapshot(ctx context.Context, id, volumeID string) err
 // ManageableVolumes lists the volumes of the backend's pool, each with
 // whether it can be managed and, if not, why, by name.
 func (b *Backend) ManageableVolumes(ctx context.Context) ([]Manageable, error) {
-	if err := b.ready(); err != nil {
-		return nil, err
-	}
-	a := b.activeArray()
-	vs, err := a.ListVolumes(ctx, b.cfg.Pool)
-	if err != nil {
-		return nil, err
-	}
-	h, err := b.holders(ctx, a)
+	_, vs, h, err := b.poolVolumes(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -416,15 +408,7 @@ func (b *Backend) ManageableVolumes(ctx context.Context) ([]Manageable, error) {
 // ManageableSnapshots lists the snapshots of the backend pool's volumes,
 // each with whether it can be managed and, if not, why.
 func (b *Backend) ManageableSnapshots(ctx context.Context) ([]Manageable, error) {
-	if err := b.ready(); err != nil {
-		return nil, err
-	}
-	a := b.activeArray()
-	vs, err := a.ListVolumes(ctx, b.cfg.Pool)
-	if err != nil {
-		return nil, err
-	}
-	h, err := b.holders(ctx, a)
+	a, vs, h, err := b.poolVolumes(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -451,4 +435,19 @@ func (b *Backend) ManageableSnapshots(ctx context.Context) ([]Manageable, error)
 		return strings.Compare(x.Volume+"\x00"+x.Name, y.Volume+"\x00"+y.Name)
 	})
 	return out, nil
+}
+
+// poolVolumes lists the volumes of the backend's pool on the active array,
+// with what reaches them by name.
+func (b *Backend) poolVolumes(ctx context.Context) (array.Array, []array.Volume, holders, error) {
+	if err := b.ready(); err != nil {
+		return nil, nil, holders{}, err
+	}
+	a := b.activeArray()
+	vs, err := a.ListVolumes(ctx, b.cfg.Pool)
+	if err != nil {
+		return nil, nil, holders{}, err
+	}
+	h, err := b.holders(ctx, a)
+	return a, vs, h, err
 }

@@ -193,28 +193,26 @@ func TestManageUnmanage(t *testing.T) {
 
 func manageableByName(t *testing.T, b *Backend) map[string]Manageable {
 	t.Helper()
-	ms, err := b.ManageableVolumes(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]Manageable{}
-	for _, m := range ms {
-		out[m.Name] = m
-	}
-	return out
+	return byName(t)(b.ManageableVolumes(t.Context()))
 }
 
 func manageableSnapshots(t *testing.T, b *Backend) map[string]Manageable {
 	t.Helper()
-	ms, err := b.ManageableSnapshots(t.Context())
-	if err != nil {
-		t.Fatal(err)
+	return byName(t)(b.ManageableSnapshots(t.Context()))
+}
+
+func byName(t *testing.T) func([]Manageable, error) map[string]Manageable {
+	return func(ms []Manageable, err error) map[string]Manageable {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]Manageable{}
+		for _, m := range ms {
+			out[m.Name] = m
+		}
+		return out
 	}
-	out := map[string]Manageable{}
-	for _, m := range ms {
-		out[m.Name] = m
-	}
-	return out
 }
 
 func hasSnapshot(t *testing.T, b *Backend, volumeID, id string) bool {
