@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/driver/extraspecs"
 	"github.com/volrep/volrep/errdefs"
 )
 
@@ -227,9 +228,11 @@ func (b *Backend) Unmanage(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if _, group, err := b.protectionOf(ctx, name); err != nil {
+	kind, group, err := b.protectionOf(ctx, name)
+	if err != nil {
 		return err
-	} else if group != "" && group != b.cfg.PGName && group != b.cfg.PodName {
+	}
+	if group != "" && group != b.cfg.PGName && group != b.cfg.PodName {
 		return errdefs.FailedPrecondition("volume %s is in replicating group array group %q; remove it from its Cinder group first", id, group)
 	}
 	if err := b.dropReplicationSnapshots(ctx, a, name); err != nil {
@@ -247,6 +250,11 @@ func (b *Backend) Unmanage(ctx context.Context, id string) error {
 	_, err = a.RenameVolume(ctx, name, name+unmanagedSuffix, labels)
 	if errdefs.IsAlreadyExists(err) {
 		return errdefs.AlreadyExists("cannot unmanage volume %s: array volume %q already exists on backend %s; rename or delete it first", id, name+unmanagedSuffix, b.cfg.Section)
+	}
+	if err == nil && kind == extraspecs.Async && !b.failedOver() {
+		// The protection group's next copy removes the volume's copy on
+		// the targets: start it now rather than at the next interval.
+		b.kickGroup(ctx, b.cfg.PGName)
 	}
 	return err
 }

@@ -2,9 +2,11 @@ package driver
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/errdefs"
@@ -170,6 +172,13 @@ func TestManageUnmanage(t *testing.T) {
 	if len(ss) != 0 {
 		t.Fatalf("the unmanaged volume kept replication's snapshots: %v", ss)
 	}
+	// Replication removes the copy it made on the target.
+	waitFor(t, 20*time.Second, func() string {
+		if _, err := peer.st.GetVolume(ctx, volumeName("m1")); !errdefs.IsNotFound(err) {
+			return fmt.Sprintf("the copy on the target after unmanage: %v, want NOT_FOUND", err)
+		}
+		return ""
+	})
 	must(b.Unmanage(ctx, "m1")) // already gone: success
 	if m := manageableByName(t, b)[left]; !m.Safe {
 		t.Fatalf("the unmanaged volume is listed as %+v, want safe", m)
