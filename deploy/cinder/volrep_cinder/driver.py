@@ -1112,6 +1112,11 @@ class VolrepDriver(driver.VolumeDriver):
         entries = [self._manageable(m) for m in self._list(
             'ListManageableVolumes',
             pb.ListManageableVolumesRequest(backend=self._backend), 'volumes')]
+        # volrepd knows a volume by its name_id; Cinder lists it by id.
+        ids = {_volume_id(v): v.id for v in cinder_volumes or []}
+        for e in entries:
+            if e['cinder_id']:
+                e['cinder_id'] = ids.get(e['cinder_id'], e['cinder_id'])
         return volume_utils.paginate_entries_list(
             entries, marker, limit, offset, sort_keys, sort_dirs)
 
