@@ -232,3 +232,58 @@ func hasSnapshot(t *testing.T, b *Backend, volumeID, id string) bool {
 	}
 	return slices.ContainsFunc(ss, func(s Snapshot) bool { return s.ID == id })
 }
+
+// TestManageSync adopts an array volume into a sync-replicated type: it
+// joins the pod and its copy is on the peer when manage returns; unmanage
+// takes it out of the pod, whose peer drops its copy, and the volume
+// stays, writable, on the array.
+func TestManageSync(t *testing.T) {
+	ctx := t.Context()
+	peer, primary := newTestArray(t, "site-b"), newTestArray(t, "site-a")
+	d := startDriver(t, backendConf(map[string][]string{"b1": {
+		"san_ip = " + primary.addr, "pure_api_token = " + primary.token,
+		device("site-b", peer.addr, peer, "sync"),
+	}}), primary)
+	b := testBackend(t, d, "b1")
+	st := primary.st
+	if _, err := st.CreateVolume(ctx, array.VolumeSpec{Name: "legacy", Pool: b.cfg.Pool, SizeBytes: gib}); err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte{0x77}, 2*array.BlockSize)
+	if err := st.WriteVolume(ctx, "legacy", 0, data, true); err != nil {
+		t.Fatal(err)
+	}
+	mu, _, err := b.ManageExisting(ctx, "s1", ExistingRef{Name: "legacy"}, syncSpecs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mu.ReplicationStatus != ReplEnabled {
+		t.Fatalf("managed into a sync type: %+v", mu)
+	}
+	pod, err := st.GetGroup(ctx, b.cfg.PodName)
+	if err != nil || !slices.Contains(pod.Members, volumeName("s1")) {
+		t.Fatalf("pod %s after manage: %v, %v", b.cfg.PodName, pod.Members, err)
+	}
+	got := make([]byte, len(data))
+	if err := peer.st.ReadVolume(ctx, volumeName("s1"), 0, got); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the peer's copy after manage: %v, equal %v", err, bytes.Equal(got, data))
+	}
+
+	if err := b.Unmanage(ctx, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	left := volumeName("s1") + unmanagedSuffix
+	pod, err = st.GetGroup(ctx, b.cfg.PodName)
+	if err != nil || slices.Contains(pod.Members, volumeName("s1")) || slices.Contains(pod.Members, left) {
+		t.Fatalf("pod %s after unmanage: %v, %v", b.cfg.PodName, pod.Members, err)
+	}
+	if err := st.WriteVolume(ctx, left, 0, data[:array.BlockSize], true); err != nil {
+		t.Fatalf("writing the unmanaged volume: %v", err)
+	}
+	waitFor(t, 20*time.Second, func() string {
+		if _, err := peer.st.GetVolume(ctx, volumeName("s1")); !errdefs.IsNotFound(err) {
+			return fmt.Sprintf("the peer's copy after unmanage: %v, want NOT_FOUND", err)
+		}
+		return ""
+	})
+}
