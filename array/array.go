@@ -267,4 +267,13 @@ type Array interface {
 	SetReadOnly(ctx context.Context, volume string, readOnly bool) error
 	// CreateSnapshotSet snapshots volumes at one write barrier.
 	CreateSnapshotSet(ctx context.Context, volumes []string, name string, labels map[string]string) ([]Snapshot, error)
+	// RenameVolume renames a volume, its snapshots following, and when
+	// labels is not nil replaces its labels, atomically. A volume reached
+	// by name from outside (exported, connected, in a group, mirrored, a
+	// replica target) is FAILED_PRECONDITION.
+	RenameVolume(ctx context.Context, name, newName string, labels map[string]string) (Volume, error)
+	// RenameSnapshot renames a snapshot and when labels is not nil
+	// replaces its labels, atomically; an exported or connected snapshot
+	// is FAILED_PRECONDITION.
+	RenameSnapshot(ctx context.Context, volume, name, newName string, labels map[string]string) (Snapshot, error)
 }

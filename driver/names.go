@@ -15,8 +15,10 @@ func volumeID(name string) (string, bool) {
 	return strings.TrimSuffix(strings.TrimPrefix(name, "volume-"), "-cinder"), true
 }
 
+// snapshotID reverses snapshotName; ok is false for snapshots the driver
+// did not create or that Cinder let go (unmanagedSuffix).
 func snapshotID(name string) (string, bool) {
-	if !strings.HasPrefix(name, "snapshot-") {
+	if !strings.HasPrefix(name, "snapshot-") || strings.HasSuffix(name, unmanagedSuffix) {
 		return "", false
 	}
 	return strings.TrimPrefix(name, "snapshot-"), true

@@ -180,6 +180,22 @@ func (c *Client) CreateSnapshot(ctx context.Context, volume, name string, labels
 	return wire.SnapshotFromPB(r.GetSnapshot()), nil
 }
 
+func (c *Client) RenameVolume(ctx context.Context, name, newName string, labels map[string]string) (array.Volume, error) {
+	r, err := c.volumes.RenameVolume(ctx, &arrayv1.RenameVolumeRequest{Name: name, NewName: newName, Labels: labels, SetLabels: labels != nil})
+	if err != nil {
+		return array.Volume{}, err
+	}
+	return wire.VolumeFromPB(r.GetVolume()), nil
+}
+
+func (c *Client) RenameSnapshot(ctx context.Context, volume, name, newName string, labels map[string]string) (array.Snapshot, error) {
+	r, err := c.volumes.RenameSnapshot(ctx, &arrayv1.RenameSnapshotRequest{Volume: volume, Name: name, NewName: newName, Labels: labels, SetLabels: labels != nil})
+	if err != nil {
+		return array.Snapshot{}, err
+	}
+	return wire.SnapshotFromPB(r.GetSnapshot()), nil
+}
+
 func (c *Client) GetSnapshot(ctx context.Context, volume, name string) (array.Snapshot, error) {
 	r, err := c.volumes.GetSnapshot(ctx, &arrayv1.GetSnapshotRequest{Volume: volume, Name: name})
 	if err != nil {

@@ -57,6 +57,34 @@ func (s *Service) RevertVolume(ctx context.Context, req *arrayv1.RevertVolumeReq
 	return &arrayv1.RevertVolumeResponse{Volume: wire.VolumeToPB(v)}, nil
 }
 
+func (s *Service) RenameVolume(ctx context.Context, req *arrayv1.RenameVolumeRequest) (*arrayv1.RenameVolumeResponse, error) {
+	v, err := s.a.RenameVolume(ctx, req.GetName(), req.GetNewName(), setLabels(req.GetSetLabels(), req.GetLabels()))
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.RenameVolumeResponse{Volume: wire.VolumeToPB(v)}, nil
+}
+
+func (s *Service) RenameSnapshot(ctx context.Context, req *arrayv1.RenameSnapshotRequest) (*arrayv1.RenameSnapshotResponse, error) {
+	sn, err := s.a.RenameSnapshot(ctx, req.GetVolume(), req.GetName(), req.GetNewName(), setLabels(req.GetSetLabels(), req.GetLabels()))
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.RenameSnapshotResponse{Snapshot: wire.SnapshotToPB(sn)}, nil
+}
+
+// setLabels turns the wire's (set, labels) into the array's "nil keeps
+// them": proto3 cannot tell an empty map from none.
+func setLabels(set bool, labels map[string]string) map[string]string {
+	if !set {
+		return nil
+	}
+	if labels == nil {
+		return map[string]string{}
+	}
+	return labels
+}
+
 func (s *Service) WriteVolume(ctx context.Context, req *arrayv1.WriteVolumeRequest) (*arrayv1.WriteVolumeResponse, error) {
 	return &arrayv1.WriteVolumeResponse{}, s.a.WriteVolume(ctx, req.GetName(), req.GetOffset(), req.GetData(), req.GetFua())
 }

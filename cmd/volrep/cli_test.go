@@ -187,6 +187,21 @@ func (f *fakeDriver) CreateClonedVolume(context.Context, *driverv1.CreateClonedV
 	return &driverv1.CreateClonedVolumeResponse{ModelUpdate: cannedModelUpdate}, nil
 }
 
+func (f *fakeDriver) ManageExisting(context.Context, *driverv1.ManageExistingRequest) (*driverv1.ManageExistingResponse, error) {
+	return &driverv1.ManageExistingResponse{ModelUpdate: cannedModelUpdate, SizeGb: 2}, nil
+}
+
+func (f *fakeDriver) Unmanage(context.Context, *driverv1.UnmanageRequest) (*driverv1.UnmanageResponse, error) {
+	return &driverv1.UnmanageResponse{}, nil
+}
+
+func (f *fakeDriver) ListManageableVolumes(context.Context, *driverv1.ListManageableVolumesRequest) (*driverv1.ListManageableVolumesResponse, error) {
+	return &driverv1.ListManageableVolumesResponse{Volumes: []*driverv1.Manageable{
+		{Name: "legacy", SizeGb: 3, SafeToManage: true},
+		{Name: "volume-v1-cinder", SizeGb: 1, CinderId: "v1", ReasonNotSafe: "already managed"},
+	}}, nil
+}
+
 // startFake serves a fakeDriver with the given backends on a loopback port.
 func startFake(t *testing.T, backends ...string) (*fakeDriver, string) {
 	t.Helper()
@@ -289,6 +304,13 @@ func TestCommandsMapToRPCs(t *testing.T) {
 		{[]string{"volume", "delete", "vol-1"}, "DeleteVolume", &driverv1.DeleteVolumeRequest{Backend: b, VolumeId: "vol-1"}, "deleted volume vol-1"},
 		{[]string{"volume", "extend", "vol-1", "--size", "20"}, "ExtendVolume", &driverv1.ExtendVolumeRequest{Backend: b, VolumeId: "vol-1", NewSizeGb: 20}, "extended volume vol-1 to 20 GB"},
 		{[]string{"volume", "revert", "vol-1", "snap-1"}, "RevertToSnapshot", &driverv1.RevertToSnapshotRequest{Backend: b, VolumeId: "vol-1", SnapshotId: "snap-1"}, "reverted volume vol-1 to snapshot snap-1"},
+		{[]string{"volume", "manage", "legacy", "--id", "m1", "--type", "gold"}, "ManageExisting",
+			&driverv1.ManageExistingRequest{Backend: b, VolumeId: "m1", Ref: &driverv1.ExistingRef{SourceName: "legacy"}, VolumeType: &driverv1.VolumeType{Name: "gold"}}, "size_gb             2"},
+		{[]string{"volume", "manage", "--provider-id", "array-a/legacy", "--id", "m1"}, "ManageExisting",
+			&driverv1.ManageExistingRequest{Backend: b, VolumeId: "m1", Ref: &driverv1.ExistingRef{SourceId: "array-a/legacy"}}, "id                  m1"},
+		{[]string{"volume", "unmanage", "m1"}, "Unmanage", &driverv1.UnmanageRequest{Backend: b, VolumeId: "m1"}, "unmanaged volume m1"},
+		{[]string{"volume", "manageable"}, "ListManageableVolumes", &driverv1.ListManageableVolumesRequest{Backend: b, PageSize: paging.MaxPageSize},
+			"volume-v1-cinder  1        no    v1         already managed"},
 		{[]string{"volume", "list"}, "ListVolumes", &driverv1.ListVolumesRequest{Backend: b, PageSize: paging.MaxPageSize}, "vol-1  10       failed-over"},
 		{[]string{"volume", "show", "vol 1/with spaces"}, "GetVolume", &driverv1.GetVolumeRequest{Backend: b, VolumeId: "vol 1/with spaces"}, "id                  vol 1/with spaces"},
 		{[]string{"volume", "create", "v", "--size", "1", "--group", "cg-1"}, "CreateVolume", &driverv1.CreateVolumeRequest{Backend: b, VolumeId: "v", SizeGb: 1, GroupId: "cg-1"}, "replication_status  enabled"},

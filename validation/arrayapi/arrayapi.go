@@ -54,6 +54,10 @@ func Check(req any) (handled bool, err error) {
 		return true, readSnapshotRequest(x)
 	case *arrayv1.RevertVolumeRequest:
 		return true, v.First(v.Name("volume", x.GetVolume()), v.Name("snapshot", x.GetSnapshot()))
+	case *arrayv1.RenameVolumeRequest:
+		return true, v.First(v.Name("name", x.GetName()), v.Name("new_name", x.GetNewName()), v.Labels("labels", x.GetLabels()))
+	case *arrayv1.RenameSnapshotRequest:
+		return true, v.First(v.Name("volume", x.GetVolume()), v.Name("name", x.GetName()), v.Name("new_name", x.GetNewName()), v.Labels("labels", x.GetLabels()))
 	case *arrayv1.CloneSnapshotRequest:
 		return true, cloneSnapshotRequest(x)
 	case *arrayv1.DiffSnapshotsRequest:

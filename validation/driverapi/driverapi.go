@@ -12,8 +12,10 @@
 package driverapi
 
 import (
-	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
 	"slices"
+	"strings"
+
+	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
 
 	"github.com/volrep/volrep/errdefs"
 	v "github.com/volrep/volrep/validation"
@@ -49,6 +51,24 @@ func Check(req any) (handled bool, err error) {
 		return true, attachReplicaRequest(x)
 	case *driverv1.DetachReplicaRequest:
 		return true, detachReplicaRequest(x)
+	case *driverv1.ManageExistingSizeRequest:
+		return true, v.First(v.Name("backend", x.GetBackend()), existingRef(x.GetRef(), false))
+	case *driverv1.ManageExistingRequest:
+		return true, v.First(v.Name("backend", x.GetBackend()), v.ID("volume_id", x.GetVolumeId()),
+			existingRef(x.GetRef(), false), validateVolumeType("volume_type", x.GetVolumeType()))
+	case *driverv1.UnmanageRequest:
+		return true, v.First(v.Name("backend", x.GetBackend()), v.ID("volume_id", x.GetVolumeId()))
+	case *driverv1.ManageExistingSnapshotSizeRequest:
+		return true, v.First(v.Name("backend", x.GetBackend()), v.ID("volume_id", x.GetVolumeId()), existingRef(x.GetRef(), true))
+	case *driverv1.ManageExistingSnapshotRequest:
+		return true, v.First(v.Name("backend", x.GetBackend()), v.ID("snapshot_id", x.GetSnapshotId()),
+			v.ID("volume_id", x.GetVolumeId()), existingRef(x.GetRef(), true))
+	case *driverv1.UnmanageSnapshotRequest:
+		return true, v.First(v.Name("backend", x.GetBackend()), v.ID("snapshot_id", x.GetSnapshotId()), v.ID("volume_id", x.GetVolumeId()))
+	case *driverv1.ListManageableVolumesRequest:
+		return true, v.Name("backend", x.GetBackend())
+	case *driverv1.ListManageableSnapshotsRequest:
+		return true, v.Name("backend", x.GetBackend())
 	case *driverv1.CreateVolumeFromSnapshotRequest:
 		return true, createVolumeFromSnapshotRequest(x)
 	case *driverv1.CreateClonedVolumeRequest:
@@ -550,4 +570,25 @@ func detachReplicaRequest(x *driverv1.DetachReplicaRequest) error {
 		v.OptionalName("snapshot", x.GetSnapshot()),
 		validateConnector("connector", x.GetConnector(), false),
 	)
+}
+
+// existingRef checks Cinder's existing_ref: exactly one of source_name, an
+// array name, or source_id, a provider_id: a volume's name (optionally
+// "<array>/<name>"), or a snapshot's "<volume>@<snapshot>".
+func existingRef(r *driverv1.ExistingRef, snapshot bool) error {
+	name, id := r.GetSourceName(), r.GetSourceId()
+	switch {
+	case (name == "") == (id == ""):
+		return errdefs.InvalidArgument("ref", "give exactly one of source_name (the array object's name) or source_id (its provider_id)")
+	case name != "":
+		return v.Name("ref.source_name", name)
+	case snapshot:
+		vol, snap, ok := strings.Cut(id, "@")
+		if !ok {
+			return errdefs.InvalidArgument("ref.source_id", "%s is not a snapshot's provider_id \"<volume>@<snapshot>\"", v.Quote(id))
+		}
+		return v.First(v.Name("ref.source_id", vol), v.Name("ref.source_id", snap))
+	default:
+		return v.Name("ref.source_id", id[strings.LastIndex(id, "/")+1:])
+	}
 }

@@ -41,6 +41,7 @@ from cinder.objects import fields
 from cinder.volume import configuration
 from cinder.volume import driver
 from cinder.volume import group_types
+from cinder.volume import volume_utils
 
 
 
@@ -326,6 +327,14 @@ def _model_update_field(entry):
 
 
 _SNAPSHOT_PREFIX = 'snapshot-'
+
+
+def _volume_id(volume):
+    """The id volrepd knows a volume by: its name_id, which is its id
+    unless a migration left it on the array under the migrated copy's id.
+    (Snapshots keep addressing their volume by volume_id: Cinder migrates
+    no volume that has snapshots.)"""
+    return getattr(volume, 'name_id', None) or volume.id
 
 
 def snapshot_ref(snapshot):
@@ -734,8 +743,9 @@ class VolrepDriver(driver.VolumeDriver):
         # joins the group's protection group while the group replicates.
         group_id, gtype = self._kept_group_of(volume)
         req = pb.CreateVolumeRequest(
-            backend=self._backend, volume_id=volume.id, size_gb=volume.size,
-            volume_type=volume_type(volume.volume_type), group_id=group_id)
+            backend=self._backend, volume_id=_volume_id(volume),
+            size_gb=volume.size, volume_type=volume_type(volume.volume_type),
+            group_id=group_id)
         if group_id:
             # Errors as for any volume, not as for a group call.
             r = self._group_call('CreateVolume', req, group_id, gtype,
@@ -747,7 +757,8 @@ class VolrepDriver(driver.VolumeDriver):
     def create_volume_from_snapshot(self, volume, snapshot):
         r = self._call('CreateVolumeFromSnapshot',
                        pb.CreateVolumeFromSnapshotRequest(
-                           backend=self._backend, volume_id=volume.id,
+                           backend=self._backend,
+                           volume_id=_volume_id(volume),
                            snapshot_id=snapshot_ref(snapshot),
                            source_volume_id=snapshot.volume_id,
                            size_gb=volume.size,
@@ -757,8 +768,8 @@ class VolrepDriver(driver.VolumeDriver):
 
     def create_cloned_volume(self, volume, src_vref):
         r = self._call('CreateClonedVolume', pb.CreateClonedVolumeRequest(
-            backend=self._backend, volume_id=volume.id,
-            source_volume_id=src_vref.id, size_gb=volume.size,
+            backend=self._backend, volume_id=_volume_id(volume),
+            source_volume_id=_volume_id(src_vref), size_gb=volume.size,
             volume_type=volume_type(volume.volume_type)))
         self._join_group(volume)
         return model_update(r.model_update, _get(volume, 'metadata'))
@@ -769,12 +780,13 @@ class VolrepDriver(driver.VolumeDriver):
                      {'id': volume.id, 'msg': message})
             return exception.VolumeIsBusy(volume_name=volume.name)
         self._call('DeleteVolume', pb.DeleteVolumeRequest(
-            backend=self._backend, volume_id=volume.id),
+            backend=self._backend, volume_id=_volume_id(volume)),
             missing_ok=True, on_precondition=busy)
 
     def extend_volume(self, volume, new_size):
         self._call('ExtendVolume', pb.ExtendVolumeRequest(
-            backend=self._backend, volume_id=volume.id, new_size_gb=new_size))
+            backend=self._backend, volume_id=_volume_id(volume),
+            new_size_gb=new_size))
 
     def retype(self, context, volume, new_type, diff, host):
         """Move the volume into or out of replication in place.
@@ -784,7 +796,7 @@ class VolrepDriver(driver.VolumeDriver):
         """
         try:
             r = self._call('Retype', pb.RetypeRequest(
-                backend=self._backend, volume_id=volume.id,
+                backend=self._backend, volume_id=_volume_id(volume),
                 new_type=volume_type(new_type)),
                 on_precondition=_Refused)
         except _Refused as refused:
@@ -913,14 +925,14 @@ class VolrepDriver(driver.VolumeDriver):
 
     def initialize_connection(self, volume, connector, **kwargs):
         r = self._call('InitializeConnection', pb.InitializeConnectionRequest(
-            backend=self._backend, volume_id=volume.id,
+            backend=self._backend, volume_id=_volume_id(volume),
             connector=connector_pb(connector)))
         return connection_info(r.connection_info)
 
     def terminate_connection(self, volume, connector, **kwargs):
         # No connector (a force detach) revokes every attachment.
         self._call('TerminateConnection', pb.TerminateConnectionRequest(
-            backend=self._backend, volume_id=volume.id,
+            backend=self._backend, volume_id=_volume_id(volume),
             connector=connector_pb(connector)), missing_ok=True)
 
     def initialize_connection_snapshot(self, snapshot, connector, **kwargs):
@@ -1014,6 +1026,117 @@ class VolrepDriver(driver.VolumeDriver):
         if not r.backend_state_up:
             stats['backend_state_reason'] = r.backend_state_reason
         return stats
+
+    # Manage and unmanage
+    #
+    # volrepd adopts an array volume by renaming it volume-<name_id>-cinder
+    # (a snapshot: snapshot-<id>) in one array transaction, so every other
+    # call finds it as it finds the volumes it created; unmanage renames it
+    # <name>-unmanaged and takes it out of the backend's replication.
+    # Cinder's existing_ref names the array object by {'source-name': NAME}
+    # (also {'name': NAME}, as the manageable lists give it) or by
+    # {'source-id': PROVIDER_ID}. Whatever volrepd refuses (not found, in
+    # use by Cinder or by replication, another pool) raises
+    # ManageExistingInvalidReference with volrepd's reason.
+
+    @staticmethod
+    def _existing_ref(existing_ref):
+        ref = existing_ref or {}
+        name = ref.get('source-name') or ref.get('name')
+        if name:
+            return pb.ExistingRef(source_name=str(name))
+        if ref.get('source-id'):
+            return pb.ExistingRef(source_id=str(ref['source-id']))
+        raise exception.ManageExistingInvalidReference(
+            existing_ref=existing_ref,
+            reason=_("give {'source-name': NAME} with the array volume's "
+                     "name (as the manageable list shows it) or "
+                     "{'source-id': PROVIDER_ID}"))
+
+    def _manage_call(self, method, request, existing_ref):
+        def invalid(message):
+            return exception.ManageExistingInvalidReference(
+                existing_ref=existing_ref, reason=message)
+        return self._call(method, request, raise_for={
+            grpc.StatusCode.NOT_FOUND: invalid,
+            grpc.StatusCode.FAILED_PRECONDITION: invalid,
+            grpc.StatusCode.INVALID_ARGUMENT: invalid,
+            grpc.StatusCode.ALREADY_EXISTS: invalid})
+
+    def manage_existing_get_size(self, volume, existing_ref):
+        return self._manage_call(
+            'ManageExistingSize', pb.ManageExistingSizeRequest(
+                backend=self._backend, ref=self._existing_ref(existing_ref)),
+            existing_ref).size_gb
+
+    def manage_existing(self, volume, existing_ref):
+        r = self._manage_call('ManageExisting', pb.ManageExistingRequest(
+            backend=self._backend, volume_id=_volume_id(volume),
+            ref=self._existing_ref(existing_ref),
+            volume_type=volume_type(volume.volume_type)), existing_ref)
+        return model_update(r.model_update, _get(volume, 'metadata'))
+
+    def unmanage(self, volume):
+        self._call('Unmanage', pb.UnmanageRequest(
+            backend=self._backend, volume_id=_volume_id(volume)),
+            missing_ok=True)
+
+    def manage_existing_snapshot_get_size(self, snapshot, existing_ref):
+        return self._manage_call(
+            'ManageExistingSnapshotSize', pb.ManageExistingSnapshotSizeRequest(
+                backend=self._backend, volume_id=snapshot.volume_id,
+                ref=self._existing_ref(existing_ref)), existing_ref).size_gb
+
+    def manage_existing_snapshot(self, snapshot, existing_ref):
+        r = self._manage_call(
+            'ManageExistingSnapshot', pb.ManageExistingSnapshotRequest(
+                backend=self._backend, snapshot_id=snapshot.id,
+                volume_id=snapshot.volume_id,
+                ref=self._existing_ref(existing_ref)), existing_ref)
+        return model_update(r.model_update, _get(snapshot, 'metadata'))
+
+    def unmanage_snapshot(self, snapshot):
+        self._call('UnmanageSnapshot', pb.UnmanageSnapshotRequest(
+            backend=self._backend, snapshot_id=snapshot_ref(snapshot),
+            volume_id=snapshot.volume_id), missing_ok=True)
+
+    @staticmethod
+    def _manageable(m):
+        return {'reference': {'name': m.name}, 'size': m.size_gb,
+                'safe_to_manage': m.safe_to_manage,
+                'reason_not_safe': m.reason_not_safe or None,
+                'cinder_id': m.cinder_id or None,
+                'extra_info': dict(m.extra_info)}
+
+    def get_manageable_volumes(self, cinder_volumes, marker, limit, offset,
+                               sort_keys, sort_dirs):
+        """The backend pool's array volumes, paginated and sorted as
+        Cinder asks (volume_utils.paginate_entries_list)."""
+        entries = [self._manageable(m) for m in self._list(
+            'ListManageableVolumes',
+            pb.ListManageableVolumesRequest(backend=self._backend), 'volumes')]
+        # volrepd knows a volume by its name_id; Cinder lists it by id.
+        ids = {_volume_id(v): v.id for v in cinder_volumes or []}
+        for e in entries:
+            if e['cinder_id']:
+                e['cinder_id'] = ids.get(e['cinder_id'], e['cinder_id'])
+        return volume_utils.paginate_entries_list(
+            entries, marker, limit, offset, sort_keys, sort_dirs)
+
+    def get_manageable_snapshots(self, cinder_snapshots, marker, limit,
+                                 offset, sort_keys, sort_dirs):
+        """The snapshots of the pool's array volumes; source_reference is
+        the array volume, managed as the Cinder volume cinder_id says."""
+        entries = []
+        for m in self._list(
+                'ListManageableSnapshots',
+                pb.ListManageableSnapshotsRequest(backend=self._backend),
+                'snapshots'):
+            entry = self._manageable(m)
+            entry['source_reference'] = {'name': m.volume}
+            entries.append(entry)
+        return volume_utils.paginate_entries_list(
+            entries, marker, limit, offset, sort_keys, sort_dirs)
 
     # ---- replication: failover ------------------------------------------
 

@@ -2258,6 +2258,240 @@ func (x *RevertVolumeResponse) GetVolume() *Volume {
 	return nil
 }
 
+type RenameVolumeRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	NewName string                 `protobuf:"bytes,2,opt,name=new_name,json=newName,proto3" json:"new_name,omitempty"`
+	// With set_labels, the volume's labels become exactly these.
+	Labels        map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	SetLabels     bool              `protobuf:"varint,4,opt,name=set_labels,json=setLabels,proto3" json:"set_labels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenameVolumeRequest) Reset() {
+	*x = RenameVolumeRequest{}
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenameVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenameVolumeRequest) ProtoMessage() {}
+
+func (x *RenameVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenameVolumeRequest.ProtoReflect.Descriptor instead.
+func (*RenameVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *RenameVolumeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RenameVolumeRequest) GetNewName() string {
+	if x != nil {
+		return x.NewName
+	}
+	return ""
+}
+
+func (x *RenameVolumeRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *RenameVolumeRequest) GetSetLabels() bool {
+	if x != nil {
+		return x.SetLabels
+	}
+	return false
+}
+
+type RenameVolumeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volume        *Volume                `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenameVolumeResponse) Reset() {
+	*x = RenameVolumeResponse{}
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenameVolumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenameVolumeResponse) ProtoMessage() {}
+
+func (x *RenameVolumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenameVolumeResponse.ProtoReflect.Descriptor instead.
+func (*RenameVolumeResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *RenameVolumeResponse) GetVolume() *Volume {
+	if x != nil {
+		return x.Volume
+	}
+	return nil
+}
+
+type RenameSnapshotRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Volume  string                 `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	Name    string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	NewName string                 `protobuf:"bytes,3,opt,name=new_name,json=newName,proto3" json:"new_name,omitempty"`
+	// With set_labels, the snapshot's labels become exactly these.
+	Labels        map[string]string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	SetLabels     bool              `protobuf:"varint,5,opt,name=set_labels,json=setLabels,proto3" json:"set_labels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenameSnapshotRequest) Reset() {
+	*x = RenameSnapshotRequest{}
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenameSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenameSnapshotRequest) ProtoMessage() {}
+
+func (x *RenameSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenameSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*RenameSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *RenameSnapshotRequest) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *RenameSnapshotRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RenameSnapshotRequest) GetNewName() string {
+	if x != nil {
+		return x.NewName
+	}
+	return ""
+}
+
+func (x *RenameSnapshotRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *RenameSnapshotRequest) GetSetLabels() bool {
+	if x != nil {
+		return x.SetLabels
+	}
+	return false
+}
+
+type RenameSnapshotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Snapshot      *Snapshot              `protobuf:"bytes,1,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenameSnapshotResponse) Reset() {
+	*x = RenameSnapshotResponse{}
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenameSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenameSnapshotResponse) ProtoMessage() {}
+
+func (x *RenameSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenameSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*RenameSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *RenameSnapshotResponse) GetSnapshot() *Snapshot {
+	if x != nil {
+		return x.Snapshot
+	}
+	return nil
+}
+
 var File_volrep_array_v1_volume_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
@@ -2422,7 +2656,30 @@ const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x1a\n" +
 	"\bsnapshot\x18\x02 \x01(\tR\bsnapshot\"G\n" +
 	"\x14RevertVolumeResponse\x12/\n" +
-	"\x06volume\x18\x01 \x01(\v2\x17.volrep.array.v1.VolumeR\x06volume2\x9c\x0e\n" +
+	"\x06volume\x18\x01 \x01(\v2\x17.volrep.array.v1.VolumeR\x06volume\"\xe8\x01\n" +
+	"\x13RenameVolumeRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
+	"\bnew_name\x18\x02 \x01(\tR\anewName\x12H\n" +
+	"\x06labels\x18\x03 \x03(\v20.volrep.array.v1.RenameVolumeRequest.LabelsEntryR\x06labels\x12\x1d\n" +
+	"\n" +
+	"set_labels\x18\x04 \x01(\bR\tsetLabels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"G\n" +
+	"\x14RenameVolumeResponse\x12/\n" +
+	"\x06volume\x18\x01 \x01(\v2\x17.volrep.array.v1.VolumeR\x06volume\"\x84\x02\n" +
+	"\x15RenameSnapshotRequest\x12\x16\n" +
+	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x19\n" +
+	"\bnew_name\x18\x03 \x01(\tR\anewName\x12J\n" +
+	"\x06labels\x18\x04 \x03(\v22.volrep.array.v1.RenameSnapshotRequest.LabelsEntryR\x06labels\x12\x1d\n" +
+	"\n" +
+	"set_labels\x18\x05 \x01(\bR\tsetLabels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"O\n" +
+	"\x16RenameSnapshotResponse\x125\n" +
+	"\bsnapshot\x18\x01 \x01(\v2\x19.volrep.array.v1.SnapshotR\bsnapshot2\xdc\x0f\n" +
 	"\rVolumeService\x12[\n" +
 	"\fCreateVolume\x12$.volrep.array.v1.CreateVolumeRequest\x1a%.volrep.array.v1.CreateVolumeResponse\x12R\n" +
 	"\tGetVolume\x12!.volrep.array.v1.GetVolumeRequest\x1a\".volrep.array.v1.GetVolumeResponse\x12X\n" +
@@ -2443,7 +2700,9 @@ const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\x10ChecksumSnapshot\x12(.volrep.array.v1.ChecksumSnapshotRequest\x1a).volrep.array.v1.ChecksumSnapshotResponse\x12j\n" +
 	"\x11SetVolumeReadOnly\x12).volrep.array.v1.SetVolumeReadOnlyRequest\x1a*.volrep.array.v1.SetVolumeReadOnlyResponse\x12j\n" +
 	"\x11CreateSnapshotSet\x12).volrep.array.v1.CreateSnapshotSetRequest\x1a*.volrep.array.v1.CreateSnapshotSetResponse\x12[\n" +
-	"\fRevertVolume\x12$.volrep.array.v1.RevertVolumeRequest\x1a%.volrep.array.v1.RevertVolumeResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
+	"\fRevertVolume\x12$.volrep.array.v1.RevertVolumeRequest\x1a%.volrep.array.v1.RevertVolumeResponse\x12[\n" +
+	"\fRenameVolume\x12$.volrep.array.v1.RenameVolumeRequest\x1a%.volrep.array.v1.RenameVolumeResponse\x12a\n" +
+	"\x0eRenameSnapshot\x12&.volrep.array.v1.RenameSnapshotRequest\x1a'.volrep.array.v1.RenameSnapshotResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
 
 var (
 	file_volrep_array_v1_volume_service_proto_rawDescOnce sync.Once
@@ -2457,7 +2716,7 @@ func file_volrep_array_v1_volume_service_proto_rawDescGZIP() []byte {
 	return file_volrep_array_v1_volume_service_proto_rawDescData
 }
 
-var file_volrep_array_v1_volume_service_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_volrep_array_v1_volume_service_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_volrep_array_v1_volume_service_proto_goTypes = []any{
 	(*Volume)(nil),                    // 0: volrep.array.v1.Volume
 	(*Snapshot)(nil),                  // 1: volrep.array.v1.Snapshot
@@ -2500,78 +2759,92 @@ var file_volrep_array_v1_volume_service_proto_goTypes = []any{
 	(*CreateSnapshotSetResponse)(nil), // 38: volrep.array.v1.CreateSnapshotSetResponse
 	(*RevertVolumeRequest)(nil),       // 39: volrep.array.v1.RevertVolumeRequest
 	(*RevertVolumeResponse)(nil),      // 40: volrep.array.v1.RevertVolumeResponse
-	nil,                               // 41: volrep.array.v1.Volume.LabelsEntry
-	nil,                               // 42: volrep.array.v1.Snapshot.LabelsEntry
-	nil,                               // 43: volrep.array.v1.CreateVolumeRequest.LabelsEntry
-	nil,                               // 44: volrep.array.v1.CreateSnapshotRequest.LabelsEntry
-	nil,                               // 45: volrep.array.v1.CloneSnapshotRequest.LabelsEntry
-	nil,                               // 46: volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),     // 47: google.protobuf.Timestamp
+	(*RenameVolumeRequest)(nil),       // 41: volrep.array.v1.RenameVolumeRequest
+	(*RenameVolumeResponse)(nil),      // 42: volrep.array.v1.RenameVolumeResponse
+	(*RenameSnapshotRequest)(nil),     // 43: volrep.array.v1.RenameSnapshotRequest
+	(*RenameSnapshotResponse)(nil),    // 44: volrep.array.v1.RenameSnapshotResponse
+	nil,                               // 45: volrep.array.v1.Volume.LabelsEntry
+	nil,                               // 46: volrep.array.v1.Snapshot.LabelsEntry
+	nil,                               // 47: volrep.array.v1.CreateVolumeRequest.LabelsEntry
+	nil,                               // 48: volrep.array.v1.CreateSnapshotRequest.LabelsEntry
+	nil,                               // 49: volrep.array.v1.CloneSnapshotRequest.LabelsEntry
+	nil,                               // 50: volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
+	nil,                               // 51: volrep.array.v1.RenameVolumeRequest.LabelsEntry
+	nil,                               // 52: volrep.array.v1.RenameSnapshotRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),     // 53: google.protobuf.Timestamp
 }
 var file_volrep_array_v1_volume_service_proto_depIdxs = []int32{
-	47, // 0: volrep.array.v1.Volume.created:type_name -> google.protobuf.Timestamp
-	41, // 1: volrep.array.v1.Volume.labels:type_name -> volrep.array.v1.Volume.LabelsEntry
-	47, // 2: volrep.array.v1.Snapshot.created:type_name -> google.protobuf.Timestamp
-	42, // 3: volrep.array.v1.Snapshot.labels:type_name -> volrep.array.v1.Snapshot.LabelsEntry
-	43, // 4: volrep.array.v1.CreateVolumeRequest.labels:type_name -> volrep.array.v1.CreateVolumeRequest.LabelsEntry
+	53, // 0: volrep.array.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	45, // 1: volrep.array.v1.Volume.labels:type_name -> volrep.array.v1.Volume.LabelsEntry
+	53, // 2: volrep.array.v1.Snapshot.created:type_name -> google.protobuf.Timestamp
+	46, // 3: volrep.array.v1.Snapshot.labels:type_name -> volrep.array.v1.Snapshot.LabelsEntry
+	47, // 4: volrep.array.v1.CreateVolumeRequest.labels:type_name -> volrep.array.v1.CreateVolumeRequest.LabelsEntry
 	0,  // 5: volrep.array.v1.CreateVolumeResponse.volume:type_name -> volrep.array.v1.Volume
 	0,  // 6: volrep.array.v1.GetVolumeResponse.volume:type_name -> volrep.array.v1.Volume
 	0,  // 7: volrep.array.v1.ListVolumesResponse.volumes:type_name -> volrep.array.v1.Volume
 	0,  // 8: volrep.array.v1.ExtendVolumeResponse.volume:type_name -> volrep.array.v1.Volume
-	44, // 9: volrep.array.v1.CreateSnapshotRequest.labels:type_name -> volrep.array.v1.CreateSnapshotRequest.LabelsEntry
+	48, // 9: volrep.array.v1.CreateSnapshotRequest.labels:type_name -> volrep.array.v1.CreateSnapshotRequest.LabelsEntry
 	1,  // 10: volrep.array.v1.CreateSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
 	1,  // 11: volrep.array.v1.GetSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
 	1,  // 12: volrep.array.v1.ListSnapshotsResponse.snapshots:type_name -> volrep.array.v1.Snapshot
-	45, // 13: volrep.array.v1.CloneSnapshotRequest.labels:type_name -> volrep.array.v1.CloneSnapshotRequest.LabelsEntry
+	49, // 13: volrep.array.v1.CloneSnapshotRequest.labels:type_name -> volrep.array.v1.CloneSnapshotRequest.LabelsEntry
 	0,  // 14: volrep.array.v1.CloneSnapshotResponse.volume:type_name -> volrep.array.v1.Volume
 	2,  // 15: volrep.array.v1.DiffSnapshotsResponse.extents:type_name -> volrep.array.v1.Extent
 	0,  // 16: volrep.array.v1.SetVolumeReadOnlyResponse.volume:type_name -> volrep.array.v1.Volume
-	46, // 17: volrep.array.v1.CreateSnapshotSetRequest.labels:type_name -> volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
+	50, // 17: volrep.array.v1.CreateSnapshotSetRequest.labels:type_name -> volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
 	1,  // 18: volrep.array.v1.CreateSnapshotSetResponse.snapshots:type_name -> volrep.array.v1.Snapshot
 	0,  // 19: volrep.array.v1.RevertVolumeResponse.volume:type_name -> volrep.array.v1.Volume
-	3,  // 20: volrep.array.v1.VolumeService.CreateVolume:input_type -> volrep.array.v1.CreateVolumeRequest
-	5,  // 21: volrep.array.v1.VolumeService.GetVolume:input_type -> volrep.array.v1.GetVolumeRequest
-	7,  // 22: volrep.array.v1.VolumeService.ListVolumes:input_type -> volrep.array.v1.ListVolumesRequest
-	9,  // 23: volrep.array.v1.VolumeService.DeleteVolume:input_type -> volrep.array.v1.DeleteVolumeRequest
-	11, // 24: volrep.array.v1.VolumeService.ExtendVolume:input_type -> volrep.array.v1.ExtendVolumeRequest
-	13, // 25: volrep.array.v1.VolumeService.WriteVolume:input_type -> volrep.array.v1.WriteVolumeRequest
-	15, // 26: volrep.array.v1.VolumeService.ReadVolume:input_type -> volrep.array.v1.ReadVolumeRequest
-	17, // 27: volrep.array.v1.VolumeService.FlushVolume:input_type -> volrep.array.v1.FlushVolumeRequest
-	19, // 28: volrep.array.v1.VolumeService.CreateSnapshot:input_type -> volrep.array.v1.CreateSnapshotRequest
-	21, // 29: volrep.array.v1.VolumeService.GetSnapshot:input_type -> volrep.array.v1.GetSnapshotRequest
-	23, // 30: volrep.array.v1.VolumeService.ListSnapshots:input_type -> volrep.array.v1.ListSnapshotsRequest
-	25, // 31: volrep.array.v1.VolumeService.DeleteSnapshot:input_type -> volrep.array.v1.DeleteSnapshotRequest
-	27, // 32: volrep.array.v1.VolumeService.ReadSnapshot:input_type -> volrep.array.v1.ReadSnapshotRequest
-	29, // 33: volrep.array.v1.VolumeService.CloneSnapshot:input_type -> volrep.array.v1.CloneSnapshotRequest
-	31, // 34: volrep.array.v1.VolumeService.DiffSnapshots:input_type -> volrep.array.v1.DiffSnapshotsRequest
-	33, // 35: volrep.array.v1.VolumeService.ChecksumSnapshot:input_type -> volrep.array.v1.ChecksumSnapshotRequest
-	35, // 36: volrep.array.v1.VolumeService.SetVolumeReadOnly:input_type -> volrep.array.v1.SetVolumeReadOnlyRequest
-	37, // 37: volrep.array.v1.VolumeService.CreateSnapshotSet:input_type -> volrep.array.v1.CreateSnapshotSetRequest
-	39, // 38: volrep.array.v1.VolumeService.RevertVolume:input_type -> volrep.array.v1.RevertVolumeRequest
-	4,  // 39: volrep.array.v1.VolumeService.CreateVolume:output_type -> volrep.array.v1.CreateVolumeResponse
-	6,  // 40: volrep.array.v1.VolumeService.GetVolume:output_type -> volrep.array.v1.GetVolumeResponse
-	8,  // 41: volrep.array.v1.VolumeService.ListVolumes:output_type -> volrep.array.v1.ListVolumesResponse
-	10, // 42: volrep.array.v1.VolumeService.DeleteVolume:output_type -> volrep.array.v1.DeleteVolumeResponse
-	12, // 43: volrep.array.v1.VolumeService.ExtendVolume:output_type -> volrep.array.v1.ExtendVolumeResponse
-	14, // 44: volrep.array.v1.VolumeService.WriteVolume:output_type -> volrep.array.v1.WriteVolumeResponse
-	16, // 45: volrep.array.v1.VolumeService.ReadVolume:output_type -> volrep.array.v1.ReadVolumeResponse
-	18, // 46: volrep.array.v1.VolumeService.FlushVolume:output_type -> volrep.array.v1.FlushVolumeResponse
-	20, // 47: volrep.array.v1.VolumeService.CreateSnapshot:output_type -> volrep.array.v1.CreateSnapshotResponse
-	22, // 48: volrep.array.v1.VolumeService.GetSnapshot:output_type -> volrep.array.v1.GetSnapshotResponse
-	24, // 49: volrep.array.v1.VolumeService.ListSnapshots:output_type -> volrep.array.v1.ListSnapshotsResponse
-	26, // 50: volrep.array.v1.VolumeService.DeleteSnapshot:output_type -> volrep.array.v1.DeleteSnapshotResponse
-	28, // 51: volrep.array.v1.VolumeService.ReadSnapshot:output_type -> volrep.array.v1.ReadSnapshotResponse
-	30, // 52: volrep.array.v1.VolumeService.CloneSnapshot:output_type -> volrep.array.v1.CloneSnapshotResponse
-	32, // 53: volrep.array.v1.VolumeService.DiffSnapshots:output_type -> volrep.array.v1.DiffSnapshotsResponse
-	34, // 54: volrep.array.v1.VolumeService.ChecksumSnapshot:output_type -> volrep.array.v1.ChecksumSnapshotResponse
-	36, // 55: volrep.array.v1.VolumeService.SetVolumeReadOnly:output_type -> volrep.array.v1.SetVolumeReadOnlyResponse
-	38, // 56: volrep.array.v1.VolumeService.CreateSnapshotSet:output_type -> volrep.array.v1.CreateSnapshotSetResponse
-	40, // 57: volrep.array.v1.VolumeService.RevertVolume:output_type -> volrep.array.v1.RevertVolumeResponse
-	39, // [39:58] is the sub-list for method output_type
-	20, // [20:39] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	51, // 20: volrep.array.v1.RenameVolumeRequest.labels:type_name -> volrep.array.v1.RenameVolumeRequest.LabelsEntry
+	0,  // 21: volrep.array.v1.RenameVolumeResponse.volume:type_name -> volrep.array.v1.Volume
+	52, // 22: volrep.array.v1.RenameSnapshotRequest.labels:type_name -> volrep.array.v1.RenameSnapshotRequest.LabelsEntry
+	1,  // 23: volrep.array.v1.RenameSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
+	3,  // 24: volrep.array.v1.VolumeService.CreateVolume:input_type -> volrep.array.v1.CreateVolumeRequest
+	5,  // 25: volrep.array.v1.VolumeService.GetVolume:input_type -> volrep.array.v1.GetVolumeRequest
+	7,  // 26: volrep.array.v1.VolumeService.ListVolumes:input_type -> volrep.array.v1.ListVolumesRequest
+	9,  // 27: volrep.array.v1.VolumeService.DeleteVolume:input_type -> volrep.array.v1.DeleteVolumeRequest
+	11, // 28: volrep.array.v1.VolumeService.ExtendVolume:input_type -> volrep.array.v1.ExtendVolumeRequest
+	13, // 29: volrep.array.v1.VolumeService.WriteVolume:input_type -> volrep.array.v1.WriteVolumeRequest
+	15, // 30: volrep.array.v1.VolumeService.ReadVolume:input_type -> volrep.array.v1.ReadVolumeRequest
+	17, // 31: volrep.array.v1.VolumeService.FlushVolume:input_type -> volrep.array.v1.FlushVolumeRequest
+	19, // 32: volrep.array.v1.VolumeService.CreateSnapshot:input_type -> volrep.array.v1.CreateSnapshotRequest
+	21, // 33: volrep.array.v1.VolumeService.GetSnapshot:input_type -> volrep.array.v1.GetSnapshotRequest
+	23, // 34: volrep.array.v1.VolumeService.ListSnapshots:input_type -> volrep.array.v1.ListSnapshotsRequest
+	25, // 35: volrep.array.v1.VolumeService.DeleteSnapshot:input_type -> volrep.array.v1.DeleteSnapshotRequest
+	27, // 36: volrep.array.v1.VolumeService.ReadSnapshot:input_type -> volrep.array.v1.ReadSnapshotRequest
+	29, // 37: volrep.array.v1.VolumeService.CloneSnapshot:input_type -> volrep.array.v1.CloneSnapshotRequest
+	31, // 38: volrep.array.v1.VolumeService.DiffSnapshots:input_type -> volrep.array.v1.DiffSnapshotsRequest
+	33, // 39: volrep.array.v1.VolumeService.ChecksumSnapshot:input_type -> volrep.array.v1.ChecksumSnapshotRequest
+	35, // 40: volrep.array.v1.VolumeService.SetVolumeReadOnly:input_type -> volrep.array.v1.SetVolumeReadOnlyRequest
+	37, // 41: volrep.array.v1.VolumeService.CreateSnapshotSet:input_type -> volrep.array.v1.CreateSnapshotSetRequest
+	39, // 42: volrep.array.v1.VolumeService.RevertVolume:input_type -> volrep.array.v1.RevertVolumeRequest
+	41, // 43: volrep.array.v1.VolumeService.RenameVolume:input_type -> volrep.array.v1.RenameVolumeRequest
+	43, // 44: volrep.array.v1.VolumeService.RenameSnapshot:input_type -> volrep.array.v1.RenameSnapshotRequest
+	4,  // 45: volrep.array.v1.VolumeService.CreateVolume:output_type -> volrep.array.v1.CreateVolumeResponse
+	6,  // 46: volrep.array.v1.VolumeService.GetVolume:output_type -> volrep.array.v1.GetVolumeResponse
+	8,  // 47: volrep.array.v1.VolumeService.ListVolumes:output_type -> volrep.array.v1.ListVolumesResponse
+	10, // 48: volrep.array.v1.VolumeService.DeleteVolume:output_type -> volrep.array.v1.DeleteVolumeResponse
+	12, // 49: volrep.array.v1.VolumeService.ExtendVolume:output_type -> volrep.array.v1.ExtendVolumeResponse
+	14, // 50: volrep.array.v1.VolumeService.WriteVolume:output_type -> volrep.array.v1.WriteVolumeResponse
+	16, // 51: volrep.array.v1.VolumeService.ReadVolume:output_type -> volrep.array.v1.ReadVolumeResponse
+	18, // 52: volrep.array.v1.VolumeService.FlushVolume:output_type -> volrep.array.v1.FlushVolumeResponse
+	20, // 53: volrep.array.v1.VolumeService.CreateSnapshot:output_type -> volrep.array.v1.CreateSnapshotResponse
+	22, // 54: volrep.array.v1.VolumeService.GetSnapshot:output_type -> volrep.array.v1.GetSnapshotResponse
+	24, // 55: volrep.array.v1.VolumeService.ListSnapshots:output_type -> volrep.array.v1.ListSnapshotsResponse
+	26, // 56: volrep.array.v1.VolumeService.DeleteSnapshot:output_type -> volrep.array.v1.DeleteSnapshotResponse
+	28, // 57: volrep.array.v1.VolumeService.ReadSnapshot:output_type -> volrep.array.v1.ReadSnapshotResponse
+	30, // 58: volrep.array.v1.VolumeService.CloneSnapshot:output_type -> volrep.array.v1.CloneSnapshotResponse
+	32, // 59: volrep.array.v1.VolumeService.DiffSnapshots:output_type -> volrep.array.v1.DiffSnapshotsResponse
+	34, // 60: volrep.array.v1.VolumeService.ChecksumSnapshot:output_type -> volrep.array.v1.ChecksumSnapshotResponse
+	36, // 61: volrep.array.v1.VolumeService.SetVolumeReadOnly:output_type -> volrep.array.v1.SetVolumeReadOnlyResponse
+	38, // 62: volrep.array.v1.VolumeService.CreateSnapshotSet:output_type -> volrep.array.v1.CreateSnapshotSetResponse
+	40, // 63: volrep.array.v1.VolumeService.RevertVolume:output_type -> volrep.array.v1.RevertVolumeResponse
+	42, // 64: volrep.array.v1.VolumeService.RenameVolume:output_type -> volrep.array.v1.RenameVolumeResponse
+	44, // 65: volrep.array.v1.VolumeService.RenameSnapshot:output_type -> volrep.array.v1.RenameSnapshotResponse
+	45, // [45:66] is the sub-list for method output_type
+	24, // [24:45] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_volume_service_proto_init() }
@@ -2585,7 +2858,7 @@ func file_volrep_array_v1_volume_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_volume_service_proto_rawDesc), len(file_volrep_array_v1_volume_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   47,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -38,6 +38,8 @@ const (
 	VolumeService_SetVolumeReadOnly_FullMethodName = "/volrep.array.v1.VolumeService/SetVolumeReadOnly"
 	VolumeService_CreateSnapshotSet_FullMethodName = "/volrep.array.v1.VolumeService/CreateSnapshotSet"
 	VolumeService_RevertVolume_FullMethodName      = "/volrep.array.v1.VolumeService/RevertVolume"
+	VolumeService_RenameVolume_FullMethodName      = "/volrep.array.v1.VolumeService/RenameVolume"
+	VolumeService_RenameSnapshot_FullMethodName    = "/volrep.array.v1.VolumeService/RenameSnapshot"
 )
 
 // VolumeServiceClient is the client API for VolumeService service.
@@ -88,6 +90,15 @@ type VolumeServiceClient interface {
 	// that differ. The snapshot must have the volume's size; a read-only
 	// replica target is refused.
 	RevertVolume(ctx context.Context, in *RevertVolumeRequest, opts ...grpc.CallOption) (*RevertVolumeResponse, error)
+	// RenameVolume renames a volume (its snapshots follow it) and, with
+	// set_labels, replaces its labels, in one transaction. A volume others
+	// reach by name is FAILED_PRECONDITION: exported, connected, in a
+	// consistency group, mirrored, or a read-only replica target.
+	RenameVolume(ctx context.Context, in *RenameVolumeRequest, opts ...grpc.CallOption) (*RenameVolumeResponse, error)
+	// RenameSnapshot renames a snapshot and, with set_labels, replaces its
+	// labels, in one transaction; an exported or connected snapshot is
+	// FAILED_PRECONDITION.
+	RenameSnapshot(ctx context.Context, in *RenameSnapshotRequest, opts ...grpc.CallOption) (*RenameSnapshotResponse, error)
 }
 
 type volumeServiceClient struct {
@@ -297,6 +308,26 @@ func (c *volumeServiceClient) RevertVolume(ctx context.Context, in *RevertVolume
 	return out, nil
 }
 
+func (c *volumeServiceClient) RenameVolume(ctx context.Context, in *RenameVolumeRequest, opts ...grpc.CallOption) (*RenameVolumeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenameVolumeResponse)
+	err := c.cc.Invoke(ctx, VolumeService_RenameVolume_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *volumeServiceClient) RenameSnapshot(ctx context.Context, in *RenameSnapshotRequest, opts ...grpc.CallOption) (*RenameSnapshotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenameSnapshotResponse)
+	err := c.cc.Invoke(ctx, VolumeService_RenameSnapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VolumeServiceServer is the server API for VolumeService service.
 // All implementations must embed UnimplementedVolumeServiceServer
 // for forward compatibility.
@@ -345,6 +376,15 @@ type VolumeServiceServer interface {
 	// that differ. The snapshot must have the volume's size; a read-only
 	// replica target is refused.
 	RevertVolume(context.Context, *RevertVolumeRequest) (*RevertVolumeResponse, error)
+	// RenameVolume renames a volume (its snapshots follow it) and, with
+	// set_labels, replaces its labels, in one transaction. A volume others
+	// reach by name is FAILED_PRECONDITION: exported, connected, in a
+	// consistency group, mirrored, or a read-only replica target.
+	RenameVolume(context.Context, *RenameVolumeRequest) (*RenameVolumeResponse, error)
+	// RenameSnapshot renames a snapshot and, with set_labels, replaces its
+	// labels, in one transaction; an exported or connected snapshot is
+	// FAILED_PRECONDITION.
+	RenameSnapshot(context.Context, *RenameSnapshotRequest) (*RenameSnapshotResponse, error)
 	mustEmbedUnimplementedVolumeServiceServer()
 }
 
@@ -411,6 +451,12 @@ func (UnimplementedVolumeServiceServer) CreateSnapshotSet(context.Context, *Crea
 }
 func (UnimplementedVolumeServiceServer) RevertVolume(context.Context, *RevertVolumeRequest) (*RevertVolumeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevertVolume not implemented")
+}
+func (UnimplementedVolumeServiceServer) RenameVolume(context.Context, *RenameVolumeRequest) (*RenameVolumeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RenameVolume not implemented")
+}
+func (UnimplementedVolumeServiceServer) RenameSnapshot(context.Context, *RenameSnapshotRequest) (*RenameSnapshotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RenameSnapshot not implemented")
 }
 func (UnimplementedVolumeServiceServer) mustEmbedUnimplementedVolumeServiceServer() {}
 func (UnimplementedVolumeServiceServer) testEmbeddedByValue()                       {}
@@ -768,6 +814,42 @@ func _VolumeService_RevertVolume_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VolumeService_RenameVolume_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenameVolumeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VolumeServiceServer).RenameVolume(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VolumeService_RenameVolume_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VolumeServiceServer).RenameVolume(ctx, req.(*RenameVolumeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _VolumeService_RenameSnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenameSnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VolumeServiceServer).RenameSnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VolumeService_RenameSnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VolumeServiceServer).RenameSnapshot(ctx, req.(*RenameSnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VolumeService_ServiceDesc is the grpc.ServiceDesc for VolumeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -846,6 +928,14 @@ var VolumeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevertVolume",
 			Handler:    _VolumeService_RevertVolume_Handler,
+		},
+		{
+			MethodName: "RenameVolume",
+			Handler:    _VolumeService_RenameVolume_Handler,
+		},
+		{
+			MethodName: "RenameSnapshot",
+			Handler:    _VolumeService_RenameSnapshot_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -5927,6 +5927,1011 @@ func (*DetachReplicaResponse) Descriptor() ([]byte, []int) {
 	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{88}
 }
 
+// ExistingRef is Cinder's existing_ref: exactly one of source_name (the
+// array object's name) or source_id (its provider_id).
+type ExistingRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SourceName    string                 `protobuf:"bytes,1,opt,name=source_name,json=sourceName,proto3" json:"source_name,omitempty"`
+	SourceId      string                 `protobuf:"bytes,2,opt,name=source_id,json=sourceId,proto3" json:"source_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExistingRef) Reset() {
+	*x = ExistingRef{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[89]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExistingRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExistingRef) ProtoMessage() {}
+
+func (x *ExistingRef) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[89]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExistingRef.ProtoReflect.Descriptor instead.
+func (*ExistingRef) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{89}
+}
+
+func (x *ExistingRef) GetSourceName() string {
+	if x != nil {
+		return x.SourceName
+	}
+	return ""
+}
+
+func (x *ExistingRef) GetSourceId() string {
+	if x != nil {
+		return x.SourceId
+	}
+	return ""
+}
+
+type ManageExistingSizeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	Ref           *ExistingRef           `protobuf:"bytes,2,opt,name=ref,proto3" json:"ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManageExistingSizeRequest) Reset() {
+	*x = ManageExistingSizeRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManageExistingSizeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManageExistingSizeRequest) ProtoMessage() {}
+
+func (x *ManageExistingSizeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManageExistingSizeRequest.ProtoReflect.Descriptor instead.
+func (*ManageExistingSizeRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{90}
+}
+
+func (x *ManageExistingSizeRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *ManageExistingSizeRequest) GetRef() *ExistingRef {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+type ManageExistingSizeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SizeGb        int64                  `protobuf:"varint,1,opt,name=size_gb,json=sizeGb,proto3" json:"size_gb,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManageExistingSizeResponse) Reset() {
+	*x = ManageExistingSizeResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[91]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManageExistingSizeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManageExistingSizeResponse) ProtoMessage() {}
+
+func (x *ManageExistingSizeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[91]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManageExistingSizeResponse.ProtoReflect.Descriptor instead.
+func (*ManageExistingSizeResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{91}
+}
+
+func (x *ManageExistingSizeResponse) GetSizeGb() int64 {
+	if x != nil {
+		return x.SizeGb
+	}
+	return 0
+}
+
+type ManageExistingRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Backend string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	// The Cinder volume to adopt the array volume as (its name_id).
+	VolumeId      string       `protobuf:"bytes,2,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	Ref           *ExistingRef `protobuf:"bytes,3,opt,name=ref,proto3" json:"ref,omitempty"`
+	VolumeType    *VolumeType  `protobuf:"bytes,4,opt,name=volume_type,json=volumeType,proto3" json:"volume_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManageExistingRequest) Reset() {
+	*x = ManageExistingRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[92]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManageExistingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManageExistingRequest) ProtoMessage() {}
+
+func (x *ManageExistingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[92]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManageExistingRequest.ProtoReflect.Descriptor instead.
+func (*ManageExistingRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{92}
+}
+
+func (x *ManageExistingRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *ManageExistingRequest) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+func (x *ManageExistingRequest) GetRef() *ExistingRef {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+func (x *ManageExistingRequest) GetVolumeType() *VolumeType {
+	if x != nil {
+		return x.VolumeType
+	}
+	return nil
+}
+
+type ManageExistingResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ModelUpdate   *ModelUpdate           `protobuf:"bytes,1,opt,name=model_update,json=modelUpdate,proto3" json:"model_update,omitempty"`
+	SizeGb        int64                  `protobuf:"varint,2,opt,name=size_gb,json=sizeGb,proto3" json:"size_gb,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManageExistingResponse) Reset() {
+	*x = ManageExistingResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[93]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManageExistingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManageExistingResponse) ProtoMessage() {}
+
+func (x *ManageExistingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[93]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManageExistingResponse.ProtoReflect.Descriptor instead.
+func (*ManageExistingResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{93}
+}
+
+func (x *ManageExistingResponse) GetModelUpdate() *ModelUpdate {
+	if x != nil {
+		return x.ModelUpdate
+	}
+	return nil
+}
+
+func (x *ManageExistingResponse) GetSizeGb() int64 {
+	if x != nil {
+		return x.SizeGb
+	}
+	return 0
+}
+
+type UnmanageRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	VolumeId      string                 `protobuf:"bytes,2,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnmanageRequest) Reset() {
+	*x = UnmanageRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[94]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnmanageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnmanageRequest) ProtoMessage() {}
+
+func (x *UnmanageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[94]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnmanageRequest.ProtoReflect.Descriptor instead.
+func (*UnmanageRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{94}
+}
+
+func (x *UnmanageRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *UnmanageRequest) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+type UnmanageResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnmanageResponse) Reset() {
+	*x = UnmanageResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[95]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnmanageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnmanageResponse) ProtoMessage() {}
+
+func (x *UnmanageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[95]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnmanageResponse.ProtoReflect.Descriptor instead.
+func (*UnmanageResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{95}
+}
+
+type ManageExistingSnapshotSizeRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Backend string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	// The Cinder volume the snapshot is of.
+	VolumeId      string       `protobuf:"bytes,2,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	Ref           *ExistingRef `protobuf:"bytes,3,opt,name=ref,proto3" json:"ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManageExistingSnapshotSizeRequest) Reset() {
+	*x = ManageExistingSnapshotSizeRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[96]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManageExistingSnapshotSizeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManageExistingSnapshotSizeRequest) ProtoMessage() {}
+
+func (x *ManageExistingSnapshotSizeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[96]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManageExistingSnapshotSizeRequest.ProtoReflect.Descriptor instead.
+func (*ManageExistingSnapshotSizeRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{96}
+}
+
+func (x *ManageExistingSnapshotSizeRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *ManageExistingSnapshotSizeRequest) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+func (x *ManageExistingSnapshotSizeRequest) GetRef() *ExistingRef {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+type ManageExistingSnapshotSizeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SizeGb        int64                  `protobuf:"varint,1,opt,name=size_gb,json=sizeGb,proto3" json:"size_gb,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManageExistingSnapshotSizeResponse) Reset() {
+	*x = ManageExistingSnapshotSizeResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[97]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManageExistingSnapshotSizeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManageExistingSnapshotSizeResponse) ProtoMessage() {}
+
+func (x *ManageExistingSnapshotSizeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[97]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManageExistingSnapshotSizeResponse.ProtoReflect.Descriptor instead.
+func (*ManageExistingSnapshotSizeResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{97}
+}
+
+func (x *ManageExistingSnapshotSizeResponse) GetSizeGb() int64 {
+	if x != nil {
+		return x.SizeGb
+	}
+	return 0
+}
+
+type ManageExistingSnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	SnapshotId    string                 `protobuf:"bytes,2,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	VolumeId      string                 `protobuf:"bytes,3,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	Ref           *ExistingRef           `protobuf:"bytes,4,opt,name=ref,proto3" json:"ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManageExistingSnapshotRequest) Reset() {
+	*x = ManageExistingSnapshotRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[98]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManageExistingSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManageExistingSnapshotRequest) ProtoMessage() {}
+
+func (x *ManageExistingSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[98]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManageExistingSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*ManageExistingSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{98}
+}
+
+func (x *ManageExistingSnapshotRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *ManageExistingSnapshotRequest) GetSnapshotId() string {
+	if x != nil {
+		return x.SnapshotId
+	}
+	return ""
+}
+
+func (x *ManageExistingSnapshotRequest) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+func (x *ManageExistingSnapshotRequest) GetRef() *ExistingRef {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+type ManageExistingSnapshotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ModelUpdate   *ModelUpdate           `protobuf:"bytes,1,opt,name=model_update,json=modelUpdate,proto3" json:"model_update,omitempty"`
+	SizeGb        int64                  `protobuf:"varint,2,opt,name=size_gb,json=sizeGb,proto3" json:"size_gb,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManageExistingSnapshotResponse) Reset() {
+	*x = ManageExistingSnapshotResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[99]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManageExistingSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManageExistingSnapshotResponse) ProtoMessage() {}
+
+func (x *ManageExistingSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[99]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManageExistingSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*ManageExistingSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{99}
+}
+
+func (x *ManageExistingSnapshotResponse) GetModelUpdate() *ModelUpdate {
+	if x != nil {
+		return x.ModelUpdate
+	}
+	return nil
+}
+
+func (x *ManageExistingSnapshotResponse) GetSizeGb() int64 {
+	if x != nil {
+		return x.SizeGb
+	}
+	return 0
+}
+
+type UnmanageSnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	SnapshotId    string                 `protobuf:"bytes,2,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	VolumeId      string                 `protobuf:"bytes,3,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnmanageSnapshotRequest) Reset() {
+	*x = UnmanageSnapshotRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[100]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnmanageSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnmanageSnapshotRequest) ProtoMessage() {}
+
+func (x *UnmanageSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[100]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnmanageSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*UnmanageSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{100}
+}
+
+func (x *UnmanageSnapshotRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *UnmanageSnapshotRequest) GetSnapshotId() string {
+	if x != nil {
+		return x.SnapshotId
+	}
+	return ""
+}
+
+func (x *UnmanageSnapshotRequest) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+type UnmanageSnapshotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnmanageSnapshotResponse) Reset() {
+	*x = UnmanageSnapshotResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[101]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnmanageSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnmanageSnapshotResponse) ProtoMessage() {}
+
+func (x *UnmanageSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[101]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnmanageSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*UnmanageSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{101}
+}
+
+// Manageable is an array volume or snapshot as Cinder's manageable lists
+// show it.
+type Manageable struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The array volume's name, or the snapshot's.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The snapshot's array volume (snapshots only).
+	Volume       string `protobuf:"bytes,2,opt,name=volume,proto3" json:"volume,omitempty"`
+	SizeGb       int64  `protobuf:"varint,3,opt,name=size_gb,json=sizeGb,proto3" json:"size_gb,omitempty"`
+	SafeToManage bool   `protobuf:"varint,4,opt,name=safe_to_manage,json=safeToManage,proto3" json:"safe_to_manage,omitempty"`
+	// Why it is not safe to manage, and what to do.
+	ReasonNotSafe string `protobuf:"bytes,5,opt,name=reason_not_safe,json=reasonNotSafe,proto3" json:"reason_not_safe,omitempty"`
+	// The Cinder volume or snapshot it already is, if any.
+	CinderId      string            `protobuf:"bytes,6,opt,name=cinder_id,json=cinderId,proto3" json:"cinder_id,omitempty"`
+	ExtraInfo     map[string]string `protobuf:"bytes,7,rep,name=extra_info,json=extraInfo,proto3" json:"extra_info,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Manageable) Reset() {
+	*x = Manageable{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[102]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Manageable) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Manageable) ProtoMessage() {}
+
+func (x *Manageable) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[102]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Manageable.ProtoReflect.Descriptor instead.
+func (*Manageable) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{102}
+}
+
+func (x *Manageable) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Manageable) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *Manageable) GetSizeGb() int64 {
+	if x != nil {
+		return x.SizeGb
+	}
+	return 0
+}
+
+func (x *Manageable) GetSafeToManage() bool {
+	if x != nil {
+		return x.SafeToManage
+	}
+	return false
+}
+
+func (x *Manageable) GetReasonNotSafe() string {
+	if x != nil {
+		return x.ReasonNotSafe
+	}
+	return ""
+}
+
+func (x *Manageable) GetCinderId() string {
+	if x != nil {
+		return x.CinderId
+	}
+	return ""
+}
+
+func (x *Manageable) GetExtraInfo() map[string]string {
+	if x != nil {
+		return x.ExtraInfo
+	}
+	return nil
+}
+
+type ListManageableVolumesRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Backend string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	// The most items to return; 0 means the default of 100, and more than
+	// 1000 means 1000. Only an empty next_page_token marks the last page.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous reply; empty for the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListManageableVolumesRequest) Reset() {
+	*x = ListManageableVolumesRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[103]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListManageableVolumesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListManageableVolumesRequest) ProtoMessage() {}
+
+func (x *ListManageableVolumesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[103]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListManageableVolumesRequest.ProtoReflect.Descriptor instead.
+func (*ListManageableVolumesRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{103}
+}
+
+func (x *ListManageableVolumesRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *ListManageableVolumesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListManageableVolumesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListManageableVolumesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volumes       []*Manageable          `protobuf:"bytes,1,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListManageableVolumesResponse) Reset() {
+	*x = ListManageableVolumesResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[104]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListManageableVolumesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListManageableVolumesResponse) ProtoMessage() {}
+
+func (x *ListManageableVolumesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[104]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListManageableVolumesResponse.ProtoReflect.Descriptor instead.
+func (*ListManageableVolumesResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{104}
+}
+
+func (x *ListManageableVolumesResponse) GetVolumes() []*Manageable {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+func (x *ListManageableVolumesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type ListManageableSnapshotsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	PageSize      int32                  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListManageableSnapshotsRequest) Reset() {
+	*x = ListManageableSnapshotsRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[105]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListManageableSnapshotsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListManageableSnapshotsRequest) ProtoMessage() {}
+
+func (x *ListManageableSnapshotsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[105]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListManageableSnapshotsRequest.ProtoReflect.Descriptor instead.
+func (*ListManageableSnapshotsRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{105}
+}
+
+func (x *ListManageableSnapshotsRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *ListManageableSnapshotsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListManageableSnapshotsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListManageableSnapshotsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Snapshots     []*Manageable          `protobuf:"bytes,1,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListManageableSnapshotsResponse) Reset() {
+	*x = ListManageableSnapshotsResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[106]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListManageableSnapshotsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListManageableSnapshotsResponse) ProtoMessage() {}
+
+func (x *ListManageableSnapshotsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[106]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListManageableSnapshotsResponse.ProtoReflect.Descriptor instead.
+func (*ListManageableSnapshotsResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{106}
+}
+
+func (x *ListManageableSnapshotsResponse) GetSnapshots() []*Manageable {
+	if x != nil {
+		return x.Snapshots
+	}
+	return nil
+}
+
+func (x *ListManageableSnapshotsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_volrep_driver_v1_driver_service_proto protoreflect.FileDescriptor
 
 const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
@@ -6388,7 +7393,79 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"backend_id\x18\x03 \x01(\tR\tbackendId\x12\x1a\n" +
 	"\bsnapshot\x18\x04 \x01(\tR\bsnapshot\x129\n" +
 	"\tconnector\x18\x05 \x01(\v2\x1b.volrep.driver.v1.ConnectorR\tconnector\"\x17\n" +
-	"\x15DetachReplicaResponse*\xed\x02\n" +
+	"\x15DetachReplicaResponse\"K\n" +
+	"\vExistingRef\x12\x1f\n" +
+	"\vsource_name\x18\x01 \x01(\tR\n" +
+	"sourceName\x12\x1b\n" +
+	"\tsource_id\x18\x02 \x01(\tR\bsourceId\"f\n" +
+	"\x19ManageExistingSizeRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12/\n" +
+	"\x03ref\x18\x02 \x01(\v2\x1d.volrep.driver.v1.ExistingRefR\x03ref\"5\n" +
+	"\x1aManageExistingSizeResponse\x12\x17\n" +
+	"\asize_gb\x18\x01 \x01(\x03R\x06sizeGb\"\xbe\x01\n" +
+	"\x15ManageExistingRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
+	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\x12/\n" +
+	"\x03ref\x18\x03 \x01(\v2\x1d.volrep.driver.v1.ExistingRefR\x03ref\x12=\n" +
+	"\vvolume_type\x18\x04 \x01(\v2\x1c.volrep.driver.v1.VolumeTypeR\n" +
+	"volumeType\"s\n" +
+	"\x16ManageExistingResponse\x12@\n" +
+	"\fmodel_update\x18\x01 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\x12\x17\n" +
+	"\asize_gb\x18\x02 \x01(\x03R\x06sizeGb\"H\n" +
+	"\x0fUnmanageRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
+	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\"\x12\n" +
+	"\x10UnmanageResponse\"\x8b\x01\n" +
+	"!ManageExistingSnapshotSizeRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
+	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\x12/\n" +
+	"\x03ref\x18\x03 \x01(\v2\x1d.volrep.driver.v1.ExistingRefR\x03ref\"=\n" +
+	"\"ManageExistingSnapshotSizeResponse\x12\x17\n" +
+	"\asize_gb\x18\x01 \x01(\x03R\x06sizeGb\"\xa8\x01\n" +
+	"\x1dManageExistingSnapshotRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1f\n" +
+	"\vsnapshot_id\x18\x02 \x01(\tR\n" +
+	"snapshotId\x12\x1b\n" +
+	"\tvolume_id\x18\x03 \x01(\tR\bvolumeId\x12/\n" +
+	"\x03ref\x18\x04 \x01(\v2\x1d.volrep.driver.v1.ExistingRefR\x03ref\"{\n" +
+	"\x1eManageExistingSnapshotResponse\x12@\n" +
+	"\fmodel_update\x18\x01 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\x12\x17\n" +
+	"\asize_gb\x18\x02 \x01(\x03R\x06sizeGb\"q\n" +
+	"\x17UnmanageSnapshotRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1f\n" +
+	"\vsnapshot_id\x18\x02 \x01(\tR\n" +
+	"snapshotId\x12\x1b\n" +
+	"\tvolume_id\x18\x03 \x01(\tR\bvolumeId\"\x1a\n" +
+	"\x18UnmanageSnapshotResponse\"\xc6\x02\n" +
+	"\n" +
+	"Manageable\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06volume\x18\x02 \x01(\tR\x06volume\x12\x17\n" +
+	"\asize_gb\x18\x03 \x01(\x03R\x06sizeGb\x12$\n" +
+	"\x0esafe_to_manage\x18\x04 \x01(\bR\fsafeToManage\x12&\n" +
+	"\x0freason_not_safe\x18\x05 \x01(\tR\rreasonNotSafe\x12\x1b\n" +
+	"\tcinder_id\x18\x06 \x01(\tR\bcinderId\x12J\n" +
+	"\n" +
+	"extra_info\x18\a \x03(\v2+.volrep.driver.v1.Manageable.ExtraInfoEntryR\textraInfo\x1a<\n" +
+	"\x0eExtraInfoEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"t\n" +
+	"\x1cListManageableVolumesRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x7f\n" +
+	"\x1dListManageableVolumesResponse\x126\n" +
+	"\avolumes\x18\x01 \x03(\v2\x1c.volrep.driver.v1.ManageableR\avolumes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"v\n" +
+	"\x1eListManageableSnapshotsRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x85\x01\n" +
+	"\x1fListManageableSnapshotsResponse\x12:\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x1c.volrep.driver.v1.ManageableR\tsnapshots\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xed\x02\n" +
 	"\x11ReplicationStatus\x12\"\n" +
 	"\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n" +
@@ -6410,7 +7487,7 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n" +
 	"\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n" +
 	"\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n" +
-	"\x18OPERATION_STATE_CANCELED\x10\x042\xa6\x1d\n" +
+	"\x18OPERATION_STATE_CANCELED\x10\x042\xbb$\n" +
 	"\rDriverService\x12]\n" +
 	"\fListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12c\n" +
 	"\x0eGetVolumeStats\x12'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n" +
@@ -6447,7 +7524,15 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x13FailoverReplication\x12,.volrep.driver.v1.FailoverReplicationRequest\x1a-.volrep.driver.v1.FailoverReplicationResponse\x12i\n" +
 	"\x10RevertToSnapshot\x12).volrep.driver.v1.RevertToSnapshotRequest\x1a*.volrep.driver.v1.RevertToSnapshotResponse\x12`\n" +
 	"\rAttachReplica\x12&.volrep.driver.v1.AttachReplicaRequest\x1a'.volrep.driver.v1.AttachReplicaResponse\x12`\n" +
-	"\rDetachReplica\x12&.volrep.driver.v1.DetachReplicaRequest\x1a'.volrep.driver.v1.DetachReplicaResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
+	"\rDetachReplica\x12&.volrep.driver.v1.DetachReplicaRequest\x1a'.volrep.driver.v1.DetachReplicaResponse\x12o\n" +
+	"\x12ManageExistingSize\x12+.volrep.driver.v1.ManageExistingSizeRequest\x1a,.volrep.driver.v1.ManageExistingSizeResponse\x12c\n" +
+	"\x0eManageExisting\x12'.volrep.driver.v1.ManageExistingRequest\x1a(.volrep.driver.v1.ManageExistingResponse\x12Q\n" +
+	"\bUnmanage\x12!.volrep.driver.v1.UnmanageRequest\x1a\".volrep.driver.v1.UnmanageResponse\x12\x87\x01\n" +
+	"\x1aManageExistingSnapshotSize\x123.volrep.driver.v1.ManageExistingSnapshotSizeRequest\x1a4.volrep.driver.v1.ManageExistingSnapshotSizeResponse\x12{\n" +
+	"\x16ManageExistingSnapshot\x12/.volrep.driver.v1.ManageExistingSnapshotRequest\x1a0.volrep.driver.v1.ManageExistingSnapshotResponse\x12i\n" +
+	"\x10UnmanageSnapshot\x12).volrep.driver.v1.UnmanageSnapshotRequest\x1a*.volrep.driver.v1.UnmanageSnapshotResponse\x12x\n" +
+	"\x15ListManageableVolumes\x12..volrep.driver.v1.ListManageableVolumesRequest\x1a/.volrep.driver.v1.ListManageableVolumesResponse\x12~\n" +
+	"\x17ListManageableSnapshots\x120.volrep.driver.v1.ListManageableSnapshotsRequest\x1a1.volrep.driver.v1.ListManageableSnapshotsResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
 
 var (
 	file_volrep_driver_v1_driver_service_proto_rawDescOnce sync.Once
@@ -6462,111 +7547,130 @@ func file_volrep_driver_v1_driver_service_proto_rawDescGZIP() []byte {
 }
 
 var file_volrep_driver_v1_driver_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
+var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 113)
 var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
-	(ReplicationStatus)(0),                   // 0: volrep.driver.v1.ReplicationStatus
-	(ReplicationHealth)(0),                   // 1: volrep.driver.v1.ReplicationHealth
-	(OperationState)(0),                      // 2: volrep.driver.v1.OperationState
-	(*ModelUpdate)(nil),                      // 3: volrep.driver.v1.ModelUpdate
-	(*VolumeType)(nil),                       // 4: volrep.driver.v1.VolumeType
-	(*Backend)(nil),                          // 5: volrep.driver.v1.Backend
-	(*ReplicationTarget)(nil),                // 6: volrep.driver.v1.ReplicationTarget
-	(*Volume)(nil),                           // 7: volrep.driver.v1.Volume
-	(*Snapshot)(nil),                         // 8: volrep.driver.v1.Snapshot
-	(*ListBackendsRequest)(nil),              // 9: volrep.driver.v1.ListBackendsRequest
-	(*ListBackendsResponse)(nil),             // 10: volrep.driver.v1.ListBackendsResponse
-	(*GetVolumeStatsRequest)(nil),            // 11: volrep.driver.v1.GetVolumeStatsRequest
-	(*GetVolumeStatsResponse)(nil),           // 12: volrep.driver.v1.GetVolumeStatsResponse
-	(*CreateVolumeRequest)(nil),              // 13: volrep.driver.v1.CreateVolumeRequest
-	(*CreateVolumeResponse)(nil),             // 14: volrep.driver.v1.CreateVolumeResponse
-	(*DeleteVolumeRequest)(nil),              // 15: volrep.driver.v1.DeleteVolumeRequest
-	(*DeleteVolumeResponse)(nil),             // 16: volrep.driver.v1.DeleteVolumeResponse
-	(*ExtendVolumeRequest)(nil),              // 17: volrep.driver.v1.ExtendVolumeRequest
-	(*ExtendVolumeResponse)(nil),             // 18: volrep.driver.v1.ExtendVolumeResponse
-	(*GetVolumeRequest)(nil),                 // 19: volrep.driver.v1.GetVolumeRequest
-	(*GetVolumeResponse)(nil),                // 20: volrep.driver.v1.GetVolumeResponse
-	(*ListVolumesRequest)(nil),               // 21: volrep.driver.v1.ListVolumesRequest
-	(*ListVolumesResponse)(nil),              // 22: volrep.driver.v1.ListVolumesResponse
-	(*CreateSnapshotRequest)(nil),            // 23: volrep.driver.v1.CreateSnapshotRequest
-	(*CreateSnapshotResponse)(nil),           // 24: volrep.driver.v1.CreateSnapshotResponse
-	(*DeleteSnapshotRequest)(nil),            // 25: volrep.driver.v1.DeleteSnapshotRequest
-	(*DeleteSnapshotResponse)(nil),           // 26: volrep.driver.v1.DeleteSnapshotResponse
-	(*ListSnapshotsRequest)(nil),             // 27: volrep.driver.v1.ListSnapshotsRequest
-	(*ListSnapshotsResponse)(nil),            // 28: volrep.driver.v1.ListSnapshotsResponse
-	(*CreateVolumeFromSnapshotRequest)(nil),  // 29: volrep.driver.v1.CreateVolumeFromSnapshotRequest
-	(*CreateVolumeFromSnapshotResponse)(nil), // 30: volrep.driver.v1.CreateVolumeFromSnapshotResponse
-	(*CreateClonedVolumeRequest)(nil),        // 31: volrep.driver.v1.CreateClonedVolumeRequest
-	(*CreateClonedVolumeResponse)(nil),       // 32: volrep.driver.v1.CreateClonedVolumeResponse
-	(*Connector)(nil),                        // 33: volrep.driver.v1.Connector
-	(*ConnectionInfo)(nil),                   // 34: volrep.driver.v1.ConnectionInfo
-	(*IscsiTarget)(nil),                      // 35: volrep.driver.v1.IscsiTarget
-	(*IscsiPath)(nil),                        // 36: volrep.driver.v1.IscsiPath
-	(*InitializeConnectionRequest)(nil),      // 37: volrep.driver.v1.InitializeConnectionRequest
-	(*InitializeConnectionResponse)(nil),     // 38: volrep.driver.v1.InitializeConnectionResponse
-	(*TerminateConnectionRequest)(nil),       // 39: volrep.driver.v1.TerminateConnectionRequest
-	(*TerminateConnectionResponse)(nil),      // 40: volrep.driver.v1.TerminateConnectionResponse
-	(*RetypeRequest)(nil),                    // 41: volrep.driver.v1.RetypeRequest
-	(*RetypeResponse)(nil),                   // 42: volrep.driver.v1.RetypeResponse
-	(*TargetReplicationInfo)(nil),            // 43: volrep.driver.v1.TargetReplicationInfo
-	(*GetReplicationInfoRequest)(nil),        // 44: volrep.driver.v1.GetReplicationInfoRequest
-	(*GetReplicationInfoResponse)(nil),       // 45: volrep.driver.v1.GetReplicationInfoResponse
-	(*SetReplicationScheduleRequest)(nil),    // 46: volrep.driver.v1.SetReplicationScheduleRequest
-	(*SetReplicationScheduleResponse)(nil),   // 47: volrep.driver.v1.SetReplicationScheduleResponse
-	(*SnapshotReplicateRequest)(nil),         // 48: volrep.driver.v1.SnapshotReplicateRequest
-	(*SnapshotReplicateResponse)(nil),        // 49: volrep.driver.v1.SnapshotReplicateResponse
-	(*Operation)(nil),                        // 50: volrep.driver.v1.Operation
-	(*SnapshotReplicateStep)(nil),            // 51: volrep.driver.v1.SnapshotReplicateStep
-	(*GetOperationRequest)(nil),              // 52: volrep.driver.v1.GetOperationRequest
-	(*GetOperationResponse)(nil),             // 53: volrep.driver.v1.GetOperationResponse
-	(*WatchOperationRequest)(nil),            // 54: volrep.driver.v1.WatchOperationRequest
-	(*WatchOperationResponse)(nil),           // 55: volrep.driver.v1.WatchOperationResponse
-	(*CancelOperationRequest)(nil),           // 56: volrep.driver.v1.CancelOperationRequest
-	(*CancelOperationResponse)(nil),          // 57: volrep.driver.v1.CancelOperationResponse
-	(*VerifySnapshotRequest)(nil),            // 58: volrep.driver.v1.VerifySnapshotRequest
-	(*VerifySnapshotResponse)(nil),           // 59: volrep.driver.v1.VerifySnapshotResponse
-	(*FailoverHostRequest)(nil),              // 60: volrep.driver.v1.FailoverHostRequest
-	(*VolumeUpdate)(nil),                     // 61: volrep.driver.v1.VolumeUpdate
-	(*GroupUpdate)(nil),                      // 62: volrep.driver.v1.GroupUpdate
-	(*FailoverHostResponse)(nil),             // 63: volrep.driver.v1.FailoverHostResponse
-	(*FailoverCompletedRequest)(nil),         // 64: volrep.driver.v1.FailoverCompletedRequest
-	(*FailoverCompletedResponse)(nil),        // 65: volrep.driver.v1.FailoverCompletedResponse
-	(*GroupType)(nil),                        // 66: volrep.driver.v1.GroupType
-	(*CreateGroupRequest)(nil),               // 67: volrep.driver.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil),              // 68: volrep.driver.v1.CreateGroupResponse
-	(*DeleteGroupRequest)(nil),               // 69: volrep.driver.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),              // 70: volrep.driver.v1.DeleteGroupResponse
-	(*UpdateGroupRequest)(nil),               // 71: volrep.driver.v1.UpdateGroupRequest
-	(*UpdateGroupResponse)(nil),              // 72: volrep.driver.v1.UpdateGroupResponse
-	(*CreateGroupSnapshotRequest)(nil),       // 73: volrep.driver.v1.CreateGroupSnapshotRequest
-	(*CreateGroupSnapshotResponse)(nil),      // 74: volrep.driver.v1.CreateGroupSnapshotResponse
-	(*DeleteGroupSnapshotRequest)(nil),       // 75: volrep.driver.v1.DeleteGroupSnapshotRequest
-	(*DeleteGroupSnapshotResponse)(nil),      // 76: volrep.driver.v1.DeleteGroupSnapshotResponse
-	(*GroupVolumeSource)(nil),                // 77: volrep.driver.v1.GroupVolumeSource
-	(*CreateGroupFromSrcRequest)(nil),        // 78: volrep.driver.v1.CreateGroupFromSrcRequest
-	(*CreateGroupFromSrcResponse)(nil),       // 79: volrep.driver.v1.CreateGroupFromSrcResponse
-	(*EnableReplicationRequest)(nil),         // 80: volrep.driver.v1.EnableReplicationRequest
-	(*EnableReplicationResponse)(nil),        // 81: volrep.driver.v1.EnableReplicationResponse
-	(*DisableReplicationRequest)(nil),        // 82: volrep.driver.v1.DisableReplicationRequest
-	(*DisableReplicationResponse)(nil),       // 83: volrep.driver.v1.DisableReplicationResponse
-	(*FailoverReplicationRequest)(nil),       // 84: volrep.driver.v1.FailoverReplicationRequest
-	(*FailoverReplicationResponse)(nil),      // 85: volrep.driver.v1.FailoverReplicationResponse
-	(*RevertToSnapshotRequest)(nil),          // 86: volrep.driver.v1.RevertToSnapshotRequest
-	(*RevertToSnapshotResponse)(nil),         // 87: volrep.driver.v1.RevertToSnapshotResponse
-	(*AttachReplicaRequest)(nil),             // 88: volrep.driver.v1.AttachReplicaRequest
-	(*AttachReplicaResponse)(nil),            // 89: volrep.driver.v1.AttachReplicaResponse
-	(*DetachReplicaRequest)(nil),             // 90: volrep.driver.v1.DetachReplicaRequest
-	(*DetachReplicaResponse)(nil),            // 91: volrep.driver.v1.DetachReplicaResponse
-	nil,                                      // 92: volrep.driver.v1.ModelUpdate.MetadataEntry
-	nil,                                      // 93: volrep.driver.v1.VolumeType.ExtraSpecsEntry
-	nil,                                      // 94: volrep.driver.v1.Connector.ExtraEntry
-	nil,                                      // 95: volrep.driver.v1.ConnectionInfo.DataEntry
-	nil,                                      // 96: volrep.driver.v1.GroupType.GroupSpecsEntry
-	(*timestamppb.Timestamp)(nil),            // 97: google.protobuf.Timestamp
+	(ReplicationStatus)(0),                     // 0: volrep.driver.v1.ReplicationStatus
+	(ReplicationHealth)(0),                     // 1: volrep.driver.v1.ReplicationHealth
+	(OperationState)(0),                        // 2: volrep.driver.v1.OperationState
+	(*ModelUpdate)(nil),                        // 3: volrep.driver.v1.ModelUpdate
+	(*VolumeType)(nil),                         // 4: volrep.driver.v1.VolumeType
+	(*Backend)(nil),                            // 5: volrep.driver.v1.Backend
+	(*ReplicationTarget)(nil),                  // 6: volrep.driver.v1.ReplicationTarget
+	(*Volume)(nil),                             // 7: volrep.driver.v1.Volume
+	(*Snapshot)(nil),                           // 8: volrep.driver.v1.Snapshot
+	(*ListBackendsRequest)(nil),                // 9: volrep.driver.v1.ListBackendsRequest
+	(*ListBackendsResponse)(nil),               // 10: volrep.driver.v1.ListBackendsResponse
+	(*GetVolumeStatsRequest)(nil),              // 11: volrep.driver.v1.GetVolumeStatsRequest
+	(*GetVolumeStatsResponse)(nil),             // 12: volrep.driver.v1.GetVolumeStatsResponse
+	(*CreateVolumeRequest)(nil),                // 13: volrep.driver.v1.CreateVolumeRequest
+	(*CreateVolumeResponse)(nil),               // 14: volrep.driver.v1.CreateVolumeResponse
+	(*DeleteVolumeRequest)(nil),                // 15: volrep.driver.v1.DeleteVolumeRequest
+	(*DeleteVolumeResponse)(nil),               // 16: volrep.driver.v1.DeleteVolumeResponse
+	(*ExtendVolumeRequest)(nil),                // 17: volrep.driver.v1.ExtendVolumeRequest
+	(*ExtendVolumeResponse)(nil),               // 18: volrep.driver.v1.ExtendVolumeResponse
+	(*GetVolumeRequest)(nil),                   // 19: volrep.driver.v1.GetVolumeRequest
+	(*GetVolumeResponse)(nil),                  // 20: volrep.driver.v1.GetVolumeResponse
+	(*ListVolumesRequest)(nil),                 // 21: volrep.driver.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),                // 22: volrep.driver.v1.ListVolumesResponse
+	(*CreateSnapshotRequest)(nil),              // 23: volrep.driver.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil),             // 24: volrep.driver.v1.CreateSnapshotResponse
+	(*DeleteSnapshotRequest)(nil),              // 25: volrep.driver.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil),             // 26: volrep.driver.v1.DeleteSnapshotResponse
+	(*ListSnapshotsRequest)(nil),               // 27: volrep.driver.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),              // 28: volrep.driver.v1.ListSnapshotsResponse
+	(*CreateVolumeFromSnapshotRequest)(nil),    // 29: volrep.driver.v1.CreateVolumeFromSnapshotRequest
+	(*CreateVolumeFromSnapshotResponse)(nil),   // 30: volrep.driver.v1.CreateVolumeFromSnapshotResponse
+	(*CreateClonedVolumeRequest)(nil),          // 31: volrep.driver.v1.CreateClonedVolumeRequest
+	(*CreateClonedVolumeResponse)(nil),         // 32: volrep.driver.v1.CreateClonedVolumeResponse
+	(*Connector)(nil),                          // 33: volrep.driver.v1.Connector
+	(*ConnectionInfo)(nil),                     // 34: volrep.driver.v1.ConnectionInfo
+	(*IscsiTarget)(nil),                        // 35: volrep.driver.v1.IscsiTarget
+	(*IscsiPath)(nil),                          // 36: volrep.driver.v1.IscsiPath
+	(*InitializeConnectionRequest)(nil),        // 37: volrep.driver.v1.InitializeConnectionRequest
+	(*InitializeConnectionResponse)(nil),       // 38: volrep.driver.v1.InitializeConnectionResponse
+	(*TerminateConnectionRequest)(nil),         // 39: volrep.driver.v1.TerminateConnectionRequest
+	(*TerminateConnectionResponse)(nil),        // 40: volrep.driver.v1.TerminateConnectionResponse
+	(*RetypeRequest)(nil),                      // 41: volrep.driver.v1.RetypeRequest
+	(*RetypeResponse)(nil),                     // 42: volrep.driver.v1.RetypeResponse
+	(*TargetReplicationInfo)(nil),              // 43: volrep.driver.v1.TargetReplicationInfo
+	(*GetReplicationInfoRequest)(nil),          // 44: volrep.driver.v1.GetReplicationInfoRequest
+	(*GetReplicationInfoResponse)(nil),         // 45: volrep.driver.v1.GetReplicationInfoResponse
+	(*SetReplicationScheduleRequest)(nil),      // 46: volrep.driver.v1.SetReplicationScheduleRequest
+	(*SetReplicationScheduleResponse)(nil),     // 47: volrep.driver.v1.SetReplicationScheduleResponse
+	(*SnapshotReplicateRequest)(nil),           // 48: volrep.driver.v1.SnapshotReplicateRequest
+	(*SnapshotReplicateResponse)(nil),          // 49: volrep.driver.v1.SnapshotReplicateResponse
+	(*Operation)(nil),                          // 50: volrep.driver.v1.Operation
+	(*SnapshotReplicateStep)(nil),              // 51: volrep.driver.v1.SnapshotReplicateStep
+	(*GetOperationRequest)(nil),                // 52: volrep.driver.v1.GetOperationRequest
+	(*GetOperationResponse)(nil),               // 53: volrep.driver.v1.GetOperationResponse
+	(*WatchOperationRequest)(nil),              // 54: volrep.driver.v1.WatchOperationRequest
+	(*WatchOperationResponse)(nil),             // 55: volrep.driver.v1.WatchOperationResponse
+	(*CancelOperationRequest)(nil),             // 56: volrep.driver.v1.CancelOperationRequest
+	(*CancelOperationResponse)(nil),            // 57: volrep.driver.v1.CancelOperationResponse
+	(*VerifySnapshotRequest)(nil),              // 58: volrep.driver.v1.VerifySnapshotRequest
+	(*VerifySnapshotResponse)(nil),             // 59: volrep.driver.v1.VerifySnapshotResponse
+	(*FailoverHostRequest)(nil),                // 60: volrep.driver.v1.FailoverHostRequest
+	(*VolumeUpdate)(nil),                       // 61: volrep.driver.v1.VolumeUpdate
+	(*GroupUpdate)(nil),                        // 62: volrep.driver.v1.GroupUpdate
+	(*FailoverHostResponse)(nil),               // 63: volrep.driver.v1.FailoverHostResponse
+	(*FailoverCompletedRequest)(nil),           // 64: volrep.driver.v1.FailoverCompletedRequest
+	(*FailoverCompletedResponse)(nil),          // 65: volrep.driver.v1.FailoverCompletedResponse
+	(*GroupType)(nil),                          // 66: volrep.driver.v1.GroupType
+	(*CreateGroupRequest)(nil),                 // 67: volrep.driver.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),                // 68: volrep.driver.v1.CreateGroupResponse
+	(*DeleteGroupRequest)(nil),                 // 69: volrep.driver.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),                // 70: volrep.driver.v1.DeleteGroupResponse
+	(*UpdateGroupRequest)(nil),                 // 71: volrep.driver.v1.UpdateGroupRequest
+	(*UpdateGroupResponse)(nil),                // 72: volrep.driver.v1.UpdateGroupResponse
+	(*CreateGroupSnapshotRequest)(nil),         // 73: volrep.driver.v1.CreateGroupSnapshotRequest
+	(*CreateGroupSnapshotResponse)(nil),        // 74: volrep.driver.v1.CreateGroupSnapshotResponse
+	(*DeleteGroupSnapshotRequest)(nil),         // 75: volrep.driver.v1.DeleteGroupSnapshotRequest
+	(*DeleteGroupSnapshotResponse)(nil),        // 76: volrep.driver.v1.DeleteGroupSnapshotResponse
+	(*GroupVolumeSource)(nil),                  // 77: volrep.driver.v1.GroupVolumeSource
+	(*CreateGroupFromSrcRequest)(nil),          // 78: volrep.driver.v1.CreateGroupFromSrcRequest
+	(*CreateGroupFromSrcResponse)(nil),         // 79: volrep.driver.v1.CreateGroupFromSrcResponse
+	(*EnableReplicationRequest)(nil),           // 80: volrep.driver.v1.EnableReplicationRequest
+	(*EnableReplicationResponse)(nil),          // 81: volrep.driver.v1.EnableReplicationResponse
+	(*DisableReplicationRequest)(nil),          // 82: volrep.driver.v1.DisableReplicationRequest
+	(*DisableReplicationResponse)(nil),         // 83: volrep.driver.v1.DisableReplicationResponse
+	(*FailoverReplicationRequest)(nil),         // 84: volrep.driver.v1.FailoverReplicationRequest
+	(*FailoverReplicationResponse)(nil),        // 85: volrep.driver.v1.FailoverReplicationResponse
+	(*RevertToSnapshotRequest)(nil),            // 86: volrep.driver.v1.RevertToSnapshotRequest
+	(*RevertToSnapshotResponse)(nil),           // 87: volrep.driver.v1.RevertToSnapshotResponse
+	(*AttachReplicaRequest)(nil),               // 88: volrep.driver.v1.AttachReplicaRequest
+	(*AttachReplicaResponse)(nil),              // 89: volrep.driver.v1.AttachReplicaResponse
+	(*DetachReplicaRequest)(nil),               // 90: volrep.driver.v1.DetachReplicaRequest
+	(*DetachReplicaResponse)(nil),              // 91: volrep.driver.v1.DetachReplicaResponse
+	(*ExistingRef)(nil),                        // 92: volrep.driver.v1.ExistingRef
+	(*ManageExistingSizeRequest)(nil),          // 93: volrep.driver.v1.ManageExistingSizeRequest
+	(*ManageExistingSizeResponse)(nil),         // 94: volrep.driver.v1.ManageExistingSizeResponse
+	(*ManageExistingRequest)(nil),              // 95: volrep.driver.v1.ManageExistingRequest
+	(*ManageExistingResponse)(nil),             // 96: volrep.driver.v1.ManageExistingResponse
+	(*UnmanageRequest)(nil),                    // 97: volrep.driver.v1.UnmanageRequest
+	(*UnmanageResponse)(nil),                   // 98: volrep.driver.v1.UnmanageResponse
+	(*ManageExistingSnapshotSizeRequest)(nil),  // 99: volrep.driver.v1.ManageExistingSnapshotSizeRequest
+	(*ManageExistingSnapshotSizeResponse)(nil), // 100: volrep.driver.v1.ManageExistingSnapshotSizeResponse
+	(*ManageExistingSnapshotRequest)(nil),      // 101: volrep.driver.v1.ManageExistingSnapshotRequest
+	(*ManageExistingSnapshotResponse)(nil),     // 102: volrep.driver.v1.ManageExistingSnapshotResponse
+	(*UnmanageSnapshotRequest)(nil),            // 103: volrep.driver.v1.UnmanageSnapshotRequest
+	(*UnmanageSnapshotResponse)(nil),           // 104: volrep.driver.v1.UnmanageSnapshotResponse
+	(*Manageable)(nil),                         // 105: volrep.driver.v1.Manageable
+	(*ListManageableVolumesRequest)(nil),       // 106: volrep.driver.v1.ListManageableVolumesRequest
+	(*ListManageableVolumesResponse)(nil),      // 107: volrep.driver.v1.ListManageableVolumesResponse
+	(*ListManageableSnapshotsRequest)(nil),     // 108: volrep.driver.v1.ListManageableSnapshotsRequest
+	(*ListManageableSnapshotsResponse)(nil),    // 109: volrep.driver.v1.ListManageableSnapshotsResponse
+	nil,                                        // 110: volrep.driver.v1.ModelUpdate.MetadataEntry
+	nil,                                        // 111: volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	nil,                                        // 112: volrep.driver.v1.Connector.ExtraEntry
+	nil,                                        // 113: volrep.driver.v1.ConnectionInfo.DataEntry
+	nil,                                        // 114: volrep.driver.v1.GroupType.GroupSpecsEntry
+	nil,                                        // 115: volrep.driver.v1.Manageable.ExtraInfoEntry
+	(*timestamppb.Timestamp)(nil),              // 116: google.protobuf.Timestamp
 }
 var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	0,   // 0: volrep.driver.v1.ModelUpdate.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
-	92,  // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
-	93,  // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	110, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
+	111, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
 	6,   // 3: volrep.driver.v1.Backend.replication_targets:type_name -> volrep.driver.v1.ReplicationTarget
 	0,   // 4: volrep.driver.v1.Volume.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
 	5,   // 5: volrep.driver.v1.ListBackendsResponse.backends:type_name -> volrep.driver.v1.Backend
@@ -6580,8 +7684,8 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	3,   // 13: volrep.driver.v1.CreateVolumeFromSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	4,   // 14: volrep.driver.v1.CreateClonedVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
 	3,   // 15: volrep.driver.v1.CreateClonedVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	94,  // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
-	95,  // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
+	112, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
+	113, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
 	35,  // 18: volrep.driver.v1.ConnectionInfo.iscsi:type_name -> volrep.driver.v1.IscsiTarget
 	36,  // 19: volrep.driver.v1.IscsiTarget.paths:type_name -> volrep.driver.v1.IscsiPath
 	33,  // 20: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
@@ -6590,13 +7694,13 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	4,   // 23: volrep.driver.v1.RetypeRequest.new_type:type_name -> volrep.driver.v1.VolumeType
 	3,   // 24: volrep.driver.v1.RetypeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	1,   // 25: volrep.driver.v1.TargetReplicationInfo.status:type_name -> volrep.driver.v1.ReplicationHealth
-	97,  // 26: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
+	116, // 26: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
 	1,   // 27: volrep.driver.v1.GetReplicationInfoResponse.status:type_name -> volrep.driver.v1.ReplicationHealth
-	97,  // 28: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
+	116, // 28: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
 	43,  // 29: volrep.driver.v1.GetReplicationInfoResponse.targets:type_name -> volrep.driver.v1.TargetReplicationInfo
 	2,   // 30: volrep.driver.v1.Operation.state:type_name -> volrep.driver.v1.OperationState
-	97,  // 31: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
-	97,  // 32: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
+	116, // 31: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
+	116, // 32: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
 	51,  // 33: volrep.driver.v1.Operation.steps:type_name -> volrep.driver.v1.SnapshotReplicateStep
 	50,  // 34: volrep.driver.v1.GetOperationResponse.operation:type_name -> volrep.driver.v1.Operation
 	50,  // 35: volrep.driver.v1.WatchOperationResponse.operation:type_name -> volrep.driver.v1.Operation
@@ -6605,7 +7709,7 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	3,   // 38: volrep.driver.v1.GroupUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
 	61,  // 39: volrep.driver.v1.FailoverHostResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
 	62,  // 40: volrep.driver.v1.FailoverHostResponse.group_updates:type_name -> volrep.driver.v1.GroupUpdate
-	96,  // 41: volrep.driver.v1.GroupType.group_specs:type_name -> volrep.driver.v1.GroupType.GroupSpecsEntry
+	114, // 41: volrep.driver.v1.GroupType.group_specs:type_name -> volrep.driver.v1.GroupType.GroupSpecsEntry
 	66,  // 42: volrep.driver.v1.CreateGroupRequest.group_type:type_name -> volrep.driver.v1.GroupType
 	3,   // 43: volrep.driver.v1.CreateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	3,   // 44: volrep.driver.v1.DeleteGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
@@ -6626,85 +7730,111 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	61,  // 59: volrep.driver.v1.FailoverReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
 	33,  // 60: volrep.driver.v1.AttachReplicaRequest.connector:type_name -> volrep.driver.v1.Connector
 	34,  // 61: volrep.driver.v1.AttachReplicaResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
-	97,  // 62: volrep.driver.v1.AttachReplicaResponse.snapshot_created:type_name -> google.protobuf.Timestamp
+	116, // 62: volrep.driver.v1.AttachReplicaResponse.snapshot_created:type_name -> google.protobuf.Timestamp
 	33,  // 63: volrep.driver.v1.DetachReplicaRequest.connector:type_name -> volrep.driver.v1.Connector
-	9,   // 64: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
-	11,  // 65: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
-	13,  // 66: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
-	15,  // 67: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
-	17,  // 68: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
-	19,  // 69: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
-	21,  // 70: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
-	23,  // 71: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
-	25,  // 72: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
-	27,  // 73: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
-	29,  // 74: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
-	31,  // 75: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
-	37,  // 76: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
-	39,  // 77: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
-	41,  // 78: volrep.driver.v1.DriverService.Retype:input_type -> volrep.driver.v1.RetypeRequest
-	44,  // 79: volrep.driver.v1.DriverService.GetReplicationInfo:input_type -> volrep.driver.v1.GetReplicationInfoRequest
-	46,  // 80: volrep.driver.v1.DriverService.SetReplicationSchedule:input_type -> volrep.driver.v1.SetReplicationScheduleRequest
-	48,  // 81: volrep.driver.v1.DriverService.SnapshotReplicate:input_type -> volrep.driver.v1.SnapshotReplicateRequest
-	52,  // 82: volrep.driver.v1.DriverService.GetOperation:input_type -> volrep.driver.v1.GetOperationRequest
-	54,  // 83: volrep.driver.v1.DriverService.WatchOperation:input_type -> volrep.driver.v1.WatchOperationRequest
-	56,  // 84: volrep.driver.v1.DriverService.CancelOperation:input_type -> volrep.driver.v1.CancelOperationRequest
-	58,  // 85: volrep.driver.v1.DriverService.VerifySnapshot:input_type -> volrep.driver.v1.VerifySnapshotRequest
-	60,  // 86: volrep.driver.v1.DriverService.FailoverHost:input_type -> volrep.driver.v1.FailoverHostRequest
-	64,  // 87: volrep.driver.v1.DriverService.FailoverCompleted:input_type -> volrep.driver.v1.FailoverCompletedRequest
-	67,  // 88: volrep.driver.v1.DriverService.CreateGroup:input_type -> volrep.driver.v1.CreateGroupRequest
-	69,  // 89: volrep.driver.v1.DriverService.DeleteGroup:input_type -> volrep.driver.v1.DeleteGroupRequest
-	71,  // 90: volrep.driver.v1.DriverService.UpdateGroup:input_type -> volrep.driver.v1.UpdateGroupRequest
-	73,  // 91: volrep.driver.v1.DriverService.CreateGroupSnapshot:input_type -> volrep.driver.v1.CreateGroupSnapshotRequest
-	75,  // 92: volrep.driver.v1.DriverService.DeleteGroupSnapshot:input_type -> volrep.driver.v1.DeleteGroupSnapshotRequest
-	78,  // 93: volrep.driver.v1.DriverService.CreateGroupFromSrc:input_type -> volrep.driver.v1.CreateGroupFromSrcRequest
-	80,  // 94: volrep.driver.v1.DriverService.EnableReplication:input_type -> volrep.driver.v1.EnableReplicationRequest
-	82,  // 95: volrep.driver.v1.DriverService.DisableReplication:input_type -> volrep.driver.v1.DisableReplicationRequest
-	84,  // 96: volrep.driver.v1.DriverService.FailoverReplication:input_type -> volrep.driver.v1.FailoverReplicationRequest
-	86,  // 97: volrep.driver.v1.DriverService.RevertToSnapshot:input_type -> volrep.driver.v1.RevertToSnapshotRequest
-	88,  // 98: volrep.driver.v1.DriverService.AttachReplica:input_type -> volrep.driver.v1.AttachReplicaRequest
-	90,  // 99: volrep.driver.v1.DriverService.DetachReplica:input_type -> volrep.driver.v1.DetachReplicaRequest
-	10,  // 100: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
-	12,  // 101: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
-	14,  // 102: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
-	16,  // 103: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
-	18,  // 104: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
-	20,  // 105: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
-	22,  // 106: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
-	24,  // 107: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
-	26,  // 108: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
-	28,  // 109: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
-	30,  // 110: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
-	32,  // 111: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
-	38,  // 112: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
-	40,  // 113: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
-	42,  // 114: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
-	45,  // 115: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
-	47,  // 116: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
-	49,  // 117: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
-	53,  // 118: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
-	55,  // 119: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
-	57,  // 120: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
-	59,  // 121: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
-	63,  // 122: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
-	65,  // 123: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
-	68,  // 124: volrep.driver.v1.DriverService.CreateGroup:output_type -> volrep.driver.v1.CreateGroupResponse
-	70,  // 125: volrep.driver.v1.DriverService.DeleteGroup:output_type -> volrep.driver.v1.DeleteGroupResponse
-	72,  // 126: volrep.driver.v1.DriverService.UpdateGroup:output_type -> volrep.driver.v1.UpdateGroupResponse
-	74,  // 127: volrep.driver.v1.DriverService.CreateGroupSnapshot:output_type -> volrep.driver.v1.CreateGroupSnapshotResponse
-	76,  // 128: volrep.driver.v1.DriverService.DeleteGroupSnapshot:output_type -> volrep.driver.v1.DeleteGroupSnapshotResponse
-	79,  // 129: volrep.driver.v1.DriverService.CreateGroupFromSrc:output_type -> volrep.driver.v1.CreateGroupFromSrcResponse
-	81,  // 130: volrep.driver.v1.DriverService.EnableReplication:output_type -> volrep.driver.v1.EnableReplicationResponse
-	83,  // 131: volrep.driver.v1.DriverService.DisableReplication:output_type -> volrep.driver.v1.DisableReplicationResponse
-	85,  // 132: volrep.driver.v1.DriverService.FailoverReplication:output_type -> volrep.driver.v1.FailoverReplicationResponse
-	87,  // 133: volrep.driver.v1.DriverService.RevertToSnapshot:output_type -> volrep.driver.v1.RevertToSnapshotResponse
-	89,  // 134: volrep.driver.v1.DriverService.AttachReplica:output_type -> volrep.driver.v1.AttachReplicaResponse
-	91,  // 135: volrep.driver.v1.DriverService.DetachReplica:output_type -> volrep.driver.v1.DetachReplicaResponse
-	100, // [100:136] is the sub-list for method output_type
-	64,  // [64:100] is the sub-list for method input_type
-	64,  // [64:64] is the sub-list for extension type_name
-	64,  // [64:64] is the sub-list for extension extendee
-	0,   // [0:64] is the sub-list for field type_name
+	92,  // 64: volrep.driver.v1.ManageExistingSizeRequest.ref:type_name -> volrep.driver.v1.ExistingRef
+	92,  // 65: volrep.driver.v1.ManageExistingRequest.ref:type_name -> volrep.driver.v1.ExistingRef
+	4,   // 66: volrep.driver.v1.ManageExistingRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
+	3,   // 67: volrep.driver.v1.ManageExistingResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	92,  // 68: volrep.driver.v1.ManageExistingSnapshotSizeRequest.ref:type_name -> volrep.driver.v1.ExistingRef
+	92,  // 69: volrep.driver.v1.ManageExistingSnapshotRequest.ref:type_name -> volrep.driver.v1.ExistingRef
+	3,   // 70: volrep.driver.v1.ManageExistingSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	115, // 71: volrep.driver.v1.Manageable.extra_info:type_name -> volrep.driver.v1.Manageable.ExtraInfoEntry
+	105, // 72: volrep.driver.v1.ListManageableVolumesResponse.volumes:type_name -> volrep.driver.v1.Manageable
+	105, // 73: volrep.driver.v1.ListManageableSnapshotsResponse.snapshots:type_name -> volrep.driver.v1.Manageable
+	9,   // 74: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
+	11,  // 75: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
+	13,  // 76: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
+	15,  // 77: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
+	17,  // 78: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
+	19,  // 79: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
+	21,  // 80: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
+	23,  // 81: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
+	25,  // 82: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
+	27,  // 83: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
+	29,  // 84: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
+	31,  // 85: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
+	37,  // 86: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
+	39,  // 87: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
+	41,  // 88: volrep.driver.v1.DriverService.Retype:input_type -> volrep.driver.v1.RetypeRequest
+	44,  // 89: volrep.driver.v1.DriverService.GetReplicationInfo:input_type -> volrep.driver.v1.GetReplicationInfoRequest
+	46,  // 90: volrep.driver.v1.DriverService.SetReplicationSchedule:input_type -> volrep.driver.v1.SetReplicationScheduleRequest
+	48,  // 91: volrep.driver.v1.DriverService.SnapshotReplicate:input_type -> volrep.driver.v1.SnapshotReplicateRequest
+	52,  // 92: volrep.driver.v1.DriverService.GetOperation:input_type -> volrep.driver.v1.GetOperationRequest
+	54,  // 93: volrep.driver.v1.DriverService.WatchOperation:input_type -> volrep.driver.v1.WatchOperationRequest
+	56,  // 94: volrep.driver.v1.DriverService.CancelOperation:input_type -> volrep.driver.v1.CancelOperationRequest
+	58,  // 95: volrep.driver.v1.DriverService.VerifySnapshot:input_type -> volrep.driver.v1.VerifySnapshotRequest
+	60,  // 96: volrep.driver.v1.DriverService.FailoverHost:input_type -> volrep.driver.v1.FailoverHostRequest
+	64,  // 97: volrep.driver.v1.DriverService.FailoverCompleted:input_type -> volrep.driver.v1.FailoverCompletedRequest
+	67,  // 98: volrep.driver.v1.DriverService.CreateGroup:input_type -> volrep.driver.v1.CreateGroupRequest
+	69,  // 99: volrep.driver.v1.DriverService.DeleteGroup:input_type -> volrep.driver.v1.DeleteGroupRequest
+	71,  // 100: volrep.driver.v1.DriverService.UpdateGroup:input_type -> volrep.driver.v1.UpdateGroupRequest
+	73,  // 101: volrep.driver.v1.DriverService.CreateGroupSnapshot:input_type -> volrep.driver.v1.CreateGroupSnapshotRequest
+	75,  // 102: volrep.driver.v1.DriverService.DeleteGroupSnapshot:input_type -> volrep.driver.v1.DeleteGroupSnapshotRequest
+	78,  // 103: volrep.driver.v1.DriverService.CreateGroupFromSrc:input_type -> volrep.driver.v1.CreateGroupFromSrcRequest
+	80,  // 104: volrep.driver.v1.DriverService.EnableReplication:input_type -> volrep.driver.v1.EnableReplicationRequest
+	82,  // 105: volrep.driver.v1.DriverService.DisableReplication:input_type -> volrep.driver.v1.DisableReplicationRequest
+	84,  // 106: volrep.driver.v1.DriverService.FailoverReplication:input_type -> volrep.driver.v1.FailoverReplicationRequest
+	86,  // 107: volrep.driver.v1.DriverService.RevertToSnapshot:input_type -> volrep.driver.v1.RevertToSnapshotRequest
+	88,  // 108: volrep.driver.v1.DriverService.AttachReplica:input_type -> volrep.driver.v1.AttachReplicaRequest
+	90,  // 109: volrep.driver.v1.DriverService.DetachReplica:input_type -> volrep.driver.v1.DetachReplicaRequest
+	93,  // 110: volrep.driver.v1.DriverService.ManageExistingSize:input_type -> volrep.driver.v1.ManageExistingSizeRequest
+	95,  // 111: volrep.driver.v1.DriverService.ManageExisting:input_type -> volrep.driver.v1.ManageExistingRequest
+	97,  // 112: volrep.driver.v1.DriverService.Unmanage:input_type -> volrep.driver.v1.UnmanageRequest
+	99,  // 113: volrep.driver.v1.DriverService.ManageExistingSnapshotSize:input_type -> volrep.driver.v1.ManageExistingSnapshotSizeRequest
+	101, // 114: volrep.driver.v1.DriverService.ManageExistingSnapshot:input_type -> volrep.driver.v1.ManageExistingSnapshotRequest
+	103, // 115: volrep.driver.v1.DriverService.UnmanageSnapshot:input_type -> volrep.driver.v1.UnmanageSnapshotRequest
+	106, // 116: volrep.driver.v1.DriverService.ListManageableVolumes:input_type -> volrep.driver.v1.ListManageableVolumesRequest
+	108, // 117: volrep.driver.v1.DriverService.ListManageableSnapshots:input_type -> volrep.driver.v1.ListManageableSnapshotsRequest
+	10,  // 118: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
+	12,  // 119: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
+	14,  // 120: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
+	16,  // 121: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
+	18,  // 122: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
+	20,  // 123: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
+	22,  // 124: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
+	24,  // 125: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
+	26,  // 126: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
+	28,  // 127: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
+	30,  // 128: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
+	32,  // 129: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
+	38,  // 130: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
+	40,  // 131: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
+	42,  // 132: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
+	45,  // 133: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
+	47,  // 134: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
+	49,  // 135: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
+	53,  // 136: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
+	55,  // 137: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
+	57,  // 138: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
+	59,  // 139: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
+	63,  // 140: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
+	65,  // 141: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
+	68,  // 142: volrep.driver.v1.DriverService.CreateGroup:output_type -> volrep.driver.v1.CreateGroupResponse
+	70,  // 143: volrep.driver.v1.DriverService.DeleteGroup:output_type -> volrep.driver.v1.DeleteGroupResponse
+	72,  // 144: volrep.driver.v1.DriverService.UpdateGroup:output_type -> volrep.driver.v1.UpdateGroupResponse
+	74,  // 145: volrep.driver.v1.DriverService.CreateGroupSnapshot:output_type -> volrep.driver.v1.CreateGroupSnapshotResponse
+	76,  // 146: volrep.driver.v1.DriverService.DeleteGroupSnapshot:output_type -> volrep.driver.v1.DeleteGroupSnapshotResponse
+	79,  // 147: volrep.driver.v1.DriverService.CreateGroupFromSrc:output_type -> volrep.driver.v1.CreateGroupFromSrcResponse
+	81,  // 148: volrep.driver.v1.DriverService.EnableReplication:output_type -> volrep.driver.v1.EnableReplicationResponse
+	83,  // 149: volrep.driver.v1.DriverService.DisableReplication:output_type -> volrep.driver.v1.DisableReplicationResponse
+	85,  // 150: volrep.driver.v1.DriverService.FailoverReplication:output_type -> volrep.driver.v1.FailoverReplicationResponse
+	87,  // 151: volrep.driver.v1.DriverService.RevertToSnapshot:output_type -> volrep.driver.v1.RevertToSnapshotResponse
+	89,  // 152: volrep.driver.v1.DriverService.AttachReplica:output_type -> volrep.driver.v1.AttachReplicaResponse
+	91,  // 153: volrep.driver.v1.DriverService.DetachReplica:output_type -> volrep.driver.v1.DetachReplicaResponse
+	94,  // 154: volrep.driver.v1.DriverService.ManageExistingSize:output_type -> volrep.driver.v1.ManageExistingSizeResponse
+	96,  // 155: volrep.driver.v1.DriverService.ManageExisting:output_type -> volrep.driver.v1.ManageExistingResponse
+	98,  // 156: volrep.driver.v1.DriverService.Unmanage:output_type -> volrep.driver.v1.UnmanageResponse
+	100, // 157: volrep.driver.v1.DriverService.ManageExistingSnapshotSize:output_type -> volrep.driver.v1.ManageExistingSnapshotSizeResponse
+	102, // 158: volrep.driver.v1.DriverService.ManageExistingSnapshot:output_type -> volrep.driver.v1.ManageExistingSnapshotResponse
+	104, // 159: volrep.driver.v1.DriverService.UnmanageSnapshot:output_type -> volrep.driver.v1.UnmanageSnapshotResponse
+	107, // 160: volrep.driver.v1.DriverService.ListManageableVolumes:output_type -> volrep.driver.v1.ListManageableVolumesResponse
+	109, // 161: volrep.driver.v1.DriverService.ListManageableSnapshots:output_type -> volrep.driver.v1.ListManageableSnapshotsResponse
+	118, // [118:162] is the sub-list for method output_type
+	74,  // [74:118] is the sub-list for method input_type
+	74,  // [74:74] is the sub-list for extension type_name
+	74,  // [74:74] is the sub-list for extension extendee
+	0,   // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_volrep_driver_v1_driver_service_proto_init() }
@@ -6718,7 +7848,7 @@ func file_volrep_driver_v1_driver_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_driver_v1_driver_service_proto_rawDesc), len(file_volrep_driver_v1_driver_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   94,
+			NumMessages:   113,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

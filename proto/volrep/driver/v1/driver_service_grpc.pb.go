@@ -19,42 +19,50 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	DriverService_ListBackends_FullMethodName             = "/volrep.driver.v1.DriverService/ListBackends"
-	DriverService_GetVolumeStats_FullMethodName           = "/volrep.driver.v1.DriverService/GetVolumeStats"
-	DriverService_CreateVolume_FullMethodName             = "/volrep.driver.v1.DriverService/CreateVolume"
-	DriverService_DeleteVolume_FullMethodName             = "/volrep.driver.v1.DriverService/DeleteVolume"
-	DriverService_ExtendVolume_FullMethodName             = "/volrep.driver.v1.DriverService/ExtendVolume"
-	DriverService_GetVolume_FullMethodName                = "/volrep.driver.v1.DriverService/GetVolume"
-	DriverService_ListVolumes_FullMethodName              = "/volrep.driver.v1.DriverService/ListVolumes"
-	DriverService_CreateSnapshot_FullMethodName           = "/volrep.driver.v1.DriverService/CreateSnapshot"
-	DriverService_DeleteSnapshot_FullMethodName           = "/volrep.driver.v1.DriverService/DeleteSnapshot"
-	DriverService_ListSnapshots_FullMethodName            = "/volrep.driver.v1.DriverService/ListSnapshots"
-	DriverService_CreateVolumeFromSnapshot_FullMethodName = "/volrep.driver.v1.DriverService/CreateVolumeFromSnapshot"
-	DriverService_CreateClonedVolume_FullMethodName       = "/volrep.driver.v1.DriverService/CreateClonedVolume"
-	DriverService_InitializeConnection_FullMethodName     = "/volrep.driver.v1.DriverService/InitializeConnection"
-	DriverService_TerminateConnection_FullMethodName      = "/volrep.driver.v1.DriverService/TerminateConnection"
-	DriverService_Retype_FullMethodName                   = "/volrep.driver.v1.DriverService/Retype"
-	DriverService_GetReplicationInfo_FullMethodName       = "/volrep.driver.v1.DriverService/GetReplicationInfo"
-	DriverService_SetReplicationSchedule_FullMethodName   = "/volrep.driver.v1.DriverService/SetReplicationSchedule"
-	DriverService_SnapshotReplicate_FullMethodName        = "/volrep.driver.v1.DriverService/SnapshotReplicate"
-	DriverService_GetOperation_FullMethodName             = "/volrep.driver.v1.DriverService/GetOperation"
-	DriverService_WatchOperation_FullMethodName           = "/volrep.driver.v1.DriverService/WatchOperation"
-	DriverService_CancelOperation_FullMethodName          = "/volrep.driver.v1.DriverService/CancelOperation"
-	DriverService_VerifySnapshot_FullMethodName           = "/volrep.driver.v1.DriverService/VerifySnapshot"
-	DriverService_FailoverHost_FullMethodName             = "/volrep.driver.v1.DriverService/FailoverHost"
-	DriverService_FailoverCompleted_FullMethodName        = "/volrep.driver.v1.DriverService/FailoverCompleted"
-	DriverService_CreateGroup_FullMethodName              = "/volrep.driver.v1.DriverService/CreateGroup"
-	DriverService_DeleteGroup_FullMethodName              = "/volrep.driver.v1.DriverService/DeleteGroup"
-	DriverService_UpdateGroup_FullMethodName              = "/volrep.driver.v1.DriverService/UpdateGroup"
-	DriverService_CreateGroupSnapshot_FullMethodName      = "/volrep.driver.v1.DriverService/CreateGroupSnapshot"
-	DriverService_DeleteGroupSnapshot_FullMethodName      = "/volrep.driver.v1.DriverService/DeleteGroupSnapshot"
-	DriverService_CreateGroupFromSrc_FullMethodName       = "/volrep.driver.v1.DriverService/CreateGroupFromSrc"
-	DriverService_EnableReplication_FullMethodName        = "/volrep.driver.v1.DriverService/EnableReplication"
-	DriverService_DisableReplication_FullMethodName       = "/volrep.driver.v1.DriverService/DisableReplication"
-	DriverService_FailoverReplication_FullMethodName      = "/volrep.driver.v1.DriverService/FailoverReplication"
-	DriverService_RevertToSnapshot_FullMethodName         = "/volrep.driver.v1.DriverService/RevertToSnapshot"
-	DriverService_AttachReplica_FullMethodName            = "/volrep.driver.v1.DriverService/AttachReplica"
-	DriverService_DetachReplica_FullMethodName            = "/volrep.driver.v1.DriverService/DetachReplica"
+	DriverService_ListBackends_FullMethodName               = "/volrep.driver.v1.DriverService/ListBackends"
+	DriverService_GetVolumeStats_FullMethodName             = "/volrep.driver.v1.DriverService/GetVolumeStats"
+	DriverService_CreateVolume_FullMethodName               = "/volrep.driver.v1.DriverService/CreateVolume"
+	DriverService_DeleteVolume_FullMethodName               = "/volrep.driver.v1.DriverService/DeleteVolume"
+	DriverService_ExtendVolume_FullMethodName               = "/volrep.driver.v1.DriverService/ExtendVolume"
+	DriverService_GetVolume_FullMethodName                  = "/volrep.driver.v1.DriverService/GetVolume"
+	DriverService_ListVolumes_FullMethodName                = "/volrep.driver.v1.DriverService/ListVolumes"
+	DriverService_CreateSnapshot_FullMethodName             = "/volrep.driver.v1.DriverService/CreateSnapshot"
+	DriverService_DeleteSnapshot_FullMethodName             = "/volrep.driver.v1.DriverService/DeleteSnapshot"
+	DriverService_ListSnapshots_FullMethodName              = "/volrep.driver.v1.DriverService/ListSnapshots"
+	DriverService_CreateVolumeFromSnapshot_FullMethodName   = "/volrep.driver.v1.DriverService/CreateVolumeFromSnapshot"
+	DriverService_CreateClonedVolume_FullMethodName         = "/volrep.driver.v1.DriverService/CreateClonedVolume"
+	DriverService_InitializeConnection_FullMethodName       = "/volrep.driver.v1.DriverService/InitializeConnection"
+	DriverService_TerminateConnection_FullMethodName        = "/volrep.driver.v1.DriverService/TerminateConnection"
+	DriverService_Retype_FullMethodName                     = "/volrep.driver.v1.DriverService/Retype"
+	DriverService_GetReplicationInfo_FullMethodName         = "/volrep.driver.v1.DriverService/GetReplicationInfo"
+	DriverService_SetReplicationSchedule_FullMethodName     = "/volrep.driver.v1.DriverService/SetReplicationSchedule"
+	DriverService_SnapshotReplicate_FullMethodName          = "/volrep.driver.v1.DriverService/SnapshotReplicate"
+	DriverService_GetOperation_FullMethodName               = "/volrep.driver.v1.DriverService/GetOperation"
+	DriverService_WatchOperation_FullMethodName             = "/volrep.driver.v1.DriverService/WatchOperation"
+	DriverService_CancelOperation_FullMethodName            = "/volrep.driver.v1.DriverService/CancelOperation"
+	DriverService_VerifySnapshot_FullMethodName             = "/volrep.driver.v1.DriverService/VerifySnapshot"
+	DriverService_FailoverHost_FullMethodName               = "/volrep.driver.v1.DriverService/FailoverHost"
+	DriverService_FailoverCompleted_FullMethodName          = "/volrep.driver.v1.DriverService/FailoverCompleted"
+	DriverService_CreateGroup_FullMethodName                = "/volrep.driver.v1.DriverService/CreateGroup"
+	DriverService_DeleteGroup_FullMethodName                = "/volrep.driver.v1.DriverService/DeleteGroup"
+	DriverService_UpdateGroup_FullMethodName                = "/volrep.driver.v1.DriverService/UpdateGroup"
+	DriverService_CreateGroupSnapshot_FullMethodName        = "/volrep.driver.v1.DriverService/CreateGroupSnapshot"
+	DriverService_DeleteGroupSnapshot_FullMethodName        = "/volrep.driver.v1.DriverService/DeleteGroupSnapshot"
+	DriverService_CreateGroupFromSrc_FullMethodName         = "/volrep.driver.v1.DriverService/CreateGroupFromSrc"
+	DriverService_EnableReplication_FullMethodName          = "/volrep.driver.v1.DriverService/EnableReplication"
+	DriverService_DisableReplication_FullMethodName         = "/volrep.driver.v1.DriverService/DisableReplication"
+	DriverService_FailoverReplication_FullMethodName        = "/volrep.driver.v1.DriverService/FailoverReplication"
+	DriverService_RevertToSnapshot_FullMethodName           = "/volrep.driver.v1.DriverService/RevertToSnapshot"
+	DriverService_AttachReplica_FullMethodName              = "/volrep.driver.v1.DriverService/AttachReplica"
+	DriverService_DetachReplica_FullMethodName              = "/volrep.driver.v1.DriverService/DetachReplica"
+	DriverService_ManageExistingSize_FullMethodName         = "/volrep.driver.v1.DriverService/ManageExistingSize"
+	DriverService_ManageExisting_FullMethodName             = "/volrep.driver.v1.DriverService/ManageExisting"
+	DriverService_Unmanage_FullMethodName                   = "/volrep.driver.v1.DriverService/Unmanage"
+	DriverService_ManageExistingSnapshotSize_FullMethodName = "/volrep.driver.v1.DriverService/ManageExistingSnapshotSize"
+	DriverService_ManageExistingSnapshot_FullMethodName     = "/volrep.driver.v1.DriverService/ManageExistingSnapshot"
+	DriverService_UnmanageSnapshot_FullMethodName           = "/volrep.driver.v1.DriverService/UnmanageSnapshot"
+	DriverService_ListManageableVolumes_FullMethodName      = "/volrep.driver.v1.DriverService/ListManageableVolumes"
+	DriverService_ListManageableSnapshots_FullMethodName    = "/volrep.driver.v1.DriverService/ListManageableSnapshots"
 )
 
 // DriverServiceClient is the client API for DriverService service.
@@ -174,6 +182,39 @@ type DriverServiceClient interface {
 	// DetachReplica revokes the connector's attachments of replicated
 	// snapshots at the target (with no connector host, every one).
 	DetachReplica(ctx context.Context, in *DetachReplicaRequest, opts ...grpc.CallOption) (*DetachReplicaResponse, error)
+	// Manage and unmanage (Cinder's manage_existing family). Managing
+	// adopts an array volume, named by ExistingRef, as a Cinder volume: the
+	// array renames it volume-<volume_id>-cinder and labels it in one
+	// transaction, so every other RPC finds it as it finds volumes it
+	// created. A volume Cinder already manages, a read-only replica target,
+	// a member of a consistency group (protection group or pod, of this or
+	// another backend), one in another pool, and one connected or exported
+	// are FAILED_PRECONDITION saying what to do; a missing one is NOT_FOUND.
+	//
+	// ManageExistingSize returns the size in GiB (rounded up) managing would give.
+	ManageExistingSize(ctx context.Context, in *ManageExistingSizeRequest, opts ...grpc.CallOption) (*ManageExistingSizeResponse, error)
+	// ManageExisting adopts the volume, grows it to whole GiB and puts it in
+	// the replication its volume type asks for.
+	ManageExisting(ctx context.Context, in *ManageExistingRequest, opts ...grpc.CallOption) (*ManageExistingResponse, error)
+	// Unmanage leaves a volume on the array, out of the backend's protection
+	// group or pod, without the driver's labels, renamed
+	// volume-<volume_id>-cinder-unmanaged. A volume already gone is success.
+	Unmanage(ctx context.Context, in *UnmanageRequest, opts ...grpc.CallOption) (*UnmanageResponse, error)
+	// ManageExistingSnapshotSize returns the size in GiB of the snapshot
+	// ManageExistingSnapshot would adopt.
+	ManageExistingSnapshotSize(ctx context.Context, in *ManageExistingSnapshotSizeRequest, opts ...grpc.CallOption) (*ManageExistingSnapshotSizeResponse, error)
+	// ManageExistingSnapshot adopts a snapshot of a Cinder volume, renaming
+	// it snapshot-<snapshot_id>; snapshots replication took are refused.
+	ManageExistingSnapshot(ctx context.Context, in *ManageExistingSnapshotRequest, opts ...grpc.CallOption) (*ManageExistingSnapshotResponse, error)
+	// UnmanageSnapshot leaves a snapshot on the array renamed
+	// snapshot-<snapshot_id>-unmanaged.
+	UnmanageSnapshot(ctx context.Context, in *UnmanageSnapshotRequest, opts ...grpc.CallOption) (*UnmanageSnapshotResponse, error)
+	// ListManageableVolumes lists the volumes of the backend's pool by name,
+	// with whether each can be managed and why not (get_manageable_volumes).
+	ListManageableVolumes(ctx context.Context, in *ListManageableVolumesRequest, opts ...grpc.CallOption) (*ListManageableVolumesResponse, error)
+	// ListManageableSnapshots lists the snapshots of the pool's volumes by
+	// volume and name, likewise (get_manageable_snapshots).
+	ListManageableSnapshots(ctx context.Context, in *ListManageableSnapshotsRequest, opts ...grpc.CallOption) (*ListManageableSnapshotsResponse, error)
 }
 
 type driverServiceClient struct {
@@ -553,6 +594,86 @@ func (c *driverServiceClient) DetachReplica(ctx context.Context, in *DetachRepli
 	return out, nil
 }
 
+func (c *driverServiceClient) ManageExistingSize(ctx context.Context, in *ManageExistingSizeRequest, opts ...grpc.CallOption) (*ManageExistingSizeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ManageExistingSizeResponse)
+	err := c.cc.Invoke(ctx, DriverService_ManageExistingSize_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) ManageExisting(ctx context.Context, in *ManageExistingRequest, opts ...grpc.CallOption) (*ManageExistingResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ManageExistingResponse)
+	err := c.cc.Invoke(ctx, DriverService_ManageExisting_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) Unmanage(ctx context.Context, in *UnmanageRequest, opts ...grpc.CallOption) (*UnmanageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnmanageResponse)
+	err := c.cc.Invoke(ctx, DriverService_Unmanage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) ManageExistingSnapshotSize(ctx context.Context, in *ManageExistingSnapshotSizeRequest, opts ...grpc.CallOption) (*ManageExistingSnapshotSizeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ManageExistingSnapshotSizeResponse)
+	err := c.cc.Invoke(ctx, DriverService_ManageExistingSnapshotSize_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) ManageExistingSnapshot(ctx context.Context, in *ManageExistingSnapshotRequest, opts ...grpc.CallOption) (*ManageExistingSnapshotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ManageExistingSnapshotResponse)
+	err := c.cc.Invoke(ctx, DriverService_ManageExistingSnapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) UnmanageSnapshot(ctx context.Context, in *UnmanageSnapshotRequest, opts ...grpc.CallOption) (*UnmanageSnapshotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnmanageSnapshotResponse)
+	err := c.cc.Invoke(ctx, DriverService_UnmanageSnapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) ListManageableVolumes(ctx context.Context, in *ListManageableVolumesRequest, opts ...grpc.CallOption) (*ListManageableVolumesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListManageableVolumesResponse)
+	err := c.cc.Invoke(ctx, DriverService_ListManageableVolumes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverServiceClient) ListManageableSnapshots(ctx context.Context, in *ListManageableSnapshotsRequest, opts ...grpc.CallOption) (*ListManageableSnapshotsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListManageableSnapshotsResponse)
+	err := c.cc.Invoke(ctx, DriverService_ListManageableSnapshots_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServiceServer is the server API for DriverService service.
 // All implementations must embed UnimplementedDriverServiceServer
 // for forward compatibility.
@@ -670,6 +791,39 @@ type DriverServiceServer interface {
 	// DetachReplica revokes the connector's attachments of replicated
 	// snapshots at the target (with no connector host, every one).
 	DetachReplica(context.Context, *DetachReplicaRequest) (*DetachReplicaResponse, error)
+	// Manage and unmanage (Cinder's manage_existing family). Managing
+	// adopts an array volume, named by ExistingRef, as a Cinder volume: the
+	// array renames it volume-<volume_id>-cinder and labels it in one
+	// transaction, so every other RPC finds it as it finds volumes it
+	// created. A volume Cinder already manages, a read-only replica target,
+	// a member of a consistency group (protection group or pod, of this or
+	// another backend), one in another pool, and one connected or exported
+	// are FAILED_PRECONDITION saying what to do; a missing one is NOT_FOUND.
+	//
+	// ManageExistingSize returns the size in GiB (rounded up) managing would give.
+	ManageExistingSize(context.Context, *ManageExistingSizeRequest) (*ManageExistingSizeResponse, error)
+	// ManageExisting adopts the volume, grows it to whole GiB and puts it in
+	// the replication its volume type asks for.
+	ManageExisting(context.Context, *ManageExistingRequest) (*ManageExistingResponse, error)
+	// Unmanage leaves a volume on the array, out of the backend's protection
+	// group or pod, without the driver's labels, renamed
+	// volume-<volume_id>-cinder-unmanaged. A volume already gone is success.
+	Unmanage(context.Context, *UnmanageRequest) (*UnmanageResponse, error)
+	// ManageExistingSnapshotSize returns the size in GiB of the snapshot
+	// ManageExistingSnapshot would adopt.
+	ManageExistingSnapshotSize(context.Context, *ManageExistingSnapshotSizeRequest) (*ManageExistingSnapshotSizeResponse, error)
+	// ManageExistingSnapshot adopts a snapshot of a Cinder volume, renaming
+	// it snapshot-<snapshot_id>; snapshots replication took are refused.
+	ManageExistingSnapshot(context.Context, *ManageExistingSnapshotRequest) (*ManageExistingSnapshotResponse, error)
+	// UnmanageSnapshot leaves a snapshot on the array renamed
+	// snapshot-<snapshot_id>-unmanaged.
+	UnmanageSnapshot(context.Context, *UnmanageSnapshotRequest) (*UnmanageSnapshotResponse, error)
+	// ListManageableVolumes lists the volumes of the backend's pool by name,
+	// with whether each can be managed and why not (get_manageable_volumes).
+	ListManageableVolumes(context.Context, *ListManageableVolumesRequest) (*ListManageableVolumesResponse, error)
+	// ListManageableSnapshots lists the snapshots of the pool's volumes by
+	// volume and name, likewise (get_manageable_snapshots).
+	ListManageableSnapshots(context.Context, *ListManageableSnapshotsRequest) (*ListManageableSnapshotsResponse, error)
 	mustEmbedUnimplementedDriverServiceServer()
 }
 
@@ -787,6 +941,30 @@ func (UnimplementedDriverServiceServer) AttachReplica(context.Context, *AttachRe
 }
 func (UnimplementedDriverServiceServer) DetachReplica(context.Context, *DetachReplicaRequest) (*DetachReplicaResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DetachReplica not implemented")
+}
+func (UnimplementedDriverServiceServer) ManageExistingSize(context.Context, *ManageExistingSizeRequest) (*ManageExistingSizeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ManageExistingSize not implemented")
+}
+func (UnimplementedDriverServiceServer) ManageExisting(context.Context, *ManageExistingRequest) (*ManageExistingResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ManageExisting not implemented")
+}
+func (UnimplementedDriverServiceServer) Unmanage(context.Context, *UnmanageRequest) (*UnmanageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Unmanage not implemented")
+}
+func (UnimplementedDriverServiceServer) ManageExistingSnapshotSize(context.Context, *ManageExistingSnapshotSizeRequest) (*ManageExistingSnapshotSizeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ManageExistingSnapshotSize not implemented")
+}
+func (UnimplementedDriverServiceServer) ManageExistingSnapshot(context.Context, *ManageExistingSnapshotRequest) (*ManageExistingSnapshotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ManageExistingSnapshot not implemented")
+}
+func (UnimplementedDriverServiceServer) UnmanageSnapshot(context.Context, *UnmanageSnapshotRequest) (*UnmanageSnapshotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnmanageSnapshot not implemented")
+}
+func (UnimplementedDriverServiceServer) ListManageableVolumes(context.Context, *ListManageableVolumesRequest) (*ListManageableVolumesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListManageableVolumes not implemented")
+}
+func (UnimplementedDriverServiceServer) ListManageableSnapshots(context.Context, *ListManageableSnapshotsRequest) (*ListManageableSnapshotsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListManageableSnapshots not implemented")
 }
 func (UnimplementedDriverServiceServer) mustEmbedUnimplementedDriverServiceServer() {}
 func (UnimplementedDriverServiceServer) testEmbeddedByValue()                       {}
@@ -1450,6 +1628,150 @@ func _DriverService_DetachReplica_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DriverService_ManageExistingSize_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ManageExistingSizeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).ManageExistingSize(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_ManageExistingSize_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).ManageExistingSize(ctx, req.(*ManageExistingSizeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_ManageExisting_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ManageExistingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).ManageExisting(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_ManageExisting_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).ManageExisting(ctx, req.(*ManageExistingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_Unmanage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnmanageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).Unmanage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_Unmanage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).Unmanage(ctx, req.(*UnmanageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_ManageExistingSnapshotSize_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ManageExistingSnapshotSizeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).ManageExistingSnapshotSize(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_ManageExistingSnapshotSize_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).ManageExistingSnapshotSize(ctx, req.(*ManageExistingSnapshotSizeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_ManageExistingSnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ManageExistingSnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).ManageExistingSnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_ManageExistingSnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).ManageExistingSnapshot(ctx, req.(*ManageExistingSnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_UnmanageSnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnmanageSnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).UnmanageSnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_UnmanageSnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).UnmanageSnapshot(ctx, req.(*UnmanageSnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_ListManageableVolumes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListManageableVolumesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).ListManageableVolumes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_ListManageableVolumes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).ListManageableVolumes(ctx, req.(*ListManageableVolumesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DriverService_ListManageableSnapshots_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListManageableSnapshotsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).ListManageableSnapshots(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_ListManageableSnapshots_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).ListManageableSnapshots(ctx, req.(*ListManageableSnapshotsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DriverService_ServiceDesc is the grpc.ServiceDesc for DriverService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1596,6 +1918,38 @@ var DriverService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DetachReplica",
 			Handler:    _DriverService_DetachReplica_Handler,
+		},
+		{
+			MethodName: "ManageExistingSize",
+			Handler:    _DriverService_ManageExistingSize_Handler,
+		},
+		{
+			MethodName: "ManageExisting",
+			Handler:    _DriverService_ManageExisting_Handler,
+		},
+		{
+			MethodName: "Unmanage",
+			Handler:    _DriverService_Unmanage_Handler,
+		},
+		{
+			MethodName: "ManageExistingSnapshotSize",
+			Handler:    _DriverService_ManageExistingSnapshotSize_Handler,
+		},
+		{
+			MethodName: "ManageExistingSnapshot",
+			Handler:    _DriverService_ManageExistingSnapshot_Handler,
+		},
+		{
+			MethodName: "UnmanageSnapshot",
+			Handler:    _DriverService_UnmanageSnapshot_Handler,
+		},
+		{
+			MethodName: "ListManageableVolumes",
+			Handler:    _DriverService_ListManageableVolumes_Handler,
+		},
+		{
+			MethodName: "ListManageableSnapshots",
+			Handler:    _DriverService_ListManageableSnapshots_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

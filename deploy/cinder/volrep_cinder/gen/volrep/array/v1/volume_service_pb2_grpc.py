@@ -111,6 +111,16 @@ class VolumeServiceStub(object):
         request_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RevertVolumeRequest.SerializeToString,
         response_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RevertVolumeResponse.FromString,
         )
+    self.RenameVolume = channel.unary_unary(
+        '/volrep.array.v1.VolumeService/RenameVolume',
+        request_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RenameVolumeRequest.SerializeToString,
+        response_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RenameVolumeResponse.FromString,
+        )
+    self.RenameSnapshot = channel.unary_unary(
+        '/volrep.array.v1.VolumeService/RenameSnapshot',
+        request_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RenameSnapshotRequest.SerializeToString,
+        response_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RenameSnapshotResponse.FromString,
+        )
 
 
 class VolumeServiceServicer(object):
@@ -262,6 +272,25 @@ class VolumeServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def RenameVolume(self, request, context):
+    """RenameVolume renames a volume (its snapshots follow it) and, with
+    set_labels, replaces its labels, in one transaction. A volume others
+    reach by name is FAILED_PRECONDITION: exported, connected, in a
+    consistency group, mirrored, or a read-only replica target.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def RenameSnapshot(self, request, context):
+    """RenameSnapshot renames a snapshot and, with set_labels, replaces its
+    labels, in one transaction; an exported or connected snapshot is
+    FAILED_PRECONDITION.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_VolumeServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -359,6 +388,16 @@ def add_VolumeServiceServicer_to_server(servicer, server):
           servicer.RevertVolume,
           request_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RevertVolumeRequest.FromString,
           response_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RevertVolumeResponse.SerializeToString,
+      ),
+      'RenameVolume': grpc.unary_unary_rpc_method_handler(
+          servicer.RenameVolume,
+          request_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RenameVolumeRequest.FromString,
+          response_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RenameVolumeResponse.SerializeToString,
+      ),
+      'RenameSnapshot': grpc.unary_unary_rpc_method_handler(
+          servicer.RenameSnapshot,
+          request_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RenameSnapshotRequest.FromString,
+          response_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RenameSnapshotResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(

@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/driver/v1/driver_service.proto',
   package='volrep.driver.v1',
   syntax='proto3',
-  serialized_pb=_b('\n%volrep/driver/v1/driver_service.proto\x12\x10volrep.driver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x01\n\x0bModelUpdate\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12?\n\x12replication_status\x18\x02 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06status\x18\x03 \x01(\t\x12=\n\x08metadata\x18\x04 \x03(\x0b\x32+.volrep.driver.v1.ModelUpdate.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9c\x01\n\nVolumeType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x41\n\x0b\x65xtra_specs\x18\x03 \x03(\x0b\x32,.volrep.driver.v1.VolumeType.ExtraSpecsEntry\x1a\x31\n\x0f\x45xtraSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x01\n\x07\x42\x61\x63kend\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1b\n\x13volume_backend_name\x18\x02 \x01(\t\x12\n\n\x02up\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x05 \x01(\t\x12\x15\n\rprimary_array\x18\x06 \x01(\t\x12@\n\x13replication_targets\x18\x07 \x03(\x0b\x32#.volrep.driver.v1.ReplicationTarget\"E\n\x11ReplicationTarget\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0e\n\x06san_ip\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"\x9f\x01\n\x06Volume\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x03 \x01(\t\x12?\n\x12replication_status\x18\x04 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\"n\n\x08Snapshot\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x04 \x01(\t\x12\x0c\n\x04guid\x18\x05 \x01(\t\x12\x0f\n\x07\x63reated\x18\x06 \x01(\t\"<\n\x13ListBackendsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x14ListBackendsResponse\x12+\n\x08\x62\x61\x63kends\x18\x01 \x03(\x0b\x32\x19.volrep.driver.v1.Backend\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x15GetVolumeStatsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0f\n\x07refresh\x18\x02 \x01(\x08\"\xaa\x05\n\x16GetVolumeStatsResponse\x12\x1b\n\x13volume_backend_name\x18\x01 \x01(\t\x12\x13\n\x0bvendor_name\x18\x02 \x01(\t\x12\x16\n\x0e\x64river_version\x18\x03 \x01(\t\x12\x18\n\x10storage_protocol\x18\x04 \x01(\t\x12\x19\n\x11total_capacity_gb\x18\x05 \x01(\x01\x12\x18\n\x10\x66ree_capacity_gb\x18\x06 \x01(\x01\x12\x1f\n\x17provisioned_capacity_gb\x18\x07 \x01(\x01\x12!\n\x19thin_provisioning_support\x18\x08 \x01(\x08\x12\"\n\x1athick_provisioning_support\x18\t \x01(\x08\x12\x13\n\x0bmultiattach\x18\n \x01(\x08\x12\x1b\n\x13replication_enabled\x18\x0b \x01(\x08\x12\x1b\n\x13replication_targets\x18\x0c \x03(\t\x12\x18\n\x10replication_type\x18\r \x03(\t\x12\x19\n\x11replication_count\x18\x0e \x01(\x03\x12\x19\n\x11\x61\x63tive_backend_id\x18\x0f \x01(\t\x12)\n!consistent_group_snapshot_enabled\x18\x10 \x01(\x08\x12,\n$consistent_group_replication_enabled\x18\x11 \x01(\x08\x12\x1b\n\x13reserved_percentage\x18\x12 \x01(\x03\x12#\n\x1bmax_over_subscription_ratio\x18\x13 \x01(\x01\x12\x18\n\x10\x62\x61\x63kend_state_up\x18\x14 \x01(\x08\x12\x1c\n\x14\x62\x61\x63kend_state_reason\x18\x15 \x01(\t\x12\x1d\n\x15online_extend_support\x18\x1e \x01(\x08\"\x8f\x01\n\x13\x43reateVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x04 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\x12\x10\n\x08group_id\x18\x05 \x01(\t\"K\n\x14\x43reateVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"9\n\x13\x44\x65leteVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"N\n\x13\x45xtendVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bnew_size_gb\x18\x03 \x01(\x03\"\x16\n\x14\x45xtendVolumeResponse\"6\n\x10GetVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"=\n\x11GetVolumeResponse\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.volrep.driver.v1.Volume\"L\n\x12ListVolumesRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x13ListVolumesResponse\x12)\n\x07volumes\x18\x01 \x03(\x0b\x32\x18.volrep.driver.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"P\n\x15\x43reateSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"M\n\x16\x43reateSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"P\n\x15\x44\x65leteSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"a\n\x14ListSnapshotsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"_\n\x15ListSnapshotsResponse\x12-\n\tsnapshots\x18\x01 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb8\x01\n\x1f\x43reateVolumeFromSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x03 \x01(\t\x12\x18\n\x10source_volume_id\x18\x04 \x01(\t\x12\x0f\n\x07size_gb\x18\x05 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x06 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"W\n CreateVolumeFromSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\x9d\x01\n\x19\x43reateClonedVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x18\n\x10source_volume_id\x18\x03 \x01(\t\x12\x0f\n\x07size_gb\x18\x04 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x05 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"Q\n\x1a\x43reateClonedVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb0\x01\n\tConnector\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\x12\x11\n\tinitiator\x18\x03 \x01(\t\x12\x11\n\tmultipath\x18\x04 \x01(\x08\x12\x35\n\x05\x65xtra\x18\x05 \x03(\x0b\x32&.volrep.driver.v1.Connector.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc1\x01\n\x0e\x43onnectionInfo\x12\x1a\n\x12\x64river_volume_type\x18\x01 \x01(\t\x12\x38\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32*.volrep.driver.v1.ConnectionInfo.DataEntry\x12,\n\x05iscsi\x18\x03 \x01(\x0b\x32\x1d.volrep.driver.v1.IscsiTarget\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbe\x01\n\x0bIscsiTarget\x12*\n\x05paths\x18\x01 \x03(\x0b\x32\x1b.volrep.driver.v1.IscsiPath\x12\x11\n\tmultipath\x18\x02 \x01(\x08\x12\x13\n\x0b\x61uth_method\x18\x03 \x01(\t\x12\x15\n\rchap_username\x18\x04 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x0b\n\x03wwn\x18\x06 \x01(\t\x12\x0f\n\x07\x64iscard\x18\x07 \x01(\x08\x12\x11\n\thost_name\x18\x08 \x01(\t\"5\n\tIscsiPath\x12\x0e\n\x06portal\x18\x01 \x01(\t\x12\x0b\n\x03iqn\x18\x02 \x01(\t\x12\x0b\n\x03lun\x18\x03 \x01(\x03\"\x86\x01\n\x1bInitializeConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"Y\n\x1cInitializeConnectionResponse\x12\x39\n\x0f\x63onnection_info\x18\x01 \x01(\x0b\x32 .volrep.driver.v1.ConnectionInfo\"\x85\x01\n\x1aTerminateConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"\x1d\n\x1bTerminateConnectionResponse\"c\n\rRetypeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\x08new_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"V\n\x0eRetypeResponse\x12\x0f\n\x07retyped\x18\x01 \x01(\x08\x12\x33\n\x0cmodel_update\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xa3\x02\n\x15TargetReplicationInfo\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x04 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x06 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x07 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x08 \x01(\x03\x12\x15\n\rlast_snapshot\x18\t \x01(\t\"?\n\x19GetReplicationInfoRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\xa9\x02\n\x1aGetReplicationInfoResponse\x12\x33\n\x06status\x18\x01 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x02 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x04 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x05 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x06 \x01(\x03\x12\x38\n\x07targets\x18\x07 \x03(\x0b\x32\'.volrep.driver.v1.TargetReplicationInfo\"\xb7\x01\n\x1dSetReplicationScheduleRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x03 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x04 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x05 \x01(\x03\"\xa7\x01\n\x1eSetReplicationScheduleResponse\x12\x18\n\x10interval_seconds\x18\x01 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x02 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x03 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x04 \x01(\x03\"\xae\x01\n\x18SnapshotReplicateRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\x12\x17\n\x0f\x66orce_full_copy\x18\x05 \x01(\x08\x12\r\n\x05\x63ount\x18\x06 \x01(\x05\x12\x14\n\x0csnapshot_ids\x18\x07 \x03(\t\"1\n\x19SnapshotReplicateResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\"\xfa\x03\n\tOperation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12/\n\x05state\x18\x04 \x01(\x0e\x32 .volrep.driver.v1.OperationState\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x12\n\nbytes_done\x18\x06 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x07 \x01(\x03\x12\x1d\n\x15rate_bytes_per_second\x18\x08 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12+\n\x07started\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66inished\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x12\n\nerror_code\x18\r \x01(\t\x12\x18\n\x10\x62\x61se_snapshot_id\x18\x0e \x01(\t\x12\x13\n\x0bincremental\x18\x0f \x01(\x08\x12\x12\n\nbytes_sent\x18\x10 \x01(\x03\x12\x14\n\x0cresumed_from\x18\x11 \x01(\x03\x12\x17\n\x0f\x61lready_present\x18\x12 \x01(\x08\x12\x36\n\x05steps\x18\x13 \x03(\x0b\x32\'.volrep.driver.v1.SnapshotReplicateStep\"\x88\x01\n\x15SnapshotReplicateStep\x12\x13\n\x0bsnapshot_id\x18\x01 \x01(\t\x12\x18\n\x10\x62\x61se_snapshot_id\x18\x02 \x01(\t\x12\x13\n\x0bincremental\x18\x03 \x01(\x08\x12\x12\n\nbytes_sent\x18\x04 \x01(\x03\x12\x17\n\x0f\x61lready_present\x18\x05 \x01(\x08\"<\n\x13GetOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"F\n\x14GetOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\">\n\x15WatchOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"H\n\x16WatchOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"?\n\x16\x43\x61ncelOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"I\n\x17\x43\x61ncelOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"m\n\x15VerifySnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\"\xa6\x01\n\x16VerifySnapshotResponse\x12\r\n\x05match\x18\x01 \x01(\x08\x12\x17\n\x0f\x62locks_compared\x18\x02 \x01(\x03\x12\x1d\n\x15\x66irst_mismatch_offset\x18\x03 \x01(\x03\x12\x15\n\rsource_crc32c\x18\x04 \x01(\x07\x12\x1a\n\x12\x64\x65stination_crc32c\x18\x05 \x01(\x07\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\"c\n\x13\x46\x61iloverHostRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x12\n\nvolume_ids\x18\x02 \x03(\t\x12\x14\n\x0csecondary_id\x18\x03 \x01(\t\x12\x11\n\tgroup_ids\x18\x04 \x03(\t\"Q\n\x0cVolumeUpdate\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"O\n\x0bGroupUpdate\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb7\x01\n\x14\x46\x61iloverHostResponse\x12\x19\n\x11\x61\x63tive_backend_id\x18\x01 \x01(\t\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x34\n\rgroup_updates\x18\x03 \x03(\x0b\x32\x1d.volrep.driver.v1.GroupUpdate\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x04 \x01(\x03\"F\n\x18\x46\x61iloverCompletedRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x02 \x01(\t\"\x1b\n\x19\x46\x61iloverCompletedResponse\"\x9a\x01\n\tGroupType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12@\n\x0bgroup_specs\x18\x03 \x03(\x0b\x32+.volrep.driver.v1.GroupType.GroupSpecsEntry\x1a\x31\n\x0fGroupSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x12\x43reateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\"J\n\x13\x43reateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"K\n\x12\x44\x65leteGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x82\x01\n\x13\x44\x65leteGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"j\n\x12UpdateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x64\x64_volume_ids\x18\x03 \x03(\t\x12\x19\n\x11remove_volume_ids\x18\x04 \x03(\t\"J\n\x13UpdateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"n\n\x1a\x43reateGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"\x81\x01\n\x1b\x43reateGroupSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12-\n\tsnapshots\x18\x02 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\"n\n\x1a\x44\x65leteGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"1\n\x1b\x44\x65leteGroupSnapshotResponse\x12\x12\n\nvolume_ids\x18\x01 \x03(\t\"s\n\x11GroupVolumeSource\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12\x18\n\x10source_volume_id\x18\x02 \x01(\t\x12\x31\n\x0bvolume_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"\xc0\x01\n\x19\x43reateGroupFromSrcRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\x12\x19\n\x11group_snapshot_id\x18\x04 \x01(\t\x12\x34\n\x07volumes\x18\x05 \x03(\x0b\x32#.volrep.driver.v1.GroupVolumeSource\"\x89\x01\n\x1a\x43reateGroupFromSrcResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"Q\n\x18\x45nableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x88\x01\n\x19\x45nableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"R\n\x19\x44isableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x89\x01\n\x1a\x44isableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"q\n\x1a\x46\x61iloverReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\x12\x1c\n\x14secondary_backend_id\x18\x04 \x01(\t\"\xd5\x01\n\x1b\x46\x61iloverReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x19\n\x11\x61\x63tive_backend_id\x18\x03 \x01(\t\x12\x16\n\x0egroup_snapshot\x18\x04 \x01(\t\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x05 \x01(\x03\"n\n\x17RevertToSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x03 \x01(\t\x12\x1a\n\x12snapshot_volume_id\x18\x04 \x01(\t\"\x1a\n\x18RevertToSnapshotResponse\"\x90\x01\n\x14\x41ttachReplicaRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x12\n\nbackend_id\x18\x03 \x01(\t\x12\x10\n\x08snapshot\x18\x04 \x01(\t\x12.\n\tconnector\x18\x05 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\"\x9a\x01\n\x15\x41ttachReplicaResponse\x12\x39\n\x0f\x63onnection_info\x18\x01 \x01(\x0b\x32 .volrep.driver.v1.ConnectionInfo\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x34\n\x10snapshot_created\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x14\x44\x65tachReplicaRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x12\n\nbackend_id\x18\x03 \x01(\t\x12\x10\n\x08snapshot\x18\x04 \x01(\t\x12.\n\tconnector\x18\x05 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\"\x17\n\x15\x44\x65tachReplicaResponse*\xed\x02\n\x11ReplicationStatus\x12\"\n\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n\x1aREPLICATION_STATUS_ENABLED\x10\x02\x12\x1c\n\x18REPLICATION_STATUS_ERROR\x10\x03\x12#\n\x1fREPLICATION_STATUS_FAILING_OVER\x10\x04\x12\"\n\x1eREPLICATION_STATUS_FAILED_OVER\x10\x05\x12\"\n\x1eREPLICATION_STATUS_NOT_CAPABLE\x10\x06\x12%\n!REPLICATION_STATUS_FAILOVER_ERROR\x10\x07\x12\x1f\n\x1bREPLICATION_STATUS_ENABLING\x10\x08\x12 \n\x1cREPLICATION_STATUS_DISABLING\x10\t*\x96\x01\n\x11ReplicationHealth\x12\"\n\x1eREPLICATION_HEALTH_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICATION_HEALTH_HEALTHY\x10\x01\x12\x1f\n\x1bREPLICATION_HEALTH_DEGRADED\x10\x02\x12\x1c\n\x18REPLICATION_HEALTH_ERROR\x10\x03*\xa7\x01\n\x0eOperationState\x12\x1f\n\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n\x18OPERATION_STATE_CANCELED\x10\x04\x32\xa6\x1d\n\rDriverService\x12]\n\x0cListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12\x63\n\x0eGetVolumeStats\x12\'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n\x0c\x43reateVolume\x12%.volrep.driver.v1.CreateVolumeRequest\x1a&.volrep.driver.v1.CreateVolumeResponse\x12]\n\x0c\x44\x65leteVolume\x12%.volrep.driver.v1.DeleteVolumeRequest\x1a&.volrep.driver.v1.DeleteVolumeResponse\x12]\n\x0c\x45xtendVolume\x12%.volrep.driver.v1.ExtendVolumeRequest\x1a&.volrep.driver.v1.ExtendVolumeResponse\x12T\n\tGetVolume\x12\".volrep.driver.v1.GetVolumeRequest\x1a#.volrep.driver.v1.GetVolumeResponse\x12Z\n\x0bListVolumes\x12$.volrep.driver.v1.ListVolumesRequest\x1a%.volrep.driver.v1.ListVolumesResponse\x12\x63\n\x0e\x43reateSnapshot\x12\'.volrep.driver.v1.CreateSnapshotRequest\x1a(.volrep.driver.v1.CreateSnapshotResponse\x12\x63\n\x0e\x44\x65leteSnapshot\x12\'.volrep.driver.v1.DeleteSnapshotRequest\x1a(.volrep.driver.v1.DeleteSnapshotResponse\x12`\n\rListSnapshots\x12&.volrep.driver.v1.ListSnapshotsRequest\x1a\'.volrep.driver.v1.ListSnapshotsResponse\x12\x81\x01\n\x18\x43reateVolumeFromSnapshot\x12\x31.volrep.driver.v1.CreateVolumeFromSnapshotRequest\x1a\x32.volrep.driver.v1.CreateVolumeFromSnapshotResponse\x12o\n\x12\x43reateClonedVolume\x12+.volrep.driver.v1.CreateClonedVolumeRequest\x1a,.volrep.driver.v1.CreateClonedVolumeResponse\x12u\n\x14InitializeConnection\x12-.volrep.driver.v1.InitializeConnectionRequest\x1a..volrep.driver.v1.InitializeConnectionResponse\x12r\n\x13TerminateConnection\x12,.volrep.driver.v1.TerminateConnectionRequest\x1a-.volrep.driver.v1.TerminateConnectionResponse\x12K\n\x06Retype\x12\x1f.volrep.driver.v1.RetypeRequest\x1a .volrep.driver.v1.RetypeResponse\x12o\n\x12GetReplicationInfo\x12+.volrep.driver.v1.GetReplicationInfoRequest\x1a,.volrep.driver.v1.GetReplicationInfoResponse\x12{\n\x16SetReplicationSchedule\x12/.volrep.driver.v1.SetReplicationScheduleRequest\x1a\x30.volrep.driver.v1.SetReplicationScheduleResponse\x12l\n\x11SnapshotReplicate\x12*.volrep.driver.v1.SnapshotReplicateRequest\x1a+.volrep.driver.v1.SnapshotReplicateResponse\x12]\n\x0cGetOperation\x12%.volrep.driver.v1.GetOperationRequest\x1a&.volrep.driver.v1.GetOperationResponse\x12\x65\n\x0eWatchOperation\x12\'.volrep.driver.v1.WatchOperationRequest\x1a(.volrep.driver.v1.WatchOperationResponse0\x01\x12\x66\n\x0f\x43\x61ncelOperation\x12(.volrep.driver.v1.CancelOperationRequest\x1a).volrep.driver.v1.CancelOperationResponse\x12\x63\n\x0eVerifySnapshot\x12\'.volrep.driver.v1.VerifySnapshotRequest\x1a(.volrep.driver.v1.VerifySnapshotResponse\x12]\n\x0c\x46\x61iloverHost\x12%.volrep.driver.v1.FailoverHostRequest\x1a&.volrep.driver.v1.FailoverHostResponse\x12l\n\x11\x46\x61iloverCompleted\x12*.volrep.driver.v1.FailoverCompletedRequest\x1a+.volrep.driver.v1.FailoverCompletedResponse\x12Z\n\x0b\x43reateGroup\x12$.volrep.driver.v1.CreateGroupRequest\x1a%.volrep.driver.v1.CreateGroupResponse\x12Z\n\x0b\x44\x65leteGroup\x12$.volrep.driver.v1.DeleteGroupRequest\x1a%.volrep.driver.v1.DeleteGroupResponse\x12Z\n\x0bUpdateGroup\x12$.volrep.driver.v1.UpdateGroupRequest\x1a%.volrep.driver.v1.UpdateGroupResponse\x12r\n\x13\x43reateGroupSnapshot\x12,.volrep.driver.v1.CreateGroupSnapshotRequest\x1a-.volrep.driver.v1.CreateGroupSnapshotResponse\x12r\n\x13\x44\x65leteGroupSnapshot\x12,.volrep.driver.v1.DeleteGroupSnapshotRequest\x1a-.volrep.driver.v1.DeleteGroupSnapshotResponse\x12o\n\x12\x43reateGroupFromSrc\x12+.volrep.driver.v1.CreateGroupFromSrcRequest\x1a,.volrep.driver.v1.CreateGroupFromSrcResponse\x12l\n\x11\x45nableReplication\x12*.volrep.driver.v1.EnableReplicationRequest\x1a+.volrep.driver.v1.EnableReplicationResponse\x12o\n\x12\x44isableReplication\x12+.volrep.driver.v1.DisableReplicationRequest\x1a,.volrep.driver.v1.DisableReplicationResponse\x12r\n\x13\x46\x61iloverReplication\x12,.volrep.driver.v1.FailoverReplicationRequest\x1a-.volrep.driver.v1.FailoverReplicationResponse\x12i\n\x10RevertToSnapshot\x12).volrep.driver.v1.RevertToSnapshotRequest\x1a*.volrep.driver.v1.RevertToSnapshotResponse\x12`\n\rAttachReplica\x12&.volrep.driver.v1.AttachReplicaRequest\x1a\'.volrep.driver.v1.AttachReplicaResponse\x12`\n\rDetachReplica\x12&.volrep.driver.v1.DetachReplicaRequest\x1a\'.volrep.driver.v1.DetachReplicaResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3')
+  serialized_pb=_b('\n%volrep/driver/v1/driver_service.proto\x12\x10volrep.driver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x01\n\x0bModelUpdate\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12?\n\x12replication_status\x18\x02 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06status\x18\x03 \x01(\t\x12=\n\x08metadata\x18\x04 \x03(\x0b\x32+.volrep.driver.v1.ModelUpdate.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9c\x01\n\nVolumeType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x41\n\x0b\x65xtra_specs\x18\x03 \x03(\x0b\x32,.volrep.driver.v1.VolumeType.ExtraSpecsEntry\x1a\x31\n\x0f\x45xtraSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x01\n\x07\x42\x61\x63kend\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1b\n\x13volume_backend_name\x18\x02 \x01(\t\x12\n\n\x02up\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x05 \x01(\t\x12\x15\n\rprimary_array\x18\x06 \x01(\t\x12@\n\x13replication_targets\x18\x07 \x03(\x0b\x32#.volrep.driver.v1.ReplicationTarget\"E\n\x11ReplicationTarget\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0e\n\x06san_ip\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"\x9f\x01\n\x06Volume\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x03 \x01(\t\x12?\n\x12replication_status\x18\x04 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\"n\n\x08Snapshot\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x04 \x01(\t\x12\x0c\n\x04guid\x18\x05 \x01(\t\x12\x0f\n\x07\x63reated\x18\x06 \x01(\t\"<\n\x13ListBackendsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x14ListBackendsResponse\x12+\n\x08\x62\x61\x63kends\x18\x01 \x03(\x0b\x32\x19.volrep.driver.v1.Backend\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x15GetVolumeStatsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0f\n\x07refresh\x18\x02 \x01(\x08\"\xaa\x05\n\x16GetVolumeStatsResponse\x12\x1b\n\x13volume_backend_name\x18\x01 \x01(\t\x12\x13\n\x0bvendor_name\x18\x02 \x01(\t\x12\x16\n\x0e\x64river_version\x18\x03 \x01(\t\x12\x18\n\x10storage_protocol\x18\x04 \x01(\t\x12\x19\n\x11total_capacity_gb\x18\x05 \x01(\x01\x12\x18\n\x10\x66ree_capacity_gb\x18\x06 \x01(\x01\x12\x1f\n\x17provisioned_capacity_gb\x18\x07 \x01(\x01\x12!\n\x19thin_provisioning_support\x18\x08 \x01(\x08\x12\"\n\x1athick_provisioning_support\x18\t \x01(\x08\x12\x13\n\x0bmultiattach\x18\n \x01(\x08\x12\x1b\n\x13replication_enabled\x18\x0b \x01(\x08\x12\x1b\n\x13replication_targets\x18\x0c \x03(\t\x12\x18\n\x10replication_type\x18\r \x03(\t\x12\x19\n\x11replication_count\x18\x0e \x01(\x03\x12\x19\n\x11\x61\x63tive_backend_id\x18\x0f \x01(\t\x12)\n!consistent_group_snapshot_enabled\x18\x10 \x01(\x08\x12,\n$consistent_group_replication_enabled\x18\x11 \x01(\x08\x12\x1b\n\x13reserved_percentage\x18\x12 \x01(\x03\x12#\n\x1bmax_over_subscription_ratio\x18\x13 \x01(\x01\x12\x18\n\x10\x62\x61\x63kend_state_up\x18\x14 \x01(\x08\x12\x1c\n\x14\x62\x61\x63kend_state_reason\x18\x15 \x01(\t\x12\x1d\n\x15online_extend_support\x18\x1e \x01(\x08\"\x8f\x01\n\x13\x43reateVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x04 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\x12\x10\n\x08group_id\x18\x05 \x01(\t\"K\n\x14\x43reateVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"9\n\x13\x44\x65leteVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"N\n\x13\x45xtendVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bnew_size_gb\x18\x03 \x01(\x03\"\x16\n\x14\x45xtendVolumeResponse\"6\n\x10GetVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"=\n\x11GetVolumeResponse\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.volrep.driver.v1.Volume\"L\n\x12ListVolumesRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x13ListVolumesResponse\x12)\n\x07volumes\x18\x01 \x03(\x0b\x32\x18.volrep.driver.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"P\n\x15\x43reateSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"M\n\x16\x43reateSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"P\n\x15\x44\x65leteSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"a\n\x14ListSnapshotsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"_\n\x15ListSnapshotsResponse\x12-\n\tsnapshots\x18\x01 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb8\x01\n\x1f\x43reateVolumeFromSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x03 \x01(\t\x12\x18\n\x10source_volume_id\x18\x04 \x01(\t\x12\x0f\n\x07size_gb\x18\x05 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x06 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"W\n CreateVolumeFromSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\x9d\x01\n\x19\x43reateClonedVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x18\n\x10source_volume_id\x18\x03 \x01(\t\x12\x0f\n\x07size_gb\x18\x04 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x05 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"Q\n\x1a\x43reateClonedVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb0\x01\n\tConnector\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\x12\x11\n\tinitiator\x18\x03 \x01(\t\x12\x11\n\tmultipath\x18\x04 \x01(\x08\x12\x35\n\x05\x65xtra\x18\x05 \x03(\x0b\x32&.volrep.driver.v1.Connector.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc1\x01\n\x0e\x43onnectionInfo\x12\x1a\n\x12\x64river_volume_type\x18\x01 \x01(\t\x12\x38\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32*.volrep.driver.v1.ConnectionInfo.DataEntry\x12,\n\x05iscsi\x18\x03 \x01(\x0b\x32\x1d.volrep.driver.v1.IscsiTarget\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbe\x01\n\x0bIscsiTarget\x12*\n\x05paths\x18\x01 \x03(\x0b\x32\x1b.volrep.driver.v1.IscsiPath\x12\x11\n\tmultipath\x18\x02 \x01(\x08\x12\x13\n\x0b\x61uth_method\x18\x03 \x01(\t\x12\x15\n\rchap_username\x18\x04 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x0b\n\x03wwn\x18\x06 \x01(\t\x12\x0f\n\x07\x64iscard\x18\x07 \x01(\x08\x12\x11\n\thost_name\x18\x08 \x01(\t\"5\n\tIscsiPath\x12\x0e\n\x06portal\x18\x01 \x01(\t\x12\x0b\n\x03iqn\x18\x02 \x01(\t\x12\x0b\n\x03lun\x18\x03 \x01(\x03\"\x86\x01\n\x1bInitializeConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"Y\n\x1cInitializeConnectionResponse\x12\x39\n\x0f\x63onnection_info\x18\x01 \x01(\x0b\x32 .volrep.driver.v1.ConnectionInfo\"\x85\x01\n\x1aTerminateConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"\x1d\n\x1bTerminateConnectionResponse\"c\n\rRetypeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\x08new_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"V\n\x0eRetypeResponse\x12\x0f\n\x07retyped\x18\x01 \x01(\x08\x12\x33\n\x0cmodel_update\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xa3\x02\n\x15TargetReplicationInfo\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x04 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x06 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x07 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x08 \x01(\x03\x12\x15\n\rlast_snapshot\x18\t \x01(\t\"?\n\x19GetReplicationInfoRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\xa9\x02\n\x1aGetReplicationInfoResponse\x12\x33\n\x06status\x18\x01 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x02 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x04 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x05 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x06 \x01(\x03\x12\x38\n\x07targets\x18\x07 \x03(\x0b\x32\'.volrep.driver.v1.TargetReplicationInfo\"\xb7\x01\n\x1dSetReplicationScheduleRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x03 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x04 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x05 \x01(\x03\"\xa7\x01\n\x1eSetReplicationScheduleResponse\x12\x18\n\x10interval_seconds\x18\x01 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x02 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x03 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x04 \x01(\x03\"\xae\x01\n\x18SnapshotReplicateRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\x12\x17\n\x0f\x66orce_full_copy\x18\x05 \x01(\x08\x12\r\n\x05\x63ount\x18\x06 \x01(\x05\x12\x14\n\x0csnapshot_ids\x18\x07 \x03(\t\"1\n\x19SnapshotReplicateResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\"\xfa\x03\n\tOperation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12/\n\x05state\x18\x04 \x01(\x0e\x32 .volrep.driver.v1.OperationState\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x12\n\nbytes_done\x18\x06 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x07 \x01(\x03\x12\x1d\n\x15rate_bytes_per_second\x18\x08 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12+\n\x07started\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66inished\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x12\n\nerror_code\x18\r \x01(\t\x12\x18\n\x10\x62\x61se_snapshot_id\x18\x0e \x01(\t\x12\x13\n\x0bincremental\x18\x0f \x01(\x08\x12\x12\n\nbytes_sent\x18\x10 \x01(\x03\x12\x14\n\x0cresumed_from\x18\x11 \x01(\x03\x12\x17\n\x0f\x61lready_present\x18\x12 \x01(\x08\x12\x36\n\x05steps\x18\x13 \x03(\x0b\x32\'.volrep.driver.v1.SnapshotReplicateStep\"\x88\x01\n\x15SnapshotReplicateStep\x12\x13\n\x0bsnapshot_id\x18\x01 \x01(\t\x12\x18\n\x10\x62\x61se_snapshot_id\x18\x02 \x01(\t\x12\x13\n\x0bincremental\x18\x03 \x01(\x08\x12\x12\n\nbytes_sent\x18\x04 \x01(\x03\x12\x17\n\x0f\x61lready_present\x18\x05 \x01(\x08\"<\n\x13GetOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"F\n\x14GetOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\">\n\x15WatchOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"H\n\x16WatchOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"?\n\x16\x43\x61ncelOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"I\n\x17\x43\x61ncelOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"m\n\x15VerifySnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\"\xa6\x01\n\x16VerifySnapshotResponse\x12\r\n\x05match\x18\x01 \x01(\x08\x12\x17\n\x0f\x62locks_compared\x18\x02 \x01(\x03\x12\x1d\n\x15\x66irst_mismatch_offset\x18\x03 \x01(\x03\x12\x15\n\rsource_crc32c\x18\x04 \x01(\x07\x12\x1a\n\x12\x64\x65stination_crc32c\x18\x05 \x01(\x07\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\"c\n\x13\x46\x61iloverHostRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x12\n\nvolume_ids\x18\x02 \x03(\t\x12\x14\n\x0csecondary_id\x18\x03 \x01(\t\x12\x11\n\tgroup_ids\x18\x04 \x03(\t\"Q\n\x0cVolumeUpdate\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"O\n\x0bGroupUpdate\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb7\x01\n\x14\x46\x61iloverHostResponse\x12\x19\n\x11\x61\x63tive_backend_id\x18\x01 \x01(\t\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x34\n\rgroup_updates\x18\x03 \x03(\x0b\x32\x1d.volrep.driver.v1.GroupUpdate\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x04 \x01(\x03\"F\n\x18\x46\x61iloverCompletedRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x02 \x01(\t\"\x1b\n\x19\x46\x61iloverCompletedResponse\"\x9a\x01\n\tGroupType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12@\n\x0bgroup_specs\x18\x03 \x03(\x0b\x32+.volrep.driver.v1.GroupType.GroupSpecsEntry\x1a\x31\n\x0fGroupSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x12\x43reateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\"J\n\x13\x43reateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"K\n\x12\x44\x65leteGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x82\x01\n\x13\x44\x65leteGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"j\n\x12UpdateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x64\x64_volume_ids\x18\x03 \x03(\t\x12\x19\n\x11remove_volume_ids\x18\x04 \x03(\t\"J\n\x13UpdateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"n\n\x1a\x43reateGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"\x81\x01\n\x1b\x43reateGroupSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12-\n\tsnapshots\x18\x02 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\"n\n\x1a\x44\x65leteGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"1\n\x1b\x44\x65leteGroupSnapshotResponse\x12\x12\n\nvolume_ids\x18\x01 \x03(\t\"s\n\x11GroupVolumeSource\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12\x18\n\x10source_volume_id\x18\x02 \x01(\t\x12\x31\n\x0bvolume_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"\xc0\x01\n\x19\x43reateGroupFromSrcRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\x12\x19\n\x11group_snapshot_id\x18\x04 \x01(\t\x12\x34\n\x07volumes\x18\x05 \x03(\x0b\x32#.volrep.driver.v1.GroupVolumeSource\"\x89\x01\n\x1a\x43reateGroupFromSrcResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"Q\n\x18\x45nableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x88\x01\n\x19\x45nableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"R\n\x19\x44isableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x89\x01\n\x1a\x44isableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"q\n\x1a\x46\x61iloverReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\x12\x1c\n\x14secondary_backend_id\x18\x04 \x01(\t\"\xd5\x01\n\x1b\x46\x61iloverReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x19\n\x11\x61\x63tive_backend_id\x18\x03 \x01(\t\x12\x16\n\x0egroup_snapshot\x18\x04 \x01(\t\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x05 \x01(\x03\"n\n\x17RevertToSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x03 \x01(\t\x12\x1a\n\x12snapshot_volume_id\x18\x04 \x01(\t\"\x1a\n\x18RevertToSnapshotResponse\"\x90\x01\n\x14\x41ttachReplicaRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x12\n\nbackend_id\x18\x03 \x01(\t\x12\x10\n\x08snapshot\x18\x04 \x01(\t\x12.\n\tconnector\x18\x05 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\"\x9a\x01\n\x15\x41ttachReplicaResponse\x12\x39\n\x0f\x63onnection_info\x18\x01 \x01(\x0b\x32 .volrep.driver.v1.ConnectionInfo\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x34\n\x10snapshot_created\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x14\x44\x65tachReplicaRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x12\n\nbackend_id\x18\x03 \x01(\t\x12\x10\n\x08snapshot\x18\x04 \x01(\t\x12.\n\tconnector\x18\x05 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\"\x17\n\x15\x44\x65tachReplicaResponse\"5\n\x0b\x45xistingRef\x12\x13\n\x0bsource_name\x18\x01 \x01(\t\x12\x11\n\tsource_id\x18\x02 \x01(\t\"X\n\x19ManageExistingSizeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12*\n\x03ref\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\"-\n\x1aManageExistingSizeResponse\x12\x0f\n\x07size_gb\x18\x01 \x01(\x03\"\x9a\x01\n\x15ManageExistingRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12*\n\x03ref\x18\x03 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\x12\x31\n\x0bvolume_type\x18\x04 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"^\n\x16ManageExistingResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\"5\n\x0fUnmanageRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\x12\n\x10UnmanageResponse\"s\n!ManageExistingSnapshotSizeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12*\n\x03ref\x18\x03 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\"5\n\"ManageExistingSnapshotSizeResponse\x12\x0f\n\x07size_gb\x18\x01 \x01(\x03\"\x84\x01\n\x1dManageExistingSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12*\n\x03ref\x18\x04 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\"f\n\x1eManageExistingSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\"R\n\x17UnmanageSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"\x1a\n\x18UnmanageSnapshotResponse\"\xf2\x01\n\nManageable\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x16\n\x0esafe_to_manage\x18\x04 \x01(\x08\x12\x17\n\x0freason_not_safe\x18\x05 \x01(\t\x12\x11\n\tcinder_id\x18\x06 \x01(\t\x12?\n\nextra_info\x18\x07 \x03(\x0b\x32+.volrep.driver.v1.Manageable.ExtraInfoEntry\x1a\x30\n\x0e\x45xtraInfoEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"V\n\x1cListManageableVolumesRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"g\n\x1dListManageableVolumesResponse\x12-\n\x07volumes\x18\x01 \x03(\x0b\x32\x1c.volrep.driver.v1.Manageable\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"X\n\x1eListManageableSnapshotsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"k\n\x1fListManageableSnapshotsResponse\x12/\n\tsnapshots\x18\x01 \x03(\x0b\x32\x1c.volrep.driver.v1.Manageable\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xed\x02\n\x11ReplicationStatus\x12\"\n\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n\x1aREPLICATION_STATUS_ENABLED\x10\x02\x12\x1c\n\x18REPLICATION_STATUS_ERROR\x10\x03\x12#\n\x1fREPLICATION_STATUS_FAILING_OVER\x10\x04\x12\"\n\x1eREPLICATION_STATUS_FAILED_OVER\x10\x05\x12\"\n\x1eREPLICATION_STATUS_NOT_CAPABLE\x10\x06\x12%\n!REPLICATION_STATUS_FAILOVER_ERROR\x10\x07\x12\x1f\n\x1bREPLICATION_STATUS_ENABLING\x10\x08\x12 \n\x1cREPLICATION_STATUS_DISABLING\x10\t*\x96\x01\n\x11ReplicationHealth\x12\"\n\x1eREPLICATION_HEALTH_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICATION_HEALTH_HEALTHY\x10\x01\x12\x1f\n\x1bREPLICATION_HEALTH_DEGRADED\x10\x02\x12\x1c\n\x18REPLICATION_HEALTH_ERROR\x10\x03*\xa7\x01\n\x0eOperationState\x12\x1f\n\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n\x18OPERATION_STATE_CANCELED\x10\x04\x32\xbb$\n\rDriverService\x12]\n\x0cListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12\x63\n\x0eGetVolumeStats\x12\'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n\x0c\x43reateVolume\x12%.volrep.driver.v1.CreateVolumeRequest\x1a&.volrep.driver.v1.CreateVolumeResponse\x12]\n\x0c\x44\x65leteVolume\x12%.volrep.driver.v1.DeleteVolumeRequest\x1a&.volrep.driver.v1.DeleteVolumeResponse\x12]\n\x0c\x45xtendVolume\x12%.volrep.driver.v1.ExtendVolumeRequest\x1a&.volrep.driver.v1.ExtendVolumeResponse\x12T\n\tGetVolume\x12\".volrep.driver.v1.GetVolumeRequest\x1a#.volrep.driver.v1.GetVolumeResponse\x12Z\n\x0bListVolumes\x12$.volrep.driver.v1.ListVolumesRequest\x1a%.volrep.driver.v1.ListVolumesResponse\x12\x63\n\x0e\x43reateSnapshot\x12\'.volrep.driver.v1.CreateSnapshotRequest\x1a(.volrep.driver.v1.CreateSnapshotResponse\x12\x63\n\x0e\x44\x65leteSnapshot\x12\'.volrep.driver.v1.DeleteSnapshotRequest\x1a(.volrep.driver.v1.DeleteSnapshotResponse\x12`\n\rListSnapshots\x12&.volrep.driver.v1.ListSnapshotsRequest\x1a\'.volrep.driver.v1.ListSnapshotsResponse\x12\x81\x01\n\x18\x43reateVolumeFromSnapshot\x12\x31.volrep.driver.v1.CreateVolumeFromSnapshotRequest\x1a\x32.volrep.driver.v1.CreateVolumeFromSnapshotResponse\x12o\n\x12\x43reateClonedVolume\x12+.volrep.driver.v1.CreateClonedVolumeRequest\x1a,.volrep.driver.v1.CreateClonedVolumeResponse\x12u\n\x14InitializeConnection\x12-.volrep.driver.v1.InitializeConnectionRequest\x1a..volrep.driver.v1.InitializeConnectionResponse\x12r\n\x13TerminateConnection\x12,.volrep.driver.v1.TerminateConnectionRequest\x1a-.volrep.driver.v1.TerminateConnectionResponse\x12K\n\x06Retype\x12\x1f.volrep.driver.v1.RetypeRequest\x1a .volrep.driver.v1.RetypeResponse\x12o\n\x12GetReplicationInfo\x12+.volrep.driver.v1.GetReplicationInfoRequest\x1a,.volrep.driver.v1.GetReplicationInfoResponse\x12{\n\x16SetReplicationSchedule\x12/.volrep.driver.v1.SetReplicationScheduleRequest\x1a\x30.volrep.driver.v1.SetReplicationScheduleResponse\x12l\n\x11SnapshotReplicate\x12*.volrep.driver.v1.SnapshotReplicateRequest\x1a+.volrep.driver.v1.SnapshotReplicateResponse\x12]\n\x0cGetOperation\x12%.volrep.driver.v1.GetOperationRequest\x1a&.volrep.driver.v1.GetOperationResponse\x12\x65\n\x0eWatchOperation\x12\'.volrep.driver.v1.WatchOperationRequest\x1a(.volrep.driver.v1.WatchOperationResponse0\x01\x12\x66\n\x0f\x43\x61ncelOperation\x12(.volrep.driver.v1.CancelOperationRequest\x1a).volrep.driver.v1.CancelOperationResponse\x12\x63\n\x0eVerifySnapshot\x12\'.volrep.driver.v1.VerifySnapshotRequest\x1a(.volrep.driver.v1.VerifySnapshotResponse\x12]\n\x0c\x46\x61iloverHost\x12%.volrep.driver.v1.FailoverHostRequest\x1a&.volrep.driver.v1.FailoverHostResponse\x12l\n\x11\x46\x61iloverCompleted\x12*.volrep.driver.v1.FailoverCompletedRequest\x1a+.volrep.driver.v1.FailoverCompletedResponse\x12Z\n\x0b\x43reateGroup\x12$.volrep.driver.v1.CreateGroupRequest\x1a%.volrep.driver.v1.CreateGroupResponse\x12Z\n\x0b\x44\x65leteGroup\x12$.volrep.driver.v1.DeleteGroupRequest\x1a%.volrep.driver.v1.DeleteGroupResponse\x12Z\n\x0bUpdateGroup\x12$.volrep.driver.v1.UpdateGroupRequest\x1a%.volrep.driver.v1.UpdateGroupResponse\x12r\n\x13\x43reateGroupSnapshot\x12,.volrep.driver.v1.CreateGroupSnapshotRequest\x1a-.volrep.driver.v1.CreateGroupSnapshotResponse\x12r\n\x13\x44\x65leteGroupSnapshot\x12,.volrep.driver.v1.DeleteGroupSnapshotRequest\x1a-.volrep.driver.v1.DeleteGroupSnapshotResponse\x12o\n\x12\x43reateGroupFromSrc\x12+.volrep.driver.v1.CreateGroupFromSrcRequest\x1a,.volrep.driver.v1.CreateGroupFromSrcResponse\x12l\n\x11\x45nableReplication\x12*.volrep.driver.v1.EnableReplicationRequest\x1a+.volrep.driver.v1.EnableReplicationResponse\x12o\n\x12\x44isableReplication\x12+.volrep.driver.v1.DisableReplicationRequest\x1a,.volrep.driver.v1.DisableReplicationResponse\x12r\n\x13\x46\x61iloverReplication\x12,.volrep.driver.v1.FailoverReplicationRequest\x1a-.volrep.driver.v1.FailoverReplicationResponse\x12i\n\x10RevertToSnapshot\x12).volrep.driver.v1.RevertToSnapshotRequest\x1a*.volrep.driver.v1.RevertToSnapshotResponse\x12`\n\rAttachReplica\x12&.volrep.driver.v1.AttachReplicaRequest\x1a\'.volrep.driver.v1.AttachReplicaResponse\x12`\n\rDetachReplica\x12&.volrep.driver.v1.DetachReplicaRequest\x1a\'.volrep.driver.v1.DetachReplicaResponse\x12o\n\x12ManageExistingSize\x12+.volrep.driver.v1.ManageExistingSizeRequest\x1a,.volrep.driver.v1.ManageExistingSizeResponse\x12\x63\n\x0eManageExisting\x12\'.volrep.driver.v1.ManageExistingRequest\x1a(.volrep.driver.v1.ManageExistingResponse\x12Q\n\x08Unmanage\x12!.volrep.driver.v1.UnmanageRequest\x1a\".volrep.driver.v1.UnmanageResponse\x12\x87\x01\n\x1aManageExistingSnapshotSize\x12\x33.volrep.driver.v1.ManageExistingSnapshotSizeRequest\x1a\x34.volrep.driver.v1.ManageExistingSnapshotSizeResponse\x12{\n\x16ManageExistingSnapshot\x12/.volrep.driver.v1.ManageExistingSnapshotRequest\x1a\x30.volrep.driver.v1.ManageExistingSnapshotResponse\x12i\n\x10UnmanageSnapshot\x12).volrep.driver.v1.UnmanageSnapshotRequest\x1a*.volrep.driver.v1.UnmanageSnapshotResponse\x12x\n\x15ListManageableVolumes\x12..volrep.driver.v1.ListManageableVolumesRequest\x1a/.volrep.driver.v1.ListManageableVolumesResponse\x12~\n\x17ListManageableSnapshots\x12\x30.volrep.driver.v1.ListManageableSnapshotsRequest\x1a\x31.volrep.driver.v1.ListManageableSnapshotsResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -74,8 +74,8 @@ _REPLICATIONSTATUS = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=10935,
-  serialized_end=11300,
+  serialized_start=12615,
+  serialized_end=12980,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICATIONSTATUS)
 
@@ -105,8 +105,8 @@ _REPLICATIONHEALTH = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=11303,
-  serialized_end=11453,
+  serialized_start=12983,
+  serialized_end=13133,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICATIONHEALTH)
 
@@ -140,8 +140,8 @@ _OPERATIONSTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=11456,
-  serialized_end=11623,
+  serialized_start=13136,
+  serialized_end=13303,
 )
 _sym_db.RegisterEnumDescriptor(_OPERATIONSTATE)
 
@@ -4595,6 +4595,776 @@ _DETACHREPLICARESPONSE = _descriptor.Descriptor(
   serialized_end=10932,
 )
 
+
+_EXISTINGREF = _descriptor.Descriptor(
+  name='ExistingRef',
+  full_name='volrep.driver.v1.ExistingRef',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='source_name', full_name='volrep.driver.v1.ExistingRef.source_name', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='source_id', full_name='volrep.driver.v1.ExistingRef.source_id', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=10934,
+  serialized_end=10987,
+)
+
+
+_MANAGEEXISTINGSIZEREQUEST = _descriptor.Descriptor(
+  name='ManageExistingSizeRequest',
+  full_name='volrep.driver.v1.ManageExistingSizeRequest',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='backend', full_name='volrep.driver.v1.ManageExistingSizeRequest.backend', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='ref', full_name='volrep.driver.v1.ManageExistingSizeRequest.ref', index=1,
+      number=2, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=10989,
+  serialized_end=11077,
+)
+
+
+_MANAGEEXISTINGSIZERESPONSE = _descriptor.Descriptor(
+  name='ManageExistingSizeResponse',
+  full_name='volrep.driver.v1.ManageExistingSizeResponse',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='size_gb', full_name='volrep.driver.v1.ManageExistingSizeResponse.size_gb', index=0,
+      number=1, type=3, cpp_type=2, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=11079,
+  serialized_end=11124,
+)
+
+
+_MANAGEEXISTINGREQUEST = _descriptor.Descriptor(
+  name='ManageExistingRequest',
+  full_name='volrep.driver.v1.ManageExistingRequest',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='backend', full_name='volrep.driver.v1.ManageExistingRequest.backend', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='volume_id', full_name='volrep.driver.v1.ManageExistingRequest.volume_id', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='ref', full_name='volrep.driver.v1.ManageExistingRequest.ref', index=2,
+      number=3, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='volume_type', full_name='volrep.driver.v1.ManageExistingRequest.volume_type', index=3,
+      number=4, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=11127,
+  serialized_end=11281,
+)
+
+
+_MANAGEEXISTINGRESPONSE = _descriptor.Descriptor(
+  name='ManageExistingResponse',
+  full_name='volrep.driver.v1.ManageExistingResponse',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='model_update', full_name='volrep.driver.v1.ManageExistingResponse.model_update', index=0,
+      number=1, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='size_gb', full_name='volrep.driver.v1.ManageExistingResponse.size_gb', index=1,
+      number=2, type=3, cpp_type=2, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=11283,
+  serialized_end=11377,
+)
+
+
+_UNMANAGEREQUEST = _descriptor.Descriptor(
+  name='UnmanageRequest',
+  full_name='volrep.driver.v1.UnmanageRequest',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='backend', full_name='volrep.driver.v1.UnmanageRequest.backend', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='volume_id', full_name='volrep.driver.v1.UnmanageRequest.volume_id', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=11379,
+  serialized_end=11432,
+)
+
+
+_UNMANAGERESPONSE = _descriptor.Descriptor(
+  name='UnmanageResponse',
+  full_name='volrep.driver.v1.UnmanageResponse',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=11434,
+  serialized_end=11452,
+)
+
+
+_MANAGEEXISTINGSNAPSHOTSIZEREQUEST = _descriptor.Descriptor(
+  name='ManageExistingSnapshotSizeRequest',
+  full_name='volrep.driver.v1.ManageExistingSnapshotSizeRequest',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='backend', full_name='volrep.driver.v1.ManageExistingSnapshotSizeRequest.backend', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='volume_id', full_name='volrep.driver.v1.ManageExistingSnapshotSizeRequest.volume_id', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='ref', full_name='volrep.driver.v1.ManageExistingSnapshotSizeRequest.ref', index=2,
+      number=3, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=11454,
+  serialized_end=11569,
+)
+
+
+_MANAGEEXISTINGSNAPSHOTSIZERESPONSE = _descriptor.Descriptor(
+  name='ManageExistingSnapshotSizeResponse',
+  full_name='volrep.driver.v1.ManageExistingSnapshotSizeResponse',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='size_gb', full_name='volrep.driver.v1.ManageExistingSnapshotSizeResponse.size_gb', index=0,
+      number=1, type=3, cpp_type=2, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=11571,
+  serialized_end=11624,
+)
+
+
+_MANAGEEXISTINGSNAPSHOTREQUEST = _descriptor.Descriptor(
+  name='ManageExistingSnapshotRequest',
+  full_name='volrep.driver.v1.ManageExistingSnapshotRequest',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='backend', full_name='volrep.driver.v1.ManageExistingSnapshotRequest.backend', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='snapshot_id', full_name='volrep.driver.v1.ManageExistingSnapshotRequest.snapshot_id', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='volume_id', full_name='volrep.driver.v1.ManageExistingSnapshotRequest.volume_id', index=2,
+      number=3, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='ref', full_name='volrep.driver.v1.ManageExistingSnapshotRequest.ref', index=3,
+      number=4, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=11627,
+  serialized_end=11759,
+)
+
+
+_MANAGEEXISTINGSNAPSHOTRESPONSE = _descriptor.Descriptor(
+  name='ManageExistingSnapshotResponse',
+  full_name='volrep.driver.v1.ManageExistingSnapshotResponse',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='model_update', full_name='volrep.driver.v1.ManageExistingSnapshotResponse.model_update', index=0,
+      number=1, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='size_gb', full_name='volrep.driver.v1.ManageExistingSnapshotResponse.size_gb', index=1,
+      number=2, type=3, cpp_type=2, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=11761,
+  serialized_end=11863,
+)
+
+
+_UNMANAGESNAPSHOTREQUEST = _descriptor.Descriptor(
+  name='UnmanageSnapshotRequest',
+  full_name='volrep.driver.v1.UnmanageSnapshotRequest',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='backend', full_name='volrep.driver.v1.UnmanageSnapshotRequest.backend', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='snapshot_id', full_name='volrep.driver.v1.UnmanageSnapshotRequest.snapshot_id', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='volume_id', full_name='volrep.driver.v1.UnmanageSnapshotRequest.volume_id', index=2,
+      number=3, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=11865,
+  serialized_end=11947,
+)
+
+
+_UNMANAGESNAPSHOTRESPONSE = _descriptor.Descriptor(
+  name='UnmanageSnapshotResponse',
+  full_name='volrep.driver.v1.UnmanageSnapshotResponse',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=11949,
+  serialized_end=11975,
+)
+
+
+_MANAGEABLE_EXTRAINFOENTRY = _descriptor.Descriptor(
+  name='ExtraInfoEntry',
+  full_name='volrep.driver.v1.Manageable.ExtraInfoEntry',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='key', full_name='volrep.driver.v1.Manageable.ExtraInfoEntry.key', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='value', full_name='volrep.driver.v1.Manageable.ExtraInfoEntry.value', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=_descriptor._ParseOptions(descriptor_pb2.MessageOptions(), _b('8\001')),
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=12172,
+  serialized_end=12220,
+)
+
+_MANAGEABLE = _descriptor.Descriptor(
+  name='Manageable',
+  full_name='volrep.driver.v1.Manageable',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='name', full_name='volrep.driver.v1.Manageable.name', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='volume', full_name='volrep.driver.v1.Manageable.volume', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='size_gb', full_name='volrep.driver.v1.Manageable.size_gb', index=2,
+      number=3, type=3, cpp_type=2, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='safe_to_manage', full_name='volrep.driver.v1.Manageable.safe_to_manage', index=3,
+      number=4, type=8, cpp_type=7, label=1,
+      has_default_value=False, default_value=False,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='reason_not_safe', full_name='volrep.driver.v1.Manageable.reason_not_safe', index=4,
+      number=5, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='cinder_id', full_name='volrep.driver.v1.Manageable.cinder_id', index=5,
+      number=6, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='extra_info', full_name='volrep.driver.v1.Manageable.extra_info', index=6,
+      number=7, type=11, cpp_type=10, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[_MANAGEABLE_EXTRAINFOENTRY, ],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=11978,
+  serialized_end=12220,
+)
+
+
+_LISTMANAGEABLEVOLUMESREQUEST = _descriptor.Descriptor(
+  name='ListManageableVolumesRequest',
+  full_name='volrep.driver.v1.ListManageableVolumesRequest',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='backend', full_name='volrep.driver.v1.ListManageableVolumesRequest.backend', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='page_size', full_name='volrep.driver.v1.ListManageableVolumesRequest.page_size', index=1,
+      number=2, type=5, cpp_type=1, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='page_token', full_name='volrep.driver.v1.ListManageableVolumesRequest.page_token', index=2,
+      number=3, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=12222,
+  serialized_end=12308,
+)
+
+
+_LISTMANAGEABLEVOLUMESRESPONSE = _descriptor.Descriptor(
+  name='ListManageableVolumesResponse',
+  full_name='volrep.driver.v1.ListManageableVolumesResponse',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='volumes', full_name='volrep.driver.v1.ListManageableVolumesResponse.volumes', index=0,
+      number=1, type=11, cpp_type=10, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='next_page_token', full_name='volrep.driver.v1.ListManageableVolumesResponse.next_page_token', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=12310,
+  serialized_end=12413,
+)
+
+
+_LISTMANAGEABLESNAPSHOTSREQUEST = _descriptor.Descriptor(
+  name='ListManageableSnapshotsRequest',
+  full_name='volrep.driver.v1.ListManageableSnapshotsRequest',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='backend', full_name='volrep.driver.v1.ListManageableSnapshotsRequest.backend', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='page_size', full_name='volrep.driver.v1.ListManageableSnapshotsRequest.page_size', index=1,
+      number=2, type=5, cpp_type=1, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='page_token', full_name='volrep.driver.v1.ListManageableSnapshotsRequest.page_token', index=2,
+      number=3, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=12415,
+  serialized_end=12503,
+)
+
+
+_LISTMANAGEABLESNAPSHOTSRESPONSE = _descriptor.Descriptor(
+  name='ListManageableSnapshotsResponse',
+  full_name='volrep.driver.v1.ListManageableSnapshotsResponse',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='snapshots', full_name='volrep.driver.v1.ListManageableSnapshotsResponse.snapshots', index=0,
+      number=1, type=11, cpp_type=10, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='next_page_token', full_name='volrep.driver.v1.ListManageableSnapshotsResponse.next_page_token', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=12505,
+  serialized_end=12612,
+)
+
 _MODELUPDATE_METADATAENTRY.containing_type = _MODELUPDATE
 _MODELUPDATE.fields_by_name['replication_status'].enum_type = _REPLICATIONSTATUS
 _MODELUPDATE.fields_by_name['metadata'].message_type = _MODELUPDATE_METADATAENTRY
@@ -4664,6 +5434,17 @@ _ATTACHREPLICAREQUEST.fields_by_name['connector'].message_type = _CONNECTOR
 _ATTACHREPLICARESPONSE.fields_by_name['connection_info'].message_type = _CONNECTIONINFO
 _ATTACHREPLICARESPONSE.fields_by_name['snapshot_created'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
 _DETACHREPLICAREQUEST.fields_by_name['connector'].message_type = _CONNECTOR
+_MANAGEEXISTINGSIZEREQUEST.fields_by_name['ref'].message_type = _EXISTINGREF
+_MANAGEEXISTINGREQUEST.fields_by_name['ref'].message_type = _EXISTINGREF
+_MANAGEEXISTINGREQUEST.fields_by_name['volume_type'].message_type = _VOLUMETYPE
+_MANAGEEXISTINGRESPONSE.fields_by_name['model_update'].message_type = _MODELUPDATE
+_MANAGEEXISTINGSNAPSHOTSIZEREQUEST.fields_by_name['ref'].message_type = _EXISTINGREF
+_MANAGEEXISTINGSNAPSHOTREQUEST.fields_by_name['ref'].message_type = _EXISTINGREF
+_MANAGEEXISTINGSNAPSHOTRESPONSE.fields_by_name['model_update'].message_type = _MODELUPDATE
+_MANAGEABLE_EXTRAINFOENTRY.containing_type = _MANAGEABLE
+_MANAGEABLE.fields_by_name['extra_info'].message_type = _MANAGEABLE_EXTRAINFOENTRY
+_LISTMANAGEABLEVOLUMESRESPONSE.fields_by_name['volumes'].message_type = _MANAGEABLE
+_LISTMANAGEABLESNAPSHOTSRESPONSE.fields_by_name['snapshots'].message_type = _MANAGEABLE
 DESCRIPTOR.message_types_by_name['ModelUpdate'] = _MODELUPDATE
 DESCRIPTOR.message_types_by_name['VolumeType'] = _VOLUMETYPE
 DESCRIPTOR.message_types_by_name['Backend'] = _BACKEND
@@ -4753,6 +5534,24 @@ DESCRIPTOR.message_types_by_name['AttachReplicaRequest'] = _ATTACHREPLICAREQUEST
 DESCRIPTOR.message_types_by_name['AttachReplicaResponse'] = _ATTACHREPLICARESPONSE
 DESCRIPTOR.message_types_by_name['DetachReplicaRequest'] = _DETACHREPLICAREQUEST
 DESCRIPTOR.message_types_by_name['DetachReplicaResponse'] = _DETACHREPLICARESPONSE
+DESCRIPTOR.message_types_by_name['ExistingRef'] = _EXISTINGREF
+DESCRIPTOR.message_types_by_name['ManageExistingSizeRequest'] = _MANAGEEXISTINGSIZEREQUEST
+DESCRIPTOR.message_types_by_name['ManageExistingSizeResponse'] = _MANAGEEXISTINGSIZERESPONSE
+DESCRIPTOR.message_types_by_name['ManageExistingRequest'] = _MANAGEEXISTINGREQUEST
+DESCRIPTOR.message_types_by_name['ManageExistingResponse'] = _MANAGEEXISTINGRESPONSE
+DESCRIPTOR.message_types_by_name['UnmanageRequest'] = _UNMANAGEREQUEST
+DESCRIPTOR.message_types_by_name['UnmanageResponse'] = _UNMANAGERESPONSE
+DESCRIPTOR.message_types_by_name['ManageExistingSnapshotSizeRequest'] = _MANAGEEXISTINGSNAPSHOTSIZEREQUEST
+DESCRIPTOR.message_types_by_name['ManageExistingSnapshotSizeResponse'] = _MANAGEEXISTINGSNAPSHOTSIZERESPONSE
+DESCRIPTOR.message_types_by_name['ManageExistingSnapshotRequest'] = _MANAGEEXISTINGSNAPSHOTREQUEST
+DESCRIPTOR.message_types_by_name['ManageExistingSnapshotResponse'] = _MANAGEEXISTINGSNAPSHOTRESPONSE
+DESCRIPTOR.message_types_by_name['UnmanageSnapshotRequest'] = _UNMANAGESNAPSHOTREQUEST
+DESCRIPTOR.message_types_by_name['UnmanageSnapshotResponse'] = _UNMANAGESNAPSHOTRESPONSE
+DESCRIPTOR.message_types_by_name['Manageable'] = _MANAGEABLE
+DESCRIPTOR.message_types_by_name['ListManageableVolumesRequest'] = _LISTMANAGEABLEVOLUMESREQUEST
+DESCRIPTOR.message_types_by_name['ListManageableVolumesResponse'] = _LISTMANAGEABLEVOLUMESRESPONSE
+DESCRIPTOR.message_types_by_name['ListManageableSnapshotsRequest'] = _LISTMANAGEABLESNAPSHOTSREQUEST
+DESCRIPTOR.message_types_by_name['ListManageableSnapshotsResponse'] = _LISTMANAGEABLESNAPSHOTSRESPONSE
 DESCRIPTOR.enum_types_by_name['ReplicationStatus'] = _REPLICATIONSTATUS
 DESCRIPTOR.enum_types_by_name['ReplicationHealth'] = _REPLICATIONHEALTH
 DESCRIPTOR.enum_types_by_name['OperationState'] = _OPERATIONSTATE
@@ -5421,6 +6220,140 @@ DetachReplicaResponse = _reflection.GeneratedProtocolMessageType('DetachReplicaR
   ))
 _sym_db.RegisterMessage(DetachReplicaResponse)
 
+ExistingRef = _reflection.GeneratedProtocolMessageType('ExistingRef', (_message.Message,), dict(
+  DESCRIPTOR = _EXISTINGREF,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.ExistingRef)
+  ))
+_sym_db.RegisterMessage(ExistingRef)
+
+ManageExistingSizeRequest = _reflection.GeneratedProtocolMessageType('ManageExistingSizeRequest', (_message.Message,), dict(
+  DESCRIPTOR = _MANAGEEXISTINGSIZEREQUEST,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.ManageExistingSizeRequest)
+  ))
+_sym_db.RegisterMessage(ManageExistingSizeRequest)
+
+ManageExistingSizeResponse = _reflection.GeneratedProtocolMessageType('ManageExistingSizeResponse', (_message.Message,), dict(
+  DESCRIPTOR = _MANAGEEXISTINGSIZERESPONSE,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.ManageExistingSizeResponse)
+  ))
+_sym_db.RegisterMessage(ManageExistingSizeResponse)
+
+ManageExistingRequest = _reflection.GeneratedProtocolMessageType('ManageExistingRequest', (_message.Message,), dict(
+  DESCRIPTOR = _MANAGEEXISTINGREQUEST,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.ManageExistingRequest)
+  ))
+_sym_db.RegisterMessage(ManageExistingRequest)
+
+ManageExistingResponse = _reflection.GeneratedProtocolMessageType('ManageExistingResponse', (_message.Message,), dict(
+  DESCRIPTOR = _MANAGEEXISTINGRESPONSE,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.ManageExistingResponse)
+  ))
+_sym_db.RegisterMessage(ManageExistingResponse)
+
+UnmanageRequest = _reflection.GeneratedProtocolMessageType('UnmanageRequest', (_message.Message,), dict(
+  DESCRIPTOR = _UNMANAGEREQUEST,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.UnmanageRequest)
+  ))
+_sym_db.RegisterMessage(UnmanageRequest)
+
+UnmanageResponse = _reflection.GeneratedProtocolMessageType('UnmanageResponse', (_message.Message,), dict(
+  DESCRIPTOR = _UNMANAGERESPONSE,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.UnmanageResponse)
+  ))
+_sym_db.RegisterMessage(UnmanageResponse)
+
+ManageExistingSnapshotSizeRequest = _reflection.GeneratedProtocolMessageType('ManageExistingSnapshotSizeRequest', (_message.Message,), dict(
+  DESCRIPTOR = _MANAGEEXISTINGSNAPSHOTSIZEREQUEST,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.ManageExistingSnapshotSizeRequest)
+  ))
+_sym_db.RegisterMessage(ManageExistingSnapshotSizeRequest)
+
+ManageExistingSnapshotSizeResponse = _reflection.GeneratedProtocolMessageType('ManageExistingSnapshotSizeResponse', (_message.Message,), dict(
+  DESCRIPTOR = _MANAGEEXISTINGSNAPSHOTSIZERESPONSE,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.ManageExistingSnapshotSizeResponse)
+  ))
+_sym_db.RegisterMessage(ManageExistingSnapshotSizeResponse)
+
+ManageExistingSnapshotRequest = _reflection.GeneratedProtocolMessageType('ManageExistingSnapshotRequest', (_message.Message,), dict(
+  DESCRIPTOR = _MANAGEEXISTINGSNAPSHOTREQUEST,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.ManageExistingSnapshotRequest)
+  ))
+_sym_db.RegisterMessage(ManageExistingSnapshotRequest)
+
+ManageExistingSnapshotResponse = _reflection.GeneratedProtocolMessageType('ManageExistingSnapshotResponse', (_message.Message,), dict(
+  DESCRIPTOR = _MANAGEEXISTINGSNAPSHOTRESPONSE,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.ManageExistingSnapshotResponse)
+  ))
+_sym_db.RegisterMessage(ManageExistingSnapshotResponse)
+
+UnmanageSnapshotRequest = _reflection.GeneratedProtocolMessageType('UnmanageSnapshotRequest', (_message.Message,), dict(
+  DESCRIPTOR = _UNMANAGESNAPSHOTREQUEST,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.UnmanageSnapshotRequest)
+  ))
+_sym_db.RegisterMessage(UnmanageSnapshotRequest)
+
+UnmanageSnapshotResponse = _reflection.GeneratedProtocolMessageType('UnmanageSnapshotResponse', (_message.Message,), dict(
+  DESCRIPTOR = _UNMANAGESNAPSHOTRESPONSE,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.UnmanageSnapshotResponse)
+  ))
+_sym_db.RegisterMessage(UnmanageSnapshotResponse)
+
+Manageable = _reflection.GeneratedProtocolMessageType('Manageable', (_message.Message,), dict(
+
+  ExtraInfoEntry = _reflection.GeneratedProtocolMessageType('ExtraInfoEntry', (_message.Message,), dict(
+    DESCRIPTOR = _MANAGEABLE_EXTRAINFOENTRY,
+    __module__ = 'volrep.driver.v1.driver_service_pb2'
+    # @@protoc_insertion_point(class_scope:volrep.driver.v1.Manageable.ExtraInfoEntry)
+    ))
+  ,
+  DESCRIPTOR = _MANAGEABLE,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.Manageable)
+  ))
+_sym_db.RegisterMessage(Manageable)
+_sym_db.RegisterMessage(Manageable.ExtraInfoEntry)
+
+ListManageableVolumesRequest = _reflection.GeneratedProtocolMessageType('ListManageableVolumesRequest', (_message.Message,), dict(
+  DESCRIPTOR = _LISTMANAGEABLEVOLUMESREQUEST,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.ListManageableVolumesRequest)
+  ))
+_sym_db.RegisterMessage(ListManageableVolumesRequest)
+
+ListManageableVolumesResponse = _reflection.GeneratedProtocolMessageType('ListManageableVolumesResponse', (_message.Message,), dict(
+  DESCRIPTOR = _LISTMANAGEABLEVOLUMESRESPONSE,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.ListManageableVolumesResponse)
+  ))
+_sym_db.RegisterMessage(ListManageableVolumesResponse)
+
+ListManageableSnapshotsRequest = _reflection.GeneratedProtocolMessageType('ListManageableSnapshotsRequest', (_message.Message,), dict(
+  DESCRIPTOR = _LISTMANAGEABLESNAPSHOTSREQUEST,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.ListManageableSnapshotsRequest)
+  ))
+_sym_db.RegisterMessage(ListManageableSnapshotsRequest)
+
+ListManageableSnapshotsResponse = _reflection.GeneratedProtocolMessageType('ListManageableSnapshotsResponse', (_message.Message,), dict(
+  DESCRIPTOR = _LISTMANAGEABLESNAPSHOTSRESPONSE,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.ListManageableSnapshotsResponse)
+  ))
+_sym_db.RegisterMessage(ListManageableSnapshotsResponse)
+
 
 DESCRIPTOR.has_options = True
 DESCRIPTOR._options = _descriptor._ParseOptions(descriptor_pb2.FileOptions(), _b('Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1'))
@@ -5434,6 +6367,8 @@ _CONNECTIONINFO_DATAENTRY.has_options = True
 _CONNECTIONINFO_DATAENTRY._options = _descriptor._ParseOptions(descriptor_pb2.MessageOptions(), _b('8\001'))
 _GROUPTYPE_GROUPSPECSENTRY.has_options = True
 _GROUPTYPE_GROUPSPECSENTRY._options = _descriptor._ParseOptions(descriptor_pb2.MessageOptions(), _b('8\001'))
+_MANAGEABLE_EXTRAINFOENTRY.has_options = True
+_MANAGEABLE_EXTRAINFOENTRY._options = _descriptor._ParseOptions(descriptor_pb2.MessageOptions(), _b('8\001'))
 
 _DRIVERSERVICE = _descriptor.ServiceDescriptor(
   name='DriverService',
@@ -5441,8 +6376,8 @@ _DRIVERSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=11626,
-  serialized_end=15376,
+  serialized_start=13306,
+  serialized_end=17973,
   methods=[
   _descriptor.MethodDescriptor(
     name='ListBackends',
@@ -5766,6 +6701,78 @@ _DRIVERSERVICE = _descriptor.ServiceDescriptor(
     containing_service=None,
     input_type=_DETACHREPLICAREQUEST,
     output_type=_DETACHREPLICARESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
+    name='ManageExistingSize',
+    full_name='volrep.driver.v1.DriverService.ManageExistingSize',
+    index=36,
+    containing_service=None,
+    input_type=_MANAGEEXISTINGSIZEREQUEST,
+    output_type=_MANAGEEXISTINGSIZERESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
+    name='ManageExisting',
+    full_name='volrep.driver.v1.DriverService.ManageExisting',
+    index=37,
+    containing_service=None,
+    input_type=_MANAGEEXISTINGREQUEST,
+    output_type=_MANAGEEXISTINGRESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
+    name='Unmanage',
+    full_name='volrep.driver.v1.DriverService.Unmanage',
+    index=38,
+    containing_service=None,
+    input_type=_UNMANAGEREQUEST,
+    output_type=_UNMANAGERESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
+    name='ManageExistingSnapshotSize',
+    full_name='volrep.driver.v1.DriverService.ManageExistingSnapshotSize',
+    index=39,
+    containing_service=None,
+    input_type=_MANAGEEXISTINGSNAPSHOTSIZEREQUEST,
+    output_type=_MANAGEEXISTINGSNAPSHOTSIZERESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
+    name='ManageExistingSnapshot',
+    full_name='volrep.driver.v1.DriverService.ManageExistingSnapshot',
+    index=40,
+    containing_service=None,
+    input_type=_MANAGEEXISTINGSNAPSHOTREQUEST,
+    output_type=_MANAGEEXISTINGSNAPSHOTRESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
+    name='UnmanageSnapshot',
+    full_name='volrep.driver.v1.DriverService.UnmanageSnapshot',
+    index=41,
+    containing_service=None,
+    input_type=_UNMANAGESNAPSHOTREQUEST,
+    output_type=_UNMANAGESNAPSHOTRESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
+    name='ListManageableVolumes',
+    full_name='volrep.driver.v1.DriverService.ListManageableVolumes',
+    index=42,
+    containing_service=None,
+    input_type=_LISTMANAGEABLEVOLUMESREQUEST,
+    output_type=_LISTMANAGEABLEVOLUMESRESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
+    name='ListManageableSnapshots',
+    full_name='volrep.driver.v1.DriverService.ListManageableSnapshots',
+    index=43,
+    containing_service=None,
+    input_type=_LISTMANAGEABLESNAPSHOTSREQUEST,
+    output_type=_LISTMANAGEABLESNAPSHOTSRESPONSE,
     options=None,
   ),
 ])

@@ -197,6 +197,46 @@ class DriverServiceStub(object):
         request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DetachReplicaRequest.SerializeToString,
         response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DetachReplicaResponse.FromString,
         )
+    self.ManageExistingSize = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/ManageExistingSize',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ManageExistingSizeRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ManageExistingSizeResponse.FromString,
+        )
+    self.ManageExisting = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/ManageExisting',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ManageExistingRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ManageExistingResponse.FromString,
+        )
+    self.Unmanage = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/Unmanage',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.UnmanageRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.UnmanageResponse.FromString,
+        )
+    self.ManageExistingSnapshotSize = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/ManageExistingSnapshotSize',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ManageExistingSnapshotSizeRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ManageExistingSnapshotSizeResponse.FromString,
+        )
+    self.ManageExistingSnapshot = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/ManageExistingSnapshot',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ManageExistingSnapshotRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ManageExistingSnapshotResponse.FromString,
+        )
+    self.UnmanageSnapshot = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/UnmanageSnapshot',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.UnmanageSnapshotRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.UnmanageSnapshotResponse.FromString,
+        )
+    self.ListManageableVolumes = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/ListManageableVolumes',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ListManageableVolumesRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ListManageableVolumesResponse.FromString,
+        )
+    self.ListManageableSnapshots = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/ListManageableSnapshots',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ListManageableSnapshotsRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ListManageableSnapshotsResponse.FromString,
+        )
 
 
 class DriverServiceServicer(object):
@@ -507,6 +547,79 @@ class DriverServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def ManageExistingSize(self, request, context):
+    """Manage and unmanage (Cinder's manage_existing family). Managing
+    adopts an array volume, named by ExistingRef, as a Cinder volume: the
+    array renames it volume-<volume_id>-cinder and labels it in one
+    transaction, so every other RPC finds it as it finds volumes it
+    created. A volume Cinder already manages, a read-only replica target,
+    a member of a consistency group (protection group or pod, of this or
+    another backend), one in another pool, and one connected or exported
+    are FAILED_PRECONDITION saying what to do; a missing one is NOT_FOUND.
+
+    ManageExistingSize returns the size in GiB (rounded up) managing would give.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def ManageExisting(self, request, context):
+    """ManageExisting adopts the volume, grows it to whole GiB and puts it in
+    the replication its volume type asks for.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def Unmanage(self, request, context):
+    """Unmanage leaves a volume on the array, out of the backend's protection
+    group or pod, without the driver's labels, renamed
+    volume-<volume_id>-cinder-unmanaged. A volume already gone is success.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def ManageExistingSnapshotSize(self, request, context):
+    """ManageExistingSnapshotSize returns the size in GiB of the snapshot
+    ManageExistingSnapshot would adopt.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def ManageExistingSnapshot(self, request, context):
+    """ManageExistingSnapshot adopts a snapshot of a Cinder volume, renaming
+    it snapshot-<snapshot_id>; snapshots replication took are refused.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def UnmanageSnapshot(self, request, context):
+    """UnmanageSnapshot leaves a snapshot on the array renamed
+    snapshot-<snapshot_id>-unmanaged.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def ListManageableVolumes(self, request, context):
+    """ListManageableVolumes lists the volumes of the backend's pool by name,
+    with whether each can be managed and why not (get_manageable_volumes).
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def ListManageableSnapshots(self, request, context):
+    """ListManageableSnapshots lists the snapshots of the pool's volumes by
+    volume and name, likewise (get_manageable_snapshots).
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_DriverServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -689,6 +802,46 @@ def add_DriverServiceServicer_to_server(servicer, server):
           servicer.DetachReplica,
           request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DetachReplicaRequest.FromString,
           response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.DetachReplicaResponse.SerializeToString,
+      ),
+      'ManageExistingSize': grpc.unary_unary_rpc_method_handler(
+          servicer.ManageExistingSize,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ManageExistingSizeRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ManageExistingSizeResponse.SerializeToString,
+      ),
+      'ManageExisting': grpc.unary_unary_rpc_method_handler(
+          servicer.ManageExisting,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ManageExistingRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ManageExistingResponse.SerializeToString,
+      ),
+      'Unmanage': grpc.unary_unary_rpc_method_handler(
+          servicer.Unmanage,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.UnmanageRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.UnmanageResponse.SerializeToString,
+      ),
+      'ManageExistingSnapshotSize': grpc.unary_unary_rpc_method_handler(
+          servicer.ManageExistingSnapshotSize,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ManageExistingSnapshotSizeRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ManageExistingSnapshotSizeResponse.SerializeToString,
+      ),
+      'ManageExistingSnapshot': grpc.unary_unary_rpc_method_handler(
+          servicer.ManageExistingSnapshot,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ManageExistingSnapshotRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ManageExistingSnapshotResponse.SerializeToString,
+      ),
+      'UnmanageSnapshot': grpc.unary_unary_rpc_method_handler(
+          servicer.UnmanageSnapshot,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.UnmanageSnapshotRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.UnmanageSnapshotResponse.SerializeToString,
+      ),
+      'ListManageableVolumes': grpc.unary_unary_rpc_method_handler(
+          servicer.ListManageableVolumes,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ListManageableVolumesRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ListManageableVolumesResponse.SerializeToString,
+      ),
+      'ListManageableSnapshots': grpc.unary_unary_rpc_method_handler(
+          servicer.ListManageableSnapshots,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ListManageableSnapshotsRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ListManageableSnapshotsResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(
