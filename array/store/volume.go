@@ -79,6 +79,7 @@ func (s *Store) addVolume(rec volRec, parent *layer) (*volume, error) {
 		parent.children[l] = struct{}{}
 	}
 	v := &volume{rec: rec, live: l, snaps: map[string]*snapshot{}}
+	v.setQoS(rec.QoS.qos())
 	s.vols[rec.Name] = v
 	return v, nil
 }
@@ -88,6 +89,7 @@ func (s *Store) volumeOf(v *volume) array.Volume {
 		Name: v.rec.Name, Pool: v.rec.Pool, SizeBytes: v.rec.Size, Created: v.rec.Created,
 		Source: v.rec.Source, UsedBytes: v.live.usedBytes(), SnapshotCount: int64(len(v.snaps)),
 		Labels: maps.Clone(v.rec.Labels), ReadOnly: v.rec.ReadOnly, WWN: array.WWN(v.rec.Serial),
+		QoS: v.rec.QoS.qos(),
 	}
 }
 

@@ -38,6 +38,7 @@ func Run(t *testing.T, open Opener) {
 		{"ReadOnlyAndSnapshotSets", testReadOnlyAndSets},
 		{"Property", testProperty},
 		{"Revert", testRevert},
+		{"QoS", testQoS},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}

@@ -38,6 +38,7 @@ const (
 	VolumeService_SetVolumeReadOnly_FullMethodName = "/volrep.array.v1.VolumeService/SetVolumeReadOnly"
 	VolumeService_CreateSnapshotSet_FullMethodName = "/volrep.array.v1.VolumeService/CreateSnapshotSet"
 	VolumeService_RevertVolume_FullMethodName      = "/volrep.array.v1.VolumeService/RevertVolume"
+	VolumeService_SetVolumeQoS_FullMethodName      = "/volrep.array.v1.VolumeService/SetVolumeQoS"
 )
 
 // VolumeServiceClient is the client API for VolumeService service.
@@ -88,6 +89,12 @@ type VolumeServiceClient interface {
 	// that differ. The snapshot must have the volume's size; a read-only
 	// replica target is refused.
 	RevertVolume(ctx context.Context, in *RevertVolumeRequest, opts ...grpc.CallOption) (*RevertVolumeResponse, error)
+	// SetVolumeQoS replaces a volume's QoS limit, which the array enforces
+	// on every attachment of the volume (NBD and iSCSI together, one token
+	// bucket per limit holding one second's worth). Open attachments are
+	// held to the new limit from their next request. An empty qos removes
+	// the limit. A replica target gets no limit from its source.
+	SetVolumeQoS(ctx context.Context, in *SetVolumeQoSRequest, opts ...grpc.CallOption) (*SetVolumeQoSResponse, error)
 }
 
 type volumeServiceClient struct {
@@ -297,6 +304,16 @@ func (c *volumeServiceClient) RevertVolume(ctx context.Context, in *RevertVolume
 	return out, nil
 }
 
+func (c *volumeServiceClient) SetVolumeQoS(ctx context.Context, in *SetVolumeQoSRequest, opts ...grpc.CallOption) (*SetVolumeQoSResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetVolumeQoSResponse)
+	err := c.cc.Invoke(ctx, VolumeService_SetVolumeQoS_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VolumeServiceServer is the server API for VolumeService service.
 // All implementations must embed UnimplementedVolumeServiceServer
 // for forward compatibility.
@@ -345,6 +362,12 @@ type VolumeServiceServer interface {
 	// that differ. The snapshot must have the volume's size; a read-only
 	// replica target is refused.
 	RevertVolume(context.Context, *RevertVolumeRequest) (*RevertVolumeResponse, error)
+	// SetVolumeQoS replaces a volume's QoS limit, which the array enforces
+	// on every attachment of the volume (NBD and iSCSI together, one token
+	// bucket per limit holding one second's worth). Open attachments are
+	// held to the new limit from their next request. An empty qos removes
+	// the limit. A replica target gets no limit from its source.
+	SetVolumeQoS(context.Context, *SetVolumeQoSRequest) (*SetVolumeQoSResponse, error)
 	mustEmbedUnimplementedVolumeServiceServer()
 }
 
@@ -411,6 +434,9 @@ func (UnimplementedVolumeServiceServer) CreateSnapshotSet(context.Context, *Crea
 }
 func (UnimplementedVolumeServiceServer) RevertVolume(context.Context, *RevertVolumeRequest) (*RevertVolumeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevertVolume not implemented")
+}
+func (UnimplementedVolumeServiceServer) SetVolumeQoS(context.Context, *SetVolumeQoSRequest) (*SetVolumeQoSResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetVolumeQoS not implemented")
 }
 func (UnimplementedVolumeServiceServer) mustEmbedUnimplementedVolumeServiceServer() {}
 func (UnimplementedVolumeServiceServer) testEmbeddedByValue()                       {}
@@ -768,6 +794,24 @@ func _VolumeService_RevertVolume_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VolumeService_SetVolumeQoS_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetVolumeQoSRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VolumeServiceServer).SetVolumeQoS(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VolumeService_SetVolumeQoS_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VolumeServiceServer).SetVolumeQoS(ctx, req.(*SetVolumeQoSRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VolumeService_ServiceDesc is the grpc.ServiceDesc for VolumeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -846,6 +890,10 @@ var VolumeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevertVolume",
 			Handler:    _VolumeService_RevertVolume_Handler,
+		},
+		{
+			MethodName: "SetVolumeQoS",
+			Handler:    _VolumeService_SetVolumeQoS_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
