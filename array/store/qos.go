@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/time/rate"
 
 	"github.com/volrep/volrep/array"
@@ -227,14 +226,9 @@ func (s *Store) SetVolumeQoS(ctx context.Context, name string, q array.QoS) (arr
 	}
 	rec := v.rec
 	rec.QoS = qosRecOf(q)
-	if err := s.update(func(tx *bolt.Tx) error {
-		return putJSON(tx.Bucket(bucketVolumes), []byte(name), rec)
-	}); err != nil {
+	if err := s.saveVolRec(v, rec); err != nil {
 		return array.Volume{}, err
 	}
-	s.io.Lock()
-	v.rec = rec
-	s.io.Unlock()
 	v.setQoS(q)
 	return s.volumeOf(v), nil
 }
