@@ -58,7 +58,26 @@ type Volume struct {
 	// designator (see NAA). It is given at creation, kept by every replica
 	// of the volume, and so the same after a failover.
 	WWN string
+	// QoS is the limit the array puts on the volume's attachments.
+	QoS QoS
 }
+
+// QoS caps the I/O that a volume's attachments (every NBD export and
+// iSCSI connection of it together) may do per second. A zero field is
+// unlimited; the zero QoS limits nothing. Reads count against the total
+// and the read limits, writes (and zeroed ranges, as one operation of no
+// bytes) against the total and the write limits.
+type QoS struct {
+	TotalIOPS        int64
+	ReadIOPS         int64
+	WriteIOPS        int64
+	TotalBytesPerSec int64
+	ReadBytesPerSec  int64
+	WriteBytesPerSec int64
+}
+
+// IsZero reports whether q limits nothing.
+func (q QoS) IsZero() bool { return q == QoS{} }
 
 // Snapshot is a read-only point-in-time image of a volume.
 type Snapshot struct {
@@ -263,6 +282,10 @@ type Array interface {
 	// snapshot has, asserting both hold the same data, so later transfers
 	// between them can be deltas from it.
 	AdoptSnapshot(ctx context.Context, volume, name, guid string, labels map[string]string) (Snapshot, error)
+	// SetVolumeQoS replaces a volume's QoS limit (the zero QoS removes it);
+	// open attachments are held to the new limit from their next request.
+	// A replica target gets no limit from its source: set it there too.
+	SetVolumeQoS(ctx context.Context, volume string, q QoS) (Volume, error)
 	// SetReadOnly promotes a replica target (false) or demotes a volume to one (true).
 	SetReadOnly(ctx context.Context, volume string, readOnly bool) error
 	// CreateSnapshotSet snapshots volumes at one write barrier.

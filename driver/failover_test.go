@@ -51,7 +51,7 @@ func TestExtendRefusedWhileFailedOver(t *testing.T) {
 	if _, err := b.FailoverHost(ctx, []string{"v1"}, "site-b"); err != nil {
 		t.Fatal(err)
 	}
-	err := b.ExtendVolume(ctx, "v1", 2)
+	err := b.ExtendVolume(ctx, "v1", 2, nil)
 	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "failed over to site-b") ||
 		!strings.Contains(err.Error(), "failback") {
 		t.Fatalf("extend while failed over: %v; want FAILED_PRECONDITION naming the target and failback", err)
@@ -62,7 +62,7 @@ func TestExtendRefusedWhileFailedOver(t *testing.T) {
 	if _, err := b.FailoverHost(ctx, []string{"v1"}, "default"); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.ExtendVolume(ctx, "v1", 2); err != nil {
+	if err := b.ExtendVolume(ctx, "v1", 2, nil); err != nil {
 		t.Fatalf("extend after failback: %v", err)
 	}
 }

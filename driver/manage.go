@@ -171,7 +171,7 @@ func (b *Backend) ManageExisting(ctx context.Context, id string, ref ExistingRef
 	defer release()
 	a, name := b.activeArray(), volumeName(id)
 	if done, err := a.GetVolume(ctx, name); err == nil && done.Labels[labelVolumeID] == id && (ref.Name == name || ref.ID == name) {
-		mu, err := b.finishCreate(ctx, name, kind)
+		mu, err := b.finishCreate(ctx, name, kind, vt)
 		return mu, sizeGB(done.SizeBytes), err
 	}
 	v, err := b.existingVolume(ctx, ref)
@@ -196,7 +196,7 @@ func (b *Backend) ManageExisting(ctx context.Context, id string, ref ExistingRef
 			return ModelUpdate{}, 0, fmt.Errorf("growing adopted volume %s to %d GiB: %w", name, size, err)
 		}
 	}
-	mu, err := b.finishCreate(ctx, name, kind)
+	mu, err := b.finishCreate(ctx, name, kind, vt)
 	return mu, size, err
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/config"
 	"github.com/volrep/volrep/driver/extraspecs"
+	"github.com/volrep/volrep/driver/qosspecs"
 	"github.com/volrep/volrep/errdefs"
 )
 
@@ -287,9 +288,17 @@ func (b *Backend) Retype(ctx context.Context, id string, vt VolumeType) (bool, M
 	if err != nil {
 		return false, ModelUpdate{}, err
 	}
+	if _, err := qosspecs.Parse(retypeQoSField, vt.QoSSpecs, 1); err != nil {
+		return false, ModelUpdate{}, err
+	}
 	name := volumeName(id)
 	if _, err := b.activeArray().GetVolume(ctx, name); err != nil {
 		return false, ModelUpdate{}, b.volumeErr(id, err)
+	}
+	// The new type's limit (none, if it has no QoS) holds for attachments
+	// open now from their next request: no detach is needed.
+	if err := b.applyQoS(ctx, b.activeArray(), name, retypeQoSField, vt); err != nil {
+		return false, ModelUpdate{}, err
 	}
 	have, err := b.replicationOf(ctx, name)
 	if err != nil {

@@ -84,5 +84,5 @@ func (b *Backend) CreateVolumeFromSnapshot(ctx context.Context, id, snapID, srcV
 	if err != nil {
 		return ModelUpdate{}, err
 	}
-	return b.finishCreate(ctx, volumeName(id), kind)
+	return b.finishCreate(ctx, volumeName(id), kind, vt)
 }

@@ -34,6 +34,8 @@ type Stats struct {
 	// new size when they reconnect, iSCSI sessions get CAPACITY DATA HAS
 	// CHANGED), and its replicas grow with it.
 	OnlineExtend bool
+	// QoS: the array enforces a volume type's qos_specs (driver/qos.go).
+	QoS bool
 	// Multiattach: a volume may be attached read-write to several hosts
 	// at once; each host has its own export or LUN, and detaching one
 	// revokes only that one.
@@ -93,7 +95,7 @@ func (b *Backend) GetVolumeStats(ctx context.Context, refresh bool) (Stats, erro
 func (b *Backend) capabilities() Stats {
 	st := Stats{
 		VolumeBackendName: b.cfg.VolumeBackendName, VendorName: "volrep", DriverVersion: Version,
-		StorageProtocol: storageProtocol(b.cachedProtocol()), ThinProvisioning: true, ConsistentGroupSnapshot: true, OnlineExtend: true, Multiattach: true,
+		StorageProtocol: storageProtocol(b.cachedProtocol()), ThinProvisioning: true, ConsistentGroupSnapshot: true, OnlineExtend: true, QoS: true, Multiattach: true,
 		ActiveBackendID: b.State().ActiveBackendID, ReservedPercentage: int64(b.cfg.ReservedPercentage),
 		MaxOverSubscriptionRatio: b.cfg.MaxOverSubscriptionRatio,
 	}

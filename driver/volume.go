@@ -6,6 +6,7 @@ import (
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/driver/extraspecs"
+	"github.com/volrep/volrep/driver/qosspecs"
 	"github.com/volrep/volrep/errdefs"
 )
 
@@ -25,6 +26,8 @@ const (
 type VolumeType struct {
 	ID, Name   string
 	ExtraSpecs map[string]string
+	// QoSSpecs are the specs of the type's back-end QoS (qosspecs).
+	QoSSpecs map[string]string
 }
 
 // ModelUpdate is what Cinder's manager stores on the volume after a call.
@@ -100,7 +103,7 @@ func (b *Backend) CreateVolume(ctx context.Context, id string, sizeGB int64, vt 
 	if err != nil {
 		return ModelUpdate{}, err
 	}
-	mu, err := b.finishCreate(ctx, name, kind)
+	mu, err := b.finishCreate(ctx, name, kind, vt)
 	if err != nil || group == "" {
 		return mu, err
 	}
@@ -145,6 +148,11 @@ func (b *Backend) startCreate(id string, vt VolumeType) (string, func(), error) 
 		return "", nil, err
 	}
 	kind, err := b.placement(vt)
+	if err == nil {
+		// Refused before anything is created; applied by finishCreate
+		// for the size the new volume has.
+		_, err = qosspecs.Parse(qosField, vt.QoSSpecs, 1)
+	}
 	if err != nil {
 		release()
 		return "", nil, err
@@ -152,7 +160,12 @@ func (b *Backend) startCreate(id string, vt VolumeType) (string, func(), error) 
 	return kind, release, nil
 }
 
-func (b *Backend) finishCreate(ctx context.Context, name, kind string) (ModelUpdate, error) {
+func (b *Backend) finishCreate(ctx context.Context, name, kind string, vt VolumeType) (ModelUpdate, error) {
+	if len(vt.QoSSpecs) > 0 {
+		if err := b.applyQoS(ctx, b.activeArray(), name, qosField, vt); err != nil {
+			return ModelUpdate{}, err
+		}
+	}
 	status, err := b.replicate(ctx, name, kind)
 	if err != nil {
 		return ModelUpdate{}, err
@@ -213,8 +226,9 @@ func (b *Backend) dropReplicationSnapshots(ctx context.Context, a array.Array, n
 	return nil
 }
 
-// ExtendVolume grows a volume to newSizeGB.
-func (b *Backend) ExtendVolume(ctx context.Context, id string, newSizeGB int64) error {
+// ExtendVolume grows a volume to newSizeGB. With its type (vt), the
+// type's per-GB QoS limits are recomputed for the new size.
+func (b *Backend) ExtendVolume(ctx context.Context, id string, newSizeGB int64, vt *VolumeType) error {
 	if err := b.ready(); err != nil {
 		return err
 	}
@@ -229,8 +243,16 @@ func (b *Backend) ExtendVolume(ctx context.Context, id string, newSizeGB int64) 
 		return errdefs.FailedPrecondition("volume %s: backend %s is failed over to %s; extend it after failback (volrep backend failback), so that both copies keep one size",
 			id, b.cfg.Section, to)
 	}
-	_, err = b.activeArray().ExtendVolume(ctx, volumeName(id), newSizeGB*gib)
-	return b.volumeErr(id, err)
+	if vt != nil {
+		if _, err := qosspecs.Parse(qosField, vt.QoSSpecs, newSizeGB); err != nil {
+			return err
+		}
+	}
+	a := b.activeArray()
+	if _, err = a.ExtendVolume(ctx, volumeName(id), newSizeGB*gib); err != nil || vt == nil {
+		return b.volumeErr(id, err)
+	}
+	return b.volumeErr(id, b.applyQoS(ctx, a, volumeName(id), qosField, *vt))
 }
 
 func (b *Backend) volumeErr(id string, err error) error {
@@ -331,5 +353,5 @@ func (b *Backend) CreateClonedVolume(ctx context.Context, id, srcID string, size
 	if err != nil {
 		return ModelUpdate{}, err
 	}
-	return b.finishCreate(ctx, volumeName(id), kind)
+	return b.finishCreate(ctx, volumeName(id), kind, vt)
 }

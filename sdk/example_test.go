@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/replication"
 	"github.com/volrep/volrep/array/service"
 	"github.com/volrep/volrep/array/store"
@@ -189,4 +190,20 @@ func Example_replicateConsGroup() {
 	// Output:
 	// a aaaa true
 	// b bbbb true
+}
+
+// A volume's QoS limit, as an array enforces it on every attachment.
+func ExampleVolume_SetQoS() {
+	ctx := context.Background()
+	sys, stop := system("qos")
+	defer stop()
+	vol := must(sys.Volumes().Create(ctx, must(sys.Pools().Create(ctx, "pool1")), "vol1", 64<<20))
+	must(0, vol.SetQoS(ctx, array.QoS{TotalIOPS: 500, WriteBytesPerSec: 10 << 20}))
+	q := must(vol.QoS(ctx))
+	fmt.Println(q.TotalIOPS, q.WriteBytesPerSec)
+	must(0, vol.SetQoS(ctx, array.QoS{}))
+	fmt.Println(must(vol.QoS(ctx)).IsZero())
+	// Output:
+	// 500 10485760
+	// true
 }

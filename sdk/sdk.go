@@ -110,6 +110,20 @@ func (vs Volumes) Get(ctx context.Context, name string) (*Volume, error) {
 	return &Volume{vs.s, name}, nil
 }
 
+// SetQoS limits the I/O of the volume's attachments (NBD and iSCSI
+// together) per second; the zero QoS removes the limit. Open attachments
+// are held to it from their next request.
+func (v *Volume) SetQoS(ctx context.Context, q array.QoS) error {
+	_, err := v.s.a.SetVolumeQoS(ctx, v.name, q)
+	return err
+}
+
+// QoS returns the volume's limit (the zero QoS when it has none).
+func (v *Volume) QoS(ctx context.Context) (array.QoS, error) {
+	a, err := v.s.a.GetVolume(ctx, v.name)
+	return a.QoS, err
+}
+
 // Snapshot is a snapshot of a volume.
 type Snapshot struct {
 	Volume *Volume

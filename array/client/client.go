@@ -348,6 +348,14 @@ func (c *Client) SetReadOnly(ctx context.Context, volume string, readOnly bool) 
 	return err
 }
 
+func (c *Client) SetVolumeQoS(ctx context.Context, volume string, q array.QoS) (array.Volume, error) {
+	r, err := c.volumes.SetVolumeQoS(ctx, &arrayv1.SetVolumeQoSRequest{Name: volume, Qos: wire.QoSToPB(q)})
+	if err != nil {
+		return array.Volume{}, err
+	}
+	return wire.VolumeFromPB(r.GetVolume()), nil
+}
+
 func (c *Client) CreateSnapshotSet(ctx context.Context, volumes []string, name string, labels map[string]string) ([]array.Snapshot, error) {
 	r, err := c.volumes.CreateSnapshotSet(ctx, &arrayv1.CreateSnapshotSetRequest{Volumes: volumes, Name: name, Labels: labels})
 	if err != nil {

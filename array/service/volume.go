@@ -193,6 +193,14 @@ func (s *Service) SetVolumeReadOnly(ctx context.Context, req *arrayv1.SetVolumeR
 	return &arrayv1.SetVolumeReadOnlyResponse{Volume: wire.VolumeToPB(v)}, nil
 }
 
+func (s *Service) SetVolumeQoS(ctx context.Context, req *arrayv1.SetVolumeQoSRequest) (*arrayv1.SetVolumeQoSResponse, error) {
+	v, err := s.a.SetVolumeQoS(ctx, req.GetName(), wire.QoSFromPB(req.GetQos()))
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.SetVolumeQoSResponse{Volume: wire.VolumeToPB(v)}, nil
+}
+
 func (s *Service) CreateSnapshotSet(ctx context.Context, req *arrayv1.CreateSnapshotSetRequest) (*arrayv1.CreateSnapshotSetResponse, error) {
 	ss, err := s.a.CreateSnapshotSet(ctx, req.GetVolumes(), req.GetName(), req.GetLabels())
 	if err != nil {

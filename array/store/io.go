@@ -531,6 +531,9 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) error {
 	if err := h.revoked(); err != nil {
 		return err
 	}
+	if err := h.throttle(ctx, false, int64(len(p))); err != nil {
+		return err
+	}
 	l, size, err := h.begin()
 	if err != nil {
 		return err
@@ -557,6 +560,10 @@ func (h *Handle) ReadAtNoWait(ctx context.Context, p []byte, off int64) error {
 	if err := h.revoked(); err != nil {
 		return err
 	}
+	r, err := h.throttleNoWait(false, int64(len(p)))
+	if err != nil {
+		return err
+	}
 	l, size, err := h.begin()
 	if err != nil {
 		return err
@@ -565,7 +572,12 @@ func (h *Handle) ReadAtNoWait(ctx context.Context, p []byte, off int64) error {
 	if err := checkRange(h.Name(), off, int64(len(p)), size); err != nil {
 		return err
 	}
-	return readViewWith(l, p, off, readFullNoWait)
+	err = readViewWith(l, p, off, readFullNoWait)
+	if errors.Is(err, ErrWouldBlock) {
+		// ReadAt, which the caller makes next, counts the request.
+		r.cancel()
+	}
+	return err
 }
 
 // WriteAtNoWait is WriteAt without fua, for writes that go straight to the
@@ -582,7 +594,13 @@ func (h *Handle) WriteAtNoWait(ctx context.Context, p []byte, off int64) error {
 	if mirrored {
 		return ErrWouldBlock
 	}
-	return h.WriteAt(ctx, p, off, false)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, err := h.throttleNoWait(true, int64(len(p))); err != nil {
+		return err
+	}
+	return h.write(p, off, false)
 }
 
 // WriteAt writes p at off; with fua it is durable on return.
@@ -590,6 +608,14 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64, fua bool) err
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := h.throttle(ctx, true, int64(len(p))); err != nil {
+		return err
+	}
+	return h.write(p, off, fua)
+}
+
+// write is WriteAt once the request's QoS tokens are taken.
+func (h *Handle) write(p []byte, off int64, fua bool) error {
 	if err := h.revoked(); err != nil {
 		return err
 	}
@@ -620,6 +646,9 @@ func (h *Handle) CompareAndWrite(ctx context.Context, cmp, p []byte, off int64, 
 		return errdefs.InvalidArgument("data", "compare and write needs as many bytes to compare (%d) as to write (%d)", len(cmp), len(p))
 	}
 	if err := h.revoked(); err != nil {
+		return err
+	}
+	if err := h.throttle(ctx, true, int64(len(p))); err != nil {
 		return err
 	}
 	if h.ReadOnly() {
@@ -657,12 +686,16 @@ func (h *Handle) Flush(ctx context.Context) error {
 	return h.s.space(h.s.flush(h.v))
 }
 
-// Zero makes a range read as zeros, freeing whole blocks.
+// Zero makes a range read as zeros, freeing whole blocks. For QoS it is
+// one write operation of no bytes: no data crosses the wire.
 func (h *Handle) Zero(ctx context.Context, off, length int64, fua bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if err := h.revoked(); err != nil {
+		return err
+	}
+	if err := h.throttle(ctx, true, 0); err != nil {
 		return err
 	}
 	if h.ReadOnly() {

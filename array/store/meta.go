@@ -45,6 +45,9 @@ type volRec struct {
 	// Serial is the volume's SCSI identity (array.NAA): 24 hex digits
 	// given at creation and carried to its replicas.
 	Serial string `json:"serial,omitempty"`
+	// QoS is the limit on the volume's attachments (qos.go); a replica
+	// target is created without one.
+	QoS *qosRec `json:"qos,omitempty"`
 }
 
 type snapRec struct {

@@ -470,11 +470,5 @@ func (s *Store) SetReadOnly(ctx context.Context, volume string, readOnly bool) e
 	}
 	vr := v.rec
 	vr.ReadOnly = readOnly
-	if err := s.update(func(tx *bolt.Tx) error { return putJSON(tx.Bucket(bucketVolumes), []byte(volume), vr) }); err != nil {
-		return err
-	}
-	s.io.Lock()
-	v.rec = vr
-	s.io.Unlock()
-	return nil
+	return s.saveVolRec(v, vr)
 }

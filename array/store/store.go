@@ -100,6 +100,9 @@ type volume struct {
 	stripes [256]sync.Mutex
 	// mirror, set under io's write lock, sees every client change.
 	mirror Mirror
+	// qos is the token buckets of rec.QoS, nil when unlimited; read
+	// without a lock by every request of an attachment.
+	qos atomic.Pointer[buckets]
 }
 
 type snapshot struct {
@@ -262,7 +265,9 @@ func (s *Store) load() error {
 				// before then derives a different one.
 				r.Serial = array.DeriveSerial(s.id, r.Name)
 			}
-			s.vols[r.Name] = &volume{rec: r, live: l, snaps: map[string]*snapshot{}}
+			vol := &volume{rec: r, live: l, snaps: map[string]*snapshot{}}
+			vol.setQoS(r.QoS.qos())
+			s.vols[r.Name] = vol
 			return nil
 		}); err != nil {
 			return err

@@ -79,6 +79,7 @@ func (s *Store) addVolume(rec volRec, parent *layer) (*volume, error) {
 		parent.children[l] = struct{}{}
 	}
 	v := &volume{rec: rec, live: l, snaps: map[string]*snapshot{}}
+	v.setQoS(rec.QoS.qos())
 	s.vols[rec.Name] = v
 	return v, nil
 }
@@ -88,6 +89,7 @@ func (s *Store) volumeOf(v *volume) array.Volume {
 		Name: v.rec.Name, Pool: v.rec.Pool, SizeBytes: v.rec.Size, Created: v.rec.Created,
 		Source: v.rec.Source, UsedBytes: v.live.usedBytes(), SnapshotCount: int64(len(v.snaps)),
 		Labels: maps.Clone(v.rec.Labels), ReadOnly: v.rec.ReadOnly, WWN: array.WWN(v.rec.Serial),
+		QoS: v.rec.QoS.qos(),
 	}
 }
 
@@ -225,15 +227,24 @@ func (s *Store) ExtendVolume(ctx context.Context, name string, size int64) (arra
 	}
 	rec := v.rec
 	rec.Size = size
-	if err := s.update(func(tx *bolt.Tx) error {
-		return putJSON(tx.Bucket(bucketVolumes), []byte(name), rec)
-	}); err != nil {
+	if err := s.saveVolRec(v, rec); err != nil {
 		return array.Volume{}, err
+	}
+	return s.volumeOf(v), nil
+}
+
+// saveVolRec stores a changed record of volume v, then makes it v's, under
+// io's write lock since I/O reads the record. The caller holds s.mu.
+func (s *Store) saveVolRec(v *volume, rec volRec) error {
+	if err := s.update(func(tx *bolt.Tx) error {
+		return putJSON(tx.Bucket(bucketVolumes), []byte(rec.Name), rec)
+	}); err != nil {
+		return err
 	}
 	s.io.Lock()
 	v.rec = rec
 	s.io.Unlock()
-	return s.volumeOf(v), nil
+	return nil
 }
 
 // WriteVolume writes p at off. With fua the data is durable on return.

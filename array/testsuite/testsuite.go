@@ -39,6 +39,7 @@ func Run(t *testing.T, open Opener) {
 		{"Property", testProperty},
 		{"Revert", testRevert},
 		{"Rename", testRename},
+		{"QoS", testQoS},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}

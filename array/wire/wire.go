@@ -31,12 +31,28 @@ func PoolFromPB(p *arrayv1.Pool) array.Pool {
 
 func VolumeToPB(v array.Volume) *arrayv1.Volume {
 	return &arrayv1.Volume{Name: v.Name, Pool: v.Pool, SizeBytes: v.SizeBytes, Created: timestamppb.New(v.Created),
-		Source: v.Source, UsedBytes: v.UsedBytes, SnapshotCount: v.SnapshotCount, Labels: v.Labels, ReadOnly: v.ReadOnly, Wwn: v.WWN}
+		Source: v.Source, UsedBytes: v.UsedBytes, SnapshotCount: v.SnapshotCount, Labels: v.Labels, ReadOnly: v.ReadOnly, Wwn: v.WWN,
+		Qos: QoSToPB(v.QoS)}
+}
+
+// QoSToPB returns nil for no limit, so a volume without one carries none.
+func QoSToPB(q array.QoS) *arrayv1.QoS {
+	if q.IsZero() {
+		return nil
+	}
+	return &arrayv1.QoS{TotalIops: q.TotalIOPS, ReadIops: q.ReadIOPS, WriteIops: q.WriteIOPS,
+		TotalBytesPerSec: q.TotalBytesPerSec, ReadBytesPerSec: q.ReadBytesPerSec, WriteBytesPerSec: q.WriteBytesPerSec}
+}
+
+func QoSFromPB(q *arrayv1.QoS) array.QoS {
+	return array.QoS{TotalIOPS: q.GetTotalIops(), ReadIOPS: q.GetReadIops(), WriteIOPS: q.GetWriteIops(),
+		TotalBytesPerSec: q.GetTotalBytesPerSec(), ReadBytesPerSec: q.GetReadBytesPerSec(), WriteBytesPerSec: q.GetWriteBytesPerSec()}
 }
 
 func VolumeFromPB(v *arrayv1.Volume) array.Volume {
 	return array.Volume{Name: v.GetName(), Pool: v.GetPool(), SizeBytes: v.GetSizeBytes(), Created: v.GetCreated().AsTime(),
-		Source: v.GetSource(), UsedBytes: v.GetUsedBytes(), SnapshotCount: v.GetSnapshotCount(), Labels: v.GetLabels(), ReadOnly: v.GetReadOnly(), WWN: v.GetWwn()}
+		Source: v.GetSource(), UsedBytes: v.GetUsedBytes(), SnapshotCount: v.GetSnapshotCount(), Labels: v.GetLabels(), ReadOnly: v.GetReadOnly(), WWN: v.GetWwn(),
+		QoS: QoSFromPB(v.GetQos())}
 }
 
 func SnapshotToPB(s array.Snapshot) *arrayv1.Snapshot {

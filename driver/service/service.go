@@ -49,7 +49,7 @@ func modelUpdate(m driver.ModelUpdate) *driverv1.ModelUpdate {
 }
 
 func volumeType(vt *driverv1.VolumeType) driver.VolumeType {
-	return driver.VolumeType{ID: vt.GetId(), Name: vt.GetName(), ExtraSpecs: vt.GetExtraSpecs()}
+	return driver.VolumeType{ID: vt.GetId(), Name: vt.GetName(), ExtraSpecs: vt.GetExtraSpecs(), QoSSpecs: vt.GetQosSpecs()}
 }
 
 func (s *Service) ListBackends(ctx context.Context, req *driverv1.ListBackendsRequest) (*driverv1.ListBackendsResponse, error) {
@@ -87,7 +87,7 @@ func (s *Service) GetVolumeStats(ctx context.Context, req *driverv1.GetVolumeSta
 		ReplicationType: st.ReplicationType, ReplicationCount: st.ReplicationCount, ActiveBackendId: st.ActiveBackendID,
 		ConsistentGroupSnapshotEnabled: st.ConsistentGroupSnapshot, ConsistentGroupReplicationEnabled: st.ConsistentGroupReplication,
 		ReservedPercentage: st.ReservedPercentage, MaxOverSubscriptionRatio: st.MaxOverSubscriptionRatio,
-		BackendStateUp: st.Up, BackendStateReason: st.Reason, OnlineExtendSupport: st.OnlineExtend, Multiattach: st.Multiattach,
+		BackendStateUp: st.Up, BackendStateReason: st.Reason, OnlineExtendSupport: st.OnlineExtend, QosSupport: st.QoS, Multiattach: st.Multiattach,
 	}, nil
 }
 
@@ -116,7 +116,12 @@ func (s *Service) ExtendVolume(ctx context.Context, req *driverv1.ExtendVolumeRe
 	if err != nil {
 		return nil, err
 	}
-	return &driverv1.ExtendVolumeResponse{}, b.ExtendVolume(ctx, req.GetVolumeId(), req.GetNewSizeGb())
+	var vt *driver.VolumeType
+	if req.GetVolumeType() != nil {
+		t := volumeType(req.GetVolumeType())
+		vt = &t
+	}
+	return &driverv1.ExtendVolumeResponse{}, b.ExtendVolume(ctx, req.GetVolumeId(), req.GetNewSizeGb(), vt)
 }
 
 func volumePB(v driver.Volume) *driverv1.Volume {

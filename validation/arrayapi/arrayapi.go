@@ -147,6 +147,8 @@ func Check(req any) (handled bool, err error) {
 		return true, setVolumeReadOnlyRequest(x)
 	case *arrayv1.CreateSnapshotSetRequest:
 		return true, createSnapshotSetRequest(x)
+	case *arrayv1.SetVolumeQoSRequest:
+		return true, setVolumeQoSRequest(x)
 	}
 	return false, nil
 }
@@ -526,6 +528,16 @@ func cancelOperationRequest(x *arrayv1.CancelOperationRequest) error { return v.
 // setVolumeReadOnlyRequest checks the volume name.
 func setVolumeReadOnlyRequest(x *arrayv1.SetVolumeReadOnlyRequest) error {
 	return v.Name("name", x.GetName())
+}
+
+// setVolumeQoSRequest checks the volume name and that no limit is
+// negative (0 is unlimited).
+func setVolumeQoSRequest(x *arrayv1.SetVolumeQoSRequest) error {
+	q := x.GetQos()
+	return v.First(v.Name("name", x.GetName()),
+		v.NonNegative("qos.total_iops", q.GetTotalIops()), v.NonNegative("qos.read_iops", q.GetReadIops()),
+		v.NonNegative("qos.write_iops", q.GetWriteIops()), v.NonNegative("qos.total_bytes_per_sec", q.GetTotalBytesPerSec()),
+		v.NonNegative("qos.read_bytes_per_sec", q.GetReadBytesPerSec()), v.NonNegative("qos.write_bytes_per_sec", q.GetWriteBytesPerSec()))
 }
 
 // createSnapshotSetRequest checks the volumes and the snapshot name.

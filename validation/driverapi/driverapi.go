@@ -17,6 +17,7 @@ import (
 
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
 
+	"github.com/volrep/volrep/driver/qosspecs"
 	"github.com/volrep/volrep/errdefs"
 	v "github.com/volrep/volrep/validation"
 )
@@ -129,7 +130,16 @@ func validateVolumeType(field string, t *driverv1.VolumeType) error {
 		v.Text(field+".id", t.GetId(), v.MaxTextLen),
 		v.Text(field+".name", t.GetName(), v.MaxLabelValueLen),
 		v.Specs(field+".extra_specs", t.GetExtraSpecs()),
+		v.Specs(field+".qos_specs", t.GetQosSpecs()),
+		validQoS(field+".qos_specs", t.GetQosSpecs()),
 	)
+}
+
+// validQoS refuses QoS specs the array cannot enforce: unknown keys and
+// values that are not whole numbers > 0 (qosspecs lists the keys).
+func validQoS(field string, specs map[string]string) error {
+	_, err := qosspecs.Parse(field, specs, 1)
+	return err
 }
 
 // getVolumeStatsRequest checks the backend.
@@ -162,6 +172,7 @@ func extendVolumeRequest(x *driverv1.ExtendVolumeRequest) error {
 		v.Name("backend", x.GetBackend()),
 		v.ID("volume_id", x.GetVolumeId()),
 		v.SizeGB("new_size_gb", x.GetNewSizeGb()),
+		validateVolumeType("volume_type", x.GetVolumeType()),
 	)
 }
 

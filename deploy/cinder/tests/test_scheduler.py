@@ -177,8 +177,9 @@ class CapabilitiesFilterTest(unittest.TestCase):
                                      '<is> True'}))
         # A multiattach type: volrepd claims it (a LUN or export per host).
         self.assertTrue(self.passes({'multiattach': '<is> True'}))
-        # A type for a feature the stats do not claim (QoS is not built).
-        self.assertFalse(self.passes({'QoS_support': '<is> True'}))
+        # QoS: the array enforces back-end qos_specs.
+        self.assertTrue(self.passes({'QoS_support': '<is> True'}))
+        # A type for a feature the stats do not claim.
         self.assertFalse(self.passes({'replication_count': '>= 5'}))
 
 

@@ -231,7 +231,33 @@ def volume_type(vtype):
     return pb.VolumeType(id=str(_get(vtype, 'id', '') or ''),
                          name=str(_get(vtype, 'name', '') or ''),
                          extra_specs={str(k): str(v)
-                                      for k, v in specs.items()})
+                                      for k, v in specs.items()},
+                         qos_specs=qos_specs(vtype))
+
+
+# QoS
+#
+# volrepd's array enforces a volume type's QoS specs on every attachment
+# of the volume (NBD and iSCSI alike), so the driver passes on the specs of
+# the type's QoS association when its consumer includes the back end.
+# Front-end specs are Nova's to apply (through connection_info), not ours.
+# volrepd checks the keys (total/read/write _iops_sec and _bytes_sec, and
+# the same with _per_gb) and refuses others with InvalidArgument.
+QOS_CONSUMERS = ('back-end', 'both')
+
+
+def qos_specs(vtype):
+    """The back-end QoS specs of a volume type (object or dict), as a dict
+    of strings; empty when the type has no QoS association or its
+    consumer is front-end."""
+    type_id = _get(vtype, 'id')
+    if not type_id or not _get(vtype, 'qos_specs_id'):
+        return {}
+    from cinder.volume import volume_types
+    qos = volume_types.get_volume_type_qos_specs(type_id).get('qos_specs')
+    if not qos or qos.get('consumer') not in QOS_CONSUMERS:
+        return {}
+    return {str(k): str(v) for k, v in (qos.get('specs') or {}).items()}
 
 
 def connector_pb(connector):
@@ -784,9 +810,11 @@ class VolrepDriver(driver.VolumeDriver):
             missing_ok=True, on_precondition=busy)
 
     def extend_volume(self, volume, new_size):
+        # With the type, volrepd recomputes its _per_gb QoS limits.
         self._call('ExtendVolume', pb.ExtendVolumeRequest(
             backend=self._backend, volume_id=_volume_id(volume),
-            new_size_gb=new_size))
+            new_size_gb=new_size,
+            volume_type=volume_type(volume.volume_type)))
 
     def retype(self, context, volume, new_type, diff, host):
         """Move the volume into or out of replication in place.
@@ -1001,7 +1029,8 @@ class VolrepDriver(driver.VolumeDriver):
             'thin_provisioning_support': r.thin_provisioning_support,
             'thick_provisioning_support': r.thick_provisioning_support,
             'multiattach': r.multiattach,
-            'QoS_support': False,
+            # The array enforces back-end qos_specs (see # QoS above).
+            'QoS_support': r.qos_support,
             # volrepd says whether an attached volume can grow (NBD
             # clients see it on reconnect, iSCSI sessions get a capacity-
             # changed unit attention); an older one does not say: False.

@@ -39,7 +39,9 @@ type Volume struct {
 	ReadOnly bool `protobuf:"varint,9,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
 	// The volume's SCSI identity, 32 hex digits of its NAA 6 designator:
 	// given at creation and kept by its replicas, so the same after failover.
-	Wwn           string `protobuf:"bytes,10,opt,name=wwn,proto3" json:"wwn,omitempty"`
+	Wwn string `protobuf:"bytes,10,opt,name=wwn,proto3" json:"wwn,omitempty"`
+	// The limit on the volume's attachments; unset or empty is unlimited.
+	Qos           *QoS `protobuf:"bytes,11,opt,name=qos,proto3" json:"qos,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -144,6 +146,101 @@ func (x *Volume) GetWwn() string {
 	return ""
 }
 
+func (x *Volume) GetQos() *QoS {
+	if x != nil {
+		return x.Qos
+	}
+	return nil
+}
+
+// QoS caps a volume's I/O per second over all its attachments. A zero
+// field is unlimited. Reads count against total and read limits, writes
+// against total and write limits; a zeroed range (UNMAP, WRITE ZEROES,
+// trim) is one write operation of no bytes.
+type QoS struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	TotalIops        int64                  `protobuf:"varint,1,opt,name=total_iops,json=totalIops,proto3" json:"total_iops,omitempty"`
+	ReadIops         int64                  `protobuf:"varint,2,opt,name=read_iops,json=readIops,proto3" json:"read_iops,omitempty"`
+	WriteIops        int64                  `protobuf:"varint,3,opt,name=write_iops,json=writeIops,proto3" json:"write_iops,omitempty"`
+	TotalBytesPerSec int64                  `protobuf:"varint,4,opt,name=total_bytes_per_sec,json=totalBytesPerSec,proto3" json:"total_bytes_per_sec,omitempty"`
+	ReadBytesPerSec  int64                  `protobuf:"varint,5,opt,name=read_bytes_per_sec,json=readBytesPerSec,proto3" json:"read_bytes_per_sec,omitempty"`
+	WriteBytesPerSec int64                  `protobuf:"varint,6,opt,name=write_bytes_per_sec,json=writeBytesPerSec,proto3" json:"write_bytes_per_sec,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *QoS) Reset() {
+	*x = QoS{}
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QoS) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QoS) ProtoMessage() {}
+
+func (x *QoS) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QoS.ProtoReflect.Descriptor instead.
+func (*QoS) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *QoS) GetTotalIops() int64 {
+	if x != nil {
+		return x.TotalIops
+	}
+	return 0
+}
+
+func (x *QoS) GetReadIops() int64 {
+	if x != nil {
+		return x.ReadIops
+	}
+	return 0
+}
+
+func (x *QoS) GetWriteIops() int64 {
+	if x != nil {
+		return x.WriteIops
+	}
+	return 0
+}
+
+func (x *QoS) GetTotalBytesPerSec() int64 {
+	if x != nil {
+		return x.TotalBytesPerSec
+	}
+	return 0
+}
+
+func (x *QoS) GetReadBytesPerSec() int64 {
+	if x != nil {
+		return x.ReadBytesPerSec
+	}
+	return 0
+}
+
+func (x *QoS) GetWriteBytesPerSec() int64 {
+	if x != nil {
+		return x.WriteBytesPerSec
+	}
+	return 0
+}
+
 type Snapshot struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Volume string                 `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
@@ -161,7 +258,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[1]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -173,7 +270,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[1]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -186,7 +283,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{1}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Snapshot) GetVolume() string {
@@ -250,7 +347,7 @@ type Extent struct {
 
 func (x *Extent) Reset() {
 	*x = Extent{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[2]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -262,7 +359,7 @@ func (x *Extent) String() string {
 func (*Extent) ProtoMessage() {}
 
 func (x *Extent) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[2]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -275,7 +372,7 @@ func (x *Extent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Extent.ProtoReflect.Descriptor instead.
 func (*Extent) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{2}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Extent) GetOffset() int64 {
@@ -311,7 +408,7 @@ type CreateVolumeRequest struct {
 
 func (x *CreateVolumeRequest) Reset() {
 	*x = CreateVolumeRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[3]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -323,7 +420,7 @@ func (x *CreateVolumeRequest) String() string {
 func (*CreateVolumeRequest) ProtoMessage() {}
 
 func (x *CreateVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[3]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -336,7 +433,7 @@ func (x *CreateVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVolumeRequest.ProtoReflect.Descriptor instead.
 func (*CreateVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{3}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateVolumeRequest) GetName() string {
@@ -376,7 +473,7 @@ type CreateVolumeResponse struct {
 
 func (x *CreateVolumeResponse) Reset() {
 	*x = CreateVolumeResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[4]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -388,7 +485,7 @@ func (x *CreateVolumeResponse) String() string {
 func (*CreateVolumeResponse) ProtoMessage() {}
 
 func (x *CreateVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[4]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -401,7 +498,7 @@ func (x *CreateVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVolumeResponse.ProtoReflect.Descriptor instead.
 func (*CreateVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{4}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateVolumeResponse) GetVolume() *Volume {
@@ -420,7 +517,7 @@ type GetVolumeRequest struct {
 
 func (x *GetVolumeRequest) Reset() {
 	*x = GetVolumeRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[5]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -432,7 +529,7 @@ func (x *GetVolumeRequest) String() string {
 func (*GetVolumeRequest) ProtoMessage() {}
 
 func (x *GetVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[5]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -445,7 +542,7 @@ func (x *GetVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVolumeRequest.ProtoReflect.Descriptor instead.
 func (*GetVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{5}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetVolumeRequest) GetName() string {
@@ -464,7 +561,7 @@ type GetVolumeResponse struct {
 
 func (x *GetVolumeResponse) Reset() {
 	*x = GetVolumeResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[6]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -476,7 +573,7 @@ func (x *GetVolumeResponse) String() string {
 func (*GetVolumeResponse) ProtoMessage() {}
 
 func (x *GetVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[6]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -489,7 +586,7 @@ func (x *GetVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVolumeResponse.ProtoReflect.Descriptor instead.
 func (*GetVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{6}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetVolumeResponse) GetVolume() *Volume {
@@ -516,7 +613,7 @@ type ListVolumesRequest struct {
 
 func (x *ListVolumesRequest) Reset() {
 	*x = ListVolumesRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[7]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +625,7 @@ func (x *ListVolumesRequest) String() string {
 func (*ListVolumesRequest) ProtoMessage() {}
 
 func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[7]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,7 +638,7 @@ func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
 func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{7}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListVolumesRequest) GetPool() string {
@@ -576,7 +673,7 @@ type ListVolumesResponse struct {
 
 func (x *ListVolumesResponse) Reset() {
 	*x = ListVolumesResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[8]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -588,7 +685,7 @@ func (x *ListVolumesResponse) String() string {
 func (*ListVolumesResponse) ProtoMessage() {}
 
 func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[8]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -601,7 +698,7 @@ func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesResponse.ProtoReflect.Descriptor instead.
 func (*ListVolumesResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{8}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListVolumesResponse) GetVolumes() []*Volume {
@@ -627,7 +724,7 @@ type DeleteVolumeRequest struct {
 
 func (x *DeleteVolumeRequest) Reset() {
 	*x = DeleteVolumeRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[9]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +736,7 @@ func (x *DeleteVolumeRequest) String() string {
 func (*DeleteVolumeRequest) ProtoMessage() {}
 
 func (x *DeleteVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[9]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +749,7 @@ func (x *DeleteVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVolumeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{9}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteVolumeRequest) GetName() string {
@@ -670,7 +767,7 @@ type DeleteVolumeResponse struct {
 
 func (x *DeleteVolumeResponse) Reset() {
 	*x = DeleteVolumeResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[10]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +779,7 @@ func (x *DeleteVolumeResponse) String() string {
 func (*DeleteVolumeResponse) ProtoMessage() {}
 
 func (x *DeleteVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[10]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +792,7 @@ func (x *DeleteVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVolumeResponse.ProtoReflect.Descriptor instead.
 func (*DeleteVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{10}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{11}
 }
 
 type ExtendVolumeRequest struct {
@@ -708,7 +805,7 @@ type ExtendVolumeRequest struct {
 
 func (x *ExtendVolumeRequest) Reset() {
 	*x = ExtendVolumeRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[11]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +817,7 @@ func (x *ExtendVolumeRequest) String() string {
 func (*ExtendVolumeRequest) ProtoMessage() {}
 
 func (x *ExtendVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[11]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +830,7 @@ func (x *ExtendVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendVolumeRequest.ProtoReflect.Descriptor instead.
 func (*ExtendVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{11}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExtendVolumeRequest) GetName() string {
@@ -759,7 +856,7 @@ type ExtendVolumeResponse struct {
 
 func (x *ExtendVolumeResponse) Reset() {
 	*x = ExtendVolumeResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[12]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +868,7 @@ func (x *ExtendVolumeResponse) String() string {
 func (*ExtendVolumeResponse) ProtoMessage() {}
 
 func (x *ExtendVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[12]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +881,7 @@ func (x *ExtendVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendVolumeResponse.ProtoReflect.Descriptor instead.
 func (*ExtendVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{12}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExtendVolumeResponse) GetVolume() *Volume {
@@ -807,7 +904,7 @@ type WriteVolumeRequest struct {
 
 func (x *WriteVolumeRequest) Reset() {
 	*x = WriteVolumeRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[13]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +916,7 @@ func (x *WriteVolumeRequest) String() string {
 func (*WriteVolumeRequest) ProtoMessage() {}
 
 func (x *WriteVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[13]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +929,7 @@ func (x *WriteVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteVolumeRequest.ProtoReflect.Descriptor instead.
 func (*WriteVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{13}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WriteVolumeRequest) GetName() string {
@@ -871,7 +968,7 @@ type WriteVolumeResponse struct {
 
 func (x *WriteVolumeResponse) Reset() {
 	*x = WriteVolumeResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[14]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +980,7 @@ func (x *WriteVolumeResponse) String() string {
 func (*WriteVolumeResponse) ProtoMessage() {}
 
 func (x *WriteVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[14]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +993,7 @@ func (x *WriteVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteVolumeResponse.ProtoReflect.Descriptor instead.
 func (*WriteVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{14}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{15}
 }
 
 type ReadVolumeRequest struct {
@@ -910,7 +1007,7 @@ type ReadVolumeRequest struct {
 
 func (x *ReadVolumeRequest) Reset() {
 	*x = ReadVolumeRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[15]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1019,7 @@ func (x *ReadVolumeRequest) String() string {
 func (*ReadVolumeRequest) ProtoMessage() {}
 
 func (x *ReadVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[15]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1032,7 @@ func (x *ReadVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadVolumeRequest.ProtoReflect.Descriptor instead.
 func (*ReadVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{15}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReadVolumeRequest) GetName() string {
@@ -968,7 +1065,7 @@ type ReadVolumeResponse struct {
 
 func (x *ReadVolumeResponse) Reset() {
 	*x = ReadVolumeResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[16]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1077,7 @@ func (x *ReadVolumeResponse) String() string {
 func (*ReadVolumeResponse) ProtoMessage() {}
 
 func (x *ReadVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[16]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1090,7 @@ func (x *ReadVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadVolumeResponse.ProtoReflect.Descriptor instead.
 func (*ReadVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{16}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReadVolumeResponse) GetData() []byte {
@@ -1012,7 +1109,7 @@ type FlushVolumeRequest struct {
 
 func (x *FlushVolumeRequest) Reset() {
 	*x = FlushVolumeRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[17]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1024,7 +1121,7 @@ func (x *FlushVolumeRequest) String() string {
 func (*FlushVolumeRequest) ProtoMessage() {}
 
 func (x *FlushVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[17]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1037,7 +1134,7 @@ func (x *FlushVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushVolumeRequest.ProtoReflect.Descriptor instead.
 func (*FlushVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{17}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FlushVolumeRequest) GetName() string {
@@ -1055,7 +1152,7 @@ type FlushVolumeResponse struct {
 
 func (x *FlushVolumeResponse) Reset() {
 	*x = FlushVolumeResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[18]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1164,7 @@ func (x *FlushVolumeResponse) String() string {
 func (*FlushVolumeResponse) ProtoMessage() {}
 
 func (x *FlushVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[18]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1177,7 @@ func (x *FlushVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushVolumeResponse.ProtoReflect.Descriptor instead.
 func (*FlushVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{18}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{19}
 }
 
 type CreateSnapshotRequest struct {
@@ -1098,7 +1195,7 @@ type CreateSnapshotRequest struct {
 
 func (x *CreateSnapshotRequest) Reset() {
 	*x = CreateSnapshotRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[19]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1207,7 @@ func (x *CreateSnapshotRequest) String() string {
 func (*CreateSnapshotRequest) ProtoMessage() {}
 
 func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[19]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1220,7 @@ func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{19}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateSnapshotRequest) GetVolume() string {
@@ -1163,7 +1260,7 @@ type CreateSnapshotResponse struct {
 
 func (x *CreateSnapshotResponse) Reset() {
 	*x = CreateSnapshotResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[20]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1272,7 @@ func (x *CreateSnapshotResponse) String() string {
 func (*CreateSnapshotResponse) ProtoMessage() {}
 
 func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[20]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1285,7 @@ func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{20}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateSnapshotResponse) GetSnapshot() *Snapshot {
@@ -1208,7 +1305,7 @@ type GetSnapshotRequest struct {
 
 func (x *GetSnapshotRequest) Reset() {
 	*x = GetSnapshotRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[21]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +1317,7 @@ func (x *GetSnapshotRequest) String() string {
 func (*GetSnapshotRequest) ProtoMessage() {}
 
 func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[21]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +1330,7 @@ func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*GetSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{21}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetSnapshotRequest) GetVolume() string {
@@ -1259,7 +1356,7 @@ type GetSnapshotResponse struct {
 
 func (x *GetSnapshotResponse) Reset() {
 	*x = GetSnapshotResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[22]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1368,7 @@ func (x *GetSnapshotResponse) String() string {
 func (*GetSnapshotResponse) ProtoMessage() {}
 
 func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[22]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1381,7 @@ func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*GetSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{22}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetSnapshotResponse) GetSnapshot() *Snapshot {
@@ -1310,7 +1407,7 @@ type ListSnapshotsRequest struct {
 
 func (x *ListSnapshotsRequest) Reset() {
 	*x = ListSnapshotsRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[23]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1419,7 @@ func (x *ListSnapshotsRequest) String() string {
 func (*ListSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[23]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1432,7 @@ func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{23}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListSnapshotsRequest) GetVolume() string {
@@ -1370,7 +1467,7 @@ type ListSnapshotsResponse struct {
 
 func (x *ListSnapshotsResponse) Reset() {
 	*x = ListSnapshotsResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[24]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1479,7 @@ func (x *ListSnapshotsResponse) String() string {
 func (*ListSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[24]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1492,7 @@ func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{24}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListSnapshotsResponse) GetSnapshots() []*Snapshot {
@@ -1422,7 +1519,7 @@ type DeleteSnapshotRequest struct {
 
 func (x *DeleteSnapshotRequest) Reset() {
 	*x = DeleteSnapshotRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[25]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1531,7 @@ func (x *DeleteSnapshotRequest) String() string {
 func (*DeleteSnapshotRequest) ProtoMessage() {}
 
 func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[25]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1544,7 @@ func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{25}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeleteSnapshotRequest) GetVolume() string {
@@ -1472,7 +1569,7 @@ type DeleteSnapshotResponse struct {
 
 func (x *DeleteSnapshotResponse) Reset() {
 	*x = DeleteSnapshotResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[26]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1581,7 @@ func (x *DeleteSnapshotResponse) String() string {
 func (*DeleteSnapshotResponse) ProtoMessage() {}
 
 func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[26]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1594,7 @@ func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{26}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{27}
 }
 
 type ReadSnapshotRequest struct {
@@ -1512,7 +1609,7 @@ type ReadSnapshotRequest struct {
 
 func (x *ReadSnapshotRequest) Reset() {
 	*x = ReadSnapshotRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[27]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1621,7 @@ func (x *ReadSnapshotRequest) String() string {
 func (*ReadSnapshotRequest) ProtoMessage() {}
 
 func (x *ReadSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[27]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1634,7 @@ func (x *ReadSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*ReadSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{27}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReadSnapshotRequest) GetVolume() string {
@@ -1577,7 +1674,7 @@ type ReadSnapshotResponse struct {
 
 func (x *ReadSnapshotResponse) Reset() {
 	*x = ReadSnapshotResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[28]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1589,7 +1686,7 @@ func (x *ReadSnapshotResponse) String() string {
 func (*ReadSnapshotResponse) ProtoMessage() {}
 
 func (x *ReadSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[28]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1602,7 +1699,7 @@ func (x *ReadSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*ReadSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{28}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReadSnapshotResponse) GetData() []byte {
@@ -1629,7 +1726,7 @@ type CloneSnapshotRequest struct {
 
 func (x *CloneSnapshotRequest) Reset() {
 	*x = CloneSnapshotRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[29]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1641,7 +1738,7 @@ func (x *CloneSnapshotRequest) String() string {
 func (*CloneSnapshotRequest) ProtoMessage() {}
 
 func (x *CloneSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[29]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1654,7 +1751,7 @@ func (x *CloneSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloneSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*CloneSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{29}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CloneSnapshotRequest) GetVolume() string {
@@ -1708,7 +1805,7 @@ type CloneSnapshotResponse struct {
 
 func (x *CloneSnapshotResponse) Reset() {
 	*x = CloneSnapshotResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[30]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +1817,7 @@ func (x *CloneSnapshotResponse) String() string {
 func (*CloneSnapshotResponse) ProtoMessage() {}
 
 func (x *CloneSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[30]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +1830,7 @@ func (x *CloneSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloneSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*CloneSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{30}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CloneSnapshotResponse) GetVolume() *Volume {
@@ -1755,7 +1852,7 @@ type DiffSnapshotsRequest struct {
 
 func (x *DiffSnapshotsRequest) Reset() {
 	*x = DiffSnapshotsRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[31]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1767,7 +1864,7 @@ func (x *DiffSnapshotsRequest) String() string {
 func (*DiffSnapshotsRequest) ProtoMessage() {}
 
 func (x *DiffSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[31]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1780,7 +1877,7 @@ func (x *DiffSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*DiffSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{31}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DiffSnapshotsRequest) GetVolume() string {
@@ -1813,7 +1910,7 @@ type DiffSnapshotsResponse struct {
 
 func (x *DiffSnapshotsResponse) Reset() {
 	*x = DiffSnapshotsResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[32]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +1922,7 @@ func (x *DiffSnapshotsResponse) String() string {
 func (*DiffSnapshotsResponse) ProtoMessage() {}
 
 func (x *DiffSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[32]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +1935,7 @@ func (x *DiffSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*DiffSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{32}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DiffSnapshotsResponse) GetExtents() []*Extent {
@@ -1861,7 +1958,7 @@ type ChecksumSnapshotRequest struct {
 
 func (x *ChecksumSnapshotRequest) Reset() {
 	*x = ChecksumSnapshotRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[33]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +1970,7 @@ func (x *ChecksumSnapshotRequest) String() string {
 func (*ChecksumSnapshotRequest) ProtoMessage() {}
 
 func (x *ChecksumSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[33]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +1983,7 @@ func (x *ChecksumSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*ChecksumSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{33}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ChecksumSnapshotRequest) GetVolume() string {
@@ -1926,7 +2023,7 @@ type ChecksumSnapshotResponse struct {
 
 func (x *ChecksumSnapshotResponse) Reset() {
 	*x = ChecksumSnapshotResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[34]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1938,7 +2035,7 @@ func (x *ChecksumSnapshotResponse) String() string {
 func (*ChecksumSnapshotResponse) ProtoMessage() {}
 
 func (x *ChecksumSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[34]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1951,7 +2048,7 @@ func (x *ChecksumSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*ChecksumSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{34}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ChecksumSnapshotResponse) GetCrc32C() []uint32 {
@@ -1971,7 +2068,7 @@ type SetVolumeReadOnlyRequest struct {
 
 func (x *SetVolumeReadOnlyRequest) Reset() {
 	*x = SetVolumeReadOnlyRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[35]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1983,7 +2080,7 @@ func (x *SetVolumeReadOnlyRequest) String() string {
 func (*SetVolumeReadOnlyRequest) ProtoMessage() {}
 
 func (x *SetVolumeReadOnlyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[35]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1996,7 +2093,7 @@ func (x *SetVolumeReadOnlyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetVolumeReadOnlyRequest.ProtoReflect.Descriptor instead.
 func (*SetVolumeReadOnlyRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{35}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SetVolumeReadOnlyRequest) GetName() string {
@@ -2022,7 +2119,7 @@ type SetVolumeReadOnlyResponse struct {
 
 func (x *SetVolumeReadOnlyResponse) Reset() {
 	*x = SetVolumeReadOnlyResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[36]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2034,7 +2131,7 @@ func (x *SetVolumeReadOnlyResponse) String() string {
 func (*SetVolumeReadOnlyResponse) ProtoMessage() {}
 
 func (x *SetVolumeReadOnlyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[36]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2047,7 +2144,7 @@ func (x *SetVolumeReadOnlyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetVolumeReadOnlyResponse.ProtoReflect.Descriptor instead.
 func (*SetVolumeReadOnlyResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{36}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SetVolumeReadOnlyResponse) GetVolume() *Volume {
@@ -2068,7 +2165,7 @@ type CreateSnapshotSetRequest struct {
 
 func (x *CreateSnapshotSetRequest) Reset() {
 	*x = CreateSnapshotSetRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[37]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2080,7 +2177,7 @@ func (x *CreateSnapshotSetRequest) String() string {
 func (*CreateSnapshotSetRequest) ProtoMessage() {}
 
 func (x *CreateSnapshotSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[37]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2093,7 +2190,7 @@ func (x *CreateSnapshotSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotSetRequest.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotSetRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{37}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CreateSnapshotSetRequest) GetVolumes() []string {
@@ -2126,7 +2223,7 @@ type CreateSnapshotSetResponse struct {
 
 func (x *CreateSnapshotSetResponse) Reset() {
 	*x = CreateSnapshotSetResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[38]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2138,7 +2235,7 @@ func (x *CreateSnapshotSetResponse) String() string {
 func (*CreateSnapshotSetResponse) ProtoMessage() {}
 
 func (x *CreateSnapshotSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[38]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2151,7 +2248,7 @@ func (x *CreateSnapshotSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotSetResponse.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotSetResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{38}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CreateSnapshotSetResponse) GetSnapshots() []*Snapshot {
@@ -2172,7 +2269,7 @@ type RevertVolumeRequest struct {
 
 func (x *RevertVolumeRequest) Reset() {
 	*x = RevertVolumeRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[39]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2184,7 +2281,7 @@ func (x *RevertVolumeRequest) String() string {
 func (*RevertVolumeRequest) ProtoMessage() {}
 
 func (x *RevertVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[39]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2197,7 +2294,7 @@ func (x *RevertVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevertVolumeRequest.ProtoReflect.Descriptor instead.
 func (*RevertVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{39}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RevertVolumeRequest) GetVolume() string {
@@ -2223,7 +2320,7 @@ type RevertVolumeResponse struct {
 
 func (x *RevertVolumeResponse) Reset() {
 	*x = RevertVolumeResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[40]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2235,7 +2332,7 @@ func (x *RevertVolumeResponse) String() string {
 func (*RevertVolumeResponse) ProtoMessage() {}
 
 func (x *RevertVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[40]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2248,7 +2345,7 @@ func (x *RevertVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevertVolumeResponse.ProtoReflect.Descriptor instead.
 func (*RevertVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{40}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RevertVolumeResponse) GetVolume() *Volume {
@@ -2271,7 +2368,7 @@ type RenameVolumeRequest struct {
 
 func (x *RenameVolumeRequest) Reset() {
 	*x = RenameVolumeRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[41]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2380,7 @@ func (x *RenameVolumeRequest) String() string {
 func (*RenameVolumeRequest) ProtoMessage() {}
 
 func (x *RenameVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[41]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2393,7 @@ func (x *RenameVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameVolumeRequest.ProtoReflect.Descriptor instead.
 func (*RenameVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{41}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RenameVolumeRequest) GetName() string {
@@ -2336,7 +2433,7 @@ type RenameVolumeResponse struct {
 
 func (x *RenameVolumeResponse) Reset() {
 	*x = RenameVolumeResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[42]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2348,7 +2445,7 @@ func (x *RenameVolumeResponse) String() string {
 func (*RenameVolumeResponse) ProtoMessage() {}
 
 func (x *RenameVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[42]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2361,7 +2458,7 @@ func (x *RenameVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameVolumeResponse.ProtoReflect.Descriptor instead.
 func (*RenameVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{42}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RenameVolumeResponse) GetVolume() *Volume {
@@ -2385,7 +2482,7 @@ type RenameSnapshotRequest struct {
 
 func (x *RenameSnapshotRequest) Reset() {
 	*x = RenameSnapshotRequest{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[43]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2397,7 +2494,7 @@ func (x *RenameSnapshotRequest) String() string {
 func (*RenameSnapshotRequest) ProtoMessage() {}
 
 func (x *RenameSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[43]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2410,7 +2507,7 @@ func (x *RenameSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*RenameSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{43}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RenameSnapshotRequest) GetVolume() string {
@@ -2457,7 +2554,7 @@ type RenameSnapshotResponse struct {
 
 func (x *RenameSnapshotResponse) Reset() {
 	*x = RenameSnapshotResponse{}
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[44]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2469,7 +2566,7 @@ func (x *RenameSnapshotResponse) String() string {
 func (*RenameSnapshotResponse) ProtoMessage() {}
 
 func (x *RenameSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[44]
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2482,7 +2579,7 @@ func (x *RenameSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RenameSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{44}
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RenameSnapshotResponse) GetSnapshot() *Snapshot {
@@ -2492,11 +2589,108 @@ func (x *RenameSnapshotResponse) GetSnapshot() *Snapshot {
 	return nil
 }
 
+type SetVolumeQoSRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The new limit; unset or all zero removes it. No field may be negative.
+	Qos           *QoS `protobuf:"bytes,2,opt,name=qos,proto3" json:"qos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetVolumeQoSRequest) Reset() {
+	*x = SetVolumeQoSRequest{}
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetVolumeQoSRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetVolumeQoSRequest) ProtoMessage() {}
+
+func (x *SetVolumeQoSRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetVolumeQoSRequest.ProtoReflect.Descriptor instead.
+func (*SetVolumeQoSRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *SetVolumeQoSRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetVolumeQoSRequest) GetQos() *QoS {
+	if x != nil {
+		return x.Qos
+	}
+	return nil
+}
+
+type SetVolumeQoSResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volume        *Volume                `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetVolumeQoSResponse) Reset() {
+	*x = SetVolumeQoSResponse{}
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetVolumeQoSResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetVolumeQoSResponse) ProtoMessage() {}
+
+func (x *SetVolumeQoSResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetVolumeQoSResponse.ProtoReflect.Descriptor instead.
+func (*SetVolumeQoSResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *SetVolumeQoSResponse) GetVolume() *Volume {
+	if x != nil {
+		return x.Volume
+	}
+	return nil
+}
+
 var File_volrep_array_v1_volume_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\n" +
-	"$volrep/array/v1/volume_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x03\n" +
+	"$volrep/array/v1/volume_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x03\n" +
 	"\x06Volume\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04pool\x18\x02 \x01(\tR\x04pool\x12\x1d\n" +
@@ -2510,10 +2704,20 @@ const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\x06labels\x18\b \x03(\v2#.volrep.array.v1.Volume.LabelsEntryR\x06labels\x12\x1b\n" +
 	"\tread_only\x18\t \x01(\bR\breadOnly\x12\x10\n" +
 	"\x03wwn\x18\n" +
-	" \x01(\tR\x03wwn\x1a9\n" +
+	" \x01(\tR\x03wwn\x12&\n" +
+	"\x03qos\x18\v \x01(\v2\x14.volrep.array.v1.QoSR\x03qos\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb8\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xeb\x01\n" +
+	"\x03QoS\x12\x1d\n" +
+	"\n" +
+	"total_iops\x18\x01 \x01(\x03R\ttotalIops\x12\x1b\n" +
+	"\tread_iops\x18\x02 \x01(\x03R\breadIops\x12\x1d\n" +
+	"\n" +
+	"write_iops\x18\x03 \x01(\x03R\twriteIops\x12-\n" +
+	"\x13total_bytes_per_sec\x18\x04 \x01(\x03R\x10totalBytesPerSec\x12+\n" +
+	"\x12read_bytes_per_sec\x18\x05 \x01(\x03R\x0freadBytesPerSec\x12-\n" +
+	"\x13write_bytes_per_sec\x18\x06 \x01(\x03R\x10writeBytesPerSec\"\xb8\x02\n" +
 	"\bSnapshot\x12\x16\n" +
 	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -2679,7 +2883,12 @@ const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"O\n" +
 	"\x16RenameSnapshotResponse\x125\n" +
-	"\bsnapshot\x18\x01 \x01(\v2\x19.volrep.array.v1.SnapshotR\bsnapshot2\xdc\x0f\n" +
+	"\bsnapshot\x18\x01 \x01(\v2\x19.volrep.array.v1.SnapshotR\bsnapshot\"Q\n" +
+	"\x13SetVolumeQoSRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
+	"\x03qos\x18\x02 \x01(\v2\x14.volrep.array.v1.QoSR\x03qos\"G\n" +
+	"\x14SetVolumeQoSResponse\x12/\n" +
+	"\x06volume\x18\x01 \x01(\v2\x17.volrep.array.v1.VolumeR\x06volume2\xb9\x10\n" +
 	"\rVolumeService\x12[\n" +
 	"\fCreateVolume\x12$.volrep.array.v1.CreateVolumeRequest\x1a%.volrep.array.v1.CreateVolumeResponse\x12R\n" +
 	"\tGetVolume\x12!.volrep.array.v1.GetVolumeRequest\x1a\".volrep.array.v1.GetVolumeResponse\x12X\n" +
@@ -2702,7 +2911,8 @@ const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\x11CreateSnapshotSet\x12).volrep.array.v1.CreateSnapshotSetRequest\x1a*.volrep.array.v1.CreateSnapshotSetResponse\x12[\n" +
 	"\fRevertVolume\x12$.volrep.array.v1.RevertVolumeRequest\x1a%.volrep.array.v1.RevertVolumeResponse\x12[\n" +
 	"\fRenameVolume\x12$.volrep.array.v1.RenameVolumeRequest\x1a%.volrep.array.v1.RenameVolumeResponse\x12a\n" +
-	"\x0eRenameSnapshot\x12&.volrep.array.v1.RenameSnapshotRequest\x1a'.volrep.array.v1.RenameSnapshotResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
+	"\x0eRenameSnapshot\x12&.volrep.array.v1.RenameSnapshotRequest\x1a'.volrep.array.v1.RenameSnapshotResponse\x12[\n" +
+	"\fSetVolumeQoS\x12$.volrep.array.v1.SetVolumeQoSRequest\x1a%.volrep.array.v1.SetVolumeQoSResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
 
 var (
 	file_volrep_array_v1_volume_service_proto_rawDescOnce sync.Once
@@ -2716,135 +2926,143 @@ func file_volrep_array_v1_volume_service_proto_rawDescGZIP() []byte {
 	return file_volrep_array_v1_volume_service_proto_rawDescData
 }
 
-var file_volrep_array_v1_volume_service_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_volrep_array_v1_volume_service_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_volrep_array_v1_volume_service_proto_goTypes = []any{
 	(*Volume)(nil),                    // 0: volrep.array.v1.Volume
-	(*Snapshot)(nil),                  // 1: volrep.array.v1.Snapshot
-	(*Extent)(nil),                    // 2: volrep.array.v1.Extent
-	(*CreateVolumeRequest)(nil),       // 3: volrep.array.v1.CreateVolumeRequest
-	(*CreateVolumeResponse)(nil),      // 4: volrep.array.v1.CreateVolumeResponse
-	(*GetVolumeRequest)(nil),          // 5: volrep.array.v1.GetVolumeRequest
-	(*GetVolumeResponse)(nil),         // 6: volrep.array.v1.GetVolumeResponse
-	(*ListVolumesRequest)(nil),        // 7: volrep.array.v1.ListVolumesRequest
-	(*ListVolumesResponse)(nil),       // 8: volrep.array.v1.ListVolumesResponse
-	(*DeleteVolumeRequest)(nil),       // 9: volrep.array.v1.DeleteVolumeRequest
-	(*DeleteVolumeResponse)(nil),      // 10: volrep.array.v1.DeleteVolumeResponse
-	(*ExtendVolumeRequest)(nil),       // 11: volrep.array.v1.ExtendVolumeRequest
-	(*ExtendVolumeResponse)(nil),      // 12: volrep.array.v1.ExtendVolumeResponse
-	(*WriteVolumeRequest)(nil),        // 13: volrep.array.v1.WriteVolumeRequest
-	(*WriteVolumeResponse)(nil),       // 14: volrep.array.v1.WriteVolumeResponse
-	(*ReadVolumeRequest)(nil),         // 15: volrep.array.v1.ReadVolumeRequest
-	(*ReadVolumeResponse)(nil),        // 16: volrep.array.v1.ReadVolumeResponse
-	(*FlushVolumeRequest)(nil),        // 17: volrep.array.v1.FlushVolumeRequest
-	(*FlushVolumeResponse)(nil),       // 18: volrep.array.v1.FlushVolumeResponse
-	(*CreateSnapshotRequest)(nil),     // 19: volrep.array.v1.CreateSnapshotRequest
-	(*CreateSnapshotResponse)(nil),    // 20: volrep.array.v1.CreateSnapshotResponse
-	(*GetSnapshotRequest)(nil),        // 21: volrep.array.v1.GetSnapshotRequest
-	(*GetSnapshotResponse)(nil),       // 22: volrep.array.v1.GetSnapshotResponse
-	(*ListSnapshotsRequest)(nil),      // 23: volrep.array.v1.ListSnapshotsRequest
-	(*ListSnapshotsResponse)(nil),     // 24: volrep.array.v1.ListSnapshotsResponse
-	(*DeleteSnapshotRequest)(nil),     // 25: volrep.array.v1.DeleteSnapshotRequest
-	(*DeleteSnapshotResponse)(nil),    // 26: volrep.array.v1.DeleteSnapshotResponse
-	(*ReadSnapshotRequest)(nil),       // 27: volrep.array.v1.ReadSnapshotRequest
-	(*ReadSnapshotResponse)(nil),      // 28: volrep.array.v1.ReadSnapshotResponse
-	(*CloneSnapshotRequest)(nil),      // 29: volrep.array.v1.CloneSnapshotRequest
-	(*CloneSnapshotResponse)(nil),     // 30: volrep.array.v1.CloneSnapshotResponse
-	(*DiffSnapshotsRequest)(nil),      // 31: volrep.array.v1.DiffSnapshotsRequest
-	(*DiffSnapshotsResponse)(nil),     // 32: volrep.array.v1.DiffSnapshotsResponse
-	(*ChecksumSnapshotRequest)(nil),   // 33: volrep.array.v1.ChecksumSnapshotRequest
-	(*ChecksumSnapshotResponse)(nil),  // 34: volrep.array.v1.ChecksumSnapshotResponse
-	(*SetVolumeReadOnlyRequest)(nil),  // 35: volrep.array.v1.SetVolumeReadOnlyRequest
-	(*SetVolumeReadOnlyResponse)(nil), // 36: volrep.array.v1.SetVolumeReadOnlyResponse
-	(*CreateSnapshotSetRequest)(nil),  // 37: volrep.array.v1.CreateSnapshotSetRequest
-	(*CreateSnapshotSetResponse)(nil), // 38: volrep.array.v1.CreateSnapshotSetResponse
-	(*RevertVolumeRequest)(nil),       // 39: volrep.array.v1.RevertVolumeRequest
-	(*RevertVolumeResponse)(nil),      // 40: volrep.array.v1.RevertVolumeResponse
-	(*RenameVolumeRequest)(nil),       // 41: volrep.array.v1.RenameVolumeRequest
-	(*RenameVolumeResponse)(nil),      // 42: volrep.array.v1.RenameVolumeResponse
-	(*RenameSnapshotRequest)(nil),     // 43: volrep.array.v1.RenameSnapshotRequest
-	(*RenameSnapshotResponse)(nil),    // 44: volrep.array.v1.RenameSnapshotResponse
-	nil,                               // 45: volrep.array.v1.Volume.LabelsEntry
-	nil,                               // 46: volrep.array.v1.Snapshot.LabelsEntry
-	nil,                               // 47: volrep.array.v1.CreateVolumeRequest.LabelsEntry
-	nil,                               // 48: volrep.array.v1.CreateSnapshotRequest.LabelsEntry
-	nil,                               // 49: volrep.array.v1.CloneSnapshotRequest.LabelsEntry
-	nil,                               // 50: volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
-	nil,                               // 51: volrep.array.v1.RenameVolumeRequest.LabelsEntry
-	nil,                               // 52: volrep.array.v1.RenameSnapshotRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),     // 53: google.protobuf.Timestamp
+	(*QoS)(nil),                       // 1: volrep.array.v1.QoS
+	(*Snapshot)(nil),                  // 2: volrep.array.v1.Snapshot
+	(*Extent)(nil),                    // 3: volrep.array.v1.Extent
+	(*CreateVolumeRequest)(nil),       // 4: volrep.array.v1.CreateVolumeRequest
+	(*CreateVolumeResponse)(nil),      // 5: volrep.array.v1.CreateVolumeResponse
+	(*GetVolumeRequest)(nil),          // 6: volrep.array.v1.GetVolumeRequest
+	(*GetVolumeResponse)(nil),         // 7: volrep.array.v1.GetVolumeResponse
+	(*ListVolumesRequest)(nil),        // 8: volrep.array.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),       // 9: volrep.array.v1.ListVolumesResponse
+	(*DeleteVolumeRequest)(nil),       // 10: volrep.array.v1.DeleteVolumeRequest
+	(*DeleteVolumeResponse)(nil),      // 11: volrep.array.v1.DeleteVolumeResponse
+	(*ExtendVolumeRequest)(nil),       // 12: volrep.array.v1.ExtendVolumeRequest
+	(*ExtendVolumeResponse)(nil),      // 13: volrep.array.v1.ExtendVolumeResponse
+	(*WriteVolumeRequest)(nil),        // 14: volrep.array.v1.WriteVolumeRequest
+	(*WriteVolumeResponse)(nil),       // 15: volrep.array.v1.WriteVolumeResponse
+	(*ReadVolumeRequest)(nil),         // 16: volrep.array.v1.ReadVolumeRequest
+	(*ReadVolumeResponse)(nil),        // 17: volrep.array.v1.ReadVolumeResponse
+	(*FlushVolumeRequest)(nil),        // 18: volrep.array.v1.FlushVolumeRequest
+	(*FlushVolumeResponse)(nil),       // 19: volrep.array.v1.FlushVolumeResponse
+	(*CreateSnapshotRequest)(nil),     // 20: volrep.array.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil),    // 21: volrep.array.v1.CreateSnapshotResponse
+	(*GetSnapshotRequest)(nil),        // 22: volrep.array.v1.GetSnapshotRequest
+	(*GetSnapshotResponse)(nil),       // 23: volrep.array.v1.GetSnapshotResponse
+	(*ListSnapshotsRequest)(nil),      // 24: volrep.array.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),     // 25: volrep.array.v1.ListSnapshotsResponse
+	(*DeleteSnapshotRequest)(nil),     // 26: volrep.array.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil),    // 27: volrep.array.v1.DeleteSnapshotResponse
+	(*ReadSnapshotRequest)(nil),       // 28: volrep.array.v1.ReadSnapshotRequest
+	(*ReadSnapshotResponse)(nil),      // 29: volrep.array.v1.ReadSnapshotResponse
+	(*CloneSnapshotRequest)(nil),      // 30: volrep.array.v1.CloneSnapshotRequest
+	(*CloneSnapshotResponse)(nil),     // 31: volrep.array.v1.CloneSnapshotResponse
+	(*DiffSnapshotsRequest)(nil),      // 32: volrep.array.v1.DiffSnapshotsRequest
+	(*DiffSnapshotsResponse)(nil),     // 33: volrep.array.v1.DiffSnapshotsResponse
+	(*ChecksumSnapshotRequest)(nil),   // 34: volrep.array.v1.ChecksumSnapshotRequest
+	(*ChecksumSnapshotResponse)(nil),  // 35: volrep.array.v1.ChecksumSnapshotResponse
+	(*SetVolumeReadOnlyRequest)(nil),  // 36: volrep.array.v1.SetVolumeReadOnlyRequest
+	(*SetVolumeReadOnlyResponse)(nil), // 37: volrep.array.v1.SetVolumeReadOnlyResponse
+	(*CreateSnapshotSetRequest)(nil),  // 38: volrep.array.v1.CreateSnapshotSetRequest
+	(*CreateSnapshotSetResponse)(nil), // 39: volrep.array.v1.CreateSnapshotSetResponse
+	(*RevertVolumeRequest)(nil),       // 40: volrep.array.v1.RevertVolumeRequest
+	(*RevertVolumeResponse)(nil),      // 41: volrep.array.v1.RevertVolumeResponse
+	(*RenameVolumeRequest)(nil),       // 42: volrep.array.v1.RenameVolumeRequest
+	(*RenameVolumeResponse)(nil),      // 43: volrep.array.v1.RenameVolumeResponse
+	(*RenameSnapshotRequest)(nil),     // 44: volrep.array.v1.RenameSnapshotRequest
+	(*RenameSnapshotResponse)(nil),    // 45: volrep.array.v1.RenameSnapshotResponse
+	(*SetVolumeQoSRequest)(nil),       // 46: volrep.array.v1.SetVolumeQoSRequest
+	(*SetVolumeQoSResponse)(nil),      // 47: volrep.array.v1.SetVolumeQoSResponse
+	nil,                               // 48: volrep.array.v1.Volume.LabelsEntry
+	nil,                               // 49: volrep.array.v1.Snapshot.LabelsEntry
+	nil,                               // 50: volrep.array.v1.CreateVolumeRequest.LabelsEntry
+	nil,                               // 51: volrep.array.v1.CreateSnapshotRequest.LabelsEntry
+	nil,                               // 52: volrep.array.v1.CloneSnapshotRequest.LabelsEntry
+	nil,                               // 53: volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
+	nil,                               // 54: volrep.array.v1.RenameVolumeRequest.LabelsEntry
+	nil,                               // 55: volrep.array.v1.RenameSnapshotRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),     // 56: google.protobuf.Timestamp
 }
 var file_volrep_array_v1_volume_service_proto_depIdxs = []int32{
-	53, // 0: volrep.array.v1.Volume.created:type_name -> google.protobuf.Timestamp
-	45, // 1: volrep.array.v1.Volume.labels:type_name -> volrep.array.v1.Volume.LabelsEntry
-	53, // 2: volrep.array.v1.Snapshot.created:type_name -> google.protobuf.Timestamp
-	46, // 3: volrep.array.v1.Snapshot.labels:type_name -> volrep.array.v1.Snapshot.LabelsEntry
-	47, // 4: volrep.array.v1.CreateVolumeRequest.labels:type_name -> volrep.array.v1.CreateVolumeRequest.LabelsEntry
-	0,  // 5: volrep.array.v1.CreateVolumeResponse.volume:type_name -> volrep.array.v1.Volume
-	0,  // 6: volrep.array.v1.GetVolumeResponse.volume:type_name -> volrep.array.v1.Volume
-	0,  // 7: volrep.array.v1.ListVolumesResponse.volumes:type_name -> volrep.array.v1.Volume
-	0,  // 8: volrep.array.v1.ExtendVolumeResponse.volume:type_name -> volrep.array.v1.Volume
-	48, // 9: volrep.array.v1.CreateSnapshotRequest.labels:type_name -> volrep.array.v1.CreateSnapshotRequest.LabelsEntry
-	1,  // 10: volrep.array.v1.CreateSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
-	1,  // 11: volrep.array.v1.GetSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
-	1,  // 12: volrep.array.v1.ListSnapshotsResponse.snapshots:type_name -> volrep.array.v1.Snapshot
-	49, // 13: volrep.array.v1.CloneSnapshotRequest.labels:type_name -> volrep.array.v1.CloneSnapshotRequest.LabelsEntry
-	0,  // 14: volrep.array.v1.CloneSnapshotResponse.volume:type_name -> volrep.array.v1.Volume
-	2,  // 15: volrep.array.v1.DiffSnapshotsResponse.extents:type_name -> volrep.array.v1.Extent
-	0,  // 16: volrep.array.v1.SetVolumeReadOnlyResponse.volume:type_name -> volrep.array.v1.Volume
-	50, // 17: volrep.array.v1.CreateSnapshotSetRequest.labels:type_name -> volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
-	1,  // 18: volrep.array.v1.CreateSnapshotSetResponse.snapshots:type_name -> volrep.array.v1.Snapshot
-	0,  // 19: volrep.array.v1.RevertVolumeResponse.volume:type_name -> volrep.array.v1.Volume
-	51, // 20: volrep.array.v1.RenameVolumeRequest.labels:type_name -> volrep.array.v1.RenameVolumeRequest.LabelsEntry
-	0,  // 21: volrep.array.v1.RenameVolumeResponse.volume:type_name -> volrep.array.v1.Volume
-	52, // 22: volrep.array.v1.RenameSnapshotRequest.labels:type_name -> volrep.array.v1.RenameSnapshotRequest.LabelsEntry
-	1,  // 23: volrep.array.v1.RenameSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
-	3,  // 24: volrep.array.v1.VolumeService.CreateVolume:input_type -> volrep.array.v1.CreateVolumeRequest
-	5,  // 25: volrep.array.v1.VolumeService.GetVolume:input_type -> volrep.array.v1.GetVolumeRequest
-	7,  // 26: volrep.array.v1.VolumeService.ListVolumes:input_type -> volrep.array.v1.ListVolumesRequest
-	9,  // 27: volrep.array.v1.VolumeService.DeleteVolume:input_type -> volrep.array.v1.DeleteVolumeRequest
-	11, // 28: volrep.array.v1.VolumeService.ExtendVolume:input_type -> volrep.array.v1.ExtendVolumeRequest
-	13, // 29: volrep.array.v1.VolumeService.WriteVolume:input_type -> volrep.array.v1.WriteVolumeRequest
-	15, // 30: volrep.array.v1.VolumeService.ReadVolume:input_type -> volrep.array.v1.ReadVolumeRequest
-	17, // 31: volrep.array.v1.VolumeService.FlushVolume:input_type -> volrep.array.v1.FlushVolumeRequest
-	19, // 32: volrep.array.v1.VolumeService.CreateSnapshot:input_type -> volrep.array.v1.CreateSnapshotRequest
-	21, // 33: volrep.array.v1.VolumeService.GetSnapshot:input_type -> volrep.array.v1.GetSnapshotRequest
-	23, // 34: volrep.array.v1.VolumeService.ListSnapshots:input_type -> volrep.array.v1.ListSnapshotsRequest
-	25, // 35: volrep.array.v1.VolumeService.DeleteSnapshot:input_type -> volrep.array.v1.DeleteSnapshotRequest
-	27, // 36: volrep.array.v1.VolumeService.ReadSnapshot:input_type -> volrep.array.v1.ReadSnapshotRequest
-	29, // 37: volrep.array.v1.VolumeService.CloneSnapshot:input_type -> volrep.array.v1.CloneSnapshotRequest
-	31, // 38: volrep.array.v1.VolumeService.DiffSnapshots:input_type -> volrep.array.v1.DiffSnapshotsRequest
-	33, // 39: volrep.array.v1.VolumeService.ChecksumSnapshot:input_type -> volrep.array.v1.ChecksumSnapshotRequest
-	35, // 40: volrep.array.v1.VolumeService.SetVolumeReadOnly:input_type -> volrep.array.v1.SetVolumeReadOnlyRequest
-	37, // 41: volrep.array.v1.VolumeService.CreateSnapshotSet:input_type -> volrep.array.v1.CreateSnapshotSetRequest
-	39, // 42: volrep.array.v1.VolumeService.RevertVolume:input_type -> volrep.array.v1.RevertVolumeRequest
-	41, // 43: volrep.array.v1.VolumeService.RenameVolume:input_type -> volrep.array.v1.RenameVolumeRequest
-	43, // 44: volrep.array.v1.VolumeService.RenameSnapshot:input_type -> volrep.array.v1.RenameSnapshotRequest
-	4,  // 45: volrep.array.v1.VolumeService.CreateVolume:output_type -> volrep.array.v1.CreateVolumeResponse
-	6,  // 46: volrep.array.v1.VolumeService.GetVolume:output_type -> volrep.array.v1.GetVolumeResponse
-	8,  // 47: volrep.array.v1.VolumeService.ListVolumes:output_type -> volrep.array.v1.ListVolumesResponse
-	10, // 48: volrep.array.v1.VolumeService.DeleteVolume:output_type -> volrep.array.v1.DeleteVolumeResponse
-	12, // 49: volrep.array.v1.VolumeService.ExtendVolume:output_type -> volrep.array.v1.ExtendVolumeResponse
-	14, // 50: volrep.array.v1.VolumeService.WriteVolume:output_type -> volrep.array.v1.WriteVolumeResponse
-	16, // 51: volrep.array.v1.VolumeService.ReadVolume:output_type -> volrep.array.v1.ReadVolumeResponse
-	18, // 52: volrep.array.v1.VolumeService.FlushVolume:output_type -> volrep.array.v1.FlushVolumeResponse
-	20, // 53: volrep.array.v1.VolumeService.CreateSnapshot:output_type -> volrep.array.v1.CreateSnapshotResponse
-	22, // 54: volrep.array.v1.VolumeService.GetSnapshot:output_type -> volrep.array.v1.GetSnapshotResponse
-	24, // 55: volrep.array.v1.VolumeService.ListSnapshots:output_type -> volrep.array.v1.ListSnapshotsResponse
-	26, // 56: volrep.array.v1.VolumeService.DeleteSnapshot:output_type -> volrep.array.v1.DeleteSnapshotResponse
-	28, // 57: volrep.array.v1.VolumeService.ReadSnapshot:output_type -> volrep.array.v1.ReadSnapshotResponse
-	30, // 58: volrep.array.v1.VolumeService.CloneSnapshot:output_type -> volrep.array.v1.CloneSnapshotResponse
-	32, // 59: volrep.array.v1.VolumeService.DiffSnapshots:output_type -> volrep.array.v1.DiffSnapshotsResponse
-	34, // 60: volrep.array.v1.VolumeService.ChecksumSnapshot:output_type -> volrep.array.v1.ChecksumSnapshotResponse
-	36, // 61: volrep.array.v1.VolumeService.SetVolumeReadOnly:output_type -> volrep.array.v1.SetVolumeReadOnlyResponse
-	38, // 62: volrep.array.v1.VolumeService.CreateSnapshotSet:output_type -> volrep.array.v1.CreateSnapshotSetResponse
-	40, // 63: volrep.array.v1.VolumeService.RevertVolume:output_type -> volrep.array.v1.RevertVolumeResponse
-	42, // 64: volrep.array.v1.VolumeService.RenameVolume:output_type -> volrep.array.v1.RenameVolumeResponse
-	44, // 65: volrep.array.v1.VolumeService.RenameSnapshot:output_type -> volrep.array.v1.RenameSnapshotResponse
-	45, // [45:66] is the sub-list for method output_type
-	24, // [24:45] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	56, // 0: volrep.array.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	48, // 1: volrep.array.v1.Volume.labels:type_name -> volrep.array.v1.Volume.LabelsEntry
+	1,  // 2: volrep.array.v1.Volume.qos:type_name -> volrep.array.v1.QoS
+	56, // 3: volrep.array.v1.Snapshot.created:type_name -> google.protobuf.Timestamp
+	49, // 4: volrep.array.v1.Snapshot.labels:type_name -> volrep.array.v1.Snapshot.LabelsEntry
+	50, // 5: volrep.array.v1.CreateVolumeRequest.labels:type_name -> volrep.array.v1.CreateVolumeRequest.LabelsEntry
+	0,  // 6: volrep.array.v1.CreateVolumeResponse.volume:type_name -> volrep.array.v1.Volume
+	0,  // 7: volrep.array.v1.GetVolumeResponse.volume:type_name -> volrep.array.v1.Volume
+	0,  // 8: volrep.array.v1.ListVolumesResponse.volumes:type_name -> volrep.array.v1.Volume
+	0,  // 9: volrep.array.v1.ExtendVolumeResponse.volume:type_name -> volrep.array.v1.Volume
+	51, // 10: volrep.array.v1.CreateSnapshotRequest.labels:type_name -> volrep.array.v1.CreateSnapshotRequest.LabelsEntry
+	2,  // 11: volrep.array.v1.CreateSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
+	2,  // 12: volrep.array.v1.GetSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
+	2,  // 13: volrep.array.v1.ListSnapshotsResponse.snapshots:type_name -> volrep.array.v1.Snapshot
+	52, // 14: volrep.array.v1.CloneSnapshotRequest.labels:type_name -> volrep.array.v1.CloneSnapshotRequest.LabelsEntry
+	0,  // 15: volrep.array.v1.CloneSnapshotResponse.volume:type_name -> volrep.array.v1.Volume
+	3,  // 16: volrep.array.v1.DiffSnapshotsResponse.extents:type_name -> volrep.array.v1.Extent
+	0,  // 17: volrep.array.v1.SetVolumeReadOnlyResponse.volume:type_name -> volrep.array.v1.Volume
+	53, // 18: volrep.array.v1.CreateSnapshotSetRequest.labels:type_name -> volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
+	2,  // 19: volrep.array.v1.CreateSnapshotSetResponse.snapshots:type_name -> volrep.array.v1.Snapshot
+	0,  // 20: volrep.array.v1.RevertVolumeResponse.volume:type_name -> volrep.array.v1.Volume
+	54, // 21: volrep.array.v1.RenameVolumeRequest.labels:type_name -> volrep.array.v1.RenameVolumeRequest.LabelsEntry
+	0,  // 22: volrep.array.v1.RenameVolumeResponse.volume:type_name -> volrep.array.v1.Volume
+	55, // 23: volrep.array.v1.RenameSnapshotRequest.labels:type_name -> volrep.array.v1.RenameSnapshotRequest.LabelsEntry
+	2,  // 24: volrep.array.v1.RenameSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
+	1,  // 25: volrep.array.v1.SetVolumeQoSRequest.qos:type_name -> volrep.array.v1.QoS
+	0,  // 26: volrep.array.v1.SetVolumeQoSResponse.volume:type_name -> volrep.array.v1.Volume
+	4,  // 27: volrep.array.v1.VolumeService.CreateVolume:input_type -> volrep.array.v1.CreateVolumeRequest
+	6,  // 28: volrep.array.v1.VolumeService.GetVolume:input_type -> volrep.array.v1.GetVolumeRequest
+	8,  // 29: volrep.array.v1.VolumeService.ListVolumes:input_type -> volrep.array.v1.ListVolumesRequest
+	10, // 30: volrep.array.v1.VolumeService.DeleteVolume:input_type -> volrep.array.v1.DeleteVolumeRequest
+	12, // 31: volrep.array.v1.VolumeService.ExtendVolume:input_type -> volrep.array.v1.ExtendVolumeRequest
+	14, // 32: volrep.array.v1.VolumeService.WriteVolume:input_type -> volrep.array.v1.WriteVolumeRequest
+	16, // 33: volrep.array.v1.VolumeService.ReadVolume:input_type -> volrep.array.v1.ReadVolumeRequest
+	18, // 34: volrep.array.v1.VolumeService.FlushVolume:input_type -> volrep.array.v1.FlushVolumeRequest
+	20, // 35: volrep.array.v1.VolumeService.CreateSnapshot:input_type -> volrep.array.v1.CreateSnapshotRequest
+	22, // 36: volrep.array.v1.VolumeService.GetSnapshot:input_type -> volrep.array.v1.GetSnapshotRequest
+	24, // 37: volrep.array.v1.VolumeService.ListSnapshots:input_type -> volrep.array.v1.ListSnapshotsRequest
+	26, // 38: volrep.array.v1.VolumeService.DeleteSnapshot:input_type -> volrep.array.v1.DeleteSnapshotRequest
+	28, // 39: volrep.array.v1.VolumeService.ReadSnapshot:input_type -> volrep.array.v1.ReadSnapshotRequest
+	30, // 40: volrep.array.v1.VolumeService.CloneSnapshot:input_type -> volrep.array.v1.CloneSnapshotRequest
+	32, // 41: volrep.array.v1.VolumeService.DiffSnapshots:input_type -> volrep.array.v1.DiffSnapshotsRequest
+	34, // 42: volrep.array.v1.VolumeService.ChecksumSnapshot:input_type -> volrep.array.v1.ChecksumSnapshotRequest
+	36, // 43: volrep.array.v1.VolumeService.SetVolumeReadOnly:input_type -> volrep.array.v1.SetVolumeReadOnlyRequest
+	38, // 44: volrep.array.v1.VolumeService.CreateSnapshotSet:input_type -> volrep.array.v1.CreateSnapshotSetRequest
+	40, // 45: volrep.array.v1.VolumeService.RevertVolume:input_type -> volrep.array.v1.RevertVolumeRequest
+	42, // 46: volrep.array.v1.VolumeService.RenameVolume:input_type -> volrep.array.v1.RenameVolumeRequest
+	44, // 47: volrep.array.v1.VolumeService.RenameSnapshot:input_type -> volrep.array.v1.RenameSnapshotRequest
+	46, // 48: volrep.array.v1.VolumeService.SetVolumeQoS:input_type -> volrep.array.v1.SetVolumeQoSRequest
+	5,  // 49: volrep.array.v1.VolumeService.CreateVolume:output_type -> volrep.array.v1.CreateVolumeResponse
+	7,  // 50: volrep.array.v1.VolumeService.GetVolume:output_type -> volrep.array.v1.GetVolumeResponse
+	9,  // 51: volrep.array.v1.VolumeService.ListVolumes:output_type -> volrep.array.v1.ListVolumesResponse
+	11, // 52: volrep.array.v1.VolumeService.DeleteVolume:output_type -> volrep.array.v1.DeleteVolumeResponse
+	13, // 53: volrep.array.v1.VolumeService.ExtendVolume:output_type -> volrep.array.v1.ExtendVolumeResponse
+	15, // 54: volrep.array.v1.VolumeService.WriteVolume:output_type -> volrep.array.v1.WriteVolumeResponse
+	17, // 55: volrep.array.v1.VolumeService.ReadVolume:output_type -> volrep.array.v1.ReadVolumeResponse
+	19, // 56: volrep.array.v1.VolumeService.FlushVolume:output_type -> volrep.array.v1.FlushVolumeResponse
+	21, // 57: volrep.array.v1.VolumeService.CreateSnapshot:output_type -> volrep.array.v1.CreateSnapshotResponse
+	23, // 58: volrep.array.v1.VolumeService.GetSnapshot:output_type -> volrep.array.v1.GetSnapshotResponse
+	25, // 59: volrep.array.v1.VolumeService.ListSnapshots:output_type -> volrep.array.v1.ListSnapshotsResponse
+	27, // 60: volrep.array.v1.VolumeService.DeleteSnapshot:output_type -> volrep.array.v1.DeleteSnapshotResponse
+	29, // 61: volrep.array.v1.VolumeService.ReadSnapshot:output_type -> volrep.array.v1.ReadSnapshotResponse
+	31, // 62: volrep.array.v1.VolumeService.CloneSnapshot:output_type -> volrep.array.v1.CloneSnapshotResponse
+	33, // 63: volrep.array.v1.VolumeService.DiffSnapshots:output_type -> volrep.array.v1.DiffSnapshotsResponse
+	35, // 64: volrep.array.v1.VolumeService.ChecksumSnapshot:output_type -> volrep.array.v1.ChecksumSnapshotResponse
+	37, // 65: volrep.array.v1.VolumeService.SetVolumeReadOnly:output_type -> volrep.array.v1.SetVolumeReadOnlyResponse
+	39, // 66: volrep.array.v1.VolumeService.CreateSnapshotSet:output_type -> volrep.array.v1.CreateSnapshotSetResponse
+	41, // 67: volrep.array.v1.VolumeService.RevertVolume:output_type -> volrep.array.v1.RevertVolumeResponse
+	43, // 68: volrep.array.v1.VolumeService.RenameVolume:output_type -> volrep.array.v1.RenameVolumeResponse
+	45, // 69: volrep.array.v1.VolumeService.RenameSnapshot:output_type -> volrep.array.v1.RenameSnapshotResponse
+	47, // 70: volrep.array.v1.VolumeService.SetVolumeQoS:output_type -> volrep.array.v1.SetVolumeQoSResponse
+	49, // [49:71] is the sub-list for method output_type
+	27, // [27:49] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_volume_service_proto_init() }
@@ -2858,7 +3076,7 @@ func file_volrep_array_v1_volume_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_volume_service_proto_rawDesc), len(file_volrep_array_v1_volume_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   53,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -40,6 +40,7 @@ const (
 	VolumeService_RevertVolume_FullMethodName      = "/volrep.array.v1.VolumeService/RevertVolume"
 	VolumeService_RenameVolume_FullMethodName      = "/volrep.array.v1.VolumeService/RenameVolume"
 	VolumeService_RenameSnapshot_FullMethodName    = "/volrep.array.v1.VolumeService/RenameSnapshot"
+	VolumeService_SetVolumeQoS_FullMethodName      = "/volrep.array.v1.VolumeService/SetVolumeQoS"
 )
 
 // VolumeServiceClient is the client API for VolumeService service.
@@ -99,6 +100,12 @@ type VolumeServiceClient interface {
 	// labels, in one transaction; an exported or connected snapshot is
 	// FAILED_PRECONDITION.
 	RenameSnapshot(ctx context.Context, in *RenameSnapshotRequest, opts ...grpc.CallOption) (*RenameSnapshotResponse, error)
+	// SetVolumeQoS replaces a volume's QoS limit, which the array enforces
+	// on every attachment of the volume (NBD and iSCSI together, one token
+	// bucket per limit holding one second's worth). Open attachments are
+	// held to the new limit from their next request. An empty qos removes
+	// the limit. A replica target gets no limit from its source.
+	SetVolumeQoS(ctx context.Context, in *SetVolumeQoSRequest, opts ...grpc.CallOption) (*SetVolumeQoSResponse, error)
 }
 
 type volumeServiceClient struct {
@@ -328,6 +335,16 @@ func (c *volumeServiceClient) RenameSnapshot(ctx context.Context, in *RenameSnap
 	return out, nil
 }
 
+func (c *volumeServiceClient) SetVolumeQoS(ctx context.Context, in *SetVolumeQoSRequest, opts ...grpc.CallOption) (*SetVolumeQoSResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetVolumeQoSResponse)
+	err := c.cc.Invoke(ctx, VolumeService_SetVolumeQoS_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VolumeServiceServer is the server API for VolumeService service.
 // All implementations must embed UnimplementedVolumeServiceServer
 // for forward compatibility.
@@ -385,6 +402,12 @@ type VolumeServiceServer interface {
 	// labels, in one transaction; an exported or connected snapshot is
 	// FAILED_PRECONDITION.
 	RenameSnapshot(context.Context, *RenameSnapshotRequest) (*RenameSnapshotResponse, error)
+	// SetVolumeQoS replaces a volume's QoS limit, which the array enforces
+	// on every attachment of the volume (NBD and iSCSI together, one token
+	// bucket per limit holding one second's worth). Open attachments are
+	// held to the new limit from their next request. An empty qos removes
+	// the limit. A replica target gets no limit from its source.
+	SetVolumeQoS(context.Context, *SetVolumeQoSRequest) (*SetVolumeQoSResponse, error)
 	mustEmbedUnimplementedVolumeServiceServer()
 }
 
@@ -457,6 +480,9 @@ func (UnimplementedVolumeServiceServer) RenameVolume(context.Context, *RenameVol
 }
 func (UnimplementedVolumeServiceServer) RenameSnapshot(context.Context, *RenameSnapshotRequest) (*RenameSnapshotResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RenameSnapshot not implemented")
+}
+func (UnimplementedVolumeServiceServer) SetVolumeQoS(context.Context, *SetVolumeQoSRequest) (*SetVolumeQoSResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetVolumeQoS not implemented")
 }
 func (UnimplementedVolumeServiceServer) mustEmbedUnimplementedVolumeServiceServer() {}
 func (UnimplementedVolumeServiceServer) testEmbeddedByValue()                       {}
@@ -850,6 +876,24 @@ func _VolumeService_RenameSnapshot_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VolumeService_SetVolumeQoS_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetVolumeQoSRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VolumeServiceServer).SetVolumeQoS(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VolumeService_SetVolumeQoS_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VolumeServiceServer).SetVolumeQoS(ctx, req.(*SetVolumeQoSRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VolumeService_ServiceDesc is the grpc.ServiceDesc for VolumeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -936,6 +980,10 @@ var VolumeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RenameSnapshot",
 			Handler:    _VolumeService_RenameSnapshot_Handler,
+		},
+		{
+			MethodName: "SetVolumeQoS",
+			Handler:    _VolumeService_SetVolumeQoS_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -281,10 +281,18 @@ func (x *ModelUpdate) GetMetadata() map[string]string {
 }
 
 type VolumeType struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	ExtraSpecs    map[string]string      `protobuf:"bytes,3,rep,name=extra_specs,json=extraSpecs,proto3" json:"extra_specs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name       string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	ExtraSpecs map[string]string      `protobuf:"bytes,3,rep,name=extra_specs,json=extraSpecs,proto3" json:"extra_specs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The specs of the type's QoS association, when its consumer is
+	// "back-end" or "both" (Cinder's get_volume_type_qos_specs): the array
+	// enforces them on every attachment. Accepted keys, each a whole
+	// number > 0: total_iops_sec, read_iops_sec, write_iops_sec,
+	// total_bytes_sec, read_bytes_sec, write_bytes_sec, and the same with
+	// the suffix _per_gb, multiplied by the volume's size in GiB (and
+	// recomputed when it is extended). Any other key is INVALID_ARGUMENT.
+	QosSpecs      map[string]string `protobuf:"bytes,4,rep,name=qos_specs,json=qosSpecs,proto3" json:"qos_specs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -336,6 +344,13 @@ func (x *VolumeType) GetName() string {
 func (x *VolumeType) GetExtraSpecs() map[string]string {
 	if x != nil {
 		return x.ExtraSpecs
+	}
+	return nil
+}
+
+func (x *VolumeType) GetQosSpecs() map[string]string {
+	if x != nil {
+		return x.QosSpecs
 	}
 	return nil
 }
@@ -858,8 +873,10 @@ type GetVolumeStatsResponse struct {
 	// the next cycle). (Numbered apart from the fields above so parallel
 	// additions do not collide.)
 	OnlineExtendSupport bool `protobuf:"varint,30,opt,name=online_extend_support,json=onlineExtendSupport,proto3" json:"online_extend_support,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// The array enforces a volume type's qos_specs (Cinder's QoS_support).
+	QosSupport    bool `protobuf:"varint,31,opt,name=qos_support,json=qosSupport,proto3" json:"qos_support,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetVolumeStatsResponse) Reset() {
@@ -1042,6 +1059,13 @@ func (x *GetVolumeStatsResponse) GetBackendStateReason() string {
 func (x *GetVolumeStatsResponse) GetOnlineExtendSupport() bool {
 	if x != nil {
 		return x.OnlineExtendSupport
+	}
+	return false
+}
+
+func (x *GetVolumeStatsResponse) GetQosSupport() bool {
+	if x != nil {
+		return x.QosSupport
 	}
 	return false
 }
@@ -1255,10 +1279,13 @@ func (*DeleteVolumeResponse) Descriptor() ([]byte, []int) {
 }
 
 type ExtendVolumeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
-	VolumeId      string                 `protobuf:"bytes,2,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
-	NewSizeGb     int64                  `protobuf:"varint,3,opt,name=new_size_gb,json=newSizeGb,proto3" json:"new_size_gb,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Backend   string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	VolumeId  string                 `protobuf:"bytes,2,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	NewSizeGb int64                  `protobuf:"varint,3,opt,name=new_size_gb,json=newSizeGb,proto3" json:"new_size_gb,omitempty"`
+	// The volume's type: its qos_specs' _per_gb limits are recomputed for
+	// the new size. Unset leaves the array's limit on the volume as it is.
+	VolumeType    *VolumeType `protobuf:"bytes,4,opt,name=volume_type,json=volumeType,proto3" json:"volume_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1312,6 +1339,13 @@ func (x *ExtendVolumeRequest) GetNewSizeGb() int64 {
 		return x.NewSizeGb
 	}
 	return 0
+}
+
+func (x *ExtendVolumeRequest) GetVolumeType() *VolumeType {
+	if x != nil {
+		return x.VolumeType
+	}
+	return nil
 }
 
 type ExtendVolumeResponse struct {
@@ -6945,14 +6979,18 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\bmetadata\x18\x04 \x03(\v2+.volrep.driver.v1.ModelUpdate.MetadataEntryR\bmetadata\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbe\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc4\x02\n" +
 	"\n" +
 	"VolumeType\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12M\n" +
 	"\vextra_specs\x18\x03 \x03(\v2,.volrep.driver.v1.VolumeType.ExtraSpecsEntryR\n" +
-	"extraSpecs\x1a=\n" +
+	"extraSpecs\x12G\n" +
+	"\tqos_specs\x18\x04 \x03(\v2*.volrep.driver.v1.VolumeType.QosSpecsEntryR\bqosSpecs\x1a=\n" +
 	"\x0fExtraSpecsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a;\n" +
+	"\rQosSpecsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9c\x02\n" +
 	"\aBackend\x12\x12\n" +
@@ -6994,7 +7032,7 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"K\n" +
 	"\x15GetVolumeStatsRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x18\n" +
-	"\arefresh\x18\x02 \x01(\bR\arefresh\"\xe7\b\n" +
+	"\arefresh\x18\x02 \x01(\bR\arefresh\"\x88\t\n" +
 	"\x16GetVolumeStatsResponse\x12.\n" +
 	"\x13volume_backend_name\x18\x01 \x01(\tR\x11volumeBackendName\x12\x1f\n" +
 	"\vvendor_name\x18\x02 \x01(\tR\n" +
@@ -7019,7 +7057,9 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x1bmax_over_subscription_ratio\x18\x13 \x01(\x01R\x18maxOverSubscriptionRatio\x12(\n" +
 	"\x10backend_state_up\x18\x14 \x01(\bR\x0ebackendStateUp\x120\n" +
 	"\x14backend_state_reason\x18\x15 \x01(\tR\x12backendStateReason\x122\n" +
-	"\x15online_extend_support\x18\x1e \x01(\bR\x13onlineExtendSupport\"\xbf\x01\n" +
+	"\x15online_extend_support\x18\x1e \x01(\bR\x13onlineExtendSupport\x12\x1f\n" +
+	"\vqos_support\x18\x1f \x01(\bR\n" +
+	"qosSupport\"\xbf\x01\n" +
 	"\x13CreateVolumeRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
 	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\x12\x17\n" +
@@ -7032,11 +7072,13 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x13DeleteVolumeRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
 	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\"\x16\n" +
-	"\x14DeleteVolumeResponse\"l\n" +
+	"\x14DeleteVolumeResponse\"\xab\x01\n" +
 	"\x13ExtendVolumeRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
 	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\x12\x1e\n" +
-	"\vnew_size_gb\x18\x03 \x01(\x03R\tnewSizeGb\"\x16\n" +
+	"\vnew_size_gb\x18\x03 \x01(\x03R\tnewSizeGb\x12=\n" +
+	"\vvolume_type\x18\x04 \x01(\v2\x1c.volrep.driver.v1.VolumeTypeR\n" +
+	"volumeType\"\x16\n" +
 	"\x14ExtendVolumeResponse\"I\n" +
 	"\x10GetVolumeRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
@@ -7547,7 +7589,7 @@ func file_volrep_driver_v1_driver_service_proto_rawDescGZIP() []byte {
 }
 
 var file_volrep_driver_v1_driver_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 113)
+var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 114)
 var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(ReplicationStatus)(0),                     // 0: volrep.driver.v1.ReplicationStatus
 	(ReplicationHealth)(0),                     // 1: volrep.driver.v1.ReplicationHealth
@@ -7661,180 +7703,183 @@ var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(*ListManageableSnapshotsResponse)(nil),    // 109: volrep.driver.v1.ListManageableSnapshotsResponse
 	nil,                                        // 110: volrep.driver.v1.ModelUpdate.MetadataEntry
 	nil,                                        // 111: volrep.driver.v1.VolumeType.ExtraSpecsEntry
-	nil,                                        // 112: volrep.driver.v1.Connector.ExtraEntry
-	nil,                                        // 113: volrep.driver.v1.ConnectionInfo.DataEntry
-	nil,                                        // 114: volrep.driver.v1.GroupType.GroupSpecsEntry
-	nil,                                        // 115: volrep.driver.v1.Manageable.ExtraInfoEntry
-	(*timestamppb.Timestamp)(nil),              // 116: google.protobuf.Timestamp
+	nil,                                        // 112: volrep.driver.v1.VolumeType.QosSpecsEntry
+	nil,                                        // 113: volrep.driver.v1.Connector.ExtraEntry
+	nil,                                        // 114: volrep.driver.v1.ConnectionInfo.DataEntry
+	nil,                                        // 115: volrep.driver.v1.GroupType.GroupSpecsEntry
+	nil,                                        // 116: volrep.driver.v1.Manageable.ExtraInfoEntry
+	(*timestamppb.Timestamp)(nil),              // 117: google.protobuf.Timestamp
 }
 var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	0,   // 0: volrep.driver.v1.ModelUpdate.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
 	110, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
 	111, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
-	6,   // 3: volrep.driver.v1.Backend.replication_targets:type_name -> volrep.driver.v1.ReplicationTarget
-	0,   // 4: volrep.driver.v1.Volume.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
-	5,   // 5: volrep.driver.v1.ListBackendsResponse.backends:type_name -> volrep.driver.v1.Backend
-	4,   // 6: volrep.driver.v1.CreateVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
-	3,   // 7: volrep.driver.v1.CreateVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	7,   // 8: volrep.driver.v1.GetVolumeResponse.volume:type_name -> volrep.driver.v1.Volume
-	7,   // 9: volrep.driver.v1.ListVolumesResponse.volumes:type_name -> volrep.driver.v1.Volume
-	3,   // 10: volrep.driver.v1.CreateSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	8,   // 11: volrep.driver.v1.ListSnapshotsResponse.snapshots:type_name -> volrep.driver.v1.Snapshot
-	4,   // 12: volrep.driver.v1.CreateVolumeFromSnapshotRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
-	3,   // 13: volrep.driver.v1.CreateVolumeFromSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	4,   // 14: volrep.driver.v1.CreateClonedVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
-	3,   // 15: volrep.driver.v1.CreateClonedVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	112, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
-	113, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
-	35,  // 18: volrep.driver.v1.ConnectionInfo.iscsi:type_name -> volrep.driver.v1.IscsiTarget
-	36,  // 19: volrep.driver.v1.IscsiTarget.paths:type_name -> volrep.driver.v1.IscsiPath
-	33,  // 20: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
-	34,  // 21: volrep.driver.v1.InitializeConnectionResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
-	33,  // 22: volrep.driver.v1.TerminateConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
-	4,   // 23: volrep.driver.v1.RetypeRequest.new_type:type_name -> volrep.driver.v1.VolumeType
-	3,   // 24: volrep.driver.v1.RetypeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	1,   // 25: volrep.driver.v1.TargetReplicationInfo.status:type_name -> volrep.driver.v1.ReplicationHealth
-	116, // 26: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
-	1,   // 27: volrep.driver.v1.GetReplicationInfoResponse.status:type_name -> volrep.driver.v1.ReplicationHealth
-	116, // 28: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
-	43,  // 29: volrep.driver.v1.GetReplicationInfoResponse.targets:type_name -> volrep.driver.v1.TargetReplicationInfo
-	2,   // 30: volrep.driver.v1.Operation.state:type_name -> volrep.driver.v1.OperationState
-	116, // 31: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
-	116, // 32: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
-	51,  // 33: volrep.driver.v1.Operation.steps:type_name -> volrep.driver.v1.SnapshotReplicateStep
-	50,  // 34: volrep.driver.v1.GetOperationResponse.operation:type_name -> volrep.driver.v1.Operation
-	50,  // 35: volrep.driver.v1.WatchOperationResponse.operation:type_name -> volrep.driver.v1.Operation
-	50,  // 36: volrep.driver.v1.CancelOperationResponse.operation:type_name -> volrep.driver.v1.Operation
-	3,   // 37: volrep.driver.v1.VolumeUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
-	3,   // 38: volrep.driver.v1.GroupUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
-	61,  // 39: volrep.driver.v1.FailoverHostResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	62,  // 40: volrep.driver.v1.FailoverHostResponse.group_updates:type_name -> volrep.driver.v1.GroupUpdate
-	114, // 41: volrep.driver.v1.GroupType.group_specs:type_name -> volrep.driver.v1.GroupType.GroupSpecsEntry
-	66,  // 42: volrep.driver.v1.CreateGroupRequest.group_type:type_name -> volrep.driver.v1.GroupType
-	3,   // 43: volrep.driver.v1.CreateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	3,   // 44: volrep.driver.v1.DeleteGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	61,  // 45: volrep.driver.v1.DeleteGroupResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,   // 46: volrep.driver.v1.UpdateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	3,   // 47: volrep.driver.v1.CreateGroupSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	8,   // 48: volrep.driver.v1.CreateGroupSnapshotResponse.snapshots:type_name -> volrep.driver.v1.Snapshot
-	4,   // 49: volrep.driver.v1.GroupVolumeSource.volume_type:type_name -> volrep.driver.v1.VolumeType
-	66,  // 50: volrep.driver.v1.CreateGroupFromSrcRequest.group_type:type_name -> volrep.driver.v1.GroupType
-	77,  // 51: volrep.driver.v1.CreateGroupFromSrcRequest.volumes:type_name -> volrep.driver.v1.GroupVolumeSource
-	3,   // 52: volrep.driver.v1.CreateGroupFromSrcResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	61,  // 53: volrep.driver.v1.CreateGroupFromSrcResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,   // 54: volrep.driver.v1.EnableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	61,  // 55: volrep.driver.v1.EnableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,   // 56: volrep.driver.v1.DisableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	61,  // 57: volrep.driver.v1.DisableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	3,   // 58: volrep.driver.v1.FailoverReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	61,  // 59: volrep.driver.v1.FailoverReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
-	33,  // 60: volrep.driver.v1.AttachReplicaRequest.connector:type_name -> volrep.driver.v1.Connector
-	34,  // 61: volrep.driver.v1.AttachReplicaResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
-	116, // 62: volrep.driver.v1.AttachReplicaResponse.snapshot_created:type_name -> google.protobuf.Timestamp
-	33,  // 63: volrep.driver.v1.DetachReplicaRequest.connector:type_name -> volrep.driver.v1.Connector
-	92,  // 64: volrep.driver.v1.ManageExistingSizeRequest.ref:type_name -> volrep.driver.v1.ExistingRef
-	92,  // 65: volrep.driver.v1.ManageExistingRequest.ref:type_name -> volrep.driver.v1.ExistingRef
-	4,   // 66: volrep.driver.v1.ManageExistingRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
-	3,   // 67: volrep.driver.v1.ManageExistingResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	92,  // 68: volrep.driver.v1.ManageExistingSnapshotSizeRequest.ref:type_name -> volrep.driver.v1.ExistingRef
-	92,  // 69: volrep.driver.v1.ManageExistingSnapshotRequest.ref:type_name -> volrep.driver.v1.ExistingRef
-	3,   // 70: volrep.driver.v1.ManageExistingSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	115, // 71: volrep.driver.v1.Manageable.extra_info:type_name -> volrep.driver.v1.Manageable.ExtraInfoEntry
-	105, // 72: volrep.driver.v1.ListManageableVolumesResponse.volumes:type_name -> volrep.driver.v1.Manageable
-	105, // 73: volrep.driver.v1.ListManageableSnapshotsResponse.snapshots:type_name -> volrep.driver.v1.Manageable
-	9,   // 74: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
-	11,  // 75: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
-	13,  // 76: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
-	15,  // 77: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
-	17,  // 78: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
-	19,  // 79: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
-	21,  // 80: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
-	23,  // 81: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
-	25,  // 82: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
-	27,  // 83: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
-	29,  // 84: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
-	31,  // 85: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
-	37,  // 86: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
-	39,  // 87: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
-	41,  // 88: volrep.driver.v1.DriverService.Retype:input_type -> volrep.driver.v1.RetypeRequest
-	44,  // 89: volrep.driver.v1.DriverService.GetReplicationInfo:input_type -> volrep.driver.v1.GetReplicationInfoRequest
-	46,  // 90: volrep.driver.v1.DriverService.SetReplicationSchedule:input_type -> volrep.driver.v1.SetReplicationScheduleRequest
-	48,  // 91: volrep.driver.v1.DriverService.SnapshotReplicate:input_type -> volrep.driver.v1.SnapshotReplicateRequest
-	52,  // 92: volrep.driver.v1.DriverService.GetOperation:input_type -> volrep.driver.v1.GetOperationRequest
-	54,  // 93: volrep.driver.v1.DriverService.WatchOperation:input_type -> volrep.driver.v1.WatchOperationRequest
-	56,  // 94: volrep.driver.v1.DriverService.CancelOperation:input_type -> volrep.driver.v1.CancelOperationRequest
-	58,  // 95: volrep.driver.v1.DriverService.VerifySnapshot:input_type -> volrep.driver.v1.VerifySnapshotRequest
-	60,  // 96: volrep.driver.v1.DriverService.FailoverHost:input_type -> volrep.driver.v1.FailoverHostRequest
-	64,  // 97: volrep.driver.v1.DriverService.FailoverCompleted:input_type -> volrep.driver.v1.FailoverCompletedRequest
-	67,  // 98: volrep.driver.v1.DriverService.CreateGroup:input_type -> volrep.driver.v1.CreateGroupRequest
-	69,  // 99: volrep.driver.v1.DriverService.DeleteGroup:input_type -> volrep.driver.v1.DeleteGroupRequest
-	71,  // 100: volrep.driver.v1.DriverService.UpdateGroup:input_type -> volrep.driver.v1.UpdateGroupRequest
-	73,  // 101: volrep.driver.v1.DriverService.CreateGroupSnapshot:input_type -> volrep.driver.v1.CreateGroupSnapshotRequest
-	75,  // 102: volrep.driver.v1.DriverService.DeleteGroupSnapshot:input_type -> volrep.driver.v1.DeleteGroupSnapshotRequest
-	78,  // 103: volrep.driver.v1.DriverService.CreateGroupFromSrc:input_type -> volrep.driver.v1.CreateGroupFromSrcRequest
-	80,  // 104: volrep.driver.v1.DriverService.EnableReplication:input_type -> volrep.driver.v1.EnableReplicationRequest
-	82,  // 105: volrep.driver.v1.DriverService.DisableReplication:input_type -> volrep.driver.v1.DisableReplicationRequest
-	84,  // 106: volrep.driver.v1.DriverService.FailoverReplication:input_type -> volrep.driver.v1.FailoverReplicationRequest
-	86,  // 107: volrep.driver.v1.DriverService.RevertToSnapshot:input_type -> volrep.driver.v1.RevertToSnapshotRequest
-	88,  // 108: volrep.driver.v1.DriverService.AttachReplica:input_type -> volrep.driver.v1.AttachReplicaRequest
-	90,  // 109: volrep.driver.v1.DriverService.DetachReplica:input_type -> volrep.driver.v1.DetachReplicaRequest
-	93,  // 110: volrep.driver.v1.DriverService.ManageExistingSize:input_type -> volrep.driver.v1.ManageExistingSizeRequest
-	95,  // 111: volrep.driver.v1.DriverService.ManageExisting:input_type -> volrep.driver.v1.ManageExistingRequest
-	97,  // 112: volrep.driver.v1.DriverService.Unmanage:input_type -> volrep.driver.v1.UnmanageRequest
-	99,  // 113: volrep.driver.v1.DriverService.ManageExistingSnapshotSize:input_type -> volrep.driver.v1.ManageExistingSnapshotSizeRequest
-	101, // 114: volrep.driver.v1.DriverService.ManageExistingSnapshot:input_type -> volrep.driver.v1.ManageExistingSnapshotRequest
-	103, // 115: volrep.driver.v1.DriverService.UnmanageSnapshot:input_type -> volrep.driver.v1.UnmanageSnapshotRequest
-	106, // 116: volrep.driver.v1.DriverService.ListManageableVolumes:input_type -> volrep.driver.v1.ListManageableVolumesRequest
-	108, // 117: volrep.driver.v1.DriverService.ListManageableSnapshots:input_type -> volrep.driver.v1.ListManageableSnapshotsRequest
-	10,  // 118: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
-	12,  // 119: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
-	14,  // 120: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
-	16,  // 121: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
-	18,  // 122: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
-	20,  // 123: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
-	22,  // 124: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
-	24,  // 125: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
-	26,  // 126: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
-	28,  // 127: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
-	30,  // 128: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
-	32,  // 129: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
-	38,  // 130: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
-	40,  // 131: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
-	42,  // 132: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
-	45,  // 133: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
-	47,  // 134: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
-	49,  // 135: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
-	53,  // 136: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
-	55,  // 137: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
-	57,  // 138: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
-	59,  // 139: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
-	63,  // 140: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
-	65,  // 141: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
-	68,  // 142: volrep.driver.v1.DriverService.CreateGroup:output_type -> volrep.driver.v1.CreateGroupResponse
-	70,  // 143: volrep.driver.v1.DriverService.DeleteGroup:output_type -> volrep.driver.v1.DeleteGroupResponse
-	72,  // 144: volrep.driver.v1.DriverService.UpdateGroup:output_type -> volrep.driver.v1.UpdateGroupResponse
-	74,  // 145: volrep.driver.v1.DriverService.CreateGroupSnapshot:output_type -> volrep.driver.v1.CreateGroupSnapshotResponse
-	76,  // 146: volrep.driver.v1.DriverService.DeleteGroupSnapshot:output_type -> volrep.driver.v1.DeleteGroupSnapshotResponse
-	79,  // 147: volrep.driver.v1.DriverService.CreateGroupFromSrc:output_type -> volrep.driver.v1.CreateGroupFromSrcResponse
-	81,  // 148: volrep.driver.v1.DriverService.EnableReplication:output_type -> volrep.driver.v1.EnableReplicationResponse
-	83,  // 149: volrep.driver.v1.DriverService.DisableReplication:output_type -> volrep.driver.v1.DisableReplicationResponse
-	85,  // 150: volrep.driver.v1.DriverService.FailoverReplication:output_type -> volrep.driver.v1.FailoverReplicationResponse
-	87,  // 151: volrep.driver.v1.DriverService.RevertToSnapshot:output_type -> volrep.driver.v1.RevertToSnapshotResponse
-	89,  // 152: volrep.driver.v1.DriverService.AttachReplica:output_type -> volrep.driver.v1.AttachReplicaResponse
-	91,  // 153: volrep.driver.v1.DriverService.DetachReplica:output_type -> volrep.driver.v1.DetachReplicaResponse
-	94,  // 154: volrep.driver.v1.DriverService.ManageExistingSize:output_type -> volrep.driver.v1.ManageExistingSizeResponse
-	96,  // 155: volrep.driver.v1.DriverService.ManageExisting:output_type -> volrep.driver.v1.ManageExistingResponse
-	98,  // 156: volrep.driver.v1.DriverService.Unmanage:output_type -> volrep.driver.v1.UnmanageResponse
-	100, // 157: volrep.driver.v1.DriverService.ManageExistingSnapshotSize:output_type -> volrep.driver.v1.ManageExistingSnapshotSizeResponse
-	102, // 158: volrep.driver.v1.DriverService.ManageExistingSnapshot:output_type -> volrep.driver.v1.ManageExistingSnapshotResponse
-	104, // 159: volrep.driver.v1.DriverService.UnmanageSnapshot:output_type -> volrep.driver.v1.UnmanageSnapshotResponse
-	107, // 160: volrep.driver.v1.DriverService.ListManageableVolumes:output_type -> volrep.driver.v1.ListManageableVolumesResponse
-	109, // 161: volrep.driver.v1.DriverService.ListManageableSnapshots:output_type -> volrep.driver.v1.ListManageableSnapshotsResponse
-	118, // [118:162] is the sub-list for method output_type
-	74,  // [74:118] is the sub-list for method input_type
-	74,  // [74:74] is the sub-list for extension type_name
-	74,  // [74:74] is the sub-list for extension extendee
-	0,   // [0:74] is the sub-list for field type_name
+	112, // 3: volrep.driver.v1.VolumeType.qos_specs:type_name -> volrep.driver.v1.VolumeType.QosSpecsEntry
+	6,   // 4: volrep.driver.v1.Backend.replication_targets:type_name -> volrep.driver.v1.ReplicationTarget
+	0,   // 5: volrep.driver.v1.Volume.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
+	5,   // 6: volrep.driver.v1.ListBackendsResponse.backends:type_name -> volrep.driver.v1.Backend
+	4,   // 7: volrep.driver.v1.CreateVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
+	3,   // 8: volrep.driver.v1.CreateVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	4,   // 9: volrep.driver.v1.ExtendVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
+	7,   // 10: volrep.driver.v1.GetVolumeResponse.volume:type_name -> volrep.driver.v1.Volume
+	7,   // 11: volrep.driver.v1.ListVolumesResponse.volumes:type_name -> volrep.driver.v1.Volume
+	3,   // 12: volrep.driver.v1.CreateSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	8,   // 13: volrep.driver.v1.ListSnapshotsResponse.snapshots:type_name -> volrep.driver.v1.Snapshot
+	4,   // 14: volrep.driver.v1.CreateVolumeFromSnapshotRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
+	3,   // 15: volrep.driver.v1.CreateVolumeFromSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	4,   // 16: volrep.driver.v1.CreateClonedVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
+	3,   // 17: volrep.driver.v1.CreateClonedVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	113, // 18: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
+	114, // 19: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
+	35,  // 20: volrep.driver.v1.ConnectionInfo.iscsi:type_name -> volrep.driver.v1.IscsiTarget
+	36,  // 21: volrep.driver.v1.IscsiTarget.paths:type_name -> volrep.driver.v1.IscsiPath
+	33,  // 22: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
+	34,  // 23: volrep.driver.v1.InitializeConnectionResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
+	33,  // 24: volrep.driver.v1.TerminateConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
+	4,   // 25: volrep.driver.v1.RetypeRequest.new_type:type_name -> volrep.driver.v1.VolumeType
+	3,   // 26: volrep.driver.v1.RetypeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	1,   // 27: volrep.driver.v1.TargetReplicationInfo.status:type_name -> volrep.driver.v1.ReplicationHealth
+	117, // 28: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
+	1,   // 29: volrep.driver.v1.GetReplicationInfoResponse.status:type_name -> volrep.driver.v1.ReplicationHealth
+	117, // 30: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
+	43,  // 31: volrep.driver.v1.GetReplicationInfoResponse.targets:type_name -> volrep.driver.v1.TargetReplicationInfo
+	2,   // 32: volrep.driver.v1.Operation.state:type_name -> volrep.driver.v1.OperationState
+	117, // 33: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
+	117, // 34: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
+	51,  // 35: volrep.driver.v1.Operation.steps:type_name -> volrep.driver.v1.SnapshotReplicateStep
+	50,  // 36: volrep.driver.v1.GetOperationResponse.operation:type_name -> volrep.driver.v1.Operation
+	50,  // 37: volrep.driver.v1.WatchOperationResponse.operation:type_name -> volrep.driver.v1.Operation
+	50,  // 38: volrep.driver.v1.CancelOperationResponse.operation:type_name -> volrep.driver.v1.Operation
+	3,   // 39: volrep.driver.v1.VolumeUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
+	3,   // 40: volrep.driver.v1.GroupUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
+	61,  // 41: volrep.driver.v1.FailoverHostResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	62,  // 42: volrep.driver.v1.FailoverHostResponse.group_updates:type_name -> volrep.driver.v1.GroupUpdate
+	115, // 43: volrep.driver.v1.GroupType.group_specs:type_name -> volrep.driver.v1.GroupType.GroupSpecsEntry
+	66,  // 44: volrep.driver.v1.CreateGroupRequest.group_type:type_name -> volrep.driver.v1.GroupType
+	3,   // 45: volrep.driver.v1.CreateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	3,   // 46: volrep.driver.v1.DeleteGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	61,  // 47: volrep.driver.v1.DeleteGroupResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,   // 48: volrep.driver.v1.UpdateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	3,   // 49: volrep.driver.v1.CreateGroupSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	8,   // 50: volrep.driver.v1.CreateGroupSnapshotResponse.snapshots:type_name -> volrep.driver.v1.Snapshot
+	4,   // 51: volrep.driver.v1.GroupVolumeSource.volume_type:type_name -> volrep.driver.v1.VolumeType
+	66,  // 52: volrep.driver.v1.CreateGroupFromSrcRequest.group_type:type_name -> volrep.driver.v1.GroupType
+	77,  // 53: volrep.driver.v1.CreateGroupFromSrcRequest.volumes:type_name -> volrep.driver.v1.GroupVolumeSource
+	3,   // 54: volrep.driver.v1.CreateGroupFromSrcResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	61,  // 55: volrep.driver.v1.CreateGroupFromSrcResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,   // 56: volrep.driver.v1.EnableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	61,  // 57: volrep.driver.v1.EnableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,   // 58: volrep.driver.v1.DisableReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	61,  // 59: volrep.driver.v1.DisableReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	3,   // 60: volrep.driver.v1.FailoverReplicationResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	61,  // 61: volrep.driver.v1.FailoverReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
+	33,  // 62: volrep.driver.v1.AttachReplicaRequest.connector:type_name -> volrep.driver.v1.Connector
+	34,  // 63: volrep.driver.v1.AttachReplicaResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
+	117, // 64: volrep.driver.v1.AttachReplicaResponse.snapshot_created:type_name -> google.protobuf.Timestamp
+	33,  // 65: volrep.driver.v1.DetachReplicaRequest.connector:type_name -> volrep.driver.v1.Connector
+	92,  // 66: volrep.driver.v1.ManageExistingSizeRequest.ref:type_name -> volrep.driver.v1.ExistingRef
+	92,  // 67: volrep.driver.v1.ManageExistingRequest.ref:type_name -> volrep.driver.v1.ExistingRef
+	4,   // 68: volrep.driver.v1.ManageExistingRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
+	3,   // 69: volrep.driver.v1.ManageExistingResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	92,  // 70: volrep.driver.v1.ManageExistingSnapshotSizeRequest.ref:type_name -> volrep.driver.v1.ExistingRef
+	92,  // 71: volrep.driver.v1.ManageExistingSnapshotRequest.ref:type_name -> volrep.driver.v1.ExistingRef
+	3,   // 72: volrep.driver.v1.ManageExistingSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
+	116, // 73: volrep.driver.v1.Manageable.extra_info:type_name -> volrep.driver.v1.Manageable.ExtraInfoEntry
+	105, // 74: volrep.driver.v1.ListManageableVolumesResponse.volumes:type_name -> volrep.driver.v1.Manageable
+	105, // 75: volrep.driver.v1.ListManageableSnapshotsResponse.snapshots:type_name -> volrep.driver.v1.Manageable
+	9,   // 76: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
+	11,  // 77: volrep.driver.v1.DriverService.GetVolumeStats:input_type -> volrep.driver.v1.GetVolumeStatsRequest
+	13,  // 78: volrep.driver.v1.DriverService.CreateVolume:input_type -> volrep.driver.v1.CreateVolumeRequest
+	15,  // 79: volrep.driver.v1.DriverService.DeleteVolume:input_type -> volrep.driver.v1.DeleteVolumeRequest
+	17,  // 80: volrep.driver.v1.DriverService.ExtendVolume:input_type -> volrep.driver.v1.ExtendVolumeRequest
+	19,  // 81: volrep.driver.v1.DriverService.GetVolume:input_type -> volrep.driver.v1.GetVolumeRequest
+	21,  // 82: volrep.driver.v1.DriverService.ListVolumes:input_type -> volrep.driver.v1.ListVolumesRequest
+	23,  // 83: volrep.driver.v1.DriverService.CreateSnapshot:input_type -> volrep.driver.v1.CreateSnapshotRequest
+	25,  // 84: volrep.driver.v1.DriverService.DeleteSnapshot:input_type -> volrep.driver.v1.DeleteSnapshotRequest
+	27,  // 85: volrep.driver.v1.DriverService.ListSnapshots:input_type -> volrep.driver.v1.ListSnapshotsRequest
+	29,  // 86: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:input_type -> volrep.driver.v1.CreateVolumeFromSnapshotRequest
+	31,  // 87: volrep.driver.v1.DriverService.CreateClonedVolume:input_type -> volrep.driver.v1.CreateClonedVolumeRequest
+	37,  // 88: volrep.driver.v1.DriverService.InitializeConnection:input_type -> volrep.driver.v1.InitializeConnectionRequest
+	39,  // 89: volrep.driver.v1.DriverService.TerminateConnection:input_type -> volrep.driver.v1.TerminateConnectionRequest
+	41,  // 90: volrep.driver.v1.DriverService.Retype:input_type -> volrep.driver.v1.RetypeRequest
+	44,  // 91: volrep.driver.v1.DriverService.GetReplicationInfo:input_type -> volrep.driver.v1.GetReplicationInfoRequest
+	46,  // 92: volrep.driver.v1.DriverService.SetReplicationSchedule:input_type -> volrep.driver.v1.SetReplicationScheduleRequest
+	48,  // 93: volrep.driver.v1.DriverService.SnapshotReplicate:input_type -> volrep.driver.v1.SnapshotReplicateRequest
+	52,  // 94: volrep.driver.v1.DriverService.GetOperation:input_type -> volrep.driver.v1.GetOperationRequest
+	54,  // 95: volrep.driver.v1.DriverService.WatchOperation:input_type -> volrep.driver.v1.WatchOperationRequest
+	56,  // 96: volrep.driver.v1.DriverService.CancelOperation:input_type -> volrep.driver.v1.CancelOperationRequest
+	58,  // 97: volrep.driver.v1.DriverService.VerifySnapshot:input_type -> volrep.driver.v1.VerifySnapshotRequest
+	60,  // 98: volrep.driver.v1.DriverService.FailoverHost:input_type -> volrep.driver.v1.FailoverHostRequest
+	64,  // 99: volrep.driver.v1.DriverService.FailoverCompleted:input_type -> volrep.driver.v1.FailoverCompletedRequest
+	67,  // 100: volrep.driver.v1.DriverService.CreateGroup:input_type -> volrep.driver.v1.CreateGroupRequest
+	69,  // 101: volrep.driver.v1.DriverService.DeleteGroup:input_type -> volrep.driver.v1.DeleteGroupRequest
+	71,  // 102: volrep.driver.v1.DriverService.UpdateGroup:input_type -> volrep.driver.v1.UpdateGroupRequest
+	73,  // 103: volrep.driver.v1.DriverService.CreateGroupSnapshot:input_type -> volrep.driver.v1.CreateGroupSnapshotRequest
+	75,  // 104: volrep.driver.v1.DriverService.DeleteGroupSnapshot:input_type -> volrep.driver.v1.DeleteGroupSnapshotRequest
+	78,  // 105: volrep.driver.v1.DriverService.CreateGroupFromSrc:input_type -> volrep.driver.v1.CreateGroupFromSrcRequest
+	80,  // 106: volrep.driver.v1.DriverService.EnableReplication:input_type -> volrep.driver.v1.EnableReplicationRequest
+	82,  // 107: volrep.driver.v1.DriverService.DisableReplication:input_type -> volrep.driver.v1.DisableReplicationRequest
+	84,  // 108: volrep.driver.v1.DriverService.FailoverReplication:input_type -> volrep.driver.v1.FailoverReplicationRequest
+	86,  // 109: volrep.driver.v1.DriverService.RevertToSnapshot:input_type -> volrep.driver.v1.RevertToSnapshotRequest
+	88,  // 110: volrep.driver.v1.DriverService.AttachReplica:input_type -> volrep.driver.v1.AttachReplicaRequest
+	90,  // 111: volrep.driver.v1.DriverService.DetachReplica:input_type -> volrep.driver.v1.DetachReplicaRequest
+	93,  // 112: volrep.driver.v1.DriverService.ManageExistingSize:input_type -> volrep.driver.v1.ManageExistingSizeRequest
+	95,  // 113: volrep.driver.v1.DriverService.ManageExisting:input_type -> volrep.driver.v1.ManageExistingRequest
+	97,  // 114: volrep.driver.v1.DriverService.Unmanage:input_type -> volrep.driver.v1.UnmanageRequest
+	99,  // 115: volrep.driver.v1.DriverService.ManageExistingSnapshotSize:input_type -> volrep.driver.v1.ManageExistingSnapshotSizeRequest
+	101, // 116: volrep.driver.v1.DriverService.ManageExistingSnapshot:input_type -> volrep.driver.v1.ManageExistingSnapshotRequest
+	103, // 117: volrep.driver.v1.DriverService.UnmanageSnapshot:input_type -> volrep.driver.v1.UnmanageSnapshotRequest
+	106, // 118: volrep.driver.v1.DriverService.ListManageableVolumes:input_type -> volrep.driver.v1.ListManageableVolumesRequest
+	108, // 119: volrep.driver.v1.DriverService.ListManageableSnapshots:input_type -> volrep.driver.v1.ListManageableSnapshotsRequest
+	10,  // 120: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
+	12,  // 121: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
+	14,  // 122: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
+	16,  // 123: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
+	18,  // 124: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
+	20,  // 125: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
+	22,  // 126: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
+	24,  // 127: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
+	26,  // 128: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
+	28,  // 129: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
+	30,  // 130: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
+	32,  // 131: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
+	38,  // 132: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
+	40,  // 133: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
+	42,  // 134: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
+	45,  // 135: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
+	47,  // 136: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
+	49,  // 137: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
+	53,  // 138: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
+	55,  // 139: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
+	57,  // 140: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
+	59,  // 141: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
+	63,  // 142: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
+	65,  // 143: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
+	68,  // 144: volrep.driver.v1.DriverService.CreateGroup:output_type -> volrep.driver.v1.CreateGroupResponse
+	70,  // 145: volrep.driver.v1.DriverService.DeleteGroup:output_type -> volrep.driver.v1.DeleteGroupResponse
+	72,  // 146: volrep.driver.v1.DriverService.UpdateGroup:output_type -> volrep.driver.v1.UpdateGroupResponse
+	74,  // 147: volrep.driver.v1.DriverService.CreateGroupSnapshot:output_type -> volrep.driver.v1.CreateGroupSnapshotResponse
+	76,  // 148: volrep.driver.v1.DriverService.DeleteGroupSnapshot:output_type -> volrep.driver.v1.DeleteGroupSnapshotResponse
+	79,  // 149: volrep.driver.v1.DriverService.CreateGroupFromSrc:output_type -> volrep.driver.v1.CreateGroupFromSrcResponse
+	81,  // 150: volrep.driver.v1.DriverService.EnableReplication:output_type -> volrep.driver.v1.EnableReplicationResponse
+	83,  // 151: volrep.driver.v1.DriverService.DisableReplication:output_type -> volrep.driver.v1.DisableReplicationResponse
+	85,  // 152: volrep.driver.v1.DriverService.FailoverReplication:output_type -> volrep.driver.v1.FailoverReplicationResponse
+	87,  // 153: volrep.driver.v1.DriverService.RevertToSnapshot:output_type -> volrep.driver.v1.RevertToSnapshotResponse
+	89,  // 154: volrep.driver.v1.DriverService.AttachReplica:output_type -> volrep.driver.v1.AttachReplicaResponse
+	91,  // 155: volrep.driver.v1.DriverService.DetachReplica:output_type -> volrep.driver.v1.DetachReplicaResponse
+	94,  // 156: volrep.driver.v1.DriverService.ManageExistingSize:output_type -> volrep.driver.v1.ManageExistingSizeResponse
+	96,  // 157: volrep.driver.v1.DriverService.ManageExisting:output_type -> volrep.driver.v1.ManageExistingResponse
+	98,  // 158: volrep.driver.v1.DriverService.Unmanage:output_type -> volrep.driver.v1.UnmanageResponse
+	100, // 159: volrep.driver.v1.DriverService.ManageExistingSnapshotSize:output_type -> volrep.driver.v1.ManageExistingSnapshotSizeResponse
+	102, // 160: volrep.driver.v1.DriverService.ManageExistingSnapshot:output_type -> volrep.driver.v1.ManageExistingSnapshotResponse
+	104, // 161: volrep.driver.v1.DriverService.UnmanageSnapshot:output_type -> volrep.driver.v1.UnmanageSnapshotResponse
+	107, // 162: volrep.driver.v1.DriverService.ListManageableVolumes:output_type -> volrep.driver.v1.ListManageableVolumesResponse
+	109, // 163: volrep.driver.v1.DriverService.ListManageableSnapshots:output_type -> volrep.driver.v1.ListManageableSnapshotsResponse
+	120, // [120:164] is the sub-list for method output_type
+	76,  // [76:120] is the sub-list for method input_type
+	76,  // [76:76] is the sub-list for extension type_name
+	76,  // [76:76] is the sub-list for extension extendee
+	0,   // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_volrep_driver_v1_driver_service_proto_init() }
@@ -7848,7 +7893,7 @@ func file_volrep_driver_v1_driver_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_driver_v1_driver_service_proto_rawDesc), len(file_volrep_driver_v1_driver_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   113,
+			NumMessages:   114,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -121,6 +121,11 @@ class VolumeServiceStub(object):
         request_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RenameSnapshotRequest.SerializeToString,
         response_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RenameSnapshotResponse.FromString,
         )
+    self.SetVolumeQoS = channel.unary_unary(
+        '/volrep.array.v1.VolumeService/SetVolumeQoS',
+        request_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.SetVolumeQoSRequest.SerializeToString,
+        response_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.SetVolumeQoSResponse.FromString,
+        )
 
 
 class VolumeServiceServicer(object):
@@ -291,6 +296,17 @@ class VolumeServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def SetVolumeQoS(self, request, context):
+    """SetVolumeQoS replaces a volume's QoS limit, which the array enforces
+    on every attachment of the volume (NBD and iSCSI together, one token
+    bucket per limit holding one second's worth). Open attachments are
+    held to the new limit from their next request. An empty qos removes
+    the limit. A replica target gets no limit from its source.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_VolumeServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -398,6 +414,11 @@ def add_VolumeServiceServicer_to_server(servicer, server):
           servicer.RenameSnapshot,
           request_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RenameSnapshotRequest.FromString,
           response_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.RenameSnapshotResponse.SerializeToString,
+      ),
+      'SetVolumeQoS': grpc.unary_unary_rpc_method_handler(
+          servicer.SetVolumeQoS,
+          request_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.SetVolumeQoSRequest.FromString,
+          response_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.SetVolumeQoSResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(
