@@ -107,7 +107,9 @@ func TestCinderDriver(t *testing.T) {
 	d.Start()
 
 	cinderLog := filepath.Join(t.TempDir(), "cinder.log")
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	// The suite takes 3-4 minutes alone (test_images copies gigabyte
+	// volumes); more on a loaded machine.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	args := []string{"-m", "unittest", "discover", "-s", "../deploy/cinder/tests", "-v"}
 	if p := os.Getenv("VOLREP_CINDER_TESTS"); p != "" {
