@@ -327,6 +327,30 @@ class NBDImagesTest(ImagesTest):
         self.assertEqual(0, array_volume(name).used_bytes)
         self.assertEqual([], exports_of(name))
 
+    def test_failed_copy_revokes_its_attachment(self):
+        # qemu-img fails half-way (here: at once, as if the export went
+        # away); the attachment made for it is revoked all the same.
+        from oslo_concurrency import processutils
+        image_id = self.images.add(self.raw, 'raw')
+        driver = self.manager.driver
+        vol = vs.volume_in_db(self.plain_type)
+        driver.create_volume(vol)
+        self.addCleanup(driver.delete_volume, vol)
+        name = vs.raw('GetVolume', pb.GetVolumeRequest(
+            backend=vs.BACKEND, volume_id=vol.id)).volume.provider_id
+        attached = []
+
+        def fail(*cmd, **kwargs):
+            attached.extend(e.attachment_id for e in exports_of(name))
+            raise processutils.ProcessExecutionError(
+                exit_code=1, cmd=' '.join(cmd), stderr='qemu-img: failed')
+        with mock.patch.object(driver, '_execute', side_effect=fail):
+            with self.assertRaises(processutils.ProcessExecutionError):
+                driver.copy_image_to_volume(self.ctxt, vol, self.images,
+                                            image_id)
+        self.assertEqual(['volrep-image-copy.volrep-test'], attached)
+        self.assertNoImageCopyAttachment(name)
+
     def test_claimed_format_must_match(self):
         # A qcow2 that Glance calls raw would be written as its qcow2
         # header; Cinder's format check refuses it.
