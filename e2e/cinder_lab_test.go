@@ -406,6 +406,12 @@ func TestCinderLab(t *testing.T) {
 		}
 	})
 
+	t.Run("volume from a Glance image", func(t *testing.T) {
+		l := *l
+		l.t = t
+		labImages(t, &l, pure1)
+	})
+
 	t.Run("extend", func(t *testing.T) {
 		l := *l
 		l.t = t

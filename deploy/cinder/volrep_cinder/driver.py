@@ -23,7 +23,11 @@ replication_device and the pure_* options keep their Cinder meaning; volrepd
 reads them, this driver does not need them.
 """
 
+import contextlib
+import os
+import re
 import sys
+import tempfile
 import threading
 import time
 
@@ -31,10 +35,12 @@ from eventlet import patcher as eventlet_patcher
 from eventlet import tpool
 from oslo_config import cfg
 from oslo_log import log as logging
+from oslo_utils import units
 
 from cinder import context as cinder_context
 from cinder import exception
 from cinder.i18n import _
+from cinder.image import image_utils
 from cinder import interface
 from cinder import objects
 from cinder.objects import fields
@@ -976,6 +982,270 @@ class VolrepDriver(driver.VolumeDriver):
             snapshot_id=snapshot_ref(snapshot),
             connector=connector_pb(connector)),
             missing_ok=True)
+
+    # Images
+    #
+    # Cinder's generic copy_image_to_volume and copy_volume_to_image attach
+    # the volume to the cinder-volume host with os-brick, which needs a
+    # kernel initiator (nbd.ko, or open-iscsi with iscsi_tcp) and root, and
+    # copy through the block device. volrep's exports are NBD and iSCSI over
+    # TCP, which qemu-img speaks itself (its nbd driver, and libiscsi in
+    # qemu-block-extra), so these methods copy with qemu-img straight to and
+    # from the export, as the RBD driver copies with rbd's own tools: no
+    # kernel module, no device node, no root. The export is the driver's own
+    # InitializeConnection for a connector of this host (see
+    # _image_copy_connector), revoked by TerminateConnection when the copy
+    # ends, however it ends.
+
+    # The initiator name (and, with the host's name, the connector host)
+    # the image copies use. A name of its own, not the host's os-brick
+    # initiator: over iSCSI the array makes a host of it, and over NBD the
+    # connector host names the export, so that ending a copy (which
+    # terminates by that name) never revokes an attachment of the same
+    # volume to an instance on this host.
+    IMAGE_COPY_IQN_PREFIX = 'iqn.2010-10.org.openstack:volrep-image-copy.'
+    IMAGE_COPY_HOST_PREFIX = 'volrep-image-copy.'
+    # Formats qemu-img reads and writes here, by qemu's names (Glance's vhd
+    # is qemu's vpc: image_utils.fixup_disk_format).
+    IMAGE_FORMATS = ('raw', 'qcow2', 'vmdk', 'vdi', 'vpc', 'vhdx')
+
+    def _image_copy_connector(self):
+        """The connector the image copies attach with: this host."""
+        host = (self.host or CONF.host or 'cinder').partition('@')[0]
+        # An array name allows letters, digits, '.', '_', ':', '-'; an IQN
+        # lower-case letters, digits, '.', '-', ':'.
+        name = re.sub(r'[^a-z0-9.-]+', '-', host.lower())
+        name = re.sub(r'\.{2,}', '.', name).strip('.-') or 'cinder'
+        name = name[:128 - len(self.IMAGE_COPY_HOST_PREFIX)]
+        return {'host': self.IMAGE_COPY_HOST_PREFIX + name,
+                'ip': CONF.my_ip,
+                'initiator': self.IMAGE_COPY_IQN_PREFIX + name,
+                'multipath': False}
+
+    def _image_tmp_suffix(self):
+        # cinder-volume's init_host deletes the files of the conversion
+        # directory whose names end with host@backend: what a copy
+        # interrupted by a crash left there.
+        return '-' + (volume_utils.extract_host(self.host) or 'volrep')
+
+    @staticmethod
+    def _opt(value):
+        """A value for qemu's --image-opts, where ',' is written ',,'."""
+        return str(value).replace(',', ',,')
+
+    @contextlib.contextmanager
+    def _qemu_volume(self, volume):
+        """Attach the volume to this host for qemu-img: yields (args,
+        where), args being qemu-img arguments that open the export as a
+        raw image (--object ... --image-opts OPTS, the last one the options
+        string, so that a caller can turn it into --target-image-opts),
+        where a description for messages without secrets. The attachment is
+        revoked on exit."""
+        connector = self._image_copy_connector()
+        info = self.initialize_connection(volume, connector)
+        secret = None
+        try:
+            kind, data = info['driver_volume_type'], info['data']
+            if kind == 'nbd':
+                where = 'nbd://%s:%s' % (data['host'], data['port'])
+                args = ['--image-opts',
+                        'driver=raw,file.driver=nbd,file.server.type=inet,'
+                        'file.server.host=%s,file.server.port=%s,'
+                        'file.export=%s' % (self._opt(data['host']),
+                                            self._opt(data['port']),
+                                            self._opt(data['export_name']))]
+            elif kind == 'iscsi':
+                where = 'iscsi://%s/%s/%s' % (data['target_portal'],
+                                              data['target_iqn'],
+                                              data['target_lun'])
+                # libiscsi logs in as the initiator the array masked the
+                # LUN to; without initiator-name it would make one up.
+                opts = ('driver=raw,file.driver=iscsi,file.transport=tcp,'
+                        'file.portal=%s,file.target=%s,file.lun=%s,'
+                        'file.initiator-name=%s' % (
+                            self._opt(data['target_portal']),
+                            self._opt(data['target_iqn']),
+                            self._opt(data['target_lun']),
+                            self._opt(connector['initiator'])))
+                args = []
+                if data.get('auth_method'):
+                    # The CHAP secret goes to qemu in a file of mode 0600,
+                    # not on a command line that ps shows.
+                    fd, secret = tempfile.mkstemp(
+                        dir=volume_utils.image_conversion_dir(),
+                        prefix='volrep-chap-',
+                        suffix=self._image_tmp_suffix())
+                    with os.fdopen(fd, 'w') as f:
+                        f.write(data['auth_password'])
+                    args += ['--object',
+                             'secret,id=volrep-chap,file=%s' %
+                             self._opt(secret)]
+                    opts += (',file.user=%s,file.password-secret=volrep-chap'
+                             % self._opt(data['auth_username']))
+                args += ['--image-opts', opts]
+            else:
+                raise exception.VolumeBackendAPIException(data=_(
+                    'volrepd attached volume %(id)s over %(kind)s; image '
+                    'copies know nbd and iscsi') % {'id': volume.id,
+                                                    'kind': kind})
+            yield args, where
+        finally:
+            if secret:
+                try:
+                    os.unlink(secret)
+                except OSError as err:
+                    LOG.warning('volrep: cannot delete %(path)s: %(err)s',
+                                {'path': secret, 'err': err})
+            try:
+                self.terminate_connection(volume, connector)
+            except Exception as err:
+                # Not raised: it would hide the copy's own error, or fail a
+                # copy that worked. The attachment is this host's only, and
+                # the next copy of the volume revokes it.
+                LOG.warning('volrep: image copy attachment of volume %(id)s '
+                            'for %(host)s not revoked: %(err)s',
+                            {'id': volume.id, 'host': connector['host'],
+                             'err': err})
+
+    def clone_image(self, context, volume, image_location, image_meta,
+                    image_service):
+        """Not done here: (None, False), and Cinder downloads the image
+        (copy_image_to_volume). An efficient clone needs the image on the
+        array already, and volrep keeps no image cache on the array yet;
+        Cinder's own image volume cache (image_volume_cache_enabled) works
+        with this driver, as its clones are CreateClonedVolume, O(1)."""
+        return None, False
+
+    def copy_image_to_volume(self, context, volume, image_service, image_id,
+                             disable_sparse=False):
+        """Write a Glance image into the volume with qemu-img convert over
+        the volume's export (see # Images).
+
+        The image is fetched to a temporary file in image_conversion_dir
+        and checked as Cinder checks images (format inspector, the claimed
+        disk_format, no backing or data file); an image whose virtual size
+        exceeds the volume is refused with ImageUnacceptable naming both.
+        disable_sparse writes the zeros of the image too.
+        """
+        meta = image_service.show(context, image_id) or {}
+        disk_format = meta.get('disk_format')
+        image_utils.check_image_conversion_disable(disk_format, 'raw',
+                                                   image_id)
+        with self._fetched_image(context, image_service, image_id) as tmp:
+            info = image_utils.qemu_img_info(tmp, run_as_root=False)
+            fmt = self._checked_image_format(image_id, tmp, disk_format,
+                                             info)
+            size, volume_bytes = int(info.virtual_size), volume.size * units.Gi
+            if size > volume_bytes:
+                raise exception.ImageUnacceptable(image_id=image_id, reason=_(
+                    'the image\'s virtual size is %(size)d bytes '
+                    '(%(gib).2f GiB), larger than volume %(vol)s of '
+                    '%(vsize)d GiB (%(vbytes)d bytes); create the volume '
+                    'with a size of at least %(need)d GiB') % {
+                        'size': size, 'gib': size / float(units.Gi),
+                        'vol': volume.id, 'vsize': volume.size,
+                        'vbytes': volume_bytes,
+                        'need': (size + units.Gi - 1) // units.Gi})
+            cmd = ['qemu-img', 'convert', '-n', '-f', fmt]
+            # A new volrep volume reads zeros everywhere: its layer holds
+            # no block until one is written. So when the volume is new,
+            # --target-is-zero lets qemu-img skip the image's zero and
+            # unallocated ranges instead of writing them, and the volume
+            # stays thin (an image of 1 GiB with 1 MiB of data allocates
+            # about 1 MiB). A volume being re-imaged (Cinder's reimage; it
+            # always sets previous_status, which a new volume has not) has
+            # old data, so there qemu-img writes the zeros, as it does
+            # with disable_sparse.
+            if not disable_sparse and not _get(volume, 'previous_status'):
+                cmd.append('--target-is-zero')
+            with self._qemu_volume(volume) as (args, where):
+                # The volume's --image-opts becomes --target-image-opts.
+                args = list(args)
+                args[-2] = '--target-image-opts'
+                LOG.info('volrep: writing image %(image)s (%(fmt)s, '
+                         '%(size)d bytes) into volume %(id)s at %(where)s',
+                         {'image': image_id, 'fmt': fmt, 'size': size,
+                          'id': volume.id, 'where': where})
+                self._execute(*(cmd + args[:-2] + [args[-2], tmp, args[-1]]),
+                              run_as_root=False)
+
+    @contextlib.contextmanager
+    def _fetched_image(self, context, image_service, image_id):
+        """The image in a file: the one Cinder's create flow fetched
+        already (TemporaryImages, which it inspected and checked against
+        the volume's size), else a download to a temporary file of
+        image_conversion_dir, deleted on exit."""
+        if getattr(image_service, 'temp_images', None) is not None:
+            path = image_service.temp_images.get(context, image_id)
+            # TemporaryImages.fetch forgets its file only when its block
+            # ends without an exception: after a failed create from the
+            # same image service (an image too large), it still names a
+            # file it has deleted.
+            if path and os.path.exists(path):
+                yield path
+                return
+        with image_utils.temporary_file(prefix='volrep-image-',
+                                        suffix=self._image_tmp_suffix()) as tmp:
+            image_utils.fetch(context, image_service, image_id, tmp,
+                              None, None)
+            yield tmp
+
+    def _checked_image_format(self, image_id, path, disk_format, info):
+        """The image's format by qemu's name, after Cinder's checks: the
+        format inspector agrees with the claimed disk_format, and a qcow2
+        or vmdk refers to no other file."""
+        if info.backing_file:
+            raise exception.ImageUnacceptable(image_id=image_id, reason=_(
+                'the image has a backing file (%s); upload a flattened '
+                'image') % info.backing_file)
+        claimed = (image_utils.fixup_disk_format(disk_format)
+                   if disk_format else None)
+        image_utils.check_image_format(path, src_format=claimed,
+                                       image_id=image_id, data=info,
+                                       run_as_root=False)
+        fmt = info.file_format
+        if fmt not in self.IMAGE_FORMATS:
+            raise exception.ImageUnacceptable(image_id=image_id, reason=_(
+                'its format is %(fmt)s; volrep copies %(ok)s images') % {
+                    'fmt': fmt, 'ok': ', '.join(self.IMAGE_FORMATS)})
+        return fmt
+
+    def copy_volume_to_image(self, context, volume, image_service,
+                             image_meta):
+        """Read the volume with qemu-img convert from its export into a
+        temporary file of the image's disk_format (raw, qcow2, or another
+        format qemu-img writes), then upload it to Glance. Unwritten ranges
+        read as holes over NBD's block status, so a thin volume makes a
+        small qcow2."""
+        disk_format = image_meta.get('disk_format') or 'raw'
+        fmt = image_utils.fixup_disk_format(disk_format)
+        if fmt not in self.IMAGE_FORMATS:
+            raise exception.ImageUnacceptable(
+                image_id=image_meta.get('id'), reason=_(
+                    'disk_format %(fmt)s; volrep uploads %(ok)s images') % {
+                        'fmt': disk_format,
+                        'ok': ', '.join(self.IMAGE_FORMATS)})
+        with image_utils.temporary_file(prefix='volrep-upload-',
+                                        suffix=self._image_tmp_suffix()) as tmp:
+            with self._qemu_volume(volume) as (args, where):
+                LOG.info('volrep: reading volume %(id)s at %(where)s into '
+                         'image %(image)s (%(fmt)s)',
+                         {'id': volume.id, 'where': where,
+                          'image': image_meta.get('id'), 'fmt': fmt})
+                self._execute('qemu-img', 'convert', *args, '-O', fmt, tmp,
+                              run_as_root=False)
+            # As volume_utils.upload_volume, which assumes a volume type.
+            vtype = _get(volume, 'volume_type')
+            specs = _get(vtype, 'extra_specs', {}) if vtype else {}
+            try:
+                glance_meta = volume.glance_metadata or {}
+            except Exception:
+                glance_meta = {}
+            image_utils.upload_volume(
+                context, image_service, image_meta, tmp, volume_format=fmt,
+                run_as_root=False,
+                store_id=specs.get('image_service:store_id'),
+                base_image_ref=glance_meta.get('image_id'))
 
     # ---- stats ----------------------------------------------------------
 
