@@ -267,4 +267,8 @@ type Array interface {
 	SetReadOnly(ctx context.Context, volume string, readOnly bool) error
 	// CreateSnapshotSet snapshots volumes at one write barrier.
 	CreateSnapshotSet(ctx context.Context, volumes []string, name string, labels map[string]string) ([]Snapshot, error)
+	// HoldWrites makes a volume's client writes wait for lease, or renews
+	// the hold in force; lease 0 releases it. It returns when the hold in
+	// force began (zero after a release).
+	HoldWrites(ctx context.Context, volume string, lease time.Duration) (time.Time, error)
 }

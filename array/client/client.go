@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -330,6 +331,14 @@ func (c *Client) Checksums(ctx context.Context, volume, snapshot string, off, le
 func (c *Client) SetReadOnly(ctx context.Context, volume string, readOnly bool) error {
 	_, err := c.volumes.SetVolumeReadOnly(ctx, &arrayv1.SetVolumeReadOnlyRequest{Name: volume, ReadOnly: readOnly})
 	return err
+}
+
+func (c *Client) HoldWrites(ctx context.Context, volume string, lease time.Duration) (time.Time, error) {
+	r, err := c.volumes.HoldVolumeWrites(ctx, &arrayv1.HoldVolumeWritesRequest{Name: volume, LeaseMs: lease.Milliseconds()})
+	if err != nil || r.GetHeldSince() == nil {
+		return time.Time{}, err
+	}
+	return r.GetHeldSince().AsTime(), nil
 }
 
 func (c *Client) CreateSnapshotSet(ctx context.Context, volumes []string, name string, labels map[string]string) ([]array.Snapshot, error) {

@@ -93,6 +93,8 @@ type volume struct {
 	stripes [256]sync.Mutex
 	// mirror, set under io's write lock, sees every client change.
 	mirror Mirror
+	// hold, set under io's write lock, makes client writes wait (hold.go).
+	hold *writeHold
 }
 
 type snapshot struct {
@@ -369,6 +371,9 @@ func (s *Store) Close() error {
 	defer s.io.Unlock()
 	var errs []error
 	for _, v := range s.vols {
+		if h := v.hold; h != nil {
+			s.releaseLocked(v, h) // held writes now find the store closed
+		}
 		errs = append(errs, s.flushLayer(v.live))
 	}
 	errs = append(errs, s.closeFiles())

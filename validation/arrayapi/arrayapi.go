@@ -6,6 +6,8 @@
 package arrayapi
 
 import (
+	"time"
+
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/errdefs"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
@@ -143,6 +145,8 @@ func Check(req any) (handled bool, err error) {
 		return true, setVolumeReadOnlyRequest(x)
 	case *arrayv1.CreateSnapshotSetRequest:
 		return true, createSnapshotSetRequest(x)
+	case *arrayv1.HoldVolumeWritesRequest:
+		return true, holdVolumeWritesRequest(x)
 	}
 	return false, nil
 }
@@ -522,6 +526,18 @@ func cancelOperationRequest(x *arrayv1.CancelOperationRequest) error { return v.
 // setVolumeReadOnlyRequest checks the volume name.
 func setVolumeReadOnlyRequest(x *arrayv1.SetVolumeReadOnlyRequest) error {
 	return v.Name("name", x.GetName())
+}
+
+// maxHoldLease bounds a write hold's lease: a holder renews, it does not
+// freeze a volume for long.
+const maxHoldLease = time.Hour
+
+// holdVolumeWritesRequest checks the volume name and the lease.
+func holdVolumeWritesRequest(x *arrayv1.HoldVolumeWritesRequest) error {
+	if err := v.Name("name", x.GetName()); err != nil {
+		return err
+	}
+	return v.Range("lease_ms", x.GetLeaseMs(), 0, maxHoldLease.Milliseconds())
 }
 
 // createSnapshotSetRequest checks the volumes and the snapshot name.

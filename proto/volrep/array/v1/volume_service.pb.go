@@ -2258,6 +2258,105 @@ func (x *RevertVolumeResponse) GetVolume() *Volume {
 	return nil
 }
 
+type HoldVolumeWritesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// How long the hold lasts unless renewed, in milliseconds (at most one
+	// hour); 0 releases it.
+	LeaseMs       int64 `protobuf:"varint,2,opt,name=lease_ms,json=leaseMs,proto3" json:"lease_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldVolumeWritesRequest) Reset() {
+	*x = HoldVolumeWritesRequest{}
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldVolumeWritesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldVolumeWritesRequest) ProtoMessage() {}
+
+func (x *HoldVolumeWritesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldVolumeWritesRequest.ProtoReflect.Descriptor instead.
+func (*HoldVolumeWritesRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *HoldVolumeWritesRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *HoldVolumeWritesRequest) GetLeaseMs() int64 {
+	if x != nil {
+		return x.LeaseMs
+	}
+	return 0
+}
+
+type HoldVolumeWritesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the hold in force began; unset after a release.
+	HeldSince     *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=held_since,json=heldSince,proto3" json:"held_since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldVolumeWritesResponse) Reset() {
+	*x = HoldVolumeWritesResponse{}
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldVolumeWritesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldVolumeWritesResponse) ProtoMessage() {}
+
+func (x *HoldVolumeWritesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldVolumeWritesResponse.ProtoReflect.Descriptor instead.
+func (*HoldVolumeWritesResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *HoldVolumeWritesResponse) GetHeldSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HeldSince
+	}
+	return nil
+}
+
 var File_volrep_array_v1_volume_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
@@ -2422,7 +2521,13 @@ const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x1a\n" +
 	"\bsnapshot\x18\x02 \x01(\tR\bsnapshot\"G\n" +
 	"\x14RevertVolumeResponse\x12/\n" +
-	"\x06volume\x18\x01 \x01(\v2\x17.volrep.array.v1.VolumeR\x06volume2\x9c\x0e\n" +
+	"\x06volume\x18\x01 \x01(\v2\x17.volrep.array.v1.VolumeR\x06volume\"H\n" +
+	"\x17HoldVolumeWritesRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
+	"\blease_ms\x18\x02 \x01(\x03R\aleaseMs\"U\n" +
+	"\x18HoldVolumeWritesResponse\x129\n" +
+	"\n" +
+	"held_since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\theldSince2\x85\x0f\n" +
 	"\rVolumeService\x12[\n" +
 	"\fCreateVolume\x12$.volrep.array.v1.CreateVolumeRequest\x1a%.volrep.array.v1.CreateVolumeResponse\x12R\n" +
 	"\tGetVolume\x12!.volrep.array.v1.GetVolumeRequest\x1a\".volrep.array.v1.GetVolumeResponse\x12X\n" +
@@ -2443,7 +2548,8 @@ const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\x10ChecksumSnapshot\x12(.volrep.array.v1.ChecksumSnapshotRequest\x1a).volrep.array.v1.ChecksumSnapshotResponse\x12j\n" +
 	"\x11SetVolumeReadOnly\x12).volrep.array.v1.SetVolumeReadOnlyRequest\x1a*.volrep.array.v1.SetVolumeReadOnlyResponse\x12j\n" +
 	"\x11CreateSnapshotSet\x12).volrep.array.v1.CreateSnapshotSetRequest\x1a*.volrep.array.v1.CreateSnapshotSetResponse\x12[\n" +
-	"\fRevertVolume\x12$.volrep.array.v1.RevertVolumeRequest\x1a%.volrep.array.v1.RevertVolumeResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
+	"\fRevertVolume\x12$.volrep.array.v1.RevertVolumeRequest\x1a%.volrep.array.v1.RevertVolumeResponse\x12g\n" +
+	"\x10HoldVolumeWrites\x12(.volrep.array.v1.HoldVolumeWritesRequest\x1a).volrep.array.v1.HoldVolumeWritesResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
 
 var (
 	file_volrep_array_v1_volume_service_proto_rawDescOnce sync.Once
@@ -2457,7 +2563,7 @@ func file_volrep_array_v1_volume_service_proto_rawDescGZIP() []byte {
 	return file_volrep_array_v1_volume_service_proto_rawDescData
 }
 
-var file_volrep_array_v1_volume_service_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_volrep_array_v1_volume_service_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_volrep_array_v1_volume_service_proto_goTypes = []any{
 	(*Volume)(nil),                    // 0: volrep.array.v1.Volume
 	(*Snapshot)(nil),                  // 1: volrep.array.v1.Snapshot
@@ -2500,78 +2606,83 @@ var file_volrep_array_v1_volume_service_proto_goTypes = []any{
 	(*CreateSnapshotSetResponse)(nil), // 38: volrep.array.v1.CreateSnapshotSetResponse
 	(*RevertVolumeRequest)(nil),       // 39: volrep.array.v1.RevertVolumeRequest
 	(*RevertVolumeResponse)(nil),      // 40: volrep.array.v1.RevertVolumeResponse
-	nil,                               // 41: volrep.array.v1.Volume.LabelsEntry
-	nil,                               // 42: volrep.array.v1.Snapshot.LabelsEntry
-	nil,                               // 43: volrep.array.v1.CreateVolumeRequest.LabelsEntry
-	nil,                               // 44: volrep.array.v1.CreateSnapshotRequest.LabelsEntry
-	nil,                               // 45: volrep.array.v1.CloneSnapshotRequest.LabelsEntry
-	nil,                               // 46: volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),     // 47: google.protobuf.Timestamp
+	(*HoldVolumeWritesRequest)(nil),   // 41: volrep.array.v1.HoldVolumeWritesRequest
+	(*HoldVolumeWritesResponse)(nil),  // 42: volrep.array.v1.HoldVolumeWritesResponse
+	nil,                               // 43: volrep.array.v1.Volume.LabelsEntry
+	nil,                               // 44: volrep.array.v1.Snapshot.LabelsEntry
+	nil,                               // 45: volrep.array.v1.CreateVolumeRequest.LabelsEntry
+	nil,                               // 46: volrep.array.v1.CreateSnapshotRequest.LabelsEntry
+	nil,                               // 47: volrep.array.v1.CloneSnapshotRequest.LabelsEntry
+	nil,                               // 48: volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),     // 49: google.protobuf.Timestamp
 }
 var file_volrep_array_v1_volume_service_proto_depIdxs = []int32{
-	47, // 0: volrep.array.v1.Volume.created:type_name -> google.protobuf.Timestamp
-	41, // 1: volrep.array.v1.Volume.labels:type_name -> volrep.array.v1.Volume.LabelsEntry
-	47, // 2: volrep.array.v1.Snapshot.created:type_name -> google.protobuf.Timestamp
-	42, // 3: volrep.array.v1.Snapshot.labels:type_name -> volrep.array.v1.Snapshot.LabelsEntry
-	43, // 4: volrep.array.v1.CreateVolumeRequest.labels:type_name -> volrep.array.v1.CreateVolumeRequest.LabelsEntry
+	49, // 0: volrep.array.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	43, // 1: volrep.array.v1.Volume.labels:type_name -> volrep.array.v1.Volume.LabelsEntry
+	49, // 2: volrep.array.v1.Snapshot.created:type_name -> google.protobuf.Timestamp
+	44, // 3: volrep.array.v1.Snapshot.labels:type_name -> volrep.array.v1.Snapshot.LabelsEntry
+	45, // 4: volrep.array.v1.CreateVolumeRequest.labels:type_name -> volrep.array.v1.CreateVolumeRequest.LabelsEntry
 	0,  // 5: volrep.array.v1.CreateVolumeResponse.volume:type_name -> volrep.array.v1.Volume
 	0,  // 6: volrep.array.v1.GetVolumeResponse.volume:type_name -> volrep.array.v1.Volume
 	0,  // 7: volrep.array.v1.ListVolumesResponse.volumes:type_name -> volrep.array.v1.Volume
 	0,  // 8: volrep.array.v1.ExtendVolumeResponse.volume:type_name -> volrep.array.v1.Volume
-	44, // 9: volrep.array.v1.CreateSnapshotRequest.labels:type_name -> volrep.array.v1.CreateSnapshotRequest.LabelsEntry
+	46, // 9: volrep.array.v1.CreateSnapshotRequest.labels:type_name -> volrep.array.v1.CreateSnapshotRequest.LabelsEntry
 	1,  // 10: volrep.array.v1.CreateSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
 	1,  // 11: volrep.array.v1.GetSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
 	1,  // 12: volrep.array.v1.ListSnapshotsResponse.snapshots:type_name -> volrep.array.v1.Snapshot
-	45, // 13: volrep.array.v1.CloneSnapshotRequest.labels:type_name -> volrep.array.v1.CloneSnapshotRequest.LabelsEntry
+	47, // 13: volrep.array.v1.CloneSnapshotRequest.labels:type_name -> volrep.array.v1.CloneSnapshotRequest.LabelsEntry
 	0,  // 14: volrep.array.v1.CloneSnapshotResponse.volume:type_name -> volrep.array.v1.Volume
 	2,  // 15: volrep.array.v1.DiffSnapshotsResponse.extents:type_name -> volrep.array.v1.Extent
 	0,  // 16: volrep.array.v1.SetVolumeReadOnlyResponse.volume:type_name -> volrep.array.v1.Volume
-	46, // 17: volrep.array.v1.CreateSnapshotSetRequest.labels:type_name -> volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
+	48, // 17: volrep.array.v1.CreateSnapshotSetRequest.labels:type_name -> volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
 	1,  // 18: volrep.array.v1.CreateSnapshotSetResponse.snapshots:type_name -> volrep.array.v1.Snapshot
 	0,  // 19: volrep.array.v1.RevertVolumeResponse.volume:type_name -> volrep.array.v1.Volume
-	3,  // 20: volrep.array.v1.VolumeService.CreateVolume:input_type -> volrep.array.v1.CreateVolumeRequest
-	5,  // 21: volrep.array.v1.VolumeService.GetVolume:input_type -> volrep.array.v1.GetVolumeRequest
-	7,  // 22: volrep.array.v1.VolumeService.ListVolumes:input_type -> volrep.array.v1.ListVolumesRequest
-	9,  // 23: volrep.array.v1.VolumeService.DeleteVolume:input_type -> volrep.array.v1.DeleteVolumeRequest
-	11, // 24: volrep.array.v1.VolumeService.ExtendVolume:input_type -> volrep.array.v1.ExtendVolumeRequest
-	13, // 25: volrep.array.v1.VolumeService.WriteVolume:input_type -> volrep.array.v1.WriteVolumeRequest
-	15, // 26: volrep.array.v1.VolumeService.ReadVolume:input_type -> volrep.array.v1.ReadVolumeRequest
-	17, // 27: volrep.array.v1.VolumeService.FlushVolume:input_type -> volrep.array.v1.FlushVolumeRequest
-	19, // 28: volrep.array.v1.VolumeService.CreateSnapshot:input_type -> volrep.array.v1.CreateSnapshotRequest
-	21, // 29: volrep.array.v1.VolumeService.GetSnapshot:input_type -> volrep.array.v1.GetSnapshotRequest
-	23, // 30: volrep.array.v1.VolumeService.ListSnapshots:input_type -> volrep.array.v1.ListSnapshotsRequest
-	25, // 31: volrep.array.v1.VolumeService.DeleteSnapshot:input_type -> volrep.array.v1.DeleteSnapshotRequest
-	27, // 32: volrep.array.v1.VolumeService.ReadSnapshot:input_type -> volrep.array.v1.ReadSnapshotRequest
-	29, // 33: volrep.array.v1.VolumeService.CloneSnapshot:input_type -> volrep.array.v1.CloneSnapshotRequest
-	31, // 34: volrep.array.v1.VolumeService.DiffSnapshots:input_type -> volrep.array.v1.DiffSnapshotsRequest
-	33, // 35: volrep.array.v1.VolumeService.ChecksumSnapshot:input_type -> volrep.array.v1.ChecksumSnapshotRequest
-	35, // 36: volrep.array.v1.VolumeService.SetVolumeReadOnly:input_type -> volrep.array.v1.SetVolumeReadOnlyRequest
-	37, // 37: volrep.array.v1.VolumeService.CreateSnapshotSet:input_type -> volrep.array.v1.CreateSnapshotSetRequest
-	39, // 38: volrep.array.v1.VolumeService.RevertVolume:input_type -> volrep.array.v1.RevertVolumeRequest
-	4,  // 39: volrep.array.v1.VolumeService.CreateVolume:output_type -> volrep.array.v1.CreateVolumeResponse
-	6,  // 40: volrep.array.v1.VolumeService.GetVolume:output_type -> volrep.array.v1.GetVolumeResponse
-	8,  // 41: volrep.array.v1.VolumeService.ListVolumes:output_type -> volrep.array.v1.ListVolumesResponse
-	10, // 42: volrep.array.v1.VolumeService.DeleteVolume:output_type -> volrep.array.v1.DeleteVolumeResponse
-	12, // 43: volrep.array.v1.VolumeService.ExtendVolume:output_type -> volrep.array.v1.ExtendVolumeResponse
-	14, // 44: volrep.array.v1.VolumeService.WriteVolume:output_type -> volrep.array.v1.WriteVolumeResponse
-	16, // 45: volrep.array.v1.VolumeService.ReadVolume:output_type -> volrep.array.v1.ReadVolumeResponse
-	18, // 46: volrep.array.v1.VolumeService.FlushVolume:output_type -> volrep.array.v1.FlushVolumeResponse
-	20, // 47: volrep.array.v1.VolumeService.CreateSnapshot:output_type -> volrep.array.v1.CreateSnapshotResponse
-	22, // 48: volrep.array.v1.VolumeService.GetSnapshot:output_type -> volrep.array.v1.GetSnapshotResponse
-	24, // 49: volrep.array.v1.VolumeService.ListSnapshots:output_type -> volrep.array.v1.ListSnapshotsResponse
-	26, // 50: volrep.array.v1.VolumeService.DeleteSnapshot:output_type -> volrep.array.v1.DeleteSnapshotResponse
-	28, // 51: volrep.array.v1.VolumeService.ReadSnapshot:output_type -> volrep.array.v1.ReadSnapshotResponse
-	30, // 52: volrep.array.v1.VolumeService.CloneSnapshot:output_type -> volrep.array.v1.CloneSnapshotResponse
-	32, // 53: volrep.array.v1.VolumeService.DiffSnapshots:output_type -> volrep.array.v1.DiffSnapshotsResponse
-	34, // 54: volrep.array.v1.VolumeService.ChecksumSnapshot:output_type -> volrep.array.v1.ChecksumSnapshotResponse
-	36, // 55: volrep.array.v1.VolumeService.SetVolumeReadOnly:output_type -> volrep.array.v1.SetVolumeReadOnlyResponse
-	38, // 56: volrep.array.v1.VolumeService.CreateSnapshotSet:output_type -> volrep.array.v1.CreateSnapshotSetResponse
-	40, // 57: volrep.array.v1.VolumeService.RevertVolume:output_type -> volrep.array.v1.RevertVolumeResponse
-	39, // [39:58] is the sub-list for method output_type
-	20, // [20:39] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	49, // 20: volrep.array.v1.HoldVolumeWritesResponse.held_since:type_name -> google.protobuf.Timestamp
+	3,  // 21: volrep.array.v1.VolumeService.CreateVolume:input_type -> volrep.array.v1.CreateVolumeRequest
+	5,  // 22: volrep.array.v1.VolumeService.GetVolume:input_type -> volrep.array.v1.GetVolumeRequest
+	7,  // 23: volrep.array.v1.VolumeService.ListVolumes:input_type -> volrep.array.v1.ListVolumesRequest
+	9,  // 24: volrep.array.v1.VolumeService.DeleteVolume:input_type -> volrep.array.v1.DeleteVolumeRequest
+	11, // 25: volrep.array.v1.VolumeService.ExtendVolume:input_type -> volrep.array.v1.ExtendVolumeRequest
+	13, // 26: volrep.array.v1.VolumeService.WriteVolume:input_type -> volrep.array.v1.WriteVolumeRequest
+	15, // 27: volrep.array.v1.VolumeService.ReadVolume:input_type -> volrep.array.v1.ReadVolumeRequest
+	17, // 28: volrep.array.v1.VolumeService.FlushVolume:input_type -> volrep.array.v1.FlushVolumeRequest
+	19, // 29: volrep.array.v1.VolumeService.CreateSnapshot:input_type -> volrep.array.v1.CreateSnapshotRequest
+	21, // 30: volrep.array.v1.VolumeService.GetSnapshot:input_type -> volrep.array.v1.GetSnapshotRequest
+	23, // 31: volrep.array.v1.VolumeService.ListSnapshots:input_type -> volrep.array.v1.ListSnapshotsRequest
+	25, // 32: volrep.array.v1.VolumeService.DeleteSnapshot:input_type -> volrep.array.v1.DeleteSnapshotRequest
+	27, // 33: volrep.array.v1.VolumeService.ReadSnapshot:input_type -> volrep.array.v1.ReadSnapshotRequest
+	29, // 34: volrep.array.v1.VolumeService.CloneSnapshot:input_type -> volrep.array.v1.CloneSnapshotRequest
+	31, // 35: volrep.array.v1.VolumeService.DiffSnapshots:input_type -> volrep.array.v1.DiffSnapshotsRequest
+	33, // 36: volrep.array.v1.VolumeService.ChecksumSnapshot:input_type -> volrep.array.v1.ChecksumSnapshotRequest
+	35, // 37: volrep.array.v1.VolumeService.SetVolumeReadOnly:input_type -> volrep.array.v1.SetVolumeReadOnlyRequest
+	37, // 38: volrep.array.v1.VolumeService.CreateSnapshotSet:input_type -> volrep.array.v1.CreateSnapshotSetRequest
+	39, // 39: volrep.array.v1.VolumeService.RevertVolume:input_type -> volrep.array.v1.RevertVolumeRequest
+	41, // 40: volrep.array.v1.VolumeService.HoldVolumeWrites:input_type -> volrep.array.v1.HoldVolumeWritesRequest
+	4,  // 41: volrep.array.v1.VolumeService.CreateVolume:output_type -> volrep.array.v1.CreateVolumeResponse
+	6,  // 42: volrep.array.v1.VolumeService.GetVolume:output_type -> volrep.array.v1.GetVolumeResponse
+	8,  // 43: volrep.array.v1.VolumeService.ListVolumes:output_type -> volrep.array.v1.ListVolumesResponse
+	10, // 44: volrep.array.v1.VolumeService.DeleteVolume:output_type -> volrep.array.v1.DeleteVolumeResponse
+	12, // 45: volrep.array.v1.VolumeService.ExtendVolume:output_type -> volrep.array.v1.ExtendVolumeResponse
+	14, // 46: volrep.array.v1.VolumeService.WriteVolume:output_type -> volrep.array.v1.WriteVolumeResponse
+	16, // 47: volrep.array.v1.VolumeService.ReadVolume:output_type -> volrep.array.v1.ReadVolumeResponse
+	18, // 48: volrep.array.v1.VolumeService.FlushVolume:output_type -> volrep.array.v1.FlushVolumeResponse
+	20, // 49: volrep.array.v1.VolumeService.CreateSnapshot:output_type -> volrep.array.v1.CreateSnapshotResponse
+	22, // 50: volrep.array.v1.VolumeService.GetSnapshot:output_type -> volrep.array.v1.GetSnapshotResponse
+	24, // 51: volrep.array.v1.VolumeService.ListSnapshots:output_type -> volrep.array.v1.ListSnapshotsResponse
+	26, // 52: volrep.array.v1.VolumeService.DeleteSnapshot:output_type -> volrep.array.v1.DeleteSnapshotResponse
+	28, // 53: volrep.array.v1.VolumeService.ReadSnapshot:output_type -> volrep.array.v1.ReadSnapshotResponse
+	30, // 54: volrep.array.v1.VolumeService.CloneSnapshot:output_type -> volrep.array.v1.CloneSnapshotResponse
+	32, // 55: volrep.array.v1.VolumeService.DiffSnapshots:output_type -> volrep.array.v1.DiffSnapshotsResponse
+	34, // 56: volrep.array.v1.VolumeService.ChecksumSnapshot:output_type -> volrep.array.v1.ChecksumSnapshotResponse
+	36, // 57: volrep.array.v1.VolumeService.SetVolumeReadOnly:output_type -> volrep.array.v1.SetVolumeReadOnlyResponse
+	38, // 58: volrep.array.v1.VolumeService.CreateSnapshotSet:output_type -> volrep.array.v1.CreateSnapshotSetResponse
+	40, // 59: volrep.array.v1.VolumeService.RevertVolume:output_type -> volrep.array.v1.RevertVolumeResponse
+	42, // 60: volrep.array.v1.VolumeService.HoldVolumeWrites:output_type -> volrep.array.v1.HoldVolumeWritesResponse
+	41, // [41:61] is the sub-list for method output_type
+	21, // [21:41] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_volume_service_proto_init() }
@@ -2585,7 +2696,7 @@ func file_volrep_array_v1_volume_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_volume_service_proto_rawDesc), len(file_volrep_array_v1_volume_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   47,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

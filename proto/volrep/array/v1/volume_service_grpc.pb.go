@@ -38,6 +38,7 @@ const (
 	VolumeService_SetVolumeReadOnly_FullMethodName = "/volrep.array.v1.VolumeService/SetVolumeReadOnly"
 	VolumeService_CreateSnapshotSet_FullMethodName = "/volrep.array.v1.VolumeService/CreateSnapshotSet"
 	VolumeService_RevertVolume_FullMethodName      = "/volrep.array.v1.VolumeService/RevertVolume"
+	VolumeService_HoldVolumeWrites_FullMethodName  = "/volrep.array.v1.VolumeService/HoldVolumeWrites"
 )
 
 // VolumeServiceClient is the client API for VolumeService service.
@@ -88,6 +89,13 @@ type VolumeServiceClient interface {
 	// that differ. The snapshot must have the volume's size; a read-only
 	// replica target is refused.
 	RevertVolume(ctx context.Context, in *RevertVolumeRequest, opts ...grpc.CallOption) (*RevertVolumeResponse, error)
+	// HoldVolumeWrites makes the volume's client writes wait (they do not
+	// fail) for lease_ms, or renews the hold in force; lease_ms 0 releases
+	// it. When it returns no write is in flight, so a snapshot taken next
+	// has every acknowledged write. A migration holds writes from its last
+	// snapshot to its switch. held_since is when the hold in force began: a
+	// later time than the holder's first answer means its hold lapsed.
+	HoldVolumeWrites(ctx context.Context, in *HoldVolumeWritesRequest, opts ...grpc.CallOption) (*HoldVolumeWritesResponse, error)
 }
 
 type volumeServiceClient struct {
@@ -297,6 +305,16 @@ func (c *volumeServiceClient) RevertVolume(ctx context.Context, in *RevertVolume
 	return out, nil
 }
 
+func (c *volumeServiceClient) HoldVolumeWrites(ctx context.Context, in *HoldVolumeWritesRequest, opts ...grpc.CallOption) (*HoldVolumeWritesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HoldVolumeWritesResponse)
+	err := c.cc.Invoke(ctx, VolumeService_HoldVolumeWrites_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VolumeServiceServer is the server API for VolumeService service.
 // All implementations must embed UnimplementedVolumeServiceServer
 // for forward compatibility.
@@ -345,6 +363,13 @@ type VolumeServiceServer interface {
 	// that differ. The snapshot must have the volume's size; a read-only
 	// replica target is refused.
 	RevertVolume(context.Context, *RevertVolumeRequest) (*RevertVolumeResponse, error)
+	// HoldVolumeWrites makes the volume's client writes wait (they do not
+	// fail) for lease_ms, or renews the hold in force; lease_ms 0 releases
+	// it. When it returns no write is in flight, so a snapshot taken next
+	// has every acknowledged write. A migration holds writes from its last
+	// snapshot to its switch. held_since is when the hold in force began: a
+	// later time than the holder's first answer means its hold lapsed.
+	HoldVolumeWrites(context.Context, *HoldVolumeWritesRequest) (*HoldVolumeWritesResponse, error)
 	mustEmbedUnimplementedVolumeServiceServer()
 }
 
@@ -411,6 +436,9 @@ func (UnimplementedVolumeServiceServer) CreateSnapshotSet(context.Context, *Crea
 }
 func (UnimplementedVolumeServiceServer) RevertVolume(context.Context, *RevertVolumeRequest) (*RevertVolumeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevertVolume not implemented")
+}
+func (UnimplementedVolumeServiceServer) HoldVolumeWrites(context.Context, *HoldVolumeWritesRequest) (*HoldVolumeWritesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HoldVolumeWrites not implemented")
 }
 func (UnimplementedVolumeServiceServer) mustEmbedUnimplementedVolumeServiceServer() {}
 func (UnimplementedVolumeServiceServer) testEmbeddedByValue()                       {}
@@ -768,6 +796,24 @@ func _VolumeService_RevertVolume_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VolumeService_HoldVolumeWrites_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HoldVolumeWritesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VolumeServiceServer).HoldVolumeWrites(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VolumeService_HoldVolumeWrites_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VolumeServiceServer).HoldVolumeWrites(ctx, req.(*HoldVolumeWritesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VolumeService_ServiceDesc is the grpc.ServiceDesc for VolumeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -846,6 +892,10 @@ var VolumeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevertVolume",
 			Handler:    _VolumeService_RevertVolume_Handler,
+		},
+		{
+			MethodName: "HoldVolumeWrites",
+			Handler:    _VolumeService_HoldVolumeWrites_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
