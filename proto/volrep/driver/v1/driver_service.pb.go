@@ -3355,10 +3355,14 @@ type Operation struct {
 	BytesSent      int64 `protobuf:"varint,16,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
 	ResumedFrom    int64 `protobuf:"varint,17,opt,name=resumed_from,json=resumedFrom,proto3" json:"resumed_from,omitempty"`
 	AlreadyPresent bool  `protobuf:"varint,18,opt,name=already_present,json=alreadyPresent,proto3" json:"already_present,omitempty"`
-	// For a replication of several snapshots: each one, oldest first.
-	Steps         []*SnapshotReplicateStep `protobuf:"bytes,19,rep,name=steps,proto3" json:"steps,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// For a replication of several snapshots: each one, oldest first. For
+	// a migration: each pass.
+	Steps []*SnapshotReplicateStep `protobuf:"bytes,19,rep,name=steps,proto3" json:"steps,omitempty"`
+	// For a migration: how long the volume's writes were held for the last
+	// pass and the switch.
+	WritesHeldSeconds float64 `protobuf:"fixed64,20,opt,name=writes_held_seconds,json=writesHeldSeconds,proto3" json:"writes_held_seconds,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Operation) Reset() {
@@ -3522,6 +3526,13 @@ func (x *Operation) GetSteps() []*SnapshotReplicateStep {
 		return x.Steps
 	}
 	return nil
+}
+
+func (x *Operation) GetWritesHeldSeconds() float64 {
+	if x != nil {
+		return x.WritesHeldSeconds
+	}
+	return 0
 }
 
 // SnapshotReplicateStep is one snapshot an operation sent.
@@ -5671,6 +5682,142 @@ func (*RevertToSnapshotResponse) Descriptor() ([]byte, []int) {
 	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{84}
 }
 
+type MigrateVolumeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The source backend.
+	Backend  string `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	VolumeId string `protobuf:"bytes,2,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	// Another backend of this volrepd, on another array.
+	DestinationBackend string `protobuf:"bytes,3,opt,name=destination_backend,json=destinationBackend,proto3" json:"destination_backend,omitempty"`
+	// A pass that sends at most this many bytes is small enough to hold
+	// writes for the last one; 0 means 64 MiB.
+	SmallPassBytes int64 `protobuf:"varint,4,opt,name=small_pass_bytes,json=smallPassBytes,proto3" json:"small_pass_bytes,omitempty"`
+	// A pass that takes at most this long (milliseconds) is small enough
+	// too; 0 means 1000.
+	SmallPassMs int64 `protobuf:"varint,5,opt,name=small_pass_ms,json=smallPassMs,proto3" json:"small_pass_ms,omitempty"`
+	// The most passes before the last one, whatever their size; 0 means 10.
+	// At most 100.
+	MaxPasses     int32 `protobuf:"varint,6,opt,name=max_passes,json=maxPasses,proto3" json:"max_passes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MigrateVolumeRequest) Reset() {
+	*x = MigrateVolumeRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MigrateVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MigrateVolumeRequest) ProtoMessage() {}
+
+func (x *MigrateVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MigrateVolumeRequest.ProtoReflect.Descriptor instead.
+func (*MigrateVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *MigrateVolumeRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *MigrateVolumeRequest) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+func (x *MigrateVolumeRequest) GetDestinationBackend() string {
+	if x != nil {
+		return x.DestinationBackend
+	}
+	return ""
+}
+
+func (x *MigrateVolumeRequest) GetSmallPassBytes() int64 {
+	if x != nil {
+		return x.SmallPassBytes
+	}
+	return 0
+}
+
+func (x *MigrateVolumeRequest) GetSmallPassMs() int64 {
+	if x != nil {
+		return x.SmallPassMs
+	}
+	return 0
+}
+
+func (x *MigrateVolumeRequest) GetMaxPasses() int32 {
+	if x != nil {
+		return x.MaxPasses
+	}
+	return 0
+}
+
+type MigrateVolumeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OperationId   string                 `protobuf:"bytes,1,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MigrateVolumeResponse) Reset() {
+	*x = MigrateVolumeResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MigrateVolumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MigrateVolumeResponse) ProtoMessage() {}
+
+func (x *MigrateVolumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MigrateVolumeResponse.ProtoReflect.Descriptor instead.
+func (*MigrateVolumeResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *MigrateVolumeResponse) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
 var File_volrep_driver_v1_driver_service_proto protoreflect.FileDescriptor
 
 const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
@@ -5931,7 +6078,7 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x05count\x18\x06 \x01(\x05R\x05count\x12!\n" +
 	"\fsnapshot_ids\x18\a \x03(\tR\vsnapshotIds\">\n" +
 	"\x19SnapshotReplicateResponse\x12!\n" +
-	"\foperation_id\x18\x01 \x01(\tR\voperationId\"\xc2\x05\n" +
+	"\foperation_id\x18\x01 \x01(\tR\voperationId\"\xf2\x05\n" +
 	"\tOperation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
@@ -5957,7 +6104,8 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"bytes_sent\x18\x10 \x01(\x03R\tbytesSent\x12!\n" +
 	"\fresumed_from\x18\x11 \x01(\x03R\vresumedFrom\x12'\n" +
 	"\x0falready_present\x18\x12 \x01(\bR\x0ealreadyPresent\x12=\n" +
-	"\x05steps\x18\x13 \x03(\v2'.volrep.driver.v1.SnapshotReplicateStepR\x05steps\"\xcc\x01\n" +
+	"\x05steps\x18\x13 \x03(\v2'.volrep.driver.v1.SnapshotReplicateStepR\x05steps\x12.\n" +
+	"\x13writes_held_seconds\x18\x14 \x01(\x01R\x11writesHeldSeconds\"\xcc\x01\n" +
 	"\x15SnapshotReplicateStep\x12\x1f\n" +
 	"\vsnapshot_id\x18\x01 \x01(\tR\n" +
 	"snapshotId\x12(\n" +
@@ -6113,7 +6261,17 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\vsnapshot_id\x18\x03 \x01(\tR\n" +
 	"snapshotId\x12,\n" +
 	"\x12snapshot_volume_id\x18\x04 \x01(\tR\x10snapshotVolumeId\"\x1a\n" +
-	"\x18RevertToSnapshotResponse*\xed\x02\n" +
+	"\x18RevertToSnapshotResponse\"\xeb\x01\n" +
+	"\x14MigrateVolumeRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
+	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\x12/\n" +
+	"\x13destination_backend\x18\x03 \x01(\tR\x12destinationBackend\x12(\n" +
+	"\x10small_pass_bytes\x18\x04 \x01(\x03R\x0esmallPassBytes\x12\"\n" +
+	"\rsmall_pass_ms\x18\x05 \x01(\x03R\vsmallPassMs\x12\x1d\n" +
+	"\n" +
+	"max_passes\x18\x06 \x01(\x05R\tmaxPasses\":\n" +
+	"\x15MigrateVolumeResponse\x12!\n" +
+	"\foperation_id\x18\x01 \x01(\tR\voperationId*\xed\x02\n" +
 	"\x11ReplicationStatus\x12\"\n" +
 	"\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n" +
@@ -6135,7 +6293,7 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n" +
 	"\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n" +
 	"\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n" +
-	"\x18OPERATION_STATE_CANCELED\x10\x042\xe2\x1b\n" +
+	"\x18OPERATION_STATE_CANCELED\x10\x042\xc4\x1c\n" +
 	"\rDriverService\x12]\n" +
 	"\fListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12c\n" +
 	"\x0eGetVolumeStats\x12'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n" +
@@ -6170,7 +6328,8 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x11EnableReplication\x12*.volrep.driver.v1.EnableReplicationRequest\x1a+.volrep.driver.v1.EnableReplicationResponse\x12o\n" +
 	"\x12DisableReplication\x12+.volrep.driver.v1.DisableReplicationRequest\x1a,.volrep.driver.v1.DisableReplicationResponse\x12r\n" +
 	"\x13FailoverReplication\x12,.volrep.driver.v1.FailoverReplicationRequest\x1a-.volrep.driver.v1.FailoverReplicationResponse\x12i\n" +
-	"\x10RevertToSnapshot\x12).volrep.driver.v1.RevertToSnapshotRequest\x1a*.volrep.driver.v1.RevertToSnapshotResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
+	"\x10RevertToSnapshot\x12).volrep.driver.v1.RevertToSnapshotRequest\x1a*.volrep.driver.v1.RevertToSnapshotResponse\x12`\n" +
+	"\rMigrateVolume\x12&.volrep.driver.v1.MigrateVolumeRequest\x1a'.volrep.driver.v1.MigrateVolumeResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
 
 var (
 	file_volrep_driver_v1_driver_service_proto_rawDescOnce sync.Once
@@ -6185,7 +6344,7 @@ func file_volrep_driver_v1_driver_service_proto_rawDescGZIP() []byte {
 }
 
 var file_volrep_driver_v1_driver_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 90)
+var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 92)
 var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(ReplicationStatus)(0),                   // 0: volrep.driver.v1.ReplicationStatus
 	(ReplicationHealth)(0),                   // 1: volrep.driver.v1.ReplicationHealth
@@ -6275,17 +6434,19 @@ var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(*FailoverReplicationResponse)(nil),      // 85: volrep.driver.v1.FailoverReplicationResponse
 	(*RevertToSnapshotRequest)(nil),          // 86: volrep.driver.v1.RevertToSnapshotRequest
 	(*RevertToSnapshotResponse)(nil),         // 87: volrep.driver.v1.RevertToSnapshotResponse
-	nil,                                      // 88: volrep.driver.v1.ModelUpdate.MetadataEntry
-	nil,                                      // 89: volrep.driver.v1.VolumeType.ExtraSpecsEntry
-	nil,                                      // 90: volrep.driver.v1.Connector.ExtraEntry
-	nil,                                      // 91: volrep.driver.v1.ConnectionInfo.DataEntry
-	nil,                                      // 92: volrep.driver.v1.GroupType.GroupSpecsEntry
-	(*timestamppb.Timestamp)(nil),            // 93: google.protobuf.Timestamp
+	(*MigrateVolumeRequest)(nil),             // 88: volrep.driver.v1.MigrateVolumeRequest
+	(*MigrateVolumeResponse)(nil),            // 89: volrep.driver.v1.MigrateVolumeResponse
+	nil,                                      // 90: volrep.driver.v1.ModelUpdate.MetadataEntry
+	nil,                                      // 91: volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	nil,                                      // 92: volrep.driver.v1.Connector.ExtraEntry
+	nil,                                      // 93: volrep.driver.v1.ConnectionInfo.DataEntry
+	nil,                                      // 94: volrep.driver.v1.GroupType.GroupSpecsEntry
+	(*timestamppb.Timestamp)(nil),            // 95: google.protobuf.Timestamp
 }
 var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	0,  // 0: volrep.driver.v1.ModelUpdate.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
-	88, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
-	89, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	90, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
+	91, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
 	6,  // 3: volrep.driver.v1.Backend.replication_targets:type_name -> volrep.driver.v1.ReplicationTarget
 	0,  // 4: volrep.driver.v1.Volume.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
 	5,  // 5: volrep.driver.v1.ListBackendsResponse.backends:type_name -> volrep.driver.v1.Backend
@@ -6299,8 +6460,8 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	3,  // 13: volrep.driver.v1.CreateVolumeFromSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	4,  // 14: volrep.driver.v1.CreateClonedVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
 	3,  // 15: volrep.driver.v1.CreateClonedVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	90, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
-	91, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
+	92, // 16: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
+	93, // 17: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
 	35, // 18: volrep.driver.v1.ConnectionInfo.iscsi:type_name -> volrep.driver.v1.IscsiTarget
 	36, // 19: volrep.driver.v1.IscsiTarget.paths:type_name -> volrep.driver.v1.IscsiPath
 	33, // 20: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
@@ -6309,13 +6470,13 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	4,  // 23: volrep.driver.v1.RetypeRequest.new_type:type_name -> volrep.driver.v1.VolumeType
 	3,  // 24: volrep.driver.v1.RetypeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	1,  // 25: volrep.driver.v1.TargetReplicationInfo.status:type_name -> volrep.driver.v1.ReplicationHealth
-	93, // 26: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
+	95, // 26: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
 	1,  // 27: volrep.driver.v1.GetReplicationInfoResponse.status:type_name -> volrep.driver.v1.ReplicationHealth
-	93, // 28: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
+	95, // 28: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
 	43, // 29: volrep.driver.v1.GetReplicationInfoResponse.targets:type_name -> volrep.driver.v1.TargetReplicationInfo
 	2,  // 30: volrep.driver.v1.Operation.state:type_name -> volrep.driver.v1.OperationState
-	93, // 31: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
-	93, // 32: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
+	95, // 31: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
+	95, // 32: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
 	51, // 33: volrep.driver.v1.Operation.steps:type_name -> volrep.driver.v1.SnapshotReplicateStep
 	50, // 34: volrep.driver.v1.GetOperationResponse.operation:type_name -> volrep.driver.v1.Operation
 	50, // 35: volrep.driver.v1.WatchOperationResponse.operation:type_name -> volrep.driver.v1.Operation
@@ -6324,7 +6485,7 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	3,  // 38: volrep.driver.v1.GroupUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
 	61, // 39: volrep.driver.v1.FailoverHostResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
 	62, // 40: volrep.driver.v1.FailoverHostResponse.group_updates:type_name -> volrep.driver.v1.GroupUpdate
-	92, // 41: volrep.driver.v1.GroupType.group_specs:type_name -> volrep.driver.v1.GroupType.GroupSpecsEntry
+	94, // 41: volrep.driver.v1.GroupType.group_specs:type_name -> volrep.driver.v1.GroupType.GroupSpecsEntry
 	66, // 42: volrep.driver.v1.CreateGroupRequest.group_type:type_name -> volrep.driver.v1.GroupType
 	3,  // 43: volrep.driver.v1.CreateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	3,  // 44: volrep.driver.v1.DeleteGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
@@ -6377,42 +6538,44 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	82, // 91: volrep.driver.v1.DriverService.DisableReplication:input_type -> volrep.driver.v1.DisableReplicationRequest
 	84, // 92: volrep.driver.v1.DriverService.FailoverReplication:input_type -> volrep.driver.v1.FailoverReplicationRequest
 	86, // 93: volrep.driver.v1.DriverService.RevertToSnapshot:input_type -> volrep.driver.v1.RevertToSnapshotRequest
-	10, // 94: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
-	12, // 95: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
-	14, // 96: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
-	16, // 97: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
-	18, // 98: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
-	20, // 99: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
-	22, // 100: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
-	24, // 101: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
-	26, // 102: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
-	28, // 103: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
-	30, // 104: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
-	32, // 105: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
-	38, // 106: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
-	40, // 107: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
-	42, // 108: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
-	45, // 109: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
-	47, // 110: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
-	49, // 111: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
-	53, // 112: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
-	55, // 113: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
-	57, // 114: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
-	59, // 115: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
-	63, // 116: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
-	65, // 117: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
-	68, // 118: volrep.driver.v1.DriverService.CreateGroup:output_type -> volrep.driver.v1.CreateGroupResponse
-	70, // 119: volrep.driver.v1.DriverService.DeleteGroup:output_type -> volrep.driver.v1.DeleteGroupResponse
-	72, // 120: volrep.driver.v1.DriverService.UpdateGroup:output_type -> volrep.driver.v1.UpdateGroupResponse
-	74, // 121: volrep.driver.v1.DriverService.CreateGroupSnapshot:output_type -> volrep.driver.v1.CreateGroupSnapshotResponse
-	76, // 122: volrep.driver.v1.DriverService.DeleteGroupSnapshot:output_type -> volrep.driver.v1.DeleteGroupSnapshotResponse
-	79, // 123: volrep.driver.v1.DriverService.CreateGroupFromSrc:output_type -> volrep.driver.v1.CreateGroupFromSrcResponse
-	81, // 124: volrep.driver.v1.DriverService.EnableReplication:output_type -> volrep.driver.v1.EnableReplicationResponse
-	83, // 125: volrep.driver.v1.DriverService.DisableReplication:output_type -> volrep.driver.v1.DisableReplicationResponse
-	85, // 126: volrep.driver.v1.DriverService.FailoverReplication:output_type -> volrep.driver.v1.FailoverReplicationResponse
-	87, // 127: volrep.driver.v1.DriverService.RevertToSnapshot:output_type -> volrep.driver.v1.RevertToSnapshotResponse
-	94, // [94:128] is the sub-list for method output_type
-	60, // [60:94] is the sub-list for method input_type
+	88, // 94: volrep.driver.v1.DriverService.MigrateVolume:input_type -> volrep.driver.v1.MigrateVolumeRequest
+	10, // 95: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
+	12, // 96: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
+	14, // 97: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
+	16, // 98: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
+	18, // 99: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
+	20, // 100: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
+	22, // 101: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
+	24, // 102: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
+	26, // 103: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
+	28, // 104: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
+	30, // 105: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
+	32, // 106: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
+	38, // 107: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
+	40, // 108: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
+	42, // 109: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
+	45, // 110: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
+	47, // 111: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
+	49, // 112: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
+	53, // 113: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
+	55, // 114: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
+	57, // 115: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
+	59, // 116: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
+	63, // 117: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
+	65, // 118: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
+	68, // 119: volrep.driver.v1.DriverService.CreateGroup:output_type -> volrep.driver.v1.CreateGroupResponse
+	70, // 120: volrep.driver.v1.DriverService.DeleteGroup:output_type -> volrep.driver.v1.DeleteGroupResponse
+	72, // 121: volrep.driver.v1.DriverService.UpdateGroup:output_type -> volrep.driver.v1.UpdateGroupResponse
+	74, // 122: volrep.driver.v1.DriverService.CreateGroupSnapshot:output_type -> volrep.driver.v1.CreateGroupSnapshotResponse
+	76, // 123: volrep.driver.v1.DriverService.DeleteGroupSnapshot:output_type -> volrep.driver.v1.DeleteGroupSnapshotResponse
+	79, // 124: volrep.driver.v1.DriverService.CreateGroupFromSrc:output_type -> volrep.driver.v1.CreateGroupFromSrcResponse
+	81, // 125: volrep.driver.v1.DriverService.EnableReplication:output_type -> volrep.driver.v1.EnableReplicationResponse
+	83, // 126: volrep.driver.v1.DriverService.DisableReplication:output_type -> volrep.driver.v1.DisableReplicationResponse
+	85, // 127: volrep.driver.v1.DriverService.FailoverReplication:output_type -> volrep.driver.v1.FailoverReplicationResponse
+	87, // 128: volrep.driver.v1.DriverService.RevertToSnapshot:output_type -> volrep.driver.v1.RevertToSnapshotResponse
+	89, // 129: volrep.driver.v1.DriverService.MigrateVolume:output_type -> volrep.driver.v1.MigrateVolumeResponse
+	95, // [95:130] is the sub-list for method output_type
+	60, // [60:95] is the sub-list for method input_type
 	60, // [60:60] is the sub-list for extension type_name
 	60, // [60:60] is the sub-list for extension extendee
 	0,  // [0:60] is the sub-list for field type_name
@@ -6429,7 +6592,7 @@ func file_volrep_driver_v1_driver_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_driver_v1_driver_service_proto_rawDesc), len(file_volrep_driver_v1_driver_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   90,
+			NumMessages:   92,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

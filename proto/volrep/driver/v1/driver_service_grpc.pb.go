@@ -53,6 +53,7 @@ const (
 	DriverService_DisableReplication_FullMethodName       = "/volrep.driver.v1.DriverService/DisableReplication"
 	DriverService_FailoverReplication_FullMethodName      = "/volrep.driver.v1.DriverService/FailoverReplication"
 	DriverService_RevertToSnapshot_FullMethodName         = "/volrep.driver.v1.DriverService/RevertToSnapshot"
+	DriverService_MigrateVolume_FullMethodName            = "/volrep.driver.v1.DriverService/MigrateVolume"
 )
 
 // DriverServiceClient is the client API for DriverService service.
@@ -163,6 +164,17 @@ type DriverServiceClient interface {
 	// its size; a volume whose group is failing over, or that is a
 	// read-only replica target, is refused.
 	RevertToSnapshot(ctx context.Context, in *RevertToSnapshotRequest, opts ...grpc.CallOption) (*RevertToSnapshotResponse, error)
+	// MigrateVolume moves a volume to another backend on another array by
+	// snapshot deltas (the snapshot_replicate blueprint's method): a first
+	// snapshot in full, then incremental passes while the volume stays in
+	// use until a pass is small, then the volume's writes are held (they
+	// wait, they do not fail) for one last delta and the switch: the copy
+	// becomes the writable volume on the destination and the source is
+	// deleted. It returns an operation id of the source backend, for
+	// GetOperation and WatchOperation; steps are the passes, and
+	// writes_held_seconds how long writes waited. On failure the source is
+	// kept as it was and the destination's copy is deleted.
+	MigrateVolume(ctx context.Context, in *MigrateVolumeRequest, opts ...grpc.CallOption) (*MigrateVolumeResponse, error)
 }
 
 type driverServiceClient struct {
@@ -522,6 +534,16 @@ func (c *driverServiceClient) RevertToSnapshot(ctx context.Context, in *RevertTo
 	return out, nil
 }
 
+func (c *driverServiceClient) MigrateVolume(ctx context.Context, in *MigrateVolumeRequest, opts ...grpc.CallOption) (*MigrateVolumeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MigrateVolumeResponse)
+	err := c.cc.Invoke(ctx, DriverService_MigrateVolume_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServiceServer is the server API for DriverService service.
 // All implementations must embed UnimplementedDriverServiceServer
 // for forward compatibility.
@@ -630,6 +652,17 @@ type DriverServiceServer interface {
 	// its size; a volume whose group is failing over, or that is a
 	// read-only replica target, is refused.
 	RevertToSnapshot(context.Context, *RevertToSnapshotRequest) (*RevertToSnapshotResponse, error)
+	// MigrateVolume moves a volume to another backend on another array by
+	// snapshot deltas (the snapshot_replicate blueprint's method): a first
+	// snapshot in full, then incremental passes while the volume stays in
+	// use until a pass is small, then the volume's writes are held (they
+	// wait, they do not fail) for one last delta and the switch: the copy
+	// becomes the writable volume on the destination and the source is
+	// deleted. It returns an operation id of the source backend, for
+	// GetOperation and WatchOperation; steps are the passes, and
+	// writes_held_seconds how long writes waited. On failure the source is
+	// kept as it was and the destination's copy is deleted.
+	MigrateVolume(context.Context, *MigrateVolumeRequest) (*MigrateVolumeResponse, error)
 	mustEmbedUnimplementedDriverServiceServer()
 }
 
@@ -741,6 +774,9 @@ func (UnimplementedDriverServiceServer) FailoverReplication(context.Context, *Fa
 }
 func (UnimplementedDriverServiceServer) RevertToSnapshot(context.Context, *RevertToSnapshotRequest) (*RevertToSnapshotResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevertToSnapshot not implemented")
+}
+func (UnimplementedDriverServiceServer) MigrateVolume(context.Context, *MigrateVolumeRequest) (*MigrateVolumeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MigrateVolume not implemented")
 }
 func (UnimplementedDriverServiceServer) mustEmbedUnimplementedDriverServiceServer() {}
 func (UnimplementedDriverServiceServer) testEmbeddedByValue()                       {}
@@ -1368,6 +1404,24 @@ func _DriverService_RevertToSnapshot_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DriverService_MigrateVolume_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MigrateVolumeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).MigrateVolume(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_MigrateVolume_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).MigrateVolume(ctx, req.(*MigrateVolumeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DriverService_ServiceDesc is the grpc.ServiceDesc for DriverService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1506,6 +1560,10 @@ var DriverService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevertToSnapshot",
 			Handler:    _DriverService_RevertToSnapshot_Handler,
+		},
+		{
+			MethodName: "MigrateVolume",
+			Handler:    _DriverService_MigrateVolume_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
