@@ -199,6 +199,9 @@ type Operation struct {
 	Started, Finished time.Time
 	Err, ErrCode      string
 	Result            SnapshotReplicateResult
+	// WritesHeld is how long a volume migration held the volume's writes
+	// for its last pass and the switch (driver operations only).
+	WritesHeld time.Duration `json:",omitempty"`
 }
 
 // Operations follows an array's long-running work.
