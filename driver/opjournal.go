@@ -41,8 +41,8 @@ type opJournal struct {
 	// changed is closed and replaced at every record, for watchers of the
 	// operations the driver runs itself (migrations).
 	changed chan struct{}
-	now   func() time.Time
-	max   int // opJournalMax; tests lower it
+	now     func() time.Time
+	max     int // opJournalMax; tests lower it
 }
 
 // emptyOpJournal keeps operations in memory only (no state_dir).
