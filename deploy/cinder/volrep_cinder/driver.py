@@ -23,6 +23,7 @@ replication_device and the pure_* options keep their Cinder meaning; volrepd
 reads them, this driver does not need them.
 """
 
+import hashlib
 import sys
 import threading
 import time
@@ -731,8 +732,9 @@ class VolrepDriver(driver.VolumeDriver):
         # joins the group's protection group while the group replicates.
         group_id, gtype = self._kept_group_of(volume)
         req = pb.CreateVolumeRequest(
-            backend=self._backend, volume_id=volume.id, size_gb=volume.size,
-            volume_type=volume_type(volume.volume_type), group_id=group_id)
+            backend=self._backend, volume_id=self._vid(volume),
+            size_gb=volume.size, volume_type=volume_type(volume.volume_type),
+            group_id=group_id)
         if group_id:
             # Errors as for any volume, not as for a group call.
             r = self._group_call('CreateVolume', req, group_id, gtype,
@@ -744,7 +746,7 @@ class VolrepDriver(driver.VolumeDriver):
     def create_volume_from_snapshot(self, volume, snapshot):
         r = self._call('CreateVolumeFromSnapshot',
                        pb.CreateVolumeFromSnapshotRequest(
-                           backend=self._backend, volume_id=volume.id,
+                           backend=self._backend, volume_id=self._vid(volume),
                            snapshot_id=snapshot_ref(snapshot),
                            source_volume_id=snapshot.volume_id,
                            size_gb=volume.size,
@@ -754,8 +756,8 @@ class VolrepDriver(driver.VolumeDriver):
 
     def create_cloned_volume(self, volume, src_vref):
         r = self._call('CreateClonedVolume', pb.CreateClonedVolumeRequest(
-            backend=self._backend, volume_id=volume.id,
-            source_volume_id=src_vref.id, size_gb=volume.size,
+            backend=self._backend, volume_id=self._vid(volume),
+            source_volume_id=self._vid(src_vref), size_gb=volume.size,
             volume_type=volume_type(volume.volume_type)))
         self._join_group(volume)
         return model_update(r.model_update, _get(volume, 'metadata'))
@@ -766,12 +768,13 @@ class VolrepDriver(driver.VolumeDriver):
                      {'id': volume.id, 'msg': message})
             return exception.VolumeIsBusy(volume_name=volume.name)
         self._call('DeleteVolume', pb.DeleteVolumeRequest(
-            backend=self._backend, volume_id=volume.id),
+            backend=self._backend, volume_id=self._vid(volume)),
             missing_ok=True, on_precondition=busy)
 
     def extend_volume(self, volume, new_size):
         self._call('ExtendVolume', pb.ExtendVolumeRequest(
-            backend=self._backend, volume_id=volume.id, new_size_gb=new_size))
+            backend=self._backend, volume_id=self._vid(volume),
+            new_size_gb=new_size))
 
     def retype(self, context, volume, new_type, diff, host):
         """Move the volume into or out of replication in place.
@@ -781,7 +784,7 @@ class VolrepDriver(driver.VolumeDriver):
         """
         try:
             r = self._call('Retype', pb.RetypeRequest(
-                backend=self._backend, volume_id=volume.id,
+                backend=self._backend, volume_id=self._vid(volume),
                 new_type=volume_type(new_type)),
                 on_precondition=_Refused)
         except _Refused as refused:
@@ -828,9 +831,124 @@ class VolrepDriver(driver.VolumeDriver):
         raises VolumeBackendAPIException; the manager then sets the volume
         to error and the snapshot back to available."""
         self._call('RevertToSnapshot', pb.RevertToSnapshotRequest(
-            backend=self._backend, volume_id=volume.id,
+            backend=self._backend, volume_id=self._vid(volume),
             snapshot_id=snapshot_ref(snapshot),
             snapshot_volume_id=snapshot.volume_id))
+
+    # Migration
+
+    def _daemon_id(self):
+        """Which volrepd this is, as the stats tell the scheduler
+        (volrep_daemon_id): a digest of its backends and the arrays they
+        are on. The Cinder backends one volrepd serves report the same, and
+        it is what migrate_volume checks a destination host against."""
+        backends = self._list('ListBackends', pb.ListBackendsRequest(),
+                              'backends')
+        text = '\n'.join(sorted('%s=%s' % (b.name, b.primary_array)
+                                 for b in backends))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _migration_capabilities(self):
+        """What a source driver needs in this backend's capabilities to
+        migrate a volume here itself: the volrepd backend and daemon."""
+        try:
+            return {'volrep_backend': self._backend,
+                    'volrep_daemon_id': self._daemon_id()}
+        except (exception.VolumeBackendAPIException,
+                exception.VolumeDriverException) as err:
+            LOG.warning('volrep: no volrep_daemon_id in the stats (volrepd '
+                        'migrates no volume here until it has one): %s', err)
+            return {'volrep_backend': self._backend}
+
+    @staticmethod
+    def _vid(volume):
+        """The id volrepd knows a volume by: its name_id, which Cinder's
+        generic migration points at the array volume it migrated to (see
+        update_migrated_volume); the id for any other volume."""
+        return getattr(volume, 'name_id', None) or volume.id
+
+    def migrate_volume(self, ctxt, volume, host, wait=True, poll=0.5):
+        """Move an available volume to another volrep backend of the same
+        volrepd by snapshot deltas (MigrateVolume): full pass, incremental
+        passes while in use, a last one with writes held, then the switch;
+        the volume keeps its id and its array name on the new array.
+
+        Returns (True, model_update) once moved; (False, None) for a
+        destination that is not a volrep backend of this volrepd, for an
+        attached volume (Cinder's generic migration then lets Nova swap
+        it), and when volrepd refuses (FAILED_PRECONDITION: say a
+        replicated volume), so that Cinder migrates generically. A
+        migration that starts and fails raises; the volume stays here.
+        """
+        caps = (host or {}).get('capabilities') or {}
+        dest = caps.get('volrep_backend')
+        why = None
+        if not dest:
+            why = 'the destination is not a volrep backend'
+        elif caps.get('volrep_daemon_id') != self._daemon_id():
+            why = 'the destination is served by another volrepd'
+        elif dest == self._backend:
+            why = 'the destination is this backend'
+        elif (_get(volume, 'status') == 'in-use' or
+              _get(volume, 'attach_status') == 'attached'):
+            why = ('the volume is attached; volrep switches only available '
+                   'volumes, Cinder\'s generic migration has Nova swap an '
+                   'attached one')
+        if why:
+            LOG.info('volrep does not migrate volume %(id)s to %(host)s '
+                     'itself: %(why)s', {'id': volume.id,
+                                         'host': (host or {}).get('host'),
+                                         'why': why})
+            return False, None
+        try:
+            r = self._call('MigrateVolume', pb.MigrateVolumeRequest(
+                backend=self._backend, volume_id=self._vid(volume),
+                destination_backend=dest), on_precondition=_Refused)
+        except _Refused as refused:
+            LOG.info('volrepd refuses to migrate volume %(id)s to %(dest)s; '
+                     'Cinder migrates it generically: %(why)s',
+                     {'id': volume.id, 'dest': dest, 'why': refused})
+            return False, None
+        op = self._migration(r.operation_id)
+        while wait and op.state == pb.OPERATION_STATE_RUNNING:
+            time.sleep(poll)
+            op = self._migration(r.operation_id)
+        if op.state != pb.OPERATION_STATE_SUCCEEDED:
+            raise exception.VolumeMigrationFailed(reason=_(
+                'volrep migration %(op)s of volume %(id)s to %(dest)s: '
+                '%(err)s (%(code)s); the volume stays on %(src)s') % {
+                    'op': r.operation_id, 'id': volume.id, 'dest': dest,
+                    'err': op.error, 'code': op.error_code,
+                    'src': self._backend})
+        LOG.info('volrep migrated volume %(id)s from %(src)s to %(dest)s in '
+                 '%(n)d passes (bytes %(bytes)s), writes held %(held).3f s',
+                 {'id': volume.id, 'src': self._backend, 'dest': dest,
+                  'n': len(op.steps),
+                  'bytes': [s.bytes_sent for s in op.steps],
+                  'held': op.writes_held_seconds})
+        return True, {'provider_id': 'volume-%s-cinder' % self._vid(volume)}
+
+    def _migration(self, operation_id):
+        return self._call('GetOperation', pb.GetOperationRequest(
+            backend=self._backend, operation_id=operation_id)).operation
+
+    def update_migrated_volume(self, ctxt, volume, new_volume,
+                               original_volume_status):
+        """The end of Cinder's generic migration onto this backend: the
+        migrated data is new_volume's array volume. Pure renames it to the
+        original's name; volrep arrays cannot rename a volume, so the
+        original keeps new_volume's name_id (and provider fields), as Pure
+        returns when its rename fails: the driver addresses volumes by
+        name_id."""
+        if new_volume.name_id == volume.id:
+            return {'_name_id': None,
+                    'provider_location': new_volume.provider_location}
+        LOG.info('volume %(id)s keeps the array volume of %(new)s '
+                 '(volrep arrays do not rename volumes)',
+                 {'id': volume.id, 'new': new_volume.name_id})
+        return {'_name_id': new_volume.name_id,
+                'provider_location': new_volume.provider_location,
+                'provider_id': new_volume.provider_id}
 
     def snapshot_replicate(self, context, snapshot, destination_backend,
                            force_full_copy=False, wait=True, poll=0.5):
@@ -910,14 +1028,14 @@ class VolrepDriver(driver.VolumeDriver):
 
     def initialize_connection(self, volume, connector, **kwargs):
         r = self._call('InitializeConnection', pb.InitializeConnectionRequest(
-            backend=self._backend, volume_id=volume.id,
+            backend=self._backend, volume_id=self._vid(volume),
             connector=connector_pb(connector)))
         return connection_info(r.connection_info)
 
     def terminate_connection(self, volume, connector, **kwargs):
         # No connector (a force detach) revokes every attachment.
         self._call('TerminateConnection', pb.TerminateConnectionRequest(
-            backend=self._backend, volume_id=volume.id,
+            backend=self._backend, volume_id=self._vid(volume),
             connector=connector_pb(connector)), missing_ok=True)
 
     def initialize_connection_snapshot(self, snapshot, connector, **kwargs):
@@ -968,6 +1086,7 @@ class VolrepDriver(driver.VolumeDriver):
             self._stats = stats
             return
         self._stats = self.stats_dict(r, backend_name)
+        self._stats.update(self._migration_capabilities())
         self._stats['filter_function'] = self.get_filter_function()
         self._stats['goodness_function'] = self.get_goodness_function()
 
