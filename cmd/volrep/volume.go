@@ -11,7 +11,7 @@ import (
 )
 
 func newVolumeCmd(a *app) *cobra.Command {
-	cmd := groupCmd("volume", "Create, clone, extend, revert, list and delete volumes")
+	cmd := groupCmd("volume", "Create, clone, extend, revert, migrate, list and delete volumes")
 	cmd.AddCommand(
 		newVolumeCreateCmd(a),
 		newVolumeDeleteCmd(a),
@@ -22,6 +22,7 @@ func newVolumeCmd(a *app) *cobra.Command {
 		newVolumeFromSnapshotCmd(a),
 		newVolumeRetypeCmd(a),
 		newVolumeRevertCmd(a),
+		newVolumeMigrateCmd(a),
 	)
 	return cmd
 }
