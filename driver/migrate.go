@@ -50,6 +50,9 @@ func (o *MigrateOptions) defaults() {
 	}
 }
 
+// kindMigrateVolume is the kind of a migration's operation.
+const kindMigrateVolume = "migrate_volume"
+
 // labelMigration marks the snapshots a migration takes with its operation.
 const labelMigration = "volrep.migration"
 
@@ -132,7 +135,7 @@ func (d *Driver) MigrateVolume(ctx context.Context, src, volID, dst string, opts
 		unlock()
 		return "", fmt.Errorf("linking backend %s to %s: %w", src, dst, err)
 	}
-	m.op = array.Operation{ID: newOperationID(), Kind: "migrate_volume", Target: m.name + "→" + dst,
+	m.op = array.Operation{ID: newOperationID(), Kind: kindMigrateVolume, Target: m.name + "→" + dst,
 		State: array.OpRunning, Phase: "preparing", Started: time.Now()}
 	if err := from.journal.record(m.op); err != nil {
 		unlock()

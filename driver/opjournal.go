@@ -29,6 +29,11 @@ const (
 // volrepd stopped: the array engine's record of it died with the process.
 const restartedMsg = "volrepd restarted while this operation was running; run SnapshotReplicate again: it resumes from the receiver's checkpoint"
 
+// restartedMigrationMsg is restartedMsg for a migration: the switch is
+// its last step, so the volume is still the source's.
+const restartedMigrationMsg = "volrepd restarted while this migration was running; the volume stays on its source backend: delete the partial copy on the destination array (its volume of the same name) and migrate again. " +
+	"If the source refuses writes as a read-only replication target, volrepd stopped in the switch: make it writable (SetVolumeReadOnly on the array API) before anything else"
+
 // opJournal keeps the driver's copy of the operations it started, so
 // their ids stay queryable after volrepd restarts (the array engine keeps
 // them in memory only). It is one JSON file written temp+fsync+rename.
@@ -75,7 +80,11 @@ func loadOpJournalMax(path string, max int) (*opJournal, error) {
 	changed := false
 	for _, o := range list {
 		if o.State == array.OpRunning {
-			o.State, o.Err, o.ErrCode, o.Finished = array.OpFailed, restartedMsg, "Unavailable", j.now()
+			msg := restartedMsg
+			if o.Kind == kindMigrateVolume {
+				msg = restartedMigrationMsg
+			}
+			o.State, o.Err, o.ErrCode, o.Finished = array.OpFailed, msg, "Unavailable", j.now()
 			changed = true
 		}
 		j.ops[o.ID] = o
