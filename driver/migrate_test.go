@@ -91,7 +91,7 @@ func TestMigrateVolumeUnderWrites(t *testing.T) {
 				w.ackedAfterStart++
 			}
 			w.mu.Unlock()
-			time.Sleep(500 * time.Microsecond)
+			time.Sleep(2 * time.Millisecond)
 		}
 	}()
 	waitFor(t, 5*time.Second, func() string {
@@ -150,8 +150,12 @@ func TestMigrateVolumeUnderWrites(t *testing.T) {
 	if !slicesHasPrefix(phases, "pass 1") || !slicesContains(phases, "(last, writes held)") {
 		t.Fatalf("phases %q lack the passes", phases)
 	}
-	if op.WritesHeld <= 0 || op.WritesHeld > 2*time.Second {
-		t.Fatalf("writes held for %s, want (0, 2s]", op.WritesHeld)
+	// The hold lasts the last pass and the switch. Under -race on a loaded
+	// machine a pass of a MiB or two takes a second or more, so the bound
+	// here is loose; e2e's TestMigrateVolumeUnderWrites holds volrepd (no
+	// -race) to 2 s.
+	if op.WritesHeld <= 0 || op.WritesHeld > 5*time.Second {
+		t.Fatalf("writes held for %s, want (0, 5s]", op.WritesHeld)
 	}
 	if w.ackedAfterStart < 10 {
 		t.Fatalf("only %d writes were acknowledged during the migration: the volume was not in use", w.ackedAfterStart)
