@@ -363,3 +363,40 @@ func TestMigrateVolumeCanceled(t *testing.T) {
 		t.Fatalf("the canceled migration left snapshots on the source: %v", ss)
 	}
 }
+
+// TestMigrateVolumeHoldLapses: a hold whose lease ends during the last
+// pass (here a lease of 1 ms) lets writes land after the last snapshot,
+// so the migration must not switch: it fails ABORTED saying so, the
+// source keeps its writes and stays writable, and the copy is deleted.
+func TestMigrateVolumeHoldLapses(t *testing.T) {
+	ctx := t.Context()
+	d, a, b := twoArrayDriver(t)
+	ba := testBackend(t, d, "ba")
+	if _, err := ba.CreateVolume(ctx, "v1", 1, VolumeType{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	name := volumeName("v1")
+	if err := a.st.WriteVolume(ctx, name, 0, bytes.Repeat([]byte{'a'}, 1<<20), false); err != nil {
+		t.Fatal(err)
+	}
+	id, err := d.MigrateVolume(ctx, "ba", "v1", "bb", MigrateOptions{HoldLease: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := watchOp(t, ba, id)
+	if op.State != array.OpFailed || op.ErrCode != "ABORTED" || !strings.Contains(op.Err, "lapsed") || op.WritesHeld != 0 {
+		t.Fatalf("migration with a lapsing hold = %s %s (%s), held %s", op.State, op.Err, op.ErrCode, op.WritesHeld)
+	}
+	if _, err := b.st.GetVolume(ctx, name); !errdefs.IsNotFound(err) {
+		t.Fatalf("the copy on the destination was not deleted: %v", err)
+	}
+	if v, err := a.st.GetVolume(ctx, name); err != nil || v.ReadOnly {
+		t.Fatalf("source after the failed migration = %+v, %v", v, err)
+	}
+	if err := a.st.WriteVolume(ctx, name, 0, []byte("b"), false); err != nil {
+		t.Fatalf("the source is not writable after the failed migration: %v", err)
+	}
+	if ss, _ := a.st.ListSnapshots(ctx, name); len(ss) != 0 {
+		t.Fatalf("the failed migration left snapshots on the source: %v", ss)
+	}
+}
