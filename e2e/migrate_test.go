@@ -170,6 +170,13 @@ func TestMigrateVolumeUnderWrites(t *testing.T) {
 	}
 	// The volume is a normal one on its new backend: attachable and writable.
 	uriB := attachURI(t, dc, "pure-b", "mig")
+	// Beyond the written area the 1 GiB copy holds nothing: no data
+	// extent reaches past it (the area itself was compared byte by byte).
+	for _, e := range nbdMap(t, uriB) {
+		if e.Type&2 == 0 && e.Off+e.Len > area {
+			t.Fatalf("the migrated volume has data at [%d, %d), past the %d bytes written", e.Off, e.Off+e.Len, area)
+		}
+	}
 	qio(t, uriB, "write -P 0x77 0 4k", "read -P 0x77 0 4k")
 	got4k := make([]byte, 4096)
 	if err := s.a.Array("b").ReadVolume(ctx, "volume-mig-cinder", 0, got4k); err != nil || got4k[0] != 0x77 {
