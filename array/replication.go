@@ -173,6 +173,9 @@ type SnapshotReplicateSpec struct {
 	// operation, with Snapshot (if set): oldest first, each a delta on the
 	// one before, so the target ends with all of them.
 	Snapshots []string
+	// RemoteLabels label the remote volume when the transfer creates it,
+	// over the source labels the array sets.
+	RemoteLabels map[string]string
 }
 
 // SnapshotReplicateResult is what a snapshot replication did.

@@ -65,6 +65,9 @@ type migration struct {
 	name     string
 	opts     MigrateOptions
 	op       array.Operation
+	// labels are the copy's: the driver's labels of the volume, as the
+	// destination backend's.
+	labels map[string]string
 	// snaps are the snapshots the passes took, oldest first; both arrays
 	// hold the newest, the base of the next delta.
 	snaps []string
@@ -185,6 +188,7 @@ func (m *migration) check(ctx context.Context) error {
 	if err != nil {
 		return m.from.volumeErr(m.volID, err)
 	}
+	m.labels = m.to.volumeLabels(m.volID, VolumeType{Name: v.Labels[labelVolumeType]}, "")
 	kind, group, err := m.from.protectionOf(ctx, m.name)
 	if err != nil {
 		return err
@@ -259,7 +263,8 @@ func (m *migration) pass(ctx context.Context, n int, phase string) (array.Snapsh
 		return array.SnapshotReplicateResult{}, 0, fmt.Errorf("pass %d: snapshot: %w", n, err)
 	}
 	m.snaps = append(m.snaps, snap)
-	id, err := ops.ReplicateSnapshot(ctx, array.SnapshotReplicateSpec{Volume: m.name, Snapshot: snap, Link: m.dst.link, RemotePool: m.dst.pool})
+	id, err := ops.ReplicateSnapshot(ctx, array.SnapshotReplicateSpec{Volume: m.name, Snapshot: snap, Link: m.dst.link, RemotePool: m.dst.pool,
+		RemoteLabels: m.labels})
 	if err != nil {
 		return array.SnapshotReplicateResult{}, 0, fmt.Errorf("pass %d: %w", n, err)
 	}

@@ -178,6 +178,9 @@ func TestMigrateVolumeUnderWrites(t *testing.T) {
 	if err != nil || v.ReadOnly || v.SizeBytes != gib {
 		t.Fatalf("destination volume = %+v, %v; want a writable 1 GiB volume", v, err)
 	}
+	if v.Labels[labelBackend] != "bb" || v.Labels[labelVolumeID] != "v1" {
+		t.Fatalf("destination volume labels = %v; want the driver's, as backend bb's", v.Labels)
+	}
 	if ss, _ := b.st.ListSnapshots(ctx, name); len(ss) != 0 {
 		t.Fatalf("the migration left snapshots on the destination: %v", ss)
 	}

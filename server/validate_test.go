@@ -189,6 +189,7 @@ var validateCases = []struct {
 	{"snapshot set no volumes", &arrayv1.CreateSnapshotSetRequest{Name: "s"}, "volumes"},
 
 	{"replicate snapshot", &arrayv1.ReplicateSnapshotRequest{Volume: "v", Snapshot: "s", Link: "l", RemotePool: "p"}, ""},
+	{"replicate snapshot bad label", &arrayv1.ReplicateSnapshotRequest{Volume: "v", Snapshot: "s", Link: "l", RemotePool: "p", RemoteVolumeLabels: map[string]string{"": "x"}}, "remote_volume_labels"},
 	{"replicate snapshot no link", &arrayv1.ReplicateSnapshotRequest{Volume: "v", Snapshot: "s", RemotePool: "p"}, "link"},
 	{"replicate snapshots", &arrayv1.ReplicateSnapshotRequest{Volume: "v", Snapshots: []string{"s1", "s2"}, Link: "l", RemotePool: "p"}, ""},
 	{"replicate snapshots bad name", &arrayv1.ReplicateSnapshotRequest{Volume: "v", Snapshots: []string{"s1", "bad/name"}, Link: "l", RemotePool: "p"}, "snapshots"},

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -210,9 +211,11 @@ func (e *Engine) replicateSnapshot(ctx context.Context, l *link, spec array.Snap
 	if base != nil {
 		res.BaseSnapshot, res.BaseGUID, res.Incremental = base.Name, base.GUID, true
 	}
+	labels := map[string]string{LabelSourceVolume: spec.Volume, LabelSourceArray: e.id}
+	maps.Copy(labels, spec.RemoteLabels)
 	job, err := e.Job(ctx, spec.Volume, base, snap, transfer.Target{Volume: spec.RemoteVolume, Pool: spec.RemotePool,
 		TransferID: transferID("snapshot-replicate", spec.Volume+"\x00"+spec.Link, snap.GUID),
-		Labels:     map[string]string{LabelSourceVolume: spec.Volume, LabelSourceArray: e.id}})
+		Labels:     labels})
 	if err != nil {
 		return res, err
 	}

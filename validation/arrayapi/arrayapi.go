@@ -486,6 +486,7 @@ func replicateSnapshotRequest(x *arrayv1.ReplicateSnapshotRequest) error {
 		v.Name("link", x.GetLink()),
 		v.Name("remote_pool", x.GetRemotePool()),
 		v.OptionalName("remote_volume", x.GetRemoteVolume()),
+		v.Labels("remote_volume_labels", x.GetRemoteVolumeLabels()),
 	); err != nil {
 		return err
 	}
