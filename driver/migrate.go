@@ -19,7 +19,8 @@ type MigrateOptions struct {
 	// small enough that the next one can run with the volume's writes held.
 	SmallBytes int64
 	SmallTime  time.Duration
-	// MaxPasses is the most passes before the last one, whatever their size.
+	// MaxPasses is the most passes before the last one: a migration whose
+	// passes are not small by then fails rather than hold writes for long.
 	MaxPasses int
 	// HoldLease is how long the source array holds writes if the driver
 	// neither renews nor releases the hold (it died): it bounds the last
@@ -246,8 +247,15 @@ func (m *migration) passes(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if res.BytesSent <= m.opts.SmallBytes || took <= m.opts.SmallTime || n >= m.opts.MaxPasses {
+		if res.BytesSent <= m.opts.SmallBytes || took <= m.opts.SmallTime {
 			break
+		}
+		// Holding writes for a large delta would stall the volume's users
+		// for as long as it takes: a migration that does not converge
+		// gives up instead.
+		if n >= m.opts.MaxPasses {
+			return errdefs.Aborted("after %d passes the volume's changes still outpace the copy (the last pass sent %d bytes in %s, small is at most %d bytes or %s); the volume stays on %s: migrate it when it is less busy, or with larger small_pass_bytes or small_pass_ms",
+				n, res.BytesSent, took.Round(time.Millisecond), m.opts.SmallBytes, m.opts.SmallTime, m.from.cfg.Section)
 		}
 	}
 	return m.last(ctx, n+1)

@@ -293,8 +293,14 @@ func watchOp(t *testing.T, b *Backend, id string) array.Operation {
 
 // TestMigrateVolumeCanceled: a migration canceled during its passes ends
 // canceled, the source keeps its data and stays writable, and the
-// destination's copy is deleted.
+// destination's copy is deleted. One whose passes do not get small within
+// max_passes fails the same way, ABORTED, without holding writes.
 func TestMigrateVolumeCanceled(t *testing.T) {
+	t.Run("canceled", func(t *testing.T) { testMigrateVolumeStops(t, 100) })
+	t.Run("not converging", func(t *testing.T) { testMigrateVolumeStops(t, 2) })
+}
+
+func testMigrateVolumeStops(t *testing.T, maxPasses int) {
 	ctx := t.Context()
 	d, a, b := twoArrayDriver(t)
 	ba := testBackend(t, d, "ba")
@@ -306,9 +312,9 @@ func TestMigrateVolumeCanceled(t *testing.T) {
 	if err := a.st.WriteVolume(ctx, name, 0, data, false); err != nil {
 		t.Fatal(err)
 	}
-	// Every pass is "large" and there are many: the migration is still
-	// passing when it is canceled.
-	id, err := d.MigrateVolume(ctx, "ba", "v1", "bb", MigrateOptions{SmallBytes: 1, SmallTime: time.Nanosecond, MaxPasses: 100})
+	// Every pass is "large": with many allowed, the migration is still
+	// passing when it is canceled; with 2, it gives up after them.
+	id, err := d.MigrateVolume(ctx, "ba", "v1", "bb", MigrateOptions{SmallBytes: 1, SmallTime: time.Nanosecond, MaxPasses: maxPasses})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,23 +340,31 @@ func TestMigrateVolumeCanceled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, func() string {
-		o, err := ops.GetOperation(ctx, id)
-		if err != nil || len(o.Result.Steps) < 2 {
-			return "waiting for 2 passes"
+	var op array.Operation
+	if maxPasses > 2 {
+		waitFor(t, 20*time.Second, func() string {
+			o, err := ops.GetOperation(ctx, id)
+			if err != nil || len(o.Result.Steps) < 2 {
+				return "waiting for 2 passes"
+			}
+			return ""
+		})
+		if op, err = ops.CancelOperation(ctx, id); err != nil {
+			t.Fatal(err)
 		}
-		return ""
-	})
-	op, err := ops.CancelOperation(ctx, id)
-	close(stop)
-	if err != nil {
-		t.Fatal(err)
+	} else {
+		op = watchOp(t, ba, id)
 	}
+	close(stop)
 	if err := <-writer; err != nil {
 		t.Fatalf("the writer failed during the migration: %v", err)
 	}
-	if op.State != array.OpCanceled {
+	switch {
+	case maxPasses > 2 && op.State != array.OpCanceled:
 		t.Fatalf("canceled migration = %s %s", op.State, op.Err)
+	case maxPasses == 2 && (op.State != array.OpFailed || op.ErrCode != "ABORTED" || !strings.Contains(op.Err, "outpace") ||
+		len(op.Result.Steps) != 2 || op.WritesHeld != 0):
+		t.Fatalf("migration that does not converge = %s %s (%s), %d passes, held %s", op.State, op.Err, op.ErrCode, len(op.Result.Steps), op.WritesHeld)
 	}
 	if _, err := b.st.GetVolume(ctx, name); !errdefs.IsNotFound(err) {
 		t.Fatalf("the copy on the destination was not deleted: %v", err)

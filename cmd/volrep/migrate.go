@@ -53,7 +53,7 @@ how long writes were held.`,
 	cmd.Flags().StringVar(&to, "to", "", "destination backend, on another array (required)")
 	cmd.Flags().Int64Var(&smallBytes, "small-pass-bytes", 0, "a pass sending at most this many bytes is small (0: 64 MiB)")
 	cmd.Flags().Int64Var(&smallMillis, "small-pass-ms", 0, "a pass taking at most this many milliseconds is small (0: 1000)")
-	cmd.Flags().Int32Var(&maxPasses, "max-passes", 0, "the most passes before the last one (0: 10)")
+	cmd.Flags().Int32Var(&maxPasses, "max-passes", 0, "the most passes before the last one; not small by then, the migration fails (0: 10)")
 	cmd.Flags().BoolVar(&detach, "detach", false, "print the operation ID and return; follow it with 'volrep operation watch'")
 	_ = cmd.MarkFlagRequired("to")
 	return cmd

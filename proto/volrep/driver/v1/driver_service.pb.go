@@ -5695,8 +5695,9 @@ type MigrateVolumeRequest struct {
 	// A pass that takes at most this long (milliseconds) is small enough
 	// too; 0 means 1000.
 	SmallPassMs int64 `protobuf:"varint,5,opt,name=small_pass_ms,json=smallPassMs,proto3" json:"small_pass_ms,omitempty"`
-	// The most passes before the last one, whatever their size; 0 means 10.
-	// At most 100.
+	// The most passes before the last one; a migration whose passes are not
+	// small by then fails (ABORTED) rather than hold writes for a large
+	// delta. 0 means 10; at most 100.
 	MaxPasses     int32 `protobuf:"varint,6,opt,name=max_passes,json=maxPasses,proto3" json:"max_passes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
