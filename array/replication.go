@@ -2,7 +2,10 @@ package array
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/volrep/volrep/errdefs"
 )
 
 // Link states.
@@ -190,6 +193,20 @@ type SnapshotReplicateResult struct {
 	// sent several; the fields above then sum the bytes, take the base
 	// of the first and name the last.
 	Steps []SnapshotReplicateResult
+}
+
+// End records how an operation ended at at: succeeded for a nil err,
+// canceled for context.Canceled, else failed with err and its kind.
+func (o *Operation) End(err error, at time.Time) {
+	o.Finished = at
+	switch {
+	case err == nil:
+		o.State, o.Phase, o.Done = OpSucceeded, "done", o.Total
+	case errors.Is(err, context.Canceled):
+		o.State, o.Err, o.ErrCode = OpCanceled, "canceled", "CANCELED"
+	default:
+		o.State, o.Err, o.ErrCode = OpFailed, err.Error(), errdefs.KindOf(err).Name()
+	}
 }
 
 // Operation is long-running work and how far it has come.

@@ -435,17 +435,7 @@ func (m *migration) progress(f func(op *array.Operation)) {
 
 // finish records how the migration ended.
 func (m *migration) finish(err error) {
-	m.progress(func(op *array.Operation) {
-		op.Finished = time.Now()
-		switch {
-		case err == nil:
-			op.State, op.Phase, op.Done = array.OpSucceeded, "done", op.Total
-		case errors.Is(err, context.Canceled):
-			op.State, op.Err, op.ErrCode = array.OpCanceled, "canceled", "CANCELED"
-		default:
-			op.State, op.Err, op.ErrCode = array.OpFailed, err.Error(), errdefs.KindOf(err).Name()
-		}
-	})
+	m.progress(func(op *array.Operation) { op.End(err, time.Now()) })
 	if err == nil {
 		var perPass []int64
 		for _, s := range m.op.Result.Steps {

@@ -300,18 +300,25 @@ func TestMigrateVolumeCanceled(t *testing.T) {
 	t.Run("not converging", func(t *testing.T) { testMigrateVolumeStops(t, 2) })
 }
 
-func testMigrateVolumeStops(t *testing.T, maxPasses int) {
-	ctx := t.Context()
+// migrationSource makes volume v1 on backend ba (array a) holding data.
+func migrationSource(t *testing.T, data []byte) (*Driver, *Backend, *testArray, *testArray) {
+	t.Helper()
 	d, a, b := twoArrayDriver(t)
 	ba := testBackend(t, d, "ba")
-	if _, err := ba.CreateVolume(ctx, "v1", 1, VolumeType{}, ""); err != nil {
+	if _, err := ba.CreateVolume(t.Context(), "v1", 1, VolumeType{}, ""); err != nil {
 		t.Fatal(err)
 	}
+	if err := a.st.WriteVolume(t.Context(), volumeName("v1"), 0, data, false); err != nil {
+		t.Fatal(err)
+	}
+	return d, ba, a, b
+}
+
+func testMigrateVolumeStops(t *testing.T, maxPasses int) {
+	ctx := t.Context()
 	name := volumeName("v1")
 	data := bytes.Repeat([]byte("0123456789abcdef"), 16<<20/16)
-	if err := a.st.WriteVolume(ctx, name, 0, data, false); err != nil {
-		t.Fatal(err)
-	}
+	d, ba, a, b := migrationSource(t, data)
 	// Every pass is "large": with many allowed, the migration is still
 	// passing when it is canceled; with 2, it gives up after them.
 	id, err := d.MigrateVolume(ctx, "ba", "v1", "bb", MigrateOptions{SmallBytes: 1, SmallTime: time.Nanosecond, MaxPasses: maxPasses})
@@ -387,15 +394,8 @@ func testMigrateVolumeStops(t *testing.T, maxPasses int) {
 // source keeps its writes and stays writable, and the copy is deleted.
 func TestMigrateVolumeHoldLapses(t *testing.T) {
 	ctx := t.Context()
-	d, a, b := twoArrayDriver(t)
-	ba := testBackend(t, d, "ba")
-	if _, err := ba.CreateVolume(ctx, "v1", 1, VolumeType{}, ""); err != nil {
-		t.Fatal(err)
-	}
 	name := volumeName("v1")
-	if err := a.st.WriteVolume(ctx, name, 0, bytes.Repeat([]byte{'a'}, 1<<20), false); err != nil {
-		t.Fatal(err)
-	}
+	d, ba, a, b := migrationSource(t, bytes.Repeat([]byte{'a'}, 1<<20))
 	id, err := d.MigrateVolume(ctx, "ba", "v1", "bb", MigrateOptions{HoldLease: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
