@@ -299,4 +299,8 @@ type Array interface {
 	// replaces its labels, atomically; an exported or connected snapshot
 	// is FAILED_PRECONDITION.
 	RenameSnapshot(ctx context.Context, volume, name, newName string, labels map[string]string) (Snapshot, error)
+	// HoldWrites makes a volume's client writes wait for lease, or renews
+	// the hold in force; lease 0 releases it. It returns when the hold in
+	// force began (zero after a release).
+	HoldWrites(ctx context.Context, volume string, lease time.Duration) (time.Time, error)
 }

@@ -2,7 +2,10 @@ package array
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/volrep/volrep/errdefs"
 )
 
 // Link states.
@@ -176,6 +179,9 @@ type SnapshotReplicateSpec struct {
 	// operation, with Snapshot (if set): oldest first, each a delta on the
 	// one before, so the target ends with all of them.
 	Snapshots []string
+	// RemoteLabels label the remote volume when the transfer creates it,
+	// over the source labels the array sets.
+	RemoteLabels map[string]string
 }
 
 // SnapshotReplicateResult is what a snapshot replication did.
@@ -192,6 +198,20 @@ type SnapshotReplicateResult struct {
 	Steps []SnapshotReplicateResult
 }
 
+// End records how an operation ended at at: succeeded for a nil err,
+// canceled for context.Canceled, else failed with err and its kind.
+func (o *Operation) End(err error, at time.Time) {
+	o.Finished = at
+	switch {
+	case err == nil:
+		o.State, o.Phase, o.Done = OpSucceeded, "done", o.Total
+	case errors.Is(err, context.Canceled):
+		o.State, o.Err, o.ErrCode = OpCanceled, "canceled", "CANCELED"
+	default:
+		o.State, o.Err, o.ErrCode = OpFailed, err.Error(), errdefs.KindOf(err).Name()
+	}
+}
+
 // Operation is long-running work and how far it has come.
 type Operation struct {
 	ID, Kind, Target  string
@@ -202,6 +222,9 @@ type Operation struct {
 	Started, Finished time.Time
 	Err, ErrCode      string
 	Result            SnapshotReplicateResult
+	// WritesHeld is how long a volume migration held the volume's writes
+	// for its last pass and the switch (driver operations only).
+	WritesHeld time.Duration `json:",omitempty"`
 }
 
 // Operations follows an array's long-running work.

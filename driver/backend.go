@@ -123,6 +123,9 @@ type Backend struct {
 	// journal keeps the operations started through this backend, so they
 	// stay queryable after a restart.
 	journal *opJournal
+	// runs are the operations the driver itself runs from this backend
+	// (migrations): id → context.CancelFunc.
+	runs sync.Map
 	// gen counts switches of the active array (setActive). A check or
 	// converge that started before a switch reports on the array the
 	// backend no longer uses, so its outcome is dropped.

@@ -103,6 +103,22 @@ func (d *Driver) follow(b *Backend, id string) {
 	}()
 }
 
+// spawn runs fn under the driver's run context, as a goroutine Run waits
+// for; false if the driver is not running.
+func (d *Driver) spawn(fn func(ctx context.Context)) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.runCtx == nil || d.runCtx.Err() != nil {
+		return false
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		fn(d.runCtx)
+	}()
+	return true
+}
+
 // Close releases the array connections; call it after Run returns.
 func (d *Driver) Close() {
 	d.mu.RLock()

@@ -29,6 +29,11 @@ const (
 // volrepd stopped: the array engine's record of it died with the process.
 const restartedMsg = "volrepd restarted while this operation was running; run SnapshotReplicate again: it resumes from the receiver's checkpoint"
 
+// restartedMigrationMsg is restartedMsg for a migration: the switch is
+// its last step, so the volume is still the source's.
+const restartedMigrationMsg = "volrepd restarted while this migration was running; the volume stays on its source backend: delete the partial copy on the destination array (its volume of the same name) and migrate again. " +
+	"If the source refuses writes as a read-only replication target, volrepd stopped in the switch: make it writable (SetVolumeReadOnly on the array API) before anything else"
+
 // opJournal keeps the driver's copy of the operations it started, so
 // their ids stay queryable after volrepd restarts (the array engine keeps
 // them in memory only). It is one JSON file written temp+fsync+rename.
@@ -38,13 +43,17 @@ type opJournal struct {
 	mu    sync.Mutex
 	ops   map[string]array.Operation
 	saved map[string]time.Time // when each was last written
-	now   func() time.Time
-	max   int // opJournalMax; tests lower it
+	// changed is closed and replaced at every record, for watchers of the
+	// operations the driver runs itself (migrations).
+	changed chan struct{}
+	now     func() time.Time
+	max     int // opJournalMax; tests lower it
 }
 
 // emptyOpJournal keeps operations in memory only (no state_dir).
 func emptyOpJournal() *opJournal {
-	return &opJournal{ops: map[string]array.Operation{}, saved: map[string]time.Time{}, now: time.Now, max: opJournalMax}
+	return &opJournal{ops: map[string]array.Operation{}, saved: map[string]time.Time{}, changed: make(chan struct{}),
+		now: time.Now, max: opJournalMax}
 }
 
 // loadOpJournal reads path; operations that were running are marked
@@ -71,7 +80,11 @@ func loadOpJournalMax(path string, max int) (*opJournal, error) {
 	changed := false
 	for _, o := range list {
 		if o.State == array.OpRunning {
-			o.State, o.Err, o.ErrCode, o.Finished = array.OpFailed, restartedMsg, "Unavailable", j.now()
+			msg := restartedMsg
+			if o.Kind == kindMigrateVolume {
+				msg = restartedMigrationMsg
+			}
+			o.State, o.Err, o.ErrCode, o.Finished = array.OpFailed, msg, "Unavailable", j.now()
 			changed = true
 		}
 		j.ops[o.ID] = o
@@ -91,6 +104,8 @@ func (j *opJournal) record(o array.Operation) error {
 	defer j.mu.Unlock()
 	old, ok := j.ops[o.ID]
 	j.ops[o.ID] = o
+	close(j.changed)
+	j.changed = make(chan struct{})
 	if ok && old.State == o.State && old.Phase == o.Phase && j.now().Sub(j.saved[o.ID]) < opJournalProgressEvery {
 		return nil
 	}
@@ -104,6 +119,28 @@ func (j *opJournal) get(id string) (array.Operation, bool) {
 	defer j.mu.Unlock()
 	o, ok := j.ops[id]
 	return o, ok
+}
+
+// watch calls fn with operation id now and at every change, until it
+// is no longer running, fn fails or ctx ends.
+func (j *opJournal) watch(ctx context.Context, id string, fn func(array.Operation) error) error {
+	for {
+		j.mu.Lock()
+		o, ok := j.ops[id]
+		changed := j.changed
+		j.mu.Unlock()
+		if !ok {
+			return errdefs.NotFound("operation %q not found (finished operations are kept for %s)", id, opJournalKeep)
+		}
+		if err := fn(o); err != nil || o.State != array.OpRunning {
+			return err
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // pruneLocked drops finished operations past the bounds; running ones stay.
@@ -182,10 +219,13 @@ func writeFileDurable(path string, data []byte) error {
 }
 
 // journaledOps answers from the array engine, and from the journal for
-// operations the engine no longer knows (it restarted).
+// operations the engine no longer knows (it restarted) or never knew (the
+// driver runs them: migrations).
 type journaledOps struct {
 	array.Operations
 	j *opJournal
+	// cancel cancels a running driver operation; false if there is none.
+	cancel func(id string) bool
 }
 
 func (o journaledOps) GetOperation(ctx context.Context, id string) (array.Operation, error) {
@@ -201,8 +241,8 @@ func (o journaledOps) GetOperation(ctx context.Context, id string) (array.Operat
 func (o journaledOps) WatchOperation(ctx context.Context, id string, fn func(array.Operation) error) error {
 	err := o.Operations.WatchOperation(ctx, id, fn)
 	if errdefs.IsNotFound(err) {
-		if rec, ok := o.j.get(id); ok {
-			return fn(rec)
+		if _, ok := o.j.get(id); ok {
+			return o.j.watch(ctx, id, fn)
 		}
 	}
 	return err
@@ -211,6 +251,11 @@ func (o journaledOps) WatchOperation(ctx context.Context, id string, fn func(arr
 func (o journaledOps) CancelOperation(ctx context.Context, id string) (array.Operation, error) {
 	op, err := o.Operations.CancelOperation(ctx, id)
 	if errdefs.IsNotFound(err) {
+		if o.cancel != nil && o.cancel(id) {
+			// The run records its end; answer with it, as the engine does.
+			err := o.j.watch(ctx, id, func(rec array.Operation) error { op = rec; return nil })
+			return op, err
+		}
 		if rec, ok := o.j.get(id); ok {
 			return rec, nil // finished: nothing to cancel
 		}

@@ -20,7 +20,9 @@ func TestOpJournalRestartFailsRunningKeepsFinished(t *testing.T) {
 		Started: time.Now().Add(-time.Minute), Finished: time.Now(), Result: array.SnapshotReplicateResult{BytesSent: 10}}
 	failed := array.Operation{ID: "op-failed", State: array.OpFailed, Err: "link down", Started: time.Now(), Finished: time.Now()}
 	running := array.Operation{ID: "op-run", State: array.OpRunning, Phase: "sending", Started: time.Now()}
-	for _, o := range []array.Operation{done, failed, running} {
+	migrating := array.Operation{ID: "op-mig", Kind: kindMigrateVolume, State: array.OpRunning, Phase: "pass 2: sending", Started: time.Now(),
+		Result: array.SnapshotReplicateResult{Steps: []array.SnapshotReplicateResult{{BytesSent: 7}}}}
+	for _, o := range []array.Operation{done, failed, running, migrating} {
 		if err := j.record(o); err != nil {
 			t.Fatal(err)
 		}
@@ -38,6 +40,15 @@ func TestOpJournalRestartFailsRunningKeepsFinished(t *testing.T) {
 	o, ok := j2.get("op-run")
 	if !ok || o.State != array.OpFailed || !strings.Contains(o.Err, "restarted") || o.Finished.IsZero() {
 		t.Fatalf("running operation after restart: %+v %v", o, ok)
+	}
+	if strings.Contains(o.Err, "migration") {
+		t.Fatalf("a snapshot replication's restart message speaks of a migration: %s", o.Err)
+	}
+	// A migration's says where the volume is and what to clean up, and
+	// keeps the passes it made.
+	if m, ok := j2.get("op-mig"); !ok || m.State != array.OpFailed || !strings.Contains(m.Err, "stays on its source backend") ||
+		!strings.Contains(m.Err, "delete the partial copy") || len(m.Result.Steps) != 1 || m.Result.Steps[0].BytesSent != 7 {
+		t.Fatalf("running migration after restart: %+v %v", m, ok)
 	}
 	// The failure was written back: a third start reads it as failed too.
 	j3, err := loadOpJournal(path)

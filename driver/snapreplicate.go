@@ -147,7 +147,7 @@ func (b *Backend) Operations() (array.Operations, error) {
 	if err := b.ready(); err != nil {
 		return nil, err
 	}
-	return journaledOps{Operations: b.activeConn().Replication, j: b.journal}, nil
+	return journaledOps{Operations: b.activeConn().Replication, j: b.journal, cancel: b.cancelRun}, nil
 }
 
 // Verification is the outcome of comparing a snapshot with its replica.

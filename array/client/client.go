@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -354,6 +355,14 @@ func (c *Client) SetVolumeQoS(ctx context.Context, volume string, q array.QoS) (
 		return array.Volume{}, err
 	}
 	return wire.VolumeFromPB(r.GetVolume()), nil
+}
+
+func (c *Client) HoldWrites(ctx context.Context, volume string, lease time.Duration) (time.Time, error) {
+	r, err := c.volumes.HoldVolumeWrites(ctx, &arrayv1.HoldVolumeWritesRequest{Name: volume, LeaseMs: lease.Milliseconds()})
+	if err != nil || r.GetHeldSince() == nil {
+		return time.Time{}, err
+	}
+	return r.GetHeldSince().AsTime(), nil
 }
 
 func (c *Client) CreateSnapshotSet(ctx context.Context, volumes []string, name string, labels map[string]string) ([]array.Snapshot, error) {

@@ -166,7 +166,7 @@ func (c *Replication) ChangeReplicaType(ctx context.Context, name, typ string) (
 func (c *Replication) ReplicateSnapshot(ctx context.Context, s array.SnapshotReplicateSpec) (string, error) {
 	r, err := c.replicas.ReplicateSnapshot(ctx, &arrayv1.ReplicateSnapshotRequest{Volume: s.Volume, Snapshot: s.Snapshot, Link: s.Link,
 		RemotePool: s.RemotePool, RemoteVolume: s.RemoteVolume, ForceFullCopy: s.ForceFull,
-		Snapshots: s.Snapshots})
+		Snapshots: s.Snapshots, RemoteVolumeLabels: s.RemoteLabels})
 	if err != nil {
 		return "", err
 	}

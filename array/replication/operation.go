@@ -4,10 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -112,16 +111,8 @@ func (e *Engine) ReplicateSnapshot(ctx context.Context, spec array.SnapshotRepli
 		defer cancel()
 		res, err := e.replicateSnapshots(runCtx, l, spec, snaps, o)
 		o.update(func(op *array.Operation) {
-			op.Finished = time.Now()
 			op.Result = res
-			switch {
-			case err == nil:
-				op.State, op.Phase, op.Done = array.OpSucceeded, "done", op.Total
-			case errors.Is(err, context.Canceled):
-				op.State, op.Err, op.ErrCode = array.OpCanceled, "canceled", "CANCELED"
-			default:
-				op.State, op.Err, op.ErrCode = array.OpFailed, err.Error(), strings.ToUpper(strings.ReplaceAll(errdefs.KindOf(err).String(), " ", "_"))
-			}
+			op.End(err, time.Now())
 		}, false)
 		v, _ := o.view()
 		if err != nil {
@@ -210,9 +201,11 @@ func (e *Engine) replicateSnapshot(ctx context.Context, l *link, spec array.Snap
 	if base != nil {
 		res.BaseSnapshot, res.BaseGUID, res.Incremental = base.Name, base.GUID, true
 	}
+	labels := map[string]string{LabelSourceVolume: spec.Volume, LabelSourceArray: e.id}
+	maps.Copy(labels, spec.RemoteLabels)
 	job, err := e.Job(ctx, spec.Volume, base, snap, transfer.Target{Volume: spec.RemoteVolume, Pool: spec.RemotePool,
 		TransferID: transferID("snapshot-replicate", spec.Volume+"\x00"+spec.Link, snap.GUID),
-		Labels:     map[string]string{LabelSourceVolume: spec.Volume, LabelSourceArray: e.id}})
+		Labels:     labels})
 	if err != nil {
 		return res, err
 	}

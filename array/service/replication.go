@@ -168,7 +168,7 @@ func (s *Replication) ChangeReplicaType(ctx context.Context, req *arrayv1.Change
 func (s *Replication) ReplicateSnapshot(ctx context.Context, req *arrayv1.ReplicateSnapshotRequest) (*arrayv1.ReplicateSnapshotResponse, error) {
 	id, err := s.r.ReplicateSnapshot(ctx, array.SnapshotReplicateSpec{Volume: req.GetVolume(), Snapshot: req.GetSnapshot(), Link: req.GetLink(),
 		RemotePool: req.GetRemotePool(), RemoteVolume: req.GetRemoteVolume(), ForceFull: req.GetForceFullCopy(),
-		Snapshots: req.GetSnapshots()})
+		Snapshots: req.GetSnapshots(), RemoteLabels: req.GetRemoteVolumeLabels()})
 	if err != nil {
 		return nil, err
 	}

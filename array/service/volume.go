@@ -2,6 +2,9 @@ package service
 
 import (
 	"context"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/wire"
@@ -180,6 +183,18 @@ func (s *Service) ChecksumSnapshot(ctx context.Context, req *arrayv1.ChecksumSna
 		return nil, err
 	}
 	return &arrayv1.ChecksumSnapshotResponse{Crc32C: sums}, nil
+}
+
+func (s *Service) HoldVolumeWrites(ctx context.Context, req *arrayv1.HoldVolumeWritesRequest) (*arrayv1.HoldVolumeWritesResponse, error) {
+	since, err := s.a.HoldWrites(ctx, req.GetName(), time.Duration(req.GetLeaseMs())*time.Millisecond)
+	if err != nil {
+		return nil, err
+	}
+	out := &arrayv1.HoldVolumeWritesResponse{}
+	if !since.IsZero() {
+		out.HeldSince = timestamppb.New(since)
+	}
+	return out, nil
 }
 
 func (s *Service) SetVolumeReadOnly(ctx context.Context, req *arrayv1.SetVolumeReadOnlyRequest) (*arrayv1.SetVolumeReadOnlyResponse, error) {

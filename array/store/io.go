@@ -141,6 +141,10 @@ func (s *Store) change(v *volume, off, length int64, fua bool, how mirrored, che
 		s.io.RUnlock()
 		return errdefs.FailedPrecondition("volume %q is a replication target and read-only; promote it or fail over first", v.rec.Name)
 	}
+	if h := v.hold; h != nil && how == fromClient {
+		s.io.RUnlock()
+		return &heldError{released: h.released}
+	}
 	if err := checkRange(v.rec.Name, off, length, size); err != nil {
 		s.io.RUnlock()
 		return err
@@ -589,9 +593,9 @@ func (h *Handle) WriteAtNoWait(ctx context.Context, p []byte, off int64) error {
 		return ErrWouldBlock
 	}
 	h.s.io.RLock()
-	mirrored := h.v.mirror != nil
+	mirrored, held := h.v.mirror != nil, h.v.hold != nil
 	h.s.io.RUnlock()
-	if mirrored {
+	if mirrored || held {
 		return ErrWouldBlock
 	}
 	if err := ctx.Err(); err != nil {
@@ -600,7 +604,7 @@ func (h *Handle) WriteAtNoWait(ctx context.Context, p []byte, off int64) error {
 	if _, err := h.throttleNoWait(true, int64(len(p))); err != nil {
 		return err
 	}
-	return h.write(p, off, false)
+	return h.write(ctx, p, off, false)
 }
 
 // WriteAt writes p at off; with fua it is durable on return.
@@ -611,18 +615,18 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64, fua bool) err
 	if err := h.throttle(ctx, true, int64(len(p))); err != nil {
 		return err
 	}
-	return h.write(p, off, fua)
+	return h.write(ctx, p, off, fua)
 }
 
 // write is WriteAt once the request's QoS tokens are taken.
-func (h *Handle) write(p []byte, off int64, fua bool) error {
+func (h *Handle) write(ctx context.Context, p []byte, off int64, fua bool) error {
 	if err := h.revoked(); err != nil {
 		return err
 	}
 	if h.ReadOnly() {
 		return h.readOnlyErr()
 	}
-	return h.s.space(h.s.write(h.v, p, off, fua, fromClient))
+	return h.s.space(gated(ctx, func() error { return h.s.write(h.v, p, off, fua, fromClient) }))
 }
 
 // MiscompareError is CompareAndWrite's refusal: the volume's bytes differ
@@ -654,8 +658,8 @@ func (h *Handle) CompareAndWrite(ctx context.Context, cmp, p []byte, off int64, 
 	if h.ReadOnly() {
 		return h.readOnlyErr()
 	}
-	return h.s.space(h.s.change(h.v, off, int64(len(p)), fua, fromClient,
-		func(l *layer) error {
+	return h.s.space(gated(ctx, func() error {
+		return h.s.change(h.v, off, int64(len(p)), fua, fromClient, func(l *layer) error {
 			cur := make([]byte, len(cmp))
 			if err := readView(l, cur, off); err != nil {
 				return err
@@ -667,8 +671,9 @@ func (h *Handle) CompareAndWrite(ctx context.Context, cmp, p []byte, off int64, 
 			}
 			return nil
 		},
-		func(m Mirror) func() error { return m.Write(off, p) },
-		func(l *layer) error { return writeLayer(l, p, off) }))
+			func(m Mirror) func() error { return m.Write(off, p) },
+			func(l *layer) error { return writeLayer(l, p, off) })
+	}))
 }
 
 // Flush makes every acknowledged write to the volume durable, whichever
@@ -701,7 +706,7 @@ func (h *Handle) Zero(ctx context.Context, off, length int64, fua bool) error {
 	if h.ReadOnly() {
 		return h.readOnlyErr()
 	}
-	return h.s.space(h.s.zeroRange(h.v, off, length, fua, fromClient))
+	return h.s.space(gated(ctx, func() error { return h.s.zeroRange(h.v, off, length, fua, fromClient) }))
 }
 
 // Allocation describes a range as data and zero extents.

@@ -103,6 +103,8 @@ type volume struct {
 	// qos is the token buckets of rec.QoS, nil when unlimited; read
 	// without a lock by every request of an attachment.
 	qos atomic.Pointer[buckets]
+	// hold, set under io's write lock, makes client writes wait (hold.go).
+	hold *writeHold
 }
 
 type snapshot struct {
@@ -406,6 +408,9 @@ func (s *Store) Close() error {
 	defer s.io.Unlock()
 	var errs []error
 	for _, v := range s.vols {
+		if h := v.hold; h != nil {
+			s.releaseLocked(v, h) // held writes now find the store closed
+		}
 		errs = append(errs, s.flushLayer(v.live))
 	}
 	errs = append(errs, s.closeFiles())

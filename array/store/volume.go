@@ -190,6 +190,9 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 	}
 	s.io.Lock()
 	v.deleted = true
+	if h := v.hold; h != nil {
+		s.releaseLocked(v, h) // held writes now find the volume deleted
+	}
 	s.io.Unlock()
 	delete(s.vols, name)
 	l := v.live
@@ -253,7 +256,7 @@ func (s *Store) WriteVolume(ctx context.Context, name string, off int64, p []byt
 	if err != nil {
 		return err
 	}
-	return s.space(s.write(v, p, off, fua, fromClient))
+	return s.space(gated(ctx, func() error { return s.write(v, p, off, fua, fromClient) }))
 }
 
 // ReadVolume fills p from off.

@@ -151,6 +151,10 @@ func (f *fakeDriver) SnapshotReplicate(context.Context, *driverv1.SnapshotReplic
 	return &driverv1.SnapshotReplicateResponse{OperationId: "op-1"}, nil
 }
 
+func (f *fakeDriver) MigrateVolume(context.Context, *driverv1.MigrateVolumeRequest) (*driverv1.MigrateVolumeResponse, error) {
+	return &driverv1.MigrateVolumeResponse{OperationId: "op-2"}, nil
+}
+
 func (f *fakeDriver) GetVolume(_ context.Context, r *driverv1.GetVolumeRequest) (*driverv1.GetVolumeResponse, error) {
 	return &driverv1.GetVolumeResponse{Volume: &driverv1.Volume{Id: r.GetVolumeId(), SizeGb: 10}}, nil
 }
@@ -334,6 +338,8 @@ func TestCommandsMapToRPCs(t *testing.T) {
 			&driverv1.SnapshotReplicateRequest{Backend: b, VolumeId: "vol-1", DestinationBackend: "site-b", SnapshotIds: []string{"s1", "s2"}}, "operation_id  op-1"},
 		{[]string{"snapshot", "replicate", "--count", "3", "--volume", "vol-1", "--to", "site-b", "--detach"}, "SnapshotReplicate",
 			&driverv1.SnapshotReplicateRequest{Backend: b, VolumeId: "vol-1", DestinationBackend: "site-b", Count: 3}, "operation_id  op-1"},
+		{[]string{"volume", "migrate", "vol-1", "--to", "site-b", "--small-pass-bytes", "1048576", "--detach"}, "MigrateVolume",
+			&driverv1.MigrateVolumeRequest{Backend: b, VolumeId: "vol-1", DestinationBackend: "site-b", SmallPassBytes: 1 << 20}, "operation_id  op-2"},
 		{[]string{"snapshot", "list", "--volume", "vol-1"}, "ListSnapshots", &driverv1.ListSnapshotsRequest{Backend: b, VolumeId: "vol-1", PageSize: paging.MaxPageSize}, "snap-1  vol-1   10"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

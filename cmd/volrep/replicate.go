@@ -191,6 +191,9 @@ func operationTable(w io.Writer, o *driverv1.Operation) {
 		}
 		row(w, fmt.Sprintf("step %d", i+1), fmt.Sprintf("%s: %s, %d bytes sent", st.GetSnapshotId(), from, st.GetBytesSent()))
 	}
+	if held := o.GetWritesHeldSeconds(); held > 0 {
+		row(w, "writes_held", fmt.Sprintf("%.3f s", held))
+	}
 	if o.GetError() != "" {
 		row(w, "error", fmt.Sprintf("%s (%s)", o.GetError(), o.GetErrorCode()))
 	}

@@ -11,7 +11,7 @@ import (
 )
 
 func newVolumeCmd(a *app) *cobra.Command {
-	cmd := groupCmd("volume", "Create, clone, extend, revert, list, delete, manage and unmanage volumes")
+	cmd := groupCmd("volume", "Create, clone, extend, revert, migrate, list, delete, manage and unmanage volumes")
 	cmd.AddCommand(
 		newVolumeCreateCmd(a),
 		newVolumeDeleteCmd(a),
@@ -25,6 +25,7 @@ func newVolumeCmd(a *app) *cobra.Command {
 		newVolumeManageCmd(a),
 		newVolumeUnmanageCmd(a),
 		newVolumeManageableCmd(a),
+		newVolumeMigrateCmd(a),
 	)
 	return cmd
 }

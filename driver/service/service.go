@@ -406,7 +406,7 @@ func operationPB(o array.Operation) *driverv1.Operation {
 		Started: optTS(o.Started), Finished: optTS(o.Finished), Error: o.Err, ErrorCode: o.ErrCode,
 		BaseSnapshotId: base, Incremental: o.Result.Incremental, BytesSent: o.Result.BytesSent,
 		ResumedFrom: o.Result.ResumedFrom, AlreadyPresent: o.Result.AlreadyPresent,
-		Steps: wire.Map(o.Result.Steps, stepPB)}
+		Steps: wire.Map(o.Result.Steps, stepPB), WritesHeldSeconds: o.WritesHeld.Seconds()}
 }
 
 func stepPB(r array.SnapshotReplicateResult) *driverv1.SnapshotReplicateStep {
@@ -489,4 +489,13 @@ func (s *Service) FailoverCompleted(ctx context.Context, req *driverv1.FailoverC
 		return nil, err
 	}
 	return &driverv1.FailoverCompletedResponse{}, b.FailoverCompleted(ctx, req.GetActiveBackendId())
+}
+
+func (s *Service) MigrateVolume(ctx context.Context, req *driverv1.MigrateVolumeRequest) (*driverv1.MigrateVolumeResponse, error) {
+	id, err := s.d.MigrateVolume(ctx, req.GetBackend(), req.GetVolumeId(), req.GetDestinationBackend(), driver.MigrateOptions{
+		SmallBytes: req.GetSmallPassBytes(), SmallTime: time.Duration(req.GetSmallPassMs()) * time.Millisecond, MaxPasses: int(req.GetMaxPasses())})
+	if err != nil {
+		return nil, err
+	}
+	return &driverv1.MigrateVolumeResponse{OperationId: id}, nil
 }

@@ -6,6 +6,8 @@
 package arrayapi
 
 import (
+	"time"
+
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/errdefs"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
@@ -149,6 +151,8 @@ func Check(req any) (handled bool, err error) {
 		return true, createSnapshotSetRequest(x)
 	case *arrayv1.SetVolumeQoSRequest:
 		return true, setVolumeQoSRequest(x)
+	case *arrayv1.HoldVolumeWritesRequest:
+		return true, holdVolumeWritesRequest(x)
 	}
 	return false, nil
 }
@@ -488,6 +492,7 @@ func replicateSnapshotRequest(x *arrayv1.ReplicateSnapshotRequest) error {
 		v.Name("link", x.GetLink()),
 		v.Name("remote_pool", x.GetRemotePool()),
 		v.OptionalName("remote_volume", x.GetRemoteVolume()),
+		v.Labels("remote_volume_labels", x.GetRemoteVolumeLabels()),
 	); err != nil {
 		return err
 	}
@@ -538,6 +543,18 @@ func setVolumeQoSRequest(x *arrayv1.SetVolumeQoSRequest) error {
 		v.NonNegative("qos.total_iops", q.GetTotalIops()), v.NonNegative("qos.read_iops", q.GetReadIops()),
 		v.NonNegative("qos.write_iops", q.GetWriteIops()), v.NonNegative("qos.total_bytes_per_sec", q.GetTotalBytesPerSec()),
 		v.NonNegative("qos.read_bytes_per_sec", q.GetReadBytesPerSec()), v.NonNegative("qos.write_bytes_per_sec", q.GetWriteBytesPerSec()))
+}
+
+// maxHoldLease bounds a write hold's lease: a holder renews, it does not
+// freeze a volume for long.
+const maxHoldLease = time.Hour
+
+// holdVolumeWritesRequest checks the volume name and the lease.
+func holdVolumeWritesRequest(x *arrayv1.HoldVolumeWritesRequest) error {
+	if err := v.Name("name", x.GetName()); err != nil {
+		return err
+	}
+	return v.Range("lease_ms", x.GetLeaseMs(), 0, maxHoldLease.Milliseconds())
 }
 
 // createSnapshotSetRequest checks the volumes and the snapshot name.

@@ -116,6 +116,8 @@ func Check(req any) (handled bool, err error) {
 		return true, disableReplicationRequest(x)
 	case *driverv1.FailoverReplicationRequest:
 		return true, failoverReplicationRequest(x)
+	case *driverv1.MigrateVolumeRequest:
+		return true, migrateVolumeRequest(x)
 	}
 	return false, nil
 }
@@ -602,4 +604,23 @@ func existingRef(r *driverv1.ExistingRef, snapshot bool) error {
 	default:
 		return v.Name("ref.source_id", id[strings.LastIndex(id, "/")+1:])
 	}
+}
+
+// migrateVolumeRequest checks the backends, the volume and the bounds of
+// a small pass (0 takes the default).
+func migrateVolumeRequest(x *driverv1.MigrateVolumeRequest) error {
+	if err := v.First(
+		v.Name("backend", x.GetBackend()),
+		v.ID("volume_id", x.GetVolumeId()),
+		v.Name("destination_backend", x.GetDestinationBackend()),
+		v.Range("small_pass_bytes", x.GetSmallPassBytes(), 0, 1<<40),
+		v.Range("small_pass_ms", x.GetSmallPassMs(), 0, 3600_000),
+		v.Range("max_passes", int64(x.GetMaxPasses()), 0, 100),
+	); err != nil {
+		return err
+	}
+	if x.GetDestinationBackend() == x.GetBackend() {
+		return v.OneOf("destination_backend", x.GetDestinationBackend(), "a backend other than "+x.GetBackend())
+	}
+	return nil
 }

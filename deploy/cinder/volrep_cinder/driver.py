@@ -24,6 +24,7 @@ reads them, this driver does not need them.
 """
 
 import contextlib
+import hashlib
 import os
 import re
 import sys
@@ -877,9 +878,117 @@ class VolrepDriver(driver.VolumeDriver):
         raises VolumeBackendAPIException; the manager then sets the volume
         to error and the snapshot back to available."""
         self._call('RevertToSnapshot', pb.RevertToSnapshotRequest(
-            backend=self._backend, volume_id=volume.id,
+            backend=self._backend, volume_id=_volume_id(volume),
             snapshot_id=snapshot_ref(snapshot),
             snapshot_volume_id=snapshot.volume_id))
+
+    # Migration
+
+    def _daemon_id(self):
+        """Which volrepd this is, as the stats tell the scheduler
+        (volrep_daemon_id): a digest of its backends and the arrays they
+        are on. The Cinder backends one volrepd serves report the same, and
+        it is what migrate_volume checks a destination host against."""
+        backends = self._list('ListBackends', pb.ListBackendsRequest(),
+                              'backends')
+        text = '\n'.join(sorted('%s=%s' % (b.name, b.primary_array)
+                                 for b in backends))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _migration_capabilities(self):
+        """What a source driver needs in this backend's capabilities to
+        migrate a volume here itself: the volrepd backend and daemon."""
+        try:
+            return {'volrep_backend': self._backend,
+                    'volrep_daemon_id': self._daemon_id()}
+        except (exception.VolumeBackendAPIException,
+                exception.VolumeDriverException) as err:
+            LOG.warning('volrep: no volrep_daemon_id in the stats (volrepd '
+                        'migrates no volume here until it has one): %s', err)
+            return {'volrep_backend': self._backend}
+
+    def migrate_volume(self, ctxt, volume, host, wait=True, poll=0.5):
+        """Move an available volume to another volrep backend of the same
+        volrepd by snapshot deltas (MigrateVolume): full pass, incremental
+        passes while in use, a last one with writes held, then the switch;
+        the volume keeps its id and its array name on the new array.
+
+        Returns (True, model_update) once moved; (False, None) for a
+        destination that is not a volrep backend of this volrepd, for an
+        attached volume (Cinder's generic migration then lets Nova swap
+        it), and when volrepd refuses (FAILED_PRECONDITION: say a
+        replicated volume), so that Cinder migrates generically. A
+        migration that starts and fails raises; the volume stays here.
+        """
+        caps = (host or {}).get('capabilities') or {}
+        dest = caps.get('volrep_backend')
+        why = None
+        if not dest:
+            why = 'the destination is not a volrep backend'
+        elif caps.get('volrep_daemon_id') != self._daemon_id():
+            why = 'the destination is served by another volrepd'
+        elif dest == self._backend:
+            why = 'the destination is this backend'
+        elif (_get(volume, 'status') == 'in-use' or
+              _get(volume, 'attach_status') == 'attached'):
+            why = ('the volume is attached; volrep switches only available '
+                   'volumes, Cinder\'s generic migration has Nova swap an '
+                   'attached one')
+        if why:
+            LOG.info('volrep does not migrate volume %(id)s to %(host)s '
+                     'itself: %(why)s', {'id': volume.id,
+                                         'host': (host or {}).get('host'),
+                                         'why': why})
+            return False, None
+        try:
+            r = self._call('MigrateVolume', pb.MigrateVolumeRequest(
+                backend=self._backend, volume_id=_volume_id(volume),
+                destination_backend=dest), on_precondition=_Refused)
+        except _Refused as refused:
+            LOG.info('volrepd refuses to migrate volume %(id)s to %(dest)s; '
+                     'Cinder migrates it generically: %(why)s',
+                     {'id': volume.id, 'dest': dest, 'why': refused})
+            return False, None
+        op = self._migration(r.operation_id)
+        while wait and op.state == pb.OPERATION_STATE_RUNNING:
+            time.sleep(poll)
+            op = self._migration(r.operation_id)
+        if op.state != pb.OPERATION_STATE_SUCCEEDED:
+            raise exception.VolumeMigrationFailed(reason=_(
+                'volrep migration %(op)s of volume %(id)s to %(dest)s: '
+                '%(err)s (%(code)s); the volume stays on %(src)s') % {
+                    'op': r.operation_id, 'id': volume.id, 'dest': dest,
+                    'err': op.error, 'code': op.error_code,
+                    'src': self._backend})
+        LOG.info('volrep migrated volume %(id)s from %(src)s to %(dest)s in '
+                 '%(n)d passes (bytes %(bytes)s), writes held %(held).3f s',
+                 {'id': volume.id, 'src': self._backend, 'dest': dest,
+                  'n': len(op.steps),
+                  'bytes': [s.bytes_sent for s in op.steps],
+                  'held': op.writes_held_seconds})
+        return True, {'provider_id': 'volume-%s-cinder' % _volume_id(volume)}
+
+    def _migration(self, operation_id):
+        return self._call('GetOperation', pb.GetOperationRequest(
+            backend=self._backend, operation_id=operation_id)).operation
+
+    def update_migrated_volume(self, ctxt, volume, new_volume,
+                               original_volume_status):
+        """The end of Cinder's generic migration onto this backend: the
+        migrated data is new_volume's array volume. Pure renames it to the
+        original's name; volrep arrays cannot rename a volume, so the
+        original keeps new_volume's name_id (and provider fields), as Pure
+        returns when its rename fails: the driver addresses volumes by
+        name_id."""
+        if new_volume.name_id == volume.id:
+            return {'_name_id': None,
+                    'provider_location': new_volume.provider_location}
+        LOG.info('volume %(id)s keeps the array volume of %(new)s '
+                 '(volrep arrays do not rename volumes)',
+                 {'id': volume.id, 'new': new_volume.name_id})
+        return {'_name_id': new_volume.name_id,
+                'provider_location': new_volume.provider_location,
+                'provider_id': new_volume.provider_id}
 
     def snapshot_replicate(self, context, snapshot, destination_backend,
                            force_full_copy=False, wait=True, poll=0.5):
@@ -1281,6 +1390,7 @@ class VolrepDriver(driver.VolumeDriver):
             self._stats = stats
             return
         self._stats = self.stats_dict(r, backend_name)
+        self._stats.update(self._migration_capabilities())
         self._stats['filter_function'] = self.get_filter_function()
         self._stats['goodness_function'] = self.get_goodness_function()
 

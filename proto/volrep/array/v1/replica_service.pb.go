@@ -1861,9 +1861,13 @@ type ReplicateSnapshotRequest struct {
 	// More snapshots of volume to send in the same operation, with snapshot
 	// (if set): oldest first, each a delta on the one before, so the target
 	// ends with all of them. At most 100.
-	Snapshots     []string `protobuf:"bytes,7,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Snapshots []string `protobuf:"bytes,7,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
+	// Labels of the remote volume when this creates it, over the source
+	// labels the array sets (a migration gives the copy the labels of the
+	// volume it becomes).
+	RemoteVolumeLabels map[string]string `protobuf:"bytes,8,rep,name=remote_volume_labels,json=remoteVolumeLabels,proto3" json:"remote_volume_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ReplicateSnapshotRequest) Reset() {
@@ -1941,6 +1945,13 @@ func (x *ReplicateSnapshotRequest) GetForceFullCopy() bool {
 func (x *ReplicateSnapshotRequest) GetSnapshots() []string {
 	if x != nil {
 		return x.Snapshots
+	}
+	return nil
+}
+
+func (x *ReplicateSnapshotRequest) GetRemoteVolumeLabels() map[string]string {
+	if x != nil {
+		return x.RemoteVolumeLabels
 	}
 	return nil
 }
@@ -2123,7 +2134,7 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12K\n" +
 	"\x10replication_type\x18\x02 \x01(\x0e2 .volrep.array.v1.ReplicationTypeR\x0freplicationType\"O\n" +
 	"\x19ChangeReplicaTypeResponse\x122\n" +
-	"\areplica\x18\x01 \x01(\v2\x18.volrep.array.v1.ReplicaR\areplica\"\xee\x01\n" +
+	"\areplica\x18\x01 \x01(\v2\x18.volrep.array.v1.ReplicaR\areplica\"\xaa\x03\n" +
 	"\x18ReplicateSnapshotRequest\x12\x16\n" +
 	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x1a\n" +
 	"\bsnapshot\x18\x02 \x01(\tR\bsnapshot\x12\x12\n" +
@@ -2132,7 +2143,11 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"remotePool\x12#\n" +
 	"\rremote_volume\x18\x05 \x01(\tR\fremoteVolume\x12&\n" +
 	"\x0fforce_full_copy\x18\x06 \x01(\bR\rforceFullCopy\x12\x1c\n" +
-	"\tsnapshots\x18\a \x03(\tR\tsnapshots\">\n" +
+	"\tsnapshots\x18\a \x03(\tR\tsnapshots\x12s\n" +
+	"\x14remote_volume_labels\x18\b \x03(\v2A.volrep.array.v1.ReplicateSnapshotRequest.RemoteVolumeLabelsEntryR\x12remoteVolumeLabels\x1aE\n" +
+	"\x17RemoteVolumeLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\">\n" +
 	"\x19ReplicateSnapshotResponse\x12!\n" +
 	"\foperation_id\x18\x01 \x01(\tR\voperationId*j\n" +
 	"\x0fReplicationType\x12 \n" +
@@ -2193,7 +2208,7 @@ func file_volrep_array_v1_replica_service_proto_rawDescGZIP() []byte {
 }
 
 var file_volrep_array_v1_replica_service_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_volrep_array_v1_replica_service_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_volrep_array_v1_replica_service_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_volrep_array_v1_replica_service_proto_goTypes = []any{
 	(ReplicationType)(0),               // 0: volrep.array.v1.ReplicationType
 	(ReplicaMode)(0),                   // 1: volrep.array.v1.ReplicaMode
@@ -2227,7 +2242,8 @@ var file_volrep_array_v1_replica_service_proto_goTypes = []any{
 	(*ReplicateSnapshotResponse)(nil),  // 29: volrep.array.v1.ReplicateSnapshotResponse
 	nil,                                // 30: volrep.array.v1.Replica.MemberMappingsEntry
 	nil,                                // 31: volrep.array.v1.ReplicateConsGroupRequest.MemberMappingsEntry
-	(*timestamppb.Timestamp)(nil),      // 32: google.protobuf.Timestamp
+	nil,                                // 32: volrep.array.v1.ReplicateSnapshotRequest.RemoteVolumeLabelsEntry
+	(*timestamppb.Timestamp)(nil),      // 33: google.protobuf.Timestamp
 }
 var file_volrep_array_v1_replica_service_proto_depIdxs = []int32{
 	5,  // 0: volrep.array.v1.Replica.kind:type_name -> volrep.array.v1.EntityKind
@@ -2238,8 +2254,8 @@ var file_volrep_array_v1_replica_service_proto_depIdxs = []int32{
 	4,  // 5: volrep.array.v1.Replica.rpo_state:type_name -> volrep.array.v1.RPOState
 	6,  // 6: volrep.array.v1.Replica.target_retention:type_name -> volrep.array.v1.Retention
 	6,  // 7: volrep.array.v1.Replica.source_retention:type_name -> volrep.array.v1.Retention
-	32, // 8: volrep.array.v1.Replica.last_synchronized:type_name -> google.protobuf.Timestamp
-	32, // 9: volrep.array.v1.Replica.created:type_name -> google.protobuf.Timestamp
+	33, // 8: volrep.array.v1.Replica.last_synchronized:type_name -> google.protobuf.Timestamp
+	33, // 9: volrep.array.v1.Replica.created:type_name -> google.protobuf.Timestamp
 	1,  // 10: volrep.array.v1.Replica.mode:type_name -> volrep.array.v1.ReplicaMode
 	1,  // 11: volrep.array.v1.ReplicateEntityRequest.mode:type_name -> volrep.array.v1.ReplicaMode
 	0,  // 12: volrep.array.v1.ReplicateEntityRequest.replication_type:type_name -> volrep.array.v1.ReplicationType
@@ -2261,33 +2277,34 @@ var file_volrep_array_v1_replica_service_proto_depIdxs = []int32{
 	7,  // 28: volrep.array.v1.SyncReplicaResponse.replica:type_name -> volrep.array.v1.Replica
 	0,  // 29: volrep.array.v1.ChangeReplicaTypeRequest.replication_type:type_name -> volrep.array.v1.ReplicationType
 	7,  // 30: volrep.array.v1.ChangeReplicaTypeResponse.replica:type_name -> volrep.array.v1.Replica
-	8,  // 31: volrep.array.v1.ReplicaService.ReplicateEntity:input_type -> volrep.array.v1.ReplicateEntityRequest
-	10, // 32: volrep.array.v1.ReplicaService.ReplicateConsGroup:input_type -> volrep.array.v1.ReplicateConsGroupRequest
-	12, // 33: volrep.array.v1.ReplicaService.GetReplica:input_type -> volrep.array.v1.GetReplicaRequest
-	14, // 34: volrep.array.v1.ReplicaService.ListReplicas:input_type -> volrep.array.v1.ListReplicasRequest
-	16, // 35: volrep.array.v1.ReplicaService.UpdateReplica:input_type -> volrep.array.v1.UpdateReplicaRequest
-	18, // 36: volrep.array.v1.ReplicaService.DeleteReplica:input_type -> volrep.array.v1.DeleteReplicaRequest
-	20, // 37: volrep.array.v1.ReplicaService.SuspendReplica:input_type -> volrep.array.v1.SuspendReplicaRequest
-	22, // 38: volrep.array.v1.ReplicaService.ResumeReplica:input_type -> volrep.array.v1.ResumeReplicaRequest
-	24, // 39: volrep.array.v1.ReplicaService.SyncReplica:input_type -> volrep.array.v1.SyncReplicaRequest
-	26, // 40: volrep.array.v1.ReplicaService.ChangeReplicaType:input_type -> volrep.array.v1.ChangeReplicaTypeRequest
-	28, // 41: volrep.array.v1.ReplicaService.ReplicateSnapshot:input_type -> volrep.array.v1.ReplicateSnapshotRequest
-	9,  // 42: volrep.array.v1.ReplicaService.ReplicateEntity:output_type -> volrep.array.v1.ReplicateEntityResponse
-	11, // 43: volrep.array.v1.ReplicaService.ReplicateConsGroup:output_type -> volrep.array.v1.ReplicateConsGroupResponse
-	13, // 44: volrep.array.v1.ReplicaService.GetReplica:output_type -> volrep.array.v1.GetReplicaResponse
-	15, // 45: volrep.array.v1.ReplicaService.ListReplicas:output_type -> volrep.array.v1.ListReplicasResponse
-	17, // 46: volrep.array.v1.ReplicaService.UpdateReplica:output_type -> volrep.array.v1.UpdateReplicaResponse
-	19, // 47: volrep.array.v1.ReplicaService.DeleteReplica:output_type -> volrep.array.v1.DeleteReplicaResponse
-	21, // 48: volrep.array.v1.ReplicaService.SuspendReplica:output_type -> volrep.array.v1.SuspendReplicaResponse
-	23, // 49: volrep.array.v1.ReplicaService.ResumeReplica:output_type -> volrep.array.v1.ResumeReplicaResponse
-	25, // 50: volrep.array.v1.ReplicaService.SyncReplica:output_type -> volrep.array.v1.SyncReplicaResponse
-	27, // 51: volrep.array.v1.ReplicaService.ChangeReplicaType:output_type -> volrep.array.v1.ChangeReplicaTypeResponse
-	29, // 52: volrep.array.v1.ReplicaService.ReplicateSnapshot:output_type -> volrep.array.v1.ReplicateSnapshotResponse
-	42, // [42:53] is the sub-list for method output_type
-	31, // [31:42] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	32, // 31: volrep.array.v1.ReplicateSnapshotRequest.remote_volume_labels:type_name -> volrep.array.v1.ReplicateSnapshotRequest.RemoteVolumeLabelsEntry
+	8,  // 32: volrep.array.v1.ReplicaService.ReplicateEntity:input_type -> volrep.array.v1.ReplicateEntityRequest
+	10, // 33: volrep.array.v1.ReplicaService.ReplicateConsGroup:input_type -> volrep.array.v1.ReplicateConsGroupRequest
+	12, // 34: volrep.array.v1.ReplicaService.GetReplica:input_type -> volrep.array.v1.GetReplicaRequest
+	14, // 35: volrep.array.v1.ReplicaService.ListReplicas:input_type -> volrep.array.v1.ListReplicasRequest
+	16, // 36: volrep.array.v1.ReplicaService.UpdateReplica:input_type -> volrep.array.v1.UpdateReplicaRequest
+	18, // 37: volrep.array.v1.ReplicaService.DeleteReplica:input_type -> volrep.array.v1.DeleteReplicaRequest
+	20, // 38: volrep.array.v1.ReplicaService.SuspendReplica:input_type -> volrep.array.v1.SuspendReplicaRequest
+	22, // 39: volrep.array.v1.ReplicaService.ResumeReplica:input_type -> volrep.array.v1.ResumeReplicaRequest
+	24, // 40: volrep.array.v1.ReplicaService.SyncReplica:input_type -> volrep.array.v1.SyncReplicaRequest
+	26, // 41: volrep.array.v1.ReplicaService.ChangeReplicaType:input_type -> volrep.array.v1.ChangeReplicaTypeRequest
+	28, // 42: volrep.array.v1.ReplicaService.ReplicateSnapshot:input_type -> volrep.array.v1.ReplicateSnapshotRequest
+	9,  // 43: volrep.array.v1.ReplicaService.ReplicateEntity:output_type -> volrep.array.v1.ReplicateEntityResponse
+	11, // 44: volrep.array.v1.ReplicaService.ReplicateConsGroup:output_type -> volrep.array.v1.ReplicateConsGroupResponse
+	13, // 45: volrep.array.v1.ReplicaService.GetReplica:output_type -> volrep.array.v1.GetReplicaResponse
+	15, // 46: volrep.array.v1.ReplicaService.ListReplicas:output_type -> volrep.array.v1.ListReplicasResponse
+	17, // 47: volrep.array.v1.ReplicaService.UpdateReplica:output_type -> volrep.array.v1.UpdateReplicaResponse
+	19, // 48: volrep.array.v1.ReplicaService.DeleteReplica:output_type -> volrep.array.v1.DeleteReplicaResponse
+	21, // 49: volrep.array.v1.ReplicaService.SuspendReplica:output_type -> volrep.array.v1.SuspendReplicaResponse
+	23, // 50: volrep.array.v1.ReplicaService.ResumeReplica:output_type -> volrep.array.v1.ResumeReplicaResponse
+	25, // 51: volrep.array.v1.ReplicaService.SyncReplica:output_type -> volrep.array.v1.SyncReplicaResponse
+	27, // 52: volrep.array.v1.ReplicaService.ChangeReplicaType:output_type -> volrep.array.v1.ChangeReplicaTypeResponse
+	29, // 53: volrep.array.v1.ReplicaService.ReplicateSnapshot:output_type -> volrep.array.v1.ReplicateSnapshotResponse
+	43, // [43:54] is the sub-list for method output_type
+	32, // [32:43] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_replica_service_proto_init() }
@@ -2301,7 +2318,7 @@ func file_volrep_array_v1_replica_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_replica_service_proto_rawDesc), len(file_volrep_array_v1_replica_service_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

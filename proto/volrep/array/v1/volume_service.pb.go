@@ -2686,6 +2686,105 @@ func (x *SetVolumeQoSResponse) GetVolume() *Volume {
 	return nil
 }
 
+type HoldVolumeWritesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// How long the hold lasts unless renewed, in milliseconds (at most one
+	// hour); 0 releases it.
+	LeaseMs       int64 `protobuf:"varint,2,opt,name=lease_ms,json=leaseMs,proto3" json:"lease_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldVolumeWritesRequest) Reset() {
+	*x = HoldVolumeWritesRequest{}
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldVolumeWritesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldVolumeWritesRequest) ProtoMessage() {}
+
+func (x *HoldVolumeWritesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldVolumeWritesRequest.ProtoReflect.Descriptor instead.
+func (*HoldVolumeWritesRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *HoldVolumeWritesRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *HoldVolumeWritesRequest) GetLeaseMs() int64 {
+	if x != nil {
+		return x.LeaseMs
+	}
+	return 0
+}
+
+type HoldVolumeWritesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the hold in force began; unset after a release.
+	HeldSince     *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=held_since,json=heldSince,proto3" json:"held_since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldVolumeWritesResponse) Reset() {
+	*x = HoldVolumeWritesResponse{}
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldVolumeWritesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldVolumeWritesResponse) ProtoMessage() {}
+
+func (x *HoldVolumeWritesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_volume_service_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldVolumeWritesResponse.ProtoReflect.Descriptor instead.
+func (*HoldVolumeWritesResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_volume_service_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *HoldVolumeWritesResponse) GetHeldSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HeldSince
+	}
+	return nil
+}
+
 var File_volrep_array_v1_volume_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
@@ -2888,7 +2987,13 @@ const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
 	"\x03qos\x18\x02 \x01(\v2\x14.volrep.array.v1.QoSR\x03qos\"G\n" +
 	"\x14SetVolumeQoSResponse\x12/\n" +
-	"\x06volume\x18\x01 \x01(\v2\x17.volrep.array.v1.VolumeR\x06volume2\xb9\x10\n" +
+	"\x06volume\x18\x01 \x01(\v2\x17.volrep.array.v1.VolumeR\x06volume\"H\n" +
+	"\x17HoldVolumeWritesRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
+	"\blease_ms\x18\x02 \x01(\x03R\aleaseMs\"U\n" +
+	"\x18HoldVolumeWritesResponse\x129\n" +
+	"\n" +
+	"held_since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\theldSince2\xa2\x11\n" +
 	"\rVolumeService\x12[\n" +
 	"\fCreateVolume\x12$.volrep.array.v1.CreateVolumeRequest\x1a%.volrep.array.v1.CreateVolumeResponse\x12R\n" +
 	"\tGetVolume\x12!.volrep.array.v1.GetVolumeRequest\x1a\".volrep.array.v1.GetVolumeResponse\x12X\n" +
@@ -2912,7 +3017,8 @@ const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\fRevertVolume\x12$.volrep.array.v1.RevertVolumeRequest\x1a%.volrep.array.v1.RevertVolumeResponse\x12[\n" +
 	"\fRenameVolume\x12$.volrep.array.v1.RenameVolumeRequest\x1a%.volrep.array.v1.RenameVolumeResponse\x12a\n" +
 	"\x0eRenameSnapshot\x12&.volrep.array.v1.RenameSnapshotRequest\x1a'.volrep.array.v1.RenameSnapshotResponse\x12[\n" +
-	"\fSetVolumeQoS\x12$.volrep.array.v1.SetVolumeQoSRequest\x1a%.volrep.array.v1.SetVolumeQoSResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
+	"\fSetVolumeQoS\x12$.volrep.array.v1.SetVolumeQoSRequest\x1a%.volrep.array.v1.SetVolumeQoSResponse\x12g\n" +
+	"\x10HoldVolumeWrites\x12(.volrep.array.v1.HoldVolumeWritesRequest\x1a).volrep.array.v1.HoldVolumeWritesResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
 
 var (
 	file_volrep_array_v1_volume_service_proto_rawDescOnce sync.Once
@@ -2926,7 +3032,7 @@ func file_volrep_array_v1_volume_service_proto_rawDescGZIP() []byte {
 	return file_volrep_array_v1_volume_service_proto_rawDescData
 }
 
-var file_volrep_array_v1_volume_service_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_volrep_array_v1_volume_service_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_volrep_array_v1_volume_service_proto_goTypes = []any{
 	(*Volume)(nil),                    // 0: volrep.array.v1.Volume
 	(*QoS)(nil),                       // 1: volrep.array.v1.QoS
@@ -2976,93 +3082,98 @@ var file_volrep_array_v1_volume_service_proto_goTypes = []any{
 	(*RenameSnapshotResponse)(nil),    // 45: volrep.array.v1.RenameSnapshotResponse
 	(*SetVolumeQoSRequest)(nil),       // 46: volrep.array.v1.SetVolumeQoSRequest
 	(*SetVolumeQoSResponse)(nil),      // 47: volrep.array.v1.SetVolumeQoSResponse
-	nil,                               // 48: volrep.array.v1.Volume.LabelsEntry
-	nil,                               // 49: volrep.array.v1.Snapshot.LabelsEntry
-	nil,                               // 50: volrep.array.v1.CreateVolumeRequest.LabelsEntry
-	nil,                               // 51: volrep.array.v1.CreateSnapshotRequest.LabelsEntry
-	nil,                               // 52: volrep.array.v1.CloneSnapshotRequest.LabelsEntry
-	nil,                               // 53: volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
-	nil,                               // 54: volrep.array.v1.RenameVolumeRequest.LabelsEntry
-	nil,                               // 55: volrep.array.v1.RenameSnapshotRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),     // 56: google.protobuf.Timestamp
+	(*HoldVolumeWritesRequest)(nil),   // 48: volrep.array.v1.HoldVolumeWritesRequest
+	(*HoldVolumeWritesResponse)(nil),  // 49: volrep.array.v1.HoldVolumeWritesResponse
+	nil,                               // 50: volrep.array.v1.Volume.LabelsEntry
+	nil,                               // 51: volrep.array.v1.Snapshot.LabelsEntry
+	nil,                               // 52: volrep.array.v1.CreateVolumeRequest.LabelsEntry
+	nil,                               // 53: volrep.array.v1.CreateSnapshotRequest.LabelsEntry
+	nil,                               // 54: volrep.array.v1.CloneSnapshotRequest.LabelsEntry
+	nil,                               // 55: volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
+	nil,                               // 56: volrep.array.v1.RenameVolumeRequest.LabelsEntry
+	nil,                               // 57: volrep.array.v1.RenameSnapshotRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),     // 58: google.protobuf.Timestamp
 }
 var file_volrep_array_v1_volume_service_proto_depIdxs = []int32{
-	56, // 0: volrep.array.v1.Volume.created:type_name -> google.protobuf.Timestamp
-	48, // 1: volrep.array.v1.Volume.labels:type_name -> volrep.array.v1.Volume.LabelsEntry
+	58, // 0: volrep.array.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	50, // 1: volrep.array.v1.Volume.labels:type_name -> volrep.array.v1.Volume.LabelsEntry
 	1,  // 2: volrep.array.v1.Volume.qos:type_name -> volrep.array.v1.QoS
-	56, // 3: volrep.array.v1.Snapshot.created:type_name -> google.protobuf.Timestamp
-	49, // 4: volrep.array.v1.Snapshot.labels:type_name -> volrep.array.v1.Snapshot.LabelsEntry
-	50, // 5: volrep.array.v1.CreateVolumeRequest.labels:type_name -> volrep.array.v1.CreateVolumeRequest.LabelsEntry
+	58, // 3: volrep.array.v1.Snapshot.created:type_name -> google.protobuf.Timestamp
+	51, // 4: volrep.array.v1.Snapshot.labels:type_name -> volrep.array.v1.Snapshot.LabelsEntry
+	52, // 5: volrep.array.v1.CreateVolumeRequest.labels:type_name -> volrep.array.v1.CreateVolumeRequest.LabelsEntry
 	0,  // 6: volrep.array.v1.CreateVolumeResponse.volume:type_name -> volrep.array.v1.Volume
 	0,  // 7: volrep.array.v1.GetVolumeResponse.volume:type_name -> volrep.array.v1.Volume
 	0,  // 8: volrep.array.v1.ListVolumesResponse.volumes:type_name -> volrep.array.v1.Volume
 	0,  // 9: volrep.array.v1.ExtendVolumeResponse.volume:type_name -> volrep.array.v1.Volume
-	51, // 10: volrep.array.v1.CreateSnapshotRequest.labels:type_name -> volrep.array.v1.CreateSnapshotRequest.LabelsEntry
+	53, // 10: volrep.array.v1.CreateSnapshotRequest.labels:type_name -> volrep.array.v1.CreateSnapshotRequest.LabelsEntry
 	2,  // 11: volrep.array.v1.CreateSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
 	2,  // 12: volrep.array.v1.GetSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
 	2,  // 13: volrep.array.v1.ListSnapshotsResponse.snapshots:type_name -> volrep.array.v1.Snapshot
-	52, // 14: volrep.array.v1.CloneSnapshotRequest.labels:type_name -> volrep.array.v1.CloneSnapshotRequest.LabelsEntry
+	54, // 14: volrep.array.v1.CloneSnapshotRequest.labels:type_name -> volrep.array.v1.CloneSnapshotRequest.LabelsEntry
 	0,  // 15: volrep.array.v1.CloneSnapshotResponse.volume:type_name -> volrep.array.v1.Volume
 	3,  // 16: volrep.array.v1.DiffSnapshotsResponse.extents:type_name -> volrep.array.v1.Extent
 	0,  // 17: volrep.array.v1.SetVolumeReadOnlyResponse.volume:type_name -> volrep.array.v1.Volume
-	53, // 18: volrep.array.v1.CreateSnapshotSetRequest.labels:type_name -> volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
+	55, // 18: volrep.array.v1.CreateSnapshotSetRequest.labels:type_name -> volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry
 	2,  // 19: volrep.array.v1.CreateSnapshotSetResponse.snapshots:type_name -> volrep.array.v1.Snapshot
 	0,  // 20: volrep.array.v1.RevertVolumeResponse.volume:type_name -> volrep.array.v1.Volume
-	54, // 21: volrep.array.v1.RenameVolumeRequest.labels:type_name -> volrep.array.v1.RenameVolumeRequest.LabelsEntry
+	56, // 21: volrep.array.v1.RenameVolumeRequest.labels:type_name -> volrep.array.v1.RenameVolumeRequest.LabelsEntry
 	0,  // 22: volrep.array.v1.RenameVolumeResponse.volume:type_name -> volrep.array.v1.Volume
-	55, // 23: volrep.array.v1.RenameSnapshotRequest.labels:type_name -> volrep.array.v1.RenameSnapshotRequest.LabelsEntry
+	57, // 23: volrep.array.v1.RenameSnapshotRequest.labels:type_name -> volrep.array.v1.RenameSnapshotRequest.LabelsEntry
 	2,  // 24: volrep.array.v1.RenameSnapshotResponse.snapshot:type_name -> volrep.array.v1.Snapshot
 	1,  // 25: volrep.array.v1.SetVolumeQoSRequest.qos:type_name -> volrep.array.v1.QoS
 	0,  // 26: volrep.array.v1.SetVolumeQoSResponse.volume:type_name -> volrep.array.v1.Volume
-	4,  // 27: volrep.array.v1.VolumeService.CreateVolume:input_type -> volrep.array.v1.CreateVolumeRequest
-	6,  // 28: volrep.array.v1.VolumeService.GetVolume:input_type -> volrep.array.v1.GetVolumeRequest
-	8,  // 29: volrep.array.v1.VolumeService.ListVolumes:input_type -> volrep.array.v1.ListVolumesRequest
-	10, // 30: volrep.array.v1.VolumeService.DeleteVolume:input_type -> volrep.array.v1.DeleteVolumeRequest
-	12, // 31: volrep.array.v1.VolumeService.ExtendVolume:input_type -> volrep.array.v1.ExtendVolumeRequest
-	14, // 32: volrep.array.v1.VolumeService.WriteVolume:input_type -> volrep.array.v1.WriteVolumeRequest
-	16, // 33: volrep.array.v1.VolumeService.ReadVolume:input_type -> volrep.array.v1.ReadVolumeRequest
-	18, // 34: volrep.array.v1.VolumeService.FlushVolume:input_type -> volrep.array.v1.FlushVolumeRequest
-	20, // 35: volrep.array.v1.VolumeService.CreateSnapshot:input_type -> volrep.array.v1.CreateSnapshotRequest
-	22, // 36: volrep.array.v1.VolumeService.GetSnapshot:input_type -> volrep.array.v1.GetSnapshotRequest
-	24, // 37: volrep.array.v1.VolumeService.ListSnapshots:input_type -> volrep.array.v1.ListSnapshotsRequest
-	26, // 38: volrep.array.v1.VolumeService.DeleteSnapshot:input_type -> volrep.array.v1.DeleteSnapshotRequest
-	28, // 39: volrep.array.v1.VolumeService.ReadSnapshot:input_type -> volrep.array.v1.ReadSnapshotRequest
-	30, // 40: volrep.array.v1.VolumeService.CloneSnapshot:input_type -> volrep.array.v1.CloneSnapshotRequest
-	32, // 41: volrep.array.v1.VolumeService.DiffSnapshots:input_type -> volrep.array.v1.DiffSnapshotsRequest
-	34, // 42: volrep.array.v1.VolumeService.ChecksumSnapshot:input_type -> volrep.array.v1.ChecksumSnapshotRequest
-	36, // 43: volrep.array.v1.VolumeService.SetVolumeReadOnly:input_type -> volrep.array.v1.SetVolumeReadOnlyRequest
-	38, // 44: volrep.array.v1.VolumeService.CreateSnapshotSet:input_type -> volrep.array.v1.CreateSnapshotSetRequest
-	40, // 45: volrep.array.v1.VolumeService.RevertVolume:input_type -> volrep.array.v1.RevertVolumeRequest
-	42, // 46: volrep.array.v1.VolumeService.RenameVolume:input_type -> volrep.array.v1.RenameVolumeRequest
-	44, // 47: volrep.array.v1.VolumeService.RenameSnapshot:input_type -> volrep.array.v1.RenameSnapshotRequest
-	46, // 48: volrep.array.v1.VolumeService.SetVolumeQoS:input_type -> volrep.array.v1.SetVolumeQoSRequest
-	5,  // 49: volrep.array.v1.VolumeService.CreateVolume:output_type -> volrep.array.v1.CreateVolumeResponse
-	7,  // 50: volrep.array.v1.VolumeService.GetVolume:output_type -> volrep.array.v1.GetVolumeResponse
-	9,  // 51: volrep.array.v1.VolumeService.ListVolumes:output_type -> volrep.array.v1.ListVolumesResponse
-	11, // 52: volrep.array.v1.VolumeService.DeleteVolume:output_type -> volrep.array.v1.DeleteVolumeResponse
-	13, // 53: volrep.array.v1.VolumeService.ExtendVolume:output_type -> volrep.array.v1.ExtendVolumeResponse
-	15, // 54: volrep.array.v1.VolumeService.WriteVolume:output_type -> volrep.array.v1.WriteVolumeResponse
-	17, // 55: volrep.array.v1.VolumeService.ReadVolume:output_type -> volrep.array.v1.ReadVolumeResponse
-	19, // 56: volrep.array.v1.VolumeService.FlushVolume:output_type -> volrep.array.v1.FlushVolumeResponse
-	21, // 57: volrep.array.v1.VolumeService.CreateSnapshot:output_type -> volrep.array.v1.CreateSnapshotResponse
-	23, // 58: volrep.array.v1.VolumeService.GetSnapshot:output_type -> volrep.array.v1.GetSnapshotResponse
-	25, // 59: volrep.array.v1.VolumeService.ListSnapshots:output_type -> volrep.array.v1.ListSnapshotsResponse
-	27, // 60: volrep.array.v1.VolumeService.DeleteSnapshot:output_type -> volrep.array.v1.DeleteSnapshotResponse
-	29, // 61: volrep.array.v1.VolumeService.ReadSnapshot:output_type -> volrep.array.v1.ReadSnapshotResponse
-	31, // 62: volrep.array.v1.VolumeService.CloneSnapshot:output_type -> volrep.array.v1.CloneSnapshotResponse
-	33, // 63: volrep.array.v1.VolumeService.DiffSnapshots:output_type -> volrep.array.v1.DiffSnapshotsResponse
-	35, // 64: volrep.array.v1.VolumeService.ChecksumSnapshot:output_type -> volrep.array.v1.ChecksumSnapshotResponse
-	37, // 65: volrep.array.v1.VolumeService.SetVolumeReadOnly:output_type -> volrep.array.v1.SetVolumeReadOnlyResponse
-	39, // 66: volrep.array.v1.VolumeService.CreateSnapshotSet:output_type -> volrep.array.v1.CreateSnapshotSetResponse
-	41, // 67: volrep.array.v1.VolumeService.RevertVolume:output_type -> volrep.array.v1.RevertVolumeResponse
-	43, // 68: volrep.array.v1.VolumeService.RenameVolume:output_type -> volrep.array.v1.RenameVolumeResponse
-	45, // 69: volrep.array.v1.VolumeService.RenameSnapshot:output_type -> volrep.array.v1.RenameSnapshotResponse
-	47, // 70: volrep.array.v1.VolumeService.SetVolumeQoS:output_type -> volrep.array.v1.SetVolumeQoSResponse
-	49, // [49:71] is the sub-list for method output_type
-	27, // [27:49] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	58, // 27: volrep.array.v1.HoldVolumeWritesResponse.held_since:type_name -> google.protobuf.Timestamp
+	4,  // 28: volrep.array.v1.VolumeService.CreateVolume:input_type -> volrep.array.v1.CreateVolumeRequest
+	6,  // 29: volrep.array.v1.VolumeService.GetVolume:input_type -> volrep.array.v1.GetVolumeRequest
+	8,  // 30: volrep.array.v1.VolumeService.ListVolumes:input_type -> volrep.array.v1.ListVolumesRequest
+	10, // 31: volrep.array.v1.VolumeService.DeleteVolume:input_type -> volrep.array.v1.DeleteVolumeRequest
+	12, // 32: volrep.array.v1.VolumeService.ExtendVolume:input_type -> volrep.array.v1.ExtendVolumeRequest
+	14, // 33: volrep.array.v1.VolumeService.WriteVolume:input_type -> volrep.array.v1.WriteVolumeRequest
+	16, // 34: volrep.array.v1.VolumeService.ReadVolume:input_type -> volrep.array.v1.ReadVolumeRequest
+	18, // 35: volrep.array.v1.VolumeService.FlushVolume:input_type -> volrep.array.v1.FlushVolumeRequest
+	20, // 36: volrep.array.v1.VolumeService.CreateSnapshot:input_type -> volrep.array.v1.CreateSnapshotRequest
+	22, // 37: volrep.array.v1.VolumeService.GetSnapshot:input_type -> volrep.array.v1.GetSnapshotRequest
+	24, // 38: volrep.array.v1.VolumeService.ListSnapshots:input_type -> volrep.array.v1.ListSnapshotsRequest
+	26, // 39: volrep.array.v1.VolumeService.DeleteSnapshot:input_type -> volrep.array.v1.DeleteSnapshotRequest
+	28, // 40: volrep.array.v1.VolumeService.ReadSnapshot:input_type -> volrep.array.v1.ReadSnapshotRequest
+	30, // 41: volrep.array.v1.VolumeService.CloneSnapshot:input_type -> volrep.array.v1.CloneSnapshotRequest
+	32, // 42: volrep.array.v1.VolumeService.DiffSnapshots:input_type -> volrep.array.v1.DiffSnapshotsRequest
+	34, // 43: volrep.array.v1.VolumeService.ChecksumSnapshot:input_type -> volrep.array.v1.ChecksumSnapshotRequest
+	36, // 44: volrep.array.v1.VolumeService.SetVolumeReadOnly:input_type -> volrep.array.v1.SetVolumeReadOnlyRequest
+	38, // 45: volrep.array.v1.VolumeService.CreateSnapshotSet:input_type -> volrep.array.v1.CreateSnapshotSetRequest
+	40, // 46: volrep.array.v1.VolumeService.RevertVolume:input_type -> volrep.array.v1.RevertVolumeRequest
+	42, // 47: volrep.array.v1.VolumeService.RenameVolume:input_type -> volrep.array.v1.RenameVolumeRequest
+	44, // 48: volrep.array.v1.VolumeService.RenameSnapshot:input_type -> volrep.array.v1.RenameSnapshotRequest
+	46, // 49: volrep.array.v1.VolumeService.SetVolumeQoS:input_type -> volrep.array.v1.SetVolumeQoSRequest
+	48, // 50: volrep.array.v1.VolumeService.HoldVolumeWrites:input_type -> volrep.array.v1.HoldVolumeWritesRequest
+	5,  // 51: volrep.array.v1.VolumeService.CreateVolume:output_type -> volrep.array.v1.CreateVolumeResponse
+	7,  // 52: volrep.array.v1.VolumeService.GetVolume:output_type -> volrep.array.v1.GetVolumeResponse
+	9,  // 53: volrep.array.v1.VolumeService.ListVolumes:output_type -> volrep.array.v1.ListVolumesResponse
+	11, // 54: volrep.array.v1.VolumeService.DeleteVolume:output_type -> volrep.array.v1.DeleteVolumeResponse
+	13, // 55: volrep.array.v1.VolumeService.ExtendVolume:output_type -> volrep.array.v1.ExtendVolumeResponse
+	15, // 56: volrep.array.v1.VolumeService.WriteVolume:output_type -> volrep.array.v1.WriteVolumeResponse
+	17, // 57: volrep.array.v1.VolumeService.ReadVolume:output_type -> volrep.array.v1.ReadVolumeResponse
+	19, // 58: volrep.array.v1.VolumeService.FlushVolume:output_type -> volrep.array.v1.FlushVolumeResponse
+	21, // 59: volrep.array.v1.VolumeService.CreateSnapshot:output_type -> volrep.array.v1.CreateSnapshotResponse
+	23, // 60: volrep.array.v1.VolumeService.GetSnapshot:output_type -> volrep.array.v1.GetSnapshotResponse
+	25, // 61: volrep.array.v1.VolumeService.ListSnapshots:output_type -> volrep.array.v1.ListSnapshotsResponse
+	27, // 62: volrep.array.v1.VolumeService.DeleteSnapshot:output_type -> volrep.array.v1.DeleteSnapshotResponse
+	29, // 63: volrep.array.v1.VolumeService.ReadSnapshot:output_type -> volrep.array.v1.ReadSnapshotResponse
+	31, // 64: volrep.array.v1.VolumeService.CloneSnapshot:output_type -> volrep.array.v1.CloneSnapshotResponse
+	33, // 65: volrep.array.v1.VolumeService.DiffSnapshots:output_type -> volrep.array.v1.DiffSnapshotsResponse
+	35, // 66: volrep.array.v1.VolumeService.ChecksumSnapshot:output_type -> volrep.array.v1.ChecksumSnapshotResponse
+	37, // 67: volrep.array.v1.VolumeService.SetVolumeReadOnly:output_type -> volrep.array.v1.SetVolumeReadOnlyResponse
+	39, // 68: volrep.array.v1.VolumeService.CreateSnapshotSet:output_type -> volrep.array.v1.CreateSnapshotSetResponse
+	41, // 69: volrep.array.v1.VolumeService.RevertVolume:output_type -> volrep.array.v1.RevertVolumeResponse
+	43, // 70: volrep.array.v1.VolumeService.RenameVolume:output_type -> volrep.array.v1.RenameVolumeResponse
+	45, // 71: volrep.array.v1.VolumeService.RenameSnapshot:output_type -> volrep.array.v1.RenameSnapshotResponse
+	47, // 72: volrep.array.v1.VolumeService.SetVolumeQoS:output_type -> volrep.array.v1.SetVolumeQoSResponse
+	49, // 73: volrep.array.v1.VolumeService.HoldVolumeWrites:output_type -> volrep.array.v1.HoldVolumeWritesResponse
+	51, // [51:74] is the sub-list for method output_type
+	28, // [28:51] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_volume_service_proto_init() }
@@ -3076,7 +3187,7 @@ func file_volrep_array_v1_volume_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_volume_service_proto_rawDesc), len(file_volrep_array_v1_volume_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   56,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

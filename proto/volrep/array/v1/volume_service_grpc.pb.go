@@ -41,6 +41,7 @@ const (
 	VolumeService_RenameVolume_FullMethodName      = "/volrep.array.v1.VolumeService/RenameVolume"
 	VolumeService_RenameSnapshot_FullMethodName    = "/volrep.array.v1.VolumeService/RenameSnapshot"
 	VolumeService_SetVolumeQoS_FullMethodName      = "/volrep.array.v1.VolumeService/SetVolumeQoS"
+	VolumeService_HoldVolumeWrites_FullMethodName  = "/volrep.array.v1.VolumeService/HoldVolumeWrites"
 )
 
 // VolumeServiceClient is the client API for VolumeService service.
@@ -106,6 +107,13 @@ type VolumeServiceClient interface {
 	// held to the new limit from their next request. An empty qos removes
 	// the limit. A replica target gets no limit from its source.
 	SetVolumeQoS(ctx context.Context, in *SetVolumeQoSRequest, opts ...grpc.CallOption) (*SetVolumeQoSResponse, error)
+	// HoldVolumeWrites makes the volume's client writes wait (they do not
+	// fail) for lease_ms, or renews the hold in force; lease_ms 0 releases
+	// it. When it returns no write is in flight, so a snapshot taken next
+	// has every acknowledged write. A migration holds writes from its last
+	// snapshot to its switch. held_since is when the hold in force began: a
+	// later time than the holder's first answer means its hold lapsed.
+	HoldVolumeWrites(ctx context.Context, in *HoldVolumeWritesRequest, opts ...grpc.CallOption) (*HoldVolumeWritesResponse, error)
 }
 
 type volumeServiceClient struct {
@@ -345,6 +353,16 @@ func (c *volumeServiceClient) SetVolumeQoS(ctx context.Context, in *SetVolumeQoS
 	return out, nil
 }
 
+func (c *volumeServiceClient) HoldVolumeWrites(ctx context.Context, in *HoldVolumeWritesRequest, opts ...grpc.CallOption) (*HoldVolumeWritesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HoldVolumeWritesResponse)
+	err := c.cc.Invoke(ctx, VolumeService_HoldVolumeWrites_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VolumeServiceServer is the server API for VolumeService service.
 // All implementations must embed UnimplementedVolumeServiceServer
 // for forward compatibility.
@@ -408,6 +426,13 @@ type VolumeServiceServer interface {
 	// held to the new limit from their next request. An empty qos removes
 	// the limit. A replica target gets no limit from its source.
 	SetVolumeQoS(context.Context, *SetVolumeQoSRequest) (*SetVolumeQoSResponse, error)
+	// HoldVolumeWrites makes the volume's client writes wait (they do not
+	// fail) for lease_ms, or renews the hold in force; lease_ms 0 releases
+	// it. When it returns no write is in flight, so a snapshot taken next
+	// has every acknowledged write. A migration holds writes from its last
+	// snapshot to its switch. held_since is when the hold in force began: a
+	// later time than the holder's first answer means its hold lapsed.
+	HoldVolumeWrites(context.Context, *HoldVolumeWritesRequest) (*HoldVolumeWritesResponse, error)
 	mustEmbedUnimplementedVolumeServiceServer()
 }
 
@@ -483,6 +508,9 @@ func (UnimplementedVolumeServiceServer) RenameSnapshot(context.Context, *RenameS
 }
 func (UnimplementedVolumeServiceServer) SetVolumeQoS(context.Context, *SetVolumeQoSRequest) (*SetVolumeQoSResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetVolumeQoS not implemented")
+}
+func (UnimplementedVolumeServiceServer) HoldVolumeWrites(context.Context, *HoldVolumeWritesRequest) (*HoldVolumeWritesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HoldVolumeWrites not implemented")
 }
 func (UnimplementedVolumeServiceServer) mustEmbedUnimplementedVolumeServiceServer() {}
 func (UnimplementedVolumeServiceServer) testEmbeddedByValue()                       {}
@@ -894,6 +922,24 @@ func _VolumeService_SetVolumeQoS_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VolumeService_HoldVolumeWrites_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HoldVolumeWritesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VolumeServiceServer).HoldVolumeWrites(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VolumeService_HoldVolumeWrites_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VolumeServiceServer).HoldVolumeWrites(ctx, req.(*HoldVolumeWritesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VolumeService_ServiceDesc is the grpc.ServiceDesc for VolumeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -984,6 +1030,10 @@ var VolumeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetVolumeQoS",
 			Handler:    _VolumeService_SetVolumeQoS_Handler,
+		},
+		{
+			MethodName: "HoldVolumeWrites",
+			Handler:    _VolumeService_HoldVolumeWrites_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

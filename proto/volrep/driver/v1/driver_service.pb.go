@@ -3389,10 +3389,14 @@ type Operation struct {
 	BytesSent      int64 `protobuf:"varint,16,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
 	ResumedFrom    int64 `protobuf:"varint,17,opt,name=resumed_from,json=resumedFrom,proto3" json:"resumed_from,omitempty"`
 	AlreadyPresent bool  `protobuf:"varint,18,opt,name=already_present,json=alreadyPresent,proto3" json:"already_present,omitempty"`
-	// For a replication of several snapshots: each one, oldest first.
-	Steps         []*SnapshotReplicateStep `protobuf:"bytes,19,rep,name=steps,proto3" json:"steps,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// For a replication of several snapshots: each one, oldest first. For
+	// a migration: each pass.
+	Steps []*SnapshotReplicateStep `protobuf:"bytes,19,rep,name=steps,proto3" json:"steps,omitempty"`
+	// For a migration: how long the volume's writes were held for the last
+	// pass and the switch.
+	WritesHeldSeconds float64 `protobuf:"fixed64,20,opt,name=writes_held_seconds,json=writesHeldSeconds,proto3" json:"writes_held_seconds,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Operation) Reset() {
@@ -3556,6 +3560,13 @@ func (x *Operation) GetSteps() []*SnapshotReplicateStep {
 		return x.Steps
 	}
 	return nil
+}
+
+func (x *Operation) GetWritesHeldSeconds() float64 {
+	if x != nil {
+		return x.WritesHeldSeconds
+	}
+	return 0
 }
 
 // SnapshotReplicateStep is one snapshot an operation sent.
@@ -6966,6 +6977,143 @@ func (x *ListManageableSnapshotsResponse) GetNextPageToken() string {
 	return ""
 }
 
+type MigrateVolumeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The source backend.
+	Backend  string `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	VolumeId string `protobuf:"bytes,2,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	// Another backend of this volrepd, on another array.
+	DestinationBackend string `protobuf:"bytes,3,opt,name=destination_backend,json=destinationBackend,proto3" json:"destination_backend,omitempty"`
+	// A pass that sends at most this many bytes is small enough to hold
+	// writes for the last one; 0 means 64 MiB.
+	SmallPassBytes int64 `protobuf:"varint,4,opt,name=small_pass_bytes,json=smallPassBytes,proto3" json:"small_pass_bytes,omitempty"`
+	// A pass that takes at most this long (milliseconds) is small enough
+	// too; 0 means 1000.
+	SmallPassMs int64 `protobuf:"varint,5,opt,name=small_pass_ms,json=smallPassMs,proto3" json:"small_pass_ms,omitempty"`
+	// The most passes before the last one; a migration whose passes are not
+	// small by then fails (ABORTED) rather than hold writes for a large
+	// delta. 0 means 10; at most 100.
+	MaxPasses     int32 `protobuf:"varint,6,opt,name=max_passes,json=maxPasses,proto3" json:"max_passes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MigrateVolumeRequest) Reset() {
+	*x = MigrateVolumeRequest{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[107]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MigrateVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MigrateVolumeRequest) ProtoMessage() {}
+
+func (x *MigrateVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[107]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MigrateVolumeRequest.ProtoReflect.Descriptor instead.
+func (*MigrateVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{107}
+}
+
+func (x *MigrateVolumeRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *MigrateVolumeRequest) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+func (x *MigrateVolumeRequest) GetDestinationBackend() string {
+	if x != nil {
+		return x.DestinationBackend
+	}
+	return ""
+}
+
+func (x *MigrateVolumeRequest) GetSmallPassBytes() int64 {
+	if x != nil {
+		return x.SmallPassBytes
+	}
+	return 0
+}
+
+func (x *MigrateVolumeRequest) GetSmallPassMs() int64 {
+	if x != nil {
+		return x.SmallPassMs
+	}
+	return 0
+}
+
+func (x *MigrateVolumeRequest) GetMaxPasses() int32 {
+	if x != nil {
+		return x.MaxPasses
+	}
+	return 0
+}
+
+type MigrateVolumeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OperationId   string                 `protobuf:"bytes,1,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MigrateVolumeResponse) Reset() {
+	*x = MigrateVolumeResponse{}
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[108]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MigrateVolumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MigrateVolumeResponse) ProtoMessage() {}
+
+func (x *MigrateVolumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_driver_v1_driver_service_proto_msgTypes[108]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MigrateVolumeResponse.ProtoReflect.Descriptor instead.
+func (*MigrateVolumeResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_driver_v1_driver_service_proto_rawDescGZIP(), []int{108}
+}
+
+func (x *MigrateVolumeResponse) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
 var File_volrep_driver_v1_driver_service_proto protoreflect.FileDescriptor
 
 const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
@@ -7234,7 +7382,7 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x05count\x18\x06 \x01(\x05R\x05count\x12!\n" +
 	"\fsnapshot_ids\x18\a \x03(\tR\vsnapshotIds\">\n" +
 	"\x19SnapshotReplicateResponse\x12!\n" +
-	"\foperation_id\x18\x01 \x01(\tR\voperationId\"\xc2\x05\n" +
+	"\foperation_id\x18\x01 \x01(\tR\voperationId\"\xf2\x05\n" +
 	"\tOperation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
@@ -7260,7 +7408,8 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"bytes_sent\x18\x10 \x01(\x03R\tbytesSent\x12!\n" +
 	"\fresumed_from\x18\x11 \x01(\x03R\vresumedFrom\x12'\n" +
 	"\x0falready_present\x18\x12 \x01(\bR\x0ealreadyPresent\x12=\n" +
-	"\x05steps\x18\x13 \x03(\v2'.volrep.driver.v1.SnapshotReplicateStepR\x05steps\"\xcc\x01\n" +
+	"\x05steps\x18\x13 \x03(\v2'.volrep.driver.v1.SnapshotReplicateStepR\x05steps\x12.\n" +
+	"\x13writes_held_seconds\x18\x14 \x01(\x01R\x11writesHeldSeconds\"\xcc\x01\n" +
 	"\x15SnapshotReplicateStep\x12\x1f\n" +
 	"\vsnapshot_id\x18\x01 \x01(\tR\n" +
 	"snapshotId\x12(\n" +
@@ -7507,7 +7656,17 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"\x85\x01\n" +
 	"\x1fListManageableSnapshotsResponse\x12:\n" +
 	"\tsnapshots\x18\x01 \x03(\v2\x1c.volrep.driver.v1.ManageableR\tsnapshots\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xed\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xeb\x01\n" +
+	"\x14MigrateVolumeRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
+	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\x12/\n" +
+	"\x13destination_backend\x18\x03 \x01(\tR\x12destinationBackend\x12(\n" +
+	"\x10small_pass_bytes\x18\x04 \x01(\x03R\x0esmallPassBytes\x12\"\n" +
+	"\rsmall_pass_ms\x18\x05 \x01(\x03R\vsmallPassMs\x12\x1d\n" +
+	"\n" +
+	"max_passes\x18\x06 \x01(\x05R\tmaxPasses\":\n" +
+	"\x15MigrateVolumeResponse\x12!\n" +
+	"\foperation_id\x18\x01 \x01(\tR\voperationId*\xed\x02\n" +
 	"\x11ReplicationStatus\x12\"\n" +
 	"\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n" +
@@ -7529,7 +7688,7 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n" +
 	"\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n" +
 	"\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n" +
-	"\x18OPERATION_STATE_CANCELED\x10\x042\xbb$\n" +
+	"\x18OPERATION_STATE_CANCELED\x10\x042\x9d%\n" +
 	"\rDriverService\x12]\n" +
 	"\fListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12c\n" +
 	"\x0eGetVolumeStats\x12'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n" +
@@ -7574,7 +7733,8 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x16ManageExistingSnapshot\x12/.volrep.driver.v1.ManageExistingSnapshotRequest\x1a0.volrep.driver.v1.ManageExistingSnapshotResponse\x12i\n" +
 	"\x10UnmanageSnapshot\x12).volrep.driver.v1.UnmanageSnapshotRequest\x1a*.volrep.driver.v1.UnmanageSnapshotResponse\x12x\n" +
 	"\x15ListManageableVolumes\x12..volrep.driver.v1.ListManageableVolumesRequest\x1a/.volrep.driver.v1.ListManageableVolumesResponse\x12~\n" +
-	"\x17ListManageableSnapshots\x120.volrep.driver.v1.ListManageableSnapshotsRequest\x1a1.volrep.driver.v1.ListManageableSnapshotsResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
+	"\x17ListManageableSnapshots\x120.volrep.driver.v1.ListManageableSnapshotsRequest\x1a1.volrep.driver.v1.ListManageableSnapshotsResponse\x12`\n" +
+	"\rMigrateVolume\x12&.volrep.driver.v1.MigrateVolumeRequest\x1a'.volrep.driver.v1.MigrateVolumeResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3"
 
 var (
 	file_volrep_driver_v1_driver_service_proto_rawDescOnce sync.Once
@@ -7589,7 +7749,7 @@ func file_volrep_driver_v1_driver_service_proto_rawDescGZIP() []byte {
 }
 
 var file_volrep_driver_v1_driver_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 114)
+var file_volrep_driver_v1_driver_service_proto_msgTypes = make([]protoimpl.MessageInfo, 116)
 var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(ReplicationStatus)(0),                     // 0: volrep.driver.v1.ReplicationStatus
 	(ReplicationHealth)(0),                     // 1: volrep.driver.v1.ReplicationHealth
@@ -7701,20 +7861,22 @@ var file_volrep_driver_v1_driver_service_proto_goTypes = []any{
 	(*ListManageableVolumesResponse)(nil),      // 107: volrep.driver.v1.ListManageableVolumesResponse
 	(*ListManageableSnapshotsRequest)(nil),     // 108: volrep.driver.v1.ListManageableSnapshotsRequest
 	(*ListManageableSnapshotsResponse)(nil),    // 109: volrep.driver.v1.ListManageableSnapshotsResponse
-	nil,                                        // 110: volrep.driver.v1.ModelUpdate.MetadataEntry
-	nil,                                        // 111: volrep.driver.v1.VolumeType.ExtraSpecsEntry
-	nil,                                        // 112: volrep.driver.v1.VolumeType.QosSpecsEntry
-	nil,                                        // 113: volrep.driver.v1.Connector.ExtraEntry
-	nil,                                        // 114: volrep.driver.v1.ConnectionInfo.DataEntry
-	nil,                                        // 115: volrep.driver.v1.GroupType.GroupSpecsEntry
-	nil,                                        // 116: volrep.driver.v1.Manageable.ExtraInfoEntry
-	(*timestamppb.Timestamp)(nil),              // 117: google.protobuf.Timestamp
+	(*MigrateVolumeRequest)(nil),               // 110: volrep.driver.v1.MigrateVolumeRequest
+	(*MigrateVolumeResponse)(nil),              // 111: volrep.driver.v1.MigrateVolumeResponse
+	nil,                                        // 112: volrep.driver.v1.ModelUpdate.MetadataEntry
+	nil,                                        // 113: volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	nil,                                        // 114: volrep.driver.v1.VolumeType.QosSpecsEntry
+	nil,                                        // 115: volrep.driver.v1.Connector.ExtraEntry
+	nil,                                        // 116: volrep.driver.v1.ConnectionInfo.DataEntry
+	nil,                                        // 117: volrep.driver.v1.GroupType.GroupSpecsEntry
+	nil,                                        // 118: volrep.driver.v1.Manageable.ExtraInfoEntry
+	(*timestamppb.Timestamp)(nil),              // 119: google.protobuf.Timestamp
 }
 var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	0,   // 0: volrep.driver.v1.ModelUpdate.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
-	110, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
-	111, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
-	112, // 3: volrep.driver.v1.VolumeType.qos_specs:type_name -> volrep.driver.v1.VolumeType.QosSpecsEntry
+	112, // 1: volrep.driver.v1.ModelUpdate.metadata:type_name -> volrep.driver.v1.ModelUpdate.MetadataEntry
+	113, // 2: volrep.driver.v1.VolumeType.extra_specs:type_name -> volrep.driver.v1.VolumeType.ExtraSpecsEntry
+	114, // 3: volrep.driver.v1.VolumeType.qos_specs:type_name -> volrep.driver.v1.VolumeType.QosSpecsEntry
 	6,   // 4: volrep.driver.v1.Backend.replication_targets:type_name -> volrep.driver.v1.ReplicationTarget
 	0,   // 5: volrep.driver.v1.Volume.replication_status:type_name -> volrep.driver.v1.ReplicationStatus
 	5,   // 6: volrep.driver.v1.ListBackendsResponse.backends:type_name -> volrep.driver.v1.Backend
@@ -7729,8 +7891,8 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	3,   // 15: volrep.driver.v1.CreateVolumeFromSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	4,   // 16: volrep.driver.v1.CreateClonedVolumeRequest.volume_type:type_name -> volrep.driver.v1.VolumeType
 	3,   // 17: volrep.driver.v1.CreateClonedVolumeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	113, // 18: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
-	114, // 19: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
+	115, // 18: volrep.driver.v1.Connector.extra:type_name -> volrep.driver.v1.Connector.ExtraEntry
+	116, // 19: volrep.driver.v1.ConnectionInfo.data:type_name -> volrep.driver.v1.ConnectionInfo.DataEntry
 	35,  // 20: volrep.driver.v1.ConnectionInfo.iscsi:type_name -> volrep.driver.v1.IscsiTarget
 	36,  // 21: volrep.driver.v1.IscsiTarget.paths:type_name -> volrep.driver.v1.IscsiPath
 	33,  // 22: volrep.driver.v1.InitializeConnectionRequest.connector:type_name -> volrep.driver.v1.Connector
@@ -7739,13 +7901,13 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	4,   // 25: volrep.driver.v1.RetypeRequest.new_type:type_name -> volrep.driver.v1.VolumeType
 	3,   // 26: volrep.driver.v1.RetypeResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	1,   // 27: volrep.driver.v1.TargetReplicationInfo.status:type_name -> volrep.driver.v1.ReplicationHealth
-	117, // 28: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
+	119, // 28: volrep.driver.v1.TargetReplicationInfo.last_sync_time:type_name -> google.protobuf.Timestamp
 	1,   // 29: volrep.driver.v1.GetReplicationInfoResponse.status:type_name -> volrep.driver.v1.ReplicationHealth
-	117, // 30: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
+	119, // 30: volrep.driver.v1.GetReplicationInfoResponse.last_sync_time:type_name -> google.protobuf.Timestamp
 	43,  // 31: volrep.driver.v1.GetReplicationInfoResponse.targets:type_name -> volrep.driver.v1.TargetReplicationInfo
 	2,   // 32: volrep.driver.v1.Operation.state:type_name -> volrep.driver.v1.OperationState
-	117, // 33: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
-	117, // 34: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
+	119, // 33: volrep.driver.v1.Operation.started:type_name -> google.protobuf.Timestamp
+	119, // 34: volrep.driver.v1.Operation.finished:type_name -> google.protobuf.Timestamp
 	51,  // 35: volrep.driver.v1.Operation.steps:type_name -> volrep.driver.v1.SnapshotReplicateStep
 	50,  // 36: volrep.driver.v1.GetOperationResponse.operation:type_name -> volrep.driver.v1.Operation
 	50,  // 37: volrep.driver.v1.WatchOperationResponse.operation:type_name -> volrep.driver.v1.Operation
@@ -7754,7 +7916,7 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	3,   // 40: volrep.driver.v1.GroupUpdate.updates:type_name -> volrep.driver.v1.ModelUpdate
 	61,  // 41: volrep.driver.v1.FailoverHostResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
 	62,  // 42: volrep.driver.v1.FailoverHostResponse.group_updates:type_name -> volrep.driver.v1.GroupUpdate
-	115, // 43: volrep.driver.v1.GroupType.group_specs:type_name -> volrep.driver.v1.GroupType.GroupSpecsEntry
+	117, // 43: volrep.driver.v1.GroupType.group_specs:type_name -> volrep.driver.v1.GroupType.GroupSpecsEntry
 	66,  // 44: volrep.driver.v1.CreateGroupRequest.group_type:type_name -> volrep.driver.v1.GroupType
 	3,   // 45: volrep.driver.v1.CreateGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
 	3,   // 46: volrep.driver.v1.DeleteGroupResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
@@ -7775,7 +7937,7 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	61,  // 61: volrep.driver.v1.FailoverReplicationResponse.volume_updates:type_name -> volrep.driver.v1.VolumeUpdate
 	33,  // 62: volrep.driver.v1.AttachReplicaRequest.connector:type_name -> volrep.driver.v1.Connector
 	34,  // 63: volrep.driver.v1.AttachReplicaResponse.connection_info:type_name -> volrep.driver.v1.ConnectionInfo
-	117, // 64: volrep.driver.v1.AttachReplicaResponse.snapshot_created:type_name -> google.protobuf.Timestamp
+	119, // 64: volrep.driver.v1.AttachReplicaResponse.snapshot_created:type_name -> google.protobuf.Timestamp
 	33,  // 65: volrep.driver.v1.DetachReplicaRequest.connector:type_name -> volrep.driver.v1.Connector
 	92,  // 66: volrep.driver.v1.ManageExistingSizeRequest.ref:type_name -> volrep.driver.v1.ExistingRef
 	92,  // 67: volrep.driver.v1.ManageExistingRequest.ref:type_name -> volrep.driver.v1.ExistingRef
@@ -7784,7 +7946,7 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	92,  // 70: volrep.driver.v1.ManageExistingSnapshotSizeRequest.ref:type_name -> volrep.driver.v1.ExistingRef
 	92,  // 71: volrep.driver.v1.ManageExistingSnapshotRequest.ref:type_name -> volrep.driver.v1.ExistingRef
 	3,   // 72: volrep.driver.v1.ManageExistingSnapshotResponse.model_update:type_name -> volrep.driver.v1.ModelUpdate
-	116, // 73: volrep.driver.v1.Manageable.extra_info:type_name -> volrep.driver.v1.Manageable.ExtraInfoEntry
+	118, // 73: volrep.driver.v1.Manageable.extra_info:type_name -> volrep.driver.v1.Manageable.ExtraInfoEntry
 	105, // 74: volrep.driver.v1.ListManageableVolumesResponse.volumes:type_name -> volrep.driver.v1.Manageable
 	105, // 75: volrep.driver.v1.ListManageableSnapshotsResponse.snapshots:type_name -> volrep.driver.v1.Manageable
 	9,   // 76: volrep.driver.v1.DriverService.ListBackends:input_type -> volrep.driver.v1.ListBackendsRequest
@@ -7831,52 +7993,54 @@ var file_volrep_driver_v1_driver_service_proto_depIdxs = []int32{
 	103, // 117: volrep.driver.v1.DriverService.UnmanageSnapshot:input_type -> volrep.driver.v1.UnmanageSnapshotRequest
 	106, // 118: volrep.driver.v1.DriverService.ListManageableVolumes:input_type -> volrep.driver.v1.ListManageableVolumesRequest
 	108, // 119: volrep.driver.v1.DriverService.ListManageableSnapshots:input_type -> volrep.driver.v1.ListManageableSnapshotsRequest
-	10,  // 120: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
-	12,  // 121: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
-	14,  // 122: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
-	16,  // 123: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
-	18,  // 124: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
-	20,  // 125: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
-	22,  // 126: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
-	24,  // 127: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
-	26,  // 128: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
-	28,  // 129: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
-	30,  // 130: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
-	32,  // 131: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
-	38,  // 132: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
-	40,  // 133: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
-	42,  // 134: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
-	45,  // 135: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
-	47,  // 136: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
-	49,  // 137: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
-	53,  // 138: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
-	55,  // 139: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
-	57,  // 140: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
-	59,  // 141: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
-	63,  // 142: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
-	65,  // 143: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
-	68,  // 144: volrep.driver.v1.DriverService.CreateGroup:output_type -> volrep.driver.v1.CreateGroupResponse
-	70,  // 145: volrep.driver.v1.DriverService.DeleteGroup:output_type -> volrep.driver.v1.DeleteGroupResponse
-	72,  // 146: volrep.driver.v1.DriverService.UpdateGroup:output_type -> volrep.driver.v1.UpdateGroupResponse
-	74,  // 147: volrep.driver.v1.DriverService.CreateGroupSnapshot:output_type -> volrep.driver.v1.CreateGroupSnapshotResponse
-	76,  // 148: volrep.driver.v1.DriverService.DeleteGroupSnapshot:output_type -> volrep.driver.v1.DeleteGroupSnapshotResponse
-	79,  // 149: volrep.driver.v1.DriverService.CreateGroupFromSrc:output_type -> volrep.driver.v1.CreateGroupFromSrcResponse
-	81,  // 150: volrep.driver.v1.DriverService.EnableReplication:output_type -> volrep.driver.v1.EnableReplicationResponse
-	83,  // 151: volrep.driver.v1.DriverService.DisableReplication:output_type -> volrep.driver.v1.DisableReplicationResponse
-	85,  // 152: volrep.driver.v1.DriverService.FailoverReplication:output_type -> volrep.driver.v1.FailoverReplicationResponse
-	87,  // 153: volrep.driver.v1.DriverService.RevertToSnapshot:output_type -> volrep.driver.v1.RevertToSnapshotResponse
-	89,  // 154: volrep.driver.v1.DriverService.AttachReplica:output_type -> volrep.driver.v1.AttachReplicaResponse
-	91,  // 155: volrep.driver.v1.DriverService.DetachReplica:output_type -> volrep.driver.v1.DetachReplicaResponse
-	94,  // 156: volrep.driver.v1.DriverService.ManageExistingSize:output_type -> volrep.driver.v1.ManageExistingSizeResponse
-	96,  // 157: volrep.driver.v1.DriverService.ManageExisting:output_type -> volrep.driver.v1.ManageExistingResponse
-	98,  // 158: volrep.driver.v1.DriverService.Unmanage:output_type -> volrep.driver.v1.UnmanageResponse
-	100, // 159: volrep.driver.v1.DriverService.ManageExistingSnapshotSize:output_type -> volrep.driver.v1.ManageExistingSnapshotSizeResponse
-	102, // 160: volrep.driver.v1.DriverService.ManageExistingSnapshot:output_type -> volrep.driver.v1.ManageExistingSnapshotResponse
-	104, // 161: volrep.driver.v1.DriverService.UnmanageSnapshot:output_type -> volrep.driver.v1.UnmanageSnapshotResponse
-	107, // 162: volrep.driver.v1.DriverService.ListManageableVolumes:output_type -> volrep.driver.v1.ListManageableVolumesResponse
-	109, // 163: volrep.driver.v1.DriverService.ListManageableSnapshots:output_type -> volrep.driver.v1.ListManageableSnapshotsResponse
-	120, // [120:164] is the sub-list for method output_type
-	76,  // [76:120] is the sub-list for method input_type
+	110, // 120: volrep.driver.v1.DriverService.MigrateVolume:input_type -> volrep.driver.v1.MigrateVolumeRequest
+	10,  // 121: volrep.driver.v1.DriverService.ListBackends:output_type -> volrep.driver.v1.ListBackendsResponse
+	12,  // 122: volrep.driver.v1.DriverService.GetVolumeStats:output_type -> volrep.driver.v1.GetVolumeStatsResponse
+	14,  // 123: volrep.driver.v1.DriverService.CreateVolume:output_type -> volrep.driver.v1.CreateVolumeResponse
+	16,  // 124: volrep.driver.v1.DriverService.DeleteVolume:output_type -> volrep.driver.v1.DeleteVolumeResponse
+	18,  // 125: volrep.driver.v1.DriverService.ExtendVolume:output_type -> volrep.driver.v1.ExtendVolumeResponse
+	20,  // 126: volrep.driver.v1.DriverService.GetVolume:output_type -> volrep.driver.v1.GetVolumeResponse
+	22,  // 127: volrep.driver.v1.DriverService.ListVolumes:output_type -> volrep.driver.v1.ListVolumesResponse
+	24,  // 128: volrep.driver.v1.DriverService.CreateSnapshot:output_type -> volrep.driver.v1.CreateSnapshotResponse
+	26,  // 129: volrep.driver.v1.DriverService.DeleteSnapshot:output_type -> volrep.driver.v1.DeleteSnapshotResponse
+	28,  // 130: volrep.driver.v1.DriverService.ListSnapshots:output_type -> volrep.driver.v1.ListSnapshotsResponse
+	30,  // 131: volrep.driver.v1.DriverService.CreateVolumeFromSnapshot:output_type -> volrep.driver.v1.CreateVolumeFromSnapshotResponse
+	32,  // 132: volrep.driver.v1.DriverService.CreateClonedVolume:output_type -> volrep.driver.v1.CreateClonedVolumeResponse
+	38,  // 133: volrep.driver.v1.DriverService.InitializeConnection:output_type -> volrep.driver.v1.InitializeConnectionResponse
+	40,  // 134: volrep.driver.v1.DriverService.TerminateConnection:output_type -> volrep.driver.v1.TerminateConnectionResponse
+	42,  // 135: volrep.driver.v1.DriverService.Retype:output_type -> volrep.driver.v1.RetypeResponse
+	45,  // 136: volrep.driver.v1.DriverService.GetReplicationInfo:output_type -> volrep.driver.v1.GetReplicationInfoResponse
+	47,  // 137: volrep.driver.v1.DriverService.SetReplicationSchedule:output_type -> volrep.driver.v1.SetReplicationScheduleResponse
+	49,  // 138: volrep.driver.v1.DriverService.SnapshotReplicate:output_type -> volrep.driver.v1.SnapshotReplicateResponse
+	53,  // 139: volrep.driver.v1.DriverService.GetOperation:output_type -> volrep.driver.v1.GetOperationResponse
+	55,  // 140: volrep.driver.v1.DriverService.WatchOperation:output_type -> volrep.driver.v1.WatchOperationResponse
+	57,  // 141: volrep.driver.v1.DriverService.CancelOperation:output_type -> volrep.driver.v1.CancelOperationResponse
+	59,  // 142: volrep.driver.v1.DriverService.VerifySnapshot:output_type -> volrep.driver.v1.VerifySnapshotResponse
+	63,  // 143: volrep.driver.v1.DriverService.FailoverHost:output_type -> volrep.driver.v1.FailoverHostResponse
+	65,  // 144: volrep.driver.v1.DriverService.FailoverCompleted:output_type -> volrep.driver.v1.FailoverCompletedResponse
+	68,  // 145: volrep.driver.v1.DriverService.CreateGroup:output_type -> volrep.driver.v1.CreateGroupResponse
+	70,  // 146: volrep.driver.v1.DriverService.DeleteGroup:output_type -> volrep.driver.v1.DeleteGroupResponse
+	72,  // 147: volrep.driver.v1.DriverService.UpdateGroup:output_type -> volrep.driver.v1.UpdateGroupResponse
+	74,  // 148: volrep.driver.v1.DriverService.CreateGroupSnapshot:output_type -> volrep.driver.v1.CreateGroupSnapshotResponse
+	76,  // 149: volrep.driver.v1.DriverService.DeleteGroupSnapshot:output_type -> volrep.driver.v1.DeleteGroupSnapshotResponse
+	79,  // 150: volrep.driver.v1.DriverService.CreateGroupFromSrc:output_type -> volrep.driver.v1.CreateGroupFromSrcResponse
+	81,  // 151: volrep.driver.v1.DriverService.EnableReplication:output_type -> volrep.driver.v1.EnableReplicationResponse
+	83,  // 152: volrep.driver.v1.DriverService.DisableReplication:output_type -> volrep.driver.v1.DisableReplicationResponse
+	85,  // 153: volrep.driver.v1.DriverService.FailoverReplication:output_type -> volrep.driver.v1.FailoverReplicationResponse
+	87,  // 154: volrep.driver.v1.DriverService.RevertToSnapshot:output_type -> volrep.driver.v1.RevertToSnapshotResponse
+	89,  // 155: volrep.driver.v1.DriverService.AttachReplica:output_type -> volrep.driver.v1.AttachReplicaResponse
+	91,  // 156: volrep.driver.v1.DriverService.DetachReplica:output_type -> volrep.driver.v1.DetachReplicaResponse
+	94,  // 157: volrep.driver.v1.DriverService.ManageExistingSize:output_type -> volrep.driver.v1.ManageExistingSizeResponse
+	96,  // 158: volrep.driver.v1.DriverService.ManageExisting:output_type -> volrep.driver.v1.ManageExistingResponse
+	98,  // 159: volrep.driver.v1.DriverService.Unmanage:output_type -> volrep.driver.v1.UnmanageResponse
+	100, // 160: volrep.driver.v1.DriverService.ManageExistingSnapshotSize:output_type -> volrep.driver.v1.ManageExistingSnapshotSizeResponse
+	102, // 161: volrep.driver.v1.DriverService.ManageExistingSnapshot:output_type -> volrep.driver.v1.ManageExistingSnapshotResponse
+	104, // 162: volrep.driver.v1.DriverService.UnmanageSnapshot:output_type -> volrep.driver.v1.UnmanageSnapshotResponse
+	107, // 163: volrep.driver.v1.DriverService.ListManageableVolumes:output_type -> volrep.driver.v1.ListManageableVolumesResponse
+	109, // 164: volrep.driver.v1.DriverService.ListManageableSnapshots:output_type -> volrep.driver.v1.ListManageableSnapshotsResponse
+	111, // 165: volrep.driver.v1.DriverService.MigrateVolume:output_type -> volrep.driver.v1.MigrateVolumeResponse
+	121, // [121:166] is the sub-list for method output_type
+	76,  // [76:121] is the sub-list for method input_type
 	76,  // [76:76] is the sub-list for extension type_name
 	76,  // [76:76] is the sub-list for extension extendee
 	0,   // [0:76] is the sub-list for field type_name
@@ -7893,7 +8057,7 @@ func file_volrep_driver_v1_driver_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_driver_v1_driver_service_proto_rawDesc), len(file_volrep_driver_v1_driver_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   114,
+			NumMessages:   116,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

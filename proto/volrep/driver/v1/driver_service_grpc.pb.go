@@ -63,6 +63,7 @@ const (
 	DriverService_UnmanageSnapshot_FullMethodName           = "/volrep.driver.v1.DriverService/UnmanageSnapshot"
 	DriverService_ListManageableVolumes_FullMethodName      = "/volrep.driver.v1.DriverService/ListManageableVolumes"
 	DriverService_ListManageableSnapshots_FullMethodName    = "/volrep.driver.v1.DriverService/ListManageableSnapshots"
+	DriverService_MigrateVolume_FullMethodName              = "/volrep.driver.v1.DriverService/MigrateVolume"
 )
 
 // DriverServiceClient is the client API for DriverService service.
@@ -215,6 +216,17 @@ type DriverServiceClient interface {
 	// ListManageableSnapshots lists the snapshots of the pool's volumes by
 	// volume and name, likewise (get_manageable_snapshots).
 	ListManageableSnapshots(ctx context.Context, in *ListManageableSnapshotsRequest, opts ...grpc.CallOption) (*ListManageableSnapshotsResponse, error)
+	// MigrateVolume moves a volume to another backend on another array by
+	// snapshot deltas (the snapshot_replicate blueprint's method): a first
+	// snapshot in full, then incremental passes while the volume stays in
+	// use until a pass is small, then the volume's writes are held (they
+	// wait, they do not fail) for one last delta and the switch: the copy
+	// becomes the writable volume on the destination and the source is
+	// deleted. It returns an operation id of the source backend, for
+	// GetOperation and WatchOperation; steps are the passes, and
+	// writes_held_seconds how long writes waited. On failure the source is
+	// kept as it was and the destination's copy is deleted.
+	MigrateVolume(ctx context.Context, in *MigrateVolumeRequest, opts ...grpc.CallOption) (*MigrateVolumeResponse, error)
 }
 
 type driverServiceClient struct {
@@ -674,6 +686,16 @@ func (c *driverServiceClient) ListManageableSnapshots(ctx context.Context, in *L
 	return out, nil
 }
 
+func (c *driverServiceClient) MigrateVolume(ctx context.Context, in *MigrateVolumeRequest, opts ...grpc.CallOption) (*MigrateVolumeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MigrateVolumeResponse)
+	err := c.cc.Invoke(ctx, DriverService_MigrateVolume_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServiceServer is the server API for DriverService service.
 // All implementations must embed UnimplementedDriverServiceServer
 // for forward compatibility.
@@ -824,6 +846,17 @@ type DriverServiceServer interface {
 	// ListManageableSnapshots lists the snapshots of the pool's volumes by
 	// volume and name, likewise (get_manageable_snapshots).
 	ListManageableSnapshots(context.Context, *ListManageableSnapshotsRequest) (*ListManageableSnapshotsResponse, error)
+	// MigrateVolume moves a volume to another backend on another array by
+	// snapshot deltas (the snapshot_replicate blueprint's method): a first
+	// snapshot in full, then incremental passes while the volume stays in
+	// use until a pass is small, then the volume's writes are held (they
+	// wait, they do not fail) for one last delta and the switch: the copy
+	// becomes the writable volume on the destination and the source is
+	// deleted. It returns an operation id of the source backend, for
+	// GetOperation and WatchOperation; steps are the passes, and
+	// writes_held_seconds how long writes waited. On failure the source is
+	// kept as it was and the destination's copy is deleted.
+	MigrateVolume(context.Context, *MigrateVolumeRequest) (*MigrateVolumeResponse, error)
 	mustEmbedUnimplementedDriverServiceServer()
 }
 
@@ -965,6 +998,9 @@ func (UnimplementedDriverServiceServer) ListManageableVolumes(context.Context, *
 }
 func (UnimplementedDriverServiceServer) ListManageableSnapshots(context.Context, *ListManageableSnapshotsRequest) (*ListManageableSnapshotsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListManageableSnapshots not implemented")
+}
+func (UnimplementedDriverServiceServer) MigrateVolume(context.Context, *MigrateVolumeRequest) (*MigrateVolumeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MigrateVolume not implemented")
 }
 func (UnimplementedDriverServiceServer) mustEmbedUnimplementedDriverServiceServer() {}
 func (UnimplementedDriverServiceServer) testEmbeddedByValue()                       {}
@@ -1772,6 +1808,24 @@ func _DriverService_ListManageableSnapshots_Handler(srv interface{}, ctx context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DriverService_MigrateVolume_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MigrateVolumeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServiceServer).MigrateVolume(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DriverService_MigrateVolume_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServiceServer).MigrateVolume(ctx, req.(*MigrateVolumeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DriverService_ServiceDesc is the grpc.ServiceDesc for DriverService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1950,6 +2004,10 @@ var DriverService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListManageableSnapshots",
 			Handler:    _DriverService_ListManageableSnapshots_Handler,
+		},
+		{
+			MethodName: "MigrateVolume",
+			Handler:    _DriverService_MigrateVolume_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

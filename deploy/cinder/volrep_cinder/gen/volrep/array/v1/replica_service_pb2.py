@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/replica_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n%volrep/array/v1/replica_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"C\n\tRetention\x12\x17\n\x0f\x61ll_for_seconds\x18\x01 \x01(\x03\x12\x0f\n\x07per_day\x18\x02 \x01(\x05\x12\x0c\n\x04\x64\x61ys\x18\x03 \x01(\x05\"\xb7\x08\n\x07Replica\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.volrep.array.v1.EntityKind\x12\x14\n\x0clocal_entity\x18\x03 \x01(\t\x12\x0c\n\x04link\x18\x04 \x01(\t\x12\x13\n\x0bremote_pool\x18\x05 \x01(\t\x12\x15\n\rremote_entity\x18\x06 \x01(\t\x12\x45\n\x0fmember_mappings\x18\x07 \x03(\x0b\x32,.volrep.array.v1.Replica.MemberMappingsEntry\x12:\n\x10replication_type\x18\x08 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12,\n\x05state\x18\t \x01(\x0e\x32\x1d.volrep.array.v1.ReplicaState\x12.\n\nsync_state\x18\n \x01(\x0e\x32\x1a.volrep.array.v1.SyncState\x12\x15\n\rstate_message\x18\x0b \x01(\t\x12\x18\n\x10interval_seconds\x18\x0c \x01(\x03\x12\x13\n\x0brpo_seconds\x18\r \x01(\x03\x12,\n\trpo_state\x18\x0e \x01(\x0e\x32\x19.volrep.array.v1.RPOState\x12\x34\n\x10target_retention\x18\x0f \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x10 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x35\n\x11last_synchronized\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0flast_sync_bytes\x18\x12 \x01(\x03\x12\"\n\x1alast_sync_duration_seconds\x18\x13 \x01(\x01\x12#\n\x1bthroughput_bytes_per_second\x18\x14 \x01(\x01\x12\x13\n\x0blag_seconds\x18\x15 \x01(\x03\x12\x15\n\rlast_snapshot\x18\x16 \x01(\t\x12+\n\x07\x63reated\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10total_bytes_sent\x18\x18 \x01(\x03\x12*\n\x04mode\x18\x19 \x01(\x0e\x32\x1c.volrep.array.v1.ReplicaMode\x12\x12\n\npeer_state\x18\x1a \x01(\t\x12\x19\n\x11last_resync_bytes\x18\x1b \x01(\x03\x12\x13\n\x0b\x64irty_bytes\x18\x1c \x01(\x03\x12\x17\n\x0fsync_timeout_ms\x18\x1d \x01(\x03\x12\x16\n\x0emirrored_bytes\x18\x1e \x01(\x03\x1a\x35\n\x13MemberMappingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbd\x03\n\x16ReplicateEntityRequest\x12\x17\n\x0fsync_timeout_ms\x18\x0e \x01(\x03\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12*\n\x04mode\x18\x04 \x01(\x0e\x32\x1c.volrep.array.v1.ReplicaMode\x12\x13\n\x0bremote_pool\x18\x05 \x01(\t\x12\x15\n\rremote_volume\x18\x06 \x01(\t\x12\x16\n\x0elocal_snapshot\x18\x07 \x01(\t\x12\x17\n\x0fremote_snapshot\x18\x08 \x01(\t\x12:\n\x10replication_type\x18\t \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12\x18\n\x10interval_seconds\x18\n \x01(\x03\x12\x13\n\x0brpo_seconds\x18\x0b \x01(\x03\x12\x34\n\x10target_retention\x18\x0c \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\r \x01(\x0b\x32\x1a.volrep.array.v1.Retention\"D\n\x17ReplicateEntityResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"\xf1\x03\n\x19ReplicateConsGroupRequest\x12\x17\n\x0fsync_timeout_ms\x18\x0c \x01(\x03\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12\x13\n\x0bremote_pool\x18\x04 \x01(\t\x12\x14\n\x0cremote_group\x18\x05 \x01(\t\x12W\n\x0fmember_mappings\x18\x06 \x03(\x0b\x32>.volrep.array.v1.ReplicateConsGroupRequest.MemberMappingsEntry\x12:\n\x10replication_type\x18\x07 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12\x18\n\x10interval_seconds\x18\x08 \x01(\x03\x12\x13\n\x0brpo_seconds\x18\t \x01(\x03\x12\x34\n\x10target_retention\x18\n \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x0b \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x1a\x35\n\x13MemberMappingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"G\n\x1aReplicateConsGroupResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"!\n\x11GetReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x12GetReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"R\n\x13ListReplicasRequest\x12\x14\n\x0clocal_entity\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"[\n\x14ListReplicasResponse\x12*\n\x08replicas\x18\x01 \x03(\x0b\x32\x18.volrep.array.v1.Replica\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xbf\x01\n\x14UpdateReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x03\x12\x13\n\x0brpo_seconds\x18\x03 \x01(\x03\x12\x34\n\x10target_retention\x18\x04 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x05 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\"B\n\x15UpdateReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\";\n\x14\x44\x65leteReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rdelete_remote\x18\x02 \x01(\x08\"\x17\n\x15\x44\x65leteReplicaResponse\"%\n\x15SuspendReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x16SuspendReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"$\n\x14ResumeReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x15ResumeReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"0\n\x12SyncReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04wait\x18\x02 \x01(\x08\"@\n\x13SyncReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"d\n\x18\x43hangeReplicaTypeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12:\n\x10replication_type\x18\x02 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\"F\n\x19\x43hangeReplicaTypeResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"\xa2\x01\n\x18ReplicateSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12\x13\n\x0bremote_pool\x18\x04 \x01(\t\x12\x15\n\rremote_volume\x18\x05 \x01(\t\x12\x17\n\x0f\x66orce_full_copy\x18\x06 \x01(\x08\x12\x11\n\tsnapshots\x18\x07 \x03(\t\"1\n\x19ReplicateSnapshotResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t*j\n\x0fReplicationType\x12 \n\x1cREPLICATION_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16REPLICATION_TYPE_ASYNC\x10\x01\x12\x19\n\x15REPLICATION_TYPE_SYNC\x10\x02*\x88\x01\n\x0bReplicaMode\x12\x1c\n\x18REPLICA_MODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICA_MODE_CREATE_TARGET\x10\x01\x12 \n\x1cREPLICA_MODE_EXISTING_TARGET\x10\x02\x12\x19\n\x15REPLICA_MODE_USE_BASE\x10\x03*\xb9\x01\n\x0cReplicaState\x12\x1d\n\x19REPLICA_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICA_STATE_INITIALIZING\x10\x01\x12\x18\n\x14REPLICA_STATE_ACTIVE\x10\x02\x12\x1b\n\x17REPLICA_STATE_SUSPENDED\x10\x03\x12\x1a\n\x16REPLICA_STATE_DEGRADED\x10\x04\x12\x17\n\x13REPLICA_STATE_ERROR\x10\x05*\x91\x01\n\tSyncState\x12\x1a\n\x16SYNC_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSYNC_STATE_IDLE\x10\x01\x12\x1f\n\x1bSYNC_STATE_SYNC_IN_PROGRESS\x10\x02\x12\x16\n\x12SYNC_STATE_IN_SYNC\x10\x03\x12\x1a\n\x16SYNC_STATE_OUT_OF_SYNC\x10\x04*N\n\x08RPOState\x12\x19\n\x15RPO_STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cRPO_STATE_OK\x10\x01\x12\x15\n\x11RPO_STATE_LAGGING\x10\x02*d\n\nEntityKind\x12\x1b\n\x17\x45NTITY_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45NTITY_KIND_VOLUME\x10\x01\x12!\n\x1d\x45NTITY_KIND_CONSISTENCY_GROUP\x10\x02\x32\xce\x08\n\x0eReplicaService\x12\x64\n\x0fReplicateEntity\x12\'.volrep.array.v1.ReplicateEntityRequest\x1a(.volrep.array.v1.ReplicateEntityResponse\x12m\n\x12ReplicateConsGroup\x12*.volrep.array.v1.ReplicateConsGroupRequest\x1a+.volrep.array.v1.ReplicateConsGroupResponse\x12U\n\nGetReplica\x12\".volrep.array.v1.GetReplicaRequest\x1a#.volrep.array.v1.GetReplicaResponse\x12[\n\x0cListReplicas\x12$.volrep.array.v1.ListReplicasRequest\x1a%.volrep.array.v1.ListReplicasResponse\x12^\n\rUpdateReplica\x12%.volrep.array.v1.UpdateReplicaRequest\x1a&.volrep.array.v1.UpdateReplicaResponse\x12^\n\rDeleteReplica\x12%.volrep.array.v1.DeleteReplicaRequest\x1a&.volrep.array.v1.DeleteReplicaResponse\x12\x61\n\x0eSuspendReplica\x12&.volrep.array.v1.SuspendReplicaRequest\x1a\'.volrep.array.v1.SuspendReplicaResponse\x12^\n\rResumeReplica\x12%.volrep.array.v1.ResumeReplicaRequest\x1a&.volrep.array.v1.ResumeReplicaResponse\x12X\n\x0bSyncReplica\x12#.volrep.array.v1.SyncReplicaRequest\x1a$.volrep.array.v1.SyncReplicaResponse\x12j\n\x11\x43hangeReplicaType\x12).volrep.array.v1.ChangeReplicaTypeRequest\x1a*.volrep.array.v1.ChangeReplicaTypeResponse\x12j\n\x11ReplicateSnapshot\x12).volrep.array.v1.ReplicateSnapshotRequest\x1a*.volrep.array.v1.ReplicateSnapshotResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n%volrep/array/v1/replica_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"C\n\tRetention\x12\x17\n\x0f\x61ll_for_seconds\x18\x01 \x01(\x03\x12\x0f\n\x07per_day\x18\x02 \x01(\x05\x12\x0c\n\x04\x64\x61ys\x18\x03 \x01(\x05\"\xb7\x08\n\x07Replica\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.volrep.array.v1.EntityKind\x12\x14\n\x0clocal_entity\x18\x03 \x01(\t\x12\x0c\n\x04link\x18\x04 \x01(\t\x12\x13\n\x0bremote_pool\x18\x05 \x01(\t\x12\x15\n\rremote_entity\x18\x06 \x01(\t\x12\x45\n\x0fmember_mappings\x18\x07 \x03(\x0b\x32,.volrep.array.v1.Replica.MemberMappingsEntry\x12:\n\x10replication_type\x18\x08 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12,\n\x05state\x18\t \x01(\x0e\x32\x1d.volrep.array.v1.ReplicaState\x12.\n\nsync_state\x18\n \x01(\x0e\x32\x1a.volrep.array.v1.SyncState\x12\x15\n\rstate_message\x18\x0b \x01(\t\x12\x18\n\x10interval_seconds\x18\x0c \x01(\x03\x12\x13\n\x0brpo_seconds\x18\r \x01(\x03\x12,\n\trpo_state\x18\x0e \x01(\x0e\x32\x19.volrep.array.v1.RPOState\x12\x34\n\x10target_retention\x18\x0f \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x10 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x35\n\x11last_synchronized\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0flast_sync_bytes\x18\x12 \x01(\x03\x12\"\n\x1alast_sync_duration_seconds\x18\x13 \x01(\x01\x12#\n\x1bthroughput_bytes_per_second\x18\x14 \x01(\x01\x12\x13\n\x0blag_seconds\x18\x15 \x01(\x03\x12\x15\n\rlast_snapshot\x18\x16 \x01(\t\x12+\n\x07\x63reated\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10total_bytes_sent\x18\x18 \x01(\x03\x12*\n\x04mode\x18\x19 \x01(\x0e\x32\x1c.volrep.array.v1.ReplicaMode\x12\x12\n\npeer_state\x18\x1a \x01(\t\x12\x19\n\x11last_resync_bytes\x18\x1b \x01(\x03\x12\x13\n\x0b\x64irty_bytes\x18\x1c \x01(\x03\x12\x17\n\x0fsync_timeout_ms\x18\x1d \x01(\x03\x12\x16\n\x0emirrored_bytes\x18\x1e \x01(\x03\x1a\x35\n\x13MemberMappingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbd\x03\n\x16ReplicateEntityRequest\x12\x17\n\x0fsync_timeout_ms\x18\x0e \x01(\x03\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12*\n\x04mode\x18\x04 \x01(\x0e\x32\x1c.volrep.array.v1.ReplicaMode\x12\x13\n\x0bremote_pool\x18\x05 \x01(\t\x12\x15\n\rremote_volume\x18\x06 \x01(\t\x12\x16\n\x0elocal_snapshot\x18\x07 \x01(\t\x12\x17\n\x0fremote_snapshot\x18\x08 \x01(\t\x12:\n\x10replication_type\x18\t \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12\x18\n\x10interval_seconds\x18\n \x01(\x03\x12\x13\n\x0brpo_seconds\x18\x0b \x01(\x03\x12\x34\n\x10target_retention\x18\x0c \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\r \x01(\x0b\x32\x1a.volrep.array.v1.Retention\"D\n\x17ReplicateEntityResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"\xf1\x03\n\x19ReplicateConsGroupRequest\x12\x17\n\x0fsync_timeout_ms\x18\x0c \x01(\x03\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12\x13\n\x0bremote_pool\x18\x04 \x01(\t\x12\x14\n\x0cremote_group\x18\x05 \x01(\t\x12W\n\x0fmember_mappings\x18\x06 \x03(\x0b\x32>.volrep.array.v1.ReplicateConsGroupRequest.MemberMappingsEntry\x12:\n\x10replication_type\x18\x07 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12\x18\n\x10interval_seconds\x18\x08 \x01(\x03\x12\x13\n\x0brpo_seconds\x18\t \x01(\x03\x12\x34\n\x10target_retention\x18\n \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x0b \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x1a\x35\n\x13MemberMappingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"G\n\x1aReplicateConsGroupResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"!\n\x11GetReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x12GetReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"R\n\x13ListReplicasRequest\x12\x14\n\x0clocal_entity\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"[\n\x14ListReplicasResponse\x12*\n\x08replicas\x18\x01 \x03(\x0b\x32\x18.volrep.array.v1.Replica\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xbf\x01\n\x14UpdateReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x03\x12\x13\n\x0brpo_seconds\x18\x03 \x01(\x03\x12\x34\n\x10target_retention\x18\x04 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x05 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\"B\n\x15UpdateReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\";\n\x14\x44\x65leteReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rdelete_remote\x18\x02 \x01(\x08\"\x17\n\x15\x44\x65leteReplicaResponse\"%\n\x15SuspendReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x16SuspendReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"$\n\x14ResumeReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x15ResumeReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"0\n\x12SyncReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04wait\x18\x02 \x01(\x08\"@\n\x13SyncReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"d\n\x18\x43hangeReplicaTypeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12:\n\x10replication_type\x18\x02 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\"F\n\x19\x43hangeReplicaTypeResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"\xbe\x02\n\x18ReplicateSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12\x13\n\x0bremote_pool\x18\x04 \x01(\t\x12\x15\n\rremote_volume\x18\x05 \x01(\t\x12\x17\n\x0f\x66orce_full_copy\x18\x06 \x01(\x08\x12\x11\n\tsnapshots\x18\x07 \x03(\t\x12_\n\x14remote_volume_labels\x18\x08 \x03(\x0b\x32\x41.volrep.array.v1.ReplicateSnapshotRequest.RemoteVolumeLabelsEntry\x1a\x39\n\x17RemoteVolumeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"1\n\x19ReplicateSnapshotResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t*j\n\x0fReplicationType\x12 \n\x1cREPLICATION_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16REPLICATION_TYPE_ASYNC\x10\x01\x12\x19\n\x15REPLICATION_TYPE_SYNC\x10\x02*\x88\x01\n\x0bReplicaMode\x12\x1c\n\x18REPLICA_MODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICA_MODE_CREATE_TARGET\x10\x01\x12 \n\x1cREPLICA_MODE_EXISTING_TARGET\x10\x02\x12\x19\n\x15REPLICA_MODE_USE_BASE\x10\x03*\xb9\x01\n\x0cReplicaState\x12\x1d\n\x19REPLICA_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICA_STATE_INITIALIZING\x10\x01\x12\x18\n\x14REPLICA_STATE_ACTIVE\x10\x02\x12\x1b\n\x17REPLICA_STATE_SUSPENDED\x10\x03\x12\x1a\n\x16REPLICA_STATE_DEGRADED\x10\x04\x12\x17\n\x13REPLICA_STATE_ERROR\x10\x05*\x91\x01\n\tSyncState\x12\x1a\n\x16SYNC_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSYNC_STATE_IDLE\x10\x01\x12\x1f\n\x1bSYNC_STATE_SYNC_IN_PROGRESS\x10\x02\x12\x16\n\x12SYNC_STATE_IN_SYNC\x10\x03\x12\x1a\n\x16SYNC_STATE_OUT_OF_SYNC\x10\x04*N\n\x08RPOState\x12\x19\n\x15RPO_STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cRPO_STATE_OK\x10\x01\x12\x15\n\x11RPO_STATE_LAGGING\x10\x02*d\n\nEntityKind\x12\x1b\n\x17\x45NTITY_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45NTITY_KIND_VOLUME\x10\x01\x12!\n\x1d\x45NTITY_KIND_CONSISTENCY_GROUP\x10\x02\x32\xce\x08\n\x0eReplicaService\x12\x64\n\x0fReplicateEntity\x12\'.volrep.array.v1.ReplicateEntityRequest\x1a(.volrep.array.v1.ReplicateEntityResponse\x12m\n\x12ReplicateConsGroup\x12*.volrep.array.v1.ReplicateConsGroupRequest\x1a+.volrep.array.v1.ReplicateConsGroupResponse\x12U\n\nGetReplica\x12\".volrep.array.v1.GetReplicaRequest\x1a#.volrep.array.v1.GetReplicaResponse\x12[\n\x0cListReplicas\x12$.volrep.array.v1.ListReplicasRequest\x1a%.volrep.array.v1.ListReplicasResponse\x12^\n\rUpdateReplica\x12%.volrep.array.v1.UpdateReplicaRequest\x1a&.volrep.array.v1.UpdateReplicaResponse\x12^\n\rDeleteReplica\x12%.volrep.array.v1.DeleteReplicaRequest\x1a&.volrep.array.v1.DeleteReplicaResponse\x12\x61\n\x0eSuspendReplica\x12&.volrep.array.v1.SuspendReplicaRequest\x1a\'.volrep.array.v1.SuspendReplicaResponse\x12^\n\rResumeReplica\x12%.volrep.array.v1.ResumeReplicaRequest\x1a&.volrep.array.v1.ResumeReplicaResponse\x12X\n\x0bSyncReplica\x12#.volrep.array.v1.SyncReplicaRequest\x1a$.volrep.array.v1.SyncReplicaResponse\x12j\n\x11\x43hangeReplicaType\x12).volrep.array.v1.ChangeReplicaTypeRequest\x1a*.volrep.array.v1.ChangeReplicaTypeResponse\x12j\n\x11ReplicateSnapshot\x12).volrep.array.v1.ReplicateSnapshotRequest\x1a*.volrep.array.v1.ReplicateSnapshotResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -46,8 +46,8 @@ _REPLICATIONTYPE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=3678,
-  serialized_end=3784,
+  serialized_start=3834,
+  serialized_end=3940,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICATIONTYPE)
 
@@ -77,8 +77,8 @@ _REPLICAMODE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=3787,
-  serialized_end=3923,
+  serialized_start=3943,
+  serialized_end=4079,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICAMODE)
 
@@ -116,8 +116,8 @@ _REPLICASTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=3926,
-  serialized_end=4111,
+  serialized_start=4082,
+  serialized_end=4267,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICASTATE)
 
@@ -151,8 +151,8 @@ _SYNCSTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=4114,
-  serialized_end=4259,
+  serialized_start=4270,
+  serialized_end=4415,
 )
 _sym_db.RegisterEnumDescriptor(_SYNCSTATE)
 
@@ -178,8 +178,8 @@ _RPOSTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=4261,
-  serialized_end=4339,
+  serialized_start=4417,
+  serialized_end=4495,
 )
 _sym_db.RegisterEnumDescriptor(_RPOSTATE)
 
@@ -205,8 +205,8 @@ _ENTITYKIND = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=4341,
-  serialized_end=4441,
+  serialized_start=4497,
+  serialized_end=4597,
 )
 _sym_db.RegisterEnumDescriptor(_ENTITYKIND)
 
@@ -1442,6 +1442,43 @@ _CHANGEREPLICATYPERESPONSE = _descriptor.Descriptor(
 )
 
 
+_REPLICATESNAPSHOTREQUEST_REMOTEVOLUMELABELSENTRY = _descriptor.Descriptor(
+  name='RemoteVolumeLabelsEntry',
+  full_name='volrep.array.v1.ReplicateSnapshotRequest.RemoteVolumeLabelsEntry',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='key', full_name='volrep.array.v1.ReplicateSnapshotRequest.RemoteVolumeLabelsEntry.key', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='value', full_name='volrep.array.v1.ReplicateSnapshotRequest.RemoteVolumeLabelsEntry.value', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=_descriptor._ParseOptions(descriptor_pb2.MessageOptions(), _b('8\001')),
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=3724,
+  serialized_end=3781,
+)
+
 _REPLICATESNAPSHOTREQUEST = _descriptor.Descriptor(
   name='ReplicateSnapshotRequest',
   full_name='volrep.array.v1.ReplicateSnapshotRequest',
@@ -1498,10 +1535,17 @@ _REPLICATESNAPSHOTREQUEST = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='remote_volume_labels', full_name='volrep.array.v1.ReplicateSnapshotRequest.remote_volume_labels', index=7,
+      number=8, type=11, cpp_type=10, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
-  nested_types=[],
+  nested_types=[_REPLICATESNAPSHOTREQUEST_REMOTEVOLUMELABELSENTRY, ],
   enum_types=[
   ],
   options=None,
@@ -1511,7 +1555,7 @@ _REPLICATESNAPSHOTREQUEST = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=3463,
-  serialized_end=3625,
+  serialized_end=3781,
 )
 
 
@@ -1541,8 +1585,8 @@ _REPLICATESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3627,
-  serialized_end=3676,
+  serialized_start=3783,
+  serialized_end=3832,
 )
 
 _REPLICA_MEMBERMAPPINGSENTRY.containing_type = _REPLICA
@@ -1578,6 +1622,8 @@ _RESUMEREPLICARESPONSE.fields_by_name['replica'].message_type = _REPLICA
 _SYNCREPLICARESPONSE.fields_by_name['replica'].message_type = _REPLICA
 _CHANGEREPLICATYPEREQUEST.fields_by_name['replication_type'].enum_type = _REPLICATIONTYPE
 _CHANGEREPLICATYPERESPONSE.fields_by_name['replica'].message_type = _REPLICA
+_REPLICATESNAPSHOTREQUEST_REMOTEVOLUMELABELSENTRY.containing_type = _REPLICATESNAPSHOTREQUEST
+_REPLICATESNAPSHOTREQUEST.fields_by_name['remote_volume_labels'].message_type = _REPLICATESNAPSHOTREQUEST_REMOTEVOLUMELABELSENTRY
 DESCRIPTOR.message_types_by_name['Retention'] = _RETENTION
 DESCRIPTOR.message_types_by_name['Replica'] = _REPLICA
 DESCRIPTOR.message_types_by_name['ReplicateEntityRequest'] = _REPLICATEENTITYREQUEST
@@ -1781,11 +1827,19 @@ ChangeReplicaTypeResponse = _reflection.GeneratedProtocolMessageType('ChangeRepl
 _sym_db.RegisterMessage(ChangeReplicaTypeResponse)
 
 ReplicateSnapshotRequest = _reflection.GeneratedProtocolMessageType('ReplicateSnapshotRequest', (_message.Message,), dict(
+
+  RemoteVolumeLabelsEntry = _reflection.GeneratedProtocolMessageType('RemoteVolumeLabelsEntry', (_message.Message,), dict(
+    DESCRIPTOR = _REPLICATESNAPSHOTREQUEST_REMOTEVOLUMELABELSENTRY,
+    __module__ = 'volrep.array.v1.replica_service_pb2'
+    # @@protoc_insertion_point(class_scope:volrep.array.v1.ReplicateSnapshotRequest.RemoteVolumeLabelsEntry)
+    ))
+  ,
   DESCRIPTOR = _REPLICATESNAPSHOTREQUEST,
   __module__ = 'volrep.array.v1.replica_service_pb2'
   # @@protoc_insertion_point(class_scope:volrep.array.v1.ReplicateSnapshotRequest)
   ))
 _sym_db.RegisterMessage(ReplicateSnapshotRequest)
+_sym_db.RegisterMessage(ReplicateSnapshotRequest.RemoteVolumeLabelsEntry)
 
 ReplicateSnapshotResponse = _reflection.GeneratedProtocolMessageType('ReplicateSnapshotResponse', (_message.Message,), dict(
   DESCRIPTOR = _REPLICATESNAPSHOTRESPONSE,
@@ -1801,6 +1855,8 @@ _REPLICA_MEMBERMAPPINGSENTRY.has_options = True
 _REPLICA_MEMBERMAPPINGSENTRY._options = _descriptor._ParseOptions(descriptor_pb2.MessageOptions(), _b('8\001'))
 _REPLICATECONSGROUPREQUEST_MEMBERMAPPINGSENTRY.has_options = True
 _REPLICATECONSGROUPREQUEST_MEMBERMAPPINGSENTRY._options = _descriptor._ParseOptions(descriptor_pb2.MessageOptions(), _b('8\001'))
+_REPLICATESNAPSHOTREQUEST_REMOTEVOLUMELABELSENTRY.has_options = True
+_REPLICATESNAPSHOTREQUEST_REMOTEVOLUMELABELSENTRY._options = _descriptor._ParseOptions(descriptor_pb2.MessageOptions(), _b('8\001'))
 
 _REPLICASERVICE = _descriptor.ServiceDescriptor(
   name='ReplicaService',
@@ -1808,8 +1864,8 @@ _REPLICASERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=4444,
-  serialized_end=5546,
+  serialized_start=4600,
+  serialized_end=5702,
   methods=[
   _descriptor.MethodDescriptor(
     name='ReplicateEntity',

@@ -20,7 +20,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/volume_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n$volrep/array/v1/volume_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x02\n\x06Volume\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x16\n\x0esnapshot_count\x18\x07 \x01(\x03\x12\x33\n\x06labels\x18\x08 \x03(\x0b\x32#.volrep.array.v1.Volume.LabelsEntry\x12\x11\n\tread_only\x18\t \x01(\x08\x12\x0b\n\x03wwn\x18\n \x01(\t\x12!\n\x03qos\x18\x0b \x01(\x0b\x32\x14.volrep.array.v1.QoS\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x96\x01\n\x03QoS\x12\x12\n\ntotal_iops\x18\x01 \x01(\x03\x12\x11\n\tread_iops\x18\x02 \x01(\x03\x12\x12\n\nwrite_iops\x18\x03 \x01(\x03\x12\x1b\n\x13total_bytes_per_sec\x18\x04 \x01(\x03\x12\x1a\n\x12read_bytes_per_sec\x18\x05 \x01(\x03\x12\x1b\n\x13write_bytes_per_sec\x18\x06 \x01(\x03\"\xf1\x01\n\x08Snapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04guid\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x35\n\x06labels\x18\x07 \x03(\x0b\x32%.volrep.array.v1.Snapshot.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\x06\x45xtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\x12\x0c\n\x04zero\x18\x03 \x01(\x08\"\xb6\x01\n\x13\x43reateVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12@\n\x06labels\x18\x04 \x03(\x0b\x32\x30.volrep.array.v1.CreateVolumeRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x14\x43reateVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\" \n\x10GetVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x11GetVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"I\n\x12ListVolumesRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x13ListVolumesResponse\x12(\n\x07volumes\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x13\x44\x65leteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"7\n\x13\x45xtendVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"?\n\x14\x45xtendVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"M\n\x12WriteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0b\n\x03\x66ua\x18\x04 \x01(\x08\"\x15\n\x13WriteVolumeResponse\"A\n\x11ReadVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\"\"\n\x12ReadVolumeResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\"\n\x12\x46lushVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x46lushVolumeResponse\"\xb6\x01\n\x15\x43reateSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x42\n\x06labels\x18\x03 \x03(\x0b\x32\x32.volrep.array.v1.CreateSnapshotRequest.LabelsEntry\x12\x0c\n\x04guid\x18\x04 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x16\x43reateSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"2\n\x12GetSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"B\n\x13GetSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"M\n\x14ListSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x15ListSnapshotsResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x15\x44\x65leteSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"S\n\x13ReadSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"$\n\x14ReadSnapshotResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xda\x01\n\x14\x43loneSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x41\n\x06labels\x18\x06 \x03(\x0b\x32\x31.volrep.array.v1.CloneSnapshotRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x15\x43loneSnapshotResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"F\n\x14\x44iffSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04\x62\x61se\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"A\n\x15\x44iffSnapshotsResponse\x12(\n\x07\x65xtents\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"[\n\x17\x43hecksumSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"*\n\x18\x43hecksumSnapshotResponse\x12\x0e\n\x06\x63rc32c\x18\x01 \x03(\x07\";\n\x18SetVolumeReadOnlyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tread_only\x18\x02 \x01(\x08\"D\n\x19SetVolumeReadOnlyResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\xaf\x01\n\x18\x43reateSnapshotSetRequest\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x45\n\x06labels\x18\x03 \x03(\x0b\x32\x35.volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x19\x43reateSnapshotSetResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot\"7\n\x13RevertVolumeRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"?\n\x14RevertVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\xba\x01\n\x13RenameVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08new_name\x18\x02 \x01(\t\x12@\n\x06labels\x18\x03 \x03(\x0b\x32\x30.volrep.array.v1.RenameVolumeRequest.LabelsEntry\x12\x12\n\nset_labels\x18\x04 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x14RenameVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\xce\x01\n\x15RenameSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08new_name\x18\x03 \x01(\t\x12\x42\n\x06labels\x18\x04 \x03(\x0b\x32\x32.volrep.array.v1.RenameSnapshotRequest.LabelsEntry\x12\x12\n\nset_labels\x18\x05 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x16RenameSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"F\n\x13SetVolumeQoSRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x03qos\x18\x02 \x01(\x0b\x32\x14.volrep.array.v1.QoS\"?\n\x14SetVolumeQoSResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume2\xb9\x10\n\rVolumeService\x12[\n\x0c\x43reateVolume\x12$.volrep.array.v1.CreateVolumeRequest\x1a%.volrep.array.v1.CreateVolumeResponse\x12R\n\tGetVolume\x12!.volrep.array.v1.GetVolumeRequest\x1a\".volrep.array.v1.GetVolumeResponse\x12X\n\x0bListVolumes\x12#.volrep.array.v1.ListVolumesRequest\x1a$.volrep.array.v1.ListVolumesResponse\x12[\n\x0c\x44\x65leteVolume\x12$.volrep.array.v1.DeleteVolumeRequest\x1a%.volrep.array.v1.DeleteVolumeResponse\x12[\n\x0c\x45xtendVolume\x12$.volrep.array.v1.ExtendVolumeRequest\x1a%.volrep.array.v1.ExtendVolumeResponse\x12X\n\x0bWriteVolume\x12#.volrep.array.v1.WriteVolumeRequest\x1a$.volrep.array.v1.WriteVolumeResponse\x12U\n\nReadVolume\x12\".volrep.array.v1.ReadVolumeRequest\x1a#.volrep.array.v1.ReadVolumeResponse\x12X\n\x0b\x46lushVolume\x12#.volrep.array.v1.FlushVolumeRequest\x1a$.volrep.array.v1.FlushVolumeResponse\x12\x61\n\x0e\x43reateSnapshot\x12&.volrep.array.v1.CreateSnapshotRequest\x1a\'.volrep.array.v1.CreateSnapshotResponse\x12X\n\x0bGetSnapshot\x12#.volrep.array.v1.GetSnapshotRequest\x1a$.volrep.array.v1.GetSnapshotResponse\x12^\n\rListSnapshots\x12%.volrep.array.v1.ListSnapshotsRequest\x1a&.volrep.array.v1.ListSnapshotsResponse\x12\x61\n\x0e\x44\x65leteSnapshot\x12&.volrep.array.v1.DeleteSnapshotRequest\x1a\'.volrep.array.v1.DeleteSnapshotResponse\x12[\n\x0cReadSnapshot\x12$.volrep.array.v1.ReadSnapshotRequest\x1a%.volrep.array.v1.ReadSnapshotResponse\x12^\n\rCloneSnapshot\x12%.volrep.array.v1.CloneSnapshotRequest\x1a&.volrep.array.v1.CloneSnapshotResponse\x12`\n\rDiffSnapshots\x12%.volrep.array.v1.DiffSnapshotsRequest\x1a&.volrep.array.v1.DiffSnapshotsResponse0\x01\x12g\n\x10\x43hecksumSnapshot\x12(.volrep.array.v1.ChecksumSnapshotRequest\x1a).volrep.array.v1.ChecksumSnapshotResponse\x12j\n\x11SetVolumeReadOnly\x12).volrep.array.v1.SetVolumeReadOnlyRequest\x1a*.volrep.array.v1.SetVolumeReadOnlyResponse\x12j\n\x11\x43reateSnapshotSet\x12).volrep.array.v1.CreateSnapshotSetRequest\x1a*.volrep.array.v1.CreateSnapshotSetResponse\x12[\n\x0cRevertVolume\x12$.volrep.array.v1.RevertVolumeRequest\x1a%.volrep.array.v1.RevertVolumeResponse\x12[\n\x0cRenameVolume\x12$.volrep.array.v1.RenameVolumeRequest\x1a%.volrep.array.v1.RenameVolumeResponse\x12\x61\n\x0eRenameSnapshot\x12&.volrep.array.v1.RenameSnapshotRequest\x1a\'.volrep.array.v1.RenameSnapshotResponse\x12[\n\x0cSetVolumeQoS\x12$.volrep.array.v1.SetVolumeQoSRequest\x1a%.volrep.array.v1.SetVolumeQoSResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n$volrep/array/v1/volume_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x02\n\x06Volume\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x16\n\x0esnapshot_count\x18\x07 \x01(\x03\x12\x33\n\x06labels\x18\x08 \x03(\x0b\x32#.volrep.array.v1.Volume.LabelsEntry\x12\x11\n\tread_only\x18\t \x01(\x08\x12\x0b\n\x03wwn\x18\n \x01(\t\x12!\n\x03qos\x18\x0b \x01(\x0b\x32\x14.volrep.array.v1.QoS\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x96\x01\n\x03QoS\x12\x12\n\ntotal_iops\x18\x01 \x01(\x03\x12\x11\n\tread_iops\x18\x02 \x01(\x03\x12\x12\n\nwrite_iops\x18\x03 \x01(\x03\x12\x1b\n\x13total_bytes_per_sec\x18\x04 \x01(\x03\x12\x1a\n\x12read_bytes_per_sec\x18\x05 \x01(\x03\x12\x1b\n\x13write_bytes_per_sec\x18\x06 \x01(\x03\"\xf1\x01\n\x08Snapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04guid\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x35\n\x06labels\x18\x07 \x03(\x0b\x32%.volrep.array.v1.Snapshot.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\x06\x45xtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\x12\x0c\n\x04zero\x18\x03 \x01(\x08\"\xb6\x01\n\x13\x43reateVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12@\n\x06labels\x18\x04 \x03(\x0b\x32\x30.volrep.array.v1.CreateVolumeRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x14\x43reateVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\" \n\x10GetVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x11GetVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"I\n\x12ListVolumesRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x13ListVolumesResponse\x12(\n\x07volumes\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x13\x44\x65leteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"7\n\x13\x45xtendVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"?\n\x14\x45xtendVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"M\n\x12WriteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0b\n\x03\x66ua\x18\x04 \x01(\x08\"\x15\n\x13WriteVolumeResponse\"A\n\x11ReadVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\"\"\n\x12ReadVolumeResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\"\n\x12\x46lushVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x46lushVolumeResponse\"\xb6\x01\n\x15\x43reateSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x42\n\x06labels\x18\x03 \x03(\x0b\x32\x32.volrep.array.v1.CreateSnapshotRequest.LabelsEntry\x12\x0c\n\x04guid\x18\x04 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x16\x43reateSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"2\n\x12GetSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"B\n\x13GetSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"M\n\x14ListSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x15ListSnapshotsResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x15\x44\x65leteSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"S\n\x13ReadSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"$\n\x14ReadSnapshotResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xda\x01\n\x14\x43loneSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x41\n\x06labels\x18\x06 \x03(\x0b\x32\x31.volrep.array.v1.CloneSnapshotRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x15\x43loneSnapshotResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"F\n\x14\x44iffSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04\x62\x61se\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"A\n\x15\x44iffSnapshotsResponse\x12(\n\x07\x65xtents\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"[\n\x17\x43hecksumSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"*\n\x18\x43hecksumSnapshotResponse\x12\x0e\n\x06\x63rc32c\x18\x01 \x03(\x07\";\n\x18SetVolumeReadOnlyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tread_only\x18\x02 \x01(\x08\"D\n\x19SetVolumeReadOnlyResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\xaf\x01\n\x18\x43reateSnapshotSetRequest\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x45\n\x06labels\x18\x03 \x03(\x0b\x32\x35.volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x19\x43reateSnapshotSetResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot\"7\n\x13RevertVolumeRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"?\n\x14RevertVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\xba\x01\n\x13RenameVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08new_name\x18\x02 \x01(\t\x12@\n\x06labels\x18\x03 \x03(\x0b\x32\x30.volrep.array.v1.RenameVolumeRequest.LabelsEntry\x12\x12\n\nset_labels\x18\x04 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x14RenameVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\xce\x01\n\x15RenameSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08new_name\x18\x03 \x01(\t\x12\x42\n\x06labels\x18\x04 \x03(\x0b\x32\x32.volrep.array.v1.RenameSnapshotRequest.LabelsEntry\x12\x12\n\nset_labels\x18\x05 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x16RenameSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"F\n\x13SetVolumeQoSRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x03qos\x18\x02 \x01(\x0b\x32\x14.volrep.array.v1.QoS\"?\n\x14SetVolumeQoSResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"9\n\x17HoldVolumeWritesRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08lease_ms\x18\x02 \x01(\x03\"J\n\x18HoldVolumeWritesResponse\x12.\n\nheld_since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xa2\x11\n\rVolumeService\x12[\n\x0c\x43reateVolume\x12$.volrep.array.v1.CreateVolumeRequest\x1a%.volrep.array.v1.CreateVolumeResponse\x12R\n\tGetVolume\x12!.volrep.array.v1.GetVolumeRequest\x1a\".volrep.array.v1.GetVolumeResponse\x12X\n\x0bListVolumes\x12#.volrep.array.v1.ListVolumesRequest\x1a$.volrep.array.v1.ListVolumesResponse\x12[\n\x0c\x44\x65leteVolume\x12$.volrep.array.v1.DeleteVolumeRequest\x1a%.volrep.array.v1.DeleteVolumeResponse\x12[\n\x0c\x45xtendVolume\x12$.volrep.array.v1.ExtendVolumeRequest\x1a%.volrep.array.v1.ExtendVolumeResponse\x12X\n\x0bWriteVolume\x12#.volrep.array.v1.WriteVolumeRequest\x1a$.volrep.array.v1.WriteVolumeResponse\x12U\n\nReadVolume\x12\".volrep.array.v1.ReadVolumeRequest\x1a#.volrep.array.v1.ReadVolumeResponse\x12X\n\x0b\x46lushVolume\x12#.volrep.array.v1.FlushVolumeRequest\x1a$.volrep.array.v1.FlushVolumeResponse\x12\x61\n\x0e\x43reateSnapshot\x12&.volrep.array.v1.CreateSnapshotRequest\x1a\'.volrep.array.v1.CreateSnapshotResponse\x12X\n\x0bGetSnapshot\x12#.volrep.array.v1.GetSnapshotRequest\x1a$.volrep.array.v1.GetSnapshotResponse\x12^\n\rListSnapshots\x12%.volrep.array.v1.ListSnapshotsRequest\x1a&.volrep.array.v1.ListSnapshotsResponse\x12\x61\n\x0e\x44\x65leteSnapshot\x12&.volrep.array.v1.DeleteSnapshotRequest\x1a\'.volrep.array.v1.DeleteSnapshotResponse\x12[\n\x0cReadSnapshot\x12$.volrep.array.v1.ReadSnapshotRequest\x1a%.volrep.array.v1.ReadSnapshotResponse\x12^\n\rCloneSnapshot\x12%.volrep.array.v1.CloneSnapshotRequest\x1a&.volrep.array.v1.CloneSnapshotResponse\x12`\n\rDiffSnapshots\x12%.volrep.array.v1.DiffSnapshotsRequest\x1a&.volrep.array.v1.DiffSnapshotsResponse0\x01\x12g\n\x10\x43hecksumSnapshot\x12(.volrep.array.v1.ChecksumSnapshotRequest\x1a).volrep.array.v1.ChecksumSnapshotResponse\x12j\n\x11SetVolumeReadOnly\x12).volrep.array.v1.SetVolumeReadOnlyRequest\x1a*.volrep.array.v1.SetVolumeReadOnlyResponse\x12j\n\x11\x43reateSnapshotSet\x12).volrep.array.v1.CreateSnapshotSetRequest\x1a*.volrep.array.v1.CreateSnapshotSetResponse\x12[\n\x0cRevertVolume\x12$.volrep.array.v1.RevertVolumeRequest\x1a%.volrep.array.v1.RevertVolumeResponse\x12[\n\x0cRenameVolume\x12$.volrep.array.v1.RenameVolumeRequest\x1a%.volrep.array.v1.RenameVolumeResponse\x12\x61\n\x0eRenameSnapshot\x12&.volrep.array.v1.RenameSnapshotRequest\x1a\'.volrep.array.v1.RenameSnapshotResponse\x12[\n\x0cSetVolumeQoS\x12$.volrep.array.v1.SetVolumeQoSRequest\x1a%.volrep.array.v1.SetVolumeQoSResponse\x12g\n\x10HoldVolumeWrites\x12(.volrep.array.v1.HoldVolumeWritesRequest\x1a).volrep.array.v1.HoldVolumeWritesResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -2258,6 +2258,75 @@ _SETVOLUMEQOSRESPONSE = _descriptor.Descriptor(
   serialized_end=4325,
 )
 
+
+_HOLDVOLUMEWRITESREQUEST = _descriptor.Descriptor(
+  name='HoldVolumeWritesRequest',
+  full_name='volrep.array.v1.HoldVolumeWritesRequest',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='name', full_name='volrep.array.v1.HoldVolumeWritesRequest.name', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='lease_ms', full_name='volrep.array.v1.HoldVolumeWritesRequest.lease_ms', index=1,
+      number=2, type=3, cpp_type=2, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=4327,
+  serialized_end=4384,
+)
+
+
+_HOLDVOLUMEWRITESRESPONSE = _descriptor.Descriptor(
+  name='HoldVolumeWritesResponse',
+  full_name='volrep.array.v1.HoldVolumeWritesResponse',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='held_since', full_name='volrep.array.v1.HoldVolumeWritesResponse.held_since', index=0,
+      number=1, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=4386,
+  serialized_end=4460,
+)
+
 _VOLUME_LABELSENTRY.containing_type = _VOLUME
 _VOLUME.fields_by_name['created'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
 _VOLUME.fields_by_name['labels'].message_type = _VOLUME_LABELSENTRY
@@ -2293,6 +2362,7 @@ _RENAMESNAPSHOTREQUEST.fields_by_name['labels'].message_type = _RENAMESNAPSHOTRE
 _RENAMESNAPSHOTRESPONSE.fields_by_name['snapshot'].message_type = _SNAPSHOT
 _SETVOLUMEQOSREQUEST.fields_by_name['qos'].message_type = _QOS
 _SETVOLUMEQOSRESPONSE.fields_by_name['volume'].message_type = _VOLUME
+_HOLDVOLUMEWRITESRESPONSE.fields_by_name['held_since'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
 DESCRIPTOR.message_types_by_name['Volume'] = _VOLUME
 DESCRIPTOR.message_types_by_name['QoS'] = _QOS
 DESCRIPTOR.message_types_by_name['Snapshot'] = _SNAPSHOT
@@ -2341,6 +2411,8 @@ DESCRIPTOR.message_types_by_name['RenameSnapshotRequest'] = _RENAMESNAPSHOTREQUE
 DESCRIPTOR.message_types_by_name['RenameSnapshotResponse'] = _RENAMESNAPSHOTRESPONSE
 DESCRIPTOR.message_types_by_name['SetVolumeQoSRequest'] = _SETVOLUMEQOSREQUEST
 DESCRIPTOR.message_types_by_name['SetVolumeQoSResponse'] = _SETVOLUMEQOSRESPONSE
+DESCRIPTOR.message_types_by_name['HoldVolumeWritesRequest'] = _HOLDVOLUMEWRITESREQUEST
+DESCRIPTOR.message_types_by_name['HoldVolumeWritesResponse'] = _HOLDVOLUMEWRITESRESPONSE
 _sym_db.RegisterFileDescriptor(DESCRIPTOR)
 
 Volume = _reflection.GeneratedProtocolMessageType('Volume', (_message.Message,), dict(
@@ -2743,6 +2815,20 @@ SetVolumeQoSResponse = _reflection.GeneratedProtocolMessageType('SetVolumeQoSRes
   ))
 _sym_db.RegisterMessage(SetVolumeQoSResponse)
 
+HoldVolumeWritesRequest = _reflection.GeneratedProtocolMessageType('HoldVolumeWritesRequest', (_message.Message,), dict(
+  DESCRIPTOR = _HOLDVOLUMEWRITESREQUEST,
+  __module__ = 'volrep.array.v1.volume_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.HoldVolumeWritesRequest)
+  ))
+_sym_db.RegisterMessage(HoldVolumeWritesRequest)
+
+HoldVolumeWritesResponse = _reflection.GeneratedProtocolMessageType('HoldVolumeWritesResponse', (_message.Message,), dict(
+  DESCRIPTOR = _HOLDVOLUMEWRITESRESPONSE,
+  __module__ = 'volrep.array.v1.volume_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.HoldVolumeWritesResponse)
+  ))
+_sym_db.RegisterMessage(HoldVolumeWritesResponse)
+
 
 DESCRIPTOR.has_options = True
 DESCRIPTOR._options = _descriptor._ParseOptions(descriptor_pb2.FileOptions(), _b('Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1'))
@@ -2769,8 +2855,8 @@ _VOLUMESERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=4328,
-  serialized_end=6433,
+  serialized_start=4463,
+  serialized_end=6673,
   methods=[
   _descriptor.MethodDescriptor(
     name='CreateVolume',
@@ -2968,6 +3054,15 @@ _VOLUMESERVICE = _descriptor.ServiceDescriptor(
     containing_service=None,
     input_type=_SETVOLUMEQOSREQUEST,
     output_type=_SETVOLUMEQOSRESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
+    name='HoldVolumeWrites',
+    full_name='volrep.array.v1.VolumeService.HoldVolumeWrites',
+    index=22,
+    containing_service=None,
+    input_type=_HOLDVOLUMEWRITESREQUEST,
+    output_type=_HOLDVOLUMEWRITESRESPONSE,
     options=None,
   ),
 ])

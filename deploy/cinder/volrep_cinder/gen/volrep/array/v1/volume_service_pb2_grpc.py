@@ -126,6 +126,11 @@ class VolumeServiceStub(object):
         request_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.SetVolumeQoSRequest.SerializeToString,
         response_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.SetVolumeQoSResponse.FromString,
         )
+    self.HoldVolumeWrites = channel.unary_unary(
+        '/volrep.array.v1.VolumeService/HoldVolumeWrites',
+        request_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.HoldVolumeWritesRequest.SerializeToString,
+        response_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.HoldVolumeWritesResponse.FromString,
+        )
 
 
 class VolumeServiceServicer(object):
@@ -307,6 +312,18 @@ class VolumeServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def HoldVolumeWrites(self, request, context):
+    """HoldVolumeWrites makes the volume's client writes wait (they do not
+    fail) for lease_ms, or renews the hold in force; lease_ms 0 releases
+    it. When it returns no write is in flight, so a snapshot taken next
+    has every acknowledged write. A migration holds writes from its last
+    snapshot to its switch. held_since is when the hold in force began: a
+    later time than the holder's first answer means its hold lapsed.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_VolumeServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -419,6 +436,11 @@ def add_VolumeServiceServicer_to_server(servicer, server):
           servicer.SetVolumeQoS,
           request_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.SetVolumeQoSRequest.FromString,
           response_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.SetVolumeQoSResponse.SerializeToString,
+      ),
+      'HoldVolumeWrites': grpc.unary_unary_rpc_method_handler(
+          servicer.HoldVolumeWrites,
+          request_deserializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.HoldVolumeWritesRequest.FromString,
+          response_serializer=volrep_dot_array_dot_v1_dot_volume__service__pb2.HoldVolumeWritesResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(

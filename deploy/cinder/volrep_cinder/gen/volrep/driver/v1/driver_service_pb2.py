@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/driver/v1/driver_service.proto',
   package='volrep.driver.v1',
   syntax='proto3',
-  serialized_pb=_b('\n%volrep/driver/v1/driver_service.proto\x12\x10volrep.driver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x01\n\x0bModelUpdate\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12?\n\x12replication_status\x18\x02 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06status\x18\x03 \x01(\t\x12=\n\x08metadata\x18\x04 \x03(\x0b\x32+.volrep.driver.v1.ModelUpdate.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x02\n\nVolumeType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x41\n\x0b\x65xtra_specs\x18\x03 \x03(\x0b\x32,.volrep.driver.v1.VolumeType.ExtraSpecsEntry\x12=\n\tqos_specs\x18\x04 \x03(\x0b\x32*.volrep.driver.v1.VolumeType.QosSpecsEntry\x1a\x31\n\x0f\x45xtraSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rQosSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x01\n\x07\x42\x61\x63kend\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1b\n\x13volume_backend_name\x18\x02 \x01(\t\x12\n\n\x02up\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x05 \x01(\t\x12\x15\n\rprimary_array\x18\x06 \x01(\t\x12@\n\x13replication_targets\x18\x07 \x03(\x0b\x32#.volrep.driver.v1.ReplicationTarget\"E\n\x11ReplicationTarget\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0e\n\x06san_ip\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"\x9f\x01\n\x06Volume\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x03 \x01(\t\x12?\n\x12replication_status\x18\x04 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\"n\n\x08Snapshot\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x04 \x01(\t\x12\x0c\n\x04guid\x18\x05 \x01(\t\x12\x0f\n\x07\x63reated\x18\x06 \x01(\t\"<\n\x13ListBackendsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x14ListBackendsResponse\x12+\n\x08\x62\x61\x63kends\x18\x01 \x03(\x0b\x32\x19.volrep.driver.v1.Backend\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x15GetVolumeStatsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0f\n\x07refresh\x18\x02 \x01(\x08\"\xbf\x05\n\x16GetVolumeStatsResponse\x12\x1b\n\x13volume_backend_name\x18\x01 \x01(\t\x12\x13\n\x0bvendor_name\x18\x02 \x01(\t\x12\x16\n\x0e\x64river_version\x18\x03 \x01(\t\x12\x18\n\x10storage_protocol\x18\x04 \x01(\t\x12\x19\n\x11total_capacity_gb\x18\x05 \x01(\x01\x12\x18\n\x10\x66ree_capacity_gb\x18\x06 \x01(\x01\x12\x1f\n\x17provisioned_capacity_gb\x18\x07 \x01(\x01\x12!\n\x19thin_provisioning_support\x18\x08 \x01(\x08\x12\"\n\x1athick_provisioning_support\x18\t \x01(\x08\x12\x13\n\x0bmultiattach\x18\n \x01(\x08\x12\x1b\n\x13replication_enabled\x18\x0b \x01(\x08\x12\x1b\n\x13replication_targets\x18\x0c \x03(\t\x12\x18\n\x10replication_type\x18\r \x03(\t\x12\x19\n\x11replication_count\x18\x0e \x01(\x03\x12\x19\n\x11\x61\x63tive_backend_id\x18\x0f \x01(\t\x12)\n!consistent_group_snapshot_enabled\x18\x10 \x01(\x08\x12,\n$consistent_group_replication_enabled\x18\x11 \x01(\x08\x12\x1b\n\x13reserved_percentage\x18\x12 \x01(\x03\x12#\n\x1bmax_over_subscription_ratio\x18\x13 \x01(\x01\x12\x18\n\x10\x62\x61\x63kend_state_up\x18\x14 \x01(\x08\x12\x1c\n\x14\x62\x61\x63kend_state_reason\x18\x15 \x01(\t\x12\x1d\n\x15online_extend_support\x18\x1e \x01(\x08\x12\x13\n\x0bqos_support\x18\x1f \x01(\x08\"\x8f\x01\n\x13\x43reateVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x04 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\x12\x10\n\x08group_id\x18\x05 \x01(\t\"K\n\x14\x43reateVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"9\n\x13\x44\x65leteVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"\x81\x01\n\x13\x45xtendVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bnew_size_gb\x18\x03 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x04 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"\x16\n\x14\x45xtendVolumeResponse\"6\n\x10GetVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"=\n\x11GetVolumeResponse\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.volrep.driver.v1.Volume\"L\n\x12ListVolumesRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x13ListVolumesResponse\x12)\n\x07volumes\x18\x01 \x03(\x0b\x32\x18.volrep.driver.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"P\n\x15\x43reateSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"M\n\x16\x43reateSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"P\n\x15\x44\x65leteSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"a\n\x14ListSnapshotsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"_\n\x15ListSnapshotsResponse\x12-\n\tsnapshots\x18\x01 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb8\x01\n\x1f\x43reateVolumeFromSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x03 \x01(\t\x12\x18\n\x10source_volume_id\x18\x04 \x01(\t\x12\x0f\n\x07size_gb\x18\x05 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x06 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"W\n CreateVolumeFromSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\x9d\x01\n\x19\x43reateClonedVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x18\n\x10source_volume_id\x18\x03 \x01(\t\x12\x0f\n\x07size_gb\x18\x04 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x05 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"Q\n\x1a\x43reateClonedVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb0\x01\n\tConnector\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\x12\x11\n\tinitiator\x18\x03 \x01(\t\x12\x11\n\tmultipath\x18\x04 \x01(\x08\x12\x35\n\x05\x65xtra\x18\x05 \x03(\x0b\x32&.volrep.driver.v1.Connector.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc1\x01\n\x0e\x43onnectionInfo\x12\x1a\n\x12\x64river_volume_type\x18\x01 \x01(\t\x12\x38\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32*.volrep.driver.v1.ConnectionInfo.DataEntry\x12,\n\x05iscsi\x18\x03 \x01(\x0b\x32\x1d.volrep.driver.v1.IscsiTarget\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbe\x01\n\x0bIscsiTarget\x12*\n\x05paths\x18\x01 \x03(\x0b\x32\x1b.volrep.driver.v1.IscsiPath\x12\x11\n\tmultipath\x18\x02 \x01(\x08\x12\x13\n\x0b\x61uth_method\x18\x03 \x01(\t\x12\x15\n\rchap_username\x18\x04 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x0b\n\x03wwn\x18\x06 \x01(\t\x12\x0f\n\x07\x64iscard\x18\x07 \x01(\x08\x12\x11\n\thost_name\x18\x08 \x01(\t\"5\n\tIscsiPath\x12\x0e\n\x06portal\x18\x01 \x01(\t\x12\x0b\n\x03iqn\x18\x02 \x01(\t\x12\x0b\n\x03lun\x18\x03 \x01(\x03\"\x86\x01\n\x1bInitializeConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"Y\n\x1cInitializeConnectionResponse\x12\x39\n\x0f\x63onnection_info\x18\x01 \x01(\x0b\x32 .volrep.driver.v1.ConnectionInfo\"\x85\x01\n\x1aTerminateConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"\x1d\n\x1bTerminateConnectionResponse\"c\n\rRetypeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\x08new_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"V\n\x0eRetypeResponse\x12\x0f\n\x07retyped\x18\x01 \x01(\x08\x12\x33\n\x0cmodel_update\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xa3\x02\n\x15TargetReplicationInfo\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x04 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x06 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x07 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x08 \x01(\x03\x12\x15\n\rlast_snapshot\x18\t \x01(\t\"?\n\x19GetReplicationInfoRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\xa9\x02\n\x1aGetReplicationInfoResponse\x12\x33\n\x06status\x18\x01 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x02 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x04 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x05 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x06 \x01(\x03\x12\x38\n\x07targets\x18\x07 \x03(\x0b\x32\'.volrep.driver.v1.TargetReplicationInfo\"\xb7\x01\n\x1dSetReplicationScheduleRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x03 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x04 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x05 \x01(\x03\"\xa7\x01\n\x1eSetReplicationScheduleResponse\x12\x18\n\x10interval_seconds\x18\x01 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x02 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x03 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x04 \x01(\x03\"\xae\x01\n\x18SnapshotReplicateRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\x12\x17\n\x0f\x66orce_full_copy\x18\x05 \x01(\x08\x12\r\n\x05\x63ount\x18\x06 \x01(\x05\x12\x14\n\x0csnapshot_ids\x18\x07 \x03(\t\"1\n\x19SnapshotReplicateResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\"\xfa\x03\n\tOperation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12/\n\x05state\x18\x04 \x01(\x0e\x32 .volrep.driver.v1.OperationState\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x12\n\nbytes_done\x18\x06 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x07 \x01(\x03\x12\x1d\n\x15rate_bytes_per_second\x18\x08 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12+\n\x07started\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66inished\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x12\n\nerror_code\x18\r \x01(\t\x12\x18\n\x10\x62\x61se_snapshot_id\x18\x0e \x01(\t\x12\x13\n\x0bincremental\x18\x0f \x01(\x08\x12\x12\n\nbytes_sent\x18\x10 \x01(\x03\x12\x14\n\x0cresumed_from\x18\x11 \x01(\x03\x12\x17\n\x0f\x61lready_present\x18\x12 \x01(\x08\x12\x36\n\x05steps\x18\x13 \x03(\x0b\x32\'.volrep.driver.v1.SnapshotReplicateStep\"\x88\x01\n\x15SnapshotReplicateStep\x12\x13\n\x0bsnapshot_id\x18\x01 \x01(\t\x12\x18\n\x10\x62\x61se_snapshot_id\x18\x02 \x01(\t\x12\x13\n\x0bincremental\x18\x03 \x01(\x08\x12\x12\n\nbytes_sent\x18\x04 \x01(\x03\x12\x17\n\x0f\x61lready_present\x18\x05 \x01(\x08\"<\n\x13GetOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"F\n\x14GetOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\">\n\x15WatchOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"H\n\x16WatchOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"?\n\x16\x43\x61ncelOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"I\n\x17\x43\x61ncelOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"m\n\x15VerifySnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\"\xa6\x01\n\x16VerifySnapshotResponse\x12\r\n\x05match\x18\x01 \x01(\x08\x12\x17\n\x0f\x62locks_compared\x18\x02 \x01(\x03\x12\x1d\n\x15\x66irst_mismatch_offset\x18\x03 \x01(\x03\x12\x15\n\rsource_crc32c\x18\x04 \x01(\x07\x12\x1a\n\x12\x64\x65stination_crc32c\x18\x05 \x01(\x07\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\"c\n\x13\x46\x61iloverHostRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x12\n\nvolume_ids\x18\x02 \x03(\t\x12\x14\n\x0csecondary_id\x18\x03 \x01(\t\x12\x11\n\tgroup_ids\x18\x04 \x03(\t\"Q\n\x0cVolumeUpdate\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"O\n\x0bGroupUpdate\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb7\x01\n\x14\x46\x61iloverHostResponse\x12\x19\n\x11\x61\x63tive_backend_id\x18\x01 \x01(\t\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x34\n\rgroup_updates\x18\x03 \x03(\x0b\x32\x1d.volrep.driver.v1.GroupUpdate\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x04 \x01(\x03\"F\n\x18\x46\x61iloverCompletedRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x02 \x01(\t\"\x1b\n\x19\x46\x61iloverCompletedResponse\"\x9a\x01\n\tGroupType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12@\n\x0bgroup_specs\x18\x03 \x03(\x0b\x32+.volrep.driver.v1.GroupType.GroupSpecsEntry\x1a\x31\n\x0fGroupSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x12\x43reateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\"J\n\x13\x43reateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"K\n\x12\x44\x65leteGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x82\x01\n\x13\x44\x65leteGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"j\n\x12UpdateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x64\x64_volume_ids\x18\x03 \x03(\t\x12\x19\n\x11remove_volume_ids\x18\x04 \x03(\t\"J\n\x13UpdateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"n\n\x1a\x43reateGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"\x81\x01\n\x1b\x43reateGroupSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12-\n\tsnapshots\x18\x02 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\"n\n\x1a\x44\x65leteGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"1\n\x1b\x44\x65leteGroupSnapshotResponse\x12\x12\n\nvolume_ids\x18\x01 \x03(\t\"s\n\x11GroupVolumeSource\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12\x18\n\x10source_volume_id\x18\x02 \x01(\t\x12\x31\n\x0bvolume_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"\xc0\x01\n\x19\x43reateGroupFromSrcRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\x12\x19\n\x11group_snapshot_id\x18\x04 \x01(\t\x12\x34\n\x07volumes\x18\x05 \x03(\x0b\x32#.volrep.driver.v1.GroupVolumeSource\"\x89\x01\n\x1a\x43reateGroupFromSrcResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"Q\n\x18\x45nableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x88\x01\n\x19\x45nableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"R\n\x19\x44isableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x89\x01\n\x1a\x44isableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"q\n\x1a\x46\x61iloverReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\x12\x1c\n\x14secondary_backend_id\x18\x04 \x01(\t\"\xd5\x01\n\x1b\x46\x61iloverReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x19\n\x11\x61\x63tive_backend_id\x18\x03 \x01(\t\x12\x16\n\x0egroup_snapshot\x18\x04 \x01(\t\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x05 \x01(\x03\"n\n\x17RevertToSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x03 \x01(\t\x12\x1a\n\x12snapshot_volume_id\x18\x04 \x01(\t\"\x1a\n\x18RevertToSnapshotResponse\"\x90\x01\n\x14\x41ttachReplicaRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x12\n\nbackend_id\x18\x03 \x01(\t\x12\x10\n\x08snapshot\x18\x04 \x01(\t\x12.\n\tconnector\x18\x05 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\"\x9a\x01\n\x15\x41ttachReplicaResponse\x12\x39\n\x0f\x63onnection_info\x18\x01 \x01(\x0b\x32 .volrep.driver.v1.ConnectionInfo\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x34\n\x10snapshot_created\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x14\x44\x65tachReplicaRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x12\n\nbackend_id\x18\x03 \x01(\t\x12\x10\n\x08snapshot\x18\x04 \x01(\t\x12.\n\tconnector\x18\x05 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\"\x17\n\x15\x44\x65tachReplicaResponse\"5\n\x0b\x45xistingRef\x12\x13\n\x0bsource_name\x18\x01 \x01(\t\x12\x11\n\tsource_id\x18\x02 \x01(\t\"X\n\x19ManageExistingSizeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12*\n\x03ref\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\"-\n\x1aManageExistingSizeResponse\x12\x0f\n\x07size_gb\x18\x01 \x01(\x03\"\x9a\x01\n\x15ManageExistingRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12*\n\x03ref\x18\x03 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\x12\x31\n\x0bvolume_type\x18\x04 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"^\n\x16ManageExistingResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\"5\n\x0fUnmanageRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\x12\n\x10UnmanageResponse\"s\n!ManageExistingSnapshotSizeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12*\n\x03ref\x18\x03 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\"5\n\"ManageExistingSnapshotSizeResponse\x12\x0f\n\x07size_gb\x18\x01 \x01(\x03\"\x84\x01\n\x1dManageExistingSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12*\n\x03ref\x18\x04 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\"f\n\x1eManageExistingSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\"R\n\x17UnmanageSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"\x1a\n\x18UnmanageSnapshotResponse\"\xf2\x01\n\nManageable\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x16\n\x0esafe_to_manage\x18\x04 \x01(\x08\x12\x17\n\x0freason_not_safe\x18\x05 \x01(\t\x12\x11\n\tcinder_id\x18\x06 \x01(\t\x12?\n\nextra_info\x18\x07 \x03(\x0b\x32+.volrep.driver.v1.Manageable.ExtraInfoEntry\x1a\x30\n\x0e\x45xtraInfoEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"V\n\x1cListManageableVolumesRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"g\n\x1dListManageableVolumesResponse\x12-\n\x07volumes\x18\x01 \x03(\x0b\x32\x1c.volrep.driver.v1.Manageable\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"X\n\x1eListManageableSnapshotsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"k\n\x1fListManageableSnapshotsResponse\x12/\n\tsnapshots\x18\x01 \x03(\x0b\x32\x1c.volrep.driver.v1.Manageable\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xed\x02\n\x11ReplicationStatus\x12\"\n\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n\x1aREPLICATION_STATUS_ENABLED\x10\x02\x12\x1c\n\x18REPLICATION_STATUS_ERROR\x10\x03\x12#\n\x1fREPLICATION_STATUS_FAILING_OVER\x10\x04\x12\"\n\x1eREPLICATION_STATUS_FAILED_OVER\x10\x05\x12\"\n\x1eREPLICATION_STATUS_NOT_CAPABLE\x10\x06\x12%\n!REPLICATION_STATUS_FAILOVER_ERROR\x10\x07\x12\x1f\n\x1bREPLICATION_STATUS_ENABLING\x10\x08\x12 \n\x1cREPLICATION_STATUS_DISABLING\x10\t*\x96\x01\n\x11ReplicationHealth\x12\"\n\x1eREPLICATION_HEALTH_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICATION_HEALTH_HEALTHY\x10\x01\x12\x1f\n\x1bREPLICATION_HEALTH_DEGRADED\x10\x02\x12\x1c\n\x18REPLICATION_HEALTH_ERROR\x10\x03*\xa7\x01\n\x0eOperationState\x12\x1f\n\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n\x18OPERATION_STATE_CANCELED\x10\x04\x32\xbb$\n\rDriverService\x12]\n\x0cListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12\x63\n\x0eGetVolumeStats\x12\'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n\x0c\x43reateVolume\x12%.volrep.driver.v1.CreateVolumeRequest\x1a&.volrep.driver.v1.CreateVolumeResponse\x12]\n\x0c\x44\x65leteVolume\x12%.volrep.driver.v1.DeleteVolumeRequest\x1a&.volrep.driver.v1.DeleteVolumeResponse\x12]\n\x0c\x45xtendVolume\x12%.volrep.driver.v1.ExtendVolumeRequest\x1a&.volrep.driver.v1.ExtendVolumeResponse\x12T\n\tGetVolume\x12\".volrep.driver.v1.GetVolumeRequest\x1a#.volrep.driver.v1.GetVolumeResponse\x12Z\n\x0bListVolumes\x12$.volrep.driver.v1.ListVolumesRequest\x1a%.volrep.driver.v1.ListVolumesResponse\x12\x63\n\x0e\x43reateSnapshot\x12\'.volrep.driver.v1.CreateSnapshotRequest\x1a(.volrep.driver.v1.CreateSnapshotResponse\x12\x63\n\x0e\x44\x65leteSnapshot\x12\'.volrep.driver.v1.DeleteSnapshotRequest\x1a(.volrep.driver.v1.DeleteSnapshotResponse\x12`\n\rListSnapshots\x12&.volrep.driver.v1.ListSnapshotsRequest\x1a\'.volrep.driver.v1.ListSnapshotsResponse\x12\x81\x01\n\x18\x43reateVolumeFromSnapshot\x12\x31.volrep.driver.v1.CreateVolumeFromSnapshotRequest\x1a\x32.volrep.driver.v1.CreateVolumeFromSnapshotResponse\x12o\n\x12\x43reateClonedVolume\x12+.volrep.driver.v1.CreateClonedVolumeRequest\x1a,.volrep.driver.v1.CreateClonedVolumeResponse\x12u\n\x14InitializeConnection\x12-.volrep.driver.v1.InitializeConnectionRequest\x1a..volrep.driver.v1.InitializeConnectionResponse\x12r\n\x13TerminateConnection\x12,.volrep.driver.v1.TerminateConnectionRequest\x1a-.volrep.driver.v1.TerminateConnectionResponse\x12K\n\x06Retype\x12\x1f.volrep.driver.v1.RetypeRequest\x1a .volrep.driver.v1.RetypeResponse\x12o\n\x12GetReplicationInfo\x12+.volrep.driver.v1.GetReplicationInfoRequest\x1a,.volrep.driver.v1.GetReplicationInfoResponse\x12{\n\x16SetReplicationSchedule\x12/.volrep.driver.v1.SetReplicationScheduleRequest\x1a\x30.volrep.driver.v1.SetReplicationScheduleResponse\x12l\n\x11SnapshotReplicate\x12*.volrep.driver.v1.SnapshotReplicateRequest\x1a+.volrep.driver.v1.SnapshotReplicateResponse\x12]\n\x0cGetOperation\x12%.volrep.driver.v1.GetOperationRequest\x1a&.volrep.driver.v1.GetOperationResponse\x12\x65\n\x0eWatchOperation\x12\'.volrep.driver.v1.WatchOperationRequest\x1a(.volrep.driver.v1.WatchOperationResponse0\x01\x12\x66\n\x0f\x43\x61ncelOperation\x12(.volrep.driver.v1.CancelOperationRequest\x1a).volrep.driver.v1.CancelOperationResponse\x12\x63\n\x0eVerifySnapshot\x12\'.volrep.driver.v1.VerifySnapshotRequest\x1a(.volrep.driver.v1.VerifySnapshotResponse\x12]\n\x0c\x46\x61iloverHost\x12%.volrep.driver.v1.FailoverHostRequest\x1a&.volrep.driver.v1.FailoverHostResponse\x12l\n\x11\x46\x61iloverCompleted\x12*.volrep.driver.v1.FailoverCompletedRequest\x1a+.volrep.driver.v1.FailoverCompletedResponse\x12Z\n\x0b\x43reateGroup\x12$.volrep.driver.v1.CreateGroupRequest\x1a%.volrep.driver.v1.CreateGroupResponse\x12Z\n\x0b\x44\x65leteGroup\x12$.volrep.driver.v1.DeleteGroupRequest\x1a%.volrep.driver.v1.DeleteGroupResponse\x12Z\n\x0bUpdateGroup\x12$.volrep.driver.v1.UpdateGroupRequest\x1a%.volrep.driver.v1.UpdateGroupResponse\x12r\n\x13\x43reateGroupSnapshot\x12,.volrep.driver.v1.CreateGroupSnapshotRequest\x1a-.volrep.driver.v1.CreateGroupSnapshotResponse\x12r\n\x13\x44\x65leteGroupSnapshot\x12,.volrep.driver.v1.DeleteGroupSnapshotRequest\x1a-.volrep.driver.v1.DeleteGroupSnapshotResponse\x12o\n\x12\x43reateGroupFromSrc\x12+.volrep.driver.v1.CreateGroupFromSrcRequest\x1a,.volrep.driver.v1.CreateGroupFromSrcResponse\x12l\n\x11\x45nableReplication\x12*.volrep.driver.v1.EnableReplicationRequest\x1a+.volrep.driver.v1.EnableReplicationResponse\x12o\n\x12\x44isableReplication\x12+.volrep.driver.v1.DisableReplicationRequest\x1a,.volrep.driver.v1.DisableReplicationResponse\x12r\n\x13\x46\x61iloverReplication\x12,.volrep.driver.v1.FailoverReplicationRequest\x1a-.volrep.driver.v1.FailoverReplicationResponse\x12i\n\x10RevertToSnapshot\x12).volrep.driver.v1.RevertToSnapshotRequest\x1a*.volrep.driver.v1.RevertToSnapshotResponse\x12`\n\rAttachReplica\x12&.volrep.driver.v1.AttachReplicaRequest\x1a\'.volrep.driver.v1.AttachReplicaResponse\x12`\n\rDetachReplica\x12&.volrep.driver.v1.DetachReplicaRequest\x1a\'.volrep.driver.v1.DetachReplicaResponse\x12o\n\x12ManageExistingSize\x12+.volrep.driver.v1.ManageExistingSizeRequest\x1a,.volrep.driver.v1.ManageExistingSizeResponse\x12\x63\n\x0eManageExisting\x12\'.volrep.driver.v1.ManageExistingRequest\x1a(.volrep.driver.v1.ManageExistingResponse\x12Q\n\x08Unmanage\x12!.volrep.driver.v1.UnmanageRequest\x1a\".volrep.driver.v1.UnmanageResponse\x12\x87\x01\n\x1aManageExistingSnapshotSize\x12\x33.volrep.driver.v1.ManageExistingSnapshotSizeRequest\x1a\x34.volrep.driver.v1.ManageExistingSnapshotSizeResponse\x12{\n\x16ManageExistingSnapshot\x12/.volrep.driver.v1.ManageExistingSnapshotRequest\x1a\x30.volrep.driver.v1.ManageExistingSnapshotResponse\x12i\n\x10UnmanageSnapshot\x12).volrep.driver.v1.UnmanageSnapshotRequest\x1a*.volrep.driver.v1.UnmanageSnapshotResponse\x12x\n\x15ListManageableVolumes\x12..volrep.driver.v1.ListManageableVolumesRequest\x1a/.volrep.driver.v1.ListManageableVolumesResponse\x12~\n\x17ListManageableSnapshots\x12\x30.volrep.driver.v1.ListManageableSnapshotsRequest\x1a\x31.volrep.driver.v1.ListManageableSnapshotsResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3')
+  serialized_pb=_b('\n%volrep/driver/v1/driver_service.proto\x12\x10volrep.driver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x01\n\x0bModelUpdate\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12?\n\x12replication_status\x18\x02 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06status\x18\x03 \x01(\t\x12=\n\x08metadata\x18\x04 \x03(\x0b\x32+.volrep.driver.v1.ModelUpdate.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x02\n\nVolumeType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x41\n\x0b\x65xtra_specs\x18\x03 \x03(\x0b\x32,.volrep.driver.v1.VolumeType.ExtraSpecsEntry\x12=\n\tqos_specs\x18\x04 \x03(\x0b\x32*.volrep.driver.v1.VolumeType.QosSpecsEntry\x1a\x31\n\x0f\x45xtraSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rQosSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x01\n\x07\x42\x61\x63kend\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1b\n\x13volume_backend_name\x18\x02 \x01(\t\x12\n\n\x02up\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x05 \x01(\t\x12\x15\n\rprimary_array\x18\x06 \x01(\t\x12@\n\x13replication_targets\x18\x07 \x03(\x0b\x32#.volrep.driver.v1.ReplicationTarget\"E\n\x11ReplicationTarget\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0e\n\x06san_ip\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"\x9f\x01\n\x06Volume\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x03 \x01(\t\x12?\n\x12replication_status\x18\x04 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\"n\n\x08Snapshot\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x04 \x01(\t\x12\x0c\n\x04guid\x18\x05 \x01(\t\x12\x0f\n\x07\x63reated\x18\x06 \x01(\t\"<\n\x13ListBackendsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x14ListBackendsResponse\x12+\n\x08\x62\x61\x63kends\x18\x01 \x03(\x0b\x32\x19.volrep.driver.v1.Backend\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x15GetVolumeStatsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0f\n\x07refresh\x18\x02 \x01(\x08\"\xbf\x05\n\x16GetVolumeStatsResponse\x12\x1b\n\x13volume_backend_name\x18\x01 \x01(\t\x12\x13\n\x0bvendor_name\x18\x02 \x01(\t\x12\x16\n\x0e\x64river_version\x18\x03 \x01(\t\x12\x18\n\x10storage_protocol\x18\x04 \x01(\t\x12\x19\n\x11total_capacity_gb\x18\x05 \x01(\x01\x12\x18\n\x10\x66ree_capacity_gb\x18\x06 \x01(\x01\x12\x1f\n\x17provisioned_capacity_gb\x18\x07 \x01(\x01\x12!\n\x19thin_provisioning_support\x18\x08 \x01(\x08\x12\"\n\x1athick_provisioning_support\x18\t \x01(\x08\x12\x13\n\x0bmultiattach\x18\n \x01(\x08\x12\x1b\n\x13replication_enabled\x18\x0b \x01(\x08\x12\x1b\n\x13replication_targets\x18\x0c \x03(\t\x12\x18\n\x10replication_type\x18\r \x03(\t\x12\x19\n\x11replication_count\x18\x0e \x01(\x03\x12\x19\n\x11\x61\x63tive_backend_id\x18\x0f \x01(\t\x12)\n!consistent_group_snapshot_enabled\x18\x10 \x01(\x08\x12,\n$consistent_group_replication_enabled\x18\x11 \x01(\x08\x12\x1b\n\x13reserved_percentage\x18\x12 \x01(\x03\x12#\n\x1bmax_over_subscription_ratio\x18\x13 \x01(\x01\x12\x18\n\x10\x62\x61\x63kend_state_up\x18\x14 \x01(\x08\x12\x1c\n\x14\x62\x61\x63kend_state_reason\x18\x15 \x01(\t\x12\x1d\n\x15online_extend_support\x18\x1e \x01(\x08\x12\x13\n\x0bqos_support\x18\x1f \x01(\x08\"\x8f\x01\n\x13\x43reateVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x04 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\x12\x10\n\x08group_id\x18\x05 \x01(\t\"K\n\x14\x43reateVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"9\n\x13\x44\x65leteVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"\x81\x01\n\x13\x45xtendVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bnew_size_gb\x18\x03 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x04 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"\x16\n\x14\x45xtendVolumeResponse\"6\n\x10GetVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"=\n\x11GetVolumeResponse\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.volrep.driver.v1.Volume\"L\n\x12ListVolumesRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x13ListVolumesResponse\x12)\n\x07volumes\x18\x01 \x03(\x0b\x32\x18.volrep.driver.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"P\n\x15\x43reateSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"M\n\x16\x43reateSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"P\n\x15\x44\x65leteSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"a\n\x14ListSnapshotsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"_\n\x15ListSnapshotsResponse\x12-\n\tsnapshots\x18\x01 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb8\x01\n\x1f\x43reateVolumeFromSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x03 \x01(\t\x12\x18\n\x10source_volume_id\x18\x04 \x01(\t\x12\x0f\n\x07size_gb\x18\x05 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x06 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"W\n CreateVolumeFromSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\x9d\x01\n\x19\x43reateClonedVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x18\n\x10source_volume_id\x18\x03 \x01(\t\x12\x0f\n\x07size_gb\x18\x04 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x05 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"Q\n\x1a\x43reateClonedVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb0\x01\n\tConnector\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\x12\x11\n\tinitiator\x18\x03 \x01(\t\x12\x11\n\tmultipath\x18\x04 \x01(\x08\x12\x35\n\x05\x65xtra\x18\x05 \x03(\x0b\x32&.volrep.driver.v1.Connector.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc1\x01\n\x0e\x43onnectionInfo\x12\x1a\n\x12\x64river_volume_type\x18\x01 \x01(\t\x12\x38\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32*.volrep.driver.v1.ConnectionInfo.DataEntry\x12,\n\x05iscsi\x18\x03 \x01(\x0b\x32\x1d.volrep.driver.v1.IscsiTarget\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbe\x01\n\x0bIscsiTarget\x12*\n\x05paths\x18\x01 \x03(\x0b\x32\x1b.volrep.driver.v1.IscsiPath\x12\x11\n\tmultipath\x18\x02 \x01(\x08\x12\x13\n\x0b\x61uth_method\x18\x03 \x01(\t\x12\x15\n\rchap_username\x18\x04 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x0b\n\x03wwn\x18\x06 \x01(\t\x12\x0f\n\x07\x64iscard\x18\x07 \x01(\x08\x12\x11\n\thost_name\x18\x08 \x01(\t\"5\n\tIscsiPath\x12\x0e\n\x06portal\x18\x01 \x01(\t\x12\x0b\n\x03iqn\x18\x02 \x01(\t\x12\x0b\n\x03lun\x18\x03 \x01(\x03\"\x86\x01\n\x1bInitializeConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"Y\n\x1cInitializeConnectionResponse\x12\x39\n\x0f\x63onnection_info\x18\x01 \x01(\x0b\x32 .volrep.driver.v1.ConnectionInfo\"\x85\x01\n\x1aTerminateConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"\x1d\n\x1bTerminateConnectionResponse\"c\n\rRetypeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\x08new_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"V\n\x0eRetypeResponse\x12\x0f\n\x07retyped\x18\x01 \x01(\x08\x12\x33\n\x0cmodel_update\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xa3\x02\n\x15TargetReplicationInfo\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x04 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x06 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x07 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x08 \x01(\x03\x12\x15\n\rlast_snapshot\x18\t \x01(\t\"?\n\x19GetReplicationInfoRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\xa9\x02\n\x1aGetReplicationInfoResponse\x12\x33\n\x06status\x18\x01 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x02 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x04 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x05 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x06 \x01(\x03\x12\x38\n\x07targets\x18\x07 \x03(\x0b\x32\'.volrep.driver.v1.TargetReplicationInfo\"\xb7\x01\n\x1dSetReplicationScheduleRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x03 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x04 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x05 \x01(\x03\"\xa7\x01\n\x1eSetReplicationScheduleResponse\x12\x18\n\x10interval_seconds\x18\x01 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x02 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x03 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x04 \x01(\x03\"\xae\x01\n\x18SnapshotReplicateRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\x12\x17\n\x0f\x66orce_full_copy\x18\x05 \x01(\x08\x12\r\n\x05\x63ount\x18\x06 \x01(\x05\x12\x14\n\x0csnapshot_ids\x18\x07 \x03(\t\"1\n\x19SnapshotReplicateResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\"\x97\x04\n\tOperation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12/\n\x05state\x18\x04 \x01(\x0e\x32 .volrep.driver.v1.OperationState\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x12\n\nbytes_done\x18\x06 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x07 \x01(\x03\x12\x1d\n\x15rate_bytes_per_second\x18\x08 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12+\n\x07started\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66inished\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x12\n\nerror_code\x18\r \x01(\t\x12\x18\n\x10\x62\x61se_snapshot_id\x18\x0e \x01(\t\x12\x13\n\x0bincremental\x18\x0f \x01(\x08\x12\x12\n\nbytes_sent\x18\x10 \x01(\x03\x12\x14\n\x0cresumed_from\x18\x11 \x01(\x03\x12\x17\n\x0f\x61lready_present\x18\x12 \x01(\x08\x12\x36\n\x05steps\x18\x13 \x03(\x0b\x32\'.volrep.driver.v1.SnapshotReplicateStep\x12\x1b\n\x13writes_held_seconds\x18\x14 \x01(\x01\"\x88\x01\n\x15SnapshotReplicateStep\x12\x13\n\x0bsnapshot_id\x18\x01 \x01(\t\x12\x18\n\x10\x62\x61se_snapshot_id\x18\x02 \x01(\t\x12\x13\n\x0bincremental\x18\x03 \x01(\x08\x12\x12\n\nbytes_sent\x18\x04 \x01(\x03\x12\x17\n\x0f\x61lready_present\x18\x05 \x01(\x08\"<\n\x13GetOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"F\n\x14GetOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\">\n\x15WatchOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"H\n\x16WatchOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"?\n\x16\x43\x61ncelOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"I\n\x17\x43\x61ncelOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"m\n\x15VerifySnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\"\xa6\x01\n\x16VerifySnapshotResponse\x12\r\n\x05match\x18\x01 \x01(\x08\x12\x17\n\x0f\x62locks_compared\x18\x02 \x01(\x03\x12\x1d\n\x15\x66irst_mismatch_offset\x18\x03 \x01(\x03\x12\x15\n\rsource_crc32c\x18\x04 \x01(\x07\x12\x1a\n\x12\x64\x65stination_crc32c\x18\x05 \x01(\x07\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\"c\n\x13\x46\x61iloverHostRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x12\n\nvolume_ids\x18\x02 \x03(\t\x12\x14\n\x0csecondary_id\x18\x03 \x01(\t\x12\x11\n\tgroup_ids\x18\x04 \x03(\t\"Q\n\x0cVolumeUpdate\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"O\n\x0bGroupUpdate\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb7\x01\n\x14\x46\x61iloverHostResponse\x12\x19\n\x11\x61\x63tive_backend_id\x18\x01 \x01(\t\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x34\n\rgroup_updates\x18\x03 \x03(\x0b\x32\x1d.volrep.driver.v1.GroupUpdate\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x04 \x01(\x03\"F\n\x18\x46\x61iloverCompletedRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x02 \x01(\t\"\x1b\n\x19\x46\x61iloverCompletedResponse\"\x9a\x01\n\tGroupType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12@\n\x0bgroup_specs\x18\x03 \x03(\x0b\x32+.volrep.driver.v1.GroupType.GroupSpecsEntry\x1a\x31\n\x0fGroupSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x12\x43reateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\"J\n\x13\x43reateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"K\n\x12\x44\x65leteGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x82\x01\n\x13\x44\x65leteGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"j\n\x12UpdateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x64\x64_volume_ids\x18\x03 \x03(\t\x12\x19\n\x11remove_volume_ids\x18\x04 \x03(\t\"J\n\x13UpdateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"n\n\x1a\x43reateGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"\x81\x01\n\x1b\x43reateGroupSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12-\n\tsnapshots\x18\x02 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\"n\n\x1a\x44\x65leteGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"1\n\x1b\x44\x65leteGroupSnapshotResponse\x12\x12\n\nvolume_ids\x18\x01 \x03(\t\"s\n\x11GroupVolumeSource\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12\x18\n\x10source_volume_id\x18\x02 \x01(\t\x12\x31\n\x0bvolume_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"\xc0\x01\n\x19\x43reateGroupFromSrcRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\x12\x19\n\x11group_snapshot_id\x18\x04 \x01(\t\x12\x34\n\x07volumes\x18\x05 \x03(\x0b\x32#.volrep.driver.v1.GroupVolumeSource\"\x89\x01\n\x1a\x43reateGroupFromSrcResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"Q\n\x18\x45nableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x88\x01\n\x19\x45nableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"R\n\x19\x44isableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x89\x01\n\x1a\x44isableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"q\n\x1a\x46\x61iloverReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\x12\x1c\n\x14secondary_backend_id\x18\x04 \x01(\t\"\xd5\x01\n\x1b\x46\x61iloverReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x19\n\x11\x61\x63tive_backend_id\x18\x03 \x01(\t\x12\x16\n\x0egroup_snapshot\x18\x04 \x01(\t\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x05 \x01(\x03\"n\n\x17RevertToSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x03 \x01(\t\x12\x1a\n\x12snapshot_volume_id\x18\x04 \x01(\t\"\x1a\n\x18RevertToSnapshotResponse\"\x90\x01\n\x14\x41ttachReplicaRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x12\n\nbackend_id\x18\x03 \x01(\t\x12\x10\n\x08snapshot\x18\x04 \x01(\t\x12.\n\tconnector\x18\x05 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\"\x9a\x01\n\x15\x41ttachReplicaResponse\x12\x39\n\x0f\x63onnection_info\x18\x01 \x01(\x0b\x32 .volrep.driver.v1.ConnectionInfo\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x34\n\x10snapshot_created\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x14\x44\x65tachReplicaRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x12\n\nbackend_id\x18\x03 \x01(\t\x12\x10\n\x08snapshot\x18\x04 \x01(\t\x12.\n\tconnector\x18\x05 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\"\x17\n\x15\x44\x65tachReplicaResponse\"5\n\x0b\x45xistingRef\x12\x13\n\x0bsource_name\x18\x01 \x01(\t\x12\x11\n\tsource_id\x18\x02 \x01(\t\"X\n\x19ManageExistingSizeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12*\n\x03ref\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\"-\n\x1aManageExistingSizeResponse\x12\x0f\n\x07size_gb\x18\x01 \x01(\x03\"\x9a\x01\n\x15ManageExistingRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12*\n\x03ref\x18\x03 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\x12\x31\n\x0bvolume_type\x18\x04 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"^\n\x16ManageExistingResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\"5\n\x0fUnmanageRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\x12\n\x10UnmanageResponse\"s\n!ManageExistingSnapshotSizeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12*\n\x03ref\x18\x03 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\"5\n\"ManageExistingSnapshotSizeResponse\x12\x0f\n\x07size_gb\x18\x01 \x01(\x03\"\x84\x01\n\x1dManageExistingSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12*\n\x03ref\x18\x04 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\"f\n\x1eManageExistingSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\"R\n\x17UnmanageSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"\x1a\n\x18UnmanageSnapshotResponse\"\xf2\x01\n\nManageable\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x16\n\x0esafe_to_manage\x18\x04 \x01(\x08\x12\x17\n\x0freason_not_safe\x18\x05 \x01(\t\x12\x11\n\tcinder_id\x18\x06 \x01(\t\x12?\n\nextra_info\x18\x07 \x03(\x0b\x32+.volrep.driver.v1.Manageable.ExtraInfoEntry\x1a\x30\n\x0e\x45xtraInfoEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"V\n\x1cListManageableVolumesRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"g\n\x1dListManageableVolumesResponse\x12-\n\x07volumes\x18\x01 \x03(\x0b\x32\x1c.volrep.driver.v1.Manageable\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"X\n\x1eListManageableSnapshotsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"k\n\x1fListManageableSnapshotsResponse\x12/\n\tsnapshots\x18\x01 \x03(\x0b\x32\x1c.volrep.driver.v1.Manageable\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x9c\x01\n\x14MigrateVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x03 \x01(\t\x12\x18\n\x10small_pass_bytes\x18\x04 \x01(\x03\x12\x15\n\rsmall_pass_ms\x18\x05 \x01(\x03\x12\x12\n\nmax_passes\x18\x06 \x01(\x05\"-\n\x15MigrateVolumeResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t*\xed\x02\n\x11ReplicationStatus\x12\"\n\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n\x1aREPLICATION_STATUS_ENABLED\x10\x02\x12\x1c\n\x18REPLICATION_STATUS_ERROR\x10\x03\x12#\n\x1fREPLICATION_STATUS_FAILING_OVER\x10\x04\x12\"\n\x1eREPLICATION_STATUS_FAILED_OVER\x10\x05\x12\"\n\x1eREPLICATION_STATUS_NOT_CAPABLE\x10\x06\x12%\n!REPLICATION_STATUS_FAILOVER_ERROR\x10\x07\x12\x1f\n\x1bREPLICATION_STATUS_ENABLING\x10\x08\x12 \n\x1cREPLICATION_STATUS_DISABLING\x10\t*\x96\x01\n\x11ReplicationHealth\x12\"\n\x1eREPLICATION_HEALTH_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICATION_HEALTH_HEALTHY\x10\x01\x12\x1f\n\x1bREPLICATION_HEALTH_DEGRADED\x10\x02\x12\x1c\n\x18REPLICATION_HEALTH_ERROR\x10\x03*\xa7\x01\n\x0eOperationState\x12\x1f\n\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n\x18OPERATION_STATE_CANCELED\x10\x04\x32\x9d%\n\rDriverService\x12]\n\x0cListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12\x63\n\x0eGetVolumeStats\x12\'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n\x0c\x43reateVolume\x12%.volrep.driver.v1.CreateVolumeRequest\x1a&.volrep.driver.v1.CreateVolumeResponse\x12]\n\x0c\x44\x65leteVolume\x12%.volrep.driver.v1.DeleteVolumeRequest\x1a&.volrep.driver.v1.DeleteVolumeResponse\x12]\n\x0c\x45xtendVolume\x12%.volrep.driver.v1.ExtendVolumeRequest\x1a&.volrep.driver.v1.ExtendVolumeResponse\x12T\n\tGetVolume\x12\".volrep.driver.v1.GetVolumeRequest\x1a#.volrep.driver.v1.GetVolumeResponse\x12Z\n\x0bListVolumes\x12$.volrep.driver.v1.ListVolumesRequest\x1a%.volrep.driver.v1.ListVolumesResponse\x12\x63\n\x0e\x43reateSnapshot\x12\'.volrep.driver.v1.CreateSnapshotRequest\x1a(.volrep.driver.v1.CreateSnapshotResponse\x12\x63\n\x0e\x44\x65leteSnapshot\x12\'.volrep.driver.v1.DeleteSnapshotRequest\x1a(.volrep.driver.v1.DeleteSnapshotResponse\x12`\n\rListSnapshots\x12&.volrep.driver.v1.ListSnapshotsRequest\x1a\'.volrep.driver.v1.ListSnapshotsResponse\x12\x81\x01\n\x18\x43reateVolumeFromSnapshot\x12\x31.volrep.driver.v1.CreateVolumeFromSnapshotRequest\x1a\x32.volrep.driver.v1.CreateVolumeFromSnapshotResponse\x12o\n\x12\x43reateClonedVolume\x12+.volrep.driver.v1.CreateClonedVolumeRequest\x1a,.volrep.driver.v1.CreateClonedVolumeResponse\x12u\n\x14InitializeConnection\x12-.volrep.driver.v1.InitializeConnectionRequest\x1a..volrep.driver.v1.InitializeConnectionResponse\x12r\n\x13TerminateConnection\x12,.volrep.driver.v1.TerminateConnectionRequest\x1a-.volrep.driver.v1.TerminateConnectionResponse\x12K\n\x06Retype\x12\x1f.volrep.driver.v1.RetypeRequest\x1a .volrep.driver.v1.RetypeResponse\x12o\n\x12GetReplicationInfo\x12+.volrep.driver.v1.GetReplicationInfoRequest\x1a,.volrep.driver.v1.GetReplicationInfoResponse\x12{\n\x16SetReplicationSchedule\x12/.volrep.driver.v1.SetReplicationScheduleRequest\x1a\x30.volrep.driver.v1.SetReplicationScheduleResponse\x12l\n\x11SnapshotReplicate\x12*.volrep.driver.v1.SnapshotReplicateRequest\x1a+.volrep.driver.v1.SnapshotReplicateResponse\x12]\n\x0cGetOperation\x12%.volrep.driver.v1.GetOperationRequest\x1a&.volrep.driver.v1.GetOperationResponse\x12\x65\n\x0eWatchOperation\x12\'.volrep.driver.v1.WatchOperationRequest\x1a(.volrep.driver.v1.WatchOperationResponse0\x01\x12\x66\n\x0f\x43\x61ncelOperation\x12(.volrep.driver.v1.CancelOperationRequest\x1a).volrep.driver.v1.CancelOperationResponse\x12\x63\n\x0eVerifySnapshot\x12\'.volrep.driver.v1.VerifySnapshotRequest\x1a(.volrep.driver.v1.VerifySnapshotResponse\x12]\n\x0c\x46\x61iloverHost\x12%.volrep.driver.v1.FailoverHostRequest\x1a&.volrep.driver.v1.FailoverHostResponse\x12l\n\x11\x46\x61iloverCompleted\x12*.volrep.driver.v1.FailoverCompletedRequest\x1a+.volrep.driver.v1.FailoverCompletedResponse\x12Z\n\x0b\x43reateGroup\x12$.volrep.driver.v1.CreateGroupRequest\x1a%.volrep.driver.v1.CreateGroupResponse\x12Z\n\x0b\x44\x65leteGroup\x12$.volrep.driver.v1.DeleteGroupRequest\x1a%.volrep.driver.v1.DeleteGroupResponse\x12Z\n\x0bUpdateGroup\x12$.volrep.driver.v1.UpdateGroupRequest\x1a%.volrep.driver.v1.UpdateGroupResponse\x12r\n\x13\x43reateGroupSnapshot\x12,.volrep.driver.v1.CreateGroupSnapshotRequest\x1a-.volrep.driver.v1.CreateGroupSnapshotResponse\x12r\n\x13\x44\x65leteGroupSnapshot\x12,.volrep.driver.v1.DeleteGroupSnapshotRequest\x1a-.volrep.driver.v1.DeleteGroupSnapshotResponse\x12o\n\x12\x43reateGroupFromSrc\x12+.volrep.driver.v1.CreateGroupFromSrcRequest\x1a,.volrep.driver.v1.CreateGroupFromSrcResponse\x12l\n\x11\x45nableReplication\x12*.volrep.driver.v1.EnableReplicationRequest\x1a+.volrep.driver.v1.EnableReplicationResponse\x12o\n\x12\x44isableReplication\x12+.volrep.driver.v1.DisableReplicationRequest\x1a,.volrep.driver.v1.DisableReplicationResponse\x12r\n\x13\x46\x61iloverReplication\x12,.volrep.driver.v1.FailoverReplicationRequest\x1a-.volrep.driver.v1.FailoverReplicationResponse\x12i\n\x10RevertToSnapshot\x12).volrep.driver.v1.RevertToSnapshotRequest\x1a*.volrep.driver.v1.RevertToSnapshotResponse\x12`\n\rAttachReplica\x12&.volrep.driver.v1.AttachReplicaRequest\x1a\'.volrep.driver.v1.AttachReplicaResponse\x12`\n\rDetachReplica\x12&.volrep.driver.v1.DetachReplicaRequest\x1a\'.volrep.driver.v1.DetachReplicaResponse\x12o\n\x12ManageExistingSize\x12+.volrep.driver.v1.ManageExistingSizeRequest\x1a,.volrep.driver.v1.ManageExistingSizeResponse\x12\x63\n\x0eManageExisting\x12\'.volrep.driver.v1.ManageExistingRequest\x1a(.volrep.driver.v1.ManageExistingResponse\x12Q\n\x08Unmanage\x12!.volrep.driver.v1.UnmanageRequest\x1a\".volrep.driver.v1.UnmanageResponse\x12\x87\x01\n\x1aManageExistingSnapshotSize\x12\x33.volrep.driver.v1.ManageExistingSnapshotSizeRequest\x1a\x34.volrep.driver.v1.ManageExistingSnapshotSizeResponse\x12{\n\x16ManageExistingSnapshot\x12/.volrep.driver.v1.ManageExistingSnapshotRequest\x1a\x30.volrep.driver.v1.ManageExistingSnapshotResponse\x12i\n\x10UnmanageSnapshot\x12).volrep.driver.v1.UnmanageSnapshotRequest\x1a*.volrep.driver.v1.UnmanageSnapshotResponse\x12x\n\x15ListManageableVolumes\x12..volrep.driver.v1.ListManageableVolumesRequest\x1a/.volrep.driver.v1.ListManageableVolumesResponse\x12~\n\x17ListManageableSnapshots\x12\x30.volrep.driver.v1.ListManageableSnapshotsRequest\x1a\x31.volrep.driver.v1.ListManageableSnapshotsResponse\x12`\n\rMigrateVolume\x12&.volrep.driver.v1.MigrateVolumeRequest\x1a\'.volrep.driver.v1.MigrateVolumeResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -74,8 +74,8 @@ _REPLICATIONSTATUS = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=12800,
-  serialized_end=13165,
+  serialized_start=13035,
+  serialized_end=13400,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICATIONSTATUS)
 
@@ -105,8 +105,8 @@ _REPLICATIONHEALTH = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=13168,
-  serialized_end=13318,
+  serialized_start=13403,
+  serialized_end=13553,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICATIONHEALTH)
 
@@ -140,8 +140,8 @@ _OPERATIONSTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=13321,
-  serialized_end=13488,
+  serialized_start=13556,
+  serialized_end=13723,
 )
 _sym_db.RegisterEnumDescriptor(_OPERATIONSTATE)
 
@@ -2832,6 +2832,13 @@ _OPERATION = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='writes_held_seconds', full_name='volrep.driver.v1.Operation.writes_held_seconds', index=19,
+      number=20, type=1, cpp_type=5, label=1,
+      has_default_value=False, default_value=float(0),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -2845,7 +2852,7 @@ _OPERATION = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=6243,
-  serialized_end=6749,
+  serialized_end=6778,
 )
 
 
@@ -2903,8 +2910,8 @@ _SNAPSHOTREPLICATESTEP = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6752,
-  serialized_end=6888,
+  serialized_start=6781,
+  serialized_end=6917,
 )
 
 
@@ -2941,8 +2948,8 @@ _GETOPERATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6890,
-  serialized_end=6950,
+  serialized_start=6919,
+  serialized_end=6979,
 )
 
 
@@ -2972,8 +2979,8 @@ _GETOPERATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6952,
-  serialized_end=7022,
+  serialized_start=6981,
+  serialized_end=7051,
 )
 
 
@@ -3010,8 +3017,8 @@ _WATCHOPERATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7024,
-  serialized_end=7086,
+  serialized_start=7053,
+  serialized_end=7115,
 )
 
 
@@ -3041,8 +3048,8 @@ _WATCHOPERATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7088,
-  serialized_end=7160,
+  serialized_start=7117,
+  serialized_end=7189,
 )
 
 
@@ -3079,8 +3086,8 @@ _CANCELOPERATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7162,
-  serialized_end=7225,
+  serialized_start=7191,
+  serialized_end=7254,
 )
 
 
@@ -3110,8 +3117,8 @@ _CANCELOPERATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7227,
-  serialized_end=7300,
+  serialized_start=7256,
+  serialized_end=7329,
 )
 
 
@@ -3162,8 +3169,8 @@ _VERIFYSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7302,
-  serialized_end=7411,
+  serialized_start=7331,
+  serialized_end=7440,
 )
 
 
@@ -3228,8 +3235,8 @@ _VERIFYSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7414,
-  serialized_end=7580,
+  serialized_start=7443,
+  serialized_end=7609,
 )
 
 
@@ -3280,8 +3287,8 @@ _FAILOVERHOSTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7582,
-  serialized_end=7681,
+  serialized_start=7611,
+  serialized_end=7710,
 )
 
 
@@ -3318,8 +3325,8 @@ _VOLUMEUPDATE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7683,
-  serialized_end=7764,
+  serialized_start=7712,
+  serialized_end=7793,
 )
 
 
@@ -3356,8 +3363,8 @@ _GROUPUPDATE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7766,
-  serialized_end=7845,
+  serialized_start=7795,
+  serialized_end=7874,
 )
 
 
@@ -3408,8 +3415,8 @@ _FAILOVERHOSTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7848,
-  serialized_end=8031,
+  serialized_start=7877,
+  serialized_end=8060,
 )
 
 
@@ -3446,8 +3453,8 @@ _FAILOVERCOMPLETEDREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8033,
-  serialized_end=8103,
+  serialized_start=8062,
+  serialized_end=8132,
 )
 
 
@@ -3470,8 +3477,8 @@ _FAILOVERCOMPLETEDRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8105,
-  serialized_end=8132,
+  serialized_start=8134,
+  serialized_end=8161,
 )
 
 
@@ -3508,8 +3515,8 @@ _GROUPTYPE_GROUPSPECSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8240,
-  serialized_end=8289,
+  serialized_start=8269,
+  serialized_end=8318,
 )
 
 _GROUPTYPE = _descriptor.Descriptor(
@@ -3552,8 +3559,8 @@ _GROUPTYPE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8135,
-  serialized_end=8289,
+  serialized_start=8164,
+  serialized_end=8318,
 )
 
 
@@ -3597,8 +3604,8 @@ _CREATEGROUPREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8291,
-  serialized_end=8395,
+  serialized_start=8320,
+  serialized_end=8424,
 )
 
 
@@ -3628,8 +3635,8 @@ _CREATEGROUPRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8397,
-  serialized_end=8471,
+  serialized_start=8426,
+  serialized_end=8500,
 )
 
 
@@ -3673,8 +3680,8 @@ _DELETEGROUPREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8473,
-  serialized_end=8548,
+  serialized_start=8502,
+  serialized_end=8577,
 )
 
 
@@ -3711,8 +3718,8 @@ _DELETEGROUPRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8551,
-  serialized_end=8681,
+  serialized_start=8580,
+  serialized_end=8710,
 )
 
 
@@ -3763,8 +3770,8 @@ _UPDATEGROUPREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8683,
-  serialized_end=8789,
+  serialized_start=8712,
+  serialized_end=8818,
 )
 
 
@@ -3794,8 +3801,8 @@ _UPDATEGROUPRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8791,
-  serialized_end=8865,
+  serialized_start=8820,
+  serialized_end=8894,
 )
 
 
@@ -3846,8 +3853,8 @@ _CREATEGROUPSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8867,
-  serialized_end=8977,
+  serialized_start=8896,
+  serialized_end=9006,
 )
 
 
@@ -3884,8 +3891,8 @@ _CREATEGROUPSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8980,
-  serialized_end=9109,
+  serialized_start=9009,
+  serialized_end=9138,
 )
 
 
@@ -3936,8 +3943,8 @@ _DELETEGROUPSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9111,
-  serialized_end=9221,
+  serialized_start=9140,
+  serialized_end=9250,
 )
 
 
@@ -3967,8 +3974,8 @@ _DELETEGROUPSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9223,
-  serialized_end=9272,
+  serialized_start=9252,
+  serialized_end=9301,
 )
 
 
@@ -4012,8 +4019,8 @@ _GROUPVOLUMESOURCE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9274,
-  serialized_end=9389,
+  serialized_start=9303,
+  serialized_end=9418,
 )
 
 
@@ -4071,8 +4078,8 @@ _CREATEGROUPFROMSRCREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9392,
-  serialized_end=9584,
+  serialized_start=9421,
+  serialized_end=9613,
 )
 
 
@@ -4109,8 +4116,8 @@ _CREATEGROUPFROMSRCRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9587,
-  serialized_end=9724,
+  serialized_start=9616,
+  serialized_end=9753,
 )
 
 
@@ -4154,8 +4161,8 @@ _ENABLEREPLICATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9726,
-  serialized_end=9807,
+  serialized_start=9755,
+  serialized_end=9836,
 )
 
 
@@ -4192,8 +4199,8 @@ _ENABLEREPLICATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9810,
-  serialized_end=9946,
+  serialized_start=9839,
+  serialized_end=9975,
 )
 
 
@@ -4237,8 +4244,8 @@ _DISABLEREPLICATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9948,
-  serialized_end=10030,
+  serialized_start=9977,
+  serialized_end=10059,
 )
 
 
@@ -4275,8 +4282,8 @@ _DISABLEREPLICATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=10033,
-  serialized_end=10170,
+  serialized_start=10062,
+  serialized_end=10199,
 )
 
 
@@ -4327,8 +4334,8 @@ _FAILOVERREPLICATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=10172,
-  serialized_end=10285,
+  serialized_start=10201,
+  serialized_end=10314,
 )
 
 
@@ -4386,8 +4393,8 @@ _FAILOVERREPLICATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=10288,
-  serialized_end=10501,
+  serialized_start=10317,
+  serialized_end=10530,
 )
 
 
@@ -4438,8 +4445,8 @@ _REVERTTOSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=10503,
-  serialized_end=10613,
+  serialized_start=10532,
+  serialized_end=10642,
 )
 
 
@@ -4462,8 +4469,8 @@ _REVERTTOSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=10615,
-  serialized_end=10641,
+  serialized_start=10644,
+  serialized_end=10670,
 )
 
 
@@ -4521,8 +4528,8 @@ _ATTACHREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=10644,
-  serialized_end=10788,
+  serialized_start=10673,
+  serialized_end=10817,
 )
 
 
@@ -4566,8 +4573,8 @@ _ATTACHREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=10791,
-  serialized_end=10945,
+  serialized_start=10820,
+  serialized_end=10974,
 )
 
 
@@ -4625,8 +4632,8 @@ _DETACHREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=10948,
-  serialized_end=11092,
+  serialized_start=10977,
+  serialized_end=11121,
 )
 
 
@@ -4649,8 +4656,8 @@ _DETACHREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11094,
-  serialized_end=11117,
+  serialized_start=11123,
+  serialized_end=11146,
 )
 
 
@@ -4687,8 +4694,8 @@ _EXISTINGREF = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11119,
-  serialized_end=11172,
+  serialized_start=11148,
+  serialized_end=11201,
 )
 
 
@@ -4725,8 +4732,8 @@ _MANAGEEXISTINGSIZEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11174,
-  serialized_end=11262,
+  serialized_start=11203,
+  serialized_end=11291,
 )
 
 
@@ -4756,8 +4763,8 @@ _MANAGEEXISTINGSIZERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11264,
-  serialized_end=11309,
+  serialized_start=11293,
+  serialized_end=11338,
 )
 
 
@@ -4808,8 +4815,8 @@ _MANAGEEXISTINGREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11312,
-  serialized_end=11466,
+  serialized_start=11341,
+  serialized_end=11495,
 )
 
 
@@ -4846,8 +4853,8 @@ _MANAGEEXISTINGRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11468,
-  serialized_end=11562,
+  serialized_start=11497,
+  serialized_end=11591,
 )
 
 
@@ -4884,8 +4891,8 @@ _UNMANAGEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11564,
-  serialized_end=11617,
+  serialized_start=11593,
+  serialized_end=11646,
 )
 
 
@@ -4908,8 +4915,8 @@ _UNMANAGERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11619,
-  serialized_end=11637,
+  serialized_start=11648,
+  serialized_end=11666,
 )
 
 
@@ -4953,8 +4960,8 @@ _MANAGEEXISTINGSNAPSHOTSIZEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11639,
-  serialized_end=11754,
+  serialized_start=11668,
+  serialized_end=11783,
 )
 
 
@@ -4984,8 +4991,8 @@ _MANAGEEXISTINGSNAPSHOTSIZERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11756,
-  serialized_end=11809,
+  serialized_start=11785,
+  serialized_end=11838,
 )
 
 
@@ -5036,8 +5043,8 @@ _MANAGEEXISTINGSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11812,
-  serialized_end=11944,
+  serialized_start=11841,
+  serialized_end=11973,
 )
 
 
@@ -5074,8 +5081,8 @@ _MANAGEEXISTINGSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11946,
-  serialized_end=12048,
+  serialized_start=11975,
+  serialized_end=12077,
 )
 
 
@@ -5119,8 +5126,8 @@ _UNMANAGESNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=12050,
-  serialized_end=12132,
+  serialized_start=12079,
+  serialized_end=12161,
 )
 
 
@@ -5143,8 +5150,8 @@ _UNMANAGESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=12134,
-  serialized_end=12160,
+  serialized_start=12163,
+  serialized_end=12189,
 )
 
 
@@ -5181,8 +5188,8 @@ _MANAGEABLE_EXTRAINFOENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=12357,
-  serialized_end=12405,
+  serialized_start=12386,
+  serialized_end=12434,
 )
 
 _MANAGEABLE = _descriptor.Descriptor(
@@ -5253,8 +5260,8 @@ _MANAGEABLE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=12163,
-  serialized_end=12405,
+  serialized_start=12192,
+  serialized_end=12434,
 )
 
 
@@ -5298,8 +5305,8 @@ _LISTMANAGEABLEVOLUMESREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=12407,
-  serialized_end=12493,
+  serialized_start=12436,
+  serialized_end=12522,
 )
 
 
@@ -5336,8 +5343,8 @@ _LISTMANAGEABLEVOLUMESRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=12495,
-  serialized_end=12598,
+  serialized_start=12524,
+  serialized_end=12627,
 )
 
 
@@ -5381,8 +5388,8 @@ _LISTMANAGEABLESNAPSHOTSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=12600,
-  serialized_end=12688,
+  serialized_start=12629,
+  serialized_end=12717,
 )
 
 
@@ -5419,8 +5426,105 @@ _LISTMANAGEABLESNAPSHOTSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=12690,
-  serialized_end=12797,
+  serialized_start=12719,
+  serialized_end=12826,
+)
+
+
+_MIGRATEVOLUMEREQUEST = _descriptor.Descriptor(
+  name='MigrateVolumeRequest',
+  full_name='volrep.driver.v1.MigrateVolumeRequest',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='backend', full_name='volrep.driver.v1.MigrateVolumeRequest.backend', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='volume_id', full_name='volrep.driver.v1.MigrateVolumeRequest.volume_id', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='destination_backend', full_name='volrep.driver.v1.MigrateVolumeRequest.destination_backend', index=2,
+      number=3, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='small_pass_bytes', full_name='volrep.driver.v1.MigrateVolumeRequest.small_pass_bytes', index=3,
+      number=4, type=3, cpp_type=2, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='small_pass_ms', full_name='volrep.driver.v1.MigrateVolumeRequest.small_pass_ms', index=4,
+      number=5, type=3, cpp_type=2, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='max_passes', full_name='volrep.driver.v1.MigrateVolumeRequest.max_passes', index=5,
+      number=6, type=5, cpp_type=1, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=12829,
+  serialized_end=12985,
+)
+
+
+_MIGRATEVOLUMERESPONSE = _descriptor.Descriptor(
+  name='MigrateVolumeResponse',
+  full_name='volrep.driver.v1.MigrateVolumeResponse',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='operation_id', full_name='volrep.driver.v1.MigrateVolumeResponse.operation_id', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=12987,
+  serialized_end=13032,
 )
 
 _MODELUPDATE_METADATAENTRY.containing_type = _MODELUPDATE
@@ -5613,6 +5717,8 @@ DESCRIPTOR.message_types_by_name['ListManageableVolumesRequest'] = _LISTMANAGEAB
 DESCRIPTOR.message_types_by_name['ListManageableVolumesResponse'] = _LISTMANAGEABLEVOLUMESRESPONSE
 DESCRIPTOR.message_types_by_name['ListManageableSnapshotsRequest'] = _LISTMANAGEABLESNAPSHOTSREQUEST
 DESCRIPTOR.message_types_by_name['ListManageableSnapshotsResponse'] = _LISTMANAGEABLESNAPSHOTSRESPONSE
+DESCRIPTOR.message_types_by_name['MigrateVolumeRequest'] = _MIGRATEVOLUMEREQUEST
+DESCRIPTOR.message_types_by_name['MigrateVolumeResponse'] = _MIGRATEVOLUMERESPONSE
 DESCRIPTOR.enum_types_by_name['ReplicationStatus'] = _REPLICATIONSTATUS
 DESCRIPTOR.enum_types_by_name['ReplicationHealth'] = _REPLICATIONHEALTH
 DESCRIPTOR.enum_types_by_name['OperationState'] = _OPERATIONSTATE
@@ -6423,6 +6529,20 @@ ListManageableSnapshotsResponse = _reflection.GeneratedProtocolMessageType('List
   ))
 _sym_db.RegisterMessage(ListManageableSnapshotsResponse)
 
+MigrateVolumeRequest = _reflection.GeneratedProtocolMessageType('MigrateVolumeRequest', (_message.Message,), dict(
+  DESCRIPTOR = _MIGRATEVOLUMEREQUEST,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.MigrateVolumeRequest)
+  ))
+_sym_db.RegisterMessage(MigrateVolumeRequest)
+
+MigrateVolumeResponse = _reflection.GeneratedProtocolMessageType('MigrateVolumeResponse', (_message.Message,), dict(
+  DESCRIPTOR = _MIGRATEVOLUMERESPONSE,
+  __module__ = 'volrep.driver.v1.driver_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.driver.v1.MigrateVolumeResponse)
+  ))
+_sym_db.RegisterMessage(MigrateVolumeResponse)
+
 
 DESCRIPTOR.has_options = True
 DESCRIPTOR._options = _descriptor._ParseOptions(descriptor_pb2.FileOptions(), _b('Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1'))
@@ -6447,8 +6567,8 @@ _DRIVERSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=13491,
-  serialized_end=18158,
+  serialized_start=13726,
+  serialized_end=18491,
   methods=[
   _descriptor.MethodDescriptor(
     name='ListBackends',
@@ -6844,6 +6964,15 @@ _DRIVERSERVICE = _descriptor.ServiceDescriptor(
     containing_service=None,
     input_type=_LISTMANAGEABLESNAPSHOTSREQUEST,
     output_type=_LISTMANAGEABLESNAPSHOTSRESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
+    name='MigrateVolume',
+    full_name='volrep.driver.v1.DriverService.MigrateVolume',
+    index=44,
+    containing_service=None,
+    input_type=_MIGRATEVOLUMEREQUEST,
+    output_type=_MIGRATEVOLUMERESPONSE,
     options=None,
   ),
 ])

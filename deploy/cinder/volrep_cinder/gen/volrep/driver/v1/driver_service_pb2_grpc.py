@@ -237,6 +237,11 @@ class DriverServiceStub(object):
         request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ListManageableSnapshotsRequest.SerializeToString,
         response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ListManageableSnapshotsResponse.FromString,
         )
+    self.MigrateVolume = channel.unary_unary(
+        '/volrep.driver.v1.DriverService/MigrateVolume',
+        request_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.MigrateVolumeRequest.SerializeToString,
+        response_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.MigrateVolumeResponse.FromString,
+        )
 
 
 class DriverServiceServicer(object):
@@ -620,6 +625,22 @@ class DriverServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def MigrateVolume(self, request, context):
+    """MigrateVolume moves a volume to another backend on another array by
+    snapshot deltas (the snapshot_replicate blueprint's method): a first
+    snapshot in full, then incremental passes while the volume stays in
+    use until a pass is small, then the volume's writes are held (they
+    wait, they do not fail) for one last delta and the switch: the copy
+    becomes the writable volume on the destination and the source is
+    deleted. It returns an operation id of the source backend, for
+    GetOperation and WatchOperation; steps are the passes, and
+    writes_held_seconds how long writes waited. On failure the source is
+    kept as it was and the destination's copy is deleted.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_DriverServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -842,6 +863,11 @@ def add_DriverServiceServicer_to_server(servicer, server):
           servicer.ListManageableSnapshots,
           request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ListManageableSnapshotsRequest.FromString,
           response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.ListManageableSnapshotsResponse.SerializeToString,
+      ),
+      'MigrateVolume': grpc.unary_unary_rpc_method_handler(
+          servicer.MigrateVolume,
+          request_deserializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.MigrateVolumeRequest.FromString,
+          response_serializer=volrep_dot_driver_dot_v1_dot_driver__service__pb2.MigrateVolumeResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(
