@@ -17,18 +17,13 @@ const mirrorChunk = 4 << 20
 
 // mirrorStream is the transport of a pod: one ordered Mirror stream to
 // the peer. Writers queue changes (under their blocks' locks, which keeps
-// changes to one block in order) and send the queue themselves once they
-// have released those locks (pump), so nobody waits on the network while
-// holding a lock and a write does not wait for a hand-off to another
-// goroutine. When another sender is busy, the send goroutine takes over.
-// A second goroutine matches the peer's acknowledgements to the changes.
+// changes to one block in order) and one goroutine sends them, so nobody
+// waits on the network while holding a lock; a second goroutine matches
+// the peer's acknowledgements to the queued changes.
 type mirrorStream struct {
 	cs     arrayv1.TransferService_MirrorClient
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-
-	// sendMu orders sends: whoever holds it sends the queue in order.
-	sendMu sync.Mutex
 
 	mu      sync.Mutex
 	seq     uint64
@@ -72,21 +67,10 @@ func newMirrorStream(cs arrayv1.TransferService_MirrorClient, cancel context.Can
 	return st
 }
 
-// enqueue queues a change, has the send goroutine send it, and returns
-// where its acknowledgement arrives. It never blocks on the network. m,
-// off and length say which blocks the change covers, so they can be marked
-// dirty if it is lost.
+// enqueue queues a change and returns where its acknowledgement arrives.
+// It never blocks on the network. m, off and length say which blocks the
+// change covers, so they can be marked dirty if it is lost.
 func (st *mirrorStream) enqueue(m *podMember, off, length int64, build func(seq uint64) *arrayv1.MirrorRequest) (<-chan error, error) {
-	done, err := st.queueOnly(m, off, length, build)
-	if err == nil {
-		st.kick()
-	}
-	return done, err
-}
-
-// queueOnly queues a change like enqueue; the caller sends it with pump
-// once it holds no lock.
-func (st *mirrorStream) queueOnly(m *podMember, off, length int64, build func(seq uint64) *arrayv1.MirrorRequest) (<-chan error, error) {
 	st.mu.Lock()
 	select {
 	case <-st.dead:
@@ -100,27 +84,11 @@ func (st *mirrorStream) queueOnly(m *podMember, off, length int64, build func(se
 	st.pending[seq] = pendingOp{m: m, off: off, length: length, done: done}
 	st.queue = append(st.queue, queuedMsg{seq: seq, req: build(seq)})
 	st.mu.Unlock()
-	return done, nil
-}
-
-func (st *mirrorStream) kick() {
 	select {
 	case st.work <- struct{}{}:
 	default:
 	}
-}
-
-// pump sends the queue on the caller's goroutine, unless another sender
-// holds the stream: then the send goroutine, which waits its turn, sends
-// what is left, so nothing queued is stranded. A send blocked by a peer
-// that stopped reading ends when the stream is killed (the pod's timeout).
-func (st *mirrorStream) pump() {
-	if !st.sendMu.TryLock() {
-		st.kick()
-		return
-	}
-	defer st.sendMu.Unlock()
-	st.sendQueue()
+	return done, nil
 }
 
 func (st *mirrorStream) sendLoop() {
@@ -131,26 +99,10 @@ func (st *mirrorStream) sendLoop() {
 			return
 		case <-st.work:
 		}
-		st.sendMu.Lock()
-		live := st.sendQueue()
-		st.sendMu.Unlock()
-		if !live {
-			return
-		}
-	}
-}
-
-// sendQueue sends until the queue is empty; the caller holds sendMu. It
-// reports false once the stream is broken.
-func (st *mirrorStream) sendQueue() bool {
-	for {
 		st.mu.Lock()
 		batch := st.queue
 		st.queue = nil
 		st.mu.Unlock()
-		if len(batch) == 0 {
-			return true
-		}
 		for _, q := range batch {
 			err := st.cs.Send(q.req)
 			if err == nil {
@@ -158,7 +110,7 @@ func (st *mirrorStream) sendQueue() bool {
 			}
 			if st.broken(err) {
 				st.kill(err)
-				return false
+				return
 			}
 			st.mu.Lock()
 			op, ok := st.pending[q.seq]

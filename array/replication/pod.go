@@ -197,7 +197,7 @@ func (p *pod) submit(m *podMember, changes []change) func() error {
 	p.mu.Unlock()
 	dones := make([]<-chan error, len(changes))
 	for i, c := range changes {
-		done, err := st.queueOnly(m, c.off, c.length, c.build)
+		done, err := st.enqueue(m, c.off, c.length, c.build)
 		if err != nil {
 			// The stream died; fail drops it from the pod and marks the
 			// rest of the change dirty.
@@ -212,15 +212,6 @@ func (p *pod) submit(m *podMember, changes []change) func() error {
 	return func() error {
 		deadline := time.NewTimer(p.timeout)
 		defer deadline.Stop()
-		if len(dones) > 0 {
-			// A peer that stops reading blocks the send; past the
-			// timeout the pod drops it, which ends the send.
-			stall := time.AfterFunc(p.timeout, func() {
-				p.fail(st, errdefs.Unavailable("the peer did not take a write within %s", p.timeout), nil, 0, 0)
-			})
-			st.pump()
-			stall.Stop()
-		}
 		var first error
 		for i, c := range changes {
 			acked, err := p.await(st, dones[i], deadline.C, m, c.off, c.length)
