@@ -3,6 +3,7 @@ package driver
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/volrep/volrep/config"
 	"github.com/volrep/volrep/errdefs"
@@ -48,6 +49,13 @@ func TestExtendRefusedWhileFailedOver(t *testing.T) {
 	if _, err := b.CreateVolume(ctx, "v1", 1, asyncSpecs, ""); err != nil {
 		t.Fatal(err)
 	}
+	// The protection group's first cycle makes the copy at the target.
+	waitFor(t, 20*time.Second, func() string {
+		if _, err := peer.st.GetVolume(ctx, volumeName("v1")); err != nil {
+			return err.Error()
+		}
+		return ""
+	})
 	if _, err := b.FailoverHost(ctx, []string{"v1"}, "site-b"); err != nil {
 		t.Fatal(err)
 	}
