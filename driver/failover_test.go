@@ -40,12 +40,7 @@ func TestCopyOn(t *testing.T) {
 // until failback, with an error that says so; at home it grows again.
 func TestExtendRefusedWhileFailedOver(t *testing.T) {
 	ctx := t.Context()
-	peer, primary := newTestArray(t, "site-b"), newTestArray(t, "site-a")
-	d := startDriver(t, backendConf(map[string][]string{"b1": {
-		"san_ip = " + primary.addr, "pure_api_token = " + primary.token,
-		device("site-b", peer.addr, peer, "async"),
-	}}), primary)
-	b := testBackend(t, d, "b1")
+	b, _, peer := pairedBackend(t, "async")
 	if _, err := b.CreateVolume(ctx, "v1", 1, asyncSpecs, ""); err != nil {
 		t.Fatal(err)
 	}

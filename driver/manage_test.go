@@ -18,12 +18,7 @@ import (
 // for a snapshot.
 func TestManageUnmanage(t *testing.T) {
 	ctx := t.Context()
-	peer, primary := newTestArray(t, "site-b"), newTestArray(t, "site-a")
-	d := startDriver(t, backendConf(map[string][]string{"b1": {
-		"san_ip = " + primary.addr, "pure_api_token = " + primary.token,
-		device("site-b", peer.addr, peer, "async"),
-	}}), primary)
-	b := testBackend(t, d, "b1")
+	b, primary, peer := pairedBackend(t, "async")
 	st := primary.st
 	must := func(err error) {
 		t.Helper()
@@ -239,12 +234,7 @@ func hasSnapshot(t *testing.T, b *Backend, volumeID, id string) bool {
 // stays, writable, on the array.
 func TestManageSync(t *testing.T) {
 	ctx := t.Context()
-	peer, primary := newTestArray(t, "site-b"), newTestArray(t, "site-a")
-	d := startDriver(t, backendConf(map[string][]string{"b1": {
-		"san_ip = " + primary.addr, "pure_api_token = " + primary.token,
-		device("site-b", peer.addr, peer, "sync"),
-	}}), primary)
-	b := testBackend(t, d, "b1")
+	b, primary, peer := pairedBackend(t, "sync")
 	st := primary.st
 	if _, err := st.CreateVolume(ctx, array.VolumeSpec{Name: "legacy", Pool: b.cfg.Pool, SizeBytes: gib}); err != nil {
 		t.Fatal(err)

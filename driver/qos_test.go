@@ -14,12 +14,7 @@ import (
 // refused before anything is created; the replica target carries none.
 func TestQoSFromVolumeType(t *testing.T) {
 	ctx := t.Context()
-	peer, primary := newTestArray(t, "site-b"), newTestArray(t, "site-a")
-	d := startDriver(t, backendConf(map[string][]string{"b1": {
-		"san_ip = " + primary.addr, "pure_api_token = " + primary.token,
-		device("site-b", peer.addr, peer, "async"),
-	}}), primary)
-	b := testBackend(t, d, "b1")
+	b, primary, peer := pairedBackend(t, "async")
 	qosOf := func(a *testArray, id string) array.QoS {
 		t.Helper()
 		v, err := a.st.GetVolume(ctx, volumeName(id))

@@ -313,3 +313,15 @@ func (p *proxy) close() {
 	p.mu.Unlock()
 	p.wg.Wait()
 }
+
+// pairedBackend runs backend b1 on array site-a with one replication
+// device, site-b, of kind ("async" or "sync").
+func pairedBackend(t *testing.T, kind string) (b *Backend, primary, peer *testArray) {
+	t.Helper()
+	peer, primary = newTestArray(t, "site-b"), newTestArray(t, "site-a")
+	d := startDriver(t, backendConf(map[string][]string{"b1": {
+		"san_ip = " + primary.addr, "pure_api_token = " + primary.token,
+		device("site-b", peer.addr, peer, kind),
+	}}), primary)
+	return testBackend(t, d, "b1"), primary, peer
+}

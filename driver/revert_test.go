@@ -12,12 +12,7 @@ import (
 // volume whose group is being failed over.
 func TestRevertToSnapshot(t *testing.T) {
 	ctx := t.Context()
-	peer, primary := newTestArray(t, "site-b"), newTestArray(t, "site-a")
-	d := startDriver(t, backendConf(map[string][]string{"b1": {
-		"san_ip = " + primary.addr, "pure_api_token = " + primary.token,
-		device("site-b", peer.addr, peer, "async"),
-	}}), primary)
-	b := testBackend(t, d, "b1")
+	b, primary, _ := pairedBackend(t, "async")
 	for _, id := range []string{"v1", "v2"} {
 		if _, err := b.CreateVolume(ctx, id, 1, asyncSpecs, ""); err != nil {
 			t.Fatal(err)
