@@ -107,8 +107,9 @@ func TestMigrateVolumeUnderWrites(t *testing.T) {
 	start := time.Now()
 	// 32 MiB would be a small pass by the default (64 MiB): a 4 MiB
 	// threshold makes the first pass large, so an incremental one follows
-	// before the last.
-	id, err := d.MigrateVolume(ctx, "ba", "v1", "bb", MigrateOptions{SmallBytes: 4 * mib})
+	// before the last. Only bytes decide: on an idle machine the full pass
+	// takes under the default 1 s, which alone would make it small.
+	id, err := d.MigrateVolume(ctx, "ba", "v1", "bb", MigrateOptions{SmallBytes: 4 * mib, SmallTime: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}
