@@ -79,11 +79,7 @@ defaults to dr-test; a target serving iSCSI needs --initiator.`,
 			if host == "" {
 				return usageErrorf("--host must name the attaching host")
 			}
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				resp, err := c.InitializeConnection(ctx, &driverv1.InitializeConnectionRequest{
 					Backend:    backend,
 					VolumeId:   id,
@@ -154,11 +150,7 @@ then prune the snapshot.`,
 			if host != "" {
 				from, done = fmt.Sprintf("from host %q", host), "from host "+host
 			}
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				req := &driverv1.TerminateConnectionRequest{Backend: backend, VolumeId: id, SnapshotId: snapshot}
 				if host != "" {
 					req.Connector = &driverv1.Connector{Host: host}

@@ -43,11 +43,7 @@ func (rf *replicaFlags) attach(a *app, cmd *cobra.Command, id, snapshot, host, i
 	if snapshot == "" {
 		snapshot = "latest"
 	}
-	return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-		backend, err := a.backendName(ctx, c)
-		if err != nil {
-			return err
-		}
+	return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 		resp, err := c.AttachReplica(ctx, &driverv1.AttachReplicaRequest{Backend: backend, VolumeId: id, BackendId: rf.at,
 			Snapshot: snapshot, Connector: &driverv1.Connector{Host: host, Initiator: initiator}})
 		if err != nil {
@@ -89,11 +85,7 @@ func (rf *replicaFlags) detach(a *app, cmd *cobra.Command, id, snapshot, host, i
 	if cmd.Flags().Changed("host") && host == "" {
 		return usageErrorf("--host is empty; leave it out to detach every host")
 	}
-	return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-		backend, err := a.backendName(ctx, c)
-		if err != nil {
-			return err
-		}
+	return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 		req := &driverv1.DetachReplicaRequest{Backend: backend, VolumeId: id, BackendId: rf.at, Snapshot: snapshot}
 		if host != "" || initiator != "" {
 			req.Connector = &driverv1.Connector{Host: host, Initiator: initiator}

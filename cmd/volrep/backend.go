@@ -71,11 +71,7 @@ daemon's only backend.`,
 				}
 				a.backend = args[0]
 			}
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				resp, err := c.GetVolumeStats(ctx, &driverv1.GetVolumeStatsRequest{Backend: backend, Refresh: refresh})
 				if err != nil {
 					return rpcError(fmt.Sprintf("get stats of backend %q", backend), err)

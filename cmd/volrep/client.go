@@ -114,6 +114,18 @@ func (a *app) call(cmd *cobra.Command, fn func(ctx context.Context, c driverv1.D
 	return fn(ctx, c)
 }
 
+// callBackend is call for a command about one backend: the --backend
+// flag's, or the only one volrepd serves.
+func (a *app) callBackend(cmd *cobra.Command, fn func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error) error {
+	return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
+		backend, err := a.backendName(ctx, c)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, c, backend)
+	})
+}
+
 // context is the command's context, bounded by --timeout.
 func (a *app) context(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	ctx := cmd.Context()

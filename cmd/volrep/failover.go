@@ -54,11 +54,7 @@ The primary array must be running again. Prints the bytes sent.`,
 		Short: "Record the active backend a clustered volume service settled on (FailoverCompleted)",
 		Args:  exactIDs(0, "no arguments"),
 		RunE: a.runE(func(cmd *cobra.Command, _ []string) error {
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				if _, err := c.FailoverCompleted(ctx, &driverv1.FailoverCompletedRequest{Backend: backend, ActiveBackendId: active}); err != nil {
 					return rpcError(fmt.Sprintf("record %q as the active backend of %q", active, backend), err)
 				}
@@ -77,11 +73,7 @@ func (a *app) failoverHost(cmd *cobra.Command, secondary string, volumes []strin
 		// A failback copies data; stopping it half-way helps nobody.
 		a.timeout = 0
 	}
-	return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-		backend, err := a.backendName(ctx, c)
-		if err != nil {
-			return err
-		}
+	return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 		resp, err := c.FailoverHost(ctx, &driverv1.FailoverHostRequest{Backend: backend, SecondaryId: secondary, VolumeIds: volumes})
 		if err != nil {
 			what := fmt.Sprintf("fail backend %q over", backend)

@@ -43,11 +43,7 @@ type volumeUpdater interface {
 // groupRPC calls rpc on the backend and shows the group's model update
 // and whatever else the response carries.
 func (a *app) groupRPC(cmd *cobra.Command, id, what string, rpc func(context.Context, driverv1.DriverServiceClient, string) (groupReply, error)) error {
-	return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-		backend, err := a.backendName(ctx, c)
-		if err != nil {
-			return err
-		}
+	return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 		resp, err := rpc(ctx, c, backend)
 		if err != nil {
 			return rpcError(what, err)
@@ -211,11 +207,7 @@ every volume of the backend that has it.`,
 		Args: exactIDs(1, "a group snapshot ID"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				resp, err := c.DeleteGroupSnapshot(ctx, &driverv1.DeleteGroupSnapshotRequest{Backend: backend, GroupId: group, GroupSnapshotId: id, VolumeIds: volumes})
 				if err != nil {
 					return rpcError(fmt.Sprintf("delete group snapshot %q of group %q", id, group), err)

@@ -42,11 +42,7 @@ refused with the reason.`,
 			if len(args) == 1 {
 				ref = &driverv1.ExistingRef{SourceName: args[0]}
 			}
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				resp, err := c.ManageExisting(ctx, &driverv1.ManageExistingRequest{Backend: backend, VolumeId: id, Ref: ref, VolumeType: vt.volumeType()})
 				if err != nil {
 					return rpcError(fmt.Sprintf("manage array volume %q as %q", ref.GetSourceName()+ref.GetSourceId(), id), err)
@@ -74,11 +70,7 @@ volume-<ID>-cinder-unmanaged, which "volume manage" can adopt again.`,
 		Args: exactIDs(1, "a volume ID"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				resp, err := c.Unmanage(ctx, &driverv1.UnmanageRequest{Backend: backend, VolumeId: id})
 				if err != nil {
 					return rpcError(fmt.Sprintf("unmanage volume %q", id), err)
@@ -95,11 +87,7 @@ func newVolumeManageableCmd(a *app) *cobra.Command {
 		Short: "List the array volumes of a backend's pool and whether each can be managed (ListManageableVolumes)",
 		Args:  exactIDs(0, "no arguments"),
 		RunE: a.runE(func(cmd *cobra.Command, _ []string) error {
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				all, err := paging.All(ctx, func(ctx context.Context, token string) ([]*driverv1.Manageable, string, error) {
 					r, err := c.ListManageableVolumes(ctx, &driverv1.ListManageableVolumesRequest{Backend: backend, PageSize: paging.MaxPageSize, PageToken: token})
 					return r.GetVolumes(), r.GetNextPageToken(), err

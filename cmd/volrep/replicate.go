@@ -248,11 +248,7 @@ func newOperationCmd(a *app) *cobra.Command {
 	show := &cobra.Command{
 		Use: "show OPID", Short: "Show an operation (GetOperation)", Args: exactIDs(1, "an operation ID"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				r, err := c.GetOperation(ctx, &driverv1.GetOperationRequest{Backend: backend, OperationId: args[0]})
 				if err != nil {
 					return rpcError("get operation "+args[0], err)
@@ -276,11 +272,7 @@ func newOperationCmd(a *app) *cobra.Command {
 	cancel := &cobra.Command{
 		Use: "cancel OPID", Short: "Cancel an operation; running it again resumes it (CancelOperation)", Args: exactIDs(1, "an operation ID"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				r, err := c.CancelOperation(ctx, &driverv1.CancelOperationRequest{Backend: backend, OperationId: args[0]})
 				if err != nil {
 					return rpcError("cancel operation "+args[0], err)

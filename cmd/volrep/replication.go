@@ -28,11 +28,7 @@ func newReplicationInfoCmd(a *app) *cobra.Command {
 		Short: "How a volume's replication is doing: last sync, lag, status (GetReplicationInfo)",
 		Args:  exactIDs(1, "a volume ID"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				r, err := c.GetReplicationInfo(ctx, &driverv1.GetReplicationInfoRequest{Backend: backend, VolumeId: args[0]})
 				if err != nil {
 					return rpcError(fmt.Sprintf("replication info of volume %q", args[0]), err)
@@ -74,11 +70,7 @@ pure_replica_* values; edit those to make a change permanent.`,
 			if interval < time.Second {
 				return usageErrorf("--interval must be at least 1s")
 			}
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				r, err := c.SetReplicationSchedule(ctx, &driverv1.SetReplicationScheduleRequest{Backend: backend,
 					IntervalSeconds: int64(interval / time.Second), RetentionShortTermSeconds: int64(keepAll / time.Second),
 					RetentionLongTermPerDay: perDay, RetentionLongTermDays: days})
@@ -111,11 +103,7 @@ func newVolumeRetypeCmd(a *app) *cobra.Command {
   volrep volume retype vol-1 --type plain`,
 		Args: exactIDs(1, "a volume ID"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				nt := vt.volumeType()
 				if nt == nil {
 					nt = &driverv1.VolumeType{}

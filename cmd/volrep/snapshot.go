@@ -38,11 +38,7 @@ func newSnapshotCreateCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				resp, err := c.CreateSnapshot(ctx, &driverv1.CreateSnapshotRequest{Backend: backend, SnapshotId: id, VolumeId: volume})
 				if err != nil {
 					return rpcError(fmt.Sprintf("create snapshot %q of volume %q", id, volume), err)
@@ -71,11 +67,7 @@ func newSnapshotDeleteCmd(a *app) *cobra.Command {
 		Args:  exactIDs(1, "a snapshot ID"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				resp, err := c.DeleteSnapshot(ctx, &driverv1.DeleteSnapshotRequest{Backend: backend, SnapshotId: id, VolumeId: volume})
 				if err != nil {
 					return rpcError(fmt.Sprintf("delete snapshot %q of volume %q", id, volume), err)
@@ -96,11 +88,7 @@ func newSnapshotListCmd(a *app) *cobra.Command {
 		Short: "List a volume's snapshots (ListSnapshots)",
 		Args:  exactIDs(0, "no arguments"),
 		RunE: a.runE(func(cmd *cobra.Command, _ []string) error {
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				resp, err := listSnapshots(ctx, c, backend, volume)
 				if err != nil {
 					return rpcError(fmt.Sprintf("list snapshots of volume %q", volume), err)

@@ -58,11 +58,7 @@ puts the volume in the backend's protection group, '<in> sync' in its pod.`,
 			if err != nil {
 				return err
 			}
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				resp, err := c.CreateVolume(ctx, &driverv1.CreateVolumeRequest{
 					Backend:    backend,
 					VolumeId:   id,
@@ -95,11 +91,7 @@ func newVolumeDeleteCmd(a *app) *cobra.Command {
 		Args:  exactIDs(1, "a volume ID"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				resp, err := c.DeleteVolume(ctx, &driverv1.DeleteVolumeRequest{Backend: backend, VolumeId: id})
 				if err != nil {
 					return rpcError(fmt.Sprintf("delete volume %q", id), err)
@@ -121,11 +113,7 @@ func newVolumeExtendCmd(a *app) *cobra.Command {
 			if size <= 0 {
 				return usageErrorf("--size must be a positive number of GB, got %d", size)
 			}
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				resp, err := c.ExtendVolume(ctx, &driverv1.ExtendVolumeRequest{Backend: backend, VolumeId: id, NewSizeGb: size})
 				if err != nil {
 					return rpcError(fmt.Sprintf("extend volume %q to %d GB", id, size), err)
@@ -149,11 +137,7 @@ func newVolumeRevertCmd(a *app) *cobra.Command {
 		Args: exactIDs(2, "a volume ID and a snapshot ID"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
 			vol, snap := args[0], args[1]
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				resp, err := c.RevertToSnapshot(ctx, &driverv1.RevertToSnapshotRequest{Backend: backend, VolumeId: vol, SnapshotId: snap})
 				if err != nil {
 					return rpcError(fmt.Sprintf("revert volume %q to snapshot %q", vol, snap), err)
@@ -170,11 +154,7 @@ func newVolumeListCmd(a *app) *cobra.Command {
 		Short: "List a backend's volumes (ListVolumes)",
 		Args:  exactIDs(0, "no arguments"),
 		RunE: a.runE(func(cmd *cobra.Command, _ []string) error {
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				resp, err := listVolumes(ctx, c, backend)
 				if err != nil {
 					return rpcError(fmt.Sprintf("list volumes of backend %q", backend), err)
@@ -202,11 +182,7 @@ func newVolumeShowCmd(a *app) *cobra.Command {
 		Args:  exactIDs(1, "a volume ID"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				resp, err := c.GetVolume(ctx, &driverv1.GetVolumeRequest{Backend: backend, VolumeId: id})
 				if err != nil {
 					return rpcError(fmt.Sprintf("show volume %q", id), err)
@@ -251,11 +227,7 @@ func newVolumeCloneCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				resp, err := c.CreateClonedVolume(ctx, &driverv1.CreateClonedVolumeRequest{
 					Backend:        backend,
 					VolumeId:       id,
@@ -303,11 +275,7 @@ only grow the volume; 0 keeps the snapshot's size.`,
 			if err != nil {
 				return err
 			}
-			return a.call(cmd, func(ctx context.Context, c driverv1.DriverServiceClient) error {
-				backend, err := a.backendName(ctx, c)
-				if err != nil {
-					return err
-				}
+			return a.callBackend(cmd, func(ctx context.Context, c driverv1.DriverServiceClient, backend string) error {
 				resp, err := c.CreateVolumeFromSnapshot(ctx, &driverv1.CreateVolumeFromSnapshotRequest{
 					Backend:        backend,
 					VolumeId:       id,
