@@ -301,16 +301,24 @@ func sanitizeHostName(s string) string {
 	return str
 }
 
+// volumeConnections lists the iSCSI connections of vol (and its
+// snapshots): none on an array without hosts (an older volrepd) or
+// without the volume.
+func volumeConnections(ctx context.Context, a array.Array, vol string) ([]array.Connection, error) {
+	conns, err := a.ListConnections(ctx, "", vol)
+	if status.Code(err) == codes.Unimplemented || errdefs.IsNotFound(err) {
+		return nil, nil
+	}
+	return conns, err
+}
+
 // terminateISCSI disconnects a volume (or snapshot) from the connector's
 // host: the host its initiator belongs to or, without one, the hosts the
 // driver created for the connector's host name; with neither, from every
 // host (force detach). A host the driver created is deleted with its last
 // connection.
 func (b *Backend) terminateISCSI(ctx context.Context, a array.Array, vol, snap string, c Connector) error {
-	conns, err := a.ListConnections(ctx, "", vol)
-	if status.Code(err) == codes.Unimplemented || errdefs.IsNotFound(err) {
-		return nil // an array without hosts, or no such volume: nothing connected
-	}
+	conns, err := volumeConnections(ctx, a, vol)
 	if err != nil {
 		return err
 	}

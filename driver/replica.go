@@ -6,9 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/config"
 	"github.com/volrep/volrep/errdefs"
@@ -126,8 +123,8 @@ func (b *Backend) DetachReplica(ctx context.Context, volumeID, backendID, snapsh
 			snaps[e.Snapshot] = true
 		}
 	}
-	conns, err := t.Array.ListConnections(ctx, "", name)
-	if err != nil && !errdefs.IsNotFound(err) && status.Code(err) != codes.Unimplemented {
+	conns, err := volumeConnections(ctx, t.Array, name)
+	if err != nil {
 		return err
 	}
 	for _, cn := range conns {
