@@ -126,23 +126,26 @@ func (d *Driver) MigrateVolume(ctx context.Context, src, volID, dst string, opts
 		return "", err
 	}
 	unlock := func() { releaseDst(); release() }
+	// Until the run takes the volume over, every return here releases it.
+	running := false
+	defer func() {
+		if !running {
+			unlock()
+		}
+	}()
 	m := &migration{from: from, to: to, dst: dest, volID: volID, name: volumeName(volID), opts: opts}
 	if err := m.check(ctx); err != nil {
-		unlock()
 		return "", err
 	}
 	if _, err := dest.array.CreatePool(ctx, dest.pool); err != nil {
-		unlock()
 		return "", fmt.Errorf("destination %s: %w", dst, err)
 	}
 	if _, err := from.activeConn().Replication.CreateLink(ctx, array.LinkSpec{Name: dest.link, Address: dest.addr, Token: dest.token}); err != nil {
-		unlock()
 		return "", fmt.Errorf("linking backend %s to %s: %w", src, dst, err)
 	}
 	m.op = array.Operation{ID: newOperationID(), Kind: kindMigrateVolume, Target: m.name + "→" + dst,
 		State: array.OpRunning, Phase: "preparing", Started: time.Now()}
 	if err := from.journal.record(m.op); err != nil {
-		unlock()
 		return "", fmt.Errorf("operation journal: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -155,12 +158,13 @@ func (d *Driver) MigrateVolume(ctx context.Context, src, volID, dst string, opts
 		defer stop()
 		m.run(runCtx)
 	})
+	running = started
 	if !started {
 		from.runs.Delete(m.op.ID)
 		cancel()
-		unlock()
-		m.finish(errdefs.Unavailable("volrepd is stopping; migrate again when it runs"))
-		return "", errdefs.Unavailable("volrepd is stopping; migrate again when it runs")
+		err := errdefs.Unavailable("volrepd is stopping; migrate again when it runs")
+		m.finish(err)
+		return "", err
 	}
 	from.log.Info("volume migration started", "volume", volID, "destination", dst, "operation", m.op.ID,
 		"small_pass_bytes", opts.SmallBytes, "small_pass_time", opts.SmallTime, "max_passes", opts.MaxPasses)
