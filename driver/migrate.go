@@ -271,10 +271,12 @@ func (m *migration) pass(ctx context.Context, n int, phase string) (array.Snapsh
 	start := time.Now()
 	fa, ops := m.from.activeArray(), m.from.activeConn().Replication
 	snap := fmt.Sprintf("migrate-%s-%d", strings.TrimPrefix(m.op.ID, "op-"), n)
+	// Recorded first: a create cut short by a cancel may still have made
+	// the snapshot, and the clean-up must delete it then too.
+	m.snaps = append(m.snaps, snap)
 	if _, err := fa.CreateSnapshot(ctx, m.name, snap, map[string]string{labelMigration: m.op.ID}); err != nil {
 		return array.SnapshotReplicateResult{}, 0, fmt.Errorf("pass %d: snapshot: %w", n, err)
 	}
-	m.snaps = append(m.snaps, snap)
 	id, err := ops.ReplicateSnapshot(ctx, array.SnapshotReplicateSpec{Volume: m.name, Snapshot: snap, Link: m.dst.link, RemotePool: m.dst.pool,
 		RemoteLabels: m.labels})
 	if err != nil {
@@ -314,7 +316,7 @@ func (m *migration) pass(ctx context.Context, n int, phase string) (array.Snapsh
 	// last pass keeps it: deleting a snapshot merges layers, which has no
 	// place while writes are held (cleanUp deletes it after the switch).
 	if len(m.snaps) >= 2 && !strings.Contains(phase, "last") {
-		m.dropSnapshots(ctx, m.snaps[len(m.snaps)-2:len(m.snaps)-1])
+		m.dropSnapshots(context.WithoutCancel(ctx), m.snaps[len(m.snaps)-2:len(m.snaps)-1])
 		m.snaps = append(m.snaps[:len(m.snaps)-2], snap)
 	}
 	return res, took, nil
