@@ -275,6 +275,37 @@ class ConsistentGroupTest(GroupTestBase):
             self.delete_group(group)
             self.assert_array_group(group, exists=False)
 
+    def test_migrated_volume_is_addressed_by_its_name_id(self):
+        # After a migration Cinder's record keeps its id but the array
+        # volume carries the copy's id (name_id): group and snapshot calls
+        # must send the name_id and answer with the record's ids.
+        gtype = self.group_type(CG_SPECS)
+        g = self.create_group(gtype, [self.plain_type])
+        on_array = self.create_volume(self.plain_type)
+        migrated = vs.volume_in_db(self.plain_type)
+        migrated.update({'_name_id': on_array.id, 'status': 'available',
+                         'provider_id': on_array.provider_id})
+        migrated.save()
+        # Before: "is not a volume of backend" (the record's id was sent).
+        self.manager.update_group(self.ctxt, g, add_volumes=migrated.id)
+        self.assertEqual('available', self.group(g).status)
+        self.assertEqual([migrated.id], [v.id for v in self.members(g)])
+        gs = self.group_snapshot_in_db(g)
+        self.manager.create_group_snapshot(self.ctxt, gs)
+        gs = self.objects.GroupSnapshot.get_by_id(self.ctxt, gs.id)
+        self.assertEqual('available', gs.status)
+        self.assertEqual([gs.id],
+                         self.array_snapshot_ids(on_array))
+        self.manager.delete_group_snapshot(self.ctxt, gs)
+        self.assertEqual([], self.array_snapshot_ids(on_array))
+        model, updates = self.driver.delete_group(self.ctxt, self.group(g),
+                                                  [self.volume(migrated)])
+        self.assertEqual([(migrated.id, 'deleted')],
+                         [(u['id'], u['status']) for u in updates])
+        self.assertFalse(self.on_daemon(on_array))
+        migrated.destroy()
+        on_array.destroy()
+
     def test_refusals_are_cinder_exceptions(self):
         gtype = self.group_type(CG_SPECS)
         g = self.create_group(gtype, [self.plain_type])

@@ -364,10 +364,21 @@ _SNAPSHOT_PREFIX = 'snapshot-'
 
 def _volume_id(volume):
     """The id volrepd knows a volume by: its name_id, which is its id
-    unless a migration left it on the array under the migrated copy's id.
-    (Snapshots keep addressing their volume by volume_id: Cinder migrates
-    no volume that has snapshots.)"""
+    unless a migration left it on the array under the migrated copy's id."""
     return getattr(volume, 'name_id', None) or volume.id
+
+
+def _snapshot_volume_id(snapshot):
+    """The id volrepd knows a snapshot's volume by. Cinder migrates no
+    volume that has snapshots, but a migrated volume may take snapshots
+    afterwards: their volume_id is the record's id, the array's volume is
+    its name_id. A snapshot without its volume loaded (or whose volume
+    record is gone) keeps volume_id."""
+    try:
+        volume = snapshot.volume
+    except Exception:  # not loadable: a bare or deleted record
+        volume = None
+    return _volume_id(volume) if volume is not None else snapshot.volume_id
 
 
 def snapshot_ref(snapshot):
@@ -436,12 +447,12 @@ def _volume_updates(entries, volumes):
     """Per-volume updates of a group response as Cinder's list of dicts
     with 'id', for the volumes Cinder passed (volrepd may also report
     members on the array that Cinder does not know)."""
-    known = {v.id for v in volumes}
+    known = {_volume_id(v): v.id for v in volumes}
     out = []
     for entry in entries:
         if entry.volume_id in known:
             update = model_update(_model_update_field(entry))
-            update['id'] = entry.volume_id
+            update['id'] = known[entry.volume_id]
             out.append(update)
     return out
 
@@ -769,7 +780,7 @@ class VolrepDriver(driver.VolumeDriver):
         if group_id:
             self._group_call('UpdateGroup', pb.UpdateGroupRequest(
                 backend=self._backend, group_id=group_id,
-                add_volume_ids=[volume.id]), group_id, gtype)
+                add_volume_ids=[_volume_id(volume)]), group_id, gtype)
 
     def create_volume(self, volume):
         # A volume created in a group volrepd keeps names it, so that it
@@ -793,7 +804,7 @@ class VolrepDriver(driver.VolumeDriver):
                            backend=self._backend,
                            volume_id=_volume_id(volume),
                            snapshot_id=snapshot_ref(snapshot),
-                           source_volume_id=snapshot.volume_id,
+                           source_volume_id=_snapshot_volume_id(snapshot),
                            size_gb=volume.size,
                            volume_type=volume_type(volume.volume_type)))
         self._join_group(volume)
@@ -852,8 +863,9 @@ class VolrepDriver(driver.VolumeDriver):
         except exception.VolumeBackendAPIException as err:
             LOG.warning('Cannot list volumes to update provider ids: %s', err)
             return None, None
-        updates = [{'id': v.id, 'provider_id': known[v.id].provider_id}
-                   for v in missing if v.id in known]
+        updates = [{'id': v.id,
+                    'provider_id': known[_volume_id(v)].provider_id}
+                   for v in missing if _volume_id(v) in known]
         return (updates or None), None
 
     # ---- snapshots ------------------------------------------------------
@@ -861,13 +873,13 @@ class VolrepDriver(driver.VolumeDriver):
     def create_snapshot(self, snapshot):
         r = self._call('CreateSnapshot', pb.CreateSnapshotRequest(
             backend=self._backend, snapshot_id=snapshot.id,
-            volume_id=snapshot.volume_id))
+            volume_id=_snapshot_volume_id(snapshot)))
         return model_update(r.model_update, _get(snapshot, 'metadata'))
 
     def delete_snapshot(self, snapshot):
         self._call('DeleteSnapshot', pb.DeleteSnapshotRequest(
             backend=self._backend, snapshot_id=snapshot_ref(snapshot),
-            volume_id=snapshot.volume_id), missing_ok=True)
+            volume_id=_snapshot_volume_id(snapshot)), missing_ok=True)
 
     def revert_to_snapshot(self, context, volume, snapshot):
         """Make the volume's content the snapshot's, in O(1) on the array
@@ -880,7 +892,7 @@ class VolrepDriver(driver.VolumeDriver):
         self._call('RevertToSnapshot', pb.RevertToSnapshotRequest(
             backend=self._backend, volume_id=_volume_id(volume),
             snapshot_id=snapshot_ref(snapshot),
-            snapshot_volume_id=snapshot.volume_id))
+            snapshot_volume_id=_snapshot_volume_id(snapshot)))
 
     # Migration
 
@@ -1002,7 +1014,7 @@ class VolrepDriver(driver.VolumeDriver):
         """
         r = self._call('SnapshotReplicate', pb.SnapshotReplicateRequest(
             backend=self._backend, snapshot_id=snapshot_ref(snapshot),
-            volume_id=snapshot.volume_id,
+            volume_id=_snapshot_volume_id(snapshot),
             destination_backend=destination_backend,
             force_full_copy=force_full_copy))
         op = self.get_operation(r.operation_id)
@@ -1039,7 +1051,7 @@ class VolrepDriver(driver.VolumeDriver):
         block by block (VerifySnapshot)."""
         r = self._call('VerifySnapshot', pb.VerifySnapshotRequest(
             backend=self._backend, snapshot_id=snapshot_ref(snapshot),
-            volume_id=snapshot.volume_id,
+            volume_id=_snapshot_volume_id(snapshot),
             destination_backend=destination_backend))
         return {'match': r.match, 'blocks_compared': r.blocks_compared,
                 'first_mismatch_offset': r.first_mismatch_offset,
@@ -1080,14 +1092,14 @@ class VolrepDriver(driver.VolumeDriver):
 
     def initialize_connection_snapshot(self, snapshot, connector, **kwargs):
         r = self._call('InitializeConnection', pb.InitializeConnectionRequest(
-            backend=self._backend, volume_id=snapshot.volume_id,
+            backend=self._backend, volume_id=_snapshot_volume_id(snapshot),
             snapshot_id=snapshot_ref(snapshot),
             connector=connector_pb(connector)))
         return connection_info(r.connection_info)
 
     def terminate_connection_snapshot(self, snapshot, connector, **kwargs):
         self._call('TerminateConnection', pb.TerminateConnectionRequest(
-            backend=self._backend, volume_id=snapshot.volume_id,
+            backend=self._backend, volume_id=_snapshot_volume_id(snapshot),
             snapshot_id=snapshot_ref(snapshot),
             connector=connector_pb(connector)),
             missing_ok=True)
@@ -1493,21 +1505,21 @@ class VolrepDriver(driver.VolumeDriver):
     def manage_existing_snapshot_get_size(self, snapshot, existing_ref):
         return self._manage_call(
             'ManageExistingSnapshotSize', pb.ManageExistingSnapshotSizeRequest(
-                backend=self._backend, volume_id=snapshot.volume_id,
+                backend=self._backend, volume_id=_snapshot_volume_id(snapshot),
                 ref=self._existing_ref(existing_ref)), existing_ref).size_gb
 
     def manage_existing_snapshot(self, snapshot, existing_ref):
         r = self._manage_call(
             'ManageExistingSnapshot', pb.ManageExistingSnapshotRequest(
                 backend=self._backend, snapshot_id=snapshot.id,
-                volume_id=snapshot.volume_id,
+                volume_id=_snapshot_volume_id(snapshot),
                 ref=self._existing_ref(existing_ref)), existing_ref)
         return model_update(r.model_update, _get(snapshot, 'metadata'))
 
     def unmanage_snapshot(self, snapshot):
         self._call('UnmanageSnapshot', pb.UnmanageSnapshotRequest(
             backend=self._backend, snapshot_id=snapshot_ref(snapshot),
-            volume_id=snapshot.volume_id), missing_ok=True)
+            volume_id=_snapshot_volume_id(snapshot)), missing_ok=True)
 
     @staticmethod
     def _manageable(m):
@@ -1632,13 +1644,16 @@ class VolrepDriver(driver.VolumeDriver):
         _set_fields(req, backend=self._backend,
                     secondary_id__secondary_backend_id__backend_id=(
                         secondary_id or ''))
-        self._set_ids(req, ('volume_ids', 'volumes'), vols)
+        self._set_ids(req, ('volume_ids', 'volumes'), vols, _volume_id)
         self._set_ids(req, ('group_ids', 'groups'), grps)
         try:
             r = self._failover_call('FailoverHost', req)
         except NotImplementedError as err:
             raise exception.InvalidReplicationTarget(reason=str(err))
+        cinder_id = {_volume_id(v): v.id for v in vols}
         volume_updates = self._updates(r, 'volume_updates', 'volume_id')
+        for u in volume_updates:
+            u['volume_id'] = cinder_id.get(u['volume_id'], u['volume_id'])
         group_updates = self._updates(r, 'group_updates', 'group_id')
         active = getattr(r, 'active_backend_id', '') or secondary_id
         if active == 'default' or secondary_id == 'default':
@@ -1681,13 +1696,14 @@ class VolrepDriver(driver.VolumeDriver):
                 delay = min(delay * 2, 5.0)
 
     @staticmethod
-    def _set_ids(req, names, objs):
-        """Fill a request's list of volumes/groups: ids, or messages with an
-        id and whatever of provider_id / replication_status they carry."""
+    def _set_ids(req, names, objs, id_of=lambda o: o.id):
+        """Fill a request's list of volumes/groups: ids (id_of: the id the
+        array knows), or messages with an id and whatever of provider_id /
+        replication_status they carry."""
         have = req.DESCRIPTOR.fields_by_name
         ids_name, objs_name = names
         if ids_name in have:
-            getattr(req, ids_name).extend(o.id for o in objs)
+            getattr(req, ids_name).extend(id_of(o) for o in objs)
         elif objs_name in have and have[objs_name].message_type is not None:
             field = getattr(req, objs_name)
             sub = have[objs_name].message_type.fields_by_name
@@ -1696,7 +1712,7 @@ class VolrepDriver(driver.VolumeDriver):
                 m = field.add()
                 for idf in ('id', 'volume_id', 'group_id'):
                     if idf in sub:
-                        setattr(m, idf, o.id)
+                        setattr(m, idf, id_of(o))
                         break
                 if 'provider_id' in sub and _get(o, 'provider_id'):
                     m.provider_id = o.provider_id
@@ -1812,7 +1828,8 @@ class VolrepDriver(driver.VolumeDriver):
         try:
             r = self._call('DeleteGroup', pb.DeleteGroupRequest(
                 backend=self._backend, group_id=group.id,
-                volume_ids=[v.id for v in volumes]), on_precondition=_Refused)
+                volume_ids=[_volume_id(v) for v in volumes]),
+                on_precondition=_Refused)
         except _Refused as refused:
             LOG.error('volrep refuses to delete group %(id)s: %(why)s',
                       {'id': group.id, 'why': refused})
@@ -1836,8 +1853,8 @@ class VolrepDriver(driver.VolumeDriver):
         gtype = self._kept_group_type(group)
         r = self._group_call('UpdateGroup', pb.UpdateGroupRequest(
             backend=self._backend, group_id=group.id,
-            add_volume_ids=[v.id for v in add_volumes or []],
-            remove_volume_ids=[v.id for v in remove_volumes or []]),
+            add_volume_ids=[_volume_id(v) for v in add_volumes or []],
+            remove_volume_ids=[_volume_id(v) for v in remove_volumes or []]),
             group.id, gtype)
         return group_model_update(r.model_update) or None, None, None
 
@@ -1854,14 +1871,14 @@ class VolrepDriver(driver.VolumeDriver):
             'CreateGroupSnapshot', pb.CreateGroupSnapshotRequest(
                 backend=self._backend, group_id=group_snapshot.group_id,
                 group_snapshot_id=group_snapshot.id,
-                volume_ids=[s.volume_id for s in snapshots]),
+                volume_ids=[_snapshot_volume_id(s) for s in snapshots]),
             group_snapshot.group_id, gtype)
         taken = {s.volume_id: s for s in r.snapshots}
         model = group_model_update(r.model_update,
                                    fields.GroupSnapshotStatus.AVAILABLE)
         updates = []
         for snap in snapshots:
-            member = taken.get(snap.volume_id)
+            member = taken.get(_snapshot_volume_id(snap))
             if member is None:
                 LOG.error('volrep group snapshot %(gs)s has no member for '
                           'volume %(vol)s',
@@ -1884,7 +1901,7 @@ class VolrepDriver(driver.VolumeDriver):
             self._call('DeleteGroupSnapshot', pb.DeleteGroupSnapshotRequest(
                 backend=self._backend, group_id=group_snapshot.group_id,
                 group_snapshot_id=group_snapshot.id,
-                volume_ids=[s.volume_id for s in members]),
+                volume_ids=[_snapshot_volume_id(s) for s in members]),
                 raise_for=self._GROUP_ERRORS)
         # Snapshots that are not members of a CreateGroupSnapshot set: taken
         # one by one by Cinder's generic code before volrepd kept the group.
@@ -1910,7 +1927,7 @@ class VolrepDriver(driver.VolumeDriver):
                    for s in sources.values()):
                 return self._group_from_group_snapshot(
                     group, gtype, group_snapshot.id, volumes,
-                    {v: s.volume_id for v, s in sources.items()})
+                    {v: _snapshot_volume_id(s) for v, s in sources.items()})
             # Members snapshotted one by one (before volrepd kept the
             # group): clone each as a volume would be.
             model = group_model_update(
@@ -1927,7 +1944,7 @@ class VolrepDriver(driver.VolumeDriver):
             sources = self._pair(volumes, source_vols, 'source_volid')
             src_type = self._kept_group_type(source_group)
             tmp = 'clone-%s' % group.id
-            src_ids = [s.id for s in source_vols]
+            src_ids = [_volume_id(s) for s in source_vols]
             # A leftover of an interrupted attempt would be refused.
             self._call('DeleteGroupSnapshot', pb.DeleteGroupSnapshotRequest(
                 backend=self._backend, group_id=source_group.id,
@@ -1940,7 +1957,7 @@ class VolrepDriver(driver.VolumeDriver):
             try:
                 return self._group_from_group_snapshot(
                     group, gtype, tmp, volumes,
-                    {v: s.id for v, s in sources.items()})
+                    {v: _volume_id(s) for v, s in sources.items()})
             finally:
                 try:
                     self._call('DeleteGroupSnapshot',
@@ -2038,7 +2055,7 @@ class VolrepDriver(driver.VolumeDriver):
                                     'spec': CG_REPLICATION_SPEC})
         request = getattr(pb, method + 'Request')(
             backend=self._backend, group_id=group.id,
-            volume_ids=[v.id for v in volumes or []], **extra)
+            volume_ids=[_volume_id(v) for v in volumes or []], **extra)
         if errors is None:
             errors = self._GROUP_ERRORS
         try:
