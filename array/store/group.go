@@ -61,6 +61,14 @@ func (s *Store) groupOfVolume(vol string) *groupRec {
 	return nil
 }
 
+// groupNameOf is the name of vol's group, "" if it has none.
+func (s *Store) groupNameOf(vol string) string {
+	if g := s.groupOfVolume(vol); g != nil {
+		return g.Name
+	}
+	return ""
+}
+
 func (s *Store) putGroup(g *groupRec) error {
 	return s.update(func(tx *bolt.Tx) error { return putJSON(tx.Bucket(bucketGroups), []byte(g.Name), g) })
 }

@@ -214,7 +214,11 @@ func writeLayer(l *layer, p []byte, off int64) error {
 			return err
 		}
 	}
-	if _, err := l.f.WriteAt(p[aLo-off:aHi-off], aLo); err != nil {
+	f, err := l.writable()
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(p[aLo-off:aHi-off], aLo); err != nil {
 		return err
 	}
 	l.markPresent(uint64(aLo/bs), uint64(aHi/bs))
@@ -226,11 +230,15 @@ func writeLayer(l *layer, p []byte, off int64) error {
 
 func writePartial(l *layer, data []byte, at int64) error {
 	blk := at / bs
+	f, err := l.writable()
+	if err != nil {
+		return err
+	}
 	l.mu.RLock()
 	has := l.present.Test(uint64(blk))
 	l.mu.RUnlock()
 	if has {
-		_, err := l.f.WriteAt(data, at)
+		_, err := f.WriteAt(data, at)
 		return err
 	}
 	bp := blockPool.Get().(*[]byte)
@@ -240,7 +248,7 @@ func writePartial(l *layer, data []byte, at int64) error {
 		return err
 	}
 	copy(buf[at-blk*bs:], data)
-	if _, err := l.f.WriteAt(buf, blk*bs); err != nil {
+	if _, err := f.WriteAt(buf, blk*bs); err != nil {
 		return err
 	}
 	l.markPresent(uint64(blk), uint64(blk+1))
@@ -292,8 +300,8 @@ func (s *Store) flushLayer(l *layer) error {
 	for _, cs := range sets {
 		dirty = dirty || len(cs.chunks) > 0
 	}
-	if l.unsynced.Swap(false) || dirty {
-		if err := fdatasync(l.f); err != nil {
+	if f := l.data(); f != nil && (l.unsynced.Swap(false) || dirty) {
+		if err := fdatasync(f); err != nil {
 			l.unsynced.Store(true)
 			l.remarkDirty(sets)
 			return err
@@ -405,8 +413,10 @@ func zeroLayer(l *layer, off, end int64) error {
 			return err
 		}
 	}
-	if err := punchHole(l.f, aLo, aHi-aLo); err != nil {
-		return err
+	if f := l.data(); f != nil { // else nothing is stored to punch
+		if err := punchHole(f, aLo, aHi-aLo); err != nil {
+			return err
+		}
 	}
 	lo, hi := uint64(aLo/bs), uint64(aHi/bs)
 	below := resolve(l.parent, lo, hi, nil)

@@ -20,9 +20,17 @@ const bs = 4096 // array.BlockSize, repeated to keep the hot path free of conver
 type layer struct {
 	id     uint64
 	file   string
-	f      *os.File
 	parent *layer
 	frozen bool
+
+	// fd is the open layer file. A new volume's layer has none until its
+	// first write (writable): creating a file costs more than the rest of
+	// a create, and a volume never written needs none. A layer with data
+	// always has one.
+	fd      atomic.Pointer[os.File]
+	path    string         // of the file, for writable
+	created *atomic.Uint64 // the store's count of files created, for gen
+	fmu     sync.Mutex     // serialises writable's creation
 
 	// children and snapshot are guarded by Store.mu.
 	children map[*layer]struct{}
@@ -41,7 +49,38 @@ type layer struct {
 
 	// gen orders the layer files this process created (0: found at Open);
 	// see Store.durableEntry.
-	gen uint64
+	gen atomic.Uint64
+}
+
+// data returns l's file, nil if nothing was ever written to l.
+func (l *layer) data() *os.File { return l.fd.Load() }
+
+// writable returns l's file, creating it for the first write. The new
+// file's directory entry is made durable by durableEntry before any
+// bitmap naming its blocks is committed.
+func (l *layer) writable() (*os.File, error) {
+	if f := l.fd.Load(); f != nil {
+		return f, nil
+	}
+	l.fmu.Lock()
+	defer l.fmu.Unlock()
+	if f := l.fd.Load(); f != nil {
+		return f, nil
+	}
+	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_RDWR, fileMode)
+	if err != nil {
+		return nil, err
+	}
+	l.gen.Store(l.created.Add(1))
+	l.fd.Store(f)
+	return f, nil
+}
+
+// closeFile closes l's file if it has one.
+func (l *layer) closeFile() {
+	if f := l.fd.Load(); f != nil {
+		f.Close()
+	}
 }
 
 // piece is a resolved part of a block range: data in l, or zeros when l is nil.
@@ -130,7 +169,11 @@ func readViewWith(top *layer, p []byte, off int64, read func(*os.File, []byte, i
 			clear(dst)
 			continue
 		}
-		if err := read(pc.l.f, dst, s); err != nil {
+		f := pc.l.data()
+		if f == nil {
+			return fmt.Errorf("layer %d holds blocks but has no file", pc.l.id)
+		}
+		if err := read(f, dst, s); err != nil {
 			if err == ErrWouldBlock {
 				return err
 			}

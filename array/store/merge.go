@@ -110,15 +110,18 @@ func (s *Store) merge(ctx context.Context, p, c *layer) error {
 
 // mergeIntoChild copies p's blocks that c lacks into c's file.
 func (s *Store) mergeIntoChild(p, c *layer, blocks, zeros *bitmap.Bitmap) error {
-	var err error
+	pf, cf, err := mergeFiles(p, c)
+	if err != nil {
+		return err
+	}
 	blocks.Runs(0, ^uint64(0), func(lo, hi uint64) bool {
-		err = copyRange(c.f, p.f, int64(lo)*bs, int64(hi-lo)*bs)
+		err = copyRange(cf, pf, int64(lo)*bs, int64(hi-lo)*bs)
 		return err == nil
 	})
 	if err != nil {
 		return fmt.Errorf("merging layer %d into %d: %w", p.id, c.id, err)
 	}
-	if err := fdatasync(c.f); err != nil {
+	if err := fdatasync(cf); err != nil {
 		return err
 	}
 	if c.frozen {
@@ -130,7 +133,7 @@ func (s *Store) mergeIntoChild(p, c *layer, blocks, zeros *bitmap.Bitmap) error 
 	present.Or(blocks)
 	zero.Or(zeros)
 	c.mu.Unlock()
-	return s.finishMerge(p, c, c.file, c.f, present, zero)
+	return s.finishMerge(p, c, c.file, cf, present, zero)
 }
 
 // mergeIntoParent copies c's blocks over p's file, which then becomes c's.
@@ -138,21 +141,24 @@ func (s *Store) mergeIntoParent(p, c *layer) error {
 	c.mu.RLock()
 	cp, cz := c.present.Clone(), c.zero.Clone()
 	c.mu.RUnlock()
-	var err error
+	pf, cf, err := mergeFiles(p, c)
+	if err != nil {
+		return err
+	}
 	cp.Runs(0, ^uint64(0), func(lo, hi uint64) bool {
-		err = copyRange(p.f, c.f, int64(lo)*bs, int64(hi-lo)*bs)
+		err = copyRange(pf, cf, int64(lo)*bs, int64(hi-lo)*bs)
 		return err == nil
 	})
 	if err == nil {
 		cz.Runs(0, ^uint64(0), func(lo, hi uint64) bool {
-			err = punchHole(p.f, int64(lo)*bs, int64(hi-lo)*bs)
+			err = punchHole(pf, int64(lo)*bs, int64(hi-lo)*bs)
 			return err == nil
 		})
 	}
 	if err != nil {
 		return fmt.Errorf("merging layer %d into %d: %w", c.id, p.id, err)
 	}
-	if err := fdatasync(p.f); err != nil {
+	if err := fdatasync(pf); err != nil {
 		return err
 	}
 	if c.frozen {
@@ -166,8 +172,8 @@ func (s *Store) mergeIntoParent(p, c *layer) error {
 	present.Or(cp)
 	zero.AndNot(cp)
 	zero.Or(cz)
-	oldFile, oldF := c.file, c.f
-	if err := s.finishMerge(p, c, p.file, p.f, present, zero); err != nil {
+	oldFile, oldF := c.file, cf
+	if err := s.finishMerge(p, c, p.file, pf, present, zero); err != nil {
 		return err
 	}
 	oldF.Close()
@@ -175,6 +181,18 @@ func (s *Store) mergeIntoParent(p, c *layer) error {
 		s.opts.Logger.Warn("removing merged layer file", "file", oldFile, "err", err)
 	}
 	return nil
+}
+
+// mergeFiles gives both layers of a merge a file (a layer never written
+// has none yet), so the merge can move either file into c.
+func mergeFiles(p, c *layer) (pf, cf *os.File, err error) {
+	if pf, err = p.writable(); err != nil {
+		return nil, nil, err
+	}
+	if cf, err = c.writable(); err != nil {
+		return nil, nil, err
+	}
+	return pf, cf, nil
 }
 
 // finishMerge commits c with its new file and bitmaps in place of p and c.
@@ -206,8 +224,9 @@ func (s *Store) finishMerge(p, c *layer, file string, f *os.File, present, zero 
 	c.mu.Lock()
 	c.present, c.zero = present, zero
 	c.mu.Unlock()
-	keepParentFile := f == p.f
-	c.file, c.f = file, f
+	keepParentFile := f == p.data()
+	c.file, c.path = file, filepath.Join(s.dir, "layers", file)
+	c.fd.Store(f)
 	c.parent = p.parent
 	if p.parent != nil {
 		delete(p.parent.children, p)

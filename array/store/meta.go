@@ -75,6 +75,20 @@ func u64key(v uint64) []byte {
 
 func snapKey(volume, name string) []byte { return []byte(volume + "\x00" + name) }
 
+// putNextLayer records that layer ids up to id are taken. Commits are
+// batched without s.mu (commit.go), so a later commit may carry a lower
+// id than one before it: the record only ever grows.
+func putNextLayer(tx *bolt.Tx, id uint64) error {
+	b := tx.Bucket(bucketMeta)
+	var cur uint64
+	if v := b.Get(keyNextLayer); v != nil {
+		if err := json.Unmarshal(v, &cur); err != nil {
+			return fmt.Errorf("meta %s: %w", keyNextLayer, err)
+		}
+	}
+	return putJSON(b, keyNextLayer, max(cur, id))
+}
+
 func putJSON(b *bolt.Bucket, key []byte, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {

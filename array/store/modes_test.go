@@ -26,6 +26,10 @@ func TestDataDirModes(t *testing.T) {
 	if _, err := s.CreateVolume(ctx, array.VolumeSpec{Name: "v", Pool: "p", SizeBytes: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
+	// A layer's file appears with its first write.
+	if err := s.WriteVolume(ctx, "v", 0, make([]byte, 4096), false); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.PutRecord(ctx, "links", "peer", []byte(`{"token":"s3cret"}`)); err != nil {
 		t.Fatal(err)
 	}

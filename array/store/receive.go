@@ -270,7 +270,11 @@ func (r *Receiver) Write(p []byte, off int64) error {
 	if err := r.checkBlocks(off, int64(len(p))); err != nil {
 		return err
 	}
-	if _, err := r.l.f.WriteAt(p, off); err != nil {
+	f, err := r.l.writable()
+	if err != nil {
+		return r.s.space(err)
+	}
+	if _, err := f.WriteAt(p, off); err != nil {
 		return r.s.space(err)
 	}
 	r.l.markPresent(uint64(off/bs), uint64((off+int64(len(p)))/bs))
@@ -285,8 +289,10 @@ func (r *Receiver) Zero(off, length int64) error {
 	if err := r.checkBlocks(off, length); err != nil {
 		return err
 	}
-	if err := punchHole(r.l.f, off, length); err != nil {
-		return err
+	if f := r.l.data(); f != nil { // else nothing is stored to punch
+		if err := punchHole(f, off, length); err != nil {
+			return err
+		}
 	}
 	lo, hi := uint64(off/bs), uint64((off+length)/bs)
 	r.l.mu.Lock()
@@ -339,7 +345,9 @@ func (r *Receiver) Checkpoint(ctx context.Context, cursor int64) error {
 func (r *Receiver) syncStaging() ([]chunkSet, error) {
 	sets := r.l.takeDirty()
 	r.l.unsynced.Store(false)
-	if err := fdatasync(r.l.f); err != nil {
+	if f := r.l.data(); f == nil {
+		// Nothing was written: nothing to sync.
+	} else if err := fdatasync(f); err != nil {
 		r.l.remarkDirty(sets)
 		r.l.unsynced.Store(true)
 		return nil, r.s.space(err)

@@ -137,8 +137,10 @@ func (s *Store) CreateSnapshots(ctx context.Context, reqs []SnapshotRequest) ([]
 		if !v.live.unsynced.Swap(false) && len(sets[i]) == 0 {
 			continue
 		}
-		if err := fdatasync(v.live.f); err != nil {
-			return fail(err)
+		if f := v.live.data(); f != nil {
+			if err := fdatasync(f); err != nil {
+				return fail(err)
+			}
 		}
 		if err := s.durableEntry(v.live); err != nil {
 			return fail(err)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/bitmap"
 	"github.com/volrep/volrep/errdefs"
 )
 
@@ -86,6 +87,12 @@ type Store struct {
 	// io is held shared by every read and write and exclusively while a
 	// volume's chain changes, which makes snapshots a write barrier.
 	io sync.RWMutex
+
+	// gc batches the metadata commits of creates and deletes (commit.go).
+	gc groupCommit
+	// settling holds the names of volumes whose create or delete is being
+	// committed without s.mu; the channel closes when it is settled.
+	settling map[string]chan struct{}
 }
 
 type volume struct {
@@ -157,7 +164,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		pools: map[string]*poolRec{}, vols: map[string]*volume{}, layers: map[uint64]*layer{},
 		exports: map[string]*export{}, groups: map[string]*groupRec{},
 		hosts: map[string]*host{}, initiators: map[string]*host{},
-		receiving: map[string]*Receiver{}}
+		receiving: map[string]*Receiver{}, settling: map[string]chan struct{}{}}
 	if err := s.load(); err != nil {
 		s.closeFiles()
 		return nil, err
@@ -297,27 +304,40 @@ func (s *Store) load() error {
 }
 
 func (s *Store) openLayer(tx *bolt.Tx, r layerRec) (*layer, error) {
-	f, err := os.OpenFile(filepath.Join(s.dir, "layers", r.File), os.O_CREATE|os.O_RDWR, fileMode)
-	if err != nil {
-		return nil, err
-	}
 	present, zero, err := loadBitmaps(tx, r.ID)
 	if err != nil {
-		f.Close()
 		return nil, err
 	}
-	return &layer{id: r.ID, file: r.File, f: f, frozen: r.Frozen, present: present, zero: zero,
-		children: map[*layer]struct{}{}}, nil
+	l := s.layerOf(r, present, zero)
+	flags := os.O_RDWR
+	if !present.Empty() {
+		flags |= os.O_CREATE // a layer with blocks has a file
+	}
+	f, err := os.OpenFile(l.path, flags, fileMode)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return l, nil // a layer never written has no file yet (layer.writable)
+	case err != nil:
+		return nil, err
+	}
+	l.fd.Store(f)
+	return l, nil
+}
+
+// layerOf is the in-memory layer of record r, without its file.
+func (s *Store) layerOf(r layerRec, present, zero *bitmap.Bitmap) *layer {
+	return &layer{id: r.ID, file: r.File, path: filepath.Join(s.dir, "layers", r.File), created: &s.created,
+		frozen: r.Frozen, present: present, zero: zero, children: map[*layer]struct{}{}}
 }
 
 // newLayer creates an empty layer file and its record inside tx. The caller
 // links it into the in-memory graph after the transaction commits.
 func (s *Store) newLayer(tx *bolt.Tx, parent *layer) (*layer, error) {
 	s.next++
-	if err := putJSON(tx.Bucket(bucketMeta), keyNextLayer, s.next); err != nil {
+	if err := putNextLayer(tx, s.next); err != nil {
 		return nil, err
 	}
-	r := layerRec{ID: s.next, File: fmt.Sprintf("%016x-%s.dat", s.next, uuid.NewString()[:8])}
+	r := layerRec{ID: s.next, File: layerFile(s.next)}
 	if parent != nil {
 		r.Parent = parent.id
 	}
@@ -329,11 +349,14 @@ func (s *Store) newLayer(tx *bolt.Tx, parent *layer) (*layer, error) {
 		return nil, err
 	}
 	l.parent = parent
-	// The file exists now; durableEntry makes its directory entry durable
-	// before any bitmap names it. An empty layer needs no entry: a lost
-	// one is created again, empty, at the next Open.
-	l.gen = s.created.Add(1)
+	// The file is created by the layer's first write (layer.writable).
 	return l, nil
+}
+
+// layerFile names the file of layer id: unique even if an id were
+// reused after a crash.
+func layerFile(id uint64) string {
+	return fmt.Sprintf("%016x-%s.dat", id, uuid.NewString()[:8])
 }
 
 // durableEntry makes l's directory entry durable, which must happen
@@ -341,12 +364,12 @@ func (s *Store) newLayer(tx *bolt.Tx, parent *layer) (*layer, error) {
 // fsync covers every layer created before it, so creating volumes costs
 // no directory fsync and a burst of first flushes shares one.
 func (s *Store) durableEntry(l *layer) error {
-	if l.gen <= s.entries.Load() {
+	if l.gen.Load() <= s.entries.Load() {
 		return nil
 	}
 	s.entryMu.Lock()
 	defer s.entryMu.Unlock()
-	if l.gen <= s.entries.Load() {
+	if l.gen.Load() <= s.entries.Load() {
 		return nil
 	}
 	upTo := s.created.Load()
@@ -358,7 +381,7 @@ func (s *Store) durableEntry(l *layer) error {
 }
 
 func (s *Store) dropLayerFile(l *layer) {
-	l.f.Close()
+	l.closeFile()
 	if err := os.Remove(filepath.Join(s.dir, "layers", l.file)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.opts.Logger.Warn("removing layer file", "layer", l.id, "err", err)
 	}
@@ -425,7 +448,7 @@ func (s *Store) Close() error {
 
 func (s *Store) closeFiles() error {
 	for _, l := range s.layers {
-		l.f.Close()
+		l.closeFile()
 	}
 	err := s.db.Close()
 	s.lock.Close()

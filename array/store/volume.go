@@ -9,6 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/bitmap"
 	"github.com/volrep/volrep/errdefs"
 )
 
@@ -33,24 +34,76 @@ func (s *Store) CreateVolume(ctx context.Context, spec array.VolumeSpec) (array.
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.check(ctx); err != nil {
-		return array.Volume{}, err
-	}
-	if v, ok := s.vols[spec.Name]; ok {
-		if v.rec.Pool == spec.Pool && v.rec.Size == spec.SizeBytes && v.rec.Source == "" {
-			return s.volumeOf(v), nil
+	for {
+		if err := s.check(ctx); err != nil {
+			return array.Volume{}, err
 		}
-		return array.Volume{}, errdefs.AlreadyExists("volume %q already exists in pool %q with %d bytes; pick another name or delete it", spec.Name, v.rec.Pool, v.rec.Size)
+		if v, ok := s.vols[spec.Name]; ok {
+			if v.rec.Pool == spec.Pool && v.rec.Size == spec.SizeBytes && v.rec.Source == "" {
+				return s.volumeOf(v), nil
+			}
+			return array.Volume{}, errdefs.AlreadyExists("volume %q already exists in pool %q with %d bytes; pick another name or delete it", spec.Name, v.rec.Pool, v.rec.Size)
+		}
+		settled, busy := s.settling[spec.Name]
+		if !busy {
+			break
+		}
+		if err := s.awaitLocked(ctx, spec.Name, settled); err != nil {
+			return array.Volume{}, err
+		}
 	}
 	if _, ok := s.pools[spec.Pool]; !ok {
 		return array.Volume{}, s.noPool(spec.Pool)
 	}
-	rec := volRec{Name: spec.Name, Pool: spec.Pool, Size: spec.SizeBytes, Created: s.opts.Now().UTC(), Labels: spec.Labels}
-	v, err := s.addVolume(rec, nil)
+	rec := volRec{Name: spec.Name, Pool: spec.Pool, Size: spec.SizeBytes, Created: s.opts.Now().UTC(), Labels: spec.Labels, Serial: newSerial()}
+	// The commit runs without s.mu, batched with other creates and
+	// deletes (commit.go); the name stays reserved meanwhile.
+	s.next++
+	id := s.next
+	settled := make(chan struct{})
+	s.settling[spec.Name] = settled
+	s.mu.Unlock()
+	// The layer's file is created by its first write (layer.writable).
+	l := s.layerOf(layerRec{ID: id, File: layerFile(id)}, bitmap.New(), bitmap.New())
+	rec.Live = l.id
+	err := s.commit(func(tx *bolt.Tx) error {
+		if err := putNextLayer(tx, l.id); err != nil {
+			return err
+		}
+		if err := putJSON(tx.Bucket(bucketLayers), u64key(l.id), layerRec{ID: l.id, File: l.file}); err != nil {
+			return err
+		}
+		return putJSON(tx.Bucket(bucketVolumes), []byte(rec.Name), rec)
+	})
+	s.mu.Lock()
+	delete(s.settling, spec.Name)
+	close(settled)
 	if err != nil {
 		return array.Volume{}, err
 	}
+	if s.closed.Load() {
+		// Committed, so durable; the store closed meanwhile.
+		return array.Volume{Name: rec.Name, Pool: rec.Pool, SizeBytes: rec.Size, Created: rec.Created, Labels: maps.Clone(rec.Labels), WWN: array.WWN(rec.Serial)}, nil
+	}
+	l.volume = true
+	s.layers[l.id] = l
+	v := &volume{rec: rec, live: l, snaps: map[string]*snapshot{}}
+	s.vols[rec.Name] = v
 	return s.volumeOf(v), nil
+}
+
+// awaitLocked waits, with s.mu released, until the create or delete of
+// name being committed has settled. s.mu is held again when it returns;
+// the caller looks again.
+func (s *Store) awaitLocked(ctx context.Context, name string, settled <-chan struct{}) error {
+	s.mu.Unlock()
+	defer s.mu.Lock()
+	select {
+	case <-settled:
+		return nil
+	case <-ctx.Done():
+		return errdefs.Unavailable("volume %q is being created or deleted: %v", name, ctx.Err())
+	}
 }
 
 // addVolume persists a volume with a new writable layer on top of parent.
@@ -89,7 +142,7 @@ func (s *Store) volumeOf(v *volume) array.Volume {
 		Name: v.rec.Name, Pool: v.rec.Pool, SizeBytes: v.rec.Size, Created: v.rec.Created,
 		Source: v.rec.Source, UsedBytes: v.live.usedBytes(), SnapshotCount: int64(len(v.snaps)),
 		Labels: maps.Clone(v.rec.Labels), ReadOnly: v.rec.ReadOnly, WWN: array.WWN(v.rec.Serial),
-		QoS: v.rec.QoS.qos(),
+		QoS: v.rec.QoS.qos(), Group: s.groupNameOf(v.rec.Name),
 	}
 }
 
@@ -180,12 +233,24 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 	if _, err := s.revokeLocked(func(e *exportRec) bool { return e.Volume == name }); err != nil {
 		return err
 	}
-	if err := s.update(func(tx *bolt.Tx) error {
+	// The commit runs without s.mu, batched with other creates and
+	// deletes (commit.go); meanwhile the volume is out of the namespace
+	// and its name reserved.
+	delete(s.vols, name)
+	settled := make(chan struct{})
+	s.settling[name] = settled
+	s.mu.Unlock()
+	err = s.commit(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketVolumes).Delete([]byte(name)); err != nil {
 			return err
 		}
 		return deleteLayerRec(tx, v.live.id)
-	}); err != nil {
+	})
+	s.mu.Lock()
+	delete(s.settling, name)
+	close(settled)
+	if err != nil {
+		s.vols[name] = v
 		return err
 	}
 	s.io.Lock()
@@ -194,10 +259,12 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 		s.releaseLocked(v, h) // held writes now find the volume deleted
 	}
 	s.io.Unlock()
-	delete(s.vols, name)
 	l := v.live
 	delete(s.layers, l.id)
 	s.dropLayerFile(l)
+	if s.closed.Load() {
+		return nil // deleted; what it shared is collected at the next Open
+	}
 	if p := l.parent; p != nil {
 		delete(p.children, l)
 		return s.collectLayer(ctx, p)
