@@ -60,6 +60,9 @@ type Volume struct {
 	WWN string
 	// QoS is the limit the array puts on the volume's attachments.
 	QoS QoS
+	// Group is the consistency group (protection group, pod) the volume
+	// is a member of, if any.
+	Group string
 }
 
 // QoS caps the I/O that a volume's attachments (every NBD export and

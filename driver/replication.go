@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
+
 	"time"
 
 	"github.com/volrep/volrep/array"
@@ -147,27 +147,36 @@ func (b *Backend) replicationOf(ctx context.Context, name string) (string, error
 // that replicates it: the protection group, the pod, or a replicating
 // Cinder group's own protection group.
 func (b *Backend) protectionOf(ctx context.Context, name string) (kind, group string, err error) {
-	for _, kg := range []struct{ kind, group string }{{extraspecs.Async, b.cfg.PGName}, {extraspecs.Sync, b.cfg.PodName}} {
-		g, err := b.activeArray().GetGroup(ctx, kg.group)
-		if errdefs.IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return "", "", err
-		}
-		if slices.Contains(g.Members, name) {
-			return kg.kind, kg.group, nil
-		}
+	v, err := b.activeArray().GetVolume(ctx, name)
+	if errdefs.IsNotFound(err) {
+		return extraspecs.None, "", nil
 	}
-	groups, err := b.activeArray().ListGroups(ctx)
 	if err != nil {
 		return "", "", err
 	}
-	for _, g := range groups {
-		// A Cinder group holds members on the array only while it replicates.
-		if g.Labels[labelBackend] == b.cfg.Section && replicatedGroup(g) && slices.Contains(g.Members, name) {
-			return extraspecs.Async, g.Name, nil
-		}
+	return b.protectionIn(ctx, v.Group)
+}
+
+// protectionIn is how a member of array group g is replicated.
+func (b *Backend) protectionIn(ctx context.Context, g string) (kind, group string, err error) {
+	switch g {
+	case "":
+		return extraspecs.None, "", nil
+	case b.cfg.PGName:
+		return extraspecs.Async, g, nil
+	case b.cfg.PodName:
+		return extraspecs.Sync, g, nil
+	}
+	cg, err := b.activeArray().GetGroup(ctx, g)
+	if errdefs.IsNotFound(err) {
+		return extraspecs.None, "", nil
+	}
+	if err != nil {
+		return "", "", err
+	}
+	// A Cinder group holds members on the array only while it replicates.
+	if cg.Labels[labelBackend] == b.cfg.Section && replicatedGroup(cg) {
+		return extraspecs.Async, cg.Name, nil
 	}
 	return extraspecs.None, "", nil
 }

@@ -201,12 +201,22 @@ func (b *Backend) DeleteVolume(ctx context.Context, id string) error {
 // the snapshots replication took of it, which are the array's, not the
 // user's: only Cinder's own snapshots should keep a volume from going.
 func (b *Backend) dropReplicationSnapshots(ctx context.Context, a array.Array, name string) error {
-	kind, err := b.replicationOf(ctx, name)
+	v, err := a.GetVolume(ctx, name)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	kind, _, err := b.protectionIn(ctx, v.Group)
 	if err != nil {
 		return err
 	}
 	if err := b.unreplicate(ctx, name, kind); err != nil && !errdefs.IsNotFound(err) {
 		return err
+	}
+	if kind == extraspecs.None && v.SnapshotCount == 0 {
+		return nil // nothing replication could have taken
 	}
 	snaps, err := a.ListSnapshots(ctx, name)
 	if errdefs.IsNotFound(err) {

@@ -65,10 +65,17 @@ func testRename(t *testing.T, a array.Array) {
 	// Things that reach a volume by name keep it from being renamed.
 	mustT[array.Group](t)(a.CreateGroup(ctx, "g", "p1", nil))
 	mustT[array.Group](t)(a.AddMembers(ctx, "g", []string{"clone"}))
+	// A member names its group (the driver reads a volume's protection
+	// from it).
+	if v := mVol(t)(a.GetVolume(ctx, "clone")); v.Group != "g" {
+		t.Fatalf("GetVolume of a member of group g: group %q", v.Group)
+	}
 	_, err = a.RenameVolume(ctx, "clone", "c2", nil)
 	wantKind(t, err, errdefs.KindFailedPrecondition, "renaming a group member")
 	mustT[array.Group](t)(a.RemoveMembers(ctx, "g", []string{"clone"}))
-	mVol(t)(a.RenameVolume(ctx, "clone", "c2", nil))
+	if v := mVol(t)(a.RenameVolume(ctx, "clone", "c2", nil)); v.Group != "" {
+		t.Fatalf("a volume out of every group reports group %q", v.Group)
+	}
 
 	e, err := a.CreateExport(ctx, array.ExportSpec{Volume: "new", Snapshot: "s2", AttachmentID: "h"})
 	ok(t, err)

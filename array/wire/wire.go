@@ -31,7 +31,7 @@ func PoolFromPB(p *arrayv1.Pool) array.Pool {
 
 func VolumeToPB(v array.Volume) *arrayv1.Volume {
 	return &arrayv1.Volume{Name: v.Name, Pool: v.Pool, SizeBytes: v.SizeBytes, Created: timestamppb.New(v.Created),
-		Source: v.Source, UsedBytes: v.UsedBytes, SnapshotCount: v.SnapshotCount, Labels: v.Labels, ReadOnly: v.ReadOnly, Wwn: v.WWN,
+		Source: v.Source, UsedBytes: v.UsedBytes, SnapshotCount: v.SnapshotCount, Labels: v.Labels, ReadOnly: v.ReadOnly, Wwn: v.WWN, Group: v.Group,
 		Qos: QoSToPB(v.QoS)}
 }
 
@@ -51,7 +51,7 @@ func QoSFromPB(q *arrayv1.QoS) array.QoS {
 
 func VolumeFromPB(v *arrayv1.Volume) array.Volume {
 	return array.Volume{Name: v.GetName(), Pool: v.GetPool(), SizeBytes: v.GetSizeBytes(), Created: v.GetCreated().AsTime(),
-		Source: v.GetSource(), UsedBytes: v.GetUsedBytes(), SnapshotCount: v.GetSnapshotCount(), Labels: v.GetLabels(), ReadOnly: v.GetReadOnly(), WWN: v.GetWwn(),
+		Source: v.GetSource(), UsedBytes: v.GetUsedBytes(), SnapshotCount: v.GetSnapshotCount(), Labels: v.GetLabels(), ReadOnly: v.GetReadOnly(), WWN: v.GetWwn(), Group: v.GetGroup(),
 		QoS: QoSFromPB(v.GetQos())}
 }
 

@@ -41,7 +41,10 @@ type Volume struct {
 	// given at creation and kept by its replicas, so the same after failover.
 	Wwn string `protobuf:"bytes,10,opt,name=wwn,proto3" json:"wwn,omitempty"`
 	// The limit on the volume's attachments; unset or empty is unlimited.
-	Qos           *QoS `protobuf:"bytes,11,opt,name=qos,proto3" json:"qos,omitempty"`
+	Qos *QoS `protobuf:"bytes,11,opt,name=qos,proto3" json:"qos,omitempty"`
+	// The consistency group (protection group, pod) the volume is a member
+	// of; empty if none.
+	Group         string `protobuf:"bytes,12,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -151,6 +154,13 @@ func (x *Volume) GetQos() *QoS {
 		return x.Qos
 	}
 	return nil
+}
+
+func (x *Volume) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
 }
 
 // QoS caps a volume's I/O per second over all its attachments. A zero
@@ -2789,7 +2799,7 @@ var File_volrep_array_v1_volume_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\n" +
-	"$volrep/array/v1/volume_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x03\n" +
+	"$volrep/array/v1/volume_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x03\n" +
 	"\x06Volume\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04pool\x18\x02 \x01(\tR\x04pool\x12\x1d\n" +
@@ -2804,7 +2814,8 @@ const file_volrep_array_v1_volume_service_proto_rawDesc = "" +
 	"\tread_only\x18\t \x01(\bR\breadOnly\x12\x10\n" +
 	"\x03wwn\x18\n" +
 	" \x01(\tR\x03wwn\x12&\n" +
-	"\x03qos\x18\v \x01(\v2\x14.volrep.array.v1.QoSR\x03qos\x1a9\n" +
+	"\x03qos\x18\v \x01(\v2\x14.volrep.array.v1.QoSR\x03qos\x12\x14\n" +
+	"\x05group\x18\f \x01(\tR\x05group\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xeb\x01\n" +

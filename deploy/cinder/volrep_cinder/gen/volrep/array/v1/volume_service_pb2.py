@@ -20,7 +20,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/volume_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n$volrep/array/v1/volume_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x02\n\x06Volume\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x16\n\x0esnapshot_count\x18\x07 \x01(\x03\x12\x33\n\x06labels\x18\x08 \x03(\x0b\x32#.volrep.array.v1.Volume.LabelsEntry\x12\x11\n\tread_only\x18\t \x01(\x08\x12\x0b\n\x03wwn\x18\n \x01(\t\x12!\n\x03qos\x18\x0b \x01(\x0b\x32\x14.volrep.array.v1.QoS\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x96\x01\n\x03QoS\x12\x12\n\ntotal_iops\x18\x01 \x01(\x03\x12\x11\n\tread_iops\x18\x02 \x01(\x03\x12\x12\n\nwrite_iops\x18\x03 \x01(\x03\x12\x1b\n\x13total_bytes_per_sec\x18\x04 \x01(\x03\x12\x1a\n\x12read_bytes_per_sec\x18\x05 \x01(\x03\x12\x1b\n\x13write_bytes_per_sec\x18\x06 \x01(\x03\"\xf1\x01\n\x08Snapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04guid\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x35\n\x06labels\x18\x07 \x03(\x0b\x32%.volrep.array.v1.Snapshot.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\x06\x45xtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\x12\x0c\n\x04zero\x18\x03 \x01(\x08\"\xb6\x01\n\x13\x43reateVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12@\n\x06labels\x18\x04 \x03(\x0b\x32\x30.volrep.array.v1.CreateVolumeRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x14\x43reateVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\" \n\x10GetVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x11GetVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"I\n\x12ListVolumesRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x13ListVolumesResponse\x12(\n\x07volumes\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x13\x44\x65leteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"7\n\x13\x45xtendVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"?\n\x14\x45xtendVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"M\n\x12WriteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0b\n\x03\x66ua\x18\x04 \x01(\x08\"\x15\n\x13WriteVolumeResponse\"A\n\x11ReadVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\"\"\n\x12ReadVolumeResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\"\n\x12\x46lushVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x46lushVolumeResponse\"\xb6\x01\n\x15\x43reateSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x42\n\x06labels\x18\x03 \x03(\x0b\x32\x32.volrep.array.v1.CreateSnapshotRequest.LabelsEntry\x12\x0c\n\x04guid\x18\x04 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x16\x43reateSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"2\n\x12GetSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"B\n\x13GetSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"M\n\x14ListSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x15ListSnapshotsResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x15\x44\x65leteSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"S\n\x13ReadSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"$\n\x14ReadSnapshotResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xda\x01\n\x14\x43loneSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x41\n\x06labels\x18\x06 \x03(\x0b\x32\x31.volrep.array.v1.CloneSnapshotRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x15\x43loneSnapshotResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"F\n\x14\x44iffSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04\x62\x61se\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"A\n\x15\x44iffSnapshotsResponse\x12(\n\x07\x65xtents\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"[\n\x17\x43hecksumSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"*\n\x18\x43hecksumSnapshotResponse\x12\x0e\n\x06\x63rc32c\x18\x01 \x03(\x07\";\n\x18SetVolumeReadOnlyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tread_only\x18\x02 \x01(\x08\"D\n\x19SetVolumeReadOnlyResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\xaf\x01\n\x18\x43reateSnapshotSetRequest\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x45\n\x06labels\x18\x03 \x03(\x0b\x32\x35.volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x19\x43reateSnapshotSetResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot\"7\n\x13RevertVolumeRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"?\n\x14RevertVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\xba\x01\n\x13RenameVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08new_name\x18\x02 \x01(\t\x12@\n\x06labels\x18\x03 \x03(\x0b\x32\x30.volrep.array.v1.RenameVolumeRequest.LabelsEntry\x12\x12\n\nset_labels\x18\x04 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x14RenameVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\xce\x01\n\x15RenameSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08new_name\x18\x03 \x01(\t\x12\x42\n\x06labels\x18\x04 \x03(\x0b\x32\x32.volrep.array.v1.RenameSnapshotRequest.LabelsEntry\x12\x12\n\nset_labels\x18\x05 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x16RenameSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"F\n\x13SetVolumeQoSRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x03qos\x18\x02 \x01(\x0b\x32\x14.volrep.array.v1.QoS\"?\n\x14SetVolumeQoSResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"9\n\x17HoldVolumeWritesRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08lease_ms\x18\x02 \x01(\x03\"J\n\x18HoldVolumeWritesResponse\x12.\n\nheld_since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xa2\x11\n\rVolumeService\x12[\n\x0c\x43reateVolume\x12$.volrep.array.v1.CreateVolumeRequest\x1a%.volrep.array.v1.CreateVolumeResponse\x12R\n\tGetVolume\x12!.volrep.array.v1.GetVolumeRequest\x1a\".volrep.array.v1.GetVolumeResponse\x12X\n\x0bListVolumes\x12#.volrep.array.v1.ListVolumesRequest\x1a$.volrep.array.v1.ListVolumesResponse\x12[\n\x0c\x44\x65leteVolume\x12$.volrep.array.v1.DeleteVolumeRequest\x1a%.volrep.array.v1.DeleteVolumeResponse\x12[\n\x0c\x45xtendVolume\x12$.volrep.array.v1.ExtendVolumeRequest\x1a%.volrep.array.v1.ExtendVolumeResponse\x12X\n\x0bWriteVolume\x12#.volrep.array.v1.WriteVolumeRequest\x1a$.volrep.array.v1.WriteVolumeResponse\x12U\n\nReadVolume\x12\".volrep.array.v1.ReadVolumeRequest\x1a#.volrep.array.v1.ReadVolumeResponse\x12X\n\x0b\x46lushVolume\x12#.volrep.array.v1.FlushVolumeRequest\x1a$.volrep.array.v1.FlushVolumeResponse\x12\x61\n\x0e\x43reateSnapshot\x12&.volrep.array.v1.CreateSnapshotRequest\x1a\'.volrep.array.v1.CreateSnapshotResponse\x12X\n\x0bGetSnapshot\x12#.volrep.array.v1.GetSnapshotRequest\x1a$.volrep.array.v1.GetSnapshotResponse\x12^\n\rListSnapshots\x12%.volrep.array.v1.ListSnapshotsRequest\x1a&.volrep.array.v1.ListSnapshotsResponse\x12\x61\n\x0e\x44\x65leteSnapshot\x12&.volrep.array.v1.DeleteSnapshotRequest\x1a\'.volrep.array.v1.DeleteSnapshotResponse\x12[\n\x0cReadSnapshot\x12$.volrep.array.v1.ReadSnapshotRequest\x1a%.volrep.array.v1.ReadSnapshotResponse\x12^\n\rCloneSnapshot\x12%.volrep.array.v1.CloneSnapshotRequest\x1a&.volrep.array.v1.CloneSnapshotResponse\x12`\n\rDiffSnapshots\x12%.volrep.array.v1.DiffSnapshotsRequest\x1a&.volrep.array.v1.DiffSnapshotsResponse0\x01\x12g\n\x10\x43hecksumSnapshot\x12(.volrep.array.v1.ChecksumSnapshotRequest\x1a).volrep.array.v1.ChecksumSnapshotResponse\x12j\n\x11SetVolumeReadOnly\x12).volrep.array.v1.SetVolumeReadOnlyRequest\x1a*.volrep.array.v1.SetVolumeReadOnlyResponse\x12j\n\x11\x43reateSnapshotSet\x12).volrep.array.v1.CreateSnapshotSetRequest\x1a*.volrep.array.v1.CreateSnapshotSetResponse\x12[\n\x0cRevertVolume\x12$.volrep.array.v1.RevertVolumeRequest\x1a%.volrep.array.v1.RevertVolumeResponse\x12[\n\x0cRenameVolume\x12$.volrep.array.v1.RenameVolumeRequest\x1a%.volrep.array.v1.RenameVolumeResponse\x12\x61\n\x0eRenameSnapshot\x12&.volrep.array.v1.RenameSnapshotRequest\x1a\'.volrep.array.v1.RenameSnapshotResponse\x12[\n\x0cSetVolumeQoS\x12$.volrep.array.v1.SetVolumeQoSRequest\x1a%.volrep.array.v1.SetVolumeQoSResponse\x12g\n\x10HoldVolumeWrites\x12(.volrep.array.v1.HoldVolumeWritesRequest\x1a).volrep.array.v1.HoldVolumeWritesResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n$volrep/array/v1/volume_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x02\n\x06Volume\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x16\n\x0esnapshot_count\x18\x07 \x01(\x03\x12\x33\n\x06labels\x18\x08 \x03(\x0b\x32#.volrep.array.v1.Volume.LabelsEntry\x12\x11\n\tread_only\x18\t \x01(\x08\x12\x0b\n\x03wwn\x18\n \x01(\t\x12!\n\x03qos\x18\x0b \x01(\x0b\x32\x14.volrep.array.v1.QoS\x12\r\n\x05group\x18\x0c \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x96\x01\n\x03QoS\x12\x12\n\ntotal_iops\x18\x01 \x01(\x03\x12\x11\n\tread_iops\x18\x02 \x01(\x03\x12\x12\n\nwrite_iops\x18\x03 \x01(\x03\x12\x1b\n\x13total_bytes_per_sec\x18\x04 \x01(\x03\x12\x1a\n\x12read_bytes_per_sec\x18\x05 \x01(\x03\x12\x1b\n\x13write_bytes_per_sec\x18\x06 \x01(\x03\"\xf1\x01\n\x08Snapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04guid\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x35\n\x06labels\x18\x07 \x03(\x0b\x32%.volrep.array.v1.Snapshot.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\x06\x45xtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\x12\x0c\n\x04zero\x18\x03 \x01(\x08\"\xb6\x01\n\x13\x43reateVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12@\n\x06labels\x18\x04 \x03(\x0b\x32\x30.volrep.array.v1.CreateVolumeRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x14\x43reateVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\" \n\x10GetVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x11GetVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"I\n\x12ListVolumesRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x13ListVolumesResponse\x12(\n\x07volumes\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x13\x44\x65leteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"7\n\x13\x45xtendVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"?\n\x14\x45xtendVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"M\n\x12WriteVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0b\n\x03\x66ua\x18\x04 \x01(\x08\"\x15\n\x13WriteVolumeResponse\"A\n\x11ReadVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\"\"\n\x12ReadVolumeResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\"\n\x12\x46lushVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x46lushVolumeResponse\"\xb6\x01\n\x15\x43reateSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x42\n\x06labels\x18\x03 \x03(\x0b\x32\x32.volrep.array.v1.CreateSnapshotRequest.LabelsEntry\x12\x0c\n\x04guid\x18\x04 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x16\x43reateSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"2\n\x12GetSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"B\n\x13GetSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"M\n\x14ListSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x15ListSnapshotsResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x15\x44\x65leteSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"S\n\x13ReadSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"$\n\x14ReadSnapshotResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xda\x01\n\x14\x43loneSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x41\n\x06labels\x18\x06 \x03(\x0b\x32\x31.volrep.array.v1.CloneSnapshotRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x15\x43loneSnapshotResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"F\n\x14\x44iffSnapshotsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04\x62\x61se\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"A\n\x15\x44iffSnapshotsResponse\x12(\n\x07\x65xtents\x18\x01 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"[\n\x17\x43hecksumSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"*\n\x18\x43hecksumSnapshotResponse\x12\x0e\n\x06\x63rc32c\x18\x01 \x03(\x07\";\n\x18SetVolumeReadOnlyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tread_only\x18\x02 \x01(\x08\"D\n\x19SetVolumeReadOnlyResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\xaf\x01\n\x18\x43reateSnapshotSetRequest\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x45\n\x06labels\x18\x03 \x03(\x0b\x32\x35.volrep.array.v1.CreateSnapshotSetRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x19\x43reateSnapshotSetResponse\x12,\n\tsnapshots\x18\x01 \x03(\x0b\x32\x19.volrep.array.v1.Snapshot\"7\n\x13RevertVolumeRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"?\n\x14RevertVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\xba\x01\n\x13RenameVolumeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08new_name\x18\x02 \x01(\t\x12@\n\x06labels\x18\x03 \x03(\x0b\x32\x30.volrep.array.v1.RenameVolumeRequest.LabelsEntry\x12\x12\n\nset_labels\x18\x04 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x14RenameVolumeResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"\xce\x01\n\x15RenameSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08new_name\x18\x03 \x01(\t\x12\x42\n\x06labels\x18\x04 \x03(\x0b\x32\x32.volrep.array.v1.RenameSnapshotRequest.LabelsEntry\x12\x12\n\nset_labels\x18\x05 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x16RenameSnapshotResponse\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\"F\n\x13SetVolumeQoSRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x03qos\x18\x02 \x01(\x0b\x32\x14.volrep.array.v1.QoS\"?\n\x14SetVolumeQoSResponse\x12\'\n\x06volume\x18\x01 \x01(\x0b\x32\x17.volrep.array.v1.Volume\"9\n\x17HoldVolumeWritesRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08lease_ms\x18\x02 \x01(\x03\"J\n\x18HoldVolumeWritesResponse\x12.\n\nheld_since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xa2\x11\n\rVolumeService\x12[\n\x0c\x43reateVolume\x12$.volrep.array.v1.CreateVolumeRequest\x1a%.volrep.array.v1.CreateVolumeResponse\x12R\n\tGetVolume\x12!.volrep.array.v1.GetVolumeRequest\x1a\".volrep.array.v1.GetVolumeResponse\x12X\n\x0bListVolumes\x12#.volrep.array.v1.ListVolumesRequest\x1a$.volrep.array.v1.ListVolumesResponse\x12[\n\x0c\x44\x65leteVolume\x12$.volrep.array.v1.DeleteVolumeRequest\x1a%.volrep.array.v1.DeleteVolumeResponse\x12[\n\x0c\x45xtendVolume\x12$.volrep.array.v1.ExtendVolumeRequest\x1a%.volrep.array.v1.ExtendVolumeResponse\x12X\n\x0bWriteVolume\x12#.volrep.array.v1.WriteVolumeRequest\x1a$.volrep.array.v1.WriteVolumeResponse\x12U\n\nReadVolume\x12\".volrep.array.v1.ReadVolumeRequest\x1a#.volrep.array.v1.ReadVolumeResponse\x12X\n\x0b\x46lushVolume\x12#.volrep.array.v1.FlushVolumeRequest\x1a$.volrep.array.v1.FlushVolumeResponse\x12\x61\n\x0e\x43reateSnapshot\x12&.volrep.array.v1.CreateSnapshotRequest\x1a\'.volrep.array.v1.CreateSnapshotResponse\x12X\n\x0bGetSnapshot\x12#.volrep.array.v1.GetSnapshotRequest\x1a$.volrep.array.v1.GetSnapshotResponse\x12^\n\rListSnapshots\x12%.volrep.array.v1.ListSnapshotsRequest\x1a&.volrep.array.v1.ListSnapshotsResponse\x12\x61\n\x0e\x44\x65leteSnapshot\x12&.volrep.array.v1.DeleteSnapshotRequest\x1a\'.volrep.array.v1.DeleteSnapshotResponse\x12[\n\x0cReadSnapshot\x12$.volrep.array.v1.ReadSnapshotRequest\x1a%.volrep.array.v1.ReadSnapshotResponse\x12^\n\rCloneSnapshot\x12%.volrep.array.v1.CloneSnapshotRequest\x1a&.volrep.array.v1.CloneSnapshotResponse\x12`\n\rDiffSnapshots\x12%.volrep.array.v1.DiffSnapshotsRequest\x1a&.volrep.array.v1.DiffSnapshotsResponse0\x01\x12g\n\x10\x43hecksumSnapshot\x12(.volrep.array.v1.ChecksumSnapshotRequest\x1a).volrep.array.v1.ChecksumSnapshotResponse\x12j\n\x11SetVolumeReadOnly\x12).volrep.array.v1.SetVolumeReadOnlyRequest\x1a*.volrep.array.v1.SetVolumeReadOnlyResponse\x12j\n\x11\x43reateSnapshotSet\x12).volrep.array.v1.CreateSnapshotSetRequest\x1a*.volrep.array.v1.CreateSnapshotSetResponse\x12[\n\x0cRevertVolume\x12$.volrep.array.v1.RevertVolumeRequest\x1a%.volrep.array.v1.RevertVolumeResponse\x12[\n\x0cRenameVolume\x12$.volrep.array.v1.RenameVolumeRequest\x1a%.volrep.array.v1.RenameVolumeResponse\x12\x61\n\x0eRenameSnapshot\x12&.volrep.array.v1.RenameSnapshotRequest\x1a\'.volrep.array.v1.RenameSnapshotResponse\x12[\n\x0cSetVolumeQoS\x12$.volrep.array.v1.SetVolumeQoSRequest\x1a%.volrep.array.v1.SetVolumeQoSResponse\x12g\n\x10HoldVolumeWrites\x12(.volrep.array.v1.HoldVolumeWritesRequest\x1a).volrep.array.v1.HoldVolumeWritesResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -60,8 +60,8 @@ _VOLUME_LABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=374,
-  serialized_end=419,
+  serialized_start=389,
+  serialized_end=434,
 )
 
 _VOLUME = _descriptor.Descriptor(
@@ -148,6 +148,13 @@ _VOLUME = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='group', full_name='volrep.array.v1.Volume.group', index=11,
+      number=12, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -161,7 +168,7 @@ _VOLUME = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=91,
-  serialized_end=419,
+  serialized_end=434,
 )
 
 
@@ -226,8 +233,8 @@ _QOS = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=422,
-  serialized_end=572,
+  serialized_start=437,
+  serialized_end=587,
 )
 
 
@@ -264,8 +271,8 @@ _SNAPSHOT_LABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=374,
-  serialized_end=419,
+  serialized_start=389,
+  serialized_end=434,
 )
 
 _SNAPSHOT = _descriptor.Descriptor(
@@ -336,8 +343,8 @@ _SNAPSHOT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=575,
-  serialized_end=816,
+  serialized_start=590,
+  serialized_end=831,
 )
 
 
@@ -381,8 +388,8 @@ _EXTENT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=818,
-  serialized_end=872,
+  serialized_start=833,
+  serialized_end=887,
 )
 
 
@@ -419,8 +426,8 @@ _CREATEVOLUMEREQUEST_LABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=374,
-  serialized_end=419,
+  serialized_start=389,
+  serialized_end=434,
 )
 
 _CREATEVOLUMEREQUEST = _descriptor.Descriptor(
@@ -470,8 +477,8 @@ _CREATEVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=875,
-  serialized_end=1057,
+  serialized_start=890,
+  serialized_end=1072,
 )
 
 
@@ -501,8 +508,8 @@ _CREATEVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1059,
-  serialized_end=1122,
+  serialized_start=1074,
+  serialized_end=1137,
 )
 
 
@@ -532,8 +539,8 @@ _GETVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1124,
-  serialized_end=1156,
+  serialized_start=1139,
+  serialized_end=1171,
 )
 
 
@@ -563,8 +570,8 @@ _GETVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1158,
-  serialized_end=1218,
+  serialized_start=1173,
+  serialized_end=1233,
 )
 
 
@@ -608,8 +615,8 @@ _LISTVOLUMESREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1220,
-  serialized_end=1293,
+  serialized_start=1235,
+  serialized_end=1308,
 )
 
 
@@ -646,8 +653,8 @@ _LISTVOLUMESRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1295,
-  serialized_end=1383,
+  serialized_start=1310,
+  serialized_end=1398,
 )
 
 
@@ -677,8 +684,8 @@ _DELETEVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1385,
-  serialized_end=1420,
+  serialized_start=1400,
+  serialized_end=1435,
 )
 
 
@@ -701,8 +708,8 @@ _DELETEVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1422,
-  serialized_end=1444,
+  serialized_start=1437,
+  serialized_end=1459,
 )
 
 
@@ -739,8 +746,8 @@ _EXTENDVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1446,
-  serialized_end=1501,
+  serialized_start=1461,
+  serialized_end=1516,
 )
 
 
@@ -770,8 +777,8 @@ _EXTENDVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1503,
-  serialized_end=1566,
+  serialized_start=1518,
+  serialized_end=1581,
 )
 
 
@@ -822,8 +829,8 @@ _WRITEVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1568,
-  serialized_end=1645,
+  serialized_start=1583,
+  serialized_end=1660,
 )
 
 
@@ -846,8 +853,8 @@ _WRITEVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1647,
-  serialized_end=1668,
+  serialized_start=1662,
+  serialized_end=1683,
 )
 
 
@@ -891,8 +898,8 @@ _READVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1670,
-  serialized_end=1735,
+  serialized_start=1685,
+  serialized_end=1750,
 )
 
 
@@ -922,8 +929,8 @@ _READVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1737,
-  serialized_end=1771,
+  serialized_start=1752,
+  serialized_end=1786,
 )
 
 
@@ -953,8 +960,8 @@ _FLUSHVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1773,
-  serialized_end=1807,
+  serialized_start=1788,
+  serialized_end=1822,
 )
 
 
@@ -977,8 +984,8 @@ _FLUSHVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1809,
-  serialized_end=1830,
+  serialized_start=1824,
+  serialized_end=1845,
 )
 
 
@@ -1015,8 +1022,8 @@ _CREATESNAPSHOTREQUEST_LABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=374,
-  serialized_end=419,
+  serialized_start=389,
+  serialized_end=434,
 )
 
 _CREATESNAPSHOTREQUEST = _descriptor.Descriptor(
@@ -1066,8 +1073,8 @@ _CREATESNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1833,
-  serialized_end=2015,
+  serialized_start=1848,
+  serialized_end=2030,
 )
 
 
@@ -1097,8 +1104,8 @@ _CREATESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2017,
-  serialized_end=2086,
+  serialized_start=2032,
+  serialized_end=2101,
 )
 
 
@@ -1135,8 +1142,8 @@ _GETSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2088,
-  serialized_end=2138,
+  serialized_start=2103,
+  serialized_end=2153,
 )
 
 
@@ -1166,8 +1173,8 @@ _GETSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2140,
-  serialized_end=2206,
+  serialized_start=2155,
+  serialized_end=2221,
 )
 
 
@@ -1211,8 +1218,8 @@ _LISTSNAPSHOTSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2208,
-  serialized_end=2285,
+  serialized_start=2223,
+  serialized_end=2300,
 )
 
 
@@ -1249,8 +1256,8 @@ _LISTSNAPSHOTSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2287,
-  serialized_end=2381,
+  serialized_start=2302,
+  serialized_end=2396,
 )
 
 
@@ -1287,8 +1294,8 @@ _DELETESNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2383,
-  serialized_end=2436,
+  serialized_start=2398,
+  serialized_end=2451,
 )
 
 
@@ -1311,8 +1318,8 @@ _DELETESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2438,
-  serialized_end=2462,
+  serialized_start=2453,
+  serialized_end=2477,
 )
 
 
@@ -1363,8 +1370,8 @@ _READSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2464,
-  serialized_end=2547,
+  serialized_start=2479,
+  serialized_end=2562,
 )
 
 
@@ -1394,8 +1401,8 @@ _READSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2549,
-  serialized_end=2585,
+  serialized_start=2564,
+  serialized_end=2600,
 )
 
 
@@ -1432,8 +1439,8 @@ _CLONESNAPSHOTREQUEST_LABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=374,
-  serialized_end=419,
+  serialized_start=389,
+  serialized_end=434,
 )
 
 _CLONESNAPSHOTREQUEST = _descriptor.Descriptor(
@@ -1497,8 +1504,8 @@ _CLONESNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2588,
-  serialized_end=2806,
+  serialized_start=2603,
+  serialized_end=2821,
 )
 
 
@@ -1528,8 +1535,8 @@ _CLONESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2808,
-  serialized_end=2872,
+  serialized_start=2823,
+  serialized_end=2887,
 )
 
 
@@ -1573,8 +1580,8 @@ _DIFFSNAPSHOTSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2874,
-  serialized_end=2944,
+  serialized_start=2889,
+  serialized_end=2959,
 )
 
 
@@ -1604,8 +1611,8 @@ _DIFFSNAPSHOTSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2946,
-  serialized_end=3011,
+  serialized_start=2961,
+  serialized_end=3026,
 )
 
 
@@ -1656,8 +1663,8 @@ _CHECKSUMSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3013,
-  serialized_end=3104,
+  serialized_start=3028,
+  serialized_end=3119,
 )
 
 
@@ -1687,8 +1694,8 @@ _CHECKSUMSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3106,
-  serialized_end=3148,
+  serialized_start=3121,
+  serialized_end=3163,
 )
 
 
@@ -1725,8 +1732,8 @@ _SETVOLUMEREADONLYREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3150,
-  serialized_end=3209,
+  serialized_start=3165,
+  serialized_end=3224,
 )
 
 
@@ -1756,8 +1763,8 @@ _SETVOLUMEREADONLYRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3211,
-  serialized_end=3279,
+  serialized_start=3226,
+  serialized_end=3294,
 )
 
 
@@ -1794,8 +1801,8 @@ _CREATESNAPSHOTSETREQUEST_LABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=374,
-  serialized_end=419,
+  serialized_start=389,
+  serialized_end=434,
 )
 
 _CREATESNAPSHOTSETREQUEST = _descriptor.Descriptor(
@@ -1838,8 +1845,8 @@ _CREATESNAPSHOTSETREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3282,
-  serialized_end=3457,
+  serialized_start=3297,
+  serialized_end=3472,
 )
 
 
@@ -1869,8 +1876,8 @@ _CREATESNAPSHOTSETRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3459,
-  serialized_end=3532,
+  serialized_start=3474,
+  serialized_end=3547,
 )
 
 
@@ -1907,8 +1914,8 @@ _REVERTVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3534,
-  serialized_end=3589,
+  serialized_start=3549,
+  serialized_end=3604,
 )
 
 
@@ -1938,8 +1945,8 @@ _REVERTVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3591,
-  serialized_end=3654,
+  serialized_start=3606,
+  serialized_end=3669,
 )
 
 
@@ -1976,8 +1983,8 @@ _RENAMEVOLUMEREQUEST_LABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=374,
-  serialized_end=419,
+  serialized_start=389,
+  serialized_end=434,
 )
 
 _RENAMEVOLUMEREQUEST = _descriptor.Descriptor(
@@ -2027,8 +2034,8 @@ _RENAMEVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3657,
-  serialized_end=3843,
+  serialized_start=3672,
+  serialized_end=3858,
 )
 
 
@@ -2058,8 +2065,8 @@ _RENAMEVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3845,
-  serialized_end=3908,
+  serialized_start=3860,
+  serialized_end=3923,
 )
 
 
@@ -2096,8 +2103,8 @@ _RENAMESNAPSHOTREQUEST_LABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=374,
-  serialized_end=419,
+  serialized_start=389,
+  serialized_end=434,
 )
 
 _RENAMESNAPSHOTREQUEST = _descriptor.Descriptor(
@@ -2154,8 +2161,8 @@ _RENAMESNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3911,
-  serialized_end=4117,
+  serialized_start=3926,
+  serialized_end=4132,
 )
 
 
@@ -2185,8 +2192,8 @@ _RENAMESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4119,
-  serialized_end=4188,
+  serialized_start=4134,
+  serialized_end=4203,
 )
 
 
@@ -2223,8 +2230,8 @@ _SETVOLUMEQOSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4190,
-  serialized_end=4260,
+  serialized_start=4205,
+  serialized_end=4275,
 )
 
 
@@ -2254,8 +2261,8 @@ _SETVOLUMEQOSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4262,
-  serialized_end=4325,
+  serialized_start=4277,
+  serialized_end=4340,
 )
 
 
@@ -2292,8 +2299,8 @@ _HOLDVOLUMEWRITESREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4327,
-  serialized_end=4384,
+  serialized_start=4342,
+  serialized_end=4399,
 )
 
 
@@ -2323,8 +2330,8 @@ _HOLDVOLUMEWRITESRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4386,
-  serialized_end=4460,
+  serialized_start=4401,
+  serialized_end=4475,
 )
 
 _VOLUME_LABELSENTRY.containing_type = _VOLUME
@@ -2855,8 +2862,8 @@ _VOLUMESERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=4463,
-  serialized_end=6673,
+  serialized_start=4478,
+  serialized_end=6688,
   methods=[
   _descriptor.MethodDescriptor(
     name='CreateVolume',
