@@ -110,7 +110,8 @@ func (b *Backend) linkTarget(ctx context.Context, rd config.ReplicationDevice) e
 
 func (b *Backend) convergePod(ctx context.Context, r array.Replication, id string) error {
 	spec := array.ReplicaSpec{Name: b.podReplica(id), Kind: array.KindGroup, Local: b.cfg.PodName, Link: id,
-		Mode: array.ModeCreateTarget, RemotePool: b.cfg.Pool, Type: array.TypeSync, SyncTimeout: b.cfg.SyncTimeout}
+		Mode: array.ModeCreateTarget, RemotePool: b.cfg.Pool, Type: array.TypeSync, SyncTimeout: b.cfg.SyncTimeout,
+		PodMediator: b.cfg.PodMediator}
 	_, err := r.ReplicateEntity(ctx, spec)
 	if errdefs.IsAlreadyExists(err) {
 		// The pod exists with other settings (say, another timeout); it
