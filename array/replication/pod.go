@@ -582,6 +582,9 @@ func (e *Engine) startPod(ctx context.Context, r *replica) (*pod, error) {
 	go func() {
 		defer e.wg.Done()
 		defer close(p.done)
+		// The claim lives as long as the pod's goroutine, which ends with
+		// the pod or with the engine.
+		defer p.closeMediator(context.WithoutCancel(pctx))
 		p.run(pctx)
 	}()
 	p.wake()
@@ -683,7 +686,6 @@ func (p *pod) stop(ctx context.Context) {
 	for _, m := range members {
 		_ = p.e.s.SetMirror(ctx, m.local, nil)
 	}
-	p.closeMediator(ctx)
 }
 
 // closeMediator gives the pod's key up and ends the mediator's goroutines.
