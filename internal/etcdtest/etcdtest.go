@@ -6,7 +6,9 @@ package etcdtest
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -34,15 +36,25 @@ type Server struct {
 func Start(t testing.TB, clientAddr, peerAddr string) *Server {
 	t.Helper()
 	s := &Server{t: t, bin: testenv.Tool(t, "etcd"), dir: t.TempDir(), client: clientAddr, peer: peerAddr}
-	if s.client == "" {
-		s.client = freeAddr(t)
-	}
-	if s.peer == "" {
-		s.peer = freeAddr(t)
-	}
-	s.Restart()
 	t.Cleanup(s.Stop)
-	return s
+	pick := clientAddr == "" || peerAddr == ""
+	for try := 1; ; try++ {
+		if clientAddr == "" {
+			s.client = freeAddr(t)
+		}
+		if peerAddr == "" {
+			s.peer = freeAddr(t)
+		}
+		err := s.start()
+		if err == nil {
+			return s
+		}
+		// A port picked here may be taken before etcd binds it: pick again.
+		if !pick || try == 5 {
+			t.Fatal(err)
+		}
+		_ = os.RemoveAll(s.dir + "/data")
+	}
 }
 
 // Endpoint is the client address, host:port.
@@ -52,10 +64,16 @@ func (s *Server) Endpoint() string { return s.client }
 // before survive, as they do when a real etcd restarts.
 func (s *Server) Restart() {
 	s.t.Helper()
+	if err := s.start(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd != nil {
-		return
+		return nil
 	}
 	cu, pu := "http://"+s.client, "http://"+s.peer
 	cmd := exec.Command(s.bin, "--name", "m", "--data-dir", s.dir+"/data",
@@ -64,7 +82,7 @@ func (s *Server) Restart() {
 		"--initial-cluster", "m="+pu, "--heartbeat-interval", "100", "--election-timeout", "1000",
 		"--logger", "zap", "--log-outputs", s.dir+"/etcd.log")
 	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("starting etcd: %v", err)
+		return fmt.Errorf("starting etcd: %w", err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
@@ -72,13 +90,18 @@ func (s *Server) Restart() {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if err := s.health(); err == nil {
-			return
+			return nil
 		} else if time.Now().After(deadline) {
-			s.t.Fatalf("etcd at %s did not become healthy: %v (log in %s/etcd.log)", s.client, err, s.dir)
+			_ = cmd.Process.Kill()
+			<-exited
+			s.cmd = nil
+			return fmt.Errorf("etcd at %s did not become healthy: %v", s.client, err)
 		}
 		select {
 		case <-exited:
-			s.t.Fatalf("etcd exited at start; log in %s/etcd.log", s.dir)
+			s.cmd = nil
+			log, _ := os.ReadFile(s.dir + "/etcd.log")
+			return fmt.Errorf("etcd exited at start: %s", tail(log, 1500))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -117,12 +140,34 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// freeAddr picks a free loopback port below the kernel's ephemeral range,
+// so that no listener on port 0 (the peer arrays of the same test) can be
+// handed it between the pick and etcd's bind.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port for etcd: %v", err)
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				low = n
+			}
+		}
 	}
-	defer l.Close()
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+	for range 100 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(10000+rand.IntN(low-10000)))
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			l.Close()
+			return addr
+		}
+	}
+	t.Fatal("found no free port for etcd below the ephemeral range")
+	return ""
 }
