@@ -8,6 +8,7 @@ package arrayapi
 import (
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/volrep/volrep/array"
@@ -460,7 +461,7 @@ func podMediator(eps []string) error {
 		}
 		host, port, err := net.SplitHostPort(ep)
 		n, perr := strconv.Atoi(port)
-		if err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+		if err != nil || host == "" || strings.ContainsAny(host, "/@ ") || perr != nil || n < 1 || n > 65535 {
 			return errdefs.InvalidArgument("pod_mediator", "pod_mediator endpoint %s is not host:port (an etcd client address, e.g. 10.0.0.30:2379)", v.Quote(ep))
 		}
 	}
