@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 // and the pod's mediator (a real etcd) in the test's namespace, reached by
 // array A over its own link (10.78.0.1). It cuts A from B only, then from
 // the mediator too, with nftables:
+//   - cut from the mediator only, nothing changes;
 //   - cut from B only, A holds the pod's key at the mediator and keeps
 //     taking writes;
 //   - cut from both, A's pod writes fail (an NBD error reply) within the sync timeout
@@ -101,6 +103,27 @@ volrep_pod_mediator = etcd://%s
 			t.Fatal(err)
 		}
 	}
+	// Cut A from the mediator only (etcd's port on A's host link, so the
+	// test still reaches A's APIs): nothing changes, writes stay mirrored.
+	cutMediator := fmt.Sprintf("add table inet med; add chain inet med out { type filter hook output priority 0; }; add rule inet med out ip daddr 10.78.0.1 tcp dport %s drop; add chain inet med in { type filter hook input priority 0; }; add rule inet med in ip saddr 10.78.0.1 tcp sport %s drop", clientPort, clientPort)
+	nft(nsA, cutMediator)
+	waitInfo("the mediator reported unreachable", 10*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
+		return ti.GetMediatorState() == array.MediatorUnreachable
+	})
+	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x06 6M 1M", "-c", "flush", uri)
+	if ti := podInfo(); ti.GetPrimaryPodState() != array.PodOnline || ti.GetTargetPodState() != array.PeerOnline {
+		t.Fatalf("with only the mediator cut the pod is %s / %s", ti.GetPrimaryPodState(), ti.GetTargetPodState())
+	}
+	peerCopy := make([]byte, 4096)
+	if err := b.Array("b").ReadVolume(ctx, "volume-mv-cinder", 6<<20, peerCopy); err != nil || peerCopy[0] != 0x06 {
+		t.Fatalf("a write with only the mediator cut is not on the peer: %v %x", err, peerCopy[0])
+	}
+	nft(nsA, "delete table inet med")
+	waitInfo("holding the key again", 20*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
+		return ti.GetMediatorHeld() && ti.GetMediatorState() == array.MediatorHealthy
+	})
+	t.Logf("cut from the mediator only: writes stayed mirrored, the pod stayed online")
+
 	// Cut A ↔ B both ways (the mediator stays reachable).
 	cutPeer := "add table inet drill; add chain inet drill out { type filter hook output priority 0; }; add rule inet drill out ip daddr 10.77.0.0/24 drop; add chain inet drill in { type filter hook input priority 0; }; add rule inet drill in ip saddr 10.77.0.0/24 drop"
 	for _, ns := range []string{nsA, nsB} {
@@ -114,9 +137,7 @@ volrep_pod_mediator = etcd://%s
 	})
 	t.Logf("replication info: primary %s, target %s, mediator %s, held %v", ti.GetPrimaryPodState(), ti.GetTargetPodState(), ti.GetMediatorState(), ti.GetMediatorHeld())
 
-	// Cut A from the mediator too: only etcd's port on A's host link, so
-	// the test still reaches A's APIs.
-	cutMediator := fmt.Sprintf("add table inet med; add chain inet med out { type filter hook output priority 0; }; add rule inet med out ip daddr 10.78.0.1 tcp dport %s drop; add chain inet med in { type filter hook input priority 0; }; add rule inet med in ip saddr 10.78.0.1 tcp sport %s drop", clientPort, clientPort)
+	// Cut A from the mediator too.
 	nft(nsA, cutMediator)
 	cut := time.Now()
 	var stopped time.Duration
@@ -142,6 +163,12 @@ volrep_pod_mediator = etcd://%s
 	})
 	if ti.GetMediatorState() != array.MediatorUnreachable || ti.GetMediatorHeld() || ti.GetStatus() != driverv1.ReplicationHealth_REPLICATION_HEALTH_ERROR {
 		t.Fatalf("stopped pod's info: %v", ti)
+	}
+	if out, code := volrep(t, a, "replication", "info", "mv"); code != 0 ||
+		!regexp.MustCompile(`pure2-sync\s+stopped_by_mediator\s+offline\s+unreachable\s+false`).MatchString(out) {
+		t.Fatalf("volrep replication info while stopped (exit %d):\n%s", code, out)
+	} else {
+		t.Logf("volrep replication info while stopped:\n%s", out)
 	}
 	r, err := repl.GetReplica(ctx, pod)
 	if err != nil {
@@ -183,15 +210,15 @@ volrep_pod_mediator = etcd://%s
 		return ti.GetPrimaryPodState() == array.PodOnline && ti.GetMediatorHeld()
 	})
 	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x05 5M 4k", "-c", "flush", uri)
-	want := make([]byte, 6<<20)
+	want := make([]byte, 7<<20)
 	if err := a.Array("a").ReadVolume(ctx, "volume-mv-cinder", 0, want); err != nil {
 		t.Fatal(err)
 	}
-	have := make([]byte, 6<<20)
+	have := make([]byte, 7<<20)
 	if err := b.Array("b").ReadVolume(ctx, "volume-mv-cinder", 0, have); err != nil || !bytes.Equal(have, want) {
 		t.Fatalf("after healing the two copies differ (%v)", err)
 	}
-	if want[2<<20] != 0x02 || want[5<<20] != 0x05 || want[4<<20] != 0 {
-		t.Fatalf("content after healing: %x %x %x", want[2<<20], want[5<<20], want[4<<20])
+	if want[2<<20] != 0x02 || want[5<<20] != 0x05 || want[4<<20] != 0 || want[6<<20] != 0x06 {
+		t.Fatalf("content after healing: %x %x %x %x", want[2<<20], want[5<<20], want[4<<20], want[6<<20])
 	}
 }
