@@ -142,10 +142,12 @@ func (p *pod) noteState() {
 // Admit refuses a client's change while the mediator has stopped the pod,
 // before it is applied here (store.Admitter).
 func (m *podMember) Admit() error {
+	// No wake: the pod's loop retries the peer on its own backoff, and
+	// the claim wakes it when the mediator is back; refused writes must
+	// not make it spin.
 	if m.p.claim == nil || !m.p.stopped() {
 		return nil
 	}
-	m.p.wake()
 	return m.p.errStopped()
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/mediator"
 	"github.com/volrep/volrep/array/replication"
 	"github.com/volrep/volrep/clock"
 	"github.com/volrep/volrep/errdefs"
@@ -250,4 +251,48 @@ func TestPodMediatorDrill(t *testing.T) {
 		}
 	}
 	etcd.Restart()
+}
+
+// TestPodMediatorFromArrayDefault: a pod whose spec names no mediator uses
+// the array's (Options.PodMediator, the [array:NAME] section's key), and
+// gives its key up when the pod is deleted.
+func TestPodMediatorFromArrayDefault(t *testing.T) {
+	etcd := etcdtest.Start(t, "", "")
+	src := newSource(t, clock.NewFake(t0), func(o *replication.Options) {
+		o.PodMediator, o.MediatorTTL = []string{etcd.Endpoint()}, mediatorTTL
+	})
+	tg := newTarget(t)
+	ctx := t.Context()
+	if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: "v1", Pool: "cinder", SizeBytes: 4 * mib}); err != nil {
+		t.Fatal(err)
+	}
+	protect(t, src, tg, "pod", array.ReplicaSpec{Kind: array.KindVolume, Local: "v1", Type: array.TypeSync, SyncTimeout: time.Second})
+	r := replicaUntil(t, src, 10*time.Second, "the pod holds the array's mediator's key", func(r array.Replica) bool { return r.MediatorHeld })
+	if len(r.PodMediator) != 0 || r.MediatorState != array.MediatorHealthy {
+		t.Fatalf("spec mediator %v, state %s", r.PodMediator, r.MediatorState)
+	}
+	// The async replicas have no mediator to name.
+	if _, err := src.eng.ReplicateEntity(ctx, array.ReplicaSpec{Name: "a", Kind: array.KindVolume, Local: "v1", Link: "site-b", RemotePool: "replicas",
+		RemoteEntity: "v1-async", Type: array.TypeAsync, PodMediator: []string{etcd.Endpoint()}}); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("an async replica with a mediator: %v, want InvalidArgument", err)
+	}
+	if err := src.eng.DeleteReplica(ctx, "pod", false); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := mediator.New([]string{etcd.Endpoint()}, mediator.Options{TTL: mediatorTTL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h, err := cli.Holder(ctx, "pod")
+		if err == nil && h == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deleted pod's key is still held by %q (%v)", h, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
