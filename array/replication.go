@@ -68,6 +68,14 @@ const (
 	PeerOnline    = "online"
 	PeerOffline   = "offline"
 	PeerResyncing = "resyncing"
+
+	PodOnline            = "online"
+	PodResyncing         = "resyncing"
+	PodDegraded          = "degraded"
+	PodStoppedByMediator = "stopped_by_mediator"
+
+	MediatorHealthy     = "healthy"
+	MediatorUnreachable = "unreachable"
 )
 
 // Retention keeps every snapshot for AllFor, then PerDay snapshots a day
@@ -101,6 +109,9 @@ type ReplicaSpec struct {
 	// SyncTimeout is how long a SYNC replica's write may wait for the
 	// peer before the pod carries on without it.
 	SyncTimeout time.Duration
+	// PodMediator are the etcd endpoints (host:port) of a SYNC replica's
+	// mediator; none means the array's default (or no mediator).
+	PodMediator []string
 }
 
 // Replica is a replica and how it is doing.
@@ -126,6 +137,14 @@ type Replica struct {
 	// MirroredBytes counts client writes the peer acknowledged (SYNC),
 	// since the pod started in this process.
 	MirroredBytes int64
+	// SYNC replicas: this side's state (PodOnline, PodResyncing,
+	// PodDegraded, PodStoppedByMediator) and, with a mediator, its health
+	// (MediatorHealthy, MediatorUnreachable), why, and whether this side
+	// holds the pod's key.
+	PodState        string
+	MediatorState   string
+	MediatorMessage string
+	MediatorHeld    bool
 }
 
 // ReplicaUpdate changes a replica's schedule; zero fields stay as they are.

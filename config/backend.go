@@ -35,7 +35,7 @@ var backendKeys = []string{
 	"pure_replica_interval_default", "pure_replica_retention_short_term_default",
 	"pure_replica_retention_long_term_per_day_default", "pure_replica_retention_long_term_default",
 	"pure_replication_pg_name", "pure_replication_pod_name",
-	"volrep_sync_timeout", "volrep_preferred_array", "volrep_pool", "volrep_failover_wait", "volrep_protocol",
+	"volrep_sync_timeout", "volrep_preferred_array", mediatorKey, "volrep_pool", "volrep_failover_wait", "volrep_protocol",
 	"reserved_percentage", "max_over_subscription_ratio",
 }
 
@@ -232,6 +232,13 @@ func (p *parser) readBackend(name string, line int) Backend {
 				"volrep_preferred_array in [%s] is %q, which is neither \"primary\" nor the backend_id of a sync replication_device of [%s]%s",
 				v.section, v.text, name, orRemove(suggestion(v.text, ids)))
 		}
+	}
+	b.PodMediator = p.podMediator(to, layers...)
+	if v, ok := p.first(mediatorKey, layers...); ok && full && len(b.PodMediator) > 0 && len(b.SyncTargets()) == 0 {
+		// A setting that does nothing must not pass silently.
+		p.report(to, v.line, v.section, v.key,
+			"%s in [%s] has no effect: backend [%s] has no sync replication_device (type:sync), so it has no pod to mediate; add one or delete the line",
+			v.key, v.section, name)
 	}
 	return b
 }

@@ -60,8 +60,11 @@ type Array struct {
 	ISCSITargetIQN string
 	APIToken       Secret
 	Pools          []string // created at start
-	Line           int
-	Problems       Problems // non-empty means the array must not be started
+	// PodMediator are the etcd endpoints (host:port) this array's pods ask
+	// when the pod's own spec names none (volrep_pod_mediator).
+	PodMediator []string
+	Line        int
+	Problems    Problems // non-empty means the array must not be started
 }
 
 // Backend is one driver backend: a section named in enabled_backends, on top
@@ -84,6 +87,10 @@ type Backend struct {
 	Pool           string        // array pool new volumes go in
 	SyncTimeout    time.Duration // how long a sync peer may take before the pod carries on without it
 	PreferredArray string        // "primary" or the backend_id of a sync target
+	// PodMediator are the etcd endpoints (host:port) of the pod's mediator
+	// (volrep_pod_mediator); none means the pod carries on without its
+	// peer unasked, as before there was a mediator.
+	PodMediator []string
 	// FailoverWait is how long failover and failback wait for an array
 	// that does not answer yet (volrep_failover_wait, seconds).
 	FailoverWait time.Duration

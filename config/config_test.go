@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -366,5 +367,41 @@ func TestISCSISettingsAreRead(t *testing.T) {
 	}
 	if len(c.ISCSIListen) != 0 {
 		t.Errorf("array c serves iSCSI on %q without iscsi_listen", c.ISCSIListen)
+	}
+}
+
+func TestPodMediatorEndpoints(t *testing.T) {
+	cfg, err := Parse("t.conf", []byte(strings.Join([]string{
+		"[DEFAULT]",
+		"enabled_backends = b1, b2",
+		"[b1]",
+		"san_ip = 10.0.0.10",
+		"pure_api_token = tok-primary-0001",
+		"replication_device = backend_id:s1,san_ip:10.0.0.20,api_token:tok-s1-000001,type:sync",
+		"volrep_pod_mediator = etcd://10.0.0.30:2379, med-b ,[fd00::1]:12379",
+		"[b2]",
+		"san_ip = 10.0.0.10",
+		"pure_api_token = tok-primary-0001",
+		"[array:a]",
+		"data_dir = /tmp/a",
+		"listen = 127.0.0.1:7401",
+		"api_token = tok-array-0001",
+		"volrep_pod_mediator = etcd://127.0.0.1:2379",
+	}, "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Problems) > 0 {
+		t.Fatalf("problems: %v", cfg.Problems)
+	}
+	want := []string{"10.0.0.30:2379", "med-b:2379", "[fd00::1]:12379"}
+	if got := cfg.Backends[0].PodMediator; !slices.Equal(got, want) {
+		t.Errorf("b1's mediator %v, want %v", got, want)
+	}
+	if got := cfg.Backends[1].PodMediator; got != nil {
+		t.Errorf("b2 names no mediator but has %v", got)
+	}
+	if got := cfg.Arrays[0].PodMediator; !slices.Equal(got, []string{"127.0.0.1:2379"}) {
+		t.Errorf("the array's mediator %v", got)
 	}
 }

@@ -40,6 +40,7 @@ type ArrayView struct {
 	ISCSIListen       []string `json:"iscsi_listen"`
 	ISCSITargetIQN    string   `json:"iscsi_target_iqn"`
 	Pools             []string `json:"pools"`
+	PodMediator       []string `json:"volrep_pod_mediator,omitempty"` // etcd host:port endpoints
 	Problems          int      `json:"problems"`
 }
 
@@ -61,7 +62,8 @@ type BackendView struct {
 	Pool                     string                  `json:"volrep_pool"`
 	SyncTimeout              int64                   `json:"volrep_sync_timeout"` // milliseconds
 	PreferredArray           string                  `json:"volrep_preferred_array"`
-	FailoverWait             int64                   `json:"volrep_failover_wait"` // seconds
+	PodMediator              []string                `json:"volrep_pod_mediator,omitempty"` // etcd host:port endpoints
+	FailoverWait             int64                   `json:"volrep_failover_wait"`          // seconds
 	ReservedPercentage       int                     `json:"reserved_percentage"`
 	MaxOverSubscriptionRatio any                     `json:"max_over_subscription_ratio"` // "auto" or a number
 	CinderOptions            map[string]string       `json:"cinder_options,omitempty"`
@@ -101,14 +103,14 @@ func (c *Config) View() View {
 		v.Arrays = append(v.Arrays, ArrayView{Name: a.Name, Line: a.Line, DataDir: a.DataDir, Listen: a.Listen, APIToken: a.APIToken,
 			NBDListen: a.NBDListen, NBDMaxConnections: a.NBDMaxConnections, NBDIdleTimeout: int64(a.NBDIdleTimeout / time.Second),
 			ISCSIListen: append([]string{}, a.ISCSIListen...), ISCSITargetIQN: a.ISCSITargetIQN,
-			Pools: a.Pools, Problems: len(a.Problems)})
+			Pools: a.Pools, PodMediator: a.PodMediator, Problems: len(a.Problems)})
 	}
 	for _, b := range c.Backends {
 		bv := BackendView{Section: b.Section, Line: b.Line, VolumeBackendName: b.VolumeBackendName, VolumeDriver: b.VolumeDriver,
 			SanIP: b.SanIP, APIToken: b.APIToken, ReplicationDevices: []ReplicationDeviceView{},
 			ReplicaInterval: int64(b.ReplicaInterval / time.Second), RetentionShortTerm: int64(b.RetentionShortTerm / time.Second),
 			RetentionPerDay: b.RetentionPerDay, RetentionDays: b.RetentionDays, PGName: b.PGName, PodName: b.PodName, Pool: b.Pool,
-			SyncTimeout: int64(b.SyncTimeout / time.Millisecond), PreferredArray: b.PreferredArray,
+			SyncTimeout: int64(b.SyncTimeout / time.Millisecond), PreferredArray: b.PreferredArray, PodMediator: b.PodMediator,
 			FailoverWait: int64(b.FailoverWait / time.Second), ReservedPercentage: b.ReservedPercentage,
 			MaxOverSubscriptionRatio: b.MaxOverSubscriptionRatio, CinderOptions: b.CinderOptions, Problems: len(b.Problems)}
 		if b.MaxOverSubscriptionRatio == 0 {

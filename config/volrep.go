@@ -13,7 +13,7 @@ import (
 var (
 	daemonKeys = []string{"driver_listen", "driver_api_token", "metrics_listen", "log_format", "log_level", "state_dir"}
 	arrayKeys  = []string{"data_dir", "listen", "api_token", "nbd_listen", "nbd_max_connections", "nbd_idle_timeout",
-		"iscsi_listen", "iscsi_target_iqn", "pools"}
+		"iscsi_listen", "iscsi_target_iqn", "pools", mediatorKey}
 )
 
 func (p *parser) readDaemon() Daemon {
@@ -103,6 +103,7 @@ func (p *parser) readArrays() []Array {
 		if v, ok := p.first("pools", s); ok {
 			a.Pools = p.pools(to, v)
 		}
+		a.PodMediator = p.podMediator(to, s)
 		arrays = append(arrays, a)
 	}
 	return arrays

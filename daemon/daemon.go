@@ -279,10 +279,11 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 			return fail(fmt.Errorf("creating pool %q: %w", p, err))
 		}
 	}
-	ropts := replication.Options{Logger: alog, Dial: dialPeer}
+	ropts := replication.Options{Logger: alog, Dial: dialPeer, PodMediator: a.PodMediator}
 	sopts := server.Options{Name: "array " + a.Name, Logger: log, Token: a.APIToken.Reveal()}
 	if reg != nil {
 		ropts.OnCycle = reg.ReplicationCycle(a.Name)
+		ropts.OnPodState = reg.PodState(a.Name)
 		sopts.ExtraUnary = []grpc.UnaryServerInterceptor{reg.UnaryServerInterceptor("array " + a.Name)}
 		sopts.ExtraStream = []grpc.StreamServerInterceptor{reg.StreamServerInterceptor("array " + a.Name)}
 	}

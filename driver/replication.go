@@ -110,7 +110,8 @@ func (b *Backend) linkTarget(ctx context.Context, rd config.ReplicationDevice) e
 
 func (b *Backend) convergePod(ctx context.Context, r array.Replication, id string) error {
 	spec := array.ReplicaSpec{Name: b.podReplica(id), Kind: array.KindGroup, Local: b.cfg.PodName, Link: id,
-		Mode: array.ModeCreateTarget, RemotePool: b.cfg.Pool, Type: array.TypeSync, SyncTimeout: b.cfg.SyncTimeout}
+		Mode: array.ModeCreateTarget, RemotePool: b.cfg.Pool, Type: array.TypeSync, SyncTimeout: b.cfg.SyncTimeout,
+		PodMediator: b.cfg.PodMediator}
 	_, err := r.ReplicateEntity(ctx, spec)
 	if errdefs.IsAlreadyExists(err) {
 		// The pod exists with other settings (say, another timeout); it
@@ -342,6 +343,11 @@ type TargetInfo struct {
 	LastSyncBytes    int64
 	Lag              time.Duration
 	LastSnapshot     string
+	// Sync targets: the state of each side of the pod (array.Pod* for the
+	// primary, array.Peer* for the target) and the mediator's health.
+	PrimaryPodState, TargetPodState string
+	MediatorState, MediatorMessage  string
+	MediatorHeld                    bool
 }
 
 // ReplicationInfo is GetReplicationInfo's answer: the worst target first.
@@ -480,6 +486,8 @@ func (b *Backend) podInfo(ctx context.Context, id string) TargetInfo {
 		return ti
 	}
 	ti.LastSyncBytes = rep.LastResyncBytes
+	ti.PrimaryPodState, ti.TargetPodState = rep.PodState, rep.PeerState
+	ti.MediatorState, ti.MediatorMessage, ti.MediatorHeld = rep.MediatorState, rep.MediatorMessage, rep.MediatorHeld
 	b.notePod(id, rep.PeerState == array.PeerOnline)
 	switch rep.PeerState {
 	case array.PeerOnline:
@@ -488,6 +496,9 @@ func (b *Backend) podInfo(ctx context.Context, id string) TargetInfo {
 		ti.Status, ti.Message = Degraded, fmt.Sprintf("resyncing the peer: %d bytes to go", rep.DirtyBytes)
 	default:
 		ti.Status, ti.Message = Degraded, fmt.Sprintf("the peer is out of sync (%d bytes behind): %s", rep.DirtyBytes, rep.Message)
+	}
+	if rep.PodState == array.PodStoppedByMediator {
+		ti.Status, ti.Message = Error, rep.Message
 	}
 	if rep.State == array.StateError {
 		ti.Status = Error

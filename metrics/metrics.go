@@ -46,6 +46,7 @@ type Registry struct {
 	backendUp *prometheus.GaugeVec
 	reloads   *prometheus.CounterVec
 	reloadOK  prometheus.Gauge
+	podStates *prometheus.CounterVec
 	replicas  *replicaCollector
 
 	mu        sync.Mutex
@@ -82,6 +83,10 @@ func New() *Registry {
 			Namespace: namespace, Name: "config_last_reload_successful",
 			Help: "1 when the last configuration load (start or SIGHUP) read the file, 0 when it failed.",
 		}),
+		podStates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "pod_state_changes_total",
+			Help: "Changes of a sync pod's state at this array, by the state entered: online, resyncing, degraded (carrying on without the peer) or stopped_by_mediator.",
+		}, []string{"array", "pod", "state"}),
 		replicas:  newReplicaCollector(),
 		lastTotal: map[[2]string]int64{},
 	}
@@ -89,7 +94,7 @@ func New() *Registry {
 	r.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		r.transfer, r.cycles, r.rpc, r.backendUp, r.reloads, r.reloadOK, r.replicas,
+		r.transfer, r.cycles, r.rpc, r.backendUp, r.reloads, r.reloadOK, r.podStates, r.replicas,
 	)
 	return r
 }
@@ -160,6 +165,12 @@ func (r *Registry) ReplicationCycle(arrayName string) func(array.Replica, error)
 // replaces the function; nil removes it.
 func (r *Registry) Replicas(arrayName string, list func(context.Context) ([]array.Replica, error)) {
 	r.replicas.set(arrayName, list)
+}
+
+// PodState returns the replication engine's Options.OnPodState for an
+// array: it counts every change of a pod's state.
+func (r *Registry) PodState(arrayName string) func(pod, state string) {
+	return func(pod, state string) { r.podStates.WithLabelValues(arrayName, pod, state).Inc() }
 }
 
 // SetBackendUp records whether driver backend is up; call it from the

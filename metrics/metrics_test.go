@@ -390,3 +390,17 @@ func TestServe(t *testing.T) {
 		t.Fatal("Serve did not return after its context ended")
 	}
 }
+
+// Every change of a pod's state is counted by the state entered.
+func TestPodStateChangesAreCounted(t *testing.T) {
+	reg := New()
+	note := reg.PodState("site-a")
+	for _, s := range []string{array.PodDegraded, array.PodStoppedByMediator, array.PodResyncing, array.PodOnline, array.PodDegraded} {
+		note("cinder-pod.b", s)
+	}
+	url := serve(t, reg)
+	wantLines(t, scrape(t, url),
+		`volrep_pod_state_changes_total{array="site-a",pod="cinder-pod.b",state="degraded"} 2`,
+		`volrep_pod_state_changes_total{array="site-a",pod="cinder-pod.b",state="stopped_by_mediator"} 1`,
+		`volrep_pod_state_changes_total{array="site-a",pod="cinder-pod.b",state="online"} 1`)
+}

@@ -70,7 +70,8 @@ func (c *Replication) ReplicateEntity(ctx context.Context, s array.ReplicaSpec) 
 		r, err = c.replicas.ReplicateConsGroup(ctx, &arrayv1.ReplicateConsGroupRequest{Name: s.Name, Group: s.Local, Link: s.Link,
 			RemotePool: s.RemotePool, RemoteGroup: s.RemoteEntity, MemberMappings: s.MemberMappings, ReplicationType: wire.TypeToPB(s.Type),
 			IntervalSeconds: secs(s.Interval), RpoSeconds: secs(s.RPO), TargetRetention: wire.RetentionToPB(s.TargetRetention),
-			SourceRetention: wire.RetentionToPB(s.SourceRetention), SyncTimeoutMs: s.SyncTimeout.Milliseconds()})
+			SourceRetention: wire.RetentionToPB(s.SourceRetention), SyncTimeoutMs: s.SyncTimeout.Milliseconds(),
+			PodMediator: s.PodMediator})
 	} else {
 		mode := arrayv1.ReplicaMode_REPLICA_MODE_UNSPECIFIED
 		switch s.Mode {
@@ -85,7 +86,7 @@ func (c *Replication) ReplicateEntity(ctx context.Context, s array.ReplicaSpec) 
 			RemotePool: s.RemotePool, RemoteVolume: s.RemoteEntity, LocalSnapshot: s.LocalSnapshot, RemoteSnapshot: s.RemoteSnapshot,
 			ReplicationType: wire.TypeToPB(s.Type), IntervalSeconds: secs(s.Interval), RpoSeconds: secs(s.RPO),
 			TargetRetention: wire.RetentionToPB(s.TargetRetention), SourceRetention: wire.RetentionToPB(s.SourceRetention),
-			SyncTimeoutMs: s.SyncTimeout.Milliseconds()})
+			SyncTimeoutMs: s.SyncTimeout.Milliseconds(), PodMediator: s.PodMediator})
 	}
 	if err != nil {
 		return array.Replica{}, err

@@ -45,6 +45,15 @@ type Options struct {
 	RetryMin, RetryMax time.Duration
 	// OnCycle, if set, is told about every finished replication cycle.
 	OnCycle func(Replica array.Replica, err error)
+	// PodMediator are the etcd endpoints (host:port) of the mediator the
+	// pods use whose spec names none; none means no mediator.
+	PodMediator []string
+	// MediatorTTL is the lease time of the pods' mediator keys (default
+	// mediator.DefaultTTL).
+	MediatorTTL time.Duration
+	// OnPodState, if set, is told every change of a pod's state here
+	// (array.PodOnline, PodResyncing, PodDegraded, PodStoppedByMediator).
+	OnPodState func(pod, state string)
 }
 
 // Engine is one array's replication.

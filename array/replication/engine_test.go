@@ -89,7 +89,7 @@ type source struct {
 	clk *clock.Fake
 }
 
-func newSource(t *testing.T, clk *clock.Fake) *source {
+func newSource(t *testing.T, clk *clock.Fake, opts ...func(*replication.Options)) *source {
 	st, err := store.Open(t.TempDir(), store.Options{Name: "site-a", Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -98,8 +98,12 @@ func newSource(t *testing.T, clk *clock.Fake) *source {
 	if _, err := st.CreatePool(ctx, "cinder"); err != nil {
 		t.Fatal(err)
 	}
-	eng, err := replication.New(ctx, st, replication.Options{Clock: clk, RetryMax: time.Minute, Logger: testLogger(),
-		Dial: func(a, tk string) (*grpc.ClientConn, error) { return server.Dial(a, tk) }})
+	o := replication.Options{Clock: clk, RetryMax: time.Minute, Logger: testLogger(),
+		Dial: func(a, tk string) (*grpc.ClientConn, error) { return server.Dial(a, tk) }}
+	for _, f := range opts {
+		f(&o)
+	}
+	eng, err := replication.New(ctx, st, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/bitmap"
+	"github.com/volrep/volrep/array/mediator"
 	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/array/transfer"
 	"github.com/volrep/volrep/errdefs"
@@ -30,6 +31,13 @@ import (
 // are recorded in a dirty bitmap, persisted with every flush. When the peer
 // is back, only the dirty blocks are sent, in order with new writes, and
 // the pod is in sync again.
+//
+// With a mediator (an etcd cluster, array/mediator) the preferred array
+// carries on without its peer only while it holds the pod's key there.
+// When it can reach neither the peer nor the mediator it cannot know that
+// it may, so the pod stops: client writes fail at once, before they touch
+// this copy, and nothing new is recorded, until the peer or the mediator
+// is back; then the pod resumes by itself.
 
 const (
 	defaultSyncTimeout = 5 * time.Second
@@ -57,6 +65,90 @@ type pod struct {
 	lastResync int64
 	mirrored   atomic.Int64 // client bytes the peer acknowledged
 	verify     bool         // after a crash: compare both sides before trusting the dirty bitmaps
+	state      string       // the last state reported (array.Pod*)
+
+	// med and claim are the pod's mediator and its hold on the pod's key;
+	// nil without a mediator. Set before the pod is shared.
+	med   *mediator.Client
+	claim *mediator.Claim
+}
+
+// stoppedLocked says the pod may take no writes: it has no peer, and a
+// mediator it does not hold (or cannot prove it still holds) the key of.
+// Called with p.mu held; it never waits on the network.
+func (p *pod) stoppedLocked() bool {
+	return p.claim != nil && p.stream == nil && !p.claim.Held()
+}
+
+func (p *pod) stopped() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stoppedLocked()
+}
+
+func (p *pod) errStopped() error {
+	msg := "no answer"
+	if st := p.claim.Status(); st.Err != nil {
+		msg = st.Err.Error()
+	} else if st.Holder != "" {
+		msg = fmt.Sprintf("the key is held by %q", st.Holder)
+	}
+	return errdefs.Unavailable("pod %s is stopped by its mediator: this array reaches neither its peer nor the pod's key at the mediator (%s), "+
+		"so it cannot know it may carry on alone; writes resume by themselves when either is back", p.name, msg)
+}
+
+// stateLocked is the pod's state at this side. Called with p.mu held.
+func (p *pod) stateLocked() string {
+	switch {
+	case p.synced:
+		return array.PodOnline
+	case p.stream != nil:
+		return array.PodResyncing
+	case p.stoppedLocked():
+		return array.PodStoppedByMediator
+	}
+	return array.PodDegraded
+}
+
+// noteState records a change of the pod's state: a log record and the
+// engine's hook (a metric).
+func (p *pod) noteState() {
+	p.mu.Lock()
+	st := p.stateLocked()
+	was := p.state
+	p.state = st
+	p.mu.Unlock()
+	if st == was {
+		return
+	}
+	attrs := []any{"pod", p.name, "from", was, "to", st}
+	if p.claim != nil {
+		ms := p.claim.Status()
+		attrs = append(attrs, "mediator_held", ms.Held, "mediator_reachable", ms.Reachable)
+		if ms.Err != nil {
+			attrs = append(attrs, "mediator_err", ms.Err)
+		}
+	}
+	if st == array.PodStoppedByMediator {
+		p.e.log.Error("pod stopped: neither its peer nor the mediator answers; its writes fail until either is back", attrs...)
+	} else {
+		p.e.log.Info("pod state changed", attrs...)
+	}
+	if p.e.opts.OnPodState != nil {
+		p.e.opts.OnPodState(p.name, st)
+	}
+}
+
+// Admit refuses a client's change while the mediator has stopped the pod,
+// before it is applied here (store.Admitter).
+func (m *podMember) Admit() error {
+	// No wake: the pod's loop retries the peer on its own backoff, and
+	// the claim wakes it when the mediator is back; refused writes must
+	// not make it spin.
+	if m.p.claim == nil || !m.p.stopped() {
+		return nil
+	}
+	return m.p.errStopped()
 }
 
 // podMember is one volume of a pod; it is the store's Mirror for it.
@@ -187,6 +279,13 @@ func (m *podMember) Diverged(off, length int64) {
 func (p *pod) submit(m *podMember, changes []change) func() error {
 	p.mu.Lock()
 	st := p.stream
+	if p.stoppedLocked() {
+		// Admitted just before the pod stopped: the write fails, and the
+		// store marks its blocks diverged (Diverged) once applied here.
+		p.mu.Unlock()
+		err := p.errStopped()
+		return func() error { return err }
+	}
 	if st == nil || !m.ready {
 		for _, c := range changes {
 			m.markDirty(c.off, c.length)
@@ -268,6 +367,11 @@ func (p *pod) await(st *mirrorStream, done <-chan error, deadline <-chan time.Ti
 		return false, fmt.Errorf("pod %s: %w", p.name, err)
 	}
 	p.fail(st, err, m, off, length)
+	if p.stopped() {
+		// The peer is gone and the mediator did not let this side carry
+		// on: the write is not acknowledged (its blocks are dirty).
+		return false, p.errStopped()
+	}
 	return false, nil
 }
 
@@ -316,6 +420,7 @@ func (p *pod) fail(st *mirrorStream, err error, m *podMember, off, length int64)
 	}
 	p.mu.Unlock()
 	st.kill(err)
+	p.noteState()
 	p.wake()
 }
 
@@ -327,6 +432,12 @@ func (p *pod) wake() {
 }
 
 func (p *pod) flush() error {
+	if p.claim != nil && p.stopped() {
+		if err := p.persistDirty(); err != nil {
+			return err
+		}
+		return p.errStopped()
+	}
 	p.mu.Lock()
 	st := p.stream
 	var vols []string
@@ -447,7 +558,24 @@ func (e *Engine) startPod(ctx context.Context, r *replica) (*pod, error) {
 	}
 	p := &pod{e: e, name: spec.Name, timeout: timeout, l: l, kick: make(chan struct{}, 1), done: make(chan struct{}),
 		members: map[string]*podMember{}, verify: !e.s.WasClean()}
+	eps := spec.PodMediator
+	if len(eps) == 0 {
+		eps = e.opts.PodMediator
+	}
+	if len(eps) > 0 {
+		med, err := mediator.New(eps, mediator.Options{TTL: e.opts.MediatorTTL})
+		if err != nil {
+			return nil, fmt.Errorf("pod %s: %w", spec.Name, err)
+		}
+		// This array takes the pod's writes: it is the preferred side.
+		p.med = med
+		p.claim = med.Claim(spec.Name, e.id, true, func(mediator.Status) {
+			p.noteState()
+			p.wake()
+		})
+	}
 	if err := p.refresh(ctx); err != nil {
+		p.closeMediator(ctx)
 		return nil, err
 	}
 	pctx, cancel := context.WithCancel(e.runCtx)
@@ -456,6 +584,9 @@ func (e *Engine) startPod(ctx context.Context, r *replica) (*pod, error) {
 	go func() {
 		defer e.wg.Done()
 		defer close(p.done)
+		// The claim lives as long as the pod's goroutine, which ends with
+		// the pod or with the engine.
+		defer p.closeMediator(context.WithoutCancel(pctx))
 		p.run(pctx)
 	}()
 	p.wake()
@@ -559,6 +690,14 @@ func (p *pod) stop(ctx context.Context) {
 	}
 }
 
+// closeMediator gives the pod's key up and ends the mediator's goroutines.
+func (p *pod) closeMediator(ctx context.Context) {
+	if p.claim != nil {
+		p.claim.Close(ctx)
+		_ = p.med.Close()
+	}
+}
+
 // run brings the peer back in sync whenever it is not: reconnect,
 // initial copies of new members, then the dirty blocks.
 func (p *pod) run(ctx context.Context) {
@@ -576,6 +715,7 @@ func (p *pod) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		p.noteState()
 		p.mu.Lock()
 		if err != nil {
 			p.lastErr = err
@@ -915,6 +1055,20 @@ func (p *pod) view(v *array.Replica) {
 		ready = ready && m.ready
 	}
 	v.DirtyBytes, v.LastResyncBytes, v.MirroredBytes = dirty, p.lastResync, p.mirrored.Load()
+	v.PodState = p.stateLocked()
+	if p.claim != nil {
+		ms := p.claim.Status()
+		v.MediatorHeld, v.MediatorState = ms.Held, array.MediatorHealthy
+		switch {
+		case !ms.Reachable:
+			v.MediatorState = array.MediatorUnreachable
+			if ms.Err != nil {
+				v.MediatorMessage = ms.Err.Error()
+			}
+		case ms.Holder != "":
+			v.MediatorMessage = fmt.Sprintf("the pod's key is held by %q", ms.Holder)
+		}
+	}
 	switch {
 	case p.synced:
 		v.PeerState, v.SyncState = array.PeerOnline, array.SyncInSync
@@ -927,6 +1081,8 @@ func (p *pod) view(v *array.Replica) {
 	case v.State == array.StateSuspended:
 	case !ready && p.stream != nil:
 		v.State = array.StateInitializing
+	case v.PodState == array.PodStoppedByMediator:
+		v.State, v.Message = array.StateDegraded, p.errStopped().Error()
 	case !p.synced && p.lastErr != nil:
 		v.State, v.Message = array.StateDegraded, p.lastErr.Error()
 	case !p.synced:

@@ -133,6 +133,9 @@ func (e *Engine) normalise(ctx context.Context, spec *array.ReplicaSpec) error {
 	default:
 		return errdefs.InvalidArgument("replication_type", "%q is not ASYNC or SYNC", spec.Type)
 	}
+	if len(spec.PodMediator) > 0 && spec.Type != array.TypeSync {
+		return errdefs.InvalidArgument("pod_mediator", "only a SYNC replica (pod) has a mediator; remove pod_mediator or ask for SYNC")
+	}
 	switch spec.Kind {
 	case array.KindVolume:
 		if _, err := e.s.GetVolume(ctx, spec.Local); err != nil {

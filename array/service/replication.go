@@ -71,6 +71,7 @@ func (s *Replication) ReplicateEntity(ctx context.Context, req *arrayv1.Replicat
 		RemoteSnapshot: req.GetRemoteSnapshot(), Type: wire.Type(req.GetReplicationType()), Interval: seconds(req.GetIntervalSeconds()),
 		RPO: seconds(req.GetRpoSeconds()), TargetRetention: wire.RetentionFromPB(req.GetTargetRetention()),
 		SourceRetention: wire.RetentionFromPB(req.GetSourceRetention()), SyncTimeout: time.Duration(req.GetSyncTimeoutMs()) * time.Millisecond,
+		PodMediator: req.GetPodMediator(),
 	})
 	if err != nil {
 		return nil, err
@@ -85,6 +86,7 @@ func (s *Replication) ReplicateConsGroup(ctx context.Context, req *arrayv1.Repli
 		Type: wire.Type(req.GetReplicationType()), Interval: seconds(req.GetIntervalSeconds()), RPO: seconds(req.GetRpoSeconds()),
 		TargetRetention: wire.RetentionFromPB(req.GetTargetRetention()), SourceRetention: wire.RetentionFromPB(req.GetSourceRetention()),
 		SyncTimeout: time.Duration(req.GetSyncTimeoutMs()) * time.Millisecond,
+		PodMediator: req.GetPodMediator(),
 	})
 	if err != nil {
 		return nil, err

@@ -93,6 +93,15 @@ type Mirror interface {
 	Diverged(off, length int64)
 }
 
+// Admitter is a Mirror that may refuse a client's change before it is
+// applied here: a pod that its mediator stopped takes no writes, so its
+// copy cannot move ahead of one that carries on elsewhere.
+type Admitter interface {
+	// Admit is called with the changed blocks locked; it must not wait
+	// on the network.
+	Admit() error
+}
+
 // SetMirror makes every change to volume go through m as well; nil stops it.
 func (s *Store) SetMirror(ctx context.Context, volume string, m Mirror) error {
 	v, err := s.lookup(ctx, volume)
@@ -161,6 +170,13 @@ func (s *Store) change(v *volume, off, length int64, fua bool, how mirrored, che
 	unlock := v.lockBlocks(off/bs, (off+length-1)/bs)
 	if check != nil {
 		if err := check(l); err != nil {
+			unlock()
+			s.io.RUnlock()
+			return err
+		}
+	}
+	if a, ok := m.(Admitter); ok {
+		if err := a.Admit(); err != nil {
 			unlock()
 			s.io.RUnlock()
 			return err

@@ -94,7 +94,8 @@ func ReplicaToPB(r array.Replica) *arrayv1.Replica {
 		LastSyncDurationSeconds: r.LastSyncDuration.Seconds(), ThroughputBytesPerSecond: r.Throughput,
 		LagSeconds: int64(r.Lag / time.Second), LastSnapshot: r.LastSnapshot, Created: ts(r.Created), TotalBytesSent: r.TotalBytesSent,
 		Mode: modes[r.Mode], PeerState: r.PeerState, LastResyncBytes: r.LastResyncBytes, DirtyBytes: r.DirtyBytes, MirroredBytes: r.MirroredBytes,
-		SyncTimeoutMs: r.SyncTimeout.Milliseconds()}
+		SyncTimeoutMs: r.SyncTimeout.Milliseconds(), PodMediator: r.PodMediator, PodState: r.PodState, MediatorState: r.MediatorState,
+		MediatorMessage: r.MediatorMessage, MediatorHeld: r.MediatorHeld}
 }
 
 func ReplicaFromPB(r *arrayv1.Replica) array.Replica {
@@ -103,12 +104,14 @@ func ReplicaFromPB(r *arrayv1.Replica) array.Replica {
 			RemotePool: r.GetRemotePool(), RemoteEntity: r.GetRemoteEntity(), MemberMappings: r.GetMemberMappings(), Mode: Mode(r.GetMode()),
 			Type: reverse(types, r.GetReplicationType()), Interval: time.Duration(r.GetIntervalSeconds()) * time.Second,
 			RPO: time.Duration(r.GetRpoSeconds()) * time.Second, TargetRetention: RetentionFromPB(r.GetTargetRetention()),
-			SourceRetention: RetentionFromPB(r.GetSourceRetention()), SyncTimeout: time.Duration(r.GetSyncTimeoutMs()) * time.Millisecond},
+			SourceRetention: RetentionFromPB(r.GetSourceRetention()), SyncTimeout: time.Duration(r.GetSyncTimeoutMs()) * time.Millisecond,
+			PodMediator: r.GetPodMediator()},
 		State: reverse(states, r.GetState()), SyncState: reverse(syncStates, r.GetSyncState()), Message: r.GetStateMessage(),
 		RPOState: reverse(rpoStates, r.GetRpoState()), LastSynchronized: fromTS(r.GetLastSynchronized()), LastSyncBytes: r.GetLastSyncBytes(),
 		LastSyncDuration: time.Duration(r.GetLastSyncDurationSeconds() * float64(time.Second)), Throughput: r.GetThroughputBytesPerSecond(),
 		Lag: time.Duration(r.GetLagSeconds()) * time.Second, LastSnapshot: r.GetLastSnapshot(), Created: fromTS(r.GetCreated()),
 		TotalBytesSent: r.GetTotalBytesSent(), PeerState: r.GetPeerState(), LastResyncBytes: r.GetLastResyncBytes(), DirtyBytes: r.GetDirtyBytes(), MirroredBytes: r.GetMirroredBytes(),
+		PodState: r.GetPodState(), MediatorState: r.GetMediatorState(), MediatorMessage: r.GetMediatorMessage(), MediatorHeld: r.GetMediatorHeld(),
 	}
 }
 

@@ -48,9 +48,34 @@ func newReplicationInfoCmd(a *app) *cobra.Command {
 							(time.Duration(t.GetLagSeconds()) * time.Second).String(), fmt.Sprint(t.GetLastSyncBytes()),
 							fmt.Sprintf("%.2fs", t.GetLastSyncDurationSeconds()), msg)
 					}
+					podRows(w, r.GetTargets())
 				})
 			})
 		}),
+	}
+}
+
+// podRows shows each sync target's pod: the state of both sides and the
+// mediator's health, after the targets' table.
+func podRows(w io.Writer, targets []*driverv1.TargetReplicationInfo) {
+	header := false
+	for _, t := range targets {
+		if t.GetPrimaryPodState() == "" {
+			continue
+		}
+		if !header {
+			row(w)
+			row(w, "POD_TARGET", "PRIMARY_SIDE", "TARGET_SIDE", "MEDIATOR", "KEY_HELD", "MEDIATOR_MESSAGE")
+			header = true
+		}
+		med, held, msg := "none", "-", t.GetMediatorMessage()
+		if t.GetMediatorState() != "" {
+			med, held = t.GetMediatorState(), fmt.Sprint(t.GetMediatorHeld())
+		}
+		if msg == "" {
+			msg = "-"
+		}
+		row(w, t.GetBackendId(), t.GetPrimaryPodState(), t.GetTargetPodState(), med, held, msg)
 	}
 }
 

@@ -356,7 +356,9 @@ func (s *Service) GetReplicationInfo(ctx context.Context, req *driverv1.GetRepli
 	for _, t := range ri.Targets {
 		out.Targets = append(out.Targets, &driverv1.TargetReplicationInfo{BackendId: t.BackendID, Type: t.Type, Status: health[t.Status],
 			StatusMessage: t.Message, LastSyncTime: optTS(t.LastSyncTime), LastSyncDurationSeconds: t.LastSyncDuration.Seconds(),
-			LastSyncBytes: t.LastSyncBytes, LagSeconds: int64(t.Lag / time.Second), LastSnapshot: t.LastSnapshot})
+			LastSyncBytes: t.LastSyncBytes, LagSeconds: int64(t.Lag / time.Second), LastSnapshot: t.LastSnapshot,
+			PrimaryPodState: t.PrimaryPodState, TargetPodState: t.TargetPodState, MediatorState: t.MediatorState,
+			MediatorMessage: t.MediatorMessage, MediatorHeld: t.MediatorHeld})
 	}
 	return out, nil
 }

@@ -67,6 +67,8 @@ var Tools = map[string]Source{
 	"nft":             {Deb: "nftables"},
 	"python3":         {Deb: "python3"},
 	"git":             {Deb: "git"},
+	// The pod mediator's coordination service (array/mediator).
+	"etcd": {Deb: "etcd-server"},
 	// iSCSI: libiscsi's conformance suite and discovery, Debian's tgtd as
 	// the reference target, and qemu's iSCSI block driver (a module, not a
 	// command: DEB_TOOLS names its file, which `command -v` accepts).

@@ -6,6 +6,9 @@
 package arrayapi
 
 import (
+	"net"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/volrep/volrep/array"
@@ -407,6 +410,7 @@ func replicateEntityRequest(x *arrayv1.ReplicateEntityRequest) error {
 		v.Name("link", x.GetLink()),
 		v.OptionalName("remote_volume", x.GetRemoteVolume()),
 		validateSchedule(x.GetIntervalSeconds(), x.GetRpoSeconds(), x.GetTargetRetention(), x.GetSourceRetention()),
+		podMediator(x.GetPodMediator()),
 	)
 	if err != nil {
 		return err
@@ -439,7 +443,29 @@ func replicateConsGroupRequest(x *arrayv1.ReplicateConsGroupRequest) error {
 		v.Name("remote_pool", x.GetRemotePool()),
 		v.OptionalName("remote_group", x.GetRemoteGroup()),
 		validateSchedule(x.GetIntervalSeconds(), x.GetRpoSeconds(), x.GetTargetRetention(), x.GetSourceRetention()),
+		podMediator(x.GetPodMediator()),
 	)
+}
+
+// maxMediatorEndpoints bounds pod_mediator: an etcd cluster has a few members.
+const maxMediatorEndpoints = 16
+
+// podMediator checks the mediator's etcd endpoints: host:port each.
+func podMediator(eps []string) error {
+	if err := v.Count("pod_mediator", len(eps), maxMediatorEndpoints); err != nil {
+		return err
+	}
+	for _, ep := range eps {
+		if err := v.Text("pod_mediator", ep, 300); err != nil {
+			return err
+		}
+		host, port, err := net.SplitHostPort(ep)
+		n, perr := strconv.Atoi(port)
+		if err != nil || host == "" || strings.ContainsAny(host, "/@ ") || perr != nil || n < 1 || n > 65535 {
+			return errdefs.InvalidArgument("pod_mediator", "pod_mediator endpoint %s is not host:port (an etcd client address, e.g. 10.0.0.30:2379)", v.Quote(ep))
+		}
+	}
+	return nil
 }
 
 // getReplicaRequest checks the replica name.

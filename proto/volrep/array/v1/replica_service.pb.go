@@ -447,6 +447,21 @@ type Replica struct {
 	// SYNC replicas: bytes of client writes the peer acknowledged since the
 	// pod started here (not resync traffic), to prove writes were mirrored.
 	MirroredBytes int64 `protobuf:"varint,30,opt,name=mirrored_bytes,json=mirroredBytes,proto3" json:"mirrored_bytes,omitempty"`
+	// SYNC replicas: the etcd endpoints (host:port) of the pod's mediator;
+	// empty when the pod has none and carries on without its peer unasked.
+	PodMediator []string `protobuf:"bytes,31,rep,name=pod_mediator,json=podMediator,proto3" json:"pod_mediator,omitempty"`
+	// SYNC replicas: this side's state: "online" (in sync), "resyncing",
+	// "degraded" (carrying on without the peer, recording what it misses)
+	// or "stopped_by_mediator" (neither the peer nor the mediator answers:
+	// the pod's writes fail until either is back).
+	PodState string `protobuf:"bytes,32,opt,name=pod_state,json=podState,proto3" json:"pod_state,omitempty"`
+	// SYNC replicas with a mediator: "healthy" or "unreachable"; empty
+	// without one.
+	MediatorState string `protobuf:"bytes,33,opt,name=mediator_state,json=mediatorState,proto3" json:"mediator_state,omitempty"`
+	// Why the mediator is unreachable, or who else holds the pod's key.
+	MediatorMessage string `protobuf:"bytes,34,opt,name=mediator_message,json=mediatorMessage,proto3" json:"mediator_message,omitempty"`
+	// This side holds the pod's key at the mediator.
+	MediatorHeld  bool `protobuf:"varint,35,opt,name=mediator_held,json=mediatorHeld,proto3" json:"mediator_held,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -691,6 +706,41 @@ func (x *Replica) GetMirroredBytes() int64 {
 	return 0
 }
 
+func (x *Replica) GetPodMediator() []string {
+	if x != nil {
+		return x.PodMediator
+	}
+	return nil
+}
+
+func (x *Replica) GetPodState() string {
+	if x != nil {
+		return x.PodState
+	}
+	return ""
+}
+
+func (x *Replica) GetMediatorState() string {
+	if x != nil {
+		return x.MediatorState
+	}
+	return ""
+}
+
+func (x *Replica) GetMediatorMessage() string {
+	if x != nil {
+		return x.MediatorMessage
+	}
+	return ""
+}
+
+func (x *Replica) GetMediatorHeld() bool {
+	if x != nil {
+		return x.MediatorHeld
+	}
+	return false
+}
+
 type ReplicateEntityRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// SYNC: how long a write may wait for the peer (default 5000 ms).
@@ -710,8 +760,10 @@ type ReplicateEntityRequest struct {
 	RpoSeconds      int64           `protobuf:"varint,11,opt,name=rpo_seconds,json=rpoSeconds,proto3" json:"rpo_seconds,omitempty"`
 	TargetRetention *Retention      `protobuf:"bytes,12,opt,name=target_retention,json=targetRetention,proto3" json:"target_retention,omitempty"`
 	SourceRetention *Retention      `protobuf:"bytes,13,opt,name=source_retention,json=sourceRetention,proto3" json:"source_retention,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// SYNC: the pod mediator's etcd endpoints (host:port); empty for none.
+	PodMediator   []string `protobuf:"bytes,15,rep,name=pod_mediator,json=podMediator,proto3" json:"pod_mediator,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReplicateEntityRequest) Reset() {
@@ -842,6 +894,13 @@ func (x *ReplicateEntityRequest) GetSourceRetention() *Retention {
 	return nil
 }
 
+func (x *ReplicateEntityRequest) GetPodMediator() []string {
+	if x != nil {
+		return x.PodMediator
+	}
+	return nil
+}
+
 type ReplicateEntityResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Replica       *Replica               `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
@@ -902,8 +961,10 @@ type ReplicateConsGroupRequest struct {
 	RpoSeconds      int64             `protobuf:"varint,9,opt,name=rpo_seconds,json=rpoSeconds,proto3" json:"rpo_seconds,omitempty"`
 	TargetRetention *Retention        `protobuf:"bytes,10,opt,name=target_retention,json=targetRetention,proto3" json:"target_retention,omitempty"`
 	SourceRetention *Retention        `protobuf:"bytes,11,opt,name=source_retention,json=sourceRetention,proto3" json:"source_retention,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// SYNC: the pod mediator's etcd endpoints (host:port); empty for none.
+	PodMediator   []string `protobuf:"bytes,13,rep,name=pod_mediator,json=podMediator,proto3" json:"pod_mediator,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReplicateConsGroupRequest) Reset() {
@@ -1016,6 +1077,13 @@ func (x *ReplicateConsGroupRequest) GetTargetRetention() *Retention {
 func (x *ReplicateConsGroupRequest) GetSourceRetention() *Retention {
 	if x != nil {
 		return x.SourceRetention
+	}
+	return nil
+}
+
+func (x *ReplicateConsGroupRequest) GetPodMediator() []string {
+	if x != nil {
+		return x.PodMediator
 	}
 	return nil
 }
@@ -2009,7 +2077,7 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\tRetention\x12&\n" +
 	"\x0fall_for_seconds\x18\x01 \x01(\x03R\rallForSeconds\x12\x17\n" +
 	"\aper_day\x18\x02 \x01(\x05R\x06perDay\x12\x12\n" +
-	"\x04days\x18\x03 \x01(\x05R\x04days\"\xd9\v\n" +
+	"\x04days\x18\x03 \x01(\x05R\x04days\"\x90\r\n" +
 	"\aReplica\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1b.volrep.array.v1.EntityKindR\x04kind\x12!\n" +
@@ -2047,10 +2115,15 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\vdirty_bytes\x18\x1c \x01(\x03R\n" +
 	"dirtyBytes\x12&\n" +
 	"\x0fsync_timeout_ms\x18\x1d \x01(\x03R\rsyncTimeoutMs\x12%\n" +
-	"\x0emirrored_bytes\x18\x1e \x01(\x03R\rmirroredBytes\x1aA\n" +
+	"\x0emirrored_bytes\x18\x1e \x01(\x03R\rmirroredBytes\x12!\n" +
+	"\fpod_mediator\x18\x1f \x03(\tR\vpodMediator\x12\x1b\n" +
+	"\tpod_state\x18  \x01(\tR\bpodState\x12%\n" +
+	"\x0emediator_state\x18! \x01(\tR\rmediatorState\x12)\n" +
+	"\x10mediator_message\x18\" \x01(\tR\x0fmediatorMessage\x12#\n" +
+	"\rmediator_held\x18# \x01(\bR\fmediatorHeld\x1aA\n" +
 	"\x13MemberMappingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xef\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x92\x05\n" +
 	"\x16ReplicateEntityRequest\x12&\n" +
 	"\x0fsync_timeout_ms\x18\x0e \x01(\x03R\rsyncTimeoutMs\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
@@ -2068,9 +2141,10 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\vrpo_seconds\x18\v \x01(\x03R\n" +
 	"rpoSeconds\x12E\n" +
 	"\x10target_retention\x18\f \x01(\v2\x1a.volrep.array.v1.RetentionR\x0ftargetRetention\x12E\n" +
-	"\x10source_retention\x18\r \x01(\v2\x1a.volrep.array.v1.RetentionR\x0fsourceRetention\"M\n" +
+	"\x10source_retention\x18\r \x01(\v2\x1a.volrep.array.v1.RetentionR\x0fsourceRetention\x12!\n" +
+	"\fpod_mediator\x18\x0f \x03(\tR\vpodMediator\"M\n" +
 	"\x17ReplicateEntityResponse\x122\n" +
-	"\areplica\x18\x01 \x01(\v2\x18.volrep.array.v1.ReplicaR\areplica\"\x98\x05\n" +
+	"\areplica\x18\x01 \x01(\v2\x18.volrep.array.v1.ReplicaR\areplica\"\xbb\x05\n" +
 	"\x19ReplicateConsGroupRequest\x12&\n" +
 	"\x0fsync_timeout_ms\x18\f \x01(\x03R\rsyncTimeoutMs\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
@@ -2086,7 +2160,8 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"rpoSeconds\x12E\n" +
 	"\x10target_retention\x18\n" +
 	" \x01(\v2\x1a.volrep.array.v1.RetentionR\x0ftargetRetention\x12E\n" +
-	"\x10source_retention\x18\v \x01(\v2\x1a.volrep.array.v1.RetentionR\x0fsourceRetention\x1aA\n" +
+	"\x10source_retention\x18\v \x01(\v2\x1a.volrep.array.v1.RetentionR\x0fsourceRetention\x12!\n" +
+	"\fpod_mediator\x18\r \x03(\tR\vpodMediator\x1aA\n" +
 	"\x13MemberMappingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"P\n" +

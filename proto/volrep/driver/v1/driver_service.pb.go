@@ -2835,9 +2835,19 @@ type TargetReplicationInfo struct {
 	LastSyncBytes           int64                  `protobuf:"varint,7,opt,name=last_sync_bytes,json=lastSyncBytes,proto3" json:"last_sync_bytes,omitempty"`
 	LagSeconds              int64                  `protobuf:"varint,8,opt,name=lag_seconds,json=lagSeconds,proto3" json:"lag_seconds,omitempty"`
 	// The newest snapshot of the volume on the target.
-	LastSnapshot  string `protobuf:"bytes,9,opt,name=last_snapshot,json=lastSnapshot,proto3" json:"last_snapshot,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastSnapshot string `protobuf:"bytes,9,opt,name=last_snapshot,json=lastSnapshot,proto3" json:"last_snapshot,omitempty"`
+	// Sync targets (pods): the primary side's state ("online", "resyncing",
+	// "degraded" or "stopped_by_mediator") and the target side's ("online",
+	// "resyncing" or "offline").
+	PrimaryPodState string `protobuf:"bytes,10,opt,name=primary_pod_state,json=primaryPodState,proto3" json:"primary_pod_state,omitempty"`
+	TargetPodState  string `protobuf:"bytes,11,opt,name=target_pod_state,json=targetPodState,proto3" json:"target_pod_state,omitempty"`
+	// Sync targets with a mediator: "healthy" or "unreachable" (empty
+	// without one), why, and whether the primary holds the pod's key.
+	MediatorState   string `protobuf:"bytes,12,opt,name=mediator_state,json=mediatorState,proto3" json:"mediator_state,omitempty"`
+	MediatorMessage string `protobuf:"bytes,13,opt,name=mediator_message,json=mediatorMessage,proto3" json:"mediator_message,omitempty"`
+	MediatorHeld    bool   `protobuf:"varint,14,opt,name=mediator_held,json=mediatorHeld,proto3" json:"mediator_held,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TargetReplicationInfo) Reset() {
@@ -2931,6 +2941,41 @@ func (x *TargetReplicationInfo) GetLastSnapshot() string {
 		return x.LastSnapshot
 	}
 	return ""
+}
+
+func (x *TargetReplicationInfo) GetPrimaryPodState() string {
+	if x != nil {
+		return x.PrimaryPodState
+	}
+	return ""
+}
+
+func (x *TargetReplicationInfo) GetTargetPodState() string {
+	if x != nil {
+		return x.TargetPodState
+	}
+	return ""
+}
+
+func (x *TargetReplicationInfo) GetMediatorState() string {
+	if x != nil {
+		return x.MediatorState
+	}
+	return ""
+}
+
+func (x *TargetReplicationInfo) GetMediatorMessage() string {
+	if x != nil {
+		return x.MediatorMessage
+	}
+	return ""
+}
+
+func (x *TargetReplicationInfo) GetMediatorHeld() bool {
+	if x != nil {
+		return x.MediatorHeld
+	}
+	return false
 }
 
 type GetReplicationInfoRequest struct {
@@ -7336,7 +7381,7 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\bnew_type\x18\x03 \x01(\v2\x1c.volrep.driver.v1.VolumeTypeR\anewType\"l\n" +
 	"\x0eRetypeResponse\x12\x18\n" +
 	"\aretyped\x18\x01 \x01(\bR\aretyped\x12@\n" +
-	"\fmodel_update\x18\x02 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\"\x9b\x03\n" +
+	"\fmodel_update\x18\x02 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\"\xe8\x04\n" +
 	"\x15TargetReplicationInfo\x12\x1d\n" +
 	"\n" +
 	"backend_id\x18\x01 \x01(\tR\tbackendId\x12\x12\n" +
@@ -7348,7 +7393,13 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x0flast_sync_bytes\x18\a \x01(\x03R\rlastSyncBytes\x12\x1f\n" +
 	"\vlag_seconds\x18\b \x01(\x03R\n" +
 	"lagSeconds\x12#\n" +
-	"\rlast_snapshot\x18\t \x01(\tR\flastSnapshot\"R\n" +
+	"\rlast_snapshot\x18\t \x01(\tR\flastSnapshot\x12*\n" +
+	"\x11primary_pod_state\x18\n" +
+	" \x01(\tR\x0fprimaryPodState\x12(\n" +
+	"\x10target_pod_state\x18\v \x01(\tR\x0etargetPodState\x12%\n" +
+	"\x0emediator_state\x18\f \x01(\tR\rmediatorState\x12)\n" +
+	"\x10mediator_message\x18\r \x01(\tR\x0fmediatorMessage\x12#\n" +
+	"\rmediator_held\x18\x0e \x01(\bR\fmediatorHeld\"R\n" +
 	"\x19GetReplicationInfoRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
 	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\"\x8b\x03\n" +

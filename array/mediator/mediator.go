@@ -1,0 +1,348 @@
+// Package mediator decides, through etcd, which array keeps a sync pod
+// online when the two arrays cannot see each other. Each pod has one key,
+// /volrep/pods/<pod>/online, attached to a lease: the array whose lease
+// holds the key may carry on without its peer; an array that does not
+// hold it (or cannot prove it still does, because etcd stopped answering)
+// must stop taking the pod's writes, so the two copies never diverge.
+//
+// Whether a claim is held is a local, non-blocking question (Held): the
+// claim knows until when its lease is alive at the latest, counted from
+// before the last keep-alive was sent, so the answer never outlives the
+// lease at etcd, even while etcd cannot be reached.
+package mediator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/volrep/volrep/errdefs"
+)
+
+const (
+	// DefaultTTL is the lease time of a pod's key: how long an array that
+	// lost etcd keeps the pod after its last keep-alive. etcd counts whole
+	// seconds and grants at least about 2.
+	DefaultTTL = 3 * time.Second
+	keyPrefix  = "/volrep/pods/"
+)
+
+// Options tune a Client; zero values take the defaults.
+type Options struct {
+	// TTL is the lease time of the keys this client holds.
+	TTL time.Duration
+	// PreferDelay is how long a side that is not the pod's preferred array
+	// waits before it asks for a free key, so that the preferred side wins
+	// when both ask at once. Default TTL/2.
+	PreferDelay time.Duration
+}
+
+// Client is a connection to the mediator's etcd cluster.
+type Client struct {
+	cli         *clientv3.Client
+	endpoints   string
+	ttl         time.Duration
+	preferDelay time.Duration
+}
+
+// New connects to etcd at endpoints ("host:port"). It does not wait for
+// etcd: a mediator that is down now is reported by the claims' health.
+func New(endpoints []string, opts Options) (*Client, error) {
+	if len(endpoints) == 0 {
+		return nil, errdefs.InvalidArgument("endpoints", "the mediator needs at least one etcd endpoint (host:port)")
+	}
+	if opts.TTL <= 0 {
+		opts.TTL = DefaultTTL
+	}
+	if opts.TTL < time.Second {
+		return nil, errdefs.InvalidArgument("ttl", "the mediator's lease time is %s; etcd counts whole seconds, give at least 1s", opts.TTL)
+	}
+	if opts.PreferDelay <= 0 {
+		opts.PreferDelay = opts.TTL / 2
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, Logger: zap.NewNop(),
+		// Calls are bounded by their contexts; keep the gRPC dial lazy.
+		DialKeepAliveTime: opts.TTL, DialKeepAliveTimeout: opts.TTL})
+	if err != nil {
+		return nil, errdefs.WithKind(errdefs.KindInvalidArgument, fmt.Errorf("mediator at %s: %w", strings.Join(endpoints, ","), err))
+	}
+	return &Client{cli: cli, endpoints: strings.Join(endpoints, ","), ttl: opts.TTL, preferDelay: opts.PreferDelay}, nil
+}
+
+// Close ends the connection. Claims must be closed first.
+func (c *Client) Close() error { return c.cli.Close() }
+
+// TTL is the lease time of the keys this client holds.
+func (c *Client) TTL() time.Duration { return c.ttl }
+
+// Key is the mediator key of a pod.
+func Key(pod string) string { return keyPrefix + pod + "/online" }
+
+// Holder returns who holds a pod's key ("" when nobody does).
+func (c *Client) Holder(ctx context.Context, pod string) (string, error) {
+	r, err := c.cli.Get(ctx, Key(pod))
+	if err != nil {
+		return "", c.unreachable(err)
+	}
+	if len(r.Kvs) == 0 {
+		return "", nil
+	}
+	return string(r.Kvs[0].Value), nil
+}
+
+func (c *Client) unreachable(err error) error {
+	var typed *errdefs.Error
+	if errors.As(err, &typed) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return errdefs.WithKind(errdefs.KindUnavailable, fmt.Errorf("the mediator (etcd at %s) did not answer: %w", c.endpoints, err))
+}
+
+// Status is what a claim knows of its key and of the mediator.
+type Status struct {
+	Held bool
+	// Reachable says the last call to etcd succeeded.
+	Reachable bool
+	// Holder is who held the key at the last look, when not this side.
+	Holder string
+	Err    error // the last failed call, while not reachable
+}
+
+// Claim keeps one side's hold on one pod's key: it takes the key when it
+// is free and keeps its lease alive, until Close. A key held by the other
+// side is never taken from it; it becomes free when that side's lease ends.
+type Claim struct {
+	c         *Client
+	pod       string
+	owner     string
+	preferred bool
+	notify    func(Status)
+	kick      chan struct{}
+	cancel    context.CancelFunc
+	done      chan struct{}
+
+	mu        sync.Mutex
+	lease     clientv3.LeaseID
+	heldUntil time.Time // zero when not held
+	reachable bool
+	holder    string
+	lastErr   error
+}
+
+// Claim starts holding pod's key for owner (this side's name). preferred
+// says owner is the pod's preferred array. notify, if set, is called (from
+// the claim's goroutine, with no lock held) when Held or Reachable changes.
+func (c *Client) Claim(pod, owner string, preferred bool, notify func(Status)) *Claim {
+	ctx, cancel := context.WithCancel(context.Background())
+	cl := &Claim{c: c, pod: pod, owner: owner, preferred: preferred, notify: notify,
+		kick: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+	go cl.run(ctx)
+	return cl
+}
+
+// Held says this side holds the key now: its lease is alive at etcd at
+// least until a time that has not passed. It never blocks.
+func (cl *Claim) Held() bool {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.heldLocked()
+}
+
+func (cl *Claim) heldLocked() bool {
+	return !cl.heldUntil.IsZero() && time.Now().Before(cl.heldUntil)
+}
+
+// Status reports the claim and the mediator's health.
+func (cl *Claim) Status() Status {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.statusLocked()
+}
+
+func (cl *Claim) statusLocked() Status {
+	s := Status{Held: cl.heldLocked(), Reachable: cl.reachable, Holder: cl.holder}
+	if !cl.reachable {
+		s.Err = cl.lastErr
+	}
+	return s
+}
+
+// Kick asks the claim to look at the key now rather than at its next tick.
+func (cl *Claim) Kick() {
+	select {
+	case cl.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops the claim and gives the key up (best effort, bounded by ctx)
+// so the other side need not wait for the lease to end.
+func (cl *Claim) Close(ctx context.Context) {
+	cl.cancel()
+	<-cl.done
+	cl.mu.Lock()
+	lease := cl.lease
+	cl.lease, cl.heldUntil = 0, time.Time{}
+	cl.mu.Unlock()
+	if lease != 0 {
+		ctx, cancel := context.WithTimeout(ctx, cl.c.ttl)
+		defer cancel()
+		_, _ = cl.c.cli.Revoke(ctx, lease)
+	}
+}
+
+func (cl *Claim) run(ctx context.Context) {
+	defer close(cl.done)
+	tick := cl.c.ttl / 3
+	last := cl.Status()
+	report := func() {
+		if s := cl.Status(); s.Held != last.Held || s.Reachable != last.Reachable {
+			last = s
+			if cl.notify != nil {
+				cl.notify(s)
+			}
+		}
+	}
+	for {
+		// Before the step too: a lease that ran out while etcd was away
+		// is reported even when the step then takes the key again.
+		report()
+		cl.step(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		report()
+		// Wake at the lease's end too, so a lost hold is reported on time.
+		wait := tick
+		cl.mu.Lock()
+		if cl.heldLocked() {
+			wait = min(wait, time.Until(cl.heldUntil)+time.Millisecond)
+		}
+		cl.mu.Unlock()
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-cl.kick:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// step keeps the lease alive when the claim has one, or asks for the key.
+func (cl *Claim) step(ctx context.Context) {
+	cl.mu.Lock()
+	lease := cl.lease
+	cl.mu.Unlock()
+	if lease != 0 && cl.keepAlive(ctx, lease) {
+		return
+	}
+	if err := cl.Acquire(ctx); err != nil && !errdefs.IsFailedPrecondition(err) && ctx.Err() == nil {
+		cl.mu.Lock()
+		cl.reachable, cl.lastErr = false, err
+		cl.mu.Unlock()
+	}
+}
+
+// keepAlive renews the lease once. It says whether the claim may still
+// hold the key (renewed, or etcd did not answer and the lease has not run
+// out yet); false means the key must be asked for again.
+func (cl *Claim) keepAlive(ctx context.Context, lease clientv3.LeaseID) bool {
+	cctx, cancel := context.WithTimeout(ctx, cl.c.ttl/3)
+	defer cancel()
+	sent := time.Now()
+	r, err := cl.c.cli.KeepAliveOnce(cctx, lease)
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	switch {
+	case err == nil && r.TTL > 0:
+		cl.heldUntil, cl.reachable, cl.holder = sent.Add(time.Duration(r.TTL)*time.Second), true, ""
+		return true
+	case err == nil || isLeaseGone(err):
+		// etcd answered: the lease ended, and the key with it.
+		cl.lease, cl.heldUntil, cl.reachable = 0, time.Time{}, true
+		return false
+	}
+	// Unknown: Held turns false by itself when heldUntil passes.
+	cl.reachable, cl.lastErr = false, cl.c.unreachable(err)
+	if cl.heldLocked() {
+		return true
+	}
+	cl.lease, cl.heldUntil = 0, time.Time{}
+	return false
+}
+
+func isLeaseGone(err error) bool { return errors.Is(err, rpctypes.ErrLeaseNotFound) }
+
+// Acquire asks for the pod's key once, and returns nil when this side
+// holds it. A side that is not preferred first gives the preferred one
+// PreferDelay to ask. The key held by the other side is a
+// FailedPrecondition error naming the holder; etcd not answering is
+// Unavailable.
+func (cl *Claim) Acquire(ctx context.Context) error {
+	if cl.Held() {
+		return nil
+	}
+	if !cl.preferred {
+		t := time.NewTimer(cl.c.preferDelay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	actx, cancel := context.WithTimeout(ctx, cl.c.ttl/2)
+	defer cancel()
+	sent := time.Now()
+	g, err := cl.c.cli.Grant(actx, int64(cl.c.ttl/time.Second))
+	if err != nil {
+		return cl.c.unreachable(err)
+	}
+	key := Key(cl.pod)
+	put := clientv3.OpPut(key, cl.owner, clientv3.WithLease(g.ID))
+	// Free, or still ours from an earlier lease (a restart of this side
+	// or of etcd): take it with the new lease.
+	r, err := cl.c.cli.Txn(actx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).Then(put).
+		Else(clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(key), "=", cl.owner)},
+			[]clientv3.Op{put}, []clientv3.Op{clientv3.OpGet(key)})).Commit()
+	if err == nil && !r.Succeeded && len(r.Responses) > 0 && r.Responses[0].GetResponseTxn().GetSucceeded() {
+		r.Succeeded = true
+	}
+	if err != nil || !r.Succeeded {
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), cl.c.ttl/2)
+		_, _ = cl.c.cli.Revoke(rctx, g.ID)
+		rcancel()
+		if err != nil {
+			return cl.c.unreachable(err)
+		}
+		holder := ""
+		if txn := r.Responses[0].GetResponseTxn(); txn != nil && len(txn.Responses) > 0 {
+			if kvs := txn.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+				holder = string(kvs[0].Value)
+			}
+		}
+		cl.mu.Lock()
+		cl.holder, cl.reachable = holder, true
+		cl.mu.Unlock()
+		return errdefs.FailedPrecondition("pod %s is held at the mediator by %q; it is free again when that side's lease ends", cl.pod, holder)
+	}
+	cl.mu.Lock()
+	old := cl.lease
+	cl.lease, cl.heldUntil, cl.reachable, cl.holder = g.ID, sent.Add(time.Duration(g.TTL)*time.Second), true, ""
+	cl.mu.Unlock()
+	if old != 0 && old != g.ID {
+		_, _ = cl.c.cli.Revoke(actx, old)
+	}
+	return nil
+}

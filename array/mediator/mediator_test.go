@@ -1,0 +1,159 @@
+package mediator
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/volrep/volrep/errdefs"
+	"github.com/volrep/volrep/internal/etcdtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const ttl = 2 * time.Second
+
+func newClient(t *testing.T, endpoint string) *Client {
+	t.Helper()
+	c, err := New([]string{endpoint}, Options{TTL: ttl, PreferDelay: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func claim(t *testing.T, c *Client, pod, owner string, preferred bool) *Claim {
+	t.Helper()
+	cl := c.Claim(pod, owner, preferred, nil)
+	t.Cleanup(func() { cl.Close(context.Background()) })
+	return cl
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > within {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func TestOneSideHoldsTheKey(t *testing.T) {
+	e := etcdtest.Start(t, "", "")
+	a, b := newClient(t, e.Endpoint()), newClient(t, e.Endpoint())
+	ca := claim(t, a, "pod1", "array-a", true)
+	waitFor(t, 5*time.Second, "A takes the free key", ca.Held)
+	cb := claim(t, b, "pod1", "array-b", false)
+	ctx := context.Background()
+	err := cb.Acquire(ctx)
+	if !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("B asked for a key A holds: %v, want FailedPrecondition", err)
+	}
+	if s := cb.Status(); s.Held || s.Holder != "array-a" || !s.Reachable {
+		t.Fatalf("B's status %+v, want not held, holder array-a, reachable", s)
+	}
+	if h, err := a.Holder(ctx, "pod1"); err != nil || h != "array-a" {
+		t.Fatalf("holder %q, %v", h, err)
+	}
+	// A lease kept alive outlives its TTL several times over.
+	time.Sleep(2 * ttl)
+	if !ca.Held() || cb.Held() {
+		t.Fatalf("after %s: A held %v, B held %v", 2*ttl, ca.Held(), cb.Held())
+	}
+	// A gives the key up on Close; B's claim takes it.
+	ca.Close(ctx)
+	waitFor(t, 3*ttl, "B takes the key A released", cb.Held)
+	if h, _ := a.Holder(ctx, "pod1"); h != "array-b" {
+		t.Fatalf("holder after the handover %q", h)
+	}
+}
+
+func TestPreferredSideWinsWhenBothAsk(t *testing.T) {
+	e := etcdtest.Start(t, "", "")
+	a, b := newClient(t, e.Endpoint()), newClient(t, e.Endpoint())
+	for i := range 3 {
+		pod := "race" + string(rune('0'+i))
+		// Both sides start asking at the same moment; B is not preferred.
+		var wg sync.WaitGroup
+		var cb, ca *Claim
+		wg.Add(2)
+		go func() { defer wg.Done(); cb = b.Claim(pod, "array-b", false, nil) }()
+		go func() { defer wg.Done(); ca = a.Claim(pod, "array-a", true, nil) }()
+		wg.Wait()
+		waitFor(t, 5*time.Second, "someone holds "+pod, func() bool { return ca.Held() || cb.Held() })
+		time.Sleep(time.Second) // past B's preference delay
+		if !ca.Held() || cb.Held() {
+			t.Errorf("%s: preferred held %v, other held %v", pod, ca.Held(), cb.Held())
+		}
+		ca.Close(context.Background())
+		cb.Close(context.Background())
+	}
+}
+
+func TestHoldEndsWhenTheMediatorIsGoneAndComesBack(t *testing.T) {
+	e := etcdtest.Start(t, "", "")
+	c := newClient(t, e.Endpoint())
+	var mu sync.Mutex
+	var seen []Status
+	cl := c.Claim("pod1", "array-a", true, func(s Status) { mu.Lock(); seen = append(seen, s); mu.Unlock() })
+	t.Cleanup(func() { cl.Close(context.Background()) })
+	waitFor(t, 5*time.Second, "the claim holds", cl.Held)
+	e.Stop()
+	lost := waitFor(t, 2*ttl, "the hold ends without etcd", func() bool { return !cl.Held() })
+	t.Logf("the hold ended %s after etcd was killed (TTL %s)", lost, ttl)
+	if lost > ttl+500*time.Millisecond {
+		t.Errorf("the hold outlived the lease: %s", lost)
+	}
+	if s := cl.Status(); s.Reachable || !errdefs.IsUnavailable(s.Err) {
+		t.Errorf("status without etcd: %+v, want unreachable with an Unavailable error", s)
+	}
+	e.Restart()
+	back := waitFor(t, 15*time.Second, "the claim holds again", cl.Held)
+	t.Logf("held again %s after etcd restarted", back)
+	mu.Lock()
+	defer mu.Unlock()
+	var lostSeen, heldSeen bool
+	for _, s := range seen {
+		lostSeen = lostSeen || (!s.Held && !s.Reachable)
+		heldSeen = heldSeen || s.Held
+	}
+	if !lostSeen || !heldSeen {
+		t.Errorf("notifications %+v miss the loss or the return", seen)
+	}
+}
+
+func TestUnreachableMediatorIsUnavailable(t *testing.T) {
+	e := etcdtest.Start(t, "", "")
+	e.Stop()
+	c := newClient(t, e.Endpoint())
+	cl := claim(t, c, "pod1", "array-a", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := cl.Acquire(ctx)
+	if !errdefs.IsUnavailable(err) {
+		t.Fatalf("Acquire without etcd: %v, want Unavailable", err)
+	}
+	if took := time.Since(start); took > ttl {
+		t.Errorf("Acquire took %s to give up; it is bounded by half the TTL", took)
+	}
+	if cl.Held() {
+		t.Fatal("held without etcd")
+	}
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	if _, err := New(nil, Options{}); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("no endpoints: %v", err)
+	}
+	if _, err := New([]string{"127.0.0.1:1"}, Options{TTL: 100 * time.Millisecond}); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("TTL 100ms: %v", err)
+	}
+}

@@ -1,0 +1,298 @@
+package replication_test
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/mediator"
+	"github.com/volrep/volrep/array/replication"
+	"github.com/volrep/volrep/clock"
+	"github.com/volrep/volrep/errdefs"
+	"github.com/volrep/volrep/internal/etcdtest"
+)
+
+const mediatorTTL = 2 * time.Second
+
+// newMediatedPod is newPod with a mediator (a real etcd) and a state hook.
+func newMediatedPod(t *testing.T, timeout time.Duration, states *podStates) (*source, *target, *etcdtest.Server) {
+	t.Helper()
+	etcd := etcdtest.Start(t, "", "")
+	src := newSource(t, clock.NewFake(t0), func(o *replication.Options) {
+		o.MediatorTTL = mediatorTTL
+		o.OnPodState = states.add
+	})
+	tg := newTarget(t)
+	ctx := t.Context()
+	if _, err := src.st.CreateGroup(ctx, "cinder-pod", "cinder", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: "v1", Pool: "cinder", SizeBytes: 16 * mib}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.st.AddMembers(ctx, "cinder-pod", []string{"v1"}); err != nil {
+		t.Fatal(err)
+	}
+	protect(t, src, tg, "pod", array.ReplicaSpec{Kind: array.KindGroup, Local: "cinder-pod", Type: array.TypeSync,
+		SyncTimeout: timeout, PodMediator: []string{etcd.Endpoint()}})
+	syncNow(t, src)
+	return src, tg, etcd
+}
+
+type podStates struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (s *podStates) add(_, state string) { s.mu.Lock(); s.seen = append(s.seen, state); s.mu.Unlock() }
+
+func (s *podStates) has(state string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, x := range s.seen {
+		if x == state {
+			return true
+		}
+	}
+	return false
+}
+
+func replicaUntil(t *testing.T, src *source, within time.Duration, what string, ok func(array.Replica) bool) array.Replica {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		r, err := src.eng.GetReplica(t.Context(), "pod")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok(r) {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s; pod %s, peer %s, mediator %s held %v (%s), %s", what, within,
+				r.PodState, r.PeerState, r.MediatorState, r.MediatorHeld, r.MediatorMessage, r.Message)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// writer writes 4 KiB blocks in turn until stopped and reports when
+// writes began to fail and how many were acknowledged.
+type writer struct {
+	stop          atomic.Bool
+	acked, failed atomic.Int64
+	firstFail     atomic.Int64 // unix nanos
+	wg            sync.WaitGroup
+}
+
+func startWriter(t *testing.T, src *source) *writer {
+	w := &writer{}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		for i := 0; !w.stop.Load(); i++ {
+			off := int64(i%4096) * 4096
+			err := src.st.WriteVolume(context.Background(), "v1", off, bytes.Repeat([]byte{byte(i)}, 4096), false)
+			switch {
+			case err == nil:
+				w.acked.Add(1)
+			case errdefs.IsUnavailable(err):
+				w.firstFail.CompareAndSwap(0, time.Now().UnixNano())
+				w.failed.Add(1)
+			default:
+				t.Errorf("write: %v", err)
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	return w
+}
+
+func (w *writer) end() { w.stop.Store(true); w.wg.Wait() }
+
+// TestPodMediatorDrill: with a mediator, the primary carries on without
+// its peer while it holds the pod's key; cut from both the peer and the
+// mediator it stops (its writes fail at once and change nothing), and it
+// resumes by itself when either is back, resyncing exactly the dirty set.
+func TestPodMediatorDrill(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	var states podStates
+	src, tg, etcd := newMediatedPod(t, timeout, &states)
+	ctx := t.Context()
+	r := replicaUntil(t, src, 10*time.Second, "the primary holds the pod's key", func(r array.Replica) bool { return r.MediatorHeld })
+	if r.PodState != array.PodOnline || r.MediatorState != array.MediatorHealthy {
+		t.Fatalf("in sync with a healthy mediator: pod %s, mediator %s", r.PodState, r.MediatorState)
+	}
+
+	// 1. The mediator alone goes away: nothing changes, writes stay mirrored.
+	etcd.Stop()
+	w := startWriter(t, src)
+	time.Sleep(mediatorTTL + time.Second)
+	w.end()
+	if w.failed.Load() > 0 || w.acked.Load() == 0 {
+		t.Fatalf("with only the mediator gone: %d writes failed, %d acknowledged", w.failed.Load(), w.acked.Load())
+	}
+	r = replicaUntil(t, src, 5*time.Second, "the mediator is reported unreachable", func(r array.Replica) bool {
+		return r.MediatorState == array.MediatorUnreachable
+	})
+	if r.PodState != array.PodOnline || r.DirtyBytes != 0 {
+		t.Fatalf("with only the mediator gone the pod is %s with %d dirty bytes", r.PodState, r.DirtyBytes)
+	}
+	etcd.Restart()
+	replicaUntil(t, src, 10*time.Second, "the key is held again", func(r array.Replica) bool { return r.MediatorHeld })
+
+	// 2. The peer alone goes away: the primary holds the key and carries on.
+	w = startWriter(t, src)
+	time.Sleep(100 * time.Millisecond)
+	tg.halt()
+	time.Sleep(timeout + time.Second)
+	before := w.acked.Load()
+	time.Sleep(500 * time.Millisecond)
+	if w.acked.Load() <= before || w.failed.Load() > 0 {
+		t.Fatalf("with only the peer gone: %d acknowledged in 500 ms, %d failed", w.acked.Load()-before, w.failed.Load())
+	}
+	r = replicaUntil(t, src, 5*time.Second, "degraded, holding the key", func(r array.Replica) bool {
+		return r.PodState == array.PodDegraded && r.MediatorHeld && r.DirtyBytes > 0
+	})
+
+	// 3. Then the mediator too: the pod stops within the sync timeout
+	// plus the lease time.
+	cut := time.Now()
+	etcd.Stop()
+	deadline := time.Now().Add(timeout + mediatorTTL + 2*time.Second)
+	for w.firstFail.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if w.firstFail.Load() == 0 {
+		t.Fatalf("writes still succeed %s after losing both the peer and the mediator", time.Since(cut))
+	}
+	stopAfter := time.Unix(0, w.firstFail.Load()).Sub(cut)
+	t.Logf("writes failed %s after the mediator was cut too (sync timeout %s, lease %s)", stopAfter, timeout, mediatorTTL)
+	if stopAfter > timeout+mediatorTTL+200*time.Millisecond {
+		t.Errorf("the pod stopped %s after the cut; want within %s", stopAfter, timeout+mediatorTTL)
+	}
+	time.Sleep(300 * time.Millisecond)
+	w.end()
+	r = replicaUntil(t, src, 5*time.Second, "stopped by the mediator", func(r array.Replica) bool {
+		return r.PodState == array.PodStoppedByMediator
+	})
+	if r.MediatorHeld || r.MediatorState != array.MediatorUnreachable || r.State != array.StateDegraded {
+		t.Fatalf("stopped pod: held %v, mediator %s, state %s", r.MediatorHeld, r.MediatorState, r.State)
+	}
+	dirtyAtStop := r.DirtyBytes
+	// A stopped pod refuses writes at once and changes nothing here.
+	old := make([]byte, 4096)
+	if err := src.st.ReadVolume(ctx, "v1", 15*mib, old); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for i := range 20 {
+		err := src.st.WriteVolume(ctx, "v1", 15*mib, bytes.Repeat([]byte{0xEE}, 4096), false)
+		if !errdefs.IsUnavailable(err) {
+			t.Fatalf("write %d to a stopped pod: %v, want Unavailable", i, err)
+		}
+	}
+	if took := time.Since(start); took > 200*time.Millisecond {
+		t.Errorf("20 refused writes took %s; a stopped pod fails them at once", took)
+	}
+	got := make([]byte, 4096)
+	if err := src.st.ReadVolume(ctx, "v1", 15*mib, got); err != nil || !bytes.Equal(got, old) {
+		t.Fatalf("a refused write changed the primary's copy (%v)", err)
+	}
+	if r2, _ := src.eng.GetReplica(ctx, "pod"); r2.DirtyBytes != dirtyAtStop {
+		t.Fatalf("refused writes were recorded: dirty %d → %d bytes", dirtyAtStop, r2.DirtyBytes)
+	}
+
+	// 4. The mediator comes back (the peer still away): the pod resumes
+	// on its own, carrying on without the peer.
+	etcd.Restart()
+	back := time.Now()
+	replicaUntil(t, src, 10*time.Second, "degraded again once the mediator is back", func(r array.Replica) bool {
+		return r.PodState == array.PodDegraded && r.MediatorHeld
+	})
+	t.Logf("writes resumed %s after the mediator came back", time.Since(back))
+	if err := src.st.WriteVolume(ctx, "v1", 15*mib, bytes.Repeat([]byte{0xAB}, 4096), false); err != nil {
+		t.Fatalf("a write after the mediator came back: %v", err)
+	}
+
+	// 5. Both gone again, then the peer comes back alone: the pod resumes
+	// and resyncs exactly what it recorded.
+	etcd.Stop()
+	replicaUntil(t, src, timeout+mediatorTTL+2*time.Second, "stopped again", func(r array.Replica) bool {
+		return r.PodState == array.PodStoppedByMediator
+	})
+	if err := src.st.FlushVolume(ctx, "v1"); !errdefs.IsUnavailable(err) {
+		t.Fatalf("flush on a stopped pod: %v, want Unavailable", err)
+	}
+	r, _ = src.eng.GetReplica(ctx, "pod")
+	dirty := r.DirtyBytes
+	tg.start()
+	r = syncNow(t, src)
+	t.Logf("dirty %d bytes; the resync sent %d bytes", dirty, r.LastResyncBytes)
+	if r.LastResyncBytes != dirty {
+		t.Errorf("the resync sent %d bytes for %d dirty", r.LastResyncBytes, dirty)
+	}
+	if r.PodState != array.PodOnline || r.DirtyBytes != 0 {
+		t.Fatalf("after healing: pod %s, %d dirty", r.PodState, r.DirtyBytes)
+	}
+	same(t, src, tg, "v1")
+	got = make([]byte, 4096)
+	if err := tg.st.ReadVolume(ctx, "v1", 15*mib, got); err != nil || !bytes.Equal(got, bytes.Repeat([]byte{0xAB}, 4096)) {
+		t.Fatalf("the write taken while the peer was away is not on the peer (%v)", err)
+	}
+	for _, s := range []string{array.PodDegraded, array.PodStoppedByMediator, array.PodResyncing, array.PodOnline} {
+		if !states.has(s) {
+			t.Errorf("no state change to %s was reported (saw %v)", s, states.seen)
+		}
+	}
+	etcd.Restart()
+}
+
+// TestPodMediatorFromArrayDefault: a pod whose spec names no mediator uses
+// the array's (Options.PodMediator, the [array:NAME] section's key), and
+// gives its key up when the pod is deleted.
+func TestPodMediatorFromArrayDefault(t *testing.T) {
+	etcd := etcdtest.Start(t, "", "")
+	src := newSource(t, clock.NewFake(t0), func(o *replication.Options) {
+		o.PodMediator, o.MediatorTTL = []string{etcd.Endpoint()}, mediatorTTL
+	})
+	tg := newTarget(t)
+	ctx := t.Context()
+	if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: "v1", Pool: "cinder", SizeBytes: 4 * mib}); err != nil {
+		t.Fatal(err)
+	}
+	protect(t, src, tg, "pod", array.ReplicaSpec{Kind: array.KindVolume, Local: "v1", Type: array.TypeSync, SyncTimeout: time.Second})
+	r := replicaUntil(t, src, 10*time.Second, "the pod holds the array's mediator's key", func(r array.Replica) bool { return r.MediatorHeld })
+	if len(r.PodMediator) != 0 || r.MediatorState != array.MediatorHealthy {
+		t.Fatalf("spec mediator %v, state %s", r.PodMediator, r.MediatorState)
+	}
+	// The async replicas have no mediator to name.
+	if _, err := src.eng.ReplicateEntity(ctx, array.ReplicaSpec{Name: "a", Kind: array.KindVolume, Local: "v1", Link: "site-b", RemotePool: "replicas",
+		RemoteEntity: "v1-async", Type: array.TypeAsync, PodMediator: []string{etcd.Endpoint()}}); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("an async replica with a mediator: %v, want InvalidArgument", err)
+	}
+	if err := src.eng.DeleteReplica(ctx, "pod", false); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := mediator.New([]string{etcd.Endpoint()}, mediator.Options{TTL: mediatorTTL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h, err := cli.Holder(ctx, "pod")
+		if err == nil && h == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deleted pod's key is still held by %q (%v)", h, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
