@@ -78,6 +78,15 @@ const (
 	MediatorUnreachable = "unreachable"
 )
 
+// PodStoppedError is the error of a write to a pod its mediator stopped
+// (an UNAVAILABLE error inside). Unlike an array shutting down, the
+// connection stays: each write fails at once (NBD EIO, iSCSI's ALUA
+// unavailable sense) and the next may succeed when the pod resumes.
+type PodStoppedError struct{ Err error }
+
+func (e *PodStoppedError) Error() string { return e.Err.Error() }
+func (e *PodStoppedError) Unwrap() error { return e.Err }
+
 // Retention keeps every snapshot for AllFor, then PerDay snapshots a day
 // for Days days.
 type Retention struct {

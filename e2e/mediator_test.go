@@ -178,8 +178,8 @@ volrep_pod_mediator = etcd://%s
 	// A stopped pod fails writes at once and records nothing new.
 	start = time.Now()
 	out, _ := run(t, true, qemuIO, "-f", "raw", "-c", "write -P 0x04 4M 1M", uri)
-	if !strings.Contains(out, "write failed") || time.Since(start) > 2*time.Second {
-		t.Fatalf("a write to the stopped pod: %q after %s", out, time.Since(start))
+	if !strings.Contains(out, "write failed: Input/output error") || time.Since(start) > 2*time.Second {
+		t.Fatalf("a write to the stopped pod: %q after %s; want EIO at once", out, time.Since(start))
 	}
 	t.Logf("a write to the stopped pod failed in %s", time.Since(start).Round(time.Millisecond))
 	if r, _ := repl.GetReplica(ctx, pod); r.DirtyBytes != dirty {

@@ -10,10 +10,10 @@ import (
 	"net"
 	"syscall"
 
-	"github.com/volrep/volrep/errdefs"
-
+	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/nbd"
 	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/errdefs"
 )
 
 // Exports is the nbd.Exports of one store.
@@ -112,12 +112,17 @@ var (
 
 // errno gives engine errors the errno the NBD server replies with: a write
 // to a read-only or revoked export is EPERM, a bad range EINVAL, a full
-// disk ENOSPC, anything else EIO.
+// disk ENOSPC, a write to a pod its mediator stopped EIO (the export
+// stays; the pod resumes by itself), anything else EIO.
 func errno(err error) error {
 	if err == nil {
 		return nil
 	}
 	var e syscall.Errno
+	var stopped *array.PodStoppedError
+	if errors.As(err, &stopped) {
+		return fmt.Errorf("%w: %w", syscall.EIO, err)
+	}
 	switch errdefs.KindOf(err) {
 	case errdefs.KindFailedPrecondition:
 		e = syscall.EPERM

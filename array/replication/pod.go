@@ -93,8 +93,8 @@ func (p *pod) errStopped() error {
 	} else if st.Holder != "" {
 		msg = fmt.Sprintf("the key is held by %q", st.Holder)
 	}
-	return errdefs.Unavailable("pod %s is stopped by its mediator: this array reaches neither its peer nor the pod's key at the mediator (%s), "+
-		"so it cannot know it may carry on alone; writes resume by themselves when either is back", p.name, msg)
+	return &array.PodStoppedError{Err: errdefs.Unavailable("pod %s is stopped by its mediator: this array reaches neither its peer nor the pod's key at the mediator (%s), "+
+		"so it cannot know it may carry on alone; writes resume by themselves when either is back", p.name, msg)}
 }
 
 // stateLocked is the pod's state at this side. Called with p.mu held.
