@@ -233,25 +233,35 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 	if _, err := s.revokeLocked(func(e *exportRec) bool { return e.Volume == name }); err != nil {
 		return err
 	}
-	// The commit runs without s.mu, batched with other creates and
-	// deletes (commit.go); meanwhile the volume is out of the namespace
-	// and its name reserved.
-	delete(s.vols, name)
-	settled := make(chan struct{})
-	s.settling[name] = settled
-	s.mu.Unlock()
-	err = s.commit(func(tx *bolt.Tx) error {
+	drop := func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketVolumes).Delete([]byte(name)); err != nil {
 			return err
 		}
 		return deleteLayerRec(tx, v.live.id)
-	})
-	s.mu.Lock()
-	delete(s.settling, name)
-	close(settled)
-	if err != nil {
-		s.vols[name] = v
-		return err
+	}
+	if v.live.parent != nil {
+		// A clone's layer hangs under a snapshot's, which a concurrent
+		// snapshot delete could merge into it: commit under s.mu.
+		if err := s.update(drop); err != nil {
+			return err
+		}
+		delete(s.vols, name)
+	} else {
+		// The commit runs without s.mu, batched with other creates and
+		// deletes (commit.go); meanwhile the volume is out of the
+		// namespace and its name reserved.
+		delete(s.vols, name)
+		settled := make(chan struct{})
+		s.settling[name] = settled
+		s.mu.Unlock()
+		err = s.commit(drop)
+		s.mu.Lock()
+		delete(s.settling, name)
+		close(settled)
+		if err != nil {
+			s.vols[name] = v
+			return err
+		}
 	}
 	s.io.Lock()
 	v.deleted = true
