@@ -9,9 +9,9 @@ import (
 )
 
 // FuzzParse checks that Parse never fails or panics, that every problem
-// points at a line of the input, and that the index and ini.v1 agree on every
-// value, which is what the reported line numbers rest on. A plain `go test`
-// runs the seeds only.
+// points at a line of the input, and that the index reads back what it
+// wrote (checkAgreement), which is what the reported line numbers rest on.
+// A plain `go test` runs the seeds only.
 func FuzzParse(f *testing.F) {
 	for _, name := range []string{"testdata/seed-lab.conf", "testdata/typos.conf"} {
 		data, err := os.ReadFile(name)
