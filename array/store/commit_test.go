@@ -193,3 +193,67 @@ func TestCreateDeleteSameNamesConcurrently(t *testing.T) {
 		t.Fatalf("%d layers for %d volumes after the reopen: a deleted volume's layer was kept or a live one lost", len(s2.layers), len(again))
 	}
 }
+
+// TestSettlingNameIsTaken: while a create's commit runs without s.mu,
+// no clone, rename or pool delete can take its name or its pool.
+func TestSettlingNameIsTaken(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(t.TempDir(), Options{Name: "settling"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, p := range []string{"cinder", "spare"} {
+		if _, err := s.CreatePool(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.CreateVolume(ctx, array.VolumeSpec{Name: "src", Pool: "cinder", SizeBytes: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateSnapshot(ctx, "src", "s1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateVolume(ctx, array.VolumeSpec{Name: "other", Pool: "cinder", SizeBytes: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	s.gc.mu.Lock()
+	s.gc.leading = true // a commit "in flight": the create below queues
+	s.gc.mu.Unlock()
+	created := make(chan error, 1)
+	go func() {
+		_, err := s.CreateVolume(ctx, array.VolumeSpec{Name: "x", Pool: "spare", SizeBytes: 1 << 20})
+		created <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		s.gc.mu.Lock()
+		queued := len(s.gc.queue)
+		s.gc.mu.Unlock()
+		if queued == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the create never queued")
+		}
+	}
+	_, err = s.CloneSnapshot(ctx, array.CloneSpec{Volume: "src", Snapshot: "s1", Name: "x"})
+	if !errdefs.IsAborted(err) {
+		t.Fatalf("cloning onto a name being created: %v; want ABORTED", err)
+	}
+	_, err = s.RenameVolume(ctx, "other", "x", nil)
+	if !errdefs.IsAborted(err) {
+		t.Fatalf("renaming onto a name being created: %v; want ABORTED", err)
+	}
+	if err := s.DeletePool(ctx, "spare"); !errdefs.IsAborted(err) {
+		t.Fatalf("deleting the pool of a volume being created: %v; want ABORTED", err)
+	}
+	s.gc.mu.Lock()
+	s.gc.queue[0].done <- errLead
+	s.gc.mu.Unlock()
+	if err := <-created; err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.GetVolume(ctx, "x"); err != nil || v.Pool != "spare" || v.Source != "" {
+		t.Fatalf("the created volume: %+v, %v", v, err)
+	}
+}

@@ -40,6 +40,8 @@ func (s *Store) RenameVolume(ctx context.Context, name, newName string, labels m
 		}
 	} else if _, ok := s.vols[newName]; ok {
 		return array.Volume{}, errdefs.AlreadyExists("volume %q already exists on array %s; pick another name", newName, s.opts.Name)
+	} else if err := s.refuseSettlingLocked(newName); err != nil {
+		return array.Volume{}, err
 	}
 	if err := s.refuseReferenced(v, ""); err != nil {
 		return array.Volume{}, err

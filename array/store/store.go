@@ -90,9 +90,9 @@ type Store struct {
 
 	// gc batches the metadata commits of creates and deletes (commit.go).
 	gc groupCommit
-	// settling holds the names of volumes whose create or delete is being
-	// committed without s.mu; the channel closes when it is settled.
-	settling map[string]chan struct{}
+	// settling holds the volumes whose create or delete is being
+	// committed without s.mu, by name.
+	settling map[string]*settling
 }
 
 type volume struct {
@@ -164,7 +164,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		pools: map[string]*poolRec{}, vols: map[string]*volume{}, layers: map[uint64]*layer{},
 		exports: map[string]*export{}, groups: map[string]*groupRec{},
 		hosts: map[string]*host{}, initiators: map[string]*host{},
-		receiving: map[string]*Receiver{}, settling: map[string]chan struct{}{}}
+		receiving: map[string]*Receiver{}, settling: map[string]*settling{}}
 	if err := s.load(); err != nil {
 		s.closeFiles()
 		return nil, err
@@ -588,6 +588,11 @@ func (s *Store) DeletePool(ctx context.Context, name string) error {
 	}
 	if n := s.poolOf(p).VolumeCount; n > 0 {
 		return errdefs.FailedPrecondition("pool %q holds %d volumes; delete them first", name, n)
+	}
+	for vol, st := range s.settling {
+		if st.pool == name {
+			return errdefs.Aborted("volume %q of pool %q is being created or deleted; try again", vol, name)
+		}
 	}
 	if err := s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPools).Delete([]byte(name)) }); err != nil {
 		return err

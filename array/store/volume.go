@@ -44,11 +44,11 @@ func (s *Store) CreateVolume(ctx context.Context, spec array.VolumeSpec) (array.
 			}
 			return array.Volume{}, errdefs.AlreadyExists("volume %q already exists in pool %q with %d bytes; pick another name or delete it", spec.Name, v.rec.Pool, v.rec.Size)
 		}
-		settled, busy := s.settling[spec.Name]
+		st, busy := s.settling[spec.Name]
 		if !busy {
 			break
 		}
-		if err := s.awaitLocked(ctx, spec.Name, settled); err != nil {
+		if err := s.awaitLocked(ctx, spec.Name, st.done); err != nil {
 			return array.Volume{}, err
 		}
 	}
@@ -60,7 +60,7 @@ func (s *Store) CreateVolume(ctx context.Context, spec array.VolumeSpec) (array.
 	// deletes (commit.go); the name stays reserved meanwhile.
 	s.next++
 	id := s.next
-	settled := make(chan struct{})
+	settled := &settling{done: make(chan struct{}), pool: spec.Pool}
 	s.settling[spec.Name] = settled
 	s.mu.Unlock()
 	// The layer's file is created by its first write (layer.writable).
@@ -77,7 +77,7 @@ func (s *Store) CreateVolume(ctx context.Context, spec array.VolumeSpec) (array.
 	})
 	s.mu.Lock()
 	delete(s.settling, spec.Name)
-	close(settled)
+	close(settled.done)
 	if err != nil {
 		return array.Volume{}, err
 	}
@@ -90,6 +90,22 @@ func (s *Store) CreateVolume(ctx context.Context, spec array.VolumeSpec) (array.
 	v := &volume{rec: rec, live: l, snaps: map[string]*snapshot{}}
 	s.vols[rec.Name] = v
 	return s.volumeOf(v), nil
+}
+
+// settling is a volume whose create or delete is being committed
+// without s.mu: its name is taken until done closes.
+type settling struct {
+	done chan struct{}
+	pool string
+}
+
+// refuseSettlingLocked refuses to give name to another volume while its
+// create or delete is being committed.
+func (s *Store) refuseSettlingLocked(name string) error {
+	if _, ok := s.settling[name]; ok {
+		return errdefs.Aborted("volume %q is being created or deleted; try again", name)
+	}
+	return nil
 }
 
 // awaitLocked waits, with s.mu released, until the create or delete of
@@ -108,6 +124,9 @@ func (s *Store) awaitLocked(ctx context.Context, name string, settled <-chan str
 
 // addVolume persists a volume with a new writable layer on top of parent.
 func (s *Store) addVolume(rec volRec, parent *layer) (*volume, error) {
+	if err := s.refuseSettlingLocked(rec.Name); err != nil {
+		return nil, err
+	}
 	if !array.ValidSerial(rec.Serial) {
 		rec.Serial = newSerial()
 	}
@@ -251,13 +270,13 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 		// deletes (commit.go); meanwhile the volume is out of the
 		// namespace and its name reserved.
 		delete(s.vols, name)
-		settled := make(chan struct{})
+		settled := &settling{done: make(chan struct{}), pool: v.rec.Pool}
 		s.settling[name] = settled
 		s.mu.Unlock()
 		err = s.commit(drop)
 		s.mu.Lock()
 		delete(s.settling, name)
-		close(settled)
+		close(settled.done)
 		if err != nil {
 			s.vols[name] = v
 			return err
