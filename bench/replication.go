@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,7 +38,44 @@ func init() {
 type pair struct {
 	src  *store.Store
 	eng  *replication.Engine
+	wire *countingListener // the target's listener: every byte of the link
 	stop func()
+}
+
+// countingListener counts the bytes its connections carry each way: what
+// a link put on the wire (gRPC and HTTP/2 framing, headers, CRCs and all),
+// not the payload lengths the engine reports.
+type countingListener struct {
+	net.Listener
+	in, out atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: c, l: l}, nil
+}
+
+// bytes is what crossed the listener's connections so far, both ways.
+func (l *countingListener) bytes() int64 { return l.in.Load() + l.out.Load() }
+
+type countingConn struct {
+	net.Conn
+	l *countingListener
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.l.in.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.l.out.Add(int64(n))
+	return n, err
 }
 
 func newPair(ctx context.Context, env *Env, name string) (*pair, error) {
@@ -60,10 +98,11 @@ func newPair(ctx context.Context, env *Env, name string) (*pair, error) {
 	srv := server.New(server.Options{Name: "target", Token: "bench", Logger: log})
 	service.New(dst).Register(srv.GRPC())
 	transfer.NewService(dst, log).Register(srv.GRPC())
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
+	lis := &countingListener{Listener: tcp}
 	sctx, cancel := context.WithCancel(context.Background())
 	served := make(chan struct{})
 	go func() { srv.Serve(sctx, lis); close(served) }()
@@ -79,7 +118,7 @@ func newPair(ctx context.Context, env *Env, name string) (*pair, error) {
 		stopServer()
 		return nil, err
 	}
-	return &pair{src: src, eng: eng, stop: func() {
+	return &pair{src: src, eng: eng, wire: lis, stop: func() {
 		eng.Close()
 		stopServer()
 		src.Close()
@@ -202,10 +241,12 @@ func incrementalReplicate(ctx context.Context, env *Env) ([]Row, error) {
 		return nil, err
 	}
 	syscall.Sync()
+	wireBefore := p.wire.bytes()
 	op, took, err := p.replicate(ctx, array.SnapshotReplicateSpec{Volume: "vol", Snapshot: "s2"})
 	if err != nil {
 		return nil, err
 	}
+	wire := p.wire.bytes() - wireBefore
 	if !op.Result.Incremental {
 		return nil, fmt.Errorf("P1 replication was not incremental")
 	}
@@ -219,8 +260,8 @@ func incrementalReplicate(ctx context.Context, env *Env) ([]Row, error) {
 	return []Row{
 		{ID: "P1", Name: "incremental-replicate", Volrep: took.Seconds(), Baseline: rsyncTook.Seconds(), Unit: "s",
 			Note: fmt.Sprintf("%d GiB volume, 1%% of 64 KiB blocks changed; baseline rsync --inplace --no-whole-file; goal >= 20x", size>>30)},
-		{ID: "P1w", Name: "incremental-wire-bytes", Volrep: float64(op.Result.BytesSent) / mib, Baseline: float64(changedBytes) / mib,
-			Unit: "MiB", Note: "bytes on the wire vs bytes changed; goal sent <= 1.1x changed (ratio >= 0.91)"},
+		{ID: "P1w", Name: "incremental-wire-bytes", Volrep: float64(wire) / mib, Baseline: float64(changedBytes) / mib,
+			Unit: "MiB", Note: fmt.Sprintf("bytes the link's TCP connection carried both ways during the transfer (the engine counted %.2f MiB of payload) vs bytes changed; goal <= 1.1x (ratio >= 0.91)", float64(op.Result.BytesSent)/mib)},
 	}, nil
 }
 
