@@ -132,9 +132,11 @@ func startVolrepd(ctx context.Context, env *Env, tag string, size int64) (*nbdTa
 
 // daemon is a volrepd process with the backend "bench" and a volume.
 type daemon struct {
-	drv  driverv1.DriverServiceClient
-	addr string // the driver API
-	stop func()
+	drv       driverv1.DriverServiceClient
+	addr      string // the driver API
+	arrayAddr string // the array API (token bench-token)
+	pid       int
+	stop      func()
 }
 
 // startDaemon runs volrepd with one array (extra adds lines to its
@@ -216,7 +218,7 @@ func startDaemon(ctx context.Context, env *Env, tag string, size int64, extra st
 	if _, err := drv.CreateVolume(ctx, &driverv1.CreateVolumeRequest{Backend: "bench", VolumeId: tag, SizeGb: size / gib}); err != nil {
 		return fail(fmt.Errorf("CreateVolume: %w", err))
 	}
-	return &daemon{drv: drv, addr: addrs[0], stop: stop}, nil
+	return &daemon{drv: drv, addr: addrs[0], arrayAddr: addrs[1], pid: cmd.Process.Pid, stop: stop}, nil
 }
 
 // startNbdkit serves a sparse file of size bytes with nbdkit's file plugin.
