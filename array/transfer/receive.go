@@ -91,19 +91,24 @@ func (t *Service) Receive(stream arrayv1.TransferService_ReceiveServer) error {
 	}
 	var d digest
 	var crcs []uint32
-	var buf []byte
-	cursor, sinceCheckpoint, lastCheckpoint := resume, int64(0), time.Now()
+	cursor := resume
 	cp := newCheckpointer(r)
 	defer cp.wait()
+	// Writes go to the staging file on their own goroutine, so receiving
+	// and checking the next message overlaps the write of this one.
+	w := startWriter(ctx, r, cp, resume)
+	defer w.stop()
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return errdefs.Aborted("the sender ended the transfer without a trailer; it will resume from offset %d", cursor)
+			written, _ := w.stop()
+			return errdefs.Aborted("the sender ended the transfer without a trailer; it will resume from offset %d", written)
 		}
 		if err != nil {
 			// Keep what is staged, so the sender's retry resumes.
+			written, _ := w.stop()
 			cp.wait()
-			if cerr := r.Checkpoint(context.WithoutCancel(ctx), cursor); cerr != nil {
+			if cerr := r.Checkpoint(context.WithoutCancel(ctx), written); cerr != nil {
 				log.Warn("checkpoint after a broken transfer failed", "err", cerr)
 			}
 			return err
@@ -116,10 +121,10 @@ func (t *Service) Receive(stream arrayv1.TransferService_ReceiveServer) error {
 			}
 			data := c.GetData()
 			if h.GetCompressed() {
-				if buf, err = t.dec.DecodeAll(data, buf[:0]); err != nil {
+				// A buffer of its own: the writer may still hold the last.
+				if data, err = t.dec.DecodeAll(data, make([]byte, 0, c.GetLength())); err != nil {
 					return errdefs.InvalidArgument("data", "zstd: %v", err)
 				}
-				data = buf
 			}
 			if int64(len(data)) != c.GetLength() {
 				return errdefs.InvalidArgument("data", "%d bytes at %d, header says %d", len(data), c.GetOffset(), c.GetLength())
@@ -133,24 +138,26 @@ func (t *Service) Receive(stream arrayv1.TransferService_ReceiveServer) error {
 					return errdefs.Aborted("block at %d failed its CRC-32C check (got %08x, want %08x); resend", c.GetOffset()+int64(i)*blockSize, crcs[i], want)
 				}
 			}
-			if err := r.Write(data, c.GetOffset()); err != nil {
+			if err := w.put(write{off: c.GetOffset(), data: data}); err != nil {
 				return err
 			}
 			d.data(c.GetOffset(), crcs)
 			cursor = c.GetOffset() + int64(len(data))
-			sinceCheckpoint += int64(len(data))
 		case *arrayv1.ReceiveRequest_Zero:
 			z := m.Zero
 			if z.GetOffset() < cursor {
 				return errdefs.InvalidArgument("zero.offset", "offset %d goes backwards (cursor %d)", z.GetOffset(), cursor)
 			}
-			if err := r.Zero(z.GetOffset(), z.GetLength()); err != nil {
+			if err := w.put(write{off: z.GetOffset(), zero: z.GetLength()}); err != nil {
 				return err
 			}
 			d.zero(z.GetOffset(), z.GetLength())
 			cursor = z.GetOffset() + z.GetLength()
 		case *arrayv1.ReceiveRequest_Trailer:
 			tr := m.Trailer
+			if _, err := w.stop(); err != nil {
+				return err
+			}
 			if tr.GetBlocks() != d.blocks || tr.GetDigest() != d.sum {
 				r.Abort()
 				return errdefs.Aborted("transfer of %s@%s does not verify: %d blocks (digest %016x) received, sender says %d (%016x); it was discarded, send it again",
@@ -172,13 +179,79 @@ func (t *Service) Receive(stream arrayv1.TransferService_ReceiveServer) error {
 		default:
 			return errdefs.InvalidArgument("msg", "unexpected %T after the header", m)
 		}
-		if sinceCheckpoint >= CheckpointEvery || (sinceCheckpoint > 0 && time.Since(lastCheckpoint) >= CheckpointPeriod) {
-			if err := cp.start(ctx, cursor); err != nil {
-				return err
-			}
-			sinceCheckpoint, lastCheckpoint = 0, time.Now()
-		}
 	}
+}
+
+// write is one received change for the staging file: data at off, or
+// zero bytes of zeros.
+type write struct {
+	off  int64
+	data []byte
+	zero int64
+}
+
+// writer applies received changes in order and asks for checkpoints at
+// the offset written so far, never past it.
+type writer struct {
+	in     chan write
+	failed chan struct{} // closed when err is set
+	done   chan struct{}
+	// Set by the writer goroutine; read after failed or done is closed.
+	written int64
+	err     error
+}
+
+func startWriter(ctx context.Context, r *store.Receiver, cp *checkpointer, from int64) *writer {
+	w := &writer{in: make(chan write, 8), failed: make(chan struct{}), done: make(chan struct{}), written: from}
+	go func() {
+		defer close(w.done)
+		since, last := int64(0), time.Now()
+		for c := range w.in {
+			if w.err != nil {
+				continue // drain, so put never blocks on a writer that failed
+			}
+			var err error
+			if c.data != nil {
+				if err = r.Write(c.data, c.off); err == nil {
+					w.written, since = c.off+int64(len(c.data)), since+int64(len(c.data))
+				}
+			} else if err = r.Zero(c.off, c.zero); err == nil {
+				w.written = c.off + c.zero
+			}
+			if err == nil && (since >= CheckpointEvery || (since > 0 && time.Since(last) >= CheckpointPeriod)) {
+				err = cp.start(ctx, w.written)
+				since, last = 0, time.Now()
+			}
+			if err != nil {
+				w.err = err
+				close(w.failed)
+			}
+		}
+	}()
+	return w
+}
+
+// put hands c to the writer; it returns the writer's error once it failed.
+func (w *writer) put(c write) error {
+	select {
+	case <-w.failed:
+		return w.err
+	default:
+	}
+	w.in <- c
+	return nil
+}
+
+// stop waits for every change handed over to be written and returns the
+// offset written up to and the first error. It may be called again.
+func (w *writer) stop() (int64, error) {
+	select {
+	case <-w.done:
+	default:
+		close(w.in)
+		<-w.done
+	}
+	return w.written, w.err
 }
 
 // checkpointer syncs staged data in the background, so receiving never
