@@ -33,36 +33,10 @@ func TestMediatorPartitionDrill(t *testing.T) {
 	_, clientPort, _ := net.SplitHostPort(freePort(t))
 	_, peerPort, _ := net.SplitHostPort(freePort(t))
 	etcd := etcdtest.Start(t, "10.78.0.1:"+clientPort, "10.78.0.1:"+peerPort)
-	const syncTimeout, leaseTTL = 500 * time.Millisecond, 3 * time.Second // mediator.DefaultTTL
+	// startPodPair sets volrep_sync_timeout = 500; the lease is mediator.DefaultTTL.
+	const syncTimeout, leaseTTL = 500 * time.Millisecond, 3 * time.Second
 
-	b := &Daemon{t: t, Dir: t.TempDir(), DriverAddr: "10.78.1.2:7500", ArrayB: "10.78.1.2:7402", TokenB: "tb",
-		Prefix: []string{"ip", "netns", "exec", nsB}}
-	b.WriteRaw(fmt.Sprintf("[volrep]\ndriver_listen = %s\n\n[array:site-b]\ndata_dir = %s/b\nlisten = 0.0.0.0:7402\nnbd_listen = 0.0.0.0:10810\napi_token = tb\n", b.DriverAddr, b.Dir))
-	b.WaitFor("")
-	b.Start()
-	a := &Daemon{t: t, Dir: t.TempDir(), DriverAddr: "10.78.0.2:7400", ArrayA: "10.78.0.2:7401", TokenA: "ta",
-		Prefix: []string{"ip", "netns", "exec", nsA}}
-	a.WriteRaw(fmt.Sprintf(`[DEFAULT]
-enabled_backends = puredriver-1
-
-[volrep]
-driver_listen = 0.0.0.0:7400
-
-[array:site-a]
-data_dir = %s/a
-listen = 0.0.0.0:7401
-nbd_listen = 0.0.0.0:10809
-api_token = ta
-
-[puredriver-1]
-san_ip = 10.78.0.2:7401
-pure_api_token = ta
-replication_device = backend_id:pure2-sync,san_ip:10.77.0.2:7402,api_token:tb,type:sync
-volrep_sync_timeout = %d
-volrep_pod_mediator = etcd://%s
-`, a.Dir, syncTimeout.Milliseconds(), etcd.Endpoint()))
-	a.WaitFor("backend/puredriver-1")
-	a.Start()
+	a, b := startPodPair(t, nsA, nsB, "volrep_pod_mediator = etcd://"+etcd.Endpoint()+"\n")
 	dc := driverClient(t, a)
 	if _, err := dc.CreateVolume(ctx, &driverv1.CreateVolumeRequest{Backend: "puredriver-1", VolumeId: "mv", SizeGb: 1, VolumeType: syncType}); err != nil {
 		t.Fatal(err)
@@ -97,16 +71,10 @@ volrep_pod_mediator = etcd://%s
 		return ti.GetPrimaryPodState() == array.PodOnline && ti.GetMediatorHeld() && ti.GetMediatorState() == array.MediatorHealthy
 	})
 
-	nft := func(ns, rules string) {
-		t.Helper()
-		if err := sh(t, fmt.Sprintf("ip netns exec %s nft '%s'", ns, rules)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// Cut A from the mediator only (etcd's port on A's host link, so the
 	// test still reaches A's APIs): nothing changes, writes stay mirrored.
 	cutMediator := fmt.Sprintf("add table inet med; add chain inet med out { type filter hook output priority 0; }; add rule inet med out ip daddr 10.78.0.1 tcp dport %s drop; add chain inet med in { type filter hook input priority 0; }; add rule inet med in ip saddr 10.78.0.1 tcp sport %s drop", clientPort, clientPort)
-	nft(nsA, cutMediator)
+	nft(t, nsA, cutMediator)
 	waitInfo("the mediator reported unreachable", 10*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
 		return ti.GetMediatorState() == array.MediatorUnreachable
 	})
@@ -118,16 +86,15 @@ volrep_pod_mediator = etcd://%s
 	if err := b.Array("b").ReadVolume(ctx, "volume-mv-cinder", 6<<20, peerCopy); err != nil || peerCopy[0] != 0x06 {
 		t.Fatalf("a write with only the mediator cut is not on the peer: %v %x", err, peerCopy[0])
 	}
-	nft(nsA, "delete table inet med")
+	nft(t, nsA, "delete table inet med")
 	waitInfo("holding the key again", 20*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
 		return ti.GetMediatorHeld() && ti.GetMediatorState() == array.MediatorHealthy
 	})
 	t.Logf("cut from the mediator only: writes stayed mirrored, the pod stayed online")
 
 	// Cut A ↔ B both ways (the mediator stays reachable).
-	cutPeer := "add table inet drill; add chain inet drill out { type filter hook output priority 0; }; add rule inet drill out ip daddr 10.77.0.0/24 drop; add chain inet drill in { type filter hook input priority 0; }; add rule inet drill in ip saddr 10.77.0.0/24 drop"
 	for _, ns := range []string{nsA, nsB} {
-		nft(ns, cutPeer)
+		nft(t, ns, cutPeer)
 	}
 	start := time.Now()
 	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x02 1M 2M", "-c", "flush", uri)
@@ -138,7 +105,7 @@ volrep_pod_mediator = etcd://%s
 	t.Logf("replication info: primary %s, target %s, mediator %s, held %v", ti.GetPrimaryPodState(), ti.GetTargetPodState(), ti.GetMediatorState(), ti.GetMediatorHeld())
 
 	// Cut A from the mediator too.
-	nft(nsA, cutMediator)
+	nft(t, nsA, cutMediator)
 	cut := time.Now()
 	var stopped time.Duration
 	var lastOut string
@@ -191,9 +158,9 @@ volrep_pod_mediator = etcd://%s
 	}
 
 	// Heal both; A resumes by itself and resyncs its dirty set.
-	nft(nsA, "delete table inet med")
+	nft(t, nsA, "delete table inet med")
 	for _, ns := range []string{nsA, nsB} {
-		nft(ns, "delete table inet drill")
+		nft(t, ns, "delete table inet drill")
 	}
 	healed := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)

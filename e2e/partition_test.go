@@ -80,35 +80,7 @@ func TestPartitionDrill(t *testing.T) {
 	nsA, nsB := partitionable(t)
 	qemuIO := tool(t, "qemu-io")
 	ctx := t.Context()
-	// The test reaches B over its own link (10.78.1.2); A reaches B over
-	// the link the drill cuts (10.77.0.2).
-	b := &Daemon{t: t, Dir: t.TempDir(), DriverAddr: "10.78.1.2:7500", ArrayB: "10.78.1.2:7402", TokenB: "tb",
-		Prefix: []string{"ip", "netns", "exec", nsB}}
-	b.WriteRaw(fmt.Sprintf("[volrep]\ndriver_listen = %s\n\n[array:site-b]\ndata_dir = %s/b\nlisten = 0.0.0.0:7402\nnbd_listen = 0.0.0.0:10810\napi_token = tb\n", b.DriverAddr, b.Dir))
-	b.WaitFor("")
-	b.Start()
-	a := &Daemon{t: t, Dir: t.TempDir(), DriverAddr: "10.78.0.2:7400", ArrayA: "10.78.0.2:7401", TokenA: "ta",
-		Prefix: []string{"ip", "netns", "exec", nsA}}
-	a.WriteRaw(fmt.Sprintf(`[DEFAULT]
-enabled_backends = puredriver-1
-
-[volrep]
-driver_listen = 0.0.0.0:7400
-
-[array:site-a]
-data_dir = %s/a
-listen = 0.0.0.0:7401
-nbd_listen = 0.0.0.0:10809
-api_token = ta
-
-[puredriver-1]
-san_ip = 10.78.0.2:7401
-pure_api_token = ta
-replication_device = backend_id:pure2-sync,san_ip:10.77.0.2:7402,api_token:tb,type:sync
-volrep_sync_timeout = 500
-`, a.Dir))
-	a.WaitFor("backend/puredriver-1")
-	a.Start()
+	a, b := startPodPair(t, nsA, nsB, "")
 	dc := driverClient(t, a)
 	if _, err := dc.CreateVolume(ctx, &driverv1.CreateVolumeRequest{Backend: "puredriver-1", VolumeId: "pv", SizeGb: 1, VolumeType: syncType}); err != nil {
 		t.Fatal(err)
@@ -121,11 +93,8 @@ volrep_sync_timeout = 500
 	}
 
 	// Cut A ↔ B both ways.
-	cut := "add table inet drill; add chain inet drill out { type filter hook output priority 0; }; add rule inet drill out ip daddr 10.77.0.0/24 drop; add chain inet drill in { type filter hook input priority 0; }; add rule inet drill in ip saddr 10.77.0.0/24 drop"
 	for _, ns := range []string{nsA, nsB} {
-		if err := sh(t, fmt.Sprintf("ip netns exec %s nft '%s'", ns, cut)); err != nil {
-			t.Fatal(err)
-		}
+		nft(t, ns, cutPeer)
 	}
 	start := time.Now()
 	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x02 1M 2M", "-c", "flush", uri)
@@ -146,9 +115,7 @@ volrep_sync_timeout = 500
 
 	// Heal.
 	for _, ns := range []string{nsA, nsB} {
-		if err := sh(t, fmt.Sprintf("ip netns exec %s nft delete table inet drill", ns)); err != nil {
-			t.Fatal(err)
-		}
+		nft(t, ns, "delete table inet drill")
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -163,5 +130,53 @@ volrep_sync_timeout = 500
 	have := make([]byte, 3<<20)
 	if err := cc.ReadVolume(ctx, "volume-pv-cinder", 0, have); err != nil || !bytes.Equal(have, want) || want[2<<20] != 0x02 {
 		t.Fatalf("after healing the two sides differ (%v)", err)
+	}
+}
+
+// startPodPair starts array B in nsB, then array A in nsA with a backend
+// whose sync replication_device is B. The test reaches each over its own
+// link (10.78.0.2, 10.78.1.2); A reaches B over the link the drills cut
+// (10.77.0.2). extra ends A's backend section.
+func startPodPair(t *testing.T, nsA, nsB, extra string) (a, b *Daemon) {
+	t.Helper()
+	b = &Daemon{t: t, Dir: t.TempDir(), DriverAddr: "10.78.1.2:7500", ArrayB: "10.78.1.2:7402", TokenB: "tb",
+		Prefix: []string{"ip", "netns", "exec", nsB}}
+	b.WriteRaw(fmt.Sprintf("[volrep]\ndriver_listen = %s\n\n[array:site-b]\ndata_dir = %s/b\nlisten = 0.0.0.0:7402\nnbd_listen = 0.0.0.0:10810\napi_token = tb\n", b.DriverAddr, b.Dir))
+	b.WaitFor("")
+	b.Start()
+	a = &Daemon{t: t, Dir: t.TempDir(), DriverAddr: "10.78.0.2:7400", ArrayA: "10.78.0.2:7401", TokenA: "ta",
+		Prefix: []string{"ip", "netns", "exec", nsA}}
+	a.WriteRaw(fmt.Sprintf(`[DEFAULT]
+enabled_backends = puredriver-1
+
+[volrep]
+driver_listen = 0.0.0.0:7400
+
+[array:site-a]
+data_dir = %s/a
+listen = 0.0.0.0:7401
+nbd_listen = 0.0.0.0:10809
+api_token = ta
+
+[puredriver-1]
+san_ip = 10.78.0.2:7401
+pure_api_token = ta
+replication_device = backend_id:pure2-sync,san_ip:10.77.0.2:7402,api_token:tb,type:sync
+volrep_sync_timeout = 500
+%s`, a.Dir, extra))
+	a.WaitFor("backend/puredriver-1")
+	a.Start()
+	return a, b
+}
+
+// cutPeer drops everything to and from the A-B link (10.77.0.0/24) in
+// the namespace it is loaded in; "delete table inet drill" heals.
+const cutPeer = "add table inet drill; add chain inet drill out { type filter hook output priority 0; }; add rule inet drill out ip daddr 10.77.0.0/24 drop; add chain inet drill in { type filter hook input priority 0; }; add rule inet drill in ip saddr 10.77.0.0/24 drop"
+
+// nft loads rules into namespace ns.
+func nft(t *testing.T, ns, rules string) {
+	t.Helper()
+	if err := sh(t, fmt.Sprintf("ip netns exec %s nft '%s'", ns, rules)); err != nil {
+		t.Fatal(err)
 	}
 }
