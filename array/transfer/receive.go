@@ -138,7 +138,7 @@ func (t *Service) Receive(stream arrayv1.TransferService_ReceiveServer) error {
 					return errdefs.Aborted("block at %d failed its CRC-32C check (got %08x, want %08x); resend", c.GetOffset()+int64(i)*blockSize, crcs[i], want)
 				}
 			}
-			if err := w.put(write{off: c.GetOffset(), data: data}); err != nil {
+			if err := w.put(write{off: c.GetOffset(), isData: true, data: data}); err != nil {
 				return err
 			}
 			d.data(c.GetOffset(), crcs)
@@ -182,12 +182,13 @@ func (t *Service) Receive(stream arrayv1.TransferService_ReceiveServer) error {
 	}
 }
 
-// write is one received change for the staging file: data at off, or
-// zero bytes of zeros.
+// write is one received change for the staging file: data at off when
+// isData, otherwise zero bytes of zeros.
 type write struct {
-	off  int64
-	data []byte
-	zero int64
+	off    int64
+	isData bool
+	data   []byte
+	zero   int64
 }
 
 // writer applies received changes in order and asks for checkpoints at
@@ -211,7 +212,7 @@ func startWriter(ctx context.Context, r *store.Receiver, cp *checkpointer, from 
 				continue // drain, so put never blocks on a writer that failed
 			}
 			var err error
-			if c.data != nil {
+			if c.isData {
 				if err = r.Write(c.data, c.off); err == nil {
 					w.written, since = c.off+int64(len(c.data)), since+int64(len(c.data))
 				}
