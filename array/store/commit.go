@@ -15,9 +15,9 @@ import (
 // commits whatever queued during the previous commit. Every change is
 // still durable before its caller returns.
 //
-// The caller whose change finds no commit running leads: it commits
-// batches until its own change is in one, then hands the lead to a
-// waiter whose change is still queued. No goroutine outlives a call.
+// The caller whose change finds no commit running leads: it commits the
+// queue, its own change included, then hands the lead to a waiter whose
+// change is still queued. No goroutine outlives a call.
 type groupCommit struct {
 	mu      sync.Mutex
 	queue   []*commitReq
@@ -51,27 +51,22 @@ func (s *Store) commit(fn func(*bolt.Tx) error) error {
 			return err
 		}
 	}
-	for {
-		gc.mu.Lock()
-		batch := gc.queue
-		gc.queue = nil
-		gc.mu.Unlock()
-		s.commitBatch(batch)
-		select {
-		case err := <-r.done:
-			gc.mu.Lock()
-			if len(gc.queue) == 0 {
-				gc.leading = false
-			} else {
-				gc.queue[0].done <- errLead
-			}
-			gc.mu.Unlock()
-			return err
-		default:
-			// Our change was not in this batch (a waiter that was told
-			// to lead queued it after the batch was taken).
-		}
+	// Only a leader drains the queue, so the leader's own change, queued
+	// before it led, is in the batch it takes now.
+	gc.mu.Lock()
+	batch := gc.queue
+	gc.queue = nil
+	gc.mu.Unlock()
+	s.commitBatch(batch)
+	err := <-r.done
+	gc.mu.Lock()
+	if len(gc.queue) == 0 {
+		gc.leading = false
+	} else {
+		gc.queue[0].done <- errLead
 	}
+	gc.mu.Unlock()
+	return err
 }
 
 // commitBatch commits batch in one transaction; if that fails, each
