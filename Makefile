@@ -20,7 +20,7 @@ HEALTH_PROBE_VERSION       := v0.4.40
 DEB_TOOLS := qemu-img:qemu-utils qemu-io:qemu-utils nbdinfo:libnbd-bin nbdcopy:libnbd-bin \
              nbdkit:nbdkit fio:fio rsync:rsync systemd-analyze:systemd journalctl:systemd \
              promtool:prometheus ip:iproute2 nft:nftables python3:python3 git:git etcd:etcd-server \
-             iscsi-test-cu:libiscsi-bin iscsi-ls:libiscsi-bin tgtd:tgt tgtadm:tgt \
+             iscsi-test-cu:libiscsi-bin iscsi-ls:libiscsi-bin iscsi-inq:libiscsi-bin tgtd:tgt tgtadm:tgt \
              /usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so:qemu-block-extra
 # Python module → Debian package, for the Cinder driver and its stubs.
 # Debian's python3 (not a pyenv one on PATH) sees these packages.

@@ -58,6 +58,9 @@ type Array struct {
 	// ISCSITargetIQN is the array's iSCSI target name (set with
 	// ISCSIListen only).
 	ISCSITargetIQN string
+	// ISCSIPortGroup is the array's ALUA target port group (set with
+	// ISCSIListen only; iscsi_port_group).
+	ISCSIPortGroup int
 	APIToken       Secret
 	Pools          []string // created at start
 	// PodMediator are the etcd endpoints (host:port) this array's pods ask

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"reflect"
 	"slices"
@@ -367,6 +368,38 @@ func TestISCSISettingsAreRead(t *testing.T) {
 	}
 	if len(c.ISCSIListen) != 0 {
 		t.Errorf("array c serves iSCSI on %q without iscsi_listen", c.ISCSIListen)
+	}
+}
+
+// TestISCSIPortGroup: the ALUA port group is the array's own when set,
+// taken from its name when not, and two arrays of one file may not share
+// one (a host's multipath would take both arrays' paths for one group).
+func TestISCSIPortGroup(t *testing.T) {
+	arr := func(name, extra string) []string {
+		return []string{"[array:" + name + "]", "data_dir = /tmp/" + name, "listen = 127.0.0.1:0", "api_token = tok-array-0001",
+			"iscsi_listen = 127.0.0.1:0", extra}
+	}
+	cfg := mustParse(t, conf(append(arr("a", "iscsi_port_group = 2"), arr("b", "")...)...))
+	if len(cfg.Problems) != 0 {
+		t.Fatal(cfg.Problems)
+	}
+	if a, b := cfg.Arrays[0].ISCSIPortGroup, cfg.Arrays[1].ISCSIPortGroup; a != 2 || b != DefaultPortGroup("b") || b == DefaultPortGroup("a") {
+		t.Errorf("port groups %d and %d; want 2 and %d", a, b, DefaultPortGroup("b"))
+	}
+	for _, tc := range []struct {
+		lines []string
+		want  string
+	}{
+		{append(arr("a", "iscsi_port_group = 9"), arr("b", "iscsi_port_group = 9")...), "iscsi_port_group of [array:b] is 9, the same as [array:a]'s"},
+		{arr("a", "iscsi_port_group = 0"), "must be a whole number from 1 to 65535"},
+		{arr("a", "iscsi_port_group = 65536"), "must be at most 65535"},
+		{[]string{"[array:a]", "data_dir = /tmp/a", "listen = 127.0.0.1:0", "api_token = tok-array-0001", "iscsi_port_group = 3"},
+			"has no effect without iscsi_listen"},
+	} {
+		cfg := mustParse(t, conf(tc.lines...))
+		if !strings.Contains(fmt.Sprint(cfg.Problems), tc.want) {
+			t.Errorf("%q: problems %v, want one saying %q", tc.lines, cfg.Problems, tc.want)
+		}
 	}
 }
 

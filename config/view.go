@@ -39,6 +39,7 @@ type ArrayView struct {
 	NBDIdleTimeout    int64    `json:"nbd_idle_timeout"` // seconds
 	ISCSIListen       []string `json:"iscsi_listen"`
 	ISCSITargetIQN    string   `json:"iscsi_target_iqn"`
+	ISCSIPortGroup    int      `json:"iscsi_port_group,omitempty"`
 	Pools             []string `json:"pools"`
 	PodMediator       []string `json:"volrep_pod_mediator,omitempty"` // etcd host:port endpoints
 	Problems          int      `json:"problems"`
@@ -103,7 +104,7 @@ func (c *Config) View() View {
 		v.Arrays = append(v.Arrays, ArrayView{Name: a.Name, Line: a.Line, DataDir: a.DataDir, Listen: a.Listen, APIToken: a.APIToken,
 			NBDListen: a.NBDListen, NBDMaxConnections: a.NBDMaxConnections, NBDIdleTimeout: int64(a.NBDIdleTimeout / time.Second),
 			ISCSIListen: append([]string{}, a.ISCSIListen...), ISCSITargetIQN: a.ISCSITargetIQN,
-			Pools: a.Pools, PodMediator: a.PodMediator, Problems: len(a.Problems)})
+			ISCSIPortGroup: a.ISCSIPortGroup, Pools: a.Pools, PodMediator: a.PodMediator, Problems: len(a.Problems)})
 	}
 	for _, b := range c.Backends {
 		bv := BackendView{Section: b.Section, Line: b.Line, VolumeBackendName: b.VolumeBackendName, VolumeDriver: b.VolumeDriver,

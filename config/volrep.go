@@ -1,6 +1,7 @@
 package config
 
 import (
+	"hash/fnv"
 	"net"
 	"slices"
 	"strings"
@@ -13,7 +14,7 @@ import (
 var (
 	daemonKeys = []string{"driver_listen", "driver_api_token", "metrics_listen", "log_format", "log_level", "state_dir"}
 	arrayKeys  = []string{"data_dir", "listen", "api_token", "nbd_listen", "nbd_max_connections", "nbd_idle_timeout",
-		"iscsi_listen", "iscsi_target_iqn", "pools", mediatorKey}
+		"iscsi_listen", "iscsi_target_iqn", "iscsi_port_group", "pools", mediatorKey}
 )
 
 func (p *parser) readDaemon() Daemon {
@@ -45,6 +46,7 @@ func (p *parser) readDaemon() Daemon {
 func (p *parser) readArrays() []Array {
 	var arrays []Array
 	dataDirs := map[string]value{}
+	portGroups := map[int]string{}
 	for _, s := range p.ix.sections {
 		if !strings.HasPrefix(s, arrayPrefix) {
 			continue
@@ -100,6 +102,7 @@ func (p *parser) readArrays() []Array {
 				a.ISCSITargetIQN = v.text
 			}
 		}
+		a.ISCSIPortGroup = p.portGroup(to, a, s, portGroups)
 		if v, ok := p.first("pools", s); ok {
 			a.Pools = p.pools(to, v)
 		}
@@ -107,6 +110,42 @@ func (p *parser) readArrays() []Array {
 		arrays = append(arrays, a)
 	}
 	return arrays
+}
+
+// portGroup reads iscsi_port_group: the array's ALUA target port group.
+// The two arrays of a pod must differ, so the default is taken from the
+// array's name, and two arrays of one file may not share one.
+func (p *parser) portGroup(to *Problems, a Array, s string, seen map[int]string) int {
+	v, set := p.first("iscsi_port_group", s)
+	if set && len(a.ISCSIListen) == 0 {
+		p.report(to, v.line, s, v.key, "iscsi_port_group in [%s] has no effect without iscsi_listen; set iscsi_listen or delete the line", s)
+		return 0
+	}
+	if len(a.ISCSIListen) == 0 {
+		return 0
+	}
+	def := DefaultPortGroup(a.Name)
+	n := p.checkInt(to, "iscsi_port_group", def, 1, 65535, "a whole number from 1 to 65535, different on the two arrays of a pod", s)
+	if other, dup := seen[n]; dup {
+		line, how := a.Line, "its default, taken from the array's name,"
+		if set {
+			line, how = v.line, "it"
+		}
+		p.report(to, line, s, "iscsi_port_group", "iscsi_port_group of [%s] is %d, the same as [%s]'s; %s must differ, or a host's multipath "+
+			"takes both arrays' paths for one ALUA group; set iscsi_port_group in one of them", s, n, other, how)
+		return n
+	}
+	seen[n] = s
+	return n
+}
+
+// DefaultPortGroup is the ALUA target port group of an array that sets
+// none: from 1 to 65535, taken from its name so that two arrays named
+// differently almost never share one.
+func DefaultPortGroup(name string) int {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return int(h.Sum32()%65535) + 1
 }
 
 // iSCSIPort is the port of a portal that names none (RFC 7143's).

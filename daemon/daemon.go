@@ -307,7 +307,7 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 			MaxConnections: a.NBDMaxConnections, IdleTimeout: a.NBDIdleTimeout})
 	}
 	if len(h.iscsiLis) > 0 {
-		h.iscsi = iscsi.NewServer(lunmap.New(h.store), iscsi.Options{Logger: alog})
+		h.iscsi = iscsi.NewServer(lunmap.New(h.store), iscsi.Options{Logger: alog, PortGroup: uint16(a.ISCSIPortGroup)})
 	}
 	return h, nil
 }

@@ -53,6 +53,62 @@ type Identity struct {
 	Product string
 }
 
+// AccessState is an ALUA asymmetric access state (SPC-4 5.15.2): what a
+// host's multipath may do through this array's target port group.
+type AccessState byte
+
+const (
+	// ActiveOptimized: every command, and the path a host should prefer.
+	ActiveOptimized AccessState = 0x0
+	// ActiveNonOptimized: every command, slower than an optimized path
+	// (a pod's copy at the array that forwards its writes to the other).
+	ActiveNonOptimized AccessState = 0x1
+	// Standby: only INQUIRY, REPORT LUNS, REPORT TARGET PORT GROUPS,
+	// MODE SENSE and REQUEST SENSE; media access gets NOT READY / TARGET
+	// PORT IN STANDBY STATE (04h/0Bh).
+	Standby AccessState = 0x2
+	// Unavailable: as Standby without MODE SENSE; media access gets NOT
+	// READY / TARGET PORT IN UNAVAILABLE STATE (04h/0Ch). A pod its
+	// mediator stopped.
+	Unavailable AccessState = 0x3
+	// Transitioning: NOT READY / ASYMMETRIC ACCESS STATE TRANSITION
+	// (04h/0Ah), which a host retries.
+	Transitioning AccessState = 0xf
+)
+
+func (s AccessState) String() string {
+	switch s {
+	case ActiveOptimized:
+		return "active/optimized"
+	case ActiveNonOptimized:
+		return "active/non-optimized"
+	case Standby:
+		return "standby"
+	case Unavailable:
+		return "unavailable"
+	case Transitioning:
+		return "transitioning"
+	}
+	return "AccessState(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Access is what this server's target port group reports for a LUN.
+type Access struct {
+	State AccessState
+	// Preferred sets the PREF bit: the host's preferred array for the
+	// volume (volrep_preferred_array of its pod).
+	Preferred bool
+}
+
+// AccessReporter may be implemented by a Device whose volume is served by
+// more than one array (a pod stretched over two), so that a host's
+// multipath learns which array's paths to use. The server asks it on
+// every command, so it must be cheap and never wait. A Device without it
+// is active/optimized.
+type AccessReporter interface {
+	Access() Access
+}
+
 // Errors a Device (or Targets.Open) returns to get a specific sense.
 var (
 	// ErrWriteProtected: DATA PROTECT / WRITE PROTECTED (27h/00h).
@@ -65,8 +121,8 @@ var (
 	ErrNoSpace = errors.New("iscsi: no space left for the write")
 	// ErrUnavailable: the LUN cannot serve I/O now (its pod stopped, the
 	// array is shutting down). NOT READY / LOGICAL UNIT NOT ACCESSIBLE,
-	// ASYMMETRIC ACCESS STATE TRANSITION (04h/0Ah) or, with ALUA,
-	// TARGET PORT IN UNAVAILABLE STATE (04h/0Ch).
+	// TARGET PORT IN UNAVAILABLE STATE (04h/0Ch), the ALUA state a host's
+	// multipath fails the path over on.
 	ErrUnavailable = errors.New("iscsi: the logical unit is unavailable")
 )
 

@@ -31,6 +31,8 @@ type fileDevice struct {
 	writes, fuaWrites, reads atomic.Int64
 	zeroes, flushes, closes  atomic.Int64
 	revoked                  atomic.Bool // every method returns ErrNotMapped
+	// access is the ALUA state (low byte) and PREF (bit 8) it reports.
+	access atomic.Uint32
 }
 
 func newFileDevice(t testing.TB, size int64, naaByte byte) *fileDevice {
@@ -115,7 +117,20 @@ func (d *fileDevice) Zero(_ context.Context, off, length int64, fua bool) error 
 }
 
 func (d *fileDevice) Identity() Identity { return d.id }
-func (d *fileDevice) Close()             { d.closes.Add(1) }
+
+func (d *fileDevice) setAccess(a Access) {
+	v := uint32(a.State)
+	if a.Preferred {
+		v |= 1 << 8
+	}
+	d.access.Store(v)
+}
+
+func (d *fileDevice) Access() Access {
+	v := d.access.Load()
+	return Access{State: AccessState(v), Preferred: v&(1<<8) != 0}
+}
+func (d *fileDevice) Close() { d.closes.Add(1) }
 
 // memDevice is a benchmark and fuzz Device in memory.
 type memDevice struct {

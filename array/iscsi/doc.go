@@ -83,9 +83,10 @@
 //
 // 512-byte logical blocks, 4096-byte physical blocks (READ CAPACITY(16)
 // exponent 3), thin provisioned (LBPME, LBPRZ). INQUIRY (standard, SPC-4,
-// CMDQUE, version descriptors SAM-5/iSCSI/SPC-4/SBC-3; TPGS 0) and VPD
-// pages 00h, 80h (Identity.Serial), 83h (NAA 6 from Identity.NAA, relative
-// target port, target port group, target port SCSI name), B0h (block
+// CMDQUE, version descriptors SAM-5/iSCSI/SPC-4/SBC-3; TPGS 01b, implicit
+// ALUA) and VPD pages 00h, 80h (Identity.Serial), 83h (NAA 6 from
+// Identity.NAA, relative target port and target port group, both
+// Options.PortGroup, target port SCSI name), B0h (block
 // limits: 8 MiB transfers, UNMAP up to 1Mi blocks and 256 descriptors,
 // WRITE SAME up to 8 MiB with WSNZ, COMPARE AND WRITE up to 128 blocks),
 // B1h (non-rotating), B2h (LBPU, LBPWS, LBPWS10, LBPRZ, thin); READ
@@ -106,13 +107,24 @@
 // in the header for a read-only LUN; saved values: SAVING PARAMETERS NOT
 // SUPPORTED); REQUEST SENSE (fixed or descriptor; autosense leaves
 // nothing pending); REPORT SUPPORTED OPERATION CODES (all, and one command
-// with or without service action, with RCTD).
+// with or without service action, with RCTD); REPORT TARGET PORT GROUPS
+// (length-only and extended headers; this server's group with one port,
+// the state and PREF bit from AccessReporter, status "implicit").
+//
+// ALUA: a Device that implements AccessReporter is asked its state on
+// every command. A change is a unit attention, ASYMMETRIC ACCESS STATE
+// CHANGED (2Ah/06h), reported once to each session (REPORT TARGET PORT
+// GROUPS is answered and leaves it pending). Standby allows MODE SENSE
+// and MAINTENANCE IN; unavailable and transitioning allow MAINTENANCE IN;
+// INQUIRY, REPORT LUNS and REQUEST SENSE are always answered. Other
+// commands get NOT READY with 04h/0Bh (standby), 04h/0Ch (unavailable) or
+// 04h/0Ah (transitioning) without reaching the device.
 //
 // Not supported (INVALID COMMAND OPERATION CODE): MODE SELECT, persistent
 // reservations, RESERVE/RELEASE, ORWRITE, WRITE ATOMIC, EXTENDED COPY,
 // SANITIZE, READ DEFECT DATA, PREVENT ALLOW MEDIUM REMOVAL; protection
 // information (RDPROTECT/WRPROTECT/VRPROTECT other than 0 → INVALID FIELD
-// IN CDB); ALUA (TPGS 0, no REPORT TARGET PORT GROUPS); multi-PDU text
+// IN CDB); SET TARGET PORT GROUPS (explicit ALUA); multi-PDU text
 // requests; several connections per session; error recovery levels 1–2.
 //
 // # Error mapping
@@ -129,7 +141,7 @@
 // (Device.ReadOnly) or ErrWriteProtected: DATA PROTECT / WRITE PROTECTED
 // (27h/00h) without calling the device. ErrNoSpace: DATA PROTECT / SPACE
 // ALLOCATION FAILED WRITE PROTECT (27h/07h). ErrUnavailable: NOT READY /
-// LOGICAL UNIT NOT ACCESSIBLE, ASYMMETRIC ACCESS STATE TRANSITION (04h/0Ah).
+// LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN UNAVAILABLE STATE (04h/0Ch).
 // Another error: MEDIUM ERROR / UNRECOVERED READ ERROR (11h/00h) for
 // reads, HARDWARE ERROR / INTERNAL TARGET FAILURE (44h/00h) otherwise
 // (logged at warn). A connection closing under a command: ABORTED COMMAND

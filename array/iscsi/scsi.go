@@ -31,7 +31,10 @@ const (
 // Additional sense codes and qualifiers (ASC<<8 | ASCQ).
 const (
 	ascNone                   = 0x0000
-	ascNotAccessible          = 0x040a
+	ascALUATransition         = 0x040a
+	ascPortStandby            = 0x040b
+	ascPortUnavailable        = 0x040c
+	ascAccessStateChanged     = 0x2a06
 	ascUnrecoveredReadError   = 0x1100
 	ascParamListLengthError   = 0x1a00
 	ascMiscompareDuringVerify = 0x1d00
@@ -98,6 +101,7 @@ type lunState struct {
 	mu       sync.Mutex
 	size     int64  // the capacity last reported to this session
 	resets   uint64 // the volume's LOGICAL UNIT RESETs this session has been told of
+	access   Access // the ALUA state last reported to this session
 	refs     int
 	released bool // removed from the session; Close when refs drop to 0
 }
@@ -145,7 +149,7 @@ func (ss *scsiSession) acquire(ctx context.Context, lun uint64) (*lunState, erro
 		return l, nil
 	}
 	id := dev.Identity()
-	l := &lunState{dev: dev, id: id, size: dev.Size(), refs: 1, resets: ss.s.resetCounter(&id).Load()}
+	l := &lunState{dev: dev, id: id, size: dev.Size(), refs: 1, resets: ss.s.resetCounter(&id).Load(), access: accessOf(dev)}
 	ss.luns[lun] = l
 	return l, nil
 }
@@ -286,10 +290,13 @@ func (ss *scsiSession) exec(ctx context.Context, rawLUN uint64, cdb, dataOut []b
 		return ss.deviceError(lun, nil, err, false)
 	}
 	defer ss.releaseLUN(l)
-	// A LOGICAL UNIT RESET (from any session) and a capacity change are
-	// unit attentions, each reported once.
+	// A LOGICAL UNIT RESET (from any session), a capacity change and a
+	// change of ALUA state are unit attentions, each reported once. The
+	// last is what makes a host's multipath ask REPORT TARGET PORT GROUPS
+	// again and move its I/O to the other array's paths.
 	resets := ss.s.resetCounter(&l.id).Load()
 	size := l.dev.Size()
+	access := accessOf(l.dev)
 	l.mu.Lock()
 	reset := resets != l.resets
 	l.resets = resets
@@ -297,12 +304,23 @@ func (ss *scsiSession) exec(ctx context.Context, rawLUN uint64, cdb, dataOut []b
 	if changed {
 		l.size = size
 	}
-	l.mu.Unlock()
-	if reset {
-		return checkCondition(senseUnitAttention, ascResetOccurred)
+	// REPORT TARGET PORT GROUPS is how a host learns the new state, so it
+	// is answered rather than held up, and leaves the attention pending.
+	moved := !reset && !changed && access != l.access && op != 0xa3
+	if moved {
+		l.access = access
 	}
-	if changed {
+	l.mu.Unlock()
+	switch {
+	case reset:
+		return checkCondition(senseUnitAttention, ascResetOccurred)
+	case changed:
 		return checkCondition(senseUnitAttention, ascCapacityChanged)
+	case moved:
+		return checkCondition(senseUnitAttention, ascAccessStateChanged)
+	}
+	if r, refused := refuseInState(access.State, op); refused {
+		return r
 	}
 	c := cmd{ss: ss, l: l, lun: lun, cdb: cdb, out: dataOut, edtl: edtl, budget: budget,
 		blocks: uint64(size) / BlockSize}
@@ -329,7 +347,7 @@ func (ss *scsiSession) deviceError(lun uint64, l *lunState, err error, read bool
 	case errors.Is(err, ErrNoSpace):
 		return checkCondition(senseDataProtect, ascSpaceAllocFailed)
 	case errors.Is(err, ErrUnavailable):
-		return checkCondition(senseNotReady, ascNotAccessible)
+		return checkCondition(senseNotReady, ascPortUnavailable)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return checkCondition(senseAbortedCommand, ascCommandsCleared)
 	case read:
@@ -501,7 +519,10 @@ func (c *cmd) run(ctx context.Context) scsiResult {
 	case 0x89:
 		return c.compareAndWrite(ctx)
 	case 0xa3:
-		if cdb[1]&0x1f == 0x0c {
+		switch cdb[1] & 0x1f {
+		case 0x0a:
+			return c.reportTargetPortGroups()
+		case 0x0c:
 			return c.reportSupportedOpcodes()
 		}
 		return checkCondition(senseIllegalRequest, ascInvalidFieldInCDB)
@@ -894,6 +915,7 @@ func (ss *scsiSession) inquiry(l *lunState, cdb []byte) scsiResult {
 		d[2] = 0x06 // SPC-4
 		d[3] = 0x02 | 0x10
 		d[4] = byte(len(d) - 5)
+		d[5] = 0x10 // TPGS 01b: implicit ALUA (the array changes states; SET TARGET PORT GROUPS is not supported)
 		d[7] = 0x02 // CMDQUE
 		copy(d[8:16], vendorID)
 		product := l.id.Product
@@ -954,9 +976,12 @@ func (ss *scsiSession) deviceIdentification(l *lunState) []byte {
 	var p []byte
 	p = append(p, 0x01, 0x03, 0x00, 16) // binary, LU, NAA
 	p = append(p, l.id.NAA[:]...)
-	p = append(p, 0x51, 0x94, 0x00, 4, 0, 0, 0, 1) // iSCSI, PIV, target port, relative port 1
+	// One target port per array, numbered as its ALUA group, so the two
+	// arrays of a pod never report the same relative port for the LU.
+	pg := ss.s.opts.PortGroup
+	p = append(p, 0x51, 0x94, 0x00, 4, 0, 0, byte(pg>>8), byte(pg)) // iSCSI, PIV, target port, relative port
+	p = append(p, 0x51, 0x95, 0x00, 4, 0, 0, byte(pg>>8), byte(pg)) // target port group
 	tpg := ss.s.opts.TargetPortalGroupTag
-	p = append(p, 0x51, 0x95, 0x00, 4, 0, 0, byte(tpg>>8), byte(tpg)) // target port group
 	name := fmt.Sprintf("%s,t,0x%04x", ss.target, tpg)
 	n := len(name) + 1
 	n += pad4(n)
@@ -1051,7 +1076,7 @@ var supportedOps = []opInfo{
 	{op: 0x88, cdbLen: 16}, {op: 0x89, cdbLen: 16}, {op: 0x8a, cdbLen: 16}, {op: 0x8e, cdbLen: 16},
 	{op: 0x8f, cdbLen: 16}, {op: 0x90, cdbLen: 16}, {op: 0x91, cdbLen: 16}, {op: 0x93, cdbLen: 16},
 	{op: 0x9e, sa: 0x10, hasSA: true, cdbLen: 16}, {op: 0x9e, sa: 0x12, hasSA: true, cdbLen: 16},
-	{op: 0xa0, cdbLen: 12}, {op: 0xa3, sa: 0x0c, hasSA: true, cdbLen: 12},
+	{op: 0xa0, cdbLen: 12}, {op: 0xa3, sa: 0x0a, hasSA: true, cdbLen: 12}, {op: 0xa3, sa: 0x0c, hasSA: true, cdbLen: 12},
 	{op: 0xa8, cdbLen: 12}, {op: 0xaa, cdbLen: 12}, {op: 0xae, cdbLen: 12}, {op: 0xaf, cdbLen: 12},
 }
 
@@ -1187,4 +1212,76 @@ func (c *cmd) getLBAStatus(ctx context.Context) scsiResult {
 	}
 	binary.BigEndian.PutUint32(d, uint32(len(d)-4))
 	return scsiResult{data: d}
+}
+
+// accessOf is the ALUA state a device reports; one that does not is
+// active/optimized.
+func accessOf(d Device) Access {
+	if r, ok := d.(AccessReporter); ok {
+		return r.Access()
+	}
+	return Access{State: ActiveOptimized}
+}
+
+// refuseInState answers a media-access command that the LUN's ALUA state
+// does not allow (SPC-4 5.15.2.4). INQUIRY, REPORT LUNS and REQUEST SENSE
+// never reach here; REPORT TARGET PORT GROUPS and REPORT SUPPORTED
+// OPERATION CODES (MAINTENANCE IN) are allowed in every state, MODE SENSE
+// in standby.
+func refuseInState(st AccessState, op byte) (scsiResult, bool) {
+	switch st {
+	case ActiveOptimized, ActiveNonOptimized:
+		return scsiResult{}, false
+	case Standby:
+		if op == 0xa3 || op == 0x1a || op == 0x5a {
+			return scsiResult{}, false
+		}
+		return checkCondition(senseNotReady, ascPortStandby), true
+	case Unavailable:
+		if op == 0xa3 {
+			return scsiResult{}, false
+		}
+		return checkCondition(senseNotReady, ascPortUnavailable), true
+	}
+	if op == 0xa3 {
+		return scsiResult{}, false
+	}
+	return checkCondition(senseNotReady, ascALUATransition), true
+}
+
+// reportTargetPortGroups answers REPORT TARGET PORT GROUPS (MAINTENANCE
+// IN, service action 0Ah) with this array's group: one target port, the
+// LUN's state now, the PREF bit, and the states it can take. The other
+// array of a pod reports its own group on its own paths; a host's ALUA
+// handler (Linux scsi_dh_alua) looks up the group VPD page 0x83 names.
+func (c *cmd) reportTargetPortGroups() scsiResult {
+	cdb := c.cdb
+	format := cdb[1] >> 5
+	if format > 1 {
+		return c.invalidCDB()
+	}
+	alloc := int(binary.BigEndian.Uint32(cdb[6:]))
+	acc := accessOf(c.l.dev)
+	pg := c.ss.s.opts.PortGroup
+	desc := make([]byte, 12)
+	desc[0] = byte(acc.State) & 0x0f
+	if acc.Preferred {
+		desc[0] |= 0x80
+	}
+	desc[1] = 0x80 | 0x08 | 0x04 | 0x02 | 0x01 // T_SUP, U_SUP, S_SUP, AN_SUP, AO_SUP
+	binary.BigEndian.PutUint16(desc[2:], pg)
+	desc[5] = 0x02 // status: altered by implicit asymmetric access behaviour
+	desc[7] = 1    // one target port
+	binary.BigEndian.PutUint16(desc[10:], pg)
+	var d []byte
+	if format == 1 {
+		d = make([]byte, 8, 8+len(desc))
+		d[4] = 0x10 // extended header
+		d[5] = 10   // implicit transition time, seconds
+	} else {
+		d = make([]byte, 4, 4+len(desc))
+	}
+	d = append(d, desc...)
+	binary.BigEndian.PutUint32(d, uint32(len(d)-4))
+	return scsiResult{data: truncateAlloc(d, alloc)}
 }

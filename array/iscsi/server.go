@@ -64,6 +64,12 @@ type Options struct {
 	// TargetPortalGroupTag is the portal group of every portal of this
 	// server (default 1).
 	TargetPortalGroupTag uint16
+	// PortGroup is this server's ALUA target port group (and relative
+	// target port) in INQUIRY VPD 0x83 and REPORT TARGET PORT GROUPS.
+	// Two arrays that serve the same volume (a pod) must use different
+	// ones, or a host's multipath takes their paths for one group.
+	// Default 1.
+	PortGroup uint16
 	// TargetAlias, if set, is sent to initiators at login.
 	TargetAlias string
 }
@@ -144,6 +150,9 @@ func NewServer(targets Targets, opts Options) *Server {
 	opts.MaxInflightBytes = max(opts.MaxInflightBytes, MaxTransferBlocks*BlockSize)
 	if opts.TargetPortalGroupTag == 0 {
 		opts.TargetPortalGroupTag = 1
+	}
+	if opts.PortGroup == 0 {
+		opts.PortGroup = 1
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{

@@ -395,3 +395,25 @@ func readFile(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestIscsiInqReportsALUA: libiscsi's iscsi-inq, a real initiator, reads
+// implicit ALUA (TPGS 1) in standard INQUIRY and a target port group
+// designator in VPD page 0x83, which is what makes a host's multipath ask
+// REPORT TARGET PORT GROUPS (its values are checked in TestALUA).
+func TestIscsiInqReportsALUA(t *testing.T) {
+	testenv.Tool(t, "iscsi-inq")
+	const init = "iqn.2024-01.org.volrep.test:inq"
+	tt := newTestTargets()
+	tt.add(testIQN, init, Auth{}, 0, newFileDevice(t, 16<<20, 5))
+	ts := startServer(t, tt, Options{PortGroup: 7})
+	url := fmt.Sprintf("iscsi://%s/%s/0", ts.addr, testIQN)
+	if out := mustRun(t, nil, "iscsi-inq", "-i", init, url); !strings.Contains(out, "TPGS:1") {
+		t.Errorf("iscsi-inq does not see implicit ALUA (TPGS:1):\n%s", out)
+	}
+	out := mustRun(t, nil, "iscsi-inq", "-i", init, "-e", "1", "-c", "131", url)
+	for _, want := range []string{"TARGET_PORT_GROUP", "RELATIVE_TARGET_PORT", "NAA"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("VPD 0x83 as iscsi-inq reads it has no %s designator:\n%s", want, out)
+		}
+	}
+}

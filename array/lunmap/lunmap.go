@@ -145,6 +145,22 @@ func (d *device) Size() int64              { return d.h.Size() }
 func (d *device) ReadOnly() bool           { return d.h.ReadOnly() }
 func (d *device) Identity() iscsi.Identity { return d.id }
 
+var _ iscsi.AccessReporter = (*device)(nil)
+
+// Access is the volume's ALUA state at this array (a pod's side).
+func (d *device) Access() iscsi.Access {
+	p := d.h.Path()
+	return iscsi.Access{State: accessStates[p.State], Preferred: p.Preferred}
+}
+
+var accessStates = map[array.PathState]iscsi.AccessState{
+	array.PathOptimized:     iscsi.ActiveOptimized,
+	array.PathNonOptimized:  iscsi.ActiveNonOptimized,
+	array.PathStandby:       iscsi.Standby,
+	array.PathUnavailable:   iscsi.Unavailable,
+	array.PathTransitioning: iscsi.Transitioning,
+}
+
 // Close has nothing to release: a handle holds no resources of its own.
 func (d *device) Close() {}
 

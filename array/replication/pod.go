@@ -151,6 +151,17 @@ func (m *podMember) Admit() error {
 	return m.p.errStopped()
 }
 
+// Path reports this side's ALUA state (store.PathReporter): the array
+// that takes the pod's writes is optimized and preferred; stopped by the
+// mediator it is unavailable, so a host's multipath fails over at once
+// rather than retrying writes that cannot land.
+func (m *podMember) Path() array.Path {
+	if m.p.claim != nil && m.p.stopped() {
+		return array.Path{State: array.PathUnavailable}
+	}
+	return array.Path{State: array.PathOptimized, Preferred: true}
+}
+
 // podMember is one volume of a pod; it is the store's Mirror for it.
 type podMember struct {
 	p             *pod

@@ -128,6 +128,14 @@ func TestPodMediatorDrill(t *testing.T) {
 	if r.PodState != array.PodOnline || r.MediatorState != array.MediatorHealthy {
 		t.Fatalf("in sync with a healthy mediator: pod %s, mediator %s", r.PodState, r.MediatorState)
 	}
+	// The path a host's multipath sees (ALUA, through the iSCSI target).
+	h, err := src.st.OpenVolume(ctx, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := h.Path(); p != (array.Path{State: array.PathOptimized, Preferred: true}) {
+		t.Fatalf("the pod's primary reports %v (preferred %v), want active/optimized and preferred", p.State, p.Preferred)
+	}
 
 	// 1. The mediator alone goes away: nothing changes, writes stay mirrored.
 	etcd.Stop()
@@ -185,6 +193,9 @@ func TestPodMediatorDrill(t *testing.T) {
 		t.Fatalf("stopped pod: held %v, mediator %s, state %s", r.MediatorHeld, r.MediatorState, r.State)
 	}
 	dirtyAtStop := r.DirtyBytes
+	if p := h.Path(); p.State != array.PathUnavailable {
+		t.Fatalf("a pod its mediator stopped reports %v to hosts, want unavailable", p.State)
+	}
 	// A stopped pod refuses writes at once and changes nothing here.
 	old := make([]byte, 4096)
 	if err := src.st.ReadVolume(ctx, "v1", 15*mib, old); err != nil {
@@ -239,6 +250,9 @@ func TestPodMediatorDrill(t *testing.T) {
 	}
 	if r.PodState != array.PodOnline || r.DirtyBytes != 0 {
 		t.Fatalf("after healing: pod %s, %d dirty", r.PodState, r.DirtyBytes)
+	}
+	if p := h.Path(); p.State != array.PathOptimized {
+		t.Fatalf("after healing the primary reports %v, want active/optimized", p.State)
 	}
 	same(t, src, tg, "v1")
 	got = make([]byte, 4096)

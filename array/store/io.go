@@ -517,6 +517,29 @@ func (h *Handle) ReadOnly() bool {
 	return h.v.rec.ReadOnly
 }
 
+// PathReporter is a Mirror that says how hosts should use this array's
+// paths to the volume: a pod's copy is optimized where it takes writes
+// and unavailable where its mediator stopped it. Path is asked on every
+// SCSI command, so it must not wait.
+type PathReporter interface {
+	Path() array.Path
+}
+
+// Path reports the volume's ALUA state here: its mirror's when the mirror
+// reports one, optimized otherwise (a snapshot, an unreplicated volume).
+func (h *Handle) Path() array.Path {
+	if h.snap != nil {
+		return array.Path{State: array.PathOptimized}
+	}
+	h.s.io.RLock()
+	m := h.v.mirror
+	h.s.io.RUnlock()
+	if r, ok := m.(PathReporter); ok {
+		return r.Path()
+	}
+	return array.Path{State: array.PathOptimized}
+}
+
 // revoked fails I/O through an export that has been revoked since the
 // connection opened it.
 func (h *Handle) revoked() error {

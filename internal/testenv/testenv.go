@@ -74,6 +74,7 @@ var Tools = map[string]Source{
 	// command: DEB_TOOLS names its file, which `command -v` accepts).
 	"iscsi-test-cu": {Deb: "libiscsi-bin"},
 	"iscsi-ls":      {Deb: "libiscsi-bin"},
+	"iscsi-inq":     {Deb: "libiscsi-bin"},
 	"tgtd":          {Deb: "tgt"},
 	"tgtadm":        {Deb: "tgt"},
 	"/usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so": {Deb: "qemu-block-extra"},
