@@ -15,10 +15,10 @@ import (
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
 )
 
-// TestMediatorPartitionDrill runs each array in its own network namespace
-// and the pod's mediator (a real etcd) in the test's namespace, reached by
-// array A over its own link (10.78.0.1). It cuts A from B only, then from
-// the mediator too, with nftables:
+// TestMediatorPartitionDrill runs three parties, each in its own network
+// namespace: array A, array B, and the pod's mediator (a real etcd),
+// which A reaches over a link of its own (10.79.0.2). It cuts A from B
+// only, then from the mediator too, with nftables:
 //   - cut from the mediator only, nothing changes;
 //   - cut from B only, A holds the pod's key at the mediator and keeps
 //     taking writes;
@@ -27,16 +27,16 @@ import (
 //   - healed, A resumes by itself, resyncs exactly its dirty set and both
 //     copies are byte-equal.
 func TestMediatorPartitionDrill(t *testing.T) {
-	nsA, nsB := partitionable(t)
+	nsA, nsB, nsM := withMediatorNS(t)
 	qemuIO := tool(t, "qemu-io")
 	ctx := t.Context()
 	_, clientPort, _ := net.SplitHostPort(freePort(t))
 	_, peerPort, _ := net.SplitHostPort(freePort(t))
-	etcd := etcdtest.Start(t, "10.78.0.1:"+clientPort, "10.78.0.1:"+peerPort)
+	etcdtest.StartIn(t, nsM, "10.78.2.2:"+clientPort, "127.0.0.1:"+peerPort)
 	// startPodPair sets volrep_sync_timeout = 500; the lease is mediator.DefaultTTL.
 	const syncTimeout, leaseTTL = 500 * time.Millisecond, 3 * time.Second
 
-	a, b := startPodPair(t, nsA, nsB, "volrep_pod_mediator = etcd://"+etcd.Endpoint()+"\n")
+	a, b := startPodPair(t, nsA, nsB, "volrep_pod_mediator = etcd://10.79.0.2:"+clientPort+"\n")
 	dc := driverClient(t, a)
 	if _, err := dc.CreateVolume(ctx, &driverv1.CreateVolumeRequest{Backend: "puredriver-1", VolumeId: "mv", SizeGb: 1, VolumeType: syncType}); err != nil {
 		t.Fatal(err)
@@ -71,9 +71,10 @@ func TestMediatorPartitionDrill(t *testing.T) {
 		return ti.GetPrimaryPodState() == array.PodOnline && ti.GetMediatorHeld() && ti.GetMediatorState() == array.MediatorHealthy
 	})
 
-	// Cut A from the mediator only (etcd's port on A's host link, so the
-	// test still reaches A's APIs): nothing changes, writes stay mirrored.
-	cutMediator := fmt.Sprintf("add table inet med; add chain inet med out { type filter hook output priority 0; }; add rule inet med out ip daddr 10.78.0.1 tcp dport %s drop; add chain inet med in { type filter hook input priority 0; }; add rule inet med in ip saddr 10.78.0.1 tcp sport %s drop", clientPort, clientPort)
+	// Cut A from the mediator only (the A–M link; the test still reaches
+	// A and the mediator over their own links): nothing changes, writes
+	// stay mirrored.
+	const cutMediator = "add table inet med; add chain inet med out { type filter hook output priority 0; }; add rule inet med out ip daddr 10.79.0.0/24 drop; add chain inet med in { type filter hook input priority 0; }; add rule inet med in ip saddr 10.79.0.0/24 drop"
 	nft(t, nsA, cutMediator)
 	waitInfo("the mediator reported unreachable", 10*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
 		return ti.GetMediatorState() == array.MediatorUnreachable

@@ -35,6 +35,21 @@ func sh(t *testing.T, cmd string) error {
 // A–B link can be cut on its own.
 func partitionable(t *testing.T) (a, b string) {
 	t.Helper()
+	a, b, _ = buildNamespaces(t, false)
+	return a, b
+}
+
+// withMediatorNS is partitionable plus a third namespace, M, for the
+// pods' mediator: joined to A (10.79.0.1 ↔ 10.79.0.2) and to B
+// (10.79.1.1 ↔ 10.79.1.2) by links of their own, and to the test
+// (10.78.2.2), so each of the three links can be cut apart.
+func withMediatorNS(t *testing.T) (a, b, m string) {
+	t.Helper()
+	return buildNamespaces(t, true)
+}
+
+func buildNamespaces(t *testing.T, mediator bool) (a, b, m string) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		testenv.Skip(t, "the partition drill needs root to create network namespaces")
 	}
@@ -42,35 +57,48 @@ func partitionable(t *testing.T) (a, b string) {
 	tool(t, "nft")
 	id := fmt.Sprintf("%d", os.Getpid()%10000)
 	a, b = "vra"+id, "vrb"+id
-	steps := []string{
-		"ip netns add " + a, "ip netns add " + b,
-		"ip link add va" + id + " type veth peer name vb" + id,
-		"ip link set va" + id + " netns " + a, "ip link set vb" + id + " netns " + b,
-		"ip -n " + a + " addr add 10.77.0.1/24 dev va" + id, "ip -n " + b + " addr add 10.77.0.2/24 dev vb" + id,
-		"ip -n " + a + " link set va" + id + " up", "ip -n " + b + " link set vb" + id + " up",
-		"ip -n " + a + " link set lo up", "ip -n " + b + " link set lo up",
+	names := []string{a, b}
+	if mediator {
+		m = "vrm" + id
+		names = append(names, m)
 	}
-	for i, ns := range []string{a, b} {
-		host, peer := fmt.Sprintf("h%d%s", i, id), fmt.Sprintf("n%d%s", i, id)
-		steps = append(steps,
-			"ip link add "+host+" type veth peer name "+peer,
-			"ip link set "+peer+" netns "+ns,
-			fmt.Sprintf("ip addr add 10.78.%d.1/24 dev %s", i, host),
-			fmt.Sprintf("ip -n %s addr add 10.78.%d.2/24 dev %s", ns, i, peer),
-			"ip link set "+host+" up", fmt.Sprintf("ip -n %s link set %s up", ns, peer))
+	var steps []string
+	for _, ns := range names {
+		steps = append(steps, "ip netns add "+ns, "ip -n "+ns+" link set lo up")
+	}
+	// link joins namespaces x and y (either "" for the test's own) with a
+	// veth pair, xAddr and yAddr given as a /24.
+	link := func(x, y, xDev, yDev, xAddr, yAddr string) {
+		steps = append(steps, "ip link add "+xDev+" type veth peer name "+yDev)
+		for _, end := range [][3]string{{x, xDev, xAddr}, {y, yDev, yAddr}} {
+			in := ""
+			if end[0] != "" {
+				steps = append(steps, "ip link set "+end[1]+" netns "+end[0])
+				in = "-n " + end[0] + " "
+			}
+			steps = append(steps, "ip "+in+"addr add "+end[2]+"/24 dev "+end[1], "ip "+in+"link set "+end[1]+" up")
+		}
+	}
+	link(a, b, "va"+id, "vb"+id, "10.77.0.1", "10.77.0.2")
+	for i, ns := range names {
+		link("", ns, fmt.Sprintf("h%d%s", i, id), fmt.Sprintf("n%d%s", i, id), fmt.Sprintf("10.78.%d.1", i), fmt.Sprintf("10.78.%d.2", i))
+	}
+	if mediator {
+		link(a, m, "ma"+id, "am"+id, "10.79.0.1", "10.79.0.2")
+		link(b, m, "mb"+id, "bm"+id, "10.79.1.1", "10.79.1.2")
 	}
 	t.Cleanup(func() {
-		exec.Command(ip, "netns", "del", a).Run()
-		exec.Command(ip, "netns", "del", b).Run()
-		exec.Command(ip, "link", "del", "h0"+id).Run()
-		exec.Command(ip, "link", "del", "h1"+id).Run()
+		for i, ns := range names {
+			exec.Command(ip, "netns", "del", ns).Run()
+			exec.Command(ip, "link", "del", fmt.Sprintf("h%d%s", i, id)).Run()
+		}
 	})
 	for _, st := range steps {
 		if err := sh(t, st); err != nil {
 			testenv.Skip(t, "this machine cannot build network namespaces for the partition drill: %v", err)
 		}
 	}
-	return a, b
+	return a, b, m
 }
 
 // TestPartitionDrill runs each array in its own network namespace and cuts

@@ -25,6 +25,9 @@ type Server struct {
 	bin, dir string
 	client   string // host:port clients use
 	peer     string
+	// ns, if set, is the network namespace etcd runs in; it then listens
+	// for clients on every address of the namespace, at client's port.
+	ns string
 	mu       sync.Mutex
 	cmd      *exec.Cmd
 	exited   chan struct{}
@@ -57,6 +60,20 @@ func Start(t testing.TB, clientAddr, peerAddr string) *Server {
 	}
 }
 
+// StartIn runs etcd in network namespace ns (`ip netns exec`), serving
+// clients on every address of ns at clientAddr's port, so arrays in other
+// namespaces reach it over links of their own that a test can cut one by
+// one; the test reaches it at clientAddr. peerAddr is inside ns.
+func StartIn(t testing.TB, ns, clientAddr, peerAddr string) *Server {
+	t.Helper()
+	s := &Server{t: t, bin: testenv.Tool(t, "etcd"), dir: t.TempDir(), client: clientAddr, peer: peerAddr, ns: ns}
+	t.Cleanup(s.Stop)
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // Endpoint is the client address, host:port.
 func (s *Server) Endpoint() string { return s.client }
 
@@ -76,11 +93,23 @@ func (s *Server) start() error {
 		return nil
 	}
 	cu, pu := "http://"+s.client, "http://"+s.peer
-	cmd := exec.Command(s.bin, "--name", "m", "--data-dir", s.dir+"/data",
-		"--listen-client-urls", cu, "--advertise-client-urls", cu,
+	listen := cu
+	var prefix []string
+	if s.ns != "" {
+		_, port, err := net.SplitHostPort(s.client)
+		if err != nil {
+			return err
+		}
+		listen = "http://0.0.0.0:" + port
+		prefix = []string{"ip", "netns", "exec", s.ns}
+	}
+	args := append(prefix, s.bin, "--name", "m", "--data-dir", s.dir+"/data",
+		"--listen-client-urls", listen, "--advertise-client-urls", cu,
 		"--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu,
 		"--initial-cluster", "m="+pu, "--heartbeat-interval", "100", "--election-timeout", "1000",
 		"--logger", "zap", "--log-outputs", s.dir+"/etcd.log")
+	// `ip netns exec` execs etcd in place, so the process killed is etcd.
+	cmd := exec.Command(args[0], args[1:]...)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting etcd: %w", err)
 	}
