@@ -27,10 +27,10 @@ type Server struct {
 	peer     string
 	// ns, if set, is the network namespace etcd runs in; it then listens
 	// for clients on every address of the namespace, at client's port.
-	ns string
-	mu       sync.Mutex
-	cmd      *exec.Cmd
-	exited   chan struct{}
+	ns     string
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 // Start runs etcd on two free loopback ports (clientAddr and peerAddr when
