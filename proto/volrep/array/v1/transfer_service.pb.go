@@ -1073,6 +1073,250 @@ func (x *MirrorResponse) GetError() string {
 	return ""
 }
 
+// AdvanceMember names one unchanged volume and the snapshot it takes.
+type AdvanceMember struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Volume string                 `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	// The GUID the volume's newest snapshot must have.
+	BaseGuid        string                 `protobuf:"bytes,2,opt,name=base_guid,json=baseGuid,proto3" json:"base_guid,omitempty"`
+	SnapshotName    string                 `protobuf:"bytes,3,opt,name=snapshot_name,json=snapshotName,proto3" json:"snapshot_name,omitempty"`
+	SnapshotGuid    string                 `protobuf:"bytes,4,opt,name=snapshot_guid,json=snapshotGuid,proto3" json:"snapshot_guid,omitempty"`
+	SnapshotCreated *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=snapshot_created,json=snapshotCreated,proto3" json:"snapshot_created,omitempty"`
+	SnapshotLabels  map[string]string      `protobuf:"bytes,6,rep,name=snapshot_labels,json=snapshotLabels,proto3" json:"snapshot_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AdvanceMember) Reset() {
+	*x = AdvanceMember{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdvanceMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdvanceMember) ProtoMessage() {}
+
+func (x *AdvanceMember) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdvanceMember.ProtoReflect.Descriptor instead.
+func (*AdvanceMember) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AdvanceMember) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *AdvanceMember) GetBaseGuid() string {
+	if x != nil {
+		return x.BaseGuid
+	}
+	return ""
+}
+
+func (x *AdvanceMember) GetSnapshotName() string {
+	if x != nil {
+		return x.SnapshotName
+	}
+	return ""
+}
+
+func (x *AdvanceMember) GetSnapshotGuid() string {
+	if x != nil {
+		return x.SnapshotGuid
+	}
+	return ""
+}
+
+func (x *AdvanceMember) GetSnapshotCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SnapshotCreated
+	}
+	return nil
+}
+
+func (x *AdvanceMember) GetSnapshotLabels() map[string]string {
+	if x != nil {
+		return x.SnapshotLabels
+	}
+	return nil
+}
+
+type AdvanceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SourceArrayId string                 `protobuf:"bytes,1,opt,name=source_array_id,json=sourceArrayId,proto3" json:"source_array_id,omitempty"`
+	Members       []*AdvanceMember       `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdvanceRequest) Reset() {
+	*x = AdvanceRequest{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdvanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdvanceRequest) ProtoMessage() {}
+
+func (x *AdvanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdvanceRequest.ProtoReflect.Descriptor instead.
+func (*AdvanceRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *AdvanceRequest) GetSourceArrayId() string {
+	if x != nil {
+		return x.SourceArrayId
+	}
+	return ""
+}
+
+func (x *AdvanceRequest) GetMembers() []*AdvanceMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// AdvanceResult is one member's outcome: its snapshot, or why it was
+// refused (then it needs a transfer).
+type AdvanceResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volume        string                 `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	Snapshot      *Snapshot              `protobuf:"bytes,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	Refused       string                 `protobuf:"bytes,3,opt,name=refused,proto3" json:"refused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdvanceResult) Reset() {
+	*x = AdvanceResult{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdvanceResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdvanceResult) ProtoMessage() {}
+
+func (x *AdvanceResult) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdvanceResult.ProtoReflect.Descriptor instead.
+func (*AdvanceResult) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AdvanceResult) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *AdvanceResult) GetSnapshot() *Snapshot {
+	if x != nil {
+		return x.Snapshot
+	}
+	return nil
+}
+
+func (x *AdvanceResult) GetRefused() string {
+	if x != nil {
+		return x.Refused
+	}
+	return ""
+}
+
+type AdvanceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*AdvanceResult       `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdvanceResponse) Reset() {
+	*x = AdvanceResponse{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdvanceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdvanceResponse) ProtoMessage() {}
+
+func (x *AdvanceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdvanceResponse.ProtoReflect.Descriptor instead.
+func (*AdvanceResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AdvanceResponse) GetResults() []*AdvanceResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 var File_volrep_array_v1_transfer_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
@@ -1159,10 +1403,30 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\x03msg\"8\n" +
 	"\x0eMirrorResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error2\xb2\x01\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"\xf5\x02\n" +
+	"\rAdvanceMember\x12\x16\n" +
+	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x1b\n" +
+	"\tbase_guid\x18\x02 \x01(\tR\bbaseGuid\x12#\n" +
+	"\rsnapshot_name\x18\x03 \x01(\tR\fsnapshotName\x12#\n" +
+	"\rsnapshot_guid\x18\x04 \x01(\tR\fsnapshotGuid\x12E\n" +
+	"\x10snapshot_created\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0fsnapshotCreated\x12[\n" +
+	"\x0fsnapshot_labels\x18\x06 \x03(\v22.volrep.array.v1.AdvanceMember.SnapshotLabelsEntryR\x0esnapshotLabels\x1aA\n" +
+	"\x13SnapshotLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"r\n" +
+	"\x0eAdvanceRequest\x12&\n" +
+	"\x0fsource_array_id\x18\x01 \x01(\tR\rsourceArrayId\x128\n" +
+	"\amembers\x18\x02 \x03(\v2\x1e.volrep.array.v1.AdvanceMemberR\amembers\"x\n" +
+	"\rAdvanceResult\x12\x16\n" +
+	"\x06volume\x18\x01 \x01(\tR\x06volume\x125\n" +
+	"\bsnapshot\x18\x02 \x01(\v2\x19.volrep.array.v1.SnapshotR\bsnapshot\x12\x18\n" +
+	"\arefused\x18\x03 \x01(\tR\arefused\"K\n" +
+	"\x0fAdvanceResponse\x128\n" +
+	"\aresults\x18\x01 \x03(\v2\x1e.volrep.array.v1.AdvanceResultR\aresults2\x80\x02\n" +
 	"\x0fTransferService\x12P\n" +
 	"\aReceive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x010\x01\x12M\n" +
-	"\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x010\x01B8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
+	"\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x010\x01\x12L\n" +
+	"\aAdvance\x12\x1f.volrep.array.v1.AdvanceRequest\x1a .volrep.array.v1.AdvanceResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
 
 var (
 	file_volrep_array_v1_transfer_service_proto_rawDescOnce sync.Once
@@ -1176,7 +1440,7 @@ func file_volrep_array_v1_transfer_service_proto_rawDescGZIP() []byte {
 	return file_volrep_array_v1_transfer_service_proto_rawDescData
 }
 
-var file_volrep_array_v1_transfer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_volrep_array_v1_transfer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_volrep_array_v1_transfer_service_proto_goTypes = []any{
 	(*ReceiveHeader)(nil),         // 0: volrep.array.v1.ReceiveHeader
 	(*DataChunk)(nil),             // 1: volrep.array.v1.DataChunk
@@ -1192,35 +1456,47 @@ var file_volrep_array_v1_transfer_service_proto_goTypes = []any{
 	(*MirrorFlush)(nil),           // 11: volrep.array.v1.MirrorFlush
 	(*MirrorRequest)(nil),         // 12: volrep.array.v1.MirrorRequest
 	(*MirrorResponse)(nil),        // 13: volrep.array.v1.MirrorResponse
-	nil,                           // 14: volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
-	nil,                           // 15: volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*Snapshot)(nil),              // 17: volrep.array.v1.Snapshot
+	(*AdvanceMember)(nil),         // 14: volrep.array.v1.AdvanceMember
+	(*AdvanceRequest)(nil),        // 15: volrep.array.v1.AdvanceRequest
+	(*AdvanceResult)(nil),         // 16: volrep.array.v1.AdvanceResult
+	(*AdvanceResponse)(nil),       // 17: volrep.array.v1.AdvanceResponse
+	nil,                           // 18: volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
+	nil,                           // 19: volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
+	nil,                           // 20: volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*Snapshot)(nil),              // 22: volrep.array.v1.Snapshot
 }
 var file_volrep_array_v1_transfer_service_proto_depIdxs = []int32{
-	14, // 0: volrep.array.v1.ReceiveHeader.volume_labels:type_name -> volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
-	16, // 1: volrep.array.v1.ReceiveHeader.snapshot_created:type_name -> google.protobuf.Timestamp
-	15, // 2: volrep.array.v1.ReceiveHeader.snapshot_labels:type_name -> volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
+	18, // 0: volrep.array.v1.ReceiveHeader.volume_labels:type_name -> volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
+	21, // 1: volrep.array.v1.ReceiveHeader.snapshot_created:type_name -> google.protobuf.Timestamp
+	19, // 2: volrep.array.v1.ReceiveHeader.snapshot_labels:type_name -> volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
 	0,  // 3: volrep.array.v1.ReceiveRequest.header:type_name -> volrep.array.v1.ReceiveHeader
 	1,  // 4: volrep.array.v1.ReceiveRequest.data:type_name -> volrep.array.v1.DataChunk
 	2,  // 5: volrep.array.v1.ReceiveRequest.zero:type_name -> volrep.array.v1.ZeroExtent
 	3,  // 6: volrep.array.v1.ReceiveRequest.trailer:type_name -> volrep.array.v1.ReceiveTrailer
-	17, // 7: volrep.array.v1.ReceiveCommitted.snapshot:type_name -> volrep.array.v1.Snapshot
+	22, // 7: volrep.array.v1.ReceiveCommitted.snapshot:type_name -> volrep.array.v1.Snapshot
 	5,  // 8: volrep.array.v1.ReceiveResponse.ready:type_name -> volrep.array.v1.ReceiveReady
 	6,  // 9: volrep.array.v1.ReceiveResponse.committed:type_name -> volrep.array.v1.ReceiveCommitted
 	8,  // 10: volrep.array.v1.MirrorRequest.open:type_name -> volrep.array.v1.MirrorOpen
 	9,  // 11: volrep.array.v1.MirrorRequest.write:type_name -> volrep.array.v1.MirrorWrite
 	10, // 12: volrep.array.v1.MirrorRequest.zero:type_name -> volrep.array.v1.MirrorZero
 	11, // 13: volrep.array.v1.MirrorRequest.flush:type_name -> volrep.array.v1.MirrorFlush
-	4,  // 14: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
-	12, // 15: volrep.array.v1.TransferService.Mirror:input_type -> volrep.array.v1.MirrorRequest
-	7,  // 16: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
-	13, // 17: volrep.array.v1.TransferService.Mirror:output_type -> volrep.array.v1.MirrorResponse
-	16, // [16:18] is the sub-list for method output_type
-	14, // [14:16] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	21, // 14: volrep.array.v1.AdvanceMember.snapshot_created:type_name -> google.protobuf.Timestamp
+	20, // 15: volrep.array.v1.AdvanceMember.snapshot_labels:type_name -> volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
+	14, // 16: volrep.array.v1.AdvanceRequest.members:type_name -> volrep.array.v1.AdvanceMember
+	22, // 17: volrep.array.v1.AdvanceResult.snapshot:type_name -> volrep.array.v1.Snapshot
+	16, // 18: volrep.array.v1.AdvanceResponse.results:type_name -> volrep.array.v1.AdvanceResult
+	4,  // 19: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
+	12, // 20: volrep.array.v1.TransferService.Mirror:input_type -> volrep.array.v1.MirrorRequest
+	15, // 21: volrep.array.v1.TransferService.Advance:input_type -> volrep.array.v1.AdvanceRequest
+	7,  // 22: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
+	13, // 23: volrep.array.v1.TransferService.Mirror:output_type -> volrep.array.v1.MirrorResponse
+	17, // 24: volrep.array.v1.TransferService.Advance:output_type -> volrep.array.v1.AdvanceResponse
+	22, // [22:25] is the sub-list for method output_type
+	19, // [19:22] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_transfer_service_proto_init() }
@@ -1251,7 +1527,7 @@ func file_volrep_array_v1_transfer_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_transfer_service_proto_rawDesc), len(file_volrep_array_v1_transfer_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

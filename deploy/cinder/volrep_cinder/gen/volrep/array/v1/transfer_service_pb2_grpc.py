@@ -29,6 +29,11 @@ class TransferServiceStub(object):
         request_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.MirrorRequest.SerializeToString,
         response_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.MirrorResponse.FromString,
         )
+    self.Advance = channel.unary_unary(
+        '/volrep.array.v1.TransferService/Advance',
+        request_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.AdvanceRequest.SerializeToString,
+        response_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.AdvanceResponse.FromString,
+        )
 
 
 class TransferServiceServicer(object):
@@ -56,6 +61,17 @@ class TransferServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def Advance(self, request, context):
+    """Advance records, in one transaction, a new snapshot of each listed
+    volume whose data did not change since its newest snapshot: the
+    result a transfer of an empty delta would have, without a stream per
+    volume. A volume whose newest snapshot is not base_guid is refused
+    (and listed so), so its sender falls back to a transfer.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_TransferServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -68,6 +84,11 @@ def add_TransferServiceServicer_to_server(servicer, server):
           servicer.Mirror,
           request_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.MirrorRequest.FromString,
           response_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.MirrorResponse.SerializeToString,
+      ),
+      'Advance': grpc.unary_unary_rpc_method_handler(
+          servicer.Advance,
+          request_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.AdvanceRequest.FromString,
+          response_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.AdvanceResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(

@@ -1,0 +1,77 @@
+package transfer
+
+import (
+	"context"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/array/wire"
+	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
+)
+
+// Advance records, in one store transaction, the snapshot each unchanged
+// member would have received in an empty transfer. A member the target
+// cannot advance is listed with the reason, and nothing else changes.
+func (t *Service) Advance(ctx context.Context, req *arrayv1.AdvanceRequest) (*arrayv1.AdvanceResponse, error) {
+	reqs := make([]store.AdvanceRequest, len(req.GetMembers()))
+	for i, m := range req.GetMembers() {
+		reqs[i] = store.AdvanceRequest{BaseGUID: m.GetBaseGuid(), SnapshotRequest: store.SnapshotRequest{
+			Volume: m.GetVolume(), Name: m.GetSnapshotName(), GUID: m.GetSnapshotGuid(), Labels: m.GetSnapshotLabels(),
+			Created: m.GetSnapshotCreated().AsTime(),
+		}}
+	}
+	snaps, refused, err := t.s.AdvanceSnapshots(ctx, reqs)
+	if err != nil {
+		return nil, err
+	}
+	out := &arrayv1.AdvanceResponse{Results: make([]*arrayv1.AdvanceResult, len(reqs))}
+	for i, r := range reqs {
+		res := &arrayv1.AdvanceResult{Volume: r.Volume}
+		if refused[i] != nil {
+			res.Refused = refused[i].Error()
+		} else {
+			res.Snapshot = wire.SnapshotToPB(snaps[i])
+		}
+		out.Results[i] = res
+	}
+	return out, nil
+}
+
+// AdvanceMember is one unchanged volume to advance at the target: remote
+// volume Volume, whose newest snapshot must be Base, takes Snap.
+type AdvanceMember struct {
+	Volume string
+	Base   string // GUID
+	Snap   array.Snapshot
+}
+
+// MaxAdvance is how many members one Advance call carries.
+const MaxAdvance = 1000
+
+// SendAdvance asks the target to advance members, in calls of at most
+// MaxAdvance. It returns the members the target advanced; the others need
+// a transfer.
+func SendAdvance(ctx context.Context, c arrayv1.TransferServiceClient, sourceID string, members []AdvanceMember) (map[string]bool, error) {
+	done := map[string]bool{}
+	for len(members) > 0 {
+		batch := members[:min(len(members), MaxAdvance)]
+		members = members[len(batch):]
+		req := &arrayv1.AdvanceRequest{SourceArrayId: sourceID, Members: make([]*arrayv1.AdvanceMember, len(batch))}
+		for i, m := range batch {
+			req.Members[i] = &arrayv1.AdvanceMember{Volume: m.Volume, BaseGuid: m.Base, SnapshotName: m.Snap.Name,
+				SnapshotGuid: m.Snap.GUID, SnapshotCreated: timestamppb.New(m.Snap.Created.Round(0).UTC()), SnapshotLabels: m.Snap.Labels}
+		}
+		resp, err := c.Advance(ctx, req)
+		if err != nil {
+			return done, err
+		}
+		for _, r := range resp.GetResults() {
+			if r.GetRefused() == "" && r.GetSnapshot().GetGuid() != "" {
+				done[r.GetVolume()] = true
+			}
+		}
+	}
+	return done, nil
+}
