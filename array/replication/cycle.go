@@ -209,10 +209,8 @@ func (e *Engine) cycle(ctx context.Context, r *replica, tick bool) error {
 	e.mu.Unlock()
 	e.log.Info("replicated", "replica", spec.Name, "snapshot", pending, "bytes", bytes, "duration", took.Round(time.Millisecond),
 		"members", len(members), "lag", e.opts.Clock.Now().Sub(start))
-	for member, remote := range members {
-		if err := e.pruneRemote(ctx, l, spec, remote); err != nil {
-			e.log.Warn("target retention", "replica", spec.Name, "volume", member, "err", err)
-		}
+	if err := e.pruneRemotes(ctx, l, spec, members); err != nil {
+		e.log.Warn("target retention", "replica", spec.Name, "err", err)
 	}
 	e.collectFormer(ctx, l, spec, members)
 	return nil
@@ -446,6 +444,45 @@ func (e *Engine) pruneLocal(ctx context.Context, spec array.ReplicaSpec, members
 	if err := e.s.DeleteSnapshots(ctx, drop); err != nil {
 		e.log.Warn("source retention", "replica", spec.Name, "snapshots", len(drop), "err", err)
 	}
+}
+
+// pruneRemotes applies target retention to the members' copies with one
+// Prune call, which deletes in one transaction and spares snapshots
+// someone reads at the target. A target without Prune is pruned one
+// snapshot at a time.
+func (e *Engine) pruneRemotes(ctx context.Context, l *link, spec array.ReplicaSpec, members map[string]string) error {
+	var drop []store.SnapshotRef
+	for _, remote := range members {
+		all, err := l.peer.ListSnapshots(ctx, remote)
+		if err != nil {
+			return err
+		}
+		var ours []array.Snapshot
+		for _, s := range all {
+			if s.Labels[LabelReplica] == spec.Name {
+				ours = append(ours, s)
+			}
+		}
+		keep := keepSet(ours, e.opts.Clock.Now(), spec.TargetRetention)
+		for _, s := range ours {
+			if !keep[s.Name] {
+				drop = append(drop, store.SnapshotRef{Volume: remote, Name: s.Name})
+			}
+		}
+	}
+	if len(drop) == 0 {
+		return nil
+	}
+	err := transfer.SendPrune(ctx, l.xfer, drop)
+	if status.Code(err) != codes.Unimplemented {
+		return err
+	}
+	for _, remote := range members {
+		if err := e.pruneRemote(ctx, l, spec, remote); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // pruneRemote applies target retention to the replica's snapshots on the peer.

@@ -161,10 +161,29 @@ type SnapshotRef struct {
 // merged one by one, as DeleteSnapshot does. A snapshot already gone is
 // skipped.
 func (s *Store) DeleteSnapshots(ctx context.Context, refs []SnapshotRef) error {
+	_, err := s.deleteSnapshots(ctx, refs, false)
+	return err
+}
+
+// PruneSnapshots is DeleteSnapshots for retention: a snapshot that is
+// exported or connected to a host stays, and is returned in kept.
+func (s *Store) PruneSnapshots(ctx context.Context, refs []SnapshotRef) (kept []SnapshotRef, err error) {
+	return s.deleteSnapshots(ctx, refs, true)
+}
+
+func (s *Store) deleteSnapshots(ctx context.Context, refs []SnapshotRef, spareAttached bool) (kept []SnapshotRef, err error) {
+	for _, r := range refs {
+		if err := array.CheckName("volume", r.Volume); err != nil {
+			return nil, err
+		}
+		if err := array.CheckName("snapshot", r.Name); err != nil {
+			return nil, err
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	type gone struct {
 		v  *volume
@@ -177,18 +196,22 @@ func (s *Store) DeleteSnapshots(ctx context.Context, refs []SnapshotRef) error {
 			continue
 		}
 		if err != nil {
-			return err
+			return nil, err
+		}
+		if spareAttached && s.attachedLocked(r) {
+			kept = append(kept, r)
+			continue
 		}
 		if _, err := s.revokeLocked(func(e *exportRec) bool { return e.Volume == r.Volume && e.Snapshot == r.Name }); err != nil {
-			return err
+			return nil, err
 		}
 		if err := s.disconnectSnapshotLocked(r.Volume, r.Name); err != nil {
-			return err
+			return nil, err
 		}
 		del = append(del, gone{v, sn})
 	}
 	if len(del) == 0 {
-		return nil
+		return kept, nil
 	}
 	if err := s.update(func(tx *bolt.Tx) error {
 		for _, g := range del {
@@ -198,7 +221,7 @@ func (s *Store) DeleteSnapshots(ctx context.Context, refs []SnapshotRef) error {
 		}
 		return nil
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	s.io.Lock()
 	for _, g := range del {
@@ -220,16 +243,27 @@ func (s *Store) DeleteSnapshots(ctx context.Context, refs []SnapshotRef) error {
 		rest = append(rest, l)
 	}
 	if err := s.mergeAll(plans); err != nil {
-		return err
+		return nil, err
 	}
 	for _, l := range rest {
 		if _, ok := s.layers[l.id]; ok {
 			if err := s.collectLayer(ctx, l); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
-	return nil
+	return kept, nil
+}
+
+// attachedLocked reports whether someone reads snapshot r: an export or a
+// host connection names it.
+func (s *Store) attachedLocked(r SnapshotRef) bool {
+	for _, e := range s.exports {
+		if e.rec.Volume == r.Volume && e.rec.Snapshot == r.Name {
+			return true
+		}
+	}
+	return len(s.connectionsLocked(func(c *connRec) bool { return c.Volume == r.Volume && c.Snapshot == r.Name })) > 0
 }
 
 // batchable plans l's merge into its only child when no data moves.

@@ -75,3 +75,38 @@ func SendAdvance(ctx context.Context, c arrayv1.TransferServiceClient, sourceID 
 	}
 	return done, nil
 }
+
+// Prune deletes the listed snapshots of replica copies, sparing those
+// someone reads.
+func (t *Service) Prune(ctx context.Context, req *arrayv1.PruneRequest) (*arrayv1.PruneResponse, error) {
+	refs := make([]store.SnapshotRef, len(req.GetSnapshots()))
+	for i, s := range req.GetSnapshots() {
+		refs[i] = store.SnapshotRef{Volume: s.GetVolume(), Name: s.GetSnapshot()}
+	}
+	kept, err := t.s.PruneSnapshots(ctx, refs)
+	if err != nil {
+		return nil, err
+	}
+	out := &arrayv1.PruneResponse{}
+	for _, k := range kept {
+		out.Kept = append(out.Kept, &arrayv1.PruneSnapshot{Volume: k.Volume, Snapshot: k.Name})
+	}
+	return out, nil
+}
+
+// SendPrune asks the target to delete snapshots, in calls of at most
+// MaxAdvance.
+func SendPrune(ctx context.Context, c arrayv1.TransferServiceClient, refs []store.SnapshotRef) error {
+	for len(refs) > 0 {
+		batch := refs[:min(len(refs), MaxAdvance)]
+		refs = refs[len(batch):]
+		req := &arrayv1.PruneRequest{Snapshots: make([]*arrayv1.PruneSnapshot, len(batch))}
+		for i, r := range batch {
+			req.Snapshots[i] = &arrayv1.PruneSnapshot{Volume: r.Volume, Snapshot: r.Name}
+		}
+		if _, err := c.Prune(ctx, req); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -148,6 +148,8 @@ func Check(req any) (handled bool, err error) {
 		return true, cancelOperationRequest(x)
 	case *arrayv1.AdvanceRequest:
 		return true, advanceRequest(x)
+	case *arrayv1.PruneRequest:
+		return true, pruneRequest(x)
 	case *arrayv1.MirrorRequest:
 		// The peer checks each message of the stream in order.
 		return true, nil
@@ -638,6 +640,20 @@ func advanceRequest(x *arrayv1.AdvanceRequest) error {
 		}
 		if m.GetSnapshotCreated() == nil {
 			return errdefs.InvalidArgument(f+"snapshot_created", "is required: the snapshot keeps its source's time")
+		}
+	}
+	return nil
+}
+
+func pruneRequest(x *arrayv1.PruneRequest) error {
+	ss := x.GetSnapshots()
+	if err := v.Range("snapshots", int64(len(ss)), 1, maxAdvance); err != nil {
+		return err
+	}
+	for i, s := range ss {
+		f := fmt.Sprintf("snapshots[%d].", i)
+		if err := v.First(v.Name(f+"volume", s.GetVolume()), v.Name(f+"snapshot", s.GetSnapshot())); err != nil {
+			return err
 		}
 	}
 	return nil

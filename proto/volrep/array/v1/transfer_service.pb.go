@@ -1317,6 +1317,147 @@ func (x *AdvanceResponse) GetResults() []*AdvanceResult {
 	return nil
 }
 
+// PruneSnapshot names one snapshot of one volume.
+type PruneSnapshot struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volume        string                 `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	Snapshot      string                 `protobuf:"bytes,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneSnapshot) Reset() {
+	*x = PruneSnapshot{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneSnapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneSnapshot) ProtoMessage() {}
+
+func (x *PruneSnapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneSnapshot.ProtoReflect.Descriptor instead.
+func (*PruneSnapshot) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *PruneSnapshot) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *PruneSnapshot) GetSnapshot() string {
+	if x != nil {
+		return x.Snapshot
+	}
+	return ""
+}
+
+type PruneRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Snapshots     []*PruneSnapshot       `protobuf:"bytes,1,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneRequest) Reset() {
+	*x = PruneRequest{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneRequest) ProtoMessage() {}
+
+func (x *PruneRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneRequest.ProtoReflect.Descriptor instead.
+func (*PruneRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *PruneRequest) GetSnapshots() []*PruneSnapshot {
+	if x != nil {
+		return x.Snapshots
+	}
+	return nil
+}
+
+type PruneResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kept          []*PruneSnapshot       `protobuf:"bytes,1,rep,name=kept,proto3" json:"kept,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneResponse) Reset() {
+	*x = PruneResponse{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneResponse) ProtoMessage() {}
+
+func (x *PruneResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneResponse.ProtoReflect.Descriptor instead.
+func (*PruneResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *PruneResponse) GetKept() []*PruneSnapshot {
+	if x != nil {
+		return x.Kept
+	}
+	return nil
+}
+
 var File_volrep_array_v1_transfer_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
@@ -1422,11 +1563,19 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\bsnapshot\x18\x02 \x01(\v2\x19.volrep.array.v1.SnapshotR\bsnapshot\x12\x18\n" +
 	"\arefused\x18\x03 \x01(\tR\arefused\"K\n" +
 	"\x0fAdvanceResponse\x128\n" +
-	"\aresults\x18\x01 \x03(\v2\x1e.volrep.array.v1.AdvanceResultR\aresults2\x80\x02\n" +
+	"\aresults\x18\x01 \x03(\v2\x1e.volrep.array.v1.AdvanceResultR\aresults\"C\n" +
+	"\rPruneSnapshot\x12\x16\n" +
+	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x1a\n" +
+	"\bsnapshot\x18\x02 \x01(\tR\bsnapshot\"L\n" +
+	"\fPruneRequest\x12<\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x1e.volrep.array.v1.PruneSnapshotR\tsnapshots\"C\n" +
+	"\rPruneResponse\x122\n" +
+	"\x04kept\x18\x01 \x03(\v2\x1e.volrep.array.v1.PruneSnapshotR\x04kept2\xc8\x02\n" +
 	"\x0fTransferService\x12P\n" +
 	"\aReceive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x010\x01\x12M\n" +
 	"\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x010\x01\x12L\n" +
-	"\aAdvance\x12\x1f.volrep.array.v1.AdvanceRequest\x1a .volrep.array.v1.AdvanceResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
+	"\aAdvance\x12\x1f.volrep.array.v1.AdvanceRequest\x1a .volrep.array.v1.AdvanceResponse\x12F\n" +
+	"\x05Prune\x12\x1d.volrep.array.v1.PruneRequest\x1a\x1e.volrep.array.v1.PruneResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
 
 var (
 	file_volrep_array_v1_transfer_service_proto_rawDescOnce sync.Once
@@ -1440,7 +1589,7 @@ func file_volrep_array_v1_transfer_service_proto_rawDescGZIP() []byte {
 	return file_volrep_array_v1_transfer_service_proto_rawDescData
 }
 
-var file_volrep_array_v1_transfer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_volrep_array_v1_transfer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_volrep_array_v1_transfer_service_proto_goTypes = []any{
 	(*ReceiveHeader)(nil),         // 0: volrep.array.v1.ReceiveHeader
 	(*DataChunk)(nil),             // 1: volrep.array.v1.DataChunk
@@ -1460,43 +1609,50 @@ var file_volrep_array_v1_transfer_service_proto_goTypes = []any{
 	(*AdvanceRequest)(nil),        // 15: volrep.array.v1.AdvanceRequest
 	(*AdvanceResult)(nil),         // 16: volrep.array.v1.AdvanceResult
 	(*AdvanceResponse)(nil),       // 17: volrep.array.v1.AdvanceResponse
-	nil,                           // 18: volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
-	nil,                           // 19: volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
-	nil,                           // 20: volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
-	(*Snapshot)(nil),              // 22: volrep.array.v1.Snapshot
+	(*PruneSnapshot)(nil),         // 18: volrep.array.v1.PruneSnapshot
+	(*PruneRequest)(nil),          // 19: volrep.array.v1.PruneRequest
+	(*PruneResponse)(nil),         // 20: volrep.array.v1.PruneResponse
+	nil,                           // 21: volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
+	nil,                           // 22: volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
+	nil,                           // 23: volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*Snapshot)(nil),              // 25: volrep.array.v1.Snapshot
 }
 var file_volrep_array_v1_transfer_service_proto_depIdxs = []int32{
-	18, // 0: volrep.array.v1.ReceiveHeader.volume_labels:type_name -> volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
-	21, // 1: volrep.array.v1.ReceiveHeader.snapshot_created:type_name -> google.protobuf.Timestamp
-	19, // 2: volrep.array.v1.ReceiveHeader.snapshot_labels:type_name -> volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
+	21, // 0: volrep.array.v1.ReceiveHeader.volume_labels:type_name -> volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
+	24, // 1: volrep.array.v1.ReceiveHeader.snapshot_created:type_name -> google.protobuf.Timestamp
+	22, // 2: volrep.array.v1.ReceiveHeader.snapshot_labels:type_name -> volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
 	0,  // 3: volrep.array.v1.ReceiveRequest.header:type_name -> volrep.array.v1.ReceiveHeader
 	1,  // 4: volrep.array.v1.ReceiveRequest.data:type_name -> volrep.array.v1.DataChunk
 	2,  // 5: volrep.array.v1.ReceiveRequest.zero:type_name -> volrep.array.v1.ZeroExtent
 	3,  // 6: volrep.array.v1.ReceiveRequest.trailer:type_name -> volrep.array.v1.ReceiveTrailer
-	22, // 7: volrep.array.v1.ReceiveCommitted.snapshot:type_name -> volrep.array.v1.Snapshot
+	25, // 7: volrep.array.v1.ReceiveCommitted.snapshot:type_name -> volrep.array.v1.Snapshot
 	5,  // 8: volrep.array.v1.ReceiveResponse.ready:type_name -> volrep.array.v1.ReceiveReady
 	6,  // 9: volrep.array.v1.ReceiveResponse.committed:type_name -> volrep.array.v1.ReceiveCommitted
 	8,  // 10: volrep.array.v1.MirrorRequest.open:type_name -> volrep.array.v1.MirrorOpen
 	9,  // 11: volrep.array.v1.MirrorRequest.write:type_name -> volrep.array.v1.MirrorWrite
 	10, // 12: volrep.array.v1.MirrorRequest.zero:type_name -> volrep.array.v1.MirrorZero
 	11, // 13: volrep.array.v1.MirrorRequest.flush:type_name -> volrep.array.v1.MirrorFlush
-	21, // 14: volrep.array.v1.AdvanceMember.snapshot_created:type_name -> google.protobuf.Timestamp
-	20, // 15: volrep.array.v1.AdvanceMember.snapshot_labels:type_name -> volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
+	24, // 14: volrep.array.v1.AdvanceMember.snapshot_created:type_name -> google.protobuf.Timestamp
+	23, // 15: volrep.array.v1.AdvanceMember.snapshot_labels:type_name -> volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
 	14, // 16: volrep.array.v1.AdvanceRequest.members:type_name -> volrep.array.v1.AdvanceMember
-	22, // 17: volrep.array.v1.AdvanceResult.snapshot:type_name -> volrep.array.v1.Snapshot
+	25, // 17: volrep.array.v1.AdvanceResult.snapshot:type_name -> volrep.array.v1.Snapshot
 	16, // 18: volrep.array.v1.AdvanceResponse.results:type_name -> volrep.array.v1.AdvanceResult
-	4,  // 19: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
-	12, // 20: volrep.array.v1.TransferService.Mirror:input_type -> volrep.array.v1.MirrorRequest
-	15, // 21: volrep.array.v1.TransferService.Advance:input_type -> volrep.array.v1.AdvanceRequest
-	7,  // 22: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
-	13, // 23: volrep.array.v1.TransferService.Mirror:output_type -> volrep.array.v1.MirrorResponse
-	17, // 24: volrep.array.v1.TransferService.Advance:output_type -> volrep.array.v1.AdvanceResponse
-	22, // [22:25] is the sub-list for method output_type
-	19, // [19:22] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	18, // 19: volrep.array.v1.PruneRequest.snapshots:type_name -> volrep.array.v1.PruneSnapshot
+	18, // 20: volrep.array.v1.PruneResponse.kept:type_name -> volrep.array.v1.PruneSnapshot
+	4,  // 21: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
+	12, // 22: volrep.array.v1.TransferService.Mirror:input_type -> volrep.array.v1.MirrorRequest
+	15, // 23: volrep.array.v1.TransferService.Advance:input_type -> volrep.array.v1.AdvanceRequest
+	19, // 24: volrep.array.v1.TransferService.Prune:input_type -> volrep.array.v1.PruneRequest
+	7,  // 25: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
+	13, // 26: volrep.array.v1.TransferService.Mirror:output_type -> volrep.array.v1.MirrorResponse
+	17, // 27: volrep.array.v1.TransferService.Advance:output_type -> volrep.array.v1.AdvanceResponse
+	20, // 28: volrep.array.v1.TransferService.Prune:output_type -> volrep.array.v1.PruneResponse
+	25, // [25:29] is the sub-list for method output_type
+	21, // [21:25] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_transfer_service_proto_init() }
@@ -1527,7 +1683,7 @@ func file_volrep_array_v1_transfer_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_transfer_service_proto_rawDesc), len(file_volrep_array_v1_transfer_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

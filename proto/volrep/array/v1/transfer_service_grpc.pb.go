@@ -22,6 +22,7 @@ const (
 	TransferService_Receive_FullMethodName = "/volrep.array.v1.TransferService/Receive"
 	TransferService_Mirror_FullMethodName  = "/volrep.array.v1.TransferService/Mirror"
 	TransferService_Advance_FullMethodName = "/volrep.array.v1.TransferService/Advance"
+	TransferService_Prune_FullMethodName   = "/volrep.array.v1.TransferService/Prune"
 )
 
 // TransferServiceClient is the client API for TransferService service.
@@ -46,6 +47,10 @@ type TransferServiceClient interface {
 	// volume. A volume whose newest snapshot is not base_guid is refused
 	// (and listed so), so its sender falls back to a transfer.
 	Advance(ctx context.Context, in *AdvanceRequest, opts ...grpc.CallOption) (*AdvanceResponse, error)
+	// Prune deletes snapshots of replica copies, in one transaction where no
+	// data moves. A snapshot someone reads (exported or connected to a
+	// host) stays and is listed in kept, so a DR test is never cut off.
+	Prune(ctx context.Context, in *PruneRequest, opts ...grpc.CallOption) (*PruneResponse, error)
 }
 
 type transferServiceClient struct {
@@ -92,6 +97,16 @@ func (c *transferServiceClient) Advance(ctx context.Context, in *AdvanceRequest,
 	return out, nil
 }
 
+func (c *transferServiceClient) Prune(ctx context.Context, in *PruneRequest, opts ...grpc.CallOption) (*PruneResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PruneResponse)
+	err := c.cc.Invoke(ctx, TransferService_Prune_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TransferServiceServer is the server API for TransferService service.
 // All implementations must embed UnimplementedTransferServiceServer
 // for forward compatibility.
@@ -114,6 +129,10 @@ type TransferServiceServer interface {
 	// volume. A volume whose newest snapshot is not base_guid is refused
 	// (and listed so), so its sender falls back to a transfer.
 	Advance(context.Context, *AdvanceRequest) (*AdvanceResponse, error)
+	// Prune deletes snapshots of replica copies, in one transaction where no
+	// data moves. A snapshot someone reads (exported or connected to a
+	// host) stays and is listed in kept, so a DR test is never cut off.
+	Prune(context.Context, *PruneRequest) (*PruneResponse, error)
 	mustEmbedUnimplementedTransferServiceServer()
 }
 
@@ -132,6 +151,9 @@ func (UnimplementedTransferServiceServer) Mirror(grpc.BidiStreamingServer[Mirror
 }
 func (UnimplementedTransferServiceServer) Advance(context.Context, *AdvanceRequest) (*AdvanceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Advance not implemented")
+}
+func (UnimplementedTransferServiceServer) Prune(context.Context, *PruneRequest) (*PruneResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Prune not implemented")
 }
 func (UnimplementedTransferServiceServer) mustEmbedUnimplementedTransferServiceServer() {}
 func (UnimplementedTransferServiceServer) testEmbeddedByValue()                         {}
@@ -186,6 +208,24 @@ func _TransferService_Advance_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TransferService_Prune_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PruneRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TransferServiceServer).Prune(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TransferService_Prune_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TransferServiceServer).Prune(ctx, req.(*PruneRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TransferService_ServiceDesc is the grpc.ServiceDesc for TransferService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -196,6 +236,10 @@ var TransferService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Advance",
 			Handler:    _TransferService_Advance_Handler,
+		},
+		{
+			MethodName: "Prune",
+			Handler:    _TransferService_Prune_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -34,6 +34,11 @@ class TransferServiceStub(object):
         request_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.AdvanceRequest.SerializeToString,
         response_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.AdvanceResponse.FromString,
         )
+    self.Prune = channel.unary_unary(
+        '/volrep.array.v1.TransferService/Prune',
+        request_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.PruneRequest.SerializeToString,
+        response_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.PruneResponse.FromString,
+        )
 
 
 class TransferServiceServicer(object):
@@ -72,6 +77,15 @@ class TransferServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def Prune(self, request, context):
+    """Prune deletes snapshots of replica copies, in one transaction where no
+    data moves. A snapshot someone reads (exported or connected to a
+    host) stays and is listed in kept, so a DR test is never cut off.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_TransferServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -89,6 +103,11 @@ def add_TransferServiceServicer_to_server(servicer, server):
           servicer.Advance,
           request_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.AdvanceRequest.FromString,
           response_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.AdvanceResponse.SerializeToString,
+      ),
+      'Prune': grpc.unary_unary_rpc_method_handler(
+          servicer.Prune,
+          request_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.PruneRequest.FromString,
+          response_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.PruneResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(
