@@ -447,37 +447,19 @@ func (e *Engine) pruneLocal(ctx context.Context, spec array.ReplicaSpec, members
 }
 
 // pruneRemotes applies target retention to the members' copies with one
-// Prune call, which deletes in one transaction and spares snapshots
-// someone reads at the target. A target without Prune is pruned one
-// snapshot at a time.
+// Prune call: the target lists and deletes (in one transaction, sparing
+// snapshots someone reads), rather than a listing and a delete RPC per
+// member. A target without Prune is pruned one snapshot at a time.
 func (e *Engine) pruneRemotes(ctx context.Context, l *link, spec array.ReplicaSpec, members map[string]string) error {
-	var drop []store.SnapshotRef
-	for _, remote := range members {
-		all, err := l.peer.ListSnapshots(ctx, remote)
-		if err != nil {
-			return err
-		}
-		var ours []array.Snapshot
-		for _, s := range all {
-			if s.Labels[LabelReplica] == spec.Name {
-				ours = append(ours, s)
-			}
-		}
-		keep := keepSet(ours, e.opts.Clock.Now(), spec.TargetRetention)
-		for _, s := range ours {
-			if !keep[s.Name] {
-				drop = append(drop, store.SnapshotRef{Volume: remote, Name: s.Name})
-			}
-		}
-	}
-	if len(drop) == 0 {
+	remotes := slices.Sorted(maps.Values(members))
+	if len(remotes) == 0 {
 		return nil
 	}
-	err := transfer.SendPrune(ctx, l.xfer, drop)
+	err := transfer.SendPrune(ctx, l.xfer, spec.Name, remotes, spec.TargetRetention, e.opts.Clock.Now())
 	if status.Code(err) != codes.Unimplemented {
 		return err
 	}
-	for _, remote := range members {
+	for _, remote := range remotes {
 		if err := e.pruneRemote(ctx, l, spec, remote); err != nil {
 			return err
 		}

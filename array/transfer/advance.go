@@ -2,12 +2,15 @@ package transfer
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/retention"
 	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/array/wire"
+	"github.com/volrep/volrep/errdefs"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 )
 
@@ -76,12 +79,35 @@ func SendAdvance(ctx context.Context, c arrayv1.TransferServiceClient, sourceID 
 	return done, nil
 }
 
-// Prune deletes the listed snapshots of replica copies, sparing those
-// someone reads.
+// Prune applies a replica's target retention to its copies in one go:
+// the sender need not list every copy's snapshots, and the deletes take
+// one transaction.
 func (t *Service) Prune(ctx context.Context, req *arrayv1.PruneRequest) (*arrayv1.PruneResponse, error) {
-	refs := make([]store.SnapshotRef, len(req.GetSnapshots()))
-	for i, s := range req.GetSnapshots() {
-		refs[i] = store.SnapshotRef{Volume: s.GetVolume(), Name: s.GetSnapshot()}
+	policy, now := wire.RetentionFromPB(req.GetRetention()), req.GetNow().AsTime()
+	var refs []store.SnapshotRef
+	for _, vol := range req.GetVolumes() {
+		all, err := t.s.ListSnapshots(ctx, vol)
+		if errdefs.IsNotFound(err) {
+			continue // not replicated yet
+		}
+		if err != nil {
+			return nil, err
+		}
+		var ours []array.Snapshot
+		for _, s := range all {
+			if s.Labels[LabelReplica] == req.GetReplica() {
+				ours = append(ours, s)
+			}
+		}
+		times := make([]time.Time, len(ours))
+		for i, s := range ours {
+			times[i] = s.Created
+		}
+		for i, k := range retention.Keep(times, now, policy) {
+			if !k {
+				refs = append(refs, store.SnapshotRef{Volume: vol, Name: ours[i].Name})
+			}
+		}
 	}
 	kept, err := t.s.PruneSnapshots(ctx, refs)
 	if err != nil {
@@ -94,16 +120,16 @@ func (t *Service) Prune(ctx context.Context, req *arrayv1.PruneRequest) (*arrayv
 	return out, nil
 }
 
-// SendPrune asks the target to delete snapshots, in calls of at most
-// MaxAdvance.
-func SendPrune(ctx context.Context, c arrayv1.TransferServiceClient, refs []store.SnapshotRef) error {
-	for len(refs) > 0 {
-		batch := refs[:min(len(refs), MaxAdvance)]
-		refs = refs[len(batch):]
-		req := &arrayv1.PruneRequest{Snapshots: make([]*arrayv1.PruneSnapshot, len(batch))}
-		for i, r := range batch {
-			req.Snapshots[i] = &arrayv1.PruneSnapshot{Volume: r.Volume, Snapshot: r.Name}
-		}
+// LabelReplica is the label naming the replica a snapshot belongs to.
+const LabelReplica = "volrep.replica"
+
+// SendPrune asks the target to apply retention policy to the replica's
+// snapshots of volumes, in calls of at most MaxAdvance volumes.
+func SendPrune(ctx context.Context, c arrayv1.TransferServiceClient, replica string, volumes []string, policy array.Retention, now time.Time) error {
+	for len(volumes) > 0 {
+		batch := volumes[:min(len(volumes), MaxAdvance)]
+		volumes = volumes[len(batch):]
+		req := &arrayv1.PruneRequest{Replica: replica, Volumes: batch, Retention: wire.RetentionToPB(policy), Now: timestamppb.New(now)}
 		if _, err := c.Prune(ctx, req); err != nil {
 			return err
 		}

@@ -646,13 +646,19 @@ func advanceRequest(x *arrayv1.AdvanceRequest) error {
 }
 
 func pruneRequest(x *arrayv1.PruneRequest) error {
-	ss := x.GetSnapshots()
-	if err := v.Range("snapshots", int64(len(ss)), 1, maxAdvance); err != nil {
+	vols := x.GetVolumes()
+	if err := v.First(
+		v.Name("replica", x.GetReplica()),
+		v.Range("volumes", int64(len(vols)), 1, maxAdvance),
+		validateRetention("retention", x.GetRetention()),
+	); err != nil {
 		return err
 	}
-	for i, s := range ss {
-		f := fmt.Sprintf("snapshots[%d].", i)
-		if err := v.First(v.Name(f+"volume", s.GetVolume()), v.Name(f+"snapshot", s.GetSnapshot())); err != nil {
+	if x.GetNow() == nil {
+		return errdefs.InvalidArgument("now", "is required: retention is applied at the sender's time")
+	}
+	for i, vol := range vols {
+		if err := v.Name(fmt.Sprintf("volumes[%d]", i), vol); err != nil {
 			return err
 		}
 	}

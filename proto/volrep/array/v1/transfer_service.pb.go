@@ -1371,8 +1371,12 @@ func (x *PruneSnapshot) GetSnapshot() string {
 }
 
 type PruneRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Snapshots     []*PruneSnapshot       `protobuf:"bytes,1,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The value of the volrep.replica label the replica's snapshots carry.
+	Replica       string                 `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
+	Volumes       []string               `protobuf:"bytes,2,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	Retention     *Retention             `protobuf:"bytes,3,opt,name=retention,proto3" json:"retention,omitempty"`
+	Now           *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=now,proto3" json:"now,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1407,9 +1411,30 @@ func (*PruneRequest) Descriptor() ([]byte, []int) {
 	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{19}
 }
 
-func (x *PruneRequest) GetSnapshots() []*PruneSnapshot {
+func (x *PruneRequest) GetReplica() string {
 	if x != nil {
-		return x.Snapshots
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *PruneRequest) GetVolumes() []string {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+func (x *PruneRequest) GetRetention() *Retention {
+	if x != nil {
+		return x.Retention
+	}
+	return nil
+}
+
+func (x *PruneRequest) GetNow() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Now
 	}
 	return nil
 }
@@ -1462,7 +1487,7 @@ var File_volrep_array_v1_transfer_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\n" +
-	"&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$volrep/array/v1/volume_service.proto\"\x89\x06\n" +
+	"&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%volrep/array/v1/replica_service.proto\x1a$volrep/array/v1/volume_service.proto\"\x89\x06\n" +
 	"\rReceiveHeader\x12\x1f\n" +
 	"\vtransfer_id\x18\x01 \x01(\tR\n" +
 	"transferId\x12\x16\n" +
@@ -1566,9 +1591,12 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\aresults\x18\x01 \x03(\v2\x1e.volrep.array.v1.AdvanceResultR\aresults\"C\n" +
 	"\rPruneSnapshot\x12\x16\n" +
 	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x1a\n" +
-	"\bsnapshot\x18\x02 \x01(\tR\bsnapshot\"L\n" +
-	"\fPruneRequest\x12<\n" +
-	"\tsnapshots\x18\x01 \x03(\v2\x1e.volrep.array.v1.PruneSnapshotR\tsnapshots\"C\n" +
+	"\bsnapshot\x18\x02 \x01(\tR\bsnapshot\"\xaa\x01\n" +
+	"\fPruneRequest\x12\x18\n" +
+	"\areplica\x18\x01 \x01(\tR\areplica\x12\x18\n" +
+	"\avolumes\x18\x02 \x03(\tR\avolumes\x128\n" +
+	"\tretention\x18\x03 \x01(\v2\x1a.volrep.array.v1.RetentionR\tretention\x12,\n" +
+	"\x03now\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"C\n" +
 	"\rPruneResponse\x122\n" +
 	"\x04kept\x18\x01 \x03(\v2\x1e.volrep.array.v1.PruneSnapshotR\x04kept2\xc8\x02\n" +
 	"\x0fTransferService\x12P\n" +
@@ -1617,6 +1645,7 @@ var file_volrep_array_v1_transfer_service_proto_goTypes = []any{
 	nil,                           // 23: volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
 	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 	(*Snapshot)(nil),              // 25: volrep.array.v1.Snapshot
+	(*Retention)(nil),             // 26: volrep.array.v1.Retention
 }
 var file_volrep_array_v1_transfer_service_proto_depIdxs = []int32{
 	21, // 0: volrep.array.v1.ReceiveHeader.volume_labels:type_name -> volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
@@ -1638,21 +1667,22 @@ var file_volrep_array_v1_transfer_service_proto_depIdxs = []int32{
 	14, // 16: volrep.array.v1.AdvanceRequest.members:type_name -> volrep.array.v1.AdvanceMember
 	25, // 17: volrep.array.v1.AdvanceResult.snapshot:type_name -> volrep.array.v1.Snapshot
 	16, // 18: volrep.array.v1.AdvanceResponse.results:type_name -> volrep.array.v1.AdvanceResult
-	18, // 19: volrep.array.v1.PruneRequest.snapshots:type_name -> volrep.array.v1.PruneSnapshot
-	18, // 20: volrep.array.v1.PruneResponse.kept:type_name -> volrep.array.v1.PruneSnapshot
-	4,  // 21: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
-	12, // 22: volrep.array.v1.TransferService.Mirror:input_type -> volrep.array.v1.MirrorRequest
-	15, // 23: volrep.array.v1.TransferService.Advance:input_type -> volrep.array.v1.AdvanceRequest
-	19, // 24: volrep.array.v1.TransferService.Prune:input_type -> volrep.array.v1.PruneRequest
-	7,  // 25: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
-	13, // 26: volrep.array.v1.TransferService.Mirror:output_type -> volrep.array.v1.MirrorResponse
-	17, // 27: volrep.array.v1.TransferService.Advance:output_type -> volrep.array.v1.AdvanceResponse
-	20, // 28: volrep.array.v1.TransferService.Prune:output_type -> volrep.array.v1.PruneResponse
-	25, // [25:29] is the sub-list for method output_type
-	21, // [21:25] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	26, // 19: volrep.array.v1.PruneRequest.retention:type_name -> volrep.array.v1.Retention
+	24, // 20: volrep.array.v1.PruneRequest.now:type_name -> google.protobuf.Timestamp
+	18, // 21: volrep.array.v1.PruneResponse.kept:type_name -> volrep.array.v1.PruneSnapshot
+	4,  // 22: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
+	12, // 23: volrep.array.v1.TransferService.Mirror:input_type -> volrep.array.v1.MirrorRequest
+	15, // 24: volrep.array.v1.TransferService.Advance:input_type -> volrep.array.v1.AdvanceRequest
+	19, // 25: volrep.array.v1.TransferService.Prune:input_type -> volrep.array.v1.PruneRequest
+	7,  // 26: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
+	13, // 27: volrep.array.v1.TransferService.Mirror:output_type -> volrep.array.v1.MirrorResponse
+	17, // 28: volrep.array.v1.TransferService.Advance:output_type -> volrep.array.v1.AdvanceResponse
+	20, // 29: volrep.array.v1.TransferService.Prune:output_type -> volrep.array.v1.PruneResponse
+	26, // [26:30] is the sub-list for method output_type
+	22, // [22:26] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_transfer_service_proto_init() }
@@ -1660,6 +1690,7 @@ func file_volrep_array_v1_transfer_service_proto_init() {
 	if File_volrep_array_v1_transfer_service_proto != nil {
 		return
 	}
+	file_volrep_array_v1_replica_service_proto_init()
 	file_volrep_array_v1_volume_service_proto_init()
 	file_volrep_array_v1_transfer_service_proto_msgTypes[4].OneofWrappers = []any{
 		(*ReceiveRequest_Header)(nil),

@@ -47,9 +47,11 @@ type TransferServiceClient interface {
 	// volume. A volume whose newest snapshot is not base_guid is refused
 	// (and listed so), so its sender falls back to a transfer.
 	Advance(ctx context.Context, in *AdvanceRequest, opts ...grpc.CallOption) (*AdvanceResponse, error)
-	// Prune deletes snapshots of replica copies, in one transaction where no
-	// data moves. A snapshot someone reads (exported or connected to a
-	// host) stays and is listed in kept, so a DR test is never cut off.
+	// Prune applies a replica's target retention to its copies: of each
+	// volume's snapshots labelled with the replica, those the policy does
+	// not keep at time now are deleted, in one transaction where no data
+	// moves. A snapshot someone reads (exported or connected to a host)
+	// stays and is listed in kept, so a DR test is never cut off.
 	Prune(ctx context.Context, in *PruneRequest, opts ...grpc.CallOption) (*PruneResponse, error)
 }
 
@@ -129,9 +131,11 @@ type TransferServiceServer interface {
 	// volume. A volume whose newest snapshot is not base_guid is refused
 	// (and listed so), so its sender falls back to a transfer.
 	Advance(context.Context, *AdvanceRequest) (*AdvanceResponse, error)
-	// Prune deletes snapshots of replica copies, in one transaction where no
-	// data moves. A snapshot someone reads (exported or connected to a
-	// host) stays and is listed in kept, so a DR test is never cut off.
+	// Prune applies a replica's target retention to its copies: of each
+	// volume's snapshots labelled with the replica, those the policy does
+	// not keep at time now are deleted, in one transaction where no data
+	// moves. A snapshot someone reads (exported or connected to a host)
+	// stays and is listed in kept, so a DR test is never cut off.
 	Prune(context.Context, *PruneRequest) (*PruneResponse, error)
 	mustEmbedUnimplementedTransferServiceServer()
 }

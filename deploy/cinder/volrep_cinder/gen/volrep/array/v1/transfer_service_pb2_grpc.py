@@ -78,9 +78,11 @@ class TransferServiceServicer(object):
     raise NotImplementedError('Method not implemented!')
 
   def Prune(self, request, context):
-    """Prune deletes snapshots of replica copies, in one transaction where no
-    data moves. A snapshot someone reads (exported or connected to a
-    host) stays and is listed in kept, so a DR test is never cut off.
+    """Prune applies a replica's target retention to its copies: of each
+    volume's snapshots labelled with the replica, those the policy does
+    not keep at time now are deleted, in one transaction where no data
+    moves. A snapshot someone reads (exported or connected to a host)
+    stays and is listed in kept, so a DR test is never cut off.
     """
     context.set_code(grpc.StatusCode.UNIMPLEMENTED)
     context.set_details('Method not implemented!')
