@@ -94,6 +94,18 @@ func pgCycle(ctx context.Context, env *Env, name string, n int) (cycleResult, er
 		if r.LastSyncBytes < 10<<20 {
 			return cycleResult{}, fmt.Errorf("a cycle after 10 MiB of changes sent %d bytes", r.LastSyncBytes)
 		}
+		// The changed members' bytes are on the target (not timed): the
+		// row measured a real cycle, not one that skipped them.
+		got := make([]byte, len(data))
+		for i := range 10 {
+			data[0] = byte(round*10 + i)
+			if err := p.dst.ReadVolume(ctx, members[i*n/10], int64(round)<<20, got); err != nil {
+				return cycleResult{}, err
+			}
+			if !bytes.Equal(got, data) {
+				return cycleResult{}, fmt.Errorf("cycle %d: the target's copy of %s lacks its change", round, members[i*n/10])
+			}
+		}
 		sent = r.LastSyncBytes
 	}
 	return cycleResult{took: time.Duration(medianF(times) * float64(time.Second)), sent: sent}, nil

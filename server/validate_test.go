@@ -16,6 +16,7 @@ import (
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
 	"github.com/volrep/volrep/validation/arrayapi"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // apiPackages are the proto packages whose requests the servers validate.
@@ -95,10 +96,11 @@ func TestHasValidateDetectsMissing(t *testing.T) {
 }
 
 var (
-	volType   = &driverv1.VolumeType{Name: "gold", ExtraSpecs: map[string]string{"replication_enabled": "<is> True"}}
-	badType   = &driverv1.VolumeType{Name: "gold", ExtraSpecs: map[string]string{"": "x"}}
-	groupType = &driverv1.GroupType{Name: "replicated", GroupSpecs: map[string]string{"consistent_group_replication_enabled": "<is> True"}}
-	mib4      = make([]byte, 4<<20)
+	volType       = &driverv1.VolumeType{Name: "gold", ExtraSpecs: map[string]string{"replication_enabled": "<is> True"}}
+	badType       = &driverv1.VolumeType{Name: "gold", ExtraSpecs: map[string]string{"": "x"}}
+	groupType     = &driverv1.GroupType{Name: "replicated", GroupSpecs: map[string]string{"consistent_group_replication_enabled": "<is> True"}}
+	mib4          = make([]byte, 4<<20)
+	advanceMember = &arrayv1.AdvanceMember{Volume: "v", BaseGuid: "b", SnapshotName: "s", SnapshotGuid: "g", SnapshotCreated: timestamppb.Now()}
 )
 
 // validateCases holds, for every request type, at least one valid request
@@ -182,6 +184,16 @@ var validateCases = []struct {
 	{"change type unspecified", &arrayv1.ChangeReplicaTypeRequest{Name: "r"}, "replication_type"},
 	{"receive", &arrayv1.ReceiveRequest{}, ""},
 	{"mirror", &arrayv1.MirrorRequest{}, ""},
+	{"advance", &arrayv1.AdvanceRequest{Members: []*arrayv1.AdvanceMember{advanceMember}}, ""},
+	{"prune", &arrayv1.PruneRequest{Replica: "r", Volumes: []string{"v"}, Retention: &arrayv1.Retention{AllForSeconds: 3600}, Now: timestamppb.Now()}, ""},
+	{"prune none", &arrayv1.PruneRequest{Replica: "r", Now: timestamppb.Now()}, "volumes"},
+	{"prune no replica", &arrayv1.PruneRequest{Volumes: []string{"v"}, Now: timestamppb.Now()}, "replica"},
+	{"prune no time", &arrayv1.PruneRequest{Replica: "r", Volumes: []string{"v"}}, "now"},
+	{"prune bad volume", &arrayv1.PruneRequest{Replica: "r", Volumes: []string{"a/b"}, Now: timestamppb.Now()}, "volumes[0]"},
+	{"advance none", &arrayv1.AdvanceRequest{}, "members"},
+	{"advance no base", &arrayv1.AdvanceRequest{Members: []*arrayv1.AdvanceMember{{Volume: "v", SnapshotName: "s", SnapshotGuid: "g", SnapshotCreated: timestamppb.Now()}}}, "members[0].base_guid"},
+	{"advance no created", &arrayv1.AdvanceRequest{Members: []*arrayv1.AdvanceMember{{Volume: "v", BaseGuid: "b", SnapshotName: "s", SnapshotGuid: "g"}}}, "members[0].snapshot_created"},
+	{"advance bad volume", &arrayv1.AdvanceRequest{Members: []*arrayv1.AdvanceMember{{Volume: "a/b", BaseGuid: "b", SnapshotName: "s", SnapshotGuid: "g", SnapshotCreated: timestamppb.Now()}}}, "members[0].volume"},
 	{"set read only", &arrayv1.SetVolumeReadOnlyRequest{Name: "v", ReadOnly: true}, ""},
 	{"set read only no name", &arrayv1.SetVolumeReadOnlyRequest{}, "name"},
 	{"set qos", &arrayv1.SetVolumeQoSRequest{Name: "v", Qos: &arrayv1.QoS{TotalIops: 500, ReadBytesPerSec: 1 << 20}}, ""},

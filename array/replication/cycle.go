@@ -15,6 +15,7 @@ import (
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/client"
 	"github.com/volrep/volrep/array/retention"
+	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/array/transfer"
 	"github.com/volrep/volrep/errdefs"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
@@ -153,15 +154,11 @@ func (e *Engine) cycle(ctx context.Context, r *replica, tick bool) error {
 		}
 	}
 	e.mu.Lock()
-	pending := r.rec.Pending
+	pending, last := r.rec.Pending, r.rec.LastSnapshot
 	e.mu.Unlock()
-	defer func() {
-		for member := range members {
-			e.pruneLocal(ctx, spec, member, func(snaps []array.Snapshot) map[string]bool {
-				return keepSet(snaps, e.opts.Clock.Now(), spec.SourceRetention)
-			})
-		}
-	}()
+	defer e.pruneLocal(ctx, spec, members, func(snaps []array.Snapshot) map[string]bool {
+		return keepSet(snaps, e.opts.Clock.Now(), spec.SourceRetention)
+	})
 	if pending == "" {
 		if len(members) == 0 {
 			// An empty group has nothing to initialize.
@@ -179,7 +176,12 @@ func (e *Engine) cycle(ctx context.Context, r *replica, tick bool) error {
 	wallStart := time.Now()
 	var bytes int64
 	var created time.Time
+	advanced := e.advance(ctx, l, spec, members, last, pending)
 	for member, remote := range members {
+		if snap, ok := advanced[member]; ok {
+			created = snap.Created
+			continue
+		}
 		res, snap, err := e.ship(ctx, l, spec, member, remote, pending)
 		if errors.Is(err, errNoSnapshot) {
 			continue // joined the group after the snapshot was taken
@@ -207,10 +209,8 @@ func (e *Engine) cycle(ctx context.Context, r *replica, tick bool) error {
 	e.mu.Unlock()
 	e.log.Info("replicated", "replica", spec.Name, "snapshot", pending, "bytes", bytes, "duration", took.Round(time.Millisecond),
 		"members", len(members), "lag", e.opts.Clock.Now().Sub(start))
-	for member, remote := range members {
-		if err := e.pruneRemote(ctx, l, spec, remote); err != nil {
-			e.log.Warn("target retention", "replica", spec.Name, "volume", member, "err", err)
-		}
+	if err := e.pruneRemotes(ctx, l, spec, members); err != nil {
+		e.log.Warn("target retention", "replica", spec.Name, "err", err)
 	}
 	e.collectFormer(ctx, l, spec, members)
 	return nil
@@ -262,6 +262,51 @@ func (e *Engine) takeSnapshot(ctx context.Context, r *replica, spec array.Replic
 }
 
 var errNoSnapshot = errors.New("member has no such snapshot")
+
+// advance moves every member that was not written since the last cycle's
+// snapshot on to snapshot pending at the target, with one call for them
+// all instead of an empty transfer each: a group's cycle then costs what
+// changed, not how many members it has. It returns the members advanced,
+// with their snapshot; the others, including any the target refused
+// (its newest snapshot is not the last cycle's), are shipped as before.
+func (e *Engine) advance(ctx context.Context, l *link, spec array.ReplicaSpec, members map[string]string, last, pending string) map[string]array.Snapshot {
+	if last == "" || last == pending {
+		return nil
+	}
+	var batch []transfer.AdvanceMember
+	local := map[string]string{}
+	for member, remote := range members {
+		if same, err := e.s.Unchanged(ctx, member, last, pending); err != nil || !same {
+			continue // a new member, or a changed one: it is shipped
+		}
+		base, err := e.s.GetSnapshot(ctx, member, last)
+		if err != nil {
+			continue
+		}
+		snap, err := e.s.GetSnapshot(ctx, member, pending)
+		if err != nil {
+			continue
+		}
+		batch = append(batch, transfer.AdvanceMember{Volume: remote, Base: base.GUID, Snap: snap})
+		local[remote] = member
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	done, err := transfer.SendAdvance(ctx, l.xfer, e.id, batch)
+	if err != nil {
+		// The rest are shipped: an old target without Advance, or a
+		// broken call, costs time but not correctness.
+		e.log.Warn("advancing unchanged members; shipping them instead", "replica", spec.Name, "link", spec.Link, "err", err)
+	}
+	out := map[string]array.Snapshot{}
+	for _, m := range batch {
+		if done[m.Volume] {
+			out[local[m.Volume]] = m.Snap
+		}
+	}
+	return out
+}
 
 // ship sends one member's snapshot as a delta from the newest snapshot
 // both sides hold, or in full when they hold none.
@@ -358,39 +403,68 @@ func keepSet(snaps []array.Snapshot, now time.Time, p array.Retention) map[strin
 	return keep
 }
 
-// pruneLocal deletes the replica's snapshots of member that keep does not
-// want, always sparing the newest, the one pending and the newest one the
-// target holds, so the next transfer can stay a delta.
-func (e *Engine) pruneLocal(ctx context.Context, spec array.ReplicaSpec, member string, keep func([]array.Snapshot) map[string]bool) {
-	all, err := e.s.ListSnapshots(ctx, member)
-	if err != nil {
-		return
-	}
-	var ours []array.Snapshot
-	for _, s := range all {
-		if s.Labels[LabelReplica] == spec.Name {
-			ours = append(ours, s)
-		}
-	}
-	e.mu.Lock()
-	spare := map[string]bool{}
-	if r := e.replicas[spec.Name]; r != nil {
-		spare[r.rec.Pending] = true
-		spare[r.rec.LastSnapshot] = true
-		if len(ours) > 0 {
-			spare[ours[len(ours)-1].Name] = true
-		}
-	}
-	e.mu.Unlock()
-	wanted := keep(ours)
-	for _, s := range ours {
-		if wanted[s.Name] || spare[s.Name] {
+// pruneLocal deletes the replica's snapshots of the members that keep
+// does not want, always sparing the newest, the one pending and the
+// newest one the target holds, so the next transfer can stay a delta. The
+// deletes of all members go to the store together, so a large group's
+// retention is one transaction rather than one per member.
+func (e *Engine) pruneLocal(ctx context.Context, spec array.ReplicaSpec, members map[string]string, keep func([]array.Snapshot) map[string]bool) {
+	var drop []store.SnapshotRef
+	for member := range members {
+		all, err := e.s.ListSnapshots(ctx, member)
+		if err != nil {
 			continue
 		}
-		if err := e.s.DeleteSnapshot(ctx, member, s.Name); err != nil && !errdefs.IsNotFound(err) {
-			e.log.Warn("source retention", "replica", spec.Name, "snapshot", s.Ref(), "err", err)
+		var ours []array.Snapshot
+		for _, s := range all {
+			if s.Labels[LabelReplica] == spec.Name {
+				ours = append(ours, s)
+			}
+		}
+		e.mu.Lock()
+		spare := map[string]bool{}
+		if r := e.replicas[spec.Name]; r != nil {
+			spare[r.rec.Pending] = true
+			spare[r.rec.LastSnapshot] = true
+			if len(ours) > 0 {
+				spare[ours[len(ours)-1].Name] = true
+			}
+		}
+		e.mu.Unlock()
+		wanted := keep(ours)
+		for _, s := range ours {
+			if !wanted[s.Name] && !spare[s.Name] {
+				drop = append(drop, store.SnapshotRef{Volume: member, Name: s.Name})
+			}
 		}
 	}
+	if len(drop) == 0 {
+		return
+	}
+	if err := e.s.DeleteSnapshots(ctx, drop); err != nil {
+		e.log.Warn("source retention", "replica", spec.Name, "snapshots", len(drop), "err", err)
+	}
+}
+
+// pruneRemotes applies target retention to the members' copies with one
+// Prune call: the target lists and deletes (in one transaction, sparing
+// snapshots someone reads), rather than a listing and a delete RPC per
+// member. A target without Prune is pruned one snapshot at a time.
+func (e *Engine) pruneRemotes(ctx context.Context, l *link, spec array.ReplicaSpec, members map[string]string) error {
+	remotes := slices.Sorted(maps.Values(members))
+	if len(remotes) == 0 {
+		return nil
+	}
+	err := transfer.SendPrune(ctx, l.xfer, spec.Name, remotes, spec.TargetRetention, e.opts.Clock.Now())
+	if status.Code(err) != codes.Unimplemented {
+		return err
+	}
+	for _, remote := range remotes {
+		if err := e.pruneRemote(ctx, l, spec, remote); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // pruneRemote applies target retention to the replica's snapshots on the peer.

@@ -18,12 +18,13 @@ import (
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/array/transfer"
 	"github.com/volrep/volrep/clock"
 )
 
 // Labels the engine puts on the snapshots and remote volumes it makes.
 const (
-	LabelReplica      = "volrep.replica"
+	LabelReplica      = transfer.LabelReplica
 	LabelSourceVolume = "volrep.source_volume"
 	LabelSourceArray  = "volrep.source_array"
 )

@@ -496,9 +496,7 @@ func (e *Engine) DeleteReplica(ctx context.Context, name string, deleteRemote bo
 		return err
 	}
 	members, _ := e.members(ctx, r.rec.Spec)
-	for member := range members {
-		e.pruneLocal(ctx, r.rec.Spec, member, func([]array.Snapshot) map[string]bool { return nil })
-	}
+	e.pruneLocal(ctx, r.rec.Spec, members, func([]array.Snapshot) map[string]bool { return nil })
 	if deleteRemote && l != nil {
 		return e.collectRemote(ctx, l, r.rec.Spec, map[string]string{})
 	}

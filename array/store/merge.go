@@ -90,6 +90,11 @@ func (s *Store) merge(ctx context.Context, p, c *layer) error {
 		s.io.Lock()
 		defer s.io.Unlock()
 	}
+	if m, ok := cheapMerge(p, c); ok {
+		s.io.Lock()
+		defer s.io.Unlock()
+		return s.finishMerge(m.p, m.c, m.file, m.f, m.present, m.zero)
+	}
 	c.mu.RLock()
 	covered := c.present.Clone()
 	covered.Or(c.zero)
@@ -203,22 +208,62 @@ func (s *Store) finishMerge(p, c *layer, file string, f *os.File, present, zero 
 			return err
 		}
 	}
-	err := s.update(func(tx *bolt.Tx) error {
-		r := layerRec{ID: c.id, File: file, Frozen: c.frozen}
-		if p.parent != nil {
-			r.Parent = p.parent.id
-		}
-		if err := putJSON(tx.Bucket(bucketLayers), u64key(c.id), r); err != nil {
-			return err
-		}
-		if err := rewriteBitmaps(tx, c.id, present, zero); err != nil {
-			return err
-		}
-		return deleteLayerRec(tx, p.id)
-	})
-	if err != nil {
+	m := plannedMerge{p: p, c: c, file: file, f: f, present: present, zero: zero}
+	if err := s.update(m.put); err != nil {
 		return err
 	}
+	s.applyMerge(m)
+	return nil
+}
+
+// plannedMerge is a merge whose data is in place: what is left is to
+// record it (put) and to apply it in memory (applyMerge).
+type plannedMerge struct {
+	p, c          *layer
+	file          string
+	f             *os.File
+	present, zero *bitmap.Bitmap
+}
+
+func (m plannedMerge) put(tx *bolt.Tx) error {
+	r := layerRec{ID: m.c.id, File: m.file, Frozen: m.c.frozen}
+	if m.p.parent != nil {
+		r.Parent = m.p.parent.id
+	}
+	if err := putJSON(tx.Bucket(bucketLayers), u64key(m.c.id), r); err != nil {
+		return err
+	}
+	if err := rewriteBitmaps(tx, m.c.id, m.present, m.zero); err != nil {
+		return err
+	}
+	return deleteLayerRec(tx, m.p.id)
+}
+
+// cheapMerge plans folding the anonymous layer p into its only child c
+// when one of them holds nothing, so no block moves and no file is
+// written: the merge is metadata only. ok is false when it needs data
+// moved (merge does it).
+func cheapMerge(p, c *layer) (m plannedMerge, ok bool) {
+	if !c.frozen {
+		return m, false // a writable child could take a write meanwhile
+	}
+	switch {
+	case p.empty():
+		c.mu.RLock()
+		defer c.mu.RUnlock()
+		return plannedMerge{p: p, c: c, file: c.file, f: c.data(), present: c.present.Clone(), zero: c.zero.Clone()}, true
+	case c.empty():
+		p.mu.RLock()
+		defer p.mu.RUnlock()
+		return plannedMerge{p: p, c: c, file: p.file, f: p.data(), present: p.present.Clone(), zero: p.zero.Clone()}, true
+	}
+	return m, false
+}
+
+// applyMerge makes a recorded merge true in memory. Called with s.mu held
+// and I/O excluded.
+func (s *Store) applyMerge(m plannedMerge) {
+	p, c, file, f, present, zero := m.p, m.c, m.file, m.f, m.present, m.zero
 	present.TakeDirty()
 	zero.TakeDirty()
 	c.mu.Lock()
@@ -236,5 +281,4 @@ func (s *Store) finishMerge(p, c *layer, file string, f *os.File, present, zero 
 	if !keepParentFile {
 		s.dropLayerFile(p)
 	}
-	return nil
 }

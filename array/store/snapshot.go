@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
@@ -43,6 +44,8 @@ type SnapshotRequest struct {
 	Labels map[string]string
 	// GUID keeps a replicated snapshot's identity; empty makes a new one.
 	GUID string
+	// Created keeps a replicated snapshot's time; zero means now.
+	Created time.Time
 }
 
 // CreateSnapshot takes a point-in-time snapshot. Taking it again returns
@@ -110,7 +113,13 @@ func (s *Store) CreateSnapshots(ctx context.Context, reqs []SnapshotRequest) ([]
 	if existing > 0 {
 		return nil, errdefs.AlreadyExists("some volumes of the set already have a snapshot with the requested name; use a new name")
 	}
+	return s.freezeLocked(vols, reqs)
+}
 
+// freezeLocked turns each volume's live layer into the requested snapshot
+// and gives it a new empty live layer, all in one transaction. The caller
+// holds s.mu and has checked the names are free.
+func (s *Store) freezeLocked(vols []*volume, reqs []SnapshotRequest) ([]array.Snapshot, error) {
 	s.io.Lock()
 	defer s.io.Unlock()
 	now := s.opts.Now().UTC()
@@ -175,8 +184,12 @@ func (s *Store) CreateSnapshots(ctx context.Context, reqs []SnapshotRequest) ([]
 			if guid == "" {
 				guid = uuid.NewString()
 			}
+			created := now
+			if !reqs[i].Created.IsZero() {
+				created = reqs[i].Created.UTC()
+			}
 			recs[i] = snapRec{Volume: v.rec.Name, Name: reqs[i].Name, GUID: guid, Size: v.rec.Size,
-				Layer: old.id, Created: now, Labels: reqs[i].Labels}
+				Layer: old.id, Created: created, Labels: reqs[i].Labels}
 			if err := putJSON(tx.Bucket(bucketSnapshots), snapKey(v.rec.Name, reqs[i].Name), recs[i]); err != nil {
 				return err
 			}

@@ -6,6 +6,7 @@
 package arrayapi
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -145,6 +146,10 @@ func Check(req any) (handled bool, err error) {
 		return true, watchOperationRequest(x)
 	case *arrayv1.CancelOperationRequest:
 		return true, cancelOperationRequest(x)
+	case *arrayv1.AdvanceRequest:
+		return true, advanceRequest(x)
+	case *arrayv1.PruneRequest:
+		return true, pruneRequest(x)
 	case *arrayv1.MirrorRequest:
 		// The peer checks each message of the stream in order.
 		return true, nil
@@ -606,6 +611,58 @@ func ReceiveHeader(x *arrayv1.ReceiveHeader) error {
 		v.Text("header.source_array_id", x.GetSourceArrayId(), v.MaxTextLen),
 		serial("header.volume_serial", x.GetVolumeSerial()),
 	)
+}
+
+// maxAdvance bounds one Advance call, so its single transaction stays a
+// size the target commits quickly; a sender splits larger groups.
+const maxAdvance = 1000
+
+func advanceRequest(x *arrayv1.AdvanceRequest) error {
+	ms := x.GetMembers()
+	if err := v.Range("members", int64(len(ms)), 1, maxAdvance); err != nil {
+		return err
+	}
+	if err := v.Text("source_array_id", x.GetSourceArrayId(), v.MaxTextLen); err != nil {
+		return err
+	}
+	for i, m := range ms {
+		f := fmt.Sprintf("members[%d].", i)
+		if err := v.First(
+			v.Name(f+"volume", m.GetVolume()),
+			v.Required(f+"base_guid", m.GetBaseGuid()),
+			v.Text(f+"base_guid", m.GetBaseGuid(), v.MaxTextLen),
+			v.Name(f+"snapshot_name", m.GetSnapshotName()),
+			v.Required(f+"snapshot_guid", m.GetSnapshotGuid()),
+			v.Text(f+"snapshot_guid", m.GetSnapshotGuid(), v.MaxTextLen),
+			v.Labels(f+"snapshot_labels", m.GetSnapshotLabels()),
+		); err != nil {
+			return err
+		}
+		if m.GetSnapshotCreated() == nil {
+			return errdefs.InvalidArgument(f+"snapshot_created", "is required: the snapshot keeps its source's time")
+		}
+	}
+	return nil
+}
+
+func pruneRequest(x *arrayv1.PruneRequest) error {
+	vols := x.GetVolumes()
+	if err := v.First(
+		v.Name("replica", x.GetReplica()),
+		v.Range("volumes", int64(len(vols)), 1, maxAdvance),
+		validateRetention("retention", x.GetRetention()),
+	); err != nil {
+		return err
+	}
+	if x.GetNow() == nil {
+		return errdefs.InvalidArgument("now", "is required: retention is applied at the sender's time")
+	}
+	for i, vol := range vols {
+		if err := v.Name(fmt.Sprintf("volumes[%d]", i), vol); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // serial accepts an empty volume serial (a sender from before serials)

@@ -1073,11 +1073,421 @@ func (x *MirrorResponse) GetError() string {
 	return ""
 }
 
+// AdvanceMember names one unchanged volume and the snapshot it takes.
+type AdvanceMember struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Volume string                 `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	// The GUID the volume's newest snapshot must have.
+	BaseGuid        string                 `protobuf:"bytes,2,opt,name=base_guid,json=baseGuid,proto3" json:"base_guid,omitempty"`
+	SnapshotName    string                 `protobuf:"bytes,3,opt,name=snapshot_name,json=snapshotName,proto3" json:"snapshot_name,omitempty"`
+	SnapshotGuid    string                 `protobuf:"bytes,4,opt,name=snapshot_guid,json=snapshotGuid,proto3" json:"snapshot_guid,omitempty"`
+	SnapshotCreated *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=snapshot_created,json=snapshotCreated,proto3" json:"snapshot_created,omitempty"`
+	SnapshotLabels  map[string]string      `protobuf:"bytes,6,rep,name=snapshot_labels,json=snapshotLabels,proto3" json:"snapshot_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AdvanceMember) Reset() {
+	*x = AdvanceMember{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdvanceMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdvanceMember) ProtoMessage() {}
+
+func (x *AdvanceMember) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdvanceMember.ProtoReflect.Descriptor instead.
+func (*AdvanceMember) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AdvanceMember) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *AdvanceMember) GetBaseGuid() string {
+	if x != nil {
+		return x.BaseGuid
+	}
+	return ""
+}
+
+func (x *AdvanceMember) GetSnapshotName() string {
+	if x != nil {
+		return x.SnapshotName
+	}
+	return ""
+}
+
+func (x *AdvanceMember) GetSnapshotGuid() string {
+	if x != nil {
+		return x.SnapshotGuid
+	}
+	return ""
+}
+
+func (x *AdvanceMember) GetSnapshotCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SnapshotCreated
+	}
+	return nil
+}
+
+func (x *AdvanceMember) GetSnapshotLabels() map[string]string {
+	if x != nil {
+		return x.SnapshotLabels
+	}
+	return nil
+}
+
+type AdvanceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SourceArrayId string                 `protobuf:"bytes,1,opt,name=source_array_id,json=sourceArrayId,proto3" json:"source_array_id,omitempty"`
+	Members       []*AdvanceMember       `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdvanceRequest) Reset() {
+	*x = AdvanceRequest{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdvanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdvanceRequest) ProtoMessage() {}
+
+func (x *AdvanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdvanceRequest.ProtoReflect.Descriptor instead.
+func (*AdvanceRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *AdvanceRequest) GetSourceArrayId() string {
+	if x != nil {
+		return x.SourceArrayId
+	}
+	return ""
+}
+
+func (x *AdvanceRequest) GetMembers() []*AdvanceMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// AdvanceResult is one member's outcome: its snapshot, or why it was
+// refused (then it needs a transfer).
+type AdvanceResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volume        string                 `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	Snapshot      *Snapshot              `protobuf:"bytes,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	Refused       string                 `protobuf:"bytes,3,opt,name=refused,proto3" json:"refused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdvanceResult) Reset() {
+	*x = AdvanceResult{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdvanceResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdvanceResult) ProtoMessage() {}
+
+func (x *AdvanceResult) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdvanceResult.ProtoReflect.Descriptor instead.
+func (*AdvanceResult) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AdvanceResult) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *AdvanceResult) GetSnapshot() *Snapshot {
+	if x != nil {
+		return x.Snapshot
+	}
+	return nil
+}
+
+func (x *AdvanceResult) GetRefused() string {
+	if x != nil {
+		return x.Refused
+	}
+	return ""
+}
+
+type AdvanceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*AdvanceResult       `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdvanceResponse) Reset() {
+	*x = AdvanceResponse{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdvanceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdvanceResponse) ProtoMessage() {}
+
+func (x *AdvanceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdvanceResponse.ProtoReflect.Descriptor instead.
+func (*AdvanceResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AdvanceResponse) GetResults() []*AdvanceResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// PruneSnapshot names one snapshot of one volume.
+type PruneSnapshot struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volume        string                 `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	Snapshot      string                 `protobuf:"bytes,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneSnapshot) Reset() {
+	*x = PruneSnapshot{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneSnapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneSnapshot) ProtoMessage() {}
+
+func (x *PruneSnapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneSnapshot.ProtoReflect.Descriptor instead.
+func (*PruneSnapshot) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *PruneSnapshot) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *PruneSnapshot) GetSnapshot() string {
+	if x != nil {
+		return x.Snapshot
+	}
+	return ""
+}
+
+type PruneRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The value of the volrep.replica label the replica's snapshots carry.
+	Replica       string                 `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
+	Volumes       []string               `protobuf:"bytes,2,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	Retention     *Retention             `protobuf:"bytes,3,opt,name=retention,proto3" json:"retention,omitempty"`
+	Now           *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=now,proto3" json:"now,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneRequest) Reset() {
+	*x = PruneRequest{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneRequest) ProtoMessage() {}
+
+func (x *PruneRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneRequest.ProtoReflect.Descriptor instead.
+func (*PruneRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *PruneRequest) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *PruneRequest) GetVolumes() []string {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+func (x *PruneRequest) GetRetention() *Retention {
+	if x != nil {
+		return x.Retention
+	}
+	return nil
+}
+
+func (x *PruneRequest) GetNow() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Now
+	}
+	return nil
+}
+
+type PruneResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kept          []*PruneSnapshot       `protobuf:"bytes,1,rep,name=kept,proto3" json:"kept,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneResponse) Reset() {
+	*x = PruneResponse{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneResponse) ProtoMessage() {}
+
+func (x *PruneResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneResponse.ProtoReflect.Descriptor instead.
+func (*PruneResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *PruneResponse) GetKept() []*PruneSnapshot {
+	if x != nil {
+		return x.Kept
+	}
+	return nil
+}
+
 var File_volrep_array_v1_transfer_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\n" +
-	"&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$volrep/array/v1/volume_service.proto\"\x89\x06\n" +
+	"&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%volrep/array/v1/replica_service.proto\x1a$volrep/array/v1/volume_service.proto\"\x89\x06\n" +
 	"\rReceiveHeader\x12\x1f\n" +
 	"\vtransfer_id\x18\x01 \x01(\tR\n" +
 	"transferId\x12\x16\n" +
@@ -1159,10 +1569,41 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\x03msg\"8\n" +
 	"\x0eMirrorResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error2\xb2\x01\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"\xf5\x02\n" +
+	"\rAdvanceMember\x12\x16\n" +
+	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x1b\n" +
+	"\tbase_guid\x18\x02 \x01(\tR\bbaseGuid\x12#\n" +
+	"\rsnapshot_name\x18\x03 \x01(\tR\fsnapshotName\x12#\n" +
+	"\rsnapshot_guid\x18\x04 \x01(\tR\fsnapshotGuid\x12E\n" +
+	"\x10snapshot_created\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0fsnapshotCreated\x12[\n" +
+	"\x0fsnapshot_labels\x18\x06 \x03(\v22.volrep.array.v1.AdvanceMember.SnapshotLabelsEntryR\x0esnapshotLabels\x1aA\n" +
+	"\x13SnapshotLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"r\n" +
+	"\x0eAdvanceRequest\x12&\n" +
+	"\x0fsource_array_id\x18\x01 \x01(\tR\rsourceArrayId\x128\n" +
+	"\amembers\x18\x02 \x03(\v2\x1e.volrep.array.v1.AdvanceMemberR\amembers\"x\n" +
+	"\rAdvanceResult\x12\x16\n" +
+	"\x06volume\x18\x01 \x01(\tR\x06volume\x125\n" +
+	"\bsnapshot\x18\x02 \x01(\v2\x19.volrep.array.v1.SnapshotR\bsnapshot\x12\x18\n" +
+	"\arefused\x18\x03 \x01(\tR\arefused\"K\n" +
+	"\x0fAdvanceResponse\x128\n" +
+	"\aresults\x18\x01 \x03(\v2\x1e.volrep.array.v1.AdvanceResultR\aresults\"C\n" +
+	"\rPruneSnapshot\x12\x16\n" +
+	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x1a\n" +
+	"\bsnapshot\x18\x02 \x01(\tR\bsnapshot\"\xaa\x01\n" +
+	"\fPruneRequest\x12\x18\n" +
+	"\areplica\x18\x01 \x01(\tR\areplica\x12\x18\n" +
+	"\avolumes\x18\x02 \x03(\tR\avolumes\x128\n" +
+	"\tretention\x18\x03 \x01(\v2\x1a.volrep.array.v1.RetentionR\tretention\x12,\n" +
+	"\x03now\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"C\n" +
+	"\rPruneResponse\x122\n" +
+	"\x04kept\x18\x01 \x03(\v2\x1e.volrep.array.v1.PruneSnapshotR\x04kept2\xc8\x02\n" +
 	"\x0fTransferService\x12P\n" +
 	"\aReceive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x010\x01\x12M\n" +
-	"\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x010\x01B8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
+	"\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x010\x01\x12L\n" +
+	"\aAdvance\x12\x1f.volrep.array.v1.AdvanceRequest\x1a .volrep.array.v1.AdvanceResponse\x12F\n" +
+	"\x05Prune\x12\x1d.volrep.array.v1.PruneRequest\x1a\x1e.volrep.array.v1.PruneResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
 
 var (
 	file_volrep_array_v1_transfer_service_proto_rawDescOnce sync.Once
@@ -1176,7 +1617,7 @@ func file_volrep_array_v1_transfer_service_proto_rawDescGZIP() []byte {
 	return file_volrep_array_v1_transfer_service_proto_rawDescData
 }
 
-var file_volrep_array_v1_transfer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_volrep_array_v1_transfer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_volrep_array_v1_transfer_service_proto_goTypes = []any{
 	(*ReceiveHeader)(nil),         // 0: volrep.array.v1.ReceiveHeader
 	(*DataChunk)(nil),             // 1: volrep.array.v1.DataChunk
@@ -1192,35 +1633,56 @@ var file_volrep_array_v1_transfer_service_proto_goTypes = []any{
 	(*MirrorFlush)(nil),           // 11: volrep.array.v1.MirrorFlush
 	(*MirrorRequest)(nil),         // 12: volrep.array.v1.MirrorRequest
 	(*MirrorResponse)(nil),        // 13: volrep.array.v1.MirrorResponse
-	nil,                           // 14: volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
-	nil,                           // 15: volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*Snapshot)(nil),              // 17: volrep.array.v1.Snapshot
+	(*AdvanceMember)(nil),         // 14: volrep.array.v1.AdvanceMember
+	(*AdvanceRequest)(nil),        // 15: volrep.array.v1.AdvanceRequest
+	(*AdvanceResult)(nil),         // 16: volrep.array.v1.AdvanceResult
+	(*AdvanceResponse)(nil),       // 17: volrep.array.v1.AdvanceResponse
+	(*PruneSnapshot)(nil),         // 18: volrep.array.v1.PruneSnapshot
+	(*PruneRequest)(nil),          // 19: volrep.array.v1.PruneRequest
+	(*PruneResponse)(nil),         // 20: volrep.array.v1.PruneResponse
+	nil,                           // 21: volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
+	nil,                           // 22: volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
+	nil,                           // 23: volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*Snapshot)(nil),              // 25: volrep.array.v1.Snapshot
+	(*Retention)(nil),             // 26: volrep.array.v1.Retention
 }
 var file_volrep_array_v1_transfer_service_proto_depIdxs = []int32{
-	14, // 0: volrep.array.v1.ReceiveHeader.volume_labels:type_name -> volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
-	16, // 1: volrep.array.v1.ReceiveHeader.snapshot_created:type_name -> google.protobuf.Timestamp
-	15, // 2: volrep.array.v1.ReceiveHeader.snapshot_labels:type_name -> volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
+	21, // 0: volrep.array.v1.ReceiveHeader.volume_labels:type_name -> volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
+	24, // 1: volrep.array.v1.ReceiveHeader.snapshot_created:type_name -> google.protobuf.Timestamp
+	22, // 2: volrep.array.v1.ReceiveHeader.snapshot_labels:type_name -> volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
 	0,  // 3: volrep.array.v1.ReceiveRequest.header:type_name -> volrep.array.v1.ReceiveHeader
 	1,  // 4: volrep.array.v1.ReceiveRequest.data:type_name -> volrep.array.v1.DataChunk
 	2,  // 5: volrep.array.v1.ReceiveRequest.zero:type_name -> volrep.array.v1.ZeroExtent
 	3,  // 6: volrep.array.v1.ReceiveRequest.trailer:type_name -> volrep.array.v1.ReceiveTrailer
-	17, // 7: volrep.array.v1.ReceiveCommitted.snapshot:type_name -> volrep.array.v1.Snapshot
+	25, // 7: volrep.array.v1.ReceiveCommitted.snapshot:type_name -> volrep.array.v1.Snapshot
 	5,  // 8: volrep.array.v1.ReceiveResponse.ready:type_name -> volrep.array.v1.ReceiveReady
 	6,  // 9: volrep.array.v1.ReceiveResponse.committed:type_name -> volrep.array.v1.ReceiveCommitted
 	8,  // 10: volrep.array.v1.MirrorRequest.open:type_name -> volrep.array.v1.MirrorOpen
 	9,  // 11: volrep.array.v1.MirrorRequest.write:type_name -> volrep.array.v1.MirrorWrite
 	10, // 12: volrep.array.v1.MirrorRequest.zero:type_name -> volrep.array.v1.MirrorZero
 	11, // 13: volrep.array.v1.MirrorRequest.flush:type_name -> volrep.array.v1.MirrorFlush
-	4,  // 14: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
-	12, // 15: volrep.array.v1.TransferService.Mirror:input_type -> volrep.array.v1.MirrorRequest
-	7,  // 16: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
-	13, // 17: volrep.array.v1.TransferService.Mirror:output_type -> volrep.array.v1.MirrorResponse
-	16, // [16:18] is the sub-list for method output_type
-	14, // [14:16] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	24, // 14: volrep.array.v1.AdvanceMember.snapshot_created:type_name -> google.protobuf.Timestamp
+	23, // 15: volrep.array.v1.AdvanceMember.snapshot_labels:type_name -> volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
+	14, // 16: volrep.array.v1.AdvanceRequest.members:type_name -> volrep.array.v1.AdvanceMember
+	25, // 17: volrep.array.v1.AdvanceResult.snapshot:type_name -> volrep.array.v1.Snapshot
+	16, // 18: volrep.array.v1.AdvanceResponse.results:type_name -> volrep.array.v1.AdvanceResult
+	26, // 19: volrep.array.v1.PruneRequest.retention:type_name -> volrep.array.v1.Retention
+	24, // 20: volrep.array.v1.PruneRequest.now:type_name -> google.protobuf.Timestamp
+	18, // 21: volrep.array.v1.PruneResponse.kept:type_name -> volrep.array.v1.PruneSnapshot
+	4,  // 22: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
+	12, // 23: volrep.array.v1.TransferService.Mirror:input_type -> volrep.array.v1.MirrorRequest
+	15, // 24: volrep.array.v1.TransferService.Advance:input_type -> volrep.array.v1.AdvanceRequest
+	19, // 25: volrep.array.v1.TransferService.Prune:input_type -> volrep.array.v1.PruneRequest
+	7,  // 26: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
+	13, // 27: volrep.array.v1.TransferService.Mirror:output_type -> volrep.array.v1.MirrorResponse
+	17, // 28: volrep.array.v1.TransferService.Advance:output_type -> volrep.array.v1.AdvanceResponse
+	20, // 29: volrep.array.v1.TransferService.Prune:output_type -> volrep.array.v1.PruneResponse
+	26, // [26:30] is the sub-list for method output_type
+	22, // [22:26] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_transfer_service_proto_init() }
@@ -1228,6 +1690,7 @@ func file_volrep_array_v1_transfer_service_proto_init() {
 	if File_volrep_array_v1_transfer_service_proto != nil {
 		return
 	}
+	file_volrep_array_v1_replica_service_proto_init()
 	file_volrep_array_v1_volume_service_proto_init()
 	file_volrep_array_v1_transfer_service_proto_msgTypes[4].OneofWrappers = []any{
 		(*ReceiveRequest_Header)(nil),
@@ -1251,7 +1714,7 @@ func file_volrep_array_v1_transfer_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_transfer_service_proto_rawDesc), len(file_volrep_array_v1_transfer_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

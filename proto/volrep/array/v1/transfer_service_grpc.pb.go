@@ -21,6 +21,8 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	TransferService_Receive_FullMethodName = "/volrep.array.v1.TransferService/Receive"
 	TransferService_Mirror_FullMethodName  = "/volrep.array.v1.TransferService/Mirror"
+	TransferService_Advance_FullMethodName = "/volrep.array.v1.TransferService/Advance"
+	TransferService_Prune_FullMethodName   = "/volrep.array.v1.TransferService/Prune"
 )
 
 // TransferServiceClient is the client API for TransferService service.
@@ -39,6 +41,18 @@ type TransferServiceClient interface {
 	// peer, in order; the peer applies each to its copy and acknowledges it
 	// by sequence number before the writer's client is answered.
 	Mirror(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[MirrorRequest, MirrorResponse], error)
+	// Advance records, in one transaction, a new snapshot of each listed
+	// volume whose data did not change since its newest snapshot: the
+	// result a transfer of an empty delta would have, without a stream per
+	// volume. A volume whose newest snapshot is not base_guid is refused
+	// (and listed so), so its sender falls back to a transfer.
+	Advance(ctx context.Context, in *AdvanceRequest, opts ...grpc.CallOption) (*AdvanceResponse, error)
+	// Prune applies a replica's target retention to its copies: of each
+	// volume's snapshots labelled with the replica, those the policy does
+	// not keep at time now are deleted, in one transaction where no data
+	// moves. A snapshot someone reads (exported or connected to a host)
+	// stays and is listed in kept, so a DR test is never cut off.
+	Prune(ctx context.Context, in *PruneRequest, opts ...grpc.CallOption) (*PruneResponse, error)
 }
 
 type transferServiceClient struct {
@@ -75,6 +89,26 @@ func (c *transferServiceClient) Mirror(ctx context.Context, opts ...grpc.CallOpt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TransferService_MirrorClient = grpc.BidiStreamingClient[MirrorRequest, MirrorResponse]
 
+func (c *transferServiceClient) Advance(ctx context.Context, in *AdvanceRequest, opts ...grpc.CallOption) (*AdvanceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AdvanceResponse)
+	err := c.cc.Invoke(ctx, TransferService_Advance_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *transferServiceClient) Prune(ctx context.Context, in *PruneRequest, opts ...grpc.CallOption) (*PruneResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PruneResponse)
+	err := c.cc.Invoke(ctx, TransferService_Prune_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TransferServiceServer is the server API for TransferService service.
 // All implementations must embed UnimplementedTransferServiceServer
 // for forward compatibility.
@@ -91,6 +125,18 @@ type TransferServiceServer interface {
 	// peer, in order; the peer applies each to its copy and acknowledges it
 	// by sequence number before the writer's client is answered.
 	Mirror(grpc.BidiStreamingServer[MirrorRequest, MirrorResponse]) error
+	// Advance records, in one transaction, a new snapshot of each listed
+	// volume whose data did not change since its newest snapshot: the
+	// result a transfer of an empty delta would have, without a stream per
+	// volume. A volume whose newest snapshot is not base_guid is refused
+	// (and listed so), so its sender falls back to a transfer.
+	Advance(context.Context, *AdvanceRequest) (*AdvanceResponse, error)
+	// Prune applies a replica's target retention to its copies: of each
+	// volume's snapshots labelled with the replica, those the policy does
+	// not keep at time now are deleted, in one transaction where no data
+	// moves. A snapshot someone reads (exported or connected to a host)
+	// stays and is listed in kept, so a DR test is never cut off.
+	Prune(context.Context, *PruneRequest) (*PruneResponse, error)
 	mustEmbedUnimplementedTransferServiceServer()
 }
 
@@ -106,6 +152,12 @@ func (UnimplementedTransferServiceServer) Receive(grpc.BidiStreamingServer[Recei
 }
 func (UnimplementedTransferServiceServer) Mirror(grpc.BidiStreamingServer[MirrorRequest, MirrorResponse]) error {
 	return status.Error(codes.Unimplemented, "method Mirror not implemented")
+}
+func (UnimplementedTransferServiceServer) Advance(context.Context, *AdvanceRequest) (*AdvanceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Advance not implemented")
+}
+func (UnimplementedTransferServiceServer) Prune(context.Context, *PruneRequest) (*PruneResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Prune not implemented")
 }
 func (UnimplementedTransferServiceServer) mustEmbedUnimplementedTransferServiceServer() {}
 func (UnimplementedTransferServiceServer) testEmbeddedByValue()                         {}
@@ -142,13 +194,58 @@ func _TransferService_Mirror_Handler(srv interface{}, stream grpc.ServerStream) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TransferService_MirrorServer = grpc.BidiStreamingServer[MirrorRequest, MirrorResponse]
 
+func _TransferService_Advance_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AdvanceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TransferServiceServer).Advance(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TransferService_Advance_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TransferServiceServer).Advance(ctx, req.(*AdvanceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TransferService_Prune_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PruneRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TransferServiceServer).Prune(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TransferService_Prune_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TransferServiceServer).Prune(ctx, req.(*PruneRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TransferService_ServiceDesc is the grpc.ServiceDesc for TransferService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
 var TransferService_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "volrep.array.v1.TransferService",
 	HandlerType: (*TransferServiceServer)(nil),
-	Methods:     []grpc.MethodDesc{},
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Advance",
+			Handler:    _TransferService_Advance_Handler,
+		},
+		{
+			MethodName: "Prune",
+			Handler:    _TransferService_Prune_Handler,
+		},
+	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Receive",

@@ -14,6 +14,7 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from volrep_cinder.gen.volrep.array.v1 import replica_service_pb2 as volrep_dot_array_dot_v1_dot_replica__service__pb2
 from volrep_cinder.gen.volrep.array.v1 import volume_service_pb2 as volrep_dot_array_dot_v1_dot_volume__service__pb2
 
 
@@ -21,9 +22,9 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/transfer_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$volrep/array/v1/volume_service.proto\"\xb9\x04\n\rReceiveHeader\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12G\n\rvolume_labels\x18\x05 \x03(\x0b\x32\x30.volrep.array.v1.ReceiveHeader.VolumeLabelsEntry\x12\x11\n\tbase_guid\x18\x06 \x01(\t\x12\x15\n\rsnapshot_name\x18\x07 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x08 \x01(\t\x12\x34\n\x10snapshot_created\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\n \x03(\x0b\x32\x32.volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry\x12\x17\n\x0fsource_array_id\x18\x0b \x01(\t\x12\x12\n\ncompressed\x18\x0c \x01(\x08\x12\x11\n\tread_only\x18\r \x01(\x08\x12\x11\n\toverwrite\x18\x0e \x01(\x08\x12\x15\n\rvolume_serial\x18\x0f \x01(\t\x1a\x33\n\x11VolumeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x03(\x07\x12\x0e\n\x06length\x18\x04 \x01(\x03\",\n\nZeroExtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\"0\n\x0eReceiveTrailer\x12\x0e\n\x06\x62locks\x18\x01 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x06\"\xd6\x01\n\x0eReceiveRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.volrep.array.v1.ReceiveHeaderH\x00\x12*\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunkH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.ZeroExtentH\x00\x12\x32\n\x07trailer\x18\x04 \x01(\x0b\x32\x1f.volrep.array.v1.ReceiveTrailerH\x00\x42\x05\n\x03msg\"?\n\x0cReceiveReady\x12\x15\n\rresume_offset\x18\x01 \x01(\x03\x12\x18\n\x10\x61lready_received\x18\x02 \x01(\x08\"W\n\x10ReceiveCommitted\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x03\"\x80\x01\n\x0fReceiveResponse\x12.\n\x05ready\x18\x01 \x01(\x0b\x32\x1d.volrep.array.v1.ReceiveReadyH\x00\x12\x36\n\tcommitted\x18\x02 \x01(\x0b\x32!.volrep.array.v1.ReceiveCommittedH\x00\x42\x05\n\x03msg\"2\n\nMirrorOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\"H\n\x0bMirrorWrite\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"I\n\nMirrorZero\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"+\n\x0bMirrorFlush\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07volumes\x18\x02 \x03(\t\"\xce\x01\n\rMirrorRequest\x12+\n\x04open\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorOpenH\x00\x12-\n\x05write\x18\x02 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x04 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x42\x05\n\x03msg\",\n\x0eMirrorResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t2\xb2\x01\n\x0fTransferService\x12P\n\x07Receive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x01\x30\x01\x12M\n\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x01\x30\x01\x42\x38Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%volrep/array/v1/replica_service.proto\x1a$volrep/array/v1/volume_service.proto\"\xb9\x04\n\rReceiveHeader\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12G\n\rvolume_labels\x18\x05 \x03(\x0b\x32\x30.volrep.array.v1.ReceiveHeader.VolumeLabelsEntry\x12\x11\n\tbase_guid\x18\x06 \x01(\t\x12\x15\n\rsnapshot_name\x18\x07 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x08 \x01(\t\x12\x34\n\x10snapshot_created\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\n \x03(\x0b\x32\x32.volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry\x12\x17\n\x0fsource_array_id\x18\x0b \x01(\t\x12\x12\n\ncompressed\x18\x0c \x01(\x08\x12\x11\n\tread_only\x18\r \x01(\x08\x12\x11\n\toverwrite\x18\x0e \x01(\x08\x12\x15\n\rvolume_serial\x18\x0f \x01(\t\x1a\x33\n\x11VolumeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x03(\x07\x12\x0e\n\x06length\x18\x04 \x01(\x03\",\n\nZeroExtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\"0\n\x0eReceiveTrailer\x12\x0e\n\x06\x62locks\x18\x01 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x06\"\xd6\x01\n\x0eReceiveRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.volrep.array.v1.ReceiveHeaderH\x00\x12*\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunkH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.ZeroExtentH\x00\x12\x32\n\x07trailer\x18\x04 \x01(\x0b\x32\x1f.volrep.array.v1.ReceiveTrailerH\x00\x42\x05\n\x03msg\"?\n\x0cReceiveReady\x12\x15\n\rresume_offset\x18\x01 \x01(\x03\x12\x18\n\x10\x61lready_received\x18\x02 \x01(\x08\"W\n\x10ReceiveCommitted\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x03\"\x80\x01\n\x0fReceiveResponse\x12.\n\x05ready\x18\x01 \x01(\x0b\x32\x1d.volrep.array.v1.ReceiveReadyH\x00\x12\x36\n\tcommitted\x18\x02 \x01(\x0b\x32!.volrep.array.v1.ReceiveCommittedH\x00\x42\x05\n\x03msg\"2\n\nMirrorOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\"H\n\x0bMirrorWrite\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"I\n\nMirrorZero\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"+\n\x0bMirrorFlush\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07volumes\x18\x02 \x03(\t\"\xce\x01\n\rMirrorRequest\x12+\n\x04open\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorOpenH\x00\x12-\n\x05write\x18\x02 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x04 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x42\x05\n\x03msg\",\n\x0eMirrorResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x9a\x02\n\rAdvanceMember\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x11\n\tbase_guid\x18\x02 \x01(\t\x12\x15\n\rsnapshot_name\x18\x03 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x04 \x01(\t\x12\x34\n\x10snapshot_created\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\x06 \x03(\x0b\x32\x32.volrep.array.v1.AdvanceMember.SnapshotLabelsEntry\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x0e\x41\x64vanceRequest\x12\x17\n\x0fsource_array_id\x18\x01 \x01(\t\x12/\n\x07members\x18\x02 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceMember\"]\n\rAdvanceResult\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12+\n\x08snapshot\x18\x02 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x0f\n\x07refused\x18\x03 \x01(\t\"B\n\x0f\x41\x64vanceResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceResult\"1\n\rPruneSnapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"\x88\x01\n\x0cPruneRequest\x12\x0f\n\x07replica\x18\x01 \x01(\t\x12\x0f\n\x07volumes\x18\x02 \x03(\t\x12-\n\tretention\x18\x03 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\'\n\x03now\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\rPruneResponse\x12,\n\x04kept\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.PruneSnapshot2\xc8\x02\n\x0fTransferService\x12P\n\x07Receive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x01\x30\x01\x12M\n\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x01\x30\x01\x12L\n\x07\x41\x64vance\x12\x1f.volrep.array.v1.AdvanceRequest\x1a .volrep.array.v1.AdvanceResponse\x12\x46\n\x05Prune\x12\x1d.volrep.array.v1.PruneRequest\x1a\x1e.volrep.array.v1.PruneResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
-  dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,volrep_dot_array_dot_v1_dot_volume__service__pb2.DESCRIPTOR,])
+  dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,volrep_dot_array_dot_v1_dot_replica__service__pb2.DESCRIPTOR,volrep_dot_array_dot_v1_dot_volume__service__pb2.DESCRIPTOR,])
 
 
 
@@ -61,8 +62,8 @@ _RECEIVEHEADER_VOLUMELABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=594,
-  serialized_end=645,
+  serialized_start=633,
+  serialized_end=684,
 )
 
 _RECEIVEHEADER_SNAPSHOTLABELSENTRY = _descriptor.Descriptor(
@@ -98,8 +99,8 @@ _RECEIVEHEADER_SNAPSHOTLABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=647,
-  serialized_end=700,
+  serialized_start=686,
+  serialized_end=739,
 )
 
 _RECEIVEHEADER = _descriptor.Descriptor(
@@ -226,8 +227,8 @@ _RECEIVEHEADER = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=131,
-  serialized_end=700,
+  serialized_start=170,
+  serialized_end=739,
 )
 
 
@@ -278,8 +279,8 @@ _DATACHUNK = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=702,
-  serialized_end=775,
+  serialized_start=741,
+  serialized_end=814,
 )
 
 
@@ -316,8 +317,8 @@ _ZEROEXTENT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=777,
-  serialized_end=821,
+  serialized_start=816,
+  serialized_end=860,
 )
 
 
@@ -354,8 +355,8 @@ _RECEIVETRAILER = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=823,
-  serialized_end=871,
+  serialized_start=862,
+  serialized_end=910,
 )
 
 
@@ -409,8 +410,8 @@ _RECEIVEREQUEST = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ReceiveRequest.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=874,
-  serialized_end=1088,
+  serialized_start=913,
+  serialized_end=1127,
 )
 
 
@@ -447,8 +448,8 @@ _RECEIVEREADY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1090,
-  serialized_end=1153,
+  serialized_start=1129,
+  serialized_end=1192,
 )
 
 
@@ -485,8 +486,8 @@ _RECEIVECOMMITTED = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1155,
-  serialized_end=1242,
+  serialized_start=1194,
+  serialized_end=1281,
 )
 
 
@@ -526,8 +527,8 @@ _RECEIVERESPONSE = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ReceiveResponse.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=1245,
-  serialized_end=1373,
+  serialized_start=1284,
+  serialized_end=1412,
 )
 
 
@@ -564,8 +565,8 @@ _MIRROROPEN = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1375,
-  serialized_end=1425,
+  serialized_start=1414,
+  serialized_end=1464,
 )
 
 
@@ -616,8 +617,8 @@ _MIRRORWRITE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1427,
-  serialized_end=1499,
+  serialized_start=1466,
+  serialized_end=1538,
 )
 
 
@@ -668,8 +669,8 @@ _MIRRORZERO = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1501,
-  serialized_end=1574,
+  serialized_start=1540,
+  serialized_end=1613,
 )
 
 
@@ -706,8 +707,8 @@ _MIRRORFLUSH = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1576,
-  serialized_end=1619,
+  serialized_start=1615,
+  serialized_end=1658,
 )
 
 
@@ -761,8 +762,8 @@ _MIRRORREQUEST = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.MirrorRequest.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=1622,
-  serialized_end=1828,
+  serialized_start=1661,
+  serialized_end=1867,
 )
 
 
@@ -799,8 +800,346 @@ _MIRRORRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1830,
-  serialized_end=1874,
+  serialized_start=1869,
+  serialized_end=1913,
+)
+
+
+_ADVANCEMEMBER_SNAPSHOTLABELSENTRY = _descriptor.Descriptor(
+  name='SnapshotLabelsEntry',
+  full_name='volrep.array.v1.AdvanceMember.SnapshotLabelsEntry',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='key', full_name='volrep.array.v1.AdvanceMember.SnapshotLabelsEntry.key', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='value', full_name='volrep.array.v1.AdvanceMember.SnapshotLabelsEntry.value', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=_descriptor._ParseOptions(descriptor_pb2.MessageOptions(), _b('8\001')),
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=686,
+  serialized_end=739,
+)
+
+_ADVANCEMEMBER = _descriptor.Descriptor(
+  name='AdvanceMember',
+  full_name='volrep.array.v1.AdvanceMember',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='volume', full_name='volrep.array.v1.AdvanceMember.volume', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='base_guid', full_name='volrep.array.v1.AdvanceMember.base_guid', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='snapshot_name', full_name='volrep.array.v1.AdvanceMember.snapshot_name', index=2,
+      number=3, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='snapshot_guid', full_name='volrep.array.v1.AdvanceMember.snapshot_guid', index=3,
+      number=4, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='snapshot_created', full_name='volrep.array.v1.AdvanceMember.snapshot_created', index=4,
+      number=5, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='snapshot_labels', full_name='volrep.array.v1.AdvanceMember.snapshot_labels', index=5,
+      number=6, type=11, cpp_type=10, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[_ADVANCEMEMBER_SNAPSHOTLABELSENTRY, ],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=1916,
+  serialized_end=2198,
+)
+
+
+_ADVANCEREQUEST = _descriptor.Descriptor(
+  name='AdvanceRequest',
+  full_name='volrep.array.v1.AdvanceRequest',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='source_array_id', full_name='volrep.array.v1.AdvanceRequest.source_array_id', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='members', full_name='volrep.array.v1.AdvanceRequest.members', index=1,
+      number=2, type=11, cpp_type=10, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=2200,
+  serialized_end=2290,
+)
+
+
+_ADVANCERESULT = _descriptor.Descriptor(
+  name='AdvanceResult',
+  full_name='volrep.array.v1.AdvanceResult',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='volume', full_name='volrep.array.v1.AdvanceResult.volume', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='snapshot', full_name='volrep.array.v1.AdvanceResult.snapshot', index=1,
+      number=2, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='refused', full_name='volrep.array.v1.AdvanceResult.refused', index=2,
+      number=3, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=2292,
+  serialized_end=2385,
+)
+
+
+_ADVANCERESPONSE = _descriptor.Descriptor(
+  name='AdvanceResponse',
+  full_name='volrep.array.v1.AdvanceResponse',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='results', full_name='volrep.array.v1.AdvanceResponse.results', index=0,
+      number=1, type=11, cpp_type=10, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=2387,
+  serialized_end=2453,
+)
+
+
+_PRUNESNAPSHOT = _descriptor.Descriptor(
+  name='PruneSnapshot',
+  full_name='volrep.array.v1.PruneSnapshot',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='volume', full_name='volrep.array.v1.PruneSnapshot.volume', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='snapshot', full_name='volrep.array.v1.PruneSnapshot.snapshot', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=2455,
+  serialized_end=2504,
+)
+
+
+_PRUNEREQUEST = _descriptor.Descriptor(
+  name='PruneRequest',
+  full_name='volrep.array.v1.PruneRequest',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='replica', full_name='volrep.array.v1.PruneRequest.replica', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='volumes', full_name='volrep.array.v1.PruneRequest.volumes', index=1,
+      number=2, type=9, cpp_type=9, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='retention', full_name='volrep.array.v1.PruneRequest.retention', index=2,
+      number=3, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='now', full_name='volrep.array.v1.PruneRequest.now', index=3,
+      number=4, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=2507,
+  serialized_end=2643,
+)
+
+
+_PRUNERESPONSE = _descriptor.Descriptor(
+  name='PruneResponse',
+  full_name='volrep.array.v1.PruneResponse',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='kept', full_name='volrep.array.v1.PruneResponse.kept', index=0,
+      number=1, type=11, cpp_type=10, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=2645,
+  serialized_end=2706,
 )
 
 _RECEIVEHEADER_VOLUMELABELSENTRY.containing_type = _RECEIVEHEADER
@@ -849,6 +1188,15 @@ _MIRRORREQUEST.fields_by_name['zero'].containing_oneof = _MIRRORREQUEST.oneofs_b
 _MIRRORREQUEST.oneofs_by_name['msg'].fields.append(
   _MIRRORREQUEST.fields_by_name['flush'])
 _MIRRORREQUEST.fields_by_name['flush'].containing_oneof = _MIRRORREQUEST.oneofs_by_name['msg']
+_ADVANCEMEMBER_SNAPSHOTLABELSENTRY.containing_type = _ADVANCEMEMBER
+_ADVANCEMEMBER.fields_by_name['snapshot_created'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
+_ADVANCEMEMBER.fields_by_name['snapshot_labels'].message_type = _ADVANCEMEMBER_SNAPSHOTLABELSENTRY
+_ADVANCEREQUEST.fields_by_name['members'].message_type = _ADVANCEMEMBER
+_ADVANCERESULT.fields_by_name['snapshot'].message_type = volrep_dot_array_dot_v1_dot_volume__service__pb2._SNAPSHOT
+_ADVANCERESPONSE.fields_by_name['results'].message_type = _ADVANCERESULT
+_PRUNEREQUEST.fields_by_name['retention'].message_type = volrep_dot_array_dot_v1_dot_replica__service__pb2._RETENTION
+_PRUNEREQUEST.fields_by_name['now'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
+_PRUNERESPONSE.fields_by_name['kept'].message_type = _PRUNESNAPSHOT
 DESCRIPTOR.message_types_by_name['ReceiveHeader'] = _RECEIVEHEADER
 DESCRIPTOR.message_types_by_name['DataChunk'] = _DATACHUNK
 DESCRIPTOR.message_types_by_name['ZeroExtent'] = _ZEROEXTENT
@@ -863,6 +1211,13 @@ DESCRIPTOR.message_types_by_name['MirrorZero'] = _MIRRORZERO
 DESCRIPTOR.message_types_by_name['MirrorFlush'] = _MIRRORFLUSH
 DESCRIPTOR.message_types_by_name['MirrorRequest'] = _MIRRORREQUEST
 DESCRIPTOR.message_types_by_name['MirrorResponse'] = _MIRRORRESPONSE
+DESCRIPTOR.message_types_by_name['AdvanceMember'] = _ADVANCEMEMBER
+DESCRIPTOR.message_types_by_name['AdvanceRequest'] = _ADVANCEREQUEST
+DESCRIPTOR.message_types_by_name['AdvanceResult'] = _ADVANCERESULT
+DESCRIPTOR.message_types_by_name['AdvanceResponse'] = _ADVANCERESPONSE
+DESCRIPTOR.message_types_by_name['PruneSnapshot'] = _PRUNESNAPSHOT
+DESCRIPTOR.message_types_by_name['PruneRequest'] = _PRUNEREQUEST
+DESCRIPTOR.message_types_by_name['PruneResponse'] = _PRUNERESPONSE
 _sym_db.RegisterFileDescriptor(DESCRIPTOR)
 
 ReceiveHeader = _reflection.GeneratedProtocolMessageType('ReceiveHeader', (_message.Message,), dict(
@@ -979,6 +1334,63 @@ MirrorResponse = _reflection.GeneratedProtocolMessageType('MirrorResponse', (_me
   ))
 _sym_db.RegisterMessage(MirrorResponse)
 
+AdvanceMember = _reflection.GeneratedProtocolMessageType('AdvanceMember', (_message.Message,), dict(
+
+  SnapshotLabelsEntry = _reflection.GeneratedProtocolMessageType('SnapshotLabelsEntry', (_message.Message,), dict(
+    DESCRIPTOR = _ADVANCEMEMBER_SNAPSHOTLABELSENTRY,
+    __module__ = 'volrep.array.v1.transfer_service_pb2'
+    # @@protoc_insertion_point(class_scope:volrep.array.v1.AdvanceMember.SnapshotLabelsEntry)
+    ))
+  ,
+  DESCRIPTOR = _ADVANCEMEMBER,
+  __module__ = 'volrep.array.v1.transfer_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.AdvanceMember)
+  ))
+_sym_db.RegisterMessage(AdvanceMember)
+_sym_db.RegisterMessage(AdvanceMember.SnapshotLabelsEntry)
+
+AdvanceRequest = _reflection.GeneratedProtocolMessageType('AdvanceRequest', (_message.Message,), dict(
+  DESCRIPTOR = _ADVANCEREQUEST,
+  __module__ = 'volrep.array.v1.transfer_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.AdvanceRequest)
+  ))
+_sym_db.RegisterMessage(AdvanceRequest)
+
+AdvanceResult = _reflection.GeneratedProtocolMessageType('AdvanceResult', (_message.Message,), dict(
+  DESCRIPTOR = _ADVANCERESULT,
+  __module__ = 'volrep.array.v1.transfer_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.AdvanceResult)
+  ))
+_sym_db.RegisterMessage(AdvanceResult)
+
+AdvanceResponse = _reflection.GeneratedProtocolMessageType('AdvanceResponse', (_message.Message,), dict(
+  DESCRIPTOR = _ADVANCERESPONSE,
+  __module__ = 'volrep.array.v1.transfer_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.AdvanceResponse)
+  ))
+_sym_db.RegisterMessage(AdvanceResponse)
+
+PruneSnapshot = _reflection.GeneratedProtocolMessageType('PruneSnapshot', (_message.Message,), dict(
+  DESCRIPTOR = _PRUNESNAPSHOT,
+  __module__ = 'volrep.array.v1.transfer_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.PruneSnapshot)
+  ))
+_sym_db.RegisterMessage(PruneSnapshot)
+
+PruneRequest = _reflection.GeneratedProtocolMessageType('PruneRequest', (_message.Message,), dict(
+  DESCRIPTOR = _PRUNEREQUEST,
+  __module__ = 'volrep.array.v1.transfer_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.PruneRequest)
+  ))
+_sym_db.RegisterMessage(PruneRequest)
+
+PruneResponse = _reflection.GeneratedProtocolMessageType('PruneResponse', (_message.Message,), dict(
+  DESCRIPTOR = _PRUNERESPONSE,
+  __module__ = 'volrep.array.v1.transfer_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.PruneResponse)
+  ))
+_sym_db.RegisterMessage(PruneResponse)
+
 
 DESCRIPTOR.has_options = True
 DESCRIPTOR._options = _descriptor._ParseOptions(descriptor_pb2.FileOptions(), _b('Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1'))
@@ -986,6 +1398,8 @@ _RECEIVEHEADER_VOLUMELABELSENTRY.has_options = True
 _RECEIVEHEADER_VOLUMELABELSENTRY._options = _descriptor._ParseOptions(descriptor_pb2.MessageOptions(), _b('8\001'))
 _RECEIVEHEADER_SNAPSHOTLABELSENTRY.has_options = True
 _RECEIVEHEADER_SNAPSHOTLABELSENTRY._options = _descriptor._ParseOptions(descriptor_pb2.MessageOptions(), _b('8\001'))
+_ADVANCEMEMBER_SNAPSHOTLABELSENTRY.has_options = True
+_ADVANCEMEMBER_SNAPSHOTLABELSENTRY._options = _descriptor._ParseOptions(descriptor_pb2.MessageOptions(), _b('8\001'))
 
 _TRANSFERSERVICE = _descriptor.ServiceDescriptor(
   name='TransferService',
@@ -993,8 +1407,8 @@ _TRANSFERSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=1877,
-  serialized_end=2055,
+  serialized_start=2709,
+  serialized_end=3037,
   methods=[
   _descriptor.MethodDescriptor(
     name='Receive',
@@ -1012,6 +1426,24 @@ _TRANSFERSERVICE = _descriptor.ServiceDescriptor(
     containing_service=None,
     input_type=_MIRRORREQUEST,
     output_type=_MIRRORRESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
+    name='Advance',
+    full_name='volrep.array.v1.TransferService.Advance',
+    index=2,
+    containing_service=None,
+    input_type=_ADVANCEREQUEST,
+    output_type=_ADVANCERESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
+    name='Prune',
+    full_name='volrep.array.v1.TransferService.Prune',
+    index=3,
+    containing_service=None,
+    input_type=_PRUNEREQUEST,
+    output_type=_PRUNERESPONSE,
     options=None,
   ),
 ])

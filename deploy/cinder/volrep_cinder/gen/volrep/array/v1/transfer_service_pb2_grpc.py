@@ -29,6 +29,16 @@ class TransferServiceStub(object):
         request_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.MirrorRequest.SerializeToString,
         response_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.MirrorResponse.FromString,
         )
+    self.Advance = channel.unary_unary(
+        '/volrep.array.v1.TransferService/Advance',
+        request_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.AdvanceRequest.SerializeToString,
+        response_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.AdvanceResponse.FromString,
+        )
+    self.Prune = channel.unary_unary(
+        '/volrep.array.v1.TransferService/Prune',
+        request_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.PruneRequest.SerializeToString,
+        response_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.PruneResponse.FromString,
+        )
 
 
 class TransferServiceServicer(object):
@@ -56,6 +66,28 @@ class TransferServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def Advance(self, request, context):
+    """Advance records, in one transaction, a new snapshot of each listed
+    volume whose data did not change since its newest snapshot: the
+    result a transfer of an empty delta would have, without a stream per
+    volume. A volume whose newest snapshot is not base_guid is refused
+    (and listed so), so its sender falls back to a transfer.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def Prune(self, request, context):
+    """Prune applies a replica's target retention to its copies: of each
+    volume's snapshots labelled with the replica, those the policy does
+    not keep at time now are deleted, in one transaction where no data
+    moves. A snapshot someone reads (exported or connected to a host)
+    stays and is listed in kept, so a DR test is never cut off.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_TransferServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -68,6 +100,16 @@ def add_TransferServiceServicer_to_server(servicer, server):
           servicer.Mirror,
           request_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.MirrorRequest.FromString,
           response_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.MirrorResponse.SerializeToString,
+      ),
+      'Advance': grpc.unary_unary_rpc_method_handler(
+          servicer.Advance,
+          request_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.AdvanceRequest.FromString,
+          response_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.AdvanceResponse.SerializeToString,
+      ),
+      'Prune': grpc.unary_unary_rpc_method_handler(
+          servicer.Prune,
+          request_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.PruneRequest.FromString,
+          response_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.PruneResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(
