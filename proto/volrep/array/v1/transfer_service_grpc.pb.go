@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	TransferService_Receive_FullMethodName = "/volrep.array.v1.TransferService/Receive"
 	TransferService_Mirror_FullMethodName  = "/volrep.array.v1.TransferService/Mirror"
+	TransferService_Forward_FullMethodName = "/volrep.array.v1.TransferService/Forward"
 )
 
 // TransferServiceClient is the client API for TransferService service.
@@ -39,6 +40,15 @@ type TransferServiceClient interface {
 	// peer, in order; the peer applies each to its copy and acknowledges it
 	// by sequence number before the writer's client is answered.
 	Mirror(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[MirrorRequest, MirrorResponse], error)
+	// Forward carries the client changes a pod's non-preferred array takes
+	// to the preferred array, which sequences them: it applies each through
+	// its own write path (so the change comes back on the Mirror stream, in
+	// order with its own writes) and answers once the peer has it. The
+	// preferred array opens the stream, over the link it already holds, so
+	// the roles are reversed: its requests are the open, the pod's state
+	// (also a heartbeat) and the results; the responses are the forwarded
+	// changes.
+	Forward(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ForwardRequest, ForwardResponse], error)
 }
 
 type transferServiceClient struct {
@@ -75,6 +85,19 @@ func (c *transferServiceClient) Mirror(ctx context.Context, opts ...grpc.CallOpt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TransferService_MirrorClient = grpc.BidiStreamingClient[MirrorRequest, MirrorResponse]
 
+func (c *transferServiceClient) Forward(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ForwardRequest, ForwardResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &TransferService_ServiceDesc.Streams[2], TransferService_Forward_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ForwardRequest, ForwardResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TransferService_ForwardClient = grpc.BidiStreamingClient[ForwardRequest, ForwardResponse]
+
 // TransferServiceServer is the server API for TransferService service.
 // All implementations must embed UnimplementedTransferServiceServer
 // for forward compatibility.
@@ -91,6 +114,15 @@ type TransferServiceServer interface {
 	// peer, in order; the peer applies each to its copy and acknowledges it
 	// by sequence number before the writer's client is answered.
 	Mirror(grpc.BidiStreamingServer[MirrorRequest, MirrorResponse]) error
+	// Forward carries the client changes a pod's non-preferred array takes
+	// to the preferred array, which sequences them: it applies each through
+	// its own write path (so the change comes back on the Mirror stream, in
+	// order with its own writes) and answers once the peer has it. The
+	// preferred array opens the stream, over the link it already holds, so
+	// the roles are reversed: its requests are the open, the pod's state
+	// (also a heartbeat) and the results; the responses are the forwarded
+	// changes.
+	Forward(grpc.BidiStreamingServer[ForwardRequest, ForwardResponse]) error
 	mustEmbedUnimplementedTransferServiceServer()
 }
 
@@ -106,6 +138,9 @@ func (UnimplementedTransferServiceServer) Receive(grpc.BidiStreamingServer[Recei
 }
 func (UnimplementedTransferServiceServer) Mirror(grpc.BidiStreamingServer[MirrorRequest, MirrorResponse]) error {
 	return status.Error(codes.Unimplemented, "method Mirror not implemented")
+}
+func (UnimplementedTransferServiceServer) Forward(grpc.BidiStreamingServer[ForwardRequest, ForwardResponse]) error {
+	return status.Error(codes.Unimplemented, "method Forward not implemented")
 }
 func (UnimplementedTransferServiceServer) mustEmbedUnimplementedTransferServiceServer() {}
 func (UnimplementedTransferServiceServer) testEmbeddedByValue()                         {}
@@ -142,6 +177,13 @@ func _TransferService_Mirror_Handler(srv interface{}, stream grpc.ServerStream) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TransferService_MirrorServer = grpc.BidiStreamingServer[MirrorRequest, MirrorResponse]
 
+func _TransferService_Forward_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(TransferServiceServer).Forward(&grpc.GenericServerStream[ForwardRequest, ForwardResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TransferService_ForwardServer = grpc.BidiStreamingServer[ForwardRequest, ForwardResponse]
+
 // TransferService_ServiceDesc is the grpc.ServiceDesc for TransferService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -159,6 +201,12 @@ var TransferService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Mirror",
 			Handler:       _TransferService_Mirror_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Forward",
+			Handler:       _TransferService_Forward_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},
