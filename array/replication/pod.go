@@ -60,6 +60,7 @@ type pod struct {
 	mu         sync.Mutex
 	members    map[string]*podMember
 	stream     *mirrorStream
+	fwd        *forwardLink // the peer's clients' writes; nil until the peer is reached
 	synced     bool // the peer holds every acknowledged write
 	lastErr    error
 	lastResync int64
@@ -118,6 +119,12 @@ func (p *pod) noteState() {
 	was := p.state
 	p.state = st
 	p.mu.Unlock()
+	p.mu.Lock()
+	fwd := p.fwd
+	p.mu.Unlock()
+	if fwd != nil {
+		fwd.pushState(false)
+	}
 	if st == was {
 		return
 	}
@@ -676,6 +683,8 @@ func (p *pod) stop(ctx context.Context) {
 	p.mu.Lock()
 	st := p.stream
 	p.stream = nil
+	fwd := p.fwd
+	p.fwd = nil
 	members := make([]*podMember, 0, len(p.members))
 	for _, m := range p.members {
 		members = append(members, m)
@@ -683,6 +692,9 @@ func (p *pod) stop(ctx context.Context) {
 	p.mu.Unlock()
 	if st != nil {
 		st.close(errors.New("pod stopped"))
+	}
+	if fwd != nil {
+		fwd.close()
 	}
 	_ = p.persistDirty()
 	for _, m := range members {
@@ -783,6 +795,21 @@ func (p *pod) step(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	clean := p.stream == st
+	fwd := p.fwd
+	p.mu.Unlock()
+	if fwd == nil || !fwd.alive() {
+		if fwd != nil {
+			fwd.close()
+		}
+		if fwd, err = p.openForward(ctx); err != nil {
+			// The peer's clients cannot write; this side's writes go on.
+			p.e.log.Warn("opening the pod's forward stream; the peer's copies take no client writes until it is open", "pod", p.name, "err", err)
+		}
+		p.mu.Lock()
+		p.fwd = fwd
+		p.mu.Unlock()
+	}
+	p.mu.Lock()
 	for _, m := range p.members {
 		clean = clean && m.ready && m.dirty.Empty()
 	}
@@ -797,6 +824,9 @@ func (p *pod) step(ctx context.Context) error {
 	p.mu.Unlock()
 	if clean && !was {
 		p.e.log.Info("pod in sync", "pod", p.name, "resync_bytes", sent)
+	}
+	if fwd != nil {
+		fwd.pushState(false)
 	}
 	return p.persistDirty()
 }

@@ -369,13 +369,15 @@ func (s *Store) read(v *volume, p []byte, off int64) error {
 	return readView(l, p, off)
 }
 
-func (s *Store) flush(v *volume) error {
+func (s *Store) flush(v *volume) error { return s.flushFrom(v, fromClient) }
+
+func (s *Store) flushFrom(v *volume, how mirrored) error {
 	l, _, err := s.beginIO(v)
 	if err != nil {
 		return err
 	}
 	m := v.mirror
-	f := v.forwarder(fromClient)
+	f := v.forwarder(how)
 	err = s.flushLayer(l)
 	s.io.RUnlock()
 	if err != nil {
@@ -464,6 +466,16 @@ func refusePromoted(v *volume) error {
 		return errdefs.FailedPrecondition("volume %q is writable here (promoted by a failover); it takes no mirrored writes until it is demoted", v.rec.Name)
 	}
 	return nil
+}
+
+// ApplyMirroredFlush makes a pod's copy here durable for the sync peer.
+// It is not forwarded back to the peer: the peer's flush waits for it.
+func (s *Store) ApplyMirroredFlush(ctx context.Context, volume string) error {
+	v, err := s.lookup(ctx, volume)
+	if err != nil {
+		return err
+	}
+	return s.space(s.flushFrom(v, fromPeer))
 }
 
 // ApplyMirroredZero zeroes a range the sync peer zeroed.

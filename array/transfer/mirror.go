@@ -54,7 +54,7 @@ func (t *Service) Mirror(stream arrayv1.TransferService_MirrorServer) error {
 		case *arrayv1.MirrorRequest_Flush:
 			seq = m.Flush.GetSeq()
 			for _, v := range m.Flush.GetVolumes() {
-				if err = t.s.FlushVolume(ctx, v); err != nil && !errdefs.IsNotFound(err) {
+				if err = t.s.ApplyMirroredFlush(ctx, v); err != nil && !errdefs.IsNotFound(err) {
 					break
 				}
 				err = nil
