@@ -61,7 +61,7 @@ type pod struct {
 	members    map[string]*podMember
 	stream     *mirrorStream
 	fwd        *forwardLink // the peer's clients' writes; nil until the peer is reached
-	synced     bool // the peer holds every acknowledged write
+	synced     bool         // the peer holds every acknowledged write
 	lastErr    error
 	lastResync int64
 	mirrored   atomic.Int64 // client bytes the peer acknowledged
@@ -1086,6 +1086,13 @@ func (p *pod) view(v *array.Replica) {
 	}
 	v.DirtyBytes, v.LastResyncBytes, v.MirroredBytes = dirty, p.lastResync, p.mirrored.Load()
 	v.PodState = p.stateLocked()
+	v.Writes, v.PeerWrites = array.WritesOnline, array.WritesStopped
+	if v.PodState == array.PodStoppedByMediator {
+		v.Writes = array.WritesStopped
+	}
+	if p.fwd != nil && p.fwd.alive() && p.inSyncLocked() {
+		v.PeerWrites = array.WritesOnline
+	}
 	if p.claim != nil {
 		ms := p.claim.Status()
 		v.MediatorHeld, v.MediatorState = ms.Held, array.MediatorHealthy

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/errdefs"
 )
@@ -187,6 +188,9 @@ func TestPodPeerWritesFailWhenCut(t *testing.T) {
 	if bytes.Contains(got, []byte{0xee}) {
 		t.Fatal("a refused write at the peer changed its copy")
 	}
+	if r, _ := src.eng.GetReplica(ctx, "pod"); r.PeerWrites != array.WritesStopped || r.Writes != array.WritesOnline {
+		t.Fatalf("with the link cut the pod reports writes %q here and %q at the peer", r.Writes, r.PeerWrites)
+	}
 	// The preferred side carries on meanwhile.
 	if err := src.st.WriteVolume(ctx, "v1", 4*4096, bytes.Repeat([]byte{0xaa}, 4096), false); err != nil {
 		t.Fatal(err)
@@ -194,5 +198,8 @@ func TestPodPeerWritesFailWhenCut(t *testing.T) {
 	tg.start()
 	syncNow(t, src)
 	peerWritable(t, tg, "v1", 5*4096, bytes.Repeat([]byte{0x55}, 4096))
+	if r, _ := src.eng.GetReplica(ctx, "pod"); r.PeerWrites != array.WritesOnline {
+		t.Fatalf("with the link back and a write at the peer acknowledged, the pod reports the peer's writes %q", r.PeerWrites)
+	}
 	same(t, src, tg, "v1")
 }
