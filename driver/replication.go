@@ -347,9 +347,9 @@ type TargetInfo struct {
 	// primary, array.Peer* for the target) and the mediator's health.
 	PrimaryPodState, TargetPodState string
 	// Sync targets: whether each side takes client writes (array.Writes*).
-	PrimaryWrites, TargetWrites string
-	MediatorState, MediatorMessage  string
-	MediatorHeld                    bool
+	PrimaryWrites, TargetWrites    string
+	MediatorState, MediatorMessage string
+	MediatorHeld                   bool
 }
 
 // ReplicationInfo is GetReplicationInfo's answer: the worst target first.
