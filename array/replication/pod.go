@@ -794,7 +794,6 @@ func (p *pod) step(ctx context.Context) error {
 		return err
 	}
 	p.mu.Lock()
-	clean := p.stream == st
 	fwd := p.fwd
 	p.mu.Unlock()
 	if fwd == nil || !fwd.alive() {
@@ -810,6 +809,9 @@ func (p *pod) step(ctx context.Context) error {
 		p.mu.Unlock()
 	}
 	p.mu.Lock()
+	// Read after the forward stream is opened: the peer may have failed
+	// meanwhile.
+	clean := p.stream == st
 	for _, m := range p.members {
 		clean = clean && m.ready && m.dirty.Empty()
 	}
