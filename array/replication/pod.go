@@ -22,9 +22,14 @@ import (
 
 // A pod is a SYNC replica: a volume or consistency group whose every
 // write is on the peer array before it is acknowledged. The array that
-// owns the replica takes the writes (it is the pod's preferred array); the
-// peer's copies are read-only to clients and change only through the
-// mirror stream, so the two sides can never take conflicting writes.
+// owns the replica is the pod's preferred array: it sequences every
+// write. The peer's copies change only through the mirror stream, so the
+// two sides can never take conflicting writes; while the pod is in sync
+// they take client writes too, which the peer forwards here (forward.go):
+// each is applied through this array's client write path, under its
+// block locks, comes back to the peer on the mirror stream in order with
+// this array's own writes, and is answered only then. When the pod is not
+// in sync, or the peer cannot reach this array, the peer refuses writes.
 //
 // When the peer does not answer within the timeout, the pod carries on at
 // the preferred array: the peer is out of sync and the blocks it misses

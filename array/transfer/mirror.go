@@ -11,7 +11,8 @@ import (
 
 // Mirror applies a pod's writes to this array's copies, in the order they
 // arrive, and acknowledges each once applied (a flush once durable). The
-// copies stay read-only to clients: only the pod's writer changes them.
+// copies change only through this stream: their clients' writes are
+// forwarded to the pod's preferred array (forward.go) and come back here.
 func (t *Service) Mirror(stream arrayv1.TransferService_MirrorServer) error {
 	ctx := stream.Context()
 	first, err := stream.Recv()
