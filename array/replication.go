@@ -76,6 +76,11 @@ const (
 
 	MediatorHealthy     = "healthy"
 	MediatorUnreachable = "unreachable"
+
+	// A pod side's client writes: taken ("online"; at the non-preferred
+	// array, forwarded to the preferred one), or refused ("stopped").
+	WritesOnline  = "online"
+	WritesStopped = "stopped"
 )
 
 // PodStoppedError is the error of a write to a pod its mediator stopped
@@ -154,6 +159,9 @@ type Replica struct {
 	MediatorState   string
 	MediatorMessage string
 	MediatorHeld    bool
+	// SYNC replicas: whether this side and the peer take client writes
+	// (WritesOnline, WritesStopped).
+	Writes, PeerWrites string
 }
 
 // ReplicaUpdate changes a replica's schedule; zero fields stay as they are.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,7 @@ import (
 // unreplicated volume of the same backend, in the same run, interleaved.
 func init() {
 	register("P4", "sync-write-latency", syncWriteLatency)
+	register("P4b", "sync-write-latency-peer", peerWriteLatency)
 }
 
 const p4Conf = `[DEFAULT]
@@ -52,7 +54,15 @@ replication_device = backend_id:b,san_ip:%[3]s,api_token:tb,type:sync
 volrep_sync_timeout = 5000
 `
 
-func syncWriteLatency(ctx context.Context, env *Env) ([]Row, error) {
+// p4Bench is a volrepd hosting both arrays of a pod, with the pod volume
+// and an unreplicated one attached over NBD at array a.
+type p4Bench struct {
+	addrs [4]string // driver, array a, array b, array b's NBD
+	uris  map[string]string
+	stop  func()
+}
+
+func startP4(ctx context.Context, env *Env) (_ *p4Bench, err error) {
 	bin, err := buildVolrepd(ctx, env)
 	if err != nil {
 		return nil, err
@@ -61,8 +71,20 @@ func syncWriteLatency(ctx context.Context, env *Env) ([]Row, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	var addrs [4]string
+	b := &p4Bench{uris: map[string]string{}}
+	var stops []func()
+	b.stop = func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			b.stop()
+		}
+	}()
+	stops = append(stops, func() { os.RemoveAll(dir) })
+	addrs := &b.addrs
 	for i := range addrs {
 		if addrs[i], err = freeAddr(); err != nil {
 			return nil, err
@@ -81,16 +103,16 @@ func syncWriteLatency(ctx context.Context, env *Env) ([]Row, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	defer func() {
+	stops = append(stops, func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 		logf.Close()
-	}()
+	})
 	cc, err := server.Dial(addrs[0], "")
 	if err != nil {
 		return nil, err
 	}
-	defer cc.Close()
+	stops = append(stops, func() { cc.Close() })
 	health := grpc_health_v1.NewHealthClient(cc)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		c, cancel := context.WithTimeout(ctx, time.Second)
@@ -104,7 +126,7 @@ func syncWriteLatency(ctx context.Context, env *Env) ([]Row, error) {
 		}
 	}
 	drv := driverv1.NewDriverServiceClient(cc)
-	uris := map[string]string{}
+	uris := b.uris
 	for _, v := range []struct {
 		id string
 		vt *driverv1.VolumeType
@@ -121,6 +143,16 @@ func syncWriteLatency(ctx context.Context, env *Env) ([]Row, error) {
 		}
 		uris[v.id] = r.GetConnectionInfo().GetData()["uri"]
 	}
+	return b, nil
+}
+
+func syncWriteLatency(ctx context.Context, env *Env) ([]Row, error) {
+	b, err := startP4(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	defer b.stop()
+	addrs, uris := b.addrs, b.uris
 	runtime := 10 * time.Second
 	if env.Quick {
 		runtime = 3 * time.Second
@@ -222,5 +254,97 @@ func (w *podWatch) check(ctx context.Context, written int64) error {
 			rep.GetMirroredBytes()-w.mirrored, written)
 	}
 	w.mirrored, w.resynced, w.started = rep.GetMirroredBytes(), rep.GetLastResyncBytes(), true
+	return nil
+}
+
+// P4b: the write latency at the pod's NON-preferred array (b), whose
+// client writes go to the preferred array (a), which sequences them and
+// mirrors them back before b answers: two round trips per write, against
+// an unreplicated volume at a, in the same run, interleaved. After the
+// runs the pod must be in sync and both copies hold the same bytes.
+func peerWriteLatency(ctx context.Context, env *Env) ([]Row, error) {
+	b, err := startP4(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	defer b.stop()
+	bcc, err := server.Dial(b.addrs[2], "tb")
+	if err != nil {
+		return nil, err
+	}
+	defer bcc.Close()
+	acc, err := server.Dial(b.addrs[1], "ta")
+	if err != nil {
+		return nil, err
+	}
+	defer acc.Close()
+	const vol = "volume-pod-cinder"
+	e, err := arrayv1.NewExportServiceClient(bcc).CreateExport(ctx, &arrayv1.CreateExportRequest{Volume: vol, AttachmentId: "bench-peer"})
+	if err != nil {
+		return nil, fmt.Errorf("exporting the pod's copy at array b: %w", err)
+	}
+	peerURI := fmt.Sprintf("nbd://%s/%s", b.addrs[3], e.GetExport().GetName())
+	// The peer's copy takes writes once the preferred array's forward
+	// stream is open and the pod in sync.
+	bv := arrayv1.NewVolumeServiceClient(bcc)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, err := bv.WriteVolume(ctx, &arrayv1.WriteVolumeRequest{Name: vol, Offset: 0, Data: make([]byte, 4096)})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the pod's copy at array b takes no writes: %w", err)
+		}
+	}
+	runtime := 10 * time.Second
+	if env.Quick {
+		runtime = 3 * time.Second
+	}
+	pod := podWatch{c: arrayv1.NewReplicaServiceClient(acc)}
+	if err := pod.check(ctx, 0); err != nil {
+		return nil, fmt.Errorf("before the runs: %w", err)
+	}
+	var p50, p99 [2][]float64
+	for rep := 0; rep < 2; rep++ {
+		for i, uri := range []string{peerURI, b.uris["plain"]} {
+			x, y, n, err := fioLatency(ctx, env, uri, runtime)
+			if err != nil {
+				return nil, fmt.Errorf("fio on %s: %w", uri, err)
+			}
+			if i == 0 {
+				if err := pod.check(ctx, n); err != nil {
+					return nil, fmt.Errorf("after fio run %d at the pod's peer: %w", rep+1, err)
+				}
+			}
+			p50[i], p99[i] = append(p50[i], x), append(p99[i], y)
+		}
+	}
+	if err := sameOnBoth(ctx, arrayv1.NewVolumeServiceClient(acc), bv, vol, 256<<20); err != nil {
+		return nil, err
+	}
+	note := fmt.Sprintf("fio nbd randwrite 4k QD1 at the pod's non-preferred array (forwarded to the preferred one, mirrored back), total latency, %s x2 interleaved, median; "+
+		"baseline=unreplicated volume at the preferred array; pod in sync after each run and both copies byte-identical after; goal ratio >= 0.5", runtime)
+	return []Row{
+		{ID: "P4b", Name: "sync-write-latency-peer-p50", Volrep: medianF(p50[0]), Baseline: medianF(p50[1]), Unit: "us", Note: note},
+		{ID: "P4bp99", Name: "sync-write-latency-peer-p99", Volrep: medianF(p99[0]), Baseline: medianF(p99[1]), Unit: "us", Note: "same runs, 99th percentile; goal ratio >= 0.5"},
+	}, nil
+}
+
+// sameOnBoth compares a volume's first size bytes at two arrays.
+func sameOnBoth(ctx context.Context, a, b arrayv1.VolumeServiceClient, vol string, size int64) error {
+	const step = 1 << 20
+	for off := int64(0); off < size; off += step {
+		x, err := a.ReadVolume(ctx, &arrayv1.ReadVolumeRequest{Name: vol, Offset: off, Length: step})
+		if err != nil {
+			return err
+		}
+		y, err := b.ReadVolume(ctx, &arrayv1.ReadVolumeRequest{Name: vol, Offset: off, Length: step})
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(x.GetData(), y.GetData()) {
+			return fmt.Errorf("the pod's copies of %s differ in the MiB at %d", vol, off)
+		}
+	}
 	return nil
 }

@@ -346,8 +346,10 @@ type TargetInfo struct {
 	// Sync targets: the state of each side of the pod (array.Pod* for the
 	// primary, array.Peer* for the target) and the mediator's health.
 	PrimaryPodState, TargetPodState string
-	MediatorState, MediatorMessage  string
-	MediatorHeld                    bool
+	// Sync targets: whether each side takes client writes (array.Writes*).
+	PrimaryWrites, TargetWrites    string
+	MediatorState, MediatorMessage string
+	MediatorHeld                   bool
 }
 
 // ReplicationInfo is GetReplicationInfo's answer: the worst target first.
@@ -487,6 +489,7 @@ func (b *Backend) podInfo(ctx context.Context, id string) TargetInfo {
 	}
 	ti.LastSyncBytes = rep.LastResyncBytes
 	ti.PrimaryPodState, ti.TargetPodState = rep.PodState, rep.PeerState
+	ti.PrimaryWrites, ti.TargetWrites = rep.Writes, rep.PeerWrites
 	ti.MediatorState, ti.MediatorMessage, ti.MediatorHeld = rep.MediatorState, rep.MediatorMessage, rep.MediatorHeld
 	b.notePod(id, rep.PeerState == array.PeerOnline)
 	switch rep.PeerState {

@@ -22,9 +22,14 @@ import (
 
 // A pod is a SYNC replica: a volume or consistency group whose every
 // write is on the peer array before it is acknowledged. The array that
-// owns the replica takes the writes (it is the pod's preferred array); the
-// peer's copies are read-only to clients and change only through the
-// mirror stream, so the two sides can never take conflicting writes.
+// owns the replica is the pod's preferred array: it sequences every
+// write. The peer's copies change only through the mirror stream, so the
+// two sides can never take conflicting writes; while the pod is in sync
+// they take client writes too, which the peer forwards here (forward.go):
+// each is applied through this array's client write path, under its
+// block locks, comes back to the peer on the mirror stream in order with
+// this array's own writes, and is answered only then. When the pod is not
+// in sync, or the peer cannot reach this array, the peer refuses writes.
 //
 // When the peer does not answer within the timeout, the pod carries on at
 // the preferred array: the peer is out of sync and the blocks it misses
@@ -60,7 +65,8 @@ type pod struct {
 	mu         sync.Mutex
 	members    map[string]*podMember
 	stream     *mirrorStream
-	synced     bool // the peer holds every acknowledged write
+	fwd        *forwardLink // the peer's clients' writes; nil until the peer is reached
+	synced     bool         // the peer holds every acknowledged write
 	lastErr    error
 	lastResync int64
 	mirrored   atomic.Int64 // client bytes the peer acknowledged
@@ -118,6 +124,12 @@ func (p *pod) noteState() {
 	was := p.state
 	p.state = st
 	p.mu.Unlock()
+	p.mu.Lock()
+	fwd := p.fwd
+	p.mu.Unlock()
+	if fwd != nil {
+		fwd.pushState(false)
+	}
 	if st == was {
 		return
 	}
@@ -687,6 +699,8 @@ func (p *pod) stop(ctx context.Context) {
 	p.mu.Lock()
 	st := p.stream
 	p.stream = nil
+	fwd := p.fwd
+	p.fwd = nil
 	members := make([]*podMember, 0, len(p.members))
 	for _, m := range p.members {
 		members = append(members, m)
@@ -694,6 +708,9 @@ func (p *pod) stop(ctx context.Context) {
 	p.mu.Unlock()
 	if st != nil {
 		st.close(errors.New("pod stopped"))
+	}
+	if fwd != nil {
+		fwd.close()
 	}
 	_ = p.persistDirty()
 	for _, m := range members {
@@ -793,6 +810,23 @@ func (p *pod) step(ctx context.Context) error {
 		return err
 	}
 	p.mu.Lock()
+	fwd := p.fwd
+	p.mu.Unlock()
+	if fwd == nil || !fwd.alive() {
+		if fwd != nil {
+			fwd.close()
+		}
+		if fwd, err = p.openForward(ctx); err != nil {
+			// The peer's clients cannot write; this side's writes go on.
+			p.e.log.Warn("opening the pod's forward stream; the peer's copies take no client writes until it is open", "pod", p.name, "err", err)
+		}
+		p.mu.Lock()
+		p.fwd = fwd
+		p.mu.Unlock()
+	}
+	p.mu.Lock()
+	// Read after the forward stream is opened: the peer may have failed
+	// meanwhile.
 	clean := p.stream == st
 	for _, m := range p.members {
 		clean = clean && m.ready && m.dirty.Empty()
@@ -808,6 +842,9 @@ func (p *pod) step(ctx context.Context) error {
 	p.mu.Unlock()
 	if clean && !was {
 		p.e.log.Info("pod in sync", "pod", p.name, "resync_bytes", sent)
+	}
+	if fwd != nil {
+		fwd.pushState(false)
 	}
 	return p.persistDirty()
 }
@@ -1067,6 +1104,13 @@ func (p *pod) view(v *array.Replica) {
 	}
 	v.DirtyBytes, v.LastResyncBytes, v.MirroredBytes = dirty, p.lastResync, p.mirrored.Load()
 	v.PodState = p.stateLocked()
+	v.Writes, v.PeerWrites = array.WritesOnline, array.WritesStopped
+	if v.PodState == array.PodStoppedByMediator {
+		v.Writes = array.WritesStopped
+	}
+	if p.fwd != nil && p.fwd.alive() && p.inSyncLocked() {
+		v.PeerWrites = array.WritesOnline
+	}
 	if p.claim != nil {
 		ms := p.claim.Status()
 		v.MediatorHeld, v.MediatorState = ms.Held, array.MediatorHealthy

@@ -83,9 +83,11 @@ func TestPodMirrorsEveryWrite(t *testing.T) {
 			t.Fatalf("write %d is not on the peer when acknowledged (%v)", i, err)
 		}
 	}
-	// The peer's copy takes no client writes.
-	if err := tg.st.WriteVolume(ctx, "v1", 0, []byte{1}, false); err == nil {
-		t.Fatal("the peer's copy accepted a client write")
+	// The peer's copy takes client writes only through this array, which
+	// sequences them: acknowledged, one is here too.
+	peerWritable(t, tg, "v1", 0, []byte{1})
+	if got := make([]byte, 1); src.st.ReadVolume(ctx, "v1", 0, got) != nil || got[0] != 1 {
+		t.Fatal("a write the peer's copy acknowledged is not on the preferred array")
 	}
 	// A volume joining the pod is copied, then mirrored.
 	if err := src.st.WriteVolume(ctx, "v2", 3*mib, bytes.Repeat([]byte{9}, mib), false); err != nil {

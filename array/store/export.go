@@ -93,11 +93,13 @@ func (s *Store) CreateExport(ctx context.Context, spec array.ExportSpec) (array.
 	if s.opts.NBDAddress == "" {
 		return array.Export{}, errdefs.FailedPrecondition("array %s serves no NBD; set nbd_listen in its [array:%s] section", s.opts.Name, s.opts.Name)
 	}
-	v, err := s.volumeLocked(spec.Volume)
-	if err != nil {
+	if _, err := s.volumeLocked(spec.Volume); err != nil {
 		return array.Export{}, err
 	}
-	readOnly := spec.ReadOnly || v.rec.ReadOnly
+	// A replica target's read-only flag is not baked into the grant: the
+	// handle checks it at each write, so a pod's copy that takes writes
+	// through its preferred array (Forwarder), or a promoted one, can.
+	readOnly := spec.ReadOnly
 	if spec.Snapshot != "" {
 		if _, _, err := s.snapshotLocked(spec.Volume, spec.Snapshot); err != nil {
 			return array.Export{}, err

@@ -102,6 +102,54 @@ type Admitter interface {
 	Admit() error
 }
 
+// Forwarder takes the client changes of a read-only copy that changes
+// only through another array: a pod's copy at its non-preferred array.
+// Its clients' changes go to the preferred array, which sequences each
+// with its own writes and mirrors it back (ApplyMirrored), so both copies
+// see every block's changes in one order; the change is never applied
+// here by the client's write itself.
+type Forwarder interface {
+	// Write and Zero are called with the changed blocks locked. They only
+	// queue the change (p must be copied if it is kept) and never wait on
+	// the network; the wait they return, called with no store lock held
+	// (the mirrored copy of the change needs the blocks' locks here),
+	// blocks until the preferred array says the change is on both copies,
+	// or fails.
+	Write(off int64, p []byte) (wait func() error)
+	Zero(off, length int64) (wait func() error)
+	// Flush makes the changes forwarded so far durable at the preferred
+	// array; it is called with no store lock held.
+	Flush() error
+}
+
+// SetForwarder makes a read-only volume take client changes through f;
+// nil stops it. A writable volume (promoted) ignores its forwarder.
+func (s *Store) SetForwarder(ctx context.Context, volume string, f Forwarder) error {
+	v, err := s.lookup(ctx, volume)
+	if err != nil {
+		return err
+	}
+	s.io.Lock()
+	v.forward = f
+	s.io.Unlock()
+	return nil
+}
+
+// forwarder is the volume's Forwarder when its clients' changes go
+// through it. Called with s.io held.
+func (v *volume) forwarder(how mirrored) Forwarder {
+	if how == fromClient && v.rec.ReadOnly {
+		return v.forward
+	}
+	return nil
+}
+
+// changer is what a change is queued to: a Mirror or a Forwarder.
+type changer interface {
+	Write(off int64, p []byte) (wait func() error)
+	Zero(off, length int64) (wait func() error)
+}
+
 // SetMirror makes every change to volume go through m as well; nil stops it.
 func (s *Store) SetMirror(ctx context.Context, volume string, m Mirror) error {
 	v, err := s.lookup(ctx, volume)
@@ -128,7 +176,7 @@ const (
 
 func (s *Store) write(v *volume, p []byte, off int64, fua bool, how mirrored) error {
 	return s.change(v, off, int64(len(p)), fua, how, nil,
-		func(m Mirror) func() error { return m.Write(off, p) },
+		func(m changer) func() error { return m.Write(off, p) },
 		func(l *layer) error { return writeLayer(l, p, off) })
 }
 
@@ -141,12 +189,13 @@ func (s *Store) write(v *volume, p []byte, off int64, fua bool, how mirrored) er
 // before anything is queued or applied, and a refusal from it changes
 // nothing (COMPARE AND WRITE).
 func (s *Store) change(v *volume, off, length int64, fua bool, how mirrored, check func(*layer) error,
-	mirror func(Mirror) (wait func() error), apply func(*layer) error) error {
+	mirror func(changer) (wait func() error), apply func(*layer) error) error {
 	l, size, err := s.beginIO(v)
 	if err != nil {
 		return err
 	}
-	if v.rec.ReadOnly && how == fromClient {
+	fwd := v.forwarder(how)
+	if v.rec.ReadOnly && how == fromClient && fwd == nil {
 		s.io.RUnlock()
 		return errdefs.FailedPrecondition("volume %q is a replication target and read-only; promote it or fail over first", v.rec.Name)
 	}
@@ -161,6 +210,9 @@ func (s *Store) change(v *volume, off, length int64, fua bool, how mirrored, che
 	if length == 0 {
 		s.io.RUnlock()
 		return nil
+	}
+	if fwd != nil {
+		return s.forwardChange(v, fwd, off, length, fua, check != nil, mirror)
 	}
 	m := v.mirror
 	if how == fromPeer {
@@ -199,6 +251,32 @@ func (s *Store) change(v *volume, off, length int64, fua bool, how mirrored, che
 		if m != nil {
 			m.Diverged(off, length)
 		}
+		return err
+	}
+	if fua {
+		return s.flush(v)
+	}
+	return nil
+}
+
+// forwardChange is change for a copy that takes its clients' changes
+// through a Forwarder: the change is queued to it under the blocks' locks
+// and not applied here; every lock is released before the wait, because
+// the preferred array answers only once its mirrored copy of the change
+// is applied here, under these same locks. Called with s.io read-held,
+// which it releases.
+func (s *Store) forwardChange(v *volume, f Forwarder, off, length int64, fua, compare bool, queue func(changer) (wait func() error)) error {
+	if compare {
+		s.io.RUnlock()
+		// The comparison would run against this copy while the write is
+		// sequenced at the other: it could not be atomic.
+		return errdefs.FailedPrecondition("volume %q takes COMPARE AND WRITE only at its pod's preferred array", v.rec.Name)
+	}
+	unlock := v.lockBlocks(off/bs, (off+length-1)/bs)
+	wait := queue(f)
+	unlock()
+	s.io.RUnlock()
+	if err := wait(); err != nil {
 		return err
 	}
 	if fua {
@@ -291,18 +369,32 @@ func (s *Store) read(v *volume, p []byte, off int64) error {
 	return readView(l, p, off)
 }
 
-func (s *Store) flush(v *volume) error {
+func (s *Store) flush(v *volume) error { return s.flushFrom(v, fromClient) }
+
+func (s *Store) flushFrom(v *volume, how mirrored) error {
 	l, _, err := s.beginIO(v)
 	if err != nil {
 		return err
 	}
 	m := v.mirror
+	f := v.forwarder(how)
 	err = s.flushLayer(l)
 	s.io.RUnlock()
-	if err != nil || m == nil {
+	if err != nil {
 		return err
 	}
 	// The peer's flush is a network wait: no store lock is held across it.
+	if f != nil {
+		// This copy holds every change its clients were answered for (each
+		// came back mirrored before): the flush above made them durable
+		// here, and the preferred array makes them durable there.
+		if err := f.Flush(); err != nil {
+			return err
+		}
+	}
+	if m == nil {
+		return nil
+	}
 	return m.Flush()
 }
 
@@ -349,7 +441,7 @@ func (s *Store) flushLayer(l *layer) error {
 // layers hold data, so discarding unwritten space changes nothing.
 func (s *Store) zeroRange(v *volume, off, length int64, fua bool, how mirrored) error {
 	return s.change(v, off, length, fua, how, nil,
-		func(m Mirror) func() error { return m.Zero(off, length) },
+		func(m changer) func() error { return m.Zero(off, length) },
 		func(l *layer) error { return zeroLayer(l, off, off+length) })
 }
 
@@ -374,6 +466,16 @@ func refusePromoted(v *volume) error {
 		return errdefs.FailedPrecondition("volume %q is writable here (promoted by a failover); it takes no mirrored writes until it is demoted", v.rec.Name)
 	}
 	return nil
+}
+
+// ApplyMirroredFlush makes a pod's copy here durable for the sync peer.
+// It is not forwarded back to the peer: the peer's flush waits for it.
+func (s *Store) ApplyMirroredFlush(ctx context.Context, volume string) error {
+	v, err := s.lookup(ctx, volume)
+	if err != nil {
+		return err
+	}
+	return s.space(s.flushFrom(v, fromPeer))
 }
 
 // ApplyMirroredZero zeroes a range the sync peer zeroed.
@@ -511,10 +613,11 @@ func (h *Handle) ReadOnly() bool {
 	if h.snap != nil || (h.grant != nil && h.grant.readOnly) {
 		return true
 	}
-	// A replica target is promoted or demoted while handles are open.
+	// A replica target is promoted or demoted while handles are open; a
+	// pod's copy takes writes through its forwarder.
 	h.s.io.RLock()
 	defer h.s.io.RUnlock()
-	return h.v.rec.ReadOnly
+	return h.v.rec.ReadOnly && h.v.forward == nil
 }
 
 // PathReporter is a Mirror that says how hosts should use this array's
@@ -642,7 +745,7 @@ func (h *Handle) WriteAtNoWait(ctx context.Context, p []byte, off int64) error {
 		return ErrWouldBlock
 	}
 	h.s.io.RLock()
-	mirrored, held := h.v.mirror != nil, h.v.hold != nil
+	mirrored, held := h.v.mirror != nil || h.v.forward != nil, h.v.hold != nil
 	h.s.io.RUnlock()
 	if mirrored || held {
 		return ErrWouldBlock
@@ -720,7 +823,7 @@ func (h *Handle) CompareAndWrite(ctx context.Context, cmp, p []byte, off int64, 
 			}
 			return nil
 		},
-			func(m Mirror) func() error { return m.Write(off, p) },
+			func(m changer) func() error { return m.Write(off, p) },
 			func(l *layer) error { return writeLayer(l, p, off) })
 	}))
 }

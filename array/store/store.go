@@ -107,6 +107,9 @@ type volume struct {
 	stripes [256]sync.Mutex
 	// mirror, set under io's write lock, sees every client change.
 	mirror Mirror
+	// forward, set under io's write lock, takes the client changes of a
+	// read-only copy (io.go's Forwarder).
+	forward Forwarder
 	// qos is the token buckets of rec.QoS, nil when unlimited; read
 	// without a lock by every request of an attachment.
 	qos atomic.Pointer[buckets]

@@ -11,7 +11,8 @@ import (
 
 // Mirror applies a pod's writes to this array's copies, in the order they
 // arrive, and acknowledges each once applied (a flush once durable). The
-// copies stay read-only to clients: only the pod's writer changes them.
+// copies change only through this stream: their clients' writes are
+// forwarded to the pod's preferred array (forward.go) and come back here.
 func (t *Service) Mirror(stream arrayv1.TransferService_MirrorServer) error {
 	ctx := stream.Context()
 	first, err := stream.Recv()
@@ -54,7 +55,7 @@ func (t *Service) Mirror(stream arrayv1.TransferService_MirrorServer) error {
 		case *arrayv1.MirrorRequest_Flush:
 			seq = m.Flush.GetSeq()
 			for _, v := range m.Flush.GetVolumes() {
-				if err = t.s.FlushVolume(ctx, v); err != nil && !errdefs.IsNotFound(err) {
+				if err = t.s.ApplyMirroredFlush(ctx, v); err != nil && !errdefs.IsNotFound(err) {
 					break
 				}
 				err = nil

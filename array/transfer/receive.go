@@ -33,6 +33,7 @@ type Service struct {
 	s   *store.Store
 	log *slog.Logger
 	dec *zstd.Decoder
+	fwd forwards
 	// Metrics, if set, is told about every committed transfer.
 	OnReceived func(bytes int64, d time.Duration)
 }

@@ -94,7 +94,7 @@ func ReplicaToPB(r array.Replica) *arrayv1.Replica {
 		LastSyncDurationSeconds: r.LastSyncDuration.Seconds(), ThroughputBytesPerSecond: r.Throughput,
 		LagSeconds: int64(r.Lag / time.Second), LastSnapshot: r.LastSnapshot, Created: ts(r.Created), TotalBytesSent: r.TotalBytesSent,
 		Mode: modes[r.Mode], PeerState: r.PeerState, LastResyncBytes: r.LastResyncBytes, DirtyBytes: r.DirtyBytes, MirroredBytes: r.MirroredBytes,
-		SyncTimeoutMs: r.SyncTimeout.Milliseconds(), PodMediator: r.PodMediator, PodState: r.PodState, MediatorState: r.MediatorState,
+		SyncTimeoutMs: r.SyncTimeout.Milliseconds(), PodMediator: r.PodMediator, PodState: r.PodState, Writes: r.Writes, PeerWrites: r.PeerWrites, MediatorState: r.MediatorState,
 		MediatorMessage: r.MediatorMessage, MediatorHeld: r.MediatorHeld}
 }
 
@@ -111,7 +111,7 @@ func ReplicaFromPB(r *arrayv1.Replica) array.Replica {
 		LastSyncDuration: time.Duration(r.GetLastSyncDurationSeconds() * float64(time.Second)), Throughput: r.GetThroughputBytesPerSecond(),
 		Lag: time.Duration(r.GetLagSeconds()) * time.Second, LastSnapshot: r.GetLastSnapshot(), Created: fromTS(r.GetCreated()),
 		TotalBytesSent: r.GetTotalBytesSent(), PeerState: r.GetPeerState(), LastResyncBytes: r.GetLastResyncBytes(), DirtyBytes: r.GetDirtyBytes(), MirroredBytes: r.GetMirroredBytes(),
-		PodState: r.GetPodState(), MediatorState: r.GetMediatorState(), MediatorMessage: r.GetMediatorMessage(), MediatorHeld: r.GetMediatorHeld(),
+		PodState: r.GetPodState(), Writes: r.GetWrites(), PeerWrites: r.GetPeerWrites(), MediatorState: r.GetMediatorState(), MediatorMessage: r.GetMediatorMessage(), MediatorHeld: r.GetMediatorHeld(),
 	}
 }
 

@@ -357,7 +357,7 @@ func (s *Service) GetReplicationInfo(ctx context.Context, req *driverv1.GetRepli
 		out.Targets = append(out.Targets, &driverv1.TargetReplicationInfo{BackendId: t.BackendID, Type: t.Type, Status: health[t.Status],
 			StatusMessage: t.Message, LastSyncTime: optTS(t.LastSyncTime), LastSyncDurationSeconds: t.LastSyncDuration.Seconds(),
 			LastSyncBytes: t.LastSyncBytes, LagSeconds: int64(t.Lag / time.Second), LastSnapshot: t.LastSnapshot,
-			PrimaryPodState: t.PrimaryPodState, TargetPodState: t.TargetPodState, MediatorState: t.MediatorState,
+			PrimaryPodState: t.PrimaryPodState, TargetPodState: t.TargetPodState, PrimaryWrites: t.PrimaryWrites, TargetWrites: t.TargetWrites, MediatorState: t.MediatorState,
 			MediatorMessage: t.MediatorMessage, MediatorHeld: t.MediatorHeld})
 	}
 	return out, nil

@@ -461,7 +461,12 @@ type Replica struct {
 	// Why the mediator is unreachable, or who else holds the pod's key.
 	MediatorMessage string `protobuf:"bytes,34,opt,name=mediator_message,json=mediatorMessage,proto3" json:"mediator_message,omitempty"`
 	// This side holds the pod's key at the mediator.
-	MediatorHeld  bool `protobuf:"varint,35,opt,name=mediator_held,json=mediatorHeld,proto3" json:"mediator_held,omitempty"`
+	MediatorHeld bool `protobuf:"varint,35,opt,name=mediator_held,json=mediatorHeld,proto3" json:"mediator_held,omitempty"`
+	// SYNC replicas: whether this side and the peer take client writes:
+	// "online" or "stopped". The peer's writes go through this side, which
+	// sequences them, and stop whenever the pod is not in sync.
+	Writes        string `protobuf:"bytes,36,opt,name=writes,proto3" json:"writes,omitempty"`
+	PeerWrites    string `protobuf:"bytes,37,opt,name=peer_writes,json=peerWrites,proto3" json:"peer_writes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -739,6 +744,20 @@ func (x *Replica) GetMediatorHeld() bool {
 		return x.MediatorHeld
 	}
 	return false
+}
+
+func (x *Replica) GetWrites() string {
+	if x != nil {
+		return x.Writes
+	}
+	return ""
+}
+
+func (x *Replica) GetPeerWrites() string {
+	if x != nil {
+		return x.PeerWrites
+	}
+	return ""
 }
 
 type ReplicateEntityRequest struct {
@@ -2077,7 +2096,7 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\tRetention\x12&\n" +
 	"\x0fall_for_seconds\x18\x01 \x01(\x03R\rallForSeconds\x12\x17\n" +
 	"\aper_day\x18\x02 \x01(\x05R\x06perDay\x12\x12\n" +
-	"\x04days\x18\x03 \x01(\x05R\x04days\"\x90\r\n" +
+	"\x04days\x18\x03 \x01(\x05R\x04days\"\xc9\r\n" +
 	"\aReplica\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1b.volrep.array.v1.EntityKindR\x04kind\x12!\n" +
@@ -2120,7 +2139,10 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\tpod_state\x18  \x01(\tR\bpodState\x12%\n" +
 	"\x0emediator_state\x18! \x01(\tR\rmediatorState\x12)\n" +
 	"\x10mediator_message\x18\" \x01(\tR\x0fmediatorMessage\x12#\n" +
-	"\rmediator_held\x18# \x01(\bR\fmediatorHeld\x1aA\n" +
+	"\rmediator_held\x18# \x01(\bR\fmediatorHeld\x12\x16\n" +
+	"\x06writes\x18$ \x01(\tR\x06writes\x12\x1f\n" +
+	"\vpeer_writes\x18% \x01(\tR\n" +
+	"peerWrites\x1aA\n" +
 	"\x13MemberMappingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x92\x05\n" +

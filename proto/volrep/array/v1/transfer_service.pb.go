@@ -1483,6 +1483,382 @@ func (x *PruneResponse) GetKept() []*PruneSnapshot {
 	return nil
 }
 
+type ForwardOpen struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sync replica (pod) the stream serves.
+	Pod           string `protobuf:"bytes,1,opt,name=pod,proto3" json:"pod,omitempty"`
+	SourceArrayId string `protobuf:"bytes,2,opt,name=source_array_id,json=sourceArrayId,proto3" json:"source_array_id,omitempty"`
+	// How long the non-preferred array waits for a result, and for the
+	// next state message, before it takes the preferred array as gone.
+	TimeoutMs     int64 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardOpen) Reset() {
+	*x = ForwardOpen{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardOpen) ProtoMessage() {}
+
+func (x *ForwardOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardOpen.ProtoReflect.Descriptor instead.
+func (*ForwardOpen) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ForwardOpen) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *ForwardOpen) GetSourceArrayId() string {
+	if x != nil {
+		return x.SourceArrayId
+	}
+	return ""
+}
+
+func (x *ForwardOpen) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+type ForwardState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The non-preferred array's copies that take client writes (its own
+	// volume names); a copy left out takes none.
+	Volumes []string `protobuf:"bytes,1,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	// The pod is in sync: forwarded changes are accepted.
+	InSync        bool `protobuf:"varint,2,opt,name=in_sync,json=inSync,proto3" json:"in_sync,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardState) Reset() {
+	*x = ForwardState{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardState) ProtoMessage() {}
+
+func (x *ForwardState) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardState.ProtoReflect.Descriptor instead.
+func (*ForwardState) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ForwardState) GetVolumes() []string {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+func (x *ForwardState) GetInSync() bool {
+	if x != nil {
+		return x.InSync
+	}
+	return false
+}
+
+type ForwardResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Empty when the change is applied at both arrays.
+	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// The error's kind (errdefs.Kind.Name, such as "UNAVAILABLE").
+	Kind          string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardResult) Reset() {
+	*x = ForwardResult{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardResult) ProtoMessage() {}
+
+func (x *ForwardResult) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardResult.ProtoReflect.Descriptor instead.
+func (*ForwardResult) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ForwardResult) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ForwardResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ForwardResult) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+type ForwardRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*ForwardRequest_Open
+	//	*ForwardRequest_State
+	//	*ForwardRequest_Result
+	Msg           isForwardRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardRequest) Reset() {
+	*x = ForwardRequest{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardRequest) ProtoMessage() {}
+
+func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
+func (*ForwardRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ForwardRequest) GetMsg() isForwardRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *ForwardRequest) GetOpen() *ForwardOpen {
+	if x != nil {
+		if x, ok := x.Msg.(*ForwardRequest_Open); ok {
+			return x.Open
+		}
+	}
+	return nil
+}
+
+func (x *ForwardRequest) GetState() *ForwardState {
+	if x != nil {
+		if x, ok := x.Msg.(*ForwardRequest_State); ok {
+			return x.State
+		}
+	}
+	return nil
+}
+
+func (x *ForwardRequest) GetResult() *ForwardResult {
+	if x != nil {
+		if x, ok := x.Msg.(*ForwardRequest_Result); ok {
+			return x.Result
+		}
+	}
+	return nil
+}
+
+type isForwardRequest_Msg interface {
+	isForwardRequest_Msg()
+}
+
+type ForwardRequest_Open struct {
+	Open *ForwardOpen `protobuf:"bytes,1,opt,name=open,proto3,oneof"`
+}
+
+type ForwardRequest_State struct {
+	State *ForwardState `protobuf:"bytes,2,opt,name=state,proto3,oneof"`
+}
+
+type ForwardRequest_Result struct {
+	Result *ForwardResult `protobuf:"bytes,3,opt,name=result,proto3,oneof"`
+}
+
+func (*ForwardRequest_Open) isForwardRequest_Msg() {}
+
+func (*ForwardRequest_State) isForwardRequest_Msg() {}
+
+func (*ForwardRequest_Result) isForwardRequest_Msg() {}
+
+type ForwardResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*ForwardResponse_Write
+	//	*ForwardResponse_Zero
+	//	*ForwardResponse_Flush
+	Msg           isForwardResponse_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardResponse) Reset() {
+	*x = ForwardResponse{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardResponse) ProtoMessage() {}
+
+func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
+func (*ForwardResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ForwardResponse) GetMsg() isForwardResponse_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *ForwardResponse) GetWrite() *MirrorWrite {
+	if x != nil {
+		if x, ok := x.Msg.(*ForwardResponse_Write); ok {
+			return x.Write
+		}
+	}
+	return nil
+}
+
+func (x *ForwardResponse) GetZero() *MirrorZero {
+	if x != nil {
+		if x, ok := x.Msg.(*ForwardResponse_Zero); ok {
+			return x.Zero
+		}
+	}
+	return nil
+}
+
+func (x *ForwardResponse) GetFlush() *MirrorFlush {
+	if x != nil {
+		if x, ok := x.Msg.(*ForwardResponse_Flush); ok {
+			return x.Flush
+		}
+	}
+	return nil
+}
+
+type isForwardResponse_Msg interface {
+	isForwardResponse_Msg()
+}
+
+type ForwardResponse_Write struct {
+	Write *MirrorWrite `protobuf:"bytes,1,opt,name=write,proto3,oneof"`
+}
+
+type ForwardResponse_Zero struct {
+	Zero *MirrorZero `protobuf:"bytes,2,opt,name=zero,proto3,oneof"`
+}
+
+type ForwardResponse_Flush struct {
+	Flush *MirrorFlush `protobuf:"bytes,3,opt,name=flush,proto3,oneof"`
+}
+
+func (*ForwardResponse_Write) isForwardResponse_Msg() {}
+
+func (*ForwardResponse_Zero) isForwardResponse_Msg() {}
+
+func (*ForwardResponse_Flush) isForwardResponse_Msg() {}
+
 var File_volrep_array_v1_transfer_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
@@ -1598,12 +1974,35 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\tretention\x18\x03 \x01(\v2\x1a.volrep.array.v1.RetentionR\tretention\x12,\n" +
 	"\x03now\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"C\n" +
 	"\rPruneResponse\x122\n" +
-	"\x04kept\x18\x01 \x03(\v2\x1e.volrep.array.v1.PruneSnapshotR\x04kept2\xc8\x02\n" +
+	"\x04kept\x18\x01 \x03(\v2\x1e.volrep.array.v1.PruneSnapshotR\x04kept\"f\n" +
+	"\vForwardOpen\x12\x10\n" +
+	"\x03pod\x18\x01 \x01(\tR\x03pod\x12&\n" +
+	"\x0fsource_array_id\x18\x02 \x01(\tR\rsourceArrayId\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x03 \x01(\x03R\ttimeoutMs\"A\n" +
+	"\fForwardState\x12\x18\n" +
+	"\avolumes\x18\x01 \x03(\tR\avolumes\x12\x17\n" +
+	"\ain_sync\x18\x02 \x01(\bR\x06inSync\"K\n" +
+	"\rForwardResult\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\"\xbc\x01\n" +
+	"\x0eForwardRequest\x122\n" +
+	"\x04open\x18\x01 \x01(\v2\x1c.volrep.array.v1.ForwardOpenH\x00R\x04open\x125\n" +
+	"\x05state\x18\x02 \x01(\v2\x1d.volrep.array.v1.ForwardStateH\x00R\x05state\x128\n" +
+	"\x06result\x18\x03 \x01(\v2\x1e.volrep.array.v1.ForwardResultH\x00R\x06resultB\x05\n" +
+	"\x03msg\"\xb7\x01\n" +
+	"\x0fForwardResponse\x124\n" +
+	"\x05write\x18\x01 \x01(\v2\x1c.volrep.array.v1.MirrorWriteH\x00R\x05write\x121\n" +
+	"\x04zero\x18\x02 \x01(\v2\x1b.volrep.array.v1.MirrorZeroH\x00R\x04zero\x124\n" +
+	"\x05flush\x18\x03 \x01(\v2\x1c.volrep.array.v1.MirrorFlushH\x00R\x05flushB\x05\n" +
+	"\x03msg2\x9a\x03\n" +
 	"\x0fTransferService\x12P\n" +
 	"\aReceive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x010\x01\x12M\n" +
 	"\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x010\x01\x12L\n" +
 	"\aAdvance\x12\x1f.volrep.array.v1.AdvanceRequest\x1a .volrep.array.v1.AdvanceResponse\x12F\n" +
-	"\x05Prune\x12\x1d.volrep.array.v1.PruneRequest\x1a\x1e.volrep.array.v1.PruneResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
+	"\x05Prune\x12\x1d.volrep.array.v1.PruneRequest\x1a\x1e.volrep.array.v1.PruneResponse\x12P\n" +
+	"\aForward\x12\x1f.volrep.array.v1.ForwardRequest\x1a .volrep.array.v1.ForwardResponse(\x010\x01B8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
 
 var (
 	file_volrep_array_v1_transfer_service_proto_rawDescOnce sync.Once
@@ -1617,7 +2016,7 @@ func file_volrep_array_v1_transfer_service_proto_rawDescGZIP() []byte {
 	return file_volrep_array_v1_transfer_service_proto_rawDescData
 }
 
-var file_volrep_array_v1_transfer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_volrep_array_v1_transfer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_volrep_array_v1_transfer_service_proto_goTypes = []any{
 	(*ReceiveHeader)(nil),         // 0: volrep.array.v1.ReceiveHeader
 	(*DataChunk)(nil),             // 1: volrep.array.v1.DataChunk
@@ -1640,49 +2039,62 @@ var file_volrep_array_v1_transfer_service_proto_goTypes = []any{
 	(*PruneSnapshot)(nil),         // 18: volrep.array.v1.PruneSnapshot
 	(*PruneRequest)(nil),          // 19: volrep.array.v1.PruneRequest
 	(*PruneResponse)(nil),         // 20: volrep.array.v1.PruneResponse
-	nil,                           // 21: volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
-	nil,                           // 22: volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
-	nil,                           // 23: volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
-	(*Snapshot)(nil),              // 25: volrep.array.v1.Snapshot
-	(*Retention)(nil),             // 26: volrep.array.v1.Retention
+	(*ForwardOpen)(nil),           // 21: volrep.array.v1.ForwardOpen
+	(*ForwardState)(nil),          // 22: volrep.array.v1.ForwardState
+	(*ForwardResult)(nil),         // 23: volrep.array.v1.ForwardResult
+	(*ForwardRequest)(nil),        // 24: volrep.array.v1.ForwardRequest
+	(*ForwardResponse)(nil),       // 25: volrep.array.v1.ForwardResponse
+	nil,                           // 26: volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
+	nil,                           // 27: volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
+	nil,                           // 28: volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
+	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
+	(*Snapshot)(nil),              // 30: volrep.array.v1.Snapshot
+	(*Retention)(nil),             // 31: volrep.array.v1.Retention
 }
 var file_volrep_array_v1_transfer_service_proto_depIdxs = []int32{
-	21, // 0: volrep.array.v1.ReceiveHeader.volume_labels:type_name -> volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
-	24, // 1: volrep.array.v1.ReceiveHeader.snapshot_created:type_name -> google.protobuf.Timestamp
-	22, // 2: volrep.array.v1.ReceiveHeader.snapshot_labels:type_name -> volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
+	26, // 0: volrep.array.v1.ReceiveHeader.volume_labels:type_name -> volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
+	29, // 1: volrep.array.v1.ReceiveHeader.snapshot_created:type_name -> google.protobuf.Timestamp
+	27, // 2: volrep.array.v1.ReceiveHeader.snapshot_labels:type_name -> volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
 	0,  // 3: volrep.array.v1.ReceiveRequest.header:type_name -> volrep.array.v1.ReceiveHeader
 	1,  // 4: volrep.array.v1.ReceiveRequest.data:type_name -> volrep.array.v1.DataChunk
 	2,  // 5: volrep.array.v1.ReceiveRequest.zero:type_name -> volrep.array.v1.ZeroExtent
 	3,  // 6: volrep.array.v1.ReceiveRequest.trailer:type_name -> volrep.array.v1.ReceiveTrailer
-	25, // 7: volrep.array.v1.ReceiveCommitted.snapshot:type_name -> volrep.array.v1.Snapshot
+	30, // 7: volrep.array.v1.ReceiveCommitted.snapshot:type_name -> volrep.array.v1.Snapshot
 	5,  // 8: volrep.array.v1.ReceiveResponse.ready:type_name -> volrep.array.v1.ReceiveReady
 	6,  // 9: volrep.array.v1.ReceiveResponse.committed:type_name -> volrep.array.v1.ReceiveCommitted
 	8,  // 10: volrep.array.v1.MirrorRequest.open:type_name -> volrep.array.v1.MirrorOpen
 	9,  // 11: volrep.array.v1.MirrorRequest.write:type_name -> volrep.array.v1.MirrorWrite
 	10, // 12: volrep.array.v1.MirrorRequest.zero:type_name -> volrep.array.v1.MirrorZero
 	11, // 13: volrep.array.v1.MirrorRequest.flush:type_name -> volrep.array.v1.MirrorFlush
-	24, // 14: volrep.array.v1.AdvanceMember.snapshot_created:type_name -> google.protobuf.Timestamp
-	23, // 15: volrep.array.v1.AdvanceMember.snapshot_labels:type_name -> volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
+	29, // 14: volrep.array.v1.AdvanceMember.snapshot_created:type_name -> google.protobuf.Timestamp
+	28, // 15: volrep.array.v1.AdvanceMember.snapshot_labels:type_name -> volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
 	14, // 16: volrep.array.v1.AdvanceRequest.members:type_name -> volrep.array.v1.AdvanceMember
-	25, // 17: volrep.array.v1.AdvanceResult.snapshot:type_name -> volrep.array.v1.Snapshot
+	30, // 17: volrep.array.v1.AdvanceResult.snapshot:type_name -> volrep.array.v1.Snapshot
 	16, // 18: volrep.array.v1.AdvanceResponse.results:type_name -> volrep.array.v1.AdvanceResult
-	26, // 19: volrep.array.v1.PruneRequest.retention:type_name -> volrep.array.v1.Retention
-	24, // 20: volrep.array.v1.PruneRequest.now:type_name -> google.protobuf.Timestamp
+	31, // 19: volrep.array.v1.PruneRequest.retention:type_name -> volrep.array.v1.Retention
+	29, // 20: volrep.array.v1.PruneRequest.now:type_name -> google.protobuf.Timestamp
 	18, // 21: volrep.array.v1.PruneResponse.kept:type_name -> volrep.array.v1.PruneSnapshot
-	4,  // 22: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
-	12, // 23: volrep.array.v1.TransferService.Mirror:input_type -> volrep.array.v1.MirrorRequest
-	15, // 24: volrep.array.v1.TransferService.Advance:input_type -> volrep.array.v1.AdvanceRequest
-	19, // 25: volrep.array.v1.TransferService.Prune:input_type -> volrep.array.v1.PruneRequest
-	7,  // 26: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
-	13, // 27: volrep.array.v1.TransferService.Mirror:output_type -> volrep.array.v1.MirrorResponse
-	17, // 28: volrep.array.v1.TransferService.Advance:output_type -> volrep.array.v1.AdvanceResponse
-	20, // 29: volrep.array.v1.TransferService.Prune:output_type -> volrep.array.v1.PruneResponse
-	26, // [26:30] is the sub-list for method output_type
-	22, // [22:26] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	21, // 22: volrep.array.v1.ForwardRequest.open:type_name -> volrep.array.v1.ForwardOpen
+	22, // 23: volrep.array.v1.ForwardRequest.state:type_name -> volrep.array.v1.ForwardState
+	23, // 24: volrep.array.v1.ForwardRequest.result:type_name -> volrep.array.v1.ForwardResult
+	9,  // 25: volrep.array.v1.ForwardResponse.write:type_name -> volrep.array.v1.MirrorWrite
+	10, // 26: volrep.array.v1.ForwardResponse.zero:type_name -> volrep.array.v1.MirrorZero
+	11, // 27: volrep.array.v1.ForwardResponse.flush:type_name -> volrep.array.v1.MirrorFlush
+	4,  // 28: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
+	12, // 29: volrep.array.v1.TransferService.Mirror:input_type -> volrep.array.v1.MirrorRequest
+	15, // 30: volrep.array.v1.TransferService.Advance:input_type -> volrep.array.v1.AdvanceRequest
+	19, // 31: volrep.array.v1.TransferService.Prune:input_type -> volrep.array.v1.PruneRequest
+	24, // 32: volrep.array.v1.TransferService.Forward:input_type -> volrep.array.v1.ForwardRequest
+	7,  // 33: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
+	13, // 34: volrep.array.v1.TransferService.Mirror:output_type -> volrep.array.v1.MirrorResponse
+	17, // 35: volrep.array.v1.TransferService.Advance:output_type -> volrep.array.v1.AdvanceResponse
+	20, // 36: volrep.array.v1.TransferService.Prune:output_type -> volrep.array.v1.PruneResponse
+	25, // 37: volrep.array.v1.TransferService.Forward:output_type -> volrep.array.v1.ForwardResponse
+	33, // [33:38] is the sub-list for method output_type
+	28, // [28:33] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_transfer_service_proto_init() }
@@ -1708,13 +2120,23 @@ func file_volrep_array_v1_transfer_service_proto_init() {
 		(*MirrorRequest_Zero)(nil),
 		(*MirrorRequest_Flush)(nil),
 	}
+	file_volrep_array_v1_transfer_service_proto_msgTypes[24].OneofWrappers = []any{
+		(*ForwardRequest_Open)(nil),
+		(*ForwardRequest_State)(nil),
+		(*ForwardRequest_Result)(nil),
+	}
+	file_volrep_array_v1_transfer_service_proto_msgTypes[25].OneofWrappers = []any{
+		(*ForwardResponse_Write)(nil),
+		(*ForwardResponse_Zero)(nil),
+		(*ForwardResponse_Flush)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_transfer_service_proto_rawDesc), len(file_volrep_array_v1_transfer_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const (
 	TransferService_Mirror_FullMethodName  = "/volrep.array.v1.TransferService/Mirror"
 	TransferService_Advance_FullMethodName = "/volrep.array.v1.TransferService/Advance"
 	TransferService_Prune_FullMethodName   = "/volrep.array.v1.TransferService/Prune"
+	TransferService_Forward_FullMethodName = "/volrep.array.v1.TransferService/Forward"
 )
 
 // TransferServiceClient is the client API for TransferService service.
@@ -53,6 +54,15 @@ type TransferServiceClient interface {
 	// moves. A snapshot someone reads (exported or connected to a host)
 	// stays and is listed in kept, so a DR test is never cut off.
 	Prune(ctx context.Context, in *PruneRequest, opts ...grpc.CallOption) (*PruneResponse, error)
+	// Forward carries the client changes a pod's non-preferred array takes
+	// to the preferred array, which sequences them: it applies each through
+	// its own write path (so the change comes back on the Mirror stream, in
+	// order with its own writes) and answers once the peer has it. The
+	// preferred array opens the stream, over the link it already holds, so
+	// the roles are reversed: its requests are the open, the pod's state
+	// (also a heartbeat) and the results; the responses are the forwarded
+	// changes.
+	Forward(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ForwardRequest, ForwardResponse], error)
 }
 
 type transferServiceClient struct {
@@ -109,6 +119,19 @@ func (c *transferServiceClient) Prune(ctx context.Context, in *PruneRequest, opt
 	return out, nil
 }
 
+func (c *transferServiceClient) Forward(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ForwardRequest, ForwardResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &TransferService_ServiceDesc.Streams[2], TransferService_Forward_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ForwardRequest, ForwardResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TransferService_ForwardClient = grpc.BidiStreamingClient[ForwardRequest, ForwardResponse]
+
 // TransferServiceServer is the server API for TransferService service.
 // All implementations must embed UnimplementedTransferServiceServer
 // for forward compatibility.
@@ -137,6 +160,15 @@ type TransferServiceServer interface {
 	// moves. A snapshot someone reads (exported or connected to a host)
 	// stays and is listed in kept, so a DR test is never cut off.
 	Prune(context.Context, *PruneRequest) (*PruneResponse, error)
+	// Forward carries the client changes a pod's non-preferred array takes
+	// to the preferred array, which sequences them: it applies each through
+	// its own write path (so the change comes back on the Mirror stream, in
+	// order with its own writes) and answers once the peer has it. The
+	// preferred array opens the stream, over the link it already holds, so
+	// the roles are reversed: its requests are the open, the pod's state
+	// (also a heartbeat) and the results; the responses are the forwarded
+	// changes.
+	Forward(grpc.BidiStreamingServer[ForwardRequest, ForwardResponse]) error
 	mustEmbedUnimplementedTransferServiceServer()
 }
 
@@ -158,6 +190,9 @@ func (UnimplementedTransferServiceServer) Advance(context.Context, *AdvanceReque
 }
 func (UnimplementedTransferServiceServer) Prune(context.Context, *PruneRequest) (*PruneResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Prune not implemented")
+}
+func (UnimplementedTransferServiceServer) Forward(grpc.BidiStreamingServer[ForwardRequest, ForwardResponse]) error {
+	return status.Error(codes.Unimplemented, "method Forward not implemented")
 }
 func (UnimplementedTransferServiceServer) mustEmbedUnimplementedTransferServiceServer() {}
 func (UnimplementedTransferServiceServer) testEmbeddedByValue()                         {}
@@ -230,6 +265,13 @@ func _TransferService_Prune_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TransferService_Forward_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(TransferServiceServer).Forward(&grpc.GenericServerStream[ForwardRequest, ForwardResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TransferService_ForwardServer = grpc.BidiStreamingServer[ForwardRequest, ForwardResponse]
+
 // TransferService_ServiceDesc is the grpc.ServiceDesc for TransferService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -256,6 +298,12 @@ var TransferService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Mirror",
 			Handler:       _TransferService_Mirror_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Forward",
+			Handler:       _TransferService_Forward_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},

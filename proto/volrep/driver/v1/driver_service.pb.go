@@ -2846,8 +2846,13 @@ type TargetReplicationInfo struct {
 	MediatorState   string `protobuf:"bytes,12,opt,name=mediator_state,json=mediatorState,proto3" json:"mediator_state,omitempty"`
 	MediatorMessage string `protobuf:"bytes,13,opt,name=mediator_message,json=mediatorMessage,proto3" json:"mediator_message,omitempty"`
 	MediatorHeld    bool   `protobuf:"varint,14,opt,name=mediator_held,json=mediatorHeld,proto3" json:"mediator_held,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Sync targets: whether the primary side and the target side take
+	// client writes ("online" or "stopped"); the target's go through the
+	// primary, and stop whenever the pod is not in sync.
+	PrimaryWrites string `protobuf:"bytes,15,opt,name=primary_writes,json=primaryWrites,proto3" json:"primary_writes,omitempty"`
+	TargetWrites  string `protobuf:"bytes,16,opt,name=target_writes,json=targetWrites,proto3" json:"target_writes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TargetReplicationInfo) Reset() {
@@ -2976,6 +2981,20 @@ func (x *TargetReplicationInfo) GetMediatorHeld() bool {
 		return x.MediatorHeld
 	}
 	return false
+}
+
+func (x *TargetReplicationInfo) GetPrimaryWrites() string {
+	if x != nil {
+		return x.PrimaryWrites
+	}
+	return ""
+}
+
+func (x *TargetReplicationInfo) GetTargetWrites() string {
+	if x != nil {
+		return x.TargetWrites
+	}
+	return ""
 }
 
 type GetReplicationInfoRequest struct {
@@ -7381,7 +7400,7 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\bnew_type\x18\x03 \x01(\v2\x1c.volrep.driver.v1.VolumeTypeR\anewType\"l\n" +
 	"\x0eRetypeResponse\x12\x18\n" +
 	"\aretyped\x18\x01 \x01(\bR\aretyped\x12@\n" +
-	"\fmodel_update\x18\x02 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\"\xe8\x04\n" +
+	"\fmodel_update\x18\x02 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\"\xb4\x05\n" +
 	"\x15TargetReplicationInfo\x12\x1d\n" +
 	"\n" +
 	"backend_id\x18\x01 \x01(\tR\tbackendId\x12\x12\n" +
@@ -7399,7 +7418,9 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x10target_pod_state\x18\v \x01(\tR\x0etargetPodState\x12%\n" +
 	"\x0emediator_state\x18\f \x01(\tR\rmediatorState\x12)\n" +
 	"\x10mediator_message\x18\r \x01(\tR\x0fmediatorMessage\x12#\n" +
-	"\rmediator_held\x18\x0e \x01(\bR\fmediatorHeld\"R\n" +
+	"\rmediator_held\x18\x0e \x01(\bR\fmediatorHeld\x12%\n" +
+	"\x0eprimary_writes\x18\x0f \x01(\tR\rprimaryWrites\x12#\n" +
+	"\rtarget_writes\x18\x10 \x01(\tR\ftargetWrites\"R\n" +
 	"\x19GetReplicationInfoRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
 	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\"\x8b\x03\n" +

@@ -39,6 +39,11 @@ class TransferServiceStub(object):
         request_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.PruneRequest.SerializeToString,
         response_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.PruneResponse.FromString,
         )
+    self.Forward = channel.stream_stream(
+        '/volrep.array.v1.TransferService/Forward',
+        request_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ForwardRequest.SerializeToString,
+        response_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ForwardResponse.FromString,
+        )
 
 
 class TransferServiceServicer(object):
@@ -88,6 +93,20 @@ class TransferServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def Forward(self, request_iterator, context):
+    """Forward carries the client changes a pod's non-preferred array takes
+    to the preferred array, which sequences them: it applies each through
+    its own write path (so the change comes back on the Mirror stream, in
+    order with its own writes) and answers once the peer has it. The
+    preferred array opens the stream, over the link it already holds, so
+    the roles are reversed: its requests are the open, the pod's state
+    (also a heartbeat) and the results; the responses are the forwarded
+    changes.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_TransferServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -110,6 +129,11 @@ def add_TransferServiceServicer_to_server(servicer, server):
           servicer.Prune,
           request_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.PruneRequest.FromString,
           response_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.PruneResponse.SerializeToString,
+      ),
+      'Forward': grpc.stream_stream_rpc_method_handler(
+          servicer.Forward,
+          request_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ForwardRequest.FromString,
+          response_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ForwardResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(

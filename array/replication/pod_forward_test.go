@@ -1,0 +1,205 @@
+package replication_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/errdefs"
+)
+
+// peerWritable waits until the pod's copy at the peer takes client writes
+// (the forward stream is open and the pod in sync), writing p at off.
+func peerWritable(t *testing.T, tg *target, vol string, off int64, p []byte) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := tg.st.WriteVolume(t.Context(), vol, off, p, false)
+		if err == nil {
+			return
+		}
+		if !errdefs.IsUnavailable(err) && !errdefs.IsFailedPrecondition(err) || time.Now().After(deadline) {
+			t.Fatalf("the pod's copy at the peer does not take writes: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func openVol(t *testing.T, st *store.Store, vol string) *store.Handle {
+	t.Helper()
+	h, err := st.OpenVolume(t.Context(), vol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// TestPodWriteAtPeer: a write, a zeroed range and a FUA write made at the
+// non-preferred array are readable at both arrays once acknowledged.
+func TestPodWriteAtPeer(t *testing.T) {
+	src, tg := newPod(t, 5*time.Second)
+	ctx := t.Context()
+	p := bytes.Repeat([]byte{0xb7}, 3*4096+100)
+	peerWritable(t, tg, "v1", 2*mib+17, p)
+	check := func(what string, off int64, want []byte) {
+		t.Helper()
+		a, b := make([]byte, len(want)), make([]byte, len(want))
+		if err := src.st.ReadVolume(ctx, "v1", off, a); err != nil {
+			t.Fatal(err)
+		}
+		if err := tg.st.ReadVolume(ctx, "v1", off, b); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, want) || !bytes.Equal(b, want) {
+			t.Fatalf("%s made at the peer: on the preferred array %v, on the peer %v", what, bytes.Equal(a, want), bytes.Equal(b, want))
+		}
+	}
+	check("a write", 2*mib+17, p)
+	h := openVol(t, tg.st, "v1")
+	if h.ReadOnly() {
+		t.Fatal("the peer's copy of an in-sync pod reports itself read-only to its exports")
+	}
+	if err := h.Zero(ctx, 0, 64<<10, false); err != nil {
+		t.Fatal(err)
+	}
+	check("a zeroed range", 0, make([]byte, 64<<10))
+	q := bytes.Repeat([]byte{0x3c}, 8192)
+	if err := h.WriteAt(ctx, q, 5*mib, true); err != nil {
+		t.Fatal(err)
+	}
+	check("a FUA write", 5*mib, q)
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// COMPARE AND WRITE cannot be atomic at a copy that does not sequence.
+	if err := h.CompareAndWrite(ctx, q, q, 5*mib, false); !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("compare and write at the peer: %v, want FAILED_PRECONDITION", err)
+	}
+	same(t, src, tg, "v1")
+}
+
+// TestPodWritesAtBothSides: writers at both arrays to the same 64 KiB
+// leave both copies byte-identical, each block holding the last value
+// of some acknowledged write to it (or zeros).
+func TestPodWritesAtBothSides(t *testing.T) {
+	src, tg := newPod(t, 5*time.Second)
+	ctx := t.Context()
+	const region, blocks, perWriter = 4 * mib, 16, 150
+	peerWritable(t, tg, "v1", region, make([]byte, 4096))
+	var mu sync.Mutex
+	written := map[int64]map[uint32]bool{} // block -> ids acknowledged there
+	var wg sync.WaitGroup
+	for side, st := range []*store.Store{src.st, tg.st} {
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				h := openVol(t, st, "v1")
+				for i := 0; i < perWriter; i++ {
+					id := uint32(side<<24 | w<<16 | i + 1)
+					blk := int64((i*7 + w*3 + side) % blocks)
+					n := int64(1 + i%3) // one to three blocks
+					n = min(n, blocks-blk)
+					if i%10 == 9 {
+						if err := h.Zero(ctx, region+blk*4096, n*4096, false); err != nil {
+							t.Errorf("zero at side %d: %v", side, err)
+							return
+						}
+						continue
+					}
+					p := make([]byte, n*4096)
+					for o := 0; o < len(p); o += 4 {
+						binary.LittleEndian.PutUint32(p[o:], id)
+					}
+					if err := h.WriteAt(ctx, p, region+blk*4096, false); err != nil {
+						t.Errorf("write at side %d: %v", side, err)
+						return
+					}
+					mu.Lock()
+					for b := blk; b < blk+n; b++ {
+						if written[b] == nil {
+							written[b] = map[uint32]bool{}
+						}
+						written[b][id] = true
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	a, b := make([]byte, blocks*4096), make([]byte, blocks*4096)
+	if err := src.st.ReadVolume(ctx, "v1", region, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.st.ReadVolume(ctx, "v1", region, b); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Fatal("after writers at both arrays the two copies differ")
+	}
+	for blk := int64(0); blk < blocks; blk++ {
+		data := a[blk*4096 : (blk+1)*4096]
+		id := binary.LittleEndian.Uint32(data)
+		if !bytes.Equal(data, bytes.Repeat(data[:4], 1024)) || (id != 0 && !written[blk][id]) {
+			t.Fatalf("block %d holds %x..., which no acknowledged write put there", blk, data[:8])
+		}
+	}
+	same(t, src, tg, "v1")
+}
+
+// TestPodPeerWritesFailWhenCut: with the link between the arrays cut,
+// writes at the peer fail at once (UNAVAILABLE) and change nothing; once
+// it is back they succeed again, and the copies do not diverge.
+func TestPodPeerWritesFailWhenCut(t *testing.T) {
+	const timeout = time.Second
+	src, tg := newPod(t, timeout)
+	ctx := t.Context()
+	peerWritable(t, tg, "v1", 0, bytes.Repeat([]byte{1}, 4096))
+	tg.halt()
+	// The forward stream ends with the server: no wait for a timeout.
+	var err error
+	deadline := time.Now().Add(10 * time.Second)
+	for err == nil && time.Now().Before(deadline) {
+		err = tg.st.WriteVolume(ctx, "v1", 8192, bytes.Repeat([]byte{9}, 4096), false)
+	}
+	if !errdefs.IsUnavailable(err) {
+		t.Fatalf("a write at the peer with the link cut: %v, want UNAVAILABLE", err)
+	}
+	// The writes keep failing, each at once.
+	for i := 0; i < 5; i++ {
+		start := time.Now()
+		err := tg.st.WriteVolume(ctx, "v1", 3*4096, bytes.Repeat([]byte{0xee}, 4096), false)
+		if !errdefs.IsUnavailable(err) || time.Since(start) > timeout/2 {
+			t.Fatalf("a write at the cut peer took %v and returned %v; want UNAVAILABLE at once", time.Since(start), err)
+		}
+	}
+	got := make([]byte, 4096)
+	if err := tg.st.ReadVolume(ctx, "v1", 3*4096, got); err != nil {
+		t.Fatalf("reads at the cut peer: %v", err)
+	}
+	if bytes.Contains(got, []byte{0xee}) {
+		t.Fatal("a refused write at the peer changed its copy")
+	}
+	if r, _ := src.eng.GetReplica(ctx, "pod"); r.PeerWrites != array.WritesStopped || r.Writes != array.WritesOnline {
+		t.Fatalf("with the link cut the pod reports writes %q here and %q at the peer", r.Writes, r.PeerWrites)
+	}
+	// The preferred side carries on meanwhile.
+	if err := src.st.WriteVolume(ctx, "v1", 4*4096, bytes.Repeat([]byte{0xaa}, 4096), false); err != nil {
+		t.Fatal(err)
+	}
+	tg.start()
+	syncNow(t, src)
+	peerWritable(t, tg, "v1", 5*4096, bytes.Repeat([]byte{0x55}, 4096))
+	if r, _ := src.eng.GetReplica(ctx, "pod"); r.PeerWrites != array.WritesOnline {
+		t.Fatalf("with the link back and a write at the peer acknowledged, the pod reports the peer's writes %q", r.PeerWrites)
+	}
+	same(t, src, tg, "v1")
+}

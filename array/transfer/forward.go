@@ -1,0 +1,391 @@
+package transfer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/errdefs"
+	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
+)
+
+// forwardChunk bounds the data of one forwarded message, as mirrorChunk
+// does on the Mirror stream.
+const forwardChunk = 4 << 20
+
+// forwards are the pods whose copies here take client writes through
+// their preferred array; they outlive one Forward stream, so a copy whose
+// preferred array went away fails its writes (UNAVAILABLE) instead of
+// turning read-only.
+type forwards struct {
+	mu   sync.Mutex
+	pods map[string]*podForward
+}
+
+func (f *forwards) pod(name string) *podForward {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.pods == nil {
+		f.pods = map[string]*podForward{}
+	}
+	p := f.pods[name]
+	if p == nil {
+		p = &podForward{name: name, volumes: map[string]bool{}}
+		f.pods[name] = p
+	}
+	return p
+}
+
+// podForward is one pod at its non-preferred array.
+type podForward struct {
+	name string
+
+	mu      sync.Mutex
+	sess    *forwardSession // nil: no stream from the preferred array
+	inSync  bool
+	volumes map[string]bool
+
+	// acked counts forwarded changes answered; flushed is acked as of the
+	// last forwarded flush, so a flush with nothing new needs no network.
+	acked, flushed atomic.Uint64
+}
+
+func (p *podForward) current() (*forwardSession, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.sess == nil:
+		return nil, &array.PodStoppedError{Err: errdefs.Unavailable("pod %s: this array cannot reach the pod's preferred array, which sequences every write; "+
+			"writes fail here until the link is back (reads are served here)", p.name)}
+	case !p.inSync:
+		return nil, &array.PodStoppedError{Err: errdefs.Unavailable("pod %s is not in sync: writes go to the preferred array until it is back in sync (reads are served here)", p.name)}
+	}
+	return p.sess, nil
+}
+
+// send forwards changes and returns the wait for their results.
+func (p *podForward) send(msgs []func(seq uint64) *arrayv1.ForwardResponse, write bool) func() error {
+	sess, err := p.current()
+	if err != nil {
+		return func() error { return err }
+	}
+	dones := make([]<-chan error, 0, len(msgs))
+	for _, b := range msgs {
+		done, err := sess.enqueue(b)
+		if err != nil {
+			return func() error { return err }
+		}
+		dones = append(dones, done)
+	}
+	return func() error {
+		t := time.NewTimer(sess.timeout)
+		defer t.Stop()
+		for _, done := range dones {
+			select {
+			case err := <-done:
+				if err != nil {
+					return err
+				}
+			case <-sess.dead:
+				return sess.deathErr(p.name)
+			case <-t.C:
+				// Later writes fail at once, until the preferred array
+				// opens a new stream.
+				sess.kill(errdefs.Unavailable("no answer within %s", sess.timeout))
+				return sess.deathErr(p.name)
+			}
+		}
+		if write {
+			p.acked.Add(1)
+		}
+		return nil
+	}
+}
+
+func (p *podForward) flush(volume string) error {
+	n := p.acked.Load()
+	if p.flushed.Load() >= n {
+		return nil
+	}
+	err := p.send([]func(uint64) *arrayv1.ForwardResponse{func(seq uint64) *arrayv1.ForwardResponse {
+		return &arrayv1.ForwardResponse{Msg: &arrayv1.ForwardResponse_Flush{Flush: &arrayv1.MirrorFlush{Seq: seq, Volumes: []string{volume}}}}
+	}}, false)()
+	if err != nil {
+		return err
+	}
+	for {
+		f := p.flushed.Load()
+		if f >= n || p.flushed.CompareAndSwap(f, n) {
+			return nil
+		}
+	}
+}
+
+// volumeForward is one copy's store.Forwarder.
+type volumeForward struct {
+	p      *podForward
+	volume string
+}
+
+func (v *volumeForward) Write(off int64, p []byte) func() error {
+	var msgs []func(uint64) *arrayv1.ForwardResponse
+	for at := int64(0); at < int64(len(p)); at += forwardChunk {
+		data := bytes.Clone(p[at:min(at+forwardChunk, int64(len(p)))])
+		o := off + at
+		msgs = append(msgs, func(seq uint64) *arrayv1.ForwardResponse {
+			return &arrayv1.ForwardResponse{Msg: &arrayv1.ForwardResponse_Write{Write: &arrayv1.MirrorWrite{Seq: seq, Volume: v.volume, Offset: o, Data: data}}}
+		})
+	}
+	return v.p.send(msgs, true)
+}
+
+func (v *volumeForward) Zero(off, length int64) func() error {
+	return v.p.send([]func(uint64) *arrayv1.ForwardResponse{func(seq uint64) *arrayv1.ForwardResponse {
+		return &arrayv1.ForwardResponse{Msg: &arrayv1.ForwardResponse_Zero{Zero: &arrayv1.MirrorZero{Seq: seq, Volume: v.volume, Offset: off, Length: length}}}
+	}}, true)
+}
+
+func (v *volumeForward) Flush() error { return v.p.flush(v.volume) }
+
+var _ store.Forwarder = (*volumeForward)(nil)
+
+// forwardSession is one Forward stream: changes are queued by the
+// writers and sent by one goroutine; results are matched by sequence.
+type forwardSession struct {
+	stream  arrayv1.TransferService_ForwardServer
+	timeout time.Duration
+
+	mu      sync.Mutex
+	seq     uint64
+	queue   []*arrayv1.ForwardResponse
+	pending map[uint64]chan error
+	work    chan struct{}
+
+	dead     chan struct{}
+	deadOnce sync.Once
+	err      error
+}
+
+func (s *forwardSession) enqueue(build func(uint64) *arrayv1.ForwardResponse) (<-chan error, error) {
+	s.mu.Lock()
+	select {
+	case <-s.dead:
+		s.mu.Unlock()
+		return nil, errdefs.Unavailable("forward stream closed")
+	default:
+	}
+	s.seq++
+	done := make(chan error, 1)
+	s.pending[s.seq] = done
+	s.queue = append(s.queue, build(s.seq))
+	s.mu.Unlock()
+	select {
+	case s.work <- struct{}{}:
+	default:
+	}
+	return done, nil
+}
+
+func (s *forwardSession) sendLoop() {
+	for {
+		select {
+		case <-s.dead:
+			return
+		case <-s.work:
+		}
+		s.mu.Lock()
+		batch := s.queue
+		s.queue = nil
+		s.mu.Unlock()
+		for _, m := range batch {
+			if err := s.stream.Send(m); err != nil {
+				s.kill(err)
+				return
+			}
+		}
+	}
+}
+
+func (s *forwardSession) result(r *arrayv1.ForwardResult) {
+	s.mu.Lock()
+	done, ok := s.pending[r.GetSeq()]
+	delete(s.pending, r.GetSeq())
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	if r.GetError() == "" {
+		done <- nil
+		return
+	}
+	err := errdefs.New(errdefs.ParseKind(r.GetKind()), "the pod's preferred array: %s", r.GetError())
+	if errdefs.IsUnavailable(err) {
+		err = &array.PodStoppedError{Err: err}
+	}
+	done <- err
+}
+
+func (s *forwardSession) kill(err error) {
+	s.deadOnce.Do(func() {
+		s.mu.Lock()
+		s.err = err
+		s.mu.Unlock()
+		close(s.dead)
+	})
+}
+
+func (s *forwardSession) deathErr(pod string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &array.PodStoppedError{Err: errdefs.Unavailable("pod %s: the preferred array, which sequences every write, did not answer (%v); "+
+		"the write may or may not have been applied at both copies, and writes fail here until the link is back", pod, s.err)}
+}
+
+// Forward serves one pod's Forward stream from its preferred array:
+// while it is open and the pod is in sync, the pod's copies here take
+// client writes, each sent to the preferred array and answered only once
+// it is on both copies. The stream also ends when the preferred array
+// sends nothing (results or its state, a heartbeat) for the timeout.
+func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	open := first.GetOpen()
+	if open == nil {
+		return errdefs.InvalidArgument("open", "the first message must name the pod")
+	}
+	if err := array.CheckName("open.pod", open.GetPod()); err != nil {
+		return err
+	}
+	if id := open.GetSourceArrayId(); id != "" {
+		if err := array.CheckName("open.source_array_id", id); err != nil {
+			return err
+		}
+	}
+	if ms := open.GetTimeoutMs(); ms <= 0 || ms > 3600_000 {
+		return errdefs.InvalidArgument("open.timeout_ms", "is %d; give the pod's sync timeout in milliseconds (1 to 3600000)", ms)
+	}
+	timeout := time.Duration(open.GetTimeoutMs()) * time.Millisecond
+	log := t.log.With("pod", open.GetPod())
+	sess := &forwardSession{stream: stream, timeout: timeout, pending: map[uint64]chan error{},
+		work: make(chan struct{}, 1), dead: make(chan struct{})}
+	p := t.fwd.pod(open.GetPod())
+	p.mu.Lock()
+	if old := p.sess; old != nil {
+		old.kill(errors.New("replaced by a new stream"))
+	}
+	p.sess, p.inSync = sess, false
+	p.mu.Unlock()
+	log.Info("forward stream open", "source_array", open.GetSourceArrayId())
+	defer func() {
+		p.mu.Lock()
+		if p.sess == sess {
+			p.sess, p.inSync = nil, false
+		}
+		p.mu.Unlock()
+		sess.kill(errors.New("the stream ended"))
+		log.Info("forward stream closed", "err", sess.err)
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sess.sendLoop()
+	}()
+	// Recv cannot be interrupted but by the handler's return: it runs on
+	// its own goroutine, which ends with the stream's context right after.
+	msgs := make(chan *arrayv1.ForwardRequest)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				sess.kill(err)
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-sess.dead:
+				return
+			}
+		}
+	}()
+	watchdog := time.NewTimer(timeout)
+	defer watchdog.Stop()
+	for {
+		select {
+		case <-sess.dead:
+			return nil
+		case <-watchdog.C:
+			sess.kill(errdefs.Unavailable("no message from the preferred array within %s", timeout))
+			return nil
+		case m := <-msgs:
+			watchdog.Reset(timeout)
+			switch m := m.Msg.(type) {
+			case *arrayv1.ForwardRequest_State:
+				if err := t.forwardState(stream.Context(), p, sess, m.State); err != nil {
+					sess.kill(err)
+					return err
+				}
+			case *arrayv1.ForwardRequest_Result:
+				sess.result(m.Result)
+			default:
+				err := errdefs.InvalidArgument("msg", "unexpected %T on a forward stream", m)
+				sess.kill(err)
+				return err
+			}
+		}
+	}
+}
+
+// forwardState installs the pod's forwarders on the copies it names and
+// removes them from the copies it no longer names.
+func (t *Service) forwardState(ctx context.Context, p *podForward, sess *forwardSession, st *arrayv1.ForwardState) error {
+	want := map[string]bool{}
+	for _, v := range st.GetVolumes() {
+		if err := array.CheckName("state.volumes", v); err != nil {
+			return err
+		}
+		want[v] = true
+	}
+	p.mu.Lock()
+	if p.sess != sess {
+		p.mu.Unlock()
+		return nil
+	}
+	var add, drop []string
+	for v := range want {
+		if !p.volumes[v] {
+			add = append(add, v)
+		}
+	}
+	for v := range p.volumes {
+		if !want[v] {
+			drop = append(drop, v)
+		}
+	}
+	p.volumes = want
+	p.mu.Unlock()
+	for _, v := range add {
+		if err := t.s.SetForwarder(ctx, v, &volumeForward{p: p, volume: v}); err != nil && !errdefs.IsNotFound(err) {
+			return err
+		}
+	}
+	for _, v := range drop {
+		if err := t.s.SetForwarder(ctx, v, nil); err != nil && !errdefs.IsNotFound(err) {
+			return err
+		}
+	}
+	p.mu.Lock()
+	if p.sess == sess {
+		p.inSync = st.GetInSync()
+	}
+	p.mu.Unlock()
+	return nil
+}
