@@ -184,6 +184,7 @@ var validateCases = []struct {
 	{"change type unspecified", &arrayv1.ChangeReplicaTypeRequest{Name: "r"}, "replication_type"},
 	{"receive", &arrayv1.ReceiveRequest{}, ""},
 	{"mirror", &arrayv1.MirrorRequest{}, ""},
+	{"forward", &arrayv1.ForwardRequest{}, ""},
 	{"advance", &arrayv1.AdvanceRequest{Members: []*arrayv1.AdvanceMember{advanceMember}}, ""},
 	{"prune", &arrayv1.PruneRequest{Replica: "r", Volumes: []string{"v"}, Retention: &arrayv1.Retention{AllForSeconds: 3600}, Now: timestamppb.Now()}, ""},
 	{"prune none", &arrayv1.PruneRequest{Replica: "r", Now: timestamppb.Now()}, "volumes"},

@@ -153,6 +153,10 @@ func Check(req any) (handled bool, err error) {
 	case *arrayv1.MirrorRequest:
 		// The peer checks each message of the stream in order.
 		return true, nil
+	case *arrayv1.ForwardRequest:
+		// The non-preferred array checks each message in order (the open
+		// first, with its pod and timeout).
+		return true, nil
 	case *arrayv1.SetVolumeReadOnlyRequest:
 		return true, setVolumeReadOnlyRequest(x)
 	case *arrayv1.CreateSnapshotSetRequest:
