@@ -63,6 +63,10 @@ func TestPodWriteAtPeer(t *testing.T) {
 	if h.ReadOnly() {
 		t.Fatal("the peer's copy of an in-sync pod reports itself read-only to its exports")
 	}
+	// ALUA: the preferred array's path is optimized, the peer's works at
+	// the cost of a round trip.
+	wantPath(t, "the preferred array", openVol(t, src.st, "v1"), array.Path{State: array.PathOptimized, Preferred: true})
+	wantPath(t, "the in-sync peer", h, array.Path{State: array.PathNonOptimized})
 	if err := h.Zero(ctx, 0, 64<<10, false); err != nil {
 		t.Fatal(err)
 	}
@@ -188,6 +192,8 @@ func TestPodPeerWritesFailWhenCut(t *testing.T) {
 	if bytes.Contains(got, []byte{0xee}) {
 		t.Fatal("a refused write at the peer changed its copy")
 	}
+	cut := openVol(t, tg.st, "v1")
+	wantPath(t, "the cut peer", cut, array.Path{State: array.PathUnavailable})
 	if r, _ := src.eng.GetReplica(ctx, "pod"); r.PeerWrites != array.WritesStopped || r.Writes != array.WritesOnline {
 		t.Fatalf("with the link cut the pod reports writes %q here and %q at the peer", r.Writes, r.PeerWrites)
 	}
@@ -198,8 +204,16 @@ func TestPodPeerWritesFailWhenCut(t *testing.T) {
 	tg.start()
 	syncNow(t, src)
 	peerWritable(t, tg, "v1", 5*4096, bytes.Repeat([]byte{0x55}, 4096))
+	wantPath(t, "the peer back in sync", cut, array.Path{State: array.PathNonOptimized})
 	if r, _ := src.eng.GetReplica(ctx, "pod"); r.PeerWrites != array.WritesOnline {
 		t.Fatalf("with the link back and a write at the peer acknowledged, the pod reports the peer's writes %q", r.PeerWrites)
 	}
 	same(t, src, tg, "v1")
+}
+
+func wantPath(t *testing.T, side string, h *store.Handle, want array.Path) {
+	t.Helper()
+	if got := h.Path(); got != want {
+		t.Fatalf("%s reports its path %s (preferred %v), want %s (preferred %v)", side, got.State, got.Preferred, want.State, want.Preferred)
+	}
 }

@@ -620,24 +620,29 @@ func (h *Handle) ReadOnly() bool {
 	return h.v.rec.ReadOnly && h.v.forward == nil
 }
 
-// PathReporter is a Mirror that says how hosts should use this array's
-// paths to the volume: a pod's copy is optimized where it takes writes
-// and unavailable where its mediator stopped it. Path is asked on every
+// PathReporter is a Mirror or Forwarder that says how hosts should use
+// this array's paths to the volume: a pod's copy is optimized where its
+// writes are sequenced, non-optimized where they are forwarded, and
+// unavailable where it takes none (stopped by the mediator, cut off). Path is asked on every
 // SCSI command, so it must not wait.
 type PathReporter interface {
 	Path() array.Path
 }
 
-// Path reports the volume's ALUA state here: its mirror's when the mirror
-// reports one, optimized otherwise (a snapshot, an unreplicated volume).
+// Path reports the volume's ALUA state here: its forwarder's on a pod's
+// non-preferred copy, its mirror's when the mirror reports one, optimized
+// otherwise (a snapshot, an unreplicated volume, a promoted copy).
 func (h *Handle) Path() array.Path {
 	if h.snap != nil {
 		return array.Path{State: array.PathOptimized}
 	}
 	h.s.io.RLock()
-	m := h.v.mirror
+	var r any = h.v.mirror
+	if h.v.rec.ReadOnly && h.v.forward != nil {
+		r = h.v.forward
+	}
 	h.s.io.RUnlock()
-	if r, ok := m.(PathReporter); ok {
+	if r, ok := r.(PathReporter); ok {
 		return r.Path()
 	}
 	return array.Path{State: array.PathOptimized}

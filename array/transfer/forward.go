@@ -152,7 +152,25 @@ func (v *volumeForward) Zero(off, length int64) func() error {
 
 func (v *volumeForward) Flush() error { return v.p.flush(v.volume) }
 
-var _ store.Forwarder = (*volumeForward)(nil)
+// Path reports this copy's ALUA state (store.PathReporter): while the
+// pod is in sync and the preferred array's stream is up, writes here work
+// but cost a round trip to it, so the path is active/non-optimized; else
+// writes here fail, and the path is unavailable so a host's multipath
+// moves to the preferred array at once instead of retrying here.
+func (v *volumeForward) Path() array.Path {
+	v.p.mu.Lock()
+	up := v.p.sess != nil && v.p.inSync
+	v.p.mu.Unlock()
+	if !up {
+		return array.Path{State: array.PathUnavailable}
+	}
+	return array.Path{State: array.PathNonOptimized}
+}
+
+var (
+	_ store.Forwarder    = (*volumeForward)(nil)
+	_ store.PathReporter = (*volumeForward)(nil)
+)
 
 // forwardSession is one Forward stream: changes are queued by the
 // writers and sent by one goroutine; results are matched by sequence.
