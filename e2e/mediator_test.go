@@ -94,9 +94,7 @@ func TestMediatorPartitionDrill(t *testing.T) {
 	t.Logf("cut from the mediator only: writes stayed mirrored, the pod stayed online")
 
 	// Cut A ↔ B both ways (the mediator stays reachable).
-	for _, ns := range []string{nsA, nsB} {
-		nft(t, ns, cutPeer)
-	}
+	cutAB(t, nsA, nsB)
 	start := time.Now()
 	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x02 1M 2M", "-c", "flush", uri)
 	t.Logf("cut from the peer only: A took a write %s after the cut (sync timeout %s)", time.Since(start).Round(time.Millisecond), syncTimeout)
@@ -133,7 +131,7 @@ func TestMediatorPartitionDrill(t *testing.T) {
 		t.Fatalf("stopped pod's info: %v", ti)
 	}
 	if out, code := volrep(t, a, "replication", "info", "mv"); code != 0 ||
-		!regexp.MustCompile(`pure2-sync\s+stopped_by_mediator\s+offline\s+unreachable\s+false`).MatchString(out) {
+		!regexp.MustCompile(`pure2-sync\s+stopped_by_mediator\s+offline\s+stopped\s+stopped\s+unreachable\s+false`).MatchString(out) {
 		t.Fatalf("volrep replication info while stopped (exit %d):\n%s", code, out)
 	} else {
 		t.Logf("volrep replication info while stopped:\n%s", out)
@@ -160,9 +158,7 @@ func TestMediatorPartitionDrill(t *testing.T) {
 
 	// Heal both; A resumes by itself and resyncs its dirty set.
 	nft(t, nsA, "delete table inet med")
-	for _, ns := range []string{nsA, nsB} {
-		nft(t, ns, "delete table inet drill")
-	}
+	healAB(t, nsA, nsB)
 	healed := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()

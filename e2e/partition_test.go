@@ -109,11 +109,7 @@ func TestPartitionDrill(t *testing.T) {
 	qemuIO := tool(t, "qemu-io")
 	ctx := t.Context()
 	a, b := startPodPair(t, nsA, nsB, "")
-	dc := driverClient(t, a)
-	if _, err := dc.CreateVolume(ctx, &driverv1.CreateVolumeRequest{Backend: "puredriver-1", VolumeId: "pv", SizeGb: 1, VolumeType: syncType}); err != nil {
-		t.Fatal(err)
-	}
-	uri := attachURI(t, dc, "puredriver-1", "pv")
+	uri := podVolume(t, a, "pv")
 	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x01 0 1M", "-c", "flush", uri)
 	repl := (&sites{a: a}).replicas(t)
 	if r, err := repl.GetReplica(ctx, "cinder-pod.pure2-sync"); err != nil || r.PeerState != array.PeerOnline {
@@ -121,9 +117,7 @@ func TestPartitionDrill(t *testing.T) {
 	}
 
 	// Cut A ↔ B both ways.
-	for _, ns := range []string{nsA, nsB} {
-		nft(t, ns, cutPeer)
-	}
+	cutAB(t, nsA, nsB)
 	start := time.Now()
 	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x02 1M 2M", "-c", "flush", uri)
 	t.Logf("the preferred side took a write %s after the cut (timeout 500ms)", time.Since(start).Round(time.Millisecond))
@@ -142,9 +136,7 @@ func TestPartitionDrill(t *testing.T) {
 	}
 
 	// Heal.
-	for _, ns := range []string{nsA, nsB} {
-		nft(t, ns, "delete table inet drill")
-	}
+	healAB(t, nsA, nsB)
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	r, err = repl.SyncReplica(cctx, "cinder-pod.pure2-sync", true)
@@ -207,4 +199,28 @@ func nft(t *testing.T, ns, rules string) {
 	if err := sh(t, fmt.Sprintf("ip netns exec %s nft '%s'", ns, rules)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// cutAB cuts the A–B link both ways; healAB restores it.
+func cutAB(t *testing.T, nsA, nsB string) {
+	t.Helper()
+	nft(t, nsA, cutPeer)
+	nft(t, nsB, cutPeer)
+}
+
+func healAB(t *testing.T, nsA, nsB string) {
+	t.Helper()
+	nft(t, nsA, "delete table inet drill")
+	nft(t, nsB, "delete table inet drill")
+}
+
+// podVolume creates a 1 GiB pod volume through a's driver and returns
+// its NBD attachment's URI.
+func podVolume(t *testing.T, a *Daemon, id string) string {
+	t.Helper()
+	dc := driverClient(t, a)
+	if _, err := dc.CreateVolume(t.Context(), &driverv1.CreateVolumeRequest{Backend: "puredriver-1", VolumeId: id, SizeGb: 1, VolumeType: syncType}); err != nil {
+		t.Fatal(err)
+	}
+	return attachURI(t, dc, "puredriver-1", id)
 }
