@@ -84,10 +84,12 @@ func TestISCSIPodUniformAccess(t *testing.T) {
 	vol := volumeName("v1")
 	compute := Connector{Host: "compute-1", Initiator: iqnA, Multipath: true}
 
+	start := time.Now()
 	ci, err := b.InitializeConnection(ctx, "v1", "", compute)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("attach of a pod volume (both arrays): %s", time.Since(start))
 	tg := ci.ISCSI
 	if len(tg.Paths) != 2 {
 		t.Fatalf("pod volume: paths %+v, want the serving array's and the peer's", tg.Paths)
@@ -159,10 +161,12 @@ func TestISCSIPodUniformAccess(t *testing.T) {
 	}
 
 	// A volume outside the pod: the serving array's paths only.
+	start = time.Now()
 	ci2, err := b.InitializeConnection(ctx, "v2", "", compute)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("attach of an unreplicated volume: %s", time.Since(start))
 	if len(ci2.ISCSI.Paths) != 1 || ci2.ISCSI.Paths[0].Portal != primary.st.Portals()[0] {
 		t.Errorf("unreplicated volume: paths %+v, want the serving array's only", ci2.ISCSI.Paths)
 	}
@@ -175,11 +179,12 @@ func TestISCSIPodUniformAccess(t *testing.T) {
 
 	// The peer's API is down: attach and detach go on at the serving array.
 	peer.halt()
-	start := time.Now()
+	start = time.Now()
 	ci3, err := b.InitializeConnection(ctx, "v1", "", compute)
 	if err != nil {
 		t.Fatalf("attach with the peer down: %v", err)
 	}
+	t.Logf("attach of a pod volume with the peer's API down: %s", time.Since(start))
 	if len(ci3.ISCSI.Paths) != 1 || ci3.ISCSI.Paths[0] != local || ci3.ISCSI.WWN != tg.WWN {
 		t.Errorf("attach with the peer down: %+v, want the serving array's path %+v", ci3.ISCSI, local)
 	}
