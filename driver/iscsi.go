@@ -427,7 +427,8 @@ const peerTimeout = 5 * time.Second
 // same secret on both arrays). Multipath then carries on over the serving
 // array's paths.
 func (b *Backend) podPeerPaths(ctx context.Context, vol string, local array.Connection, c Connector) []ISCSIPath {
-	if b.failedOver() || len(b.cfg.SyncTargets()) == 0 {
+	peers := b.podPeers()
+	if b.failedOver() || len(peers) == 0 {
 		return nil
 	}
 	_, group, err := b.protectionOf(ctx, vol)
@@ -439,11 +440,11 @@ func (b *Backend) podPeerPaths(ctx context.Context, vol string, local array.Conn
 		return nil
 	}
 	var out []ISCSIPath
-	for _, rd := range b.cfg.SyncTargets() {
-		paths, err := b.peerPaths(ctx, rd.BackendID, vol, local, c)
+	for _, id := range peers {
+		paths, err := b.peerPaths(ctx, id, vol, local, c)
 		if err != nil {
 			b.log.Warn("pod volume attached without its peer's paths; attach it again once the peer answers",
-				"volume", vol, "backend_id", rd.BackendID, "host", c.Host, "initiator", c.Initiator, "err", err)
+				"volume", vol, "backend_id", id, "host", c.Host, "initiator", c.Initiator, "err", err)
 			continue
 		}
 		out = append(out, paths...)
@@ -494,8 +495,8 @@ func (b *Backend) terminatePodPeers(ctx context.Context, vol string, c Connector
 	if b.failedOver() {
 		return
 	}
-	for _, rd := range b.cfg.SyncTargets() {
-		t, ok := b.targets[rd.BackendID]
+	for _, id := range b.podPeers() {
+		t, ok := b.targets[id]
 		if !ok || t.Array == nil {
 			continue
 		}
@@ -504,7 +505,20 @@ func (b *Backend) terminatePodPeers(ctx context.Context, vol string, c Connector
 		cancel()
 		if err != nil {
 			b.log.Warn("pod volume detached at the serving array, but a connection at the peer, if it has one, remains; detach it again once the peer answers",
-				"volume", vol, "backend_id", rd.BackendID, "host", c.Host, "initiator", c.Initiator, "err", err)
+				"volume", vol, "backend_id", id, "host", c.Host, "initiator", c.Initiator, "err", err)
 		}
 	}
+}
+
+// podPeers are the backend_ids of the sync targets. It reads only the
+// replication devices, which never change, not the whole configuration
+// (SyncTargets copies it), whose schedule an update may be writing.
+func (b *Backend) podPeers() []string {
+	var ids []string
+	for _, rd := range b.cfg.ReplicationDevices {
+		if rd.Type == array.TypeSync {
+			ids = append(ids, rd.BackendID)
+		}
+	}
+	return ids
 }
