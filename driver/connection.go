@@ -115,6 +115,12 @@ func (b *Backend) TerminateConnection(ctx context.Context, volumeID, snapshotID 
 	if err := b.terminateISCSI(ctx, a, vol, snap, c); err != nil {
 		return err
 	}
+	if snap == "" {
+		// A pod volume is connected at its peer too (podPeerPaths). Not
+		// only while it is in the pod: one retyped out since keeps the
+		// connection it was attached with.
+		b.terminatePodPeers(ctx, vol, c)
+	}
 	return b.terminateNBD(ctx, a, vol, snap, c)
 }
 

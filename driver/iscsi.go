@@ -28,7 +28,9 @@ type ISCSITarget struct {
 	Paths []ISCSIPath
 	// Multipath is whether the connector asked for every path.
 	Multipath bool
-	// CHAPUser and CHAPSecret are what the host's login presents.
+	// CHAPUser and CHAPSecret are what the host's login presents to the
+	// serving array. A pod peer's paths (podPeerPaths) need its host's
+	// own, which this does not carry (see podPeerPaths).
 	CHAPUser, CHAPSecret string
 	// WWN is "3" and the LUN's NAA 6 designator, as Pure reports it.
 	WWN string
@@ -159,6 +161,11 @@ func (b *Backend) initializeISCSI(ctx context.Context, volumeID, snapshotID stri
 	ci := iscsiConnectionInfo(conn, addr, volumeID, snapshotID, c)
 	b.log.Info("volume connected", "volume", volumeID, "snapshot", snapshotID, "host", conn.Host,
 		"initiator", c.Initiator, "lun", conn.LUN, "target", conn.TargetIQN, "portals", conn.Portals)
+	if snapshotID == "" {
+		// The serving array's paths come first: a connector without
+		// multipath uses only the first path.
+		ci.ISCSI.Paths = append(ci.ISCSI.Paths, b.podPeerPaths(ctx, spec.Volume, conn, c)...)
+	}
 	return ci, nil
 }
 
@@ -190,10 +197,7 @@ func iscsiConnectionInfo(conn array.Connection, addr, volumeID, snapshotID strin
 	if conn.WWN != "" {
 		t.WWN = "3" + strings.ToLower(conn.WWN)
 	}
-	apiHost, _, _ := net.SplitHostPort(addr)
-	for _, p := range conn.Portals {
-		t.Paths = append(t.Paths, ISCSIPath{Portal: reachable(p, apiHost), IQN: conn.TargetIQN, LUN: conn.LUN})
-	}
+	t.Paths = iscsiPaths(conn, addr)
 	data := map[string]string{"volume_id": volumeID, "access_mode": "rw"}
 	if conn.ReadOnly {
 		data["access_mode"] = "ro"
@@ -202,6 +206,17 @@ func iscsiConnectionInfo(conn array.Connection, addr, volumeID, snapshotID strin
 		data["snapshot_id"] = snapshotID
 	}
 	return ConnectionInfo{DriverVolumeType: config.ProtocolISCSI, Data: data, ISCSI: t}
+}
+
+// iscsiPaths are a LUN's paths, one per portal of the array at addr (its
+// API address).
+func iscsiPaths(conn array.Connection, addr string) []ISCSIPath {
+	apiHost, _, _ := net.SplitHostPort(addr)
+	paths := make([]ISCSIPath, 0, len(conn.Portals))
+	for _, p := range conn.Portals {
+		paths = append(paths, ISCSIPath{Portal: reachable(p, apiHost), IQN: conn.TargetIQN, LUN: conn.LUN})
+	}
+	return paths
 }
 
 // reachable replaces a portal's unspecified address (a listener on every
@@ -382,4 +397,128 @@ func (b *Backend) deleteIdleHost(ctx context.Context, a array.Array, h array.Hos
 		err = nil
 	}
 	return err
+}
+
+// peerTimeout bounds what an attachment or detachment waits for a pod's
+// peer array: its paths are extra, and a peer that does not answer must
+// not stall Cinder's attach or detach.
+const peerTimeout = 5 * time.Second
+
+// podPeerPaths gives a pod volume uniform access, as Pure's ActiveCluster
+// does: it connects the volume's copy at each sync target to the
+// connector's host too and returns those paths, to follow the serving
+// array's. The copy has the volume's serial, so both arrays present one
+// LUN identity (WWN) and the host's multipath merges their paths; each
+// array's ALUA state tells the host which paths are optimized, and the
+// peer forwards its writes to the preferred array while the pod is in
+// sync. Always, not only for a multipath connector, as Pure does: without
+// multipath os-brick uses the first path, the serving array's.
+//
+// A peer that cannot be reached (or has no copy yet) costs only its
+// paths: the attachment goes on with the serving array's, and a warning
+// says why, because an attach must not fail while the peer is down.
+// Failed over, the pod no longer mirrors and the active array alone
+// serves the volume.
+//
+// Gap: each array makes its host's CHAP secret itself, and os-brick logs
+// into every path with the one pair in the connection info, the serving
+// array's; so a real host's logins at the peer's portals fail until the
+// array API lets the driver set a host's CHAP (as Pure's driver sets the
+// same secret on both arrays). Multipath then carries on over the serving
+// array's paths.
+func (b *Backend) podPeerPaths(ctx context.Context, vol string, local array.Connection, c Connector) []ISCSIPath {
+	peers := b.podPeers()
+	if b.failedOver() || len(peers) == 0 {
+		return nil
+	}
+	_, group, err := b.protectionOf(ctx, vol)
+	if err != nil {
+		b.log.Warn("could not tell whether the volume is in the pod; attached at the serving array only", "volume", vol, "err", err)
+		return nil
+	}
+	if group != b.cfg.PodName {
+		return nil
+	}
+	var out []ISCSIPath
+	for _, id := range peers {
+		paths, err := b.peerPaths(ctx, id, vol, local, c)
+		if err != nil {
+			b.log.Warn("pod volume attached without its peer's paths; attach it again once the peer answers",
+				"volume", vol, "backend_id", id, "host", c.Host, "initiator", c.Initiator, "err", err)
+			continue
+		}
+		out = append(out, paths...)
+	}
+	return out
+}
+
+// peerPaths connects the pod's copy of vol at sync target id to the
+// connector's host, if it is the pod's copy with the serving array's LUN
+// identity, and returns its paths.
+func (b *Backend) peerPaths(ctx context.Context, id, vol string, local array.Connection, c Connector) ([]ISCSIPath, error) {
+	t, ok := b.targets[id]
+	if !ok || t.Array == nil {
+		return nil, errdefs.Unavailable("no connection to replication target %s", id)
+	}
+	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	defer cancel()
+	v, err := t.Array.GetVolume(ctx, vol)
+	if err != nil {
+		return nil, err
+	}
+	if !b.copyOn(id, v.Labels[labelReplicaOf]) {
+		return nil, errdefs.FailedPrecondition("volume %s at replication target %s is not the pod's copy (labelled %s=%q)", vol, id, labelReplicaOf, v.Labels[labelReplicaOf])
+	}
+	// Paths with another identity would be another disk to the host, not
+	// another way to this one.
+	if !strings.EqualFold(v.WWN, local.WWN) {
+		return nil, errdefs.FailedPrecondition("volume %s at replication target %s has WWN %s, the serving array's has %s", vol, id, v.WWN, local.WWN)
+	}
+	conn, err := b.connectISCSI(ctx, t.Array, array.ConnectionSpec{Volume: vol}, c)
+	if err != nil {
+		return nil, err
+	}
+	if len(conn.Portals) == 0 {
+		return nil, errdefs.FailedPrecondition("replication target %s at %s reports no iSCSI portal; set its iscsi_listen", id, b.addrOf(id))
+	}
+	b.log.Info("pod volume connected at its peer too", "volume", vol, "backend_id", id, "host", conn.Host,
+		"initiator", c.Initiator, "lun", conn.LUN, "target", conn.TargetIQN, "portals", conn.Portals)
+	return iscsiPaths(conn, b.addrOf(id)), nil
+}
+
+// terminatePodPeers disconnects a volume from the connector's host at
+// each sync target, where podPeerPaths connected it. A peer that cannot be
+// reached does not block the detach: its connection stays behind until a
+// later detach of the volume (or a force detach) reaches it, and the
+// warning says so.
+func (b *Backend) terminatePodPeers(ctx context.Context, vol string, c Connector) {
+	if b.failedOver() {
+		return
+	}
+	for _, id := range b.podPeers() {
+		t, ok := b.targets[id]
+		if !ok || t.Array == nil {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, peerTimeout)
+		err := b.terminateISCSI(pctx, t.Array, vol, "", c)
+		cancel()
+		if err != nil {
+			b.log.Warn("pod volume detached at the serving array, but a connection at the peer, if it has one, remains; detach it again once the peer answers",
+				"volume", vol, "backend_id", id, "host", c.Host, "initiator", c.Initiator, "err", err)
+		}
+	}
+}
+
+// podPeers are the backend_ids of the sync targets. It reads only the
+// replication devices, which never change, not the whole configuration
+// (SyncTargets copies it), whose schedule an update may be writing.
+func (b *Backend) podPeers() []string {
+	var ids []string
+	for _, rd := range b.cfg.ReplicationDevices {
+		if rd.Type == array.TypeSync {
+			ids = append(ids, rd.BackendID)
+		}
+	}
+	return ids
 }

@@ -2319,17 +2319,21 @@ func (x *ConnectionInfo) GetIscsi() *IscsiTarget {
 }
 
 // IscsiTarget is where and how a host reaches the LUN of an iSCSI
-// attachment, on the array serving the volume now.
+// attachment: on the array serving the volume now and, for a volume in a
+// sync pod, on the pod's peer too (uniform access).
 type IscsiTarget struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Every path to the LUN, one per portal of the array's target: the
-	// first is target_portal, target_iqn and target_lun; a multipath
-	// connector gets them all as target_portals, target_iqns, target_luns.
+	// Every path to the LUN, one per portal of the array's target, the
+	// serving array's first; a pod volume's peer's paths follow (its
+	// portals, its target, its LUN; the same wwn). The first is
+	// target_portal, target_iqn and target_lun; a multipath connector gets
+	// them all as target_portals, target_iqns, target_luns.
 	Paths []*IscsiPath `protobuf:"bytes,1,rep,name=paths,proto3" json:"paths,omitempty"`
 	// The connector asked for multipath.
 	Multipath bool `protobuf:"varint,2,opt,name=multipath,proto3" json:"multipath,omitempty"`
 	// "CHAP": the login presents chap_username and chap_secret (os-brick's
-	// auth_method, auth_username, auth_password).
+	// auth_method, auth_username, auth_password). They are the serving
+	// array's: a pod peer's host has CHAP credentials of its own.
 	AuthMethod   string `protobuf:"bytes,3,opt,name=auth_method,json=authMethod,proto3" json:"auth_method,omitempty"`
 	ChapUsername string `protobuf:"bytes,4,opt,name=chap_username,json=chapUsername,proto3" json:"chap_username,omitempty"`
 	ChapSecret   string `protobuf:"bytes,5,opt,name=chap_secret,json=chapSecret,proto3" json:"chap_secret,omitempty"`

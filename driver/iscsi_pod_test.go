@@ -1,0 +1,241 @@
+package driver
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/volrep/volrep/array/iscsi"
+	"github.com/volrep/volrep/array/lunmap"
+	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/errdefs"
+	"github.com/volrep/volrep/internal/testenv"
+)
+
+// qemuBlockISCSI is qemu's iSCSI block driver module (qemu-block-extra).
+const qemuBlockISCSI = "/usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so"
+
+// servingISCSIArray is a test array whose portal is served: the array's
+// own iSCSI target (array/iscsi over lunmap), as volrepd runs it.
+func servingISCSIArray(t *testing.T, name string) *testArray {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newTestArrayOpts(t, store.Options{Name: name, ISCSIPortals: []string{lis.Addr().String()}})
+	srv := iscsi.NewServer(lunmap.New(a.st), iscsi.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { srv.Serve(ctx, lis); close(served) }()
+	// Registered after the array's cleanup, so it runs before it: the
+	// target stops before its store closes.
+	t.Cleanup(func() { cancel(); srv.Close(); <-served })
+	return a
+}
+
+// qemuIO runs qemu-io commands on one path of an iSCSI attachment, logging
+// in as the initiator with CHAP user and secret.
+func qemuIO(t *testing.T, p ISCSIPath, initiator, user, secret string, cmds ...string) string {
+	t.Helper()
+	args := []string{"--object", "secret,id=sec0,data=" + secret, "--image-opts",
+		fmt.Sprintf("driver=raw,file.driver=iscsi,file.transport=tcp,file.portal=%s,file.target=%s,file.lun=%d,file.user=%s,file.password-secret=sec0,file.initiator-name=%s",
+			p.Portal, p.IQN, p.LUN, user, initiator)}
+	for _, c := range cmds {
+		args = append(args, "-c", c)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, testenv.Tool(t, "qemu-io"), args...).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "failed") {
+		t.Fatalf("qemu-io %q at %s: %v\n%s", cmds, p.Portal, err, out)
+	}
+	return string(out)
+}
+
+// TestISCSIPodUniformAccess: a pod volume is attached at both arrays, as
+// Pure's ActiveCluster attaches a pod volume: the serving array's path
+// first, then the peer's, one WWN on both. A write made through the
+// peer's path (its target forwards it to the preferred array) reads back
+// through the serving array's. Detach removes both connections; a volume
+// outside the pod gets the serving array's paths only; and with the
+// peer's API down, attach and detach still succeed on the serving array.
+func TestISCSIPodUniformAccess(t *testing.T) {
+	testenv.Tool(t, "qemu-io")
+	if _, err := os.Stat(qemuBlockISCSI); err != nil {
+		testenv.Skip(t, "qemu's iSCSI block driver %s is missing; `make deps` installs qemu-block-extra", qemuBlockISCSI)
+	}
+	ctx := t.Context()
+	peer := servingISCSIArray(t, "site-b")
+	primary := servingISCSIArray(t, "site-a")
+	b := oneBackend(t, primary, device("site-b", peer.addr, peer, "sync"))
+	if _, err := b.CreateVolume(ctx, "v1", 1, syncSpecs, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CreateVolume(ctx, "v2", 1, VolumeType{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	vol := volumeName("v1")
+	compute := Connector{Host: "compute-1", Initiator: iqnA, Multipath: true}
+
+	start := time.Now()
+	ci, err := b.InitializeConnection(ctx, "v1", "", compute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("attach of a pod volume (both arrays): %s", time.Since(start))
+	tg := ci.ISCSI
+	if len(tg.Paths) != 2 {
+		t.Fatalf("pod volume: paths %+v, want the serving array's and the peer's", tg.Paths)
+	}
+	local, remote := tg.Paths[0], tg.Paths[1]
+	switch {
+	case local.Portal != primary.st.Portals()[0] || local.IQN != primary.st.TargetIQN():
+		t.Errorf("first path %+v, want the serving array's portal %s and target %s", local, primary.st.Portals()[0], primary.st.TargetIQN())
+	case remote.Portal != peer.st.Portals()[0] || remote.IQN != peer.st.TargetIQN():
+		t.Errorf("second path %+v, want the peer's portal %s and target %s", remote, peer.st.Portals()[0], peer.st.TargetIQN())
+	case local.Portal == remote.Portal || local.IQN == remote.IQN:
+		t.Errorf("the two paths share a portal or target: %+v", tg.Paths)
+	}
+	// Each array's own connection says the LUN's identity: the same.
+	pc, rc := connectionsOf(t, primary, "", vol), connectionsOf(t, peer, "", vol)
+	if len(pc) != 1 || len(rc) != 1 {
+		t.Fatalf("connections: serving array %+v, peer %+v; want one each", pc, rc)
+	}
+	if pc[0].WWN == "" || pc[0].WWN != rc[0].WWN || tg.WWN != "3"+strings.ToLower(rc[0].WWN) {
+		t.Errorf("WWN: serving array %q, peer %q, connection info %q; want one", pc[0].WWN, rc[0].WWN, tg.WWN)
+	}
+	if rc[0].LUN != remote.LUN || pc[0].LUN != local.LUN {
+		t.Errorf("LUNs: paths %d/%d, connections %d/%d", local.LUN, remote.LUN, pc[0].LUN, rc[0].LUN)
+	}
+
+	// The peer's copy takes writes once the pod's forward stream is open.
+	waitFor(t, 30*time.Second, func() string {
+		h, err := peer.st.OpenVolume(ctx, vol)
+		if err != nil {
+			return err.Error()
+		}
+		if h.ReadOnly() {
+			return "the peer's copy of the pod volume is still read-only"
+		}
+		return ""
+	})
+	// The host logs into each array with that array's CHAP.
+	peerHost, err := peer.st.GetHost(ctx, rc[0].Host, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := qemuIO(t, remote, iqnA, peerHost.CHAPUser, peerHost.CHAPSecret, "write -P 0x5a 1M 64k")
+	if !strings.Contains(out, "wrote 65536/65536 bytes at offset 1048576") {
+		t.Fatalf("qemu-io write through the peer:\n%s", out)
+	}
+	out = qemuIO(t, local, iqnA, tg.CHAPUser, tg.CHAPSecret, "read -P 0x5a 1M 64k", "read -P 0 0 64k")
+	if !strings.Contains(out, "read 65536/65536 bytes at offset 1048576") || !strings.Contains(out, "read 65536/65536 bytes at offset 0") {
+		t.Fatalf("qemu-io read through the serving array:\n%s", out)
+	}
+	got := make([]byte, 64<<10)
+	if err := primary.st.ReadVolume(ctx, vol, 1<<20, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, bytes.Repeat([]byte{0x5a}, len(got))) {
+		t.Error("the preferred array's copy lacks the write made through the peer's path")
+	}
+
+	// Detach: no connection left on either array, nor the hosts made.
+	if err := b.TerminateConnection(ctx, "v1", "", compute); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []*testArray{primary, peer} {
+		if got := connectionsOf(t, a, "", vol); len(got) != 0 {
+			t.Errorf("%s after detach: %+v", a.name, got)
+		}
+		if hs, err := a.st.ListHosts(ctx); err != nil || len(hs) != 0 {
+			t.Errorf("%s's hosts after detach: %+v, %v; want none", a.name, hs, err)
+		}
+	}
+
+	// A volume outside the pod: the serving array's paths only.
+	start = time.Now()
+	ci2, err := b.InitializeConnection(ctx, "v2", "", compute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("attach of an unreplicated volume: %s", time.Since(start))
+	if len(ci2.ISCSI.Paths) != 1 || ci2.ISCSI.Paths[0].Portal != primary.st.Portals()[0] {
+		t.Errorf("unreplicated volume: paths %+v, want the serving array's only", ci2.ISCSI.Paths)
+	}
+	if cs, err := peer.st.ListConnections(ctx, "", volumeName("v2")); len(cs) != 0 || (err != nil && !errdefs.IsNotFound(err)) {
+		t.Errorf("the peer's connections of an unreplicated volume: %+v, %v; want none", cs, err)
+	}
+	if err := b.TerminateConnection(ctx, "v2", "", compute); err != nil {
+		t.Fatal(err)
+	}
+
+	// The peer's API is down: attach and detach go on at the serving array.
+	peer.halt()
+	start = time.Now()
+	ci3, err := b.InitializeConnection(ctx, "v1", "", compute)
+	if err != nil {
+		t.Fatalf("attach with the peer down: %v", err)
+	}
+	t.Logf("attach of a pod volume with the peer's API down: %s", time.Since(start))
+	if len(ci3.ISCSI.Paths) != 1 || ci3.ISCSI.Paths[0] != local || ci3.ISCSI.WWN != tg.WWN {
+		t.Errorf("attach with the peer down: %+v, want the serving array's path %+v", ci3.ISCSI, local)
+	}
+	if err := b.TerminateConnection(ctx, "v1", "", compute); err != nil {
+		t.Fatalf("detach with the peer down: %v", err)
+	}
+	if d := time.Since(start); d > 2*peerTimeout+5*time.Second {
+		t.Errorf("attach and detach with the peer down took %s", d)
+	}
+	if got := connectionsOf(t, primary, "", vol); len(got) != 0 {
+		t.Errorf("serving array after detach with the peer down: %+v", got)
+	}
+}
+
+// A connection left at a peer that was down when its volume was detached
+// goes with the next detach of the volume that reaches the peer.
+func TestISCSIPodPeerLeftoverDetached(t *testing.T) {
+	ctx := t.Context()
+	peer := iscsiArray(t, "site-b", "198.51.100.20:3260")
+	primary := iscsiArray(t, "site-a", "192.0.2.10:3260")
+	b := oneBackend(t, primary, device("site-b", peer.addr, peer, "sync"))
+	if _, err := b.CreateVolume(ctx, "v1", 1, syncSpecs, ""); err != nil {
+		t.Fatal(err)
+	}
+	compute := Connector{Host: "compute-1", Initiator: iqnA}
+	ci, err := b.InitializeConnection(ctx, "v1", "", compute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Single-path connector: both arrays' paths all the same, serving first.
+	if len(ci.ISCSI.Paths) != 2 || ci.ISCSI.Paths[0].Portal != "192.0.2.10:3260" || ci.ISCSI.Paths[1].Portal != "198.51.100.20:3260" {
+		t.Fatalf("paths %+v", ci.ISCSI.Paths)
+	}
+	peer.halt()
+	if err := b.TerminateConnection(ctx, "v1", "", compute); err != nil {
+		t.Fatalf("detach with the peer down: %v", err)
+	}
+	if got := connectionsOf(t, peer, "", volumeName("v1")); len(got) != 1 {
+		t.Fatalf("the peer's connection while it was down: %+v; want it left behind", got)
+	}
+	peer.start()
+	waitFor(t, 20*time.Second, func() string {
+		if err := b.TerminateConnection(ctx, "v1", "", compute); err != nil {
+			return err.Error()
+		}
+		if got := connectionsOf(t, peer, "", volumeName("v1")); len(got) != 0 {
+			return fmt.Sprintf("the peer still has %+v", got)
+		}
+		return ""
+	})
+	if _, err := peer.st.GetHost(ctx, "compute-1", false); !errdefs.IsNotFound(err) {
+		t.Errorf("the host the driver made at the peer: %v, want it deleted", err)
+	}
+}
