@@ -149,6 +149,12 @@ type HostSpec struct {
 	// MutualCHAP makes the array authenticate itself to the host too.
 	MutualCHAP bool
 	Labels     map[string]string
+	// CHAPSecret and MutualCHAPSecret, when set, are the secrets a new
+	// host gets instead of new random ones: a pod's two arrays must ask
+	// one host for the same secret, since its initiator presents one at
+	// every path. A host that exists keeps its own.
+	CHAPSecret       string
+	MutualCHAPSecret string
 }
 
 // Host is an initiator the array authorises, with the CHAP credentials

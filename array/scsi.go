@@ -124,3 +124,21 @@ func DeriveSerial(parts ...string) string {
 	}
 	return strings.ToUpper(hex.EncodeToString(h.Sum(nil)[:SerialLen]))
 }
+
+// CheckCHAPSecret checks an optional CHAP secret: 12 to 255 printable
+// ASCII characters without spaces. RFC 7143 (12.1.3) asks for at least 96
+// bits; Linux's open-iscsi and libiscsi take at most 255.
+func CheckCHAPSecret(field, secret string) error {
+	if secret == "" {
+		return nil
+	}
+	if len(secret) < 12 || len(secret) > 255 {
+		return errdefs.InvalidArgument(field, "is %d characters; give 12 to 255 (RFC 7143 asks for at least 96 bits)", len(secret))
+	}
+	for i := 0; i < len(secret); i++ {
+		if c := secret[i]; c < 0x21 || c > 0x7e {
+			return errdefs.InvalidArgument(field, "has a character that is not printable ASCII at %d; use letters, digits and punctuation without spaces", i)
+		}
+	}
+	return nil
+}

@@ -146,7 +146,7 @@ func (b *Backend) initializeISCSI(ctx context.Context, volumeID, snapshotID stri
 	if err != nil {
 		return ConnectionInfo{}, err
 	}
-	conn, err := b.connectISCSI(ctx, a, spec, c)
+	conn, err := b.connectISCSI(ctx, a, spec, c, "")
 	switch {
 	case errdefs.IsNotFound(err) && snapshotID != "":
 		return ConnectionInfo{}, errdefs.NotFound("snapshot %s of volume %s not found on backend %s", snapshotID, volumeID, b.cfg.Section)
@@ -170,14 +170,15 @@ func (b *Backend) initializeISCSI(ctx context.Context, volumeID, snapshotID stri
 }
 
 // connectISCSI connects a volume (or snapshot) to the connector's host on
-// array a, finding or creating the host.
-func (b *Backend) connectISCSI(ctx context.Context, a array.Array, spec array.ConnectionSpec, c Connector) (array.Connection, error) {
+// array a, finding or creating the host; a host it creates gets
+// chapSecret, or a random secret when it is empty.
+func (b *Backend) connectISCSI(ctx context.Context, a array.Array, spec array.ConnectionSpec, c Connector, chapSecret string) (array.Connection, error) {
 	var conn array.Connection
 	var err error
 	// A host the driver created can be deleted by a TerminateConnection
 	// between finding it and connecting to it: find or create it again.
 	for attempt := 0; ; attempt++ {
-		if spec.Host, err = b.hostFor(ctx, a, c); err != nil {
+		if spec.Host, err = b.hostFor(ctx, a, c, chapSecret); err != nil {
 			return array.Connection{}, err
 		}
 		conn, err = a.ConnectVolume(ctx, spec)
@@ -233,8 +234,9 @@ func reachable(portal, apiHost string) string {
 }
 
 // hostFor returns the host the connector's initiator belongs to on the
-// array, creating one named after the connector's host when it has none.
-func (b *Backend) hostFor(ctx context.Context, a array.Array, c Connector) (string, error) {
+// array, creating one named after the connector's host, with chapSecret
+// (random if empty), when it has none.
+func (b *Backend) hostFor(ctx context.Context, a array.Array, c Connector, chapSecret string) (string, error) {
 	for attempt := 0; ; attempt++ {
 		hosts, err := a.ListHosts(ctx)
 		if err != nil {
@@ -248,7 +250,7 @@ func (b *Backend) hostFor(ctx context.Context, a array.Array, c Connector) (stri
 		if c.Host != "" {
 			labels[labelConnectorHost] = c.Host
 		}
-		_, err = a.CreateHost(ctx, array.HostSpec{Name: name, IQNs: []string{c.Initiator}, Labels: labels})
+		_, err = a.CreateHost(ctx, array.HostSpec{Name: name, IQNs: []string{c.Initiator}, Labels: labels, CHAPSecret: chapSecret})
 		if err == nil {
 			b.log.Info("host created", "host", name, "initiator", c.Initiator)
 			return name, nil
@@ -420,12 +422,10 @@ const peerTimeout = 5 * time.Second
 // Failed over, the pod no longer mirrors and the active array alone
 // serves the volume.
 //
-// Gap: each array makes its host's CHAP secret itself, and os-brick logs
-// into every path with the one pair in the connection info, the serving
-// array's; so a real host's logins at the peer's portals fail until the
-// array API lets the driver set a host's CHAP (as Pure's driver sets the
-// same secret on both arrays). Multipath then carries on over the serving
-// array's paths.
+// os-brick logs in at every path with the one CHAP pair of the connection
+// info, the serving array's: the host at the peer must have the same, so
+// the driver creates it with that secret, and leaves out the peer's paths
+// of a host that exists there with another.
 func (b *Backend) podPeerPaths(ctx context.Context, vol string, local array.Connection, c Connector) []ISCSIPath {
 	peers := b.podPeers()
 	if b.failedOver() || len(peers) == 0 {
@@ -474,9 +474,21 @@ func (b *Backend) peerPaths(ctx context.Context, id, vol string, local array.Con
 	if !strings.EqualFold(v.WWN, local.WWN) {
 		return nil, errdefs.FailedPrecondition("volume %s at replication target %s has WWN %s, the serving array's has %s", vol, id, v.WWN, local.WWN)
 	}
-	conn, err := b.connectISCSI(ctx, t.Array, array.ConnectionSpec{Volume: vol}, c)
+	// os-brick logs in at every path with the one CHAP pair of the
+	// connection info: a host the driver creates at the peer gets the
+	// serving array's secret.
+	conn, err := b.connectISCSI(ctx, t.Array, array.ConnectionSpec{Volume: vol}, c, local.CHAPSecret)
 	if err != nil {
 		return nil, err
+	}
+	if conn.CHAPSecret != local.CHAPSecret || conn.CHAPUser != local.CHAPUser {
+		// The host was there before, with a secret of its own: its logins
+		// at the peer would fail. Leave nothing behind.
+		if err := b.terminateISCSI(ctx, t.Array, vol, "", c); err != nil {
+			b.log.Warn("a connection at the peer remains", "volume", vol, "backend_id", id, "err", err)
+		}
+		return nil, errdefs.FailedPrecondition("host %s at replication target %s has another CHAP name or secret than host %s at the serving array, "+
+			"and an initiator presents one at every path; delete the host at the target once it has no connections (the next attach creates it with the serving array's secret)", conn.Host, id, local.Host)
 	}
 	if len(conn.Portals) == 0 {
 		return nil, errdefs.FailedPrecondition("replication target %s at %s reports no iSCSI portal; set its iscsi_listen", id, b.addrOf(id))

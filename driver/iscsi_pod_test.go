@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/volrep/volrep/array"
 	"net"
 	"os"
 	"os/exec"
@@ -126,12 +127,16 @@ func TestISCSIPodUniformAccess(t *testing.T) {
 		}
 		return ""
 	})
-	// The host logs into each array with that array's CHAP.
+	// The host logs in at every path with the connection info's one CHAP
+	// pair, as os-brick does: the driver gave the peer's host that secret.
 	peerHost, err := peer.st.GetHost(ctx, rc[0].Host, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := qemuIO(t, remote, iqnA, peerHost.CHAPUser, peerHost.CHAPSecret, "write -P 0x5a 1M 64k")
+	if peerHost.CHAPSecret != tg.CHAPSecret || peerHost.CHAPUser != tg.CHAPUser {
+		t.Fatalf("the peer's host has CHAP %q, the connection info %q", peerHost.CHAPUser, tg.CHAPUser)
+	}
+	out := qemuIO(t, remote, iqnA, tg.CHAPUser, tg.CHAPSecret, "write -P 0x5a 1M 64k")
 	if !strings.Contains(out, "wrote 65536/65536 bytes at offset 1048576") {
 		t.Fatalf("qemu-io write through the peer:\n%s", out)
 	}
@@ -158,6 +163,29 @@ func TestISCSIPodUniformAccess(t *testing.T) {
 		if hs, err := a.st.ListHosts(ctx); err != nil || len(hs) != 0 {
 			t.Errorf("%s's hosts after detach: %+v, %v; want none", a.name, hs, err)
 		}
+	}
+
+	// A host made at the peer by someone else, with a secret of its own:
+	// the initiator could not log in there, so its paths are left out and
+	// nothing is connected there.
+	if _, err := peer.st.CreateHost(ctx, array.HostSpec{Name: "made-by-hand", IQNs: []string{iqnA}}); err != nil {
+		t.Fatal(err)
+	}
+	ci4, err := b.InitializeConnection(ctx, "v1", "", compute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ci4.ISCSI.Paths) != 1 || ci4.ISCSI.Paths[0].Portal != local.Portal {
+		t.Errorf("with a host of another secret at the peer: paths %+v, want the serving array's only", ci4.ISCSI.Paths)
+	}
+	if got := connectionsOf(t, peer, "", vol); len(got) != 0 {
+		t.Errorf("a connection left at the peer for a host whose secret differs: %+v", got)
+	}
+	if err := b.TerminateConnection(ctx, "v1", "", compute); err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.st.DeleteHost(ctx, "made-by-hand", false); err != nil {
+		t.Fatal(err)
 	}
 
 	// A volume outside the pod: the serving array's paths only.

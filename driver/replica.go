@@ -76,7 +76,7 @@ func (b *Backend) AttachReplica(ctx context.Context, volumeID, backendID, snapsh
 		var ci ConnectionInfo
 		if p == config.ProtocolISCSI {
 			var conn array.Connection
-			conn, err = b.connectISCSI(ctx, t.Array, array.ConnectionSpec{Volume: name, Snapshot: snap.Name}, c)
+			conn, err = b.connectISCSI(ctx, t.Array, array.ConnectionSpec{Volume: name, Snapshot: snap.Name}, c, "")
 			if err == nil && len(conn.Portals) == 0 {
 				return ReplicaAttachment{}, errdefs.FailedPrecondition("replication target %s at %s reports no iSCSI portal; set its iscsi_listen, or volrep_protocol = nbd", backendID, addr)
 			}

@@ -133,6 +133,9 @@ var validateCases = []struct {
 	// array: HostService
 	{"create host", &arrayv1.CreateHostRequest{Name: "h", Iqns: []string{"iqn.1993-08.org.debian:01:ab"}}, ""},
 	{"create host no iqn", &arrayv1.CreateHostRequest{Name: "h"}, "iqns"},
+	{"create host given secret", &arrayv1.CreateHostRequest{Name: "h", Iqns: []string{"iqn.1993-08.org.debian:01:ab"}, ChapSecret: "given-secret-0001"}, ""},
+	{"create host short secret", &arrayv1.CreateHostRequest{Name: "h", Iqns: []string{"iqn.1993-08.org.debian:01:ab"}, ChapSecret: "short"}, "chap_secret"},
+	{"create host mutual secret alone", &arrayv1.CreateHostRequest{Name: "h", Iqns: []string{"iqn.1993-08.org.debian:01:ab"}, MutualChapSecret: "mutual-secret-01"}, "mutual_chap_secret"},
 	{"create host bad iqn", &arrayv1.CreateHostRequest{Name: "h", Iqns: []string{"iqn.1993-08.org.debian:01:ab", "host-1"}}, "iqns"},
 	{"create host too many iqns", &arrayv1.CreateHostRequest{Name: "h", Iqns: make([]string, 33)}, "iqns"},
 	{"get host", &arrayv1.GetHostRequest{Name: "h", IncludeSecrets: true}, ""},

@@ -382,7 +382,8 @@ func (c *Client) AdoptSnapshot(ctx context.Context, volume, name, guid string, l
 }
 
 func (c *Client) CreateHost(ctx context.Context, spec array.HostSpec) (array.Host, error) {
-	r, err := c.hosts.CreateHost(ctx, &arrayv1.CreateHostRequest{Name: spec.Name, Iqns: spec.IQNs, MutualChap: spec.MutualCHAP, Labels: spec.Labels})
+	r, err := c.hosts.CreateHost(ctx, &arrayv1.CreateHostRequest{Name: spec.Name, Iqns: spec.IQNs, MutualChap: spec.MutualCHAP, Labels: spec.Labels,
+		ChapSecret: spec.CHAPSecret, MutualChapSecret: spec.MutualCHAPSecret})
 	if err != nil {
 		return array.Host{}, err
 	}

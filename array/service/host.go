@@ -11,7 +11,8 @@ import (
 )
 
 func (s *Service) CreateHost(ctx context.Context, req *arrayv1.CreateHostRequest) (*arrayv1.CreateHostResponse, error) {
-	h, err := s.a.CreateHost(ctx, array.HostSpec{Name: req.GetName(), IQNs: req.GetIqns(), MutualCHAP: req.GetMutualChap(), Labels: req.GetLabels()})
+	h, err := s.a.CreateHost(ctx, array.HostSpec{Name: req.GetName(), IQNs: req.GetIqns(), MutualCHAP: req.GetMutualChap(), Labels: req.GetLabels(),
+		CHAPSecret: req.GetChapSecret(), MutualCHAPSecret: req.GetMutualChapSecret()})
 	if err != nil {
 		return nil, err
 	}

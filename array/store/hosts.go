@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -184,6 +185,18 @@ func checkHostSpec(spec array.HostSpec) error {
 	if len(spec.IQNs) > array.MaxHostIQNs {
 		return errdefs.InvalidArgument("iqns", "has %d names, more than the %d a host may have", len(spec.IQNs), array.MaxHostIQNs)
 	}
+	if err := array.CheckCHAPSecret("chap_secret", spec.CHAPSecret); err != nil {
+		return err
+	}
+	if err := array.CheckCHAPSecret("mutual_chap_secret", spec.MutualCHAPSecret); err != nil {
+		return err
+	}
+	if spec.MutualCHAPSecret != "" && !spec.MutualCHAP {
+		return errdefs.InvalidArgument("mutual_chap_secret", "is set but mutual_chap is not; set both or neither")
+	}
+	if spec.MutualCHAPSecret != "" && spec.MutualCHAPSecret == spec.CHAPSecret {
+		return errdefs.InvalidArgument("mutual_chap_secret", "equals chap_secret; RFC 7143 asks for different secrets each way")
+	}
 	seen := map[string]bool{}
 	for _, iqn := range spec.IQNs {
 		if err := array.CheckISCSIName("iqns", iqn); err != nil {
@@ -234,9 +247,9 @@ func (s *Store) CreateHost(ctx context.Context, spec array.HostSpec) (array.Host
 				iqn, other.rec.Name, s.opts.Name)
 		}
 	}
-	r := hostRec{Name: spec.Name, IQNs: slices.Clone(spec.IQNs), Secret: newCHAPSecret(), Created: s.opts.Now().UTC(), Labels: maps.Clone(spec.Labels)}
+	r := hostRec{Name: spec.Name, IQNs: slices.Clone(spec.IQNs), Secret: cmp.Or(spec.CHAPSecret, newCHAPSecret()), Created: s.opts.Now().UTC(), Labels: maps.Clone(spec.Labels)}
 	if spec.MutualCHAP {
-		r.MutualSecret = newCHAPSecret()
+		r.MutualSecret = cmp.Or(spec.MutualCHAPSecret, newCHAPSecret())
 	}
 	if err := s.update(func(tx *bolt.Tx) error {
 		return putJSON(tx.Bucket(bucketHosts), []byte(r.Name), r)

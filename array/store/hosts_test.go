@@ -178,3 +178,41 @@ func must[T any](t *testing.T) func(T, error) T {
 		return v
 	}
 }
+
+// TestHostGivenCHAPSecret: a new host takes the secrets asked for (a pod's
+// second array gets the first's), keeps them across a reopen, and an
+// existing host keeps its own; a secret outside RFC 7143's bounds is
+// refused, naming the field.
+func TestHostGivenCHAPSecret(t *testing.T) {
+	dir := t.TempDir()
+	s := openISCSI(t, dir)
+	ctx := t.Context()
+	spec := array.HostSpec{Name: "h", IQNs: []string{initiator}, MutualCHAP: true, CHAPSecret: "given-secret-0001", MutualCHAPSecret: "given-mutual-0002"}
+	must[array.Host](t)(s.CreateHost(ctx, spec))
+	again := spec
+	again.CHAPSecret, again.MutualCHAPSecret = "another-secret-01", "another-mutual-02"
+	must[array.Host](t)(s.CreateHost(ctx, again))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openISCSI(t, dir)
+	defer s.Close()
+	if h := must[array.Host](t)(s.GetHost(ctx, "h", true)); h.CHAPSecret != spec.CHAPSecret || h.MutualCHAPSecret != spec.MutualCHAPSecret {
+		t.Fatalf("host's secrets %q/%q, want the ones it was created with", h.CHAPSecret, h.MutualCHAPSecret)
+	}
+	for _, c := range []struct {
+		spec  array.HostSpec
+		field string
+	}{
+		{array.HostSpec{Name: "x", IQNs: []string{"iqn.1993-08.org.debian:01:x"}, CHAPSecret: "short"}, "chap_secret"},
+		{array.HostSpec{Name: "x", IQNs: []string{"iqn.1993-08.org.debian:01:x"}, CHAPSecret: "has a space 123"}, "chap_secret"},
+		{array.HostSpec{Name: "x", IQNs: []string{"iqn.1993-08.org.debian:01:x"}, MutualCHAPSecret: "mutual-secret-1"}, "mutual_chap_secret"},
+		{array.HostSpec{Name: "x", IQNs: []string{"iqn.1993-08.org.debian:01:x"}, MutualCHAP: true, CHAPSecret: "same-secret-123", MutualCHAPSecret: "same-secret-123"}, "mutual_chap_secret"},
+	} {
+		_, err := s.CreateHost(ctx, c.spec)
+		var fe *errdefs.Error
+		if !errdefs.IsInvalidArgument(err) || !errors.As(err, &fe) || fe.Field != c.field {
+			t.Errorf("CreateHost(%+v) = %v; want INVALID_ARGUMENT on %s", c.spec, err, c.field)
+		}
+	}
+}

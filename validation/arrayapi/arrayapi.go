@@ -323,6 +323,10 @@ func createHostRequest(x *arrayv1.CreateHostRequest) error {
 	for _, iqn := range iqns {
 		errs = append(errs, v.ISCSIName("iqns", iqn))
 	}
+	errs = append(errs, array.CheckCHAPSecret("chap_secret", x.GetChapSecret()), array.CheckCHAPSecret("mutual_chap_secret", x.GetMutualChapSecret()))
+	if x.GetMutualChapSecret() != "" && !x.GetMutualChap() {
+		errs = append(errs, errdefs.InvalidArgument("mutual_chap_secret", "is set but mutual_chap is not; set both or neither"))
+	}
 	return v.First(append(errs, v.Labels("labels", x.GetLabels()))...)
 }
 

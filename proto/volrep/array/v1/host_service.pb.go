@@ -289,13 +289,20 @@ func (x *Connection) GetCreated() *timestamppb.Timestamp {
 }
 
 type CreateHostRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Iqns          []string               `protobuf:"bytes,2,rep,name=iqns,proto3" json:"iqns,omitempty"`
-	MutualChap    bool                   `protobuf:"varint,3,opt,name=mutual_chap,json=mutualChap,proto3" json:"mutual_chap,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Iqns       []string               `protobuf:"bytes,2,rep,name=iqns,proto3" json:"iqns,omitempty"`
+	MutualChap bool                   `protobuf:"varint,3,opt,name=mutual_chap,json=mutualChap,proto3" json:"mutual_chap,omitempty"`
+	Labels     map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The CHAP secret a new host gets (12 to 255 printable characters)
+	// instead of a random one: both arrays of a pod must give one host the
+	// same secret, since its initiator presents one at every path. A host
+	// that exists keeps its own.
+	ChapSecret string `protobuf:"bytes,5,opt,name=chap_secret,json=chapSecret,proto3" json:"chap_secret,omitempty"`
+	// The same for the secret the array answers with; needs mutual_chap.
+	MutualChapSecret string `protobuf:"bytes,6,opt,name=mutual_chap_secret,json=mutualChapSecret,proto3" json:"mutual_chap_secret,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CreateHostRequest) Reset() {
@@ -354,6 +361,20 @@ func (x *CreateHostRequest) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *CreateHostRequest) GetChapSecret() string {
+	if x != nil {
+		return x.ChapSecret
+	}
+	return ""
+}
+
+func (x *CreateHostRequest) GetMutualChapSecret() string {
+	if x != nil {
+		return x.MutualChapSecret
+	}
+	return ""
 }
 
 type CreateHostResponse struct {
@@ -1058,13 +1079,16 @@ const file_volrep_array_v1_host_service_proto_rawDesc = "" +
 	" \x01(\tR\x0emutualChapUser\x12,\n" +
 	"\x12mutual_chap_secret\x18\v \x01(\tR\x10mutualChapSecret\x12\x10\n" +
 	"\x03wwn\x18\f \x01(\tR\x03wwn\x124\n" +
-	"\acreated\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\xdf\x01\n" +
+	"\acreated\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\xae\x02\n" +
 	"\x11CreateHostRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04iqns\x18\x02 \x03(\tR\x04iqns\x12\x1f\n" +
 	"\vmutual_chap\x18\x03 \x01(\bR\n" +
 	"mutualChap\x12F\n" +
-	"\x06labels\x18\x04 \x03(\v2..volrep.array.v1.CreateHostRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x04 \x03(\v2..volrep.array.v1.CreateHostRequest.LabelsEntryR\x06labels\x12\x1f\n" +
+	"\vchap_secret\x18\x05 \x01(\tR\n" +
+	"chapSecret\x12,\n" +
+	"\x12mutual_chap_secret\x18\x06 \x01(\tR\x10mutualChapSecret\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"?\n" +

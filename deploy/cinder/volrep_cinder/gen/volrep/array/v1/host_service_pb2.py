@@ -20,7 +20,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/host_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\"volrep/array/v1/host_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x02\n\x04Host\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04iqns\x18\x02 \x03(\t\x12\x13\n\x0bmutual_chap\x18\x03 \x01(\x08\x12\x11\n\tchap_user\x18\x04 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x18\n\x10mutual_chap_user\x18\x06 \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x07 \x01(\t\x12+\n\x07\x63reated\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x06labels\x18\t \x03(\x0b\x32!.volrep.array.v1.Host.LabelsEntry\x12\x13\n\x0b\x63onnections\x18\n \x01(\x03\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x99\x02\n\nConnection\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\x12\x0b\n\x03lun\x18\x04 \x01(\x03\x12\x11\n\tread_only\x18\x05 \x01(\x08\x12\x12\n\ntarget_iqn\x18\x06 \x01(\t\x12\x0f\n\x07portals\x18\x07 \x03(\t\x12\x11\n\tchap_user\x18\x08 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\t \x01(\t\x12\x18\n\x10mutual_chap_user\x18\n \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x0b \x01(\t\x12\x0b\n\x03wwn\x18\x0c \x01(\t\x12+\n\x07\x63reated\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb3\x01\n\x11\x43reateHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04iqns\x18\x02 \x03(\t\x12\x13\n\x0bmutual_chap\x18\x03 \x01(\x08\x12>\n\x06labels\x18\x04 \x03(\x0b\x32..volrep.array.v1.CreateHostRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x12\x43reateHostResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"7\n\x0eGetHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0finclude_secrets\x18\x02 \x01(\x08\"6\n\x0fGetHostResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"9\n\x10ListHostsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x11ListHostsResponse\x12$\n\x05hosts\x18\x01 \x03(\x0b\x32\x15.volrep.array.v1.Host\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x11\x44\x65leteHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x14\n\x12\x44\x65leteHostResponse\"F\n\x14\x43onnectVolumeRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"H\n\x15\x43onnectVolumeResponse\x12/\n\nconnection\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.Connection\"I\n\x17\x44isconnectVolumeRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"\x1a\n\x18\x44isconnectVolumeResponse\"]\n\x16ListConnectionsRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"d\n\x17ListConnectionsResponse\x12\x30\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32\x1b.volrep.array.v1.Connection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x8c\x05\n\x0bHostService\x12U\n\nCreateHost\x12\".volrep.array.v1.CreateHostRequest\x1a#.volrep.array.v1.CreateHostResponse\x12L\n\x07GetHost\x12\x1f.volrep.array.v1.GetHostRequest\x1a .volrep.array.v1.GetHostResponse\x12R\n\tListHosts\x12!.volrep.array.v1.ListHostsRequest\x1a\".volrep.array.v1.ListHostsResponse\x12U\n\nDeleteHost\x12\".volrep.array.v1.DeleteHostRequest\x1a#.volrep.array.v1.DeleteHostResponse\x12^\n\rConnectVolume\x12%.volrep.array.v1.ConnectVolumeRequest\x1a&.volrep.array.v1.ConnectVolumeResponse\x12g\n\x10\x44isconnectVolume\x12(.volrep.array.v1.DisconnectVolumeRequest\x1a).volrep.array.v1.DisconnectVolumeResponse\x12\x64\n\x0fListConnections\x12\'.volrep.array.v1.ListConnectionsRequest\x1a(.volrep.array.v1.ListConnectionsResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n\"volrep/array/v1/host_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x02\n\x04Host\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04iqns\x18\x02 \x03(\t\x12\x13\n\x0bmutual_chap\x18\x03 \x01(\x08\x12\x11\n\tchap_user\x18\x04 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x18\n\x10mutual_chap_user\x18\x06 \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x07 \x01(\t\x12+\n\x07\x63reated\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x06labels\x18\t \x03(\x0b\x32!.volrep.array.v1.Host.LabelsEntry\x12\x13\n\x0b\x63onnections\x18\n \x01(\x03\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x99\x02\n\nConnection\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\x12\x0b\n\x03lun\x18\x04 \x01(\x03\x12\x11\n\tread_only\x18\x05 \x01(\x08\x12\x12\n\ntarget_iqn\x18\x06 \x01(\t\x12\x0f\n\x07portals\x18\x07 \x03(\t\x12\x11\n\tchap_user\x18\x08 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\t \x01(\t\x12\x18\n\x10mutual_chap_user\x18\n \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x0b \x01(\t\x12\x0b\n\x03wwn\x18\x0c \x01(\t\x12+\n\x07\x63reated\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe4\x01\n\x11\x43reateHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04iqns\x18\x02 \x03(\t\x12\x13\n\x0bmutual_chap\x18\x03 \x01(\x08\x12>\n\x06labels\x18\x04 \x03(\x0b\x32..volrep.array.v1.CreateHostRequest.LabelsEntry\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x06 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x12\x43reateHostResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"7\n\x0eGetHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0finclude_secrets\x18\x02 \x01(\x08\"6\n\x0fGetHostResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"9\n\x10ListHostsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x11ListHostsResponse\x12$\n\x05hosts\x18\x01 \x03(\x0b\x32\x15.volrep.array.v1.Host\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x11\x44\x65leteHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x14\n\x12\x44\x65leteHostResponse\"F\n\x14\x43onnectVolumeRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"H\n\x15\x43onnectVolumeResponse\x12/\n\nconnection\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.Connection\"I\n\x17\x44isconnectVolumeRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"\x1a\n\x18\x44isconnectVolumeResponse\"]\n\x16ListConnectionsRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"d\n\x17ListConnectionsResponse\x12\x30\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32\x1b.volrep.array.v1.Connection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x8c\x05\n\x0bHostService\x12U\n\nCreateHost\x12\".volrep.array.v1.CreateHostRequest\x1a#.volrep.array.v1.CreateHostResponse\x12L\n\x07GetHost\x12\x1f.volrep.array.v1.GetHostRequest\x1a .volrep.array.v1.GetHostResponse\x12R\n\tListHosts\x12!.volrep.array.v1.ListHostsRequest\x1a\".volrep.array.v1.ListHostsResponse\x12U\n\nDeleteHost\x12\".volrep.array.v1.DeleteHostRequest\x1a#.volrep.array.v1.DeleteHostResponse\x12^\n\rConnectVolume\x12%.volrep.array.v1.ConnectVolumeRequest\x1a&.volrep.array.v1.ConnectVolumeResponse\x12g\n\x10\x44isconnectVolume\x12(.volrep.array.v1.DisconnectVolumeRequest\x1a).volrep.array.v1.DisconnectVolumeResponse\x12\x64\n\x0fListConnections\x12\'.volrep.array.v1.ListConnectionsRequest\x1a(.volrep.array.v1.ListConnectionsResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -345,6 +345,20 @@ _CREATEHOSTREQUEST = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='chap_secret', full_name='volrep.array.v1.CreateHostRequest.chap_secret', index=4,
+      number=5, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='mutual_chap_secret', full_name='volrep.array.v1.CreateHostRequest.mutual_chap_secret', index=5,
+      number=6, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -358,7 +372,7 @@ _CREATEHOSTREQUEST = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=689,
-  serialized_end=868,
+  serialized_end=917,
 )
 
 
@@ -388,8 +402,8 @@ _CREATEHOSTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=870,
-  serialized_end=927,
+  serialized_start=919,
+  serialized_end=976,
 )
 
 
@@ -426,8 +440,8 @@ _GETHOSTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=929,
-  serialized_end=984,
+  serialized_start=978,
+  serialized_end=1033,
 )
 
 
@@ -457,8 +471,8 @@ _GETHOSTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=986,
-  serialized_end=1040,
+  serialized_start=1035,
+  serialized_end=1089,
 )
 
 
@@ -495,8 +509,8 @@ _LISTHOSTSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1042,
-  serialized_end=1099,
+  serialized_start=1091,
+  serialized_end=1148,
 )
 
 
@@ -533,8 +547,8 @@ _LISTHOSTSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1101,
-  serialized_end=1183,
+  serialized_start=1150,
+  serialized_end=1232,
 )
 
 
@@ -571,8 +585,8 @@ _DELETEHOSTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1185,
-  serialized_end=1233,
+  serialized_start=1234,
+  serialized_end=1282,
 )
 
 
@@ -595,8 +609,8 @@ _DELETEHOSTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1235,
-  serialized_end=1255,
+  serialized_start=1284,
+  serialized_end=1304,
 )
 
 
@@ -640,8 +654,8 @@ _CONNECTVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1257,
-  serialized_end=1327,
+  serialized_start=1306,
+  serialized_end=1376,
 )
 
 
@@ -671,8 +685,8 @@ _CONNECTVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1329,
-  serialized_end=1401,
+  serialized_start=1378,
+  serialized_end=1450,
 )
 
 
@@ -716,8 +730,8 @@ _DISCONNECTVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1403,
-  serialized_end=1476,
+  serialized_start=1452,
+  serialized_end=1525,
 )
 
 
@@ -740,8 +754,8 @@ _DISCONNECTVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1478,
-  serialized_end=1504,
+  serialized_start=1527,
+  serialized_end=1553,
 )
 
 
@@ -792,8 +806,8 @@ _LISTCONNECTIONSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1506,
-  serialized_end=1599,
+  serialized_start=1555,
+  serialized_end=1648,
 )
 
 
@@ -830,8 +844,8 @@ _LISTCONNECTIONSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1601,
-  serialized_end=1701,
+  serialized_start=1650,
+  serialized_end=1750,
 )
 
 _HOST_LABELSENTRY.containing_type = _HOST
@@ -1005,8 +1019,8 @@ _HOSTSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=1704,
-  serialized_end=2356,
+  serialized_start=1753,
+  serialized_end=2405,
   methods=[
   _descriptor.MethodDescriptor(
     name='CreateHost',
