@@ -28,7 +28,7 @@ var syncType = &driverv1.VolumeType{Name: "sync", ExtraSpecs: map[string]string{
 
 // TestSyncWriteOnPeerAtOnce writes over NBD on the primary with qemu-io and
 // a flush, and reads the same bytes from the peer's copy right away, with
-// no snapshot in between.
+// no snapshot in between; a write at the peer is on the primary at once.
 func TestSyncWriteOnPeerAtOnce(t *testing.T) {
 	qemuIO := tool(t, "qemu-io")
 	s := startSites(t, syncBackend)
@@ -67,9 +67,20 @@ func TestSyncWriteOnPeerAtOnce(t *testing.T) {
 	if err != nil || !strings.Contains(strings.Join(st.GetReplicationType(), ","), "sync") {
 		t.Fatalf("stats = %v, %v", st, err)
 	}
-	// The peer's copy refuses clients.
-	if err := b.WriteVolume(ctx, "volume-sv-cinder", 0, []byte{1}, false); err == nil {
-		t.Fatal("the peer's copy accepted a client write")
+	// A client write at the peer's copy goes through the preferred array
+	// (active/active): once acknowledged it is on both copies.
+	// The peer learns the pod is in sync from the preferred array's
+	// forward stream, a moment after the pod reports it.
+	deadline := time.Now().Add(10 * time.Second)
+	for err := b.WriteVolume(ctx, "volume-sv-cinder", 0, []byte{0x55}, false); err != nil; err = b.WriteVolume(ctx, "volume-sv-cinder", 0, []byte{0x55}, false) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a client write at the in-sync peer's copy: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got := make([]byte, 4096)
+	if err := s.a.Array("a").ReadVolume(ctx, "volume-sv-cinder", 0, got); err != nil || got[0] != 0x55 || got[1] != 0x11 {
+		t.Fatalf("a write at the peer is not on the preferred array's copy: %v %x %x", err, got[0], got[1])
 	}
 }
 
@@ -153,6 +164,14 @@ func TestSyncFaultDrill(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, want[off:off+int64(len(got))]) {
+			ag := make([]byte, len(got))
+			a.ReadVolume(ctx, "volume-fd-cinder", off, ag)
+			// Which blocks, and what each side holds, say which path lost them.
+			for i := 0; i < len(got); i += 4096 {
+				if !bytes.Equal(got[i:i+4096], want[off+int64(i):off+int64(i)+4096]) {
+					t.Logf("block at %d: the peer holds %#x, the primary %#x, the last acknowledged write %#x", off+int64(i), got[i], ag[i], want[off+int64(i)])
+				}
+			}
 			t.Fatalf("the peer's copy lacks acknowledged writes in the 4 MiB at %d", off)
 		}
 		if err := a.ReadVolume(ctx, "volume-fd-cinder", off, got); err != nil || !bytes.Equal(got, want[off:off+int64(len(got))]) {

@@ -464,23 +464,37 @@ func (p *pod) flush() error {
 	p.mu.Lock()
 	st := p.stream
 	var vols []string
+	// The blocks this flush makes durable at the peer are taken out of
+	// unflushed now, not cleared by number when it is acknowledged: a
+	// block written again after the flush was queued is not covered by
+	// it, and its new acknowledgement must leave it unflushed.
 	covered := map[*podMember]*bitmap.Bitmap{}
-	for _, m := range p.members {
-		if m.ready {
-			vols = append(vols, m.remote)
-			covered[m] = m.unflushed.Clone()
+	if st != nil {
+		for _, m := range p.members {
+			if m.ready {
+				vols = append(vols, m.remote)
+				covered[m], m.unflushed = m.unflushed, bitmap.New()
+			}
 		}
 	}
 	p.mu.Unlock()
-	if st != nil && len(vols) > 0 {
+	if len(vols) > 0 {
 		done, err := st.enqueue(nil, 0, 0, func(seq uint64) *arrayv1.MirrorRequest {
 			return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Flush{Flush: &arrayv1.MirrorFlush{Seq: seq, Volumes: vols}}}
 		})
-		if err == nil && p.awaitFor(st, done, nil, 0, 0) {
+		acked := err == nil && p.awaitFor(st, done, nil, 0, 0)
+		if !acked {
 			p.mu.Lock()
-			if p.stream == st {
-				for m, bm := range covered {
-					m.unflushed.AndNot(bm)
+			for m, bm := range covered {
+				if p.stream == st {
+					m.unflushed.Or(bm)
+					continue
+				}
+				// The stream failed: fail turned what it saw unflushed
+				// dirty; these blocks were out of its sight.
+				if !bm.Empty() {
+					m.dirty.Or(bm)
+					m.dirtyChanged, p.synced = true, false
 				}
 			}
 			p.mu.Unlock()
