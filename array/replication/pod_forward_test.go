@@ -194,8 +194,16 @@ func TestPodPeerWritesFailWhenCut(t *testing.T) {
 	}
 	cut := openVol(t, tg.st, "v1")
 	wantPath(t, "the cut peer", cut, array.Path{State: array.PathUnavailable})
-	if r, _ := src.eng.GetReplica(ctx, "pod"); r.PeerWrites != array.WritesStopped || r.Writes != array.WritesOnline {
-		t.Fatalf("with the link cut the pod reports writes %q here and %q at the peer", r.Writes, r.PeerWrites)
+	// The preferred array learns of the cut from its own streams, a moment
+	// after the peer (whose server stopped) does.
+	for deadline := time.Now().Add(5 * timeout); ; time.Sleep(20 * time.Millisecond) {
+		r, _ := src.eng.GetReplica(ctx, "pod")
+		if r.PeerWrites == array.WritesStopped && r.Writes == array.WritesOnline {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("with the link cut the pod reports writes %q here and %q at the peer", r.Writes, r.PeerWrites)
+		}
 	}
 	// The preferred side carries on meanwhile.
 	if err := src.st.WriteVolume(ctx, "v1", 4*4096, bytes.Repeat([]byte{0xaa}, 4096), false); err != nil {
