@@ -28,9 +28,8 @@ type ISCSITarget struct {
 	Paths []ISCSIPath
 	// Multipath is whether the connector asked for every path.
 	Multipath bool
-	// CHAPUser and CHAPSecret are what the host's login presents to the
-	// serving array. A pod peer's paths (podPeerPaths) need its host's
-	// own, which this does not carry (see podPeerPaths).
+	// CHAPUser and CHAPSecret are what the host's login presents at every
+	// path: a pod peer's host has the serving array's (podPeerPaths).
 	CHAPUser, CHAPSecret string
 	// WWN is "3" and the LUN's NAA 6 designator, as Pure reports it.
 	WWN string

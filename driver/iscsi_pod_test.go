@@ -231,12 +231,7 @@ func TestISCSIPodUniformAccess(t *testing.T) {
 // goes with the next detach of the volume that reaches the peer.
 func TestISCSIPodPeerLeftoverDetached(t *testing.T) {
 	ctx := t.Context()
-	peer := iscsiArray(t, "site-b", "198.51.100.20:3260")
-	primary := iscsiArray(t, "site-a", "192.0.2.10:3260")
-	b := oneBackend(t, primary, device("site-b", peer.addr, peer, "sync"))
-	if _, err := b.CreateVolume(ctx, "v1", 1, syncSpecs, ""); err != nil {
-		t.Fatal(err)
-	}
+	peer, b := syncISCSIPair(t)
 	compute := Connector{Host: "compute-1", Initiator: iqnA}
 	ci, err := b.InitializeConnection(ctx, "v1", "", compute)
 	if err != nil {

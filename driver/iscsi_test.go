@@ -260,12 +260,7 @@ func TestProtocolChoice(t *testing.T) {
 // array's target and portals, and the LUN keeps the volume's WWN.
 func TestISCSIAfterFailover(t *testing.T) {
 	ctx := t.Context()
-	peer := iscsiArray(t, "site-b", "198.51.100.20:3260")
-	primary := iscsiArray(t, "site-a", "192.0.2.10:3260")
-	b := oneBackend(t, primary, device("site-b", peer.addr, peer, "sync"))
-	if _, err := b.CreateVolume(ctx, "v1", 1, syncSpecs, ""); err != nil {
-		t.Fatal(err)
-	}
+	peer, b := syncISCSIPair(t)
 	compute := Connector{Host: "compute-1", Initiator: iqnA}
 	before, err := b.InitializeConnection(ctx, "v1", "", compute)
 	if err != nil {
@@ -294,4 +289,17 @@ func TestISCSIAfterFailover(t *testing.T) {
 	if conns := connectionsOf(t, peer, "", volumeName("v1")); len(conns) != 0 {
 		t.Errorf("secondary after detach: %+v", conns)
 	}
+}
+
+// syncISCSIPair is a backend on array site-a (portal 192.0.2.10:3260)
+// with a sync replication device at site-b (198.51.100.20:3260), holding
+// the pod volume v1.
+func syncISCSIPair(t *testing.T) (peer *testArray, b *Backend) {
+	t.Helper()
+	peer = iscsiArray(t, "site-b", "198.51.100.20:3260")
+	b = oneBackend(t, iscsiArray(t, "site-a", "192.0.2.10:3260"), device("site-b", peer.addr, peer, "sync"))
+	if _, err := b.CreateVolume(t.Context(), "v1", 1, syncSpecs, ""); err != nil {
+		t.Fatal(err)
+	}
+	return peer, b
 }

@@ -617,14 +617,14 @@ func (h *Handle) ReadOnly() bool {
 	// pod's copy takes writes through its forwarder.
 	h.s.io.RLock()
 	defer h.s.io.RUnlock()
-	return h.v.rec.ReadOnly && h.v.forward == nil
+	return h.v.rec.ReadOnly && h.v.forwarder(fromClient) == nil
 }
 
 // PathReporter is a Mirror or Forwarder that says how hosts should use
 // this array's paths to the volume: a pod's copy is optimized where its
 // writes are sequenced, non-optimized where they are forwarded, and
-// unavailable where it takes none (stopped by the mediator, cut off). Path is asked on every
-// SCSI command, so it must not wait.
+// unavailable where it takes none (stopped by the mediator, cut off).
+// Path is asked on every SCSI command, so it must not wait.
 type PathReporter interface {
 	Path() array.Path
 }
@@ -638,8 +638,8 @@ func (h *Handle) Path() array.Path {
 	}
 	h.s.io.RLock()
 	var r any = h.v.mirror
-	if h.v.rec.ReadOnly && h.v.forward != nil {
-		r = h.v.forward
+	if f := h.v.forwarder(fromClient); f != nil {
+		r = f
 	}
 	h.s.io.RUnlock()
 	if r, ok := r.(PathReporter); ok {

@@ -278,13 +278,8 @@ func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
 	if open == nil {
 		return errdefs.InvalidArgument("open", "the first message must name the pod")
 	}
-	if err := array.CheckName("open.pod", open.GetPod()); err != nil {
+	if err := checkPodOpen(open); err != nil {
 		return err
-	}
-	if id := open.GetSourceArrayId(); id != "" {
-		if err := array.CheckName("open.source_array_id", id); err != nil {
-			return err
-		}
 	}
 	if ms := open.GetTimeoutMs(); ms <= 0 || ms > 3600_000 {
 		return errdefs.InvalidArgument("open.timeout_ms", "is %d; give the pod's sync timeout in milliseconds (1 to 3600000)", ms)

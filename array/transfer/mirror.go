@@ -23,15 +23,8 @@ func (t *Service) Mirror(stream arrayv1.TransferService_MirrorServer) error {
 	if open == nil {
 		return errdefs.InvalidArgument("open", "the first message must name the pod")
 	}
-	// The pod name goes into logs and error messages: check it like any
-	// other name before it is used.
-	if err := array.CheckName("open.pod", open.GetPod()); err != nil {
+	if err := checkPodOpen(open); err != nil {
 		return err
-	}
-	if id := open.GetSourceArrayId(); id != "" {
-		if err := array.CheckName("open.source_array_id", id); err != nil {
-			return err
-		}
 	}
 	log := t.log.With("pod", open.GetPod())
 	log.Info("mirror stream open", "source_array", open.GetSourceArrayId())
@@ -71,4 +64,23 @@ func (t *Service) Mirror(stream arrayv1.TransferService_MirrorServer) error {
 			return err
 		}
 	}
+}
+
+// podOpen is the first message of a pod's Mirror or Forward stream.
+type podOpen interface {
+	GetPod() string
+	GetSourceArrayId() string
+}
+
+// checkPodOpen checks the names a stream's open message carries: they go
+// into logs and error messages, so they are checked like any other name
+// before they are used.
+func checkPodOpen(open podOpen) error {
+	if err := array.CheckName("open.pod", open.GetPod()); err != nil {
+		return err
+	}
+	if id := open.GetSourceArrayId(); id != "" {
+		return array.CheckName("open.source_array_id", id)
+	}
+	return nil
 }
