@@ -192,7 +192,6 @@ func syncWriteLatency(ctx context.Context, env *Env) ([]Row, error) {
 	}, nil
 }
 
-// fioLatency returns the p50 and p99 completion latency in microseconds.
 // fioLatency runs fio's QD1 4 KiB random writes against uri and returns
 // the total latency's (submission + completion) p50 and p99 in µs, and
 // the bytes fio wrote (its ramp time included, which only adds writes).

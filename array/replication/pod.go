@@ -123,8 +123,6 @@ func (p *pod) noteState() {
 	st := p.stateLocked()
 	was := p.state
 	p.state = st
-	p.mu.Unlock()
-	p.mu.Lock()
 	fwd := p.fwd
 	p.mu.Unlock()
 	if fwd != nil {
