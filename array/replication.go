@@ -73,6 +73,11 @@ const (
 	PodResyncing         = "resyncing"
 	PodDegraded          = "degraded"
 	PodStoppedByMediator = "stopped_by_mediator"
+	// The non-preferred array carries the pod alone (the mediator gave it
+	// the pod while the preferred array was cut off from both), and hands
+	// it back when the preferred array returns.
+	PodCarried    = "carried"
+	PodHandedBack = "handed_back"
 
 	MediatorHealthy     = "healthy"
 	MediatorUnreachable = "unreachable"

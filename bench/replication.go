@@ -109,7 +109,13 @@ func newPair(ctx context.Context, env *Env, name string) (*pair, error) {
 	log := slog.New(slog.DiscardHandler)
 	srv := server.New(server.Options{Name: "target", Token: "bench", Logger: log})
 	service.New(dst).Register(srv.GRPC())
-	transfer.NewService(dst, log).Register(srv.GRPC())
+	ts, err := transfer.NewService(ctx, dst, log, transfer.ServiceOptions{})
+	if err != nil {
+		src.Close()
+		dst.Close()
+		return nil, err
+	}
+	ts.Register(srv.GRPC())
 	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err

@@ -106,6 +106,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer h.xfer.Close()
 			defer h.repl.Close()
 			h.repl.Run(ctx)
 		}()
@@ -227,6 +228,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 type hostedArray struct {
 	store  *store.Store
 	repl   *replication.Engine
+	xfer   *transfer.Service
 	api    *server.Server
 	apiLis net.Listener
 	nbd    *nbd.Server
@@ -298,7 +300,20 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 	service.New(h.store).Register(h.api.GRPC())
 	service.NewReplication(h.repl).Register(h.api.GRPC())
 	service.NewOperations(h.repl).Register(h.api.GRPC())
-	transfer.NewService(h.store, alog).Register(h.api.GRPC())
+	if h.xfer, err = transfer.NewService(ctx, h.store, alog, transfer.ServiceOptions{PodMediator: a.PodMediator}); err != nil {
+		return fail(err)
+	}
+	if reg != nil {
+		podState := reg.PodState(a.Name)
+		h.xfer.OnCarry = func(pod string, carrying bool) {
+			if carrying {
+				podState(pod, array.PodCarried)
+			} else {
+				podState(pod, array.PodHandedBack)
+			}
+		}
+	}
+	h.xfer.Register(h.api.GRPC())
 	if h.apiLis, err = server.Listen(ctx, a.Listen); err != nil {
 		return fail(err)
 	}

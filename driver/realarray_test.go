@@ -87,7 +87,11 @@ func (a *testArray) start() {
 	service.New(a.st).Register(srv.GRPC())
 	service.NewReplication(a.eng).Register(srv.GRPC())
 	service.NewOperations(a.eng).Register(srv.GRPC())
-	transfer.NewService(a.st, log).Register(srv.GRPC())
+	ts, err := transfer.NewService(context.Background(), a.st, log, transfer.ServiceOptions{})
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	ts.Register(srv.GRPC())
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop, a.done = cancel, make(chan struct{})
 	go func() { srv.Serve(ctx, lis); close(a.done) }()

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/volrep/volrep/array"
-	"github.com/volrep/volrep/internal/etcdtest"
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
 )
 
@@ -27,16 +25,11 @@ import (
 //   - healed, A resumes by itself, resyncs exactly its dirty set and both
 //     copies are byte-equal.
 func TestMediatorPartitionDrill(t *testing.T) {
-	nsA, nsB, nsM := withMediatorNS(t)
+	nsA, nsB, a, b := startMediatedPair(t)
 	qemuIO := tool(t, "qemu-io")
 	ctx := t.Context()
-	_, clientPort, _ := net.SplitHostPort(freePort(t))
-	_, peerPort, _ := net.SplitHostPort(freePort(t))
-	etcdtest.StartIn(t, nsM, "10.78.2.2:"+clientPort, "127.0.0.1:"+peerPort)
 	// startPodPair sets volrep_sync_timeout = 500; the lease is mediator.DefaultTTL.
 	const syncTimeout, leaseTTL = 500 * time.Millisecond, 3 * time.Second
-
-	a, b := startPodPair(t, nsA, nsB, "volrep_pod_mediator = etcd://10.79.0.2:"+clientPort+"\n")
 	dc := driverClient(t, a)
 	if _, err := dc.CreateVolume(ctx, &driverv1.CreateVolumeRequest{Backend: "puredriver-1", VolumeId: "mv", SizeGb: 1, VolumeType: syncType}); err != nil {
 		t.Fatal(err)
@@ -45,27 +38,10 @@ func TestMediatorPartitionDrill(t *testing.T) {
 	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x01 0 1M", "-c", "flush", uri)
 	repl := (&sites{a: a}).replicas(t)
 	const pod = "cinder-pod.pure2-sync"
-	podInfo := func() *driverv1.TargetReplicationInfo {
-		t.Helper()
-		ri, err := dc.GetReplicationInfo(ctx, &driverv1.GetReplicationInfoRequest{Backend: "puredriver-1", VolumeId: "mv"})
-		if err != nil || len(ri.GetTargets()) != 1 {
-			t.Fatalf("replication info: %v %v", ri, err)
-		}
-		return ri.GetTargets()[0]
-	}
+	podInfo := func() *driverv1.TargetReplicationInfo { t.Helper(); return targetInfo(t, dc, "mv") }
 	waitInfo := func(what string, within time.Duration, ok func(*driverv1.TargetReplicationInfo) bool) *driverv1.TargetReplicationInfo {
 		t.Helper()
-		deadline := time.Now().Add(within)
-		for {
-			ti := podInfo()
-			if ok(ti) {
-				return ti
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within %s: %v", what, within, ti)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		return waitTarget(t, dc, "mv", what, within, ok)
 	}
 	waitInfo("in sync, holding the mediator's key", 20*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
 		return ti.GetPrimaryPodState() == array.PodOnline && ti.GetMediatorHeld() && ti.GetMediatorState() == array.MediatorHealthy
@@ -74,7 +50,6 @@ func TestMediatorPartitionDrill(t *testing.T) {
 	// Cut A from the mediator only (the A–M link; the test still reaches
 	// A and the mediator over their own links): nothing changes, writes
 	// stay mirrored.
-	const cutMediator = "add table inet med; add chain inet med out { type filter hook output priority 0; }; add rule inet med out ip daddr 10.79.0.0/24 drop; add chain inet med in { type filter hook input priority 0; }; add rule inet med in ip saddr 10.79.0.0/24 drop"
 	nft(t, nsA, cutMediator)
 	waitInfo("the mediator reported unreachable", 10*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
 		return ti.GetMediatorState() == array.MediatorUnreachable
@@ -93,6 +68,29 @@ func TestMediatorPartitionDrill(t *testing.T) {
 	})
 	t.Logf("cut from the mediator only: writes stayed mirrored, the pod stayed online")
 
+	exp, err := b.Array("b").CreateExport(ctx, array.ExportSpec{Volume: "volume-mv-cinder", AttachmentID: "writer-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uriB := "nbd://10.78.1.2:10810/" + exp.Name
+	waitWrite(t, qemuIO, uriB, "write -P 0x07 7M 4k", 10*time.Second)
+	// bRefuses checks that B takes no write now, and that the refused
+	// write changed nothing on B's copy.
+	bRefuses := func(when string) {
+		t.Helper()
+		old := make([]byte, 4096)
+		if err := b.Array("b").ReadVolume(ctx, "volume-mv-cinder", 7<<20, old); err != nil {
+			t.Fatal(err)
+		}
+		if out, _ := run(t, true, qemuIO, "-f", "raw", "-c", "write -P 0x99 7M 4k", uriB); !strings.Contains(out, "write failed") {
+			t.Fatalf("%s: B took a write: %s", when, out)
+		}
+		got := make([]byte, 4096)
+		if err := b.Array("b").ReadVolume(ctx, "volume-mv-cinder", 7<<20, got); err != nil || !bytes.Equal(got, old) {
+			t.Fatalf("%s: a write B refused changed its copy (%v)", when, err)
+		}
+	}
+
 	// Cut A ↔ B both ways (the mediator stays reachable).
 	cutAB(t, nsA, nsB)
 	start := time.Now()
@@ -102,6 +100,9 @@ func TestMediatorPartitionDrill(t *testing.T) {
 		return ti.GetPrimaryPodState() == array.PodDegraded && ti.GetMediatorHeld()
 	})
 	t.Logf("replication info: primary %s, target %s, mediator %s, held %v", ti.GetPrimaryPodState(), ti.GetTargetPodState(), ti.GetMediatorState(), ti.GetMediatorHeld())
+	// Exactly one side takes writes: B asks the mediator, which A holds.
+	time.Sleep(syncTimeout + leaseTTL)
+	bRefuses("cut from A only, with A holding the key")
 
 	// Cut A from the mediator too.
 	nft(t, nsA, cutMediator)
@@ -155,6 +156,12 @@ func TestMediatorPartitionDrill(t *testing.T) {
 	if err := a.Array("a").ReadVolume(ctx, "volume-mv-cinder", 4<<20, got); err != nil || got[0] != 0 {
 		t.Fatalf("a refused write reached A's copy: %v %x", err, got[0])
 	}
+	// A's lease has ended and the key is free, but A acknowledged writes
+	// B lacks (its mark stands at the mediator): B must not carry on from
+	// its stale copy, so the pod waits for A at both sides.
+	time.Sleep(leaseTTL)
+	bRefuses("A stopped after acknowledging writes B lacks")
+	t.Logf("with A cut from both after it carried on alone, B refuses writes too: its copy lacks A's")
 
 	// Heal both; A resumes by itself and resyncs its dirty set.
 	nft(t, nsA, "delete table inet med")
@@ -184,5 +191,32 @@ func TestMediatorPartitionDrill(t *testing.T) {
 	}
 	if want[2<<20] != 0x02 || want[5<<20] != 0x05 || want[4<<20] != 0 || want[6<<20] != 0x06 {
 		t.Fatalf("content after healing: %x %x %x %x", want[2<<20], want[5<<20], want[4<<20], want[6<<20])
+	}
+}
+
+// targetInfo is the replication info of volume id's one target, through
+// the driver.
+func targetInfo(t *testing.T, dc driverv1.DriverServiceClient, id string) *driverv1.TargetReplicationInfo {
+	t.Helper()
+	ri, err := dc.GetReplicationInfo(t.Context(), &driverv1.GetReplicationInfoRequest{Backend: "puredriver-1", VolumeId: id})
+	if err != nil || len(ri.GetTargets()) != 1 {
+		t.Fatalf("replication info: %v %v", ri, err)
+	}
+	return ri.GetTargets()[0]
+}
+
+// waitTarget polls targetInfo until ok, or fails the test after within.
+func waitTarget(t *testing.T, dc driverv1.DriverServiceClient, id, what string, within time.Duration, ok func(*driverv1.TargetReplicationInfo) bool) *driverv1.TargetReplicationInfo {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ti := targetInfo(t, dc, id)
+		if ok(ti) {
+			return ti
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, within, ti)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/internal/etcdtest"
 	"github.com/volrep/volrep/internal/testenv"
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
 )
@@ -159,9 +161,15 @@ func TestPartitionDrill(t *testing.T) {
 // (10.77.0.2). extra ends A's backend section.
 func startPodPair(t *testing.T, nsA, nsB, extra string) (a, b *Daemon) {
 	t.Helper()
+	return startPodPairWith(t, nsA, nsB, extra, "")
+}
+
+// startPodPairWith is startPodPair with extraB added to B's array section.
+func startPodPairWith(t *testing.T, nsA, nsB, extra, extraB string) (a, b *Daemon) {
+	t.Helper()
 	b = &Daemon{t: t, Dir: t.TempDir(), DriverAddr: "10.78.1.2:7500", ArrayB: "10.78.1.2:7402", TokenB: "tb",
 		Prefix: []string{"ip", "netns", "exec", nsB}}
-	b.WriteRaw(fmt.Sprintf("[volrep]\ndriver_listen = %s\n\n[array:site-b]\ndata_dir = %s/b\nlisten = 0.0.0.0:7402\nnbd_listen = 0.0.0.0:10810\napi_token = tb\n", b.DriverAddr, b.Dir))
+	b.WriteRaw(fmt.Sprintf("[volrep]\ndriver_listen = %s\n\n[array:site-b]\ndata_dir = %s/b\nlisten = 0.0.0.0:7402\nnbd_listen = 0.0.0.0:10810\napi_token = tb\n%s", b.DriverAddr, b.Dir, extraB))
 	b.WaitFor("")
 	b.Start()
 	a = &Daemon{t: t, Dir: t.TempDir(), DriverAddr: "10.78.0.2:7400", ArrayA: "10.78.0.2:7401", TokenA: "ta",
@@ -189,9 +197,27 @@ volrep_sync_timeout = 500
 	return a, b
 }
 
+// startMediatedPair runs the pods' mediator (a real etcd) in its own
+// namespace and the two arrays in theirs, each configured to reach the
+// mediator over its own link (A at 10.79.0.2, B at 10.79.1.2).
+func startMediatedPair(t *testing.T) (nsA, nsB string, a, b *Daemon) {
+	t.Helper()
+	nsA, nsB, nsM := withMediatorNS(t)
+	_, clientPort, _ := net.SplitHostPort(freePort(t))
+	_, peerPort, _ := net.SplitHostPort(freePort(t))
+	etcdtest.StartIn(t, nsM, "10.78.2.2:"+clientPort, "127.0.0.1:"+peerPort)
+	a, b = startPodPairWith(t, nsA, nsB, "volrep_pod_mediator = etcd://10.79.0.2:"+clientPort+"\n",
+		"volrep_pod_mediator = etcd://10.79.1.2:"+clientPort+"\n")
+	return nsA, nsB, a, b
+}
+
 // cutPeer drops everything to and from the A-B link (10.77.0.0/24) in
 // the namespace it is loaded in; "delete table inet drill" heals.
 const cutPeer = "add table inet drill; add chain inet drill out { type filter hook output priority 0; }; add rule inet drill out ip daddr 10.77.0.0/24 drop; add chain inet drill in { type filter hook input priority 0; }; add rule inet drill in ip saddr 10.77.0.0/24 drop"
+
+// cutMediator, loaded in A's namespace, drops A's link to the mediator
+// (10.79.0.0/24); "delete table inet med" heals.
+const cutMediator = "add table inet med; add chain inet med out { type filter hook output priority 0; }; add rule inet med out ip daddr 10.79.0.0/24 drop; add chain inet med in { type filter hook input priority 0; }; add rule inet med in ip saddr 10.79.0.0/24 drop"
 
 // nft loads rules into namespace ns.
 func nft(t *testing.T, ns, rules string) {

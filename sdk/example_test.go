@@ -41,7 +41,11 @@ func system(name string) (*sdk.System, func()) {
 	service.New(st).Register(srv.GRPC())
 	service.NewReplication(eng).Register(srv.GRPC())
 	service.NewOperations(eng).Register(srv.GRPC())
-	transfer.NewService(st, log).Register(srv.GRPC())
+	ts, err := transfer.NewService(ctx, st, log, transfer.ServiceOptions{})
+	if err != nil {
+		panic(err)
+	}
+	ts.Register(srv.GRPC())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)

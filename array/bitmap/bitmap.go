@@ -7,6 +7,7 @@
 package bitmap
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -263,4 +264,35 @@ func (b *Bitmap) UnmarshalChunk(ci uint32, data []byte) error {
 	i, _ := slices.BinarySearch(b.keys, ci)
 	b.keys = slices.Insert(b.keys, i, ci)
 	return nil
+}
+
+// record is a whole bitmap as a record stores it: its chunks by index.
+type record struct {
+	Chunks map[uint32][]byte `json:"chunks"`
+}
+
+// Encode returns the whole bitmap as one record (JSON), for a bitmap
+// kept in a metadata record rather than chunk by chunk.
+func (b *Bitmap) Encode() ([]byte, error) {
+	rec := record{Chunks: make(map[uint32][]byte, len(b.keys))}
+	for _, ci := range b.keys {
+		rec.Chunks[ci] = b.MarshalChunk(ci)
+	}
+	return json.Marshal(rec)
+}
+
+// Decode reads a bitmap from Encode's record.
+func Decode(data []byte) (*Bitmap, error) {
+	var rec record
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, err
+	}
+	b := New()
+	for ci, chunk := range rec.Chunks {
+		if err := b.UnmarshalChunk(ci, chunk); err != nil {
+			return nil, err
+		}
+	}
+	b.TakeDirty()
+	return b, nil
 }

@@ -44,7 +44,11 @@ func serve(t *testing.T) string {
 	}
 	service.NewReplication(eng).Register(srv.GRPC())
 	service.NewOperations(eng).Register(srv.GRPC())
-	transfer.NewService(st, slog.New(slog.DiscardHandler)).Register(srv.GRPC())
+	ts, err := transfer.NewService(t.Context(), st, slog.New(slog.DiscardHandler), transfer.ServiceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Register(srv.GRPC())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,15 @@
 // claim knows until when its lease is alive at the latest, counted from
 // before the last keep-alive was sent, so the answer never outlives the
 // lease at etcd, even while etcd cannot be reached.
+//
+// Next to the key, /volrep/pods/<pod>/ahead names the side that has
+// acknowledged writes the other side's copy lacks: the preferred array
+// sets it (Mark) before its first write acknowledged without its peer,
+// a peer that takes the pod over sets it when it takes the key
+// (ClaimToCarry). No side takes the key while the other side's mark
+// stands, so a side never carries on from a copy that misses
+// acknowledged writes; each side clears its own mark once the copies
+// agree again (Unmark, Release).
 package mediator
 
 import (
@@ -85,6 +94,10 @@ func (c *Client) TTL() time.Duration { return c.ttl }
 // Key is the mediator key of a pod.
 func Key(pod string) string { return keyPrefix + pod + "/online" }
 
+// AheadKey is the key naming the side whose copy of a pod holds
+// acknowledged writes the other's lacks.
+func AheadKey(pod string) string { return keyPrefix + pod + "/ahead" }
+
 // Holder returns who holds a pod's key ("" when nobody does).
 func (c *Client) Holder(ctx context.Context, pod string) (string, error) {
 	r, err := c.cli.Get(ctx, Key(pod))
@@ -123,10 +136,13 @@ type Claim struct {
 	pod       string
 	owner     string
 	preferred bool
-	notify    func(Status)
-	kick      chan struct{}
-	cancel    context.CancelFunc
-	done      chan struct{}
+	// carry: taking the key is taking the pod over from the preferred
+	// array, so the same transaction sets this side's mark.
+	carry  bool
+	notify func(Status)
+	kick   chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
 
 	mu        sync.Mutex
 	lease     clientv3.LeaseID
@@ -140,11 +156,71 @@ type Claim struct {
 // says owner is the pod's preferred array. notify, if set, is called (from
 // the claim's goroutine, with no lock held) when Held or Reachable changes.
 func (c *Client) Claim(pod, owner string, preferred bool, notify func(Status)) *Claim {
+	return c.claim(&Claim{pod: pod, owner: owner, preferred: preferred, notify: notify})
+}
+
+// ClaimToCarry is Claim for the pod's non-preferred array, whose
+// preferred array is gone: it takes the key only while no mark stands
+// but its own, and sets its mark in the same transaction, since from then
+// on it acknowledges writes the preferred array's copy lacks. Release
+// gives both up.
+func (c *Client) ClaimToCarry(pod, owner string, notify func(Status)) *Claim {
+	return c.claim(&Claim{pod: pod, owner: owner, carry: true, notify: notify})
+}
+
+func (c *Client) claim(cl *Claim) *Claim {
 	ctx, cancel := context.WithCancel(context.Background())
-	cl := &Claim{c: c, pod: pod, owner: owner, preferred: preferred, notify: notify,
-		kick: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+	cl.c, cl.kick, cl.cancel, cl.done = c, make(chan struct{}, 1), cancel, make(chan struct{})
 	go cl.run(ctx)
 	return cl
+}
+
+// Mark records at the mediator that this side's copy holds writes the
+// other's lacks, before the first is acknowledged. Only the key's holder
+// may: a side whose lease ended gets FailedPrecondition, and must not
+// acknowledge the write.
+func (cl *Claim) Mark(ctx context.Context) error {
+	cl.mu.Lock()
+	lease := cl.lease
+	held := cl.heldLocked()
+	cl.mu.Unlock()
+	if !held {
+		return errdefs.FailedPrecondition("pod %s: this array does not hold the pod's key at the mediator", cl.pod)
+	}
+	r, err := cl.c.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.Value(Key(cl.pod)), "=", cl.owner), clientv3.Compare(clientv3.LeaseValue(Key(cl.pod)), "=", lease)).
+		Then(clientv3.OpPut(AheadKey(cl.pod), cl.owner)).Commit()
+	if err != nil {
+		return cl.c.unreachable(err)
+	}
+	if !r.Succeeded {
+		return errdefs.FailedPrecondition("pod %s: this array's lease on the pod's key ended", cl.pod)
+	}
+	return nil
+}
+
+// Unmark clears this side's mark, once the other side's copy holds every
+// acknowledged write again. Another side's mark is left alone.
+func (cl *Claim) Unmark(ctx context.Context) error { return cl.c.Unmark(ctx, cl.pod, cl.owner) }
+
+// Unmark clears owner's mark on pod, and leaves another side's alone.
+func (c *Client) Unmark(ctx context.Context, pod, owner string) error {
+	_, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(AheadKey(pod)), "=", owner)).
+		Then(clientv3.OpDelete(AheadKey(pod))).Commit()
+	if err != nil {
+		return c.unreachable(err)
+	}
+	return nil
+}
+
+// Release ends a carrying claim once the preferred array holds every
+// write this side took: this side's mark goes first, then the key.
+func (cl *Claim) Release(ctx context.Context) error {
+	if err := cl.Unmark(ctx); err != nil {
+		return err
+	}
+	cl.Close(ctx)
+	return nil
 }
 
 // Held says this side holds the key now: its lease is alive at etcd at
@@ -285,8 +361,8 @@ func isLeaseGone(err error) bool { return errors.Is(err, rpctypes.ErrLeaseNotFou
 
 // Acquire asks for the pod's key once, and returns nil when this side
 // holds it. A side that is not preferred first gives the preferred one
-// PreferDelay to ask. The key held by the other side is a
-// FailedPrecondition error naming the holder; etcd not answering is
+// PreferDelay to ask. The key held by the other side, or the other side's
+// mark, is a FailedPrecondition error naming it; etcd not answering is
 // Unavailable.
 func (cl *Claim) Acquire(ctx context.Context) error {
 	if cl.Held() {
@@ -304,21 +380,42 @@ func (cl *Claim) Acquire(ctx context.Context) error {
 	actx, cancel := context.WithTimeout(ctx, cl.c.ttl/2)
 	defer cancel()
 	sent := time.Now()
+	key, ahead := Key(cl.pod), AheadKey(cl.pod)
+	// Read both keys, then write only if neither changed since: the key
+	// free or still ours (a restart of this side or of etcd), and no mark
+	// but ours.
+	got, err := cl.c.cli.Get(actx, keyPrefix+cl.pod+"/", clientv3.WithPrefix())
+	if err != nil {
+		return cl.c.unreachable(err)
+	}
+	var keyRev, aheadRev int64
+	for _, kv := range got.Kvs {
+		switch string(kv.Key) {
+		case key:
+			keyRev = kv.ModRevision
+			if v := string(kv.Value); v != cl.owner {
+				return cl.refused(v, errdefs.FailedPrecondition("pod %s is held at the mediator by %q; it is free again when that side's lease ends", cl.pod, v))
+			}
+		case ahead:
+			aheadRev = kv.ModRevision
+			if v := string(kv.Value); v != cl.owner {
+				return cl.refused("", errdefs.FailedPrecondition("pod %s: array %q acknowledged writes this array's copy lacks; "+
+					"this array takes the pod only after %q is back and has resynced it (or, if %q is lost for good, after an operator deletes %s at the mediator)",
+					cl.pod, v, v, v, ahead))
+			}
+		}
+	}
 	g, err := cl.c.cli.Grant(actx, int64(cl.c.ttl/time.Second))
 	if err != nil {
 		return cl.c.unreachable(err)
 	}
-	key := Key(cl.pod)
-	put := clientv3.OpPut(key, cl.owner, clientv3.WithLease(g.ID))
-	// Free, or still ours from an earlier lease (a restart of this side
-	// or of etcd): take it with the new lease.
-	r, err := cl.c.cli.Txn(actx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).Then(put).
-		Else(clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(key), "=", cl.owner)},
-			[]clientv3.Op{put}, []clientv3.Op{clientv3.OpGet(key)})).Commit()
-	if err == nil && !r.Succeeded && len(r.Responses) > 0 && r.Responses[0].GetResponseTxn().GetSucceeded() {
-		r.Succeeded = true
+	ops := []clientv3.Op{clientv3.OpPut(key, cl.owner, clientv3.WithLease(g.ID))}
+	if cl.carry {
+		ops = append(ops, clientv3.OpPut(ahead, cl.owner))
 	}
+	r, err := cl.c.cli.Txn(actx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", keyRev), clientv3.Compare(clientv3.ModRevision(ahead), "=", aheadRev)).
+		Then(ops...).Commit()
 	if err != nil || !r.Succeeded {
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), cl.c.ttl/2)
 		_, _ = cl.c.cli.Revoke(rctx, g.ID)
@@ -326,16 +423,7 @@ func (cl *Claim) Acquire(ctx context.Context) error {
 		if err != nil {
 			return cl.c.unreachable(err)
 		}
-		holder := ""
-		if txn := r.Responses[0].GetResponseTxn(); txn != nil && len(txn.Responses) > 0 {
-			if kvs := txn.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
-				holder = string(kvs[0].Value)
-			}
-		}
-		cl.mu.Lock()
-		cl.holder, cl.reachable = holder, true
-		cl.mu.Unlock()
-		return errdefs.FailedPrecondition("pod %s is held at the mediator by %q; it is free again when that side's lease ends", cl.pod, holder)
+		return cl.refused("", errdefs.FailedPrecondition("pod %s: its keys at the mediator changed while this array asked; it asks again", cl.pod))
 	}
 	cl.mu.Lock()
 	old := cl.lease
@@ -345,4 +433,12 @@ func (cl *Claim) Acquire(ctx context.Context) error {
 		_, _ = cl.c.cli.Revoke(actx, old)
 	}
 	return nil
+}
+
+// refused notes an answer from etcd that this side may not take the key.
+func (cl *Claim) refused(holder string, err error) error {
+	cl.mu.Lock()
+	cl.holder, cl.reachable = holder, true
+	cl.mu.Unlock()
+	return err
 }

@@ -2,10 +2,12 @@ package mediator
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
 	"github.com/volrep/volrep/errdefs"
@@ -156,4 +158,69 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	if _, err := New([]string{"127.0.0.1:1"}, Options{TTL: 100 * time.Millisecond}); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("TTL 100ms: %v", err)
 	}
+}
+
+// TestMarksKeepTheKeyFromACopyThatLacksWrites: a side's mark (it
+// acknowledged writes the other side lacks) keeps the other side from
+// taking the key, even when the key is free; a side that carries the pod
+// sets its mark as it takes the key, and Release clears both.
+func TestMarksKeepTheKeyFromACopyThatLacksWrites(t *testing.T) {
+	e := etcdtest.Start(t, "", "")
+	a, b := newClient(t, e.Endpoint()), newClient(t, e.Endpoint())
+	ctx := context.Background()
+	ca := claim(t, a, "pod1", "array-a", true)
+	waitFor(t, 5*time.Second, "A takes the free key", ca.Held)
+	if err := ca.Mark(ctx); err != nil {
+		t.Fatalf("the holder marks: %v", err)
+	}
+	cb := b.ClaimToCarry("pod1", "array-b", nil)
+	t.Cleanup(func() { cb.Close(ctx) })
+	// A goes away (its lease ends), its mark stays: B must not take over.
+	ca.Close(ctx)
+	time.Sleep(2 * ttl)
+	if cb.Held() {
+		t.Fatal("B took the key over A's mark")
+	}
+	if err := cb.Acquire(ctx); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "array-a") {
+		t.Fatalf("B asks over A's mark: %v, want FailedPrecondition naming array-a", err)
+	}
+	// A marks nothing it does not hold.
+	if err := ca.Mark(ctx); !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("a side without the key marks: %v, want FailedPrecondition", err)
+	}
+	// A comes back, resyncs and clears its mark: now B may carry.
+	ca2 := claim(t, a, "pod1", "array-a", true)
+	waitFor(t, 5*time.Second, "A takes the key again over its own mark", ca2.Held)
+	if err := ca2.Unmark(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ca2.Close(ctx)
+	waitFor(t, 3*ttl, "B carries the pod once A's mark is gone", cb.Held)
+	r, err := etcdClient(t, e).Get(ctx, AheadKey("pod1"))
+	if err != nil || len(r.Kvs) != 1 || string(r.Kvs[0].Value) != "array-b" {
+		t.Fatalf("B took the key without its mark: %v %v", r, err)
+	}
+	// B's mark keeps A out, although A is preferred.
+	ca3 := claim(t, a, "pod1", "array-a", true)
+	cb.Close(ctx) // B's lease ends (a crash), its mark stays
+	time.Sleep(2 * ttl)
+	if ca3.Held() {
+		t.Fatal("A took the key over B's mark")
+	}
+	// B restarts, takes the key again over its own mark, and releases.
+	cb2 := b.ClaimToCarry("pod1", "array-b", nil)
+	waitFor(t, 5*time.Second, "B takes the key again over its own mark", cb2.Held)
+	if err := cb2.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*ttl, "A takes the key once B released it", ca3.Held)
+	if r, err := etcdClient(t, e).Get(ctx, AheadKey("pod1")); err != nil || len(r.Kvs) != 0 {
+		t.Fatalf("a mark after B released: %v %v", r, err)
+	}
+}
+
+func etcdClient(t *testing.T, e *etcdtest.Server) *clientv3.Client {
+	t.Helper()
+	c := newClient(t, e.Endpoint())
+	return c.cli
 }

@@ -67,7 +67,10 @@ func (tg *target) start() {
 	// A short stop timeout: halting is a peer outage, not a graceful drain.
 	srv := server.New(server.Options{Name: "site-b", Token: token, Logger: slog.New(slog.DiscardHandler), StopTimeout: 10 * time.Millisecond})
 	service.New(tg.st).Register(srv.GRPC())
-	ts := transfer.NewService(tg.st, slog.New(slog.DiscardHandler))
+	ts, err := transfer.NewService(context.Background(), tg.st, slog.New(slog.DiscardHandler), transfer.ServiceOptions{})
+	if err != nil {
+		tg.t.Fatal(err)
+	}
 	ts.OnReceived = func(int64, time.Duration) { tg.commit++ }
 	ts.Register(srv.GRPC())
 	ctx, cancel := context.WithCancel(context.Background())

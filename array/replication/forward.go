@@ -42,7 +42,7 @@ func (p *pod) openForward(ctx context.Context) (*forwardLink, error) {
 	}
 	f := &forwardLink{p: p, cs: cs, cancel: cancel, work: make(chan struct{}, 1), dead: make(chan struct{})}
 	f.queue = append(f.queue, &arrayv1.ForwardRequest{Msg: &arrayv1.ForwardRequest_Open{Open: &arrayv1.ForwardOpen{
-		Pod: p.name, SourceArrayId: p.e.id, TimeoutMs: p.timeout.Milliseconds()}}})
+		Pod: p.name, SourceArrayId: p.e.id, TimeoutMs: p.timeout.Milliseconds(), Mediated: p.claim != nil}}})
 	f.wg.Add(3)
 	go f.sendLoop()
 	go f.recvLoop(fctx)

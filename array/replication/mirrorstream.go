@@ -195,6 +195,11 @@ func (st *mirrorStream) deathErr() error {
 	if st.err == nil {
 		return errdefs.Unavailable("mirror stream closed")
 	}
+	if errdefs.IsFailedPrecondition(st.err) {
+		// The peer refused the stream (it carries the pod): kept as is,
+		// so the pod takes the pod back instead of retrying.
+		return st.err
+	}
 	return errdefs.Unavailable("mirror stream: %v", st.err)
 }
 

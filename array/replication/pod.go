@@ -3,7 +3,6 @@ package replication
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -77,6 +76,66 @@ type pod struct {
 	// nil without a mediator. Set before the pod is shared.
 	med   *mediator.Client
 	claim *mediator.Claim
+	// markMu orders the pod's mark at the mediator (this copy holds
+	// acknowledged writes the peer lacks): set before the first such
+	// write is acknowledged, cleared once the pod is in sync again.
+	markMu sync.Mutex
+	marked markState
+}
+
+type markState int
+
+const (
+	markUnknown markState = iota // after a start: cleared at the first sync
+	markSet
+	markClear
+)
+
+// ensureMarked is called before a write is acknowledged without the peer:
+// with a mediator, the peer may take the pod over only while no mark of
+// this array's stands, so the mark must be at the mediator first. An
+// error means the write must not be acknowledged.
+func (p *pod) ensureMarked() error {
+	if p.claim == nil {
+		return nil
+	}
+	p.markMu.Lock()
+	defer p.markMu.Unlock()
+	if p.marked == markSet {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	defer cancel()
+	if err := p.claim.Mark(ctx); err != nil {
+		return &array.PodStoppedError{Err: errdefs.Unavailable("pod %s: the peer is gone and this array could not record at the mediator that it carries on alone (%v); "+
+			"the write is not acknowledged", p.name, err)}
+	}
+	p.marked = markSet
+	p.e.log.Info("pod marked at the mediator: this array acknowledges writes its peer lacks", "pod", p.name)
+	return nil
+}
+
+// unmark clears this array's mark once the pod is in sync; it is tried
+// again at the next step when the mediator does not answer.
+func (p *pod) unmark(ctx context.Context) {
+	if p.claim == nil {
+		return
+	}
+	p.markMu.Lock()
+	defer p.markMu.Unlock()
+	p.mu.Lock()
+	synced := p.synced
+	p.mu.Unlock()
+	if p.marked == markClear || !synced {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	if err := p.claim.Unmark(ctx); err != nil {
+		p.e.log.Warn("clearing the pod's mark at the mediator; until it is cleared the peer cannot take the pod over", "pod", p.name, "err", err)
+		return
+	}
+	p.marked = markClear
 }
 
 // stoppedLocked says the pod may take no writes: it has no peer, and a
@@ -312,7 +371,12 @@ func (p *pod) submit(m *podMember, changes []change) func() error {
 			m.markDirty(c.off, c.length)
 		}
 		p.mu.Unlock()
-		return nil
+		if p.claim == nil || st != nil {
+			// With the stream up, the member is new: the peer's copy of
+			// it takes no writes until its initial copy is done.
+			return nil
+		}
+		return p.ensureMarked
 	}
 	p.mu.Unlock()
 	dones := make([]<-chan error, len(changes))
@@ -392,6 +456,9 @@ func (p *pod) await(st *mirrorStream, done <-chan error, deadline <-chan time.Ti
 		// The peer is gone and the mediator did not let this side carry
 		// on: the write is not acknowledged (its blocks are dirty).
 		return false, p.errStopped()
+	}
+	if m != nil {
+		return false, p.ensureMarked()
 	}
 	return false, nil
 }
@@ -514,10 +581,6 @@ func (p *pod) unflushedBlocks() bool {
 	return false
 }
 
-type dirtyRec struct {
-	Chunks map[uint32][]byte `json:"chunks"`
-}
-
 // persistDirty stores the dirty bitmaps that changed, so a crash of this
 // array does not forget what the peer misses.
 func (p *pod) persistDirty() error {
@@ -531,11 +594,7 @@ func (p *pod) persistDirty() error {
 		if !m.dirtyChanged {
 			continue
 		}
-		rec := dirtyRec{Chunks: map[uint32][]byte{}}
-		for _, ci := range m.dirty.AllChunks() {
-			rec.Chunks[ci] = m.dirty.MarshalChunk(ci)
-		}
-		data, err := json.Marshal(rec)
+		data, err := m.dirty.Encode()
 		if err != nil {
 			p.mu.Unlock()
 			return err
@@ -562,18 +621,13 @@ func (p *pod) loadDirty(ctx context.Context, local string) (*bitmap.Bitmap, erro
 		if k != key {
 			return nil
 		}
-		var rec dirtyRec
-		if err := json.Unmarshal(data, &rec); err != nil {
+		got, err := bitmap.Decode(data)
+		if err != nil {
 			return err
 		}
-		for ci, chunk := range rec.Chunks {
-			if err := bm.UnmarshalChunk(ci, chunk); err != nil {
-				return fmt.Errorf("chunk %d: %w", ci, err)
-			}
-		}
+		bm = got
 		return nil
 	})
-	bm.TakeDirty()
 	return bm, err
 }
 
@@ -784,7 +838,20 @@ func (p *pod) step(ctx context.Context) error {
 	if st == nil {
 		p.l.reconnect(ctx)
 		var err error
-		if st, err = p.open(ctx); err != nil {
+		st, err = p.open(ctx)
+		if errdefs.IsFailedPrecondition(err) && p.claim != nil {
+			// The peer carried the pod while this array was cut off:
+			// take its writes back first.
+			var n int64
+			if n, err = p.reclaim(ctx); err != nil {
+				return fmt.Errorf("taking back the writes the peer took while it carried the pod: %w", err)
+			}
+			p.mu.Lock()
+			p.lastResync = n
+			p.mu.Unlock()
+			st, err = p.open(ctx)
+		}
+		if err != nil {
 			return err
 		}
 		p.mu.Lock()
@@ -854,6 +921,9 @@ func (p *pod) step(ctx context.Context) error {
 	p.mu.Unlock()
 	if clean && !was {
 		p.e.log.Info("pod in sync", "pod", p.name, "resync_bytes", sent)
+	}
+	if clean {
+		p.unmark(ctx)
 	}
 	if fwd != nil {
 		fwd.pushState(false)

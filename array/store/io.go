@@ -135,13 +135,31 @@ func (s *Store) SetForwarder(ctx context.Context, volume string, f Forwarder) er
 	return nil
 }
 
-// forwarder is the volume's Forwarder when its clients' changes go
-// through it. Called with s.io held.
-func (v *volume) forwarder(how mirrored) Forwarder {
-	if how == fromClient && v.rec.ReadOnly {
-		return v.forward
+// Carrier is a Forwarder whose copy may take its clients' changes here
+// for a while: a pod's copy whose preferred array was lost, and whose
+// mediator gave this array the pod. Carry returns the Mirror that then
+// sees each change (and records it for the preferred array's return), or
+// nil while changes are forwarded; it must not wait.
+type Carrier interface {
+	Carry() Mirror
+}
+
+// route says where a change to the volume goes besides this copy: to a
+// Forwarder instead (fwd, a pod's copy at its non-preferred array), or
+// through a Mirror (m). Called with s.io held.
+func (v *volume) route(how mirrored) (fwd Forwarder, m Mirror) {
+	switch {
+	case how == fromPeer:
+		return nil, nil
+	case !v.rec.ReadOnly:
+		return nil, v.mirror
 	}
-	return nil
+	if c, ok := v.forward.(Carrier); ok {
+		if m := c.Carry(); m != nil {
+			return nil, m
+		}
+	}
+	return v.forward, nil
 }
 
 // changer is what a change is queued to: a Mirror or a Forwarder.
@@ -194,8 +212,8 @@ func (s *Store) change(v *volume, off, length int64, fua bool, how mirrored, che
 	if err != nil {
 		return err
 	}
-	fwd := v.forwarder(how)
-	if v.rec.ReadOnly && how == fromClient && fwd == nil {
+	fwd, m := v.route(how)
+	if v.rec.ReadOnly && how == fromClient && fwd == nil && m == nil {
 		s.io.RUnlock()
 		return errdefs.FailedPrecondition("volume %q is a replication target and read-only; promote it or fail over first", v.rec.Name)
 	}
@@ -213,10 +231,6 @@ func (s *Store) change(v *volume, off, length int64, fua bool, how mirrored, che
 	}
 	if fwd != nil {
 		return s.forwardChange(v, fwd, off, length, fua, check != nil, mirror)
-	}
-	m := v.mirror
-	if how == fromPeer {
-		m = nil
 	}
 	var wait func() error
 	unlock := v.lockBlocks(off/bs, (off+length-1)/bs)
@@ -376,8 +390,8 @@ func (s *Store) flushFrom(v *volume, how mirrored) error {
 	if err != nil {
 		return err
 	}
-	m := v.mirror
-	f := v.forwarder(how)
+	// A flush from the peer is the peer's own: it is not mirrored back.
+	f, m := v.route(how)
 	err = s.flushLayer(l)
 	s.io.RUnlock()
 	if err != nil {
@@ -454,6 +468,17 @@ func (s *Store) ApplyMirrored(ctx context.Context, volume string, off int64, p [
 		return err
 	}
 	if err := refusePromoted(v); err != nil {
+		return err
+	}
+	return s.space(s.write(v, p, off, false, fromPeer))
+}
+
+// ApplyReclaimed writes, to a pod's volume at its preferred array, a
+// block its peer took while it carried the pod alone. It is not mirrored
+// back: the peer's copy is where it came from.
+func (s *Store) ApplyReclaimed(ctx context.Context, volume string, off int64, p []byte) error {
+	v, err := s.lookup(ctx, volume)
+	if err != nil {
 		return err
 	}
 	return s.space(s.write(v, p, off, false, fromPeer))
@@ -617,7 +642,8 @@ func (h *Handle) ReadOnly() bool {
 	// pod's copy takes writes through its forwarder.
 	h.s.io.RLock()
 	defer h.s.io.RUnlock()
-	return h.v.rec.ReadOnly && h.v.forwarder(fromClient) == nil
+	f, m := h.v.route(fromClient)
+	return h.v.rec.ReadOnly && f == nil && m == nil
 }
 
 // PathReporter is a Mirror or Forwarder that says how hosts should use
@@ -637,9 +663,11 @@ func (h *Handle) Path() array.Path {
 		return array.Path{State: array.PathOptimized}
 	}
 	h.s.io.RLock()
-	var r any = h.v.mirror
-	if f := h.v.forwarder(fromClient); f != nil {
+	var r any
+	if f, m := h.v.route(fromClient); f != nil {
 		r = f
+	} else {
+		r = m
 	}
 	h.s.io.RUnlock()
 	if r, ok := r.(PathReporter); ok {

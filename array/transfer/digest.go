@@ -5,7 +5,11 @@
 // commits the snapshot only when the trailer's count and digest match.
 package transfer
 
-import "hash/crc32"
+import (
+	"hash/crc32"
+
+	"github.com/volrep/volrep/errdefs"
+)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -49,4 +53,19 @@ func blockCRCs(p []byte, out []uint32) []uint32 {
 		p = p[n:]
 	}
 	return out
+}
+
+// checkCRCs checks data, read at off, against the CRC-32C of each of its
+// blocks; it returns the CRCs computed (into out).
+func checkCRCs(off int64, data []byte, want, out []uint32) ([]uint32, error) {
+	out = blockCRCs(data, out)
+	if len(out) != len(want) {
+		return out, errdefs.InvalidArgument("crc32c", "%d checksums for %d blocks at %d", len(want), len(out), off)
+	}
+	for i, w := range want {
+		if out[i] != w {
+			return out, errdefs.Aborted("block at %d failed its CRC-32C check (got %08x, want %08x); resend", off+int64(i)*blockSize, out[i], w)
+		}
+	}
+	return out, nil
 }

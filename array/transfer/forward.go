@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/mediator"
 	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/errdefs"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
@@ -49,6 +50,15 @@ type podForward struct {
 	sess    *forwardSession // nil: no stream from the preferred array
 	inSync  bool
 	volumes map[string]bool
+	// mediated: the preferred array holds the pod's key at a mediator
+	// (its last open said so).
+	mediated bool
+	// claim asks the mediator for the pod, or holds it while carry is
+	// set (carry.go); mirrors are the open mirror streams' flags, set
+	// when carrying starts so they apply nothing more.
+	claim   *mediator.Claim
+	carry   *carrying
+	mirrors map[*atomic.Bool]bool
 
 	// acked counts forwarded changes answered; flushed is acked as of the
 	// last forwarded flush, so a flush with nothing new needs no network.
@@ -270,15 +280,8 @@ func (s *forwardSession) deathErr(pod string) error {
 // it is on both copies. The stream also ends when the preferred array
 // sends nothing (results or its state, a heartbeat) for the timeout.
 func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
-	first, err := stream.Recv()
+	open, err := recvOpen(stream.Recv, (*arrayv1.ForwardRequest).GetOpen)
 	if err != nil {
-		return err
-	}
-	open := first.GetOpen()
-	if open == nil {
-		return errdefs.InvalidArgument("open", "the first message must name the pod")
-	}
-	if err := checkPodOpen(open); err != nil {
 		return err
 	}
 	if ms := open.GetTimeoutMs(); ms <= 0 || ms > 3600_000 {
@@ -290,20 +293,28 @@ func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
 		work: make(chan struct{}, 1), dead: make(chan struct{})}
 	p := t.fwd.pod(open.GetPod())
 	p.mu.Lock()
+	if p.carry != nil {
+		p.mu.Unlock()
+		return errdefs.FailedPrecondition("pod %s is carried by this array; the preferred array takes its writes back first (Reclaim)", open.GetPod())
+	}
 	if old := p.sess; old != nil {
 		old.kill(errors.New("replaced by a new stream"))
 	}
-	p.sess, p.inSync = sess, false
+	p.sess, p.inSync, p.mediated = sess, false, open.GetMediated()
 	p.mu.Unlock()
+	t.stopAsking(p)
 	log.Info("forward stream open", "source_array", open.GetSourceArrayId())
 	defer func() {
 		p.mu.Lock()
+		wasInSync := false
 		if p.sess == sess {
+			wasInSync = p.inSync
 			p.sess, p.inSync = nil, false
 		}
 		p.mu.Unlock()
 		sess.kill(errors.New("the stream ended"))
 		log.Info("forward stream closed", "err", sess.err)
+		t.lost(p, wasInSync)
 	}()
 	var wg sync.WaitGroup
 	defer wg.Wait()

@@ -3,6 +3,7 @@ package transfer
 import (
 	"errors"
 	"io"
+	"sync/atomic"
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/errdefs"
@@ -15,17 +16,18 @@ import (
 // forwarded to the pod's preferred array (forward.go) and come back here.
 func (t *Service) Mirror(stream arrayv1.TransferService_MirrorServer) error {
 	ctx := stream.Context()
-	first, err := stream.Recv()
+	open, err := recvOpen(stream.Recv, (*arrayv1.MirrorRequest).GetOpen)
 	if err != nil {
 		return err
 	}
-	open := first.GetOpen()
-	if open == nil {
-		return errdefs.InvalidArgument("open", "the first message must name the pod")
-	}
-	if err := checkPodOpen(open); err != nil {
+	// From the moment this array carries the pod, the stream applies
+	// nothing more: the preferred array would be a second writer.
+	var carried atomic.Bool
+	p := t.fwd.pod(open.GetPod())
+	if err := p.admitMirror(&carried); err != nil {
 		return err
 	}
+	defer p.mirrorDone(&carried)
 	log := t.log.With("pod", open.GetPod())
 	log.Info("mirror stream open", "source_array", open.GetSourceArrayId())
 	defer log.Info("mirror stream closed")
@@ -36,6 +38,9 @@ func (t *Service) Mirror(stream arrayv1.TransferService_MirrorServer) error {
 		}
 		if err != nil {
 			return err
+		}
+		if carried.Load() {
+			return errdefs.FailedPrecondition("pod %s: this array carries the pod now; the preferred array takes its writes back first (Reclaim)", open.GetPod())
 		}
 		var seq uint64
 		switch m := msg.Msg.(type) {
@@ -70,6 +75,24 @@ func (t *Service) Mirror(stream arrayv1.TransferService_MirrorServer) error {
 type podOpen interface {
 	GetPod() string
 	GetSourceArrayId() string
+}
+
+// recvOpen reads a pod stream's first message, which must be its open,
+// and checks it.
+func recvOpen[M any, O interface {
+	podOpen
+	comparable
+}](recv func() (M, error), get func(M) O) (O, error) {
+	var none O
+	m, err := recv()
+	if err != nil {
+		return none, err
+	}
+	open := get(m)
+	if open == none {
+		return none, errdefs.InvalidArgument("open", "the first message must name the pod")
+	}
+	return open, checkPodOpen(open)
 }
 
 // checkPodOpen checks the names a stream's open message carries: they go

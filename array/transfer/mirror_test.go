@@ -54,3 +54,39 @@ func TestMirrorOpenChecksNames(t *testing.T) {
 		t.Fatalf("a well-named mirror stream: %v %v", r, err)
 	}
 }
+
+// TestReclaimChecksItsRequest: a Reclaim stream's open names a pod and
+// block-aligned ranges; one for a pod this array does not carry changes
+// nothing and says so.
+func TestReclaimChecksItsRequest(t *testing.T) {
+	p := newPair(t)
+	for _, tc := range []struct {
+		open *arrayv1.ReclaimRequest
+		want func(error) bool
+	}{
+		{&arrayv1.ReclaimRequest{Msg: &arrayv1.ReclaimRequest_Applied{Applied: &arrayv1.ReclaimApplied{}}}, errdefs.IsInvalidArgument},
+		{&arrayv1.ReclaimRequest{Msg: &arrayv1.ReclaimRequest_Open{Open: &arrayv1.ReclaimOpen{Pod: "../x"}}}, errdefs.IsInvalidArgument},
+		{&arrayv1.ReclaimRequest{Msg: &arrayv1.ReclaimRequest_Open{Open: &arrayv1.ReclaimOpen{Pod: "cinder-pod",
+			Volumes: []*arrayv1.ReclaimVolume{{Volume: "v1", Extents: []*arrayv1.Extent{{Offset: 100, Length: 4096}}}}}}}, errdefs.IsInvalidArgument},
+		{&arrayv1.ReclaimRequest{Msg: &arrayv1.ReclaimRequest_Open{Open: &arrayv1.ReclaimOpen{Pod: "cinder-pod",
+			Volumes: []*arrayv1.ReclaimVolume{{Volume: "v1", Extents: []*arrayv1.Extent{{Offset: 0, Length: -1}}}}}}}, errdefs.IsInvalidArgument},
+		{&arrayv1.ReclaimRequest{Msg: &arrayv1.ReclaimRequest_Open{Open: &arrayv1.ReclaimOpen{Pod: "cinder-pod",
+			Volumes: []*arrayv1.ReclaimVolume{{Volume: "v1\x00", Extents: nil}}}}}, errdefs.IsInvalidArgument},
+		// Well formed, but this array carries no pod.
+		{&arrayv1.ReclaimRequest{Msg: &arrayv1.ReclaimRequest_Open{Open: &arrayv1.ReclaimOpen{Pod: "cinder-pod",
+			Volumes: []*arrayv1.ReclaimVolume{{Volume: "v1", Extents: []*arrayv1.Extent{{Offset: 0, Length: 4096}}}}}}}, errdefs.IsFailedPrecondition},
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		cs, err := p.client.Reclaim(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cs.Send(tc.open); err != nil {
+			t.Fatal(err)
+		}
+		if _, err = cs.Recv(); !tc.want(err) {
+			t.Errorf("reclaim opened with %v: %v", tc.open, err)
+		}
+		cancel()
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"google.golang.org/grpc"
 
+	"github.com/volrep/volrep/array/mediator"
 	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/array/wire"
 	"github.com/volrep/volrep/errdefs"
@@ -34,17 +35,47 @@ type Service struct {
 	log *slog.Logger
 	dec *zstd.Decoder
 	fwd forwards
+	id  string           // this array's ID: its name at the mediator
+	med *mediator.Client // nil: this array never carries a pod alone
 	// Metrics, if set, is told about every committed transfer.
 	OnReceived func(bytes int64, d time.Duration)
+	// OnCarry, if set, is told when this array starts or stops carrying
+	// a pod alone.
+	OnCarry func(pod string, carrying bool)
 }
 
-// NewService returns the receiving side of TransferService for s.
-func NewService(s *store.Store, log *slog.Logger) *Service {
+// ServiceOptions configure a Service.
+type ServiceOptions struct {
+	// PodMediator are the etcd endpoints (host:port) this array asks for
+	// a pod whose preferred array is gone; none: it never carries one.
+	PodMediator []string
+	// MediatorTTL is the lease time of the pods' keys it holds.
+	MediatorTTL time.Duration
+}
+
+// NewService returns the receiving side of TransferService for s, with
+// the pods this array carried alone when it stopped (carry.go). Close
+// ends it.
+func NewService(ctx context.Context, s *store.Store, log *slog.Logger, opts ServiceOptions) (*Service, error) {
 	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0))
 	if err != nil {
-		panic(err) // only fails on bad options
+		return nil, err
 	}
-	return &Service{s: s, log: log, dec: dec}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t := &Service{s: s, log: log, dec: dec, id: info.ID}
+	if len(opts.PodMediator) > 0 {
+		if t.med, err = mediator.New(opts.PodMediator, mediator.Options{TTL: opts.MediatorTTL}); err != nil {
+			return nil, err
+		}
+	}
+	if err := t.restoreCarried(ctx); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("pods carried by this array: %w", err)
+	}
+	return t, nil
 }
 
 // Register adds TransferService to g.
@@ -130,14 +161,8 @@ func (t *Service) Receive(stream arrayv1.TransferService_ReceiveServer) error {
 			if int64(len(data)) != c.GetLength() {
 				return errdefs.InvalidArgument("data", "%d bytes at %d, header says %d", len(data), c.GetOffset(), c.GetLength())
 			}
-			crcs = blockCRCs(data, crcs)
-			if len(crcs) != len(c.GetCrc32C()) {
-				return errdefs.InvalidArgument("crc32c", "%d checksums for %d blocks at %d", len(c.GetCrc32C()), len(crcs), c.GetOffset())
-			}
-			for i, want := range c.GetCrc32C() {
-				if crcs[i] != want {
-					return errdefs.Aborted("block at %d failed its CRC-32C check (got %08x, want %08x); resend", c.GetOffset()+int64(i)*blockSize, crcs[i], want)
-				}
+			if crcs, err = checkCRCs(c.GetOffset(), data, c.GetCrc32C(), crcs); err != nil {
+				return err
 			}
 			if err := w.put(write{off: c.GetOffset(), isData: true, data: data}); err != nil {
 				return err

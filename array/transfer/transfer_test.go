@@ -47,7 +47,11 @@ func newPair(t *testing.T) *pair {
 		}
 	}
 	srv := server.New(server.Options{Name: "dst", Token: "tok"})
-	transfer.NewService(dst, slog.New(slog.DiscardHandler)).Register(srv.GRPC())
+	ts, err := transfer.NewService(ctx, dst, slog.New(slog.DiscardHandler), transfer.ServiceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Register(srv.GRPC())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1490,7 +1490,11 @@ type ForwardOpen struct {
 	SourceArrayId string `protobuf:"bytes,2,opt,name=source_array_id,json=sourceArrayId,proto3" json:"source_array_id,omitempty"`
 	// How long the non-preferred array waits for a result, and for the
 	// next state message, before it takes the preferred array as gone.
-	TimeoutMs     int64 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	TimeoutMs int64 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// The preferred array holds the pod's key at a mediator: when it is
+	// gone, this array may ask the mediator for the pod (if it has one
+	// configured) instead of stopping.
+	Mediated      bool `protobuf:"varint,4,opt,name=mediated,proto3" json:"mediated,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1544,6 +1548,13 @@ func (x *ForwardOpen) GetTimeoutMs() int64 {
 		return x.TimeoutMs
 	}
 	return 0
+}
+
+func (x *ForwardOpen) GetMediated() bool {
+	if x != nil {
+		return x.Mediated
+	}
+	return false
 }
 
 type ForwardState struct {
@@ -1859,6 +1870,485 @@ func (*ForwardResponse_Zero) isForwardResponse_Msg() {}
 
 func (*ForwardResponse_Flush) isForwardResponse_Msg() {}
 
+type ReclaimVolume struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The carrying array's copy.
+	Volume string `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	// Ranges the preferred array needs besides the blocks changed at the
+	// carrying array: those it changed itself without acknowledging them.
+	Extents       []*Extent `protobuf:"bytes,2,rep,name=extents,proto3" json:"extents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReclaimVolume) Reset() {
+	*x = ReclaimVolume{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReclaimVolume) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReclaimVolume) ProtoMessage() {}
+
+func (x *ReclaimVolume) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReclaimVolume.ProtoReflect.Descriptor instead.
+func (*ReclaimVolume) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ReclaimVolume) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *ReclaimVolume) GetExtents() []*Extent {
+	if x != nil {
+		return x.Extents
+	}
+	return nil
+}
+
+type ReclaimOpen struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pod           string                 `protobuf:"bytes,1,opt,name=pod,proto3" json:"pod,omitempty"`
+	SourceArrayId string                 `protobuf:"bytes,2,opt,name=source_array_id,json=sourceArrayId,proto3" json:"source_array_id,omitempty"`
+	Volumes       []*ReclaimVolume       `protobuf:"bytes,3,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReclaimOpen) Reset() {
+	*x = ReclaimOpen{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReclaimOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReclaimOpen) ProtoMessage() {}
+
+func (x *ReclaimOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReclaimOpen.ProtoReflect.Descriptor instead.
+func (*ReclaimOpen) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ReclaimOpen) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *ReclaimOpen) GetSourceArrayId() string {
+	if x != nil {
+		return x.SourceArrayId
+	}
+	return ""
+}
+
+func (x *ReclaimOpen) GetVolumes() []*ReclaimVolume {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+// ReclaimApplied says every block of the rounds so far is applied and
+// durable; the carrying array starts the next round only then.
+type ReclaimApplied struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReclaimApplied) Reset() {
+	*x = ReclaimApplied{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReclaimApplied) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReclaimApplied) ProtoMessage() {}
+
+func (x *ReclaimApplied) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReclaimApplied.ProtoReflect.Descriptor instead.
+func (*ReclaimApplied) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{28}
+}
+
+type ReclaimRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*ReclaimRequest_Open
+	//	*ReclaimRequest_Applied
+	Msg           isReclaimRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReclaimRequest) Reset() {
+	*x = ReclaimRequest{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReclaimRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReclaimRequest) ProtoMessage() {}
+
+func (x *ReclaimRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReclaimRequest.ProtoReflect.Descriptor instead.
+func (*ReclaimRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ReclaimRequest) GetMsg() isReclaimRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *ReclaimRequest) GetOpen() *ReclaimOpen {
+	if x != nil {
+		if x, ok := x.Msg.(*ReclaimRequest_Open); ok {
+			return x.Open
+		}
+	}
+	return nil
+}
+
+func (x *ReclaimRequest) GetApplied() *ReclaimApplied {
+	if x != nil {
+		if x, ok := x.Msg.(*ReclaimRequest_Applied); ok {
+			return x.Applied
+		}
+	}
+	return nil
+}
+
+type isReclaimRequest_Msg interface {
+	isReclaimRequest_Msg()
+}
+
+type ReclaimRequest_Open struct {
+	Open *ReclaimOpen `protobuf:"bytes,1,opt,name=open,proto3,oneof"`
+}
+
+type ReclaimRequest_Applied struct {
+	Applied *ReclaimApplied `protobuf:"bytes,2,opt,name=applied,proto3,oneof"`
+}
+
+func (*ReclaimRequest_Open) isReclaimRequest_Msg() {}
+
+func (*ReclaimRequest_Applied) isReclaimRequest_Msg() {}
+
+type ReclaimData struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volume        string                 `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	Chunk         *DataChunk             `protobuf:"bytes,2,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReclaimData) Reset() {
+	*x = ReclaimData{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReclaimData) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReclaimData) ProtoMessage() {}
+
+func (x *ReclaimData) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReclaimData.ProtoReflect.Descriptor instead.
+func (*ReclaimData) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ReclaimData) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *ReclaimData) GetChunk() *DataChunk {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+// ReclaimRound ends a round: every block it names has been sent, so the
+// preferred array can make them durable while the next round is read.
+// After the last round the carrying array takes no more writes, and every
+// block it changed has been sent.
+type ReclaimRound struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bytes sent so far.
+	Bytes         int64 `protobuf:"varint,1,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Last          bool  `protobuf:"varint,2,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReclaimRound) Reset() {
+	*x = ReclaimRound{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReclaimRound) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReclaimRound) ProtoMessage() {}
+
+func (x *ReclaimRound) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReclaimRound.ProtoReflect.Descriptor instead.
+func (*ReclaimRound) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ReclaimRound) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *ReclaimRound) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
+// ReclaimReleased says the carrying array gave the pod's key up.
+type ReclaimReleased struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReclaimReleased) Reset() {
+	*x = ReclaimReleased{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReclaimReleased) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReclaimReleased) ProtoMessage() {}
+
+func (x *ReclaimReleased) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReclaimReleased.ProtoReflect.Descriptor instead.
+func (*ReclaimReleased) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{32}
+}
+
+type ReclaimResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*ReclaimResponse_Data
+	//	*ReclaimResponse_Round
+	//	*ReclaimResponse_Released
+	Msg           isReclaimResponse_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReclaimResponse) Reset() {
+	*x = ReclaimResponse{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReclaimResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReclaimResponse) ProtoMessage() {}
+
+func (x *ReclaimResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReclaimResponse.ProtoReflect.Descriptor instead.
+func (*ReclaimResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ReclaimResponse) GetMsg() isReclaimResponse_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *ReclaimResponse) GetData() *ReclaimData {
+	if x != nil {
+		if x, ok := x.Msg.(*ReclaimResponse_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+func (x *ReclaimResponse) GetRound() *ReclaimRound {
+	if x != nil {
+		if x, ok := x.Msg.(*ReclaimResponse_Round); ok {
+			return x.Round
+		}
+	}
+	return nil
+}
+
+func (x *ReclaimResponse) GetReleased() *ReclaimReleased {
+	if x != nil {
+		if x, ok := x.Msg.(*ReclaimResponse_Released); ok {
+			return x.Released
+		}
+	}
+	return nil
+}
+
+type isReclaimResponse_Msg interface {
+	isReclaimResponse_Msg()
+}
+
+type ReclaimResponse_Data struct {
+	Data *ReclaimData `protobuf:"bytes,1,opt,name=data,proto3,oneof"`
+}
+
+type ReclaimResponse_Round struct {
+	Round *ReclaimRound `protobuf:"bytes,2,opt,name=round,proto3,oneof"`
+}
+
+type ReclaimResponse_Released struct {
+	Released *ReclaimReleased `protobuf:"bytes,3,opt,name=released,proto3,oneof"`
+}
+
+func (*ReclaimResponse_Data) isReclaimResponse_Msg() {}
+
+func (*ReclaimResponse_Round) isReclaimResponse_Msg() {}
+
+func (*ReclaimResponse_Released) isReclaimResponse_Msg() {}
+
 var File_volrep_array_v1_transfer_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
@@ -1974,12 +2464,13 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\tretention\x18\x03 \x01(\v2\x1a.volrep.array.v1.RetentionR\tretention\x12,\n" +
 	"\x03now\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"C\n" +
 	"\rPruneResponse\x122\n" +
-	"\x04kept\x18\x01 \x03(\v2\x1e.volrep.array.v1.PruneSnapshotR\x04kept\"f\n" +
+	"\x04kept\x18\x01 \x03(\v2\x1e.volrep.array.v1.PruneSnapshotR\x04kept\"\x82\x01\n" +
 	"\vForwardOpen\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\tR\x03pod\x12&\n" +
 	"\x0fsource_array_id\x18\x02 \x01(\tR\rsourceArrayId\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x03 \x01(\x03R\ttimeoutMs\"A\n" +
+	"timeout_ms\x18\x03 \x01(\x03R\ttimeoutMs\x12\x1a\n" +
+	"\bmediated\x18\x04 \x01(\bR\bmediated\"A\n" +
 	"\fForwardState\x12\x18\n" +
 	"\avolumes\x18\x01 \x03(\tR\avolumes\x12\x17\n" +
 	"\ain_sync\x18\x02 \x01(\bR\x06inSync\"K\n" +
@@ -1996,13 +2487,38 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\x05write\x18\x01 \x01(\v2\x1c.volrep.array.v1.MirrorWriteH\x00R\x05write\x121\n" +
 	"\x04zero\x18\x02 \x01(\v2\x1b.volrep.array.v1.MirrorZeroH\x00R\x04zero\x124\n" +
 	"\x05flush\x18\x03 \x01(\v2\x1c.volrep.array.v1.MirrorFlushH\x00R\x05flushB\x05\n" +
-	"\x03msg2\x9a\x03\n" +
+	"\x03msg\"Z\n" +
+	"\rReclaimVolume\x12\x16\n" +
+	"\x06volume\x18\x01 \x01(\tR\x06volume\x121\n" +
+	"\aextents\x18\x02 \x03(\v2\x17.volrep.array.v1.ExtentR\aextents\"\x81\x01\n" +
+	"\vReclaimOpen\x12\x10\n" +
+	"\x03pod\x18\x01 \x01(\tR\x03pod\x12&\n" +
+	"\x0fsource_array_id\x18\x02 \x01(\tR\rsourceArrayId\x128\n" +
+	"\avolumes\x18\x03 \x03(\v2\x1e.volrep.array.v1.ReclaimVolumeR\avolumes\"\x10\n" +
+	"\x0eReclaimApplied\"\x88\x01\n" +
+	"\x0eReclaimRequest\x122\n" +
+	"\x04open\x18\x01 \x01(\v2\x1c.volrep.array.v1.ReclaimOpenH\x00R\x04open\x12;\n" +
+	"\aapplied\x18\x02 \x01(\v2\x1f.volrep.array.v1.ReclaimAppliedH\x00R\aappliedB\x05\n" +
+	"\x03msg\"W\n" +
+	"\vReclaimData\x12\x16\n" +
+	"\x06volume\x18\x01 \x01(\tR\x06volume\x120\n" +
+	"\x05chunk\x18\x02 \x01(\v2\x1a.volrep.array.v1.DataChunkR\x05chunk\"8\n" +
+	"\fReclaimRound\x12\x14\n" +
+	"\x05bytes\x18\x01 \x01(\x03R\x05bytes\x12\x12\n" +
+	"\x04last\x18\x02 \x01(\bR\x04last\"\x11\n" +
+	"\x0fReclaimReleased\"\xc3\x01\n" +
+	"\x0fReclaimResponse\x122\n" +
+	"\x04data\x18\x01 \x01(\v2\x1c.volrep.array.v1.ReclaimDataH\x00R\x04data\x125\n" +
+	"\x05round\x18\x02 \x01(\v2\x1d.volrep.array.v1.ReclaimRoundH\x00R\x05round\x12>\n" +
+	"\breleased\x18\x03 \x01(\v2 .volrep.array.v1.ReclaimReleasedH\x00R\breleasedB\x05\n" +
+	"\x03msg2\xec\x03\n" +
 	"\x0fTransferService\x12P\n" +
 	"\aReceive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x010\x01\x12M\n" +
 	"\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x010\x01\x12L\n" +
 	"\aAdvance\x12\x1f.volrep.array.v1.AdvanceRequest\x1a .volrep.array.v1.AdvanceResponse\x12F\n" +
 	"\x05Prune\x12\x1d.volrep.array.v1.PruneRequest\x1a\x1e.volrep.array.v1.PruneResponse\x12P\n" +
-	"\aForward\x12\x1f.volrep.array.v1.ForwardRequest\x1a .volrep.array.v1.ForwardResponse(\x010\x01B8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
+	"\aForward\x12\x1f.volrep.array.v1.ForwardRequest\x1a .volrep.array.v1.ForwardResponse(\x010\x01\x12P\n" +
+	"\aReclaim\x12\x1f.volrep.array.v1.ReclaimRequest\x1a .volrep.array.v1.ReclaimResponse(\x010\x01B8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
 
 var (
 	file_volrep_array_v1_transfer_service_proto_rawDescOnce sync.Once
@@ -2016,7 +2532,7 @@ func file_volrep_array_v1_transfer_service_proto_rawDescGZIP() []byte {
 	return file_volrep_array_v1_transfer_service_proto_rawDescData
 }
 
-var file_volrep_array_v1_transfer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_volrep_array_v1_transfer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_volrep_array_v1_transfer_service_proto_goTypes = []any{
 	(*ReceiveHeader)(nil),         // 0: volrep.array.v1.ReceiveHeader
 	(*DataChunk)(nil),             // 1: volrep.array.v1.DataChunk
@@ -2044,35 +2560,44 @@ var file_volrep_array_v1_transfer_service_proto_goTypes = []any{
 	(*ForwardResult)(nil),         // 23: volrep.array.v1.ForwardResult
 	(*ForwardRequest)(nil),        // 24: volrep.array.v1.ForwardRequest
 	(*ForwardResponse)(nil),       // 25: volrep.array.v1.ForwardResponse
-	nil,                           // 26: volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
-	nil,                           // 27: volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
-	nil,                           // 28: volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
-	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
-	(*Snapshot)(nil),              // 30: volrep.array.v1.Snapshot
-	(*Retention)(nil),             // 31: volrep.array.v1.Retention
+	(*ReclaimVolume)(nil),         // 26: volrep.array.v1.ReclaimVolume
+	(*ReclaimOpen)(nil),           // 27: volrep.array.v1.ReclaimOpen
+	(*ReclaimApplied)(nil),        // 28: volrep.array.v1.ReclaimApplied
+	(*ReclaimRequest)(nil),        // 29: volrep.array.v1.ReclaimRequest
+	(*ReclaimData)(nil),           // 30: volrep.array.v1.ReclaimData
+	(*ReclaimRound)(nil),          // 31: volrep.array.v1.ReclaimRound
+	(*ReclaimReleased)(nil),       // 32: volrep.array.v1.ReclaimReleased
+	(*ReclaimResponse)(nil),       // 33: volrep.array.v1.ReclaimResponse
+	nil,                           // 34: volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
+	nil,                           // 35: volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
+	nil,                           // 36: volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
+	(*timestamppb.Timestamp)(nil), // 37: google.protobuf.Timestamp
+	(*Snapshot)(nil),              // 38: volrep.array.v1.Snapshot
+	(*Retention)(nil),             // 39: volrep.array.v1.Retention
+	(*Extent)(nil),                // 40: volrep.array.v1.Extent
 }
 var file_volrep_array_v1_transfer_service_proto_depIdxs = []int32{
-	26, // 0: volrep.array.v1.ReceiveHeader.volume_labels:type_name -> volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
-	29, // 1: volrep.array.v1.ReceiveHeader.snapshot_created:type_name -> google.protobuf.Timestamp
-	27, // 2: volrep.array.v1.ReceiveHeader.snapshot_labels:type_name -> volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
+	34, // 0: volrep.array.v1.ReceiveHeader.volume_labels:type_name -> volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
+	37, // 1: volrep.array.v1.ReceiveHeader.snapshot_created:type_name -> google.protobuf.Timestamp
+	35, // 2: volrep.array.v1.ReceiveHeader.snapshot_labels:type_name -> volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
 	0,  // 3: volrep.array.v1.ReceiveRequest.header:type_name -> volrep.array.v1.ReceiveHeader
 	1,  // 4: volrep.array.v1.ReceiveRequest.data:type_name -> volrep.array.v1.DataChunk
 	2,  // 5: volrep.array.v1.ReceiveRequest.zero:type_name -> volrep.array.v1.ZeroExtent
 	3,  // 6: volrep.array.v1.ReceiveRequest.trailer:type_name -> volrep.array.v1.ReceiveTrailer
-	30, // 7: volrep.array.v1.ReceiveCommitted.snapshot:type_name -> volrep.array.v1.Snapshot
+	38, // 7: volrep.array.v1.ReceiveCommitted.snapshot:type_name -> volrep.array.v1.Snapshot
 	5,  // 8: volrep.array.v1.ReceiveResponse.ready:type_name -> volrep.array.v1.ReceiveReady
 	6,  // 9: volrep.array.v1.ReceiveResponse.committed:type_name -> volrep.array.v1.ReceiveCommitted
 	8,  // 10: volrep.array.v1.MirrorRequest.open:type_name -> volrep.array.v1.MirrorOpen
 	9,  // 11: volrep.array.v1.MirrorRequest.write:type_name -> volrep.array.v1.MirrorWrite
 	10, // 12: volrep.array.v1.MirrorRequest.zero:type_name -> volrep.array.v1.MirrorZero
 	11, // 13: volrep.array.v1.MirrorRequest.flush:type_name -> volrep.array.v1.MirrorFlush
-	29, // 14: volrep.array.v1.AdvanceMember.snapshot_created:type_name -> google.protobuf.Timestamp
-	28, // 15: volrep.array.v1.AdvanceMember.snapshot_labels:type_name -> volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
+	37, // 14: volrep.array.v1.AdvanceMember.snapshot_created:type_name -> google.protobuf.Timestamp
+	36, // 15: volrep.array.v1.AdvanceMember.snapshot_labels:type_name -> volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
 	14, // 16: volrep.array.v1.AdvanceRequest.members:type_name -> volrep.array.v1.AdvanceMember
-	30, // 17: volrep.array.v1.AdvanceResult.snapshot:type_name -> volrep.array.v1.Snapshot
+	38, // 17: volrep.array.v1.AdvanceResult.snapshot:type_name -> volrep.array.v1.Snapshot
 	16, // 18: volrep.array.v1.AdvanceResponse.results:type_name -> volrep.array.v1.AdvanceResult
-	31, // 19: volrep.array.v1.PruneRequest.retention:type_name -> volrep.array.v1.Retention
-	29, // 20: volrep.array.v1.PruneRequest.now:type_name -> google.protobuf.Timestamp
+	39, // 19: volrep.array.v1.PruneRequest.retention:type_name -> volrep.array.v1.Retention
+	37, // 20: volrep.array.v1.PruneRequest.now:type_name -> google.protobuf.Timestamp
 	18, // 21: volrep.array.v1.PruneResponse.kept:type_name -> volrep.array.v1.PruneSnapshot
 	21, // 22: volrep.array.v1.ForwardRequest.open:type_name -> volrep.array.v1.ForwardOpen
 	22, // 23: volrep.array.v1.ForwardRequest.state:type_name -> volrep.array.v1.ForwardState
@@ -2080,21 +2605,31 @@ var file_volrep_array_v1_transfer_service_proto_depIdxs = []int32{
 	9,  // 25: volrep.array.v1.ForwardResponse.write:type_name -> volrep.array.v1.MirrorWrite
 	10, // 26: volrep.array.v1.ForwardResponse.zero:type_name -> volrep.array.v1.MirrorZero
 	11, // 27: volrep.array.v1.ForwardResponse.flush:type_name -> volrep.array.v1.MirrorFlush
-	4,  // 28: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
-	12, // 29: volrep.array.v1.TransferService.Mirror:input_type -> volrep.array.v1.MirrorRequest
-	15, // 30: volrep.array.v1.TransferService.Advance:input_type -> volrep.array.v1.AdvanceRequest
-	19, // 31: volrep.array.v1.TransferService.Prune:input_type -> volrep.array.v1.PruneRequest
-	24, // 32: volrep.array.v1.TransferService.Forward:input_type -> volrep.array.v1.ForwardRequest
-	7,  // 33: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
-	13, // 34: volrep.array.v1.TransferService.Mirror:output_type -> volrep.array.v1.MirrorResponse
-	17, // 35: volrep.array.v1.TransferService.Advance:output_type -> volrep.array.v1.AdvanceResponse
-	20, // 36: volrep.array.v1.TransferService.Prune:output_type -> volrep.array.v1.PruneResponse
-	25, // 37: volrep.array.v1.TransferService.Forward:output_type -> volrep.array.v1.ForwardResponse
-	33, // [33:38] is the sub-list for method output_type
-	28, // [28:33] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	40, // 28: volrep.array.v1.ReclaimVolume.extents:type_name -> volrep.array.v1.Extent
+	26, // 29: volrep.array.v1.ReclaimOpen.volumes:type_name -> volrep.array.v1.ReclaimVolume
+	27, // 30: volrep.array.v1.ReclaimRequest.open:type_name -> volrep.array.v1.ReclaimOpen
+	28, // 31: volrep.array.v1.ReclaimRequest.applied:type_name -> volrep.array.v1.ReclaimApplied
+	1,  // 32: volrep.array.v1.ReclaimData.chunk:type_name -> volrep.array.v1.DataChunk
+	30, // 33: volrep.array.v1.ReclaimResponse.data:type_name -> volrep.array.v1.ReclaimData
+	31, // 34: volrep.array.v1.ReclaimResponse.round:type_name -> volrep.array.v1.ReclaimRound
+	32, // 35: volrep.array.v1.ReclaimResponse.released:type_name -> volrep.array.v1.ReclaimReleased
+	4,  // 36: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
+	12, // 37: volrep.array.v1.TransferService.Mirror:input_type -> volrep.array.v1.MirrorRequest
+	15, // 38: volrep.array.v1.TransferService.Advance:input_type -> volrep.array.v1.AdvanceRequest
+	19, // 39: volrep.array.v1.TransferService.Prune:input_type -> volrep.array.v1.PruneRequest
+	24, // 40: volrep.array.v1.TransferService.Forward:input_type -> volrep.array.v1.ForwardRequest
+	29, // 41: volrep.array.v1.TransferService.Reclaim:input_type -> volrep.array.v1.ReclaimRequest
+	7,  // 42: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
+	13, // 43: volrep.array.v1.TransferService.Mirror:output_type -> volrep.array.v1.MirrorResponse
+	17, // 44: volrep.array.v1.TransferService.Advance:output_type -> volrep.array.v1.AdvanceResponse
+	20, // 45: volrep.array.v1.TransferService.Prune:output_type -> volrep.array.v1.PruneResponse
+	25, // 46: volrep.array.v1.TransferService.Forward:output_type -> volrep.array.v1.ForwardResponse
+	33, // 47: volrep.array.v1.TransferService.Reclaim:output_type -> volrep.array.v1.ReclaimResponse
+	42, // [42:48] is the sub-list for method output_type
+	36, // [36:42] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_transfer_service_proto_init() }
@@ -2130,13 +2665,22 @@ func file_volrep_array_v1_transfer_service_proto_init() {
 		(*ForwardResponse_Zero)(nil),
 		(*ForwardResponse_Flush)(nil),
 	}
+	file_volrep_array_v1_transfer_service_proto_msgTypes[29].OneofWrappers = []any{
+		(*ReclaimRequest_Open)(nil),
+		(*ReclaimRequest_Applied)(nil),
+	}
+	file_volrep_array_v1_transfer_service_proto_msgTypes[33].OneofWrappers = []any{
+		(*ReclaimResponse_Data)(nil),
+		(*ReclaimResponse_Round)(nil),
+		(*ReclaimResponse_Released)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_transfer_service_proto_rawDesc), len(file_volrep_array_v1_transfer_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	TransferService_Advance_FullMethodName = "/volrep.array.v1.TransferService/Advance"
 	TransferService_Prune_FullMethodName   = "/volrep.array.v1.TransferService/Prune"
 	TransferService_Forward_FullMethodName = "/volrep.array.v1.TransferService/Forward"
+	TransferService_Reclaim_FullMethodName = "/volrep.array.v1.TransferService/Reclaim"
 )
 
 // TransferServiceClient is the client API for TransferService service.
@@ -63,6 +64,16 @@ type TransferServiceClient interface {
 	// (also a heartbeat) and the results; the responses are the forwarded
 	// changes.
 	Forward(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ForwardRequest, ForwardResponse], error)
+	// Reclaim hands a pod back to its preferred array after the peer
+	// carried it alone (the mediator gave the peer the pod's key while the
+	// preferred array was cut off from both): the peer sends every block
+	// it changed meanwhile, and those the preferred array names, while it
+	// still takes writes, each round ended by a round message; then it
+	// stops them and sends the last round; once the preferred array says
+	// every block is applied and durable, the peer gives the key and its
+	// mark at the mediator up and says released. A pod that was not
+	// carried here is FAILED_PRECONDITION.
+	Reclaim(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReclaimRequest, ReclaimResponse], error)
 }
 
 type transferServiceClient struct {
@@ -132,6 +143,19 @@ func (c *transferServiceClient) Forward(ctx context.Context, opts ...grpc.CallOp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TransferService_ForwardClient = grpc.BidiStreamingClient[ForwardRequest, ForwardResponse]
 
+func (c *transferServiceClient) Reclaim(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReclaimRequest, ReclaimResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &TransferService_ServiceDesc.Streams[3], TransferService_Reclaim_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReclaimRequest, ReclaimResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TransferService_ReclaimClient = grpc.BidiStreamingClient[ReclaimRequest, ReclaimResponse]
+
 // TransferServiceServer is the server API for TransferService service.
 // All implementations must embed UnimplementedTransferServiceServer
 // for forward compatibility.
@@ -169,6 +193,16 @@ type TransferServiceServer interface {
 	// (also a heartbeat) and the results; the responses are the forwarded
 	// changes.
 	Forward(grpc.BidiStreamingServer[ForwardRequest, ForwardResponse]) error
+	// Reclaim hands a pod back to its preferred array after the peer
+	// carried it alone (the mediator gave the peer the pod's key while the
+	// preferred array was cut off from both): the peer sends every block
+	// it changed meanwhile, and those the preferred array names, while it
+	// still takes writes, each round ended by a round message; then it
+	// stops them and sends the last round; once the preferred array says
+	// every block is applied and durable, the peer gives the key and its
+	// mark at the mediator up and says released. A pod that was not
+	// carried here is FAILED_PRECONDITION.
+	Reclaim(grpc.BidiStreamingServer[ReclaimRequest, ReclaimResponse]) error
 	mustEmbedUnimplementedTransferServiceServer()
 }
 
@@ -193,6 +227,9 @@ func (UnimplementedTransferServiceServer) Prune(context.Context, *PruneRequest) 
 }
 func (UnimplementedTransferServiceServer) Forward(grpc.BidiStreamingServer[ForwardRequest, ForwardResponse]) error {
 	return status.Error(codes.Unimplemented, "method Forward not implemented")
+}
+func (UnimplementedTransferServiceServer) Reclaim(grpc.BidiStreamingServer[ReclaimRequest, ReclaimResponse]) error {
+	return status.Error(codes.Unimplemented, "method Reclaim not implemented")
 }
 func (UnimplementedTransferServiceServer) mustEmbedUnimplementedTransferServiceServer() {}
 func (UnimplementedTransferServiceServer) testEmbeddedByValue()                         {}
@@ -272,6 +309,13 @@ func _TransferService_Forward_Handler(srv interface{}, stream grpc.ServerStream)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TransferService_ForwardServer = grpc.BidiStreamingServer[ForwardRequest, ForwardResponse]
 
+func _TransferService_Reclaim_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(TransferServiceServer).Reclaim(&grpc.GenericServerStream[ReclaimRequest, ReclaimResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TransferService_ReclaimServer = grpc.BidiStreamingServer[ReclaimRequest, ReclaimResponse]
+
 // TransferService_ServiceDesc is the grpc.ServiceDesc for TransferService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -304,6 +348,12 @@ var TransferService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Forward",
 			Handler:       _TransferService_Forward_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Reclaim",
+			Handler:       _TransferService_Reclaim_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},

@@ -44,6 +44,11 @@ class TransferServiceStub(object):
         request_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ForwardRequest.SerializeToString,
         response_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ForwardResponse.FromString,
         )
+    self.Reclaim = channel.stream_stream(
+        '/volrep.array.v1.TransferService/Reclaim',
+        request_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ReclaimRequest.SerializeToString,
+        response_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ReclaimResponse.FromString,
+        )
 
 
 class TransferServiceServicer(object):
@@ -107,6 +112,21 @@ class TransferServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def Reclaim(self, request_iterator, context):
+    """Reclaim hands a pod back to its preferred array after the peer
+    carried it alone (the mediator gave the peer the pod's key while the
+    preferred array was cut off from both): the peer sends every block
+    it changed meanwhile, and those the preferred array names, while it
+    still takes writes, each round ended by a round message; then it
+    stops them and sends the last round; once the preferred array says
+    every block is applied and durable, the peer gives the key and its
+    mark at the mediator up and says released. A pod that was not
+    carried here is FAILED_PRECONDITION.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_TransferServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -134,6 +154,11 @@ def add_TransferServiceServicer_to_server(servicer, server):
           servicer.Forward,
           request_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ForwardRequest.FromString,
           response_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ForwardResponse.SerializeToString,
+      ),
+      'Reclaim': grpc.stream_stream_rpc_method_handler(
+          servicer.Reclaim,
+          request_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ReclaimRequest.FromString,
+          response_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ReclaimResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(

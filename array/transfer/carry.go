@@ -1,0 +1,395 @@
+package transfer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/bitmap"
+	"github.com/volrep/volrep/array/mediator"
+	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/errdefs"
+)
+
+// A pod's non-preferred array carries the pod alone when the preferred
+// array is gone from both this array and the pod's mediator: the
+// preferred array's lease at the mediator ends, this array takes the
+// pod's key (ClaimToCarry, which also sets its mark there, so the
+// preferred array cannot take the key back over writes it lacks), and its
+// copies take client writes here, each block recorded. When the preferred
+// array is back it takes those blocks (Reclaim), and this array gives the
+// key and its mark up.
+//
+// This array carries a pod only when everything says its copy is
+// complete: the pod was in sync when its forward stream ended, and the
+// preferred array uses a mediator (which it must hold, and mark, before
+// it acknowledges a write this copy lacks).
+
+const recCarried = "pod-carried"
+
+// carrying is a pod this array carries.
+type carrying struct {
+	pod *podForward
+	s   *store.Store
+
+	mu sync.Mutex
+	// dirty: blocks changed here since carrying began, by volume, kept
+	// until the preferred array has them; fresh: those changed since the
+	// current reclaim round began.
+	dirty, fresh map[string]*bitmap.Bitmap
+	changed      bool // dirty not yet persisted
+	handing      bool // the last reclaim round: writes are refused
+	reclaiming   bool
+	copies       map[string]*carriedCopy
+	// admitted counts writes admitted and not yet recorded: the last
+	// reclaim round waits for them.
+	admitted atomic.Int64
+}
+
+func newCarrying(s *store.Store, p *podForward, volumes []string) *carrying {
+	c := &carrying{pod: p, s: s, dirty: map[string]*bitmap.Bitmap{}, fresh: map[string]*bitmap.Bitmap{}, copies: map[string]*carriedCopy{}}
+	for _, v := range volumes {
+		c.dirty[v], c.fresh[v] = bitmap.New(), bitmap.New()
+		c.copies[v] = &carriedCopy{c: c, volume: v}
+	}
+	return c
+}
+
+func (c *carrying) volumes() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Sorted(maps.Keys(c.copies))
+}
+
+func (c *carrying) mark(volume string, off, length int64) {
+	lo, hi := uint64(off/blockSize), uint64((off+length+blockSize-1)/blockSize)
+	c.mu.Lock()
+	if d := c.dirty[volume]; d != nil {
+		d.SetRange(lo, hi)
+		c.fresh[volume].SetRange(lo, hi)
+		c.changed = true
+	}
+	c.mu.Unlock()
+}
+
+type carriedRec struct {
+	Volumes []string          `json:"volumes"`
+	Dirty   map[string][]byte `json:"dirty"`
+}
+
+// persist stores the carried pod's record: written before the first write
+// is taken, and with every flush, so a restart of this array still knows
+// which blocks the preferred array lacks.
+func (c *carrying) persist(ctx context.Context, s *store.Store, force bool) error {
+	c.mu.Lock()
+	if !c.changed && !force {
+		c.mu.Unlock()
+		return nil
+	}
+	rec := carriedRec{Dirty: map[string][]byte{}}
+	for v, d := range c.dirty {
+		rec.Volumes = append(rec.Volumes, v)
+		data, err := d.Encode()
+		if err != nil {
+			c.mu.Unlock()
+			return err
+		}
+		rec.Dirty[v] = data
+	}
+	c.changed = false
+	c.mu.Unlock()
+	data, err := json.Marshal(rec)
+	if err == nil {
+		err = s.PutRecord(ctx, recCarried, c.pod.name, data)
+	}
+	if err != nil {
+		c.mu.Lock()
+		c.changed = true
+		c.mu.Unlock()
+	}
+	return err
+}
+
+// held says this array may take the pod's writes: it holds the key.
+func (c *carrying) held() bool {
+	p := c.pod
+	p.mu.Lock()
+	cl := p.claim
+	p.mu.Unlock()
+	return cl != nil && cl.Held()
+}
+
+func (c *carrying) refusal() error {
+	c.mu.Lock()
+	handing := c.handing
+	c.mu.Unlock()
+	if handing {
+		return &array.PodStoppedError{Err: errdefs.Unavailable("pod %s: this array is handing the pod back to its preferred array; writes go there in a moment", c.pod.name)}
+	}
+	if !c.held() {
+		return &array.PodStoppedError{Err: errdefs.Unavailable("pod %s: this array carries the pod but cannot prove it still holds the pod's key at the mediator; "+
+			"writes resume by themselves when the mediator or the preferred array is back", c.pod.name)}
+	}
+	return nil
+}
+
+// carriedCopy is one copy's store.Mirror while its pod is carried here:
+// the change is applied here and recorded for the preferred array.
+type carriedCopy struct {
+	c      *carrying
+	volume string
+}
+
+// Admit refuses writes while this array cannot prove it holds the key,
+// and during the last reclaim round (store.Admitter).
+func (m *carriedCopy) Admit() error {
+	m.c.admitted.Add(1)
+	if err := m.c.refusal(); err != nil {
+		m.c.admitted.Add(-1)
+		return err
+	}
+	return nil
+}
+
+func (m *carriedCopy) Write(off int64, p []byte) func() error {
+	m.c.mark(m.volume, off, int64(len(p)))
+	m.c.admitted.Add(-1)
+	return nil
+}
+
+func (m *carriedCopy) Zero(off, length int64) func() error {
+	m.c.mark(m.volume, off, length)
+	m.c.admitted.Add(-1)
+	return nil
+}
+
+func (m *carriedCopy) Flush() error {
+	return m.c.persist(context.Background(), m.c.s, false)
+}
+
+func (m *carriedCopy) Diverged(off, length int64) { m.c.mark(m.volume, off, length) }
+
+// Path: the carrying array is the only one that takes the pod's writes.
+func (m *carriedCopy) Path() array.Path {
+	if m.c.refusal() != nil {
+		return array.Path{State: array.PathUnavailable}
+	}
+	return array.Path{State: array.PathOptimized, Preferred: true}
+}
+
+var (
+	_ store.Mirror       = (*carriedCopy)(nil)
+	_ store.Admitter     = (*carriedCopy)(nil)
+	_ store.PathReporter = (*carriedCopy)(nil)
+)
+
+// Carry is store.Carrier: the carried copy while this array carries the
+// pod, else nil (changes are forwarded).
+func (v *volumeForward) Carry() store.Mirror {
+	v.p.mu.Lock()
+	c := v.p.carry
+	v.p.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m := c.copies[v.volume]; m != nil {
+		return m
+	}
+	return nil
+}
+
+var _ store.Carrier = (*volumeForward)(nil)
+
+// lost is called when the pod's forward stream ended: when the pod was
+// in sync and its preferred array uses a mediator, this array asks the
+// mediator for the pod, and carries it once it holds the key.
+func (t *Service) lost(p *podForward, wasInSync bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t.med == nil || !p.mediated || !wasInSync || p.claim != nil || p.carry != nil {
+		return
+	}
+	t.log.Info("the pod's preferred array is gone; asking the mediator for the pod", "pod", p.name)
+	p.claim = t.med.ClaimToCarry(p.name, t.id, func(st mediator.Status) { t.claimChanged(p, st) })
+}
+
+// claimChanged starts carrying the pod when this array took the key.
+func (t *Service) claimChanged(p *podForward, st mediator.Status) {
+	if !st.Held {
+		p.mu.Lock()
+		carried := p.carry != nil
+		p.mu.Unlock()
+		if carried {
+			t.log.Error("this array carries the pod but lost its key at the mediator; its writes fail until the mediator or the preferred array is back", "pod", p.name)
+		}
+		return
+	}
+	p.mu.Lock()
+	if p.carry != nil || p.sess != nil {
+		p.mu.Unlock()
+		return
+	}
+	c := newCarrying(t.s, p, slices.Sorted(maps.Keys(p.volumes)))
+	p.mu.Unlock()
+	// The record is durable before the first write is taken.
+	if err := c.persist(context.Background(), t.s, true); err != nil {
+		t.log.Error("recording that this array carries the pod; it takes no writes", "pod", p.name, "err", err)
+		return
+	}
+	p.mu.Lock()
+	if p.carry != nil || p.sess != nil {
+		p.mu.Unlock()
+		return
+	}
+	p.carry = c
+	// A mirror stream from the preferred array that is still open would
+	// be a second writer.
+	for f := range p.mirrors {
+		f.Store(true)
+	}
+	p.mu.Unlock()
+	t.log.Warn("carrying the pod alone: the preferred array is gone from this array and from the mediator, which gave this array the pod's key; "+
+		"its writes are taken here and sent to the preferred array when it is back", "pod", p.name, "volumes", c.volumes())
+	if t.OnCarry != nil {
+		t.OnCarry(p.name, true)
+	}
+}
+
+// stopAsking ends a claim that has not led to carrying the pod (its
+// preferred array is back): its mark goes with it.
+func (t *Service) stopAsking(p *podForward) {
+	p.mu.Lock()
+	cl := p.claim
+	if p.carry != nil {
+		cl = nil
+	} else {
+		p.claim = nil
+	}
+	p.mu.Unlock()
+	if cl == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), t.med.TTL())
+	defer cancel()
+	if err := cl.Release(ctx); err != nil {
+		t.log.Warn("giving the pod's key up at the mediator; its lease ends by itself", "pod", p.name, "err", err)
+		cl.Close(ctx)
+	}
+}
+
+// admitMirror registers a mirror stream from the preferred array, or
+// refuses it while this array carries the pod.
+func (p *podForward) admitMirror(carried *atomic.Bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.carry != nil {
+		return errdefs.FailedPrecondition("pod %s is carried by this array, which took writes the preferred array lacks; the preferred array takes them back first (Reclaim)", p.name)
+	}
+	if p.mirrors == nil {
+		p.mirrors = map[*atomic.Bool]bool{}
+	}
+	p.mirrors[carried] = true
+	return nil
+}
+
+func (p *podForward) mirrorDone(carried *atomic.Bool) {
+	p.mu.Lock()
+	delete(p.mirrors, carried)
+	p.mu.Unlock()
+}
+
+// restoreCarried loads the pods this array carried when it stopped: their
+// copies stay writable here only once the key is held again, and the
+// preferred array still gets every block (all of them after an unclean
+// stop, when writes may have reached the copies without the record).
+func (t *Service) restoreCarried(ctx context.Context) error {
+	type restored struct {
+		name string
+		rec  carriedRec
+	}
+	var all []restored
+	err := t.s.Records(ctx, recCarried, func(k string, data []byte) error {
+		var rec carriedRec
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return fmt.Errorf("record of carried pod %s: %w", k, err)
+		}
+		all = append(all, restored{k, rec})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range all {
+		p := t.fwd.pod(r.name)
+		c := newCarrying(t.s, p, r.rec.Volumes)
+		for _, v := range r.rec.Volumes {
+			d, derr := bitmap.Decode(r.rec.Dirty[v])
+			vol, verr := t.s.GetVolume(ctx, v)
+			if verr != nil {
+				continue
+			}
+			if derr != nil || !t.s.WasClean() {
+				d = bitmap.New()
+				d.SetRange(0, uint64((vol.SizeBytes+blockSize-1)/blockSize))
+			}
+			c.dirty[v] = d
+			c.fresh[v] = d.Clone()
+			p.mu.Lock()
+			p.volumes[v] = true
+			p.mu.Unlock()
+			if err := t.s.SetForwarder(ctx, v, &volumeForward{p: p, volume: v}); err != nil {
+				return err
+			}
+		}
+		p.mu.Lock()
+		p.carry, p.mediated = c, true
+		if t.med != nil {
+			p.claim = t.med.ClaimToCarry(p.name, t.id, func(st mediator.Status) { t.claimChanged(p, st) })
+		}
+		p.mu.Unlock()
+		t.log.Warn("this array carried the pod when it stopped; it takes writes again once it holds the pod's key, and keeps every block for the preferred array",
+			"pod", r.name, "volumes", r.rec.Volumes, "clean_stop", t.s.WasClean())
+	}
+	return nil
+}
+
+// Close ends the mediator claims; a carried pod's record is brought up
+// to date, so a clean restart resends only the blocks changed.
+func (t *Service) Close() {
+	var claims []*mediator.Claim
+	var carried []*carrying
+	t.fwd.mu.Lock()
+	for _, p := range t.fwd.pods {
+		p.mu.Lock()
+		if p.claim != nil {
+			claims = append(claims, p.claim)
+			p.claim = nil
+		}
+		if p.carry != nil {
+			carried = append(carried, p.carry)
+		}
+		p.mu.Unlock()
+	}
+	t.fwd.mu.Unlock()
+	for _, c := range carried {
+		if err := c.persist(context.Background(), t.s, false); err != nil {
+			t.log.Error("recording the blocks the carried pod changed: the record may miss those changed since the last flush, so compare the copies before trusting the hand-back", "pod", c.pod.name, "err", err)
+		}
+	}
+	for _, cl := range claims {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		cl.Close(ctx)
+		cancel()
+	}
+	if t.med != nil {
+		_ = t.med.Close()
+	}
+}

@@ -1,0 +1,158 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/volrep/volrep/array"
+	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
+)
+
+// TestMediatorPeerCarriesPod runs array A, array B and the pods' mediator
+// (a real etcd) each in a network namespace of its own, with both arrays
+// configured with the mediator, and cuts the preferred array A from both
+// B and the mediator at once:
+//   - A's writes fail at once: it cannot record at the mediator that it
+//     carries on alone, so it acknowledges nothing B lacks;
+//   - B takes the pod's key once A's lease ends, and its copy takes
+//     writes;
+//   - healed, A takes back exactly the blocks B changed and the one A
+//     changed without acknowledging it, B gives the key up, and the pod
+//     is in sync with both copies byte-equal and every write B
+//     acknowledged on A; both sides take writes again.
+//
+// A second round kills B (SIGKILL) while it carries the pod: restarted,
+// it takes writes again, and on healing A takes back its whole copy.
+func TestMediatorPeerCarriesPod(t *testing.T) {
+	nsA, nsB, a, b := startMediatedPair(t)
+	qemuIO := tool(t, "qemu-io")
+	ctx := t.Context()
+	// startPodPair sets volrep_sync_timeout = 500; the lease is mediator.DefaultTTL.
+	const syncTimeout, leaseTTL = 500 * time.Millisecond, 3 * time.Second
+	const vol, pod = "volume-cv-cinder", "cinder-pod.pure2-sync"
+	uriA := podVolume(t, a, "cv")
+	dc := driverClient(t, a)
+	repl := (&sites{a: a}).replicas(t)
+	waitInfo := func(what string, within time.Duration, ok func(*driverv1.TargetReplicationInfo) bool) {
+		t.Helper()
+		waitTarget(t, dc, "cv", what, within, ok)
+	}
+	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x01 0 8M", "-c", "flush", uriA)
+	waitInfo("in sync, A holding the key", 20*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
+		return ti.GetPrimaryPodState() == array.PodOnline && ti.GetMediatorHeld() && ti.GetTargetWrites() == array.WritesOnline
+	})
+	exp, err := b.Array("b").CreateExport(ctx, array.ExportSpec{Volume: vol, AttachmentID: "writer-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uriB := "nbd://10.78.1.2:10810/" + exp.Name
+	waitWrite(t, qemuIO, uriB, "write -P 0x80 1M 4k", 10*time.Second)
+
+	// round cuts A from B and the mediator at once, has B take the pod
+	// and write (after a SIGKILL and restart of B when crash is set),
+	// heals, and returns the bytes A took back. Each round writes its own
+	// pattern byte p into blocks of its own.
+	round := func(p byte, crash bool) int64 {
+		t.Helper()
+		cutAB(t, nsA, nsB)
+		nft(t, nsA, cutMediator)
+		cut := time.Now()
+		out, _ := run(t, true, qemuIO, "-f", "raw", "-c", fmt.Sprintf("write -P 0x%02x 3M 4k", p), uriA)
+		if !strings.Contains(out, "write failed") {
+			t.Fatalf("A acknowledged a write after losing both B and the mediator: %s", out)
+		}
+		t.Logf("A's first write after the cut failed %s after it (%s)", time.Since(cut).Round(time.Millisecond), strings.TrimSpace(out))
+		// B takes the pod over once A's lease at the mediator ends.
+		for {
+			out, _ := run(t, true, qemuIO, "-f", "raw", "-c", fmt.Sprintf("write -P 0x%02x 4M 4k", p), "-c", "flush", uriB)
+			if !strings.Contains(out, "failed") {
+				break
+			}
+			if time.Since(cut) > syncTimeout+2*leaseTTL+10*time.Second {
+				t.Fatalf("B does not take the pod %s after A was cut from it and the mediator: %s", time.Since(cut), out)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("B took writes %s after the cut (sync timeout %s, lease %s)", time.Since(cut).Round(time.Millisecond), syncTimeout, leaseTTL)
+		run(t, false, qemuIO, "-f", "raw", "-c", fmt.Sprintf("write -P 0x%02x 2M 1M", p), "-c", "flush", uriB)
+		if out, _ := run(t, true, qemuIO, "-f", "raw", "-c", "write -P 0xEE 5M 4k", uriA); !strings.Contains(out, "write failed") {
+			t.Fatalf("A took a write while B carries the pod: %s", out)
+		}
+		if crash {
+			// Restarted, B takes the key again over its own mark. Its
+			// record may miss blocks changed since its last flush, so
+			// every block of its copy goes back to A.
+			b.Kill()
+			b.Start()
+			restarted := time.Now()
+			waitWrite(t, qemuIO, uriB, fmt.Sprintf("write -P 0x%02x 4100k 4k", p), 20*time.Second)
+			t.Logf("killed and restarted while it carried the pod, B took writes again %s after its restart", time.Since(restarted).Round(time.Millisecond))
+			if !strings.Contains(b.Logs(), "this array carried the pod when it stopped") {
+				t.Errorf("B's log does not say it carried the pod when it stopped:\n%s", b.Logs())
+			}
+		}
+		// Heal: A takes the pod back.
+		healAB(t, nsA, nsB)
+		nft(t, nsA, "delete table inet med")
+		healed := time.Now()
+		waitInfo("in sync again, A holding the key, B forwarding", 60*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
+			return ti.GetPrimaryPodState() == array.PodOnline && ti.GetMediatorHeld() && ti.GetTargetWrites() == array.WritesOnline
+		})
+		r, err := repl.GetReplica(ctx, pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("healed: in sync with A holding the key %s after the heal; A took back %d bytes", time.Since(healed).Round(time.Millisecond), r.LastResyncBytes)
+		if m := regexp.MustCompile(`pod handed back to its preferred array.*writes_stopped_ms=(\d+)`).FindAllStringSubmatch(b.Logs(), -1); len(m) > 0 {
+			t.Logf("B stopped its writes for the last round of the hand-back for %s ms", m[len(m)-1][1])
+		} else {
+			t.Errorf("B's log does not record the hand-back:\n%s", b.Logs())
+		}
+		cpA, cpB := copies(t, a, b, vol, 8<<20)
+		if !bytes.Equal(cpA, cpB) {
+			t.Fatalf("after the hand-back the copies differ (sha256 %x vs %x)", sha256.Sum256(cpA), sha256.Sum256(cpB))
+		}
+		checks := []struct {
+			off  int
+			want byte
+			what string
+		}{{0, 0x01, "A's write before the cut"}, {1 << 20, 0x80, "B's forwarded write before the cut"},
+			{2 << 20, p, "B's write while it carried the pod"}, {4 << 20, p, "B's first write while it carried the pod"},
+			{3 << 20, 0x01, "the block A's failed write touched"}, {5 << 20, 0x01, "the block of A's write refused while B carried the pod"}}
+		if crash {
+			checks = append(checks, struct {
+				off  int
+				want byte
+				what string
+			}{4<<20 + 4096, p, "B's write after its restart"})
+		}
+		for _, c := range checks {
+			if cpA[c.off] != c.want {
+				t.Errorf("%s: A's copy holds 0x%02x at %d, want 0x%02x", c.what, cpA[c.off], c.off, c.want)
+			}
+		}
+		return r.LastResyncBytes
+	}
+	// B changed 1 MiB + 4 KiB; A changed the block at 3M without
+	// acknowledging it (the write at 5M, refused while A was stopped,
+	// changed nothing).
+	if got, want := round(0xB1, false), int64(1<<20+2*4096); got != want {
+		t.Errorf("A took back %d bytes; B changed %d and A asked for 4096", got, want-4096)
+	}
+	if got := round(0xB2, true); got != 1<<30 {
+		t.Errorf("A took back %d bytes; B crashed while it carried the pod, so it sends its whole copy (%d)", got, 1<<30)
+	}
+
+	// Both sides write again.
+	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x06 6M 64k", "-c", "flush", uriA)
+	waitWrite(t, qemuIO, uriB, "write -P 0x87 7M 64k", 10*time.Second)
+	cpA, cpB := copies(t, a, b, vol, 8<<20)
+	if !bytes.Equal(cpA, cpB) || cpA[6<<20] != 0x06 || cpA[7<<20] != 0x87 {
+		t.Fatalf("writes at both sides after the hand-back: equal %v, %x %x", bytes.Equal(cpA, cpB), cpA[6<<20], cpA[7<<20])
+	}
+}
