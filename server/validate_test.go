@@ -188,6 +188,7 @@ var validateCases = []struct {
 	{"receive", &arrayv1.ReceiveRequest{}, ""},
 	{"mirror", &arrayv1.MirrorRequest{}, ""},
 	{"forward", &arrayv1.ForwardRequest{}, ""},
+	{"reclaim", &arrayv1.ReclaimRequest{}, ""},
 	{"advance", &arrayv1.AdvanceRequest{Members: []*arrayv1.AdvanceMember{advanceMember}}, ""},
 	{"prune", &arrayv1.PruneRequest{Replica: "r", Volumes: []string{"v"}, Retention: &arrayv1.Retention{AllForSeconds: 3600}, Now: timestamppb.Now()}, ""},
 	{"prune none", &arrayv1.PruneRequest{Replica: "r", Now: timestamppb.Now()}, "volumes"},

@@ -157,6 +157,10 @@ func Check(req any) (handled bool, err error) {
 		// The non-preferred array checks each message in order (the open
 		// first, with its pod and timeout).
 		return true, nil
+	case *arrayv1.ReclaimRequest:
+		// The carrying array checks the open (its pod, volumes and
+		// block-aligned ranges) before anything is read.
+		return true, nil
 	case *arrayv1.SetVolumeReadOnlyRequest:
 		return true, setVolumeReadOnlyRequest(x)
 	case *arrayv1.CreateSnapshotSetRequest:
