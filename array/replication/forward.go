@@ -3,10 +3,12 @@ package replication
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/errdefs"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 )
@@ -17,10 +19,12 @@ import (
 // stream carries it back to the peer in order with this array's own
 // writes. A change is answered only when it is on both copies.
 type forwardLink struct {
-	p      *pod
-	cs     arrayv1.TransferService_ForwardClient
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	p *pod
+	// session names the stream on the mirrored copies of its writes.
+	session uint64
+	cs      arrayv1.TransferService_ForwardClient
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 
 	mu    sync.Mutex
 	queue []*arrayv1.ForwardRequest
@@ -40,9 +44,9 @@ func (p *pod) openForward(ctx context.Context) (*forwardLink, error) {
 		cancel()
 		return nil, err
 	}
-	f := &forwardLink{p: p, cs: cs, cancel: cancel, work: make(chan struct{}, 1), dead: make(chan struct{})}
+	f := &forwardLink{p: p, session: rand.Uint64() | 1, cs: cs, cancel: cancel, work: make(chan struct{}, 1), dead: make(chan struct{})}
 	f.queue = append(f.queue, &arrayv1.ForwardRequest{Msg: &arrayv1.ForwardRequest_Open{Open: &arrayv1.ForwardOpen{
-		Pod: p.name, SourceArrayId: p.e.id, TimeoutMs: p.timeout.Milliseconds(), Mediated: p.claim != nil}}})
+		Pod: p.name, SourceArrayId: p.e.id, TimeoutMs: p.timeout.Milliseconds(), Mediated: p.claim != nil, Session: f.session}}})
 	f.wg.Add(3)
 	go f.sendLoop()
 	go f.recvLoop(fctx)
@@ -155,14 +159,72 @@ func (f *forwardLink) recvLoop(ctx context.Context) {
 		go func() {
 			defer handlers.Done()
 			defer func() { <-sem }()
-			seq, err := f.p.applyForwarded(ctx, m)
-			r := &arrayv1.ForwardResult{Seq: seq}
-			if err != nil {
-				r.Error, r.Kind = err.Error(), errdefs.KindOf(err).Name()
+			if w := m.GetWrite(); w != nil {
+				f.applyWrite(ctx, w)
+				return
 			}
-			f.enqueue(&arrayv1.ForwardRequest{Msg: &arrayv1.ForwardRequest_Result{Result: r}})
+			seq, err := f.p.applyForwarded(ctx, m)
+			f.result(seq, err, false)
 		}()
 	}
+}
+
+// result answers a forwarded change.
+func (f *forwardLink) result(seq uint64, err error, mirrorPending bool) {
+	r := &arrayv1.ForwardResult{Seq: seq, MirrorPending: mirrorPending}
+	if err != nil {
+		r.Error, r.Kind = err.Error(), errdefs.KindOf(err).Name()
+	}
+	f.enqueue(&arrayv1.ForwardRequest{Msg: &arrayv1.ForwardRequest_Result{Result: r}})
+}
+
+// applyWrite applies a write the peer's client made, and answers it as
+// soon as it is applied here (mirror_pending): the peer completes it when
+// the mirrored copy, tagged with its seq, is applied there, one round
+// trip sooner than waiting here for the peer's acknowledgement. Should
+// the mirrored copy not reach the peer, a second result fails the write
+// there (unless the copy was applied after all).
+func (f *forwardLink) applyWrite(ctx context.Context, w *arrayv1.MirrorWrite) {
+	p, seq := f.p, w.GetSeq()
+	h, err := p.forwardedHandle(ctx, w.GetVolume())
+	if err != nil {
+		f.result(seq, err, false)
+		return
+	}
+	wait, err := h.WriteTagged(ctx, w.GetData(), w.GetOffset(), store.MirrorTag{Session: f.session, Seq: seq})
+	if err != nil {
+		f.result(seq, forwardedErr(p, err), false)
+		_ = wait()
+		return
+	}
+	f.result(seq, nil, true)
+	if err := wait(); err != nil {
+		f.result(seq, forwardedErr(p, err), false)
+		return
+	}
+	if !p.inSync() {
+		f.result(seq, errdefs.Unavailable("pod %s lost its peer while the write was applied: it is on the preferred array, and the resync brings it to the peer", p.name), false)
+	}
+}
+
+func forwardedErr(p *pod, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return errdefs.Unavailable("pod %s is stopping", p.name)
+	}
+	return err
+}
+
+// forwardedHandle opens the member a forwarded change names, refusing it
+// unless the pod is in sync.
+func (p *pod) forwardedHandle(ctx context.Context, remote string) (*store.Handle, error) {
+	mem := p.memberByRemote(remote)
+	if mem == nil {
+		return nil, errdefs.NotFound("the peer's volume %q is no copy of a member of pod %s; write to it at its own array", remote, p.name)
+	}
+	if !p.inSync() {
+		return nil, errdefs.Unavailable("pod %s is not in sync: writes go to the preferred array until it is back in sync", p.name)
+	}
+	return p.e.s.OpenVolume(ctx, mem.local)
 }
 
 // forwardState is what the peer's copies may do: the ready members take
@@ -203,18 +265,16 @@ func (p *pod) memberByRemote(remote string) *podMember {
 	return nil
 }
 
-// applyForwarded applies one change the peer's client made. It is
+// applyForwarded applies a zero or flush the peer's client made. It is
 // refused unless the pod is in sync, and answered with success only if
-// the pod still is once the write returned: a write whose mirrored copy
-// the peer did not acknowledge makes the pod leave sync before the write
-// returns (fail), and it is in sync again only after a resync sent the
-// write's blocks, so success means the peer holds it.
+// the pod still is once the change returned: a change whose mirrored copy
+// the peer did not acknowledge makes the pod leave sync before the change
+// returns (fail), and it is in sync again only after a resync sent its
+// blocks, so success means the peer holds it.
 func (p *pod) applyForwarded(ctx context.Context, msg *arrayv1.ForwardResponse) (uint64, error) {
 	var seq uint64
 	var vols []string
 	switch m := msg.Msg.(type) {
-	case *arrayv1.ForwardResponse_Write:
-		seq, vols = m.Write.GetSeq(), []string{m.Write.GetVolume()}
 	case *arrayv1.ForwardResponse_Zero:
 		seq, vols = m.Zero.GetSeq(), []string{m.Zero.GetVolume()}
 	case *arrayv1.ForwardResponse_Flush:
@@ -223,30 +283,18 @@ func (p *pod) applyForwarded(ctx context.Context, msg *arrayv1.ForwardResponse) 
 		return 0, errdefs.InvalidArgument("msg", "unexpected %T on a forward stream", m)
 	}
 	for _, vol := range vols {
-		mem := p.memberByRemote(vol)
-		if mem == nil {
-			return seq, errdefs.NotFound("the peer's volume %q is no copy of a member of pod %s; write to it at its own array", vol, p.name)
-		}
-		if !p.inSync() {
-			return seq, errdefs.Unavailable("pod %s is not in sync: writes go to the preferred array until it is back in sync", p.name)
-		}
-		h, err := p.e.s.OpenVolume(ctx, mem.local)
+		h, err := p.forwardedHandle(ctx, vol)
 		if err != nil {
 			return seq, err
 		}
 		switch m := msg.Msg.(type) {
-		case *arrayv1.ForwardResponse_Write:
-			err = h.WriteAt(ctx, m.Write.GetData(), m.Write.GetOffset(), false)
 		case *arrayv1.ForwardResponse_Zero:
 			err = h.Zero(ctx, m.Zero.GetOffset(), m.Zero.GetLength(), false)
 		case *arrayv1.ForwardResponse_Flush:
 			err = h.Flush(ctx)
 		}
 		if err != nil {
-			if errors.Is(err, context.Canceled) {
-				return seq, errdefs.Unavailable("pod %s is stopping", p.name)
-			}
-			return seq, err
+			return seq, forwardedErr(p, err)
 		}
 		if !p.inSync() {
 			return seq, errdefs.Unavailable("pod %s lost its peer while the change was applied: it is on the preferred array, and the resync brings it to the peer", p.name)

@@ -260,12 +260,24 @@ func (m *podMember) markDirty(off, length int64) {
 // at most mirrorChunk bytes. The data is copied: the sender may still
 // hold it after the client's write has returned (when the peer timed out).
 func (m *podMember) Write(off int64, p []byte) func() error {
+	return m.WriteTagged(off, p, store.MirrorTag{})
+}
+
+// WriteTagged is Write with tag on the last piece (store.Tagger): the
+// peer answers the forwarded write it names once that piece, and so every
+// piece before it, is applied there.
+func (m *podMember) WriteTagged(off int64, p []byte, tag store.MirrorTag) func() error {
 	var changes []change
 	for at := int64(0); at < int64(len(p)); at += mirrorChunk {
 		data := bytes.Clone(p[at:min(at+mirrorChunk, int64(len(p)))])
 		o := off + at
+		var t store.MirrorTag
+		if at+mirrorChunk >= int64(len(p)) {
+			t = tag
+		}
 		changes = append(changes, change{o, int64(len(data)), func(seq uint64) *arrayv1.MirrorRequest {
-			return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Write{Write: &arrayv1.MirrorWrite{Seq: seq, Volume: m.remote, Offset: o, Data: data}}}
+			return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Write{Write: &arrayv1.MirrorWrite{Seq: seq, Volume: m.remote, Offset: o, Data: data,
+				ForwardedSession: t.Session, ForwardedSeq: t.Seq}}}
 		}})
 	}
 	return m.p.submit(m, changes)
@@ -1230,4 +1242,7 @@ func (p *pod) view(v *array.Replica) {
 	}
 }
 
-var _ store.Mirror = (*podMember)(nil)
+var (
+	_ store.Mirror = (*podMember)(nil)
+	_ store.Tagger = (*podMember)(nil)
+)

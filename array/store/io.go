@@ -193,44 +193,79 @@ const (
 )
 
 func (s *Store) write(v *volume, p []byte, off int64, fua bool, how mirrored) error {
-	return s.change(v, off, int64(len(p)), fua, how, nil,
-		func(m changer) func() error { return m.Write(off, p) },
+	return s.change(v, off, int64(len(p)), fua, how, nil, writeTo(off, p, MirrorTag{}),
 		func(l *layer) error { return writeLayer(l, p, off) })
 }
 
+// MirrorTag names, on the mirrored copy of a write, the forwarded write
+// it came from: the peer that forwarded it answers its client once that
+// copy is applied there.
+type MirrorTag struct{ Session, Seq uint64 }
+
+// Tagger is a Mirror that carries a MirrorTag with a write.
+type Tagger interface {
+	WriteTagged(off int64, p []byte, tag MirrorTag) (wait func() error)
+}
+
+// writeTo queues a write to a Mirror or Forwarder, with its tag when it
+// has one and the mirror carries tags.
+func writeTo(off int64, p []byte, tag MirrorTag) func(changer) func() error {
+	return func(m changer) func() error {
+		if t, ok := m.(Tagger); ok && tag != (MirrorTag{}) {
+			return t.WriteTagged(off, p, tag)
+		}
+		return m.Write(off, p)
+	}
+}
+
 // change is the one path by which a write or a zeroed range reaches a
-// volume and its mirror. The change is queued to the mirror and applied
-// here under the blocks' locks, so both copies see changes to a block in
-// the same order; then every lock is released before waiting for the
-// peer, so a slow peer holds up only the writes that wait for it, never a
-// snapshot or another volume. check, if set, runs under the blocks' locks
-// before anything is queued or applied, and a refusal from it changes
-// nothing (COMPARE AND WRITE).
+// volume and its mirror (or forwarder), and is done: begun (applyChange),
+// then waited for, then made durable when fua is set.
 func (s *Store) change(v *volume, off, length int64, fua bool, how mirrored, check func(*layer) error,
 	mirror func(changer) (wait func() error), apply func(*layer) error) error {
+	wait, err := s.applyChange(v, off, length, how, check, mirror, apply)
+	if err == nil && wait != nil {
+		err = wait()
+	}
+	if err == nil && fua {
+		return s.flush(v)
+	}
+	return err
+}
+
+// applyChange queues the change to the mirror and applies it here under
+// the blocks' locks, so both copies see changes to a block in the same
+// order; then every lock is released, and the wait it returns (nil when
+// there is nothing to wait for) waits for the peer with none held, so a
+// slow peer holds up only the writes that wait for it, never a snapshot
+// or another volume. check, if set, runs under the blocks' locks before
+// anything is queued or applied, and a refusal from it changes nothing
+// (COMPARE AND WRITE).
+func (s *Store) applyChange(v *volume, off, length int64, how mirrored, check func(*layer) error,
+	mirror func(changer) (wait func() error), apply func(*layer) error) (func() error, error) {
 	l, size, err := s.beginIO(v)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fwd, m := v.route(how)
 	if v.rec.ReadOnly && how == fromClient && fwd == nil && m == nil {
 		s.io.RUnlock()
-		return errdefs.FailedPrecondition("volume %q is a replication target and read-only; promote it or fail over first", v.rec.Name)
+		return nil, errdefs.FailedPrecondition("volume %q is a replication target and read-only; promote it or fail over first", v.rec.Name)
 	}
 	if h := v.hold; h != nil && how == fromClient {
 		s.io.RUnlock()
-		return &heldError{released: h.released}
+		return nil, &heldError{released: h.released}
 	}
 	if err := checkRange(v.rec.Name, off, length, size); err != nil {
 		s.io.RUnlock()
-		return err
+		return nil, err
 	}
 	if length == 0 {
 		s.io.RUnlock()
-		return nil
+		return nil, nil
 	}
 	if fwd != nil {
-		return s.forwardChange(v, fwd, off, length, fua, check != nil, mirror)
+		return s.forwardChange(v, fwd, off, length, check != nil, mirror)
 	}
 	var wait func() error
 	unlock := v.lockBlocks(off/bs, (off+length-1)/bs)
@@ -238,14 +273,14 @@ func (s *Store) change(v *volume, off, length int64, fua bool, how mirrored, che
 		if err := check(l); err != nil {
 			unlock()
 			s.io.RUnlock()
-			return err
+			return nil, err
 		}
 	}
 	if a, ok := m.(Admitter); ok {
 		if err := a.Admit(); err != nil {
 			unlock()
 			s.io.RUnlock()
-			return err
+			return nil, err
 		}
 	}
 	// The mirror gets the change first, so the peer works on it while the
@@ -256,47 +291,45 @@ func (s *Store) change(v *volume, off, length int64, fua bool, how mirrored, che
 	err = apply(l)
 	unlock()
 	s.io.RUnlock()
-	if wait != nil {
-		if werr := wait(); werr != nil && err == nil {
-			err = werr
-		}
-	}
 	if err != nil {
+		if wait != nil {
+			_ = wait()
+		}
 		if m != nil {
 			m.Diverged(off, length)
 		}
-		return err
+		return nil, err
 	}
-	if fua {
-		return s.flush(v)
+	if wait == nil {
+		return nil, nil
 	}
-	return nil
+	return func() error {
+		if err := wait(); err != nil {
+			m.Diverged(off, length)
+			return err
+		}
+		return nil
+	}, nil
 }
 
-// forwardChange is change for a copy that takes its clients' changes
-// through a Forwarder: the change is queued to it under the blocks' locks
-// and not applied here; every lock is released before the wait, because
-// the preferred array answers only once its mirrored copy of the change
-// is applied here, under these same locks. Called with s.io read-held,
-// which it releases.
-func (s *Store) forwardChange(v *volume, f Forwarder, off, length int64, fua, compare bool, queue func(changer) (wait func() error)) error {
+// forwardChange is applyChange for a copy that takes its clients'
+// changes through a Forwarder: the change is queued to it under the
+// blocks' locks and not applied here; every lock is released before the
+// wait it returns, because the preferred array answers only once its
+// mirrored copy of the change is applied here, under these same locks.
+// Called with s.io read-held, which it releases.
+func (s *Store) forwardChange(v *volume, f Forwarder, off, length int64, compare bool, queue func(changer) (wait func() error)) (func() error, error) {
 	if compare {
 		s.io.RUnlock()
 		// The comparison would run against this copy while the write is
 		// sequenced at the other: it could not be atomic.
-		return errdefs.FailedPrecondition("volume %q takes COMPARE AND WRITE only at its pod's preferred array", v.rec.Name)
+		return nil, errdefs.FailedPrecondition("volume %q takes COMPARE AND WRITE only at its pod's preferred array", v.rec.Name)
 	}
 	unlock := v.lockBlocks(off/bs, (off+length-1)/bs)
 	wait := queue(f)
 	unlock()
 	s.io.RUnlock()
-	if err := wait(); err != nil {
-		return err
-	}
-	if fua {
-		return s.flush(v)
-	}
-	return nil
+	return wait, nil
 }
 
 // writeLayer writes p at off into the writable layer l. Whole blocks go
@@ -812,6 +845,35 @@ func (h *Handle) write(ctx context.Context, p []byte, off int64, fua bool) error
 		return h.readOnlyErr()
 	}
 	return h.s.space(gated(ctx, func() error { return h.s.write(h.v, p, off, fua, fromClient) }))
+}
+
+// WriteTagged applies a write here, queues it to the volume's mirror with
+// tag, and returns without waiting for the peer: the preferred array of a
+// pod answers a forwarded write once it is applied here, and the peer
+// completes it once the tagged copy is applied there. wait then waits for
+// the peer's acknowledgement; it must be called.
+func (h *Handle) WriteTagged(ctx context.Context, p []byte, off int64, tag MirrorTag) (wait func() error, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := h.throttle(ctx, true, int64(len(p))); err != nil {
+		return nil, err
+	}
+	if err := h.revoked(); err != nil {
+		return nil, err
+	}
+	if h.ReadOnly() {
+		return nil, h.readOnlyErr()
+	}
+	err = h.s.space(gated(ctx, func() error {
+		wait, err = h.s.applyChange(h.v, off, int64(len(p)), fromClient, nil, writeTo(off, p, tag),
+			func(l *layer) error { return writeLayer(l, p, off) })
+		return err
+	}))
+	if err != nil || wait == nil {
+		return func() error { return nil }, err
+	}
+	return wait, nil
 }
 
 // MiscompareError is CompareAndWrite's refusal: the volume's bytes differ

@@ -187,11 +187,12 @@ var (
 type forwardSession struct {
 	stream  arrayv1.TransferService_ForwardServer
 	timeout time.Duration
+	id      uint64 // ForwardOpen.session: the tag on mirrored copies
 
 	mu      sync.Mutex
 	seq     uint64
 	queue   []*arrayv1.ForwardResponse
-	pending map[uint64]chan error
+	pending map[uint64]*forwarded
 	work    chan struct{}
 
 	dead     chan struct{}
@@ -209,7 +210,7 @@ func (s *forwardSession) enqueue(build func(uint64) *arrayv1.ForwardResponse) (<
 	}
 	s.seq++
 	done := make(chan error, 1)
-	s.pending[s.seq] = done
+	s.pending[s.seq] = &forwarded{done: done}
 	s.queue = append(s.queue, build(s.seq))
 	s.mu.Unlock()
 	select {
@@ -239,23 +240,69 @@ func (s *forwardSession) sendLoop() {
 	}
 }
 
+// forwarded is a change sent to the preferred array and not answered yet.
+type forwarded struct {
+	done chan error
+	// applied: the preferred array applied the write and mirrors it
+	// (mirror_pending); mirrored: its mirrored copy is applied here. The
+	// write is done when both are.
+	applied, mirrored bool
+}
+
 func (s *forwardSession) result(r *arrayv1.ForwardResult) {
 	s.mu.Lock()
-	done, ok := s.pending[r.GetSeq()]
-	delete(s.pending, r.GetSeq())
-	s.mu.Unlock()
+	f, ok := s.pending[r.GetSeq()]
 	if !ok {
+		s.mu.Unlock()
 		return
 	}
+	if r.GetError() == "" && r.GetMirrorPending() {
+		f.applied = true
+		if !f.mirrored {
+			s.mu.Unlock()
+			return
+		}
+	}
+	delete(s.pending, r.GetSeq())
+	s.mu.Unlock()
 	if r.GetError() == "" {
-		done <- nil
+		f.done <- nil
 		return
 	}
 	err := errdefs.New(errdefs.ParseKind(r.GetKind()), "the pod's preferred array: %s", r.GetError())
 	if errdefs.IsUnavailable(err) {
 		err = &array.PodStoppedError{Err: err}
 	}
-	done <- err
+	f.done <- err
+}
+
+// mirrored notes that the mirrored copy of forwarded write seq is applied
+// here (and every change mirrored before it, the stream being in order).
+func (s *forwardSession) mirrored(seq uint64) {
+	s.mu.Lock()
+	f, ok := s.pending[seq]
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	f.mirrored = true
+	if !f.applied {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.pending, seq)
+	s.mu.Unlock()
+	f.done <- nil
+}
+
+// mirrored passes a tagged mirrored copy's arrival to the stream it names.
+func (p *podForward) mirrored(session, seq uint64) {
+	p.mu.Lock()
+	sess := p.sess
+	p.mu.Unlock()
+	if sess != nil && sess.id == session {
+		sess.mirrored(seq)
+	}
 }
 
 func (s *forwardSession) kill(err error) {
@@ -289,7 +336,7 @@ func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
 	}
 	timeout := time.Duration(open.GetTimeoutMs()) * time.Millisecond
 	log := t.log.With("pod", open.GetPod())
-	sess := &forwardSession{stream: stream, timeout: timeout, pending: map[uint64]chan error{},
+	sess := &forwardSession{stream: stream, timeout: timeout, id: open.GetSession(), pending: map[uint64]*forwarded{},
 		work: make(chan struct{}, 1), dead: make(chan struct{})}
 	p := t.fwd.pod(open.GetPod())
 	p.mu.Lock()

@@ -47,6 +47,10 @@ func (t *Service) Mirror(stream arrayv1.TransferService_MirrorServer) error {
 		case *arrayv1.MirrorRequest_Write:
 			seq = m.Write.GetSeq()
 			err = t.s.ApplyMirrored(ctx, m.Write.GetVolume(), m.Write.GetOffset(), m.Write.GetData())
+			if fs := m.Write.GetForwardedSeq(); fs != 0 && err == nil {
+				// A write this array's client made: done once here too.
+				p.mirrored(m.Write.GetForwardedSession(), fs)
+			}
 		case *arrayv1.MirrorRequest_Zero:
 			seq = m.Zero.GetSeq()
 			err = t.s.ApplyMirroredZero(ctx, m.Zero.GetVolume(), m.Zero.GetOffset(), m.Zero.GetLength())

@@ -719,13 +719,18 @@ func (x *MirrorOpen) GetSourceArrayId() string {
 }
 
 type MirrorWrite struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	Volume        string                 `protobuf:"bytes,2,opt,name=volume,proto3" json:"volume,omitempty"`
-	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
-	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Seq    uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Volume string                 `protobuf:"bytes,2,opt,name=volume,proto3" json:"volume,omitempty"`
+	Offset int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data   []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	// On the mirrored copy of a write the peer forwarded: the Forward
+	// stream (its ForwardOpen.session) and the forwarded write's seq. The
+	// peer answers that write's client once this copy is applied.
+	ForwardedSession uint64 `protobuf:"varint,5,opt,name=forwarded_session,json=forwardedSession,proto3" json:"forwarded_session,omitempty"`
+	ForwardedSeq     uint64 `protobuf:"varint,6,opt,name=forwarded_seq,json=forwardedSeq,proto3" json:"forwarded_seq,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *MirrorWrite) Reset() {
@@ -784,6 +789,20 @@ func (x *MirrorWrite) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *MirrorWrite) GetForwardedSession() uint64 {
+	if x != nil {
+		return x.ForwardedSession
+	}
+	return 0
+}
+
+func (x *MirrorWrite) GetForwardedSeq() uint64 {
+	if x != nil {
+		return x.ForwardedSeq
+	}
+	return 0
 }
 
 type MirrorZero struct {
@@ -1494,7 +1513,9 @@ type ForwardOpen struct {
 	// The preferred array holds the pod's key at a mediator: when it is
 	// gone, this array may ask the mediator for the pod (if it has one
 	// configured) instead of stopping.
-	Mediated      bool `protobuf:"varint,4,opt,name=mediated,proto3" json:"mediated,omitempty"`
+	Mediated bool `protobuf:"varint,4,opt,name=mediated,proto3" json:"mediated,omitempty"`
+	// Names this stream on the mirrored copies of the writes it carries.
+	Session       uint64 `protobuf:"varint,5,opt,name=session,proto3" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1557,6 +1578,13 @@ func (x *ForwardOpen) GetMediated() bool {
 	return false
 }
 
+func (x *ForwardOpen) GetSession() uint64 {
+	if x != nil {
+		return x.Session
+	}
+	return 0
+}
+
 type ForwardState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The non-preferred array's copies that take client writes (its own
@@ -1615,10 +1643,16 @@ func (x *ForwardState) GetInSync() bool {
 type ForwardResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	// Empty when the change is applied at both arrays.
+	// Empty when the change is applied at both arrays (or, with
+	// mirror_pending, at the preferred array).
 	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	// The error's kind (errdefs.Kind.Name, such as "UNAVAILABLE").
-	Kind          string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The write is applied at the preferred array, and its mirrored copy
+	// (tagged with this seq) is on its way: the write is done once that
+	// copy is applied at the non-preferred array. A later result for the
+	// same seq with an error fails it if it is not done by then.
+	MirrorPending bool `protobuf:"varint,4,opt,name=mirror_pending,json=mirrorPending,proto3" json:"mirror_pending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1672,6 +1706,13 @@ func (x *ForwardResult) GetKind() string {
 		return x.Kind
 	}
 	return ""
+}
+
+func (x *ForwardResult) GetMirrorPending() bool {
+	if x != nil {
+		return x.MirrorPending
+	}
+	return false
 }
 
 type ForwardRequest struct {
@@ -2412,12 +2453,14 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\n" +
 	"MirrorOpen\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\tR\x03pod\x12&\n" +
-	"\x0fsource_array_id\x18\x02 \x01(\tR\rsourceArrayId\"c\n" +
+	"\x0fsource_array_id\x18\x02 \x01(\tR\rsourceArrayId\"\xb5\x01\n" +
 	"\vMirrorWrite\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06volume\x18\x02 \x01(\tR\x06volume\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"f\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12+\n" +
+	"\x11forwarded_session\x18\x05 \x01(\x04R\x10forwardedSession\x12#\n" +
+	"\rforwarded_seq\x18\x06 \x01(\x04R\fforwardedSeq\"f\n" +
 	"\n" +
 	"MirrorZero\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
@@ -2464,20 +2507,22 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\tretention\x18\x03 \x01(\v2\x1a.volrep.array.v1.RetentionR\tretention\x12,\n" +
 	"\x03now\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"C\n" +
 	"\rPruneResponse\x122\n" +
-	"\x04kept\x18\x01 \x03(\v2\x1e.volrep.array.v1.PruneSnapshotR\x04kept\"\x82\x01\n" +
+	"\x04kept\x18\x01 \x03(\v2\x1e.volrep.array.v1.PruneSnapshotR\x04kept\"\x9c\x01\n" +
 	"\vForwardOpen\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\tR\x03pod\x12&\n" +
 	"\x0fsource_array_id\x18\x02 \x01(\tR\rsourceArrayId\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x03 \x01(\x03R\ttimeoutMs\x12\x1a\n" +
-	"\bmediated\x18\x04 \x01(\bR\bmediated\"A\n" +
+	"\bmediated\x18\x04 \x01(\bR\bmediated\x12\x18\n" +
+	"\asession\x18\x05 \x01(\x04R\asession\"A\n" +
 	"\fForwardState\x12\x18\n" +
 	"\avolumes\x18\x01 \x03(\tR\avolumes\x12\x17\n" +
-	"\ain_sync\x18\x02 \x01(\bR\x06inSync\"K\n" +
+	"\ain_sync\x18\x02 \x01(\bR\x06inSync\"r\n" +
 	"\rForwardResult\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x12\n" +
-	"\x04kind\x18\x03 \x01(\tR\x04kind\"\xbc\x01\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12%\n" +
+	"\x0emirror_pending\x18\x04 \x01(\bR\rmirrorPending\"\xbc\x01\n" +
 	"\x0eForwardRequest\x122\n" +
 	"\x04open\x18\x01 \x01(\v2\x1c.volrep.array.v1.ForwardOpenH\x00R\x04open\x125\n" +
 	"\x05state\x18\x02 \x01(\v2\x1d.volrep.array.v1.ForwardStateH\x00R\x05state\x128\n" +

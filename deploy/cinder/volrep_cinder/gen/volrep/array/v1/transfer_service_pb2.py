@@ -22,7 +22,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/transfer_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%volrep/array/v1/replica_service.proto\x1a$volrep/array/v1/volume_service.proto\"\xb9\x04\n\rReceiveHeader\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12G\n\rvolume_labels\x18\x05 \x03(\x0b\x32\x30.volrep.array.v1.ReceiveHeader.VolumeLabelsEntry\x12\x11\n\tbase_guid\x18\x06 \x01(\t\x12\x15\n\rsnapshot_name\x18\x07 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x08 \x01(\t\x12\x34\n\x10snapshot_created\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\n \x03(\x0b\x32\x32.volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry\x12\x17\n\x0fsource_array_id\x18\x0b \x01(\t\x12\x12\n\ncompressed\x18\x0c \x01(\x08\x12\x11\n\tread_only\x18\r \x01(\x08\x12\x11\n\toverwrite\x18\x0e \x01(\x08\x12\x15\n\rvolume_serial\x18\x0f \x01(\t\x1a\x33\n\x11VolumeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x03(\x07\x12\x0e\n\x06length\x18\x04 \x01(\x03\",\n\nZeroExtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\"0\n\x0eReceiveTrailer\x12\x0e\n\x06\x62locks\x18\x01 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x06\"\xd6\x01\n\x0eReceiveRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.volrep.array.v1.ReceiveHeaderH\x00\x12*\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunkH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.ZeroExtentH\x00\x12\x32\n\x07trailer\x18\x04 \x01(\x0b\x32\x1f.volrep.array.v1.ReceiveTrailerH\x00\x42\x05\n\x03msg\"?\n\x0cReceiveReady\x12\x15\n\rresume_offset\x18\x01 \x01(\x03\x12\x18\n\x10\x61lready_received\x18\x02 \x01(\x08\"W\n\x10ReceiveCommitted\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x03\"\x80\x01\n\x0fReceiveResponse\x12.\n\x05ready\x18\x01 \x01(\x0b\x32\x1d.volrep.array.v1.ReceiveReadyH\x00\x12\x36\n\tcommitted\x18\x02 \x01(\x0b\x32!.volrep.array.v1.ReceiveCommittedH\x00\x42\x05\n\x03msg\"2\n\nMirrorOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\"H\n\x0bMirrorWrite\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"I\n\nMirrorZero\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"+\n\x0bMirrorFlush\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07volumes\x18\x02 \x03(\t\"\xce\x01\n\rMirrorRequest\x12+\n\x04open\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorOpenH\x00\x12-\n\x05write\x18\x02 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x04 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x42\x05\n\x03msg\",\n\x0eMirrorResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x9a\x02\n\rAdvanceMember\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x11\n\tbase_guid\x18\x02 \x01(\t\x12\x15\n\rsnapshot_name\x18\x03 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x04 \x01(\t\x12\x34\n\x10snapshot_created\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\x06 \x03(\x0b\x32\x32.volrep.array.v1.AdvanceMember.SnapshotLabelsEntry\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x0e\x41\x64vanceRequest\x12\x17\n\x0fsource_array_id\x18\x01 \x01(\t\x12/\n\x07members\x18\x02 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceMember\"]\n\rAdvanceResult\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12+\n\x08snapshot\x18\x02 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x0f\n\x07refused\x18\x03 \x01(\t\"B\n\x0f\x41\x64vanceResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceResult\"1\n\rPruneSnapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"\x88\x01\n\x0cPruneRequest\x12\x0f\n\x07replica\x18\x01 \x01(\t\x12\x0f\n\x07volumes\x18\x02 \x03(\t\x12-\n\tretention\x18\x03 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\'\n\x03now\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\rPruneResponse\x12,\n\x04kept\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.PruneSnapshot\"Y\n\x0b\x46orwardOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\x12\x10\n\x08mediated\x18\x04 \x01(\x08\"0\n\x0c\x46orwardState\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0f\n\x07in_sync\x18\x02 \x01(\x08\"9\n\rForwardResult\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\"\xa7\x01\n\x0e\x46orwardRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ForwardOpenH\x00\x12.\n\x05state\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardStateH\x00\x12\x30\n\x06result\x18\x03 \x01(\x0b\x32\x1e.volrep.array.v1.ForwardResultH\x00\x42\x05\n\x03msg\"\xa3\x01\n\x0f\x46orwardResponse\x12-\n\x05write\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x02 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x03 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x42\x05\n\x03msg\"I\n\rReclaimVolume\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12(\n\x07\x65xtents\x18\x02 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"d\n\x0bReclaimOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12/\n\x07volumes\x18\x03 \x03(\x0b\x32\x1e.volrep.array.v1.ReclaimVolume\"\x10\n\x0eReclaimApplied\"y\n\x0eReclaimRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimOpenH\x00\x12\x32\n\x07\x61pplied\x18\x02 \x01(\x0b\x32\x1f.volrep.array.v1.ReclaimAppliedH\x00\x42\x05\n\x03msg\"H\n\x0bReclaimData\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunk\"+\n\x0cReclaimRound\x12\r\n\x05\x62ytes\x18\x01 \x01(\x03\x12\x0c\n\x04last\x18\x02 \x01(\x08\"\x11\n\x0fReclaimReleased\"\xac\x01\n\x0fReclaimResponse\x12,\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimDataH\x00\x12.\n\x05round\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ReclaimRoundH\x00\x12\x34\n\x08released\x18\x03 \x01(\x0b\x32 .volrep.array.v1.ReclaimReleasedH\x00\x42\x05\n\x03msg2\xec\x03\n\x0fTransferService\x12P\n\x07Receive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x01\x30\x01\x12M\n\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x01\x30\x01\x12L\n\x07\x41\x64vance\x12\x1f.volrep.array.v1.AdvanceRequest\x1a .volrep.array.v1.AdvanceResponse\x12\x46\n\x05Prune\x12\x1d.volrep.array.v1.PruneRequest\x1a\x1e.volrep.array.v1.PruneResponse\x12P\n\x07\x46orward\x12\x1f.volrep.array.v1.ForwardRequest\x1a .volrep.array.v1.ForwardResponse(\x01\x30\x01\x12P\n\x07Reclaim\x12\x1f.volrep.array.v1.ReclaimRequest\x1a .volrep.array.v1.ReclaimResponse(\x01\x30\x01\x42\x38Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%volrep/array/v1/replica_service.proto\x1a$volrep/array/v1/volume_service.proto\"\xb9\x04\n\rReceiveHeader\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12G\n\rvolume_labels\x18\x05 \x03(\x0b\x32\x30.volrep.array.v1.ReceiveHeader.VolumeLabelsEntry\x12\x11\n\tbase_guid\x18\x06 \x01(\t\x12\x15\n\rsnapshot_name\x18\x07 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x08 \x01(\t\x12\x34\n\x10snapshot_created\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\n \x03(\x0b\x32\x32.volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry\x12\x17\n\x0fsource_array_id\x18\x0b \x01(\t\x12\x12\n\ncompressed\x18\x0c \x01(\x08\x12\x11\n\tread_only\x18\r \x01(\x08\x12\x11\n\toverwrite\x18\x0e \x01(\x08\x12\x15\n\rvolume_serial\x18\x0f \x01(\t\x1a\x33\n\x11VolumeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x03(\x07\x12\x0e\n\x06length\x18\x04 \x01(\x03\",\n\nZeroExtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\"0\n\x0eReceiveTrailer\x12\x0e\n\x06\x62locks\x18\x01 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x06\"\xd6\x01\n\x0eReceiveRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.volrep.array.v1.ReceiveHeaderH\x00\x12*\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunkH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.ZeroExtentH\x00\x12\x32\n\x07trailer\x18\x04 \x01(\x0b\x32\x1f.volrep.array.v1.ReceiveTrailerH\x00\x42\x05\n\x03msg\"?\n\x0cReceiveReady\x12\x15\n\rresume_offset\x18\x01 \x01(\x03\x12\x18\n\x10\x61lready_received\x18\x02 \x01(\x08\"W\n\x10ReceiveCommitted\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x03\"\x80\x01\n\x0fReceiveResponse\x12.\n\x05ready\x18\x01 \x01(\x0b\x32\x1d.volrep.array.v1.ReceiveReadyH\x00\x12\x36\n\tcommitted\x18\x02 \x01(\x0b\x32!.volrep.array.v1.ReceiveCommittedH\x00\x42\x05\n\x03msg\"2\n\nMirrorOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\"z\n\x0bMirrorWrite\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x19\n\x11\x66orwarded_session\x18\x05 \x01(\x04\x12\x15\n\rforwarded_seq\x18\x06 \x01(\x04\"I\n\nMirrorZero\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"+\n\x0bMirrorFlush\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07volumes\x18\x02 \x03(\t\"\xce\x01\n\rMirrorRequest\x12+\n\x04open\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorOpenH\x00\x12-\n\x05write\x18\x02 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x04 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x42\x05\n\x03msg\",\n\x0eMirrorResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x9a\x02\n\rAdvanceMember\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x11\n\tbase_guid\x18\x02 \x01(\t\x12\x15\n\rsnapshot_name\x18\x03 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x04 \x01(\t\x12\x34\n\x10snapshot_created\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\x06 \x03(\x0b\x32\x32.volrep.array.v1.AdvanceMember.SnapshotLabelsEntry\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x0e\x41\x64vanceRequest\x12\x17\n\x0fsource_array_id\x18\x01 \x01(\t\x12/\n\x07members\x18\x02 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceMember\"]\n\rAdvanceResult\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12+\n\x08snapshot\x18\x02 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x0f\n\x07refused\x18\x03 \x01(\t\"B\n\x0f\x41\x64vanceResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceResult\"1\n\rPruneSnapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"\x88\x01\n\x0cPruneRequest\x12\x0f\n\x07replica\x18\x01 \x01(\t\x12\x0f\n\x07volumes\x18\x02 \x03(\t\x12-\n\tretention\x18\x03 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\'\n\x03now\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\rPruneResponse\x12,\n\x04kept\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.PruneSnapshot\"j\n\x0b\x46orwardOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\x12\x10\n\x08mediated\x18\x04 \x01(\x08\x12\x0f\n\x07session\x18\x05 \x01(\x04\"0\n\x0c\x46orwardState\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0f\n\x07in_sync\x18\x02 \x01(\x08\"Q\n\rForwardResult\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x16\n\x0emirror_pending\x18\x04 \x01(\x08\"\xa7\x01\n\x0e\x46orwardRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ForwardOpenH\x00\x12.\n\x05state\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardStateH\x00\x12\x30\n\x06result\x18\x03 \x01(\x0b\x32\x1e.volrep.array.v1.ForwardResultH\x00\x42\x05\n\x03msg\"\xa3\x01\n\x0f\x46orwardResponse\x12-\n\x05write\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x02 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x03 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x42\x05\n\x03msg\"I\n\rReclaimVolume\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12(\n\x07\x65xtents\x18\x02 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"d\n\x0bReclaimOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12/\n\x07volumes\x18\x03 \x03(\x0b\x32\x1e.volrep.array.v1.ReclaimVolume\"\x10\n\x0eReclaimApplied\"y\n\x0eReclaimRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimOpenH\x00\x12\x32\n\x07\x61pplied\x18\x02 \x01(\x0b\x32\x1f.volrep.array.v1.ReclaimAppliedH\x00\x42\x05\n\x03msg\"H\n\x0bReclaimData\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunk\"+\n\x0cReclaimRound\x12\r\n\x05\x62ytes\x18\x01 \x01(\x03\x12\x0c\n\x04last\x18\x02 \x01(\x08\"\x11\n\x0fReclaimReleased\"\xac\x01\n\x0fReclaimResponse\x12,\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimDataH\x00\x12.\n\x05round\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ReclaimRoundH\x00\x12\x34\n\x08released\x18\x03 \x01(\x0b\x32 .volrep.array.v1.ReclaimReleasedH\x00\x42\x05\n\x03msg2\xec\x03\n\x0fTransferService\x12P\n\x07Receive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x01\x30\x01\x12M\n\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x01\x30\x01\x12L\n\x07\x41\x64vance\x12\x1f.volrep.array.v1.AdvanceRequest\x1a .volrep.array.v1.AdvanceResponse\x12\x46\n\x05Prune\x12\x1d.volrep.array.v1.PruneRequest\x1a\x1e.volrep.array.v1.PruneResponse\x12P\n\x07\x46orward\x12\x1f.volrep.array.v1.ForwardRequest\x1a .volrep.array.v1.ForwardResponse(\x01\x30\x01\x12P\n\x07Reclaim\x12\x1f.volrep.array.v1.ReclaimRequest\x1a .volrep.array.v1.ReclaimResponse(\x01\x30\x01\x42\x38Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,volrep_dot_array_dot_v1_dot_replica__service__pb2.DESCRIPTOR,volrep_dot_array_dot_v1_dot_volume__service__pb2.DESCRIPTOR,])
 
@@ -605,6 +605,20 @@ _MIRRORWRITE = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='forwarded_session', full_name='volrep.array.v1.MirrorWrite.forwarded_session', index=4,
+      number=5, type=4, cpp_type=4, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='forwarded_seq', full_name='volrep.array.v1.MirrorWrite.forwarded_seq', index=5,
+      number=6, type=4, cpp_type=4, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -618,7 +632,7 @@ _MIRRORWRITE = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=1466,
-  serialized_end=1538,
+  serialized_end=1588,
 )
 
 
@@ -669,8 +683,8 @@ _MIRRORZERO = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1540,
-  serialized_end=1613,
+  serialized_start=1590,
+  serialized_end=1663,
 )
 
 
@@ -707,8 +721,8 @@ _MIRRORFLUSH = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1615,
-  serialized_end=1658,
+  serialized_start=1665,
+  serialized_end=1708,
 )
 
 
@@ -762,8 +776,8 @@ _MIRRORREQUEST = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.MirrorRequest.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=1661,
-  serialized_end=1867,
+  serialized_start=1711,
+  serialized_end=1917,
 )
 
 
@@ -800,8 +814,8 @@ _MIRRORRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1869,
-  serialized_end=1913,
+  serialized_start=1919,
+  serialized_end=1963,
 )
 
 
@@ -903,8 +917,8 @@ _ADVANCEMEMBER = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1916,
-  serialized_end=2198,
+  serialized_start=1966,
+  serialized_end=2248,
 )
 
 
@@ -941,8 +955,8 @@ _ADVANCEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2200,
-  serialized_end=2290,
+  serialized_start=2250,
+  serialized_end=2340,
 )
 
 
@@ -986,8 +1000,8 @@ _ADVANCERESULT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2292,
-  serialized_end=2385,
+  serialized_start=2342,
+  serialized_end=2435,
 )
 
 
@@ -1017,8 +1031,8 @@ _ADVANCERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2387,
-  serialized_end=2453,
+  serialized_start=2437,
+  serialized_end=2503,
 )
 
 
@@ -1055,8 +1069,8 @@ _PRUNESNAPSHOT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2455,
-  serialized_end=2504,
+  serialized_start=2505,
+  serialized_end=2554,
 )
 
 
@@ -1107,8 +1121,8 @@ _PRUNEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2507,
-  serialized_end=2643,
+  serialized_start=2557,
+  serialized_end=2693,
 )
 
 
@@ -1138,8 +1152,8 @@ _PRUNERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2645,
-  serialized_end=2706,
+  serialized_start=2695,
+  serialized_end=2756,
 )
 
 
@@ -1178,6 +1192,13 @@ _FORWARDOPEN = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='session', full_name='volrep.array.v1.ForwardOpen.session', index=4,
+      number=5, type=4, cpp_type=4, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -1190,8 +1211,8 @@ _FORWARDOPEN = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2708,
-  serialized_end=2797,
+  serialized_start=2758,
+  serialized_end=2864,
 )
 
 
@@ -1228,8 +1249,8 @@ _FORWARDSTATE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2799,
-  serialized_end=2847,
+  serialized_start=2866,
+  serialized_end=2914,
 )
 
 
@@ -1261,6 +1282,13 @@ _FORWARDRESULT = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='mirror_pending', full_name='volrep.array.v1.ForwardResult.mirror_pending', index=3,
+      number=4, type=8, cpp_type=7, label=1,
+      has_default_value=False, default_value=False,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -1273,8 +1301,8 @@ _FORWARDRESULT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2849,
-  serialized_end=2906,
+  serialized_start=2916,
+  serialized_end=2997,
 )
 
 
@@ -1321,8 +1349,8 @@ _FORWARDREQUEST = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ForwardRequest.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=2909,
-  serialized_end=3076,
+  serialized_start=3000,
+  serialized_end=3167,
 )
 
 
@@ -1369,8 +1397,8 @@ _FORWARDRESPONSE = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ForwardResponse.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=3079,
-  serialized_end=3242,
+  serialized_start=3170,
+  serialized_end=3333,
 )
 
 
@@ -1407,8 +1435,8 @@ _RECLAIMVOLUME = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3244,
-  serialized_end=3317,
+  serialized_start=3335,
+  serialized_end=3408,
 )
 
 
@@ -1452,8 +1480,8 @@ _RECLAIMOPEN = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3319,
-  serialized_end=3419,
+  serialized_start=3410,
+  serialized_end=3510,
 )
 
 
@@ -1476,8 +1504,8 @@ _RECLAIMAPPLIED = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3421,
-  serialized_end=3437,
+  serialized_start=3512,
+  serialized_end=3528,
 )
 
 
@@ -1517,8 +1545,8 @@ _RECLAIMREQUEST = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ReclaimRequest.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=3439,
-  serialized_end=3560,
+  serialized_start=3530,
+  serialized_end=3651,
 )
 
 
@@ -1555,8 +1583,8 @@ _RECLAIMDATA = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3562,
-  serialized_end=3634,
+  serialized_start=3653,
+  serialized_end=3725,
 )
 
 
@@ -1593,8 +1621,8 @@ _RECLAIMROUND = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3636,
-  serialized_end=3679,
+  serialized_start=3727,
+  serialized_end=3770,
 )
 
 
@@ -1617,8 +1645,8 @@ _RECLAIMRELEASED = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3681,
-  serialized_end=3698,
+  serialized_start=3772,
+  serialized_end=3789,
 )
 
 
@@ -1665,8 +1693,8 @@ _RECLAIMRESPONSE = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ReclaimResponse.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=3701,
-  serialized_end=3873,
+  serialized_start=3792,
+  serialized_end=3964,
 )
 
 _RECEIVEHEADER_VOLUMELABELSENTRY.containing_type = _RECEIVEHEADER
@@ -2085,8 +2113,8 @@ _TRANSFERSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=3876,
-  serialized_end=4368,
+  serialized_start=3967,
+  serialized_end=4459,
   methods=[
   _descriptor.MethodDescriptor(
     name='Receive',
