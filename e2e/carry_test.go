@@ -20,7 +20,8 @@ import (
 //   - A's writes fail at once: it cannot record at the mediator that it
 //     carries on alone, so it acknowledges nothing B lacks;
 //   - B takes the pod's key once A's lease ends, and its copy takes
-//     writes;
+//     writes; A, back at the mediator but not at B, stays stopped and
+//     reports that B carries the pod;
 //   - healed, A takes back exactly the blocks B changed and the one A
 //     changed without acknowledging it, B gives the key up, and the pod
 //     is in sync with both copies byte-equal and every write B
@@ -96,9 +97,23 @@ func TestMediatorPeerCarriesPod(t *testing.T) {
 				t.Errorf("B's log does not say it carried the pod when it stopped:\n%s", b.Logs())
 			}
 		}
+		// A reaches the mediator again, not B: it stays stopped (B holds
+		// the key and its mark), and says that B carries the pod.
+		nft(t, nsA, "delete table inet med")
+		waitInfo("A sees B carrying the pod", 20*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
+			return ti.GetPrimaryPodState() == array.PodStoppedByMediator && ti.GetMediatorState() == array.MediatorHealthy &&
+				!ti.GetMediatorHeld() && ti.GetTargetWrites() == array.WritesOnline && strings.Contains(ti.GetMediatorMessage(), "carries the pod alone")
+		})
+		if out, _ := run(t, true, qemuIO, "-f", "raw", "-c", "write -P 0xEE 5M 4k", uriA); !strings.Contains(out, "write failed") {
+			t.Fatalf("A took a write while B carries the pod, with the mediator back: %s", out)
+		}
+		if out, code := volrep(t, a, "replication", "info", "cv"); code != 0 || !regexp.MustCompile(`pure2-sync\s+stopped_by_mediator\s+offline\s+stopped\s+online\s+healthy\s+false`).MatchString(out) {
+			t.Fatalf("volrep replication info while B carries the pod (exit %d):\n%s", code, out)
+		} else if !crash {
+			t.Logf("volrep replication info at A while B carries the pod:\n%s", out)
+		}
 		// Heal: A takes the pod back.
 		healAB(t, nsA, nsB)
-		nft(t, nsA, "delete table inet med")
 		healed := time.Now()
 		waitInfo("in sync again, A holding the key, B forwarding", 60*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
 			return ti.GetPrimaryPodState() == array.PodOnline && ti.GetMediatorHeld() && ti.GetTargetWrites() == array.WritesOnline

@@ -389,21 +389,22 @@ func (cl *Claim) Acquire(ctx context.Context) error {
 		return cl.c.unreachable(err)
 	}
 	var keyRev, aheadRev int64
+	var holder, marked string
 	for _, kv := range got.Kvs {
 		switch string(kv.Key) {
 		case key:
-			keyRev = kv.ModRevision
-			if v := string(kv.Value); v != cl.owner {
-				return cl.refused(v, errdefs.FailedPrecondition("pod %s is held at the mediator by %q; it is free again when that side's lease ends", cl.pod, v))
-			}
+			keyRev, holder = kv.ModRevision, string(kv.Value)
 		case ahead:
-			aheadRev = kv.ModRevision
-			if v := string(kv.Value); v != cl.owner {
-				return cl.refused("", errdefs.FailedPrecondition("pod %s: array %q acknowledged writes this array's copy lacks; "+
-					"this array takes the pod only after %q is back and has resynced it (or, if %q is lost for good, after an operator deletes %s at the mediator)",
-					cl.pod, v, v, v, ahead))
-			}
+			aheadRev, marked = kv.ModRevision, string(kv.Value)
 		}
+	}
+	if holder != "" && holder != cl.owner {
+		return cl.refused(holder, errdefs.FailedPrecondition("pod %s is held at the mediator by %q; it is free again when that side's lease ends", cl.pod, holder))
+	}
+	if marked != "" && marked != cl.owner {
+		return cl.refused(holder, errdefs.FailedPrecondition("pod %s: array %q acknowledged writes this array's copy lacks; "+
+			"this array takes the pod only after %q is back and has resynced it (or, if %q is lost for good, after an operator deletes %s at the mediator)",
+			cl.pod, marked, marked, marked, ahead))
 	}
 	g, err := cl.c.cli.Grant(actx, int64(cl.c.ttl/time.Second))
 	if err != nil {

@@ -153,7 +153,12 @@ func (p *pod) stopped() bool {
 
 func (p *pod) errStopped() error {
 	msg := "no answer"
-	if st := p.claim.Status(); st.Err != nil {
+	st := p.claim.Status()
+	if st.Reachable && st.Holder != "" {
+		return &array.PodStoppedError{Err: errdefs.Unavailable("pod %s is stopped here: the peer %q carries it alone (it holds the pod's key at the mediator) "+
+			"and takes its writes; this array takes the pod back by itself once it reaches the peer", p.name, st.Holder)}
+	}
+	if st.Err != nil {
 		msg = st.Err.Error()
 	} else if st.Holder != "" {
 		msg = fmt.Sprintf("the key is held by %q", st.Holder)
@@ -1214,6 +1219,11 @@ func (p *pod) view(v *array.Replica) {
 			if ms.Err != nil {
 				v.MediatorMessage = ms.Err.Error()
 			}
+		case ms.Holder != "" && p.stream == nil:
+			// Cut off from the peer, with the peer holding the key: the
+			// peer carries the pod, and takes its writes.
+			v.PeerWrites = array.WritesOnline
+			v.MediatorMessage = fmt.Sprintf("the pod's key is held by %q, which carries the pod alone; this array takes it back when it reaches it", ms.Holder)
 		case ms.Holder != "":
 			v.MediatorMessage = fmt.Sprintf("the pod's key is held by %q", ms.Holder)
 		}
