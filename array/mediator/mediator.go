@@ -110,6 +110,19 @@ func (c *Client) Holder(ctx context.Context, pod string) (string, error) {
 	return string(r.Kvs[0].Value), nil
 }
 
+// Ahead returns the side whose mark stands on pod: it acknowledged
+// writes the other side's copy lacks ("" when none).
+func (c *Client) Ahead(ctx context.Context, pod string) (string, error) {
+	r, err := c.cli.Get(ctx, AheadKey(pod))
+	if err != nil {
+		return "", c.unreachable(err)
+	}
+	if len(r.Kvs) == 0 {
+		return "", nil
+	}
+	return string(r.Kvs[0].Value), nil
+}
+
 func (c *Client) unreachable(err error) error {
 	var typed *errdefs.Error
 	if errors.As(err, &typed) || errors.Is(err, context.Canceled) {

@@ -167,6 +167,20 @@ func TestPodMediatorDrill(t *testing.T) {
 	r = replicaUntil(t, src, 5*time.Second, "degraded, holding the key", func(r array.Replica) bool {
 		return r.PodState == array.PodDegraded && r.MediatorHeld && r.DirtyBytes > 0
 	})
+	// It acknowledged writes the peer lacks: its mark stands at the
+	// mediator, so the peer could not take the pod over.
+	med, err := mediator.New([]string{etcd.Endpoint()}, mediator.Options{TTL: mediatorTTL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer med.Close()
+	info, err := src.st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ahead, err := med.Ahead(ctx, "pod"); err != nil || ahead != info.ID {
+		t.Fatalf("the mark while the primary carries on alone: %q, %v; want %q", ahead, err, info.ID)
+	}
 
 	// 3. Then the mediator too: the pod stops within the sync timeout
 	// plus the lease time.
@@ -255,6 +269,19 @@ func TestPodMediatorDrill(t *testing.T) {
 		t.Fatalf("after healing the primary reports %v, want active/optimized", p.State)
 	}
 	same(t, src, tg, "v1")
+	// In sync again, the primary clears its mark once the mediator is back.
+	etcd.Restart()
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		ahead, err := med.Ahead(ctx, "pod")
+		if err == nil && ahead == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the mark in sync, with the mediator back: %q, %v; want none", ahead, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	got = make([]byte, 4096)
 	if err := tg.st.ReadVolume(ctx, "v1", 15*mib, got); err != nil || !bytes.Equal(got, bytes.Repeat([]byte{0xAB}, 4096)) {
 		t.Fatalf("the write taken while the peer was away is not on the peer (%v)", err)
