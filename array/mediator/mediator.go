@@ -100,20 +100,18 @@ func AheadKey(pod string) string { return keyPrefix + pod + "/ahead" }
 
 // Holder returns who holds a pod's key ("" when nobody does).
 func (c *Client) Holder(ctx context.Context, pod string) (string, error) {
-	r, err := c.cli.Get(ctx, Key(pod))
-	if err != nil {
-		return "", c.unreachable(err)
-	}
-	if len(r.Kvs) == 0 {
-		return "", nil
-	}
-	return string(r.Kvs[0].Value), nil
+	return c.value(ctx, Key(pod))
 }
 
 // Ahead returns the side whose mark stands on pod: it acknowledged
 // writes the other side's copy lacks ("" when none).
 func (c *Client) Ahead(ctx context.Context, pod string) (string, error) {
-	r, err := c.cli.Get(ctx, AheadKey(pod))
+	return c.value(ctx, AheadKey(pod))
+}
+
+// value reads key ("" when it is not there).
+func (c *Client) value(ctx context.Context, key string) (string, error) {
+	r, err := c.cli.Get(ctx, key)
 	if err != nil {
 		return "", c.unreachable(err)
 	}

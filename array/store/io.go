@@ -741,6 +741,18 @@ func (h *Handle) begin() (*layer, int64, error) {
 	return h.snap.layer, h.snap.rec.Size, nil
 }
 
+// writable refuses a write through a revoked export or to a read-only
+// view.
+func (h *Handle) writable() error {
+	if err := h.revoked(); err != nil {
+		return err
+	}
+	if h.ReadOnly() {
+		return h.readOnlyErr()
+	}
+	return nil
+}
+
 func (h *Handle) readOnlyErr() error {
 	return errdefs.FailedPrecondition("%s is read-only", h.Name())
 }
@@ -838,11 +850,8 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64, fua bool) err
 
 // write is WriteAt once the request's QoS tokens are taken.
 func (h *Handle) write(ctx context.Context, p []byte, off int64, fua bool) error {
-	if err := h.revoked(); err != nil {
+	if err := h.writable(); err != nil {
 		return err
-	}
-	if h.ReadOnly() {
-		return h.readOnlyErr()
 	}
 	return h.s.space(gated(ctx, func() error { return h.s.write(h.v, p, off, fua, fromClient) }))
 }
@@ -859,11 +868,8 @@ func (h *Handle) WriteTagged(ctx context.Context, p []byte, off int64, tag Mirro
 	if err := h.throttle(ctx, true, int64(len(p))); err != nil {
 		return nil, err
 	}
-	if err := h.revoked(); err != nil {
+	if err := h.writable(); err != nil {
 		return nil, err
-	}
-	if h.ReadOnly() {
-		return nil, h.readOnlyErr()
 	}
 	err = h.s.space(gated(ctx, func() error {
 		wait, err = h.s.applyChange(h.v, off, int64(len(p)), fromClient, nil, writeTo(off, p, tag),
@@ -918,7 +924,7 @@ func (h *Handle) CompareAndWrite(ctx context.Context, cmp, p []byte, off int64, 
 			}
 			return nil
 		},
-			func(m changer) func() error { return m.Write(off, p) },
+			writeTo(off, p, MirrorTag{}),
 			func(l *layer) error { return writeLayer(l, p, off) })
 	}))
 }

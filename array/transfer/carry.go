@@ -86,7 +86,7 @@ type carriedRec struct {
 // persist stores the carried pod's record: written before the first write
 // is taken, and with every flush, so a restart of this array still knows
 // which blocks the preferred array lacks.
-func (c *carrying) persist(ctx context.Context, s *store.Store, force bool) error {
+func (c *carrying) persist(ctx context.Context, force bool) error {
 	c.mu.Lock()
 	if !c.changed && !force {
 		c.mu.Unlock()
@@ -106,7 +106,7 @@ func (c *carrying) persist(ctx context.Context, s *store.Store, force bool) erro
 	c.mu.Unlock()
 	data, err := json.Marshal(rec)
 	if err == nil {
-		err = s.PutRecord(ctx, recCarried, c.pod.name, data)
+		err = c.s.PutRecord(ctx, recCarried, c.pod.name, data)
 	}
 	if err != nil {
 		c.mu.Lock()
@@ -170,7 +170,7 @@ func (m *carriedCopy) Zero(off, length int64) func() error {
 }
 
 func (m *carriedCopy) Flush() error {
-	return m.c.persist(context.Background(), m.c.s, false)
+	return m.c.persist(context.Background(), false)
 }
 
 func (m *carriedCopy) Diverged(off, length int64) { m.c.mark(m.volume, off, length) }
@@ -218,6 +218,12 @@ func (t *Service) lost(p *podForward, wasInSync bool) {
 		return
 	}
 	t.log.Info("the pod's preferred array is gone; asking the mediator for the pod", "pod", p.name)
+	t.askToCarry(p)
+}
+
+// askToCarry starts asking the mediator for the pod. Called with p.mu
+// held.
+func (t *Service) askToCarry(p *podForward) {
 	p.claim = t.med.ClaimToCarry(p.name, t.id, func(st mediator.Status) { t.claimChanged(p, st) })
 }
 
@@ -240,7 +246,7 @@ func (t *Service) claimChanged(p *podForward, st mediator.Status) {
 	c := newCarrying(t.s, p, slices.Sorted(maps.Keys(p.volumes)))
 	p.mu.Unlock()
 	// The record is durable before the first write is taken.
-	if err := c.persist(context.Background(), t.s, true); err != nil {
+	if err := c.persist(context.Background(), true); err != nil {
 		t.log.Error("recording that this array carries the pod; it takes no writes", "pod", p.name, "err", err)
 		return
 	}
@@ -352,7 +358,7 @@ func (t *Service) restoreCarried(ctx context.Context) error {
 		p.mu.Lock()
 		p.carry, p.mediated = c, true
 		if t.med != nil {
-			p.claim = t.med.ClaimToCarry(p.name, t.id, func(st mediator.Status) { t.claimChanged(p, st) })
+			t.askToCarry(p)
 		}
 		p.mu.Unlock()
 		t.log.Warn("this array carried the pod when it stopped; it takes writes again once it holds the pod's key, and keeps every block for the preferred array",
@@ -380,7 +386,7 @@ func (t *Service) Close() {
 	}
 	t.fwd.mu.Unlock()
 	for _, c := range carried {
-		if err := c.persist(context.Background(), t.s, false); err != nil {
+		if err := c.persist(context.Background(), false); err != nil {
 			t.log.Error("recording the blocks the carried pod changed: the record may miss those changed since the last flush, so compare the copies before trusting the hand-back", "pod", c.pod.name, "err", err)
 		}
 	}

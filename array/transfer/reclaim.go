@@ -68,9 +68,12 @@ func (t *Service) Reclaim(stream arrayv1.TransferService_ReclaimServer) error {
 		for _, e := range v.GetExtents() {
 			// Past the copy's end there is nothing to send (the volume
 			// grew at the preferred array meanwhile; its resync sends it).
-			if end := min(e.GetOffset()+min(e.GetLength(), vol.SizeBytes), vol.SizeBytes); e.GetOffset() < end {
-				bm.SetRange(uint64(e.GetOffset()/blockSize), uint64((end+blockSize-1)/blockSize))
+			off := e.GetOffset()
+			if off >= vol.SizeBytes {
+				continue
 			}
+			end := off + min(e.GetLength(), vol.SizeBytes-off)
+			bm.SetRange(uint64(off/blockSize), uint64((end+blockSize-1)/blockSize))
 		}
 		asked[v.GetVolume()] = bm
 	}
@@ -120,12 +123,16 @@ func (t *Service) Reclaim(stream arrayv1.TransferService_ReclaimServer) error {
 		todo := map[string]*bitmap.Bitmap{}
 		c.mu.Lock()
 		for v, f := range c.fresh {
-			todo[v], c.fresh[v] = f, bitmap.New()
-			if round == 1 {
-				todo[v] = c.dirty[v].Clone()
-				if a := asked[v]; a != nil {
-					todo[v].Or(a)
-				}
+			c.fresh[v] = bitmap.New()
+			if round > 1 {
+				todo[v] = f
+				continue
+			}
+			// The first round sends everything changed (fresh is part of
+			// it), and what the preferred array asked for.
+			todo[v] = c.dirty[v].Clone()
+			if a := asked[v]; a != nil {
+				todo[v].Or(a)
 			}
 		}
 		c.mu.Unlock()
