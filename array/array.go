@@ -25,6 +25,9 @@ type Info struct {
 	// both are empty when it does not (no iscsi_listen).
 	ISCSITargetIQN string
 	ISCSIPortals   []string
+	// StreamPort is the port, on the API's host, that serves the pod
+	// streams without gRPC (stream_listen); 0 when it does not.
+	StreamPort int
 }
 
 // Pool groups volumes.

@@ -43,10 +43,13 @@ type Daemon struct {
 
 // Array is one [array:NAME] section: an array this process hosts.
 type Array struct {
-	Name      string
-	DataDir   string
-	Listen    string // host:port of the array gRPC API
-	NBDListen string // host:port, or "" for no NBD export
+	Name    string
+	DataDir string
+	Listen  string // host:port of the array gRPC API
+	// StreamPort is where, on Listen's host, the array serves the pod
+	// streams without gRPC: 0 picks a free port, -1 serves none.
+	StreamPort int
+	NBDListen  string // host:port, or "" for no NBD export
 	// NBDMaxConnections caps the NBD clients served at once.
 	NBDMaxConnections int
 	// NBDIdleTimeout closes NBD connections without a request for this

@@ -33,6 +33,7 @@ type ArrayView struct {
 	Line              int      `json:"line"`
 	DataDir           string   `json:"data_dir"`
 	Listen            string   `json:"listen"`
+	StreamPort        int      `json:"stream_port"`
 	APIToken          Secret   `json:"api_token"`
 	NBDListen         string   `json:"nbd_listen"`
 	NBDMaxConnections int      `json:"nbd_max_connections"`
@@ -101,7 +102,7 @@ func (c *Config) View() View {
 		Problems: []ProblemView{},
 	}
 	for _, a := range c.Arrays {
-		v.Arrays = append(v.Arrays, ArrayView{Name: a.Name, Line: a.Line, DataDir: a.DataDir, Listen: a.Listen, APIToken: a.APIToken,
+		v.Arrays = append(v.Arrays, ArrayView{Name: a.Name, Line: a.Line, DataDir: a.DataDir, Listen: a.Listen, StreamPort: a.StreamPort, APIToken: a.APIToken,
 			NBDListen: a.NBDListen, NBDMaxConnections: a.NBDMaxConnections, NBDIdleTimeout: int64(a.NBDIdleTimeout / time.Second),
 			ISCSIListen: append([]string{}, a.ISCSIListen...), ISCSITargetIQN: a.ISCSITargetIQN,
 			ISCSIPortGroup: a.ISCSIPortGroup, Pools: a.Pools, PodMediator: a.PodMediator, Problems: len(a.Problems)})

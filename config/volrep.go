@@ -14,7 +14,7 @@ import (
 var (
 	daemonKeys = []string{"driver_listen", "driver_api_token", "metrics_listen", "log_format", "log_level", "state_dir"}
 	arrayKeys  = []string{"data_dir", "listen", "api_token", "nbd_listen", "nbd_max_connections", "nbd_idle_timeout",
-		"iscsi_listen", "iscsi_target_iqn", "iscsi_port_group", "pools", mediatorKey}
+		"iscsi_listen", "iscsi_target_iqn", "iscsi_port_group", "pools", "stream_port", mediatorKey}
 )
 
 func (p *parser) readDaemon() Daemon {
@@ -73,6 +73,8 @@ func (p *parser) readArrays() []Array {
 		if v, ok := p.required(to, s, "api_token", "the token that clients of this array must present", s); ok {
 			a.APIToken = p.secret(v.text)
 		}
+		a.StreamPort = p.checkInt(to, "stream_port", 0, -1, 65535,
+			"a port number on the host of listen, 0 for any free port, or -1 for none (pod streams then use gRPC)", s)
 		a.NBDListen = p.checkAddr(to, "nbd_listen", "", "", true, s)
 		a.NBDMaxConnections = p.checkInt(to, "nbd_max_connections", 1024, 1, maxNBDConnections,
 			"a whole number of connections from 1 to 65536", s)

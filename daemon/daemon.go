@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -30,6 +31,7 @@ import (
 	driverservice "github.com/volrep/volrep/driver/service"
 	"github.com/volrep/volrep/metrics"
 	"github.com/volrep/volrep/server"
+	"github.com/volrep/volrep/server/rawstream"
 )
 
 // Options configure a daemon run.
@@ -61,7 +63,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	// portal; the driver API and the metrics server one each.
 	nerrs := 2
 	for _, a := range cfg.Arrays {
-		nerrs += 2 + len(a.ISCSIListen)
+		nerrs += 3 + len(a.ISCSIListen)
 	}
 	errs := make(chan error, nerrs)
 	serve := func(s *server.Server, lis net.Listener) {
@@ -121,6 +123,17 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 				}
 			}()
 			fmt.Fprintf(opts.Announce, "volrepd: array %s NBD on %s\n", a.Name, h.nbdLis.Addr())
+		}
+		if h.streams != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := h.streams.Serve(ctx, h.streamLis); err != nil {
+					errs <- fmt.Errorf("array %s streams: %w", a.Name, err)
+					cancel()
+				}
+			}()
+			fmt.Fprintf(opts.Announce, "volrepd: array %s pod streams on %s\n", a.Name, h.streamLis.Addr())
 		}
 		for _, lis := range h.iscsiLis {
 			wg.Add(1)
@@ -236,6 +249,9 @@ type hostedArray struct {
 	// iscsi serves every portal of iscsiLis.
 	iscsi    *iscsi.Server
 	iscsiLis []net.Listener
+	// streams serves the pod streams on streamLis (stream_port), when set.
+	streams   *rawstream.Server
+	streamLis net.Listener
 }
 
 func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metrics.Registry) (*hostedArray, error) {
@@ -257,6 +273,9 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 		for _, lis := range h.iscsiLis {
 			lis.Close()
 		}
+		if h.streamLis != nil {
+			h.streamLis.Close()
+		}
 		if h.store != nil {
 			h.store.Close()
 		}
@@ -272,8 +291,16 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 		h.iscsiLis = append(h.iscsiLis, lis)
 		portals = append(portals, lis.Addr().String())
 	}
+	streamPort := 0
+	if a.StreamPort >= 0 {
+		host, _, _ := net.SplitHostPort(a.Listen)
+		if h.streamLis, err = server.Listen(ctx, net.JoinHostPort(host, strconv.Itoa(a.StreamPort))); err != nil {
+			return fail(fmt.Errorf("stream_port: %w", err))
+		}
+		streamPort = h.streamLis.Addr().(*net.TCPAddr).Port
+	}
 	if h.store, err = store.Open(a.DataDir, store.Options{Name: a.Name, Logger: alog, NBDAddress: nbdAddr,
-		ISCSIPortals: portals, ISCSITargetIQN: a.ISCSITargetIQN}); err != nil {
+		ISCSIPortals: portals, ISCSITargetIQN: a.ISCSITargetIQN, StreamPort: streamPort}); err != nil {
 		return fail(err)
 	}
 	for _, p := range a.Pools {
@@ -314,6 +341,11 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 		}
 	}
 	h.xfer.Register(h.api.GRPC())
+	if h.streamLis != nil {
+		h.streams = rawstream.NewServer(rawstream.Options{Logger: alog, CheckToken: server.CheckToken(a.APIToken.Reveal()),
+			Validate: server.Validate, MaxMsgSize: server.DefaultMaxMsgSize})
+		h.xfer.RegisterStreams(h.streams)
+	}
 	if h.apiLis, err = server.Listen(ctx, a.Listen); err != nil {
 		return fail(err)
 	}

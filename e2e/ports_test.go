@@ -199,6 +199,16 @@ api_token = tb
 		if _, err := d.Array(which).CreateVolume(t.Context(), array.VolumeSpec{Name: "v", Pool: "cinder", SizeBytes: 1 << 20}); err != nil {
 			t.Fatalf("array %s at its announced address: %v", which, err)
 		}
+		// The pod stream port it picked is the one it tells its peers.
+		info, err := d.Array(which).Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(info.StreamPort)), 5*time.Second)
+		if info.StreamPort <= 0 || err != nil {
+			t.Fatalf("array %s reports stream port %d: %v", which, info.StreamPort, err)
+		}
+		c.Close()
 	}
 	for _, a := range []string{d.NBDA, d.NBDB} {
 		c, err := net.DialTimeout("tcp", a, 5*time.Second)

@@ -152,7 +152,7 @@ func needsAuth(_ context.Context, c interceptors.CallMeta) bool {
 // compares SHA-256 digests so that neither the content nor the length of
 // the expected token shows in the timing.
 func bearerAuth(token string) auth.AuthFunc {
-	want := sha256.Sum256([]byte(token))
+	check := CheckToken(token)
 	return func(ctx context.Context) (context.Context, error) {
 		vals := metadata.ValueFromIncomingContext(ctx, "authorization")
 		if len(vals) == 0 || strings.TrimSpace(vals[0]) == "" {
@@ -162,11 +162,23 @@ func bearerAuth(token string) auth.AuthFunc {
 		if !ok || !strings.EqualFold(scheme, "Bearer") {
 			return nil, errdefs.Unauthenticated("%s", MsgBadAuthz)
 		}
-		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
-		if subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
-			return nil, errdefs.Unauthenticated("%s", MsgInvalidToken)
+		if err := check(strings.TrimSpace(got)); err != nil {
+			return nil, err
 		}
 		return ctx, nil
+	}
+}
+
+// CheckToken returns a check of a presented token against token, for the
+// transports that carry it outside gRPC metadata (server/rawstream).
+func CheckToken(token string) func(got string) error {
+	want := sha256.Sum256([]byte(token))
+	return func(got string) error {
+		sum := sha256.Sum256([]byte(got))
+		if subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			return errdefs.Unauthenticated("%s", MsgInvalidToken)
+		}
+		return nil
 	}
 }
 
@@ -177,10 +189,10 @@ func bearerAuth(token string) auth.AuthFunc {
 // reflection) have nothing to check.
 var validators = []func(req any) (handled bool, err error){arrayapi.Check, driverapi.Check}
 
-// validate checks req before its handler runs. The error keeps its
+// Validate checks req before its handler runs. The error keeps its
 // errdefs kind and field, so the error-mapping interceptor turns it into
 // INVALID_ARGUMENT with a google.rpc.BadRequest detail naming the field.
-func validate(req any) error {
+func Validate(req any) error {
 	for _, check := range validators {
 		handled, err := check(req)
 		if !handled {
@@ -196,7 +208,7 @@ func validate(req any) error {
 
 func unaryValidation() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if err := validate(req); err != nil {
+		if err := Validate(req); err != nil {
 			return nil, err
 		}
 		return handler(ctx, req)
@@ -218,7 +230,7 @@ func (s *validatingStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	return validate(m)
+	return Validate(m)
 }
 
 // ---- recovery ----

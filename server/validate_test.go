@@ -500,7 +500,7 @@ func TestValidateRules(t *testing.T) {
 			if !handled(tc.req) {
 				t.Fatalf("no validator handles %T", tc.req)
 			}
-			err := validate(tc.req)
+			err := Validate(tc.req)
 			if tc.field == "" {
 				if err != nil {
 					t.Fatalf("valid request rejected: %v", err)

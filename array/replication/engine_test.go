@@ -22,6 +22,7 @@ import (
 	"github.com/volrep/volrep/clock"
 	"github.com/volrep/volrep/errdefs"
 	"github.com/volrep/volrep/server"
+	"github.com/volrep/volrep/server/rawstream"
 )
 
 const (
@@ -34,25 +35,34 @@ var t0 = time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
 // target is a peer array: the real engine behind the real server chain,
 // which a test can stop and start again on the same address.
 type target struct {
-	t      *testing.T
-	st     *store.Store
-	addr   string
-	stop   context.CancelFunc
-	done   chan struct{}
-	commit int // snapshots committed, counted by the transfer service
+	t    *testing.T
+	st   *store.Store
+	addr string
+	// streams is the raw stream port the pods use (server/rawstream);
+	// its listener is opened before the store, which reports its port.
+	streams    string
+	streamsLis net.Listener
+	stop       context.CancelFunc
+	done       chan struct{}
+	commit     int // snapshots committed, counted by the transfer service
 }
 
 // newTarget starts a peer array. Its NBDAddress is never listened on: it
 // lets a test export a snapshot.
 func newTarget(t *testing.T) *target {
-	st, err := store.Open(t.TempDir(), store.Options{Name: "site-b", NBDAddress: "127.0.0.1:10809"})
+	slis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(t.TempDir(), store.Options{Name: "site-b", NBDAddress: "127.0.0.1:10809",
+		StreamPort: slis.Addr().(*net.TCPAddr).Port})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.CreatePool(t.Context(), "replicas"); err != nil {
 		t.Fatal(err)
 	}
-	tg := &target{t: t, st: st, addr: "127.0.0.1:0"}
+	tg := &target{t: t, st: st, addr: "127.0.0.1:0", streams: slis.Addr().String(), streamsLis: slis}
 	tg.start()
 	t.Cleanup(func() { tg.halt(); st.Close() })
 	return tg
@@ -73,9 +83,21 @@ func (tg *target) start() {
 	}
 	ts.OnReceived = func(int64, time.Duration) { tg.commit++ }
 	ts.Register(srv.GRPC())
+	slis := tg.streamsLis
+	if slis == nil {
+		if slis, err = net.Listen("tcp", tg.streams); err != nil {
+			tg.t.Fatal(err)
+		}
+	}
+	tg.streamsLis = nil
+	rs := rawstream.NewServer(rawstream.Options{Logger: slog.New(slog.DiscardHandler), CheckToken: server.CheckToken(token),
+		Validate: server.Validate, MaxMsgSize: server.DefaultMaxMsgSize})
+	ts.RegisterStreams(rs)
 	ctx, cancel := context.WithCancel(context.Background())
 	tg.stop, tg.done = cancel, make(chan struct{})
-	go func() { srv.Serve(ctx, lis); close(tg.done) }()
+	served := make(chan struct{})
+	go func() { rs.Serve(ctx, slis); close(served) }()
+	go func() { srv.Serve(ctx, lis); <-served; close(tg.done) }()
 }
 
 func (tg *target) halt() {

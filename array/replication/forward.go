@@ -39,7 +39,8 @@ const maxForwarded = 64
 
 func (p *pod) openForward(ctx context.Context) (*forwardLink, error) {
 	fctx, cancel := context.WithCancel(ctx)
-	cs, err := p.l.xfer.Forward(fctx)
+	cs, err := openPodStream(fctx, p.l, p.e.log, arrayv1.TransferService_Forward_FullMethodName, p.timeout,
+		func(ctx context.Context) (arrayv1.TransferService_ForwardClient, error) { return p.l.xfer.Forward(ctx) })
 	if err != nil {
 		cancel()
 		return nil, err

@@ -2,7 +2,10 @@ package replication
 
 import (
 	"context"
+	"log/slog"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +18,8 @@ import (
 	"github.com/volrep/volrep/array/client"
 	"github.com/volrep/volrep/errdefs"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
+	"github.com/volrep/volrep/server"
+	"github.com/volrep/volrep/server/rawstream"
 )
 
 // linkRec is stored with the peer's token, which the array needs to act
@@ -233,4 +238,34 @@ func (l *link) reconnect(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// openPodStream opens one of a pod's streams to the peer. A peer that
+// serves raw streams (array.Info.StreamPort) gets it there, on the host
+// of its API address; otherwise, or when that port cannot be reached, it
+// goes over gRPC. The peer is asked each time: its port changes when it
+// restarts on a free one.
+func openPodStream[Req, Res any](ctx context.Context, l *link, log *slog.Logger, method string, timeout time.Duration,
+	overGRPC func(context.Context) (grpc.BidiStreamingClient[Req, Res], error)) (grpc.BidiStreamingClient[Req, Res], error) {
+	ictx, cancel := context.WithTimeout(ctx, timeout)
+	info, err := l.peer.Info(ictx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	if info.StreamPort <= 0 {
+		return overGRPC(ctx)
+	}
+	host, _, err := net.SplitHostPort(l.rec.Address)
+	if err != nil {
+		return overGRPC(ctx)
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(info.StreamPort))
+	cs, err := rawstream.Open[Req, Res](ctx, addr, l.rec.Token, method, timeout, server.DefaultMaxMsgSize)
+	if err == nil || !errdefs.IsUnavailable(err) {
+		return cs, err
+	}
+	log.Warn("the peer's stream port cannot be reached; this stream uses gRPC, with more latency per write: open the port between the arrays",
+		"link", l.rec.Name, "address", addr, "err", err)
+	return overGRPC(ctx)
 }

@@ -1155,7 +1155,8 @@ func (p *pod) peerChecksums(ctx context.Context, vol string, off, ln int64) ([]u
 
 func (p *pod) open(ctx context.Context) (*mirrorStream, error) {
 	sctx, cancel := context.WithCancel(ctx)
-	cs, err := p.l.xfer.Mirror(sctx)
+	cs, err := openPodStream(sctx, p.l, p.e.log, arrayv1.TransferService_Mirror_FullMethodName, p.timeout,
+		func(ctx context.Context) (arrayv1.TransferService_MirrorClient, error) { return p.l.xfer.Mirror(ctx) })
 	if err != nil {
 		cancel()
 		return nil, err

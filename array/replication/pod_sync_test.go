@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,40 +68,51 @@ func TestPodLargeWrites(t *testing.T) {
 	}
 }
 
-// freezer forwards TCP connections to a target until frozen; frozen, it
-// stops moving bytes without closing anything, as a SIGSTOPped or hung
-// peer does, so the sender's socket buffers fill and its writes block.
+// freezer forwards TCP connections to a target array until frozen;
+// frozen, it stops moving bytes without closing anything, as a
+// SIGSTOPped or hung peer does, so the sender's socket buffers fill and
+// its writes block. It stands on 127.0.0.2 for both of the target's
+// ports: its API and, on the same port number, its raw stream port,
+// which peers reach on the host of the API address.
 type freezer struct {
-	lis    net.Listener
-	target string
-	gate   sync.RWMutex
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  []net.Conn
+	lis   []net.Listener
+	gate  sync.RWMutex
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns []net.Conn
+	// streams counts the connections to the raw stream port.
+	streams atomic.Int32
 }
 
-func newFreezer(t *testing.T, target string) *freezer {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &freezer{lis: lis, target: target}
-	f.wg.Add(1)
-	go f.accept()
+func newFreezer(t *testing.T, tg *target) *freezer {
+	f := &freezer{}
 	t.Cleanup(f.close)
+	_, streamPort, _ := net.SplitHostPort(tg.streams)
+	for _, p := range []struct{ at, to string }{{"127.0.0.2:0", tg.addr}, {"127.0.0.2:" + streamPort, tg.streams}} {
+		lis, err := net.Listen("tcp", p.at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.lis = append(f.lis, lis)
+		f.wg.Add(1)
+		go f.accept(lis, p.to, p.to == tg.streams)
+	}
 	return f
 }
 
-func (f *freezer) addr() string { return f.lis.Addr().String() }
+func (f *freezer) addr() string { return f.lis[0].Addr().String() }
 
-func (f *freezer) accept() {
+func (f *freezer) accept(lis net.Listener, target string, streams bool) {
 	defer f.wg.Done()
 	for {
-		c, err := f.lis.Accept()
+		c, err := lis.Accept()
 		if err != nil {
 			return
 		}
-		u, err := net.Dial("tcp", f.target)
+		if streams {
+			f.streams.Add(1)
+		}
+		u, err := net.Dial("tcp", target)
 		if err != nil {
 			c.Close()
 			continue
@@ -138,7 +150,9 @@ func (f *freezer) freeze() { f.gate.Lock() }
 func (f *freezer) thaw()   { f.gate.Unlock() }
 
 func (f *freezer) close() {
-	f.lis.Close()
+	for _, lis := range f.lis {
+		lis.Close()
+	}
 	f.mu.Lock()
 	for _, c := range f.conns {
 		c.Close()
@@ -185,7 +199,7 @@ func TestPodFrozenPeerStallsNothingElse(t *testing.T) {
 	if _, err := src.st.AddMembers(ctx, "cinder-pod", []string{"v1"}); err != nil {
 		t.Fatal(err)
 	}
-	fz := newFreezer(t, tg.addr)
+	fz := newFreezer(t, tg)
 	if _, err := src.eng.CreateLink(ctx, array.LinkSpec{Name: "site-b", Address: fz.addr(), Token: token}); err != nil {
 		t.Fatal(err)
 	}
@@ -194,6 +208,9 @@ func TestPodFrozenPeerStallsNothingElse(t *testing.T) {
 		t.Fatal(err)
 	}
 	syncNow(t, src)
+	if fz.streams.Load() == 0 {
+		t.Fatal("the pod's stream did not use the peer's raw stream port")
+	}
 
 	measure := func(d time.Duration) (writes, snaps []span) {
 		block := bytes.Repeat([]byte{7}, 4096)

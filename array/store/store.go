@@ -43,6 +43,9 @@ type Options struct {
 	// ISCSITargetIQN is the array's iSCSI target name; empty means
 	// array.DefaultTargetIQN(Name).
 	ISCSITargetIQN string
+	// StreamPort is the port of the array's raw stream listener
+	// (stream_listen), reported by Info; 0 means none.
+	StreamPort int
 }
 
 // Store is a local array. It is safe for concurrent use.
@@ -500,6 +503,7 @@ func (s *Store) Info(ctx context.Context) (array.Info, error) {
 		FreeBytes:     int64(st.Bavail) * st.Bsize,
 		Now:           s.opts.Now(), BlockSize: bs,
 		ISCSIPortals: slices.Clone(s.opts.ISCSIPortals),
+		StreamPort:   s.opts.StreamPort,
 	}
 	if len(info.ISCSIPortals) > 0 {
 		info.ISCSITargetIQN = s.opts.ISCSITargetIQN

@@ -8,6 +8,7 @@ import (
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/errdefs"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
+	"github.com/volrep/volrep/server/rawstream"
 )
 
 // Mirror applies a pod's writes to this array's copies, in the order they
@@ -110,4 +111,12 @@ func checkPodOpen(open podOpen) error {
 		return array.CheckName("open.source_array_id", id)
 	}
 	return nil
+}
+
+// RegisterStreams serves the pod streams (Mirror and Forward) on a raw
+// stream server too: each of their messages is a client write waiting on
+// the round trip (server/rawstream).
+func (t *Service) RegisterStreams(s *rawstream.Server) {
+	rawstream.Register(s, arrayv1.TransferService_Mirror_FullMethodName, t.Mirror)
+	rawstream.Register(s, arrayv1.TransferService_Forward_FullMethodName, t.Forward)
 }

@@ -37,8 +37,13 @@ type ArrayInfo struct {
 	// when the array serves no iSCSI (no iscsi_listen).
 	IscsiTargetIqn string   `protobuf:"bytes,8,opt,name=iscsi_target_iqn,json=iscsiTargetIqn,proto3" json:"iscsi_target_iqn,omitempty"`
 	IscsiPortals   []string `protobuf:"bytes,9,rep,name=iscsi_portals,json=iscsiPortals,proto3" json:"iscsi_portals,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The port, on the host of the array's API address, where it serves the
+	// pod streams (TransferService Mirror and Forward) as raw streams, a
+	// transport without HTTP/2 that costs a pod's writes less latency; 0
+	// when it does not, and peers use gRPC.
+	StreamPort    int32 `protobuf:"varint,10,opt,name=stream_port,json=streamPort,proto3" json:"stream_port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ArrayInfo) Reset() {
@@ -132,6 +137,13 @@ func (x *ArrayInfo) GetIscsiPortals() []string {
 		return x.IscsiPortals
 	}
 	return nil
+}
+
+func (x *ArrayInfo) GetStreamPort() int32 {
+	if x != nil {
+		return x.StreamPort
+	}
+	return 0
 }
 
 type Pool struct {
@@ -644,7 +656,7 @@ var File_volrep_array_v1_array_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_array_service_proto_rawDesc = "" +
 	"\n" +
-	"#volrep/array/v1/array_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x02\n" +
+	"#volrep/array/v1/array_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x02\n" +
 	"\tArrayInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x18\n" +
@@ -656,7 +668,10 @@ const file_volrep_array_v1_array_service_proto_rawDesc = "" +
 	"\n" +
 	"block_size\x18\a \x01(\x03R\tblockSize\x12(\n" +
 	"\x10iscsi_target_iqn\x18\b \x01(\tR\x0eiscsiTargetIqn\x12#\n" +
-	"\riscsi_portals\x18\t \x03(\tR\fiscsiPortals\"s\n" +
+	"\riscsi_portals\x18\t \x03(\tR\fiscsiPortals\x12\x1f\n" +
+	"\vstream_port\x18\n" +
+	" \x01(\x05R\n" +
+	"streamPort\"s\n" +
 	"\x04Pool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\acreated\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12!\n" +

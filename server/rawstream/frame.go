@@ -1,0 +1,106 @@
+package rawstream
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/volrep/volrep/errdefs"
+)
+
+// magic opens every connection. It cannot be mistaken for HTTP/2's
+// preface, so a gRPC port that is dialled by mistake closes the
+// connection instead of answering.
+const magic = "VOLREP-RAWSTREAM/1\n"
+
+// Frame kinds. A frame is a 4-byte big-endian payload length, the kind,
+// then the payload.
+const (
+	kindHello  byte = 1 // client, first: the method, "\n", the API token
+	kindMsg    byte = 2 // one protobuf message, either way
+	kindClose  byte = 3 // client: it sends nothing more (CloseSend)
+	kindStatus byte = 4 // server: a google.rpc.Status; OK after the hello accepts it, any later one ends the stream
+)
+
+const headerLen = 5
+
+// framer reads and writes one connection's frames. Reads belong to one
+// goroutine at a time (the stream's receiver); writes may come from two
+// (a stream's sender and the server's closing status) and are serialised.
+type framer struct {
+	conn net.Conn
+	max  int
+
+	r    *bufio.Reader
+	rbuf []byte
+
+	wmu  sync.Mutex
+	wbuf []byte
+}
+
+func newFramer(conn net.Conn, max int) *framer {
+	return &framer{conn: conn, max: max, r: bufio.NewReaderSize(conn, 256<<10)}
+}
+
+// write sends one frame in one write, so the kernel sees a whole message
+// at once and TCP_NODELAY sends it without waiting.
+func (f *framer) write(kind byte, m proto.Message) error {
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	b := append(f.wbuf[:0], 0, 0, 0, 0, kind)
+	var err error
+	if m != nil {
+		if b, err = (proto.MarshalOptions{}).MarshalAppend(b, m); err != nil {
+			return errdefs.InvalidArgument("message", "cannot be encoded: %v", err)
+		}
+	}
+	if len(b)-headerLen > f.max {
+		return errdefs.InvalidArgument("message", "is %d bytes, over the stream's limit of %d; send it in smaller pieces", len(b)-headerLen, f.max)
+	}
+	binary.BigEndian.PutUint32(b, uint32(len(b)-headerLen))
+	_, err = f.conn.Write(b)
+	if cap(b) <= 1<<20 {
+		f.wbuf = b // keep small buffers; a rare large one is not held on to
+	}
+	return err
+}
+
+func (f *framer) writeRaw(kind byte, payload []byte) error {
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	_, err := f.conn.Write(appendFrame(nil, kind, payload))
+	return err
+}
+
+func appendFrame(b []byte, kind byte, payload []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(payload)))
+	return append(append(b, kind), payload...)
+}
+
+// read returns the next frame. The payload is valid until the next read.
+func (f *framer) read() (kind byte, payload []byte, err error) {
+	var h [headerLen]byte
+	if _, err := io.ReadFull(f.r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := int(binary.BigEndian.Uint32(h[:4]))
+	if n > f.max {
+		return 0, nil, fmt.Errorf("a frame of %d bytes is over the stream's limit of %d", n, f.max)
+	}
+	if cap(f.rbuf) < n {
+		f.rbuf = make([]byte, n)
+	}
+	f.rbuf = f.rbuf[:n]
+	if _, err := io.ReadFull(f.r, f.rbuf); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, err
+	}
+	return h[4], f.rbuf, nil
+}
