@@ -49,7 +49,11 @@ type target struct {
 
 // newTarget starts a peer array. Its NBDAddress is never listened on: it
 // lets a test export a snapshot.
-func newTarget(t *testing.T) *target {
+func newTarget(t *testing.T) *target { return newTargetWith(t, true) }
+
+// newTargetWith starts a peer array that, without serveStreams, reports a
+// raw stream port where nothing listens (a firewall between the arrays).
+func newTargetWith(t *testing.T, serveStreams bool) *target {
 	slis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +67,10 @@ func newTarget(t *testing.T) *target {
 		t.Fatal(err)
 	}
 	tg := &target{t: t, st: st, addr: "127.0.0.1:0", streams: slis.Addr().String(), streamsLis: slis}
+	if !serveStreams {
+		slis.Close()
+		tg.streams, tg.streamsLis = "", nil
+	}
 	tg.start()
 	t.Cleanup(func() { tg.halt(); st.Close() })
 	return tg
@@ -83,6 +91,12 @@ func (tg *target) start() {
 	}
 	ts.OnReceived = func(int64, time.Duration) { tg.commit++ }
 	ts.Register(srv.GRPC())
+	ctx, cancel := context.WithCancel(context.Background())
+	tg.stop, tg.done = cancel, make(chan struct{})
+	if tg.streams == "" {
+		go func() { srv.Serve(ctx, lis); close(tg.done) }()
+		return
+	}
 	slis := tg.streamsLis
 	if slis == nil {
 		if slis, err = net.Listen("tcp", tg.streams); err != nil {
@@ -93,8 +107,6 @@ func (tg *target) start() {
 	rs := rawstream.NewServer(rawstream.Options{Logger: slog.New(slog.DiscardHandler), CheckToken: server.CheckToken(token),
 		Validate: server.Validate, MaxMsgSize: server.DefaultMaxMsgSize})
 	ts.RegisterStreams(rs)
-	ctx, cancel := context.WithCancel(context.Background())
-	tg.stop, tg.done = cancel, make(chan struct{})
 	served := make(chan struct{})
 	go func() { rs.Serve(ctx, slis); close(served) }()
 	go func() { srv.Serve(ctx, lis); <-served; close(tg.done) }()

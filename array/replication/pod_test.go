@@ -3,13 +3,16 @@ package replication_test
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/replication"
 	"github.com/volrep/volrep/clock"
 )
 
@@ -204,4 +207,64 @@ func TestPodChangeType(t *testing.T) {
 		t.Fatal(err)
 	}
 	same(t, src, tg, "v1")
+}
+
+// TestPodFallsBackToGRPCWhenTheStreamPortIsShut: a peer whose raw stream
+// port cannot be reached still gets every write mirrored, over gRPC, and
+// the preferred array says why in its log.
+func TestPodFallsBackToGRPCWhenTheStreamPortIsShut(t *testing.T) {
+	var logs syncBuffer
+	src := newSource(t, clock.NewFake(t0), func(o *replication.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
+	tg := newTargetWith(t, false)
+	ctx := t.Context()
+	if _, err := src.st.CreateGroup(ctx, "cinder-pod", "cinder", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: "v1", Pool: "cinder", SizeBytes: 16 * mib}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.st.AddMembers(ctx, "cinder-pod", []string{"v1"}); err != nil {
+		t.Fatal(err)
+	}
+	protect(t, src, tg, "pod", array.ReplicaSpec{Kind: array.KindGroup, Local: "cinder-pod", Type: array.TypeSync, SyncTimeout: 2 * time.Second})
+	syncNow(t, src)
+	var written int64
+	for i := 0; i < 20; i++ {
+		p := bytes.Repeat([]byte{byte(i + 1)}, 8192)
+		if err := src.st.WriteVolume(ctx, "v1", int64(i)*40000, p, false); err != nil {
+			t.Fatal(err)
+		}
+		written += int64(len(p))
+	}
+	r, err := src.eng.GetReplica(ctx, "pod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.MirroredBytes < written || r.DirtyBytes != 0 || r.SyncState != array.SyncInSync {
+		t.Fatalf("over gRPC the pod mirrored %d of %d bytes, %d dirty, %s", r.MirroredBytes, written, r.DirtyBytes, r.SyncState)
+	}
+	same(t, src, tg, "v1")
+	if !strings.Contains(logs.String(), "stream port cannot be reached") {
+		t.Fatalf("the preferred array did not log why its pod streams use gRPC; its log:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a log sink the engine's goroutines write to at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
