@@ -372,13 +372,24 @@ func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
 	}()
 	// Recv cannot be interrupted but by the handler's return: it runs on
 	// its own goroutine, which ends with the stream's context right after.
+	// It completes results itself, since a client write waits on each one,
+	// and tells the loop below it heard from the preferred array.
 	msgs := make(chan *arrayv1.ForwardRequest)
+	heard := make(chan struct{}, 1)
 	go func() {
 		for {
 			m, err := stream.Recv()
 			if err != nil {
 				sess.kill(err)
 				return
+			}
+			if r := m.GetResult(); r != nil {
+				sess.result(r)
+				select {
+				case heard <- struct{}{}:
+				default:
+				}
+				continue
 			}
 			select {
 			case msgs <- m:
@@ -396,6 +407,8 @@ func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
 		case <-watchdog.C:
 			sess.kill(errdefs.Unavailable("no message from the preferred array within %s", timeout))
 			return nil
+		case <-heard:
+			watchdog.Reset(timeout)
 		case m := <-msgs:
 			watchdog.Reset(timeout)
 			switch m := m.Msg.(type) {
@@ -404,8 +417,6 @@ func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
 					sess.kill(err)
 					return err
 				}
-			case *arrayv1.ForwardRequest_Result:
-				sess.result(m.Result)
 			default:
 				err := errdefs.InvalidArgument("msg", "unexpected %T on a forward stream", m)
 				sess.kill(err)

@@ -25,7 +25,7 @@ import (
 // fails. Errors keep their errdefs kinds: a refused token is
 // Unauthenticated, an unreachable peer Unavailable.
 func Open[Req, Res any](ctx context.Context, addr, token, method string, timeout time.Duration, maxMsg int) (grpc.BidiStreamingClient[Req, Res], error) {
-	d := net.Dialer{Timeout: timeout, KeepAlive: 5 * time.Second}
+	d := net.Dialer{Timeout: timeout, KeepAliveConfig: keepAlive}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -28,6 +29,11 @@ const (
 )
 
 const headerLen = 5
+
+// keepAlive finds a connection a partition cut silently about as soon as
+// the gRPC transport's pings would (10 s idle, then 5 s for an answer):
+// an idle pod stream must not look healthy for minutes.
+var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 10 * time.Second, Interval: 5 * time.Second, Count: 2}
 
 // framer reads and writes one connection's frames. Reads belong to one
 // goroutine at a time (the stream's receiver); writes may come from two

@@ -99,6 +99,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 }
 
 func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetKeepAliveConfig(keepAlive)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	// Closing the connection is what ends a handler's blocked Recv or
 	// Send when the stream ends or the server stops.
