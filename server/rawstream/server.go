@@ -84,11 +84,18 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			return err
+			// Out of file descriptors and the like: the pods' streams
+			// come back when it passes, so wait rather than stop the array.
+			s.log.Warn("accepting a raw stream connection", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
 		}
 		wg.Add(1)
 		go func() {
@@ -114,10 +121,13 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	f := newFramer(conn, s.opts.MaxMsgSize)
 	method, handler, err := s.hello(f)
 	if err != nil {
-		if !errors.Is(err, errNoHello) {
-			f.writeRaw(kindStatus, statusBytes(err))
+		if errors.Is(err, errNoHello) {
+			// A port scan or a client dialling the wrong port.
+			s.log.Debug("closed a connection without a raw stream hello", "remote", conn.RemoteAddr().String())
+			return
 		}
-		s.log.Info("refused a raw stream", "remote", conn.RemoteAddr().String(), "err", err)
+		f.writeRaw(kindStatus, statusBytes(err))
+		s.log.Warn("refused a raw stream", "remote", conn.RemoteAddr().String(), "method", method, "err", err)
 		return
 	}
 	log := s.log.With("method", method, "remote", conn.RemoteAddr().String())
