@@ -14,11 +14,20 @@ import (
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/replication"
 	"github.com/volrep/volrep/clock"
+	"github.com/volrep/volrep/internal/testenv"
 )
 
 func newPod(t *testing.T, timeout time.Duration) (*source, *target) {
 	t.Helper()
 	src, tg := newSource(t, clock.NewFake(t0)), newTarget(t)
+	podOn(t, src, tg, timeout)
+	return src, tg
+}
+
+// podOn makes the pod "pod" of src's volume v1 (1 MiB written) on tg, and
+// an unreplicated v2, and waits until the pod is in sync.
+func podOn(t *testing.T, src *source, tg *target, timeout time.Duration) {
+	t.Helper()
 	ctx := t.Context()
 	if _, err := src.st.CreateGroup(ctx, "cinder-pod", "cinder", nil); err != nil {
 		t.Fatal(err)
@@ -36,7 +45,6 @@ func newPod(t *testing.T, timeout time.Duration) (*source, *target) {
 	}
 	protect(t, src, tg, "pod", array.ReplicaSpec{Kind: array.KindGroup, Local: "cinder-pod", Type: array.TypeSync, SyncTimeout: timeout})
 	syncNow(t, src)
-	return src, tg
 }
 
 func syncNow(t *testing.T, src *source) array.Replica {
@@ -213,23 +221,13 @@ func TestPodChangeType(t *testing.T) {
 // port cannot be reached still gets every write mirrored, over gRPC, and
 // the preferred array says why in its log.
 func TestPodFallsBackToGRPCWhenTheStreamPortIsShut(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.Buffer
 	src := newSource(t, clock.NewFake(t0), func(o *replication.Options) {
 		o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	})
 	tg := newTargetWith(t, false)
+	podOn(t, src, tg, 2*time.Second)
 	ctx := t.Context()
-	if _, err := src.st.CreateGroup(ctx, "cinder-pod", "cinder", nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: "v1", Pool: "cinder", SizeBytes: 16 * mib}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := src.st.AddMembers(ctx, "cinder-pod", []string{"v1"}); err != nil {
-		t.Fatal(err)
-	}
-	protect(t, src, tg, "pod", array.ReplicaSpec{Kind: array.KindGroup, Local: "cinder-pod", Type: array.TypeSync, SyncTimeout: 2 * time.Second})
-	syncNow(t, src)
 	var written int64
 	for i := 0; i < 20; i++ {
 		p := bytes.Repeat([]byte{byte(i + 1)}, 8192)
@@ -249,22 +247,4 @@ func TestPodFallsBackToGRPCWhenTheStreamPortIsShut(t *testing.T) {
 	if !strings.Contains(logs.String(), "stream port cannot be reached") {
 		t.Fatalf("the preferred array did not log why its pod streams use gRPC; its log:\n%s", logs.String())
 	}
-}
-
-// syncBuffer is a log sink the engine's goroutines write to at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
