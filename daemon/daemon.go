@@ -66,16 +66,18 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		nerrs += 3 + len(a.ISCSIListen)
 	}
 	errs := make(chan error, nerrs)
-	serve := func(s *server.Server, lis net.Listener) {
+	// run serves until ctx ends; a server that fails stops the daemon.
+	run := func(serveUntilDone func() error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.Serve(ctx, lis); err != nil {
+			if err := serveUntilDone(); err != nil {
 				errs <- err
 				cancel()
 			}
 		}()
 	}
+	serve := func(s *server.Server, lis net.Listener) { run(func() error { return s.Serve(ctx, lis) }) }
 
 	// The metrics registry exists only when metrics_listen is set; every
 	// hook below is skipped when it is nil.
@@ -114,36 +116,21 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}()
 		fmt.Fprintf(opts.Announce, "volrepd: array %s API on %s (data %s)\n", a.Name, h.apiLis.Addr(), a.DataDir)
 		if h.nbdLis != nil {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := h.nbd.Serve(ctx, h.nbdLis); err != nil {
-					errs <- fmt.Errorf("array %s NBD: %w", a.Name, err)
-					cancel()
-				}
-			}()
+			run(func() error { return named("array "+a.Name+" NBD", h.nbd.Serve(ctx, h.nbdLis)) })
 			fmt.Fprintf(opts.Announce, "volrepd: array %s NBD on %s\n", a.Name, h.nbdLis.Addr())
 		}
 		if h.streams != nil {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := h.streams.Serve(ctx, h.streamLis); err != nil {
-					errs <- fmt.Errorf("array %s streams: %w", a.Name, err)
-					cancel()
-				}
-			}()
+			run(func() error { return named("array "+a.Name+" streams", h.streams.Serve(ctx, h.streamLis)) })
 			fmt.Fprintf(opts.Announce, "volrepd: array %s pod streams on %s\n", a.Name, h.streamLis.Addr())
 		}
 		for _, lis := range h.iscsiLis {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := h.iscsi.Serve(ctx, lis); err != nil && !errors.Is(err, iscsi.ErrServerClosed) {
-					errs <- fmt.Errorf("array %s iSCSI on %s: %w", a.Name, lis.Addr(), err)
-					cancel()
+			run(func() error {
+				err := h.iscsi.Serve(ctx, lis)
+				if errors.Is(err, iscsi.ErrServerClosed) {
+					return nil
 				}
-			}()
+				return named(fmt.Sprintf("array %s iSCSI on %s", a.Name, lis.Addr()), err)
+			})
 			fmt.Fprintf(opts.Announce, "volrepd: array %s iSCSI on %s (target %s)\n", a.Name, lis.Addr(), h.store.TargetIQN())
 		}
 	}
@@ -193,14 +180,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			wg.Wait()
 			return fmt.Errorf("metrics_listen: %w", err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := metrics.ServeListener(ctx, mlis, reg); err != nil {
-				errs <- err
-				cancel()
-			}
-		}()
+		run(func() error { return metrics.ServeListener(ctx, mlis, reg) })
 		fmt.Fprintf(opts.Announce, "volrepd: metrics on http://%s/metrics\n", mlis.Addr())
 	}
 	wg.Add(1)
@@ -371,3 +351,11 @@ func dialArray(addr, token string) (driver.Conn, error) {
 
 // dialPeer connects an array's replication engine to a peer array.
 func dialPeer(addr, token string) (*grpc.ClientConn, error) { return server.Dial(addr, token) }
+
+// named says which server an error came from (nil stays nil).
+func named(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
