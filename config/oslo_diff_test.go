@@ -274,7 +274,20 @@ func variants(base string) []variant {
 	for _, v := range table {
 		out = append(out, variant{name: v.name, text: v.c.text("\n"), want: v.want})
 	}
-	return out
+	// What `volrepd --check-config -o ini` writes of the lab's file, every
+	// default spelled out and the tokens masked, reads the same in both.
+	effective := "WriteINI: " // the file when WriteINI fails, so the variant fails
+	if cfg, err := Parse("lab.conf", []byte(base)); err != nil {
+		effective += err.Error()
+	} else {
+		var b bytes.Buffer
+		if err := cfg.WriteINI(&b); err != nil {
+			effective += err.Error()
+		} else {
+			effective = b.String()
+		}
+	}
+	return append(out, variant{name: "as volrepd --check-config -o ini writes it", text: effective, want: same})
 }
 
 // osloResult is one line of oslo_read.py's output.

@@ -22,10 +22,11 @@ import (
 func main() {
 	cfgPath := flag.String("config", "", "cinder.conf-style configuration file (default: the embedded demo)")
 	check := flag.Bool("check-config", false, "validate the configuration, print one FILE:LINE: line per problem, and exit (0 valid, 2 problems)")
-	output := flag.String("o", "text", "--check-config output: text (the problems) or json (what volrepd read, tokens masked, and the problems)")
+	output := flag.String("o", "text", "--check-config output: text (the problems), json (what volrepd read, tokens masked, and the problems) "+
+		"or ini (the effective configuration as a cinder.conf-style file, defaults filled in, tokens masked)")
 	flag.Parse()
-	if *output != "text" && *output != "json" {
-		fmt.Fprintf(os.Stderr, "volrepd: -o %q: use text or json\n", *output)
+	if *output != "text" && *output != "json" && *output != "ini" {
+		fmt.Fprintf(os.Stderr, "volrepd: -o %q: use text, json or ini\n", *output)
 		os.Exit(1)
 	}
 
@@ -70,9 +71,13 @@ func main() {
 }
 
 // printCheck writes --check-config's report: one FILE:LINE: line per
-// problem, or as json config.View, which shows the values read as well.
+// problem, as json config.View, which shows the values read as well, or
+// as ini the effective configuration (config.WriteINI).
 func printCheck(w io.Writer, cfg *config.Config, format string) error {
-	if format == "json" {
+	switch format {
+	case "ini":
+		return cfg.WriteINI(w)
+	case "json":
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(cfg.View())

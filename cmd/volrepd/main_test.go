@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -77,5 +78,35 @@ func TestCheckConfigJSON(t *testing.T) {
 	}
 	if got := out.String(); !strings.HasPrefix(got, "c.conf:21: pure_replication_pg_name in [b1]") || strings.Count(got, "\n") != 1 {
 		t.Errorf("text output = %q", got)
+	}
+}
+
+// -o ini writes the effective configuration, tokens masked, and the file
+// it writes is one volrepd reads back without problems.
+func TestCheckConfigINI(t *testing.T) {
+	cfg, err := config.Parse("c.conf", []byte(strings.Replace(checkConf, "bad name", "gold", 1)))
+	if err != nil || len(cfg.Problems) > 0 {
+		t.Fatal(err, cfg.Problems)
+	}
+	var out bytes.Buffer
+	if err := printCheck(&out, cfg, "ini"); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	if strings.Contains(text, "secret") {
+		t.Fatalf("a token leaked into the ini:\n%s", text)
+	}
+	// ini.v1 aligns the '=' of a section's keys.
+	compact := regexp.MustCompile(` += `).ReplaceAllString(text, " = ")
+	for _, want := range []string{"[DEFAULT]\nenabled_backends = b1\n", "\n[array:a]\n", "\niscsi_target_iqn = iqn.2026-12.io.volrep:a\n",
+		"\nreplication_device = backend_id:r1,san_ip:127.0.0.2:7402,api_token:****,type:async\n",
+		"\npure_replication_pg_name = gold\n", "\nuse_multipath_for_image_xfer = true\n"} {
+		if !strings.Contains(compact, want) {
+			t.Errorf("the ini lacks %q:\n%s", want, text)
+		}
+	}
+	back, err := config.Parse("effective.conf", out.Bytes())
+	if err != nil || len(back.Problems) > 0 {
+		t.Fatalf("reading it back: %v %v", err, back.Problems)
 	}
 }
