@@ -255,12 +255,19 @@ func (t *Service) claimChanged(p *podForward, st mediator.Status) {
 		p.mu.Unlock()
 		return
 	}
-	p.carry = c
 	// A mirror stream from the preferred array that is still open would
-	// be a second writer.
-	for f := range p.mirrors {
-		f.Store(true)
+	// be a second writer: it is stopped before the first write is taken.
+	for adm := range p.mirrors {
+		adm.carried.Store(true)
 	}
+	p.mu.Unlock()
+	p.stopMirrors()
+	p.mu.Lock()
+	if p.carry != nil || p.sess != nil {
+		p.mu.Unlock()
+		return
+	}
+	p.carry = c
 	p.mu.Unlock()
 	t.log.Warn("carrying the pod alone: the preferred array is gone from this array and from the mediator, which gave this array the pod's key; "+
 		"its writes are taken here and sent to the preferred array when it is back", "pod", p.name, "volumes", c.volumes())
@@ -293,22 +300,40 @@ func (t *Service) stopAsking(p *podForward) {
 
 // admitMirror registers a mirror stream from the preferred array, or
 // refuses it while this array carries the pod.
-func (p *podForward) admitMirror(carried *atomic.Bool) error {
+func (p *podForward) admitMirror(adm *mirrorAdmission) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.carry != nil {
+		p.mu.Unlock()
 		return errdefs.FailedPrecondition("pod %s is carried by this array, which took writes the preferred array lacks; the preferred array takes them back first (Reclaim)", p.name)
 	}
 	if p.mirrors == nil {
-		p.mirrors = map[*atomic.Bool]bool{}
+		p.mirrors = map[*mirrorAdmission]bool{}
 	}
-	p.mirrors[carried] = true
+	// The preferred array keeps one mirror stream per pod: it opens a new
+	// one only after giving up on the last, whose unacknowledged changes
+	// it resends. Whatever of the old stream is still to be read here
+	// must not land after the new stream's changes.
+	for old := range p.mirrors {
+		if old.source == adm.source {
+			old.superseded.Store(true)
+		}
+	}
+	p.mirrors[adm] = true
+	p.mu.Unlock()
+	p.stopMirrors()
 	return nil
 }
 
-func (p *podForward) mirrorDone(carried *atomic.Bool) {
+// stopMirrors waits for the change a stopped mirror stream may be
+// applying; the flags set before it keep the stream from applying more.
+func (p *podForward) stopMirrors() {
+	p.applyMu.Lock()
+	defer p.applyMu.Unlock()
+}
+
+func (p *podForward) mirrorDone(adm *mirrorAdmission) {
 	p.mu.Lock()
-	delete(p.mirrors, carried)
+	delete(p.mirrors, adm)
 	p.mu.Unlock()
 }
 

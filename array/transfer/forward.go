@@ -54,11 +54,15 @@ type podForward struct {
 	// (its last open said so).
 	mediated bool
 	// claim asks the mediator for the pod, or holds it while carry is
-	// set (carry.go); mirrors are the open mirror streams' flags, set
-	// when carrying starts so they apply nothing more.
+	// set (carry.go); mirrors are the open mirror streams, stopped when
+	// carrying starts or a later stream is admitted (mirror.go).
 	claim   *mediator.Claim
 	carry   *carrying
-	mirrors map[*atomic.Bool]bool
+	mirrors map[*mirrorAdmission]bool
+	// applyMu is held around each change a mirror stream applies, so
+	// that stopping a stream is a barrier: once stopMirrors returns, none
+	// of its changes is being applied or will be.
+	applyMu sync.Mutex
 
 	// acked counts forwarded changes answered; flushed is acked as of the
 	// last forwarded flush, so a flush with nothing new needs no network.

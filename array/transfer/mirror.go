@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"context"
 	"errors"
 	"io"
 	"sync/atomic"
@@ -21,14 +22,16 @@ func (t *Service) Mirror(stream arrayv1.TransferService_MirrorServer) error {
 	if err != nil {
 		return err
 	}
-	// From the moment this array carries the pod, the stream applies
-	// nothing more: the preferred array would be a second writer.
-	var carried atomic.Bool
+	// From the moment this array carries the pod, or a later stream from
+	// the preferred array replaces this one, the stream applies nothing
+	// more: the preferred array would be a second writer, or a change it
+	// gave up on (and resent on the new stream) would land over a newer one.
+	adm := &mirrorAdmission{source: open.GetSourceArrayId()}
 	p := t.fwd.pod(open.GetPod())
-	if err := p.admitMirror(&carried); err != nil {
+	if err := p.admitMirror(adm); err != nil {
 		return err
 	}
-	defer p.mirrorDone(&carried)
+	defer p.mirrorDone(adm)
 	log := t.log.With("pod", open.GetPod())
 	log.Info("mirror stream open", "source_array", open.GetSourceArrayId())
 	defer log.Info("mirror stream closed")
@@ -40,31 +43,13 @@ func (t *Service) Mirror(stream arrayv1.TransferService_MirrorServer) error {
 		if err != nil {
 			return err
 		}
-		if carried.Load() {
-			return errdefs.FailedPrecondition("pod %s: this array carries the pod now; the preferred array takes its writes back first (Reclaim)", open.GetPod())
+		seq, forwarded, err, end := t.applyMirror(ctx, p, adm, open.GetPod(), msg)
+		if end != nil {
+			return end
 		}
-		var seq uint64
-		switch m := msg.Msg.(type) {
-		case *arrayv1.MirrorRequest_Write:
-			seq = m.Write.GetSeq()
-			err = t.s.ApplyMirrored(ctx, m.Write.GetVolume(), m.Write.GetOffset(), m.Write.GetData())
-			if fs := m.Write.GetForwardedSeq(); fs != 0 && err == nil {
-				// A write this array's client made: done once here too.
-				p.mirrored(m.Write.GetForwardedSession(), fs)
-			}
-		case *arrayv1.MirrorRequest_Zero:
-			seq = m.Zero.GetSeq()
-			err = t.s.ApplyMirroredZero(ctx, m.Zero.GetVolume(), m.Zero.GetOffset(), m.Zero.GetLength())
-		case *arrayv1.MirrorRequest_Flush:
-			seq = m.Flush.GetSeq()
-			for _, v := range m.Flush.GetVolumes() {
-				if err = t.s.ApplyMirroredFlush(ctx, v); err != nil && !errdefs.IsNotFound(err) {
-					break
-				}
-				err = nil
-			}
-		default:
-			return errdefs.InvalidArgument("msg", "unexpected %T on a mirror stream", m)
+		if err == nil && forwarded.seq != 0 {
+			// A write this array's client made: done once here too.
+			p.mirrored(forwarded.session, forwarded.seq)
 		}
 		resp := &arrayv1.MirrorResponse{Seq: seq}
 		if err != nil {
@@ -74,6 +59,52 @@ func (t *Service) Mirror(stream arrayv1.TransferService_MirrorServer) error {
 			return err
 		}
 	}
+}
+
+// mirrorAdmission is one open mirror stream's standing at this array.
+// Its flags are read under the pod's applyMu, around each change applied,
+// and set before a barrier on it (podForward.stopMirrors).
+type mirrorAdmission struct {
+	source     string      // the array that opened the stream
+	carried    atomic.Bool // this array carries the pod: the preferred array reclaims first
+	superseded atomic.Bool // a later stream from the preferred array replaced this one
+}
+
+type forwardTag struct{ session, seq uint64 }
+
+// applyMirror applies one message of a mirror stream, under the pod's
+// applyMu so that no change of a stream that was stopped lands after the
+// moment it was stopped. err is the change's own failure, answered to
+// the preferred array; end ends the stream.
+func (t *Service) applyMirror(ctx context.Context, p *podForward, adm *mirrorAdmission, pod string, msg *arrayv1.MirrorRequest) (seq uint64, tag forwardTag, err, end error) {
+	p.applyMu.Lock()
+	defer p.applyMu.Unlock()
+	switch {
+	case adm.carried.Load():
+		return 0, tag, nil, errdefs.FailedPrecondition("pod %s: this array carries the pod now; the preferred array takes its writes back first (Reclaim)", pod)
+	case adm.superseded.Load():
+		return 0, tag, nil, errdefs.Unavailable("pod %s: a newer mirror stream from the preferred array replaced this one; it applies nothing more", pod)
+	}
+	switch m := msg.Msg.(type) {
+	case *arrayv1.MirrorRequest_Write:
+		seq = m.Write.GetSeq()
+		err = t.s.ApplyMirrored(ctx, m.Write.GetVolume(), m.Write.GetOffset(), m.Write.GetData())
+		tag = forwardTag{m.Write.GetForwardedSession(), m.Write.GetForwardedSeq()}
+	case *arrayv1.MirrorRequest_Zero:
+		seq = m.Zero.GetSeq()
+		err = t.s.ApplyMirroredZero(ctx, m.Zero.GetVolume(), m.Zero.GetOffset(), m.Zero.GetLength())
+	case *arrayv1.MirrorRequest_Flush:
+		seq = m.Flush.GetSeq()
+		for _, v := range m.Flush.GetVolumes() {
+			if err = t.s.ApplyMirroredFlush(ctx, v); err != nil && !errdefs.IsNotFound(err) {
+				break
+			}
+			err = nil
+		}
+	default:
+		return 0, tag, nil, errdefs.InvalidArgument("msg", "unexpected %T on a mirror stream", m)
+	}
+	return seq, tag, err, nil
 }
 
 // podOpen is the first message of a pod's Mirror or Forward stream.

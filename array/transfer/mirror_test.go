@@ -1,11 +1,13 @@
 package transfer_test
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/errdefs"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 )
@@ -89,4 +91,71 @@ func TestReclaimChecksItsRequest(t *testing.T) {
 		}
 		cancel()
 	}
+}
+
+// TestALaterMirrorStreamStopsTheEarlierOne: the preferred array opens a new
+// mirror stream only after giving up on the last and resends what that
+// one had not acknowledged. Whatever of the old stream is still to be
+// read here must not be applied over the new stream's changes: it ends
+// the old stream instead, with nothing applied.
+func TestALaterMirrorStreamStopsTheEarlierOne(t *testing.T) {
+	p := newPair(t)
+	ctx := t.Context()
+	if _, err := p.dst.CreateVolume(ctx, array.VolumeSpec{Name: "v", Pool: "p", SizeBytes: mib}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.dst.SetReadOnly(ctx, "v", true); err != nil {
+		t.Fatal(err)
+	}
+	open := func() arrayv1.TransferService_MirrorClient {
+		cs, err := p.client.Mirror(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cs.Send(&arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Open{Open: &arrayv1.MirrorOpen{Pod: "cinder-pod"}}}); err != nil {
+			t.Fatal(err)
+		}
+		return cs
+	}
+	write := func(cs arrayv1.TransferService_MirrorClient, seq uint64, b byte) (*arrayv1.MirrorResponse, error) {
+		data := bytes.Repeat([]byte{b}, 4096)
+		if err := cs.Send(&arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Write{Write: &arrayv1.MirrorWrite{Seq: seq, Volume: "v", Data: data}}}); err != nil {
+			return nil, err
+		}
+		return cs.Recv()
+	}
+	holds := func(want byte) {
+		t.Helper()
+		got := make([]byte, 4096)
+		if err := p.dst.ReadVolume(ctx, "v", 0, got); err != nil || !bytes.Equal(got, bytes.Repeat([]byte{want}, 4096)) {
+			t.Fatalf("the copy holds %#x (%v), want %#x", got[0], err, want)
+		}
+	}
+	old := open()
+	if r, err := write(old, 1, 0x11); err != nil || r.GetError() != "" {
+		t.Fatalf("a write on the only stream: %v %v", r, err)
+	}
+	holds(0x11)
+	// The new stream is admitted once its first message is handled: a
+	// flush answered says so.
+	cur := open()
+	if err := cur.Send(&arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Flush{Flush: &arrayv1.MirrorFlush{Seq: 1, Volumes: []string{"v"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := cur.Recv(); err != nil || r.GetError() != "" {
+		t.Fatalf("a flush on the new stream: %v %v", r, err)
+	}
+	if r, err := write(cur, 2, 0x22); err != nil || r.GetError() != "" {
+		t.Fatalf("a write on the new stream: %v %v", r, err)
+	}
+	// A write the old stream still carried arrives late.
+	r, err := write(old, 2, 0x99)
+	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "newer mirror stream") {
+		t.Fatalf("a late write on the replaced stream: %v %v, want UNAVAILABLE naming the newer stream", r, err)
+	}
+	holds(0x22)
+	if r, err := write(cur, 3, 0x33); err != nil || r.GetError() != "" {
+		t.Fatalf("the new stream after the old one ended: %v %v", r, err)
+	}
+	holds(0x33)
 }
