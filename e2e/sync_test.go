@@ -102,6 +102,9 @@ func TestSyncFaultDrill(t *testing.T) {
 	var stop atomic.Bool
 	var acked atomic.Int64
 	var slowest atomic.Int64
+	// When each block was last acknowledged, to set a lost one against the
+	// daemons' logs.
+	ackedAt := map[int64]time.Time{}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -119,6 +122,7 @@ func TestSyncFaultDrill(t *testing.T) {
 			}
 			mu.Lock()
 			copy(want[off:], p)
+			ackedAt[off] = time.Now()
 			mu.Unlock()
 			acked.Add(1)
 			time.Sleep(500 * time.Microsecond)
@@ -127,7 +131,9 @@ func TestSyncFaultDrill(t *testing.T) {
 	// Mirrored writes are flowing before the peer dies...
 	waitFor(t, func() bool { return acked.Load() >= 50 })
 	s.b.cmd.Process.Signal(syscall.SIGKILL)
+	killed := time.Now()
 	<-s.b.exited
+	peerLog := s.b.Logs()
 	// ...and keep flowing after (a stalled write is caught by slowest below).
 	before := acked.Load()
 	waitFor(t, func() bool { return acked.Load() >= before+50 })
@@ -169,9 +175,11 @@ func TestSyncFaultDrill(t *testing.T) {
 			// Which blocks, and what each side holds, say which path lost them.
 			for i := 0; i < len(got); i += 4096 {
 				if !bytes.Equal(got[i:i+4096], want[off+int64(i):off+int64(i)+4096]) {
-					t.Logf("block at %d: the peer holds %#x, the primary %#x, the last acknowledged write %#x", off+int64(i), got[i], ag[i], want[off+int64(i)])
+					t.Logf("block at %d: the peer holds %#x, the primary %#x, the last acknowledged write %#x at %s (%s before the kill)",
+						off+int64(i), got[i], ag[i], want[off+int64(i)], ackedAt[off+int64(i)].UTC().Format("15:04:05.000000"), killed.Sub(ackedAt[off+int64(i)]))
 				}
 			}
+			t.Logf("the preferred array's log:\n%s\nthe peer's log before the kill:\n%s", s.a.Logs(), peerLog)
 			t.Fatalf("the peer's copy lacks acknowledged writes in the 4 MiB at %d", off)
 		}
 		if err := a.ReadVolume(ctx, "volume-fd-cinder", off, got); err != nil || !bytes.Equal(got, want[off:off+int64(len(got))]) {
