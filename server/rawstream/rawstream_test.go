@@ -33,8 +33,14 @@ type stream = grpc.BidiStreamingClient[arrayv1.MirrorRequest, arrayv1.MirrorResp
 // the error kind the first message's volume names.
 func serve(t *testing.T, validate func(any) error) (addr string, handlerDone <-chan error, stop func()) {
 	t.Helper()
+	return serveCapped(t, validate, 0)
+}
+
+// serveCapped is serve with MaxConns set.
+func serveCapped(t *testing.T, validate func(any) error, maxConns int) (addr string, handlerDone <-chan error, stop func()) {
+	t.Helper()
 	s := rawstream.NewServer(rawstream.Options{Logger: slog.New(slog.DiscardHandler), CheckToken: server.CheckToken(token),
-		Validate: validate, MaxMsgSize: limit})
+		Validate: validate, MaxMsgSize: limit, MaxConns: maxConns})
 	done := make(chan error, 8)
 	rawstream.Register(s, echo, func(st grpc.BidiStreamingServer[arrayv1.MirrorRequest, arrayv1.MirrorResponse]) error {
 		err := func() error {
@@ -279,5 +285,51 @@ func TestEndingEitherSideEndsTheOther(t *testing.T) {
 	}
 	if _, err := open(t, t.Context(), addr, token, echo); !errdefs.IsUnavailable(err) {
 		t.Fatalf("open after the stop: %v, want UNAVAILABLE", err)
+	}
+}
+
+// TestConnectionsBeyondTheCapWaitForOneToEnd: with MaxConns connections
+// open, another is not served (its open times out) until one ends; the
+// open ones are not disturbed.
+func TestConnectionsBeyondTheCapWaitForOneToEnd(t *testing.T) {
+	addr, done, _ := serveCapped(t, nil, 2)
+	ctx := t.Context()
+	var open2 []stream
+	for i := range 2 {
+		st, err := open(t, ctx, addr, token, echo)
+		if err != nil {
+			t.Fatalf("stream %d of 2: %v", i, err)
+		}
+		open2 = append(open2, st)
+	}
+	_, err := rawstream.Open[arrayv1.MirrorRequest, arrayv1.MirrorResponse](ctx, addr, token, echo, 300*time.Millisecond, limit)
+	if err == nil {
+		t.Fatal("a third stream was served with MaxConns 2")
+	}
+	for i, st := range open2 {
+		if err := st.Send(write(uint64(i+1), 3)); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := st.Recv(); err != nil || r.GetSeq() != uint64(i+1) {
+			t.Fatalf("stream %d with the cap reached: %v %v", i, r, err)
+		}
+	}
+	if err := open2[0].CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// The connection closes after the handler returns: the next open may
+	// race it, so it is given the client's usual timeout.
+	st, err := open(t, ctx, addr, token, echo)
+	if err != nil {
+		t.Fatalf("a stream after one of the two ended: %v", err)
+	}
+	if err := st.Send(write(9, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := st.Recv(); err != nil || r.GetSeq() != 9 {
+		t.Fatalf("the stream opened after one ended: %v %v", r, err)
 	}
 }

@@ -28,6 +28,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/volrep/volrep/errdefs"
 	"github.com/volrep/volrep/errdefs/errgrpc"
 )
@@ -44,7 +46,17 @@ type Options struct {
 	Validate func(msg any) error
 	// MaxMsgSize limits a message's size, sent or received.
 	MaxMsgSize int
+	// MaxConns caps the connections served at once (0: DefaultMaxConns).
+	// Beyond it a connection waits in the listen queue until one ends: a
+	// flood of connections that never say hello holds up raw streams
+	// (pods fall back to gRPC after the open timeout), not the daemon's
+	// file descriptors.
+	MaxConns int
 }
+
+// DefaultMaxConns is MaxConns when it is not set: a pod holds two streams
+// to its peer, so this is room for far more pods than an array serves.
+const DefaultMaxConns = 1024
 
 // Server serves the registered methods on the connections of a listener.
 type Server struct {
@@ -74,6 +86,11 @@ func Register[Req, Res any](s *Server, method string, fn func(grpc.BidiStreaming
 // Serve accepts connections on lis until ctx ends; then it closes lis and
 // every connection, and returns once their handlers have returned.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	max := s.opts.MaxConns
+	if max <= 0 {
+		max = DefaultMaxConns
+	}
+	lis = netutil.LimitListener(lis, max)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	stop := context.AfterFunc(ctx, func() { lis.Close() })
