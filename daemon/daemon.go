@@ -346,7 +346,7 @@ func dialArray(addr, token string) (driver.Conn, error) {
 		return driver.Conn{}, err
 	}
 	return driver.Conn{Array: client.New(cc), Replication: client.NewReplication(cc), Close: cc.Close,
-		Reconnect: func() { cc.ResetConnectBackoff(); cc.Connect() }}, nil
+		Reconnect: func() { server.Reconnect(cc) }}, nil
 }
 
 // dialPeer connects an array's replication engine to a peer array.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
@@ -99,3 +100,15 @@ func (s *errClientStream) SendMsg(m any) error { return errgrpc.FromStatus(s.Cli
 func (s *errClientStream) RecvMsg(m any) error { return errgrpc.FromStatus(s.ClientStream.RecvMsg(m)) }
 
 func (s *errClientStream) CloseSend() error { return errgrpc.FromStatus(s.ClientStream.CloseSend()) }
+
+// Reconnect asks cc for a connection attempt now. A channel that failed
+// also has its reconnect backoff cut short; at any other time that would
+// race grpc-go's own subchannel creation (ResetConnectBackoff ranges over
+// the channel's connection map without its lock, as of grpc v1.85), and
+// only a failed channel has a backoff to cut.
+func Reconnect(cc *grpc.ClientConn) {
+	if cc.GetState() == connectivity.TransientFailure {
+		cc.ResetConnectBackoff()
+	}
+	cc.Connect()
+}

@@ -217,8 +217,7 @@ func (e *Engine) DeleteLink(ctx context.Context, name string) error {
 // gRPC's own reconnect backoff, which knows nothing of our schedule, and
 // waits for that attempt's outcome (at most a few seconds).
 func (l *link) reconnect(ctx context.Context) {
-	l.cc.ResetConnectBackoff()
-	l.cc.Connect()
+	server.Reconnect(l.cc)
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	tried := false
