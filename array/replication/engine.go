@@ -20,6 +20,7 @@ import (
 	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/array/transfer"
 	"github.com/volrep/volrep/clock"
+	"github.com/volrep/volrep/errdefs"
 )
 
 // Labels the engine puts on the snapshots and remote volumes it makes.
@@ -69,6 +70,9 @@ type Engine struct {
 	replicas map[string]*replica
 	ops      map[string]*operation
 	pods     map[string]*pod
+	// creating are the replicas and links being created (see reserve); a
+	// second call for one waits for the first (closed when it is done).
+	creating map[string]chan struct{}
 	kick     chan struct{}
 	wg       sync.WaitGroup
 	// runCtx bounds work started by API calls, such as snapshot
@@ -101,7 +105,7 @@ func New(ctx context.Context, s *store.Store, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{s: s, opts: opts, log: opts.Logger, id: info.ID, links: map[string]*link{}, replicas: map[string]*replica{},
-		ops: map[string]*operation{}, pods: map[string]*pod{}, kick: make(chan struct{}, 1)}
+		ops: map[string]*operation{}, pods: map[string]*pod{}, creating: map[string]chan struct{}{}, kick: make(chan struct{}, 1)}
 	e.runCtx, e.cancelRun = context.WithCancel(context.Background())
 	if err := s.Records(ctx, recLinks, func(_ string, data []byte) error {
 		var r linkRec
@@ -158,6 +162,15 @@ func New(ctx context.Context, s *store.Store, opts Options) (*Engine, error) {
 }
 
 func (e *Engine) addPod(ctx context.Context, r *replica) error {
+	e.mu.Lock()
+	running := e.pods[r.rec.Spec.Name] != nil
+	e.mu.Unlock()
+	if running {
+		// A second pod would install its own mirrors over the first's
+		// and send its own initial copy over the peer's, which drops the
+		// writes the first one mirrored there.
+		return errdefs.AlreadyExists("pod %q is already running", r.rec.Spec.Name)
+	}
 	p, err := e.startPod(ctx, r)
 	if err != nil {
 		return err

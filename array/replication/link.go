@@ -127,6 +127,13 @@ func (e *Engine) CreateLink(ctx context.Context, spec array.LinkSpec) (array.Lin
 	if spec.BandwidthLimit < 0 {
 		return array.Link{}, errdefs.InvalidArgument("bandwidth_limit", "must not be negative")
 	}
+	// One call at a time per name: two would each dial a connection, and
+	// the one replaced in e.links would stay open, unused and unclosed.
+	done, err := e.reserve(ctx, "link "+spec.Name)
+	if err != nil {
+		return array.Link{}, err
+	}
+	defer done()
 	e.mu.Lock()
 	old := e.links[spec.Name]
 	e.mu.Unlock()

@@ -248,3 +248,51 @@ func TestPodFallsBackToGRPCWhenTheStreamPortIsShut(t *testing.T) {
 		t.Fatalf("the preferred array did not log why its pod streams use gRPC; its log:\n%s", logs.String())
 	}
 }
+
+// TestConcurrentCreationsOfOnePodMakeOnePod: a backend's start-up and its
+// first CreateVolume both ask for the pod's replica at once. Every call
+// succeeds, one replica (and one pod) is made, and writes mirrored after
+// it are on the peer. Two pods for one name each sent the peer an
+// initial copy, and the second dropped the writes the first had
+// mirrored there (TestSyncFaultDrill's lost blocks).
+func TestConcurrentCreationsOfOnePodMakeOnePod(t *testing.T) {
+	var logs testenv.Buffer
+	src := newSource(t, clock.NewFake(t0), func(o *replication.Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	tg := newTarget(t)
+	ctx := t.Context()
+	if _, err := src.st.CreateGroup(ctx, "cinder-pod", "cinder", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: "v1", Pool: "cinder", SizeBytes: 16 * mib}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.st.AddMembers(ctx, "cinder-pod", []string{"v1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.eng.CreateLink(ctx, array.LinkSpec{Name: "site-b", Address: tg.addr, Token: token}); err != nil {
+		t.Fatal(err)
+	}
+	spec := array.ReplicaSpec{Name: "pod", Link: "site-b", RemotePool: "replicas", Kind: array.KindGroup, Local: "cinder-pod",
+		Type: array.TypeSync, SyncTimeout: 2 * time.Second}
+	const callers = 8
+	errs := make(chan error, callers)
+	for range callers {
+		go func() {
+			_, err := src.eng.ReplicateEntity(ctx, spec)
+			errs <- err
+		}()
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Fatalf("a concurrent ReplicateEntity of the same spec: %v", err)
+		}
+	}
+	syncNow(t, src)
+	if n := strings.Count(logs.String(), `msg="replica created"`); n != 1 {
+		t.Fatalf("%d concurrent calls created the replica %d times, want once", callers, n)
+	}
+	if err := src.st.WriteVolume(ctx, "v1", 3*mib, bytes.Repeat([]byte{7}, mib), false); err != nil {
+		t.Fatal(err)
+	}
+	same(t, src, tg, "v1")
+}
