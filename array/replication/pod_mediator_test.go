@@ -27,16 +27,7 @@ func newMediatedPod(t *testing.T, timeout time.Duration, states *podStates) (*so
 		o.OnPodState = states.add
 	})
 	tg := newTarget(t)
-	ctx := t.Context()
-	if _, err := src.st.CreateGroup(ctx, "cinder-pod", "cinder", nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: "v1", Pool: "cinder", SizeBytes: 16 * mib}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := src.st.AddMembers(ctx, "cinder-pod", []string{"v1"}); err != nil {
-		t.Fatal(err)
-	}
+	podGroup(t, src)
 	protect(t, src, tg, "pod", array.ReplicaSpec{Kind: array.KindGroup, Local: "cinder-pod", Type: array.TypeSync,
 		SyncTimeout: timeout, PodMediator: []string{etcd.Endpoint()}})
 	syncNow(t, src)

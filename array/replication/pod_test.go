@@ -47,6 +47,21 @@ func podOn(t *testing.T, src *source, tg *target, timeout time.Duration) {
 	syncNow(t, src)
 }
 
+// podGroup makes the group "cinder-pod" of src with one member, v1 (16 MiB).
+func podGroup(t *testing.T, src *source) {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := src.st.CreateGroup(ctx, "cinder-pod", "cinder", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: "v1", Pool: "cinder", SizeBytes: 16 * mib}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.st.AddMembers(ctx, "cinder-pod", []string{"v1"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func syncNow(t *testing.T, src *source) array.Replica {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
@@ -260,15 +275,7 @@ func TestConcurrentCreationsOfOnePodMakeOnePod(t *testing.T) {
 	src := newSource(t, clock.NewFake(t0), func(o *replication.Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 	tg := newTarget(t)
 	ctx := t.Context()
-	if _, err := src.st.CreateGroup(ctx, "cinder-pod", "cinder", nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: "v1", Pool: "cinder", SizeBytes: 16 * mib}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := src.st.AddMembers(ctx, "cinder-pod", []string{"v1"}); err != nil {
-		t.Fatal(err)
-	}
+	podGroup(t, src)
 	if _, err := src.eng.CreateLink(ctx, array.LinkSpec{Name: "site-b", Address: tg.addr, Token: token}); err != nil {
 		t.Fatal(err)
 	}
