@@ -3,8 +3,10 @@ package replication_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,7 @@ import (
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/replication"
 	"github.com/volrep/volrep/clock"
+	"github.com/volrep/volrep/errdefs"
 	"github.com/volrep/volrep/internal/testenv"
 )
 
@@ -302,4 +305,56 @@ func TestConcurrentCreationsOfOnePodMakeOnePod(t *testing.T) {
 		t.Fatal(err)
 	}
 	same(t, src, tg, "v1")
+}
+
+// TestSyncReplicaDuringThePodsCreation: a sync replica is visible a moment
+// before its pod runs. SyncReplica in that moment (a volume created while
+// the backend's start-up creates the pod) waits for the pod, not for the
+// async scheduler, which never answers a sync replica.
+func TestSyncReplicaDuringThePodsCreation(t *testing.T) {
+	src, tg := newSource(t, clock.NewFake(t0)), newTarget(t)
+	ctx := t.Context()
+	podGroup(t, src)
+	// Each member lengthens the pod's start, and so that moment.
+	var more []string
+	for i := range 63 {
+		name := fmt.Sprintf("m%d", i)
+		if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: name, Pool: "cinder", SizeBytes: mib}); err != nil {
+			t.Fatal(err)
+		}
+		more = append(more, name)
+	}
+	if _, err := src.st.AddMembers(ctx, "cinder-pod", more); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.eng.CreateLink(ctx, array.LinkSpec{Name: "site-b", Address: tg.addr, Token: token}); err != nil {
+		t.Fatal(err)
+	}
+	created := make(chan error, 1)
+	go func() {
+		_, err := src.eng.ReplicateEntity(ctx, array.ReplicaSpec{Name: "pod", Link: "site-b", RemotePool: "replicas", Kind: array.KindGroup,
+			Local: "cinder-pod", Type: array.TypeSync, SyncTimeout: 2 * time.Second})
+		created <- err
+	}()
+	for calls := 1; ; calls++ {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		start := time.Now()
+		rep, err := src.eng.SyncReplica(wctx, "pod", true)
+		cancel()
+		if errdefs.IsNotFound(err) {
+			runtime.Gosched()
+			continue
+		}
+		if err != nil {
+			t.Fatalf("SyncReplica, call %d, after %s: %v", calls, time.Since(start), err)
+		}
+		if rep.PeerState != array.PeerOnline || rep.DirtyBytes != 0 {
+			t.Fatalf("SyncReplica returned before the pod was in sync: %+v", rep)
+		}
+		t.Logf("SyncReplica found the replica on call %d and returned in sync after %s", calls, time.Since(start))
+		break
+	}
+	if err := <-created; err != nil {
+		t.Fatal(err)
+	}
 }

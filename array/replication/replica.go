@@ -408,8 +408,20 @@ func (e *Engine) ResumeReplica(ctx context.Context, name string) (array.Replica,
 	})
 }
 
-// SyncReplica takes and ships a snapshot now.
+// SyncReplica takes and ships a snapshot now; for a pod, it resyncs the
+// peer now.
 func (e *Engine) SyncReplica(ctx context.Context, name string, wait bool) (array.Replica, error) {
+	p, err := e.runningPod(ctx, name)
+	if err != nil {
+		return array.Replica{}, err
+	}
+	if p != nil {
+		p.wake()
+		if wait {
+			return e.waitSynced(ctx, name, p)
+		}
+		return e.GetReplica(ctx, name)
+	}
 	done := make(chan error, 1)
 	e.mu.Lock()
 	r, err := e.replicaLocked(name)
@@ -420,14 +432,6 @@ func (e *Engine) SyncReplica(ctx context.Context, name string, wait bool) (array
 	if r.rec.Suspended {
 		e.mu.Unlock()
 		return array.Replica{}, errdefs.FailedPrecondition("replica %q is suspended; resume it first", name)
-	}
-	if p := e.pods[name]; p != nil {
-		e.mu.Unlock()
-		p.wake()
-		if wait {
-			return e.waitSynced(ctx, name, p)
-		}
-		return e.GetReplica(ctx, name)
 	}
 	r.syncNow = true
 	r.waiters = append(r.waiters, done)
@@ -446,6 +450,38 @@ func (e *Engine) SyncReplica(ctx context.Context, name string, wait bool) (array
 	return e.GetReplica(ctx, name)
 }
 
+// runningPod returns the pod of a sync replica, nil for an async one. A
+// sync replica is visible before its pod runs, while the call creating it
+// (or changing its type) starts the pod: that call is waited for, since
+// the scheduler, which ships async replicas, would never answer.
+func (e *Engine) runningPod(ctx context.Context, name string) (*pod, error) {
+	for waited := false; ; waited = true {
+		e.mu.Lock()
+		r, err := e.replicaLocked(name)
+		var p *pod
+		var sync, suspended bool
+		if err == nil {
+			p, sync, suspended = e.pods[name], r.rec.Spec.Type == array.TypeSync, r.rec.Suspended
+		}
+		e.mu.Unlock()
+		switch {
+		case err != nil:
+			return nil, err
+		case suspended:
+			return nil, errdefs.FailedPrecondition("replica %q is suspended; resume it first", name)
+		case !sync || p != nil:
+			return p, nil
+		case waited:
+			return nil, errdefs.Unavailable("the pod of replica %q is not running; its creation or type change failed, see the array's log, and retry", name)
+		}
+		done, err := e.reserve(ctx, "replica "+name)
+		if err != nil {
+			return nil, err
+		}
+		done()
+	}
+}
+
 // ChangeReplicaType switches between async and sync without a full
 // resync: to sync, the peer's copies catch up with a delta from the newest
 // snapshot both sides hold, then mirroring takes over; to async, the pod
@@ -454,6 +490,13 @@ func (e *Engine) ChangeReplicaType(ctx context.Context, name, typ string) (array
 	if typ != array.TypeAsync && typ != array.TypeSync {
 		return array.Replica{}, errdefs.InvalidArgument("replication_type", "%q is not ASYNC or SYNC", typ)
 	}
+	// One change at a time, and none while the replica is being created:
+	// each starts or stops the pod after the type is set.
+	release, err := e.reserve(ctx, "replica "+name)
+	if err != nil {
+		return array.Replica{}, err
+	}
+	defer release()
 	e.mu.Lock()
 	r, err := e.replicaLocked(name)
 	if err != nil {
