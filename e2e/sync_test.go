@@ -87,7 +87,9 @@ func TestSyncWriteOnPeerAtOnce(t *testing.T) {
 // TestSyncFaultDrill writes continuously to a pod volume, SIGKILLs the
 // peer's process, checks the writes go on after the timeout, restarts the
 // peer and checks the resync sent only the dirty blocks and every
-// acknowledged write is on both sides.
+// acknowledged write is on both sides. Every 8th write is FUA, which
+// flushes the peer too: the writes those flushes covered are not resent,
+// so the drill shows they survive the peer's SIGKILL.
 func TestSyncFaultDrill(t *testing.T) {
 	s := startSites(t, syncBackend)
 	ctx := t.Context()
@@ -113,7 +115,7 @@ func TestSyncFaultDrill(t *testing.T) {
 			off := r.Int64N(size/4096) * 4096
 			p := bytes.Repeat([]byte{byte(i%250 + 1)}, 4096)
 			start := time.Now()
-			if err := a.WriteVolume(ctx, "volume-fd-cinder", off, p, false); err != nil {
+			if err := a.WriteVolume(ctx, "volume-fd-cinder", off, p, i%8 == 7); err != nil {
 				t.Error(err)
 				return
 			}
@@ -162,6 +164,9 @@ func TestSyncFaultDrill(t *testing.T) {
 	t.Logf("the resync sent %d bytes for %d dirty (%.2fx)", rep.LastResyncBytes, dirty, float64(rep.LastResyncBytes)/float64(dirty))
 	if rep.LastResyncBytes > dirty*11/10 || rep.LastResyncBytes < dirty || rep.PeerState != array.PeerOnline {
 		t.Fatalf("resync: %+v", rep)
+	}
+	if dirty >= acked.Load()*4096 {
+		t.Fatalf("%d dirty bytes for %d writes: no write was flushed at the peer before the kill, so the drill did not test what a flush keeps", dirty, acked.Load())
 	}
 	b := s.b.Array("b")
 	got := make([]byte, 4<<20)
