@@ -4,12 +4,15 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/volrep/volrep/array"
 )
@@ -72,8 +75,13 @@ func freePort(t *testing.T) string {
 		if _, ours := ports.held[addr]; ours {
 			continue
 		}
+		claim, ok := claimPort(p)
+		if !ok {
+			continue // another test process's
+		}
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
+			claim.Close()
 			continue // someone else's
 		}
 		ports.held[addr] = l
@@ -84,11 +92,32 @@ func freePort(t *testing.T) string {
 				l.Close()
 			}
 			delete(ports.held, addr)
+			claim.Close()
 		})
 		return addr
 	}
 	t.Fatalf("no free port between 10000 and %d", ports.low)
 	return ""
+}
+
+// claimPort takes port p for this process among the test processes on
+// the machine, until the file it returns is closed: between a daemon's
+// kill and its restart its port is bound by nobody, and a second e2e
+// process walking the same range would otherwise take it.
+func claimPort(p int) (*os.File, bool) {
+	dir := filepath.Join(os.TempDir(), "volrep-e2e-ports")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, true // no claims to check: the bind alone decides
+	}
+	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(p)), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, true
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, false
+	}
+	return f, true
 }
 
 // listenKeys are the configuration keys whose address volrepd binds.
@@ -234,5 +263,25 @@ func releasePort(addr string) {
 	if l := ports.held[addr]; l != nil {
 		l.Close()
 		ports.held[addr] = nil
+	}
+}
+
+// A port another test process claimed is skipped, even while nobody
+// binds it (its daemon killed, not yet restarted).
+func TestFreePortSkipsAnotherProcesssClaim(t *testing.T) {
+	freePort(t) // sets the allocator up
+	// flock conflicts between open files even within one process, so this
+	// claim stands for another process's.
+	ports.Lock()
+	next := ports.next
+	claim, ok := claimPort(next)
+	for ; !ok; claim, ok = claimPort(next) {
+		next++
+	}
+	ports.next = next
+	ports.Unlock()
+	defer claim.Close()
+	if a := freePort(t); a == net.JoinHostPort("127.0.0.1", strconv.Itoa(next)) {
+		t.Fatalf("freePort gave %s, which another process claimed", a)
 	}
 }
