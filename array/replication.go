@@ -78,6 +78,9 @@ const (
 	// it back when the preferred array returns.
 	PodCarried    = "carried"
 	PodHandedBack = "handed_back"
+	// The non-preferred array's own view: its preferred array does not
+	// reach it, so its copies take no writes (PodCopy).
+	PodOffline = "offline"
 
 	MediatorHealthy     = "healthy"
 	MediatorUnreachable = "unreachable"
@@ -167,6 +170,23 @@ type Replica struct {
 	// SYNC replicas: whether this side and the peer take client writes
 	// (WritesOnline, WritesStopped).
 	Writes, PeerWrites string
+}
+
+// PodCopy is a pod at its non-preferred array, as that array sees it:
+// the other half of what the preferred array's Replica says, which an
+// operator needs when the two arrays cannot reach each other.
+type PodCopy struct {
+	Pod string
+	// PodOnline, PodResyncing, PodOffline or PodCarried.
+	State string
+	// WritesOnline or WritesStopped: whether its copies take client writes.
+	Writes  string
+	Volumes []string
+	// With a mediator this array asked: its health and whether this array
+	// holds the pod's key.
+	MediatorState string
+	MediatorHeld  bool
+	Message       string
 }
 
 // ReplicaUpdate changes a replica's schedule; zero fields stay as they are.

@@ -350,6 +350,9 @@ type TargetInfo struct {
 	PrimaryWrites, TargetWrites    string
 	MediatorState, MediatorMessage string
 	MediatorHeld                   bool
+	// Sync targets: the pod as the target array itself reports it; its
+	// State is empty, and Message says why, when the target could not be asked.
+	TargetOwn array.PodCopy
 }
 
 // ReplicationInfo is GetReplicationInfo's answer: the worst target first.
@@ -480,8 +483,34 @@ func (b *Backend) SetReplicationSchedule(ctx context.Context, s Schedule) (Sched
 
 // podInfo reports a sync target: in sync means nothing is lost if the
 // primary goes now.
-func (b *Backend) podInfo(ctx context.Context, id string) TargetInfo {
-	ti := TargetInfo{BackendID: id, Type: extraspecs.Sync}
+// podCopies reports a pod at its non-preferred array (client.Replication).
+type podCopies interface {
+	GetPodCopy(ctx context.Context, pod string) (array.PodCopy, error)
+}
+
+// podCopy asks the target array how it sees the pod, briefly: the
+// answer adds to the primary's, which stands without it.
+func (b *Backend) podCopy(ctx context.Context, id string) array.PodCopy {
+	pc, ok := b.targets[id].Replication.(podCopies)
+	if !ok {
+		return array.PodCopy{Message: "the target array's own view is not available over this connection"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := pc.GetPodCopy(ctx, b.podReplica(id))
+	if err != nil {
+		return array.PodCopy{Message: fmt.Sprintf("asking the target array: %v", err)}
+	}
+	return c
+}
+
+func (b *Backend) podInfo(ctx context.Context, id string) (ti TargetInfo) {
+	// The target is asked alongside the primary: an unreachable one costs
+	// its timeout once, not on top of the primary's answer.
+	own := make(chan array.PodCopy, 1)
+	go func() { own <- b.podCopy(ctx, id) }()
+	ti = TargetInfo{BackendID: id, Type: extraspecs.Sync}
+	defer func() { ti.TargetOwn = <-own }()
 	rep, err := b.primary.Replication.GetReplica(ctx, b.podReplica(id))
 	if err != nil {
 		ti.Status, ti.Message = Error, fmt.Sprintf("pod replica %s: %v", b.podReplica(id), err)

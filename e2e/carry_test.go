@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,8 +44,9 @@ func TestMediatorPeerCarriesPod(t *testing.T) {
 		waitTarget(t, dc, "cv", what, within, ok)
 	}
 	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x01 0 8M", "-c", "flush", uriA)
-	waitInfo("in sync, A holding the key", 20*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
-		return ti.GetPrimaryPodState() == array.PodOnline && ti.GetMediatorHeld() && ti.GetTargetWrites() == array.WritesOnline
+	waitInfo("in sync, A holding the key, and B saying so itself", 20*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
+		return ti.GetPrimaryPodState() == array.PodOnline && ti.GetMediatorHeld() && ti.GetTargetWrites() == array.WritesOnline &&
+			ti.GetTargetOwnState() == array.PodOnline && ti.GetTargetOwnWrites() == array.WritesOnline && !ti.GetTargetMediatorHeld()
 	})
 	exp, err := b.Array("b").CreateExport(ctx, array.ExportSpec{Volume: vol, AttachmentID: "writer-b"})
 	if err != nil {
@@ -78,6 +80,12 @@ func TestMediatorPeerCarriesPod(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
+		// B says so itself, over its own API, which the test reaches
+		// while A cannot.
+		if c, err := b.PodCopy("b", pod); err != nil || c.State != array.PodCarried || c.Writes != array.WritesOnline ||
+			!c.MediatorHeld || c.MediatorState != array.MediatorHealthy || !slices.Contains(c.Volumes, vol) {
+			t.Fatalf("B's own view while it carries the pod: %+v, %v", c, err)
+		}
 		t.Logf("B took writes %s after the cut (sync timeout %s, lease %s)", time.Since(cut).Round(time.Millisecond), syncTimeout, leaseTTL)
 		run(t, false, qemuIO, "-f", "raw", "-c", fmt.Sprintf("write -P 0x%02x 2M 1M", p), "-c", "flush", uriB)
 		if out, _ := run(t, true, qemuIO, "-f", "raw", "-c", "write -P 0xEE 5M 4k", uriA); !strings.Contains(out, "write failed") {
@@ -106,7 +114,10 @@ func TestMediatorPeerCarriesPod(t *testing.T) {
 		if out, _ := run(t, true, qemuIO, "-f", "raw", "-c", "write -P 0xEE 5M 4k", uriA); !strings.Contains(out, "write failed") {
 			t.Fatalf("A took a write while B carries the pod, with the mediator back: %s", out)
 		}
-		if out, code := volrep(t, a, "replication", "info", "cv"); code != 0 || !regexp.MustCompile(`pure2-sync\s+stopped_by_mediator\s+offline\s+stopped\s+online\s+healthy\s+false`).MatchString(out) {
+		// The driver, beside A, cannot ask B either: B's own view is
+		// unknown, and says why.
+		if out, code := volrep(t, a, "replication", "info", "cv"); code != 0 || !regexp.MustCompile(`pure2-sync\s+stopped_by_mediator\s+offline\s+stopped\s+online\s+healthy\s+false`).MatchString(out) ||
+			!regexp.MustCompile(`pure2-sync\s+unknown\s+-\s+-\s+asking the target array: `).MatchString(out) {
 			t.Fatalf("volrep replication info while B carries the pod (exit %d):\n%s", code, out)
 		} else if !crash {
 			t.Logf("volrep replication info at A while B carries the pod:\n%s", out)

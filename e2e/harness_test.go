@@ -320,16 +320,34 @@ func (d *Daemon) Logs() string { return d.out.String() }
 // Array returns a client for site-a ("a") or site-b ("b").
 func (d *Daemon) Array(which string) array.Array {
 	d.t.Helper()
-	addr, token := d.ArrayA, d.TokenA
-	if which == "b" {
-		addr, token = d.ArrayB, d.TokenB
-	}
-	cc, err := server.Dial(addr, token)
+	cc, err := server.Dial(d.arrayAPI(which))
 	if err != nil {
 		d.t.Fatal(err)
 	}
 	d.t.Cleanup(func() { cc.Close() })
 	return client.New(cc)
+}
+
+// arrayAPI is the address and token of array which's API ("a" or "b").
+func (d *Daemon) arrayAPI(which string) (addr, token string) {
+	if which == "b" {
+		return d.ArrayB, d.TokenB
+	}
+	return d.ArrayA, d.TokenA
+}
+
+// PodCopy asks array which ("a" or "b") how it sees pod, as its
+// non-preferred side (GetPodCopy).
+func (d *Daemon) PodCopy(which, pod string) (array.PodCopy, error) {
+	d.t.Helper()
+	cc, err := server.Dial(d.arrayAPI(which))
+	if err != nil {
+		return array.PodCopy{}, err
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(d.t.Context(), 5*time.Second)
+	defer cancel()
+	return client.NewReplication(cc).GetPodCopy(ctx, pod)
 }
 
 // run executes a command and returns its combined output, failing the test

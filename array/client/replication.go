@@ -19,6 +19,7 @@ type Replication struct {
 	links    arrayv1.LinkServiceClient
 	replicas arrayv1.ReplicaServiceClient
 	ops      arrayv1.OperationServiceClient
+	transfer arrayv1.TransferServiceClient
 }
 
 var _ array.Replication = (*Replication)(nil)
@@ -26,7 +27,16 @@ var _ array.Replication = (*Replication)(nil)
 // NewReplication returns a replication client over cc.
 func NewReplication(cc grpc.ClientConnInterface) *Replication {
 	return &Replication{links: arrayv1.NewLinkServiceClient(cc), replicas: arrayv1.NewReplicaServiceClient(cc),
-		ops: arrayv1.NewOperationServiceClient(cc)}
+		ops: arrayv1.NewOperationServiceClient(cc), transfer: arrayv1.NewTransferServiceClient(cc)}
+}
+
+// GetPodCopy reports a pod as the array, its non-preferred side, sees it.
+func (c *Replication) GetPodCopy(ctx context.Context, pod string) (array.PodCopy, error) {
+	r, err := c.transfer.GetPodCopy(ctx, &arrayv1.GetPodCopyRequest{Pod: pod})
+	if err != nil {
+		return array.PodCopy{}, err
+	}
+	return wire.PodCopyFromPB(r.GetPod()), nil
 }
 
 func (c *Replication) CreateLink(ctx context.Context, spec array.LinkSpec) (array.Link, error) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,10 +15,12 @@ import (
 	"time"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/client"
 	"github.com/volrep/volrep/array/replication"
 	"github.com/volrep/volrep/clock"
 	"github.com/volrep/volrep/errdefs"
 	"github.com/volrep/volrep/internal/testenv"
+	"github.com/volrep/volrep/server"
 )
 
 func newPod(t *testing.T, timeout time.Duration) (*source, *target) {
@@ -356,5 +359,49 @@ func TestSyncReplicaDuringThePodsCreation(t *testing.T) {
 	}
 	if err := <-created; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPodCopyAtThePeer: the peer reports the pod as it sees it
+// (GetPodCopy over its API): in sync and taking writes through the
+// preferred array, then, once the preferred array stops mirroring to it,
+// offline with its writes stopped.
+func TestPodCopyAtThePeer(t *testing.T) {
+	src, tg := newPod(t, 2*time.Second)
+	ctx := t.Context()
+	cc, err := server.Dial(tg.addr, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	peer := client.NewReplication(cc)
+	copyIs := func(what string, ok func(array.PodCopy) bool) array.PodCopy {
+		t.Helper()
+		var c array.PodCopy
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if c, err = peer.GetPodCopy(ctx, "pod"); err == nil && ok(c) {
+				return c
+			}
+		}
+		t.Fatalf("the peer's copy of the pod is not %s: %+v, %v", what, c, err)
+		return c
+	}
+	c := copyIs("online", func(c array.PodCopy) bool { return c.State == array.PodOnline })
+	if c.Writes != array.WritesOnline || !slices.Equal(c.Volumes, []string{"v1"}) || c.MediatorState != "" || c.Message == "" {
+		t.Fatalf("in sync, the peer says %+v", c)
+	}
+	if _, err := peer.GetPodCopy(ctx, "other"); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "has not reached this array") {
+		t.Fatalf("a pod the peer never heard of: %v", err)
+	}
+	if _, err := peer.GetPodCopy(ctx, "a/b"); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "pod") {
+		t.Fatalf("an invalid pod name: %v", err)
+	}
+	// Async now: the preferred array's pod, and its streams, stop.
+	if _, err := src.eng.ChangeReplicaType(ctx, "pod", array.TypeAsync); err != nil {
+		t.Fatal(err)
+	}
+	c = copyIs("offline", func(c array.PodCopy) bool { return c.State == array.PodOffline })
+	if c.Writes != array.WritesStopped || !strings.Contains(c.Message, "does not reach this array") {
+		t.Fatalf("with the preferred array gone, the peer says %+v", c)
 	}
 }

@@ -42,6 +42,14 @@ func (f *forwards) pod(name string) *podForward {
 	return p
 }
 
+// lookup returns the pod name names, or nil when no stream from its
+// preferred array has reached this array since it started.
+func (f *forwards) lookup(name string) *podForward {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pods[name]
+}
+
 // podForward is one pod at its non-preferred array.
 type podForward struct {
 	name string

@@ -149,3 +149,13 @@ func OperationFromPB(o *arrayv1.Operation) array.Operation {
 		ETA: time.Duration(o.GetEtaSeconds() * float64(time.Second)), Started: fromTS(o.GetStarted()), Finished: fromTS(o.GetFinished()),
 		Err: o.GetError(), ErrCode: o.GetErrorCode(), Result: snapResultFromPB(r)}
 }
+
+func PodCopyToPB(c array.PodCopy) *arrayv1.PodCopy {
+	return &arrayv1.PodCopy{Pod: c.Pod, State: c.State, Writes: c.Writes, Volumes: c.Volumes,
+		MediatorState: c.MediatorState, MediatorHeld: c.MediatorHeld, Message: c.Message}
+}
+
+func PodCopyFromPB(c *arrayv1.PodCopy) array.PodCopy {
+	return array.PodCopy{Pod: c.GetPod(), State: c.GetState(), Writes: c.GetWrites(), Volumes: c.GetVolumes(),
+		MediatorState: c.GetMediatorState(), MediatorHeld: c.GetMediatorHeld(), Message: c.GetMessage()}
+}

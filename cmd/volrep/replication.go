@@ -56,7 +56,8 @@ func newReplicationInfoCmd(a *app) *cobra.Command {
 }
 
 // podRows shows each sync target's pod: the state of both sides and the
-// mediator's health, after the targets' table.
+// mediator's health as the primary sees them, after the targets' table;
+// then the pod as each target array itself reports it.
 func podRows(w io.Writer, targets []*driverv1.TargetReplicationInfo) {
 	header := false
 	for _, t := range targets {
@@ -76,6 +77,22 @@ func podRows(w io.Writer, targets []*driverv1.TargetReplicationInfo) {
 			msg = "-"
 		}
 		row(w, t.GetBackendId(), t.GetPrimaryPodState(), t.GetTargetPodState(), dash(t.GetPrimaryWrites()), dash(t.GetTargetWrites()), med, held, msg)
+	}
+	header = false
+	for _, t := range targets {
+		if t.GetPrimaryPodState() == "" && t.GetTargetOwnMessage() == "" {
+			continue
+		}
+		if !header {
+			row(w)
+			row(w, "POD_TARGET", "TARGET_SAYS", "TARGET_WRITES", "TARGET_KEY_HELD", "TARGET_MESSAGE")
+			header = true
+		}
+		state, writes, held := "unknown", "-", "-"
+		if t.GetTargetOwnState() != "" {
+			state, writes, held = t.GetTargetOwnState(), dash(t.GetTargetOwnWrites()), fmt.Sprint(t.GetTargetMediatorHeld())
+		}
+		row(w, t.GetBackendId(), state, writes, held, dash(t.GetTargetOwnMessage()))
 	}
 }
 

@@ -150,6 +150,8 @@ func Check(req any) (handled bool, err error) {
 		return true, advanceRequest(x)
 	case *arrayv1.PruneRequest:
 		return true, pruneRequest(x)
+	case *arrayv1.GetPodCopyRequest:
+		return true, v.Name("pod", x.GetPod())
 	case *arrayv1.MirrorRequest:
 		// The peer checks each message of the stream in order.
 		return true, nil

@@ -22,6 +22,198 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type GetPodCopyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sync replica (pod), as its preferred array names it.
+	Pod           string `protobuf:"bytes,1,opt,name=pod,proto3" json:"pod,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPodCopyRequest) Reset() {
+	*x = GetPodCopyRequest{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPodCopyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPodCopyRequest) ProtoMessage() {}
+
+func (x *GetPodCopyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPodCopyRequest.ProtoReflect.Descriptor instead.
+func (*GetPodCopyRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetPodCopyRequest) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+type GetPodCopyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pod           *PodCopy               `protobuf:"bytes,1,opt,name=pod,proto3" json:"pod,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPodCopyResponse) Reset() {
+	*x = GetPodCopyResponse{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPodCopyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPodCopyResponse) ProtoMessage() {}
+
+func (x *GetPodCopyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPodCopyResponse.ProtoReflect.Descriptor instead.
+func (*GetPodCopyResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetPodCopyResponse) GetPod() *PodCopy {
+	if x != nil {
+		return x.Pod
+	}
+	return nil
+}
+
+// PodCopy is a pod at its non-preferred array.
+type PodCopy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Pod   string                 `protobuf:"bytes,1,opt,name=pod,proto3" json:"pod,omitempty"`
+	// "online" (in sync, its writes forwarded to the preferred array),
+	// "resyncing" (reached, catching up), "offline" (its preferred array
+	// does not reach it) or "carried" (it carries the pod alone: the
+	// mediator gave it the pod while the preferred array was cut off).
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// Whether its copies take client writes: "online" or "stopped".
+	Writes string `protobuf:"bytes,3,opt,name=writes,proto3" json:"writes,omitempty"`
+	// The copies this array holds of the pod's volumes.
+	Volumes []string `protobuf:"bytes,4,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	// With a mediator: "healthy" or "unreachable" (empty without one, or
+	// while this array has not asked it), and whether this array holds the
+	// pod's key.
+	MediatorState string `protobuf:"bytes,5,opt,name=mediator_state,json=mediatorState,proto3" json:"mediator_state,omitempty"`
+	MediatorHeld  bool   `protobuf:"varint,6,opt,name=mediator_held,json=mediatorHeld,proto3" json:"mediator_held,omitempty"`
+	// Why, in a sentence for the operator.
+	Message       string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PodCopy) Reset() {
+	*x = PodCopy{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PodCopy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PodCopy) ProtoMessage() {}
+
+func (x *PodCopy) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PodCopy.ProtoReflect.Descriptor instead.
+func (*PodCopy) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PodCopy) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *PodCopy) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *PodCopy) GetWrites() string {
+	if x != nil {
+		return x.Writes
+	}
+	return ""
+}
+
+func (x *PodCopy) GetVolumes() []string {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+func (x *PodCopy) GetMediatorState() string {
+	if x != nil {
+		return x.MediatorState
+	}
+	return ""
+}
+
+func (x *PodCopy) GetMediatorHeld() bool {
+	if x != nil {
+		return x.MediatorHeld
+	}
+	return false
+}
+
+func (x *PodCopy) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type ReceiveHeader struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Identifies the transfer across retries, for resuming.
@@ -54,7 +246,7 @@ type ReceiveHeader struct {
 
 func (x *ReceiveHeader) Reset() {
 	*x = ReceiveHeader{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[0]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -66,7 +258,7 @@ func (x *ReceiveHeader) String() string {
 func (*ReceiveHeader) ProtoMessage() {}
 
 func (x *ReceiveHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[0]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -79,7 +271,7 @@ func (x *ReceiveHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveHeader.ProtoReflect.Descriptor instead.
 func (*ReceiveHeader) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{0}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReceiveHeader) GetTransferId() string {
@@ -202,7 +394,7 @@ type DataChunk struct {
 
 func (x *DataChunk) Reset() {
 	*x = DataChunk{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[1]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -214,7 +406,7 @@ func (x *DataChunk) String() string {
 func (*DataChunk) ProtoMessage() {}
 
 func (x *DataChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[1]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -227,7 +419,7 @@ func (x *DataChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataChunk.ProtoReflect.Descriptor instead.
 func (*DataChunk) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{1}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DataChunk) GetOffset() int64 {
@@ -268,7 +460,7 @@ type ZeroExtent struct {
 
 func (x *ZeroExtent) Reset() {
 	*x = ZeroExtent{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[2]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +472,7 @@ func (x *ZeroExtent) String() string {
 func (*ZeroExtent) ProtoMessage() {}
 
 func (x *ZeroExtent) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[2]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +485,7 @@ func (x *ZeroExtent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ZeroExtent.ProtoReflect.Descriptor instead.
 func (*ZeroExtent) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{2}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ZeroExtent) GetOffset() int64 {
@@ -321,7 +513,7 @@ type ReceiveTrailer struct {
 
 func (x *ReceiveTrailer) Reset() {
 	*x = ReceiveTrailer{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[3]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -333,7 +525,7 @@ func (x *ReceiveTrailer) String() string {
 func (*ReceiveTrailer) ProtoMessage() {}
 
 func (x *ReceiveTrailer) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[3]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -346,7 +538,7 @@ func (x *ReceiveTrailer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveTrailer.ProtoReflect.Descriptor instead.
 func (*ReceiveTrailer) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{3}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReceiveTrailer) GetBlocks() int64 {
@@ -378,7 +570,7 @@ type ReceiveRequest struct {
 
 func (x *ReceiveRequest) Reset() {
 	*x = ReceiveRequest{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[4]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -390,7 +582,7 @@ func (x *ReceiveRequest) String() string {
 func (*ReceiveRequest) ProtoMessage() {}
 
 func (x *ReceiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[4]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -403,7 +595,7 @@ func (x *ReceiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveRequest.ProtoReflect.Descriptor instead.
 func (*ReceiveRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{4}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReceiveRequest) GetMsg() isReceiveRequest_Msg {
@@ -489,7 +681,7 @@ type ReceiveReady struct {
 
 func (x *ReceiveReady) Reset() {
 	*x = ReceiveReady{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[5]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +693,7 @@ func (x *ReceiveReady) String() string {
 func (*ReceiveReady) ProtoMessage() {}
 
 func (x *ReceiveReady) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[5]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +706,7 @@ func (x *ReceiveReady) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveReady.ProtoReflect.Descriptor instead.
 func (*ReceiveReady) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{5}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReceiveReady) GetResumeOffset() int64 {
@@ -541,7 +733,7 @@ type ReceiveCommitted struct {
 
 func (x *ReceiveCommitted) Reset() {
 	*x = ReceiveCommitted{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[6]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +745,7 @@ func (x *ReceiveCommitted) String() string {
 func (*ReceiveCommitted) ProtoMessage() {}
 
 func (x *ReceiveCommitted) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[6]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +758,7 @@ func (x *ReceiveCommitted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveCommitted.ProtoReflect.Descriptor instead.
 func (*ReceiveCommitted) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{6}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReceiveCommitted) GetSnapshot() *Snapshot {
@@ -596,7 +788,7 @@ type ReceiveResponse struct {
 
 func (x *ReceiveResponse) Reset() {
 	*x = ReceiveResponse{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[7]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -608,7 +800,7 @@ func (x *ReceiveResponse) String() string {
 func (*ReceiveResponse) ProtoMessage() {}
 
 func (x *ReceiveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[7]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -621,7 +813,7 @@ func (x *ReceiveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveResponse.ProtoReflect.Descriptor instead.
 func (*ReceiveResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{7}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReceiveResponse) GetMsg() isReceiveResponse_Msg {
@@ -676,7 +868,7 @@ type MirrorOpen struct {
 
 func (x *MirrorOpen) Reset() {
 	*x = MirrorOpen{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[8]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +880,7 @@ func (x *MirrorOpen) String() string {
 func (*MirrorOpen) ProtoMessage() {}
 
 func (x *MirrorOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[8]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +893,7 @@ func (x *MirrorOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MirrorOpen.ProtoReflect.Descriptor instead.
 func (*MirrorOpen) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{8}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MirrorOpen) GetPod() string {
@@ -735,7 +927,7 @@ type MirrorWrite struct {
 
 func (x *MirrorWrite) Reset() {
 	*x = MirrorWrite{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[9]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +939,7 @@ func (x *MirrorWrite) String() string {
 func (*MirrorWrite) ProtoMessage() {}
 
 func (x *MirrorWrite) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[9]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +952,7 @@ func (x *MirrorWrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MirrorWrite.ProtoReflect.Descriptor instead.
 func (*MirrorWrite) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{9}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MirrorWrite) GetSeq() uint64 {
@@ -817,7 +1009,7 @@ type MirrorZero struct {
 
 func (x *MirrorZero) Reset() {
 	*x = MirrorZero{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[10]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +1021,7 @@ func (x *MirrorZero) String() string {
 func (*MirrorZero) ProtoMessage() {}
 
 func (x *MirrorZero) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[10]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +1034,7 @@ func (x *MirrorZero) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MirrorZero.ProtoReflect.Descriptor instead.
 func (*MirrorZero) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{10}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MirrorZero) GetSeq() uint64 {
@@ -883,7 +1075,7 @@ type MirrorFlush struct {
 
 func (x *MirrorFlush) Reset() {
 	*x = MirrorFlush{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[11]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1087,7 @@ func (x *MirrorFlush) String() string {
 func (*MirrorFlush) ProtoMessage() {}
 
 func (x *MirrorFlush) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[11]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1100,7 @@ func (x *MirrorFlush) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MirrorFlush.ProtoReflect.Descriptor instead.
 func (*MirrorFlush) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{11}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MirrorFlush) GetSeq() uint64 {
@@ -940,7 +1132,7 @@ type MirrorRequest struct {
 
 func (x *MirrorRequest) Reset() {
 	*x = MirrorRequest{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[12]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1144,7 @@ func (x *MirrorRequest) String() string {
 func (*MirrorRequest) ProtoMessage() {}
 
 func (x *MirrorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[12]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1157,7 @@ func (x *MirrorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MirrorRequest.ProtoReflect.Descriptor instead.
 func (*MirrorRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{12}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MirrorRequest) GetMsg() isMirrorRequest_Msg {
@@ -1050,7 +1242,7 @@ type MirrorResponse struct {
 
 func (x *MirrorResponse) Reset() {
 	*x = MirrorResponse{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[13]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1254,7 @@ func (x *MirrorResponse) String() string {
 func (*MirrorResponse) ProtoMessage() {}
 
 func (x *MirrorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[13]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1267,7 @@ func (x *MirrorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MirrorResponse.ProtoReflect.Descriptor instead.
 func (*MirrorResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{13}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MirrorResponse) GetSeq() uint64 {
@@ -1108,7 +1300,7 @@ type AdvanceMember struct {
 
 func (x *AdvanceMember) Reset() {
 	*x = AdvanceMember{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[14]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1120,7 +1312,7 @@ func (x *AdvanceMember) String() string {
 func (*AdvanceMember) ProtoMessage() {}
 
 func (x *AdvanceMember) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[14]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1133,7 +1325,7 @@ func (x *AdvanceMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdvanceMember.ProtoReflect.Descriptor instead.
 func (*AdvanceMember) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{14}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AdvanceMember) GetVolume() string {
@@ -1188,7 +1380,7 @@ type AdvanceRequest struct {
 
 func (x *AdvanceRequest) Reset() {
 	*x = AdvanceRequest{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[15]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1392,7 @@ func (x *AdvanceRequest) String() string {
 func (*AdvanceRequest) ProtoMessage() {}
 
 func (x *AdvanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[15]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1405,7 @@ func (x *AdvanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdvanceRequest.ProtoReflect.Descriptor instead.
 func (*AdvanceRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{15}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AdvanceRequest) GetSourceArrayId() string {
@@ -1243,7 +1435,7 @@ type AdvanceResult struct {
 
 func (x *AdvanceResult) Reset() {
 	*x = AdvanceResult{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[16]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1255,7 +1447,7 @@ func (x *AdvanceResult) String() string {
 func (*AdvanceResult) ProtoMessage() {}
 
 func (x *AdvanceResult) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[16]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1268,7 +1460,7 @@ func (x *AdvanceResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdvanceResult.ProtoReflect.Descriptor instead.
 func (*AdvanceResult) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{16}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AdvanceResult) GetVolume() string {
@@ -1301,7 +1493,7 @@ type AdvanceResponse struct {
 
 func (x *AdvanceResponse) Reset() {
 	*x = AdvanceResponse{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[17]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1313,7 +1505,7 @@ func (x *AdvanceResponse) String() string {
 func (*AdvanceResponse) ProtoMessage() {}
 
 func (x *AdvanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[17]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1518,7 @@ func (x *AdvanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdvanceResponse.ProtoReflect.Descriptor instead.
 func (*AdvanceResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{17}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AdvanceResponse) GetResults() []*AdvanceResult {
@@ -1347,7 +1539,7 @@ type PruneSnapshot struct {
 
 func (x *PruneSnapshot) Reset() {
 	*x = PruneSnapshot{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[18]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1551,7 @@ func (x *PruneSnapshot) String() string {
 func (*PruneSnapshot) ProtoMessage() {}
 
 func (x *PruneSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[18]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1564,7 @@ func (x *PruneSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneSnapshot.ProtoReflect.Descriptor instead.
 func (*PruneSnapshot) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{18}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PruneSnapshot) GetVolume() string {
@@ -1402,7 +1594,7 @@ type PruneRequest struct {
 
 func (x *PruneRequest) Reset() {
 	*x = PruneRequest{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[19]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1606,7 @@ func (x *PruneRequest) String() string {
 func (*PruneRequest) ProtoMessage() {}
 
 func (x *PruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[19]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1619,7 @@ func (x *PruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneRequest.ProtoReflect.Descriptor instead.
 func (*PruneRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{19}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PruneRequest) GetReplica() string {
@@ -1467,7 +1659,7 @@ type PruneResponse struct {
 
 func (x *PruneResponse) Reset() {
 	*x = PruneResponse{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[20]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1479,7 +1671,7 @@ func (x *PruneResponse) String() string {
 func (*PruneResponse) ProtoMessage() {}
 
 func (x *PruneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[20]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1492,7 +1684,7 @@ func (x *PruneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneResponse.ProtoReflect.Descriptor instead.
 func (*PruneResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{20}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PruneResponse) GetKept() []*PruneSnapshot {
@@ -1522,7 +1714,7 @@ type ForwardOpen struct {
 
 func (x *ForwardOpen) Reset() {
 	*x = ForwardOpen{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[21]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1726,7 @@ func (x *ForwardOpen) String() string {
 func (*ForwardOpen) ProtoMessage() {}
 
 func (x *ForwardOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[21]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1739,7 @@ func (x *ForwardOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardOpen.ProtoReflect.Descriptor instead.
 func (*ForwardOpen) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{21}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ForwardOpen) GetPod() string {
@@ -1598,7 +1790,7 @@ type ForwardState struct {
 
 func (x *ForwardState) Reset() {
 	*x = ForwardState{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[22]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1610,7 +1802,7 @@ func (x *ForwardState) String() string {
 func (*ForwardState) ProtoMessage() {}
 
 func (x *ForwardState) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[22]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1623,7 +1815,7 @@ func (x *ForwardState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardState.ProtoReflect.Descriptor instead.
 func (*ForwardState) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{22}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ForwardState) GetVolumes() []string {
@@ -1659,7 +1851,7 @@ type ForwardResult struct {
 
 func (x *ForwardResult) Reset() {
 	*x = ForwardResult{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[23]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1671,7 +1863,7 @@ func (x *ForwardResult) String() string {
 func (*ForwardResult) ProtoMessage() {}
 
 func (x *ForwardResult) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[23]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1684,7 +1876,7 @@ func (x *ForwardResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResult.ProtoReflect.Descriptor instead.
 func (*ForwardResult) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{23}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ForwardResult) GetSeq() uint64 {
@@ -1729,7 +1921,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[24]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1741,7 +1933,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[24]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1754,7 +1946,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{24}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ForwardRequest) GetMsg() isForwardRequest_Msg {
@@ -1827,7 +2019,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[25]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +2031,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[25]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +2044,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{25}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ForwardResponse) GetMsg() isForwardResponse_Msg {
@@ -1924,7 +2116,7 @@ type ReclaimVolume struct {
 
 func (x *ReclaimVolume) Reset() {
 	*x = ReclaimVolume{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[26]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1936,7 +2128,7 @@ func (x *ReclaimVolume) String() string {
 func (*ReclaimVolume) ProtoMessage() {}
 
 func (x *ReclaimVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[26]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1949,7 +2141,7 @@ func (x *ReclaimVolume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimVolume.ProtoReflect.Descriptor instead.
 func (*ReclaimVolume) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{26}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReclaimVolume) GetVolume() string {
@@ -1977,7 +2169,7 @@ type ReclaimOpen struct {
 
 func (x *ReclaimOpen) Reset() {
 	*x = ReclaimOpen{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[27]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1989,7 +2181,7 @@ func (x *ReclaimOpen) String() string {
 func (*ReclaimOpen) ProtoMessage() {}
 
 func (x *ReclaimOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[27]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2002,7 +2194,7 @@ func (x *ReclaimOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimOpen.ProtoReflect.Descriptor instead.
 func (*ReclaimOpen) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{27}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReclaimOpen) GetPod() string {
@@ -2036,7 +2228,7 @@ type ReclaimApplied struct {
 
 func (x *ReclaimApplied) Reset() {
 	*x = ReclaimApplied{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[28]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2240,7 @@ func (x *ReclaimApplied) String() string {
 func (*ReclaimApplied) ProtoMessage() {}
 
 func (x *ReclaimApplied) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[28]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2253,7 @@ func (x *ReclaimApplied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimApplied.ProtoReflect.Descriptor instead.
 func (*ReclaimApplied) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{28}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{31}
 }
 
 type ReclaimRequest struct {
@@ -2077,7 +2269,7 @@ type ReclaimRequest struct {
 
 func (x *ReclaimRequest) Reset() {
 	*x = ReclaimRequest{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[29]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2281,7 @@ func (x *ReclaimRequest) String() string {
 func (*ReclaimRequest) ProtoMessage() {}
 
 func (x *ReclaimRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[29]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2294,7 @@ func (x *ReclaimRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimRequest.ProtoReflect.Descriptor instead.
 func (*ReclaimRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{29}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReclaimRequest) GetMsg() isReclaimRequest_Msg {
@@ -2156,7 +2348,7 @@ type ReclaimData struct {
 
 func (x *ReclaimData) Reset() {
 	*x = ReclaimData{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[30]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2168,7 +2360,7 @@ func (x *ReclaimData) String() string {
 func (*ReclaimData) ProtoMessage() {}
 
 func (x *ReclaimData) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[30]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2181,7 +2373,7 @@ func (x *ReclaimData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimData.ProtoReflect.Descriptor instead.
 func (*ReclaimData) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{30}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReclaimData) GetVolume() string {
@@ -2213,7 +2405,7 @@ type ReclaimRound struct {
 
 func (x *ReclaimRound) Reset() {
 	*x = ReclaimRound{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[31]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2225,7 +2417,7 @@ func (x *ReclaimRound) String() string {
 func (*ReclaimRound) ProtoMessage() {}
 
 func (x *ReclaimRound) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[31]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2238,7 +2430,7 @@ func (x *ReclaimRound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimRound.ProtoReflect.Descriptor instead.
 func (*ReclaimRound) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{31}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReclaimRound) GetBytes() int64 {
@@ -2264,7 +2456,7 @@ type ReclaimReleased struct {
 
 func (x *ReclaimReleased) Reset() {
 	*x = ReclaimReleased{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[32]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2276,7 +2468,7 @@ func (x *ReclaimReleased) String() string {
 func (*ReclaimReleased) ProtoMessage() {}
 
 func (x *ReclaimReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[32]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2289,7 +2481,7 @@ func (x *ReclaimReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimReleased.ProtoReflect.Descriptor instead.
 func (*ReclaimReleased) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{32}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{35}
 }
 
 type ReclaimResponse struct {
@@ -2306,7 +2498,7 @@ type ReclaimResponse struct {
 
 func (x *ReclaimResponse) Reset() {
 	*x = ReclaimResponse{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[33]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2318,7 +2510,7 @@ func (x *ReclaimResponse) String() string {
 func (*ReclaimResponse) ProtoMessage() {}
 
 func (x *ReclaimResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[33]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2331,7 +2523,7 @@ func (x *ReclaimResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimResponse.ProtoReflect.Descriptor instead.
 func (*ReclaimResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{33}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ReclaimResponse) GetMsg() isReclaimResponse_Msg {
@@ -2394,7 +2586,19 @@ var File_volrep_array_v1_transfer_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\n" +
-	"&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%volrep/array/v1/replica_service.proto\x1a$volrep/array/v1/volume_service.proto\"\x89\x06\n" +
+	"&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%volrep/array/v1/replica_service.proto\x1a$volrep/array/v1/volume_service.proto\"%\n" +
+	"\x11GetPodCopyRequest\x12\x10\n" +
+	"\x03pod\x18\x01 \x01(\tR\x03pod\"@\n" +
+	"\x12GetPodCopyResponse\x12*\n" +
+	"\x03pod\x18\x01 \x01(\v2\x18.volrep.array.v1.PodCopyR\x03pod\"\xc9\x01\n" +
+	"\aPodCopy\x12\x10\n" +
+	"\x03pod\x18\x01 \x01(\tR\x03pod\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
+	"\x06writes\x18\x03 \x01(\tR\x06writes\x12\x18\n" +
+	"\avolumes\x18\x04 \x03(\tR\avolumes\x12%\n" +
+	"\x0emediator_state\x18\x05 \x01(\tR\rmediatorState\x12#\n" +
+	"\rmediator_held\x18\x06 \x01(\bR\fmediatorHeld\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\"\x89\x06\n" +
 	"\rReceiveHeader\x12\x1f\n" +
 	"\vtransfer_id\x18\x01 \x01(\tR\n" +
 	"transferId\x12\x16\n" +
@@ -2556,14 +2760,16 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\x04data\x18\x01 \x01(\v2\x1c.volrep.array.v1.ReclaimDataH\x00R\x04data\x125\n" +
 	"\x05round\x18\x02 \x01(\v2\x1d.volrep.array.v1.ReclaimRoundH\x00R\x05round\x12>\n" +
 	"\breleased\x18\x03 \x01(\v2 .volrep.array.v1.ReclaimReleasedH\x00R\breleasedB\x05\n" +
-	"\x03msg2\xec\x03\n" +
+	"\x03msg2\xc3\x04\n" +
 	"\x0fTransferService\x12P\n" +
 	"\aReceive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x010\x01\x12M\n" +
 	"\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x010\x01\x12L\n" +
 	"\aAdvance\x12\x1f.volrep.array.v1.AdvanceRequest\x1a .volrep.array.v1.AdvanceResponse\x12F\n" +
 	"\x05Prune\x12\x1d.volrep.array.v1.PruneRequest\x1a\x1e.volrep.array.v1.PruneResponse\x12P\n" +
 	"\aForward\x12\x1f.volrep.array.v1.ForwardRequest\x1a .volrep.array.v1.ForwardResponse(\x010\x01\x12P\n" +
-	"\aReclaim\x12\x1f.volrep.array.v1.ReclaimRequest\x1a .volrep.array.v1.ReclaimResponse(\x010\x01B8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
+	"\aReclaim\x12\x1f.volrep.array.v1.ReclaimRequest\x1a .volrep.array.v1.ReclaimResponse(\x010\x01\x12U\n" +
+	"\n" +
+	"GetPodCopy\x12\".volrep.array.v1.GetPodCopyRequest\x1a#.volrep.array.v1.GetPodCopyResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
 
 var (
 	file_volrep_array_v1_transfer_service_proto_rawDescOnce sync.Once
@@ -2577,104 +2783,110 @@ func file_volrep_array_v1_transfer_service_proto_rawDescGZIP() []byte {
 	return file_volrep_array_v1_transfer_service_proto_rawDescData
 }
 
-var file_volrep_array_v1_transfer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_volrep_array_v1_transfer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_volrep_array_v1_transfer_service_proto_goTypes = []any{
-	(*ReceiveHeader)(nil),         // 0: volrep.array.v1.ReceiveHeader
-	(*DataChunk)(nil),             // 1: volrep.array.v1.DataChunk
-	(*ZeroExtent)(nil),            // 2: volrep.array.v1.ZeroExtent
-	(*ReceiveTrailer)(nil),        // 3: volrep.array.v1.ReceiveTrailer
-	(*ReceiveRequest)(nil),        // 4: volrep.array.v1.ReceiveRequest
-	(*ReceiveReady)(nil),          // 5: volrep.array.v1.ReceiveReady
-	(*ReceiveCommitted)(nil),      // 6: volrep.array.v1.ReceiveCommitted
-	(*ReceiveResponse)(nil),       // 7: volrep.array.v1.ReceiveResponse
-	(*MirrorOpen)(nil),            // 8: volrep.array.v1.MirrorOpen
-	(*MirrorWrite)(nil),           // 9: volrep.array.v1.MirrorWrite
-	(*MirrorZero)(nil),            // 10: volrep.array.v1.MirrorZero
-	(*MirrorFlush)(nil),           // 11: volrep.array.v1.MirrorFlush
-	(*MirrorRequest)(nil),         // 12: volrep.array.v1.MirrorRequest
-	(*MirrorResponse)(nil),        // 13: volrep.array.v1.MirrorResponse
-	(*AdvanceMember)(nil),         // 14: volrep.array.v1.AdvanceMember
-	(*AdvanceRequest)(nil),        // 15: volrep.array.v1.AdvanceRequest
-	(*AdvanceResult)(nil),         // 16: volrep.array.v1.AdvanceResult
-	(*AdvanceResponse)(nil),       // 17: volrep.array.v1.AdvanceResponse
-	(*PruneSnapshot)(nil),         // 18: volrep.array.v1.PruneSnapshot
-	(*PruneRequest)(nil),          // 19: volrep.array.v1.PruneRequest
-	(*PruneResponse)(nil),         // 20: volrep.array.v1.PruneResponse
-	(*ForwardOpen)(nil),           // 21: volrep.array.v1.ForwardOpen
-	(*ForwardState)(nil),          // 22: volrep.array.v1.ForwardState
-	(*ForwardResult)(nil),         // 23: volrep.array.v1.ForwardResult
-	(*ForwardRequest)(nil),        // 24: volrep.array.v1.ForwardRequest
-	(*ForwardResponse)(nil),       // 25: volrep.array.v1.ForwardResponse
-	(*ReclaimVolume)(nil),         // 26: volrep.array.v1.ReclaimVolume
-	(*ReclaimOpen)(nil),           // 27: volrep.array.v1.ReclaimOpen
-	(*ReclaimApplied)(nil),        // 28: volrep.array.v1.ReclaimApplied
-	(*ReclaimRequest)(nil),        // 29: volrep.array.v1.ReclaimRequest
-	(*ReclaimData)(nil),           // 30: volrep.array.v1.ReclaimData
-	(*ReclaimRound)(nil),          // 31: volrep.array.v1.ReclaimRound
-	(*ReclaimReleased)(nil),       // 32: volrep.array.v1.ReclaimReleased
-	(*ReclaimResponse)(nil),       // 33: volrep.array.v1.ReclaimResponse
-	nil,                           // 34: volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
-	nil,                           // 35: volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
-	nil,                           // 36: volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
-	(*timestamppb.Timestamp)(nil), // 37: google.protobuf.Timestamp
-	(*Snapshot)(nil),              // 38: volrep.array.v1.Snapshot
-	(*Retention)(nil),             // 39: volrep.array.v1.Retention
-	(*Extent)(nil),                // 40: volrep.array.v1.Extent
+	(*GetPodCopyRequest)(nil),     // 0: volrep.array.v1.GetPodCopyRequest
+	(*GetPodCopyResponse)(nil),    // 1: volrep.array.v1.GetPodCopyResponse
+	(*PodCopy)(nil),               // 2: volrep.array.v1.PodCopy
+	(*ReceiveHeader)(nil),         // 3: volrep.array.v1.ReceiveHeader
+	(*DataChunk)(nil),             // 4: volrep.array.v1.DataChunk
+	(*ZeroExtent)(nil),            // 5: volrep.array.v1.ZeroExtent
+	(*ReceiveTrailer)(nil),        // 6: volrep.array.v1.ReceiveTrailer
+	(*ReceiveRequest)(nil),        // 7: volrep.array.v1.ReceiveRequest
+	(*ReceiveReady)(nil),          // 8: volrep.array.v1.ReceiveReady
+	(*ReceiveCommitted)(nil),      // 9: volrep.array.v1.ReceiveCommitted
+	(*ReceiveResponse)(nil),       // 10: volrep.array.v1.ReceiveResponse
+	(*MirrorOpen)(nil),            // 11: volrep.array.v1.MirrorOpen
+	(*MirrorWrite)(nil),           // 12: volrep.array.v1.MirrorWrite
+	(*MirrorZero)(nil),            // 13: volrep.array.v1.MirrorZero
+	(*MirrorFlush)(nil),           // 14: volrep.array.v1.MirrorFlush
+	(*MirrorRequest)(nil),         // 15: volrep.array.v1.MirrorRequest
+	(*MirrorResponse)(nil),        // 16: volrep.array.v1.MirrorResponse
+	(*AdvanceMember)(nil),         // 17: volrep.array.v1.AdvanceMember
+	(*AdvanceRequest)(nil),        // 18: volrep.array.v1.AdvanceRequest
+	(*AdvanceResult)(nil),         // 19: volrep.array.v1.AdvanceResult
+	(*AdvanceResponse)(nil),       // 20: volrep.array.v1.AdvanceResponse
+	(*PruneSnapshot)(nil),         // 21: volrep.array.v1.PruneSnapshot
+	(*PruneRequest)(nil),          // 22: volrep.array.v1.PruneRequest
+	(*PruneResponse)(nil),         // 23: volrep.array.v1.PruneResponse
+	(*ForwardOpen)(nil),           // 24: volrep.array.v1.ForwardOpen
+	(*ForwardState)(nil),          // 25: volrep.array.v1.ForwardState
+	(*ForwardResult)(nil),         // 26: volrep.array.v1.ForwardResult
+	(*ForwardRequest)(nil),        // 27: volrep.array.v1.ForwardRequest
+	(*ForwardResponse)(nil),       // 28: volrep.array.v1.ForwardResponse
+	(*ReclaimVolume)(nil),         // 29: volrep.array.v1.ReclaimVolume
+	(*ReclaimOpen)(nil),           // 30: volrep.array.v1.ReclaimOpen
+	(*ReclaimApplied)(nil),        // 31: volrep.array.v1.ReclaimApplied
+	(*ReclaimRequest)(nil),        // 32: volrep.array.v1.ReclaimRequest
+	(*ReclaimData)(nil),           // 33: volrep.array.v1.ReclaimData
+	(*ReclaimRound)(nil),          // 34: volrep.array.v1.ReclaimRound
+	(*ReclaimReleased)(nil),       // 35: volrep.array.v1.ReclaimReleased
+	(*ReclaimResponse)(nil),       // 36: volrep.array.v1.ReclaimResponse
+	nil,                           // 37: volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
+	nil,                           // 38: volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
+	nil,                           // 39: volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
+	(*timestamppb.Timestamp)(nil), // 40: google.protobuf.Timestamp
+	(*Snapshot)(nil),              // 41: volrep.array.v1.Snapshot
+	(*Retention)(nil),             // 42: volrep.array.v1.Retention
+	(*Extent)(nil),                // 43: volrep.array.v1.Extent
 }
 var file_volrep_array_v1_transfer_service_proto_depIdxs = []int32{
-	34, // 0: volrep.array.v1.ReceiveHeader.volume_labels:type_name -> volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
-	37, // 1: volrep.array.v1.ReceiveHeader.snapshot_created:type_name -> google.protobuf.Timestamp
-	35, // 2: volrep.array.v1.ReceiveHeader.snapshot_labels:type_name -> volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
-	0,  // 3: volrep.array.v1.ReceiveRequest.header:type_name -> volrep.array.v1.ReceiveHeader
-	1,  // 4: volrep.array.v1.ReceiveRequest.data:type_name -> volrep.array.v1.DataChunk
-	2,  // 5: volrep.array.v1.ReceiveRequest.zero:type_name -> volrep.array.v1.ZeroExtent
-	3,  // 6: volrep.array.v1.ReceiveRequest.trailer:type_name -> volrep.array.v1.ReceiveTrailer
-	38, // 7: volrep.array.v1.ReceiveCommitted.snapshot:type_name -> volrep.array.v1.Snapshot
-	5,  // 8: volrep.array.v1.ReceiveResponse.ready:type_name -> volrep.array.v1.ReceiveReady
-	6,  // 9: volrep.array.v1.ReceiveResponse.committed:type_name -> volrep.array.v1.ReceiveCommitted
-	8,  // 10: volrep.array.v1.MirrorRequest.open:type_name -> volrep.array.v1.MirrorOpen
-	9,  // 11: volrep.array.v1.MirrorRequest.write:type_name -> volrep.array.v1.MirrorWrite
-	10, // 12: volrep.array.v1.MirrorRequest.zero:type_name -> volrep.array.v1.MirrorZero
-	11, // 13: volrep.array.v1.MirrorRequest.flush:type_name -> volrep.array.v1.MirrorFlush
-	37, // 14: volrep.array.v1.AdvanceMember.snapshot_created:type_name -> google.protobuf.Timestamp
-	36, // 15: volrep.array.v1.AdvanceMember.snapshot_labels:type_name -> volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
-	14, // 16: volrep.array.v1.AdvanceRequest.members:type_name -> volrep.array.v1.AdvanceMember
-	38, // 17: volrep.array.v1.AdvanceResult.snapshot:type_name -> volrep.array.v1.Snapshot
-	16, // 18: volrep.array.v1.AdvanceResponse.results:type_name -> volrep.array.v1.AdvanceResult
-	39, // 19: volrep.array.v1.PruneRequest.retention:type_name -> volrep.array.v1.Retention
-	37, // 20: volrep.array.v1.PruneRequest.now:type_name -> google.protobuf.Timestamp
-	18, // 21: volrep.array.v1.PruneResponse.kept:type_name -> volrep.array.v1.PruneSnapshot
-	21, // 22: volrep.array.v1.ForwardRequest.open:type_name -> volrep.array.v1.ForwardOpen
-	22, // 23: volrep.array.v1.ForwardRequest.state:type_name -> volrep.array.v1.ForwardState
-	23, // 24: volrep.array.v1.ForwardRequest.result:type_name -> volrep.array.v1.ForwardResult
-	9,  // 25: volrep.array.v1.ForwardResponse.write:type_name -> volrep.array.v1.MirrorWrite
-	10, // 26: volrep.array.v1.ForwardResponse.zero:type_name -> volrep.array.v1.MirrorZero
-	11, // 27: volrep.array.v1.ForwardResponse.flush:type_name -> volrep.array.v1.MirrorFlush
-	40, // 28: volrep.array.v1.ReclaimVolume.extents:type_name -> volrep.array.v1.Extent
-	26, // 29: volrep.array.v1.ReclaimOpen.volumes:type_name -> volrep.array.v1.ReclaimVolume
-	27, // 30: volrep.array.v1.ReclaimRequest.open:type_name -> volrep.array.v1.ReclaimOpen
-	28, // 31: volrep.array.v1.ReclaimRequest.applied:type_name -> volrep.array.v1.ReclaimApplied
-	1,  // 32: volrep.array.v1.ReclaimData.chunk:type_name -> volrep.array.v1.DataChunk
-	30, // 33: volrep.array.v1.ReclaimResponse.data:type_name -> volrep.array.v1.ReclaimData
-	31, // 34: volrep.array.v1.ReclaimResponse.round:type_name -> volrep.array.v1.ReclaimRound
-	32, // 35: volrep.array.v1.ReclaimResponse.released:type_name -> volrep.array.v1.ReclaimReleased
-	4,  // 36: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
-	12, // 37: volrep.array.v1.TransferService.Mirror:input_type -> volrep.array.v1.MirrorRequest
-	15, // 38: volrep.array.v1.TransferService.Advance:input_type -> volrep.array.v1.AdvanceRequest
-	19, // 39: volrep.array.v1.TransferService.Prune:input_type -> volrep.array.v1.PruneRequest
-	24, // 40: volrep.array.v1.TransferService.Forward:input_type -> volrep.array.v1.ForwardRequest
-	29, // 41: volrep.array.v1.TransferService.Reclaim:input_type -> volrep.array.v1.ReclaimRequest
-	7,  // 42: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
-	13, // 43: volrep.array.v1.TransferService.Mirror:output_type -> volrep.array.v1.MirrorResponse
-	17, // 44: volrep.array.v1.TransferService.Advance:output_type -> volrep.array.v1.AdvanceResponse
-	20, // 45: volrep.array.v1.TransferService.Prune:output_type -> volrep.array.v1.PruneResponse
-	25, // 46: volrep.array.v1.TransferService.Forward:output_type -> volrep.array.v1.ForwardResponse
-	33, // 47: volrep.array.v1.TransferService.Reclaim:output_type -> volrep.array.v1.ReclaimResponse
-	42, // [42:48] is the sub-list for method output_type
-	36, // [36:42] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	2,  // 0: volrep.array.v1.GetPodCopyResponse.pod:type_name -> volrep.array.v1.PodCopy
+	37, // 1: volrep.array.v1.ReceiveHeader.volume_labels:type_name -> volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
+	40, // 2: volrep.array.v1.ReceiveHeader.snapshot_created:type_name -> google.protobuf.Timestamp
+	38, // 3: volrep.array.v1.ReceiveHeader.snapshot_labels:type_name -> volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
+	3,  // 4: volrep.array.v1.ReceiveRequest.header:type_name -> volrep.array.v1.ReceiveHeader
+	4,  // 5: volrep.array.v1.ReceiveRequest.data:type_name -> volrep.array.v1.DataChunk
+	5,  // 6: volrep.array.v1.ReceiveRequest.zero:type_name -> volrep.array.v1.ZeroExtent
+	6,  // 7: volrep.array.v1.ReceiveRequest.trailer:type_name -> volrep.array.v1.ReceiveTrailer
+	41, // 8: volrep.array.v1.ReceiveCommitted.snapshot:type_name -> volrep.array.v1.Snapshot
+	8,  // 9: volrep.array.v1.ReceiveResponse.ready:type_name -> volrep.array.v1.ReceiveReady
+	9,  // 10: volrep.array.v1.ReceiveResponse.committed:type_name -> volrep.array.v1.ReceiveCommitted
+	11, // 11: volrep.array.v1.MirrorRequest.open:type_name -> volrep.array.v1.MirrorOpen
+	12, // 12: volrep.array.v1.MirrorRequest.write:type_name -> volrep.array.v1.MirrorWrite
+	13, // 13: volrep.array.v1.MirrorRequest.zero:type_name -> volrep.array.v1.MirrorZero
+	14, // 14: volrep.array.v1.MirrorRequest.flush:type_name -> volrep.array.v1.MirrorFlush
+	40, // 15: volrep.array.v1.AdvanceMember.snapshot_created:type_name -> google.protobuf.Timestamp
+	39, // 16: volrep.array.v1.AdvanceMember.snapshot_labels:type_name -> volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
+	17, // 17: volrep.array.v1.AdvanceRequest.members:type_name -> volrep.array.v1.AdvanceMember
+	41, // 18: volrep.array.v1.AdvanceResult.snapshot:type_name -> volrep.array.v1.Snapshot
+	19, // 19: volrep.array.v1.AdvanceResponse.results:type_name -> volrep.array.v1.AdvanceResult
+	42, // 20: volrep.array.v1.PruneRequest.retention:type_name -> volrep.array.v1.Retention
+	40, // 21: volrep.array.v1.PruneRequest.now:type_name -> google.protobuf.Timestamp
+	21, // 22: volrep.array.v1.PruneResponse.kept:type_name -> volrep.array.v1.PruneSnapshot
+	24, // 23: volrep.array.v1.ForwardRequest.open:type_name -> volrep.array.v1.ForwardOpen
+	25, // 24: volrep.array.v1.ForwardRequest.state:type_name -> volrep.array.v1.ForwardState
+	26, // 25: volrep.array.v1.ForwardRequest.result:type_name -> volrep.array.v1.ForwardResult
+	12, // 26: volrep.array.v1.ForwardResponse.write:type_name -> volrep.array.v1.MirrorWrite
+	13, // 27: volrep.array.v1.ForwardResponse.zero:type_name -> volrep.array.v1.MirrorZero
+	14, // 28: volrep.array.v1.ForwardResponse.flush:type_name -> volrep.array.v1.MirrorFlush
+	43, // 29: volrep.array.v1.ReclaimVolume.extents:type_name -> volrep.array.v1.Extent
+	29, // 30: volrep.array.v1.ReclaimOpen.volumes:type_name -> volrep.array.v1.ReclaimVolume
+	30, // 31: volrep.array.v1.ReclaimRequest.open:type_name -> volrep.array.v1.ReclaimOpen
+	31, // 32: volrep.array.v1.ReclaimRequest.applied:type_name -> volrep.array.v1.ReclaimApplied
+	4,  // 33: volrep.array.v1.ReclaimData.chunk:type_name -> volrep.array.v1.DataChunk
+	33, // 34: volrep.array.v1.ReclaimResponse.data:type_name -> volrep.array.v1.ReclaimData
+	34, // 35: volrep.array.v1.ReclaimResponse.round:type_name -> volrep.array.v1.ReclaimRound
+	35, // 36: volrep.array.v1.ReclaimResponse.released:type_name -> volrep.array.v1.ReclaimReleased
+	7,  // 37: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
+	15, // 38: volrep.array.v1.TransferService.Mirror:input_type -> volrep.array.v1.MirrorRequest
+	18, // 39: volrep.array.v1.TransferService.Advance:input_type -> volrep.array.v1.AdvanceRequest
+	22, // 40: volrep.array.v1.TransferService.Prune:input_type -> volrep.array.v1.PruneRequest
+	27, // 41: volrep.array.v1.TransferService.Forward:input_type -> volrep.array.v1.ForwardRequest
+	32, // 42: volrep.array.v1.TransferService.Reclaim:input_type -> volrep.array.v1.ReclaimRequest
+	0,  // 43: volrep.array.v1.TransferService.GetPodCopy:input_type -> volrep.array.v1.GetPodCopyRequest
+	10, // 44: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
+	16, // 45: volrep.array.v1.TransferService.Mirror:output_type -> volrep.array.v1.MirrorResponse
+	20, // 46: volrep.array.v1.TransferService.Advance:output_type -> volrep.array.v1.AdvanceResponse
+	23, // 47: volrep.array.v1.TransferService.Prune:output_type -> volrep.array.v1.PruneResponse
+	28, // 48: volrep.array.v1.TransferService.Forward:output_type -> volrep.array.v1.ForwardResponse
+	36, // 49: volrep.array.v1.TransferService.Reclaim:output_type -> volrep.array.v1.ReclaimResponse
+	1,  // 50: volrep.array.v1.TransferService.GetPodCopy:output_type -> volrep.array.v1.GetPodCopyResponse
+	44, // [44:51] is the sub-list for method output_type
+	37, // [37:44] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_transfer_service_proto_init() }
@@ -2684,37 +2896,37 @@ func file_volrep_array_v1_transfer_service_proto_init() {
 	}
 	file_volrep_array_v1_replica_service_proto_init()
 	file_volrep_array_v1_volume_service_proto_init()
-	file_volrep_array_v1_transfer_service_proto_msgTypes[4].OneofWrappers = []any{
+	file_volrep_array_v1_transfer_service_proto_msgTypes[7].OneofWrappers = []any{
 		(*ReceiveRequest_Header)(nil),
 		(*ReceiveRequest_Data)(nil),
 		(*ReceiveRequest_Zero)(nil),
 		(*ReceiveRequest_Trailer)(nil),
 	}
-	file_volrep_array_v1_transfer_service_proto_msgTypes[7].OneofWrappers = []any{
+	file_volrep_array_v1_transfer_service_proto_msgTypes[10].OneofWrappers = []any{
 		(*ReceiveResponse_Ready)(nil),
 		(*ReceiveResponse_Committed)(nil),
 	}
-	file_volrep_array_v1_transfer_service_proto_msgTypes[12].OneofWrappers = []any{
+	file_volrep_array_v1_transfer_service_proto_msgTypes[15].OneofWrappers = []any{
 		(*MirrorRequest_Open)(nil),
 		(*MirrorRequest_Write)(nil),
 		(*MirrorRequest_Zero)(nil),
 		(*MirrorRequest_Flush)(nil),
 	}
-	file_volrep_array_v1_transfer_service_proto_msgTypes[24].OneofWrappers = []any{
+	file_volrep_array_v1_transfer_service_proto_msgTypes[27].OneofWrappers = []any{
 		(*ForwardRequest_Open)(nil),
 		(*ForwardRequest_State)(nil),
 		(*ForwardRequest_Result)(nil),
 	}
-	file_volrep_array_v1_transfer_service_proto_msgTypes[25].OneofWrappers = []any{
+	file_volrep_array_v1_transfer_service_proto_msgTypes[28].OneofWrappers = []any{
 		(*ForwardResponse_Write)(nil),
 		(*ForwardResponse_Zero)(nil),
 		(*ForwardResponse_Flush)(nil),
 	}
-	file_volrep_array_v1_transfer_service_proto_msgTypes[29].OneofWrappers = []any{
+	file_volrep_array_v1_transfer_service_proto_msgTypes[32].OneofWrappers = []any{
 		(*ReclaimRequest_Open)(nil),
 		(*ReclaimRequest_Applied)(nil),
 	}
-	file_volrep_array_v1_transfer_service_proto_msgTypes[33].OneofWrappers = []any{
+	file_volrep_array_v1_transfer_service_proto_msgTypes[36].OneofWrappers = []any{
 		(*ReclaimResponse_Data)(nil),
 		(*ReclaimResponse_Round)(nil),
 		(*ReclaimResponse_Released)(nil),
@@ -2725,7 +2937,7 @@ func file_volrep_array_v1_transfer_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_transfer_service_proto_rawDesc), len(file_volrep_array_v1_transfer_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,12 +19,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TransferService_Receive_FullMethodName = "/volrep.array.v1.TransferService/Receive"
-	TransferService_Mirror_FullMethodName  = "/volrep.array.v1.TransferService/Mirror"
-	TransferService_Advance_FullMethodName = "/volrep.array.v1.TransferService/Advance"
-	TransferService_Prune_FullMethodName   = "/volrep.array.v1.TransferService/Prune"
-	TransferService_Forward_FullMethodName = "/volrep.array.v1.TransferService/Forward"
-	TransferService_Reclaim_FullMethodName = "/volrep.array.v1.TransferService/Reclaim"
+	TransferService_Receive_FullMethodName    = "/volrep.array.v1.TransferService/Receive"
+	TransferService_Mirror_FullMethodName     = "/volrep.array.v1.TransferService/Mirror"
+	TransferService_Advance_FullMethodName    = "/volrep.array.v1.TransferService/Advance"
+	TransferService_Prune_FullMethodName      = "/volrep.array.v1.TransferService/Prune"
+	TransferService_Forward_FullMethodName    = "/volrep.array.v1.TransferService/Forward"
+	TransferService_Reclaim_FullMethodName    = "/volrep.array.v1.TransferService/Reclaim"
+	TransferService_GetPodCopy_FullMethodName = "/volrep.array.v1.TransferService/GetPodCopy"
 )
 
 // TransferServiceClient is the client API for TransferService service.
@@ -74,6 +75,14 @@ type TransferServiceClient interface {
 	// mark at the mediator up and says released. A pod that was not
 	// carried here is FAILED_PRECONDITION.
 	Reclaim(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReclaimRequest, ReclaimResponse], error)
+	// GetPodCopy reports a pod as this array, its non-preferred side, sees
+	// it: whether its preferred array reaches it, whether its copies take
+	// their clients' writes, and its own hold at the mediator. The
+	// preferred array's GetReplica says what that side sees; an operator
+	// needs both when the two disagree (cut off from each other). A pod
+	// whose preferred array has not reached this array since it started
+	// is NOT_FOUND.
+	GetPodCopy(ctx context.Context, in *GetPodCopyRequest, opts ...grpc.CallOption) (*GetPodCopyResponse, error)
 }
 
 type transferServiceClient struct {
@@ -156,6 +165,16 @@ func (c *transferServiceClient) Reclaim(ctx context.Context, opts ...grpc.CallOp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TransferService_ReclaimClient = grpc.BidiStreamingClient[ReclaimRequest, ReclaimResponse]
 
+func (c *transferServiceClient) GetPodCopy(ctx context.Context, in *GetPodCopyRequest, opts ...grpc.CallOption) (*GetPodCopyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPodCopyResponse)
+	err := c.cc.Invoke(ctx, TransferService_GetPodCopy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TransferServiceServer is the server API for TransferService service.
 // All implementations must embed UnimplementedTransferServiceServer
 // for forward compatibility.
@@ -203,6 +222,14 @@ type TransferServiceServer interface {
 	// mark at the mediator up and says released. A pod that was not
 	// carried here is FAILED_PRECONDITION.
 	Reclaim(grpc.BidiStreamingServer[ReclaimRequest, ReclaimResponse]) error
+	// GetPodCopy reports a pod as this array, its non-preferred side, sees
+	// it: whether its preferred array reaches it, whether its copies take
+	// their clients' writes, and its own hold at the mediator. The
+	// preferred array's GetReplica says what that side sees; an operator
+	// needs both when the two disagree (cut off from each other). A pod
+	// whose preferred array has not reached this array since it started
+	// is NOT_FOUND.
+	GetPodCopy(context.Context, *GetPodCopyRequest) (*GetPodCopyResponse, error)
 	mustEmbedUnimplementedTransferServiceServer()
 }
 
@@ -230,6 +257,9 @@ func (UnimplementedTransferServiceServer) Forward(grpc.BidiStreamingServer[Forwa
 }
 func (UnimplementedTransferServiceServer) Reclaim(grpc.BidiStreamingServer[ReclaimRequest, ReclaimResponse]) error {
 	return status.Error(codes.Unimplemented, "method Reclaim not implemented")
+}
+func (UnimplementedTransferServiceServer) GetPodCopy(context.Context, *GetPodCopyRequest) (*GetPodCopyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPodCopy not implemented")
 }
 func (UnimplementedTransferServiceServer) mustEmbedUnimplementedTransferServiceServer() {}
 func (UnimplementedTransferServiceServer) testEmbeddedByValue()                         {}
@@ -316,6 +346,24 @@ func _TransferService_Reclaim_Handler(srv interface{}, stream grpc.ServerStream)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TransferService_ReclaimServer = grpc.BidiStreamingServer[ReclaimRequest, ReclaimResponse]
 
+func _TransferService_GetPodCopy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPodCopyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TransferServiceServer).GetPodCopy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TransferService_GetPodCopy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TransferServiceServer).GetPodCopy(ctx, req.(*GetPodCopyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TransferService_ServiceDesc is the grpc.ServiceDesc for TransferService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -330,6 +378,10 @@ var TransferService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Prune",
 			Handler:    _TransferService_Prune_Handler,
+		},
+		{
+			MethodName: "GetPodCopy",
+			Handler:    _TransferService_GetPodCopy_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -2855,8 +2855,19 @@ type TargetReplicationInfo struct {
 	// primary, and stop whenever the pod is not in sync.
 	PrimaryWrites string `protobuf:"bytes,15,opt,name=primary_writes,json=primaryWrites,proto3" json:"primary_writes,omitempty"`
 	TargetWrites  string `protobuf:"bytes,16,opt,name=target_writes,json=targetWrites,proto3" json:"target_writes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Sync targets: the pod as the target array itself reports it, which
+	// differs from the primary's view above when the two cannot reach each
+	// other: "online", "resyncing", "offline" (the primary does not reach
+	// it) or "carried" (it carries the pod alone, given the pod's key by
+	// the mediator); whether its copies take client writes; why; and
+	// whether it holds the pod's key. target_own_state is empty when the
+	// target array cannot be asked, and target_own_message then says why.
+	TargetOwnState     string `protobuf:"bytes,17,opt,name=target_own_state,json=targetOwnState,proto3" json:"target_own_state,omitempty"`
+	TargetOwnWrites    string `protobuf:"bytes,18,opt,name=target_own_writes,json=targetOwnWrites,proto3" json:"target_own_writes,omitempty"`
+	TargetOwnMessage   string `protobuf:"bytes,19,opt,name=target_own_message,json=targetOwnMessage,proto3" json:"target_own_message,omitempty"`
+	TargetMediatorHeld bool   `protobuf:"varint,20,opt,name=target_mediator_held,json=targetMediatorHeld,proto3" json:"target_mediator_held,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *TargetReplicationInfo) Reset() {
@@ -2999,6 +3010,34 @@ func (x *TargetReplicationInfo) GetTargetWrites() string {
 		return x.TargetWrites
 	}
 	return ""
+}
+
+func (x *TargetReplicationInfo) GetTargetOwnState() string {
+	if x != nil {
+		return x.TargetOwnState
+	}
+	return ""
+}
+
+func (x *TargetReplicationInfo) GetTargetOwnWrites() string {
+	if x != nil {
+		return x.TargetOwnWrites
+	}
+	return ""
+}
+
+func (x *TargetReplicationInfo) GetTargetOwnMessage() string {
+	if x != nil {
+		return x.TargetOwnMessage
+	}
+	return ""
+}
+
+func (x *TargetReplicationInfo) GetTargetMediatorHeld() bool {
+	if x != nil {
+		return x.TargetMediatorHeld
+	}
+	return false
 }
 
 type GetReplicationInfoRequest struct {
@@ -7404,7 +7443,7 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\bnew_type\x18\x03 \x01(\v2\x1c.volrep.driver.v1.VolumeTypeR\anewType\"l\n" +
 	"\x0eRetypeResponse\x12\x18\n" +
 	"\aretyped\x18\x01 \x01(\bR\aretyped\x12@\n" +
-	"\fmodel_update\x18\x02 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\"\xb4\x05\n" +
+	"\fmodel_update\x18\x02 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\"\xea\x06\n" +
 	"\x15TargetReplicationInfo\x12\x1d\n" +
 	"\n" +
 	"backend_id\x18\x01 \x01(\tR\tbackendId\x12\x12\n" +
@@ -7424,7 +7463,11 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x10mediator_message\x18\r \x01(\tR\x0fmediatorMessage\x12#\n" +
 	"\rmediator_held\x18\x0e \x01(\bR\fmediatorHeld\x12%\n" +
 	"\x0eprimary_writes\x18\x0f \x01(\tR\rprimaryWrites\x12#\n" +
-	"\rtarget_writes\x18\x10 \x01(\tR\ftargetWrites\"R\n" +
+	"\rtarget_writes\x18\x10 \x01(\tR\ftargetWrites\x12(\n" +
+	"\x10target_own_state\x18\x11 \x01(\tR\x0etargetOwnState\x12*\n" +
+	"\x11target_own_writes\x18\x12 \x01(\tR\x0ftargetOwnWrites\x12,\n" +
+	"\x12target_own_message\x18\x13 \x01(\tR\x10targetOwnMessage\x120\n" +
+	"\x14target_mediator_held\x18\x14 \x01(\bR\x12targetMediatorHeld\"R\n" +
 	"\x19GetReplicationInfoRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
 	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\"\x8b\x03\n" +

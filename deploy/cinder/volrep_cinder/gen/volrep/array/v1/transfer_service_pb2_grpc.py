@@ -49,6 +49,11 @@ class TransferServiceStub(object):
         request_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ReclaimRequest.SerializeToString,
         response_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ReclaimResponse.FromString,
         )
+    self.GetPodCopy = channel.unary_unary(
+        '/volrep.array.v1.TransferService/GetPodCopy',
+        request_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.GetPodCopyRequest.SerializeToString,
+        response_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.GetPodCopyResponse.FromString,
+        )
 
 
 class TransferServiceServicer(object):
@@ -127,6 +132,19 @@ class TransferServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def GetPodCopy(self, request, context):
+    """GetPodCopy reports a pod as this array, its non-preferred side, sees
+    it: whether its preferred array reaches it, whether its copies take
+    their clients' writes, and its own hold at the mediator. The
+    preferred array's GetReplica says what that side sees; an operator
+    needs both when the two disagree (cut off from each other). A pod
+    whose preferred array has not reached this array since it started
+    is NOT_FOUND.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_TransferServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -159,6 +177,11 @@ def add_TransferServiceServicer_to_server(servicer, server):
           servicer.Reclaim,
           request_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ReclaimRequest.FromString,
           response_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.ReclaimResponse.SerializeToString,
+      ),
+      'GetPodCopy': grpc.unary_unary_rpc_method_handler(
+          servicer.GetPodCopy,
+          request_deserializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.GetPodCopyRequest.FromString,
+          response_serializer=volrep_dot_array_dot_v1_dot_transfer__service__pb2.GetPodCopyResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(
