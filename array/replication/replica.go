@@ -163,35 +163,6 @@ func (e *Engine) normalise(ctx context.Context, spec *array.ReplicaSpec) error {
 	return nil
 }
 
-// reserve waits until no other call is creating what key names ("replica
-// NAME", "link NAME"), then marks it being created until done is called.
-// No lock is held while the creation waits on the network.
-func (e *Engine) reserve(ctx context.Context, name string) (done func(), _ error) {
-	e.mu.Lock()
-	for {
-		busy := e.creating[name]
-		if busy == nil {
-			break
-		}
-		e.mu.Unlock()
-		select {
-		case <-busy:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		e.mu.Lock()
-	}
-	ch := make(chan struct{})
-	e.creating[name] = ch
-	e.mu.Unlock()
-	return func() {
-		e.mu.Lock()
-		delete(e.creating, name)
-		e.mu.Unlock()
-		close(ch)
-	}, nil
-}
-
 // ReplicateEntity creates a replica of a volume or consistency group.
 func (e *Engine) ReplicateEntity(ctx context.Context, spec array.ReplicaSpec) (array.Replica, error) {
 	if err := e.normalise(ctx, &spec); err != nil {

@@ -43,17 +43,17 @@ func (t *Service) Mirror(stream arrayv1.TransferService_MirrorServer) error {
 		if err != nil {
 			return err
 		}
-		seq, forwarded, err, end := t.applyMirror(ctx, p, adm, open.GetPod(), msg)
-		if end != nil {
-			return end
-		}
-		if err == nil && forwarded.seq != 0 {
-			// A write this array's client made: done once here too.
-			p.mirrored(forwarded.session, forwarded.seq)
-		}
-		resp := &arrayv1.MirrorResponse{Seq: seq}
+		a, err := t.applyMirror(ctx, p, adm, open.GetPod(), msg)
 		if err != nil {
-			resp.Error = err.Error()
+			return err
+		}
+		if a.err == nil && a.tag.seq != 0 {
+			// A write this array's client made: done once here too.
+			p.mirrored(a.tag.session, a.tag.seq)
+		}
+		resp := &arrayv1.MirrorResponse{Seq: a.seq}
+		if a.err != nil {
+			resp.Error = a.err.Error()
 		}
 		if err := stream.Send(resp); err != nil {
 			return err
@@ -72,39 +72,48 @@ type mirrorAdmission struct {
 
 type forwardTag struct{ session, seq uint64 }
 
+// applied is what one mirror message did: its sequence number, the
+// forwarded write it carries (if any), and its own failure, which is
+// answered to the preferred array rather than ending the stream.
+type applied struct {
+	seq uint64
+	tag forwardTag
+	err error
+}
+
 // applyMirror applies one message of a mirror stream, under the pod's
 // applyMu so that no change of a stream that was stopped lands after the
-// moment it was stopped. err is the change's own failure, answered to
-// the preferred array; end ends the stream.
-func (t *Service) applyMirror(ctx context.Context, p *podForward, adm *mirrorAdmission, pod string, msg *arrayv1.MirrorRequest) (seq uint64, tag forwardTag, err, end error) {
+// moment it was stopped. An error ends the stream.
+func (t *Service) applyMirror(ctx context.Context, p *podForward, adm *mirrorAdmission, pod string, msg *arrayv1.MirrorRequest) (applied, error) {
 	p.applyMu.Lock()
 	defer p.applyMu.Unlock()
 	switch {
 	case adm.carried.Load():
-		return 0, tag, nil, errdefs.FailedPrecondition("pod %s: this array carries the pod now; the preferred array takes its writes back first (Reclaim)", pod)
+		return applied{}, errdefs.FailedPrecondition("pod %s: this array carries the pod now; the preferred array takes its writes back first (Reclaim)", pod)
 	case adm.superseded.Load():
-		return 0, tag, nil, errdefs.Unavailable("pod %s: a newer mirror stream from the preferred array replaced this one; it applies nothing more", pod)
+		return applied{}, errdefs.Unavailable("pod %s: a newer mirror stream from the preferred array replaced this one; it applies nothing more", pod)
 	}
+	var a applied
 	switch m := msg.Msg.(type) {
 	case *arrayv1.MirrorRequest_Write:
-		seq = m.Write.GetSeq()
-		err = t.s.ApplyMirrored(ctx, m.Write.GetVolume(), m.Write.GetOffset(), m.Write.GetData())
-		tag = forwardTag{m.Write.GetForwardedSession(), m.Write.GetForwardedSeq()}
+		a.seq = m.Write.GetSeq()
+		a.err = t.s.ApplyMirrored(ctx, m.Write.GetVolume(), m.Write.GetOffset(), m.Write.GetData())
+		a.tag = forwardTag{m.Write.GetForwardedSession(), m.Write.GetForwardedSeq()}
 	case *arrayv1.MirrorRequest_Zero:
-		seq = m.Zero.GetSeq()
-		err = t.s.ApplyMirroredZero(ctx, m.Zero.GetVolume(), m.Zero.GetOffset(), m.Zero.GetLength())
+		a.seq = m.Zero.GetSeq()
+		a.err = t.s.ApplyMirroredZero(ctx, m.Zero.GetVolume(), m.Zero.GetOffset(), m.Zero.GetLength())
 	case *arrayv1.MirrorRequest_Flush:
-		seq = m.Flush.GetSeq()
+		a.seq = m.Flush.GetSeq()
 		for _, v := range m.Flush.GetVolumes() {
-			if err = t.s.ApplyMirroredFlush(ctx, v); err != nil && !errdefs.IsNotFound(err) {
+			if a.err = t.s.ApplyMirroredFlush(ctx, v); a.err != nil && !errdefs.IsNotFound(a.err) {
 				break
 			}
-			err = nil
+			a.err = nil
 		}
 	default:
-		return 0, tag, nil, errdefs.InvalidArgument("msg", "unexpected %T on a mirror stream", m)
+		return applied{}, errdefs.InvalidArgument("msg", "unexpected %T on a mirror stream", m)
 	}
-	return seq, tag, err, nil
+	return a, nil
 }
 
 // podOpen is the first message of a pod's Mirror or Forward stream.
