@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
+	"slices"
 	"time"
 
 	"github.com/volrep/volrep/array"
@@ -370,6 +370,9 @@ func (b *Backend) GetReplicationInfo(ctx context.Context, id string) (Replicatio
 	}
 	name := volumeName(id)
 	if _, err := b.activeArray().GetVolume(ctx, name); err != nil {
+		if info, ok := b.podInfoFromPeers(ctx, name, err); ok {
+			return info, nil
+		}
 		return ReplicationInfo{}, b.volumeErr(id, err)
 	}
 	kind, group, err := b.protectionOf(ctx, name)
@@ -483,6 +486,37 @@ func (b *Backend) SetReplicationSchedule(ctx context.Context, s Schedule) (Sched
 
 // podInfo reports a sync target: in sync means nothing is lost if the
 // primary goes now.
+// podInfoFromPeers answers GetReplicationInfo for a pod volume while the
+// primary array cannot be reached: what each sync target's array says of
+// the pod, which is then all there is to know (whether a target carries
+// the pod and takes its writes). It is not a pod volume, or no target
+// knows it, when ok is false.
+func (b *Backend) podInfoFromPeers(ctx context.Context, name string, primaryErr error) (info ReplicationInfo, ok bool) {
+	if !errdefs.IsUnavailable(primaryErr) && !errdefs.Is(primaryErr, errdefs.KindDeadlineExceeded) {
+		return info, false
+	}
+	if b.failedOver() {
+		return info, false
+	}
+	for _, rd := range b.cfg.SyncTargets() {
+		c := b.podCopy(ctx, rd.BackendID)
+		if !slices.Contains(c.Volumes, name) {
+			continue
+		}
+		ti := TargetInfo{BackendID: rd.BackendID, Type: extraspecs.Sync, Status: Error, TargetOwn: c,
+			Message: fmt.Sprintf("the primary array cannot be reached (%v); the target array says: %s", primaryErr, c.Message)}
+		if c.State == array.PodCarried && c.Writes == array.WritesOnline {
+			// The volume is served: by the target, alone.
+			ti.Status = Degraded
+		}
+		info.Targets = append(info.Targets, ti)
+		if len(info.Targets) == 1 || healthRank[ti.Status] > healthRank[info.Status] {
+			info.TargetInfo = ti
+		}
+	}
+	return info, len(info.Targets) > 0
+}
+
 // podCopies reports a pod at its non-preferred array (client.Replication).
 type podCopies interface {
 	GetPodCopy(ctx context.Context, pod string) (array.PodCopy, error)

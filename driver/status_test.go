@@ -273,3 +273,44 @@ func TestNewVolumeMakesMissingReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicationInfoShowsThePeersOwnView: GetReplicationInfo of a pod
+// volume shows the pod as the peer array itself reports it, beside the
+// primary's view; with the primary's API down it still answers, from the
+// peer alone.
+func TestReplicationInfoShowsThePeersOwnView(t *testing.T) {
+	ctx := t.Context()
+	peer, primary := newTestArray(t, "site-b"), newTestArray(t, "site-a")
+	d := startDriver(t, backendConf(map[string][]string{"b1": {
+		"san_ip = " + primary.addr, "pure_api_token = " + primary.token,
+		device("site-b", peer.addr, peer, "sync"),
+	}}), primary)
+	b := testBackend(t, d, "b1")
+	if mu, err := b.CreateVolume(ctx, "v1", 1, syncSpecs, ""); err != nil || mu.ReplicationStatus != ReplEnabled {
+		t.Fatalf("CreateVolume of a sync type: %+v, %v", mu, err)
+	}
+	info, err := b.GetReplicationInfo(ctx, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := info.Targets[0].TargetOwn
+	if info.Status != Healthy || own.State != array.PodOnline || own.Writes != array.WritesOnline || !slices.Contains(own.Volumes, volumeName("v1")) {
+		t.Fatalf("in sync, GetReplicationInfo: %s, the peer's own view %+v", info.Status, own)
+	}
+	// The primary's API goes away; its engine, and so the pod's streams
+	// to the peer, go on.
+	primary.halt()
+	info, err = b.GetReplicationInfo(ctx, "v1")
+	if err != nil {
+		t.Fatalf("GetReplicationInfo with the primary's API down: %v", err)
+	}
+	own = info.Targets[0].TargetOwn
+	if len(info.Targets) != 1 || info.Status != Error || own.State != array.PodOnline ||
+		!strings.Contains(info.Message, "the primary array cannot be reached") || !strings.Contains(info.Message, own.Message) {
+		t.Fatalf("with the primary's API down, GetReplicationInfo: %s %q, the peer's own view %+v", info.Status, info.Message, own)
+	}
+	// A volume the peer holds no copy of is not answered for.
+	if _, err := b.GetReplicationInfo(ctx, "v2"); err == nil {
+		t.Fatal("GetReplicationInfo of a volume that exists nowhere, with the primary down: no error")
+	}
+}
