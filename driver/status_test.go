@@ -52,11 +52,7 @@ func TestFirstSyncFailedIsNotEnabled(t *testing.T) {
 		t.Parallel()
 		ctx := t.Context()
 		peer, primary := newTestArray(t, "site-b"), newTestArray(t, "site-a")
-		d := startDriver(t, backendConf(map[string][]string{"b1": {
-			"san_ip = " + primary.addr, "pure_api_token = " + primary.token,
-			device("site-b", peer.addr, peer, "sync"),
-		}}), primary)
-		b := testBackend(t, d, "b1")
+		b := oneBackend(t, primary, device("site-b", peer.addr, peer, "sync"))
 
 		// The peer's array goes down: its API server stops and its port
 		// refuses connections.
@@ -281,11 +277,7 @@ func TestNewVolumeMakesMissingReplicas(t *testing.T) {
 func TestReplicationInfoShowsThePeersOwnView(t *testing.T) {
 	ctx := t.Context()
 	peer, primary := newTestArray(t, "site-b"), newTestArray(t, "site-a")
-	d := startDriver(t, backendConf(map[string][]string{"b1": {
-		"san_ip = " + primary.addr, "pure_api_token = " + primary.token,
-		device("site-b", peer.addr, peer, "sync"),
-	}}), primary)
-	b := testBackend(t, d, "b1")
+	b := oneBackend(t, primary, device("site-b", peer.addr, peer, "sync"))
 	if mu, err := b.CreateVolume(ctx, "v1", 1, syncSpecs, ""); err != nil || mu.ReplicationStatus != ReplEnabled {
 		t.Fatalf("CreateVolume of a sync type: %+v, %v", mu, err)
 	}
