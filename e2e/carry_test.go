@@ -125,8 +125,12 @@ func TestMediatorPeerCarriesPod(t *testing.T) {
 		// Heal: A takes the pod back.
 		healAB(t, nsA, nsB)
 		healed := time.Now()
-		waitInfo("in sync again, A holding the key, B forwarding", 60*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
-			return ti.GetPrimaryPodState() == array.PodOnline && ti.GetMediatorHeld() && ti.GetTargetWrites() == array.WritesOnline
+		// B's own view too: B asks the mediator for the pod at the next
+		// cut only if it knew itself in sync, which A tells it a moment
+		// after A knows it.
+		waitInfo("in sync again, A holding the key, B forwarding and saying so", 60*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
+			return ti.GetPrimaryPodState() == array.PodOnline && ti.GetMediatorHeld() && ti.GetTargetWrites() == array.WritesOnline &&
+				ti.GetTargetOwnState() == array.PodOnline
 		})
 		r, err := repl.GetReplica(ctx, pod)
 		if err != nil {
