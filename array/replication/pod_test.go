@@ -390,7 +390,7 @@ func TestPodCopyAtThePeer(t *testing.T) {
 	if c.Writes != array.WritesOnline || !slices.Equal(c.Volumes, []string{"v1"}) || c.MediatorState != "" || c.Message == "" {
 		t.Fatalf("in sync, the peer says %+v", c)
 	}
-	if _, err := peer.GetPodCopy(ctx, "other"); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "has not reached this array") {
+	if _, err := peer.GetPodCopy(ctx, "other"); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "has no copies on this array") {
 		t.Fatalf("a pod the peer never heard of: %v", err)
 	}
 	if _, err := peer.GetPodCopy(ctx, "a/b"); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "pod") {
@@ -403,5 +403,13 @@ func TestPodCopyAtThePeer(t *testing.T) {
 	c = copyIs("offline", func(c array.PodCopy) bool { return c.State == array.PodOffline })
 	if c.Writes != array.WritesStopped || !strings.Contains(c.Message, "does not reach this array") {
 		t.Fatalf("with the preferred array gone, the peer says %+v", c)
+	}
+	// Restarted, the peer has not heard from the preferred array: it
+	// still knows its copies of the pod, by their label.
+	tg.halt()
+	tg.start()
+	c = copyIs("offline after a restart", func(c array.PodCopy) bool { return c.State == array.PodOffline })
+	if c.Writes != array.WritesStopped || !slices.Equal(c.Volumes, []string{"v1"}) || !strings.Contains(c.Message, "since it started") {
+		t.Fatalf("restarted, the peer says %+v", c)
 	}
 }

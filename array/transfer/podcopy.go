@@ -29,8 +29,7 @@ func (t *Service) PodCopy(ctx context.Context, pod string) (array.PodCopy, error
 	}
 	p := t.fwd.lookup(pod)
 	if p == nil {
-		return array.PodCopy{}, errdefs.NotFound("pod %q: its preferred array has not reached this array since it started; "+
-			"the preferred array's replica (GetReplica) says why, and the link from it is where to look", pod)
+		return t.unreachedPod(ctx, pod)
 	}
 	p.mu.Lock()
 	up, inSync, carry, claim := p.sess != nil, p.inSync, p.carry, p.claim
@@ -67,6 +66,29 @@ func (t *Service) PodCopy(ctx context.Context, pod string) (array.PodCopy, error
 				c.Message += "; the mediator: " + st.Err.Error()
 			}
 		}
+	}
+	return c, nil
+}
+
+// unreachedPod reports a pod whose preferred array has not reached this
+// array since it started (say both restarted, and only this one is back):
+// its copies are known by the label their transfers gave them, and take
+// no writes until the preferred array is back.
+func (t *Service) unreachedPod(ctx context.Context, pod string) (array.PodCopy, error) {
+	vols, err := t.s.ListVolumes(ctx, "")
+	if err != nil {
+		return array.PodCopy{}, err
+	}
+	c := array.PodCopy{Pod: pod, State: array.PodOffline, Writes: array.WritesStopped,
+		Message: "the preferred array has not reached this array since it started; writes fail here, reads are served, until it is back"}
+	for _, v := range vols {
+		if v.Labels[LabelReplica] == pod {
+			c.Volumes = append(c.Volumes, v.Name)
+		}
+	}
+	if len(c.Volumes) == 0 {
+		return array.PodCopy{}, errdefs.NotFound("pod %q has no copies on this array; "+
+			"the preferred array's replica (GetReplica) says why, and the link from it is where to look", pod)
 	}
 	return c, nil
 }

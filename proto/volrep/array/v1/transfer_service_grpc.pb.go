@@ -80,8 +80,9 @@ type TransferServiceClient interface {
 	// their clients' writes, and its own hold at the mediator. The
 	// preferred array's GetReplica says what that side sees; an operator
 	// needs both when the two disagree (cut off from each other). A pod
-	// whose preferred array has not reached this array since it started
-	// is NOT_FOUND.
+	// whose preferred array has not reached this array since it started is
+	// "offline", its copies found by their volrep.replica label; a pod with
+	// no copies here is NOT_FOUND.
 	GetPodCopy(ctx context.Context, in *GetPodCopyRequest, opts ...grpc.CallOption) (*GetPodCopyResponse, error)
 }
 
@@ -227,8 +228,9 @@ type TransferServiceServer interface {
 	// their clients' writes, and its own hold at the mediator. The
 	// preferred array's GetReplica says what that side sees; an operator
 	// needs both when the two disagree (cut off from each other). A pod
-	// whose preferred array has not reached this array since it started
-	// is NOT_FOUND.
+	// whose preferred array has not reached this array since it started is
+	// "offline", its copies found by their volrep.replica label; a pod with
+	// no copies here is NOT_FOUND.
 	GetPodCopy(context.Context, *GetPodCopyRequest) (*GetPodCopyResponse, error)
 	mustEmbedUnimplementedTransferServiceServer()
 }
