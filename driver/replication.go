@@ -363,6 +363,15 @@ type ReplicationInfo struct {
 
 var healthRank = map[string]int{Healthy: 0, Degraded: 1, Error: 2}
 
+// add lists a target, and makes it the answer's headline when it is the
+// first or worse than the headline so far.
+func (r *ReplicationInfo) add(ti TargetInfo) {
+	r.Targets = append(r.Targets, ti)
+	if len(r.Targets) == 1 || healthRank[ti.Status] > healthRank[r.Status] {
+		r.TargetInfo = ti
+	}
+}
+
 // GetReplicationInfo reports a volume's replication to each target.
 func (b *Backend) GetReplicationInfo(ctx context.Context, id string) (ReplicationInfo, error) {
 	if err := b.ready(); err != nil {
@@ -394,10 +403,7 @@ func (b *Backend) GetReplicationInfo(ctx context.Context, id string) (Replicatio
 		} else {
 			ti = b.targetInfo(ctx, rd.BackendID, name, group+"."+rd.BackendID)
 		}
-		out.Targets = append(out.Targets, ti)
-		if len(out.Targets) == 1 || healthRank[ti.Status] > healthRank[out.Status] {
-			out.TargetInfo = ti
-		}
+		out.add(ti)
 	}
 	return out, nil
 }
@@ -484,8 +490,6 @@ func (b *Backend) SetReplicationSchedule(ctx context.Context, s Schedule) (Sched
 	return s, nil
 }
 
-// podInfo reports a sync target: in sync means nothing is lost if the
-// primary goes now.
 // podInfoFromPeers answers GetReplicationInfo for a pod volume while the
 // primary array cannot be reached: what each sync target's array says of
 // the pod, which is then all there is to know (whether a target carries
@@ -509,10 +513,7 @@ func (b *Backend) podInfoFromPeers(ctx context.Context, name string, primaryErr 
 			// The volume is served: by the target, alone.
 			ti.Status = Degraded
 		}
-		info.Targets = append(info.Targets, ti)
-		if len(info.Targets) == 1 || healthRank[ti.Status] > healthRank[info.Status] {
-			info.TargetInfo = ti
-		}
+		info.add(ti)
 	}
 	return info, len(info.Targets) > 0
 }
@@ -538,6 +539,8 @@ func (b *Backend) podCopy(ctx context.Context, id string) array.PodCopy {
 	return c
 }
 
+// podInfo reports a sync target: in sync means nothing is lost if the
+// primary goes now.
 func (b *Backend) podInfo(ctx context.Context, id string) (ti TargetInfo) {
 	// The target is asked alongside the primary: an unreachable one costs
 	// its timeout once, not on top of the primary's answer.
