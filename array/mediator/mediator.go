@@ -161,6 +161,11 @@ type Claim struct {
 	reachable bool
 	holder    string
 	lastErr   error
+	// heldAt is the store's revision at which Acquire last found the key
+	// held by the other side (0: it did not); freed says that hold has
+	// since ended, seen by sleep.
+	heldAt int64
+	freed  bool
 }
 
 // Claim starts holding pod's key for owner (this side's name). preferred
@@ -309,19 +314,51 @@ func (cl *Claim) run(ctx context.Context) {
 		// Wake at the lease's end too, so a lost hold is reported on time.
 		wait := tick
 		cl.mu.Lock()
+		heldAt := cl.heldAt
+		cl.heldAt = 0
 		if cl.heldLocked() {
 			wait = min(wait, time.Until(cl.heldUntil)+time.Millisecond)
 		}
 		cl.mu.Unlock()
-		t := time.NewTimer(wait)
+		if !cl.sleep(ctx, wait, heldAt) {
+			return
+		}
+	}
+}
+
+// sleep waits for the next step: wait, a Kick, or, when the other side
+// held the key at the store's revision heldAt (non-zero), the end of
+// that hold, so the key is asked for the moment it is free rather than
+// up to a tick later. It reports false when ctx ended.
+func (cl *Claim) sleep(ctx context.Context, wait time.Duration, heldAt int64) bool {
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	var released clientv3.WatchChan // nil (never ready) unless heldAt is set
+	if heldAt != 0 {
+		released = cl.c.cli.Watch(wctx, Key(cl.pod), clientv3.WithRev(heldAt+1))
+	}
+	for {
 		select {
 		case <-ctx.Done():
-			t.Stop()
-			return
+			return false
+		case <-wctx.Done():
+			return true
 		case <-cl.kick:
-		case <-t.C:
+			return true
+		case resp, ok := <-released:
+			if !ok || resp.Err() != nil {
+				released = nil // wait out the tick
+				continue
+			}
+			for _, ev := range resp.Events {
+				if ev.Type == clientv3.EventTypeDelete {
+					cl.mu.Lock()
+					cl.freed = true
+					cl.mu.Unlock()
+					return true
+				}
+			}
 		}
-		t.Stop()
 	}
 }
 
@@ -371,15 +408,24 @@ func (cl *Claim) keepAlive(ctx context.Context, lease clientv3.LeaseID) bool {
 func isLeaseGone(err error) bool { return errors.Is(err, rpctypes.ErrLeaseNotFound) }
 
 // Acquire asks for the pod's key once, and returns nil when this side
-// holds it. A side that is not preferred first gives the preferred one
-// PreferDelay to ask. The key held by the other side, or the other side's
-// mark, is a FailedPrecondition error naming it; etcd not answering is
-// Unavailable.
+// holds it. A side that is not preferred, finding the key free, first
+// gives the preferred one PreferDelay to ask, unless it saw the other
+// side hold the key and let it go (its lease ran out: it had its turn).
+// The key held by the other side, or the other side's mark, is a
+// FailedPrecondition error naming it; etcd not answering is Unavailable.
 func (cl *Claim) Acquire(ctx context.Context) error {
 	if cl.Held() {
 		return nil
 	}
-	if !cl.preferred {
+	k, err := cl.look(ctx)
+	if err != nil {
+		return err
+	}
+	cl.mu.Lock()
+	freed := cl.freed
+	cl.freed = false
+	cl.mu.Unlock()
+	if k.holder == "" && !cl.preferred && !freed {
 		t := time.NewTimer(cl.c.preferDelay)
 		select {
 		case <-ctx.Done():
@@ -387,36 +433,14 @@ func (cl *Claim) Acquire(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 		}
+		if k, err = cl.look(ctx); err != nil {
+			return err
+		}
 	}
 	actx, cancel := context.WithTimeout(ctx, cl.c.ttl/2)
 	defer cancel()
 	sent := time.Now()
 	key, ahead := Key(cl.pod), AheadKey(cl.pod)
-	// Read both keys, then write only if neither changed since: the key
-	// free or still ours (a restart of this side or of etcd), and no mark
-	// but ours.
-	got, err := cl.c.cli.Get(actx, keyPrefix+cl.pod+"/", clientv3.WithPrefix())
-	if err != nil {
-		return cl.c.unreachable(err)
-	}
-	var keyRev, aheadRev int64
-	var holder, marked string
-	for _, kv := range got.Kvs {
-		switch string(kv.Key) {
-		case key:
-			keyRev, holder = kv.ModRevision, string(kv.Value)
-		case ahead:
-			aheadRev, marked = kv.ModRevision, string(kv.Value)
-		}
-	}
-	if holder != "" && holder != cl.owner {
-		return cl.refused(holder, errdefs.FailedPrecondition("pod %s is held at the mediator by %q; it is free again when that side's lease ends", cl.pod, holder))
-	}
-	if marked != "" && marked != cl.owner {
-		return cl.refused(holder, errdefs.FailedPrecondition("pod %s: array %q acknowledged writes this array's copy lacks; "+
-			"this array takes the pod only after %q is back and has resynced it (or, if %q is lost for good, after an operator deletes %s at the mediator)",
-			cl.pod, marked, marked, marked, ahead))
-	}
 	g, err := cl.c.cli.Grant(actx, int64(cl.c.ttl/time.Second))
 	if err != nil {
 		return cl.c.unreachable(err)
@@ -425,8 +449,11 @@ func (cl *Claim) Acquire(ctx context.Context) error {
 	if cl.carry {
 		ops = append(ops, clientv3.OpPut(ahead, cl.owner))
 	}
+	// Write only if neither key changed since they were read: the key
+	// free or still ours (a restart of this side or of etcd), and no mark
+	// but ours.
 	r, err := cl.c.cli.Txn(actx).
-		If(clientv3.Compare(clientv3.ModRevision(key), "=", keyRev), clientv3.Compare(clientv3.ModRevision(ahead), "=", aheadRev)).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", k.keyRev), clientv3.Compare(clientv3.ModRevision(ahead), "=", k.aheadRev)).
 		Then(ops...).Commit()
 	if err != nil || !r.Succeeded {
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), cl.c.ttl/2)
@@ -445,6 +472,47 @@ func (cl *Claim) Acquire(ctx context.Context) error {
 		_, _ = cl.c.cli.Revoke(actx, old)
 	}
 	return nil
+}
+
+// keys is what Acquire read of a pod's keys at the mediator.
+type keys struct {
+	keyRev, aheadRev int64 // 0 for a key that is not there
+	holder           string
+	rev              int64 // the store's revision at the read
+}
+
+// look reads the pod's key and mark, and refuses when either stands for
+// the other side.
+func (cl *Claim) look(ctx context.Context) (keys, error) {
+	ctx, cancel := context.WithTimeout(ctx, cl.c.ttl/2)
+	defer cancel()
+	key, ahead := Key(cl.pod), AheadKey(cl.pod)
+	got, err := cl.c.cli.Get(ctx, keyPrefix+cl.pod+"/", clientv3.WithPrefix())
+	if err != nil {
+		return keys{}, cl.c.unreachable(err)
+	}
+	k := keys{rev: got.Header.Revision}
+	var marked string
+	for _, kv := range got.Kvs {
+		switch string(kv.Key) {
+		case key:
+			k.keyRev, k.holder = kv.ModRevision, string(kv.Value)
+		case ahead:
+			k.aheadRev, marked = kv.ModRevision, string(kv.Value)
+		}
+	}
+	if k.holder != "" && k.holder != cl.owner {
+		cl.mu.Lock()
+		cl.heldAt = k.rev
+		cl.mu.Unlock()
+		return k, cl.refused(k.holder, errdefs.FailedPrecondition("pod %s is held at the mediator by %q; it is free again when that side's lease ends", cl.pod, k.holder))
+	}
+	if marked != "" && marked != cl.owner {
+		return k, cl.refused(k.holder, errdefs.FailedPrecondition("pod %s: array %q acknowledged writes this array's copy lacks; "+
+			"this array takes the pod only after %q is back and has resynced it (or, if %q is lost for good, after an operator deletes %s at the mediator)",
+			cl.pod, marked, marked, marked, ahead))
+	}
+	return k, nil
 }
 
 // refused notes an answer from etcd that this side may not take the key.

@@ -2,12 +2,15 @@ package mediator
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 
 	"github.com/volrep/volrep/errdefs"
 	"github.com/volrep/volrep/internal/etcdtest"
@@ -95,6 +98,75 @@ func TestPreferredSideWinsWhenBothAsk(t *testing.T) {
 		}
 		ca.Close(context.Background())
 		cb.Close(context.Background())
+	}
+}
+
+// The other side holds the key and stops renewing it (cut off from the
+// mediator): this side takes the key the moment its lease ends, not a
+// preference delay or a tick later. That is what bounds a pod's takeover
+// by the sync timeout plus the lease time.
+func TestTakeoverFollowsTheLeaseEnd(t *testing.T) {
+	e := etcdtest.Start(t, "", "")
+	raw, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	ctx := context.Background()
+	for i := range 3 {
+		pod := fmt.Sprintf("cut%d", i)
+		// array-a took the key and is then cut off: its lease is never
+		// renewed again.
+		g, err := raw.Grant(ctx, int64(ttl/time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := raw.Put(ctx, Key(pod), "array-a", clientv3.WithLease(g.ID)); err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		deleted := make(chan time.Time, 1)
+		watch := raw.Watch(wctx, Key(pod))
+		go func() {
+			for resp := range watch {
+				for _, ev := range resp.Events {
+					if ev.Type == clientv3.EventTypeDelete {
+						deleted <- time.Now()
+						return
+					}
+				}
+			}
+		}()
+		held := make(chan time.Time, 1)
+		b := newClient(t, e.Endpoint())
+		cb := b.ClaimToCarry(pod, "array-b", func(s Status) {
+			if s.Held {
+				select {
+				case held <- time.Now():
+				default:
+				}
+			}
+		})
+		var gone, took time.Time
+		select {
+		case gone = <-deleted:
+		case <-time.After(3 * ttl):
+			t.Fatalf("%s: array-a's lease did not end", pod)
+		}
+		select {
+		case took = <-held:
+		case <-time.After(3 * ttl):
+			t.Fatalf("%s: array-b never took the key", pod)
+		}
+		cancel()
+		cb.Close(ctx)
+		after := took.Sub(gone)
+		t.Logf("%s: array-b held the key %s after array-a's lease ended (preference delay %s, tick %s)", pod, after, b.preferDelay, ttl/3)
+		// Before, the next ask came after a tick and the preference delay:
+		// 0.47-0.64 s after the lease ended here.
+		if after > 300*time.Millisecond {
+			t.Errorf("%s: array-b took the key %s after the lease ended; want it at once", pod, after)
+		}
 	}
 }
 
