@@ -218,6 +218,24 @@ func writeTo(off int64, p []byte, tag MirrorTag) func(changer) func() error {
 	}
 }
 
+// Recorder is a Mirror that records, durably, which blocks its copy is
+// about to change before they change (a write-intent record), so that
+// after an unclean stop it still knows every block it changed.
+type Recorder interface {
+	// Recorded says [off, off+length) is recorded already. It is called
+	// with the changed blocks locked and must not block.
+	Recorded(off, length int64) bool
+	// Record records [off, off+length) durably. It is called with no
+	// lock held, and then the change is tried again.
+	Record(ctx context.Context, off, length int64) error
+}
+
+// needsRecord is applyChange's answer when the change's blocks must be
+// recorded (Recorder) before it may go on.
+type needsRecord struct{ r Recorder }
+
+func (*needsRecord) Error() string { return "the change's blocks are not recorded yet" }
+
 // change is the one path by which a write or a zeroed range reaches a
 // volume and its mirror (or forwarder), and is done: begun (applyChange),
 // then waited for, then made durable when fua is set.
@@ -242,6 +260,22 @@ func (s *Store) change(v *volume, off, length int64, fua bool, how mirrored, che
 // anything is queued or applied, and a refusal from it changes nothing
 // (COMPARE AND WRITE).
 func (s *Store) applyChange(v *volume, off, length int64, how mirrored, check func(*layer) error,
+	mirror func(changer) (wait func() error), apply func(*layer) error) (func() error, error) {
+	wait, err := s.applyChangeOnce(v, off, length, how, check, mirror, apply)
+	// A record once made stays made while the copy is the Recorder's, so
+	// this tries again once, or more only if the volume's mirror changed.
+	for nr := (*needsRecord)(nil); errors.As(err, &nr); {
+		if err = nr.r.Record(context.Background(), off, length); err == nil {
+			wait, err = s.applyChangeOnce(v, off, length, how, check, mirror, apply)
+		}
+	}
+	return wait, err
+}
+
+// applyChangeOnce is applyChange, except that a change whose blocks a
+// Recorder must record first is refused with needsRecord, with no lock
+// held, for applyChange to record them and try again.
+func (s *Store) applyChangeOnce(v *volume, off, length int64, how mirrored, check func(*layer) error,
 	mirror func(changer) (wait func() error), apply func(*layer) error) (func() error, error) {
 	l, size, err := s.beginIO(v)
 	if err != nil {
@@ -275,6 +309,11 @@ func (s *Store) applyChange(v *volume, off, length int64, how mirrored, check fu
 			s.io.RUnlock()
 			return nil, err
 		}
+	}
+	if r, ok := m.(Recorder); ok && !r.Recorded(off, length) {
+		unlock()
+		s.io.RUnlock()
+		return nil, &needsRecord{r}
 	}
 	if a, ok := m.(Admitter); ok {
 		if err := a.Admit(); err != nil {

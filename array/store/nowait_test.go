@@ -16,6 +16,24 @@ import (
 	"github.com/volrep/volrep/errdefs"
 )
 
+// storeWithVolume opens a store in dir, closed when the test ends, with
+// volume "v" of size bytes in pool "p".
+func storeWithVolume(t *testing.T, dir, name string, size int64) *store.Store {
+	t.Helper()
+	s, err := store.Open(dir, store.Options{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.CreatePool(t.Context(), "p"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateVolume(t.Context(), array.VolumeSpec{Name: "v", Pool: "p", SizeBytes: size}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 type nopMirror struct{}
 
 func (nopMirror) Write(int64, []byte) func() error { return func() error { return nil } }
@@ -29,17 +47,7 @@ func (nopMirror) Diverged(int64, int64)            {}
 func TestNoWait(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
-	s, err := store.Open(dir, store.Options{Name: "nowait"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.CreatePool(ctx, "p"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.CreateVolume(ctx, array.VolumeSpec{Name: "v", Pool: "p", SizeBytes: 8 << 20}); err != nil {
-		t.Fatal(err)
-	}
+	s := storeWithVolume(t, dir, "nowait", 8<<20)
 	h, err := s.OpenVolume(ctx, "v")
 	if err != nil {
 		t.Fatal(err)

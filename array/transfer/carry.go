@@ -43,19 +43,25 @@ type carrying struct {
 	// until the preferred array has them; fresh: those changed since the
 	// current reclaim round began.
 	dirty, fresh map[string]*bitmap.Bitmap
-	changed      bool // dirty not yet persisted
-	handing      bool // the last reclaim round: writes are refused
-	reclaiming   bool
-	copies       map[string]*carriedCopy
+	changed      bool // dirty or intent not yet persisted
+	// intent: the runs of blocks changed here since carrying began (see
+	// intend); recorded: the intent the newest record holds. persistMu
+	// keeps one persist at a time.
+	intent, recorded map[string]*bitmap.Bitmap
+	persistMu        sync.Mutex
+	handing          bool // the last reclaim round: writes are refused
+	reclaiming       bool
+	copies           map[string]*carriedCopy
 	// admitted counts writes admitted and not yet recorded: the last
 	// reclaim round waits for them.
 	admitted atomic.Int64
 }
 
 func newCarrying(s *store.Store, p *podForward, volumes []string) *carrying {
-	c := &carrying{pod: p, s: s, dirty: map[string]*bitmap.Bitmap{}, fresh: map[string]*bitmap.Bitmap{}, copies: map[string]*carriedCopy{}}
+	c := &carrying{pod: p, s: s, dirty: map[string]*bitmap.Bitmap{}, fresh: map[string]*bitmap.Bitmap{}, copies: map[string]*carriedCopy{},
+		intent: map[string]*bitmap.Bitmap{}, recorded: map[string]*bitmap.Bitmap{}}
 	for _, v := range volumes {
-		c.dirty[v], c.fresh[v] = bitmap.New(), bitmap.New()
+		c.dirty[v], c.fresh[v], c.intent[v] = bitmap.New(), bitmap.New(), bitmap.New()
 		c.copies[v] = &carriedCopy{c: c, volume: v}
 	}
 	return c
@@ -81,21 +87,79 @@ func (c *carrying) mark(volume string, off, length int64) {
 type carriedRec struct {
 	Volumes []string          `json:"volumes"`
 	Dirty   map[string][]byte `json:"dirty"`
+	// Intent: every block changed here since carrying began, recorded
+	// (in intentBlocks-aligned runs) before the change reached the copy,
+	// so it holds after an unclean stop too. Records from before it
+	// existed have none, and then the whole copies are resent.
+	Intent map[string][]byte `json:"intent,omitempty"`
+}
+
+// intentBlocks is the run of blocks one intent record covers (4 MiB of
+// 4 KiB blocks): a change to a run not yet recorded waits for one
+// metadata commit, and every later change to that run waits for none,
+// so scattered writes cost at most one commit per 4 MiB of the copy.
+const intentBlocks = 1024
+
+// intentRun is the run of whole intentBlocks that blocks [off,
+// off+length) fall in.
+func intentRun(off, length int64) (lo, hi uint64) {
+	lo = uint64(off/blockSize) / intentBlocks * intentBlocks
+	hi = (uint64((off+max(length, 1)+blockSize-1)/blockSize) + intentBlocks - 1) / intentBlocks * intentBlocks
+	return lo, hi
+}
+
+// recordedRange says the newest record's intent names every block of
+// [off, off+length) of volume.
+func (c *carrying) recordedRange(volume string, off, length int64) bool {
+	lo, hi := intentRun(off, length)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rec := c.recorded[volume]
+	return rec != nil && rec.NextClear(lo) >= hi
+}
+
+// intend makes sure the carried pod's record names the blocks of a
+// change before the change reaches the copy, the way a RAID write-intent
+// bitmap does: after an unclean stop the record then still holds every
+// block this array changed, and the preferred array takes back those
+// rather than the whole copies. The intent only grows while the pod is
+// carried, so a run once recorded stays recorded.
+func (c *carrying) intend(ctx context.Context, volume string, off, length int64) error {
+	lo, hi := intentRun(off, length)
+	c.mu.Lock()
+	in := c.intent[volume]
+	if in == nil {
+		c.mu.Unlock()
+		return errdefs.FailedPrecondition("volume %q is not a copy of carried pod %s", volume, c.pod.name)
+	}
+	in.SetRange(lo, hi)
+	c.changed = true
+	c.mu.Unlock()
+	return c.persist(ctx, false)
 }
 
 // persist stores the carried pod's record: written before the first write
-// is taken, and with every flush, so a restart of this array still knows
-// which blocks the preferred array lacks.
+// is taken, before a change to blocks its intent does not name yet, and
+// with every flush, so a restart of this array still knows which blocks
+// the preferred array lacks. One at a time, so that recorded is what the
+// newest record holds.
 func (c *carrying) persist(ctx context.Context, force bool) error {
+	c.persistMu.Lock()
+	defer c.persistMu.Unlock()
 	c.mu.Lock()
 	if !c.changed && !force {
 		c.mu.Unlock()
 		return nil
 	}
-	rec := carriedRec{Dirty: map[string][]byte{}}
+	rec := carriedRec{Dirty: map[string][]byte{}, Intent: map[string][]byte{}}
+	recorded := map[string]*bitmap.Bitmap{}
 	for v, d := range c.dirty {
 		rec.Volumes = append(rec.Volumes, v)
 		data, err := d.Encode()
+		if err == nil {
+			recorded[v] = c.intent[v].Clone()
+			rec.Intent[v], err = recorded[v].Encode()
+		}
 		if err != nil {
 			c.mu.Unlock()
 			return err
@@ -108,12 +172,14 @@ func (c *carrying) persist(ctx context.Context, force bool) error {
 	if err == nil {
 		err = c.s.PutRecord(ctx, recCarried, c.pod.name, data)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if err != nil {
-		c.mu.Lock()
 		c.changed = true
-		c.mu.Unlock()
+		return err
 	}
-	return err
+	c.recorded = recorded
+	return nil
 }
 
 // held says this array may take the pod's writes: it holds the key.
@@ -157,6 +223,16 @@ func (m *carriedCopy) Admit() error {
 	return nil
 }
 
+// Recorded and Record keep the carried pod's intent (store.Recorder): the
+// blocks a change touches are in the pod's record before they change.
+func (m *carriedCopy) Recorded(off, length int64) bool {
+	return m.c.recordedRange(m.volume, off, length)
+}
+
+func (m *carriedCopy) Record(ctx context.Context, off, length int64) error {
+	return m.c.intend(ctx, m.volume, off, length)
+}
+
 func (m *carriedCopy) Write(off int64, p []byte) func() error {
 	m.c.mark(m.volume, off, int64(len(p)))
 	m.c.admitted.Add(-1)
@@ -186,6 +262,7 @@ func (m *carriedCopy) Path() array.Path {
 var (
 	_ store.Mirror       = (*carriedCopy)(nil)
 	_ store.Admitter     = (*carriedCopy)(nil)
+	_ store.Recorder     = (*carriedCopy)(nil)
 	_ store.PathReporter = (*carriedCopy)(nil)
 )
 
@@ -362,17 +439,16 @@ func (t *Service) restoreCarried(ctx context.Context) error {
 		p := t.fwd.pod(r.name)
 		c := newCarrying(t.s, p, r.rec.Volumes)
 		for _, v := range r.rec.Volumes {
-			d, derr := bitmap.Decode(r.rec.Dirty[v])
 			vol, verr := t.s.GetVolume(ctx, v)
 			if verr != nil {
 				continue
 			}
-			if derr != nil || !t.s.WasClean() {
+			d, in, ok := restoredBlocks(r.rec, v, t.s.WasClean())
+			if !ok {
 				d = bitmap.New()
 				d.SetRange(0, uint64((vol.SizeBytes+blockSize-1)/blockSize))
 			}
-			c.dirty[v] = d
-			c.fresh[v] = d.Clone()
+			c.dirty[v], c.fresh[v], c.intent[v], c.recorded[v] = d, d.Clone(), in, in.Clone()
 			p.mu.Lock()
 			p.volumes[v] = true
 			p.mu.Unlock()
@@ -390,6 +466,30 @@ func (t *Service) restoreCarried(ctx context.Context) error {
 			"pod", r.name, "volumes", r.rec.Volumes, "clean_stop", t.s.WasClean())
 	}
 	return nil
+}
+
+// restoredBlocks reads volume's blocks from a carried pod's record: those
+// the preferred array lacks, and the intent. After an unclean stop the
+// dirty blocks may miss changes made since the last flush, but not the
+// intent, which named them before they were made; ok is false when the
+// record cannot tell (no intent, from an older version, or undecodable),
+// and then every block goes back.
+func restoredBlocks(rec carriedRec, volume string, clean bool) (dirty, intent *bitmap.Bitmap, ok bool) {
+	dirty, derr := bitmap.Decode(rec.Dirty[volume])
+	intent, ierr := bitmap.New(), error(nil)
+	if data, logged := rec.Intent[volume]; logged {
+		intent, ierr = bitmap.Decode(data)
+	}
+	if derr != nil || ierr != nil {
+		return nil, bitmap.New(), false
+	}
+	if !clean {
+		if _, logged := rec.Intent[volume]; !logged {
+			return nil, intent, false
+		}
+		dirty.Or(intent)
+	}
+	return dirty, intent, true
 }
 
 // Close ends the mediator claims; a carried pod's record is brought up
