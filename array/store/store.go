@@ -350,12 +350,13 @@ func (s *Store) newLayer(tx *bolt.Tx, parent *layer) (*layer, error) {
 	if err := putJSON(tx.Bucket(bucketLayers), u64key(r.ID), r); err != nil {
 		return nil, err
 	}
-	l, err := s.openLayer(tx, r)
-	if err != nil {
-		return nil, err
-	}
+	// A new layer holds no blocks and has no file yet, under a name no
+	// file has had: nothing to load or open (openLayer would look for
+	// both, a metadata lookup and a failing openat for each of a group's
+	// thousand new layers). The file is created by the layer's first
+	// write (layer.writable).
+	l := s.layerOf(r, bitmap.New(), bitmap.New())
 	l.parent = parent
-	// The file is created by the layer's first write (layer.writable).
 	return l, nil
 }
 
