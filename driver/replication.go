@@ -382,6 +382,9 @@ func (b *Backend) GetReplicationInfo(ctx context.Context, id string) (Replicatio
 		if info, ok := b.podInfoFromPeers(ctx, name, err); ok {
 			return info, nil
 		}
+		if info, ok := b.asyncInfoFromTargets(ctx, name, err); ok {
+			return info, nil
+		}
 		return ReplicationInfo{}, b.volumeErr(id, err)
 	}
 	kind, group, err := b.protectionOf(ctx, name)
@@ -496,10 +499,7 @@ func (b *Backend) SetReplicationSchedule(ctx context.Context, s Schedule) (Sched
 // the pod and takes its writes). It is not a pod volume, or no target
 // knows it, when ok is false.
 func (b *Backend) podInfoFromPeers(ctx context.Context, name string, primaryErr error) (info ReplicationInfo, ok bool) {
-	if !errdefs.IsUnavailable(primaryErr) && !errdefs.Is(primaryErr, errdefs.KindDeadlineExceeded) {
-		return info, false
-	}
-	if b.failedOver() {
+	if !b.primaryUnreachable(primaryErr) {
 		return info, false
 	}
 	for _, rd := range b.cfg.SyncTargets() {
@@ -516,6 +516,44 @@ func (b *Backend) podInfoFromPeers(ctx context.Context, name string, primaryErr 
 		info.add(ti)
 	}
 	return info, len(info.Targets) > 0
+}
+
+// asyncInfoFromTargets answers GetReplicationInfo for a volume of the
+// protection group while the primary array cannot be reached: the newest
+// copy each async target holds, which is what a failover would bring
+// back now, and how old it is. Replication itself is not running, so
+// each target is in error. ok is false when no target holds a copy (or
+// the primary answered something other than unreachable).
+func (b *Backend) asyncInfoFromTargets(ctx context.Context, name string, primaryErr error) (info ReplicationInfo, ok bool) {
+	if !b.primaryUnreachable(primaryErr) {
+		return info, false
+	}
+	for _, rd := range b.cfg.AsyncTargets() {
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		snaps, err := b.targets[rd.BackendID].Array.ListSnapshots(tctx, name)
+		cancel()
+		if err != nil || len(snaps) == 0 {
+			continue
+		}
+		ti := TargetInfo{BackendID: rd.BackendID, Type: extraspecs.Async, Status: Error}
+		for _, s := range snaps {
+			if s.Created.After(ti.LastSyncTime) {
+				ti.LastSyncTime, ti.LastSnapshot = s.Created, s.Name
+			}
+		}
+		ti.Lag = b.opts.Now().Sub(ti.LastSyncTime)
+		ti.Message = fmt.Sprintf("the primary array cannot be reached (%v); the target's newest copy is %s, from %s (%s ago): "+
+			"a failover to %s now brings the volume back as it was then", primaryErr, ti.LastSnapshot,
+			ti.LastSyncTime.UTC().Format(time.RFC3339), ti.Lag.Round(time.Second), rd.BackendID)
+		info.add(ti)
+	}
+	return info, len(info.Targets) > 0
+}
+
+// primaryUnreachable says err is the primary array not answering, while
+// the backend is at home: then the targets' own views answer for it.
+func (b *Backend) primaryUnreachable(err error) bool {
+	return (errdefs.IsUnavailable(err) || errdefs.Is(err, errdefs.KindDeadlineExceeded)) && !b.failedOver()
 }
 
 // podCopies reports a pod at its non-preferred array (client.Replication).

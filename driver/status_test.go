@@ -306,3 +306,40 @@ func TestReplicationInfoShowsThePeersOwnView(t *testing.T) {
 		t.Fatal("GetReplicationInfo of a volume that exists nowhere, with the primary down: no error")
 	}
 }
+
+// With the primary array down, GetReplicationInfo of a protection group
+// volume answers from the async target: its newest copy and how old it
+// is, which is what a failover would bring back now.
+func TestReplicationInfoFromTheTargetWhenThePrimaryIsDown(t *testing.T) {
+	ctx := t.Context()
+	b, primary, peer := pairedBackend(t, "async")
+	if _, err := b.CreateVolume(ctx, "v1", 1, asyncSpecs, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := primary.eng.SyncReplica(ctx, b.pgReplica("site-b"), true); err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := peer.st.ListSnapshots(ctx, volumeName("v1"))
+	if err != nil || len(snaps) == 0 {
+		t.Fatalf("the target's copies of v1 after a cycle: %v, %v", snaps, err)
+	}
+	newest := snaps[0]
+	for _, s := range snaps {
+		if s.Created.After(newest.Created) {
+			newest = s
+		}
+	}
+	primary.halt()
+	info, err := b.GetReplicationInfo(ctx, "v1")
+	if err != nil {
+		t.Fatalf("GetReplicationInfo with the primary's API down: %v", err)
+	}
+	if len(info.Targets) != 1 || info.Status != Error || info.LastSnapshot != newest.Name || !info.LastSyncTime.Equal(newest.Created) ||
+		info.Lag <= 0 || !strings.Contains(info.Message, "the primary array cannot be reached") || !strings.Contains(info.Message, "a failover to site-b") {
+		t.Fatalf("with the primary's API down, GetReplicationInfo: %+v; want error, the target's newest copy %s from %s", info, newest.Name, newest.Created)
+	}
+	// A volume the target holds no copy of is not answered for.
+	if _, err := b.GetReplicationInfo(ctx, "v2"); err == nil {
+		t.Fatal("GetReplicationInfo of a volume that exists nowhere, with the primary down: no error")
+	}
+}
