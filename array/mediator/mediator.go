@@ -109,6 +109,45 @@ func (c *Client) Ahead(ctx context.Context, pod string) (string, error) {
 	return c.value(ctx, AheadKey(pod))
 }
 
+// ForgetMark drops owner's mark on pod, for an operator who has given
+// the array owner up for lost: the writes it acknowledged while it
+// carried the pod alone are then lost, and the pod's other array may take
+// the pod with its own copy. It deletes the mark only while it still
+// names owner and no array holds the pod's key, in one transaction: an
+// owner that holds the key is alive and carries the pod, and must hand it
+// back instead. Anything else is a FailedPrecondition saying what stands.
+func (c *Client) ForgetMark(ctx context.Context, pod, owner string) error {
+	key, ahead := Key(pod), AheadKey(pod)
+	r, err := c.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.Value(ahead), "=", owner), clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpDelete(ahead)).
+		Else(clientv3.OpGet(keyPrefix+pod+"/", clientv3.WithPrefix())).Commit()
+	if err != nil {
+		return c.unreachable(err)
+	}
+	if r.Succeeded {
+		return nil
+	}
+	var holder, marked string
+	for _, kv := range r.Responses[0].GetResponseRange().GetKvs() {
+		switch string(kv.Key) {
+		case key:
+			holder = string(kv.Value)
+		case ahead:
+			marked = string(kv.Value)
+		}
+	}
+	switch {
+	case marked == "":
+		return errdefs.FailedPrecondition("pod %s has no mark at the mediator: no array holds writes the other lacks, so there is nothing to forget", pod)
+	case marked != owner:
+		return errdefs.FailedPrecondition("pod %s is marked by array %q, not %q: check which array is lost, and name that one", pod, marked, owner)
+	default:
+		return errdefs.FailedPrecondition("array %q holds pod %s's key at the mediator: it is alive and carries the pod; "+
+			"reconnect the arrays so it hands the pod back, or stop it for good and wait a few seconds for its lease to end", holder, pod)
+	}
+}
+
 // value reads key ("" when it is not there).
 func (c *Client) value(ctx context.Context, key string) (string, error) {
 	r, err := c.cli.Get(ctx, key)
@@ -509,8 +548,9 @@ func (cl *Claim) look(ctx context.Context) (keys, error) {
 	}
 	if marked != "" && marked != cl.owner {
 		return k, cl.refused(k.holder, errdefs.FailedPrecondition("pod %s: array %q acknowledged writes this array's copy lacks; "+
-			"this array takes the pod only after %q is back and has resynced it (or, if %q is lost for good, after an operator deletes %s at the mediator)",
-			cl.pod, marked, marked, marked, ahead))
+			"this array takes the pod only after %q is back and has resynced it (or, if %q is lost for good, after an operator gives its writes up: "+
+			"volrep mediator forget-mark %s --array %s --accept-data-loss)",
+			cl.pod, marked, marked, marked, cl.pod, marked))
 	}
 	return k, nil
 }

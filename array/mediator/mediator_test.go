@@ -170,6 +170,41 @@ func TestTakeoverFollowsTheLeaseEnd(t *testing.T) {
 	}
 }
 
+// An operator gives up a carrying array for lost: its mark goes only
+// while it still names that array and no array holds the key, and then
+// the other array takes the pod.
+func TestForgetMark(t *testing.T) {
+	e := etcdtest.Start(t, "", "")
+	a, b := newClient(t, e.Endpoint()), newClient(t, e.Endpoint())
+	ctx := context.Background()
+	cb := b.ClaimToCarry("pod1", "array-b", nil)
+	defer cb.Close(ctx)
+	waitFor(t, 5*time.Second, "B takes the key and marks the pod", cb.Held)
+	for _, c := range []struct{ owner, why string }{
+		{"array-x", `marked by array "array-b", not "array-x"`},
+		{"array-b", `array "array-b" holds pod pod1's key`},
+	} {
+		if err := a.ForgetMark(ctx, "pod1", c.owner); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), c.why) {
+			t.Errorf("ForgetMark(%s) while B carries the pod: %v; want FailedPrecondition saying %s", c.owner, err, c.why)
+		}
+	}
+	// B is gone: its key is not renewed (here given up), its mark stays,
+	// and A cannot take the pod over it.
+	cb.Close(ctx)
+	ca := claim(t, a, "pod1", "array-a", true)
+	time.Sleep(ttl)
+	if ca.Held() {
+		t.Fatal("A took the pod over B's mark")
+	}
+	if err := a.ForgetMark(ctx, "pod1", "array-b"); err != nil {
+		t.Fatalf("ForgetMark(array-b) with B gone: %v", err)
+	}
+	waitFor(t, 2*ttl, "A takes the pod once B's mark is forgotten", ca.Held)
+	if err := a.ForgetMark(ctx, "pod1", "array-b"); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "has no mark") {
+		t.Errorf("ForgetMark again: %v; want FailedPrecondition, no mark", err)
+	}
+}
+
 func TestHoldEndsWhenTheMediatorIsGoneAndComesBack(t *testing.T) {
 	e := etcdtest.Start(t, "", "")
 	c := newClient(t, e.Endpoint())

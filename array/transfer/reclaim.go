@@ -227,7 +227,8 @@ func (t *Service) release(ctx context.Context, p *podForward) error {
 		}
 	} else {
 		t.log.Warn("this array carried the pod but has no mediator configured now: its mark stays at the mediator, and the preferred array cannot take the pod's key "+
-			"until an operator deletes it", "pod", p.name, "key", mediator.AheadKey(p.name))
+			"until an operator drops it; the preferred array holds every block now, so nothing is lost: "+
+			"volrep mediator forget-mark "+p.name+" --array "+t.id+" --accept-data-loss --mediator etcd://HOST:PORT", "pod", p.name, "key", mediator.AheadKey(p.name))
 	}
 	p.mu.Lock()
 	p.claim, p.carry = nil, nil

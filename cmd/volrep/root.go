@@ -20,7 +20,8 @@ var commandGroups = []func(*app) *cobra.Command{
 	newGroupCmd, // group.go
 	newReplicationCmd,
 	newOperationCmd,
-	newDoctorCmd, // doctor.go
+	newDoctorCmd,   // doctor.go
+	newMediatorCmd, // mediator.go: a pod's keys at its etcd, without volrepd
 }
 
 const rootLong = `volrep talks to volrepd, the Cinder-style volume driver with replication,
