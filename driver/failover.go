@@ -140,10 +140,8 @@ func (b *Backend) newestReplicated(ctx context.Context, target string) time.Time
 		if err != nil {
 			continue
 		}
-		for _, s := range snaps {
-			if s.Created.After(newest) {
-				newest = s.Created
-			}
+		if s := newestSnapshot(snaps); s.Created.After(newest) {
+			newest = s.Created
 		}
 	}
 	return newest

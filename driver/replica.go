@@ -190,13 +190,7 @@ func (b *Backend) replicaSnapshot(ctx context.Context, target array.Array, volum
 		return array.Snapshot{}, notYet()
 	}
 	if snapshot == LatestSnapshot {
-		newest := snaps[0]
-		for _, s := range snaps[1:] {
-			if s.Created.After(newest.Created) {
-				newest = s
-			}
-		}
-		return newest, nil
+		return newestSnapshot(snaps), nil
 	}
 	names := make([]string, 0, len(snaps))
 	for _, s := range snaps {
@@ -215,4 +209,16 @@ func backendIDs(rds []config.ReplicationDevice) []string {
 		ids = append(ids, rd.BackendID)
 	}
 	return ids
+}
+
+// newestSnapshot is the snapshot of snaps created last (the first of
+// those created at the same moment), the zero Snapshot when there is none.
+func newestSnapshot(snaps []array.Snapshot) array.Snapshot {
+	var newest array.Snapshot
+	for i, s := range snaps {
+		if i == 0 || s.Created.After(newest.Created) {
+			newest = s
+		}
+	}
+	return newest
 }

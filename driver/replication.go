@@ -423,12 +423,8 @@ func (b *Backend) targetInfo(ctx context.Context, id, name, replica string) Targ
 	// The volume's own newest copy on the target, which differs from the
 	// group's when the volume joined after the last cycle.
 	if snaps, err := b.targets[id].Array.ListSnapshots(ctx, name); err == nil {
-		ti.LastSyncTime, ti.LastSnapshot = time.Time{}, ""
-		for _, s := range snaps {
-			if s.Created.After(ti.LastSyncTime) {
-				ti.LastSyncTime, ti.LastSnapshot = s.Created, s.Name
-			}
-		}
+		s := newestSnapshot(snaps)
+		ti.LastSyncTime, ti.LastSnapshot = s.Created, s.Name
 	} else if !errdefs.IsNotFound(err) {
 		ti.Message = fmt.Sprintf("target unreachable: %v; ", err)
 	} else {
@@ -535,12 +531,8 @@ func (b *Backend) asyncInfoFromTargets(ctx context.Context, name string, primary
 		if err != nil || len(snaps) == 0 {
 			continue
 		}
-		ti := TargetInfo{BackendID: rd.BackendID, Type: extraspecs.Async, Status: Error}
-		for _, s := range snaps {
-			if s.Created.After(ti.LastSyncTime) {
-				ti.LastSyncTime, ti.LastSnapshot = s.Created, s.Name
-			}
-		}
+		newest := newestSnapshot(snaps)
+		ti := TargetInfo{BackendID: rd.BackendID, Type: extraspecs.Async, Status: Error, LastSyncTime: newest.Created, LastSnapshot: newest.Name}
 		ti.Lag = b.opts.Now().Sub(ti.LastSyncTime)
 		ti.Message = fmt.Sprintf("the primary array cannot be reached (%v); the target's newest copy is %s, from %s (%s ago): "+
 			"a failover to %s now brings the volume back as it was then", primaryErr, ti.LastSnapshot,
