@@ -476,19 +476,20 @@ func (t *Service) restoreCarried(ctx context.Context) error {
 // and then every block goes back.
 func restoredBlocks(rec carriedRec, volume string, clean bool) (dirty, intent *bitmap.Bitmap, ok bool) {
 	dirty, derr := bitmap.Decode(rec.Dirty[volume])
+	data, logged := rec.Intent[volume]
 	intent, ierr := bitmap.New(), error(nil)
-	if data, logged := rec.Intent[volume]; logged {
+	if logged {
 		intent, ierr = bitmap.Decode(data)
 	}
-	if derr != nil || ierr != nil {
+	switch {
+	case derr != nil || ierr != nil:
 		return nil, bitmap.New(), false
+	case clean:
+		return dirty, intent, true
+	case !logged:
+		return nil, intent, false
 	}
-	if !clean {
-		if _, logged := rec.Intent[volume]; !logged {
-			return nil, intent, false
-		}
-		dirty.Or(intent)
-	}
+	dirty.Or(intent)
 	return dirty, intent, true
 }
 
