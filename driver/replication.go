@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/volrep/volrep/array"
@@ -524,14 +525,28 @@ func (b *Backend) asyncInfoFromTargets(ctx context.Context, name string, primary
 	if !b.primaryUnreachable(primaryErr) {
 		return info, false
 	}
-	for _, rd := range b.cfg.AsyncTargets() {
-		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		snaps, err := b.targets[rd.BackendID].Array.ListSnapshots(tctx, name)
-		cancel()
-		if err != nil || len(snaps) == 0 {
+	// The targets are asked at once: a site that is down too costs its
+	// timeout once, not once per target after it.
+	rds := b.cfg.AsyncTargets()
+	found := make([][]array.Snapshot, len(rds))
+	var wg sync.WaitGroup
+	for i, rd := range rds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			if snaps, err := b.targets[rd.BackendID].Array.ListSnapshots(tctx, name); err == nil {
+				found[i] = snaps
+			}
+		}()
+	}
+	wg.Wait()
+	for i, rd := range rds {
+		if len(found[i]) == 0 {
 			continue
 		}
-		newest := newestSnapshot(snaps)
+		newest := newestSnapshot(found[i])
 		ti := TargetInfo{BackendID: rd.BackendID, Type: extraspecs.Async, Status: Error, LastSyncTime: newest.Created, LastSnapshot: newest.Name}
 		ti.Lag = b.opts.Now().Sub(ti.LastSyncTime)
 		ti.Message = fmt.Sprintf("the primary array cannot be reached (%v); the target's newest copy is %s, from %s (%s ago): "+

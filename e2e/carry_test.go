@@ -9,7 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/errdefs"
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
 )
 
@@ -115,6 +119,17 @@ func TestMediatorPeerCarriesPod(t *testing.T) {
 		if out, _ := run(t, true, qemuIO, "-f", "raw", "-c", "write -P 0xEE 5M 4k", uriA); !strings.Contains(out, "write failed") {
 			t.Fatalf("A took a write while B carries the pod, with the mediator back: %s", out)
 		}
+		// Neither side grows the volume while B carries it: the hosts
+		// would see one size on one path and another on the other.
+		if !crash {
+			_, err := dc.ExtendVolume(ctx, &driverv1.ExtendVolumeRequest{Backend: "puredriver-1", VolumeId: "cv", NewSizeGb: 2})
+			if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "once the pod is back in sync") {
+				t.Fatalf("extending the volume through the driver while B carries the pod: %v, want UNAVAILABLE saying when to retry", err)
+			}
+			if _, err := b.Array("b").ExtendVolume(ctx, vol, 2<<30); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "extend it at the preferred array") {
+				t.Fatalf("extending B's copy while B carries the pod: %v, want FAILED_PRECONDITION", err)
+			}
+		}
 		// The driver, beside A, cannot ask B either: B's own view is
 		// unknown, and says why.
 		if out, code := volrep(t, a, "replication", "info", "cv"); code != 0 || !regexp.MustCompile(`pure2-sync\s+stopped_by_mediator\s+offline\s+stopped\s+online\s+healthy\s+false`).MatchString(out) ||
@@ -184,6 +199,21 @@ func TestMediatorPeerCarriesPod(t *testing.T) {
 	cpA, cpB := copies(t, a, b, vol, 8<<20)
 	if !bytes.Equal(cpA, cpB) || cpA[6<<20] != 0x06 || cpA[7<<20] != 0x87 {
 		t.Fatalf("writes at both sides after the hand-back: equal %v, %x %x", bytes.Equal(cpA, cpB), cpA[6<<20], cpA[7<<20])
+	}
+	// In sync again, the volume grows at both sides, and a write at B to
+	// the new range is on A.
+	if _, err := dc.ExtendVolume(ctx, &driverv1.ExtendVolumeRequest{Backend: "puredriver-1", VolumeId: "cv", NewSizeGb: 2}); err != nil {
+		t.Fatalf("extending the volume once the pod is back in sync: %v", err)
+	}
+	for _, arr := range []array.Array{a.Array("a"), b.Array("b")} {
+		if v, err := arr.GetVolume(ctx, vol); err != nil || v.SizeBytes != 2<<30 {
+			t.Fatalf("after the extend the copy is %d bytes (%v), want 2 GiB at both arrays", v.SizeBytes, err)
+		}
+	}
+	waitWrite(t, qemuIO, uriB, "write -P 0x88 1536M 64k", 10*time.Second)
+	grown := make([]byte, 64<<10)
+	if err := a.Array("a").ReadVolume(ctx, vol, 1536<<20, grown); err != nil || !bytes.Equal(grown, bytes.Repeat([]byte{0x88}, len(grown))) {
+		t.Fatalf("B's write to the grown range is not on A (%v)", err)
 	}
 }
 

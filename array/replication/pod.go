@@ -297,11 +297,19 @@ func (m *podMember) Zero(off, length int64) func() error {
 
 // Resize grows the peer's copy before the volume grows here
 // (store.Resizer), so writes to the new range can be mirrored at once.
-// With the peer away the volume grows here alone: the next resync grows
-// the peer's copy first (growPeers).
+// With the peer away the volume grows here alone while this array
+// carries the pod: the next resync grows the peer's copy first
+// (growPeers). A stopped pod refuses, as it refuses writes: the peer may
+// carry it, and its hosts would see one size on one path and another on
+// the other.
 func (m *podMember) Resize(ctx context.Context, size int64) error {
 	p := m.p
 	p.mu.Lock()
+	if p.stoppedLocked() {
+		p.mu.Unlock()
+		return errdefs.Unavailable("volume %q cannot grow while its pod is stopped here (%v); extend it once the pod is back in sync "+
+			"(volrep replication info shows the pod's state)", m.local, p.errStopped())
+	}
 	online := p.stream != nil && m.ready
 	m.grow = true
 	p.synced = false

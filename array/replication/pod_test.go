@@ -79,9 +79,21 @@ func syncNow(t *testing.T, src *source) array.Replica {
 	return r
 }
 
+// same compares the whole of vol at both arrays, its size included.
 func same(t *testing.T, src *source, tg *target, vol string) {
 	t.Helper()
-	a, b := make([]byte, 16*mib), make([]byte, 16*mib)
+	va, err := src.st.GetVolume(t.Context(), vol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb, err := tg.st.GetVolume(t.Context(), vol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if va.SizeBytes != vb.SizeBytes {
+		t.Fatalf("%s is %d bytes at the preferred array and %d at the peer", vol, va.SizeBytes, vb.SizeBytes)
+	}
+	a, b := make([]byte, va.SizeBytes), make([]byte, vb.SizeBytes)
 	if err := src.st.ReadVolume(t.Context(), vol, 0, a); err != nil {
 		t.Fatal(err)
 	}

@@ -11,14 +11,17 @@ type Resizer interface {
 	Resize(ctx context.Context, size int64) error
 }
 
-// growMirror grows the copy of volume's mirror, if it keeps one, to size.
+// growMirror grows the copy of volume's mirror, if it keeps one, to size:
+// the mirror a client's change would go through, so a pod's copy that is
+// carried here has its say too.
 func (s *Store) growMirror(ctx context.Context, volume string, size int64) error {
 	v, err := s.lookup(ctx, volume)
 	if err != nil {
 		return err
 	}
 	s.io.RLock()
-	m, cur := v.mirror, v.rec.Size
+	_, m := v.route(fromClient)
+	cur := v.rec.Size
 	s.io.RUnlock()
 	if r, ok := m.(Resizer); ok && size > cur {
 		return r.Resize(ctx, size)

@@ -233,6 +233,14 @@ func (m *carriedCopy) Record(ctx context.Context, off, length int64) error {
 	return m.c.intend(ctx, m.volume, off, length)
 }
 
+// Resize refuses (store.Resizer): the preferred array, which keeps the
+// pod's sizes, cannot grow with this copy while cut off from it, and
+// takes back only blocks within its own size.
+func (m *carriedCopy) Resize(context.Context, int64) error {
+	return errdefs.FailedPrecondition("volume %q is carried here for pod %s while its preferred array is cut off from this array; "+
+		"extend it at the preferred array once the pod is back in sync (volrep replication info shows the pod's state)", m.volume, m.c.pod.name)
+}
+
 func (m *carriedCopy) Write(off int64, p []byte) func() error {
 	m.c.mark(m.volume, off, int64(len(p)))
 	m.c.admitted.Add(-1)
@@ -263,6 +271,7 @@ var (
 	_ store.Mirror       = (*carriedCopy)(nil)
 	_ store.Admitter     = (*carriedCopy)(nil)
 	_ store.Recorder     = (*carriedCopy)(nil)
+	_ store.Resizer      = (*carriedCopy)(nil)
 	_ store.PathReporter = (*carriedCopy)(nil)
 )
 
