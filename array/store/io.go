@@ -192,8 +192,8 @@ const (
 	fromPeer mirrored = true
 )
 
-func (s *Store) write(v *volume, p []byte, off int64, fua bool, how mirrored) error {
-	return s.change(v, off, int64(len(p)), fua, how, nil, writeTo(off, p, MirrorTag{}),
+func (s *Store) write(ctx context.Context, v *volume, p []byte, off int64, fua bool, how mirrored) error {
+	return s.change(ctx, v, off, int64(len(p)), fua, how, nil, writeTo(off, p, MirrorTag{}),
 		func(l *layer) error { return writeLayer(l, p, off) })
 }
 
@@ -239,9 +239,9 @@ func (*needsRecord) Error() string { return "the change's blocks are not recorde
 // change is the one path by which a write or a zeroed range reaches a
 // volume and its mirror (or forwarder), and is done: begun (applyChange),
 // then waited for, then made durable when fua is set.
-func (s *Store) change(v *volume, off, length int64, fua bool, how mirrored, check func(*layer) error,
+func (s *Store) change(ctx context.Context, v *volume, off, length int64, fua bool, how mirrored, check func(*layer) error,
 	mirror func(changer) (wait func() error), apply func(*layer) error) error {
-	wait, err := s.applyChange(v, off, length, how, check, mirror, apply)
+	wait, err := s.applyChange(ctx, v, off, length, how, check, mirror, apply)
 	if err == nil && wait != nil {
 		err = wait()
 	}
@@ -259,13 +259,13 @@ func (s *Store) change(v *volume, off, length int64, fua bool, how mirrored, che
 // or another volume. check, if set, runs under the blocks' locks before
 // anything is queued or applied, and a refusal from it changes nothing
 // (COMPARE AND WRITE).
-func (s *Store) applyChange(v *volume, off, length int64, how mirrored, check func(*layer) error,
+func (s *Store) applyChange(ctx context.Context, v *volume, off, length int64, how mirrored, check func(*layer) error,
 	mirror func(changer) (wait func() error), apply func(*layer) error) (func() error, error) {
 	wait, err := s.applyChangeOnce(v, off, length, how, check, mirror, apply)
 	// A record once made stays made while the copy is the Recorder's, so
 	// this tries again once, or more only if the volume's mirror changed.
 	for nr := (*needsRecord)(nil); errors.As(err, &nr); {
-		if err = nr.r.Record(context.Background(), off, length); err == nil {
+		if err = nr.r.Record(ctx, off, length); err == nil {
 			wait, err = s.applyChangeOnce(v, off, length, how, check, mirror, apply)
 		}
 	}
@@ -525,8 +525,8 @@ func (s *Store) flushLayer(l *layer) error {
 // zeroRange makes [off, off+length) read as zeros. Whole blocks are
 // punched out of the layer file; they are marked zero only where older
 // layers hold data, so discarding unwritten space changes nothing.
-func (s *Store) zeroRange(v *volume, off, length int64, fua bool, how mirrored) error {
-	return s.change(v, off, length, fua, how, nil,
+func (s *Store) zeroRange(ctx context.Context, v *volume, off, length int64, fua bool, how mirrored) error {
+	return s.change(ctx, v, off, length, fua, how, nil,
 		func(m changer) func() error { return m.Zero(off, length) },
 		func(l *layer) error { return zeroLayer(l, off, off+length) })
 }
@@ -542,7 +542,7 @@ func (s *Store) ApplyMirrored(ctx context.Context, volume string, off int64, p [
 	if err := refusePromoted(v); err != nil {
 		return err
 	}
-	return s.space(s.write(v, p, off, false, fromPeer))
+	return s.space(s.write(ctx, v, p, off, false, fromPeer))
 }
 
 // ApplyReclaimed writes, to a pod's volume at its preferred array, a
@@ -553,7 +553,7 @@ func (s *Store) ApplyReclaimed(ctx context.Context, volume string, off int64, p 
 	if err != nil {
 		return err
 	}
-	return s.space(s.write(v, p, off, false, fromPeer))
+	return s.space(s.write(ctx, v, p, off, false, fromPeer))
 }
 
 // refusePromoted keeps a pod's former writer from overwriting a copy that
@@ -584,7 +584,7 @@ func (s *Store) ApplyMirroredZero(ctx context.Context, volume string, off, lengt
 	if err := refusePromoted(v); err != nil {
 		return err
 	}
-	return s.space(s.zeroRange(v, off, length, false, fromPeer))
+	return s.space(s.zeroRange(ctx, v, off, length, false, fromPeer))
 }
 
 // ReadLocked reads a range with its blocks locked against writes, and
@@ -892,7 +892,7 @@ func (h *Handle) write(ctx context.Context, p []byte, off int64, fua bool) error
 	if err := h.writable(); err != nil {
 		return err
 	}
-	return h.s.space(gated(ctx, func() error { return h.s.write(h.v, p, off, fua, fromClient) }))
+	return h.s.space(gated(ctx, func() error { return h.s.write(ctx, h.v, p, off, fua, fromClient) }))
 }
 
 // WriteTagged applies a write here, queues it to the volume's mirror with
@@ -911,7 +911,7 @@ func (h *Handle) WriteTagged(ctx context.Context, p []byte, off int64, tag Mirro
 		return nil, err
 	}
 	err = h.s.space(gated(ctx, func() error {
-		wait, err = h.s.applyChange(h.v, off, int64(len(p)), fromClient, nil, writeTo(off, p, tag),
+		wait, err = h.s.applyChange(ctx, h.v, off, int64(len(p)), fromClient, nil, writeTo(off, p, tag),
 			func(l *layer) error { return writeLayer(l, p, off) })
 		return err
 	}))
@@ -951,7 +951,7 @@ func (h *Handle) CompareAndWrite(ctx context.Context, cmp, p []byte, off int64, 
 		return h.readOnlyErr()
 	}
 	return h.s.space(gated(ctx, func() error {
-		return h.s.change(h.v, off, int64(len(p)), fua, fromClient, func(l *layer) error {
+		return h.s.change(ctx, h.v, off, int64(len(p)), fua, fromClient, func(l *layer) error {
 			cur := make([]byte, len(cmp))
 			if err := readView(l, cur, off); err != nil {
 				return err
@@ -998,7 +998,7 @@ func (h *Handle) Zero(ctx context.Context, off, length int64, fua bool) error {
 	if h.ReadOnly() {
 		return h.readOnlyErr()
 	}
-	return h.s.space(gated(ctx, func() error { return h.s.zeroRange(h.v, off, length, fua, fromClient) }))
+	return h.s.space(gated(ctx, func() error { return h.s.zeroRange(ctx, h.v, off, length, fua, fromClient) }))
 }
 
 // Allocation describes a range as data and zero extents.

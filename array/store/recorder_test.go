@@ -21,7 +21,12 @@ type intentMirror struct {
 	set map[int64]bool // recorded runs, by first byte
 	n   int            // Record calls
 	err error          // what Record answers, when set
+	// caller is the callerKey value of the last Record's context.
+	caller any
 }
+
+// callerKey marks the context of a write, to see it reach Record.
+type callerKey struct{}
 
 func (m *intentMirror) Recorded(off, length int64) bool {
 	m.mu.Lock()
@@ -47,6 +52,7 @@ func (m *intentMirror) Record(ctx context.Context, off, length int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.n++
+	m.caller = ctx.Value(callerKey{})
 	if m.err != nil {
 		return m.err
 	}
@@ -89,16 +95,20 @@ func TestRecorderRecordsBeforeTheChange(t *testing.T) {
 	if !bytes.Equal(got, make([]byte, len(data))) {
 		t.Error("a write whose record failed changed the volume")
 	}
-	// Zeroing goes the same way.
+	// Zeroing goes the same way, and the record is made under the
+	// caller's context (a client that goes away stops waiting for it).
 	m.err = nil
 	h, err := s.OpenVolume(ctx, "v")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Zero(ctx, 6<<20, 64<<10, false); err != nil {
+	if err := h.Zero(context.WithValue(ctx, callerKey{}, "zeroer"), 6<<20, 64<<10, false); err != nil {
 		t.Fatal(err)
 	}
 	if !m.Recorded(6<<20, 64<<10) {
 		t.Error("zeroing a range did not record it first")
+	}
+	if m.caller != "zeroer" {
+		t.Errorf("the record was made under a context without the caller's values (%v)", m.caller)
 	}
 }

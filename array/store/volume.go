@@ -352,7 +352,7 @@ func (s *Store) WriteVolume(ctx context.Context, name string, off int64, p []byt
 	if err != nil {
 		return err
 	}
-	return s.space(gated(ctx, func() error { return s.write(v, p, off, fua, fromClient) }))
+	return s.space(gated(ctx, func() error { return s.write(ctx, v, p, off, fua, fromClient) }))
 }
 
 // ReadVolume fills p from off.
