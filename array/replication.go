@@ -134,6 +134,11 @@ type ReplicaSpec struct {
 	// PodMediator are the etcd endpoints (host:port) of a SYNC replica's
 	// mediator; none means the array's default (or no mediator).
 	PodMediator []string
+	// PreferPeer: when the arrays of a SYNC replica with a mediator lose
+	// each other while both reach it, the peer carries the pod on and
+	// this array stops (volrep_preferred_array naming the sync target).
+	// This array still orders the pod's writes while both run.
+	PreferPeer bool
 }
 
 // Replica is a replica and how it is doing.
@@ -194,6 +199,8 @@ type ReplicaUpdate struct {
 	Interval, RPO   time.Duration
 	TargetRetention *Retention
 	SourceRetention *Retention
+	// PreferPeer, when set, changes ReplicaSpec.PreferPeer.
+	PreferPeer *bool
 }
 
 // Replication is what an array offers for replicating to peers.

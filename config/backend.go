@@ -213,6 +213,7 @@ func (p *parser) readBackend(name string, line int) Backend {
 	b.Protocol = p.checkChoice(to, "volrep_protocol", "", []string{ProtocolISCSI, ProtocolNBD}, layers...)
 	b.CinderOptions = p.checkCinderOpts(to, layers)
 
+	b.PodMediator = p.podMediator(to, layers...)
 	if v, ok := p.first("volrep_preferred_array", layers...); ok && full {
 		ids := []string{"primary"}
 		for _, d := range b.SyncTargets() {
@@ -221,19 +222,21 @@ func (p *parser) readBackend(name string, line int) Backend {
 		switch {
 		case v.text == "primary":
 			b.PreferredArray = v.text
+		case slices.Contains(ids, v.text) && len(b.PodMediator) > 0:
+			b.PreferredArray = v.text
 		case slices.Contains(ids, v.text):
-			// A pod takes writes only at the array that owns it; accepting
-			// the peer here would promise a preference nothing honours.
+			// Without a mediator the sync target cannot know that the
+			// primary stopped, so it could never carry on safely.
 			p.report(to, v.line, v.section, v.key,
-				"volrep_preferred_array in [%s] is %q: a pod can only prefer its primary array today (its writes are taken there and mirrored to %q); set it to \"primary\" or remove the line",
-				v.section, v.text, v.text)
+				"volrep_preferred_array in [%s] is %q: a pod prefers its sync target at a partition only with a mediator, which tells the target that the primary stopped; "+
+					"set volrep_pod_mediator in [%s] and in the target array's section, or set volrep_preferred_array to \"primary\"",
+				v.section, v.text, v.section)
 		default:
 			p.report(to, v.line, v.section, v.key,
 				"volrep_preferred_array in [%s] is %q, which is neither \"primary\" nor the backend_id of a sync replication_device of [%s]%s",
 				v.section, v.text, name, orRemove(suggestion(v.text, ids)))
 		}
 	}
-	b.PodMediator = p.podMediator(to, layers...)
 	if v, ok := p.first(mediatorKey, layers...); ok && full && len(b.PodMediator) > 0 && len(b.SyncTargets()) == 0 {
 		// A setting that does nothing must not pass silently.
 		p.report(to, v.line, v.section, v.key,

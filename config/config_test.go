@@ -438,3 +438,23 @@ func TestPodMediatorEndpoints(t *testing.T) {
 		t.Errorf("the array's mediator %v", got)
 	}
 }
+
+// A pod with a mediator may prefer its sync target at a partition.
+func TestPreferredArrayNamesTheSyncTargetWithAMediator(t *testing.T) {
+	cfg := mustParse(t, conf(
+		"[DEFAULT]",
+		"enabled_backends = b1",
+		"[b1]",
+		"san_ip = 10.0.0.10",
+		"pure_api_token = tok-primary-0001",
+		"replication_device = backend_id:s1,san_ip:10.0.0.20,api_token:tok-s1-000001,type:sync",
+		"volrep_pod_mediator = etcd://10.0.0.30:2379",
+		"volrep_preferred_array = s1",
+	))
+	if len(cfg.Problems) != 0 {
+		t.Fatal(cfg.Problems)
+	}
+	if b := cfg.Backends[0]; b.PreferredArray != "s1" || !reflect.DeepEqual(b.PodMediator, []string{"10.0.0.30:2379"}) {
+		t.Fatalf("preferred array %q, mediator %v", b.PreferredArray, b.PodMediator)
+	}
+}

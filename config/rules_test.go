@@ -430,7 +430,7 @@ func TestRules(t *testing.T) {
 			},
 		},
 		{
-			name: "volrep_preferred_array must be the primary until pods can prefer their peer",
+			name: "volrep_preferred_array names the primary, or a sync target when the pod has a mediator",
 			conf: conf(
 				"[DEFAULT]",
 				"enabled_backends = b1, b2",
@@ -446,7 +446,7 @@ func TestRules(t *testing.T) {
 				"volrep_preferred_array = a1",
 			),
 			want: []string{
-				`t.conf:7: volrep_preferred_array in [b1] is "s1": a pod can only prefer its primary array today (its writes are taken there and mirrored to "s1"); set it to "primary" or remove the line`,
+				`t.conf:7: volrep_preferred_array in [b1] is "s1": a pod prefers its sync target at a partition only with a mediator, which tells the target that the primary stopped; set volrep_pod_mediator in [b1] and in the target array's section, or set volrep_preferred_array to "primary"`,
 				`t.conf:12: volrep_preferred_array in [b2] is "a1", which is neither "primary" nor the backend_id of a sync replication_device of [b2]; check the spelling or delete the line`,
 			},
 		},

@@ -112,8 +112,16 @@ func (b *Backend) linkTarget(ctx context.Context, rd config.ReplicationDevice) e
 func (b *Backend) convergePod(ctx context.Context, r array.Replication, id string) error {
 	spec := array.ReplicaSpec{Name: b.podReplica(id), Kind: array.KindGroup, Local: b.cfg.PodName, Link: id,
 		Mode: array.ModeCreateTarget, RemotePool: b.cfg.Pool, Type: array.TypeSync, SyncTimeout: b.cfg.SyncTimeout,
-		PodMediator: b.cfg.PodMediator}
+		PodMediator: b.cfg.PodMediator, PreferPeer: b.cfg.PreferredArray == id}
 	_, err := r.ReplicateEntity(ctx, spec)
+	if errdefs.IsAlreadyExists(err) {
+		// Which side carries the pod on at a partition follows the
+		// configuration (volrep_preferred_array) at once.
+		if _, err := r.UpdateReplica(ctx, spec.Name, array.ReplicaUpdate{PreferPeer: &spec.PreferPeer}); err != nil {
+			return fmt.Errorf("setting which array carries pod %s on at a partition: %w", b.cfg.PodName, err)
+		}
+		_, err = r.ReplicateEntity(ctx, spec)
+	}
 	if errdefs.IsAlreadyExists(err) {
 		// The pod exists with other settings (say, another timeout); it
 		// keeps them until it is recreated.

@@ -202,11 +202,18 @@ volrep_sync_timeout = 500
 // mediator over its own link (A at 10.79.0.2, B at 10.79.1.2).
 func startMediatedPair(t *testing.T) (nsA, nsB string, a, b *Daemon) {
 	t.Helper()
+	return startMediatedPairWith(t, "")
+}
+
+// startMediatedPairWith is startMediatedPair with more lines for A's
+// backend section.
+func startMediatedPairWith(t *testing.T, extraA string) (nsA, nsB string, a, b *Daemon) {
+	t.Helper()
 	nsA, nsB, nsM := withMediatorNS(t)
 	_, clientPort, _ := net.SplitHostPort(freePort(t))
 	_, peerPort, _ := net.SplitHostPort(freePort(t))
 	etcdtest.StartIn(t, nsM, "10.78.2.2:"+clientPort, "127.0.0.1:"+peerPort)
-	a, b = startPodPairWith(t, nsA, nsB, "volrep_pod_mediator = etcd://10.79.0.2:"+clientPort+"\n",
+	a, b = startPodPairWith(t, nsA, nsB, "volrep_pod_mediator = etcd://10.79.0.2:"+clientPort+"\n"+extraA,
 		"volrep_pod_mediator = etcd://10.79.1.2:"+clientPort+"\n")
 	return nsA, nsB, a, b
 }

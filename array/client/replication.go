@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/wire"
@@ -81,7 +82,7 @@ func (c *Replication) ReplicateEntity(ctx context.Context, s array.ReplicaSpec) 
 			RemotePool: s.RemotePool, RemoteGroup: s.RemoteEntity, MemberMappings: s.MemberMappings, ReplicationType: wire.TypeToPB(s.Type),
 			IntervalSeconds: secs(s.Interval), RpoSeconds: secs(s.RPO), TargetRetention: wire.RetentionToPB(s.TargetRetention),
 			SourceRetention: wire.RetentionToPB(s.SourceRetention), SyncTimeoutMs: s.SyncTimeout.Milliseconds(),
-			PodMediator: s.PodMediator})
+			PodMediator: s.PodMediator, PreferPeer: s.PreferPeer})
 	} else {
 		mode := arrayv1.ReplicaMode_REPLICA_MODE_UNSPECIFIED
 		switch s.Mode {
@@ -96,7 +97,7 @@ func (c *Replication) ReplicateEntity(ctx context.Context, s array.ReplicaSpec) 
 			RemotePool: s.RemotePool, RemoteVolume: s.RemoteEntity, LocalSnapshot: s.LocalSnapshot, RemoteSnapshot: s.RemoteSnapshot,
 			ReplicationType: wire.TypeToPB(s.Type), IntervalSeconds: secs(s.Interval), RpoSeconds: secs(s.RPO),
 			TargetRetention: wire.RetentionToPB(s.TargetRetention), SourceRetention: wire.RetentionToPB(s.SourceRetention),
-			SyncTimeoutMs: s.SyncTimeout.Milliseconds(), PodMediator: s.PodMediator})
+			SyncTimeoutMs: s.SyncTimeout.Milliseconds(), PodMediator: s.PodMediator, PreferPeer: s.PreferPeer})
 	}
 	if err != nil {
 		return array.Replica{}, err
@@ -129,6 +130,9 @@ func (c *Replication) UpdateReplica(ctx context.Context, name string, u array.Re
 	}
 	if u.SourceRetention != nil {
 		req.SourceRetention = wire.RetentionToPB(*u.SourceRetention)
+	}
+	if u.PreferPeer != nil {
+		req.PreferPeer = wrapperspb.Bool(*u.PreferPeer)
 	}
 	r, err := c.replicas.UpdateReplica(ctx, req)
 	if err != nil {

@@ -176,6 +176,9 @@ type Status struct {
 	// Holder is who held the key at the last look, when not this side.
 	Holder string
 	Err    error // the last failed call, while not reachable
+	// Yielding says this side gave the key up for the other (Yield) and
+	// does not ask for it again before the time Yield set.
+	Yielding bool
 }
 
 // Claim keeps one side's hold on one pod's key: it takes the key when it
@@ -205,6 +208,11 @@ type Claim struct {
 	// since ended, seen by sleep.
 	heldAt int64
 	freed  bool
+	// yieldUntil: Yield gave the key up, and it is not asked for again
+	// before then; yielded is the lease Yield dropped, for the claim's
+	// goroutine to revoke.
+	yieldUntil time.Time
+	yielded    clientv3.LeaseID
 }
 
 // Claim starts holding pod's key for owner (this side's name). preferred
@@ -219,8 +227,42 @@ func (c *Client) Claim(pod, owner string, preferred bool, notify func(Status)) *
 // but its own, and sets its mark in the same transaction, since from then
 // on it acknowledges writes the preferred array's copy lacks. Release
 // gives both up.
-func (c *Client) ClaimToCarry(pod, owner string, notify func(Status)) *Claim {
-	return c.claim(&Claim{pod: pod, owner: owner, carry: true, notify: notify})
+//
+// preferred says this side is the one that carries the pod on at a
+// partition (the pod prefers its peer): it asks without deference.
+func (c *Client) ClaimToCarry(pod, owner string, preferred bool, notify func(Status)) *Claim {
+	return c.claim(&Claim{pod: pod, owner: owner, carry: true, preferred: preferred, notify: notify})
+}
+
+// SetPreferred changes whether this side is the pod's preferred side when
+// both ask for the key at once.
+func (cl *Claim) SetPreferred(preferred bool) {
+	cl.mu.Lock()
+	cl.preferred = preferred
+	cl.mu.Unlock()
+}
+
+// Yield gives the key up for the other side to take: Held is false when
+// it returns, the claim's goroutine revokes the lease (so the key is free
+// at once, not when the lease ends), and the key is asked for again only
+// after d, then without deference, the other side having had its turn.
+// It does nothing unless this side holds the key. It never blocks.
+func (cl *Claim) Yield(d time.Duration) bool {
+	cl.mu.Lock()
+	if !cl.heldLocked() {
+		cl.mu.Unlock()
+		return false
+	}
+	cl.yielded, cl.lease, cl.heldUntil = cl.lease, 0, time.Time{}
+	cl.yieldUntil = time.Now().Add(d)
+	cl.mu.Unlock()
+	cl.Kick()
+	return true
+}
+
+// yieldingLocked says Yield's wait is not over. Called with cl.mu held.
+func (cl *Claim) yieldingLocked() bool {
+	return !cl.yieldUntil.IsZero() && time.Now().Before(cl.yieldUntil)
 }
 
 func (c *Client) claim(cl *Claim) *Claim {
@@ -298,7 +340,7 @@ func (cl *Claim) Status() Status {
 }
 
 func (cl *Claim) statusLocked() Status {
-	s := Status{Held: cl.heldLocked(), Reachable: cl.reachable, Holder: cl.holder}
+	s := Status{Held: cl.heldLocked(), Reachable: cl.reachable, Holder: cl.holder, Yielding: cl.yieldingLocked()}
 	if !cl.reachable {
 		s.Err = cl.lastErr
 	}
@@ -358,6 +400,9 @@ func (cl *Claim) run(ctx context.Context) {
 		if cl.heldLocked() {
 			wait = min(wait, time.Until(cl.heldUntil)+time.Millisecond)
 		}
+		if cl.yieldingLocked() {
+			wait = min(wait, time.Until(cl.yieldUntil)+time.Millisecond)
+		}
 		cl.mu.Unlock()
 		if !cl.sleep(ctx, wait, heldAt) {
 			return
@@ -401,11 +446,27 @@ func (cl *Claim) sleep(ctx context.Context, wait time.Duration, heldAt int64) bo
 	}
 }
 
-// step keeps the lease alive when the claim has one, or asks for the key.
+// step keeps the lease alive when the claim has one, or asks for the key
+// (after revoking the lease Yield gave up, and only once its wait is over).
 func (cl *Claim) step(ctx context.Context) {
 	cl.mu.Lock()
-	lease := cl.lease
+	lease, yielded, yielding := cl.lease, cl.yielded, cl.yieldingLocked()
+	cl.yielded = 0
 	cl.mu.Unlock()
+	if yielded != 0 {
+		rctx, cancel := context.WithTimeout(ctx, cl.c.ttl/3)
+		_, err := cl.c.cli.Revoke(rctx, yielded)
+		cancel()
+		if err != nil && !isLeaseGone(err) && ctx.Err() == nil {
+			// The lease then ends by itself, within the TTL.
+			cl.mu.Lock()
+			cl.reachable, cl.lastErr = false, cl.c.unreachable(err)
+			cl.mu.Unlock()
+		}
+	}
+	if yielding {
+		return
+	}
 	if lease != 0 && cl.keepAlive(ctx, lease) {
 		return
 	}
@@ -427,6 +488,9 @@ func (cl *Claim) keepAlive(ctx context.Context, lease clientv3.LeaseID) bool {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	switch {
+	case cl.lease != lease:
+		// Yield gave this lease up meanwhile.
+		return false
 	case err == nil && r.TTL > 0:
 		cl.heldUntil, cl.reachable, cl.holder = sent.Add(time.Duration(r.TTL)*time.Second), true, ""
 		return true
@@ -461,10 +525,16 @@ func (cl *Claim) Acquire(ctx context.Context) error {
 		return err
 	}
 	cl.mu.Lock()
-	freed := cl.freed
-	cl.freed = false
+	if cl.yieldingLocked() {
+		cl.mu.Unlock()
+		return errdefs.FailedPrecondition("pod %s: this array gave the pod's key up for the other side and asks again later", cl.pod)
+	}
+	// A side whose Yield is over had its deference.
+	freed := cl.freed || !cl.yieldUntil.IsZero()
+	cl.freed, cl.yieldUntil = false, time.Time{}
+	preferred := cl.preferred
 	cl.mu.Unlock()
-	if k.holder == "" && !cl.preferred && !freed {
+	if k.holder == "" && !preferred && !freed {
 		t := time.NewTimer(cl.c.preferDelay)
 		select {
 		case <-ctx.Done():

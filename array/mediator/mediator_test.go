@@ -139,7 +139,7 @@ func TestTakeoverFollowsTheLeaseEnd(t *testing.T) {
 		}()
 		held := make(chan time.Time, 1)
 		b := newClient(t, e.Endpoint())
-		cb := b.ClaimToCarry(pod, "array-b", func(s Status) {
+		cb := b.ClaimToCarry(pod, "array-b", false, func(s Status) {
 			if s.Held {
 				select {
 				case held <- time.Now():
@@ -177,7 +177,7 @@ func TestForgetMark(t *testing.T) {
 	e := etcdtest.Start(t, "", "")
 	a, b := newClient(t, e.Endpoint()), newClient(t, e.Endpoint())
 	ctx := context.Background()
-	cb := b.ClaimToCarry("pod1", "array-b", nil)
+	cb := b.ClaimToCarry("pod1", "array-b", false, nil)
 	defer cb.Close(ctx)
 	waitFor(t, 5*time.Second, "B takes the key and marks the pod", cb.Held)
 	for _, c := range []struct{ owner, why string }{
@@ -279,7 +279,7 @@ func TestMarksKeepTheKeyFromACopyThatLacksWrites(t *testing.T) {
 	if err := ca.Mark(ctx); err != nil {
 		t.Fatalf("the holder marks: %v", err)
 	}
-	cb := b.ClaimToCarry("pod1", "array-b", nil)
+	cb := b.ClaimToCarry("pod1", "array-b", false, nil)
 	t.Cleanup(func() { cb.Close(ctx) })
 	// A goes away (its lease ends), its mark stays: B must not take over.
 	ca.Close(ctx)
@@ -313,7 +313,7 @@ func TestMarksKeepTheKeyFromACopyThatLacksWrites(t *testing.T) {
 		t.Fatal("A took the key over B's mark")
 	}
 	// B restarts, takes the key again over its own mark, and releases.
-	cb2 := b.ClaimToCarry("pod1", "array-b", nil)
+	cb2 := b.ClaimToCarry("pod1", "array-b", false, nil)
 	waitFor(t, 5*time.Second, "B takes the key again over its own mark", cb2.Held)
 	if err := cb2.Release(ctx); err != nil {
 		t.Fatal(err)
@@ -321,5 +321,56 @@ func TestMarksKeepTheKeyFromACopyThatLacksWrites(t *testing.T) {
 	waitFor(t, 3*ttl, "A takes the key once B released it", ca3.Held)
 	if ahead, err := a.Ahead(ctx, "pod1"); err != nil || ahead != "" {
 		t.Fatalf("a mark after B released: %q %v", ahead, err)
+	}
+}
+
+// TestYieldHandsTheKeyToThePreferredPeer: a side that yields stops
+// holding the key at once and frees it at etcd, so a preferred carrier
+// takes it within moments; after the wait, the yielding side finds it
+// held and stays out. A side that yields with nobody asking takes the
+// key back once its wait is over, without the preference delay.
+func TestYieldHandsTheKeyToThePreferredPeer(t *testing.T) {
+	e := etcdtest.Start(t, "", "")
+	a, b := newClient(t, e.Endpoint()), newClient(t, e.Endpoint())
+	ctx := context.Background()
+	ca := claim(t, a, "pod1", "array-a", false)
+	waitFor(t, 5*time.Second, "A takes the free key", ca.Held)
+	if ca.Yield(0) != true || ca.Held() {
+		t.Fatalf("after Yield A still holds the key (held %v)", ca.Held())
+	}
+	// Nobody asks: A takes the key again, at once (no preference delay:
+	// the yield was its deference).
+	took := waitFor(t, time.Second, "A takes the key back after a yield nobody took", ca.Held)
+	t.Logf("A held the key again %s after a zero-length yield", took)
+
+	const wait = 1500 * time.Millisecond
+	yielded := time.Now()
+	if !ca.Yield(wait) {
+		t.Fatal("Yield of a held key reported nothing to yield")
+	}
+	if st := ca.Status(); st.Held || !st.Yielding {
+		t.Fatalf("status right after Yield: %+v, want not held and yielding", st)
+	}
+	waitFor(t, time.Second, "the key is free at etcd", func() bool {
+		h, err := a.Holder(ctx, "pod1")
+		return err == nil && h == ""
+	})
+	cb := b.ClaimToCarry("pod1", "array-b", true, nil)
+	defer cb.Close(ctx)
+	// Within the preference delay (500 ms): B, preferred, does not defer.
+	waitFor(t, 400*time.Millisecond, "B, preferred, takes the yielded key", cb.Held)
+	t.Logf("B held the key %s after A yielded it", time.Since(yielded).Round(time.Millisecond))
+	if ahead, err := a.Ahead(ctx, "pod1"); err != nil || ahead != "array-b" {
+		t.Fatalf("B's mark after taking the key to carry: %q, %v", ahead, err)
+	}
+	time.Sleep(time.Until(yielded.Add(wait + 2*ttl/3)))
+	if ca.Held() {
+		t.Fatal("A took the key back while B held it")
+	}
+	if st := ca.Status(); st.Yielding || st.Holder != "array-b" {
+		t.Fatalf("A's status once its wait is over: %+v, want B named as the holder", st)
+	}
+	if ca.Yield(time.Second) {
+		t.Fatal("Yield of a key this side does not hold reported a yield")
 	}
 }

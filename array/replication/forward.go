@@ -93,7 +93,8 @@ func (f *forwardLink) enqueue(m *arrayv1.ForwardRequest) {
 func (f *forwardLink) pushState(force bool) {
 	st := f.p.forwardState()
 	f.mu.Lock()
-	same := f.last != nil && f.last.GetInSync() == st.GetInSync() && slices.Equal(f.last.GetVolumes(), st.GetVolumes())
+	same := f.last != nil && f.last.GetInSync() == st.GetInSync() && f.last.GetReceiverPreferred() == st.GetReceiverPreferred() &&
+		slices.Equal(f.last.GetVolumes(), st.GetVolumes())
 	if same && !force {
 		f.mu.Unlock()
 		return
@@ -233,7 +234,7 @@ func (p *pod) forwardedHandle(ctx context.Context, remote string) (*store.Handle
 func (p *pod) forwardState() *arrayv1.ForwardState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	st := &arrayv1.ForwardState{InSync: p.inSyncLocked()}
+	st := &arrayv1.ForwardState{InSync: p.inSyncLocked(), ReceiverPreferred: p.preferPeer.Load()}
 	for _, m := range p.members {
 		if m.ready {
 			st.Volumes = append(st.Volumes, m.remote)

@@ -81,6 +81,10 @@ type pod struct {
 	// write is acknowledged, cleared once the pod is in sync again.
 	markMu sync.Mutex
 	marked markState
+	// preferPeer: at a partition the peer carries the pod on, so this
+	// array gives the pod's key up when it loses an in-sync peer
+	// (ReplicaSpec.PreferPeer; UpdateReplica changes it).
+	preferPeer atomic.Bool
 }
 
 type markState int
@@ -154,6 +158,11 @@ func (p *pod) stopped() bool {
 func (p *pod) errStopped() error {
 	msg := "no answer"
 	st := p.claim.Status()
+	if st.Yielding {
+		return &array.PodStoppedError{Err: errdefs.Unavailable("pod %s is stopped here: it lost its peer, which carries the pod on at a partition (volrep_preferred_array), "+
+			"and gave the pod's key up for it; it takes the pod back by itself once it reaches the peer, or carries on alone if the peer has not taken the key within %s",
+			p.name, p.med.TTL())}
+	}
 	if st.Reachable && st.Holder != "" {
 		return &array.PodStoppedError{Err: errdefs.Unavailable("pod %s is stopped here: the peer %q carries it alone (it holds the pod's key at the mediator) "+
 			"and takes its writes; this array takes the pod back by itself once it reaches the peer", p.name, st.Holder)}
@@ -504,9 +513,15 @@ func (p *pod) streamIs(st *mirrorStream) bool {
 }
 
 // fail drops the stream: everything it had not acknowledged becomes dirty.
+// A pod that prefers its peer and was in sync gives the pod's key up for
+// the peer before it returns, so the write that saw the failure is not
+// acknowledged here: the peer, which holds every acknowledged write,
+// carries the pod on.
 func (p *pod) fail(st *mirrorStream, err error, m *podMember, off, length int64) {
 	p.mu.Lock()
+	yield := false
 	if p.stream == st {
+		yield = p.synced && p.claim != nil && p.preferPeer.Load() && !errors.Is(err, context.Canceled)
 		p.stream, p.synced, p.lastErr = nil, false, err
 		if errors.Is(err, context.Canceled) {
 			// The engine is stopping: nothing is lost, and nothing to warn of.
@@ -532,9 +547,30 @@ func (p *pod) fail(st *mirrorStream, err error, m *podMember, off, length int64)
 		}
 	}
 	p.mu.Unlock()
+	if yield && p.claim.Yield(p.med.TTL()) {
+		p.e.log.Warn("pod lost its peer, which it prefers at a partition; giving the pod's key up for it (volrep_preferred_array)",
+			"pod", p.name, "link", p.l.rec.Name, "asks_again_in", p.med.TTL())
+	}
 	st.kill(err)
 	p.noteState()
 	p.wake()
+}
+
+// setPreferPeer changes which side carries the pod on at a partition,
+// and tells the peer.
+func (p *pod) setPreferPeer(v bool) {
+	if p.preferPeer.Swap(v) == v {
+		return
+	}
+	if p.claim != nil {
+		p.claim.SetPreferred(!v)
+	}
+	p.mu.Lock()
+	fwd := p.fwd
+	p.mu.Unlock()
+	if fwd != nil {
+		fwd.pushState(false)
+	}
 }
 
 func (p *pod) wake() {
@@ -681,9 +717,11 @@ func (e *Engine) startPod(ctx context.Context, r *replica) (*pod, error) {
 		if err != nil {
 			return nil, fmt.Errorf("pod %s: %w", spec.Name, err)
 		}
-		// This array takes the pod's writes: it is the preferred side.
+		// This array orders the pod's writes; it is also the side the
+		// mediator prefers, unless the pod prefers its peer.
 		p.med = med
-		p.claim = med.Claim(spec.Name, e.id, true, func(mediator.Status) {
+		p.preferPeer.Store(spec.PreferPeer)
+		p.claim = med.Claim(spec.Name, e.id, !spec.PreferPeer, func(mediator.Status) {
 			p.noteState()
 			p.wake()
 		})
@@ -817,9 +855,51 @@ func (p *pod) closeMediator(ctx context.Context) {
 	}
 }
 
+// watchPeer pings an in-sync peer every half timeout while the pod
+// prefers it at a partition: the peer asks the mediator for the pod as
+// soon as this array falls silent, and this array, idle or not, must
+// learn of the partition as soon and give the key up (fail yields it).
+// A ping is a mirrored flush of no volume, which the peer answers at
+// once.
+func (p *pod) watchPeer(ctx context.Context) {
+	t := time.NewTicker(p.timeout / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		st := p.stream
+		if !p.synced {
+			st = nil
+		}
+		p.mu.Unlock()
+		if st == nil || !p.preferPeer.Load() {
+			continue
+		}
+		done, err := st.enqueue(nil, 0, 0, func(seq uint64) *arrayv1.MirrorRequest {
+			return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Flush{Flush: &arrayv1.MirrorFlush{Seq: seq}}}
+		})
+		if err == nil {
+			p.awaitFor(st, done, nil, 0, 0)
+		}
+	}
+}
+
 // run brings the peer back in sync whenever it is not: reconnect,
 // initial copies of new members, then the dirty blocks.
 func (p *pod) run(ctx context.Context) {
+	if p.claim != nil {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.watchPeer(ctx)
+		}()
+	}
 	backoff := 100 * time.Millisecond
 	idle := 5 * time.Second
 	wait := time.Duration(0)
@@ -1235,6 +1315,8 @@ func (p *pod) view(v *array.Replica) {
 			v.MediatorMessage = fmt.Sprintf("the pod's key is held by %q, which carries the pod alone; this array takes it back when it reaches it", ms.Holder)
 		case ms.Holder != "":
 			v.MediatorMessage = fmt.Sprintf("the pod's key is held by %q", ms.Holder)
+		case ms.Yielding:
+			v.MediatorMessage = "this array gave the pod's key up for its peer, which carries the pod on at a partition (volrep_preferred_array)"
 		}
 	}
 	switch {

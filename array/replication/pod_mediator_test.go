@@ -3,6 +3,7 @@ package replication_test
 import (
 	"bytes"
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,13 @@ const mediatorTTL = 2 * time.Second
 // newMediatedPod is newPod with a mediator (a real etcd) and a state hook.
 func newMediatedPod(t *testing.T, timeout time.Duration, states *podStates) (*source, *target, *etcdtest.Server) {
 	t.Helper()
+	return newMediatedPodWith(t, timeout, states, false)
+}
+
+// newMediatedPodWith is newMediatedPod for a pod that prefers its peer at
+// a partition when preferPeer is set.
+func newMediatedPodWith(t *testing.T, timeout time.Duration, states *podStates, preferPeer bool) (*source, *target, *etcdtest.Server) {
+	t.Helper()
 	etcd := etcdtest.Start(t, "", "")
 	src := newSource(t, clock.NewFake(t0), func(o *replication.Options) {
 		o.MediatorTTL = mediatorTTL
@@ -29,7 +37,7 @@ func newMediatedPod(t *testing.T, timeout time.Duration, states *podStates) (*so
 	tg := newTarget(t)
 	podGroup(t, src)
 	protect(t, src, tg, "pod", array.ReplicaSpec{Kind: array.KindGroup, Local: "cinder-pod", Type: array.TypeSync,
-		SyncTimeout: timeout, PodMediator: []string{etcd.Endpoint()}})
+		SyncTimeout: timeout, PodMediator: []string{etcd.Endpoint()}, PreferPeer: preferPeer})
 	syncNow(t, src)
 	return src, tg, etcd
 }
@@ -326,5 +334,93 @@ func TestPodMediatorFromArrayDefault(t *testing.T) {
 			t.Fatalf("the deleted pod's key is still held by %q (%v)", h, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestPodPreferringItsPeerYields: a pod that prefers its peer at a
+// partition gives the pod's key up when it loses the in-sync peer, so its
+// writes fail at once rather than being acknowledged without the peer;
+// when the peer does not take the key within the lease time (it is down,
+// not cut off), the pod takes the key back and carries on alone.
+func TestPodPreferringItsPeerYields(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	var states podStates
+	src, tg, etcd := newMediatedPodWith(t, timeout, &states, true)
+	ctx := t.Context()
+	r := replicaUntil(t, src, 10*time.Second, "the primary holds the pod's key", func(r array.Replica) bool { return r.MediatorHeld })
+	if !r.PreferPeer {
+		t.Fatal("the replica does not report that it prefers its peer")
+	}
+	med, err := mediator.New([]string{etcd.Endpoint()}, mediator.Options{TTL: mediatorTTL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer med.Close()
+	w := startWriter(t, src)
+	time.Sleep(100 * time.Millisecond)
+	cut := time.Now()
+	tg.halt()
+	// The first write that waits for the peer fails, and the key is free
+	// for the peer.
+	deadline := time.Now().Add(timeout + 2*time.Second)
+	for w.firstFail.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if w.firstFail.Load() == 0 {
+		t.Fatalf("writes still succeed %s after the peer went, with the pod preferring it", time.Since(cut))
+	}
+	failedAfter := time.Unix(0, w.firstFail.Load()).Sub(cut)
+	r = replicaUntil(t, src, time.Second, "stopped, having given the key up", func(r array.Replica) bool {
+		return r.PodState == array.PodStoppedByMediator && strings.Contains(r.MediatorMessage, "gave the pod's key up")
+	})
+	if h, err := med.Holder(ctx, "pod"); err != nil || h != "" {
+		t.Fatalf("the key's holder while the primary yields: %q, %v; want none", h, err)
+	}
+	if err := src.st.WriteVolume(ctx, "v1", 15*mib, bytes.Repeat([]byte{0xEE}, 4096), false); !errdefs.IsUnavailable(err) ||
+		!strings.Contains(err.Error(), "gave the pod's key up") {
+		t.Fatalf("a write while the primary yields: %v, want UNAVAILABLE naming the yield", err)
+	}
+	// Nobody took the key: the primary takes it back and carries on.
+	r = replicaUntil(t, src, mediatorTTL+3*time.Second, "carrying on alone once the yield is over", func(r array.Replica) bool {
+		return r.PodState == array.PodDegraded && r.MediatorHeld
+	})
+	before := w.acked.Load()
+	time.Sleep(300 * time.Millisecond)
+	w.end()
+	if w.acked.Load() <= before {
+		t.Fatal("no write was acknowledged once the primary carried on alone")
+	}
+	t.Logf("writes failed %s after the cut; the primary carried on alone %s after it", failedAfter.Round(time.Millisecond), time.Since(cut).Round(time.Millisecond))
+	info, err := src.st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ahead, err := med.Ahead(ctx, "pod"); err != nil || ahead != info.ID {
+		t.Fatalf("the mark while the primary carries on alone: %q, %v; want %q", ahead, err, info.ID)
+	}
+	tg.start()
+	r = syncNow(t, src)
+	if r.PodState != array.PodOnline || r.DirtyBytes != 0 {
+		t.Fatalf("after healing: pod %s, %d dirty", r.PodState, r.DirtyBytes)
+	}
+	same(t, src, tg, "v1")
+	// Preferring the peer is changed in place.
+	no := false
+	if r, err := src.eng.UpdateReplica(ctx, "pod", array.ReplicaUpdate{PreferPeer: &no}); err != nil || r.PreferPeer {
+		t.Fatalf("UpdateReplica turning prefer_peer off: %v, %v", r.PreferPeer, err)
+	}
+}
+
+// TestPreferPeerNeedsAMediator: without a mediator the peer could never
+// know that the primary stopped, so a pod cannot prefer it.
+func TestPreferPeerNeedsAMediator(t *testing.T) {
+	src, _ := newPod(t, time.Second)
+	yes := true
+	_, err := src.eng.UpdateReplica(t.Context(), "pod", array.ReplicaUpdate{PreferPeer: &yes})
+	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "volrep_pod_mediator") {
+		t.Fatalf("preferring the peer of a pod without a mediator: %v, want INVALID_ARGUMENT naming volrep_pod_mediator", err)
+	}
+	if r, err := src.eng.GetReplica(t.Context(), "pod"); err != nil || r.PreferPeer {
+		t.Fatalf("a refused update changed the pod: prefer_peer %v, %v", r.PreferPeer, err)
 	}
 }

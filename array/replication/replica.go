@@ -136,6 +136,11 @@ func (e *Engine) normalise(ctx context.Context, spec *array.ReplicaSpec) error {
 	if len(spec.PodMediator) > 0 && spec.Type != array.TypeSync {
 		return errdefs.InvalidArgument("pod_mediator", "only a SYNC replica (pod) has a mediator; remove pod_mediator or ask for SYNC")
 	}
+	if spec.PreferPeer {
+		if err := e.canPreferPeer(*spec); err != nil {
+			return err
+		}
+	}
 	switch spec.Kind {
 	case array.KindVolume:
 		if _, err := e.s.GetVolume(ctx, spec.Local); err != nil {
@@ -344,10 +349,30 @@ func (e *Engine) update(ctx context.Context, name string, f func(r *replica) err
 	return e.view(r), nil
 }
 
-// UpdateReplica changes the interval, RPO and retention.
+// canPreferPeer refuses PreferPeer for a replica it cannot work for: the
+// peer of a pod without a mediator could not know that this array
+// stopped, so it could never carry on safely.
+func (e *Engine) canPreferPeer(spec array.ReplicaSpec) error {
+	if spec.Type != array.TypeSync || len(spec.PodMediator) == 0 && len(e.opts.PodMediator) == 0 {
+		return errdefs.InvalidArgument("prefer_peer", "only a SYNC replica (pod) with a mediator can prefer its peer at a partition: "+
+			"without one the peer cannot know that this array stopped; configure volrep_pod_mediator at both arrays, or prefer this array")
+	}
+	return nil
+}
+
+// UpdateReplica changes the interval, RPO and retention, and which side
+// of a pod carries on at a partition.
 func (e *Engine) UpdateReplica(ctx context.Context, name string, u array.ReplicaUpdate) (array.Replica, error) {
-	return e.update(ctx, name, func(r *replica) error {
+	r, err := e.update(ctx, name, func(r *replica) error {
 		s := &r.rec.Spec
+		if u.PreferPeer != nil {
+			if *u.PreferPeer {
+				if err := e.canPreferPeer(*s); err != nil {
+					return err
+				}
+			}
+			s.PreferPeer = *u.PreferPeer
+		}
 		if u.Interval > 0 && u.Interval != s.Interval {
 			s.Interval = u.Interval
 			r.rec.NextTick = e.opts.Clock.Now().Add(u.Interval)
@@ -363,6 +388,15 @@ func (e *Engine) UpdateReplica(ctx context.Context, name string, u array.Replica
 		}
 		return nil
 	})
+	if err == nil && u.PreferPeer != nil {
+		e.mu.Lock()
+		p := e.pods[name]
+		e.mu.Unlock()
+		if p != nil {
+			p.setPreferPeer(*u.PreferPeer)
+		}
+	}
+	return r, err
 }
 
 // SuspendReplica stops shipping until ResumeReplica.

@@ -71,7 +71,7 @@ func (s *Replication) ReplicateEntity(ctx context.Context, req *arrayv1.Replicat
 		RemoteSnapshot: req.GetRemoteSnapshot(), Type: wire.Type(req.GetReplicationType()), Interval: seconds(req.GetIntervalSeconds()),
 		RPO: seconds(req.GetRpoSeconds()), TargetRetention: wire.RetentionFromPB(req.GetTargetRetention()),
 		SourceRetention: wire.RetentionFromPB(req.GetSourceRetention()), SyncTimeout: time.Duration(req.GetSyncTimeoutMs()) * time.Millisecond,
-		PodMediator: req.GetPodMediator(),
+		PodMediator: req.GetPodMediator(), PreferPeer: req.GetPreferPeer(),
 	})
 	if err != nil {
 		return nil, err
@@ -86,7 +86,7 @@ func (s *Replication) ReplicateConsGroup(ctx context.Context, req *arrayv1.Repli
 		Type: wire.Type(req.GetReplicationType()), Interval: seconds(req.GetIntervalSeconds()), RPO: seconds(req.GetRpoSeconds()),
 		TargetRetention: wire.RetentionFromPB(req.GetTargetRetention()), SourceRetention: wire.RetentionFromPB(req.GetSourceRetention()),
 		SyncTimeout: time.Duration(req.GetSyncTimeoutMs()) * time.Millisecond,
-		PodMediator: req.GetPodMediator(),
+		PodMediator: req.GetPodMediator(), PreferPeer: req.GetPreferPeer(),
 	})
 	if err != nil {
 		return nil, err
@@ -123,6 +123,9 @@ func (s *Replication) UpdateReplica(ctx context.Context, req *arrayv1.UpdateRepl
 	if req.GetSourceRetention() != nil {
 		t := wire.RetentionFromPB(req.GetSourceRetention())
 		u.SourceRetention = &t
+	}
+	if p := req.GetPreferPeer(); p != nil {
+		u.PreferPeer = &p.Value
 	}
 	r, err := s.r.UpdateReplica(ctx, req.GetName(), u)
 	if err != nil {

@@ -310,7 +310,7 @@ func (t *Service) lost(p *podForward, wasInSync bool) {
 // askToCarry starts asking the mediator for the pod. Called with p.mu
 // held.
 func (t *Service) askToCarry(p *podForward) {
-	p.claim = t.med.ClaimToCarry(p.name, t.id, func(st mediator.Status) { t.claimChanged(p, st) })
+	p.claim = t.med.ClaimToCarry(p.name, t.id, p.preferred, func(st mediator.Status) { t.claimChanged(p, st) })
 }
 
 // claimChanged starts carrying the pod when this array took the key.

@@ -59,8 +59,9 @@ type podForward struct {
 	inSync  bool
 	volumes map[string]bool
 	// mediated: the preferred array holds the pod's key at a mediator
-	// (its last open said so).
-	mediated bool
+	// (its last open said so); preferred: this array carries the pod on
+	// when the two lose each other (its last state said so).
+	mediated, preferred bool
 	// claim asks the mediator for the pod, or holds it while carry is
 	// set (carry.go); mirrors are the open mirror streams, stopped when
 	// carrying starts or a later stream is admitted (mirror.go).
@@ -478,7 +479,7 @@ func (t *Service) forwardState(ctx context.Context, p *podForward, sess *forward
 	}
 	p.mu.Lock()
 	if p.sess == sess {
-		p.inSync = st.GetInSync()
+		p.inSync, p.preferred = st.GetInSync(), st.GetReceiverPreferred()
 	}
 	p.mu.Unlock()
 	return nil

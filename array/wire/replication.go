@@ -95,7 +95,7 @@ func ReplicaToPB(r array.Replica) *arrayv1.Replica {
 		LagSeconds: int64(r.Lag / time.Second), LastSnapshot: r.LastSnapshot, Created: ts(r.Created), TotalBytesSent: r.TotalBytesSent,
 		Mode: modes[r.Mode], PeerState: r.PeerState, LastResyncBytes: r.LastResyncBytes, DirtyBytes: r.DirtyBytes, MirroredBytes: r.MirroredBytes,
 		SyncTimeoutMs: r.SyncTimeout.Milliseconds(), PodMediator: r.PodMediator, PodState: r.PodState, Writes: r.Writes, PeerWrites: r.PeerWrites, MediatorState: r.MediatorState,
-		MediatorMessage: r.MediatorMessage, MediatorHeld: r.MediatorHeld}
+		MediatorMessage: r.MediatorMessage, MediatorHeld: r.MediatorHeld, PreferPeer: r.PreferPeer}
 }
 
 func ReplicaFromPB(r *arrayv1.Replica) array.Replica {
@@ -105,7 +105,7 @@ func ReplicaFromPB(r *arrayv1.Replica) array.Replica {
 			Type: reverse(types, r.GetReplicationType()), Interval: time.Duration(r.GetIntervalSeconds()) * time.Second,
 			RPO: time.Duration(r.GetRpoSeconds()) * time.Second, TargetRetention: RetentionFromPB(r.GetTargetRetention()),
 			SourceRetention: RetentionFromPB(r.GetSourceRetention()), SyncTimeout: time.Duration(r.GetSyncTimeoutMs()) * time.Millisecond,
-			PodMediator: r.GetPodMediator()},
+			PodMediator: r.GetPodMediator(), PreferPeer: r.GetPreferPeer()},
 		State: reverse(states, r.GetState()), SyncState: reverse(syncStates, r.GetSyncState()), Message: r.GetStateMessage(),
 		RPOState: reverse(rpoStates, r.GetRpoState()), LastSynchronized: fromTS(r.GetLastSynchronized()), LastSyncBytes: r.GetLastSyncBytes(),
 		LastSyncDuration: time.Duration(r.GetLastSyncDurationSeconds() * float64(time.Second)), Throughput: r.GetThroughputBytesPerSecond(),

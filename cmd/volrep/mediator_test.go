@@ -22,7 +22,7 @@ func TestMediatorForgetMark(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mc.Close()
-	cb := mc.ClaimToCarry("pod1", "array-b", nil)
+	cb := mc.ClaimToCarry("pod1", "array-b", false, nil)
 	defer cb.Close(context.Background())
 	for deadline := time.Now().Add(5 * time.Second); !cb.Held(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
+	wrapperspb "google.golang.org/protobuf/types/known/wrapperspb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -465,8 +466,13 @@ type Replica struct {
 	// SYNC replicas: whether this side and the peer take client writes:
 	// "online" or "stopped". The peer's writes go through this side, which
 	// sequences them, and stop whenever the pod is not in sync.
-	Writes        string `protobuf:"bytes,36,opt,name=writes,proto3" json:"writes,omitempty"`
-	PeerWrites    string `protobuf:"bytes,37,opt,name=peer_writes,json=peerWrites,proto3" json:"peer_writes,omitempty"`
+	Writes     string `protobuf:"bytes,36,opt,name=writes,proto3" json:"writes,omitempty"`
+	PeerWrites string `protobuf:"bytes,37,opt,name=peer_writes,json=peerWrites,proto3" json:"peer_writes,omitempty"`
+	// SYNC replicas with a mediator: the peer, not this array, carries the
+	// pod on when the two lose each other while both reach the mediator
+	// (volrep_preferred_array naming the sync target). This array still
+	// orders the pod's writes while both run.
+	PreferPeer    bool `protobuf:"varint,38,opt,name=prefer_peer,json=preferPeer,proto3" json:"prefer_peer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -760,6 +766,13 @@ func (x *Replica) GetPeerWrites() string {
 	return ""
 }
 
+func (x *Replica) GetPreferPeer() bool {
+	if x != nil {
+		return x.PreferPeer
+	}
+	return false
+}
+
 type ReplicateEntityRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// SYNC: how long a write may wait for the peer (default 5000 ms).
@@ -780,7 +793,10 @@ type ReplicateEntityRequest struct {
 	TargetRetention *Retention      `protobuf:"bytes,12,opt,name=target_retention,json=targetRetention,proto3" json:"target_retention,omitempty"`
 	SourceRetention *Retention      `protobuf:"bytes,13,opt,name=source_retention,json=sourceRetention,proto3" json:"source_retention,omitempty"`
 	// SYNC: the pod mediator's etcd endpoints (host:port); empty for none.
-	PodMediator   []string `protobuf:"bytes,15,rep,name=pod_mediator,json=podMediator,proto3" json:"pod_mediator,omitempty"`
+	PodMediator []string `protobuf:"bytes,15,rep,name=pod_mediator,json=podMediator,proto3" json:"pod_mediator,omitempty"`
+	// SYNC with a mediator: the peer carries the pod on at a partition
+	// (Replica.prefer_peer).
+	PreferPeer    bool `protobuf:"varint,16,opt,name=prefer_peer,json=preferPeer,proto3" json:"prefer_peer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -920,6 +936,13 @@ func (x *ReplicateEntityRequest) GetPodMediator() []string {
 	return nil
 }
 
+func (x *ReplicateEntityRequest) GetPreferPeer() bool {
+	if x != nil {
+		return x.PreferPeer
+	}
+	return false
+}
+
 type ReplicateEntityResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Replica       *Replica               `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
@@ -981,7 +1004,10 @@ type ReplicateConsGroupRequest struct {
 	TargetRetention *Retention        `protobuf:"bytes,10,opt,name=target_retention,json=targetRetention,proto3" json:"target_retention,omitempty"`
 	SourceRetention *Retention        `protobuf:"bytes,11,opt,name=source_retention,json=sourceRetention,proto3" json:"source_retention,omitempty"`
 	// SYNC: the pod mediator's etcd endpoints (host:port); empty for none.
-	PodMediator   []string `protobuf:"bytes,13,rep,name=pod_mediator,json=podMediator,proto3" json:"pod_mediator,omitempty"`
+	PodMediator []string `protobuf:"bytes,13,rep,name=pod_mediator,json=podMediator,proto3" json:"pod_mediator,omitempty"`
+	// SYNC with a mediator: the peer carries the pod on at a partition
+	// (Replica.prefer_peer).
+	PreferPeer    bool `protobuf:"varint,14,opt,name=prefer_peer,json=preferPeer,proto3" json:"prefer_peer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1105,6 +1131,13 @@ func (x *ReplicateConsGroupRequest) GetPodMediator() []string {
 		return x.PodMediator
 	}
 	return nil
+}
+
+func (x *ReplicateConsGroupRequest) GetPreferPeer() bool {
+	if x != nil {
+		return x.PreferPeer
+	}
+	return false
 }
 
 type ReplicateConsGroupResponse struct {
@@ -1365,8 +1398,10 @@ type UpdateReplicaRequest struct {
 	RpoSeconds      int64                  `protobuf:"varint,3,opt,name=rpo_seconds,json=rpoSeconds,proto3" json:"rpo_seconds,omitempty"`
 	TargetRetention *Retention             `protobuf:"bytes,4,opt,name=target_retention,json=targetRetention,proto3" json:"target_retention,omitempty"`
 	SourceRetention *Retention             `protobuf:"bytes,5,opt,name=source_retention,json=sourceRetention,proto3" json:"source_retention,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// SYNC with a mediator: sets Replica.prefer_peer; unset leaves it.
+	PreferPeer    *wrapperspb.BoolValue `protobuf:"bytes,6,opt,name=prefer_peer,json=preferPeer,proto3" json:"prefer_peer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateReplicaRequest) Reset() {
@@ -1430,6 +1465,13 @@ func (x *UpdateReplicaRequest) GetTargetRetention() *Retention {
 func (x *UpdateReplicaRequest) GetSourceRetention() *Retention {
 	if x != nil {
 		return x.SourceRetention
+	}
+	return nil
+}
+
+func (x *UpdateReplicaRequest) GetPreferPeer() *wrapperspb.BoolValue {
+	if x != nil {
+		return x.PreferPeer
 	}
 	return nil
 }
@@ -2092,11 +2134,11 @@ var File_volrep_array_v1_replica_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\n" +
-	"%volrep/array/v1/replica_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"`\n" +
+	"%volrep/array/v1/replica_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/wrappers.proto\"`\n" +
 	"\tRetention\x12&\n" +
 	"\x0fall_for_seconds\x18\x01 \x01(\x03R\rallForSeconds\x12\x17\n" +
 	"\aper_day\x18\x02 \x01(\x05R\x06perDay\x12\x12\n" +
-	"\x04days\x18\x03 \x01(\x05R\x04days\"\xc9\r\n" +
+	"\x04days\x18\x03 \x01(\x05R\x04days\"\xea\r\n" +
 	"\aReplica\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1b.volrep.array.v1.EntityKindR\x04kind\x12!\n" +
@@ -2142,10 +2184,12 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\rmediator_held\x18# \x01(\bR\fmediatorHeld\x12\x16\n" +
 	"\x06writes\x18$ \x01(\tR\x06writes\x12\x1f\n" +
 	"\vpeer_writes\x18% \x01(\tR\n" +
-	"peerWrites\x1aA\n" +
+	"peerWrites\x12\x1f\n" +
+	"\vprefer_peer\x18& \x01(\bR\n" +
+	"preferPeer\x1aA\n" +
 	"\x13MemberMappingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x92\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb3\x05\n" +
 	"\x16ReplicateEntityRequest\x12&\n" +
 	"\x0fsync_timeout_ms\x18\x0e \x01(\x03R\rsyncTimeoutMs\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
@@ -2164,9 +2208,11 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"rpoSeconds\x12E\n" +
 	"\x10target_retention\x18\f \x01(\v2\x1a.volrep.array.v1.RetentionR\x0ftargetRetention\x12E\n" +
 	"\x10source_retention\x18\r \x01(\v2\x1a.volrep.array.v1.RetentionR\x0fsourceRetention\x12!\n" +
-	"\fpod_mediator\x18\x0f \x03(\tR\vpodMediator\"M\n" +
+	"\fpod_mediator\x18\x0f \x03(\tR\vpodMediator\x12\x1f\n" +
+	"\vprefer_peer\x18\x10 \x01(\bR\n" +
+	"preferPeer\"M\n" +
 	"\x17ReplicateEntityResponse\x122\n" +
-	"\areplica\x18\x01 \x01(\v2\x18.volrep.array.v1.ReplicaR\areplica\"\xbb\x05\n" +
+	"\areplica\x18\x01 \x01(\v2\x18.volrep.array.v1.ReplicaR\areplica\"\xdc\x05\n" +
 	"\x19ReplicateConsGroupRequest\x12&\n" +
 	"\x0fsync_timeout_ms\x18\f \x01(\x03R\rsyncTimeoutMs\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
@@ -2183,7 +2229,9 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\x10target_retention\x18\n" +
 	" \x01(\v2\x1a.volrep.array.v1.RetentionR\x0ftargetRetention\x12E\n" +
 	"\x10source_retention\x18\v \x01(\v2\x1a.volrep.array.v1.RetentionR\x0fsourceRetention\x12!\n" +
-	"\fpod_mediator\x18\r \x03(\tR\vpodMediator\x1aA\n" +
+	"\fpod_mediator\x18\r \x03(\tR\vpodMediator\x12\x1f\n" +
+	"\vprefer_peer\x18\x0e \x01(\bR\n" +
+	"preferPeer\x1aA\n" +
 	"\x13MemberMappingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"P\n" +
@@ -2200,14 +2248,16 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"t\n" +
 	"\x14ListReplicasResponse\x124\n" +
 	"\breplicas\x18\x01 \x03(\v2\x18.volrep.array.v1.ReplicaR\breplicas\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x84\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc1\x02\n" +
 	"\x14UpdateReplicaRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
 	"\x10interval_seconds\x18\x02 \x01(\x03R\x0fintervalSeconds\x12\x1f\n" +
 	"\vrpo_seconds\x18\x03 \x01(\x03R\n" +
 	"rpoSeconds\x12E\n" +
 	"\x10target_retention\x18\x04 \x01(\v2\x1a.volrep.array.v1.RetentionR\x0ftargetRetention\x12E\n" +
-	"\x10source_retention\x18\x05 \x01(\v2\x1a.volrep.array.v1.RetentionR\x0fsourceRetention\"K\n" +
+	"\x10source_retention\x18\x05 \x01(\v2\x1a.volrep.array.v1.RetentionR\x0fsourceRetention\x12;\n" +
+	"\vprefer_peer\x18\x06 \x01(\v2\x1a.google.protobuf.BoolValueR\n" +
+	"preferPeer\"K\n" +
 	"\x15UpdateReplicaResponse\x122\n" +
 	"\areplica\x18\x01 \x01(\v2\x18.volrep.array.v1.ReplicaR\areplica\"O\n" +
 	"\x14DeleteReplicaRequest\x12\x12\n" +
@@ -2341,6 +2391,7 @@ var file_volrep_array_v1_replica_service_proto_goTypes = []any{
 	nil,                                // 31: volrep.array.v1.ReplicateConsGroupRequest.MemberMappingsEntry
 	nil,                                // 32: volrep.array.v1.ReplicateSnapshotRequest.RemoteVolumeLabelsEntry
 	(*timestamppb.Timestamp)(nil),      // 33: google.protobuf.Timestamp
+	(*wrapperspb.BoolValue)(nil),       // 34: google.protobuf.BoolValue
 }
 var file_volrep_array_v1_replica_service_proto_depIdxs = []int32{
 	5,  // 0: volrep.array.v1.Replica.kind:type_name -> volrep.array.v1.EntityKind
@@ -2368,40 +2419,41 @@ var file_volrep_array_v1_replica_service_proto_depIdxs = []int32{
 	7,  // 22: volrep.array.v1.ListReplicasResponse.replicas:type_name -> volrep.array.v1.Replica
 	6,  // 23: volrep.array.v1.UpdateReplicaRequest.target_retention:type_name -> volrep.array.v1.Retention
 	6,  // 24: volrep.array.v1.UpdateReplicaRequest.source_retention:type_name -> volrep.array.v1.Retention
-	7,  // 25: volrep.array.v1.UpdateReplicaResponse.replica:type_name -> volrep.array.v1.Replica
-	7,  // 26: volrep.array.v1.SuspendReplicaResponse.replica:type_name -> volrep.array.v1.Replica
-	7,  // 27: volrep.array.v1.ResumeReplicaResponse.replica:type_name -> volrep.array.v1.Replica
-	7,  // 28: volrep.array.v1.SyncReplicaResponse.replica:type_name -> volrep.array.v1.Replica
-	0,  // 29: volrep.array.v1.ChangeReplicaTypeRequest.replication_type:type_name -> volrep.array.v1.ReplicationType
-	7,  // 30: volrep.array.v1.ChangeReplicaTypeResponse.replica:type_name -> volrep.array.v1.Replica
-	32, // 31: volrep.array.v1.ReplicateSnapshotRequest.remote_volume_labels:type_name -> volrep.array.v1.ReplicateSnapshotRequest.RemoteVolumeLabelsEntry
-	8,  // 32: volrep.array.v1.ReplicaService.ReplicateEntity:input_type -> volrep.array.v1.ReplicateEntityRequest
-	10, // 33: volrep.array.v1.ReplicaService.ReplicateConsGroup:input_type -> volrep.array.v1.ReplicateConsGroupRequest
-	12, // 34: volrep.array.v1.ReplicaService.GetReplica:input_type -> volrep.array.v1.GetReplicaRequest
-	14, // 35: volrep.array.v1.ReplicaService.ListReplicas:input_type -> volrep.array.v1.ListReplicasRequest
-	16, // 36: volrep.array.v1.ReplicaService.UpdateReplica:input_type -> volrep.array.v1.UpdateReplicaRequest
-	18, // 37: volrep.array.v1.ReplicaService.DeleteReplica:input_type -> volrep.array.v1.DeleteReplicaRequest
-	20, // 38: volrep.array.v1.ReplicaService.SuspendReplica:input_type -> volrep.array.v1.SuspendReplicaRequest
-	22, // 39: volrep.array.v1.ReplicaService.ResumeReplica:input_type -> volrep.array.v1.ResumeReplicaRequest
-	24, // 40: volrep.array.v1.ReplicaService.SyncReplica:input_type -> volrep.array.v1.SyncReplicaRequest
-	26, // 41: volrep.array.v1.ReplicaService.ChangeReplicaType:input_type -> volrep.array.v1.ChangeReplicaTypeRequest
-	28, // 42: volrep.array.v1.ReplicaService.ReplicateSnapshot:input_type -> volrep.array.v1.ReplicateSnapshotRequest
-	9,  // 43: volrep.array.v1.ReplicaService.ReplicateEntity:output_type -> volrep.array.v1.ReplicateEntityResponse
-	11, // 44: volrep.array.v1.ReplicaService.ReplicateConsGroup:output_type -> volrep.array.v1.ReplicateConsGroupResponse
-	13, // 45: volrep.array.v1.ReplicaService.GetReplica:output_type -> volrep.array.v1.GetReplicaResponse
-	15, // 46: volrep.array.v1.ReplicaService.ListReplicas:output_type -> volrep.array.v1.ListReplicasResponse
-	17, // 47: volrep.array.v1.ReplicaService.UpdateReplica:output_type -> volrep.array.v1.UpdateReplicaResponse
-	19, // 48: volrep.array.v1.ReplicaService.DeleteReplica:output_type -> volrep.array.v1.DeleteReplicaResponse
-	21, // 49: volrep.array.v1.ReplicaService.SuspendReplica:output_type -> volrep.array.v1.SuspendReplicaResponse
-	23, // 50: volrep.array.v1.ReplicaService.ResumeReplica:output_type -> volrep.array.v1.ResumeReplicaResponse
-	25, // 51: volrep.array.v1.ReplicaService.SyncReplica:output_type -> volrep.array.v1.SyncReplicaResponse
-	27, // 52: volrep.array.v1.ReplicaService.ChangeReplicaType:output_type -> volrep.array.v1.ChangeReplicaTypeResponse
-	29, // 53: volrep.array.v1.ReplicaService.ReplicateSnapshot:output_type -> volrep.array.v1.ReplicateSnapshotResponse
-	43, // [43:54] is the sub-list for method output_type
-	32, // [32:43] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	34, // 25: volrep.array.v1.UpdateReplicaRequest.prefer_peer:type_name -> google.protobuf.BoolValue
+	7,  // 26: volrep.array.v1.UpdateReplicaResponse.replica:type_name -> volrep.array.v1.Replica
+	7,  // 27: volrep.array.v1.SuspendReplicaResponse.replica:type_name -> volrep.array.v1.Replica
+	7,  // 28: volrep.array.v1.ResumeReplicaResponse.replica:type_name -> volrep.array.v1.Replica
+	7,  // 29: volrep.array.v1.SyncReplicaResponse.replica:type_name -> volrep.array.v1.Replica
+	0,  // 30: volrep.array.v1.ChangeReplicaTypeRequest.replication_type:type_name -> volrep.array.v1.ReplicationType
+	7,  // 31: volrep.array.v1.ChangeReplicaTypeResponse.replica:type_name -> volrep.array.v1.Replica
+	32, // 32: volrep.array.v1.ReplicateSnapshotRequest.remote_volume_labels:type_name -> volrep.array.v1.ReplicateSnapshotRequest.RemoteVolumeLabelsEntry
+	8,  // 33: volrep.array.v1.ReplicaService.ReplicateEntity:input_type -> volrep.array.v1.ReplicateEntityRequest
+	10, // 34: volrep.array.v1.ReplicaService.ReplicateConsGroup:input_type -> volrep.array.v1.ReplicateConsGroupRequest
+	12, // 35: volrep.array.v1.ReplicaService.GetReplica:input_type -> volrep.array.v1.GetReplicaRequest
+	14, // 36: volrep.array.v1.ReplicaService.ListReplicas:input_type -> volrep.array.v1.ListReplicasRequest
+	16, // 37: volrep.array.v1.ReplicaService.UpdateReplica:input_type -> volrep.array.v1.UpdateReplicaRequest
+	18, // 38: volrep.array.v1.ReplicaService.DeleteReplica:input_type -> volrep.array.v1.DeleteReplicaRequest
+	20, // 39: volrep.array.v1.ReplicaService.SuspendReplica:input_type -> volrep.array.v1.SuspendReplicaRequest
+	22, // 40: volrep.array.v1.ReplicaService.ResumeReplica:input_type -> volrep.array.v1.ResumeReplicaRequest
+	24, // 41: volrep.array.v1.ReplicaService.SyncReplica:input_type -> volrep.array.v1.SyncReplicaRequest
+	26, // 42: volrep.array.v1.ReplicaService.ChangeReplicaType:input_type -> volrep.array.v1.ChangeReplicaTypeRequest
+	28, // 43: volrep.array.v1.ReplicaService.ReplicateSnapshot:input_type -> volrep.array.v1.ReplicateSnapshotRequest
+	9,  // 44: volrep.array.v1.ReplicaService.ReplicateEntity:output_type -> volrep.array.v1.ReplicateEntityResponse
+	11, // 45: volrep.array.v1.ReplicaService.ReplicateConsGroup:output_type -> volrep.array.v1.ReplicateConsGroupResponse
+	13, // 46: volrep.array.v1.ReplicaService.GetReplica:output_type -> volrep.array.v1.GetReplicaResponse
+	15, // 47: volrep.array.v1.ReplicaService.ListReplicas:output_type -> volrep.array.v1.ListReplicasResponse
+	17, // 48: volrep.array.v1.ReplicaService.UpdateReplica:output_type -> volrep.array.v1.UpdateReplicaResponse
+	19, // 49: volrep.array.v1.ReplicaService.DeleteReplica:output_type -> volrep.array.v1.DeleteReplicaResponse
+	21, // 50: volrep.array.v1.ReplicaService.SuspendReplica:output_type -> volrep.array.v1.SuspendReplicaResponse
+	23, // 51: volrep.array.v1.ReplicaService.ResumeReplica:output_type -> volrep.array.v1.ResumeReplicaResponse
+	25, // 52: volrep.array.v1.ReplicaService.SyncReplica:output_type -> volrep.array.v1.SyncReplicaResponse
+	27, // 53: volrep.array.v1.ReplicaService.ChangeReplicaType:output_type -> volrep.array.v1.ChangeReplicaTypeResponse
+	29, // 54: volrep.array.v1.ReplicaService.ReplicateSnapshot:output_type -> volrep.array.v1.ReplicateSnapshotResponse
+	44, // [44:55] is the sub-list for method output_type
+	33, // [33:44] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_replica_service_proto_init() }

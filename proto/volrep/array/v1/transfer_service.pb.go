@@ -1783,9 +1783,13 @@ type ForwardState struct {
 	// volume names); a copy left out takes none.
 	Volumes []string `protobuf:"bytes,1,rep,name=volumes,proto3" json:"volumes,omitempty"`
 	// The pod is in sync: forwarded changes are accepted.
-	InSync        bool `protobuf:"varint,2,opt,name=in_sync,json=inSync,proto3" json:"in_sync,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	InSync bool `protobuf:"varint,2,opt,name=in_sync,json=inSync,proto3" json:"in_sync,omitempty"`
+	// The receiving array carries the pod on when the two arrays lose each
+	// other while both reach the mediator: it asks the mediator for the
+	// pod at once, and the sending array gives the pod's key up for it.
+	ReceiverPreferred bool `protobuf:"varint,3,opt,name=receiver_preferred,json=receiverPreferred,proto3" json:"receiver_preferred,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ForwardState) Reset() {
@@ -1828,6 +1832,13 @@ func (x *ForwardState) GetVolumes() []string {
 func (x *ForwardState) GetInSync() bool {
 	if x != nil {
 		return x.InSync
+	}
+	return false
+}
+
+func (x *ForwardState) GetReceiverPreferred() bool {
+	if x != nil {
+		return x.ReceiverPreferred
 	}
 	return false
 }
@@ -2718,10 +2729,11 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\n" +
 	"timeout_ms\x18\x03 \x01(\x03R\ttimeoutMs\x12\x1a\n" +
 	"\bmediated\x18\x04 \x01(\bR\bmediated\x12\x18\n" +
-	"\asession\x18\x05 \x01(\x04R\asession\"A\n" +
+	"\asession\x18\x05 \x01(\x04R\asession\"p\n" +
 	"\fForwardState\x12\x18\n" +
 	"\avolumes\x18\x01 \x03(\tR\avolumes\x12\x17\n" +
-	"\ain_sync\x18\x02 \x01(\bR\x06inSync\"r\n" +
+	"\ain_sync\x18\x02 \x01(\bR\x06inSync\x12-\n" +
+	"\x12receiver_preferred\x18\x03 \x01(\bR\x11receiverPreferred\"r\n" +
 	"\rForwardResult\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x12\n" +
