@@ -519,9 +519,13 @@ func (p *pod) streamIs(st *mirrorStream) bool {
 // carries the pod on.
 func (p *pod) fail(st *mirrorStream, err error, m *podMember, off, length int64) {
 	p.mu.Lock()
-	yield := false
+	yielded := false
 	if p.stream == st {
-		yield = p.synced && p.claim != nil && p.preferPeer.Load() && !errors.Is(err, context.Canceled)
+		// Under p.mu, so no writer finds the stream gone and the key
+		// still held, which would let it mark and acknowledge its write.
+		if p.synced && p.claim != nil && p.preferPeer.Load() && !errors.Is(err, context.Canceled) {
+			yielded = p.claim.Yield(p.med.TTL())
+		}
 		p.stream, p.synced, p.lastErr = nil, false, err
 		if errors.Is(err, context.Canceled) {
 			// The engine is stopping: nothing is lost, and nothing to warn of.
@@ -547,7 +551,7 @@ func (p *pod) fail(st *mirrorStream, err error, m *podMember, off, length int64)
 		}
 	}
 	p.mu.Unlock()
-	if yield && p.claim.Yield(p.med.TTL()) {
+	if yielded {
 		p.e.log.Warn("pod lost its peer, which it prefers at a partition; giving the pod's key up for it (volrep_preferred_array)",
 			"pod", p.name, "link", p.l.rec.Name, "asks_again_in", p.med.TTL())
 	}
