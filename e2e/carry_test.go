@@ -91,7 +91,14 @@ func TestMediatorPeerCarriesPod(t *testing.T) {
 			!c.MediatorHeld || c.MediatorState != array.MediatorHealthy || !slices.Contains(c.Volumes, vol) {
 			t.Fatalf("B's own view while it carries the pod: %+v, %v", c, err)
 		}
-		t.Logf("B took writes %s after the cut (sync timeout %s, lease %s)", time.Since(cut).Round(time.Millisecond), syncTimeout, leaseTTL)
+		took := time.Since(cut)
+		t.Logf("B took writes %s after the cut (sync timeout %s, lease %s)", took.Round(time.Millisecond), syncTimeout, leaseTTL)
+		// A's lease ends within the lease time of its last renewal; B
+		// watches the key and takes it then. The slack covers etcd's
+		// expiry sweep and a qemu-io start on a loaded machine.
+		if limit := syncTimeout + leaseTTL + 1500*time.Millisecond; took > limit {
+			t.Errorf("B took the pod %s after the cut; want within the sync timeout plus the lease, %s with slack", took, limit)
+		}
 		run(t, false, qemuIO, "-f", "raw", "-c", fmt.Sprintf("write -P 0x%02x 2M 1M", p), "-c", "flush", uriB)
 		if out, _ := run(t, true, qemuIO, "-f", "raw", "-c", "write -P 0xEE 5M 4k", uriA); !strings.Contains(out, "write failed") {
 			t.Fatalf("A took a write while B carries the pod: %s", out)
