@@ -255,3 +255,79 @@ func sameWhole(t *testing.T, a, b *Daemon, vol string, size int64) {
 		}
 	}
 }
+
+// TestHandBackWithoutTheMediator: B carries the pod (A cut from B and the
+// mediator), then loses the mediator too; when A and B see each other
+// again, B hands the pod back although neither reaches the mediator, so
+// the pod is in sync and both sides take writes (the mediator alone being
+// away changes nothing); once the mediator is back, B clears its mark
+// there and A holds the pod's key again.
+func TestHandBackWithoutTheMediator(t *testing.T) {
+	nsA, nsB, a, b := startMediatedPair(t)
+	qemuIO := tool(t, "qemu-io")
+	ctx := t.Context()
+	const syncTimeout, leaseTTL = 500 * time.Millisecond, 3 * time.Second
+	const vol = "volume-hv-cinder"
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("A:\n%s\nB:\n%s", a.Logs(), b.Logs())
+		}
+	})
+	uriA := podVolume(t, a, "hv")
+	dc := driverClient(t, a)
+	waitInfo := func(what string, within time.Duration, ok func(*driverv1.TargetReplicationInfo) bool) {
+		t.Helper()
+		waitTarget(t, dc, "hv", what, within, ok)
+	}
+	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x01 0 8M", "-c", "flush", uriA)
+	waitInfo("in sync, A holding the key, B saying so itself", 20*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
+		return ti.GetPrimaryPodState() == array.PodOnline && ti.GetMediatorHeld() && ti.GetTargetOwnState() == array.PodOnline
+	})
+	exp, err := b.Array("b").CreateExport(ctx, array.ExportSpec{Volume: vol, AttachmentID: "writer-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uriB := "nbd://10.78.1.2:10810/" + exp.Name
+	waitWrite(t, qemuIO, uriB, "write -P 0x80 1M 4k", 10*time.Second)
+
+	cutAB(t, nsA, nsB)
+	nft(t, nsA, cutMediator)
+	waitWrite(t, qemuIO, uriB, "write -P 0xB1 2M 1M", syncTimeout+leaseTTL+10*time.Second)
+	// B loses the mediator too, then A and B see each other again.
+	nft(t, nsB, cutMediatorB)
+	healAB(t, nsA, nsB)
+	healed := time.Now()
+	waitInfo("in sync again with no side reaching the mediator", 60*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
+		return ti.GetPrimaryPodState() == array.PodOnline && ti.GetMediatorState() == array.MediatorUnreachable && ti.GetTargetOwnState() == array.PodOnline
+	})
+	t.Logf("B handed the pod back %s after the heal, neither array reaching the mediator", time.Since(healed).Round(time.Millisecond))
+	if !strings.Contains(b.Logs(), "handing the pod back without the mediator") {
+		t.Errorf("B's log does not say it handed the pod back without the mediator:\n%s", b.Logs())
+	}
+	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x06 6M 64k", "-c", "flush", uriA)
+	waitWrite(t, qemuIO, uriB, "write -P 0x87 7M 64k", 10*time.Second)
+
+	// The mediator back: B clears its mark, and A takes the pod's key.
+	nft(t, nsA, "delete table inet med")
+	nft(t, nsB, "delete table inet medb")
+	back := time.Now()
+	waitInfo("A holding the key once the mediator is back", 20*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
+		return ti.GetPrimaryPodState() == array.PodOnline && ti.GetMediatorHeld() && ti.GetMediatorState() == array.MediatorHealthy
+	})
+	t.Logf("A held the key %s after the mediator came back", time.Since(back).Round(time.Millisecond))
+	if !strings.Contains(b.Logs(), "cleared this array's mark at the mediator") {
+		t.Errorf("B's log does not say it cleared its mark:\n%s", b.Logs())
+	}
+	sameWhole(t, a, b, vol, 1<<30)
+	cpA, _ := copies(t, a, b, vol, 8<<20)
+	for _, c := range []struct {
+		off  int
+		want byte
+		what string
+	}{{1 << 20, 0x80, "B's forwarded write before the cut"}, {2 << 20, 0xB1, "B's write while it carried the pod"},
+		{6 << 20, 0x06, "A's write after the hand-back"}, {7 << 20, 0x87, "B's forwarded write after the hand-back"}} {
+		if cpA[c.off] != c.want {
+			t.Errorf("%s: A's copy holds 0x%02x at %d, want 0x%02x", c.what, cpA[c.off], c.off, c.want)
+		}
+	}
+}

@@ -300,7 +300,7 @@ var _ store.Carrier = (*volumeForward)(nil)
 func (t *Service) lost(p *podForward, wasInSync bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if t.med == nil || !p.mediated || !wasInSync || p.claim != nil || p.carry != nil {
+	if t.med == nil || !p.mediated || !wasInSync || p.claim != nil || p.carry != nil || p.unmarking {
 		return
 	}
 	t.log.Info("the pod's preferred array is gone; asking the mediator for the pod", "pod", p.name)
@@ -477,6 +477,77 @@ func (t *Service) restoreCarried(ctx context.Context) error {
 	return nil
 }
 
+// recUnmark records the pods whose mark at the mediator this array must
+// still clear: it handed them back while the mediator did not answer.
+const recUnmark = "pod-unmark"
+
+// unmarkLater clears this array's mark on p at the mediator, trying again
+// until the mediator answers or the service closes. The mark is this
+// array's alone to clear: it stopped asking for the pod (unmarking), so
+// it sets no new mark that this could remove by mistake.
+func (t *Service) unmarkLater(p *podForward) {
+	t.bg.Add(1)
+	go func() {
+		defer t.bg.Done()
+		tick := time.NewTicker(t.med.TTL() / 3)
+		defer tick.Stop()
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), t.med.TTL())
+			err := t.med.Unmark(ctx, p.name, t.id)
+			if err == nil {
+				err = t.s.DeleteRecord(ctx, recUnmark, p.name)
+			}
+			cancel()
+			if err == nil {
+				p.mu.Lock()
+				p.unmarking = false
+				p.mu.Unlock()
+				t.log.Info("cleared this array's mark at the mediator, left from handing the pod back while the mediator did not answer", "pod", p.name)
+				return
+			}
+			select {
+			case <-t.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+}
+
+// restoreUnmarks resumes clearing the marks a hand-back left at a
+// mediator that did not answer.
+func (t *Service) restoreUnmarks(ctx context.Context) error {
+	var pods []string
+	if err := t.s.Records(ctx, recUnmark, func(k string, _ []byte) error {
+		pods = append(pods, k)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, name := range pods {
+		if t.med == nil {
+			t.log.Warn("this array handed a pod back while the mediator did not answer and has no mediator configured now: its mark stays there "+
+				"until an operator drops it (volrep mediator forget-mark "+name+" --array "+t.id+" --mediator etcd://HOST:PORT --accept-data-loss); the preferred array holds every block", "pod", name)
+			continue
+		}
+		p := t.fwd.pod(name)
+		p.mu.Lock()
+		carried := p.carry != nil
+		p.unmarking = !carried
+		p.mu.Unlock()
+		if carried {
+			// Stopped before the hand-back finished: this array still
+			// carries the pod, and its next hand-back clears the mark.
+			if err := t.s.DeleteRecord(ctx, recUnmark, name); err != nil {
+				return err
+			}
+			continue
+		}
+		t.unmarkLater(p)
+	}
+	return nil
+}
+
 // restoredBlocks reads volume's blocks from a carried pod's record: those
 // the preferred array lacks, and the intent. After an unclean stop the
 // dirty blocks may miss changes made since the last flush, but not the
@@ -530,6 +601,8 @@ func (t *Service) Close() {
 		cl.Close(ctx)
 		cancel()
 	}
+	t.stopOnce.Do(func() { close(t.stop) })
+	t.bg.Wait()
 	if t.med != nil {
 		_ = t.med.Close()
 	}

@@ -60,8 +60,11 @@ type podForward struct {
 	volumes map[string]bool
 	// mediated: the preferred array holds the pod's key at a mediator
 	// (its last open said so); preferred: this array carries the pod on
-	// when the two lose each other (its last state said so).
-	mediated, preferred bool
+	// when the two lose each other (its last state said so); unmarking:
+	// this array handed the pod back while the mediator did not answer,
+	// and its mark there is still to be cleared (unmarkLater), so it does
+	// not ask for the pod meanwhile.
+	mediated, preferred, unmarking bool
 	// claim asks the mediator for the pod, or holds it while carry is
 	// set (carry.go); mirrors are the open mirror streams, stopped when
 	// carrying starts or a later stream is admitted (mirror.go).
@@ -377,7 +380,7 @@ func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
 		t.lost(p, wasInSync)
 	}()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer awaitSender(stream, &wg, timeout)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -437,6 +440,33 @@ func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
 			}
 		}
 	}
+}
+
+// awaitSender waits for a stream's sending goroutine to end. One blocked
+// in Send on a preferred array that stopped reading (a partition, once
+// the socket's buffer is full, as a large forwarded write fills it) is
+// freed by closing the stream's transport after timeout; without that
+// this array would learn of the partition, and ask the mediator for the
+// pod, only when TCP gives the connection up, many minutes later. A gRPC
+// stream cannot be closed so: its Send returns when the transport's
+// keepalive finds the connection dead.
+func awaitSender(stream arrayv1.TransferService_ForwardServer, wg *sync.WaitGroup, timeout time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	if a, ok := stream.(interface{ Abort() }); ok {
+		a.Abort()
+	}
+	<-done
 }
 
 // forwardState installs the pod's forwarders on the copies it names and

@@ -37,6 +37,11 @@ type Service struct {
 	fwd forwards
 	id  string           // this array's ID: its name at the mediator
 	med *mediator.Client // nil: this array never carries a pod alone
+	// stop ends the goroutines that clear marks left at a mediator that
+	// did not answer at a hand-back (unmarkLater); bg waits for them.
+	stop     chan struct{}
+	stopOnce sync.Once
+	bg       sync.WaitGroup
 	// Metrics, if set, is told about every committed transfer.
 	OnReceived func(bytes int64, d time.Duration)
 	// OnCarry, if set, is told when this array starts or stops carrying
@@ -65,7 +70,7 @@ func NewService(ctx context.Context, s *store.Store, log *slog.Logger, opts Serv
 	if err != nil {
 		return nil, err
 	}
-	t := &Service{s: s, log: log, dec: dec, id: info.ID}
+	t := &Service{s: s, log: log, dec: dec, id: info.ID, stop: make(chan struct{})}
 	if len(opts.PodMediator) > 0 {
 		if t.med, err = mediator.New(opts.PodMediator, mediator.Options{TTL: opts.MediatorTTL}); err != nil {
 			return nil, err
@@ -74,6 +79,10 @@ func NewService(ctx context.Context, s *store.Store, log *slog.Logger, opts Serv
 	if err := t.restoreCarried(ctx); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("pods carried by this array: %w", err)
+	}
+	if err := t.restoreUnmarks(ctx); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("marks at the mediator this array must still clear: %w", err)
 	}
 	return t, nil
 }

@@ -223,7 +223,25 @@ func (t *Service) release(ctx context.Context, p *podForward) error {
 		err := cl.Release(rctx)
 		cancel()
 		if err != nil {
-			return errors.Join(errdefs.Unavailable("pod %s: giving the pod's key and mark up at the mediator failed; this array carries the pod until it can", p.name), err)
+			// The hand-back does not wait for the mediator: the preferred
+			// array holds every block now, so the arrays, which see each
+			// other, go on. The claim stops (its lease ends by itself),
+			// and the mark, which would keep the preferred array from
+			// carrying on alone at a later partition, is cleared once the
+			// mediator answers; the record keeps that promise across a
+			// restart.
+			if perr := t.s.PutRecord(context.WithoutCancel(ctx), recUnmark, p.name, []byte("{}")); perr != nil {
+				return errors.Join(errdefs.Unavailable("pod %s: the mediator did not answer, and recording that this array's mark is still to be cleared failed; this array carries the pod until either works", p.name), err, perr)
+			}
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			cl.Close(cctx)
+			cancel()
+			p.mu.Lock()
+			p.unmarking = true
+			p.mu.Unlock()
+			t.unmarkLater(p)
+			t.log.Warn("handing the pod back without the mediator, which did not answer; this array clears its mark there once it does, and does not ask for the pod meanwhile",
+				"pod", p.name, "err", err)
 		}
 	} else {
 		t.log.Warn("this array carried the pod but has no mediator configured now: its mark stays at the mediator, and the preferred array cannot take the pod's key "+

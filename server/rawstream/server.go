@@ -263,6 +263,12 @@ func (s *serverStream[Req, Res]) SendMsg(m any) error {
 	return nil
 }
 
+// Abort closes the stream's connection at once, so a Send blocked on a
+// peer that stopped reading (a partition, with the socket's buffer full)
+// returns, and so does Recv; the handler's status is not delivered. It
+// is for a handler that must end while its sender is blocked.
+func (s *serverStream[Req, Res]) Abort() { s.f.conn.Close() }
+
 func (s *serverStream[Req, Res]) Context() context.Context     { return s.ctx }
 func (s *serverStream[Req, Res]) SetHeader(metadata.MD) error  { return nil }
 func (s *serverStream[Req, Res]) SendHeader(metadata.MD) error { return nil }
