@@ -53,11 +53,7 @@ func TestMediatorPeerCarriesPod(t *testing.T) {
 		return ti.GetPrimaryPodState() == array.PodOnline && ti.GetMediatorHeld() && ti.GetTargetWrites() == array.WritesOnline &&
 			ti.GetTargetOwnState() == array.PodOnline && ti.GetTargetOwnWrites() == array.WritesOnline && !ti.GetTargetMediatorHeld()
 	})
-	exp, err := b.Array("b").CreateExport(ctx, array.ExportSpec{Volume: vol, AttachmentID: "writer-b"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	uriB := "nbd://10.78.1.2:10810/" + exp.Name
+	uriB := exportAtB(t, b, vol)
 	waitWrite(t, qemuIO, uriB, "write -P 0x80 1M 4k", 10*time.Second)
 
 	// round cuts A from B and the mediator at once, has B take the pod
@@ -265,7 +261,6 @@ func sameWhole(t *testing.T, a, b *Daemon, vol string, size int64) {
 func TestHandBackWithoutTheMediator(t *testing.T) {
 	nsA, nsB, a, b := startMediatedPair(t)
 	qemuIO := tool(t, "qemu-io")
-	ctx := t.Context()
 	const syncTimeout, leaseTTL = 500 * time.Millisecond, 3 * time.Second
 	const vol = "volume-hv-cinder"
 	t.Cleanup(func() {
@@ -283,11 +278,7 @@ func TestHandBackWithoutTheMediator(t *testing.T) {
 	waitInfo("in sync, A holding the key, B saying so itself", 20*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
 		return ti.GetPrimaryPodState() == array.PodOnline && ti.GetMediatorHeld() && ti.GetTargetOwnState() == array.PodOnline
 	})
-	exp, err := b.Array("b").CreateExport(ctx, array.ExportSpec{Volume: vol, AttachmentID: "writer-b"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	uriB := "nbd://10.78.1.2:10810/" + exp.Name
+	uriB := exportAtB(t, b, vol)
 	waitWrite(t, qemuIO, uriB, "write -P 0x80 1M 4k", 10*time.Second)
 
 	cutAB(t, nsA, nsB)

@@ -36,11 +36,7 @@ func TestPodWritersAtBothSides(t *testing.T) {
 	if r, err := repl.SyncReplica(cctx, pod, true); err != nil || r.PeerState != array.PeerOnline {
 		t.Fatalf("pod not in sync: %+v %v", r, err)
 	}
-	exp, err := b.Array("b").CreateExport(ctx, array.ExportSpec{Volume: vol, AttachmentID: "writer-b"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	uriB := "nbd://10.78.1.2:10810/" + exp.Name
+	uriB := exportAtB(t, b, vol)
 	// B's copy takes writes once A's forward stream is up, which may come
 	// a moment after the pod reports in sync.
 	waitWrite(t, qemuIO, uriB, "write -P 0x80 1M 4k", 10*time.Second)
@@ -185,4 +181,14 @@ func copies(t *testing.T, a, b *Daemon, vol string, n int) (ca, cb []byte) {
 		t.Fatal(err)
 	}
 	return ca, cb
+}
+
+// exportAtB exports vol at array B (in its namespace) for a writer there.
+func exportAtB(t *testing.T, b *Daemon, vol string) string {
+	t.Helper()
+	exp, err := b.Array("b").CreateExport(t.Context(), array.ExportSpec{Volume: vol, AttachmentID: "writer-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "nbd://10.78.1.2:10810/" + exp.Name
 }

@@ -43,11 +43,7 @@ func TestMediatorPrefersTheTarget(t *testing.T) {
 	if r, err := repl.GetReplica(ctx, pod); err != nil || !r.PreferPeer {
 		t.Fatalf("the pod of a backend preferring pure2-sync: prefer_peer %v, %v", r.PreferPeer, err)
 	}
-	exp, err := b.Array("b").CreateExport(ctx, array.ExportSpec{Volume: vol, AttachmentID: "writer-b"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	uriB := "nbd://10.78.1.2:10810/" + exp.Name
+	uriB := exportAtB(t, b, vol)
 	waitWrite(t, qemuIO, uriB, "write -P 0x80 1M 4k", 10*time.Second)
 
 	cutAB(t, nsA, nsB)
