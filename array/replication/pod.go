@@ -866,7 +866,7 @@ func (p *pod) closeMediator(ctx context.Context) {
 // A ping is a mirrored flush of no volume, which the peer answers at
 // once.
 func (p *pod) watchPeer(ctx context.Context) {
-	t := time.NewTicker(p.timeout / 2)
+	t := time.NewTicker(max(p.timeout/2, 10*time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
