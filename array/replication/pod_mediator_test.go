@@ -373,6 +373,10 @@ func TestPodPreferringItsPeerYields(t *testing.T) {
 	r = replicaUntil(t, src, time.Second, "stopped, having given the key up", func(r array.Replica) bool {
 		return r.PodState == array.PodStoppedByMediator && strings.Contains(r.MediatorMessage, "gave the pod's key up")
 	})
+	if err := src.st.WriteVolume(ctx, "v1", 15*mib, bytes.Repeat([]byte{0xEE}, 4096), false); !errdefs.IsUnavailable(err) ||
+		!strings.Contains(err.Error(), "gave the pod's key up") {
+		t.Fatalf("a write while the primary yields: %v, want UNAVAILABLE naming the yield", err)
+	}
 	// The claim's goroutine revokes the lease right after the yield.
 	for deadline := time.Now().Add(time.Second); ; time.Sleep(10 * time.Millisecond) {
 		h, err := med.Holder(ctx, "pod")
@@ -382,10 +386,6 @@ func TestPodPreferringItsPeerYields(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the key's holder a second after the primary yielded: %q, %v; want none", h, err)
 		}
-	}
-	if err := src.st.WriteVolume(ctx, "v1", 15*mib, bytes.Repeat([]byte{0xEE}, 4096), false); !errdefs.IsUnavailable(err) ||
-		!strings.Contains(err.Error(), "gave the pod's key up") {
-		t.Fatalf("a write while the primary yields: %v, want UNAVAILABLE naming the yield", err)
 	}
 	// Nobody took the key: the primary takes it back and carries on.
 	r = replicaUntil(t, src, mediatorTTL+3*time.Second, "carrying on alone once the yield is over", func(r array.Replica) bool {
