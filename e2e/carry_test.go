@@ -269,16 +269,7 @@ func TestHandBackWithoutTheMediator(t *testing.T) {
 			t.Logf("A:\n%s\nB:\n%s", a.Logs(), b.Logs())
 		}
 	})
-	uriA := podVolume(t, a, "hv")
-	dc := driverClient(t, a)
-	waitInfo := func(what string, within time.Duration, ok func(*driverv1.TargetReplicationInfo) bool) {
-		t.Helper()
-		waitTarget(t, dc, "hv", what, within, ok)
-	}
-	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x01 0 8M", "-c", "flush", uriA)
-	waitInfo("in sync, A holding the key, B saying so itself", 20*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
-		return ti.GetPrimaryPodState() == array.PodOnline && ti.GetMediatorHeld() && ti.GetTargetOwnState() == array.PodOnline
-	})
+	uriA, waitInfo := mediatedPod(t, a, "hv", qemuIO)
 	uriB := exportAtB(t, b, vol)
 	waitWrite(t, qemuIO, uriB, "write -P 0x80 1M 4k", 10*time.Second)
 
@@ -322,4 +313,26 @@ func TestHandBackWithoutTheMediator(t *testing.T) {
 			t.Errorf("%s: A's copy holds 0x%02x at %d, want 0x%02x", c.what, cpA[c.off], c.off, c.want)
 		}
 	}
+}
+
+// infoWait waits until a volume's replication info, through the driver,
+// satisfies ok.
+type infoWait func(what string, within time.Duration, ok func(*driverv1.TargetReplicationInfo) bool)
+
+// mediatedPod makes pod volume id at A, writes 8 MiB there, and waits
+// until the pod is in sync with A holding the key and B saying so
+// itself. It returns A's URI for the volume and the wait on its info.
+func mediatedPod(t *testing.T, a *Daemon, id, qemuIO string) (string, infoWait) {
+	t.Helper()
+	uriA := podVolume(t, a, id)
+	dc := driverClient(t, a)
+	waitInfo := func(what string, within time.Duration, ok func(*driverv1.TargetReplicationInfo) bool) {
+		t.Helper()
+		waitTarget(t, dc, id, what, within, ok)
+	}
+	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x01 0 8M", "-c", "flush", uriA)
+	waitInfo("in sync, A holding the key, B saying so itself", 20*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
+		return ti.GetPrimaryPodState() == array.PodOnline && ti.GetMediatorHeld() && ti.GetTargetOwnState() == array.PodOnline
+	})
+	return uriA, waitInfo
 }

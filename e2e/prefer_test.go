@@ -29,17 +29,8 @@ func TestMediatorPrefersTheTarget(t *testing.T) {
 	ctx := t.Context()
 	const syncTimeout, leaseTTL = 500 * time.Millisecond, 3 * time.Second
 	const vol, pod = "volume-pv-cinder", "cinder-pod.pure2-sync"
-	uriA := podVolume(t, a, "pv")
-	dc := driverClient(t, a)
+	uriA, waitInfo := mediatedPod(t, a, "pv", qemuIO)
 	repl := (&sites{a: a}).replicas(t)
-	waitInfo := func(what string, within time.Duration, ok func(*driverv1.TargetReplicationInfo) bool) {
-		t.Helper()
-		waitTarget(t, dc, "pv", what, within, ok)
-	}
-	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x01 0 8M", "-c", "flush", uriA)
-	waitInfo("in sync, A holding the key, B saying so itself", 20*time.Second, func(ti *driverv1.TargetReplicationInfo) bool {
-		return ti.GetPrimaryPodState() == array.PodOnline && ti.GetMediatorHeld() && ti.GetTargetOwnState() == array.PodOnline
-	})
 	if r, err := repl.GetReplica(ctx, pod); err != nil || !r.PreferPeer {
 		t.Fatalf("the pod of a backend preferring pure2-sync: prefer_peer %v, %v", r.PreferPeer, err)
 	}
