@@ -483,9 +483,12 @@ const recUnmark = "pod-unmark"
 
 // unmarkLater clears this array's mark on p at the mediator, trying again
 // until the mediator answers or the service closes. The mark is this
-// array's alone to clear: it stopped asking for the pod (unmarking), so
-// it sets no new mark that this could remove by mistake.
+// array's alone to clear: it stops asking for the pod until then
+// (unmarking), so it sets no new mark that this could remove by mistake.
 func (t *Service) unmarkLater(p *podForward) {
+	p.mu.Lock()
+	p.unmarking = true
+	p.mu.Unlock()
 	t.bg.Add(1)
 	go func() {
 		defer t.bg.Done()
@@ -514,6 +517,12 @@ func (t *Service) unmarkLater(p *podForward) {
 	}()
 }
 
+// forgetMarkCommand is the command that drops this array's mark on pod
+// at the mediator, for an operator when this array cannot.
+func (t *Service) forgetMarkCommand(pod string) string {
+	return "volrep mediator forget-mark " + pod + " --array " + t.id + " --accept-data-loss --mediator etcd://HOST:PORT"
+}
+
 // restoreUnmarks resumes clearing the marks a hand-back left at a
 // mediator that did not answer.
 func (t *Service) restoreUnmarks(ctx context.Context) error {
@@ -527,13 +536,12 @@ func (t *Service) restoreUnmarks(ctx context.Context) error {
 	for _, name := range pods {
 		if t.med == nil {
 			t.log.Warn("this array handed a pod back while the mediator did not answer and has no mediator configured now: its mark stays there "+
-				"until an operator drops it (volrep mediator forget-mark "+name+" --array "+t.id+" --mediator etcd://HOST:PORT --accept-data-loss); the preferred array holds every block", "pod", name)
+				"until an operator drops it ("+t.forgetMarkCommand(name)+"); the preferred array holds every block", "pod", name)
 			continue
 		}
 		p := t.fwd.pod(name)
 		p.mu.Lock()
 		carried := p.carry != nil
-		p.unmarking = !carried
 		p.mu.Unlock()
 		if carried {
 			// Stopped before the hand-back finished: this array still

@@ -236,9 +236,6 @@ func (t *Service) release(ctx context.Context, p *podForward) error {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 			cl.Close(cctx)
 			cancel()
-			p.mu.Lock()
-			p.unmarking = true
-			p.mu.Unlock()
 			t.unmarkLater(p)
 			t.log.Warn("handing the pod back without the mediator, which did not answer; this array clears its mark there once it does, and does not ask for the pod meanwhile",
 				"pod", p.name, "err", err)
@@ -246,7 +243,7 @@ func (t *Service) release(ctx context.Context, p *podForward) error {
 	} else {
 		t.log.Warn("this array carried the pod but has no mediator configured now: its mark stays at the mediator, and the preferred array cannot take the pod's key "+
 			"until an operator drops it; the preferred array holds every block now, so nothing is lost: "+
-			"volrep mediator forget-mark "+p.name+" --array "+t.id+" --accept-data-loss --mediator etcd://HOST:PORT", "pod", p.name, "key", mediator.AheadKey(p.name))
+			t.forgetMarkCommand(p.name), "pod", p.name, "key", mediator.AheadKey(p.name))
 	}
 	p.mu.Lock()
 	p.claim, p.carry = nil, nil
