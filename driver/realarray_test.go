@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,116 +206,11 @@ func backendConf(sections map[string][]string) string {
 	return b.String()
 }
 
-// Proxy modes.
-const (
-	proxyPass     = iota // forward as fast as it goes
-	proxyCut             // close every connection and refuse new ones
-	proxyThrottle        // forward what the client sends at throttleRate
-)
-
 // throttleRate is what a throttled proxy forwards towards the target, in
 // bytes a second: slow enough that a few MiB take longer than the
 // driver's 30 s wait for a first pod copy, fast enough that each 1 MiB
 // mirror message is acknowledged well within the pod's timeout.
 const throttleRate = 256 << 10
-
-// proxy forwards TCP connections to a target array. Cut, the peer is
-// away; throttled, it is reachable but slow, so a pod through it stays
-// connected and resyncing for as long as its data takes. (The idea of
-// array/replication's freezer, with a slow mode instead of a frozen one:
-// a frozen link is found dead by gRPC keepalive within ~15 s, before the
-// driver gives up waiting.)
-type proxy struct {
-	lis    net.Listener
-	target string
-	mode   atomic.Int32
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  []net.Conn
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{lis: lis, target: target}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *proxy) addr() string { return p.lis.Addr().String() }
-
-func (p *proxy) setMode(m int32) {
-	p.mode.Store(m)
-	if m == proxyCut {
-		p.mu.Lock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.conns = nil
-		p.mu.Unlock()
-	}
-}
-
-func (p *proxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.lis.Accept()
-		if err != nil {
-			return
-		}
-		if p.mode.Load() == proxyCut {
-			c.Close()
-			continue
-		}
-		u, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, u)
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(c, u, true)
-		go p.pipe(u, c, false)
-	}
-}
-
-func (p *proxy) pipe(from, to net.Conn, toTarget bool) {
-	defer p.wg.Done()
-	buf := make([]byte, 16<<10)
-	for {
-		n, err := from.Read(buf)
-		if n > 0 {
-			if _, werr := to.Write(buf[:n]); werr != nil {
-				from.Close()
-				return
-			}
-			if toTarget && p.mode.Load() == proxyThrottle {
-				time.Sleep(time.Duration(n) * time.Second / throttleRate)
-			}
-		}
-		if err != nil {
-			to.Close()
-			return
-		}
-	}
-}
-
-func (p *proxy) close() {
-	p.lis.Close()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
-}
 
 // pairedBackend runs backend b1 on array site-a with one replication
 // device, site-b, of kind ("async" or "sync").

@@ -10,6 +10,7 @@ import (
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/driver/extraspecs"
+	"github.com/volrep/volrep/internal/netfault"
 )
 
 var (
@@ -85,12 +86,12 @@ func TestFirstSyncFailedIsNotEnabled(t *testing.T) {
 		t.Parallel()
 		ctx := t.Context()
 		peer, primary := newTestArray(t, "site-b"), newTestArray(t, "site-a")
-		px := newProxy(t, peer.addr)
+		px := netfault.New(t, peer.addr)
 		// A pod timeout well over the 4 s a 1 MiB resync piece takes
 		// through the throttled proxy, so the pod keeps its slow peer.
 		d := startDriver(t, backendConf(map[string][]string{"b1": {
 			"san_ip = " + primary.addr, "pure_api_token = " + primary.token,
-			device("site-b", px.addr(), peer, "sync"), "volrep_sync_timeout = 20000",
+			device("site-b", px.Addr(), peer, "sync"), "volrep_sync_timeout = 20000",
 		}}), primary)
 		b := testBackend(t, d, "b1")
 
@@ -104,7 +105,7 @@ func TestFirstSyncFailedIsNotEnabled(t *testing.T) {
 		}
 		// ...takes 16 MiB of writes while the peer is away, so the pod
 		// records them dirty...
-		px.setMode(proxyCut)
+		px.Cut()
 		waitPeer(t, primary, pod, array.PeerOffline)
 		const dirty = 16 << 20
 		data := make([]byte, 1<<20)
@@ -119,7 +120,7 @@ func TestFirstSyncFailedIsNotEnabled(t *testing.T) {
 		}
 		// ...and resyncs them when the peer is back, slowly: 16 MiB at
 		// 256 KiB/s is about 64 s, longer than the new volume's wait.
-		px.setMode(proxyThrottle)
+		px.Throttle(throttleRate)
 		waitPeer(t, primary, pod, array.PeerResyncing)
 		start := time.Now()
 		mu, err = b.CreateVolume(ctx, "v1", 1, syncSpecs, "")

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
@@ -33,7 +32,7 @@ func Dial(addr, token string, opts ...grpc.DialOption) (*grpc.ClientConn, error)
 			grpc.MaxCallRecvMsgSize(DefaultMaxMsgSize),
 			grpc.MaxCallSendMsgSize(DefaultMaxMsgSize),
 		),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: DefaultKeepalive, Timeout: keepaliveTimeout, PermitWithoutStream: true}),
 		grpc.WithInitialWindowSize(windowSize),
 		grpc.WithInitialConnWindowSize(2 * windowSize),
 		grpc.WithReadBufferSize(socketBuffer),

@@ -33,6 +33,7 @@ type testVolumes struct {
 	errs    map[string]error
 	calls   atomic.Int64
 	entered chan struct{} // receives one value when a "slow" call starts
+	left    chan error    // receives what each "slow" call returns, when it does
 	release chan struct{} // closing it lets "slow" calls finish
 }
 
@@ -42,6 +43,7 @@ func newTestVolumes() *testVolumes {
 	return &testVolumes{
 		errs:    map[string]error{},
 		entered: make(chan struct{}, 16),
+		left:    make(chan error, 16),
 		release: make(chan struct{}),
 	}
 }
@@ -68,7 +70,9 @@ func (s *testVolumes) GetVolume(ctx context.Context, req *arrayv1.GetVolumeReque
 		s.entered <- struct{}{}
 		select {
 		case <-s.release:
+			s.left <- nil
 		case <-ctx.Done():
+			s.left <- ctx.Err()
 			return nil, ctx.Err()
 		}
 	}

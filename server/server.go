@@ -30,6 +30,19 @@ const (
 	socketBuffer = 256 << 10
 )
 
+// Both ends of every connection ping after this long without a frame from
+// the other and give up when no answer comes within keepaliveTimeout: a
+// partition that drops packets silently, or a peer whose process hangs
+// while its kernel still answers TCP, is found within 15 s. Without the
+// server's own pings a handler waiting on such a peer (a transfer's
+// receiver in Recv, a pod's hand-back in Send on a full flow-control
+// window) would wait for gRPC's 2-hour default; a target volume then
+// refuses new transfers as "already receiving" all that time.
+const (
+	DefaultKeepalive = 10 * time.Second
+	keepaliveTimeout = 5 * time.Second
+)
+
 // DefaultStopTimeout is how long Serve waits for in-flight calls after its
 // context ends before it cuts them off.
 const DefaultStopTimeout = 10 * time.Second
@@ -53,6 +66,11 @@ type Options struct {
 	// StopTimeout bounds the graceful stop in Serve; 0 means
 	// DefaultStopTimeout (10s).
 	StopTimeout time.Duration
+	// Keepalive is how long a connection may stay silent before the
+	// server pings it; it is cut when the answer takes half as long
+	// again. 0 means DefaultKeepalive (10s); gRPC raises anything under
+	// a second to one.
+	Keepalive time.Duration
 }
 
 // Server is a gRPC server with volrep's interceptor chain, the
@@ -81,15 +99,20 @@ func New(opts Options) *Server {
 	if stop <= 0 {
 		stop = DefaultStopTimeout
 	}
+	ping, pingTimeout := DefaultKeepalive, keepaliveTimeout
+	if opts.Keepalive > 0 {
+		ping, pingTimeout = opts.Keepalive, opts.Keepalive/2
+	}
 	gs := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(unaryChain(log, opts.Token, opts.ExtraUnary)...),
 		grpc.ChainStreamInterceptor(streamChain(log, opts.Token, opts.ExtraStream)...),
 		grpc.MaxRecvMsgSize(size),
+		// Clients (Dial) ping every 10 s as well; the policy lets them.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: ping, Timeout: pingTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		// Bulk transfers (snapshot shipping) stream megabyte messages; the
 		// default 64 KiB flow-control window and 32 KiB socket buffers
 		// would stall them on loopback and LAN alike.
-		// Peers ping to find a connection a partition cut silently.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.InitialWindowSize(windowSize),
 		grpc.InitialConnWindowSize(2*windowSize),
 		grpc.ReadBufferSize(socketBuffer),

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/volrep/volrep/array/replication"
 	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/clock"
+	"github.com/volrep/volrep/internal/netfault"
 	"github.com/volrep/volrep/internal/testenv"
 	"github.com/volrep/volrep/server"
 )
@@ -68,98 +68,21 @@ func TestPodLargeWrites(t *testing.T) {
 	}
 }
 
-// freezer forwards TCP connections to a target array until frozen;
-// frozen, it stops moving bytes without closing anything, as a
-// SIGSTOPped or hung peer does, so the sender's socket buffers fill and
-// its writes block. It stands on 127.0.0.2 for both of the target's
-// ports: its API and, on the same port number, its raw stream port,
-// which peers reach on the host of the API address.
-type freezer struct {
-	lis   []net.Listener
-	gate  sync.RWMutex
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns []net.Conn
-	// streams counts the connections to the raw stream port.
-	streams atomic.Int32
-}
+// freezer stands for a target array that stops moving bytes without
+// closing anything (netfault), on 127.0.0.2 for both of its ports: its
+// API and, on the same port number, its raw stream port, which peers
+// reach on the host of the API address.
+type freezer struct{ api, streams *netfault.Proxy }
 
 func newFreezer(t *testing.T, tg *target) *freezer {
-	f := &freezer{}
-	t.Cleanup(f.close)
 	_, streamPort, _ := net.SplitHostPort(tg.streams)
-	for _, p := range []struct{ at, to string }{{"127.0.0.2:0", tg.addr}, {"127.0.0.2:" + streamPort, tg.streams}} {
-		lis, err := net.Listen("tcp", p.at)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.lis = append(f.lis, lis)
-		f.wg.Add(1)
-		go f.accept(lis, p.to, p.to == tg.streams)
-	}
-	return f
+	return &freezer{api: netfault.NewAt(t, "127.0.0.2:0", tg.addr), streams: netfault.NewAt(t, "127.0.0.2:"+streamPort, tg.streams)}
 }
 
-func (f *freezer) addr() string { return f.lis[0].Addr().String() }
+func (f *freezer) addr() string { return f.api.Addr() }
 
-func (f *freezer) accept(lis net.Listener, target string, streams bool) {
-	defer f.wg.Done()
-	for {
-		c, err := lis.Accept()
-		if err != nil {
-			return
-		}
-		if streams {
-			f.streams.Add(1)
-		}
-		u, err := net.Dial("tcp", target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		f.mu.Lock()
-		f.conns = append(f.conns, c, u)
-		f.mu.Unlock()
-		f.wg.Add(2)
-		go f.pipe(c, u)
-		go f.pipe(u, c)
-	}
-}
-
-func (f *freezer) pipe(from, to net.Conn) {
-	defer f.wg.Done()
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := from.Read(buf)
-		if n > 0 {
-			f.gate.RLock()
-			_, werr := to.Write(buf[:n])
-			f.gate.RUnlock()
-			if werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			to.Close()
-			return
-		}
-	}
-}
-
-func (f *freezer) freeze() { f.gate.Lock() }
-func (f *freezer) thaw()   { f.gate.Unlock() }
-
-func (f *freezer) close() {
-	for _, lis := range f.lis {
-		lis.Close()
-	}
-	f.mu.Lock()
-	for _, c := range f.conns {
-		c.Close()
-	}
-	f.mu.Unlock()
-	f.wg.Wait()
-}
+func (f *freezer) freeze() { f.api.Freeze(); f.streams.Freeze() }
+func (f *freezer) thaw()   { f.api.Thaw(); f.streams.Thaw() }
 
 type span struct{ start, end time.Time }
 
@@ -208,7 +131,7 @@ func TestPodFrozenPeerStallsNothingElse(t *testing.T) {
 		t.Fatal(err)
 	}
 	syncNow(t, src)
-	if fz.streams.Load() == 0 {
+	if fz.streams.Accepted() == 0 {
 		t.Fatal("the pod's stream did not use the peer's raw stream port")
 	}
 

@@ -25,8 +25,13 @@ import (
 // fails. Errors keep their errdefs kinds: a refused token is
 // Unauthenticated, an unreachable peer Unavailable.
 func Open[Req, Res any](ctx context.Context, addr, token, method string, timeout time.Duration, maxMsg int) (grpc.BidiStreamingClient[Req, Res], error) {
-	d := net.Dialer{Timeout: timeout, KeepAliveConfig: keepAlive}
+	d := net.Dialer{Timeout: timeout}
 	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err == nil {
+		if err = tune(conn, DefaultUserTimeout); err != nil {
+			conn.Close()
+		}
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

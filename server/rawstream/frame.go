@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/volrep/volrep/errdefs"
@@ -34,6 +35,36 @@ const headerLen = 5
 // the gRPC transport's pings would (10 s idle, then 5 s for an answer):
 // an idle pod stream must not look healthy for minutes.
 var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 10 * time.Second, Interval: 5 * time.Second, Count: 2}
+
+// DefaultUserTimeout is how long data sent on a stream may go
+// unacknowledged, or wait for a peer that advertises no room, before the
+// connection fails. Keepalive probes only an idle connection: a Send
+// blocked on a full socket buffer (the peer cut off, or hung while its
+// kernel still answers) would otherwise wait for TCP's retransmissions
+// to give up, about 15 minutes, or forever.
+const DefaultUserTimeout = 20 * time.Second
+
+// tune sets keepalive and TCP_USER_TIMEOUT on a stream's connection.
+func tune(conn net.Conn, userTimeout time.Duration) error {
+	tc, ok := conn.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	if err := tc.SetKeepAliveConfig(keepAlive); err != nil {
+		return err
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(userTimeout.Milliseconds()))
+	}); err != nil {
+		return err
+	}
+	return serr
+}
 
 // framer reads and writes one connection's frames. Reads belong to one
 // goroutine at a time (the stream's receiver); writes may come from two

@@ -7,12 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 
 	"github.com/volrep/volrep/errdefs"
+	"github.com/volrep/volrep/internal/netfault"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 	"github.com/volrep/volrep/server"
 	"github.com/volrep/volrep/server/rawstream"
@@ -71,6 +73,12 @@ func serveCapped(t *testing.T, validate func(any) error, maxConns int) (addr str
 		}
 		panic("a handler bug")
 	})
+	addr, stop = run(t, s)
+	return addr, done, stop
+}
+
+// run serves s on a loopback port until stop or the test's end.
+func run(t *testing.T, s *rawstream.Server) (addr string, stop func()) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +97,7 @@ func serveCapped(t *testing.T, validate func(any) error, maxConns int) (addr str
 			stop()
 		}
 	})
-	return lis.Addr().String(), done, stop
+	return lis.Addr().String(), stop
 }
 
 func open(t *testing.T, ctx context.Context, addr, tok, method string) (stream, error) {
@@ -331,5 +339,52 @@ func TestConnectionsBeyondTheCapWaitForOneToEnd(t *testing.T) {
 	}
 	if r, err := st.Recv(); err != nil || r.GetSeq() != 9 {
 		t.Fatalf("the stream opened after one ended: %v %v", r, err)
+	}
+}
+
+// A handler's Send that blocks because its peer stopped reading (cut off,
+// or hung while its kernel still answers TCP) fails once UserTimeout has
+// passed without progress, rather than after TCP's retransmissions.
+func TestABlockedSendFailsAfterTheUserTimeout(t *testing.T) {
+	const flood = "/test.Echo/Flood"
+	s := rawstream.NewServer(rawstream.Options{Logger: slog.New(slog.DiscardHandler), MaxMsgSize: limit, UserTimeout: time.Second})
+	ended := make(chan error, 1)
+	rawstream.Register(s, flood, func(st grpc.BidiStreamingServer[arrayv1.MirrorRequest, arrayv1.MirrorResponse]) error {
+		err := func() error {
+			if _, err := st.Recv(); err != nil {
+				return err
+			}
+			big := &arrayv1.MirrorResponse{Error: strings.Repeat("x", 256<<10)}
+			for {
+				if err := st.Send(big); err != nil {
+					return err
+				}
+			}
+		}()
+		ended <- err
+		return err
+	})
+	addr, _ := run(t, s)
+	px := netfault.New(t, addr)
+	cs, err := open(t, t.Context(), px.Addr(), token, flood)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.Send(write(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	px.Freeze()
+	frozen := time.Now()
+	select {
+	case err := <-ended:
+		if err == nil {
+			t.Fatal("the handler ended without an error")
+		}
+		t.Logf("the blocked Send failed %v after the freeze: %v", time.Since(frozen).Round(time.Millisecond), err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler's Send still blocks 10s after its peer stopped reading (TCP_USER_TIMEOUT 1s)")
 	}
 }

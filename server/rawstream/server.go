@@ -52,6 +52,10 @@ type Options struct {
 	// (pods fall back to gRPC after the open timeout), not the daemon's
 	// file descriptors.
 	MaxConns int
+	// UserTimeout bounds how long data a handler sent may go
+	// unacknowledged before its connection fails (0:
+	// DefaultUserTimeout).
+	UserTimeout time.Duration
 }
 
 // DefaultMaxConns is MaxConns when it is not set: a pod holds two streams
@@ -90,7 +94,13 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	if max <= 0 {
 		max = DefaultMaxConns
 	}
-	lis = netutil.LimitListener(lis, max)
+	ut := s.opts.UserTimeout
+	if ut <= 0 {
+		ut = DefaultUserTimeout
+	}
+	// Tuned before the limit wraps them: its connections are not
+	// *net.TCPConn, so they could not be tuned after.
+	lis = netutil.LimitListener(tunedListener{Listener: lis, userTimeout: ut, log: s.log}, max)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	stop := context.AfterFunc(ctx, func() { lis.Close() })
@@ -122,10 +132,26 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}
 }
 
-func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetKeepAliveConfig(keepAlive)
+// tunedListener sets keepalive and TCP_USER_TIMEOUT on every connection
+// it accepts.
+type tunedListener struct {
+	net.Listener
+	userTimeout time.Duration
+	log         *slog.Logger
+}
+
+func (l tunedListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
 	}
+	if err := tune(conn, l.userTimeout); err != nil {
+		l.log.Warn("setting keepalive and TCP_USER_TIMEOUT on a raw stream connection; a cut-off peer is found later", "err", err)
+	}
+	return conn, nil
+}
+
+func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	ctx, cancel := context.WithCancel(ctx)
 	// Closing the connection is what ends a handler's blocked Recv or
 	// Send when the stream ends or the server stops.
