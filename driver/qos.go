@@ -17,9 +17,10 @@ const (
 // a, for the size the volume has there (so per-GB limits follow an
 // extend, and a clone whose size came from its snapshot). Specs that ask
 // for nothing remove any limit. The array enforces it on every attachment
-// of the volume. Only a's copy is limited: a replica target gets no limit
-// until a failover makes it the active array and a retype or extend sets
-// one there.
+// of the volume. The array passes it on to the volume's copies: a pod's
+// peer takes it at once (hosts reach a pod volume through both arrays),
+// and an async replica target with the next cycle, so a failover finds
+// it in place.
 func (b *Backend) applyQoS(ctx context.Context, a array.Array, name, field string, vt VolumeType) error {
 	v, err := a.GetVolume(ctx, name)
 	if err != nil {

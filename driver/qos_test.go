@@ -11,7 +11,8 @@ import (
 // TestQoSFromVolumeType sets, recomputes and changes a volume's QoS
 // limit through the driver against a real array over gRPC: on create,
 // clone and from-snapshot, on extend (per GB), on retype; bad specs are
-// refused before anything is created; the replica target carries none.
+// refused before anything is created; the replica target takes the
+// limit with the next cycle, so a failover finds it in place.
 func TestQoSFromVolumeType(t *testing.T) {
 	ctx := t.Context()
 	b, primary, peer := pairedBackend(t, "async")
@@ -90,12 +91,15 @@ func TestQoSFromVolumeType(t *testing.T) {
 		t.Fatalf("Retype to maxIOPS: %v, want INVALID_ARGUMENT naming the key", err)
 	}
 
-	// The replica target of v1 (async) is not limited.
+	// The replica target of v1 (async) takes its limit with the cycle.
 	if err := b.ExtendVolume(ctx, "v1", 6, &gold); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := peer.st.GetVolume(ctx, volumeName("v1")); err == nil && !v.QoS.IsZero() {
-		t.Fatalf("the replica target carries QoS %+v", v.QoS)
+	if _, err := primary.eng.SyncReplica(ctx, b.pgReplica("site-b"), true); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := qosOf(peer, "v1"), (array.QoS{TotalIOPS: 500, ReadBytesPerSec: 6 << 20}); got != want {
+		t.Fatalf("after a cycle the replica target has QoS %+v, want the source's %+v", got, want)
 	}
 
 	st, err := b.GetVolumeStats(ctx, false)

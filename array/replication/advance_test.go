@@ -80,9 +80,9 @@ func TestAdvanceUnchangedMembers(t *testing.T) {
 	if err := src.st.WriteVolume(ctx, "m0", 2*mib, bytes.Repeat([]byte{0xa0}, change), false); err != nil {
 		t.Fatal(err)
 	}
-	before := tg.commit
+	before := tg.commit.Load()
 	rep := nextCycle(t, src, 2)
-	if n := tg.commit - before; n != 1 {
+	if n := tg.commit.Load() - before; n != 1 {
 		t.Fatalf("a cycle with one changed member of five committed %d transfers, want 1", n)
 	}
 	if rep.LastSyncBytes < change || rep.LastSyncBytes > change*11/10 {
@@ -91,9 +91,9 @@ func TestAdvanceUnchangedMembers(t *testing.T) {
 	sameSnapshots(t, src, tg, vols, "pg.site-b.2")
 
 	// A quiet cycle transfers nothing at all.
-	before = tg.commit
+	before = tg.commit.Load()
 	rep = nextCycle(t, src, 3)
-	if n := tg.commit - before; n != 0 || rep.LastSyncBytes != 0 {
+	if n := tg.commit.Load() - before; n != 0 || rep.LastSyncBytes != 0 {
 		t.Fatalf("a cycle with no change committed %d transfers and sent %d bytes", n, rep.LastSyncBytes)
 	}
 	sameSnapshots(t, src, tg, vols, "pg.site-b.3")
@@ -102,9 +102,9 @@ func TestAdvanceUnchangedMembers(t *testing.T) {
 	if err := src.st.WriteVolume(ctx, "m3", 0, bytes.Repeat([]byte{0xb3}, 2*change), false); err != nil {
 		t.Fatal(err)
 	}
-	before = tg.commit
+	before = tg.commit.Load()
 	rep = nextCycle(t, src, 4)
-	if n := tg.commit - before; n != 1 {
+	if n := tg.commit.Load() - before; n != 1 {
 		t.Fatalf("committed %d transfers, want 1", n)
 	}
 	if rep.LastSyncBytes < 2*change || rep.LastSyncBytes > 2*change*11/10 {
@@ -130,9 +130,9 @@ func TestAdvanceRefusedFallsBack(t *testing.T) {
 	if _, err := tg.st.CreateSnapshot(ctx, "m1", "local-extra", nil); err != nil {
 		t.Fatal(err)
 	}
-	before := tg.commit
+	before := tg.commit.Load()
 	nextCycle(t, src, 2)
-	if n := tg.commit - before; n != 1 {
+	if n := tg.commit.Load() - before; n != 1 {
 		t.Fatalf("committed %d transfers, want 1 (the refused member's)", n)
 	}
 	sameSnapshots(t, src, tg, vols, "pg.site-b.2")

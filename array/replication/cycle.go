@@ -169,7 +169,7 @@ func (e *Engine) cycle(ctx context.Context, r *replica, tick bool) error {
 		// Nothing to ship, but a member may have left since the last
 		// cycle: an empty group takes no snapshot, so without this the
 		// last member's copy would stay on the target until another joined.
-		e.collectFormer(ctx, l, spec, members)
+		e.tidyRemote(ctx, l, spec, members)
 		return nil
 	}
 	start := e.opts.Clock.Now()
@@ -212,19 +212,68 @@ func (e *Engine) cycle(ctx context.Context, r *replica, tick bool) error {
 	if err := e.pruneRemotes(ctx, l, spec, members); err != nil {
 		e.log.Warn("target retention", "replica", spec.Name, "err", err)
 	}
-	e.collectFormer(ctx, l, spec, members)
+	e.tidyRemote(ctx, l, spec, members)
 	return nil
 }
 
-// collectFormer removes a group replica's remote copies of former
-// members. It runs on every cycle that reaches the target; a failure only
-// postpones the cleanup to the next one.
-func (e *Engine) collectFormer(ctx context.Context, l *link, spec array.ReplicaSpec, members map[string]string) {
-	if spec.Kind != array.KindGroup {
+// tidyRemote runs on every cycle that reaches the target, with one
+// listing of the target's copies: it removes a group replica's copies of
+// former members, and gives each member's copy the member's QoS limit. A
+// failure only postpones either to the next cycle.
+func (e *Engine) tidyRemote(ctx context.Context, l *link, spec array.ReplicaSpec, members map[string]string) {
+	copies, err := e.remoteCopies(ctx, l, spec)
+	if err != nil {
+		e.log.Warn("listing the target's copies; former members' copies and QoS limits are seen to next cycle", "replica", spec.Name, "link", spec.Link, "err", err)
 		return
 	}
-	if err := e.collectRemote(ctx, l, spec, members); err != nil {
-		e.log.Warn("removing remote copies of former members; retrying next cycle", "replica", spec.Name, "link", spec.Link, "err", err)
+	if spec.Kind == array.KindGroup {
+		if err := e.collectFrom(ctx, l, spec, members, copies); err != nil {
+			e.log.Warn("removing remote copies of former members; retrying next cycle", "replica", spec.Name, "link", spec.Link, "err", err)
+		}
+	}
+	e.matchQoS(ctx, l, spec, members, copies)
+}
+
+// remoteCopies lists the replica's copies at the target: the volumes of
+// its pool for a group (former members' included), the one copy for a
+// volume.
+func (e *Engine) remoteCopies(ctx context.Context, l *link, spec array.ReplicaSpec) ([]array.Volume, error) {
+	if spec.Kind == array.KindGroup {
+		return l.peer.ListVolumes(ctx, spec.RemotePool)
+	}
+	v, err := l.peer.GetVolume(ctx, spec.RemoteEntity)
+	if errdefs.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return []array.Volume{v}, nil
+}
+
+// matchQoS gives each member's copy at the target the member's QoS limit,
+// so that a failover finds the limit already in place on the volume its
+// hosts then use.
+func (e *Engine) matchQoS(ctx context.Context, l *link, spec array.ReplicaSpec, members map[string]string, copies []array.Volume) {
+	local := make(map[string]string, len(members))
+	for member, remote := range members {
+		local[remote] = member
+	}
+	for _, c := range copies {
+		member, ok := local[c.Name]
+		if !ok {
+			continue
+		}
+		q, err := e.s.VolumeQoS(ctx, member)
+		if err != nil || q == c.QoS {
+			continue // deleted meanwhile, or matched
+		}
+		if _, err := l.peer.SetVolumeQoS(ctx, c.Name, q); err != nil {
+			e.log.Warn("giving a replica target its source's QoS limit; retrying next cycle", "replica", spec.Name, "volume", member,
+				"remote_volume", c.Name, "err", err)
+			return
+		}
+		e.log.Info("replica target given its source's QoS limit", "replica", spec.Name, "volume", member, "remote_volume", c.Name)
 	}
 }
 
@@ -535,6 +584,11 @@ func (e *Engine) collectRemote(ctx context.Context, l *link, spec array.ReplicaS
 	if err != nil {
 		return err
 	}
+	return e.collectFrom(ctx, l, spec, members, vols)
+}
+
+// collectFrom is collectRemote with the target's volumes listed.
+func (e *Engine) collectFrom(ctx context.Context, l *link, spec array.ReplicaSpec, members map[string]string, vols []array.Volume) error {
 	keep := map[string]bool{}
 	for remote := range maps.Values(members) {
 		keep[remote] = true

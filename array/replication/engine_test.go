@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,7 +45,7 @@ type target struct {
 	streamsLis net.Listener
 	stop       context.CancelFunc
 	done       chan struct{}
-	commit     int // snapshots committed, counted by the transfer service
+	commit     atomic.Int64 // snapshots committed, counted by the transfer service
 }
 
 // newTarget starts a peer array. Its NBDAddress is never listened on: it
@@ -89,7 +90,7 @@ func (tg *target) start() {
 	if err != nil {
 		tg.t.Fatal(err)
 	}
-	ts.OnReceived = func(int64, time.Duration) { tg.commit++ }
+	ts.OnReceived = func(int64, time.Duration) { tg.commit.Add(1) }
 	ts.Register(srv.GRPC())
 	ctx, cancel := context.WithCancel(context.Background())
 	tg.stop, tg.done = cancel, make(chan struct{})
@@ -351,14 +352,14 @@ func TestTargetOutage(t *testing.T) {
 	if rep.LastSnapshot != "r.1" || rep.RPOState != array.RPOLagging {
 		t.Fatalf("during the outage: last %s, RPO %s", rep.LastSnapshot, rep.RPOState)
 	}
-	before := tg.commit
+	before := tg.commit.Load()
 	tg.start()
 	clk.Advance(time.Minute) // the retry backoff
 	rep = waitCycle(t, src.eng, "r", "r.4")
 	if rep.State != array.StateActive {
 		t.Fatalf("after recovery: %s %s", rep.State, rep.Message)
 	}
-	if n := tg.commit - before; n != 1 {
+	if n := tg.commit.Load() - before; n != 1 {
 		t.Fatalf("recovery committed %d snapshots on the target, want one delta", n)
 	}
 	if rep.LastSyncBytes != 3*mib {

@@ -259,8 +259,9 @@ type podMember struct {
 	// durable: a peer that dies loses them with its page cache's bitmap,
 	// so on failure they become dirty, and a flush to the peer clears them.
 	unflushed *bitmap.Bitmap
-	// grow: the volume grew here and the peer's copy may not have yet.
-	grow bool
+	// changes counts changes to this copy's size or QoS limit, matched
+	// those the peer's copy is known to have followed (matchPeers).
+	changes, matched uint64
 }
 
 // markDirty records blocks the peer misses. Called with p.mu held.
@@ -308,7 +309,7 @@ func (m *podMember) Zero(off, length int64) func() error {
 // (store.Resizer), so writes to the new range can be mirrored at once.
 // With the peer away the volume grows here alone while this array
 // carries the pod: the next resync grows the peer's copy first
-// (growPeers). A stopped pod refuses, as it refuses writes: the peer may
+// (matchPeers). A stopped pod refuses, as it refuses writes: the peer may
 // carry it, and its hosts would see one size on one path and another on
 // the other.
 func (m *podMember) Resize(ctx context.Context, size int64) error {
@@ -320,51 +321,88 @@ func (m *podMember) Resize(ctx context.Context, size int64) error {
 			"(volrep replication info shows the pod's state)", m.local, p.errStopped())
 	}
 	online := p.stream != nil && m.ready
-	m.grow = true
+	m.changes++
 	p.synced = false
 	p.mu.Unlock()
+	defer p.wake()
 	if !online {
-		p.wake()
 		return nil
 	}
+	// The peer grows first, so the first write to the new range here can
+	// be mirrored; matchPeers then confirms it.
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	if _, err := p.l.peer.ExtendVolume(ctx, m.remote, size); err != nil {
 		p.e.log.Warn("growing the pod peer's copy; the resync grows it", "pod", p.name, "volume", m.local, "err", err)
-		p.wake()
-		return nil
 	}
-	p.mu.Lock()
-	m.grow = false
-	p.mu.Unlock()
-	p.wake()
 	return nil
 }
 
-// growPeers grows the peer's copy of every member that grew here while
-// the peer could not, before the resync writes to the new range.
-func (p *pod) growPeers(ctx context.Context) error {
+// SetQoS gives the peer's copy the limit this copy just took
+// (store.QoSKeeper): hosts reach a pod volume through both arrays, so a
+// limit held here only would be one they bypass at the peer. A peer that
+// cannot take it now gets it when the pod next steps.
+func (m *podMember) SetQoS(ctx context.Context, q array.QoS) {
+	p := m.p
+	p.mu.Lock()
+	m.changes++
+	online := p.stream != nil && m.ready
+	p.mu.Unlock()
+	if online {
+		ctx, cancel := context.WithTimeout(ctx, p.timeout)
+		defer cancel()
+		err := p.matchPeer(ctx, m)
+		if err == nil {
+			return
+		}
+		p.e.log.Warn("giving the pod peer's copy its QoS limit; retried until it takes it", "pod", p.name, "volume", m.local, "err", err)
+	}
+	p.wake()
+}
+
+// matchPeers gives the peer's copy of every member whose size or limit
+// changed here what this copy has, before the resync writes to a range
+// the peer's copy may lack.
+func (p *pod) matchPeers(ctx context.Context) error {
 	for _, m := range p.readyMembers() {
 		p.mu.Lock()
-		grow := m.grow
+		stale := m.changes != m.matched
 		p.mu.Unlock()
-		if !grow {
+		if !stale {
 			continue
 		}
-		v, err := p.e.s.GetVolume(ctx, m.local)
-		if errdefs.IsNotFound(err) {
-			continue
-		}
-		if err != nil {
+		if err := p.matchPeer(ctx, m); err != nil {
 			return err
 		}
-		if _, err := p.l.peer.ExtendVolume(ctx, m.remote, v.SizeBytes); err != nil {
-			return fmt.Errorf("growing %s on the peer to %d bytes: %w", m.remote, v.SizeBytes, err)
-		}
-		p.mu.Lock()
-		m.grow = false
-		p.mu.Unlock()
 	}
+	return nil
+}
+
+// matchPeer grows the peer's copy of m to this copy's size and gives it
+// this copy's QoS limit.
+func (p *pod) matchPeer(ctx context.Context, m *podMember) error {
+	p.mu.Lock()
+	gen := m.changes
+	p.mu.Unlock()
+	v, err := p.e.s.GetVolume(ctx, m.local)
+	if errdefs.IsNotFound(err) {
+		return nil // deleted here; refresh drops it
+	}
+	if err != nil {
+		return err
+	}
+	rv, err := p.l.peer.ExtendVolume(ctx, m.remote, v.SizeBytes)
+	if err != nil {
+		return fmt.Errorf("growing %s on the peer to %d bytes: %w", m.remote, v.SizeBytes, err)
+	}
+	if rv.QoS != v.QoS {
+		if _, err := p.l.peer.SetVolumeQoS(ctx, m.remote, v.QoS); err != nil {
+			return fmt.Errorf("giving %s on the peer its QoS limit: %w", m.remote, err)
+		}
+	}
+	p.mu.Lock()
+	m.matched = max(m.matched, gen)
+	p.mu.Unlock()
 	return nil
 }
 
@@ -781,9 +819,10 @@ func (p *pod) refresh(ctx context.Context) error {
 			}
 			m := &podMember{p: p, local: local, remote: remote, ready: slices.Contains(synced, local), dirty: dirty,
 				unflushed: bitmap.New(), resyncing: bitmap.New(),
-				// The volume may have grown while the pod was not running
-				// (grow is not persisted): check the peer's size once.
-				grow: true}
+				// The volume may have grown, or its limit changed, while
+				// the pod was not running (changes are not persisted):
+				// check the peer's copy once.
+				changes: 1}
 			p.members[local] = m
 			add = append(add, m)
 			if !m.ready || !m.dirty.Empty() {
@@ -985,7 +1024,7 @@ func (p *pod) step(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := p.growPeers(ctx); err != nil {
+	if err := p.matchPeers(ctx); err != nil {
 		return err
 	}
 	sent, err := p.resync(ctx, st)

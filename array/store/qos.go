@@ -207,28 +207,75 @@ func (h *Handle) throttleNoWait(write bool, n int64) (*reservation, error) {
 	return r, nil
 }
 
-// SetVolumeQoS replaces a volume's QoS limit, durably in its record.
+// QoSKeeper is a Mirror whose copy takes the volume's QoS limit too: a
+// pod's peer serves hosts as well, and a limit held at one array only is
+// one a host bypasses through its path to the other.
+type QoSKeeper interface {
+	// SetQoS gives the copy q. It is called with no store lock held,
+	// once q is durable here, and may wait on the network; the change
+	// here stands whatever it returns, so it keeps what it could not do
+	// for later rather than fail.
+	SetQoS(ctx context.Context, q array.QoS)
+}
+
+// SetVolumeQoS replaces a volume's QoS limit, durably in its record, and
+// gives it to the copy a QoSKeeper mirror keeps.
 func (s *Store) SetVolumeQoS(ctx context.Context, name string, q array.QoS) (array.Volume, error) {
 	if err := checkQoS(q); err != nil {
 		return array.Volume{}, err
 	}
+	out, changed, err := s.setVolumeQoS(ctx, name, q)
+	if err != nil || !changed {
+		return out, err
+	}
+	s.qosMirror(ctx, name, q)
+	return out, nil
+}
+
+func (s *Store) setVolumeQoS(ctx context.Context, name string, q array.QoS) (array.Volume, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(ctx); err != nil {
-		return array.Volume{}, err
+		return array.Volume{}, false, err
 	}
 	v, err := s.volumeLocked(name)
 	if err != nil {
-		return array.Volume{}, err
+		return array.Volume{}, false, err
 	}
 	if v.rec.QoS.qos() == q {
-		return s.volumeOf(v), nil
+		return s.volumeOf(v), false, nil
 	}
 	rec := v.rec
 	rec.QoS = qosRecOf(q)
 	if err := s.saveVolRec(v, rec); err != nil {
-		return array.Volume{}, err
+		return array.Volume{}, false, err
 	}
 	v.setQoS(q)
-	return s.volumeOf(v), nil
+	return s.volumeOf(v), true, nil
+}
+
+// qosMirror gives q to the copy of volume's mirror, if it keeps one: the
+// mirror a client's change would go through, as for growMirror.
+func (s *Store) qosMirror(ctx context.Context, volume string, q array.QoS) {
+	v, err := s.lookup(ctx, volume)
+	if err != nil {
+		return // deleted meanwhile
+	}
+	s.io.RLock()
+	_, m := v.route(fromClient)
+	s.io.RUnlock()
+	if k, ok := m.(QoSKeeper); ok {
+		k.SetQoS(ctx, q)
+	}
+}
+
+// VolumeQoS returns a volume's QoS limit.
+func (s *Store) VolumeQoS(ctx context.Context, name string) (array.QoS, error) {
+	v, err := s.lookup(ctx, name)
+	if err != nil {
+		return array.QoS{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return v.rec.QoS.qos(), nil
 }

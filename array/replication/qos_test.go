@@ -1,0 +1,104 @@
+package replication_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/clock"
+)
+
+// wantQoS fails unless vol has q at st.
+func wantQoS(t *testing.T, st *store.Store, side, vol string, q array.QoS) {
+	t.Helper()
+	v, err := st.GetVolume(t.Context(), vol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.QoS != q {
+		t.Fatalf("%s at the %s: QoS %+v, want %+v", vol, side, v.QoS, q)
+	}
+}
+
+func setQoS(t *testing.T, st *store.Store, vol string, q array.QoS) {
+	t.Helper()
+	if _, err := st.SetVolumeQoS(t.Context(), vol, q); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReplicaTargetsTakeTheSourcesQoS: every cycle gives the copies at
+// the target their source's QoS limit, a volume's and a protection
+// group's members' alike, and a change or a removal follows at the next
+// cycle even when no data changed; so a failover finds the limit in place.
+func TestReplicaTargetsTakeTheSourcesQoS(t *testing.T) {
+	src, tg := newSource(t, clock.NewFake(t0)), newTarget(t)
+	ctx := t.Context()
+	for _, v := range []string{"a", "b"} {
+		if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: v, Pool: "cinder", SizeBytes: mib}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := src.st.CreateGroup(ctx, "pg", "cinder", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.st.AddMembers(ctx, "pg", []string{"b"}); err != nil {
+		t.Fatal(err)
+	}
+	qa, qb := array.QoS{TotalIOPS: 500}, array.QoS{WriteBytesPerSec: 1 << 20, ReadIOPS: 40}
+	setQoS(t, src.st, "a", qa)
+	setQoS(t, src.st, "b", qb)
+	protect(t, src, tg, "r", array.ReplicaSpec{Kind: array.KindVolume, Local: "a", Interval: time.Hour})
+	if _, err := src.eng.ReplicateEntity(ctx, array.ReplicaSpec{Name: "pg.site-b", Kind: array.KindGroup, Local: "pg", Link: "site-b",
+		RemotePool: "replicas", Interval: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	cycle := func() {
+		t.Helper()
+		for _, r := range []string{"r", "pg.site-b"} {
+			if _, err := src.eng.SyncReplica(ctx, r, true); err != nil {
+				t.Fatalf("cycle of %s: %v", r, err)
+			}
+		}
+	}
+	cycle()
+	wantQoS(t, tg.st, "target after the first copy", "a", qa)
+	wantQoS(t, tg.st, "target after the first copy", "b", qb)
+
+	qa = array.QoS{ReadIOPS: 100, WriteIOPS: 50}
+	setQoS(t, src.st, "a", qa)
+	setQoS(t, src.st, "b", array.QoS{})
+	cycle()
+	wantQoS(t, tg.st, "target after a cycle with no data changed", "a", qa)
+	wantQoS(t, tg.st, "target after a cycle with no data changed", "b", array.QoS{})
+}
+
+// TestPodPeerTakesTheQoS: a pod's peer serves hosts too, so its copy takes
+// the limit: one the volume had before it joined the pod, at the initial
+// copy; a change, by the time SetVolumeQoS returns; and one made while
+// the peer was away, when the pod is in sync again.
+func TestPodPeerTakesTheQoS(t *testing.T) {
+	src, tg := newSource(t, clock.NewFake(t0)), newTarget(t)
+	ctx := t.Context()
+	if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: "v1", Pool: "cinder", SizeBytes: 16 * mib}); err != nil {
+		t.Fatal(err)
+	}
+	q := array.QoS{TotalIOPS: 300}
+	setQoS(t, src.st, "v1", q)
+	// podOn adds v1 to the pod and waits until it is in sync.
+	podOn(t, src, tg, 5*time.Second)
+	wantQoS(t, tg.st, "peer after the initial copy", "v1", q)
+
+	q = array.QoS{TotalIOPS: 200, TotalBytesPerSec: 8 << 20}
+	setQoS(t, src.st, "v1", q)
+	wantQoS(t, tg.st, "peer as SetVolumeQoS returns", "v1", q)
+
+	tg.halt()
+	q = array.QoS{WriteIOPS: 10}
+	setQoS(t, src.st, "v1", q) // stands here, the peer away
+	wantQoS(t, src.st, "preferred array, the peer away", "v1", q)
+	tg.start()
+	syncNow(t, src)
+	wantQoS(t, tg.st, "peer back in sync", "v1", q)
+}
