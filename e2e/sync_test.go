@@ -82,6 +82,22 @@ func TestSyncWriteOnPeerAtOnce(t *testing.T) {
 	if err := s.a.Array("a").ReadVolume(ctx, "volume-sv-cinder", 0, got); err != nil || got[0] != 0x55 || got[1] != 0x11 {
 		t.Fatalf("a write at the peer is not on the preferred array's copy: %v %x %x", err, got[0], got[1])
 	}
+
+	// QoS: a retype to a sync type with a limit gives the peer's copy the
+	// limit too, by the time it returns, and fio through the peer's own
+	// export is held to it there.
+	limited := &driverv1.VolumeType{Name: "sync-300", ExtraSpecs: syncType.ExtraSpecs, QosSpecs: map[string]string{"total_iops_sec": "300"}}
+	if _, err := dc.Retype(ctx, &driverv1.RetypeRequest{Backend: "puredriver-1", VolumeId: "sv", NewType: limited}); err != nil {
+		t.Fatalf("Retype to a sync type with total_iops_sec=300: %v", err)
+	}
+	if v, err := b.GetVolume(ctx, "volume-sv-cinder"); err != nil || v.QoS.TotalIOPS != 300 {
+		t.Fatalf("the peer's copy after the retype: QoS %+v, %v; want total IOPS 300", v.QoS, err)
+	}
+	iops := fioIOPS(t, tool(t, "fio"), nbdExport(t, b, "volume-sv-cinder"))
+	t.Logf("fio over NBD at the peer's copy, total_iops_sec=300: %.0f IOPS", iops)
+	if iops > 330 || iops < 150 {
+		t.Fatalf("fio at the peer's copy at total_iops_sec=300 measured %.0f IOPS, want at most 330 (and not starved)", iops)
+	}
 }
 
 // TestSyncFaultDrill writes continuously to a pod volume, SIGKILLs the
