@@ -25,11 +25,13 @@ type Proxy struct {
 	// bytes a second (0: unthrottled).
 	rate atomic.Int64
 
-	// gate is held for writing while frozen; every forwarded write
-	// holds it for reading.
-	gate     sync.RWMutex
+	// thaw is open while frozen: a pipe with bytes to forward waits for
+	// it to close (or for the proxy to stop). Freeze holds no lock a pipe
+	// holds, so it returns at once even while a pipe's write is blocked
+	// on a peer that does not read.
 	frozenMu sync.Mutex
-	frozen   bool
+	thaw     chan struct{}
+	done     chan struct{}
 
 	wg    sync.WaitGroup
 	mu    sync.Mutex
@@ -47,7 +49,7 @@ func NewAt(t testing.TB, at, target string) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{lis: lis}
+	p := &Proxy{lis: lis, done: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept(target)
 	t.Cleanup(p.close)
@@ -65,9 +67,8 @@ func (p *Proxy) Accepted() int { return int(p.accepted.Load()) }
 func (p *Proxy) Freeze() {
 	p.frozenMu.Lock()
 	defer p.frozenMu.Unlock()
-	if !p.frozen {
-		p.gate.Lock()
-		p.frozen = true
+	if p.thaw == nil {
+		p.thaw = make(chan struct{})
 	}
 }
 
@@ -75,9 +76,22 @@ func (p *Proxy) Freeze() {
 func (p *Proxy) Thaw() {
 	p.frozenMu.Lock()
 	defer p.frozenMu.Unlock()
-	if p.frozen {
-		p.gate.Unlock()
-		p.frozen = false
+	if p.thaw != nil {
+		close(p.thaw)
+		p.thaw = nil
+	}
+}
+
+// gate waits while the proxy is frozen.
+func (p *Proxy) gate() {
+	p.frozenMu.Lock()
+	thaw := p.thaw
+	p.frozenMu.Unlock()
+	if thaw != nil {
+		select {
+		case <-thaw:
+		case <-p.done:
+		}
 	}
 }
 
@@ -135,10 +149,8 @@ func (p *Proxy) pipe(from, to net.Conn, toTarget bool) {
 	for {
 		n, err := from.Read(buf)
 		if n > 0 {
-			p.gate.RLock()
-			_, werr := to.Write(buf[:n])
-			p.gate.RUnlock()
-			if werr != nil {
+			p.gate()
+			if _, werr := to.Write(buf[:n]); werr != nil {
 				from.Close()
 				return
 			}
@@ -154,13 +166,12 @@ func (p *Proxy) pipe(from, to net.Conn, toTarget bool) {
 }
 
 func (p *Proxy) close() {
+	close(p.done)
 	p.lis.Close()
 	p.mu.Lock()
 	for _, c := range p.conns {
 		c.Close()
 	}
 	p.mu.Unlock()
-	// Pipes waiting at the gate find their connections closed.
-	p.Thaw()
 	p.wg.Wait()
 }

@@ -28,7 +28,7 @@ func Open[Req, Res any](ctx context.Context, addr, token, method string, timeout
 	d := net.Dialer{Timeout: timeout}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err == nil {
-		if err = tune(conn, DefaultUserTimeout); err != nil {
+		if err = tune(conn, DefaultSendTimeout); err != nil {
 			conn.Close()
 		}
 	}
@@ -38,7 +38,7 @@ func Open[Req, Res any](ctx context.Context, addr, token, method string, timeout
 		}
 		return nil, errdefs.Unavailable("raw stream to %s: %v", addr, err)
 	}
-	f := newFramer(conn, maxMsg)
+	f := newFramer(conn, maxMsg, DefaultSendTimeout)
 	conn.SetDeadline(time.Now().Add(timeout))
 	_, err = conn.Write(appendFrame([]byte(magic), kindHello, []byte(method+"\n"+token)))
 	var kind byte

@@ -36,13 +36,16 @@ const headerLen = 5
 // an idle pod stream must not look healthy for minutes.
 var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 10 * time.Second, Interval: 5 * time.Second, Count: 2}
 
-// DefaultUserTimeout is how long data sent on a stream may go
-// unacknowledged, or wait for a peer that advertises no room, before the
+// DefaultSendTimeout bounds how long a frame's write may block, and how
+// long data sent may go unacknowledged (TCP_USER_TIMEOUT), before the
 // connection fails. Keepalive probes only an idle connection: a Send
-// blocked on a full socket buffer (the peer cut off, or hung while its
-// kernel still answers) would otherwise wait for TCP's retransmissions
-// to give up, about 15 minutes, or forever.
-const DefaultUserTimeout = 20 * time.Second
+// blocked on a full socket buffer would otherwise wait for TCP's
+// retransmissions to give up, about 15 minutes, when the peer is cut off.
+// When the peer hangs while its kernel still answers, TCP sees a zero
+// window, not silence; Linux counts such probing against
+// TCP_USER_TIMEOUT since 5.11 (here, 1.3-1.6 s at a 1 s timeout), older
+// kernels never. The write deadline bounds the Send either way.
+const DefaultSendTimeout = 20 * time.Second
 
 // tune sets keepalive and TCP_USER_TIMEOUT on a stream's connection.
 func tune(conn net.Conn, userTimeout time.Duration) error {
@@ -78,10 +81,27 @@ type framer struct {
 
 	wmu  sync.Mutex
 	wbuf []byte
+	// sendTimeout bounds a write; the deadline is moved on when a quarter
+	// of it has passed, not at every write, so a write blocks for 3/4 of
+	// it at least and all of it at most.
+	sendTimeout time.Duration
+	deadline    time.Time
 }
 
-func newFramer(conn net.Conn, max int) *framer {
-	return &framer{conn: conn, max: max, r: bufio.NewReaderSize(conn, 256<<10)}
+func newFramer(conn net.Conn, max int, sendTimeout time.Duration) *framer {
+	return &framer{conn: conn, max: max, r: bufio.NewReaderSize(conn, 256<<10), sendTimeout: sendTimeout}
+}
+
+// send writes b whole, within the send timeout. Called with wmu held.
+func (f *framer) send(b []byte) error {
+	if now := time.Now(); f.deadline.Sub(now) < f.sendTimeout*3/4 {
+		f.deadline = now.Add(f.sendTimeout)
+		if err := f.conn.SetWriteDeadline(f.deadline); err != nil {
+			return err
+		}
+	}
+	_, err := f.conn.Write(b)
+	return err
 }
 
 // write sends one frame in one write, so the kernel sees a whole message
@@ -100,7 +120,7 @@ func (f *framer) write(kind byte, m proto.Message) error {
 		return errdefs.InvalidArgument("message", "is %d bytes, over the stream's limit of %d; send it in smaller pieces", len(b)-headerLen, f.max)
 	}
 	binary.BigEndian.PutUint32(b, uint32(len(b)-headerLen))
-	_, err = f.conn.Write(b)
+	err = f.send(b)
 	if cap(b) <= 1<<20 {
 		f.wbuf = b // keep small buffers; a rare large one is not held on to
 	}
@@ -110,8 +130,7 @@ func (f *framer) write(kind byte, m proto.Message) error {
 func (f *framer) writeRaw(kind byte, payload []byte) error {
 	f.wmu.Lock()
 	defer f.wmu.Unlock()
-	_, err := f.conn.Write(appendFrame(nil, kind, payload))
-	return err
+	return f.send(appendFrame(nil, kind, payload))
 }
 
 func appendFrame(b []byte, kind byte, payload []byte) []byte {

@@ -343,11 +343,11 @@ func TestConnectionsBeyondTheCapWaitForOneToEnd(t *testing.T) {
 }
 
 // A handler's Send that blocks because its peer stopped reading (cut off,
-// or hung while its kernel still answers TCP) fails once UserTimeout has
-// passed without progress, rather than after TCP's retransmissions.
-func TestABlockedSendFailsAfterTheUserTimeout(t *testing.T) {
+// or hung while its kernel still answers TCP) fails once SendTimeout has
+// passed, rather than after TCP's retransmissions or never.
+func TestABlockedSendFailsAfterTheSendTimeout(t *testing.T) {
 	const flood = "/test.Echo/Flood"
-	s := rawstream.NewServer(rawstream.Options{Logger: slog.New(slog.DiscardHandler), MaxMsgSize: limit, UserTimeout: time.Second})
+	s := rawstream.NewServer(rawstream.Options{Logger: slog.New(slog.DiscardHandler), MaxMsgSize: limit, SendTimeout: time.Second})
 	ended := make(chan error, 1)
 	rawstream.Register(s, flood, func(st grpc.BidiStreamingServer[arrayv1.MirrorRequest, arrayv1.MirrorResponse]) error {
 		err := func() error {
@@ -385,6 +385,6 @@ func TestABlockedSendFailsAfterTheUserTimeout(t *testing.T) {
 		}
 		t.Logf("the blocked Send failed %v after the freeze: %v", time.Since(frozen).Round(time.Millisecond), err)
 	case <-time.After(10 * time.Second):
-		t.Fatal("the handler's Send still blocks 10s after its peer stopped reading (TCP_USER_TIMEOUT 1s)")
+		t.Fatal("the handler's Send still blocks 10s after its peer stopped reading (SendTimeout 1s)")
 	}
 }

@@ -52,10 +52,10 @@ type Options struct {
 	// (pods fall back to gRPC after the open timeout), not the daemon's
 	// file descriptors.
 	MaxConns int
-	// UserTimeout bounds how long data a handler sent may go
-	// unacknowledged before its connection fails (0:
-	// DefaultUserTimeout).
-	UserTimeout time.Duration
+	// SendTimeout bounds how long a handler's Send may block, and how
+	// long what it sent may go unacknowledged, before its connection
+	// fails (0: DefaultSendTimeout).
+	SendTimeout time.Duration
 }
 
 // DefaultMaxConns is MaxConns when it is not set: a pod holds two streams
@@ -94,10 +94,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	if max <= 0 {
 		max = DefaultMaxConns
 	}
-	ut := s.opts.UserTimeout
-	if ut <= 0 {
-		ut = DefaultUserTimeout
-	}
+	ut := s.sendTimeout()
 	// Tuned before the limit wraps them: its connections are not
 	// *net.TCPConn, so they could not be tuned after.
 	lis = netutil.LimitListener(tunedListener{Listener: lis, userTimeout: ut, log: s.log}, max)
@@ -132,6 +129,13 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}
 }
 
+func (s *Server) sendTimeout() time.Duration {
+	if s.opts.SendTimeout > 0 {
+		return s.opts.SendTimeout
+	}
+	return DefaultSendTimeout
+}
+
 // tunedListener sets keepalive and TCP_USER_TIMEOUT on every connection
 // it accepts.
 type tunedListener struct {
@@ -161,7 +165,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 		stop()
 		conn.Close()
 	}()
-	f := newFramer(conn, s.opts.MaxMsgSize)
+	f := newFramer(conn, s.opts.MaxMsgSize, s.sendTimeout())
 	method, handler, err := s.hello(f)
 	if err != nil {
 		if errors.Is(err, errNoHello) {
