@@ -15,16 +15,25 @@ type Resizer interface {
 // the mirror a client's change would go through, so a pod's copy that is
 // carried here has its say too.
 func (s *Store) growMirror(ctx context.Context, volume string, size int64) error {
-	v, err := s.lookup(ctx, volume)
+	m, cur, err := s.clientMirror(ctx, volume)
 	if err != nil {
 		return err
 	}
-	s.io.RLock()
-	_, m := v.route(fromClient)
-	cur := v.rec.Size
-	s.io.RUnlock()
 	if r, ok := m.(Resizer); ok && size > cur {
 		return r.Resize(ctx, size)
 	}
 	return nil
+}
+
+// clientMirror returns the mirror a client's change to volume would go
+// through (a carried pod copy's included), and the volume's size.
+func (s *Store) clientMirror(ctx context.Context, volume string) (Mirror, int64, error) {
+	v, err := s.lookup(ctx, volume)
+	if err != nil {
+		return nil, 0, err
+	}
+	s.io.RLock()
+	defer s.io.RUnlock()
+	_, m := v.route(fromClient)
+	return m, v.rec.Size, nil
 }

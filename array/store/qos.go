@@ -257,13 +257,10 @@ func (s *Store) setVolumeQoS(ctx context.Context, name string, q array.QoS) (arr
 // qosMirror gives q to the copy of volume's mirror, if it keeps one: the
 // mirror a client's change would go through, as for growMirror.
 func (s *Store) qosMirror(ctx context.Context, volume string, q array.QoS) {
-	v, err := s.lookup(ctx, volume)
+	m, _, err := s.clientMirror(ctx, volume)
 	if err != nil {
 		return // deleted meanwhile
 	}
-	s.io.RLock()
-	_, m := v.route(fromClient)
-	s.io.RUnlock()
 	if k, ok := m.(QoSKeeper); ok {
 		k.SetQoS(ctx, q)
 	}
@@ -271,11 +268,14 @@ func (s *Store) qosMirror(ctx context.Context, volume string, q array.QoS) {
 
 // VolumeQoS returns a volume's QoS limit.
 func (s *Store) VolumeQoS(ctx context.Context, name string) (array.QoS, error) {
-	v, err := s.lookup(ctx, name)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.check(ctx); err != nil {
+		return array.QoS{}, err
+	}
+	v, err := s.volumeLocked(name)
 	if err != nil {
 		return array.QoS{}, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
 	return v.rec.QoS.qos(), nil
 }
