@@ -158,6 +158,9 @@ type HostSpec struct {
 	// every path. A host that exists keeps its own.
 	CHAPSecret       string
 	MutualCHAPSecret string
+	// PreferredArrays of a new host (Host.PreferredArrays); a host that
+	// exists keeps its own.
+	PreferredArrays []string
 }
 
 // Host is an initiator the array authorises, with the CHAP credentials
@@ -177,6 +180,13 @@ type Host struct {
 	Labels           map[string]string
 	// Connections is how many volumes and snapshots are connected.
 	Connections int64
+	// PreferredArrays name the arrays whose paths to a pod volume are
+	// active/optimized for this host, as a FlashArray host's preferred
+	// arrays: a pod's other array reports active/non-optimized to it, so
+	// a host at the peer's site uses the peer's paths. Empty: each array
+	// reports its own state. A state that takes no I/O (a stopped side)
+	// is reported as it is.
+	PreferredArrays []string
 }
 
 // ConnectionSpec connects a volume, or one of its snapshots (read-only),
@@ -271,6 +281,9 @@ type Array interface {
 	// DeleteHost deletes a host; one with connections is
 	// FAILED_PRECONDITION unless force, which disconnects them first.
 	DeleteHost(ctx context.Context, name string, force bool) error
+	// SetHostPreferredArrays replaces a host's preferred arrays (none
+	// clears them); open sessions see the change from their next command.
+	SetHostPreferredArrays(ctx context.Context, name string, arrays []string) (Host, error)
 	// ConnectVolume maps a volume or snapshot to a host at the lowest free
 	// LUN; connecting it again returns the same connection.
 	ConnectVolume(ctx context.Context, spec ConnectionSpec) (Connection, error)

@@ -42,4 +42,8 @@ type Path struct {
 	// Preferred: this array is the host's preferred one for the volume
 	// (its pod's volrep_preferred_array).
 	Preferred bool
+	// Alone: no other array's copy takes I/O now (the pod is not in sync,
+	// or this array carries it by itself), so a host's preferred arrays
+	// must not make this, its only working path, non-optimized.
+	Alone bool
 }

@@ -142,3 +142,26 @@ func CheckCHAPSecret(field, secret string) error {
 	}
 	return nil
 }
+
+// MaxPreferredArrays bounds a host's preferred arrays: a pod spans two
+// arrays, so more than a few names can only be a mistake.
+const MaxPreferredArrays = 4
+
+// CheckPreferredArrays checks a host's preferred arrays: array names, each
+// once. None is valid (no preference).
+func CheckPreferredArrays(field string, names []string) error {
+	if len(names) > MaxPreferredArrays {
+		return errdefs.InvalidArgument(field, "has %d arrays, more than the %d a host may prefer", len(names), MaxPreferredArrays)
+	}
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		if err := CheckName(field, n); err != nil {
+			return err
+		}
+		if seen[n] {
+			return errdefs.InvalidArgument(field, "names array %s twice", QuoteShort(n))
+		}
+		seen[n] = true
+	}
+	return nil
+}

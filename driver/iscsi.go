@@ -377,8 +377,9 @@ func (b *Backend) terminateISCSI(ctx context.Context, a array.Array, vol, snap s
 }
 
 // deleteIdleHost deletes a host the driver created once nothing is
-// connected to it, as Pure's driver does. The array refuses while a
-// connection remains, so an attachment racing in keeps its host.
+// connected to it, as Pure's driver does, unless it has preferred arrays.
+// The array refuses while a connection remains, so an attachment racing
+// in keeps its host.
 func (b *Backend) deleteIdleHost(ctx context.Context, a array.Array, h array.Host) error {
 	if h.Labels[labelHostCreator] != hostCreator {
 		return nil
@@ -389,6 +390,13 @@ func (b *Backend) deleteIdleHost(ctx context.Context, a array.Array, h array.Hos
 	}
 	if err != nil || now.Connections > 0 {
 		return err
+	}
+	// Preferred arrays are the operator's (volrep host
+	// set-preferred-arrays): deleting the host would drop them, and the
+	// next attach would get the array's own ALUA states back.
+	if len(now.PreferredArrays) > 0 {
+		b.log.Info("host kept without connections: it has preferred arrays", "host", h.Name, "preferred_arrays", now.PreferredArrays)
+		return nil
 	}
 	err = a.DeleteHost(ctx, h.Name, false)
 	switch {

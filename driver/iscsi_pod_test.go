@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -260,5 +261,107 @@ func TestISCSIPodPeerLeftoverDetached(t *testing.T) {
 	})
 	if _, err := peer.st.GetHost(ctx, "compute-1", false); !errdefs.IsNotFound(err) {
 		t.Errorf("the host the driver made at the peer: %v, want it deleted", err)
+	}
+}
+
+// TestISCSIHostPreferredArrays: a host's preferred arrays (purehost
+// setattr --preferred-array) decide which array's paths to a pod volume
+// are active/optimized for that host while both arrays take I/O, as each
+// array's iSCSI target reports them (lunmap, on a real pod). A session
+// already open sees a change at its next command. When the pod's peer
+// stops taking I/O, the serving array is optimized for every host again,
+// whatever it prefers: its paths are the only ones that work. A host with
+// preferred arrays outlives its last detach.
+func TestISCSIHostPreferredArrays(t *testing.T) {
+	ctx := t.Context()
+	peer := iscsiArray(t, "site-b", "198.51.100.20:3260")
+	primary := iscsiArray(t, "site-a", "192.0.2.10:3260")
+	b := oneBackend(t, primary, device("site-b", peer.addr, peer, "sync"))
+	if _, err := b.CreateVolume(ctx, "v1", 1, syncSpecs, ""); err != nil {
+		t.Fatal(err)
+	}
+	vol := volumeName("v1")
+	compute := Connector{Host: "compute-b1", Initiator: iqnA, Multipath: true}
+	ci, err := b.InitializeConnection(ctx, "v1", "", compute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ci.ISCSI.Paths) != 2 {
+		t.Fatalf("paths %+v, want both arrays'", ci.ISCSI.Paths)
+	}
+	pc, rc := connectionsOf(t, primary, "", vol), connectionsOf(t, peer, "", vol)
+	if len(pc) != 1 || len(rc) != 1 {
+		t.Fatalf("connections: serving array %+v, peer %+v", pc, rc)
+	}
+	// Each array's LUN as its iSCSI target opens it for the host's session,
+	// held open across the changes below, as a logged-in session holds it.
+	open := func(a *testArray, lun int64) iscsi.AccessReporter {
+		d, err := lunmap.New(a.st).Open(ctx, iqnA, a.st.TargetIQN(), uint64(lun))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.Close)
+		r, ok := d.(iscsi.AccessReporter)
+		if !ok {
+			t.Fatalf("the LUN at %s reports no ALUA state", a.name)
+		}
+		return r
+	}
+	atA, atB := open(primary, pc[0].LUN), open(peer, rc[0].LUN)
+	ao := iscsi.Access{State: iscsi.ActiveOptimized, Preferred: true}
+	ano := iscsi.Access{State: iscsi.ActiveNonOptimized}
+	expect := func(why string, a, b iscsi.Access) {
+		t.Helper()
+		waitFor(t, 30*time.Second, func() string {
+			if ga, gb := atA.Access(), atB.Access(); ga != a || gb != b {
+				return fmt.Sprintf("%s: site-a reports %v (PREF %v), site-b %v (PREF %v); want %v (%v) and %v (%v)",
+					why, ga.State, ga.Preferred, gb.State, gb.Preferred, a.State, a.Preferred, b.State, b.Preferred)
+			}
+			return ""
+		})
+	}
+	prefer := func(arrays ...string) {
+		t.Helper()
+		for _, a := range []*testArray{primary, peer} {
+			h, err := a.st.SetHostPreferredArrays(ctx, map[*testArray]string{primary: pc[0].Host, peer: rc[0].Host}[a], arrays)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(h.PreferredArrays, arrays) && len(arrays)+len(h.PreferredArrays) > 0 {
+				t.Fatalf("host at %s prefers %v, want %v", a.name, h.PreferredArrays, arrays)
+			}
+		}
+	}
+
+	expect("no preference: the array that orders the pod's writes is optimized", ao, ano)
+	prefer("site-b")
+	expect("the host prefers the peer", ano, ao)
+	prefer("site-a")
+	expect("the host prefers the serving array", ao, ano)
+	prefer("site-a", "site-b")
+	expect("the host prefers both", ao, ao)
+	prefer("site-b")
+	expect("the host prefers the peer again", ano, ao)
+
+	// The peer stops taking I/O (its API, and so the forward stream, is
+	// down): the serving array is the only working side, optimized for a
+	// host that prefers the peer too; the peer is unavailable.
+	peer.halt()
+	expect("the peer's API is down", ao, iscsi.Access{State: iscsi.Unavailable})
+	peer.start()
+	expect("the peer is back in sync", ano, ao)
+
+	// Detach: the connections go, the hosts with preferences stay.
+	if err := b.TerminateConnection(ctx, "v1", "", compute); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []*testArray{primary, peer} {
+		if got := connectionsOf(t, a, "", vol); len(got) != 0 {
+			t.Errorf("%s after detach: %+v", a.name, got)
+		}
+		hs, err := a.st.ListHosts(ctx)
+		if err != nil || len(hs) != 1 || !slices.Equal(hs[0].PreferredArrays, []string{"site-b"}) {
+			t.Errorf("%s's hosts after detach: %+v, %v; want the host with its preferred arrays", a.name, hs, err)
+		}
 	}
 }

@@ -383,7 +383,15 @@ func (c *Client) AdoptSnapshot(ctx context.Context, volume, name, guid string, l
 
 func (c *Client) CreateHost(ctx context.Context, spec array.HostSpec) (array.Host, error) {
 	r, err := c.hosts.CreateHost(ctx, &arrayv1.CreateHostRequest{Name: spec.Name, Iqns: spec.IQNs, MutualChap: spec.MutualCHAP, Labels: spec.Labels,
-		ChapSecret: spec.CHAPSecret, MutualChapSecret: spec.MutualCHAPSecret})
+		ChapSecret: spec.CHAPSecret, MutualChapSecret: spec.MutualCHAPSecret, PreferredArrays: spec.PreferredArrays})
+	if err != nil {
+		return array.Host{}, err
+	}
+	return wire.HostFromPB(r.GetHost()), nil
+}
+
+func (c *Client) SetHostPreferredArrays(ctx context.Context, name string, arrays []string) (array.Host, error) {
+	r, err := c.hosts.SetHostPreferredArrays(ctx, &arrayv1.SetHostPreferredArraysRequest{Name: name, PreferredArrays: arrays})
 	if err != nil {
 		return array.Host{}, err
 	}

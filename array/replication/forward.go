@@ -250,6 +250,13 @@ func (p *pod) inSyncLocked() bool {
 	return p.synced && p.stream != nil && !p.stoppedLocked()
 }
 
+// peerWritesLocked says the peer's copy takes its clients' writes: it
+// forwards them here over a live stream while the pod is in sync. Called
+// with p.mu held.
+func (p *pod) peerWritesLocked() bool {
+	return p.fwd != nil && p.fwd.alive() && p.inSyncLocked()
+}
+
 func (p *pod) inSync() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()

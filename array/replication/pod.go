@@ -239,10 +239,14 @@ func (m *podMember) Admit() error {
 // mediator it is unavailable, so a host's multipath fails over at once
 // rather than retrying writes that cannot land.
 func (m *podMember) Path() array.Path {
-	if m.p.claim != nil && m.p.stopped() {
+	p := m.p
+	p.mu.Lock()
+	stopped, peer := p.stoppedLocked(), p.peerWritesLocked()
+	p.mu.Unlock()
+	if stopped {
 		return array.Path{State: array.PathUnavailable}
 	}
-	return array.Path{State: array.PathOptimized, Preferred: true}
+	return array.Path{State: array.PathOptimized, Preferred: true, Alone: !peer}
 }
 
 // podMember is one volume of a pod; it is the store's Mirror for it.
@@ -1339,7 +1343,7 @@ func (p *pod) view(v *array.Replica) {
 	if v.PodState == array.PodStoppedByMediator {
 		v.Writes = array.WritesStopped
 	}
-	if p.fwd != nil && p.fwd.alive() && p.inSyncLocked() {
+	if p.peerWritesLocked() {
 		v.PeerWrites = array.WritesOnline
 	}
 	if p.claim != nil {

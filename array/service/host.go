@@ -12,11 +12,19 @@ import (
 
 func (s *Service) CreateHost(ctx context.Context, req *arrayv1.CreateHostRequest) (*arrayv1.CreateHostResponse, error) {
 	h, err := s.a.CreateHost(ctx, array.HostSpec{Name: req.GetName(), IQNs: req.GetIqns(), MutualCHAP: req.GetMutualChap(), Labels: req.GetLabels(),
-		CHAPSecret: req.GetChapSecret(), MutualCHAPSecret: req.GetMutualChapSecret()})
+		CHAPSecret: req.GetChapSecret(), MutualCHAPSecret: req.GetMutualChapSecret(), PreferredArrays: req.GetPreferredArrays()})
 	if err != nil {
 		return nil, err
 	}
 	return &arrayv1.CreateHostResponse{Host: wire.HostToPB(h)}, nil
+}
+
+func (s *Service) SetHostPreferredArrays(ctx context.Context, req *arrayv1.SetHostPreferredArraysRequest) (*arrayv1.SetHostPreferredArraysResponse, error) {
+	h, err := s.a.SetHostPreferredArrays(ctx, req.GetName(), req.GetPreferredArrays())
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.SetHostPreferredArraysResponse{Host: wire.HostToPB(h)}, nil
 }
 
 func (s *Service) GetHost(ctx context.Context, req *arrayv1.GetHostRequest) (*arrayv1.GetHostResponse, error) {

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -45,6 +46,8 @@ type hostRec struct {
 	MutualSecret string            `json:"mutual_secret,omitempty"`
 	Created      time.Time         `json:"created"`
 	Labels       map[string]string `json:"labels,omitempty"`
+	// PreferredArrays: array.Host.PreferredArrays.
+	PreferredArrays []string `json:"preferred_arrays,omitempty"`
 }
 
 type connRec struct {
@@ -60,6 +63,54 @@ func (r connRec) key() []byte { return []byte(r.Host + "\x00" + r.Volume + "\x00
 type host struct {
 	rec   hostRec
 	conns map[connKey]*conn
+	// pref is where rec.PreferredArrays place this array, read without
+	// the store's lock on every SCSI command (Handle.Path).
+	pref atomic.Uint32
+}
+
+// Where a host's preferred arrays place this array.
+const (
+	// prefNone: no preference; a pod's copy reports its own state.
+	prefNone uint32 = iota
+	// prefHere: the host prefers this array.
+	prefHere
+	// prefElsewhere: the host prefers only other arrays.
+	prefElsewhere
+)
+
+// newHost returns the in-memory host of r.
+func (s *Store) newHost(r hostRec) *host {
+	h := &host{rec: r, conns: map[connKey]*conn{}}
+	h.pref.Store(s.prefOf(r.PreferredArrays))
+	return h
+}
+
+func (s *Store) prefOf(arrays []string) uint32 {
+	switch {
+	case len(arrays) == 0:
+		return prefNone
+	case slices.Contains(arrays, s.opts.Name):
+		return prefHere
+	}
+	return prefElsewhere
+}
+
+// forHost is a pod copy's path state as one host should see it: while
+// both arrays take I/O, its preferred arrays are optimized and the others
+// not. A state that takes none is kept, so a stopped side stays
+// unavailable whatever the host prefers, and so is the only side that
+// takes I/O: a host must not be steered off its one working path.
+func (h *host) forHost(p array.Path) array.Path {
+	if p.Alone || (p.State != array.PathOptimized && p.State != array.PathNonOptimized) {
+		return p
+	}
+	switch h.pref.Load() {
+	case prefHere:
+		return array.Path{State: array.PathOptimized, Preferred: true}
+	case prefElsewhere:
+		return array.Path{State: array.PathNonOptimized}
+	}
+	return p
 }
 
 type connKey struct{ volume, snapshot string }
@@ -85,7 +136,7 @@ func (s *Store) loadHosts(tx *bolt.Tx) error {
 		if err := json.Unmarshal(v, &r); err != nil {
 			return err
 		}
-		h := &host{rec: r, conns: map[connKey]*conn{}}
+		h := s.newHost(r)
 		s.hosts[r.Name] = h
 		for _, iqn := range r.IQNs {
 			s.initiators[array.ISCSINameKey(iqn)] = h
@@ -157,7 +208,8 @@ func (s *Store) Portals() []string { return slices.Clone(s.opts.ISCSIPortals) }
 
 func (s *Store) hostOf(h *host, secrets bool) array.Host {
 	out := array.Host{Name: h.rec.Name, IQNs: slices.Clone(h.rec.IQNs), MutualCHAP: h.rec.MutualSecret != "",
-		CHAPUser: h.rec.Name, Created: h.rec.Created, Labels: maps.Clone(h.rec.Labels), Connections: int64(len(h.conns))}
+		CHAPUser: h.rec.Name, Created: h.rec.Created, Labels: maps.Clone(h.rec.Labels), Connections: int64(len(h.conns)),
+		PreferredArrays: slices.Clone(h.rec.PreferredArrays)}
 	if out.MutualCHAP {
 		out.MutualCHAPUser = s.opts.ISCSITargetIQN
 	}
@@ -196,6 +248,9 @@ func checkHostSpec(spec array.HostSpec) error {
 	}
 	if spec.MutualCHAPSecret != "" && spec.MutualCHAPSecret == spec.CHAPSecret {
 		return errdefs.InvalidArgument("mutual_chap_secret", "equals chap_secret; RFC 7143 asks for different secrets each way")
+	}
+	if err := array.CheckPreferredArrays("preferred_arrays", spec.PreferredArrays); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for _, iqn := range spec.IQNs {
@@ -247,7 +302,8 @@ func (s *Store) CreateHost(ctx context.Context, spec array.HostSpec) (array.Host
 				iqn, other.rec.Name, s.opts.Name)
 		}
 	}
-	r := hostRec{Name: spec.Name, IQNs: slices.Clone(spec.IQNs), Secret: cmp.Or(spec.CHAPSecret, newCHAPSecret()), Created: s.opts.Now().UTC(), Labels: maps.Clone(spec.Labels)}
+	r := hostRec{Name: spec.Name, IQNs: slices.Clone(spec.IQNs), Secret: cmp.Or(spec.CHAPSecret, newCHAPSecret()), Created: s.opts.Now().UTC(), Labels: maps.Clone(spec.Labels),
+		PreferredArrays: slices.Clone(spec.PreferredArrays)}
 	if spec.MutualCHAP {
 		r.MutualSecret = cmp.Or(spec.MutualCHAPSecret, newCHAPSecret())
 	}
@@ -256,11 +312,41 @@ func (s *Store) CreateHost(ctx context.Context, spec array.HostSpec) (array.Host
 	}); err != nil {
 		return array.Host{}, err
 	}
-	h := &host{rec: r, conns: map[connKey]*conn{}}
+	h := s.newHost(r)
 	s.hosts[r.Name] = h
 	for _, iqn := range r.IQNs {
 		s.initiators[array.ISCSINameKey(iqn)] = h
 	}
+	return s.hostOf(h, false), nil
+}
+
+// SetHostPreferredArrays replaces a host's preferred arrays. Sessions
+// open on its LUNs report the new ALUA states from their next command.
+func (s *Store) SetHostPreferredArrays(ctx context.Context, name string, arrays []string) (array.Host, error) {
+	if err := array.CheckPreferredArrays("preferred_arrays", arrays); err != nil {
+		return array.Host{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return array.Host{}, err
+	}
+	h, err := s.hostLocked(name)
+	if err != nil {
+		return array.Host{}, err
+	}
+	r := h.rec
+	r.PreferredArrays = slices.Clone(arrays)
+	if len(r.PreferredArrays) == 0 {
+		r.PreferredArrays = nil
+	}
+	if err := s.update(func(tx *bolt.Tx) error {
+		return putJSON(tx.Bucket(bucketHosts), []byte(r.Name), r)
+	}); err != nil {
+		return array.Host{}, err
+	}
+	h.rec = r
+	h.pref.Store(s.prefOf(r.PreferredArrays))
 	return s.hostOf(h, false), nil
 }
 
@@ -596,7 +682,7 @@ func (s *Store) OpenLUN(ctx context.Context, iqn string, lun int64) (*Handle, st
 		if err != nil {
 			return nil, "", err
 		}
-		hd := &Handle{s: s, v: v, grant: &c.grant}
+		hd := &Handle{s: s, v: v, grant: &c.grant, host: h}
 		serial := v.rec.Serial
 		if c.rec.Snapshot != "" {
 			_, sn, err := s.snapshotLocked(c.rec.Volume, c.rec.Snapshot)

@@ -3,6 +3,7 @@ package store_test
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -33,6 +34,7 @@ func TestHostsSurviveReopen(t *testing.T) {
 	v := must[array.Volume](t)(s.CreateVolume(ctx, array.VolumeSpec{Name: "v1", Pool: "p", SizeBytes: 1 << 20}))
 	must[array.Volume](t)(s.CreateVolume(ctx, array.VolumeSpec{Name: "v2", Pool: "p", SizeBytes: 1 << 20}))
 	must[array.Host](t)(s.CreateHost(ctx, array.HostSpec{Name: "h", IQNs: []string{initiator}, MutualCHAP: true}))
+	must[array.Host](t)(s.SetHostPreferredArrays(ctx, "h", []string{"site-b"}))
 	c1 := must[array.Connection](t)(s.ConnectVolume(ctx, array.ConnectionSpec{Host: "h", Volume: "v1"}))
 	c2 := must[array.Connection](t)(s.ConnectVolume(ctx, array.ConnectionSpec{Host: "h", Volume: "v2"}))
 	if err := s.DisconnectVolume(ctx, array.ConnectionSpec{Host: "h", Volume: "v1"}); err != nil {
@@ -45,7 +47,7 @@ func TestHostsSurviveReopen(t *testing.T) {
 	s = openISCSI(t, dir)
 	defer s.Close()
 	h := must[array.Host](t)(s.GetHost(ctx, "h", true))
-	if h.CHAPSecret != c1.CHAPSecret || h.MutualCHAPSecret != c1.MutualCHAPSecret || len(h.IQNs) != 1 {
+	if h.CHAPSecret != c1.CHAPSecret || h.MutualCHAPSecret != c1.MutualCHAPSecret || len(h.IQNs) != 1 || !slices.Equal(h.PreferredArrays, []string{"site-b"}) {
 		t.Fatalf("host after reopen = %+v", h)
 	}
 	cs := must[[]array.Connection](t)(s.ListConnections(ctx, "h", ""))

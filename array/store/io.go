@@ -672,6 +672,9 @@ type Handle struct {
 	v     *volume
 	snap  *snapshot
 	grant *grant // set for NBD and iSCSI connections; revoking it ends their I/O
+	// host is the iSCSI host the handle was opened for: its preferred
+	// arrays shape the paths it is told about.
+	host *host
 }
 
 // OpenVolume returns a read-write handle on a volume.
@@ -729,7 +732,9 @@ type PathReporter interface {
 
 // Path reports the volume's ALUA state here: its forwarder's on a pod's
 // non-preferred copy, its mirror's when the mirror reports one, optimized
-// otherwise (a snapshot, an unreplicated volume, a promoted copy).
+// otherwise (a snapshot, an unreplicated volume, a promoted copy). For a
+// pod's copy, the host's preferred arrays, when it has any, decide which
+// of the states that take I/O it sees (host.forHost).
 func (h *Handle) Path() array.Path {
 	if h.snap != nil {
 		return array.Path{State: array.PathOptimized}
@@ -743,6 +748,9 @@ func (h *Handle) Path() array.Path {
 	}
 	h.s.io.RUnlock()
 	if r, ok := r.(PathReporter); ok {
+		if h.host != nil {
+			return h.host.forHost(r.Path())
+		}
 		return r.Path()
 	}
 	return array.Path{State: array.PathOptimized}

@@ -170,3 +170,44 @@ func testConnections(t *testing.T, ctx context.Context, a array.Array, secret st
 	mustT[array.Host](t)(a.CreateHost(ctx, array.HostSpec{Name: "h3", IQNs: []string{iqnA}}))
 	wantKind(t, a.DeleteHost(ctx, "ghost", false), errdefs.KindNotFound, "delete an unknown host")
 }
+
+// testHostPreferredArrays: a host's preferred arrays are set at creation,
+// replaced and cleared; a host that exists keeps its own on a repeated
+// create; names are checked.
+func testHostPreferredArrays(t *testing.T, a array.Array) {
+	ctx := setup(t, a)
+	h := mustT[array.Host](t)(a.CreateHost(ctx, array.HostSpec{Name: "h1", IQNs: []string{iqnA}, PreferredArrays: []string{"site-b"}}))
+	if !slices.Equal(h.PreferredArrays, []string{"site-b"}) {
+		t.Fatalf("CreateHost with a preferred array = %+v", h)
+	}
+	h = mustT[array.Host](t)(a.CreateHost(ctx, array.HostSpec{Name: "h1", IQNs: []string{iqnA}, PreferredArrays: []string{"site-a"}}))
+	if !slices.Equal(h.PreferredArrays, []string{"site-b"}) {
+		t.Fatalf("creating an existing host again changed its preferred arrays: %+v", h)
+	}
+	h = mustT[array.Host](t)(a.SetHostPreferredArrays(ctx, "h1", []string{"site-a", "site-c"}))
+	if !slices.Equal(h.PreferredArrays, []string{"site-a", "site-c"}) {
+		t.Fatalf("SetHostPreferredArrays = %+v", h)
+	}
+	got := mustT[array.Host](t)(a.GetHost(ctx, "h1", false))
+	if !slices.Equal(got.PreferredArrays, []string{"site-a", "site-c"}) {
+		t.Fatalf("GetHost after SetHostPreferredArrays = %+v", got)
+	}
+	hosts := mustT[[]array.Host](t)(a.ListHosts(ctx))
+	if len(hosts) != 1 || !slices.Equal(hosts[0].PreferredArrays, got.PreferredArrays) {
+		t.Fatalf("ListHosts = %+v", hosts)
+	}
+	if h = mustT[array.Host](t)(a.SetHostPreferredArrays(ctx, "h1", nil)); len(h.PreferredArrays) != 0 {
+		t.Fatalf("clearing the preferred arrays left %v", h.PreferredArrays)
+	}
+	for _, bad := range [][]string{{"site-a", "site-a"}, {"bad name"}, {""}, {"a", "b", "c", "d", "e"}} {
+		_, err := a.SetHostPreferredArrays(ctx, "h1", bad)
+		wantKind(t, err, errdefs.KindInvalidArgument, "preferred arrays "+strings.Join(bad, ","))
+		if !strings.Contains(err.Error(), "preferred_arrays") {
+			t.Errorf("the error does not name the field: %v", err)
+		}
+		_, err = a.CreateHost(ctx, array.HostSpec{Name: "h2", IQNs: []string{iqnB}, PreferredArrays: bad})
+		wantKind(t, err, errdefs.KindInvalidArgument, "a new host preferring "+strings.Join(bad, ","))
+	}
+	_, err := a.SetHostPreferredArrays(ctx, "nobody", []string{"site-a"})
+	wantKind(t, err, errdefs.KindNotFound, "an unknown host")
+}

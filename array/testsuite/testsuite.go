@@ -34,6 +34,7 @@ func Run(t *testing.T, open Opener) {
 		{"Errors", testErrors},
 		{"Exports", testExports},
 		{"Hosts", testHosts},
+		{"HostPreferredArrays", testHostPreferredArrays},
 		{"Checksums", testChecksums},
 		{"ReadOnlyAndSnapshotSets", testReadOnlyAndSets},
 		{"Property", testProperty},

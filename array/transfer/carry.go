@@ -264,7 +264,7 @@ func (m *carriedCopy) Path() array.Path {
 	if m.c.refusal() != nil {
 		return array.Path{State: array.PathUnavailable}
 	}
-	return array.Path{State: array.PathOptimized, Preferred: true}
+	return array.Path{State: array.PathOptimized, Preferred: true, Alone: true}
 }
 
 var (

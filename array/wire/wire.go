@@ -111,13 +111,13 @@ func GroupFromPB(g *arrayv1.ConsistencyGroup) array.Group {
 func HostToPB(h array.Host) *arrayv1.Host {
 	return &arrayv1.Host{Name: h.Name, Iqns: h.IQNs, MutualChap: h.MutualCHAP, ChapUser: h.CHAPUser, ChapSecret: h.CHAPSecret,
 		MutualChapUser: h.MutualCHAPUser, MutualChapSecret: h.MutualCHAPSecret, Created: timestamppb.New(h.Created),
-		Labels: h.Labels, Connections: h.Connections}
+		Labels: h.Labels, Connections: h.Connections, PreferredArrays: h.PreferredArrays}
 }
 
 func HostFromPB(h *arrayv1.Host) array.Host {
 	return array.Host{Name: h.GetName(), IQNs: h.GetIqns(), MutualCHAP: h.GetMutualChap(), CHAPUser: h.GetChapUser(),
 		CHAPSecret: h.GetChapSecret(), MutualCHAPUser: h.GetMutualChapUser(), MutualCHAPSecret: h.GetMutualChapSecret(),
-		Created: h.GetCreated().AsTime(), Labels: h.GetLabels(), Connections: h.GetConnections()}
+		Created: h.GetCreated().AsTime(), Labels: h.GetLabels(), Connections: h.GetConnections(), PreferredArrays: h.GetPreferredArrays()}
 }
 
 func ConnectionToPB(c array.Connection) *arrayv1.Connection {

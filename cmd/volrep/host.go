@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -58,24 +60,26 @@ func (f *arrayFlags) call(a *app, cmd *cobra.Command, fn func(ctx context.Contex
 }
 
 func newHostCmd(a *app) *cobra.Command {
-	cmd := groupCmd("host", "Create, list and delete an array's iSCSI hosts (initiators and their CHAP)")
-	cmd.AddCommand(newHostCreateCmd(a), newHostListCmd(a), newHostDeleteCmd(a))
+	cmd := groupCmd("host", "Create, list and delete an array's iSCSI hosts (initiators, CHAP and preferred arrays)")
+	cmd.AddCommand(newHostCreateCmd(a), newHostListCmd(a), newHostDeleteCmd(a), newHostSetPreferredArraysCmd(a))
 	return cmd
 }
 
 func newHostCreateCmd(a *app) *cobra.Command {
 	var (
-		af     arrayFlags
-		iqns   []string
-		mutual bool
+		af        arrayFlags
+		iqns      []string
+		mutual    bool
+		preferred []string
 	)
 	cmd := &cobra.Command{
-		Use:   "create NAME --iqn IQN [--iqn IQN ...]",
+		Use:   "create NAME --iqn IQN [--iqn IQN ...] [--preferred-array ARRAY ...]",
 		Short: "Create a host: initiator names that volumes can be connected to",
 		Long: `Create host NAME on the array with one or more initiator names (the
 InitiatorName in /etc/iscsi/initiatorname.iscsi). The array generates the CHAP
 secret the host's logins must present; 'volrep volume attach --protocol iscsi'
-prints it. Creating the same host again is a no-op.`,
+prints it. Creating the same host again is a no-op, and keeps the host's
+preferred arrays: 'volrep host set-preferred-arrays' changes them.`,
 		Example: `  volrep host create compute-1 --iqn iqn.1993-08.org.debian:01:8f3e2a --array 127.0.0.1:7401`,
 		Args:    exactIDs(1, "a host name"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
@@ -83,7 +87,7 @@ prints it. Creating the same host again is a no-op.`,
 				return usageErrorf("--iqn must name the host's initiator at least once")
 			}
 			return af.call(a, cmd, func(ctx context.Context, c arrayv1.HostServiceClient) error {
-				resp, err := c.CreateHost(ctx, &arrayv1.CreateHostRequest{Name: args[0], Iqns: iqns, MutualChap: mutual})
+				resp, err := c.CreateHost(ctx, &arrayv1.CreateHostRequest{Name: args[0], Iqns: iqns, MutualChap: mutual, PreferredArrays: preferred})
 				if err != nil {
 					return rpcError(fmt.Sprintf("create host %q", args[0]), err)
 				}
@@ -94,6 +98,51 @@ prints it. Creating the same host again is a no-op.`,
 	af.add(cmd)
 	cmd.Flags().StringArrayVar(&iqns, "iqn", nil, "an initiator name of the host (repeat for several)")
 	cmd.Flags().BoolVar(&mutual, "mutual-chap", false, "the array authenticates itself to the host too")
+	cmd.Flags().StringArrayVar(&preferred, "preferred-array", nil, "an array whose paths to pod volumes are active/optimized for the host (repeat for several)")
+	return cmd
+}
+
+func newHostSetPreferredArraysCmd(a *app) *cobra.Command {
+	var af arrayFlags
+	cmd := &cobra.Command{
+		Use:   "set-preferred-arrays NAME [ARRAY ...]",
+		Short: "Set the arrays whose paths to pod volumes are active/optimized for a host",
+		Long: `Replace host NAME's preferred arrays, as 'purehost setattr --preferred-array'
+does on a FlashArray: for a volume in a pod, the paths through a preferred
+array are active/optimized for the host and those through the pod's other
+array active/non-optimized, so a host at the peer's site sends its I/O to the
+peer. With no ARRAY the preference is cleared and each array reports its own
+state. A side the pod has stopped stays unavailable whatever the host prefers.
+
+The setting is per array: each array decides the ALUA state of its own paths
+only, so set the same list at both arrays of a pod. Sessions already open see
+the new state from their next command, after one ASYMMETRIC ACCESS STATE
+CHANGED unit attention; the host need not log in again.`,
+		Example: `  volrep host set-preferred-arrays compute-b1 site-b --array 127.0.0.1:7401
+  volrep host set-preferred-arrays compute-b1 site-b --array 127.0.0.1:7402
+  volrep host set-preferred-arrays compute-b1 --array 127.0.0.1:7401`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return fmt.Errorf("%q takes a host name and the arrays it prefers (none to clear), got 0 arguments", cmd.CommandPath())
+			}
+			return nil
+		},
+		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
+			return af.call(a, cmd, func(ctx context.Context, c arrayv1.HostServiceClient) error {
+				resp, err := c.SetHostPreferredArrays(ctx, &arrayv1.SetHostPreferredArraysRequest{Name: args[0], PreferredArrays: args[1:]})
+				if err != nil {
+					ce := &cliError{What: fmt.Sprintf("set the preferred arrays of host %q", args[0]), Err: err}
+					if status.Code(err) == codes.NotFound {
+						// The default hint names driver objects; hosts are the array's.
+						ce.Hint = "'volrep host list' shows the array's hosts"
+					}
+					return ce
+				}
+				return a.render(resp, func(w io.Writer) { hostTable(w, resp.GetHost()) })
+			})
+		}),
+	}
+	af.add(cmd)
 	return cmd
 }
 
@@ -102,6 +151,7 @@ func hostTable(w io.Writer, h *arrayv1.Host) {
 	row(w, "iqns", listOrDash(h.GetIqns()))
 	row(w, "chap_user", dash(h.GetChapUser()))
 	row(w, "mutual_chap", yesNo(h.GetMutualChap()))
+	row(w, "preferred_arrays", listOrDash(h.GetPreferredArrays()))
 	row(w, "connections", formatInt(h.GetConnections()))
 }
 
@@ -129,8 +179,9 @@ func newHostListCmd(a *app) *cobra.Command {
 					return &cliError{What: "encode the hosts", Err: err}
 				}
 				return a.render(out, func(w io.Writer) {
-					row(w, "HOST", "IQNS", "LUN", "VOLUME", "ACCESS")
+					row(w, "HOST", "IQNS", "PREFERRED", "LUN", "VOLUME", "ACCESS")
 					for _, h := range hosts {
+						iqns, preferred := listOrDash(h.GetIqns()), listOrDash(h.GetPreferredArrays())
 						n := 0
 						for _, cn := range conns {
 							if cn.GetHost() != h.GetName() {
@@ -144,11 +195,11 @@ func newHostListCmd(a *app) *cobra.Command {
 							if cn.GetReadOnly() {
 								access = "ro"
 							}
-							row(w, h.GetName(), listOrDash(h.GetIqns()), strconv.FormatInt(cn.GetLun(), 10), vol, access)
+							row(w, h.GetName(), iqns, preferred, strconv.FormatInt(cn.GetLun(), 10), vol, access)
 							n++
 						}
 						if n == 0 {
-							row(w, h.GetName(), listOrDash(h.GetIqns()), "-", "-", "-")
+							row(w, h.GetName(), iqns, preferred, "-", "-", "-")
 						}
 					}
 				})

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 
@@ -124,4 +125,108 @@ func TestHostCommands(t *testing.T) {
 	if hs, _ := st.ListHosts(t.Context()); len(hs) != 0 {
 		t.Fatalf("hosts left: %+v", hs)
 	}
+}
+
+func TestHostPreferredArrays(t *testing.T) {
+	addr, st := startArray(t)
+	env := map[string]string{envArrayAddr: addr, envArrayToken: "arr-token"}
+	const ini = "iqn.1993-08.org.debian:01:b1"
+	preferred := func() []string {
+		t.Helper()
+		h, err := st.GetHost(t.Context(), "compute-b1", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.PreferredArrays
+	}
+
+	r := volrep(t, env, "-o", "json", "host", "create", "compute-b1", "--iqn", ini, "--preferred-array", "site-b", "--preferred-array", "a1")
+	var created struct {
+		Host struct {
+			PreferredArrays []string `json:"preferred_arrays"`
+		} `json:"host"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &created); r.code != 0 || err != nil || !slices.Equal(created.Host.PreferredArrays, []string{"site-b", "a1"}) {
+		t.Fatalf("host create --preferred-array -o json = %+v (%v)", r, err)
+	}
+	if got := preferred(); !slices.Equal(got, []string{"site-b", "a1"}) {
+		t.Fatalf("after create: preferred arrays %q", got)
+	}
+
+	r = volrep(t, env, "host", "set-preferred-arrays", "compute-b1", "site-c")
+	if got := tableRow(r.stdout, "preferred_arrays"); r.code != 0 || !slices.Equal(got, []string{"preferred_arrays", "site-c"}) {
+		t.Fatalf("set-preferred-arrays: %+v", r)
+	}
+	if got := preferred(); !slices.Equal(got, []string{"site-c"}) {
+		t.Fatalf("after set: preferred arrays %q", got)
+	}
+	r = volrep(t, env, "host", "list")
+	if got := tableRow(r.stdout, "compute-b1"); r.code != 0 || !slices.Equal(tableRow(r.stdout, "HOST"), []string{"HOST", "IQNS", "PREFERRED", "LUN", "VOLUME", "ACCESS"}) ||
+		!slices.Equal(got, []string{"compute-b1", ini, "site-c", "-", "-", "-"}) {
+		t.Fatalf("host list:\n%s%s", r.stdout, r.stderr)
+	}
+	// A connected host's rows carry it too.
+	r = volrep(t, env, "volume", "attach", "vol-1", "--protocol", "iscsi", "--initiator", ini)
+	if r.code != 0 {
+		t.Fatalf("attach: %+v", r)
+	}
+	r = volrep(t, env, "host", "list")
+	if got := tableRow(r.stdout, "compute-b1"); r.code != 0 || !slices.Equal(got, []string{"compute-b1", ini, "site-c", "1", "vol-1", "rw"}) {
+		t.Fatalf("host list with a connection:\n%s%s", r.stdout, r.stderr)
+	}
+
+	// No ARRAY clears the preference.
+	r = volrep(t, env, "host", "set-preferred-arrays", "compute-b1")
+	if got := tableRow(r.stdout, "preferred_arrays"); r.code != 0 || !slices.Equal(got, []string{"preferred_arrays", "-"}) {
+		t.Fatalf("clearing: %+v", r)
+	}
+	if got := preferred(); len(got) != 0 {
+		t.Fatalf("after clearing: preferred arrays %q", got)
+	}
+	r = volrep(t, env, "-o", "json", "host", "list")
+	if r.code != 0 || strings.Contains(r.stdout, "preferred_arrays") {
+		t.Fatalf("host list -o json after clearing: %+v", r)
+	}
+
+	// The array refuses a bad list as a usage error and keeps the host's.
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"host", "set-preferred-arrays", "compute-b1", "bad name!"}, "preferred_arrays"},
+		{[]string{"host", "set-preferred-arrays", "compute-b1", "site-b", "site-b"}, "twice"},
+		{[]string{"host", "set-preferred-arrays", "compute-b1", "s1", "s2", "s3", "s4", "s5"}, "more than the 4"},
+		{[]string{"host", "create", "compute-b2", "--iqn", "iqn.1993-08.org.debian:01:b2", "--preferred-array", "bad name!"}, "preferred_arrays"},
+		{[]string{"host", "create", "compute-b2", "--iqn", "iqn.1993-08.org.debian:01:b2", "--preferred-array", "a1", "--preferred-array", "a1"}, "twice"},
+	} {
+		r := volrep(t, env, tc.args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, "INVALID_ARGUMENT") || !strings.Contains(r.stderr, "preferred_arrays") || !strings.Contains(r.stderr, tc.msg) {
+			t.Errorf("%q: exit %d, want %d; stderr:\n%s", tc.args, r.code, exitUsage, r.stderr)
+		}
+	}
+	if got := preferred(); len(got) != 0 {
+		t.Fatalf("after refused changes: preferred arrays %q", got)
+	}
+	if hs, _ := st.ListHosts(t.Context()); len(hs) != 1 {
+		t.Fatalf("hosts = %+v", hs)
+	}
+
+	r = volrep(t, env, "host", "set-preferred-arrays", "no-such-host", "site-b")
+	if r.code != exitNotFound || !strings.Contains(r.stderr, "NOT_FOUND") || !strings.Contains(r.stderr, "no-such-host") || !strings.Contains(r.stderr, "'volrep host list'") {
+		t.Fatalf("unknown host: %+v", r)
+	}
+	r = volrep(t, env, "host", "set-preferred-arrays")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "takes a host name") {
+		t.Fatalf("no host name: %+v", r)
+	}
+}
+
+// tableRow returns the cells of the table line whose first cell is first.
+func tableRow(out, first string) []string {
+	for line := range strings.Lines(out) {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == first {
+			return f
+		}
+	}
+	return nil
 }

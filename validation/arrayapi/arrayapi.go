@@ -82,6 +82,8 @@ func Check(req any) (handled bool, err error) {
 		return true, nil // nothing to check
 	case *arrayv1.DeleteHostRequest:
 		return true, v.Name("name", x.GetName())
+	case *arrayv1.SetHostPreferredArraysRequest:
+		return true, v.First(v.Name("name", x.GetName()), array.CheckPreferredArrays("preferred_arrays", x.GetPreferredArrays()))
 	case *arrayv1.ConnectVolumeRequest:
 		return true, connection(x.GetHost(), x.GetVolume(), x.GetSnapshot())
 	case *arrayv1.DisconnectVolumeRequest:
@@ -333,6 +335,7 @@ func createHostRequest(x *arrayv1.CreateHostRequest) error {
 	if x.GetMutualChapSecret() != "" && !x.GetMutualChap() {
 		errs = append(errs, errdefs.InvalidArgument("mutual_chap_secret", "is set but mutual_chap is not; set both or neither"))
 	}
+	errs = append(errs, array.CheckPreferredArrays("preferred_arrays", x.GetPreferredArrays()))
 	return v.First(append(errs, v.Labels("labels", x.GetLabels()))...)
 }
 

@@ -39,9 +39,16 @@ type Host struct {
 	Created          *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created,proto3" json:"created,omitempty"`
 	Labels           map[string]string      `protobuf:"bytes,9,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// How many volumes and snapshots are connected.
-	Connections   int64 `protobuf:"varint,10,opt,name=connections,proto3" json:"connections,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Connections int64 `protobuf:"varint,10,opt,name=connections,proto3" json:"connections,omitempty"`
+	// The arrays (by name) whose paths to a pod volume are
+	// active/optimized for this host; a pod's other arrays report
+	// active/non-optimized to it. Empty: each array reports its own state
+	// (optimized where the pod's writes are ordered). It applies to pod
+	// volumes only, and only to states that take I/O: a side the pod has
+	// stopped stays unavailable.
+	PreferredArrays []string `protobuf:"bytes,11,rep,name=preferred_arrays,json=preferredArrays,proto3" json:"preferred_arrays,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Host) Reset() {
@@ -142,6 +149,13 @@ func (x *Host) GetConnections() int64 {
 		return x.Connections
 	}
 	return 0
+}
+
+func (x *Host) GetPreferredArrays() []string {
+	if x != nil {
+		return x.PreferredArrays
+	}
+	return nil
 }
 
 type Connection struct {
@@ -301,8 +315,11 @@ type CreateHostRequest struct {
 	ChapSecret string `protobuf:"bytes,5,opt,name=chap_secret,json=chapSecret,proto3" json:"chap_secret,omitempty"`
 	// The same for the secret the array answers with; needs mutual_chap.
 	MutualChapSecret string `protobuf:"bytes,6,opt,name=mutual_chap_secret,json=mutualChapSecret,proto3" json:"mutual_chap_secret,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Host.preferred_arrays of a new host; a host that exists keeps its own
+	// (SetHostPreferredArrays changes them).
+	PreferredArrays []string `protobuf:"bytes,7,rep,name=preferred_arrays,json=preferredArrays,proto3" json:"preferred_arrays,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CreateHostRequest) Reset() {
@@ -375,6 +392,13 @@ func (x *CreateHostRequest) GetMutualChapSecret() string {
 		return x.MutualChapSecret
 	}
 	return ""
+}
+
+func (x *CreateHostRequest) GetPreferredArrays() []string {
+	if x != nil {
+		return x.PreferredArrays
+	}
+	return nil
 }
 
 type CreateHostResponse struct {
@@ -714,6 +738,104 @@ func (*DeleteHostResponse) Descriptor() ([]byte, []int) {
 	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{9}
 }
 
+type SetHostPreferredArraysRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Array names, as each array's [array:NAME] section and GetArray name
+	// it; empty clears the preference.
+	PreferredArrays []string `protobuf:"bytes,2,rep,name=preferred_arrays,json=preferredArrays,proto3" json:"preferred_arrays,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SetHostPreferredArraysRequest) Reset() {
+	*x = SetHostPreferredArraysRequest{}
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetHostPreferredArraysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetHostPreferredArraysRequest) ProtoMessage() {}
+
+func (x *SetHostPreferredArraysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetHostPreferredArraysRequest.ProtoReflect.Descriptor instead.
+func (*SetHostPreferredArraysRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SetHostPreferredArraysRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetHostPreferredArraysRequest) GetPreferredArrays() []string {
+	if x != nil {
+		return x.PreferredArrays
+	}
+	return nil
+}
+
+type SetHostPreferredArraysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Host          *Host                  `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetHostPreferredArraysResponse) Reset() {
+	*x = SetHostPreferredArraysResponse{}
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetHostPreferredArraysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetHostPreferredArraysResponse) ProtoMessage() {}
+
+func (x *SetHostPreferredArraysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetHostPreferredArraysResponse.ProtoReflect.Descriptor instead.
+func (*SetHostPreferredArraysResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SetHostPreferredArraysResponse) GetHost() *Host {
+	if x != nil {
+		return x.Host
+	}
+	return nil
+}
+
 type ConnectVolumeRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Host   string                 `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
@@ -726,7 +848,7 @@ type ConnectVolumeRequest struct {
 
 func (x *ConnectVolumeRequest) Reset() {
 	*x = ConnectVolumeRequest{}
-	mi := &file_volrep_array_v1_host_service_proto_msgTypes[10]
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +860,7 @@ func (x *ConnectVolumeRequest) String() string {
 func (*ConnectVolumeRequest) ProtoMessage() {}
 
 func (x *ConnectVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_host_service_proto_msgTypes[10]
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +873,7 @@ func (x *ConnectVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectVolumeRequest.ProtoReflect.Descriptor instead.
 func (*ConnectVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{10}
+	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ConnectVolumeRequest) GetHost() string {
@@ -784,7 +906,7 @@ type ConnectVolumeResponse struct {
 
 func (x *ConnectVolumeResponse) Reset() {
 	*x = ConnectVolumeResponse{}
-	mi := &file_volrep_array_v1_host_service_proto_msgTypes[11]
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +918,7 @@ func (x *ConnectVolumeResponse) String() string {
 func (*ConnectVolumeResponse) ProtoMessage() {}
 
 func (x *ConnectVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_host_service_proto_msgTypes[11]
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +931,7 @@ func (x *ConnectVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectVolumeResponse.ProtoReflect.Descriptor instead.
 func (*ConnectVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{11}
+	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ConnectVolumeResponse) GetConnection() *Connection {
@@ -830,7 +952,7 @@ type DisconnectVolumeRequest struct {
 
 func (x *DisconnectVolumeRequest) Reset() {
 	*x = DisconnectVolumeRequest{}
-	mi := &file_volrep_array_v1_host_service_proto_msgTypes[12]
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +964,7 @@ func (x *DisconnectVolumeRequest) String() string {
 func (*DisconnectVolumeRequest) ProtoMessage() {}
 
 func (x *DisconnectVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_host_service_proto_msgTypes[12]
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +977,7 @@ func (x *DisconnectVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisconnectVolumeRequest.ProtoReflect.Descriptor instead.
 func (*DisconnectVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{12}
+	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DisconnectVolumeRequest) GetHost() string {
@@ -887,7 +1009,7 @@ type DisconnectVolumeResponse struct {
 
 func (x *DisconnectVolumeResponse) Reset() {
 	*x = DisconnectVolumeResponse{}
-	mi := &file_volrep_array_v1_host_service_proto_msgTypes[13]
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +1021,7 @@ func (x *DisconnectVolumeResponse) String() string {
 func (*DisconnectVolumeResponse) ProtoMessage() {}
 
 func (x *DisconnectVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_host_service_proto_msgTypes[13]
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +1034,7 @@ func (x *DisconnectVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisconnectVolumeResponse.ProtoReflect.Descriptor instead.
 func (*DisconnectVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{13}
+	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{15}
 }
 
 type ListConnectionsRequest struct {
@@ -931,7 +1053,7 @@ type ListConnectionsRequest struct {
 
 func (x *ListConnectionsRequest) Reset() {
 	*x = ListConnectionsRequest{}
-	mi := &file_volrep_array_v1_host_service_proto_msgTypes[14]
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1065,7 @@ func (x *ListConnectionsRequest) String() string {
 func (*ListConnectionsRequest) ProtoMessage() {}
 
 func (x *ListConnectionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_host_service_proto_msgTypes[14]
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1078,7 @@ func (x *ListConnectionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnectionsRequest.ProtoReflect.Descriptor instead.
 func (*ListConnectionsRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{14}
+	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListConnectionsRequest) GetHost() string {
@@ -998,7 +1120,7 @@ type ListConnectionsResponse struct {
 
 func (x *ListConnectionsResponse) Reset() {
 	*x = ListConnectionsResponse{}
-	mi := &file_volrep_array_v1_host_service_proto_msgTypes[15]
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1132,7 @@ func (x *ListConnectionsResponse) String() string {
 func (*ListConnectionsResponse) ProtoMessage() {}
 
 func (x *ListConnectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_host_service_proto_msgTypes[15]
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1145,7 @@ func (x *ListConnectionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnectionsResponse.ProtoReflect.Descriptor instead.
 func (*ListConnectionsResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{15}
+	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListConnectionsResponse) GetConnections() []*Connection {
@@ -1044,7 +1166,7 @@ var File_volrep_array_v1_host_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_host_service_proto_rawDesc = "" +
 	"\n" +
-	"\"volrep/array/v1/host_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x03\n" +
+	"\"volrep/array/v1/host_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x03\n" +
 	"\x04Host\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04iqns\x18\x02 \x03(\tR\x04iqns\x12\x1f\n" +
@@ -1058,7 +1180,8 @@ const file_volrep_array_v1_host_service_proto_rawDesc = "" +
 	"\acreated\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x129\n" +
 	"\x06labels\x18\t \x03(\v2!.volrep.array.v1.Host.LabelsEntryR\x06labels\x12 \n" +
 	"\vconnections\x18\n" +
-	" \x01(\x03R\vconnections\x1a9\n" +
+	" \x01(\x03R\vconnections\x12)\n" +
+	"\x10preferred_arrays\x18\v \x03(\tR\x0fpreferredArrays\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9a\x03\n" +
@@ -1079,7 +1202,7 @@ const file_volrep_array_v1_host_service_proto_rawDesc = "" +
 	" \x01(\tR\x0emutualChapUser\x12,\n" +
 	"\x12mutual_chap_secret\x18\v \x01(\tR\x10mutualChapSecret\x12\x10\n" +
 	"\x03wwn\x18\f \x01(\tR\x03wwn\x124\n" +
-	"\acreated\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\xae\x02\n" +
+	"\acreated\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\xd9\x02\n" +
 	"\x11CreateHostRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04iqns\x18\x02 \x03(\tR\x04iqns\x12\x1f\n" +
@@ -1088,7 +1211,8 @@ const file_volrep_array_v1_host_service_proto_rawDesc = "" +
 	"\x06labels\x18\x04 \x03(\v2..volrep.array.v1.CreateHostRequest.LabelsEntryR\x06labels\x12\x1f\n" +
 	"\vchap_secret\x18\x05 \x01(\tR\n" +
 	"chapSecret\x12,\n" +
-	"\x12mutual_chap_secret\x18\x06 \x01(\tR\x10mutualChapSecret\x1a9\n" +
+	"\x12mutual_chap_secret\x18\x06 \x01(\tR\x10mutualChapSecret\x12)\n" +
+	"\x10preferred_arrays\x18\a \x03(\tR\x0fpreferredArrays\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"?\n" +
@@ -1110,6 +1234,11 @@ const file_volrep_array_v1_host_service_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\"\x14\n" +
 	"\x12DeleteHostResponse\"^\n" +
+	"\x1dSetHostPreferredArraysRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
+	"\x10preferred_arrays\x18\x02 \x03(\tR\x0fpreferredArrays\"K\n" +
+	"\x1eSetHostPreferredArraysResponse\x12)\n" +
+	"\x04host\x18\x01 \x01(\v2\x15.volrep.array.v1.HostR\x04host\"^\n" +
 	"\x14ConnectVolumeRequest\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12\x16\n" +
 	"\x06volume\x18\x02 \x01(\tR\x06volume\x12\x1a\n" +
@@ -1131,14 +1260,15 @@ const file_volrep_array_v1_host_service_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"\x80\x01\n" +
 	"\x17ListConnectionsResponse\x12=\n" +
 	"\vconnections\x18\x01 \x03(\v2\x1b.volrep.array.v1.ConnectionR\vconnections\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x8c\x05\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x87\x06\n" +
 	"\vHostService\x12U\n" +
 	"\n" +
 	"CreateHost\x12\".volrep.array.v1.CreateHostRequest\x1a#.volrep.array.v1.CreateHostResponse\x12L\n" +
 	"\aGetHost\x12\x1f.volrep.array.v1.GetHostRequest\x1a .volrep.array.v1.GetHostResponse\x12R\n" +
 	"\tListHosts\x12!.volrep.array.v1.ListHostsRequest\x1a\".volrep.array.v1.ListHostsResponse\x12U\n" +
 	"\n" +
-	"DeleteHost\x12\".volrep.array.v1.DeleteHostRequest\x1a#.volrep.array.v1.DeleteHostResponse\x12^\n" +
+	"DeleteHost\x12\".volrep.array.v1.DeleteHostRequest\x1a#.volrep.array.v1.DeleteHostResponse\x12y\n" +
+	"\x16SetHostPreferredArrays\x12..volrep.array.v1.SetHostPreferredArraysRequest\x1a/.volrep.array.v1.SetHostPreferredArraysResponse\x12^\n" +
 	"\rConnectVolume\x12%.volrep.array.v1.ConnectVolumeRequest\x1a&.volrep.array.v1.ConnectVolumeResponse\x12g\n" +
 	"\x10DisconnectVolume\x12(.volrep.array.v1.DisconnectVolumeRequest\x1a).volrep.array.v1.DisconnectVolumeResponse\x12d\n" +
 	"\x0fListConnections\x12'.volrep.array.v1.ListConnectionsRequest\x1a(.volrep.array.v1.ListConnectionsResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
@@ -1155,57 +1285,62 @@ func file_volrep_array_v1_host_service_proto_rawDescGZIP() []byte {
 	return file_volrep_array_v1_host_service_proto_rawDescData
 }
 
-var file_volrep_array_v1_host_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_volrep_array_v1_host_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_volrep_array_v1_host_service_proto_goTypes = []any{
-	(*Host)(nil),                     // 0: volrep.array.v1.Host
-	(*Connection)(nil),               // 1: volrep.array.v1.Connection
-	(*CreateHostRequest)(nil),        // 2: volrep.array.v1.CreateHostRequest
-	(*CreateHostResponse)(nil),       // 3: volrep.array.v1.CreateHostResponse
-	(*GetHostRequest)(nil),           // 4: volrep.array.v1.GetHostRequest
-	(*GetHostResponse)(nil),          // 5: volrep.array.v1.GetHostResponse
-	(*ListHostsRequest)(nil),         // 6: volrep.array.v1.ListHostsRequest
-	(*ListHostsResponse)(nil),        // 7: volrep.array.v1.ListHostsResponse
-	(*DeleteHostRequest)(nil),        // 8: volrep.array.v1.DeleteHostRequest
-	(*DeleteHostResponse)(nil),       // 9: volrep.array.v1.DeleteHostResponse
-	(*ConnectVolumeRequest)(nil),     // 10: volrep.array.v1.ConnectVolumeRequest
-	(*ConnectVolumeResponse)(nil),    // 11: volrep.array.v1.ConnectVolumeResponse
-	(*DisconnectVolumeRequest)(nil),  // 12: volrep.array.v1.DisconnectVolumeRequest
-	(*DisconnectVolumeResponse)(nil), // 13: volrep.array.v1.DisconnectVolumeResponse
-	(*ListConnectionsRequest)(nil),   // 14: volrep.array.v1.ListConnectionsRequest
-	(*ListConnectionsResponse)(nil),  // 15: volrep.array.v1.ListConnectionsResponse
-	nil,                              // 16: volrep.array.v1.Host.LabelsEntry
-	nil,                              // 17: volrep.array.v1.CreateHostRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),    // 18: google.protobuf.Timestamp
+	(*Host)(nil),                           // 0: volrep.array.v1.Host
+	(*Connection)(nil),                     // 1: volrep.array.v1.Connection
+	(*CreateHostRequest)(nil),              // 2: volrep.array.v1.CreateHostRequest
+	(*CreateHostResponse)(nil),             // 3: volrep.array.v1.CreateHostResponse
+	(*GetHostRequest)(nil),                 // 4: volrep.array.v1.GetHostRequest
+	(*GetHostResponse)(nil),                // 5: volrep.array.v1.GetHostResponse
+	(*ListHostsRequest)(nil),               // 6: volrep.array.v1.ListHostsRequest
+	(*ListHostsResponse)(nil),              // 7: volrep.array.v1.ListHostsResponse
+	(*DeleteHostRequest)(nil),              // 8: volrep.array.v1.DeleteHostRequest
+	(*DeleteHostResponse)(nil),             // 9: volrep.array.v1.DeleteHostResponse
+	(*SetHostPreferredArraysRequest)(nil),  // 10: volrep.array.v1.SetHostPreferredArraysRequest
+	(*SetHostPreferredArraysResponse)(nil), // 11: volrep.array.v1.SetHostPreferredArraysResponse
+	(*ConnectVolumeRequest)(nil),           // 12: volrep.array.v1.ConnectVolumeRequest
+	(*ConnectVolumeResponse)(nil),          // 13: volrep.array.v1.ConnectVolumeResponse
+	(*DisconnectVolumeRequest)(nil),        // 14: volrep.array.v1.DisconnectVolumeRequest
+	(*DisconnectVolumeResponse)(nil),       // 15: volrep.array.v1.DisconnectVolumeResponse
+	(*ListConnectionsRequest)(nil),         // 16: volrep.array.v1.ListConnectionsRequest
+	(*ListConnectionsResponse)(nil),        // 17: volrep.array.v1.ListConnectionsResponse
+	nil,                                    // 18: volrep.array.v1.Host.LabelsEntry
+	nil,                                    // 19: volrep.array.v1.CreateHostRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),          // 20: google.protobuf.Timestamp
 }
 var file_volrep_array_v1_host_service_proto_depIdxs = []int32{
-	18, // 0: volrep.array.v1.Host.created:type_name -> google.protobuf.Timestamp
-	16, // 1: volrep.array.v1.Host.labels:type_name -> volrep.array.v1.Host.LabelsEntry
-	18, // 2: volrep.array.v1.Connection.created:type_name -> google.protobuf.Timestamp
-	17, // 3: volrep.array.v1.CreateHostRequest.labels:type_name -> volrep.array.v1.CreateHostRequest.LabelsEntry
+	20, // 0: volrep.array.v1.Host.created:type_name -> google.protobuf.Timestamp
+	18, // 1: volrep.array.v1.Host.labels:type_name -> volrep.array.v1.Host.LabelsEntry
+	20, // 2: volrep.array.v1.Connection.created:type_name -> google.protobuf.Timestamp
+	19, // 3: volrep.array.v1.CreateHostRequest.labels:type_name -> volrep.array.v1.CreateHostRequest.LabelsEntry
 	0,  // 4: volrep.array.v1.CreateHostResponse.host:type_name -> volrep.array.v1.Host
 	0,  // 5: volrep.array.v1.GetHostResponse.host:type_name -> volrep.array.v1.Host
 	0,  // 6: volrep.array.v1.ListHostsResponse.hosts:type_name -> volrep.array.v1.Host
-	1,  // 7: volrep.array.v1.ConnectVolumeResponse.connection:type_name -> volrep.array.v1.Connection
-	1,  // 8: volrep.array.v1.ListConnectionsResponse.connections:type_name -> volrep.array.v1.Connection
-	2,  // 9: volrep.array.v1.HostService.CreateHost:input_type -> volrep.array.v1.CreateHostRequest
-	4,  // 10: volrep.array.v1.HostService.GetHost:input_type -> volrep.array.v1.GetHostRequest
-	6,  // 11: volrep.array.v1.HostService.ListHosts:input_type -> volrep.array.v1.ListHostsRequest
-	8,  // 12: volrep.array.v1.HostService.DeleteHost:input_type -> volrep.array.v1.DeleteHostRequest
-	10, // 13: volrep.array.v1.HostService.ConnectVolume:input_type -> volrep.array.v1.ConnectVolumeRequest
-	12, // 14: volrep.array.v1.HostService.DisconnectVolume:input_type -> volrep.array.v1.DisconnectVolumeRequest
-	14, // 15: volrep.array.v1.HostService.ListConnections:input_type -> volrep.array.v1.ListConnectionsRequest
-	3,  // 16: volrep.array.v1.HostService.CreateHost:output_type -> volrep.array.v1.CreateHostResponse
-	5,  // 17: volrep.array.v1.HostService.GetHost:output_type -> volrep.array.v1.GetHostResponse
-	7,  // 18: volrep.array.v1.HostService.ListHosts:output_type -> volrep.array.v1.ListHostsResponse
-	9,  // 19: volrep.array.v1.HostService.DeleteHost:output_type -> volrep.array.v1.DeleteHostResponse
-	11, // 20: volrep.array.v1.HostService.ConnectVolume:output_type -> volrep.array.v1.ConnectVolumeResponse
-	13, // 21: volrep.array.v1.HostService.DisconnectVolume:output_type -> volrep.array.v1.DisconnectVolumeResponse
-	15, // 22: volrep.array.v1.HostService.ListConnections:output_type -> volrep.array.v1.ListConnectionsResponse
-	16, // [16:23] is the sub-list for method output_type
-	9,  // [9:16] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	0,  // 7: volrep.array.v1.SetHostPreferredArraysResponse.host:type_name -> volrep.array.v1.Host
+	1,  // 8: volrep.array.v1.ConnectVolumeResponse.connection:type_name -> volrep.array.v1.Connection
+	1,  // 9: volrep.array.v1.ListConnectionsResponse.connections:type_name -> volrep.array.v1.Connection
+	2,  // 10: volrep.array.v1.HostService.CreateHost:input_type -> volrep.array.v1.CreateHostRequest
+	4,  // 11: volrep.array.v1.HostService.GetHost:input_type -> volrep.array.v1.GetHostRequest
+	6,  // 12: volrep.array.v1.HostService.ListHosts:input_type -> volrep.array.v1.ListHostsRequest
+	8,  // 13: volrep.array.v1.HostService.DeleteHost:input_type -> volrep.array.v1.DeleteHostRequest
+	10, // 14: volrep.array.v1.HostService.SetHostPreferredArrays:input_type -> volrep.array.v1.SetHostPreferredArraysRequest
+	12, // 15: volrep.array.v1.HostService.ConnectVolume:input_type -> volrep.array.v1.ConnectVolumeRequest
+	14, // 16: volrep.array.v1.HostService.DisconnectVolume:input_type -> volrep.array.v1.DisconnectVolumeRequest
+	16, // 17: volrep.array.v1.HostService.ListConnections:input_type -> volrep.array.v1.ListConnectionsRequest
+	3,  // 18: volrep.array.v1.HostService.CreateHost:output_type -> volrep.array.v1.CreateHostResponse
+	5,  // 19: volrep.array.v1.HostService.GetHost:output_type -> volrep.array.v1.GetHostResponse
+	7,  // 20: volrep.array.v1.HostService.ListHosts:output_type -> volrep.array.v1.ListHostsResponse
+	9,  // 21: volrep.array.v1.HostService.DeleteHost:output_type -> volrep.array.v1.DeleteHostResponse
+	11, // 22: volrep.array.v1.HostService.SetHostPreferredArrays:output_type -> volrep.array.v1.SetHostPreferredArraysResponse
+	13, // 23: volrep.array.v1.HostService.ConnectVolume:output_type -> volrep.array.v1.ConnectVolumeResponse
+	15, // 24: volrep.array.v1.HostService.DisconnectVolume:output_type -> volrep.array.v1.DisconnectVolumeResponse
+	17, // 25: volrep.array.v1.HostService.ListConnections:output_type -> volrep.array.v1.ListConnectionsResponse
+	18, // [18:26] is the sub-list for method output_type
+	10, // [10:18] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_host_service_proto_init() }
@@ -1219,7 +1354,7 @@ func file_volrep_array_v1_host_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_host_service_proto_rawDesc), len(file_volrep_array_v1_host_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,13 +19,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	HostService_CreateHost_FullMethodName       = "/volrep.array.v1.HostService/CreateHost"
-	HostService_GetHost_FullMethodName          = "/volrep.array.v1.HostService/GetHost"
-	HostService_ListHosts_FullMethodName        = "/volrep.array.v1.HostService/ListHosts"
-	HostService_DeleteHost_FullMethodName       = "/volrep.array.v1.HostService/DeleteHost"
-	HostService_ConnectVolume_FullMethodName    = "/volrep.array.v1.HostService/ConnectVolume"
-	HostService_DisconnectVolume_FullMethodName = "/volrep.array.v1.HostService/DisconnectVolume"
-	HostService_ListConnections_FullMethodName  = "/volrep.array.v1.HostService/ListConnections"
+	HostService_CreateHost_FullMethodName             = "/volrep.array.v1.HostService/CreateHost"
+	HostService_GetHost_FullMethodName                = "/volrep.array.v1.HostService/GetHost"
+	HostService_ListHosts_FullMethodName              = "/volrep.array.v1.HostService/ListHosts"
+	HostService_DeleteHost_FullMethodName             = "/volrep.array.v1.HostService/DeleteHost"
+	HostService_SetHostPreferredArrays_FullMethodName = "/volrep.array.v1.HostService/SetHostPreferredArrays"
+	HostService_ConnectVolume_FullMethodName          = "/volrep.array.v1.HostService/ConnectVolume"
+	HostService_DisconnectVolume_FullMethodName       = "/volrep.array.v1.HostService/DisconnectVolume"
+	HostService_ListConnections_FullMethodName        = "/volrep.array.v1.HostService/ListConnections"
 )
 
 // HostServiceClient is the client API for HostService service.
@@ -50,6 +51,11 @@ type HostServiceClient interface {
 	// DeleteHost deletes a host. One with connections is FAILED_PRECONDITION
 	// unless force, which disconnects them.
 	DeleteHost(ctx context.Context, in *DeleteHostRequest, opts ...grpc.CallOption) (*DeleteHostResponse, error)
+	// SetHostPreferredArrays replaces the arrays a host prefers for pod
+	// volumes (purehost setattr --preferred-array); an empty list clears
+	// them. Open sessions see the new ALUA states from their next command,
+	// after one ASYMMETRIC ACCESS STATE CHANGED unit attention.
+	SetHostPreferredArrays(ctx context.Context, in *SetHostPreferredArraysRequest, opts ...grpc.CallOption) (*SetHostPreferredArraysResponse, error)
 	// ConnectVolume maps a volume, or a snapshot read-only, to a host at its
 	// lowest free LUN (from 1). Connecting it again returns the same LUN.
 	// The answer carries the host's CHAP credentials, which the attaching
@@ -109,6 +115,16 @@ func (c *hostServiceClient) DeleteHost(ctx context.Context, in *DeleteHostReques
 	return out, nil
 }
 
+func (c *hostServiceClient) SetHostPreferredArrays(ctx context.Context, in *SetHostPreferredArraysRequest, opts ...grpc.CallOption) (*SetHostPreferredArraysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetHostPreferredArraysResponse)
+	err := c.cc.Invoke(ctx, HostService_SetHostPreferredArrays_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *hostServiceClient) ConnectVolume(ctx context.Context, in *ConnectVolumeRequest, opts ...grpc.CallOption) (*ConnectVolumeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ConnectVolumeResponse)
@@ -161,6 +177,11 @@ type HostServiceServer interface {
 	// DeleteHost deletes a host. One with connections is FAILED_PRECONDITION
 	// unless force, which disconnects them.
 	DeleteHost(context.Context, *DeleteHostRequest) (*DeleteHostResponse, error)
+	// SetHostPreferredArrays replaces the arrays a host prefers for pod
+	// volumes (purehost setattr --preferred-array); an empty list clears
+	// them. Open sessions see the new ALUA states from their next command,
+	// after one ASYMMETRIC ACCESS STATE CHANGED unit attention.
+	SetHostPreferredArrays(context.Context, *SetHostPreferredArraysRequest) (*SetHostPreferredArraysResponse, error)
 	// ConnectVolume maps a volume, or a snapshot read-only, to a host at its
 	// lowest free LUN (from 1). Connecting it again returns the same LUN.
 	// The answer carries the host's CHAP credentials, which the attaching
@@ -191,6 +212,9 @@ func (UnimplementedHostServiceServer) ListHosts(context.Context, *ListHostsReque
 }
 func (UnimplementedHostServiceServer) DeleteHost(context.Context, *DeleteHostRequest) (*DeleteHostResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteHost not implemented")
+}
+func (UnimplementedHostServiceServer) SetHostPreferredArrays(context.Context, *SetHostPreferredArraysRequest) (*SetHostPreferredArraysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetHostPreferredArrays not implemented")
 }
 func (UnimplementedHostServiceServer) ConnectVolume(context.Context, *ConnectVolumeRequest) (*ConnectVolumeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ConnectVolume not implemented")
@@ -294,6 +318,24 @@ func _HostService_DeleteHost_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HostService_SetHostPreferredArrays_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetHostPreferredArraysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServiceServer).SetHostPreferredArrays(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HostService_SetHostPreferredArrays_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServiceServer).SetHostPreferredArrays(ctx, req.(*SetHostPreferredArraysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _HostService_ConnectVolume_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ConnectVolumeRequest)
 	if err := dec(in); err != nil {
@@ -370,6 +412,10 @@ var HostService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteHost",
 			Handler:    _HostService_DeleteHost_Handler,
+		},
+		{
+			MethodName: "SetHostPreferredArrays",
+			Handler:    _HostService_SetHostPreferredArrays_Handler,
 		},
 		{
 			MethodName: "ConnectVolume",

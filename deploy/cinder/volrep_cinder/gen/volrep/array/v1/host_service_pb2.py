@@ -20,7 +20,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/host_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\"volrep/array/v1/host_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x02\n\x04Host\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04iqns\x18\x02 \x03(\t\x12\x13\n\x0bmutual_chap\x18\x03 \x01(\x08\x12\x11\n\tchap_user\x18\x04 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x18\n\x10mutual_chap_user\x18\x06 \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x07 \x01(\t\x12+\n\x07\x63reated\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x06labels\x18\t \x03(\x0b\x32!.volrep.array.v1.Host.LabelsEntry\x12\x13\n\x0b\x63onnections\x18\n \x01(\x03\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x99\x02\n\nConnection\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\x12\x0b\n\x03lun\x18\x04 \x01(\x03\x12\x11\n\tread_only\x18\x05 \x01(\x08\x12\x12\n\ntarget_iqn\x18\x06 \x01(\t\x12\x0f\n\x07portals\x18\x07 \x03(\t\x12\x11\n\tchap_user\x18\x08 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\t \x01(\t\x12\x18\n\x10mutual_chap_user\x18\n \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x0b \x01(\t\x12\x0b\n\x03wwn\x18\x0c \x01(\t\x12+\n\x07\x63reated\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe4\x01\n\x11\x43reateHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04iqns\x18\x02 \x03(\t\x12\x13\n\x0bmutual_chap\x18\x03 \x01(\x08\x12>\n\x06labels\x18\x04 \x03(\x0b\x32..volrep.array.v1.CreateHostRequest.LabelsEntry\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x06 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x12\x43reateHostResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"7\n\x0eGetHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0finclude_secrets\x18\x02 \x01(\x08\"6\n\x0fGetHostResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"9\n\x10ListHostsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x11ListHostsResponse\x12$\n\x05hosts\x18\x01 \x03(\x0b\x32\x15.volrep.array.v1.Host\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x11\x44\x65leteHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x14\n\x12\x44\x65leteHostResponse\"F\n\x14\x43onnectVolumeRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"H\n\x15\x43onnectVolumeResponse\x12/\n\nconnection\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.Connection\"I\n\x17\x44isconnectVolumeRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"\x1a\n\x18\x44isconnectVolumeResponse\"]\n\x16ListConnectionsRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"d\n\x17ListConnectionsResponse\x12\x30\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32\x1b.volrep.array.v1.Connection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x8c\x05\n\x0bHostService\x12U\n\nCreateHost\x12\".volrep.array.v1.CreateHostRequest\x1a#.volrep.array.v1.CreateHostResponse\x12L\n\x07GetHost\x12\x1f.volrep.array.v1.GetHostRequest\x1a .volrep.array.v1.GetHostResponse\x12R\n\tListHosts\x12!.volrep.array.v1.ListHostsRequest\x1a\".volrep.array.v1.ListHostsResponse\x12U\n\nDeleteHost\x12\".volrep.array.v1.DeleteHostRequest\x1a#.volrep.array.v1.DeleteHostResponse\x12^\n\rConnectVolume\x12%.volrep.array.v1.ConnectVolumeRequest\x1a&.volrep.array.v1.ConnectVolumeResponse\x12g\n\x10\x44isconnectVolume\x12(.volrep.array.v1.DisconnectVolumeRequest\x1a).volrep.array.v1.DisconnectVolumeResponse\x12\x64\n\x0fListConnections\x12\'.volrep.array.v1.ListConnectionsRequest\x1a(.volrep.array.v1.ListConnectionsResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n\"volrep/array/v1/host_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x02\n\x04Host\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04iqns\x18\x02 \x03(\t\x12\x13\n\x0bmutual_chap\x18\x03 \x01(\x08\x12\x11\n\tchap_user\x18\x04 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x18\n\x10mutual_chap_user\x18\x06 \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x07 \x01(\t\x12+\n\x07\x63reated\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x06labels\x18\t \x03(\x0b\x32!.volrep.array.v1.Host.LabelsEntry\x12\x13\n\x0b\x63onnections\x18\n \x01(\x03\x12\x18\n\x10preferred_arrays\x18\x0b \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x99\x02\n\nConnection\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\x12\x0b\n\x03lun\x18\x04 \x01(\x03\x12\x11\n\tread_only\x18\x05 \x01(\x08\x12\x12\n\ntarget_iqn\x18\x06 \x01(\t\x12\x0f\n\x07portals\x18\x07 \x03(\t\x12\x11\n\tchap_user\x18\x08 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\t \x01(\t\x12\x18\n\x10mutual_chap_user\x18\n \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x0b \x01(\t\x12\x0b\n\x03wwn\x18\x0c \x01(\t\x12+\n\x07\x63reated\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfe\x01\n\x11\x43reateHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04iqns\x18\x02 \x03(\t\x12\x13\n\x0bmutual_chap\x18\x03 \x01(\x08\x12>\n\x06labels\x18\x04 \x03(\x0b\x32..volrep.array.v1.CreateHostRequest.LabelsEntry\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x06 \x01(\t\x12\x18\n\x10preferred_arrays\x18\x07 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x12\x43reateHostResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"7\n\x0eGetHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0finclude_secrets\x18\x02 \x01(\x08\"6\n\x0fGetHostResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"9\n\x10ListHostsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x11ListHostsResponse\x12$\n\x05hosts\x18\x01 \x03(\x0b\x32\x15.volrep.array.v1.Host\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x11\x44\x65leteHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x14\n\x12\x44\x65leteHostResponse\"G\n\x1dSetHostPreferredArraysRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10preferred_arrays\x18\x02 \x03(\t\"E\n\x1eSetHostPreferredArraysResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"F\n\x14\x43onnectVolumeRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"H\n\x15\x43onnectVolumeResponse\x12/\n\nconnection\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.Connection\"I\n\x17\x44isconnectVolumeRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"\x1a\n\x18\x44isconnectVolumeResponse\"]\n\x16ListConnectionsRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"d\n\x17ListConnectionsResponse\x12\x30\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32\x1b.volrep.array.v1.Connection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x87\x06\n\x0bHostService\x12U\n\nCreateHost\x12\".volrep.array.v1.CreateHostRequest\x1a#.volrep.array.v1.CreateHostResponse\x12L\n\x07GetHost\x12\x1f.volrep.array.v1.GetHostRequest\x1a .volrep.array.v1.GetHostResponse\x12R\n\tListHosts\x12!.volrep.array.v1.ListHostsRequest\x1a\".volrep.array.v1.ListHostsResponse\x12U\n\nDeleteHost\x12\".volrep.array.v1.DeleteHostRequest\x1a#.volrep.array.v1.DeleteHostResponse\x12y\n\x16SetHostPreferredArrays\x12..volrep.array.v1.SetHostPreferredArraysRequest\x1a/.volrep.array.v1.SetHostPreferredArraysResponse\x12^\n\rConnectVolume\x12%.volrep.array.v1.ConnectVolumeRequest\x1a&.volrep.array.v1.ConnectVolumeResponse\x12g\n\x10\x44isconnectVolume\x12(.volrep.array.v1.DisconnectVolumeRequest\x1a).volrep.array.v1.DisconnectVolumeResponse\x12\x64\n\x0fListConnections\x12\'.volrep.array.v1.ListConnectionsRequest\x1a(.volrep.array.v1.ListConnectionsResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -60,8 +60,8 @@ _HOST_LABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=357,
-  serialized_end=402,
+  serialized_start=383,
+  serialized_end=428,
 )
 
 _HOST = _descriptor.Descriptor(
@@ -141,6 +141,13 @@ _HOST = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='preferred_arrays', full_name='volrep.array.v1.Host.preferred_arrays', index=10,
+      number=11, type=9, cpp_type=9, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -154,7 +161,7 @@ _HOST = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=89,
-  serialized_end=402,
+  serialized_end=428,
 )
 
 
@@ -268,8 +275,8 @@ _CONNECTION = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=405,
-  serialized_end=686,
+  serialized_start=431,
+  serialized_end=712,
 )
 
 
@@ -306,8 +313,8 @@ _CREATEHOSTREQUEST_LABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=357,
-  serialized_end=402,
+  serialized_start=383,
+  serialized_end=428,
 )
 
 _CREATEHOSTREQUEST = _descriptor.Descriptor(
@@ -359,6 +366,13 @@ _CREATEHOSTREQUEST = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='preferred_arrays', full_name='volrep.array.v1.CreateHostRequest.preferred_arrays', index=6,
+      number=7, type=9, cpp_type=9, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -371,8 +385,8 @@ _CREATEHOSTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=689,
-  serialized_end=917,
+  serialized_start=715,
+  serialized_end=969,
 )
 
 
@@ -402,8 +416,8 @@ _CREATEHOSTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=919,
-  serialized_end=976,
+  serialized_start=971,
+  serialized_end=1028,
 )
 
 
@@ -440,8 +454,8 @@ _GETHOSTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=978,
-  serialized_end=1033,
+  serialized_start=1030,
+  serialized_end=1085,
 )
 
 
@@ -471,8 +485,8 @@ _GETHOSTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1035,
-  serialized_end=1089,
+  serialized_start=1087,
+  serialized_end=1141,
 )
 
 
@@ -509,8 +523,8 @@ _LISTHOSTSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1091,
-  serialized_end=1148,
+  serialized_start=1143,
+  serialized_end=1200,
 )
 
 
@@ -547,8 +561,8 @@ _LISTHOSTSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1150,
-  serialized_end=1232,
+  serialized_start=1202,
+  serialized_end=1284,
 )
 
 
@@ -585,8 +599,8 @@ _DELETEHOSTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1234,
-  serialized_end=1282,
+  serialized_start=1286,
+  serialized_end=1334,
 )
 
 
@@ -609,8 +623,77 @@ _DELETEHOSTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1284,
-  serialized_end=1304,
+  serialized_start=1336,
+  serialized_end=1356,
+)
+
+
+_SETHOSTPREFERREDARRAYSREQUEST = _descriptor.Descriptor(
+  name='SetHostPreferredArraysRequest',
+  full_name='volrep.array.v1.SetHostPreferredArraysRequest',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='name', full_name='volrep.array.v1.SetHostPreferredArraysRequest.name', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='preferred_arrays', full_name='volrep.array.v1.SetHostPreferredArraysRequest.preferred_arrays', index=1,
+      number=2, type=9, cpp_type=9, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=1358,
+  serialized_end=1429,
+)
+
+
+_SETHOSTPREFERREDARRAYSRESPONSE = _descriptor.Descriptor(
+  name='SetHostPreferredArraysResponse',
+  full_name='volrep.array.v1.SetHostPreferredArraysResponse',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='host', full_name='volrep.array.v1.SetHostPreferredArraysResponse.host', index=0,
+      number=1, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=1431,
+  serialized_end=1500,
 )
 
 
@@ -654,8 +737,8 @@ _CONNECTVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1306,
-  serialized_end=1376,
+  serialized_start=1502,
+  serialized_end=1572,
 )
 
 
@@ -685,8 +768,8 @@ _CONNECTVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1378,
-  serialized_end=1450,
+  serialized_start=1574,
+  serialized_end=1646,
 )
 
 
@@ -730,8 +813,8 @@ _DISCONNECTVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1452,
-  serialized_end=1525,
+  serialized_start=1648,
+  serialized_end=1721,
 )
 
 
@@ -754,8 +837,8 @@ _DISCONNECTVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1527,
-  serialized_end=1553,
+  serialized_start=1723,
+  serialized_end=1749,
 )
 
 
@@ -806,8 +889,8 @@ _LISTCONNECTIONSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1555,
-  serialized_end=1648,
+  serialized_start=1751,
+  serialized_end=1844,
 )
 
 
@@ -844,8 +927,8 @@ _LISTCONNECTIONSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1650,
-  serialized_end=1750,
+  serialized_start=1846,
+  serialized_end=1946,
 )
 
 _HOST_LABELSENTRY.containing_type = _HOST
@@ -857,6 +940,7 @@ _CREATEHOSTREQUEST.fields_by_name['labels'].message_type = _CREATEHOSTREQUEST_LA
 _CREATEHOSTRESPONSE.fields_by_name['host'].message_type = _HOST
 _GETHOSTRESPONSE.fields_by_name['host'].message_type = _HOST
 _LISTHOSTSRESPONSE.fields_by_name['hosts'].message_type = _HOST
+_SETHOSTPREFERREDARRAYSRESPONSE.fields_by_name['host'].message_type = _HOST
 _CONNECTVOLUMERESPONSE.fields_by_name['connection'].message_type = _CONNECTION
 _LISTCONNECTIONSRESPONSE.fields_by_name['connections'].message_type = _CONNECTION
 DESCRIPTOR.message_types_by_name['Host'] = _HOST
@@ -869,6 +953,8 @@ DESCRIPTOR.message_types_by_name['ListHostsRequest'] = _LISTHOSTSREQUEST
 DESCRIPTOR.message_types_by_name['ListHostsResponse'] = _LISTHOSTSRESPONSE
 DESCRIPTOR.message_types_by_name['DeleteHostRequest'] = _DELETEHOSTREQUEST
 DESCRIPTOR.message_types_by_name['DeleteHostResponse'] = _DELETEHOSTRESPONSE
+DESCRIPTOR.message_types_by_name['SetHostPreferredArraysRequest'] = _SETHOSTPREFERREDARRAYSREQUEST
+DESCRIPTOR.message_types_by_name['SetHostPreferredArraysResponse'] = _SETHOSTPREFERREDARRAYSRESPONSE
 DESCRIPTOR.message_types_by_name['ConnectVolumeRequest'] = _CONNECTVOLUMEREQUEST
 DESCRIPTOR.message_types_by_name['ConnectVolumeResponse'] = _CONNECTVOLUMERESPONSE
 DESCRIPTOR.message_types_by_name['DisconnectVolumeRequest'] = _DISCONNECTVOLUMEREQUEST
@@ -963,6 +1049,20 @@ DeleteHostResponse = _reflection.GeneratedProtocolMessageType('DeleteHostRespons
   ))
 _sym_db.RegisterMessage(DeleteHostResponse)
 
+SetHostPreferredArraysRequest = _reflection.GeneratedProtocolMessageType('SetHostPreferredArraysRequest', (_message.Message,), dict(
+  DESCRIPTOR = _SETHOSTPREFERREDARRAYSREQUEST,
+  __module__ = 'volrep.array.v1.host_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.SetHostPreferredArraysRequest)
+  ))
+_sym_db.RegisterMessage(SetHostPreferredArraysRequest)
+
+SetHostPreferredArraysResponse = _reflection.GeneratedProtocolMessageType('SetHostPreferredArraysResponse', (_message.Message,), dict(
+  DESCRIPTOR = _SETHOSTPREFERREDARRAYSRESPONSE,
+  __module__ = 'volrep.array.v1.host_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.SetHostPreferredArraysResponse)
+  ))
+_sym_db.RegisterMessage(SetHostPreferredArraysResponse)
+
 ConnectVolumeRequest = _reflection.GeneratedProtocolMessageType('ConnectVolumeRequest', (_message.Message,), dict(
   DESCRIPTOR = _CONNECTVOLUMEREQUEST,
   __module__ = 'volrep.array.v1.host_service_pb2'
@@ -1019,8 +1119,8 @@ _HOSTSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=1753,
-  serialized_end=2405,
+  serialized_start=1949,
+  serialized_end=2724,
   methods=[
   _descriptor.MethodDescriptor(
     name='CreateHost',
@@ -1059,9 +1159,18 @@ _HOSTSERVICE = _descriptor.ServiceDescriptor(
     options=None,
   ),
   _descriptor.MethodDescriptor(
+    name='SetHostPreferredArrays',
+    full_name='volrep.array.v1.HostService.SetHostPreferredArrays',
+    index=4,
+    containing_service=None,
+    input_type=_SETHOSTPREFERREDARRAYSREQUEST,
+    output_type=_SETHOSTPREFERREDARRAYSRESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
     name='ConnectVolume',
     full_name='volrep.array.v1.HostService.ConnectVolume',
-    index=4,
+    index=5,
     containing_service=None,
     input_type=_CONNECTVOLUMEREQUEST,
     output_type=_CONNECTVOLUMERESPONSE,
@@ -1070,7 +1179,7 @@ _HOSTSERVICE = _descriptor.ServiceDescriptor(
   _descriptor.MethodDescriptor(
     name='DisconnectVolume',
     full_name='volrep.array.v1.HostService.DisconnectVolume',
-    index=5,
+    index=6,
     containing_service=None,
     input_type=_DISCONNECTVOLUMEREQUEST,
     output_type=_DISCONNECTVOLUMERESPONSE,
@@ -1079,7 +1188,7 @@ _HOSTSERVICE = _descriptor.ServiceDescriptor(
   _descriptor.MethodDescriptor(
     name='ListConnections',
     full_name='volrep.array.v1.HostService.ListConnections',
-    index=6,
+    index=7,
     containing_service=None,
     input_type=_LISTCONNECTIONSREQUEST,
     output_type=_LISTCONNECTIONSRESPONSE,

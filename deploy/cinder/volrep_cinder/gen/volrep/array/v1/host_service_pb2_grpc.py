@@ -39,6 +39,11 @@ class HostServiceStub(object):
         request_serializer=volrep_dot_array_dot_v1_dot_host__service__pb2.DeleteHostRequest.SerializeToString,
         response_deserializer=volrep_dot_array_dot_v1_dot_host__service__pb2.DeleteHostResponse.FromString,
         )
+    self.SetHostPreferredArrays = channel.unary_unary(
+        '/volrep.array.v1.HostService/SetHostPreferredArrays',
+        request_serializer=volrep_dot_array_dot_v1_dot_host__service__pb2.SetHostPreferredArraysRequest.SerializeToString,
+        response_deserializer=volrep_dot_array_dot_v1_dot_host__service__pb2.SetHostPreferredArraysResponse.FromString,
+        )
     self.ConnectVolume = channel.unary_unary(
         '/volrep.array.v1.HostService/ConnectVolume',
         request_serializer=volrep_dot_array_dot_v1_dot_host__service__pb2.ConnectVolumeRequest.SerializeToString,
@@ -96,6 +101,16 @@ class HostServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def SetHostPreferredArrays(self, request, context):
+    """SetHostPreferredArrays replaces the arrays a host prefers for pod
+    volumes (purehost setattr --preferred-array); an empty list clears
+    them. Open sessions see the new ALUA states from their next command,
+    after one ASYMMETRIC ACCESS STATE CHANGED unit attention.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
   def ConnectVolume(self, request, context):
     """ConnectVolume maps a volume, or a snapshot read-only, to a host at its
     lowest free LUN (from 1). Connecting it again returns the same LUN.
@@ -142,6 +157,11 @@ def add_HostServiceServicer_to_server(servicer, server):
           servicer.DeleteHost,
           request_deserializer=volrep_dot_array_dot_v1_dot_host__service__pb2.DeleteHostRequest.FromString,
           response_serializer=volrep_dot_array_dot_v1_dot_host__service__pb2.DeleteHostResponse.SerializeToString,
+      ),
+      'SetHostPreferredArrays': grpc.unary_unary_rpc_method_handler(
+          servicer.SetHostPreferredArrays,
+          request_deserializer=volrep_dot_array_dot_v1_dot_host__service__pb2.SetHostPreferredArraysRequest.FromString,
+          response_serializer=volrep_dot_array_dot_v1_dot_host__service__pb2.SetHostPreferredArraysResponse.SerializeToString,
       ),
       'ConnectVolume': grpc.unary_unary_rpc_method_handler(
           servicer.ConnectVolume,
