@@ -35,7 +35,7 @@ var backendKeys = []string{
 	"pure_replica_interval_default", "pure_replica_retention_short_term_default",
 	"pure_replica_retention_long_term_per_day_default", "pure_replica_retention_long_term_default",
 	"pure_replication_pg_name", "pure_replication_pod_name",
-	"volrep_sync_timeout", "volrep_preferred_array", mediatorKey, "volrep_pool", "volrep_failover_wait", "volrep_protocol",
+	"volrep_sync_timeout", "volrep_preferred_array", hostPrefKey, mediatorKey, "volrep_pool", "volrep_failover_wait", "volrep_protocol",
 	"reserved_percentage", "max_over_subscription_ratio",
 }
 
@@ -236,6 +236,9 @@ func (p *parser) readBackend(name string, line int) Backend {
 				"volrep_preferred_array in [%s] is %q, which is neither \"primary\" nor the backend_id of a sync replication_device of [%s]%s",
 				v.section, v.text, name, orRemove(suggestion(v.text, ids)))
 		}
+	}
+	if full {
+		b.HostPreferences = p.hostPreferences(to, name, b, layers...)
 	}
 	if v, ok := p.first(mediatorKey, layers...); ok && full && len(b.PodMediator) > 0 && len(b.SyncTargets()) == 0 {
 		// A setting that does nothing must not pass silently.

@@ -93,6 +93,9 @@ type Backend struct {
 	Pool           string        // array pool new volumes go in
 	SyncTimeout    time.Duration // how long a sync peer may take before the pod carries on without it
 	PreferredArray string        // "primary" or the backend_id of a sync target
+	// HostPreferences give the iSCSI hosts the driver creates their
+	// preferred arrays (volrep_host_preferred_arrays), first match wins.
+	HostPreferences []HostPreference
 	// PodMediator are the etcd endpoints (host:port) of the pod's mediator
 	// (volrep_pod_mediator); none means the pod carries on without its
 	// peer unasked, as before there was a mediator.

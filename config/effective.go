@@ -90,6 +90,7 @@ func (c *Config) WriteINI(w io.Writer) error {
 		s.set("volrep_pool", b.Pool)
 		s.set("volrep_sync_timeout", strconv.FormatInt(b.SyncTimeout.Milliseconds(), 10))
 		s.setIf("volrep_preferred_array", b.PreferredArray)
+		s.setIf(hostPrefKey, hostPreferencesText(b.HostPreferences))
 		s.setIf(mediatorKey, mediatorURL(b.PodMediator))
 		s.set("volrep_failover_wait", seconds(b.FailoverWait))
 		s.setIf("volrep_protocol", b.Protocol)

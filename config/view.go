@@ -64,9 +64,10 @@ type BackendView struct {
 	Pool                     string                  `json:"volrep_pool"`
 	SyncTimeout              int64                   `json:"volrep_sync_timeout"` // milliseconds
 	PreferredArray           string                  `json:"volrep_preferred_array"`
-	PodMediator              []string                `json:"volrep_pod_mediator,omitempty"` // etcd host:port endpoints
-	FailoverWait             int64                   `json:"volrep_failover_wait"`          // seconds
-	Protocol                 string                  `json:"volrep_protocol,omitempty"`     // "" means iSCSI when the primary serves it
+	HostPreferredArrays      string                  `json:"volrep_host_preferred_arrays,omitempty"` // PATTERN:ARRAY, ...
+	PodMediator              []string                `json:"volrep_pod_mediator,omitempty"`          // etcd host:port endpoints
+	FailoverWait             int64                   `json:"volrep_failover_wait"`                   // seconds
+	Protocol                 string                  `json:"volrep_protocol,omitempty"`              // "" means iSCSI when the primary serves it
 	ReservedPercentage       int                     `json:"reserved_percentage"`
 	MaxOverSubscriptionRatio any                     `json:"max_over_subscription_ratio"` // "auto" or a number
 	CinderOptions            map[string]string       `json:"cinder_options,omitempty"`
@@ -114,7 +115,8 @@ func (c *Config) View() View {
 			ReplicaInterval: int64(b.ReplicaInterval / time.Second), RetentionShortTerm: int64(b.RetentionShortTerm / time.Second),
 			RetentionPerDay: b.RetentionPerDay, RetentionDays: b.RetentionDays, PGName: b.PGName, PodName: b.PodName, Pool: b.Pool,
 			SyncTimeout: int64(b.SyncTimeout / time.Millisecond), PreferredArray: b.PreferredArray, PodMediator: b.PodMediator,
-			FailoverWait: int64(b.FailoverWait / time.Second), Protocol: b.Protocol, ReservedPercentage: b.ReservedPercentage,
+			HostPreferredArrays: hostPreferencesText(b.HostPreferences),
+			FailoverWait:        int64(b.FailoverWait / time.Second), Protocol: b.Protocol, ReservedPercentage: b.ReservedPercentage,
 			MaxOverSubscriptionRatio: b.MaxOverSubscriptionRatio, CinderOptions: b.CinderOptions, Problems: len(b.Problems)}
 		if b.MaxOverSubscriptionRatio == 0 {
 			bv.MaxOverSubscriptionRatio = "auto"

@@ -126,6 +126,9 @@ type Backend struct {
 	// runs are the operations the driver itself runs from this backend
 	// (migrations): id → context.CancelFunc.
 	runs sync.Map
+	// arrayNames are the names of the arrays behind "primary" and the
+	// sync targets' backend_ids, as hosts' preferred arrays name them.
+	arrayNames sync.Map
 	// gen counts switches of the active array (setActive). A check or
 	// converge that started before a switch reports on the array the
 	// backend no longer uses, so its outcome is dropped.

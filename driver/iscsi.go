@@ -242,16 +242,17 @@ func (b *Backend) hostFor(ctx context.Context, a array.Array, c Connector, chapS
 			return "", err
 		}
 		if h, ok := hostWithIQN(hosts, c.Initiator); ok {
-			return h.Name, nil
+			return h.Name, b.matchPreference(ctx, a, h, c)
 		}
 		name := hostName(c.Host, c.Initiator, hosts)
 		labels := map[string]string{labelHostCreator: hostCreator, labelBackend: b.cfg.Section}
 		if c.Host != "" {
 			labels[labelConnectorHost] = c.Host
 		}
-		_, err = a.CreateHost(ctx, array.HostSpec{Name: name, IQNs: []string{c.Initiator}, Labels: labels, CHAPSecret: chapSecret})
+		preferred := b.preferenceFor(ctx, c)
+		_, err = a.CreateHost(ctx, array.HostSpec{Name: name, IQNs: []string{c.Initiator}, Labels: labels, CHAPSecret: chapSecret, PreferredArrays: preferred})
 		if err == nil {
-			b.log.Info("host created", "host", name, "initiator", c.Initiator)
+			b.log.Info("host created", "host", name, "initiator", c.Initiator, "preferred_arrays", preferred)
 			return name, nil
 		}
 		// Another attachment created a host for the initiator (or took the
@@ -377,7 +378,8 @@ func (b *Backend) terminateISCSI(ctx context.Context, a array.Array, vol, snap s
 }
 
 // deleteIdleHost deletes a host the driver created once nothing is
-// connected to it, as Pure's driver does, unless it has preferred arrays.
+// connected to it, as Pure's driver does, unless it has preferred arrays
+// the operator set (keepIdleHost).
 // The array refuses while a connection remains, so an attachment racing
 // in keeps its host.
 func (b *Backend) deleteIdleHost(ctx context.Context, a array.Array, h array.Host) error {
@@ -391,11 +393,11 @@ func (b *Backend) deleteIdleHost(ctx context.Context, a array.Array, h array.Hos
 	if err != nil || now.Connections > 0 {
 		return err
 	}
-	// Preferred arrays are the operator's (volrep host
-	// set-preferred-arrays): deleting the host would drop them, and the
-	// next attach would get the array's own ALUA states back.
-	if len(now.PreferredArrays) > 0 {
-		b.log.Info("host kept without connections: it has preferred arrays", "host", h.Name, "preferred_arrays", now.PreferredArrays)
+	// Preferred arrays the operator set (volrep host
+	// set-preferred-arrays) would go with the host, and the next attach
+	// would get the arrays' own ALUA states back.
+	if b.keepIdleHost(now) {
+		b.log.Info("host kept without connections: it has preferred arrays that volrep_host_preferred_arrays does not set", "host", h.Name, "preferred_arrays", now.PreferredArrays)
 		return nil
 	}
 	err = a.DeleteHost(ctx, h.Name, false)

@@ -365,3 +365,100 @@ func TestISCSIHostPreferredArrays(t *testing.T) {
 		}
 	}
 }
+
+// TestISCSIHostPreferenceFromConfig: volrep_host_preferred_arrays gives
+// the hosts the driver creates their preferred array by the connector's
+// host name, at both arrays of the pod, by the array's name (not the
+// backend_id that names it in the backend section); it owns that
+// preference (an attach puts back one changed by hand), and such hosts go
+// with their last connection as before.
+func TestISCSIHostPreferenceFromConfig(t *testing.T) {
+	ctx := t.Context()
+	peer := iscsiArray(t, "site-b", "198.51.100.20:3260")
+	primary := iscsiArray(t, "site-a", "192.0.2.10:3260")
+	b := oneBackend(t, primary, device("pure2-sync", peer.addr, peer, "sync"),
+		"volrep_host_preferred_arrays = compute-b*:pure2-sync, compute-a*:primary")
+	if _, err := b.CreateVolume(ctx, "v1", 1, syncSpecs, ""); err != nil {
+		t.Fatal(err)
+	}
+	vol := volumeName("v1")
+	const iqnOther = "iqn.1993-08.org.debian:01:cccc"
+	hosts := []struct {
+		c    Connector
+		want []string
+	}{
+		{Connector{Host: "compute-b1", Initiator: iqnB, Multipath: true}, []string{"site-b"}},
+		{Connector{Host: "compute-a1", Initiator: iqnA, Multipath: true}, []string{"site-a"}},
+		{Connector{Host: "backup-1", Initiator: iqnOther, Multipath: true}, nil},
+	}
+	// prefers fails unless the host of c's initiator prefers want at a.
+	prefers := func(a *testArray, c Connector, want []string) array.Host {
+		t.Helper()
+		hs, err := a.st.ListHosts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, ok := hostWithIQN(hs, c.Initiator)
+		if !ok || !slices.Equal(h.PreferredArrays, want) {
+			t.Fatalf("host of %s at %s: %+v (found %v); want preferred arrays %v", c.Host, a.name, h, ok, want)
+		}
+		return h
+	}
+	for _, h := range hosts {
+		ci, err := b.InitializeConnection(ctx, "v1", "", h.c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ci.ISCSI.Paths) != 2 {
+			t.Fatalf("%s: paths %+v, want both arrays'", h.c.Host, ci.ISCSI.Paths)
+		}
+		prefers(primary, h.c, h.want)
+		prefers(peer, h.c, h.want)
+	}
+	// What compute-b1's sessions are told at each array: the peer's paths
+	// are the optimized ones (once the peer takes writes).
+	b1 := prefers(primary, hosts[0].c, hosts[0].want)
+	var lunA, lunB int64
+	for _, cn := range connectionsOf(t, primary, b1.Name, vol) {
+		lunA = cn.LUN
+	}
+	for _, cn := range connectionsOf(t, peer, b1.Name, vol) {
+		lunB = cn.LUN
+	}
+	access := func(a *testArray, lun int64) iscsi.Access {
+		d, err := lunmap.New(a.st).Open(ctx, iqnB, a.st.TargetIQN(), uint64(lun))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		return d.(iscsi.AccessReporter).Access()
+	}
+	waitFor(t, 30*time.Second, func() string {
+		if ga, gb := access(primary, lunA), access(peer, lunB); ga != (iscsi.Access{State: iscsi.ActiveNonOptimized}) || gb != (iscsi.Access{State: iscsi.ActiveOptimized, Preferred: true}) {
+			return fmt.Sprintf("compute-b1 is told %v (PREF %v) at site-a and %v (PREF %v) at site-b", ga.State, ga.Preferred, gb.State, gb.Preferred)
+		}
+		return ""
+	})
+
+	// The setting owns the preference of the hosts it matches: one changed
+	// by hand is set back at the next attach.
+	if _, err := primary.st.SetHostPreferredArrays(ctx, b1.Name, []string{"site-a"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.InitializeConnection(ctx, "v1", "", hosts[0].c); err != nil {
+		t.Fatal(err)
+	}
+	prefers(primary, hosts[0].c, hosts[0].want)
+
+	// Detach: the hosts the setting matches go with their connections.
+	for _, h := range hosts {
+		if err := b.TerminateConnection(ctx, "v1", "", h.c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range []*testArray{primary, peer} {
+		if hs, err := a.st.ListHosts(ctx); err != nil || len(hs) != 0 {
+			t.Errorf("%s's hosts after detach: %+v, %v; want none", a.name, hs, err)
+		}
+	}
+}
