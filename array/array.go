@@ -216,6 +216,9 @@ type Connection struct {
 	MutualCHAPSecret string
 	WWN              string
 	Created          time.Time
+	// Path is the ALUA state the array reports to the host for the LUN
+	// now; set by ListConnections only.
+	Path *Path
 }
 
 // Group is a consistency group: volumes snapshotted at one write barrier.

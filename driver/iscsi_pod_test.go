@@ -310,12 +310,26 @@ func TestISCSIHostPreferredArrays(t *testing.T) {
 	atA, atB := open(primary, pc[0].LUN), open(peer, rc[0].LUN)
 	ao := iscsi.Access{State: iscsi.ActiveOptimized, Preferred: true}
 	ano := iscsi.Access{State: iscsi.ActiveNonOptimized}
+	// listed is the state an array's ListConnections reports for the LUN,
+	// as the iSCSI target's encoding of it.
+	listed := func(a *testArray) iscsi.Access {
+		cs := connectionsOf(t, a, "", vol)
+		if len(cs) != 1 || cs[0].Path == nil {
+			t.Fatalf("%s's connections %+v: want one, with its path state", a.name, cs)
+		}
+		st := map[array.PathState]iscsi.AccessState{array.PathOptimized: iscsi.ActiveOptimized, array.PathNonOptimized: iscsi.ActiveNonOptimized,
+			array.PathUnavailable: iscsi.Unavailable}[cs[0].Path.State]
+		return iscsi.Access{State: st, Preferred: cs[0].Path.Preferred}
+	}
 	expect := func(why string, a, b iscsi.Access) {
 		t.Helper()
 		waitFor(t, 30*time.Second, func() string {
 			if ga, gb := atA.Access(), atB.Access(); ga != a || gb != b {
 				return fmt.Sprintf("%s: site-a reports %v (PREF %v), site-b %v (PREF %v); want %v (%v) and %v (%v)",
 					why, ga.State, ga.Preferred, gb.State, gb.Preferred, a.State, a.Preferred, b.State, b.Preferred)
+			}
+			if la, lb := listed(primary), listed(peer); la != a || lb != b {
+				return fmt.Sprintf("%s: ListConnections says %v (PREF %v) at site-a and %v (PREF %v) at site-b", why, la.State, la.Preferred, lb.State, lb.Preferred)
 			}
 			return ""
 		})

@@ -77,8 +77,9 @@ type Daemon struct {
 	DriverAddr     string
 	ArrayA, ArrayB string
 	NBDA, NBDB     string
-	// ISCSIA is site-a's iscsi_listen, "" for none.
-	ISCSIA         string
+	// ISCSIA is site-a's iscsi_listen, "" for none; ISCSIB is site-b's,
+	// set only where a test writes site-b's section itself.
+	ISCSIA, ISCSIB string
 	TokenA, TokenB string
 	DriverToken    string
 	// ReadyService is the health service Start waits for ("backend/demo"

@@ -46,6 +46,12 @@ func startSitesISCSI(t *testing.T, enabled, backend string, iscsi bool) *sites {
 		iscsiLine = "iscsi_listen = " + a.ISCSIA
 	}
 	b := &Daemon{t: t, Dir: t.TempDir(), DriverAddr: freePort(t), ArrayB: a.ArrayB, NBDB: a.NBDB, TokenB: a.TokenB}
+	iscsiLineB := ""
+	if iscsi {
+		// The pod's peer serves its copies too (uniform access).
+		b.ISCSIB = freePort(t)
+		iscsiLineB = "iscsi_listen = " + b.ISCSIB
+	}
 	b.WriteRaw(fmt.Sprintf(`[volrep]
 driver_listen = %s
 
@@ -54,7 +60,8 @@ data_dir = %s/site-b
 listen = %s
 nbd_listen = %s
 api_token = %s
-`, b.DriverAddr, b.Dir, b.ArrayB, b.NBDB, b.TokenB))
+%s
+`, b.DriverAddr, b.Dir, b.ArrayB, b.NBDB, b.TokenB, iscsiLineB))
 	b.WaitFor("")
 	b.Start()
 	a.WriteRaw(fmt.Sprintf(`[DEFAULT]

@@ -586,30 +586,61 @@ func (s *Store) connectionsLocked(match func(*connRec) bool) []*conn {
 	return out
 }
 
-// ListConnections lists connections of a host, a volume, both, or all.
+// ListConnections lists connections of a host, a volume, both, or all,
+// each with the ALUA state its host is told now.
 func (s *Store) ListConnections(ctx context.Context, host, volume string) ([]array.Connection, error) {
+	out, luns, err := s.listConnections(ctx, host, volume)
+	if err != nil {
+		return nil, err
+	}
+	// The states come from the volumes' mirrors, which take locks of their
+	// own: asked without the store's.
+	for i, l := range luns {
+		p := array.Path{State: array.PathOptimized}
+		if l.v != nil {
+			p = s.pathOf(l.v, l.h)
+		}
+		out[i].Path = &p
+	}
+	return out, nil
+}
+
+// connectedLUN is what a connection's ALUA state depends on: the volume
+// (nil for a snapshot) and the host.
+type connectedLUN struct {
+	v *volume
+	h *host
+}
+
+func (s *Store) listConnections(ctx context.Context, host, volume string) ([]array.Connection, []connectedLUN, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if err := s.check(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if host != "" {
 		if _, err := s.hostLocked(host); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if volume != "" {
 		if _, err := s.volumeLocked(volume); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	out := []array.Connection{}
+	var luns []connectedLUN
 	for _, c := range s.connectionsLocked(func(r *connRec) bool {
 		return (host == "" || r.Host == host) && (volume == "" || r.Volume == volume)
 	}) {
 		out = append(out, s.connectionOf(c))
+		l := connectedLUN{h: s.hosts[c.rec.Host]}
+		if c.rec.Snapshot == "" {
+			l.v = s.vols[c.rec.Volume]
+		}
+		luns = append(luns, l)
 	}
-	return out, nil
+	return out, luns, nil
 }
 
 // refuseConnected keeps a connected volume from being deleted, as a

@@ -739,17 +739,22 @@ func (h *Handle) Path() array.Path {
 	if h.snap != nil {
 		return array.Path{State: array.PathOptimized}
 	}
-	h.s.io.RLock()
+	return h.s.pathOf(h.v, h.host)
+}
+
+// pathOf is v's ALUA state here as host (nil: any host) is told it.
+func (s *Store) pathOf(v *volume, host *host) array.Path {
+	s.io.RLock()
 	var r any
-	if f, m := h.v.route(fromClient); f != nil {
+	if f, m := v.route(fromClient); f != nil {
 		r = f
 	} else {
 		r = m
 	}
-	h.s.io.RUnlock()
+	s.io.RUnlock()
 	if r, ok := r.(PathReporter); ok {
-		if h.host != nil {
-			return h.host.forHost(r.Path())
+		if host != nil {
+			return host.forHost(r.Path())
 		}
 		return r.Path()
 	}

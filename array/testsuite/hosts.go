@@ -125,7 +125,14 @@ func testConnections(t *testing.T, ctx context.Context, a array.Array, secret st
 	if len(list) != 3 || list[0].LUN != 1 || list[1].LUN != 2 || list[2].LUN != 3 || list[2].Volume != "lv2" {
 		t.Fatalf("ListConnections(h1) = %+v", list)
 	}
+	if c1.Path != nil {
+		t.Fatalf("ConnectVolume reported an ALUA state %+v; only ListConnections does", c1.Path)
+	}
 	for _, c := range list {
+		// An unreplicated volume and a snapshot are served here alone.
+		if c.Path == nil || *c.Path != (array.Path{State: array.PathOptimized}) {
+			t.Fatalf("ListConnections: %s LUN %d reports path %+v, want active/optimized", c.Host, c.LUN, c.Path)
+		}
 		if c.CHAPSecret != "" || c.MutualCHAPSecret != "" {
 			t.Fatal("ListConnections returned a secret")
 		}

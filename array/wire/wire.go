@@ -121,14 +121,36 @@ func HostFromPB(h *arrayv1.Host) array.Host {
 }
 
 func ConnectionToPB(c array.Connection) *arrayv1.Connection {
-	return &arrayv1.Connection{Host: c.Host, Volume: c.Volume, Snapshot: c.Snapshot, Lun: c.LUN, ReadOnly: c.ReadOnly,
+	out := &arrayv1.Connection{Host: c.Host, Volume: c.Volume, Snapshot: c.Snapshot, Lun: c.LUN, ReadOnly: c.ReadOnly,
 		TargetIqn: c.TargetIQN, Portals: c.Portals, ChapUser: c.CHAPUser, ChapSecret: c.CHAPSecret,
 		MutualChapUser: c.MutualCHAPUser, MutualChapSecret: c.MutualCHAPSecret, Wwn: c.WWN, Created: timestamppb.New(c.Created)}
+	if c.Path != nil {
+		out.PathState, out.PathPreferred = pathStates[c.Path.State], c.Path.Preferred
+	}
+	return out
+}
+
+var pathStates = map[array.PathState]arrayv1.PathState{
+	array.PathOptimized:     arrayv1.PathState_PATH_STATE_ACTIVE_OPTIMIZED,
+	array.PathNonOptimized:  arrayv1.PathState_PATH_STATE_ACTIVE_NON_OPTIMIZED,
+	array.PathStandby:       arrayv1.PathState_PATH_STATE_STANDBY,
+	array.PathUnavailable:   arrayv1.PathState_PATH_STATE_UNAVAILABLE,
+	array.PathTransitioning: arrayv1.PathState_PATH_STATE_TRANSITIONING,
+}
+
+// pathOf is a connection's reported ALUA state; nil when not reported.
+func pathOf(c *arrayv1.Connection) *array.Path {
+	for st, pb := range pathStates {
+		if pb == c.GetPathState() {
+			return &array.Path{State: st, Preferred: c.GetPathPreferred()}
+		}
+	}
+	return nil
 }
 
 func ConnectionFromPB(c *arrayv1.Connection) array.Connection {
 	return array.Connection{Host: c.GetHost(), Volume: c.GetVolume(), Snapshot: c.GetSnapshot(), LUN: c.GetLun(),
 		ReadOnly: c.GetReadOnly(), TargetIQN: c.GetTargetIqn(), Portals: c.GetPortals(), CHAPUser: c.GetChapUser(),
 		CHAPSecret: c.GetChapSecret(), MutualCHAPUser: c.GetMutualChapUser(), MutualCHAPSecret: c.GetMutualChapSecret(),
-		WWN: c.GetWwn(), Created: c.GetCreated().AsTime()}
+		WWN: c.GetWwn(), Created: c.GetCreated().AsTime(), Path: pathOf(c)}
 }

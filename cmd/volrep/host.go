@@ -179,7 +179,7 @@ func newHostListCmd(a *app) *cobra.Command {
 					return &cliError{What: "encode the hosts", Err: err}
 				}
 				return a.render(out, func(w io.Writer) {
-					row(w, "HOST", "IQNS", "PREFERRED", "LUN", "VOLUME", "ACCESS")
+					row(w, "HOST", "IQNS", "PREFERRED", "LUN", "VOLUME", "ACCESS", "ALUA")
 					for _, h := range hosts {
 						iqns, preferred := listOrDash(h.GetIqns()), listOrDash(h.GetPreferredArrays())
 						n := 0
@@ -195,11 +195,11 @@ func newHostListCmd(a *app) *cobra.Command {
 							if cn.GetReadOnly() {
 								access = "ro"
 							}
-							row(w, h.GetName(), iqns, preferred, strconv.FormatInt(cn.GetLun(), 10), vol, access)
+							row(w, h.GetName(), iqns, preferred, strconv.FormatInt(cn.GetLun(), 10), vol, access, aluaText(cn))
 							n++
 						}
 						if n == 0 {
-							row(w, h.GetName(), iqns, preferred, "-", "-", "-")
+							row(w, h.GetName(), iqns, preferred, "-", "-", "-", "-")
 						}
 					}
 				})
@@ -208,6 +208,25 @@ func newHostListCmd(a *app) *cobra.Command {
 	}
 	af.add(cmd)
 	return cmd
+}
+
+// aluaText is the ALUA state the array reports to the host for the LUN,
+// as "active/optimized,pref": what the host's multipath is told.
+func aluaText(c *arrayv1.Connection) string {
+	st, ok := map[arrayv1.PathState]string{
+		arrayv1.PathState_PATH_STATE_ACTIVE_OPTIMIZED:     "active/optimized",
+		arrayv1.PathState_PATH_STATE_ACTIVE_NON_OPTIMIZED: "active/non-optimized",
+		arrayv1.PathState_PATH_STATE_STANDBY:              "standby",
+		arrayv1.PathState_PATH_STATE_UNAVAILABLE:          "unavailable",
+		arrayv1.PathState_PATH_STATE_TRANSITIONING:        "transitioning",
+	}[c.GetPathState()]
+	if !ok {
+		return "-" // an array from before path states were reported
+	}
+	if c.GetPathPreferred() {
+		st += ",pref"
+	}
+	return st
 }
 
 // listHosts lists every host of the array.

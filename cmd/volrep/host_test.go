@@ -161,17 +161,19 @@ func TestHostPreferredArrays(t *testing.T) {
 		t.Fatalf("after set: preferred arrays %q", got)
 	}
 	r = volrep(t, env, "host", "list")
-	if got := tableRow(r.stdout, "compute-b1"); r.code != 0 || !slices.Equal(tableRow(r.stdout, "HOST"), []string{"HOST", "IQNS", "PREFERRED", "LUN", "VOLUME", "ACCESS"}) ||
-		!slices.Equal(got, []string{"compute-b1", ini, "site-c", "-", "-", "-"}) {
+	if got := tableRow(r.stdout, "compute-b1"); r.code != 0 || !slices.Equal(tableRow(r.stdout, "HOST"), []string{"HOST", "IQNS", "PREFERRED", "LUN", "VOLUME", "ACCESS", "ALUA"}) ||
+		!slices.Equal(got, []string{"compute-b1", ini, "site-c", "-", "-", "-", "-"}) {
 		t.Fatalf("host list:\n%s%s", r.stdout, r.stderr)
 	}
-	// A connected host's rows carry it too.
+	// A connected host's rows carry it too, with the ALUA state the array
+	// reports to the host: an unreplicated volume's only path is optimized,
+	// whatever the host prefers.
 	r = volrep(t, env, "volume", "attach", "vol-1", "--protocol", "iscsi", "--initiator", ini)
 	if r.code != 0 {
 		t.Fatalf("attach: %+v", r)
 	}
 	r = volrep(t, env, "host", "list")
-	if got := tableRow(r.stdout, "compute-b1"); r.code != 0 || !slices.Equal(got, []string{"compute-b1", ini, "site-c", "1", "vol-1", "rw"}) {
+	if got := tableRow(r.stdout, "compute-b1"); r.code != 0 || !slices.Equal(got, []string{"compute-b1", ini, "site-c", "1", "vol-1", "rw", "active/optimized"}) {
 		t.Fatalf("host list with a connection:\n%s%s", r.stdout, r.stderr)
 	}
 

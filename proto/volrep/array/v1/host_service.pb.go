@@ -22,6 +22,70 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// PathState is an ALUA asymmetric access state (SPC-4 5.15.2): how a
+// host's multipath may use this array's paths to a LUN.
+type PathState int32
+
+const (
+	PathState_PATH_STATE_UNSPECIFIED PathState = 0
+	// Every command; the paths to prefer.
+	PathState_PATH_STATE_ACTIVE_OPTIMIZED PathState = 1
+	// Every command, at a cost (a pod's array that is not the host's
+	// preferred one, or that forwards its writes to the other).
+	PathState_PATH_STATE_ACTIVE_NON_OPTIMIZED PathState = 2
+	PathState_PATH_STATE_STANDBY              PathState = 3
+	// No media access (a side of a pod that is stopped or cut off).
+	PathState_PATH_STATE_UNAVAILABLE   PathState = 4
+	PathState_PATH_STATE_TRANSITIONING PathState = 5
+)
+
+// Enum value maps for PathState.
+var (
+	PathState_name = map[int32]string{
+		0: "PATH_STATE_UNSPECIFIED",
+		1: "PATH_STATE_ACTIVE_OPTIMIZED",
+		2: "PATH_STATE_ACTIVE_NON_OPTIMIZED",
+		3: "PATH_STATE_STANDBY",
+		4: "PATH_STATE_UNAVAILABLE",
+		5: "PATH_STATE_TRANSITIONING",
+	}
+	PathState_value = map[string]int32{
+		"PATH_STATE_UNSPECIFIED":          0,
+		"PATH_STATE_ACTIVE_OPTIMIZED":     1,
+		"PATH_STATE_ACTIVE_NON_OPTIMIZED": 2,
+		"PATH_STATE_STANDBY":              3,
+		"PATH_STATE_UNAVAILABLE":          4,
+		"PATH_STATE_TRANSITIONING":        5,
+	}
+)
+
+func (x PathState) Enum() *PathState {
+	p := new(PathState)
+	*p = x
+	return p
+}
+
+func (x PathState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PathState) Descriptor() protoreflect.EnumDescriptor {
+	return file_volrep_array_v1_host_service_proto_enumTypes[0].Descriptor()
+}
+
+func (PathState) Type() protoreflect.EnumType {
+	return &file_volrep_array_v1_host_service_proto_enumTypes[0]
+}
+
+func (x PathState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PathState.Descriptor instead.
+func (PathState) EnumDescriptor() ([]byte, []int) {
+	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{0}
+}
+
 type Host struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -175,8 +239,13 @@ type Connection struct {
 	MutualChapUser   string `protobuf:"bytes,10,opt,name=mutual_chap_user,json=mutualChapUser,proto3" json:"mutual_chap_user,omitempty"`
 	MutualChapSecret string `protobuf:"bytes,11,opt,name=mutual_chap_secret,json=mutualChapSecret,proto3" json:"mutual_chap_secret,omitempty"`
 	// The LUN's NAA 6 WWN, 32 hex digits (the volume's Volume.wwn).
-	Wwn           string                 `protobuf:"bytes,12,opt,name=wwn,proto3" json:"wwn,omitempty"`
-	Created       *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=created,proto3" json:"created,omitempty"`
+	Wwn     string                 `protobuf:"bytes,12,opt,name=wwn,proto3" json:"wwn,omitempty"`
+	Created *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=created,proto3" json:"created,omitempty"`
+	// The ALUA state this array's target reports to the host for the LUN
+	// now (REPORT TARGET PORT GROUPS), and its PREF bit: only in
+	// ListConnections' answer.
+	PathState     PathState `protobuf:"varint,14,opt,name=path_state,json=pathState,proto3,enum=volrep.array.v1.PathState" json:"path_state,omitempty"`
+	PathPreferred bool      `protobuf:"varint,15,opt,name=path_preferred,json=pathPreferred,proto3" json:"path_preferred,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -300,6 +369,20 @@ func (x *Connection) GetCreated() *timestamppb.Timestamp {
 		return x.Created
 	}
 	return nil
+}
+
+func (x *Connection) GetPathState() PathState {
+	if x != nil {
+		return x.PathState
+	}
+	return PathState_PATH_STATE_UNSPECIFIED
+}
+
+func (x *Connection) GetPathPreferred() bool {
+	if x != nil {
+		return x.PathPreferred
+	}
+	return false
 }
 
 type CreateHostRequest struct {
@@ -1184,7 +1267,7 @@ const file_volrep_array_v1_host_service_proto_rawDesc = "" +
 	"\x10preferred_arrays\x18\v \x03(\tR\x0fpreferredArrays\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9a\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfc\x03\n" +
 	"\n" +
 	"Connection\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12\x16\n" +
@@ -1202,7 +1285,10 @@ const file_volrep_array_v1_host_service_proto_rawDesc = "" +
 	" \x01(\tR\x0emutualChapUser\x12,\n" +
 	"\x12mutual_chap_secret\x18\v \x01(\tR\x10mutualChapSecret\x12\x10\n" +
 	"\x03wwn\x18\f \x01(\tR\x03wwn\x124\n" +
-	"\acreated\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\xd9\x02\n" +
+	"\acreated\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x129\n" +
+	"\n" +
+	"path_state\x18\x0e \x01(\x0e2\x1a.volrep.array.v1.PathStateR\tpathState\x12%\n" +
+	"\x0epath_preferred\x18\x0f \x01(\bR\rpathPreferred\"\xd9\x02\n" +
 	"\x11CreateHostRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04iqns\x18\x02 \x03(\tR\x04iqns\x12\x1f\n" +
@@ -1260,7 +1346,14 @@ const file_volrep_array_v1_host_service_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"\x80\x01\n" +
 	"\x17ListConnectionsResponse\x12=\n" +
 	"\vconnections\x18\x01 \x03(\v2\x1b.volrep.array.v1.ConnectionR\vconnections\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x87\x06\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xbf\x01\n" +
+	"\tPathState\x12\x1a\n" +
+	"\x16PATH_STATE_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bPATH_STATE_ACTIVE_OPTIMIZED\x10\x01\x12#\n" +
+	"\x1fPATH_STATE_ACTIVE_NON_OPTIMIZED\x10\x02\x12\x16\n" +
+	"\x12PATH_STATE_STANDBY\x10\x03\x12\x1a\n" +
+	"\x16PATH_STATE_UNAVAILABLE\x10\x04\x12\x1c\n" +
+	"\x18PATH_STATE_TRANSITIONING\x10\x052\x87\x06\n" +
 	"\vHostService\x12U\n" +
 	"\n" +
 	"CreateHost\x12\".volrep.array.v1.CreateHostRequest\x1a#.volrep.array.v1.CreateHostResponse\x12L\n" +
@@ -1285,62 +1378,65 @@ func file_volrep_array_v1_host_service_proto_rawDescGZIP() []byte {
 	return file_volrep_array_v1_host_service_proto_rawDescData
 }
 
+var file_volrep_array_v1_host_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_volrep_array_v1_host_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_volrep_array_v1_host_service_proto_goTypes = []any{
-	(*Host)(nil),                           // 0: volrep.array.v1.Host
-	(*Connection)(nil),                     // 1: volrep.array.v1.Connection
-	(*CreateHostRequest)(nil),              // 2: volrep.array.v1.CreateHostRequest
-	(*CreateHostResponse)(nil),             // 3: volrep.array.v1.CreateHostResponse
-	(*GetHostRequest)(nil),                 // 4: volrep.array.v1.GetHostRequest
-	(*GetHostResponse)(nil),                // 5: volrep.array.v1.GetHostResponse
-	(*ListHostsRequest)(nil),               // 6: volrep.array.v1.ListHostsRequest
-	(*ListHostsResponse)(nil),              // 7: volrep.array.v1.ListHostsResponse
-	(*DeleteHostRequest)(nil),              // 8: volrep.array.v1.DeleteHostRequest
-	(*DeleteHostResponse)(nil),             // 9: volrep.array.v1.DeleteHostResponse
-	(*SetHostPreferredArraysRequest)(nil),  // 10: volrep.array.v1.SetHostPreferredArraysRequest
-	(*SetHostPreferredArraysResponse)(nil), // 11: volrep.array.v1.SetHostPreferredArraysResponse
-	(*ConnectVolumeRequest)(nil),           // 12: volrep.array.v1.ConnectVolumeRequest
-	(*ConnectVolumeResponse)(nil),          // 13: volrep.array.v1.ConnectVolumeResponse
-	(*DisconnectVolumeRequest)(nil),        // 14: volrep.array.v1.DisconnectVolumeRequest
-	(*DisconnectVolumeResponse)(nil),       // 15: volrep.array.v1.DisconnectVolumeResponse
-	(*ListConnectionsRequest)(nil),         // 16: volrep.array.v1.ListConnectionsRequest
-	(*ListConnectionsResponse)(nil),        // 17: volrep.array.v1.ListConnectionsResponse
-	nil,                                    // 18: volrep.array.v1.Host.LabelsEntry
-	nil,                                    // 19: volrep.array.v1.CreateHostRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),          // 20: google.protobuf.Timestamp
+	(PathState)(0),                         // 0: volrep.array.v1.PathState
+	(*Host)(nil),                           // 1: volrep.array.v1.Host
+	(*Connection)(nil),                     // 2: volrep.array.v1.Connection
+	(*CreateHostRequest)(nil),              // 3: volrep.array.v1.CreateHostRequest
+	(*CreateHostResponse)(nil),             // 4: volrep.array.v1.CreateHostResponse
+	(*GetHostRequest)(nil),                 // 5: volrep.array.v1.GetHostRequest
+	(*GetHostResponse)(nil),                // 6: volrep.array.v1.GetHostResponse
+	(*ListHostsRequest)(nil),               // 7: volrep.array.v1.ListHostsRequest
+	(*ListHostsResponse)(nil),              // 8: volrep.array.v1.ListHostsResponse
+	(*DeleteHostRequest)(nil),              // 9: volrep.array.v1.DeleteHostRequest
+	(*DeleteHostResponse)(nil),             // 10: volrep.array.v1.DeleteHostResponse
+	(*SetHostPreferredArraysRequest)(nil),  // 11: volrep.array.v1.SetHostPreferredArraysRequest
+	(*SetHostPreferredArraysResponse)(nil), // 12: volrep.array.v1.SetHostPreferredArraysResponse
+	(*ConnectVolumeRequest)(nil),           // 13: volrep.array.v1.ConnectVolumeRequest
+	(*ConnectVolumeResponse)(nil),          // 14: volrep.array.v1.ConnectVolumeResponse
+	(*DisconnectVolumeRequest)(nil),        // 15: volrep.array.v1.DisconnectVolumeRequest
+	(*DisconnectVolumeResponse)(nil),       // 16: volrep.array.v1.DisconnectVolumeResponse
+	(*ListConnectionsRequest)(nil),         // 17: volrep.array.v1.ListConnectionsRequest
+	(*ListConnectionsResponse)(nil),        // 18: volrep.array.v1.ListConnectionsResponse
+	nil,                                    // 19: volrep.array.v1.Host.LabelsEntry
+	nil,                                    // 20: volrep.array.v1.CreateHostRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),          // 21: google.protobuf.Timestamp
 }
 var file_volrep_array_v1_host_service_proto_depIdxs = []int32{
-	20, // 0: volrep.array.v1.Host.created:type_name -> google.protobuf.Timestamp
-	18, // 1: volrep.array.v1.Host.labels:type_name -> volrep.array.v1.Host.LabelsEntry
-	20, // 2: volrep.array.v1.Connection.created:type_name -> google.protobuf.Timestamp
-	19, // 3: volrep.array.v1.CreateHostRequest.labels:type_name -> volrep.array.v1.CreateHostRequest.LabelsEntry
-	0,  // 4: volrep.array.v1.CreateHostResponse.host:type_name -> volrep.array.v1.Host
-	0,  // 5: volrep.array.v1.GetHostResponse.host:type_name -> volrep.array.v1.Host
-	0,  // 6: volrep.array.v1.ListHostsResponse.hosts:type_name -> volrep.array.v1.Host
-	0,  // 7: volrep.array.v1.SetHostPreferredArraysResponse.host:type_name -> volrep.array.v1.Host
-	1,  // 8: volrep.array.v1.ConnectVolumeResponse.connection:type_name -> volrep.array.v1.Connection
-	1,  // 9: volrep.array.v1.ListConnectionsResponse.connections:type_name -> volrep.array.v1.Connection
-	2,  // 10: volrep.array.v1.HostService.CreateHost:input_type -> volrep.array.v1.CreateHostRequest
-	4,  // 11: volrep.array.v1.HostService.GetHost:input_type -> volrep.array.v1.GetHostRequest
-	6,  // 12: volrep.array.v1.HostService.ListHosts:input_type -> volrep.array.v1.ListHostsRequest
-	8,  // 13: volrep.array.v1.HostService.DeleteHost:input_type -> volrep.array.v1.DeleteHostRequest
-	10, // 14: volrep.array.v1.HostService.SetHostPreferredArrays:input_type -> volrep.array.v1.SetHostPreferredArraysRequest
-	12, // 15: volrep.array.v1.HostService.ConnectVolume:input_type -> volrep.array.v1.ConnectVolumeRequest
-	14, // 16: volrep.array.v1.HostService.DisconnectVolume:input_type -> volrep.array.v1.DisconnectVolumeRequest
-	16, // 17: volrep.array.v1.HostService.ListConnections:input_type -> volrep.array.v1.ListConnectionsRequest
-	3,  // 18: volrep.array.v1.HostService.CreateHost:output_type -> volrep.array.v1.CreateHostResponse
-	5,  // 19: volrep.array.v1.HostService.GetHost:output_type -> volrep.array.v1.GetHostResponse
-	7,  // 20: volrep.array.v1.HostService.ListHosts:output_type -> volrep.array.v1.ListHostsResponse
-	9,  // 21: volrep.array.v1.HostService.DeleteHost:output_type -> volrep.array.v1.DeleteHostResponse
-	11, // 22: volrep.array.v1.HostService.SetHostPreferredArrays:output_type -> volrep.array.v1.SetHostPreferredArraysResponse
-	13, // 23: volrep.array.v1.HostService.ConnectVolume:output_type -> volrep.array.v1.ConnectVolumeResponse
-	15, // 24: volrep.array.v1.HostService.DisconnectVolume:output_type -> volrep.array.v1.DisconnectVolumeResponse
-	17, // 25: volrep.array.v1.HostService.ListConnections:output_type -> volrep.array.v1.ListConnectionsResponse
-	18, // [18:26] is the sub-list for method output_type
-	10, // [10:18] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	21, // 0: volrep.array.v1.Host.created:type_name -> google.protobuf.Timestamp
+	19, // 1: volrep.array.v1.Host.labels:type_name -> volrep.array.v1.Host.LabelsEntry
+	21, // 2: volrep.array.v1.Connection.created:type_name -> google.protobuf.Timestamp
+	0,  // 3: volrep.array.v1.Connection.path_state:type_name -> volrep.array.v1.PathState
+	20, // 4: volrep.array.v1.CreateHostRequest.labels:type_name -> volrep.array.v1.CreateHostRequest.LabelsEntry
+	1,  // 5: volrep.array.v1.CreateHostResponse.host:type_name -> volrep.array.v1.Host
+	1,  // 6: volrep.array.v1.GetHostResponse.host:type_name -> volrep.array.v1.Host
+	1,  // 7: volrep.array.v1.ListHostsResponse.hosts:type_name -> volrep.array.v1.Host
+	1,  // 8: volrep.array.v1.SetHostPreferredArraysResponse.host:type_name -> volrep.array.v1.Host
+	2,  // 9: volrep.array.v1.ConnectVolumeResponse.connection:type_name -> volrep.array.v1.Connection
+	2,  // 10: volrep.array.v1.ListConnectionsResponse.connections:type_name -> volrep.array.v1.Connection
+	3,  // 11: volrep.array.v1.HostService.CreateHost:input_type -> volrep.array.v1.CreateHostRequest
+	5,  // 12: volrep.array.v1.HostService.GetHost:input_type -> volrep.array.v1.GetHostRequest
+	7,  // 13: volrep.array.v1.HostService.ListHosts:input_type -> volrep.array.v1.ListHostsRequest
+	9,  // 14: volrep.array.v1.HostService.DeleteHost:input_type -> volrep.array.v1.DeleteHostRequest
+	11, // 15: volrep.array.v1.HostService.SetHostPreferredArrays:input_type -> volrep.array.v1.SetHostPreferredArraysRequest
+	13, // 16: volrep.array.v1.HostService.ConnectVolume:input_type -> volrep.array.v1.ConnectVolumeRequest
+	15, // 17: volrep.array.v1.HostService.DisconnectVolume:input_type -> volrep.array.v1.DisconnectVolumeRequest
+	17, // 18: volrep.array.v1.HostService.ListConnections:input_type -> volrep.array.v1.ListConnectionsRequest
+	4,  // 19: volrep.array.v1.HostService.CreateHost:output_type -> volrep.array.v1.CreateHostResponse
+	6,  // 20: volrep.array.v1.HostService.GetHost:output_type -> volrep.array.v1.GetHostResponse
+	8,  // 21: volrep.array.v1.HostService.ListHosts:output_type -> volrep.array.v1.ListHostsResponse
+	10, // 22: volrep.array.v1.HostService.DeleteHost:output_type -> volrep.array.v1.DeleteHostResponse
+	12, // 23: volrep.array.v1.HostService.SetHostPreferredArrays:output_type -> volrep.array.v1.SetHostPreferredArraysResponse
+	14, // 24: volrep.array.v1.HostService.ConnectVolume:output_type -> volrep.array.v1.ConnectVolumeResponse
+	16, // 25: volrep.array.v1.HostService.DisconnectVolume:output_type -> volrep.array.v1.DisconnectVolumeResponse
+	18, // 26: volrep.array.v1.HostService.ListConnections:output_type -> volrep.array.v1.ListConnectionsResponse
+	19, // [19:27] is the sub-list for method output_type
+	11, // [11:19] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_host_service_proto_init() }
@@ -1353,13 +1449,14 @@ func file_volrep_array_v1_host_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_host_service_proto_rawDesc), len(file_volrep_array_v1_host_service_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_volrep_array_v1_host_service_proto_goTypes,
 		DependencyIndexes: file_volrep_array_v1_host_service_proto_depIdxs,
+		EnumInfos:         file_volrep_array_v1_host_service_proto_enumTypes,
 		MessageInfos:      file_volrep_array_v1_host_service_proto_msgTypes,
 	}.Build()
 	File_volrep_array_v1_host_service_proto = out.File

@@ -3,6 +3,7 @@
 
 import sys
 _b=sys.version_info[0]<3 and (lambda x:x) or (lambda x:x.encode('latin1'))
+from google.protobuf.internal import enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import reflection as _reflection
@@ -20,10 +21,55 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/host_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\"volrep/array/v1/host_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x02\n\x04Host\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04iqns\x18\x02 \x03(\t\x12\x13\n\x0bmutual_chap\x18\x03 \x01(\x08\x12\x11\n\tchap_user\x18\x04 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x18\n\x10mutual_chap_user\x18\x06 \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x07 \x01(\t\x12+\n\x07\x63reated\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x06labels\x18\t \x03(\x0b\x32!.volrep.array.v1.Host.LabelsEntry\x12\x13\n\x0b\x63onnections\x18\n \x01(\x03\x12\x18\n\x10preferred_arrays\x18\x0b \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x99\x02\n\nConnection\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\x12\x0b\n\x03lun\x18\x04 \x01(\x03\x12\x11\n\tread_only\x18\x05 \x01(\x08\x12\x12\n\ntarget_iqn\x18\x06 \x01(\t\x12\x0f\n\x07portals\x18\x07 \x03(\t\x12\x11\n\tchap_user\x18\x08 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\t \x01(\t\x12\x18\n\x10mutual_chap_user\x18\n \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x0b \x01(\t\x12\x0b\n\x03wwn\x18\x0c \x01(\t\x12+\n\x07\x63reated\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfe\x01\n\x11\x43reateHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04iqns\x18\x02 \x03(\t\x12\x13\n\x0bmutual_chap\x18\x03 \x01(\x08\x12>\n\x06labels\x18\x04 \x03(\x0b\x32..volrep.array.v1.CreateHostRequest.LabelsEntry\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x06 \x01(\t\x12\x18\n\x10preferred_arrays\x18\x07 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x12\x43reateHostResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"7\n\x0eGetHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0finclude_secrets\x18\x02 \x01(\x08\"6\n\x0fGetHostResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"9\n\x10ListHostsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x11ListHostsResponse\x12$\n\x05hosts\x18\x01 \x03(\x0b\x32\x15.volrep.array.v1.Host\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x11\x44\x65leteHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x14\n\x12\x44\x65leteHostResponse\"G\n\x1dSetHostPreferredArraysRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10preferred_arrays\x18\x02 \x03(\t\"E\n\x1eSetHostPreferredArraysResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"F\n\x14\x43onnectVolumeRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"H\n\x15\x43onnectVolumeResponse\x12/\n\nconnection\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.Connection\"I\n\x17\x44isconnectVolumeRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"\x1a\n\x18\x44isconnectVolumeResponse\"]\n\x16ListConnectionsRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"d\n\x17ListConnectionsResponse\x12\x30\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32\x1b.volrep.array.v1.Connection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x87\x06\n\x0bHostService\x12U\n\nCreateHost\x12\".volrep.array.v1.CreateHostRequest\x1a#.volrep.array.v1.CreateHostResponse\x12L\n\x07GetHost\x12\x1f.volrep.array.v1.GetHostRequest\x1a .volrep.array.v1.GetHostResponse\x12R\n\tListHosts\x12!.volrep.array.v1.ListHostsRequest\x1a\".volrep.array.v1.ListHostsResponse\x12U\n\nDeleteHost\x12\".volrep.array.v1.DeleteHostRequest\x1a#.volrep.array.v1.DeleteHostResponse\x12y\n\x16SetHostPreferredArrays\x12..volrep.array.v1.SetHostPreferredArraysRequest\x1a/.volrep.array.v1.SetHostPreferredArraysResponse\x12^\n\rConnectVolume\x12%.volrep.array.v1.ConnectVolumeRequest\x1a&.volrep.array.v1.ConnectVolumeResponse\x12g\n\x10\x44isconnectVolume\x12(.volrep.array.v1.DisconnectVolumeRequest\x1a).volrep.array.v1.DisconnectVolumeResponse\x12\x64\n\x0fListConnections\x12\'.volrep.array.v1.ListConnectionsRequest\x1a(.volrep.array.v1.ListConnectionsResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n\"volrep/array/v1/host_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x02\n\x04Host\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04iqns\x18\x02 \x03(\t\x12\x13\n\x0bmutual_chap\x18\x03 \x01(\x08\x12\x11\n\tchap_user\x18\x04 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x18\n\x10mutual_chap_user\x18\x06 \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x07 \x01(\t\x12+\n\x07\x63reated\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x06labels\x18\t \x03(\x0b\x32!.volrep.array.v1.Host.LabelsEntry\x12\x13\n\x0b\x63onnections\x18\n \x01(\x03\x12\x18\n\x10preferred_arrays\x18\x0b \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe1\x02\n\nConnection\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\x12\x0b\n\x03lun\x18\x04 \x01(\x03\x12\x11\n\tread_only\x18\x05 \x01(\x08\x12\x12\n\ntarget_iqn\x18\x06 \x01(\t\x12\x0f\n\x07portals\x18\x07 \x03(\t\x12\x11\n\tchap_user\x18\x08 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\t \x01(\t\x12\x18\n\x10mutual_chap_user\x18\n \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x0b \x01(\t\x12\x0b\n\x03wwn\x18\x0c \x01(\t\x12+\n\x07\x63reated\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\npath_state\x18\x0e \x01(\x0e\x32\x1a.volrep.array.v1.PathState\x12\x16\n\x0epath_preferred\x18\x0f \x01(\x08\"\xfe\x01\n\x11\x43reateHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04iqns\x18\x02 \x03(\t\x12\x13\n\x0bmutual_chap\x18\x03 \x01(\x08\x12>\n\x06labels\x18\x04 \x03(\x0b\x32..volrep.array.v1.CreateHostRequest.LabelsEntry\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x06 \x01(\t\x12\x18\n\x10preferred_arrays\x18\x07 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x12\x43reateHostResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"7\n\x0eGetHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0finclude_secrets\x18\x02 \x01(\x08\"6\n\x0fGetHostResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"9\n\x10ListHostsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x11ListHostsResponse\x12$\n\x05hosts\x18\x01 \x03(\x0b\x32\x15.volrep.array.v1.Host\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x11\x44\x65leteHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x14\n\x12\x44\x65leteHostResponse\"G\n\x1dSetHostPreferredArraysRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10preferred_arrays\x18\x02 \x03(\t\"E\n\x1eSetHostPreferredArraysResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"F\n\x14\x43onnectVolumeRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"H\n\x15\x43onnectVolumeResponse\x12/\n\nconnection\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.Connection\"I\n\x17\x44isconnectVolumeRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"\x1a\n\x18\x44isconnectVolumeResponse\"]\n\x16ListConnectionsRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"d\n\x17ListConnectionsResponse\x12\x30\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32\x1b.volrep.array.v1.Connection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xbf\x01\n\tPathState\x12\x1a\n\x16PATH_STATE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPATH_STATE_ACTIVE_OPTIMIZED\x10\x01\x12#\n\x1fPATH_STATE_ACTIVE_NON_OPTIMIZED\x10\x02\x12\x16\n\x12PATH_STATE_STANDBY\x10\x03\x12\x1a\n\x16PATH_STATE_UNAVAILABLE\x10\x04\x12\x1c\n\x18PATH_STATE_TRANSITIONING\x10\x05\x32\x87\x06\n\x0bHostService\x12U\n\nCreateHost\x12\".volrep.array.v1.CreateHostRequest\x1a#.volrep.array.v1.CreateHostResponse\x12L\n\x07GetHost\x12\x1f.volrep.array.v1.GetHostRequest\x1a .volrep.array.v1.GetHostResponse\x12R\n\tListHosts\x12!.volrep.array.v1.ListHostsRequest\x1a\".volrep.array.v1.ListHostsResponse\x12U\n\nDeleteHost\x12\".volrep.array.v1.DeleteHostRequest\x1a#.volrep.array.v1.DeleteHostResponse\x12y\n\x16SetHostPreferredArrays\x12..volrep.array.v1.SetHostPreferredArraysRequest\x1a/.volrep.array.v1.SetHostPreferredArraysResponse\x12^\n\rConnectVolume\x12%.volrep.array.v1.ConnectVolumeRequest\x1a&.volrep.array.v1.ConnectVolumeResponse\x12g\n\x10\x44isconnectVolume\x12(.volrep.array.v1.DisconnectVolumeRequest\x1a).volrep.array.v1.DisconnectVolumeResponse\x12\x64\n\x0fListConnections\x12\'.volrep.array.v1.ListConnectionsRequest\x1a(.volrep.array.v1.ListConnectionsResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
+_PATHSTATE = _descriptor.EnumDescriptor(
+  name='PathState',
+  full_name='volrep.array.v1.PathState',
+  filename=None,
+  file=DESCRIPTOR,
+  values=[
+    _descriptor.EnumValueDescriptor(
+      name='PATH_STATE_UNSPECIFIED', index=0, number=0,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='PATH_STATE_ACTIVE_OPTIMIZED', index=1, number=1,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='PATH_STATE_ACTIVE_NON_OPTIMIZED', index=2, number=2,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='PATH_STATE_STANDBY', index=3, number=3,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='PATH_STATE_UNAVAILABLE', index=4, number=4,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='PATH_STATE_TRANSITIONING', index=5, number=5,
+      options=None,
+      type=None),
+  ],
+  containing_type=None,
+  options=None,
+  serialized_start=2021,
+  serialized_end=2212,
+)
+_sym_db.RegisterEnumDescriptor(_PATHSTATE)
+
+PathState = enum_type_wrapper.EnumTypeWrapper(_PATHSTATE)
+PATH_STATE_UNSPECIFIED = 0
+PATH_STATE_ACTIVE_OPTIMIZED = 1
+PATH_STATE_ACTIVE_NON_OPTIMIZED = 2
+PATH_STATE_STANDBY = 3
+PATH_STATE_UNAVAILABLE = 4
+PATH_STATE_TRANSITIONING = 5
 
 
 
@@ -263,6 +309,20 @@ _CONNECTION = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='path_state', full_name='volrep.array.v1.Connection.path_state', index=13,
+      number=14, type=14, cpp_type=8, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='path_preferred', full_name='volrep.array.v1.Connection.path_preferred', index=14,
+      number=15, type=8, cpp_type=7, label=1,
+      has_default_value=False, default_value=False,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -276,7 +336,7 @@ _CONNECTION = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=431,
-  serialized_end=712,
+  serialized_end=784,
 )
 
 
@@ -385,8 +445,8 @@ _CREATEHOSTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=715,
-  serialized_end=969,
+  serialized_start=787,
+  serialized_end=1041,
 )
 
 
@@ -416,8 +476,8 @@ _CREATEHOSTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=971,
-  serialized_end=1028,
+  serialized_start=1043,
+  serialized_end=1100,
 )
 
 
@@ -454,8 +514,8 @@ _GETHOSTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1030,
-  serialized_end=1085,
+  serialized_start=1102,
+  serialized_end=1157,
 )
 
 
@@ -485,8 +545,8 @@ _GETHOSTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1087,
-  serialized_end=1141,
+  serialized_start=1159,
+  serialized_end=1213,
 )
 
 
@@ -523,8 +583,8 @@ _LISTHOSTSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1143,
-  serialized_end=1200,
+  serialized_start=1215,
+  serialized_end=1272,
 )
 
 
@@ -561,8 +621,8 @@ _LISTHOSTSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1202,
-  serialized_end=1284,
+  serialized_start=1274,
+  serialized_end=1356,
 )
 
 
@@ -599,8 +659,8 @@ _DELETEHOSTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1286,
-  serialized_end=1334,
+  serialized_start=1358,
+  serialized_end=1406,
 )
 
 
@@ -623,8 +683,8 @@ _DELETEHOSTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1336,
-  serialized_end=1356,
+  serialized_start=1408,
+  serialized_end=1428,
 )
 
 
@@ -661,8 +721,8 @@ _SETHOSTPREFERREDARRAYSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1358,
-  serialized_end=1429,
+  serialized_start=1430,
+  serialized_end=1501,
 )
 
 
@@ -692,8 +752,8 @@ _SETHOSTPREFERREDARRAYSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1431,
-  serialized_end=1500,
+  serialized_start=1503,
+  serialized_end=1572,
 )
 
 
@@ -737,8 +797,8 @@ _CONNECTVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1502,
-  serialized_end=1572,
+  serialized_start=1574,
+  serialized_end=1644,
 )
 
 
@@ -768,8 +828,8 @@ _CONNECTVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1574,
-  serialized_end=1646,
+  serialized_start=1646,
+  serialized_end=1718,
 )
 
 
@@ -813,8 +873,8 @@ _DISCONNECTVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1648,
-  serialized_end=1721,
+  serialized_start=1720,
+  serialized_end=1793,
 )
 
 
@@ -837,8 +897,8 @@ _DISCONNECTVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1723,
-  serialized_end=1749,
+  serialized_start=1795,
+  serialized_end=1821,
 )
 
 
@@ -889,8 +949,8 @@ _LISTCONNECTIONSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1751,
-  serialized_end=1844,
+  serialized_start=1823,
+  serialized_end=1916,
 )
 
 
@@ -927,14 +987,15 @@ _LISTCONNECTIONSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1846,
-  serialized_end=1946,
+  serialized_start=1918,
+  serialized_end=2018,
 )
 
 _HOST_LABELSENTRY.containing_type = _HOST
 _HOST.fields_by_name['created'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
 _HOST.fields_by_name['labels'].message_type = _HOST_LABELSENTRY
 _CONNECTION.fields_by_name['created'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
+_CONNECTION.fields_by_name['path_state'].enum_type = _PATHSTATE
 _CREATEHOSTREQUEST_LABELSENTRY.containing_type = _CREATEHOSTREQUEST
 _CREATEHOSTREQUEST.fields_by_name['labels'].message_type = _CREATEHOSTREQUEST_LABELSENTRY
 _CREATEHOSTRESPONSE.fields_by_name['host'].message_type = _HOST
@@ -961,6 +1022,7 @@ DESCRIPTOR.message_types_by_name['DisconnectVolumeRequest'] = _DISCONNECTVOLUMER
 DESCRIPTOR.message_types_by_name['DisconnectVolumeResponse'] = _DISCONNECTVOLUMERESPONSE
 DESCRIPTOR.message_types_by_name['ListConnectionsRequest'] = _LISTCONNECTIONSREQUEST
 DESCRIPTOR.message_types_by_name['ListConnectionsResponse'] = _LISTCONNECTIONSRESPONSE
+DESCRIPTOR.enum_types_by_name['PathState'] = _PATHSTATE
 _sym_db.RegisterFileDescriptor(DESCRIPTOR)
 
 Host = _reflection.GeneratedProtocolMessageType('Host', (_message.Message,), dict(
@@ -1119,8 +1181,8 @@ _HOSTSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=1949,
-  serialized_end=2724,
+  serialized_start=2215,
+  serialized_end=2990,
   methods=[
   _descriptor.MethodDescriptor(
     name='CreateHost',
