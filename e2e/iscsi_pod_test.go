@@ -84,6 +84,15 @@ func TestISCSIPodHostPrefersPeer(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// The CLI knows the peer's name at the serving array from its link:
+	// setting the same preference by hand there draws no warning.
+	hostName := tg.GetHostName()
+	cmd := exec.Command(volrepBin, "host", "set-preferred-arrays", hostName, "site-b")
+	cmd.Env = append(cmd.Environ(), "VOLREP_ARRAY_ADDR="+s.a.ArrayA, "VOLREP_ARRAY_TOKEN="+s.a.TokenA)
+	if out, err := cmd.CombinedOutput(); err != nil || strings.Contains(string(out), "warning") || !strings.Contains(string(out), "site-b") {
+		t.Fatalf("volrep host set-preferred-arrays %s site-b at site-a: %v\n%s", hostName, err, out)
+	}
+
 	// I/O through the path the host would use, and back through the other.
 	lun := func(i int) lunOf {
 		p := paths[i]

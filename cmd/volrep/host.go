@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -40,6 +42,13 @@ func (f *arrayFlags) add(cmd *cobra.Command) {
 
 // call runs fn with the array's host service.
 func (f *arrayFlags) call(a *app, cmd *cobra.Command, fn func(ctx context.Context, c arrayv1.HostServiceClient) error) error {
+	return f.dial(a, cmd, func(ctx context.Context, cc *grpc.ClientConn) error {
+		return fn(ctx, arrayv1.NewHostServiceClient(cc))
+	})
+}
+
+// dial runs fn with a connection to the array's API.
+func (f *arrayFlags) dial(a *app, cmd *cobra.Command, fn func(ctx context.Context, cc *grpc.ClientConn) error) error {
 	if f.addr == "" {
 		f.addr = a.getenv(envArrayAddr)
 	}
@@ -56,7 +65,7 @@ func (f *arrayFlags) call(a *app, cmd *cobra.Command, fn func(ctx context.Contex
 	defer cc.Close()
 	ctx, cancel := a.context(cmd)
 	defer cancel()
-	return fn(ctx, arrayv1.NewHostServiceClient(cc))
+	return fn(ctx, cc)
 }
 
 func newHostCmd(a *app) *cobra.Command {
@@ -128,7 +137,8 @@ CHANGED unit attention; the host need not log in again.`,
 			return nil
 		},
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
-			return af.call(a, cmd, func(ctx context.Context, c arrayv1.HostServiceClient) error {
+			return af.dial(a, cmd, func(ctx context.Context, cc *grpc.ClientConn) error {
+				c := arrayv1.NewHostServiceClient(cc)
 				resp, err := c.SetHostPreferredArrays(ctx, &arrayv1.SetHostPreferredArraysRequest{Name: args[0], PreferredArrays: args[1:]})
 				if err != nil {
 					ce := &cliError{What: fmt.Sprintf("set the preferred arrays of host %q", args[0]), Err: err}
@@ -138,12 +148,46 @@ CHANGED unit attention; the host need not log in again.`,
 					}
 					return ce
 				}
+				warnUnknownArrays(ctx, a, cc, args[1:])
 				return a.render(resp, func(w io.Writer) { hostTable(w, resp.GetHost()) })
 			})
 		}),
 	}
 	af.add(cmd)
 	return cmd
+}
+
+// warnUnknownArrays warns of a preferred array that is neither this array
+// nor one at the other end of its links: most likely a typo, which the
+// array cannot refuse (it may be set before the link exists), and which
+// would leave the host with no optimized path to its pod volumes here.
+func warnUnknownArrays(ctx context.Context, a *app, cc *grpc.ClientConn, names []string) {
+	if len(names) == 0 {
+		return
+	}
+	info, err := arrayv1.NewArrayServiceClient(cc).GetArrayInfo(ctx, &arrayv1.GetArrayInfoRequest{})
+	if err != nil {
+		return // the change is made; the check is only advice
+	}
+	known := []string{info.GetInfo().GetName()}
+	links, err := paging.All(ctx, func(ctx context.Context, tok string) ([]*arrayv1.Link, string, error) {
+		r, err := arrayv1.NewLinkServiceClient(cc).ListLinks(ctx, &arrayv1.ListLinksRequest{PageSize: paging.MaxPageSize, PageToken: tok})
+		return r.GetLinks(), r.GetNextPageToken(), err
+	})
+	if err != nil && status.Code(err) != codes.Unimplemented { // Unimplemented: no replication, so no links
+		return
+	}
+	for _, l := range links {
+		if n := l.GetRemoteArrayName(); n != "" {
+			known = append(known, n)
+		}
+	}
+	for _, n := range names {
+		if !slices.Contains(known, n) {
+			fmt.Fprintf(a.stderr, "volrep: warning: array %q is neither this array nor one it has a link to (%s); check the name: a host that prefers only other arrays is told this array's paths are non-optimized\n",
+				n, strings.Join(known, ", "))
+		}
+	}
 }
 
 func hostTable(w io.Writer, h *arrayv1.Host) {

@@ -153,9 +153,18 @@ func TestHostPreferredArrays(t *testing.T) {
 		t.Fatalf("after create: preferred arrays %q", got)
 	}
 
+	// The array's own name draws no warning; a name that is neither it
+	// nor a linked array's (this array has no links) is set, with one.
+	r = volrep(t, env, "host", "set-preferred-arrays", "compute-b1", "a1")
+	if r.code != 0 || strings.Contains(r.stderr, "warning") {
+		t.Fatalf("set-preferred-arrays to the array itself: %+v", r)
+	}
 	r = volrep(t, env, "host", "set-preferred-arrays", "compute-b1", "site-c")
 	if got := tableRow(r.stdout, "preferred_arrays"); r.code != 0 || !slices.Equal(got, []string{"preferred_arrays", "site-c"}) {
 		t.Fatalf("set-preferred-arrays: %+v", r)
+	}
+	if !strings.Contains(r.stderr, `warning: array "site-c" is neither this array nor one it has a link to (a1)`) {
+		t.Fatalf("set-preferred-arrays to an unknown array warns of nothing: %q", r.stderr)
 	}
 	if got := preferred(); !slices.Equal(got, []string{"site-c"}) {
 		t.Fatalf("after set: preferred arrays %q", got)
