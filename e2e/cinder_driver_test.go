@@ -41,11 +41,13 @@ func cinderPython(t *testing.T) string {
 // to site-b asynchronously and attaches over NBD; demo-b, on site-b in a
 // pool of its own, is where snapshot_replicate sends snapshots;
 // demo-iscsi, on site-a (which serves iSCSI on two portals) in a pool of
-// its own, leaves volrep_protocol unset and so attaches over iSCSI. The
+// its own, leaves volrep_protocol unset and so attaches over iSCSI;
+// demo-pod mirrors site-a to site-b (which serves iSCSI too) in a pod
+// and gives hosts named compute-b* site-b as their preferred array. The
 // driver API wants a token, which the Cinder driver reads from [volrep]
 // here.
 const cinderConf = `[DEFAULT]
-enabled_backends = demo, demo-b, demo-iscsi
+enabled_backends = demo, demo-b, demo-iscsi, demo-pod
 
 [volrep]
 driver_listen = {{.DriverAddr}}
@@ -64,6 +66,7 @@ api_token = {{.TokenA}}
 data_dir = {{.Dir}}/site-b
 listen = {{.ArrayB}}
 nbd_listen = {{.NBDB}}
+iscsi_listen = {{.ISCSIB}}
 api_token = {{.TokenB}}
 
 [demo]
@@ -87,6 +90,17 @@ volume_driver = volrep_cinder.driver.VolrepDriver
 san_ip = {{.ArrayA}}
 pure_api_token = {{.TokenA}}
 volrep_pool = cinder-iscsi
+
+[demo-pod]
+volume_backend_name = demo-pod
+volume_driver = volrep_cinder.driver.VolrepDriver
+san_ip = {{.ArrayA}}
+pure_api_token = {{.TokenA}}
+replication_device = backend_id:site-b-sync,san_ip:{{.ArrayB}},api_token:{{.TokenB}},type:sync
+volrep_pool = cinder-pod
+pure_replication_pod_name = cinder-pod-e2e
+pure_replication_pg_name = cinder-group-pod
+volrep_host_preferred_arrays = compute-b*:site-b-sync
 `
 
 // TestCinderDriver runs the Python suite deploy/cinder/tests against a real
@@ -99,6 +113,7 @@ func TestCinderDriver(t *testing.T) {
 	d := NewDaemon(t)
 	d.DriverToken = "driver-token-cinder"
 	d.ISCSIA = freePort(t) + ", " + freePort(t)
+	d.ISCSIB = freePort(t)
 	var conf strings.Builder
 	if err := template.Must(template.New("cinder").Parse(cinderConf)).Execute(&conf, d); err != nil {
 		t.Fatal(err)
@@ -127,6 +142,10 @@ func TestCinderDriver(t *testing.T) {
 		"VOLREP_TOKEN="+d.DriverToken,
 		"VOLREP_ARRAY_ADDR="+d.ArrayA,
 		"VOLREP_ARRAY_TOKEN="+d.TokenA,
+		"VOLREP_POD_BACKEND=demo-pod",
+		"VOLREP_POD_PEER_PORTALS="+d.ISCSIB,
+		"VOLREP_ARRAY_B_ADDR="+d.ArrayB,
+		"VOLREP_ARRAY_B_TOKEN="+d.TokenB,
 		"VOLREP_LOG_FILE="+cinderLog,
 		// test_health reloads the daemon (SIGHUP) after editing VOLREP_CONF.
 		"VOLREP_DAEMON_PID="+strconv.Itoa(d.cmd.Process.Pid),
