@@ -92,6 +92,13 @@ func TestISCSIPodHostPrefersPeer(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil || strings.Contains(string(out), "warning") || !strings.Contains(string(out), "site-b") {
 		t.Fatalf("volrep host set-preferred-arrays %s site-b at site-a: %v\n%s", hostName, err, out)
 	}
+	// The pod's peer has no link back to site-a: naming it there is not
+	// taken for a typo either.
+	cmd = exec.Command(volrepBin, "host", "set-preferred-arrays", hostName, "site-b", "site-a")
+	cmd.Env = append(cmd.Environ(), "VOLREP_ARRAY_ADDR="+s.b.ArrayB, "VOLREP_ARRAY_TOKEN="+s.b.TokenB)
+	if out, err := cmd.CombinedOutput(); err != nil || strings.Contains(string(out), "warning") {
+		t.Fatalf("volrep host set-preferred-arrays %s site-b site-a at site-b: %v\n%s", hostName, err, out)
+	}
 
 	// I/O through the path the host would use, and back through the other.
 	lun := func(i int) lunOf {

@@ -159,8 +159,9 @@ CHANGED unit attention; the host need not log in again.`,
 
 // warnUnknownArrays warns of a preferred array that is neither this array
 // nor one at the other end of its links: most likely a typo, which the
-// array cannot refuse (it may be set before the link exists), and which
-// would leave the host with no optimized path to its pod volumes here.
+// array cannot refuse (it may be set before the link exists, and a pod's
+// non-preferred array has no link back), and which would leave the host
+// with no optimized path to its pod volumes here.
 func warnUnknownArrays(ctx context.Context, a *app, cc *grpc.ClientConn, names []string) {
 	if len(names) == 0 {
 		return
@@ -174,7 +175,14 @@ func warnUnknownArrays(ctx context.Context, a *app, cc *grpc.ClientConn, names [
 		r, err := arrayv1.NewLinkServiceClient(cc).ListLinks(ctx, &arrayv1.ListLinksRequest{PageSize: paging.MaxPageSize, PageToken: tok})
 		return r.GetLinks(), r.GetNextPageToken(), err
 	})
-	if err != nil && status.Code(err) != codes.Unimplemented { // Unimplemented: no replication, so no links
+	switch {
+	case status.Code(err) == codes.Unimplemented:
+		// No replication here, so no pod: only this array's name can apply.
+	case err != nil:
+		return
+	case len(links) == 0:
+		// A pod's non-preferred array needs no link back to the preferred
+		// one, so with no links there is nothing to judge a name by.
 		return
 	}
 	for _, l := range links {
@@ -184,8 +192,8 @@ func warnUnknownArrays(ctx context.Context, a *app, cc *grpc.ClientConn, names [
 	}
 	for _, n := range names {
 		if !slices.Contains(known, n) {
-			fmt.Fprintf(a.stderr, "volrep: warning: array %q is neither this array nor one it has a link to (%s); check the name: a host that prefers only other arrays is told this array's paths are non-optimized\n",
-				n, strings.Join(known, ", "))
+			fmt.Fprintf(a.stderr, "volrep: warning: array %q is neither this array nor one it has a link to (%s); check the name, unless it is the preferred array of a pod that replicates to this one: "+
+				"a host that prefers only other arrays is told this array's paths are non-optimized\n", n, strings.Join(known, ", "))
 		}
 	}
 }
