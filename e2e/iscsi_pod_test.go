@@ -41,14 +41,19 @@ func TestISCSIPodHostPrefersPeer(t *testing.T) {
 	}
 
 	_, volrepBin := binaries(t)
+	// cli runs the volrep CLI against the array at addr.
+	cli := func(addr, token string, args ...string) (string, error) {
+		cmd := exec.Command(volrepBin, args...)
+		cmd.Env = append(cmd.Environ(), "VOLREP_ARRAY_ADDR="+addr, "VOLREP_ARRAY_TOKEN="+token)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
 	// alua is what `volrep -o json host list` at one array reports for the
 	// host's connection: its ALUA state, whether PREF is set, and the
 	// host's preferred arrays.
 	alua := func(addr, token string) (state string, pref bool, preferred []string) {
 		t.Helper()
-		cmd := exec.Command(volrepBin, "-o", "json", "host", "list")
-		cmd.Env = append(cmd.Environ(), "VOLREP_ARRAY_ADDR="+addr, "VOLREP_ARRAY_TOKEN="+token)
-		out, err := cmd.CombinedOutput()
+		out, err := cli(addr, token, "-o", "json", "host", "list")
 		if err != nil {
 			t.Fatalf("volrep host list at %s: %v\n%s", addr, err, out)
 		}
@@ -63,7 +68,7 @@ func TestISCSIPodHostPrefersPeer(t *testing.T) {
 				PathPreferred bool   `json:"path_preferred"`
 			} `json:"connections"`
 		}
-		if err := json.Unmarshal(out, &l); err != nil || len(l.Hosts) != 1 || len(l.Connections) != 1 {
+		if err := json.Unmarshal([]byte(out), &l); err != nil || len(l.Hosts) != 1 || len(l.Connections) != 1 {
 			t.Fatalf("volrep host list at %s: %v\n%s", addr, err, out)
 		}
 		return l.Connections[0].PathState, l.Connections[0].PathPreferred, l.Hosts[0].PreferredArrays
@@ -87,16 +92,12 @@ func TestISCSIPodHostPrefersPeer(t *testing.T) {
 	// The CLI knows the peer's name at the serving array from its link:
 	// setting the same preference by hand there draws no warning.
 	hostName := tg.GetHostName()
-	cmd := exec.Command(volrepBin, "host", "set-preferred-arrays", hostName, "site-b")
-	cmd.Env = append(cmd.Environ(), "VOLREP_ARRAY_ADDR="+s.a.ArrayA, "VOLREP_ARRAY_TOKEN="+s.a.TokenA)
-	if out, err := cmd.CombinedOutput(); err != nil || strings.Contains(string(out), "warning") || !strings.Contains(string(out), "site-b") {
+	if out, err := cli(s.a.ArrayA, s.a.TokenA, "host", "set-preferred-arrays", hostName, "site-b"); err != nil || strings.Contains(out, "warning") || !strings.Contains(out, "site-b") {
 		t.Fatalf("volrep host set-preferred-arrays %s site-b at site-a: %v\n%s", hostName, err, out)
 	}
 	// The pod's peer has no link back to site-a: naming it there is not
 	// taken for a typo either.
-	cmd = exec.Command(volrepBin, "host", "set-preferred-arrays", hostName, "site-b", "site-a")
-	cmd.Env = append(cmd.Environ(), "VOLREP_ARRAY_ADDR="+s.b.ArrayB, "VOLREP_ARRAY_TOKEN="+s.b.TokenB)
-	if out, err := cmd.CombinedOutput(); err != nil || strings.Contains(string(out), "warning") {
+	if out, err := cli(s.b.ArrayB, s.b.TokenB, "host", "set-preferred-arrays", hostName, "site-b", "site-a"); err != nil || strings.Contains(out, "warning") {
 		t.Fatalf("volrep host set-preferred-arrays %s site-b site-a at site-b: %v\n%s", hostName, err, out)
 	}
 
@@ -119,9 +120,7 @@ func TestISCSIPodHostPrefersPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, a := range []struct{ addr, token string }{{s.a.ArrayA, s.a.TokenA}, {s.b.ArrayB, s.b.TokenB}} {
-		cmd := exec.Command(volrepBin, "host", "list")
-		cmd.Env = append(cmd.Environ(), "VOLREP_ARRAY_ADDR="+a.addr, "VOLREP_ARRAY_TOKEN="+a.token)
-		if out, err := cmd.CombinedOutput(); err != nil || strings.Contains(string(out), "compute-b1") {
+		if out, err := cli(a.addr, a.token, "host", "list"); err != nil || strings.Contains(out, "compute-b1") {
 			t.Errorf("hosts at %s after detach: %v\n%s", a.addr, err, out)
 		}
 	}

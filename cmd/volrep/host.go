@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/volrep/volrep/array/wire"
 	"github.com/volrep/volrep/paging"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 	"github.com/volrep/volrep/server"
@@ -265,17 +266,12 @@ func newHostListCmd(a *app) *cobra.Command {
 // aluaText is the ALUA state the array reports to the host for the LUN,
 // as "active/optimized,pref": what the host's multipath is told.
 func aluaText(c *arrayv1.Connection) string {
-	st, ok := map[arrayv1.PathState]string{
-		arrayv1.PathState_PATH_STATE_ACTIVE_OPTIMIZED:     "active/optimized",
-		arrayv1.PathState_PATH_STATE_ACTIVE_NON_OPTIMIZED: "active/non-optimized",
-		arrayv1.PathState_PATH_STATE_STANDBY:              "standby",
-		arrayv1.PathState_PATH_STATE_UNAVAILABLE:          "unavailable",
-		arrayv1.PathState_PATH_STATE_TRANSITIONING:        "transitioning",
-	}[c.GetPathState()]
-	if !ok {
+	p := wire.ConnectionFromPB(c).Path
+	if p == nil {
 		return "-" // an array from before path states were reported
 	}
-	if c.GetPathPreferred() {
+	st := p.State.String()
+	if p.Preferred {
 		st += ",pref"
 	}
 	return st
