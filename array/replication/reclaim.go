@@ -31,7 +31,7 @@ func (p *pod) reclaim(ctx context.Context) (int64, error) {
 	}
 	p.mu.Unlock()
 	touched := map[*podMember]bool{}
-	n, err := transfer.ReclaimFrom(ctx, p.l.xfer, transfer.ReclaimTarget{Pod: p.name, SourceArrayID: p.e.id, Volumes: vols,
+	n, err := transfer.ReclaimFrom(ctx, p.l.xfer, transfer.ReclaimTarget{Pod: p.name, SourceArrayID: p.e.id, Volumes: vols, Timeout: p.timeout,
 		Apply: func(ctx context.Context, volume string, off int64, data []byte) error {
 			m := byRemote[volume]
 			touched[m] = true

@@ -3,6 +3,7 @@ package transfer
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/volrep/volrep/array"
@@ -35,6 +36,13 @@ func (t *Service) Reclaim(stream arrayv1.TransferService_ReclaimServer) error {
 	open, err := recvOpen(stream.Recv, (*arrayv1.ReclaimRequest).GetOpen)
 	if err != nil {
 		return err
+	}
+	if ms := open.GetTimeoutMs(); ms < 0 || ms > 3600_000 {
+		return errdefs.InvalidArgument("open.timeout_ms", "is %d; give the pod's sync timeout in milliseconds (1 to 3600000), or 0 for %s", ms, reclaimApplyWait)
+	}
+	quiet := reclaimApplyWait
+	if ms := open.GetTimeoutMs(); ms > 0 {
+		quiet = time.Duration(ms) * time.Millisecond
 	}
 	for i, v := range open.GetVolumes() {
 		if err := array.CheckName("open.volumes.volume", v.GetVolume()); err != nil {
@@ -136,22 +144,20 @@ func (t *Service) Reclaim(stream arrayv1.TransferService_ReclaimServer) error {
 			}
 		}
 		c.mu.Unlock()
-		n, err := t.sendBlocks(ctx, stream, todo)
-		sent += n
-		if err != nil {
+		rd := reclaimRound{stream: stream, pod: open.GetPod(), todo: todo, sent: sent, last: last, wait: reclaimApplyWait}
+		if !last {
+			n, err := t.sendRound(ctx, rd, func() {})
+			if sent += n; err != nil {
+				return err
+			}
+			continue
+		}
+		rd.wait = quiet
+		n, err := t.lastRound(ctx, c, rd, quiet)
+		if sent += n; err != nil {
 			return err
 		}
-		if err := stream.Send(&arrayv1.ReclaimResponse{Msg: &arrayv1.ReclaimResponse_Round{Round: &arrayv1.ReclaimRound{Bytes: sent, Last: last}}}); err != nil {
-			return err
-		}
-		// The next round starts once this one is durable there, so the
-		// last one, with writes stopped here, has little to make durable.
-		if err := awaitApplied(stream, open.GetPod()); err != nil {
-			return err
-		}
-		if last {
-			break
-		}
+		break
 	}
 	if err := t.release(ctx, p); err != nil {
 		return err
@@ -161,10 +167,80 @@ func (t *Service) Reclaim(stream arrayv1.TransferService_ReclaimServer) error {
 	return stream.Send(&arrayv1.ReclaimResponse{Msg: &arrayv1.ReclaimResponse_Released{Released: &arrayv1.ReclaimReleased{}}})
 }
 
+// reclaimRound is one round of a hand-back: the blocks to send, and how
+// long to wait for the preferred array to apply them.
+type reclaimRound struct {
+	stream arrayv1.TransferService_ReclaimServer
+	pod    string
+	todo   map[string]*bitmap.Bitmap
+	sent   int64 // bytes of the rounds before
+	last   bool
+	wait   time.Duration
+}
+
+// sendRound sends a round's blocks and its end, and waits until the
+// preferred array says they are durable there, so the next round (the
+// last, with writes stopped here) has little left to make durable. It
+// calls progress after each message sent and returns the bytes sent.
+func (t *Service) sendRound(ctx context.Context, rd reclaimRound, progress func()) (int64, error) {
+	n, err := t.sendBlocks(ctx, rd.stream, rd.todo, progress)
+	if err != nil {
+		return n, err
+	}
+	if err := rd.stream.Send(&arrayv1.ReclaimResponse{Msg: &arrayv1.ReclaimResponse_Round{Round: &arrayv1.ReclaimRound{Bytes: rd.sent + n, Last: rd.last}}}); err != nil {
+		return n, err
+	}
+	progress()
+	return n, awaitApplied(rd.stream, rd.pod, rd.wait)
+}
+
+// lastRound runs the last round, during which this array refuses the
+// pod's writes, watched: if the preferred array takes nothing for quiet
+// (the pod's sync timeout), this array takes the pod's writes again at
+// once, rather than when the stream's keepalive gives up or the round's
+// wait ends, and the hand-back fails; everything it carried stays dirty
+// for the next one. The round runs on a goroutine of its own because a
+// Send to a peer that went silent blocks until the transport dies; the
+// handler still waits for that goroutine before it returns, so the
+// stream is never used after it.
+func (t *Service) lastRound(ctx context.Context, c *carrying, rd reclaimRound, quiet time.Duration) (int64, error) {
+	var beat atomic.Int64
+	beat.Store(time.Now().UnixNano())
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := t.sendRound(ctx, rd, func() { beat.Store(time.Now().UnixNano()) })
+		done <- result{n, err}
+	}()
+	tick := time.NewTicker(max(quiet/8, 5*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case r := <-done:
+			return r.n, r.err
+		case <-tick.C:
+			silent := time.Since(time.Unix(0, beat.Load()))
+			if silent < quiet {
+				continue
+			}
+			c.mu.Lock()
+			c.handing = false
+			c.mu.Unlock()
+			t.log.Warn("the preferred array went quiet during the last round of a hand-back; this array takes the pod's writes again and keeps everything it carried for the next hand-back",
+				"pod", rd.pod, "silent", silent.Round(time.Millisecond))
+			r := <-done
+			return r.n, errdefs.Unavailable("pod %s: the preferred array took nothing of the hand-back's last round for %s (the pod's sync timeout); this array carries the pod again, and the preferred array asks for it once more when it can", rd.pod, quiet)
+		}
+	}
+}
+
 // awaitApplied waits for the preferred array to say a round is applied
 // and durable. Recv runs on its own goroutine, which ends with the
 // handler if the wait times out.
-func awaitApplied(stream arrayv1.TransferService_ReclaimServer, pod string) error {
+func awaitApplied(stream arrayv1.TransferService_ReclaimServer, pod string, within time.Duration) error {
 	applied := make(chan error, 1)
 	go func() {
 		m, err := stream.Recv()
@@ -173,18 +249,18 @@ func awaitApplied(stream arrayv1.TransferService_ReclaimServer, pod string) erro
 		}
 		applied <- err
 	}()
-	wait := time.NewTimer(reclaimApplyWait)
+	wait := time.NewTimer(within)
 	defer wait.Stop()
 	select {
 	case err := <-applied:
 		return err
 	case <-wait.C:
-		return errdefs.Unavailable("pod %s: the preferred array did not apply a round of changed blocks within %s; this array carries the pod again", pod, reclaimApplyWait)
+		return errdefs.Unavailable("pod %s: the preferred array did not apply a round of changed blocks within %s; this array carries the pod again", pod, within)
 	}
 }
 
 // sendBlocks sends the blocks of each volume's bitmap, with their CRCs.
-func (t *Service) sendBlocks(ctx context.Context, stream arrayv1.TransferService_ReclaimServer, todo map[string]*bitmap.Bitmap) (int64, error) {
+func (t *Service) sendBlocks(ctx context.Context, stream arrayv1.TransferService_ReclaimServer, todo map[string]*bitmap.Bitmap, progress func()) (int64, error) {
 	var sent int64
 	buf := make([]byte, reclaimPiece)
 	var crcs []uint32
@@ -200,6 +276,9 @@ func (t *Service) sendBlocks(ctx context.Context, stream arrayv1.TransferService
 				crcs = blockCRCs(data, crcs)
 				err = stream.Send(&arrayv1.ReclaimResponse{Msg: &arrayv1.ReclaimResponse_Data{Data: &arrayv1.ReclaimData{Volume: v,
 					Chunk: &arrayv1.DataChunk{Offset: off, Data: data, Crc32C: crcs}}}})
+				if err == nil {
+					progress()
+				}
 				sent += int64(len(data))
 			}
 			return err == nil
@@ -260,6 +339,9 @@ func (t *Service) release(ctx context.Context, p *podForward) error {
 // ReclaimTarget is the preferred array's side of Reclaim.
 type ReclaimTarget struct {
 	Pod, SourceArrayID string
+	// Timeout is the pod's sync timeout: how long the peer, which refuses
+	// the pod's writes during the last round, waits for this array.
+	Timeout time.Duration
 	// Volumes are the peer's copies, each with the ranges to take from it
 	// besides the blocks the peer changed.
 	Volumes map[string][]*arrayv1.Extent
@@ -282,7 +364,7 @@ func ReclaimFrom(ctx context.Context, xfer arrayv1.TransferServiceClient, rt Rec
 	if err != nil {
 		return 0, err
 	}
-	open := &arrayv1.ReclaimOpen{Pod: rt.Pod, SourceArrayId: rt.SourceArrayID}
+	open := &arrayv1.ReclaimOpen{Pod: rt.Pod, SourceArrayId: rt.SourceArrayID, TimeoutMs: rt.Timeout.Milliseconds()}
 	for v, ext := range rt.Volumes {
 		open.Volumes = append(open.Volumes, &arrayv1.ReclaimVolume{Volume: v, Extents: ext})
 	}

@@ -2174,6 +2174,11 @@ type ReclaimOpen struct {
 	Pod           string                 `protobuf:"bytes,1,opt,name=pod,proto3" json:"pod,omitempty"`
 	SourceArrayId string                 `protobuf:"bytes,2,opt,name=source_array_id,json=sourceArrayId,proto3" json:"source_array_id,omitempty"`
 	Volumes       []*ReclaimVolume       `protobuf:"bytes,3,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	// The pod's sync timeout (volrep_sync_timeout), in milliseconds: during
+	// the last round the carrying array refuses the pod's writes, so if the
+	// preferred array goes quiet for this long it gives the hand-back up and
+	// takes writes again. 0 (an older preferred array) waits 30 s.
+	TimeoutMs     int64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2227,6 +2232,13 @@ func (x *ReclaimOpen) GetVolumes() []*ReclaimVolume {
 		return x.Volumes
 	}
 	return nil
+}
+
+func (x *ReclaimOpen) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
 }
 
 // ReclaimApplied says every block of the rounds so far is applied and
@@ -2751,11 +2763,13 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\x03msg\"Z\n" +
 	"\rReclaimVolume\x12\x16\n" +
 	"\x06volume\x18\x01 \x01(\tR\x06volume\x121\n" +
-	"\aextents\x18\x02 \x03(\v2\x17.volrep.array.v1.ExtentR\aextents\"\x81\x01\n" +
+	"\aextents\x18\x02 \x03(\v2\x17.volrep.array.v1.ExtentR\aextents\"\xa0\x01\n" +
 	"\vReclaimOpen\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\tR\x03pod\x12&\n" +
 	"\x0fsource_array_id\x18\x02 \x01(\tR\rsourceArrayId\x128\n" +
-	"\avolumes\x18\x03 \x03(\v2\x1e.volrep.array.v1.ReclaimVolumeR\avolumes\"\x10\n" +
+	"\avolumes\x18\x03 \x03(\v2\x1e.volrep.array.v1.ReclaimVolumeR\avolumes\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x04 \x01(\x03R\ttimeoutMs\"\x10\n" +
 	"\x0eReclaimApplied\"\x88\x01\n" +
 	"\x0eReclaimRequest\x122\n" +
 	"\x04open\x18\x01 \x01(\v2\x1c.volrep.array.v1.ReclaimOpenH\x00R\x04open\x12;\n" +

@@ -1,0 +1,205 @@
+package transfer
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/errdefs"
+	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
+	"github.com/volrep/volrep/server"
+)
+
+// TestQuietPreferredArrayEndsTheLastRound: during a hand-back's last round
+// the carrying array refuses the pod's writes. If the preferred array then
+// goes quiet, the carrying array must take writes again within the pod's
+// sync timeout, not after the 30 s a round may take while writes go on or
+// when the stream's keepalive gives up; it keeps every block it carried,
+// so the next hand-back sends them all and succeeds. Quiet is either an
+// unanswered last round, or a stalled link: the preferred array stops
+// reading, so the carrying array's Send of a large last round blocks once
+// the flow-control window and socket buffers are full.
+func TestQuietPreferredArrayEndsTheLastRound(t *testing.T) {
+	t.Run("unanswered", func(t *testing.T) { quietLastRound(t, false) })
+	t.Run("stalled", func(t *testing.T) { quietLastRound(t, true) })
+}
+
+func quietLastRound(t *testing.T, stall bool) {
+	ctx := t.Context()
+	s, err := store.Open(t.TempDir(), store.Options{Name: "site-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreatePool(ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateVolume(ctx, array.VolumeSpec{Name: "v1", Pool: "p", SizeBytes: 80 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("carried!"), (1<<20)/8)
+	if err := s.WriteVolume(ctx, "v1", 1<<20, data, false); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := NewService(ctx, s, slog.New(slog.DiscardHandler), ServiceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := svc.fwd.pod("cinder-pod")
+	c := newCarrying(s, p, []string{"v1"})
+	c.mark("v1", 1<<20, int64(len(data)))
+	p.mu.Lock()
+	p.carry = c
+	p.mu.Unlock()
+
+	srv := server.New(server.Options{Name: "site-b", Token: "tok"})
+	svc.Register(srv.GRPC())
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { srv.Serve(sctx, lis); close(served) }()
+	cc, err := server.Dial(lis.Addr().String(), "tok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close(); stop(); <-served; svc.Close(); s.Close() })
+	client := arrayv1.NewTransferServiceClient(cc)
+
+	const quiet = 300 * time.Millisecond
+	handingOver := func() bool {
+		err := c.refusal()
+		return err != nil && strings.Contains(err.Error(), "handing the pod back")
+	}
+	open := &arrayv1.ReclaimRequest{Msg: &arrayv1.ReclaimRequest_Open{Open: &arrayv1.ReclaimOpen{Pod: "cinder-pod", TimeoutMs: quiet.Milliseconds(),
+		Volumes: []*arrayv1.ReclaimVolume{{Volume: "v1"}}}}}
+	applied := &arrayv1.ReclaimRequest{Msg: &arrayv1.ReclaimRequest_Applied{Applied: &arrayv1.ReclaimApplied{}}}
+
+	// First hand-back: the preferred array takes the rounds while writes
+	// go on, then goes quiet once the last one (writes stopped) begins.
+	// Stalled, each round is followed by 64 MiB more changes, so there are
+	// four rounds and the last holds 64 MiB, more than the link buffers.
+	const more = 64 << 20
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cs, err := client.Reclaim(rctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.Send(open); err != nil {
+		t.Fatal(err)
+	}
+	var got int64
+	for round := 1; ; {
+		m, err := cs.Recv()
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		got += int64(len(m.GetData().GetChunk().GetData()))
+		if stall && round == 4 && got > int64(len(data))+2*more {
+			break // in the last round's data: stop reading
+		}
+		r := m.GetRound()
+		if r == nil {
+			continue
+		}
+		if r.GetLast() {
+			if stall {
+				t.Fatalf("round %d was the last; want 4 rounds", round)
+			}
+			break
+		}
+		if round == 1 && got != int64(len(data)) {
+			t.Fatalf("the first round sent %d bytes; want the %d carried", got, len(data))
+		}
+		if stall {
+			c.mark("v1", 8<<20, more)
+		}
+		if err := cs.Send(applied); err != nil {
+			t.Fatal(err)
+		}
+		round++
+	}
+	if !handingOver() {
+		t.Fatalf("during the last round the carrying array admits writes (%v); want them refused", c.refusal())
+	}
+	start := time.Now()
+	for handingOver() && time.Since(start) < time.Minute {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The old bound was 30 s; allow the race detector's slack.
+	if took := time.Since(start); took > quiet+2*time.Second {
+		t.Fatalf("the carrying array refused writes for %s after the preferred array went quiet; want about %s", took, quiet)
+	}
+	if !stall {
+		if _, err = cs.Recv(); !errdefs.IsUnavailable(err) {
+			t.Fatalf("the quiet hand-back ended with %v; want UNAVAILABLE", err)
+		}
+	}
+	carried := uint64(len(data)) / blockSize
+	if stall {
+		carried += more / blockSize
+	}
+	if n := c.dirty["v1"].Count(); n != carried {
+		t.Fatalf("after the failed hand-back %d blocks are dirty; want the %d carried", n, carried)
+	}
+	cancel()
+
+	// The next hand-back sends every carried block again and ends it.
+	rctx2, cancel2 := context.WithTimeout(ctx, time.Minute)
+	defer cancel2()
+	var cs2 arrayv1.TransferService_ReclaimClient
+	var m *arrayv1.ReclaimResponse
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// The first stream's handler may still be ending.
+		if cs2, err = client.Reclaim(rctx2); err != nil {
+			t.Fatal(err)
+		}
+		if err := cs2.Send(open); err != nil {
+			t.Fatal(err)
+		}
+		m, err = cs2.Recv()
+		if !errdefs.IsFailedPrecondition(err) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	got = 0
+	for ; ; m, err = cs2.Recv() {
+		if err != nil {
+			t.Fatalf("second hand-back: %v", err)
+		}
+		if d := m.GetData(); d != nil {
+			off, b := d.GetChunk().GetOffset(), d.GetChunk().GetData()
+			if off < 2<<20 && !bytes.Equal(b, data[off-(1<<20):][:len(b)]) {
+				t.Fatalf("second hand-back: the block at %d differs from what was written", off)
+			}
+			got += int64(len(b))
+		}
+		if m.GetRound() != nil {
+			if err := cs2.Send(applied); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if m.GetReleased() != nil {
+			break
+		}
+	}
+	if got != int64(carried)*blockSize {
+		t.Fatalf("the second hand-back sent %d bytes; want the %d carried", got, carried*blockSize)
+	}
+	p.mu.Lock()
+	still := p.carry != nil
+	p.mu.Unlock()
+	if still {
+		t.Fatal("after the hand-back the pod is still carried here")
+	}
+}
