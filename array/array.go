@@ -28,7 +28,20 @@ type Info struct {
 	// StreamPort is the port, on the API's host, that serves the pod
 	// streams without gRPC (stream_listen); 0 when it does not.
 	StreamPort int
+	// Features are the protocol features the array implements (see
+	// Features).
+	Features []string
 }
+
+// FeatureForwardOwnCopy: as a pod's non-preferred array, the array
+// answers a client's write only once its own copy holds it, not as soon
+// as the preferred array applied it (volrep before 2026-12-05 did). A
+// preferred array forwards its peer's client writes only to a peer that
+// has it, so a pod never acknowledges a write one copy lacks.
+const FeatureForwardOwnCopy = "forward-own-copy"
+
+// Features lists the protocol features this build implements.
+func Features() []string { return []string{FeatureForwardOwnCopy} }
 
 // Pool groups volumes.
 type Pool struct {

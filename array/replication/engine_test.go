@@ -55,12 +55,18 @@ func newTarget(t *testing.T) *target { return newTargetWith(t, true) }
 // newTargetWith starts a peer array that, without serveStreams, reports a
 // raw stream port where nothing listens (a firewall between the arrays).
 func newTargetWith(t *testing.T, serveStreams bool) *target {
+	return newTargetOf(t, serveStreams, nil)
+}
+
+// newTargetOf starts a peer array that, with features set, reports those
+// protocol features instead of this build's: an older array.
+func newTargetOf(t *testing.T, serveStreams bool, features *[]string) *target {
 	slis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	st, err := store.Open(t.TempDir(), store.Options{Name: "site-b", NBDAddress: "127.0.0.1:10809",
-		StreamPort: slis.Addr().(*net.TCPAddr).Port})
+		StreamPort: slis.Addr().(*net.TCPAddr).Port, Features: features})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/errdefs"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
@@ -39,7 +40,10 @@ const maxForwarded = 64
 
 func (p *pod) openForward(ctx context.Context) (*forwardLink, error) {
 	fctx, cancel := context.WithCancel(ctx)
-	cs, err := openPodStream(fctx, p.l, p.e.log, arrayv1.TransferService_Forward_FullMethodName, p.timeout,
+	// A peer from before FeatureForwardOwnCopy would answer its client as
+	// soon as this array applied a write, before its own copy held it: it
+	// takes no forwarded writes, and the pod stays active/passive.
+	cs, err := openPodStream(fctx, p.l, p.e.log, arrayv1.TransferService_Forward_FullMethodName, array.FeatureForwardOwnCopy, p.timeout,
 		func(ctx context.Context) (arrayv1.TransferService_ForwardClient, error) { return p.l.xfer.Forward(ctx) })
 	if err != nil {
 		cancel()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/client"
+	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/errdefs"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 	"github.com/volrep/volrep/server"
@@ -246,18 +247,29 @@ func (l *link) reconnect(ctx context.Context) {
 	}
 }
 
+// peerTooOld is a peer refused for a protocol feature it lacks.
+type peerTooOld struct{ err error }
+
+func (e *peerTooOld) Error() string { return e.err.Error() }
+func (e *peerTooOld) Unwrap() error { return e.err }
+
 // openPodStream opens one of a pod's streams to the peer. A peer that
 // serves raw streams (array.Info.StreamPort) gets it there, on the host
 // of its API address; otherwise, or when that port cannot be reached, it
 // goes over gRPC. The peer is asked each time: its port changes when it
-// restarts on a free one.
-func openPodStream[Req, Res any](ctx context.Context, l *link, log *slog.Logger, method string, timeout time.Duration,
+// restarts on a free one. A peer without the protocol feature need (none
+// when empty) is refused as FAILED_PRECONDITION.
+func openPodStream[Req, Res any](ctx context.Context, l *link, log *slog.Logger, method, need string, timeout time.Duration,
 	overGRPC func(context.Context) (grpc.BidiStreamingClient[Req, Res], error)) (grpc.BidiStreamingClient[Req, Res], error) {
 	ictx, cancel := context.WithTimeout(ctx, timeout)
 	info, err := l.peer.Info(ictx)
 	cancel()
 	if err != nil {
 		return nil, err
+	}
+	if need != "" && !slices.Contains(info.Features, need) {
+		return nil, &peerTooOld{errdefs.FailedPrecondition("array %s (volrep %s) lacks the protocol feature %q that this stream needs; upgrade it to this array's version (volrep %s)",
+			info.Name, info.Version, need, store.Version)}
 	}
 	if info.StreamPort <= 0 {
 		return overGRPC(ctx)

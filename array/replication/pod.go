@@ -61,11 +61,14 @@ type pod struct {
 	done    chan struct{}
 	kick    chan struct{}
 
-	mu         sync.Mutex
-	members    map[string]*podMember
-	stream     *mirrorStream
-	fwd        *forwardLink // the peer's clients' writes; nil until the peer is reached
-	synced     bool         // the peer holds every acknowledged write
+	mu      sync.Mutex
+	members map[string]*podMember
+	stream  *mirrorStream
+	fwd     *forwardLink // the peer's clients' writes; nil until the peer is reached
+	// fwdRefused is the last reason the peer was refused a forward stream
+	// for lacking a protocol feature, logged once; only step uses it.
+	fwdRefused string
+	synced     bool // the peer holds every acknowledged write
 	lastErr    error
 	lastResync int64
 	mirrored   atomic.Int64 // client bytes the peer acknowledged
@@ -1049,7 +1052,19 @@ func (p *pod) step(ctx context.Context) error {
 		}
 		if fwd, err = p.openForward(ctx); err != nil {
 			// The peer's clients cannot write; this side's writes go on.
-			p.e.log.Warn("opening the pod's forward stream; the peer's copies take no client writes until it is open", "pod", p.name, "err", err)
+			// An old peer is refused on every step: say so once.
+			var old *peerTooOld
+			switch {
+			case !errors.As(err, &old):
+				p.fwdRefused = ""
+				p.e.log.Warn("opening the pod's forward stream; the peer's copies take no client writes until it is open", "pod", p.name, "err", err)
+			case err.Error() != p.fwdRefused:
+				p.fwdRefused = err.Error()
+				p.e.log.Error("the pod's peer array is too old to take its clients' writes safely; it serves reads only, and writes go to this array, until it is upgraded",
+					"pod", p.name, "err", err)
+			}
+		} else {
+			p.fwdRefused = ""
 		}
 		p.mu.Lock()
 		p.fwd = fwd
@@ -1290,7 +1305,7 @@ func (p *pod) peerChecksums(ctx context.Context, vol string, off, ln int64) ([]u
 
 func (p *pod) open(ctx context.Context) (*mirrorStream, error) {
 	sctx, cancel := context.WithCancel(ctx)
-	cs, err := openPodStream(sctx, p.l, p.e.log, arrayv1.TransferService_Mirror_FullMethodName, p.timeout,
+	cs, err := openPodStream(sctx, p.l, p.e.log, arrayv1.TransferService_Mirror_FullMethodName, "", p.timeout,
 		func(ctx context.Context) (arrayv1.TransferService_MirrorClient, error) { return p.l.xfer.Mirror(ctx) })
 	if err != nil {
 		cancel()

@@ -3,13 +3,18 @@ package replication_test
 import (
 	"bytes"
 	"encoding/binary"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/replication"
 	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/clock"
 	"github.com/volrep/volrep/errdefs"
+	"github.com/volrep/volrep/internal/testenv"
 )
 
 // peerWritable waits until the pod's copy at the peer takes client writes
@@ -223,5 +228,42 @@ func wantPath(t *testing.T, side string, h *store.Handle, want array.Path) {
 	t.Helper()
 	if got := h.Path(); got != want {
 		t.Fatalf("%s reports its path %s (preferred %v), want %s (preferred %v)", side, got.State, got.Preferred, want.State, want.Preferred)
+	}
+}
+
+// TestPodPeerTooOldForForwarding: a peer that does not report
+// FeatureForwardOwnCopy (a volrep from before it answered a forwarded
+// write only once its own copy held it) gets no forward stream. The pod
+// still mirrors to it and comes in sync, but its copy refuses client
+// writes, so nothing is acknowledged there that one copy might lack; the
+// preferred array says why, once.
+func TestPodPeerTooOldForForwarding(t *testing.T) {
+	logs := &testenv.Buffer{}
+	src := newSource(t, clock.NewFake(t0), func(o *replication.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
+	tg := newTargetOf(t, true, &[]string{})
+	podOn(t, src, tg, 5*time.Second)
+	ctx := t.Context()
+	p := bytes.Repeat([]byte{0x3c}, 8192)
+	if err := src.st.WriteVolume(ctx, "v1", 4*mib, p, false); err != nil {
+		t.Fatal(err)
+	}
+	// Past several of the pod's steps: the peer's copy must stay closed.
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		// Refused as a replica target is (it never had a forward stream).
+		if err := tg.st.WriteVolume(ctx, "v1", 0, p, false); !errdefs.IsFailedPrecondition(err) && !errdefs.IsUnavailable(err) {
+			t.Fatalf("a write at a peer too old to forward safely: %v; want it refused", err)
+		}
+	}
+	got := make([]byte, len(p))
+	if err := tg.st.ReadVolume(ctx, "v1", 4*mib, got); err != nil || !bytes.Equal(got, p) {
+		t.Fatalf("the preferred array's write is not mirrored to the old peer (%v)", err)
+	}
+	if n := strings.Count(logs.String(), "too old to take its clients' writes safely"); n != 1 {
+		t.Fatalf("the preferred array logged the old peer %d times; want once:\n%s", n, logs)
+	}
+	if !strings.Contains(logs.String(), array.FeatureForwardOwnCopy) {
+		t.Fatalf("the log does not name the missing feature:\n%s", logs)
 	}
 }

@@ -46,6 +46,9 @@ type Options struct {
 	// StreamPort is the port of the array's raw stream listener
 	// (stream_listen), reported by Info; 0 means none.
 	StreamPort int
+	// Features, when set, replaces the protocol features Info reports
+	// (array.Features): a test stands for an older array with it.
+	Features *[]string
 }
 
 // Store is a local array. It is safe for concurrent use.
@@ -505,6 +508,10 @@ func (s *Store) Info(ctx context.Context) (array.Info, error) {
 		Now:           s.opts.Now(), BlockSize: bs,
 		ISCSIPortals: slices.Clone(s.opts.ISCSIPortals),
 		StreamPort:   s.opts.StreamPort,
+		Features:     array.Features(),
+	}
+	if s.opts.Features != nil {
+		info.Features = slices.Clone(*s.opts.Features)
 	}
 	if len(info.ISCSIPortals) > 0 {
 		info.ISCSITargetIQN = s.opts.ISCSITargetIQN

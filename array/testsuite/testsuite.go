@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/volrep/volrep/array"
@@ -117,6 +118,11 @@ func testPools(t *testing.T, a array.Array) {
 	info := mInfo(t)(a.Info(ctx))
 	if info.ID == "" || info.BlockSize != array.BlockSize || info.CapacityBytes <= 0 {
 		t.Fatalf("Info = %+v", info)
+	}
+	// A pod's preferred array forwards its peer's writes only to a peer
+	// that reports this (over gRPC too).
+	if !slices.Contains(info.Features, array.FeatureForwardOwnCopy) {
+		t.Fatalf("Info.Features = %q; want %q among them", info.Features, array.FeatureForwardOwnCopy)
 	}
 }
 

@@ -12,13 +12,13 @@ import (
 func InfoToPB(i array.Info) *arrayv1.ArrayInfo {
 	return &arrayv1.ArrayInfo{Name: i.Name, Id: i.ID, Version: i.Version, CapacityBytes: i.CapacityBytes,
 		FreeBytes: i.FreeBytes, Now: timestamppb.New(i.Now), BlockSize: i.BlockSize,
-		IscsiTargetIqn: i.ISCSITargetIQN, IscsiPortals: i.ISCSIPortals, StreamPort: int32(i.StreamPort)}
+		IscsiTargetIqn: i.ISCSITargetIQN, IscsiPortals: i.ISCSIPortals, StreamPort: int32(i.StreamPort), Features: i.Features}
 }
 
 func InfoFromPB(p *arrayv1.ArrayInfo) array.Info {
 	return array.Info{Name: p.GetName(), ID: p.GetId(), Version: p.GetVersion(), CapacityBytes: p.GetCapacityBytes(),
 		FreeBytes: p.GetFreeBytes(), Now: p.GetNow().AsTime(), BlockSize: p.GetBlockSize(),
-		ISCSITargetIQN: p.GetIscsiTargetIqn(), ISCSIPortals: p.GetIscsiPortals(), StreamPort: int(p.GetStreamPort())}
+		ISCSITargetIQN: p.GetIscsiTargetIqn(), ISCSIPortals: p.GetIscsiPortals(), StreamPort: int(p.GetStreamPort()), Features: p.GetFeatures()}
 }
 
 func PoolToPB(p array.Pool) *arrayv1.Pool {

@@ -41,7 +41,13 @@ type ArrayInfo struct {
 	// pod streams (TransferService Mirror and Forward) as raw streams, a
 	// transport without HTTP/2 that costs a pod's writes less latency; 0
 	// when it does not, and peers use gRPC.
-	StreamPort    int32 `protobuf:"varint,10,opt,name=stream_port,json=streamPort,proto3" json:"stream_port,omitempty"`
+	StreamPort int32 `protobuf:"varint,10,opt,name=stream_port,json=streamPort,proto3" json:"stream_port,omitempty"`
+	// The protocol features this array implements, so that a peer can
+	// refuse what would be unsafe with an older one. "forward-own-copy": as
+	// a pod's non-preferred array it answers a client's write only once its
+	// own copy holds it (since 2026-12-05); a preferred array forwards its
+	// peer's client writes only to a peer that says so.
+	Features      []string `protobuf:"bytes,11,rep,name=features,proto3" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -144,6 +150,13 @@ func (x *ArrayInfo) GetStreamPort() int32 {
 		return x.StreamPort
 	}
 	return 0
+}
+
+func (x *ArrayInfo) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
 }
 
 type Pool struct {
@@ -656,7 +669,7 @@ var File_volrep_array_v1_array_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_array_service_proto_rawDesc = "" +
 	"\n" +
-	"#volrep/array/v1/array_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x02\n" +
+	"#volrep/array/v1/array_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x02\n" +
 	"\tArrayInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x18\n" +
@@ -671,7 +684,8 @@ const file_volrep_array_v1_array_service_proto_rawDesc = "" +
 	"\riscsi_portals\x18\t \x03(\tR\fiscsiPortals\x12\x1f\n" +
 	"\vstream_port\x18\n" +
 	" \x01(\x05R\n" +
-	"streamPort\"s\n" +
+	"streamPort\x12\x1a\n" +
+	"\bfeatures\x18\v \x03(\tR\bfeatures\"s\n" +
 	"\x04Pool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\acreated\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12!\n" +

@@ -20,7 +20,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/array_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n#volrep/array/v1/array_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe5\x01\n\tArrayInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x04 \x01(\x03\x12\x12\n\nfree_bytes\x18\x05 \x01(\x03\x12\'\n\x03now\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nblock_size\x18\x07 \x01(\x03\x12\x18\n\x10iscsi_target_iqn\x18\x08 \x01(\t\x12\x15\n\riscsi_portals\x18\t \x03(\t\x12\x13\n\x0bstream_port\x18\n \x01(\x05\"W\n\x04Pool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x07\x63reated\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cvolume_count\x18\x03 \x01(\x03\"\x15\n\x13GetArrayInfoRequest\"@\n\x14GetArrayInfoResponse\x12(\n\x04info\x18\x01 \x01(\x0b\x32\x1a.volrep.array.v1.ArrayInfo\"!\n\x11\x43reatePoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"9\n\x12\x43reatePoolResponse\x12#\n\x04pool\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Pool\"\x1e\n\x0eGetPoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"6\n\x0fGetPoolResponse\x12#\n\x04pool\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Pool\"9\n\x10ListPoolsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x11ListPoolsResponse\x12$\n\x05pools\x18\x01 \x03(\x0b\x32\x15.volrep.array.v1.Pool\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11\x44\x65letePoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12\x44\x65letePoolResponse2\xbb\x03\n\x0c\x41rrayService\x12[\n\x0cGetArrayInfo\x12$.volrep.array.v1.GetArrayInfoRequest\x1a%.volrep.array.v1.GetArrayInfoResponse\x12U\n\nCreatePool\x12\".volrep.array.v1.CreatePoolRequest\x1a#.volrep.array.v1.CreatePoolResponse\x12L\n\x07GetPool\x12\x1f.volrep.array.v1.GetPoolRequest\x1a .volrep.array.v1.GetPoolResponse\x12R\n\tListPools\x12!.volrep.array.v1.ListPoolsRequest\x1a\".volrep.array.v1.ListPoolsResponse\x12U\n\nDeletePool\x12\".volrep.array.v1.DeletePoolRequest\x1a#.volrep.array.v1.DeletePoolResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n#volrep/array/v1/array_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf7\x01\n\tArrayInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x04 \x01(\x03\x12\x12\n\nfree_bytes\x18\x05 \x01(\x03\x12\'\n\x03now\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nblock_size\x18\x07 \x01(\x03\x12\x18\n\x10iscsi_target_iqn\x18\x08 \x01(\t\x12\x15\n\riscsi_portals\x18\t \x03(\t\x12\x13\n\x0bstream_port\x18\n \x01(\x05\x12\x10\n\x08\x66\x65\x61tures\x18\x0b \x03(\t\"W\n\x04Pool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x07\x63reated\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cvolume_count\x18\x03 \x01(\x03\"\x15\n\x13GetArrayInfoRequest\"@\n\x14GetArrayInfoResponse\x12(\n\x04info\x18\x01 \x01(\x0b\x32\x1a.volrep.array.v1.ArrayInfo\"!\n\x11\x43reatePoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"9\n\x12\x43reatePoolResponse\x12#\n\x04pool\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Pool\"\x1e\n\x0eGetPoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"6\n\x0fGetPoolResponse\x12#\n\x04pool\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Pool\"9\n\x10ListPoolsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x11ListPoolsResponse\x12$\n\x05pools\x18\x01 \x03(\x0b\x32\x15.volrep.array.v1.Pool\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11\x44\x65letePoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12\x44\x65letePoolResponse2\xbb\x03\n\x0c\x41rrayService\x12[\n\x0cGetArrayInfo\x12$.volrep.array.v1.GetArrayInfoRequest\x1a%.volrep.array.v1.GetArrayInfoResponse\x12U\n\nCreatePool\x12\".volrep.array.v1.CreatePoolRequest\x1a#.volrep.array.v1.CreatePoolResponse\x12L\n\x07GetPool\x12\x1f.volrep.array.v1.GetPoolRequest\x1a .volrep.array.v1.GetPoolResponse\x12R\n\tListPools\x12!.volrep.array.v1.ListPoolsRequest\x1a\".volrep.array.v1.ListPoolsResponse\x12U\n\nDeletePool\x12\".volrep.array.v1.DeletePoolRequest\x1a#.volrep.array.v1.DeletePoolResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -104,6 +104,13 @@ _ARRAYINFO = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='features', full_name='volrep.array.v1.ArrayInfo.features', index=10,
+      number=11, type=9, cpp_type=9, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -117,7 +124,7 @@ _ARRAYINFO = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=90,
-  serialized_end=319,
+  serialized_end=337,
 )
 
 
@@ -161,8 +168,8 @@ _POOL = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=321,
-  serialized_end=408,
+  serialized_start=339,
+  serialized_end=426,
 )
 
 
@@ -185,8 +192,8 @@ _GETARRAYINFOREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=410,
-  serialized_end=431,
+  serialized_start=428,
+  serialized_end=449,
 )
 
 
@@ -216,8 +223,8 @@ _GETARRAYINFORESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=433,
-  serialized_end=497,
+  serialized_start=451,
+  serialized_end=515,
 )
 
 
@@ -247,8 +254,8 @@ _CREATEPOOLREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=499,
-  serialized_end=532,
+  serialized_start=517,
+  serialized_end=550,
 )
 
 
@@ -278,8 +285,8 @@ _CREATEPOOLRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=534,
-  serialized_end=591,
+  serialized_start=552,
+  serialized_end=609,
 )
 
 
@@ -309,8 +316,8 @@ _GETPOOLREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=593,
-  serialized_end=623,
+  serialized_start=611,
+  serialized_end=641,
 )
 
 
@@ -340,8 +347,8 @@ _GETPOOLRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=625,
-  serialized_end=679,
+  serialized_start=643,
+  serialized_end=697,
 )
 
 
@@ -378,8 +385,8 @@ _LISTPOOLSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=681,
-  serialized_end=738,
+  serialized_start=699,
+  serialized_end=756,
 )
 
 
@@ -416,8 +423,8 @@ _LISTPOOLSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=740,
-  serialized_end=822,
+  serialized_start=758,
+  serialized_end=840,
 )
 
 
@@ -447,8 +454,8 @@ _DELETEPOOLREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=824,
-  serialized_end=857,
+  serialized_start=842,
+  serialized_end=875,
 )
 
 
@@ -471,8 +478,8 @@ _DELETEPOOLRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=859,
-  serialized_end=879,
+  serialized_start=877,
+  serialized_end=897,
 )
 
 _ARRAYINFO.fields_by_name['now'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
@@ -589,8 +596,8 @@ _ARRAYSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=882,
-  serialized_end=1325,
+  serialized_start=900,
+  serialized_end=1343,
   methods=[
   _descriptor.MethodDescriptor(
     name='GetArrayInfo',
