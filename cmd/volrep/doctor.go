@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -357,6 +358,7 @@ type arrayRef struct {
 	token    string
 	line     int
 	primary  bool
+	sync     bool // a sync replication_device: the pods' peer array
 }
 
 func checkArrays(ctx context.Context, rep *doctorReport, cfg *config.Config) {
@@ -366,7 +368,7 @@ func checkArrays(ctx context.Context, rep *doctorReport, cfg *config.Config) {
 			addr: b.SanIP, token: b.APIToken.Reveal(), line: b.Line, primary: true})
 		for _, d := range b.ReplicationDevices {
 			refs = append(refs, arrayRef{backend: b, role: "replication_device " + d.BackendID, addrKey: "san_ip",
-				tokenKey: "api_token", addr: d.SanIP, token: d.APIToken.Reveal(), line: d.Line})
+				tokenKey: "api_token", addr: d.SanIP, token: d.APIToken.Reveal(), line: d.Line, sync: d.Type == "sync"})
 		}
 	}
 	// Probe concurrently: an array that does not answer costs its timeout
@@ -428,6 +430,13 @@ func checkArray(rep *doctorReport, file string, r arrayRef, p arrayProbe) {
 		c.Fix = "synchronise the clocks of this host and the array (chrony, NTP): replication lag and RPO are computed from them"
 	}
 	rep.add(c)
+	if r.sync && !slices.Contains(p.info.Features, array.FeatureForwardOwnCopy) {
+		// The primary would forward to it unsafely, so it forwards nothing.
+		rep.add(doctorCheck{Area: "array", Name: name, Status: statusWarn,
+			Detail: fmt.Sprintf("array %s (volrep %s) lacks the protocol feature %q: the pods' copies there take no client writes, which go to the primary array instead",
+				p.info.Name, p.info.Version, array.FeatureForwardOwnCopy),
+			Fix: "upgrade volrep on that array to the primary array's version"})
+	}
 }
 
 // checkLinks reports the primary array's links: each async

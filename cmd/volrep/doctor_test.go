@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/volrep/volrep/array"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
 	"github.com/volrep/volrep/server"
@@ -25,13 +26,16 @@ import (
 type fakeArray struct {
 	arrayv1.UnimplementedArrayServiceServer
 	arrayv1.UnimplementedLinkServiceServer
-	name  string
-	skew  time.Duration
-	links []*arrayv1.Link
+	name     string
+	version  string
+	features []string
+	skew     time.Duration
+	links    []*arrayv1.Link
 }
 
 func (f *fakeArray) GetArrayInfo(context.Context, *arrayv1.GetArrayInfoRequest) (*arrayv1.GetArrayInfoResponse, error) {
-	return &arrayv1.GetArrayInfoResponse{Info: &arrayv1.ArrayInfo{Name: f.name, Id: "id-" + f.name, Now: timestamppb.New(time.Now().Add(f.skew))}}, nil
+	return &arrayv1.GetArrayInfoResponse{Info: &arrayv1.ArrayInfo{Name: f.name, Id: "id-" + f.name, Version: f.version, Features: f.features,
+		Now: timestamppb.New(time.Now().Add(f.skew))}}, nil
 }
 
 func (f *fakeArray) ListLinks(context.Context, *arrayv1.ListLinksRequest) (*arrayv1.ListLinksResponse, error) {
@@ -300,5 +304,31 @@ func TestFormatSkew(t *testing.T) {
 		if got := formatSkew(d); got != want {
 			t.Errorf("formatSkew(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestDoctorOldSyncPeer: a sync replication_device whose array lacks the
+// protocol feature a pod's peer needs to take its clients' writes is a
+// warning that names the feature and says to upgrade; once it reports
+// the feature, the warning goes.
+func TestDoctorOldSyncPeer(t *testing.T) {
+	_, daddr := startFake(t, "pure1")
+	peer := &fakeArray{name: "site-b", version: "0.0.9"}
+	taddr := startFakeArray(t, peer, "target-secret-token")
+	primary := &fakeArray{name: "site-a"}
+	paddr := startFakeArray(t, primary, "primary-secret-token")
+	conf := writeConf(t, strings.Replace(fmt.Sprintf(goodConf, daddr, paddr, taddr), "backend_id:pure2-async,san_ip:"+taddr+",api_token:target-secret-token",
+		"backend_id:pure2-sync,san_ip:"+taddr+",api_token:target-secret-token,type:sync", 1))
+	warning := "WARN   [pure1] replication_device pure2-sync at " + taddr + ": array site-b (volrep 0.0.9) lacks the protocol feature \"forward-own-copy\""
+	r := volrep(t, nil, "doctor", "--config", conf)
+	for _, want := range []string{warning, "fix: upgrade volrep on that array to the primary array's version"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	peer.features = []string{array.FeatureForwardOwnCopy}
+	r = volrep(t, nil, "doctor", "--config", conf)
+	if strings.Contains(r.stdout, "lacks the protocol feature") || !strings.Contains(r.stdout, "OK     [pure1] replication_device pure2-sync at "+taddr) {
+		t.Errorf("with the feature reported, doctor still warns or does not say OK:\n%s", r.stdout)
 	}
 }
