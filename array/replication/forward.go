@@ -27,12 +27,13 @@ type forwardLink struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
-	mu    sync.Mutex
-	queue []*arrayv1.ForwardRequest
-	last  *arrayv1.ForwardState
-	work  chan struct{}
-	dead  chan struct{}
-	once  sync.Once
+	mu      sync.Mutex
+	queue   []*arrayv1.ForwardRequest
+	sending bool // sendLoop is sending a batch taken from queue
+	last    *arrayv1.ForwardState
+	work    chan struct{}
+	dead    chan struct{}
+	once    sync.Once
 }
 
 // maxForwarded bounds the peer's changes applied here at once.
@@ -119,6 +120,7 @@ func (f *forwardLink) sendLoop() {
 		f.mu.Lock()
 		batch := f.queue
 		f.queue = nil
+		f.sending = len(batch) > 0
 		f.mu.Unlock()
 		for _, m := range batch {
 			if err := f.cs.Send(m); err != nil {
@@ -126,6 +128,28 @@ func (f *forwardLink) sendLoop() {
 				return
 			}
 		}
+		f.mu.Lock()
+		f.sending = false
+		f.mu.Unlock()
+	}
+}
+
+// leave tells the peer, before the stream closes, that the pod names no
+// copies there any more (the pod was removed or made async, never at a
+// shutdown): the peer drops its forwarders and its record of them, and
+// its copies are plain replicas again. It waits at most timeout for the
+// state to be sent.
+func (f *forwardLink) leave(timeout time.Duration) {
+	f.pushState(true)
+	deadline := time.Now().Add(timeout)
+	for f.alive() && time.Now().Before(deadline) {
+		f.mu.Lock()
+		done := len(f.queue) == 0 && !f.sending
+		f.mu.Unlock()
+		if done {
+			return
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -238,6 +262,9 @@ func (p *pod) forwardedHandle(ctx context.Context, remote string) (*store.Handle
 func (p *pod) forwardState() *arrayv1.ForwardState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.leaving {
+		return &arrayv1.ForwardState{}
+	}
 	st := &arrayv1.ForwardState{InSync: p.inSyncLocked(), ReceiverPreferred: p.preferPeer.Load()}
 	for _, m := range p.members {
 		if m.ready {

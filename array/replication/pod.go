@@ -65,6 +65,8 @@ type pod struct {
 	members map[string]*podMember
 	stream  *mirrorStream
 	fwd     *forwardLink // the peer's clients' writes; nil until the peer is reached
+	// leaving: stop has begun; the forward state names no copies.
+	leaving bool
 	// fwdRefused is the last reason the peer was refused a forward stream
 	// for lacking a protocol feature, logged once; only step uses it.
 	fwdRefused string
@@ -871,14 +873,23 @@ func (p *pod) refresh(ctx context.Context) error {
 	return nil
 }
 
-// stop ends the pod: its goroutine, its stream and its mirrors.
+// stop ends the pod, which was removed or made async: its goroutine,
+// its streams and its mirrors. The peer is told first that its copies
+// are the pod's no more.
 func (p *pod) stop(ctx context.Context) {
+	p.mu.Lock()
+	p.leaving = true
+	fwd := p.fwd
+	p.mu.Unlock()
+	if fwd != nil {
+		fwd.leave(p.timeout)
+	}
 	p.cancel()
 	<-p.done
 	p.mu.Lock()
 	st := p.stream
 	p.stream = nil
-	fwd := p.fwd
+	fwd = p.fwd
 	p.fwd = nil
 	members := make([]*podMember, 0, len(p.members))
 	for _, m := range p.members {
@@ -1044,9 +1055,9 @@ func (p *pod) step(ctx context.Context) error {
 		return err
 	}
 	p.mu.Lock()
-	fwd := p.fwd
+	fwd, leaving := p.fwd, p.leaving
 	p.mu.Unlock()
-	if fwd == nil || !fwd.alive() {
+	if !leaving && (fwd == nil || !fwd.alive()) {
 		if fwd != nil {
 			fwd.close()
 		}

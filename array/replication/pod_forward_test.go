@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/replication"
 	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/array/transfer"
 	"github.com/volrep/volrep/clock"
 	"github.com/volrep/volrep/errdefs"
 	"github.com/volrep/volrep/internal/testenv"
@@ -266,4 +269,51 @@ func TestPodPeerTooOldForForwarding(t *testing.T) {
 	if !strings.Contains(logs.String(), array.FeatureForwardOwnCopy) {
 		t.Fatalf("the log does not name the missing feature:\n%s", logs)
 	}
+}
+
+// TestPodPeerRestartKeepsItsCopiesThePods: the peer restarts while the
+// preferred array cannot reach it. Its copies must answer as the pod's
+// copies do when the preferred array is away (path unavailable, writes
+// refused as UNAVAILABLE), not as plain read-only replicas (an optimized
+// path whose writes fail as write-protected, which a host's multipath
+// does not retry on its path to the preferred array). Once the preferred
+// array is back, they take writes again.
+func TestPodPeerRestartKeepsItsCopiesThePods(t *testing.T) {
+	_, tg := newPod(t, 5*time.Second)
+	ctx := t.Context()
+	p := bytes.Repeat([]byte{0x4d}, 8192)
+	peerWritable(t, tg, "v1", 0, p)
+
+	tg.halt()
+	dir := tg.st.Dir()
+	_, ps, err := net.SplitHostPort(tg.streams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(dir, store.Options{Name: "site-b", NBDAddress: "127.0.0.1:10809", StreamPort: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tg.halt(); st.Close() })
+	tg.st = st
+	// The restarted peer's transfer service, not yet reachable.
+	ts, err := transfer.NewService(ctx, st, slog.New(slog.DiscardHandler), transfer.ServiceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPath(t, "the restarted peer", openVol(t, st, "v1"), array.Path{State: array.PathUnavailable})
+	if err := st.WriteVolume(ctx, "v1", 0, p, false); !errdefs.IsUnavailable(err) {
+		t.Fatalf("a write at the restarted peer, the preferred array away: %v; want UNAVAILABLE", err)
+	}
+	ts.Close()
+
+	tg.start()
+	peerWritable(t, tg, "v1", 4096, p)
 }

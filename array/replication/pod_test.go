@@ -416,6 +416,10 @@ func TestPodCopyAtThePeer(t *testing.T) {
 	if c.Writes != array.WritesStopped || !strings.Contains(c.Message, "does not reach this array") {
 		t.Fatalf("with the preferred array gone, the peer says %+v", c)
 	}
+	// The preferred array said, before its streams closed, that the copy
+	// is the pod's no more: it is a plain replica (an optimized path, for
+	// a DR test's reads), now and after a restart.
+	wantPath(t, "the peer's copy of a pod made async", openVol(t, tg.st, "v1"), array.Path{State: array.PathOptimized})
 	// Restarted, the peer has not heard from the preferred array: it
 	// still knows its copies of the pod, by their label.
 	tg.halt()
@@ -424,4 +428,5 @@ func TestPodCopyAtThePeer(t *testing.T) {
 	if c.Writes != array.WritesStopped || !slices.Equal(c.Volumes, []string{"v1"}) || !strings.Contains(c.Message, "since it started") {
 		t.Fatalf("restarted, the peer says %+v", c)
 	}
+	wantPath(t, "the restarted peer's copy of a pod made async", openVol(t, tg.st, "v1"), array.Path{State: array.PathOptimized})
 }

@@ -3,7 +3,11 @@ package transfer
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -507,10 +511,78 @@ func (t *Service) forwardState(ctx context.Context, p *podForward, sess *forward
 			return err
 		}
 	}
+	if len(add)+len(drop) > 0 {
+		if err := t.recordPodCopies(ctx, p.name, want); err != nil {
+			return err
+		}
+	}
 	p.mu.Lock()
 	if p.sess == sess {
 		p.inSync, p.preferred = st.GetInSync(), st.GetReceiverPreferred()
 	}
 	p.mu.Unlock()
+	return nil
+}
+
+// recPodCopies names, per pod, the copies here that the preferred array's
+// last forward stream named, so that after a restart they answer as the
+// pod's copies (unavailable, writes refused as the pod's) until the
+// preferred array is back, not as plain read-only replicas: a host's
+// multipath then keeps writing through the preferred array rather than
+// getting write-protected errors on an optimized path here.
+const recPodCopies = "pod-copies"
+
+type podCopiesRec struct {
+	Volumes []string `json:"volumes"`
+}
+
+func (t *Service) recordPodCopies(ctx context.Context, pod string, volumes map[string]bool) error {
+	if len(volumes) == 0 {
+		return t.s.DeleteRecord(ctx, recPodCopies, pod)
+	}
+	data, err := json.Marshal(podCopiesRec{Volumes: slices.Sorted(maps.Keys(volumes))})
+	if err != nil {
+		return err
+	}
+	return t.s.PutRecord(ctx, recPodCopies, pod, data)
+}
+
+// restorePodCopies gives the copies of each recorded pod (one not carried
+// here: restoreCarried has those) a forwarder with no stream, as a running
+// array leaves them when the preferred array goes away.
+func (t *Service) restorePodCopies(ctx context.Context) error {
+	recs := map[string]podCopiesRec{}
+	err := t.s.Records(ctx, recPodCopies, func(k string, data []byte) error {
+		var rec podCopiesRec
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return fmt.Errorf("record of pod %s's copies: %w", k, err)
+		}
+		recs[k] = rec
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for name, rec := range recs {
+		if p := t.fwd.lookup(name); p != nil {
+			continue
+		}
+		p := t.fwd.pod(name)
+		for _, v := range rec.Volumes {
+			vol, err := t.s.GetVolume(ctx, v)
+			if errdefs.IsNotFound(err) || (err == nil && !vol.ReadOnly) {
+				continue // gone, or promoted by a failover
+			}
+			if err != nil {
+				return err
+			}
+			p.mu.Lock()
+			p.volumes[v] = true
+			p.mu.Unlock()
+			if err := t.s.SetForwarder(ctx, v, &volumeForward{p: p, volume: v}); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }

@@ -80,6 +80,10 @@ func NewService(ctx context.Context, s *store.Store, log *slog.Logger, opts Serv
 		t.Close()
 		return nil, fmt.Errorf("pods carried by this array: %w", err)
 	}
+	if err := t.restorePodCopies(ctx); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("pods' copies on this array: %w", err)
+	}
 	if err := t.restoreUnmarks(ctx); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("marks at the mediator this array must still clear: %w", err)
