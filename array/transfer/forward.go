@@ -58,6 +58,9 @@ func (f *forwards) lookup(name string) *podForward {
 type podForward struct {
 	name string
 
+	// recMu keeps one write of the pod's copies record at a time.
+	recMu sync.Mutex
+
 	mu      sync.Mutex
 	sess    *forwardSession // nil: no stream from the preferred array
 	inSync  bool
@@ -512,7 +515,7 @@ func (t *Service) forwardState(ctx context.Context, p *podForward, sess *forward
 		}
 	}
 	if len(add)+len(drop) > 0 {
-		if err := t.recordPodCopies(ctx, p.name, want); err != nil {
+		if err := t.recordPodCopies(ctx, p); err != nil {
 			return err
 		}
 	}
@@ -536,15 +539,23 @@ type podCopiesRec struct {
 	Volumes []string `json:"volumes"`
 }
 
-func (t *Service) recordPodCopies(ctx context.Context, pod string, volumes map[string]bool) error {
+// recordPodCopies stores p's copies as they are now. One record is
+// written at a time, so the last written holds the newest set even when
+// an ending stream's state races a new stream's.
+func (t *Service) recordPodCopies(ctx context.Context, p *podForward) error {
+	p.recMu.Lock()
+	defer p.recMu.Unlock()
+	p.mu.Lock()
+	volumes := slices.Sorted(maps.Keys(p.volumes))
+	p.mu.Unlock()
 	if len(volumes) == 0 {
-		return t.s.DeleteRecord(ctx, recPodCopies, pod)
+		return t.s.DeleteRecord(ctx, recPodCopies, p.name)
 	}
-	data, err := json.Marshal(podCopiesRec{Volumes: slices.Sorted(maps.Keys(volumes))})
+	data, err := json.Marshal(podCopiesRec{Volumes: volumes})
 	if err != nil {
 		return err
 	}
-	return t.s.PutRecord(ctx, recPodCopies, pod, data)
+	return t.s.PutRecord(ctx, recPodCopies, p.name, data)
 }
 
 // restorePodCopies gives the copies of each recorded pod (one not carried
