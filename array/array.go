@@ -6,6 +6,7 @@ package array
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -42,6 +43,9 @@ const FeatureForwardOwnCopy = "forward-own-copy"
 
 // Features lists the protocol features this build implements.
 func Features() []string { return []string{FeatureForwardOwnCopy} }
+
+// Has says whether the array reports protocol feature f.
+func (i Info) Has(f string) bool { return slices.Contains(i.Features, f) }
 
 // Pool groups volumes.
 type Pool struct {

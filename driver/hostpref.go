@@ -65,16 +65,13 @@ func (b *Backend) arrayName(ctx context.Context, id string) (string, error) {
 // or nil; an array that cannot be named now costs the host its
 // preference until a later attach sets it, never the attach.
 func (b *Backend) preferenceFor(ctx context.Context, c Connector) []string {
-	names, ok, err := b.hostPreference(ctx, c.Host)
+	names, _, err := b.hostPreference(ctx, c.Host)
 	if err != nil {
 		b.log.Warn("host created without its preferred array (volrep_host_preferred_arrays): the array's name is unknown; the next attach sets it",
 			"host", c.Host, "err", err)
 		return nil
 	}
-	if !ok {
-		return nil
-	}
-	return names
+	return names // nil when no entry matches
 }
 
 // matchPreference sets the configured preference on a host the driver

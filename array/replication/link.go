@@ -267,7 +267,7 @@ func openPodStream[Req, Res any](ctx context.Context, l *link, log *slog.Logger,
 	if err != nil {
 		return nil, err
 	}
-	if need != "" && !slices.Contains(info.Features, need) {
+	if need != "" && !info.Has(need) {
 		return nil, &peerTooOld{errdefs.FailedPrecondition("array %s (volrep %s) lacks the protocol feature %q that this stream needs; upgrade it to this array's version (volrep %s)",
 			info.Name, info.Version, need, store.Version)}
 	}

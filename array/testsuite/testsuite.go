@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
-	"slices"
 	"testing"
 
 	"github.com/volrep/volrep/array"
@@ -121,7 +120,7 @@ func testPools(t *testing.T, a array.Array) {
 	}
 	// A pod's preferred array forwards its peer's writes only to a peer
 	// that reports this (over gRPC too).
-	if !slices.Contains(info.Features, array.FeatureForwardOwnCopy) {
+	if !info.Has(array.FeatureForwardOwnCopy) {
 		t.Fatalf("Info.Features = %q; want %q among them", info.Features, array.FeatureForwardOwnCopy)
 	}
 }

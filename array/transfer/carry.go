@@ -458,10 +458,7 @@ func (t *Service) restoreCarried(ctx context.Context) error {
 				d.SetRange(0, uint64((vol.SizeBytes+blockSize-1)/blockSize))
 			}
 			c.dirty[v], c.fresh[v], c.intent[v], c.recorded[v] = d, d.Clone(), in, in.Clone()
-			p.mu.Lock()
-			p.volumes[v] = true
-			p.mu.Unlock()
-			if err := t.s.SetForwarder(ctx, v, &volumeForward{p: p, volume: v}); err != nil {
+			if err := t.restoreCopy(ctx, p, v); err != nil {
 				return err
 			}
 		}

@@ -587,13 +587,19 @@ func (t *Service) restorePodCopies(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			p.mu.Lock()
-			p.volumes[v] = true
-			p.mu.Unlock()
-			if err := t.s.SetForwarder(ctx, v, &volumeForward{p: p, volume: v}); err != nil {
+			if err := t.restoreCopy(ctx, p, v); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// restoreCopy makes volume v one of p's copies again at startup, with a
+// forwarder that has no stream until the preferred array opens one.
+func (t *Service) restoreCopy(ctx context.Context, p *podForward, v string) error {
+	p.mu.Lock()
+	p.volumes[v] = true
+	p.mu.Unlock()
+	return t.s.SetForwarder(ctx, v, &volumeForward{p: p, volume: v})
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -430,7 +429,7 @@ func checkArray(rep *doctorReport, file string, r arrayRef, p arrayProbe) {
 		c.Fix = "synchronise the clocks of this host and the array (chrony, NTP): replication lag and RPO are computed from them"
 	}
 	rep.add(c)
-	if r.sync && !slices.Contains(p.info.Features, array.FeatureForwardOwnCopy) {
+	if r.sync && !p.info.Has(array.FeatureForwardOwnCopy) {
 		// The primary would forward to it unsafely, so it forwards nothing.
 		rep.add(doctorCheck{Area: "array", Name: name, Status: statusWarn,
 			Detail: fmt.Sprintf("array %s (volrep %s) lacks the protocol feature %q: the pods' copies there take no client writes, which go to the primary array instead",
