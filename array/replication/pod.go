@@ -1024,6 +1024,9 @@ func (p *pod) step(ctx context.Context) error {
 		p.stream = st
 		p.mu.Unlock()
 		p.e.log.Info("pod peer connected; resyncing", "pod", p.name, "link", p.l.rec.Name)
+		// Recorded now: the step may end in sync, and a state noted only
+		// after it would skip the resync.
+		p.noteState()
 	}
 	for _, m := range p.unready() {
 		if err := p.initMember(ctx, m); err != nil {
