@@ -38,7 +38,7 @@ func (s *Store) Unchanged(ctx context.Context, volume, base, snap string) (bool,
 	if err != nil {
 		return false, err
 	}
-	return sn.layer.parent == b.layer && sn.layer.empty(), nil
+	return sn.layer == b.layer || (sn.layer.parent == b.layer && sn.layer.empty()), nil
 }
 
 // AdvanceRequest asks for a snapshot of a volume that must not have
@@ -234,7 +234,7 @@ func (s *Store) deleteSnapshots(ctx context.Context, refs []SnapshotRef, spareAt
 	for _, g := range del {
 		delete(g.v.snaps, g.sn.rec.Name)
 		l := g.sn.layer
-		l.snapshot = false
+		l.snaps--
 		if m, ok := s.batchable(l); ok && !busy[m.p] && !busy[m.c] {
 			busy[m.p], busy[m.c] = true, true
 			plans = append(plans, m)
@@ -268,7 +268,7 @@ func (s *Store) attachedLocked(r SnapshotRef) bool {
 
 // batchable plans l's merge into its only child when no data moves.
 func (s *Store) batchable(l *layer) (plannedMerge, bool) {
-	if l.volume || l.snapshot || l.staging || len(l.children) != 1 {
+	if l.volume || l.snaps > 0 || l.staging || len(l.children) != 1 {
 		return plannedMerge{}, false
 	}
 	var c *layer

@@ -32,11 +32,14 @@ type layer struct {
 	created *atomic.Uint64 // the store's count of files created, for gen
 	fmu     sync.Mutex     // serialises writable's creation
 
-	// children and snapshot are guarded by Store.mu.
+	// children and snaps are guarded by Store.mu.
 	children map[*layer]struct{}
-	snapshot bool
-	volume   bool // some volume writes into this layer
-	staging  bool // an incoming transfer writes into this layer
+	// snaps counts the snapshots that read this layer: more than one when
+	// nothing was written between them, as in a protection group's quiet
+	// members, whose snapshots then cost a record and no layer.
+	snaps   int
+	volume  bool // some volume writes into this layer
+	staging bool // an incoming transfer writes into this layer
 
 	mu      sync.RWMutex
 	present *bitmap.Bitmap

@@ -49,7 +49,7 @@ func (s *Store) collect(ctx context.Context) error {
 // it is. Called with s.mu held.
 func (s *Store) collectLayer(ctx context.Context, l *layer) error {
 	for l != nil {
-		if l.volume || l.snapshot || l.staging {
+		if l.volume || l.snaps > 0 || l.staging {
 			return nil
 		}
 		switch len(l.children) {

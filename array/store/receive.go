@@ -427,7 +427,8 @@ func (r *Receiver) Commit(ctx context.Context) (array.Snapshot, error) {
 		}
 		return array.Snapshot{}, err
 	}
-	staging.frozen, staging.snapshot, staging.staging = true, true, false
+	staging.frozen, staging.staging = true, false
+	staging.snaps++
 	newLive.volume = true
 	staging.children[newLive] = struct{}{}
 	s.layers[newLive.id] = newLive

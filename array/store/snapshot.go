@@ -30,10 +30,19 @@ func (s *Store) snapshotLocked(volume, name string) (*volume, *snapshot, error) 
 	return v, sn, nil
 }
 
+// usedBytes is what the snapshot alone holds: nothing when another
+// snapshot reads the same layer, since deleting either frees nothing.
+func (sn *snapshot) usedBytes() int64 {
+	if sn.layer.snaps > 1 {
+		return 0
+	}
+	return sn.layer.usedBytes()
+}
+
 func snapshotOf(sn *snapshot) array.Snapshot {
 	return array.Snapshot{
 		Volume: sn.rec.Volume, Name: sn.rec.Name, GUID: sn.rec.GUID, SizeBytes: sn.rec.Size,
-		Created: sn.rec.Created, UsedBytes: sn.layer.usedBytes(), Labels: maps.Clone(sn.rec.Labels),
+		Created: sn.rec.Created, UsedBytes: sn.usedBytes(), Labels: maps.Clone(sn.rec.Labels),
 	}
 }
 
@@ -117,7 +126,10 @@ func (s *Store) CreateSnapshots(ctx context.Context, reqs []SnapshotRequest) ([]
 }
 
 // freezeLocked turns each volume's live layer into the requested snapshot
-// and gives it a new empty live layer, all in one transaction. The caller
+// and gives it a new empty live layer, all in one transaction. A volume
+// with nothing written since its newest snapshot keeps its live layer: the
+// new snapshot reads the newest one's layer, so it costs one record, and
+// deleting the older of the two later costs one record too. The caller
 // holds s.mu and has checked the names are free.
 func (s *Store) freezeLocked(vols []*volume, reqs []SnapshotRequest) ([]array.Snapshot, error) {
 	s.io.Lock()
@@ -126,6 +138,7 @@ func (s *Store) freezeLocked(vols []*volume, reqs []SnapshotRequest) ([]array.Sn
 	sets := make([][]chunkSet, len(reqs))
 	news := make([]*layer, len(reqs))
 	recs := make([]snapRec, len(reqs))
+	shared := make([]*layer, len(reqs))
 	fail := func(err error) ([]array.Snapshot, error) {
 		for i, v := range vols {
 			if sets[i] != nil {
@@ -139,6 +152,9 @@ func (s *Store) freezeLocked(vols []*volume, reqs []SnapshotRequest) ([]array.Sn
 		return nil, err
 	}
 	for i, v := range vols {
+		if shared[i] = quietSince(v); shared[i] != nil {
+			continue
+		}
 		sets[i] = v.live.takeDirty()
 		// A layer with nothing written since its last flush has nothing
 		// to sync: skipping it keeps a snapshot of a quiet volume at the
@@ -157,29 +173,6 @@ func (s *Store) freezeLocked(vols []*volume, reqs []SnapshotRequest) ([]array.Sn
 	}
 	err := s.update(func(tx *bolt.Tx) error {
 		for i, v := range vols {
-			old := v.live
-			for _, cs := range sets[i] {
-				if err := putChunkSet(tx, old.id, cs); err != nil {
-					return err
-				}
-			}
-			nl, err := s.newLayer(tx, old)
-			if err != nil {
-				return err
-			}
-			news[i] = nl
-			r := layerRec{ID: old.id, File: old.file, Frozen: true}
-			if old.parent != nil {
-				r.Parent = old.parent.id
-			}
-			if err := putJSON(tx.Bucket(bucketLayers), u64key(old.id), r); err != nil {
-				return err
-			}
-			vr := v.rec
-			vr.Live = nl.id
-			if err := putJSON(tx.Bucket(bucketVolumes), []byte(vr.Name), vr); err != nil {
-				return err
-			}
 			guid := reqs[i].GUID
 			if guid == "" {
 				guid = uuid.NewString()
@@ -189,7 +182,14 @@ func (s *Store) freezeLocked(vols []*volume, reqs []SnapshotRequest) ([]array.Sn
 				created = reqs[i].Created.UTC()
 			}
 			recs[i] = snapRec{Volume: v.rec.Name, Name: reqs[i].Name, GUID: guid, Size: v.rec.Size,
-				Layer: old.id, Created: created, Labels: reqs[i].Labels}
+				Created: created, Labels: reqs[i].Labels}
+			if shared[i] != nil {
+				recs[i].Layer = shared[i].id
+			} else if err := s.freezeLive(tx, v, sets[i], &news[i]); err != nil {
+				return err
+			} else {
+				recs[i].Layer = v.live.id
+			}
 			if err := putJSON(tx.Bucket(bucketSnapshots), snapKey(v.rec.Name, reqs[i].Name), recs[i]); err != nil {
 				return err
 			}
@@ -201,18 +201,65 @@ func (s *Store) freezeLocked(vols []*volume, reqs []SnapshotRequest) ([]array.Sn
 	}
 	out := make([]array.Snapshot, len(reqs))
 	for i, v := range vols {
-		old, nl := v.live, news[i]
-		old.frozen, old.snapshot, old.volume = true, true, false
-		nl.volume = true
-		old.children[nl] = struct{}{}
-		s.layers[nl.id] = nl
-		v.live = nl
-		v.rec.Live = nl.id
-		sn := &snapshot{rec: recs[i], layer: old}
+		l := shared[i]
+		if l == nil {
+			l = v.live
+			nl := news[i]
+			l.frozen, l.volume = true, false
+			nl.volume = true
+			l.children[nl] = struct{}{}
+			s.layers[nl.id] = nl
+			v.live = nl
+			v.rec.Live = nl.id
+		}
+		l.snaps++
+		sn := &snapshot{rec: recs[i], layer: l}
 		v.snaps[recs[i].Name] = sn
 		out[i] = snapshotOf(sn)
 	}
 	return out, nil
+}
+
+// quietSince returns the layer of v's newest snapshot when nothing was
+// written to v since it (its live layer sits on that layer and holds
+// nothing), so a new snapshot can read the same layer; nil otherwise.
+// Called with s.io held, so no write is in flight.
+func quietSince(v *volume) *layer {
+	p := v.live.parent
+	if p == nil || p.snaps == 0 || !v.live.empty() || v.live.unsynced.Load() {
+		return nil
+	}
+	if newest := newestSnapshot(v); newest == nil || newest.layer != p {
+		return nil // another volume's snapshot (a clone's base), or an older one of v's (after a revert)
+	}
+	return p
+}
+
+// freezeLive records v's live layer as frozen, with the chunks written
+// since its last record, and a new empty live layer above it (returned
+// through nl, so a failed commit can drop its file).
+func (s *Store) freezeLive(tx *bolt.Tx, v *volume, sets []chunkSet, nl **layer) error {
+	old := v.live
+	for _, cs := range sets {
+		if err := putChunkSet(tx, old.id, cs); err != nil {
+			return err
+		}
+	}
+	l, err := s.newLayer(tx, old)
+	if err != nil {
+		return err
+	}
+	*nl = l
+	r := layerRec{ID: old.id, File: old.file, Frozen: true}
+	if old.parent != nil {
+		r.Parent = old.parent.id
+	}
+	if err := putJSON(tx.Bucket(bucketLayers), u64key(old.id), r); err != nil {
+		return err
+	}
+	vr := v.rec
+	vr.Live = l.id
+	return putJSON(tx.Bucket(bucketVolumes), []byte(vr.Name), vr)
 }
 
 // GetSnapshot returns a snapshot.
@@ -290,7 +337,7 @@ func (s *Store) DeleteSnapshot(ctx context.Context, volume, name string) error {
 	sn.deleted = true
 	s.io.Unlock()
 	delete(v.snaps, name)
-	sn.layer.snapshot = false
+	sn.layer.snaps--
 	return s.collectLayer(ctx, sn.layer)
 }
 

@@ -305,7 +305,7 @@ func (s *Store) load() error {
 			if vol == nil || l == nil {
 				return fmt.Errorf("snapshot %s@%s: volume or layer %d is missing", r.Volume, r.Name, r.Layer)
 			}
-			l.snapshot = true
+			l.snaps++
 			vol.snaps[r.Name] = &snapshot{rec: r, layer: l}
 			return nil
 		})
