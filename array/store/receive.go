@@ -379,16 +379,15 @@ func (r *Receiver) Commit(ctx context.Context) (array.Snapshot, error) {
 	if err != nil {
 		return array.Snapshot{}, err
 	}
+	if base := r.l.parent; base != nil && r.l.empty() && quietSince(v) == base {
+		return r.commitOnto(base)
+	}
 	if err := s.durableEntry(r.l); err != nil {
 		return array.Snapshot{}, err
 	}
 	staging, oldLive := r.l, v.live
 	var newLive *layer
-	snap := &snapshot{layer: staging, rec: snapRec{Volume: v.rec.Name, Name: r.spec.Snapshot.Name, GUID: r.spec.Snapshot.GUID,
-		Size: r.spec.SizeBytes, Layer: staging.id, Created: r.spec.Created.UTC(), Labels: r.spec.Snapshot.Labels}}
-	vr := v.rec
-	vr.Size = max(vr.Size, r.spec.SizeBytes)
-	vr.ReadOnly = vr.ReadOnly || r.spec.ReadOnly
+	snap, vr := r.snapshotOn(staging)
 	err = s.update(func(tx *bolt.Tx) error {
 		for _, cs := range sets {
 			if err := putChunkSet(tx, staging.id, cs); err != nil {
@@ -446,6 +445,53 @@ func (r *Receiver) Commit(ctx context.Context) (array.Snapshot, error) {
 			return out, err
 		}
 	}
+	return out, nil
+}
+
+// snapshotOn is the received snapshot, reading layer l, and the target
+// volume's record once it holds it.
+func (r *Receiver) snapshotOn(l *layer) (*snapshot, volRec) {
+	v := r.v
+	snap := &snapshot{layer: l, rec: snapRec{Volume: v.rec.Name, Name: r.spec.Snapshot.Name, GUID: r.spec.Snapshot.GUID,
+		Size: r.spec.SizeBytes, Layer: l.id, Created: r.spec.Created.UTC(), Labels: r.spec.Snapshot.Labels}}
+	vr := v.rec
+	vr.Size = max(vr.Size, r.spec.SizeBytes)
+	vr.ReadOnly = vr.ReadOnly || r.spec.ReadOnly
+	return snap, vr
+}
+
+// commitOnto commits a transfer that changed nothing (an empty delta from
+// the target volume's newest snapshot, onto a volume not written since)
+// as a snapshot reading base, that snapshot's layer, as a snapshot of a
+// quiet volume does: the staging layer is dropped instead of frozen.
+// Called with s.mu and s.io held.
+func (r *Receiver) commitOnto(base *layer) (array.Snapshot, error) {
+	s, v, staging := r.s, r.v, r.l
+	snap, vr := r.snapshotOn(base)
+	err := s.update(func(tx *bolt.Tx) error {
+		if err := putJSON(tx.Bucket(bucketVolumes), []byte(vr.Name), vr); err != nil {
+			return err
+		}
+		if err := putJSON(tx.Bucket(bucketSnapshots), snapKey(vr.Name, snap.rec.Name), snap.rec); err != nil {
+			return err
+		}
+		if err := deleteLayerRec(tx, staging.id); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketReceives).Delete([]byte(r.rec.TransferID))
+	})
+	if err != nil {
+		return array.Snapshot{}, err
+	}
+	base.snaps++
+	v.rec = vr
+	v.snaps[snap.rec.Name] = snap
+	delete(s.layers, staging.id)
+	delete(base.children, staging)
+	s.dropLayerFile(staging)
+	out := snapshotOf(snap)
+	r.done = &out
+	delete(s.receiving, v.rec.Name)
 	return out, nil
 }
 

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/errdefs"
@@ -43,21 +44,8 @@ func TestQuietSnapshotsShareALayer(t *testing.T) {
 		}
 		return sn
 	}
-	layerOf := func(name string) *layer {
-		t.Helper()
-		s.mu.RLock()
-		defer s.mu.RUnlock()
-		_, sn, err := s.snapshotLocked("v", name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sn.layer
-	}
-	layers := func() int {
-		s.mu.RLock()
-		defer s.mu.RUnlock()
-		return len(s.layers)
-	}
+	layerOf := func(name string) *layer { t.Helper(); return snapshotLayer(t, s, "v", name) }
+	layers := func() int { return layerCount(s) }
 	reads := func(name string, want []byte, off int64) {
 		t.Helper()
 		got := make([]byte, len(want))
@@ -172,4 +160,110 @@ func TestQuietSnapshotsShareALayer(t *testing.T) {
 	if got := layers(); got != 1 {
 		t.Fatalf("%d layers left for a volume with no snapshots, want 1", got)
 	}
+}
+
+// TestEmptyDeltaSharesTheBaseLayer: a transfer that changes nothing,
+// from the target volume's newest snapshot, is committed as a snapshot
+// on that snapshot's layer (the staging layer is dropped); one that
+// changes something, or arrives after the target was written, is not.
+func TestEmptyDeltaSharesTheBaseLayer(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	s, err := Open(dir, Options{Name: "target"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.Close() }()
+	if _, err := s.CreatePool(ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte{5}, 64<<10)
+	receive := func(id, base string, write []byte) array.Snapshot {
+		t.Helper()
+		r, err := s.BeginReceive(ctx, ReceiveSpec{TransferID: id, Volume: "v", Pool: "p", SizeBytes: 1 << 20, BaseGUID: base,
+			Snapshot: SnapshotRequest{Name: id, GUID: "guid-" + id}, Created: time.Now(), ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Release()
+		if write != nil {
+			if err := r.Write(write, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sn, err := r.Commit(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sn
+	}
+	layerOf := func(name string) *layer { t.Helper(); return snapshotLayer(t, s, "v", name) }
+	layers := func() int { return layerCount(s) }
+	read := func(name string) []byte {
+		t.Helper()
+		got := make([]byte, len(data))
+		if err := s.ReadSnapshot(ctx, "v", name, 0, got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+
+	t1 := receive("t1", "", data)
+	n := layers()
+	t2 := receive("t2", t1.GUID, nil)
+	if got := layers(); got != n || layerOf("t2") != layerOf("t1") {
+		t.Fatalf("an empty delta left %d more layers, shares t1's layer: %v", got-n, layerOf("t2") == layerOf("t1"))
+	}
+	if t2.GUID != "guid-t2" || !bytes.Equal(read("t2"), data) {
+		t.Fatalf("t2: %+v, or it does not read as t1", t2)
+	}
+	// The same transfer again is answered with the snapshot it made.
+	if again := receive("t2", t1.GUID, nil); again.GUID != t2.GUID {
+		t.Fatalf("a retried transfer made %+v", again)
+	}
+	// A delta with data freezes a layer of its own.
+	other := bytes.Repeat([]byte{6}, 64<<10)
+	receive("t3", t2.GUID, other)
+	if layerOf("t3") == layerOf("t2") || !bytes.Equal(read("t3"), other) {
+		t.Fatal("a delta with data shares its base's layer, or lost its data")
+	}
+
+	// After a restart: the records alone give the sharing back, and
+	// deleting t1 leaves t2 its layer.
+	s.Close()
+	if s, err = Open(dir, Options{Name: "target"}); err != nil {
+		t.Fatal(err)
+	}
+	if l := layerOf("t2"); l != layerOf("t1") || l.snaps != 2 {
+		t.Fatalf("after a restart t2 does not share t1's layer (%d snapshots on t2's)", l.snaps)
+	}
+	if err := s.DeleteSnapshot(ctx, "v", "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(read("t2"), data) || !bytes.Equal(read("t3"), other) {
+		t.Fatal("deleting t1 changed t2 or t3")
+	}
+	got := make([]byte, len(other))
+	if err := s.ReadVolume(ctx, "v", 0, got); err != nil || !bytes.Equal(got, other) {
+		t.Fatalf("the volume does not read as its newest snapshot: %v", err)
+	}
+}
+
+// snapshotLayer is the layer snapshot vol@name reads.
+func snapshotLayer(t *testing.T, s *Store, vol, name string) *layer {
+	t.Helper()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, sn, err := s.snapshotLocked(vol, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sn.layer
+}
+
+// layerCount is how many layers the store holds.
+func layerCount(s *Store) int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.layers)
 }
