@@ -2,8 +2,10 @@ package replication
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"slices"
 	"time"
@@ -169,7 +171,7 @@ func (e *Engine) cycle(ctx context.Context, r *replica, tick bool) error {
 		// Nothing to ship, but a member may have left since the last
 		// cycle: an empty group takes no snapshot, so without this the
 		// last member's copy would stay on the target until another joined.
-		e.tidyRemote(ctx, l, spec, members)
+		e.tidyRemote(ctx, l, r, spec, members)
 		return nil
 	}
 	start := e.opts.Clock.Now()
@@ -212,15 +214,37 @@ func (e *Engine) cycle(ctx context.Context, r *replica, tick bool) error {
 	if err := e.pruneRemotes(ctx, l, spec, members); err != nil {
 		e.log.Warn("target retention", "replica", spec.Name, "err", err)
 	}
-	e.tidyRemote(ctx, l, spec, members)
+	e.tidyRemote(ctx, l, r, spec, members)
 	return nil
 }
 
-// tidyRemote runs on every cycle that reaches the target, with one
-// listing of the target's copies: it removes a group replica's copies of
-// former members, and gives each member's copy the member's QoS limit. A
-// failure only postpones either to the next cycle.
-func (e *Engine) tidyRemote(ctx context.Context, l *link, spec array.ReplicaSpec, members map[string]string) {
+// tidyEvery bounds how long cycles skip tidying while nothing it depends
+// on changed here, so what changed at the target alone (a copy's QoS set
+// there by hand) is still seen to.
+const tidyEvery = 10 * time.Minute
+
+// tidied is what the replica's last complete tidy saw.
+type tidied struct {
+	sum uint64
+	at  time.Time
+}
+
+// tidyRemote runs on the cycles that reach the target, with one listing
+// of the target's copies: it removes a group replica's copies of former
+// members, and gives each member's copy the member's QoS limit. That
+// listing costs what the group holds, not what changed (a third of a
+// 10,000-member group's cycle), so it is skipped while the members, their
+// copies' names and their QoS limits are as the last complete tidy saw
+// them, for up to tidyEvery. A failure only postpones it to the next cycle.
+func (e *Engine) tidyRemote(ctx context.Context, l *link, r *replica, spec array.ReplicaSpec, members map[string]string) {
+	sum := e.tidySum(ctx, spec, members)
+	now := e.opts.Clock.Now()
+	e.mu.Lock()
+	last := r.tidied
+	e.mu.Unlock()
+	if !last.at.IsZero() && last.sum == sum && now.Sub(last.at) < tidyEvery {
+		return
+	}
 	copies, err := e.remoteCopies(ctx, l, spec)
 	if err != nil {
 		e.log.Warn("listing the target's copies; former members' copies and QoS limits are seen to next cycle", "replica", spec.Name, "link", spec.Link, "err", err)
@@ -229,9 +253,40 @@ func (e *Engine) tidyRemote(ctx context.Context, l *link, spec array.ReplicaSpec
 	if spec.Kind == array.KindGroup {
 		if err := e.collectFrom(ctx, l, spec, members, copies); err != nil {
 			e.log.Warn("removing remote copies of former members; retrying next cycle", "replica", spec.Name, "link", spec.Link, "err", err)
+			return
 		}
 	}
-	e.matchQoS(ctx, l, spec, members, copies)
+	if e.matchQoS(ctx, l, spec, members, copies) {
+		e.mu.Lock()
+		r.tidied = tidied{sum: sum, at: now}
+		e.mu.Unlock()
+	}
+}
+
+// tidySum sums, order aside, what a tidy depends on here: each member,
+// its copy's name and its QoS limit, and the link and target pool.
+func (e *Engine) tidySum(ctx context.Context, spec array.ReplicaSpec, members map[string]string) uint64 {
+	h := fnv.New64a()
+	var b []byte
+	one := func(parts ...string) uint64 {
+		h.Reset()
+		for _, p := range parts {
+			h.Write([]byte(p))
+			h.Write([]byte{0})
+		}
+		h.Write(b)
+		return h.Sum64()
+	}
+	sum := one(spec.Link, spec.RemotePool, spec.RemoteEntity)
+	for member, remote := range members {
+		q, _ := e.s.VolumeQoS(ctx, member) // a member deleted meanwhile counts as unlimited
+		b = b[:0]
+		for _, v := range []int64{q.TotalIOPS, q.ReadIOPS, q.WriteIOPS, q.TotalBytesPerSec, q.ReadBytesPerSec, q.WriteBytesPerSec} {
+			b = binary.LittleEndian.AppendUint64(b, uint64(v))
+		}
+		sum += one(member, remote)
+	}
+	return sum
 }
 
 // remoteCopies lists the replica's copies at the target: the volumes of
@@ -254,7 +309,7 @@ func (e *Engine) remoteCopies(ctx context.Context, l *link, spec array.ReplicaSp
 // matchQoS gives each member's copy at the target the member's QoS limit,
 // so that a failover finds the limit already in place on the volume its
 // hosts then use.
-func (e *Engine) matchQoS(ctx context.Context, l *link, spec array.ReplicaSpec, members map[string]string, copies []array.Volume) {
+func (e *Engine) matchQoS(ctx context.Context, l *link, spec array.ReplicaSpec, members map[string]string, copies []array.Volume) bool {
 	local := make(map[string]string, len(members))
 	for member, remote := range members {
 		local[remote] = member
@@ -271,10 +326,11 @@ func (e *Engine) matchQoS(ctx context.Context, l *link, spec array.ReplicaSpec, 
 		if _, err := l.peer.SetVolumeQoS(ctx, c.Name, q); err != nil {
 			e.log.Warn("giving a replica target its source's QoS limit; retrying next cycle", "replica", spec.Name, "volume", member,
 				"remote_volume", c.Name, "err", err)
-			return
+			return false
 		}
 		e.log.Info("replica target given its source's QoS limit", "replica", spec.Name, "volume", member, "remote_volume", c.Name)
 	}
+	return true
 }
 
 // classify makes a failure to reach the peer UNAVAILABLE (the replica is

@@ -7,6 +7,7 @@ import (
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/clock"
+	"github.com/volrep/volrep/errdefs"
 )
 
 // wantQoS fails unless vol has q at st.
@@ -101,4 +102,63 @@ func TestPodPeerTakesTheQoS(t *testing.T) {
 	tg.start()
 	syncNow(t, src)
 	wantQoS(t, tg.st, "peer back in sync", "v1", q)
+}
+
+// TestTidyFollowsWhatChangedHere: a cycle lists the target's copies (to
+// match QoS limits and drop former members' copies) only when a member,
+// a copy's name or a member's QoS limit changed here since the last
+// complete tidy, or tidyEvery has passed. A limit changed at the target
+// alone is therefore put right by the first cycle after that, or by the
+// first that follows a change here; a member that leaves loses its copy
+// at the next cycle.
+func TestTidyFollowsWhatChangedHere(t *testing.T) {
+	clk := clock.NewFake(t0)
+	src, tg := newSource(t, clk), newTarget(t)
+	ctx := t.Context()
+	for _, v := range []string{"a", "b"} {
+		if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: v, Pool: "cinder", SizeBytes: mib}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := src.st.CreateGroup(ctx, "pg", "cinder", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.st.AddMembers(ctx, "pg", []string{"a", "b"}); err != nil {
+		t.Fatal(err)
+	}
+	qa, qb := array.QoS{TotalIOPS: 500}, array.QoS{ReadIOPS: 40}
+	setQoS(t, src.st, "a", qa)
+	setQoS(t, src.st, "b", qb)
+	protect(t, src, tg, "pg.site-b", array.ReplicaSpec{Kind: array.KindGroup, Local: "pg", Interval: time.Hour})
+	cycle := func() {
+		t.Helper()
+		if _, err := src.eng.SyncReplica(ctx, "pg.site-b", true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cycle()
+	wantQoS(t, tg.st, "target after the first copy", "b", qb)
+
+	byHand := array.QoS{WriteIOPS: 7}
+	setQoS(t, tg.st, "b", byHand)
+	cycle()
+	wantQoS(t, tg.st, "target after a cycle with nothing changed here", "b", byHand)
+	clk.Advance(11 * time.Minute)
+	cycle()
+	wantQoS(t, tg.st, "target after a cycle 11 minutes on", "b", qb)
+
+	setQoS(t, tg.st, "b", byHand)
+	qa = array.QoS{TotalIOPS: 600}
+	setQoS(t, src.st, "a", qa)
+	cycle()
+	wantQoS(t, tg.st, "target after a's limit changed here", "a", qa)
+	wantQoS(t, tg.st, "target after a's limit changed here", "b", qb)
+
+	if _, err := src.st.RemoveMembers(ctx, "pg", []string{"b"}); err != nil {
+		t.Fatal(err)
+	}
+	cycle()
+	if _, err := tg.st.GetVolume(ctx, "b"); !errdefs.IsNotFound(err) {
+		t.Fatalf("the former member's copy is still on the target after the next cycle (err %v)", err)
+	}
 }

@@ -45,6 +45,7 @@ type replica struct {
 	backoff    time.Duration
 	throughput float64
 	waiters    []chan error
+	tidied     tidied
 }
 
 func (e *Engine) view(r *replica) array.Replica {
