@@ -237,7 +237,8 @@ type tidied struct {
 // copies' names and their QoS limits are as the last complete tidy saw
 // them, for up to tidyEvery. A failure only postpones it to the next cycle.
 func (e *Engine) tidyRemote(ctx context.Context, l *link, r *replica, spec array.ReplicaSpec, members map[string]string) {
-	sum := e.tidySum(ctx, spec, members)
+	qos := e.memberQoS(ctx, members)
+	sum := tidySum(spec, members, qos)
 	now := e.opts.Clock.Now()
 	e.mu.Lock()
 	last := r.tidied
@@ -256,35 +257,47 @@ func (e *Engine) tidyRemote(ctx context.Context, l *link, r *replica, spec array
 			return
 		}
 	}
-	if e.matchQoS(ctx, l, spec, members, copies) {
+	if e.matchQoS(ctx, l, spec, members, qos, copies) {
 		e.mu.Lock()
 		r.tidied = tidied{sum: sum, at: now}
 		e.mu.Unlock()
 	}
 }
 
+// memberQoS reads each member's QoS limit; a member deleted meanwhile
+// has none in the map.
+func (e *Engine) memberQoS(ctx context.Context, members map[string]string) map[string]array.QoS {
+	out := make(map[string]array.QoS, len(members))
+	for member := range members {
+		if q, err := e.s.VolumeQoS(ctx, member); err == nil {
+			out[member] = q
+		}
+	}
+	return out
+}
+
 // tidySum sums, order aside, what a tidy depends on here: each member,
 // its copy's name and its QoS limit, and the link and target pool.
-func (e *Engine) tidySum(ctx context.Context, spec array.ReplicaSpec, members map[string]string) uint64 {
+func tidySum(spec array.ReplicaSpec, members map[string]string, qos map[string]array.QoS) uint64 {
 	h := fnv.New64a()
-	var b []byte
-	one := func(parts ...string) uint64 {
+	one := func(tail []byte, parts ...string) uint64 {
 		h.Reset()
 		for _, p := range parts {
 			h.Write([]byte(p))
 			h.Write([]byte{0})
 		}
-		h.Write(b)
+		h.Write(tail)
 		return h.Sum64()
 	}
-	sum := one(spec.Link, spec.RemotePool, spec.RemoteEntity)
+	sum := one(nil, spec.Link, spec.RemotePool, spec.RemoteEntity)
+	var b []byte
 	for member, remote := range members {
-		q, _ := e.s.VolumeQoS(ctx, member) // a member deleted meanwhile counts as unlimited
+		q := qos[member] // a member deleted meanwhile counts as unlimited
 		b = b[:0]
 		for _, v := range []int64{q.TotalIOPS, q.ReadIOPS, q.WriteIOPS, q.TotalBytesPerSec, q.ReadBytesPerSec, q.WriteBytesPerSec} {
 			b = binary.LittleEndian.AppendUint64(b, uint64(v))
 		}
-		sum += one(member, remote)
+		sum += one(b, member, remote)
 	}
 	return sum
 }
@@ -306,10 +319,10 @@ func (e *Engine) remoteCopies(ctx context.Context, l *link, spec array.ReplicaSp
 	return []array.Volume{v}, nil
 }
 
-// matchQoS gives each member's copy at the target the member's QoS limit,
-// so that a failover finds the limit already in place on the volume its
+// matchQoS gives each member's copy at the target the member's QoS limit
+// (from memberQoS), so that a failover finds the limit already in place on the volume its
 // hosts then use.
-func (e *Engine) matchQoS(ctx context.Context, l *link, spec array.ReplicaSpec, members map[string]string, copies []array.Volume) bool {
+func (e *Engine) matchQoS(ctx context.Context, l *link, spec array.ReplicaSpec, members map[string]string, qos map[string]array.QoS, copies []array.Volume) bool {
 	local := make(map[string]string, len(members))
 	for member, remote := range members {
 		local[remote] = member
@@ -319,8 +332,8 @@ func (e *Engine) matchQoS(ctx context.Context, l *link, spec array.ReplicaSpec, 
 		if !ok {
 			continue
 		}
-		q, err := e.s.VolumeQoS(ctx, member)
-		if err != nil || q == c.QoS {
+		q, ok := qos[member]
+		if !ok || q == c.QoS {
 			continue // deleted meanwhile, or matched
 		}
 		if _, err := l.peer.SetVolumeQoS(ctx, c.Name, q); err != nil {
