@@ -16,17 +16,7 @@ func TestEmptyGroupDropsLastMembersCopy(t *testing.T) {
 	clk := clock.NewFake(t0)
 	src, tg := newSource(t, clk), newTarget(t)
 	ctx := t.Context()
-	for _, v := range []string{"vol", "keep"} {
-		if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: v, Pool: "cinder", SizeBytes: mib}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := src.st.CreateGroup(ctx, "pg", "cinder", nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := src.st.AddMembers(ctx, "pg", []string{"vol"}); err != nil {
-		t.Fatal(err)
-	}
+	groupOf(t, src.st, "pg", []string{"vol", "keep"}, []string{"vol"})
 	protect(t, src, tg, "pg.site-b", array.ReplicaSpec{Kind: array.KindGroup, Local: "pg", Interval: time.Hour})
 	waitCycle(t, src.eng, "pg.site-b", "pg.site-b.1")
 	if v, err := tg.st.GetVolume(ctx, "vol"); err != nil || !v.ReadOnly {

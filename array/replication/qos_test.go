@@ -22,6 +22,23 @@ func wantQoS(t *testing.T, st *store.Store, side, vol string, q array.QoS) {
 	}
 }
 
+// groupOf creates 1 MiB volumes in pool "cinder" and protection group
+// name there, with members in it.
+func groupOf(t *testing.T, st *store.Store, name string, volumes, members []string) {
+	t.Helper()
+	for _, v := range volumes {
+		if _, err := st.CreateVolume(t.Context(), array.VolumeSpec{Name: v, Pool: "cinder", SizeBytes: mib}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.CreateGroup(t.Context(), name, "cinder", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.AddMembers(t.Context(), name, members); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func setQoS(t *testing.T, st *store.Store, vol string, q array.QoS) {
 	t.Helper()
 	if _, err := st.SetVolumeQoS(t.Context(), vol, q); err != nil {
@@ -36,17 +53,7 @@ func setQoS(t *testing.T, st *store.Store, vol string, q array.QoS) {
 func TestReplicaTargetsTakeTheSourcesQoS(t *testing.T) {
 	src, tg := newSource(t, clock.NewFake(t0)), newTarget(t)
 	ctx := t.Context()
-	for _, v := range []string{"a", "b"} {
-		if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: v, Pool: "cinder", SizeBytes: mib}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := src.st.CreateGroup(ctx, "pg", "cinder", nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := src.st.AddMembers(ctx, "pg", []string{"b"}); err != nil {
-		t.Fatal(err)
-	}
+	groupOf(t, src.st, "pg", []string{"a", "b"}, []string{"b"})
 	qa, qb := array.QoS{TotalIOPS: 500}, array.QoS{WriteBytesPerSec: 1 << 20, ReadIOPS: 40}
 	setQoS(t, src.st, "a", qa)
 	setQoS(t, src.st, "b", qb)
@@ -115,17 +122,7 @@ func TestTidyFollowsWhatChangedHere(t *testing.T) {
 	clk := clock.NewFake(t0)
 	src, tg := newSource(t, clk), newTarget(t)
 	ctx := t.Context()
-	for _, v := range []string{"a", "b"} {
-		if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: v, Pool: "cinder", SizeBytes: mib}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := src.st.CreateGroup(ctx, "pg", "cinder", nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := src.st.AddMembers(ctx, "pg", []string{"a", "b"}); err != nil {
-		t.Fatal(err)
-	}
+	groupOf(t, src.st, "pg", []string{"a", "b"}, []string{"a", "b"})
 	qa, qb := array.QoS{TotalIOPS: 500}, array.QoS{ReadIOPS: 40}
 	setQoS(t, src.st, "a", qa)
 	setQoS(t, src.st, "b", qb)
