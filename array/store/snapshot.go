@@ -226,7 +226,7 @@ func (s *Store) freezeLocked(vols []*volume, reqs []SnapshotRequest) ([]array.Sn
 // Called with s.io held, so no write is in flight.
 func quietSince(v *volume) *layer {
 	p := v.live.parent
-	if p == nil || p.snaps == 0 || !v.live.empty() || v.live.unsynced.Load() {
+	if p == nil || !v.live.empty() || v.live.unsynced.Load() {
 		return nil
 	}
 	if newest := newestSnapshot(v); newest == nil || newest.layer != p {
