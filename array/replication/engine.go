@@ -70,10 +70,14 @@ type Engine struct {
 	replicas map[string]*replica
 	ops      map[string]*operation
 	pods     map[string]*pod
+	// owed are the pods with a release owed to their peer (release.go).
+	owed map[string]bool
 	// creating are the replicas and links being created (see reserve); a
 	// second call for one waits for the first (closed when it is done).
 	creating map[string]chan struct{}
 	kick     chan struct{}
+	// checkNow wakes the link checks before their interval ends.
+	checkNow chan struct{}
 	wg       sync.WaitGroup
 	// runCtx bounds work started by API calls, such as snapshot
 	// replication; it ends with Run.
@@ -105,7 +109,8 @@ func New(ctx context.Context, s *store.Store, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{s: s, opts: opts, log: opts.Logger, id: info.ID, links: map[string]*link{}, replicas: map[string]*replica{},
-		ops: map[string]*operation{}, pods: map[string]*pod{}, creating: map[string]chan struct{}{}, kick: make(chan struct{}, 1)}
+		ops: map[string]*operation{}, pods: map[string]*pod{}, creating: map[string]chan struct{}{}, kick: make(chan struct{}, 1),
+		owed: map[string]bool{}, checkNow: make(chan struct{}, 1)}
 	e.runCtx, e.cancelRun = context.WithCancel(context.Background())
 	if err := s.Records(ctx, recLinks, func(_ string, data []byte) error {
 		var r linkRec
@@ -132,6 +137,14 @@ func New(ctx context.Context, s *store.Store, opts Options) (*Engine, error) {
 	}); err != nil {
 		e.Close()
 		return nil, err
+	}
+	owed, err := e.loadReleases(ctx)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	for name := range owed {
+		e.owed[name] = true
 	}
 	// Pods mirror from the first write on: install them before the array
 	// serves anything.
@@ -200,6 +213,9 @@ func (e *Engine) addPod(ctx context.Context, r *replica) error {
 		// writes the first one mirrored there.
 		return errdefs.AlreadyExists("pod %q is already running", r.rec.Spec.Name)
 	}
+	if err := e.forgetRelease(ctx, r.rec.Spec.Name); err != nil {
+		return err
+	}
 	p, err := e.startPod(ctx, r)
 	if err != nil {
 		return err
@@ -210,6 +226,9 @@ func (e *Engine) addPod(ctx context.Context, r *replica) error {
 	return nil
 }
 
+// removePod stops a pod deleted or made async; the caller has recorded
+// the release owed to its peer (oweRelease), which the link checks
+// deliver, starting now.
 func (e *Engine) removePod(ctx context.Context, name string, p *pod) {
 	p.stop(ctx)
 	e.mu.Lock()
@@ -217,6 +236,10 @@ func (e *Engine) removePod(ctx context.Context, name string, p *pod) {
 		delete(e.pods, name)
 	}
 	e.mu.Unlock()
+	select {
+	case e.checkNow <- struct{}{}:
+	default:
+	}
 }
 
 // setSynced records whether a pod member's peer copy is complete.

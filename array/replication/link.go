@@ -98,6 +98,7 @@ func (e *Engine) check(ctx context.Context, l *link) {
 }
 
 func (e *Engine) checkLinks(ctx context.Context) {
+	failed := map[string]string{}
 	for {
 		e.mu.Lock()
 		ls := make([]*link, 0, len(e.links))
@@ -108,9 +109,11 @@ func (e *Engine) checkLinks(ctx context.Context) {
 		for _, l := range ls {
 			e.check(ctx, l)
 		}
+		e.deliverReleases(ctx, failed)
 		select {
 		case <-ctx.Done():
 			return
+		case <-e.checkNow:
 		case <-time.After(e.opts.LinkCheckInterval):
 		}
 	}

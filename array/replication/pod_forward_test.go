@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -285,6 +286,26 @@ func TestPodPeerRestartKeepsItsCopiesThePods(t *testing.T) {
 	peerWritable(t, tg, "v1", 0, p)
 
 	tg.halt()
+	restartPeerStore(t, tg)
+	// The restarted peer's transfer service, not yet reachable.
+	ts, err := transfer.NewService(ctx, tg.st, slog.New(slog.DiscardHandler), transfer.ServiceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPath(t, "the restarted peer", openVol(t, tg.st, "v1"), array.Path{State: array.PathUnavailable})
+	if err := tg.st.WriteVolume(ctx, "v1", 0, p, false); !errdefs.IsUnavailable(err) {
+		t.Fatalf("a write at the restarted peer, the preferred array away: %v; want UNAVAILABLE", err)
+	}
+	ts.Close()
+
+	tg.start()
+	peerWritable(t, tg, "v1", 4096, p)
+}
+
+// restartPeerStore closes a halted peer's store and opens it again, as a
+// restarted volrepd would, keeping its raw stream port.
+func restartPeerStore(t *testing.T, tg *target) {
+	t.Helper()
 	dir := tg.st.Dir()
 	_, ps, err := net.SplitHostPort(tg.streams)
 	if err != nil {
@@ -303,17 +324,61 @@ func TestPodPeerRestartKeepsItsCopiesThePods(t *testing.T) {
 	}
 	t.Cleanup(func() { tg.halt(); st.Close() })
 	tg.st = st
-	// The restarted peer's transfer service, not yet reachable.
-	ts, err := transfer.NewService(ctx, st, slog.New(slog.DiscardHandler), transfer.ServiceOptions{})
+}
+
+// TestPodRemovedWhilePeerIsDown: a pod deleted while its peer is down
+// cannot tell the peer at once, so the release is owed: recorded at the
+// preferred array, and delivered by its link checks once the peer is
+// back, restarted or not. Until then the peer's copies answer as the
+// pod's; after it, they are plain replicas, and stay so across the peer's
+// next restart.
+func TestPodRemovedWhilePeerIsDown(t *testing.T) {
+	src := newSource(t, clock.NewFake(t0), func(o *replication.Options) { o.LinkCheckInterval = 50 * time.Millisecond })
+	tg := newTarget(t)
+	podOn(t, src, tg, 2*time.Second)
+	ctx := t.Context()
+	peerWritable(t, tg, "v1", 0, bytes.Repeat([]byte{0x5a}, 4096))
+
+	tg.halt()
+	if err := src.eng.DeleteReplica(ctx, "pod", false); err != nil {
+		t.Fatal(err)
+	}
+	owed := func() []string {
+		var names []string
+		if err := src.st.Records(ctx, "pod-releases", func(k string, _ []byte) error { names = append(names, k); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return names
+	}
+	if got := owed(); !slices.Equal(got, []string{"pod"}) {
+		t.Fatalf("with the peer down, the releases owed are %q; want [pod]", got)
+	}
+	restartPeerStore(t, tg)
+	// Restarted before it heard, the peer's copy is still the pod's.
+	ts, err := transfer.NewService(ctx, tg.st, slog.New(slog.DiscardHandler), transfer.ServiceOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantPath(t, "the restarted peer", openVol(t, st, "v1"), array.Path{State: array.PathUnavailable})
-	if err := st.WriteVolume(ctx, "v1", 0, p, false); !errdefs.IsUnavailable(err) {
-		t.Fatalf("a write at the restarted peer, the preferred array away: %v; want UNAVAILABLE", err)
-	}
+	wantPath(t, "the restarted peer, not yet told", openVol(t, tg.st, "v1"), array.Path{State: array.PathUnavailable})
 	ts.Close()
 
 	tg.start()
-	peerWritable(t, tg, "v1", 4096, p)
+	h := openVol(t, tg.st, "v1")
+	for deadline := time.Now().Add(10 * time.Second); h.Path().State != array.PathOptimized; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the peer's copy of the removed pod reports %s, not a plain replica's optimized path, 10 s after the peer came back", h.Path().State)
+		}
+	}
+	if err := tg.st.WriteVolume(ctx, "v1", 0, []byte{1}, false); err == nil || errdefs.IsUnavailable(err) {
+		t.Fatalf("a write to the released copy: %v; want it refused as a replica's (read-only), not as the pod's", err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(owed()) > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the release is still owed after the peer applied it: %q", owed())
+		}
+	}
+	tg.halt()
+	restartPeerStore(t, tg)
+	tg.start()
+	wantPath(t, "the released copy after the peer's next restart", openVol(t, tg.st, "v1"), array.Path{State: array.PathOptimized})
 }

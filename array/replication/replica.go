@@ -539,7 +539,19 @@ func (e *Engine) ChangeReplicaType(ctx context.Context, name, typ string) (array
 	rec := r.rec
 	p := e.pods[name]
 	e.mu.Unlock()
-	if err := e.save(ctx, recReplicas, name, rec); err != nil {
+	if p != nil {
+		// Owed before the async type is kept, so a crash between the two
+		// cannot leave an async replica whose peer was never told; while
+		// the pod still runs, nothing is delivered.
+		err = e.oweRelease(ctx, p)
+	}
+	if err == nil {
+		err = e.save(ctx, recReplicas, name, rec)
+		if err != nil && p != nil {
+			_ = e.forgetRelease(ctx, name) // the pod runs on; a record left is never delivered while it does
+		}
+	}
+	if err != nil {
 		e.mu.Lock()
 		r.rec = old
 		e.mu.Unlock()
@@ -577,6 +589,12 @@ func (e *Engine) DeleteReplica(ctx context.Context, name string, deleteRemote bo
 		return err
 	}
 	if p != nil {
+		if err := e.oweRelease(ctx, p); err != nil {
+			e.mu.Lock()
+			e.replicas[name] = r
+			e.mu.Unlock()
+			return err
+		}
 		e.removePod(ctx, name, p)
 	}
 	if err := e.s.DeleteRecord(ctx, recReplicas, name); err != nil {
