@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -411,6 +412,10 @@ func (e *Engine) advance(ctx context.Context, l *link, spec array.ReplicaSpec, m
 	if len(batch) == 0 {
 		return nil
 	}
+	// In name order, so each call's transaction at the target dirties the
+	// few adjacent pages its members' records sit on, not a page of every
+	// member's (the map's order is random).
+	slices.SortFunc(batch, func(a, b transfer.AdvanceMember) int { return strings.Compare(a.Volume, b.Volume) })
 	done, err := transfer.SendAdvance(ctx, l.xfer, e.id, batch)
 	if err != nil {
 		// The rest are shipped: an old target without Advance, or a
@@ -529,15 +534,9 @@ func keepSet(snaps []array.Snapshot, now time.Time, p array.Retention) map[strin
 func (e *Engine) pruneLocal(ctx context.Context, spec array.ReplicaSpec, members map[string]string, keep func([]array.Snapshot) map[string]bool) {
 	var drop []store.SnapshotRef
 	for member := range members {
-		all, err := e.s.ListSnapshots(ctx, member)
+		ours, err := e.s.SnapshotsLabeled(ctx, member, LabelReplica, spec.Name)
 		if err != nil {
 			continue
-		}
-		var ours []array.Snapshot
-		for _, s := range all {
-			if s.Labels[LabelReplica] == spec.Name {
-				ours = append(ours, s)
-			}
 		}
 		e.mu.Lock()
 		spare := map[string]bool{}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 	"time"
 
@@ -89,5 +90,61 @@ func TestAdvanceSnapshots(t *testing.T) {
 	}
 	if _, err := s.GetSnapshot(ctx, "a", "s1"); !errdefs.IsNotFound(err) {
 		t.Fatalf("s1 of a survived the delete (err %v)", err)
+	}
+}
+
+// TestSnapshotsLabeled: retention's listing holds the volume's snapshots
+// with the label's value, oldest first (by time, then name), each with
+// its name, GUID and time as ListSnapshots gives them; a missing volume
+// is NOT_FOUND.
+func TestSnapshotsLabeled(t *testing.T) {
+	ctx := t.Context()
+	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	s, err := store.Open(t.TempDir(), store.Options{Name: "lab", Now: func() time.Time { return at }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	noErr(t)(s.CreatePool(ctx, "p"))
+	noErr(t)(s.CreateVolume(ctx, array.VolumeSpec{Name: "v", Pool: "p", SizeBytes: mib}))
+	for i, name := range []string{"r.3", "x.1", "r.1", "r.2", "other.1"} {
+		labels := map[string]string{"volrep.replica": "r"}
+		switch name {
+		case "x.1":
+			labels = nil
+		case "other.1":
+			labels["volrep.replica"] = "other"
+		}
+		if name == "r.1" || name == "r.2" {
+			at = time.Date(2026, 12, 6, 11, 0, 0, 0, time.UTC) // older than r.3, and equal: by name
+		} else {
+			at = time.Date(2026, 12, 6, 12, 0, i, 0, time.UTC)
+		}
+		noErr(t)(s.CreateSnapshot(ctx, "v", name, labels))
+	}
+	got, err := s.SnapshotsLabeled(ctx, "v", "volrep.replica", "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.ListSnapshots(ctx, "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := map[string]array.Snapshot{}
+	for _, sn := range all {
+		full[sn.Name] = sn
+	}
+	var names []string
+	for _, sn := range got {
+		names = append(names, sn.Name)
+		if f := full[sn.Name]; sn.GUID != f.GUID || !sn.Created.Equal(f.Created) || sn.Volume != "v" || sn.SizeBytes != mib {
+			t.Fatalf("%s listed as %+v; ListSnapshots has %+v", sn.Name, sn, f)
+		}
+	}
+	if want := []string{"r.1", "r.2", "r.3"}; !slices.Equal(names, want) {
+		t.Fatalf("the snapshots labeled r: %q, want %q", names, want)
+	}
+	if _, err := s.SnapshotsLabeled(ctx, "nope", "volrep.replica", "r"); !errdefs.IsNotFound(err) {
+		t.Fatalf("a missing volume: %v, want NOT_FOUND", err)
 	}
 }

@@ -86,18 +86,12 @@ func (t *Service) Prune(ctx context.Context, req *arrayv1.PruneRequest) (*arrayv
 	policy, now := wire.RetentionFromPB(req.GetRetention()), req.GetNow().AsTime()
 	var refs []store.SnapshotRef
 	for _, vol := range req.GetVolumes() {
-		all, err := t.s.ListSnapshots(ctx, vol)
+		ours, err := t.s.SnapshotsLabeled(ctx, vol, LabelReplica, req.GetReplica())
 		if errdefs.IsNotFound(err) {
 			continue // not replicated yet
 		}
 		if err != nil {
 			return nil, err
-		}
-		var ours []array.Snapshot
-		for _, s := range all {
-			if s.Labels[LabelReplica] == req.GetReplica() {
-				ours = append(ours, s)
-			}
 		}
 		times := make([]time.Time, len(ours))
 		for i, s := range ours {
