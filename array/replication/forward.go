@@ -27,13 +27,15 @@ type forwardLink struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
-	mu      sync.Mutex
-	queue   []*arrayv1.ForwardRequest
-	sending bool // sendLoop is sending a batch taken from queue
-	last    *arrayv1.ForwardState
-	work    chan struct{}
-	dead    chan struct{}
-	once    sync.Once
+	mu    sync.Mutex
+	queue []*arrayv1.ForwardRequest
+	// sent are closed by sendLoop once everything queued before each was
+	// sent (leave waits on one).
+	sent []chan struct{}
+	last *arrayv1.ForwardState
+	work chan struct{}
+	dead chan struct{}
+	once sync.Once
 }
 
 // maxForwarded bounds the peer's changes applied here at once.
@@ -87,6 +89,11 @@ func (f *forwardLink) enqueue(m *arrayv1.ForwardRequest) {
 	f.mu.Lock()
 	f.queue = append(f.queue, m)
 	f.mu.Unlock()
+	f.kick()
+}
+
+// kick wakes sendLoop.
+func (f *forwardLink) kick() {
 	select {
 	case f.work <- struct{}{}:
 	default:
@@ -118,9 +125,8 @@ func (f *forwardLink) sendLoop() {
 		case <-f.work:
 		}
 		f.mu.Lock()
-		batch := f.queue
-		f.queue = nil
-		f.sending = len(batch) > 0
+		batch, sent := f.queue, f.sent
+		f.queue, f.sent = nil, nil
 		f.mu.Unlock()
 		for _, m := range batch {
 			if err := f.cs.Send(m); err != nil {
@@ -128,9 +134,9 @@ func (f *forwardLink) sendLoop() {
 				return
 			}
 		}
-		f.mu.Lock()
-		f.sending = false
-		f.mu.Unlock()
+		for _, c := range sent {
+			close(c)
+		}
 	}
 }
 
@@ -141,15 +147,20 @@ func (f *forwardLink) sendLoop() {
 // state to be sent.
 func (f *forwardLink) leave(timeout time.Duration) {
 	f.pushState(true)
-	deadline := time.Now().Add(timeout)
-	for f.alive() && time.Now().Before(deadline) {
-		f.mu.Lock()
-		done := len(f.queue) == 0 && !f.sending
-		f.mu.Unlock()
-		if done {
-			return
-		}
-		time.Sleep(time.Millisecond)
+	// Registered after the state is queued: sendLoop closes it once the
+	// batch that holds the state, or a later one, is sent. The kick makes
+	// that later batch, empty, should the state's have been taken already.
+	sent := make(chan struct{})
+	f.mu.Lock()
+	f.sent = append(f.sent, sent)
+	f.mu.Unlock()
+	f.kick()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-sent:
+	case <-f.dead:
+	case <-t.C:
 	}
 }
 
