@@ -343,14 +343,7 @@ func TestPodRemovedWhilePeerIsDown(t *testing.T) {
 	if err := src.eng.DeleteReplica(ctx, "pod", false); err != nil {
 		t.Fatal(err)
 	}
-	owed := func() []string {
-		var names []string
-		if err := src.st.Records(ctx, "pod-releases", func(k string, _ []byte) error { names = append(names, k); return nil }); err != nil {
-			t.Fatal(err)
-		}
-		return names
-	}
-	if got := owed(); !slices.Equal(got, []string{"pod"}) {
+	if got := owedReleases(t, src.st); !slices.Equal(got, []string{"pod"}) {
 		t.Fatalf("with the peer down, the releases owed are %q; want [pod]", got)
 	}
 	restartPeerStore(t, tg)
@@ -372,13 +365,57 @@ func TestPodRemovedWhilePeerIsDown(t *testing.T) {
 	if err := tg.st.WriteVolume(ctx, "v1", 0, []byte{1}, false); err == nil || errdefs.IsUnavailable(err) {
 		t.Fatalf("a write to the released copy: %v; want it refused as a replica's (read-only), not as the pod's", err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); len(owed()) > 0; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the release is still owed after the peer applied it: %q", owed())
-		}
-	}
+	waitNoneOwed(t, src.st, "after the peer applied it")
 	tg.halt()
 	restartPeerStore(t, tg)
 	tg.start()
 	wantPath(t, "the released copy after the peer's next restart", openVol(t, tg.st, "v1"), array.Path{State: array.PathOptimized})
+}
+
+// TestPodReleaseDroppedWithItsLink: a release owed to a peer whose link
+// is then deleted cannot be delivered; the next link check drops it and
+// says that the peer's copies stay the pod's until handled there.
+func TestPodReleaseDroppedWithItsLink(t *testing.T) {
+	logs := &testenv.Buffer{}
+	src := newSource(t, clock.NewFake(t0), func(o *replication.Options) {
+		o.LinkCheckInterval = 50 * time.Millisecond
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
+	tg := newTarget(t)
+	podOn(t, src, tg, 2*time.Second)
+	ctx := t.Context()
+	tg.halt()
+	if err := src.eng.DeleteReplica(ctx, "pod", false); err != nil {
+		t.Fatal(err)
+	}
+	if got := owedReleases(t, src.st); !slices.Equal(got, []string{"pod"}) {
+		t.Fatalf("with the peer down, the releases owed are %q; want [pod]", got)
+	}
+	if err := src.eng.DeleteLink(ctx, "site-b"); err != nil {
+		t.Fatal(err)
+	}
+	waitNoneOwed(t, src.st, "over a deleted link")
+	if !strings.Contains(logs.String(), "the link to a removed pod's peer was deleted") {
+		t.Fatalf("the dropped release was not logged:\n%s", logs.String())
+	}
+}
+
+// owedReleases names the pods whose peer is owed a release at st.
+func owedReleases(t *testing.T, st *store.Store) []string {
+	t.Helper()
+	var names []string
+	if err := st.Records(t.Context(), "pod-releases", func(k string, _ []byte) error { names = append(names, k); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// waitNoneOwed waits up to 5 s until st owes no peer a release.
+func waitNoneOwed(t *testing.T, st *store.Store, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); len(owedReleases(t, st)) > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("releases still owed %s: %q", what, owedReleases(t, st))
+		}
+	}
 }

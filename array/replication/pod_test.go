@@ -422,18 +422,7 @@ func TestPodCopyAtThePeer(t *testing.T) {
 	wantPath(t, "the peer's copy of a pod made async", openVol(t, tg.st, "v1"), array.Path{State: array.PathOptimized})
 	// The peer confirmed it (a Forward stream that states no copies, ended
 	// by the peer once applied), so nothing stays owed to it.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		n := 0
-		if err := src.st.Records(ctx, "pod-releases", func(string, []byte) error { n++; return nil }); err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d releases still owed to a peer that is up", n)
-		}
-	}
+	waitNoneOwed(t, src.st, "to a peer that is up")
 	// Restarted, the peer has not heard from the preferred array: it
 	// still knows its copies of the pod, by their label.
 	tg.halt()

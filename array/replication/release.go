@@ -99,6 +99,7 @@ func (e *Engine) deliverReleases(ctx context.Context, failed map[string]string) 
 		if l == nil {
 			e.log.Warn("the link to a removed pod's peer was deleted, so the peer cannot be told: its copies answer as the pod's until they are promoted or deleted there",
 				"pod", name, "link", rec.Link)
+			delete(failed, name)
 			e.dropRelease(ctx, name)
 			continue
 		}
@@ -136,6 +137,9 @@ func (e *Engine) dropRelease(ctx context.Context, name string) {
 // the stream: the peer ends it without error only once it has applied
 // the state (dropped its forwarders and its record of the copies).
 func (e *Engine) releasePeer(ctx context.Context, l *link, name string, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = defaultSyncTimeout
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cs, err := openPodStream(ctx, l, e.log, arrayv1.TransferService_Forward_FullMethodName, array.FeatureForwardOwnCopy, timeout,
