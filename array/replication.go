@@ -37,6 +37,9 @@ type Link struct {
 	ClockSkew       time.Duration
 	BandwidthLimit  int64
 	Compression     bool
+	// PodsOwedRelease are the pods removed here whose peer has yet to
+	// hear that their copies are plain replicas (sorted).
+	PodsOwedRelease []string
 }
 
 // Replica kinds, modes, types and states, in InfiniSDK's terms.

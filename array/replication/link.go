@@ -183,12 +183,19 @@ func (e *Engine) linkLocked(name string) (*link, error) {
 // GetLink returns a link and its state as last checked.
 func (e *Engine) GetLink(ctx context.Context, name string) (array.Link, error) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	l, err := e.linkLocked(name)
-	e.mu.Unlock()
 	if err != nil {
 		return array.Link{}, err
 	}
-	return l.view(), nil
+	return e.viewLocked(l), nil
+}
+
+// viewLocked is what the API shows of a link. Called with e.mu held.
+func (e *Engine) viewLocked(l *link) array.Link {
+	v := l.view()
+	v.PodsOwedRelease = e.owedOverLocked(l.rec.Name)
+	return v
 }
 
 // ListLinks lists links by name.
@@ -197,7 +204,7 @@ func (e *Engine) ListLinks(ctx context.Context) ([]array.Link, error) {
 	defer e.mu.Unlock()
 	out := []array.Link{}
 	for _, l := range e.links {
-		out = append(out, l.view())
+		out = append(out, e.viewLocked(l))
 	}
 	slices.SortFunc(out, func(a, b array.Link) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil

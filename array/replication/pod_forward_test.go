@@ -346,6 +346,9 @@ func TestPodRemovedWhilePeerIsDown(t *testing.T) {
 	if got := owedReleases(t, src.st); !slices.Equal(got, []string{"pod"}) {
 		t.Fatalf("with the peer down, the releases owed are %q; want [pod]", got)
 	}
+	if l, err := src.eng.GetLink(ctx, "site-b"); err != nil || !slices.Equal(l.PodsOwedRelease, []string{"pod"}) {
+		t.Fatalf("the link shows %q owed (%v); want [pod]", l.PodsOwedRelease, err)
+	}
 	restartPeerStore(t, tg)
 	// Restarted before it heard, the peer's copy is still the pod's.
 	ts, err := transfer.NewService(ctx, tg.st, slog.New(slog.DiscardHandler), transfer.ServiceOptions{})
@@ -366,6 +369,10 @@ func TestPodRemovedWhilePeerIsDown(t *testing.T) {
 		t.Fatalf("a write to the released copy: %v; want it refused as a replica's (read-only), not as the pod's", err)
 	}
 	waitNoneOwed(t, src.st, "after the peer applied it")
+	// A release leaves the view before its record does.
+	if ls, err := src.eng.ListLinks(ctx); err != nil || len(ls) != 1 || len(ls[0].PodsOwedRelease) != 0 {
+		t.Fatalf("the links after the release: %+v (%v); want site-b with nothing owed", ls, err)
+	}
 	tg.halt()
 	restartPeerStore(t, tg)
 	tg.start()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/volrep/volrep/array"
@@ -34,7 +35,7 @@ func (e *Engine) oweRelease(ctx context.Context, p *pod) error {
 		return fmt.Errorf("recording that pod %s's peer is to release its copies: %w", p.name, err)
 	}
 	e.mu.Lock()
-	e.owed[p.name] = true
+	e.owed[p.name] = p.l.rec.Name
 	e.mu.Unlock()
 	return nil
 }
@@ -42,17 +43,23 @@ func (e *Engine) oweRelease(ctx context.Context, p *pod) error {
 // forgetRelease drops what is owed for a pod of that name, if anything.
 func (e *Engine) forgetRelease(ctx context.Context, name string) error {
 	e.mu.Lock()
-	owed := e.owed[name]
+	_, owed := e.owed[name]
 	e.mu.Unlock()
 	if !owed {
 		return nil
 	}
-	if err := e.s.DeleteRecord(ctx, recPodReleases, name); err != nil {
-		return err
-	}
+	// The view drops it first, so a view never shows a release the
+	// records no longer hold; a failed delete puts it back.
 	e.mu.Lock()
+	link := e.owed[name]
 	delete(e.owed, name)
 	e.mu.Unlock()
+	if err := e.s.DeleteRecord(ctx, recPodReleases, name); err != nil {
+		e.mu.Lock()
+		e.owed[name] = link
+		e.mu.Unlock()
+		return err
+	}
 	return nil
 }
 
@@ -124,6 +131,19 @@ func (e *Engine) deliverReleases(ctx context.Context, failed map[string]string) 
 		delete(failed, name)
 		e.dropRelease(ctx, name)
 	}
+}
+
+// owedOverLocked names, sorted, the pods whose release is owed over link.
+// Called with e.mu held.
+func (e *Engine) owedOverLocked(link string) []string {
+	var out []string
+	for pod, l := range e.owed {
+		if l == link {
+			out = append(out, pod)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (e *Engine) dropRelease(ctx context.Context, name string) {

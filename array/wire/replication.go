@@ -18,13 +18,14 @@ var linkStates = map[string]arrayv1.LinkState{
 func LinkToPB(l array.Link) *arrayv1.Link {
 	return &arrayv1.Link{Name: l.Name, Address: l.Address, State: linkStates[l.State], RemoteArrayName: l.RemoteArrayName,
 		RemoteArrayId: l.RemoteArrayID, LastError: l.LastError, LastChecked: ts(l.LastChecked), ClockSkewMs: l.ClockSkew.Milliseconds(),
-		BandwidthLimit: l.BandwidthLimit, Compression: l.Compression}
+		BandwidthLimit: l.BandwidthLimit, Compression: l.Compression, PodsOwedRelease: l.PodsOwedRelease}
 }
 
 func LinkFromPB(l *arrayv1.Link) array.Link {
 	return array.Link{Name: l.GetName(), Address: l.GetAddress(), State: reverse(linkStates, l.GetState()), RemoteArrayName: l.GetRemoteArrayName(),
 		RemoteArrayID: l.GetRemoteArrayId(), LastError: l.GetLastError(), LastChecked: l.GetLastChecked().AsTime(),
-		ClockSkew: time.Duration(l.GetClockSkewMs()) * time.Millisecond, BandwidthLimit: l.GetBandwidthLimit(), Compression: l.GetCompression()}
+		ClockSkew: time.Duration(l.GetClockSkewMs()) * time.Millisecond, BandwidthLimit: l.GetBandwidthLimit(), Compression: l.GetCompression(),
+		PodsOwedRelease: l.GetPodsOwedRelease()}
 }
 
 var (

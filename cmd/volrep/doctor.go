@@ -476,6 +476,16 @@ func checkLinks(rep *doctorReport, where string, r arrayRef, p arrayProbe) {
 			// Someone else's link: worth showing, not this backend's failure.
 			c.Status = statusWarn
 		}
+		if owed := l.PodsOwedRelease; len(owed) > 0 {
+			// The peer's copies of these removed pods still refuse writes
+			// as the pod's: a warning, however the link is.
+			c.Detail += fmt.Sprintf("; the peer has yet to release its copies of removed pod(s) %s, which refuse writes until it does", strings.Join(owed, ", "))
+			if c.Status == statusOK {
+				c.Status = statusWarn
+				c.Fix = "the primary array tells the peer at its next link check; if it keeps failing, journalctl -u volrepd says why " +
+					"(a peer that carries the pod refuses: promote or delete those copies there)"
+			}
+		}
 		rep.add(c)
 	}
 	for id, d := range ours {

@@ -119,18 +119,14 @@ func TestDoctorOfflineValid(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d, want 0\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
-	for _, want := range []string{
+	wantStdout(t, r,
 		"no problems",
 		"Backend [pure1] (line 7)",
 		"10.0.0.10:7401 (pure_api_token set)",
 		"pure2-async: async 10.0.0.20:7401 (api_token set, line 10)",
 		"cinder-group: every 10m; keep all for 4h, then 3 a day for 7 days",
 		"The file is fine. Only the file was checked (--offline).",
-	} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
-		}
-	}
+	)
 	noTokens(t, r.stdout+r.stderr)
 }
 
@@ -175,16 +171,12 @@ func TestDoctorOnlineDaemonOnly(t *testing.T) {
 	if r.code != 1 {
 		t.Errorf("exit %d, want 1 (a backend is down)\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	for _, want := range []string{
-		"OK     volrepd at " + addr + ": answers; 2 backend(s)",
+	wantStdout(t, r,
+		"OK     volrepd at "+addr+": answers; 2 backend(s)",
 		"OK     [pure1]: up; active default; targets pure2-async(async)",
 		`FAIL   [pure2]: down: /etc/volrep/volrep.conf:31: unknown key "bakend_id"`,
 		"fix: fix the key at /etc/volrep/volrep.conf:31 and send SIGHUP (systemctl reload volrepd)",
-	} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
-		}
-	}
+	)
 
 	f.mu.Lock()
 	f.backends = f.backends[:1]
@@ -218,17 +210,13 @@ func TestDoctorArrays(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d, want 0\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	for _, want := range []string{
-		"OK     volrepd at " + daddr,
-		"OK     [pure1] primary array at " + paddr + ": array site-a answers, token accepted; clock skew",
-		"OK     [pure1] replication_device pure2-async at " + taddr + ": array site-b answers",
-		"OK     [pure1] primary site-a: link pure2-async -> " + taddr + ": connected to array site-b",
+	wantStdout(t, r,
+		"OK     volrepd at "+daddr,
+		"OK     [pure1] primary array at "+paddr+": array site-a answers, token accepted; clock skew",
+		"OK     [pure1] replication_device pure2-async at "+taddr+": array site-b answers",
+		"OK     [pure1] primary site-a: link pure2-async -> "+taddr+": connected to array site-b",
 		"Everything checked is fine.",
-	} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
-		}
-	}
+	)
 
 	// Wrong target token, a skewed primary, a link the peer refuses.
 	primary.skew = 30 * time.Second
@@ -238,17 +226,13 @@ func TestDoctorArrays(t *testing.T) {
 	if r.code != 1 {
 		t.Errorf("exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	for _, want := range []string{
-		"FAIL   [pure1] replication_device pure2-async at " + taddr + ": rejected the token (UNAUTHENTICATED): invalid token",
-		"fix: check the token: api_token of the replication_device pure2-async in [pure1] (" + bad + ":10) must equal the array's api_token",
-		"WARN   [pure1] primary array at " + paddr + ": array site-a answers, token accepted; clock skew +30",
-		"FAIL   [pure1] primary site-a: link pure2-async -> " + taddr + ": the peer rejected the link's token (UNAUTHENTICATED): invalid token",
+	wantStdout(t, r,
+		"FAIL   [pure1] replication_device pure2-async at "+taddr+": rejected the token (UNAUTHENTICATED): invalid token",
+		"fix: check the token: api_token of the replication_device pure2-async in [pure1] ("+bad+":10) must equal the array's api_token",
+		"WARN   [pure1] primary array at "+paddr+": array site-a answers, token accepted; clock skew +30",
+		"FAIL   [pure1] primary site-a: link pure2-async -> "+taddr+": the peer rejected the link's token (UNAUTHENTICATED): invalid token",
 		"2 problem(s), 1 warning(s).",
-	} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
-		}
-	}
+	)
 	noTokens(t, r.stdout+r.stderr)
 
 	// The same as JSON.
@@ -262,19 +246,31 @@ func TestDoctorArrays(t *testing.T) {
 	}
 	noTokens(t, r.stdout)
 
+	// A connected link over which the release of a removed pod is owed:
+	// the peer's copies of it still refuse writes, a warning.
+	primary.skew = 0
+	primary.links[0].State, primary.links[0].LastError = arrayv1.LinkState_LINK_STATE_CONNECTED, ""
+	primary.links[0].PodsOwedRelease = []string{"pod-a", "pod-b"}
+	r = volrep(t, nil, "doctor", "--config", conf)
+	wantStdout(t, r,
+		"WARN   [pure1] primary site-a: link pure2-async -> "+taddr+": connected to array site-b; clock skew +0s; "+
+			"the peer has yet to release its copies of removed pod(s) pod-a, pod-b, which refuse writes until it does",
+		"fix: the primary array tells the peer at its next link check",
+		"No problems; 1 warning(s).",
+	)
+	if r.code != 0 {
+		t.Errorf("exit %d with one warning, want 0", r.code)
+	}
+
 	// A missing link and an unreachable target.
 	primary.skew, primary.links = 0, nil
 	gone := closedAddr(t)
 	r = volrep(t, nil, "doctor", "--config", writeConf(t, fmt.Sprintf(goodConf, daddr, paddr, gone)))
-	for _, want := range []string{
-		"FAIL   [pure1] replication_device pure2-async at " + gone + ": unreachable:",
+	wantStdout(t, r,
+		"FAIL   [pure1] replication_device pure2-async at "+gone+": unreachable:",
 		"fix: check the array is running and reachable from this host",
 		"FAIL   [pure1] primary site-a: link pure2-async: missing",
-	} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
-		}
-	}
+	)
 	if r.code != 1 {
 		t.Errorf("exit %d, want 1", r.code)
 	}
@@ -330,5 +326,15 @@ func TestDoctorOldSyncPeer(t *testing.T) {
 	r = volrep(t, nil, "doctor", "--config", conf)
 	if strings.Contains(r.stdout, "lacks the protocol feature") || !strings.Contains(r.stdout, "OK     [pure1] replication_device pure2-sync at "+taddr) {
 		t.Errorf("with the feature reported, doctor still warns or does not say OK:\n%s", r.stdout)
+	}
+}
+
+// wantStdout checks that a run's stdout holds each of wants.
+func wantStdout(t *testing.T, r result, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
 	}
 }

@@ -90,9 +90,15 @@ type Link struct {
 	// Bytes per second replication may use on this link; 0 is unlimited.
 	BandwidthLimit int64 `protobuf:"varint,9,opt,name=bandwidth_limit,json=bandwidthLimit,proto3" json:"bandwidth_limit,omitempty"`
 	// Compress replication data with zstd.
-	Compression   bool `protobuf:"varint,10,opt,name=compression,proto3" json:"compression,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Compression bool `protobuf:"varint,10,opt,name=compression,proto3" json:"compression,omitempty"`
+	// Pods deleted or made async on this array whose peer, over this link,
+	// has not yet confirmed that their copies there are plain replicas:
+	// until it does, those copies answer as the pod's (ALUA unavailable,
+	// writes refused). The word is sent at each link check while the link
+	// is connected; a peer that carries the pod refuses it.
+	PodsOwedRelease []string `protobuf:"bytes,11,rep,name=pods_owed_release,json=podsOwedRelease,proto3" json:"pods_owed_release,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Link) Reset() {
@@ -193,6 +199,13 @@ func (x *Link) GetCompression() bool {
 		return x.Compression
 	}
 	return false
+}
+
+func (x *Link) GetPodsOwedRelease() []string {
+	if x != nil {
+		return x.PodsOwedRelease
+	}
+	return nil
 }
 
 type CreateLinkRequest struct {
@@ -598,7 +611,7 @@ var File_volrep_array_v1_link_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_link_service_proto_rawDesc = "" +
 	"\n" +
-	"\"volrep/array/v1/link_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x03\n" +
+	"\"volrep/array/v1/link_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x03\n" +
 	"\x04Link\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x120\n" +
@@ -611,7 +624,8 @@ const file_volrep_array_v1_link_service_proto_rawDesc = "" +
 	"\rclock_skew_ms\x18\b \x01(\x03R\vclockSkewMs\x12'\n" +
 	"\x0fbandwidth_limit\x18\t \x01(\x03R\x0ebandwidthLimit\x12 \n" +
 	"\vcompression\x18\n" +
-	" \x01(\bR\vcompression\"\xa2\x01\n" +
+	" \x01(\bR\vcompression\x12*\n" +
+	"\x11pods_owed_release\x18\v \x03(\tR\x0fpodsOwedRelease\"\xa2\x01\n" +
 	"\x11CreateLinkRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +

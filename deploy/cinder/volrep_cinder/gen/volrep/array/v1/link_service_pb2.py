@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/link_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\"volrep/array/v1/link_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x02\n\x04Link\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.volrep.array.v1.LinkState\x12\x19\n\x11remote_array_name\x18\x04 \x01(\t\x12\x17\n\x0fremote_array_id\x18\x05 \x01(\t\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x30\n\x0clast_checked\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rclock_skew_ms\x18\x08 \x01(\x03\x12\x17\n\x0f\x62\x61ndwidth_limit\x18\t \x01(\x03\x12\x13\n\x0b\x63ompression\x18\n \x01(\x08\"o\n\x11\x43reateLinkRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12\x17\n\x0f\x62\x61ndwidth_limit\x18\x04 \x01(\x03\x12\x13\n\x0b\x63ompression\x18\x05 \x01(\x08\"9\n\x12\x43reateLinkResponse\x12#\n\x04link\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Link\"\x1e\n\x0eGetLinkRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"6\n\x0fGetLinkResponse\x12#\n\x04link\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Link\"9\n\x10ListLinksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x11ListLinksResponse\x12$\n\x05links\x18\x01 \x03(\x0b\x32\x15.volrep.array.v1.Link\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11\x44\x65leteLinkRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteLinkResponse*z\n\tLinkState\x12\x1a\n\x16LINK_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14LINK_STATE_CONNECTED\x10\x01\x12\x1a\n\x16LINK_STATE_UNREACHABLE\x10\x02\x12\x1b\n\x17LINK_STATE_UNAUTHORIZED\x10\x03\x32\xdd\x02\n\x0bLinkService\x12U\n\nCreateLink\x12\".volrep.array.v1.CreateLinkRequest\x1a#.volrep.array.v1.CreateLinkResponse\x12L\n\x07GetLink\x12\x1f.volrep.array.v1.GetLinkRequest\x1a .volrep.array.v1.GetLinkResponse\x12R\n\tListLinks\x12!.volrep.array.v1.ListLinksRequest\x1a\".volrep.array.v1.ListLinksResponse\x12U\n\nDeleteLink\x12\".volrep.array.v1.DeleteLinkRequest\x1a#.volrep.array.v1.DeleteLinkResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n\"volrep/array/v1/link_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x02\n\x04Link\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.volrep.array.v1.LinkState\x12\x19\n\x11remote_array_name\x18\x04 \x01(\t\x12\x17\n\x0fremote_array_id\x18\x05 \x01(\t\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x30\n\x0clast_checked\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rclock_skew_ms\x18\x08 \x01(\x03\x12\x17\n\x0f\x62\x61ndwidth_limit\x18\t \x01(\x03\x12\x13\n\x0b\x63ompression\x18\n \x01(\x08\x12\x19\n\x11pods_owed_release\x18\x0b \x03(\t\"o\n\x11\x43reateLinkRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12\x17\n\x0f\x62\x61ndwidth_limit\x18\x04 \x01(\x03\x12\x13\n\x0b\x63ompression\x18\x05 \x01(\x08\"9\n\x12\x43reateLinkResponse\x12#\n\x04link\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Link\"\x1e\n\x0eGetLinkRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"6\n\x0fGetLinkResponse\x12#\n\x04link\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Link\"9\n\x10ListLinksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x11ListLinksResponse\x12$\n\x05links\x18\x01 \x03(\x0b\x32\x15.volrep.array.v1.Link\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11\x44\x65leteLinkRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteLinkResponse*z\n\tLinkState\x12\x1a\n\x16LINK_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14LINK_STATE_CONNECTED\x10\x01\x12\x1a\n\x16LINK_STATE_UNREACHABLE\x10\x02\x12\x1b\n\x17LINK_STATE_UNAUTHORIZED\x10\x03\x32\xdd\x02\n\x0bLinkService\x12U\n\nCreateLink\x12\".volrep.array.v1.CreateLinkRequest\x1a#.volrep.array.v1.CreateLinkResponse\x12L\n\x07GetLink\x12\x1f.volrep.array.v1.GetLinkRequest\x1a .volrep.array.v1.GetLinkResponse\x12R\n\tListLinks\x12!.volrep.array.v1.ListLinksRequest\x1a\".volrep.array.v1.ListLinksResponse\x12U\n\nDeleteLink\x12\".volrep.array.v1.DeleteLinkRequest\x1a#.volrep.array.v1.DeleteLinkResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -50,8 +50,8 @@ _LINKSTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=822,
-  serialized_end=944,
+  serialized_start=849,
+  serialized_end=971,
 )
 _sym_db.RegisterEnumDescriptor(_LINKSTATE)
 
@@ -140,6 +140,13 @@ _LINK = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='pods_owed_release', full_name='volrep.array.v1.Link.pods_owed_release', index=10,
+      number=11, type=9, cpp_type=9, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -153,7 +160,7 @@ _LINK = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=89,
-  serialized_end=360,
+  serialized_end=387,
 )
 
 
@@ -211,8 +218,8 @@ _CREATELINKREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=362,
-  serialized_end=473,
+  serialized_start=389,
+  serialized_end=500,
 )
 
 
@@ -242,8 +249,8 @@ _CREATELINKRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=475,
-  serialized_end=532,
+  serialized_start=502,
+  serialized_end=559,
 )
 
 
@@ -273,8 +280,8 @@ _GETLINKREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=534,
-  serialized_end=564,
+  serialized_start=561,
+  serialized_end=591,
 )
 
 
@@ -304,8 +311,8 @@ _GETLINKRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=566,
-  serialized_end=620,
+  serialized_start=593,
+  serialized_end=647,
 )
 
 
@@ -342,8 +349,8 @@ _LISTLINKSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=622,
-  serialized_end=679,
+  serialized_start=649,
+  serialized_end=706,
 )
 
 
@@ -380,8 +387,8 @@ _LISTLINKSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=681,
-  serialized_end=763,
+  serialized_start=708,
+  serialized_end=790,
 )
 
 
@@ -411,8 +418,8 @@ _DELETELINKREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=765,
-  serialized_end=798,
+  serialized_start=792,
+  serialized_end=825,
 )
 
 
@@ -435,8 +442,8 @@ _DELETELINKRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=800,
-  serialized_end=820,
+  serialized_start=827,
+  serialized_end=847,
 )
 
 _LINK.fields_by_name['state'].enum_type = _LINKSTATE
@@ -529,8 +536,8 @@ _LINKSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=947,
-  serialized_end=1296,
+  serialized_start=974,
+  serialized_end=1323,
   methods=[
   _descriptor.MethodDescriptor(
     name='CreateLink',
