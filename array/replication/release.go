@@ -42,18 +42,15 @@ func (e *Engine) oweRelease(ctx context.Context, p *pod) error {
 
 // forgetRelease drops what is owed for a pod of that name, if anything.
 func (e *Engine) forgetRelease(ctx context.Context, name string) error {
+	// The view drops it first, so a view never shows a release the
+	// records no longer hold; a failed delete puts it back.
 	e.mu.Lock()
-	_, owed := e.owed[name]
+	link, owed := e.owed[name]
+	delete(e.owed, name)
 	e.mu.Unlock()
 	if !owed {
 		return nil
 	}
-	// The view drops it first, so a view never shows a release the
-	// records no longer hold; a failed delete puts it back.
-	e.mu.Lock()
-	link := e.owed[name]
-	delete(e.owed, name)
-	e.mu.Unlock()
 	if err := e.s.DeleteRecord(ctx, recPodReleases, name); err != nil {
 		e.mu.Lock()
 		e.owed[name] = link
