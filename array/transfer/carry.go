@@ -50,8 +50,11 @@ type carrying struct {
 	intent, recorded map[string]*bitmap.Bitmap
 	persistMu        sync.Mutex
 	handing          bool // the last reclaim round: writes are refused
-	reclaiming       bool
-	copies           map[string]*carriedCopy
+	// reclaiming numbers the Reclaim stream handing the pod back now (0:
+	// none), from reclaims; a stream that gave its slot up (lastRound's
+	// watchdog) then cannot clear a later stream's.
+	reclaiming, reclaims uint64
+	copies               map[string]*carriedCopy
 	// admitted counts writes admitted and not yet recorded: the last
 	// reclaim round waits for them.
 	admitted atomic.Int64

@@ -86,21 +86,25 @@ func (t *Service) Reclaim(stream arrayv1.TransferService_ReclaimServer) error {
 		asked[v.GetVolume()] = bm
 	}
 	c.mu.Lock()
-	if c.reclaiming {
+	if c.reclaiming != 0 {
 		c.mu.Unlock()
 		return errdefs.FailedPrecondition("pod %s is being reclaimed by another stream", open.GetPod())
 	}
-	c.reclaiming = true
+	c.reclaims++
+	me := c.reclaims
+	c.reclaiming = me
 	c.mu.Unlock()
 	log := t.log.With("pod", open.GetPod())
 	log.Info("handing the pod back to its preferred array", "source_array", open.GetSourceArrayId())
 	released := false
 	defer func() {
 		c.mu.Lock()
-		c.reclaiming = false
-		if !released {
-			// This array carries the pod again; everything stays dirty.
-			c.handing = false
+		if c.reclaiming == me {
+			c.reclaiming = 0
+			if !released {
+				// This array carries the pod again; everything stays dirty.
+				c.handing = false
+			}
 		}
 		c.mu.Unlock()
 	}()
@@ -153,7 +157,7 @@ func (t *Service) Reclaim(stream arrayv1.TransferService_ReclaimServer) error {
 			continue
 		}
 		rd.wait = quiet
-		n, err := t.lastRound(ctx, c, rd, quiet)
+		n, err := t.lastRound(ctx, c, me, rd, quiet)
 		if sent += n; err != nil {
 			return err
 		}
@@ -202,8 +206,10 @@ func (t *Service) sendRound(ctx context.Context, rd reclaimRound, progress func(
 // for the next one. The round runs on a goroutine of its own because a
 // Send to a peer that went silent blocks until the transport dies; the
 // handler still waits for that goroutine before it returns, so the
-// stream is never used after it.
-func (t *Service) lastRound(ctx context.Context, c *carrying, rd reclaimRound, quiet time.Duration) (int64, error) {
+// stream is never used after it, but it gives the reclaim slot (me) up
+// at once, so the preferred array's next hand-back, on a new stream, is
+// not refused until then (gRPC's keepalive, about 15 s).
+func (t *Service) lastRound(ctx context.Context, c *carrying, me uint64, rd reclaimRound, quiet time.Duration) (int64, error) {
 	var beat atomic.Int64
 	beat.Store(time.Now().UnixNano())
 	type result struct {
@@ -227,9 +233,11 @@ func (t *Service) lastRound(ctx context.Context, c *carrying, rd reclaimRound, q
 				continue
 			}
 			c.mu.Lock()
-			c.handing = false
+			if c.reclaiming == me {
+				c.handing, c.reclaiming = false, 0
+			}
 			c.mu.Unlock()
-			t.log.Warn("the preferred array went quiet during the last round of a hand-back; this array takes the pod's writes again and keeps everything it carried for the next hand-back",
+			t.log.Warn("the preferred array went quiet during the last round of a hand-back; this array takes the pod's writes again, and a new hand-back at once, and keeps everything it carried for it",
 				"pod", rd.pod, "silent", silent.Round(time.Millisecond))
 			r := <-done
 			return r.n, errdefs.Unavailable("pod %s: the preferred array took nothing of the hand-back's last round for %s (the pod's sync timeout); this array carries the pod again, and the preferred array asks for it once more when it can", rd.pod, quiet)
