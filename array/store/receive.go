@@ -408,16 +408,7 @@ func (r *Receiver) Commit(ctx context.Context) (array.Snapshot, error) {
 			return err
 		}
 		vr.Live = newLive.id
-		if err := putJSON(tx.Bucket(bucketVolumes), []byte(vr.Name), vr); err != nil {
-			return err
-		}
-		if err := putJSON(tx.Bucket(bucketSnapshots), snapKey(vr.Name, snap.rec.Name), snap.rec); err != nil {
-			return err
-		}
-		if err := deleteLayerRec(tx, oldLive.id); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketReceives).Delete([]byte(r.rec.TransferID))
+		return r.putReceived(tx, vr, snap, oldLive)
 	})
 	if err != nil {
 		r.l.remarkDirty(sets)
@@ -432,13 +423,7 @@ func (r *Receiver) Commit(ctx context.Context) (array.Snapshot, error) {
 	staging.children[newLive] = struct{}{}
 	s.layers[newLive.id] = newLive
 	v.live = newLive
-	v.rec = vr
-	v.snaps[snap.rec.Name] = snap
-	delete(s.layers, oldLive.id)
-	s.dropLayerFile(oldLive)
-	out := snapshotOf(snap)
-	r.done = &out
-	delete(s.receiving, v.rec.Name)
+	out := r.received(vr, snap, oldLive)
 	if p := oldLive.parent; p != nil {
 		delete(p.children, oldLive)
 		if err := s.collectLayer(ctx, p); err != nil {
@@ -466,33 +451,46 @@ func (r *Receiver) snapshotOn(l *layer) (*snapshot, volRec) {
 // quiet volume does: the staging layer is dropped instead of frozen.
 // Called with s.mu and s.io held.
 func (r *Receiver) commitOnto(base *layer) (array.Snapshot, error) {
-	s, v, staging := r.s, r.v, r.l
+	s, staging := r.s, r.l
 	snap, vr := r.snapshotOn(base)
-	err := s.update(func(tx *bolt.Tx) error {
-		if err := putJSON(tx.Bucket(bucketVolumes), []byte(vr.Name), vr); err != nil {
-			return err
-		}
-		if err := putJSON(tx.Bucket(bucketSnapshots), snapKey(vr.Name, snap.rec.Name), snap.rec); err != nil {
-			return err
-		}
-		if err := deleteLayerRec(tx, staging.id); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketReceives).Delete([]byte(r.rec.TransferID))
-	})
+	err := s.update(func(tx *bolt.Tx) error { return r.putReceived(tx, vr, snap, staging) })
 	if err != nil {
 		return array.Snapshot{}, err
 	}
 	base.snaps++
+	delete(base.children, staging)
+	return r.received(vr, snap, staging), nil
+}
+
+// putReceived records, in a commit's transaction, the received snapshot
+// and the volume that now holds it, drops the record of the layer gone
+// (the replaced live layer, or the unused staging layer), and ends the
+// transfer.
+func (r *Receiver) putReceived(tx *bolt.Tx, vr volRec, snap *snapshot, gone *layer) error {
+	if err := putJSON(tx.Bucket(bucketVolumes), []byte(vr.Name), vr); err != nil {
+		return err
+	}
+	if err := putJSON(tx.Bucket(bucketSnapshots), snapKey(vr.Name, snap.rec.Name), snap.rec); err != nil {
+		return err
+	}
+	if err := deleteLayerRec(tx, gone.id); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketReceives).Delete([]byte(r.rec.TransferID))
+}
+
+// received applies a committed putReceived in memory and returns the
+// snapshot, which later Commits return again.
+func (r *Receiver) received(vr volRec, snap *snapshot, gone *layer) array.Snapshot {
+	s, v := r.s, r.v
 	v.rec = vr
 	v.snaps[snap.rec.Name] = snap
-	delete(s.layers, staging.id)
-	delete(base.children, staging)
-	s.dropLayerFile(staging)
+	delete(s.layers, gone.id)
+	s.dropLayerFile(gone)
 	out := snapshotOf(snap)
 	r.done = &out
 	delete(s.receiving, v.rec.Name)
-	return out, nil
+	return out
 }
 
 // Abort drops the staged data.
