@@ -70,9 +70,9 @@ type Engine struct {
 	replicas map[string]*replica
 	ops      map[string]*operation
 	pods     map[string]*pod
-	// owed are the pods with a release owed to their peer, by the link
-	// to it (release.go).
-	owed map[string]string
+	// owed are the pods with a release owed to their peer, as their
+	// records in recPodReleases hold them (release.go).
+	owed map[string]podReleaseRec
 	// creating are the replicas and links being created (see reserve); a
 	// second call for one waits for the first (closed when it is done).
 	creating map[string]chan struct{}
@@ -111,7 +111,7 @@ func New(ctx context.Context, s *store.Store, opts Options) (*Engine, error) {
 	}
 	e := &Engine{s: s, opts: opts, log: opts.Logger, id: info.ID, links: map[string]*link{}, replicas: map[string]*replica{},
 		ops: map[string]*operation{}, pods: map[string]*pod{}, creating: map[string]chan struct{}{}, kick: make(chan struct{}, 1),
-		owed: map[string]string{}, checkNow: make(chan struct{}, 1)}
+		owed: map[string]podReleaseRec{}, checkNow: make(chan struct{}, 1)}
 	e.runCtx, e.cancelRun = context.WithCancel(context.Background())
 	if err := s.Records(ctx, recLinks, func(_ string, data []byte) error {
 		var r linkRec
@@ -139,13 +139,9 @@ func New(ctx context.Context, s *store.Store, opts Options) (*Engine, error) {
 		e.Close()
 		return nil, err
 	}
-	owed, err := e.loadReleases(ctx)
-	if err != nil {
+	if e.owed, err = e.loadReleases(ctx); err != nil {
 		e.Close()
 		return nil, err
-	}
-	for name, r := range owed {
-		e.owed[name] = r.Link
 	}
 	// Pods mirror from the first write on: install them before the array
 	// serves anything.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -31,11 +32,12 @@ type podReleaseRec struct {
 // leaves it owed; a pod of the same name started later drops it (addPod),
 // its own stream stating its copies.
 func (e *Engine) oweRelease(ctx context.Context, p *pod) error {
-	if err := e.save(ctx, recPodReleases, p.name, podReleaseRec{Link: p.l.rec.Name, Timeout: p.timeout}); err != nil {
+	rec := podReleaseRec{Link: p.l.rec.Name, Timeout: p.timeout}
+	if err := e.save(ctx, recPodReleases, p.name, rec); err != nil {
 		return fmt.Errorf("recording that pod %s's peer is to release its copies: %w", p.name, err)
 	}
 	e.mu.Lock()
-	e.owed[p.name] = p.l.rec.Name
+	e.owed[p.name] = rec
 	e.mu.Unlock()
 	return nil
 }
@@ -45,7 +47,7 @@ func (e *Engine) forgetRelease(ctx context.Context, name string) error {
 	// The view drops it first, so a view never shows a release the
 	// records no longer hold; a failed delete puts it back.
 	e.mu.Lock()
-	link, owed := e.owed[name]
+	rec, owed := e.owed[name]
 	delete(e.owed, name)
 	e.mu.Unlock()
 	if !owed {
@@ -53,14 +55,15 @@ func (e *Engine) forgetRelease(ctx context.Context, name string) error {
 	}
 	if err := e.s.DeleteRecord(ctx, recPodReleases, name); err != nil {
 		e.mu.Lock()
-		e.owed[name] = link
+		e.owed[name] = rec
 		e.mu.Unlock()
 		return err
 	}
 	return nil
 }
 
-// loadReleases reads what is owed at startup.
+// loadReleases reads what is owed at startup; e.owed holds it from then
+// on, alongside the records.
 func (e *Engine) loadReleases(ctx context.Context) (map[string]podReleaseRec, error) {
 	out := map[string]podReleaseRec{}
 	err := e.s.Records(ctx, recPodReleases, func(k string, data []byte) error {
@@ -82,16 +85,8 @@ func (e *Engine) loadReleases(ctx context.Context) (map[string]podReleaseRec, er
 // logged once, not at every check.
 func (e *Engine) deliverReleases(ctx context.Context, failed map[string]string) {
 	e.mu.Lock()
-	none := len(e.owed) == 0
+	owed := maps.Clone(e.owed)
 	e.mu.Unlock()
-	if none {
-		return
-	}
-	owed, err := e.loadReleases(ctx)
-	if err != nil {
-		e.log.Warn("reading the pods' owed releases; retrying at the next link check", "err", err)
-		return
-	}
 	for name, rec := range owed {
 		e.mu.Lock()
 		running := e.pods[name] != nil
@@ -134,8 +129,8 @@ func (e *Engine) deliverReleases(ctx context.Context, failed map[string]string) 
 // Called with e.mu held.
 func (e *Engine) owedOverLocked(link string) []string {
 	var out []string
-	for pod, l := range e.owed {
-		if l == link {
+	for pod, r := range e.owed {
+		if r.Link == link {
 			out = append(out, pod)
 		}
 	}
