@@ -225,12 +225,19 @@ func parseSuite(out string) (suiteResult, error) {
 	return r, nil
 }
 
-// runSuite runs one iscsi-test-cu family against url as initiator (the
-// suite's second initiator is initiator+"-2").
-func runSuite(t *testing.T, family, initiator, url string) suiteResult {
+// runSuite runs one iscsi-test-cu family against urls as initiator (the
+// suite's second initiator is initiator+"-2"): a LUN, or one device's
+// paths for the multipath tests.
+func runSuite(t *testing.T, family, initiator string, urls ...string) suiteResult {
 	t.Helper()
-	out, err := runEnv(t, 10*time.Minute, nil, tool(t, "iscsi-test-cu"), "--dataloss", "--test="+family,
-		"--initiator-name="+initiator, "--initiator-name-2="+initiator+"-2", url)
+	return runSuiteAs(t, family, initiator, initiator+"-2", urls...)
+}
+
+// runSuiteAs is runSuite with the suite's second initiator named.
+func runSuiteAs(t *testing.T, family, initiator, second string, urls ...string) suiteResult {
+	t.Helper()
+	out, err := runEnv(t, 10*time.Minute, nil, tool(t, "iscsi-test-cu"), append([]string{"--dataloss", "--test=" + family,
+		"--initiator-name=" + initiator, "--initiator-name-2=" + second}, urls...)...)
 	r, perr := parseSuite(out)
 	if perr != nil {
 		t.Fatalf("iscsi-test-cu %s: %v (exit %v)\n%s", family, perr, err, out)

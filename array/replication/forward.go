@@ -54,7 +54,8 @@ func (p *pod) openForward(ctx context.Context) (*forwardLink, error) {
 	}
 	f := &forwardLink{p: p, session: rand.Uint64() | 1, cs: cs, cancel: cancel, work: make(chan struct{}, 1), dead: make(chan struct{})}
 	f.queue = append(f.queue, &arrayv1.ForwardRequest{Msg: &arrayv1.ForwardRequest_Open{Open: &arrayv1.ForwardOpen{
-		Pod: p.name, SourceArrayId: p.e.id, TimeoutMs: p.timeout.Milliseconds(), Mediated: p.claim != nil, Session: f.session}}})
+		Pod: p.name, SourceArrayId: p.e.id, TimeoutMs: p.timeout.Milliseconds(), Mediated: p.claim != nil, Session: f.session,
+		CompareAndWrite: true}}})
 	f.wg.Add(3)
 	go f.sendLoop()
 	go f.recvLoop(fctx)
@@ -216,6 +217,9 @@ func (f *forwardLink) result(seq uint64, err error, mirrorPending bool) {
 	if err != nil {
 		r.Error, r.Kind = err.Error(), errdefs.KindOf(err).Name()
 	}
+	if me := (*store.MiscompareError)(nil); errors.As(err, &me) {
+		r.Miscompare, r.MiscompareOffset = true, int64(me.Offset)
+	}
 	f.enqueue(&arrayv1.ForwardRequest{Msg: &arrayv1.ForwardRequest_Result{Result: r}})
 }
 
@@ -224,7 +228,10 @@ func (f *forwardLink) result(seq uint64, err error, mirrorPending bool) {
 // the mirrored copy, tagged with its seq, is applied there, one round
 // trip sooner than waiting here for the peer's acknowledgement. Should
 // the mirrored copy not reach the peer, a second result fails the write
-// there (unless the copy was applied after all).
+// there (unless the copy was applied after all). A write with compare
+// bytes (COMPARE AND WRITE) is compared with this copy first, under the
+// block locks that order the pod's writes, and a miscompare writes
+// nothing.
 func (f *forwardLink) applyWrite(ctx context.Context, w *arrayv1.MirrorWrite) {
 	p, seq := f.p, w.GetSeq()
 	h, err := p.forwardedHandle(ctx, w.GetVolume())
@@ -232,7 +239,13 @@ func (f *forwardLink) applyWrite(ctx context.Context, w *arrayv1.MirrorWrite) {
 		f.result(seq, err, false)
 		return
 	}
-	wait, err := h.WriteTagged(ctx, w.GetData(), w.GetOffset(), store.MirrorTag{Session: f.session, Seq: seq})
+	tag := store.MirrorTag{Session: f.session, Seq: seq}
+	var wait func() error
+	if cmp := w.GetCompare(); len(cmp) > 0 {
+		wait, err = h.CompareAndWriteTagged(ctx, cmp, w.GetData(), w.GetOffset(), tag)
+	} else {
+		wait, err = h.WriteTagged(ctx, w.GetData(), w.GetOffset(), tag)
+	}
 	if err != nil {
 		f.result(seq, forwardedErr(p, err), false)
 		_ = wait()

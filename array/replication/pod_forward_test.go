@@ -3,6 +3,7 @@ package replication_test
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"log/slog"
 	"net"
 	"slices"
@@ -88,9 +89,90 @@ func TestPodWriteAtPeer(t *testing.T) {
 	if err := h.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// COMPARE AND WRITE cannot be atomic at a copy that does not sequence.
-	if err := h.CompareAndWrite(ctx, q, q, 5*mib, false); !errdefs.IsFailedPrecondition(err) {
-		t.Fatalf("compare and write at the peer: %v, want FAILED_PRECONDITION", err)
+	// COMPARE AND WRITE is compared at the preferred array, which
+	// sequences the pod's writes: a match writes at both copies, a
+	// miscompare names the first differing byte and writes nothing.
+	r := bytes.Repeat([]byte{0x5d}, 8192)
+	if err := h.CompareAndWrite(ctx, q, r, 5*mib, false); err != nil {
+		t.Fatalf("compare and write of the bytes the volume holds, at the peer: %v", err)
+	}
+	check("a COMPARE AND WRITE", 5*mib, r)
+	wrong := bytes.Clone(r)
+	wrong[4096+3] ^= 1
+	var me *store.MiscompareError
+	if err := h.CompareAndWrite(ctx, wrong, q, 5*mib, true); !errors.As(err, &me) || me.Offset != 4096+3 {
+		t.Fatalf("compare and write of other bytes at the peer: %v, want a miscompare at byte %d", err, 4096+3)
+	}
+	check("a miscompared COMPARE AND WRITE", 5*mib, r)
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	same(t, src, tg, "v1")
+}
+
+// TestPodCompareAndWriteAtBothSides: clients at both arrays increment one
+// counter with COMPARE AND WRITE (read, then compare and write the next
+// value, again on a miscompare), as a cluster file system takes a lock.
+// Every increment that succeeded counts: none is lost to one made at the
+// other array in between, and both copies end with the total.
+func TestPodCompareAndWriteAtBothSides(t *testing.T) {
+	src, tg := newPod(t, 5*time.Second)
+	ctx := t.Context()
+	const off, perClient = 6 * mib, 40
+	peerWritable(t, tg, "v1", off, make([]byte, 4096))
+	block := func(n uint64) []byte {
+		b := make([]byte, 4096)
+		binary.LittleEndian.PutUint64(b, n)
+		return b
+	}
+	var wg sync.WaitGroup
+	var miscompares sync.Map
+	for side, st := range []*store.Store{src.st, tg.st} {
+		for c := 0; c < 2; c++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				h := openVol(t, st, "v1")
+				cur := make([]byte, 4096)
+				lost := 0
+				for done := 0; done < perClient; {
+					if err := h.ReadAt(ctx, cur, off); err != nil {
+						t.Errorf("read at side %d: %v", side, err)
+						return
+					}
+					n := binary.LittleEndian.Uint64(cur)
+					err := h.CompareAndWrite(ctx, cur, block(n+1), off, false)
+					var me *store.MiscompareError
+					switch {
+					case err == nil:
+						done++
+					case errors.As(err, &me):
+						lost++
+					default:
+						t.Errorf("compare and write at side %d: %v", side, err)
+						return
+					}
+				}
+				miscompares.Store([2]int{side, c}, lost)
+			}()
+		}
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	var lost []int
+	miscompares.Range(func(_, v any) bool { lost = append(lost, v.(int)); return true })
+	t.Logf("miscompares per client (retried): %v", lost)
+	want := block(4 * perClient)
+	for name, st := range map[string]*store.Store{"preferred array": src.st, "peer": tg.st} {
+		got := make([]byte, 4096)
+		if err := st.ReadVolume(ctx, "v1", off, got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("the counter at the %s is %d after %d increments by COMPARE AND WRITE", name, binary.LittleEndian.Uint64(got), 4*perClient)
+		}
 	}
 	same(t, src, tg, "v1")
 }

@@ -122,6 +122,16 @@ type Forwarder interface {
 	Flush() error
 }
 
+// CompareForwarder is a Forwarder that also forwards COMPARE AND WRITE:
+// the preferred array compares cmp with its copy and writes p at off only
+// if they match, atomically against every write to the pod (it sequences
+// them all); the wait fails with *MiscompareError if they did not. It is
+// called as Write is. A Forwarder without it refuses COMPARE AND WRITE,
+// since comparing against this copy could not be atomic.
+type CompareForwarder interface {
+	CompareAndWrite(off int64, cmp, p []byte) (wait func() error)
+}
+
 // SetForwarder makes a read-only volume take client changes through f;
 // nil stops it. A writable volume (promoted) ignores its forwarder.
 func (s *Store) SetForwarder(ctx context.Context, volume string, f Forwarder) error {
@@ -239,9 +249,9 @@ func (*needsRecord) Error() string { return "the change's blocks are not recorde
 // change is the one path by which a write or a zeroed range reaches a
 // volume and its mirror (or forwarder), and is done: begun (applyChange),
 // then waited for, then made durable when fua is set.
-func (s *Store) change(ctx context.Context, v *volume, off, length int64, fua bool, how mirrored, check func(*layer) error,
+func (s *Store) change(ctx context.Context, v *volume, off, length int64, fua bool, how mirrored, cmp *comparison,
 	mirror func(changer) (wait func() error), apply func(*layer) error) error {
-	wait, err := s.applyChange(ctx, v, off, length, how, check, mirror, apply)
+	wait, err := s.applyChange(ctx, v, off, length, how, cmp, mirror, apply)
 	if err == nil && wait != nil {
 		err = wait()
 	}
@@ -256,17 +266,17 @@ func (s *Store) change(ctx context.Context, v *volume, off, length int64, fua bo
 // order; then every lock is released, and the wait it returns (nil when
 // there is nothing to wait for) waits for the peer with none held, so a
 // slow peer holds up only the writes that wait for it, never a snapshot
-// or another volume. check, if set, runs under the blocks' locks before
-// anything is queued or applied, and a refusal from it changes nothing
+// or another volume. cmp, if set, is checked under the blocks' locks
+// before anything is queued or applied, and a miscompare changes nothing
 // (COMPARE AND WRITE).
-func (s *Store) applyChange(ctx context.Context, v *volume, off, length int64, how mirrored, check func(*layer) error,
+func (s *Store) applyChange(ctx context.Context, v *volume, off, length int64, how mirrored, cmp *comparison,
 	mirror func(changer) (wait func() error), apply func(*layer) error) (func() error, error) {
-	wait, err := s.applyChangeOnce(v, off, length, how, check, mirror, apply)
+	wait, err := s.applyChangeOnce(v, off, length, how, cmp, mirror, apply)
 	// A record once made stays made while the copy is the Recorder's, so
 	// this tries again once, or more only if the volume's mirror changed.
 	for nr := (*needsRecord)(nil); errors.As(err, &nr); {
 		if err = nr.r.Record(ctx, off, length); err == nil {
-			wait, err = s.applyChangeOnce(v, off, length, how, check, mirror, apply)
+			wait, err = s.applyChangeOnce(v, off, length, how, cmp, mirror, apply)
 		}
 	}
 	return wait, err
@@ -275,7 +285,7 @@ func (s *Store) applyChange(ctx context.Context, v *volume, off, length int64, h
 // applyChangeOnce is applyChange, except that a change whose blocks a
 // Recorder must record first is refused with needsRecord, with no lock
 // held, for applyChange to record them and try again.
-func (s *Store) applyChangeOnce(v *volume, off, length int64, how mirrored, check func(*layer) error,
+func (s *Store) applyChangeOnce(v *volume, off, length int64, how mirrored, cmp *comparison,
 	mirror func(changer) (wait func() error), apply func(*layer) error) (func() error, error) {
 	l, size, err := s.beginIO(v)
 	if err != nil {
@@ -299,12 +309,12 @@ func (s *Store) applyChangeOnce(v *volume, off, length int64, how mirrored, chec
 		return nil, nil
 	}
 	if fwd != nil {
-		return s.forwardChange(v, fwd, off, length, check != nil, mirror)
+		return s.forwardChange(v, fwd, off, length, cmp, mirror)
 	}
 	var wait func() error
 	unlock := v.lockBlocks(off/bs, (off+length-1)/bs)
-	if check != nil {
-		if err := check(l); err != nil {
+	if cmp != nil {
+		if err := cmp.check(l); err != nil {
 			unlock()
 			s.io.RUnlock()
 			return nil, err
@@ -357,12 +367,16 @@ func (s *Store) applyChangeOnce(v *volume, off, length int64, how mirrored, chec
 // wait it returns, because the preferred array answers only once its
 // mirrored copy of the change is applied here, under these same locks.
 // Called with s.io read-held, which it releases.
-func (s *Store) forwardChange(v *volume, f Forwarder, off, length int64, compare bool, queue func(changer) (wait func() error)) (func() error, error) {
-	if compare {
-		s.io.RUnlock()
-		// The comparison would run against this copy while the write is
-		// sequenced at the other: it could not be atomic.
-		return nil, errdefs.FailedPrecondition("volume %q takes COMPARE AND WRITE only at its pod's preferred array", v.rec.Name)
+func (s *Store) forwardChange(v *volume, f Forwarder, off, length int64, cmp *comparison, queue func(changer) (wait func() error)) (func() error, error) {
+	if cmp != nil {
+		cf, ok := f.(CompareForwarder)
+		if !ok {
+			s.io.RUnlock()
+			// The comparison would run against this copy while the write
+			// is sequenced at the other: it could not be atomic.
+			return nil, errdefs.FailedPrecondition("volume %q takes COMPARE AND WRITE only at its pod's preferred array", v.rec.Name)
+		}
+		queue = func(changer) func() error { return cf.CompareAndWrite(cmp.off, cmp.want, cmp.p) }
 	}
 	unlock := v.lockBlocks(off/bs, (off+length-1)/bs)
 	wait := queue(f)
@@ -914,6 +928,21 @@ func (h *Handle) write(ctx context.Context, p []byte, off int64, fua bool) error
 // completes it once the tagged copy is applied there. wait then waits for
 // the peer's acknowledgement; it must be called.
 func (h *Handle) WriteTagged(ctx context.Context, p []byte, off int64, tag MirrorTag) (wait func() error, err error) {
+	return h.changeTagged(ctx, nil, p, off, tag)
+}
+
+// CompareAndWriteTagged is WriteTagged for a COMPARE AND WRITE that the
+// pod's peer forwarded: p is written only if the volume holds cmp at off
+// (else *MiscompareError, and nothing is written or mirrored).
+func (h *Handle) CompareAndWriteTagged(ctx context.Context, cmp, p []byte, off int64, tag MirrorTag) (wait func() error, err error) {
+	c, err := newComparison(cmp, p, off)
+	if err != nil {
+		return nil, err
+	}
+	return h.changeTagged(ctx, c, p, off, tag)
+}
+
+func (h *Handle) changeTagged(ctx context.Context, cmp *comparison, p []byte, off int64, tag MirrorTag) (wait func() error, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -924,7 +953,7 @@ func (h *Handle) WriteTagged(ctx context.Context, p []byte, off int64, tag Mirro
 		return nil, err
 	}
 	err = h.s.space(gated(ctx, func() error {
-		wait, err = h.s.applyChange(ctx, h.v, off, int64(len(p)), fromClient, nil, writeTo(off, p, tag),
+		wait, err = h.s.applyChange(ctx, h.v, off, int64(len(p)), fromClient, cmp, writeTo(off, p, tag),
 			func(l *layer) error { return writeLayer(l, p, off) })
 		return err
 	}))
@@ -942,40 +971,57 @@ func (e *MiscompareError) Error() string {
 	return fmt.Sprintf("the volume's data differ from the expected data at byte %d of the range", e.Offset)
 }
 
+// comparison is a COMPARE AND WRITE's condition: the volume must hold
+// want at off for p to be written there.
+type comparison struct {
+	off     int64
+	want, p []byte
+}
+
+func newComparison(want, p []byte, off int64) (*comparison, error) {
+	if len(want) != len(p) {
+		return nil, errdefs.InvalidArgument("data", "compare and write needs as many bytes to compare (%d) as to write (%d)", len(want), len(p))
+	}
+	return &comparison{off: off, want: want, p: p}, nil
+}
+
+// check compares the view through l with want; called with the blocks
+// locked.
+func (c *comparison) check(l *layer) error {
+	cur := make([]byte, len(c.want))
+	if err := readView(l, cur, c.off); err != nil {
+		return err
+	}
+	for i := range cur {
+		if cur[i] != c.want[i] {
+			return &MiscompareError{Offset: i}
+		}
+	}
+	return nil
+}
+
 // CompareAndWrite writes p at off only if the volume holds cmp there
 // (len(cmp) == len(p)), atomically against every other write to the
 // volume, whatever protocol it came by: the comparison runs under the
 // blocks' locks that every write takes, and no lock is held while a sync
-// peer is awaited.
+// peer is awaited. At a pod's non-preferred array the comparison runs at
+// the preferred array, which orders every write to the pod.
 func (h *Handle) CompareAndWrite(ctx context.Context, cmp, p []byte, off int64, fua bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if len(cmp) != len(p) {
-		return errdefs.InvalidArgument("data", "compare and write needs as many bytes to compare (%d) as to write (%d)", len(cmp), len(p))
-	}
-	if err := h.revoked(); err != nil {
+	c, err := newComparison(cmp, p, off)
+	if err != nil {
 		return err
 	}
 	if err := h.throttle(ctx, true, int64(len(p))); err != nil {
 		return err
 	}
-	if h.ReadOnly() {
-		return h.readOnlyErr()
+	if err := h.writable(); err != nil {
+		return err
 	}
 	return h.s.space(gated(ctx, func() error {
-		return h.s.change(ctx, h.v, off, int64(len(p)), fua, fromClient, func(l *layer) error {
-			cur := make([]byte, len(cmp))
-			if err := readView(l, cur, off); err != nil {
-				return err
-			}
-			for i := range cur {
-				if cur[i] != cmp[i] {
-					return &MiscompareError{Offset: i}
-				}
-			}
-			return nil
-		},
+		return h.s.change(ctx, h.v, off, int64(len(p)), fua, fromClient, c,
 			writeTo(off, p, MirrorTag{}),
 			func(l *layer) error { return writeLayer(l, p, off) })
 	}))

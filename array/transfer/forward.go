@@ -102,8 +102,13 @@ func (p *podForward) current() (*forwardSession, error) {
 }
 
 // send forwards changes and returns the wait for their results.
-func (p *podForward) send(msgs []func(seq uint64) *arrayv1.ForwardResponse, write bool) func() error {
+// compare says they carry a COMPARE AND WRITE's bytes, which only a
+// stream whose preferred array compares may carry.
+func (p *podForward) send(msgs []func(seq uint64) *arrayv1.ForwardResponse, write, compare bool) func() error {
 	sess, err := p.current()
+	if err == nil && compare && !sess.compares {
+		err = errdefs.FailedPrecondition("pod %s: its preferred array runs a volrep too old to take COMPARE AND WRITE forwarded from this array; send it there, or upgrade that array", p.name)
+	}
 	if err != nil {
 		return func() error { return err }
 	}
@@ -147,7 +152,7 @@ func (p *podForward) flush(volume string) error {
 	}
 	err := p.send([]func(uint64) *arrayv1.ForwardResponse{func(seq uint64) *arrayv1.ForwardResponse {
 		return &arrayv1.ForwardResponse{Msg: &arrayv1.ForwardResponse_Flush{Flush: &arrayv1.MirrorFlush{Seq: seq, Volumes: []string{volume}}}}
-	}}, false)()
+	}}, false, false)()
 	if err != nil {
 		return err
 	}
@@ -174,13 +179,29 @@ func (v *volumeForward) Write(off int64, p []byte) func() error {
 			return &arrayv1.ForwardResponse{Msg: &arrayv1.ForwardResponse_Write{Write: &arrayv1.MirrorWrite{Seq: seq, Volume: v.volume, Offset: o, Data: data}}}
 		})
 	}
-	return v.p.send(msgs, true)
+	return v.p.send(msgs, true, false)
+}
+
+// CompareAndWrite forwards a COMPARE AND WRITE (store.CompareForwarder):
+// the preferred array compares and writes under the locks that order
+// every write to the pod. SCSI bounds one to a few hundred KiB, well
+// within one message.
+func (v *volumeForward) CompareAndWrite(off int64, cmp, p []byte) func() error {
+	if len(p) > forwardChunk {
+		return func() error {
+			return errdefs.InvalidArgument("data", "a COMPARE AND WRITE of %d bytes is over the %d a forwarded one may carry", len(p), forwardChunk)
+		}
+	}
+	cmp, data := bytes.Clone(cmp), bytes.Clone(p)
+	return v.p.send([]func(uint64) *arrayv1.ForwardResponse{func(seq uint64) *arrayv1.ForwardResponse {
+		return &arrayv1.ForwardResponse{Msg: &arrayv1.ForwardResponse_Write{Write: &arrayv1.MirrorWrite{Seq: seq, Volume: v.volume, Offset: off, Data: data, Compare: cmp}}}
+	}}, true, true)
 }
 
 func (v *volumeForward) Zero(off, length int64) func() error {
 	return v.p.send([]func(uint64) *arrayv1.ForwardResponse{func(seq uint64) *arrayv1.ForwardResponse {
 		return &arrayv1.ForwardResponse{Msg: &arrayv1.ForwardResponse_Zero{Zero: &arrayv1.MirrorZero{Seq: seq, Volume: v.volume, Offset: off, Length: length}}}
-	}}, true)
+	}}, true, false)
 }
 
 func (v *volumeForward) Flush() error { return v.p.flush(v.volume) }
@@ -201,8 +222,9 @@ func (v *volumeForward) Path() array.Path {
 }
 
 var (
-	_ store.Forwarder    = (*volumeForward)(nil)
-	_ store.PathReporter = (*volumeForward)(nil)
+	_ store.Forwarder        = (*volumeForward)(nil)
+	_ store.CompareForwarder = (*volumeForward)(nil)
+	_ store.PathReporter     = (*volumeForward)(nil)
 )
 
 // forwardSession is one Forward stream: changes are queued by the
@@ -211,6 +233,9 @@ type forwardSession struct {
 	stream  arrayv1.TransferService_ForwardServer
 	timeout time.Duration
 	id      uint64 // ForwardOpen.session: the tag on mirrored copies
+	// compares: the preferred array compares a forwarded write's compare
+	// bytes (ForwardOpen.compare_and_write).
+	compares bool
 
 	mu      sync.Mutex
 	seq     uint64
@@ -292,6 +317,10 @@ func (s *forwardSession) result(r *arrayv1.ForwardResult) {
 		f.done <- nil
 		return
 	}
+	if r.GetMiscompare() {
+		f.done <- &store.MiscompareError{Offset: int(r.GetMiscompareOffset())}
+		return
+	}
 	err := errdefs.New(errdefs.ParseKind(r.GetKind()), "the pod's preferred array: %s", r.GetError())
 	if errdefs.IsUnavailable(err) {
 		err = &array.PodStoppedError{Err: err}
@@ -359,7 +388,7 @@ func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
 	}
 	timeout := time.Duration(open.GetTimeoutMs()) * time.Millisecond
 	log := t.log.With("pod", open.GetPod())
-	sess := &forwardSession{stream: stream, timeout: timeout, id: open.GetSession(), pending: map[uint64]*forwarded{},
+	sess := &forwardSession{stream: stream, timeout: timeout, id: open.GetSession(), compares: open.GetCompareAndWrite(), pending: map[uint64]*forwarded{},
 		work: make(chan struct{}, 1), dead: make(chan struct{})}
 	p := t.fwd.pod(open.GetPod())
 	p.mu.Lock()

@@ -101,12 +101,7 @@ func TestReclaimChecksItsRequest(t *testing.T) {
 func TestALaterMirrorStreamStopsTheEarlierOne(t *testing.T) {
 	p := newPair(t)
 	ctx := t.Context()
-	if _, err := p.dst.CreateVolume(ctx, array.VolumeSpec{Name: "v", Pool: "p", SizeBytes: mib}); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.dst.SetReadOnly(ctx, "v", true); err != nil {
-		t.Fatal(err)
-	}
+	p.readOnlyCopy(t, "v")
 	open := func() arrayv1.TransferService_MirrorClient {
 		cs, err := p.client.Mirror(ctx)
 		if err != nil {
@@ -158,4 +153,16 @@ func TestALaterMirrorStreamStopsTheEarlierOne(t *testing.T) {
 		t.Fatalf("the new stream after the old one ended: %v %v", r, err)
 	}
 	holds(0x33)
+}
+
+// readOnlyCopy makes a 1 MiB read-only volume at dst, as a pod's copy at
+// its peer is.
+func (p *pair) readOnlyCopy(t *testing.T, vol string) {
+	t.Helper()
+	if _, err := p.dst.CreateVolume(t.Context(), array.VolumeSpec{Name: vol, Pool: "p", SizeBytes: mib}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.dst.SetReadOnly(t.Context(), vol, true); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -921,8 +921,15 @@ type MirrorWrite struct {
 	// peer answers that write's client once this copy is applied.
 	ForwardedSession uint64 `protobuf:"varint,5,opt,name=forwarded_session,json=forwardedSession,proto3" json:"forwarded_session,omitempty"`
 	ForwardedSeq     uint64 `protobuf:"varint,6,opt,name=forwarded_seq,json=forwardedSeq,proto3" json:"forwarded_seq,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// On a write the peer forwards for a COMPARE AND WRITE: the bytes its
+	// client expects at offset (as many as data). The preferred array
+	// writes data only if its copy holds them, comparing under the same
+	// block locks that order every write to the pod, so the comparison is
+	// atomic against writes made at either array. The peer sends it only
+	// on a stream whose open set compare_and_write.
+	Compare       []byte `protobuf:"bytes,7,opt,name=compare,proto3" json:"compare,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MirrorWrite) Reset() {
@@ -995,6 +1002,13 @@ func (x *MirrorWrite) GetForwardedSeq() uint64 {
 		return x.ForwardedSeq
 	}
 	return 0
+}
+
+func (x *MirrorWrite) GetCompare() []byte {
+	if x != nil {
+		return x.Compare
+	}
+	return nil
 }
 
 type MirrorZero struct {
@@ -1707,9 +1721,14 @@ type ForwardOpen struct {
 	// configured) instead of stopping.
 	Mediated bool `protobuf:"varint,4,opt,name=mediated,proto3" json:"mediated,omitempty"`
 	// Names this stream on the mirrored copies of the writes it carries.
-	Session       uint64 `protobuf:"varint,5,opt,name=session,proto3" json:"session,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Session uint64 `protobuf:"varint,5,opt,name=session,proto3" json:"session,omitempty"`
+	// The preferred array compares a forwarded write that carries compare
+	// bytes before it writes it. One that leaves this unset (older) would
+	// write it unconditionally, so the peer refuses COMPARE AND WRITE
+	// rather than forward it there.
+	CompareAndWrite bool `protobuf:"varint,6,opt,name=compare_and_write,json=compareAndWrite,proto3" json:"compare_and_write,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ForwardOpen) Reset() {
@@ -1775,6 +1794,13 @@ func (x *ForwardOpen) GetSession() uint64 {
 		return x.Session
 	}
 	return 0
+}
+
+func (x *ForwardOpen) GetCompareAndWrite() bool {
+	if x != nil {
+		return x.CompareAndWrite
+	}
+	return false
 }
 
 type ForwardState struct {
@@ -1856,8 +1882,13 @@ type ForwardResult struct {
 	// copy is applied at the non-preferred array. A later result for the
 	// same seq with an error fails it if it is not done by then.
 	MirrorPending bool `protobuf:"varint,4,opt,name=mirror_pending,json=mirrorPending,proto3" json:"mirror_pending,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// A forwarded COMPARE AND WRITE found other bytes at the preferred
+	// array, first at miscompare_offset (from the write's offset), and
+	// wrote nothing.
+	Miscompare       bool  `protobuf:"varint,5,opt,name=miscompare,proto3" json:"miscompare,omitempty"`
+	MiscompareOffset int64 `protobuf:"varint,6,opt,name=miscompare_offset,json=miscompareOffset,proto3" json:"miscompare_offset,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ForwardResult) Reset() {
@@ -1916,6 +1947,20 @@ func (x *ForwardResult) GetMirrorPending() bool {
 		return x.MirrorPending
 	}
 	return false
+}
+
+func (x *ForwardResult) GetMiscompare() bool {
+	if x != nil {
+		return x.Miscompare
+	}
+	return false
+}
+
+func (x *ForwardResult) GetMiscompareOffset() int64 {
+	if x != nil {
+		return x.MiscompareOffset
+	}
+	return 0
 }
 
 type ForwardRequest struct {
@@ -2680,14 +2725,15 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\n" +
 	"MirrorOpen\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\tR\x03pod\x12&\n" +
-	"\x0fsource_array_id\x18\x02 \x01(\tR\rsourceArrayId\"\xb5\x01\n" +
+	"\x0fsource_array_id\x18\x02 \x01(\tR\rsourceArrayId\"\xcf\x01\n" +
 	"\vMirrorWrite\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06volume\x18\x02 \x01(\tR\x06volume\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12+\n" +
 	"\x11forwarded_session\x18\x05 \x01(\x04R\x10forwardedSession\x12#\n" +
-	"\rforwarded_seq\x18\x06 \x01(\x04R\fforwardedSeq\"f\n" +
+	"\rforwarded_seq\x18\x06 \x01(\x04R\fforwardedSeq\x12\x18\n" +
+	"\acompare\x18\a \x01(\fR\acompare\"f\n" +
 	"\n" +
 	"MirrorZero\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
@@ -2734,23 +2780,28 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\tretention\x18\x03 \x01(\v2\x1a.volrep.array.v1.RetentionR\tretention\x12,\n" +
 	"\x03now\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"C\n" +
 	"\rPruneResponse\x122\n" +
-	"\x04kept\x18\x01 \x03(\v2\x1e.volrep.array.v1.PruneSnapshotR\x04kept\"\x9c\x01\n" +
+	"\x04kept\x18\x01 \x03(\v2\x1e.volrep.array.v1.PruneSnapshotR\x04kept\"\xc8\x01\n" +
 	"\vForwardOpen\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\tR\x03pod\x12&\n" +
 	"\x0fsource_array_id\x18\x02 \x01(\tR\rsourceArrayId\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x03 \x01(\x03R\ttimeoutMs\x12\x1a\n" +
 	"\bmediated\x18\x04 \x01(\bR\bmediated\x12\x18\n" +
-	"\asession\x18\x05 \x01(\x04R\asession\"p\n" +
+	"\asession\x18\x05 \x01(\x04R\asession\x12*\n" +
+	"\x11compare_and_write\x18\x06 \x01(\bR\x0fcompareAndWrite\"p\n" +
 	"\fForwardState\x12\x18\n" +
 	"\avolumes\x18\x01 \x03(\tR\avolumes\x12\x17\n" +
 	"\ain_sync\x18\x02 \x01(\bR\x06inSync\x12-\n" +
-	"\x12receiver_preferred\x18\x03 \x01(\bR\x11receiverPreferred\"r\n" +
+	"\x12receiver_preferred\x18\x03 \x01(\bR\x11receiverPreferred\"\xbf\x01\n" +
 	"\rForwardResult\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x12\n" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\x12%\n" +
-	"\x0emirror_pending\x18\x04 \x01(\bR\rmirrorPending\"\xbc\x01\n" +
+	"\x0emirror_pending\x18\x04 \x01(\bR\rmirrorPending\x12\x1e\n" +
+	"\n" +
+	"miscompare\x18\x05 \x01(\bR\n" +
+	"miscompare\x12+\n" +
+	"\x11miscompare_offset\x18\x06 \x01(\x03R\x10miscompareOffset\"\xbc\x01\n" +
 	"\x0eForwardRequest\x122\n" +
 	"\x04open\x18\x01 \x01(\v2\x1c.volrep.array.v1.ForwardOpenH\x00R\x04open\x125\n" +
 	"\x05state\x18\x02 \x01(\v2\x1d.volrep.array.v1.ForwardStateH\x00R\x05state\x128\n" +

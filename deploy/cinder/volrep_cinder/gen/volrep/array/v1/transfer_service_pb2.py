@@ -22,7 +22,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/transfer_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%volrep/array/v1/replica_service.proto\x1a$volrep/array/v1/volume_service.proto\" \n\x11GetPodCopyRequest\x12\x0b\n\x03pod\x18\x01 \x01(\t\";\n\x12GetPodCopyResponse\x12%\n\x03pod\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.PodCopy\"\x86\x01\n\x07PodCopy\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06writes\x18\x03 \x01(\t\x12\x0f\n\x07volumes\x18\x04 \x03(\t\x12\x16\n\x0emediator_state\x18\x05 \x01(\t\x12\x15\n\rmediator_held\x18\x06 \x01(\x08\x12\x0f\n\x07message\x18\x07 \x01(\t\"\xb9\x04\n\rReceiveHeader\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12G\n\rvolume_labels\x18\x05 \x03(\x0b\x32\x30.volrep.array.v1.ReceiveHeader.VolumeLabelsEntry\x12\x11\n\tbase_guid\x18\x06 \x01(\t\x12\x15\n\rsnapshot_name\x18\x07 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x08 \x01(\t\x12\x34\n\x10snapshot_created\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\n \x03(\x0b\x32\x32.volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry\x12\x17\n\x0fsource_array_id\x18\x0b \x01(\t\x12\x12\n\ncompressed\x18\x0c \x01(\x08\x12\x11\n\tread_only\x18\r \x01(\x08\x12\x11\n\toverwrite\x18\x0e \x01(\x08\x12\x15\n\rvolume_serial\x18\x0f \x01(\t\x1a\x33\n\x11VolumeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x03(\x07\x12\x0e\n\x06length\x18\x04 \x01(\x03\",\n\nZeroExtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\"0\n\x0eReceiveTrailer\x12\x0e\n\x06\x62locks\x18\x01 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x06\"\xd6\x01\n\x0eReceiveRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.volrep.array.v1.ReceiveHeaderH\x00\x12*\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunkH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.ZeroExtentH\x00\x12\x32\n\x07trailer\x18\x04 \x01(\x0b\x32\x1f.volrep.array.v1.ReceiveTrailerH\x00\x42\x05\n\x03msg\"?\n\x0cReceiveReady\x12\x15\n\rresume_offset\x18\x01 \x01(\x03\x12\x18\n\x10\x61lready_received\x18\x02 \x01(\x08\"W\n\x10ReceiveCommitted\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x03\"\x80\x01\n\x0fReceiveResponse\x12.\n\x05ready\x18\x01 \x01(\x0b\x32\x1d.volrep.array.v1.ReceiveReadyH\x00\x12\x36\n\tcommitted\x18\x02 \x01(\x0b\x32!.volrep.array.v1.ReceiveCommittedH\x00\x42\x05\n\x03msg\"2\n\nMirrorOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\"z\n\x0bMirrorWrite\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x19\n\x11\x66orwarded_session\x18\x05 \x01(\x04\x12\x15\n\rforwarded_seq\x18\x06 \x01(\x04\"I\n\nMirrorZero\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"+\n\x0bMirrorFlush\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07volumes\x18\x02 \x03(\t\"\xce\x01\n\rMirrorRequest\x12+\n\x04open\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorOpenH\x00\x12-\n\x05write\x18\x02 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x04 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x42\x05\n\x03msg\",\n\x0eMirrorResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x9a\x02\n\rAdvanceMember\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x11\n\tbase_guid\x18\x02 \x01(\t\x12\x15\n\rsnapshot_name\x18\x03 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x04 \x01(\t\x12\x34\n\x10snapshot_created\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\x06 \x03(\x0b\x32\x32.volrep.array.v1.AdvanceMember.SnapshotLabelsEntry\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x0e\x41\x64vanceRequest\x12\x17\n\x0fsource_array_id\x18\x01 \x01(\t\x12/\n\x07members\x18\x02 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceMember\"]\n\rAdvanceResult\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12+\n\x08snapshot\x18\x02 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x0f\n\x07refused\x18\x03 \x01(\t\"B\n\x0f\x41\x64vanceResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceResult\"1\n\rPruneSnapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"\x88\x01\n\x0cPruneRequest\x12\x0f\n\x07replica\x18\x01 \x01(\t\x12\x0f\n\x07volumes\x18\x02 \x03(\t\x12-\n\tretention\x18\x03 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\'\n\x03now\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\rPruneResponse\x12,\n\x04kept\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.PruneSnapshot\"j\n\x0b\x46orwardOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\x12\x10\n\x08mediated\x18\x04 \x01(\x08\x12\x0f\n\x07session\x18\x05 \x01(\x04\"L\n\x0c\x46orwardState\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0f\n\x07in_sync\x18\x02 \x01(\x08\x12\x1a\n\x12receiver_preferred\x18\x03 \x01(\x08\"Q\n\rForwardResult\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x16\n\x0emirror_pending\x18\x04 \x01(\x08\"\xa7\x01\n\x0e\x46orwardRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ForwardOpenH\x00\x12.\n\x05state\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardStateH\x00\x12\x30\n\x06result\x18\x03 \x01(\x0b\x32\x1e.volrep.array.v1.ForwardResultH\x00\x42\x05\n\x03msg\"\xa3\x01\n\x0f\x46orwardResponse\x12-\n\x05write\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x02 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x03 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x42\x05\n\x03msg\"I\n\rReclaimVolume\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12(\n\x07\x65xtents\x18\x02 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"x\n\x0bReclaimOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12/\n\x07volumes\x18\x03 \x03(\x0b\x32\x1e.volrep.array.v1.ReclaimVolume\x12\x12\n\ntimeout_ms\x18\x04 \x01(\x03\"\x10\n\x0eReclaimApplied\"y\n\x0eReclaimRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimOpenH\x00\x12\x32\n\x07\x61pplied\x18\x02 \x01(\x0b\x32\x1f.volrep.array.v1.ReclaimAppliedH\x00\x42\x05\n\x03msg\"H\n\x0bReclaimData\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunk\"+\n\x0cReclaimRound\x12\r\n\x05\x62ytes\x18\x01 \x01(\x03\x12\x0c\n\x04last\x18\x02 \x01(\x08\"\x11\n\x0fReclaimReleased\"\xac\x01\n\x0fReclaimResponse\x12,\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimDataH\x00\x12.\n\x05round\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ReclaimRoundH\x00\x12\x34\n\x08released\x18\x03 \x01(\x0b\x32 .volrep.array.v1.ReclaimReleasedH\x00\x42\x05\n\x03msg2\xc3\x04\n\x0fTransferService\x12P\n\x07Receive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x01\x30\x01\x12M\n\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x01\x30\x01\x12L\n\x07\x41\x64vance\x12\x1f.volrep.array.v1.AdvanceRequest\x1a .volrep.array.v1.AdvanceResponse\x12\x46\n\x05Prune\x12\x1d.volrep.array.v1.PruneRequest\x1a\x1e.volrep.array.v1.PruneResponse\x12P\n\x07\x46orward\x12\x1f.volrep.array.v1.ForwardRequest\x1a .volrep.array.v1.ForwardResponse(\x01\x30\x01\x12P\n\x07Reclaim\x12\x1f.volrep.array.v1.ReclaimRequest\x1a .volrep.array.v1.ReclaimResponse(\x01\x30\x01\x12U\n\nGetPodCopy\x12\".volrep.array.v1.GetPodCopyRequest\x1a#.volrep.array.v1.GetPodCopyResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%volrep/array/v1/replica_service.proto\x1a$volrep/array/v1/volume_service.proto\" \n\x11GetPodCopyRequest\x12\x0b\n\x03pod\x18\x01 \x01(\t\";\n\x12GetPodCopyResponse\x12%\n\x03pod\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.PodCopy\"\x86\x01\n\x07PodCopy\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06writes\x18\x03 \x01(\t\x12\x0f\n\x07volumes\x18\x04 \x03(\t\x12\x16\n\x0emediator_state\x18\x05 \x01(\t\x12\x15\n\rmediator_held\x18\x06 \x01(\x08\x12\x0f\n\x07message\x18\x07 \x01(\t\"\xb9\x04\n\rReceiveHeader\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12G\n\rvolume_labels\x18\x05 \x03(\x0b\x32\x30.volrep.array.v1.ReceiveHeader.VolumeLabelsEntry\x12\x11\n\tbase_guid\x18\x06 \x01(\t\x12\x15\n\rsnapshot_name\x18\x07 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x08 \x01(\t\x12\x34\n\x10snapshot_created\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\n \x03(\x0b\x32\x32.volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry\x12\x17\n\x0fsource_array_id\x18\x0b \x01(\t\x12\x12\n\ncompressed\x18\x0c \x01(\x08\x12\x11\n\tread_only\x18\r \x01(\x08\x12\x11\n\toverwrite\x18\x0e \x01(\x08\x12\x15\n\rvolume_serial\x18\x0f \x01(\t\x1a\x33\n\x11VolumeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x03(\x07\x12\x0e\n\x06length\x18\x04 \x01(\x03\",\n\nZeroExtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\"0\n\x0eReceiveTrailer\x12\x0e\n\x06\x62locks\x18\x01 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x06\"\xd6\x01\n\x0eReceiveRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.volrep.array.v1.ReceiveHeaderH\x00\x12*\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunkH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.ZeroExtentH\x00\x12\x32\n\x07trailer\x18\x04 \x01(\x0b\x32\x1f.volrep.array.v1.ReceiveTrailerH\x00\x42\x05\n\x03msg\"?\n\x0cReceiveReady\x12\x15\n\rresume_offset\x18\x01 \x01(\x03\x12\x18\n\x10\x61lready_received\x18\x02 \x01(\x08\"W\n\x10ReceiveCommitted\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x03\"\x80\x01\n\x0fReceiveResponse\x12.\n\x05ready\x18\x01 \x01(\x0b\x32\x1d.volrep.array.v1.ReceiveReadyH\x00\x12\x36\n\tcommitted\x18\x02 \x01(\x0b\x32!.volrep.array.v1.ReceiveCommittedH\x00\x42\x05\n\x03msg\"2\n\nMirrorOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\"\x8b\x01\n\x0bMirrorWrite\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x19\n\x11\x66orwarded_session\x18\x05 \x01(\x04\x12\x15\n\rforwarded_seq\x18\x06 \x01(\x04\x12\x0f\n\x07\x63ompare\x18\x07 \x01(\x0c\"I\n\nMirrorZero\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"+\n\x0bMirrorFlush\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07volumes\x18\x02 \x03(\t\"\xce\x01\n\rMirrorRequest\x12+\n\x04open\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorOpenH\x00\x12-\n\x05write\x18\x02 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x04 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x42\x05\n\x03msg\",\n\x0eMirrorResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x9a\x02\n\rAdvanceMember\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x11\n\tbase_guid\x18\x02 \x01(\t\x12\x15\n\rsnapshot_name\x18\x03 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x04 \x01(\t\x12\x34\n\x10snapshot_created\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\x06 \x03(\x0b\x32\x32.volrep.array.v1.AdvanceMember.SnapshotLabelsEntry\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x0e\x41\x64vanceRequest\x12\x17\n\x0fsource_array_id\x18\x01 \x01(\t\x12/\n\x07members\x18\x02 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceMember\"]\n\rAdvanceResult\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12+\n\x08snapshot\x18\x02 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x0f\n\x07refused\x18\x03 \x01(\t\"B\n\x0f\x41\x64vanceResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceResult\"1\n\rPruneSnapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"\x88\x01\n\x0cPruneRequest\x12\x0f\n\x07replica\x18\x01 \x01(\t\x12\x0f\n\x07volumes\x18\x02 \x03(\t\x12-\n\tretention\x18\x03 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\'\n\x03now\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\rPruneResponse\x12,\n\x04kept\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.PruneSnapshot\"\x85\x01\n\x0b\x46orwardOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\x12\x10\n\x08mediated\x18\x04 \x01(\x08\x12\x0f\n\x07session\x18\x05 \x01(\x04\x12\x19\n\x11\x63ompare_and_write\x18\x06 \x01(\x08\"L\n\x0c\x46orwardState\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0f\n\x07in_sync\x18\x02 \x01(\x08\x12\x1a\n\x12receiver_preferred\x18\x03 \x01(\x08\"\x80\x01\n\rForwardResult\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x16\n\x0emirror_pending\x18\x04 \x01(\x08\x12\x12\n\nmiscompare\x18\x05 \x01(\x08\x12\x19\n\x11miscompare_offset\x18\x06 \x01(\x03\"\xa7\x01\n\x0e\x46orwardRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ForwardOpenH\x00\x12.\n\x05state\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardStateH\x00\x12\x30\n\x06result\x18\x03 \x01(\x0b\x32\x1e.volrep.array.v1.ForwardResultH\x00\x42\x05\n\x03msg\"\xa3\x01\n\x0f\x46orwardResponse\x12-\n\x05write\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x02 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x03 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x42\x05\n\x03msg\"I\n\rReclaimVolume\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12(\n\x07\x65xtents\x18\x02 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"x\n\x0bReclaimOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12/\n\x07volumes\x18\x03 \x03(\x0b\x32\x1e.volrep.array.v1.ReclaimVolume\x12\x12\n\ntimeout_ms\x18\x04 \x01(\x03\"\x10\n\x0eReclaimApplied\"y\n\x0eReclaimRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimOpenH\x00\x12\x32\n\x07\x61pplied\x18\x02 \x01(\x0b\x32\x1f.volrep.array.v1.ReclaimAppliedH\x00\x42\x05\n\x03msg\"H\n\x0bReclaimData\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunk\"+\n\x0cReclaimRound\x12\r\n\x05\x62ytes\x18\x01 \x01(\x03\x12\x0c\n\x04last\x18\x02 \x01(\x08\"\x11\n\x0fReclaimReleased\"\xac\x01\n\x0fReclaimResponse\x12,\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimDataH\x00\x12.\n\x05round\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ReclaimRoundH\x00\x12\x34\n\x08released\x18\x03 \x01(\x0b\x32 .volrep.array.v1.ReclaimReleasedH\x00\x42\x05\n\x03msg2\xc3\x04\n\x0fTransferService\x12P\n\x07Receive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x01\x30\x01\x12M\n\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x01\x30\x01\x12L\n\x07\x41\x64vance\x12\x1f.volrep.array.v1.AdvanceRequest\x1a .volrep.array.v1.AdvanceResponse\x12\x46\n\x05Prune\x12\x1d.volrep.array.v1.PruneRequest\x1a\x1e.volrep.array.v1.PruneResponse\x12P\n\x07\x46orward\x12\x1f.volrep.array.v1.ForwardRequest\x1a .volrep.array.v1.ForwardResponse(\x01\x30\x01\x12P\n\x07Reclaim\x12\x1f.volrep.array.v1.ReclaimRequest\x1a .volrep.array.v1.ReclaimResponse(\x01\x30\x01\x12U\n\nGetPodCopy\x12\".volrep.array.v1.GetPodCopyRequest\x1a#.volrep.array.v1.GetPodCopyResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,volrep_dot_array_dot_v1_dot_replica__service__pb2.DESCRIPTOR,volrep_dot_array_dot_v1_dot_volume__service__pb2.DESCRIPTOR,])
 
@@ -754,6 +754,13 @@ _MIRRORWRITE = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='compare', full_name='volrep.array.v1.MirrorWrite.compare', index=6,
+      number=7, type=12, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b(""),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -766,8 +773,8 @@ _MIRRORWRITE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1698,
-  serialized_end=1820,
+  serialized_start=1699,
+  serialized_end=1838,
 )
 
 
@@ -818,8 +825,8 @@ _MIRRORZERO = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1822,
-  serialized_end=1895,
+  serialized_start=1840,
+  serialized_end=1913,
 )
 
 
@@ -856,8 +863,8 @@ _MIRRORFLUSH = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1897,
-  serialized_end=1940,
+  serialized_start=1915,
+  serialized_end=1958,
 )
 
 
@@ -911,8 +918,8 @@ _MIRRORREQUEST = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.MirrorRequest.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=1943,
-  serialized_end=2149,
+  serialized_start=1961,
+  serialized_end=2167,
 )
 
 
@@ -949,8 +956,8 @@ _MIRRORRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2151,
-  serialized_end=2195,
+  serialized_start=2169,
+  serialized_end=2213,
 )
 
 
@@ -1052,8 +1059,8 @@ _ADVANCEMEMBER = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2198,
-  serialized_end=2480,
+  serialized_start=2216,
+  serialized_end=2498,
 )
 
 
@@ -1090,8 +1097,8 @@ _ADVANCEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2482,
-  serialized_end=2572,
+  serialized_start=2500,
+  serialized_end=2590,
 )
 
 
@@ -1135,8 +1142,8 @@ _ADVANCERESULT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2574,
-  serialized_end=2667,
+  serialized_start=2592,
+  serialized_end=2685,
 )
 
 
@@ -1166,8 +1173,8 @@ _ADVANCERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2669,
-  serialized_end=2735,
+  serialized_start=2687,
+  serialized_end=2753,
 )
 
 
@@ -1204,8 +1211,8 @@ _PRUNESNAPSHOT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2737,
-  serialized_end=2786,
+  serialized_start=2755,
+  serialized_end=2804,
 )
 
 
@@ -1256,8 +1263,8 @@ _PRUNEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2789,
-  serialized_end=2925,
+  serialized_start=2807,
+  serialized_end=2943,
 )
 
 
@@ -1287,8 +1294,8 @@ _PRUNERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2927,
-  serialized_end=2988,
+  serialized_start=2945,
+  serialized_end=3006,
 )
 
 
@@ -1334,6 +1341,13 @@ _FORWARDOPEN = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='compare_and_write', full_name='volrep.array.v1.ForwardOpen.compare_and_write', index=5,
+      number=6, type=8, cpp_type=7, label=1,
+      has_default_value=False, default_value=False,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -1346,8 +1360,8 @@ _FORWARDOPEN = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2990,
-  serialized_end=3096,
+  serialized_start=3009,
+  serialized_end=3142,
 )
 
 
@@ -1391,8 +1405,8 @@ _FORWARDSTATE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3098,
-  serialized_end=3174,
+  serialized_start=3144,
+  serialized_end=3220,
 )
 
 
@@ -1431,6 +1445,20 @@ _FORWARDRESULT = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='miscompare', full_name='volrep.array.v1.ForwardResult.miscompare', index=4,
+      number=5, type=8, cpp_type=7, label=1,
+      has_default_value=False, default_value=False,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='miscompare_offset', full_name='volrep.array.v1.ForwardResult.miscompare_offset', index=5,
+      number=6, type=3, cpp_type=2, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -1443,8 +1471,8 @@ _FORWARDRESULT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3176,
-  serialized_end=3257,
+  serialized_start=3223,
+  serialized_end=3351,
 )
 
 
@@ -1491,8 +1519,8 @@ _FORWARDREQUEST = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ForwardRequest.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=3260,
-  serialized_end=3427,
+  serialized_start=3354,
+  serialized_end=3521,
 )
 
 
@@ -1539,8 +1567,8 @@ _FORWARDRESPONSE = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ForwardResponse.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=3430,
-  serialized_end=3593,
+  serialized_start=3524,
+  serialized_end=3687,
 )
 
 
@@ -1577,8 +1605,8 @@ _RECLAIMVOLUME = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3595,
-  serialized_end=3668,
+  serialized_start=3689,
+  serialized_end=3762,
 )
 
 
@@ -1629,8 +1657,8 @@ _RECLAIMOPEN = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3670,
-  serialized_end=3790,
+  serialized_start=3764,
+  serialized_end=3884,
 )
 
 
@@ -1653,8 +1681,8 @@ _RECLAIMAPPLIED = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3792,
-  serialized_end=3808,
+  serialized_start=3886,
+  serialized_end=3902,
 )
 
 
@@ -1694,8 +1722,8 @@ _RECLAIMREQUEST = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ReclaimRequest.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=3810,
-  serialized_end=3931,
+  serialized_start=3904,
+  serialized_end=4025,
 )
 
 
@@ -1732,8 +1760,8 @@ _RECLAIMDATA = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3933,
-  serialized_end=4005,
+  serialized_start=4027,
+  serialized_end=4099,
 )
 
 
@@ -1770,8 +1798,8 @@ _RECLAIMROUND = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4007,
-  serialized_end=4050,
+  serialized_start=4101,
+  serialized_end=4144,
 )
 
 
@@ -1794,8 +1822,8 @@ _RECLAIMRELEASED = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4052,
-  serialized_end=4069,
+  serialized_start=4146,
+  serialized_end=4163,
 )
 
 
@@ -1842,8 +1870,8 @@ _RECLAIMRESPONSE = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ReclaimResponse.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=4072,
-  serialized_end=4244,
+  serialized_start=4166,
+  serialized_end=4338,
 )
 
 _GETPODCOPYRESPONSE.fields_by_name['pod'].message_type = _PODCOPY
@@ -2287,8 +2315,8 @@ _TRANSFERSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=4247,
-  serialized_end=4826,
+  serialized_start=4341,
+  serialized_end=4920,
   methods=[
   _descriptor.MethodDescriptor(
     name='Receive',
