@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/errdefs"
 )
 
 // TestPodMadeAsyncWhilePeerIsDown kills array B, a pod's peer (SIGKILL),
@@ -95,4 +96,61 @@ func TestPodMadeAsyncWhilePeerIsDown(t *testing.T) {
 	b.Kill()
 	b.Start()
 	waitPath("the released copy after another restart of B", array.PathOptimized)
+}
+
+// TestCarriedPodMadeAsyncAtPreferred: B carries the pod (A cut from B and
+// the mediator) and acknowledges writes A lacks; meanwhile the pod is
+// made async at A. Once A and B see each other again, B keeps what it
+// carries: it refuses both the release A owes it and A's async cycle,
+// whose snapshot would overwrite B's writes. So B's writes survive and
+// B still takes new ones; A keeps the release owed (listed on its link)
+// and logs B's refusal once, however many link checks retry it.
+func TestCarriedPodMadeAsyncAtPreferred(t *testing.T) {
+	nsA, nsB, a, b := startMediatedPair(t)
+	qemuIO := tool(t, "qemu-io")
+	const syncTimeout, leaseTTL = 500 * time.Millisecond, 3 * time.Second
+	const vol, pod, link = "volume-ca-cinder", "cinder-pod.pure2-sync", "pure2-sync"
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("A:\n%s\nB:\n%s", a.Logs(), b.Logs())
+		}
+	})
+	ctx := t.Context()
+	mediatedPod(t, a, "ca", qemuIO)
+	uriB := exportAtB(t, b, vol)
+	waitWrite(t, qemuIO, uriB, "write -P 0x80 1M 4k", 10*time.Second)
+
+	cutAB(t, nsA, nsB)
+	nft(t, nsA, cutMediator)
+	waitWrite(t, qemuIO, uriB, "write -P 0xB1 2M 1M", syncTimeout+leaseTTL+10*time.Second)
+	repl := (&sites{a: a}).replicas(t)
+	if _, err := repl.ChangeReplicaType(ctx, pod, array.TypeAsync); err != nil {
+		t.Fatal(err)
+	}
+	healAB(t, nsA, nsB)
+	nft(t, nsA, "delete table inet med")
+
+	// A's cycle sends a snapshot of its copy, which lacks B's writes.
+	_, err := repl.SyncReplica(ctx, pod, true)
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "which this array carries") {
+		t.Fatalf("A's async cycle onto B's carried copy: %v; want FAILED_PRECONDITION, B carrying the pod", err)
+	}
+	const refused = "telling the peer that a pod removed here names no copies there"
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(a.Logs(), refused); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("A's log does not record B refusing the release")
+		}
+	}
+	// Past two more link checks (5 s apart): still owed, logged once.
+	time.Sleep(11 * time.Second)
+	if n := strings.Count(a.Logs(), refused); n != 1 {
+		t.Errorf("A logged B's refusal %d times; want once", n)
+	}
+	if l, err := repl.GetLink(ctx, link); err != nil || !slices.Equal(l.PodsOwedRelease, []string{pod}) {
+		t.Errorf("A's link lists %q owed (%v); want [%s], B refusing it", l.PodsOwedRelease, err, pod)
+	}
+	if out, err := run(t, true, qemuIO, "-f", "raw", "-c", "read -P 0xB1 2M 1M", uriB); err != nil || strings.Contains(out, "Pattern verification failed") {
+		t.Fatalf("B's copy lost the writes it acknowledged while it carried the pod: %v\n%s", err, out)
+	}
+	waitWrite(t, qemuIO, uriB, "write -P 0xB2 3M 4k", 10*time.Second)
 }

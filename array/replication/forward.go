@@ -36,6 +36,11 @@ type forwardLink struct {
 	work chan struct{}
 	dead chan struct{}
 	once sync.Once
+	// refused: the peer ended the stream with FAILED_PRECONDITION (it
+	// refuses this pod's stream, say, for another array's pod of the
+	// same name there); the pod then opens another only at its next
+	// step, not at once, and logs the reason once.
+	refused error
 }
 
 // maxForwarded bounds the peer's changes applied here at once.
@@ -77,8 +82,16 @@ func (f *forwardLink) kill() {
 	f.once.Do(func() {
 		close(f.dead)
 		f.cancel()
-		f.p.wake() // the pod's loop opens a new one
+		if f.refusal() == nil {
+			f.p.wake() // the pod's loop opens a new one
+		}
 	})
+}
+
+func (f *forwardLink) refusal() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.refused
 }
 
 func (f *forwardLink) close() {
@@ -190,6 +203,11 @@ func (f *forwardLink) recvLoop(ctx context.Context) {
 	for {
 		m, err := f.cs.Recv()
 		if err != nil {
+			if errdefs.IsFailedPrecondition(err) {
+				f.mu.Lock()
+				f.refused = err
+				f.mu.Unlock()
+			}
 			return
 		}
 		select {

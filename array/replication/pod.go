@@ -70,12 +70,15 @@ type pod struct {
 	// fwdRefused is the last reason the peer was refused a forward stream
 	// for lacking a protocol feature, logged once; only step uses it.
 	fwdRefused string
-	synced     bool // the peer holds every acknowledged write
-	lastErr    error
-	lastResync int64
-	mirrored   atomic.Int64 // client bytes the peer acknowledged
-	verify     bool         // after a crash: compare both sides before trusting the dirty bitmaps
-	state      string       // the last state reported (array.Pod*)
+	// peerRefusal is the last reason the peer ended the forward stream
+	// with, logged once; only step uses it.
+	peerRefusal string
+	synced      bool // the peer holds every acknowledged write
+	lastErr     error
+	lastResync  int64
+	mirrored    atomic.Int64 // client bytes the peer acknowledged
+	verify      bool         // after a crash: compare both sides before trusting the dirty bitmaps
+	state       string       // the last state reported (array.Pod*)
 
 	// med and claim are the pod's mediator and its hold on the pod's key;
 	// nil without a mediator. Set before the pod is shared.
@@ -1060,8 +1063,18 @@ func (p *pod) step(ctx context.Context) error {
 	p.mu.Lock()
 	fwd, leaving := p.fwd, p.leaving
 	p.mu.Unlock()
+	if fwd != nil && fwd.alive() {
+		p.peerRefusal = ""
+	}
 	if !leaving && (fwd == nil || !fwd.alive()) {
 		if fwd != nil {
+			if r := fwd.refusal(); r == nil {
+				p.peerRefusal = ""
+			} else if r.Error() != p.peerRefusal {
+				p.peerRefusal = r.Error()
+				p.e.log.Warn("the peer refused the pod's forward stream; its copies there take no client writes (this side's writes go on), and it is asked again at each step",
+					"pod", p.name, "err", r)
+			}
 			fwd.close()
 		}
 		if fwd, err = p.openForward(ctx); err != nil {

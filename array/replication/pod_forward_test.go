@@ -352,6 +352,15 @@ func TestPodPeerTooOldForForwarding(t *testing.T) {
 	if !strings.Contains(logs.String(), array.FeatureForwardOwnCopy) {
 		t.Fatalf("the log does not name the missing feature:\n%s", logs)
 	}
+	// A peer that never forwarded keeps no copies as the pod's: the
+	// release owed to it when the pod is deleted is dropped, not retried.
+	if err := src.eng.DeleteReplica(ctx, "pod", false); err != nil {
+		t.Fatal(err)
+	}
+	waitNoneOwed(t, src.st, "to a peer too old to forward")
+	if strings.Contains(logs.String(), "retrying at each link check") {
+		t.Fatalf("the release owed to a peer too old to forward was retried:\n%s", logs)
+	}
 }
 
 // TestPodPeerRestartKeepsItsCopiesThePods: the peer restarts while the
@@ -507,4 +516,47 @@ func waitNoneOwed(t *testing.T, st *store.Store, what string) {
 			t.Fatalf("releases still owed %s: %q", what, owedReleases(t, st))
 		}
 	}
+}
+
+// TestPodOfTheSameNameFromAnotherArray: a second array stretches a pod of
+// the same name to the same peer (two backends sharing a replication
+// target and the default pod name). The peer refuses the second array's
+// forward stream rather than let the two take the copies from each other
+// stream by stream: the first pod's copies keep taking writes, the
+// second's mirror but take none, and the second array logs the peer's
+// reason, naming the setting to change, once.
+func TestPodOfTheSameNameFromAnotherArray(t *testing.T) {
+	src, tg := newPod(t, 5*time.Second)
+	ctx := t.Context()
+	peerWritable(t, tg, "v1", 0, bytes.Repeat([]byte{1}, 4096))
+
+	logs := &testenv.Buffer{}
+	other := newSource(t, clock.NewFake(t0), func(o *replication.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
+	podGroupOf(t, other, "u1")
+	protect(t, other, tg, "pod", array.ReplicaSpec{Kind: array.KindGroup, Local: "cinder-pod", Type: array.TypeSync, SyncTimeout: 5 * time.Second})
+	syncNow(t, other)
+	p := bytes.Repeat([]byte{0x2e}, 8192)
+	if err := other.st.WriteVolume(ctx, "u1", mib, p, false); err != nil {
+		t.Fatal(err)
+	}
+	// Past two of the second pod's idle steps (5 s), each asking again.
+	for deadline := time.Now().Add(11 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if err := tg.st.WriteVolume(ctx, "v1", 4096, p, false); err != nil {
+			t.Fatalf("the first pod's copy at the peer, with a second array's pod of the same name: %v", err)
+		}
+		if err := tg.st.WriteVolume(ctx, "u1", 0, p, false); err == nil {
+			t.Fatal("the second array's copy takes client writes, its forward stream refused")
+		}
+	}
+	got := make([]byte, len(p))
+	if err := tg.st.ReadVolume(ctx, "u1", mib, got); err != nil || !bytes.Equal(got, p) {
+		t.Fatalf("the second pod's write is not mirrored to the peer (%v)", err)
+	}
+	const refused = "the peer refused the pod's forward stream"
+	if n := strings.Count(logs.String(), refused); n != 1 || !strings.Contains(logs.String(), "pure_replication_pod_name") {
+		t.Fatalf("the second array logged the refusal %d times; want once, naming pure_replication_pod_name:\n%s", n, logs)
+	}
+	same(t, src, tg, "v1")
 }

@@ -54,16 +54,19 @@ func podOn(t *testing.T, src *source, tg *target, timeout time.Duration) {
 }
 
 // podGroup makes the group "cinder-pod" of src with one member, v1 (16 MiB).
-func podGroup(t *testing.T, src *source) {
+func podGroup(t *testing.T, src *source) { podGroupOf(t, src, "v1") }
+
+// podGroupOf is podGroup with the member named vol.
+func podGroupOf(t *testing.T, src *source, vol string) {
 	t.Helper()
 	ctx := t.Context()
 	if _, err := src.st.CreateGroup(ctx, "cinder-pod", "cinder", nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: "v1", Pool: "cinder", SizeBytes: 16 * mib}); err != nil {
+	if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: vol, Pool: "cinder", SizeBytes: 16 * mib}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := src.st.AddMembers(ctx, "cinder-pod", []string{"v1"}); err != nil {
+	if _, err := src.st.AddMembers(ctx, "cinder-pod", []string{vol}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -54,6 +54,23 @@ func (f *forwards) lookup(name string) *podForward {
 	return f.pods[name]
 }
 
+// carrier names the pod whose copy volume is and that this array
+// carries, or "" for none.
+func (f *forwards) carrier(volume string) string {
+	f.mu.Lock()
+	pods := slices.Collect(maps.Values(f.pods))
+	f.mu.Unlock()
+	for _, p := range pods {
+		p.mu.Lock()
+		c := p.carry
+		p.mu.Unlock()
+		if c != nil && slices.Contains(c.volumes(), volume) {
+			return p.name
+		}
+	}
+	return ""
+}
+
 // podForward is one pod at its non-preferred array.
 type podForward struct {
 	name string
@@ -65,6 +82,12 @@ type podForward struct {
 	sess    *forwardSession // nil: no stream from the preferred array
 	inSync  bool
 	volumes map[string]bool
+	// source is the preferred array (its ID) whose pod this is while it
+	// names copies here or has a stream open; "" when unknown (a record
+	// from an older volrep). Pod names are unique per array: another
+	// array's pod of the same name is refused, not let in to take the
+	// copies over, stream by stream.
+	source string
 	// mediated: the preferred array holds the pod's key at a mediator
 	// (its last open said so); preferred: this array carries the pod on
 	// when the two lose each other (its last state said so); unmarking:
@@ -396,6 +419,14 @@ func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
 		p.mu.Unlock()
 		return errdefs.FailedPrecondition("pod %s is carried by this array; the preferred array takes its writes back first (Reclaim)", open.GetPod())
 	}
+	if src := open.GetSourceArrayId(); p.source != "" && src != "" && src != p.source && (p.sess != nil || len(p.volumes) > 0) {
+		p.mu.Unlock()
+		return errdefs.FailedPrecondition("pod %s on this array is the pod of array %s; array %s cannot stretch a pod of the same name here: "+
+			"pod names are unique per array, so give one of the two backends another pure_replication_pod_name", open.GetPod(), p.source, src)
+	}
+	if src := open.GetSourceArrayId(); src != "" {
+		p.source = src
+	}
 	if old := p.sess; old != nil {
 		old.kill(errors.New("replaced by a new stream"))
 	}
@@ -566,6 +597,7 @@ const recPodCopies = "pod-copies"
 
 type podCopiesRec struct {
 	Volumes []string `json:"volumes"`
+	Source  string   `json:"source,omitempty"`
 }
 
 // recordPodCopies stores p's copies as they are now. One record is
@@ -576,11 +608,12 @@ func (t *Service) recordPodCopies(ctx context.Context, p *podForward) error {
 	defer p.recMu.Unlock()
 	p.mu.Lock()
 	volumes := slices.Sorted(maps.Keys(p.volumes))
+	source := p.source
 	p.mu.Unlock()
 	if len(volumes) == 0 {
 		return t.s.DeleteRecord(ctx, recPodCopies, p.name)
 	}
-	data, err := json.Marshal(podCopiesRec{Volumes: volumes})
+	data, err := json.Marshal(podCopiesRec{Volumes: volumes, Source: source})
 	if err != nil {
 		return err
 	}
@@ -604,10 +637,14 @@ func (t *Service) restorePodCopies(ctx context.Context) error {
 		return err
 	}
 	for name, rec := range recs {
-		if p := t.fwd.lookup(name); p != nil {
+		carried := t.fwd.lookup(name) != nil
+		p := t.fwd.pod(name)
+		p.mu.Lock()
+		p.source = rec.Source
+		p.mu.Unlock()
+		if carried {
 			continue
 		}
-		p := t.fwd.pod(name)
 		for _, v := range rec.Volumes {
 			vol, err := t.s.GetVolume(ctx, v)
 			if errdefs.IsNotFound(err) || (err == nil && !vol.ReadOnly) {

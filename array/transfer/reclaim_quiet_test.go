@@ -31,9 +31,13 @@ func TestQuietPreferredArrayEndsTheLastRound(t *testing.T) {
 	t.Run("stalled", func(t *testing.T) { quietLastRound(t, true) })
 }
 
-func quietLastRound(t *testing.T, stall bool) {
+// carriedPod serves a transfer service at site-b that carries pod
+// cinder-pod, whose copy v1 (80 MiB) holds data at 1 MiB, marked changed.
+func carriedPod(t *testing.T) (s *store.Store, p *podForward, c *carrying, data []byte, client arrayv1.TransferServiceClient) {
+	t.Helper()
 	ctx := t.Context()
-	s, err := store.Open(t.TempDir(), store.Options{Name: "site-b"})
+	var err error
+	s, err = store.Open(t.TempDir(), store.Options{Name: "site-b"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +47,7 @@ func quietLastRound(t *testing.T, stall bool) {
 	if _, err := s.CreateVolume(ctx, array.VolumeSpec{Name: "v1", Pool: "p", SizeBytes: 80 << 20}); err != nil {
 		t.Fatal(err)
 	}
-	data := bytes.Repeat([]byte("carried!"), (1<<20)/8)
+	data = bytes.Repeat([]byte("carried!"), (1<<20)/8)
 	if err := s.WriteVolume(ctx, "v1", 1<<20, data, false); err != nil {
 		t.Fatal(err)
 	}
@@ -51,8 +55,8 @@ func quietLastRound(t *testing.T, stall bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := svc.fwd.pod("cinder-pod")
-	c := newCarrying(s, p, []string{"v1"})
+	p = svc.fwd.pod("cinder-pod")
+	c = newCarrying(s, p, []string{"v1"})
 	c.mark("v1", 1<<20, int64(len(data)))
 	p.mu.Lock()
 	p.carry = c
@@ -72,7 +76,12 @@ func quietLastRound(t *testing.T, stall bool) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close(); stop(); <-served; svc.Close(); s.Close() })
-	client := arrayv1.NewTransferServiceClient(cc)
+	return s, p, c, data, arrayv1.NewTransferServiceClient(cc)
+}
+
+func quietLastRound(t *testing.T, stall bool) {
+	ctx := t.Context()
+	_, p, c, data, client := carriedPod(t)
 
 	const quiet = 300 * time.Millisecond
 	handingOver := func() bool {
@@ -203,4 +212,28 @@ func quietLastRound(t *testing.T, stall bool) {
 		t.Fatal("after the hand-back the pod is still carried here")
 	}
 	cancel() // the stalled stream, at last
+}
+
+// TestCarriedCopyTakesNoReceive: a copy this array carries holds writes
+// its preferred array lacks; a snapshot received onto it (an async cycle
+// of the pod made async at the preferred array meanwhile) would discard
+// them, so the receive is refused before anything is staged.
+func TestCarriedCopyTakesNoReceive(t *testing.T) {
+	s, _, _, data, client := carriedPod(t)
+	ctx := t.Context()
+	cs, err := client.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := &arrayv1.ReceiveHeader{TransferId: "t1", Volume: "v1", Pool: "p", SizeBytes: 80 << 20, SnapshotName: "s1", SnapshotGuid: "g1", ReadOnly: true, Overwrite: true}
+	if err := cs.Send(&arrayv1.ReceiveRequest{Msg: &arrayv1.ReceiveRequest_Header{Header: hdr}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.Recv(); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "which this array carries") {
+		t.Fatalf("a receive onto a carried copy: %v; want FAILED_PRECONDITION naming the carried pod", err)
+	}
+	got := make([]byte, len(data))
+	if err := s.ReadVolume(ctx, "v1", 1<<20, got); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the carried copy changed (%v)", err)
+	}
 }

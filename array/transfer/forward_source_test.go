@@ -1,0 +1,79 @@
+package transfer_test
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/errdefs"
+	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
+)
+
+// TestPodNamesAreUniqueAtThePeer: two preferred arrays stretching pods of
+// the same name to one peer (two backends with the same pod name and
+// replication target) must not take each other's place there, stream by
+// stream. The second is refused, naming the first and the setting to
+// change; the first keeps its copies. Once the first releases its
+// copies, the name is free for the second.
+func TestPodNamesAreUniqueAtThePeer(t *testing.T) {
+	p := newPair(t)
+	ctx := t.Context()
+	p.readOnlyCopy(t, "v")
+	p.readOnlyCopy(t, "w")
+	open := func(source, vol string) arrayv1.TransferService_ForwardClient {
+		t.Helper()
+		cs, err := p.client.Forward(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := &arrayv1.ForwardState{InSync: true}
+		if vol != "" {
+			st.Volumes = []string{vol}
+		}
+		for _, m := range []*arrayv1.ForwardRequest{
+			{Msg: &arrayv1.ForwardRequest_Open{Open: &arrayv1.ForwardOpen{Pod: "cinder-pod.dr", SourceArrayId: source, TimeoutMs: 5000, Session: 1, CompareAndWrite: true}}},
+			{Msg: &arrayv1.ForwardRequest_State{State: st}},
+		} {
+			if err := cs.Send(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return cs
+	}
+	waitPath := func(vol string, want array.PathState) {
+		t.Helper()
+		h, err := p.dst.OpenVolume(ctx, vol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); h.Path().State != want; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s reports its path %s, want %s", vol, h.Path().State, want)
+			}
+		}
+	}
+	a1 := open("array-1", "v")
+	waitPath("v", array.PathNonOptimized)
+
+	_, err := open("array-2", "w").Recv()
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "the pod of array array-1") || !strings.Contains(err.Error(), "pure_replication_pod_name") {
+		t.Fatalf("a pod of the same name from a second array: %v; want FAILED_PRECONDITION naming the first and the setting", err)
+	}
+	waitPath("v", array.PathNonOptimized)
+	waitPath("w", array.PathOptimized) // a plain replica still
+
+	// The first array releases its copies (the pod deleted there).
+	if err := a1.Send(&arrayv1.ForwardRequest{Msg: &arrayv1.ForwardRequest_State{State: &arrayv1.ForwardState{}}}); err != nil {
+		t.Fatal(err)
+	}
+	a1.CloseSend()
+	if _, err := a1.Recv(); !errors.Is(err, io.EOF) {
+		t.Fatalf("the first array's release: %v", err)
+	}
+	open("array-2", "w")
+	waitPath("w", array.PathNonOptimized)
+	waitPath("v", array.PathOptimized)
+}
