@@ -2,6 +2,7 @@ package replication
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -68,17 +69,16 @@ type pod struct {
 	// leaving: stop has begun; the forward state names no copies.
 	leaving bool
 	// fwdRefused is the last reason the peer was refused a forward stream
-	// for lacking a protocol feature, logged once; only step uses it.
-	fwdRefused string
-	// peerRefusal is the last reason the peer ended the forward stream
-	// with, logged once; only step uses it.
-	peerRefusal string
-	synced      bool // the peer holds every acknowledged write
-	lastErr     error
-	lastResync  int64
-	mirrored    atomic.Int64 // client bytes the peer acknowledged
-	verify      bool         // after a crash: compare both sides before trusting the dirty bitmaps
-	state       string       // the last state reported (array.Pod*)
+	// for lacking a protocol feature, logged once; peerRefusal the last
+	// reason the peer refused one with. Only step writes them (under mu),
+	// and the replica's view shows them while the peer takes no writes.
+	fwdRefused, peerRefusal string
+	synced                  bool // the peer holds every acknowledged write
+	lastErr                 error
+	lastResync              int64
+	mirrored                atomic.Int64 // client bytes the peer acknowledged
+	verify                  bool         // after a crash: compare both sides before trusting the dirty bitmaps
+	state                   string       // the last state reported (array.Pod*)
 
 	// med and claim are the pod's mediator and its hold on the pod's key;
 	// nil without a mediator. Set before the pod is shared.
@@ -1064,14 +1064,14 @@ func (p *pod) step(ctx context.Context) error {
 	fwd, leaving := p.fwd, p.leaving
 	p.mu.Unlock()
 	if fwd != nil && fwd.alive() {
-		p.peerRefusal = ""
+		p.setRefusal(&p.peerRefusal, "")
 	}
 	if !leaving && (fwd == nil || !fwd.alive()) {
 		if fwd != nil {
 			if r := fwd.refusal(); r == nil {
-				p.peerRefusal = ""
+				p.setRefusal(&p.peerRefusal, "")
 			} else if r.Error() != p.peerRefusal {
-				p.peerRefusal = r.Error()
+				p.setRefusal(&p.peerRefusal, r.Error())
 				p.e.log.Warn("the peer refused the pod's forward stream; its copies there take no client writes (this side's writes go on), and it is asked again at each step",
 					"pod", p.name, "err", r)
 			}
@@ -1083,15 +1083,15 @@ func (p *pod) step(ctx context.Context) error {
 			var old *peerTooOld
 			switch {
 			case !errors.As(err, &old):
-				p.fwdRefused = ""
+				p.setRefusal(&p.fwdRefused, "")
 				p.e.log.Warn("opening the pod's forward stream; the peer's copies take no client writes until it is open", "pod", p.name, "err", err)
 			case err.Error() != p.fwdRefused:
-				p.fwdRefused = err.Error()
+				p.setRefusal(&p.fwdRefused, err.Error())
 				p.e.log.Error("the pod's peer array is too old to take its clients' writes safely; it serves reads only, and writes go to this array, until it is upgraded",
 					"pod", p.name, "err", err)
 			}
 		} else {
-			p.fwdRefused = ""
+			p.setRefusal(&p.fwdRefused, "")
 		}
 		p.mu.Lock()
 		p.fwd = fwd
@@ -1429,7 +1429,18 @@ func (p *pod) view(v *array.Replica) {
 		v.Message = "resyncing the peer"
 	default:
 		v.State, v.Message = array.StateActive, ""
+		if r := cmp.Or(p.peerRefusal, p.fwdRefused); r != "" && !p.peerWritesLocked() {
+			v.Message = "the peer's copies take no client writes: " + r
+		}
 	}
+}
+
+// setRefusal sets one of the refusals step keeps (fwdRefused,
+// peerRefusal), under mu for the replica's view.
+func (p *pod) setRefusal(field *string, reason string) {
+	p.mu.Lock()
+	*field = reason
+	p.mu.Unlock()
 }
 
 var (

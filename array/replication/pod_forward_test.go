@@ -352,6 +352,9 @@ func TestPodPeerTooOldForForwarding(t *testing.T) {
 	if !strings.Contains(logs.String(), array.FeatureForwardOwnCopy) {
 		t.Fatalf("the log does not name the missing feature:\n%s", logs)
 	}
+	if r, err := src.eng.GetReplica(ctx, "pod"); err != nil || r.PeerWrites != array.WritesStopped || !strings.Contains(r.Message, array.FeatureForwardOwnCopy) {
+		t.Fatalf("the replica with a peer too old to forward: peer writes %s, message %q (%v); want stopped, naming the feature", r.PeerWrites, r.Message, err)
+	}
 	// A peer that never forwarded keeps no copies as the pod's: the
 	// release owed to it when the pod is deleted is dropped, not retried.
 	if err := src.eng.DeleteReplica(ctx, "pod", false); err != nil {
@@ -557,6 +560,13 @@ func TestPodOfTheSameNameFromAnotherArray(t *testing.T) {
 	const refused = "the peer refused the pod's forward stream"
 	if n := strings.Count(logs.String(), refused); n != 1 || !strings.Contains(logs.String(), "pure_replication_pod_name") {
 		t.Fatalf("the second array logged the refusal %d times; want once, naming pure_replication_pod_name:\n%s", n, logs)
+	}
+	r, err := other.eng.GetReplica(ctx, "pod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != array.StateActive || r.PeerWrites != array.WritesStopped || !strings.Contains(r.Message, "pure_replication_pod_name") {
+		t.Fatalf("the second array's replica: %s, peer writes %s, message %q; want active, the peer's writes stopped and why", r.State, r.PeerWrites, r.Message)
 	}
 	same(t, src, tg, "v1")
 }
