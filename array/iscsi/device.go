@@ -128,7 +128,8 @@ var (
 
 // CompareWriter may be implemented by a Device that compares and writes
 // atomically against every writer of the volume, not only this server's
-// sessions (an NBD client of the same volume, a sync peer). The server then
+// sessions (an NBD client of the same volume, a sync peer, the hosts of a
+// pod's other array). The server then
 // serves COMPARE AND WRITE through it and takes no lock of its own around
 // writes, so no write waits behind another's round trip to a sync peer.
 // Without it the server serialises COMPARE AND WRITE against the writes

@@ -96,8 +96,10 @@
 // INFORMATION); SYNCHRONIZE CACHE(10/16) → Device.Flush; UNMAP →
 // Device.Zero; WRITE SAME(10/16) (UNMAP bit, NDOB or zero data →
 // Device.Zero, other data written in 1 MiB chunks); COMPARE AND WRITE
-// (atomic against every other write through this server to the same
-// volume: writes hold a per-volume lock shared, COMPARE AND WRITE holds it
+// (through Device.CompareAndWrite when the device has one, atomic against
+// every writer of the volume, a pod's other array included; else atomic
+// against every other write through this server to the same volume:
+// writes hold a per-volume lock shared, COMPARE AND WRITE holds it
 // exclusively; the lock is keyed by Identity.NAA); GET LBA STATUS (the
 // device is read: zero ranges are reported deallocated, which LBPRZ
 // makes equivalent; at most 8 MiB per call); PRE-FETCH(10/16) (GOOD);

@@ -414,15 +414,13 @@ func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
 	sess := &forwardSession{stream: stream, timeout: timeout, id: open.GetSession(), compares: open.GetCompareAndWrite(), pending: map[uint64]*forwarded{},
 		work: make(chan struct{}, 1), dead: make(chan struct{})}
 	p := t.fwd.pod(open.GetPod())
+	if err := t.checkSource(stream.Context(), p, open.GetSourceArrayId()); err != nil {
+		return err
+	}
 	p.mu.Lock()
 	if p.carry != nil {
 		p.mu.Unlock()
 		return errdefs.FailedPrecondition("pod %s is carried by this array; the preferred array takes its writes back first (Reclaim)", open.GetPod())
-	}
-	if src := open.GetSourceArrayId(); p.source != "" && src != "" && src != p.source && (p.sess != nil || len(p.volumes) > 0) {
-		p.mu.Unlock()
-		return errdefs.FailedPrecondition("pod %s on this array is the pod of array %s; array %s cannot stretch a pod of the same name here: "+
-			"pod names are unique per array, so give one of the two backends another pure_replication_pod_name", open.GetPod(), p.source, src)
 	}
 	if src := open.GetSourceArrayId(); src != "" {
 		p.source = src
@@ -507,6 +505,34 @@ func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
 			}
 		}
 	}
+}
+
+// checkSource refuses a stream for pod p from array src while p is
+// another array's pod here: that array's stream is open, or a copy it
+// named is still a pod copy (not deleted, and not promoted by a failover,
+// which frees the name for a rebuilt array's pod).
+func (t *Service) checkSource(ctx context.Context, p *podForward, src string) error {
+	p.mu.Lock()
+	owner, live, vols := p.source, p.sess != nil, slices.Collect(maps.Keys(p.volumes))
+	p.mu.Unlock()
+	if owner == "" || src == "" || src == owner {
+		return nil
+	}
+	for _, v := range vols {
+		if live {
+			break
+		}
+		vol, err := t.s.GetVolume(ctx, v)
+		if err != nil && !errdefs.IsNotFound(err) {
+			return err
+		}
+		live = err == nil && vol.ReadOnly
+	}
+	if !live {
+		return nil
+	}
+	return errdefs.FailedPrecondition("pod %s on this array is the pod of array %s; array %s cannot stretch a pod of the same name here: "+
+		"pod names are unique per array, so give one of the two backends another pure_replication_pod_name", p.name, owner, src)
 }
 
 // awaitSender waits for a stream's sending goroutine to end. One blocked

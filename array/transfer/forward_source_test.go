@@ -1,8 +1,7 @@
 package transfer_test
 
 import (
-	"errors"
-	"io"
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +22,12 @@ func TestPodNamesAreUniqueAtThePeer(t *testing.T) {
 	ctx := t.Context()
 	p.readOnlyCopy(t, "v")
 	p.readOnlyCopy(t, "w")
+	var openIn func(ctx context.Context, source, vol string) arrayv1.TransferService_ForwardClient
 	open := func(source, vol string) arrayv1.TransferService_ForwardClient {
+		t.Helper()
+		return openIn(ctx, source, vol)
+	}
+	openIn = func(ctx context.Context, source, vol string) arrayv1.TransferService_ForwardClient {
 		t.Helper()
 		cs, err := p.client.Forward(ctx)
 		if err != nil {
@@ -55,7 +59,9 @@ func TestPodNamesAreUniqueAtThePeer(t *testing.T) {
 			}
 		}
 	}
-	a1 := open("array-1", "v")
+	ctx1, cancel1 := context.WithCancel(ctx)
+	defer cancel1()
+	openIn(ctx1, "array-1", "v")
 	waitPath("v", array.PathNonOptimized)
 
 	_, err := open("array-2", "w").Recv()
@@ -65,15 +71,18 @@ func TestPodNamesAreUniqueAtThePeer(t *testing.T) {
 	waitPath("v", array.PathNonOptimized)
 	waitPath("w", array.PathOptimized) // a plain replica still
 
-	// The first array releases its copies (the pod deleted there).
-	if err := a1.Send(&arrayv1.ForwardRequest{Msg: &arrayv1.ForwardRequest_State{State: &arrayv1.ForwardState{}}}); err != nil {
-		t.Fatal(err)
+	// The first array's stream ends without a release: its copy is still
+	// the pod's, so the name is still taken.
+	cancel1()
+	waitPath("v", array.PathUnavailable)
+	if _, err := open("array-2", "w").Recv(); !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("a pod of the same name, the first array's stream gone but its copy still the pod's: %v; want FAILED_PRECONDITION", err)
 	}
-	a1.CloseSend()
-	if _, err := a1.Recv(); !errors.Is(err, io.EOF) {
-		t.Fatalf("the first array's release: %v", err)
+	// A failover promotes the copy (say, the first array was lost and is
+	// rebuilt): the name is free.
+	if err := p.dst.SetReadOnly(ctx, "v", false); err != nil {
+		t.Fatal(err)
 	}
 	open("array-2", "w")
 	waitPath("w", array.PathNonOptimized)
-	waitPath("v", array.PathOptimized)
 }
