@@ -41,8 +41,13 @@ type Info struct {
 // has it, so a pod never acknowledges a write one copy lacks.
 const FeatureForwardOwnCopy = "forward-own-copy"
 
+// FeatureLUReset: as a pod's non-preferred array, the array takes
+// MirrorRequest.lu_reset on a mirror stream, a LOGICAL UNIT RESET the
+// preferred array took; an older one would end the stream on it.
+const FeatureLUReset = "lu-reset"
+
 // Features lists the protocol features this build implements.
-func Features() []string { return []string{FeatureForwardOwnCopy} }
+func Features() []string { return []string{FeatureForwardOwnCopy, FeatureLUReset} }
 
 // Has says whether the array reports protocol feature f.
 func (i Info) Has(f string) bool { return slices.Contains(i.Features, f) }

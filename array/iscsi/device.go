@@ -126,6 +126,19 @@ var (
 	ErrUnavailable = errors.New("iscsi: the logical unit is unavailable")
 )
 
+// ResetSharer may be implemented by a Device whose logical unit another
+// target serves too (a pod's copy at its other array, with the same
+// identity): a LOGICAL UNIT RESET at either raises its unit attention at
+// both, as SAM has it for every I_T nexus of the logical unit.
+type ResetSharer interface {
+	// ShareReset tells the other target of a LOGICAL UNIT RESET here, and
+	// returns once it has recorded it (or gave up), so the reset is
+	// answered only when the other target's unit attention is set.
+	ShareReset()
+	// SharedResets counts the LOGICAL UNIT RESETs the other target took.
+	SharedResets() uint64
+}
+
 // CompareWriter may be implemented by a Device that compares and writes
 // atomically against every writer of the volume, not only this server's
 // sessions (an NBD client of the same volume, a sync peer, the hosts of a

@@ -151,6 +151,7 @@
 // INQUIRY, REPORT LUNS or REQUEST SENSE: CAPACITY DATA HAS CHANGED
 // (2Ah/09h) when Device.Size changes, POWER ON, RESET, OR BUS DEVICE
 // RESET OCCURRED (29h/00h) after a LOGICAL UNIT RESET of the volume from
-// any session. No error ends a session; only protocol violations close a
+// any session, or at the other target of a shared logical unit
+// (ResetSharer). No error ends a session; only protocol violations close a
 // connection.
 package iscsi

@@ -149,7 +149,7 @@ func (ss *scsiSession) acquire(ctx context.Context, lun uint64) (*lunState, erro
 		return l, nil
 	}
 	id := dev.Identity()
-	l := &lunState{dev: dev, id: id, size: dev.Size(), refs: 1, resets: ss.s.resetCounter(&id).Load(), access: accessOf(dev)}
+	l := &lunState{dev: dev, id: id, size: dev.Size(), refs: 1, resets: ss.s.resetsOf(&id, dev), access: accessOf(dev)}
 	ss.luns[lun] = l
 	return l, nil
 }
@@ -213,7 +213,7 @@ func (ss *scsiSession) lunExists(ctx context.Context, raw uint64) bool {
 }
 
 // reset is a LOGICAL UNIT RESET: every session that sees the volume gets
-// a unit attention (29h/00h).
+// a unit attention (29h/00h), at the other target of a ResetSharer too.
 func (ss *scsiSession) reset(raw uint64) {
 	lun, ok := decodeLUN(raw)
 	if !ok {
@@ -224,6 +224,9 @@ func (ss *scsiSession) reset(raw uint64) {
 		return
 	}
 	ss.s.resetCounter(&l.id).Add(1)
+	if rs, ok := l.dev.(ResetSharer); ok {
+		rs.ShareReset()
+	}
 	ss.releaseLUN(l)
 }
 
@@ -294,7 +297,7 @@ func (ss *scsiSession) exec(ctx context.Context, rawLUN uint64, cdb, dataOut []b
 	// change of ALUA state are unit attentions, each reported once. The
 	// last is what makes a host's multipath ask REPORT TARGET PORT GROUPS
 	// again and move its I/O to the other array's paths.
-	resets := ss.s.resetCounter(&l.id).Load()
+	resets := ss.s.resetsOf(&l.id, l.dev)
 	size := l.dev.Size()
 	access := accessOf(l.dev)
 	l.mu.Lock()

@@ -309,6 +309,16 @@ func (s *Server) cawLock(id *Identity) *sync.RWMutex {
 	return &s.cawLocks[h%uint32(len(s.cawLocks))]
 }
 
+// resetsOf counts the LOGICAL UNIT RESETs of a volume: those taken here,
+// and those its device says the other target of its logical unit took.
+func (s *Server) resetsOf(id *Identity, dev Device) uint64 {
+	n := s.resetCounter(id).Load()
+	if rs, ok := dev.(ResetSharer); ok {
+		n += rs.SharedResets()
+	}
+	return n
+}
+
 // resetCounter returns the LOGICAL UNIT RESET counter of a volume.
 func (s *Server) resetCounter(id *Identity) *atomic.Uint64 {
 	if v, ok := s.resets.Load(id.NAA); ok {

@@ -164,7 +164,15 @@ var accessStates = map[array.PathState]iscsi.AccessState{
 // Close has nothing to release: a handle holds no resources of its own.
 func (d *device) Close() {}
 
-var _ iscsi.CompareWriter = (*device)(nil)
+var (
+	_ iscsi.CompareWriter = (*device)(nil)
+	_ iscsi.ResetSharer   = (*device)(nil)
+)
+
+// ShareReset and SharedResets carry a LOGICAL UNIT RESET between the two
+// arrays of a pod, whose copies are one logical unit to a host.
+func (d *device) ShareReset()          { d.h.ShareReset() }
+func (d *device) SharedResets() uint64 { return d.h.SharedResets() }
 
 func (d *device) ReadAt(ctx context.Context, p []byte, off int64) error {
 	return deviceErr(d.h.ReadAt(ctx, p, off))

@@ -60,7 +60,7 @@ func (p *pod) openForward(ctx context.Context) (*forwardLink, error) {
 	f := &forwardLink{p: p, session: rand.Uint64() | 1, cs: cs, cancel: cancel, work: make(chan struct{}, 1), dead: make(chan struct{})}
 	f.queue = append(f.queue, &arrayv1.ForwardRequest{Msg: &arrayv1.ForwardRequest_Open{Open: &arrayv1.ForwardOpen{
 		Pod: p.name, SourceArrayId: p.e.id, TimeoutMs: p.timeout.Milliseconds(), Mediated: p.claim != nil, Session: f.session,
-		CompareAndWrite: true}}})
+		CompareAndWrite: true, LuReset: true}}})
 	f.wg.Add(3)
 	go f.sendLoop()
 	go f.recvLoop(fctx)
@@ -210,6 +210,11 @@ func (f *forwardLink) recvLoop(ctx context.Context) {
 			}
 			return
 		}
+		if r := m.GetLuReset(); r != nil {
+			f.p.noteReset(ctx, r.GetVolume())
+			f.result(r.GetSeq(), nil, false)
+			continue
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -278,6 +283,49 @@ func (f *forwardLink) applyWrite(ctx context.Context, w *arrayv1.MirrorWrite) {
 		f.result(seq, errdefs.Unavailable("pod %s lost its peer while the write was applied: it is on the preferred array, and the resync brings it to the peer", p.name), false)
 	}
 }
+
+// noteReset records a LOGICAL UNIT RESET the peer took of its copy
+// remote, for this array's sessions of the member.
+func (p *pod) noteReset(ctx context.Context, remote string) {
+	if mem := p.memberByRemote(remote); mem != nil {
+		if err := p.e.s.NoteSharedReset(ctx, mem.local); err != nil && ctx.Err() == nil {
+			p.e.log.Warn("a LOGICAL UNIT RESET the peer took is not raised here", "pod", p.name, "volume", mem.local, "err", err)
+		}
+	}
+}
+
+// ShareReset tells the peer of a LOGICAL UNIT RESET of this member's copy
+// here (store.ResetSharer), over the mirror stream when the peer takes it,
+// and waits (up to the sync timeout) until the peer has recorded it, so
+// its hosts' paths see the unit attention by the time the reset is
+// answered here. A pod out of sync has no peer paths to tell.
+func (m *podMember) ShareReset() {
+	p := m.p
+	if !p.l.has(array.FeatureLUReset) {
+		return
+	}
+	p.mu.Lock()
+	st, synced := p.stream, p.inSyncLocked()
+	p.mu.Unlock()
+	if st == nil || !synced {
+		return
+	}
+	done, err := st.enqueue(nil, 0, 0, func(seq uint64) *arrayv1.MirrorRequest {
+		return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_LuReset{LuReset: &arrayv1.ForwardReset{Seq: seq, Volume: m.remote}}}
+	})
+	if err != nil {
+		return
+	}
+	t := time.NewTimer(p.timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-st.dead:
+	case <-t.C:
+	}
+}
+
+var _ store.ResetSharer = (*podMember)(nil)
 
 func forwardedErr(p *pod, err error) error {
 	if errors.Is(err, context.Canceled) {

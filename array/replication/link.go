@@ -43,8 +43,11 @@ type link struct {
 	mu                   sync.Mutex
 	state, lastErr       string
 	remoteName, remoteID string
-	checked              time.Time
-	skew                 time.Duration
+	// features: the protocol features the peer reported when a pod
+	// stream was last opened to it.
+	features []string
+	checked  time.Time
+	skew     time.Duration
 }
 
 func (e *Engine) dialLink(r linkRec) (*link, error) {
@@ -57,6 +60,14 @@ func (e *Engine) dialLink(r linkRec) (*link, error) {
 		l.limiter = rate.NewLimiter(rate.Limit(r.BandwidthLimit), int(max(r.BandwidthLimit/10, 256<<10)))
 	}
 	return l, nil
+}
+
+// has says whether the peer reported protocol feature f when a pod
+// stream was last opened to it.
+func (l *link) has(f string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Contains(l.features, f)
 }
 
 func (l *link) view() array.Link {
@@ -277,6 +288,9 @@ func openPodStream[Req, Res any](ctx context.Context, l *link, log *slog.Logger,
 	if err != nil {
 		return nil, err
 	}
+	l.mu.Lock()
+	l.features = info.Features
+	l.mu.Unlock()
 	if need != "" && !info.Has(need) {
 		return nil, &peerTooOld{errdefs.FailedPrecondition("array %s (volrep %s) lacks the protocol feature %q that this stream needs; upgrade it to this array's version (volrep %s)",
 			info.Name, info.Version, need, store.Version)}

@@ -121,6 +121,9 @@ type volume struct {
 	qos atomic.Pointer[buckets]
 	// hold, set under io's write lock, makes client writes wait (hold.go).
 	hold *writeHold
+	// sharedResets counts the LOGICAL UNIT RESETs the pod's other array
+	// took (reset.go).
+	sharedResets atomic.Uint64
 }
 
 type snapshot struct {

@@ -229,6 +229,23 @@ func (v *volumeForward) Zero(off, length int64) func() error {
 
 func (v *volumeForward) Flush() error { return v.p.flush(v.volume) }
 
+// ShareReset tells the preferred array of a LOGICAL UNIT RESET of this
+// copy (store.ResetSharer), and waits (up to the pod's sync timeout) until
+// it has recorded it, so its hosts' paths see the unit attention by the
+// time the reset is answered here. With no stream in sync, or one from an
+// older preferred array, nobody there is told.
+func (v *volumeForward) ShareReset() {
+	v.p.mu.Lock()
+	sess := v.p.sess
+	v.p.mu.Unlock()
+	if sess == nil || !sess.resets {
+		return
+	}
+	_ = v.p.send([]func(uint64) *arrayv1.ForwardResponse{func(seq uint64) *arrayv1.ForwardResponse {
+		return &arrayv1.ForwardResponse{Msg: &arrayv1.ForwardResponse_LuReset{LuReset: &arrayv1.ForwardReset{Seq: seq, Volume: v.volume}}}
+	}}, false, false)()
+}
+
 // Path reports this copy's ALUA state (store.PathReporter): while the
 // pod is in sync and the preferred array's stream is up, writes here work
 // but cost a round trip to it, so the path is active/non-optimized; else
@@ -248,6 +265,7 @@ var (
 	_ store.Forwarder        = (*volumeForward)(nil)
 	_ store.CompareForwarder = (*volumeForward)(nil)
 	_ store.PathReporter     = (*volumeForward)(nil)
+	_ store.ResetSharer      = (*volumeForward)(nil)
 )
 
 // forwardSession is one Forward stream: changes are queued by the
@@ -257,8 +275,9 @@ type forwardSession struct {
 	timeout time.Duration
 	id      uint64 // ForwardOpen.session: the tag on mirrored copies
 	// compares: the preferred array compares a forwarded write's compare
-	// bytes (ForwardOpen.compare_and_write).
-	compares bool
+	// bytes (ForwardOpen.compare_and_write); resets: it takes a LOGICAL
+	// UNIT RESET taken here (ForwardOpen.lu_reset).
+	compares, resets bool
 
 	mu      sync.Mutex
 	seq     uint64
@@ -411,7 +430,7 @@ func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
 	}
 	timeout := time.Duration(open.GetTimeoutMs()) * time.Millisecond
 	log := t.log.With("pod", open.GetPod())
-	sess := &forwardSession{stream: stream, timeout: timeout, id: open.GetSession(), compares: open.GetCompareAndWrite(), pending: map[uint64]*forwarded{},
+	sess := &forwardSession{stream: stream, timeout: timeout, id: open.GetSession(), compares: open.GetCompareAndWrite(), resets: open.GetLuReset(), pending: map[uint64]*forwarded{},
 		work: make(chan struct{}, 1), dead: make(chan struct{})}
 	p := t.fwd.pod(open.GetPod())
 	if err := t.checkSource(stream.Context(), p, open.GetSourceArrayId()); err != nil {
@@ -498,6 +517,7 @@ func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
 					sess.kill(err)
 					return err
 				}
+
 			default:
 				err := errdefs.InvalidArgument("msg", "unexpected %T on a forward stream", m)
 				sess.kill(err)

@@ -102,6 +102,11 @@ func (t *Service) applyMirror(ctx context.Context, p *podForward, adm *mirrorAdm
 	case *arrayv1.MirrorRequest_Zero:
 		a.seq = m.Zero.GetSeq()
 		a.err = t.s.ApplyMirroredZero(ctx, m.Zero.GetVolume(), m.Zero.GetOffset(), m.Zero.GetLength())
+	case *arrayv1.MirrorRequest_LuReset:
+		a.seq = m.LuReset.GetSeq()
+		if a.err = t.s.NoteSharedReset(ctx, m.LuReset.GetVolume()); errdefs.IsNotFound(a.err) {
+			a.err = nil // a copy gone meanwhile: nobody here to tell
+		}
 	case *arrayv1.MirrorRequest_Flush:
 		a.seq = m.Flush.GetSeq()
 		for _, v := range m.Flush.GetVolumes() {

@@ -1139,6 +1139,7 @@ type MirrorRequest struct {
 	//	*MirrorRequest_Write
 	//	*MirrorRequest_Zero
 	//	*MirrorRequest_Flush
+	//	*MirrorRequest_LuReset
 	Msg           isMirrorRequest_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1217,6 +1218,15 @@ func (x *MirrorRequest) GetFlush() *MirrorFlush {
 	return nil
 }
 
+func (x *MirrorRequest) GetLuReset() *ForwardReset {
+	if x != nil {
+		if x, ok := x.Msg.(*MirrorRequest_LuReset); ok {
+			return x.LuReset
+		}
+	}
+	return nil
+}
+
 type isMirrorRequest_Msg interface {
 	isMirrorRequest_Msg()
 }
@@ -1237,6 +1247,10 @@ type MirrorRequest_Flush struct {
 	Flush *MirrorFlush `protobuf:"bytes,4,opt,name=flush,proto3,oneof"`
 }
 
+type MirrorRequest_LuReset struct {
+	LuReset *ForwardReset `protobuf:"bytes,5,opt,name=lu_reset,json=luReset,proto3,oneof"`
+}
+
 func (*MirrorRequest_Open) isMirrorRequest_Msg() {}
 
 func (*MirrorRequest_Write) isMirrorRequest_Msg() {}
@@ -1244,6 +1258,8 @@ func (*MirrorRequest_Write) isMirrorRequest_Msg() {}
 func (*MirrorRequest_Zero) isMirrorRequest_Msg() {}
 
 func (*MirrorRequest_Flush) isMirrorRequest_Msg() {}
+
+func (*MirrorRequest_LuReset) isMirrorRequest_Msg() {}
 
 type MirrorResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1727,8 +1743,12 @@ type ForwardOpen struct {
 	// write it unconditionally, so the peer refuses COMPARE AND WRITE
 	// rather than forward it there.
 	CompareAndWrite bool `protobuf:"varint,6,opt,name=compare_and_write,json=compareAndWrite,proto3" json:"compare_and_write,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The preferred array takes ForwardResponse.lu_reset from the peer
+	// (and sends MirrorRequest.lu_reset only to a peer that reports the
+	// lu-reset feature).
+	LuReset       bool `protobuf:"varint,7,opt,name=lu_reset,json=luReset,proto3" json:"lu_reset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ForwardOpen) Reset() {
@@ -1803,6 +1823,73 @@ func (x *ForwardOpen) GetCompareAndWrite() bool {
 	return false
 }
 
+func (x *ForwardOpen) GetLuReset() bool {
+	if x != nil {
+		return x.LuReset
+	}
+	return false
+}
+
+// ForwardReset is a LOGICAL UNIT RESET that one array of a pod took of its
+// copy of a volume: a host sees both copies as one logical unit, so the
+// other array raises the reset's unit attention on its paths too.
+type ForwardReset struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The receiving array's copy (the preferred array sends the peer's
+	// name for it; the peer sends its own, which the preferred array maps).
+	Volume string `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	// Answered as a change is (MirrorResponse, ForwardResult), once the
+	// reset is recorded: the array that took it answers its initiator only
+	// then, so the other array's unit attention is already set.
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardReset) Reset() {
+	*x = ForwardReset{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardReset) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardReset) ProtoMessage() {}
+
+func (x *ForwardReset) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardReset.ProtoReflect.Descriptor instead.
+func (*ForwardReset) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ForwardReset) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *ForwardReset) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 type ForwardState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The non-preferred array's copies that take client writes (its own
@@ -1820,7 +1907,7 @@ type ForwardState struct {
 
 func (x *ForwardState) Reset() {
 	*x = ForwardState{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[25]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +1919,7 @@ func (x *ForwardState) String() string {
 func (*ForwardState) ProtoMessage() {}
 
 func (x *ForwardState) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[25]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +1932,7 @@ func (x *ForwardState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardState.ProtoReflect.Descriptor instead.
 func (*ForwardState) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{25}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ForwardState) GetVolumes() []string {
@@ -1893,7 +1980,7 @@ type ForwardResult struct {
 
 func (x *ForwardResult) Reset() {
 	*x = ForwardResult{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[26]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1905,7 +1992,7 @@ func (x *ForwardResult) String() string {
 func (*ForwardResult) ProtoMessage() {}
 
 func (x *ForwardResult) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[26]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1918,7 +2005,7 @@ func (x *ForwardResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResult.ProtoReflect.Descriptor instead.
 func (*ForwardResult) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{26}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ForwardResult) GetSeq() uint64 {
@@ -1977,7 +2064,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[27]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1989,7 +2076,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[27]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2002,7 +2089,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{27}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ForwardRequest) GetMsg() isForwardRequest_Msg {
@@ -2068,6 +2155,7 @@ type ForwardResponse struct {
 	//	*ForwardResponse_Write
 	//	*ForwardResponse_Zero
 	//	*ForwardResponse_Flush
+	//	*ForwardResponse_LuReset
 	Msg           isForwardResponse_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2075,7 +2163,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[28]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2087,7 +2175,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[28]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2100,7 +2188,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{28}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ForwardResponse) GetMsg() isForwardResponse_Msg {
@@ -2137,6 +2225,15 @@ func (x *ForwardResponse) GetFlush() *MirrorFlush {
 	return nil
 }
 
+func (x *ForwardResponse) GetLuReset() *ForwardReset {
+	if x != nil {
+		if x, ok := x.Msg.(*ForwardResponse_LuReset); ok {
+			return x.LuReset
+		}
+	}
+	return nil
+}
+
 type isForwardResponse_Msg interface {
 	isForwardResponse_Msg()
 }
@@ -2153,11 +2250,17 @@ type ForwardResponse_Flush struct {
 	Flush *MirrorFlush `protobuf:"bytes,3,opt,name=flush,proto3,oneof"`
 }
 
+type ForwardResponse_LuReset struct {
+	LuReset *ForwardReset `protobuf:"bytes,4,opt,name=lu_reset,json=luReset,proto3,oneof"`
+}
+
 func (*ForwardResponse_Write) isForwardResponse_Msg() {}
 
 func (*ForwardResponse_Zero) isForwardResponse_Msg() {}
 
 func (*ForwardResponse_Flush) isForwardResponse_Msg() {}
+
+func (*ForwardResponse_LuReset) isForwardResponse_Msg() {}
 
 type ReclaimVolume struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2172,7 +2275,7 @@ type ReclaimVolume struct {
 
 func (x *ReclaimVolume) Reset() {
 	*x = ReclaimVolume{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[29]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2184,7 +2287,7 @@ func (x *ReclaimVolume) String() string {
 func (*ReclaimVolume) ProtoMessage() {}
 
 func (x *ReclaimVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[29]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2197,7 +2300,7 @@ func (x *ReclaimVolume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimVolume.ProtoReflect.Descriptor instead.
 func (*ReclaimVolume) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{29}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReclaimVolume) GetVolume() string {
@@ -2230,7 +2333,7 @@ type ReclaimOpen struct {
 
 func (x *ReclaimOpen) Reset() {
 	*x = ReclaimOpen{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[30]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2242,7 +2345,7 @@ func (x *ReclaimOpen) String() string {
 func (*ReclaimOpen) ProtoMessage() {}
 
 func (x *ReclaimOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[30]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2255,7 +2358,7 @@ func (x *ReclaimOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimOpen.ProtoReflect.Descriptor instead.
 func (*ReclaimOpen) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{30}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReclaimOpen) GetPod() string {
@@ -2296,7 +2399,7 @@ type ReclaimApplied struct {
 
 func (x *ReclaimApplied) Reset() {
 	*x = ReclaimApplied{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[31]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2411,7 @@ func (x *ReclaimApplied) String() string {
 func (*ReclaimApplied) ProtoMessage() {}
 
 func (x *ReclaimApplied) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[31]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +2424,7 @@ func (x *ReclaimApplied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimApplied.ProtoReflect.Descriptor instead.
 func (*ReclaimApplied) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{31}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{32}
 }
 
 type ReclaimRequest struct {
@@ -2337,7 +2440,7 @@ type ReclaimRequest struct {
 
 func (x *ReclaimRequest) Reset() {
 	*x = ReclaimRequest{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[32]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2349,7 +2452,7 @@ func (x *ReclaimRequest) String() string {
 func (*ReclaimRequest) ProtoMessage() {}
 
 func (x *ReclaimRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[32]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2362,7 +2465,7 @@ func (x *ReclaimRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimRequest.ProtoReflect.Descriptor instead.
 func (*ReclaimRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{32}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReclaimRequest) GetMsg() isReclaimRequest_Msg {
@@ -2416,7 +2519,7 @@ type ReclaimData struct {
 
 func (x *ReclaimData) Reset() {
 	*x = ReclaimData{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[33]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2428,7 +2531,7 @@ func (x *ReclaimData) String() string {
 func (*ReclaimData) ProtoMessage() {}
 
 func (x *ReclaimData) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[33]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2441,7 +2544,7 @@ func (x *ReclaimData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimData.ProtoReflect.Descriptor instead.
 func (*ReclaimData) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{33}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReclaimData) GetVolume() string {
@@ -2473,7 +2576,7 @@ type ReclaimRound struct {
 
 func (x *ReclaimRound) Reset() {
 	*x = ReclaimRound{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[34]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2588,7 @@ func (x *ReclaimRound) String() string {
 func (*ReclaimRound) ProtoMessage() {}
 
 func (x *ReclaimRound) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[34]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2601,7 @@ func (x *ReclaimRound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimRound.ProtoReflect.Descriptor instead.
 func (*ReclaimRound) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{34}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReclaimRound) GetBytes() int64 {
@@ -2524,7 +2627,7 @@ type ReclaimReleased struct {
 
 func (x *ReclaimReleased) Reset() {
 	*x = ReclaimReleased{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[35]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2536,7 +2639,7 @@ func (x *ReclaimReleased) String() string {
 func (*ReclaimReleased) ProtoMessage() {}
 
 func (x *ReclaimReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[35]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2549,7 +2652,7 @@ func (x *ReclaimReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimReleased.ProtoReflect.Descriptor instead.
 func (*ReclaimReleased) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{35}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{36}
 }
 
 type ReclaimResponse struct {
@@ -2566,7 +2669,7 @@ type ReclaimResponse struct {
 
 func (x *ReclaimResponse) Reset() {
 	*x = ReclaimResponse{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[36]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2578,7 +2681,7 @@ func (x *ReclaimResponse) String() string {
 func (*ReclaimResponse) ProtoMessage() {}
 
 func (x *ReclaimResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[36]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2591,7 +2694,7 @@ func (x *ReclaimResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimResponse.ProtoReflect.Descriptor instead.
 func (*ReclaimResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{36}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ReclaimResponse) GetMsg() isReclaimResponse_Msg {
@@ -2742,12 +2845,13 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\x06length\x18\x04 \x01(\x03R\x06length\"9\n" +
 	"\vMirrorFlush\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x18\n" +
-	"\avolumes\x18\x02 \x03(\tR\avolumes\"\xe8\x01\n" +
+	"\avolumes\x18\x02 \x03(\tR\avolumes\"\xa4\x02\n" +
 	"\rMirrorRequest\x121\n" +
 	"\x04open\x18\x01 \x01(\v2\x1b.volrep.array.v1.MirrorOpenH\x00R\x04open\x124\n" +
 	"\x05write\x18\x02 \x01(\v2\x1c.volrep.array.v1.MirrorWriteH\x00R\x05write\x121\n" +
 	"\x04zero\x18\x03 \x01(\v2\x1b.volrep.array.v1.MirrorZeroH\x00R\x04zero\x124\n" +
-	"\x05flush\x18\x04 \x01(\v2\x1c.volrep.array.v1.MirrorFlushH\x00R\x05flushB\x05\n" +
+	"\x05flush\x18\x04 \x01(\v2\x1c.volrep.array.v1.MirrorFlushH\x00R\x05flush\x12:\n" +
+	"\blu_reset\x18\x05 \x01(\v2\x1d.volrep.array.v1.ForwardResetH\x00R\aluResetB\x05\n" +
 	"\x03msg\"8\n" +
 	"\x0eMirrorResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
@@ -2780,7 +2884,7 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\tretention\x18\x03 \x01(\v2\x1a.volrep.array.v1.RetentionR\tretention\x12,\n" +
 	"\x03now\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"C\n" +
 	"\rPruneResponse\x122\n" +
-	"\x04kept\x18\x01 \x03(\v2\x1e.volrep.array.v1.PruneSnapshotR\x04kept\"\xc8\x01\n" +
+	"\x04kept\x18\x01 \x03(\v2\x1e.volrep.array.v1.PruneSnapshotR\x04kept\"\xe3\x01\n" +
 	"\vForwardOpen\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\tR\x03pod\x12&\n" +
 	"\x0fsource_array_id\x18\x02 \x01(\tR\rsourceArrayId\x12\x1d\n" +
@@ -2788,7 +2892,11 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"timeout_ms\x18\x03 \x01(\x03R\ttimeoutMs\x12\x1a\n" +
 	"\bmediated\x18\x04 \x01(\bR\bmediated\x12\x18\n" +
 	"\asession\x18\x05 \x01(\x04R\asession\x12*\n" +
-	"\x11compare_and_write\x18\x06 \x01(\bR\x0fcompareAndWrite\"p\n" +
+	"\x11compare_and_write\x18\x06 \x01(\bR\x0fcompareAndWrite\x12\x19\n" +
+	"\blu_reset\x18\a \x01(\bR\aluReset\"8\n" +
+	"\fForwardReset\x12\x16\n" +
+	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"p\n" +
 	"\fForwardState\x12\x18\n" +
 	"\avolumes\x18\x01 \x03(\tR\avolumes\x12\x17\n" +
 	"\ain_sync\x18\x02 \x01(\bR\x06inSync\x12-\n" +
@@ -2806,11 +2914,12 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\x04open\x18\x01 \x01(\v2\x1c.volrep.array.v1.ForwardOpenH\x00R\x04open\x125\n" +
 	"\x05state\x18\x02 \x01(\v2\x1d.volrep.array.v1.ForwardStateH\x00R\x05state\x128\n" +
 	"\x06result\x18\x03 \x01(\v2\x1e.volrep.array.v1.ForwardResultH\x00R\x06resultB\x05\n" +
-	"\x03msg\"\xb7\x01\n" +
+	"\x03msg\"\xf3\x01\n" +
 	"\x0fForwardResponse\x124\n" +
 	"\x05write\x18\x01 \x01(\v2\x1c.volrep.array.v1.MirrorWriteH\x00R\x05write\x121\n" +
 	"\x04zero\x18\x02 \x01(\v2\x1b.volrep.array.v1.MirrorZeroH\x00R\x04zero\x124\n" +
-	"\x05flush\x18\x03 \x01(\v2\x1c.volrep.array.v1.MirrorFlushH\x00R\x05flushB\x05\n" +
+	"\x05flush\x18\x03 \x01(\v2\x1c.volrep.array.v1.MirrorFlushH\x00R\x05flush\x12:\n" +
+	"\blu_reset\x18\x04 \x01(\v2\x1d.volrep.array.v1.ForwardResetH\x00R\aluResetB\x05\n" +
 	"\x03msg\"Z\n" +
 	"\rReclaimVolume\x12\x16\n" +
 	"\x06volume\x18\x01 \x01(\tR\x06volume\x121\n" +
@@ -2860,7 +2969,7 @@ func file_volrep_array_v1_transfer_service_proto_rawDescGZIP() []byte {
 	return file_volrep_array_v1_transfer_service_proto_rawDescData
 }
 
-var file_volrep_array_v1_transfer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_volrep_array_v1_transfer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_volrep_array_v1_transfer_service_proto_goTypes = []any{
 	(*GetPodCopyRequest)(nil),     // 0: volrep.array.v1.GetPodCopyRequest
 	(*GetPodCopyResponse)(nil),    // 1: volrep.array.v1.GetPodCopyResponse
@@ -2887,83 +2996,86 @@ var file_volrep_array_v1_transfer_service_proto_goTypes = []any{
 	(*PruneRequest)(nil),          // 22: volrep.array.v1.PruneRequest
 	(*PruneResponse)(nil),         // 23: volrep.array.v1.PruneResponse
 	(*ForwardOpen)(nil),           // 24: volrep.array.v1.ForwardOpen
-	(*ForwardState)(nil),          // 25: volrep.array.v1.ForwardState
-	(*ForwardResult)(nil),         // 26: volrep.array.v1.ForwardResult
-	(*ForwardRequest)(nil),        // 27: volrep.array.v1.ForwardRequest
-	(*ForwardResponse)(nil),       // 28: volrep.array.v1.ForwardResponse
-	(*ReclaimVolume)(nil),         // 29: volrep.array.v1.ReclaimVolume
-	(*ReclaimOpen)(nil),           // 30: volrep.array.v1.ReclaimOpen
-	(*ReclaimApplied)(nil),        // 31: volrep.array.v1.ReclaimApplied
-	(*ReclaimRequest)(nil),        // 32: volrep.array.v1.ReclaimRequest
-	(*ReclaimData)(nil),           // 33: volrep.array.v1.ReclaimData
-	(*ReclaimRound)(nil),          // 34: volrep.array.v1.ReclaimRound
-	(*ReclaimReleased)(nil),       // 35: volrep.array.v1.ReclaimReleased
-	(*ReclaimResponse)(nil),       // 36: volrep.array.v1.ReclaimResponse
-	nil,                           // 37: volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
-	nil,                           // 38: volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
-	nil,                           // 39: volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
-	(*timestamppb.Timestamp)(nil), // 40: google.protobuf.Timestamp
-	(*Snapshot)(nil),              // 41: volrep.array.v1.Snapshot
-	(*Retention)(nil),             // 42: volrep.array.v1.Retention
-	(*Extent)(nil),                // 43: volrep.array.v1.Extent
+	(*ForwardReset)(nil),          // 25: volrep.array.v1.ForwardReset
+	(*ForwardState)(nil),          // 26: volrep.array.v1.ForwardState
+	(*ForwardResult)(nil),         // 27: volrep.array.v1.ForwardResult
+	(*ForwardRequest)(nil),        // 28: volrep.array.v1.ForwardRequest
+	(*ForwardResponse)(nil),       // 29: volrep.array.v1.ForwardResponse
+	(*ReclaimVolume)(nil),         // 30: volrep.array.v1.ReclaimVolume
+	(*ReclaimOpen)(nil),           // 31: volrep.array.v1.ReclaimOpen
+	(*ReclaimApplied)(nil),        // 32: volrep.array.v1.ReclaimApplied
+	(*ReclaimRequest)(nil),        // 33: volrep.array.v1.ReclaimRequest
+	(*ReclaimData)(nil),           // 34: volrep.array.v1.ReclaimData
+	(*ReclaimRound)(nil),          // 35: volrep.array.v1.ReclaimRound
+	(*ReclaimReleased)(nil),       // 36: volrep.array.v1.ReclaimReleased
+	(*ReclaimResponse)(nil),       // 37: volrep.array.v1.ReclaimResponse
+	nil,                           // 38: volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
+	nil,                           // 39: volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
+	nil,                           // 40: volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
+	(*timestamppb.Timestamp)(nil), // 41: google.protobuf.Timestamp
+	(*Snapshot)(nil),              // 42: volrep.array.v1.Snapshot
+	(*Retention)(nil),             // 43: volrep.array.v1.Retention
+	(*Extent)(nil),                // 44: volrep.array.v1.Extent
 }
 var file_volrep_array_v1_transfer_service_proto_depIdxs = []int32{
 	2,  // 0: volrep.array.v1.GetPodCopyResponse.pod:type_name -> volrep.array.v1.PodCopy
-	37, // 1: volrep.array.v1.ReceiveHeader.volume_labels:type_name -> volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
-	40, // 2: volrep.array.v1.ReceiveHeader.snapshot_created:type_name -> google.protobuf.Timestamp
-	38, // 3: volrep.array.v1.ReceiveHeader.snapshot_labels:type_name -> volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
+	38, // 1: volrep.array.v1.ReceiveHeader.volume_labels:type_name -> volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
+	41, // 2: volrep.array.v1.ReceiveHeader.snapshot_created:type_name -> google.protobuf.Timestamp
+	39, // 3: volrep.array.v1.ReceiveHeader.snapshot_labels:type_name -> volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
 	3,  // 4: volrep.array.v1.ReceiveRequest.header:type_name -> volrep.array.v1.ReceiveHeader
 	4,  // 5: volrep.array.v1.ReceiveRequest.data:type_name -> volrep.array.v1.DataChunk
 	5,  // 6: volrep.array.v1.ReceiveRequest.zero:type_name -> volrep.array.v1.ZeroExtent
 	6,  // 7: volrep.array.v1.ReceiveRequest.trailer:type_name -> volrep.array.v1.ReceiveTrailer
-	41, // 8: volrep.array.v1.ReceiveCommitted.snapshot:type_name -> volrep.array.v1.Snapshot
+	42, // 8: volrep.array.v1.ReceiveCommitted.snapshot:type_name -> volrep.array.v1.Snapshot
 	8,  // 9: volrep.array.v1.ReceiveResponse.ready:type_name -> volrep.array.v1.ReceiveReady
 	9,  // 10: volrep.array.v1.ReceiveResponse.committed:type_name -> volrep.array.v1.ReceiveCommitted
 	11, // 11: volrep.array.v1.MirrorRequest.open:type_name -> volrep.array.v1.MirrorOpen
 	12, // 12: volrep.array.v1.MirrorRequest.write:type_name -> volrep.array.v1.MirrorWrite
 	13, // 13: volrep.array.v1.MirrorRequest.zero:type_name -> volrep.array.v1.MirrorZero
 	14, // 14: volrep.array.v1.MirrorRequest.flush:type_name -> volrep.array.v1.MirrorFlush
-	40, // 15: volrep.array.v1.AdvanceMember.snapshot_created:type_name -> google.protobuf.Timestamp
-	39, // 16: volrep.array.v1.AdvanceMember.snapshot_labels:type_name -> volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
-	17, // 17: volrep.array.v1.AdvanceRequest.members:type_name -> volrep.array.v1.AdvanceMember
-	41, // 18: volrep.array.v1.AdvanceResult.snapshot:type_name -> volrep.array.v1.Snapshot
-	19, // 19: volrep.array.v1.AdvanceResponse.results:type_name -> volrep.array.v1.AdvanceResult
-	42, // 20: volrep.array.v1.PruneRequest.retention:type_name -> volrep.array.v1.Retention
-	40, // 21: volrep.array.v1.PruneRequest.now:type_name -> google.protobuf.Timestamp
-	21, // 22: volrep.array.v1.PruneResponse.kept:type_name -> volrep.array.v1.PruneSnapshot
-	24, // 23: volrep.array.v1.ForwardRequest.open:type_name -> volrep.array.v1.ForwardOpen
-	25, // 24: volrep.array.v1.ForwardRequest.state:type_name -> volrep.array.v1.ForwardState
-	26, // 25: volrep.array.v1.ForwardRequest.result:type_name -> volrep.array.v1.ForwardResult
-	12, // 26: volrep.array.v1.ForwardResponse.write:type_name -> volrep.array.v1.MirrorWrite
-	13, // 27: volrep.array.v1.ForwardResponse.zero:type_name -> volrep.array.v1.MirrorZero
-	14, // 28: volrep.array.v1.ForwardResponse.flush:type_name -> volrep.array.v1.MirrorFlush
-	43, // 29: volrep.array.v1.ReclaimVolume.extents:type_name -> volrep.array.v1.Extent
-	29, // 30: volrep.array.v1.ReclaimOpen.volumes:type_name -> volrep.array.v1.ReclaimVolume
-	30, // 31: volrep.array.v1.ReclaimRequest.open:type_name -> volrep.array.v1.ReclaimOpen
-	31, // 32: volrep.array.v1.ReclaimRequest.applied:type_name -> volrep.array.v1.ReclaimApplied
-	4,  // 33: volrep.array.v1.ReclaimData.chunk:type_name -> volrep.array.v1.DataChunk
-	33, // 34: volrep.array.v1.ReclaimResponse.data:type_name -> volrep.array.v1.ReclaimData
-	34, // 35: volrep.array.v1.ReclaimResponse.round:type_name -> volrep.array.v1.ReclaimRound
-	35, // 36: volrep.array.v1.ReclaimResponse.released:type_name -> volrep.array.v1.ReclaimReleased
-	7,  // 37: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
-	15, // 38: volrep.array.v1.TransferService.Mirror:input_type -> volrep.array.v1.MirrorRequest
-	18, // 39: volrep.array.v1.TransferService.Advance:input_type -> volrep.array.v1.AdvanceRequest
-	22, // 40: volrep.array.v1.TransferService.Prune:input_type -> volrep.array.v1.PruneRequest
-	27, // 41: volrep.array.v1.TransferService.Forward:input_type -> volrep.array.v1.ForwardRequest
-	32, // 42: volrep.array.v1.TransferService.Reclaim:input_type -> volrep.array.v1.ReclaimRequest
-	0,  // 43: volrep.array.v1.TransferService.GetPodCopy:input_type -> volrep.array.v1.GetPodCopyRequest
-	10, // 44: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
-	16, // 45: volrep.array.v1.TransferService.Mirror:output_type -> volrep.array.v1.MirrorResponse
-	20, // 46: volrep.array.v1.TransferService.Advance:output_type -> volrep.array.v1.AdvanceResponse
-	23, // 47: volrep.array.v1.TransferService.Prune:output_type -> volrep.array.v1.PruneResponse
-	28, // 48: volrep.array.v1.TransferService.Forward:output_type -> volrep.array.v1.ForwardResponse
-	36, // 49: volrep.array.v1.TransferService.Reclaim:output_type -> volrep.array.v1.ReclaimResponse
-	1,  // 50: volrep.array.v1.TransferService.GetPodCopy:output_type -> volrep.array.v1.GetPodCopyResponse
-	44, // [44:51] is the sub-list for method output_type
-	37, // [37:44] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	25, // 15: volrep.array.v1.MirrorRequest.lu_reset:type_name -> volrep.array.v1.ForwardReset
+	41, // 16: volrep.array.v1.AdvanceMember.snapshot_created:type_name -> google.protobuf.Timestamp
+	40, // 17: volrep.array.v1.AdvanceMember.snapshot_labels:type_name -> volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
+	17, // 18: volrep.array.v1.AdvanceRequest.members:type_name -> volrep.array.v1.AdvanceMember
+	42, // 19: volrep.array.v1.AdvanceResult.snapshot:type_name -> volrep.array.v1.Snapshot
+	19, // 20: volrep.array.v1.AdvanceResponse.results:type_name -> volrep.array.v1.AdvanceResult
+	43, // 21: volrep.array.v1.PruneRequest.retention:type_name -> volrep.array.v1.Retention
+	41, // 22: volrep.array.v1.PruneRequest.now:type_name -> google.protobuf.Timestamp
+	21, // 23: volrep.array.v1.PruneResponse.kept:type_name -> volrep.array.v1.PruneSnapshot
+	24, // 24: volrep.array.v1.ForwardRequest.open:type_name -> volrep.array.v1.ForwardOpen
+	26, // 25: volrep.array.v1.ForwardRequest.state:type_name -> volrep.array.v1.ForwardState
+	27, // 26: volrep.array.v1.ForwardRequest.result:type_name -> volrep.array.v1.ForwardResult
+	12, // 27: volrep.array.v1.ForwardResponse.write:type_name -> volrep.array.v1.MirrorWrite
+	13, // 28: volrep.array.v1.ForwardResponse.zero:type_name -> volrep.array.v1.MirrorZero
+	14, // 29: volrep.array.v1.ForwardResponse.flush:type_name -> volrep.array.v1.MirrorFlush
+	25, // 30: volrep.array.v1.ForwardResponse.lu_reset:type_name -> volrep.array.v1.ForwardReset
+	44, // 31: volrep.array.v1.ReclaimVolume.extents:type_name -> volrep.array.v1.Extent
+	30, // 32: volrep.array.v1.ReclaimOpen.volumes:type_name -> volrep.array.v1.ReclaimVolume
+	31, // 33: volrep.array.v1.ReclaimRequest.open:type_name -> volrep.array.v1.ReclaimOpen
+	32, // 34: volrep.array.v1.ReclaimRequest.applied:type_name -> volrep.array.v1.ReclaimApplied
+	4,  // 35: volrep.array.v1.ReclaimData.chunk:type_name -> volrep.array.v1.DataChunk
+	34, // 36: volrep.array.v1.ReclaimResponse.data:type_name -> volrep.array.v1.ReclaimData
+	35, // 37: volrep.array.v1.ReclaimResponse.round:type_name -> volrep.array.v1.ReclaimRound
+	36, // 38: volrep.array.v1.ReclaimResponse.released:type_name -> volrep.array.v1.ReclaimReleased
+	7,  // 39: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
+	15, // 40: volrep.array.v1.TransferService.Mirror:input_type -> volrep.array.v1.MirrorRequest
+	18, // 41: volrep.array.v1.TransferService.Advance:input_type -> volrep.array.v1.AdvanceRequest
+	22, // 42: volrep.array.v1.TransferService.Prune:input_type -> volrep.array.v1.PruneRequest
+	28, // 43: volrep.array.v1.TransferService.Forward:input_type -> volrep.array.v1.ForwardRequest
+	33, // 44: volrep.array.v1.TransferService.Reclaim:input_type -> volrep.array.v1.ReclaimRequest
+	0,  // 45: volrep.array.v1.TransferService.GetPodCopy:input_type -> volrep.array.v1.GetPodCopyRequest
+	10, // 46: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
+	16, // 47: volrep.array.v1.TransferService.Mirror:output_type -> volrep.array.v1.MirrorResponse
+	20, // 48: volrep.array.v1.TransferService.Advance:output_type -> volrep.array.v1.AdvanceResponse
+	23, // 49: volrep.array.v1.TransferService.Prune:output_type -> volrep.array.v1.PruneResponse
+	29, // 50: volrep.array.v1.TransferService.Forward:output_type -> volrep.array.v1.ForwardResponse
+	37, // 51: volrep.array.v1.TransferService.Reclaim:output_type -> volrep.array.v1.ReclaimResponse
+	1,  // 52: volrep.array.v1.TransferService.GetPodCopy:output_type -> volrep.array.v1.GetPodCopyResponse
+	46, // [46:53] is the sub-list for method output_type
+	39, // [39:46] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_transfer_service_proto_init() }
@@ -2988,22 +3100,24 @@ func file_volrep_array_v1_transfer_service_proto_init() {
 		(*MirrorRequest_Write)(nil),
 		(*MirrorRequest_Zero)(nil),
 		(*MirrorRequest_Flush)(nil),
+		(*MirrorRequest_LuReset)(nil),
 	}
-	file_volrep_array_v1_transfer_service_proto_msgTypes[27].OneofWrappers = []any{
+	file_volrep_array_v1_transfer_service_proto_msgTypes[28].OneofWrappers = []any{
 		(*ForwardRequest_Open)(nil),
 		(*ForwardRequest_State)(nil),
 		(*ForwardRequest_Result)(nil),
 	}
-	file_volrep_array_v1_transfer_service_proto_msgTypes[28].OneofWrappers = []any{
+	file_volrep_array_v1_transfer_service_proto_msgTypes[29].OneofWrappers = []any{
 		(*ForwardResponse_Write)(nil),
 		(*ForwardResponse_Zero)(nil),
 		(*ForwardResponse_Flush)(nil),
+		(*ForwardResponse_LuReset)(nil),
 	}
-	file_volrep_array_v1_transfer_service_proto_msgTypes[32].OneofWrappers = []any{
+	file_volrep_array_v1_transfer_service_proto_msgTypes[33].OneofWrappers = []any{
 		(*ReclaimRequest_Open)(nil),
 		(*ReclaimRequest_Applied)(nil),
 	}
-	file_volrep_array_v1_transfer_service_proto_msgTypes[36].OneofWrappers = []any{
+	file_volrep_array_v1_transfer_service_proto_msgTypes[37].OneofWrappers = []any{
 		(*ReclaimResponse_Data)(nil),
 		(*ReclaimResponse_Round)(nil),
 		(*ReclaimResponse_Released)(nil),
@@ -3014,7 +3128,7 @@ func file_volrep_array_v1_transfer_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_transfer_service_proto_rawDesc), len(file_volrep_array_v1_transfer_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
