@@ -213,21 +213,25 @@ func (ss *scsiSession) lunExists(ctx context.Context, raw uint64) bool {
 }
 
 // reset is a LOGICAL UNIT RESET: every session that sees the volume gets
-// a unit attention (29h/00h), at the other target of a ResetSharer too.
-func (ss *scsiSession) reset(raw uint64) {
+// a unit attention (29h/00h). For a ResetSharer it returns the call that
+// tells the other target, to be made before the reset is answered; it
+// may wait for the other target, so the caller makes it off the
+// connection's reader.
+func (ss *scsiSession) reset(raw uint64) (share func()) {
 	lun, ok := decodeLUN(raw)
 	if !ok {
-		return
+		return nil
 	}
 	l, err := ss.acquire(ss.s.ctx, lun)
 	if err != nil {
-		return
+		return nil
 	}
+	defer ss.releaseLUN(l)
 	ss.s.resetCounter(&l.id).Add(1)
 	if rs, ok := l.dev.(ResetSharer); ok {
-		rs.ShareReset()
+		return rs.ShareReset
 	}
-	ss.releaseLUN(l)
+	return nil
 }
 
 // decodeLUN decodes a single-level LUN (peripheral or flat addressing).

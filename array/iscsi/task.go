@@ -452,6 +452,7 @@ func (c *conn) taskManagement(p *pdu) bool {
 	lun := p.lun()
 	rtt := p.u32(20)
 	var waits []chan struct{}
+	var share func() // tells a shared logical unit's other target of a reset
 	response := byte(tmfComplete)
 	affects := func(t *task) bool { return true }
 	switch fn {
@@ -475,7 +476,7 @@ func (c *conn) taskManagement(p *pdu) bool {
 			affects = func(t *task) bool { return t.lun == lun }
 		}
 		if fn == tmfLUReset && response == tmfComplete {
-			c.sess.reset(lun)
+			share = c.sess.reset(lun)
 		}
 	case tmfTargetWarmReset:
 	case tmfTaskReassign:
@@ -503,7 +504,7 @@ func (c *conn) taskManagement(p *pdu) bool {
 	o.bhs[2] = response
 	copy(o.bhs[16:20], p.bhs[16:20])
 	o.stat = 2
-	if len(waits) == 0 {
+	if len(waits) == 0 && share == nil {
 		return c.send(outItem{pdus: []outPDU{o}})
 	}
 	c.workers.Add(1)
@@ -515,6 +516,9 @@ func (c *conn) taskManagement(p *pdu) bool {
 			case <-c.ctx.Done():
 				return
 			}
+		}
+		if share != nil {
+			share()
 		}
 		c.send(outItem{pdus: []outPDU{o}})
 	}()
