@@ -937,31 +937,36 @@ func (h *Handle) WriteTagged(ctx context.Context, p []byte, off int64, tag Mirro
 func (h *Handle) CompareAndWriteTagged(ctx context.Context, cmp, p []byte, off int64, tag MirrorTag) (wait func() error, err error) {
 	c, err := newComparison(cmp, p, off)
 	if err != nil {
-		return nil, err
+		return noWait, err
 	}
 	return h.changeTagged(ctx, c, p, off, tag)
 }
 
+// changeTagged is WriteTagged and CompareAndWriteTagged. Its wait is never
+// nil, whatever the error: the caller calls it either way.
 func (h *Handle) changeTagged(ctx context.Context, cmp *comparison, p []byte, off int64, tag MirrorTag) (wait func() error, err error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	err = ctx.Err()
+	if err == nil {
+		err = h.throttle(ctx, true, int64(len(p)))
 	}
-	if err := h.throttle(ctx, true, int64(len(p))); err != nil {
-		return nil, err
+	if err == nil {
+		err = h.writable()
 	}
-	if err := h.writable(); err != nil {
-		return nil, err
+	if err == nil {
+		err = h.s.space(gated(ctx, func() error {
+			wait, err = h.s.applyChange(ctx, h.v, off, int64(len(p)), fromClient, cmp, writeTo(off, p, tag),
+				func(l *layer) error { return writeLayer(l, p, off) })
+			return err
+		}))
 	}
-	err = h.s.space(gated(ctx, func() error {
-		wait, err = h.s.applyChange(ctx, h.v, off, int64(len(p)), fromClient, cmp, writeTo(off, p, tag),
-			func(l *layer) error { return writeLayer(l, p, off) })
-		return err
-	}))
 	if err != nil || wait == nil {
-		return func() error { return nil }, err
+		return noWait, err
 	}
 	return wait, nil
 }
+
+// noWait is the wait of a change that has nothing to wait for.
+func noWait() error { return nil }
 
 // MiscompareError is CompareAndWrite's refusal: the volume's bytes differ
 // from the expected ones, first at Offset (from the start of the range).
