@@ -313,15 +313,8 @@ func (m *podMember) ShareReset() {
 	done, err := st.enqueue(nil, 0, 0, func(seq uint64) *arrayv1.MirrorRequest {
 		return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_LuReset{LuReset: &arrayv1.ForwardReset{Seq: seq, Volume: m.remote}}}
 	})
-	if err != nil {
-		return
-	}
-	t := time.NewTimer(p.timeout)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-st.dead:
-	case <-t.C:
+	if err == nil {
+		_ = st.wait(done, p.timeout)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/volrep/volrep/errdefs"
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
@@ -89,6 +90,22 @@ func (st *mirrorStream) enqueue(m *podMember, off, length int64, build func(seq 
 	default:
 	}
 	return done, nil
+}
+
+// wait waits, at most timeout, for the acknowledgement of a message the
+// pod sent itself (done, from enqueue) and returns its error, the
+// stream's if it dies first, or UNAVAILABLE.
+func (st *mirrorStream) wait(done <-chan error, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-st.dead:
+		return st.deathErr()
+	case <-t.C:
+		return errdefs.Unavailable("the peer did not answer within %s", timeout)
+	}
 }
 
 func (st *mirrorStream) sendLoop() {

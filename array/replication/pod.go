@@ -1350,15 +1350,7 @@ func (p *pod) open(ctx context.Context) (*mirrorStream, error) {
 		return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Flush{Flush: &arrayv1.MirrorFlush{Seq: seq}}}
 	})
 	if err == nil {
-		t := time.NewTimer(p.timeout)
-		select {
-		case err = <-hello:
-		case <-st.dead:
-			err = st.deathErr()
-		case <-t.C:
-			err = errdefs.Unavailable("the peer did not answer within %s", p.timeout)
-		}
-		t.Stop()
+		err = st.wait(hello, p.timeout)
 	}
 	if err != nil {
 		st.close(err)

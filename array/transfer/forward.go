@@ -64,7 +64,7 @@ func (f *forwards) carrier(volume string) string {
 		p.mu.Lock()
 		c := p.carry
 		p.mu.Unlock()
-		if c != nil && slices.Contains(c.volumes(), volume) {
+		if c != nil && c.has(volume) {
 			return p.name
 		}
 	}
@@ -517,7 +517,6 @@ func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
 					sess.kill(err)
 					return err
 				}
-
 			default:
 				err := errdefs.InvalidArgument("msg", "unexpected %T on a forward stream", m)
 				sess.kill(err)
