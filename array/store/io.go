@@ -149,9 +149,25 @@ func (s *Store) SetForwarder(ctx context.Context, volume string, f Forwarder) er
 // for a while: a pod's copy whose preferred array was lost, and whose
 // mediator gave this array the pod. Carry returns the Mirror that then
 // sees each change (and records it for the preferred array's return), or
-// nil while changes are forwarded; it must not wait.
+// nil while changes are forwarded; it must not wait. Pod names the pod,
+// for messages.
 type Carrier interface {
 	Carry() Mirror
+	Pod() string
+}
+
+// carried refuses a received snapshot onto a copy whose pod this array
+// carries: the copy took writes the sending array lacks, acknowledged to
+// this array's hosts, and received data would overwrite them. Called
+// with s.io held, which every carried write takes too, so no write is
+// acknowledged between the check and what the caller then does.
+func (v *volume) carried(array string) error {
+	c, ok := v.forward.(Carrier)
+	if !v.rec.ReadOnly || !ok || c.Carry() == nil {
+		return nil
+	}
+	return errdefs.FailedPrecondition("volume %q on array %s is a copy of pod %s, which this array carries: it took writes the sending array lacks, and received data would overwrite them; "+
+		"it takes none until the pod is handed back, or the copy is promoted or deleted here", v.rec.Name, array, c.Pod())
 }
 
 // route says where a change to the volume goes besides this copy: to a

@@ -115,6 +115,12 @@ func (s *Store) BeginReceive(ctx context.Context, spec ReceiveSpec) (*Receiver, 
 				return r, nil
 			}
 		}
+		s.io.RLock()
+		err := v.carried(s.opts.Name)
+		s.io.RUnlock()
+		if err != nil {
+			return nil, err
+		}
 		if !v.rec.ReadOnly && !spec.Overwrite {
 			return nil, errdefs.FailedPrecondition("volume %q on array %s is writable (promoted by a failover, or not a replica target); it takes no replicated data until it is demoted", spec.Volume, s.opts.Name)
 		}
@@ -375,6 +381,11 @@ func (r *Receiver) Commit(ctx context.Context) (array.Snapshot, error) {
 	defer r.syncMu.Unlock()
 	s.io.Lock()
 	defer s.io.Unlock()
+	// Checked again here: the pod may have been taken over since the
+	// transfer began.
+	if err := v.carried(s.opts.Name); err != nil {
+		return array.Snapshot{}, err
+	}
 	sets, err := r.syncStaging()
 	if err != nil {
 		return array.Snapshot{}, err

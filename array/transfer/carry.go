@@ -76,14 +76,6 @@ func (c *carrying) volumes() []string {
 	return slices.Sorted(maps.Keys(c.copies))
 }
 
-// has says whether volume is one of the carried copies.
-func (c *carrying) has(volume string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.copies[volume]
-	return ok
-}
-
 func (c *carrying) mark(volume string, off, length int64) {
 	lo, hi := uint64(off/blockSize), uint64((off+length+blockSize-1)/blockSize)
 	c.mu.Lock()
@@ -302,6 +294,8 @@ func (v *volumeForward) Carry() store.Mirror {
 	}
 	return nil
 }
+
+func (v *volumeForward) Pod() string { return v.p.name }
 
 var _ store.Carrier = (*volumeForward)(nil)
 

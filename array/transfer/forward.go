@@ -54,23 +54,6 @@ func (f *forwards) lookup(name string) *podForward {
 	return f.pods[name]
 }
 
-// carrier names the pod whose copy volume is and that this array
-// carries, or "" for none.
-func (f *forwards) carrier(volume string) string {
-	f.mu.Lock()
-	pods := slices.Collect(maps.Values(f.pods))
-	f.mu.Unlock()
-	for _, p := range pods {
-		p.mu.Lock()
-		c := p.carry
-		p.mu.Unlock()
-		if c != nil && c.has(volume) {
-			return p.name
-		}
-	}
-	return ""
-}
-
 // podForward is one pod at its non-preferred array.
 type podForward struct {
 	name string

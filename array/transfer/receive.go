@@ -109,14 +109,6 @@ func (t *Service) Receive(stream arrayv1.TransferService_ReceiveServer) error {
 	if err := arrayapi.ReceiveHeader(h); err != nil {
 		return err
 	}
-	// A carried copy holds writes its preferred array lacks, acknowledged
-	// to this array's hosts: a snapshot received onto it would discard
-	// them (an async replica the pod was turned into at the preferred
-	// array, say, while this array carried it).
-	if pod := t.fwd.carrier(h.GetVolume()); pod != "" {
-		return errdefs.FailedPrecondition("volume %q on array %s is a copy of pod %s, which this array carries: it took writes the sending array lacks, and received data would overwrite them; "+
-			"it takes none until the pod is handed back, or the copy is promoted or deleted here", h.GetVolume(), t.id, pod)
-	}
 	r, err := t.s.BeginReceive(ctx, store.ReceiveSpec{
 		TransferID: h.GetTransferId(), Volume: h.GetVolume(), Pool: h.GetPool(), SizeBytes: h.GetSizeBytes(),
 		VolumeLabels: h.GetVolumeLabels(), BaseGUID: h.GetBaseGuid(), ReadOnly: h.GetReadOnly(), Overwrite: h.GetOverwrite(),

@@ -218,8 +218,21 @@ func quietLastRound(t *testing.T, stall bool) {
 // its preferred array lacks; a snapshot received onto it (an async cycle
 // of the pod made async at the preferred array meanwhile) would discard
 // them, so the receive is refused before anything is staged.
+// forwardedCopy makes v1 what a pod's copy at its non-preferred array
+// is: read-only, its client writes taken by the pod's forwarder.
+func forwardedCopy(t *testing.T, s *store.Store, p *podForward) {
+	t.Helper()
+	if err := s.SetReadOnly(t.Context(), "v1", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetForwarder(t.Context(), "v1", &volumeForward{p: p, volume: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestCarriedCopyTakesNoReceive(t *testing.T) {
-	s, _, _, data, client := carriedPod(t)
+	s, p, _, data, client := carriedPod(t)
+	forwardedCopy(t, s, p)
 	ctx := t.Context()
 	cs, err := client.Receive(ctx)
 	if err != nil {
@@ -229,11 +242,61 @@ func TestCarriedCopyTakesNoReceive(t *testing.T) {
 	if err := cs.Send(&arrayv1.ReceiveRequest{Msg: &arrayv1.ReceiveRequest_Header{Header: hdr}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cs.Recv(); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "which this array carries") {
-		t.Fatalf("a receive onto a carried copy: %v; want FAILED_PRECONDITION naming the carried pod", err)
+	_, err = cs.Recv()
+	refusedOntoCarried(t, s, data, "a receive onto a carried copy", err)
+}
+
+// refusedOntoCarried checks that what sent a snapshot onto the carried
+// copy v1 failed with err naming the pod, and left the copy unchanged.
+func refusedOntoCarried(t *testing.T, s *store.Store, data []byte, what string, err error) {
+	t.Helper()
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "pod cinder-pod, which this array carries") {
+		t.Fatalf("%s: %v; want FAILED_PRECONDITION naming the carried pod", what, err)
 	}
 	got := make([]byte, len(data))
-	if err := s.ReadVolume(ctx, "v1", 1<<20, got); err != nil || !bytes.Equal(got, data) {
+	if err := s.ReadVolume(t.Context(), "v1", 1<<20, got); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("the carried copy changed (%v)", err)
 	}
+	if snaps, err := s.ListSnapshots(t.Context(), "v1"); err != nil || len(snaps) != 0 {
+		t.Fatalf("the carried copy has snapshots %v (%v); want none", snaps, err)
+	}
+}
+
+// A transfer that began before this array took the pod over is refused
+// at its commit: the copy took writes meanwhile that the received
+// snapshot would overwrite.
+func TestPodCarriedDuringAReceive(t *testing.T) {
+	s, p, c, data, client := carriedPod(t)
+	forwardedCopy(t, s, p)
+	ctx := t.Context()
+	p.mu.Lock()
+	p.carry = nil // the pod is in the preferred array's hands as the transfer begins
+	p.mu.Unlock()
+	cs, err := client.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := &arrayv1.ReceiveHeader{TransferId: "t1", Volume: "v1", Pool: "p", SizeBytes: 80 << 20, SnapshotName: "s1", SnapshotGuid: "g1", ReadOnly: true}
+	if err := cs.Send(&arrayv1.ReceiveRequest{Msg: &arrayv1.ReceiveRequest_Header{Header: hdr}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := cs.Recv(); err != nil || r.GetReady() == nil {
+		t.Fatalf("a receive onto a copy not carried: %v %v; want ready", r, err)
+	}
+	other := bytes.Repeat([]byte("received"), len(data)/8)
+	crcs := blockCRCs(other, nil)
+	var d digest
+	d.data(1<<20, crcs)
+	if err := cs.Send(&arrayv1.ReceiveRequest{Msg: &arrayv1.ReceiveRequest_Data{Data: &arrayv1.DataChunk{
+		Offset: 1 << 20, Data: other, Crc32C: crcs, Length: int64(len(other))}}}); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.carry = c // the preferred array is gone, and this array won the mediator
+	p.mu.Unlock()
+	if err := cs.Send(&arrayv1.ReceiveRequest{Msg: &arrayv1.ReceiveRequest_Trailer{Trailer: &arrayv1.ReceiveTrailer{Blocks: d.blocks, Digest: d.sum}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = cs.Recv()
+	refusedOntoCarried(t, s, data, "the commit of a receive onto a copy carried since it began", err)
 }
