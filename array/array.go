@@ -46,8 +46,14 @@ const FeatureForwardOwnCopy = "forward-own-copy"
 // preferred array took; an older one would end the stream on it.
 const FeatureLUReset = "lu-reset"
 
+// FeatureMediatorName: as a pod's non-preferred array, the array asks
+// the mediator for the pod under ForwardOpen.mediator_name; an older one
+// uses the pod's name alone. A preferred array scopes a new pod's name at
+// the mediator only for a peer that has it, so both ask under one name.
+const FeatureMediatorName = "mediator-name"
+
 // Features lists the protocol features this build implements.
-func Features() []string { return []string{FeatureForwardOwnCopy, FeatureLUReset} }
+func Features() []string { return []string{FeatureForwardOwnCopy, FeatureLUReset, FeatureMediatorName} }
 
 // Has says whether the array reports protocol feature f.
 func (i Info) Has(f string) bool { return slices.Contains(i.Features, f) }

@@ -175,6 +175,8 @@ type Replica struct {
 	MediatorState   string
 	MediatorMessage string
 	MediatorHeld    bool
+	// MediatorName is the pod's name at its mediator (mediator.Scoped).
+	MediatorName string
 	// SYNC replicas: whether this side and the peer take client writes
 	// (WritesOnline, WritesStopped).
 	Writes, PeerWrites string

@@ -359,6 +359,7 @@ type TargetInfo struct {
 	PrimaryWrites, TargetWrites    string
 	MediatorState, MediatorMessage string
 	MediatorHeld                   bool
+	MediatorName                   string
 	// Sync targets: the pod as the target array itself reports it; its
 	// State is empty, and Message says why, when the target could not be asked.
 	TargetOwn array.PodCopy
@@ -609,7 +610,7 @@ func (b *Backend) podInfo(ctx context.Context, id string) (ti TargetInfo) {
 	ti.LastSyncBytes = rep.LastResyncBytes
 	ti.PrimaryPodState, ti.TargetPodState = rep.PodState, rep.PeerState
 	ti.PrimaryWrites, ti.TargetWrites = rep.Writes, rep.PeerWrites
-	ti.MediatorState, ti.MediatorMessage, ti.MediatorHeld = rep.MediatorState, rep.MediatorMessage, rep.MediatorHeld
+	ti.MediatorState, ti.MediatorMessage, ti.MediatorHeld, ti.MediatorName = rep.MediatorState, rep.MediatorMessage, rep.MediatorHeld, rep.MediatorName
 	b.notePod(id, rep.PeerState == array.PeerOnline)
 	switch rep.PeerState {
 	case array.PeerOnline:

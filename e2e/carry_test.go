@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/mediator"
 	"github.com/volrep/volrep/errdefs"
 	driverv1 "github.com/volrep/volrep/proto/volrep/driver/v1"
 )
@@ -42,6 +43,11 @@ func TestMediatorPeerCarriesPod(t *testing.T) {
 	const syncTimeout, leaseTTL = 500 * time.Millisecond, 3 * time.Second
 	const vol, pod = "volume-cv-cinder", "cinder-pod.pure2-sync"
 	uriA := podVolume(t, a, "cv")
+	infoA, err := a.Array("a").Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aID := infoA.ID
 	dc := driverClient(t, a)
 	repl := (&sites{a: a}).replicas(t)
 	waitInfo := func(what string, within time.Duration, ok func(*driverv1.TargetReplicationInfo) bool) {
@@ -136,7 +142,10 @@ func TestMediatorPeerCarriesPod(t *testing.T) {
 		}
 		// The driver, beside A, cannot ask B either: B's own view is
 		// unknown, and says why.
-		if out, code := volrep(t, a, "replication", "info", "cv"); code != 0 || !regexp.MustCompile(`pure2-sync\s+stopped_by_mediator\s+offline\s+stopped\s+online\s+healthy\s+false`).MatchString(out) ||
+		// The pod's name at the mediator is scoped by A, and B carries it
+		// under that name: A reads B as the holder of A's own key.
+		if out, code := volrep(t, a, "replication", "info", "cv"); code != 0 ||
+			!regexp.MustCompile(`pure2-sync\s+stopped_by_mediator\s+offline\s+stopped\s+online\s+healthy\s+false\s+`+regexp.QuoteMeta(mediator.Scoped(aID, pod))+`\s`).MatchString(out) ||
 			!regexp.MustCompile(`pure2-sync\s+unknown\s+-\s+-\s+asking the target array: `).MatchString(out) {
 			t.Fatalf("volrep replication info while B carries the pod (exit %d):\n%s", code, out)
 		} else if !crash {

@@ -18,6 +18,13 @@
 // stands, so a side never carries on from a copy that misses
 // acknowledged writes; each side clears its own mark once the copies
 // agree again (Unmark, Release).
+//
+// A pod's name at the mediator is scoped by the array that orders its
+// writes (Scoped): arrays of several sites may share one mediator, and
+// two pods of the same name on different pairs of arrays (two clouds'
+// backends of the same name, say) must not contend for one key. Pods
+// begun before names were scoped keep the pod's name alone, as both of
+// their arrays recorded it.
 package mediator
 
 import (
@@ -90,6 +97,10 @@ func (c *Client) Close() error { return c.cli.Close() }
 
 // TTL is the lease time of the keys this client holds.
 func (c *Client) TTL() time.Duration { return c.ttl }
+
+// Scoped is the name at the mediator of pod, whose writes array (its id)
+// orders.
+func Scoped(array, pod string) string { return array + "/" + pod }
 
 // Key is the mediator key of a pod.
 func Key(pod string) string { return keyPrefix + pod + "/online" }
@@ -271,6 +282,9 @@ func (c *Client) claim(cl *Claim) *Claim {
 	go cl.run(ctx)
 	return cl
 }
+
+// Pod is the pod's name at the mediator, as the claim asks for it.
+func (cl *Claim) Pod() string { return cl.pod }
 
 // Mark records at the mediator that this side's copy holds writes the
 // other's lacks, before the first is acknowledged. Only the key's holder

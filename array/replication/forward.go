@@ -58,9 +58,12 @@ func (p *pod) openForward(ctx context.Context) (*forwardLink, error) {
 		return nil, err
 	}
 	f := &forwardLink{p: p, session: rand.Uint64() | 1, cs: cs, cancel: cancel, work: make(chan struct{}, 1), dead: make(chan struct{})}
-	f.queue = append(f.queue, &arrayv1.ForwardRequest{Msg: &arrayv1.ForwardRequest_Open{Open: &arrayv1.ForwardOpen{
-		Pod: p.name, SourceArrayId: p.e.id, TimeoutMs: p.timeout.Milliseconds(), Mediated: p.claim != nil, Session: f.session,
-		CompareAndWrite: true, LuReset: true}}})
+	open := &arrayv1.ForwardOpen{Pod: p.name, SourceArrayId: p.e.id, TimeoutMs: p.timeout.Milliseconds(), Mediated: p.claim != nil, Session: f.session,
+		CompareAndWrite: true, LuReset: true}
+	if p.claim != nil {
+		open.MediatorName = p.claim.Pod()
+	}
+	f.queue = append(f.queue, &arrayv1.ForwardRequest{Msg: &arrayv1.ForwardRequest_Open{Open: open}})
 	f.wg.Add(3)
 	go f.sendLoop()
 	go f.recvLoop(fctx)

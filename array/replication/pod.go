@@ -775,7 +775,11 @@ func (e *Engine) startPod(ctx context.Context, r *replica) (*pod, error) {
 		// mediator prefers, unless the pod prefers its peer.
 		p.med = med
 		p.preferPeer.Store(spec.PreferPeer)
-		p.claim = med.Claim(spec.Name, e.id, !spec.PreferPeer, func(mediator.Status) {
+		mname := r.rec.MediatorName
+		if mname == "" {
+			mname = spec.Name // begun before names were scoped
+		}
+		p.claim = med.Claim(mname, e.id, !spec.PreferPeer, func(mediator.Status) {
 			p.noteState()
 			p.wake()
 		})
@@ -1381,6 +1385,7 @@ func (p *pod) view(v *array.Replica) {
 		v.PeerWrites = array.WritesOnline
 	}
 	if p.claim != nil {
+		v.MediatorName = p.claim.Pod()
 		ms := p.claim.Status()
 		v.MediatorHeld, v.MediatorState = ms.Held, array.MediatorHealthy
 		switch {

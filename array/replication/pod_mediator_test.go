@@ -3,6 +3,7 @@ package replication_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,16 +31,23 @@ func newMediatedPod(t *testing.T, timeout time.Duration, states *podStates) (*so
 func newMediatedPodWith(t *testing.T, timeout time.Duration, states *podStates, preferPeer bool) (*source, *target, *etcdtest.Server) {
 	t.Helper()
 	etcd := etcdtest.Start(t, "", "")
+	src, tg := mediatedPodAt(t, etcd.Endpoint(), newTarget(t), timeout, states, preferPeer)
+	return src, tg, etcd
+}
+
+// mediatedPodAt is newMediatedPodWith for a mediator already running at
+// endpoint, and the peer tg.
+func mediatedPodAt(t *testing.T, endpoint string, tg *target, timeout time.Duration, states *podStates, preferPeer bool) (*source, *target) {
+	t.Helper()
 	src := newSource(t, clock.NewFake(t0), func(o *replication.Options) {
 		o.MediatorTTL = mediatorTTL
 		o.OnPodState = states.add
 	})
-	tg := newTarget(t)
 	podGroup(t, src)
 	protect(t, src, tg, "pod", array.ReplicaSpec{Kind: array.KindGroup, Local: "cinder-pod", Type: array.TypeSync,
-		SyncTimeout: timeout, PodMediator: []string{etcd.Endpoint()}, PreferPeer: preferPeer})
+		SyncTimeout: timeout, PodMediator: []string{endpoint}, PreferPeer: preferPeer})
 	syncNow(t, src)
-	return src, tg, etcd
+	return src, tg
 }
 
 type podStates struct {
@@ -124,6 +132,7 @@ func TestPodMediatorDrill(t *testing.T) {
 	src, tg, etcd := newMediatedPod(t, timeout, &states)
 	ctx := t.Context()
 	r := replicaUntil(t, src, 10*time.Second, "the primary holds the pod's key", func(r array.Replica) bool { return r.MediatorHeld })
+	mname := mediatorName(t, src, r)
 	if r.PodState != array.PodOnline || r.MediatorState != array.MediatorHealthy {
 		t.Fatalf("in sync with a healthy mediator: pod %s, mediator %s", r.PodState, r.MediatorState)
 	}
@@ -177,7 +186,7 @@ func TestPodMediatorDrill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ahead, err := med.Ahead(ctx, "pod"); err != nil || ahead != info.ID {
+	if ahead, err := med.Ahead(ctx, mname); err != nil || ahead != info.ID {
 		t.Fatalf("the mark while the primary carries on alone: %q, %v; want %q", ahead, err, info.ID)
 	}
 
@@ -272,7 +281,7 @@ func TestPodMediatorDrill(t *testing.T) {
 	etcd.Restart()
 	deadline = time.Now().Add(15 * time.Second)
 	for {
-		ahead, err := med.Ahead(ctx, "pod")
+		ahead, err := med.Ahead(ctx, mname)
 		if err == nil && ahead == "" {
 			break
 		}
@@ -308,6 +317,7 @@ func TestPodMediatorFromArrayDefault(t *testing.T) {
 	}
 	protect(t, src, tg, "pod", array.ReplicaSpec{Kind: array.KindVolume, Local: "v1", Type: array.TypeSync, SyncTimeout: time.Second})
 	r := replicaUntil(t, src, 10*time.Second, "the pod holds the array's mediator's key", func(r array.Replica) bool { return r.MediatorHeld })
+	mname := mediatorName(t, src, r)
 	if len(r.PodMediator) != 0 || r.MediatorState != array.MediatorHealthy {
 		t.Fatalf("spec mediator %v, state %s", r.PodMediator, r.MediatorState)
 	}
@@ -316,17 +326,24 @@ func TestPodMediatorFromArrayDefault(t *testing.T) {
 		RemoteEntity: "v1-async", Type: array.TypeAsync, PodMediator: []string{etcd.Endpoint()}}); !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("an async replica with a mediator: %v, want InvalidArgument", err)
 	}
-	if err := src.eng.DeleteReplica(ctx, "pod", false); err != nil {
-		t.Fatal(err)
-	}
 	cli, err := mediator.New([]string{etcd.Endpoint()}, mediator.Options{TTL: mediatorTTL})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cli.Close()
+	info, err := src.st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err := cli.Holder(ctx, mname); err != nil || h != info.ID {
+		t.Fatalf("the pod's key is held by %q (%v); want the primary, %q", h, err, info.ID)
+	}
+	if err := src.eng.DeleteReplica(ctx, "pod", false); err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		h, err := cli.Holder(ctx, "pod")
+		h, err := cli.Holder(ctx, mname)
 		if err == nil && h == "" {
 			break
 		}
@@ -348,6 +365,7 @@ func TestPodPreferringItsPeerYields(t *testing.T) {
 	src, tg, etcd := newMediatedPodWith(t, timeout, &states, true)
 	ctx := t.Context()
 	r := replicaUntil(t, src, 10*time.Second, "the primary holds the pod's key", func(r array.Replica) bool { return r.MediatorHeld })
+	mname := mediatorName(t, src, r)
 	if !r.PreferPeer {
 		t.Fatal("the replica does not report that it prefers its peer")
 	}
@@ -379,7 +397,7 @@ func TestPodPreferringItsPeerYields(t *testing.T) {
 	}
 	// The claim's goroutine revokes the lease right after the yield.
 	for deadline := time.Now().Add(time.Second); ; time.Sleep(10 * time.Millisecond) {
-		h, err := med.Holder(ctx, "pod")
+		h, err := med.Holder(ctx, mname)
 		if err == nil && h == "" {
 			break
 		}
@@ -402,7 +420,7 @@ func TestPodPreferringItsPeerYields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ahead, err := med.Ahead(ctx, "pod"); err != nil || ahead != info.ID {
+	if ahead, err := med.Ahead(ctx, mname); err != nil || ahead != info.ID {
 		t.Fatalf("the mark while the primary carries on alone: %q, %v; want %q", ahead, err, info.ID)
 	}
 	tg.start()
@@ -429,5 +447,77 @@ func TestPreferPeerNeedsAMediator(t *testing.T) {
 	}
 	if r, err := src.eng.GetReplica(t.Context(), "pod"); err != nil || r.PreferPeer {
 		t.Fatalf("a refused update changed the pod: prefer_peer %v, %v", r.PreferPeer, err)
+	}
+}
+
+// mediatorName is the pod's name at the mediator, as its replica reports
+// it: scoped by the primary, whose peer (this build) takes scoped names.
+func mediatorName(t *testing.T, src *source, r array.Replica) string {
+	t.Helper()
+	info, err := src.st.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := mediator.Scoped(info.ID, r.Name); r.MediatorName != want {
+		t.Fatalf("the pod's name at the mediator is %q; want %q", r.MediatorName, want)
+	}
+	return r.MediatorName
+}
+
+// TestSameNamedPodsShareAMediator: pods of one name on two pairs of
+// arrays that share a mediator (two clouds' backends of one name, say)
+// each hold a key of their own. Before names were scoped by the primary,
+// they contended for one: only one primary held it, and the other pair's
+// could not carry on alone when cut from its peer.
+func TestSameNamedPodsShareAMediator(t *testing.T) {
+	etcd := etcdtest.Start(t, "", "")
+	var states1, states2 podStates
+	src1, tg1 := mediatedPodAt(t, etcd.Endpoint(), newTarget(t), time.Second, &states1, false)
+	src2, _ := mediatedPodAt(t, etcd.Endpoint(), newTarget(t), time.Second, &states2, false)
+	var reps []array.Replica
+	for i, src := range []*source{src1, src2} {
+		reps = append(reps, replicaUntil(t, src, 10*time.Second, fmt.Sprintf("primary %d holds its pod's key", i+1), func(r array.Replica) bool { return r.MediatorHeld }))
+	}
+	names := map[string]bool{mediatorName(t, src1, reps[0]): true, mediatorName(t, src2, reps[1]): true}
+	if len(names) != 2 {
+		t.Fatalf("the two pods' names at the mediator: %v; want two", names)
+	}
+	// The first pair loses its link: its primary carries on alone, on the
+	// key it holds, and the second pair's primary keeps its own.
+	tg1.halt()
+	if err := src1.st.WriteVolume(t.Context(), "v1", 0, bytes.Repeat([]byte{0x5e}, 4096), false); err != nil {
+		t.Fatalf("a write at the first primary, cut from its peer: %v", err)
+	}
+	replicaUntil(t, src1, 5*time.Second, "the first primary degraded, holding its key", func(r array.Replica) bool {
+		return r.PodState == array.PodDegraded && r.MediatorHeld
+	})
+	if r, err := src2.eng.GetReplica(t.Context(), "pod"); err != nil || !r.MediatorHeld || r.PodState != array.PodOnline {
+		t.Fatalf("the second pair's pod while the first carries on alone: %+v, %v; want online, holding its key", r, err)
+	}
+}
+
+// TestPodWithAnOlderPeerKeepsItsName: a peer that does not report
+// FeatureMediatorName asks the mediator under the pod's name alone, so
+// the primary does too, for the pod's life.
+func TestPodWithAnOlderPeerKeepsItsName(t *testing.T) {
+	etcd := etcdtest.Start(t, "", "")
+	var states podStates
+	tg := newTargetOf(t, true, &[]string{array.FeatureForwardOwnCopy, array.FeatureLUReset})
+	src, _ := mediatedPodAt(t, etcd.Endpoint(), tg, time.Second, &states, false)
+	r := replicaUntil(t, src, 10*time.Second, "the primary holds the pod's key", func(r array.Replica) bool { return r.MediatorHeld })
+	if r.MediatorName != "pod" {
+		t.Fatalf("the pod's name at the mediator, with a peer too old to take another: %q; want the pod's name alone", r.MediatorName)
+	}
+	med, err := mediator.New([]string{etcd.Endpoint()}, mediator.Options{TTL: mediatorTTL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer med.Close()
+	info, err := src.st.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err := med.Holder(t.Context(), "pod"); err != nil || h != info.ID {
+		t.Fatalf("the key %q is held by %q (%v); want the primary, %q", "pod", h, err, info.ID)
 	}
 }

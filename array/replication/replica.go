@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/mediator"
 	"github.com/volrep/volrep/errdefs"
 )
 
@@ -33,6 +34,11 @@ type replicaRec struct {
 	// SyncMembers are the members of a SYNC replica whose copy on the
 	// peer is complete but for the dirty blocks.
 	SyncMembers []string `json:"sync_members,omitempty"`
+	// MediatorName is a SYNC replica's pod's name at its mediator, chosen
+	// when the pod began (mediatorName) and kept for its life, as its
+	// peer keeps what the forward stream told it; empty, for pods begun
+	// before names were scoped, is the pod's name alone.
+	MediatorName string `json:"mediator_name,omitempty"`
 }
 
 // replica is a replica's record plus its run-time state, guarded by Engine.mu.
@@ -203,6 +209,9 @@ func (e *Engine) ReplicateEntity(ctx context.Context, spec array.ReplicaSpec) (a
 	}
 	now := e.opts.Clock.Now()
 	r := &replica{rec: replicaRec{Spec: spec, Created: now, NextTick: now}}
+	if spec.Type == array.TypeSync {
+		r.rec.MediatorName = e.mediatorName(ctx, l, spec.Name)
+	}
 	if spec.Mode == array.ModeUseBase {
 		// The base is already on both sides: the replica starts active.
 		r.rec.Initialized = true
@@ -503,6 +512,20 @@ func (e *Engine) ChangeReplicaType(ctx context.Context, name, typ string) (array
 		return array.Replica{}, err
 	}
 	defer release()
+	mname := name
+	if typ == array.TypeSync {
+		// Asked before e.mu is taken: it waits for the peer.
+		e.mu.Lock()
+		r, err := e.replicaLocked(name)
+		var l *link
+		if err == nil {
+			l, err = e.linkLocked(r.rec.Spec.Link)
+		}
+		e.mu.Unlock()
+		if err == nil {
+			mname = e.mediatorName(ctx, l, name)
+		}
+	}
 	e.mu.Lock()
 	r, err := e.replicaLocked(name)
 	if err != nil {
@@ -535,6 +558,9 @@ func (e *Engine) ChangeReplicaType(ctx context.Context, name, typ string) (array
 	if typ == array.TypeAsync {
 		r.rec.SyncMembers = nil
 		r.rec.NextTick = e.opts.Clock.Now()
+	}
+	if typ == array.TypeSync {
+		r.rec.MediatorName = mname
 	}
 	rec := r.rec
 	p := e.pods[name]
@@ -612,4 +638,26 @@ func (e *Engine) DeleteReplica(ctx context.Context, name string, deleteRemote bo
 func transferID(replica, member, guid string) string {
 	sum := sha256.Sum256([]byte(replica + "\x00" + member + "\x00" + guid))
 	return "x" + hex.EncodeToString(sum[:20])
+}
+
+// mediatorName is the name a pod begun now takes at its mediator: scoped
+// by this array (mediator.Scoped) when the peer asks under the name the
+// forward stream sends it (array.FeatureMediatorName), else the pod's
+// name alone, which an older peer asks under. A peer that cannot be
+// asked gets the older name too: both sides must ask under one name, and
+// the pod keeps it for life.
+func (e *Engine) mediatorName(ctx context.Context, l *link, pod string) string {
+	const infoTimeout = 5 * time.Second
+	ictx, cancel := context.WithTimeout(ctx, infoTimeout)
+	defer cancel()
+	info, err := l.peer.Info(ictx)
+	if err != nil {
+		e.log.Warn("the pod's peer did not answer; the pod takes its name alone at the mediator, which pods of the same name on other arrays sharing the mediator would contend for",
+			"pod", pod, "link", l.rec.Name, "err", err)
+		return pod
+	}
+	if !info.Has(array.FeatureMediatorName) {
+		return pod
+	}
+	return mediator.Scoped(e.id, pod)
 }

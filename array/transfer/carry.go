@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -37,6 +38,9 @@ const recCarried = "pod-carried"
 type carrying struct {
 	pod *podForward
 	s   *store.Store
+	// medName is the pod's name at the mediator (podForward.medName) as
+	// carrying began, kept in the record for a restart.
+	medName string
 
 	mu sync.Mutex
 	// dirty: blocks changed here since carrying began, by volume, kept
@@ -95,6 +99,9 @@ type carriedRec struct {
 	// so it holds after an unclean stop too. Records from before it
 	// existed have none, and then the whole copies are resent.
 	Intent map[string][]byte `json:"intent,omitempty"`
+	// MediatorName is the pod's name at the mediator while this array
+	// carries it; records from before it existed used the pod's name.
+	MediatorName string `json:"mediator_name,omitempty"`
 }
 
 // intentBlocks is the run of blocks one intent record covers (4 MiB of
@@ -154,7 +161,7 @@ func (c *carrying) persist(ctx context.Context, force bool) error {
 		c.mu.Unlock()
 		return nil
 	}
-	rec := carriedRec{Dirty: map[string][]byte{}, Intent: map[string][]byte{}}
+	rec := carriedRec{Dirty: map[string][]byte{}, Intent: map[string][]byte{}, MediatorName: c.medName}
 	recorded := map[string]*bitmap.Bitmap{}
 	for v, d := range c.dirty {
 		rec.Volumes = append(rec.Volumes, v)
@@ -315,7 +322,7 @@ func (t *Service) lost(p *podForward, wasInSync bool) {
 // askToCarry starts asking the mediator for the pod. Called with p.mu
 // held.
 func (t *Service) askToCarry(p *podForward) {
-	p.claim = t.med.ClaimToCarry(p.name, t.id, p.preferred, func(st mediator.Status) { t.claimChanged(p, st) })
+	p.claim = t.med.ClaimToCarry(p.mediatorNameLocked(), t.id, p.preferred, func(st mediator.Status) { t.claimChanged(p, st) })
 }
 
 // claimChanged starts carrying the pod when this array took the key.
@@ -335,6 +342,7 @@ func (t *Service) claimChanged(p *podForward, st mediator.Status) {
 		return
 	}
 	c := newCarrying(t.s, p, slices.Sorted(maps.Keys(p.volumes)))
+	c.medName = p.mediatorNameLocked()
 	p.mu.Unlock()
 	// The record is durable before the first write is taken.
 	if err := c.persist(context.Background(), true); err != nil {
@@ -452,6 +460,7 @@ func (t *Service) restoreCarried(ctx context.Context) error {
 	for _, r := range all {
 		p := t.fwd.pod(r.name)
 		c := newCarrying(t.s, p, r.rec.Volumes)
+		c.medName = r.rec.MediatorName
 		for _, v := range r.rec.Volumes {
 			vol, verr := t.s.GetVolume(ctx, v)
 			if verr != nil {
@@ -468,7 +477,7 @@ func (t *Service) restoreCarried(ctx context.Context) error {
 			}
 		}
 		p.mu.Lock()
-		p.carry, p.mediated = c, true
+		p.carry, p.mediated, p.medName = c, true, r.rec.MediatorName
 		if t.med != nil {
 			t.askToCarry(p)
 		}
@@ -483,11 +492,17 @@ func (t *Service) restoreCarried(ctx context.Context) error {
 // still clear: it handed them back while the mediator did not answer.
 const recUnmark = "pod-unmark"
 
+// unmarkRec is a recUnmark record: the pod's name at the mediator, empty
+// in records from before names were scoped (the pod's name alone).
+type unmarkRec struct {
+	MediatorName string `json:"mediator_name,omitempty"`
+}
+
 // unmarkLater clears this array's mark on p at the mediator, trying again
 // until the mediator answers or the service closes. The mark is this
 // array's alone to clear: it stops asking for the pod until then
 // (unmarking), so it sets no new mark that this could remove by mistake.
-func (t *Service) unmarkLater(p *podForward) {
+func (t *Service) unmarkLater(p *podForward, name string) {
 	p.mu.Lock()
 	p.unmarking = true
 	p.mu.Unlock()
@@ -498,7 +513,7 @@ func (t *Service) unmarkLater(p *podForward) {
 		defer tick.Stop()
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), t.med.TTL())
-			err := t.med.Unmark(ctx, p.name, t.id)
+			err := t.med.Unmark(ctx, name, t.id)
 			if err == nil {
 				err = t.s.DeleteRecord(ctx, recUnmark, p.name)
 			}
@@ -519,26 +534,31 @@ func (t *Service) unmarkLater(p *podForward) {
 	}()
 }
 
-// forgetMarkCommand is the command that drops this array's mark on pod
-// at the mediator, for an operator when this array cannot.
-func (t *Service) forgetMarkCommand(pod string) string {
-	return "volrep mediator forget-mark " + pod + " --array " + t.id + " --accept-data-loss --mediator etcd://HOST:PORT"
+// forgetMarkCommand is the command that drops this array's mark on a pod
+// at the mediator (named there mname), for an operator when this array
+// cannot.
+func (t *Service) forgetMarkCommand(mname string) string {
+	return "volrep mediator forget-mark " + mname + " --array " + t.id + " --accept-data-loss --mediator etcd://HOST:PORT"
 }
 
 // restoreUnmarks resumes clearing the marks a hand-back left at a
 // mediator that did not answer.
 func (t *Service) restoreUnmarks(ctx context.Context) error {
-	var pods []string
-	if err := t.s.Records(ctx, recUnmark, func(k string, _ []byte) error {
-		pods = append(pods, k)
+	pods := map[string]string{} // the pod's name at the mediator, by its name
+	if err := t.s.Records(ctx, recUnmark, func(k string, data []byte) error {
+		var rec unmarkRec
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return fmt.Errorf("record of pod %s's mark to clear: %w", k, err)
+		}
+		pods[k] = cmp.Or(rec.MediatorName, k)
 		return nil
 	}); err != nil {
 		return err
 	}
-	for _, name := range pods {
+	for name, mname := range pods {
 		if t.med == nil {
 			t.log.Warn("this array handed a pod back while the mediator did not answer and has no mediator configured now: its mark stays there "+
-				"until an operator drops it ("+t.forgetMarkCommand(name)+"); the preferred array holds every block", "pod", name)
+				"until an operator drops it ("+t.forgetMarkCommand(mname)+"); the preferred array holds every block", "pod", name)
 			continue
 		}
 		p := t.fwd.pod(name)
@@ -553,7 +573,7 @@ func (t *Service) restoreUnmarks(ctx context.Context) error {
 			}
 			continue
 		}
-		t.unmarkLater(p)
+		t.unmarkLater(p, mname)
 	}
 	return nil
 }

@@ -78,6 +78,10 @@ type podForward struct {
 	// and its mark there is still to be cleared (unmarkLater), so it does
 	// not ask for the pod meanwhile.
 	mediated, preferred, unmarking bool
+	// medName is the pod's name at the mediator, as the preferred array's
+	// last open named it; empty from an older one, which asks under the
+	// pod's name alone (mediatorNameLocked).
+	medName string
 	// claim asks the mediator for the pod, or holds it while carry is
 	// set (carry.go); mirrors are the open mirror streams, stopped when
 	// carrying starts or a later stream is admitted (mirror.go).
@@ -92,6 +96,15 @@ type podForward struct {
 	// acked counts forwarded changes answered; flushed is acked as of the
 	// last forwarded flush, so a flush with nothing new needs no network.
 	acked, flushed atomic.Uint64
+}
+
+// mediatorNameLocked is the pod's name at the mediator. Called with p.mu
+// held.
+func (p *podForward) mediatorNameLocked() string {
+	if p.medName != "" {
+		return p.medName
+	}
+	return p.name
 }
 
 func (p *podForward) current() (*forwardSession, error) {
@@ -430,7 +443,7 @@ func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
 	if old := p.sess; old != nil {
 		old.kill(errors.New("replaced by a new stream"))
 	}
-	p.sess, p.inSync, p.mediated = sess, false, open.GetMediated()
+	p.sess, p.inSync, p.mediated, p.medName = sess, false, open.GetMediated(), open.GetMediatorName()
 	p.mu.Unlock()
 	t.stopAsking(p)
 	log.Info("forward stream open", "source_array", open.GetSourceArrayId())

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync/atomic"
 	"time"
@@ -303,9 +304,10 @@ func (t *Service) sendBlocks(ctx context.Context, stream arrayv1.TransferService
 // the preferred array opens its forward stream).
 func (t *Service) release(ctx context.Context, p *podForward) error {
 	p.mu.Lock()
-	cl := p.claim
+	cl, mname := p.claim, p.mediatorNameLocked()
 	p.mu.Unlock()
 	if cl != nil {
+		mname = cl.Pod()
 		rctx, cancel := context.WithTimeout(ctx, t.med.TTL())
 		err := cl.Release(rctx)
 		cancel()
@@ -317,20 +319,24 @@ func (t *Service) release(ctx context.Context, p *podForward) error {
 			// carrying on alone at a later partition, is cleared once the
 			// mediator answers; the record keeps that promise across a
 			// restart.
-			if perr := t.s.PutRecord(context.WithoutCancel(ctx), recUnmark, p.name, []byte("{}")); perr != nil {
+			data, perr := json.Marshal(unmarkRec{MediatorName: mname})
+			if perr == nil {
+				perr = t.s.PutRecord(context.WithoutCancel(ctx), recUnmark, p.name, data)
+			}
+			if perr != nil {
 				return errors.Join(errdefs.Unavailable("pod %s: the mediator did not answer, and recording that this array's mark is still to be cleared failed; this array carries the pod until either works", p.name), err, perr)
 			}
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 			cl.Close(cctx)
 			cancel()
-			t.unmarkLater(p)
+			t.unmarkLater(p, mname)
 			t.log.Warn("handing the pod back without the mediator, which did not answer; this array clears its mark there once it does, and does not ask for the pod meanwhile",
 				"pod", p.name, "err", err)
 		}
 	} else {
 		t.log.Warn("this array carried the pod but has no mediator configured now: its mark stays at the mediator, and the preferred array cannot take the pod's key "+
 			"until an operator drops it; the preferred array holds every block now, so nothing is lost: "+
-			t.forgetMarkCommand(p.name), "pod", p.name, "key", mediator.AheadKey(p.name))
+			t.forgetMarkCommand(mname), "pod", p.name, "key", mediator.AheadKey(mname))
 	}
 	p.mu.Lock()
 	p.claim, p.carry = nil, nil

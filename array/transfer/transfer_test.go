@@ -31,6 +31,12 @@ type pair struct {
 // real gRPC server chain.
 func newPair(t *testing.T) *pair {
 	t.Helper()
+	return newPairWith(t, transfer.ServiceOptions{})
+}
+
+// newPairWith is newPair with the target's service options.
+func newPairWith(t *testing.T, opts transfer.ServiceOptions) *pair {
+	t.Helper()
 	ctx := t.Context()
 	src, err := store.Open(t.TempDir(), store.Options{Name: "src"})
 	if err != nil {
@@ -47,7 +53,7 @@ func newPair(t *testing.T) *pair {
 		}
 	}
 	srv := server.New(server.Options{Name: "dst", Token: "tok"})
-	ts, err := transfer.NewService(ctx, dst, slog.New(slog.DiscardHandler), transfer.ServiceOptions{})
+	ts, err := transfer.NewService(ctx, dst, slog.New(slog.DiscardHandler), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +69,7 @@ func newPair(t *testing.T) *pair {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cc.Close(); cancel(); <-done; dst.Close() })
+	t.Cleanup(func() { cc.Close(); cancel(); <-done; ts.Close(); dst.Close() })
 	return &pair{src: src, dst: dst, client: arrayv1.NewTransferServiceClient(cc)}
 }
 

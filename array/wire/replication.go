@@ -96,7 +96,8 @@ func ReplicaToPB(r array.Replica) *arrayv1.Replica {
 		LagSeconds: int64(r.Lag / time.Second), LastSnapshot: r.LastSnapshot, Created: ts(r.Created), TotalBytesSent: r.TotalBytesSent,
 		Mode: modes[r.Mode], PeerState: r.PeerState, LastResyncBytes: r.LastResyncBytes, DirtyBytes: r.DirtyBytes, MirroredBytes: r.MirroredBytes,
 		SyncTimeoutMs: r.SyncTimeout.Milliseconds(), PodMediator: r.PodMediator, PodState: r.PodState, Writes: r.Writes, PeerWrites: r.PeerWrites, MediatorState: r.MediatorState,
-		MediatorMessage: r.MediatorMessage, MediatorHeld: r.MediatorHeld, PreferPeer: r.PreferPeer}
+		MediatorMessage: r.MediatorMessage, MediatorHeld: r.MediatorHeld, PreferPeer: r.PreferPeer,
+		MediatorName: r.MediatorName}
 }
 
 func ReplicaFromPB(r *arrayv1.Replica) array.Replica {
@@ -113,6 +114,7 @@ func ReplicaFromPB(r *arrayv1.Replica) array.Replica {
 		Lag: time.Duration(r.GetLagSeconds()) * time.Second, LastSnapshot: r.GetLastSnapshot(), Created: fromTS(r.GetCreated()),
 		TotalBytesSent: r.GetTotalBytesSent(), PeerState: r.GetPeerState(), LastResyncBytes: r.GetLastResyncBytes(), DirtyBytes: r.GetDirtyBytes(), MirroredBytes: r.GetMirroredBytes(),
 		PodState: r.GetPodState(), Writes: r.GetWrites(), PeerWrites: r.GetPeerWrites(), MediatorState: r.GetMediatorState(), MediatorMessage: r.GetMediatorMessage(), MediatorHeld: r.GetMediatorHeld(),
+		MediatorName: r.GetMediatorName(),
 	}
 }
 

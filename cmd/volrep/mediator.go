@@ -83,9 +83,16 @@ func newMediatorShowCmd(a *app) *cobra.Command {
 		Long: `Show pod POD at its mediator: the array that holds its key (it takes the
 pod's writes alone when the arrays cannot see each other), and the array whose
 mark stands (it acknowledged writes the other array's copy lacks). Arrays are
-named by their array ids, as 'volrep replication info' shows them.`,
-		Example: `  volrep mediator show cinder-pod.pure2-sync --mediator etcd://10.0.0.30:2379`,
-		Args:    exactIDs(1, "a pod name"),
+named by their array ids, as 'volrep replication info' shows them.
+
+POD is the pod's name at the mediator: PRIMARY_ARRAY_ID/POD_NAME, scoped by the
+array that orders the pod's writes so that pods of one name on other arrays
+sharing the mediator do not contend for one key (the array API's
+Replica.mediator_name, and the pods' log records, give it whole); a pod begun
+before volrep scoped the names, or while its peer ran an older volrep, keeps
+its name alone.`,
+		Example: `  volrep mediator show 8d068176-bb96-474d-9a7b-8f659a6b088a/cinder-pod.pure2-sync --mediator etcd://10.0.0.30:2379`,
+		Args:    exactIDs(1, "a pod's name at the mediator"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
 			return mf.call(a, cmd, func(ctx context.Context, c *mediator.Client) error {
 				holder, err := c.Holder(ctx, args[0])
@@ -129,10 +136,11 @@ array acknowledged while it carried the pod are gone.
 
 The mark goes only while it still names --array and no array holds the pod's
 key (an array that holds it is alive and carries the pod), checked and
-deleted in one etcd transaction.`,
-		Example: `  volrep mediator forget-mark cinder-pod.pure2-sync --array 2f6c0a4e-... --accept-data-loss \
+deleted in one etcd transaction. POD is the pod's name at the mediator, as for
+'volrep mediator show'.`,
+		Example: `  volrep mediator forget-mark 8d068176-.../cinder-pod.pure2-sync --array 2f6c0a4e-... --accept-data-loss \
       --mediator etcd://10.0.0.30:2379`,
-		Args: exactIDs(1, "a pod name"),
+		Args: exactIDs(1, "a pod's name at the mediator"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
 			if lost == "" {
 				return usageErrorf("--array must name the lost array whose mark to drop (the id in the pod's message, or in 'volrep mediator show')")

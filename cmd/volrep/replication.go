@@ -66,7 +66,7 @@ func podRows(w io.Writer, targets []*driverv1.TargetReplicationInfo) {
 		}
 		if !header {
 			row(w)
-			row(w, "POD_TARGET", "PRIMARY_SIDE", "TARGET_SIDE", "PRIMARY_WRITES", "TARGET_WRITES", "MEDIATOR", "KEY_HELD", "MEDIATOR_MESSAGE")
+			row(w, "POD_TARGET", "PRIMARY_SIDE", "TARGET_SIDE", "PRIMARY_WRITES", "TARGET_WRITES", "MEDIATOR", "KEY_HELD", "MEDIATOR_NAME", "MEDIATOR_MESSAGE")
 			header = true
 		}
 		med, held, msg := "none", "-", t.GetMediatorMessage()
@@ -76,7 +76,7 @@ func podRows(w io.Writer, targets []*driverv1.TargetReplicationInfo) {
 		if msg == "" {
 			msg = "-"
 		}
-		row(w, t.GetBackendId(), t.GetPrimaryPodState(), t.GetTargetPodState(), dash(t.GetPrimaryWrites()), dash(t.GetTargetWrites()), med, held, msg)
+		row(w, t.GetBackendId(), t.GetPrimaryPodState(), t.GetTargetPodState(), dash(t.GetPrimaryWrites()), dash(t.GetTargetWrites()), med, held, dash(t.GetMediatorName()), msg)
 	}
 	header = false
 	for _, t := range targets {

@@ -358,7 +358,7 @@ func (s *Service) GetReplicationInfo(ctx context.Context, req *driverv1.GetRepli
 			StatusMessage: t.Message, LastSyncTime: optTS(t.LastSyncTime), LastSyncDurationSeconds: t.LastSyncDuration.Seconds(),
 			LastSyncBytes: t.LastSyncBytes, LagSeconds: int64(t.Lag / time.Second), LastSnapshot: t.LastSnapshot,
 			PrimaryPodState: t.PrimaryPodState, TargetPodState: t.TargetPodState, PrimaryWrites: t.PrimaryWrites, TargetWrites: t.TargetWrites, MediatorState: t.MediatorState,
-			MediatorMessage: t.MediatorMessage, MediatorHeld: t.MediatorHeld,
+			MediatorMessage: t.MediatorMessage, MediatorHeld: t.MediatorHeld, MediatorName: t.MediatorName,
 			TargetOwnState: t.TargetOwn.State, TargetOwnWrites: t.TargetOwn.Writes, TargetOwnMessage: t.TargetOwn.Message, TargetMediatorHeld: t.TargetOwn.MediatorHeld})
 	}
 	return out, nil

@@ -472,7 +472,12 @@ type Replica struct {
 	// pod on when the two lose each other while both reach the mediator
 	// (volrep_preferred_array naming the sync target). This array still
 	// orders the pod's writes while both run.
-	PreferPeer    bool `protobuf:"varint,38,opt,name=prefer_peer,json=preferPeer,proto3" json:"prefer_peer,omitempty"`
+	PreferPeer bool `protobuf:"varint,38,opt,name=prefer_peer,json=preferPeer,proto3" json:"prefer_peer,omitempty"`
+	// SYNC replicas with a mediator: the pod's name there ('volrep mediator
+	// show' and 'forget-mark' take it): "<this array's id>/<pod>", or the
+	// pod's name alone for a pod begun before names were scoped, or while
+	// its peer was too old to take a scoped one.
+	MediatorName  string `protobuf:"bytes,39,opt,name=mediator_name,json=mediatorName,proto3" json:"mediator_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -771,6 +776,13 @@ func (x *Replica) GetPreferPeer() bool {
 		return x.PreferPeer
 	}
 	return false
+}
+
+func (x *Replica) GetMediatorName() string {
+	if x != nil {
+		return x.MediatorName
+	}
+	return ""
 }
 
 type ReplicateEntityRequest struct {
@@ -2138,7 +2150,7 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\tRetention\x12&\n" +
 	"\x0fall_for_seconds\x18\x01 \x01(\x03R\rallForSeconds\x12\x17\n" +
 	"\aper_day\x18\x02 \x01(\x05R\x06perDay\x12\x12\n" +
-	"\x04days\x18\x03 \x01(\x05R\x04days\"\xea\r\n" +
+	"\x04days\x18\x03 \x01(\x05R\x04days\"\x8f\x0e\n" +
 	"\aReplica\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1b.volrep.array.v1.EntityKindR\x04kind\x12!\n" +
@@ -2186,7 +2198,8 @@ const file_volrep_array_v1_replica_service_proto_rawDesc = "" +
 	"\vpeer_writes\x18% \x01(\tR\n" +
 	"peerWrites\x12\x1f\n" +
 	"\vprefer_peer\x18& \x01(\bR\n" +
-	"preferPeer\x1aA\n" +
+	"preferPeer\x12#\n" +
+	"\rmediator_name\x18' \x01(\tR\fmediatorName\x1aA\n" +
 	"\x13MemberMappingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb3\x05\n" +

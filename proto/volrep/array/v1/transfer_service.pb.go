@@ -1746,7 +1746,11 @@ type ForwardOpen struct {
 	// The preferred array takes ForwardResponse.lu_reset from the peer
 	// (and sends MirrorRequest.lu_reset only to a peer that reports the
 	// lu-reset feature).
-	LuReset       bool `protobuf:"varint,7,opt,name=lu_reset,json=luReset,proto3" json:"lu_reset,omitempty"`
+	LuReset bool `protobuf:"varint,7,opt,name=lu_reset,json=luReset,proto3" json:"lu_reset,omitempty"`
+	// The pod's name at the mediator, under which this array asks for the
+	// pod when mediated; empty from an older preferred array, which uses
+	// the pod's name alone.
+	MediatorName  string `protobuf:"bytes,8,opt,name=mediator_name,json=mediatorName,proto3" json:"mediator_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1828,6 +1832,13 @@ func (x *ForwardOpen) GetLuReset() bool {
 		return x.LuReset
 	}
 	return false
+}
+
+func (x *ForwardOpen) GetMediatorName() string {
+	if x != nil {
+		return x.MediatorName
+	}
+	return ""
 }
 
 // ForwardReset is a LOGICAL UNIT RESET that one array of a pod took of its
@@ -2884,7 +2895,7 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\tretention\x18\x03 \x01(\v2\x1a.volrep.array.v1.RetentionR\tretention\x12,\n" +
 	"\x03now\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"C\n" +
 	"\rPruneResponse\x122\n" +
-	"\x04kept\x18\x01 \x03(\v2\x1e.volrep.array.v1.PruneSnapshotR\x04kept\"\xe3\x01\n" +
+	"\x04kept\x18\x01 \x03(\v2\x1e.volrep.array.v1.PruneSnapshotR\x04kept\"\x88\x02\n" +
 	"\vForwardOpen\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\tR\x03pod\x12&\n" +
 	"\x0fsource_array_id\x18\x02 \x01(\tR\rsourceArrayId\x12\x1d\n" +
@@ -2893,7 +2904,8 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\bmediated\x18\x04 \x01(\bR\bmediated\x12\x18\n" +
 	"\asession\x18\x05 \x01(\x04R\asession\x12*\n" +
 	"\x11compare_and_write\x18\x06 \x01(\bR\x0fcompareAndWrite\x12\x19\n" +
-	"\blu_reset\x18\a \x01(\bR\aluReset\"8\n" +
+	"\blu_reset\x18\a \x01(\bR\aluReset\x12#\n" +
+	"\rmediator_name\x18\b \x01(\tR\fmediatorName\"8\n" +
 	"\fForwardReset\x12\x16\n" +
 	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\"p\n" +

@@ -2866,8 +2866,12 @@ type TargetReplicationInfo struct {
 	TargetOwnWrites    string `protobuf:"bytes,18,opt,name=target_own_writes,json=targetOwnWrites,proto3" json:"target_own_writes,omitempty"`
 	TargetOwnMessage   string `protobuf:"bytes,19,opt,name=target_own_message,json=targetOwnMessage,proto3" json:"target_own_message,omitempty"`
 	TargetMediatorHeld bool   `protobuf:"varint,20,opt,name=target_mediator_held,json=targetMediatorHeld,proto3" json:"target_mediator_held,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Sync targets with a mediator: the pod's name there, which 'volrep
+	// mediator show' and 'forget-mark' take (PRIMARY_ARRAY_ID/POD, or the
+	// pod's name alone for a pod begun before names were scoped).
+	MediatorName  string `protobuf:"bytes,21,opt,name=mediator_name,json=mediatorName,proto3" json:"mediator_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TargetReplicationInfo) Reset() {
@@ -3038,6 +3042,13 @@ func (x *TargetReplicationInfo) GetTargetMediatorHeld() bool {
 		return x.TargetMediatorHeld
 	}
 	return false
+}
+
+func (x *TargetReplicationInfo) GetMediatorName() string {
+	if x != nil {
+		return x.MediatorName
+	}
+	return ""
 }
 
 type GetReplicationInfoRequest struct {
@@ -7443,7 +7454,7 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\bnew_type\x18\x03 \x01(\v2\x1c.volrep.driver.v1.VolumeTypeR\anewType\"l\n" +
 	"\x0eRetypeResponse\x12\x18\n" +
 	"\aretyped\x18\x01 \x01(\bR\aretyped\x12@\n" +
-	"\fmodel_update\x18\x02 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\"\xea\x06\n" +
+	"\fmodel_update\x18\x02 \x01(\v2\x1d.volrep.driver.v1.ModelUpdateR\vmodelUpdate\"\x8f\a\n" +
 	"\x15TargetReplicationInfo\x12\x1d\n" +
 	"\n" +
 	"backend_id\x18\x01 \x01(\tR\tbackendId\x12\x12\n" +
@@ -7467,7 +7478,8 @@ const file_volrep_driver_v1_driver_service_proto_rawDesc = "" +
 	"\x10target_own_state\x18\x11 \x01(\tR\x0etargetOwnState\x12*\n" +
 	"\x11target_own_writes\x18\x12 \x01(\tR\x0ftargetOwnWrites\x12,\n" +
 	"\x12target_own_message\x18\x13 \x01(\tR\x10targetOwnMessage\x120\n" +
-	"\x14target_mediator_held\x18\x14 \x01(\bR\x12targetMediatorHeld\"R\n" +
+	"\x14target_mediator_held\x18\x14 \x01(\bR\x12targetMediatorHeld\x12#\n" +
+	"\rmediator_name\x18\x15 \x01(\tR\fmediatorName\"R\n" +
 	"\x19GetReplicationInfoRequest\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1b\n" +
 	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\"\x8b\x03\n" +

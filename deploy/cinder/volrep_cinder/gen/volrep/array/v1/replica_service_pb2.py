@@ -22,7 +22,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/replica_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n%volrep/array/v1/replica_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/wrappers.proto\"C\n\tRetention\x12\x17\n\x0f\x61ll_for_seconds\x18\x01 \x01(\x03\x12\x0f\n\x07per_day\x18\x02 \x01(\x05\x12\x0c\n\x04\x64\x61ys\x18\x03 \x01(\x05\"\xe3\t\n\x07Replica\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.volrep.array.v1.EntityKind\x12\x14\n\x0clocal_entity\x18\x03 \x01(\t\x12\x0c\n\x04link\x18\x04 \x01(\t\x12\x13\n\x0bremote_pool\x18\x05 \x01(\t\x12\x15\n\rremote_entity\x18\x06 \x01(\t\x12\x45\n\x0fmember_mappings\x18\x07 \x03(\x0b\x32,.volrep.array.v1.Replica.MemberMappingsEntry\x12:\n\x10replication_type\x18\x08 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12,\n\x05state\x18\t \x01(\x0e\x32\x1d.volrep.array.v1.ReplicaState\x12.\n\nsync_state\x18\n \x01(\x0e\x32\x1a.volrep.array.v1.SyncState\x12\x15\n\rstate_message\x18\x0b \x01(\t\x12\x18\n\x10interval_seconds\x18\x0c \x01(\x03\x12\x13\n\x0brpo_seconds\x18\r \x01(\x03\x12,\n\trpo_state\x18\x0e \x01(\x0e\x32\x19.volrep.array.v1.RPOState\x12\x34\n\x10target_retention\x18\x0f \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x10 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x35\n\x11last_synchronized\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0flast_sync_bytes\x18\x12 \x01(\x03\x12\"\n\x1alast_sync_duration_seconds\x18\x13 \x01(\x01\x12#\n\x1bthroughput_bytes_per_second\x18\x14 \x01(\x01\x12\x13\n\x0blag_seconds\x18\x15 \x01(\x03\x12\x15\n\rlast_snapshot\x18\x16 \x01(\t\x12+\n\x07\x63reated\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10total_bytes_sent\x18\x18 \x01(\x03\x12*\n\x04mode\x18\x19 \x01(\x0e\x32\x1c.volrep.array.v1.ReplicaMode\x12\x12\n\npeer_state\x18\x1a \x01(\t\x12\x19\n\x11last_resync_bytes\x18\x1b \x01(\x03\x12\x13\n\x0b\x64irty_bytes\x18\x1c \x01(\x03\x12\x17\n\x0fsync_timeout_ms\x18\x1d \x01(\x03\x12\x16\n\x0emirrored_bytes\x18\x1e \x01(\x03\x12\x14\n\x0cpod_mediator\x18\x1f \x03(\t\x12\x11\n\tpod_state\x18  \x01(\t\x12\x16\n\x0emediator_state\x18! \x01(\t\x12\x18\n\x10mediator_message\x18\" \x01(\t\x12\x15\n\rmediator_held\x18# \x01(\x08\x12\x0e\n\x06writes\x18$ \x01(\t\x12\x13\n\x0bpeer_writes\x18% \x01(\t\x12\x13\n\x0bprefer_peer\x18& \x01(\x08\x1a\x35\n\x13MemberMappingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe8\x03\n\x16ReplicateEntityRequest\x12\x17\n\x0fsync_timeout_ms\x18\x0e \x01(\x03\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12*\n\x04mode\x18\x04 \x01(\x0e\x32\x1c.volrep.array.v1.ReplicaMode\x12\x13\n\x0bremote_pool\x18\x05 \x01(\t\x12\x15\n\rremote_volume\x18\x06 \x01(\t\x12\x16\n\x0elocal_snapshot\x18\x07 \x01(\t\x12\x17\n\x0fremote_snapshot\x18\x08 \x01(\t\x12:\n\x10replication_type\x18\t \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12\x18\n\x10interval_seconds\x18\n \x01(\x03\x12\x13\n\x0brpo_seconds\x18\x0b \x01(\x03\x12\x34\n\x10target_retention\x18\x0c \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\r \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x14\n\x0cpod_mediator\x18\x0f \x03(\t\x12\x13\n\x0bprefer_peer\x18\x10 \x01(\x08\"D\n\x17ReplicateEntityResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"\x9c\x04\n\x19ReplicateConsGroupRequest\x12\x17\n\x0fsync_timeout_ms\x18\x0c \x01(\x03\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12\x13\n\x0bremote_pool\x18\x04 \x01(\t\x12\x14\n\x0cremote_group\x18\x05 \x01(\t\x12W\n\x0fmember_mappings\x18\x06 \x03(\x0b\x32>.volrep.array.v1.ReplicateConsGroupRequest.MemberMappingsEntry\x12:\n\x10replication_type\x18\x07 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12\x18\n\x10interval_seconds\x18\x08 \x01(\x03\x12\x13\n\x0brpo_seconds\x18\t \x01(\x03\x12\x34\n\x10target_retention\x18\n \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x0b \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x14\n\x0cpod_mediator\x18\r \x03(\t\x12\x13\n\x0bprefer_peer\x18\x0e \x01(\x08\x1a\x35\n\x13MemberMappingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"G\n\x1aReplicateConsGroupResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"!\n\x11GetReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x12GetReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"R\n\x13ListReplicasRequest\x12\x14\n\x0clocal_entity\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"[\n\x14ListReplicasResponse\x12*\n\x08replicas\x18\x01 \x03(\x0b\x32\x18.volrep.array.v1.Replica\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xf0\x01\n\x14UpdateReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x03\x12\x13\n\x0brpo_seconds\x18\x03 \x01(\x03\x12\x34\n\x10target_retention\x18\x04 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x05 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12/\n\x0bprefer_peer\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.BoolValue\"B\n\x15UpdateReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\";\n\x14\x44\x65leteReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rdelete_remote\x18\x02 \x01(\x08\"\x17\n\x15\x44\x65leteReplicaResponse\"%\n\x15SuspendReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x16SuspendReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"$\n\x14ResumeReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x15ResumeReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"0\n\x12SyncReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04wait\x18\x02 \x01(\x08\"@\n\x13SyncReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"d\n\x18\x43hangeReplicaTypeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12:\n\x10replication_type\x18\x02 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\"F\n\x19\x43hangeReplicaTypeResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"\xbe\x02\n\x18ReplicateSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12\x13\n\x0bremote_pool\x18\x04 \x01(\t\x12\x15\n\rremote_volume\x18\x05 \x01(\t\x12\x17\n\x0f\x66orce_full_copy\x18\x06 \x01(\x08\x12\x11\n\tsnapshots\x18\x07 \x03(\t\x12_\n\x14remote_volume_labels\x18\x08 \x03(\x0b\x32\x41.volrep.array.v1.ReplicateSnapshotRequest.RemoteVolumeLabelsEntry\x1a\x39\n\x17RemoteVolumeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"1\n\x19ReplicateSnapshotResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t*j\n\x0fReplicationType\x12 \n\x1cREPLICATION_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16REPLICATION_TYPE_ASYNC\x10\x01\x12\x19\n\x15REPLICATION_TYPE_SYNC\x10\x02*\x88\x01\n\x0bReplicaMode\x12\x1c\n\x18REPLICA_MODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICA_MODE_CREATE_TARGET\x10\x01\x12 \n\x1cREPLICA_MODE_EXISTING_TARGET\x10\x02\x12\x19\n\x15REPLICA_MODE_USE_BASE\x10\x03*\xb9\x01\n\x0cReplicaState\x12\x1d\n\x19REPLICA_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICA_STATE_INITIALIZING\x10\x01\x12\x18\n\x14REPLICA_STATE_ACTIVE\x10\x02\x12\x1b\n\x17REPLICA_STATE_SUSPENDED\x10\x03\x12\x1a\n\x16REPLICA_STATE_DEGRADED\x10\x04\x12\x17\n\x13REPLICA_STATE_ERROR\x10\x05*\x91\x01\n\tSyncState\x12\x1a\n\x16SYNC_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSYNC_STATE_IDLE\x10\x01\x12\x1f\n\x1bSYNC_STATE_SYNC_IN_PROGRESS\x10\x02\x12\x16\n\x12SYNC_STATE_IN_SYNC\x10\x03\x12\x1a\n\x16SYNC_STATE_OUT_OF_SYNC\x10\x04*N\n\x08RPOState\x12\x19\n\x15RPO_STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cRPO_STATE_OK\x10\x01\x12\x15\n\x11RPO_STATE_LAGGING\x10\x02*d\n\nEntityKind\x12\x1b\n\x17\x45NTITY_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45NTITY_KIND_VOLUME\x10\x01\x12!\n\x1d\x45NTITY_KIND_CONSISTENCY_GROUP\x10\x02\x32\xce\x08\n\x0eReplicaService\x12\x64\n\x0fReplicateEntity\x12\'.volrep.array.v1.ReplicateEntityRequest\x1a(.volrep.array.v1.ReplicateEntityResponse\x12m\n\x12ReplicateConsGroup\x12*.volrep.array.v1.ReplicateConsGroupRequest\x1a+.volrep.array.v1.ReplicateConsGroupResponse\x12U\n\nGetReplica\x12\".volrep.array.v1.GetReplicaRequest\x1a#.volrep.array.v1.GetReplicaResponse\x12[\n\x0cListReplicas\x12$.volrep.array.v1.ListReplicasRequest\x1a%.volrep.array.v1.ListReplicasResponse\x12^\n\rUpdateReplica\x12%.volrep.array.v1.UpdateReplicaRequest\x1a&.volrep.array.v1.UpdateReplicaResponse\x12^\n\rDeleteReplica\x12%.volrep.array.v1.DeleteReplicaRequest\x1a&.volrep.array.v1.DeleteReplicaResponse\x12\x61\n\x0eSuspendReplica\x12&.volrep.array.v1.SuspendReplicaRequest\x1a\'.volrep.array.v1.SuspendReplicaResponse\x12^\n\rResumeReplica\x12%.volrep.array.v1.ResumeReplicaRequest\x1a&.volrep.array.v1.ResumeReplicaResponse\x12X\n\x0bSyncReplica\x12#.volrep.array.v1.SyncReplicaRequest\x1a$.volrep.array.v1.SyncReplicaResponse\x12j\n\x11\x43hangeReplicaType\x12).volrep.array.v1.ChangeReplicaTypeRequest\x1a*.volrep.array.v1.ChangeReplicaTypeResponse\x12j\n\x11ReplicateSnapshot\x12).volrep.array.v1.ReplicateSnapshotRequest\x1a*.volrep.array.v1.ReplicateSnapshotResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n%volrep/array/v1/replica_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/wrappers.proto\"C\n\tRetention\x12\x17\n\x0f\x61ll_for_seconds\x18\x01 \x01(\x03\x12\x0f\n\x07per_day\x18\x02 \x01(\x05\x12\x0c\n\x04\x64\x61ys\x18\x03 \x01(\x05\"\xfa\t\n\x07Replica\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.volrep.array.v1.EntityKind\x12\x14\n\x0clocal_entity\x18\x03 \x01(\t\x12\x0c\n\x04link\x18\x04 \x01(\t\x12\x13\n\x0bremote_pool\x18\x05 \x01(\t\x12\x15\n\rremote_entity\x18\x06 \x01(\t\x12\x45\n\x0fmember_mappings\x18\x07 \x03(\x0b\x32,.volrep.array.v1.Replica.MemberMappingsEntry\x12:\n\x10replication_type\x18\x08 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12,\n\x05state\x18\t \x01(\x0e\x32\x1d.volrep.array.v1.ReplicaState\x12.\n\nsync_state\x18\n \x01(\x0e\x32\x1a.volrep.array.v1.SyncState\x12\x15\n\rstate_message\x18\x0b \x01(\t\x12\x18\n\x10interval_seconds\x18\x0c \x01(\x03\x12\x13\n\x0brpo_seconds\x18\r \x01(\x03\x12,\n\trpo_state\x18\x0e \x01(\x0e\x32\x19.volrep.array.v1.RPOState\x12\x34\n\x10target_retention\x18\x0f \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x10 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x35\n\x11last_synchronized\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0flast_sync_bytes\x18\x12 \x01(\x03\x12\"\n\x1alast_sync_duration_seconds\x18\x13 \x01(\x01\x12#\n\x1bthroughput_bytes_per_second\x18\x14 \x01(\x01\x12\x13\n\x0blag_seconds\x18\x15 \x01(\x03\x12\x15\n\rlast_snapshot\x18\x16 \x01(\t\x12+\n\x07\x63reated\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10total_bytes_sent\x18\x18 \x01(\x03\x12*\n\x04mode\x18\x19 \x01(\x0e\x32\x1c.volrep.array.v1.ReplicaMode\x12\x12\n\npeer_state\x18\x1a \x01(\t\x12\x19\n\x11last_resync_bytes\x18\x1b \x01(\x03\x12\x13\n\x0b\x64irty_bytes\x18\x1c \x01(\x03\x12\x17\n\x0fsync_timeout_ms\x18\x1d \x01(\x03\x12\x16\n\x0emirrored_bytes\x18\x1e \x01(\x03\x12\x14\n\x0cpod_mediator\x18\x1f \x03(\t\x12\x11\n\tpod_state\x18  \x01(\t\x12\x16\n\x0emediator_state\x18! \x01(\t\x12\x18\n\x10mediator_message\x18\" \x01(\t\x12\x15\n\rmediator_held\x18# \x01(\x08\x12\x0e\n\x06writes\x18$ \x01(\t\x12\x13\n\x0bpeer_writes\x18% \x01(\t\x12\x13\n\x0bprefer_peer\x18& \x01(\x08\x12\x15\n\rmediator_name\x18\' \x01(\t\x1a\x35\n\x13MemberMappingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe8\x03\n\x16ReplicateEntityRequest\x12\x17\n\x0fsync_timeout_ms\x18\x0e \x01(\x03\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12*\n\x04mode\x18\x04 \x01(\x0e\x32\x1c.volrep.array.v1.ReplicaMode\x12\x13\n\x0bremote_pool\x18\x05 \x01(\t\x12\x15\n\rremote_volume\x18\x06 \x01(\t\x12\x16\n\x0elocal_snapshot\x18\x07 \x01(\t\x12\x17\n\x0fremote_snapshot\x18\x08 \x01(\t\x12:\n\x10replication_type\x18\t \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12\x18\n\x10interval_seconds\x18\n \x01(\x03\x12\x13\n\x0brpo_seconds\x18\x0b \x01(\x03\x12\x34\n\x10target_retention\x18\x0c \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\r \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x14\n\x0cpod_mediator\x18\x0f \x03(\t\x12\x13\n\x0bprefer_peer\x18\x10 \x01(\x08\"D\n\x17ReplicateEntityResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"\x9c\x04\n\x19ReplicateConsGroupRequest\x12\x17\n\x0fsync_timeout_ms\x18\x0c \x01(\x03\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12\x13\n\x0bremote_pool\x18\x04 \x01(\t\x12\x14\n\x0cremote_group\x18\x05 \x01(\t\x12W\n\x0fmember_mappings\x18\x06 \x03(\x0b\x32>.volrep.array.v1.ReplicateConsGroupRequest.MemberMappingsEntry\x12:\n\x10replication_type\x18\x07 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\x12\x18\n\x10interval_seconds\x18\x08 \x01(\x03\x12\x13\n\x0brpo_seconds\x18\t \x01(\x03\x12\x34\n\x10target_retention\x18\n \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x0b \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x14\n\x0cpod_mediator\x18\r \x03(\t\x12\x13\n\x0bprefer_peer\x18\x0e \x01(\x08\x1a\x35\n\x13MemberMappingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"G\n\x1aReplicateConsGroupResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"!\n\x11GetReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x12GetReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"R\n\x13ListReplicasRequest\x12\x14\n\x0clocal_entity\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"[\n\x14ListReplicasResponse\x12*\n\x08replicas\x18\x01 \x03(\x0b\x32\x18.volrep.array.v1.Replica\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xf0\x01\n\x14UpdateReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x03\x12\x13\n\x0brpo_seconds\x18\x03 \x01(\x03\x12\x34\n\x10target_retention\x18\x04 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\x34\n\x10source_retention\x18\x05 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12/\n\x0bprefer_peer\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.BoolValue\"B\n\x15UpdateReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\";\n\x14\x44\x65leteReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rdelete_remote\x18\x02 \x01(\x08\"\x17\n\x15\x44\x65leteReplicaResponse\"%\n\x15SuspendReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x16SuspendReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"$\n\x14ResumeReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x15ResumeReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"0\n\x12SyncReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04wait\x18\x02 \x01(\x08\"@\n\x13SyncReplicaResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"d\n\x18\x43hangeReplicaTypeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12:\n\x10replication_type\x18\x02 \x01(\x0e\x32 .volrep.array.v1.ReplicationType\"F\n\x19\x43hangeReplicaTypeResponse\x12)\n\x07replica\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.Replica\"\xbe\x02\n\x18ReplicateSnapshotRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x0c\n\x04link\x18\x03 \x01(\t\x12\x13\n\x0bremote_pool\x18\x04 \x01(\t\x12\x15\n\rremote_volume\x18\x05 \x01(\t\x12\x17\n\x0f\x66orce_full_copy\x18\x06 \x01(\x08\x12\x11\n\tsnapshots\x18\x07 \x03(\t\x12_\n\x14remote_volume_labels\x18\x08 \x03(\x0b\x32\x41.volrep.array.v1.ReplicateSnapshotRequest.RemoteVolumeLabelsEntry\x1a\x39\n\x17RemoteVolumeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"1\n\x19ReplicateSnapshotResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t*j\n\x0fReplicationType\x12 \n\x1cREPLICATION_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16REPLICATION_TYPE_ASYNC\x10\x01\x12\x19\n\x15REPLICATION_TYPE_SYNC\x10\x02*\x88\x01\n\x0bReplicaMode\x12\x1c\n\x18REPLICA_MODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICA_MODE_CREATE_TARGET\x10\x01\x12 \n\x1cREPLICA_MODE_EXISTING_TARGET\x10\x02\x12\x19\n\x15REPLICA_MODE_USE_BASE\x10\x03*\xb9\x01\n\x0cReplicaState\x12\x1d\n\x19REPLICA_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICA_STATE_INITIALIZING\x10\x01\x12\x18\n\x14REPLICA_STATE_ACTIVE\x10\x02\x12\x1b\n\x17REPLICA_STATE_SUSPENDED\x10\x03\x12\x1a\n\x16REPLICA_STATE_DEGRADED\x10\x04\x12\x17\n\x13REPLICA_STATE_ERROR\x10\x05*\x91\x01\n\tSyncState\x12\x1a\n\x16SYNC_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSYNC_STATE_IDLE\x10\x01\x12\x1f\n\x1bSYNC_STATE_SYNC_IN_PROGRESS\x10\x02\x12\x16\n\x12SYNC_STATE_IN_SYNC\x10\x03\x12\x1a\n\x16SYNC_STATE_OUT_OF_SYNC\x10\x04*N\n\x08RPOState\x12\x19\n\x15RPO_STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cRPO_STATE_OK\x10\x01\x12\x15\n\x11RPO_STATE_LAGGING\x10\x02*d\n\nEntityKind\x12\x1b\n\x17\x45NTITY_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45NTITY_KIND_VOLUME\x10\x01\x12!\n\x1d\x45NTITY_KIND_CONSISTENCY_GROUP\x10\x02\x32\xce\x08\n\x0eReplicaService\x12\x64\n\x0fReplicateEntity\x12\'.volrep.array.v1.ReplicateEntityRequest\x1a(.volrep.array.v1.ReplicateEntityResponse\x12m\n\x12ReplicateConsGroup\x12*.volrep.array.v1.ReplicateConsGroupRequest\x1a+.volrep.array.v1.ReplicateConsGroupResponse\x12U\n\nGetReplica\x12\".volrep.array.v1.GetReplicaRequest\x1a#.volrep.array.v1.GetReplicaResponse\x12[\n\x0cListReplicas\x12$.volrep.array.v1.ListReplicasRequest\x1a%.volrep.array.v1.ListReplicasResponse\x12^\n\rUpdateReplica\x12%.volrep.array.v1.UpdateReplicaRequest\x1a&.volrep.array.v1.UpdateReplicaResponse\x12^\n\rDeleteReplica\x12%.volrep.array.v1.DeleteReplicaRequest\x1a&.volrep.array.v1.DeleteReplicaResponse\x12\x61\n\x0eSuspendReplica\x12&.volrep.array.v1.SuspendReplicaRequest\x1a\'.volrep.array.v1.SuspendReplicaResponse\x12^\n\rResumeReplica\x12%.volrep.array.v1.ResumeReplicaRequest\x1a&.volrep.array.v1.ResumeReplicaResponse\x12X\n\x0bSyncReplica\x12#.volrep.array.v1.SyncReplicaRequest\x1a$.volrep.array.v1.SyncReplicaResponse\x12j\n\x11\x43hangeReplicaType\x12).volrep.array.v1.ChangeReplicaTypeRequest\x1a*.volrep.array.v1.ChangeReplicaTypeResponse\x12j\n\x11ReplicateSnapshot\x12).volrep.array.v1.ReplicateSnapshotRequest\x1a*.volrep.array.v1.ReplicateSnapshotResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,google_dot_protobuf_dot_wrappers__pb2.DESCRIPTOR,])
 
@@ -47,8 +47,8 @@ _REPLICATIONTYPE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=4173,
-  serialized_end=4279,
+  serialized_start=4196,
+  serialized_end=4302,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICATIONTYPE)
 
@@ -78,8 +78,8 @@ _REPLICAMODE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=4282,
-  serialized_end=4418,
+  serialized_start=4305,
+  serialized_end=4441,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICAMODE)
 
@@ -117,8 +117,8 @@ _REPLICASTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=4421,
-  serialized_end=4606,
+  serialized_start=4444,
+  serialized_end=4629,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICASTATE)
 
@@ -152,8 +152,8 @@ _SYNCSTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=4609,
-  serialized_end=4754,
+  serialized_start=4632,
+  serialized_end=4777,
 )
 _sym_db.RegisterEnumDescriptor(_SYNCSTATE)
 
@@ -179,8 +179,8 @@ _RPOSTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=4756,
-  serialized_end=4834,
+  serialized_start=4779,
+  serialized_end=4857,
 )
 _sym_db.RegisterEnumDescriptor(_RPOSTATE)
 
@@ -206,8 +206,8 @@ _ENTITYKIND = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=4836,
-  serialized_end=4936,
+  serialized_start=4859,
+  serialized_end=4959,
 )
 _sym_db.RegisterEnumDescriptor(_ENTITYKIND)
 
@@ -317,8 +317,8 @@ _REPLICA_MEMBERMAPPINGSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1391,
-  serialized_end=1444,
+  serialized_start=1414,
+  serialized_end=1467,
 )
 
 _REPLICA = _descriptor.Descriptor(
@@ -594,6 +594,13 @@ _REPLICA = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='mediator_name', full_name='volrep.array.v1.Replica.mediator_name', index=38,
+      number=39, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -607,7 +614,7 @@ _REPLICA = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=193,
-  serialized_end=1444,
+  serialized_end=1467,
 )
 
 
@@ -742,8 +749,8 @@ _REPLICATEENTITYREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1447,
-  serialized_end=1935,
+  serialized_start=1470,
+  serialized_end=1958,
 )
 
 
@@ -773,8 +780,8 @@ _REPLICATEENTITYRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1937,
-  serialized_end=2005,
+  serialized_start=1960,
+  serialized_end=2028,
 )
 
 
@@ -811,8 +818,8 @@ _REPLICATECONSGROUPREQUEST_MEMBERMAPPINGSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1391,
-  serialized_end=1444,
+  serialized_start=1414,
+  serialized_end=1467,
 )
 
 _REPLICATECONSGROUPREQUEST = _descriptor.Descriptor(
@@ -932,8 +939,8 @@ _REPLICATECONSGROUPREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2008,
-  serialized_end=2548,
+  serialized_start=2031,
+  serialized_end=2571,
 )
 
 
@@ -963,8 +970,8 @@ _REPLICATECONSGROUPRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2550,
-  serialized_end=2621,
+  serialized_start=2573,
+  serialized_end=2644,
 )
 
 
@@ -994,8 +1001,8 @@ _GETREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2623,
-  serialized_end=2656,
+  serialized_start=2646,
+  serialized_end=2679,
 )
 
 
@@ -1025,8 +1032,8 @@ _GETREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2658,
-  serialized_end=2721,
+  serialized_start=2681,
+  serialized_end=2744,
 )
 
 
@@ -1070,8 +1077,8 @@ _LISTREPLICASREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2723,
-  serialized_end=2805,
+  serialized_start=2746,
+  serialized_end=2828,
 )
 
 
@@ -1108,8 +1115,8 @@ _LISTREPLICASRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2807,
-  serialized_end=2898,
+  serialized_start=2830,
+  serialized_end=2921,
 )
 
 
@@ -1174,8 +1181,8 @@ _UPDATEREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2901,
-  serialized_end=3141,
+  serialized_start=2924,
+  serialized_end=3164,
 )
 
 
@@ -1205,8 +1212,8 @@ _UPDATEREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3143,
-  serialized_end=3209,
+  serialized_start=3166,
+  serialized_end=3232,
 )
 
 
@@ -1243,8 +1250,8 @@ _DELETEREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3211,
-  serialized_end=3270,
+  serialized_start=3234,
+  serialized_end=3293,
 )
 
 
@@ -1267,8 +1274,8 @@ _DELETEREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3272,
-  serialized_end=3295,
+  serialized_start=3295,
+  serialized_end=3318,
 )
 
 
@@ -1298,8 +1305,8 @@ _SUSPENDREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3297,
-  serialized_end=3334,
+  serialized_start=3320,
+  serialized_end=3357,
 )
 
 
@@ -1329,8 +1336,8 @@ _SUSPENDREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3336,
-  serialized_end=3403,
+  serialized_start=3359,
+  serialized_end=3426,
 )
 
 
@@ -1360,8 +1367,8 @@ _RESUMEREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3405,
-  serialized_end=3441,
+  serialized_start=3428,
+  serialized_end=3464,
 )
 
 
@@ -1391,8 +1398,8 @@ _RESUMEREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3443,
-  serialized_end=3509,
+  serialized_start=3466,
+  serialized_end=3532,
 )
 
 
@@ -1429,8 +1436,8 @@ _SYNCREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3511,
-  serialized_end=3559,
+  serialized_start=3534,
+  serialized_end=3582,
 )
 
 
@@ -1460,8 +1467,8 @@ _SYNCREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3561,
-  serialized_end=3625,
+  serialized_start=3584,
+  serialized_end=3648,
 )
 
 
@@ -1498,8 +1505,8 @@ _CHANGEREPLICATYPEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3627,
-  serialized_end=3727,
+  serialized_start=3650,
+  serialized_end=3750,
 )
 
 
@@ -1529,8 +1536,8 @@ _CHANGEREPLICATYPERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3729,
-  serialized_end=3799,
+  serialized_start=3752,
+  serialized_end=3822,
 )
 
 
@@ -1567,8 +1574,8 @@ _REPLICATESNAPSHOTREQUEST_REMOTEVOLUMELABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4063,
-  serialized_end=4120,
+  serialized_start=4086,
+  serialized_end=4143,
 )
 
 _REPLICATESNAPSHOTREQUEST = _descriptor.Descriptor(
@@ -1646,8 +1653,8 @@ _REPLICATESNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3802,
-  serialized_end=4120,
+  serialized_start=3825,
+  serialized_end=4143,
 )
 
 
@@ -1677,8 +1684,8 @@ _REPLICATESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4122,
-  serialized_end=4171,
+  serialized_start=4145,
+  serialized_end=4194,
 )
 
 _REPLICA_MEMBERMAPPINGSENTRY.containing_type = _REPLICA
@@ -1957,8 +1964,8 @@ _REPLICASERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=4939,
-  serialized_end=6041,
+  serialized_start=4962,
+  serialized_end=6064,
   methods=[
   _descriptor.MethodDescriptor(
     name='ReplicateEntity',

@@ -22,7 +22,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/transfer_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%volrep/array/v1/replica_service.proto\x1a$volrep/array/v1/volume_service.proto\" \n\x11GetPodCopyRequest\x12\x0b\n\x03pod\x18\x01 \x01(\t\";\n\x12GetPodCopyResponse\x12%\n\x03pod\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.PodCopy\"\x86\x01\n\x07PodCopy\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06writes\x18\x03 \x01(\t\x12\x0f\n\x07volumes\x18\x04 \x03(\t\x12\x16\n\x0emediator_state\x18\x05 \x01(\t\x12\x15\n\rmediator_held\x18\x06 \x01(\x08\x12\x0f\n\x07message\x18\x07 \x01(\t\"\xb9\x04\n\rReceiveHeader\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12G\n\rvolume_labels\x18\x05 \x03(\x0b\x32\x30.volrep.array.v1.ReceiveHeader.VolumeLabelsEntry\x12\x11\n\tbase_guid\x18\x06 \x01(\t\x12\x15\n\rsnapshot_name\x18\x07 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x08 \x01(\t\x12\x34\n\x10snapshot_created\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\n \x03(\x0b\x32\x32.volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry\x12\x17\n\x0fsource_array_id\x18\x0b \x01(\t\x12\x12\n\ncompressed\x18\x0c \x01(\x08\x12\x11\n\tread_only\x18\r \x01(\x08\x12\x11\n\toverwrite\x18\x0e \x01(\x08\x12\x15\n\rvolume_serial\x18\x0f \x01(\t\x1a\x33\n\x11VolumeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x03(\x07\x12\x0e\n\x06length\x18\x04 \x01(\x03\",\n\nZeroExtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\"0\n\x0eReceiveTrailer\x12\x0e\n\x06\x62locks\x18\x01 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x06\"\xd6\x01\n\x0eReceiveRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.volrep.array.v1.ReceiveHeaderH\x00\x12*\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunkH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.ZeroExtentH\x00\x12\x32\n\x07trailer\x18\x04 \x01(\x0b\x32\x1f.volrep.array.v1.ReceiveTrailerH\x00\x42\x05\n\x03msg\"?\n\x0cReceiveReady\x12\x15\n\rresume_offset\x18\x01 \x01(\x03\x12\x18\n\x10\x61lready_received\x18\x02 \x01(\x08\"W\n\x10ReceiveCommitted\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x03\"\x80\x01\n\x0fReceiveResponse\x12.\n\x05ready\x18\x01 \x01(\x0b\x32\x1d.volrep.array.v1.ReceiveReadyH\x00\x12\x36\n\tcommitted\x18\x02 \x01(\x0b\x32!.volrep.array.v1.ReceiveCommittedH\x00\x42\x05\n\x03msg\"2\n\nMirrorOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\"\x8b\x01\n\x0bMirrorWrite\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x19\n\x11\x66orwarded_session\x18\x05 \x01(\x04\x12\x15\n\rforwarded_seq\x18\x06 \x01(\x04\x12\x0f\n\x07\x63ompare\x18\x07 \x01(\x0c\"I\n\nMirrorZero\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"+\n\x0bMirrorFlush\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07volumes\x18\x02 \x03(\t\"\x81\x02\n\rMirrorRequest\x12+\n\x04open\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorOpenH\x00\x12-\n\x05write\x18\x02 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x04 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x12\x31\n\x08lu_reset\x18\x05 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardResetH\x00\x42\x05\n\x03msg\",\n\x0eMirrorResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x9a\x02\n\rAdvanceMember\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x11\n\tbase_guid\x18\x02 \x01(\t\x12\x15\n\rsnapshot_name\x18\x03 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x04 \x01(\t\x12\x34\n\x10snapshot_created\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\x06 \x03(\x0b\x32\x32.volrep.array.v1.AdvanceMember.SnapshotLabelsEntry\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x0e\x41\x64vanceRequest\x12\x17\n\x0fsource_array_id\x18\x01 \x01(\t\x12/\n\x07members\x18\x02 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceMember\"]\n\rAdvanceResult\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12+\n\x08snapshot\x18\x02 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x0f\n\x07refused\x18\x03 \x01(\t\"B\n\x0f\x41\x64vanceResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceResult\"1\n\rPruneSnapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"\x88\x01\n\x0cPruneRequest\x12\x0f\n\x07replica\x18\x01 \x01(\t\x12\x0f\n\x07volumes\x18\x02 \x03(\t\x12-\n\tretention\x18\x03 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\'\n\x03now\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\rPruneResponse\x12,\n\x04kept\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.PruneSnapshot\"\x97\x01\n\x0b\x46orwardOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\x12\x10\n\x08mediated\x18\x04 \x01(\x08\x12\x0f\n\x07session\x18\x05 \x01(\x04\x12\x19\n\x11\x63ompare_and_write\x18\x06 \x01(\x08\x12\x10\n\x08lu_reset\x18\x07 \x01(\x08\"+\n\x0c\x46orwardReset\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"L\n\x0c\x46orwardState\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0f\n\x07in_sync\x18\x02 \x01(\x08\x12\x1a\n\x12receiver_preferred\x18\x03 \x01(\x08\"\x80\x01\n\rForwardResult\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x16\n\x0emirror_pending\x18\x04 \x01(\x08\x12\x12\n\nmiscompare\x18\x05 \x01(\x08\x12\x19\n\x11miscompare_offset\x18\x06 \x01(\x03\"\xa7\x01\n\x0e\x46orwardRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ForwardOpenH\x00\x12.\n\x05state\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardStateH\x00\x12\x30\n\x06result\x18\x03 \x01(\x0b\x32\x1e.volrep.array.v1.ForwardResultH\x00\x42\x05\n\x03msg\"\xd6\x01\n\x0f\x46orwardResponse\x12-\n\x05write\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x02 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x03 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x12\x31\n\x08lu_reset\x18\x04 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardResetH\x00\x42\x05\n\x03msg\"I\n\rReclaimVolume\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12(\n\x07\x65xtents\x18\x02 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"x\n\x0bReclaimOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12/\n\x07volumes\x18\x03 \x03(\x0b\x32\x1e.volrep.array.v1.ReclaimVolume\x12\x12\n\ntimeout_ms\x18\x04 \x01(\x03\"\x10\n\x0eReclaimApplied\"y\n\x0eReclaimRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimOpenH\x00\x12\x32\n\x07\x61pplied\x18\x02 \x01(\x0b\x32\x1f.volrep.array.v1.ReclaimAppliedH\x00\x42\x05\n\x03msg\"H\n\x0bReclaimData\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunk\"+\n\x0cReclaimRound\x12\r\n\x05\x62ytes\x18\x01 \x01(\x03\x12\x0c\n\x04last\x18\x02 \x01(\x08\"\x11\n\x0fReclaimReleased\"\xac\x01\n\x0fReclaimResponse\x12,\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimDataH\x00\x12.\n\x05round\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ReclaimRoundH\x00\x12\x34\n\x08released\x18\x03 \x01(\x0b\x32 .volrep.array.v1.ReclaimReleasedH\x00\x42\x05\n\x03msg2\xc3\x04\n\x0fTransferService\x12P\n\x07Receive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x01\x30\x01\x12M\n\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x01\x30\x01\x12L\n\x07\x41\x64vance\x12\x1f.volrep.array.v1.AdvanceRequest\x1a .volrep.array.v1.AdvanceResponse\x12\x46\n\x05Prune\x12\x1d.volrep.array.v1.PruneRequest\x1a\x1e.volrep.array.v1.PruneResponse\x12P\n\x07\x46orward\x12\x1f.volrep.array.v1.ForwardRequest\x1a .volrep.array.v1.ForwardResponse(\x01\x30\x01\x12P\n\x07Reclaim\x12\x1f.volrep.array.v1.ReclaimRequest\x1a .volrep.array.v1.ReclaimResponse(\x01\x30\x01\x12U\n\nGetPodCopy\x12\".volrep.array.v1.GetPodCopyRequest\x1a#.volrep.array.v1.GetPodCopyResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%volrep/array/v1/replica_service.proto\x1a$volrep/array/v1/volume_service.proto\" \n\x11GetPodCopyRequest\x12\x0b\n\x03pod\x18\x01 \x01(\t\";\n\x12GetPodCopyResponse\x12%\n\x03pod\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.PodCopy\"\x86\x01\n\x07PodCopy\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06writes\x18\x03 \x01(\t\x12\x0f\n\x07volumes\x18\x04 \x03(\t\x12\x16\n\x0emediator_state\x18\x05 \x01(\t\x12\x15\n\rmediator_held\x18\x06 \x01(\x08\x12\x0f\n\x07message\x18\x07 \x01(\t\"\xb9\x04\n\rReceiveHeader\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12G\n\rvolume_labels\x18\x05 \x03(\x0b\x32\x30.volrep.array.v1.ReceiveHeader.VolumeLabelsEntry\x12\x11\n\tbase_guid\x18\x06 \x01(\t\x12\x15\n\rsnapshot_name\x18\x07 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x08 \x01(\t\x12\x34\n\x10snapshot_created\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\n \x03(\x0b\x32\x32.volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry\x12\x17\n\x0fsource_array_id\x18\x0b \x01(\t\x12\x12\n\ncompressed\x18\x0c \x01(\x08\x12\x11\n\tread_only\x18\r \x01(\x08\x12\x11\n\toverwrite\x18\x0e \x01(\x08\x12\x15\n\rvolume_serial\x18\x0f \x01(\t\x1a\x33\n\x11VolumeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x03(\x07\x12\x0e\n\x06length\x18\x04 \x01(\x03\",\n\nZeroExtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\"0\n\x0eReceiveTrailer\x12\x0e\n\x06\x62locks\x18\x01 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x06\"\xd6\x01\n\x0eReceiveRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.volrep.array.v1.ReceiveHeaderH\x00\x12*\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunkH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.ZeroExtentH\x00\x12\x32\n\x07trailer\x18\x04 \x01(\x0b\x32\x1f.volrep.array.v1.ReceiveTrailerH\x00\x42\x05\n\x03msg\"?\n\x0cReceiveReady\x12\x15\n\rresume_offset\x18\x01 \x01(\x03\x12\x18\n\x10\x61lready_received\x18\x02 \x01(\x08\"W\n\x10ReceiveCommitted\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x03\"\x80\x01\n\x0fReceiveResponse\x12.\n\x05ready\x18\x01 \x01(\x0b\x32\x1d.volrep.array.v1.ReceiveReadyH\x00\x12\x36\n\tcommitted\x18\x02 \x01(\x0b\x32!.volrep.array.v1.ReceiveCommittedH\x00\x42\x05\n\x03msg\"2\n\nMirrorOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\"\x8b\x01\n\x0bMirrorWrite\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x19\n\x11\x66orwarded_session\x18\x05 \x01(\x04\x12\x15\n\rforwarded_seq\x18\x06 \x01(\x04\x12\x0f\n\x07\x63ompare\x18\x07 \x01(\x0c\"I\n\nMirrorZero\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"+\n\x0bMirrorFlush\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07volumes\x18\x02 \x03(\t\"\x81\x02\n\rMirrorRequest\x12+\n\x04open\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorOpenH\x00\x12-\n\x05write\x18\x02 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x04 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x12\x31\n\x08lu_reset\x18\x05 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardResetH\x00\x42\x05\n\x03msg\",\n\x0eMirrorResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x9a\x02\n\rAdvanceMember\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x11\n\tbase_guid\x18\x02 \x01(\t\x12\x15\n\rsnapshot_name\x18\x03 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x04 \x01(\t\x12\x34\n\x10snapshot_created\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\x06 \x03(\x0b\x32\x32.volrep.array.v1.AdvanceMember.SnapshotLabelsEntry\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x0e\x41\x64vanceRequest\x12\x17\n\x0fsource_array_id\x18\x01 \x01(\t\x12/\n\x07members\x18\x02 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceMember\"]\n\rAdvanceResult\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12+\n\x08snapshot\x18\x02 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x0f\n\x07refused\x18\x03 \x01(\t\"B\n\x0f\x41\x64vanceResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceResult\"1\n\rPruneSnapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"\x88\x01\n\x0cPruneRequest\x12\x0f\n\x07replica\x18\x01 \x01(\t\x12\x0f\n\x07volumes\x18\x02 \x03(\t\x12-\n\tretention\x18\x03 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\'\n\x03now\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\rPruneResponse\x12,\n\x04kept\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.PruneSnapshot\"\xae\x01\n\x0b\x46orwardOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\x12\x10\n\x08mediated\x18\x04 \x01(\x08\x12\x0f\n\x07session\x18\x05 \x01(\x04\x12\x19\n\x11\x63ompare_and_write\x18\x06 \x01(\x08\x12\x10\n\x08lu_reset\x18\x07 \x01(\x08\x12\x15\n\rmediator_name\x18\x08 \x01(\t\"+\n\x0c\x46orwardReset\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"L\n\x0c\x46orwardState\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0f\n\x07in_sync\x18\x02 \x01(\x08\x12\x1a\n\x12receiver_preferred\x18\x03 \x01(\x08\"\x80\x01\n\rForwardResult\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x16\n\x0emirror_pending\x18\x04 \x01(\x08\x12\x12\n\nmiscompare\x18\x05 \x01(\x08\x12\x19\n\x11miscompare_offset\x18\x06 \x01(\x03\"\xa7\x01\n\x0e\x46orwardRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ForwardOpenH\x00\x12.\n\x05state\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardStateH\x00\x12\x30\n\x06result\x18\x03 \x01(\x0b\x32\x1e.volrep.array.v1.ForwardResultH\x00\x42\x05\n\x03msg\"\xd6\x01\n\x0f\x46orwardResponse\x12-\n\x05write\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x02 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x03 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x12\x31\n\x08lu_reset\x18\x04 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardResetH\x00\x42\x05\n\x03msg\"I\n\rReclaimVolume\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12(\n\x07\x65xtents\x18\x02 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"x\n\x0bReclaimOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12/\n\x07volumes\x18\x03 \x03(\x0b\x32\x1e.volrep.array.v1.ReclaimVolume\x12\x12\n\ntimeout_ms\x18\x04 \x01(\x03\"\x10\n\x0eReclaimApplied\"y\n\x0eReclaimRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimOpenH\x00\x12\x32\n\x07\x61pplied\x18\x02 \x01(\x0b\x32\x1f.volrep.array.v1.ReclaimAppliedH\x00\x42\x05\n\x03msg\"H\n\x0bReclaimData\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunk\"+\n\x0cReclaimRound\x12\r\n\x05\x62ytes\x18\x01 \x01(\x03\x12\x0c\n\x04last\x18\x02 \x01(\x08\"\x11\n\x0fReclaimReleased\"\xac\x01\n\x0fReclaimResponse\x12,\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimDataH\x00\x12.\n\x05round\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ReclaimRoundH\x00\x12\x34\n\x08released\x18\x03 \x01(\x0b\x32 .volrep.array.v1.ReclaimReleasedH\x00\x42\x05\n\x03msg2\xc3\x04\n\x0fTransferService\x12P\n\x07Receive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x01\x30\x01\x12M\n\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x01\x30\x01\x12L\n\x07\x41\x64vance\x12\x1f.volrep.array.v1.AdvanceRequest\x1a .volrep.array.v1.AdvanceResponse\x12\x46\n\x05Prune\x12\x1d.volrep.array.v1.PruneRequest\x1a\x1e.volrep.array.v1.PruneResponse\x12P\n\x07\x46orward\x12\x1f.volrep.array.v1.ForwardRequest\x1a .volrep.array.v1.ForwardResponse(\x01\x30\x01\x12P\n\x07Reclaim\x12\x1f.volrep.array.v1.ReclaimRequest\x1a .volrep.array.v1.ReclaimResponse(\x01\x30\x01\x12U\n\nGetPodCopy\x12\".volrep.array.v1.GetPodCopyRequest\x1a#.volrep.array.v1.GetPodCopyResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,volrep_dot_array_dot_v1_dot_replica__service__pb2.DESCRIPTOR,volrep_dot_array_dot_v1_dot_volume__service__pb2.DESCRIPTOR,])
 
@@ -1362,6 +1362,13 @@ _FORWARDOPEN = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='mediator_name', full_name='volrep.array.v1.ForwardOpen.mediator_name', index=7,
+      number=8, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -1375,7 +1382,7 @@ _FORWARDOPEN = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=3060,
-  serialized_end=3211,
+  serialized_end=3234,
 )
 
 
@@ -1412,8 +1419,8 @@ _FORWARDRESET = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3213,
-  serialized_end=3256,
+  serialized_start=3236,
+  serialized_end=3279,
 )
 
 
@@ -1457,8 +1464,8 @@ _FORWARDSTATE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3258,
-  serialized_end=3334,
+  serialized_start=3281,
+  serialized_end=3357,
 )
 
 
@@ -1523,8 +1530,8 @@ _FORWARDRESULT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3337,
-  serialized_end=3465,
+  serialized_start=3360,
+  serialized_end=3488,
 )
 
 
@@ -1571,8 +1578,8 @@ _FORWARDREQUEST = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ForwardRequest.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=3468,
-  serialized_end=3635,
+  serialized_start=3491,
+  serialized_end=3658,
 )
 
 
@@ -1626,8 +1633,8 @@ _FORWARDRESPONSE = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ForwardResponse.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=3638,
-  serialized_end=3852,
+  serialized_start=3661,
+  serialized_end=3875,
 )
 
 
@@ -1664,8 +1671,8 @@ _RECLAIMVOLUME = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3854,
-  serialized_end=3927,
+  serialized_start=3877,
+  serialized_end=3950,
 )
 
 
@@ -1716,8 +1723,8 @@ _RECLAIMOPEN = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3929,
-  serialized_end=4049,
+  serialized_start=3952,
+  serialized_end=4072,
 )
 
 
@@ -1740,8 +1747,8 @@ _RECLAIMAPPLIED = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4051,
-  serialized_end=4067,
+  serialized_start=4074,
+  serialized_end=4090,
 )
 
 
@@ -1781,8 +1788,8 @@ _RECLAIMREQUEST = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ReclaimRequest.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=4069,
-  serialized_end=4190,
+  serialized_start=4092,
+  serialized_end=4213,
 )
 
 
@@ -1819,8 +1826,8 @@ _RECLAIMDATA = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4192,
-  serialized_end=4264,
+  serialized_start=4215,
+  serialized_end=4287,
 )
 
 
@@ -1857,8 +1864,8 @@ _RECLAIMROUND = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4266,
-  serialized_end=4309,
+  serialized_start=4289,
+  serialized_end=4332,
 )
 
 
@@ -1881,8 +1888,8 @@ _RECLAIMRELEASED = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4311,
-  serialized_end=4328,
+  serialized_start=4334,
+  serialized_end=4351,
 )
 
 
@@ -1929,8 +1936,8 @@ _RECLAIMRESPONSE = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ReclaimResponse.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=4331,
-  serialized_end=4503,
+  serialized_start=4354,
+  serialized_end=4526,
 )
 
 _GETPODCOPYRESPONSE.fields_by_name['pod'].message_type = _PODCOPY
@@ -2390,8 +2397,8 @@ _TRANSFERSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=4506,
-  serialized_end=5085,
+  serialized_start=4529,
+  serialized_end=5108,
   methods=[
   _descriptor.MethodDescriptor(
     name='Receive',

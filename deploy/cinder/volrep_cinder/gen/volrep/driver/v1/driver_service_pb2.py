@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/driver/v1/driver_service.proto',
   package='volrep.driver.v1',
   syntax='proto3',
-  serialized_pb=_b('\n%volrep/driver/v1/driver_service.proto\x12\x10volrep.driver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x01\n\x0bModelUpdate\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12?\n\x12replication_status\x18\x02 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06status\x18\x03 \x01(\t\x12=\n\x08metadata\x18\x04 \x03(\x0b\x32+.volrep.driver.v1.ModelUpdate.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x02\n\nVolumeType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x41\n\x0b\x65xtra_specs\x18\x03 \x03(\x0b\x32,.volrep.driver.v1.VolumeType.ExtraSpecsEntry\x12=\n\tqos_specs\x18\x04 \x03(\x0b\x32*.volrep.driver.v1.VolumeType.QosSpecsEntry\x1a\x31\n\x0f\x45xtraSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rQosSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x01\n\x07\x42\x61\x63kend\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1b\n\x13volume_backend_name\x18\x02 \x01(\t\x12\n\n\x02up\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x05 \x01(\t\x12\x15\n\rprimary_array\x18\x06 \x01(\t\x12@\n\x13replication_targets\x18\x07 \x03(\x0b\x32#.volrep.driver.v1.ReplicationTarget\"E\n\x11ReplicationTarget\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0e\n\x06san_ip\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"\x9f\x01\n\x06Volume\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x03 \x01(\t\x12?\n\x12replication_status\x18\x04 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\"n\n\x08Snapshot\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x04 \x01(\t\x12\x0c\n\x04guid\x18\x05 \x01(\t\x12\x0f\n\x07\x63reated\x18\x06 \x01(\t\"<\n\x13ListBackendsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x14ListBackendsResponse\x12+\n\x08\x62\x61\x63kends\x18\x01 \x03(\x0b\x32\x19.volrep.driver.v1.Backend\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x15GetVolumeStatsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0f\n\x07refresh\x18\x02 \x01(\x08\"\xbf\x05\n\x16GetVolumeStatsResponse\x12\x1b\n\x13volume_backend_name\x18\x01 \x01(\t\x12\x13\n\x0bvendor_name\x18\x02 \x01(\t\x12\x16\n\x0e\x64river_version\x18\x03 \x01(\t\x12\x18\n\x10storage_protocol\x18\x04 \x01(\t\x12\x19\n\x11total_capacity_gb\x18\x05 \x01(\x01\x12\x18\n\x10\x66ree_capacity_gb\x18\x06 \x01(\x01\x12\x1f\n\x17provisioned_capacity_gb\x18\x07 \x01(\x01\x12!\n\x19thin_provisioning_support\x18\x08 \x01(\x08\x12\"\n\x1athick_provisioning_support\x18\t \x01(\x08\x12\x13\n\x0bmultiattach\x18\n \x01(\x08\x12\x1b\n\x13replication_enabled\x18\x0b \x01(\x08\x12\x1b\n\x13replication_targets\x18\x0c \x03(\t\x12\x18\n\x10replication_type\x18\r \x03(\t\x12\x19\n\x11replication_count\x18\x0e \x01(\x03\x12\x19\n\x11\x61\x63tive_backend_id\x18\x0f \x01(\t\x12)\n!consistent_group_snapshot_enabled\x18\x10 \x01(\x08\x12,\n$consistent_group_replication_enabled\x18\x11 \x01(\x08\x12\x1b\n\x13reserved_percentage\x18\x12 \x01(\x03\x12#\n\x1bmax_over_subscription_ratio\x18\x13 \x01(\x01\x12\x18\n\x10\x62\x61\x63kend_state_up\x18\x14 \x01(\x08\x12\x1c\n\x14\x62\x61\x63kend_state_reason\x18\x15 \x01(\t\x12\x1d\n\x15online_extend_support\x18\x1e \x01(\x08\x12\x13\n\x0bqos_support\x18\x1f \x01(\x08\"\x8f\x01\n\x13\x43reateVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x04 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\x12\x10\n\x08group_id\x18\x05 \x01(\t\"K\n\x14\x43reateVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"9\n\x13\x44\x65leteVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"\x81\x01\n\x13\x45xtendVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bnew_size_gb\x18\x03 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x04 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"\x16\n\x14\x45xtendVolumeResponse\"6\n\x10GetVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"=\n\x11GetVolumeResponse\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.volrep.driver.v1.Volume\"L\n\x12ListVolumesRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x13ListVolumesResponse\x12)\n\x07volumes\x18\x01 \x03(\x0b\x32\x18.volrep.driver.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"P\n\x15\x43reateSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"M\n\x16\x43reateSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"P\n\x15\x44\x65leteSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"a\n\x14ListSnapshotsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"_\n\x15ListSnapshotsResponse\x12-\n\tsnapshots\x18\x01 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb8\x01\n\x1f\x43reateVolumeFromSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x03 \x01(\t\x12\x18\n\x10source_volume_id\x18\x04 \x01(\t\x12\x0f\n\x07size_gb\x18\x05 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x06 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"W\n CreateVolumeFromSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\x9d\x01\n\x19\x43reateClonedVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x18\n\x10source_volume_id\x18\x03 \x01(\t\x12\x0f\n\x07size_gb\x18\x04 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x05 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"Q\n\x1a\x43reateClonedVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb0\x01\n\tConnector\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\x12\x11\n\tinitiator\x18\x03 \x01(\t\x12\x11\n\tmultipath\x18\x04 \x01(\x08\x12\x35\n\x05\x65xtra\x18\x05 \x03(\x0b\x32&.volrep.driver.v1.Connector.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc1\x01\n\x0e\x43onnectionInfo\x12\x1a\n\x12\x64river_volume_type\x18\x01 \x01(\t\x12\x38\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32*.volrep.driver.v1.ConnectionInfo.DataEntry\x12,\n\x05iscsi\x18\x03 \x01(\x0b\x32\x1d.volrep.driver.v1.IscsiTarget\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbe\x01\n\x0bIscsiTarget\x12*\n\x05paths\x18\x01 \x03(\x0b\x32\x1b.volrep.driver.v1.IscsiPath\x12\x11\n\tmultipath\x18\x02 \x01(\x08\x12\x13\n\x0b\x61uth_method\x18\x03 \x01(\t\x12\x15\n\rchap_username\x18\x04 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x0b\n\x03wwn\x18\x06 \x01(\t\x12\x0f\n\x07\x64iscard\x18\x07 \x01(\x08\x12\x11\n\thost_name\x18\x08 \x01(\t\"5\n\tIscsiPath\x12\x0e\n\x06portal\x18\x01 \x01(\t\x12\x0b\n\x03iqn\x18\x02 \x01(\t\x12\x0b\n\x03lun\x18\x03 \x01(\x03\"\x86\x01\n\x1bInitializeConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"Y\n\x1cInitializeConnectionResponse\x12\x39\n\x0f\x63onnection_info\x18\x01 \x01(\x0b\x32 .volrep.driver.v1.ConnectionInfo\"\x85\x01\n\x1aTerminateConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"\x1d\n\x1bTerminateConnectionResponse\"c\n\rRetypeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\x08new_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"V\n\x0eRetypeResponse\x12\x0f\n\x07retyped\x18\x01 \x01(\x08\x12\x33\n\x0cmodel_update\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xbf\x04\n\x15TargetReplicationInfo\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x04 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x06 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x07 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x08 \x01(\x03\x12\x15\n\rlast_snapshot\x18\t \x01(\t\x12\x19\n\x11primary_pod_state\x18\n \x01(\t\x12\x18\n\x10target_pod_state\x18\x0b \x01(\t\x12\x16\n\x0emediator_state\x18\x0c \x01(\t\x12\x18\n\x10mediator_message\x18\r \x01(\t\x12\x15\n\rmediator_held\x18\x0e \x01(\x08\x12\x16\n\x0eprimary_writes\x18\x0f \x01(\t\x12\x15\n\rtarget_writes\x18\x10 \x01(\t\x12\x18\n\x10target_own_state\x18\x11 \x01(\t\x12\x19\n\x11target_own_writes\x18\x12 \x01(\t\x12\x1a\n\x12target_own_message\x18\x13 \x01(\t\x12\x1c\n\x14target_mediator_held\x18\x14 \x01(\x08\"?\n\x19GetReplicationInfoRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\xa9\x02\n\x1aGetReplicationInfoResponse\x12\x33\n\x06status\x18\x01 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x02 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x04 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x05 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x06 \x01(\x03\x12\x38\n\x07targets\x18\x07 \x03(\x0b\x32\'.volrep.driver.v1.TargetReplicationInfo\"\xb7\x01\n\x1dSetReplicationScheduleRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x03 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x04 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x05 \x01(\x03\"\xa7\x01\n\x1eSetReplicationScheduleResponse\x12\x18\n\x10interval_seconds\x18\x01 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x02 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x03 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x04 \x01(\x03\"\xae\x01\n\x18SnapshotReplicateRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\x12\x17\n\x0f\x66orce_full_copy\x18\x05 \x01(\x08\x12\r\n\x05\x63ount\x18\x06 \x01(\x05\x12\x14\n\x0csnapshot_ids\x18\x07 \x03(\t\"1\n\x19SnapshotReplicateResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\"\x97\x04\n\tOperation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12/\n\x05state\x18\x04 \x01(\x0e\x32 .volrep.driver.v1.OperationState\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x12\n\nbytes_done\x18\x06 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x07 \x01(\x03\x12\x1d\n\x15rate_bytes_per_second\x18\x08 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12+\n\x07started\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66inished\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x12\n\nerror_code\x18\r \x01(\t\x12\x18\n\x10\x62\x61se_snapshot_id\x18\x0e \x01(\t\x12\x13\n\x0bincremental\x18\x0f \x01(\x08\x12\x12\n\nbytes_sent\x18\x10 \x01(\x03\x12\x14\n\x0cresumed_from\x18\x11 \x01(\x03\x12\x17\n\x0f\x61lready_present\x18\x12 \x01(\x08\x12\x36\n\x05steps\x18\x13 \x03(\x0b\x32\'.volrep.driver.v1.SnapshotReplicateStep\x12\x1b\n\x13writes_held_seconds\x18\x14 \x01(\x01\"\x88\x01\n\x15SnapshotReplicateStep\x12\x13\n\x0bsnapshot_id\x18\x01 \x01(\t\x12\x18\n\x10\x62\x61se_snapshot_id\x18\x02 \x01(\t\x12\x13\n\x0bincremental\x18\x03 \x01(\x08\x12\x12\n\nbytes_sent\x18\x04 \x01(\x03\x12\x17\n\x0f\x61lready_present\x18\x05 \x01(\x08\"<\n\x13GetOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"F\n\x14GetOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\">\n\x15WatchOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"H\n\x16WatchOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"?\n\x16\x43\x61ncelOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"I\n\x17\x43\x61ncelOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"m\n\x15VerifySnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\"\xa6\x01\n\x16VerifySnapshotResponse\x12\r\n\x05match\x18\x01 \x01(\x08\x12\x17\n\x0f\x62locks_compared\x18\x02 \x01(\x03\x12\x1d\n\x15\x66irst_mismatch_offset\x18\x03 \x01(\x03\x12\x15\n\rsource_crc32c\x18\x04 \x01(\x07\x12\x1a\n\x12\x64\x65stination_crc32c\x18\x05 \x01(\x07\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\"c\n\x13\x46\x61iloverHostRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x12\n\nvolume_ids\x18\x02 \x03(\t\x12\x14\n\x0csecondary_id\x18\x03 \x01(\t\x12\x11\n\tgroup_ids\x18\x04 \x03(\t\"Q\n\x0cVolumeUpdate\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"O\n\x0bGroupUpdate\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb7\x01\n\x14\x46\x61iloverHostResponse\x12\x19\n\x11\x61\x63tive_backend_id\x18\x01 \x01(\t\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x34\n\rgroup_updates\x18\x03 \x03(\x0b\x32\x1d.volrep.driver.v1.GroupUpdate\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x04 \x01(\x03\"F\n\x18\x46\x61iloverCompletedRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x02 \x01(\t\"\x1b\n\x19\x46\x61iloverCompletedResponse\"\x9a\x01\n\tGroupType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12@\n\x0bgroup_specs\x18\x03 \x03(\x0b\x32+.volrep.driver.v1.GroupType.GroupSpecsEntry\x1a\x31\n\x0fGroupSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x12\x43reateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\"J\n\x13\x43reateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"K\n\x12\x44\x65leteGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x82\x01\n\x13\x44\x65leteGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"j\n\x12UpdateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x64\x64_volume_ids\x18\x03 \x03(\t\x12\x19\n\x11remove_volume_ids\x18\x04 \x03(\t\"J\n\x13UpdateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"n\n\x1a\x43reateGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"\x81\x01\n\x1b\x43reateGroupSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12-\n\tsnapshots\x18\x02 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\"n\n\x1a\x44\x65leteGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"1\n\x1b\x44\x65leteGroupSnapshotResponse\x12\x12\n\nvolume_ids\x18\x01 \x03(\t\"s\n\x11GroupVolumeSource\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12\x18\n\x10source_volume_id\x18\x02 \x01(\t\x12\x31\n\x0bvolume_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"\xc0\x01\n\x19\x43reateGroupFromSrcRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\x12\x19\n\x11group_snapshot_id\x18\x04 \x01(\t\x12\x34\n\x07volumes\x18\x05 \x03(\x0b\x32#.volrep.driver.v1.GroupVolumeSource\"\x89\x01\n\x1a\x43reateGroupFromSrcResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"Q\n\x18\x45nableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x88\x01\n\x19\x45nableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"R\n\x19\x44isableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x89\x01\n\x1a\x44isableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"q\n\x1a\x46\x61iloverReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\x12\x1c\n\x14secondary_backend_id\x18\x04 \x01(\t\"\xd5\x01\n\x1b\x46\x61iloverReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x19\n\x11\x61\x63tive_backend_id\x18\x03 \x01(\t\x12\x16\n\x0egroup_snapshot\x18\x04 \x01(\t\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x05 \x01(\x03\"n\n\x17RevertToSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x03 \x01(\t\x12\x1a\n\x12snapshot_volume_id\x18\x04 \x01(\t\"\x1a\n\x18RevertToSnapshotResponse\"\x90\x01\n\x14\x41ttachReplicaRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x12\n\nbackend_id\x18\x03 \x01(\t\x12\x10\n\x08snapshot\x18\x04 \x01(\t\x12.\n\tconnector\x18\x05 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\"\x9a\x01\n\x15\x41ttachReplicaResponse\x12\x39\n\x0f\x63onnection_info\x18\x01 \x01(\x0b\x32 .volrep.driver.v1.ConnectionInfo\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x34\n\x10snapshot_created\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x14\x44\x65tachReplicaRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x12\n\nbackend_id\x18\x03 \x01(\t\x12\x10\n\x08snapshot\x18\x04 \x01(\t\x12.\n\tconnector\x18\x05 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\"\x17\n\x15\x44\x65tachReplicaResponse\"5\n\x0b\x45xistingRef\x12\x13\n\x0bsource_name\x18\x01 \x01(\t\x12\x11\n\tsource_id\x18\x02 \x01(\t\"X\n\x19ManageExistingSizeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12*\n\x03ref\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\"-\n\x1aManageExistingSizeResponse\x12\x0f\n\x07size_gb\x18\x01 \x01(\x03\"\x9a\x01\n\x15ManageExistingRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12*\n\x03ref\x18\x03 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\x12\x31\n\x0bvolume_type\x18\x04 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"^\n\x16ManageExistingResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\"5\n\x0fUnmanageRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\x12\n\x10UnmanageResponse\"s\n!ManageExistingSnapshotSizeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12*\n\x03ref\x18\x03 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\"5\n\"ManageExistingSnapshotSizeResponse\x12\x0f\n\x07size_gb\x18\x01 \x01(\x03\"\x84\x01\n\x1dManageExistingSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12*\n\x03ref\x18\x04 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\"f\n\x1eManageExistingSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\"R\n\x17UnmanageSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"\x1a\n\x18UnmanageSnapshotResponse\"\xf2\x01\n\nManageable\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x16\n\x0esafe_to_manage\x18\x04 \x01(\x08\x12\x17\n\x0freason_not_safe\x18\x05 \x01(\t\x12\x11\n\tcinder_id\x18\x06 \x01(\t\x12?\n\nextra_info\x18\x07 \x03(\x0b\x32+.volrep.driver.v1.Manageable.ExtraInfoEntry\x1a\x30\n\x0e\x45xtraInfoEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"V\n\x1cListManageableVolumesRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"g\n\x1dListManageableVolumesResponse\x12-\n\x07volumes\x18\x01 \x03(\x0b\x32\x1c.volrep.driver.v1.Manageable\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"X\n\x1eListManageableSnapshotsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"k\n\x1fListManageableSnapshotsResponse\x12/\n\tsnapshots\x18\x01 \x03(\x0b\x32\x1c.volrep.driver.v1.Manageable\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x9c\x01\n\x14MigrateVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x03 \x01(\t\x12\x18\n\x10small_pass_bytes\x18\x04 \x01(\x03\x12\x15\n\rsmall_pass_ms\x18\x05 \x01(\x03\x12\x12\n\nmax_passes\x18\x06 \x01(\x05\"-\n\x15MigrateVolumeResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t*\xed\x02\n\x11ReplicationStatus\x12\"\n\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n\x1aREPLICATION_STATUS_ENABLED\x10\x02\x12\x1c\n\x18REPLICATION_STATUS_ERROR\x10\x03\x12#\n\x1fREPLICATION_STATUS_FAILING_OVER\x10\x04\x12\"\n\x1eREPLICATION_STATUS_FAILED_OVER\x10\x05\x12\"\n\x1eREPLICATION_STATUS_NOT_CAPABLE\x10\x06\x12%\n!REPLICATION_STATUS_FAILOVER_ERROR\x10\x07\x12\x1f\n\x1bREPLICATION_STATUS_ENABLING\x10\x08\x12 \n\x1cREPLICATION_STATUS_DISABLING\x10\t*\x96\x01\n\x11ReplicationHealth\x12\"\n\x1eREPLICATION_HEALTH_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICATION_HEALTH_HEALTHY\x10\x01\x12\x1f\n\x1bREPLICATION_HEALTH_DEGRADED\x10\x02\x12\x1c\n\x18REPLICATION_HEALTH_ERROR\x10\x03*\xa7\x01\n\x0eOperationState\x12\x1f\n\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n\x18OPERATION_STATE_CANCELED\x10\x04\x32\x9d%\n\rDriverService\x12]\n\x0cListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12\x63\n\x0eGetVolumeStats\x12\'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n\x0c\x43reateVolume\x12%.volrep.driver.v1.CreateVolumeRequest\x1a&.volrep.driver.v1.CreateVolumeResponse\x12]\n\x0c\x44\x65leteVolume\x12%.volrep.driver.v1.DeleteVolumeRequest\x1a&.volrep.driver.v1.DeleteVolumeResponse\x12]\n\x0c\x45xtendVolume\x12%.volrep.driver.v1.ExtendVolumeRequest\x1a&.volrep.driver.v1.ExtendVolumeResponse\x12T\n\tGetVolume\x12\".volrep.driver.v1.GetVolumeRequest\x1a#.volrep.driver.v1.GetVolumeResponse\x12Z\n\x0bListVolumes\x12$.volrep.driver.v1.ListVolumesRequest\x1a%.volrep.driver.v1.ListVolumesResponse\x12\x63\n\x0e\x43reateSnapshot\x12\'.volrep.driver.v1.CreateSnapshotRequest\x1a(.volrep.driver.v1.CreateSnapshotResponse\x12\x63\n\x0e\x44\x65leteSnapshot\x12\'.volrep.driver.v1.DeleteSnapshotRequest\x1a(.volrep.driver.v1.DeleteSnapshotResponse\x12`\n\rListSnapshots\x12&.volrep.driver.v1.ListSnapshotsRequest\x1a\'.volrep.driver.v1.ListSnapshotsResponse\x12\x81\x01\n\x18\x43reateVolumeFromSnapshot\x12\x31.volrep.driver.v1.CreateVolumeFromSnapshotRequest\x1a\x32.volrep.driver.v1.CreateVolumeFromSnapshotResponse\x12o\n\x12\x43reateClonedVolume\x12+.volrep.driver.v1.CreateClonedVolumeRequest\x1a,.volrep.driver.v1.CreateClonedVolumeResponse\x12u\n\x14InitializeConnection\x12-.volrep.driver.v1.InitializeConnectionRequest\x1a..volrep.driver.v1.InitializeConnectionResponse\x12r\n\x13TerminateConnection\x12,.volrep.driver.v1.TerminateConnectionRequest\x1a-.volrep.driver.v1.TerminateConnectionResponse\x12K\n\x06Retype\x12\x1f.volrep.driver.v1.RetypeRequest\x1a .volrep.driver.v1.RetypeResponse\x12o\n\x12GetReplicationInfo\x12+.volrep.driver.v1.GetReplicationInfoRequest\x1a,.volrep.driver.v1.GetReplicationInfoResponse\x12{\n\x16SetReplicationSchedule\x12/.volrep.driver.v1.SetReplicationScheduleRequest\x1a\x30.volrep.driver.v1.SetReplicationScheduleResponse\x12l\n\x11SnapshotReplicate\x12*.volrep.driver.v1.SnapshotReplicateRequest\x1a+.volrep.driver.v1.SnapshotReplicateResponse\x12]\n\x0cGetOperation\x12%.volrep.driver.v1.GetOperationRequest\x1a&.volrep.driver.v1.GetOperationResponse\x12\x65\n\x0eWatchOperation\x12\'.volrep.driver.v1.WatchOperationRequest\x1a(.volrep.driver.v1.WatchOperationResponse0\x01\x12\x66\n\x0f\x43\x61ncelOperation\x12(.volrep.driver.v1.CancelOperationRequest\x1a).volrep.driver.v1.CancelOperationResponse\x12\x63\n\x0eVerifySnapshot\x12\'.volrep.driver.v1.VerifySnapshotRequest\x1a(.volrep.driver.v1.VerifySnapshotResponse\x12]\n\x0c\x46\x61iloverHost\x12%.volrep.driver.v1.FailoverHostRequest\x1a&.volrep.driver.v1.FailoverHostResponse\x12l\n\x11\x46\x61iloverCompleted\x12*.volrep.driver.v1.FailoverCompletedRequest\x1a+.volrep.driver.v1.FailoverCompletedResponse\x12Z\n\x0b\x43reateGroup\x12$.volrep.driver.v1.CreateGroupRequest\x1a%.volrep.driver.v1.CreateGroupResponse\x12Z\n\x0b\x44\x65leteGroup\x12$.volrep.driver.v1.DeleteGroupRequest\x1a%.volrep.driver.v1.DeleteGroupResponse\x12Z\n\x0bUpdateGroup\x12$.volrep.driver.v1.UpdateGroupRequest\x1a%.volrep.driver.v1.UpdateGroupResponse\x12r\n\x13\x43reateGroupSnapshot\x12,.volrep.driver.v1.CreateGroupSnapshotRequest\x1a-.volrep.driver.v1.CreateGroupSnapshotResponse\x12r\n\x13\x44\x65leteGroupSnapshot\x12,.volrep.driver.v1.DeleteGroupSnapshotRequest\x1a-.volrep.driver.v1.DeleteGroupSnapshotResponse\x12o\n\x12\x43reateGroupFromSrc\x12+.volrep.driver.v1.CreateGroupFromSrcRequest\x1a,.volrep.driver.v1.CreateGroupFromSrcResponse\x12l\n\x11\x45nableReplication\x12*.volrep.driver.v1.EnableReplicationRequest\x1a+.volrep.driver.v1.EnableReplicationResponse\x12o\n\x12\x44isableReplication\x12+.volrep.driver.v1.DisableReplicationRequest\x1a,.volrep.driver.v1.DisableReplicationResponse\x12r\n\x13\x46\x61iloverReplication\x12,.volrep.driver.v1.FailoverReplicationRequest\x1a-.volrep.driver.v1.FailoverReplicationResponse\x12i\n\x10RevertToSnapshot\x12).volrep.driver.v1.RevertToSnapshotRequest\x1a*.volrep.driver.v1.RevertToSnapshotResponse\x12`\n\rAttachReplica\x12&.volrep.driver.v1.AttachReplicaRequest\x1a\'.volrep.driver.v1.AttachReplicaResponse\x12`\n\rDetachReplica\x12&.volrep.driver.v1.DetachReplicaRequest\x1a\'.volrep.driver.v1.DetachReplicaResponse\x12o\n\x12ManageExistingSize\x12+.volrep.driver.v1.ManageExistingSizeRequest\x1a,.volrep.driver.v1.ManageExistingSizeResponse\x12\x63\n\x0eManageExisting\x12\'.volrep.driver.v1.ManageExistingRequest\x1a(.volrep.driver.v1.ManageExistingResponse\x12Q\n\x08Unmanage\x12!.volrep.driver.v1.UnmanageRequest\x1a\".volrep.driver.v1.UnmanageResponse\x12\x87\x01\n\x1aManageExistingSnapshotSize\x12\x33.volrep.driver.v1.ManageExistingSnapshotSizeRequest\x1a\x34.volrep.driver.v1.ManageExistingSnapshotSizeResponse\x12{\n\x16ManageExistingSnapshot\x12/.volrep.driver.v1.ManageExistingSnapshotRequest\x1a\x30.volrep.driver.v1.ManageExistingSnapshotResponse\x12i\n\x10UnmanageSnapshot\x12).volrep.driver.v1.UnmanageSnapshotRequest\x1a*.volrep.driver.v1.UnmanageSnapshotResponse\x12x\n\x15ListManageableVolumes\x12..volrep.driver.v1.ListManageableVolumesRequest\x1a/.volrep.driver.v1.ListManageableVolumesResponse\x12~\n\x17ListManageableSnapshots\x12\x30.volrep.driver.v1.ListManageableSnapshotsRequest\x1a\x31.volrep.driver.v1.ListManageableSnapshotsResponse\x12`\n\rMigrateVolume\x12&.volrep.driver.v1.MigrateVolumeRequest\x1a\'.volrep.driver.v1.MigrateVolumeResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3')
+  serialized_pb=_b('\n%volrep/driver/v1/driver_service.proto\x12\x10volrep.driver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x01\n\x0bModelUpdate\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12?\n\x12replication_status\x18\x02 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06status\x18\x03 \x01(\t\x12=\n\x08metadata\x18\x04 \x03(\x0b\x32+.volrep.driver.v1.ModelUpdate.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x02\n\nVolumeType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x41\n\x0b\x65xtra_specs\x18\x03 \x03(\x0b\x32,.volrep.driver.v1.VolumeType.ExtraSpecsEntry\x12=\n\tqos_specs\x18\x04 \x03(\x0b\x32*.volrep.driver.v1.VolumeType.QosSpecsEntry\x1a\x31\n\x0f\x45xtraSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rQosSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x01\n\x07\x42\x61\x63kend\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1b\n\x13volume_backend_name\x18\x02 \x01(\t\x12\n\n\x02up\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x05 \x01(\t\x12\x15\n\rprimary_array\x18\x06 \x01(\t\x12@\n\x13replication_targets\x18\x07 \x03(\x0b\x32#.volrep.driver.v1.ReplicationTarget\"E\n\x11ReplicationTarget\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0e\n\x06san_ip\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"\x9f\x01\n\x06Volume\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x03 \x01(\t\x12?\n\x12replication_status\x18\x04 \x01(\x0e\x32#.volrep.driver.v1.ReplicationStatus\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\"n\n\x08Snapshot\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x13\n\x0bprovider_id\x18\x04 \x01(\t\x12\x0c\n\x04guid\x18\x05 \x01(\t\x12\x0f\n\x07\x63reated\x18\x06 \x01(\t\"<\n\x13ListBackendsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x14ListBackendsResponse\x12+\n\x08\x62\x61\x63kends\x18\x01 \x03(\x0b\x32\x19.volrep.driver.v1.Backend\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x15GetVolumeStatsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0f\n\x07refresh\x18\x02 \x01(\x08\"\xbf\x05\n\x16GetVolumeStatsResponse\x12\x1b\n\x13volume_backend_name\x18\x01 \x01(\t\x12\x13\n\x0bvendor_name\x18\x02 \x01(\t\x12\x16\n\x0e\x64river_version\x18\x03 \x01(\t\x12\x18\n\x10storage_protocol\x18\x04 \x01(\t\x12\x19\n\x11total_capacity_gb\x18\x05 \x01(\x01\x12\x18\n\x10\x66ree_capacity_gb\x18\x06 \x01(\x01\x12\x1f\n\x17provisioned_capacity_gb\x18\x07 \x01(\x01\x12!\n\x19thin_provisioning_support\x18\x08 \x01(\x08\x12\"\n\x1athick_provisioning_support\x18\t \x01(\x08\x12\x13\n\x0bmultiattach\x18\n \x01(\x08\x12\x1b\n\x13replication_enabled\x18\x0b \x01(\x08\x12\x1b\n\x13replication_targets\x18\x0c \x03(\t\x12\x18\n\x10replication_type\x18\r \x03(\t\x12\x19\n\x11replication_count\x18\x0e \x01(\x03\x12\x19\n\x11\x61\x63tive_backend_id\x18\x0f \x01(\t\x12)\n!consistent_group_snapshot_enabled\x18\x10 \x01(\x08\x12,\n$consistent_group_replication_enabled\x18\x11 \x01(\x08\x12\x1b\n\x13reserved_percentage\x18\x12 \x01(\x03\x12#\n\x1bmax_over_subscription_ratio\x18\x13 \x01(\x01\x12\x18\n\x10\x62\x61\x63kend_state_up\x18\x14 \x01(\x08\x12\x1c\n\x14\x62\x61\x63kend_state_reason\x18\x15 \x01(\t\x12\x1d\n\x15online_extend_support\x18\x1e \x01(\x08\x12\x13\n\x0bqos_support\x18\x1f \x01(\x08\"\x8f\x01\n\x13\x43reateVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x04 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\x12\x10\n\x08group_id\x18\x05 \x01(\t\"K\n\x14\x43reateVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"9\n\x13\x44\x65leteVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\x16\n\x14\x44\x65leteVolumeResponse\"\x81\x01\n\x13\x45xtendVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bnew_size_gb\x18\x03 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x04 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"\x16\n\x14\x45xtendVolumeResponse\"6\n\x10GetVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"=\n\x11GetVolumeResponse\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.volrep.driver.v1.Volume\"L\n\x12ListVolumesRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x13ListVolumesResponse\x12)\n\x07volumes\x18\x01 \x03(\x0b\x32\x18.volrep.driver.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"P\n\x15\x43reateSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"M\n\x16\x43reateSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"P\n\x15\x44\x65leteSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"a\n\x14ListSnapshotsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"_\n\x15ListSnapshotsResponse\x12-\n\tsnapshots\x18\x01 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb8\x01\n\x1f\x43reateVolumeFromSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x03 \x01(\t\x12\x18\n\x10source_volume_id\x18\x04 \x01(\t\x12\x0f\n\x07size_gb\x18\x05 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x06 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"W\n CreateVolumeFromSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\x9d\x01\n\x19\x43reateClonedVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x18\n\x10source_volume_id\x18\x03 \x01(\t\x12\x0f\n\x07size_gb\x18\x04 \x01(\x03\x12\x31\n\x0bvolume_type\x18\x05 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"Q\n\x1a\x43reateClonedVolumeResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb0\x01\n\tConnector\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\x12\x11\n\tinitiator\x18\x03 \x01(\t\x12\x11\n\tmultipath\x18\x04 \x01(\x08\x12\x35\n\x05\x65xtra\x18\x05 \x03(\x0b\x32&.volrep.driver.v1.Connector.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc1\x01\n\x0e\x43onnectionInfo\x12\x1a\n\x12\x64river_volume_type\x18\x01 \x01(\t\x12\x38\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32*.volrep.driver.v1.ConnectionInfo.DataEntry\x12,\n\x05iscsi\x18\x03 \x01(\x0b\x32\x1d.volrep.driver.v1.IscsiTarget\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbe\x01\n\x0bIscsiTarget\x12*\n\x05paths\x18\x01 \x03(\x0b\x32\x1b.volrep.driver.v1.IscsiPath\x12\x11\n\tmultipath\x18\x02 \x01(\x08\x12\x13\n\x0b\x61uth_method\x18\x03 \x01(\t\x12\x15\n\rchap_username\x18\x04 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x0b\n\x03wwn\x18\x06 \x01(\t\x12\x0f\n\x07\x64iscard\x18\x07 \x01(\x08\x12\x11\n\thost_name\x18\x08 \x01(\t\"5\n\tIscsiPath\x12\x0e\n\x06portal\x18\x01 \x01(\t\x12\x0b\n\x03iqn\x18\x02 \x01(\t\x12\x0b\n\x03lun\x18\x03 \x01(\x03\"\x86\x01\n\x1bInitializeConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"Y\n\x1cInitializeConnectionResponse\x12\x39\n\x0f\x63onnection_info\x18\x01 \x01(\x0b\x32 .volrep.driver.v1.ConnectionInfo\"\x85\x01\n\x1aTerminateConnectionRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\tconnector\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\"\x1d\n\x1bTerminateConnectionResponse\"c\n\rRetypeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12.\n\x08new_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"V\n\x0eRetypeResponse\x12\x0f\n\x07retyped\x18\x01 \x01(\x08\x12\x33\n\x0cmodel_update\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xd6\x04\n\x15TargetReplicationInfo\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x04 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x06 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x07 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x08 \x01(\x03\x12\x15\n\rlast_snapshot\x18\t \x01(\t\x12\x19\n\x11primary_pod_state\x18\n \x01(\t\x12\x18\n\x10target_pod_state\x18\x0b \x01(\t\x12\x16\n\x0emediator_state\x18\x0c \x01(\t\x12\x18\n\x10mediator_message\x18\r \x01(\t\x12\x15\n\rmediator_held\x18\x0e \x01(\x08\x12\x16\n\x0eprimary_writes\x18\x0f \x01(\t\x12\x15\n\rtarget_writes\x18\x10 \x01(\t\x12\x18\n\x10target_own_state\x18\x11 \x01(\t\x12\x19\n\x11target_own_writes\x18\x12 \x01(\t\x12\x1a\n\x12target_own_message\x18\x13 \x01(\t\x12\x1c\n\x14target_mediator_held\x18\x14 \x01(\x08\x12\x15\n\rmediator_name\x18\x15 \x01(\t\"?\n\x19GetReplicationInfoRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\xa9\x02\n\x1aGetReplicationInfoResponse\x12\x33\n\x06status\x18\x01 \x01(\x0e\x32#.volrep.driver.v1.ReplicationHealth\x12\x16\n\x0estatus_message\x18\x02 \x01(\t\x12\x32\n\x0elast_sync_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_sync_duration_seconds\x18\x04 \x01(\x01\x12\x17\n\x0flast_sync_bytes\x18\x05 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x06 \x01(\x03\x12\x38\n\x07targets\x18\x07 \x03(\x0b\x32\'.volrep.driver.v1.TargetReplicationInfo\"\xb7\x01\n\x1dSetReplicationScheduleRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x03 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x04 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x05 \x01(\x03\"\xa7\x01\n\x1eSetReplicationScheduleResponse\x12\x18\n\x10interval_seconds\x18\x01 \x01(\x03\x12$\n\x1cretention_short_term_seconds\x18\x02 \x01(\x03\x12#\n\x1bretention_long_term_per_day\x18\x03 \x01(\x03\x12 \n\x18retention_long_term_days\x18\x04 \x01(\x03\"\xae\x01\n\x18SnapshotReplicateRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\x12\x17\n\x0f\x66orce_full_copy\x18\x05 \x01(\x08\x12\r\n\x05\x63ount\x18\x06 \x01(\x05\x12\x14\n\x0csnapshot_ids\x18\x07 \x03(\t\"1\n\x19SnapshotReplicateResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\"\x97\x04\n\tOperation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12/\n\x05state\x18\x04 \x01(\x0e\x32 .volrep.driver.v1.OperationState\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x12\n\nbytes_done\x18\x06 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x07 \x01(\x03\x12\x1d\n\x15rate_bytes_per_second\x18\x08 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12+\n\x07started\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66inished\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x12\n\nerror_code\x18\r \x01(\t\x12\x18\n\x10\x62\x61se_snapshot_id\x18\x0e \x01(\t\x12\x13\n\x0bincremental\x18\x0f \x01(\x08\x12\x12\n\nbytes_sent\x18\x10 \x01(\x03\x12\x14\n\x0cresumed_from\x18\x11 \x01(\x03\x12\x17\n\x0f\x61lready_present\x18\x12 \x01(\x08\x12\x36\n\x05steps\x18\x13 \x03(\x0b\x32\'.volrep.driver.v1.SnapshotReplicateStep\x12\x1b\n\x13writes_held_seconds\x18\x14 \x01(\x01\"\x88\x01\n\x15SnapshotReplicateStep\x12\x13\n\x0bsnapshot_id\x18\x01 \x01(\t\x12\x18\n\x10\x62\x61se_snapshot_id\x18\x02 \x01(\t\x12\x13\n\x0bincremental\x18\x03 \x01(\x08\x12\x12\n\nbytes_sent\x18\x04 \x01(\x03\x12\x17\n\x0f\x61lready_present\x18\x05 \x01(\x08\"<\n\x13GetOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"F\n\x14GetOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\">\n\x15WatchOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"H\n\x16WatchOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"?\n\x16\x43\x61ncelOperationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"I\n\x17\x43\x61ncelOperationResponse\x12.\n\toperation\x18\x01 \x01(\x0b\x32\x1b.volrep.driver.v1.Operation\"m\n\x15VerifySnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x04 \x01(\t\"\xa6\x01\n\x16VerifySnapshotResponse\x12\r\n\x05match\x18\x01 \x01(\x08\x12\x17\n\x0f\x62locks_compared\x18\x02 \x01(\x03\x12\x1d\n\x15\x66irst_mismatch_offset\x18\x03 \x01(\x03\x12\x15\n\rsource_crc32c\x18\x04 \x01(\x07\x12\x1a\n\x12\x64\x65stination_crc32c\x18\x05 \x01(\x07\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\"c\n\x13\x46\x61iloverHostRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x12\n\nvolume_ids\x18\x02 \x03(\t\x12\x14\n\x0csecondary_id\x18\x03 \x01(\t\x12\x11\n\tgroup_ids\x18\x04 \x03(\t\"Q\n\x0cVolumeUpdate\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"O\n\x0bGroupUpdate\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"\xb7\x01\n\x14\x46\x61iloverHostResponse\x12\x19\n\x11\x61\x63tive_backend_id\x18\x01 \x01(\t\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x34\n\rgroup_updates\x18\x03 \x03(\x0b\x32\x1d.volrep.driver.v1.GroupUpdate\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x04 \x01(\x03\"F\n\x18\x46\x61iloverCompletedRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63tive_backend_id\x18\x02 \x01(\t\"\x1b\n\x19\x46\x61iloverCompletedResponse\"\x9a\x01\n\tGroupType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12@\n\x0bgroup_specs\x18\x03 \x03(\x0b\x32+.volrep.driver.v1.GroupType.GroupSpecsEntry\x1a\x31\n\x0fGroupSpecsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x12\x43reateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\"J\n\x13\x43reateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"K\n\x12\x44\x65leteGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x82\x01\n\x13\x44\x65leteGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"j\n\x12UpdateGroupRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x64\x64_volume_ids\x18\x03 \x03(\t\x12\x19\n\x11remove_volume_ids\x18\x04 \x03(\t\"J\n\x13UpdateGroupResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\"n\n\x1a\x43reateGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"\x81\x01\n\x1b\x43reateGroupSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12-\n\tsnapshots\x18\x02 \x03(\x0b\x32\x1a.volrep.driver.v1.Snapshot\"n\n\x1a\x44\x65leteGroupSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x19\n\x11group_snapshot_id\x18\x03 \x01(\t\x12\x12\n\nvolume_ids\x18\x04 \x03(\t\"1\n\x1b\x44\x65leteGroupSnapshotResponse\x12\x12\n\nvolume_ids\x18\x01 \x03(\t\"s\n\x11GroupVolumeSource\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12\x18\n\x10source_volume_id\x18\x02 \x01(\t\x12\x31\n\x0bvolume_type\x18\x03 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"\xc0\x01\n\x19\x43reateGroupFromSrcRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12/\n\ngroup_type\x18\x03 \x01(\x0b\x32\x1b.volrep.driver.v1.GroupType\x12\x19\n\x11group_snapshot_id\x18\x04 \x01(\t\x12\x34\n\x07volumes\x18\x05 \x03(\x0b\x32#.volrep.driver.v1.GroupVolumeSource\"\x89\x01\n\x1a\x43reateGroupFromSrcResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"Q\n\x18\x45nableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x88\x01\n\x19\x45nableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"R\n\x19\x44isableReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\"\x89\x01\n\x1a\x44isableReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\"q\n\x1a\x46\x61iloverReplicationRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nvolume_ids\x18\x03 \x03(\t\x12\x1c\n\x14secondary_backend_id\x18\x04 \x01(\t\"\xd5\x01\n\x1b\x46\x61iloverReplicationResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x36\n\x0evolume_updates\x18\x02 \x03(\x0b\x32\x1e.volrep.driver.v1.VolumeUpdate\x12\x19\n\x11\x61\x63tive_backend_id\x18\x03 \x01(\t\x12\x16\n\x0egroup_snapshot\x18\x04 \x01(\t\x12\x16\n\x0e\x66\x61ilback_bytes\x18\x05 \x01(\x03\"n\n\x17RevertToSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x03 \x01(\t\x12\x1a\n\x12snapshot_volume_id\x18\x04 \x01(\t\"\x1a\n\x18RevertToSnapshotResponse\"\x90\x01\n\x14\x41ttachReplicaRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x12\n\nbackend_id\x18\x03 \x01(\t\x12\x10\n\x08snapshot\x18\x04 \x01(\t\x12.\n\tconnector\x18\x05 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\"\x9a\x01\n\x15\x41ttachReplicaResponse\x12\x39\n\x0f\x63onnection_info\x18\x01 \x01(\x0b\x32 .volrep.driver.v1.ConnectionInfo\x12\x10\n\x08snapshot\x18\x02 \x01(\t\x12\x34\n\x10snapshot_created\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x14\x44\x65tachReplicaRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x12\n\nbackend_id\x18\x03 \x01(\t\x12\x10\n\x08snapshot\x18\x04 \x01(\t\x12.\n\tconnector\x18\x05 \x01(\x0b\x32\x1b.volrep.driver.v1.Connector\"\x17\n\x15\x44\x65tachReplicaResponse\"5\n\x0b\x45xistingRef\x12\x13\n\x0bsource_name\x18\x01 \x01(\t\x12\x11\n\tsource_id\x18\x02 \x01(\t\"X\n\x19ManageExistingSizeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12*\n\x03ref\x18\x02 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\"-\n\x1aManageExistingSizeResponse\x12\x0f\n\x07size_gb\x18\x01 \x01(\x03\"\x9a\x01\n\x15ManageExistingRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12*\n\x03ref\x18\x03 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\x12\x31\n\x0bvolume_type\x18\x04 \x01(\x0b\x32\x1c.volrep.driver.v1.VolumeType\"^\n\x16ManageExistingResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\"5\n\x0fUnmanageRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\"\x12\n\x10UnmanageResponse\"s\n!ManageExistingSnapshotSizeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12*\n\x03ref\x18\x03 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\"5\n\"ManageExistingSnapshotSizeResponse\x12\x0f\n\x07size_gb\x18\x01 \x01(\x03\"\x84\x01\n\x1dManageExistingSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\x12*\n\x03ref\x18\x04 \x01(\x0b\x32\x1d.volrep.driver.v1.ExistingRef\"f\n\x1eManageExistingSnapshotResponse\x12\x33\n\x0cmodel_update\x18\x01 \x01(\x0b\x32\x1d.volrep.driver.v1.ModelUpdate\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\"R\n\x17UnmanageSnapshotRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x11\n\tvolume_id\x18\x03 \x01(\t\"\x1a\n\x18UnmanageSnapshotResponse\"\xf2\x01\n\nManageable\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0f\n\x07size_gb\x18\x03 \x01(\x03\x12\x16\n\x0esafe_to_manage\x18\x04 \x01(\x08\x12\x17\n\x0freason_not_safe\x18\x05 \x01(\t\x12\x11\n\tcinder_id\x18\x06 \x01(\t\x12?\n\nextra_info\x18\x07 \x03(\x0b\x32+.volrep.driver.v1.Manageable.ExtraInfoEntry\x1a\x30\n\x0e\x45xtraInfoEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"V\n\x1cListManageableVolumesRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"g\n\x1dListManageableVolumesResponse\x12-\n\x07volumes\x18\x01 \x03(\x0b\x32\x1c.volrep.driver.v1.Manageable\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"X\n\x1eListManageableSnapshotsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"k\n\x1fListManageableSnapshotsResponse\x12/\n\tsnapshots\x18\x01 \x03(\x0b\x32\x1c.volrep.driver.v1.Manageable\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x9c\x01\n\x14MigrateVolumeRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x1b\n\x13\x64\x65stination_backend\x18\x03 \x01(\t\x12\x18\n\x10small_pass_bytes\x18\x04 \x01(\x03\x12\x15\n\rsmall_pass_ms\x18\x05 \x01(\x03\x12\x12\n\nmax_passes\x18\x06 \x01(\x05\"-\n\x15MigrateVolumeResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t*\xed\x02\n\x11ReplicationStatus\x12\"\n\x1eREPLICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPLICATION_STATUS_DISABLED\x10\x01\x12\x1e\n\x1aREPLICATION_STATUS_ENABLED\x10\x02\x12\x1c\n\x18REPLICATION_STATUS_ERROR\x10\x03\x12#\n\x1fREPLICATION_STATUS_FAILING_OVER\x10\x04\x12\"\n\x1eREPLICATION_STATUS_FAILED_OVER\x10\x05\x12\"\n\x1eREPLICATION_STATUS_NOT_CAPABLE\x10\x06\x12%\n!REPLICATION_STATUS_FAILOVER_ERROR\x10\x07\x12\x1f\n\x1bREPLICATION_STATUS_ENABLING\x10\x08\x12 \n\x1cREPLICATION_STATUS_DISABLING\x10\t*\x96\x01\n\x11ReplicationHealth\x12\"\n\x1eREPLICATION_HEALTH_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPLICATION_HEALTH_HEALTHY\x10\x01\x12\x1f\n\x1bREPLICATION_HEALTH_DEGRADED\x10\x02\x12\x1c\n\x18REPLICATION_HEALTH_ERROR\x10\x03*\xa7\x01\n\x0eOperationState\x12\x1f\n\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17OPERATION_STATE_RUNNING\x10\x01\x12\x1d\n\x19OPERATION_STATE_SUCCEEDED\x10\x02\x12\x1a\n\x16OPERATION_STATE_FAILED\x10\x03\x12\x1c\n\x18OPERATION_STATE_CANCELED\x10\x04\x32\x9d%\n\rDriverService\x12]\n\x0cListBackends\x12%.volrep.driver.v1.ListBackendsRequest\x1a&.volrep.driver.v1.ListBackendsResponse\x12\x63\n\x0eGetVolumeStats\x12\'.volrep.driver.v1.GetVolumeStatsRequest\x1a(.volrep.driver.v1.GetVolumeStatsResponse\x12]\n\x0c\x43reateVolume\x12%.volrep.driver.v1.CreateVolumeRequest\x1a&.volrep.driver.v1.CreateVolumeResponse\x12]\n\x0c\x44\x65leteVolume\x12%.volrep.driver.v1.DeleteVolumeRequest\x1a&.volrep.driver.v1.DeleteVolumeResponse\x12]\n\x0c\x45xtendVolume\x12%.volrep.driver.v1.ExtendVolumeRequest\x1a&.volrep.driver.v1.ExtendVolumeResponse\x12T\n\tGetVolume\x12\".volrep.driver.v1.GetVolumeRequest\x1a#.volrep.driver.v1.GetVolumeResponse\x12Z\n\x0bListVolumes\x12$.volrep.driver.v1.ListVolumesRequest\x1a%.volrep.driver.v1.ListVolumesResponse\x12\x63\n\x0e\x43reateSnapshot\x12\'.volrep.driver.v1.CreateSnapshotRequest\x1a(.volrep.driver.v1.CreateSnapshotResponse\x12\x63\n\x0e\x44\x65leteSnapshot\x12\'.volrep.driver.v1.DeleteSnapshotRequest\x1a(.volrep.driver.v1.DeleteSnapshotResponse\x12`\n\rListSnapshots\x12&.volrep.driver.v1.ListSnapshotsRequest\x1a\'.volrep.driver.v1.ListSnapshotsResponse\x12\x81\x01\n\x18\x43reateVolumeFromSnapshot\x12\x31.volrep.driver.v1.CreateVolumeFromSnapshotRequest\x1a\x32.volrep.driver.v1.CreateVolumeFromSnapshotResponse\x12o\n\x12\x43reateClonedVolume\x12+.volrep.driver.v1.CreateClonedVolumeRequest\x1a,.volrep.driver.v1.CreateClonedVolumeResponse\x12u\n\x14InitializeConnection\x12-.volrep.driver.v1.InitializeConnectionRequest\x1a..volrep.driver.v1.InitializeConnectionResponse\x12r\n\x13TerminateConnection\x12,.volrep.driver.v1.TerminateConnectionRequest\x1a-.volrep.driver.v1.TerminateConnectionResponse\x12K\n\x06Retype\x12\x1f.volrep.driver.v1.RetypeRequest\x1a .volrep.driver.v1.RetypeResponse\x12o\n\x12GetReplicationInfo\x12+.volrep.driver.v1.GetReplicationInfoRequest\x1a,.volrep.driver.v1.GetReplicationInfoResponse\x12{\n\x16SetReplicationSchedule\x12/.volrep.driver.v1.SetReplicationScheduleRequest\x1a\x30.volrep.driver.v1.SetReplicationScheduleResponse\x12l\n\x11SnapshotReplicate\x12*.volrep.driver.v1.SnapshotReplicateRequest\x1a+.volrep.driver.v1.SnapshotReplicateResponse\x12]\n\x0cGetOperation\x12%.volrep.driver.v1.GetOperationRequest\x1a&.volrep.driver.v1.GetOperationResponse\x12\x65\n\x0eWatchOperation\x12\'.volrep.driver.v1.WatchOperationRequest\x1a(.volrep.driver.v1.WatchOperationResponse0\x01\x12\x66\n\x0f\x43\x61ncelOperation\x12(.volrep.driver.v1.CancelOperationRequest\x1a).volrep.driver.v1.CancelOperationResponse\x12\x63\n\x0eVerifySnapshot\x12\'.volrep.driver.v1.VerifySnapshotRequest\x1a(.volrep.driver.v1.VerifySnapshotResponse\x12]\n\x0c\x46\x61iloverHost\x12%.volrep.driver.v1.FailoverHostRequest\x1a&.volrep.driver.v1.FailoverHostResponse\x12l\n\x11\x46\x61iloverCompleted\x12*.volrep.driver.v1.FailoverCompletedRequest\x1a+.volrep.driver.v1.FailoverCompletedResponse\x12Z\n\x0b\x43reateGroup\x12$.volrep.driver.v1.CreateGroupRequest\x1a%.volrep.driver.v1.CreateGroupResponse\x12Z\n\x0b\x44\x65leteGroup\x12$.volrep.driver.v1.DeleteGroupRequest\x1a%.volrep.driver.v1.DeleteGroupResponse\x12Z\n\x0bUpdateGroup\x12$.volrep.driver.v1.UpdateGroupRequest\x1a%.volrep.driver.v1.UpdateGroupResponse\x12r\n\x13\x43reateGroupSnapshot\x12,.volrep.driver.v1.CreateGroupSnapshotRequest\x1a-.volrep.driver.v1.CreateGroupSnapshotResponse\x12r\n\x13\x44\x65leteGroupSnapshot\x12,.volrep.driver.v1.DeleteGroupSnapshotRequest\x1a-.volrep.driver.v1.DeleteGroupSnapshotResponse\x12o\n\x12\x43reateGroupFromSrc\x12+.volrep.driver.v1.CreateGroupFromSrcRequest\x1a,.volrep.driver.v1.CreateGroupFromSrcResponse\x12l\n\x11\x45nableReplication\x12*.volrep.driver.v1.EnableReplicationRequest\x1a+.volrep.driver.v1.EnableReplicationResponse\x12o\n\x12\x44isableReplication\x12+.volrep.driver.v1.DisableReplicationRequest\x1a,.volrep.driver.v1.DisableReplicationResponse\x12r\n\x13\x46\x61iloverReplication\x12,.volrep.driver.v1.FailoverReplicationRequest\x1a-.volrep.driver.v1.FailoverReplicationResponse\x12i\n\x10RevertToSnapshot\x12).volrep.driver.v1.RevertToSnapshotRequest\x1a*.volrep.driver.v1.RevertToSnapshotResponse\x12`\n\rAttachReplica\x12&.volrep.driver.v1.AttachReplicaRequest\x1a\'.volrep.driver.v1.AttachReplicaResponse\x12`\n\rDetachReplica\x12&.volrep.driver.v1.DetachReplicaRequest\x1a\'.volrep.driver.v1.DetachReplicaResponse\x12o\n\x12ManageExistingSize\x12+.volrep.driver.v1.ManageExistingSizeRequest\x1a,.volrep.driver.v1.ManageExistingSizeResponse\x12\x63\n\x0eManageExisting\x12\'.volrep.driver.v1.ManageExistingRequest\x1a(.volrep.driver.v1.ManageExistingResponse\x12Q\n\x08Unmanage\x12!.volrep.driver.v1.UnmanageRequest\x1a\".volrep.driver.v1.UnmanageResponse\x12\x87\x01\n\x1aManageExistingSnapshotSize\x12\x33.volrep.driver.v1.ManageExistingSnapshotSizeRequest\x1a\x34.volrep.driver.v1.ManageExistingSnapshotSizeResponse\x12{\n\x16ManageExistingSnapshot\x12/.volrep.driver.v1.ManageExistingSnapshotRequest\x1a\x30.volrep.driver.v1.ManageExistingSnapshotResponse\x12i\n\x10UnmanageSnapshot\x12).volrep.driver.v1.UnmanageSnapshotRequest\x1a*.volrep.driver.v1.UnmanageSnapshotResponse\x12x\n\x15ListManageableVolumes\x12..volrep.driver.v1.ListManageableVolumesRequest\x1a/.volrep.driver.v1.ListManageableVolumesResponse\x12~\n\x17ListManageableSnapshots\x12\x30.volrep.driver.v1.ListManageableSnapshotsRequest\x1a\x31.volrep.driver.v1.ListManageableSnapshotsResponse\x12`\n\rMigrateVolume\x12&.volrep.driver.v1.MigrateVolumeRequest\x1a\'.volrep.driver.v1.MigrateVolumeResponseB:Z8github.com/volrep/volrep/proto/volrep/driver/v1;driverv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -74,8 +74,8 @@ _REPLICATIONSTATUS = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=13319,
-  serialized_end=13684,
+  serialized_start=13342,
+  serialized_end=13707,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICATIONSTATUS)
 
@@ -105,8 +105,8 @@ _REPLICATIONHEALTH = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=13687,
-  serialized_end=13837,
+  serialized_start=13710,
+  serialized_end=13860,
 )
 _sym_db.RegisterEnumDescriptor(_REPLICATIONHEALTH)
 
@@ -140,8 +140,8 @@ _OPERATIONSTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=13840,
-  serialized_end=14007,
+  serialized_start=13863,
+  serialized_end=14030,
 )
 _sym_db.RegisterEnumDescriptor(_OPERATIONSTATE)
 
@@ -2426,6 +2426,13 @@ _TARGETREPLICATIONINFO = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='mediator_name', full_name='volrep.driver.v1.TargetReplicationInfo.mediator_name', index=20,
+      number=21, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -2439,7 +2446,7 @@ _TARGETREPLICATIONINFO = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=5000,
-  serialized_end=5575,
+  serialized_end=5598,
 )
 
 
@@ -2476,8 +2483,8 @@ _GETREPLICATIONINFOREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=5577,
-  serialized_end=5640,
+  serialized_start=5600,
+  serialized_end=5663,
 )
 
 
@@ -2549,8 +2556,8 @@ _GETREPLICATIONINFORESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=5643,
-  serialized_end=5940,
+  serialized_start=5666,
+  serialized_end=5963,
 )
 
 
@@ -2608,8 +2615,8 @@ _SETREPLICATIONSCHEDULEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=5943,
-  serialized_end=6126,
+  serialized_start=5966,
+  serialized_end=6149,
 )
 
 
@@ -2660,8 +2667,8 @@ _SETREPLICATIONSCHEDULERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6129,
-  serialized_end=6296,
+  serialized_start=6152,
+  serialized_end=6319,
 )
 
 
@@ -2733,8 +2740,8 @@ _SNAPSHOTREPLICATEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6299,
-  serialized_end=6473,
+  serialized_start=6322,
+  serialized_end=6496,
 )
 
 
@@ -2764,8 +2771,8 @@ _SNAPSHOTREPLICATERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6475,
-  serialized_end=6524,
+  serialized_start=6498,
+  serialized_end=6547,
 )
 
 
@@ -2928,8 +2935,8 @@ _OPERATION = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=6527,
-  serialized_end=7062,
+  serialized_start=6550,
+  serialized_end=7085,
 )
 
 
@@ -2987,8 +2994,8 @@ _SNAPSHOTREPLICATESTEP = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7065,
-  serialized_end=7201,
+  serialized_start=7088,
+  serialized_end=7224,
 )
 
 
@@ -3025,8 +3032,8 @@ _GETOPERATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7203,
-  serialized_end=7263,
+  serialized_start=7226,
+  serialized_end=7286,
 )
 
 
@@ -3056,8 +3063,8 @@ _GETOPERATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7265,
-  serialized_end=7335,
+  serialized_start=7288,
+  serialized_end=7358,
 )
 
 
@@ -3094,8 +3101,8 @@ _WATCHOPERATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7337,
-  serialized_end=7399,
+  serialized_start=7360,
+  serialized_end=7422,
 )
 
 
@@ -3125,8 +3132,8 @@ _WATCHOPERATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7401,
-  serialized_end=7473,
+  serialized_start=7424,
+  serialized_end=7496,
 )
 
 
@@ -3163,8 +3170,8 @@ _CANCELOPERATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7475,
-  serialized_end=7538,
+  serialized_start=7498,
+  serialized_end=7561,
 )
 
 
@@ -3194,8 +3201,8 @@ _CANCELOPERATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7540,
-  serialized_end=7613,
+  serialized_start=7563,
+  serialized_end=7636,
 )
 
 
@@ -3246,8 +3253,8 @@ _VERIFYSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7615,
-  serialized_end=7724,
+  serialized_start=7638,
+  serialized_end=7747,
 )
 
 
@@ -3312,8 +3319,8 @@ _VERIFYSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7727,
-  serialized_end=7893,
+  serialized_start=7750,
+  serialized_end=7916,
 )
 
 
@@ -3364,8 +3371,8 @@ _FAILOVERHOSTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7895,
-  serialized_end=7994,
+  serialized_start=7918,
+  serialized_end=8017,
 )
 
 
@@ -3402,8 +3409,8 @@ _VOLUMEUPDATE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=7996,
-  serialized_end=8077,
+  serialized_start=8019,
+  serialized_end=8100,
 )
 
 
@@ -3440,8 +3447,8 @@ _GROUPUPDATE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8079,
-  serialized_end=8158,
+  serialized_start=8102,
+  serialized_end=8181,
 )
 
 
@@ -3492,8 +3499,8 @@ _FAILOVERHOSTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8161,
-  serialized_end=8344,
+  serialized_start=8184,
+  serialized_end=8367,
 )
 
 
@@ -3530,8 +3537,8 @@ _FAILOVERCOMPLETEDREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8346,
-  serialized_end=8416,
+  serialized_start=8369,
+  serialized_end=8439,
 )
 
 
@@ -3554,8 +3561,8 @@ _FAILOVERCOMPLETEDRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8418,
-  serialized_end=8445,
+  serialized_start=8441,
+  serialized_end=8468,
 )
 
 
@@ -3592,8 +3599,8 @@ _GROUPTYPE_GROUPSPECSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8553,
-  serialized_end=8602,
+  serialized_start=8576,
+  serialized_end=8625,
 )
 
 _GROUPTYPE = _descriptor.Descriptor(
@@ -3636,8 +3643,8 @@ _GROUPTYPE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8448,
-  serialized_end=8602,
+  serialized_start=8471,
+  serialized_end=8625,
 )
 
 
@@ -3681,8 +3688,8 @@ _CREATEGROUPREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8604,
-  serialized_end=8708,
+  serialized_start=8627,
+  serialized_end=8731,
 )
 
 
@@ -3712,8 +3719,8 @@ _CREATEGROUPRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8710,
-  serialized_end=8784,
+  serialized_start=8733,
+  serialized_end=8807,
 )
 
 
@@ -3757,8 +3764,8 @@ _DELETEGROUPREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8786,
-  serialized_end=8861,
+  serialized_start=8809,
+  serialized_end=8884,
 )
 
 
@@ -3795,8 +3802,8 @@ _DELETEGROUPRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8864,
-  serialized_end=8994,
+  serialized_start=8887,
+  serialized_end=9017,
 )
 
 
@@ -3847,8 +3854,8 @@ _UPDATEGROUPREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=8996,
-  serialized_end=9102,
+  serialized_start=9019,
+  serialized_end=9125,
 )
 
 
@@ -3878,8 +3885,8 @@ _UPDATEGROUPRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9104,
-  serialized_end=9178,
+  serialized_start=9127,
+  serialized_end=9201,
 )
 
 
@@ -3930,8 +3937,8 @@ _CREATEGROUPSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9180,
-  serialized_end=9290,
+  serialized_start=9203,
+  serialized_end=9313,
 )
 
 
@@ -3968,8 +3975,8 @@ _CREATEGROUPSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9293,
-  serialized_end=9422,
+  serialized_start=9316,
+  serialized_end=9445,
 )
 
 
@@ -4020,8 +4027,8 @@ _DELETEGROUPSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9424,
-  serialized_end=9534,
+  serialized_start=9447,
+  serialized_end=9557,
 )
 
 
@@ -4051,8 +4058,8 @@ _DELETEGROUPSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9536,
-  serialized_end=9585,
+  serialized_start=9559,
+  serialized_end=9608,
 )
 
 
@@ -4096,8 +4103,8 @@ _GROUPVOLUMESOURCE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9587,
-  serialized_end=9702,
+  serialized_start=9610,
+  serialized_end=9725,
 )
 
 
@@ -4155,8 +4162,8 @@ _CREATEGROUPFROMSRCREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9705,
-  serialized_end=9897,
+  serialized_start=9728,
+  serialized_end=9920,
 )
 
 
@@ -4193,8 +4200,8 @@ _CREATEGROUPFROMSRCRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=9900,
-  serialized_end=10037,
+  serialized_start=9923,
+  serialized_end=10060,
 )
 
 
@@ -4238,8 +4245,8 @@ _ENABLEREPLICATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=10039,
-  serialized_end=10120,
+  serialized_start=10062,
+  serialized_end=10143,
 )
 
 
@@ -4276,8 +4283,8 @@ _ENABLEREPLICATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=10123,
-  serialized_end=10259,
+  serialized_start=10146,
+  serialized_end=10282,
 )
 
 
@@ -4321,8 +4328,8 @@ _DISABLEREPLICATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=10261,
-  serialized_end=10343,
+  serialized_start=10284,
+  serialized_end=10366,
 )
 
 
@@ -4359,8 +4366,8 @@ _DISABLEREPLICATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=10346,
-  serialized_end=10483,
+  serialized_start=10369,
+  serialized_end=10506,
 )
 
 
@@ -4411,8 +4418,8 @@ _FAILOVERREPLICATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=10485,
-  serialized_end=10598,
+  serialized_start=10508,
+  serialized_end=10621,
 )
 
 
@@ -4470,8 +4477,8 @@ _FAILOVERREPLICATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=10601,
-  serialized_end=10814,
+  serialized_start=10624,
+  serialized_end=10837,
 )
 
 
@@ -4522,8 +4529,8 @@ _REVERTTOSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=10816,
-  serialized_end=10926,
+  serialized_start=10839,
+  serialized_end=10949,
 )
 
 
@@ -4546,8 +4553,8 @@ _REVERTTOSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=10928,
-  serialized_end=10954,
+  serialized_start=10951,
+  serialized_end=10977,
 )
 
 
@@ -4605,8 +4612,8 @@ _ATTACHREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=10957,
-  serialized_end=11101,
+  serialized_start=10980,
+  serialized_end=11124,
 )
 
 
@@ -4650,8 +4657,8 @@ _ATTACHREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11104,
-  serialized_end=11258,
+  serialized_start=11127,
+  serialized_end=11281,
 )
 
 
@@ -4709,8 +4716,8 @@ _DETACHREPLICAREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11261,
-  serialized_end=11405,
+  serialized_start=11284,
+  serialized_end=11428,
 )
 
 
@@ -4733,8 +4740,8 @@ _DETACHREPLICARESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11407,
-  serialized_end=11430,
+  serialized_start=11430,
+  serialized_end=11453,
 )
 
 
@@ -4771,8 +4778,8 @@ _EXISTINGREF = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11432,
-  serialized_end=11485,
+  serialized_start=11455,
+  serialized_end=11508,
 )
 
 
@@ -4809,8 +4816,8 @@ _MANAGEEXISTINGSIZEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11487,
-  serialized_end=11575,
+  serialized_start=11510,
+  serialized_end=11598,
 )
 
 
@@ -4840,8 +4847,8 @@ _MANAGEEXISTINGSIZERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11577,
-  serialized_end=11622,
+  serialized_start=11600,
+  serialized_end=11645,
 )
 
 
@@ -4892,8 +4899,8 @@ _MANAGEEXISTINGREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11625,
-  serialized_end=11779,
+  serialized_start=11648,
+  serialized_end=11802,
 )
 
 
@@ -4930,8 +4937,8 @@ _MANAGEEXISTINGRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11781,
-  serialized_end=11875,
+  serialized_start=11804,
+  serialized_end=11898,
 )
 
 
@@ -4968,8 +4975,8 @@ _UNMANAGEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11877,
-  serialized_end=11930,
+  serialized_start=11900,
+  serialized_end=11953,
 )
 
 
@@ -4992,8 +4999,8 @@ _UNMANAGERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11932,
-  serialized_end=11950,
+  serialized_start=11955,
+  serialized_end=11973,
 )
 
 
@@ -5037,8 +5044,8 @@ _MANAGEEXISTINGSNAPSHOTSIZEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=11952,
-  serialized_end=12067,
+  serialized_start=11975,
+  serialized_end=12090,
 )
 
 
@@ -5068,8 +5075,8 @@ _MANAGEEXISTINGSNAPSHOTSIZERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=12069,
-  serialized_end=12122,
+  serialized_start=12092,
+  serialized_end=12145,
 )
 
 
@@ -5120,8 +5127,8 @@ _MANAGEEXISTINGSNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=12125,
-  serialized_end=12257,
+  serialized_start=12148,
+  serialized_end=12280,
 )
 
 
@@ -5158,8 +5165,8 @@ _MANAGEEXISTINGSNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=12259,
-  serialized_end=12361,
+  serialized_start=12282,
+  serialized_end=12384,
 )
 
 
@@ -5203,8 +5210,8 @@ _UNMANAGESNAPSHOTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=12363,
-  serialized_end=12445,
+  serialized_start=12386,
+  serialized_end=12468,
 )
 
 
@@ -5227,8 +5234,8 @@ _UNMANAGESNAPSHOTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=12447,
-  serialized_end=12473,
+  serialized_start=12470,
+  serialized_end=12496,
 )
 
 
@@ -5265,8 +5272,8 @@ _MANAGEABLE_EXTRAINFOENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=12670,
-  serialized_end=12718,
+  serialized_start=12693,
+  serialized_end=12741,
 )
 
 _MANAGEABLE = _descriptor.Descriptor(
@@ -5337,8 +5344,8 @@ _MANAGEABLE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=12476,
-  serialized_end=12718,
+  serialized_start=12499,
+  serialized_end=12741,
 )
 
 
@@ -5382,8 +5389,8 @@ _LISTMANAGEABLEVOLUMESREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=12720,
-  serialized_end=12806,
+  serialized_start=12743,
+  serialized_end=12829,
 )
 
 
@@ -5420,8 +5427,8 @@ _LISTMANAGEABLEVOLUMESRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=12808,
-  serialized_end=12911,
+  serialized_start=12831,
+  serialized_end=12934,
 )
 
 
@@ -5465,8 +5472,8 @@ _LISTMANAGEABLESNAPSHOTSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=12913,
-  serialized_end=13001,
+  serialized_start=12936,
+  serialized_end=13024,
 )
 
 
@@ -5503,8 +5510,8 @@ _LISTMANAGEABLESNAPSHOTSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=13003,
-  serialized_end=13110,
+  serialized_start=13026,
+  serialized_end=13133,
 )
 
 
@@ -5569,8 +5576,8 @@ _MIGRATEVOLUMEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=13113,
-  serialized_end=13269,
+  serialized_start=13136,
+  serialized_end=13292,
 )
 
 
@@ -5600,8 +5607,8 @@ _MIGRATEVOLUMERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=13271,
-  serialized_end=13316,
+  serialized_start=13294,
+  serialized_end=13339,
 )
 
 _MODELUPDATE_METADATAENTRY.containing_type = _MODELUPDATE
@@ -6644,8 +6651,8 @@ _DRIVERSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=14010,
-  serialized_end=18775,
+  serialized_start=14033,
+  serialized_end=18798,
   methods=[
   _descriptor.MethodDescriptor(
     name='ListBackends',
