@@ -1,9 +1,12 @@
 package iscsi
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // sharingDevice is a fileDevice whose logical unit another target serves
@@ -71,5 +74,59 @@ func TestSharedLogicalUnitReset(t *testing.T) {
 	r = c.mustDo(0, tur, 0, nil)
 	if key, asc := r.senseKey(); key != senseUnitAttention || asc != ascResetOccurred {
 		t.Fatalf("after a reset here: sense %x/%04x, want UNIT ATTENTION 29/00", key, asc)
+	}
+}
+
+// gatedDevice holds every write until gate is closed, after saying so on
+// entered.
+type gatedDevice struct {
+	*fileDevice
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (d *gatedDevice) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
+	d.entered <- struct{}{}
+	<-d.gate
+	return d.fileDevice.WriteAt(ctx, p, off, fua)
+}
+
+// TestLogicalUnitResetWaitsForEveryNexus: a LOGICAL UNIT RESET is
+// answered only once the commands running on the unit from every
+// session are done, not only those of the session that sent it; a host
+// that reissues its writes after the reset must not have an older one
+// land afterwards.
+func TestLogicalUnitResetWaitsForEveryNexus(t *testing.T) {
+	dev := &gatedDevice{fileDevice: newFileDevice(t, 16<<20, 10), entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	tt := newTestTargets()
+	const other = "iqn.2026-12.test:other-host"
+	tt.add(testIQN, rawInit, Auth{}, 0, dev)
+	tt.add(testIQN, other, Auth{}, 0, nil)
+	ts := startServer(t, tt, Options{})
+	c1, c2 := dialRaw(t, ts.addr), dialRaw(t, ts.addr)
+	c1.mustLogin(loginOpts{initiator: rawInit, target: testIQN})
+	c2.mustLogin(loginOpts{initiator: other, target: testIQN})
+	type reply struct {
+		r   scsiReply
+		err error
+	}
+	written := make(chan reply, 1)
+	go func() {
+		r, err := c1.do(0, write10(0, 8, false), 8*BlockSize, bytes.Repeat([]byte{0x5a}, 8*BlockSize))
+		written <- reply{r, err}
+	}()
+	<-dev.entered
+	const held = 300 * time.Millisecond
+	var opened atomic.Int64
+	time.AfterFunc(held, func() { opened.Store(time.Now().UnixNano()); close(dev.gate) })
+	if resp := c2.lunReset(t, 0); resp != tmfComplete {
+		t.Fatalf("LOGICAL UNIT RESET response %d", resp)
+	}
+	answered := time.Now().UnixNano()
+	if o := opened.Load(); o == 0 || answered < o {
+		t.Fatalf("the reset was answered while a write of another session still ran (held %s)", held)
+	}
+	if w := <-written; w.err != nil || w.r.status != statusGood {
+		t.Fatalf("the write that ran across the reset: %+v, %v", w.r, w.err)
 	}
 }

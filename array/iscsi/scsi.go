@@ -98,6 +98,7 @@ func senseData(key byte, asc uint16, info uint32, infoValid bool) []byte {
 type lunState struct {
 	dev      Device
 	id       Identity
+	unit     *unit // the server's, shared by every session that sees the volume
 	mu       sync.Mutex
 	size     int64  // the capacity last reported to this session
 	resets   uint64 // the volume's LOGICAL UNIT RESETs this session has been told of
@@ -149,7 +150,7 @@ func (ss *scsiSession) acquire(ctx context.Context, lun uint64) (*lunState, erro
 		return l, nil
 	}
 	id := dev.Identity()
-	l := &lunState{dev: dev, id: id, size: dev.Size(), refs: 1, resets: ss.s.resetsOf(&id, dev), access: accessOf(dev)}
+	l := &lunState{dev: dev, id: id, unit: ss.s.unit(&id), size: dev.Size(), refs: 1, resets: ss.s.resetsOf(&id, dev), access: accessOf(dev)}
 	ss.luns[lun] = l
 	return l, nil
 }
@@ -213,11 +214,11 @@ func (ss *scsiSession) lunExists(ctx context.Context, raw uint64) bool {
 }
 
 // reset is a LOGICAL UNIT RESET: every session that sees the volume gets
-// a unit attention (29h/00h). For a ResetSharer it returns the call that
-// tells the other target, to be made before the reset is answered; it
-// may wait for the other target, so the caller makes it off the
-// connection's reader.
-func (ss *scsiSession) reset(raw uint64) (share func()) {
+// a unit attention (29h/00h). It returns what is to be done before the
+// reset is answered: waiting for the commands running on the volume from
+// every session, then, for a ResetSharer, telling the other target. Both
+// may wait, so the caller runs it off the connection's reader.
+func (ss *scsiSession) reset(raw uint64) (finish func(context.Context)) {
 	lun, ok := decodeLUN(raw)
 	if !ok {
 		return nil
@@ -227,11 +228,14 @@ func (ss *scsiSession) reset(raw uint64) (share func()) {
 		return nil
 	}
 	defer ss.releaseLUN(l)
-	ss.s.resetCounter(&l.id).Add(1)
-	if rs, ok := l.dev.(ResetSharer); ok {
-		return rs.ShareReset
+	u := ss.s.unit(&l.id)
+	u.resets.Add(1)
+	rs, _ := l.dev.(ResetSharer)
+	return func(ctx context.Context) {
+		if u.running.drain(ctx) == nil && rs != nil {
+			rs.ShareReset()
+		}
 	}
-	return nil
 }
 
 // decodeLUN decodes a single-level LUN (peripheral or flat addressing).
@@ -297,6 +301,7 @@ func (ss *scsiSession) exec(ctx context.Context, rawLUN uint64, cdb, dataOut []b
 		return ss.deviceError(lun, nil, err, false)
 	}
 	defer ss.releaseLUN(l)
+	defer l.unit.running.begin()()
 	// A LOGICAL UNIT RESET (from any session), a capacity change and a
 	// change of ALUA state are unit attentions, each reported once. The
 	// last is what makes a host's multipath ask REPORT TARGET PORT GROUPS

@@ -109,8 +109,8 @@ type Server struct {
 	// cawLocks serialise COMPARE AND WRITE against every other write to
 	// the same volume through this server (keyed by a hash of the NAA).
 	cawLocks [64]sync.RWMutex
-	// resets counts LOGICAL UNIT RESETs per volume (by NAA).
-	resets sync.Map // [16]byte → *atomic.Uint64
+	// units keeps each volume's resets and running commands (by NAA).
+	units sync.Map // [16]byte → *unit
 
 	accepted, active, rejected    atomic.Int64
 	logins, refused, commands     atomic.Int64
@@ -312,18 +312,18 @@ func (s *Server) cawLock(id *Identity) *sync.RWMutex {
 // resetsOf counts the LOGICAL UNIT RESETs of a volume: those taken here,
 // and those its device says the other target of its logical unit took.
 func (s *Server) resetsOf(id *Identity, dev Device) uint64 {
-	n := s.resetCounter(id).Load()
+	n := s.unit(id).resets.Load()
 	if rs, ok := dev.(ResetSharer); ok {
 		n += rs.SharedResets()
 	}
 	return n
 }
 
-// resetCounter returns the LOGICAL UNIT RESET counter of a volume.
-func (s *Server) resetCounter(id *Identity) *atomic.Uint64 {
-	if v, ok := s.resets.Load(id.NAA); ok {
-		return v.(*atomic.Uint64)
+// unit returns what the server keeps of a volume across its sessions.
+func (s *Server) unit(id *Identity) *unit {
+	if v, ok := s.units.Load(id.NAA); ok {
+		return v.(*unit)
 	}
-	v, _ := s.resets.LoadOrStore(id.NAA, new(atomic.Uint64))
-	return v.(*atomic.Uint64)
+	v, _ := s.units.LoadOrStore(id.NAA, new(unit))
+	return v.(*unit)
 }

@@ -1,6 +1,7 @@
 package iscsi
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -452,7 +453,7 @@ func (c *conn) taskManagement(p *pdu) bool {
 	lun := p.lun()
 	rtt := p.u32(20)
 	var waits []chan struct{}
-	var share func() // tells a shared logical unit's other target of a reset
+	var finish func(context.Context) // a reset's wait for other sessions' commands, and word to a shared unit's other target
 	response := byte(tmfComplete)
 	affects := func(t *task) bool { return true }
 	switch fn {
@@ -476,7 +477,7 @@ func (c *conn) taskManagement(p *pdu) bool {
 			affects = func(t *task) bool { return t.lun == lun }
 		}
 		if fn == tmfLUReset && response == tmfComplete {
-			share = c.sess.reset(lun)
+			finish = c.sess.reset(lun)
 		}
 	case tmfTargetWarmReset:
 	case tmfTaskReassign:
@@ -504,7 +505,7 @@ func (c *conn) taskManagement(p *pdu) bool {
 	o.bhs[2] = response
 	copy(o.bhs[16:20], p.bhs[16:20])
 	o.stat = 2
-	if len(waits) == 0 && share == nil {
+	if len(waits) == 0 && finish == nil {
 		return c.send(outItem{pdus: []outPDU{o}})
 	}
 	c.workers.Add(1)
@@ -517,8 +518,8 @@ func (c *conn) taskManagement(p *pdu) bool {
 				return
 			}
 		}
-		if share != nil {
-			share()
+		if finish != nil {
+			finish(c.ctx)
 		}
 		c.send(outItem{pdus: []outPDU{o}})
 	}()

@@ -657,6 +657,8 @@ func (e *Engine) mediatorName(ctx context.Context, l *link, pod string) string {
 		return pod
 	}
 	if !info.Has(array.FeatureMediatorName) {
+		e.log.Info("the pod's peer runs an older volrep; the pod takes its name alone at the mediator, for its life", "pod", pod, "link", l.rec.Name,
+			"peer_version", info.Version)
 		return pod
 	}
 	return mediator.Scoped(e.id, pod)

@@ -1,0 +1,88 @@
+package iscsi
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// unit is what the server keeps of one logical unit (by NAA) across every
+// session that sees it.
+type unit struct {
+	resets  atomic.Uint64 // LOGICAL UNIT RESETs taken here
+	running activity
+}
+
+// activity tracks the commands running on a logical unit through this
+// server, from every session, so that a LOGICAL UNIT RESET can wait for
+// those that began before it. SAM ends a reset only once every task of
+// the unit, for every I_T nexus, is done: a host that sends I/O down
+// several paths reissues what the reset cut short, and must not have an
+// older write land after the new one.
+type activity struct {
+	mu      sync.Mutex
+	next    uint64
+	running map[uint64]struct{}
+	// ended is closed, and replaced, when a command ends while a drain
+	// waits (waiters > 0), so commands cost no allocation otherwise.
+	ended   chan struct{}
+	waiters int
+}
+
+// begin counts a command as running until end is called.
+func (a *activity) begin() (end func()) {
+	a.mu.Lock()
+	if a.running == nil {
+		a.running = map[uint64]struct{}{}
+	}
+	n := a.next
+	a.next++
+	a.running[n] = struct{}{}
+	a.mu.Unlock()
+	return func() {
+		a.mu.Lock()
+		delete(a.running, n)
+		if a.waiters > 0 {
+			close(a.ended)
+			a.ended = make(chan struct{})
+		}
+		a.mu.Unlock()
+	}
+}
+
+// drain waits until every command begun before it was called has ended,
+// or ctx is done.
+func (a *activity) drain(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	upto := a.next
+	for {
+		busy := false
+		for n := range a.running {
+			if n < upto {
+				busy = true
+				break
+			}
+		}
+		if !busy {
+			return nil
+		}
+		if a.ended == nil {
+			a.ended = make(chan struct{})
+		}
+		ended := a.ended
+		a.waiters++
+		a.mu.Unlock()
+		var err error
+		select {
+		case <-ended:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		a.mu.Lock()
+		a.waiters--
+		if err != nil {
+			return err
+		}
+	}
+}
