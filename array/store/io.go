@@ -159,8 +159,9 @@ type Carrier interface {
 // carried refuses a received snapshot onto a copy whose pod this array
 // carries: the copy took writes the sending array lacks, acknowledged to
 // this array's hosts, and received data would overwrite them. Called
-// with s.io held, which every carried write takes too, so no write is
-// acknowledged between the check and what the caller then does.
+// with s.io held. Commit holds it exclusively through the commit, and a
+// carried write is routed under it, so every carried write lands after a
+// commit that found the copy not carried, never under it.
 func (v *volume) carried(array string) error {
 	c, ok := v.forward.(Carrier)
 	if !v.rec.ReadOnly || !ok || c.Carry() == nil {
