@@ -775,11 +775,8 @@ func (e *Engine) startPod(ctx context.Context, r *replica) (*pod, error) {
 		// mediator prefers, unless the pod prefers its peer.
 		p.med = med
 		p.preferPeer.Store(spec.PreferPeer)
-		mname := r.rec.MediatorName
-		if mname == "" {
-			mname = spec.Name // begun before names were scoped
-		}
-		p.claim = med.Claim(mname, e.id, !spec.PreferPeer, func(mediator.Status) {
+		// A pod begun before names were scoped has none recorded.
+		p.claim = med.Claim(cmp.Or(r.rec.MediatorName, spec.Name), e.id, !spec.PreferPeer, func(mediator.Status) {
 			p.noteState()
 			p.wake()
 		})

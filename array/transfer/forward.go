@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -100,12 +101,7 @@ type podForward struct {
 
 // mediatorNameLocked is the pod's name at the mediator. Called with p.mu
 // held.
-func (p *podForward) mediatorNameLocked() string {
-	if p.medName != "" {
-		return p.medName
-	}
-	return p.name
-}
+func (p *podForward) mediatorNameLocked() string { return cmp.Or(p.medName, p.name) }
 
 func (p *podForward) current() (*forwardSession, error) {
 	p.mu.Lock()
