@@ -13,6 +13,16 @@ type unit struct {
 	running activity
 }
 
+// resetsOf counts the unit's LOGICAL UNIT RESETs: those taken here, and
+// those its device dev says the other target of the logical unit took.
+func (u *unit) resetsOf(dev Device) uint64 {
+	n := u.resets.Load()
+	if rs, ok := dev.(ResetSharer); ok {
+		n += rs.SharedResets()
+	}
+	return n
+}
+
 // activity tracks the commands running on a logical unit through this
 // server, from every session, so that a LOGICAL UNIT RESET can wait for
 // those that began before it. SAM ends a reset only once every task of

@@ -150,7 +150,8 @@ func (ss *scsiSession) acquire(ctx context.Context, lun uint64) (*lunState, erro
 		return l, nil
 	}
 	id := dev.Identity()
-	l := &lunState{dev: dev, id: id, unit: ss.s.unit(&id), size: dev.Size(), refs: 1, resets: ss.s.resetsOf(&id, dev), access: accessOf(dev)}
+	u := ss.s.unit(&id)
+	l := &lunState{dev: dev, id: id, unit: u, size: dev.Size(), refs: 1, resets: u.resetsOf(dev), access: accessOf(dev)}
 	ss.luns[lun] = l
 	return l, nil
 }
@@ -228,7 +229,7 @@ func (ss *scsiSession) reset(raw uint64) (finish func(context.Context)) {
 		return nil
 	}
 	defer ss.releaseLUN(l)
-	u := ss.s.unit(&l.id)
+	u := l.unit
 	u.resets.Add(1)
 	rs, _ := l.dev.(ResetSharer)
 	return func(ctx context.Context) {
@@ -306,7 +307,7 @@ func (ss *scsiSession) exec(ctx context.Context, rawLUN uint64, cdb, dataOut []b
 	// change of ALUA state are unit attentions, each reported once. The
 	// last is what makes a host's multipath ask REPORT TARGET PORT GROUPS
 	// again and move its I/O to the other array's paths.
-	resets := ss.s.resetsOf(&l.id, l.dev)
+	resets := l.unit.resetsOf(l.dev)
 	size := l.dev.Size()
 	access := accessOf(l.dev)
 	l.mu.Lock()

@@ -309,16 +309,6 @@ func (s *Server) cawLock(id *Identity) *sync.RWMutex {
 	return &s.cawLocks[h%uint32(len(s.cawLocks))]
 }
 
-// resetsOf counts the LOGICAL UNIT RESETs of a volume: those taken here,
-// and those its device says the other target of its logical unit took.
-func (s *Server) resetsOf(id *Identity, dev Device) uint64 {
-	n := s.unit(id).resets.Load()
-	if rs, ok := dev.(ResetSharer); ok {
-		n += rs.SharedResets()
-	}
-	return n
-}
-
 // unit returns what the server keeps of a volume across its sessions.
 func (s *Server) unit(id *Identity) *unit {
 	if v, ok := s.units.Load(id.NAA); ok {
