@@ -9,8 +9,31 @@ import (
 // unit is what the server keeps of one logical unit (by NAA) across every
 // session that sees it.
 type unit struct {
-	resets  atomic.Uint64 // LOGICAL UNIT RESETs taken here
-	running activity
+	resets atomic.Uint64 // LOGICAL UNIT RESETs taken here
+	// lastReset is the server's reset clock (Server.resetClock) at the
+	// unit's last LOGICAL UNIT RESET here. A command that arrived before
+	// it but had not begun to run, as a write of another session still
+	// awaiting its Data-Out, is answered with the reset's unit attention
+	// rather than run: the reset ended it, and its host reissues it.
+	lastReset atomic.Uint64
+	running   activity
+}
+
+// resetAt records a reset at clock tick t; resets racing one another
+// leave the latest tick.
+func (u *unit) resetAt(t uint64) {
+	for {
+		old := u.lastReset.Load()
+		if old >= t || u.lastReset.CompareAndSwap(old, t) {
+			return
+		}
+	}
+}
+
+// endedByReset says whether a command that arrived at clock tick arrived
+// (and begins now) was ended by a reset of the unit.
+func (u *unit) endedByReset(arrived uint64) bool {
+	return arrived < u.lastReset.Load()
 }
 
 // resetsOf counts the unit's LOGICAL UNIT RESETs: those taken here, and

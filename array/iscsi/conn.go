@@ -91,6 +91,7 @@ type task struct {
 	read       bool
 	write      bool
 	attr       byte
+	arrived    uint64 // Server.resetClock as the command arrived
 
 	// Data-Out state, owned by the reader.
 	data        []byte

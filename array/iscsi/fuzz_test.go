@@ -158,7 +158,7 @@ func FuzzCDB(f *testing.F) {
 		if lunByte&1 != 0 {
 			raw = uint64(lunByte) << 48
 		}
-		res := ss.exec(context.Background(), raw, cdb, out, int(edtl%(2<<20)), newByteBudget(8<<20))
+		res := ss.exec(context.Background(), raw, cdb, out, int(edtl%(2<<20)), newByteBudget(8<<20), 0)
 		switch res.status {
 		case statusGood:
 		case statusCheckCondition:

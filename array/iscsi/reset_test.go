@@ -130,3 +130,74 @@ func TestLogicalUnitResetWaitsForEveryNexus(t *testing.T) {
 		t.Fatalf("the write that ran across the reset: %+v, %v", w.r, w.err)
 	}
 }
+
+// TestLogicalUnitResetEndsWritesAwaitingData: a write that another
+// session sent before a LOGICAL UNIT RESET, and whose data comes only
+// after it, is not run, even once that session was told of the reset by
+// another command: the reset was answered without it, so its host
+// reissues it, and the old write must not land after the new one.
+func TestLogicalUnitResetEndsWritesAwaitingData(t *testing.T) {
+	dev := newFileDevice(t, 16<<20, 11)
+	tt := newTestTargets()
+	const other = "iqn.2026-12.test:other-host"
+	tt.add(testIQN, rawInit, Auth{}, 0, dev)
+	tt.add(testIQN, other, Auth{}, 0, nil)
+	ts := startServer(t, tt, Options{})
+	c1, c2 := dialRaw(t, ts.addr), dialRaw(t, ts.addr)
+	c1.mustLogin(loginOpts{initiator: rawInit, target: testIQN})
+	c2.mustLogin(loginOpts{initiator: other, target: testIQN})
+
+	if r := c1.mustDo(0, make([]byte, 6), 0, nil); r.status != statusGood {
+		t.Fatalf("TEST UNIT READY: %#x", r.status)
+	}
+	// c1's write goes without immediate data and waits for its R2T.
+	before := make([]byte, 8*BlockSize)
+	if err := dev.ReadAt(context.Background(), before, 0); err != nil {
+		t.Fatal(err)
+	}
+	bhs := c1.cmdPDU(0, write10(0, 8, false), 8*BlockSize, false, true)
+	itt := c1.itt
+	if err := c1.send(bhs, nil); err != nil {
+		t.Fatal(err)
+	}
+	r2t, err := c1.recv()
+	if err != nil || r2t.opcode() != opR2T {
+		t.Fatalf("want an R2T for the write: %v %+v", err, r2t)
+	}
+	if resp := c2.lunReset(t, 0); resp != tmfComplete {
+		t.Fatalf("LOGICAL UNIT RESET response %d", resp)
+	}
+	// c1 learns of the reset through a command of its own.
+	r := c1.mustDo(0, make([]byte, 6), 0, nil)
+	if key, asc := r.senseKey(); key != senseUnitAttention || asc != ascResetOccurred {
+		t.Fatalf("TEST UNIT READY after the reset: sense %x/%04x, want UNIT ATTENTION 29/00", key, asc)
+	}
+	var d [bhsLen]byte
+	d[0], d[1] = opDataOut, flagFinal
+	binary.BigEndian.PutUint32(d[16:], itt)
+	binary.BigEndian.PutUint32(d[20:], r2t.u32(20))
+	binary.BigEndian.PutUint32(d[28:], c1.expStatSN)
+	if err := c1.send(d, bytes.Repeat([]byte{0xa5}, 8*BlockSize)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c1.recv()
+	if err != nil || resp.opcode() != opSCSIResp || resp.itt() != itt {
+		t.Fatalf("want the write's response: %v %+v", err, resp)
+	}
+	if resp.bhs[3] != statusCheckCondition || len(resp.data) < 16 || resp.data[2+2]&0xf != senseUnitAttention ||
+		uint16(resp.data[2+12])<<8|uint16(resp.data[2+13]) != ascResetOccurred {
+		t.Fatalf("the write that arrived before the reset: status %#x sense % x; want CHECK CONDITION, UNIT ATTENTION 29/00",
+			resp.bhs[3], resp.data)
+	}
+	after := make([]byte, len(before))
+	if err := dev.ReadAt(context.Background(), after, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Fatal("the write that arrived before the reset was run after it")
+	}
+	// A write sent after the reset runs.
+	if r := c1.mustDo(0, write10(0, 8, false), 8*BlockSize, bytes.Repeat([]byte{0x3c}, 8*BlockSize)); r.status != statusGood {
+		t.Fatalf("a write after the reset: status %#x", r.status)
+	}
+}

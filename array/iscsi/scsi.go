@@ -231,6 +231,7 @@ func (ss *scsiSession) reset(raw uint64) (finish func(context.Context)) {
 	defer ss.releaseLUN(l)
 	u := l.unit
 	u.resets.Add(1)
+	u.resetAt(ss.s.resetClock.Add(1))
 	rs, _ := l.dev.(ResetSharer)
 	return func(ctx context.Context) {
 		if u.running.drain(ctx) == nil && rs != nil {
@@ -272,9 +273,9 @@ func encodeLUN(lun uint64) ([8]byte, bool) {
 	return b, true
 }
 
-// exec runs one CDB. It always returns a status; it never panics on any
-// CDB or data.
-func (ss *scsiSession) exec(ctx context.Context, rawLUN uint64, cdb, dataOut []byte, edtl int, budget *byteBudget) scsiResult {
+// exec runs one CDB that arrived at reset clock tick arrived. It always
+// returns a status; it never panics on any CDB or data.
+func (ss *scsiSession) exec(ctx context.Context, rawLUN uint64, cdb, dataOut []byte, edtl int, budget *byteBudget, arrived uint64) scsiResult {
 	if len(cdb) < 16 {
 		cdb = append(append(make([]byte, 0, 16), cdb...), make([]byte, 16-len(cdb))...)
 	}
@@ -302,16 +303,21 @@ func (ss *scsiSession) exec(ctx context.Context, rawLUN uint64, cdb, dataOut []b
 		return ss.deviceError(lun, nil, err, false)
 	}
 	defer ss.releaseLUN(l)
+	// Counted as running before it looks for a reset: a reset's drain
+	// either waits for it or was recorded before it looks.
 	defer l.unit.running.begin()()
 	// A LOGICAL UNIT RESET (from any session), a capacity change and a
 	// change of ALUA state are unit attentions, each reported once. The
 	// last is what makes a host's multipath ask REPORT TARGET PORT GROUPS
-	// again and move its I/O to the other array's paths.
+	// again and move its I/O to the other array's paths. A command that
+	// arrived before a reset of its unit gets the reset's attention even
+	// once its session was told of the reset: it did not run before the
+	// reset was answered, so it must not run after.
 	resets := l.unit.resetsOf(l.dev)
 	size := l.dev.Size()
 	access := accessOf(l.dev)
 	l.mu.Lock()
-	reset := resets != l.resets
+	reset := resets != l.resets || l.unit.endedByReset(arrived)
 	l.resets = resets
 	changed := !reset && size != l.size
 	if changed {

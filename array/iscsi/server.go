@@ -111,6 +111,10 @@ type Server struct {
 	cawLocks [64]sync.RWMutex
 	// units keeps each volume's resets and running commands (by NAA).
 	units sync.Map // [16]byte → *unit
+	// resetClock ticks at every LOGICAL UNIT RESET here. A command reads
+	// it as it arrives and a unit records it at its reset, so a command
+	// can tell a reset of its unit that came after it (unit.lastReset).
+	resetClock atomic.Uint64
 
 	accepted, active, rejected    atomic.Int64
 	logins, refused, commands     atomic.Int64

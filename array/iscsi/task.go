@@ -17,15 +17,16 @@ const maxCommandData = MaxTransferBlocks * BlockSize
 func (c *conn) scsiCommand(p *pdu) bool {
 	flags := p.flags()
 	t := &task{
-		itt:   p.itt(),
-		cmdSN: p.u32(24),
-		lun:   p.lun(),
-		edtl:  int(p.u32(20)),
-		read:  flags&0x40 != 0,
-		write: flags&0x20 != 0,
-		attr:  flags & 7,
-		ttt:   reservedTag,
-		done:  make(chan struct{}),
+		itt:     p.itt(),
+		cmdSN:   p.u32(24),
+		lun:     p.lun(),
+		edtl:    int(p.u32(20)),
+		read:    flags&0x40 != 0,
+		write:   flags&0x20 != 0,
+		attr:    flags & 7,
+		arrived: c.s.resetClock.Load(),
+		ttt:     reservedTag,
+		done:    make(chan struct{}),
 	}
 	t.cdb = append(make([]byte, 0, 16), p.bhs[32:48]...)
 	if ext := extendedCDB(p.ahs); ext != nil {
@@ -222,7 +223,7 @@ func (c *conn) execute(t *task) {
 	if t.edtl > maxCommandData+BlockSize && t.write {
 		res = checkCondition(senseIllegalRequest, ascInvalidFieldInCDB)
 	} else {
-		res = c.sess.exec(c.ctx, t.lun, t.cdb, t.data[:t.received], t.edtl, c.budget)
+		res = c.sess.exec(c.ctx, t.lun, t.cdb, t.data[:t.received], t.edtl, c.budget, t.arrived)
 	}
 	if res.status == statusCheckCondition {
 		c.s.checks.Add(1)

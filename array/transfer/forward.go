@@ -61,6 +61,8 @@ type podForward struct {
 
 	// recMu keeps one write of the pod's copies record at a time.
 	recMu sync.Mutex
+	// opening keeps one Forward stream's admission at a time (admit).
+	opening sync.Mutex
 
 	mu      sync.Mutex
 	sess    *forwardSession // nil: no stream from the preferred array
@@ -425,22 +427,9 @@ func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
 	sess := &forwardSession{stream: stream, timeout: timeout, id: open.GetSession(), compares: open.GetCompareAndWrite(), resets: open.GetLuReset(), pending: map[uint64]*forwarded{},
 		work: make(chan struct{}, 1), dead: make(chan struct{})}
 	p := t.fwd.pod(open.GetPod())
-	if err := t.checkSource(stream.Context(), p, open.GetSourceArrayId()); err != nil {
+	if err := t.admit(stream.Context(), p, open, sess); err != nil {
 		return err
 	}
-	p.mu.Lock()
-	if p.carry != nil {
-		p.mu.Unlock()
-		return errdefs.FailedPrecondition("pod %s is carried by this array; the preferred array takes its writes back first (Reclaim)", open.GetPod())
-	}
-	if src := open.GetSourceArrayId(); src != "" {
-		p.source = src
-	}
-	if old := p.sess; old != nil {
-		old.kill(errors.New("replaced by a new stream"))
-	}
-	p.sess, p.inSync, p.mediated, p.medName = sess, false, open.GetMediated(), open.GetMediatorName()
-	p.mu.Unlock()
 	t.stopAsking(p)
 	log.Info("forward stream open", "source_array", open.GetSourceArrayId())
 	defer func() {
@@ -516,6 +505,31 @@ func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
 			}
 		}
 	}
+}
+
+// admit makes sess pod p's stream from the array that opened it, unless
+// checkSource refuses it or the pod is carried here. Two arrays opening
+// streams for pods of one name at once are admitted one after the other,
+// so both cannot pass the check.
+func (t *Service) admit(ctx context.Context, p *podForward, open *arrayv1.ForwardOpen, sess *forwardSession) error {
+	p.opening.Lock()
+	defer p.opening.Unlock()
+	if err := t.checkSource(ctx, p, open.GetSourceArrayId()); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.carry != nil {
+		return errdefs.FailedPrecondition("pod %s is carried by this array; the preferred array takes its writes back first (Reclaim)", open.GetPod())
+	}
+	if src := open.GetSourceArrayId(); src != "" {
+		p.source = src
+	}
+	if old := p.sess; old != nil {
+		old.kill(errors.New("replaced by a new stream"))
+	}
+	p.sess, p.inSync, p.mediated, p.medName = sess, false, open.GetMediated(), open.GetMediatorName()
+	return nil
 }
 
 // checkSource refuses a stream for pod p from array src while p is

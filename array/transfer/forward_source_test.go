@@ -2,6 +2,7 @@ package transfer_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -85,4 +86,88 @@ func TestPodNamesAreUniqueAtThePeer(t *testing.T) {
 	}
 	open("array-2", "w")
 	waitPath("w", array.PathNonOptimized)
+}
+
+// TestPodNameOpenedByTwoArraysAtOnce: two arrays opening streams for
+// pods of one name at the same moment are admitted one after the other:
+// exactly one is refused, and the other keeps its stream, round after
+// round. The pod names many copies, all promoted, so the check reads
+// each (the name is free) while the other array's stream may be let in;
+// checked apart, both would pass, and the second would take the first's
+// place.
+func TestPodNameOpenedByTwoArraysAtOnce(t *testing.T) {
+	p := newPair(t)
+	ctx := t.Context()
+	const pod = "cinder-pod.dr"
+	var vols []string
+	for i := range 64 {
+		v := fmt.Sprintf("v%d", i)
+		p.readOnlyCopy(t, v)
+		vols = append(vols, v)
+	}
+	open := func(ctx context.Context, source string, st *arrayv1.ForwardState) (arrayv1.TransferService_ForwardClient, error) {
+		cs, err := p.client.Forward(ctx)
+		if err != nil {
+			return nil, err
+		}
+		msgs := []*arrayv1.ForwardRequest{{Msg: &arrayv1.ForwardRequest_Open{Open: &arrayv1.ForwardOpen{
+			Pod: pod, SourceArrayId: source, TimeoutMs: 5000, Session: 1}}}}
+		if st != nil {
+			msgs = append(msgs, &arrayv1.ForwardRequest{Msg: &arrayv1.ForwardRequest_State{State: st}})
+		}
+		for _, m := range msgs {
+			if err := cs.Send(m); err != nil {
+				return nil, err
+			}
+		}
+		return cs, nil
+	}
+	ctx1, cancel1 := context.WithCancel(ctx)
+	if _, err := open(ctx1, "array-1", &arrayv1.ForwardState{InSync: true, Volumes: vols}); err != nil {
+		t.Fatal(err)
+	}
+	last, err := p.dst.OpenVolume(ctx, vols[len(vols)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); last.Path().State != array.PathNonOptimized; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pod's copies were not taken by its stream: %s", last.Path().State)
+		}
+	}
+	cancel1()
+	for _, v := range vols {
+		if err := p.dst.SetReadOnly(ctx, v, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range 40 {
+		rctx, cancel := context.WithCancel(ctx)
+		errs := make(chan error, 2)
+		start := make(chan struct{})
+		for _, source := range []string{"array-1", "array-2"} {
+			go func() {
+				<-start
+				cs, err := open(rctx, source, nil)
+				if err == nil {
+					_, err = cs.Recv()
+				}
+				errs <- err
+			}()
+		}
+		close(start)
+		first := <-errs
+		if !errdefs.IsFailedPrecondition(first) {
+			cancel()
+			t.Fatalf("round %d: the first stream to end ended with %v; want one of the two refused (FAILED_PRECONDITION)", round, first)
+		}
+		select {
+		case err := <-errs:
+			cancel()
+			t.Fatalf("round %d: both streams ended (%v, then %v); want the admitted one kept open", round, first, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		cancel()
+		<-errs
+	}
 }
