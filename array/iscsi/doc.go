@@ -152,6 +152,7 @@
 // (2Ah/09h) when Device.Size changes, POWER ON, RESET, OR BUS DEVICE
 // RESET OCCURRED (29h/00h) after a LOGICAL UNIT RESET of the volume from
 // any session, or at the other target of a shared logical unit
-// (ResetSharer). No error ends a session; only protocol violations close a
+// (ResetSharer), and for every command that arrived before a reset here
+// but had not begun (a write awaiting its Data-Out), which is not run. No error ends a session; only protocol violations close a
 // connection.
 package iscsi
