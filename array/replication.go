@@ -197,6 +197,9 @@ type PodCopy struct {
 	MediatorState string
 	MediatorHeld  bool
 	Message       string
+	// SourceArrayID is the ID of the preferred array whose pod this is
+	// here; "" when not known.
+	SourceArrayID string
 }
 
 // ReplicaUpdate changes a replica's schedule; zero fields stay as they are.

@@ -134,6 +134,10 @@ func (b Backend) AsyncTargets() []ReplicationDevice { return b.targets(typeAsync
 // SyncTargets returns the replication devices served by the pod.
 func (b Backend) SyncTargets() []ReplicationDevice { return b.targets(typeSync) }
 
+// PodOf names the pod that replicates to the sync target backendID, at
+// both arrays: "<pure_replication_pod_name>.<backend_id>".
+func (b Backend) PodOf(backendID string) string { return b.PodName + "." + backendID }
+
 func (b Backend) targets(typ string) []ReplicationDevice {
 	var out []ReplicationDevice
 	for _, d := range b.ReplicationDevices {

@@ -19,7 +19,7 @@ import (
 func (b *Backend) pgReplica(backendID string) string { return b.cfg.PGName + "." + backendID }
 
 // podReplica names the pod's replica to its sync target.
-func (b *Backend) podReplica(backendID string) string { return b.cfg.PodName + "." + backendID }
+func (b *Backend) podReplica(backendID string) string { return b.cfg.PodOf(backendID) }
 
 func (b *Backend) retention() array.Retention {
 	return array.Retention{AllFor: b.cfg.RetentionShortTerm, PerDay: b.cfg.RetentionPerDay, Days: b.cfg.RetentionDays}

@@ -60,10 +60,20 @@ func TestPodNamesAreUniqueAtThePeer(t *testing.T) {
 			}
 		}
 	}
+	// GetPodCopy says whose pod it is, so that volrep doctor, run for the
+	// second array's backend, can name the first.
+	wantSource := func(want string) {
+		t.Helper()
+		r, err := p.client.GetPodCopy(ctx, &arrayv1.GetPodCopyRequest{Pod: "cinder-pod.dr"})
+		if err != nil || r.GetPod().GetSourceArrayId() != want {
+			t.Fatalf("GetPodCopy: %v, %v; want the pod of array %s", r, err, want)
+		}
+	}
 	ctx1, cancel1 := context.WithCancel(ctx)
 	defer cancel1()
 	openIn(ctx1, "array-1", "v")
 	waitPath("v", array.PathNonOptimized)
+	wantSource("array-1")
 
 	_, err := open("array-2", "w").Recv()
 	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "the pod of array array-1") || !strings.Contains(err.Error(), "pure_replication_pod_name") {
@@ -71,6 +81,7 @@ func TestPodNamesAreUniqueAtThePeer(t *testing.T) {
 	}
 	waitPath("v", array.PathNonOptimized)
 	waitPath("w", array.PathOptimized) // a plain replica still
+	wantSource("array-1")
 
 	// The first array's stream ends without a release: its copy is still
 	// the pod's, so the name is still taken.
@@ -86,6 +97,7 @@ func TestPodNamesAreUniqueAtThePeer(t *testing.T) {
 	}
 	open("array-2", "w")
 	waitPath("w", array.PathNonOptimized)
+	wantSource("array-2")
 }
 
 // TestPodNameOpenedByTwoArraysAtOnce: two arrays opening streams for

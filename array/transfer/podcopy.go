@@ -33,7 +33,7 @@ func (t *Service) PodCopy(ctx context.Context, pod string) (array.PodCopy, error
 	}
 	p.mu.Lock()
 	up, inSync, carry, claim := p.sess != nil, p.inSync, p.carry, p.claim
-	c := array.PodCopy{Pod: pod, Volumes: slices.Sorted(maps.Keys(p.volumes))}
+	c := array.PodCopy{Pod: pod, Volumes: slices.Sorted(maps.Keys(p.volumes)), SourceArrayID: p.source}
 	p.mu.Unlock()
 	switch {
 	case carry != nil:

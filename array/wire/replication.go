@@ -155,10 +155,10 @@ func OperationFromPB(o *arrayv1.Operation) array.Operation {
 
 func PodCopyToPB(c array.PodCopy) *arrayv1.PodCopy {
 	return &arrayv1.PodCopy{Pod: c.Pod, State: c.State, Writes: c.Writes, Volumes: c.Volumes,
-		MediatorState: c.MediatorState, MediatorHeld: c.MediatorHeld, Message: c.Message}
+		MediatorState: c.MediatorState, MediatorHeld: c.MediatorHeld, Message: c.Message, SourceArrayId: c.SourceArrayID}
 }
 
 func PodCopyFromPB(c *arrayv1.PodCopy) array.PodCopy {
 	return array.PodCopy{Pod: c.GetPod(), State: c.GetState(), Writes: c.GetWrites(), Volumes: c.GetVolumes(),
-		MediatorState: c.GetMediatorState(), MediatorHeld: c.GetMediatorHeld(), Message: c.GetMessage()}
+		MediatorState: c.GetMediatorState(), MediatorHeld: c.GetMediatorHeld(), Message: c.GetMessage(), SourceArrayID: c.GetSourceArrayId()}
 }

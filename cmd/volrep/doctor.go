@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/client"
@@ -226,9 +228,41 @@ func checkConfig(rep *doctorReport, cfg *config.Config) {
 		}
 		rep.Backends = append(rep.Backends, s)
 	}
+	checkPodNames(rep, cfg)
 	for _, ar := range cfg.Arrays {
 		rep.Arrays = append(rep.Arrays, arraySummary{Name: ar.Name, Line: ar.Line, Listen: ar.Listen, NBDListen: ar.NBDListen,
 			DataDir: ar.DataDir, Pools: strings.Join(ar.Pools, ",")})
+	}
+}
+
+// checkPodNames finds backends of the file that stretch pods of one name
+// to one sync target from different primary arrays. A pod name is one pod
+// per array, so the target takes the first pod to reach it and refuses
+// the other's, whose hosts then cannot write at the target. (Backends of
+// other files are found online, by asking the target: checkPodCopy.)
+func checkPodNames(rep *doctorReport, cfg *config.Config) {
+	type stretch struct {
+		backend config.Backend
+		device  config.ReplicationDevice
+	}
+	first := map[[2]string]stretch{} // target address, pod name → first backend
+	for _, b := range cfg.Backends {
+		for _, d := range b.SyncTargets() {
+			key := [2]string{d.SanIP, b.PodOf(d.BackendID)}
+			f, seen := first[key]
+			if !seen {
+				first[key] = stretch{b, d}
+				continue
+			}
+			if f.backend.SanIP == b.SanIP {
+				continue // one primary array: one pod
+			}
+			rep.add(doctorCheck{Area: "pod", Name: fmt.Sprintf("[%s] pod %s at replication_device %s", b.Section, key[1], d.BackendID), Status: statusFail,
+				Detail: fmt.Sprintf("[%s] (line %d) stretches a pod of the same name to the same array %s from another primary array (%s, not %s): "+
+					"a pod name is one pod per array, so that array takes the first pod to reach it and refuses the other's, whose hosts cannot write there",
+					f.backend.Section, f.device.Line, d.SanIP, f.backend.SanIP, b.SanIP),
+				Fix: fmt.Sprintf("set pure_replication_pod_name in [%s] (%s:%d) or in [%s] to a name of its own", b.Section, cfg.File, b.Line, f.backend.Section)})
+		}
 	}
 }
 
@@ -321,12 +355,15 @@ type arrayProbe struct {
 	err      error
 	links    []array.Link
 	linksErr error
+	pod      array.PodCopy // at a sync target: its copy of the backend's pod
+	podErr   error
 }
 
-// probeArray asks the array at addr who it is and, with links, for its
-// links. The skew is the array's clock minus ours at the middle of the
-// call, which cancels the network delay out.
-func probeArray(ctx context.Context, addr, token string, links bool) arrayProbe {
+// probeArray asks the array at addr who it is, with links for its links,
+// and with a pod name how it holds that pod. The skew is the array's
+// clock minus ours at the middle of the call, which cancels the network
+// delay out.
+func probeArray(ctx context.Context, addr, token string, links bool, pod string) arrayProbe {
 	cc, err := server.Dial(addr, token)
 	if err != nil {
 		return arrayProbe{err: err}
@@ -344,6 +381,9 @@ func probeArray(ctx context.Context, addr, token string, links bool) arrayProbe 
 	if links {
 		p.links, p.linksErr = client.NewReplication(cc).ListLinks(ctx)
 	}
+	if pod != "" {
+		p.pod, p.podErr = client.NewReplication(cc).GetPodCopy(ctx, pod)
+	}
 	return p
 }
 
@@ -357,17 +397,24 @@ type arrayRef struct {
 	token    string
 	line     int
 	primary  bool
-	sync     bool // a sync replication_device: the pods' peer array
+	sync     bool   // a sync replication_device: the pods' peer array
+	pod      string // the pod a sync replication_device holds copies of
 }
 
 func checkArrays(ctx context.Context, rep *doctorReport, cfg *config.Config) {
 	var refs []arrayRef
+	primaryOf := map[string]int{} // backend section → its primary's ref
 	for _, b := range cfg.Backends {
+		primaryOf[b.Section] = len(refs)
 		refs = append(refs, arrayRef{backend: b, role: "primary array", addrKey: "san_ip", tokenKey: "pure_api_token",
 			addr: b.SanIP, token: b.APIToken.Reveal(), line: b.Line, primary: true})
 		for _, d := range b.ReplicationDevices {
-			refs = append(refs, arrayRef{backend: b, role: "replication_device " + d.BackendID, addrKey: "san_ip",
-				tokenKey: "api_token", addr: d.SanIP, token: d.APIToken.Reveal(), line: d.Line, sync: d.Type == "sync"})
+			r := arrayRef{backend: b, role: "replication_device " + d.BackendID, addrKey: "san_ip",
+				tokenKey: "api_token", addr: d.SanIP, token: d.APIToken.Reveal(), line: d.Line, sync: d.Type == "sync"}
+			if r.sync {
+				r.pod = b.PodOf(d.BackendID)
+			}
+			refs = append(refs, r)
 		}
 	}
 	// Probe concurrently: an array that does not answer costs its timeout
@@ -381,12 +428,17 @@ func checkArrays(ctx context.Context, rep *doctorReport, cfg *config.Config) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			probes[i] = probeArray(ctx, r.addr, r.token, r.primary)
+			probes[i] = probeArray(ctx, r.addr, r.token, r.primary, r.pod)
 		}()
 	}
 	wg.Wait()
 	for i, r := range refs {
 		checkArray(rep, cfg.File, r, probes[i])
+	}
+	for i, r := range refs {
+		if r.sync && probes[i].err == nil {
+			checkPodCopy(rep, cfg.File, r, probes[i], probes[primaryOf[r.backend.Section]])
+		}
 	}
 	// Links after every array, so each area prints as one block.
 	for i, r := range refs {
@@ -436,6 +488,39 @@ func checkArray(rep *doctorReport, file string, r arrayRef, p arrayProbe) {
 				p.info.Name, p.info.Version, array.FeatureForwardOwnCopy),
 			Fix: "upgrade volrep on that array to the primary array's version"})
 	}
+}
+
+// checkPodCopy reports how a sync target holds its backend's pod. A pod
+// name is one pod per array: a target that holds the name for another
+// primary array (another backend, in this file or another cloud's, with
+// the same pod name and target) refuses this backend's pod, so its hosts
+// cannot write at the target.
+func checkPodCopy(rep *doctorReport, file string, r arrayRef, p, primary arrayProbe) {
+	name := fmt.Sprintf("[%s] pod %s at replication_device %s", r.backend.Section, r.pod, strings.TrimPrefix(r.role, "replication_device "))
+	c := doctorCheck{Area: "pod", Name: name, Status: statusOK}
+	switch {
+	case errdefs.IsNotFound(p.podErr):
+		c.Detail = "no copies there yet: the pod has no volumes, or its first copy is still on its way"
+	case status.Code(p.podErr) == codes.Unimplemented:
+		c.Status, c.Detail = statusWarn, fmt.Sprintf("array %s (volrep %s) cannot say how it holds the pod", p.info.Name, p.info.Version)
+		c.Fix = "upgrade volrep on that array to the primary array's version"
+	case p.podErr != nil:
+		c.Status, c.Detail = statusFail, "GetPodCopy failed: "+errMessage(p.podErr)
+		c.Fix = "see the array's log (journalctl -u volrepd on its host)"
+	case p.pod.SourceArrayID != "" && primary.err == nil && p.pod.SourceArrayID != primary.info.ID:
+		c.Status = statusFail
+		c.Detail = fmt.Sprintf("array %s holds pod %s for array %s, not for this backend's primary array %s (%s): a pod name is one pod per array, "+
+			"so it refuses this backend's pod, and hosts cannot write this backend's pod volumes there",
+			p.info.Name, r.pod, p.pod.SourceArrayID, primary.info.Name, primary.info.ID)
+		c.Fix = fmt.Sprintf("set pure_replication_pod_name in [%s] (%s:%d) to a name no other backend replicating to array %s uses",
+			r.backend.Section, file, r.backend.Line, p.info.Name)
+	default:
+		c.Detail = fmt.Sprintf("array %s holds %d of its copies: %s, writes %s", p.info.Name, len(p.pod.Volumes), p.pod.State, p.pod.Writes)
+		if p.pod.SourceArrayID == "" {
+			c.Detail += "; whose pod it is there is not known (no stream from the primary array since that array started, or an older volrep)"
+		}
+	}
+	rep.add(c)
 }
 
 // checkLinks reports the primary array's links: each async
@@ -577,6 +662,7 @@ var areaTitles = map[string]string{
 	"backend": "Backends (as volrepd reports them)",
 	"array":   "Arrays (checked from this host with the file's tokens)",
 	"link":    "Links of the primary arrays",
+	"pod":     "Pods at their sync targets",
 }
 
 func printBackendSummary(w io.Writer, b backendSummary) {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/volrep/volrep/array"
@@ -20,17 +22,19 @@ import (
 	"github.com/volrep/volrep/server"
 )
 
-// fakeArray is a test double for the two array calls doctor makes. It is
+// fakeArray is a test double for the array calls doctor makes. It is
 // served by the real server package, so a wrong token meets the real
 // auth interceptor and comes back UNAUTHENTICATED.
 type fakeArray struct {
 	arrayv1.UnimplementedArrayServiceServer
 	arrayv1.UnimplementedLinkServiceServer
+	arrayv1.UnimplementedTransferServiceServer
 	name     string
 	version  string
 	features []string
 	skew     time.Duration
 	links    []*arrayv1.Link
+	pods     map[string]*arrayv1.PodCopy // nil: the array serves no GetPodCopy
 }
 
 func (f *fakeArray) GetArrayInfo(context.Context, *arrayv1.GetArrayInfoRequest) (*arrayv1.GetArrayInfoResponse, error) {
@@ -42,12 +46,24 @@ func (f *fakeArray) ListLinks(context.Context, *arrayv1.ListLinksRequest) (*arra
 	return &arrayv1.ListLinksResponse{Links: f.links}, nil
 }
 
+func (f *fakeArray) GetPodCopy(_ context.Context, req *arrayv1.GetPodCopyRequest) (*arrayv1.GetPodCopyResponse, error) {
+	if f.pods == nil {
+		return nil, status.Error(codes.Unimplemented, "unknown method GetPodCopy")
+	}
+	c, ok := f.pods[req.GetPod()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "pod %q has no copies on this array", req.GetPod())
+	}
+	return &arrayv1.GetPodCopyResponse{Pod: c}, nil
+}
+
 // startFakeArray serves f with token on a loopback port until the test ends.
 func startFakeArray(t *testing.T, f *fakeArray, token string) string {
 	t.Helper()
 	srv := server.New(server.Options{Name: "array " + f.name, Token: token, Logger: slog.New(slog.DiscardHandler)})
 	arrayv1.RegisterArrayServiceServer(srv.GRPC(), f)
 	arrayv1.RegisterLinkServiceServer(srv.GRPC(), f)
+	arrayv1.RegisterTransferServiceServer(srv.GRPC(), f)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +127,40 @@ func TestDoctorOfflineTypo(t *testing.T) {
 		t.Errorf("the summary does not count the problem:\n%s\n%s", r.stdout, r.stderr)
 	}
 	noTokens(t, r.stdout+r.stderr)
+}
+
+// TestDoctorOfflinePodNames: two backends of one file that stretch pods
+// of one name to one target from different primary arrays are a failure,
+// found from the file alone; from one primary array they are one pod.
+func TestDoctorOfflinePodNames(t *testing.T) {
+	const twoBackends = `[DEFAULT]
+enabled_backends = pure1, pure2
+
+[pure1]
+san_ip = 10.0.0.10
+pure_api_token = primary-secret-token
+replication_device = backend_id:dr,san_ip:10.0.0.30,api_token:target-secret-token,type:sync
+
+[pure2]
+san_ip = %s
+pure_api_token = primary-secret-token
+replication_device = backend_id:dr,san_ip:10.0.0.30,api_token:target-secret-token,type:sync
+%s`
+	conf := writeConf(t, fmt.Sprintf(twoBackends, "10.0.0.20", ""))
+	r := volrep(t, nil, "doctor", "--config", conf, "--offline")
+	wantStdout(t, r,
+		"FAIL   [pure2] pod cinder-pod.dr at replication_device dr: [pure1] (line 7) stretches a pod of the same name to the same array 10.0.0.30:7401 "+
+			"from another primary array (10.0.0.10:7401, not 10.0.0.20:7401)",
+		"fix: set pure_replication_pod_name in [pure2] ("+conf+":9) or in [pure1] to a name of its own")
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1\n%s", r.code, r.stdout)
+	}
+	for _, ok := range []string{fmt.Sprintf(twoBackends, "10.0.0.20", "pure_replication_pod_name = other-pod\n"), fmt.Sprintf(twoBackends, "10.0.0.10", "")} {
+		r := volrep(t, nil, "doctor", "--config", writeConf(t, ok), "--offline")
+		if r.code != 0 || strings.Contains(r.stdout, "pod cinder-pod.dr") {
+			t.Errorf("exit %d for\n%s\n%s", r.code, ok, r.stdout)
+		}
+	}
 }
 
 func TestDoctorOfflineValid(t *testing.T) {
@@ -327,6 +377,46 @@ func TestDoctorOldSyncPeer(t *testing.T) {
 	if strings.Contains(r.stdout, "lacks the protocol feature") || !strings.Contains(r.stdout, "OK     [pure1] replication_device pure2-sync at "+taddr) {
 		t.Errorf("with the feature reported, doctor still warns or does not say OK:\n%s", r.stdout)
 	}
+}
+
+// TestDoctorPodHeldForAnotherArray: doctor asks each sync target how it
+// holds the backend's pod. A target that holds the pod's name for
+// another primary array (a second backend, here or in another cloud,
+// with the same pod name and target) refuses this backend's pod: a
+// failure naming that array and the setting to change.
+func TestDoctorPodHeldForAnotherArray(t *testing.T) {
+	_, daddr := startFake(t, "pure1")
+	const pod = "cinder-pod.pure2-sync"
+	peer := &fakeArray{name: "site-b", features: []string{array.FeatureForwardOwnCopy}, pods: map[string]*arrayv1.PodCopy{}}
+	taddr := startFakeArray(t, peer, "target-secret-token")
+	primary := &fakeArray{name: "site-a"}
+	paddr := startFakeArray(t, primary, "primary-secret-token")
+	conf := writeConf(t, strings.Replace(fmt.Sprintf(goodConf, daddr, paddr, taddr), "backend_id:pure2-async,san_ip:"+taddr+",api_token:target-secret-token",
+		"backend_id:pure2-sync,san_ip:"+taddr+",api_token:target-secret-token,type:sync", 1))
+	name := "[pure1] pod " + pod + " at replication_device pure2-sync: "
+
+	r := volrep(t, nil, "doctor", "--config", conf)
+	wantStdout(t, r, "Pods at their sync targets", "OK     "+name+"no copies there yet")
+
+	peer.pods[pod] = &arrayv1.PodCopy{Pod: pod, State: array.PodOnline, Writes: array.WritesOnline, Volumes: []string{"v1", "v2"}, SourceArrayId: "id-site-a"}
+	r = volrep(t, nil, "doctor", "--config", conf)
+	wantStdout(t, r, "OK     "+name+"array site-b holds 2 of its copies: online, writes online")
+	if r.code != 0 {
+		t.Errorf("exit %d, want 0\n%s", r.code, r.stdout)
+	}
+
+	peer.pods[pod].SourceArrayId = "id-site-c"
+	r = volrep(t, nil, "doctor", "--config", conf)
+	wantStdout(t, r,
+		"FAIL   "+name+"array site-b holds pod "+pod+" for array id-site-c, not for this backend's primary array site-a (id-site-a)",
+		"fix: set pure_replication_pod_name in [pure1] ("+conf+":7) to a name no other backend replicating to array site-b uses")
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1\n%s", r.code, r.stdout)
+	}
+
+	peer.pods, peer.version = nil, "0.0.9" // an array too old to answer
+	r = volrep(t, nil, "doctor", "--config", conf)
+	wantStdout(t, r, "WARN   "+name+"array site-b (volrep 0.0.9) cannot say how it holds the pod")
 }
 
 // wantStdout checks that a run's stdout holds each of wants.

@@ -130,7 +130,12 @@ type PodCopy struct {
 	MediatorState string `protobuf:"bytes,5,opt,name=mediator_state,json=mediatorState,proto3" json:"mediator_state,omitempty"`
 	MediatorHeld  bool   `protobuf:"varint,6,opt,name=mediator_held,json=mediatorHeld,proto3" json:"mediator_held,omitempty"`
 	// Why, in a sentence for the operator.
-	Message       string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	Message string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	// The ID (ArrayInfo.id) of the preferred array whose pod this is here.
+	// A pod name is one pod per array: another array's pod of this name is
+	// refused. Empty when not known (no stream from it since this array
+	// started, and no record, or an older volrep).
+	SourceArrayId string `protobuf:"bytes,8,opt,name=source_array_id,json=sourceArrayId,proto3" json:"source_array_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -210,6 +215,13 @@ func (x *PodCopy) GetMediatorHeld() bool {
 func (x *PodCopy) GetMessage() string {
 	if x != nil {
 		return x.Message
+	}
+	return ""
+}
+
+func (x *PodCopy) GetSourceArrayId() string {
+	if x != nil {
+		return x.SourceArrayId
 	}
 	return ""
 }
@@ -2772,7 +2784,7 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\x11GetPodCopyRequest\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\tR\x03pod\"@\n" +
 	"\x12GetPodCopyResponse\x12*\n" +
-	"\x03pod\x18\x01 \x01(\v2\x18.volrep.array.v1.PodCopyR\x03pod\"\xc9\x01\n" +
+	"\x03pod\x18\x01 \x01(\v2\x18.volrep.array.v1.PodCopyR\x03pod\"\xf1\x01\n" +
 	"\aPodCopy\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\tR\x03pod\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
@@ -2780,7 +2792,8 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\avolumes\x18\x04 \x03(\tR\avolumes\x12%\n" +
 	"\x0emediator_state\x18\x05 \x01(\tR\rmediatorState\x12#\n" +
 	"\rmediator_held\x18\x06 \x01(\bR\fmediatorHeld\x12\x18\n" +
-	"\amessage\x18\a \x01(\tR\amessage\"\x89\x06\n" +
+	"\amessage\x18\a \x01(\tR\amessage\x12&\n" +
+	"\x0fsource_array_id\x18\b \x01(\tR\rsourceArrayId\"\x89\x06\n" +
 	"\rReceiveHeader\x12\x1f\n" +
 	"\vtransfer_id\x18\x01 \x01(\tR\n" +
 	"transferId\x12\x16\n" +

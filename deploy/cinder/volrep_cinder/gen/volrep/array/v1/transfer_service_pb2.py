@@ -22,7 +22,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/transfer_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%volrep/array/v1/replica_service.proto\x1a$volrep/array/v1/volume_service.proto\" \n\x11GetPodCopyRequest\x12\x0b\n\x03pod\x18\x01 \x01(\t\";\n\x12GetPodCopyResponse\x12%\n\x03pod\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.PodCopy\"\x86\x01\n\x07PodCopy\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06writes\x18\x03 \x01(\t\x12\x0f\n\x07volumes\x18\x04 \x03(\t\x12\x16\n\x0emediator_state\x18\x05 \x01(\t\x12\x15\n\rmediator_held\x18\x06 \x01(\x08\x12\x0f\n\x07message\x18\x07 \x01(\t\"\xb9\x04\n\rReceiveHeader\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12G\n\rvolume_labels\x18\x05 \x03(\x0b\x32\x30.volrep.array.v1.ReceiveHeader.VolumeLabelsEntry\x12\x11\n\tbase_guid\x18\x06 \x01(\t\x12\x15\n\rsnapshot_name\x18\x07 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x08 \x01(\t\x12\x34\n\x10snapshot_created\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\n \x03(\x0b\x32\x32.volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry\x12\x17\n\x0fsource_array_id\x18\x0b \x01(\t\x12\x12\n\ncompressed\x18\x0c \x01(\x08\x12\x11\n\tread_only\x18\r \x01(\x08\x12\x11\n\toverwrite\x18\x0e \x01(\x08\x12\x15\n\rvolume_serial\x18\x0f \x01(\t\x1a\x33\n\x11VolumeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x03(\x07\x12\x0e\n\x06length\x18\x04 \x01(\x03\",\n\nZeroExtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\"0\n\x0eReceiveTrailer\x12\x0e\n\x06\x62locks\x18\x01 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x06\"\xd6\x01\n\x0eReceiveRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.volrep.array.v1.ReceiveHeaderH\x00\x12*\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunkH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.ZeroExtentH\x00\x12\x32\n\x07trailer\x18\x04 \x01(\x0b\x32\x1f.volrep.array.v1.ReceiveTrailerH\x00\x42\x05\n\x03msg\"?\n\x0cReceiveReady\x12\x15\n\rresume_offset\x18\x01 \x01(\x03\x12\x18\n\x10\x61lready_received\x18\x02 \x01(\x08\"W\n\x10ReceiveCommitted\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x03\"\x80\x01\n\x0fReceiveResponse\x12.\n\x05ready\x18\x01 \x01(\x0b\x32\x1d.volrep.array.v1.ReceiveReadyH\x00\x12\x36\n\tcommitted\x18\x02 \x01(\x0b\x32!.volrep.array.v1.ReceiveCommittedH\x00\x42\x05\n\x03msg\"2\n\nMirrorOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\"\x8b\x01\n\x0bMirrorWrite\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x19\n\x11\x66orwarded_session\x18\x05 \x01(\x04\x12\x15\n\rforwarded_seq\x18\x06 \x01(\x04\x12\x0f\n\x07\x63ompare\x18\x07 \x01(\x0c\"I\n\nMirrorZero\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"+\n\x0bMirrorFlush\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07volumes\x18\x02 \x03(\t\"\x81\x02\n\rMirrorRequest\x12+\n\x04open\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorOpenH\x00\x12-\n\x05write\x18\x02 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x04 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x12\x31\n\x08lu_reset\x18\x05 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardResetH\x00\x42\x05\n\x03msg\",\n\x0eMirrorResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x9a\x02\n\rAdvanceMember\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x11\n\tbase_guid\x18\x02 \x01(\t\x12\x15\n\rsnapshot_name\x18\x03 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x04 \x01(\t\x12\x34\n\x10snapshot_created\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\x06 \x03(\x0b\x32\x32.volrep.array.v1.AdvanceMember.SnapshotLabelsEntry\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x0e\x41\x64vanceRequest\x12\x17\n\x0fsource_array_id\x18\x01 \x01(\t\x12/\n\x07members\x18\x02 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceMember\"]\n\rAdvanceResult\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12+\n\x08snapshot\x18\x02 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x0f\n\x07refused\x18\x03 \x01(\t\"B\n\x0f\x41\x64vanceResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceResult\"1\n\rPruneSnapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"\x88\x01\n\x0cPruneRequest\x12\x0f\n\x07replica\x18\x01 \x01(\t\x12\x0f\n\x07volumes\x18\x02 \x03(\t\x12-\n\tretention\x18\x03 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\'\n\x03now\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\rPruneResponse\x12,\n\x04kept\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.PruneSnapshot\"\xae\x01\n\x0b\x46orwardOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\x12\x10\n\x08mediated\x18\x04 \x01(\x08\x12\x0f\n\x07session\x18\x05 \x01(\x04\x12\x19\n\x11\x63ompare_and_write\x18\x06 \x01(\x08\x12\x10\n\x08lu_reset\x18\x07 \x01(\x08\x12\x15\n\rmediator_name\x18\x08 \x01(\t\"+\n\x0c\x46orwardReset\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"L\n\x0c\x46orwardState\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0f\n\x07in_sync\x18\x02 \x01(\x08\x12\x1a\n\x12receiver_preferred\x18\x03 \x01(\x08\"\x80\x01\n\rForwardResult\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x16\n\x0emirror_pending\x18\x04 \x01(\x08\x12\x12\n\nmiscompare\x18\x05 \x01(\x08\x12\x19\n\x11miscompare_offset\x18\x06 \x01(\x03\"\xa7\x01\n\x0e\x46orwardRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ForwardOpenH\x00\x12.\n\x05state\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardStateH\x00\x12\x30\n\x06result\x18\x03 \x01(\x0b\x32\x1e.volrep.array.v1.ForwardResultH\x00\x42\x05\n\x03msg\"\xd6\x01\n\x0f\x46orwardResponse\x12-\n\x05write\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x02 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x03 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x12\x31\n\x08lu_reset\x18\x04 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardResetH\x00\x42\x05\n\x03msg\"I\n\rReclaimVolume\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12(\n\x07\x65xtents\x18\x02 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"x\n\x0bReclaimOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12/\n\x07volumes\x18\x03 \x03(\x0b\x32\x1e.volrep.array.v1.ReclaimVolume\x12\x12\n\ntimeout_ms\x18\x04 \x01(\x03\"\x10\n\x0eReclaimApplied\"y\n\x0eReclaimRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimOpenH\x00\x12\x32\n\x07\x61pplied\x18\x02 \x01(\x0b\x32\x1f.volrep.array.v1.ReclaimAppliedH\x00\x42\x05\n\x03msg\"H\n\x0bReclaimData\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunk\"+\n\x0cReclaimRound\x12\r\n\x05\x62ytes\x18\x01 \x01(\x03\x12\x0c\n\x04last\x18\x02 \x01(\x08\"\x11\n\x0fReclaimReleased\"\xac\x01\n\x0fReclaimResponse\x12,\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimDataH\x00\x12.\n\x05round\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ReclaimRoundH\x00\x12\x34\n\x08released\x18\x03 \x01(\x0b\x32 .volrep.array.v1.ReclaimReleasedH\x00\x42\x05\n\x03msg2\xc3\x04\n\x0fTransferService\x12P\n\x07Receive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x01\x30\x01\x12M\n\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x01\x30\x01\x12L\n\x07\x41\x64vance\x12\x1f.volrep.array.v1.AdvanceRequest\x1a .volrep.array.v1.AdvanceResponse\x12\x46\n\x05Prune\x12\x1d.volrep.array.v1.PruneRequest\x1a\x1e.volrep.array.v1.PruneResponse\x12P\n\x07\x46orward\x12\x1f.volrep.array.v1.ForwardRequest\x1a .volrep.array.v1.ForwardResponse(\x01\x30\x01\x12P\n\x07Reclaim\x12\x1f.volrep.array.v1.ReclaimRequest\x1a .volrep.array.v1.ReclaimResponse(\x01\x30\x01\x12U\n\nGetPodCopy\x12\".volrep.array.v1.GetPodCopyRequest\x1a#.volrep.array.v1.GetPodCopyResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%volrep/array/v1/replica_service.proto\x1a$volrep/array/v1/volume_service.proto\" \n\x11GetPodCopyRequest\x12\x0b\n\x03pod\x18\x01 \x01(\t\";\n\x12GetPodCopyResponse\x12%\n\x03pod\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.PodCopy\"\x9f\x01\n\x07PodCopy\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06writes\x18\x03 \x01(\t\x12\x0f\n\x07volumes\x18\x04 \x03(\t\x12\x16\n\x0emediator_state\x18\x05 \x01(\t\x12\x15\n\rmediator_held\x18\x06 \x01(\x08\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x08 \x01(\t\"\xb9\x04\n\rReceiveHeader\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12G\n\rvolume_labels\x18\x05 \x03(\x0b\x32\x30.volrep.array.v1.ReceiveHeader.VolumeLabelsEntry\x12\x11\n\tbase_guid\x18\x06 \x01(\t\x12\x15\n\rsnapshot_name\x18\x07 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x08 \x01(\t\x12\x34\n\x10snapshot_created\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\n \x03(\x0b\x32\x32.volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry\x12\x17\n\x0fsource_array_id\x18\x0b \x01(\t\x12\x12\n\ncompressed\x18\x0c \x01(\x08\x12\x11\n\tread_only\x18\r \x01(\x08\x12\x11\n\toverwrite\x18\x0e \x01(\x08\x12\x15\n\rvolume_serial\x18\x0f \x01(\t\x1a\x33\n\x11VolumeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x03(\x07\x12\x0e\n\x06length\x18\x04 \x01(\x03\",\n\nZeroExtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\"0\n\x0eReceiveTrailer\x12\x0e\n\x06\x62locks\x18\x01 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x06\"\xd6\x01\n\x0eReceiveRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.volrep.array.v1.ReceiveHeaderH\x00\x12*\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunkH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.ZeroExtentH\x00\x12\x32\n\x07trailer\x18\x04 \x01(\x0b\x32\x1f.volrep.array.v1.ReceiveTrailerH\x00\x42\x05\n\x03msg\"?\n\x0cReceiveReady\x12\x15\n\rresume_offset\x18\x01 \x01(\x03\x12\x18\n\x10\x61lready_received\x18\x02 \x01(\x08\"W\n\x10ReceiveCommitted\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x03\"\x80\x01\n\x0fReceiveResponse\x12.\n\x05ready\x18\x01 \x01(\x0b\x32\x1d.volrep.array.v1.ReceiveReadyH\x00\x12\x36\n\tcommitted\x18\x02 \x01(\x0b\x32!.volrep.array.v1.ReceiveCommittedH\x00\x42\x05\n\x03msg\"2\n\nMirrorOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\"\x8b\x01\n\x0bMirrorWrite\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x19\n\x11\x66orwarded_session\x18\x05 \x01(\x04\x12\x15\n\rforwarded_seq\x18\x06 \x01(\x04\x12\x0f\n\x07\x63ompare\x18\x07 \x01(\x0c\"I\n\nMirrorZero\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"+\n\x0bMirrorFlush\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07volumes\x18\x02 \x03(\t\"\x81\x02\n\rMirrorRequest\x12+\n\x04open\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorOpenH\x00\x12-\n\x05write\x18\x02 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x04 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x12\x31\n\x08lu_reset\x18\x05 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardResetH\x00\x42\x05\n\x03msg\",\n\x0eMirrorResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x9a\x02\n\rAdvanceMember\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x11\n\tbase_guid\x18\x02 \x01(\t\x12\x15\n\rsnapshot_name\x18\x03 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x04 \x01(\t\x12\x34\n\x10snapshot_created\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\x06 \x03(\x0b\x32\x32.volrep.array.v1.AdvanceMember.SnapshotLabelsEntry\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x0e\x41\x64vanceRequest\x12\x17\n\x0fsource_array_id\x18\x01 \x01(\t\x12/\n\x07members\x18\x02 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceMember\"]\n\rAdvanceResult\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12+\n\x08snapshot\x18\x02 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x0f\n\x07refused\x18\x03 \x01(\t\"B\n\x0f\x41\x64vanceResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceResult\"1\n\rPruneSnapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"\x88\x01\n\x0cPruneRequest\x12\x0f\n\x07replica\x18\x01 \x01(\t\x12\x0f\n\x07volumes\x18\x02 \x03(\t\x12-\n\tretention\x18\x03 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\'\n\x03now\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\rPruneResponse\x12,\n\x04kept\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.PruneSnapshot\"\xae\x01\n\x0b\x46orwardOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\x12\x10\n\x08mediated\x18\x04 \x01(\x08\x12\x0f\n\x07session\x18\x05 \x01(\x04\x12\x19\n\x11\x63ompare_and_write\x18\x06 \x01(\x08\x12\x10\n\x08lu_reset\x18\x07 \x01(\x08\x12\x15\n\rmediator_name\x18\x08 \x01(\t\"+\n\x0c\x46orwardReset\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"L\n\x0c\x46orwardState\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0f\n\x07in_sync\x18\x02 \x01(\x08\x12\x1a\n\x12receiver_preferred\x18\x03 \x01(\x08\"\x80\x01\n\rForwardResult\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x16\n\x0emirror_pending\x18\x04 \x01(\x08\x12\x12\n\nmiscompare\x18\x05 \x01(\x08\x12\x19\n\x11miscompare_offset\x18\x06 \x01(\x03\"\xa7\x01\n\x0e\x46orwardRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ForwardOpenH\x00\x12.\n\x05state\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardStateH\x00\x12\x30\n\x06result\x18\x03 \x01(\x0b\x32\x1e.volrep.array.v1.ForwardResultH\x00\x42\x05\n\x03msg\"\xd6\x01\n\x0f\x46orwardResponse\x12-\n\x05write\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x02 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x03 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x12\x31\n\x08lu_reset\x18\x04 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardResetH\x00\x42\x05\n\x03msg\"I\n\rReclaimVolume\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12(\n\x07\x65xtents\x18\x02 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"x\n\x0bReclaimOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12/\n\x07volumes\x18\x03 \x03(\x0b\x32\x1e.volrep.array.v1.ReclaimVolume\x12\x12\n\ntimeout_ms\x18\x04 \x01(\x03\"\x10\n\x0eReclaimApplied\"y\n\x0eReclaimRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimOpenH\x00\x12\x32\n\x07\x61pplied\x18\x02 \x01(\x0b\x32\x1f.volrep.array.v1.ReclaimAppliedH\x00\x42\x05\n\x03msg\"H\n\x0bReclaimData\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunk\"+\n\x0cReclaimRound\x12\r\n\x05\x62ytes\x18\x01 \x01(\x03\x12\x0c\n\x04last\x18\x02 \x01(\x08\"\x11\n\x0fReclaimReleased\"\xac\x01\n\x0fReclaimResponse\x12,\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimDataH\x00\x12.\n\x05round\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ReclaimRoundH\x00\x12\x34\n\x08released\x18\x03 \x01(\x0b\x32 .volrep.array.v1.ReclaimReleasedH\x00\x42\x05\n\x03msg2\xc3\x04\n\x0fTransferService\x12P\n\x07Receive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x01\x30\x01\x12M\n\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x01\x30\x01\x12L\n\x07\x41\x64vance\x12\x1f.volrep.array.v1.AdvanceRequest\x1a .volrep.array.v1.AdvanceResponse\x12\x46\n\x05Prune\x12\x1d.volrep.array.v1.PruneRequest\x1a\x1e.volrep.array.v1.PruneResponse\x12P\n\x07\x46orward\x12\x1f.volrep.array.v1.ForwardRequest\x1a .volrep.array.v1.ForwardResponse(\x01\x30\x01\x12P\n\x07Reclaim\x12\x1f.volrep.array.v1.ReclaimRequest\x1a .volrep.array.v1.ReclaimResponse(\x01\x30\x01\x12U\n\nGetPodCopy\x12\".volrep.array.v1.GetPodCopyRequest\x1a#.volrep.array.v1.GetPodCopyResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,volrep_dot_array_dot_v1_dot_replica__service__pb2.DESCRIPTOR,volrep_dot_array_dot_v1_dot_volume__service__pb2.DESCRIPTOR,])
 
@@ -147,6 +147,13 @@ _PODCOPY = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='source_array_id', full_name='volrep.array.v1.PodCopy.source_array_id', index=7,
+      number=8, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -160,7 +167,7 @@ _PODCOPY = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=265,
-  serialized_end=399,
+  serialized_end=424,
 )
 
 
@@ -197,8 +204,8 @@ _RECEIVEHEADER_VOLUMELABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=865,
-  serialized_end=916,
+  serialized_start=890,
+  serialized_end=941,
 )
 
 _RECEIVEHEADER_SNAPSHOTLABELSENTRY = _descriptor.Descriptor(
@@ -234,8 +241,8 @@ _RECEIVEHEADER_SNAPSHOTLABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=918,
-  serialized_end=971,
+  serialized_start=943,
+  serialized_end=996,
 )
 
 _RECEIVEHEADER = _descriptor.Descriptor(
@@ -362,8 +369,8 @@ _RECEIVEHEADER = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=402,
-  serialized_end=971,
+  serialized_start=427,
+  serialized_end=996,
 )
 
 
@@ -414,8 +421,8 @@ _DATACHUNK = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=973,
-  serialized_end=1046,
+  serialized_start=998,
+  serialized_end=1071,
 )
 
 
@@ -452,8 +459,8 @@ _ZEROEXTENT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1048,
-  serialized_end=1092,
+  serialized_start=1073,
+  serialized_end=1117,
 )
 
 
@@ -490,8 +497,8 @@ _RECEIVETRAILER = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1094,
-  serialized_end=1142,
+  serialized_start=1119,
+  serialized_end=1167,
 )
 
 
@@ -545,8 +552,8 @@ _RECEIVEREQUEST = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ReceiveRequest.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=1145,
-  serialized_end=1359,
+  serialized_start=1170,
+  serialized_end=1384,
 )
 
 
@@ -583,8 +590,8 @@ _RECEIVEREADY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1361,
-  serialized_end=1424,
+  serialized_start=1386,
+  serialized_end=1449,
 )
 
 
@@ -621,8 +628,8 @@ _RECEIVECOMMITTED = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1426,
-  serialized_end=1513,
+  serialized_start=1451,
+  serialized_end=1538,
 )
 
 
@@ -662,8 +669,8 @@ _RECEIVERESPONSE = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ReceiveResponse.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=1516,
-  serialized_end=1644,
+  serialized_start=1541,
+  serialized_end=1669,
 )
 
 
@@ -700,8 +707,8 @@ _MIRROROPEN = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1646,
-  serialized_end=1696,
+  serialized_start=1671,
+  serialized_end=1721,
 )
 
 
@@ -773,8 +780,8 @@ _MIRRORWRITE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1699,
-  serialized_end=1838,
+  serialized_start=1724,
+  serialized_end=1863,
 )
 
 
@@ -825,8 +832,8 @@ _MIRRORZERO = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1840,
-  serialized_end=1913,
+  serialized_start=1865,
+  serialized_end=1938,
 )
 
 
@@ -863,8 +870,8 @@ _MIRRORFLUSH = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1915,
-  serialized_end=1958,
+  serialized_start=1940,
+  serialized_end=1983,
 )
 
 
@@ -925,8 +932,8 @@ _MIRRORREQUEST = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.MirrorRequest.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=1961,
-  serialized_end=2218,
+  serialized_start=1986,
+  serialized_end=2243,
 )
 
 
@@ -963,8 +970,8 @@ _MIRRORRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2220,
-  serialized_end=2264,
+  serialized_start=2245,
+  serialized_end=2289,
 )
 
 
@@ -1001,8 +1008,8 @@ _ADVANCEMEMBER_SNAPSHOTLABELSENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=918,
-  serialized_end=971,
+  serialized_start=943,
+  serialized_end=996,
 )
 
 _ADVANCEMEMBER = _descriptor.Descriptor(
@@ -1066,8 +1073,8 @@ _ADVANCEMEMBER = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2267,
-  serialized_end=2549,
+  serialized_start=2292,
+  serialized_end=2574,
 )
 
 
@@ -1104,8 +1111,8 @@ _ADVANCEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2551,
-  serialized_end=2641,
+  serialized_start=2576,
+  serialized_end=2666,
 )
 
 
@@ -1149,8 +1156,8 @@ _ADVANCERESULT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2643,
-  serialized_end=2736,
+  serialized_start=2668,
+  serialized_end=2761,
 )
 
 
@@ -1180,8 +1187,8 @@ _ADVANCERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2738,
-  serialized_end=2804,
+  serialized_start=2763,
+  serialized_end=2829,
 )
 
 
@@ -1218,8 +1225,8 @@ _PRUNESNAPSHOT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2806,
-  serialized_end=2855,
+  serialized_start=2831,
+  serialized_end=2880,
 )
 
 
@@ -1270,8 +1277,8 @@ _PRUNEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2858,
-  serialized_end=2994,
+  serialized_start=2883,
+  serialized_end=3019,
 )
 
 
@@ -1301,8 +1308,8 @@ _PRUNERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2996,
-  serialized_end=3057,
+  serialized_start=3021,
+  serialized_end=3082,
 )
 
 
@@ -1381,8 +1388,8 @@ _FORWARDOPEN = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3060,
-  serialized_end=3234,
+  serialized_start=3085,
+  serialized_end=3259,
 )
 
 
@@ -1419,8 +1426,8 @@ _FORWARDRESET = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3236,
-  serialized_end=3279,
+  serialized_start=3261,
+  serialized_end=3304,
 )
 
 
@@ -1464,8 +1471,8 @@ _FORWARDSTATE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3281,
-  serialized_end=3357,
+  serialized_start=3306,
+  serialized_end=3382,
 )
 
 
@@ -1530,8 +1537,8 @@ _FORWARDRESULT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3360,
-  serialized_end=3488,
+  serialized_start=3385,
+  serialized_end=3513,
 )
 
 
@@ -1578,8 +1585,8 @@ _FORWARDREQUEST = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ForwardRequest.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=3491,
-  serialized_end=3658,
+  serialized_start=3516,
+  serialized_end=3683,
 )
 
 
@@ -1633,8 +1640,8 @@ _FORWARDRESPONSE = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ForwardResponse.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=3661,
-  serialized_end=3875,
+  serialized_start=3686,
+  serialized_end=3900,
 )
 
 
@@ -1671,8 +1678,8 @@ _RECLAIMVOLUME = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3877,
-  serialized_end=3950,
+  serialized_start=3902,
+  serialized_end=3975,
 )
 
 
@@ -1723,8 +1730,8 @@ _RECLAIMOPEN = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3952,
-  serialized_end=4072,
+  serialized_start=3977,
+  serialized_end=4097,
 )
 
 
@@ -1747,8 +1754,8 @@ _RECLAIMAPPLIED = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4074,
-  serialized_end=4090,
+  serialized_start=4099,
+  serialized_end=4115,
 )
 
 
@@ -1788,8 +1795,8 @@ _RECLAIMREQUEST = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ReclaimRequest.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=4092,
-  serialized_end=4213,
+  serialized_start=4117,
+  serialized_end=4238,
 )
 
 
@@ -1826,8 +1833,8 @@ _RECLAIMDATA = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4215,
-  serialized_end=4287,
+  serialized_start=4240,
+  serialized_end=4312,
 )
 
 
@@ -1864,8 +1871,8 @@ _RECLAIMROUND = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4289,
-  serialized_end=4332,
+  serialized_start=4314,
+  serialized_end=4357,
 )
 
 
@@ -1888,8 +1895,8 @@ _RECLAIMRELEASED = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4334,
-  serialized_end=4351,
+  serialized_start=4359,
+  serialized_end=4376,
 )
 
 
@@ -1936,8 +1943,8 @@ _RECLAIMRESPONSE = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ReclaimResponse.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=4354,
-  serialized_end=4526,
+  serialized_start=4379,
+  serialized_end=4551,
 )
 
 _GETPODCOPYRESPONSE.fields_by_name['pod'].message_type = _PODCOPY
@@ -2397,8 +2404,8 @@ _TRANSFERSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=4529,
-  serialized_end=5108,
+  serialized_start=4554,
+  serialized_end=5133,
   methods=[
   _descriptor.MethodDescriptor(
     name='Receive',
