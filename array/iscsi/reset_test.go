@@ -91,6 +91,21 @@ func (d *gatedDevice) WriteAt(ctx context.Context, p []byte, off int64, fua bool
 	return d.fileDevice.WriteAt(ctx, p, off, fua)
 }
 
+// twoHosts serves dev to two hosts and logs each in: two I_T nexuses
+// to one logical unit.
+func twoHosts(t *testing.T, dev Device) (c1, c2 *rawClient) {
+	t.Helper()
+	tt := newTestTargets()
+	const other = "iqn.2026-12.test:other-host"
+	tt.add(testIQN, rawInit, Auth{}, 0, dev)
+	tt.add(testIQN, other, Auth{}, 0, nil)
+	ts := startServer(t, tt, Options{})
+	c1, c2 = dialRaw(t, ts.addr), dialRaw(t, ts.addr)
+	c1.mustLogin(loginOpts{initiator: rawInit, target: testIQN})
+	c2.mustLogin(loginOpts{initiator: other, target: testIQN})
+	return c1, c2
+}
+
 // TestLogicalUnitResetWaitsForEveryNexus: a LOGICAL UNIT RESET is
 // answered only once the commands running on the unit from every
 // session are done, not only those of the session that sent it; a host
@@ -98,14 +113,7 @@ func (d *gatedDevice) WriteAt(ctx context.Context, p []byte, off int64, fua bool
 // land afterwards.
 func TestLogicalUnitResetWaitsForEveryNexus(t *testing.T) {
 	dev := &gatedDevice{fileDevice: newFileDevice(t, 16<<20, 10), entered: make(chan struct{}, 1), gate: make(chan struct{})}
-	tt := newTestTargets()
-	const other = "iqn.2026-12.test:other-host"
-	tt.add(testIQN, rawInit, Auth{}, 0, dev)
-	tt.add(testIQN, other, Auth{}, 0, nil)
-	ts := startServer(t, tt, Options{})
-	c1, c2 := dialRaw(t, ts.addr), dialRaw(t, ts.addr)
-	c1.mustLogin(loginOpts{initiator: rawInit, target: testIQN})
-	c2.mustLogin(loginOpts{initiator: other, target: testIQN})
+	c1, c2 := twoHosts(t, dev)
 	type reply struct {
 		r   scsiReply
 		err error
@@ -138,14 +146,7 @@ func TestLogicalUnitResetWaitsForEveryNexus(t *testing.T) {
 // reissues it, and the old write must not land after the new one.
 func TestLogicalUnitResetEndsWritesAwaitingData(t *testing.T) {
 	dev := newFileDevice(t, 16<<20, 11)
-	tt := newTestTargets()
-	const other = "iqn.2026-12.test:other-host"
-	tt.add(testIQN, rawInit, Auth{}, 0, dev)
-	tt.add(testIQN, other, Auth{}, 0, nil)
-	ts := startServer(t, tt, Options{})
-	c1, c2 := dialRaw(t, ts.addr), dialRaw(t, ts.addr)
-	c1.mustLogin(loginOpts{initiator: rawInit, target: testIQN})
-	c2.mustLogin(loginOpts{initiator: other, target: testIQN})
+	c1, c2 := twoHosts(t, dev)
 
 	if r := c1.mustDo(0, make([]byte, 6), 0, nil); r.status != statusGood {
 		t.Fatalf("TEST UNIT READY: %#x", r.status)

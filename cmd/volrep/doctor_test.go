@@ -353,18 +353,25 @@ func TestFormatSkew(t *testing.T) {
 	}
 }
 
+// syncConf serves a daemon, peer and a primary array site-a, and writes a
+// file whose backend pure1 replicates from site-a to peer, sync, as
+// replication_device pure2-sync. It returns the file and peer's address.
+func syncConf(t *testing.T, peer *fakeArray) (conf, peerAddr string) {
+	t.Helper()
+	_, daddr := startFake(t, "pure1")
+	taddr := startFakeArray(t, peer, "target-secret-token")
+	paddr := startFakeArray(t, &fakeArray{name: "site-a"}, "primary-secret-token")
+	return writeConf(t, strings.Replace(fmt.Sprintf(goodConf, daddr, paddr, taddr), "backend_id:pure2-async,san_ip:"+taddr+",api_token:target-secret-token",
+		"backend_id:pure2-sync,san_ip:"+taddr+",api_token:target-secret-token,type:sync", 1)), taddr
+}
+
 // TestDoctorOldSyncPeer: a sync replication_device whose array lacks the
 // protocol feature a pod's peer needs to take its clients' writes is a
 // warning that names the feature and says to upgrade; once it reports
 // the feature, the warning goes.
 func TestDoctorOldSyncPeer(t *testing.T) {
-	_, daddr := startFake(t, "pure1")
 	peer := &fakeArray{name: "site-b", version: "0.0.9"}
-	taddr := startFakeArray(t, peer, "target-secret-token")
-	primary := &fakeArray{name: "site-a"}
-	paddr := startFakeArray(t, primary, "primary-secret-token")
-	conf := writeConf(t, strings.Replace(fmt.Sprintf(goodConf, daddr, paddr, taddr), "backend_id:pure2-async,san_ip:"+taddr+",api_token:target-secret-token",
-		"backend_id:pure2-sync,san_ip:"+taddr+",api_token:target-secret-token,type:sync", 1))
+	conf, taddr := syncConf(t, peer)
 	warning := "WARN   [pure1] replication_device pure2-sync at " + taddr + ": array site-b (volrep 0.0.9) lacks the protocol feature \"forward-own-copy\""
 	r := volrep(t, nil, "doctor", "--config", conf)
 	for _, want := range []string{warning, "fix: upgrade volrep on that array to the primary array's version"} {
@@ -385,14 +392,9 @@ func TestDoctorOldSyncPeer(t *testing.T) {
 // with the same pod name and target) refuses this backend's pod: a
 // failure naming that array and the setting to change.
 func TestDoctorPodHeldForAnotherArray(t *testing.T) {
-	_, daddr := startFake(t, "pure1")
 	const pod = "cinder-pod.pure2-sync"
 	peer := &fakeArray{name: "site-b", features: []string{array.FeatureForwardOwnCopy}, pods: map[string]*arrayv1.PodCopy{}}
-	taddr := startFakeArray(t, peer, "target-secret-token")
-	primary := &fakeArray{name: "site-a"}
-	paddr := startFakeArray(t, primary, "primary-secret-token")
-	conf := writeConf(t, strings.Replace(fmt.Sprintf(goodConf, daddr, paddr, taddr), "backend_id:pure2-async,san_ip:"+taddr+",api_token:target-secret-token",
-		"backend_id:pure2-sync,san_ip:"+taddr+",api_token:target-secret-token,type:sync", 1))
+	conf, _ := syncConf(t, peer)
 	name := "[pure1] pod " + pod + " at replication_device pure2-sync: "
 
 	r := volrep(t, nil, "doctor", "--config", conf)
