@@ -14,11 +14,7 @@ const benchDevSize = 64 << 20
 
 func benchSetup(b *testing.B) *rawClient {
 	dev := &memDevice{data: make([]byte, benchDevSize)}
-	tt := newTestTargets()
-	tt.add(testIQN, rawInit, Auth{}, 0, dev)
-	ts := startServer(b, tt, Options{Logger: nil})
-	c := dialRaw(b, ts.addr)
-	c.mustLogin(loginOpts{initiator: rawInit, target: testIQN})
+	c := loggedIn(b, dev)
 	return c
 }
 

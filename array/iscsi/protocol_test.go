@@ -23,6 +23,18 @@ func rawSetup(t *testing.T, opts Options) (*testServer, *testTargets, *fileDevic
 	return startServer(t, tt, opts), tt, dev
 }
 
+// loggedIn serves dev as LUN 0 of testIQN to rawInit without CHAP, and
+// logs rawInit in.
+func loggedIn(t testing.TB, dev Device) *rawClient {
+	t.Helper()
+	tt := newTestTargets()
+	tt.add(testIQN, rawInit, Auth{}, 0, dev)
+	ts := startServer(t, tt, Options{})
+	c := dialRaw(t, ts.addr)
+	c.mustLogin(loginOpts{initiator: rawInit, target: testIQN})
+	return c
+}
+
 func TestLoginRefusals(t *testing.T) {
 	dev := newFileDevice(t, 1<<20, 1)
 	tt := newTestTargets()
@@ -371,11 +383,7 @@ func TestCapacityChangeUnitAttention(t *testing.T) {
 func TestReadOnlyLUN(t *testing.T) {
 	dev := newFileDevice(t, 1<<20, 1)
 	dev.ro = true
-	tt := newTestTargets()
-	tt.add(testIQN, rawInit, Auth{}, 0, dev)
-	ts := startServer(t, tt, Options{})
-	c := dialRaw(t, ts.addr)
-	c.mustLogin(loginOpts{initiator: rawInit, target: testIQN})
+	c := loggedIn(t, dev)
 	unmap := make([]byte, 10)
 	unmap[0] = 0x42
 	unmap[8] = 24

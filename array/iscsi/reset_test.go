@@ -48,11 +48,7 @@ func (c *rawClient) lunReset(t *testing.T, lun uint64) byte {
 // here as before.
 func TestSharedLogicalUnitReset(t *testing.T) {
 	dev := &sharingDevice{fileDevice: newFileDevice(t, 16<<20, 9)}
-	tt := newTestTargets()
-	tt.add(testIQN, rawInit, Auth{}, 0, dev)
-	ts := startServer(t, tt, Options{})
-	c := dialRaw(t, ts.addr)
-	c.mustLogin(loginOpts{initiator: rawInit, target: testIQN})
+	c := loggedIn(t, dev)
 	tur := make([]byte, 6)
 	if r := c.mustDo(0, tur, 0, nil); r.status != statusGood {
 		t.Fatalf("TUR: %#x", r.status)
