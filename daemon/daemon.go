@@ -335,6 +335,7 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 	}
 	if len(h.iscsiLis) > 0 {
 		h.iscsi = iscsi.NewServer(lunmap.New(h.store), iscsi.Options{Logger: alog, PortGroup: uint16(a.ISCSIPortGroup)})
+		h.store.WatchResets(lunmap.Resets(h.iscsi))
 	}
 	return h, nil
 }

@@ -9,9 +9,9 @@ import (
 // unit is what the server keeps of one logical unit (by NAA) across every
 // session that sees it.
 type unit struct {
-	resets atomic.Uint64 // LOGICAL UNIT RESETs taken here
+	resets atomic.Uint64 // LOGICAL UNIT RESETs, here and at the other target of a shared unit
 	// lastReset is the server's reset clock (Server.resetClock) at the
-	// unit's last LOGICAL UNIT RESET here. A command that arrived before
+	// unit's last LOGICAL UNIT RESET, here or at the other target. A command that arrived before
 	// it but had not begun to run, as a write of another session still
 	// awaiting its Data-Out, is answered with the reset's unit attention
 	// rather than run: the reset ended it, and its host reissues it.
@@ -36,14 +36,13 @@ func (u *unit) endedByReset(arrived uint64) bool {
 	return arrived < u.lastReset.Load()
 }
 
-// resetsOf counts the unit's LOGICAL UNIT RESETs: those taken here, and
-// those its device dev says the other target of the logical unit took.
-func (u *unit) resetsOf(dev Device) uint64 {
-	n := u.resets.Load()
-	if rs, ok := dev.(ResetSharer); ok {
-		n += rs.SharedResets()
-	}
-	return n
+// reset records a LOGICAL UNIT RESET of the unit, here or at the other
+// target of a shared unit, at tick t of the server's reset clock. It
+// returns the wait for the commands that were running when it came.
+func (u *unit) reset(t uint64) (drain func(context.Context) error) {
+	u.resetAt(t)
+	u.resets.Add(1)
+	return u.running.drainer()
 }
 
 // activity tracks the commands running on a logical unit through this
@@ -85,10 +84,22 @@ func (a *activity) begin() (end func()) {
 
 // drain waits until every command begun before it was called has ended,
 // or ctx is done.
-func (a *activity) drain(ctx context.Context) error {
+func (a *activity) drain(ctx context.Context) error { return a.drainer()(ctx) }
+
+// drainer returns drain as of now: a wait for the commands running now,
+// to be waited for later.
+func (a *activity) drainer() func(context.Context) error {
+	a.mu.Lock()
+	upto := a.next
+	a.mu.Unlock()
+	return func(ctx context.Context) error { return a.drainTo(ctx, upto) }
+}
+
+// drainTo waits until every command numbered below upto has ended, or
+// ctx is done.
+func (a *activity) drainTo(ctx context.Context, upto uint64) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	upto := a.next
 	for {
 		busy := false
 		for n := range a.running {

@@ -128,15 +128,15 @@ var (
 
 // ResetSharer may be implemented by a Device whose logical unit another
 // target serves too (a pod's copy at its other array, with the same
-// identity): a LOGICAL UNIT RESET at either raises its unit attention at
-// both, as SAM has it for every I_T nexus of the logical unit.
+// identity): a LOGICAL UNIT RESET at either acts at both, as SAM has it
+// for every I_T nexus of the logical unit. The other target hears of it
+// through Server.SharedReset.
 type ResetSharer interface {
 	// ShareReset tells the other target of a LOGICAL UNIT RESET here, and
-	// returns once it has recorded it (or gave up), so the reset is
-	// answered only when the other target's unit attention is set.
+	// returns once that target has applied it (Server.SharedReset, its
+	// drain included) or gave up, so the reset is answered only when the
+	// unit is reset at both.
 	ShareReset()
-	// SharedResets counts the LOGICAL UNIT RESETs the other target took.
-	SharedResets() uint64
 }
 
 // CompareWriter may be implemented by a Device that compares and writes

@@ -152,7 +152,8 @@
 // (2Ah/09h) when Device.Size changes, POWER ON, RESET, OR BUS DEVICE
 // RESET OCCURRED (29h/00h) after a LOGICAL UNIT RESET of the volume from
 // any session, or at the other target of a shared logical unit
-// (ResetSharer), and for every command that arrived before a reset here
-// but had not begun (a write awaiting its Data-Out), which is not run. No error ends a session; only protocol violations close a
-// connection.
+// (ResetSharer, Server.SharedReset), and for every command that arrived
+// before such a reset but had not begun (a write awaiting its Data-Out),
+// which is not run. No error ends a session; only protocol violations
+// close a connection.
 package iscsi

@@ -13,12 +13,10 @@ import (
 // too (a pod's copy at its other array).
 type sharingDevice struct {
 	*fileDevice
-	shared atomic.Uint64 // resets the other target took
-	told   atomic.Int64  // resets this target told it of
+	told atomic.Int64 // resets this target told it of
 }
 
-func (d *sharingDevice) ShareReset()          { d.told.Add(1) }
-func (d *sharingDevice) SharedResets() uint64 { return d.shared.Load() }
+func (d *sharingDevice) ShareReset() { d.told.Add(1) }
 
 // lunReset sends a LOGICAL UNIT RESET and returns the TMF response code.
 func (c *rawClient) lunReset(t *testing.T, lun uint64) byte {
@@ -48,12 +46,12 @@ func (c *rawClient) lunReset(t *testing.T, lun uint64) byte {
 // here as before.
 func TestSharedLogicalUnitReset(t *testing.T) {
 	dev := &sharingDevice{fileDevice: newFileDevice(t, 16<<20, 9)}
-	c := loggedIn(t, dev)
+	ts, c, _ := twoHosts(t, dev)
 	tur := make([]byte, 6)
 	if r := c.mustDo(0, tur, 0, nil); r.status != statusGood {
 		t.Fatalf("TUR: %#x", r.status)
 	}
-	dev.shared.Add(1)
+	resetFrom["the other target"](t, ts, dev, nil)
 	r := c.mustDo(0, tur, 0, nil)
 	if key, asc := r.senseKey(); key != senseUnitAttention || asc != ascResetOccurred {
 		t.Fatalf("after a reset at the other target: sense %x/%04x, want UNIT ATTENTION 29/00", key, asc)
@@ -89,112 +87,134 @@ func (d *gatedDevice) WriteAt(ctx context.Context, p []byte, off int64, fua bool
 
 // twoHosts serves dev to two hosts and logs each in: two I_T nexuses
 // to one logical unit.
-func twoHosts(t *testing.T, dev Device) (c1, c2 *rawClient) {
+func twoHosts(t *testing.T, dev Device) (ts *testServer, c1, c2 *rawClient) {
 	t.Helper()
 	tt := newTestTargets()
 	const other = "iqn.2026-12.test:other-host"
 	tt.add(testIQN, rawInit, Auth{}, 0, dev)
 	tt.add(testIQN, other, Auth{}, 0, nil)
-	ts := startServer(t, tt, Options{})
+	ts = startServer(t, tt, Options{})
 	c1, c2 = dialRaw(t, ts.addr), dialRaw(t, ts.addr)
 	c1.mustLogin(loginOpts{initiator: rawInit, target: testIQN})
 	c2.mustLogin(loginOpts{initiator: other, target: testIQN})
-	return c1, c2
+	return ts, c1, c2
+}
+
+// resetFrom is where a LOGICAL UNIT RESET of LUN 0 comes from: a host
+// of this target (c2's session), or the other target of the shared
+// unit. It returns once the reset is answered there.
+var resetFrom = map[string]func(t *testing.T, ts *testServer, dev Device, c2 *rawClient){
+	"a session here": func(t *testing.T, _ *testServer, _ Device, c2 *rawClient) {
+		if resp := c2.lunReset(t, 0); resp != tmfComplete {
+			t.Fatalf("LOGICAL UNIT RESET response %d", resp)
+		}
+	},
+	"the other target": func(t *testing.T, ts *testServer, dev Device, _ *rawClient) {
+		if err := ts.srv.SharedReset(dev.Identity().NAA)(t.Context()); err != nil {
+			t.Fatalf("the drain of a reset at the other target: %v", err)
+		}
+	},
 }
 
 // TestLogicalUnitResetWaitsForEveryNexus: a LOGICAL UNIT RESET is
 // answered only once the commands running on the unit from every
-// session are done, not only those of the session that sent it; a host
-// that reissues its writes after the reset must not have an older one
-// land afterwards.
+// session are done, not only those of the session that sent it, and a
+// reset at the other target of a shared unit only once those here are;
+// a host that reissues its writes after the reset must not have an
+// older one land afterwards.
 func TestLogicalUnitResetWaitsForEveryNexus(t *testing.T) {
-	dev := &gatedDevice{fileDevice: newFileDevice(t, 16<<20, 10), entered: make(chan struct{}, 1), gate: make(chan struct{})}
-	c1, c2 := twoHosts(t, dev)
-	type reply struct {
-		r   scsiReply
-		err error
-	}
-	written := make(chan reply, 1)
-	go func() {
-		r, err := c1.do(0, write10(0, 8, false), 8*BlockSize, bytes.Repeat([]byte{0x5a}, 8*BlockSize))
-		written <- reply{r, err}
-	}()
-	<-dev.entered
-	const held = 300 * time.Millisecond
-	var opened atomic.Int64
-	time.AfterFunc(held, func() { opened.Store(time.Now().UnixNano()); close(dev.gate) })
-	if resp := c2.lunReset(t, 0); resp != tmfComplete {
-		t.Fatalf("LOGICAL UNIT RESET response %d", resp)
-	}
-	answered := time.Now().UnixNano()
-	if o := opened.Load(); o == 0 || answered < o {
-		t.Fatalf("the reset was answered while a write of another session still ran (held %s)", held)
-	}
-	if w := <-written; w.err != nil || w.r.status != statusGood {
-		t.Fatalf("the write that ran across the reset: %+v, %v", w.r, w.err)
+	for from, reset := range resetFrom {
+		t.Run(from, func(t *testing.T) {
+			dev := &gatedDevice{fileDevice: newFileDevice(t, 16<<20, 10), entered: make(chan struct{}, 1), gate: make(chan struct{})}
+			ts, c1, c2 := twoHosts(t, dev)
+			type reply struct {
+				r   scsiReply
+				err error
+			}
+			written := make(chan reply, 1)
+			go func() {
+				r, err := c1.do(0, write10(0, 8, false), 8*BlockSize, bytes.Repeat([]byte{0x5a}, 8*BlockSize))
+				written <- reply{r, err}
+			}()
+			<-dev.entered
+			const held = 300 * time.Millisecond
+			var opened atomic.Int64
+			time.AfterFunc(held, func() { opened.Store(time.Now().UnixNano()); close(dev.gate) })
+			reset(t, ts, dev, c2)
+			answered := time.Now().UnixNano()
+			if o := opened.Load(); o == 0 || answered < o {
+				t.Fatalf("the reset was answered while a write of another session still ran (held %s)", held)
+			}
+			if w := <-written; w.err != nil || w.r.status != statusGood {
+				t.Fatalf("the write that ran across the reset: %+v, %v", w.r, w.err)
+			}
+		})
 	}
 }
 
 // TestLogicalUnitResetEndsWritesAwaitingData: a write that another
-// session sent before a LOGICAL UNIT RESET, and whose data comes only
-// after it, is not run, even once that session was told of the reset by
-// another command: the reset was answered without it, so its host
-// reissues it, and the old write must not land after the new one.
+// session sent before a LOGICAL UNIT RESET (here, or at the other target
+// of a shared unit), and whose data comes only after it, is not run, even
+// once that session was told of the reset by another command: the reset
+// was answered without it, so its host reissues it, and the old write
+// must not land after the new one.
 func TestLogicalUnitResetEndsWritesAwaitingData(t *testing.T) {
-	dev := newFileDevice(t, 16<<20, 11)
-	c1, c2 := twoHosts(t, dev)
+	for from, reset := range resetFrom {
+		t.Run(from, func(t *testing.T) {
+			dev := newFileDevice(t, 16<<20, 11)
+			ts, c1, c2 := twoHosts(t, dev)
 
-	if r := c1.mustDo(0, make([]byte, 6), 0, nil); r.status != statusGood {
-		t.Fatalf("TEST UNIT READY: %#x", r.status)
-	}
-	// c1's write goes without immediate data and waits for its R2T.
-	before := make([]byte, 8*BlockSize)
-	if err := dev.ReadAt(context.Background(), before, 0); err != nil {
-		t.Fatal(err)
-	}
-	bhs := c1.cmdPDU(0, write10(0, 8, false), 8*BlockSize, false, true)
-	itt := c1.itt
-	if err := c1.send(bhs, nil); err != nil {
-		t.Fatal(err)
-	}
-	r2t, err := c1.recv()
-	if err != nil || r2t.opcode() != opR2T {
-		t.Fatalf("want an R2T for the write: %v %+v", err, r2t)
-	}
-	if resp := c2.lunReset(t, 0); resp != tmfComplete {
-		t.Fatalf("LOGICAL UNIT RESET response %d", resp)
-	}
-	// c1 learns of the reset through a command of its own.
-	r := c1.mustDo(0, make([]byte, 6), 0, nil)
-	if key, asc := r.senseKey(); key != senseUnitAttention || asc != ascResetOccurred {
-		t.Fatalf("TEST UNIT READY after the reset: sense %x/%04x, want UNIT ATTENTION 29/00", key, asc)
-	}
-	var d [bhsLen]byte
-	d[0], d[1] = opDataOut, flagFinal
-	binary.BigEndian.PutUint32(d[16:], itt)
-	binary.BigEndian.PutUint32(d[20:], r2t.u32(20))
-	binary.BigEndian.PutUint32(d[28:], c1.expStatSN)
-	if err := c1.send(d, bytes.Repeat([]byte{0xa5}, 8*BlockSize)); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := c1.recv()
-	if err != nil || resp.opcode() != opSCSIResp || resp.itt() != itt {
-		t.Fatalf("want the write's response: %v %+v", err, resp)
-	}
-	if resp.bhs[3] != statusCheckCondition || len(resp.data) < 16 || resp.data[2+2]&0xf != senseUnitAttention ||
-		uint16(resp.data[2+12])<<8|uint16(resp.data[2+13]) != ascResetOccurred {
-		t.Fatalf("the write that arrived before the reset: status %#x sense % x; want CHECK CONDITION, UNIT ATTENTION 29/00",
-			resp.bhs[3], resp.data)
-	}
-	after := make([]byte, len(before))
-	if err := dev.ReadAt(context.Background(), after, 0); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(before, after) {
-		t.Fatal("the write that arrived before the reset was run after it")
-	}
-	// A write sent after the reset runs.
-	if r := c1.mustDo(0, write10(0, 8, false), 8*BlockSize, bytes.Repeat([]byte{0x3c}, 8*BlockSize)); r.status != statusGood {
-		t.Fatalf("a write after the reset: status %#x", r.status)
+			if r := c1.mustDo(0, make([]byte, 6), 0, nil); r.status != statusGood {
+				t.Fatalf("TEST UNIT READY: %#x", r.status)
+			}
+			// c1's write goes without immediate data and waits for its R2T.
+			before := make([]byte, 8*BlockSize)
+			if err := dev.ReadAt(context.Background(), before, 0); err != nil {
+				t.Fatal(err)
+			}
+			bhs := c1.cmdPDU(0, write10(0, 8, false), 8*BlockSize, false, true)
+			itt := c1.itt
+			if err := c1.send(bhs, nil); err != nil {
+				t.Fatal(err)
+			}
+			r2t, err := c1.recv()
+			if err != nil || r2t.opcode() != opR2T {
+				t.Fatalf("want an R2T for the write: %v %+v", err, r2t)
+			}
+			reset(t, ts, dev, c2)
+			// c1 learns of the reset through a command of its own.
+			r := c1.mustDo(0, make([]byte, 6), 0, nil)
+			if key, asc := r.senseKey(); key != senseUnitAttention || asc != ascResetOccurred {
+				t.Fatalf("TEST UNIT READY after the reset: sense %x/%04x, want UNIT ATTENTION 29/00", key, asc)
+			}
+			var d [bhsLen]byte
+			d[0], d[1] = opDataOut, flagFinal
+			binary.BigEndian.PutUint32(d[16:], itt)
+			binary.BigEndian.PutUint32(d[20:], r2t.u32(20))
+			binary.BigEndian.PutUint32(d[28:], c1.expStatSN)
+			if err := c1.send(d, bytes.Repeat([]byte{0xa5}, 8*BlockSize)); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := c1.recv()
+			if err != nil || resp.opcode() != opSCSIResp || resp.itt() != itt {
+				t.Fatalf("want the write's response: %v %+v", err, resp)
+			}
+			if resp.bhs[3] != statusCheckCondition || len(resp.data) < 16 || resp.data[2+2]&0xf != senseUnitAttention ||
+				uint16(resp.data[2+12])<<8|uint16(resp.data[2+13]) != ascResetOccurred {
+				t.Fatalf("the write that arrived before the reset: status %#x sense % x; want CHECK CONDITION, UNIT ATTENTION 29/00",
+					resp.bhs[3], resp.data)
+			}
+			after := make([]byte, len(before))
+			if err := dev.ReadAt(context.Background(), after, 0); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(before, after) {
+				t.Fatal("the write that arrived before the reset was run after it")
+			}
+			// A write sent after the reset runs.
+			if r := c1.mustDo(0, write10(0, 8, false), 8*BlockSize, bytes.Repeat([]byte{0x3c}, 8*BlockSize)); r.status != statusGood {
+				t.Fatalf("a write after the reset: status %#x", r.status)
+			}
+		})
 	}
 }

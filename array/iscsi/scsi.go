@@ -151,7 +151,7 @@ func (ss *scsiSession) acquire(ctx context.Context, lun uint64) (*lunState, erro
 	}
 	id := dev.Identity()
 	u := ss.s.unit(&id)
-	l := &lunState{dev: dev, id: id, unit: u, size: dev.Size(), refs: 1, resets: u.resetsOf(dev), access: accessOf(dev)}
+	l := &lunState{dev: dev, id: id, unit: u, size: dev.Size(), refs: 1, resets: u.resets.Load(), access: accessOf(dev)}
 	ss.luns[lun] = l
 	return l, nil
 }
@@ -215,10 +215,11 @@ func (ss *scsiSession) lunExists(ctx context.Context, raw uint64) bool {
 }
 
 // reset is a LOGICAL UNIT RESET: every session that sees the volume gets
-// a unit attention (29h/00h). It returns what is to be done before the
-// reset is answered: waiting for the commands running on the volume from
-// every session, then, for a ResetSharer, telling the other target. Both
-// may wait, so the caller runs it off the connection's reader.
+// a unit attention (29h/00h), and a command that came before it but has
+// not begun is not run. It returns what is to be done before the reset
+// is answered: waiting for the commands running on the volume from every
+// session, then, for a ResetSharer, telling the other target. Both may
+// wait, so the caller runs it off the connection's reader.
 func (ss *scsiSession) reset(raw uint64) (finish func(context.Context)) {
 	lun, ok := decodeLUN(raw)
 	if !ok {
@@ -229,12 +230,10 @@ func (ss *scsiSession) reset(raw uint64) (finish func(context.Context)) {
 		return nil
 	}
 	defer ss.releaseLUN(l)
-	u := l.unit
-	u.resets.Add(1)
-	u.resetAt(ss.s.resetClock.Add(1))
+	drain := l.unit.reset(ss.s.resetClock.Add(1))
 	rs, _ := l.dev.(ResetSharer)
 	return func(ctx context.Context) {
-		if u.running.drain(ctx) == nil && rs != nil {
+		if drain(ctx) == nil && rs != nil {
 			rs.ShareReset()
 		}
 	}
@@ -313,7 +312,7 @@ func (ss *scsiSession) exec(ctx context.Context, rawLUN uint64, cdb, dataOut []b
 	// arrived before a reset of its unit gets the reset's attention even
 	// once its session was told of the reset: it did not run before the
 	// reset was answered, so it must not run after.
-	resets := l.unit.resetsOf(l.dev)
+	resets := l.unit.resets.Load()
 	size := l.dev.Size()
 	access := accessOf(l.dev)
 	l.mu.Lock()

@@ -313,11 +313,25 @@ func (s *Server) cawLock(id *Identity) *sync.RWMutex {
 	return &s.cawLocks[h%uint32(len(s.cawLocks))]
 }
 
+// SharedReset applies a LOGICAL UNIT RESET that the other target of a
+// shared logical unit (ResetSharer) took of the unit whose NAA is naa, as
+// if taken here: every session that sees the unit gets its unit
+// attention, and a command that came before it but has not begun is not
+// run. The returned drain waits for the commands running on the unit
+// when it came; the other target answers its reset only after, so that
+// no command of this target lands after the host was told the reset is
+// done. Call drain off any path those commands wait on.
+func (s *Server) SharedReset(naa [16]byte) (drain func(context.Context) error) {
+	return s.unitOf(naa).reset(s.resetClock.Add(1))
+}
+
 // unit returns what the server keeps of a volume across its sessions.
-func (s *Server) unit(id *Identity) *unit {
-	if v, ok := s.units.Load(id.NAA); ok {
+func (s *Server) unit(id *Identity) *unit { return s.unitOf(id.NAA) }
+
+func (s *Server) unitOf(naa [16]byte) *unit {
+	if v, ok := s.units.Load(naa); ok {
 		return v.(*unit)
 	}
-	v, _ := s.units.LoadOrStore(id.NAA, new(unit))
+	v, _ := s.units.LoadOrStore(naa, new(unit))
 	return v.(*unit)
 }

@@ -169,10 +169,21 @@ var (
 	_ iscsi.ResetSharer   = (*device)(nil)
 )
 
-// ShareReset and SharedResets carry a LOGICAL UNIT RESET between the two
-// arrays of a pod, whose copies are one logical unit to a host.
-func (d *device) ShareReset()          { d.h.ShareReset() }
-func (d *device) SharedResets() uint64 { return d.h.SharedResets() }
+// ShareReset carries a LOGICAL UNIT RESET here to the other array of a
+// pod, whose copies are one logical unit to a host; Resets brings the
+// other array's back.
+func (d *device) ShareReset() { d.h.ShareReset() }
+
+// Resets applies the resets a pod's other array took to srv's sessions
+// (store.ResetWatcher): the unit is the volume's, by the NAA its serial
+// gives at both arrays.
+func Resets(srv *iscsi.Server) store.ResetWatcher { return resets{srv} }
+
+type resets struct{ srv *iscsi.Server }
+
+func (r resets) SharedReset(serial string) func(context.Context) error {
+	return r.srv.SharedReset(array.NAA(serial))
+}
 
 func (d *device) ReadAt(ctx context.Context, p []byte, off int64) error {
 	return deviceErr(d.h.ReadAt(ctx, p, off))

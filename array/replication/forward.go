@@ -203,6 +203,8 @@ func (f *forwardLink) recvLoop(ctx context.Context) {
 	sem := make(chan struct{}, maxForwarded)
 	var handlers sync.WaitGroup
 	defer handlers.Wait()
+	drainCtx, stopDrains := context.WithCancel(ctx)
+	defer stopDrains() // before handlers.Wait
 	for {
 		m, err := f.cs.Recv()
 		if err != nil {
@@ -214,8 +216,17 @@ func (f *forwardLink) recvLoop(ctx context.Context) {
 			return
 		}
 		if r := m.GetLuReset(); r != nil {
-			f.p.noteReset(ctx, r.GetVolume())
-			f.result(r.GetSeq(), nil, false)
+			// Answered once this array's commands that ran when it came
+			// are done: waited for off the loop, which goes on taking the
+			// peer's writes meanwhile.
+			drain := f.p.noteReset(ctx, r.GetVolume())
+			handlers.Add(1)
+			go func() {
+				defer handlers.Done()
+				if drain(drainCtx) == nil {
+					f.result(r.GetSeq(), nil, false)
+				}
+			}()
 			continue
 		}
 		select {
@@ -287,14 +298,20 @@ func (f *forwardLink) applyWrite(ctx context.Context, w *arrayv1.MirrorWrite) {
 	}
 }
 
-// noteReset records a LOGICAL UNIT RESET the peer took of its copy
-// remote, for this array's sessions of the member.
-func (p *pod) noteReset(ctx context.Context, remote string) {
+// noteReset applies a LOGICAL UNIT RESET the peer took of its copy
+// remote to this array's sessions of the member, and returns the wait for
+// their commands that were running (store.NoteSharedReset).
+func (p *pod) noteReset(ctx context.Context, remote string) (drain func(context.Context) error) {
 	if mem := p.memberByRemote(remote); mem != nil {
-		if err := p.e.s.NoteSharedReset(ctx, mem.local); err != nil && ctx.Err() == nil {
+		drain, err := p.e.s.NoteSharedReset(ctx, mem.local)
+		if err == nil {
+			return drain
+		}
+		if ctx.Err() == nil {
 			p.e.log.Warn("a LOGICAL UNIT RESET the peer took is not raised here", "pod", p.name, "volume", mem.local, "err", err)
 		}
 	}
+	return func(context.Context) error { return nil }
 }
 
 // ShareReset tells the peer of a LOGICAL UNIT RESET of this member's copy

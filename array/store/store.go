@@ -75,6 +75,8 @@ type Store struct {
 	receiving map[string]*Receiver
 	// groupObserver is told when a group's membership changes.
 	groupObserver atomic.Pointer[func(group string)]
+	// resetWatcher applies the resets a pod's other array took (reset.go).
+	resetWatcher atomic.Pointer[ResetWatcher]
 	// wasClean is whether the previous run closed the store.
 	wasClean bool
 	// diskFull is set from the first write that finds the filesystem full
@@ -121,9 +123,6 @@ type volume struct {
 	qos atomic.Pointer[buckets]
 	// hold, set under io's write lock, makes client writes wait (hold.go).
 	hold *writeHold
-	// sharedResets counts the LOGICAL UNIT RESETs the pod's other array
-	// took (reset.go).
-	sharedResets atomic.Uint64
 }
 
 type snapshot struct {

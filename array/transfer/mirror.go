@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"sync/atomic"
 
 	"github.com/volrep/volrep/array"
@@ -35,6 +36,21 @@ func (t *Service) Mirror(stream arrayv1.TransferService_MirrorServer) error {
 	log := t.log.With("pod", open.GetPod())
 	log.Info("mirror stream open", "source_array", open.GetSourceArrayId())
 	defer log.Info("mirror stream closed")
+	// A reset's answer waits for this array's commands that ran when it
+	// came, and they may wait on this stream (a write forwarded to the
+	// preferred array waits for its copy, mirrored back here), so it is
+	// sent from its own goroutine while the stream goes on; the preferred
+	// array matches answers by sequence number, in any order.
+	var sendMu sync.Mutex
+	send := func(resp *arrayv1.MirrorResponse) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.Send(resp)
+	}
+	drainCtx, stopDrains := context.WithCancel(ctx)
+	var drains sync.WaitGroup
+	defer drains.Wait()
+	defer stopDrains()
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -55,7 +71,17 @@ func (t *Service) Mirror(stream arrayv1.TransferService_MirrorServer) error {
 		if a.err != nil {
 			resp.Error = a.err.Error()
 		}
-		if err := stream.Send(resp); err != nil {
+		if a.drain != nil {
+			drains.Add(1)
+			go func() {
+				defer drains.Done()
+				if a.drain(drainCtx) == nil {
+					_ = send(resp) // a failed send ends the stream's Recv too
+				}
+			}()
+			continue
+		}
+		if err := send(resp); err != nil {
 			return err
 		}
 	}
@@ -79,6 +105,9 @@ type applied struct {
 	seq uint64
 	tag forwardTag
 	err error
+	// drain, for a LOGICAL UNIT RESET, is to be waited for before it is
+	// answered (store.NoteSharedReset).
+	drain func(context.Context) error
 }
 
 // applyMirror applies one message of a mirror stream, under the pod's
@@ -104,7 +133,7 @@ func (t *Service) applyMirror(ctx context.Context, p *podForward, adm *mirrorAdm
 		a.err = t.s.ApplyMirroredZero(ctx, m.Zero.GetVolume(), m.Zero.GetOffset(), m.Zero.GetLength())
 	case *arrayv1.MirrorRequest_LuReset:
 		a.seq = m.LuReset.GetSeq()
-		if a.err = t.s.NoteSharedReset(ctx, m.LuReset.GetVolume()); errdefs.IsNotFound(a.err) {
+		if a.drain, a.err = t.s.NoteSharedReset(ctx, m.LuReset.GetVolume()); errdefs.IsNotFound(a.err) {
 			a.err = nil // a copy gone meanwhile: nobody here to tell
 		}
 	case *arrayv1.MirrorRequest_Flush:
