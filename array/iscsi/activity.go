@@ -11,10 +11,11 @@ import (
 type unit struct {
 	resets atomic.Uint64 // LOGICAL UNIT RESETs, here and at the other target of a shared unit
 	// lastReset is the server's reset clock (Server.resetClock) at the
-	// unit's last LOGICAL UNIT RESET, here or at the other target. A command that arrived before
-	// it but had not begun to run, as a write of another session still
-	// awaiting its Data-Out, is answered with the reset's unit attention
-	// rather than run: the reset ended it, and its host reissues it.
+	// unit's last LOGICAL UNIT RESET, here or at the other target. A
+	// command that arrived before it but had not begun to run, as a write
+	// of another session still awaiting its Data-Out, is answered with
+	// the reset's unit attention rather than run: the reset ended it, and
+	// its host reissues it.
 	lastReset atomic.Uint64
 	running   activity
 }

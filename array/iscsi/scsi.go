@@ -150,7 +150,7 @@ func (ss *scsiSession) acquire(ctx context.Context, lun uint64) (*lunState, erro
 		return l, nil
 	}
 	id := dev.Identity()
-	u := ss.s.unit(&id)
+	u := ss.s.unitOf(id.NAA)
 	l := &lunState{dev: dev, id: id, unit: u, size: dev.Size(), refs: 1, resets: u.resets.Load(), access: accessOf(dev)}
 	ss.luns[lun] = l
 	return l, nil

@@ -325,9 +325,8 @@ func (s *Server) SharedReset(naa [16]byte) (drain func(context.Context) error) {
 	return s.unitOf(naa).reset(s.resetClock.Add(1))
 }
 
-// unit returns what the server keeps of a volume across its sessions.
-func (s *Server) unit(id *Identity) *unit { return s.unitOf(id.NAA) }
-
+// unitOf returns what the server keeps of the volume whose NAA is naa
+// across its sessions.
 func (s *Server) unitOf(naa [16]byte) *unit {
 	if v, ok := s.units.Load(naa); ok {
 		return v.(*unit)

@@ -507,7 +507,7 @@ func checkPodCopy(rep *doctorReport, file string, r arrayRef, p, primary arrayPr
 	case p.podErr != nil:
 		c.Status, c.Detail = statusFail, "GetPodCopy failed: "+errMessage(p.podErr)
 		c.Fix = "see the array's log (journalctl -u volrepd on its host)"
-	case p.pod.SourceArrayID != "" && primary.err == nil && p.pod.SourceArrayID != primary.info.ID:
+	case p.pod.SourceArrayID != "" && primary.err == nil && primary.info.ID != "" && p.pod.SourceArrayID != primary.info.ID:
 		c.Status = statusFail
 		c.Detail = fmt.Sprintf("array %s holds pod %s for array %s, not for this backend's primary array %s (%s): a pod name is one pod per array, "+
 			"so it refuses this backend's pod, and hosts cannot write this backend's pod volumes there",
