@@ -59,11 +59,12 @@
 // SendTargets (All, a name, or the session's target in a normal session),
 // listing only what Targets.Discover returns (a Target without portals is
 // listed at the connection's local address), Task Management (ABORT TASK,
-// ABORT TASK SET, CLEAR TASK SET, LOGICAL UNIT RESET, TARGET WARM RESET:
-// function complete, a task already running finishes and is answered
-// first, so ABORT TASK then answers "task does not exist"; CLEAR ACA and
-// TARGET COLD RESET: not supported; TASK REASSIGN: reassignment not
-// supported), Logout (session or connection; the running commands are
+// ABORT TASK SET, CLEAR TASK SET, LOGICAL UNIT RESET, TARGET WARM RESET,
+// which is a LOGICAL UNIT RESET of every LUN the initiator sees through
+// the target: function complete, a task already running finishes and is
+// answered first, so ABORT TASK then answers "task does not exist";
+// CLEAR ACA and TARGET COLD RESET: not supported; TASK REASSIGN:
+// reassignment not supported), Logout (session or connection; the running commands are
 // answered first; connection recovery is refused), and Reject for
 // unknown opcodes (reason 05h), SNACK and SCSI commands in a discovery
 // session (04h), a reused ITT (07h).

@@ -21,8 +21,15 @@ func (d *sharingDevice) ShareReset() { d.told.Add(1) }
 // lunReset sends a LOGICAL UNIT RESET and returns the TMF response code.
 func (c *rawClient) lunReset(t *testing.T, lun uint64) byte {
 	t.Helper()
+	return c.tmf(t, tmfLUReset, lun)
+}
+
+// tmf sends a Task Management Function Request and returns its response
+// code.
+func (c *rawClient) tmf(t *testing.T, fn byte, lun uint64) byte {
+	t.Helper()
 	var bhs [bhsLen]byte
-	bhs[0], bhs[1] = opTMFReq|0x40, flagFinal|tmfLUReset
+	bhs[0], bhs[1] = opTMFReq|0x40, flagFinal|fn
 	b, _ := encodeLUN(lun)
 	copy(bhs[8:16], b[:])
 	c.itt++
@@ -35,7 +42,7 @@ func (c *rawClient) lunReset(t *testing.T, lun uint64) byte {
 	}
 	p, err := c.recv()
 	if err != nil || p.opcode() != opTMFResp {
-		t.Fatalf("LOGICAL UNIT RESET: %v %+v", err, p)
+		t.Fatalf("task management function %d: %v %+v", fn, err, p)
 	}
 	return p.bhs[2]
 }
@@ -216,5 +223,70 @@ func TestLogicalUnitResetEndsWritesAwaitingData(t *testing.T) {
 				t.Fatalf("a write after the reset: status %#x", r.status)
 			}
 		})
+	}
+}
+
+// TestTargetWarmResetResetsEveryLogicalUnit: a TARGET WARM RESET is a
+// LOGICAL UNIT RESET of every unit the initiator sees through the
+// target: each raises its attention in every session, ends the commands
+// that came before it and had not begun, and is told to a shared unit's
+// other target.
+func TestTargetWarmResetResetsEveryLogicalUnit(t *testing.T) {
+	dev0 := &sharingDevice{fileDevice: newFileDevice(t, 16<<20, 12)}
+	dev1 := newFileDevice(t, 16<<20, 13)
+	tt := newTestTargets()
+	const other = "iqn.2026-12.test:other-host"
+	tt.add(testIQN, rawInit, Auth{}, 0, dev0)
+	tt.add(testIQN, rawInit, Auth{}, 1, dev1)
+	tt.add(testIQN, other, Auth{}, 0, nil)
+	ts := startServer(t, tt, Options{})
+	c1, c2 := dialRaw(t, ts.addr), dialRaw(t, ts.addr)
+	c1.mustLogin(loginOpts{initiator: rawInit, target: testIQN})
+	c2.mustLogin(loginOpts{initiator: other, target: testIQN})
+	tur := make([]byte, 6)
+	for lun := range uint64(2) {
+		if r := c1.mustDo(lun, tur, 0, nil); r.status != statusGood {
+			t.Fatalf("TUR of LUN %d: %#x", lun, r.status)
+		}
+	}
+	bhs := c1.cmdPDU(1, write10(0, 8, false), 8*BlockSize, false, true)
+	itt := c1.itt
+	if err := c1.send(bhs, nil); err != nil {
+		t.Fatal(err)
+	}
+	r2t, err := c1.recv()
+	if err != nil || r2t.opcode() != opR2T {
+		t.Fatalf("want an R2T for the write: %v %+v", err, r2t)
+	}
+	if resp := c2.tmf(t, tmfTargetWarmReset, 0); resp != tmfComplete {
+		t.Fatalf("TARGET WARM RESET response %d", resp)
+	}
+	if n := dev0.told.Load(); n != 1 {
+		t.Fatalf("the shared unit's other target was told of %d resets, want 1", n)
+	}
+	for lun := range uint64(2) {
+		r := c1.mustDo(lun, tur, 0, nil)
+		if key, asc := r.senseKey(); key != senseUnitAttention || asc != ascResetOccurred {
+			t.Fatalf("TUR of LUN %d after a target reset: sense %x/%04x, want UNIT ATTENTION 29/00", lun, key, asc)
+		}
+	}
+	var d [bhsLen]byte
+	d[0], d[1] = opDataOut, flagFinal
+	binary.BigEndian.PutUint32(d[16:], itt)
+	binary.BigEndian.PutUint32(d[20:], r2t.u32(20))
+	binary.BigEndian.PutUint32(d[28:], c1.expStatSN)
+	if err := c1.send(d, bytes.Repeat([]byte{0xa5}, 8*BlockSize)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c1.recv()
+	if err != nil || resp.opcode() != opSCSIResp || resp.itt() != itt || resp.bhs[3] != statusCheckCondition {
+		t.Fatalf("the write that arrived before the target reset: %v %+v; want CHECK CONDITION", err, resp)
+	}
+	got := make([]byte, 8*BlockSize)
+	if err := dev1.ReadAt(context.Background(), got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, make([]byte, len(got))) {
+		t.Fatal("the write that arrived before the target reset was run after it")
 	}
 }

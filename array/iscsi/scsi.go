@@ -225,6 +225,38 @@ func (ss *scsiSession) reset(raw uint64) (finish func(context.Context)) {
 	if !ok {
 		return nil
 	}
+	return ss.resetLUN(lun)
+}
+
+// targetReset is a TARGET WARM RESET: a LOGICAL UNIT RESET of every
+// logical unit the session's initiator sees through the target (the
+// target as this I_T nexus knows it: other initiators' LUN maps name
+// other volumes). finish waits for every unit's reset.
+func (ss *scsiSession) targetReset(ctx context.Context) (finish func(context.Context)) {
+	luns, err := ss.s.targets.LUNs(ctx, ss.initiator, ss.target)
+	if err != nil {
+		return nil
+	}
+	var finishes []func(context.Context)
+	for _, lun := range luns {
+		if f := ss.resetLUN(lun); f != nil {
+			finishes = append(finishes, f)
+		}
+	}
+	return func(ctx context.Context) {
+		var wg sync.WaitGroup
+		for _, f := range finishes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				f(ctx)
+			}()
+		}
+		wg.Wait()
+	}
+}
+
+func (ss *scsiSession) resetLUN(lun uint64) (finish func(context.Context)) {
 	l, err := ss.acquire(ss.s.ctx, lun)
 	if err != nil {
 		return nil

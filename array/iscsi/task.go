@@ -481,6 +481,7 @@ func (c *conn) taskManagement(p *pdu) bool {
 			finish = c.sess.reset(lun)
 		}
 	case tmfTargetWarmReset:
+		finish = c.sess.targetReset(c.ctx)
 	case tmfTaskReassign:
 		response = tmfNoReassign
 		affects = func(*task) bool { return false }
