@@ -332,10 +332,27 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 	if h.nbdLis != nil {
 		h.nbd = nbd.NewServer(export.New(h.store), nbd.Options{Logger: alog, LogName: export.Redact,
 			MaxConnections: a.NBDMaxConnections, IdleTimeout: a.NBDIdleTimeout})
+		if reg != nil {
+			srv := h.nbd
+			reg.DataPath(a.Name, metrics.NBD, func() metrics.DataPathStats {
+				st := srv.Stats()
+				return metrics.DataPathStats{ConnectionsActive: st.ConnectionsActive, ConnectionsAccepted: st.ConnectionsAccepted,
+					Commands: st.Requests, Errors: st.Errors, BytesRead: st.BytesRead, BytesWritten: st.BytesWritten}
+			})
+		}
 	}
 	if len(h.iscsiLis) > 0 {
 		h.iscsi = iscsi.NewServer(lunmap.New(h.store), iscsi.Options{Logger: alog, PortGroup: uint16(a.ISCSIPortGroup)})
 		h.store.WatchResets(lunmap.Resets(h.iscsi))
+		if reg != nil {
+			srv := h.iscsi
+			reg.DataPath(a.Name, metrics.ISCSI, func() metrics.DataPathStats {
+				st := srv.Stats()
+				return metrics.DataPathStats{ConnectionsActive: st.ConnectionsActive, ConnectionsAccepted: st.ConnectionsAccepted,
+					Commands: st.Commands, Errors: st.CheckConditions, BytesRead: st.BytesRead, BytesWritten: st.BytesWritten,
+					TaskManagement: st.TaskManagement, Resets: st.Resets}
+			})
+		}
 	}
 	return h, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,10 @@ func TestMetricsEndpoint(t *testing.T) {
 		"--spec", "replication_enabled=<is> True", "--spec", "replication_type=<in> async"); code != 0 {
 		t.Fatalf("volume create (exit %d):\n%s", code, out)
 	}
+	// 64 KiB written through the volume's NBD export, for the data path's
+	// counters.
+	nbdURI := attach(t, driverClient(t, d), "m1", "metrics-host", "").URI()
+	run(t, false, tool(t, "qemu-io"), "-f", "raw", "-c", "write -P 0x5a 0 64k", nbdURI)
 
 	url := "http://" + metricsAddr + "/metrics"
 	scrape := func() string {
@@ -77,6 +82,23 @@ func TestMetricsEndpoint(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// The NBD server's own counts: the write's bytes at least, and the
+	// iSCSI series only where an iSCSI listener runs.
+	for _, c := range []struct {
+		series string
+		least  float64
+	}{
+		{`volrep_datapath_written_bytes_total{array="site-a",protocol="nbd"}`, 64 << 10},
+		{`volrep_datapath_commands_total{array="site-a",protocol="nbd"}`, 1},
+		{`volrep_datapath_connections_accepted_total{array="site-a",protocol="nbd"}`, 1},
+	} {
+		if v, ok := seriesValue(body, c.series); !ok || v < c.least {
+			t.Errorf("scrape has %s = %v (found %v); want at least %v", c.series, v, ok, c.least)
+		}
+	}
+	if strings.Contains(body, `protocol="iscsi"`) {
+		t.Errorf("a daemon without iscsi_listen reports iSCSI series")
+	}
 	for _, w := range []string{"volrep_replica_lag_seconds{", `volrep_grpc_request_duration_seconds_count{code="OK",method="/volrep.array.v1.TransferService/Receive",server="array site-b"}`, "go_goroutines ", "process_cpu_seconds_total "} {
 		if !strings.Contains(body, w) {
 			t.Errorf("scrape lacks %s", w)
@@ -88,4 +110,15 @@ func TestMetricsEndpoint(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
+}
+
+// seriesValue returns the value of one series of a text exposition.
+func seriesValue(body, series string) (float64, bool) {
+	for _, l := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }

@@ -1,10 +1,11 @@
 // Package metrics is volrepd's Prometheus instrumentation: replica lag and
-// RPO, bytes replicated, per-RPC latency, backend up/down, and the Go and
-// process collectors, served on [volrep] metrics_listen at /metrics.
+// RPO, bytes replicated, per-RPC latency, backend up/down, the NBD and
+// iSCSI data paths, and the Go and process collectors, served on [volrep]
+// metrics_listen at /metrics.
 //
 // Everything hangs off one Registry, built by New; the daemon feeds it
 // through small hooks (Replicas, ReplicationCycle, the gRPC interceptors,
-// SetBackendUp) so that no other package depends on Prometheus.
+// SetBackendUp, DataPath) so that no other package depends on Prometheus.
 package metrics
 
 import (
@@ -48,6 +49,7 @@ type Registry struct {
 	reloadOK  prometheus.Gauge
 	podStates *prometheus.CounterVec
 	replicas  *replicaCollector
+	dataPath  *dataPathCollector
 
 	mu        sync.Mutex
 	lastTotal map[[2]string]int64 // (array, replica) → TotalBytesSent at its last cycle
@@ -88,13 +90,14 @@ func New() *Registry {
 			Help: "Changes of a sync pod's state at this array, by the state entered: online, resyncing, degraded (carrying on without the peer) or stopped_by_mediator.",
 		}, []string{"array", "pod", "state"}),
 		replicas:  newReplicaCollector(),
+		dataPath:  newDataPathCollector(),
 		lastTotal: map[[2]string]int64{},
 	}
 	r.reloadOK.Set(1)
 	r.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		r.transfer, r.cycles, r.rpc, r.backendUp, r.reloads, r.reloadOK, r.podStates, r.replicas,
+		r.transfer, r.cycles, r.rpc, r.backendUp, r.reloads, r.reloadOK, r.podStates, r.replicas, r.dataPath,
 	)
 	return r
 }

@@ -102,6 +102,11 @@ func TestScrapeWithPromtool(t *testing.T) {
 	reg.AddReceived("site-b", -5) // ignored, not a panic
 	reg.SetBackendUp("pure1", true)
 	reg.SetBackendUp("pure2", false)
+	reg.DataPath("site-a", ISCSI, func() DataPathStats {
+		return DataPathStats{ConnectionsActive: 2, ConnectionsAccepted: 5, Commands: 900, Errors: 3, BytesRead: 1 << 20, BytesWritten: 4096,
+			TaskManagement: 4, Resets: 1}
+	})
+	reg.DataPath("site-a", NBD, func() DataPathStats { return DataPathStats{Commands: 7} })
 
 	// RPCs through a real server with the interceptors in its chain.
 	srv := server.New(server.Options{Name: "driver", Logger: slog.New(slog.DiscardHandler),
@@ -164,7 +169,19 @@ func TestScrapeWithPromtool(t *testing.T) {
 		`volrep_grpc_request_duration_seconds_count{code="OK",method="/grpc.health.v1.Health/Check",server="driver"} 1`,
 		`volrep_grpc_request_duration_seconds_count{code="NotFound",method="/grpc.health.v1.Health/Check",server="driver"} 1`,
 		`volrep_grpc_request_duration_seconds_count{code="Canceled",method="/grpc.health.v1.Health/Watch",server="driver"} 1`,
+		`volrep_datapath_connections{array="site-a",protocol="iscsi"} 2`,
+		`volrep_datapath_connections_accepted_total{array="site-a",protocol="iscsi"} 5`,
+		`volrep_datapath_commands_total{array="site-a",protocol="iscsi"} 900`,
+		`volrep_datapath_errors_total{array="site-a",protocol="iscsi"} 3`,
+		`volrep_datapath_read_bytes_total{array="site-a",protocol="iscsi"} 1.048576e+06`,
+		`volrep_datapath_written_bytes_total{array="site-a",protocol="iscsi"} 4096`,
+		`volrep_datapath_task_management_total{array="site-a",protocol="iscsi"} 4`,
+		`volrep_datapath_resets_total{array="site-a",protocol="iscsi"} 1`,
+		`volrep_datapath_commands_total{array="site-a",protocol="nbd"} 7`,
 	)
+	if strings.Contains(body, `volrep_datapath_resets_total{array="site-a",protocol="nbd"}`) {
+		t.Errorf("NBD has no task management or resets to report")
+	}
 	for _, family := range []string{"go_goroutines", "process_resident_memory_bytes", "process_open_fds"} {
 		if !strings.Contains(body, "\n"+family+" ") {
 			t.Errorf("scrape lacks %s (Go and process collectors)", family)

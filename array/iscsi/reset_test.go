@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,6 +76,16 @@ func TestSharedLogicalUnitReset(t *testing.T) {
 	r = c.mustDo(0, tur, 0, nil)
 	if key, asc := r.senseKey(); key != senseUnitAttention || asc != ascResetOccurred {
 		t.Fatalf("after a reset here: sense %x/%04x, want UNIT ATTENTION 29/00", key, asc)
+	}
+	// Both are counted, and the journal names each.
+	if st := ts.srv.Stats(); st.Resets != 2 || st.TaskManagement != 1 {
+		t.Fatalf("Stats: %d resets and %d task management requests, want 2 and 1", st.Resets, st.TaskManagement)
+	}
+	for _, want := range []string{`msg="iscsi: task management" initiator=` + rawInit, `function="LOGICAL UNIT RESET" lun=0 response="function complete"`,
+		`msg="iscsi: a LOGICAL UNIT RESET taken at the other target applied" wwn=`} {
+		if !strings.Contains(ts.logs.String(), want) {
+			t.Errorf("the log lacks %q:\n%s", want, ts.logs)
+		}
 	}
 }
 

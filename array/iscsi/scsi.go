@@ -262,6 +262,7 @@ func (ss *scsiSession) resetLUN(lun uint64) (finish func(context.Context)) {
 		return nil
 	}
 	defer ss.releaseLUN(l)
+	ss.s.resets.Add(1)
 	drain := l.unit.reset(ss.s.resetClock.Add(1))
 	rs, _ := l.dev.(ResetSharer)
 	return func(ctx context.Context) {

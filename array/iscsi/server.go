@@ -2,6 +2,7 @@ package iscsi
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net"
@@ -85,6 +86,8 @@ type Stats struct {
 	CheckConditions     int64 // SCSI commands answered CHECK CONDITION
 	Inflight            int64 // SCSI commands received and not yet answered, over all sessions
 	ProtocolErrors      int64 // Reject PDUs sent and connections dropped for a violation
+	TaskManagement      int64 // Task Management Function Requests answered
+	Resets              int64 // logical unit resets applied: by a TMF here (one per unit for a TARGET WARM RESET) or from a shared unit's other target
 	BytesRead           int64 // data bytes sent to initiators
 	BytesWritten        int64 // data bytes received from initiators and written
 }
@@ -119,6 +122,7 @@ type Server struct {
 	accepted, active, rejected    atomic.Int64
 	logins, refused, commands     atomic.Int64
 	checks, inflight, protoErrors atomic.Int64
+	tmfs, resets                  atomic.Int64
 	bytesRead, bytesWritten       atomic.Int64
 }
 
@@ -181,6 +185,8 @@ func (s *Server) Stats() Stats {
 		CheckConditions:     s.checks.Load(),
 		Inflight:            s.inflight.Load(),
 		ProtocolErrors:      s.protoErrors.Load(),
+		TaskManagement:      s.tmfs.Load(),
+		Resets:              s.resets.Load(),
 		BytesRead:           s.bytesRead.Load(),
 		BytesWritten:        s.bytesWritten.Load(),
 	}
@@ -322,7 +328,15 @@ func (s *Server) cawLock(id *Identity) *sync.RWMutex {
 // no command of this target lands after the host was told the reset is
 // done. Call drain off any path those commands wait on.
 func (s *Server) SharedReset(naa [16]byte) (drain func(context.Context) error) {
-	return s.unitOf(naa).reset(s.resetClock.Add(1))
+	s.resets.Add(1)
+	start := time.Now()
+	wait := s.unitOf(naa).reset(s.resetClock.Add(1))
+	return func(ctx context.Context) error {
+		err := wait(ctx)
+		s.log.Info("iscsi: a LOGICAL UNIT RESET taken at the other target applied", "wwn", hex.EncodeToString(naa[:]),
+			"waited", time.Since(start).Round(time.Microsecond), "err", err)
+		return err
+	}
 }
 
 // unitOf returns what the server keeps of the volume whose NAA is naa

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // maxCommandData is the largest data transfer one command may carry.
@@ -507,7 +508,16 @@ func (c *conn) taskManagement(p *pdu) bool {
 	o.bhs[2] = response
 	copy(o.bhs[16:20], p.bhs[16:20])
 	o.stat = 2
+	c.s.tmfs.Add(1)
+	start := time.Now()
+	// A host sends these when its commands time out: each is worth a
+	// line in the journal, with what it waited for.
+	answered := func() {
+		c.log.Info("iscsi: task management", "initiator", c.initiator, "target", c.target, "function", named(tmfNames, fn),
+			"lun", lunOf(lun), "response", named(tmfResponses, response), "waited", time.Since(start).Round(time.Microsecond))
+	}
 	if len(waits) == 0 && finish == nil {
+		answered()
 		return c.send(outItem{pdus: []outPDU{o}})
 	}
 	c.workers.Add(1)
@@ -523,7 +533,35 @@ func (c *conn) taskManagement(p *pdu) bool {
 		if finish != nil {
 			finish(c.ctx)
 		}
+		answered()
 		c.send(outItem{pdus: []outPDU{o}})
 	}()
 	return true
+}
+
+// tmfNames and tmfResponses name Task Management functions and responses
+// as RFC 7143 does, for log lines.
+var (
+	tmfNames = map[byte]string{tmfAbortTask: "ABORT TASK", tmfAbortTaskSet: "ABORT TASK SET", tmfClearACA: "CLEAR ACA",
+		tmfClearTaskSet: "CLEAR TASK SET", tmfLUReset: "LOGICAL UNIT RESET", tmfTargetWarmReset: "TARGET WARM RESET",
+		tmfTargetColdReset: "TARGET COLD RESET", tmfTaskReassign: "TASK REASSIGN"}
+	tmfResponses = map[byte]string{tmfComplete: "function complete", tmfNoTask: "task does not exist", tmfNoLUN: "LUN does not exist",
+		tmfNoReassign: "reassignment not supported", tmfNotSupported: "not supported"}
+)
+
+// named is m's name for v, or v's number.
+func named(m map[byte]string, v byte) string {
+	if n, ok := m[v]; ok {
+		return n
+	}
+	return strconv.Itoa(int(v))
+}
+
+// lunOf is a LUN field for a log line: its number, or the raw field when
+// it is not one this target decodes.
+func lunOf(raw uint64) string {
+	if lun, ok := decodeLUN(raw); ok {
+		return strconv.FormatUint(lun, 10)
+	}
+	return fmt.Sprintf("%#016x", raw)
 }
