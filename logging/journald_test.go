@@ -159,14 +159,22 @@ func startJournald(t *testing.T) *realJournald {
 
 // query runs journalctl on the instance's files with matches such as
 // "BACKEND_ID=pure2-async" and returns the entries, waiting up to 10s for
-// at least want of them: journald stores datagrams asynchronously.
+// at least want of them: journald stores datagrams asynchronously, and
+// makes its namespace's directory only as it stores the first.
 func (j *realJournald) query(t *testing.T, want int, matches ...string) []entry {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(j.dir, "*."+j.ns))
-	if len(files) != 1 {
-		t.Fatalf("want one journal directory for namespace %s in %s, found %v", j.ns, j.dir, files)
-	}
 	deadline := time.Now().Add(10 * time.Second)
+	var files []string
+	for {
+		files, _ = filepath.Glob(filepath.Join(j.dir, "*."+j.ns))
+		if len(files) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(files) != 1 {
+		t.Fatalf("want one journal directory for namespace %s in %s within 10s, found %v", j.ns, j.dir, files)
+	}
 	for {
 		args := append([]string{"-D", files[0], "-o", "json", "--all", "--no-pager"}, matches...)
 		out, err := exec.Command(testenv.Tool(t, "journalctl"), args...).Output()
