@@ -332,10 +332,12 @@ func (s *Server) SharedReset(naa [16]byte) (drain func(context.Context) error) {
 	start := time.Now()
 	wait := s.unitOf(naa).reset(s.resetClock.Add(1))
 	return func(ctx context.Context) error {
-		err := wait(ctx)
+		if err := wait(ctx); err != nil {
+			return err // the caller's stream ended, which it logs
+		}
 		s.log.Info("iscsi: a LOGICAL UNIT RESET taken at the other target applied", "wwn", hex.EncodeToString(naa[:]),
-			"waited", time.Since(start).Round(time.Microsecond), "err", err)
-		return err
+			"waited", time.Since(start).Round(time.Microsecond))
+		return nil
 	}
 }
 
