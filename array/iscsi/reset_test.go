@@ -48,6 +48,48 @@ func (c *rawClient) tmf(t *testing.T, fn byte, lun uint64) byte {
 	return p.bhs[2]
 }
 
+// pendingWrite is a WRITE(10) of 8 blocks sent without its data, whose
+// R2T the target sent: it waits for its Data-Out (finish).
+type pendingWrite struct {
+	c   *rawClient
+	itt uint32
+	ttt uint32
+}
+
+// startWrite sends a WRITE(10) of 8 blocks at LBA 0 of lun without data
+// and reads its R2T.
+func (c *rawClient) startWrite(t *testing.T, lun uint64) pendingWrite {
+	t.Helper()
+	bhs := c.cmdPDU(lun, write10(0, 8, false), 8*BlockSize, false, true)
+	itt := c.itt
+	if err := c.send(bhs, nil); err != nil {
+		t.Fatal(err)
+	}
+	r2t, err := c.recv()
+	if err != nil || r2t.opcode() != opR2T {
+		t.Fatalf("want an R2T for the write: %v %+v", err, r2t)
+	}
+	return pendingWrite{c: c, itt: itt, ttt: r2t.u32(20)}
+}
+
+// finish sends the write's data and returns its SCSI Response.
+func (w pendingWrite) finish(t *testing.T, data []byte) *pdu {
+	t.Helper()
+	var d [bhsLen]byte
+	d[0], d[1] = opDataOut, flagFinal
+	binary.BigEndian.PutUint32(d[16:], w.itt)
+	binary.BigEndian.PutUint32(d[20:], w.ttt)
+	binary.BigEndian.PutUint32(d[28:], w.c.expStatSN)
+	if err := w.c.send(d, data); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := w.c.recv()
+	if err != nil || resp.opcode() != opSCSIResp || resp.itt() != w.itt {
+		t.Fatalf("want the write's response: %v %+v", err, resp)
+	}
+	return resp
+}
+
 // TestSharedLogicalUnitReset: a LOGICAL UNIT RESET taken by the other
 // target of a shared logical unit is a unit attention here, reported once;
 // one taken here is told to the other target, and is a unit attention
@@ -190,33 +232,14 @@ func TestLogicalUnitResetEndsWritesAwaitingData(t *testing.T) {
 			if err := dev.ReadAt(context.Background(), before, 0); err != nil {
 				t.Fatal(err)
 			}
-			bhs := c1.cmdPDU(0, write10(0, 8, false), 8*BlockSize, false, true)
-			itt := c1.itt
-			if err := c1.send(bhs, nil); err != nil {
-				t.Fatal(err)
-			}
-			r2t, err := c1.recv()
-			if err != nil || r2t.opcode() != opR2T {
-				t.Fatalf("want an R2T for the write: %v %+v", err, r2t)
-			}
+			w := c1.startWrite(t, 0)
 			reset(t, ts, dev, c2)
 			// c1 learns of the reset through a command of its own.
 			r := c1.mustDo(0, make([]byte, 6), 0, nil)
 			if key, asc := r.senseKey(); key != senseUnitAttention || asc != ascResetOccurred {
 				t.Fatalf("TEST UNIT READY after the reset: sense %x/%04x, want UNIT ATTENTION 29/00", key, asc)
 			}
-			var d [bhsLen]byte
-			d[0], d[1] = opDataOut, flagFinal
-			binary.BigEndian.PutUint32(d[16:], itt)
-			binary.BigEndian.PutUint32(d[20:], r2t.u32(20))
-			binary.BigEndian.PutUint32(d[28:], c1.expStatSN)
-			if err := c1.send(d, bytes.Repeat([]byte{0xa5}, 8*BlockSize)); err != nil {
-				t.Fatal(err)
-			}
-			resp, err := c1.recv()
-			if err != nil || resp.opcode() != opSCSIResp || resp.itt() != itt {
-				t.Fatalf("want the write's response: %v %+v", err, resp)
-			}
+			resp := w.finish(t, bytes.Repeat([]byte{0xa5}, 8*BlockSize))
 			if resp.bhs[3] != statusCheckCondition || len(resp.data) < 16 || resp.data[2+2]&0xf != senseUnitAttention ||
 				uint16(resp.data[2+12])<<8|uint16(resp.data[2+13]) != ascResetOccurred {
 				t.Fatalf("the write that arrived before the reset: status %#x sense % x; want CHECK CONDITION, UNIT ATTENTION 29/00",
@@ -260,15 +283,7 @@ func TestTargetWarmResetResetsEveryLogicalUnit(t *testing.T) {
 			t.Fatalf("TUR of LUN %d: %#x", lun, r.status)
 		}
 	}
-	bhs := c1.cmdPDU(1, write10(0, 8, false), 8*BlockSize, false, true)
-	itt := c1.itt
-	if err := c1.send(bhs, nil); err != nil {
-		t.Fatal(err)
-	}
-	r2t, err := c1.recv()
-	if err != nil || r2t.opcode() != opR2T {
-		t.Fatalf("want an R2T for the write: %v %+v", err, r2t)
-	}
+	w := c1.startWrite(t, 1)
 	if resp := c2.tmf(t, tmfTargetWarmReset, 0); resp != tmfComplete {
 		t.Fatalf("TARGET WARM RESET response %d", resp)
 	}
@@ -281,17 +296,8 @@ func TestTargetWarmResetResetsEveryLogicalUnit(t *testing.T) {
 			t.Fatalf("TUR of LUN %d after a target reset: sense %x/%04x, want UNIT ATTENTION 29/00", lun, key, asc)
 		}
 	}
-	var d [bhsLen]byte
-	d[0], d[1] = opDataOut, flagFinal
-	binary.BigEndian.PutUint32(d[16:], itt)
-	binary.BigEndian.PutUint32(d[20:], r2t.u32(20))
-	binary.BigEndian.PutUint32(d[28:], c1.expStatSN)
-	if err := c1.send(d, bytes.Repeat([]byte{0xa5}, 8*BlockSize)); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := c1.recv()
-	if err != nil || resp.opcode() != opSCSIResp || resp.itt() != itt || resp.bhs[3] != statusCheckCondition {
-		t.Fatalf("the write that arrived before the target reset: %v %+v; want CHECK CONDITION", err, resp)
+	if resp := w.finish(t, bytes.Repeat([]byte{0xa5}, 8*BlockSize)); resp.bhs[3] != statusCheckCondition {
+		t.Fatalf("the write that arrived before the target reset: %+v; want CHECK CONDITION", resp)
 	}
 	got := make([]byte, 8*BlockSize)
 	if err := dev1.ReadAt(context.Background(), got, 0); err != nil {
