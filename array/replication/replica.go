@@ -514,15 +514,17 @@ func (e *Engine) ChangeReplicaType(ctx context.Context, name, typ string) (array
 	defer release()
 	mname := name
 	if typ == array.TypeSync {
-		// Asked before e.mu is taken: it waits for the peer.
+		// Asked before e.mu is taken: it waits for the peer. A replica
+		// that is sync already keeps the name it has, so its peer is not
+		// asked.
 		e.mu.Lock()
 		r, err := e.replicaLocked(name)
 		var l *link
-		if err == nil {
+		if err == nil && r.rec.Spec.Type != array.TypeSync {
 			l, err = e.linkLocked(r.rec.Spec.Link)
 		}
 		e.mu.Unlock()
-		if err == nil {
+		if err == nil && l != nil {
 			mname = e.mediatorName(ctx, l, name)
 		}
 	}
