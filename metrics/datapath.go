@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"sync"
 
@@ -66,16 +67,9 @@ func (c *dataPathCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *dataPathCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	keys := make([][2]string, 0, len(c.sources))
-	for k := range c.sources {
-		keys = append(keys, k)
-	}
-	sources := make(map[[2]string]func() DataPathStats, len(c.sources))
-	for k, f := range c.sources {
-		sources[k] = f
-	}
+	sources := maps.Clone(c.sources)
 	c.mu.Unlock()
-	slices.SortFunc(keys, func(a, b [2]string) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
+	keys := slices.SortedFunc(maps.Keys(sources), func(a, b [2]string) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
 	for _, k := range keys {
 		st := sources[k]()
 		metric := func(d *prometheus.Desc, t prometheus.ValueType, v int64) {

@@ -3,8 +3,8 @@ package metrics
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -65,18 +65,9 @@ func (c *replicaCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *replicaCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	names := make([]string, 0, len(c.sources))
-	for n := range c.sources {
-		names = append(names, n)
-	}
-	sources := make(map[string]func(context.Context) ([]array.Replica, error), len(c.sources))
-	for n, f := range c.sources {
-		sources[n] = f
-	}
+	sources := maps.Clone(c.sources)
 	c.mu.Unlock()
-	sort.Strings(names)
-
-	for _, arrayName := range names {
+	for _, arrayName := range slices.Sorted(maps.Keys(sources)) {
 		ctx, cancel := context.WithTimeout(context.Background(), listTimeout)
 		reps, err := sources[arrayName](ctx)
 		cancel()

@@ -496,7 +496,7 @@ func checkArray(rep *doctorReport, file string, r arrayRef, p arrayProbe) {
 // the same pod name and target) refuses this backend's pod, so its hosts
 // cannot write at the target.
 func checkPodCopy(rep *doctorReport, file string, r arrayRef, p, primary arrayProbe) {
-	name := fmt.Sprintf("[%s] pod %s at replication_device %s", r.backend.Section, r.pod, strings.TrimPrefix(r.role, "replication_device "))
+	name := fmt.Sprintf("[%s] pod %s at %s", r.backend.Section, r.pod, r.role)
 	c := doctorCheck{Area: "pod", Name: name, Status: statusOK}
 	switch {
 	case errdefs.IsNotFound(p.podErr):
