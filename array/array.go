@@ -52,8 +52,19 @@ const FeatureLUReset = "lu-reset"
 // the mediator only for a peer that has it, so both ask under one name.
 const FeatureMediatorName = "mediator-name"
 
+// FeatureReservations: as a pod's non-preferred array, the array takes
+// MirrorRequest.reservations on a mirror stream (the persistent
+// reservations the preferred array decided for a volume) and forwards
+// its hosts' PERSISTENT RESERVE OUT (ForwardResponse.reservation). A
+// preferred array whose peer lacks it, and a peer whose preferred array
+// does not set ForwardOpen.reservations, serve the pod's volumes without
+// persistent reservations.
+const FeatureReservations = "reservations"
+
 // Features lists the protocol features this build implements.
-func Features() []string { return []string{FeatureForwardOwnCopy, FeatureLUReset, FeatureMediatorName} }
+func Features() []string {
+	return []string{FeatureForwardOwnCopy, FeatureLUReset, FeatureMediatorName, FeatureReservations}
+}
 
 // Has says whether the array reports protocol feature f.
 func (i Info) Has(f string) bool { return slices.Contains(i.Features, f) }

@@ -344,13 +344,14 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 	if len(h.iscsiLis) > 0 {
 		h.iscsi = iscsi.NewServer(lunmap.New(h.store), iscsi.Options{Logger: alog, PortGroup: uint16(a.ISCSIPortGroup)})
 		h.store.WatchResets(lunmap.Resets(h.iscsi))
+		h.store.WatchReservations(lunmap.Reservations(h.iscsi))
 		if reg != nil {
 			srv := h.iscsi
 			reg.DataPath(a.Name, metrics.ISCSI, func() metrics.DataPathStats {
 				st := srv.Stats()
 				return metrics.DataPathStats{ConnectionsActive: st.ConnectionsActive, ConnectionsAccepted: st.ConnectionsAccepted,
 					Commands: st.Commands, Errors: st.CheckConditions, BytesRead: st.BytesRead, BytesWritten: st.BytesWritten,
-					TaskManagement: st.TaskManagement, Resets: st.Resets}
+					TaskManagement: st.TaskManagement, Resets: st.Resets, Conflicts: st.Conflicts}
 			})
 		}
 	}

@@ -35,19 +35,19 @@ func TestISCSIConformanceVsTgt(t *testing.T) {
 		o := runSuite(t, fam, ini, lun.URL())
 		g := runSuite(t, fam, ini, "iscsi://"+tgtPortal+"/"+tgtIQN+"/1")
 		t.Logf("%-5s volrep: %d/%d passed, %d failed %v; tgtd: %d/%d passed, %d failed %v",
-			fam, o.passed, o.ran, o.failed, o.failures, g.passed, g.ran, g.failed, g.failures)
-		for _, f := range o.failures {
+			fam, o.Passed, o.Ran, o.Failed, o.Failures, g.Passed, g.Ran, g.Failed, g.Failures)
+		for _, f := range o.Failures {
 			if !suiteArtefacts[f] {
 				t.Errorf("%s: %s failed against volrep", fam, f)
 			}
 		}
-		if o.failed != len(o.failures) {
-			t.Errorf("%s: the summary counts %d failures, the parser found %v", fam, o.failed, o.failures)
+		if o.Failed != len(o.Failures) {
+			t.Errorf("%s: the summary counts %d failures, the parser found %v", fam, o.Failed, o.Failures)
 		}
-		if o.ran == 0 || o.passed < g.passed {
-			t.Errorf("%s: volrep passes %d of %d tests, tgtd %d", fam, o.passed, o.ran, g.passed)
+		if o.Ran == 0 || o.Passed < g.Passed {
+			t.Errorf("%s: volrep passes %d of %d tests, tgtd %d", fam, o.Passed, o.Ran, g.Passed)
 		}
-		for _, s := range o.skipped {
+		for _, s := range o.Skipped {
 			skipped = append(skipped, fam+"."+s)
 		}
 	}

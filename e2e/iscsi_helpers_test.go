@@ -5,20 +5,19 @@ package e2e
 // tgtd as the reference target, and iscsi-test-cu's output parser.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/internal/cunit"
 	"github.com/volrep/volrep/internal/testenv"
 )
 
@@ -172,73 +171,20 @@ func startTgtd(t *testing.T, dir string, size int64) (portal, iqn string) {
 	return portal, iqn
 }
 
-// suiteResult is one iscsi-test-cu run's CUnit summary.
-type suiteResult struct {
-	ran, passed, failed int
-	failures            []string // Suite.Test of the failures
-	skipped             []string // Suite.Test: reason
-}
-
-var (
-	reSuite   = regexp.MustCompile(`^Suite: (\S+)`)
-	reTest    = regexp.MustCompile(`^\s+Test: (\S+) \.\.\.`)
-	reSummary = regexp.MustCompile(`(?m)^\s+tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)`)
-	reResult  = regexp.MustCompile(`(^|\.\.\.)\s*(passed|FAILED)$`)
-	reSkipped = regexp.MustCompile(`\[SKIPPED\] (.*)`)
-)
-
-// parseSuite reads iscsi-test-cu's output.
-func parseSuite(out string) (suiteResult, error) {
-	var r suiteResult
-	m := reSummary.FindStringSubmatch(out)
-	if m == nil {
-		return r, fmt.Errorf("no CUnit run summary in the output")
-	}
-	r.ran, _ = strconv.Atoi(m[2])
-	r.passed, _ = strconv.Atoi(m[3])
-	r.failed, _ = strconv.Atoi(m[4])
-	seen := map[string]bool{}
-	var suite, test string
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if m := reSuite.FindStringSubmatch(line); m != nil {
-			suite = m[1]
-		}
-		if m := reTest.FindStringSubmatch(line); m != nil {
-			test = m[1]
-		}
-		if m := reResult.FindStringSubmatch(strings.TrimSpace(line)); m != nil && test != "" && m[2] == "FAILED" {
-			r.failures = append(r.failures, suite+"."+test)
-		}
-		// libiscsi probes PERSISTENT RESERVE IN before every test; that is
-		// not the test skipping.
-		if m := reSkipped.FindStringSubmatch(line); m != nil && test != "" && !strings.Contains(m[1], "PERSISTENT RESERVE IN") {
-			key := suite + "." + test + ": " + strings.TrimSpace(m[1])
-			if !seen[key] {
-				seen[key] = true
-				r.skipped = append(r.skipped, key)
-			}
-		}
-	}
-	return r, nil
-}
-
 // runSuite runs one iscsi-test-cu family against urls as initiator (the
 // suite's second initiator is initiator+"-2"): a LUN, or one device's
 // paths for the multipath tests.
-func runSuite(t *testing.T, family, initiator string, urls ...string) suiteResult {
+func runSuite(t *testing.T, family, initiator string, urls ...string) cunit.Result {
 	t.Helper()
 	return runSuiteAs(t, family, initiator, initiator+"-2", urls...)
 }
 
 // runSuiteAs is runSuite with the suite's second initiator named.
-func runSuiteAs(t *testing.T, family, initiator, second string, urls ...string) suiteResult {
+func runSuiteAs(t *testing.T, family, initiator, second string, urls ...string) cunit.Result {
 	t.Helper()
 	out, err := runEnv(t, 10*time.Minute, nil, tool(t, "iscsi-test-cu"), append([]string{"--dataloss", "--test=" + family,
 		"--initiator-name=" + initiator, "--initiator-name-2=" + second}, urls...)...)
-	r, perr := parseSuite(out)
+	r, perr := cunit.Parse(out)
 	if perr != nil {
 		t.Fatalf("iscsi-test-cu %s: %v (exit %v)\n%s", family, perr, err, out)
 	}

@@ -122,14 +122,28 @@ func TestISCSIPodHostPrefersPeer(t *testing.T) {
 	// through one path raising a unit attention on the other. Both
 	// sessions of a multipath test log in as the host's one initiator, the
 	// only one its CHAP secret admits.
+	//
+	// Then libiscsi's persistent reservation tests with the two sessions
+	// at the two arrays, in both orders: a key registered and a
+	// reservation taken through one array's path hold at the other's
+	// (the preferred array decides them all, the peer forwards its own),
+	// so the access tests find the other array's path fenced as SPC-4
+	// has it. Two sessions of one initiator with two ISIDs are two I_T
+	// nexuses.
 	both := []string{lun(0).URL(), lun(1).URL()}
+	crossed := []string{lun(1).URL(), lun(0).URL()}
+	reservations := 0
 	for _, c := range []struct {
 		family string
 		urls   []string
 	}{
 		{"SCSI.CompareAndWrite", []string{lun(1).URL()}},
 		{"SCSI.MultipathIO", both},
-		{"SCSI.MultipathIO", []string{lun(1).URL(), lun(0).URL()}},
+		{"SCSI.MultipathIO", crossed},
+		{"SCSI.Prin*", both},
+		{"SCSI.Prout*", both},
+		{"SCSI.Prin*", crossed},
+		{"SCSI.Prout*", crossed},
 	} {
 		// The multipath COMPARE AND WRITE test zeroes blocks 0-255 but
 		// also compares block 256 with zeros, so a run after another
@@ -138,10 +152,15 @@ func TestISCSIPodHostPrefersPeer(t *testing.T) {
 			t.Fatalf("qemu-io zeroing the LUN's start:\n%s", out)
 		}
 		r := runSuiteAs(t, c.family, ini, ini, c.urls...)
-		t.Logf("%s: %d/%d passed, failed %v, skipped %v", c.family, r.passed, r.ran, r.failures, r.skipped)
-		if r.ran == 0 || r.passed != r.ran || len(r.skipped) > 0 {
-			t.Errorf("%s over %d path(s): %d of %d passed, failed %v, skipped %v", c.family, len(c.urls), r.passed, r.ran, r.failures, r.skipped)
+		t.Logf("%s: %d/%d passed, failed %v, skipped %v", c.family, r.Passed, r.Ran, r.Failures, r.Skipped)
+		if r.Ran == 0 || r.Passed != r.Ran || len(r.Skipped) > 0 || r.Unreserved > 0 {
+			t.Errorf("%s over %d path(s): %d of %d passed (%d for want of reservations), failed %v, skipped %v",
+				c.family, len(c.urls), r.Passed, r.Ran, r.Unreserved, r.Failures, r.Skipped)
 		}
+		reservations += r.Reservations
+	}
+	if reservations < 40 {
+		t.Errorf("%d persistent reservation tests passed over the pod's two arrays; want the 20 of libiscsi 1.19 in each order", reservations)
 	}
 
 	if _, err := dc.TerminateConnection(ctx, &driverv1.TerminateConnectionRequest{Backend: "puredriver-1", VolumeId: "hp", Connector: conn}); err != nil {

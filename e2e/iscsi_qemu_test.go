@@ -131,8 +131,8 @@ func TestISCSIReadOnlySnapshotLUN(t *testing.T) {
 	res := runSuite(t, "LINUX.ReadOnly", ini, ro.URL())
 	// ReadOnlySBC checks the write commands before it reaches ORWRITE,
 	// which volrep does not implement, and skips there.
-	if res.ran == 0 || res.failed != 0 {
-		t.Fatalf("libiscsi's ReadOnly suite on the snapshot's LUN: %d ran, %d failed %v, skipped %v", res.ran, res.failed, res.failures, res.skipped)
+	if res.Ran == 0 || res.Failed != 0 {
+		t.Fatalf("libiscsi's ReadOnly suite on the snapshot's LUN: %d ran, %d failed %v, skipped %v", res.Ran, res.Failed, res.Failures, res.Skipped)
 	}
-	t.Logf("LINUX.ReadOnly on the snapshot's LUN: %d/%d passed, skipped %v", res.passed, res.ran, res.skipped)
+	t.Logf("LINUX.ReadOnly on the snapshot's LUN: %d/%d passed, skipped %v", res.Passed, res.Ran, res.Skipped)
 }

@@ -29,12 +29,15 @@ type DataPathStats struct {
 	// time out), and the logical unit resets applied.
 	TaskManagement int64
 	Resets         int64
+	// Conflicts are iSCSI commands answered RESERVATION CONFLICT: a
+	// host that a cluster fenced (or one outside it) still sending I/O.
+	Conflicts int64
 }
 
 // dataPathCollector reports each hosted array's NBD and iSCSI servers as
 // they are at scrape time.
 type dataPathCollector struct {
-	connections, accepted, commands, errors, read, written, tmfs, resets *prometheus.Desc
+	connections, accepted, commands, errors, read, written, tmfs, resets, conflicts *prometheus.Desc
 
 	mu      sync.Mutex
 	sources map[[2]string]func() DataPathStats // (array, protocol) → its server's Stats
@@ -55,12 +58,14 @@ func newDataPathCollector() *dataPathCollector {
 			"iSCSI Task Management Function Requests answered (ABORT TASK, LOGICAL UNIT RESET, ...): hosts send them when commands time out; the journal names each."),
 		resets: desc("resets_total",
 			"iSCSI logical unit resets applied: by a host here (one per unit for a TARGET WARM RESET) or taken at a pod's other array."),
+		conflicts: desc("reservation_conflicts_total",
+			"iSCSI commands answered RESERVATION CONFLICT: a host outside a persistent reservation, a fenced cluster node say, still sending I/O."),
 		sources: map[[2]string]func() DataPathStats{},
 	}
 }
 
 func (c *dataPathCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.connections, c.accepted, c.commands, c.errors, c.read, c.written, c.tmfs, c.resets} {
+	for _, d := range []*prometheus.Desc{c.connections, c.accepted, c.commands, c.errors, c.read, c.written, c.tmfs, c.resets, c.conflicts} {
 		ch <- d
 	}
 }
@@ -84,6 +89,7 @@ func (c *dataPathCollector) Collect(ch chan<- prometheus.Metric) {
 		if k[1] == ISCSI {
 			metric(c.tmfs, prometheus.CounterValue, st.TaskManagement)
 			metric(c.resets, prometheus.CounterValue, st.Resets)
+			metric(c.conflicts, prometheus.CounterValue, st.Conflicts)
 		}
 	}
 }

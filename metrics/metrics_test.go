@@ -104,7 +104,7 @@ func TestScrapeWithPromtool(t *testing.T) {
 	reg.SetBackendUp("pure2", false)
 	reg.DataPath("site-a", ISCSI, func() DataPathStats {
 		return DataPathStats{ConnectionsActive: 2, ConnectionsAccepted: 5, Commands: 900, Errors: 3, BytesRead: 1 << 20, BytesWritten: 4096,
-			TaskManagement: 4, Resets: 1}
+			TaskManagement: 4, Resets: 1, Conflicts: 6}
 	})
 	reg.DataPath("site-a", NBD, func() DataPathStats { return DataPathStats{Commands: 7} })
 
@@ -177,6 +177,7 @@ func TestScrapeWithPromtool(t *testing.T) {
 		`volrep_datapath_written_bytes_total{array="site-a",protocol="iscsi"} 4096`,
 		`volrep_datapath_task_management_total{array="site-a",protocol="iscsi"} 4`,
 		`volrep_datapath_resets_total{array="site-a",protocol="iscsi"} 1`,
+		`volrep_datapath_reservation_conflicts_total{array="site-a",protocol="iscsi"} 6`,
 		`volrep_datapath_commands_total{array="site-a",protocol="nbd"} 7`,
 	)
 	if strings.Contains(body, `volrep_datapath_resets_total{array="site-a",protocol="nbd"}`) {

@@ -18,6 +18,7 @@ type unit struct {
 	// its host reissues it.
 	lastReset atomic.Uint64
 	running   activity
+	pr        reservations
 }
 
 // resetAt records a reset at clock tick t; resets racing one another

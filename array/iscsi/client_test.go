@@ -69,6 +69,7 @@ type loginOpts struct {
 	mutualSecret      string // set: challenge the target and check its answer
 	keys              []string
 	skipInitiatorName bool
+	isid              [6]byte // zero: 80 00 00 00 00 01
 }
 
 // login runs a login and returns the final status (0 on success).
@@ -95,6 +96,9 @@ func (c *rawClient) login(o loginOpts) (uint16, error) {
 			bhs[1] |= 0x80
 		}
 		copy(bhs[8:14], []byte{0x80, 0, 0, 0, 0, 1})
+		if o.isid != ([6]byte{}) {
+			copy(bhs[8:14], o.isid[:])
+		}
 		binary.BigEndian.PutUint32(bhs[16:], c.itt)
 		binary.BigEndian.PutUint32(bhs[24:], c.cmdSN)
 		binary.BigEndian.PutUint32(bhs[28:], c.expStatSN)

@@ -132,7 +132,7 @@ func (c *conn) serve() {
 	c.firstBurst = min(c.firstBurst, c.maxBurst)
 	c.out = make(chan outItem, 16)
 	c.budget = newByteBudget(c.s.opts.MaxInflightBytes)
-	c.sess = newSCSISession(c.s, c.initiator, c.target)
+	c.sess = newSCSISession(c.s, nexus{initiator: c.initiator, isid: c.isid, target: c.target, port: c.s.opts.PortGroup})
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)

@@ -123,8 +123,20 @@
 // commands get NOT READY with 04h/0Bh (standby), 04h/0Ch (unavailable) or
 // 04h/0Ah (transitioning) without reaching the device.
 //
-// Not supported (INVALID COMMAND OPERATION CODE): MODE SELECT, persistent
-// reservations, RESERVE/RELEASE, ORWRITE, WRITE ATOMIC, EXTENDED COPY,
+// Persistent reservations (reservation.go): PERSISTENT RESERVE IN (READ
+// KEYS, READ RESERVATION, REPORT CAPABILITIES, READ FULL STATUS) and OUT
+// (every service action but REGISTER AND MOVE), LU scope, all six types,
+// per I_T nexus (initiator name and ISID). The state is the unit's, in
+// memory (PTPL_C=0: APTPL, SPEC_I_PT and ALL_TG_PT are refused), checked
+// on every command without a lock. PREEMPT AND ABORT waits for the
+// unit's running commands before it answers. A unit another target
+// serves too has one state at both (ReservationSharer: one target decides,
+// the other forwards, and each state goes to the other before the answer;
+// reservation_share.go); one that cannot share them (Stretcher) has none,
+// as a reservation here would not fence the other target's paths.
+//
+// Not supported (INVALID COMMAND OPERATION CODE): MODE SELECT,
+// RESERVE(6)/RELEASE(6), ORWRITE, WRITE ATOMIC, EXTENDED COPY,
 // SANITIZE, READ DEFECT DATA, PREVENT ALLOW MEDIUM REMOVAL; protection
 // information (RDPROTECT/WRPROTECT/VRPROTECT other than 0 → INVALID FIELD
 // IN CDB); SET TARGET PORT GROUPS (explicit ALUA); multi-PDU text
@@ -155,6 +167,10 @@
 // any session, or at the other target of a shared logical unit
 // (ResetSharer, Server.SharedReset), and for every command that arrived
 // before such a reset but had not begun (a write awaiting its Data-Out),
-// which is not run. No error ends a session; only protocol violations
+// which is not run; RESERVATIONS PREEMPTED, RESERVATIONS RELEASED and
+// REGISTRATIONS PREEMPTED (2Ah/03h, 04h, 05h) to the I_T nexus a
+// persistent reservation change affected. A command its nexus's
+// reservation does not allow: RESERVATION CONFLICT (status 18h), without
+// reaching the device. No error ends a session; only protocol violations
 // close a connection.
 package iscsi

@@ -140,6 +140,7 @@ func FuzzCDB(f *testing.F) {
 		{0xa3, 0x0c, 0x01, 0x28, 0, 0, 0, 0, 1, 0, 0, 0}, {0xa3, 0x0c, 0x80, 0, 0, 0, 0, 0, 16, 0, 0, 0},
 		{0x5a, 0, 0x3f, 0xff, 0, 0, 0, 1, 0, 0}, {0x1a, 0x08, 0x08, 0, 255, 0},
 		{0x2f, 2, 0, 0, 0, 0, 0, 0, 1, 0}, {0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0}, {0x03, 1, 0, 0, 18, 0},
+		{0x5e, 0x03, 0, 0, 0, 0, 0, 0x40, 0, 0}, {0x5f, 0x06, 0, 0, 0, 0, 0, 0, 24, 0}, {0x5f, 0x01, 0x08, 0, 0, 0, 0, 0, 24, 0},
 	}
 	for _, s := range seeds {
 		f.Add(s, make([]byte, 1024), uint32(1024), byte(0))
@@ -152,7 +153,7 @@ func FuzzCDB(f *testing.F) {
 		tt := newTestTargets()
 		tt.add(testIQN, rawInit, Auth{}, 0, dev)
 		srv := NewServer(tt, Options{})
-		ss := newSCSISession(srv, rawInit, testIQN)
+		ss := newSCSISession(srv, nexus{initiator: rawInit, target: testIQN})
 		defer ss.close()
 		var raw uint64
 		if lunByte&1 != 0 {
@@ -160,7 +161,7 @@ func FuzzCDB(f *testing.F) {
 		}
 		res := ss.exec(context.Background(), raw, cdb, out, int(edtl%(2<<20)), newByteBudget(8<<20), 0)
 		switch res.status {
-		case statusGood:
+		case statusGood, statusReservationConflict:
 		case statusCheckCondition:
 			if len(res.sense) < 14 {
 				t.Fatalf("CHECK CONDITION without sense for %x", cdb)

@@ -6,13 +6,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 )
 
 // SCSI status codes.
 const (
-	statusGood           = 0x00
-	statusCheckCondition = 0x02
+	statusGood                = 0x00
+	statusCheckCondition      = 0x02
+	statusReservationConflict = 0x18
 )
 
 // Sense keys.
@@ -112,14 +114,15 @@ type lunState struct {
 type scsiSession struct {
 	s                 *Server
 	initiator, target string
+	nexus             nexus
 
 	mu     sync.Mutex
 	luns   map[uint64]*lunState
 	closed bool
 }
 
-func newSCSISession(s *Server, initiator, target string) *scsiSession {
-	return &scsiSession{s: s, initiator: initiator, target: target, luns: make(map[uint64]*lunState)}
+func newSCSISession(s *Server, n nexus) *scsiSession {
+	return &scsiSession{s: s, initiator: n.initiator, target: n.target, nexus: n, luns: make(map[uint64]*lunState)}
 }
 
 // acquire returns the open LUN, opening it through Targets.Open first.
@@ -336,8 +339,12 @@ func (ss *scsiSession) exec(ctx context.Context, rawLUN uint64, cdb, dataOut []b
 	}
 	defer ss.releaseLUN(l)
 	// Counted as running before it looks for a reset: a reset's drain
-	// either waits for it or was recorded before it looks.
-	defer l.unit.running.begin()()
+	// either waits for it or was recorded before it looks. Persistent
+	// reservation commands touch no data, and PREEMPT AND ABORT drains the
+	// unit itself, so they are not counted.
+	if op != 0x5e && op != 0x5f {
+		defer l.unit.running.begin()()
+	}
 	// A LOGICAL UNIT RESET (from any session), a capacity change and a
 	// change of ALUA state are unit attentions, each reported once. The
 	// last is what makes a host's multipath ask REPORT TARGET PORT GROUPS
@@ -370,8 +377,15 @@ func (ss *scsiSession) exec(ctx context.Context, rawLUN uint64, cdb, dataOut []b
 	case moved:
 		return checkCondition(senseUnitAttention, ascAccessStateChanged)
 	}
+	if asc, owed := l.unit.pr.takeOwed(ss.nexus); owed {
+		return checkCondition(senseUnitAttention, asc)
+	}
 	if r, refused := refuseInState(access.State, op); refused {
 		return r
+	}
+	if l.unit.pr.conflicts(ss.nexus, cdb) {
+		ss.s.conflicts.Add(1)
+		return scsiResult{status: statusReservationConflict}
 	}
 	c := cmd{ss: ss, l: l, lun: lun, cdb: cdb, out: dataOut, edtl: edtl, budget: budget,
 		blocks: uint64(size) / BlockSize}
@@ -569,6 +583,10 @@ func (c *cmd) run(ctx context.Context) scsiResult {
 		return c.writeSame(ctx)
 	case 0x89:
 		return c.compareAndWrite(ctx)
+	case 0x5e:
+		return c.persistentReserveIn()
+	case 0x5f:
+		return c.persistentReserveOut(ctx)
 	case 0xa3:
 		switch cdb[1] & 0x1f {
 		case 0x0a:
@@ -1131,6 +1149,20 @@ var supportedOps = []opInfo{
 	{op: 0xa8, cdbLen: 12}, {op: 0xaa, cdbLen: 12}, {op: 0xae, cdbLen: 12}, {op: 0xaf, cdbLen: 12},
 }
 
+// reservationOps are PERSISTENT RESERVE IN (READ KEYS, READ RESERVATION,
+// REPORT CAPABILITIES, READ FULL STATUS) and OUT (REGISTER to REGISTER
+// AND IGNORE EXISTING KEY), served for a unit no other target serves.
+var reservationOps = []opInfo{
+	{op: 0x5e, sa: 0, hasSA: true, cdbLen: 10}, {op: 0x5e, sa: 1, hasSA: true, cdbLen: 10},
+	{op: 0x5e, sa: 2, hasSA: true, cdbLen: 10}, {op: 0x5e, sa: 3, hasSA: true, cdbLen: 10},
+	{op: 0x5f, sa: 0, hasSA: true, cdbLen: 10}, {op: 0x5f, sa: 1, hasSA: true, cdbLen: 10},
+	{op: 0x5f, sa: 2, hasSA: true, cdbLen: 10}, {op: 0x5f, sa: 3, hasSA: true, cdbLen: 10},
+	{op: 0x5f, sa: 4, hasSA: true, cdbLen: 10}, {op: 0x5f, sa: 5, hasSA: true, cdbLen: 10},
+	{op: 0x5f, sa: 6, hasSA: true, cdbLen: 10},
+}
+
+var opsWithReservations = append(slices.Clone(supportedOps), reservationOps...)
+
 // timeoutsDescriptor is an empty command timeouts descriptor (no
 // timeouts reported).
 var timeoutsDescriptor = []byte{0x00, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
@@ -1142,9 +1174,13 @@ func (c *cmd) reportSupportedOpcodes() scsiResult {
 	reqOp := cdb[3]
 	reqSA := binary.BigEndian.Uint16(cdb[4:])
 	alloc := int(binary.BigEndian.Uint32(cdb[6:]))
+	ops := opsWithReservations
+	if stretched(c.l.dev) {
+		ops = supportedOps
+	}
 	if opts == 0 {
 		d := make([]byte, 4)
-		for _, o := range supportedOps {
+		for _, o := range ops {
 			desc := make([]byte, 8)
 			desc[0] = o.op
 			binary.BigEndian.PutUint16(desc[2:], o.sa)
@@ -1165,8 +1201,8 @@ func (c *cmd) reportSupportedOpcodes() scsiResult {
 		return c.invalidCDB()
 	}
 	var found *opInfo
-	for i := range supportedOps {
-		o := &supportedOps[i]
+	for i := range ops {
+		o := &ops[i]
 		if o.op != reqOp {
 			continue
 		}

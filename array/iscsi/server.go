@@ -88,6 +88,7 @@ type Stats struct {
 	ProtocolErrors      int64 // Reject PDUs sent and connections dropped for a violation
 	TaskManagement      int64 // Task Management Function Requests answered
 	Resets              int64 // logical unit resets applied: by a TMF here (one per unit for a TARGET WARM RESET) or from a shared unit's other target
+	Conflicts           int64 // SCSI commands answered RESERVATION CONFLICT
 	BytesRead           int64 // data bytes sent to initiators
 	BytesWritten        int64 // data bytes received from initiators and written
 }
@@ -122,7 +123,7 @@ type Server struct {
 	accepted, active, rejected    atomic.Int64
 	logins, refused, commands     atomic.Int64
 	checks, inflight, protoErrors atomic.Int64
-	tmfs, resets                  atomic.Int64
+	tmfs, resets, conflicts       atomic.Int64
 	bytesRead, bytesWritten       atomic.Int64
 }
 
@@ -187,6 +188,7 @@ func (s *Server) Stats() Stats {
 		ProtocolErrors:      s.protoErrors.Load(),
 		TaskManagement:      s.tmfs.Load(),
 		Resets:              s.resets.Load(),
+		Conflicts:           s.conflicts.Load(),
 		BytesRead:           s.bytesRead.Load(),
 		BytesWritten:        s.bytesWritten.Load(),
 	}

@@ -6,7 +6,6 @@ package iscsi
 // listeners.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -16,13 +15,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/volrep/volrep/internal/cunit"
 	"github.com/volrep/volrep/internal/testenv"
 )
 
@@ -63,65 +62,12 @@ func mustRun(t *testing.T, env []string, name string, args ...string) string {
 	return out
 }
 
-// suiteResult is one iscsi-test-cu run's CUnit summary.
-type suiteResult struct {
-	ran, passed, failed int
-	failures            []string // Suite.Test names with failures
-	skipped             []string // Suite.Test: message, for tests that skipped
-}
-
-var (
-	reSuite   = regexp.MustCompile(`^Suite: (\S+)`)
-	reTest    = regexp.MustCompile(`^\s+Test: (\S+) \.\.\.`)
-	reSummary = regexp.MustCompile(`(?m)^\s+tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)`)
-	reResult  = regexp.MustCompile(`(^|\.\.\.)\s*(passed|FAILED)$`)
-	reSkipped = regexp.MustCompile(`\[SKIPPED\] (.*)`)
-)
-
-// parseSuite reads iscsi-test-cu's verbose output.
-func parseSuite(out string) (suiteResult, error) {
-	var r suiteResult
-	m := reSummary.FindStringSubmatch(out)
-	if m == nil {
-		return r, fmt.Errorf("no CUnit run summary in the output")
-	}
-	r.ran, _ = strconv.Atoi(m[2])
-	r.passed, _ = strconv.Atoi(m[3])
-	r.failed, _ = strconv.Atoi(m[4])
-	seen := map[string]bool{}
-	var suite, test string
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if m := reSuite.FindStringSubmatch(line); m != nil {
-			suite = m[1]
-		}
-		if m := reTest.FindStringSubmatch(line); m != nil {
-			test = m[1]
-		}
-		if m := reResult.FindStringSubmatch(strings.TrimSpace(line)); m != nil && test != "" && m[2] == "FAILED" {
-			r.failures = append(r.failures, suite+"."+test)
-		}
-		// libiscsi probes PERSISTENT RESERVE IN before every test; that
-		// is not the test skipping.
-		if m := reSkipped.FindStringSubmatch(line); m != nil && test != "" && !strings.Contains(m[1], "PERSISTENT RESERVE IN") {
-			key := suite + "." + test + ": " + strings.TrimSpace(m[1])
-			if !seen[key] {
-				seen[key] = true
-				r.skipped = append(r.skipped, key)
-			}
-		}
-	}
-	return r, nil
-}
-
 // runSuite runs iscsi-test-cu for one family against urls.
-func runSuite(t *testing.T, env []string, family string, urls ...string) suiteResult {
+func runSuite(t *testing.T, env []string, family string, urls ...string) cunit.Result {
 	t.Helper()
 	args := append([]string{"--dataloss", "--test=" + family}, urls...)
 	out, err := runTool(t, 10*time.Minute, env, "iscsi-test-cu", args...)
-	r, perr := parseSuite(out)
+	r, perr := cunit.Parse(out)
 	if perr != nil {
 		t.Fatalf("iscsi-test-cu %s: %v (exit %v)\n%s", family, perr, err, truncate(out, 8000))
 	}
@@ -169,8 +115,8 @@ func TestConformanceLibiscsi(t *testing.T) {
 	tgtURL := startTgtd(t, size)
 
 	families := []string{"iSCSI", "LINUX", "SCSI"}
-	ours := map[string]suiteResult{}
-	theirs := map[string]suiteResult{}
+	ours := map[string]cunit.Result{}
+	theirs := map[string]cunit.Result{}
 	for _, fam := range families {
 		url := ts.url("", "", testIQN, 0)
 		if fam == "LINUX" {
@@ -191,24 +137,32 @@ func TestConformanceLibiscsi(t *testing.T) {
 	for _, fam := range families {
 		o, g := ours[fam], theirs[fam]
 		t.Logf("%-6s volrep: %d/%d passed (%d failed %v); tgtd: %d/%d passed (%d failed %v)",
-			fam, o.passed, o.ran, o.failed, o.failures, g.passed, g.ran, g.failed, g.failures)
-		for _, f := range o.failures {
+			fam, o.Passed, o.Ran, o.Failed, o.Failures, g.Passed, g.Ran, g.Failed, g.Failures)
+		for _, f := range o.Failures {
 			if !knownSuiteArtefacts[f] {
 				t.Errorf("%s: %s failed against volrep", fam, f)
 			}
 		}
-		if o.failed != len(o.failures) {
-			t.Errorf("%s: the summary counts %d failures, the parser found %v", fam, o.failed, o.failures)
+		if o.Failed != len(o.Failures) {
+			t.Errorf("%s: the summary counts %d failures, the parser found %v", fam, o.Failed, o.Failures)
 		}
-		if o.passed < g.passed {
-			t.Errorf("%s: volrep passes %d tests, tgtd %d", fam, o.passed, g.passed)
+		if o.Passed < g.Passed {
+			t.Errorf("%s: volrep passes %d tests, tgtd %d", fam, o.Passed, g.Passed)
 		}
-		if o.ran == 0 {
+		if o.Ran == 0 {
 			t.Errorf("%s: no test ran", fam)
 		}
-		for _, s := range o.skipped {
+		for _, s := range o.Skipped {
 			skipped = append(skipped, fam+"."+s)
 		}
+	}
+	// Persistent reservations (SCSI family, with the second path as the
+	// other I_T nexus): every test ran against them.
+	t.Logf("persistent reservation tests passed against volrep: %d (%d of them for want of reservations); against tgtd: %d",
+		ours["SCSI"].Reservations, ours["SCSI"].Unreserved, theirs["SCSI"].Reservations)
+	if o := ours["SCSI"]; o.Reservations < 20 || o.Unreserved != 0 {
+		t.Errorf("persistent reservations: %d tests passed, %d of them without reservations; want at least 20, none without",
+			o.Reservations, o.Unreserved)
 	}
 	sort.Strings(skipped)
 	t.Logf("tests that skipped against volrep (%d):\n%s", len(skipped), strings.Join(skipped, "\n"))

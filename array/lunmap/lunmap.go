@@ -165,9 +165,47 @@ var accessStates = map[array.PathState]iscsi.AccessState{
 func (d *device) Close() {}
 
 var (
-	_ iscsi.CompareWriter = (*device)(nil)
-	_ iscsi.ResetSharer   = (*device)(nil)
+	_ iscsi.CompareWriter     = (*device)(nil)
+	_ iscsi.ResetSharer       = (*device)(nil)
+	_ iscsi.Stretcher         = (*device)(nil)
+	_ iscsi.ReservationSharer = (*device)(nil)
 )
+
+// Stretched: a volume the other array of a pod serves as well, and cannot
+// share persistent reservations with now.
+func (d *device) Stretched() bool { return d.h.ReservationsUnshared() }
+
+// ForwardReservation runs PERSISTENT RESERVE OUT at the pod's deciding
+// array, when that is the other one.
+func (d *device) ForwardReservation(ctx context.Context, req []byte) ([]byte, bool, error) {
+	reply, forwarded, err := d.h.ForwardReservation(ctx, req)
+	return reply, forwarded, deviceErr(err)
+}
+
+// ShareReservations gives the pod's other array the new state.
+func (d *device) ShareReservations(ctx context.Context, state []byte) ([]byte, error) {
+	newer, err := d.h.ShareReservations(ctx, state)
+	return newer, deviceErr(err)
+}
+
+// Reservations keeps the persistent reservations of the volumes' units in
+// srv's (store.ReservationWatcher), by the NAA a serial gives at both
+// arrays of a pod.
+func Reservations(srv *iscsi.Server) store.ReservationWatcher { return reservations{srv} }
+
+type reservations struct{ srv *iscsi.Server }
+
+func (r reservations) DecideReservation(ctx context.Context, serial string, req []byte, share func(context.Context, []byte) ([]byte, error)) ([]byte, error) {
+	return r.srv.DecideReservation(ctx, array.NAA(serial), req, share)
+}
+
+func (r reservations) InstallReservations(serial string, state []byte) ([]byte, func(context.Context) error, error) {
+	return r.srv.InstallReservations(array.NAA(serial), state)
+}
+
+func (r reservations) Reservations(serial string) []byte {
+	return r.srv.Reservations(array.NAA(serial))
+}
 
 // ShareReset carries a LOGICAL UNIT RESET here to the other array of a
 // pod, whose copies are one logical unit to a host; Resets brings the
@@ -222,6 +260,8 @@ func deviceErr(err error) error {
 	switch {
 	case errors.Is(err, store.ErrRevoked):
 		sense = iscsi.ErrNotMapped
+	case errors.Is(err, store.ErrReservationsUnshared):
+		sense = iscsi.ErrNoReservations
 	default:
 		switch errdefs.KindOf(err) {
 		case errdefs.KindNotFound:

@@ -59,7 +59,7 @@ func (p *pod) openForward(ctx context.Context) (*forwardLink, error) {
 	}
 	f := &forwardLink{p: p, session: rand.Uint64() | 1, cs: cs, cancel: cancel, work: make(chan struct{}, 1), dead: make(chan struct{})}
 	open := &arrayv1.ForwardOpen{Pod: p.name, SourceArrayId: p.e.id, TimeoutMs: p.timeout.Milliseconds(), Mediated: p.claim != nil, Session: f.session,
-		CompareAndWrite: true, LuReset: true}
+		CompareAndWrite: true, LuReset: true, Reservations: true}
 	if p.claim != nil {
 		open.MediatorName = p.claim.Pod()
 	}
@@ -229,6 +229,18 @@ func (f *forwardLink) recvLoop(ctx context.Context) {
 			}()
 			continue
 		}
+		if r := m.GetReservation(); r != nil {
+			// Off the loop: deciding waits for the peer to take the new
+			// state on the mirror stream, and a PREEMPT AND ABORT for the
+			// writes running here, some of them the peer's own.
+			handlers.Add(1)
+			go func() {
+				defer handlers.Done()
+				reply, err := f.p.decideReservation(drainCtx, r.GetVolume(), r.GetRequest())
+				f.answer(&arrayv1.ForwardResult{Seq: r.GetSeq(), ReservationReply: reply}, err)
+			}()
+			continue
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -250,7 +262,11 @@ func (f *forwardLink) recvLoop(ctx context.Context) {
 
 // result answers a forwarded change.
 func (f *forwardLink) result(seq uint64, err error, mirrorPending bool) {
-	r := &arrayv1.ForwardResult{Seq: seq, MirrorPending: mirrorPending}
+	f.answer(&arrayv1.ForwardResult{Seq: seq, MirrorPending: mirrorPending}, err)
+}
+
+// answer sends r, with err's message and kind when it failed.
+func (f *forwardLink) answer(r *arrayv1.ForwardResult, err error) {
 	if err != nil {
 		r.Error, r.Kind = err.Error(), errdefs.KindOf(err).Name()
 	}

@@ -47,6 +47,7 @@ type pendingOp struct {
 	m           *podMember
 	off, length int64
 	done        chan error
+	resp        chan<- *arrayv1.MirrorResponse // optional: the answer, before done
 }
 
 // errLocalSend is a message this side could not send while the stream
@@ -72,6 +73,12 @@ func newMirrorStream(cs arrayv1.TransferService_MirrorClient, cancel context.Can
 // It never blocks on the network. m, off and length say which blocks the
 // change covers, so they can be marked dirty if it is lost.
 func (st *mirrorStream) enqueue(m *podMember, off, length int64, build func(seq uint64) *arrayv1.MirrorRequest) (<-chan error, error) {
+	return st.enqueueFor(m, off, length, build, nil)
+}
+
+// enqueueFor is enqueue that also hands the peer's answer to resp (with
+// room for it) before done, for a message whose answer carries data.
+func (st *mirrorStream) enqueueFor(m *podMember, off, length int64, build func(seq uint64) *arrayv1.MirrorRequest, resp chan<- *arrayv1.MirrorResponse) (<-chan error, error) {
 	st.mu.Lock()
 	select {
 	case <-st.dead:
@@ -82,7 +89,7 @@ func (st *mirrorStream) enqueue(m *podMember, off, length int64, build func(seq 
 	st.seq++
 	seq := st.seq
 	done := make(chan error, 1)
-	st.pending[seq] = pendingOp{m: m, off: off, length: length, done: done}
+	st.pending[seq] = pendingOp{m: m, off: off, length: length, done: done, resp: resp}
 	st.queue = append(st.queue, queuedMsg{seq: seq, req: build(seq)})
 	st.mu.Unlock()
 	select {
@@ -170,6 +177,9 @@ func (st *mirrorStream) recvLoop() {
 		st.mu.Unlock()
 		if !ok {
 			continue
+		}
+		if op.resp != nil {
+			op.resp <- r
 		}
 		if r.GetError() != "" {
 			op.done <- errors.New(r.GetError())

@@ -274,6 +274,9 @@ type podMember struct {
 	// changes counts changes to this copy's size or QoS limit, matched
 	// those the peer's copy is known to have followed (matchPeers).
 	changes, matched uint64
+	// reservationsOn is the stream that carried this copy's persistent
+	// reservations to the peer (shareAllReservations).
+	reservationsOn *mirrorStream
 }
 
 // markDirty records blocks the peer misses. Called with p.mu held.
@@ -1055,6 +1058,9 @@ func (p *pod) step(ctx context.Context) error {
 	sent, err := p.resync(ctx, st)
 	if err != nil {
 		p.fail(st, err, nil, 0, 0)
+		return err
+	}
+	if err := p.shareAllReservations(ctx, st); err != nil {
 		return err
 	}
 	// In sync means durable there too.

@@ -77,6 +77,9 @@ type Store struct {
 	groupObserver atomic.Pointer[func(group string)]
 	// resetWatcher applies the resets a pod's other array took (reset.go).
 	resetWatcher atomic.Pointer[ResetWatcher]
+	// reservationWatcher keeps the iSCSI units' persistent reservations
+	// (reservation.go).
+	reservationWatcher atomic.Pointer[ReservationWatcher]
 	// wasClean is whether the previous run closed the store.
 	wasClean bool
 	// diskFull is set from the first write that finds the filesystem full

@@ -277,12 +277,20 @@ func (m *carriedCopy) Path() array.Path {
 	return array.Path{State: array.PathOptimized, Preferred: true, Alone: true}
 }
 
+// ShareReservations: while this array carries the pod it decides the
+// volume's persistent reservations alone; the preferred array takes the
+// newer state when it opens its next mirror stream (store.ReservationSharer).
+func (m *carriedCopy) ShareReservations(context.Context, []byte) ([]byte, error) { return nil, nil }
+
+func (m *carriedCopy) SharesReservations() bool { return true }
+
 var (
-	_ store.Mirror       = (*carriedCopy)(nil)
-	_ store.Admitter     = (*carriedCopy)(nil)
-	_ store.Recorder     = (*carriedCopy)(nil)
-	_ store.Resizer      = (*carriedCopy)(nil)
-	_ store.PathReporter = (*carriedCopy)(nil)
+	_ store.ReservationSharer = (*carriedCopy)(nil)
+	_ store.Mirror            = (*carriedCopy)(nil)
+	_ store.Admitter          = (*carriedCopy)(nil)
+	_ store.Recorder          = (*carriedCopy)(nil)
+	_ store.Resizer           = (*carriedCopy)(nil)
+	_ store.PathReporter      = (*carriedCopy)(nil)
 )
 
 // Carry is store.Carrier: the carried copy while this array carries the

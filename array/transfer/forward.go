@@ -141,24 +141,29 @@ func (p *podForward) send(msgs []func(seq uint64) *arrayv1.ForwardResponse, writ
 		t := time.NewTimer(sess.timeout)
 		defer t.Stop()
 		for _, done := range dones {
-			select {
-			case err := <-done:
-				if err != nil {
-					return err
-				}
-			case <-sess.dead:
-				return sess.deathErr(p.name)
-			case <-t.C:
-				// Later writes fail at once, until the preferred array
-				// opens a new stream.
-				sess.kill(errdefs.Unavailable("no answer within %s", sess.timeout))
-				return sess.deathErr(p.name)
+			if err := sess.wait(done, t.C, p.name); err != nil {
+				return err
 			}
 		}
 		if write {
 			p.acked.Add(1)
 		}
 		return nil
+	}
+}
+
+// wait waits for one change's result until deadline fires.
+func (s *forwardSession) wait(done <-chan error, deadline <-chan time.Time, pod string) error {
+	select {
+	case err := <-done:
+		return err
+	case <-s.dead:
+		return s.deathErr(pod)
+	case <-deadline:
+		// Later changes fail at once, until the preferred array opens a
+		// new stream.
+		s.kill(errdefs.Unavailable("no answer within %s", s.timeout))
+		return s.deathErr(pod)
 	}
 }
 
@@ -240,6 +245,42 @@ func (v *volumeForward) ShareReset() {
 	}}, false, false)()
 }
 
+// SharesReservations: the preferred array decides this copy's PERSISTENT
+// RESERVE OUT commands (store.ReservationForwarder). Without a stream the
+// copy serves no commands (its path is unavailable).
+func (v *volumeForward) SharesReservations() bool {
+	v.p.mu.Lock()
+	defer v.p.mu.Unlock()
+	return v.p.sess != nil && v.p.sess.reservations
+}
+
+// ForwardReservation runs a PERSISTENT RESERVE OUT taken here at the
+// preferred array, which decides the pod's reservations and gives this
+// array the new state before it answers, and returns its answer for the
+// host.
+func (v *volumeForward) ForwardReservation(ctx context.Context, req []byte) ([]byte, error) {
+	sess, err := v.p.current()
+	if err != nil {
+		return nil, err
+	}
+	if !sess.reservations {
+		return nil, store.ErrReservationsUnshared
+	}
+	req = bytes.Clone(req)
+	f, err := sess.enqueueForwarded(func(seq uint64) *arrayv1.ForwardResponse {
+		return &arrayv1.ForwardResponse{Msg: &arrayv1.ForwardResponse_Reservation{Reservation: &arrayv1.ForwardReservation{Seq: seq, Volume: v.volume, Request: req}}}
+	})
+	if err != nil {
+		return nil, err
+	}
+	t := time.NewTimer(sess.timeout)
+	defer t.Stop()
+	if err := sess.wait(f.done, t.C, v.p.name); err != nil {
+		return nil, err
+	}
+	return f.reply, nil
+}
+
 // Path reports this copy's ALUA state (store.PathReporter): while the
 // pod is in sync and the preferred array's stream is up, writes here work
 // but cost a round trip to it, so the path is active/non-optimized; else
@@ -256,10 +297,11 @@ func (v *volumeForward) Path() array.Path {
 }
 
 var (
-	_ store.Forwarder        = (*volumeForward)(nil)
-	_ store.CompareForwarder = (*volumeForward)(nil)
-	_ store.PathReporter     = (*volumeForward)(nil)
-	_ store.ResetSharer      = (*volumeForward)(nil)
+	_ store.Forwarder            = (*volumeForward)(nil)
+	_ store.CompareForwarder     = (*volumeForward)(nil)
+	_ store.PathReporter         = (*volumeForward)(nil)
+	_ store.ResetSharer          = (*volumeForward)(nil)
+	_ store.ReservationForwarder = (*volumeForward)(nil)
 )
 
 // forwardSession is one Forward stream: changes are queued by the
@@ -270,8 +312,10 @@ type forwardSession struct {
 	id      uint64 // ForwardOpen.session: the tag on mirrored copies
 	// compares: the preferred array compares a forwarded write's compare
 	// bytes (ForwardOpen.compare_and_write); resets: it takes a LOGICAL
-	// UNIT RESET taken here (ForwardOpen.lu_reset).
-	compares, resets bool
+	// UNIT RESET taken here (ForwardOpen.lu_reset); reservations: it
+	// decides the PERSISTENT RESERVE OUT commands taken here
+	// (ForwardOpen.reservations).
+	compares, resets, reservations bool
 
 	mu      sync.Mutex
 	seq     uint64
@@ -285,6 +329,16 @@ type forwardSession struct {
 }
 
 func (s *forwardSession) enqueue(build func(uint64) *arrayv1.ForwardResponse) (<-chan error, error) {
+	f, err := s.enqueueForwarded(build)
+	if err != nil {
+		return nil, err
+	}
+	return f.done, nil
+}
+
+// enqueueForwarded queues a change and returns it, for the answer its
+// result carries.
+func (s *forwardSession) enqueueForwarded(build func(uint64) *arrayv1.ForwardResponse) (*forwarded, error) {
 	s.mu.Lock()
 	select {
 	case <-s.dead:
@@ -293,15 +347,15 @@ func (s *forwardSession) enqueue(build func(uint64) *arrayv1.ForwardResponse) (<
 	default:
 	}
 	s.seq++
-	done := make(chan error, 1)
-	s.pending[s.seq] = &forwarded{done: done}
+	f := &forwarded{done: make(chan error, 1)}
+	s.pending[s.seq] = f
 	s.queue = append(s.queue, build(s.seq))
 	s.mu.Unlock()
 	select {
 	case s.work <- struct{}{}:
 	default:
 	}
-	return done, nil
+	return f, nil
 }
 
 func (s *forwardSession) sendLoop() {
@@ -331,6 +385,8 @@ type forwarded struct {
 	// (mirror_pending); mirrored: its mirrored copy is applied here. The
 	// write is done when both are.
 	applied, mirrored bool
+	// reply is a PERSISTENT RESERVE OUT's answer, set before done.
+	reply []byte
 }
 
 func (s *forwardSession) result(r *arrayv1.ForwardResult) {
@@ -348,6 +404,7 @@ func (s *forwardSession) result(r *arrayv1.ForwardResult) {
 		}
 	}
 	delete(s.pending, r.GetSeq())
+	f.reply = r.GetReservationReply()
 	s.mu.Unlock()
 	if r.GetError() == "" {
 		f.done <- nil
@@ -424,7 +481,7 @@ func (t *Service) Forward(stream arrayv1.TransferService_ForwardServer) error {
 	}
 	timeout := time.Duration(open.GetTimeoutMs()) * time.Millisecond
 	log := t.log.With("pod", open.GetPod())
-	sess := &forwardSession{stream: stream, timeout: timeout, id: open.GetSession(), compares: open.GetCompareAndWrite(), resets: open.GetLuReset(), pending: map[uint64]*forwarded{},
+	sess := &forwardSession{stream: stream, timeout: timeout, id: open.GetSession(), compares: open.GetCompareAndWrite(), resets: open.GetLuReset(), reservations: open.GetReservations(), pending: map[uint64]*forwarded{},
 		work: make(chan struct{}, 1), dead: make(chan struct{})}
 	p := t.fwd.pod(open.GetPod())
 	if err := t.admit(stream.Context(), p, open, sess); err != nil {

@@ -67,7 +67,7 @@ func (t *Service) Mirror(stream arrayv1.TransferService_MirrorServer) error {
 			// A write this array's client made: done once here too.
 			p.mirrored(a.tag.session, a.tag.seq)
 		}
-		resp := &arrayv1.MirrorResponse{Seq: a.seq}
+		resp := &arrayv1.MirrorResponse{Seq: a.seq, Reservations: a.reservations}
 		if a.err != nil {
 			resp.Error = a.err.Error()
 		}
@@ -105,9 +105,13 @@ type applied struct {
 	seq uint64
 	tag forwardTag
 	err error
-	// drain, for a LOGICAL UNIT RESET, is to be waited for before it is
-	// answered (store.NoteSharedReset).
+	// drain, for a LOGICAL UNIT RESET or a PREEMPT AND ABORT, is to be
+	// waited for before it is answered (store.NoteSharedReset,
+	// store.InstallReservations).
 	drain func(context.Context) error
+	// reservations: this array's state of the volume's persistent
+	// reservations, when newer than the one the preferred array sent.
+	reservations []byte
 }
 
 // applyMirror applies one message of a mirror stream, under the pod's
@@ -135,6 +139,12 @@ func (t *Service) applyMirror(ctx context.Context, p *podForward, adm *mirrorAdm
 		a.seq = m.LuReset.GetSeq()
 		if a.drain, a.err = t.s.NoteSharedReset(ctx, m.LuReset.GetVolume()); errdefs.IsNotFound(a.err) {
 			a.err = nil // a copy gone meanwhile: nobody here to tell
+		}
+	case *arrayv1.MirrorRequest_Reservations:
+		a.seq = m.Reservations.GetSeq()
+		a.reservations, a.drain, a.err = t.s.InstallReservations(ctx, m.Reservations.GetVolume(), m.Reservations.GetState())
+		if errdefs.IsNotFound(a.err) {
+			a.err = nil
 		}
 	case *arrayv1.MirrorRequest_Flush:
 		a.seq = m.Flush.GetSeq()

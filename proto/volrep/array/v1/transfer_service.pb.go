@@ -1152,6 +1152,7 @@ type MirrorRequest struct {
 	//	*MirrorRequest_Zero
 	//	*MirrorRequest_Flush
 	//	*MirrorRequest_LuReset
+	//	*MirrorRequest_Reservations
 	Msg           isMirrorRequest_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1239,6 +1240,15 @@ func (x *MirrorRequest) GetLuReset() *ForwardReset {
 	return nil
 }
 
+func (x *MirrorRequest) GetReservations() *MirrorReservations {
+	if x != nil {
+		if x, ok := x.Msg.(*MirrorRequest_Reservations); ok {
+			return x.Reservations
+		}
+	}
+	return nil
+}
+
 type isMirrorRequest_Msg interface {
 	isMirrorRequest_Msg()
 }
@@ -1263,6 +1273,10 @@ type MirrorRequest_LuReset struct {
 	LuReset *ForwardReset `protobuf:"bytes,5,opt,name=lu_reset,json=luReset,proto3,oneof"`
 }
 
+type MirrorRequest_Reservations struct {
+	Reservations *MirrorReservations `protobuf:"bytes,6,opt,name=reservations,proto3,oneof"`
+}
+
 func (*MirrorRequest_Open) isMirrorRequest_Msg() {}
 
 func (*MirrorRequest_Write) isMirrorRequest_Msg() {}
@@ -1273,18 +1287,90 @@ func (*MirrorRequest_Flush) isMirrorRequest_Msg() {}
 
 func (*MirrorRequest_LuReset) isMirrorRequest_Msg() {}
 
+func (*MirrorRequest_Reservations) isMirrorRequest_Msg() {}
+
+// MirrorReservations is the state of a volume's SCSI persistent
+// reservations that the preferred array decided (or holds, on the first
+// message for the volume on a new stream): one logical unit has one set
+// of reservations at both arrays. The peer keeps it if it is newer than
+// its own, and answers with its own when that is the newer one.
+type MirrorReservations struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The receiving array's copy.
+	Volume string `protobuf:"bytes,2,opt,name=volume,proto3" json:"volume,omitempty"`
+	// Opaque to the arrays' streams; the iSCSI targets read it.
+	State         []byte `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MirrorReservations) Reset() {
+	*x = MirrorReservations{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MirrorReservations) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MirrorReservations) ProtoMessage() {}
+
+func (x *MirrorReservations) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MirrorReservations.ProtoReflect.Descriptor instead.
+func (*MirrorReservations) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *MirrorReservations) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *MirrorReservations) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *MirrorReservations) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
 type MirrorResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
 	// Empty when the change is applied.
-	Error         string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// For MirrorReservations: the peer's state, when it is newer than the
+	// one sent (the peer carried the pod while the two were apart).
+	Reservations  []byte `protobuf:"bytes,3,opt,name=reservations,proto3" json:"reservations,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MirrorResponse) Reset() {
 	*x = MirrorResponse{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[16]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1296,7 +1382,7 @@ func (x *MirrorResponse) String() string {
 func (*MirrorResponse) ProtoMessage() {}
 
 func (x *MirrorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[16]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1309,7 +1395,7 @@ func (x *MirrorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MirrorResponse.ProtoReflect.Descriptor instead.
 func (*MirrorResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{16}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MirrorResponse) GetSeq() uint64 {
@@ -1324,6 +1410,13 @@ func (x *MirrorResponse) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *MirrorResponse) GetReservations() []byte {
+	if x != nil {
+		return x.Reservations
+	}
+	return nil
 }
 
 // AdvanceMember names one unchanged volume and the snapshot it takes.
@@ -1342,7 +1435,7 @@ type AdvanceMember struct {
 
 func (x *AdvanceMember) Reset() {
 	*x = AdvanceMember{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[17]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1354,7 +1447,7 @@ func (x *AdvanceMember) String() string {
 func (*AdvanceMember) ProtoMessage() {}
 
 func (x *AdvanceMember) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[17]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1367,7 +1460,7 @@ func (x *AdvanceMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdvanceMember.ProtoReflect.Descriptor instead.
 func (*AdvanceMember) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{17}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AdvanceMember) GetVolume() string {
@@ -1422,7 +1515,7 @@ type AdvanceRequest struct {
 
 func (x *AdvanceRequest) Reset() {
 	*x = AdvanceRequest{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[18]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1527,7 @@ func (x *AdvanceRequest) String() string {
 func (*AdvanceRequest) ProtoMessage() {}
 
 func (x *AdvanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[18]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1540,7 @@ func (x *AdvanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdvanceRequest.ProtoReflect.Descriptor instead.
 func (*AdvanceRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{18}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AdvanceRequest) GetSourceArrayId() string {
@@ -1477,7 +1570,7 @@ type AdvanceResult struct {
 
 func (x *AdvanceResult) Reset() {
 	*x = AdvanceResult{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[19]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1582,7 @@ func (x *AdvanceResult) String() string {
 func (*AdvanceResult) ProtoMessage() {}
 
 func (x *AdvanceResult) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[19]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1595,7 @@ func (x *AdvanceResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdvanceResult.ProtoReflect.Descriptor instead.
 func (*AdvanceResult) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{19}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AdvanceResult) GetVolume() string {
@@ -1535,7 +1628,7 @@ type AdvanceResponse struct {
 
 func (x *AdvanceResponse) Reset() {
 	*x = AdvanceResponse{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[20]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1547,7 +1640,7 @@ func (x *AdvanceResponse) String() string {
 func (*AdvanceResponse) ProtoMessage() {}
 
 func (x *AdvanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[20]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1560,7 +1653,7 @@ func (x *AdvanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdvanceResponse.ProtoReflect.Descriptor instead.
 func (*AdvanceResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{20}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AdvanceResponse) GetResults() []*AdvanceResult {
@@ -1581,7 +1674,7 @@ type PruneSnapshot struct {
 
 func (x *PruneSnapshot) Reset() {
 	*x = PruneSnapshot{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[21]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1593,7 +1686,7 @@ func (x *PruneSnapshot) String() string {
 func (*PruneSnapshot) ProtoMessage() {}
 
 func (x *PruneSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[21]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1606,7 +1699,7 @@ func (x *PruneSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneSnapshot.ProtoReflect.Descriptor instead.
 func (*PruneSnapshot) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{21}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PruneSnapshot) GetVolume() string {
@@ -1636,7 +1729,7 @@ type PruneRequest struct {
 
 func (x *PruneRequest) Reset() {
 	*x = PruneRequest{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[22]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1741,7 @@ func (x *PruneRequest) String() string {
 func (*PruneRequest) ProtoMessage() {}
 
 func (x *PruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[22]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1754,7 @@ func (x *PruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneRequest.ProtoReflect.Descriptor instead.
 func (*PruneRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{22}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PruneRequest) GetReplica() string {
@@ -1701,7 +1794,7 @@ type PruneResponse struct {
 
 func (x *PruneResponse) Reset() {
 	*x = PruneResponse{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[23]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +1806,7 @@ func (x *PruneResponse) String() string {
 func (*PruneResponse) ProtoMessage() {}
 
 func (x *PruneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[23]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +1819,7 @@ func (x *PruneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneResponse.ProtoReflect.Descriptor instead.
 func (*PruneResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{23}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PruneResponse) GetKept() []*PruneSnapshot {
@@ -1762,14 +1855,17 @@ type ForwardOpen struct {
 	// The pod's name at the mediator, under which this array asks for the
 	// pod when mediated; empty from an older preferred array, which uses
 	// the pod's name alone.
-	MediatorName  string `protobuf:"bytes,8,opt,name=mediator_name,json=mediatorName,proto3" json:"mediator_name,omitempty"`
+	MediatorName string `protobuf:"bytes,8,opt,name=mediator_name,json=mediatorName,proto3" json:"mediator_name,omitempty"`
+	// The preferred array decides the PERSISTENT RESERVE OUT commands the
+	// peer forwards (ForwardResponse.reservation).
+	Reservations  bool `protobuf:"varint,9,opt,name=reservations,proto3" json:"reservations,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ForwardOpen) Reset() {
 	*x = ForwardOpen{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[24]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +1877,7 @@ func (x *ForwardOpen) String() string {
 func (*ForwardOpen) ProtoMessage() {}
 
 func (x *ForwardOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[24]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +1890,7 @@ func (x *ForwardOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardOpen.ProtoReflect.Descriptor instead.
 func (*ForwardOpen) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{24}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ForwardOpen) GetPod() string {
@@ -1853,6 +1949,79 @@ func (x *ForwardOpen) GetMediatorName() string {
 	return ""
 }
 
+func (x *ForwardOpen) GetReservations() bool {
+	if x != nil {
+		return x.Reservations
+	}
+	return false
+}
+
+// ForwardReservation is a PERSISTENT RESERVE OUT a host sent to the
+// peer's copy of a volume, for the preferred array to decide; the
+// ForwardResult of its seq carries the answer for the host.
+type ForwardReservation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The peer's copy (its own name; the preferred array maps it).
+	Volume string `protobuf:"bytes,2,opt,name=volume,proto3" json:"volume,omitempty"`
+	// Opaque to the arrays' streams: the I_T nexus, the CDB and the
+	// parameter list, as the iSCSI target encodes them.
+	Request       []byte `protobuf:"bytes,3,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardReservation) Reset() {
+	*x = ForwardReservation{}
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardReservation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardReservation) ProtoMessage() {}
+
+func (x *ForwardReservation) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardReservation.ProtoReflect.Descriptor instead.
+func (*ForwardReservation) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ForwardReservation) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ForwardReservation) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *ForwardReservation) GetRequest() []byte {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
 // ForwardReset is a LOGICAL UNIT RESET that one array of a pod took of its
 // copy of a volume: a host sees both copies as one logical unit, so the
 // other array raises the reset's unit attention on its paths too.
@@ -1871,7 +2040,7 @@ type ForwardReset struct {
 
 func (x *ForwardReset) Reset() {
 	*x = ForwardReset{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[25]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +2052,7 @@ func (x *ForwardReset) String() string {
 func (*ForwardReset) ProtoMessage() {}
 
 func (x *ForwardReset) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[25]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +2065,7 @@ func (x *ForwardReset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardReset.ProtoReflect.Descriptor instead.
 func (*ForwardReset) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{25}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ForwardReset) GetVolume() string {
@@ -1930,7 +2099,7 @@ type ForwardState struct {
 
 func (x *ForwardState) Reset() {
 	*x = ForwardState{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[26]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1942,7 +2111,7 @@ func (x *ForwardState) String() string {
 func (*ForwardState) ProtoMessage() {}
 
 func (x *ForwardState) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[26]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1955,7 +2124,7 @@ func (x *ForwardState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardState.ProtoReflect.Descriptor instead.
 func (*ForwardState) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{26}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ForwardState) GetVolumes() []string {
@@ -1997,13 +2166,15 @@ type ForwardResult struct {
 	// wrote nothing.
 	Miscompare       bool  `protobuf:"varint,5,opt,name=miscompare,proto3" json:"miscompare,omitempty"`
 	MiscompareOffset int64 `protobuf:"varint,6,opt,name=miscompare_offset,json=miscompareOffset,proto3" json:"miscompare_offset,omitempty"`
+	// For a ForwardReservation: the SCSI status and sense for the host.
+	ReservationReply []byte `protobuf:"bytes,7,opt,name=reservation_reply,json=reservationReply,proto3" json:"reservation_reply,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ForwardResult) Reset() {
 	*x = ForwardResult{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[27]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2015,7 +2186,7 @@ func (x *ForwardResult) String() string {
 func (*ForwardResult) ProtoMessage() {}
 
 func (x *ForwardResult) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[27]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2028,7 +2199,7 @@ func (x *ForwardResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResult.ProtoReflect.Descriptor instead.
 func (*ForwardResult) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{27}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ForwardResult) GetSeq() uint64 {
@@ -2073,6 +2244,13 @@ func (x *ForwardResult) GetMiscompareOffset() int64 {
 	return 0
 }
 
+func (x *ForwardResult) GetReservationReply() []byte {
+	if x != nil {
+		return x.ReservationReply
+	}
+	return nil
+}
+
 type ForwardRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -2087,7 +2265,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[28]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2099,7 +2277,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[28]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2112,7 +2290,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{28}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ForwardRequest) GetMsg() isForwardRequest_Msg {
@@ -2179,6 +2357,7 @@ type ForwardResponse struct {
 	//	*ForwardResponse_Zero
 	//	*ForwardResponse_Flush
 	//	*ForwardResponse_LuReset
+	//	*ForwardResponse_Reservation
 	Msg           isForwardResponse_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2186,7 +2365,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[29]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2198,7 +2377,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[29]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2211,7 +2390,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{29}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ForwardResponse) GetMsg() isForwardResponse_Msg {
@@ -2257,6 +2436,15 @@ func (x *ForwardResponse) GetLuReset() *ForwardReset {
 	return nil
 }
 
+func (x *ForwardResponse) GetReservation() *ForwardReservation {
+	if x != nil {
+		if x, ok := x.Msg.(*ForwardResponse_Reservation); ok {
+			return x.Reservation
+		}
+	}
+	return nil
+}
+
 type isForwardResponse_Msg interface {
 	isForwardResponse_Msg()
 }
@@ -2277,6 +2465,10 @@ type ForwardResponse_LuReset struct {
 	LuReset *ForwardReset `protobuf:"bytes,4,opt,name=lu_reset,json=luReset,proto3,oneof"`
 }
 
+type ForwardResponse_Reservation struct {
+	Reservation *ForwardReservation `protobuf:"bytes,5,opt,name=reservation,proto3,oneof"`
+}
+
 func (*ForwardResponse_Write) isForwardResponse_Msg() {}
 
 func (*ForwardResponse_Zero) isForwardResponse_Msg() {}
@@ -2284,6 +2476,8 @@ func (*ForwardResponse_Zero) isForwardResponse_Msg() {}
 func (*ForwardResponse_Flush) isForwardResponse_Msg() {}
 
 func (*ForwardResponse_LuReset) isForwardResponse_Msg() {}
+
+func (*ForwardResponse_Reservation) isForwardResponse_Msg() {}
 
 type ReclaimVolume struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2298,7 +2492,7 @@ type ReclaimVolume struct {
 
 func (x *ReclaimVolume) Reset() {
 	*x = ReclaimVolume{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[30]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2504,7 @@ func (x *ReclaimVolume) String() string {
 func (*ReclaimVolume) ProtoMessage() {}
 
 func (x *ReclaimVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[30]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2517,7 @@ func (x *ReclaimVolume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimVolume.ProtoReflect.Descriptor instead.
 func (*ReclaimVolume) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{30}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReclaimVolume) GetVolume() string {
@@ -2356,7 +2550,7 @@ type ReclaimOpen struct {
 
 func (x *ReclaimOpen) Reset() {
 	*x = ReclaimOpen{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[31]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2368,7 +2562,7 @@ func (x *ReclaimOpen) String() string {
 func (*ReclaimOpen) ProtoMessage() {}
 
 func (x *ReclaimOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[31]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2381,7 +2575,7 @@ func (x *ReclaimOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimOpen.ProtoReflect.Descriptor instead.
 func (*ReclaimOpen) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{31}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReclaimOpen) GetPod() string {
@@ -2422,7 +2616,7 @@ type ReclaimApplied struct {
 
 func (x *ReclaimApplied) Reset() {
 	*x = ReclaimApplied{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[32]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2434,7 +2628,7 @@ func (x *ReclaimApplied) String() string {
 func (*ReclaimApplied) ProtoMessage() {}
 
 func (x *ReclaimApplied) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[32]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2447,7 +2641,7 @@ func (x *ReclaimApplied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimApplied.ProtoReflect.Descriptor instead.
 func (*ReclaimApplied) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{32}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{34}
 }
 
 type ReclaimRequest struct {
@@ -2463,7 +2657,7 @@ type ReclaimRequest struct {
 
 func (x *ReclaimRequest) Reset() {
 	*x = ReclaimRequest{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[33]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2475,7 +2669,7 @@ func (x *ReclaimRequest) String() string {
 func (*ReclaimRequest) ProtoMessage() {}
 
 func (x *ReclaimRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[33]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2488,7 +2682,7 @@ func (x *ReclaimRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimRequest.ProtoReflect.Descriptor instead.
 func (*ReclaimRequest) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{33}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReclaimRequest) GetMsg() isReclaimRequest_Msg {
@@ -2542,7 +2736,7 @@ type ReclaimData struct {
 
 func (x *ReclaimData) Reset() {
 	*x = ReclaimData{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[34]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2554,7 +2748,7 @@ func (x *ReclaimData) String() string {
 func (*ReclaimData) ProtoMessage() {}
 
 func (x *ReclaimData) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[34]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2567,7 +2761,7 @@ func (x *ReclaimData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimData.ProtoReflect.Descriptor instead.
 func (*ReclaimData) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{34}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ReclaimData) GetVolume() string {
@@ -2599,7 +2793,7 @@ type ReclaimRound struct {
 
 func (x *ReclaimRound) Reset() {
 	*x = ReclaimRound{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[35]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2611,7 +2805,7 @@ func (x *ReclaimRound) String() string {
 func (*ReclaimRound) ProtoMessage() {}
 
 func (x *ReclaimRound) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[35]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2624,7 +2818,7 @@ func (x *ReclaimRound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimRound.ProtoReflect.Descriptor instead.
 func (*ReclaimRound) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{35}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ReclaimRound) GetBytes() int64 {
@@ -2650,7 +2844,7 @@ type ReclaimReleased struct {
 
 func (x *ReclaimReleased) Reset() {
 	*x = ReclaimReleased{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[36]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2662,7 +2856,7 @@ func (x *ReclaimReleased) String() string {
 func (*ReclaimReleased) ProtoMessage() {}
 
 func (x *ReclaimReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[36]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2675,7 +2869,7 @@ func (x *ReclaimReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimReleased.ProtoReflect.Descriptor instead.
 func (*ReclaimReleased) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{36}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{38}
 }
 
 type ReclaimResponse struct {
@@ -2692,7 +2886,7 @@ type ReclaimResponse struct {
 
 func (x *ReclaimResponse) Reset() {
 	*x = ReclaimResponse{}
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[37]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2704,7 +2898,7 @@ func (x *ReclaimResponse) String() string {
 func (*ReclaimResponse) ProtoMessage() {}
 
 func (x *ReclaimResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[37]
+	mi := &file_volrep_array_v1_transfer_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2717,7 +2911,7 @@ func (x *ReclaimResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimResponse.ProtoReflect.Descriptor instead.
 func (*ReclaimResponse) Descriptor() ([]byte, []int) {
-	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{37}
+	return file_volrep_array_v1_transfer_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReclaimResponse) GetMsg() isReclaimResponse_Msg {
@@ -2869,17 +3063,23 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\x06length\x18\x04 \x01(\x03R\x06length\"9\n" +
 	"\vMirrorFlush\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x18\n" +
-	"\avolumes\x18\x02 \x03(\tR\avolumes\"\xa4\x02\n" +
+	"\avolumes\x18\x02 \x03(\tR\avolumes\"\xef\x02\n" +
 	"\rMirrorRequest\x121\n" +
 	"\x04open\x18\x01 \x01(\v2\x1b.volrep.array.v1.MirrorOpenH\x00R\x04open\x124\n" +
 	"\x05write\x18\x02 \x01(\v2\x1c.volrep.array.v1.MirrorWriteH\x00R\x05write\x121\n" +
 	"\x04zero\x18\x03 \x01(\v2\x1b.volrep.array.v1.MirrorZeroH\x00R\x04zero\x124\n" +
 	"\x05flush\x18\x04 \x01(\v2\x1c.volrep.array.v1.MirrorFlushH\x00R\x05flush\x12:\n" +
-	"\blu_reset\x18\x05 \x01(\v2\x1d.volrep.array.v1.ForwardResetH\x00R\aluResetB\x05\n" +
-	"\x03msg\"8\n" +
+	"\blu_reset\x18\x05 \x01(\v2\x1d.volrep.array.v1.ForwardResetH\x00R\aluReset\x12I\n" +
+	"\freservations\x18\x06 \x01(\v2#.volrep.array.v1.MirrorReservationsH\x00R\freservationsB\x05\n" +
+	"\x03msg\"T\n" +
+	"\x12MirrorReservations\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
+	"\x06volume\x18\x02 \x01(\tR\x06volume\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\fR\x05state\"\\\n" +
 	"\x0eMirrorResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error\"\xf5\x02\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12\"\n" +
+	"\freservations\x18\x03 \x01(\fR\freservations\"\xf5\x02\n" +
 	"\rAdvanceMember\x12\x16\n" +
 	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x1b\n" +
 	"\tbase_guid\x18\x02 \x01(\tR\bbaseGuid\x12#\n" +
@@ -2908,7 +3108,7 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\tretention\x18\x03 \x01(\v2\x1a.volrep.array.v1.RetentionR\tretention\x12,\n" +
 	"\x03now\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"C\n" +
 	"\rPruneResponse\x122\n" +
-	"\x04kept\x18\x01 \x03(\v2\x1e.volrep.array.v1.PruneSnapshotR\x04kept\"\x88\x02\n" +
+	"\x04kept\x18\x01 \x03(\v2\x1e.volrep.array.v1.PruneSnapshotR\x04kept\"\xac\x02\n" +
 	"\vForwardOpen\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\tR\x03pod\x12&\n" +
 	"\x0fsource_array_id\x18\x02 \x01(\tR\rsourceArrayId\x12\x1d\n" +
@@ -2918,14 +3118,19 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\asession\x18\x05 \x01(\x04R\asession\x12*\n" +
 	"\x11compare_and_write\x18\x06 \x01(\bR\x0fcompareAndWrite\x12\x19\n" +
 	"\blu_reset\x18\a \x01(\bR\aluReset\x12#\n" +
-	"\rmediator_name\x18\b \x01(\tR\fmediatorName\"8\n" +
+	"\rmediator_name\x18\b \x01(\tR\fmediatorName\x12\"\n" +
+	"\freservations\x18\t \x01(\bR\freservations\"X\n" +
+	"\x12ForwardReservation\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
+	"\x06volume\x18\x02 \x01(\tR\x06volume\x12\x18\n" +
+	"\arequest\x18\x03 \x01(\fR\arequest\"8\n" +
 	"\fForwardReset\x12\x16\n" +
 	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\"p\n" +
 	"\fForwardState\x12\x18\n" +
 	"\avolumes\x18\x01 \x03(\tR\avolumes\x12\x17\n" +
 	"\ain_sync\x18\x02 \x01(\bR\x06inSync\x12-\n" +
-	"\x12receiver_preferred\x18\x03 \x01(\bR\x11receiverPreferred\"\xbf\x01\n" +
+	"\x12receiver_preferred\x18\x03 \x01(\bR\x11receiverPreferred\"\xec\x01\n" +
 	"\rForwardResult\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x12\n" +
@@ -2934,17 +3139,19 @@ const file_volrep_array_v1_transfer_service_proto_rawDesc = "" +
 	"\n" +
 	"miscompare\x18\x05 \x01(\bR\n" +
 	"miscompare\x12+\n" +
-	"\x11miscompare_offset\x18\x06 \x01(\x03R\x10miscompareOffset\"\xbc\x01\n" +
+	"\x11miscompare_offset\x18\x06 \x01(\x03R\x10miscompareOffset\x12+\n" +
+	"\x11reservation_reply\x18\a \x01(\fR\x10reservationReply\"\xbc\x01\n" +
 	"\x0eForwardRequest\x122\n" +
 	"\x04open\x18\x01 \x01(\v2\x1c.volrep.array.v1.ForwardOpenH\x00R\x04open\x125\n" +
 	"\x05state\x18\x02 \x01(\v2\x1d.volrep.array.v1.ForwardStateH\x00R\x05state\x128\n" +
 	"\x06result\x18\x03 \x01(\v2\x1e.volrep.array.v1.ForwardResultH\x00R\x06resultB\x05\n" +
-	"\x03msg\"\xf3\x01\n" +
+	"\x03msg\"\xbc\x02\n" +
 	"\x0fForwardResponse\x124\n" +
 	"\x05write\x18\x01 \x01(\v2\x1c.volrep.array.v1.MirrorWriteH\x00R\x05write\x121\n" +
 	"\x04zero\x18\x02 \x01(\v2\x1b.volrep.array.v1.MirrorZeroH\x00R\x04zero\x124\n" +
 	"\x05flush\x18\x03 \x01(\v2\x1c.volrep.array.v1.MirrorFlushH\x00R\x05flush\x12:\n" +
-	"\blu_reset\x18\x04 \x01(\v2\x1d.volrep.array.v1.ForwardResetH\x00R\aluResetB\x05\n" +
+	"\blu_reset\x18\x04 \x01(\v2\x1d.volrep.array.v1.ForwardResetH\x00R\aluReset\x12G\n" +
+	"\vreservation\x18\x05 \x01(\v2#.volrep.array.v1.ForwardReservationH\x00R\vreservationB\x05\n" +
 	"\x03msg\"Z\n" +
 	"\rReclaimVolume\x12\x16\n" +
 	"\x06volume\x18\x01 \x01(\tR\x06volume\x121\n" +
@@ -2994,7 +3201,7 @@ func file_volrep_array_v1_transfer_service_proto_rawDescGZIP() []byte {
 	return file_volrep_array_v1_transfer_service_proto_rawDescData
 }
 
-var file_volrep_array_v1_transfer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_volrep_array_v1_transfer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_volrep_array_v1_transfer_service_proto_goTypes = []any{
 	(*GetPodCopyRequest)(nil),     // 0: volrep.array.v1.GetPodCopyRequest
 	(*GetPodCopyResponse)(nil),    // 1: volrep.array.v1.GetPodCopyResponse
@@ -3012,95 +3219,99 @@ var file_volrep_array_v1_transfer_service_proto_goTypes = []any{
 	(*MirrorZero)(nil),            // 13: volrep.array.v1.MirrorZero
 	(*MirrorFlush)(nil),           // 14: volrep.array.v1.MirrorFlush
 	(*MirrorRequest)(nil),         // 15: volrep.array.v1.MirrorRequest
-	(*MirrorResponse)(nil),        // 16: volrep.array.v1.MirrorResponse
-	(*AdvanceMember)(nil),         // 17: volrep.array.v1.AdvanceMember
-	(*AdvanceRequest)(nil),        // 18: volrep.array.v1.AdvanceRequest
-	(*AdvanceResult)(nil),         // 19: volrep.array.v1.AdvanceResult
-	(*AdvanceResponse)(nil),       // 20: volrep.array.v1.AdvanceResponse
-	(*PruneSnapshot)(nil),         // 21: volrep.array.v1.PruneSnapshot
-	(*PruneRequest)(nil),          // 22: volrep.array.v1.PruneRequest
-	(*PruneResponse)(nil),         // 23: volrep.array.v1.PruneResponse
-	(*ForwardOpen)(nil),           // 24: volrep.array.v1.ForwardOpen
-	(*ForwardReset)(nil),          // 25: volrep.array.v1.ForwardReset
-	(*ForwardState)(nil),          // 26: volrep.array.v1.ForwardState
-	(*ForwardResult)(nil),         // 27: volrep.array.v1.ForwardResult
-	(*ForwardRequest)(nil),        // 28: volrep.array.v1.ForwardRequest
-	(*ForwardResponse)(nil),       // 29: volrep.array.v1.ForwardResponse
-	(*ReclaimVolume)(nil),         // 30: volrep.array.v1.ReclaimVolume
-	(*ReclaimOpen)(nil),           // 31: volrep.array.v1.ReclaimOpen
-	(*ReclaimApplied)(nil),        // 32: volrep.array.v1.ReclaimApplied
-	(*ReclaimRequest)(nil),        // 33: volrep.array.v1.ReclaimRequest
-	(*ReclaimData)(nil),           // 34: volrep.array.v1.ReclaimData
-	(*ReclaimRound)(nil),          // 35: volrep.array.v1.ReclaimRound
-	(*ReclaimReleased)(nil),       // 36: volrep.array.v1.ReclaimReleased
-	(*ReclaimResponse)(nil),       // 37: volrep.array.v1.ReclaimResponse
-	nil,                           // 38: volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
-	nil,                           // 39: volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
-	nil,                           // 40: volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
-	(*timestamppb.Timestamp)(nil), // 41: google.protobuf.Timestamp
-	(*Snapshot)(nil),              // 42: volrep.array.v1.Snapshot
-	(*Retention)(nil),             // 43: volrep.array.v1.Retention
-	(*Extent)(nil),                // 44: volrep.array.v1.Extent
+	(*MirrorReservations)(nil),    // 16: volrep.array.v1.MirrorReservations
+	(*MirrorResponse)(nil),        // 17: volrep.array.v1.MirrorResponse
+	(*AdvanceMember)(nil),         // 18: volrep.array.v1.AdvanceMember
+	(*AdvanceRequest)(nil),        // 19: volrep.array.v1.AdvanceRequest
+	(*AdvanceResult)(nil),         // 20: volrep.array.v1.AdvanceResult
+	(*AdvanceResponse)(nil),       // 21: volrep.array.v1.AdvanceResponse
+	(*PruneSnapshot)(nil),         // 22: volrep.array.v1.PruneSnapshot
+	(*PruneRequest)(nil),          // 23: volrep.array.v1.PruneRequest
+	(*PruneResponse)(nil),         // 24: volrep.array.v1.PruneResponse
+	(*ForwardOpen)(nil),           // 25: volrep.array.v1.ForwardOpen
+	(*ForwardReservation)(nil),    // 26: volrep.array.v1.ForwardReservation
+	(*ForwardReset)(nil),          // 27: volrep.array.v1.ForwardReset
+	(*ForwardState)(nil),          // 28: volrep.array.v1.ForwardState
+	(*ForwardResult)(nil),         // 29: volrep.array.v1.ForwardResult
+	(*ForwardRequest)(nil),        // 30: volrep.array.v1.ForwardRequest
+	(*ForwardResponse)(nil),       // 31: volrep.array.v1.ForwardResponse
+	(*ReclaimVolume)(nil),         // 32: volrep.array.v1.ReclaimVolume
+	(*ReclaimOpen)(nil),           // 33: volrep.array.v1.ReclaimOpen
+	(*ReclaimApplied)(nil),        // 34: volrep.array.v1.ReclaimApplied
+	(*ReclaimRequest)(nil),        // 35: volrep.array.v1.ReclaimRequest
+	(*ReclaimData)(nil),           // 36: volrep.array.v1.ReclaimData
+	(*ReclaimRound)(nil),          // 37: volrep.array.v1.ReclaimRound
+	(*ReclaimReleased)(nil),       // 38: volrep.array.v1.ReclaimReleased
+	(*ReclaimResponse)(nil),       // 39: volrep.array.v1.ReclaimResponse
+	nil,                           // 40: volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
+	nil,                           // 41: volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
+	nil,                           // 42: volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
+	(*timestamppb.Timestamp)(nil), // 43: google.protobuf.Timestamp
+	(*Snapshot)(nil),              // 44: volrep.array.v1.Snapshot
+	(*Retention)(nil),             // 45: volrep.array.v1.Retention
+	(*Extent)(nil),                // 46: volrep.array.v1.Extent
 }
 var file_volrep_array_v1_transfer_service_proto_depIdxs = []int32{
 	2,  // 0: volrep.array.v1.GetPodCopyResponse.pod:type_name -> volrep.array.v1.PodCopy
-	38, // 1: volrep.array.v1.ReceiveHeader.volume_labels:type_name -> volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
-	41, // 2: volrep.array.v1.ReceiveHeader.snapshot_created:type_name -> google.protobuf.Timestamp
-	39, // 3: volrep.array.v1.ReceiveHeader.snapshot_labels:type_name -> volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
+	40, // 1: volrep.array.v1.ReceiveHeader.volume_labels:type_name -> volrep.array.v1.ReceiveHeader.VolumeLabelsEntry
+	43, // 2: volrep.array.v1.ReceiveHeader.snapshot_created:type_name -> google.protobuf.Timestamp
+	41, // 3: volrep.array.v1.ReceiveHeader.snapshot_labels:type_name -> volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry
 	3,  // 4: volrep.array.v1.ReceiveRequest.header:type_name -> volrep.array.v1.ReceiveHeader
 	4,  // 5: volrep.array.v1.ReceiveRequest.data:type_name -> volrep.array.v1.DataChunk
 	5,  // 6: volrep.array.v1.ReceiveRequest.zero:type_name -> volrep.array.v1.ZeroExtent
 	6,  // 7: volrep.array.v1.ReceiveRequest.trailer:type_name -> volrep.array.v1.ReceiveTrailer
-	42, // 8: volrep.array.v1.ReceiveCommitted.snapshot:type_name -> volrep.array.v1.Snapshot
+	44, // 8: volrep.array.v1.ReceiveCommitted.snapshot:type_name -> volrep.array.v1.Snapshot
 	8,  // 9: volrep.array.v1.ReceiveResponse.ready:type_name -> volrep.array.v1.ReceiveReady
 	9,  // 10: volrep.array.v1.ReceiveResponse.committed:type_name -> volrep.array.v1.ReceiveCommitted
 	11, // 11: volrep.array.v1.MirrorRequest.open:type_name -> volrep.array.v1.MirrorOpen
 	12, // 12: volrep.array.v1.MirrorRequest.write:type_name -> volrep.array.v1.MirrorWrite
 	13, // 13: volrep.array.v1.MirrorRequest.zero:type_name -> volrep.array.v1.MirrorZero
 	14, // 14: volrep.array.v1.MirrorRequest.flush:type_name -> volrep.array.v1.MirrorFlush
-	25, // 15: volrep.array.v1.MirrorRequest.lu_reset:type_name -> volrep.array.v1.ForwardReset
-	41, // 16: volrep.array.v1.AdvanceMember.snapshot_created:type_name -> google.protobuf.Timestamp
-	40, // 17: volrep.array.v1.AdvanceMember.snapshot_labels:type_name -> volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
-	17, // 18: volrep.array.v1.AdvanceRequest.members:type_name -> volrep.array.v1.AdvanceMember
-	42, // 19: volrep.array.v1.AdvanceResult.snapshot:type_name -> volrep.array.v1.Snapshot
-	19, // 20: volrep.array.v1.AdvanceResponse.results:type_name -> volrep.array.v1.AdvanceResult
-	43, // 21: volrep.array.v1.PruneRequest.retention:type_name -> volrep.array.v1.Retention
-	41, // 22: volrep.array.v1.PruneRequest.now:type_name -> google.protobuf.Timestamp
-	21, // 23: volrep.array.v1.PruneResponse.kept:type_name -> volrep.array.v1.PruneSnapshot
-	24, // 24: volrep.array.v1.ForwardRequest.open:type_name -> volrep.array.v1.ForwardOpen
-	26, // 25: volrep.array.v1.ForwardRequest.state:type_name -> volrep.array.v1.ForwardState
-	27, // 26: volrep.array.v1.ForwardRequest.result:type_name -> volrep.array.v1.ForwardResult
-	12, // 27: volrep.array.v1.ForwardResponse.write:type_name -> volrep.array.v1.MirrorWrite
-	13, // 28: volrep.array.v1.ForwardResponse.zero:type_name -> volrep.array.v1.MirrorZero
-	14, // 29: volrep.array.v1.ForwardResponse.flush:type_name -> volrep.array.v1.MirrorFlush
-	25, // 30: volrep.array.v1.ForwardResponse.lu_reset:type_name -> volrep.array.v1.ForwardReset
-	44, // 31: volrep.array.v1.ReclaimVolume.extents:type_name -> volrep.array.v1.Extent
-	30, // 32: volrep.array.v1.ReclaimOpen.volumes:type_name -> volrep.array.v1.ReclaimVolume
-	31, // 33: volrep.array.v1.ReclaimRequest.open:type_name -> volrep.array.v1.ReclaimOpen
-	32, // 34: volrep.array.v1.ReclaimRequest.applied:type_name -> volrep.array.v1.ReclaimApplied
-	4,  // 35: volrep.array.v1.ReclaimData.chunk:type_name -> volrep.array.v1.DataChunk
-	34, // 36: volrep.array.v1.ReclaimResponse.data:type_name -> volrep.array.v1.ReclaimData
-	35, // 37: volrep.array.v1.ReclaimResponse.round:type_name -> volrep.array.v1.ReclaimRound
-	36, // 38: volrep.array.v1.ReclaimResponse.released:type_name -> volrep.array.v1.ReclaimReleased
-	7,  // 39: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
-	15, // 40: volrep.array.v1.TransferService.Mirror:input_type -> volrep.array.v1.MirrorRequest
-	18, // 41: volrep.array.v1.TransferService.Advance:input_type -> volrep.array.v1.AdvanceRequest
-	22, // 42: volrep.array.v1.TransferService.Prune:input_type -> volrep.array.v1.PruneRequest
-	28, // 43: volrep.array.v1.TransferService.Forward:input_type -> volrep.array.v1.ForwardRequest
-	33, // 44: volrep.array.v1.TransferService.Reclaim:input_type -> volrep.array.v1.ReclaimRequest
-	0,  // 45: volrep.array.v1.TransferService.GetPodCopy:input_type -> volrep.array.v1.GetPodCopyRequest
-	10, // 46: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
-	16, // 47: volrep.array.v1.TransferService.Mirror:output_type -> volrep.array.v1.MirrorResponse
-	20, // 48: volrep.array.v1.TransferService.Advance:output_type -> volrep.array.v1.AdvanceResponse
-	23, // 49: volrep.array.v1.TransferService.Prune:output_type -> volrep.array.v1.PruneResponse
-	29, // 50: volrep.array.v1.TransferService.Forward:output_type -> volrep.array.v1.ForwardResponse
-	37, // 51: volrep.array.v1.TransferService.Reclaim:output_type -> volrep.array.v1.ReclaimResponse
-	1,  // 52: volrep.array.v1.TransferService.GetPodCopy:output_type -> volrep.array.v1.GetPodCopyResponse
-	46, // [46:53] is the sub-list for method output_type
-	39, // [39:46] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	27, // 15: volrep.array.v1.MirrorRequest.lu_reset:type_name -> volrep.array.v1.ForwardReset
+	16, // 16: volrep.array.v1.MirrorRequest.reservations:type_name -> volrep.array.v1.MirrorReservations
+	43, // 17: volrep.array.v1.AdvanceMember.snapshot_created:type_name -> google.protobuf.Timestamp
+	42, // 18: volrep.array.v1.AdvanceMember.snapshot_labels:type_name -> volrep.array.v1.AdvanceMember.SnapshotLabelsEntry
+	18, // 19: volrep.array.v1.AdvanceRequest.members:type_name -> volrep.array.v1.AdvanceMember
+	44, // 20: volrep.array.v1.AdvanceResult.snapshot:type_name -> volrep.array.v1.Snapshot
+	20, // 21: volrep.array.v1.AdvanceResponse.results:type_name -> volrep.array.v1.AdvanceResult
+	45, // 22: volrep.array.v1.PruneRequest.retention:type_name -> volrep.array.v1.Retention
+	43, // 23: volrep.array.v1.PruneRequest.now:type_name -> google.protobuf.Timestamp
+	22, // 24: volrep.array.v1.PruneResponse.kept:type_name -> volrep.array.v1.PruneSnapshot
+	25, // 25: volrep.array.v1.ForwardRequest.open:type_name -> volrep.array.v1.ForwardOpen
+	28, // 26: volrep.array.v1.ForwardRequest.state:type_name -> volrep.array.v1.ForwardState
+	29, // 27: volrep.array.v1.ForwardRequest.result:type_name -> volrep.array.v1.ForwardResult
+	12, // 28: volrep.array.v1.ForwardResponse.write:type_name -> volrep.array.v1.MirrorWrite
+	13, // 29: volrep.array.v1.ForwardResponse.zero:type_name -> volrep.array.v1.MirrorZero
+	14, // 30: volrep.array.v1.ForwardResponse.flush:type_name -> volrep.array.v1.MirrorFlush
+	27, // 31: volrep.array.v1.ForwardResponse.lu_reset:type_name -> volrep.array.v1.ForwardReset
+	26, // 32: volrep.array.v1.ForwardResponse.reservation:type_name -> volrep.array.v1.ForwardReservation
+	46, // 33: volrep.array.v1.ReclaimVolume.extents:type_name -> volrep.array.v1.Extent
+	32, // 34: volrep.array.v1.ReclaimOpen.volumes:type_name -> volrep.array.v1.ReclaimVolume
+	33, // 35: volrep.array.v1.ReclaimRequest.open:type_name -> volrep.array.v1.ReclaimOpen
+	34, // 36: volrep.array.v1.ReclaimRequest.applied:type_name -> volrep.array.v1.ReclaimApplied
+	4,  // 37: volrep.array.v1.ReclaimData.chunk:type_name -> volrep.array.v1.DataChunk
+	36, // 38: volrep.array.v1.ReclaimResponse.data:type_name -> volrep.array.v1.ReclaimData
+	37, // 39: volrep.array.v1.ReclaimResponse.round:type_name -> volrep.array.v1.ReclaimRound
+	38, // 40: volrep.array.v1.ReclaimResponse.released:type_name -> volrep.array.v1.ReclaimReleased
+	7,  // 41: volrep.array.v1.TransferService.Receive:input_type -> volrep.array.v1.ReceiveRequest
+	15, // 42: volrep.array.v1.TransferService.Mirror:input_type -> volrep.array.v1.MirrorRequest
+	19, // 43: volrep.array.v1.TransferService.Advance:input_type -> volrep.array.v1.AdvanceRequest
+	23, // 44: volrep.array.v1.TransferService.Prune:input_type -> volrep.array.v1.PruneRequest
+	30, // 45: volrep.array.v1.TransferService.Forward:input_type -> volrep.array.v1.ForwardRequest
+	35, // 46: volrep.array.v1.TransferService.Reclaim:input_type -> volrep.array.v1.ReclaimRequest
+	0,  // 47: volrep.array.v1.TransferService.GetPodCopy:input_type -> volrep.array.v1.GetPodCopyRequest
+	10, // 48: volrep.array.v1.TransferService.Receive:output_type -> volrep.array.v1.ReceiveResponse
+	17, // 49: volrep.array.v1.TransferService.Mirror:output_type -> volrep.array.v1.MirrorResponse
+	21, // 50: volrep.array.v1.TransferService.Advance:output_type -> volrep.array.v1.AdvanceResponse
+	24, // 51: volrep.array.v1.TransferService.Prune:output_type -> volrep.array.v1.PruneResponse
+	31, // 52: volrep.array.v1.TransferService.Forward:output_type -> volrep.array.v1.ForwardResponse
+	39, // 53: volrep.array.v1.TransferService.Reclaim:output_type -> volrep.array.v1.ReclaimResponse
+	1,  // 54: volrep.array.v1.TransferService.GetPodCopy:output_type -> volrep.array.v1.GetPodCopyResponse
+	48, // [48:55] is the sub-list for method output_type
+	41, // [41:48] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_transfer_service_proto_init() }
@@ -3126,23 +3337,25 @@ func file_volrep_array_v1_transfer_service_proto_init() {
 		(*MirrorRequest_Zero)(nil),
 		(*MirrorRequest_Flush)(nil),
 		(*MirrorRequest_LuReset)(nil),
+		(*MirrorRequest_Reservations)(nil),
 	}
-	file_volrep_array_v1_transfer_service_proto_msgTypes[28].OneofWrappers = []any{
+	file_volrep_array_v1_transfer_service_proto_msgTypes[30].OneofWrappers = []any{
 		(*ForwardRequest_Open)(nil),
 		(*ForwardRequest_State)(nil),
 		(*ForwardRequest_Result)(nil),
 	}
-	file_volrep_array_v1_transfer_service_proto_msgTypes[29].OneofWrappers = []any{
+	file_volrep_array_v1_transfer_service_proto_msgTypes[31].OneofWrappers = []any{
 		(*ForwardResponse_Write)(nil),
 		(*ForwardResponse_Zero)(nil),
 		(*ForwardResponse_Flush)(nil),
 		(*ForwardResponse_LuReset)(nil),
+		(*ForwardResponse_Reservation)(nil),
 	}
-	file_volrep_array_v1_transfer_service_proto_msgTypes[33].OneofWrappers = []any{
+	file_volrep_array_v1_transfer_service_proto_msgTypes[35].OneofWrappers = []any{
 		(*ReclaimRequest_Open)(nil),
 		(*ReclaimRequest_Applied)(nil),
 	}
-	file_volrep_array_v1_transfer_service_proto_msgTypes[37].OneofWrappers = []any{
+	file_volrep_array_v1_transfer_service_proto_msgTypes[39].OneofWrappers = []any{
 		(*ReclaimResponse_Data)(nil),
 		(*ReclaimResponse_Round)(nil),
 		(*ReclaimResponse_Released)(nil),
@@ -3153,7 +3366,7 @@ func file_volrep_array_v1_transfer_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_transfer_service_proto_rawDesc), len(file_volrep_array_v1_transfer_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

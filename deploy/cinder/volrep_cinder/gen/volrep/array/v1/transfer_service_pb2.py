@@ -22,7 +22,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/transfer_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%volrep/array/v1/replica_service.proto\x1a$volrep/array/v1/volume_service.proto\" \n\x11GetPodCopyRequest\x12\x0b\n\x03pod\x18\x01 \x01(\t\";\n\x12GetPodCopyResponse\x12%\n\x03pod\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.PodCopy\"\x9f\x01\n\x07PodCopy\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06writes\x18\x03 \x01(\t\x12\x0f\n\x07volumes\x18\x04 \x03(\t\x12\x16\n\x0emediator_state\x18\x05 \x01(\t\x12\x15\n\rmediator_held\x18\x06 \x01(\x08\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x08 \x01(\t\"\xb9\x04\n\rReceiveHeader\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12G\n\rvolume_labels\x18\x05 \x03(\x0b\x32\x30.volrep.array.v1.ReceiveHeader.VolumeLabelsEntry\x12\x11\n\tbase_guid\x18\x06 \x01(\t\x12\x15\n\rsnapshot_name\x18\x07 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x08 \x01(\t\x12\x34\n\x10snapshot_created\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\n \x03(\x0b\x32\x32.volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry\x12\x17\n\x0fsource_array_id\x18\x0b \x01(\t\x12\x12\n\ncompressed\x18\x0c \x01(\x08\x12\x11\n\tread_only\x18\r \x01(\x08\x12\x11\n\toverwrite\x18\x0e \x01(\x08\x12\x15\n\rvolume_serial\x18\x0f \x01(\t\x1a\x33\n\x11VolumeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x03(\x07\x12\x0e\n\x06length\x18\x04 \x01(\x03\",\n\nZeroExtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\"0\n\x0eReceiveTrailer\x12\x0e\n\x06\x62locks\x18\x01 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x06\"\xd6\x01\n\x0eReceiveRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.volrep.array.v1.ReceiveHeaderH\x00\x12*\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunkH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.ZeroExtentH\x00\x12\x32\n\x07trailer\x18\x04 \x01(\x0b\x32\x1f.volrep.array.v1.ReceiveTrailerH\x00\x42\x05\n\x03msg\"?\n\x0cReceiveReady\x12\x15\n\rresume_offset\x18\x01 \x01(\x03\x12\x18\n\x10\x61lready_received\x18\x02 \x01(\x08\"W\n\x10ReceiveCommitted\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x03\"\x80\x01\n\x0fReceiveResponse\x12.\n\x05ready\x18\x01 \x01(\x0b\x32\x1d.volrep.array.v1.ReceiveReadyH\x00\x12\x36\n\tcommitted\x18\x02 \x01(\x0b\x32!.volrep.array.v1.ReceiveCommittedH\x00\x42\x05\n\x03msg\"2\n\nMirrorOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\"\x8b\x01\n\x0bMirrorWrite\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x19\n\x11\x66orwarded_session\x18\x05 \x01(\x04\x12\x15\n\rforwarded_seq\x18\x06 \x01(\x04\x12\x0f\n\x07\x63ompare\x18\x07 \x01(\x0c\"I\n\nMirrorZero\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"+\n\x0bMirrorFlush\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07volumes\x18\x02 \x03(\t\"\x81\x02\n\rMirrorRequest\x12+\n\x04open\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorOpenH\x00\x12-\n\x05write\x18\x02 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x04 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x12\x31\n\x08lu_reset\x18\x05 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardResetH\x00\x42\x05\n\x03msg\",\n\x0eMirrorResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x9a\x02\n\rAdvanceMember\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x11\n\tbase_guid\x18\x02 \x01(\t\x12\x15\n\rsnapshot_name\x18\x03 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x04 \x01(\t\x12\x34\n\x10snapshot_created\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\x06 \x03(\x0b\x32\x32.volrep.array.v1.AdvanceMember.SnapshotLabelsEntry\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x0e\x41\x64vanceRequest\x12\x17\n\x0fsource_array_id\x18\x01 \x01(\t\x12/\n\x07members\x18\x02 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceMember\"]\n\rAdvanceResult\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12+\n\x08snapshot\x18\x02 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x0f\n\x07refused\x18\x03 \x01(\t\"B\n\x0f\x41\x64vanceResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceResult\"1\n\rPruneSnapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"\x88\x01\n\x0cPruneRequest\x12\x0f\n\x07replica\x18\x01 \x01(\t\x12\x0f\n\x07volumes\x18\x02 \x03(\t\x12-\n\tretention\x18\x03 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\'\n\x03now\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\rPruneResponse\x12,\n\x04kept\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.PruneSnapshot\"\xae\x01\n\x0b\x46orwardOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\x12\x10\n\x08mediated\x18\x04 \x01(\x08\x12\x0f\n\x07session\x18\x05 \x01(\x04\x12\x19\n\x11\x63ompare_and_write\x18\x06 \x01(\x08\x12\x10\n\x08lu_reset\x18\x07 \x01(\x08\x12\x15\n\rmediator_name\x18\x08 \x01(\t\"+\n\x0c\x46orwardReset\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"L\n\x0c\x46orwardState\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0f\n\x07in_sync\x18\x02 \x01(\x08\x12\x1a\n\x12receiver_preferred\x18\x03 \x01(\x08\"\x80\x01\n\rForwardResult\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x16\n\x0emirror_pending\x18\x04 \x01(\x08\x12\x12\n\nmiscompare\x18\x05 \x01(\x08\x12\x19\n\x11miscompare_offset\x18\x06 \x01(\x03\"\xa7\x01\n\x0e\x46orwardRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ForwardOpenH\x00\x12.\n\x05state\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardStateH\x00\x12\x30\n\x06result\x18\x03 \x01(\x0b\x32\x1e.volrep.array.v1.ForwardResultH\x00\x42\x05\n\x03msg\"\xd6\x01\n\x0f\x46orwardResponse\x12-\n\x05write\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x02 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x03 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x12\x31\n\x08lu_reset\x18\x04 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardResetH\x00\x42\x05\n\x03msg\"I\n\rReclaimVolume\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12(\n\x07\x65xtents\x18\x02 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"x\n\x0bReclaimOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12/\n\x07volumes\x18\x03 \x03(\x0b\x32\x1e.volrep.array.v1.ReclaimVolume\x12\x12\n\ntimeout_ms\x18\x04 \x01(\x03\"\x10\n\x0eReclaimApplied\"y\n\x0eReclaimRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimOpenH\x00\x12\x32\n\x07\x61pplied\x18\x02 \x01(\x0b\x32\x1f.volrep.array.v1.ReclaimAppliedH\x00\x42\x05\n\x03msg\"H\n\x0bReclaimData\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunk\"+\n\x0cReclaimRound\x12\r\n\x05\x62ytes\x18\x01 \x01(\x03\x12\x0c\n\x04last\x18\x02 \x01(\x08\"\x11\n\x0fReclaimReleased\"\xac\x01\n\x0fReclaimResponse\x12,\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimDataH\x00\x12.\n\x05round\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ReclaimRoundH\x00\x12\x34\n\x08released\x18\x03 \x01(\x0b\x32 .volrep.array.v1.ReclaimReleasedH\x00\x42\x05\n\x03msg2\xc3\x04\n\x0fTransferService\x12P\n\x07Receive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x01\x30\x01\x12M\n\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x01\x30\x01\x12L\n\x07\x41\x64vance\x12\x1f.volrep.array.v1.AdvanceRequest\x1a .volrep.array.v1.AdvanceResponse\x12\x46\n\x05Prune\x12\x1d.volrep.array.v1.PruneRequest\x1a\x1e.volrep.array.v1.PruneResponse\x12P\n\x07\x46orward\x12\x1f.volrep.array.v1.ForwardRequest\x1a .volrep.array.v1.ForwardResponse(\x01\x30\x01\x12P\n\x07Reclaim\x12\x1f.volrep.array.v1.ReclaimRequest\x1a .volrep.array.v1.ReclaimResponse(\x01\x30\x01\x12U\n\nGetPodCopy\x12\".volrep.array.v1.GetPodCopyRequest\x1a#.volrep.array.v1.GetPodCopyResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n&volrep/array/v1/transfer_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%volrep/array/v1/replica_service.proto\x1a$volrep/array/v1/volume_service.proto\" \n\x11GetPodCopyRequest\x12\x0b\n\x03pod\x18\x01 \x01(\t\";\n\x12GetPodCopyResponse\x12%\n\x03pod\x18\x01 \x01(\x0b\x32\x18.volrep.array.v1.PodCopy\"\x9f\x01\n\x07PodCopy\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06writes\x18\x03 \x01(\t\x12\x0f\n\x07volumes\x18\x04 \x03(\t\x12\x16\n\x0emediator_state\x18\x05 \x01(\t\x12\x15\n\rmediator_held\x18\x06 \x01(\x08\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x08 \x01(\t\"\xb9\x04\n\rReceiveHeader\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12G\n\rvolume_labels\x18\x05 \x03(\x0b\x32\x30.volrep.array.v1.ReceiveHeader.VolumeLabelsEntry\x12\x11\n\tbase_guid\x18\x06 \x01(\t\x12\x15\n\rsnapshot_name\x18\x07 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x08 \x01(\t\x12\x34\n\x10snapshot_created\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\n \x03(\x0b\x32\x32.volrep.array.v1.ReceiveHeader.SnapshotLabelsEntry\x12\x17\n\x0fsource_array_id\x18\x0b \x01(\t\x12\x12\n\ncompressed\x18\x0c \x01(\x08\x12\x11\n\tread_only\x18\r \x01(\x08\x12\x11\n\toverwrite\x18\x0e \x01(\x08\x12\x15\n\rvolume_serial\x18\x0f \x01(\t\x1a\x33\n\x11VolumeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x03(\x07\x12\x0e\n\x06length\x18\x04 \x01(\x03\",\n\nZeroExtent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\"0\n\x0eReceiveTrailer\x12\x0e\n\x06\x62locks\x18\x01 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x06\"\xd6\x01\n\x0eReceiveRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.volrep.array.v1.ReceiveHeaderH\x00\x12*\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunkH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.ZeroExtentH\x00\x12\x32\n\x07trailer\x18\x04 \x01(\x0b\x32\x1f.volrep.array.v1.ReceiveTrailerH\x00\x42\x05\n\x03msg\"?\n\x0cReceiveReady\x12\x15\n\rresume_offset\x18\x01 \x01(\x03\x12\x18\n\x10\x61lready_received\x18\x02 \x01(\x08\"W\n\x10ReceiveCommitted\x12+\n\x08snapshot\x18\x01 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x03\"\x80\x01\n\x0fReceiveResponse\x12.\n\x05ready\x18\x01 \x01(\x0b\x32\x1d.volrep.array.v1.ReceiveReadyH\x00\x12\x36\n\tcommitted\x18\x02 \x01(\x0b\x32!.volrep.array.v1.ReceiveCommittedH\x00\x42\x05\n\x03msg\"2\n\nMirrorOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\"\x8b\x01\n\x0bMirrorWrite\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x19\n\x11\x66orwarded_session\x18\x05 \x01(\x04\x12\x15\n\rforwarded_seq\x18\x06 \x01(\x04\x12\x0f\n\x07\x63ompare\x18\x07 \x01(\x0c\"I\n\nMirrorZero\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"+\n\x0bMirrorFlush\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07volumes\x18\x02 \x03(\t\"\xbe\x02\n\rMirrorRequest\x12+\n\x04open\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorOpenH\x00\x12-\n\x05write\x18\x02 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x03 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x04 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x12\x31\n\x08lu_reset\x18\x05 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardResetH\x00\x12;\n\x0creservations\x18\x06 \x01(\x0b\x32#.volrep.array.v1.MirrorReservationsH\x00\x42\x05\n\x03msg\"@\n\x12MirrorReservations\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\x0c\"B\n\x0eMirrorResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x14\n\x0creservations\x18\x03 \x01(\x0c\"\x9a\x02\n\rAdvanceMember\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x11\n\tbase_guid\x18\x02 \x01(\t\x12\x15\n\rsnapshot_name\x18\x03 \x01(\t\x12\x15\n\rsnapshot_guid\x18\x04 \x01(\t\x12\x34\n\x10snapshot_created\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0fsnapshot_labels\x18\x06 \x03(\x0b\x32\x32.volrep.array.v1.AdvanceMember.SnapshotLabelsEntry\x1a\x35\n\x13SnapshotLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x0e\x41\x64vanceRequest\x12\x17\n\x0fsource_array_id\x18\x01 \x01(\t\x12/\n\x07members\x18\x02 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceMember\"]\n\rAdvanceResult\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12+\n\x08snapshot\x18\x02 \x01(\x0b\x32\x19.volrep.array.v1.Snapshot\x12\x0f\n\x07refused\x18\x03 \x01(\t\"B\n\x0f\x41\x64vanceResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.AdvanceResult\"1\n\rPruneSnapshot\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"\x88\x01\n\x0cPruneRequest\x12\x0f\n\x07replica\x18\x01 \x01(\t\x12\x0f\n\x07volumes\x18\x02 \x03(\t\x12-\n\tretention\x18\x03 \x01(\x0b\x32\x1a.volrep.array.v1.Retention\x12\'\n\x03now\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\rPruneResponse\x12,\n\x04kept\x18\x01 \x03(\x0b\x32\x1e.volrep.array.v1.PruneSnapshot\"\xc4\x01\n\x0b\x46orwardOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\x12\x10\n\x08mediated\x18\x04 \x01(\x08\x12\x0f\n\x07session\x18\x05 \x01(\x04\x12\x19\n\x11\x63ompare_and_write\x18\x06 \x01(\x08\x12\x10\n\x08lu_reset\x18\x07 \x01(\x08\x12\x15\n\rmediator_name\x18\x08 \x01(\t\x12\x14\n\x0creservations\x18\t \x01(\x08\"B\n\x12\x46orwardReservation\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0f\n\x07request\x18\x03 \x01(\x0c\"+\n\x0c\x46orwardReset\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"L\n\x0c\x46orwardState\x12\x0f\n\x07volumes\x18\x01 \x03(\t\x12\x0f\n\x07in_sync\x18\x02 \x01(\x08\x12\x1a\n\x12receiver_preferred\x18\x03 \x01(\x08\"\x9b\x01\n\rForwardResult\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x16\n\x0emirror_pending\x18\x04 \x01(\x08\x12\x12\n\nmiscompare\x18\x05 \x01(\x08\x12\x19\n\x11miscompare_offset\x18\x06 \x01(\x03\x12\x19\n\x11reservation_reply\x18\x07 \x01(\x0c\"\xa7\x01\n\x0e\x46orwardRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ForwardOpenH\x00\x12.\n\x05state\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardStateH\x00\x12\x30\n\x06result\x18\x03 \x01(\x0b\x32\x1e.volrep.array.v1.ForwardResultH\x00\x42\x05\n\x03msg\"\x92\x02\n\x0f\x46orwardResponse\x12-\n\x05write\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorWriteH\x00\x12+\n\x04zero\x18\x02 \x01(\x0b\x32\x1b.volrep.array.v1.MirrorZeroH\x00\x12-\n\x05\x66lush\x18\x03 \x01(\x0b\x32\x1c.volrep.array.v1.MirrorFlushH\x00\x12\x31\n\x08lu_reset\x18\x04 \x01(\x0b\x32\x1d.volrep.array.v1.ForwardResetH\x00\x12:\n\x0breservation\x18\x05 \x01(\x0b\x32#.volrep.array.v1.ForwardReservationH\x00\x42\x05\n\x03msg\"I\n\rReclaimVolume\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12(\n\x07\x65xtents\x18\x02 \x03(\x0b\x32\x17.volrep.array.v1.Extent\"x\n\x0bReclaimOpen\x12\x0b\n\x03pod\x18\x01 \x01(\t\x12\x17\n\x0fsource_array_id\x18\x02 \x01(\t\x12/\n\x07volumes\x18\x03 \x03(\x0b\x32\x1e.volrep.array.v1.ReclaimVolume\x12\x12\n\ntimeout_ms\x18\x04 \x01(\x03\"\x10\n\x0eReclaimApplied\"y\n\x0eReclaimRequest\x12,\n\x04open\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimOpenH\x00\x12\x32\n\x07\x61pplied\x18\x02 \x01(\x0b\x32\x1f.volrep.array.v1.ReclaimAppliedH\x00\x42\x05\n\x03msg\"H\n\x0bReclaimData\x12\x0e\n\x06volume\x18\x01 \x01(\t\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1a.volrep.array.v1.DataChunk\"+\n\x0cReclaimRound\x12\r\n\x05\x62ytes\x18\x01 \x01(\x03\x12\x0c\n\x04last\x18\x02 \x01(\x08\"\x11\n\x0fReclaimReleased\"\xac\x01\n\x0fReclaimResponse\x12,\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x1c.volrep.array.v1.ReclaimDataH\x00\x12.\n\x05round\x18\x02 \x01(\x0b\x32\x1d.volrep.array.v1.ReclaimRoundH\x00\x12\x34\n\x08released\x18\x03 \x01(\x0b\x32 .volrep.array.v1.ReclaimReleasedH\x00\x42\x05\n\x03msg2\xc3\x04\n\x0fTransferService\x12P\n\x07Receive\x12\x1f.volrep.array.v1.ReceiveRequest\x1a .volrep.array.v1.ReceiveResponse(\x01\x30\x01\x12M\n\x06Mirror\x12\x1e.volrep.array.v1.MirrorRequest\x1a\x1f.volrep.array.v1.MirrorResponse(\x01\x30\x01\x12L\n\x07\x41\x64vance\x12\x1f.volrep.array.v1.AdvanceRequest\x1a .volrep.array.v1.AdvanceResponse\x12\x46\n\x05Prune\x12\x1d.volrep.array.v1.PruneRequest\x1a\x1e.volrep.array.v1.PruneResponse\x12P\n\x07\x46orward\x12\x1f.volrep.array.v1.ForwardRequest\x1a .volrep.array.v1.ForwardResponse(\x01\x30\x01\x12P\n\x07Reclaim\x12\x1f.volrep.array.v1.ReclaimRequest\x1a .volrep.array.v1.ReclaimResponse(\x01\x30\x01\x12U\n\nGetPodCopy\x12\".volrep.array.v1.GetPodCopyRequest\x1a#.volrep.array.v1.GetPodCopyResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,volrep_dot_array_dot_v1_dot_replica__service__pb2.DESCRIPTOR,volrep_dot_array_dot_v1_dot_volume__service__pb2.DESCRIPTOR,])
 
@@ -917,6 +917,13 @@ _MIRRORREQUEST = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='reservations', full_name='volrep.array.v1.MirrorRequest.reservations', index=5,
+      number=6, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -933,7 +940,52 @@ _MIRRORREQUEST = _descriptor.Descriptor(
       index=0, containing_type=None, fields=[]),
   ],
   serialized_start=1986,
-  serialized_end=2243,
+  serialized_end=2304,
+)
+
+
+_MIRRORRESERVATIONS = _descriptor.Descriptor(
+  name='MirrorReservations',
+  full_name='volrep.array.v1.MirrorReservations',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='seq', full_name='volrep.array.v1.MirrorReservations.seq', index=0,
+      number=1, type=4, cpp_type=4, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='volume', full_name='volrep.array.v1.MirrorReservations.volume', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='state', full_name='volrep.array.v1.MirrorReservations.state', index=2,
+      number=3, type=12, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b(""),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=2306,
+  serialized_end=2370,
 )
 
 
@@ -958,6 +1010,13 @@ _MIRRORRESPONSE = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='reservations', full_name='volrep.array.v1.MirrorResponse.reservations', index=2,
+      number=3, type=12, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b(""),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -970,8 +1029,8 @@ _MIRRORRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2245,
-  serialized_end=2289,
+  serialized_start=2372,
+  serialized_end=2438,
 )
 
 
@@ -1073,8 +1132,8 @@ _ADVANCEMEMBER = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2292,
-  serialized_end=2574,
+  serialized_start=2441,
+  serialized_end=2723,
 )
 
 
@@ -1111,8 +1170,8 @@ _ADVANCEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2576,
-  serialized_end=2666,
+  serialized_start=2725,
+  serialized_end=2815,
 )
 
 
@@ -1156,8 +1215,8 @@ _ADVANCERESULT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2668,
-  serialized_end=2761,
+  serialized_start=2817,
+  serialized_end=2910,
 )
 
 
@@ -1187,8 +1246,8 @@ _ADVANCERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2763,
-  serialized_end=2829,
+  serialized_start=2912,
+  serialized_end=2978,
 )
 
 
@@ -1225,8 +1284,8 @@ _PRUNESNAPSHOT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2831,
-  serialized_end=2880,
+  serialized_start=2980,
+  serialized_end=3029,
 )
 
 
@@ -1277,8 +1336,8 @@ _PRUNEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2883,
-  serialized_end=3019,
+  serialized_start=3032,
+  serialized_end=3168,
 )
 
 
@@ -1308,8 +1367,8 @@ _PRUNERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3021,
-  serialized_end=3082,
+  serialized_start=3170,
+  serialized_end=3231,
 )
 
 
@@ -1376,6 +1435,13 @@ _FORWARDOPEN = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='reservations', full_name='volrep.array.v1.ForwardOpen.reservations', index=8,
+      number=9, type=8, cpp_type=7, label=1,
+      has_default_value=False, default_value=False,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -1388,8 +1454,53 @@ _FORWARDOPEN = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3085,
-  serialized_end=3259,
+  serialized_start=3234,
+  serialized_end=3430,
+)
+
+
+_FORWARDRESERVATION = _descriptor.Descriptor(
+  name='ForwardReservation',
+  full_name='volrep.array.v1.ForwardReservation',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='seq', full_name='volrep.array.v1.ForwardReservation.seq', index=0,
+      number=1, type=4, cpp_type=4, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='volume', full_name='volrep.array.v1.ForwardReservation.volume', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='request', full_name='volrep.array.v1.ForwardReservation.request', index=2,
+      number=3, type=12, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b(""),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=3432,
+  serialized_end=3498,
 )
 
 
@@ -1426,8 +1537,8 @@ _FORWARDRESET = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3261,
-  serialized_end=3304,
+  serialized_start=3500,
+  serialized_end=3543,
 )
 
 
@@ -1471,8 +1582,8 @@ _FORWARDSTATE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3306,
-  serialized_end=3382,
+  serialized_start=3545,
+  serialized_end=3621,
 )
 
 
@@ -1525,6 +1636,13 @@ _FORWARDRESULT = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='reservation_reply', full_name='volrep.array.v1.ForwardResult.reservation_reply', index=6,
+      number=7, type=12, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b(""),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -1537,8 +1655,8 @@ _FORWARDRESULT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3385,
-  serialized_end=3513,
+  serialized_start=3624,
+  serialized_end=3779,
 )
 
 
@@ -1585,8 +1703,8 @@ _FORWARDREQUEST = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ForwardRequest.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=3516,
-  serialized_end=3683,
+  serialized_start=3782,
+  serialized_end=3949,
 )
 
 
@@ -1625,6 +1743,13 @@ _FORWARDRESPONSE = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='reservation', full_name='volrep.array.v1.ForwardResponse.reservation', index=4,
+      number=5, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -1640,8 +1765,8 @@ _FORWARDRESPONSE = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ForwardResponse.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=3686,
-  serialized_end=3900,
+  serialized_start=3952,
+  serialized_end=4226,
 )
 
 
@@ -1678,8 +1803,8 @@ _RECLAIMVOLUME = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3902,
-  serialized_end=3975,
+  serialized_start=4228,
+  serialized_end=4301,
 )
 
 
@@ -1730,8 +1855,8 @@ _RECLAIMOPEN = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=3977,
-  serialized_end=4097,
+  serialized_start=4303,
+  serialized_end=4423,
 )
 
 
@@ -1754,8 +1879,8 @@ _RECLAIMAPPLIED = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4099,
-  serialized_end=4115,
+  serialized_start=4425,
+  serialized_end=4441,
 )
 
 
@@ -1795,8 +1920,8 @@ _RECLAIMREQUEST = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ReclaimRequest.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=4117,
-  serialized_end=4238,
+  serialized_start=4443,
+  serialized_end=4564,
 )
 
 
@@ -1833,8 +1958,8 @@ _RECLAIMDATA = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4240,
-  serialized_end=4312,
+  serialized_start=4566,
+  serialized_end=4638,
 )
 
 
@@ -1871,8 +1996,8 @@ _RECLAIMROUND = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4314,
-  serialized_end=4357,
+  serialized_start=4640,
+  serialized_end=4683,
 )
 
 
@@ -1895,8 +2020,8 @@ _RECLAIMRELEASED = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=4359,
-  serialized_end=4376,
+  serialized_start=4685,
+  serialized_end=4702,
 )
 
 
@@ -1943,8 +2068,8 @@ _RECLAIMRESPONSE = _descriptor.Descriptor(
       name='msg', full_name='volrep.array.v1.ReclaimResponse.msg',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=4379,
-  serialized_end=4551,
+  serialized_start=4705,
+  serialized_end=4877,
 )
 
 _GETPODCOPYRESPONSE.fields_by_name['pod'].message_type = _PODCOPY
@@ -1983,6 +2108,7 @@ _MIRRORREQUEST.fields_by_name['write'].message_type = _MIRRORWRITE
 _MIRRORREQUEST.fields_by_name['zero'].message_type = _MIRRORZERO
 _MIRRORREQUEST.fields_by_name['flush'].message_type = _MIRRORFLUSH
 _MIRRORREQUEST.fields_by_name['lu_reset'].message_type = _FORWARDRESET
+_MIRRORREQUEST.fields_by_name['reservations'].message_type = _MIRRORRESERVATIONS
 _MIRRORREQUEST.oneofs_by_name['msg'].fields.append(
   _MIRRORREQUEST.fields_by_name['open'])
 _MIRRORREQUEST.fields_by_name['open'].containing_oneof = _MIRRORREQUEST.oneofs_by_name['msg']
@@ -1998,6 +2124,9 @@ _MIRRORREQUEST.fields_by_name['flush'].containing_oneof = _MIRRORREQUEST.oneofs_
 _MIRRORREQUEST.oneofs_by_name['msg'].fields.append(
   _MIRRORREQUEST.fields_by_name['lu_reset'])
 _MIRRORREQUEST.fields_by_name['lu_reset'].containing_oneof = _MIRRORREQUEST.oneofs_by_name['msg']
+_MIRRORREQUEST.oneofs_by_name['msg'].fields.append(
+  _MIRRORREQUEST.fields_by_name['reservations'])
+_MIRRORREQUEST.fields_by_name['reservations'].containing_oneof = _MIRRORREQUEST.oneofs_by_name['msg']
 _ADVANCEMEMBER_SNAPSHOTLABELSENTRY.containing_type = _ADVANCEMEMBER
 _ADVANCEMEMBER.fields_by_name['snapshot_created'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
 _ADVANCEMEMBER.fields_by_name['snapshot_labels'].message_type = _ADVANCEMEMBER_SNAPSHOTLABELSENTRY
@@ -2023,6 +2152,7 @@ _FORWARDRESPONSE.fields_by_name['write'].message_type = _MIRRORWRITE
 _FORWARDRESPONSE.fields_by_name['zero'].message_type = _MIRRORZERO
 _FORWARDRESPONSE.fields_by_name['flush'].message_type = _MIRRORFLUSH
 _FORWARDRESPONSE.fields_by_name['lu_reset'].message_type = _FORWARDRESET
+_FORWARDRESPONSE.fields_by_name['reservation'].message_type = _FORWARDRESERVATION
 _FORWARDRESPONSE.oneofs_by_name['msg'].fields.append(
   _FORWARDRESPONSE.fields_by_name['write'])
 _FORWARDRESPONSE.fields_by_name['write'].containing_oneof = _FORWARDRESPONSE.oneofs_by_name['msg']
@@ -2035,6 +2165,9 @@ _FORWARDRESPONSE.fields_by_name['flush'].containing_oneof = _FORWARDRESPONSE.one
 _FORWARDRESPONSE.oneofs_by_name['msg'].fields.append(
   _FORWARDRESPONSE.fields_by_name['lu_reset'])
 _FORWARDRESPONSE.fields_by_name['lu_reset'].containing_oneof = _FORWARDRESPONSE.oneofs_by_name['msg']
+_FORWARDRESPONSE.oneofs_by_name['msg'].fields.append(
+  _FORWARDRESPONSE.fields_by_name['reservation'])
+_FORWARDRESPONSE.fields_by_name['reservation'].containing_oneof = _FORWARDRESPONSE.oneofs_by_name['msg']
 _RECLAIMVOLUME.fields_by_name['extents'].message_type = volrep_dot_array_dot_v1_dot_volume__service__pb2._EXTENT
 _RECLAIMOPEN.fields_by_name['volumes'].message_type = _RECLAIMVOLUME
 _RECLAIMREQUEST.fields_by_name['open'].message_type = _RECLAIMOPEN
@@ -2074,6 +2207,7 @@ DESCRIPTOR.message_types_by_name['MirrorWrite'] = _MIRRORWRITE
 DESCRIPTOR.message_types_by_name['MirrorZero'] = _MIRRORZERO
 DESCRIPTOR.message_types_by_name['MirrorFlush'] = _MIRRORFLUSH
 DESCRIPTOR.message_types_by_name['MirrorRequest'] = _MIRRORREQUEST
+DESCRIPTOR.message_types_by_name['MirrorReservations'] = _MIRRORRESERVATIONS
 DESCRIPTOR.message_types_by_name['MirrorResponse'] = _MIRRORRESPONSE
 DESCRIPTOR.message_types_by_name['AdvanceMember'] = _ADVANCEMEMBER
 DESCRIPTOR.message_types_by_name['AdvanceRequest'] = _ADVANCEREQUEST
@@ -2083,6 +2217,7 @@ DESCRIPTOR.message_types_by_name['PruneSnapshot'] = _PRUNESNAPSHOT
 DESCRIPTOR.message_types_by_name['PruneRequest'] = _PRUNEREQUEST
 DESCRIPTOR.message_types_by_name['PruneResponse'] = _PRUNERESPONSE
 DESCRIPTOR.message_types_by_name['ForwardOpen'] = _FORWARDOPEN
+DESCRIPTOR.message_types_by_name['ForwardReservation'] = _FORWARDRESERVATION
 DESCRIPTOR.message_types_by_name['ForwardReset'] = _FORWARDRESET
 DESCRIPTOR.message_types_by_name['ForwardState'] = _FORWARDSTATE
 DESCRIPTOR.message_types_by_name['ForwardResult'] = _FORWARDRESULT
@@ -2226,6 +2361,13 @@ MirrorRequest = _reflection.GeneratedProtocolMessageType('MirrorRequest', (_mess
   ))
 _sym_db.RegisterMessage(MirrorRequest)
 
+MirrorReservations = _reflection.GeneratedProtocolMessageType('MirrorReservations', (_message.Message,), dict(
+  DESCRIPTOR = _MIRRORRESERVATIONS,
+  __module__ = 'volrep.array.v1.transfer_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.MirrorReservations)
+  ))
+_sym_db.RegisterMessage(MirrorReservations)
+
 MirrorResponse = _reflection.GeneratedProtocolMessageType('MirrorResponse', (_message.Message,), dict(
   DESCRIPTOR = _MIRRORRESPONSE,
   __module__ = 'volrep.array.v1.transfer_service_pb2'
@@ -2296,6 +2438,13 @@ ForwardOpen = _reflection.GeneratedProtocolMessageType('ForwardOpen', (_message.
   # @@protoc_insertion_point(class_scope:volrep.array.v1.ForwardOpen)
   ))
 _sym_db.RegisterMessage(ForwardOpen)
+
+ForwardReservation = _reflection.GeneratedProtocolMessageType('ForwardReservation', (_message.Message,), dict(
+  DESCRIPTOR = _FORWARDRESERVATION,
+  __module__ = 'volrep.array.v1.transfer_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.ForwardReservation)
+  ))
+_sym_db.RegisterMessage(ForwardReservation)
 
 ForwardReset = _reflection.GeneratedProtocolMessageType('ForwardReset', (_message.Message,), dict(
   DESCRIPTOR = _FORWARDRESET,
@@ -2404,8 +2553,8 @@ _TRANSFERSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=4554,
-  serialized_end=5133,
+  serialized_start=4880,
+  serialized_end=5459,
   methods=[
   _descriptor.MethodDescriptor(
     name='Receive',

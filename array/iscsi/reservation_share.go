@@ -1,0 +1,407 @@
+package iscsi
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+)
+
+// Stretcher may be implemented by a Device whose logical unit another
+// target serves too and cannot share persistent reservations with now (a
+// pod's copy whose other array is too old, say). A reservation kept here
+// would not fence a host's paths to the other target, so while Stretched
+// says so the server does not serve PERSISTENT RESERVE IN and OUT for the
+// unit (INVALID COMMAND OPERATION CODE), and a cluster learns that it
+// cannot fence through it.
+type Stretcher interface {
+	Stretched() bool
+}
+
+func stretched(d Device) bool {
+	s, ok := d.(Stretcher)
+	return ok && s.Stretched()
+}
+
+// ReservationSharer may be implemented by a Device whose logical unit
+// another target serves too (a pod's copy), so that the unit has one set
+// of reservations at both. The messages are opaque: the other target's
+// Server reads them.
+type ReservationSharer interface {
+	// ForwardReservation runs a PERSISTENT RESERVE OUT at the other
+	// target when that one decides the unit's reservations
+	// (Server.DecideReservation there), and returns its answer;
+	// forwarded is false when this target decides.
+	ForwardReservation(ctx context.Context, req []byte) (reply []byte, forwarded bool, err error)
+	// ShareReservations gives the other target the unit's next state
+	// (Server.InstallReservations there) and returns once it holds it,
+	// or at once when there is no other target to tell now (its state
+	// catches up when the two meet again). newer is the other target's
+	// state when it holds a newer one; nothing changed there then.
+	ShareReservations(ctx context.Context, state []byte) (newer []byte, err error)
+}
+
+// ErrNoReservations from a ReservationSharer: the unit's reservations
+// cannot be kept at both targets now. INVALID COMMAND OPERATION CODE.
+var ErrNoReservations = errors.New("iscsi: persistent reservations are not shared with the other target of this logical unit")
+
+// shareFunc is ReservationSharer.ShareReservations, or nil for a unit
+// that is this target's alone.
+type shareFunc func(ctx context.Context, state []byte) (newer []byte, err error)
+
+func (c *cmd) persistentReserveIn() scsiResult {
+	if stretched(c.l.dev) {
+		return checkCondition(senseIllegalRequest, ascInvalidOpcode)
+	}
+	return prIn(c.l.unit.pr.current(), c.cdb)
+}
+
+func (c *cmd) persistentReserveOut(ctx context.Context) scsiResult {
+	o, res, ok := decodePROut(c.cdb, c.out)
+	if !ok {
+		return res
+	}
+	plen := res.spdtl
+	if stretched(c.l.dev) {
+		return withSPDTL(checkCondition(senseIllegalRequest, ascInvalidOpcode), plen)
+	}
+	var share shareFunc
+	if rs, ok := c.l.dev.(ReservationSharer); ok {
+		reply, forwarded, err := rs.ForwardReservation(ctx, encodeReservationOut(c.ss.nexus, c.cdb[:10], c.out[:prParamsLen]))
+		if err != nil {
+			return withSPDTL(c.reservationFailed(err), plen)
+		}
+		if forwarded {
+			r, err := decodeReservationReply(reply)
+			if err != nil {
+				return withSPDTL(c.reservationFailed(err), plen)
+			}
+			return withSPDTL(r, plen)
+		}
+		share = rs.ShareReservations
+	}
+	r, err := c.ss.s.reserve(ctx, c.l.id.NAA, c.l.unit, c.ss.nexus, o, share)
+	if err != nil {
+		return withSPDTL(c.reservationFailed(err), plen)
+	}
+	return withSPDTL(r, plen)
+}
+
+func (c *cmd) reservationFailed(err error) scsiResult {
+	if errors.Is(err, ErrNoReservations) {
+		return checkCondition(senseIllegalRequest, ascInvalidOpcode)
+	}
+	return c.fail(err, false)
+}
+
+// reserve is the deciding target's PERSISTENT RESERVE OUT: o from n
+// against the unit naa names. share, for a shared unit, gives the other
+// target the new state before this one takes it and before the answer.
+func (s *Server) reserve(ctx context.Context, naa [16]byte, u *unit, n nexus, o prOut, share shareFunc) (scsiResult, error) {
+	u.pr.order.Lock()
+	defer u.pr.order.Unlock()
+	for tries := 0; ; tries++ {
+		cur := u.pr.current()
+		out := o.apply(cur, n)
+		if out.next == nil {
+			return out.res, nil
+		}
+		out.next.version = cur.version + 1
+		if share != nil {
+			var flags byte
+			if out.aborts {
+				flags = stateAborts
+			}
+			newer, err := share(ctx, encodeState(out.next, out.owe, flags))
+			if err != nil {
+				return scsiResult{}, err
+			}
+			if newer != nil {
+				// The other target moved on while the two were apart (it
+				// carried the pod): decide against its state.
+				if tries == 3 {
+					return scsiResult{}, ErrUnavailable
+				}
+				if _, _, err := s.install(u, newer); err != nil {
+					return scsiResult{}, err
+				}
+				continue
+			}
+		}
+		if !u.pr.publish(out.next, cur.version, out.owe, s.opts.PortGroup) {
+			continue // a newer state was installed meanwhile
+		}
+		s.log.Info("iscsi: persistent reservation", "change", out.summary, "initiator_port", n.initiatorPort(), "target", n.target,
+			"wwn", hex.EncodeToString(naa[:]), "type", byte(o.typ), "generation", out.next.generation, "preempted", len(out.owe))
+		// PREEMPT AND ABORT ends the preempted nexuses' commands. Those
+		// that have not begun meet the new state and its conflicts;
+		// those running began before it and are waited for, so none of
+		// them lands after the fenced host's keys are gone.
+		if out.aborts {
+			if err := u.running.drain(ctx); err != nil {
+				return scsiResult{}, err
+			}
+		}
+		return out.res, nil
+	}
+}
+
+// publish makes next the unit's state if it still is at version base,
+// with the attentions it owes to this target's nexuses (those of port:
+// the other target of a shared unit raises its own).
+func (r *reservations) publish(next *prState, base uint64, owe map[nexus]uint16, port uint16) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.current().version != base {
+		return false
+	}
+	r.state.Store(next)
+	for n, asc := range owe {
+		if n.port != port {
+			continue
+		}
+		if r.owed == nil {
+			r.owed = map[nexus]uint16{}
+		}
+		r.owed[n] = asc
+	}
+	r.owedAny.Store(len(r.owed) > 0)
+	return true
+}
+
+// DecideReservation runs a PERSISTENT RESERVE OUT that the other target
+// of a shared unit forwarded (ReservationSharer.ForwardReservation there)
+// against the unit whose NAA is naa, and returns its answer. share gives
+// the other target the new state first.
+func (s *Server) DecideReservation(ctx context.Context, naa [16]byte, req []byte, share func(ctx context.Context, state []byte) (newer []byte, err error)) ([]byte, error) {
+	n, cdb, params, err := decodeReservationOut(req)
+	if err != nil {
+		return nil, err
+	}
+	o, res, ok := decodePROut(cdb, params)
+	if ok {
+		res, err = s.reserve(ctx, naa, s.unitOf(naa), n, o, share)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return encodeReservationReply(res), nil
+}
+
+// InstallReservations takes the state the other target of a shared unit
+// decided (ReservationSharer.ShareReservations there) for the unit whose
+// NAA is naa, if it is newer than the one here; else it returns this
+// target's, when newer, for the other to take. The drain, for a PREEMPT
+// AND ABORT, waits for the unit's commands that were running here; the
+// other target answers only after it.
+func (s *Server) InstallReservations(naa [16]byte, state []byte) (newer []byte, drain func(context.Context) error, err error) {
+	return s.install(s.unitOf(naa), state)
+}
+
+func (s *Server) install(u *unit, state []byte) (newer []byte, drain func(context.Context) error, err error) {
+	st, owe, flags, err := decodeState(state)
+	if err != nil {
+		return nil, nil, err
+	}
+	drain = func(context.Context) error { return nil }
+	cur := u.pr.current()
+	switch {
+	case st.version > cur.version:
+		if flags&stateCatchUp != 0 {
+			owe = catchUpOwed(cur, st, s.opts.PortGroup)
+		}
+		if !u.pr.publish(st, cur.version, owe, s.opts.PortGroup) {
+			return s.install(u, state) // installed meanwhile: compare again
+		}
+		if flags&stateAborts != 0 {
+			drain = u.running.drainer()
+		}
+		return nil, drain, nil
+	case st.version < cur.version:
+		return encodeState(cur, nil, stateCatchUp), drain, nil
+	}
+	return nil, drain, nil
+}
+
+// Reservations is the state of the unit whose NAA is naa, for the other
+// target of a shared unit when the two meet again (InstallReservations
+// there keeps the newer).
+func (s *Server) Reservations(naa [16]byte) []byte {
+	return encodeState(s.unitOf(naa).pr.current(), nil, stateCatchUp)
+}
+
+// catchUpOwed is what this target's nexuses (of port) are owed when it
+// takes the state the other target reached while the two were apart:
+// each changes it missed came with attentions only there. A nexus whose
+// registration went is told its registration was preempted (or, when
+// none is left, that a CLEAR preempted the reservations); one still
+// registered whose reservation changed is told it was released.
+func catchUpOwed(cur, next *prState, port uint16) map[nexus]uint16 {
+	owe := map[nexus]uint16{}
+	for _, r := range cur.regs {
+		switch {
+		case r.n.port != port:
+		case next.find(r.n) < 0 && len(next.regs) == 0:
+			owe[r.n] = ascReservationsPreempted
+		case next.find(r.n) < 0:
+			owe[r.n] = ascRegistrationsPreempted
+		case cur.typ != 0 && (next.typ != cur.typ || next.holder != cur.holder):
+			owe[r.n] = ascReservationsReleased
+		}
+	}
+	return owe
+}
+
+// The messages between two targets. They are versioned by their first
+// byte, and decoded with every length checked: they come off the network.
+const (
+	stateAborts   = 1 << 0 // a PREEMPT AND ABORT: drain the unit before answering
+	stateCatchUp  = 1 << 1 // a whole state, for two targets that met again
+	stateFormat   = 1
+	prParamsLen   = 24
+	prOutCDBLen   = 10
+	maxNameLength = 223 // an iSCSI name (RFC 7143 4.2.7.1)
+)
+
+var errBadMessage = errors.New("iscsi: malformed reservation message from the other target")
+
+func appendName(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+	return append(b, s...)
+}
+
+func appendNexus(b []byte, n nexus) []byte {
+	b = appendName(b, n.initiator)
+	b = append(b, n.isid[:]...)
+	b = appendName(b, n.target)
+	return binary.BigEndian.AppendUint16(b, n.port)
+}
+
+// encodeState encodes a state with the attentions it owes and its flags
+// (stateAborts, stateCatchUp).
+func encodeState(st *prState, owe map[nexus]uint16, flags byte) []byte {
+	b := []byte{stateFormat}
+	b = binary.BigEndian.AppendUint64(b, st.version)
+	b = binary.BigEndian.AppendUint32(b, st.generation)
+	b = append(b, byte(st.typ), flags)
+	holder := -1
+	if st.typ != 0 && !st.typ.allRegistrants() {
+		holder = st.find(st.holder)
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(int16(holder)))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(st.regs)))
+	for _, r := range st.regs {
+		b = appendNexus(b, r.n)
+		b = binary.BigEndian.AppendUint64(b, r.key)
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(owe)))
+	for n, asc := range owe {
+		b = appendNexus(b, n)
+		b = binary.BigEndian.AppendUint16(b, asc)
+	}
+	return b
+}
+
+// reader decodes a message, remembering the first overrun.
+type reader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *reader) take(n int) []byte {
+	if r.bad || n > len(r.b) {
+		r.bad = true
+		return make([]byte, n)
+	}
+	p := r.b[:n]
+	r.b = r.b[n:]
+	return p
+}
+
+func (r *reader) u8() byte    { return r.take(1)[0] }
+func (r *reader) u16() uint16 { return binary.BigEndian.Uint16(r.take(2)) }
+func (r *reader) u32() uint32 { return binary.BigEndian.Uint32(r.take(4)) }
+func (r *reader) u64() uint64 { return binary.BigEndian.Uint64(r.take(8)) }
+
+func (r *reader) name() string {
+	n := int(r.u16())
+	if n > maxNameLength {
+		r.bad = true
+		return ""
+	}
+	return string(r.take(n))
+}
+
+func (r *reader) nexus() nexus {
+	var n nexus
+	n.initiator = r.name()
+	copy(n.isid[:], r.take(6))
+	n.target = r.name()
+	n.port = r.u16()
+	return n
+}
+
+func decodeState(b []byte) (st *prState, owe map[nexus]uint16, flags byte, err error) {
+	r := &reader{b: b}
+	if r.u8() != stateFormat {
+		return nil, nil, 0, errBadMessage
+	}
+	st = &prState{version: r.u64(), generation: r.u32(), typ: prType(r.u8())}
+	flags = r.u8()
+	holder := int(int16(r.u16()))
+	nregs := int(r.u16())
+	for i := 0; i < nregs && !r.bad; i++ {
+		st.regs = append(st.regs, registration{n: r.nexus(), key: r.u64()})
+	}
+	nowe := int(r.u16())
+	owe = map[nexus]uint16{}
+	for i := 0; i < nowe && !r.bad; i++ {
+		owe[r.nexus()] = r.u16()
+	}
+	switch {
+	case r.bad, len(r.b) != 0, st.typ != 0 && !st.typ.valid(), holder >= len(st.regs):
+		return nil, nil, 0, errBadMessage
+	case st.typ != 0 && !st.typ.allRegistrants():
+		if holder < 0 {
+			return nil, nil, 0, errBadMessage
+		}
+		st.holder = st.regs[holder].n
+	}
+	return st, owe, flags, nil
+}
+
+func encodeReservationOut(n nexus, cdb, params []byte) []byte {
+	b := appendNexus([]byte{stateFormat}, n)
+	b = append(b, cdb[:prOutCDBLen]...)
+	return append(b, params[:prParamsLen]...)
+}
+
+func decodeReservationOut(b []byte) (n nexus, cdb, params []byte, err error) {
+	r := &reader{b: b}
+	if r.u8() != stateFormat {
+		return n, nil, nil, errBadMessage
+	}
+	n = r.nexus()
+	// decodePROut reads a 16-byte CDB, as exec pads every CDB to.
+	cdb = append(append(make([]byte, 0, 16), r.take(prOutCDBLen)...), make([]byte, 16-prOutCDBLen)...)
+	params = r.take(prParamsLen)
+	if r.bad || len(r.b) != 0 || cdb[0] != 0x5f {
+		return n, nil, nil, errBadMessage
+	}
+	return n, cdb, params, nil
+}
+
+func encodeReservationReply(res scsiResult) []byte {
+	return append([]byte{stateFormat, res.status}, res.sense...)
+}
+
+func decodeReservationReply(b []byte) (scsiResult, error) {
+	if len(b) < 2 || b[0] != stateFormat || len(b) > 2+252 {
+		return scsiResult{}, errBadMessage
+	}
+	r := scsiResult{status: b[1]}
+	if len(b) > 2 {
+		r.sense = b[2:]
+	}
+	return r, nil
+}

@@ -1,0 +1,348 @@
+package iscsi
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// stretchedDevice is a unit another target serves too while on is set.
+type stretchedDevice struct {
+	*fileDevice
+	on atomic.Bool
+}
+
+func (d *stretchedDevice) Stretched() bool { return d.on.Load() }
+
+// PERSISTENT RESERVE OUT service actions and types the tests use.
+const (
+	paRegister        = 0x0
+	paReserve         = 0x1
+	paRelease         = 0x2
+	paPreemptAbort    = 0x5
+	paRegisterIgnore  = 0x6
+	typeWE            = byte(prWriteExclusive)
+	typeWERO          = byte(prWriteExclusiveRO)
+	prInReadKeys      = 0x0
+	prInReadResv      = 0x1
+	prInReadFull      = 0x3
+	prParamListLength = 24
+)
+
+// prOutCmd sends PERSISTENT RESERVE OUT and returns the reply.
+func (c *rawClient) prOutCmd(action, typ byte, key, sark uint64, flags byte) scsiReply {
+	c.t.Helper()
+	cdb := []byte{0x5f, action, typ, 0, 0, 0, 0, 0, prParamListLength, 0}
+	p := make([]byte, prParamListLength)
+	binary.BigEndian.PutUint64(p, key)
+	binary.BigEndian.PutUint64(p[8:], sark)
+	p[20] = flags
+	return c.mustDo(0, cdb, len(p), p)
+}
+
+// mustPROut sends PERSISTENT RESERVE OUT and requires GOOD.
+func (c *rawClient) mustPROut(action, typ byte, key, sark uint64) {
+	c.t.Helper()
+	if r := c.prOutCmd(action, typ, key, sark, 0); r.status != statusGood {
+		k, asc := r.senseKey()
+		c.t.Fatalf("PERSISTENT RESERVE OUT %d type %d: status %#x sense %x/%04x", action, typ, r.status, k, asc)
+	}
+}
+
+// prIn sends PERSISTENT RESERVE IN and returns its data.
+func (c *rawClient) prIn(action byte) []byte {
+	c.t.Helper()
+	r := c.mustDo(0, []byte{0x5e, action, 0, 0, 0, 0, 0, 0x10, 0, 0}, 4096, nil)
+	if r.status != statusGood {
+		k, asc := r.senseKey()
+		c.t.Fatalf("PERSISTENT RESERVE IN %d: status %#x sense %x/%04x", action, r.status, k, asc)
+	}
+	return r.data
+}
+
+// keysOf decodes READ KEYS.
+func keysOf(d []byte) (gen uint32, keys []uint64) {
+	n := int(binary.BigEndian.Uint32(d[4:]))
+	for i := 8; i+8 <= 8+n && i+8 <= len(d); i += 8 {
+		keys = append(keys, binary.BigEndian.Uint64(d[i:]))
+	}
+	return binary.BigEndian.Uint32(d), keys
+}
+
+func wantStatus(t *testing.T, what string, r scsiReply, status byte, asc uint16) {
+	t.Helper()
+	_, got := r.senseKey()
+	if r.status != status || status == statusCheckCondition && got != asc {
+		t.Fatalf("%s: status %#x sense %04x; want %#x %04x", what, r.status, got, status, asc)
+	}
+}
+
+// TestReservationFencesTheOtherPathOfAHost: a path is an I_T nexus, so
+// two sessions of one initiator name with different ISIDs are two
+// nexuses, and a WRITE EXCLUSIVE reservation through one lets the other
+// read but not write (SPC-4 5.13.1).
+func TestReservationFencesTheOtherPathOfAHost(t *testing.T) {
+	dev := newFileDevice(t, 1<<20, 21)
+	tt := newTestTargets()
+	tt.add(testIQN, rawInit, Auth{}, 0, dev)
+	ts := startServer(t, tt, Options{})
+	a, b := dialRaw(t, ts.addr), dialRaw(t, ts.addr)
+	a.mustLogin(loginOpts{initiator: rawInit, target: testIQN, isid: [6]byte{0x80, 0, 0, 0, 0, 0xa}})
+	b.mustLogin(loginOpts{initiator: rawInit, target: testIQN, isid: [6]byte{0x80, 0, 0, 0, 0, 0xb}})
+	a.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil) // the power-on attention
+	b.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil)
+
+	const key = 0x1111
+	a.mustPROut(paRegister, 0, 0, key)
+	a.mustPROut(paReserve, typeWE, key, 0)
+	block := bytes.Repeat([]byte{0xb5}, BlockSize)
+	wantStatus(t, "the other path's write", b.mustDo(0, write10(3, 1, false), BlockSize, block), statusReservationConflict, 0)
+	wantStatus(t, "the other path's read", b.mustDo(0, read10(3, 1), BlockSize, nil), statusGood, 0)
+	got := make([]byte, BlockSize)
+	if _, err := dev.f.ReadAt(got, 3*BlockSize); err != nil || bytes.Equal(got, block) {
+		t.Fatalf("a write that conflicted reached the device (%v)", err)
+	}
+	wantStatus(t, "the holder's write", a.mustDo(0, write10(3, 1, false), BlockSize, block), statusGood, 0)
+
+	// READ FULL STATUS names the holder by its initiator port: the
+	// name and the ISID.
+	full := a.prIn(prInReadFull)
+	if !strings.Contains(string(full), rawInit+",i,0x80000000000a") || full[8+12]&1 == 0 || full[8+13] != typeWE {
+		t.Fatalf("READ FULL STATUS does not show path a as the WRITE EXCLUSIVE holder: %x", full)
+	}
+
+	// Releasing lets the other path write again.
+	a.mustPROut(paRelease, typeWE, key, 0)
+	wantStatus(t, "the other path's write after RELEASE", b.mustDo(0, write10(3, 1, false), BlockSize, block), statusGood, 0)
+	if d := a.prIn(prInReadResv); binary.BigEndian.Uint32(d[4:]) != 0 {
+		t.Fatalf("READ RESERVATION after RELEASE: %x", d)
+	}
+}
+
+// TestPreemptAndAbortFencesAHost is how a cluster fences a node
+// (Pacemaker's fence_scsi, Windows failover clustering): the survivor
+// preempts the node's key. PREEMPT AND ABORT is answered only once the
+// node's write that was running is done, so nothing of the fenced node
+// lands after the survivor is told it is fenced; the node is told its
+// registration went (2Ah/05h) and its next write conflicts.
+func TestPreemptAndAbortFencesAHost(t *testing.T) {
+	dev := &gatedDevice{fileDevice: newFileDevice(t, 1<<20, 22), entered: make(chan struct{}, 4), gate: make(chan struct{})}
+	ts, node, survivor := twoHosts(t, dev)
+	release := sync.OnceFunc(func() { close(dev.gate) })
+	t.Cleanup(release) // before the server stops, should the test fail with the write held
+	node.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil)
+	survivor.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil)
+	const nodeKey, survivorKey = 0xaaaa, 0xbbbb
+	node.mustPROut(paRegisterIgnore, 0, 0, nodeKey)
+	survivor.mustPROut(paRegisterIgnore, 0, 0, survivorKey)
+	node.mustPROut(paReserve, typeWERO, nodeKey, 0)
+	gen0, _ := keysOf(survivor.prIn(prInReadKeys))
+
+	block := bytes.Repeat([]byte{0x5c}, BlockSize)
+	written := make(chan scsiReply, 1)
+	go func() {
+		r, err := node.do(0, write10(9, 1, false), BlockSize, block)
+		if err != nil {
+			r.status = 0xff
+		}
+		written <- r
+	}()
+	<-dev.entered
+	preempted := make(chan scsiReply, 1)
+	go func() {
+		cdb := []byte{0x5f, paPreemptAbort, typeWERO, 0, 0, 0, 0, 0, prParamListLength, 0}
+		p := make([]byte, prParamListLength)
+		binary.BigEndian.PutUint64(p, survivorKey)
+		binary.BigEndian.PutUint64(p[8:], nodeKey)
+		r, err := survivor.do(0, cdb, len(p), p)
+		if err != nil {
+			r.status = 0xff
+		}
+		preempted <- r
+	}()
+	select {
+	case r := <-preempted:
+		t.Fatalf("PREEMPT AND ABORT answered (status %#x) while the node's write was still running", r.status)
+	case <-time.After(200 * time.Millisecond):
+	}
+	release()
+	wantStatus(t, "the node's write that was running", <-written, statusGood, 0)
+	wantStatus(t, "PREEMPT AND ABORT", <-preempted, statusGood, 0)
+
+	gen, keys := keysOf(survivor.prIn(prInReadKeys))
+	if len(keys) != 1 || keys[0] != survivorKey || gen != gen0+1 {
+		t.Fatalf("after the preemption: keys %x generation %d (before %d); want only %x, one more", keys, gen, gen0, survivorKey)
+	}
+	resv := survivor.prIn(prInReadResv)
+	if len(resv) < 24 || binary.BigEndian.Uint64(resv[8:]) != survivorKey || resv[21] != typeWERO {
+		t.Fatalf("the survivor does not hold the reservation: %x", resv)
+	}
+	wantStatus(t, "the node's next command", node.mustDo(0, write10(9, 1, false), BlockSize, block),
+		statusCheckCondition, ascRegistrationsPreempted)
+	wantStatus(t, "the fenced node's write", node.mustDo(0, write10(9, 1, false), BlockSize, block), statusReservationConflict, 0)
+	wantStatus(t, "the fenced node's read", node.mustDo(0, read10(9, 1), BlockSize, nil), statusGood, 0)
+	if n := ts.srv.Stats().Conflicts; n != 1 {
+		t.Errorf("Stats.Conflicts = %d; want 1", n)
+	}
+	if !strings.Contains(ts.logs.String(), "preempted the reservation") {
+		t.Errorf("the preemption is not in the log:\n%s", ts.logs.String())
+	}
+}
+
+// TestReservationRefusals: what the server does not offer is refused
+// rather than half done. APTPL asks for registrations that outlive a
+// restart, which REPORT CAPABILITIES says are not kept (PTPL_C=0); a
+// unit another target serves too (a pod) has no reservations at all, as
+// one kept here would not fence the host's paths to the other array.
+func TestReservationRefusals(t *testing.T) {
+	dev := &stretchedDevice{fileDevice: newFileDevice(t, 1<<20, 23)}
+	c := loggedIn(t, dev)
+	c.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil)
+
+	wantStatus(t, "REGISTER with APTPL", c.prOutCmd(paRegister, 0, 0, 7, 0x01), statusCheckCondition, ascInvalidFieldInParams)
+	caps := c.prIn(0x2)
+	if len(caps) < 6 || caps[2]&0x01 != 0 || caps[3]&0x80 == 0 || caps[4] != prTypeMaskByte4 || caps[5] != prTypeMaskByte5 {
+		t.Fatalf("REPORT CAPABILITIES: %x", caps)
+	}
+	if _, keys := keysOf(c.prIn(prInReadKeys)); len(keys) != 0 {
+		t.Fatalf("a refused REGISTER registered %x", keys)
+	}
+	wantStatus(t, "REGISTER with a key while not registered", c.prOutCmd(paRegister, 0, 5, 7, 0), statusReservationConflict, 0)
+
+	dev.on.Store(true)
+	wantStatus(t, "PERSISTENT RESERVE IN of a stretched unit", c.mustDo(0, []byte{0x5e, 0, 0, 0, 0, 0, 0, 0x10, 0, 0}, 4096, nil),
+		statusCheckCondition, ascInvalidOpcode)
+	wantStatus(t, "PERSISTENT RESERVE OUT of a stretched unit", c.prOutCmd(paRegisterIgnore, 0, 0, 7, 0), statusCheckCondition, ascInvalidOpcode)
+	r := c.mustDo(0, []byte{0xa3, 0x0c, 0x02, 0x5e, 0, 0, 0, 0, 0, 64, 0, 0}, 64, nil)
+	if r.status != statusGood || len(r.data) < 2 || r.data[1]&0x07 != 0x01 {
+		t.Fatalf("REPORT SUPPORTED OPERATION CODES for PERSISTENT RESERVE IN of a stretched unit: %#x %x; want not supported", r.status, r.data)
+	}
+	dev.on.Store(false)
+	if d := c.prIn(prInReadKeys); len(d) != 8 {
+		t.Fatalf("READ KEYS once the unit is this target's alone: %x", d)
+	}
+}
+
+// sharedDevice is one target's device of a logical unit two targets
+// serve (a pod's copy). At the deciding target, decide is nil; at the
+// other, it runs the command at the decider. share gives the other target
+// a new state; apart says the two cannot reach each other, so a change
+// stays where it was decided (ShareReservations' "no other target to
+// tell now").
+type sharedDevice struct {
+	*fileDevice
+	decide func(ctx context.Context, req []byte) ([]byte, error)
+	share  func(ctx context.Context, state []byte) ([]byte, error)
+	apart  atomic.Bool
+}
+
+func (d *sharedDevice) ForwardReservation(ctx context.Context, req []byte) ([]byte, bool, error) {
+	if d.decide == nil {
+		return nil, false, nil
+	}
+	r, err := d.decide(ctx, req)
+	return r, true, err
+}
+
+func (d *sharedDevice) ShareReservations(ctx context.Context, state []byte) ([]byte, error) {
+	if d.apart.Load() || d.share == nil {
+		return nil, nil
+	}
+	return d.share(ctx, state)
+}
+
+// TestSharedUnitReservations: two targets serve one logical unit (the
+// two arrays of a pod, port groups 1 and 2). Target A decides every
+// PERSISTENT RESERVE OUT, B's included, and gives B each new state before
+// it answers, so a host's paths to both meet one reservation: a key
+// registered through B shows at A, A's holder fences B's unregistered
+// path, and a preemption made through B tells A's preempted path
+// (2Ah/05h). When the two are apart,
+// the deciding side changes alone; when they meet again, each keeps the
+// newer state, whichever side holds it.
+func TestSharedUnitReservations(t *testing.T) {
+	var naa byte = 31
+	devA := &sharedDevice{fileDevice: newFileDevice(t, 1<<20, naa)}
+	devB := &sharedDevice{fileDevice: newFileDevice(t, 1<<20, naa)}
+	ttA, ttB := newTestTargets(), newTestTargets()
+	ttA.add(testIQN, rawInit, Auth{}, 0, devA)
+	ttB.add(testIQN+"-b", rawInit, Auth{}, 0, devB)
+	a := startServer(t, ttA, Options{PortGroup: 1})
+	b := startServer(t, ttB, Options{PortGroup: 2})
+	id := devA.Identity().NAA
+	devA.share = func(_ context.Context, state []byte) ([]byte, error) {
+		newer, drain, err := b.srv.InstallReservations(id, state)
+		if err == nil {
+			err = drain(t.Context())
+		}
+		return newer, err
+	}
+	devB.decide = func(ctx context.Context, req []byte) ([]byte, error) {
+		return a.srv.DecideReservation(ctx, id, req, devA.ShareReservations)
+	}
+	atA, atB := dialRaw(t, a.addr), dialRaw(t, b.addr)
+	atA.mustLogin(loginOpts{initiator: rawInit, target: testIQN})
+	atB.mustLogin(loginOpts{initiator: rawInit, target: testIQN + "-b"})
+	atA.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil)
+	atB.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil)
+
+	const keyA, keyB = 0xa1, 0xb2
+	atA.mustPROut(paRegisterIgnore, 0, 0, keyA)
+	atA.mustPROut(paReserve, typeWE, keyA, 0)
+	block := bytes.Repeat([]byte{0x3c}, BlockSize)
+	wantStatus(t, "B's unregistered path writes", atB.mustDo(0, write10(2, 1, false), BlockSize, block), statusReservationConflict, 0)
+	atB.mustPROut(paRegisterIgnore, 0, 0, keyB) // decided at A
+	if _, keys := keysOf(atA.prIn(prInReadKeys)); len(keys) != 2 || keys[0] != keyA || keys[1] != keyB {
+		t.Fatalf("READ KEYS at A after B's path registered: %x", keys)
+	}
+	if full := atA.prIn(prInReadFull); !bytes.Contains(full, []byte{0, 2, 0, 0, 0}) {
+		// B's registration carries B's relative port (2), then the
+		// TransportID's length.
+		t.Errorf("READ FULL STATUS at A does not show B's path at relative port 2: %x", full)
+	}
+
+	// B's path preempts A's holder: A's path is told, B's is not.
+	wantStatus(t, "PREEMPT through B", atB.prOutCmd(0x4, typeWERO, keyB, keyA, 0), statusGood, 0)
+	wantStatus(t, "A's preempted path", atA.mustDo(0, read10(2, 1), BlockSize, nil), statusCheckCondition, ascRegistrationsPreempted)
+	wantStatus(t, "A's preempted path writes", atA.mustDo(0, write10(2, 1, false), BlockSize, block), statusReservationConflict, 0)
+	wantStatus(t, "B's path, now the holder", atB.mustDo(0, write10(2, 1, false), BlockSize, block), statusGood, 0)
+	resvB := atB.prIn(prInReadResv)
+	if len(resvB) < 24 || binary.BigEndian.Uint64(resvB[8:]) != keyB || resvB[21] != typeWERO {
+		t.Fatalf("READ RESERVATION at B after its preemption: %x", resvB)
+	}
+
+	// A's path takes it back: B's path hears of it through the state A
+	// gives B, which carries what B's nexuses are owed.
+	atA.mustPROut(paRegisterIgnore, 0, 0, keyA)
+	wantStatus(t, "PREEMPT through A", atA.prOutCmd(0x4, typeWE, keyA, keyB, 0), statusGood, 0)
+	wantStatus(t, "B's preempted path", atB.mustDo(0, read10(2, 1), BlockSize, nil), statusCheckCondition, ascRegistrationsPreempted)
+	atB.mustPROut(paRegisterIgnore, 0, 0, keyB)
+
+	// Apart, A changes alone (it carries the unit); B still has the old
+	// state. Meeting again, B takes A's newer one, and A keeps it when B
+	// offers its older one.
+	devA.apart.Store(true)
+	wantStatus(t, "CLEAR through A, apart", atA.prOutCmd(0x3, 0, keyA, 0, 0), statusGood, 0)
+	if _, keys := keysOf(atB.prIn(prInReadKeys)); len(keys) != 2 {
+		t.Fatalf("B while apart: keys %x; want its old two", keys)
+	}
+	newer, _, err := a.srv.InstallReservations(id, b.srv.Reservations(id))
+	if err != nil || newer == nil {
+		t.Fatalf("A offered B's older state: newer %x, %v; want A's back", newer, err)
+	}
+	if newer, _, err := b.srv.InstallReservations(id, newer); err != nil || newer != nil {
+		t.Fatalf("B offered A's newer state: %x, %v", newer, err)
+	}
+	wantStatus(t, "B's path after the CLEAR reached it", atB.mustDo(0, read10(2, 1), BlockSize, nil), statusCheckCondition, ascReservationsPreempted)
+	if d := atB.prIn(prInReadResv); binary.BigEndian.Uint32(d[4:]) != 0 {
+		t.Fatalf("B still reserved after taking A's cleared state: %x", d)
+	}
+	if _, _, err := b.srv.InstallReservations(id, []byte{1, 2, 3}); err == nil {
+		t.Error("a malformed state was installed")
+	}
+}

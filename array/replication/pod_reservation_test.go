@@ -1,0 +1,152 @@
+package replication_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/volrep/volrep/array/store"
+)
+
+// keeper stands for an array's iSCSI target as the keeper of its units'
+// persistent reservations (store.ReservationWatcher). Its states are
+// "version:what", newer by version, as the target's are; the target's
+// own rules are array/iscsi's to test.
+type keeper struct {
+	mu      sync.Mutex
+	state   map[string]string // by serial
+	decided []string
+}
+
+func keep(st *store.Store) *keeper {
+	k := &keeper{state: map[string]string{}}
+	st.WatchReservations(k)
+	return k
+}
+
+func version(s string) int {
+	v, _ := strconv.Atoi(strings.SplitN(s, ":", 2)[0])
+	return v
+}
+
+func (k *keeper) DecideReservation(ctx context.Context, serial string, req []byte, share func(context.Context, []byte) ([]byte, error)) ([]byte, error) {
+	k.mu.Lock()
+	next := fmt.Sprintf("%d:%s", version(k.state[serial])+1, req)
+	k.mu.Unlock()
+	newer, err := share(ctx, []byte(next))
+	if err != nil || newer != nil {
+		return nil, fmt.Errorf("sharing %s: newer %q, %v", next, newer, err)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.state[serial] = next
+	k.decided = append(k.decided, string(req))
+	return []byte("decided " + next), nil
+}
+
+func (k *keeper) InstallReservations(serial string, state []byte) ([]byte, func(context.Context) error, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	noDrain := func(context.Context) error { return nil }
+	switch cur := k.state[serial]; {
+	case version(string(state)) > version(cur):
+		k.state[serial] = string(state)
+	case version(string(state)) < version(cur):
+		return []byte(cur), noDrain, nil
+	}
+	return nil, noDrain, nil
+}
+
+func (k *keeper) Reservations(serial string) []byte {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return []byte(k.state[serial] + "")
+}
+
+// only returns the one unit's state, failing if there are others.
+func (k *keeper) only(t *testing.T) string {
+	t.Helper()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.state) > 1 {
+		t.Fatalf("states of %d units: %v", len(k.state), k.state)
+	}
+	for _, s := range k.state {
+		return s
+	}
+	return ""
+}
+
+func (k *keeper) set(serial, s string) {
+	k.mu.Lock()
+	k.state[serial] = s
+	k.mu.Unlock()
+}
+
+// TestPodReservationsAreOneAtBothArrays: the preferred array decides a
+// pod volume's persistent reservations, the peer's hosts' included (the
+// peer forwards them and gets the new state before its host is
+// answered), and gives the peer each state it decides for its own. Apart,
+// the side that carries on changes them alone; the next mirror stream
+// carries the preferred array's state to the peer before the pod is in
+// sync, and brings back the peer's if the peer moved on further.
+func TestPodReservationsAreOneAtBothArrays(t *testing.T) {
+	ctx := t.Context()
+	src, tg := newPod(t, 2*time.Second)
+	ka, kb := keep(src.st), keep(tg.st)
+	peerWritable(t, tg, "v1", 0, make([]byte, 4096))
+	a, b := openVol(t, src.st, "v1"), openVol(t, tg.st, "v1")
+	serial, err := src.st.VolumeSerial(ctx, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if a.ReservationsUnshared() || b.ReservationsUnshared() {
+		t.Fatalf("reservations unshared: %v at the preferred array, %v at the peer", a.ReservationsUnshared(), b.ReservationsUnshared())
+	}
+	reply, forwarded, err := b.ForwardReservation(ctx, []byte("register"))
+	if err != nil || !forwarded || string(reply) != "decided 1:register" {
+		t.Fatalf("a PERSISTENT RESERVE OUT at the peer: reply %q forwarded %v, %v", reply, forwarded, err)
+	}
+	if got := kb.only(t); got != "1:register" {
+		t.Fatalf("the peer holds %q once its host is answered; want 1:register", got)
+	}
+	if _, forwarded, _ := a.ForwardReservation(ctx, []byte("x")); forwarded {
+		t.Fatal("the preferred array forwarded a PERSISTENT RESERVE OUT of its own host")
+	}
+	if newer, err := a.ShareReservations(ctx, []byte("2:reserve")); err != nil || newer != nil {
+		t.Fatalf("sharing the preferred array's change: newer %q, %v", newer, err)
+	}
+	if got := kb.only(t); got != "2:reserve" {
+		t.Fatalf("the peer holds %q; want 2:reserve", got)
+	}
+
+	// Apart: the preferred array carries on and changes them alone.
+	tg.halt()
+	ka.set(serial, "3:clear")
+	if _, err := a.ShareReservations(ctx, []byte("3:clear")); err != nil {
+		t.Fatalf("a change with the peer gone: %v", err)
+	}
+	tg.start()
+	syncNow(t, src)
+	if got := kb.only(t); got != "3:clear" {
+		t.Fatalf("once in sync again the peer holds %q; want the preferred array's 3:clear", got)
+	}
+
+	// The peer moved on further (it carried the pod): the preferred array
+	// takes the peer's.
+	tg.halt()
+	kb.set(serial, "9:preempted")
+	tg.start()
+	syncNow(t, src)
+	if got := ka.only(t); got != "9:preempted" {
+		t.Fatalf("once in sync again the preferred array holds %q; want the peer's newer 9:preempted", got)
+	}
+	if len(ka.decided) != 1 {
+		t.Fatalf("the preferred array decided %q; want the peer's one REGISTER", ka.decided)
+	}
+}

@@ -1,0 +1,160 @@
+package store
+
+import (
+	"context"
+	"errors"
+)
+
+// A pod's volume is one logical unit to a host with paths to both arrays,
+// so it has one set of SCSI persistent reservations. The array that
+// orders the pod's writes decides them too: the other array forwards each
+// PERSISTENT RESERVE OUT to it, and it gives the other array every new
+// state before the host is answered. The store carries the messages; the
+// iSCSI target (ReservationWatcher) reads them.
+
+// ReservationForwarder is a Forwarder to the array that decides the pod's
+// reservations: each PERSISTENT RESERVE OUT at this copy runs there.
+type ReservationForwarder interface {
+	ForwardReservation(ctx context.Context, req []byte) (reply []byte, err error)
+	// SharesReservations: that array decides forwarded ones (it is not
+	// too old).
+	SharesReservations() bool
+}
+
+// ReservationSharer is a Mirror, or a carrying copy's, of an array that
+// decides the pod's reservations: each new state goes to the other array
+// (ReservationWatcher.InstallReservations there) before the host is
+// answered. With no other array to tell now, ShareReservations returns
+// at once; the two keep the newer state when they meet again.
+type ReservationSharer interface {
+	ShareReservations(ctx context.Context, state []byte) (newer []byte, err error)
+	SharesReservations() bool
+}
+
+// ErrReservationsUnshared: the volume's reservations cannot be kept at
+// both of its arrays now (the other array is too old, or this copy is a
+// replica whose pod is not connected), so hosts get none.
+var ErrReservationsUnshared = errors.New("persistent reservations of this volume cannot be shared with its other array")
+
+// ReservationsUnshared reports that hosts can have no persistent
+// reservations of the volume here now: another array serves it too and
+// the two cannot share them, or it is a replica's read-only copy, whose
+// reservations are decided where its writes are. A snapshot's and an
+// unreplicated volume's are this array's alone.
+func (h *Handle) ReservationsUnshared() bool {
+	if h.snap != nil {
+		return false
+	}
+	h.s.io.RLock()
+	fwd, m := h.v.route(fromClient)
+	ro := h.v.rec.ReadOnly
+	h.s.io.RUnlock()
+	switch {
+	case fwd != nil:
+		f, ok := fwd.(ReservationForwarder)
+		return !ok || !f.SharesReservations()
+	case m != nil:
+		s, ok := m.(ReservationSharer)
+		return !ok || !s.SharesReservations()
+	}
+	return ro
+}
+
+// ForwardReservation runs a PERSISTENT RESERVE OUT at the array that
+// decides the volume's reservations when that is the other one.
+func (h *Handle) ForwardReservation(ctx context.Context, req []byte) (reply []byte, forwarded bool, err error) {
+	if h.snap != nil {
+		return nil, false, nil
+	}
+	h.s.io.RLock()
+	fwd, _ := h.v.route(fromClient)
+	h.s.io.RUnlock()
+	f, ok := fwd.(ReservationForwarder)
+	if !ok {
+		return nil, false, nil
+	}
+	reply, err = f.ForwardReservation(ctx, req)
+	return reply, true, err
+}
+
+// ShareReservations gives the volume's other array, if it has one, the
+// new state this array decided.
+func (h *Handle) ShareReservations(ctx context.Context, state []byte) (newer []byte, err error) {
+	if h.snap != nil {
+		return nil, nil
+	}
+	return h.s.shareReservations(ctx, h.v, state)
+}
+
+func (s *Store) shareReservations(ctx context.Context, v *volume, state []byte) ([]byte, error) {
+	s.io.RLock()
+	_, m := v.route(fromClient)
+	s.io.RUnlock()
+	if rs, ok := m.(ReservationSharer); ok {
+		return rs.ShareReservations(ctx, state)
+	}
+	return nil, nil
+}
+
+// ReservationWatcher keeps the reservations of the volumes' logical
+// units, by serial (the iSCSI target: lunmap.Reservations).
+type ReservationWatcher interface {
+	// DecideReservation runs a PERSISTENT RESERVE OUT the other array
+	// forwarded; share gives that array the new state first.
+	DecideReservation(ctx context.Context, serial string, req []byte, share func(context.Context, []byte) ([]byte, error)) ([]byte, error)
+	// InstallReservations takes the other array's newer state, or
+	// returns this array's when it is the newer.
+	InstallReservations(serial string, state []byte) (newer []byte, drain func(context.Context) error, err error)
+	// Reservations is the unit's state, for the other array.
+	Reservations(serial string) []byte
+}
+
+// WatchReservations registers w to keep the reservations.
+func (s *Store) WatchReservations(w ReservationWatcher) { s.reservationWatcher.Store(&w) }
+
+// DecideReservation runs a PERSISTENT RESERVE OUT that the pod's other
+// array forwarded for its copy of volume, and returns the answer for its
+// host.
+func (s *Store) DecideReservation(ctx context.Context, volume string, req []byte) ([]byte, error) {
+	v, err := s.lookup(ctx, volume)
+	if err != nil {
+		return nil, err
+	}
+	w := s.reservationWatcher.Load()
+	if w == nil {
+		return nil, ErrReservationsUnshared // no iSCSI target here keeps them
+	}
+	return (*w).DecideReservation(ctx, v.rec.Serial, req, func(ctx context.Context, state []byte) ([]byte, error) {
+		return s.shareReservations(ctx, v, state)
+	})
+}
+
+// InstallReservations takes the state the pod's other array decided for
+// its copy of volume (see ReservationWatcher). The drain, for a PREEMPT
+// AND ABORT, is waited for before the other array is answered; it may
+// wait for writes on the caller's stream, so the caller drains off it.
+func (s *Store) InstallReservations(ctx context.Context, volume string, state []byte) (newer []byte, drain func(context.Context) error, err error) {
+	serial, err := s.VolumeSerial(ctx, volume)
+	if err != nil {
+		return nil, nil, err
+	}
+	w := s.reservationWatcher.Load()
+	if w == nil {
+		return nil, func(context.Context) error { return nil }, nil
+	}
+	return (*w).InstallReservations(serial, state)
+}
+
+// Reservations is the reservation state of volume's logical unit here,
+// nil without an iSCSI target.
+func (s *Store) Reservations(ctx context.Context, volume string) ([]byte, error) {
+	serial, err := s.VolumeSerial(ctx, volume)
+	if err != nil {
+		return nil, err
+	}
+	w := s.reservationWatcher.Load()
+	if w == nil {
+		return nil, nil
+	}
+	return (*w).Reservations(serial), nil
+}
