@@ -481,13 +481,25 @@ func checkArray(rep *doctorReport, file string, r arrayRef, p arrayProbe) {
 		c.Fix = "synchronise the clocks of this host and the array (chrony, NTP): replication lag and RPO are computed from them"
 	}
 	rep.add(c)
-	if r.sync && !p.info.Has(array.FeatureForwardOwnCopy) {
-		// The primary would forward to it unsafely, so it forwards nothing.
-		rep.add(doctorCheck{Area: "array", Name: name, Status: statusWarn,
-			Detail: fmt.Sprintf("array %s (volrep %s) lacks the protocol feature %q: the pods' copies there take no client writes, which go to the primary array instead",
-				p.info.Name, p.info.Version, array.FeatureForwardOwnCopy),
-			Fix: "upgrade volrep on that array to the primary array's version"})
+	if !r.sync {
+		return
 	}
+	for _, f := range syncPeerFeatures {
+		if !p.info.Has(f.name) {
+			rep.add(doctorCheck{Area: "array", Name: name, Status: statusWarn,
+				Detail: fmt.Sprintf("array %s (volrep %s) lacks the protocol feature %q: %s", p.info.Name, p.info.Version, f.name, f.without),
+				Fix:    "upgrade volrep on that array to the primary array's version"})
+		}
+	}
+}
+
+// syncPeerFeatures are the protocol features a pod's peer needs, and what
+// its pods do without each.
+var syncPeerFeatures = []struct{ name, without string }{
+	// The primary would forward to it unsafely, so it forwards nothing.
+	{array.FeatureForwardOwnCopy, "the pods' copies there take no client writes, which go to the primary array instead"},
+	// The two arrays cannot keep one set, so neither offers any.
+	{array.FeatureReservations, "the pods' volumes have no SCSI persistent reservations at either array, so a cluster cannot fence its nodes through them"},
 }
 
 // checkPodCopy reports how a sync target holds its backend's pod. A pod

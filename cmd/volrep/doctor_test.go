@@ -381,6 +381,11 @@ func TestDoctorOldSyncPeer(t *testing.T) {
 	}
 	peer.features = []string{array.FeatureForwardOwnCopy}
 	r = volrep(t, nil, "doctor", "--config", conf)
+	if want := "lacks the protocol feature \"reservations\": the pods' volumes have no SCSI persistent reservations"; strings.Contains(r.stdout, `"forward-own-copy"`) || !strings.Contains(r.stdout, want) {
+		t.Errorf("with forward-own-copy only, doctor does not warn of reservations alone (%q):\n%s", want, r.stdout)
+	}
+	peer.features = array.Features()
+	r = volrep(t, nil, "doctor", "--config", conf)
 	if strings.Contains(r.stdout, "lacks the protocol feature") || !strings.Contains(r.stdout, "OK     [pure1] replication_device pure2-sync at "+taddr) {
 		t.Errorf("with the feature reported, doctor still warns or does not say OK:\n%s", r.stdout)
 	}
@@ -393,7 +398,7 @@ func TestDoctorOldSyncPeer(t *testing.T) {
 // failure naming that array and the setting to change.
 func TestDoctorPodHeldForAnotherArray(t *testing.T) {
 	const pod = "cinder-pod.pure2-sync"
-	peer := &fakeArray{name: "site-b", features: []string{array.FeatureForwardOwnCopy}, pods: map[string]*arrayv1.PodCopy{}}
+	peer := &fakeArray{name: "site-b", features: array.Features(), pods: map[string]*arrayv1.PodCopy{}}
 	conf, _ := syncConf(t, peer)
 	name := "[pure1] pod " + pod + " at replication_device pure2-sync: "
 
