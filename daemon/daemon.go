@@ -253,6 +253,9 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 		for _, lis := range h.iscsiLis {
 			lis.Close()
 		}
+		if h.iscsi != nil {
+			h.iscsi.Close()
+		}
 		if h.streamLis != nil {
 			h.streamLis.Close()
 		}
@@ -287,6 +290,13 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 		if _, err := h.store.CreatePool(ctx, p); err != nil {
 			return fail(fmt.Errorf("creating pool %q: %w", p, err))
 		}
+	}
+	if len(h.iscsiLis) > 0 {
+		// Before the replication engine starts the pods: a pod offers its
+		// peer to decide reservations only if a target keeps them here.
+		h.iscsi = iscsi.NewServer(lunmap.New(h.store), iscsi.Options{Logger: alog, PortGroup: uint16(a.ISCSIPortGroup)})
+		h.store.WatchResets(lunmap.Resets(h.iscsi))
+		h.store.WatchReservations(lunmap.Reservations(h.iscsi))
 	}
 	ropts := replication.Options{Logger: alog, Dial: dialPeer, PodMediator: a.PodMediator}
 	sopts := server.Options{Name: "array " + a.Name, Logger: log, Token: a.APIToken.Reveal()}
@@ -341,10 +351,7 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 			})
 		}
 	}
-	if len(h.iscsiLis) > 0 {
-		h.iscsi = iscsi.NewServer(lunmap.New(h.store), iscsi.Options{Logger: alog, PortGroup: uint16(a.ISCSIPortGroup)})
-		h.store.WatchResets(lunmap.Resets(h.iscsi))
-		h.store.WatchReservations(lunmap.Reservations(h.iscsi))
+	if h.iscsi != nil {
 		if reg != nil {
 			srv := h.iscsi
 			reg.DataPath(a.Name, metrics.ISCSI, func() metrics.DataPathStats {

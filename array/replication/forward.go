@@ -59,7 +59,7 @@ func (p *pod) openForward(ctx context.Context) (*forwardLink, error) {
 	}
 	f := &forwardLink{p: p, session: rand.Uint64() | 1, cs: cs, cancel: cancel, work: make(chan struct{}, 1), dead: make(chan struct{})}
 	open := &arrayv1.ForwardOpen{Pod: p.name, SourceArrayId: p.e.id, TimeoutMs: p.timeout.Milliseconds(), Mediated: p.claim != nil, Session: f.session,
-		CompareAndWrite: true, LuReset: true, Reservations: true}
+		CompareAndWrite: true, LuReset: true, Reservations: p.e.s.KeepsReservations()}
 	if p.claim != nil {
 		open.MediatorName = p.claim.Pod()
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/clock"
 )
 
 // keeper stands for an array's iSCSI target as the keeper of its units'
@@ -96,8 +97,11 @@ func (k *keeper) set(serial, s string) {
 // sync, and brings back the peer's if the peer moved on further.
 func TestPodReservationsAreOneAtBothArrays(t *testing.T) {
 	ctx := t.Context()
-	src, tg := newPod(t, 2*time.Second)
+	// The keepers come first, as volrepd starts its iSCSI target before
+	// its pods: a pod offers its peer to decide only where one is kept.
+	src, tg := newSource(t, clock.NewFake(t0)), newTarget(t)
 	ka, kb := keep(src.st), keep(tg.st)
+	podOn(t, src, tg, 2*time.Second)
 	peerWritable(t, tg, "v1", 0, make([]byte, 4096))
 	a, b := openVol(t, src.st, "v1"), openVol(t, tg.st, "v1")
 	serial, err := src.st.VolumeSerial(ctx, "v1")

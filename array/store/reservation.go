@@ -112,6 +112,10 @@ type ReservationWatcher interface {
 // WatchReservations registers w to keep the reservations.
 func (s *Store) WatchReservations(w ReservationWatcher) { s.reservationWatcher.Store(&w) }
 
+// KeepsReservations says whether an iSCSI target keeps the reservations
+// here, so this array can decide a pod's for its peer.
+func (s *Store) KeepsReservations() bool { return s.reservationWatcher.Load() != nil }
+
 // DecideReservation runs a PERSISTENT RESERVE OUT that the pod's other
 // array forwarded for its copy of volume, and returns the answer for its
 // host.
