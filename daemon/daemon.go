@@ -294,7 +294,7 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 	if len(h.iscsiLis) > 0 {
 		// Before the replication engine starts the pods: a pod offers its
 		// peer to decide reservations only if a target keeps them here.
-		h.iscsi = iscsi.NewServer(lunmap.New(h.store), iscsi.Options{Logger: alog, PortGroup: uint16(a.ISCSIPortGroup)})
+		h.iscsi = iscsi.NewServer(lunmap.New(h.store), iscsi.Options{Logger: alog, PortGroup: uint16(a.ISCSIPortGroup), Keeper: h.store})
 		h.store.WatchResets(lunmap.Resets(h.iscsi))
 		h.store.WatchReservations(lunmap.Reservations(h.iscsi))
 	}

@@ -126,9 +126,10 @@
 // Persistent reservations (reservation.go): PERSISTENT RESERVE IN (READ
 // KEYS, READ RESERVATION, REPORT CAPABILITIES, READ FULL STATUS) and OUT
 // (every service action but REGISTER AND MOVE), LU scope, all six types,
-// per I_T nexus (initiator name and ISID). The state is the unit's, in
-// memory (PTPL_C=0: APTPL, SPEC_I_PT and ALL_TG_PT are refused), checked
-// on every command without a lock. PREEMPT AND ABORT waits for the
+// per I_T nexus (initiator name and ISID). The state is the unit's,
+// checked on every command without a lock, and kept through a restart by
+// Options.Keeper (PTPL_C=1; without a Keeper, in memory only and APTPL
+// refused; SPEC_I_PT and ALL_TG_PT are refused). PREEMPT AND ABORT waits for the
 // unit's running commands before it answers. A unit another target
 // serves too has one state at both (ReservationSharer: one target decides,
 // the other forwards, and each state goes to the other before the answer;

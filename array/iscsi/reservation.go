@@ -12,10 +12,9 @@ import (
 // key per I_T nexus and one of them reserves the logical unit, so that a
 // host the cluster has fenced (its registration preempted) can no longer
 // write. The state is the unit's, shared by every session that sees the
-// volume, and kept in memory: REPORT CAPABILITIES says PTPL_C=0, so APTPL
-// (persist through power loss) is refused, and a restart of the array
-// clears every registration, as a power cycle of a disk that cannot
-// persist them would.
+// volume. With a Keeper every state is on disk before it takes effect, so
+// a restart of the array keeps them all (REPORT CAPABILITIES says
+// PTPL_C=1); without one they are in memory only and APTPL is refused.
 //
 // A unit that another target serves too (a pod's volume, at both of its
 // arrays) has one state for both: one target decides every PERSISTENT
@@ -92,6 +91,11 @@ type prState struct {
 	regs       []registration // in the order they registered
 	typ        prType         // 0: not reserved
 	holder     nexus          // when typ is not an all-registrants type
+	// aptpl is the APTPL bit of the last REGISTER, reported as PTPL_A. A
+	// server with a Keeper keeps every state through a restart, APTPL or
+	// not: a restart of the array is not a power loss of the logical unit
+	// (a pod's other array may have served it throughout).
+	aptpl bool
 }
 
 func (st *prState) find(n nexus) int {
@@ -122,11 +126,12 @@ func (st *prState) clone() *prState {
 type reservations struct {
 	// order serialises PERSISTENT RESERVE OUT, across the wait for the
 	// other target of a shared unit; no command on the data path takes it.
-	order   sync.Mutex
-	mu      sync.Mutex // guards owed, and orders publishing state
-	state   atomic.Pointer[prState]
-	owed    map[nexus]uint16 // under mu
-	owedAny atomic.Bool
+	order    sync.Mutex
+	commitMu sync.Mutex // orders keeping and publishing states (Server.commit)
+	mu       sync.Mutex // guards owed, and publishing state with it
+	state    atomic.Pointer[prState]
+	owed     map[nexus]uint16 // under mu
+	owedAny  atomic.Bool
 }
 
 func (r *reservations) current() *prState {
@@ -212,6 +217,7 @@ type prOut struct {
 	typ    prType
 	key    uint64 // RESERVATION KEY
 	sark   uint64 // SERVICE ACTION RESERVATION KEY
+	aptpl  bool
 }
 
 // prOutcome is what applying a PERSISTENT RESERVE OUT gives: the next
@@ -241,6 +247,7 @@ func (o prOut) apply(st *prState, n nexus) prOutcome {
 		}
 		next := st.clone()
 		next.generation++
+		next.aptpl = o.aptpl
 		switch {
 		case !registered:
 			next.regs = append(next.regs, registration{n: n, key: o.sark})
@@ -357,8 +364,9 @@ func oweAll(regs []registration, n nexus, asc uint16) map[nexus]uint16 {
 	return owe
 }
 
-// decodePROut reads PERSISTENT RESERVE OUT's CDB and parameter list.
-func decodePROut(cdb, params []byte) (prOut, scsiResult, bool) {
+// decodePROut reads PERSISTENT RESERVE OUT's CDB and parameter list;
+// ptpl says the server keeps reservations through a restart (PTPL_C).
+func decodePROut(cdb, params []byte, ptpl bool) (prOut, scsiResult, bool) {
 	o := prOut{action: cdb[1] & 0x1f, scope: cdb[2] >> 4, typ: prType(cdb[2] & 0x0f)}
 	plen := int(binary.BigEndian.Uint32(cdb[5:]))
 	if o.action > 0x6 { // REGISTER AND MOVE and beyond are not served
@@ -369,16 +377,18 @@ func decodePROut(cdb, params []byte) (prOut, scsiResult, bool) {
 	}
 	o.key = binary.BigEndian.Uint64(params)
 	o.sark = binary.BigEndian.Uint64(params[8:])
-	// SPEC_I_PT, ALL_TG_PT and APTPL ask for what REPORT CAPABILITIES
-	// says is not supported (SIP_C, ATP_C and PTPL_C are zero).
-	if params[20]&(0x08|0x04|0x01) != 0 {
+	o.aptpl = params[20]&0x01 != 0
+	// SPEC_I_PT and ALL_TG_PT ask for what REPORT CAPABILITIES says is
+	// not supported (SIP_C and ATP_C are zero), and APTPL too without a
+	// Keeper (PTPL_C zero).
+	if params[20]&(0x08|0x04) != 0 || o.aptpl && !ptpl {
 		return o, withSPDTL(checkCondition(senseIllegalRequest, ascInvalidFieldInParams), plen), false
 	}
 	return o, scsiResult{spdtl: plen}, true
 }
 
 // prIn answers PERSISTENT RESERVE IN from n against st.
-func prIn(st *prState, cdb []byte) scsiResult {
+func prIn(st *prState, cdb []byte, ptpl bool) scsiResult {
 	alloc := int(binary.BigEndian.Uint16(cdb[7:]))
 	var d []byte
 	switch cdb[1] & 0x1f {
@@ -399,6 +409,12 @@ func prIn(st *prState, cdb []byte) scsiResult {
 		}
 	case 0x2: // REPORT CAPABILITIES
 		d = []byte{0, 8, 0, 0x80, prTypeMaskByte4, prTypeMaskByte5, 0, 0} // TMV; ALLOW COMMANDS 0
+		if ptpl {
+			d[2] |= 0x01 // PTPL_C
+			if st.aptpl {
+				d[3] |= 0x01 // PTPL_A
+			}
+		}
 		return scsiResult{data: truncateAlloc(d, alloc)}
 	case 0x3: // READ FULL STATUS
 		d = make([]byte, 8)

@@ -53,11 +53,11 @@ func (c *cmd) persistentReserveIn() scsiResult {
 	if stretched(c.l.dev) {
 		return checkCondition(senseIllegalRequest, ascInvalidOpcode)
 	}
-	return prIn(c.l.unit.pr.current(), c.cdb)
+	return prIn(c.l.unit.pr.current(), c.cdb, c.ss.s.opts.Keeper != nil)
 }
 
 func (c *cmd) persistentReserveOut(ctx context.Context) scsiResult {
-	o, res, ok := decodePROut(c.cdb, c.out)
+	o, res, ok := decodePROut(c.cdb, c.out, c.ss.s.opts.Keeper != nil)
 	if !ok {
 		return res
 	}
@@ -122,13 +122,15 @@ func (s *Server) reserve(ctx context.Context, naa [16]byte, u *unit, n nexus, o 
 				if tries == 3 {
 					return scsiResult{}, ErrUnavailable
 				}
-				if _, _, err := s.install(u, newer); err != nil {
+				if _, _, err := s.install(ctx, u, naa, newer); err != nil {
 					return scsiResult{}, err
 				}
 				continue
 			}
 		}
-		if !u.pr.publish(out.next, cur.version, out.owe, s.opts.PortGroup) {
+		if ok, err := s.commit(ctx, u, naa, out.next, cur.version, out.owe); err != nil {
+			return scsiResult{}, err
+		} else if !ok {
 			continue // a newer state was installed meanwhile
 		}
 		s.log.Info("iscsi: persistent reservation", "change", out.summary, "initiator_port", n.initiatorPort(), "target", n.target,
@@ -146,15 +148,27 @@ func (s *Server) reserve(ctx context.Context, naa [16]byte, u *unit, n nexus, o 
 	}
 }
 
-// publish makes next the unit's state if it still is at version base,
-// with the attentions it owes to this target's nexuses (those of port:
-// the other target of a shared unit raises its own).
-func (r *reservations) publish(next *prState, base uint64, owe map[nexus]uint16, port uint16) bool {
+// commit makes next the unit's state if it still is at version base:
+// kept on disk first (Keeper), then published with the attentions it
+// owes to this target's nexuses (those of port: the other target of a
+// shared unit raises its own). Commits of a unit are serialised, so the
+// states reach the disk in the order they take effect.
+func (s *Server) commit(ctx context.Context, u *unit, naa [16]byte, next *prState, base uint64, owe map[nexus]uint16) (bool, error) {
+	u.pr.commitMu.Lock()
+	defer u.pr.commitMu.Unlock()
+	if u.pr.current().version != base {
+		return false, nil
+	}
+	if err := s.keep(ctx, naa, next); err != nil {
+		return false, err
+	}
+	u.pr.publish(next, owe, s.opts.PortGroup)
+	return true, nil
+}
+
+func (r *reservations) publish(next *prState, owe map[nexus]uint16, port uint16) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.current().version != base {
-		return false
-	}
 	r.state.Store(next)
 	for n, asc := range owe {
 		if n.port != port {
@@ -166,7 +180,6 @@ func (r *reservations) publish(next *prState, base uint64, owe map[nexus]uint16,
 		r.owed[n] = asc
 	}
 	r.owedAny.Store(len(r.owed) > 0)
-	return true
 }
 
 // DecideReservation runs a PERSISTENT RESERVE OUT that the other target
@@ -178,7 +191,7 @@ func (s *Server) DecideReservation(ctx context.Context, naa [16]byte, req []byte
 	if err != nil {
 		return nil, err
 	}
-	o, res, ok := decodePROut(cdb, params)
+	o, res, ok := decodePROut(cdb, params, s.opts.Keeper != nil)
 	if ok {
 		res, err = s.reserve(ctx, naa, s.unitOf(naa), n, o, share)
 		if err != nil {
@@ -195,10 +208,10 @@ func (s *Server) DecideReservation(ctx context.Context, naa [16]byte, req []byte
 // AND ABORT, waits for the unit's commands that were running here; the
 // other target answers only after it.
 func (s *Server) InstallReservations(naa [16]byte, state []byte) (newer []byte, drain func(context.Context) error, err error) {
-	return s.install(s.unitOf(naa), state)
+	return s.install(s.ctx, s.unitOf(naa), naa, state)
 }
 
-func (s *Server) install(u *unit, state []byte) (newer []byte, drain func(context.Context) error, err error) {
+func (s *Server) install(ctx context.Context, u *unit, naa [16]byte, state []byte) (newer []byte, drain func(context.Context) error, err error) {
 	st, owe, flags, err := decodeState(state)
 	if err != nil {
 		return nil, nil, err
@@ -210,8 +223,10 @@ func (s *Server) install(u *unit, state []byte) (newer []byte, drain func(contex
 		if flags&stateCatchUp != 0 {
 			owe = catchUpOwed(cur, st, s.opts.PortGroup)
 		}
-		if !u.pr.publish(st, cur.version, owe, s.opts.PortGroup) {
-			return s.install(u, state) // installed meanwhile: compare again
+		if ok, err := s.commit(ctx, u, naa, st, cur.version, owe); err != nil {
+			return nil, nil, err
+		} else if !ok {
+			return s.install(ctx, u, naa, state) // installed meanwhile: compare again
 		}
 		if flags&stateAborts != 0 {
 			drain = u.running.drainer()
@@ -221,6 +236,44 @@ func (s *Server) install(u *unit, state []byte) (newer []byte, drain func(contex
 		return encodeState(cur, nil, stateCatchUp), drain, nil
 	}
 	return nil, drain, nil
+}
+
+// ReservationKeeper keeps the units' persistent reservations on disk
+// (Options.Keeper), by NAA. SaveReservations is durable before it returns:
+// a change is answered only once kept.
+type ReservationKeeper interface {
+	LoadReservations(ctx context.Context, naa [16]byte) ([]byte, error)
+	SaveReservations(ctx context.Context, naa [16]byte, state []byte) error
+}
+
+// keep saves a unit's next state before it takes effect.
+func (s *Server) keep(ctx context.Context, naa [16]byte, st *prState) error {
+	if s.opts.Keeper == nil {
+		return nil
+	}
+	return s.opts.Keeper.SaveReservations(ctx, naa, encodeState(st, nil, 0))
+}
+
+// loadReservations is the state kept for a unit, nil if none (or none
+// that could be read: the unit then starts with none, as after a power
+// loss, and says so).
+func (s *Server) loadReservations(naa [16]byte) *prState {
+	if s.opts.Keeper == nil {
+		return nil
+	}
+	b, err := s.opts.Keeper.LoadReservations(s.ctx, naa)
+	if err == nil && b == nil {
+		return nil
+	}
+	var st *prState
+	if err == nil {
+		st, _, _, err = decodeState(b)
+	}
+	if err != nil {
+		s.log.Warn("iscsi: the persistent reservations kept for a logical unit cannot be read; it starts with none", "wwn", hex.EncodeToString(naa[:]), "err", err)
+		return nil
+	}
+	return st
 }
 
 // Reservations is the state of the unit whose NAA is naa, for the other
@@ -257,6 +310,7 @@ func catchUpOwed(cur, next *prState, port uint16) map[nexus]uint16 {
 const (
 	stateAborts   = 1 << 0 // a PREEMPT AND ABORT: drain the unit before answering
 	stateCatchUp  = 1 << 1 // a whole state, for two targets that met again
+	keptAPTPL     = 1 << 0 // the state's own flags: the last REGISTER's APTPL
 	stateFormat   = 1
 	prParamsLen   = 24
 	prOutCDBLen   = 10
@@ -283,7 +337,11 @@ func encodeState(st *prState, owe map[nexus]uint16, flags byte) []byte {
 	b := []byte{stateFormat}
 	b = binary.BigEndian.AppendUint64(b, st.version)
 	b = binary.BigEndian.AppendUint32(b, st.generation)
-	b = append(b, byte(st.typ), flags)
+	var kept byte
+	if st.aptpl {
+		kept = keptAPTPL
+	}
+	b = append(b, byte(st.typ), flags, kept)
 	holder := -1
 	if st.typ != 0 && !st.typ.allRegistrants() {
 		holder = st.find(st.holder)
@@ -348,6 +406,7 @@ func decodeState(b []byte) (st *prState, owe map[nexus]uint16, flags byte, err e
 	}
 	st = &prState{version: r.u64(), generation: r.u32(), typ: prType(r.u8())}
 	flags = r.u8()
+	st.aptpl = r.u8()&keptAPTPL != 0
 	holder := int(int16(r.u16()))
 	nregs := int(r.u16())
 	for i := 0; i < nregs && !r.bad; i++ {

@@ -346,3 +346,84 @@ func TestSharedUnitReservations(t *testing.T) {
 		t.Error("a malformed state was installed")
 	}
 }
+
+// memKeeper is a Keeper's disk: it outlives the servers that use it.
+type memKeeper struct {
+	mu    sync.Mutex
+	saved map[[16]byte][]byte
+	saves int
+}
+
+func (k *memKeeper) LoadReservations(_ context.Context, naa [16]byte) ([]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return bytes.Clone(k.saved[naa]), nil
+}
+
+func (k *memKeeper) SaveReservations(_ context.Context, naa [16]byte, state []byte) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.saved[naa] = bytes.Clone(state)
+	k.saves++
+	return nil
+}
+
+// TestReservationsOutliveARestart: with a Keeper every change is kept
+// before it is answered, and a server started anew over the same keeper
+// has the registrations and the reservation back, APTPL or not (a
+// restart of the array is no power loss of the unit). REPORT CAPABILITIES
+// says PTPL_C, and PTPL_A as the last REGISTER asked.
+func TestReservationsOutliveARestart(t *testing.T) {
+	keeper := &memKeeper{saved: map[[16]byte][]byte{}}
+	dev := newFileDevice(t, 1<<20, 41)
+	serve := func() (*testServer, *rawClient) {
+		tt := newTestTargets()
+		tt.add(testIQN, rawInit, Auth{}, 0, dev)
+		ts := startServer(t, tt, Options{Keeper: keeper})
+		c := dialRaw(t, ts.addr)
+		c.mustLogin(loginOpts{initiator: rawInit, target: testIQN})
+		c.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil)
+		return ts, c
+	}
+	ts, c := serve()
+	const key = 0x7e57
+	wantStatus(t, "REGISTER with APTPL", c.prOutCmd(paRegister, 0, 0, key, 0x01), statusGood, 0)
+	c.mustPROut(paReserve, typeWERO, key, 0)
+	if keeper.saves != 2 {
+		t.Fatalf("%d states kept for REGISTER and RESERVE; want 2", keeper.saves)
+	}
+	if caps := c.prIn(0x2); caps[2]&0x01 == 0 || caps[3]&0x01 == 0 {
+		t.Fatalf("REPORT CAPABILITIES with a keeper, after REGISTER with APTPL: %x; want PTPL_C and PTPL_A", caps)
+	}
+	gen, _ := keysOf(c.prIn(prInReadKeys))
+	ts.srv.Close()
+
+	_, c = serve()
+	gen2, keys := keysOf(c.prIn(prInReadKeys))
+	if len(keys) != 1 || keys[0] != key || gen2 != gen {
+		t.Fatalf("after a restart: keys %x generation %d; want %x, %d", keys, gen2, key, gen)
+	}
+	resv := c.prIn(prInReadResv)
+	if len(resv) < 24 || binary.BigEndian.Uint64(resv[8:]) != key || resv[21] != typeWERO {
+		t.Fatalf("READ RESERVATION after a restart: %x", resv)
+	}
+	// A REGISTER without APTPL: still kept, and PTPL_A says so.
+	c.mustPROut(paRegister, 0, key, key+1)
+	if caps := c.prIn(0x2); caps[2]&0x01 == 0 || caps[3]&0x01 != 0 {
+		t.Fatalf("REPORT CAPABILITIES after REGISTER without APTPL: %x; want PTPL_C without PTPL_A", caps)
+	}
+	keeper.saved[dev.Identity().NAA] = []byte{1, 2}
+	other := newFileDevice(t, 1<<20, 41) // the same unit, a kept state that cannot be read
+	tt := newTestTargets()
+	tt.add(testIQN, rawInit, Auth{}, 0, other)
+	ts3 := startServer(t, tt, Options{Keeper: keeper})
+	c3 := dialRaw(t, ts3.addr)
+	c3.mustLogin(loginOpts{initiator: rawInit, target: testIQN})
+	c3.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil)
+	if _, keys := keysOf(c3.prIn(prInReadKeys)); len(keys) != 0 {
+		t.Fatalf("a unit whose kept state cannot be read starts with keys %x", keys)
+	}
+	if !strings.Contains(ts3.logs.String(), "cannot be read") {
+		t.Errorf("an unreadable kept state is not logged:\n%s", ts3.logs.String())
+	}
+}

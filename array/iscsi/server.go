@@ -41,6 +41,10 @@ type Options struct {
 	// remote address, initiator, target and reason; never a secret) and
 	// protocol violations. Nil discards them.
 	Logger *slog.Logger
+	// Keeper keeps the units' persistent reservations on disk; with it
+	// they outlive a restart of the server (REPORT CAPABILITIES says
+	// PTPL_C=1). Without it they are in memory only, and APTPL is refused.
+	Keeper ReservationKeeper
 	// MaxConnections caps concurrent connections over all listeners; a
 	// connection over the cap is closed at once. Default 1024; negative
 	// means no limit.
@@ -349,6 +353,10 @@ func (s *Server) unitOf(naa [16]byte) *unit {
 	if v, ok := s.units.Load(naa); ok {
 		return v.(*unit)
 	}
-	v, _ := s.units.LoadOrStore(naa, new(unit))
+	u := new(unit)
+	if st := s.loadReservations(naa); st != nil {
+		u.pr.state.Store(st)
+	}
+	v, _ := s.units.LoadOrStore(naa, u)
 	return v.(*unit)
 }

@@ -1,8 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/volrep/volrep/array"
 )
 
 // A pod's volume is one logical unit to a host with paths to both arrays,
@@ -161,4 +167,41 @@ func (s *Store) Reservations(ctx context.Context, volume string) ([]byte, error)
 		return nil, nil
 	}
 	return (*w).Reservations(serial), nil
+}
+
+// The reservations of a volume's logical unit are kept on disk, by the
+// unit's NAA, so that a restart of the array keeps every registration, as
+// a controller failover of an array keeps them (reservationBucket).
+const reservationBucket = "iscsi-reservations"
+
+// SaveReservations makes state the reservations kept for the unit whose
+// NAA is naa, durably.
+func (s *Store) SaveReservations(ctx context.Context, naa [16]byte, state []byte) error {
+	return s.PutRecord(ctx, reservationBucket, hex.EncodeToString(naa[:]), state)
+}
+
+// LoadReservations returns the reservations kept for the unit whose NAA
+// is naa, nil if none are.
+func (s *Store) LoadReservations(ctx context.Context, naa [16]byte) ([]byte, error) {
+	if err := s.checkOpen(ctx); err != nil {
+		return nil, err
+	}
+	var state []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(recordBucket(reservationBucket)); b != nil {
+			state = bytes.Clone(b.Get([]byte(hex.EncodeToString(naa[:]))))
+		}
+		return nil
+	})
+	return state, err
+}
+
+// deleteReservations drops a deleted volume's reservations.
+func deleteReservations(tx *bolt.Tx, serial string) error {
+	b := tx.Bucket(recordBucket(reservationBucket))
+	if b == nil || serial == "" {
+		return nil
+	}
+	naa := array.NAA(serial)
+	return b.Delete([]byte(hex.EncodeToString(naa[:])))
 }

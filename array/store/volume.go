@@ -256,6 +256,9 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 		if err := tx.Bucket(bucketVolumes).Delete([]byte(name)); err != nil {
 			return err
 		}
+		if err := deleteReservations(tx, v.rec.Serial); err != nil {
+			return err
+		}
 		return deleteLayerRec(tx, v.live.id)
 	}
 	if v.live.parent != nil {

@@ -1,0 +1,45 @@
+package store_test
+
+import (
+	"bytes"
+	"encoding/hex"
+	"testing"
+
+	"github.com/volrep/volrep/array"
+)
+
+// TestReservationsKeptWithTheVolume: the iSCSI target's reservations of a
+// volume's unit (by its NAA) outlive a reopen of the array, and go with
+// the volume: a volume deleted leaves none behind.
+func TestReservationsKeptWithTheVolume(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	s := openISCSI(t, dir)
+	must[array.Pool](t)(s.CreatePool(ctx, "p"))
+	v := must[array.Volume](t)(s.CreateVolume(ctx, array.VolumeSpec{Name: "v1", Pool: "p", SizeBytes: 1 << 20}))
+	var naa [16]byte
+	if b, err := hex.DecodeString(v.WWN); err != nil || len(b) != 16 {
+		t.Fatalf("WWN %q: %v", v.WWN, err)
+	} else {
+		copy(naa[:], b)
+	}
+	if got, err := s.LoadReservations(ctx, naa); err != nil || got != nil {
+		t.Fatalf("a new volume's kept reservations: %x, %v; want none", got, err)
+	}
+	state := []byte("state-1")
+	if err := s.SaveReservations(ctx, naa, state); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openISCSI(t, dir)
+	defer func() { s.Close() }()
+	if got, err := s.LoadReservations(ctx, naa); err != nil || !bytes.Equal(got, state) {
+		t.Fatalf("after a reopen: %q, %v; want %q", got, err, state)
+	}
+	if err := s.DeleteVolume(ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.LoadReservations(ctx, naa); err != nil || got != nil {
+		t.Fatalf("after the volume's delete: %q, %v; want none", got, err)
+	}
+}
