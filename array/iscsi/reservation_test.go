@@ -376,7 +376,7 @@ func (k *memKeeper) SaveReservations(_ context.Context, naa [16]byte, state []by
 func TestReservationsOutliveARestart(t *testing.T) {
 	keeper := &memKeeper{saved: map[[16]byte][]byte{}}
 	dev := newFileDevice(t, 1<<20, 41)
-	serve := func() (*testServer, *rawClient) {
+	serve := func(dev Device) (*testServer, *rawClient) {
 		tt := newTestTargets()
 		tt.add(testIQN, rawInit, Auth{}, 0, dev)
 		ts := startServer(t, tt, Options{Keeper: keeper})
@@ -385,7 +385,7 @@ func TestReservationsOutliveARestart(t *testing.T) {
 		c.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil)
 		return ts, c
 	}
-	ts, c := serve()
+	ts, c := serve(dev)
 	const key = 0x7e57
 	wantStatus(t, "REGISTER with APTPL", c.prOutCmd(paRegister, 0, 0, key, 0x01), statusGood, 0)
 	c.mustPROut(paReserve, typeWERO, key, 0)
@@ -398,7 +398,7 @@ func TestReservationsOutliveARestart(t *testing.T) {
 	gen, _ := keysOf(c.prIn(prInReadKeys))
 	ts.srv.Close()
 
-	_, c = serve()
+	_, c = serve(dev)
 	gen2, keys := keysOf(c.prIn(prInReadKeys))
 	if len(keys) != 1 || keys[0] != key || gen2 != gen {
 		t.Fatalf("after a restart: keys %x generation %d; want %x, %d", keys, gen2, key, gen)
@@ -413,13 +413,7 @@ func TestReservationsOutliveARestart(t *testing.T) {
 		t.Fatalf("REPORT CAPABILITIES after REGISTER without APTPL: %x; want PTPL_C without PTPL_A", caps)
 	}
 	keeper.saved[dev.Identity().NAA] = []byte{1, 2}
-	other := newFileDevice(t, 1<<20, 41) // the same unit, a kept state that cannot be read
-	tt := newTestTargets()
-	tt.add(testIQN, rawInit, Auth{}, 0, other)
-	ts3 := startServer(t, tt, Options{Keeper: keeper})
-	c3 := dialRaw(t, ts3.addr)
-	c3.mustLogin(loginOpts{initiator: rawInit, target: testIQN})
-	c3.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil)
+	ts3, c3 := serve(newFileDevice(t, 1<<20, 41)) // the same unit, a kept state that cannot be read
 	if _, keys := keysOf(c3.prIn(prInReadKeys)); len(keys) != 0 {
 		t.Fatalf("a unit whose kept state cannot be read starts with keys %x", keys)
 	}
