@@ -133,7 +133,7 @@
 // unit's running commands before it answers. A unit another target
 // serves too has one state at both (ReservationSharer: one target decides,
 // the other forwards, and each state goes to the other before the answer;
-// reservation_share.go); one that cannot share them (Stretcher) has none,
+// reservation_server.go); one that cannot share them (ReservationRefuser) has none,
 // as a reservation here would not fence the other target's paths.
 //
 // Not supported (INVALID COMMAND OPERATION CODE): MODE SELECT,

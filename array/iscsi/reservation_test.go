@@ -11,13 +11,14 @@ import (
 	"time"
 )
 
-// stretchedDevice is a unit another target serves too while on is set.
-type stretchedDevice struct {
+// refusingDevice is a unit another target serves too, and shares no
+// reservations with, while on is set.
+type refusingDevice struct {
 	*fileDevice
 	on atomic.Bool
 }
 
-func (d *stretchedDevice) Stretched() bool { return d.on.Load() }
+func (d *refusingDevice) RefusesReservations() bool { return d.on.Load() }
 
 // PERSISTENT RESERVE OUT service actions and types the tests use.
 const (
@@ -200,7 +201,7 @@ func TestPreemptAndAbortFencesAHost(t *testing.T) {
 // unit another target serves too (a pod) has no reservations at all, as
 // one kept here would not fence the host's paths to the other array.
 func TestReservationRefusals(t *testing.T) {
-	dev := &stretchedDevice{fileDevice: newFileDevice(t, 1<<20, 23)}
+	dev := &refusingDevice{fileDevice: newFileDevice(t, 1<<20, 23)}
 	c := loggedIn(t, dev)
 	c.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil)
 
@@ -215,12 +216,12 @@ func TestReservationRefusals(t *testing.T) {
 	wantStatus(t, "REGISTER with a key while not registered", c.prOutCmd(paRegister, 0, 5, 7, 0), statusReservationConflict, 0)
 
 	dev.on.Store(true)
-	wantStatus(t, "PERSISTENT RESERVE IN of a stretched unit", c.mustDo(0, []byte{0x5e, 0, 0, 0, 0, 0, 0, 0x10, 0, 0}, 4096, nil),
+	wantStatus(t, "PERSISTENT RESERVE IN of a unit that refuses them", c.mustDo(0, []byte{0x5e, 0, 0, 0, 0, 0, 0, 0x10, 0, 0}, 4096, nil),
 		statusCheckCondition, ascInvalidOpcode)
-	wantStatus(t, "PERSISTENT RESERVE OUT of a stretched unit", c.prOutCmd(paRegisterIgnore, 0, 0, 7, 0), statusCheckCondition, ascInvalidOpcode)
+	wantStatus(t, "PERSISTENT RESERVE OUT of a unit that refuses them", c.prOutCmd(paRegisterIgnore, 0, 0, 7, 0), statusCheckCondition, ascInvalidOpcode)
 	r := c.mustDo(0, []byte{0xa3, 0x0c, 0x02, 0x5e, 0, 0, 0, 0, 0, 64, 0, 0}, 64, nil)
 	if r.status != statusGood || len(r.data) < 2 || r.data[1]&0x07 != 0x01 {
-		t.Fatalf("REPORT SUPPORTED OPERATION CODES for PERSISTENT RESERVE IN of a stretched unit: %#x %x; want not supported", r.status, r.data)
+		t.Fatalf("REPORT SUPPORTED OPERATION CODES for PERSISTENT RESERVE IN of a unit that refuses them: %#x %x; want not supported", r.status, r.data)
 	}
 	dev.on.Store(false)
 	if d := c.prIn(prInReadKeys); len(d) != 8 {

@@ -1175,7 +1175,7 @@ func (c *cmd) reportSupportedOpcodes() scsiResult {
 	reqSA := binary.BigEndian.Uint16(cdb[4:])
 	alloc := int(binary.BigEndian.Uint32(cdb[6:]))
 	ops := opsWithReservations
-	if stretched(c.l.dev) {
+	if refusesReservations(c.l.dev) {
 		ops = supportedOps
 	}
 	if opts == 0 {

@@ -165,15 +165,15 @@ var accessStates = map[array.PathState]iscsi.AccessState{
 func (d *device) Close() {}
 
 var (
-	_ iscsi.CompareWriter     = (*device)(nil)
-	_ iscsi.ResetSharer       = (*device)(nil)
-	_ iscsi.Stretcher         = (*device)(nil)
-	_ iscsi.ReservationSharer = (*device)(nil)
+	_ iscsi.CompareWriter      = (*device)(nil)
+	_ iscsi.ResetSharer        = (*device)(nil)
+	_ iscsi.ReservationRefuser = (*device)(nil)
+	_ iscsi.ReservationSharer  = (*device)(nil)
 )
 
-// Stretched: a volume the other array of a pod serves as well, and cannot
-// share persistent reservations with now.
-func (d *device) Stretched() bool { return d.h.ReservationsUnshared() }
+// RefusesReservations: a volume the other array of a pod serves as well,
+// and cannot share persistent reservations with now.
+func (d *device) RefusesReservations() bool { return d.h.ReservationsUnshared() }
 
 // ForwardReservation runs PERSISTENT RESERVE OUT at the pod's deciding
 // array, when that is the other one.
