@@ -66,7 +66,7 @@ func (c *cmd) persistentReserveOut(ctx context.Context) scsiResult {
 	}
 	var share shareFunc
 	if rs, ok := c.l.dev.(ReservationSharer); ok {
-		reply, forwarded, err := rs.ForwardReservation(ctx, encodeReservationOut(c.ss.nexus, c.cdb[:10], c.out[:prParamsLen]))
+		reply, forwarded, err := rs.ForwardReservation(ctx, encodeReservationOut(c.ss.nexus, c.cdb[:prOutCDBLen], c.out[:prParamsLen]))
 		if err != nil {
 			return withSPDTL(c.reservationFailed(err), plen)
 		}
