@@ -48,21 +48,43 @@ func (m *podMember) ShareReservations(ctx context.Context, state []byte) ([]byte
 // pushReservations sends a member's state on st and returns the peer's
 // newer one, if it holds a newer one.
 func (p *pod) pushReservations(st *mirrorStream, m *podMember, state []byte) ([]byte, error) {
-	resp := make(chan *arrayv1.MirrorResponse, 1)
+	t := time.NewTimer(p.timeout)
+	defer t.Stop()
+	return p.awaitReservations(st, p.sendReservations(st, m, state), t.C)
+}
+
+// reservationPush is a member's state on its way to the peer.
+type reservationPush struct {
+	m    *podMember
+	done <-chan error // nil: it could not be queued (the stream died)
+	resp chan *arrayv1.MirrorResponse
+}
+
+func (p *pod) sendReservations(st *mirrorStream, m *podMember, state []byte) reservationPush {
+	push := reservationPush{m: m, resp: make(chan *arrayv1.MirrorResponse, 1)}
 	done, err := st.enqueueFor(nil, 0, 0, func(seq uint64) *arrayv1.MirrorRequest {
 		return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Reservations{Reservations: &arrayv1.MirrorReservations{Seq: seq, Volume: m.remote, State: state}}}
-	}, resp)
+	}, push.resp)
 	if err != nil {
 		p.fail(st, err, nil, 0, 0)
-	} else {
-		t := time.NewTimer(p.timeout)
-		defer t.Stop()
-		acked, err := p.await(st, done, t.C, nil, 0, 0)
+		return push
+	}
+	push.done = done
+	return push
+}
+
+// awaitReservations waits, until deadline, for the peer to take a state
+// (its newer one, if it holds one). A peer that does not is dropped from
+// the pod as for a write, and the change stands here (marked at the
+// mediator); a pod its mediator stopped takes none.
+func (p *pod) awaitReservations(st *mirrorStream, push reservationPush, deadline <-chan time.Time) ([]byte, error) {
+	if push.done != nil {
+		acked, err := p.await(st, push.done, deadline, nil, 0, 0)
 		if err != nil {
 			return nil, err
 		}
 		if acked {
-			return (<-resp).GetReservations(), nil
+			return (<-push.resp).GetReservations(), nil
 		}
 	}
 	if p.stopped() {
@@ -74,11 +96,13 @@ func (p *pod) pushReservations(st *mirrorStream, m *podMember, state []byte) ([]
 // shareAllReservations sends, once per stream, each ready member's
 // reservations, and takes the peer's where they are newer. It runs
 // before the pod counts as in sync, so the peer's paths come back with
-// the state of this side's.
+// the state of this side's. The states go out together and are waited
+// for after, one round trip for the pod rather than one per member.
 func (p *pod) shareAllReservations(ctx context.Context, st *mirrorStream) error {
 	if !p.l.has(array.FeatureReservations) {
 		return nil
 	}
+	var pushes []reservationPush
 	for _, m := range p.readyMembers() {
 		p.mu.Lock()
 		done := m.reservationsOn == st
@@ -93,7 +117,12 @@ func (p *pod) shareAllReservations(ctx context.Context, st *mirrorStream) error 
 		if err != nil || state == nil {
 			return err // nil, nil: no iSCSI target here keeps them
 		}
-		newer, err := p.pushReservations(st, m, state)
+		pushes = append(pushes, p.sendReservations(st, m, state))
+	}
+	t := time.NewTimer(p.timeout)
+	defer t.Stop()
+	for _, push := range pushes {
+		newer, err := p.awaitReservations(st, push, t.C)
 		if err != nil {
 			return err
 		}
@@ -101,13 +130,13 @@ func (p *pod) shareAllReservations(ctx context.Context, st *mirrorStream) error 
 			return errdefs.Unavailable("pod %s lost its peer while sharing its volumes' reservations", p.name)
 		}
 		if newer != nil {
-			if _, _, err := p.e.s.InstallReservations(ctx, m.local, newer); err != nil && !errdefs.IsNotFound(err) {
+			if _, _, err := p.e.s.InstallReservations(ctx, push.m.local, newer); err != nil && !errdefs.IsNotFound(err) {
 				return err
 			}
-			p.e.log.Info("took the peer's newer persistent reservations of a pod volume (it carried the pod)", "pod", p.name, "volume", m.local)
+			p.e.log.Info("took the peer's newer persistent reservations of a pod volume (it carried the pod)", "pod", p.name, "volume", push.m.local)
 		}
 		p.mu.Lock()
-		m.reservationsOn = st
+		push.m.reservationsOn = st
 		p.mu.Unlock()
 	}
 	return nil
