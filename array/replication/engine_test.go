@@ -36,7 +36,7 @@ var t0 = time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
 // target is a peer array: the real engine behind the real server chain,
 // which a test can stop and start again on the same address.
 type target struct {
-	t    *testing.T
+	t    testing.TB
 	st   *store.Store
 	addr string
 	// streams is the raw stream port the pods use (server/rawstream);
@@ -50,17 +50,17 @@ type target struct {
 
 // newTarget starts a peer array. Its NBDAddress is never listened on: it
 // lets a test export a snapshot.
-func newTarget(t *testing.T) *target { return newTargetWith(t, true) }
+func newTarget(t testing.TB) *target { return newTargetWith(t, true) }
 
 // newTargetWith starts a peer array that, without serveStreams, reports a
 // raw stream port where nothing listens (a firewall between the arrays).
-func newTargetWith(t *testing.T, serveStreams bool) *target {
+func newTargetWith(t testing.TB, serveStreams bool) *target {
 	return newTargetOf(t, serveStreams, nil)
 }
 
 // newTargetOf starts a peer array that, with features set, reports those
 // protocol features instead of this build's: an older array.
-func newTargetOf(t *testing.T, serveStreams bool, features *[]string) *target {
+func newTargetOf(t testing.TB, serveStreams bool, features *[]string) *target {
 	slis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +133,7 @@ type source struct {
 	clk *clock.Fake
 }
 
-func newSource(t *testing.T, clk *clock.Fake, opts ...func(*replication.Options)) *source {
+func newSource(t testing.TB, clk *clock.Fake, opts ...func(*replication.Options)) *source {
 	st, err := store.Open(t.TempDir(), store.Options{Name: "site-a", Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +159,7 @@ func newSource(t *testing.T, clk *clock.Fake, opts ...func(*replication.Options)
 }
 
 // waitCycle waits until the replica has shipped snapshot want and is idle.
-func waitCycle(t *testing.T, e *replication.Engine, name, want string) array.Replica {
+func waitCycle(t testing.TB, e *replication.Engine, name, want string) array.Replica {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second) // a bound, not a wait: a loaded 2-core machine is slow
 	for {
@@ -177,7 +177,7 @@ func waitCycle(t *testing.T, e *replication.Engine, name, want string) array.Rep
 	}
 }
 
-func waitState(t *testing.T, e *replication.Engine, name, state string) array.Replica {
+func waitState(t testing.TB, e *replication.Engine, name, state string) array.Replica {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -196,7 +196,7 @@ func waitState(t *testing.T, e *replication.Engine, name, state string) array.Re
 }
 
 // waitSnapshot waits until the scheduler has taken snapshot name.
-func waitSnapshot(t *testing.T, st *store.Store, vol, name string) {
+func waitSnapshot(t testing.TB, st *store.Store, vol, name string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -219,7 +219,7 @@ func names(snaps []array.Snapshot) []string {
 	return out
 }
 
-func protect(t *testing.T, src *source, tg *target, name string, spec array.ReplicaSpec) {
+func protect(t testing.TB, src *source, tg *target, name string, spec array.ReplicaSpec) {
 	t.Helper()
 	ctx := t.Context()
 	if _, err := src.eng.CreateLink(ctx, array.LinkSpec{Name: "site-b", Address: tg.addr, Token: token}); err != nil {

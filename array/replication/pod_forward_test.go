@@ -24,7 +24,7 @@ import (
 
 // peerWritable waits until the pod's copy at the peer takes client writes
 // (the forward stream is open and the pod in sync), writing p at off.
-func peerWritable(t *testing.T, tg *target, vol string, off int64, p []byte) {
+func peerWritable(t testing.TB, tg *target, vol string, off int64, p []byte) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -39,7 +39,7 @@ func peerWritable(t *testing.T, tg *target, vol string, off int64, p []byte) {
 	}
 }
 
-func openVol(t *testing.T, st *store.Store, vol string) *store.Handle {
+func openVol(t testing.TB, st *store.Store, vol string) *store.Handle {
 	t.Helper()
 	h, err := st.OpenVolume(t.Context(), vol)
 	if err != nil {

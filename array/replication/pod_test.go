@@ -23,7 +23,7 @@ import (
 	"github.com/volrep/volrep/server"
 )
 
-func newPod(t *testing.T, timeout time.Duration) (*source, *target) {
+func newPod(t testing.TB, timeout time.Duration) (*source, *target) {
 	t.Helper()
 	src, tg := newSource(t, clock.NewFake(t0)), newTarget(t)
 	podOn(t, src, tg, timeout)
@@ -32,7 +32,7 @@ func newPod(t *testing.T, timeout time.Duration) (*source, *target) {
 
 // podOn makes the pod "pod" of src's volume v1 (1 MiB written) on tg, and
 // an unreplicated v2, and waits until the pod is in sync.
-func podOn(t *testing.T, src *source, tg *target, timeout time.Duration) {
+func podOn(t testing.TB, src *source, tg *target, timeout time.Duration) {
 	t.Helper()
 	ctx := t.Context()
 	if _, err := src.st.CreateGroup(ctx, "cinder-pod", "cinder", nil); err != nil {
@@ -54,10 +54,10 @@ func podOn(t *testing.T, src *source, tg *target, timeout time.Duration) {
 }
 
 // podGroup makes the group "cinder-pod" of src with one member, v1 (16 MiB).
-func podGroup(t *testing.T, src *source) { podGroupOf(t, src, "v1") }
+func podGroup(t testing.TB, src *source) { podGroupOf(t, src, "v1") }
 
 // podGroupOf is podGroup with the member named vol.
-func podGroupOf(t *testing.T, src *source, vol string) {
+func podGroupOf(t testing.TB, src *source, vol string) {
 	t.Helper()
 	ctx := t.Context()
 	if _, err := src.st.CreateGroup(ctx, "cinder-pod", "cinder", nil); err != nil {
@@ -71,7 +71,7 @@ func podGroupOf(t *testing.T, src *source, vol string) {
 	}
 }
 
-func syncNow(t *testing.T, src *source) array.Replica {
+func syncNow(t testing.TB, src *source) array.Replica {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
@@ -83,7 +83,7 @@ func syncNow(t *testing.T, src *source) array.Replica {
 }
 
 // same compares the whole of vol at both arrays, its size included.
-func same(t *testing.T, src *source, tg *target, vol string) {
+func same(t testing.TB, src *source, tg *target, vol string) {
 	t.Helper()
 	va, err := src.st.GetVolume(t.Context(), vol)
 	if err != nil {
