@@ -146,6 +146,14 @@ func TestPodReservationsAreOneAtBothArrays(t *testing.T) {
 	// takes the peer's.
 	tg.halt()
 	kb.set(serial, "9:preempted")
+	// A write finds the peer gone (the halt alone may not have been seen
+	// yet, and the pod would still count as in sync).
+	if err := src.st.WriteVolume(ctx, "v1", 0, make([]byte, 4096), false); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := src.eng.GetReplica(ctx, "pod"); r.DirtyBytes == 0 {
+		t.Fatalf("the pod did not see the peer gone: %+v", r)
+	}
 	tg.start()
 	syncNow(t, src)
 	if got := ka.only(t); got != "9:preempted" {
