@@ -189,6 +189,14 @@ func (v *volume) route(how mirrored) (fwd Forwarder, m Mirror) {
 	return v.forward, nil
 }
 
+// clientRoute is route(fromClient) read under the I/O lock, which a
+// mirror or forwarder is set under.
+func (s *Store) clientRoute(v *volume) (Forwarder, Mirror) {
+	s.io.RLock()
+	defer s.io.RUnlock()
+	return v.route(fromClient)
+}
+
 // changer is what a change is queued to: a Mirror or a Forwarder.
 type changer interface {
 	Write(off int64, p []byte) (wait func() error)
@@ -775,14 +783,12 @@ func (h *Handle) Path() array.Path {
 
 // pathOf is v's ALUA state here as host (nil: any host) is told it.
 func (s *Store) pathOf(v *volume, host *host) array.Path {
-	s.io.RLock()
 	var r any
-	if f, m := v.route(fromClient); f != nil {
+	if f, m := s.clientRoute(v); f != nil {
 		r = f
 	} else {
 		r = m
 	}
-	s.io.RUnlock()
 	if r, ok := r.(PathReporter); ok {
 		if host != nil {
 			return host.forHost(r.Path())

@@ -72,9 +72,7 @@ func (h *Handle) ForwardReservation(ctx context.Context, req []byte) (reply []by
 	if h.snap != nil {
 		return nil, false, nil
 	}
-	h.s.io.RLock()
-	fwd, _ := h.v.route(fromClient)
-	h.s.io.RUnlock()
+	fwd, _ := h.s.clientRoute(h.v)
 	f, ok := fwd.(ReservationForwarder)
 	if !ok {
 		return nil, false, nil
@@ -93,9 +91,7 @@ func (h *Handle) ShareReservations(ctx context.Context, state []byte) (newer []b
 }
 
 func (s *Store) shareReservations(ctx context.Context, v *volume, state []byte) ([]byte, error) {
-	s.io.RLock()
-	_, m := v.route(fromClient)
-	s.io.RUnlock()
+	_, m := s.clientRoute(v)
 	if rs, ok := m.(ReservationSharer); ok {
 		return rs.ShareReservations(ctx, state)
 	}

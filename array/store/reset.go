@@ -19,9 +19,7 @@ func (h *Handle) ShareReset() {
 	if h.snap != nil {
 		return // a snapshot's logical unit is this array's alone
 	}
-	h.s.io.RLock()
-	fwd, m := h.v.route(fromClient)
-	h.s.io.RUnlock()
+	fwd, m := h.s.clientRoute(h.v)
 	if rs, ok := fwd.(ResetSharer); ok {
 		rs.ShareReset()
 	} else if rs, ok := m.(ResetSharer); ok {
