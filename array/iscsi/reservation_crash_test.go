@@ -9,10 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/internal/testenv"
 )
 
 // TestReservationsSurviveSIGKILL kills a real process that serves a unit
@@ -26,16 +26,7 @@ func TestReservationsSurviveSIGKILL(t *testing.T) {
 	}
 	dir := t.TempDir()
 	start := func() (*exec.Cmd, string) {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestReservationsSurviveSIGKILL$")
-		cmd.Env = append(os.Environ(), "VOLREP_PR_CHILD="+dir)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, out := testenv.StartChild(t, "TestReservationsSurviveSIGKILL", "VOLREP_PR_CHILD="+dir)
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			if addr, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
@@ -47,12 +38,7 @@ func TestReservationsSurviveSIGKILL(t *testing.T) {
 		t.Fatal("the child did not start serving")
 		return nil, ""
 	}
-	kill := func(cmd *exec.Cmd) {
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		cmd.Wait()
-	}
+	kill := func(cmd *exec.Cmd) { testenv.KillChild(t, cmd) }
 	login := func(addr string, isid byte) *rawClient {
 		c := dialRaw(t, addr)
 		c.mustLogin(loginOpts{initiator: rawInit, target: testIQN, isid: [6]byte{0x80, 0, 0, 0, 0, isid}})

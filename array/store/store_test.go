@@ -8,16 +8,15 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/store"
+	"github.com/volrep/volrep/internal/testenv"
 )
 
 const mib = 1 << 20
@@ -229,16 +228,7 @@ func TestCrashAfterFlush(t *testing.T) {
 	}
 	dir := t.TempDir()
 	for round := 0; round < 3; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashAfterFlush$")
-		cmd.Env = append(os.Environ(), "VOLREP_CRASH_CHILD="+dir, fmt.Sprintf("VOLREP_CRASH_ROUND=%d", round))
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, out := testenv.StartChild(t, "TestCrashAfterFlush", "VOLREP_CRASH_CHILD="+dir, fmt.Sprintf("VOLREP_CRASH_ROUND=%d", round))
 		acked := map[int]byte{}
 		sc := bufio.NewScanner(out)
 		for sc.Scan() && len(acked) < 40 {
@@ -248,10 +238,7 @@ func TestCrashAfterFlush(t *testing.T) {
 			}
 		}
 		// The child is still writing (unflushed data too) when it dies.
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		cmd.Wait()
+		testenv.KillChild(t, cmd)
 		if len(acked) == 0 {
 			t.Fatal("child acknowledged nothing")
 		}

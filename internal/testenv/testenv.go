@@ -9,11 +9,13 @@ package testenv
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -169,4 +171,32 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// StartChild runs the test binary again as a child process that runs only
+// test, with env added, for a test that kills a real process (SIGKILL)
+// and checks what survives. The child's stderr is the parent's; its
+// stdout is returned for what it reports.
+func StartChild(t testing.TB, test string, env ...string) (*exec.Cmd, io.ReadCloser) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, out
+}
+
+// KillChild ends a child with SIGKILL, as a crash would, and reaps it.
+func KillChild(t testing.TB, cmd *exec.Cmd) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
 }
