@@ -203,9 +203,9 @@ func (s *Server) DecideReservation(ctx context.Context, naa [16]byte, req []byte
 // InstallReservations takes the state the other target of a shared unit
 // decided (ReservationSharer.ShareReservations there) for the unit whose
 // NAA is naa, if it is newer than the one here; else it returns this
-// target's, when newer, for the other to take. The drain, for a PREEMPT
-// AND ABORT, waits for the unit's commands that were running here; the
-// other target answers only after it.
+// target's, when newer, for the other to take. The drain, only for a
+// PREEMPT AND ABORT (nil otherwise), waits for the unit's commands that
+// were running here; the other target answers only after it.
 func (s *Server) InstallReservations(naa [16]byte, state []byte) (newer []byte, drain func(context.Context) error, err error) {
 	return s.install(s.ctx, s.unitOf(naa), naa, state)
 }
@@ -215,7 +215,6 @@ func (s *Server) install(ctx context.Context, u *unit, naa [16]byte, state []byt
 	if err != nil {
 		return nil, nil, err
 	}
-	drain = func(context.Context) error { return nil }
 	cur := u.pr.current()
 	switch {
 	case st.version > cur.version:
@@ -232,9 +231,9 @@ func (s *Server) install(ctx context.Context, u *unit, naa [16]byte, state []byt
 		}
 		return nil, drain, nil
 	case st.version < cur.version:
-		return encodeState(cur, nil, stateCatchUp), drain, nil
+		return encodeState(cur, nil, stateCatchUp), nil, nil
 	}
-	return nil, drain, nil
+	return nil, nil, nil
 }
 
 // ReservationKeeper keeps the units' persistent reservations on disk

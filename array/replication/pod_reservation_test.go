@@ -53,14 +53,13 @@ func (k *keeper) DecideReservation(ctx context.Context, serial string, req []byt
 func (k *keeper) InstallReservations(serial string, state []byte) ([]byte, func(context.Context) error, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	noDrain := func(context.Context) error { return nil }
 	switch cur := k.state[serial]; {
 	case version(string(state)) > version(cur):
 		k.state[serial] = string(state)
 	case version(string(state)) < version(cur):
-		return []byte(cur), noDrain, nil
+		return []byte(cur), nil, nil
 	}
-	return nil, noDrain, nil
+	return nil, nil, nil
 }
 
 func (k *keeper) Reservations(serial string) []byte {

@@ -105,7 +105,8 @@ type ReservationWatcher interface {
 	// forwarded; share gives that array the new state first.
 	DecideReservation(ctx context.Context, serial string, req []byte, share func(context.Context, []byte) ([]byte, error)) ([]byte, error)
 	// InstallReservations takes the other array's newer state, or
-	// returns this array's when it is the newer.
+	// returns this array's when it is the newer. drain is nil but for a
+	// PREEMPT AND ABORT.
 	InstallReservations(serial string, state []byte) (newer []byte, drain func(context.Context) error, err error)
 	// Reservations is the unit's state, for the other array.
 	Reservations(serial string) []byte
@@ -136,9 +137,10 @@ func (s *Store) DecideReservation(ctx context.Context, volume string, req []byte
 }
 
 // InstallReservations takes the state the pod's other array decided for
-// its copy of volume (see ReservationWatcher). The drain, for a PREEMPT
-// AND ABORT, is waited for before the other array is answered; it may
-// wait for writes on the caller's stream, so the caller drains off it.
+// its copy of volume (see ReservationWatcher). The drain, only for a
+// PREEMPT AND ABORT (nil otherwise), is waited for before the other array
+// is answered; it may wait for writes on the caller's stream, so the
+// caller drains off it.
 func (s *Store) InstallReservations(ctx context.Context, volume string, state []byte) (newer []byte, drain func(context.Context) error, err error) {
 	serial, err := s.VolumeSerial(ctx, volume)
 	if err != nil {
@@ -146,7 +148,7 @@ func (s *Store) InstallReservations(ctx context.Context, volume string, state []
 	}
 	w := s.reservationWatcher.Load()
 	if w == nil {
-		return nil, func(context.Context) error { return nil }, nil
+		return nil, nil, nil
 	}
 	return (*w).InstallReservations(serial, state)
 }
