@@ -335,6 +335,12 @@ type Array interface {
 	// ListConnections lists the connections of a host, of a volume, of
 	// both or (both empty) of the array, by host and LUN, without secrets.
 	ListConnections(ctx context.Context, host, volume string) ([]Connection, error)
+	// VolumeReservations returns the SCSI-3 persistent reservations hosts
+	// hold on a volume's logical unit through the array's iSCSI target.
+	VolumeReservations(ctx context.Context, volume string) (Reservations, error)
+	// ClearVolumeReservations drops them all for the operator, at both
+	// arrays of a pod, and returns what is left.
+	ClearVolumeReservations(ctx context.Context, volume string) (Reservations, error)
 
 	CreateGroup(ctx context.Context, name, pool string, labels map[string]string) (Group, error)
 	GetGroup(ctx context.Context, name string) (Group, error)

@@ -294,9 +294,7 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 	if len(h.iscsiLis) > 0 {
 		// Before the replication engine starts the pods: a pod offers its
 		// peer to decide reservations only if a target keeps them here.
-		h.iscsi = iscsi.NewServer(lunmap.New(h.store), iscsi.Options{Logger: alog, PortGroup: uint16(a.ISCSIPortGroup), Keeper: h.store})
-		h.store.WatchResets(lunmap.Resets(h.iscsi))
-		h.store.WatchReservations(lunmap.Reservations(h.iscsi))
+		h.iscsi = lunmap.NewServer(h.store, iscsi.Options{Logger: alog, PortGroup: uint16(a.ISCSIPortGroup)})
 	}
 	ropts := replication.Options{Logger: alog, Dial: dialPeer, PodMediator: a.PodMediator}
 	sopts := server.Options{Name: "array " + a.Name, Logger: log, Token: a.APIToken.Reveal()}

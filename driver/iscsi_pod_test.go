@@ -32,7 +32,7 @@ func servingISCSIArray(t *testing.T, name string) *testArray {
 		t.Fatal(err)
 	}
 	a := newTestArrayOpts(t, store.Options{Name: name, ISCSIPortals: []string{lis.Addr().String()}})
-	srv := iscsi.NewServer(lunmap.New(a.st), iscsi.Options{})
+	srv := lunmap.NewServer(a.st, iscsi.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan struct{})
 	go func() { srv.Serve(ctx, lis); close(served) }()

@@ -152,6 +152,10 @@ var validateCases = []struct {
 	{"connect volume no host", &arrayv1.ConnectVolumeRequest{Volume: "v1"}, "host"},
 	{"disconnect volume", &arrayv1.DisconnectVolumeRequest{Host: "h", Volume: "v1"}, ""},
 	{"disconnect volume bad snapshot", &arrayv1.DisconnectVolumeRequest{Host: "h", Volume: "v1", Snapshot: "a/b"}, "snapshot"},
+	{"volume reservations", &arrayv1.GetVolumeReservationsRequest{Volume: "v1"}, ""},
+	{"volume reservations no volume", &arrayv1.GetVolumeReservationsRequest{}, "volume"},
+	{"clear volume reservations", &arrayv1.ClearVolumeReservationsRequest{Volume: "v1"}, ""},
+	{"clear volume reservations bad volume", &arrayv1.ClearVolumeReservationsRequest{Volume: "a/b"}, "volume"},
 	{"list connections", &arrayv1.ListConnectionsRequest{Host: "h"}, ""},
 	{"list connections bad volume", &arrayv1.ListConnectionsRequest{Volume: "a/b"}, "volume"},
 

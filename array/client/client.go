@@ -434,6 +434,22 @@ func (c *Client) DisconnectVolume(ctx context.Context, spec array.ConnectionSpec
 	return err
 }
 
+func (c *Client) VolumeReservations(ctx context.Context, volume string) (array.Reservations, error) {
+	r, err := c.hosts.GetVolumeReservations(ctx, &arrayv1.GetVolumeReservationsRequest{Volume: volume})
+	if err != nil {
+		return array.Reservations{}, err
+	}
+	return wire.ReservationsFromPB(r.GetReservations()), nil
+}
+
+func (c *Client) ClearVolumeReservations(ctx context.Context, volume string) (array.Reservations, error) {
+	r, err := c.hosts.ClearVolumeReservations(ctx, &arrayv1.ClearVolumeReservationsRequest{Volume: volume})
+	if err != nil {
+		return array.Reservations{}, err
+	}
+	return wire.ReservationsFromPB(r.GetReservations()), nil
+}
+
 func (c *Client) ListConnections(ctx context.Context, host, volume string) ([]array.Connection, error) {
 	return paging.All(ctx, func(ctx context.Context, token string) ([]array.Connection, string, error) {
 		r, err := c.hosts.ListConnections(ctx, &arrayv1.ListConnectionsRequest{Host: host, Volume: volume, PageSize: paging.MaxPageSize, PageToken: token})

@@ -17,6 +17,8 @@ import (
 
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/client"
+	"github.com/volrep/volrep/array/iscsi"
+	"github.com/volrep/volrep/array/lunmap"
 	"github.com/volrep/volrep/array/replication"
 	"github.com/volrep/volrep/array/service"
 	"github.com/volrep/volrep/array/store"
@@ -36,6 +38,7 @@ func serve(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	target := lunmap.NewServer(st, iscsi.Options{}) // keeps the volumes' reservations
 	srv := server.New(server.Options{Name: "array test", Token: token})
 	service.New(st).Register(srv.GRPC())
 	eng, err := replication.New(t.Context(), st, replication.Options{Dial: func(a, t string) (*grpc.ClientConn, error) { return server.Dial(a, t) }})
@@ -61,6 +64,7 @@ func serve(t *testing.T) string {
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
+		target.Close()
 		st.Close()
 	})
 	return lis.Addr().String()

@@ -134,7 +134,9 @@
 // serves too has one state at both (ReservationSharer: one target decides,
 // the other forwards, and each state goes to the other before the answer;
 // reservation_server.go); one that cannot share them (ReservationRefuser) has none,
-// as a reservation here would not fence the other target's paths.
+// as a reservation here would not fence the other target's paths. The
+// array's operator reads a unit's state and clears it
+// (reservation_operator.go), through the deciding target like a host's.
 //
 // Not supported (INVALID COMMAND OPERATION CODE): MODE SELECT,
 // RESERVE(6)/RELEASE(6), ORWRITE, WRITE ATOMIC, EXTENDED COPY,

@@ -233,8 +233,14 @@ type prOutcome struct {
 
 func conflict() scsiResult { return scsiResult{status: statusReservationConflict} }
 
+// PERSISTENT RESERVE OUT's CLEAR service action.
+const prClear = 0x3
+
 // apply is PERSISTENT RESERVE OUT from n against st (SPC-4 5.13.5-5.13.11).
 func (o prOut) apply(st *prState, n nexus) prOutcome {
+	if n == operator {
+		return o.applyOperator(st)
+	}
 	me := st.find(n)
 	registered := me >= 0
 	switch o.action {
@@ -299,13 +305,31 @@ func (o prOut) apply(st *prState, n nexus) prOutcome {
 			out.owe = oweAll(next.regs, n, ascReservationsReleased)
 		}
 		return out
-	case 0x3: // CLEAR
-		next := &prState{generation: st.generation + 1}
-		return prOutcome{next: next, owe: oweAll(st.regs, n, ascReservationsPreempted), summary: "cleared"}
+	case prClear:
+		return clearAll(st, n, "cleared")
 	case 0x4, 0x5: // PREEMPT, PREEMPT AND ABORT
 		return o.preempt(st, n)
 	}
 	return prOutcome{res: checkCondition(senseIllegalRequest, ascInvalidFieldInCDB)}
+}
+
+// applyOperator is the array operator's PERSISTENT RESERVE OUT: CLEAR
+// alone, with no key, and nothing to do on a unit without reservations.
+func (o prOut) applyOperator(st *prState) prOutcome {
+	switch {
+	case o.action != prClear:
+		return prOutcome{res: checkCondition(senseIllegalRequest, ascInvalidFieldInCDB)}
+	case len(st.regs) == 0 && st.typ == 0:
+		return prOutcome{}
+	}
+	return clearAll(st, operator, "cleared by the array's operator")
+}
+
+// clearAll drops every registration and the reservation; each registered
+// nexus but n is owed RESERVATIONS PREEMPTED.
+func clearAll(st *prState, n nexus, summary string) prOutcome {
+	next := &prState{generation: st.generation + 1}
+	return prOutcome{next: next, owe: oweAll(st.regs, n, ascReservationsPreempted), summary: summary}
 }
 
 // preempt removes the registrations of the key SERVICE ACTION

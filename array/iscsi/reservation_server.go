@@ -132,7 +132,11 @@ func (s *Server) reserve(ctx context.Context, naa [16]byte, u *unit, n nexus, o 
 		} else if !ok {
 			continue // a newer state was installed meanwhile
 		}
-		s.log.Info("iscsi: persistent reservation", "change", out.summary, "initiator_port", n.initiatorPort(), "target", n.target,
+		by := n.initiatorPort()
+		if n == operator {
+			by = "" // the summary says who
+		}
+		s.log.Info("iscsi: persistent reservation", "change", out.summary, "initiator_port", by, "target", n.target,
 			"wwn", hex.EncodeToString(naa[:]), "type", byte(o.typ), "generation", out.next.generation, "preempted", len(out.owe))
 		// PREEMPT AND ABORT ends the preempted nexuses' commands. Those
 		// that have not begun meet the new state and its conflicts;

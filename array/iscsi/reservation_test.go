@@ -257,6 +257,42 @@ func (d *sharedDevice) ShareReservations(ctx context.Context, state []byte) ([]b
 	return d.share(ctx, state)
 }
 
+// sharedPair is one logical unit at two targets, A (port group 1),
+// which decides its reservations, and B (port group 2), with a session
+// of one initiator at each.
+type sharedPair struct {
+	a, b       *testServer
+	devA, devB *sharedDevice
+	id         [16]byte
+	atA, atB   *rawClient
+}
+
+func newSharedPair(t *testing.T, naa byte) *sharedPair {
+	sp := &sharedPair{devA: &sharedDevice{fileDevice: newFileDevice(t, 1<<20, naa)}, devB: &sharedDevice{fileDevice: newFileDevice(t, 1<<20, naa)}}
+	ttA, ttB := newTestTargets(), newTestTargets()
+	ttA.add(testIQN, rawInit, Auth{}, 0, sp.devA)
+	ttB.add(testIQN+"-b", rawInit, Auth{}, 0, sp.devB)
+	sp.a = startServer(t, ttA, Options{PortGroup: 1})
+	sp.b = startServer(t, ttB, Options{PortGroup: 2})
+	sp.id = sp.devA.Identity().NAA
+	sp.devA.share = func(_ context.Context, state []byte) ([]byte, error) {
+		newer, drain, err := sp.b.srv.InstallReservations(sp.id, state)
+		if err == nil && drain != nil {
+			err = drain(t.Context())
+		}
+		return newer, err
+	}
+	sp.devB.decide = func(ctx context.Context, req []byte) ([]byte, error) {
+		return sp.a.srv.DecideReservation(ctx, sp.id, req, sp.devA.ShareReservations)
+	}
+	sp.atA, sp.atB = dialRaw(t, sp.a.addr), dialRaw(t, sp.b.addr)
+	sp.atA.mustLogin(loginOpts{initiator: rawInit, target: testIQN})
+	sp.atB.mustLogin(loginOpts{initiator: rawInit, target: testIQN + "-b"})
+	sp.atA.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil)
+	sp.atB.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil)
+	return sp
+}
+
 // TestSharedUnitReservations: two targets serve one logical unit (the
 // two arrays of a pod, port groups 1 and 2). Target A decides every
 // PERSISTENT RESERVE OUT, B's included, and gives B each new state before
@@ -267,30 +303,8 @@ func (d *sharedDevice) ShareReservations(ctx context.Context, state []byte) ([]b
 // the deciding side changes alone; when they meet again, each keeps the
 // newer state, whichever side holds it.
 func TestSharedUnitReservations(t *testing.T) {
-	var naa byte = 31
-	devA := &sharedDevice{fileDevice: newFileDevice(t, 1<<20, naa)}
-	devB := &sharedDevice{fileDevice: newFileDevice(t, 1<<20, naa)}
-	ttA, ttB := newTestTargets(), newTestTargets()
-	ttA.add(testIQN, rawInit, Auth{}, 0, devA)
-	ttB.add(testIQN+"-b", rawInit, Auth{}, 0, devB)
-	a := startServer(t, ttA, Options{PortGroup: 1})
-	b := startServer(t, ttB, Options{PortGroup: 2})
-	id := devA.Identity().NAA
-	devA.share = func(_ context.Context, state []byte) ([]byte, error) {
-		newer, drain, err := b.srv.InstallReservations(id, state)
-		if err == nil && drain != nil {
-			err = drain(t.Context())
-		}
-		return newer, err
-	}
-	devB.decide = func(ctx context.Context, req []byte) ([]byte, error) {
-		return a.srv.DecideReservation(ctx, id, req, devA.ShareReservations)
-	}
-	atA, atB := dialRaw(t, a.addr), dialRaw(t, b.addr)
-	atA.mustLogin(loginOpts{initiator: rawInit, target: testIQN})
-	atB.mustLogin(loginOpts{initiator: rawInit, target: testIQN + "-b"})
-	atA.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil)
-	atB.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil)
+	sp := newSharedPair(t, 31)
+	a, b, devA, id, atA, atB := sp.a, sp.b, sp.devA, sp.id, sp.atA, sp.atB
 
 	const keyA, keyB = 0xa1, 0xb2
 	atA.mustPROut(paRegisterIgnore, 0, 0, keyA)
@@ -420,5 +434,56 @@ func TestReservationsOutliveARestart(t *testing.T) {
 	}
 	if !strings.Contains(ts3.logs.String(), "cannot be read") {
 		t.Errorf("an unreadable kept state is not logged:\n%s", ts3.logs.String())
+	}
+}
+
+// TestOperatorClearsReservations: the array's operator reads a shared
+// unit's reservations at either target and clears them through the one
+// that does not decide (it forwards the clear, as a host's PERSISTENT
+// RESERVE OUT): both targets then hold none, the generation moved on by
+// one, each path that was registered is told RESERVATIONS PREEMPTED, and
+// the path the reservation fenced writes again. A host cannot do the
+// same: its CLEAR without a registration is a conflict.
+func TestOperatorClearsReservations(t *testing.T) {
+	sp := newSharedPair(t, 32)
+	ctx := t.Context()
+	const keyA, keyB = 0xa1, 0xb2
+	sp.atA.mustPROut(paRegisterIgnore, 0, 0, keyA)
+	sp.atA.mustPROut(paReserve, typeWE, keyA, 0)
+	sp.atB.mustPROut(paRegisterIgnore, 0, 0, keyB)
+	sp.atB.mustPROut(paRegister, 0, keyB, 0) // unregistered: B's path is fenced
+	block := bytes.Repeat([]byte{0x5a}, BlockSize)
+	wantStatus(t, "B's unregistered path writes", sp.atB.mustDo(0, write10(2, 1, false), BlockSize, block), statusReservationConflict, 0)
+	wantStatus(t, "a host's CLEAR, unregistered", sp.atB.prOutCmd(prClear, 0, 0, 0, 0), statusReservationConflict, 0)
+
+	before := sp.b.srv.ReservationStatus(sp.id)
+	if before.Type != typeWE || len(before.Registrations) != 1 || before.Generation != 3 {
+		t.Fatalf("status at B before the clear: %+v; want A's path holding WRITE EXCLUSIVE at generation 3", before)
+	}
+	if r := before.Registrations[0]; r.Key != keyA || !r.Holder || r.RelativePort != 1 || r.Target != testIQN ||
+		!strings.HasPrefix(r.InitiatorPort, rawInit+",i,0x") {
+		t.Fatalf("A's registration as B shows it: %+v", r)
+	}
+
+	if err := sp.b.srv.ClearReservations(ctx, sp.id, sp.devB.ForwardReservation, sp.devB.ShareReservations); err != nil {
+		t.Fatal(err)
+	}
+	for name, tgt := range map[string]*testServer{"A": sp.a, "B": sp.b} {
+		if st := tgt.srv.ReservationStatus(sp.id); st.Type != 0 || len(st.Registrations) != 0 || st.Generation != 4 {
+			t.Errorf("status at %s after the operator's clear: %+v; want none at generation 4", name, st)
+		}
+	}
+	wantStatus(t, "A's registered path after the clear", sp.atA.mustDo(0, read10(2, 1), BlockSize, nil), statusCheckCondition, ascReservationsPreempted)
+	wantStatus(t, "B's path after the clear", sp.atB.mustDo(0, write10(2, 1, false), BlockSize, block), statusGood, 0)
+	if !strings.Contains(sp.a.logs.String(), "cleared by the array's operator") {
+		t.Errorf("no journal line of the operator's clear at the deciding target:\n%s", sp.a.logs.String())
+	}
+
+	// Nothing to clear changes nothing.
+	if err := sp.a.srv.ClearReservations(ctx, sp.id, nil, sp.devA.ShareReservations); err != nil {
+		t.Fatal(err)
+	}
+	if st := sp.a.srv.ReservationStatus(sp.id); st.Generation != 4 {
+		t.Errorf("a clear of a unit without reservations moved the generation to %d", st.Generation)
 	}
 }

@@ -38,6 +38,18 @@ var _ iscsi.Targets = (*Targets)(nil)
 // New returns the targets of s.
 func New(s *store.Store) *Targets { return &Targets{s: s} }
 
+// NewServer is the iSCSI target of s's LUN map, which keeps its units'
+// persistent reservations in s and takes the resets and reservations of
+// a pod's other array. Create it before the pods start: a pod offers its
+// peer to decide reservations only where a target keeps them.
+func NewServer(s *store.Store, opts iscsi.Options) *iscsi.Server {
+	opts.Keeper = s
+	srv := iscsi.NewServer(New(s), opts)
+	s.WatchResets(Resets(srv))
+	s.WatchReservations(Reservations(srv))
+	return srv
+}
+
 // lookup returns the initiator's host, or ErrUnknownInitiator.
 func (t *Targets) lookup(ctx context.Context, initiator string) (store.Initiator, error) {
 	in, ok, err := t.s.LookupInitiator(ctx, initiator)
@@ -205,6 +217,28 @@ func (r reservations) InstallReservations(serial string, state []byte) ([]byte, 
 
 func (r reservations) Reservations(serial string) []byte {
 	return r.srv.Reservations(array.NAA(serial))
+}
+
+func (r reservations) ClearReservations(ctx context.Context, serial string, forward func(context.Context, []byte) ([]byte, bool, error),
+	share func(context.Context, []byte) ([]byte, error)) error {
+	err := r.srv.ClearReservations(ctx, array.NAA(serial), forward, share)
+	switch {
+	case errors.Is(err, iscsi.ErrOldDecider):
+		return errdefs.WithKind(errdefs.KindFailedPrecondition, fmt.Errorf("%w; upgrade the pod's other array, or clear them there", err))
+	case errors.Is(err, iscsi.ErrUnavailable):
+		return errdefs.WithKind(errdefs.KindUnavailable, fmt.Errorf("%w: the pod's other array kept moving on while this one cleared; retry", err))
+	}
+	return err
+}
+
+func (r reservations) ShowReservations(serial string) array.Reservations {
+	st := r.srv.ReservationStatus(array.NAA(serial))
+	out := array.Reservations{Generation: st.Generation, Type: array.ReservationType(st.Type), APTPL: st.APTPL}
+	for _, g := range st.Registrations {
+		out.Registrations = append(out.Registrations, array.Registration{InitiatorPort: g.InitiatorPort, Target: g.Target,
+			RelativeTargetPort: g.RelativePort, Key: g.Key, Holder: g.Holder})
+	}
+	return out
 }
 
 // ShareReset carries a LOGICAL UNIT RESET here to the other array of a

@@ -68,6 +68,27 @@ func (k *keeper) Reservations(serial string) []byte {
 	return []byte(k.state[serial] + "")
 }
 
+// ClearReservations decides an "operator-clear" here, or where forward
+// sends it, as the target does.
+func (k *keeper) ClearReservations(ctx context.Context, serial string, forward func(context.Context, []byte) ([]byte, bool, error),
+	share func(context.Context, []byte) ([]byte, error)) error {
+	reply, forwarded, err := forward(ctx, []byte("operator-clear"))
+	if !forwarded && err == nil {
+		reply, err = k.DecideReservation(ctx, serial, []byte("operator-clear"), share)
+	}
+	if err == nil && !strings.HasPrefix(string(reply), "decided ") {
+		err = fmt.Errorf("the clear was answered %q", reply)
+	}
+	return err
+}
+
+// ShowReservations: the state's version stands for the generation.
+func (k *keeper) ShowReservations(serial string) array.Reservations {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return array.Reservations{Generation: uint32(version(k.state[serial]))}
+}
+
 // only returns the one unit's state, failing if there are others.
 func (k *keeper) only(t testing.TB) string {
 	t.Helper()
@@ -160,6 +181,23 @@ func TestPodReservationsAreOneAtBothArrays(t *testing.T) {
 	}
 	if len(ka.decided) != 1 {
 		t.Fatalf("the preferred array decided %q; want the peer's one REGISTER", ka.decided)
+	}
+
+	// The operator clears them through either array's API: the preferred
+	// array decides both clears, and each array holds the new state once
+	// the call returns.
+	for i, st := range []*store.Store{tg.st, src.st} {
+		want := fmt.Sprintf("%d:operator-clear", 10+i)
+		r, err := st.ClearVolumeReservations(ctx, "v1")
+		if err != nil || r.Generation != uint32(10+i) {
+			t.Fatalf("clear %d: %+v, %v; want generation %d", i, r, err, 10+i)
+		}
+		if a, b := ka.only(t), kb.only(t); a != want || b != want {
+			t.Fatalf("after clear %d the arrays hold %q and %q; want %q at both", i, a, b, want)
+		}
+	}
+	if len(ka.decided) != 3 || len(kb.decided) != 0 {
+		t.Fatalf("decided %q at the preferred array and %q at the peer; want both clears at the preferred array", ka.decided, kb.decided)
 	}
 }
 

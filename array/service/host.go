@@ -80,3 +80,19 @@ func (s *Service) ListConnections(ctx context.Context, req *arrayv1.ListConnecti
 func connectionKey(c *arrayv1.Connection) string {
 	return fmt.Sprintf("%s\x00%020d", c.GetHost(), c.GetLun())
 }
+
+func (s *Service) GetVolumeReservations(ctx context.Context, req *arrayv1.GetVolumeReservationsRequest) (*arrayv1.GetVolumeReservationsResponse, error) {
+	r, err := s.a.VolumeReservations(ctx, req.GetVolume())
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.GetVolumeReservationsResponse{Reservations: wire.ReservationsToPB(r)}, nil
+}
+
+func (s *Service) ClearVolumeReservations(ctx context.Context, req *arrayv1.ClearVolumeReservationsRequest) (*arrayv1.ClearVolumeReservationsResponse, error) {
+	r, err := s.a.ClearVolumeReservations(ctx, req.GetVolume())
+	if err != nil {
+		return nil, err
+	}
+	return &arrayv1.ClearVolumeReservationsResponse{Reservations: wire.ReservationsToPB(r)}, nil
+}

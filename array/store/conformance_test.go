@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/iscsi"
+	"github.com/volrep/volrep/array/lunmap"
 	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/array/testsuite"
 )
@@ -19,6 +21,14 @@ func openTemp(t *testing.T) *store.Store {
 	return s
 }
 
+// withTarget gives s the iSCSI target that keeps its units' persistent
+// reservations, as volrepd does.
+func withTarget(t *testing.T, s *store.Store) *store.Store {
+	srv := lunmap.NewServer(s, iscsi.Options{})
+	t.Cleanup(func() { srv.Close() })
+	return s
+}
+
 func TestConformance(t *testing.T) {
-	testsuite.Run(t, func(t *testing.T) array.Array { return openTemp(t) })
+	testsuite.Run(t, func(t *testing.T) array.Array { return withTarget(t, openTemp(t)) })
 }

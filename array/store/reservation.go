@@ -9,6 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/errdefs"
 )
 
 // A pod's volume is one logical unit to a host with paths to both arrays,
@@ -48,13 +49,14 @@ var ErrReservationsUnshared = errors.New("persistent reservations of this volume
 // reservations are decided where its writes are. A snapshot's and an
 // unreplicated volume's are this array's alone.
 func (h *Handle) ReservationsUnshared() bool {
-	if h.snap != nil {
-		return false
-	}
-	h.s.io.RLock()
-	fwd, m := h.v.route(fromClient)
-	ro := h.v.rec.ReadOnly
-	h.s.io.RUnlock()
+	return h.snap == nil && h.s.reservationsUnshared(h.v)
+}
+
+func (s *Store) reservationsUnshared(v *volume) bool {
+	s.io.RLock()
+	fwd, m := v.route(fromClient)
+	ro := v.rec.ReadOnly
+	s.io.RUnlock()
 	switch {
 	case fwd != nil:
 		f, ok := fwd.(ReservationForwarder)
@@ -72,7 +74,11 @@ func (h *Handle) ForwardReservation(ctx context.Context, req []byte) (reply []by
 	if h.snap != nil {
 		return nil, false, nil
 	}
-	fwd, _ := h.s.clientRoute(h.v)
+	return h.s.forwardReservation(ctx, h.v, req)
+}
+
+func (s *Store) forwardReservation(ctx context.Context, v *volume, req []byte) (reply []byte, forwarded bool, err error) {
+	fwd, _ := s.clientRoute(v)
 	f, ok := fwd.(ReservationForwarder)
 	if !ok {
 		return nil, false, nil
@@ -110,6 +116,14 @@ type ReservationWatcher interface {
 	InstallReservations(serial string, state []byte) (newer []byte, drain func(context.Context) error, err error)
 	// Reservations is the unit's state, for the other array.
 	Reservations(serial string) []byte
+	// ClearReservations clears the unit's reservations for the array's
+	// operator. forward runs the clear at the other array when that one
+	// decides (forwarded false: this one does); share gives the other
+	// array the new state.
+	ClearReservations(ctx context.Context, serial string, forward func(context.Context, []byte) (reply []byte, forwarded bool, err error),
+		share func(context.Context, []byte) ([]byte, error)) error
+	// ShowReservations is the unit's state, for the operator.
+	ShowReservations(serial string) array.Reservations
 }
 
 // WatchReservations registers w to keep the reservations.
@@ -165,6 +179,53 @@ func (s *Store) Reservations(ctx context.Context, volume string) ([]byte, error)
 		return nil, nil
 	}
 	return (*w).Reservations(serial), nil
+}
+
+// reservationKeeper is the iSCSI target that keeps volume's
+// reservations, for the array's operator: a volume whose reservations
+// hosts cannot have here now is FAILED_PRECONDITION, saying why.
+func (s *Store) reservationKeeper(ctx context.Context, volume string) (ReservationWatcher, *volume, error) {
+	if err := array.CheckName("volume", volume); err != nil {
+		return nil, nil, err
+	}
+	v, err := s.lookup(ctx, volume)
+	if err != nil {
+		return nil, nil, err
+	}
+	w := s.reservationWatcher.Load()
+	if w == nil {
+		return nil, nil, errdefs.FailedPrecondition("array %s serves no iSCSI target, which keeps the persistent reservations of volumes; ask the array that serves %q to hosts", s.opts.Name, volume)
+	}
+	if s.reservationsUnshared(v) {
+		return nil, nil, errdefs.FailedPrecondition("hosts have no persistent reservations of volume %q at array %s now: it is a replica target, or its pod's other array cannot share them (too old, or not connected); ask the array that takes its writes", volume, s.opts.Name)
+	}
+	return *w, v, nil
+}
+
+// VolumeReservations returns the persistent reservations of volume's
+// logical unit.
+func (s *Store) VolumeReservations(ctx context.Context, volume string) (array.Reservations, error) {
+	w, v, err := s.reservationKeeper(ctx, volume)
+	if err != nil {
+		return array.Reservations{}, err
+	}
+	return w.ShowReservations(v.rec.Serial), nil
+}
+
+// ClearVolumeReservations drops every registration and the reservation
+// of volume's logical unit, at both arrays of a pod, and returns what is
+// left: nothing, unless a host registered again meanwhile.
+func (s *Store) ClearVolumeReservations(ctx context.Context, volume string) (array.Reservations, error) {
+	w, v, err := s.reservationKeeper(ctx, volume)
+	if err != nil {
+		return array.Reservations{}, err
+	}
+	forward := func(ctx context.Context, req []byte) ([]byte, bool, error) { return s.forwardReservation(ctx, v, req) }
+	share := func(ctx context.Context, state []byte) ([]byte, error) { return s.shareReservations(ctx, v, state) }
+	if err := w.ClearReservations(ctx, v.rec.Serial, forward, share); err != nil {
+		return array.Reservations{}, err
+	}
+	return w.ShowReservations(v.rec.Serial), nil
 }
 
 // The reservations of a volume's logical unit are kept on disk, by the

@@ -3,9 +3,11 @@ package store_test
 import (
 	"bytes"
 	"encoding/hex"
+	"strings"
 	"testing"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/errdefs"
 )
 
 // TestReservationsKeptWithTheVolume: the iSCSI target's reservations of a
@@ -41,5 +43,22 @@ func TestReservationsKeptWithTheVolume(t *testing.T) {
 	}
 	if got, err := s.LoadReservations(ctx, naa); err != nil || got != nil {
 		t.Fatalf("after the volume's delete: %q, %v; want none", got, err)
+	}
+}
+
+// TestReservationsNeedATarget: an array that serves no iSCSI target keeps
+// no reservations, and says so to the operator who asks for them.
+func TestReservationsNeedATarget(t *testing.T) {
+	ctx := t.Context()
+	s := openTemp(t)
+	must[array.Pool](t)(s.CreatePool(ctx, "p"))
+	must[array.Volume](t)(s.CreateVolume(ctx, array.VolumeSpec{Name: "v1", Pool: "p", SizeBytes: 1 << 20}))
+	for what, call := range map[string]func() (array.Reservations, error){
+		"VolumeReservations":      func() (array.Reservations, error) { return s.VolumeReservations(ctx, "v1") },
+		"ClearVolumeReservations": func() (array.Reservations, error) { return s.ClearVolumeReservations(ctx, "v1") },
+	} {
+		if _, err := call(); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "no iSCSI target") {
+			t.Errorf("%s without an iSCSI target: %v; want FAILED_PRECONDITION saying why", what, err)
+		}
 	}
 }

@@ -41,6 +41,7 @@ func Run(t *testing.T, open Opener) {
 		{"Revert", testRevert},
 		{"Rename", testRename},
 		{"QoS", testQoS},
+		{"Reservations", testReservations},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}

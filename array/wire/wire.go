@@ -154,3 +154,22 @@ func ConnectionFromPB(c *arrayv1.Connection) array.Connection {
 		CHAPSecret: c.GetChapSecret(), MutualCHAPUser: c.GetMutualChapUser(), MutualCHAPSecret: c.GetMutualChapSecret(),
 		WWN: c.GetWwn(), Created: c.GetCreated().AsTime(), Path: pathOf(c)}
 }
+
+// The array's reservation types are SPC-4's codes, as the proto's are.
+func ReservationsToPB(r array.Reservations) *arrayv1.VolumeReservations {
+	out := &arrayv1.VolumeReservations{Generation: r.Generation, Type: arrayv1.ReservationType(r.Type), Aptpl: r.APTPL}
+	for _, g := range r.Registrations {
+		out.Registrations = append(out.Registrations, &arrayv1.Registration{InitiatorPort: g.InitiatorPort, Target: g.Target,
+			RelativeTargetPort: uint32(g.RelativeTargetPort), Key: g.Key, Holder: g.Holder})
+	}
+	return out
+}
+
+func ReservationsFromPB(r *arrayv1.VolumeReservations) array.Reservations {
+	out := array.Reservations{Generation: r.GetGeneration(), Type: array.ReservationType(r.GetType()), APTPL: r.GetAptpl()}
+	for _, g := range r.GetRegistrations() {
+		out.Registrations = append(out.Registrations, array.Registration{InitiatorPort: g.GetInitiatorPort(), Target: g.GetTarget(),
+			RelativeTargetPort: uint16(g.GetRelativeTargetPort()), Key: g.GetKey(), Holder: g.GetHolder()})
+	}
+	return out
+}

@@ -70,8 +70,8 @@ func (f *arrayFlags) dial(a *app, cmd *cobra.Command, fn func(ctx context.Contex
 }
 
 func newHostCmd(a *app) *cobra.Command {
-	cmd := groupCmd("host", "Create, list and delete an array's iSCSI hosts (initiators, CHAP and preferred arrays)")
-	cmd.AddCommand(newHostCreateCmd(a), newHostListCmd(a), newHostDeleteCmd(a), newHostSetPreferredArraysCmd(a))
+	cmd := groupCmd("host", "Create, list and delete an array's iSCSI hosts (initiators, CHAP and preferred arrays); show and clear a LUN's persistent reservations")
+	cmd.AddCommand(newHostCreateCmd(a), newHostListCmd(a), newHostDeleteCmd(a), newHostSetPreferredArraysCmd(a), newHostReservationsCmd(a))
 	return cmd
 }
 

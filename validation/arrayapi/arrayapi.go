@@ -88,6 +88,10 @@ func Check(req any) (handled bool, err error) {
 		return true, connection(x.GetHost(), x.GetVolume(), x.GetSnapshot())
 	case *arrayv1.DisconnectVolumeRequest:
 		return true, connection(x.GetHost(), x.GetVolume(), x.GetSnapshot())
+	case *arrayv1.GetVolumeReservationsRequest:
+		return true, v.Name("volume", x.GetVolume())
+	case *arrayv1.ClearVolumeReservationsRequest:
+		return true, v.Name("volume", x.GetVolume())
 	case *arrayv1.ListConnectionsRequest:
 		return true, v.First(v.OptionalName("host", x.GetHost()), v.OptionalName("volume", x.GetVolume()))
 	case *arrayv1.CreateLinkRequest:

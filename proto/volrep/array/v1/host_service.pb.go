@@ -86,6 +86,70 @@ func (PathState) EnumDescriptor() ([]byte, []int) {
 	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{0}
 }
 
+// ReservationType is a persistent reservation type; the values are
+// SPC-4's codes (table 176).
+type ReservationType int32
+
+const (
+	// Not reserved.
+	ReservationType_RESERVATION_TYPE_UNSPECIFIED                       ReservationType = 0
+	ReservationType_RESERVATION_TYPE_WRITE_EXCLUSIVE                   ReservationType = 1
+	ReservationType_RESERVATION_TYPE_EXCLUSIVE_ACCESS                  ReservationType = 3
+	ReservationType_RESERVATION_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY  ReservationType = 5
+	ReservationType_RESERVATION_TYPE_EXCLUSIVE_ACCESS_REGISTRANTS_ONLY ReservationType = 6
+	ReservationType_RESERVATION_TYPE_WRITE_EXCLUSIVE_ALL_REGISTRANTS   ReservationType = 7
+	ReservationType_RESERVATION_TYPE_EXCLUSIVE_ACCESS_ALL_REGISTRANTS  ReservationType = 8
+)
+
+// Enum value maps for ReservationType.
+var (
+	ReservationType_name = map[int32]string{
+		0: "RESERVATION_TYPE_UNSPECIFIED",
+		1: "RESERVATION_TYPE_WRITE_EXCLUSIVE",
+		3: "RESERVATION_TYPE_EXCLUSIVE_ACCESS",
+		5: "RESERVATION_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY",
+		6: "RESERVATION_TYPE_EXCLUSIVE_ACCESS_REGISTRANTS_ONLY",
+		7: "RESERVATION_TYPE_WRITE_EXCLUSIVE_ALL_REGISTRANTS",
+		8: "RESERVATION_TYPE_EXCLUSIVE_ACCESS_ALL_REGISTRANTS",
+	}
+	ReservationType_value = map[string]int32{
+		"RESERVATION_TYPE_UNSPECIFIED":                       0,
+		"RESERVATION_TYPE_WRITE_EXCLUSIVE":                   1,
+		"RESERVATION_TYPE_EXCLUSIVE_ACCESS":                  3,
+		"RESERVATION_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY":  5,
+		"RESERVATION_TYPE_EXCLUSIVE_ACCESS_REGISTRANTS_ONLY": 6,
+		"RESERVATION_TYPE_WRITE_EXCLUSIVE_ALL_REGISTRANTS":   7,
+		"RESERVATION_TYPE_EXCLUSIVE_ACCESS_ALL_REGISTRANTS":  8,
+	}
+)
+
+func (x ReservationType) Enum() *ReservationType {
+	p := new(ReservationType)
+	*p = x
+	return p
+}
+
+func (x ReservationType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReservationType) Descriptor() protoreflect.EnumDescriptor {
+	return file_volrep_array_v1_host_service_proto_enumTypes[1].Descriptor()
+}
+
+func (ReservationType) Type() protoreflect.EnumType {
+	return &file_volrep_array_v1_host_service_proto_enumTypes[1]
+}
+
+func (x ReservationType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReservationType.Descriptor instead.
+func (ReservationType) EnumDescriptor() ([]byte, []int) {
+	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{1}
+}
+
 type Host struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1245,6 +1309,340 @@ func (x *ListConnectionsResponse) GetNextPageToken() string {
 	return ""
 }
 
+type GetVolumeReservationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volume        string                 `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVolumeReservationsRequest) Reset() {
+	*x = GetVolumeReservationsRequest{}
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVolumeReservationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVolumeReservationsRequest) ProtoMessage() {}
+
+func (x *GetVolumeReservationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVolumeReservationsRequest.ProtoReflect.Descriptor instead.
+func (*GetVolumeReservationsRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetVolumeReservationsRequest) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+type GetVolumeReservationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reservations  *VolumeReservations    `protobuf:"bytes,1,opt,name=reservations,proto3" json:"reservations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVolumeReservationsResponse) Reset() {
+	*x = GetVolumeReservationsResponse{}
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVolumeReservationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVolumeReservationsResponse) ProtoMessage() {}
+
+func (x *GetVolumeReservationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVolumeReservationsResponse.ProtoReflect.Descriptor instead.
+func (*GetVolumeReservationsResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetVolumeReservationsResponse) GetReservations() *VolumeReservations {
+	if x != nil {
+		return x.Reservations
+	}
+	return nil
+}
+
+type ClearVolumeReservationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volume        string                 `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClearVolumeReservationsRequest) Reset() {
+	*x = ClearVolumeReservationsRequest{}
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClearVolumeReservationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClearVolumeReservationsRequest) ProtoMessage() {}
+
+func (x *ClearVolumeReservationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClearVolumeReservationsRequest.ProtoReflect.Descriptor instead.
+func (*ClearVolumeReservationsRequest) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ClearVolumeReservationsRequest) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+type ClearVolumeReservationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What is left: nothing, unless a host registered again meanwhile.
+	Reservations  *VolumeReservations `protobuf:"bytes,1,opt,name=reservations,proto3" json:"reservations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClearVolumeReservationsResponse) Reset() {
+	*x = ClearVolumeReservationsResponse{}
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClearVolumeReservationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClearVolumeReservationsResponse) ProtoMessage() {}
+
+func (x *ClearVolumeReservationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClearVolumeReservationsResponse.ProtoReflect.Descriptor instead.
+func (*ClearVolumeReservationsResponse) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ClearVolumeReservationsResponse) GetReservations() *VolumeReservations {
+	if x != nil {
+		return x.Reservations
+	}
+	return nil
+}
+
+// VolumeReservations are the SCSI-3 persistent reservations of a volume's
+// LUN (SPC-4 5.13).
+type VolumeReservations struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// PRgeneration: counts the changes of registrations.
+	Generation uint32          `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	Type       ReservationType `protobuf:"varint,2,opt,name=type,proto3,enum=volrep.array.v1.ReservationType" json:"type,omitempty"`
+	// In the order the hosts registered.
+	Registrations []*Registration `protobuf:"bytes,3,rep,name=registrations,proto3" json:"registrations,omitempty"`
+	// The APTPL bit of the last REGISTER. The array keeps every
+	// registration through its own restart either way.
+	Aptpl         bool `protobuf:"varint,4,opt,name=aptpl,proto3" json:"aptpl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeReservations) Reset() {
+	*x = VolumeReservations{}
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeReservations) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeReservations) ProtoMessage() {}
+
+func (x *VolumeReservations) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeReservations.ProtoReflect.Descriptor instead.
+func (*VolumeReservations) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *VolumeReservations) GetGeneration() uint32 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *VolumeReservations) GetType() ReservationType {
+	if x != nil {
+		return x.Type
+	}
+	return ReservationType_RESERVATION_TYPE_UNSPECIFIED
+}
+
+func (x *VolumeReservations) GetRegistrations() []*Registration {
+	if x != nil {
+		return x.Registrations
+	}
+	return nil
+}
+
+func (x *VolumeReservations) GetAptpl() bool {
+	if x != nil {
+		return x.Aptpl
+	}
+	return false
+}
+
+// Registration is one I_T nexus's reservation key.
+type Registration struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The iSCSI initiator port: the initiator's name and the session's ISID
+	// ("iqn...,i,0x..."), so that two paths of one host are two.
+	InitiatorPort string `protobuf:"bytes,1,opt,name=initiator_port,json=initiatorPort,proto3" json:"initiator_port,omitempty"`
+	// The target port: the array's target and its port group (each array
+	// of a pod has its own).
+	Target             string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	RelativeTargetPort uint32 `protobuf:"varint,3,opt,name=relative_target_port,json=relativeTargetPort,proto3" json:"relative_target_port,omitempty"`
+	// The reservation key (sg_persist shows it in hex).
+	Key uint64 `protobuf:"varint,4,opt,name=key,proto3" json:"key,omitempty"`
+	// The nexus holds the reservation.
+	Holder        bool `protobuf:"varint,5,opt,name=holder,proto3" json:"holder,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Registration) Reset() {
+	*x = Registration{}
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Registration) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Registration) ProtoMessage() {}
+
+func (x *Registration) ProtoReflect() protoreflect.Message {
+	mi := &file_volrep_array_v1_host_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Registration.ProtoReflect.Descriptor instead.
+func (*Registration) Descriptor() ([]byte, []int) {
+	return file_volrep_array_v1_host_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Registration) GetInitiatorPort() string {
+	if x != nil {
+		return x.InitiatorPort
+	}
+	return ""
+}
+
+func (x *Registration) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *Registration) GetRelativeTargetPort() uint32 {
+	if x != nil {
+		return x.RelativeTargetPort
+	}
+	return 0
+}
+
+func (x *Registration) GetKey() uint64 {
+	if x != nil {
+		return x.Key
+	}
+	return 0
+}
+
+func (x *Registration) GetHolder() bool {
+	if x != nil {
+		return x.Holder
+	}
+	return false
+}
+
 var File_volrep_array_v1_host_service_proto protoreflect.FileDescriptor
 
 const file_volrep_array_v1_host_service_proto_rawDesc = "" +
@@ -1346,14 +1744,43 @@ const file_volrep_array_v1_host_service_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"\x80\x01\n" +
 	"\x17ListConnectionsResponse\x12=\n" +
 	"\vconnections\x18\x01 \x03(\v2\x1b.volrep.array.v1.ConnectionR\vconnections\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xbf\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"6\n" +
+	"\x1cGetVolumeReservationsRequest\x12\x16\n" +
+	"\x06volume\x18\x01 \x01(\tR\x06volume\"h\n" +
+	"\x1dGetVolumeReservationsResponse\x12G\n" +
+	"\freservations\x18\x01 \x01(\v2#.volrep.array.v1.VolumeReservationsR\freservations\"8\n" +
+	"\x1eClearVolumeReservationsRequest\x12\x16\n" +
+	"\x06volume\x18\x01 \x01(\tR\x06volume\"j\n" +
+	"\x1fClearVolumeReservationsResponse\x12G\n" +
+	"\freservations\x18\x01 \x01(\v2#.volrep.array.v1.VolumeReservationsR\freservations\"\xc5\x01\n" +
+	"\x12VolumeReservations\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x01 \x01(\rR\n" +
+	"generation\x124\n" +
+	"\x04type\x18\x02 \x01(\x0e2 .volrep.array.v1.ReservationTypeR\x04type\x12C\n" +
+	"\rregistrations\x18\x03 \x03(\v2\x1d.volrep.array.v1.RegistrationR\rregistrations\x12\x14\n" +
+	"\x05aptpl\x18\x04 \x01(\bR\x05aptpl\"\xa9\x01\n" +
+	"\fRegistration\x12%\n" +
+	"\x0einitiator_port\x18\x01 \x01(\tR\rinitiatorPort\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x120\n" +
+	"\x14relative_target_port\x18\x03 \x01(\rR\x12relativeTargetPort\x12\x10\n" +
+	"\x03key\x18\x04 \x01(\x04R\x03key\x12\x16\n" +
+	"\x06holder\x18\x05 \x01(\bR\x06holder*\xbf\x01\n" +
 	"\tPathState\x12\x1a\n" +
 	"\x16PATH_STATE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bPATH_STATE_ACTIVE_OPTIMIZED\x10\x01\x12#\n" +
 	"\x1fPATH_STATE_ACTIVE_NON_OPTIMIZED\x10\x02\x12\x16\n" +
 	"\x12PATH_STATE_STANDBY\x10\x03\x12\x1a\n" +
 	"\x16PATH_STATE_UNAVAILABLE\x10\x04\x12\x1c\n" +
-	"\x18PATH_STATE_TRANSITIONING\x10\x052\x87\x06\n" +
+	"\x18PATH_STATE_TRANSITIONING\x10\x05*\xdc\x02\n" +
+	"\x0fReservationType\x12 \n" +
+	"\x1cRESERVATION_TYPE_UNSPECIFIED\x10\x00\x12$\n" +
+	" RESERVATION_TYPE_WRITE_EXCLUSIVE\x10\x01\x12%\n" +
+	"!RESERVATION_TYPE_EXCLUSIVE_ACCESS\x10\x03\x125\n" +
+	"1RESERVATION_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY\x10\x05\x126\n" +
+	"2RESERVATION_TYPE_EXCLUSIVE_ACCESS_REGISTRANTS_ONLY\x10\x06\x124\n" +
+	"0RESERVATION_TYPE_WRITE_EXCLUSIVE_ALL_REGISTRANTS\x10\a\x125\n" +
+	"1RESERVATION_TYPE_EXCLUSIVE_ACCESS_ALL_REGISTRANTS\x10\b2\xfd\a\n" +
 	"\vHostService\x12U\n" +
 	"\n" +
 	"CreateHost\x12\".volrep.array.v1.CreateHostRequest\x1a#.volrep.array.v1.CreateHostResponse\x12L\n" +
@@ -1364,7 +1791,9 @@ const file_volrep_array_v1_host_service_proto_rawDesc = "" +
 	"\x16SetHostPreferredArrays\x12..volrep.array.v1.SetHostPreferredArraysRequest\x1a/.volrep.array.v1.SetHostPreferredArraysResponse\x12^\n" +
 	"\rConnectVolume\x12%.volrep.array.v1.ConnectVolumeRequest\x1a&.volrep.array.v1.ConnectVolumeResponse\x12g\n" +
 	"\x10DisconnectVolume\x12(.volrep.array.v1.DisconnectVolumeRequest\x1a).volrep.array.v1.DisconnectVolumeResponse\x12d\n" +
-	"\x0fListConnections\x12'.volrep.array.v1.ListConnectionsRequest\x1a(.volrep.array.v1.ListConnectionsResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
+	"\x0fListConnections\x12'.volrep.array.v1.ListConnectionsRequest\x1a(.volrep.array.v1.ListConnectionsResponse\x12v\n" +
+	"\x15GetVolumeReservations\x12-.volrep.array.v1.GetVolumeReservationsRequest\x1a..volrep.array.v1.GetVolumeReservationsResponse\x12|\n" +
+	"\x17ClearVolumeReservations\x12/.volrep.array.v1.ClearVolumeReservationsRequest\x1a0.volrep.array.v1.ClearVolumeReservationsResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3"
 
 var (
 	file_volrep_array_v1_host_service_proto_rawDescOnce sync.Once
@@ -1378,65 +1807,80 @@ func file_volrep_array_v1_host_service_proto_rawDescGZIP() []byte {
 	return file_volrep_array_v1_host_service_proto_rawDescData
 }
 
-var file_volrep_array_v1_host_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_volrep_array_v1_host_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_volrep_array_v1_host_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_volrep_array_v1_host_service_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_volrep_array_v1_host_service_proto_goTypes = []any{
-	(PathState)(0),                         // 0: volrep.array.v1.PathState
-	(*Host)(nil),                           // 1: volrep.array.v1.Host
-	(*Connection)(nil),                     // 2: volrep.array.v1.Connection
-	(*CreateHostRequest)(nil),              // 3: volrep.array.v1.CreateHostRequest
-	(*CreateHostResponse)(nil),             // 4: volrep.array.v1.CreateHostResponse
-	(*GetHostRequest)(nil),                 // 5: volrep.array.v1.GetHostRequest
-	(*GetHostResponse)(nil),                // 6: volrep.array.v1.GetHostResponse
-	(*ListHostsRequest)(nil),               // 7: volrep.array.v1.ListHostsRequest
-	(*ListHostsResponse)(nil),              // 8: volrep.array.v1.ListHostsResponse
-	(*DeleteHostRequest)(nil),              // 9: volrep.array.v1.DeleteHostRequest
-	(*DeleteHostResponse)(nil),             // 10: volrep.array.v1.DeleteHostResponse
-	(*SetHostPreferredArraysRequest)(nil),  // 11: volrep.array.v1.SetHostPreferredArraysRequest
-	(*SetHostPreferredArraysResponse)(nil), // 12: volrep.array.v1.SetHostPreferredArraysResponse
-	(*ConnectVolumeRequest)(nil),           // 13: volrep.array.v1.ConnectVolumeRequest
-	(*ConnectVolumeResponse)(nil),          // 14: volrep.array.v1.ConnectVolumeResponse
-	(*DisconnectVolumeRequest)(nil),        // 15: volrep.array.v1.DisconnectVolumeRequest
-	(*DisconnectVolumeResponse)(nil),       // 16: volrep.array.v1.DisconnectVolumeResponse
-	(*ListConnectionsRequest)(nil),         // 17: volrep.array.v1.ListConnectionsRequest
-	(*ListConnectionsResponse)(nil),        // 18: volrep.array.v1.ListConnectionsResponse
-	nil,                                    // 19: volrep.array.v1.Host.LabelsEntry
-	nil,                                    // 20: volrep.array.v1.CreateHostRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),          // 21: google.protobuf.Timestamp
+	(PathState)(0),                          // 0: volrep.array.v1.PathState
+	(ReservationType)(0),                    // 1: volrep.array.v1.ReservationType
+	(*Host)(nil),                            // 2: volrep.array.v1.Host
+	(*Connection)(nil),                      // 3: volrep.array.v1.Connection
+	(*CreateHostRequest)(nil),               // 4: volrep.array.v1.CreateHostRequest
+	(*CreateHostResponse)(nil),              // 5: volrep.array.v1.CreateHostResponse
+	(*GetHostRequest)(nil),                  // 6: volrep.array.v1.GetHostRequest
+	(*GetHostResponse)(nil),                 // 7: volrep.array.v1.GetHostResponse
+	(*ListHostsRequest)(nil),                // 8: volrep.array.v1.ListHostsRequest
+	(*ListHostsResponse)(nil),               // 9: volrep.array.v1.ListHostsResponse
+	(*DeleteHostRequest)(nil),               // 10: volrep.array.v1.DeleteHostRequest
+	(*DeleteHostResponse)(nil),              // 11: volrep.array.v1.DeleteHostResponse
+	(*SetHostPreferredArraysRequest)(nil),   // 12: volrep.array.v1.SetHostPreferredArraysRequest
+	(*SetHostPreferredArraysResponse)(nil),  // 13: volrep.array.v1.SetHostPreferredArraysResponse
+	(*ConnectVolumeRequest)(nil),            // 14: volrep.array.v1.ConnectVolumeRequest
+	(*ConnectVolumeResponse)(nil),           // 15: volrep.array.v1.ConnectVolumeResponse
+	(*DisconnectVolumeRequest)(nil),         // 16: volrep.array.v1.DisconnectVolumeRequest
+	(*DisconnectVolumeResponse)(nil),        // 17: volrep.array.v1.DisconnectVolumeResponse
+	(*ListConnectionsRequest)(nil),          // 18: volrep.array.v1.ListConnectionsRequest
+	(*ListConnectionsResponse)(nil),         // 19: volrep.array.v1.ListConnectionsResponse
+	(*GetVolumeReservationsRequest)(nil),    // 20: volrep.array.v1.GetVolumeReservationsRequest
+	(*GetVolumeReservationsResponse)(nil),   // 21: volrep.array.v1.GetVolumeReservationsResponse
+	(*ClearVolumeReservationsRequest)(nil),  // 22: volrep.array.v1.ClearVolumeReservationsRequest
+	(*ClearVolumeReservationsResponse)(nil), // 23: volrep.array.v1.ClearVolumeReservationsResponse
+	(*VolumeReservations)(nil),              // 24: volrep.array.v1.VolumeReservations
+	(*Registration)(nil),                    // 25: volrep.array.v1.Registration
+	nil,                                     // 26: volrep.array.v1.Host.LabelsEntry
+	nil,                                     // 27: volrep.array.v1.CreateHostRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),           // 28: google.protobuf.Timestamp
 }
 var file_volrep_array_v1_host_service_proto_depIdxs = []int32{
-	21, // 0: volrep.array.v1.Host.created:type_name -> google.protobuf.Timestamp
-	19, // 1: volrep.array.v1.Host.labels:type_name -> volrep.array.v1.Host.LabelsEntry
-	21, // 2: volrep.array.v1.Connection.created:type_name -> google.protobuf.Timestamp
+	28, // 0: volrep.array.v1.Host.created:type_name -> google.protobuf.Timestamp
+	26, // 1: volrep.array.v1.Host.labels:type_name -> volrep.array.v1.Host.LabelsEntry
+	28, // 2: volrep.array.v1.Connection.created:type_name -> google.protobuf.Timestamp
 	0,  // 3: volrep.array.v1.Connection.path_state:type_name -> volrep.array.v1.PathState
-	20, // 4: volrep.array.v1.CreateHostRequest.labels:type_name -> volrep.array.v1.CreateHostRequest.LabelsEntry
-	1,  // 5: volrep.array.v1.CreateHostResponse.host:type_name -> volrep.array.v1.Host
-	1,  // 6: volrep.array.v1.GetHostResponse.host:type_name -> volrep.array.v1.Host
-	1,  // 7: volrep.array.v1.ListHostsResponse.hosts:type_name -> volrep.array.v1.Host
-	1,  // 8: volrep.array.v1.SetHostPreferredArraysResponse.host:type_name -> volrep.array.v1.Host
-	2,  // 9: volrep.array.v1.ConnectVolumeResponse.connection:type_name -> volrep.array.v1.Connection
-	2,  // 10: volrep.array.v1.ListConnectionsResponse.connections:type_name -> volrep.array.v1.Connection
-	3,  // 11: volrep.array.v1.HostService.CreateHost:input_type -> volrep.array.v1.CreateHostRequest
-	5,  // 12: volrep.array.v1.HostService.GetHost:input_type -> volrep.array.v1.GetHostRequest
-	7,  // 13: volrep.array.v1.HostService.ListHosts:input_type -> volrep.array.v1.ListHostsRequest
-	9,  // 14: volrep.array.v1.HostService.DeleteHost:input_type -> volrep.array.v1.DeleteHostRequest
-	11, // 15: volrep.array.v1.HostService.SetHostPreferredArrays:input_type -> volrep.array.v1.SetHostPreferredArraysRequest
-	13, // 16: volrep.array.v1.HostService.ConnectVolume:input_type -> volrep.array.v1.ConnectVolumeRequest
-	15, // 17: volrep.array.v1.HostService.DisconnectVolume:input_type -> volrep.array.v1.DisconnectVolumeRequest
-	17, // 18: volrep.array.v1.HostService.ListConnections:input_type -> volrep.array.v1.ListConnectionsRequest
-	4,  // 19: volrep.array.v1.HostService.CreateHost:output_type -> volrep.array.v1.CreateHostResponse
-	6,  // 20: volrep.array.v1.HostService.GetHost:output_type -> volrep.array.v1.GetHostResponse
-	8,  // 21: volrep.array.v1.HostService.ListHosts:output_type -> volrep.array.v1.ListHostsResponse
-	10, // 22: volrep.array.v1.HostService.DeleteHost:output_type -> volrep.array.v1.DeleteHostResponse
-	12, // 23: volrep.array.v1.HostService.SetHostPreferredArrays:output_type -> volrep.array.v1.SetHostPreferredArraysResponse
-	14, // 24: volrep.array.v1.HostService.ConnectVolume:output_type -> volrep.array.v1.ConnectVolumeResponse
-	16, // 25: volrep.array.v1.HostService.DisconnectVolume:output_type -> volrep.array.v1.DisconnectVolumeResponse
-	18, // 26: volrep.array.v1.HostService.ListConnections:output_type -> volrep.array.v1.ListConnectionsResponse
-	19, // [19:27] is the sub-list for method output_type
-	11, // [11:19] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	27, // 4: volrep.array.v1.CreateHostRequest.labels:type_name -> volrep.array.v1.CreateHostRequest.LabelsEntry
+	2,  // 5: volrep.array.v1.CreateHostResponse.host:type_name -> volrep.array.v1.Host
+	2,  // 6: volrep.array.v1.GetHostResponse.host:type_name -> volrep.array.v1.Host
+	2,  // 7: volrep.array.v1.ListHostsResponse.hosts:type_name -> volrep.array.v1.Host
+	2,  // 8: volrep.array.v1.SetHostPreferredArraysResponse.host:type_name -> volrep.array.v1.Host
+	3,  // 9: volrep.array.v1.ConnectVolumeResponse.connection:type_name -> volrep.array.v1.Connection
+	3,  // 10: volrep.array.v1.ListConnectionsResponse.connections:type_name -> volrep.array.v1.Connection
+	24, // 11: volrep.array.v1.GetVolumeReservationsResponse.reservations:type_name -> volrep.array.v1.VolumeReservations
+	24, // 12: volrep.array.v1.ClearVolumeReservationsResponse.reservations:type_name -> volrep.array.v1.VolumeReservations
+	1,  // 13: volrep.array.v1.VolumeReservations.type:type_name -> volrep.array.v1.ReservationType
+	25, // 14: volrep.array.v1.VolumeReservations.registrations:type_name -> volrep.array.v1.Registration
+	4,  // 15: volrep.array.v1.HostService.CreateHost:input_type -> volrep.array.v1.CreateHostRequest
+	6,  // 16: volrep.array.v1.HostService.GetHost:input_type -> volrep.array.v1.GetHostRequest
+	8,  // 17: volrep.array.v1.HostService.ListHosts:input_type -> volrep.array.v1.ListHostsRequest
+	10, // 18: volrep.array.v1.HostService.DeleteHost:input_type -> volrep.array.v1.DeleteHostRequest
+	12, // 19: volrep.array.v1.HostService.SetHostPreferredArrays:input_type -> volrep.array.v1.SetHostPreferredArraysRequest
+	14, // 20: volrep.array.v1.HostService.ConnectVolume:input_type -> volrep.array.v1.ConnectVolumeRequest
+	16, // 21: volrep.array.v1.HostService.DisconnectVolume:input_type -> volrep.array.v1.DisconnectVolumeRequest
+	18, // 22: volrep.array.v1.HostService.ListConnections:input_type -> volrep.array.v1.ListConnectionsRequest
+	20, // 23: volrep.array.v1.HostService.GetVolumeReservations:input_type -> volrep.array.v1.GetVolumeReservationsRequest
+	22, // 24: volrep.array.v1.HostService.ClearVolumeReservations:input_type -> volrep.array.v1.ClearVolumeReservationsRequest
+	5,  // 25: volrep.array.v1.HostService.CreateHost:output_type -> volrep.array.v1.CreateHostResponse
+	7,  // 26: volrep.array.v1.HostService.GetHost:output_type -> volrep.array.v1.GetHostResponse
+	9,  // 27: volrep.array.v1.HostService.ListHosts:output_type -> volrep.array.v1.ListHostsResponse
+	11, // 28: volrep.array.v1.HostService.DeleteHost:output_type -> volrep.array.v1.DeleteHostResponse
+	13, // 29: volrep.array.v1.HostService.SetHostPreferredArrays:output_type -> volrep.array.v1.SetHostPreferredArraysResponse
+	15, // 30: volrep.array.v1.HostService.ConnectVolume:output_type -> volrep.array.v1.ConnectVolumeResponse
+	17, // 31: volrep.array.v1.HostService.DisconnectVolume:output_type -> volrep.array.v1.DisconnectVolumeResponse
+	19, // 32: volrep.array.v1.HostService.ListConnections:output_type -> volrep.array.v1.ListConnectionsResponse
+	21, // 33: volrep.array.v1.HostService.GetVolumeReservations:output_type -> volrep.array.v1.GetVolumeReservationsResponse
+	23, // 34: volrep.array.v1.HostService.ClearVolumeReservations:output_type -> volrep.array.v1.ClearVolumeReservationsResponse
+	25, // [25:35] is the sub-list for method output_type
+	15, // [15:25] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_volrep_array_v1_host_service_proto_init() }
@@ -1449,8 +1893,8 @@ func file_volrep_array_v1_host_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volrep_array_v1_host_service_proto_rawDesc), len(file_volrep_array_v1_host_service_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   20,
+			NumEnums:      2,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

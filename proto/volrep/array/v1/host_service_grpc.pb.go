@@ -19,14 +19,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	HostService_CreateHost_FullMethodName             = "/volrep.array.v1.HostService/CreateHost"
-	HostService_GetHost_FullMethodName                = "/volrep.array.v1.HostService/GetHost"
-	HostService_ListHosts_FullMethodName              = "/volrep.array.v1.HostService/ListHosts"
-	HostService_DeleteHost_FullMethodName             = "/volrep.array.v1.HostService/DeleteHost"
-	HostService_SetHostPreferredArrays_FullMethodName = "/volrep.array.v1.HostService/SetHostPreferredArrays"
-	HostService_ConnectVolume_FullMethodName          = "/volrep.array.v1.HostService/ConnectVolume"
-	HostService_DisconnectVolume_FullMethodName       = "/volrep.array.v1.HostService/DisconnectVolume"
-	HostService_ListConnections_FullMethodName        = "/volrep.array.v1.HostService/ListConnections"
+	HostService_CreateHost_FullMethodName              = "/volrep.array.v1.HostService/CreateHost"
+	HostService_GetHost_FullMethodName                 = "/volrep.array.v1.HostService/GetHost"
+	HostService_ListHosts_FullMethodName               = "/volrep.array.v1.HostService/ListHosts"
+	HostService_DeleteHost_FullMethodName              = "/volrep.array.v1.HostService/DeleteHost"
+	HostService_SetHostPreferredArrays_FullMethodName  = "/volrep.array.v1.HostService/SetHostPreferredArrays"
+	HostService_ConnectVolume_FullMethodName           = "/volrep.array.v1.HostService/ConnectVolume"
+	HostService_DisconnectVolume_FullMethodName        = "/volrep.array.v1.HostService/DisconnectVolume"
+	HostService_ListConnections_FullMethodName         = "/volrep.array.v1.HostService/ListConnections"
+	HostService_GetVolumeReservations_FullMethodName   = "/volrep.array.v1.HostService/GetVolumeReservations"
+	HostService_ClearVolumeReservations_FullMethodName = "/volrep.array.v1.HostService/ClearVolumeReservations"
 )
 
 // HostServiceClient is the client API for HostService service.
@@ -65,6 +67,21 @@ type HostServiceClient interface {
 	DisconnectVolume(ctx context.Context, in *DisconnectVolumeRequest, opts ...grpc.CallOption) (*DisconnectVolumeResponse, error)
 	// ListConnections lists connections by host and LUN, without secrets.
 	ListConnections(ctx context.Context, in *ListConnectionsRequest, opts ...grpc.CallOption) (*ListConnectionsResponse, error)
+	// GetVolumeReservations returns the SCSI-3 persistent reservations that
+	// hosts hold on a volume's LUN through the array's iSCSI target: what
+	// PERSISTENT RESERVE IN READ FULL STATUS shows a host. A pod's volume
+	// has one set, the same at both arrays. FAILED_PRECONDITION where hosts
+	// can have none (no iSCSI target here, a replica target, a pod whose
+	// other array cannot share them now).
+	GetVolumeReservations(ctx context.Context, in *GetVolumeReservationsRequest, opts ...grpc.CallOption) (*GetVolumeReservationsResponse, error)
+	// ClearVolumeReservations drops every registration and the reservation
+	// of a volume's LUN, at both arrays of a pod, as a registrant's
+	// PERSISTENT RESERVE OUT CLEAR would: each host that was registered
+	// gets a RESERVATIONS PREEMPTED unit attention. It is for a cluster
+	// that died holding a reservation; a live cluster loses its fencing
+	// until it registers again. Clearing a LUN without reservations changes
+	// nothing.
+	ClearVolumeReservations(ctx context.Context, in *ClearVolumeReservationsRequest, opts ...grpc.CallOption) (*ClearVolumeReservationsResponse, error)
 }
 
 type hostServiceClient struct {
@@ -155,6 +172,26 @@ func (c *hostServiceClient) ListConnections(ctx context.Context, in *ListConnect
 	return out, nil
 }
 
+func (c *hostServiceClient) GetVolumeReservations(ctx context.Context, in *GetVolumeReservationsRequest, opts ...grpc.CallOption) (*GetVolumeReservationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetVolumeReservationsResponse)
+	err := c.cc.Invoke(ctx, HostService_GetVolumeReservations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *hostServiceClient) ClearVolumeReservations(ctx context.Context, in *ClearVolumeReservationsRequest, opts ...grpc.CallOption) (*ClearVolumeReservationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClearVolumeReservationsResponse)
+	err := c.cc.Invoke(ctx, HostService_ClearVolumeReservations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HostServiceServer is the server API for HostService service.
 // All implementations must embed UnimplementedHostServiceServer
 // for forward compatibility.
@@ -191,6 +228,21 @@ type HostServiceServer interface {
 	DisconnectVolume(context.Context, *DisconnectVolumeRequest) (*DisconnectVolumeResponse, error)
 	// ListConnections lists connections by host and LUN, without secrets.
 	ListConnections(context.Context, *ListConnectionsRequest) (*ListConnectionsResponse, error)
+	// GetVolumeReservations returns the SCSI-3 persistent reservations that
+	// hosts hold on a volume's LUN through the array's iSCSI target: what
+	// PERSISTENT RESERVE IN READ FULL STATUS shows a host. A pod's volume
+	// has one set, the same at both arrays. FAILED_PRECONDITION where hosts
+	// can have none (no iSCSI target here, a replica target, a pod whose
+	// other array cannot share them now).
+	GetVolumeReservations(context.Context, *GetVolumeReservationsRequest) (*GetVolumeReservationsResponse, error)
+	// ClearVolumeReservations drops every registration and the reservation
+	// of a volume's LUN, at both arrays of a pod, as a registrant's
+	// PERSISTENT RESERVE OUT CLEAR would: each host that was registered
+	// gets a RESERVATIONS PREEMPTED unit attention. It is for a cluster
+	// that died holding a reservation; a live cluster loses its fencing
+	// until it registers again. Clearing a LUN without reservations changes
+	// nothing.
+	ClearVolumeReservations(context.Context, *ClearVolumeReservationsRequest) (*ClearVolumeReservationsResponse, error)
 	mustEmbedUnimplementedHostServiceServer()
 }
 
@@ -224,6 +276,12 @@ func (UnimplementedHostServiceServer) DisconnectVolume(context.Context, *Disconn
 }
 func (UnimplementedHostServiceServer) ListConnections(context.Context, *ListConnectionsRequest) (*ListConnectionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListConnections not implemented")
+}
+func (UnimplementedHostServiceServer) GetVolumeReservations(context.Context, *GetVolumeReservationsRequest) (*GetVolumeReservationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetVolumeReservations not implemented")
+}
+func (UnimplementedHostServiceServer) ClearVolumeReservations(context.Context, *ClearVolumeReservationsRequest) (*ClearVolumeReservationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClearVolumeReservations not implemented")
 }
 func (UnimplementedHostServiceServer) mustEmbedUnimplementedHostServiceServer() {}
 func (UnimplementedHostServiceServer) testEmbeddedByValue()                     {}
@@ -390,6 +448,42 @@ func _HostService_ListConnections_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HostService_GetVolumeReservations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetVolumeReservationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServiceServer).GetVolumeReservations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HostService_GetVolumeReservations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServiceServer).GetVolumeReservations(ctx, req.(*GetVolumeReservationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HostService_ClearVolumeReservations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClearVolumeReservationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServiceServer).ClearVolumeReservations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HostService_ClearVolumeReservations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServiceServer).ClearVolumeReservations(ctx, req.(*ClearVolumeReservationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HostService_ServiceDesc is the grpc.ServiceDesc for HostService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -428,6 +522,14 @@ var HostService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListConnections",
 			Handler:    _HostService_ListConnections_Handler,
+		},
+		{
+			MethodName: "GetVolumeReservations",
+			Handler:    _HostService_GetVolumeReservations_Handler,
+		},
+		{
+			MethodName: "ClearVolumeReservations",
+			Handler:    _HostService_ClearVolumeReservations_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

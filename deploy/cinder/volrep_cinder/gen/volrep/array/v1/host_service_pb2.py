@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='volrep/array/v1/host_service.proto',
   package='volrep.array.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\"volrep/array/v1/host_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x02\n\x04Host\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04iqns\x18\x02 \x03(\t\x12\x13\n\x0bmutual_chap\x18\x03 \x01(\x08\x12\x11\n\tchap_user\x18\x04 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x18\n\x10mutual_chap_user\x18\x06 \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x07 \x01(\t\x12+\n\x07\x63reated\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x06labels\x18\t \x03(\x0b\x32!.volrep.array.v1.Host.LabelsEntry\x12\x13\n\x0b\x63onnections\x18\n \x01(\x03\x12\x18\n\x10preferred_arrays\x18\x0b \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe1\x02\n\nConnection\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\x12\x0b\n\x03lun\x18\x04 \x01(\x03\x12\x11\n\tread_only\x18\x05 \x01(\x08\x12\x12\n\ntarget_iqn\x18\x06 \x01(\t\x12\x0f\n\x07portals\x18\x07 \x03(\t\x12\x11\n\tchap_user\x18\x08 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\t \x01(\t\x12\x18\n\x10mutual_chap_user\x18\n \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x0b \x01(\t\x12\x0b\n\x03wwn\x18\x0c \x01(\t\x12+\n\x07\x63reated\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\npath_state\x18\x0e \x01(\x0e\x32\x1a.volrep.array.v1.PathState\x12\x16\n\x0epath_preferred\x18\x0f \x01(\x08\"\xfe\x01\n\x11\x43reateHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04iqns\x18\x02 \x03(\t\x12\x13\n\x0bmutual_chap\x18\x03 \x01(\x08\x12>\n\x06labels\x18\x04 \x03(\x0b\x32..volrep.array.v1.CreateHostRequest.LabelsEntry\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x06 \x01(\t\x12\x18\n\x10preferred_arrays\x18\x07 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x12\x43reateHostResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"7\n\x0eGetHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0finclude_secrets\x18\x02 \x01(\x08\"6\n\x0fGetHostResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"9\n\x10ListHostsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x11ListHostsResponse\x12$\n\x05hosts\x18\x01 \x03(\x0b\x32\x15.volrep.array.v1.Host\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x11\x44\x65leteHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x14\n\x12\x44\x65leteHostResponse\"G\n\x1dSetHostPreferredArraysRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10preferred_arrays\x18\x02 \x03(\t\"E\n\x1eSetHostPreferredArraysResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"F\n\x14\x43onnectVolumeRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"H\n\x15\x43onnectVolumeResponse\x12/\n\nconnection\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.Connection\"I\n\x17\x44isconnectVolumeRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"\x1a\n\x18\x44isconnectVolumeResponse\"]\n\x16ListConnectionsRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"d\n\x17ListConnectionsResponse\x12\x30\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32\x1b.volrep.array.v1.Connection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xbf\x01\n\tPathState\x12\x1a\n\x16PATH_STATE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPATH_STATE_ACTIVE_OPTIMIZED\x10\x01\x12#\n\x1fPATH_STATE_ACTIVE_NON_OPTIMIZED\x10\x02\x12\x16\n\x12PATH_STATE_STANDBY\x10\x03\x12\x1a\n\x16PATH_STATE_UNAVAILABLE\x10\x04\x12\x1c\n\x18PATH_STATE_TRANSITIONING\x10\x05\x32\x87\x06\n\x0bHostService\x12U\n\nCreateHost\x12\".volrep.array.v1.CreateHostRequest\x1a#.volrep.array.v1.CreateHostResponse\x12L\n\x07GetHost\x12\x1f.volrep.array.v1.GetHostRequest\x1a .volrep.array.v1.GetHostResponse\x12R\n\tListHosts\x12!.volrep.array.v1.ListHostsRequest\x1a\".volrep.array.v1.ListHostsResponse\x12U\n\nDeleteHost\x12\".volrep.array.v1.DeleteHostRequest\x1a#.volrep.array.v1.DeleteHostResponse\x12y\n\x16SetHostPreferredArrays\x12..volrep.array.v1.SetHostPreferredArraysRequest\x1a/.volrep.array.v1.SetHostPreferredArraysResponse\x12^\n\rConnectVolume\x12%.volrep.array.v1.ConnectVolumeRequest\x1a&.volrep.array.v1.ConnectVolumeResponse\x12g\n\x10\x44isconnectVolume\x12(.volrep.array.v1.DisconnectVolumeRequest\x1a).volrep.array.v1.DisconnectVolumeResponse\x12\x64\n\x0fListConnections\x12\'.volrep.array.v1.ListConnectionsRequest\x1a(.volrep.array.v1.ListConnectionsResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
+  serialized_pb=_b('\n\"volrep/array/v1/host_service.proto\x12\x0fvolrep.array.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x02\n\x04Host\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04iqns\x18\x02 \x03(\t\x12\x13\n\x0bmutual_chap\x18\x03 \x01(\x08\x12\x11\n\tchap_user\x18\x04 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x18\n\x10mutual_chap_user\x18\x06 \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x07 \x01(\t\x12+\n\x07\x63reated\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x06labels\x18\t \x03(\x0b\x32!.volrep.array.v1.Host.LabelsEntry\x12\x13\n\x0b\x63onnections\x18\n \x01(\x03\x12\x18\n\x10preferred_arrays\x18\x0b \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe1\x02\n\nConnection\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\x12\x0b\n\x03lun\x18\x04 \x01(\x03\x12\x11\n\tread_only\x18\x05 \x01(\x08\x12\x12\n\ntarget_iqn\x18\x06 \x01(\t\x12\x0f\n\x07portals\x18\x07 \x03(\t\x12\x11\n\tchap_user\x18\x08 \x01(\t\x12\x13\n\x0b\x63hap_secret\x18\t \x01(\t\x12\x18\n\x10mutual_chap_user\x18\n \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x0b \x01(\t\x12\x0b\n\x03wwn\x18\x0c \x01(\t\x12+\n\x07\x63reated\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\npath_state\x18\x0e \x01(\x0e\x32\x1a.volrep.array.v1.PathState\x12\x16\n\x0epath_preferred\x18\x0f \x01(\x08\"\xfe\x01\n\x11\x43reateHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04iqns\x18\x02 \x03(\t\x12\x13\n\x0bmutual_chap\x18\x03 \x01(\x08\x12>\n\x06labels\x18\x04 \x03(\x0b\x32..volrep.array.v1.CreateHostRequest.LabelsEntry\x12\x13\n\x0b\x63hap_secret\x18\x05 \x01(\t\x12\x1a\n\x12mutual_chap_secret\x18\x06 \x01(\t\x12\x18\n\x10preferred_arrays\x18\x07 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x12\x43reateHostResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"7\n\x0eGetHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0finclude_secrets\x18\x02 \x01(\x08\"6\n\x0fGetHostResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"9\n\x10ListHostsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x11ListHostsResponse\x12$\n\x05hosts\x18\x01 \x03(\x0b\x32\x15.volrep.array.v1.Host\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x11\x44\x65leteHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x14\n\x12\x44\x65leteHostResponse\"G\n\x1dSetHostPreferredArraysRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10preferred_arrays\x18\x02 \x03(\t\"E\n\x1eSetHostPreferredArraysResponse\x12#\n\x04host\x18\x01 \x01(\x0b\x32\x15.volrep.array.v1.Host\"F\n\x14\x43onnectVolumeRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"H\n\x15\x43onnectVolumeResponse\x12/\n\nconnection\x18\x01 \x01(\x0b\x32\x1b.volrep.array.v1.Connection\"I\n\x17\x44isconnectVolumeRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\t\"\x1a\n\x18\x44isconnectVolumeResponse\"]\n\x16ListConnectionsRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"d\n\x17ListConnectionsResponse\x12\x30\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32\x1b.volrep.array.v1.Connection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\".\n\x1cGetVolumeReservationsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\"Z\n\x1dGetVolumeReservationsResponse\x12\x39\n\x0creservations\x18\x01 \x01(\x0b\x32#.volrep.array.v1.VolumeReservations\"0\n\x1e\x43learVolumeReservationsRequest\x12\x0e\n\x06volume\x18\x01 \x01(\t\"\\\n\x1f\x43learVolumeReservationsResponse\x12\x39\n\x0creservations\x18\x01 \x01(\x0b\x32#.volrep.array.v1.VolumeReservations\"\x9d\x01\n\x12VolumeReservations\x12\x12\n\ngeneration\x18\x01 \x01(\r\x12.\n\x04type\x18\x02 \x01(\x0e\x32 .volrep.array.v1.ReservationType\x12\x34\n\rregistrations\x18\x03 \x03(\x0b\x32\x1d.volrep.array.v1.Registration\x12\r\n\x05\x61ptpl\x18\x04 \x01(\x08\"q\n\x0cRegistration\x12\x16\n\x0einitiator_port\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x1c\n\x14relative_target_port\x18\x03 \x01(\r\x12\x0b\n\x03key\x18\x04 \x01(\x04\x12\x0e\n\x06holder\x18\x05 \x01(\x08*\xbf\x01\n\tPathState\x12\x1a\n\x16PATH_STATE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPATH_STATE_ACTIVE_OPTIMIZED\x10\x01\x12#\n\x1fPATH_STATE_ACTIVE_NON_OPTIMIZED\x10\x02\x12\x16\n\x12PATH_STATE_STANDBY\x10\x03\x12\x1a\n\x16PATH_STATE_UNAVAILABLE\x10\x04\x12\x1c\n\x18PATH_STATE_TRANSITIONING\x10\x05*\xdc\x02\n\x0fReservationType\x12 \n\x1cRESERVATION_TYPE_UNSPECIFIED\x10\x00\x12$\n RESERVATION_TYPE_WRITE_EXCLUSIVE\x10\x01\x12%\n!RESERVATION_TYPE_EXCLUSIVE_ACCESS\x10\x03\x12\x35\n1RESERVATION_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY\x10\x05\x12\x36\n2RESERVATION_TYPE_EXCLUSIVE_ACCESS_REGISTRANTS_ONLY\x10\x06\x12\x34\n0RESERVATION_TYPE_WRITE_EXCLUSIVE_ALL_REGISTRANTS\x10\x07\x12\x35\n1RESERVATION_TYPE_EXCLUSIVE_ACCESS_ALL_REGISTRANTS\x10\x08\x32\xfd\x07\n\x0bHostService\x12U\n\nCreateHost\x12\".volrep.array.v1.CreateHostRequest\x1a#.volrep.array.v1.CreateHostResponse\x12L\n\x07GetHost\x12\x1f.volrep.array.v1.GetHostRequest\x1a .volrep.array.v1.GetHostResponse\x12R\n\tListHosts\x12!.volrep.array.v1.ListHostsRequest\x1a\".volrep.array.v1.ListHostsResponse\x12U\n\nDeleteHost\x12\".volrep.array.v1.DeleteHostRequest\x1a#.volrep.array.v1.DeleteHostResponse\x12y\n\x16SetHostPreferredArrays\x12..volrep.array.v1.SetHostPreferredArraysRequest\x1a/.volrep.array.v1.SetHostPreferredArraysResponse\x12^\n\rConnectVolume\x12%.volrep.array.v1.ConnectVolumeRequest\x1a&.volrep.array.v1.ConnectVolumeResponse\x12g\n\x10\x44isconnectVolume\x12(.volrep.array.v1.DisconnectVolumeRequest\x1a).volrep.array.v1.DisconnectVolumeResponse\x12\x64\n\x0fListConnections\x12\'.volrep.array.v1.ListConnectionsRequest\x1a(.volrep.array.v1.ListConnectionsResponse\x12v\n\x15GetVolumeReservations\x12-.volrep.array.v1.GetVolumeReservationsRequest\x1a..volrep.array.v1.GetVolumeReservationsResponse\x12|\n\x17\x43learVolumeReservations\x12/.volrep.array.v1.ClearVolumeReservationsRequest\x1a\x30.volrep.array.v1.ClearVolumeReservationsResponseB8Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -58,18 +58,68 @@ _PATHSTATE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=2021,
-  serialized_end=2212,
+  serialized_start=2580,
+  serialized_end=2771,
 )
 _sym_db.RegisterEnumDescriptor(_PATHSTATE)
 
 PathState = enum_type_wrapper.EnumTypeWrapper(_PATHSTATE)
+_RESERVATIONTYPE = _descriptor.EnumDescriptor(
+  name='ReservationType',
+  full_name='volrep.array.v1.ReservationType',
+  filename=None,
+  file=DESCRIPTOR,
+  values=[
+    _descriptor.EnumValueDescriptor(
+      name='RESERVATION_TYPE_UNSPECIFIED', index=0, number=0,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='RESERVATION_TYPE_WRITE_EXCLUSIVE', index=1, number=1,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='RESERVATION_TYPE_EXCLUSIVE_ACCESS', index=2, number=3,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='RESERVATION_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY', index=3, number=5,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='RESERVATION_TYPE_EXCLUSIVE_ACCESS_REGISTRANTS_ONLY', index=4, number=6,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='RESERVATION_TYPE_WRITE_EXCLUSIVE_ALL_REGISTRANTS', index=5, number=7,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='RESERVATION_TYPE_EXCLUSIVE_ACCESS_ALL_REGISTRANTS', index=6, number=8,
+      options=None,
+      type=None),
+  ],
+  containing_type=None,
+  options=None,
+  serialized_start=2774,
+  serialized_end=3122,
+)
+_sym_db.RegisterEnumDescriptor(_RESERVATIONTYPE)
+
+ReservationType = enum_type_wrapper.EnumTypeWrapper(_RESERVATIONTYPE)
 PATH_STATE_UNSPECIFIED = 0
 PATH_STATE_ACTIVE_OPTIMIZED = 1
 PATH_STATE_ACTIVE_NON_OPTIMIZED = 2
 PATH_STATE_STANDBY = 3
 PATH_STATE_UNAVAILABLE = 4
 PATH_STATE_TRANSITIONING = 5
+RESERVATION_TYPE_UNSPECIFIED = 0
+RESERVATION_TYPE_WRITE_EXCLUSIVE = 1
+RESERVATION_TYPE_EXCLUSIVE_ACCESS = 3
+RESERVATION_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY = 5
+RESERVATION_TYPE_EXCLUSIVE_ACCESS_REGISTRANTS_ONLY = 6
+RESERVATION_TYPE_WRITE_EXCLUSIVE_ALL_REGISTRANTS = 7
+RESERVATION_TYPE_EXCLUSIVE_ACCESS_ALL_REGISTRANTS = 8
 
 
 
@@ -991,6 +1041,241 @@ _LISTCONNECTIONSRESPONSE = _descriptor.Descriptor(
   serialized_end=2018,
 )
 
+
+_GETVOLUMERESERVATIONSREQUEST = _descriptor.Descriptor(
+  name='GetVolumeReservationsRequest',
+  full_name='volrep.array.v1.GetVolumeReservationsRequest',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='volume', full_name='volrep.array.v1.GetVolumeReservationsRequest.volume', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=2020,
+  serialized_end=2066,
+)
+
+
+_GETVOLUMERESERVATIONSRESPONSE = _descriptor.Descriptor(
+  name='GetVolumeReservationsResponse',
+  full_name='volrep.array.v1.GetVolumeReservationsResponse',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='reservations', full_name='volrep.array.v1.GetVolumeReservationsResponse.reservations', index=0,
+      number=1, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=2068,
+  serialized_end=2158,
+)
+
+
+_CLEARVOLUMERESERVATIONSREQUEST = _descriptor.Descriptor(
+  name='ClearVolumeReservationsRequest',
+  full_name='volrep.array.v1.ClearVolumeReservationsRequest',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='volume', full_name='volrep.array.v1.ClearVolumeReservationsRequest.volume', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=2160,
+  serialized_end=2208,
+)
+
+
+_CLEARVOLUMERESERVATIONSRESPONSE = _descriptor.Descriptor(
+  name='ClearVolumeReservationsResponse',
+  full_name='volrep.array.v1.ClearVolumeReservationsResponse',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='reservations', full_name='volrep.array.v1.ClearVolumeReservationsResponse.reservations', index=0,
+      number=1, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=2210,
+  serialized_end=2302,
+)
+
+
+_VOLUMERESERVATIONS = _descriptor.Descriptor(
+  name='VolumeReservations',
+  full_name='volrep.array.v1.VolumeReservations',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='generation', full_name='volrep.array.v1.VolumeReservations.generation', index=0,
+      number=1, type=13, cpp_type=3, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='type', full_name='volrep.array.v1.VolumeReservations.type', index=1,
+      number=2, type=14, cpp_type=8, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='registrations', full_name='volrep.array.v1.VolumeReservations.registrations', index=2,
+      number=3, type=11, cpp_type=10, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='aptpl', full_name='volrep.array.v1.VolumeReservations.aptpl', index=3,
+      number=4, type=8, cpp_type=7, label=1,
+      has_default_value=False, default_value=False,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=2305,
+  serialized_end=2462,
+)
+
+
+_REGISTRATION = _descriptor.Descriptor(
+  name='Registration',
+  full_name='volrep.array.v1.Registration',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='initiator_port', full_name='volrep.array.v1.Registration.initiator_port', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='target', full_name='volrep.array.v1.Registration.target', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='relative_target_port', full_name='volrep.array.v1.Registration.relative_target_port', index=2,
+      number=3, type=13, cpp_type=3, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='key', full_name='volrep.array.v1.Registration.key', index=3,
+      number=4, type=4, cpp_type=4, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='holder', full_name='volrep.array.v1.Registration.holder', index=4,
+      number=5, type=8, cpp_type=7, label=1,
+      has_default_value=False, default_value=False,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=2464,
+  serialized_end=2577,
+)
+
 _HOST_LABELSENTRY.containing_type = _HOST
 _HOST.fields_by_name['created'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
 _HOST.fields_by_name['labels'].message_type = _HOST_LABELSENTRY
@@ -1004,6 +1289,10 @@ _LISTHOSTSRESPONSE.fields_by_name['hosts'].message_type = _HOST
 _SETHOSTPREFERREDARRAYSRESPONSE.fields_by_name['host'].message_type = _HOST
 _CONNECTVOLUMERESPONSE.fields_by_name['connection'].message_type = _CONNECTION
 _LISTCONNECTIONSRESPONSE.fields_by_name['connections'].message_type = _CONNECTION
+_GETVOLUMERESERVATIONSRESPONSE.fields_by_name['reservations'].message_type = _VOLUMERESERVATIONS
+_CLEARVOLUMERESERVATIONSRESPONSE.fields_by_name['reservations'].message_type = _VOLUMERESERVATIONS
+_VOLUMERESERVATIONS.fields_by_name['type'].enum_type = _RESERVATIONTYPE
+_VOLUMERESERVATIONS.fields_by_name['registrations'].message_type = _REGISTRATION
 DESCRIPTOR.message_types_by_name['Host'] = _HOST
 DESCRIPTOR.message_types_by_name['Connection'] = _CONNECTION
 DESCRIPTOR.message_types_by_name['CreateHostRequest'] = _CREATEHOSTREQUEST
@@ -1022,7 +1311,14 @@ DESCRIPTOR.message_types_by_name['DisconnectVolumeRequest'] = _DISCONNECTVOLUMER
 DESCRIPTOR.message_types_by_name['DisconnectVolumeResponse'] = _DISCONNECTVOLUMERESPONSE
 DESCRIPTOR.message_types_by_name['ListConnectionsRequest'] = _LISTCONNECTIONSREQUEST
 DESCRIPTOR.message_types_by_name['ListConnectionsResponse'] = _LISTCONNECTIONSRESPONSE
+DESCRIPTOR.message_types_by_name['GetVolumeReservationsRequest'] = _GETVOLUMERESERVATIONSREQUEST
+DESCRIPTOR.message_types_by_name['GetVolumeReservationsResponse'] = _GETVOLUMERESERVATIONSRESPONSE
+DESCRIPTOR.message_types_by_name['ClearVolumeReservationsRequest'] = _CLEARVOLUMERESERVATIONSREQUEST
+DESCRIPTOR.message_types_by_name['ClearVolumeReservationsResponse'] = _CLEARVOLUMERESERVATIONSRESPONSE
+DESCRIPTOR.message_types_by_name['VolumeReservations'] = _VOLUMERESERVATIONS
+DESCRIPTOR.message_types_by_name['Registration'] = _REGISTRATION
 DESCRIPTOR.enum_types_by_name['PathState'] = _PATHSTATE
+DESCRIPTOR.enum_types_by_name['ReservationType'] = _RESERVATIONTYPE
 _sym_db.RegisterFileDescriptor(DESCRIPTOR)
 
 Host = _reflection.GeneratedProtocolMessageType('Host', (_message.Message,), dict(
@@ -1167,6 +1463,48 @@ ListConnectionsResponse = _reflection.GeneratedProtocolMessageType('ListConnecti
   ))
 _sym_db.RegisterMessage(ListConnectionsResponse)
 
+GetVolumeReservationsRequest = _reflection.GeneratedProtocolMessageType('GetVolumeReservationsRequest', (_message.Message,), dict(
+  DESCRIPTOR = _GETVOLUMERESERVATIONSREQUEST,
+  __module__ = 'volrep.array.v1.host_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.GetVolumeReservationsRequest)
+  ))
+_sym_db.RegisterMessage(GetVolumeReservationsRequest)
+
+GetVolumeReservationsResponse = _reflection.GeneratedProtocolMessageType('GetVolumeReservationsResponse', (_message.Message,), dict(
+  DESCRIPTOR = _GETVOLUMERESERVATIONSRESPONSE,
+  __module__ = 'volrep.array.v1.host_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.GetVolumeReservationsResponse)
+  ))
+_sym_db.RegisterMessage(GetVolumeReservationsResponse)
+
+ClearVolumeReservationsRequest = _reflection.GeneratedProtocolMessageType('ClearVolumeReservationsRequest', (_message.Message,), dict(
+  DESCRIPTOR = _CLEARVOLUMERESERVATIONSREQUEST,
+  __module__ = 'volrep.array.v1.host_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.ClearVolumeReservationsRequest)
+  ))
+_sym_db.RegisterMessage(ClearVolumeReservationsRequest)
+
+ClearVolumeReservationsResponse = _reflection.GeneratedProtocolMessageType('ClearVolumeReservationsResponse', (_message.Message,), dict(
+  DESCRIPTOR = _CLEARVOLUMERESERVATIONSRESPONSE,
+  __module__ = 'volrep.array.v1.host_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.ClearVolumeReservationsResponse)
+  ))
+_sym_db.RegisterMessage(ClearVolumeReservationsResponse)
+
+VolumeReservations = _reflection.GeneratedProtocolMessageType('VolumeReservations', (_message.Message,), dict(
+  DESCRIPTOR = _VOLUMERESERVATIONS,
+  __module__ = 'volrep.array.v1.host_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.VolumeReservations)
+  ))
+_sym_db.RegisterMessage(VolumeReservations)
+
+Registration = _reflection.GeneratedProtocolMessageType('Registration', (_message.Message,), dict(
+  DESCRIPTOR = _REGISTRATION,
+  __module__ = 'volrep.array.v1.host_service_pb2'
+  # @@protoc_insertion_point(class_scope:volrep.array.v1.Registration)
+  ))
+_sym_db.RegisterMessage(Registration)
+
 
 DESCRIPTOR.has_options = True
 DESCRIPTOR._options = _descriptor._ParseOptions(descriptor_pb2.FileOptions(), _b('Z6github.com/volrep/volrep/proto/volrep/array/v1;arrayv1'))
@@ -1181,8 +1519,8 @@ _HOSTSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=2215,
-  serialized_end=2990,
+  serialized_start=3125,
+  serialized_end=4146,
   methods=[
   _descriptor.MethodDescriptor(
     name='CreateHost',
@@ -1254,6 +1592,24 @@ _HOSTSERVICE = _descriptor.ServiceDescriptor(
     containing_service=None,
     input_type=_LISTCONNECTIONSREQUEST,
     output_type=_LISTCONNECTIONSRESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
+    name='GetVolumeReservations',
+    full_name='volrep.array.v1.HostService.GetVolumeReservations',
+    index=8,
+    containing_service=None,
+    input_type=_GETVOLUMERESERVATIONSREQUEST,
+    output_type=_GETVOLUMERESERVATIONSRESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
+    name='ClearVolumeReservations',
+    full_name='volrep.array.v1.HostService.ClearVolumeReservations',
+    index=9,
+    containing_service=None,
+    input_type=_CLEARVOLUMERESERVATIONSREQUEST,
+    output_type=_CLEARVOLUMERESERVATIONSRESPONSE,
     options=None,
   ),
 ])

@@ -59,6 +59,16 @@ class HostServiceStub(object):
         request_serializer=volrep_dot_array_dot_v1_dot_host__service__pb2.ListConnectionsRequest.SerializeToString,
         response_deserializer=volrep_dot_array_dot_v1_dot_host__service__pb2.ListConnectionsResponse.FromString,
         )
+    self.GetVolumeReservations = channel.unary_unary(
+        '/volrep.array.v1.HostService/GetVolumeReservations',
+        request_serializer=volrep_dot_array_dot_v1_dot_host__service__pb2.GetVolumeReservationsRequest.SerializeToString,
+        response_deserializer=volrep_dot_array_dot_v1_dot_host__service__pb2.GetVolumeReservationsResponse.FromString,
+        )
+    self.ClearVolumeReservations = channel.unary_unary(
+        '/volrep.array.v1.HostService/ClearVolumeReservations',
+        request_serializer=volrep_dot_array_dot_v1_dot_host__service__pb2.ClearVolumeReservationsRequest.SerializeToString,
+        response_deserializer=volrep_dot_array_dot_v1_dot_host__service__pb2.ClearVolumeReservationsResponse.FromString,
+        )
 
 
 class HostServiceServicer(object):
@@ -135,6 +145,31 @@ class HostServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def GetVolumeReservations(self, request, context):
+    """GetVolumeReservations returns the SCSI-3 persistent reservations that
+    hosts hold on a volume's LUN through the array's iSCSI target: what
+    PERSISTENT RESERVE IN READ FULL STATUS shows a host. A pod's volume
+    has one set, the same at both arrays. FAILED_PRECONDITION where hosts
+    can have none (no iSCSI target here, a replica target, a pod whose
+    other array cannot share them now).
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def ClearVolumeReservations(self, request, context):
+    """ClearVolumeReservations drops every registration and the reservation
+    of a volume's LUN, at both arrays of a pod, as a registrant's
+    PERSISTENT RESERVE OUT CLEAR would: each host that was registered
+    gets a RESERVATIONS PREEMPTED unit attention. It is for a cluster
+    that died holding a reservation; a live cluster loses its fencing
+    until it registers again. Clearing a LUN without reservations changes
+    nothing.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_HostServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -177,6 +212,16 @@ def add_HostServiceServicer_to_server(servicer, server):
           servicer.ListConnections,
           request_deserializer=volrep_dot_array_dot_v1_dot_host__service__pb2.ListConnectionsRequest.FromString,
           response_serializer=volrep_dot_array_dot_v1_dot_host__service__pb2.ListConnectionsResponse.SerializeToString,
+      ),
+      'GetVolumeReservations': grpc.unary_unary_rpc_method_handler(
+          servicer.GetVolumeReservations,
+          request_deserializer=volrep_dot_array_dot_v1_dot_host__service__pb2.GetVolumeReservationsRequest.FromString,
+          response_serializer=volrep_dot_array_dot_v1_dot_host__service__pb2.GetVolumeReservationsResponse.SerializeToString,
+      ),
+      'ClearVolumeReservations': grpc.unary_unary_rpc_method_handler(
+          servicer.ClearVolumeReservations,
+          request_deserializer=volrep_dot_array_dot_v1_dot_host__service__pb2.ClearVolumeReservationsRequest.FromString,
+          response_serializer=volrep_dot_array_dot_v1_dot_host__service__pb2.ClearVolumeReservationsResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(
