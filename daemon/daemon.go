@@ -345,7 +345,7 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 			reg.DataPath(a.Name, metrics.NBD, func() metrics.DataPathStats {
 				st := srv.Stats()
 				return metrics.DataPathStats{ConnectionsActive: st.ConnectionsActive, ConnectionsAccepted: st.ConnectionsAccepted,
-					Commands: st.Requests, Errors: st.Errors, BytesRead: st.BytesRead, BytesWritten: st.BytesWritten}
+					Commands: st.Requests, Errors: st.Errors, BytesRead: st.BytesRead, BytesWritten: st.BytesWritten, Latency: st.Latency}
 			})
 		}
 	}
@@ -356,7 +356,7 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 				st := srv.Stats()
 				return metrics.DataPathStats{ConnectionsActive: st.ConnectionsActive, ConnectionsAccepted: st.ConnectionsAccepted,
 					Commands: st.Commands, Errors: st.CheckConditions, BytesRead: st.BytesRead, BytesWritten: st.BytesWritten,
-					TaskManagement: st.TaskManagement, Resets: st.Resets, Conflicts: st.Conflicts}
+					TaskManagement: st.TaskManagement, Resets: st.Resets, Conflicts: st.Conflicts, Latency: st.Latency}
 			})
 		}
 	}

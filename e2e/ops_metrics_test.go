@@ -91,6 +91,8 @@ func TestMetricsEndpoint(t *testing.T) {
 		{`volrep_datapath_written_bytes_total{array="site-a",protocol="nbd"}`, 64 << 10},
 		{`volrep_datapath_commands_total{array="site-a",protocol="nbd"}`, 1},
 		{`volrep_datapath_connections_accepted_total{array="site-a",protocol="nbd"}`, 1},
+		{`volrep_datapath_command_duration_seconds_count{array="site-a",op="write",protocol="nbd"}`, 1},
+		{`volrep_datapath_command_duration_seconds_bucket{array="site-a",op="write",protocol="nbd",le="+Inf"}`, 1},
 	} {
 		if v, ok := seriesValue(body, c.series); !ok || v < c.least {
 			t.Errorf("scrape has %s = %v (found %v); want at least %v", c.series, v, ok, c.least)

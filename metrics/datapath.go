@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/volrep/volrep/internal/latency"
 )
 
 // Data path protocols, the values of the protocol label.
@@ -32,12 +34,15 @@ type DataPathStats struct {
 	// Conflicts are iSCSI commands answered RESERVATION CONFLICT: a
 	// host that a cluster fenced (or one outside it) still sending I/O.
 	Conflicts int64
+	// Latency is how long commands took at the array, by kind.
+	Latency [latency.NumOps]latency.Snapshot
 }
 
 // dataPathCollector reports each hosted array's NBD and iSCSI servers as
 // they are at scrape time.
 type dataPathCollector struct {
 	connections, accepted, commands, errors, read, written, tmfs, resets, conflicts *prometheus.Desc
+	duration                                                                        *prometheus.Desc
 
 	mu      sync.Mutex
 	sources map[[2]string]func() DataPathStats // (array, protocol) → its server's Stats
@@ -60,12 +65,15 @@ func newDataPathCollector() *dataPathCollector {
 			"iSCSI logical unit resets applied: by a host here (one per unit for a TARGET WARM RESET) or taken at a pod's other array."),
 		conflicts: desc("reservation_conflicts_total",
 			"iSCSI commands answered RESERVATION CONFLICT: a host outside a persistent reservation, a fenced cluster node say, still sending I/O."),
+		duration: prometheus.NewDesc(prometheus.BuildFQName(namespace, "datapath", "command_duration_seconds"),
+			"How long NBD requests and SCSI commands took at the array, by kind (read, write, flush, other): from when a command and its data were in to when its answer was queued, so the array's time (a sync write's round trip to its pod's peer included) and not the network's to the host.",
+			[]string{"array", "protocol", "op"}, nil),
 		sources: map[[2]string]func() DataPathStats{},
 	}
 }
 
 func (c *dataPathCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.connections, c.accepted, c.commands, c.errors, c.read, c.written, c.tmfs, c.resets, c.conflicts} {
+	for _, d := range []*prometheus.Desc{c.connections, c.accepted, c.commands, c.errors, c.read, c.written, c.tmfs, c.resets, c.conflicts, c.duration} {
 		ch <- d
 	}
 }
@@ -86,12 +94,27 @@ func (c *dataPathCollector) Collect(ch chan<- prometheus.Metric) {
 		metric(c.errors, prometheus.CounterValue, st.Errors)
 		metric(c.read, prometheus.CounterValue, st.BytesRead)
 		metric(c.written, prometheus.CounterValue, st.BytesWritten)
+		for op, h := range st.Latency {
+			ch <- prometheus.MustNewConstHistogram(c.duration, h.Count(), h.Sum.Seconds(), cumulative(h), k[0], k[1], latency.Op(op).String())
+		}
 		if k[1] == ISCSI {
 			metric(c.tmfs, prometheus.CounterValue, st.TaskManagement)
 			metric(c.resets, prometheus.CounterValue, st.Resets)
 			metric(c.conflicts, prometheus.CounterValue, st.Conflicts)
 		}
 	}
+}
+
+// cumulative is h's buckets as Prometheus counts them: each bound's
+// count includes every shorter one's.
+func cumulative(h latency.Snapshot) map[float64]uint64 {
+	out := make(map[float64]uint64, len(latency.Bounds))
+	var n uint64
+	for i, b := range latency.Bounds {
+		n += h.Buckets[i]
+		out[b.Seconds()] = n
+	}
+	return out
 }
 
 // DataPath makes every scrape report the counts stats returns for an

@@ -24,6 +24,8 @@ import (
 	"github.com/volrep/volrep/errdefs"
 	"github.com/volrep/volrep/internal/testenv"
 	"github.com/volrep/volrep/server"
+
+	"github.com/volrep/volrep/internal/latency"
 )
 
 func promtool(t *testing.T) string { return testenv.Tool(t, "promtool") }
@@ -102,9 +104,13 @@ func TestScrapeWithPromtool(t *testing.T) {
 	reg.AddReceived("site-b", -5) // ignored, not a panic
 	reg.SetBackendUp("pure1", true)
 	reg.SetBackendUp("pure2", false)
+	var lat latency.Histograms
+	lat.Observe(latency.Write, 80*time.Microsecond)
+	lat.Observe(latency.Write, 3*time.Millisecond)
+	lat.Observe(latency.Write, time.Minute)
 	reg.DataPath("site-a", ISCSI, func() DataPathStats {
 		return DataPathStats{ConnectionsActive: 2, ConnectionsAccepted: 5, Commands: 900, Errors: 3, BytesRead: 1 << 20, BytesWritten: 4096,
-			TaskManagement: 4, Resets: 1, Conflicts: 6}
+			TaskManagement: 4, Resets: 1, Conflicts: 6, Latency: lat.Snapshot()}
 	})
 	reg.DataPath("site-a", NBD, func() DataPathStats { return DataPathStats{Commands: 7} })
 
@@ -179,6 +185,17 @@ func TestScrapeWithPromtool(t *testing.T) {
 		`volrep_datapath_resets_total{array="site-a",protocol="iscsi"} 1`,
 		`volrep_datapath_reservation_conflicts_total{array="site-a",protocol="iscsi"} 6`,
 		`volrep_datapath_commands_total{array="site-a",protocol="nbd"} 7`,
+		// Cumulative buckets: 80 µs is under 100 µs, 3 ms under 5 ms, a
+		// minute only under +Inf.
+		`volrep_datapath_command_duration_seconds_bucket{array="site-a",op="write",protocol="iscsi",le="5e-05"} 0`,
+		`volrep_datapath_command_duration_seconds_bucket{array="site-a",op="write",protocol="iscsi",le="0.0001"} 1`,
+		`volrep_datapath_command_duration_seconds_bucket{array="site-a",op="write",protocol="iscsi",le="0.0025"} 1`,
+		`volrep_datapath_command_duration_seconds_bucket{array="site-a",op="write",protocol="iscsi",le="0.005"} 2`,
+		`volrep_datapath_command_duration_seconds_bucket{array="site-a",op="write",protocol="iscsi",le="10"} 2`,
+		`volrep_datapath_command_duration_seconds_bucket{array="site-a",op="write",protocol="iscsi",le="+Inf"} 3`,
+		`volrep_datapath_command_duration_seconds_sum{array="site-a",op="write",protocol="iscsi"} 60.00308`,
+		`volrep_datapath_command_duration_seconds_count{array="site-a",op="write",protocol="iscsi"} 3`,
+		`volrep_datapath_command_duration_seconds_count{array="site-a",op="read",protocol="nbd"} 0`,
 	)
 	if strings.Contains(body, `volrep_datapath_resets_total{array="site-a",protocol="nbd"}`) {
 		t.Errorf("NBD has no task management or resets to report")

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/volrep/volrep/internal/latency"
 )
 
 // Limits and defaults.
@@ -95,6 +97,10 @@ type Stats struct {
 	Conflicts           int64 // SCSI commands answered RESERVATION CONFLICT
 	BytesRead           int64 // data bytes sent to initiators
 	BytesWritten        int64 // data bytes received from initiators and written
+	// Latency is how long SCSI commands took to run, by kind: from when
+	// a command's data was all in to when its response was queued, so
+	// the array's own time and not the network's.
+	Latency [latency.NumOps]latency.Snapshot
 }
 
 // Server is an iSCSI target serving the LUNs Targets maps. Create it with
@@ -129,6 +135,7 @@ type Server struct {
 	checks, inflight, protoErrors atomic.Int64
 	tmfs, resets, conflicts       atomic.Int64
 	bytesRead, bytesWritten       atomic.Int64
+	latency                       latency.Histograms
 }
 
 // NewServer returns a server for targets. It serves nothing until Serve.
@@ -195,6 +202,7 @@ func (s *Server) Stats() Stats {
 		Conflicts:           s.conflicts.Load(),
 		BytesRead:           s.bytesRead.Load(),
 		BytesWritten:        s.bytesWritten.Load(),
+		Latency:             s.latency.Snapshot(),
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/volrep/volrep/internal/latency"
 )
 
 // maxCommandData is the largest data transfer one command may carry.
@@ -220,6 +222,7 @@ func (c *conn) start(t *task) {
 
 // execute runs a command and queues its response.
 func (c *conn) execute(t *task) {
+	began := time.Now()
 	var res scsiResult
 	if t.edtl > maxCommandData+BlockSize && t.write {
 		res = checkCondition(senseIllegalRequest, ascInvalidFieldInCDB)
@@ -233,6 +236,7 @@ func (c *conn) execute(t *task) {
 		c.s.bytesWritten.Add(int64(t.received))
 	}
 	pdus := c.responsePDUs(t, &res)
+	c.s.latency.Observe(opOfCDB(t.cdb), time.Since(began))
 	dataRelease := t.dataRelease
 	resRelease := res.release
 	c.send(outItem{
@@ -564,4 +568,23 @@ func lunOf(raw uint64) string {
 		return strconv.FormatUint(lun, 10)
 	}
 	return fmt.Sprintf("%#016x", raw)
+}
+
+// opOfCDB is a command's kind, for its latency.
+func opOfCDB(cdb []byte) latency.Op {
+	if len(cdb) == 0 {
+		return latency.Other
+	}
+	switch cdb[0] {
+	case 0x08, 0x28, 0xa8, 0x88: // READ(6/10/12/16)
+		return latency.Read
+	case 0x0a, 0x2a, 0xaa, 0x8a, // WRITE(6/10/12/16)
+		0x41, 0x93, // WRITE SAME(10/16)
+		0x2e, 0x8e, // WRITE AND VERIFY(10/16)
+		0x89: // COMPARE AND WRITE
+		return latency.Write
+	case 0x35, 0x91: // SYNCHRONIZE CACHE(10/16)
+		return latency.Flush
+	}
+	return latency.Other
 }

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/volrep/volrep/internal/latency"
 )
 
 // conn is one client connection. During negotiation only the connection
@@ -123,6 +125,7 @@ type request struct {
 	ok         bool // reply reports success
 	hdrLen     int
 	payload    []byte
+	began      time.Time // read in full: its latency counts from here
 	// hdr holds the reply header and small reply payloads (error
 	// messages, the block status context ID).
 	hdr [structReplyHeaderLen + 8 + maxErrMsg]byte
@@ -397,6 +400,7 @@ func (c *conn) readLoop() error {
 				}
 			}
 		}
+		r.began = time.Now()
 		if c.quick != nil && c.tryQuick(r) {
 			// While the next request is already here in full, hold the
 			// reply: serving that one cannot wait for the client, and
@@ -862,9 +866,24 @@ const maxBatch = 128
 // are dropped (and freed) instead, and the connection is cancelled so that
 // the reader stops.
 func (c *conn) send(r *request) {
+	c.observe(r)
 	c.wmu.Lock()
 	c.queue = append(c.queue, r)
 	c.writeQueued()
+}
+
+// observe counts r's latency, its reply built.
+func (c *conn) observe(r *request) {
+	op := latency.Other
+	switch r.typ {
+	case cmdRead:
+		op = latency.Read
+	case cmdWrite, cmdWriteZeroes:
+		op = latency.Write
+	case cmdFlush:
+		op = latency.Flush
+	}
+	c.s.latency.Observe(op, time.Since(r.began))
 }
 
 // sendOrHold is send, except that with more it may queue r's reply
@@ -872,6 +891,7 @@ func (c *conn) send(r *request) {
 // a writer already at work takes it along, and otherwise the reader's next
 // send or kick does.
 func (c *conn) sendOrHold(r *request, more bool) {
+	c.observe(r)
 	c.wmu.Lock()
 	c.queue = append(c.queue, r)
 	if more && c.held < maxBatch && c.heldBytes+len(r.payload) <= maxHeldBytes {

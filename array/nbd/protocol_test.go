@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/volrep/volrep/internal/latency"
 )
 
 const testSize = 16 << 20
@@ -836,5 +838,44 @@ func TestOversizedOptionAnsweredAtOnce(t *testing.T) {
 	}
 	if _, r := c.option(optGo, infoGoData("disk")); r.typ != repAck {
 		t.Fatalf("NBD_OPT_GO after the oversized option: %#x, want ACK", r.typ)
+	}
+}
+
+// TestLatencyCountsEachRequest: every request is counted once, under its
+// kind, on the quick path (plain reads and writes) and the workers' (FUA
+// writes, flushes) alike.
+func TestLatencyCountsEachRequest(t *testing.T) {
+	dev := &quickDevice{memDevice: memDevice{data: make([]byte, 1<<20)}} // even blocks quick, odd ones the workers'
+	ex := newTestExports()
+	ex.add("q", dev, true)
+	ts := startServer(t, ex, Options{})
+	c := connect(t, ts.addr, "q", clientOpts{structured: true})
+	data := randBytes(t, 4096)
+	for i := range 3 {
+		if r := c.write(uint64(i)*4096, data, 0); r.errno != 0 {
+			t.Fatalf("write: errno %d", r.errno)
+		}
+	}
+	if r := c.write(0, data, cmdFlagFUA); r.errno != 0 {
+		t.Fatalf("FUA write: errno %d", r.errno)
+	}
+	for i := range 2 {
+		if r := c.read(uint64(i)*4096, make([]byte, 4096), 0); r.errno != 0 {
+			t.Fatalf("read: errno %d", r.errno)
+		}
+	}
+	if dev.quickWrites.Load() != 2 || dev.quickReads.Load() != 1 {
+		t.Fatalf("served quickly: %d writes and %d reads; want 2 and 1", dev.quickWrites.Load(), dev.quickReads.Load())
+	}
+	if r := c.do(cmdFlush, 0, 0, 0, nil, nil); r.errno != 0 {
+		t.Fatalf("flush: errno %d", r.errno)
+	}
+	lat := ts.srv.Stats().Latency
+	// Read, write, flush, other.
+	if got, want := latency.Counts(lat), [latency.NumOps]uint64{2, 4, 1, 0}; got != want {
+		t.Errorf("commands counted by kind %v; want %v", got, want)
+	}
+	if lat[latency.Write].Sum <= 0 {
+		t.Errorf("writes took no time: %+v", lat[latency.Write])
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/volrep/volrep/internal/latency"
 )
 
 // Limits and defaults.
@@ -94,6 +96,10 @@ type Stats struct {
 	Errors              int64 // requests answered with an error
 	BytesRead           int64 // payload bytes sent to clients by READ
 	BytesWritten        int64 // payload bytes written by WRITE
+	// Latency is how long requests took to serve, by kind: from when a
+	// request (and a WRITE's payload) was read to when its reply was
+	// queued, so the array's own time and not the network's.
+	Latency [latency.NumOps]latency.Snapshot
 }
 
 // Server serves the exports of an Exports over NBD. Create it with
@@ -116,6 +122,7 @@ type Server struct {
 	lastRejectLog              atomic.Int64 // unix nanoseconds
 	refusals, requests, errors atomic.Int64
 	bytesRead, bytesWritten    atomic.Int64
+	latency                    latency.Histograms
 }
 
 // NewServer returns a server for exports. It serves nothing until Serve.
@@ -164,6 +171,7 @@ func (s *Server) Stats() Stats {
 		Errors:              s.errors.Load(),
 		BytesRead:           s.bytesRead.Load(),
 		BytesWritten:        s.bytesWritten.Load(),
+		Latency:             s.latency.Snapshot(),
 	}
 }
 
