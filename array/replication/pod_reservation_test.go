@@ -12,6 +12,7 @@ import (
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/clock"
+	"github.com/volrep/volrep/errdefs"
 )
 
 // keeper stands for an array's iSCSI target as the keeper of its units'
@@ -185,10 +186,17 @@ func TestPodReservationsAreOneAtBothArrays(t *testing.T) {
 
 	// The operator clears them through either array's API: the preferred
 	// array decides both clears, and each array holds the new state once
-	// the call returns.
+	// the call returns. The peer shares them again once it sees the pod
+	// in sync and its forward stream is back, which may follow the
+	// preferred array's sync; until then a clear there is UNAVAILABLE,
+	// as a host's PERSISTENT RESERVE OUT is refused, and is retried.
 	for i, st := range []*store.Store{tg.st, src.st} {
 		want := fmt.Sprintf("%d:operator-clear", 10+i)
 		r, err := st.ClearVolumeReservations(ctx, "v1")
+		for deadline := time.Now().Add(10 * time.Second); (errdefs.IsUnavailable(err) || errdefs.IsFailedPrecondition(err)) && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+			r, err = st.ClearVolumeReservations(ctx, "v1")
+		}
 		if err != nil || r.Generation != uint32(10+i) {
 			t.Fatalf("clear %d: %+v, %v; want generation %d", i, r, err, 10+i)
 		}
