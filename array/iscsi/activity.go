@@ -44,34 +44,35 @@ func (u *unit) endedByReset(arrived uint64) bool {
 func (u *unit) reset(t uint64) (drain func(context.Context) error) {
 	u.resetAt(t)
 	u.resets.Add(1)
-	return u.running.drainer()
+	return u.running.drainer(nil)
 }
 
 // activity tracks the commands running on a logical unit through this
-// server, from every session, so that a LOGICAL UNIT RESET can wait for
-// those that began before it. SAM ends a reset only once every task of
+// server, from every session, by I_T nexus, so that a LOGICAL UNIT RESET
+// can wait for those that began before it, and a PREEMPT AND ABORT for
+// those of the nexuses it preempted. SAM ends a reset only once every task of
 // the unit, for every I_T nexus, is done: a host that sends I/O down
 // several paths reissues what the reset cut short, and must not have an
 // older write land after the new one.
 type activity struct {
 	mu      sync.Mutex
 	next    uint64
-	running map[uint64]struct{}
+	running map[uint64]nexus
 	// ended is closed, and replaced, when a command ends while a drain
 	// waits (waiters > 0), so commands cost no allocation otherwise.
 	ended   chan struct{}
 	waiters int
 }
 
-// begin counts a command as running until end is called.
-func (a *activity) begin() (end func()) {
+// begin counts a command of nexus from as running until end is called.
+func (a *activity) begin(from nexus) (end func()) {
 	a.mu.Lock()
 	if a.running == nil {
-		a.running = map[uint64]struct{}{}
+		a.running = map[uint64]nexus{}
 	}
 	n := a.next
 	a.next++
-	a.running[n] = struct{}{}
+	a.running[n] = from
 	a.mu.Unlock()
 	return func() {
 		a.mu.Lock()
@@ -84,28 +85,30 @@ func (a *activity) begin() (end func()) {
 	}
 }
 
-// drain waits until every command begun before it was called has ended,
-// or ctx is done.
-func (a *activity) drain(ctx context.Context) error { return a.drainer()(ctx) }
+// drain waits until every command of the nexuses only matches (nil:
+// every nexus) begun before it was called has ended, or ctx is done.
+func (a *activity) drain(ctx context.Context, only func(nexus) bool) error {
+	return a.drainer(only)(ctx)
+}
 
 // drainer returns drain as of now: a wait for the commands running now,
 // to be waited for later.
-func (a *activity) drainer() func(context.Context) error {
+func (a *activity) drainer(only func(nexus) bool) func(context.Context) error {
 	a.mu.Lock()
 	upto := a.next
 	a.mu.Unlock()
-	return func(ctx context.Context) error { return a.drainTo(ctx, upto) }
+	return func(ctx context.Context) error { return a.drainTo(ctx, upto, only) }
 }
 
-// drainTo waits until every command numbered below upto has ended, or
-// ctx is done.
-func (a *activity) drainTo(ctx context.Context, upto uint64) error {
+// drainTo waits until every command of the nexuses only matches numbered
+// below upto has ended, or ctx is done.
+func (a *activity) drainTo(ctx context.Context, upto uint64, only func(nexus) bool) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for {
 		busy := false
-		for n := range a.running {
-			if n < upto {
+		for n, from := range a.running {
+			if n < upto && (only == nil || only(from)) {
 				busy = true
 				break
 			}

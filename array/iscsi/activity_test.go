@@ -13,12 +13,12 @@ import (
 // when its connection ends.
 func TestActivityDrainWaitsForEarlierCommandsOnly(t *testing.T) {
 	var a activity
-	endEarlier := a.begin()
+	endEarlier := a.begin(nexus{initiator: "a"})
 	drained := make(chan error, 1)
-	go func() { drained <- a.drain(t.Context()) }()
+	go func() { drained <- a.drain(t.Context(), nil) }()
 	// A command that begins while the drain waits is not waited for.
 	time.Sleep(20 * time.Millisecond)
-	endLater := a.begin()
+	endLater := a.begin(nexus{initiator: "a"})
 	defer endLater()
 	select {
 	case err := <-drained:
@@ -36,7 +36,7 @@ func TestActivityDrainWaitsForEarlierCommandsOnly(t *testing.T) {
 	}
 
 	ctx, cancel := context.WithCancel(t.Context())
-	go func() { drained <- a.drain(ctx) }()
+	go func() { drained <- a.drain(ctx, nil) }()
 	time.Sleep(20 * time.Millisecond)
 	cancel()
 	select {
@@ -46,5 +46,31 @@ func TestActivityDrainWaitsForEarlierCommandsOnly(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a drain whose context ended still waits")
+	}
+}
+
+// TestActivityDrainOfSomeNexuses: a drain for some nexuses (a PREEMPT
+// AND ABORT's preempted ones) waits for their commands only.
+func TestActivityDrainOfSomeNexuses(t *testing.T) {
+	var a activity
+	fenced, other := nexus{initiator: "fenced"}, nexus{initiator: "other"}
+	endOther := a.begin(other)
+	defer endOther()
+	endFenced := a.begin(fenced)
+	drained := make(chan error, 1)
+	go func() { drained <- a.drain(t.Context(), func(n nexus) bool { return n == fenced }) }()
+	select {
+	case err := <-drained:
+		t.Fatalf("the drain returned (%v) while the fenced nexus's command still ran", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	endFenced()
+	select {
+	case err := <-drained:
+		if err != nil {
+			t.Fatalf("drain: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the drain still waits for another nexus's command")
 	}
 }

@@ -130,7 +130,7 @@
 // checked on every command without a lock, and kept through a restart by
 // Options.Keeper (PTPL_C=1; without a Keeper, in memory only and APTPL
 // refused; SPEC_I_PT and ALL_TG_PT are refused). PREEMPT AND ABORT waits for the
-// unit's running commands before it answers. A unit another target
+// preempted nexuses' running commands before it answers. A unit another target
 // serves too has one state at both (ReservationSharer: one target decides,
 // the other forwards, and each state goes to the other before the answer;
 // reservation_server.go); one that cannot share them (ReservationRefuser) has none,

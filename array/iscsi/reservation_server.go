@@ -141,14 +141,22 @@ func (s *Server) reserve(ctx context.Context, naa [16]byte, u *unit, n nexus, o 
 		// PREEMPT AND ABORT ends the preempted nexuses' commands. Those
 		// that have not begun meet the new state and its conflicts;
 		// those running began before it and are waited for, so none of
-		// them lands after the fenced host's keys are gone.
+		// them lands after the fenced host's keys are gone. Other
+		// nexuses' commands go on (SAM aborts only the preempted ones').
 		if out.aborts {
-			if err := u.running.drain(ctx); err != nil {
+			if err := u.running.drain(ctx, preempted(out.owe)); err != nil {
 				return scsiResult{}, err
 			}
 		}
 		return out.res, nil
 	}
+}
+
+// preempted matches the nexuses whose registrations a PREEMPT took
+// away (those owed REGISTRATIONS PREEMPTED), whose commands a PREEMPT AND
+// ABORT ends.
+func preempted(owe map[nexus]uint16) func(nexus) bool {
+	return func(n nexus) bool { return owe[n] == ascRegistrationsPreempted }
 }
 
 // commit makes next the unit's state if it still is at version base:
@@ -231,7 +239,7 @@ func (s *Server) install(ctx context.Context, u *unit, naa [16]byte, state []byt
 			return s.install(ctx, u, naa, state) // installed meanwhile: compare again
 		}
 		if flags&stateAborts != 0 {
-			drain = u.running.drainer()
+			drain = u.running.drainer(preempted(owe))
 		}
 		return nil, drain, nil
 	case st.version < cur.version:

@@ -35,15 +35,35 @@ const (
 	prParamListLength = 24
 )
 
-// prOutCmd sends PERSISTENT RESERVE OUT and returns the reply.
-func (c *rawClient) prOutCmd(action, typ byte, key, sark uint64, flags byte) scsiReply {
-	c.t.Helper()
-	cdb := []byte{0x5f, action, typ, 0, 0, 0, 0, 0, prParamListLength, 0}
-	p := make([]byte, prParamListLength)
+// prOutParams is PERSISTENT RESERVE OUT's CDB and parameter list.
+func prOutParams(action, typ byte, key, sark uint64, flags byte) (cdb, p []byte) {
+	cdb = []byte{0x5f, action, typ, 0, 0, 0, 0, 0, prParamListLength, 0}
+	p = make([]byte, prParamListLength)
 	binary.BigEndian.PutUint64(p, key)
 	binary.BigEndian.PutUint64(p[8:], sark)
 	p[20] = flags
+	return cdb, p
+}
+
+// prOutCmd sends PERSISTENT RESERVE OUT and returns the reply.
+func (c *rawClient) prOutCmd(action, typ byte, key, sark uint64, flags byte) scsiReply {
+	c.t.Helper()
+	cdb, p := prOutParams(action, typ, key, sark, flags)
 	return c.mustDo(0, cdb, len(p), p)
+}
+
+// goDo sends a command to LUN 0 from a goroutine of its own; the reply
+// comes on the channel (status 0xff if the connection failed).
+func (c *rawClient) goDo(cdb []byte, edtl int, out []byte) <-chan scsiReply {
+	done := make(chan scsiReply, 1)
+	go func() {
+		r, err := c.do(0, cdb, edtl, out)
+		if err != nil {
+			r.status = 0xff
+		}
+		done <- r
+	}()
+	return done
 }
 
 // mustPROut sends PERSISTENT RESERVE OUT and requires GOOD.
@@ -145,27 +165,10 @@ func TestPreemptAndAbortFencesAHost(t *testing.T) {
 	gen0, _ := keysOf(survivor.prIn(prInReadKeys))
 
 	block := bytes.Repeat([]byte{0x5c}, BlockSize)
-	written := make(chan scsiReply, 1)
-	go func() {
-		r, err := node.do(0, write10(9, 1, false), BlockSize, block)
-		if err != nil {
-			r.status = 0xff
-		}
-		written <- r
-	}()
+	written := node.goDo(write10(9, 1, false), BlockSize, block)
 	<-dev.entered
-	preempted := make(chan scsiReply, 1)
-	go func() {
-		cdb := []byte{0x5f, paPreemptAbort, typeWERO, 0, 0, 0, 0, 0, prParamListLength, 0}
-		p := make([]byte, prParamListLength)
-		binary.BigEndian.PutUint64(p, survivorKey)
-		binary.BigEndian.PutUint64(p[8:], nodeKey)
-		r, err := survivor.do(0, cdb, len(p), p)
-		if err != nil {
-			r.status = 0xff
-		}
-		preempted <- r
-	}()
+	cdb, p := prOutParams(paPreemptAbort, typeWERO, survivorKey, nodeKey, 0)
+	preempted := survivor.goDo(cdb, len(p), p)
 	select {
 	case r := <-preempted:
 		t.Fatalf("PREEMPT AND ABORT answered (status %#x) while the node's write was still running", r.status)
@@ -485,5 +488,42 @@ func TestOperatorClearsReservations(t *testing.T) {
 	}
 	if st := sp.a.srv.ReservationStatus(sp.id); st.Generation != 4 {
 		t.Errorf("a clear of a unit without reservations moved the generation to %d", st.Generation)
+	}
+}
+
+// TestPreemptAndAbortLeavesOthersRunning: PREEMPT AND ABORT ends the
+// preempted nexuses' commands only (SAM); a write of another registered
+// path that is running does not hold the preemption up, and completes.
+func TestPreemptAndAbortLeavesOthersRunning(t *testing.T) {
+	dev := &gatedDevice{fileDevice: newFileDevice(t, 1<<20, 23), entered: make(chan struct{}, 4), gate: make(chan struct{})}
+	ts, node, survivor := twoHosts(t, dev)
+	release := sync.OnceFunc(func() { close(dev.gate) })
+	t.Cleanup(release)               // before the server stops, should the test fail with the write held
+	bystander := dialRaw(t, ts.addr) // the node host's other path
+	bystander.mustLogin(loginOpts{initiator: rawInit, target: testIQN, isid: [6]byte{0x80, 0, 0, 0, 0, 0x3}})
+	const nodeKey, survivorKey, bystanderKey = 0xaaaa, 0xbbbb, 0xcccc
+	for _, s := range []struct {
+		c   *rawClient
+		key uint64
+	}{{node, nodeKey}, {survivor, survivorKey}, {bystander, bystanderKey}} {
+		s.c.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil)
+		s.c.mustPROut(paRegisterIgnore, 0, 0, s.key)
+	}
+	node.mustPROut(paReserve, typeWERO, nodeKey, 0)
+
+	written := bystander.goDo(write10(9, 1, false), BlockSize, bytes.Repeat([]byte{0x6d}, BlockSize))
+	<-dev.entered
+	cdb, p := prOutParams(paPreemptAbort, typeWERO, survivorKey, nodeKey, 0)
+	done := survivor.goDo(cdb, len(p), p)
+	select {
+	case r := <-done:
+		wantStatus(t, "PREEMPT AND ABORT", r, statusGood, 0)
+	case <-time.After(5 * time.Second):
+		t.Fatal("PREEMPT AND ABORT waited for the write of a path it did not preempt")
+	}
+	release()
+	wantStatus(t, "the other path's write", <-written, statusGood, 0)
+	if _, keys := keysOf(survivor.prIn(prInReadKeys)); len(keys) != 2 || keys[0] != survivorKey || keys[1] != bystanderKey {
+		t.Fatalf("keys after preempting the node's: %x; want the survivor's and the other path's", keys)
 	}
 }

@@ -343,7 +343,7 @@ func (ss *scsiSession) exec(ctx context.Context, rawLUN uint64, cdb, dataOut []b
 	// reservation commands touch no data, and PREEMPT AND ABORT drains the
 	// unit itself, so they are not counted.
 	if op != 0x5e && op != 0x5f {
-		defer l.unit.running.begin()()
+		defer l.unit.running.begin(ss.nexus)()
 	}
 	// A LOGICAL UNIT RESET (from any session), a capacity change and a
 	// change of ALUA state are unit attentions, each reported once. The
