@@ -88,3 +88,13 @@ func (s *Server) ClearReservations(ctx context.Context, naa [16]byte,
 	}
 	return nil
 }
+
+// ForgetReservations drops the state of the unit whose NAA is naa, whose
+// volume is gone with what was kept of it: a unit made later with the
+// same NAA (a replica takes its source's identity) starts with none
+// rather than the old one's, which a restart would not have kept either.
+func (s *Server) ForgetReservations(naa [16]byte) {
+	if v, ok := s.units.Load(naa); ok {
+		v.(*unit).pr.forget()
+	}
+}

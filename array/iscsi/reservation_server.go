@@ -177,6 +177,18 @@ func (s *Server) commit(ctx context.Context, u *unit, naa [16]byte, next *prStat
 	return true, nil
 }
 
+// forget drops the state and the attentions owed: the unit's volume is
+// gone.
+func (r *reservations) forget() {
+	r.commitMu.Lock()
+	defer r.commitMu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.state.Store(nil)
+	r.owed = nil
+	r.owedAny.Store(false)
+}
+
 func (r *reservations) publish(next *prState, owe map[nexus]uint16, port uint16) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -527,3 +527,28 @@ func TestPreemptAndAbortLeavesOthersRunning(t *testing.T) {
 		t.Fatalf("keys after preempting the node's: %x; want the survivor's and the other path's", keys)
 	}
 }
+
+// TestForgetReservations: a unit whose volume was deleted starts afresh
+// should a volume with its identity come back: no registrations, no
+// reservation, no attention owed from the old one's.
+func TestForgetReservations(t *testing.T) {
+	dev := newFileDevice(t, 1<<20, 24)
+	ts, node, other := twoHosts(t, dev)
+	node.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil)
+	other.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil)
+	node.mustPROut(paRegisterIgnore, 0, 0, 0x77)
+	other.mustPROut(paRegisterIgnore, 0, 0, 0x88)
+	node.mustPROut(paReserve, typeWE, 0x77, 0)
+	other.mustPROut(0x4, typeWE, 0x88, 0x77) // PREEMPT: the node is owed REGISTRATIONS PREEMPTED
+	naa := dev.Identity().NAA
+	if st := ts.srv.ReservationStatus(naa); st.Type != typeWE || len(st.Registrations) != 1 {
+		t.Fatalf("before: %+v", st)
+	}
+	ts.srv.ForgetReservations(naa)
+	if st := ts.srv.ReservationStatus(naa); st.Type != 0 || len(st.Registrations) != 0 || st.Generation != 0 {
+		t.Fatalf("after ForgetReservations: %+v; want nothing", st)
+	}
+	block := make([]byte, BlockSize)
+	wantStatus(t, "the preempted node's write", node.mustDo(0, write10(1, 1, false), BlockSize, block), statusGood, 0)
+	wantStatus(t, "the other host's write", other.mustDo(0, write10(1, 1, false), BlockSize, block), statusGood, 0)
+}

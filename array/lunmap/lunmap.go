@@ -231,6 +231,8 @@ func (r reservations) ClearReservations(ctx context.Context, serial string, forw
 	return err
 }
 
+func (r reservations) ForgetReservations(serial string) { r.srv.ForgetReservations(array.NAA(serial)) }
+
 func (r reservations) ShowReservations(serial string) array.Reservations {
 	st := r.srv.ReservationStatus(array.NAA(serial))
 	out := array.Reservations{Generation: st.Generation, Type: array.ReservationType(st.Type), APTPL: st.APTPL}

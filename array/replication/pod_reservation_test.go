@@ -83,6 +83,12 @@ func (k *keeper) ClearReservations(ctx context.Context, serial string, forward f
 	return err
 }
 
+func (k *keeper) ForgetReservations(serial string) {
+	k.mu.Lock()
+	delete(k.state, serial)
+	k.mu.Unlock()
+}
+
 // ShowReservations: the state's version stands for the generation.
 func (k *keeper) ShowReservations(serial string) array.Reservations {
 	k.mu.Lock()

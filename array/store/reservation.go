@@ -124,6 +124,9 @@ type ReservationWatcher interface {
 		share func(context.Context, []byte) ([]byte, error)) error
 	// ShowReservations is the unit's state, for the operator.
 	ShowReservations(serial string) array.Reservations
+	// ForgetReservations drops the unit's state: its volume was deleted
+	// (and its kept state with it).
+	ForgetReservations(serial string)
 }
 
 // WatchReservations registers w to keep the reservations.

@@ -7,6 +7,9 @@ import (
 	"testing"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/iscsi"
+	"github.com/volrep/volrep/array/lunmap"
+	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/errdefs"
 )
 
@@ -60,5 +63,41 @@ func TestReservationsNeedATarget(t *testing.T) {
 		if _, err := call(); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "no iSCSI target") {
 			t.Errorf("%s without an iSCSI target: %v; want FAILED_PRECONDITION saying why", what, err)
 		}
+	}
+}
+
+// forgetting is the iSCSI target's watcher, noting what it was told to
+// forget.
+type forgetting struct {
+	store.ReservationWatcher
+	forgot []string
+}
+
+func (f *forgetting) ForgetReservations(serial string) {
+	f.forgot = append(f.forgot, serial)
+	f.ReservationWatcher.ForgetReservations(serial)
+}
+
+// TestDeletedVolumeForgetsReservations: deleting a volume tells the
+// iSCSI target to drop its unit's reservations, so a volume made later
+// with the same serial (a replica takes its source's) has none.
+func TestDeletedVolumeForgetsReservations(t *testing.T) {
+	ctx := t.Context()
+	s := openTemp(t)
+	srv := lunmap.NewServer(s, iscsi.Options{})
+	t.Cleanup(func() { srv.Close() })
+	w := &forgetting{ReservationWatcher: lunmap.Reservations(srv)}
+	s.WatchReservations(w)
+	must[array.Pool](t)(s.CreatePool(ctx, "p"))
+	must[array.Volume](t)(s.CreateVolume(ctx, array.VolumeSpec{Name: "v1", Pool: "p", SizeBytes: 1 << 20}))
+	serial, err := s.VolumeSerial(ctx, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteVolume(ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.forgot) != 1 || w.forgot[0] != serial {
+		t.Fatalf("forgotten %q; want the deleted volume's serial %q", w.forgot, serial)
 	}
 }

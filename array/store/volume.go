@@ -291,6 +291,11 @@ func (s *Store) DeleteVolume(ctx context.Context, name string) error {
 		s.releaseLocked(v, h) // held writes now find the volume deleted
 	}
 	s.io.Unlock()
+	if w := s.reservationWatcher.Load(); w != nil {
+		// A volume made later with the same serial (a replica takes its
+		// source's) must not find these reservations.
+		(*w).ForgetReservations(v.rec.Serial)
+	}
 	l := v.live
 	delete(s.layers, l.id)
 	s.dropLayerFile(l)
