@@ -6,9 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -33,6 +37,7 @@ enabled_backends = bench
 
 [volrep]
 driver_listen = %[1]s
+metrics_listen = %[6]s
 log_level = warn
 
 [array:a]
@@ -57,7 +62,7 @@ volrep_sync_timeout = 5000
 // p4Bench is a volrepd hosting both arrays of a pod, with the pod volume
 // and an unreplicated one attached over NBD at array a.
 type p4Bench struct {
-	addrs [4]string // driver, array a, array b, array b's NBD
+	addrs [5]string // driver, array a, array b, array b's NBD, metrics
 	uris  map[string]string
 	stop  func()
 }
@@ -91,7 +96,7 @@ func startP4(ctx context.Context, env *Env) (_ *p4Bench, err error) {
 		}
 	}
 	conf := filepath.Join(dir, "volrep.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, p4Conf, addrs[0], addrs[1], addrs[2], addrs[3], dir), 0o600); err != nil {
+	if err := os.WriteFile(conf, fmt.Appendf(nil, p4Conf, addrs[0], addrs[1], addrs[2], addrs[3], dir, addrs[4]), 0o600); err != nil {
 		return nil, err
 	}
 	logf, err := os.Create(filepath.Join(dir, "volrepd.log"))
@@ -147,12 +152,12 @@ func startP4(ctx context.Context, env *Env) (_ *p4Bench, err error) {
 }
 
 func syncWriteLatency(ctx context.Context, env *Env) ([]Row, error) {
-	b, err := startP4(ctx, env)
+	bench, err := startP4(ctx, env)
 	if err != nil {
 		return nil, err
 	}
-	defer b.stop()
-	addrs, uris := b.addrs, b.uris
+	defer bench.stop()
+	addrs, uris := bench.addrs, bench.uris
 	runtime := 10 * time.Second
 	if env.Quick {
 		runtime = 3 * time.Second
@@ -166,14 +171,23 @@ func syncWriteLatency(ctx context.Context, env *Env) ([]Row, error) {
 	if err := pod.check(ctx, 0); err != nil {
 		return nil, fmt.Errorf("before the runs: %w", err)
 	}
-	var p50, p99 [2][]float64
+	var p50, p99, atArray [2][]float64
 	var mirrored, written int64
 	for rep := 0; rep < 2; rep++ {
 		for i, id := range []string{"pod", "plain"} {
+			before, err := bench.writeTime(ctx)
+			if err != nil {
+				return nil, err
+			}
 			a, b, n, err := fioLatency(ctx, env, uris[id], runtime)
 			if err != nil {
 				return nil, fmt.Errorf("fio on %s: %w", id, err)
 			}
+			after, err := bench.writeTime(ctx)
+			if err != nil {
+				return nil, err
+			}
+			atArray[i] = append(atArray[i], after.meanSince(before))
 			if id == "pod" {
 				before := pod.mirrored
 				if err := pod.check(ctx, n); err != nil {
@@ -185,7 +199,9 @@ func syncWriteLatency(ctx context.Context, env *Env) ([]Row, error) {
 		}
 	}
 	note := fmt.Sprintf("fio nbd randwrite 4k QD1, total latency (lat), %s x2 interleaved, median; volrep=pod volume, baseline=unreplicated volume; "+
-		"pod in sync with 0 dirty bytes and no resync before and after each run, peer acknowledged %d bytes for fio's %d; goal ratio >= 0.67", runtime, mirrored, written)
+		"pod in sync with 0 dirty bytes and no resync before and after each run, peer acknowledged %d bytes for fio's %d; "+
+		"the array's own mean time per write (volrep_datapath_command_duration_seconds): pod %.1f µs, unreplicated %.1f µs; goal ratio >= 0.67",
+		runtime, mirrored, written, medianF(atArray[0]), medianF(atArray[1]))
 	return []Row{
 		{ID: "P4", Name: "sync-write-latency-p50", Volrep: medianF(p50[0]), Baseline: medianF(p50[1]), Unit: "us", Note: note},
 		{ID: "P4p99", Name: "sync-write-latency-p99", Volrep: medianF(p99[0]), Baseline: medianF(p99[1]), Unit: "us", Note: "same runs, 99th percentile; goal ratio >= 0.5"},
@@ -217,6 +233,52 @@ func fioLatency(ctx context.Context, env *Env, uri string, runtime time.Duration
 		return 0, 0, 0, fmt.Errorf("fio output has no total-latency percentiles or bytes: %s", out)
 	}
 	return pc["50.000000"] / 1e3, pc["99.000000"] / 1e3, w.IOBytes, nil
+}
+
+// writeCounts are array a's NBD writes so far and the seconds they took
+// there, from volrepd's metrics.
+type writeCounts struct{ count, sum float64 }
+
+// meanSince is the mean time at the array, in µs, of the writes since w0.
+func (w writeCounts) meanSince(w0 writeCounts) float64 {
+	if w.count == w0.count {
+		return 0
+	}
+	return (w.sum - w0.sum) / (w.count - w0.count) * 1e6
+}
+
+// writeTime scrapes array a's NBD write latency histogram's count and sum.
+func (b *p4Bench) writeTime(ctx context.Context) (writeCounts, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.addrs[4]+"/metrics", nil)
+	if err != nil {
+		return writeCounts{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return writeCounts{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return writeCounts{}, err
+	}
+	const series = `volrep_datapath_command_duration_seconds_%s{array="a",op="write",protocol="nbd"} `
+	var w writeCounts
+	found := 0
+	for _, l := range strings.Split(string(body), "\n") {
+		for name, v := range map[string]*float64{"count": &w.count, "sum": &w.sum} {
+			if rest, ok := strings.CutPrefix(l, fmt.Sprintf(series, name)); ok {
+				if *v, err = strconv.ParseFloat(rest, 64); err != nil {
+					return writeCounts{}, err
+				}
+				found++
+			}
+		}
+	}
+	if found != 2 {
+		return writeCounts{}, fmt.Errorf("volrepd's metrics lack array a's NBD write latency")
+	}
+	return w, nil
 }
 
 // podWatch proves a P4 run measured mirrored writes: the pod stays in
