@@ -41,9 +41,15 @@ type Registrant struct {
 }
 
 // ReservationStatus is the state of the unit whose NAA is naa. Both
-// targets of a shared unit hold the same one.
+// targets of a shared unit hold the same one. A unit no session has
+// opened is read from the Keeper, and not kept in memory for it.
 func (s *Server) ReservationStatus(naa [16]byte) ReservationStatus {
-	st := s.unitOf(naa).pr.current()
+	var st *prState
+	if v, ok := s.units.Load(naa); ok {
+		st = v.(*unit).pr.current()
+	} else if st = s.loadReservations(naa); st == nil {
+		st = &prState{}
+	}
 	out := ReservationStatus{Generation: st.generation, Type: byte(st.typ), APTPL: st.aptpl}
 	for _, r := range st.regs {
 		out.Registrations = append(out.Registrations, Registrant{InitiatorPort: r.n.initiatorPort(), Target: r.n.target,

@@ -552,3 +552,23 @@ func TestForgetReservations(t *testing.T) {
 	wantStatus(t, "the preempted node's write", node.mustDo(0, write10(1, 1, false), BlockSize, block), statusGood, 0)
 	wantStatus(t, "the other host's write", other.mustDo(0, write10(1, 1, false), BlockSize, block), statusGood, 0)
 }
+
+// TestReservationStatusOfAnUnopenedUnit: the operator reads a unit no
+// session has opened from what the Keeper holds, without the server
+// keeping a unit for it.
+func TestReservationStatusOfAnUnopenedUnit(t *testing.T) {
+	keeper := &memKeeper{saved: map[[16]byte][]byte{}}
+	ts := startServer(t, newTestTargets(), Options{Keeper: keeper})
+	naa := [16]byte{0x60, 1, 2, 3}
+	st := &prState{version: 2, generation: 1, regs: []registration{{n: nexus{initiator: rawInit, target: testIQN, port: 1}, key: 0x42}}}
+	if err := ts.srv.keep(t.Context(), naa, st); err != nil {
+		t.Fatal(err)
+	}
+	got := ts.srv.ReservationStatus(naa)
+	if got.Generation != 1 || len(got.Registrations) != 1 || got.Registrations[0].Key != 0x42 {
+		t.Fatalf("status from the Keeper: %+v", got)
+	}
+	if _, ok := ts.srv.units.Load(naa); ok {
+		t.Error("reading the status kept a unit in memory")
+	}
+}
