@@ -126,7 +126,7 @@ func (st *prState) clone() *prState {
 type reservations struct {
 	// order serialises PERSISTENT RESERVE OUT, across the wait for the
 	// other target of a shared unit; no command on the data path takes it.
-	order    sync.Mutex
+	order    turnstile
 	commitMu sync.Mutex // orders keeping and publishing states (Server.commit)
 	mu       sync.Mutex // guards owed, and publishing state with it
 	state    atomic.Pointer[prState]

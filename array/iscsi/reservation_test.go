@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -570,5 +571,55 @@ func TestReservationStatusOfAnUnopenedUnit(t *testing.T) {
 	}
 	if _, ok := ts.srv.units.Load(naa); ok {
 		t.Error("reading the status kept a unit in memory")
+	}
+}
+
+// TestReservationTurnEndsWithContext: PERSISTENT RESERVE OUTs of a unit
+// take turns, and the deciding target's turn lasts until the other target
+// holds the new state. One waiting for its turn behind a change the other
+// target has not acknowledged gives up when its context ends, here the
+// operator's clear with a deadline, rather than waiting out the peer.
+func TestReservationTurnEndsWithContext(t *testing.T) {
+	sp := newSharedPair(t, 33)
+	shared := sp.devA.share
+	entered, gate := make(chan struct{}, 1), make(chan struct{})
+	release := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release) // before the servers stop, should the test fail with the change held
+	sp.devA.share = func(ctx context.Context, state []byte) ([]byte, error) {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-gate
+		return shared(ctx, state)
+	}
+	cdb, p := prOutParams(paRegisterIgnore, 0, 0, 0xa1, 0)
+	registered := sp.atA.goDo(cdb, len(p), p)
+	<-entered // the REGISTER has the turn and waits for B
+
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	cleared := make(chan error, 1)
+	go func() { cleared <- sp.a.srv.ClearReservations(ctx, sp.id, nil, sp.devA.ShareReservations) }()
+	select {
+	case err := <-cleared:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("the clear queued behind an unacknowledged change returned %v; want its deadline", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the operator's clear waited for its turn past its deadline")
+	}
+
+	release()
+	wantStatus(t, "the REGISTER once B holds it", <-registered, statusGood, 0)
+	if st := sp.b.srv.ReservationStatus(sp.id); len(st.Registrations) != 1 || st.Generation != 1 {
+		t.Fatalf("status at B after the REGISTER: %+v; want one registration at generation 1", st)
+	}
+	// The turn was left: the next change goes through.
+	if err := sp.a.srv.ClearReservations(t.Context(), sp.id, nil, sp.devA.ShareReservations); err != nil {
+		t.Fatal(err)
+	}
+	if st := sp.b.srv.ReservationStatus(sp.id); len(st.Registrations) != 0 || st.Generation != 2 {
+		t.Fatalf("status at B after the clear: %+v; want none at generation 2", st)
 	}
 }
