@@ -84,11 +84,15 @@ type pod struct {
 	// nil without a mediator. Set before the pod is shared.
 	med   *mediator.Client
 	claim *mediator.Claim
-	// markMu orders the pod's mark at the mediator (this copy holds
+	// marked is the pod's mark at the mediator (this copy holds
 	// acknowledged writes the peer lacks): set before the first such
 	// write is acknowledged, cleared once the pod is in sync again.
-	markMu sync.Mutex
-	marked markState
+	// markMu guards it and markCall, the one Mark or Unmark in flight,
+	// and is never held across the mediator's answer: the writes that
+	// need the mark wait for the call in flight instead, with no lock.
+	markMu   sync.Mutex
+	marked   markState
+	markCall *markCall
 	// preferPeer: at a partition the peer carries the pod on, so this
 	// array gives the pod's key up when it loses an in-sync peer
 	// (ReplicaSpec.PreferPeer; UpdateReplica changes it).
@@ -98,56 +102,112 @@ type pod struct {
 type markState int
 
 const (
-	markUnknown markState = iota // after a start: cleared at the first sync
+	markUnknown markState = iota // after a start, or an unmark that failed: cleared at the next sync
 	markSet
 	markClear
 )
 
+// markCall is a Mark (set) or Unmark at the mediator in flight; err is
+// its outcome once done is closed.
+type markCall struct {
+	set  bool
+	done chan struct{}
+	err  error
+}
+
+// beginMarkLocked makes a call to the mediator the one in flight, or
+// returns the one already in flight (ok false). Called with markMu held.
+func (p *pod) beginMarkLocked(set bool) (c *markCall, ok bool) {
+	if p.markCall != nil {
+		return p.markCall, false
+	}
+	p.markCall = &markCall{set: set, done: make(chan struct{})}
+	return p.markCall, true
+}
+
+// endMark records the outcome of the call in flight and lets its waiters
+// go.
+func (p *pod) endMark(c *markCall, state markState, err error) {
+	p.markMu.Lock()
+	p.marked, c.err, p.markCall = state, err, nil
+	p.markMu.Unlock()
+	close(c.done)
+}
+
 // ensureMarked is called before a write is acknowledged without the peer:
 // with a mediator, the peer may take the pod over only while no mark of
 // this array's stands, so the mark must be at the mediator first. An
-// error means the write must not be acknowledged.
+// error means the write must not be acknowledged. Writes that need the
+// mark at once share one Mark; one behind an Unmark in flight marks again
+// after it, so the mediator sees them in order.
 func (p *pod) ensureMarked() error {
 	if p.claim == nil {
 		return nil
 	}
-	p.markMu.Lock()
-	defer p.markMu.Unlock()
-	if p.marked == markSet {
+	for {
+		p.markMu.Lock()
+		// While an Unmark is in flight the mark may be gone already.
+		if p.marked == markSet && p.markCall == nil {
+			p.markMu.Unlock()
+			return nil
+		}
+		before := p.marked
+		c, mine := p.beginMarkLocked(true)
+		p.markMu.Unlock()
+		if mine {
+			ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+			err := p.claim.Mark(ctx)
+			cancel()
+			if err != nil {
+				p.endMark(c, before, err)
+			} else {
+				p.endMark(c, markSet, nil)
+				p.e.log.Info("pod marked at the mediator: this array acknowledges writes its peer lacks", "pod", p.name)
+			}
+		} else {
+			<-c.done // bounded: the call has the pod's timeout
+		}
+		if !c.set {
+			continue // an Unmark: mark again after it
+		}
+		if c.err != nil {
+			return &array.PodStoppedError{Err: errdefs.Unavailable("pod %s: the peer is gone and this array could not record at the mediator that it carries on alone (%v); "+
+				"the write is not acknowledged", p.name, c.err)}
+		}
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
-	defer cancel()
-	if err := p.claim.Mark(ctx); err != nil {
-		return &array.PodStoppedError{Err: errdefs.Unavailable("pod %s: the peer is gone and this array could not record at the mediator that it carries on alone (%v); "+
-			"the write is not acknowledged", p.name, err)}
-	}
-	p.marked = markSet
-	p.e.log.Info("pod marked at the mediator: this array acknowledges writes its peer lacks", "pod", p.name)
-	return nil
 }
 
 // unmark clears this array's mark once the pod is in sync; it is tried
-// again at the next step when the mediator does not answer.
+// again at the next step when the mediator does not answer, or when a
+// call is in flight.
 func (p *pod) unmark(ctx context.Context) {
 	if p.claim == nil {
 		return
 	}
 	p.markMu.Lock()
-	defer p.markMu.Unlock()
 	p.mu.Lock()
 	synced := p.synced
 	p.mu.Unlock()
 	if p.marked == markClear || !synced {
+		p.markMu.Unlock()
+		return
+	}
+	c, mine := p.beginMarkLocked(false)
+	p.markMu.Unlock()
+	if !mine {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	if err := p.claim.Unmark(ctx); err != nil {
+		// The mediator may have cleared it all the same: the next write
+		// acknowledged without the peer marks again.
+		p.endMark(c, markUnknown, err)
 		p.e.log.Warn("clearing the pod's mark at the mediator; until it is cleared the peer cannot take the pod over", "pod", p.name, "err", err)
 		return
 	}
-	p.marked = markClear
+	p.endMark(c, markClear, nil)
 }
 
 // stoppedLocked says the pod may take no writes: it has no peer, and a

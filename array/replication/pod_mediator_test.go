@@ -521,3 +521,63 @@ func TestPodWithAnOlderPeerKeepsItsName(t *testing.T) {
 		t.Fatalf("the key %q is held by %q (%v); want the primary, %q", "pod", h, err, info.ID)
 	}
 }
+
+// TestWritesNeedingTheMarkShareOneCall: the peer goes and the mediator
+// stops answering at once, while the primary still holds the pod's key. Each write the peer
+// misses must be marked at the mediator before it is acknowledged, and
+// the mediator does not answer. The writes waiting for the mark share the
+// one call in flight and fail together when it times out; none waits for
+// the others' calls in turn behind a lock held across the mediator.
+func TestWritesNeedingTheMarkShareOneCall(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	var states podStates
+	src, tg, etcd := newMediatedPod(t, timeout, &states)
+	r := replicaUntil(t, src, 10*time.Second, "the primary holds the pod's key", func(r array.Replica) bool { return r.MediatorHeld })
+	// In sync, with no mark standing: a write the peer misses needs one.
+	med, err := mediator.New([]string{etcd.Endpoint()}, mediator.Options{TTL: mediatorTTL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer med.Close()
+	mname := mediatorName(t, src, r)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ahead, err := med.Ahead(t.Context(), mname)
+		if err == nil && ahead == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the mark after the first sync: %q, %v; want none", ahead, err)
+		}
+	}
+	tg.halt()
+	// The peer's last stream may still answer as it closes: the writes
+	// begin once the pod has lost it.
+	replicaUntil(t, src, 10*time.Second, "the pod loses its peer", func(r array.Replica) bool { return r.PodState == array.PodDegraded })
+	etcd.Freeze()
+	t.Cleanup(etcd.Thaw) // before the pod stops, which gives the key up
+	cut := time.Now()
+	const writers = 6
+	took := make(chan time.Duration, writers)
+	errs := make(chan error, writers)
+	for i := range writers {
+		go func() {
+			err := src.st.WriteVolume(context.Background(), "v1", int64(i)*4096, bytes.Repeat([]byte{byte(i)}, 4096), false)
+			took <- time.Since(cut)
+			errs <- err
+		}()
+	}
+	var slowest time.Duration
+	for range writers {
+		slowest = max(slowest, <-took)
+		err := <-errs
+		if !errdefs.IsUnavailable(err) {
+			t.Errorf("a write with neither the peer nor the mediator: %v; want UNAVAILABLE", err)
+		}
+	}
+	t.Logf("the slowest of %d writes failed %s after the cut (sync timeout %s)", writers, slowest.Round(time.Millisecond), timeout)
+	// One timeout for the mark (the peer's stream ends at once); in turn,
+	// they would take one each.
+	if slowest > timeout+700*time.Millisecond {
+		t.Errorf("the slowest write failed %s after the cut; want within %s: the writes waited for the mark in turn", slowest, timeout+700*time.Millisecond)
+	}
+}
