@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/volrep/volrep/array"
 	"github.com/volrep/volrep/config"
 	"github.com/volrep/volrep/errdefs"
@@ -115,8 +117,10 @@ type Backend struct {
 	// targetProblem is each target's trouble as last logged ("" healthy),
 	// so the log records changes rather than repeating itself.
 	targetProblem map[string]string
-	// failMu serialises failovers and failbacks.
-	failMu sync.Mutex
+	// failing serialises failovers and failbacks. A failback holds it
+	// for whole transfers: a call waiting behind one gives up with its
+	// context.
+	failing *semaphore.Weighted
 
 	ops  opLocks
 	wake chan struct{}
@@ -138,7 +142,7 @@ type Backend struct {
 // newBackend makes a backend of cfg; journal is its predecessor's across
 // a reload, nil to load it from state_dir.
 func newBackend(cfg config.Backend, opts Options, journal *opJournal) *Backend {
-	b := &Backend{cfg: cfg, conf: cfg, opts: opts, active: "default", wake: make(chan struct{}, 1),
+	b := &Backend{cfg: cfg, conf: cfg, opts: opts, active: "default", wake: make(chan struct{}, 1), failing: semaphore.NewWeighted(1),
 		targets: map[string]Conn{}, journal: emptyOpJournal(),
 		log: opts.Logger.With("backend", cfg.Section)}
 	if len(cfg.Problems) > 0 {

@@ -69,8 +69,10 @@ func (b *Backend) targetIDs() []string {
 
 // FailoverHost moves the backend to secondary, or home with "default".
 func (b *Backend) FailoverHost(ctx context.Context, volumeIDs []string, secondary string) (FailoverResult, error) {
-	b.failMu.Lock()
-	defer b.failMu.Unlock()
+	if err := b.failing.Acquire(ctx, 1); err != nil {
+		return FailoverResult{}, err
+	}
+	defer b.failing.Release(1)
 	active := b.State().ActiveBackendID
 	ids := b.targetIDs()
 	switch {
@@ -417,8 +419,10 @@ func (b *Backend) FailoverCompleted(ctx context.Context, active string) error {
 	if active != "default" && !slices.Contains(b.targetIDs(), active) {
 		return errdefs.InvalidArgument("active_backend_id", "%q is not \"default\" or a replication_device backend_id of [%s]", active, strings.Join(b.targetIDs(), ", "))
 	}
-	b.failMu.Lock()
-	defer b.failMu.Unlock()
+	if err := b.failing.Acquire(ctx, 1); err != nil {
+		return err
+	}
+	defer b.failing.Release(1)
 	if b.State().ActiveBackendID == active {
 		return nil
 	}

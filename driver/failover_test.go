@@ -1,6 +1,8 @@
 package driver
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -67,5 +69,60 @@ func TestExtendRefusedWhileFailedOver(t *testing.T) {
 	}
 	if err := b.ExtendVolume(ctx, "v1", 2, nil); err != nil {
 		t.Fatalf("extend after failback: %v", err)
+	}
+}
+
+// TestFailoverTurnEndsWithContext: a backend's failovers and failbacks
+// take turns, and a failback holds its turn while it waits for the primary
+// array to answer (up to volrep_failover_wait). A call queued behind it
+// gives up when its context ends instead of waiting out the failback.
+func TestFailoverTurnEndsWithContext(t *testing.T) {
+	ctx := t.Context()
+	b, primary, peer := pairedBackend(t, "async")
+	if _, err := b.CreateVolume(ctx, "v1", 1, asyncSpecs, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, func() string {
+		if _, err := peer.st.GetVolume(ctx, volumeName("v1")); err != nil {
+			return err.Error()
+		}
+		return ""
+	})
+	if _, err := b.FailoverHost(ctx, []string{"v1"}, "site-b"); err != nil {
+		t.Fatal(err)
+	}
+	primary.halt()
+	back := make(chan error, 1)
+	go func() {
+		_, err := b.FailoverHost(ctx, []string{"v1"}, "default")
+		back <- err
+	}()
+	waitFor(t, 10*time.Second, func() string {
+		if b.failing.TryAcquire(1) {
+			b.failing.Release(1)
+			return "the failback has not taken its turn"
+		}
+		return ""
+	})
+
+	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	completed := make(chan error, 1)
+	go func() { completed <- b.FailoverCompleted(cctx, "site-b") }()
+	select {
+	case err := <-completed:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("failover_completed queued behind a failback: %v; want its deadline", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("failover_completed waited for its turn past its deadline")
+	}
+
+	primary.start()
+	if err := <-back; err != nil {
+		t.Fatalf("the failback once the primary array answers: %v", err)
+	}
+	if got := b.State().ActiveBackendID; got != "default" {
+		t.Fatalf("active backend after the failback: %q; want default", got)
 	}
 }

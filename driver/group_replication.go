@@ -298,8 +298,10 @@ func (b *Backend) asyncTargetIDs() []string {
 // Like FailoverHost it works without the primary array, given the group's
 // volumes.
 func (b *Backend) FailoverReplication(ctx context.Context, id string, volumeIDs []string, secondary string) (GroupResult, error) {
-	b.failMu.Lock()
-	defer b.failMu.Unlock()
+	if err := b.failing.Acquire(ctx, 1); err != nil {
+		return GroupResult{}, err
+	}
+	defer b.failing.Release(1)
 	if b.primary.Array == nil {
 		return GroupResult{}, b.ready()
 	}

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sync/semaphore"
 )
 
 // Persistent reservations (SPC-4 5.13): a cluster of hosts registers a
@@ -126,7 +128,7 @@ func (st *prState) clone() *prState {
 type reservations struct {
 	// order serialises PERSISTENT RESERVE OUT, across the wait for the
 	// other target of a shared unit; no command on the data path takes it.
-	order    turnstile
+	order    *semaphore.Weighted
 	commitMu sync.Mutex // orders keeping and publishing states (Server.commit)
 	mu       sync.Mutex // guards owed, and publishing state with it
 	state    atomic.Pointer[prState]

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"sync"
 )
 
 // ReservationRefuser may be implemented by a Device whose logical unit
@@ -98,11 +97,13 @@ func (c *cmd) reservationFailed(err error) scsiResult {
 // against the unit naa names. share, for a shared unit, gives the other
 // target the new state before this one takes it and before the answer.
 func (s *Server) reserve(ctx context.Context, naa [16]byte, u *unit, n nexus, o prOut, share shareFunc) (scsiResult, error) {
-	leave, err := u.pr.order.enter(ctx)
-	if err != nil {
+	// The turn lasts until the other target holds the new state; one
+	// waiting for it gives up with its context (its connection closes,
+	// the operator's RPC times out) rather than wait out the peer.
+	if err := u.pr.order.Acquire(ctx, 1); err != nil {
 		return scsiResult{}, err
 	}
-	defer leave()
+	defer u.pr.order.Release(1)
 	for tries := 0; ; tries++ {
 		cur := u.pr.current()
 		out := o.apply(cur, n)
@@ -153,28 +154,6 @@ func (s *Server) reserve(ctx context.Context, naa [16]byte, u *unit, n nexus, o 
 			}
 		}
 		return out.res, nil
-	}
-}
-
-// turnstile lets one holder through at a time, like a mutex, but a wait
-// for it ends with the waiter's context. The holder of a shared unit's
-// order waits for the other target, up to the sync timeout; a PERSISTENT
-// RESERVE OUT queued behind it gives up when its connection closes, and
-// the operator's clear when its RPC's deadline passes, instead of waiting
-// out the peer.
-type turnstile struct {
-	once sync.Once
-	held chan struct{}
-}
-
-// enter waits for the turn; leave ends it.
-func (t *turnstile) enter(ctx context.Context) (leave func(), err error) {
-	t.once.Do(func() { t.held = make(chan struct{}, 1) })
-	select {
-	case t.held <- struct{}{}:
-		return func() { <-t.held }, nil
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
 	}
 }
 

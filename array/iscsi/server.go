@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/volrep/volrep/internal/latency"
 )
 
@@ -361,7 +363,7 @@ func (s *Server) unitOf(naa [16]byte) *unit {
 	if v, ok := s.units.Load(naa); ok {
 		return v.(*unit)
 	}
-	u := new(unit)
+	u := &unit{pr: reservations{order: semaphore.NewWeighted(1)}}
 	if st := s.loadReservations(naa); st != nil {
 		u.pr.state.Store(st)
 	}
