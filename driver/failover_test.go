@@ -43,19 +43,7 @@ func TestCopyOn(t *testing.T) {
 func TestExtendRefusedWhileFailedOver(t *testing.T) {
 	ctx := t.Context()
 	b, _, peer := pairedBackend(t, "async")
-	if _, err := b.CreateVolume(ctx, "v1", 1, asyncSpecs, ""); err != nil {
-		t.Fatal(err)
-	}
-	// The protection group's first cycle makes the copy at the target.
-	waitFor(t, 20*time.Second, func() string {
-		if _, err := peer.st.GetVolume(ctx, volumeName("v1")); err != nil {
-			return err.Error()
-		}
-		return ""
-	})
-	if _, err := b.FailoverHost(ctx, []string{"v1"}, "site-b"); err != nil {
-		t.Fatal(err)
-	}
+	failedOverVolume(t, b, peer)
 	err := b.ExtendVolume(ctx, "v1", 2, nil)
 	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "failed over to site-b") ||
 		!strings.Contains(err.Error(), "failback") {
@@ -79,18 +67,7 @@ func TestExtendRefusedWhileFailedOver(t *testing.T) {
 func TestFailoverTurnEndsWithContext(t *testing.T) {
 	ctx := t.Context()
 	b, primary, peer := pairedBackend(t, "async")
-	if _, err := b.CreateVolume(ctx, "v1", 1, asyncSpecs, ""); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 20*time.Second, func() string {
-		if _, err := peer.st.GetVolume(ctx, volumeName("v1")); err != nil {
-			return err.Error()
-		}
-		return ""
-	})
-	if _, err := b.FailoverHost(ctx, []string{"v1"}, "site-b"); err != nil {
-		t.Fatal(err)
-	}
+	failedOverVolume(t, b, peer)
 	primary.halt()
 	back := make(chan error, 1)
 	go func() {
@@ -124,5 +101,25 @@ func TestFailoverTurnEndsWithContext(t *testing.T) {
 	}
 	if got := b.State().ActiveBackendID; got != "default" {
 		t.Fatalf("active backend after the failback: %q; want default", got)
+	}
+}
+
+// failedOverVolume creates async volume v1 on b, waits for the protection
+// group's first cycle to copy it to peer, and fails b over to peer.
+func failedOverVolume(t *testing.T, b *Backend, peer *testArray) {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := b.CreateVolume(ctx, "v1", 1, asyncSpecs, ""); err != nil {
+		t.Fatal(err)
+	}
+	// The protection group's first cycle makes the copy at the target.
+	waitFor(t, 20*time.Second, func() string {
+		if _, err := peer.st.GetVolume(ctx, volumeName("v1")); err != nil {
+			return err.Error()
+		}
+		return ""
+	})
+	if _, err := b.FailoverHost(ctx, []string{"v1"}, "site-b"); err != nil {
+		t.Fatal(err)
 	}
 }
