@@ -929,8 +929,16 @@ func (p *pod) refresh(ctx context.Context) error {
 		// The peer's copy goes with the membership, unless another
 		// replica (the protection group, after a retype) still uses it.
 		if !e.coveredElsewhere(ctx, p.name, m.local) {
-			if err := e.dropRemote(ctx, p.l, m.remote); err != nil {
-				e.log.Warn("removing the peer's copy of a former pod member", "pod", p.name, "volume", m.local, "err", err)
+			// Within the pod's timeout: the caller is the change of the
+			// group (a volume deleted or moved out), which must not wait
+			// on a peer that does not answer. A copy left behind is named
+			// in the log.
+			dctx, cancel := context.WithTimeout(ctx, p.timeout)
+			err := e.dropRemote(dctx, p.l, m.remote)
+			cancel()
+			if err != nil {
+				e.log.Warn("removing the peer's copy of a former pod member; delete it at the peer", "pod", p.name, "volume", m.local,
+					"peer_volume", m.remote, "err", err)
 			}
 		}
 	}

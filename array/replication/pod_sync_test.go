@@ -84,6 +84,29 @@ func (f *freezer) addr() string { return f.api.Addr() }
 func (f *freezer) freeze() { f.api.Freeze(); f.streams.Freeze() }
 func (f *freezer) thaw()   { f.api.Thaw(); f.streams.Thaw() }
 
+// podBehindFreezer makes src's group cinder-pod of members a pod with
+// tg, reached through a freezer, and waits for it to be in sync.
+func podBehindFreezer(t *testing.T, src *source, tg *target, timeout time.Duration, members ...string) *freezer {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := src.st.CreateGroup(ctx, "cinder-pod", "cinder", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.st.AddMembers(ctx, "cinder-pod", members); err != nil {
+		t.Fatal(err)
+	}
+	fz := newFreezer(t, tg)
+	if _, err := src.eng.CreateLink(ctx, array.LinkSpec{Name: "site-b", Address: fz.addr(), Token: token}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.eng.ReplicateEntity(ctx, array.ReplicaSpec{Name: "pod", Link: "site-b", RemotePool: "replicas",
+		Kind: array.KindGroup, Local: "cinder-pod", Type: array.TypeSync, SyncTimeout: timeout}); err != nil {
+		t.Fatal(err)
+	}
+	syncNow(t, src)
+	return fz
+}
+
 type span struct{ start, end time.Time }
 
 func (s span) d() time.Duration { return s.end.Sub(s.start) }
@@ -116,21 +139,7 @@ func TestPodFrozenPeerStallsNothingElse(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := src.st.CreateGroup(ctx, "cinder-pod", "cinder", nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := src.st.AddMembers(ctx, "cinder-pod", []string{"v1"}); err != nil {
-		t.Fatal(err)
-	}
-	fz := newFreezer(t, tg)
-	if _, err := src.eng.CreateLink(ctx, array.LinkSpec{Name: "site-b", Address: fz.addr(), Token: token}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := src.eng.ReplicateEntity(ctx, array.ReplicaSpec{Name: "pod", Link: "site-b", RemotePool: "replicas",
-		Kind: array.KindGroup, Local: "cinder-pod", Type: array.TypeSync, SyncTimeout: timeout}); err != nil {
-		t.Fatal(err)
-	}
-	syncNow(t, src)
+	fz := podBehindFreezer(t, src, tg, timeout, "v1")
 	if fz.streams.Accepted() == 0 {
 		t.Fatal("the pod's stream did not use the peer's raw stream port")
 	}
@@ -315,4 +324,49 @@ func openSource(t *testing.T, dir string, log *slog.Logger) (*source, func()) {
 	}
 	t.Cleanup(stop)
 	return &source{st: st, eng: eng, clk: clk}, stop
+}
+
+// TestPodMemberLeavesWhilePeerIsFrozen: a volume leaving the pod (moved
+// out of the group, or deleted) takes its copy at the peer with it, but a
+// peer that does not answer holds the change up for the pod's timeout at
+// most; the copy left there is named in the log.
+func TestPodMemberLeavesWhilePeerIsFrozen(t *testing.T) {
+	const timeout = time.Second
+	logs := &testenv.Buffer{}
+	src := newSource(t, clock.NewFake(t0), func(o *replication.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
+	tg := newTarget(t)
+	ctx := t.Context()
+	for _, v := range []string{"v1", "v2"} {
+		if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: v, Pool: "cinder", SizeBytes: 16 * mib}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fz := podBehindFreezer(t, src, tg, timeout, "v1", "v2")
+
+	fz.freeze()
+	t.Cleanup(fz.thaw) // before the pod stops
+	start := time.Now()
+	left := make(chan error, 1)
+	go func() {
+		_, err := src.st.RemoveMembers(ctx, "cinder-pod", []string{"v2"})
+		left <- err
+	}()
+	select {
+	case err := <-left:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(timeout + 5*time.Second):
+		t.Fatalf("moving a volume out of the pod waited %s for a peer that does not answer", time.Since(start).Round(time.Millisecond))
+	}
+	took := time.Since(start)
+	t.Logf("the member left %s after the peer froze (pod timeout %s)", took.Round(time.Millisecond), timeout)
+	if took > timeout+time.Second {
+		t.Errorf("moving a volume out of the pod took %s; want within the pod's timeout %s", took, timeout)
+	}
+	if !strings.Contains(logs.String(), "removing the peer's copy of a former pod member") {
+		t.Errorf("the copy left at the peer is not logged:\n%s", logs.String())
+	}
 }
