@@ -200,8 +200,8 @@ func (p *parser) readBackend(name string, line int) Backend {
 		"a whole number of snapshots per day, 0 or more", layers...)
 	b.RetentionDays = p.checkInt(to, "pure_replica_retention_long_term_default", 7, 0, validation.MaxRetainDays,
 		"a whole number of days, 0 or more", layers...)
-	b.SyncTimeout = time.Millisecond * time.Duration(p.checkInt(to, "volrep_sync_timeout", 5000, 1, maxInt,
-		"a whole number of milliseconds greater than 0", layers...))
+	b.SyncTimeout = time.Millisecond * time.Duration(p.checkInt(to, "volrep_sync_timeout", 5000, 1, int(validation.MaxSyncTimeoutMs),
+		fmt.Sprintf("a whole number of milliseconds from 1 to %d (10 minutes)", validation.MaxSyncTimeoutMs), layers...))
 	b.FailoverWait = time.Second * time.Duration(p.checkInt(to, "volrep_failover_wait", int(DefaultFailoverWait/time.Second), 0, maxFailoverWait,
 		fmt.Sprintf("a whole number of seconds from 0 to %d", maxFailoverWait), layers...))
 	b.ReservedPercentage = p.checkInt(to, "reserved_percentage", 0, 0, 100, "a whole number from 0 to 100", layers...)

@@ -163,7 +163,7 @@ func TestRules(t *testing.T) {
 				`t.conf:7: pure_replica_retention_short_term_default in [b1] must be a whole number of seconds, 0 or more; got "1h"`,
 				`t.conf:8: pure_replica_retention_long_term_per_day_default in [b1] must be a whole number of snapshots per day, 0 or more; got "-1"`,
 				`t.conf:9: pure_replica_retention_long_term_default in [b1] must be a whole number of days, 0 or more; got "7 days"`,
-				`t.conf:10: volrep_sync_timeout in [b1] must be at most 2147483647; got "99999999999"`,
+				`t.conf:10: volrep_sync_timeout in [b1] must be at most 600000; got "99999999999"`,
 				`t.conf:11: reserved_percentage in [b1] must be at most 100; got "101"`,
 				`t.conf:12: max_over_subscription_ratio in [b1] must be "auto" or a number of at least 1.0; got "0.5"`,
 			},

@@ -49,6 +49,12 @@ const (
 	MaxPerDay             = 24 * 60   // daily snapshots kept: one a minute
 )
 
+// MaxSyncTimeoutMs bounds a pod's sync timeout (volrep_sync_timeout), in
+// milliseconds: how long a write, a reservation change or a reset may
+// wait for the peer before the pod carries on without it. Ten minutes is
+// far past any host's command timeout.
+const MaxSyncTimeoutMs int64 = 10 * 60 * 1000
+
 // Limits on what a request may store. Every stored object stays small, so
 // one page of any List reply stays far below the gRPC message limit
 // whatever clients send (see package paging for the page's byte budget).
@@ -226,6 +232,12 @@ func Interval(field string, n int64, zeroOK bool) error {
 		lo = 0
 	}
 	return Limit(field, n, lo, MaxIntervalSecs, "seconds (1 year)")
+}
+
+// SyncTimeoutMs checks a pod's sync timeout in milliseconds: 0 (the
+// default) to ten minutes.
+func SyncTimeoutMs(field string, n int64) error {
+	return Limit(field, n, 0, MaxSyncTimeoutMs, "milliseconds (10 minutes)")
 }
 
 // RetainSeconds checks how long snapshots are kept: 0 to 10 years.

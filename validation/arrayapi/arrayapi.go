@@ -436,6 +436,7 @@ func replicateEntityRequest(x *arrayv1.ReplicateEntityRequest) error {
 		v.Name("link", x.GetLink()),
 		v.OptionalName("remote_volume", x.GetRemoteVolume()),
 		validateSchedule(x.GetIntervalSeconds(), x.GetRpoSeconds(), x.GetTargetRetention(), x.GetSourceRetention()),
+		v.SyncTimeoutMs("sync_timeout_ms", x.GetSyncTimeoutMs()),
 		podMediator(x.GetPodMediator()),
 	)
 	if err != nil {
@@ -469,6 +470,7 @@ func replicateConsGroupRequest(x *arrayv1.ReplicateConsGroupRequest) error {
 		v.Name("remote_pool", x.GetRemotePool()),
 		v.OptionalName("remote_group", x.GetRemoteGroup()),
 		validateSchedule(x.GetIntervalSeconds(), x.GetRpoSeconds(), x.GetTargetRetention(), x.GetSourceRetention()),
+		v.SyncTimeoutMs("sync_timeout_ms", x.GetSyncTimeoutMs()),
 		podMediator(x.GetPodMediator()),
 	)
 }

@@ -787,7 +787,8 @@ func (x *Replica) GetMediatorName() string {
 
 type ReplicateEntityRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// SYNC: how long a write may wait for the peer (default 5000 ms).
+	// SYNC: how long a write may wait for the peer (default 5000 ms, at
+	// most 600000: ten minutes).
 	SyncTimeoutMs int64       `protobuf:"varint,14,opt,name=sync_timeout_ms,json=syncTimeoutMs,proto3" json:"sync_timeout_ms,omitempty"`
 	Name          string      `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Volume        string      `protobuf:"bytes,2,opt,name=volume,proto3" json:"volume,omitempty"`
@@ -1001,7 +1002,8 @@ func (x *ReplicateEntityResponse) GetReplica() *Replica {
 
 type ReplicateConsGroupRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// SYNC: how long a write may wait for the peer (default 5000 ms).
+	// SYNC: how long a write may wait for the peer (default 5000 ms, at
+	// most 600000: ten minutes).
 	SyncTimeoutMs int64  `protobuf:"varint,12,opt,name=sync_timeout_ms,json=syncTimeoutMs,proto3" json:"sync_timeout_ms,omitempty"`
 	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Group         string `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
