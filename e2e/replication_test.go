@@ -207,11 +207,20 @@ func TestAsyncTargetOutage(t *testing.T) {
 	}
 	s.b.Stop()
 	run(t, false, qemuIO, "-f", "raw", "-c", "write -P 0x11 0 2M", "-c", "write -P 0x22 512M 1M", "-c", "flush", uri)
+	wrote := time.Now()
 	// The next interval's cycle finds the target gone.
 	var r *driverv1.GetReplicationInfoResponse
 	waitFor(t, func() bool {
 		r = info()
 		return r.GetStatus() == driverv1.ReplicationHealth_REPLICATION_HEALTH_DEGRADED
+	})
+	// The cycle that failed first may have taken its snapshot between the
+	// target's stop and the write; the outage lasts until one taken after
+	// the write has failed too, so what is shipped first when the target
+	// is back (the newest snapshot not yet sent) must hold the write.
+	waitFor(t, func() bool {
+		snaps, err := s.a.Array("a").ListSnapshots(t.Context(), "volume-v-cinder")
+		return err == nil && slices.ContainsFunc(snaps, func(sn array.Snapshot) bool { return sn.Created.After(wrote) })
 	})
 	if !strings.Contains(r.GetStatusMessage(), "unreachable") {
 		t.Fatalf("during the outage: %v", r)
