@@ -74,9 +74,24 @@ func TestPodLargeWrites(t *testing.T) {
 // reach on the host of the API address.
 type freezer struct{ api, streams *netfault.Proxy }
 
-func newFreezer(t *testing.T, tg *target) *freezer {
-	_, streamPort, _ := net.SplitHostPort(tg.streams)
-	return &freezer{api: netfault.NewAt(t, "127.0.0.2:0", tg.addr), streams: netfault.NewAt(t, "127.0.0.2:"+streamPort, tg.streams)}
+// frozenTarget starts a target and a freezer in front of it. The stream
+// port's number, which the target picked on 127.0.0.1, may be taken on
+// 127.0.0.2 (by a listener on every address, say): then it starts
+// another target.
+func frozenTarget(t *testing.T) (*target, *freezer) {
+	for tries := 0; ; tries++ {
+		tg := newTarget(t)
+		_, streamPort, _ := net.SplitHostPort(tg.streams)
+		streams, err := netfault.TryAt(t, "127.0.0.2:"+streamPort, tg.streams)
+		if err != nil && tries < 5 {
+			tg.halt()
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tg, &freezer{api: netfault.NewAt(t, "127.0.0.2:0", tg.addr), streams: streams}
+	}
 }
 
 func (f *freezer) addr() string { return f.api.Addr() }
@@ -84,9 +99,9 @@ func (f *freezer) addr() string { return f.api.Addr() }
 func (f *freezer) freeze() { f.api.Freeze(); f.streams.Freeze() }
 func (f *freezer) thaw()   { f.api.Thaw(); f.streams.Thaw() }
 
-// podBehindFreezer makes src's group cinder-pod of members a pod with
-// tg, reached through a freezer, and waits for it to be in sync.
-func podBehindFreezer(t *testing.T, src *source, tg *target, timeout time.Duration, members ...string) *freezer {
+// podBehindFreezer makes src's group cinder-pod of members a pod with a
+// new target, reached through a freezer, and waits for it to be in sync.
+func podBehindFreezer(t *testing.T, src *source, timeout time.Duration, members ...string) (*target, *freezer) {
 	t.Helper()
 	ctx := t.Context()
 	if _, err := src.st.CreateGroup(ctx, "cinder-pod", "cinder", nil); err != nil {
@@ -95,7 +110,7 @@ func podBehindFreezer(t *testing.T, src *source, tg *target, timeout time.Durati
 	if _, err := src.st.AddMembers(ctx, "cinder-pod", members); err != nil {
 		t.Fatal(err)
 	}
-	fz := newFreezer(t, tg)
+	tg, fz := frozenTarget(t)
 	if _, err := src.eng.CreateLink(ctx, array.LinkSpec{Name: "site-b", Address: fz.addr(), Token: token}); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +119,7 @@ func podBehindFreezer(t *testing.T, src *source, tg *target, timeout time.Durati
 		t.Fatal(err)
 	}
 	syncNow(t, src)
-	return fz
+	return tg, fz
 }
 
 type span struct{ start, end time.Time }
@@ -132,14 +147,14 @@ func pct(d []time.Duration, p int) time.Duration {
 // of other volumes keep a p99 under 10 ms.
 func TestPodFrozenPeerStallsNothingElse(t *testing.T) {
 	const timeout = 2 * time.Second
-	src, tg := newSource(t, clock.NewFake(t0)), newTarget(t)
+	src := newSource(t, clock.NewFake(t0))
 	ctx := t.Context()
 	for _, v := range []string{"v1", "plain", "other"} {
 		if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: v, Pool: "cinder", SizeBytes: 16 * mib}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	fz := podBehindFreezer(t, src, tg, timeout, "v1")
+	tg, fz := podBehindFreezer(t, src, timeout, "v1")
 	if fz.streams.Accepted() == 0 {
 		t.Fatal("the pod's stream did not use the peer's raw stream port")
 	}
@@ -336,14 +351,13 @@ func TestPodMemberLeavesWhilePeerIsFrozen(t *testing.T) {
 	src := newSource(t, clock.NewFake(t0), func(o *replication.Options) {
 		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	})
-	tg := newTarget(t)
 	ctx := t.Context()
 	for _, v := range []string{"v1", "v2"} {
 		if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: v, Pool: "cinder", SizeBytes: 16 * mib}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	fz := podBehindFreezer(t, src, tg, timeout, "v1", "v2")
+	_, fz := podBehindFreezer(t, src, timeout, "v1", "v2")
 
 	fz.freeze()
 	t.Cleanup(fz.thaw) // before the pod stops

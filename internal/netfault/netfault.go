@@ -45,15 +45,25 @@ func New(t testing.TB, target string) *Proxy { return NewAt(t, "127.0.0.1:0", ta
 // connection, when the test ends.
 func NewAt(t testing.TB, at, target string) *Proxy {
 	t.Helper()
-	lis, err := net.Listen("tcp", at)
+	p, err := TryAt(t, at, target)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return p
+}
+
+// TryAt is NewAt for an address that may be taken: it returns the
+// listen error instead of failing the test.
+func TryAt(t testing.TB, at, target string) (*Proxy, error) {
+	lis, err := net.Listen("tcp", at)
+	if err != nil {
+		return nil, err
 	}
 	p := &Proxy{lis: lis, done: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept(target)
 	t.Cleanup(p.close)
-	return p
+	return p, nil
 }
 
 // Addr is where to connect.
