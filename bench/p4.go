@@ -6,16 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"google.golang.org/grpc/health/grpc_health_v1"
 
 	arrayv1 "github.com/volrep/volrep/proto/volrep/array/v1"
@@ -258,27 +258,23 @@ func (b *p4Bench) writeTime(ctx context.Context) (writeCounts, error) {
 		return writeCounts{}, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		return writeCounts{}, err
 	}
-	const series = `volrep_datapath_command_duration_seconds_%s{array="a",op="write",protocol="nbd"} `
-	var w writeCounts
-	found := 0
-	for _, l := range strings.Split(string(body), "\n") {
-		for name, v := range map[string]*float64{"count": &w.count, "sum": &w.sum} {
-			if rest, ok := strings.CutPrefix(l, fmt.Sprintf(series, name)); ok {
-				if *v, err = strconv.ParseFloat(rest, 64); err != nil {
-					return writeCounts{}, err
-				}
-				found++
-			}
+	want := map[string]string{"array": "a", "op": "write", "protocol": "nbd"}
+	for _, m := range fams["volrep_datapath_command_duration_seconds"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if maps.Equal(labels, want) {
+			h := m.GetHistogram()
+			return writeCounts{count: float64(h.GetSampleCount()), sum: h.GetSampleSum()}, nil
 		}
 	}
-	if found != 2 {
-		return writeCounts{}, fmt.Errorf("volrepd's metrics lack array a's NBD write latency")
-	}
-	return w, nil
+	return writeCounts{}, fmt.Errorf("volrepd's metrics lack array a's NBD write latency")
 }
 
 // podWatch proves a P4 run measured mirrored writes: the pod stays in
