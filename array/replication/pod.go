@@ -79,6 +79,9 @@ type pod struct {
 	mirrored                atomic.Int64 // client bytes the peer acknowledged
 	verify                  bool         // after a crash: compare both sides before trusting the dirty bitmaps
 	state                   string       // the last state reported (array.Pod*)
+	// left maps former members to their copies at the peer that the peer
+	// did not delete when they left (podleft.go).
+	left map[string]string
 
 	// med and claim are the pod's mediator and its hold on the pod's key;
 	// nil without a mediator. Set before the pod is shared.
@@ -824,7 +827,10 @@ func (e *Engine) startPod(ctx context.Context, r *replica) (*pod, error) {
 		timeout = defaultSyncTimeout
 	}
 	p := &pod{e: e, name: spec.Name, timeout: timeout, l: l, kick: make(chan struct{}, 1), done: make(chan struct{}),
-		members: map[string]*podMember{}, verify: !e.s.WasClean()}
+		members: map[string]*podMember{}, left: map[string]string{}, verify: !e.s.WasClean()}
+	if err := p.loadLeft(ctx); err != nil {
+		return nil, fmt.Errorf("pod %s: copies its former members left at the peer: %w", spec.Name, err)
+	}
 	eps := spec.PodMediator
 	if len(eps) == 0 {
 		eps = e.opts.PodMediator
@@ -884,9 +890,13 @@ func (p *pod) refresh(ctx context.Context) error {
 	}
 	var add []*podMember
 	var gone []*podMember
+	var rejoined []string
 	p.mu.Lock()
 	for local, remote := range members {
 		if _, ok := p.members[local]; !ok {
+			if key, ok := p.rejoinedLocked(local); ok {
+				rejoined = append(rejoined, key)
+			}
 			dirty, derr := p.loadDirty(ctx, local)
 			if derr != nil {
 				p.verify = true
@@ -913,6 +923,11 @@ func (p *pod) refresh(ctx context.Context) error {
 		}
 	}
 	p.mu.Unlock()
+	for _, key := range rejoined {
+		if err := e.s.DeleteRecord(ctx, recPodLeft, key); err != nil {
+			return err
+		}
+	}
 	// Mirrors are set outside p.mu: the write path takes p.mu under the
 	// store's I/O lock, which SetMirror needs exclusively.
 	for _, m := range add {
@@ -929,17 +944,7 @@ func (p *pod) refresh(ctx context.Context) error {
 		// The peer's copy goes with the membership, unless another
 		// replica (the protection group, after a retype) still uses it.
 		if !e.coveredElsewhere(ctx, p.name, m.local) {
-			// Within the pod's timeout: the caller is the change of the
-			// group (a volume deleted or moved out), which must not wait
-			// on a peer that does not answer. A copy left behind is named
-			// in the log.
-			dctx, cancel := context.WithTimeout(ctx, p.timeout)
-			err := e.dropRemote(dctx, p.l, m.remote)
-			cancel()
-			if err != nil {
-				e.log.Warn("removing the peer's copy of a former pod member; delete it at the peer", "pod", p.name, "volume", m.local,
-					"peer_volume", m.remote, "err", err)
-			}
+			p.dropFormer(ctx, m)
 		}
 	}
 	if len(add)+len(gone) > 0 {
@@ -1197,6 +1202,7 @@ func (p *pod) step(ctx context.Context) error {
 	if fwd != nil {
 		fwd.pushState(false)
 	}
+	p.dropLeft(ctx)
 	return p.persistDirty()
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/volrep/volrep/array/replication"
 	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/clock"
+	"github.com/volrep/volrep/errdefs"
 	"github.com/volrep/volrep/internal/netfault"
 	"github.com/volrep/volrep/internal/testenv"
 	"github.com/volrep/volrep/server"
@@ -345,19 +346,21 @@ func openSource(t *testing.T, dir string, log *slog.Logger) (*source, func()) {
 // out of the group, or deleted) takes its copy at the peer with it, but a
 // peer that does not answer holds the change up for the pod's timeout at
 // most; the copy left there is named in the log.
+//
+// The copy left is recorded, and the pod deletes it once the peer answers
+// again, here after this array restarted meanwhile.
 func TestPodMemberLeavesWhilePeerIsFrozen(t *testing.T) {
 	const timeout = time.Second
 	logs := &testenv.Buffer{}
-	src := newSource(t, clock.NewFake(t0), func(o *replication.Options) {
-		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
-	})
+	dir := t.TempDir()
+	src, stop := openSource(t, dir, slog.New(slog.NewTextHandler(logs, nil)))
 	ctx := t.Context()
 	for _, v := range []string{"v1", "v2"} {
 		if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: v, Pool: "cinder", SizeBytes: 16 * mib}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, fz := podBehindFreezer(t, src, timeout, "v1", "v2")
+	tg, fz := podBehindFreezer(t, src, timeout, "v1", "v2")
 
 	fz.freeze()
 	t.Cleanup(fz.thaw) // before the pod stops
@@ -382,5 +385,37 @@ func TestPodMemberLeavesWhilePeerIsFrozen(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "removing the peer's copy of a former pod member") {
 		t.Errorf("the copy left at the peer is not logged:\n%s", logs.String())
+	}
+
+	stop()
+	fz.thaw()
+	if _, err := tg.st.GetVolume(ctx, "v2"); err != nil {
+		t.Fatalf("the frozen peer's copy of v2 should still be there before the pod retries: %v", err)
+	}
+	logs2 := &testenv.Buffer{}
+	src, _ = openSource(t, dir, slog.New(slog.NewTextHandler(logs2, nil)))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := tg.st.GetVolume(ctx, "v2")
+		if errdefs.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the copy of former member v2 is still at the peer 20s after it answers again (%v):\n%s", err, logs2.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := tg.st.GetVolume(ctx, "v1"); err != nil {
+		t.Errorf("the peer's copy of member v1 went too: %v", err)
+	}
+	if !strings.Contains(logs2.String(), "removed the peer's copy of a former pod member") {
+		t.Errorf("the removal is not logged:\n%s", logs2.String())
+	}
+	records := 0
+	if err := src.st.Records(ctx, "pod-left", func(string, []byte) error { records++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if records != 0 {
+		t.Errorf("%d records of copies left at the peer remain after the removal", records)
 	}
 }
