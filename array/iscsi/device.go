@@ -134,9 +134,9 @@ var (
 type ResetSharer interface {
 	// ShareReset tells the other target of a LOGICAL UNIT RESET here, and
 	// returns once that target has applied it (Server.SharedReset, its
-	// drain included) or gave up, so the reset is answered only when the
-	// unit is reset at both.
-	ShareReset()
+	// drain included), gave up, or ctx ended, so the reset is answered
+	// only when the unit is reset at both.
+	ShareReset(ctx context.Context)
 }
 
 // CompareWriter may be implemented by a Device that compares and writes

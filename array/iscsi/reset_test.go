@@ -17,7 +17,7 @@ type sharingDevice struct {
 	told atomic.Int64 // resets this target told it of
 }
 
-func (d *sharingDevice) ShareReset() { d.told.Add(1) }
+func (d *sharingDevice) ShareReset(context.Context) { d.told.Add(1) }
 
 // lunReset sends a LOGICAL UNIT RESET and returns the TMF response code.
 func (c *rawClient) lunReset(t *testing.T, lun uint64) byte {

@@ -270,7 +270,7 @@ func (ss *scsiSession) resetLUN(lun uint64) (finish func(context.Context)) {
 	rs, _ := l.dev.(ResetSharer)
 	return func(ctx context.Context) {
 		if drain(ctx) == nil && rs != nil {
-			rs.ShareReset()
+			rs.ShareReset(ctx)
 		}
 	}
 }

@@ -246,7 +246,7 @@ func (r reservations) ShowReservations(serial string) array.Reservations {
 // ShareReset carries a LOGICAL UNIT RESET here to the other array of a
 // pod, whose copies are one logical unit to a host; Resets brings the
 // other array's back.
-func (d *device) ShareReset() { d.h.ShareReset() }
+func (d *device) ShareReset(ctx context.Context) { d.h.ShareReset(ctx) }
 
 // Resets applies the resets a pod's other array took to srv's sessions
 // (store.ResetWatcher): the unit is the volume's, by the NAA its serial

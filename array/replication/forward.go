@@ -293,7 +293,7 @@ func (f *forwardLink) applyWrite(ctx context.Context, w *arrayv1.MirrorWrite) {
 		return
 	}
 	tag := store.MirrorTag{Session: f.session, Seq: seq}
-	var wait func() error
+	var wait store.Wait
 	if cmp := w.GetCompare(); len(cmp) > 0 {
 		wait, err = h.CompareAndWriteTagged(ctx, cmp, w.GetData(), w.GetOffset(), tag)
 	} else {
@@ -301,11 +301,11 @@ func (f *forwardLink) applyWrite(ctx context.Context, w *arrayv1.MirrorWrite) {
 	}
 	if err != nil {
 		f.result(seq, forwardedErr(p, err), false)
-		_ = wait()
+		_ = wait(ctx)
 		return
 	}
 	f.result(seq, nil, true)
-	if err := wait(); err != nil {
+	if err := wait(ctx); err != nil {
 		f.result(seq, forwardedErr(p, err), false)
 		return
 	}
@@ -334,8 +334,9 @@ func (p *pod) noteReset(ctx context.Context, remote string) (drain func(context.
 // here (store.ResetSharer), over the mirror stream when the peer takes it,
 // and waits (up to the sync timeout) until the peer has recorded it, so
 // its hosts' paths see the unit attention by the time the reset is
-// answered here. A pod out of sync has no peer paths to tell.
-func (m *podMember) ShareReset() {
+// answered here, or until ctx ends. A pod out of sync has no peer paths
+// to tell.
+func (m *podMember) ShareReset(ctx context.Context) {
 	p := m.p
 	if !p.l.has(array.FeatureLUReset) {
 		return
@@ -350,7 +351,7 @@ func (m *podMember) ShareReset() {
 		return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_LuReset{LuReset: &arrayv1.ForwardReset{Seq: seq, Volume: m.remote}}}
 	})
 	if err == nil {
-		_ = st.wait(done, p.timeout)
+		_ = st.wait(ctx, done, p.timeout)
 	}
 }
 

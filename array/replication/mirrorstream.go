@@ -102,12 +102,14 @@ func (st *mirrorStream) enqueueFor(m *podMember, off, length int64, build func(s
 // wait waits, at most timeout, for the acknowledgement of a message the
 // pod sent itself (done, from enqueue) and returns its error, the
 // stream's if it dies first, or UNAVAILABLE.
-func (st *mirrorStream) wait(done <-chan error, timeout time.Duration) error {
+func (st *mirrorStream) wait(ctx context.Context, done <-chan error, timeout time.Duration) error {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case err := <-done:
 		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	case <-st.dead:
 		return st.deathErr()
 	case <-t.C:

@@ -142,8 +142,10 @@ func (p *pod) endMark(c *markCall, state markState, err error) {
 // this array's stands, so the mark must be at the mediator first. An
 // error means the write must not be acknowledged. Writes that need the
 // mark at once share one Mark; one behind an Unmark in flight marks again
-// after it, so the mediator sees them in order.
-func (p *pod) ensureMarked() error {
+// after it, so the mediator sees them in order. A write whose ctx ends
+// stops waiting for a call another write began; the call itself, which
+// others may share, runs to its own timeout.
+func (p *pod) ensureMarked(ctx context.Context) error {
 	if p.claim == nil {
 		return nil
 	}
@@ -158,8 +160,8 @@ func (p *pod) ensureMarked() error {
 		c, mine := p.beginMarkLocked(true)
 		p.markMu.Unlock()
 		if mine {
-			ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
-			err := p.claim.Mark(ctx)
+			mctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+			err := p.claim.Mark(mctx)
 			cancel()
 			if err != nil {
 				p.endMark(c, before, err)
@@ -168,7 +170,11 @@ func (p *pod) ensureMarked() error {
 				p.e.log.Info("pod marked at the mediator: this array acknowledges writes its peer lacks", "pod", p.name)
 			}
 		} else {
-			<-c.done // bounded: the call has the pod's timeout
+			select {
+			case <-c.done: // bounded: the call has the pod's timeout
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		if !c.set {
 			continue // an Unmark: mark again after it
@@ -352,14 +358,14 @@ func (m *podMember) markDirty(off, length int64) {
 // Write queues a client write for the peer (store.Mirror), in pieces of
 // at most mirrorChunk bytes. The data is copied: the sender may still
 // hold it after the client's write has returned (when the peer timed out).
-func (m *podMember) Write(off int64, p []byte) func() error {
+func (m *podMember) Write(off int64, p []byte) store.Wait {
 	return m.WriteTagged(off, p, store.MirrorTag{})
 }
 
 // WriteTagged is Write with tag on the last piece (store.Tagger): the
 // peer answers the forwarded write it names once that piece, and so every
 // piece before it, is applied there.
-func (m *podMember) WriteTagged(off int64, p []byte, tag store.MirrorTag) func() error {
+func (m *podMember) WriteTagged(off int64, p []byte, tag store.MirrorTag) store.Wait {
 	var changes []change
 	for at := int64(0); at < int64(len(p)); at += mirrorChunk {
 		data := bytes.Clone(p[at:min(at+mirrorChunk, int64(len(p)))])
@@ -377,7 +383,7 @@ func (m *podMember) WriteTagged(off int64, p []byte, tag store.MirrorTag) func()
 }
 
 // Zero queues a zeroed range for the peer (store.Mirror).
-func (m *podMember) Zero(off, length int64) func() error {
+func (m *podMember) Zero(off, length int64) store.Wait {
 	return m.p.submit(m, []change{{off, length, func(seq uint64) *arrayv1.MirrorRequest {
 		return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Zero{Zero: &arrayv1.MirrorZero{Seq: seq, Volume: m.remote, Offset: off, Length: length}}}
 	}}})
@@ -506,7 +512,7 @@ func (m *podMember) Diverged(off, length int64) {
 // submit queues a client's change, or records it dirty when the peer is
 // not there. The wait it returns is bounded by the pod's timeout however
 // the peer behaves: after it the pod carries on without the peer.
-func (p *pod) submit(m *podMember, changes []change) func() error {
+func (p *pod) submit(m *podMember, changes []change) store.Wait {
 	p.mu.Lock()
 	st := p.stream
 	if p.stoppedLocked() {
@@ -514,7 +520,7 @@ func (p *pod) submit(m *podMember, changes []change) func() error {
 		// store marks its blocks diverged (Diverged) once applied here.
 		p.mu.Unlock()
 		err := p.errStopped()
-		return func() error { return err }
+		return func(context.Context) error { return err }
 	}
 	if st == nil || !m.ready {
 		for _, c := range changes {
@@ -543,12 +549,18 @@ func (p *pod) submit(m *podMember, changes []change) func() error {
 		}
 		dones[i] = done
 	}
-	return func() error {
+	return func(ctx context.Context) error {
 		deadline := time.NewTimer(p.timeout)
 		defer deadline.Stop()
 		var first error
 		for i, c := range changes {
-			acked, err := p.await(st, dones[i], deadline.C, m, c.off, c.length)
+			acked, err := p.await(ctx, st, dones[i], deadline.C, m, c.off, c.length)
+			if err != nil && ctx.Err() != nil {
+				// The client stopped waiting: the store marks the whole
+				// change diverged, and the pieces not yet acknowledged stay
+				// queued to the peer, or turn dirty if it fails.
+				return err
+			}
 			if err != nil && first == nil {
 				first = err
 			}
@@ -561,12 +573,12 @@ func (p *pod) submit(m *podMember, changes []change) func() error {
 }
 
 // await waits for the peer's acknowledgement of one change until deadline
-// fires. It returns an error only when the change failed on this side
-// with the peer healthy: the write is then not acknowledged, and its
-// blocks are dirty so the resync sends them. When the peer fails or
-// times out, the pod drops it and carries on (nil). acked says the peer
-// has the change.
-func (p *pod) await(st *mirrorStream, done <-chan error, deadline <-chan time.Time, m *podMember, off, length int64) (acked bool, _ error) {
+// fires, or until ctx ends (ctx's error, and nothing recorded). It returns
+// an error only when the change failed on this side with the peer
+// healthy: the write is then not acknowledged, and its blocks are dirty
+// so the resync sends them. When the peer fails or times out, the pod
+// drops it and carries on (nil). acked says the peer has the change.
+func (p *pod) await(ctx context.Context, st *mirrorStream, done <-chan error, deadline <-chan time.Time, m *podMember, off, length int64) (acked bool, _ error) {
 	var err error
 	select {
 	case err = <-done:
@@ -574,6 +586,8 @@ func (p *pod) await(st *mirrorStream, done <-chan error, deadline <-chan time.Ti
 		err = st.deathErr()
 	case <-deadline:
 		err = errdefs.Unavailable("the peer did not acknowledge a write within %s", p.timeout)
+	case <-ctx.Done():
+		return false, ctx.Err()
 	}
 	var local *errLocalSend
 	switch {
@@ -608,7 +622,7 @@ func (p *pod) await(st *mirrorStream, done <-chan error, deadline <-chan time.Ti
 		return false, p.errStopped()
 	}
 	if m != nil {
-		return false, p.ensureMarked()
+		return false, p.ensureMarked(ctx)
 	}
 	return false, nil
 }
@@ -618,7 +632,7 @@ func (p *pod) await(st *mirrorStream, done <-chan error, deadline <-chan time.Ti
 func (p *pod) awaitFor(st *mirrorStream, done <-chan error, m *podMember, off, length int64) bool {
 	t := time.NewTimer(p.timeout)
 	defer t.Stop()
-	acked, _ := p.await(st, done, t.C, m, off, length)
+	acked, _ := p.await(context.Background(), st, done, t.C, m, off, length)
 	return acked && p.streamIs(st)
 }
 
@@ -1431,7 +1445,7 @@ func (p *pod) open(ctx context.Context) (*mirrorStream, error) {
 		return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Flush{Flush: &arrayv1.MirrorFlush{Seq: seq}}}
 	})
 	if err == nil {
-		err = st.wait(hello, p.timeout)
+		err = st.wait(ctx, hello, p.timeout)
 	}
 	if err != nil {
 		st.close(err)

@@ -333,7 +333,7 @@ func TestPodPeerTooOldForForwarding(t *testing.T) {
 	ctx := t.Context()
 	// Nor is it sent a LOGICAL UNIT RESET, which it would not know.
 	resets := watchResets(tg.st)
-	openVol(t, src.st, "v1").ShareReset()
+	openVol(t, src.st, "v1").ShareReset(t.Context())
 	if n := resets.n.Load(); n != 0 {
 		t.Fatalf("the old peer recorded %d resets taken at the preferred array", n)
 	}

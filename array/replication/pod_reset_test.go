@@ -50,11 +50,11 @@ func TestPodResetReachesBothArrays(t *testing.T) {
 	ra, rb := watchResets(src.st), watchResets(tg.st)
 	peerWritable(t, tg, "v1", 0, bytes.Repeat([]byte{1}, 4096))
 	a, b := openVol(t, src.st, "v1"), openVol(t, tg.st, "v1")
-	a.ShareReset()
+	a.ShareReset(t.Context())
 	if n := rb.n.Load(); n != 1 {
 		t.Fatalf("once a reset at the preferred array is answered, the peer applied %d, want 1", n)
 	}
-	b.ShareReset()
+	b.ShareReset(t.Context())
 	if n := ra.n.Load(); n != 1 {
 		t.Fatalf("once a reset at the peer is answered, the preferred array applied %d, want 1", n)
 	}
@@ -87,7 +87,7 @@ func TestPodResetWaitsForTheOtherArraysCommands(t *testing.T) {
 		c.other.hold.Store(&hold)
 		answered := make(chan time.Time, 1)
 		go func() {
-			c.reset.ShareReset()
+			c.reset.ShareReset(t.Context())
 			answered <- time.Now()
 		}()
 		deadline := time.Now().Add(timeout / 2)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"slices"
@@ -415,4 +416,40 @@ func TestPodMemberLeavesWhilePeerIsFrozen(t *testing.T) {
 	if _, err := tg.st.GetVolume(ctx, "v1"); err != nil {
 		t.Errorf("the peer's copy of member v1 went too: %v", err)
 	}
+}
+
+// TestPodWriteEndsWithItsContext: a client write waiting for a frozen
+// peer's acknowledgement ends when its request's context does, not after
+// the pod's timeout. It is not acknowledged, its range counts as dirty
+// (the peer may or may not apply the copy still queued to it), and once
+// the peer answers again the resync leaves both copies equal.
+func TestPodWriteEndsWithItsContext(t *testing.T) {
+	const timeout = 5 * time.Second
+	src := newSource(t, clock.NewFake(t0))
+	ctx := t.Context()
+	if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: "v1", Pool: "cinder", SizeBytes: 16 * mib}); err != nil {
+		t.Fatal(err)
+	}
+	tg, fz := podBehindFreezer(t, src, timeout, "v1")
+	fz.freeze()
+	t.Cleanup(fz.thaw) // before the pod stops
+	const patience = 200 * time.Millisecond
+	wctx, cancel := context.WithTimeout(ctx, patience)
+	defer cancel()
+	start := time.Now()
+	err := src.st.WriteVolume(wctx, "v1", 4*mib, bytes.Repeat([]byte{0xab}, 256<<10), false)
+	took := time.Since(start)
+	t.Logf("the write ended %s after it began (its context's deadline %s, the pod's timeout %s): %v", took.Round(time.Millisecond), patience, timeout, err)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a write whose context ended while the peer was frozen: %v; want its context's error", err)
+	}
+	if took > patience+time.Second {
+		t.Fatalf("the write ended %s after it began; want soon after its context's deadline %s, not the pod's timeout %s", took, patience, timeout)
+	}
+	if r, err := src.eng.GetReplica(ctx, "pod"); err != nil || r.DirtyBytes < 256<<10 {
+		t.Fatalf("the pod after a write its client gave up on: %d dirty bytes, %v; want its 256 KiB dirty", r.DirtyBytes, err)
+	}
+	fz.thaw()
+	syncNow(t, src)
+	same(t, src, tg, "v1")
 }

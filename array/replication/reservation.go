@@ -40,7 +40,7 @@ func (m *podMember) ShareReservations(ctx context.Context, state []byte) ([]byte
 		return nil, p.errStopped()
 	}
 	if st == nil {
-		return nil, p.ensureMarked()
+		return nil, p.ensureMarked(ctx)
 	}
 	return p.pushReservations(st, m, state)
 }
@@ -79,7 +79,7 @@ func (p *pod) sendReservations(st *mirrorStream, m *podMember, state []byte) res
 // mediator); a pod its mediator stopped takes none.
 func (p *pod) awaitReservations(st *mirrorStream, push reservationPush, deadline <-chan time.Time) ([]byte, error) {
 	if push.done != nil {
-		acked, err := p.await(st, push.done, deadline, nil, 0, 0)
+		acked, err := p.await(context.Background(), st, push.done, deadline, nil, 0, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -90,7 +90,7 @@ func (p *pod) awaitReservations(st *mirrorStream, push reservationPush, deadline
 	if p.stopped() {
 		return nil, p.errStopped()
 	}
-	return nil, p.ensureMarked()
+	return nil, p.ensureMarked(context.Background())
 }
 
 // shareAllReservations sends, once per stream, each ready member's

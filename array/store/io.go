@@ -73,6 +73,14 @@ func (v *volume) lockBlocks(fb, lb int64) func() {
 	}
 }
 
+// Wait waits for a change queued to a Mirror or a Forwarder to be done
+// elsewhere: on the peer, or on both copies. It is bounded by the
+// mirror's own timeout, and returns ctx's error when the request's
+// context ends first. The change is then not acknowledged, and stays in
+// the mirror's hands: the peer may still apply it, and a mirrored
+// change's range is marked diverged, so the resync copies it.
+type Wait func(ctx context.Context) error
+
 // Mirror is told of every change to a volume, in the order the changes
 // were made, so a sync replica can put each on the peer before it is
 // acknowledged.
@@ -83,13 +91,14 @@ type Mirror interface {
 	// (p must be copied if it is kept); the wait they return blocks until
 	// the peer has the change (or the mirror gave up on the peer), and is
 	// called with no store lock held.
-	Write(off int64, p []byte) (wait func() error)
-	Zero(off, length int64) (wait func() error)
+	Write(off int64, p []byte) Wait
+	Zero(off, length int64) Wait
 	// Flush makes every change mirrored so far durable on the peer; it is
 	// called with no store lock held.
 	Flush() error
-	// Diverged says a change the mirror was given failed here, so the
-	// range may now differ between the two copies.
+	// Diverged says a change the mirror was given failed here, or that
+	// its client stopped waiting for it, so the range may now differ
+	// between the two copies.
 	Diverged(off, length int64)
 }
 
@@ -115,8 +124,8 @@ type Forwarder interface {
 	// (the mirrored copy of the change needs the blocks' locks here),
 	// blocks until the preferred array says the change is on both copies,
 	// or fails.
-	Write(off int64, p []byte) (wait func() error)
-	Zero(off, length int64) (wait func() error)
+	Write(off int64, p []byte) Wait
+	Zero(off, length int64) Wait
 	// Flush makes the changes forwarded so far durable at the preferred
 	// array; it is called with no store lock held.
 	Flush() error
@@ -129,7 +138,7 @@ type Forwarder interface {
 // called as Write is. A Forwarder without it refuses COMPARE AND WRITE,
 // since comparing against this copy could not be atomic.
 type CompareForwarder interface {
-	CompareAndWrite(off int64, cmp, p []byte) (wait func() error)
+	CompareAndWrite(off int64, cmp, p []byte) Wait
 }
 
 // SetForwarder makes a read-only volume take client changes through f;
@@ -199,8 +208,8 @@ func (s *Store) clientRoute(v *volume) (Forwarder, Mirror) {
 
 // changer is what a change is queued to: a Mirror or a Forwarder.
 type changer interface {
-	Write(off int64, p []byte) (wait func() error)
-	Zero(off, length int64) (wait func() error)
+	Write(off int64, p []byte) Wait
+	Zero(off, length int64) Wait
 }
 
 // SetMirror makes every change to volume go through m as well; nil stops it.
@@ -239,13 +248,13 @@ type MirrorTag struct{ Session, Seq uint64 }
 
 // Tagger is a Mirror that carries a MirrorTag with a write.
 type Tagger interface {
-	WriteTagged(off int64, p []byte, tag MirrorTag) (wait func() error)
+	WriteTagged(off int64, p []byte, tag MirrorTag) Wait
 }
 
 // writeTo queues a write to a Mirror or Forwarder, with its tag when it
 // has one and the mirror carries tags.
-func writeTo(off int64, p []byte, tag MirrorTag) func(changer) func() error {
-	return func(m changer) func() error {
+func writeTo(off int64, p []byte, tag MirrorTag) func(changer) Wait {
+	return func(m changer) Wait {
 		if t, ok := m.(Tagger); ok && tag != (MirrorTag{}) {
 			return t.WriteTagged(off, p, tag)
 		}
@@ -275,10 +284,10 @@ func (*needsRecord) Error() string { return "the change's blocks are not recorde
 // volume and its mirror (or forwarder), and is done: begun (applyChange),
 // then waited for, then made durable when fua is set.
 func (s *Store) change(ctx context.Context, v *volume, off, length int64, fua bool, how mirrored, cmp *comparison,
-	mirror func(changer) (wait func() error), apply func(*layer) error) error {
+	mirror func(changer) Wait, apply func(*layer) error) error {
 	wait, err := s.applyChange(ctx, v, off, length, how, cmp, mirror, apply)
 	if err == nil && wait != nil {
-		err = wait()
+		err = wait(ctx)
 	}
 	if err == nil && fua {
 		return s.flush(v)
@@ -295,7 +304,7 @@ func (s *Store) change(ctx context.Context, v *volume, off, length int64, fua bo
 // before anything is queued or applied, and a miscompare changes nothing
 // (COMPARE AND WRITE).
 func (s *Store) applyChange(ctx context.Context, v *volume, off, length int64, how mirrored, cmp *comparison,
-	mirror func(changer) (wait func() error), apply func(*layer) error) (func() error, error) {
+	mirror func(changer) Wait, apply func(*layer) error) (Wait, error) {
 	wait, err := s.applyChangeOnce(v, off, length, how, cmp, mirror, apply)
 	// A record once made stays made while the copy is the Recorder's, so
 	// this tries again once, or more only if the volume's mirror changed.
@@ -311,7 +320,7 @@ func (s *Store) applyChange(ctx context.Context, v *volume, off, length int64, h
 // Recorder must record first is refused with needsRecord, with no lock
 // held, for applyChange to record them and try again.
 func (s *Store) applyChangeOnce(v *volume, off, length int64, how mirrored, cmp *comparison,
-	mirror func(changer) (wait func() error), apply func(*layer) error) (func() error, error) {
+	mirror func(changer) Wait, apply func(*layer) error) (Wait, error) {
 	l, size, err := s.beginIO(v)
 	if err != nil {
 		return nil, err
@@ -336,7 +345,7 @@ func (s *Store) applyChangeOnce(v *volume, off, length int64, how mirrored, cmp 
 	if fwd != nil {
 		return s.forwardChange(v, fwd, off, length, cmp, mirror)
 	}
-	var wait func() error
+	var wait Wait
 	unlock := v.lockBlocks(off/bs, (off+length-1)/bs)
 	if cmp != nil {
 		if err := cmp.check(l); err != nil {
@@ -367,7 +376,9 @@ func (s *Store) applyChangeOnce(v *volume, off, length int64, how mirrored, cmp 
 	s.io.RUnlock()
 	if err != nil {
 		if wait != nil {
-			_ = wait()
+			// Bounded by the mirror's timeout, and nobody's request is
+			// waiting: the change must be done with before it is diverged.
+			_ = wait(context.Background())
 		}
 		if m != nil {
 			m.Diverged(off, length)
@@ -377,8 +388,8 @@ func (s *Store) applyChangeOnce(v *volume, off, length int64, how mirrored, cmp 
 	if wait == nil {
 		return nil, nil
 	}
-	return func() error {
-		if err := wait(); err != nil {
+	return func(ctx context.Context) error {
+		if err := wait(ctx); err != nil {
 			m.Diverged(off, length)
 			return err
 		}
@@ -392,7 +403,7 @@ func (s *Store) applyChangeOnce(v *volume, off, length int64, how mirrored, cmp 
 // wait it returns, because the preferred array answers only once its
 // mirrored copy of the change is applied here, under these same locks.
 // Called with s.io read-held, which it releases.
-func (s *Store) forwardChange(v *volume, f Forwarder, off, length int64, cmp *comparison, queue func(changer) (wait func() error)) (func() error, error) {
+func (s *Store) forwardChange(v *volume, f Forwarder, off, length int64, cmp *comparison, queue func(changer) Wait) (Wait, error) {
 	if cmp != nil {
 		cf, ok := f.(CompareForwarder)
 		if !ok {
@@ -401,7 +412,7 @@ func (s *Store) forwardChange(v *volume, f Forwarder, off, length int64, cmp *co
 			// is sequenced at the other: it could not be atomic.
 			return nil, errdefs.FailedPrecondition("volume %q takes COMPARE AND WRITE only at its pod's preferred array", v.rec.Name)
 		}
-		queue = func(changer) func() error { return cf.CompareAndWrite(cmp.off, cmp.want, cmp.p) }
+		queue = func(changer) Wait { return cf.CompareAndWrite(cmp.off, cmp.want, cmp.p) }
 	}
 	unlock := v.lockBlocks(off/bs, (off+length-1)/bs)
 	wait := queue(f)
@@ -566,7 +577,7 @@ func (s *Store) flushLayer(l *layer) error {
 // layers hold data, so discarding unwritten space changes nothing.
 func (s *Store) zeroRange(ctx context.Context, v *volume, off, length int64, fua bool, how mirrored) error {
 	return s.change(ctx, v, off, length, fua, how, nil,
-		func(m changer) func() error { return m.Zero(off, length) },
+		func(m changer) Wait { return m.Zero(off, length) },
 		func(l *layer) error { return zeroLayer(l, off, off+length) })
 }
 
@@ -950,14 +961,14 @@ func (h *Handle) write(ctx context.Context, p []byte, off int64, fua bool) error
 // pod answers a forwarded write once it is applied here, and the peer
 // completes it once the tagged copy is applied there. wait then waits for
 // the peer's acknowledgement; it must be called.
-func (h *Handle) WriteTagged(ctx context.Context, p []byte, off int64, tag MirrorTag) (wait func() error, err error) {
+func (h *Handle) WriteTagged(ctx context.Context, p []byte, off int64, tag MirrorTag) (wait Wait, err error) {
 	return h.changeTagged(ctx, nil, p, off, tag)
 }
 
 // CompareAndWriteTagged is WriteTagged for a COMPARE AND WRITE that the
 // pod's peer forwarded: p is written only if the volume holds cmp at off
 // (else *MiscompareError, and nothing is written or mirrored).
-func (h *Handle) CompareAndWriteTagged(ctx context.Context, cmp, p []byte, off int64, tag MirrorTag) (wait func() error, err error) {
+func (h *Handle) CompareAndWriteTagged(ctx context.Context, cmp, p []byte, off int64, tag MirrorTag) (wait Wait, err error) {
 	c, err := newComparison(cmp, p, off)
 	if err != nil {
 		return noWait, err
@@ -967,7 +978,7 @@ func (h *Handle) CompareAndWriteTagged(ctx context.Context, cmp, p []byte, off i
 
 // changeTagged is WriteTagged and CompareAndWriteTagged. Its wait is never
 // nil, whatever the error: the caller calls it either way.
-func (h *Handle) changeTagged(ctx context.Context, cmp *comparison, p []byte, off int64, tag MirrorTag) (wait func() error, err error) {
+func (h *Handle) changeTagged(ctx context.Context, cmp *comparison, p []byte, off int64, tag MirrorTag) (wait Wait, err error) {
 	err = ctx.Err()
 	if err == nil {
 		err = h.throttle(ctx, true, int64(len(p)))
@@ -989,7 +1000,7 @@ func (h *Handle) changeTagged(ctx context.Context, cmp *comparison, p []byte, of
 }
 
 // noWait is the wait of a change that has nothing to wait for.
-func noWait() error { return nil }
+func noWait(context.Context) error { return nil }
 
 // MiscompareError is CompareAndWrite's refusal: the volume's bytes differ
 // from the expected ones, first at Offset (from the start of the range).

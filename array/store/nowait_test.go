@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -36,10 +37,10 @@ func storeWithVolume(t *testing.T, dir, name string, size int64) *store.Store {
 
 type nopMirror struct{}
 
-func (nopMirror) Write(int64, []byte) func() error { return func() error { return nil } }
-func (nopMirror) Zero(int64, int64) func() error   { return func() error { return nil } }
-func (nopMirror) Flush() error                     { return nil }
-func (nopMirror) Diverged(int64, int64)            {}
+func (nopMirror) Write(int64, []byte) store.Wait { return func(context.Context) error { return nil } }
+func (nopMirror) Zero(int64, int64) store.Wait   { return func(context.Context) error { return nil } }
+func (nopMirror) Flush() error                   { return nil }
+func (nopMirror) Diverged(int64, int64)          {}
 
 // The NoWait methods serve what needs no waiting, refuse the rest with
 // ErrWouldBlock before changing anything, and otherwise behave like

@@ -6,24 +6,24 @@ import "context"
 // a LOGICAL UNIT RESET of the copy here: a host sees the two copies as
 // one logical unit, so a reset at either array is a unit attention for
 // the host's paths to both. ShareReset waits until the other array has
-// applied the reset (NoteSharedReset, its drain included), or up to the
-// pod's sync timeout.
+// applied the reset (NoteSharedReset, its drain included), up to the
+// pod's sync timeout, or until ctx ends.
 type ResetSharer interface {
-	ShareReset()
+	ShareReset(ctx context.Context)
 }
 
 // ShareReset tells the volume's other array, if it is a pod copy with
 // one, of a LOGICAL UNIT RESET here. A copy whose pod is not in sync has
 // no other array to tell.
-func (h *Handle) ShareReset() {
+func (h *Handle) ShareReset(ctx context.Context) {
 	if h.snap != nil {
 		return // a snapshot's logical unit is this array's alone
 	}
 	fwd, m := h.s.clientRoute(h.v)
 	if rs, ok := fwd.(ResetSharer); ok {
-		rs.ShareReset()
+		rs.ShareReset(ctx)
 	} else if rs, ok := m.(ResetSharer); ok {
-		rs.ShareReset()
+		rs.ShareReset(ctx)
 	}
 }
 

@@ -15,9 +15,9 @@ type rangeRecorder struct {
 	diverged [][2]int64
 }
 
-func (r *rangeRecorder) Write(int64, []byte) func() error { return nil }
-func (r *rangeRecorder) Zero(int64, int64) func() error   { return nil }
-func (r *rangeRecorder) Flush() error                     { return nil }
+func (r *rangeRecorder) Write(int64, []byte) store.Wait { return nil }
+func (r *rangeRecorder) Zero(int64, int64) store.Wait   { return nil }
+func (r *rangeRecorder) Flush() error                   { return nil }
 func (r *rangeRecorder) Diverged(off, length int64) {
 	r.mu.Lock()
 	r.diverged = append(r.diverged, [2]int64{off, length})

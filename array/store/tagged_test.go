@@ -21,18 +21,18 @@ func TestTaggedWaitIsAlwaysCallable(t *testing.T) {
 	}
 	p := bytes.Repeat([]byte{7}, 4096)
 	wait, err := h.CompareAndWriteTagged(ctx, p[:512], p, 0, store.MirrorTag{})
-	if !errdefs.IsInvalidArgument(err) || wait == nil || wait() != nil {
+	if !errdefs.IsInvalidArgument(err) || wait == nil || wait(t.Context()) != nil {
 		t.Fatalf("a COMPARE AND WRITE with halves of different lengths: wait %v, %v; want INVALID_ARGUMENT and a callable wait", wait != nil, err)
 	}
 	if err := s.SetReadOnly(ctx, "v", true); err != nil {
 		t.Fatal(err)
 	}
-	for name, write := range map[string]func() (func() error, error){
-		"write":             func() (func() error, error) { return h.WriteTagged(ctx, p, 0, store.MirrorTag{}) },
-		"compare and write": func() (func() error, error) { return h.CompareAndWriteTagged(ctx, p, p, 0, store.MirrorTag{}) },
+	for name, write := range map[string]func() (store.Wait, error){
+		"write":             func() (store.Wait, error) { return h.WriteTagged(ctx, p, 0, store.MirrorTag{}) },
+		"compare and write": func() (store.Wait, error) { return h.CompareAndWriteTagged(ctx, p, p, 0, store.MirrorTag{}) },
 	} {
 		wait, err := write()
-		if !errdefs.IsFailedPrecondition(err) || wait == nil || wait() != nil {
+		if !errdefs.IsFailedPrecondition(err) || wait == nil || wait(t.Context()) != nil {
 			t.Fatalf("a tagged %s to a read-only volume: wait %v, %v; want FAILED_PRECONDITION and a callable wait", name, wait != nil, err)
 		}
 	}

@@ -251,13 +251,13 @@ func (m *carriedCopy) Resize(context.Context, int64) error {
 		"extend it at the preferred array once the pod is back in sync (volrep replication info shows the pod's state)", m.volume, m.c.pod.name)
 }
 
-func (m *carriedCopy) Write(off int64, p []byte) func() error {
+func (m *carriedCopy) Write(off int64, p []byte) store.Wait {
 	m.c.mark(m.volume, off, int64(len(p)))
 	m.c.admitted.Add(-1)
 	return nil
 }
 
-func (m *carriedCopy) Zero(off, length int64) func() error {
+func (m *carriedCopy) Zero(off, length int64) store.Wait {
 	m.c.mark(m.volume, off, length)
 	m.c.admitted.Add(-1)
 	return nil

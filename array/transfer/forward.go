@@ -121,27 +121,27 @@ func (p *podForward) current() (*forwardSession, error) {
 // send forwards changes and returns the wait for their results.
 // compare says they carry a COMPARE AND WRITE's bytes, which only a
 // stream whose preferred array compares may carry.
-func (p *podForward) send(msgs []func(seq uint64) *arrayv1.ForwardResponse, write, compare bool) func() error {
+func (p *podForward) send(msgs []func(seq uint64) *arrayv1.ForwardResponse, write, compare bool) store.Wait {
 	sess, err := p.current()
 	if err == nil && compare && !sess.compares {
 		err = errdefs.FailedPrecondition("pod %s: its preferred array runs a volrep too old to take COMPARE AND WRITE forwarded from this array; send it there, or upgrade that array", p.name)
 	}
 	if err != nil {
-		return func() error { return err }
+		return func(context.Context) error { return err }
 	}
 	dones := make([]<-chan error, 0, len(msgs))
 	for _, b := range msgs {
 		done, err := sess.enqueue(b)
 		if err != nil {
-			return func() error { return err }
+			return func(context.Context) error { return err }
 		}
 		dones = append(dones, done)
 	}
-	return func() error {
+	return func(ctx context.Context) error {
 		t := time.NewTimer(sess.timeout)
 		defer t.Stop()
 		for _, done := range dones {
-			if err := sess.wait(done, t.C, p.name); err != nil {
+			if err := sess.wait(ctx, done, t.C, p.name); err != nil {
 				return err
 			}
 		}
@@ -152,11 +152,15 @@ func (p *podForward) send(msgs []func(seq uint64) *arrayv1.ForwardResponse, writ
 	}
 }
 
-// wait waits for one change's result until deadline fires.
-func (s *forwardSession) wait(done <-chan error, deadline <-chan time.Time, pod string) error {
+// wait waits for one change's result until deadline fires, or until ctx
+// ends: the change may then still be done at the preferred array, but it
+// is not acknowledged.
+func (s *forwardSession) wait(ctx context.Context, done <-chan error, deadline <-chan time.Time, pod string) error {
 	select {
 	case err := <-done:
 		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	case <-s.dead:
 		return s.deathErr(pod)
 	case <-deadline:
@@ -174,7 +178,7 @@ func (p *podForward) flush(volume string) error {
 	}
 	err := p.send([]func(uint64) *arrayv1.ForwardResponse{func(seq uint64) *arrayv1.ForwardResponse {
 		return &arrayv1.ForwardResponse{Msg: &arrayv1.ForwardResponse_Flush{Flush: &arrayv1.MirrorFlush{Seq: seq, Volumes: []string{volume}}}}
-	}}, false, false)()
+	}}, false, false)(context.Background())
 	if err != nil {
 		return err
 	}
@@ -192,7 +196,7 @@ type volumeForward struct {
 	volume string
 }
 
-func (v *volumeForward) Write(off int64, p []byte) func() error {
+func (v *volumeForward) Write(off int64, p []byte) store.Wait {
 	var msgs []func(uint64) *arrayv1.ForwardResponse
 	for at := int64(0); at < int64(len(p)); at += forwardChunk {
 		data := bytes.Clone(p[at:min(at+forwardChunk, int64(len(p)))])
@@ -208,9 +212,9 @@ func (v *volumeForward) Write(off int64, p []byte) func() error {
 // the preferred array compares and writes under the locks that order
 // every write to the pod. SCSI bounds one to a few hundred KiB, well
 // within one message.
-func (v *volumeForward) CompareAndWrite(off int64, cmp, p []byte) func() error {
+func (v *volumeForward) CompareAndWrite(off int64, cmp, p []byte) store.Wait {
 	if len(p) > forwardChunk {
-		return func() error {
+		return func(context.Context) error {
 			return errdefs.InvalidArgument("data", "a COMPARE AND WRITE of %d bytes is over the %d a forwarded one may carry", len(p), forwardChunk)
 		}
 	}
@@ -220,7 +224,7 @@ func (v *volumeForward) CompareAndWrite(off int64, cmp, p []byte) func() error {
 	}}, true, true)
 }
 
-func (v *volumeForward) Zero(off, length int64) func() error {
+func (v *volumeForward) Zero(off, length int64) store.Wait {
 	return v.p.send([]func(uint64) *arrayv1.ForwardResponse{func(seq uint64) *arrayv1.ForwardResponse {
 		return &arrayv1.ForwardResponse{Msg: &arrayv1.ForwardResponse_Zero{Zero: &arrayv1.MirrorZero{Seq: seq, Volume: v.volume, Offset: off, Length: length}}}
 	}}, true, false)
@@ -231,9 +235,9 @@ func (v *volumeForward) Flush() error { return v.p.flush(v.volume) }
 // ShareReset tells the preferred array of a LOGICAL UNIT RESET of this
 // copy (store.ResetSharer), and waits (up to the pod's sync timeout) until
 // it has recorded it, so its hosts' paths see the unit attention by the
-// time the reset is answered here. With no stream in sync, or one from an
-// older preferred array, nobody there is told.
-func (v *volumeForward) ShareReset() {
+// time the reset is answered here, or until ctx ends. With no stream in
+// sync, or one from an older preferred array, nobody there is told.
+func (v *volumeForward) ShareReset(ctx context.Context) {
 	v.p.mu.Lock()
 	sess := v.p.sess
 	v.p.mu.Unlock()
@@ -242,7 +246,7 @@ func (v *volumeForward) ShareReset() {
 	}
 	_ = v.p.send([]func(uint64) *arrayv1.ForwardResponse{func(seq uint64) *arrayv1.ForwardResponse {
 		return &arrayv1.ForwardResponse{Msg: &arrayv1.ForwardResponse_LuReset{LuReset: &arrayv1.ForwardReset{Seq: seq, Volume: v.volume}}}
-	}}, false, false)()
+	}}, false, false)(ctx)
 }
 
 // SharesReservations: the preferred array decides this copy's PERSISTENT
@@ -275,7 +279,10 @@ func (v *volumeForward) ForwardReservation(ctx context.Context, req []byte) ([]b
 	}
 	t := time.NewTimer(sess.timeout)
 	defer t.Stop()
-	if err := sess.wait(f.done, t.C, v.p.name); err != nil {
+	// Not the request's context: the preferred array decides the change
+	// and gives it to this copy before it answers, and an answer not
+	// waited for could leave this copy without a state the pod holds.
+	if err := sess.wait(context.Background(), f.done, t.C, v.p.name); err != nil {
 		return nil, err
 	}
 	return f.reply, nil
