@@ -419,10 +419,12 @@ func TestPodMemberLeavesWhilePeerIsFrozen(t *testing.T) {
 }
 
 // TestPodWriteEndsWithItsContext: a client write waiting for a frozen
-// peer's acknowledgement ends when its request's context does, not after
-// the pod's timeout. It is not acknowledged, its range counts as dirty
-// (the peer may or may not apply the copy still queued to it), and once
-// the peer answers again the resync leaves both copies equal.
+// peer ends when its request's context does, not after the pod's timeout:
+// at the preferred array, waiting for the peer's acknowledgement, and at
+// the peer, waiting for the preferred array's answer to the write it
+// forwarded. It is not acknowledged; at the preferred array its range
+// counts as dirty (the peer may or may not apply the copy still queued to
+// it), and once the peer answers again both copies end equal.
 func TestPodWriteEndsWithItsContext(t *testing.T) {
 	const timeout = 5 * time.Second
 	src := newSource(t, clock.NewFake(t0))
@@ -431,20 +433,29 @@ func TestPodWriteEndsWithItsContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	tg, fz := podBehindFreezer(t, src, timeout, "v1")
+	peerWritable(t, tg, "v1", 0, bytes.Repeat([]byte{0x11}, 4096))
 	fz.freeze()
 	t.Cleanup(fz.thaw) // before the pod stops
 	const patience = 200 * time.Millisecond
-	wctx, cancel := context.WithTimeout(ctx, patience)
-	defer cancel()
-	start := time.Now()
-	err := src.st.WriteVolume(wctx, "v1", 4*mib, bytes.Repeat([]byte{0xab}, 256<<10), false)
-	took := time.Since(start)
-	t.Logf("the write ended %s after it began (its context's deadline %s, the pod's timeout %s): %v", took.Round(time.Millisecond), patience, timeout, err)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("a write whose context ended while the peer was frozen: %v; want its context's error", err)
-	}
-	if took > patience+time.Second {
-		t.Fatalf("the write ended %s after it began; want soon after its context's deadline %s, not the pod's timeout %s", took, patience, timeout)
+	for _, side := range []struct {
+		name string
+		st   *store.Store
+		off  int64
+	}{{"preferred array", src.st, 4 * mib}, {"peer", tg.st, 8 * mib}} {
+		wctx, cancel := context.WithTimeout(ctx, patience)
+		start := time.Now()
+		err := side.st.WriteVolume(wctx, "v1", side.off, bytes.Repeat([]byte{0xab}, 256<<10), false)
+		took := time.Since(start)
+		cancel()
+		t.Logf("the write at the %s ended %s after it began (its context's deadline %s, the pod's timeout %s): %v",
+			side.name, took.Round(time.Millisecond), patience, timeout, err)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a write at the %s whose context ended while the peer was frozen: %v; want its context's error", side.name, err)
+		}
+		if took > patience+time.Second {
+			t.Fatalf("the write at the %s ended %s after it began; want soon after its context's deadline %s, not the pod's timeout %s",
+				side.name, took, patience, timeout)
+		}
 	}
 	if r, err := src.eng.GetReplica(ctx, "pod"); err != nil || r.DirtyBytes < 256<<10 {
 		t.Fatalf("the pod after a write its client gave up on: %d dirty bytes, %v; want its 256 KiB dirty", r.DirtyBytes, err)
