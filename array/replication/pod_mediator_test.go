@@ -39,8 +39,14 @@ func newMediatedPodWith(t *testing.T, timeout time.Duration, states *podStates, 
 // endpoint, and the peer tg.
 func mediatedPodAt(t *testing.T, endpoint string, tg *target, timeout time.Duration, states *podStates, preferPeer bool) (*source, *target) {
 	t.Helper()
+	return mediatedPodTTL(t, endpoint, tg, timeout, mediatorTTL, states, preferPeer)
+}
+
+// mediatedPodTTL is mediatedPodAt with a lease time of ttl.
+func mediatedPodTTL(t *testing.T, endpoint string, tg *target, timeout, ttl time.Duration, states *podStates, preferPeer bool) (*source, *target) {
+	t.Helper()
 	src := newSource(t, clock.NewFake(t0), func(o *replication.Options) {
-		o.MediatorTTL = mediatorTTL
+		o.MediatorTTL = ttl
 		o.OnPodState = states.add
 	})
 	podGroup(t, src)
@@ -579,5 +585,45 @@ func TestWritesNeedingTheMarkShareOneCall(t *testing.T) {
 	// they would take one each.
 	if slowest > timeout+700*time.Millisecond {
 		t.Errorf("the slowest write failed %s after the cut; want within %s: the writes waited for the mark in turn", slowest, timeout+700*time.Millisecond)
+	}
+}
+
+// TestWriteBehindAnUnmarkMarksAgain: a write acknowledged without the
+// peer while the pod's Unmark is in flight must not trust the mark that
+// Unmark is clearing. Here the mediator is frozen as the pod comes back in
+// sync, so its Unmark hangs for the sync timeout; the peer is then halted
+// again and a write made. It waits for the Unmark, marks again, and, with
+// the mediator still silent, fails rather than being acknowledged with no
+// mark standing (an Unmark the mediator applies late would leave the peer
+// free to take the pod over without that write).
+func TestWriteBehindAnUnmarkMarksAgain(t *testing.T) {
+	const timeout = 2 * time.Second
+	var states podStates
+	etcd := etcdtest.Start(t, "", "")
+	// A lease that outlives the test's frozen mediator: this array holds
+	// the pod's key throughout, so only the mark decides the write.
+	src, tg := mediatedPodTTL(t, etcd.Endpoint(), newTarget(t), timeout, 30*time.Second, &states, false)
+	replicaUntil(t, src, 10*time.Second, "the primary holds the pod's key", func(r array.Replica) bool { return r.MediatorHeld })
+	tg.halt()
+	replicaUntil(t, src, 10*time.Second, "the pod loses its peer", func(r array.Replica) bool { return r.PodState == array.PodDegraded })
+	// Marked, with the mediator answering.
+	if err := src.st.WriteVolume(t.Context(), "v1", 0, bytes.Repeat([]byte{1}, 4096), false); err != nil {
+		t.Fatal(err)
+	}
+	etcd.Freeze()
+	t.Cleanup(etcd.Thaw) // before the pod stops, which gives the key up
+	tg.start()
+	// In sync: the pod's step has begun its Unmark, which hangs.
+	replicaUntil(t, src, 20*time.Second, "the pod is back in sync", func(r array.Replica) bool { return r.PodState == array.PodOnline })
+	inSync := time.Now()
+	tg.halt()
+	replicaUntil(t, src, 10*time.Second, "the pod loses its peer again", func(r array.Replica) bool { return r.PodState == array.PodDegraded })
+	if since := time.Since(inSync); since > timeout/2 {
+		t.Fatalf("the peer was gone %s after the pod was in sync; the Unmark (timeout %s) may have ended already", since, timeout)
+	}
+	err := src.st.WriteVolume(t.Context(), "v1", 4096, bytes.Repeat([]byte{2}, 4096), false)
+	t.Logf("the write behind the Unmark, %s after the pod was in sync: %v", time.Since(inSync).Round(time.Millisecond), err)
+	if !errdefs.IsUnavailable(err) {
+		t.Fatalf("a write without the peer while the Unmark was in flight and the mediator silent: %v; want UNAVAILABLE (could not record the mark)", err)
 	}
 }
