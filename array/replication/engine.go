@@ -228,6 +228,7 @@ func (e *Engine) addPod(ctx context.Context, r *replica) error {
 // deliver, starting now.
 func (e *Engine) removePod(ctx context.Context, name string, p *pod) {
 	p.stop(ctx)
+	p.forgetLeft(ctx)
 	e.mu.Lock()
 	if e.pods[name] == p {
 		delete(e.pods, name)

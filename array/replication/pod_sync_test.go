@@ -349,8 +349,17 @@ func openSource(t *testing.T, dir string, log *slog.Logger) (*source, func()) {
 // most; the copy left there is named in the log.
 //
 // The copy left is recorded, and the pod deletes it once the peer answers
-// again, here after this array restarted meanwhile.
+// again, here after this array restarted meanwhile; unless a volume of the
+// same name that is not a copy of it took its place at the peer.
 func TestPodMemberLeavesWhilePeerIsFrozen(t *testing.T) {
+	for _, replaced := range []bool{false, true} {
+		t.Run(map[bool]string{false: "left copy", true: "replaced at the peer"}[replaced], func(t *testing.T) {
+			podMemberLeavesWhilePeerIsFrozen(t, replaced)
+		})
+	}
+}
+
+func podMemberLeavesWhilePeerIsFrozen(t *testing.T, replaced bool) {
 	const timeout = time.Second
 	logs := &testenv.Buffer{}
 	dir := t.TempDir()
@@ -393,9 +402,26 @@ func TestPodMemberLeavesWhilePeerIsFrozen(t *testing.T) {
 	if _, err := tg.st.GetVolume(ctx, "v2"); err != nil {
 		t.Fatalf("the frozen peer's copy of v2 should still be there before the pod retries: %v", err)
 	}
+	if replaced {
+		snaps, err := tg.st.ListSnapshots(ctx, "v2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sn := range snaps {
+			if err := tg.st.DeleteSnapshot(ctx, "v2", sn.Name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tg.st.DeleteVolume(ctx, "v2"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tg.st.CreateVolume(ctx, array.VolumeSpec{Name: "v2", Pool: "replicas", SizeBytes: mib}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	logs2 := &testenv.Buffer{}
 	src, _ = openSource(t, dir, slog.New(slog.NewTextHandler(logs2, nil)))
-	// Removed, logged and forgotten, in that order.
+	// Removed (or left alone), logged, and forgotten, in that order.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		_, err := tg.st.GetVolume(ctx, "v2")
@@ -404,7 +430,10 @@ func TestPodMemberLeavesWhilePeerIsFrozen(t *testing.T) {
 			t.Fatal(rerr)
 		}
 		logged := strings.Contains(logs2.String(), "removed the peer's copy of a former pod member")
-		if errdefs.IsNotFound(err) && logged && records == 0 {
+		if records == 0 && (replaced || errdefs.IsNotFound(err) && logged) {
+			if replaced && (err != nil || logged) {
+				t.Fatalf("the peer's own volume v2, which replaced the copy, was removed (%v; logged: %v)", err, logged)
+			}
 			break
 		}
 		if time.Now().After(deadline) {

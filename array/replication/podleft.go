@@ -3,6 +3,8 @@ package replication
 import (
 	"context"
 	"strings"
+
+	"github.com/volrep/volrep/errdefs"
 )
 
 // recPodLeft records, by pod/volume, the peer's copy of a former pod
@@ -49,6 +51,36 @@ func (p *pod) loadLeft(ctx context.Context) error {
 	})
 }
 
+// copyOf says whether the peer's volume remote is still a copy of local,
+// by the labels of the transfer that made it (the pod's initial copy, or a
+// protection group's before the volume moved into the pod).
+func (p *pod) copyOf(ctx context.Context, local, remote string) (bool, error) {
+	v, err := p.l.peer.GetVolume(ctx, remote)
+	if errdefs.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return v.Labels[LabelSourceVolume] == local && v.Labels[LabelSourceArray] == p.e.id, nil
+}
+
+// forgetLeft drops the records of the copies left at the peer by a pod
+// that is removed or made async: deleting the replica with its remote
+// copies, or the protection group that follows the pod, removes them.
+func (p *pod) forgetLeft(ctx context.Context) {
+	p.mu.Lock()
+	keys := make([]string, 0, len(p.left))
+	for local := range p.left {
+		keys = append(keys, p.leftKey(local))
+	}
+	clear(p.left)
+	p.mu.Unlock()
+	for _, k := range keys {
+		_ = p.e.s.DeleteRecord(ctx, recPodLeft, k)
+	}
+}
+
 // rejoinedLocked forgets the left copy of a volume that is a member
 // again: the copy is the member's own once more, and its initial copy
 // brings it up to date. Called with p.mu held; it returns the key of the
@@ -63,7 +95,9 @@ func (p *pod) rejoinedLocked(local string) (key string, ok bool) {
 
 // dropLeft deletes, each within the pod's timeout, the peer's copies of
 // former members that were left there. A copy still left is tried again
-// at the next step; another replica that now covers the volume keeps it.
+// at the next step; another replica that now covers the volume keeps it,
+// and a volume at the peer that is no longer this pod's copy of it (gone,
+// or replaced there by another volume of its name) is left alone.
 func (p *pod) dropLeft(ctx context.Context) {
 	p.mu.Lock()
 	left := make(map[string]string, len(p.left))
@@ -79,16 +113,8 @@ func (p *pod) dropLeft(ctx context.Context) {
 		if member || !still {
 			continue // rejoined: refresh forgot it
 		}
-		if !p.e.coveredElsewhere(ctx, p.name, local) {
-			dctx, cancel := context.WithTimeout(ctx, p.timeout)
-			err := p.e.dropRemote(dctx, p.l, remote)
-			cancel()
-			if err != nil {
-				p.e.log.Debug("the peer's copy of a former pod member is still there; retried at the next step", "pod", p.name,
-					"peer_volume", remote, "err", err)
-				continue
-			}
-			p.e.log.Info("removed the peer's copy of a former pod member", "pod", p.name, "volume", local, "peer_volume", remote)
+		if !p.dropLeftCopy(ctx, local, remote) {
+			continue
 		}
 		p.mu.Lock()
 		if p.left[local] == remote {
@@ -97,4 +123,30 @@ func (p *pod) dropLeft(ctx context.Context) {
 		p.mu.Unlock()
 		_ = p.e.s.DeleteRecord(ctx, recPodLeft, p.leftKey(local))
 	}
+}
+
+// dropLeftCopy deletes one copy left at the peer, and says whether it is
+// done with: false means try again at the next step.
+func (p *pod) dropLeftCopy(ctx context.Context, local, remote string) bool {
+	if p.e.coveredElsewhere(ctx, p.name, local) {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	ours, err := p.copyOf(ctx, local, remote)
+	if err == nil && !ours {
+		p.e.log.Info("the peer holds no copy of a former pod member under its name any more; nothing to remove", "pod", p.name,
+			"volume", local, "peer_volume", remote)
+		return true
+	}
+	if err == nil {
+		err = p.e.dropRemote(ctx, p.l, remote)
+	}
+	if err != nil {
+		p.e.log.Debug("the peer's copy of a former pod member is still there; retried at the next step", "pod", p.name,
+			"peer_volume", remote, "err", err)
+		return false
+	}
+	p.e.log.Info("removed the peer's copy of a former pod member", "pod", p.name, "volume", local, "peer_volume", remote)
+	return true
 }
