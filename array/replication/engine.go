@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -228,7 +229,15 @@ func (e *Engine) addPod(ctx context.Context, r *replica) error {
 // deliver, starting now.
 func (e *Engine) removePod(ctx context.Context, name string, p *pod) {
 	p.stop(ctx)
-	p.forgetLeft(ctx)
+	// The pod's records go with it: the blocks its peer missed (a pod
+	// begun again copies every member first) and the copies it left at
+	// the peer (deleting the replica with its remote copies, or the
+	// protection group it became, removes those).
+	for _, bucket := range []string{recPodDirty, recPodLeft} {
+		if err := e.deleteRecords(ctx, bucket, name+"/"); err != nil {
+			e.log.Warn("removing the records of a pod that is gone", "pod", name, "records", bucket, "err", err)
+		}
+	}
 	e.mu.Lock()
 	if e.pods[name] == p {
 		delete(e.pods, name)
@@ -238,6 +247,26 @@ func (e *Engine) removePod(ctx context.Context, name string, p *pod) {
 	case e.checkNow <- struct{}{}:
 	default:
 	}
+}
+
+// deleteRecords deletes the records of a bucket whose keys begin with
+// prefix.
+func (e *Engine) deleteRecords(ctx context.Context, bucket, prefix string) error {
+	var keys []string
+	if err := e.s.Records(ctx, bucket, func(k string, _ []byte) error {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := e.s.DeleteRecord(ctx, bucket, k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // setSynced records whether a pod member's peer copy is complete.

@@ -493,3 +493,35 @@ func TestPodWriteEndsWithItsContext(t *testing.T) {
 	syncNow(t, src)
 	same(t, src, tg, "v1")
 }
+
+// TestPodRecordsGoWithIt: a pod that is deleted takes its records with
+// it: the blocks its peer missed, kept while the peer was away.
+func TestPodRecordsGoWithIt(t *testing.T) {
+	src, tg := newPod(t, time.Second)
+	ctx := t.Context()
+	tg.halt()
+	if err := src.st.WriteVolume(ctx, "v1", 0, bytes.Repeat([]byte{7}, 4096), false); err != nil {
+		t.Fatal(err)
+	}
+	dirty := func() (keys []string) {
+		t.Helper()
+		if err := src.st.Records(ctx, "pod-dirty", func(k string, _ []byte) error {
+			keys = append(keys, k)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return keys
+	}
+	for deadline := time.Now().Add(10 * time.Second); !slices.Contains(dirty(), "pod/v1"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pod never recorded the block its peer missed: %q", dirty())
+		}
+	}
+	if err := src.eng.DeleteReplica(ctx, "pod", false); err != nil {
+		t.Fatal(err)
+	}
+	if keys := dirty(); len(keys) != 0 {
+		t.Fatalf("records of the deleted pod left behind: %q", keys)
+	}
+}

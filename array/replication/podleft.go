@@ -65,22 +65,6 @@ func (p *pod) copyOf(ctx context.Context, local, remote string) (bool, error) {
 	return v.Labels[LabelSourceVolume] == local && v.Labels[LabelSourceArray] == p.e.id, nil
 }
 
-// forgetLeft drops the records of the copies left at the peer by a pod
-// that is removed or made async: deleting the replica with its remote
-// copies, or the protection group that follows the pod, removes them.
-func (p *pod) forgetLeft(ctx context.Context) {
-	p.mu.Lock()
-	keys := make([]string, 0, len(p.left))
-	for local := range p.left {
-		keys = append(keys, p.leftKey(local))
-	}
-	clear(p.left)
-	p.mu.Unlock()
-	for _, k := range keys {
-		_ = p.e.s.DeleteRecord(ctx, recPodLeft, k)
-	}
-}
-
 // rejoinedLocked forgets the left copy of a volume that is a member
 // again: the copy is the member's own once more, and its initial copy
 // brings it up to date. Called with p.mu held; it returns the key of the
