@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"maps"
 	"strings"
 
 	"github.com/volrep/volrep/errdefs"
@@ -32,8 +33,8 @@ func (p *pod) dropFormer(ctx context.Context, m *podMember) {
 	p.left[m.local] = m.remote
 	p.mu.Unlock()
 	if rerr := p.e.s.PutRecord(ctx, recPodLeft, p.leftKey(m.local), []byte(m.remote)); rerr != nil {
-		p.e.log.Warn("removing the peer's copy of a former pod member, and recording it to retry; delete it at the peer", "pod", p.name,
-			"volume", m.local, "peer_volume", m.remote, "err", err, "record_err", rerr)
+		p.e.log.Warn("removing the peer's copy of a former pod member; the pod retries while it runs, but could not record it for after a restart: "+
+			"delete it at the peer if this array restarts first", "pod", p.name, "volume", m.local, "peer_volume", m.remote, "err", err, "record_err", rerr)
 		return
 	}
 	p.e.log.Warn("removing the peer's copy of a former pod member; the pod retries while it runs", "pod", p.name, "volume", m.local,
@@ -84,10 +85,7 @@ func (p *pod) rejoinedLocked(local string) (key string, ok bool) {
 // or replaced there by another volume of its name) is left alone.
 func (p *pod) dropLeft(ctx context.Context) {
 	p.mu.Lock()
-	left := make(map[string]string, len(p.left))
-	for local, remote := range p.left {
-		left[local] = remote
-	}
+	left := maps.Clone(p.left)
 	p.mu.Unlock()
 	for local, remote := range left {
 		p.mu.Lock()
