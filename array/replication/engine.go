@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -234,7 +233,7 @@ func (e *Engine) removePod(ctx context.Context, name string, p *pod) {
 	// the peer (deleting the replica with its remote copies, or the
 	// protection group it became, removes those).
 	for _, bucket := range []string{recPodDirty, recPodLeft} {
-		if err := e.deleteRecords(ctx, bucket, name+"/"); err != nil {
+		if err := e.s.DeleteRecords(ctx, bucket, name+"/"); err != nil {
 			e.log.Warn("removing the records of a pod that is gone", "pod", name, "records", bucket, "err", err)
 		}
 	}
@@ -247,26 +246,6 @@ func (e *Engine) removePod(ctx context.Context, name string, p *pod) {
 	case e.checkNow <- struct{}{}:
 	default:
 	}
-}
-
-// deleteRecords deletes the records of a bucket whose keys begin with
-// prefix.
-func (e *Engine) deleteRecords(ctx context.Context, bucket, prefix string) error {
-	var keys []string
-	if err := e.s.Records(ctx, bucket, func(k string, _ []byte) error {
-		if strings.HasPrefix(k, prefix) {
-			keys = append(keys, k)
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	for _, k := range keys {
-		if err := e.s.DeleteRecord(ctx, bucket, k); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // setSynced records whether a pod member's peer copy is complete.

@@ -352,10 +352,11 @@ func openSource(t *testing.T, dir string, log *slog.Logger) (*source, func()) {
 // again, here after this array restarted meanwhile; unless a volume of the
 // same name that is not a copy of it took its place at the peer.
 func TestPodMemberLeavesWhilePeerIsFrozen(t *testing.T) {
-	for _, replaced := range []bool{false, true} {
-		t.Run(map[bool]string{false: "left copy", true: "replaced at the peer"}[replaced], func(t *testing.T) {
-			podMemberLeavesWhilePeerIsFrozen(t, replaced)
-		})
+	for _, c := range []struct {
+		name     string
+		replaced bool
+	}{{"left copy", false}, {"replaced at the peer", true}} {
+		t.Run(c.name, func(t *testing.T) { podMemberLeavesWhilePeerIsFrozen(t, c.replaced) })
 	}
 }
 

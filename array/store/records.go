@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 
 	bolt "go.etcd.io/bbolt"
@@ -33,6 +34,31 @@ func (s *Store) DeleteRecord(ctx context.Context, bucket, key string) error {
 			return nil
 		}
 		return b.Delete([]byte(key))
+	})
+}
+
+// DeleteRecords removes, in one transaction, every record of a bucket
+// whose key begins with prefix.
+func (s *Store) DeleteRecords(ctx context.Context, bucket, prefix string) error {
+	if err := s.checkOpen(ctx); err != nil {
+		return err
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(recordBucket(bucket))
+		if b == nil {
+			return nil
+		}
+		var keys [][]byte
+		c := b.Cursor()
+		for k, _ := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)); k, _ = c.Next() {
+			keys = append(keys, bytes.Clone(k))
+		}
+		for _, k := range keys {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
