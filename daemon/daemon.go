@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -86,6 +85,16 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		reg = metrics.New()
 	}
 
+	// A process that hosts only arrays serves no driver calls: opening the
+	// API on the default address anyway would keep a second such process
+	// on the same host from starting.
+	driverAPI := len(cfg.Backends) > 0 || cfg.Daemon.DriverListenSet
+	fixed, err := openFixed(ctx, cfg, driverAPI)
+	if err != nil {
+		return err
+	}
+	defer fixed.close()
+
 	var stores []*store.Store
 	defer func() {
 		for _, st := range stores {
@@ -99,7 +108,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			log.Error("array not started: its configuration has problems", "array", a.Name, "problems", a.Problems.Error())
 			continue
 		}
-		h, err := startArray(ctx, a, log, reg)
+		h, err := startArray(ctx, a, log, reg, fixed)
 		if err != nil {
 			cancel()
 			wg.Wait()
@@ -157,12 +166,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 	}
 	driverservice.New(d).Register(dsrv.GRPC())
-	// A process that hosts only arrays serves no driver calls: opening the
-	// API on the default address anyway would keep a second such process
-	// on the same host from starting.
-	driverAPI := len(cfg.Backends) > 0 || cfg.Daemon.DriverListenSet
 	if driverAPI {
-		lis, err := server.Listen(ctx, cfg.Daemon.DriverListen)
+		lis, err := fixed.listen(ctx, cfg.Daemon.DriverListen)
 		if err != nil {
 			cancel()
 			wg.Wait()
@@ -174,7 +179,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		log.Info("driver API not opened: no backends are enabled and driver_listen is not set")
 	}
 	if reg != nil {
-		mlis, err := server.Listen(ctx, cfg.Daemon.MetricsListen)
+		mlis, err := fixed.listen(ctx, cfg.Daemon.MetricsListen)
 		if err != nil {
 			cancel()
 			wg.Wait()
@@ -234,14 +239,14 @@ type hostedArray struct {
 	streamLis net.Listener
 }
 
-func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metrics.Registry) (*hostedArray, error) {
+func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metrics.Registry, fixed listeners) (*hostedArray, error) {
 	alog := log.With("array", a.Name)
 	h := &hostedArray{}
 	var err error
 	// NBD listens first, so the store can hand out the address it really has.
 	nbdAddr := ""
 	if a.NBDListen != "" {
-		if h.nbdLis, err = server.Listen(ctx, a.NBDListen); err != nil {
+		if h.nbdLis, err = fixed.listen(ctx, a.NBDListen); err != nil {
 			return nil, fmt.Errorf("nbd_listen: %w", err)
 		}
 		nbdAddr = h.nbdLis.Addr().String()
@@ -267,7 +272,7 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 	// So do the iSCSI portals: connections report their real addresses.
 	var portals []string
 	for _, addr := range a.ISCSIListen {
-		lis, err := server.Listen(ctx, addr)
+		lis, err := fixed.listen(ctx, addr)
 		if err != nil {
 			return fail(fmt.Errorf("iscsi_listen %s: %w", addr, err))
 		}
@@ -276,8 +281,7 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 	}
 	streamPort := 0
 	if a.StreamPort >= 0 {
-		host, _, _ := net.SplitHostPort(a.Listen)
-		if h.streamLis, err = server.Listen(ctx, net.JoinHostPort(host, strconv.Itoa(a.StreamPort))); err != nil {
+		if h.streamLis, err = fixed.listen(ctx, streamAddr(a)); err != nil {
 			return fail(fmt.Errorf("stream_port: %w", err))
 		}
 		streamPort = h.streamLis.Addr().(*net.TCPAddr).Port
@@ -334,7 +338,7 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 			Validate: server.Validate, MaxMsgSize: server.DefaultMaxMsgSize})
 		h.xfer.RegisterStreams(h.streams)
 	}
-	if h.apiLis, err = server.Listen(ctx, a.Listen); err != nil {
+	if h.apiLis, err = fixed.listen(ctx, a.Listen); err != nil {
 		return fail(err)
 	}
 	if h.nbdLis != nil {
