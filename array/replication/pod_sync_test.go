@@ -496,17 +496,28 @@ func TestPodWriteEndsWithItsContext(t *testing.T) {
 }
 
 // TestPodRecordsGoWithIt: a pod that is deleted takes its records with
-// it: the blocks its peer missed, kept while the peer was away.
+// it: the blocks its peer missed, and the copy of a former member that
+// the peer was not there to delete, both kept while the peer was away.
 func TestPodRecordsGoWithIt(t *testing.T) {
-	src, tg := newPod(t, time.Second)
+	src := newSource(t, clock.NewFake(t0))
 	ctx := t.Context()
-	tg.halt()
+	for _, v := range []string{"v1", "v2"} {
+		if _, err := src.st.CreateVolume(ctx, array.VolumeSpec{Name: v, Pool: "cinder", SizeBytes: 16 * mib}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, fz := podBehindFreezer(t, src, time.Second, "v1", "v2")
+	fz.freeze()
+	t.Cleanup(fz.thaw) // before the pod stops
 	if err := src.st.WriteVolume(ctx, "v1", 0, bytes.Repeat([]byte{7}, 4096), false); err != nil {
 		t.Fatal(err)
 	}
-	dirty := func() (keys []string) {
+	if _, err := src.st.RemoveMembers(ctx, "cinder-pod", []string{"v2"}); err != nil {
+		t.Fatal(err)
+	}
+	records := func(bucket string) (keys []string) {
 		t.Helper()
-		if err := src.st.Records(ctx, "pod-dirty", func(k string, _ []byte) error {
+		if err := src.st.Records(ctx, bucket, func(k string, _ []byte) error {
 			keys = append(keys, k)
 			return nil
 		}); err != nil {
@@ -514,15 +525,17 @@ func TestPodRecordsGoWithIt(t *testing.T) {
 		}
 		return keys
 	}
-	for deadline := time.Now().Add(10 * time.Second); !slices.Contains(dirty(), "pod/v1"); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); !slices.Contains(records("pod-dirty"), "pod/v1") || !slices.Contains(records("pod-left"), "pod/v2"); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the pod never recorded the block its peer missed: %q", dirty())
+			t.Fatalf("the pod never recorded the block its peer missed or the copy it left: %q, %q", records("pod-dirty"), records("pod-left"))
 		}
 	}
 	if err := src.eng.DeleteReplica(ctx, "pod", false); err != nil {
 		t.Fatal(err)
 	}
-	if keys := dirty(); len(keys) != 0 {
-		t.Fatalf("records of the deleted pod left behind: %q", keys)
+	for _, bucket := range []string{"pod-dirty", "pod-left"} {
+		if keys := records(bucket); len(keys) != 0 {
+			t.Errorf("records of the deleted pod left behind in %s: %q", bucket, keys)
+		}
 	}
 }

@@ -79,6 +79,8 @@ func (p *pod) sendReservations(st *mirrorStream, m *podMember, state []byte) res
 // mediator); a pod its mediator stopped takes none.
 func (p *pod) awaitReservations(st *mirrorStream, push reservationPush, deadline <-chan time.Time) ([]byte, error) {
 	if push.done != nil {
+		// Not the caller's context: a change the peer may have taken must
+		// be seen through, or the peer dropped from the pod, as for a write.
 		acked, err := p.await(context.Background(), st, push.done, deadline, nil, 0, 0)
 		if err != nil {
 			return nil, err
