@@ -1216,7 +1216,11 @@ func (p *pod) step(ctx context.Context) error {
 	if fwd != nil {
 		fwd.pushState(false)
 	}
-	p.dropLeft(ctx)
+	if clean {
+		// Housekeeping, once in sync: a resync's steps follow each other
+		// at once, and should not each ask the peer again.
+		p.dropLeft(ctx)
+	}
 	return p.persistDirty()
 }
 

@@ -79,8 +79,8 @@ func (p *pod) rejoinedLocked(local string) (key string, ok bool) {
 }
 
 // dropLeft deletes, each within the pod's timeout, the peer's copies of
-// former members that were left there. A copy still left is tried again
-// at the next step; another replica that now covers the volume keeps it,
+// former members that were left there; the pod calls it at each step that
+// ends in sync. A copy still left is tried again at the next such step; another replica that now covers the volume keeps it,
 // and a volume at the peer that is no longer this pod's copy of it (gone,
 // or replaced there by another volume of its name) is left alone.
 func (p *pod) dropLeft(ctx context.Context) {
