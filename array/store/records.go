@@ -25,29 +25,13 @@ func (s *Store) PutRecord(ctx context.Context, bucket, key string, data []byte) 
 
 // DeleteRecord removes a record; a missing one is not an error.
 func (s *Store) DeleteRecord(ctx context.Context, bucket, key string) error {
-	if err := s.checkOpen(ctx); err != nil {
-		return err
-	}
-	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(recordBucket(bucket))
-		if b == nil {
-			return nil
-		}
-		return b.Delete([]byte(key))
-	})
+	return s.updateRecords(ctx, bucket, func(b *bolt.Bucket) error { return b.Delete([]byte(key)) })
 }
 
 // DeleteRecords removes, in one transaction, every record of a bucket
 // whose key begins with prefix.
 func (s *Store) DeleteRecords(ctx context.Context, bucket, prefix string) error {
-	if err := s.checkOpen(ctx); err != nil {
-		return err
-	}
-	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(recordBucket(bucket))
-		if b == nil {
-			return nil
-		}
+	return s.updateRecords(ctx, bucket, func(b *bolt.Bucket) error {
 		var keys [][]byte
 		c := b.Cursor()
 		for k, _ := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)); k, _ = c.Next() {
@@ -59,6 +43,21 @@ func (s *Store) DeleteRecords(ctx context.Context, bucket, prefix string) error 
 			}
 		}
 		return nil
+	})
+}
+
+// updateRecords runs fn on a bucket of records in one write transaction;
+// a bucket never written has nothing to change, and fn is not called.
+func (s *Store) updateRecords(ctx context.Context, bucket string, fn func(b *bolt.Bucket) error) error {
+	if err := s.checkOpen(ctx); err != nil {
+		return err
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(recordBucket(bucket))
+		if b == nil {
+			return nil
+		}
+		return fn(b)
 	})
 }
 
