@@ -113,7 +113,7 @@ func New(ctx context.Context, s *store.Store, opts Options) (*Engine, error) {
 		ops: map[string]*operation{}, pods: map[string]*pod{}, creating: map[string]chan struct{}{}, kick: make(chan struct{}, 1),
 		owed: map[string]podReleaseRec{}, checkNow: make(chan struct{}, 1)}
 	e.runCtx, e.cancelRun = context.WithCancel(context.Background())
-	if err := s.Records(ctx, recLinks, func(_ string, data []byte) error {
+	if err := s.Records(ctx, recLinks, "", func(_ string, data []byte) error {
 		var r linkRec
 		if err := json.Unmarshal(data, &r); err != nil {
 			return err
@@ -128,7 +128,7 @@ func New(ctx context.Context, s *store.Store, opts Options) (*Engine, error) {
 		e.Close()
 		return nil, err
 	}
-	if err := s.Records(ctx, recReplicas, func(_ string, data []byte) error {
+	if err := s.Records(ctx, recReplicas, "", func(_ string, data []byte) error {
 		var r replicaRec
 		if err := json.Unmarshal(data, &r); err != nil {
 			return err
@@ -228,6 +228,9 @@ func (e *Engine) addPod(ctx context.Context, r *replica) error {
 // deliver, starting now.
 func (e *Engine) removePod(ctx context.Context, name string, p *pod) {
 	p.stop(ctx)
+	// The pod is gone from here on: its records go even if the caller
+	// has given up meanwhile.
+	ctx = context.WithoutCancel(ctx)
 	// The pod's records go with it: the blocks its peer missed (a pod
 	// begun again copies every member first) and the copies it left at
 	// the peer (deleting the replica with its remote copies, or the

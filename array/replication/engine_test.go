@@ -65,7 +65,9 @@ func newTargetOf(t testing.TB, serveStreams bool, features *[]string) *target {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(t.TempDir(), store.Options{Name: "site-b", NBDAddress: "127.0.0.1:10809",
+	// The portals are only reported: nothing serves them, but volumes
+	// can be connected to hosts, as a peer's copy may be.
+	st, err := store.Open(t.TempDir(), store.Options{Name: "site-b", NBDAddress: "127.0.0.1:10809", ISCSIPortals: []string{"127.0.0.1:3260"},
 		StreamPort: slis.Addr().(*net.TCPAddr).Port, Features: features})
 	if err != nil {
 		t.Fatal(err)

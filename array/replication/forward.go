@@ -161,8 +161,8 @@ func (f *forwardLink) sendLoop() {
 // copies there any more (the pod was removed or made async, never at a
 // shutdown): the peer drops its forwarders and its record of them, and
 // its copies are plain replicas again. It waits at most timeout for the
-// state to be sent.
-func (f *forwardLink) leave(timeout time.Duration) {
+// state to be sent, and no longer than ctx.
+func (f *forwardLink) leave(ctx context.Context, timeout time.Duration) {
 	f.pushState(true)
 	// Registered after the state is queued: sendLoop closes it once the
 	// batch that holds the state, or a later one, is sent. The kick makes
@@ -178,6 +178,7 @@ func (f *forwardLink) leave(timeout time.Duration) {
 	case <-sent:
 	case <-f.dead:
 	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,9 @@ type pod struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	kick    chan struct{}
+	// stopping hands the context of the call that stops the pod to its
+	// goroutine, which gives the pod's key up within it (cap 1).
+	stopping chan context.Context
 
 	mu      sync.Mutex
 	members map[string]*podMember
@@ -80,8 +84,12 @@ type pod struct {
 	verify                  bool         // after a crash: compare both sides before trusting the dirty bitmaps
 	state                   string       // the last state reported (array.Pod*)
 	// left maps former members to their copies at the peer that the peer
-	// did not delete when they left (podleft.go).
-	left map[string]string
+	// did not delete when they left (podleft.go). leftMu guards it and
+	// its records, and is held across their commits but never across
+	// the peer's answer.
+	leftMu  sync.Mutex
+	left    map[string]*leftCopy
+	leftGen uint64
 
 	// med and claim are the pod's mediator and its hold on the pod's key;
 	// nil without a mediator. Set before the pod is shared.
@@ -777,13 +785,12 @@ func (p *pod) unflushedBlocks() bool {
 }
 
 // persistDirty stores the dirty bitmaps that changed, so a crash of this
-// array does not forget what the peer misses.
+// array does not forget what the peer misses. They commit together, so a
+// client's flush during a partition costs one metadata commit however
+// many members were written; a commit that fails leaves them to the next.
 func (p *pod) persistDirty() error {
-	type save struct {
-		key  string
-		data []byte
-	}
-	var saves []save
+	saves := map[string][]byte{}
+	var saved []*podMember
 	p.mu.Lock()
 	for _, m := range p.members {
 		if !m.dirtyChanged {
@@ -794,36 +801,48 @@ func (p *pod) persistDirty() error {
 			p.mu.Unlock()
 			return err
 		}
-		saves = append(saves, save{p.name + "/" + m.local, data})
+		saves[p.name+"/"+m.local] = data
+		saved = append(saved, m)
 		m.dirtyChanged = false
 	}
 	p.mu.Unlock()
-	for _, sv := range saves {
-		if err := p.e.s.PutRecord(context.Background(), recPodDirty, sv.key, sv.data); err != nil {
-			return err
-		}
+	if len(saves) == 0 {
+		return nil
 	}
-	return nil
+	err := p.e.s.PutRecords(context.Background(), recPodDirty, saves)
+	if err != nil {
+		p.mu.Lock()
+		for _, m := range saved {
+			m.dirtyChanged = true
+		}
+		p.mu.Unlock()
+	}
+	return err
 }
 
-// loadDirty reads a member's persisted dirty bitmap. A record that
-// cannot be read means the blocks the peer misses are unknown, so the pod
-// is told to compare both copies in full before it trusts any bitmap.
-func (p *pod) loadDirty(ctx context.Context, local string) (*bitmap.Bitmap, error) {
-	bm := bitmap.New()
-	key := p.name + "/" + local
-	err := p.e.s.Records(ctx, recPodDirty, func(k string, data []byte) error {
-		if k != key {
+// loadDirty reads the persisted dirty bitmaps of the pod's members named
+// in locals, in one read of the pod's records. A record that cannot be
+// read means the blocks that member's peer copy misses are unknown: its
+// bitmap is left out and the error returned, and the caller has the pod
+// compare both copies in full before it trusts any bitmap.
+func (p *pod) loadDirty(ctx context.Context, locals []string) (map[string]*bitmap.Bitmap, error) {
+	prefix := p.name + "/"
+	dirty := make(map[string]*bitmap.Bitmap, len(locals))
+	var errs []error
+	err := p.e.s.Records(ctx, recPodDirty, prefix, func(k string, data []byte) error {
+		local := strings.TrimPrefix(k, prefix)
+		if !slices.Contains(locals, local) {
 			return nil
 		}
-		got, err := bitmap.Decode(data)
+		bm, err := bitmap.Decode(data)
 		if err != nil {
-			return err
+			errs = append(errs, fmt.Errorf("volume %s: %w", local, err))
+			return nil
 		}
-		bm = got
+		dirty[local] = bm
 		return nil
 	})
-	return bm, err
+	return dirty, errors.Join(append(errs, err)...)
 }
 
 // startPod installs the pod's mirrors on its member volumes. It runs when
@@ -840,8 +859,8 @@ func (e *Engine) startPod(ctx context.Context, r *replica) (*pod, error) {
 	if timeout <= 0 {
 		timeout = defaultSyncTimeout
 	}
-	p := &pod{e: e, name: spec.Name, timeout: timeout, l: l, kick: make(chan struct{}, 1), done: make(chan struct{}),
-		members: map[string]*podMember{}, left: map[string]string{}, verify: !e.s.WasClean()}
+	p := &pod{e: e, name: spec.Name, timeout: timeout, l: l, kick: make(chan struct{}, 1), done: make(chan struct{}), stopping: make(chan context.Context, 1),
+		members: map[string]*podMember{}, left: map[string]*leftCopy{}, verify: !e.s.WasClean()}
 	if err := p.loadLeft(ctx); err != nil {
 		return nil, fmt.Errorf("pod %s: copies its former members left at the peer: %w", spec.Name, err)
 	}
@@ -875,8 +894,21 @@ func (e *Engine) startPod(ctx context.Context, r *replica) (*pod, error) {
 		defer e.wg.Done()
 		defer close(p.done)
 		// The claim lives as long as the pod's goroutine, which ends with
-		// the pod or with the engine.
-		defer p.closeMediator(context.WithoutCancel(pctx))
+		// the pod or with the engine. Giving the key up is best effort
+		// (the lease ends it anyway): bounded by the lease when the
+		// engine stops, and by the pod's timeout and the context of the
+		// call that ends the pod, which must not wait on a mediator
+		// that does not answer.
+		defer func() {
+			select {
+			case sctx := <-p.stopping:
+				rctx, cancel := context.WithTimeout(sctx, p.timeout)
+				defer cancel()
+				p.closeMediator(rctx)
+			default:
+				p.closeMediator(context.WithoutCancel(pctx))
+			}
+		}()
 		p.run(pctx)
 	}()
 	p.wake()
@@ -902,22 +934,33 @@ func (p *pod) refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The new members' dirty bitmaps are read before p.mu is taken, which
+	// the write path needs.
+	p.mu.Lock()
+	var joining []string
+	for local := range members {
+		if _, ok := p.members[local]; !ok {
+			joining = append(joining, local)
+		}
+	}
+	p.mu.Unlock()
+	var dirty map[string]*bitmap.Bitmap
+	var derr error
+	if len(joining) > 0 {
+		if dirty, derr = p.loadDirty(ctx, joining); derr != nil {
+			e.log.Error("the pod's record of the blocks its peer misses is unreadable; comparing both copies in full before resyncing",
+				"pod", p.name, "err", derr)
+		}
+	}
 	var add []*podMember
 	var gone []*podMember
-	var rejoined []string
 	p.mu.Lock()
+	if derr != nil {
+		p.verify = true
+	}
 	for local, remote := range members {
 		if _, ok := p.members[local]; !ok {
-			if key, ok := p.rejoinedLocked(local); ok {
-				rejoined = append(rejoined, key)
-			}
-			dirty, derr := p.loadDirty(ctx, local)
-			if derr != nil {
-				p.verify = true
-				e.log.Error("the pod's record of the blocks its peer misses is unreadable; comparing both copies in full before resyncing",
-					"pod", p.name, "volume", local, "err", derr)
-			}
-			m := &podMember{p: p, local: local, remote: remote, ready: slices.Contains(synced, local), dirty: dirty,
+			m := &podMember{p: p, local: local, remote: remote, ready: slices.Contains(synced, local), dirty: cmp.Or(dirty[local], bitmap.New()),
 				unflushed: bitmap.New(), resyncing: bitmap.New(),
 				// The volume may have grown, or its limit changed, while
 				// the pod was not running (changes are not persisted):
@@ -937,8 +980,8 @@ func (p *pod) refresh(ctx context.Context) error {
 		}
 	}
 	p.mu.Unlock()
-	for _, key := range rejoined {
-		if err := e.s.DeleteRecord(ctx, recPodLeft, key); err != nil {
+	for _, m := range add {
+		if err := p.rejoined(ctx, m.local); err != nil {
 			return err
 		}
 	}
@@ -976,9 +1019,14 @@ func (p *pod) stop(ctx context.Context) {
 	fwd := p.fwd
 	p.mu.Unlock()
 	if fwd != nil {
-		fwd.leave(p.timeout)
+		fwd.leave(ctx, p.timeout)
+	}
+	select {
+	case p.stopping <- ctx:
+	default: // stopped already
 	}
 	p.cancel()
+	// The goroutine's step ends within the pod's timeout once cancelled.
 	<-p.done
 	p.mu.Lock()
 	st := p.stream

@@ -511,7 +511,7 @@ func TestPodReleaseDroppedWithItsLink(t *testing.T) {
 func owedReleases(t *testing.T, st *store.Store) []string {
 	t.Helper()
 	var names []string
-	if err := st.Records(t.Context(), "pod-releases", func(k string, _ []byte) error { names = append(names, k); return nil }); err != nil {
+	if err := st.Records(t.Context(), "pod-releases", "", func(k string, _ []byte) error { names = append(names, k); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return names

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -625,5 +626,39 @@ func TestWriteBehindAnUnmarkMarksAgain(t *testing.T) {
 	t.Logf("the write behind the Unmark, %s after the pod was in sync: %v", time.Since(inSync).Round(time.Millisecond), err)
 	if !errdefs.IsUnavailable(err) {
 		t.Fatalf("a write without the peer while the Unmark was in flight and the mediator silent: %v; want UNAVAILABLE (could not record the mark)", err)
+	}
+}
+
+// TestDeletingAPodEndsWithItsContext: deleting a pod whose mediator does
+// not answer ends within the call's context, not the mediator's lease (30
+// s here), which giving the pod's key up would otherwise wait for; and the
+// replica is gone, across a restart too, even though the call's deadline
+// passed while the pod stopped.
+func TestDeletingAPodEndsWithItsContext(t *testing.T) {
+	const timeout, deadline = 2 * time.Second, time.Second
+	var states podStates
+	etcd := etcdtest.Start(t, "", "")
+	src, _ := mediatedPodTTL(t, etcd.Endpoint(), newTarget(t), timeout, 30*time.Second, &states, false)
+	replicaUntil(t, src, 10*time.Second, "the primary holds the pod's key", func(r array.Replica) bool { return r.MediatorHeld })
+	etcd.Freeze()
+	t.Cleanup(etcd.Thaw)
+	ctx, cancel := context.WithTimeout(t.Context(), deadline)
+	defer cancel()
+	start := time.Now()
+	err := src.eng.DeleteReplica(ctx, "pod", false)
+	took := time.Since(start)
+	t.Logf("DeleteReplica with a %s deadline and a silent mediator: %s, %v", deadline, took.Round(time.Millisecond), err)
+	if took > deadline+time.Second {
+		t.Errorf("deleting the pod took %s; want within the call's deadline %s", took.Round(time.Millisecond), deadline)
+	}
+	if _, err := src.eng.GetReplica(t.Context(), "pod"); !errdefs.IsNotFound(err) {
+		t.Fatalf("the deleted pod: %v; want NOT_FOUND", err)
+	}
+	var records []string
+	if err := src.st.Records(t.Context(), "replicas", "", func(k string, _ []byte) error { records = append(records, k); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(records, "pod") {
+		t.Fatalf("the deleted pod's record is still kept (records %q): a restart would bring it back", records)
 	}
 }

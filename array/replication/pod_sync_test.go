@@ -356,17 +356,29 @@ func openSource(t *testing.T, dir string, log *slog.Logger) (*source, func()) {
 //
 // The copy left is recorded, and the pod deletes it once the peer answers
 // again, here after this array restarted meanwhile; unless a volume of the
-// same name that is not a copy of it took its place at the peer.
+// same name that is not a copy of it took its place at the peer. A copy
+// the peer keeps refusing to delete (connected to a host there) is named
+// in a warning again every leftWarnEvery, and deleted once it is freed.
 func TestPodMemberLeavesWhilePeerIsFrozen(t *testing.T) {
 	for _, c := range []struct {
-		name     string
-		replaced bool
-	}{{"left copy", false}, {"replaced at the peer", true}} {
-		t.Run(c.name, func(t *testing.T) { podMemberLeavesWhilePeerIsFrozen(t, c.replaced) })
+		name string
+		peer leftAtPeer
+	}{{"left copy", leftAlone}, {"replaced at the peer", leftReplaced}, {"refused at the peer", leftConnected}} {
+		t.Run(c.name, func(t *testing.T) { podMemberLeavesWhilePeerIsFrozen(t, c.peer) })
 	}
 }
 
-func podMemberLeavesWhilePeerIsFrozen(t *testing.T, replaced bool) {
+// leftAtPeer is what becomes of a former member's copy at the peer while
+// the pod cannot reach it.
+type leftAtPeer int
+
+const (
+	leftAlone     leftAtPeer = iota
+	leftReplaced             // deleted there, and another volume of its name made
+	leftConnected            // connected to a host there, which refuses its deletion
+)
+
+func podMemberLeavesWhilePeerIsFrozen(t *testing.T, peer leftAtPeer) {
 	const timeout = time.Second
 	logs := &testenv.Buffer{}
 	dir := t.TempDir()
@@ -404,7 +416,8 @@ func podMemberLeavesWhilePeerIsFrozen(t *testing.T, replaced bool) {
 	if _, err := tg.st.GetVolume(ctx, "v2"); err != nil {
 		t.Fatalf("the frozen peer's copy of v2 should still be there before the pod retries: %v", err)
 	}
-	if replaced {
+	switch peer {
+	case leftReplaced:
 		snaps, err := tg.st.ListSnapshots(ctx, "v2")
 		if err != nil {
 			t.Fatal(err)
@@ -420,20 +433,30 @@ func podMemberLeavesWhilePeerIsFrozen(t *testing.T, replaced bool) {
 		if _, err := tg.st.CreateVolume(ctx, array.VolumeSpec{Name: "v2", Pool: "replicas", SizeBytes: mib}); err != nil {
 			t.Fatal(err)
 		}
+	case leftConnected:
+		if _, err := tg.st.CreateHost(ctx, array.HostSpec{Name: "h", IQNs: []string{"iqn.2026-12.test:h"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tg.st.ConnectVolume(ctx, array.ConnectionSpec{Host: "h", Volume: "v2"}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	logs2 := &testenv.Buffer{}
-	src, _ = openSource(t, dir, slog.New(slog.NewTextHandler(logs2, nil)))
+	src, _ = openSource(t, dir, slog.New(slog.NewTextHandler(logs2, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if peer == leftConnected {
+		podRefusesLeftCopy(t, src, tg, logs2)
+	}
 	// Removed (or left alone), logged, and forgotten, in that order.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		_, err := tg.st.GetVolume(ctx, "v2")
 		records := 0
-		if rerr := src.st.Records(ctx, "pod-left", func(string, []byte) error { records++; return nil }); rerr != nil {
+		if rerr := src.st.Records(ctx, "pod-left", "", func(string, []byte) error { records++; return nil }); rerr != nil {
 			t.Fatal(rerr)
 		}
 		logged := strings.Contains(logs2.String(), "removed the peer's copy of a former pod member")
-		if records == 0 && (replaced || errdefs.IsNotFound(err) && logged) {
-			if replaced && (err != nil || logged) {
+		if records == 0 && (peer == leftReplaced || errdefs.IsNotFound(err) && logged) {
+			if peer == leftReplaced && (err != nil || logged) {
 				t.Fatalf("the peer's own volume v2, which replaced the copy, was removed (%v; logged: %v)", err, logged)
 			}
 			break
@@ -446,6 +469,39 @@ func podMemberLeavesWhilePeerIsFrozen(t *testing.T, replaced bool) {
 	}
 	if _, err := tg.st.GetVolume(ctx, "v1"); err != nil {
 		t.Errorf("the peer's copy of member v1 went too: %v", err)
+	}
+}
+
+// podRefusesLeftCopy: while the peer refuses to delete the copy v2 left
+// there, the pod retries at debug, warns again once leftWarnEvery has
+// passed (on the source's clock), and keeps the record; then the copy is
+// freed at the peer, for the caller to see it removed.
+func podRefusesLeftCopy(t *testing.T, src *source, tg *target, logs *testenv.Buffer) {
+	t.Helper()
+	ctx := t.Context()
+	const retried, warned = "still there; retried at the next step", "the peer still refuses to remove the copy of a former pod member"
+	waitLog := func(what string, n int) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for strings.Count(logs.String(), what) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("20s after the peer answers again, %q is not logged %d times:\n%s", what, n, logs.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitLog(retried, 2)
+	if strings.Contains(logs.String(), warned) {
+		t.Fatalf("a refusal warned again before %s had passed:\n%s", replication.LeftWarnEvery, logs.String())
+	}
+	src.clk.Advance(replication.LeftWarnEvery)
+	waitLog(warned, 1)
+	records := 0
+	if err := src.st.Records(ctx, "pod-left", "", func(string, []byte) error { records++; return nil }); err != nil || records != 1 {
+		t.Fatalf("the record of the refused copy: %d records, %v; want 1", records, err)
+	}
+	if err := tg.st.DisconnectVolume(ctx, array.ConnectionSpec{Host: "h", Volume: "v2"}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -510,7 +566,7 @@ func TestPodRecordsGoWithIt(t *testing.T) {
 	}
 	records := func(bucket string) (keys []string) {
 		t.Helper()
-		if err := src.st.Records(ctx, bucket, func(k string, _ []byte) error {
+		if err := src.st.Records(ctx, bucket, "", func(k string, _ []byte) error {
 			keys = append(keys, k)
 			return nil
 		}); err != nil {

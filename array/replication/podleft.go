@@ -2,8 +2,8 @@ package replication
 
 import (
 	"context"
-	"maps"
 	"strings"
+	"time"
 
 	"github.com/volrep/volrep/errdefs"
 )
@@ -14,8 +14,31 @@ import (
 // this array; a member that rejoins the pod takes its copy back instead.
 const recPodLeft = "pod-left"
 
+// leftWarnEvery is how often a copy the peer keeps refusing to delete is
+// named again in a warning; the retries between are logged at debug.
+const leftWarnEvery = 10 * time.Minute
+
+// leftCopy is the peer's copy of a former member, still to be deleted.
+type leftCopy struct {
+	remote string
+	// gen tells this leave from an earlier one of the same volume: a
+	// deletion begun for the earlier one must not forget this one.
+	gen    uint64
+	since  time.Time // when this array learnt of it (left, or loaded)
+	tries  int       // deletions the peer refused or did not answer
+	warned time.Time
+}
+
 // leftKey is the record key of a former member's copy.
 func (p *pod) leftKey(local string) string { return p.name + "/" + local }
+
+// addLeftLocked remembers a copy left at the peer. Called with p.leftMu
+// held.
+func (p *pod) addLeftLocked(local, remote string) {
+	now := p.e.opts.Clock.Now()
+	p.leftGen++
+	p.left[local] = &leftCopy{remote: remote, gen: p.leftGen, since: now, warned: now}
+}
 
 // dropFormer deletes the peer's copy of a member that left the pod, within
 // the pod's timeout: the caller is the change of the group (a volume
@@ -26,28 +49,33 @@ func (p *pod) dropFormer(ctx context.Context, m *podMember) {
 	dctx, cancel := context.WithTimeout(ctx, p.timeout)
 	err := p.e.dropRemote(dctx, p.l, m.remote)
 	cancel()
-	if err == nil {
-		return
+	if err != nil {
+		p.recordLeft(ctx, m.local, m.remote, err)
 	}
-	p.mu.Lock()
-	p.left[m.local] = m.remote
-	p.mu.Unlock()
-	if rerr := p.e.s.PutRecord(ctx, recPodLeft, p.leftKey(m.local), []byte(m.remote)); rerr != nil {
+}
+
+// recordLeft remembers, and records for after a restart, the copy a
+// former member left at the peer, which did not delete it (cause).
+func (p *pod) recordLeft(ctx context.Context, local, remote string, cause error) {
+	p.leftMu.Lock()
+	defer p.leftMu.Unlock()
+	p.addLeftLocked(local, remote)
+	if rerr := p.e.s.PutRecord(ctx, recPodLeft, p.leftKey(local), []byte(remote)); rerr != nil {
 		p.e.log.Warn("removing the peer's copy of a former pod member; the pod retries while it runs, but could not record it for after a restart: "+
-			"delete it at the peer if this array restarts first", "pod", p.name, "volume", m.local, "peer_volume", m.remote, "err", err, "record_err", rerr)
+			"delete it at the peer if this array restarts first", "pod", p.name, "volume", local, "peer_volume", remote, "err", cause, "record_err", rerr)
 		return
 	}
-	p.e.log.Warn("removing the peer's copy of a former pod member; the pod retries while it runs", "pod", p.name, "volume", m.local,
-		"peer_volume", m.remote, "err", err)
+	p.e.log.Warn("removing the peer's copy of a former pod member; the pod retries while it runs", "pod", p.name, "volume", local,
+		"peer_volume", remote, "err", cause)
 }
 
 // loadLeft reads the copies a former run of the pod left at the peer.
 func (p *pod) loadLeft(ctx context.Context) error {
 	prefix := p.name + "/"
-	return p.e.s.Records(ctx, recPodLeft, func(k string, data []byte) error {
-		if local, ok := strings.CutPrefix(k, prefix); ok {
-			p.left[local] = string(data)
-		}
+	p.leftMu.Lock()
+	defer p.leftMu.Unlock()
+	return p.e.s.Records(ctx, recPodLeft, prefix, func(k string, data []byte) error {
+		p.addLeftLocked(strings.TrimPrefix(k, prefix), string(data))
 		return nil
 	})
 }
@@ -66,52 +94,84 @@ func (p *pod) copyOf(ctx context.Context, local, remote string) (bool, error) {
 	return v.Labels[LabelSourceVolume] == local && v.Labels[LabelSourceArray] == p.e.id, nil
 }
 
-// rejoinedLocked forgets the left copy of a volume that is a member
-// again: the copy is the member's own once more, and its initial copy
-// brings it up to date. Called with p.mu held; it returns the key of the
-// record to delete.
-func (p *pod) rejoinedLocked(local string) (key string, ok bool) {
+// rejoined forgets the left copy of a volume that is a member again: the
+// copy is the member's own once more, and its initial copy brings it up
+// to date.
+func (p *pod) rejoined(ctx context.Context, local string) error {
+	p.leftMu.Lock()
+	defer p.leftMu.Unlock()
 	if _, ok := p.left[local]; !ok {
-		return "", false
+		return nil
 	}
 	delete(p.left, local)
-	return p.leftKey(local), true
+	return p.e.s.DeleteRecord(ctx, recPodLeft, p.leftKey(local))
 }
 
 // dropLeft deletes, each within the pod's timeout, the peer's copies of
 // former members that were left there; the pod calls it at each step that
-// ends in sync. A copy still left is tried again at the next such step; another replica that now covers the volume keeps it,
-// and a volume at the peer that is no longer this pod's copy of it (gone,
-// or replaced there by another volume of its name) is left alone.
+// ends in sync. A copy still left is tried again at the next such step;
+// another replica that now covers the volume keeps it, and a volume at
+// the peer that is no longer this pod's copy of it (gone, or replaced
+// there by another volume of its name) is left alone.
 func (p *pod) dropLeft(ctx context.Context) {
-	p.mu.Lock()
-	left := maps.Clone(p.left)
-	p.mu.Unlock()
-	for local, remote := range left {
+	p.leftMu.Lock()
+	left := make(map[string]leftCopy, len(p.left))
+	for local, c := range p.left {
+		left[local] = *c
+	}
+	p.leftMu.Unlock()
+	for local, c := range left {
 		p.mu.Lock()
 		_, member := p.members[local]
-		still := p.left[local] == remote
 		p.mu.Unlock()
-		if member || !still {
-			continue // rejoined: refresh forgot it
+		if member {
+			continue // rejoined: refresh forgets it
 		}
-		if !p.dropLeftCopy(ctx, local, remote) {
-			continue
-		}
-		p.mu.Lock()
-		if p.left[local] == remote {
-			delete(p.left, local)
-		}
-		p.mu.Unlock()
-		_ = p.e.s.DeleteRecord(ctx, recPodLeft, p.leftKey(local))
+		p.settleLeft(ctx, local, c.gen, p.dropLeftCopy(ctx, local, c.remote))
 	}
 }
 
-// dropLeftCopy deletes one copy left at the peer, and says whether it is
-// done with: false means try again at the next step.
-func (p *pod) dropLeftCopy(ctx context.Context, local, remote string) bool {
+// settleLeft notes how the deletion of a left copy, begun for the leave
+// numbered gen, ended: forgotten (err nil) or still there. A volume that
+// rejoined the pod and left again meanwhile left a newer copy, which is
+// not this deletion's to forget.
+func (p *pod) settleLeft(ctx context.Context, local string, gen uint64, err error) {
+	p.leftMu.Lock()
+	defer p.leftMu.Unlock()
+	c := p.left[local]
+	switch {
+	case c == nil || c.gen != gen:
+	case err == nil:
+		delete(p.left, local)
+		_ = p.e.s.DeleteRecord(ctx, recPodLeft, p.leftKey(local))
+	default:
+		p.refusedLocked(local, c, err)
+	}
+}
+
+// refusedLocked logs a left copy the peer did not delete again: at debug
+// each time, and as a warning every leftWarnEvery while it stays, so an
+// operator hears of a copy the peer keeps refusing (one exported there,
+// say) and not only of the first attempt. Called with p.leftMu held.
+func (p *pod) refusedLocked(local string, c *leftCopy, err error) {
+	c.tries++
+	now := p.e.opts.Clock.Now()
+	if now.Sub(c.warned) < leftWarnEvery {
+		p.e.log.Debug("the peer's copy of a former pod member is still there; retried at the next step", "pod", p.name,
+			"peer_volume", c.remote, "err", err)
+		return
+	}
+	c.warned = now
+	p.e.log.Warn("the peer still refuses to remove the copy of a former pod member; the pod keeps trying: "+
+		"free the volume at the peer (unexport or detach it), or delete it there",
+		"pod", p.name, "volume", local, "peer_volume", c.remote, "since", c.since.UTC().Format(time.RFC3339), "tries", c.tries, "err", err)
+}
+
+// dropLeftCopy deletes one copy left at the peer. It returns nil once the
+// copy is dealt with, and otherwise why it is still there.
+func (p *pod) dropLeftCopy(ctx context.Context, local, remote string) error {
 	if p.e.coveredElsewhere(ctx, p.name, local) {
-		return true
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
@@ -119,16 +179,14 @@ func (p *pod) dropLeftCopy(ctx context.Context, local, remote string) bool {
 	if err == nil && !ours {
 		p.e.log.Info("the peer holds no copy of a former pod member under its name any more; nothing to remove", "pod", p.name,
 			"volume", local, "peer_volume", remote)
-		return true
+		return nil
 	}
 	if err == nil {
 		err = p.e.dropRemote(ctx, p.l, remote)
 	}
 	if err != nil {
-		p.e.log.Debug("the peer's copy of a former pod member is still there; retried at the next step", "pod", p.name,
-			"peer_volume", remote, "err", err)
-		return false
+		return err
 	}
 	p.e.log.Info("removed the peer's copy of a former pod member", "pod", p.name, "volume", local, "peer_volume", remote)
-	return true
+	return nil
 }

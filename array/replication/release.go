@@ -66,7 +66,7 @@ func (e *Engine) forgetRelease(ctx context.Context, name string) error {
 // on, alongside the records.
 func (e *Engine) loadReleases(ctx context.Context) (map[string]podReleaseRec, error) {
 	out := map[string]podReleaseRec{}
-	err := e.s.Records(ctx, recPodReleases, func(k string, data []byte) error {
+	err := e.s.Records(ctx, recPodReleases, "", func(k string, data []byte) error {
 		var r podReleaseRec
 		if err := json.Unmarshal(data, &r); err != nil {
 			return fmt.Errorf("record of pod %s's owed release: %w", k, err)

@@ -625,7 +625,9 @@ func (e *Engine) DeleteReplica(ctx context.Context, name string, deleteRemote bo
 		}
 		e.removePod(ctx, name, p)
 	}
-	if err := e.s.DeleteRecord(ctx, recReplicas, name); err != nil {
+	// Out of the engine now: the record must go with it, or a restart
+	// would bring the replica back, even if the caller gave up meanwhile.
+	if err := e.s.DeleteRecord(context.WithoutCancel(ctx), recReplicas, name); err != nil {
 		return err
 	}
 	members, _ := e.members(ctx, r.rec.Spec)

@@ -11,6 +11,12 @@ import (
 // metadata store, for the layers above the engine (links, replicas), so
 // everything an array knows commits in one bbolt file.
 func (s *Store) PutRecord(ctx context.Context, bucket, key string, data []byte) error {
+	return s.PutRecords(ctx, bucket, map[string][]byte{key: data})
+}
+
+// PutRecords stores several records of a bucket in one transaction: one
+// commit, and so one fsync, however many there are.
+func (s *Store) PutRecords(ctx context.Context, bucket string, recs map[string][]byte) error {
 	if err := s.checkOpen(ctx); err != nil {
 		return err
 	}
@@ -19,7 +25,12 @@ func (s *Store) PutRecord(ctx context.Context, bucket, key string, data []byte) 
 		if err != nil {
 			return err
 		}
-		return b.Put([]byte(key), data)
+		for k, data := range recs {
+			if err := b.Put([]byte(k), data); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
@@ -61,8 +72,10 @@ func (s *Store) updateRecords(ctx context.Context, bucket string, fn func(b *bol
 	})
 }
 
-// Records calls fn for every record of a bucket, in key order.
-func (s *Store) Records(ctx context.Context, bucket string, fn func(key string, data []byte) error) error {
+// Records calls fn, in key order, for every record of a bucket whose key
+// begins with prefix ("" for all). It seeks to the prefix, so reading one
+// pod's records costs what they hold, not what the bucket holds.
+func (s *Store) Records(ctx context.Context, bucket, prefix string, fn func(key string, data []byte) error) error {
 	if err := s.checkOpen(ctx); err != nil {
 		return err
 	}
@@ -71,7 +84,13 @@ func (s *Store) Records(ctx context.Context, bucket string, fn func(key string, 
 		if b == nil {
 			return nil
 		}
-		return b.ForEach(func(k, v []byte) error { return fn(string(k), v) })
+		c := b.Cursor()
+		for k, v := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)); k, v = c.Next() {
+			if err := fn(string(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

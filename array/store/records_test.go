@@ -28,10 +28,51 @@ func TestDeleteRecordsByPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	var left []string
-	if err := s.Records(ctx, "b", func(k string, _ []byte) error { left = append(left, k); return nil }); err != nil {
+	if err := s.Records(ctx, "b", "", func(k string, _ []byte) error { left = append(left, k); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"po", "pod2/a", "poe"}; !slices.Equal(left, want) {
 		t.Fatalf("records left after deleting prefix pod/: %q; want %q", left, want)
+	}
+}
+
+// TestRecordsByPrefix: Records reads the records whose keys begin with
+// the prefix, in key order, and all of them for "". PutRecords stores
+// several at once.
+func TestRecordsByPrefix(t *testing.T) {
+	s, err := store.Open(t.TempDir(), store.Options{Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	recs := map[string][]byte{}
+	for _, k := range []string{"po", "pod/b", "pod/a", "pod2/a", "poe"} {
+		recs[k] = []byte("v-" + k)
+	}
+	if err := s.PutRecords(ctx, "b", recs); err != nil {
+		t.Fatal(err)
+	}
+	read := func(prefix string) []string {
+		var got []string
+		if err := s.Records(ctx, "b", prefix, func(k string, data []byte) error {
+			if string(data) != "v-"+k {
+				t.Errorf("record %s holds %q", k, data)
+			}
+			got = append(got, k)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got, want := read("pod/"), []string{"pod/a", "pod/b"}; !slices.Equal(got, want) {
+		t.Errorf("records under pod/: %q; want %q", got, want)
+	}
+	if got, want := read(""), []string{"po", "pod/a", "pod/b", "pod2/a", "poe"}; !slices.Equal(got, want) {
+		t.Errorf("all records: %q; want %q", got, want)
+	}
+	if got := read("q"); len(got) != 0 {
+		t.Errorf("records under q: %q; want none", got)
 	}
 }

@@ -454,7 +454,7 @@ func (t *Service) restoreCarried(ctx context.Context) error {
 		rec  carriedRec
 	}
 	var all []restored
-	err := t.s.Records(ctx, recCarried, func(k string, data []byte) error {
+	err := t.s.Records(ctx, recCarried, "", func(k string, data []byte) error {
 		var rec carriedRec
 		if err := json.Unmarshal(data, &rec); err != nil {
 			return fmt.Errorf("record of carried pod %s: %w", k, err)
@@ -553,7 +553,7 @@ func (t *Service) forgetMarkCommand(mname string) string {
 // mediator that did not answer.
 func (t *Service) restoreUnmarks(ctx context.Context) error {
 	pods := map[string]string{} // the pod's name at the mediator, by its name
-	if err := t.s.Records(ctx, recUnmark, func(k string, data []byte) error {
+	if err := t.s.Records(ctx, recUnmark, "", func(k string, data []byte) error {
 		var rec unmarkRec
 		if err := json.Unmarshal(data, &rec); err != nil {
 			return fmt.Errorf("record of pod %s's mark to clear: %w", k, err)

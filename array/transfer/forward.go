@@ -740,7 +740,7 @@ func (t *Service) recordPodCopies(ctx context.Context, p *podForward) error {
 // array leaves them when the preferred array goes away.
 func (t *Service) restorePodCopies(ctx context.Context) error {
 	recs := map[string]podCopiesRec{}
-	err := t.s.Records(ctx, recPodCopies, func(k string, data []byte) error {
+	err := t.s.Records(ctx, recPodCopies, "", func(k string, data []byte) error {
 		var rec podCopiesRec
 		if err := json.Unmarshal(data, &rec); err != nil {
 			return fmt.Errorf("record of pod %s's copies: %w", k, err)
