@@ -89,11 +89,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	// API on the default address anyway would keep a second such process
 	// on the same host from starting.
 	driverAPI := len(cfg.Backends) > 0 || cfg.Daemon.DriverListenSet
-	fixed, err := openFixed(ctx, cfg, driverAPI)
+	lis, err := openListeners(ctx, cfg, driverAPI)
 	if err != nil {
 		return err
 	}
-	defer fixed.close()
+	defer lis.close()
 
 	var stores []*store.Store
 	defer func() {
@@ -108,14 +108,14 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			log.Error("array not started: its configuration has problems", "array", a.Name, "problems", a.Problems.Error())
 			continue
 		}
-		h, err := startArray(ctx, a, log, reg, fixed)
+		h, err := startArray(ctx, a, log, reg, lis.arrays[a.Name])
 		if err != nil {
 			cancel()
 			wg.Wait()
 			return fmt.Errorf("array %s: %w", a.Name, err)
 		}
 		stores = append(stores, h.store)
-		serve(h.api, h.apiLis)
+		serve(h.api, h.lis.api)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -123,16 +123,16 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			defer h.repl.Close()
 			h.repl.Run(ctx)
 		}()
-		fmt.Fprintf(opts.Announce, "volrepd: array %s API on %s (data %s)\n", a.Name, h.apiLis.Addr(), a.DataDir)
-		if h.nbdLis != nil {
-			run(func() error { return named("array "+a.Name+" NBD", h.nbd.Serve(ctx, h.nbdLis)) })
-			fmt.Fprintf(opts.Announce, "volrepd: array %s NBD on %s\n", a.Name, h.nbdLis.Addr())
+		fmt.Fprintf(opts.Announce, "volrepd: array %s API on %s (data %s)\n", a.Name, h.lis.api.Addr(), a.DataDir)
+		if h.lis.nbd != nil {
+			run(func() error { return named("array "+a.Name+" NBD", h.nbd.Serve(ctx, h.lis.nbd)) })
+			fmt.Fprintf(opts.Announce, "volrepd: array %s NBD on %s\n", a.Name, h.lis.nbd.Addr())
 		}
 		if h.streams != nil {
-			run(func() error { return named("array "+a.Name+" streams", h.streams.Serve(ctx, h.streamLis)) })
-			fmt.Fprintf(opts.Announce, "volrepd: array %s pod streams on %s\n", a.Name, h.streamLis.Addr())
+			run(func() error { return named("array "+a.Name+" streams", h.streams.Serve(ctx, h.lis.stream)) })
+			fmt.Fprintf(opts.Announce, "volrepd: array %s pod streams on %s\n", a.Name, h.lis.stream.Addr())
 		}
-		for _, lis := range h.iscsiLis {
+		for _, lis := range h.lis.iscsi {
 			run(func() error {
 				err := h.iscsi.Serve(ctx, lis)
 				if errors.Is(err, iscsi.ErrServerClosed) {
@@ -167,26 +167,14 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	driverservice.New(d).Register(dsrv.GRPC())
 	if driverAPI {
-		lis, err := fixed.listen(ctx, cfg.Daemon.DriverListen)
-		if err != nil {
-			cancel()
-			wg.Wait()
-			return fmt.Errorf("driver API: %w", err)
-		}
-		serve(dsrv, lis)
-		fmt.Fprintf(opts.Announce, "volrepd: driver API on %s (backends: %d)\n", lis.Addr(), len(cfg.Backends))
+		serve(dsrv, lis.driver)
+		fmt.Fprintf(opts.Announce, "volrepd: driver API on %s (backends: %d)\n", lis.driver.Addr(), len(cfg.Backends))
 	} else {
 		log.Info("driver API not opened: no backends are enabled and driver_listen is not set")
 	}
 	if reg != nil {
-		mlis, err := fixed.listen(ctx, cfg.Daemon.MetricsListen)
-		if err != nil {
-			cancel()
-			wg.Wait()
-			return fmt.Errorf("metrics_listen: %w", err)
-		}
-		run(func() error { return metrics.ServeListener(ctx, mlis, reg) })
-		fmt.Fprintf(opts.Announce, "volrepd: metrics on http://%s/metrics\n", mlis.Addr())
+		run(func() error { return metrics.ServeListener(ctx, lis.metrics, reg) })
+		fmt.Fprintf(opts.Announce, "volrepd: metrics on http://%s/metrics\n", lis.metrics.Addr())
 	}
 	wg.Add(1)
 	go func() {
@@ -224,67 +212,46 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 
 // hostedArray is one array this process serves.
 type hostedArray struct {
-	store  *store.Store
-	repl   *replication.Engine
-	xfer   *transfer.Service
-	api    *server.Server
-	apiLis net.Listener
-	nbd    *nbd.Server
-	nbdLis net.Listener
-	// iscsi serves every portal of iscsiLis.
-	iscsi    *iscsi.Server
-	iscsiLis []net.Listener
-	// streams serves the pod streams on streamLis (stream_port), when set.
-	streams   *rawstream.Server
-	streamLis net.Listener
+	store *store.Store
+	repl  *replication.Engine
+	xfer  *transfer.Service
+	api   *server.Server
+	nbd   *nbd.Server
+	// iscsi serves every portal of lis.iscsi.
+	iscsi *iscsi.Server
+	// streams serves the pod streams on lis.stream (stream_port), when set.
+	streams *rawstream.Server
+	lis     *arrayListeners
 }
 
-func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metrics.Registry, fixed listeners) (*hostedArray, error) {
+// startArray starts an array on its listeners, already open; it closes
+// them if it fails.
+func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metrics.Registry, lis *arrayListeners) (*hostedArray, error) {
 	alog := log.With("array", a.Name)
-	h := &hostedArray{}
+	h := &hostedArray{lis: lis}
 	var err error
-	// NBD listens first, so the store can hand out the address it really has.
-	nbdAddr := ""
-	if a.NBDListen != "" {
-		if h.nbdLis, err = fixed.listen(ctx, a.NBDListen); err != nil {
-			return nil, fmt.Errorf("nbd_listen: %w", err)
-		}
-		nbdAddr = h.nbdLis.Addr().String()
-	}
 	fail := func(err error) (*hostedArray, error) {
-		if h.nbdLis != nil {
-			h.nbdLis.Close()
-		}
-		for _, lis := range h.iscsiLis {
-			lis.Close()
-		}
+		lis.close()
 		if h.iscsi != nil {
 			h.iscsi.Close()
-		}
-		if h.streamLis != nil {
-			h.streamLis.Close()
 		}
 		if h.store != nil {
 			h.store.Close()
 		}
 		return nil, err
 	}
-	// So do the iSCSI portals: connections report their real addresses.
+	// The store hands out the addresses the listeners really have.
+	nbdAddr := ""
+	if lis.nbd != nil {
+		nbdAddr = lis.nbd.Addr().String()
+	}
 	var portals []string
-	for _, addr := range a.ISCSIListen {
-		lis, err := fixed.listen(ctx, addr)
-		if err != nil {
-			return fail(fmt.Errorf("iscsi_listen %s: %w", addr, err))
-		}
-		h.iscsiLis = append(h.iscsiLis, lis)
-		portals = append(portals, lis.Addr().String())
+	for _, l := range lis.iscsi {
+		portals = append(portals, l.Addr().String())
 	}
 	streamPort := 0
-	if a.StreamPort >= 0 {
-		if h.streamLis, err = fixed.listen(ctx, streamAddr(a)); err != nil {
-			return fail(fmt.Errorf("stream_port: %w", err))
-		}
-		streamPort = h.streamLis.Addr().(*net.TCPAddr).Port
+	if lis.stream != nil {
+		streamPort = lis.stream.Addr().(*net.TCPAddr).Port
 	}
 	if h.store, err = store.Open(a.DataDir, store.Options{Name: a.Name, Logger: alog, NBDAddress: nbdAddr,
 		ISCSIPortals: portals, ISCSITargetIQN: a.ISCSITargetIQN, StreamPort: streamPort}); err != nil {
@@ -295,7 +262,7 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 			return fail(fmt.Errorf("creating pool %q: %w", p, err))
 		}
 	}
-	if len(h.iscsiLis) > 0 {
+	if len(lis.iscsi) > 0 {
 		// Before the replication engine starts the pods: a pod offers its
 		// peer to decide reservations only if a target keeps them here.
 		h.iscsi = lunmap.NewServer(h.store, iscsi.Options{Logger: alog, PortGroup: uint16(a.ISCSIPortGroup)})
@@ -333,15 +300,12 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 		}
 	}
 	h.xfer.Register(h.api.GRPC())
-	if h.streamLis != nil {
+	if lis.stream != nil {
 		h.streams = rawstream.NewServer(rawstream.Options{Logger: alog, CheckToken: server.CheckToken(a.APIToken.Reveal()),
 			Validate: server.Validate, MaxMsgSize: server.DefaultMaxMsgSize})
 		h.xfer.RegisterStreams(h.streams)
 	}
-	if h.apiLis, err = fixed.listen(ctx, a.Listen); err != nil {
-		return fail(err)
-	}
-	if h.nbdLis != nil {
+	if lis.nbd != nil {
 		h.nbd = nbd.NewServer(export.New(h.store), nbd.Options{Logger: alog, LogName: export.Redact,
 			MaxConnections: a.NBDMaxConnections, IdleTimeout: a.NBDIdleTimeout})
 		if reg != nil {
