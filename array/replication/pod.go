@@ -827,11 +827,15 @@ func (p *pod) persistDirty() error {
 // compare both copies in full before it trusts any bitmap.
 func (p *pod) loadDirty(ctx context.Context, locals []string) (map[string]*bitmap.Bitmap, error) {
 	prefix := p.name + "/"
+	want := make(map[string]bool, len(locals))
+	for _, l := range locals {
+		want[l] = true
+	}
 	dirty := make(map[string]*bitmap.Bitmap, len(locals))
 	var errs []error
 	err := p.e.s.Records(ctx, recPodDirty, prefix, func(k string, data []byte) error {
 		local := strings.TrimPrefix(k, prefix)
-		if !slices.Contains(locals, local) {
+		if !want[local] {
 			return nil
 		}
 		bm, err := bitmap.Decode(data)
