@@ -632,8 +632,8 @@ func TestWriteBehindAnUnmarkMarksAgain(t *testing.T) {
 // TestDeletingAPodEndsWithItsContext: deleting a pod whose mediator does
 // not answer ends within the call's context, not the mediator's lease (30
 // s here), which giving the pod's key up would otherwise wait for; and the
-// replica is gone, across a restart too, even though the call's deadline
-// passed while the pod stopped.
+// replica is gone, with its record and its snapshots here, even though
+// the call's deadline passed while the pod stopped.
 func TestDeletingAPodEndsWithItsContext(t *testing.T) {
 	const timeout, deadline = 2 * time.Second, time.Second
 	var states podStates
@@ -660,5 +660,14 @@ func TestDeletingAPodEndsWithItsContext(t *testing.T) {
 	}
 	if slices.Contains(records, "pod") {
 		t.Fatalf("the deleted pod's record is still kept (records %q): a restart would bring it back", records)
+	}
+	snaps, err := src.st.ListSnapshots(t.Context(), "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sn := range snaps {
+		if sn.Labels[replication.LabelReplica] == "pod" {
+			t.Errorf("the deleted pod's snapshot %s of v1 is still kept", sn.Name)
+		}
 	}
 }

@@ -625,13 +625,15 @@ func (e *Engine) DeleteReplica(ctx context.Context, name string, deleteRemote bo
 		}
 		e.removePod(ctx, name, p)
 	}
-	// Out of the engine now: the record must go with it, or a restart
-	// would bring the replica back, even if the caller gave up meanwhile.
-	if err := e.s.DeleteRecord(context.WithoutCancel(ctx), recReplicas, name); err != nil {
+	// Out of the engine now: its record and its snapshots here must go
+	// with it, or a restart would bring the replica back, even if the
+	// caller gave up meanwhile (a pod's stop may take its deadline).
+	local := context.WithoutCancel(ctx)
+	if err := e.s.DeleteRecord(local, recReplicas, name); err != nil {
 		return err
 	}
-	members, _ := e.members(ctx, r.rec.Spec)
-	e.pruneLocal(ctx, r.rec.Spec, members, func([]array.Snapshot) map[string]bool { return nil })
+	members, _ := e.members(local, r.rec.Spec)
+	e.pruneLocal(local, r.rec.Spec, members, func([]array.Snapshot) map[string]bool { return nil })
 	if deleteRemote && l != nil {
 		return e.collectRemote(ctx, l, r.rec.Spec, map[string]string{})
 	}
