@@ -42,7 +42,22 @@ func hostPort(s, defPort string) (string, error) {
 			return "", err
 		}
 	}
+	if defPort != "" {
+		host = canonicalHost(host)
+	}
 	return net.JoinHostPort(host, strconv.Itoa(n)), nil
+}
+
+// canonicalHost writes a host one way, so that the addresses of one array
+// compare equal however they were typed: an IP address in its shortest
+// form ("fd00:0::10" as "fd00::10"), a name in lower case without its
+// final dot. Names are not resolved: "localhost" and "127.0.0.1" stay
+// two addresses.
+func canonicalHost(h string) string {
+	if ip := net.ParseIP(h); ip != nil {
+		return ip.String()
+	}
+	return strings.ToLower(strings.TrimSuffix(h, "."))
 }
 
 func checkHost(h string) error {

@@ -13,6 +13,10 @@ func TestHostPort(t *testing.T) {
 		{"fe80::1", defaultArrayPort, "[fe80::1]:7401"},
 		{"[fe80::1]", defaultArrayPort, "[fe80::1]:7401"},
 		{"[fe80::1]:99", defaultArrayPort, "[fe80::1]:99"},
+		// One array, however it is typed.
+		{"Array-A.Example.COM.", defaultArrayPort, "array-a.example.com:7401"},
+		{"[fe80:0:0::01]", defaultArrayPort, "[fe80::1]:7401"},
+		{"::ffff:10.0.0.10", defaultArrayPort, "10.0.0.10:7401"},
 		{"10.0.0.300", defaultArrayPort, ""},
 		{"10.0.0", defaultArrayPort, ""},
 		{"10.0.0.10:", defaultArrayPort, ""},

@@ -131,7 +131,8 @@ func TestDoctorOfflineTypo(t *testing.T) {
 
 // TestDoctorOfflinePodNames: two backends of one file that stretch pods
 // of one name to one target from different primary arrays are a failure,
-// found from the file alone; from one primary array they are one pod.
+// found from the file alone; from one primary array they are one pod,
+// however its address is typed.
 func TestDoctorOfflinePodNames(t *testing.T) {
 	const twoBackends = `[DEFAULT]
 enabled_backends = pure1, pure2
@@ -155,7 +156,9 @@ replication_device = backend_id:dr,san_ip:10.0.0.30,api_token:target-secret-toke
 	if r.code != 1 {
 		t.Errorf("exit %d, want 1\n%s", r.code, r.stdout)
 	}
-	for _, ok := range []string{fmt.Sprintf(twoBackends, "10.0.0.20", "pure_replication_pod_name = other-pod\n"), fmt.Sprintf(twoBackends, "10.0.0.10", "")} {
+	for _, ok := range []string{fmt.Sprintf(twoBackends, "10.0.0.20", "pure_replication_pod_name = other-pod\n"), fmt.Sprintf(twoBackends, "10.0.0.10", ""),
+		// The one primary array, its address typed another way.
+		fmt.Sprintf(twoBackends, "[::ffff:10.0.0.10]:7401", "")} {
 		r := volrep(t, nil, "doctor", "--config", writeConf(t, ok), "--offline")
 		if r.code != 0 || strings.Contains(r.stdout, "pod cinder-pod.dr") {
 			t.Errorf("exit %d for\n%s\n%s", r.code, ok, r.stdout)
