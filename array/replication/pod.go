@@ -151,8 +151,9 @@ func (p *pod) endMark(c *markCall, state markState, err error) {
 // error means the write must not be acknowledged. Writes that need the
 // mark at once share one Mark; one behind an Unmark in flight marks again
 // after it, so the mediator sees them in order. A write whose ctx ends
-// stops waiting for a call another write began; the call itself, which
-// others may share, runs to its own timeout.
+// stops waiting, whichever write began the call; the call itself, which
+// others may share, runs to its own timeout in a goroutine of its own,
+// which the pod's goroutine waits for when it ends.
 func (p *pod) ensureMarked(ctx context.Context) error {
 	if p.claim == nil {
 		return nil
@@ -168,21 +169,12 @@ func (p *pod) ensureMarked(ctx context.Context) error {
 		c, mine := p.beginMarkLocked(true)
 		p.markMu.Unlock()
 		if mine {
-			mctx, cancel := context.WithTimeout(context.Background(), p.timeout)
-			err := p.claim.Mark(mctx)
-			cancel()
-			if err != nil {
-				p.endMark(c, before, err)
-			} else {
-				p.endMark(c, markSet, nil)
-				p.e.log.Info("pod marked at the mediator: this array acknowledges writes its peer lacks", "pod", p.name)
-			}
-		} else {
-			select {
-			case <-c.done: // bounded: the call has the pod's timeout
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+			go p.mark(c, before)
+		}
+		select {
+		case <-c.done: // bounded: the call has the pod's timeout
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 		if !c.set {
 			continue // an Unmark: mark again after it
@@ -192,6 +184,30 @@ func (p *pod) ensureMarked(ctx context.Context) error {
 				"the write is not acknowledged", p.name, c.err)}
 		}
 		return nil
+	}
+}
+
+// mark makes the Mark call c at the mediator; before is the mark's state
+// to keep should it fail.
+func (p *pod) mark(c *markCall, before markState) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	defer cancel()
+	if err := p.claim.Mark(ctx); err != nil {
+		p.endMark(c, before, err)
+		return
+	}
+	p.endMark(c, markSet, nil)
+	p.e.log.Info("pod marked at the mediator: this array acknowledges writes its peer lacks", "pod", p.name)
+}
+
+// awaitMark waits for the Mark or Unmark in flight, if any: the pod's
+// goroutine, as it ends, outlives the calls it may have left running.
+func (p *pod) awaitMark() {
+	p.markMu.Lock()
+	c := p.markCall
+	p.markMu.Unlock()
+	if c != nil {
+		<-c.done
 	}
 }
 
@@ -912,6 +928,9 @@ func (e *Engine) startPod(ctx context.Context, r *replica) (*pod, error) {
 			default:
 				p.closeMediator(context.WithoutCancel(pctx))
 			}
+			// A Mark a write began ends with the mediator's client, or
+			// within the pod's timeout.
+			p.awaitMark()
 		}()
 		p.run(pctx)
 	}()

@@ -3,6 +3,7 @@ package replication_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -537,31 +538,7 @@ func TestPodWithAnOlderPeerKeepsItsName(t *testing.T) {
 // the others' calls in turn behind a lock held across the mediator.
 func TestWritesNeedingTheMarkShareOneCall(t *testing.T) {
 	const timeout = 500 * time.Millisecond
-	var states podStates
-	src, tg, etcd := newMediatedPod(t, timeout, &states)
-	r := replicaUntil(t, src, 10*time.Second, "the primary holds the pod's key", func(r array.Replica) bool { return r.MediatorHeld })
-	// In sync, with no mark standing: a write the peer misses needs one.
-	med, err := mediator.New([]string{etcd.Endpoint()}, mediator.Options{TTL: mediatorTTL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer med.Close()
-	mname := mediatorName(t, src, r)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		ahead, err := med.Ahead(t.Context(), mname)
-		if err == nil && ahead == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the mark after the first sync: %q, %v; want none", ahead, err)
-		}
-	}
-	tg.halt()
-	// The peer's last stream may still answer as it closes: the writes
-	// begin once the pod has lost it.
-	replicaUntil(t, src, 10*time.Second, "the pod loses its peer", func(r array.Replica) bool { return r.PodState == array.PodDegraded })
-	etcd.Freeze()
-	t.Cleanup(etcd.Thaw) // before the pod stops, which gives the key up
+	src := podNeedingAMark(t, timeout)
 	cut := time.Now()
 	const writers = 6
 	took := make(chan time.Duration, writers)
@@ -587,6 +564,64 @@ func TestWritesNeedingTheMarkShareOneCall(t *testing.T) {
 	if slowest > timeout+700*time.Millisecond {
 		t.Errorf("the slowest write failed %s after the cut; want within %s: the writes waited for the mark in turn", slowest, timeout+700*time.Millisecond)
 	}
+}
+
+// TestMarkingWriteEndsWithItsContext: the write that begins the pod's
+// Mark at a mediator that does not answer stops waiting when its context
+// ends, not after the pod's timeout; the Mark runs on, and a write that
+// needs it meanwhile shares its outcome.
+func TestMarkingWriteEndsWithItsContext(t *testing.T) {
+	const timeout, deadline = 2 * time.Second, 200 * time.Millisecond
+	src := podNeedingAMark(t, timeout)
+	ctx, cancel := context.WithTimeout(t.Context(), deadline)
+	defer cancel()
+	start := time.Now()
+	err := src.st.WriteVolume(ctx, "v1", 0, bytes.Repeat([]byte{1}, 4096), false)
+	took := time.Since(start)
+	t.Logf("the write that began the Mark, with a %s deadline: %s, %v", deadline, took.Round(time.Millisecond), err)
+	if !errors.Is(err, context.DeadlineExceeded) || took > deadline+time.Second {
+		t.Fatalf("the write that began the Mark returned %v after %s; want its context's error within %s, not the pod's timeout %s",
+			err, took.Round(time.Millisecond), deadline+time.Second, timeout)
+	}
+	err = src.st.WriteVolume(t.Context(), "v1", 4096, bytes.Repeat([]byte{2}, 4096), false)
+	shared := time.Since(start)
+	t.Logf("a write behind it: %s after the first began, %v", shared.Round(time.Millisecond), err)
+	if !errdefs.IsUnavailable(err) || shared > timeout+time.Second {
+		t.Fatalf("a write behind the Mark in flight: %v after %s; want UNAVAILABLE when the Mark times out (%s)", err, shared.Round(time.Millisecond), timeout)
+	}
+}
+
+// podNeedingAMark is a pod in sync with no mark standing, whose peer is
+// then halted and whose mediator frozen, with the primary holding the
+// pod's key: its next write needs a Mark the mediator does not answer.
+func podNeedingAMark(t *testing.T, timeout time.Duration) *source {
+	t.Helper()
+	var states podStates
+	src, tg, etcd := newMediatedPod(t, timeout, &states)
+	r := replicaUntil(t, src, 10*time.Second, "the primary holds the pod's key", func(r array.Replica) bool { return r.MediatorHeld })
+	// In sync, with no mark standing: a write the peer misses needs one.
+	med, err := mediator.New([]string{etcd.Endpoint()}, mediator.Options{TTL: mediatorTTL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer med.Close()
+	mname := mediatorName(t, src, r)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ahead, err := med.Ahead(t.Context(), mname)
+		if err == nil && ahead == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the mark after the first sync: %q, %v; want none", ahead, err)
+		}
+	}
+	tg.halt()
+	// The peer's last stream may still answer as it closes: the writes
+	// begin once the pod has lost it.
+	replicaUntil(t, src, 10*time.Second, "the pod loses its peer", func(r array.Replica) bool { return r.PodState == array.PodDegraded })
+	etcd.Freeze()
+	t.Cleanup(etcd.Thaw) // before the pod stops, which gives the key up
+	return src
 }
 
 // TestWriteBehindAnUnmarkMarksAgain: a write acknowledged without the
