@@ -148,6 +148,10 @@ func (t *Service) applyMirror(ctx context.Context, p *podForward, adm *mirrorAdm
 		}
 	case *arrayv1.MirrorRequest_Flush:
 		a.seq = m.Flush.GetSeq()
+		// A copy gone is one whose volume left the pod after the flush
+		// was queued (the preferred array deletes it as it leaves): it
+		// holds nothing to make durable. A copy deleted here by hand
+		// fails the writes mirrored to it instead, which the pod sees.
 		for _, v := range m.Flush.GetVolumes() {
 			if a.err = t.s.ApplyMirroredFlush(ctx, v); a.err != nil && !errdefs.IsNotFound(a.err) {
 				break
