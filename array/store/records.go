@@ -44,10 +44,10 @@ func (s *Store) DeleteRecord(ctx context.Context, bucket, key string) error {
 func (s *Store) DeleteRecords(ctx context.Context, bucket, prefix string) error {
 	return s.updateRecords(ctx, bucket, func(b *bolt.Bucket) error {
 		var keys [][]byte
-		c := b.Cursor()
-		for k, _ := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)); k, _ = c.Next() {
+		_ = underPrefix(b, prefix, func(k, _ []byte) error {
 			keys = append(keys, bytes.Clone(k))
-		}
+			return nil
+		})
 		for _, k := range keys {
 			if err := b.Delete(k); err != nil {
 				return err
@@ -84,14 +84,20 @@ func (s *Store) Records(ctx context.Context, bucket, prefix string, fn func(key 
 		if b == nil {
 			return nil
 		}
-		c := b.Cursor()
-		for k, v := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)); k, v = c.Next() {
-			if err := fn(string(k), v); err != nil {
-				return err
-			}
-		}
-		return nil
+		return underPrefix(b, prefix, func(k, v []byte) error { return fn(string(k), v) })
 	})
+}
+
+// underPrefix calls fn, in key order, for the records of b whose keys
+// begin with prefix, seeking to the first rather than walking the bucket.
+func underPrefix(b *bolt.Bucket, prefix string, fn func(k, v []byte) error) error {
+	c := b.Cursor()
+	for k, v := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)); k, v = c.Next() {
+		if err := fn(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func recordBucket(name string) []byte { return []byte("rec:" + name) }
