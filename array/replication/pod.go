@@ -522,7 +522,7 @@ type change struct {
 
 // Flush makes the mirrored writes durable on the peer, and the dirty
 // bitmaps durable here (store.Mirror).
-func (m *podMember) Flush() error { return m.p.flush() }
+func (m *podMember) Flush(ctx context.Context) error { return m.p.flush(ctx) }
 
 // Diverged marks a range the local write failed on, after the peer may
 // have applied it: the resync copies this side's content over (store.Mirror).
@@ -653,10 +653,10 @@ func (p *pod) await(ctx context.Context, st *mirrorStream, done <-chan error, de
 
 // awaitFor waits, at most the pod's timeout, for one change the pod
 // itself sent (a flush or a resync piece), and says whether the peer has it.
-func (p *pod) awaitFor(st *mirrorStream, done <-chan error, m *podMember, off, length int64) bool {
+func (p *pod) awaitFor(ctx context.Context, st *mirrorStream, done <-chan error, m *podMember, off, length int64) bool {
 	t := time.NewTimer(p.timeout)
 	defer t.Stop()
-	acked, _ := p.await(context.Background(), st, done, t.C, m, off, length)
+	acked, _ := p.await(ctx, st, done, t.C, m, off, length)
 	return acked && p.streamIs(st)
 }
 
@@ -738,7 +738,7 @@ func (p *pod) wake() {
 	}
 }
 
-func (p *pod) flush() error {
+func (p *pod) flush(ctx context.Context) error {
 	if p.claim != nil && p.stopped() {
 		if err := p.persistDirty(); err != nil {
 			return err
@@ -766,7 +766,7 @@ func (p *pod) flush() error {
 		done, err := st.enqueue(nil, 0, 0, func(seq uint64) *arrayv1.MirrorRequest {
 			return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Flush{Flush: &arrayv1.MirrorFlush{Seq: seq, Volumes: vols}}}
 		})
-		acked := err == nil && p.awaitFor(st, done, nil, 0, 0)
+		acked := err == nil && p.awaitFor(ctx, st, done, nil, 0, 0)
 		if !acked {
 			p.mu.Lock()
 			for m, bm := range covered {
@@ -782,6 +782,11 @@ func (p *pod) flush() error {
 				}
 			}
 			p.mu.Unlock()
+			if err := ctx.Err(); err != nil {
+				// The client gave up before the peer answered: its blocks
+				// are still unflushed there, so the flush is not done.
+				return err
+			}
 		}
 	}
 	return p.persistDirty()
@@ -1109,7 +1114,7 @@ func (p *pod) watchPeer(ctx context.Context) {
 			return &arrayv1.MirrorRequest{Msg: &arrayv1.MirrorRequest_Flush{Flush: &arrayv1.MirrorFlush{Seq: seq}}}
 		})
 		if err == nil {
-			p.awaitFor(st, done, nil, 0, 0)
+			p.awaitFor(context.Background(), st, done, nil, 0, 0)
 		}
 	}
 }
@@ -1222,7 +1227,7 @@ func (p *pod) step(ctx context.Context) error {
 		return err
 	}
 	// In sync means durable there too.
-	if err := p.flush(); err != nil {
+	if err := p.flush(ctx); err != nil {
 		return err
 	}
 	p.mu.Lock()
@@ -1386,7 +1391,7 @@ func (p *pod) resync(ctx context.Context, st *mirrorStream) (int64, error) {
 			for len(waits) > keep {
 				w := waits[0]
 				waits = waits[1:]
-				if err == nil && !p.awaitFor(st, w.done, m, w.off, w.ln) {
+				if err == nil && !p.awaitFor(context.Background(), st, w.done, m, w.off, w.ln) {
 					err = errdefs.Unavailable("the peer dropped out during the resync")
 				}
 				if err == nil {

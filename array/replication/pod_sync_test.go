@@ -505,11 +505,11 @@ func podRefusesLeftCopy(t *testing.T, src *source, tg *target, logs *testenv.Buf
 	}
 }
 
-// TestPodWriteEndsWithItsContext: a client write waiting for a frozen
-// peer ends when its request's context does, not after the pod's timeout:
-// at the preferred array, waiting for the peer's acknowledgement, and at
-// the peer, waiting for the preferred array's answer to the write it
-// forwarded. It is not acknowledged; at the preferred array its range
+// TestPodWriteEndsWithItsContext: a client write, or flush, waiting for a
+// frozen peer ends when its request's context does, not after the pod's
+// timeout: at the preferred array, waiting for the peer's
+// acknowledgement, and at the peer, waiting for the preferred array's
+// answer to what it forwarded. Neither is acknowledged; at the preferred array its range
 // counts as dirty (the peer may or may not apply the copy still queued to
 // it), and once the peer answers again both copies end equal.
 func TestPodWriteEndsWithItsContext(t *testing.T) {
@@ -539,6 +539,16 @@ func TestPodWriteEndsWithItsContext(t *testing.T) {
 		if took > patience+time.Second {
 			t.Fatalf("the write at the %s ended %s after it began; want soon after its context's deadline %s, not the pod's timeout %s",
 				side.name, took, patience, timeout)
+		}
+		fctx, cancel := context.WithTimeout(ctx, patience)
+		start = time.Now()
+		err = side.st.FlushVolume(fctx, "v1")
+		took = time.Since(start)
+		cancel()
+		t.Logf("a flush at the %s ended %s after it began: %v", side.name, took.Round(time.Millisecond), err)
+		if !errors.Is(err, context.DeadlineExceeded) || took > patience+time.Second {
+			t.Fatalf("a flush at the %s whose context ended while the peer was frozen: %v after %s; want its context's error soon after %s, not the pod's timeout %s",
+				side.name, err, took.Round(time.Millisecond), patience, timeout)
 		}
 	}
 	if r, err := src.eng.GetReplica(ctx, "pod"); err != nil || r.DirtyBytes < 256<<10 {

@@ -94,8 +94,9 @@ type Mirror interface {
 	Write(off int64, p []byte) Wait
 	Zero(off, length int64) Wait
 	// Flush makes every change mirrored so far durable on the peer; it is
-	// called with no store lock held.
-	Flush() error
+	// called with no store lock held, and stops waiting when ctx ends (the
+	// flush then fails: nothing is promised durable).
+	Flush(ctx context.Context) error
 	// Diverged says a change the mirror was given failed here, or that
 	// its client stopped waiting for it, so the range may now differ
 	// between the two copies.
@@ -127,8 +128,9 @@ type Forwarder interface {
 	Write(off int64, p []byte) Wait
 	Zero(off, length int64) Wait
 	// Flush makes the changes forwarded so far durable at the preferred
-	// array; it is called with no store lock held.
-	Flush() error
+	// array; it is called with no store lock held, and stops waiting when
+	// ctx ends.
+	Flush(ctx context.Context) error
 }
 
 // CompareForwarder is a Forwarder that also forwards COMPARE AND WRITE:
@@ -290,7 +292,7 @@ func (s *Store) change(ctx context.Context, v *volume, off, length int64, fua bo
 		err = wait(ctx)
 	}
 	if err == nil && fua {
-		return s.flush(v)
+		return s.flush(ctx, v)
 	}
 	return err
 }
@@ -505,9 +507,9 @@ func (s *Store) read(v *volume, p []byte, off int64) error {
 	return readView(l, p, off)
 }
 
-func (s *Store) flush(v *volume) error { return s.flushFrom(v, fromClient) }
+func (s *Store) flush(ctx context.Context, v *volume) error { return s.flushFrom(ctx, v, fromClient) }
 
-func (s *Store) flushFrom(v *volume, how mirrored) error {
+func (s *Store) flushFrom(ctx context.Context, v *volume, how mirrored) error {
 	l, _, err := s.beginIO(v)
 	if err != nil {
 		return err
@@ -524,14 +526,14 @@ func (s *Store) flushFrom(v *volume, how mirrored) error {
 		// This copy holds every change its clients were answered for (each
 		// came back mirrored before): the flush above made them durable
 		// here, and the preferred array makes them durable there.
-		if err := f.Flush(); err != nil {
+		if err := f.Flush(ctx); err != nil {
 			return err
 		}
 	}
 	if m == nil {
 		return nil
 	}
-	return m.Flush()
+	return m.Flush(ctx)
 }
 
 // flushLayer makes l's data and bitmaps durable: data first, so a bitmap
@@ -622,7 +624,7 @@ func (s *Store) ApplyMirroredFlush(ctx context.Context, volume string) error {
 	if err != nil {
 		return err
 	}
-	return s.space(s.flushFrom(v, fromPeer))
+	return s.space(s.flushFrom(ctx, v, fromPeer))
 }
 
 // ApplyMirroredZero zeroes a range the sync peer zeroed.
@@ -1078,7 +1080,7 @@ func (h *Handle) Flush(ctx context.Context) error {
 	if h.snap != nil {
 		return nil
 	}
-	return h.s.space(h.s.flush(h.v))
+	return h.s.space(h.s.flush(ctx, h.v))
 }
 
 // Zero makes a range read as zeros, freeing whole blocks. For QoS it is

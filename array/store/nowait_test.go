@@ -39,7 +39,7 @@ type nopMirror struct{}
 
 func (nopMirror) Write(int64, []byte) store.Wait { return func(context.Context) error { return nil } }
 func (nopMirror) Zero(int64, int64) store.Wait   { return func(context.Context) error { return nil } }
-func (nopMirror) Flush() error                   { return nil }
+func (nopMirror) Flush(context.Context) error    { return nil }
 func (nopMirror) Diverged(int64, int64)          {}
 
 // The NoWait methods serve what needs no waiting, refuse the rest with

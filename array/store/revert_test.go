@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"bytes"
+	"context"
 	"sync"
 	"testing"
 
@@ -17,7 +18,7 @@ type rangeRecorder struct {
 
 func (r *rangeRecorder) Write(int64, []byte) store.Wait { return nil }
 func (r *rangeRecorder) Zero(int64, int64) store.Wait   { return nil }
-func (r *rangeRecorder) Flush() error                   { return nil }
+func (r *rangeRecorder) Flush(context.Context) error    { return nil }
 func (r *rangeRecorder) Diverged(off, length int64) {
 	r.mu.Lock()
 	r.diverged = append(r.diverged, [2]int64{off, length})

@@ -90,7 +90,7 @@ func (s *Store) CreateSnapshots(ctx context.Context, reqs []SnapshotRequest) ([]
 	// that arrive meanwhile instead of for the whole dirty page cache.
 	for _, r := range reqs {
 		if v, err := s.lookup(ctx, r.Volume); err == nil {
-			if err := s.flush(v); err != nil {
+			if err := s.flush(ctx, v); err != nil {
 				return nil, err
 			}
 		}

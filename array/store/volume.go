@@ -378,5 +378,5 @@ func (s *Store) FlushVolume(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return s.space(s.flush(v))
+	return s.space(s.flush(ctx, v))
 }

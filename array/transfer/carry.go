@@ -263,7 +263,9 @@ func (m *carriedCopy) Zero(off, length int64) store.Wait {
 	return nil
 }
 
-func (m *carriedCopy) Flush() error {
+// Flush persists what the carry changed, a local commit that the carried
+// pod's later resync needs even if the client has gone.
+func (m *carriedCopy) Flush(context.Context) error {
 	return m.c.persist(context.Background(), false)
 }
 

@@ -171,14 +171,14 @@ func (s *forwardSession) wait(ctx context.Context, done <-chan error, deadline <
 	}
 }
 
-func (p *podForward) flush(volume string) error {
+func (p *podForward) flush(ctx context.Context, volume string) error {
 	n := p.acked.Load()
 	if p.flushed.Load() >= n {
 		return nil
 	}
 	err := p.send([]func(uint64) *arrayv1.ForwardResponse{func(seq uint64) *arrayv1.ForwardResponse {
 		return &arrayv1.ForwardResponse{Msg: &arrayv1.ForwardResponse_Flush{Flush: &arrayv1.MirrorFlush{Seq: seq, Volumes: []string{volume}}}}
-	}}, false, false)(context.Background())
+	}}, false, false)(ctx)
 	if err != nil {
 		return err
 	}
@@ -230,7 +230,7 @@ func (v *volumeForward) Zero(off, length int64) store.Wait {
 	}}, true, false)
 }
 
-func (v *volumeForward) Flush() error { return v.p.flush(v.volume) }
+func (v *volumeForward) Flush(ctx context.Context) error { return v.p.flush(ctx, v.volume) }
 
 // ShareReset tells the preferred array of a LOGICAL UNIT RESET of this
 // copy (store.ResetSharer), and waits (up to the pod's sync timeout) until
