@@ -510,11 +510,17 @@ func TestPodReleaseDroppedWithItsLink(t *testing.T) {
 // owedReleases names the pods whose peer is owed a release at st.
 func owedReleases(t *testing.T, st *store.Store) []string {
 	t.Helper()
-	var names []string
-	if err := st.Records(t.Context(), "pod-releases", "", func(k string, _ []byte) error { names = append(names, k); return nil }); err != nil {
+	return recordKeys(t, st, "pod-releases")
+}
+
+// recordKeys lists the keys of a bucket of st's records, in order.
+func recordKeys(t *testing.T, st *store.Store, bucket string) []string {
+	t.Helper()
+	var keys []string
+	if err := st.Records(t.Context(), bucket, "", func(k string, _ []byte) error { keys = append(keys, k); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	return names
+	return keys
 }
 
 // waitNoneOwed waits up to 5 s until st owes no peer a release.

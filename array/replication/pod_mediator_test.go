@@ -689,11 +689,7 @@ func TestDeletingAPodEndsWithItsContext(t *testing.T) {
 	if _, err := src.eng.GetReplica(t.Context(), "pod"); !errdefs.IsNotFound(err) {
 		t.Fatalf("the deleted pod: %v; want NOT_FOUND", err)
 	}
-	var records []string
-	if err := src.st.Records(t.Context(), "replicas", "", func(k string, _ []byte) error { records = append(records, k); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if slices.Contains(records, "pod") {
+	if records := recordKeys(t, src.st, "replicas"); slices.Contains(records, "pod") {
 		t.Fatalf("the deleted pod's record is still kept (records %q): a restart would bring it back", records)
 	}
 	snaps, err := src.st.ListSnapshots(t.Context(), "v1")
