@@ -594,7 +594,9 @@ func (e *Engine) ChangeReplicaType(ctx context.Context, name, typ string) (array
 	}
 	e.log.Info("replica type changed", "replica", name, "from", from, "to", typ)
 	e.wake()
-	return e.GetReplica(ctx, name)
+	// The change is made: report it even if the caller's deadline passed
+	// while the pod stopped.
+	return e.GetReplica(context.WithoutCancel(ctx), name)
 }
 
 // DeleteReplica stops replicating and removes the replica's snapshots on
