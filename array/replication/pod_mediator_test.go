@@ -664,12 +664,22 @@ func TestWriteBehindAnUnmarkMarksAgain(t *testing.T) {
 	}
 }
 
-// TestDeletingAPodEndsWithItsContext: deleting a pod whose mediator does
-// not answer ends within the call's context, not the mediator's lease (30
-// s here), which giving the pod's key up would otherwise wait for; and the
-// replica is gone, with its record and its snapshots here, even though
-// the call's deadline passed while the pod stopped.
+// TestDeletingAPodEndsWithItsContext: deleting a pod, or making it
+// async, while its mediator does not answer ends within the call's
+// context, not the mediator's lease (30 s here), which giving the pod's
+// key up would otherwise wait for. A deleted replica is gone, with its
+// record and its snapshots here, even though the call's deadline passed
+// while the pod stopped.
 func TestDeletingAPodEndsWithItsContext(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		delete bool
+	}{{"deleted", true}, {"made async", false}} {
+		t.Run(c.name, func(t *testing.T) { podEndsWithItsContext(t, c.delete) })
+	}
+}
+
+func podEndsWithItsContext(t *testing.T, deleted bool) {
 	const timeout, deadline = 2 * time.Second, time.Second
 	var states podStates
 	etcd := etcdtest.Start(t, "", "")
@@ -680,11 +690,25 @@ func TestDeletingAPodEndsWithItsContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), deadline)
 	defer cancel()
 	start := time.Now()
-	err := src.eng.DeleteReplica(ctx, "pod", false)
+	var err error
+	if deleted {
+		err = src.eng.DeleteReplica(ctx, "pod", false)
+	} else {
+		var r array.Replica
+		if r, err = src.eng.ChangeReplicaType(ctx, "pod", array.TypeAsync); err == nil && r.Type != array.TypeAsync {
+			t.Errorf("the pod made async is reported as %s", r.Type)
+		}
+	}
 	took := time.Since(start)
-	t.Logf("DeleteReplica with a %s deadline and a silent mediator: %s, %v", deadline, took.Round(time.Millisecond), err)
+	t.Logf("with a %s deadline and a silent mediator: %s, %v", deadline, took.Round(time.Millisecond), err)
+	if err != nil {
+		t.Fatalf("the change failed: %v; it was made, and must be reported", err)
+	}
 	if took > deadline+time.Second {
-		t.Errorf("deleting the pod took %s; want within the call's deadline %s", took.Round(time.Millisecond), deadline)
+		t.Errorf("the change took %s; want within the call's deadline %s", took.Round(time.Millisecond), deadline)
+	}
+	if !deleted {
+		return
 	}
 	if _, err := src.eng.GetReplica(t.Context(), "pod"); !errdefs.IsNotFound(err) {
 		t.Fatalf("the deleted pod: %v; want NOT_FOUND", err)
