@@ -594,9 +594,7 @@ func (e *Engine) ChangeReplicaType(ctx context.Context, name, typ string) (array
 	}
 	e.log.Info("replica type changed", "replica", name, "from", from, "to", typ)
 	e.wake()
-	// The change is made: report it even if the caller's deadline passed
-	// while the pod stopped.
-	return e.GetReplica(context.WithoutCancel(ctx), name)
+	return e.GetReplica(ctx, name)
 }
 
 // DeleteReplica stops replicating and removes the replica's snapshots on
