@@ -59,9 +59,11 @@ type pod struct {
 	name    string
 	timeout time.Duration
 	l       *link
-	cancel  context.CancelFunc
-	done    chan struct{}
-	kick    chan struct{}
+	// ctx lives as long as the pod; cancel ends it (stop, or the engine).
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	kick   chan struct{}
 	// stopping hands the context of the call that stops the pod to its
 	// goroutine, which gives the pod's key up within it (cap 1).
 	stopping chan context.Context
@@ -188,9 +190,11 @@ func (p *pod) ensureMarked(ctx context.Context) error {
 }
 
 // mark makes the Mark call c at the mediator; before is the mark's state
-// to keep should it fail.
+// to keep should it fail. It ends with the pod.
 func (p *pod) mark(c *markCall, before markState) {
-	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	// The pod's context: a pod that stops has no use for the mark, and
+	// its goroutine, which waits for this call, must not wait long.
+	ctx, cancel := context.WithTimeout(p.ctx, p.timeout)
 	defer cancel()
 	if err := p.claim.Mark(ctx); err != nil {
 		p.endMark(c, before, err)
@@ -908,12 +912,15 @@ func (e *Engine) startPod(ctx context.Context, r *replica) (*pod, error) {
 			p.wake()
 		})
 	}
+	// Before refresh installs the mirrors: a write may begin a Mark,
+	// which ends with the pod.
+	pctx, cancel := context.WithCancel(e.runCtx)
+	p.ctx, p.cancel = pctx, cancel
 	if err := p.refresh(ctx); err != nil {
+		cancel()
 		p.closeMediator(ctx)
 		return nil, err
 	}
-	pctx, cancel := context.WithCancel(e.runCtx)
-	p.cancel = cancel
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()

@@ -726,3 +726,38 @@ func podEndsWithItsContext(t *testing.T, deleted bool) {
 		}
 	}
 }
+
+// TestPodStopsWithAMarkInFlight: a pod deleted while a write's Mark waits
+// on a mediator that does not answer stops within the call's deadline,
+// not the Mark's timeout: the Mark ends with the pod, whose goroutine
+// waits for it, and the write is not acknowledged.
+func TestPodStopsWithAMarkInFlight(t *testing.T) {
+	const timeout, deadline = 2 * time.Second, time.Second
+	src := podNeedingAMark(t, timeout)
+	wrote := make(chan error, 1)
+	go func() {
+		wrote <- src.st.WriteVolume(context.Background(), "v1", 0, bytes.Repeat([]byte{3}, 4096), false)
+	}()
+	time.Sleep(100 * time.Millisecond) // the write has begun the Mark
+	ctx, cancel := context.WithTimeout(t.Context(), deadline)
+	defer cancel()
+	start := time.Now()
+	err := src.eng.DeleteReplica(ctx, "pod", false)
+	took := time.Since(start)
+	t.Logf("DeleteReplica with a Mark in flight: %s, %v", took.Round(time.Millisecond), err)
+	// Giving the key up at the frozen mediator takes the deadline; the
+	// Mark, begun 0.1 s before, would take its timeout on top of it.
+	if err != nil || took > deadline+600*time.Millisecond {
+		t.Fatalf("deleting the pod with a Mark in flight: %v after %s; want done soon after the call's deadline %s, not the Mark's timeout %s",
+			err, took.Round(time.Millisecond), deadline, timeout)
+	}
+	select {
+	case err := <-wrote:
+		t.Logf("the write: %v", err)
+		if err == nil {
+			t.Error("the write whose Mark never reached the mediator was acknowledged")
+		}
+	case <-time.After(timeout + time.Second):
+		t.Fatal("the write whose Mark was in flight still waits after the pod stopped")
+	}
+}
