@@ -3,18 +3,12 @@ package store_test
 import (
 	"slices"
 	"testing"
-
-	"github.com/volrep/volrep/array/store"
 )
 
 // TestDeleteRecordsByPrefix: DeleteRecords removes the records whose keys
 // begin with the prefix, and no other, in a bucket or none.
 func TestDeleteRecordsByPrefix(t *testing.T) {
-	s, err := store.Open(t.TempDir(), store.Options{Name: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	ctx := t.Context()
 	if err := s.DeleteRecords(ctx, "none", "pod/"); err != nil {
 		t.Fatalf("deleting from a bucket never written: %v", err)
@@ -40,11 +34,7 @@ func TestDeleteRecordsByPrefix(t *testing.T) {
 // the prefix, in key order, and all of them for "". PutRecords stores
 // several at once.
 func TestRecordsByPrefix(t *testing.T) {
-	s, err := store.Open(t.TempDir(), store.Options{Name: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	ctx := t.Context()
 	recs := map[string][]byte{}
 	for _, k := range []string{"po", "pod/b", "pod/a", "pod2/a", "poe"} {
