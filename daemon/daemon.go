@@ -132,15 +132,15 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			run(func() error { return named("array "+a.Name+" streams", h.streams.Serve(ctx, h.lis.stream)) })
 			fmt.Fprintf(opts.Announce, "volrepd: array %s pod streams on %s\n", a.Name, h.lis.stream.Addr())
 		}
-		for _, lis := range h.lis.iscsi {
+		for _, portal := range h.lis.iscsi {
 			run(func() error {
-				err := h.iscsi.Serve(ctx, lis)
+				err := h.iscsi.Serve(ctx, portal)
 				if errors.Is(err, iscsi.ErrServerClosed) {
 					return nil
 				}
-				return named(fmt.Sprintf("array %s iSCSI on %s", a.Name, lis.Addr()), err)
+				return named(fmt.Sprintf("array %s iSCSI on %s", a.Name, portal.Addr()), err)
 			})
-			fmt.Fprintf(opts.Announce, "volrepd: array %s iSCSI on %s (target %s)\n", a.Name, lis.Addr(), h.store.TargetIQN())
+			fmt.Fprintf(opts.Announce, "volrepd: array %s iSCSI on %s (target %s)\n", a.Name, portal.Addr(), h.store.TargetIQN())
 		}
 	}
 
