@@ -64,6 +64,10 @@ type Receiver struct {
 	rec receiveRec
 	// syncMu lets one checkpoint run at a time.
 	syncMu sync.Mutex
+	// direct is the staging file opened with O_DIRECT, for Write only
+	// (see directWriter); nil until the first Write, or when the file
+	// system refuses O_DIRECT.
+	direct *directWriter
 }
 
 func (s *Store) loadReceives(tx *bolt.Tx) error {
@@ -212,6 +216,7 @@ func (s *Store) BeginReceive(ctx context.Context, spec ReceiveSpec) (*Receiver, 
 // it staged, so a later transfer with the same id resumes. Committed and
 // aborted receivers release themselves.
 func (r *Receiver) Release() {
+	r.direct.close()
 	r.s.mu.Lock()
 	defer r.s.mu.Unlock()
 	if r.s.receiving[r.spec.Volume] == r {
@@ -280,7 +285,10 @@ func (r *Receiver) Write(p []byte, off int64) error {
 	if err != nil {
 		return r.s.space(err)
 	}
-	if _, err := f.WriteAt(p, off); err != nil {
+	if r.direct == nil {
+		r.direct = openDirect(r.l.path)
+	}
+	if err := r.direct.writeAt(f, p, off); err != nil {
 		return r.s.space(err)
 	}
 	r.l.markPresent(uint64(off/bs), uint64((off+int64(len(p)))/bs))
