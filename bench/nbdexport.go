@@ -21,7 +21,7 @@ type nbdExports struct {
 }
 
 func serveNBD(ctx context.Context, s *store.Store, lis net.Listener) *nbdExports {
-	srv := nbd.NewServer(export.New(s), nbd.Options{})
+	srv := nbd.NewServer(export.New(s, nil), nbd.Options{})
 	sctx, cancel := context.WithCancel(ctx)
 	served := make(chan struct{})
 	go func() { srv.Serve(sctx, lis); close(served) }()

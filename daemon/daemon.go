@@ -306,7 +306,11 @@ func startArray(ctx context.Context, a config.Array, log *slog.Logger, reg *metr
 		h.xfer.RegisterStreams(h.streams)
 	}
 	if lis.nbd != nil {
-		h.nbd = nbd.NewServer(export.New(h.store), nbd.Options{Logger: alog, LogName: export.Redact,
+		var reserved export.Reservations
+		if h.iscsi != nil {
+			reserved = lunmap.Outsiders(h.iscsi)
+		}
+		h.nbd = nbd.NewServer(export.New(h.store, reserved), nbd.Options{Logger: alog, LogName: export.Redact,
 			MaxConnections: a.NBDMaxConnections, IdleTimeout: a.NBDIdleTimeout})
 		if reg != nil {
 			srv := h.nbd

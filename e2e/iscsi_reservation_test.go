@@ -1,9 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
+	"net"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/volrep/volrep/array"
@@ -76,6 +81,27 @@ func TestISCSIReservationsOutliveSIGKILLAndClear(t *testing.T) {
 		t.Fatalf("node A's write after the restart: %v", r)
 	}
 
+	// A client of the volume over NBD holds no registration: under WRITE
+	// EXCLUSIVE it reads, but its writes are refused (EPERM) and change
+	// nothing, as node B's are over iSCSI.
+	exp, err := a.CreateExport(t.Context(), array.ExportSpec{Volume: "rv", AttachmentID: "e2e-nbd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := dialNBD(net.JoinHostPort(exp.Host, strconv.Itoa(exp.Port)), exp.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	const nbdOff = 1 << 20
+	if err := nc.WriteAt(pattern(0xee, 4096), nbdOff); !errors.Is(err, syscall.EPERM) {
+		t.Fatalf("NBD write under node A's WRITE EXCLUSIVE reservation: %v; want EPERM", err)
+	}
+	got := make([]byte, 4096)
+	if err := nc.ReadAt(got, nbdOff); err != nil || bytes.Equal(got, pattern(0xee, 4096)) {
+		t.Fatalf("NBD read under WRITE EXCLUSIVE: %v (or the refused write landed)", err)
+	}
+
 	out, code := volrep(t, d, "host", "reservations", "rv", "--clear", "--array", d.ArrayA, "--array-token", d.TokenA)
 	if code != 0 || !regexpLine(out, `registrations\s+none`) || !regexpLine(out, `generation\s+2`) {
 		t.Fatalf("volrep host reservations --clear (exit %d):\n%s", code, out)
@@ -85,6 +111,12 @@ func TestISCSIReservationsOutliveSIGKILLAndClear(t *testing.T) {
 	}
 	if r := write(cb, lunB); r.status != 0 {
 		t.Fatalf("node B's write after the operator's clear: %v", r)
+	}
+	if err := nc.WriteAt(pattern(0xee, 4096), nbdOff); err != nil {
+		t.Fatalf("NBD write after the operator's clear: %v", err)
+	}
+	if err := nc.ReadAt(got, nbdOff); err != nil || !bytes.Equal(got, pattern(0xee, 4096)) {
+		t.Fatalf("NBD read after the write that followed the clear: %v, or not what was written", err)
 	}
 	if !strings.Contains(d.Logs(), "cleared by the array's operator") {
 		t.Errorf("no journal line of the operator's clear:\n%s", d.Logs())

@@ -18,11 +18,25 @@ import (
 
 // Exports is the nbd.Exports of one store.
 type Exports struct {
-	s *store.Store
+	s  *store.Store
+	rs Reservations
 }
 
-// New returns the exports of s.
-func New(s *store.Store) *Exports { return &Exports{s: s} }
+// Reservations tells the exports what the SCSI persistent reservations
+// that hosts hold over iSCSI leave an NBD client, which can hold no
+// registration (lunmap.Outsiders).
+type Reservations interface {
+	// Outsider returns a check, made on every request, of what the
+	// reservation of the logical unit whose serial is serial leaves a
+	// client with no registration: the reservation's type (none, or
+	// what it shuts such a client out of) and whether it may write and
+	// read.
+	Outsider(serial string) func() (reservation array.ReservationType, write, read bool)
+}
+
+// New returns the exports of s; rs is nil where no iSCSI target serves
+// the volumes, so no host can reserve them.
+func New(s *store.Store, rs Reservations) *Exports { return &Exports{s: s, rs: rs} }
 
 // Open admits a connection that presented an authorised export name.
 func (e *Exports) Open(ctx context.Context, name string, _ net.Addr) (nbd.Device, func(), error) {
@@ -30,8 +44,14 @@ func (e *Exports) Open(ctx context.Context, name string, _ net.Addr) (nbd.Device
 	if err != nil {
 		return nil, nil, err
 	}
-	return device{h}, func() {}, nil
+	d := device{h: h, outsider: unreserved}
+	if e.rs != nil {
+		d.outsider = e.rs.Outsider(h.Serial())
+	}
+	return d, func() {}, nil
 }
+
+func unreserved() (array.ReservationType, bool, bool) { return array.ReservationNone, true, true }
 
 // List reveals nothing: export names are per-attachment secrets.
 func (e *Exports) List(context.Context) []string { return nil }
@@ -45,16 +65,49 @@ func Redact(name string) string {
 	return name[:6] + "…"
 }
 
-type device struct{ h *store.Handle }
+type device struct {
+	h        *store.Handle
+	outsider func() (array.ReservationType, bool, bool)
+}
 
 func (d device) Size() int64    { return d.h.Size() }
 func (d device) ReadOnly() bool { return d.h.ReadOnly() }
 
+// mayRead and mayWrite give an NBD client what SCSI gives an initiator
+// port that is not registered: a cluster that fences its nodes through
+// the volume's persistent reservation (fence_scsi) must not have its
+// fence bypassed by a client of the same volume over NBD. Where an
+// initiator would get RESERVATION CONFLICT, the client gets EPERM.
+func (d device) mayRead() error {
+	if typ, _, read := d.outsider(); !read {
+		return d.reserved(typ, "read")
+	}
+	return nil
+}
+
+func (d device) mayWrite() error {
+	if typ, write, _ := d.outsider(); !write {
+		return d.reserved(typ, "write")
+	}
+	return nil
+}
+
+func (d device) reserved(typ array.ReservationType, what string) error {
+	return fmt.Errorf("%w: %s is reserved by a host over iSCSI (SCSI persistent reservation %s), which lets no client without a registration %s it; "+
+		"an NBD client has none: reach the volume through the cluster's iSCSI paths, or have the cluster release the reservation", syscall.EPERM, d.h.Name(), typ, what)
+}
+
 func (d device) ReadAt(ctx context.Context, p []byte, off int64) error {
+	if err := d.mayRead(); err != nil {
+		return err
+	}
 	return errno(d.h.ReadAt(ctx, p, off))
 }
 
 func (d device) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
+	if err := d.mayWrite(); err != nil {
+		return err
+	}
 	return errno(d.h.WriteAt(ctx, p, off, fua))
 }
 
@@ -64,10 +117,16 @@ func (d device) Flush(ctx context.Context) error { return errno(d.h.Flush(ctx)) 
 // cache, and whole-block writes to unmirrored volumes, on the connection's
 // reader goroutine (nbd.QuickDevice).
 func (d device) ReadAtNoWait(ctx context.Context, p []byte, off int64) error {
+	if err := d.mayRead(); err != nil {
+		return err
+	}
 	return quick(d.h.ReadAtNoWait(ctx, p, off))
 }
 
 func (d device) WriteAtNoWait(ctx context.Context, p []byte, off int64) error {
+	if err := d.mayWrite(); err != nil {
+		return err
+	}
 	return quick(d.h.WriteAtNoWait(ctx, p, off))
 }
 
@@ -81,16 +140,25 @@ func quick(err error) error {
 // Trim discards by zeroing: the store frees whole blocks, and reads after
 // a trim are defined (zeros) rather than whatever was there.
 func (d device) Trim(ctx context.Context, off, length int64, fua bool) error {
+	if err := d.mayWrite(); err != nil {
+		return err
+	}
 	return errno(d.h.Zero(ctx, off, length, fua))
 }
 
 // WriteZeroes frees whole blocks even with NO_HOLE: unallocated blocks
 // read as zeros, and the protocol lets a server ignore the hint.
 func (d device) WriteZeroes(ctx context.Context, off, length int64, _, fua bool) error {
+	if err := d.mayWrite(); err != nil {
+		return err
+	}
 	return errno(d.h.Zero(ctx, off, length, fua))
 }
 
 func (d device) BlockStatus(ctx context.Context, off, length int64) ([]nbd.Extent, error) {
+	if err := d.mayRead(); err != nil {
+		return nil, err
+	}
 	ext, err := d.h.Allocation(ctx, off, length)
 	if err != nil {
 		return nil, errno(err)

@@ -331,3 +331,30 @@ func catchUpOwed(cur, next *prState, port uint16) map[nexus]uint16 {
 	}
 	return owe
 }
+
+// Outsider is what a unit's persistent reservation leaves a client of the
+// same volume that is no SCSI initiator and so can hold no registration
+// (an NBD client): what SPC-4 leaves an I_T nexus that is not registered.
+type Outsider struct {
+	// Reserved is the reservation's type (SPC-4's code); 0: none.
+	Reserved byte
+	// Write and Read say whether such a client may write and read: under
+	// every reservation type it may not write, and under the three
+	// exclusive-access types it may not read either.
+	Write, Read bool
+}
+
+// Outsiders returns a check, cheap enough for every I/O, of what the
+// reservation of the unit whose NAA is naa leaves a client with no
+// registration at that moment. It follows the unit through every change,
+// this target's and those the other target of a shared unit gives it.
+func (s *Server) Outsiders(naa [16]byte) func() Outsider {
+	u := s.unitOf(naa)
+	return func() Outsider {
+		st := u.pr.state.Load()
+		if st == nil || st.typ == 0 {
+			return Outsider{Write: true, Read: true}
+		}
+		return Outsider{Reserved: byte(st.typ), Read: !st.typ.exclusiveAccess()}
+	}
+}

@@ -623,3 +623,51 @@ func TestReservationTurnEndsWithContext(t *testing.T) {
 		t.Fatalf("status at B after the clear: %+v; want none at generation 2", st)
 	}
 }
+
+// TestOutsiders: the check an NBD export makes of its volume's
+// reservation follows every change a host makes over iSCSI, taken before
+// the unit was opened or after: no reservation lets a client without a
+// registration read and write; a WRITE EXCLUSIVE one lets it read only;
+// an EXCLUSIVE ACCESS one lets it do neither. A unit's kept state counts
+// before any session opens it again.
+func TestOutsiders(t *testing.T) {
+	keeper := &memKeeper{saved: map[[16]byte][]byte{}}
+	dev := newFileDevice(t, 1<<20, 42)
+	naa := dev.Identity().NAA
+	tt := newTestTargets()
+	tt.add(testIQN, rawInit, Auth{}, 0, dev)
+	ts := startServer(t, tt, Options{Keeper: keeper})
+	before := ts.srv.Outsiders(naa) // no session has opened the unit yet
+	c := dialRaw(t, ts.addr)
+	c.mustLogin(loginOpts{initiator: rawInit, target: testIQN})
+	c.mustDo(0, []byte{0x00, 0, 0, 0, 0, 0}, 0, nil)
+	after := ts.srv.Outsiders(naa)
+	want := func(what string, w Outsider) {
+		t.Helper()
+		for _, check := range []func() Outsider{before, after} {
+			if got := check(); got != w {
+				t.Fatalf("%s: outsiders get %+v, want %+v", what, got, w)
+			}
+		}
+	}
+	want("no reservation", Outsider{Write: true, Read: true})
+	const key = 0x0b5d
+	c.mustPROut(paRegister, 0, 0, key)
+	want("registered, not reserved", Outsider{Write: true, Read: true})
+	c.mustPROut(paReserve, typeWE, key, 0)
+	want("WRITE EXCLUSIVE", Outsider{Reserved: typeWE, Read: true})
+	c.mustPROut(paRelease, typeWE, key, 0)
+	const typeEARO = byte(prExclusiveAccessRO)
+	c.mustPROut(paReserve, typeEARO, key, 0)
+	want("EXCLUSIVE ACCESS, REGISTRANTS ONLY", Outsider{Reserved: typeEARO})
+
+	// Another server with the same keeper, as after a restart: the kept
+	// reservation holds before any session opens the unit.
+	again := startServer(t, newTestTargets(), Options{Keeper: keeper})
+	if got := again.srv.Outsiders(naa)(); got != (Outsider{Reserved: typeEARO}) {
+		t.Fatalf("outsiders of a kept EXCLUSIVE ACCESS reservation after a restart: %+v", got)
+	}
+
+	ts.srv.ForgetReservations(naa)
+	want("reservations forgotten (volume deleted)", Outsider{Write: true, Read: true})
+}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 
 	"github.com/volrep/volrep/array"
+	"github.com/volrep/volrep/array/export"
 	"github.com/volrep/volrep/array/iscsi"
 	"github.com/volrep/volrep/array/store"
 	"github.com/volrep/volrep/errdefs"
@@ -198,6 +199,20 @@ func (d *device) ForwardReservation(ctx context.Context, req []byte) ([]byte, bo
 func (d *device) ShareReservations(ctx context.Context, state []byte) ([]byte, error) {
 	newer, err := d.h.ShareReservations(ctx, state)
 	return newer, deviceErr(err)
+}
+
+// Outsiders tells NBD exports what the reservations srv keeps leave a
+// client with no registration (export.Reservations).
+func Outsiders(srv *iscsi.Server) export.Reservations { return outsiders{srv} }
+
+type outsiders struct{ srv *iscsi.Server }
+
+func (o outsiders) Outsider(serial string) func() (array.ReservationType, bool, bool) {
+	check := o.srv.Outsiders(array.NAA(serial))
+	return func() (array.ReservationType, bool, bool) {
+		c := check()
+		return array.ReservationType(c.Reserved), c.Write, c.Read
+	}
 }
 
 // Reservations keeps the persistent reservations of the volumes' units in
