@@ -1,9 +1,11 @@
 package replication
 
 import (
+	"bytes"
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,6 +45,42 @@ func TestLeftCopyOfAnEarlierLeave(t *testing.T) {
 	p.settleLeft(ctx, "v", p.left["v"].gen, nil)
 	if p.left["v"] != nil {
 		t.Fatal("the copy's own deletion did not forget it")
+	}
+}
+
+// TestLeftCopyKeepsWhenItWasLeft: a copy left at the peer keeps the time
+// its member left through a restart of the array, and the warning about
+// a copy the peer keeps refusing names that time, not the restart's. A
+// record from before the time was kept loads as left at the restart.
+func TestLeftCopyKeepsWhenItWasLeft(t *testing.T) {
+	ctx := t.Context()
+	p, st := storeOnlyPod(t)
+	clk := p.e.opts.Clock.(*clock.Fake)
+	left := clk.Now()
+	p.recordLeft(ctx, "v", "peer-v", errors.New("the peer did not answer"))
+	if err := st.PutRecord(ctx, recPodLeft, "pod/w", []byte("peer-w")); err != nil {
+		t.Fatal(err)
+	}
+
+	clk.Advance(3 * time.Hour)
+	var logs bytes.Buffer
+	e := &Engine{s: st, log: slog.New(slog.NewTextHandler(&logs, nil)), opts: p.e.opts}
+	restarted := &pod{e: e, name: "pod", members: map[string]*podMember{}, left: map[string]*leftCopy{}}
+	if err := restarted.loadLeft(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v, w := restarted.left["v"], restarted.left["w"]
+	if v == nil || v.remote != "peer-v" || !v.since.Equal(left) {
+		t.Fatalf("copy of v after the restart: %+v; want peer-v, left at %s", v, left)
+	}
+	if w == nil || w.remote != "peer-w" || !w.since.Equal(clk.Now()) {
+		t.Fatalf("copy of w, recorded the old way, after the restart: %+v; want peer-w, left at the restart", w)
+	}
+
+	clk.Advance(leftWarnEvery)
+	restarted.settleLeft(ctx, "v", v.gen, errors.New("volume is exported"))
+	if want := "since=" + left.UTC().Format(time.RFC3339); !strings.Contains(logs.String(), want) {
+		t.Fatalf("warning about the refused copy:\n%s\nwant %s", logs.String(), want)
 	}
 }
 

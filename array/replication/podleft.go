@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"time"
 
@@ -24,20 +25,28 @@ type leftCopy struct {
 	// gen tells this leave from an earlier one of the same volume: a
 	// deletion begun for the earlier one must not forget this one.
 	gen    uint64
-	since  time.Time // when this array learnt of it (left, or loaded)
-	tries  int       // deletions the peer refused or did not answer
+	since  time.Time // when the member left, kept across restarts
+	tries  int       // deletions the peer refused or did not answer, in this run
 	warned time.Time
+}
+
+// leftRec is a left copy's record. Records from before it held the
+// peer's volume name alone, which loads as a copy left when it loads.
+type leftRec struct {
+	Remote string    `json:"remote"`
+	Since  time.Time `json:"since"`
 }
 
 // leftKey is the record key of a former member's copy.
 func (p *pod) leftKey(local string) string { return p.name + "/" + local }
 
-// addLeftLocked remembers a copy left at the peer. Called with p.leftMu
-// held.
-func (p *pod) addLeftLocked(local, remote string) {
-	now := p.e.opts.Clock.Now()
+// addLeftLocked remembers a copy left at the peer since since. Called
+// with p.leftMu held.
+func (p *pod) addLeftLocked(local, remote string, since time.Time) *leftCopy {
 	p.leftGen++
-	p.left[local] = &leftCopy{remote: remote, gen: p.leftGen, since: now, warned: now}
+	c := &leftCopy{remote: remote, gen: p.leftGen, since: since, warned: p.e.opts.Clock.Now()}
+	p.left[local] = c
+	return c
 }
 
 // dropFormer deletes the peer's copy of a member that left the pod, within
@@ -59,8 +68,12 @@ func (p *pod) dropFormer(ctx context.Context, m *podMember) {
 func (p *pod) recordLeft(ctx context.Context, local, remote string, cause error) {
 	p.leftMu.Lock()
 	defer p.leftMu.Unlock()
-	p.addLeftLocked(local, remote)
-	if rerr := p.e.s.PutRecord(ctx, recPodLeft, p.leftKey(local), []byte(remote)); rerr != nil {
+	c := p.addLeftLocked(local, remote, p.e.opts.Clock.Now())
+	rec, rerr := json.Marshal(leftRec{Remote: remote, Since: c.since.UTC()})
+	if rerr == nil {
+		rerr = p.e.s.PutRecord(ctx, recPodLeft, p.leftKey(local), rec)
+	}
+	if rerr != nil {
 		p.e.log.Warn("removing the peer's copy of a former pod member; the pod retries while it runs, but could not record it for after a restart: "+
 			"delete it at the peer if this array restarts first", "pod", p.name, "volume", local, "peer_volume", remote, "err", cause, "record_err", rerr)
 		return
@@ -75,7 +88,11 @@ func (p *pod) loadLeft(ctx context.Context) error {
 	p.leftMu.Lock()
 	defer p.leftMu.Unlock()
 	return p.e.s.Records(ctx, recPodLeft, prefix, func(k string, data []byte) error {
-		p.addLeftLocked(strings.TrimPrefix(k, prefix), string(data))
+		var rec leftRec
+		if json.Unmarshal(data, &rec) != nil || rec.Remote == "" {
+			rec = leftRec{Remote: string(data), Since: p.e.opts.Clock.Now()}
+		}
+		p.addLeftLocked(strings.TrimPrefix(k, prefix), rec.Remote, rec.Since)
 		return nil
 	})
 }
