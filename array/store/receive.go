@@ -64,9 +64,9 @@ type Receiver struct {
 	rec receiveRec
 	// syncMu lets one checkpoint run at a time.
 	syncMu sync.Mutex
-	// direct is the staging file opened with O_DIRECT, for Write only
-	// (see directWriter); nil until the first Write, or when the file
-	// system refuses O_DIRECT.
+	// direct writes the staged data around the page cache (see
+	// directWriter); nil until the first Write. Only the goroutine that
+	// calls Write uses it, and Release closes it.
 	direct *directWriter
 }
 
