@@ -101,6 +101,9 @@ func TestISCSIReservationsOutliveSIGKILLAndClear(t *testing.T) {
 	if err := nc.ReadAt(got, nbdOff); err != nil || bytes.Equal(got, pattern(0xee, 4096)) {
 		t.Fatalf("NBD read under WRITE EXCLUSIVE: %v (or the refused write landed)", err)
 	}
+	if !strings.Contains(d.Logs(), "rv is reserved by a host over iSCSI (SCSI persistent reservation write-exclusive)") {
+		t.Errorf("no journal line of the NBD client's refused write:\n%s", d.Logs())
+	}
 
 	out, code := volrep(t, d, "host", "reservations", "rv", "--clear", "--array", d.ArrayA, "--array-token", d.TokenA)
 	if code != 0 || !regexpLine(out, `registrations\s+none`) || !regexpLine(out, `generation\s+2`) {

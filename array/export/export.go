@@ -93,8 +93,9 @@ func (d device) mayWrite() error {
 }
 
 func (d device) reserved(typ array.ReservationType, what string) error {
-	return fmt.Errorf("%w: %s is reserved by a host over iSCSI (SCSI persistent reservation %s), which lets no client without a registration %s it; "+
-		"an NBD client has none: reach the volume through the cluster's iSCSI paths, or have the cluster release the reservation", syscall.EPERM, d.h.Name(), typ, what)
+	return &nbd.Refusal{Errno: syscall.EPERM, Reason: "reserved by a host over iSCSI (" + typ.String() + ")",
+		Err: fmt.Errorf("%s is reserved by a host over iSCSI (SCSI persistent reservation %s), which lets no client without a registration %s it; "+
+			"an NBD client has none: reach the volume through the cluster's iSCSI paths, or have the cluster release the reservation", d.h.Name(), typ, what)}
 }
 
 func (d device) ReadAt(ctx context.Context, p []byte, off int64) error {

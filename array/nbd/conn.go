@@ -73,8 +73,11 @@ type conn struct {
 	// Transmission phase.
 	work     chan *request
 	inflight atomic.Int64
-	budget   int64
-	freed    chan struct{} // signalled when budget or a queue slot is released
+	// refusalLogged is set once a Refusal of this connection's requests
+	// was logged.
+	refusalLogged atomic.Bool
+	budget        int64
+	freed         chan struct{} // signalled when budget or a queue slot is released
 	// queued counts the requests read and not yet released (replies not
 	// yet written); the reader keeps it at most maxQueued.
 	queued    atomic.Int64
@@ -815,7 +818,15 @@ func (c *conn) deviceError(r *request, err error) {
 	case errNotSup:
 		msg = msgUnsupported
 	}
-	if errno == errIO && c.ctx.Err() == nil {
+	var refusal *Refusal
+	switch {
+	case errors.As(err, &refusal):
+		msg = refusal.Reason
+		if c.refusalLogged.CompareAndSwap(false, true) {
+			c.log.Warn("nbd: the device refused a request (told once per connection)", "export", c.s.opts.LogName(c.exportName),
+				"remote", c.remote, "command", r.typ, "offset", r.off, "length", r.length, "err", refusal.Err)
+		}
+	case errno == errIO && c.ctx.Err() == nil:
 		c.log.Warn("nbd: device error", "export", c.s.opts.LogName(c.exportName),
 			"command", r.typ, "offset", r.off, "length", r.length, "err", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"syscall"
 )
 
 // Device is the block device behind one export. The server calls its methods
@@ -56,6 +57,21 @@ type Device interface {
 	// Zero set is allocated but known to read as zeros.
 	BlockStatus(ctx context.Context, off, length int64) ([]Extent, error)
 }
+
+// Refusal is a device's refusal of a request whose reason the client
+// should be told and the operator should hear of (a volume reserved by
+// another host, say). The server answers with Errno and, in a structured
+// reply, Reason (cut to the 80 bytes it sends); it logs Err as a warning
+// once per connection, where the generic messages it sends for other
+// errors would leave the client's user guessing.
+type Refusal struct {
+	Errno  syscall.Errno
+	Reason string
+	Err    error
+}
+
+func (r *Refusal) Error() string   { return r.Err.Error() }
+func (r *Refusal) Unwrap() []error { return []error{r.Errno, r.Err} }
 
 // Extent is one run of a BlockStatus answer.
 type Extent struct {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -877,5 +878,38 @@ func TestLatencyCountsEachRequest(t *testing.T) {
 	}
 	if lat[latency.Write].Sum <= 0 {
 		t.Errorf("writes took no time: %+v", lat[latency.Write])
+	}
+}
+
+// refusingWrites refuses every write with a Refusal.
+type refusingWrites struct{ *fileDevice }
+
+func (d refusingWrites) WriteAt(context.Context, []byte, int64, bool) error {
+	return &Refusal{Errno: syscall.EPERM, Reason: "reserved by another host",
+		Err: errors.New("volume v is reserved by host h; release it there")}
+}
+
+// TestRefusalIsToldAndLoggedOnce: a device's Refusal reaches the client
+// as its errno with its reason in the structured reply, and the operator
+// as one warning per connection, however many requests it refuses.
+func TestRefusalIsToldAndLoggedOnce(t *testing.T) {
+	ex := newTestExports()
+	ex.add("disk", refusingWrites{newFileDevice(t, testSize)}, true)
+	ts := startServer(t, ex, Options{})
+	for _, structured := range []bool{true, false} {
+		c := connect(t, ts.addr, "disk", clientOpts{structured: structured})
+		for range 3 {
+			r := c.write(0, make([]byte, 4096), 0)
+			if r.errno != errPerm || (structured && r.msg != "reserved by another host") {
+				t.Fatalf("refused write (structured %v): errno %d, message %q; want EPERM and the device's reason", structured, r.errno, r.msg)
+			}
+		}
+		if r := c.read(0, make([]byte, 4096), 0); r.errno != 0 {
+			t.Fatalf("read after the refusals: errno %d", r.errno)
+		}
+		c.checkProto()
+	}
+	if n := strings.Count(ts.logs.String(), "volume v is reserved by host h"); n != 2 {
+		t.Fatalf("the refusal was logged %d times for two connections of three refused writes each, want 2:\n%s", n, ts.logs.String())
 	}
 }
