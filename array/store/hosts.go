@@ -440,17 +440,19 @@ func (s *Store) connectionOf(c *conn) array.Connection {
 		ReadOnly: c.rec.Snapshot != "", TargetIQN: s.opts.ISCSITargetIQN, Portals: s.Portals(), Created: c.rec.Created}
 	if v, ok := s.vols[c.rec.Volume]; ok {
 		out.ReadOnly = out.ReadOnly || v.rec.ReadOnly
-		out.WWN = array.WWN(v.rec.Serial)
-		if sn, ok := v.snaps[c.rec.Snapshot]; ok {
-			out.WWN = array.WWN(snapshotSerial(v, sn))
-		}
+		out.WWN = array.WWN(unitSerial(v, v.snaps[c.rec.Snapshot]))
 	}
 	return out
 }
 
-// snapshotSerial gives a connected snapshot an identity of its own,
-// derived from its volume's serial and its GUID, which its replicas keep.
-func snapshotSerial(v *volume, sn *snapshot) string {
+// unitSerial is the serial of the logical unit that serves volume v, or
+// its snapshot sn when sn is not nil: a connected snapshot has an
+// identity of its own, derived from its volume's serial and its GUID,
+// which its replicas keep. Called with s.mu held.
+func unitSerial(v *volume, sn *snapshot) string {
+	if sn == nil {
+		return v.rec.Serial
+	}
 	return array.DeriveSerial(v.rec.Serial, sn.rec.GUID)
 }
 
@@ -714,16 +716,14 @@ func (s *Store) OpenLUN(ctx context.Context, iqn string, lun int64) (*Handle, st
 			return nil, "", err
 		}
 		hd := &Handle{s: s, v: v, grant: &c.grant, host: h}
-		serial := v.rec.Serial
 		if c.rec.Snapshot != "" {
 			_, sn, err := s.snapshotLocked(c.rec.Volume, c.rec.Snapshot)
 			if err != nil {
 				return nil, "", err
 			}
 			hd.snap = sn
-			serial = snapshotSerial(v, sn)
 		}
-		return hd, serial, nil
+		return hd, unitSerial(v, hd.snap), nil
 	}
 	return nil, "", errdefs.NotFound("LUN %d is not mapped to host %q", lun, h.rec.Name)
 }

@@ -760,15 +760,12 @@ func (h *Handle) Name() string {
 	return h.v.rec.Name
 }
 
-// Serial is the serial of the logical unit the handle serves, as OpenLUN
-// gives it: its volume's, or its snapshot's own.
+// Serial is the serial of the logical unit the handle serves: its
+// volume's, or its snapshot's own.
 func (h *Handle) Serial() string {
 	h.s.mu.RLock()
 	defer h.s.mu.RUnlock()
-	if h.snap != nil {
-		return snapshotSerial(h.v, h.snap)
-	}
-	return h.v.rec.Serial
+	return unitSerial(h.v, h.snap)
 }
 
 // ReadOnly reports whether writes are refused.
