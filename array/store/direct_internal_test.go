@@ -117,3 +117,54 @@ func count(vec []byte) int {
 	}
 	return n
 }
+
+// TestWriteBlocksStagesEveryRange: ranges written together all land,
+// aligned ones around the page cache, and a batch with a range outside
+// the snapshot writes nothing.
+func TestWriteBlocksStagesEveryRange(t *testing.T) {
+	ctx := t.Context()
+	s, err := Open(t.TempDir(), Options{Name: "target"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.CreatePool(ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	const size, blk = 8 << 20, 64 << 10
+	r, err := s.BeginReceive(ctx, ReceiveSpec{TransferID: "t1", Volume: "v", Pool: "p", SizeBytes: size,
+		Snapshot: SnapshotRequest{Name: "s1", GUID: "guid-s1"}, Created: time.Now(), ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	offs := []int64{7 * blk * 16, 3 * blk, 40 * blk, 100 * blk} // out of order, past each other's ends
+	var batch []Blocks
+	for i, off := range offs {
+		batch = append(batch, Blocks{Off: off, Data: bytes.Repeat([]byte{byte(i + 1)}, blk)})
+	}
+	if err := r.WriteBlocks(append(batch[:len(batch):len(batch)], Blocks{Off: size, Data: make([]byte, blk)})); err == nil {
+		t.Fatal("a batch with a range past the snapshot's end was taken")
+	}
+	if got := r.Bytes(); got != 0 {
+		t.Fatalf("a refused batch staged %d bytes", got)
+	}
+	if err := r.WriteBlocks(batch); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Bytes(); got != int64(len(offs))*blk {
+		t.Errorf("staged %d bytes, want %d", got, len(offs)*blk)
+	}
+	if _, err := r.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.Release()
+	for _, b := range append(batch, Blocks{Off: 41 * blk, Data: make([]byte, blk)}) {
+		got := make([]byte, len(b.Data))
+		if err := s.ReadSnapshot(ctx, "v", "s1", b.Off, got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, b.Data) {
+			t.Errorf("snapshot s1 at %d reads %d..., want %d...", b.Off, got[0], b.Data[0])
+		}
+	}
+}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"sync"
 	"time"
 
@@ -65,9 +66,9 @@ type Receiver struct {
 	// syncMu lets one checkpoint run at a time.
 	syncMu sync.Mutex
 	// direct writes the staged data around the page cache (see
-	// directWriter); nil until the first Write. Only the goroutine that
-	// calls Write uses it, and Release closes it.
-	direct *directWriter
+	// directWriter); opened by the first write, closed by Release.
+	direct     *directWriter
+	directOnce sync.Once
 }
 
 func (s *Store) loadReceives(tx *bolt.Tx) error {
@@ -278,22 +279,61 @@ func (r *Receiver) checkBlocks(off, length int64) error {
 
 // Write stages whole blocks of data.
 func (r *Receiver) Write(p []byte, off int64) error {
-	if err := r.checkBlocks(off, int64(len(p))); err != nil {
-		return err
+	return r.WriteBlocks([]Blocks{{Off: off, Data: p}})
+}
+
+// Blocks is data for whole blocks at Off.
+type Blocks struct {
+	Off  int64
+	Data []byte
+}
+
+// WriteBlocks stages several ranges of whole blocks that do not overlap,
+// all at once: the device takes direct writes in flight together much
+// faster than one after another (fio, 64 KiB random direct writes into
+// allocated blocks on this kind of machine: 389 MB/s one at a time, about
+// 1 GB/s four at a time). It returns the first error; ranges written
+// before it stay staged.
+func (r *Receiver) WriteBlocks(ws []Blocks) error {
+	for _, b := range ws {
+		if err := r.checkBlocks(b.Off, int64(len(b.Data))); err != nil {
+			return err
+		}
 	}
 	f, err := r.l.writable()
 	if err != nil {
 		return r.s.space(err)
 	}
-	if r.direct == nil {
-		r.direct = openDirect(r.l.path)
+	r.directOnce.Do(func() { r.direct = openDirect(r.l.path) })
+	if len(ws) > 1 {
+		for _, b := range ws {
+			if err := r.direct.allocate(b.Data, b.Off); err != nil {
+				return r.s.space(err)
+			}
+		}
 	}
-	if err := r.direct.writeAt(f, p, off); err != nil {
+	errs := make([]error, len(ws))
+	var wg sync.WaitGroup
+	for i := 1; i < len(ws); i++ {
+		wg.Go(func() { errs[i] = r.writeBlocks(f, ws[i]) })
+	}
+	errs[0] = r.writeBlocks(f, ws[0])
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Receiver) writeBlocks(f *os.File, b Blocks) error {
+	if err := r.direct.writeAt(f, b.Data, b.Off); err != nil {
 		return r.s.space(err)
 	}
-	r.l.markPresent(uint64(off/bs), uint64((off+int64(len(p)))/bs))
+	r.l.markPresent(uint64(b.Off/bs), uint64((b.Off+int64(len(b.Data)))/bs))
 	r.mu.Lock()
-	r.rec.Bytes += int64(len(p))
+	r.rec.Bytes += int64(len(b.Data))
 	r.mu.Unlock()
 	return nil
 }

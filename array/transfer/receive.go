@@ -231,7 +231,10 @@ type write struct {
 }
 
 // writer applies received changes in order and asks for checkpoints at
-// the offset written so far, never past it.
+// the offset written so far, never past it. Data that arrives while it
+// writes is written together next, up to writesAtOnce messages
+// (store.Receiver.WriteBlocks): the ranges never overlap, since offsets
+// only go up.
 type writer struct {
 	in     chan write
 	failed chan struct{} // closed when err is set
@@ -241,19 +244,50 @@ type writer struct {
 	err     error
 }
 
+// writesAtOnce bounds the data messages written together. In P1 (648
+// scattered 64 KiB changes) four took the staging writes from 156 ms one
+// at a time to about 60 ms; more gained nothing on this machine's disk.
+const writesAtOnce = 4
+
 func startWriter(ctx context.Context, r *store.Receiver, cp *checkpointer, from int64) *writer {
 	w := &writer{in: make(chan write, 8), failed: make(chan struct{}), done: make(chan struct{}), written: from}
 	go func() {
 		defer close(w.done)
 		since, last := int64(0), time.Now()
-		for c := range w.in {
+		batch := make([]store.Blocks, 0, writesAtOnce)
+		var held *write // a zero that ended a batch, applied next
+		next := func() (write, bool) {
+			if c := held; c != nil {
+				held = nil
+				return *c, true
+			}
+			c, ok := <-w.in
+			return c, ok
+		}
+		for {
+			c, ok := next()
+			if !ok {
+				return
+			}
 			if w.err != nil {
 				continue // drain, so put never blocks on a writer that failed
 			}
 			var err error
 			if c.isData {
-				if err = r.Write(c.data, c.off); err == nil {
-					w.written, since = c.off+int64(len(c.data)), since+int64(len(c.data))
+				batch = append(batch[:0], store.Blocks{Off: c.off, Data: c.data})
+				n := int64(len(c.data))
+				for len(batch) < writesAtOnce && len(w.in) > 0 {
+					more := <-w.in
+					if !more.isData {
+						held = &more
+						break
+					}
+					batch = append(batch, store.Blocks{Off: more.off, Data: more.data})
+					n += int64(len(more.data))
+				}
+				if err = r.WriteBlocks(batch); err == nil {
+					end := batch[len(batch)-1]
+					w.written, since = end.Off+int64(len(end.Data)), since+n
 				}
 			} else if err = r.Zero(c.off, c.zero); err == nil {
 				w.written = c.off + c.zero
