@@ -16,7 +16,8 @@ import (
 // profile of an incremental transfer (P1: runtime.memclrNoHeapPointers
 // under sizedBufferPool.Get, 90 of 210 ms). Here every power of two from
 // 256 B to 16 MiB is a tier, so a message's buffer is less than twice its
-// size, and clearing it costs what copying the message does.
+// size; what is cleared is the length asked for, which the caller then
+// fills, so clearing costs what copying the message does.
 //
 // It is set as gRPC's default pool when the package loads, before any
 // server or connection exists, rather than per connection: the proto
@@ -45,8 +46,8 @@ func (p *tieredBuffers) Get(n int) *[]byte {
 		return &b
 	}
 	if b, ok := p.tiers[t].Get().(*[]byte); ok {
-		clear((*b)[:cap(*b)])
 		*b = (*b)[:n]
+		clear(*b)
 		return b
 	}
 	b := make([]byte, n, 1<<t)
