@@ -49,10 +49,10 @@ func TestReceivedDataSkipsThePageCache(t *testing.T) {
 	for i := range unaligned {
 		unaligned[i] = byte(i/4096 + 100)
 	}
-	if err := r.Write(aligned, 0); err != nil {
+	if err := r.WriteBlocks([]Blocks{{Off: 0, Data: aligned}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Write(unaligned, 3*mib); err != nil {
+	if err := r.WriteBlocks([]Blocks{{Off: 3 * mib, Data: unaligned}}); err != nil {
 		t.Fatal(err)
 	}
 	cached := residentPages(t, r.l.path, 4*mib)
@@ -118,9 +118,9 @@ func count(vec []byte) int {
 	return n
 }
 
-// TestWriteBlocksStagesEveryRange: ranges written together all land,
-// aligned ones around the page cache, and a batch with a range outside
-// the snapshot writes nothing.
+// TestWriteBlocksStagesEveryRange: ranges written together all land, a
+// batch with a range outside the snapshot writes nothing, and an empty
+// batch is no error.
 func TestWriteBlocksStagesEveryRange(t *testing.T) {
 	ctx := t.Context()
 	s, err := Open(t.TempDir(), Options{Name: "target"})
@@ -147,6 +147,9 @@ func TestWriteBlocksStagesEveryRange(t *testing.T) {
 	}
 	if got := r.Bytes(); got != 0 {
 		t.Fatalf("a refused batch staged %d bytes", got)
+	}
+	if err := r.WriteBlocks(nil); err != nil {
+		t.Fatalf("an empty batch: %v", err)
 	}
 	if err := r.WriteBlocks(batch); err != nil {
 		t.Fatal(err)

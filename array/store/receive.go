@@ -277,24 +277,23 @@ func (r *Receiver) checkBlocks(off, length int64) error {
 	return nil
 }
 
-// Write stages whole blocks of data.
-func (r *Receiver) Write(p []byte, off int64) error {
-	return r.WriteBlocks([]Blocks{{Off: off, Data: p}})
-}
-
 // Blocks is data for whole blocks at Off.
 type Blocks struct {
 	Off  int64
 	Data []byte
 }
 
-// WriteBlocks stages several ranges of whole blocks that do not overlap,
-// all at once: the device takes direct writes in flight together much
-// faster than one after another (fio, 64 KiB random direct writes into
-// allocated blocks on this kind of machine: 389 MB/s one at a time, about
-// 1 GB/s four at a time). It returns the first error; ranges written
-// before it stay staged.
+// WriteBlocks stages ranges of whole blocks that do not overlap, all at
+// once: the device takes direct writes in flight together faster than one
+// after another (648 direct 64 KiB writes at random offsets of a new
+// file, allocated first: 76-101 ms one at a time, 59-74 ms four at a
+// time, in a separate Go program on this kind of machine). Every range is
+// checked before any is written. It returns the first error; ranges
+// written before it stay staged.
 func (r *Receiver) WriteBlocks(ws []Blocks) error {
+	if len(ws) == 0 {
+		return nil
+	}
 	for _, b := range ws {
 		if err := r.checkBlocks(b.Off, int64(len(b.Data))); err != nil {
 			return err

@@ -187,7 +187,7 @@ func TestEmptyDeltaSharesTheBaseLayer(t *testing.T) {
 		}
 		defer r.Release()
 		if write != nil {
-			if err := r.Write(write, 0); err != nil {
+			if err := r.WriteBlocks([]Blocks{{Off: 0, Data: write}}); err != nil {
 				t.Fatal(err)
 			}
 		}
