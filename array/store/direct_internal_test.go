@@ -23,20 +23,9 @@ func TestReceivedDataSkipsThePageCache(t *testing.T) {
 		t.Fatalf("the test directory's file system refuses O_DIRECT (%v); run the tests on one that takes it (ext4, xfs)", err)
 	}
 	probe.Close()
-	s, err := Open(dir, Options{Name: "target"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { s.Close() }()
-	if _, err := s.CreatePool(ctx, "p"); err != nil {
-		t.Fatal(err)
-	}
 	const mib = 1 << 20
-	r, err := s.BeginReceive(ctx, ReceiveSpec{TransferID: "t1", Volume: "v", Pool: "p", SizeBytes: 4 * mib,
-		Snapshot: SnapshotRequest{Name: "s1", GUID: "guid-s1"}, Created: time.Now(), ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, r := receiving(t, dir, 4*mib)
+	defer func() { s.Close() }()
 	// aligned holds 2 MiB at a page-aligned address; unaligned is 64 KiB
 	// at an address 512 bytes past one.
 	backing := make([]byte, 3*mib+2*directAlign)
@@ -89,6 +78,27 @@ func TestReceivedDataSkipsThePageCache(t *testing.T) {
 	check(s)
 }
 
+// receiving opens a store in dir with a pool "p" and begins receiving
+// snapshot s1 of read-only volume "v", of size bytes.
+func receiving(t *testing.T, dir string, size int64) (*Store, *Receiver) {
+	t.Helper()
+	s, err := Open(dir, Options{Name: "target"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreatePool(t.Context(), "p"); err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	r, err := s.BeginReceive(t.Context(), ReceiveSpec{TransferID: "t1", Volume: "v", Pool: "p", SizeBytes: size,
+		Snapshot: SnapshotRequest{Name: "s1", GUID: "guid-s1"}, Created: time.Now(), ReadOnly: true})
+	if err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	return s, r
+}
+
 // residentPages reports, page by page, whether the first size bytes of
 // the file at path are in the page cache.
 func residentPages(t *testing.T, path string, size int) []byte {
@@ -123,20 +133,9 @@ func count(vec []byte) int {
 // batch is no error.
 func TestWriteBlocksStagesEveryRange(t *testing.T) {
 	ctx := t.Context()
-	s, err := Open(t.TempDir(), Options{Name: "target"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.CreatePool(ctx, "p"); err != nil {
-		t.Fatal(err)
-	}
 	const size, blk = 8 << 20, 64 << 10
-	r, err := s.BeginReceive(ctx, ReceiveSpec{TransferID: "t1", Volume: "v", Pool: "p", SizeBytes: size,
-		Snapshot: SnapshotRequest{Name: "s1", GUID: "guid-s1"}, Created: time.Now(), ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, r := receiving(t, t.TempDir(), size)
+	defer s.Close()
 	offs := []int64{7 * blk * 16, 3 * blk, 40 * blk, 100 * blk} // out of order, past each other's ends
 	var batch []Blocks
 	for i, off := range offs {
